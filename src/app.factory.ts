@@ -1,0 +1,56 @@
+import { ConsoleLogger, LogLevel, VersioningType } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { AppModule } from './app.module';
+import { ProblemFilter } from './common/errors/problem.filter';
+import { createValidationPipe } from './common/errors/validation';
+import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
+import { registerHttpMetrics } from './common/metrics/http-metrics';
+import { MetricsService } from './common/metrics/metrics.service';
+import { AppConfig } from './config/app-config';
+import { setupOpenApi } from './openapi/openapi';
+
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+
+export interface CreateAppOptions {
+  /** Skip serving Swagger UI (document generation only needs the routes). */
+  withDocs?: boolean;
+}
+
+/** Builds the application (not yet listening): used by main.ts, the tests, the benchmarks and the OpenAPI tool. */
+export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    genReqId: requestIdFor,
+    requestIdHeader: false,
+    logger: false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  const logger = new ConsoleLogger({
+    json: true,
+    logLevels: LEVELS.slice(0, LEVELS.indexOf(config.LOG_LEVEL) + 1),
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, { logger });
+  app.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
+  app.useGlobalPipes(createValidationPipe());
+  const filter = new ProblemFilter();
+  app.useGlobalFilters(filter);
+
+  const fastify = app.getHttpAdapter().getInstance();
+  // Graceful shutdown: requests in flight finish, and their keep-alive sockets close after the answer
+  // instead of holding the server open until the keep-alive timeout.
+  let closing = false;
+  fastify.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  fastify.addHook('onSend', (request, reply, payload, done) => {
+    void reply.header(REQUEST_ID_HEADER, request.id);
+    if (closing) void reply.header('Connection', 'close');
+    done(null, payload);
+  });
+  registerHttpMetrics(fastify, app.get(MetricsService).registry);
+  if (options.withDocs !== false) setupOpenApi(app);
+  return app;
+}

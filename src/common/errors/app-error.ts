@@ -1,0 +1,67 @@
+/**
+ * Every error the gateway answers on purpose has a code from this list. Layers below HTTP (the
+ * runtime, domain logic) throw AppError with a code; one exception filter maps codes to HTTP.
+ */
+export type ErrorCode =
+  | 'VALIDATION_FAILED'
+  | 'INVALID_TENSOR'
+  | 'MODEL_NOT_FOUND'
+  | 'MODEL_VERSION_NOT_FOUND'
+  | 'MODEL_NOT_READY'
+  | 'QUEUE_FULL'
+  | 'DEADLINE_EXCEEDED'
+  | 'SHUTTING_DOWN'
+  | 'INFERENCE_FAILED';
+
+export interface FieldError {
+  /** Path of the offending field in the request, e.g. `inputs[0].shape`. */
+  field: string;
+  reason: string;
+}
+
+export interface AppErrorOptions {
+  fields?: FieldError[];
+  /** Seconds a client should wait before retrying (sent as Retry-After). */
+  retryAfterSeconds?: number;
+  cause?: unknown;
+}
+
+export class AppError extends Error {
+  readonly fields: FieldError[];
+  readonly retryAfterSeconds?: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    /** Safe to show to the caller: never a stack, a path on disk or SQL. */
+    readonly detail: string,
+    options: AppErrorOptions = {},
+  ) {
+    super(`${code}: ${detail}`, { cause: options.cause });
+    this.name = 'AppError';
+    this.fields = options.fields ?? [];
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+export function httpStatusOf(code: ErrorCode): { status: number; title: string } {
+  switch (code) {
+    case 'VALIDATION_FAILED':
+      return { status: 400, title: 'Request validation failed' };
+    case 'INVALID_TENSOR':
+      return { status: 400, title: 'Invalid input tensor' };
+    case 'MODEL_NOT_FOUND':
+      return { status: 404, title: 'Model not found' };
+    case 'MODEL_VERSION_NOT_FOUND':
+      return { status: 404, title: 'Model version not found' };
+    case 'MODEL_NOT_READY':
+      return { status: 503, title: 'Model not ready' };
+    case 'QUEUE_FULL':
+      return { status: 503, title: 'Inference queue full' };
+    case 'DEADLINE_EXCEEDED':
+      return { status: 504, title: 'Inference deadline exceeded' };
+    case 'SHUTTING_DOWN':
+      return { status: 503, title: 'Gateway shutting down' };
+    case 'INFERENCE_FAILED':
+      return { status: 500, title: 'Inference failed' };
+  }
+}

@@ -1,0 +1,94 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, httpStatusOf } from './app-error';
+import { Problem, PROBLEM_CONTENT_TYPE, problemType } from './problem';
+
+/** Routes that speak the Open Inference Protocol answer errors as `{"error": "..."}`. */
+const OIP_PREFIX = '/v2';
+
+/**
+ * Maps every error to RFC 9457 problem+json (or the OIP error shape under /v2). Nothing internal
+ * leaks: an unexpected error is logged with its request id and answered as a bare 500.
+ */
+@Catch()
+export class ProblemFilter implements ExceptionFilter {
+  private readonly logger = new Logger('ProblemFilter');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const ctx = host.switchToHttp();
+    this.respond(exception, ctx.getRequest<FastifyRequest>(), ctx.getResponse<FastifyReply>());
+  }
+
+  /** Also Fastify's error handler, for errors raised before Nest routes a request (body parsing). */
+  respond(exception: unknown, request: FastifyRequest, reply: FastifyReply): void {
+    const problem = this.toProblem(exception, request);
+    if (problem.status >= 500) {
+      this.logger.error({
+        msg: 'request failed',
+        requestId: request.id,
+        code: problem.code,
+        error: exception instanceof Error ? exception.stack : String(exception),
+      });
+    }
+    if (exception instanceof AppError && exception.retryAfterSeconds !== undefined) {
+      void reply.header('Retry-After', String(exception.retryAfterSeconds));
+    }
+    const path = request.url.split('?')[0];
+    if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
+      void reply.status(problem.status).header('Content-Type', 'application/json').send({ error: problem.detail });
+      return;
+    }
+    void reply.status(problem.status).header('Content-Type', PROBLEM_CONTENT_TYPE).send(problem);
+  }
+
+  private toProblem(exception: unknown, request: FastifyRequest): Problem {
+    const base = { instance: request.url.split('?')[0], requestId: String(request.id) };
+    if (exception instanceof AppError) {
+      const { status, title } = httpStatusOf(exception.code);
+      return {
+        type: problemType(exception.code),
+        title,
+        status,
+        detail: exception.detail,
+        code: exception.code,
+        ...base,
+        ...(exception.fields.length ? { errors: exception.fields } : {}),
+      };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const response = exception.getResponse();
+      const message =
+        typeof response === 'string'
+          ? response
+          : typeof response === 'object' && response !== null && 'message' in response
+            ? String(response.message)
+            : exception.message;
+      const code = status === 404 ? 'NOT_FOUND' : `HTTP_${status}`;
+      return { type: problemType(code), title: exception.name, status, detail: message, code, ...base };
+    }
+    // Errors Fastify raises before a handler runs (bad JSON, body too large, wrong content type).
+    const statusCode = (exception as { statusCode?: unknown })?.statusCode;
+    if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+      const raw = (exception as { code?: unknown }).code;
+      const fastifyCode = typeof raw === 'string' ? raw : `HTTP_${statusCode}`;
+      const detail = exception instanceof Error ? exception.message : 'bad request';
+      return {
+        type: problemType(fastifyCode),
+        title: 'Bad request',
+        status: statusCode,
+        detail,
+        code: fastifyCode,
+        ...base,
+      };
+    }
+    return {
+      type: problemType('INTERNAL'),
+      title: 'Internal error',
+      status: 500,
+      detail: `internal error; quote request id ${String(request.id)}`,
+      code: 'INTERNAL',
+      ...base,
+    };
+  }
+}

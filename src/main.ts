@@ -1,0 +1,43 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { createApp } from './app.factory';
+import { AppConfig, loadConfig } from './config/app-config';
+
+async function bootstrap(): Promise<void> {
+  let config: AppConfig;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(1);
+  }
+  const app = await createApp(config);
+  const logger = new Logger('Bootstrap');
+  // Graceful shutdown: stop accepting, finish in-flight requests and queued inference, then exit.
+  let stopping = false;
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      logger.log({ msg: 'shutting down', signal, graceMs: config.SHUTDOWN_GRACE_MS });
+      setTimeout(() => {
+        logger.error({ msg: 'shutdown grace period over; exiting with work still in flight' });
+        process.exit(1);
+      }, config.SHUTDOWN_GRACE_MS).unref();
+      app.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ msg: 'error during shutdown', error: String(error) });
+          process.exit(1);
+        },
+      );
+    });
+  }
+  await app.listen(config.PORT, config.HOST);
+  logger.log({ msg: 'listening', url: `http://${config.HOST}:${config.PORT}`, docs: '/docs' });
+}
+
+bootstrap().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+});

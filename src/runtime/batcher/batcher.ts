@@ -1,0 +1,236 @@
+import { AppError } from '../../common/errors/app-error';
+import { concatBatch, splitBatch, Tensor } from '../tensor';
+
+export interface BatcherOptions {
+  /** Largest number of rows stacked into one run (a single larger request runs alone). */
+  maxBatchSize: number;
+  /** How long the first waiting request may wait for others to join it. */
+  maxQueueDelayMs: number;
+  /** Requests waiting beyond this are refused at once (503 with Retry-After). */
+  maxQueueSize: number;
+  /** Batches of this model running at the same time (usually the worker count). */
+  maxConcurrentBatches: number;
+  /** False for a graph without a dynamic batch axis: each request runs alone. */
+  batchable: boolean;
+}
+
+export type RunBatch = (
+  inputs: Record<string, Tensor>,
+) => Promise<{ outputs: Record<string, Tensor>; computeMs: number }>;
+
+export interface BatchResult {
+  outputs: Record<string, Tensor>;
+  queueMs: number;
+  computeMs: number;
+  batchSize: number;
+}
+
+export type BatchOutcome = 'ok' | 'queue_full' | 'deadline_exceeded' | 'error' | 'shutting_down';
+
+export interface BatcherObserver {
+  batch?(rows: number, computeMs: number): void;
+  queued?(queueMs: number): void;
+  outcome?(outcome: BatchOutcome): void;
+  depth?(waiting: number): void;
+}
+
+interface Pending {
+  inputs: Record<string, Tensor>;
+  rows: number;
+  signature: string;
+  enqueuedAt: number;
+  deadline: number;
+  deadlineTimer: NodeJS.Timeout;
+  resolve: (result: BatchResult) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Dynamic batching for one model version. Requests that arrive together and share trailing
+ * dimensions are stacked along axis 0, run once, and split back. A batch leaves, when a runner is
+ * free, as soon as it is full or its oldest request has waited maxQueueDelayMs; while every runner
+ * is busy, requests gather into the next batch. Each request has a deadline: one still waiting
+ * when it passes is answered DEADLINE_EXCEEDED and never run.
+ */
+export class Batcher {
+  private readonly queue: Pending[] = [];
+  private inFlight = 0;
+  private delayTimer?: NodeJS.Timeout;
+  private closing = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly options: BatcherOptions,
+    private readonly runBatch: RunBatch,
+    private readonly observer: BatcherObserver = {},
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  get running(): number {
+    return this.inFlight;
+  }
+
+  submit(inputs: Record<string, Tensor>, timeoutMs: number): Promise<BatchResult> {
+    if (this.closing) {
+      this.observer.outcome?.('shutting_down');
+      return Promise.reject(new AppError('SHUTTING_DOWN', 'the gateway is shutting down', { retryAfterSeconds: 1 }));
+    }
+    if (this.queue.length >= this.options.maxQueueSize) {
+      this.observer.outcome?.('queue_full');
+      return Promise.reject(
+        new AppError('QUEUE_FULL', `the model's queue is full (${this.options.maxQueueSize} waiting)`, {
+          retryAfterSeconds: 1,
+        }),
+      );
+    }
+    return new Promise<BatchResult>((resolve, reject) => {
+      const enqueuedAt = this.now();
+      const item: Pending = {
+        inputs,
+        rows: this.options.batchable ? rowsOf(inputs) : 1,
+        signature: signatureOf(inputs),
+        enqueuedAt,
+        deadline: enqueuedAt + timeoutMs,
+        deadlineTimer: setTimeout(() => this.expire(item), timeoutMs),
+        resolve,
+        reject,
+      };
+      this.queue.push(item);
+      this.observer.depth?.(this.queue.length);
+      this.schedule();
+    });
+  }
+
+  /** Stops accepting, lets everything queued and running finish. */
+  drain(): Promise<void> {
+    this.closing = true;
+    this.schedule();
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private expire(item: Pending): void {
+    const index = this.queue.indexOf(item);
+    if (index < 0) return;
+    this.queue.splice(index, 1);
+    this.observer.depth?.(this.queue.length);
+    this.observer.outcome?.('deadline_exceeded');
+    item.reject(new AppError('DEADLINE_EXCEEDED', 'the request waited past its deadline and was not run'));
+    this.checkIdle();
+  }
+
+  private schedule(): void {
+    while (this.queue.length > 0 && this.inFlight < this.options.maxConcurrentBatches) {
+      const head = this.queue[0];
+      const waited = this.now() - head.enqueuedAt;
+      const full = this.rowsLike(head) >= this.options.maxBatchSize;
+      if (!this.options.batchable || full || waited >= this.options.maxQueueDelayMs || this.closing) {
+        this.dispatch(head.signature);
+        continue;
+      }
+      if (!this.delayTimer) {
+        this.delayTimer = setTimeout(
+          () => {
+            this.delayTimer = undefined;
+            this.schedule();
+          },
+          Math.max(0, this.options.maxQueueDelayMs - waited),
+        );
+      }
+      return;
+    }
+  }
+
+  private rowsLike(head: Pending): number {
+    let rows = 0;
+    for (const item of this.queue) if (item.signature === head.signature) rows += item.rows;
+    return rows;
+  }
+
+  private dispatch(signature: string): void {
+    // The pending delay belonged to the head that leaves now; schedule() arms a new one if needed.
+    clearTimeout(this.delayTimer);
+    this.delayTimer = undefined;
+    const taken: Pending[] = [];
+    let rows = 0;
+    for (let i = 0; i < this.queue.length;) {
+      const item = this.queue[i];
+      const fits = taken.length === 0 || (this.options.batchable && rows + item.rows <= this.options.maxBatchSize);
+      if (item.signature === signature && fits) {
+        taken.push(item);
+        rows += item.rows;
+        this.queue.splice(i, 1);
+        clearTimeout(item.deadlineTimer);
+        if (rows >= this.options.maxBatchSize || !this.options.batchable) break;
+      } else {
+        i++;
+      }
+    }
+    this.observer.depth?.(this.queue.length);
+    const now = this.now();
+    const live = taken.filter((item) => {
+      if (item.deadline > now) return true;
+      this.observer.outcome?.('deadline_exceeded');
+      item.reject(new AppError('DEADLINE_EXCEEDED', 'the request waited past its deadline and was not run'));
+      return false;
+    });
+    if (live.length === 0) return;
+    for (const item of live) this.observer.queued?.(now - item.enqueuedAt);
+    this.inFlight++;
+    void this.execute(live, now);
+  }
+
+  private async execute(items: Pending[], startedAt: number): Promise<void> {
+    try {
+      const names = Object.keys(items[0].inputs);
+      const stacked: Record<string, Tensor> = {};
+      for (const name of names) stacked[name] = concatBatch(items.map((item) => item.inputs[name]));
+      const { outputs, computeMs } = await this.runBatch(stacked);
+      const rows = items.map((item) => item.rows);
+      const pieces: Record<string, Tensor[]> = {};
+      for (const [name, tensor] of Object.entries(outputs)) {
+        pieces[name] = items.length === 1 ? [tensor] : splitBatch(tensor, rows);
+      }
+      const total = rows.reduce((a, b) => a + b, 0);
+      this.observer.batch?.(total, computeMs);
+      items.forEach((item, i) => {
+        const own: Record<string, Tensor> = {};
+        for (const name of Object.keys(pieces)) own[name] = pieces[name][i];
+        this.observer.outcome?.('ok');
+        item.resolve({ outputs: own, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: total });
+      });
+    } catch (error) {
+      for (const item of items) {
+        this.observer.outcome?.('error');
+        item.reject(error as Error);
+      }
+    } finally {
+      this.inFlight--;
+      this.schedule();
+      this.checkIdle();
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.queue.length === 0 && this.inFlight === 0 && this.idleWaiters.length > 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+}
+
+function rowsOf(inputs: Record<string, Tensor>): number {
+  const first = Object.values(inputs)[0];
+  return first.dims.length > 0 ? first.dims[0] : 1;
+}
+
+/** Requests can share a batch only when everything but the batch axis agrees. */
+function signatureOf(inputs: Record<string, Tensor>): string {
+  return Object.keys(inputs)
+    .sort()
+    .map((name) => `${name}:${inputs[name].dtype}:${inputs[name].dims.slice(1).join('x')}`)
+    .join('|');
+}

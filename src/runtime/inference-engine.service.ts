@@ -1,0 +1,280 @@
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { AppError, FieldError } from '../common/errors/app-error';
+import { ReadinessService } from '../common/health/readiness.service';
+import { MetricsService } from '../common/metrics/metrics.service';
+import { Batcher } from './batcher/batcher';
+import { ExecutionProviderName } from './execution-provider/execution-provider';
+import { BatchingOptions, ModelManifest } from './model-registry/model-manifest.schema';
+import { ModelVersionRecord, scanModels } from './model-registry/model-registry';
+import { RuntimeMetrics } from './runtime-metrics';
+import { elementCount, Tensor } from './tensor';
+import { inspectGraph } from './worker-pool/ort-session';
+import { WorkerFailure, WorkerPool } from './worker-pool/worker-pool';
+
+const DEFAULT_BATCHING: BatchingOptions = {
+  maxBatchSize: 32,
+  maxQueueDelayMs: 1,
+  maxQueueSize: 1024,
+  timeoutMs: 10_000,
+};
+const MAX_WARMUP_BATCH = 64;
+
+/** What callers may know of a loaded model version. */
+export interface ModelVersionInfo {
+  name: string;
+  version: string;
+  domain: string;
+  isDefault: boolean;
+  manifest: ModelManifest;
+  provider?: ExecutionProviderName;
+  fallbackReason?: string;
+  ready: boolean;
+  batching: BatchingOptions & { batchable: boolean };
+}
+
+export interface InferenceResult {
+  model: string;
+  version: string;
+  provider: ExecutionProviderName;
+  outputs: Record<string, Tensor>;
+  queueMs: number;
+  computeMs: number;
+  batchSize: number;
+}
+
+export interface InferOptions {
+  /** Milliseconds the request may wait before it is dropped (504); defaults to the model's timeoutMs. */
+  timeoutMs?: number;
+}
+
+interface Entry extends ModelVersionInfo {
+  key: string;
+  batcher: Batcher;
+}
+
+/**
+ * The runtime's one interface for callers: run a named model version on tensors. Behind it, the
+ * model registry, the worker pool that owns the ORT sessions, and a batcher per model version.
+ */
+@Injectable()
+export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('InferenceEngine');
+  private readonly entries = new Map<string, Entry[]>();
+  private pool?: WorkerPool;
+  private readonly metrics: RuntimeMetrics;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly readiness: ReadinessService,
+    metricsService: MetricsService,
+  ) {
+    this.metrics = new RuntimeMetrics(metricsService.registry);
+  }
+
+  async onModuleInit(): Promise<void> {
+    const records = await scanModels(this.config.MODELS_DIR, inspectGraph);
+    const batching = new Map(records.map((r) => [key(r), this.batchingFor(r)]));
+    this.pool = new WorkerPool(
+      this.config.WORKER_POOL_SIZE,
+      {
+        type: 'load',
+        device: this.config.INFERENCE_DEVICE,
+        cudaDeviceId: this.config.CUDA_DEVICE_ID,
+        intraOpThreads: this.config.intraOpThreads,
+        models: records.map((r) => ({
+          key: key(r),
+          onnxPath: r.onnxPath,
+          inputs: r.manifest.inputs,
+          warmupBatchSizes: [...new Set([1, Math.min(MAX_WARMUP_BATCH, batching.get(key(r))!.maxBatchSize)])],
+        })),
+      },
+      {
+        onWorkerLost: (index, reason) => {
+          this.logger.error({ msg: 'inference worker lost; replacing it', worker: index, reason });
+          this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0);
+        },
+        onWorkerReady: () => this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0),
+      },
+    );
+    const loaded = new Map((await this.pool.start()).map((m) => [m.key, m]));
+    for (const record of records) {
+      const report = loaded.get(key(record))!;
+      const options = batching.get(key(record))!;
+      const entry: Entry = {
+        key: key(record),
+        name: record.name,
+        version: record.version,
+        domain: record.domain,
+        isDefault: record.isDefault,
+        manifest: record.manifest,
+        provider: report.provider,
+        fallbackReason: report.fallbackReason,
+        ready: true,
+        batching: options,
+        batcher: new Batcher(
+          { ...options, maxConcurrentBatches: this.config.WORKER_POOL_SIZE },
+          (inputs) => this.pool!.run(key(record), inputs),
+          this.metrics.observerFor(record.name, record.version),
+        ),
+      };
+      this.entries.set(record.name, [...(this.entries.get(record.name) ?? []), entry]);
+      this.metrics.provider.set({ model: record.name, version: record.version, provider: report.provider }, 1);
+      this.logger.log({
+        msg: 'model ready',
+        model: record.name,
+        version: record.version,
+        default: record.isDefault,
+        provider: report.provider,
+        ...(report.fallbackReason ? { fallbackReason: report.fallbackReason } : {}),
+        warmupMs: Math.round(report.warmupMs),
+      });
+    }
+    this.readiness.register('models', () => this.readinessCheck());
+  }
+
+  beforeApplicationShutdown(): void {
+    this.readiness.markShuttingDown();
+  }
+
+  /** Runs after the HTTP server has closed: let queued work finish, then stop the workers. */
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all([...this.entries.values()].flat().map((e) => e.batcher.drain()));
+    await this.pool?.close();
+  }
+
+  listModels(): ModelVersionInfo[] {
+    return [...this.entries.values()].flat().map(publicInfo);
+  }
+
+  /** The version that serves `name` (the default one unless `version` pins another). */
+  describe(name: string, version?: string): ModelVersionInfo {
+    return publicInfo(this.resolve(name, version));
+  }
+
+  versionsOf(name: string): string[] {
+    return (this.entries.get(name) ?? []).map((e) => e.version);
+  }
+
+  async infer(
+    name: string,
+    version: string | undefined,
+    inputs: Record<string, Tensor>,
+    options: InferOptions = {},
+  ): Promise<InferenceResult> {
+    const entry = this.resolve(name, version);
+    const labels = { model: entry.name, version: entry.version };
+    try {
+      validateInputs(entry.manifest, inputs);
+    } catch (error) {
+      this.metrics.requests.inc({ ...labels, outcome: 'invalid' });
+      throw error;
+    }
+    const timeoutMs = options.timeoutMs ?? entry.batching.timeoutMs;
+    try {
+      const result = await entry.batcher.submit(inputs, timeoutMs);
+      return { model: entry.name, version: entry.version, provider: entry.provider!, ...result };
+    } catch (error) {
+      if (error instanceof WorkerFailure) {
+        this.logger.error({ msg: 'inference failed', model: entry.name, version: entry.version, error: error.message });
+        throw new AppError('INFERENCE_FAILED', `model ${entry.name} version ${entry.version} failed to run`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  }
+
+  private resolve(name: string, version?: string): Entry {
+    const versions = this.entries.get(name);
+    if (!versions) throw new AppError('MODEL_NOT_FOUND', `no model named "${name}"`);
+    const entry =
+      version === undefined ? versions.find((e) => e.isDefault) : versions.find((e) => e.version === version);
+    if (!entry) {
+      throw new AppError(
+        'MODEL_VERSION_NOT_FOUND',
+        `model "${name}" has no version "${version}" (versions: ${versions.map((e) => e.version).join(', ')})`,
+      );
+    }
+    return entry;
+  }
+
+  private batchingFor(record: ModelVersionRecord): BatchingOptions & { batchable: boolean } {
+    const m = record.manifest;
+    const batchable = [...m.inputs, ...m.outputs].every((t) => t.shape[0] === -1);
+    const c = this.config;
+    const merged: BatchingOptions = {
+      maxBatchSize: c.BATCH_MAX_SIZE ?? m.batching?.maxBatchSize ?? DEFAULT_BATCHING.maxBatchSize,
+      maxQueueDelayMs: c.BATCH_MAX_QUEUE_DELAY_MS ?? m.batching?.maxQueueDelayMs ?? DEFAULT_BATCHING.maxQueueDelayMs,
+      maxQueueSize: c.BATCH_MAX_QUEUE_SIZE ?? m.batching?.maxQueueSize ?? DEFAULT_BATCHING.maxQueueSize,
+      timeoutMs: c.INFERENCE_TIMEOUT_MS ?? m.batching?.timeoutMs ?? DEFAULT_BATCHING.timeoutMs,
+    };
+    return { ...merged, maxBatchSize: batchable ? merged.maxBatchSize : 1, batchable };
+  }
+
+  private readinessCheck(): { ready: boolean; detail: unknown } {
+    const workers = this.pool ? `${this.pool.readyWorkers}/${this.pool.workerCount}` : '0/0';
+    const models: Record<string, string> = {};
+    let ready = this.pool !== undefined && this.pool.readyWorkers === this.pool.workerCount;
+    for (const entry of [...this.entries.values()].flat()) {
+      models[entry.key] = entry.ready ? `ready on ${entry.provider}` : 'loading';
+      if (entry.isDefault) ready &&= entry.ready;
+    }
+    return { ready, detail: { workers, models } };
+  }
+}
+
+function key(r: { name: string; version: string }): string {
+  return `${r.name}@${r.version}`;
+}
+
+function publicInfo(entry: Entry): ModelVersionInfo {
+  const { key: _key, batcher: _batcher, ...info } = entry;
+  return info;
+}
+
+/** Checks names, dtypes, ranks and fixed dimensions against the manifest before anything is queued. */
+export function validateInputs(manifest: ModelManifest, inputs: Record<string, Tensor>): void {
+  const fields: FieldError[] = [];
+  const declared = new Set(manifest.inputs.map((s) => s.name));
+  for (const name of Object.keys(inputs)) {
+    if (!declared.has(name)) fields.push({ field: `inputs.${name}`, reason: `the model has no input named "${name}"` });
+  }
+  let rows: number | undefined;
+  for (const spec of manifest.inputs) {
+    const tensor = inputs[spec.name];
+    const field = `inputs.${spec.name}`;
+    if (!tensor) {
+      fields.push({ field, reason: 'required input is missing' });
+      continue;
+    }
+    if (tensor.dtype !== spec.dtype) fields.push({ field, reason: `dtype must be ${spec.dtype}, got ${tensor.dtype}` });
+    if (tensor.dims.length !== spec.shape.length) {
+      fields.push({
+        field,
+        reason: `shape must have ${spec.shape.length} dimensions [${spec.shape.join(', ')}], got [${tensor.dims.join(', ')}]`,
+      });
+      continue;
+    }
+    spec.shape.forEach((dim, i) => {
+      const got = tensor.dims[i];
+      if (!Number.isInteger(got) || got < 1)
+        fields.push({ field, reason: `dimension ${i} must be a positive integer` });
+      else if (dim >= 0 && got !== dim) fields.push({ field, reason: `dimension ${i} must be ${dim}, got ${got}` });
+    });
+    if (tensor.data.length !== elementCount(tensor.dims)) {
+      fields.push({
+        field,
+        reason: `shape [${tensor.dims.join(', ')}] needs ${elementCount(tensor.dims)} values, got ${tensor.data.length}`,
+      });
+    }
+    if (spec.shape[0] === -1) {
+      if (rows !== undefined && tensor.dims[0] !== rows)
+        fields.push({ field, reason: 'all inputs must have the same batch size' });
+      rows ??= tensor.dims[0];
+    }
+  }
+  if (fields.length > 0) {
+    throw new AppError('INVALID_TENSOR', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+  }
+}

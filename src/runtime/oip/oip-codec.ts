@@ -1,0 +1,94 @@
+import { AppError, FieldError } from '../../common/errors/app-error';
+import type { TensorDtype } from '../model-registry/model-manifest.schema';
+import { allocate, elementCount, Tensor } from '../tensor';
+
+/** Open Inference Protocol datatypes the gateway's tensors can carry. */
+export const OIP_DATATYPES = ['BOOL', 'UINT8', 'INT8', 'INT32', 'INT64', 'FP32', 'FP64'] as const;
+export type OipDatatype = (typeof OIP_DATATYPES)[number];
+
+const TO_DTYPE: Record<OipDatatype, TensorDtype> = {
+  BOOL: 'bool',
+  UINT8: 'uint8',
+  INT8: 'int8',
+  INT32: 'int32',
+  INT64: 'int64',
+  FP32: 'float32',
+  FP64: 'float64',
+};
+const TO_OIP = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<TensorDtype, OipDatatype>;
+
+const INT_RANGE: Partial<Record<TensorDtype, [number, number]>> = {
+  uint8: [0, 255],
+  int8: [-128, 127],
+  int32: [-2147483648, 2147483647],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
+export function toOipDatatype(dtype: TensorDtype): OipDatatype {
+  return TO_OIP[dtype];
+}
+
+export interface OipTensorJson {
+  name: string;
+  shape: number[];
+  datatype: string;
+  data: unknown[];
+}
+
+function flatten(data: unknown[], out: unknown[]): boolean {
+  for (const item of data) {
+    if (Array.isArray(item)) {
+      if (!flatten(item, out)) return false;
+    } else {
+      out.push(item);
+    }
+  }
+  return true;
+}
+
+/** Decodes one OIP JSON tensor (flat or nested `data`) into a typed tensor; field errors name `inputs[i]`. */
+export function decodeOipTensor(input: OipTensorJson, index: number): Tensor {
+  const field = `inputs[${index}]`;
+  const fail = (suffix: string, reason: string): never => {
+    const fields: FieldError[] = [{ field: `${field}${suffix}`, reason }];
+    throw new AppError('INVALID_TENSOR', `${field}${suffix}: ${reason}`, { fields });
+  };
+  if (!(OIP_DATATYPES as readonly string[]).includes(input.datatype)) {
+    fail('.datatype', `unsupported datatype "${input.datatype}" (supported: ${OIP_DATATYPES.join(', ')})`);
+  }
+  const dtype = TO_DTYPE[input.datatype as OipDatatype];
+  const values: unknown[] = [];
+  flatten(input.data, values);
+  const expected = elementCount(input.shape);
+  if (values.length !== expected) {
+    fail('.data', `shape [${input.shape.join(', ')}] needs ${expected} values, got ${values.length}`);
+  }
+  const data = allocate(dtype, expected);
+  const range = INT_RANGE[dtype];
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (dtype === 'bool') {
+      if (typeof v !== 'boolean') fail('.data', `element ${i} must be true or false`);
+      data[i] = v ? 1 : 0;
+    } else if (typeof v !== 'number' || !Number.isFinite(v)) {
+      fail('.data', `element ${i} must be a finite number`);
+    } else if (range) {
+      if (!Number.isInteger(v) || v < range[0] || v > range[1]) {
+        fail('.data', `element ${i} must be an integer in [${range[0]}, ${range[1]}] for ${input.datatype}`);
+      }
+      if (dtype === 'int64') (data as BigInt64Array)[i] = BigInt(v);
+      else data[i] = v;
+    } else {
+      data[i] = v;
+    }
+  }
+  return { dtype, dims: [...input.shape], data };
+}
+
+export function encodeOipTensor(name: string, tensor: Tensor): OipTensorJson {
+  let data: unknown[];
+  if (tensor.dtype === 'int64') data = Array.from(tensor.data as BigInt64Array, (v) => Number(v));
+  else if (tensor.dtype === 'bool') data = Array.from(tensor.data as Uint8Array, (v) => v !== 0);
+  else data = Array.from(tensor.data as Float32Array);
+  return { name, shape: tensor.dims, datatype: toOipDatatype(tensor.dtype), data };
+}

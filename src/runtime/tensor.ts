@@ -1,0 +1,70 @@
+import { TensorDtype } from './model-registry/model-manifest.schema';
+
+export type TensorData = Float32Array | Float64Array | Int8Array | Uint8Array | Int32Array | BigInt64Array;
+
+/** A dense row-major tensor, the unit the runtime moves between callers, batcher and workers. */
+export interface Tensor {
+  dtype: TensorDtype;
+  dims: number[];
+  data: TensorData;
+}
+
+type TypedArrayCtor = {
+  new (length: number): TensorData;
+  BYTES_PER_ELEMENT: number;
+};
+
+const CTORS: Record<TensorDtype, TypedArrayCtor> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  bool: Uint8Array,
+};
+
+export function allocate(dtype: TensorDtype, length: number): TensorData {
+  return new CTORS[dtype](length);
+}
+
+export function elementCount(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+export function zeros(dtype: TensorDtype, dims: number[]): Tensor {
+  return { dtype, dims, data: allocate(dtype, elementCount(dims)) };
+}
+
+/** Stacks tensors of equal trailing dims along axis 0. */
+export function concatBatch(parts: Tensor[]): Tensor {
+  if (parts.length === 1) return parts[0];
+  const first = parts[0];
+  const rows = parts.reduce((sum, t) => sum + t.dims[0], 0);
+  const dims = [rows, ...first.dims.slice(1)];
+  const data = allocate(first.dtype, elementCount(dims));
+  let offset = 0;
+  for (const part of parts) {
+    (data as Float32Array).set(part.data as Float32Array, offset);
+    offset += part.data.length;
+  }
+  return { dtype: first.dtype, dims, data };
+}
+
+/** Splits a tensor along axis 0 into pieces of the given row counts (copies; each piece owns its buffer). */
+export function splitBatch(tensor: Tensor, rows: number[]): Tensor[] {
+  const total = rows.reduce((a, b) => a + b, 0);
+  if (tensor.dims.length === 0 || tensor.dims[0] !== total) {
+    throw new Error(`output has leading dimension ${tensor.dims[0]} but the batch has ${total} rows`);
+  }
+  if (rows.length === 1) return [tensor];
+  const rowSize = elementCount(tensor.dims.slice(1));
+  const out: Tensor[] = [];
+  let start = 0;
+  for (const n of rows) {
+    const data = tensor.data.slice(start * rowSize, (start + n) * rowSize) as TensorData;
+    out.push({ dtype: tensor.dtype, dims: [n, ...tensor.dims.slice(1)], data });
+    start += n;
+  }
+  return out;
+}

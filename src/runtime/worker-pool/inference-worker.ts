@@ -1,0 +1,68 @@
+/* Worker thread entry: owns ONNX Runtime sessions so that run() never blocks the event loop. */
+import { parentPort } from 'node:worker_threads';
+import type { InferenceSession } from 'onnxruntime-node';
+import { elementCount, zeros } from '../tensor';
+import { createSession, fromOrtTensor, toOrtTensor } from './ort-session';
+import type { FromWorker, LoadedModel, LoadMessage, RunMessage, ToWorker } from './worker-protocol';
+
+const sessions = new Map<string, InferenceSession>();
+
+function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
+  parentPort!.postMessage(message, transfer);
+}
+
+async function load(msg: LoadMessage): Promise<void> {
+  const loaded: LoadedModel[] = [];
+  for (const model of msg.models) {
+    const choice = await createSession(model.onnxPath, msg.device, msg.intraOpThreads, msg.cudaDeviceId);
+    sessions.set(model.key, choice.session);
+    const started = performance.now();
+    for (const batch of model.warmupBatchSizes) {
+      const feeds: Record<string, ReturnType<typeof toOrtTensor>> = {};
+      for (const spec of model.inputs) {
+        const dims = spec.shape.map((d, i) => (d >= 0 ? d : i === 0 ? batch : 1));
+        feeds[spec.name] = toOrtTensor(zeros(spec.dtype, dims));
+      }
+      await choice.session.run(feeds);
+    }
+    loaded.push({
+      key: model.key,
+      provider: choice.provider,
+      fallbackReason: choice.fallbackReason,
+      warmupMs: performance.now() - started,
+    });
+  }
+  post({ type: 'loaded', models: loaded });
+}
+
+async function run(msg: RunMessage): Promise<void> {
+  const session = sessions.get(msg.key);
+  if (!session) throw new Error(`model ${msg.key} is not loaded in this worker`);
+  const feeds: Record<string, ReturnType<typeof toOrtTensor>> = {};
+  for (const [name, tensor] of Object.entries(msg.feeds)) feeds[name] = toOrtTensor(tensor);
+  const started = performance.now();
+  const results = await session.run(feeds);
+  const computeMs = performance.now() - started;
+  const outputs: FromWorker & { type: 'result' } = { type: 'result', id: msg.id, outputs: {}, computeMs };
+  const transfer: ArrayBuffer[] = [];
+  for (const [name, value] of Object.entries(results)) {
+    const tensor = fromOrtTensor(value);
+    // Own the bytes before transferring them: ORT may hand out views into larger buffers.
+    const owned = tensor.data.slice() as typeof tensor.data;
+    if (owned.length !== elementCount(tensor.dims)) throw new Error(`output ${name} has an inconsistent shape`);
+    outputs.outputs[name] = { ...tensor, data: owned };
+    transfer.push(owned.buffer as ArrayBuffer);
+  }
+  post(outputs, transfer);
+}
+
+parentPort!.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'load':
+      load(msg).catch((error: unknown) => post({ type: 'load-failed', message: (error as Error).message }));
+      break;
+    case 'run':
+      run(msg).catch((error: unknown) => post({ type: 'run-failed', id: msg.id, message: (error as Error).message }));
+      break;
+  }
+});

@@ -1,0 +1,61 @@
+import * as ort from 'onnxruntime-node';
+import type { InferenceDevice } from '../../config/app-config';
+import { createOnProvider, ExecutionProviderName, ProviderChoice } from '../execution-provider/execution-provider';
+import type { GraphSignature, GraphTensor } from '../model-registry/model-registry';
+import type { Tensor, TensorData } from '../tensor';
+
+const QUIET = 3; // ORT log severity "error": the CUDA probe's expected failure is ours to report.
+
+export function sessionOptions(
+  provider: ExecutionProviderName,
+  intraOpThreads: number,
+  cudaDeviceId: number,
+): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId: cudaDeviceId }] : ['cpu'],
+    intraOpNumThreads: intraOpThreads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: QUIET,
+    // Spinning intra-op threads would take the cores the event loop and the other workers need.
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  };
+}
+
+export function createSession(
+  onnxPath: string,
+  device: InferenceDevice,
+  intraOpThreads: number,
+  cudaDeviceId: number,
+): Promise<ProviderChoice<ort.InferenceSession>> {
+  return createOnProvider(device, (provider) =>
+    ort.InferenceSession.create(onnxPath, sessionOptions(provider, intraOpThreads, cudaDeviceId)),
+  );
+}
+
+/** Reads the graph's declared inputs and outputs on the CPU (cheap; the session is released at once). */
+export async function inspectGraph(onnxPath: string): Promise<GraphSignature> {
+  const session = await ort.InferenceSession.create(onnxPath, {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: 1,
+    logSeverityLevel: QUIET,
+  });
+  try {
+    const toGraph = (m: ort.InferenceSession.ValueMetadata): GraphTensor =>
+      m.isTensor
+        ? { name: m.name, type: m.type, shape: [...m.shape] }
+        : { name: m.name, type: 'non-tensor', shape: [] };
+    return { inputs: session.inputMetadata.map(toGraph), outputs: session.outputMetadata.map(toGraph) };
+  } finally {
+    await session.release();
+  }
+}
+
+export function toOrtTensor(t: Tensor): ort.Tensor {
+  return new ort.Tensor(t.dtype, t.data, t.dims);
+}
+
+export function fromOrtTensor(t: ort.Tensor): Tensor {
+  return { dtype: t.type as Tensor['dtype'], dims: [...t.dims], data: t.data as TensorData };
+}

@@ -1,0 +1,42 @@
+import type { InferenceDevice } from '../../config/app-config';
+import type { ExecutionProviderName } from '../execution-provider/execution-provider';
+import type { TensorSpec } from '../model-registry/model-manifest.schema';
+import type { Tensor } from '../tensor';
+
+export interface WorkerModel {
+  key: string;
+  onnxPath: string;
+  inputs: TensorSpec[];
+  /** Batch sizes to warm up with (1 and the largest batch the batcher will form). */
+  warmupBatchSizes: number[];
+}
+
+export interface LoadMessage {
+  type: 'load';
+  device: InferenceDevice;
+  cudaDeviceId: number;
+  intraOpThreads: number;
+  models: WorkerModel[];
+}
+
+export interface RunMessage {
+  type: 'run';
+  id: number;
+  key: string;
+  feeds: Record<string, Tensor>;
+}
+
+export type ToWorker = LoadMessage | RunMessage;
+
+export interface LoadedModel {
+  key: string;
+  provider: ExecutionProviderName;
+  fallbackReason?: string;
+  warmupMs: number;
+}
+
+export type FromWorker =
+  | { type: 'loaded'; models: LoadedModel[] }
+  | { type: 'load-failed'; message: string }
+  | { type: 'result'; id: number; outputs: Record<string, Tensor>; computeMs: number }
+  | { type: 'run-failed'; id: number; message: string };

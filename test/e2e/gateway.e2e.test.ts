@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { createTestApp } from '../fixtures/test-app';
+
+describe('gateway plumbing', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  before(async () => {
+    app = await createTestApp({ BODY_LIMIT_BYTES: '4096' });
+    http = request(app.getHttpServer());
+  });
+  after(() => app.close());
+
+  it('/health/live and /health/ready report the runtime', async () => {
+    assert.deepEqual((await http.get('/health/live').expect(200)).body, { status: 'ok' });
+    const ready = await http.get('/health/ready').expect(200);
+    assert.equal(ready.body.status, 'ready');
+    assert.equal(ready.body.checks.models.detail.workers, '1/1');
+    assert.equal(ready.body.checks.models.detail.models['fixture-linear@2'], 'ready on cpu');
+  });
+
+  it('unknown routes answer RFC 9457 problem+json with a request id', async () => {
+    const res = await http.get('/v1/nowhere').expect(404);
+    assert.match(res.headers['content-type'], /^application\/problem\+json/);
+    assert.equal(res.body.status, 404);
+    assert.equal(res.body.code, 'NOT_FOUND');
+    assert.equal(res.body.instance, '/v1/nowhere');
+    assert.equal(res.body.requestId, res.headers['x-request-id']);
+  });
+
+  it('keeps a safe caller X-Request-Id and replaces an unsafe one', async () => {
+    const kept = await http.get('/health/live').set('X-Request-Id', 'pacs-123.a');
+    assert.equal(kept.headers['x-request-id'], 'pacs-123.a');
+    const replaced = await http.get('/health/live').set('X-Request-Id', 'bad id\twith spaces');
+    assert.match(replaced.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+  });
+
+  it('an oversized body is refused with 413, not a crash', async () => {
+    const data = Array.from({ length: 2000 }, () => 1.5);
+    const res = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ inputs: [{ name: 'x', shape: [500, 4], datatype: 'FP32', data }] })
+      .expect(413);
+    assert.equal(typeof res.body.error, 'string');
+  });
+
+  it('/metrics exposes request, queue, compute, batch, depth and provider series', async () => {
+    await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+      .expect(200);
+    const text = (await http.get('/metrics').expect(200)).text;
+    for (const series of [
+      'gateway_inference_requests_total{model="fixture-linear",version="2",outcome="ok"} ',
+      'gateway_inference_queue_seconds_bucket{le="0.001",model="fixture-linear",version="2"}',
+      'gateway_inference_compute_seconds_count{model="fixture-linear",version="2"}',
+      'gateway_inference_batch_size_bucket{le="1",model="fixture-linear",version="2"}',
+      'gateway_inference_queue_depth{model="fixture-linear",version="2"}',
+      'gateway_model_execution_provider{model="fixture-cnn",version="1",provider="cpu"} 1',
+      'gateway_inference_workers_ready 1',
+      'gateway_http_requests_total{method="POST",route="/v2/models/:name/infer",status="200"}',
+    ]) {
+      assert.ok(text.includes(series), `missing ${series}`);
+    }
+  });
+
+  it('serves Swagger UI at /docs and the OpenAPI document', async () => {
+    const ui = await http.get('/docs').expect(200);
+    assert.match(ui.text, /swagger/i);
+    const doc = await http.get('/docs/openapi.json').expect(200);
+    assert.ok(doc.body.paths['/v2/models/{name}/infer']);
+    assert.ok(doc.body.paths['/health/ready']);
+  });
+});

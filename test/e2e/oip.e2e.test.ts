@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { createTestApp } from '../fixtures/test-app';
+
+/** y = s * (x @ W + b) for the fixture-linear models (s = 1 for v1, 2 for v2). */
+function expected(x: number[], s: number): number[] {
+  return [s * (x[0] + x[2] + 0.5), s * (x[1] + x[2] - x[3] - 0.5)];
+}
+
+describe('Open Inference Protocol v2', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  before(async () => {
+    app = await createTestApp();
+    http = request(app.getHttpServer());
+  });
+  after(() => app.close());
+
+  it('GET /v2 describes the server', async () => {
+    const res = await http.get('/v2').expect(200);
+    assert.equal(res.body.name, 'regulated-inference-gateway');
+    assert.ok(Array.isArray(res.body.extensions));
+  });
+
+  it('GET /v2/health/live and /v2/health/ready answer 200', async () => {
+    assert.deepEqual((await http.get('/v2/health/live').expect(200)).body, { live: true });
+    assert.deepEqual((await http.get('/v2/health/ready').expect(200)).body, { ready: true });
+  });
+
+  it('GET /v2/models lists every model with its versions and default', async () => {
+    const res = await http.get('/v2/models').expect(200);
+    const linear = res.body.models.find((m: { name: string }) => m.name === 'fixture-linear');
+    assert.deepEqual(linear, {
+      name: 'fixture-linear',
+      versions: ['1', '2'],
+      default_version: '2',
+      domain: 'generic',
+      platform: 'onnxruntime_onnx',
+    });
+    assert.ok(res.body.models.some((m: { name: string }) => m.name === 'fixture-cnn'));
+  });
+
+  it('GET /v2/models/{name} gives the default version metadata and where it runs', async () => {
+    const res = await http.get('/v2/models/fixture-linear').expect(200);
+    assert.equal(res.body.name, 'fixture-linear');
+    assert.deepEqual(res.body.versions, ['1', '2']);
+    assert.equal(res.body.platform, 'onnxruntime_onnx');
+    assert.deepEqual(res.body.inputs, [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }]);
+    assert.deepEqual(res.body.outputs, [{ name: 'y', datatype: 'FP32', shape: [-1, 2] }]);
+    assert.equal(res.body.parameters.version, '2');
+    assert.equal(res.body.parameters.execution_provider, 'cpu');
+    assert.equal(res.body.parameters.max_batch_size, 64);
+  });
+
+  it('GET /v2/models/{name}/versions/{v} and the ready routes', async () => {
+    const res = await http.get('/v2/models/fixture-linear/versions/1').expect(200);
+    assert.equal(res.body.parameters.version, '1');
+    assert.deepEqual((await http.get('/v2/models/fixture-linear/ready').expect(200)).body, {
+      name: 'fixture-linear',
+      ready: true,
+    });
+    await http.get('/v2/models/fixture-linear/versions/1/ready').expect(200);
+  });
+
+  it('unknown models and versions are 404 with {"error": ...}', async () => {
+    const a = await http.get('/v2/models/nope').expect(404);
+    assert.deepEqual(a.body, { error: 'no model named "nope"' });
+    const b = await http.get('/v2/models/fixture-linear/versions/9/ready').expect(404);
+    assert.match(b.body.error, /has no version "9" \(versions: 1, 2\)/);
+    await http
+      .post('/v2/models/nope/infer')
+      .send({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }] })
+      .expect(404);
+  });
+
+  it('POST infer runs the default version, echoes the id, accepts nested data', async () => {
+    const res = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({
+        id: 'req-42',
+        inputs: [
+          {
+            name: 'x',
+            shape: [2, 4],
+            datatype: 'FP32',
+            data: [
+              [1, 2, 3, 4],
+              [0, 1, 0, 1],
+            ],
+          },
+        ],
+      })
+      .expect(200);
+    assert.equal(res.body.model_name, 'fixture-linear');
+    assert.equal(res.body.model_version, '2');
+    assert.equal(res.body.id, 'req-42');
+    assert.equal(res.body.parameters.execution_provider, 'cpu');
+    assert.deepEqual(res.body.outputs, [
+      {
+        name: 'y',
+        shape: [2, 2],
+        datatype: 'FP32',
+        data: [...expected([1, 2, 3, 4], 2), ...expected([0, 1, 0, 1], 2)],
+      },
+    ]);
+  });
+
+  it('POST .../versions/1/infer runs the pinned version', async () => {
+    const res = await http
+      .post('/v2/models/fixture-linear/versions/1/infer')
+      .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }], outputs: [{ name: 'y' }] })
+      .expect(200);
+    assert.equal(res.body.model_version, '1');
+    assert.equal(res.body.id, undefined);
+    assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 1));
+  });
+
+  it('concurrent requests each get their own rows back', async () => {
+    const xs = Array.from({ length: 24 }, (_, i) => [i, i + 1, i % 3, -i]);
+    const results = await Promise.all(
+      xs.map((x) =>
+        http
+          .post('/v2/models/fixture-linear/infer')
+          .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: x }] }),
+      ),
+    );
+    results.forEach((res, i) => {
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.body.outputs[0].data, expected(xs[i], 2));
+    });
+  });
+
+  it('bad tensors are 400 with an error naming the input and the reason', async () => {
+    const post = (body: object) => http.post('/v2/models/fixture-linear/infer').send(body).expect(400);
+    const shape = await post({ inputs: [{ name: 'x', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] });
+    assert.equal(shape.body.error, 'inputs.x: dimension 1 must be 4, got 3');
+    const count = await post({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3] }] });
+    assert.equal(count.body.error, 'inputs[0].data: shape [1, 4] needs 4 values, got 3');
+    const dtype = await post({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] });
+    assert.equal(dtype.body.error, 'inputs.x: dtype must be float32, got int32');
+    const name = await post({ inputs: [{ name: 'z', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+    assert.match(name.body.error, /inputs\.z: the model has no input named "z"; inputs\.x: required input is missing/);
+    const output = await post({
+      inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+      outputs: [{ name: 'w' }],
+    });
+    assert.equal(output.body.error, 'outputs[0].name: the model has no output "w"');
+  });
+
+  it('malformed requests are 400 with {"error": ...}, never 500', async () => {
+    const missing = await http.post('/v2/models/fixture-linear/infer').send({}).expect(400);
+    assert.match(missing.body.error, /inputs/);
+    const datatype = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP128', data: [1, 2, 3, 4] }] })
+      .expect(400);
+    assert.match(datatype.body.error, /inputs\[0\]\.datatype/);
+    const json = await http
+      .post('/v2/models/fixture-linear/infer')
+      .set('Content-Type', 'application/json')
+      .send('{"inputs": [')
+      .expect(400);
+    assert.equal(typeof json.body.error, 'string');
+    const timeout = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({
+        parameters: { timeout_ms: -1 },
+        inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+      })
+      .expect(400);
+    assert.match(timeout.body.error, /timeout_ms/);
+  });
+});

@@ -1,0 +1,211 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AppError } from '../../src/common/errors/app-error';
+import { Batcher, BatcherOptions, RunBatch } from '../../src/runtime/batcher/batcher';
+import { Tensor } from '../../src/runtime/tensor';
+
+function rows(values: number[][]): Record<string, Tensor> {
+  return { x: { dtype: 'float32', dims: [values.length, values[0].length], data: Float32Array.from(values.flat()) } };
+}
+
+/** A runner that doubles its input and lets the test decide when each batch finishes. */
+function controlledRunner() {
+  const calls: Array<{ dims: number[]; release: () => void }> = [];
+  const run: RunBatch = (inputs) =>
+    new Promise((resolve) => {
+      const x = inputs.x;
+      calls.push({
+        dims: x.dims,
+        release: () =>
+          resolve({
+            outputs: { y: { dtype: 'float32', dims: x.dims, data: (x.data as Float32Array).map((v) => v * 2) } },
+            computeMs: 1,
+          }),
+      });
+    });
+  return { run, calls };
+}
+
+const base: BatcherOptions = {
+  maxBatchSize: 8,
+  maxQueueDelayMs: 5,
+  maxQueueSize: 100,
+  maxConcurrentBatches: 1,
+  batchable: true,
+};
+
+async function until(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await new Promise((r) => setImmediate(r));
+}
+
+describe('Batcher', () => {
+  it('stacks requests that arrive together into one run and splits the outputs back', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 50 }, run);
+    const a = batcher.submit(rows([[1, 2]]), 1000);
+    const b = batcher.submit(
+      rows([
+        [3, 4],
+        [5, 6],
+      ]),
+      1000,
+    );
+    const c = batcher.submit(rows([[7, 8]]), 1000);
+    await until(() => calls.length === 1);
+    assert.deepEqual(calls[0].dims, [4, 2]);
+    calls[0].release();
+    const [ra, rb, rc] = await Promise.all([a, b, c]);
+    assert.deepEqual([...(ra.outputs.y.data as Float32Array)], [2, 4]);
+    assert.deepEqual(rb.outputs.y.dims, [2, 2]);
+    assert.deepEqual([...(rb.outputs.y.data as Float32Array)], [6, 8, 10, 12]);
+    assert.deepEqual([...(rc.outputs.y.data as Float32Array)], [14, 16]);
+    assert.equal(ra.batchSize, 4);
+  });
+
+  it('sends a full batch without waiting for the queue delay', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxBatchSize: 2, maxQueueDelayMs: 60_000 }, run);
+    const done = [batcher.submit(rows([[1, 1]]), 120_000), batcher.submit(rows([[2, 2]]), 120_000)];
+    await until(() => calls.length === 1);
+    assert.deepEqual(calls[0].dims, [2, 2]);
+    calls[0].release();
+    await Promise.all(done);
+  });
+
+  it('never exceeds maxBatchSize, and gathers requests into the next batch while the runner is busy', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxBatchSize: 3, maxQueueDelayMs: 0 }, run);
+    const first = batcher.submit(rows([[0, 0]]), 10_000);
+    await until(() => calls.length === 1);
+    const rest = Array.from({ length: 5 }, (_, i) => batcher.submit(rows([[i, i]]), 10_000));
+    assert.equal(batcher.waiting, 5);
+    calls[0].release();
+    await until(() => calls.length === 2);
+    assert.deepEqual(calls[1].dims, [3, 2]);
+    calls[1].release();
+    await until(() => calls.length === 3);
+    assert.deepEqual(calls[2].dims, [2, 2]);
+    calls[2].release();
+    await Promise.all([first, ...rest]);
+  });
+
+  it('keeps requests with different trailing dimensions in separate batches', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0, maxConcurrentBatches: 2 }, run);
+    const a = batcher.submit(rows([[1, 2]]), 1000);
+    const b = batcher.submit(rows([[1, 2, 3]]), 1000);
+    await until(() => calls.length === 2);
+    assert.deepEqual(
+      calls.map((c) => c.dims),
+      [
+        [1, 2],
+        [1, 3],
+      ],
+    );
+    calls.forEach((c) => c.release());
+    await Promise.all([a, b]);
+  });
+
+  it('runs each request alone when the model has no batch axis', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, batchable: false, maxConcurrentBatches: 1 }, run);
+    const a = batcher.submit(rows([[1, 2]]), 1000);
+    const b = batcher.submit(rows([[3, 4]]), 1000);
+    await until(() => calls.length === 1);
+    assert.deepEqual(calls[0].dims, [1, 2]);
+    calls[0].release();
+    await until(() => calls.length === 2);
+    calls[1].release();
+    await Promise.all([a, b]);
+  });
+
+  it('refuses at once with QUEUE_FULL and a Retry-After past maxQueueSize', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxQueueSize: 2, maxQueueDelayMs: 0 }, run);
+    const running = batcher.submit(rows([[0, 0]]), 10_000);
+    await until(() => calls.length === 1);
+    const queued = [batcher.submit(rows([[1, 1]]), 10_000), batcher.submit(rows([[2, 2]]), 10_000)];
+    await assert.rejects(batcher.submit(rows([[3, 3]]), 10_000), (error: unknown) => {
+      assert.ok(error instanceof AppError);
+      assert.equal(error.code, 'QUEUE_FULL');
+      assert.equal(error.retryAfterSeconds, 1);
+      return true;
+    });
+    calls[0].release();
+    await until(() => calls.length === 2);
+    calls[1].release();
+    await Promise.all([running, ...queued]);
+  });
+
+  it('drops a request whose deadline passes while it waits, without running it', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, run);
+    const blocking = batcher.submit(rows([[0, 0]]), 10_000);
+    await until(() => calls.length === 1);
+    const late = batcher.submit(rows([[9, 9]]), 5);
+    await assert.rejects(late, (error: unknown) => error instanceof AppError && error.code === 'DEADLINE_EXCEEDED');
+    assert.equal(batcher.waiting, 0);
+    calls[0].release();
+    await blocking;
+    assert.equal(calls.length, 1, 'the expired request never reached the runner');
+  });
+
+  it('drops an expired request at dispatch time even if its timer has not fired yet', async () => {
+    let clock = 0;
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, run, {}, () => clock);
+    const blocking = batcher.submit(rows([[0, 0]]), 10_000);
+    await until(() => calls.length === 1);
+    const late = batcher.submit(rows([[1, 1]]), 50);
+    const fresh = batcher.submit(rows([[2, 2]]), 10_000);
+    clock = 100; // logical time passes; the real 50 ms timer has not fired
+    calls[0].release();
+    await assert.rejects(late, (error: unknown) => error instanceof AppError && error.code === 'DEADLINE_EXCEEDED');
+    await until(() => calls.length === 2);
+    assert.deepEqual(calls[1].dims, [1, 2], 'only the live request is computed');
+    calls[1].release();
+    await Promise.all([blocking, fresh]);
+  });
+
+  it('fails every request of a batch whose run fails, and keeps serving', async () => {
+    let fail = true;
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, (inputs) =>
+      fail ? Promise.reject(new Error('boom')) : Promise.resolve({ outputs: inputs, computeMs: 0 }),
+    );
+    await assert.rejects(batcher.submit(rows([[1, 1]]), 1000), /boom/);
+    fail = false;
+    const ok = await batcher.submit(rows([[1, 1]]), 1000);
+    assert.deepEqual([...(ok.outputs.x.data as Float32Array)], [1, 1]);
+  });
+
+  it('drain() finishes queued work and then refuses new requests', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 60_000 }, run);
+    const queued = batcher.submit(rows([[1, 1]]), 120_000);
+    const drained = batcher.drain();
+    await until(() => calls.length === 1);
+    calls[0].release();
+    await queued;
+    await drained;
+    await assert.rejects(
+      batcher.submit(rows([[1, 1]]), 1000),
+      (e: unknown) => e instanceof AppError && e.code === 'SHUTTING_DOWN',
+    );
+  });
+
+  it('reports outcomes, batch sizes and queue depth to its observer', async () => {
+    const seen: string[] = [];
+    const batches: number[] = [];
+    const batcher = new Batcher(
+      { ...base, maxQueueDelayMs: 0, maxQueueSize: 1, maxConcurrentBatches: 1 },
+      (inputs) => new Promise((r) => setTimeout(() => r({ outputs: inputs, computeMs: 0 }), 5)),
+      { outcome: (o) => seen.push(o), batch: (n) => batches.push(n) },
+    );
+    const a = batcher.submit(rows([[1, 1]]), 1000);
+    const b = batcher.submit(rows([[2, 2]]), 1000);
+    await assert.rejects(batcher.submit(rows([[3, 3]]), 1000));
+    await Promise.all([a, b]);
+    assert.deepEqual(seen.sort(), ['ok', 'ok', 'queue_full']);
+    assert.deepEqual(batches, [1, 1]);
+  });
+});

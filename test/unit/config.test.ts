@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config/app-config';
+
+describe('configuration', () => {
+  it('has working defaults with an empty environment', () => {
+    const config = loadConfig({});
+    assert.equal(config.PORT, 3000);
+    assert.equal(config.INFERENCE_DEVICE, 'auto');
+    assert.equal(config.MODELS_DIR, 'models');
+    assert.ok(config.WORKER_POOL_SIZE >= 1);
+    assert.ok(config.intraOpThreads >= 1);
+  });
+
+  it('converts numbers and applies overrides', () => {
+    const config = loadConfig({ PORT: '8080', WORKER_POOL_SIZE: '3', ORT_INTRA_OP_THREADS: '2', BATCH_MAX_SIZE: '16' });
+    assert.equal(config.PORT, 8080);
+    assert.equal(config.WORKER_POOL_SIZE, 3);
+    assert.equal(config.intraOpThreads, 2);
+    assert.equal(config.BATCH_MAX_SIZE, 16);
+  });
+
+  it('stops with every bad variable named', () => {
+    assert.throws(
+      () => loadConfig({ INFERENCE_DEVICE: 'tpu', PORT: 'eighty', WORKER_POOL_SIZE: '0' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /INFERENCE_DEVICE="tpu": INFERENCE_DEVICE must be one of auto, cuda, cpu/);
+        assert.match(error.message, /PORT="eighty"/);
+        assert.match(error.message, /WORKER_POOL_SIZE=0/);
+        return true;
+      },
+    );
+  });
+});

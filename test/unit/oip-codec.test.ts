@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AppError } from '../../src/common/errors/app-error';
+import { decodeOipTensor, encodeOipTensor } from '../../src/runtime/oip/oip-codec';
+
+const invalid = (field: string, pattern: RegExp) => (error: unknown) => {
+  assert.ok(error instanceof AppError);
+  assert.equal(error.code, 'INVALID_TENSOR');
+  assert.equal(error.fields[0].field, field);
+  assert.match(error.fields[0].reason, pattern);
+  return true;
+};
+
+describe('OIP tensor codec', () => {
+  it('accepts flat and nested data alike', () => {
+    const flat = decodeOipTensor({ name: 'x', shape: [2, 2], datatype: 'FP32', data: [1, 2, 3, 4] }, 0);
+    const nested = decodeOipTensor(
+      {
+        name: 'x',
+        shape: [2, 2],
+        datatype: 'FP32',
+        data: [
+          [1, 2],
+          [3, 4],
+        ],
+      },
+      0,
+    );
+    assert.deepEqual(flat, nested);
+    assert.ok(flat.data instanceof Float32Array);
+  });
+
+  it('names the input and the reason when the count does not match the shape', () => {
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [2, 3], datatype: 'FP32', data: [1, 2] }, 1),
+      invalid('inputs[1].data', /needs 6 values, got 2/),
+    );
+  });
+
+  it('refuses non-numbers, out-of-range integers and unsupported datatypes', () => {
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [1], datatype: 'FP32', data: ['1'] }, 0),
+      invalid('inputs[0].data', /finite number/),
+    );
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [1], datatype: 'UINT8', data: [256] }, 0),
+      invalid('inputs[0].data', /integer in \[0, 255\]/),
+    );
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [1], datatype: 'INT32', data: [1.5] }, 0),
+      invalid('inputs[0].data', /integer/),
+    );
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [1], datatype: 'BYTES', data: ['a'] }, 0),
+      invalid('inputs[0].datatype', /unsupported datatype "BYTES"/),
+    );
+  });
+
+  it('round-trips INT64 and BOOL', () => {
+    const i64 = decodeOipTensor({ name: 'a', shape: [2], datatype: 'INT64', data: [1, -2] }, 0);
+    assert.deepEqual([...(i64.data as BigInt64Array)], [1n, -2n]);
+    assert.deepEqual(encodeOipTensor('a', i64).data, [1, -2]);
+    const b = decodeOipTensor({ name: 'b', shape: [2], datatype: 'BOOL', data: [true, false] }, 0);
+    assert.deepEqual(encodeOipTensor('b', b), { name: 'b', shape: [2], datatype: 'BOOL', data: [true, false] });
+    assert.throws(() => decodeOipTensor({ name: 'b', shape: [1], datatype: 'BOOL', data: [1] }, 0), /true or false/);
+  });
+});
