@@ -9,6 +9,7 @@ import { registerHttpMetrics } from './common/metrics/http-metrics';
 import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig } from './config/app-config';
 import { setupOpenApi } from './openapi/openapi';
+import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -31,7 +32,11 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     json: true,
     logLevels: LEVELS.slice(0, LEVELS.indexOf(config.LOG_LEVEL) + 1),
   });
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, { logger });
+  // bodyParser off: Fastify's own parsers serve, with the OIP binary extension registered below.
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    logger,
+    bodyParser: false,
+  });
   app.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
   app.useGlobalPipes(createValidationPipe());
   const filter = new ProblemFilter();
@@ -50,6 +55,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     if (closing) void reply.header('Connection', 'close');
     done(null, payload);
   });
+  registerOipBinaryBodies(fastify);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);
   if (options.withDocs !== false) setupOpenApi(app);
   return app;

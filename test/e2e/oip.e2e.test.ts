@@ -172,4 +172,106 @@ describe('Open Inference Protocol v2', () => {
       .expect(400);
     assert.match(timeout.body.error, /timeout_ms/);
   });
+
+  describe('binary tensor data extension (as Triton clients send it)', () => {
+    const binaryParser = (res: NodeJS.ReadableStream, done: (err: Error | null, body: Buffer) => void) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done(null, Buffer.concat(chunks)));
+    };
+    function binaryBody(header: object, ...tensors: Float32Array[]): { body: Buffer; length: number } {
+      const json = Buffer.from(JSON.stringify(header));
+      const bytes = tensors.map((t) => Buffer.from(t.buffer, t.byteOffset, t.byteLength));
+      return { body: Buffer.concat([json, ...bytes]), length: json.length };
+    }
+
+    it('takes binary inputs and returns binary outputs when asked', async () => {
+      const x = Float32Array.from([1, 2, 3, 4, 0, 1, 0, 1]);
+      const { body, length } = binaryBody(
+        {
+          id: 'bin-1',
+          inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }],
+          outputs: [{ name: 'y', parameters: { binary_data: true } }],
+        },
+        x,
+      );
+      const res = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .set('Inference-Header-Content-Length', String(length))
+        .send(body)
+        .buffer(true)
+        .parse(binaryParser as never)
+        .expect(200);
+      assert.equal(res.headers['content-type'], 'application/octet-stream');
+      const headerLength = Number(res.headers['inference-header-content-length']);
+      const header = JSON.parse((res.body as Buffer).subarray(0, headerLength).toString());
+      assert.equal(header.id, 'bin-1');
+      assert.deepEqual(header.outputs, [
+        { name: 'y', shape: [2, 2], datatype: 'FP32', parameters: { binary_data_size: 16 } },
+      ]);
+      const raw = (res.body as Buffer).subarray(headerLength);
+      const y = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+      assert.deepEqual([...y], [...expected([1, 2, 3, 4], 2), ...expected([0, 1, 0, 1], 2)]);
+    });
+
+    it('takes binary inputs with Content-Type application/json and answers JSON by default', async () => {
+      const x = Float32Array.from([1, 2, 3, 4]);
+      const { body, length } = binaryBody(
+        { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] },
+        x,
+      );
+      const res = await http
+        .post('/v2/models/fixture-linear/versions/1/infer')
+        .set('Content-Type', 'application/json')
+        .set('Inference-Header-Content-Length', String(length))
+        .serialize((raw: Buffer) => raw as unknown as string) // send the bytes, not JSON of a Buffer
+        .send(body)
+        .expect(200);
+      assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 1));
+    });
+
+    it('refuses binary sizes that do not match the shape, and stray bytes', async () => {
+      const x = Float32Array.from([1, 2, 3]);
+      const short = binaryBody(
+        { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 12 } }] },
+        x,
+      );
+      const a = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .set('Inference-Header-Content-Length', String(short.length))
+        .send(short.body)
+        .expect(400);
+      assert.equal(a.body.error, 'inputs[0].parameters.binary_data_size: shape [1, 4] needs 16 bytes, got 12');
+      const extra = binaryBody(
+        { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] },
+        Float32Array.from([1, 2, 3, 4, 5]),
+      );
+      const b = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .set('Inference-Header-Content-Length', String(extra.length))
+        .send(extra.body)
+        .expect(400);
+      assert.match(b.body.error, /4 bytes follow the last binary input/);
+      const noHeader = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .send(extra.body)
+        .expect(400);
+      assert.match(noHeader.body.error, /Inference-Header-Content-Length/);
+      const nan = binaryBody(
+        { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] },
+        Float32Array.from([1, NaN, 3, 4]),
+      );
+      const c = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .set('Inference-Header-Content-Length', String(nan.length))
+        .send(nan.body)
+        .expect(400);
+      assert.equal(c.body.error, 'inputs[0].data: element 1 must be a finite number');
+    });
+  });
 });

@@ -24,6 +24,10 @@ const INT_RANGE: Partial<Record<TensorDtype, [number, number]>> = {
   int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 };
 
+export function fromOipDatatype(datatype: OipDatatype): TensorDtype {
+  return TO_DTYPE[datatype];
+}
+
 export function toOipDatatype(dtype: TensorDtype): OipDatatype {
   return TO_OIP[dtype];
 }

@@ -1,5 +1,5 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Res, VERSION_NEUTRAL } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, Headers, HttpCode, Param, Post, Res, VERSION_NEUTRAL } from '@nestjs/common';
+import { ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import {
   OipInferRequestDto,
@@ -10,7 +10,8 @@ import {
   OipReadyDto,
   OipServerMetadataDto,
 } from './oip.dto';
-import { OipService } from './oip.service';
+import { HEADER_LENGTH } from './oip-binary';
+import { OipAnswer, OipService } from './oip.service';
 
 /** Open Inference Protocol v2 (KServe / Triton compatible REST). Errors are `{"error": "..."}`. */
 @ApiTags('open-inference-protocol')
@@ -72,21 +73,36 @@ export class OipController {
 
   @Post('models/:name/infer')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Run the default version of a model' })
+  @ApiOperation({ summary: 'Run the default version of a model (JSON, or the binary tensor data extension)' })
+  @ApiBody({ type: OipInferRequestDto })
   @ApiOkResponse({ type: OipInferResponseDto })
-  infer(@Param('name') name: string, @Body() body: OipInferRequestDto): Promise<OipInferResponseDto> {
-    return this.oip.infer(name, undefined, body);
+  async infer(
+    @Param('name') name: string,
+    @Body() body: unknown,
+    @Headers(HEADER_LENGTH) headerLength: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<OipInferResponseDto | Buffer> {
+    return send(await this.oip.infer(name, undefined, body, headerLength), reply);
   }
 
   @Post('models/:name/versions/:version/infer')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Run a pinned version of a model' })
+  @ApiOperation({ summary: 'Run a pinned version of a model (JSON, or the binary tensor data extension)' })
+  @ApiBody({ type: OipInferRequestDto })
   @ApiOkResponse({ type: OipInferResponseDto })
-  inferVersion(
+  async inferVersion(
     @Param('name') name: string,
     @Param('version') version: string,
-    @Body() body: OipInferRequestDto,
-  ): Promise<OipInferResponseDto> {
-    return this.oip.infer(name, version, body);
+    @Body() body: unknown,
+    @Headers(HEADER_LENGTH) headerLength: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<OipInferResponseDto | Buffer> {
+    return send(await this.oip.infer(name, version, body, headerLength), reply);
   }
+}
+
+function send(answer: OipAnswer, reply: FastifyReply): OipInferResponseDto | Buffer {
+  if (answer.kind === 'json') return answer.body;
+  void reply.header('Content-Type', 'application/octet-stream').header(HEADER_LENGTH, String(answer.headerLength));
+  return answer.body;
 }

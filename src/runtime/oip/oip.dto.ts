@@ -1,87 +1,44 @@
+/* OpenAPI documentation of the OIP bodies; requests are validated by oip-request.schema.ts. */
 import { ApiProperty } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import {
-  ArrayMaxSize,
-  ArrayMinSize,
-  IsArray,
-  IsIn,
-  IsInt,
-  IsNotEmpty,
-  IsObject,
-  IsOptional,
-  IsString,
-  MaxLength,
-  Min,
-  ValidateNested,
-} from 'class-validator';
 import { OIP_DATATYPES } from './oip-codec';
 
 export class OipInputTensorDto {
   /** Name of the model input. */
-  @IsString()
-  @IsNotEmpty()
   name!: string;
 
   /** Dimensions of the tensor; the first is the batch size for batched models. */
   @ApiProperty({ type: [Number], example: [1, 4] })
-  @IsArray()
-  @ArrayMinSize(0)
-  @ArrayMaxSize(8)
-  @IsInt({ each: true })
-  @Min(0, { each: true })
   shape!: number[];
 
   @ApiProperty({ enum: OIP_DATATYPES, example: 'FP32' })
-  @IsString()
-  @IsIn(OIP_DATATYPES)
   datatype!: string;
 
   /** Optional per-tensor parameters (ignored). */
-  @IsOptional()
-  @IsObject()
   parameters?: Record<string, unknown>;
 
   /** Row-major values, flat or nested to the tensor's shape. */
   @ApiProperty({ type: 'array', items: {}, example: [1, 2, 3, 4] })
-  @IsArray()
   data!: unknown[];
 }
 
 export class OipRequestedOutputDto {
   /** Name of an output to return; without `outputs`, all are returned. */
-  @IsString()
-  @IsNotEmpty()
   name!: string;
 
-  @IsOptional()
-  @IsObject()
   parameters?: Record<string, unknown>;
 }
 
 export class OipInferRequestDto {
   /** Echoed in the response. */
-  @IsOptional()
-  @IsString()
-  @MaxLength(256)
   id?: string;
 
   /** Request parameters; `timeout_ms` bounds how long the request may wait before it is dropped (504). */
-  @IsOptional()
-  @IsObject()
   parameters?: Record<string, unknown>;
 
   @ApiProperty({ type: [OipInputTensorDto] })
-  @IsArray()
-  @ArrayMinSize(1)
-  @ValidateNested({ each: true })
-  @Type(() => OipInputTensorDto)
   inputs!: OipInputTensorDto[];
 
   @ApiProperty({ type: [OipRequestedOutputDto], required: false })
-  @IsOptional()
-  @IsArray()
-  @ValidateNested({ each: true })
-  @Type(() => OipRequestedOutputDto)
   outputs?: OipRequestedOutputDto[];
 }
 
@@ -91,8 +48,11 @@ export class OipOutputTensorDto {
   shape!: number[];
   @ApiProperty({ enum: OIP_DATATYPES })
   datatype!: string;
-  @ApiProperty({ type: 'array', items: {} })
-  data!: unknown[];
+  /** Absent when the output travels as binary data after the JSON header. */
+  @ApiProperty({ type: 'array', items: {}, required: false })
+  data?: unknown[];
+  /** `binary_data_size` when the output travels as binary data. */
+  parameters?: Record<string, unknown>;
 }
 
 export class OipInferResponseDto {

@@ -3,10 +3,12 @@ import { AppError } from '../../common/errors/app-error';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { Tensor } from '../tensor';
-import { decodeOipTensor, encodeOipTensor, toOipDatatype } from './oip-codec';
+import { readBinaryTensor, splitBinaryBody, tensorBytes } from './oip-binary';
+import { decodeOipTensor, encodeOipTensor, fromOipDatatype, OipDatatype, toOipDatatype } from './oip-codec';
+import { OipInferRequest, parseOipInferRequest } from './oip-request.schema';
 import type {
-  OipInferRequestDto,
   OipInferResponseDto,
+  OipOutputTensorDto,
   OipModelListDto,
   OipModelMetadataDto,
   OipReadyDto,
@@ -77,16 +79,24 @@ export class OipService {
     return { name: info.name, ready: info.ready };
   }
 
-  async infer(name: string, version: string | undefined, body: OipInferRequestDto): Promise<OipInferResponseDto> {
-    const inputs: Record<string, Tensor> = {};
-    body.inputs.forEach((input, i) => {
-      if (inputs[input.name]) {
-        throw new AppError('INVALID_TENSOR', `inputs[${i}].name: "${input.name}" is given twice`, {
-          fields: [{ field: `inputs[${i}].name`, reason: 'duplicate input name' }],
+  /**
+   * Runs an infer request given as JSON, or as a binary-extension body (JSON header + raw tensor
+   * bytes, `headerLength` from Inference-Header-Content-Length). Outputs come back as binary when
+   * the request asks (`binary_data_output`, or `binary_data` on a requested output).
+   */
+  async infer(name: string, version: string | undefined, raw: unknown, headerLength?: string): Promise<OipAnswer> {
+    let value = raw;
+    let payload: Buffer | undefined;
+    if (Buffer.isBuffer(raw)) {
+      if (headerLength === undefined) {
+        throw new AppError('VALIDATION_FAILED', 'a binary body needs the Inference-Header-Content-Length header', {
+          fields: [{ field: 'Inference-Header-Content-Length', reason: 'required for a binary body' }],
         });
       }
-      inputs[input.name] = decodeOipTensor(input, i);
-    });
+      ({ header: value, payload } = splitBinaryBody(raw, headerLength));
+    }
+    const body = parseOipInferRequest(value);
+    const inputs = decodeInputs(body, payload);
     const timeout = body.parameters?.timeout_ms;
     if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1)) {
       throw new AppError('VALIDATION_FAILED', 'parameters.timeout_ms must be a positive integer', {
@@ -94,18 +104,27 @@ export class OipService {
       });
     }
     const info = this.engine.describe(name, version);
-    const requested = body.outputs?.map((o) => o.name);
     const known = new Set(info.manifest.outputs.map((o) => o.name));
-    requested?.forEach((output, i) => {
-      if (!known.has(output)) {
-        throw new AppError('VALIDATION_FAILED', `outputs[${i}].name: the model has no output "${output}"`, {
-          fields: [{ field: `outputs[${i}].name`, reason: `unknown output "${output}"` }],
+    body.outputs?.forEach((output, i) => {
+      if (!known.has(output.name)) {
+        throw new AppError('VALIDATION_FAILED', `outputs[${i}].name: the model has no output "${output.name}"`, {
+          fields: [{ field: `outputs[${i}].name`, reason: `unknown output "${output.name}"` }],
         });
       }
     });
     const result = await this.engine.infer(name, info.version, inputs, { timeoutMs: timeout });
-    const names = requested ?? info.manifest.outputs.map((o) => o.name);
-    return {
+    const allBinary = body.parameters?.binary_data_output === true;
+    const wanted = body.outputs ?? info.manifest.outputs.map((o) => ({ name: o.name, parameters: undefined }));
+    const chunks: Buffer[] = [];
+    const outputs: OipOutputTensorDto[] = wanted.map((o) => {
+      const tensor = result.outputs[o.name];
+      if (!allBinary && o.parameters?.binary_data !== true) return encodeOipTensor(o.name, tensor);
+      const bytes = tensorBytes(tensor.data);
+      chunks.push(bytes);
+      const { data: _data, ...meta } = encodeOipTensor(o.name, { ...tensor, data: tensor.data.subarray(0, 0) });
+      return { ...meta, parameters: { binary_data_size: bytes.length } };
+    });
+    const response: OipInferResponseDto = {
       model_name: result.model,
       model_version: result.version,
       ...(body.id !== undefined ? { id: body.id } : {}),
@@ -115,9 +134,47 @@ export class OipService {
         compute_ms: round(result.computeMs),
         batch_size: result.batchSize,
       },
-      outputs: names.map((n) => encodeOipTensor(n, result.outputs[n])),
+      outputs,
     };
+    if (chunks.length === 0) return { kind: 'json', body: response };
+    const header = Buffer.from(JSON.stringify(response));
+    return { kind: 'binary', headerLength: header.length, body: Buffer.concat([header, ...chunks]) };
   }
+}
+
+export type OipAnswer =
+  { kind: 'json'; body: OipInferResponseDto } | { kind: 'binary'; headerLength: number; body: Buffer };
+
+function decodeInputs(body: OipInferRequest, payload: Buffer | undefined): Record<string, Tensor> {
+  const inputs: Record<string, Tensor> = {};
+  let offset = 0;
+  body.inputs.forEach((input, i) => {
+    const field = `inputs[${i}]`;
+    const fail = (suffix: string, reason: string): never => {
+      throw new AppError('INVALID_TENSOR', `${field}${suffix}: ${reason}`, {
+        fields: [{ field: `${field}${suffix}`, reason }],
+      });
+    };
+    if (inputs[input.name]) fail('.name', `"${input.name}" is given twice`);
+    const size = input.parameters?.binary_data_size as number | undefined;
+    if (size !== undefined) {
+      if (!payload)
+        fail('.parameters.binary_data_size', 'binary data needs the Inference-Header-Content-Length header');
+      const dtype = fromOipDatatype(input.datatype as OipDatatype);
+      inputs[input.name] = readBinaryTensor(payload!, offset, size, dtype, input.shape, field);
+      offset += size;
+    } else if (input.data === undefined) {
+      fail('.data', 'required unless parameters.binary_data_size is given');
+    } else {
+      inputs[input.name] = decodeOipTensor({ ...input, data: input.data }, i);
+    }
+  });
+  if (payload && offset !== payload.length) {
+    throw new AppError('INVALID_TENSOR', `body: ${payload.length - offset} bytes follow the last binary input`, {
+      fields: [{ field: 'body', reason: 'binary data does not add up to the declared binary_data_size values' }],
+    });
+  }
+  return inputs;
 }
 
 function round(ms: number): number {

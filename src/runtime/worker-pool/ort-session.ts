@@ -4,7 +4,10 @@ import { createOnProvider, ExecutionProviderName, ProviderChoice } from '../exec
 import type { GraphSignature, GraphTensor } from '../model-registry/model-registry';
 import type { Tensor, TensorData } from '../tensor';
 
-const QUIET = 3; // ORT log severity "error": the CUDA probe's expected failure is ours to report.
+const QUIET = 3; // ORT log severity "error"
+// The `auto` probe's failure to load the CUDA provider is expected on CPU hosts; the gateway reports
+// it in its own words (logs, readiness, metadata), so ORT's own logger stays at fatal.
+ort.env.logLevel = 'fatal';
 
 export function sessionOptions(
   provider: ExecutionProviderName,

@@ -1,0 +1,85 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../../common/errors/app-error';
+import type { TensorDtype } from '../model-registry/model-manifest.schema';
+import { allocate, elementCount, Tensor, TensorData } from '../tensor';
+
+/**
+ * The binary tensor data extension of the Open Inference Protocol (as Triton's HTTP clients send it by
+ * default): the body is a JSON header of `Inference-Header-Content-Length` bytes followed by the raw
+ * little-endian bytes of each input that declares `parameters.binary_data_size`, in order.
+ */
+export const HEADER_LENGTH = 'inference-header-content-length';
+
+export function registerOipBinaryBodies(fastify: FastifyInstance): void {
+  const json = fastify.getDefaultJsonParser('error', 'error');
+  void fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    if (request.headers[HEADER_LENGTH] !== undefined) return done(null, body);
+    void json(request, (body as Buffer).toString('utf8'), done);
+  });
+  fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
+    done(null, body),
+  );
+}
+
+function invalid(field: string, reason: string): AppError {
+  return new AppError('INVALID_TENSOR', `${field}: ${reason}`, { fields: [{ field, reason }] });
+}
+
+/** Splits a binary-extension body into its JSON header and the bytes after it. */
+export function splitBinaryBody(body: Buffer, headerLength: string): { header: unknown; payload: Buffer } {
+  const length = Number(headerLength);
+  if (!Number.isInteger(length) || length < 0 || length > body.length) {
+    throw invalid('Inference-Header-Content-Length', `must be an integer between 0 and the body size (${body.length})`);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(body.subarray(0, length).toString('utf8'));
+  } catch {
+    throw invalid('Inference-Header-Content-Length', 'the first bytes of the body are not a JSON inference header');
+  }
+  return { header, payload: body.subarray(length) };
+}
+
+const BYTES: Record<TensorDtype, number> = {
+  float32: 4,
+  float64: 8,
+  int8: 1,
+  uint8: 1,
+  int32: 4,
+  int64: 8,
+  bool: 1,
+};
+
+/** Reads `size` bytes at `offset` as a tensor (copied into an aligned buffer of its own). */
+export function readBinaryTensor(
+  payload: Buffer,
+  offset: number,
+  size: number,
+  dtype: TensorDtype,
+  dims: number[],
+  field: string,
+): Tensor {
+  const count = elementCount(dims);
+  if (size !== count * BYTES[dtype]) {
+    throw invalid(
+      `${field}.parameters.binary_data_size`,
+      `shape [${dims.join(', ')}] needs ${count * BYTES[dtype]} bytes, got ${size}`,
+    );
+  }
+  if (offset + size > payload.length)
+    throw invalid(`${field}.parameters.binary_data_size`, 'runs past the end of the body');
+  const data = allocate(dtype, count);
+  new Uint8Array(data.buffer).set(payload.subarray(offset, offset + size));
+  if (dtype === 'float32' || dtype === 'float64') {
+    const values = data as Float32Array;
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) throw invalid(`${field}.data`, `element ${i} must be a finite number`);
+    }
+  }
+  return { dtype, dims, data };
+}
+
+export function tensorBytes(data: TensorData): Buffer {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
