@@ -19,7 +19,8 @@ async function main(): Promise<void> {
       const card = await stat(join(r.dir, 'MODEL_CARD.md')).catch(() => undefined);
       if (!card) problems.push(`${r.dir}: missing MODEL_CARD.md`);
       const size = (await stat(r.onnxPath)).size;
-      if (size > MAX_MODEL_BYTES) problems.push(`${r.onnxPath}: ${size} bytes, over the 10 MB limit for bundled models`);
+      if (size > MAX_MODEL_BYTES)
+        problems.push(`${r.onnxPath}: ${size} bytes, over the 10 MB limit for bundled models`);
     }
     if (problems.length > 0) {
       console.error(problems.join('\n'));
