@@ -16,7 +16,7 @@ PY="${PYTHON:-/usr/bin/python3}"
 "$PY" training/manufacturing/turbofan_rul.py "$DATA/cmapss-fd001/train_FD001.txt"
 
 # --- medical (maintained by the medical model's author: add its command on the line below) ---
-# MEDICAL: "$PY" training/medical/<script>.py "$DATA/busi"
+"$PY" training/medical/train_breast_us_lesion.py "$DATA/busi"   # ~50 min on one shared CPU core
 
 # --- offline manifest / hash / graph-name check (npm run models:verify is the authoritative one) ---
 npm run models:verify

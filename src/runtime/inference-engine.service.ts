@@ -217,7 +217,8 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     const models: Record<string, string> = {};
     let ready = this.pool !== undefined && this.pool.readyWorkers === this.pool.workerCount;
     for (const entry of [...this.entries.values()].flat()) {
-      models[entry.key] = entry.ready ? `ready on ${entry.provider}` : 'loading';
+      const fallback = entry.fallbackReason ? ` (${entry.fallbackReason})` : '';
+      models[entry.key] = entry.ready ? `ready on ${entry.provider}${fallback}` : 'loading';
       if (entry.isDefault) ready &&= entry.ready;
     }
     return { ready, detail: { workers, models } };
