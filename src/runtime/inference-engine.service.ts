@@ -96,6 +96,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
         },
         onWorkerReady: () => this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0),
       },
+      this.config.WORKER_PIPELINE_DEPTH,
     );
     const loaded = new Map((await this.pool.start()).map((m) => [m.key, m]));
     for (const record of records) {
@@ -113,7 +114,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
         ready: true,
         batching: options,
         batcher: new Batcher(
-          { ...options, maxConcurrentBatches: this.config.WORKER_POOL_SIZE },
+          { ...options, maxConcurrentBatches: this.pool.capacity },
           (inputs) => this.pool!.run(key(record), inputs),
           this.metrics.observerFor(record.name, record.version),
         ),

@@ -9,9 +9,9 @@ const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1
 
 describe('back-pressure, deadlines and worker loss over HTTP', () => {
   it('a full queue answers 503 with Retry-After; a request past its deadline answers 504', async () => {
-    // One row per batch and room for two waiting requests; a 128-image request runs alone and
+    // One row per batch, one batch in flight, room for two waiting; a 128-image request runs alone and
     // keeps the single worker busy long enough for the HTTP requests below to meet a full queue.
-    const app = await createTestApp({ BATCH_MAX_SIZE: '1', BATCH_MAX_QUEUE_SIZE: '2' });
+    const app = await createTestApp({ BATCH_MAX_SIZE: '1', BATCH_MAX_QUEUE_SIZE: '2', WORKER_PIPELINE_DEPTH: '1' });
     try {
       const engine = app.get(InferenceEngine);
       const http = request(app.getHttpServer());

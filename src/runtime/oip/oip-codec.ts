@@ -39,15 +39,11 @@ export interface OipTensorJson {
   data: unknown[];
 }
 
-function flatten(data: unknown[], out: unknown[]): boolean {
+function flatten(data: unknown[], out: unknown[]): void {
   for (const item of data) {
-    if (Array.isArray(item)) {
-      if (!flatten(item, out)) return false;
-    } else {
-      out.push(item);
-    }
+    if (Array.isArray(item)) flatten(item, out);
+    else out.push(item);
   }
-  return true;
 }
 
 /** Decodes one OIP JSON tensor (flat or nested `data`) into a typed tensor; field errors name `inputs[i]`. */
@@ -61,8 +57,12 @@ export function decodeOipTensor(input: OipTensorJson, index: number): Tensor {
     fail('.datatype', `unsupported datatype "${input.datatype}" (supported: ${OIP_DATATYPES.join(', ')})`);
   }
   const dtype = TO_DTYPE[input.datatype as OipDatatype];
-  const values: unknown[] = [];
-  flatten(input.data, values);
+  // Flat data (the common case, and what clients send for images) is read in place; only nested data is copied.
+  let values: unknown[] = input.data;
+  if (values.some(Array.isArray)) {
+    values = [];
+    flatten(input.data, values);
+  }
   const expected = elementCount(input.shape);
   if (values.length !== expected) {
     fail('.data', `shape [${input.shape.join(', ')}] needs ${expected} values, got ${values.length}`);

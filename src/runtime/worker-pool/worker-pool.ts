@@ -20,7 +20,7 @@ interface Slot {
   index: number;
   worker: Worker;
   ready: boolean;
-  task?: Task;
+  tasks: Map<number, Task>;
 }
 
 export interface WorkerPoolEvents {
@@ -32,9 +32,11 @@ export interface WorkerPoolEvents {
 export class WorkerFailure extends Error {}
 
 /**
- * A fixed pool of worker threads, each owning one ONNX Runtime session per model version. One task
- * at a time per worker (ORT's run() occupies its thread); extra tasks wait in a FIFO. A worker that
- * dies fails only its own task and is replaced with a fresh one that reloads every model.
+ * A fixed pool of worker threads, each owning one ONNX Runtime session per model version. Each worker
+ * is handed up to `depth` tasks at a time: it runs them one after the other (ORT's run() occupies its
+ * thread), and the next one is already waiting while the main thread answers the last. Extra tasks
+ * wait in a FIFO. A worker that dies fails only the tasks it held and is replaced with a fresh one
+ * that reloads every model.
  */
 export class WorkerPool {
   private readonly slots: Slot[] = [];
@@ -46,6 +48,7 @@ export class WorkerPool {
     private readonly size: number,
     private readonly load: LoadMessage,
     private readonly events: WorkerPoolEvents = {},
+    private readonly depth = 2,
     private readonly workerFile = join(__dirname, 'inference-worker.js'),
   ) {}
 
@@ -61,6 +64,11 @@ export class WorkerPool {
 
   get workerCount(): number {
     return this.size;
+  }
+
+  /** Tasks the pool runs or holds ready at once; callers gain nothing by sending more. */
+  get capacity(): number {
+    return this.size * this.depth;
   }
 
   run(key: string, feeds: Record<string, Tensor>): Promise<RunResult> {
@@ -79,7 +87,7 @@ export class WorkerPool {
 
   private spawn(index: number): Promise<LoadedModel[]> {
     const worker = new Worker(this.workerFile);
-    const slot: Slot = { index, worker, ready: false };
+    const slot: Slot = { index, worker, ready: false, tasks: new Map() };
     this.slots[index] = slot;
     return new Promise((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg, resolve, reject));
@@ -108,12 +116,10 @@ export class WorkerPool {
         return;
       case 'result':
       case 'run-failed': {
-        const task = slot.task;
-        slot.task = undefined;
-        if (task && task.id === msg.id) {
-          if (msg.type === 'result') task.resolve({ outputs: msg.outputs, computeMs: msg.computeMs });
-          else task.reject(new WorkerFailure(msg.message));
-        }
+        const task = slot.tasks.get(msg.id);
+        slot.tasks.delete(msg.id);
+        if (task && msg.type === 'result') task.resolve({ outputs: msg.outputs, computeMs: msg.computeMs });
+        else if (task && msg.type === 'run-failed') task.reject(new WorkerFailure(msg.message));
         this.dispatch();
         return;
       }
@@ -124,8 +130,8 @@ export class WorkerPool {
     if (this.slots[slot.index] !== slot) return; // already replaced
     const wasReady = slot.ready;
     slot.ready = false;
-    slot.task?.reject(new WorkerFailure(`inference worker ${reason}`));
-    slot.task = undefined;
+    for (const task of slot.tasks.values()) task.reject(new WorkerFailure(`inference worker ${reason}`));
+    slot.tasks.clear();
     if (this.closed) return;
     if (!wasReady) {
       failed(new WorkerFailure(`inference worker ${reason} while loading models`));
@@ -136,12 +142,15 @@ export class WorkerPool {
   }
 
   private dispatch(): void {
-    for (const slot of this.slots) {
-      if (this.pending.length === 0) return;
-      if (!slot || !slot.ready || slot.task) continue;
+    while (this.pending.length > 0) {
+      let best: Slot | undefined;
+      for (const slot of this.slots) {
+        if (slot?.ready && slot.tasks.size < this.depth && (!best || slot.tasks.size < best.tasks.size)) best = slot;
+      }
+      if (!best) return;
       const task = this.pending.shift()!;
-      slot.task = task;
-      slot.worker.postMessage({ type: 'run', id: task.id, key: task.key, feeds: task.feeds });
+      best.tasks.set(task.id, task);
+      best.worker.postMessage({ type: 'run', id: task.id, key: task.key, feeds: task.feeds });
     }
   }
 }
