@@ -48,7 +48,7 @@ export interface InferOptions {
   timeoutMs?: number;
 }
 
-interface Entry extends ModelVersionInfo {
+interface Entry extends Omit<ModelVersionInfo, 'ready'> {
   key: string;
   batcher: Batcher;
 }
@@ -111,7 +111,6 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
         manifest: record.manifest,
         provider: report.provider,
         fallbackReason: report.fallbackReason,
-        ready: true,
         batching: options,
         batcher: new Batcher(
           { ...options, maxConcurrentBatches: this.pool.capacity },
@@ -145,12 +144,22 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
   }
 
   listModels(): ModelVersionInfo[] {
-    return [...this.entries.values()].flat().map(publicInfo);
+    return [...this.entries.values()].flat().map((e) => this.publicInfo(e));
   }
 
   /** The version that serves `name` (the default one unless `version` pins another). */
   describe(name: string, version?: string): ModelVersionInfo {
-    return publicInfo(this.resolve(name, version));
+    return this.publicInfo(this.resolve(name, version));
+  }
+
+  /** Every worker loads every model, so a model is ready while at least one worker is. */
+  private get modelsServed(): boolean {
+    return (this.pool?.readyWorkers ?? 0) > 0;
+  }
+
+  private publicInfo(entry: Entry): ModelVersionInfo {
+    const { key: _key, batcher: _batcher, ...info } = entry;
+    return { ...info, ready: this.modelsServed };
   }
 
   versionsOf(name: string): string[] {
@@ -216,11 +225,10 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
   private readinessCheck(): { ready: boolean; detail: unknown } {
     const workers = this.pool ? `${this.pool.readyWorkers}/${this.pool.workerCount}` : '0/0';
     const models: Record<string, string> = {};
-    let ready = this.pool !== undefined && this.pool.readyWorkers === this.pool.workerCount;
+    const ready = this.pool !== undefined && this.pool.readyWorkers === this.pool.workerCount;
     for (const entry of [...this.entries.values()].flat()) {
       const fallback = entry.fallbackReason ? ` (${entry.fallbackReason})` : '';
-      models[entry.key] = entry.ready ? `ready on ${entry.provider}${fallback}` : 'loading';
-      if (entry.isDefault) ready &&= entry.ready;
+      models[entry.key] = this.modelsServed ? `ready on ${entry.provider}${fallback}` : 'loading';
     }
     return { ready, detail: { workers, models } };
   }
@@ -228,11 +236,6 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
 
 function key(r: { name: string; version: string }): string {
   return `${r.name}@${r.version}`;
-}
-
-function publicInfo(entry: Entry): ModelVersionInfo {
-  const { key: _key, batcher: _batcher, ...info } = entry;
-  return info;
 }
 
 /** Checks names, dtypes, ranks and fixed dimensions against the manifest before anything is queued. */

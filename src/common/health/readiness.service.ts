@@ -23,10 +23,6 @@ export class ReadinessService {
     this.shuttingDown = true;
   }
 
-  get isShuttingDown(): boolean {
-    return this.shuttingDown;
-  }
-
   evaluate(): { ready: boolean; checks: Record<string, ReadinessCheck> } {
     const checks: Record<string, ReadinessCheck> = {};
     let ready = !this.shuttingDown && this.checks.size > 0;

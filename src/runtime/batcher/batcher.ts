@@ -70,10 +70,6 @@ export class Batcher {
     return this.queue.length;
   }
 
-  get running(): number {
-    return this.inFlight;
-  }
-
   submit(inputs: Record<string, Tensor>, timeoutMs: number): Promise<BatchResult> {
     if (this.closing) {
       this.observer.outcome?.('shutting_down');
