@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { NotFoundException } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../../src/common/errors/app-error';
+import { ProblemFilter } from '../../src/common/errors/problem.filter';
+
+function exchange(url: string) {
+  const sent: { status?: number; headers: Record<string, string>; body?: unknown } = { headers: {} };
+  const reply = {
+    status(code: number) {
+      sent.status = code;
+      return reply;
+    },
+    header(name: string, value: string) {
+      sent.headers[name.toLowerCase()] = value;
+      return reply;
+    },
+    send(body: unknown) {
+      sent.body = body;
+      return reply;
+    },
+  };
+  const request = { url, id: 'req-1' } as unknown as FastifyRequest;
+  return { request, reply: reply as unknown as FastifyReply, sent };
+}
+
+describe('problem+json filter', () => {
+  const filter = new ProblemFilter();
+
+  it('answers an unexpected error with a bare 500 and the request id, never its message', () => {
+    const { request, reply, sent } = exchange('/v1/things?x=1');
+    filter.respond(new Error('SELECT secret FROM patients; at /srv/app/db.ts:12'), request, reply);
+    assert.equal(sent.status, 500);
+    assert.equal(sent.headers['content-type'], 'application/problem+json');
+    assert.deepEqual(sent.body, {
+      type: 'urn:gateway:problem:internal',
+      title: 'Internal error',
+      status: 500,
+      detail: 'internal error; quote request id req-1',
+      code: 'INTERNAL',
+      instance: '/v1/things',
+      requestId: 'req-1',
+    });
+  });
+
+  it('maps QUEUE_FULL to 503 with Retry-After, and field errors into `errors`', () => {
+    const { request, reply, sent } = exchange('/v1/things');
+    filter.respond(new AppError('QUEUE_FULL', 'queue full', { retryAfterSeconds: 1 }), request, reply);
+    assert.equal(sent.status, 503);
+    assert.equal(sent.headers['retry-after'], '1');
+    const invalid = exchange('/v1/things');
+    filter.respond(
+      new AppError('VALIDATION_FAILED', 'amount: must be positive', {
+        fields: [{ field: 'amount', reason: 'must be positive' }],
+      }),
+      invalid.request,
+      invalid.reply,
+    );
+    assert.equal(invalid.sent.status, 400);
+    assert.deepEqual((invalid.sent.body as { errors: unknown }).errors, [
+      { field: 'amount', reason: 'must be positive' },
+    ]);
+  });
+
+  it('maps DEADLINE_EXCEEDED to 504 and Nest HTTP exceptions to their status', () => {
+    const late = exchange('/v1/things');
+    filter.respond(new AppError('DEADLINE_EXCEEDED', 'too late'), late.request, late.reply);
+    assert.equal(late.sent.status, 504);
+    const missing = exchange('/v1/nothing');
+    filter.respond(new NotFoundException('Cannot GET /v1/nothing'), missing.request, missing.reply);
+    assert.equal(missing.sent.status, 404);
+    assert.equal((missing.sent.body as { code: string }).code, 'NOT_FOUND');
+  });
+
+  it('speaks the OIP error shape under /v2', () => {
+    const { request, reply, sent } = exchange('/v2/models/x/infer');
+    filter.respond(new AppError('MODEL_NOT_FOUND', 'no model named "x"'), request, reply);
+    assert.equal(sent.status, 404);
+    assert.equal(sent.headers['content-type'], 'application/json');
+    assert.deepEqual(sent.body, { error: 'no model named "x"' });
+  });
+});
