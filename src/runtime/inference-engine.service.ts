@@ -114,7 +114,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
         batching: options,
         batcher: new Batcher(
           { ...options, maxConcurrentBatches: this.pool.capacity },
-          (inputs) => this.pool!.run(key(record), inputs),
+          (inputs, owned) => this.pool!.run(key(record), inputs, owned),
           this.metrics.observerFor(record.name, record.version),
         ),
       };

@@ -208,4 +208,15 @@ describe('Batcher', () => {
     assert.deepEqual(seen.sort(), ['ok', 'ok', 'queue_full']);
     assert.deepEqual(batches, [1, 1]);
   });
+
+  it("marks stacked tensors as its own (movable) and a lone request as the caller's", async () => {
+    const owned: boolean[] = [];
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 20 }, (inputs, mine) => {
+      owned.push(mine);
+      return Promise.resolve({ outputs: inputs, computeMs: 0 });
+    });
+    await Promise.all([batcher.submit(rows([[1, 1]]), 1000), batcher.submit(rows([[2, 2]]), 1000)]);
+    await batcher.submit(rows([[3, 3]]), 1000);
+    assert.deepEqual(owned, [true, false]);
+  });
 });

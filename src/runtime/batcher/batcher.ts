@@ -14,8 +14,10 @@ export interface BatcherOptions {
   batchable: boolean;
 }
 
+/** `owned`: the batcher stacked these tensors itself, so their buffers may be moved rather than copied. */
 export type RunBatch = (
   inputs: Record<string, Tensor>,
+  owned: boolean,
 ) => Promise<{ outputs: Record<string, Tensor>; computeMs: number }>;
 
 export interface BatchResult {
@@ -185,7 +187,7 @@ export class Batcher {
       const names = Object.keys(items[0].inputs);
       const stacked: Record<string, Tensor> = {};
       for (const name of names) stacked[name] = concatBatch(items.map((item) => item.inputs[name]));
-      const { outputs, computeMs } = await this.runBatch(stacked);
+      const { outputs, computeMs } = await this.runBatch(stacked, items.length > 1);
       const rows = items.map((item) => item.rows);
       const pieces: Record<string, Tensor[]> = {};
       for (const [name, tensor] of Object.entries(outputs)) {

@@ -12,6 +12,8 @@ interface Task {
   id: number;
   key: string;
   feeds: Record<string, Tensor>;
+  /** Move the feeds' buffers to the worker instead of copying them (they are the pool's to give). */
+  transfer: boolean;
   resolve: (result: RunResult) => void;
   reject: (error: Error) => void;
 }
@@ -71,10 +73,11 @@ export class WorkerPool {
     return this.size * this.depth;
   }
 
-  run(key: string, feeds: Record<string, Tensor>): Promise<RunResult> {
+  /** Runs a model; with `transfer`, the feeds' buffers move to the worker and are unusable here afterwards. */
+  run(key: string, feeds: Record<string, Tensor>, transfer = false): Promise<RunResult> {
     if (this.closed) return Promise.reject(new WorkerFailure('worker pool is closed'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ id: this.nextId++, key, feeds, resolve, reject });
+      this.pending.push({ id: this.nextId++, key, feeds, transfer, resolve, reject });
       this.dispatch();
     });
   }
@@ -150,7 +153,19 @@ export class WorkerPool {
       if (!best) return;
       const task = this.pending.shift()!;
       best.tasks.set(task.id, task);
-      best.worker.postMessage({ type: 'run', id: task.id, key: task.key, feeds: task.feeds });
+      const buffers = task.transfer ? movable(task.feeds) : [];
+      best.worker.postMessage({ type: 'run', id: task.id, key: task.key, feeds: task.feeds }, buffers);
     }
   }
+}
+
+/** Moving a buffer saves a copy only when it is large; below that, cloning costs no more than detaching. */
+const MOVE_FROM_BYTES = 64 * 1024;
+
+function movable(feeds: Record<string, Tensor>): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const tensor of Object.values(feeds)) {
+    if (tensor.data.byteLength >= MOVE_FROM_BYTES) buffers.add(tensor.data.buffer as ArrayBuffer);
+  }
+  return [...buffers];
 }
