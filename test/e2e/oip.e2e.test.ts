@@ -50,6 +50,7 @@ describe('Open Inference Protocol v2', () => {
     assert.deepEqual(res.body.inputs, [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }]);
     assert.deepEqual(res.body.outputs, [{ name: 'y', datatype: 'FP32', shape: [-1, 2] }]);
     assert.equal(res.body.parameters.version, '2');
+    assert.equal(res.body.parameters.default, true);
     assert.equal(res.body.parameters.execution_provider, 'cpu');
     assert.equal(res.body.parameters.max_batch_size, 64);
   });

@@ -64,7 +64,7 @@ export class OipService {
       outputs: info.manifest.outputs.map(tensor),
       parameters: {
         version: info.version,
-        default_version: info.isDefault,
+        default: info.isDefault,
         domain: info.domain,
         task: info.manifest.task,
         execution_provider: info.provider,
