@@ -7,12 +7,13 @@ Import from a script under ``training/<domain>/`` after putting ``training/`` on
 """
 from .export import (CARD_SECTIONS, DATASETS_DIR, MANIFEST_KEYS, OPSET, REPO_ROOT, export_onnx, feature_entry,
                      graph_signature, md_table, rounded, seed_everything, sha256_file, standardize,
-                     write_manifest, write_model_card)
+                     start_run, write_manifest, write_model_card)
 from .parity import last_max_abs_diff, ort_parity
 
 __all__ = [
     'CARD_SECTIONS', 'DATASETS_DIR', 'MANIFEST_KEYS', 'OPSET', 'REPO_ROOT', 'export_onnx', 'feature_entry',
-    'graph_signature', 'md_table', 'rounded', 'seed_everything', 'sha256_file', 'standardize', 'write_manifest',
+    'graph_signature', 'md_table', 'rounded', 'seed_everything', 'sha256_file', 'standardize', 'start_run',
+    'write_manifest',
     'write_model_card', 'ort_parity', 'last_max_abs_diff',
 ]
 from .metrics import (best_f1_threshold, binary_summary, bootstrap_auc_diff, threshold_for_precision,  # noqa: E402

@@ -20,11 +20,13 @@ Everything here is deterministic for a fixed seed on the CPU (one thread).
 """
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import hashlib
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -66,6 +68,23 @@ def seed_everything(seed: int = 42, threads: int = 1) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     except TypeError:  # older torch without warn_only
         torch.use_deterministic_algorithms(True)
+
+
+def start_run(doc: str, data_default: os.PathLike, out_default: os.PathLike, seed: int = 42):
+    """The command line every training script shares: ``[data] [--out DIR] [--seed N]``.
+
+    Parses it, seeds everything, creates the output folder, and returns ``(args, out_dir, started_at)``.
+    """
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('data', nargs='?', default=str(data_default))
+    ap.add_argument('--out', default=str(out_default))
+    ap.add_argument('--seed', type=int, default=seed)
+    args = ap.parse_args()
+    started = time.time()
+    seed_everything(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return args, out, started
 
 
 def sha256_file(path: os.PathLike) -> str:

@@ -8,7 +8,6 @@ first transaction of the capture), hour = floor(Time / 3600) mod 24, encoded as 
 the manifest and card are recomputed from the ONNX outputs (onnxruntime-node) on a fixed, seeded,
 stratified 80/20 split, at the sample's prior (about 28 % fraud, NOT the real-world 0.17 %).
 """
-import argparse
 import math
 import sys
 import time
@@ -20,8 +19,8 @@ import torch
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (DATASETS_DIR, REPO_ROOT, binary_summary, export_onnx, feature_entry,  # noqa: E402
-                    last_max_abs_diff, md_table, ort_parity, rounded, seed_everything, standardize,
+from common import (start_run, DATASETS_DIR, REPO_ROOT, binary_summary, export_onnx, feature_entry,  # noqa: E402
+                    last_max_abs_diff, md_table, ort_parity, rounded, standardize,
                     threshold_for_precision, threshold_for_recall, threshold_stats, write_manifest,
                     write_model_card)
 from common.tabular import MLP, SigmoidEnsemble, fit_logits, predict  # noqa: E402
@@ -71,15 +70,7 @@ def prior_precision(stats: dict, prior: float) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('data', nargs='?', default=str(DATASETS_DIR / 'card-fraud' / 'creditcard_sample.csv'))
-    ap.add_argument('--out', default=str(REPO_ROOT / 'models' / 'finance' / 'card-fraud' / '1'))
-    ap.add_argument('--seed', type=int, default=42)
-    args = ap.parse_args()
-    t0 = time.time()
-    seed_everything(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out, t0 = start_run(__doc__, DATASETS_DIR / 'card-fraud' / 'creditcard_sample.csv', REPO_ROOT / 'models' / 'finance' / 'card-fraud' / '1')
 
     df = pd.read_csv(args.data)
     df = df.drop(columns=[c for c in df.columns if c.startswith('Unnamed') or c == ''])  # old row index

@@ -8,7 +8,6 @@ trained WITH them, only to measure (and report) the AUC cost of leaving them out
 not exported. Metrics in the manifest and card are recomputed from the ONNX outputs
 (onnxruntime-node) on a fixed, seeded, stratified 80/20 split.
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,9 @@ import torch
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (DATASETS_DIR, REPO_ROOT, best_f1_threshold, binary_summary, bootstrap_auc_diff,  # noqa: E402
+from common import (start_run, DATASETS_DIR, REPO_ROOT, best_f1_threshold, binary_summary, bootstrap_auc_diff,  # noqa: E402
                     export_onnx, feature_entry, last_max_abs_diff, md_table, ort_parity, rounded,
-                    seed_everything, standardize, threshold_for_precision, threshold_stats, write_manifest,
+                    standardize, threshold_for_precision, threshold_stats, write_manifest,
                     write_model_card)
 from common.tabular import MLP, SigmoidEnsemble, fit_logits, predict  # noqa: E402
 from torch import nn  # noqa: E402
@@ -153,15 +152,7 @@ def group_table(y, p, groups: dict, review: float):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('data', nargs='?', default=str(DATASETS_DIR / 'credit-default' / 'UCI_Credit_Card.csv'))
-    ap.add_argument('--out', default=str(REPO_ROOT / 'models' / 'finance' / 'credit-default' / '1'))
-    ap.add_argument('--seed', type=int, default=42)
-    args = ap.parse_args()
-    t0 = time.time()
-    seed_everything(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out, t0 = start_run(__doc__, DATASETS_DIR / 'credit-default' / 'UCI_Credit_Card.csv', REPO_ROOT / 'models' / 'finance' / 'credit-default' / '1')
 
     df = pd.read_csv(args.data)
     y = df['default'].to_numpy().astype(int)

@@ -11,7 +11,6 @@ mechanical power, tool-wear x torque strain), so callers still send only the sta
 Metrics are recomputed from the ONNX outputs (onnxruntime-node) on a fixed, seeded, stratified
 80/20 split.
 """
-import argparse
 import math
 import sys
 import time
@@ -24,9 +23,8 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (DATASETS_DIR, REPO_ROOT, best_f1_threshold, binary_summary, export_onnx,  # noqa: E402
-                    feature_entry, last_max_abs_diff, md_table, ort_parity, rounded, seed_everything,
-                    standardize, threshold_stats, write_manifest, write_model_card)
+from common import (start_run, DATASETS_DIR, REPO_ROOT, best_f1_threshold, binary_summary, export_onnx,  # noqa: E402
+                    feature_entry, last_max_abs_diff, md_table, ort_parity, rounded, standardize, threshold_stats, write_manifest, write_model_card)
 from common.tabular import MLP, fit_logits, predict  # noqa: E402
 
 LABELS = ['machine_failure', 'TWF', 'HDF', 'PWF', 'OSF', 'RNF']
@@ -92,15 +90,7 @@ class Ensemble(nn.Module):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('data', nargs='?', default=str(DATASETS_DIR / 'ai4i2020' / 'ai4i2020.csv'))
-    ap.add_argument('--out', default=str(REPO_ROOT / 'models' / 'manufacturing' / 'machine-failure' / '1'))
-    ap.add_argument('--seed', type=int, default=42)
-    args = ap.parse_args()
-    t0 = time.time()
-    seed_everything(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out, t0 = start_run(__doc__, DATASETS_DIR / 'ai4i2020' / 'ai4i2020.csv', REPO_ROOT / 'models' / 'manufacturing' / 'machine-failure' / '1')
 
     df = pd.read_csv(args.data)
     y = df[LABEL_COLUMNS].to_numpy().astype(int)

@@ -9,7 +9,6 @@ training standard deviation is below 0.01 (constant or quantisation noise in FD0
 the rest are standardised with training-engine mean/std. Target: RUL = last cycle - cycle, capped
 at 125. Metrics are recomputed from the ONNX outputs (onnxruntime-node).
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (DATASETS_DIR, REPO_ROOT, export_onnx, feature_entry, last_max_abs_diff, md_table,  # noqa: E402
-                    ort_parity, rounded, seed_everything, standardize, write_manifest, write_model_card)
+from common import (start_run, DATASETS_DIR, REPO_ROOT, export_onnx, feature_entry, last_max_abs_diff, md_table,  # noqa: E402
+                    ort_parity, rounded, standardize, write_manifest, write_model_card)
 from common.tabular import predict  # noqa: E402
 
 WINDOW = 30
@@ -113,15 +112,7 @@ def alarm_stats(true, pred, limit):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('data', nargs='?', default=str(DATASETS_DIR / 'cmapss-fd001' / 'train_FD001.txt'))
-    ap.add_argument('--out', default=str(REPO_ROOT / 'models' / 'manufacturing' / 'turbofan-rul' / '1'))
-    ap.add_argument('--seed', type=int, default=42)
-    args = ap.parse_args()
-    t0 = time.time()
-    seed_everything(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out, t0 = start_run(__doc__, DATASETS_DIR / 'cmapss-fd001' / 'train_FD001.txt', REPO_ROOT / 'models' / 'manufacturing' / 'turbofan-rul' / '1')
 
     df = pd.read_csv(args.data, sep=r'\s+', header=None)
     df = df.iloc[:, :len(COLUMNS)]
