@@ -5,13 +5,13 @@ Import from a script under ``training/<domain>/`` after putting ``training/`` on
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from common import seed_everything, export_onnx, ort_parity, write_manifest, write_model_card
 """
-from .export import (CARD_SECTIONS, DATASETS_DIR, MANIFEST_KEYS, OPSET, REPO_ROOT, export_onnx, feature_entry,
+from .export import (CARD_SECTIONS, apply_transform, hour_of_day, DATASETS_DIR, MANIFEST_KEYS, OPSET, REPO_ROOT, export_onnx, feature_entry,
                      graph_signature, md_table, rounded, seed_everything, sha256_file, standardize,
                      start_run, write_manifest, write_model_card)
 from .parity import last_max_abs_diff, ort_parity
 
 __all__ = [
-    'CARD_SECTIONS', 'DATASETS_DIR', 'MANIFEST_KEYS', 'OPSET', 'REPO_ROOT', 'export_onnx', 'feature_entry',
+    'CARD_SECTIONS', 'apply_transform', 'hour_of_day', 'DATASETS_DIR', 'MANIFEST_KEYS', 'OPSET', 'REPO_ROOT', 'export_onnx', 'feature_entry',
     'graph_signature', 'md_table', 'rounded', 'seed_everything', 'sha256_file', 'standardize', 'start_run',
     'write_manifest',
     'write_model_card', 'ort_parity', 'last_max_abs_diff',

@@ -238,6 +238,30 @@ def feature_entry(name: str, source: str, transform: str, raw: Iterable[float], 
     }
 
 
+def hour_of_day(seconds: np.ndarray) -> np.ndarray:
+    """Hour of day from seconds since the start of a capture."""
+    return np.floor(seconds / 3600.0) % 24
+
+
+def apply_transform(raw: np.ndarray, transform: str) -> np.ndarray:
+    """The manifest's `preprocessing.features[].transform` vocabulary, applied before (x - mean) / scale.
+
+    ``none``, ``log1p``, ``one_hot:<value>``, ``sin_hour`` / ``cos_hour`` (of seconds, via hour_of_day).
+    The gateway's domain code implements the same list; keep the two in step.
+    """
+    if transform == 'none':
+        return raw.astype(np.float64)
+    if transform == 'log1p':
+        return np.log1p(raw.astype(np.float64))
+    if transform.startswith('one_hot:'):
+        return (raw == float(transform.split(':', 1)[1])).astype(np.float64)
+    if transform == 'sin_hour':
+        return np.sin(2 * np.pi * hour_of_day(raw) / 24.0)
+    if transform == 'cos_hour':
+        return np.cos(2 * np.pi * hour_of_day(raw) / 24.0)
+    raise ValueError(f'unknown transform {transform!r}')
+
+
 def standardize(matrix: np.ndarray, features: Sequence[dict]) -> np.ndarray:
     """Apply ``(x - mean) / scale`` column-wise with the entries from :func:`feature_entry`
     (``matrix`` holds already-transformed values in the same column order). Returns float32."""

@@ -19,7 +19,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (start_run, DATASETS_DIR, REPO_ROOT, binary_summary, export_onnx, feature_entry,  # noqa: E402
+from common import (start_run, hour_of_day, apply_transform, DATASETS_DIR, REPO_ROOT, binary_summary, export_onnx, feature_entry,  # noqa: E402
                     last_max_abs_diff, md_table, ort_parity, rounded, standardize,
                     threshold_for_precision, threshold_for_recall, threshold_stats, write_manifest,
                     write_model_card)
@@ -33,9 +33,6 @@ REVIEW_MIN_RECALL = 0.90
 DECLINE_MIN_PRECISION = 0.98
 
 
-def hour_of_day(t: np.ndarray) -> np.ndarray:
-    return np.floor(t / 3600.0) % 24
-
 
 def feature_specs():
     specs = [(f'v{i}', f'V{i}', 'none', 'PCA units', f'Principal component V{i} computed by the bank '
@@ -48,17 +45,6 @@ def feature_specs():
                   'cos(2*pi*hour/24) with hour = floor(Time / 3600) mod 24'))
     return specs
 
-
-def apply_transform(raw: np.ndarray, transform: str) -> np.ndarray:
-    if transform == 'none':
-        return raw.astype(np.float64)
-    if transform == 'log1p':
-        return np.log1p(raw.astype(np.float64))
-    if transform == 'sin_hour':
-        return np.sin(2 * math.pi * hour_of_day(raw) / 24.0)
-    if transform == 'cos_hour':
-        return np.cos(2 * math.pi * hour_of_day(raw) / 24.0)
-    raise ValueError(transform)
 
 
 def prior_precision(stats: dict, prior: float) -> float:

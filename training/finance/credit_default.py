@@ -18,7 +18,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import (start_run, DATASETS_DIR, REPO_ROOT, best_f1_threshold, binary_summary, bootstrap_auc_diff,  # noqa: E402
+from common import (start_run, apply_transform, DATASETS_DIR, REPO_ROOT, best_f1_threshold, binary_summary, bootstrap_auc_diff,  # noqa: E402
                     export_onnx, feature_entry, last_max_abs_diff, md_table, ort_parity, rounded,
                     standardize, threshold_for_precision, threshold_stats, write_manifest,
                     write_model_card)
@@ -99,15 +99,6 @@ def feature_specs(with_protected: bool):
                   ('age', 'AGE', 'none', 'years', 'PROTECTED: age')]
     return specs
 
-
-def apply_transform(raw: np.ndarray, transform: str) -> np.ndarray:
-    if transform == 'none':
-        return raw.astype(np.float64)
-    if transform == 'log1p':
-        return np.log1p(raw.astype(np.float64))
-    if transform.startswith('one_hot:'):
-        return (raw == float(transform.split(':', 1)[1])).astype(np.float64)
-    raise ValueError(transform)
 
 
 def build(df: pd.DataFrame, train_idx: np.ndarray, with_protected: bool):
