@@ -1,7 +1,7 @@
 """Small torch building blocks for the tabular reference models (CPU, deterministic)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -65,3 +65,18 @@ def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         return model(torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy()
+
+
+def fit_members(make_member: Callable[[], nn.Module], x: np.ndarray, y: np.ndarray, hparams: dict, count: int,
+                seed: int) -> List[nn.Module]:
+    """Trains ``count`` ensemble members with :func:`fit_logits`, member ``k`` seeded with ``seed * 100 + k``
+    (both its initialisation and its batch order), using ``hparams`` epochs, lr, weightDecay, batchSize."""
+    members = []
+    for k in range(count):
+        torch.manual_seed(seed * 100 + k)
+        member = make_member()
+        fit_logits(member, x, y, epochs=hparams['epochs'], lr=hparams['lr'], weight_decay=hparams['weightDecay'],
+                   batch_size=hparams['batchSize'], seed=seed * 100 + k)
+        members.append(member)
+    return members
+

@@ -23,7 +23,7 @@ from common import (start_run, hour_of_day, apply_transform, DATASETS_DIR, REPO_
                     last_max_abs_diff, md_table, ort_parity, rounded, standardize,
                     threshold_for_precision, threshold_for_recall, threshold_stats, write_manifest,
                     write_model_card)
-from common.tabular import MLP, SigmoidEnsemble, fit_logits, predict  # noqa: E402
+from common.tabular import fit_members, MLP, SigmoidEnsemble, predict  # noqa: E402
 
 POPULATION_PRIOR = 492 / 284807  # fraud rate of the full ULB data set (0.172 %)
 ENSEMBLE = 5
@@ -76,13 +76,8 @@ def main():
         cols.append(t)
     x = standardize(np.stack(cols, 1), feats)
 
-    members = []
-    for k in range(ENSEMBLE):
-        torch.manual_seed(args.seed * 100 + k)
-        m = MLP(x.shape[1], HPARAMS['hidden'], 1, HPARAMS['dropout'])
-        fit_logits(m, x[tr], y[tr], epochs=HPARAMS['epochs'], lr=HPARAMS['lr'], weight_decay=HPARAMS['weightDecay'],
-                   batch_size=HPARAMS['batchSize'], seed=args.seed * 100 + k)
-        members.append(m)
+    make = lambda: MLP(x.shape[1], HPARAMS['hidden'], 1, HPARAMS['dropout'])  # noqa: E731
+    members = fit_members(make, x[tr], y[tr], HPARAMS, ENSEMBLE, args.seed)
     model = SigmoidEnsemble(members).eval()
     train_seconds = time.time() - t0
 

@@ -22,7 +22,7 @@ from common import (start_run, apply_transform, DATASETS_DIR, REPO_ROOT, best_f1
                     export_onnx, feature_entry, last_max_abs_diff, md_table, ort_parity, rounded,
                     standardize, threshold_for_precision, threshold_stats, write_manifest,
                     write_model_card)
-from common.tabular import MLP, SigmoidEnsemble, fit_logits, predict  # noqa: E402
+from common.tabular import fit_members, MLP, SigmoidEnsemble, predict  # noqa: E402
 from torch import nn  # noqa: E402
 
 PROTECTED = ['SEX', 'MARRIAGE', 'AGE']
@@ -121,13 +121,7 @@ def build(df: pd.DataFrame, train_idx: np.ndarray, with_protected: bool):
 
 
 def train_ensemble(x_tr, y_tr, seed, arch):
-    members = []
-    for k in range(ENSEMBLE):
-        torch.manual_seed(seed * 100 + k)
-        m = CreditNet(**arch)
-        fit_logits(m, x_tr, y_tr, epochs=HPARAMS['epochs'], lr=HPARAMS['lr'], weight_decay=HPARAMS['weightDecay'],
-                   batch_size=HPARAMS['batchSize'], seed=seed * 100 + k)
-        members.append(m)
+    members = fit_members(lambda: CreditNet(**arch), x_tr, y_tr, HPARAMS, ENSEMBLE, seed)
     return SigmoidEnsemble(members).eval()
 
 

@@ -25,7 +25,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import (start_run, DATASETS_DIR, REPO_ROOT, best_f1_threshold, binary_summary, export_onnx,  # noqa: E402
                     feature_entry, last_max_abs_diff, md_table, ort_parity, rounded, standardize, threshold_stats, write_manifest, write_model_card)
-from common.tabular import MLP, fit_logits, predict  # noqa: E402
+from common.tabular import fit_members, MLP, predict  # noqa: E402
 
 LABELS = ['machine_failure', 'TWF', 'HDF', 'PWF', 'OSF', 'RNF']
 LABEL_COLUMNS = ['Machine failure', 'TWF', 'HDF', 'PWF', 'OSF', 'RNF']
@@ -118,13 +118,8 @@ def main():
     mean = np.array([f['mean'] for f in feats])
     scale = np.array([f['scale'] for f in feats])
 
-    members = []
-    for k in range(ENSEMBLE):
-        torch.manual_seed(args.seed * 100 + k)
-        m = FailureNet(mean, scale, d_mean, d_scale)
-        fit_logits(m, x[tr], y[tr], epochs=HPARAMS['epochs'], lr=HPARAMS['lr'], weight_decay=HPARAMS['weightDecay'],
-                   batch_size=HPARAMS['batchSize'], seed=args.seed * 100 + k)
-        members.append(m)
+    members = fit_members(lambda: FailureNet(mean, scale, d_mean, d_scale), x[tr], y[tr], HPARAMS, ENSEMBLE,
+                          args.seed)
     model = Ensemble(members).eval()
     train_seconds = time.time() - t0
 
