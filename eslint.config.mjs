@@ -99,4 +99,19 @@ export default tseslint.config(
       ],
     },
   },
+  // Cross-cutting layers never reach up into domains; the database layer knows only its entities.
+  {
+    files: ['src/auth/**/*.ts', 'src/audit/**/*.ts', 'src/database/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: 'onnxruntime-node', message: 'Only src/runtime talks to ONNX Runtime.' }],
+          patterns: [
+            { group: ['**/domains/**', '**/runtime/**'], message: 'auth, audit and database sit below the domains.' },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -2,6 +2,8 @@ import { ConsoleLogger, LogLevel, VersioningType } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { AppModule } from './app.module';
+import { registerAuditHook } from './audit/audit.hook';
+import { AuditWriter } from './audit/audit-writer.service';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
@@ -55,6 +57,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     if (closing) void reply.header('Connection', 'close');
     done(null, payload);
   });
+  registerAuditHook(fastify, app.get(AuditWriter), filter);
   registerOipBinaryBodies(fastify);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);
   if (options.withDocs !== false) setupOpenApi(app);

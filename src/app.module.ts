@@ -1,7 +1,10 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AuditModule } from './audit/audit.module';
+import { AuthModule } from './auth/auth.module';
 import { CommonModule } from './common/common.module';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
+import { DatabaseModule } from './database/database.module';
 import { RuntimeModule } from './runtime/runtime.module';
 
 @Module({})
@@ -9,7 +12,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), CommonModule, RuntimeModule],
+      imports: [ConfigModule.forRoot(config), CommonModule, DatabaseModule, AuthModule, AuditModule, RuntimeModule],
     };
   }
 }

@@ -1,6 +1,6 @@
 /*
  * bench/runtime: the OIP infer route against raw onnxruntime-node on the same model, in one run.
- * The gateway runs as a child process (node dist/main.js) with its default pool and thread
+ * The gateway runs as a child process (node dist/src/main.js) with its default pool and thread
  * settings; the raw runtime runs in this process with the same intra-op threads. Both see the
  * same requests (batch 1) at concurrency 1, 16 and 64. Prints throughput ratios and p50/p99.
  *
@@ -44,7 +44,7 @@ interface Variant {
 }
 
 async function startGateway(modelsDir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
     env: { ...process.env, MODELS_DIR: modelsDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { plainToInstance, Transform } from 'class-transformer';
-import { IsEnum, IsIn, IsInt, IsOptional, IsString, Max, Min, MinLength, validateSync } from 'class-validator';
+import { IsEnum, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
 
 export const INFERENCE_DEVICES = ['auto', 'cuda', 'cpu'] as const;
 export type InferenceDevice = (typeof INFERENCE_DEVICES)[number];
@@ -108,6 +108,94 @@ export class AppConfig {
   @Min(0)
   SHUTDOWN_GRACE_MS = 10_000;
 
+  /** PostgreSQL connection string (secret). Unset: embedded PGlite in DATA_DIR/pglite. */
+  @IsOptional()
+  @IsString()
+  DATABASE_URL?: string;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  DATABASE_POOL_SIZE = 10;
+
+  /** Algorithms a token may be signed with; HS256 also needs AUTH_HS256_SECRET. */
+  @IsString()
+  @Matches(/^(RS256|ES256|HS256)(,(RS256|ES256|HS256))*$/, {
+    message: 'AUTH_ALGORITHMS must be a comma-separated list of RS256, ES256, HS256',
+  })
+  AUTH_ALGORITHMS = 'RS256,ES256';
+
+  /** Public keys as PEM files: `path` or `kid=path`, comma-separated (kid defaults to the file name). */
+  @IsOptional()
+  @IsString()
+  AUTH_PUBLIC_KEYS?: string;
+
+  /** A JWKS file of public keys by kid; re-read when it changes, so keys rotate without a restart. */
+  @IsOptional()
+  @IsString()
+  AUTH_JWKS_FILE?: string;
+
+  /** Shared secret for HS256 (secret, at least 32 characters); only used when AUTH_ALGORITHMS has HS256. */
+  @IsOptional()
+  @IsString()
+  @MinLength(32)
+  AUTH_HS256_SECRET?: string;
+
+  @IsString()
+  @MinLength(1)
+  AUTH_ISSUER = 'inference-gateway';
+
+  @IsString()
+  @MinLength(1)
+  AUTH_AUDIENCE = 'inference-gateway';
+
+  /** Seconds of clock difference tolerated on exp and nbf. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(300)
+  AUTH_CLOCK_SKEW_S = 30;
+
+  /** Claim holding the caller's roles (an array or a space-separated string); dots reach into objects. */
+  @IsString()
+  @MinLength(1)
+  AUTH_ROLES_CLAIM = 'roles';
+
+  @IsString()
+  @MinLength(1)
+  AUTH_TENANT_CLAIM = 'tenant';
+
+  /** Requests per subject per RATE_LIMIT_WINDOW_MS; 0 turns rate limiting off. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  RATE_LIMIT_REQUESTS = 2000;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  RATE_LIMIT_WINDOW_MS = 1000;
+
+  /** Server secret for the audit input digests (secret, at least 32 characters). Development generates one. */
+  @IsOptional()
+  @IsString()
+  @MinLength(32)
+  AUDIT_HMAC_SECRET?: string;
+
+  /** Names this process's hash chain; default: host, pid and start time, so each run starts a chain. */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  AUDIT_WRITER_ID?: string;
+
+  /** Most audit rows written in one transaction. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(2000)
+  AUDIT_MAX_BATCH = 500;
+
   get intraOpThreads(): number {
     return this.ORT_INTRA_OP_THREADS ?? Math.max(1, Math.floor(availableParallelism() / this.WORKER_POOL_SIZE));
   }
@@ -121,7 +209,16 @@ const OPTIONAL_KEYS = [
   'BATCH_MAX_QUEUE_DELAY_MS',
   'BATCH_MAX_QUEUE_SIZE',
   'INFERENCE_TIMEOUT_MS',
+  'DATABASE_URL',
+  'AUTH_PUBLIC_KEYS',
+  'AUTH_JWKS_FILE',
+  'AUTH_HS256_SECRET',
+  'AUDIT_HMAC_SECRET',
+  'AUDIT_WRITER_ID',
 ];
+
+/** Never printed, not even in a configuration error. */
+const SECRET_KEYS = new Set(['DATABASE_URL', 'AUTH_HS256_SECRET', 'AUDIT_HMAC_SECRET']);
 
 /** Builds and validates the configuration from an environment; throws a ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
@@ -134,7 +231,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const errors = validateSync(config);
   if (errors.length > 0) {
     const lines = errors.map(
-      (e) => `${e.property}=${JSON.stringify(e.value)}: ${Object.values(e.constraints ?? {}).join('; ')}`,
+      (e) =>
+        `${e.property}=${SECRET_KEYS.has(e.property) ? '(secret)' : JSON.stringify(e.value)}: ${Object.values(e.constraints ?? {}).join('; ')}`,
     );
     throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
   }

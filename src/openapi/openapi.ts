@@ -10,6 +10,7 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
         'where they are {"error": "..."} as the protocol asks.',
     )
     .setVersion('0.1.0')
+    .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
     .build();
   return SwaggerModule.createDocument(app, config);
 }

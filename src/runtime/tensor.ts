@@ -68,3 +68,47 @@ export function splitBatch(tensor: Tensor, rows: number[]): Tensor[] {
   }
   return out;
 }
+
+/**
+ * The canonical bytes of named tensors for an audit digest: sorted by name, each as
+ * `name\0dtype\0dims` then its raw little-endian data, whatever encoding the request used.
+ */
+export function canonicalTensorParts(tensors: Record<string, Tensor>): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  for (const name of Object.keys(tensors).sort()) {
+    const { dtype, dims, data } = tensors[name];
+    parts.push(
+      Buffer.from(`${name}\0${dtype}\0${dims.join(',')}`),
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
+  }
+  return parts;
+}
+
+const SUMMARY_VALUES = 8;
+
+/**
+ * What an audit row keeps of outputs: shape, and the values when there are few (scores), else
+ * their range and mean (maps, embeddings).
+ */
+export function summariseTensors(tensors: Record<string, Tensor>): Record<string, unknown> {
+  const summary: Record<string, unknown> = {};
+  for (const [name, { dtype, dims, data }] of Object.entries(tensors)) {
+    const view = data as ArrayLike<number | bigint>;
+    if (view.length <= SUMMARY_VALUES) {
+      summary[name] = { dtype, dims, values: Array.from(view, Number) };
+      continue;
+    }
+    let min = Infinity;
+    let max = -Infinity;
+    let sum = 0;
+    for (let i = 0; i < view.length; i++) {
+      const v = Number(view[i]);
+      if (v < min) min = v;
+      if (v > max) max = v;
+      sum += v;
+    }
+    summary[name] = { dtype, dims, min, max, mean: sum / view.length };
+  }
+  return summary;
+}

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import request from 'supertest';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
-import { createTestApp } from '../fixtures/test-app';
+import { authedHttp, createTestApp } from '../fixtures/test-app';
 
 const IMAGE = { dtype: 'float32' as const, dims: [1, 3, 224, 224], data: new Float32Array(3 * 224 * 224) };
 const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
@@ -14,7 +13,7 @@ describe('back-pressure, deadlines and worker loss over HTTP', () => {
     const app = await createTestApp({ BATCH_MAX_SIZE: '1', BATCH_MAX_QUEUE_SIZE: '2', WORKER_PIPELINE_DEPTH: '1' });
     try {
       const engine = app.get(InferenceEngine);
-      const http = request(app.getHttpServer());
+      const http = authedHttp(app);
       const big = { ...IMAGE, dims: [128, 3, 224, 224], data: new Float32Array(128 * 3 * 224 * 224) };
       const cnnBody = (parameters: object) => ({
         parameters,
@@ -49,7 +48,7 @@ describe('back-pressure, deadlines and worker loss over HTTP', () => {
   it('a worker that dies is replaced, readiness reflects it, and service resumes', async () => {
     const app = await createTestApp();
     try {
-      const http = request(app.getHttpServer());
+      const http = authedHttp(app);
       const engine = app.get(InferenceEngine);
       // Reach the pool the way an operator's kill -9 of a thread would: terminate the worker.
       const pool = (engine as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool;

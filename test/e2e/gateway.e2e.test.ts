@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import request from 'supertest';
-import { createTestApp } from '../fixtures/test-app';
+import { authedHttp, createTestApp } from '../fixtures/test-app';
 
 describe('gateway plumbing', () => {
   let app: NestFastifyApplication;
-  let http: ReturnType<typeof request>;
+  let http: ReturnType<typeof authedHttp>;
   before(async () => {
     app = await createTestApp({ BODY_LIMIT_BYTES: '4096' });
-    http = request(app.getHttpServer());
+    http = authedHttp(app);
   });
   after(() => app.close());
 

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import request from 'supertest';
-import { createTestApp } from '../fixtures/test-app';
+import { authedHttp, createTestApp } from '../fixtures/test-app';
 
 /** y = s * (x @ W + b) for the fixture-linear models (s = 1 for v1, 2 for v2). */
 function expected(x: number[], s: number): number[] {
@@ -11,10 +10,10 @@ function expected(x: number[], s: number): number[] {
 
 describe('Open Inference Protocol v2', () => {
   let app: NestFastifyApplication;
-  let http: ReturnType<typeof request>;
+  let http: ReturnType<typeof authedHttp>;
   before(async () => {
     app = await createTestApp();
-    http = request(app.getHttpServer());
+    http = authedHttp(app);
   });
   after(() => app.close());
 

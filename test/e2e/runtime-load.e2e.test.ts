@@ -4,13 +4,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import request from 'supertest';
 import { createApp } from '../../src/app.factory';
 import { loadConfig } from '../../src/config/app-config';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { ModelRegistryError } from '../../src/runtime/model-registry/model-registry';
 import { FIXTURE_MODELS } from '../fixtures/paths';
-import { createTestApp } from '../fixtures/test-app';
+import { authedHttp, createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+import { freshDataDir } from '../fixtures/test-data-dir';
 
 const IMAGE = { dtype: 'float32' as const, dims: [1, 3, 224, 224], data: new Float32Array(3 * 224 * 224).fill(0.5) };
 
@@ -27,7 +28,7 @@ describe('runtime under load', () => {
           return r;
         }),
       );
-      const http = request(app.getHttpServer());
+      const http = authedHttp(app);
       for (let i = 0; i < 20; i++) {
         const res = await http.get('/health/live');
         assert.equal(res.status, 200);
@@ -60,7 +61,7 @@ describe('runtime under load', () => {
     const responses = Array.from({ length: count }, () =>
       fetch(`http://127.0.0.1:${port}/v2/models/fixture-linear/infer`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: bearer(tokenFor(['ml-admin'])) },
         body,
       }).then(async (r) => ({ status: r.status, body: (await r.json()) as { outputs: Array<{ data: number[] }> } })),
     );
@@ -80,7 +81,9 @@ describe('runtime under load', () => {
     try {
       await cp(FIXTURE_MODELS, root, { recursive: true });
       await appendFile(join(root, 'generic', 'fixture-cnn', '1', 'model.onnx'), 'tampered');
-      const app = await createApp(loadConfig({ MODELS_DIR: root, LOG_LEVEL: 'fatal', INFERENCE_DEVICE: 'cpu' }));
+      const app = await createApp(
+        loadConfig({ MODELS_DIR: root, LOG_LEVEL: 'fatal', INFERENCE_DEVICE: 'cpu', DATA_DIR: await freshDataDir() }),
+      );
       await assert.rejects(app.init(), (error: unknown) => {
         assert.ok(error instanceof ModelRegistryError);
         assert.match(error.message, /fixture-cnn\/1\/model\.onnx: sha256 mismatch/);
@@ -94,7 +97,13 @@ describe('runtime under load', () => {
 
   it('INFERENCE_DEVICE=cuda either runs on CUDA or stops the boot with the reason', async () => {
     const app = await createApp(
-      loadConfig({ MODELS_DIR: FIXTURE_MODELS, LOG_LEVEL: 'fatal', INFERENCE_DEVICE: 'cuda', WORKER_POOL_SIZE: '1' }),
+      loadConfig({
+        MODELS_DIR: FIXTURE_MODELS,
+        LOG_LEVEL: 'fatal',
+        INFERENCE_DEVICE: 'cuda',
+        WORKER_POOL_SIZE: '1',
+        DATA_DIR: await freshDataDir(),
+      }),
     );
     try {
       await app.init();

@@ -17,7 +17,7 @@ function exchange(url: string) {
       return reply;
     },
     send(body: unknown) {
-      sent.body = body;
+      sent.body = typeof body === 'string' ? JSON.parse(body) : body;
       return reply;
     },
   };

@@ -11,7 +11,11 @@ export type ErrorCode =
   | 'QUEUE_FULL'
   | 'DEADLINE_EXCEEDED'
   | 'SHUTTING_DOWN'
-  | 'INFERENCE_FAILED';
+  | 'INFERENCE_FAILED'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'RATE_LIMITED'
+  | 'AUDIT_UNAVAILABLE';
 
 export interface FieldError {
   /** Path of the offending field in the request, e.g. `inputs[0].shape`. */
@@ -63,5 +67,13 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 503, title: 'Gateway shutting down' };
     case 'INFERENCE_FAILED':
       return { status: 500, title: 'Inference failed' };
+    case 'UNAUTHENTICATED':
+      return { status: 401, title: 'Authentication required' };
+    case 'FORBIDDEN':
+      return { status: 403, title: 'Permission denied' };
+    case 'RATE_LIMITED':
+      return { status: 429, title: 'Too many requests' };
+    case 'AUDIT_UNAVAILABLE':
+      return { status: 503, title: 'Audit trail unavailable' };
   }
 }

@@ -1,7 +1,14 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, httpStatusOf } from './app-error';
+import { auditNoteOf, noteAudit } from '../access/audit-note';
 import { Problem, PROBLEM_CONTENT_TYPE, problemType } from './problem';
+
+export interface RenderedProblem {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
 
 /** Routes that speak the Open Inference Protocol answer errors as `{"error": "..."}`. */
 const OIP_PREFIX = '/v2';
@@ -21,6 +28,13 @@ export class ProblemFilter implements ExceptionFilter {
 
   /** Also Fastify's error handler, for errors raised before Nest routes a request (body parsing). */
   respond(exception: unknown, request: FastifyRequest, reply: FastifyReply): void {
+    const answer = this.render(exception, request);
+    for (const [name, value] of Object.entries(answer.headers)) void reply.header(name, value);
+    void reply.status(answer.status).send(answer.body);
+  }
+
+  /** The answer for an error, for callers that must build it themselves (an onSend hook). */
+  render(exception: unknown, request: FastifyRequest): RenderedProblem {
     const problem = this.toProblem(exception, request);
     if (problem.status >= 500) {
       this.logger.error({
@@ -30,15 +44,20 @@ export class ProblemFilter implements ExceptionFilter {
         error: exception instanceof Error ? exception.stack : String(exception),
       });
     }
+    const note = auditNoteOf(request);
+    if (note && note.reason === undefined) noteAudit(request, { reason: problem.code });
+    const headers: Record<string, string> = {};
     if (exception instanceof AppError && exception.retryAfterSeconds !== undefined) {
-      void reply.header('Retry-After', String(exception.retryAfterSeconds));
+      headers['Retry-After'] = String(exception.retryAfterSeconds);
     }
+    if (problem.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="inference-gateway", error="invalid_token"';
     const path = request.url.split('?')[0];
     if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
-      void reply.status(problem.status).header('Content-Type', 'application/json').send({ error: problem.detail });
-      return;
+      headers['Content-Type'] = 'application/json';
+      return { status: problem.status, headers, body: JSON.stringify({ error: problem.detail }) };
     }
-    void reply.status(problem.status).header('Content-Type', PROBLEM_CONTENT_TYPE).send(problem);
+    headers['Content-Type'] = PROBLEM_CONTENT_TYPE;
+    return { status: problem.status, headers, body: JSON.stringify(problem) };
   }
 
   private toProblem(exception: unknown, request: FastifyRequest): Problem {

@@ -1,5 +1,6 @@
 import { Controller, Get, HttpStatus, Res, VERSION_NEUTRAL } from '@nestjs/common';
 import { ApiOkResponse, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { Public } from '../access';
 import type { FastifyReply } from 'fastify';
 import { ReadinessCheck, ReadinessService } from './readiness.service';
 
@@ -14,6 +15,7 @@ export class ReadinessDto {
 }
 
 @ApiTags('health')
+@Public()
 @Controller({ path: 'health', version: VERSION_NEUTRAL })
 export class HealthController {
   constructor(private readonly readiness: ReadinessService) {}

@@ -1,6 +1,7 @@
-import { Body, Controller, Get, Headers, HttpCode, Param, Post, Res, VERSION_NEUTRAL } from '@nestjs/common';
-import { ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { FastifyReply } from 'fastify';
+import { Body, Controller, Get, Headers, HttpCode, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AuditNote, noteAudit, Public, RequirePermission } from '../../common/access';
 import {
   OipInferRequestDto,
   OipInferResponseDto,
@@ -13,13 +14,19 @@ import {
 import { HEADER_LENGTH } from './oip-binary';
 import { OipAnswer, OipService } from './oip.service';
 
-/** Open Inference Protocol v2 (KServe / Triton compatible REST). Errors are `{"error": "..."}`. */
+/**
+ * Open Inference Protocol v2 (KServe / Triton compatible REST). Errors are `{"error": "..."}`.
+ * Health is public; metadata needs models:read; raw inference needs models:admin, since it
+ * bypasses the domain APIs' validation (it is the ML engineers' door, not the business one).
+ */
 @ApiTags('open-inference-protocol')
+@ApiBearerAuth()
 @Controller({ path: 'v2', version: VERSION_NEUTRAL })
 export class OipController {
   constructor(private readonly oip: OipService) {}
 
   @Get()
+  @RequirePermission('models:read', 'server.metadata')
   @ApiOperation({ summary: 'Server metadata' })
   @ApiOkResponse({ type: OipServerMetadataDto })
   server(): OipServerMetadataDto {
@@ -27,12 +34,14 @@ export class OipController {
   }
 
   @Get('health/live')
+  @Public()
   @ApiOkResponse({ type: OipLiveDto })
   live(): OipLiveDto {
     return { live: true };
   }
 
   @Get('health/ready')
+  @Public()
   @ApiOkResponse({ type: OipReadyDto })
   ready(@Res({ passthrough: true }) reply: FastifyReply): OipReadyDto {
     const ready = this.oip.serverReady();
@@ -41,6 +50,7 @@ export class OipController {
   }
 
   @Get('models')
+  @RequirePermission('models:read', 'model.list')
   @ApiOperation({ summary: 'Every model with its live versions (gateway extension)' })
   @ApiOkResponse({ type: OipModelListDto })
   models(): OipModelListDto {
@@ -48,30 +58,35 @@ export class OipController {
   }
 
   @Get('models/:name')
+  @RequirePermission('models:read', 'model.metadata')
   @ApiOkResponse({ type: OipModelMetadataDto })
   metadata(@Param('name') name: string): OipModelMetadataDto {
     return this.oip.metadata(name);
   }
 
   @Get('models/:name/versions/:version')
+  @RequirePermission('models:read', 'model.metadata')
   @ApiOkResponse({ type: OipModelMetadataDto })
   versionMetadata(@Param('name') name: string, @Param('version') version: string): OipModelMetadataDto {
     return this.oip.metadata(name, version);
   }
 
   @Get('models/:name/ready')
+  @RequirePermission('models:read', 'model.ready')
   @ApiOkResponse({ type: OipReadyDto })
   modelReady(@Param('name') name: string): OipReadyDto {
     return this.oip.modelReady(name);
   }
 
   @Get('models/:name/versions/:version/ready')
+  @RequirePermission('models:read', 'model.ready')
   @ApiOkResponse({ type: OipReadyDto })
   versionReady(@Param('name') name: string, @Param('version') version: string): OipReadyDto {
     return this.oip.modelReady(name, version);
   }
 
   @Post('models/:name/infer')
+  @RequirePermission('models:admin', 'model.infer')
   @HttpCode(200)
   @ApiOperation({ summary: 'Run the default version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
@@ -80,12 +95,14 @@ export class OipController {
     @Param('name') name: string,
     @Body() body: unknown,
     @Headers(HEADER_LENGTH) headerLength: string | undefined,
+    @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<OipInferResponseDto | Buffer> {
-    return send(await this.oip.infer(name, undefined, body, headerLength), reply);
+    return send(await this.oip.infer(name, undefined, body, headerLength, auditInto(request)), reply);
   }
 
   @Post('models/:name/versions/:version/infer')
+  @RequirePermission('models:admin', 'model.infer')
   @HttpCode(200)
   @ApiOperation({ summary: 'Run a pinned version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
@@ -95,10 +112,15 @@ export class OipController {
     @Param('version') version: string,
     @Body() body: unknown,
     @Headers(HEADER_LENGTH) headerLength: string | undefined,
+    @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<OipInferResponseDto | Buffer> {
-    return send(await this.oip.infer(name, version, body, headerLength), reply);
+    return send(await this.oip.infer(name, version, body, headerLength, auditInto(request)), reply);
   }
+}
+
+function auditInto(request: FastifyRequest): (note: AuditNote) => void {
+  return (note) => noteAudit(request, note);
 }
 
 function send(answer: OipAnswer, reply: FastifyReply): OipInferResponseDto | Buffer {

@@ -1,8 +1,9 @@
 import { Injectable } from '@nestjs/common';
+import { AuditInputDigester, AuditNote } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
-import { Tensor } from '../tensor';
+import { canonicalTensorParts, summariseTensors, Tensor } from '../tensor';
 import { readBinaryTensor, splitBinaryBody, tensorBytes } from './oip-binary';
 import { decodeOipTensor, encodeOipTensor, fromOipDatatype, OipDatatype, toOipDatatype } from './oip-codec';
 import { OipInferRequest, parseOipInferRequest } from './oip-request.schema';
@@ -25,6 +26,7 @@ export class OipService {
   constructor(
     private readonly engine: InferenceEngine,
     private readonly readiness: ReadinessService,
+    private readonly digester: AuditInputDigester,
   ) {}
 
   serverMetadata(): OipServerMetadataDto {
@@ -84,7 +86,14 @@ export class OipService {
    * bytes, `headerLength` from Inference-Header-Content-Length). Outputs come back as binary when
    * the request asks (`binary_data_output`, or `binary_data` on a requested output).
    */
-  async infer(name: string, version: string | undefined, raw: unknown, headerLength?: string): Promise<OipAnswer> {
+  async infer(
+    name: string,
+    version: string | undefined,
+    raw: unknown,
+    headerLength: string | undefined,
+    audit: (note: AuditNote) => void,
+  ): Promise<OipAnswer> {
+    audit({ model: { name, version } });
     let value = raw;
     let payload: Buffer | undefined;
     if (Buffer.isBuffer(raw)) {
@@ -112,9 +121,12 @@ export class OipService {
         });
       }
     });
+    // Digest before the runtime may move the buffers to a worker thread.
+    audit({ model: { name, version: info.version }, inputDigest: this.digester.digest(canonicalTensorParts(inputs)) });
     const result = await this.engine.infer(name, info.version, inputs, { timeoutMs: timeout });
     const allBinary = body.parameters?.binary_data_output === true;
     const wanted = body.outputs ?? info.manifest.outputs.map((o) => ({ name: o.name, parameters: undefined }));
+    audit({ output: summariseTensors(Object.fromEntries(wanted.map((o) => [o.name, result.outputs[o.name]]))) });
     const chunks: Buffer[] = [];
     const outputs: OipOutputTensorDto[] = wanted.map((o) => {
       const tensor = result.outputs[o.name];

@@ -1,0 +1,77 @@
+import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+
+export const AUDIT_OUTCOMES = ['ok', 'denied', 'invalid', 'error'] as const;
+export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
+
+/**
+ * One decision, denial or admin action. Append-only: the gateway only inserts (a trigger refuses
+ * UPDATE and DELETE), and each row carries the hash of the one before it from the same writer.
+ */
+@Entity({ name: 'audit_events' })
+@Index('audit_events_writer_seq', ['writerId', 'seq'], { unique: true })
+@Index('audit_events_occurred_at', ['occurredAt'])
+@Index('audit_events_actor', ['actor'])
+@Index('audit_events_tenant', ['tenant'])
+export class AuditEventEntity {
+  /** Insertion order across writers; the cursor of GET /v1/audit/events. */
+  @PrimaryGeneratedColumn({ type: 'bigint' })
+  id!: string;
+
+  /** The gateway process whose hash chain this row belongs to. */
+  @Column({ name: 'writer_id', type: 'varchar', length: 200 })
+  writerId!: string;
+
+  /** Position in the writer's chain, from 1. */
+  @Column({ type: 'bigint' })
+  seq!: string;
+
+  @Column({ name: 'occurred_at', type: 'timestamptz' })
+  occurredAt!: Date;
+
+  /** `sub` of the verified token; null when no valid token came. */
+  @Column({ type: 'varchar', length: 256, nullable: true })
+  actor!: string | null;
+
+  @Column({ type: 'jsonb' })
+  roles!: string[];
+
+  @Column({ type: 'varchar', length: 256, nullable: true })
+  tenant!: string | null;
+
+  @Column({ type: 'varchar', length: 64 })
+  action!: string;
+
+  @Column({ name: 'model_name', type: 'varchar', length: 128, nullable: true })
+  modelName!: string | null;
+
+  @Column({ name: 'model_version', type: 'varchar', length: 64, nullable: true })
+  modelVersion!: string | null;
+
+  @Column({ name: 'request_id', type: 'varchar', length: 128 })
+  requestId!: string;
+
+  @Column({ name: 'client_address', type: 'varchar', length: 64 })
+  clientAddress!: string;
+
+  /** HMAC-SHA256 (hex) of the canonical input under the server's audit secret. */
+  @Column({ name: 'input_digest', type: 'char', length: 64, nullable: true })
+  inputDigest!: string | null;
+
+  @Column({ name: 'output_summary', type: 'jsonb', nullable: true })
+  outputSummary!: Record<string, unknown> | null;
+
+  @Column({ type: 'varchar', length: 16 })
+  outcome!: AuditOutcome;
+
+  @Column({ name: 'status_code', type: 'smallint' })
+  statusCode!: number;
+
+  @Column({ name: 'latency_ms', type: 'double precision' })
+  latencyMs!: number;
+
+  @Column({ name: 'prev_hash', type: 'char', length: 64 })
+  prevHash!: string;
+
+  @Column({ type: 'char', length: 64 })
+  hash!: string;
+}

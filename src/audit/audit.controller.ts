@@ -1,0 +1,29 @@
+import { Controller, Get, Query, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { principalOf, RequirePermission } from '../common/access';
+import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto } from './audit.dto';
+import { AuditQueryService } from './audit-query.service';
+
+@ApiTags('audit')
+@ApiBearerAuth()
+@Controller('audit')
+export class AuditController {
+  constructor(private readonly audit: AuditQueryService) {}
+
+  /** Audit events, newest first, filtered; within the caller's tenant when its token names one. */
+  @Get('events')
+  @RequirePermission('audit:read', 'audit.events')
+  @ApiOkResponse({ type: AuditEventPageDto })
+  events(@Query() query: AuditEventsQueryDto, @Req() request: FastifyRequest): Promise<AuditEventPageDto> {
+    return this.audit.events(query, principalOf(request));
+  }
+
+  /** Recomputes every writer's hash chain and names the first broken link. */
+  @Get('verify')
+  @RequirePermission('audit:read', 'audit.verify')
+  @ApiOkResponse({ type: AuditVerifyDto })
+  verify(): Promise<AuditVerifyDto> {
+    return this.audit.verify();
+  }
+}

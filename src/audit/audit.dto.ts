@@ -1,0 +1,127 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsDate, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
+import type { ChainBreak } from './audit-chain';
+import type { StoredAuditRow } from './audit.repository';
+
+export class AuditEventsQueryDto {
+  /** Events at or after this time (ISO 8601). */
+  @IsOptional()
+  @Type(() => Date)
+  @IsDate()
+  from?: Date;
+
+  /** Events before this time (ISO 8601). */
+  @IsOptional()
+  @Type(() => Date)
+  @IsDate()
+  to?: Date;
+
+  /** Subject of the caller's token. */
+  @IsOptional()
+  @IsString()
+  @MaxLength(256)
+  actor?: string;
+
+  /** e.g. `model.infer`, `audit.read`. */
+  @IsOptional()
+  @IsString()
+  @MaxLength(64)
+  action?: string;
+
+  /** Model name. */
+  @IsOptional()
+  @IsString()
+  @MaxLength(128)
+  model?: string;
+
+  @IsOptional()
+  @ApiProperty({ enum: AUDIT_OUTCOMES, required: false })
+  @IsIn(AUDIT_OUTCOMES)
+  outcome?: AuditOutcome;
+
+  /** Page size. */
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(500)
+  @ApiProperty({ type: 'integer', required: false, default: 100, minimum: 1, maximum: 500 })
+  limit?: number;
+
+  /** `nextCursor` of the previous page. */
+  @IsOptional()
+  @IsString()
+  @Matches(/^[1-9]\d{0,18}$/, { message: 'cursor must be a nextCursor returned by this endpoint' })
+  cursor?: string;
+}
+
+export class AuditEventDto {
+  id!: string;
+  writerId!: string;
+  @ApiProperty({ type: 'integer' })
+  seq!: number;
+  occurredAt!: string;
+  actor!: string | null;
+  roles!: string[];
+  tenant!: string | null;
+  action!: string;
+  modelName!: string | null;
+  modelVersion!: string | null;
+  requestId!: string;
+  clientAddress!: string;
+  /** HMAC-SHA256 of the canonical input under the server's audit secret. */
+  inputDigest!: string | null;
+  outputSummary!: Record<string, unknown> | null;
+  @ApiProperty({ enum: AUDIT_OUTCOMES })
+  outcome!: AuditOutcome;
+  @ApiProperty({ type: 'integer' })
+  statusCode!: number;
+  latencyMs!: number;
+  prevHash!: string;
+  hash!: string;
+}
+
+export class AuditEventPageDto {
+  @ApiProperty({ type: [AuditEventDto] })
+  events!: AuditEventDto[];
+  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  nextCursor!: string | null;
+}
+
+export class ChainBreakDto {
+  writerId!: string;
+  @ApiProperty({ type: 'integer' })
+  seq!: number;
+  /** Database id of the first row that does not verify. */
+  id!: string;
+  reason!: string;
+}
+
+export class ChainReportDto {
+  writerId!: string;
+  @ApiProperty({ type: 'integer' })
+  rows!: number;
+  valid!: boolean;
+}
+
+export class AuditVerifyDto {
+  /** True when every chain verifies from its first row to its last. */
+  valid!: boolean;
+  @ApiProperty({ type: 'integer' })
+  rowsChecked!: number;
+  @ApiProperty({ type: [ChainReportDto] })
+  chains!: ChainReportDto[];
+  /** The first broken link found, if any. */
+  @ApiProperty({ type: ChainBreakDto, nullable: true })
+  firstBroken!: ChainBreakDto | null;
+}
+
+export function toEventDto(row: StoredAuditRow): AuditEventDto {
+  return { ...row, occurredAt: row.occurredAt.toISOString() };
+}
+
+export function toBreakDto(broken: ChainBreak): ChainBreakDto {
+  return { ...broken };
+}

@@ -1,0 +1,72 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { auditNoteOf } from '../common/access';
+import { AppError } from '../common/errors/app-error';
+import type { ProblemFilter } from '../common/errors/problem.filter';
+import type { AuditOutcome } from './audit-event.entity';
+import { AuditDraft, AuditUnavailable, AuditWriter } from './audit-writer.service';
+
+/**
+ * Every answer to a non-public route waits here until its audit row is committed. If it cannot be,
+ * the answer is replaced by 503: no decision leaves the gateway unaudited. Denials (401, 403, 429)
+ * pass through the same hook, so they are recorded too.
+ */
+export function registerAuditHook(fastify: FastifyInstance, writer: AuditWriter, problems: ProblemFilter): void {
+  fastify.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    const draft = draftOf(request, reply);
+    if (!draft) return payload;
+    try {
+      await writer.record(draft);
+      return payload;
+    } catch (error) {
+      if (!(error instanceof AuditUnavailable)) throw error;
+      const answer = problems.render(
+        new AppError('AUDIT_UNAVAILABLE', 'the audit trail cannot be written; nothing was decided', {
+          retryAfterSeconds: 1,
+        }),
+        request,
+      );
+      void reply.code(answer.status);
+      for (const [name, value] of Object.entries(answer.headers)) void reply.header(name, value);
+      return answer.body;
+    }
+  });
+}
+
+export function outcomeOf(status: number): AuditOutcome {
+  if (status < 400) return 'ok';
+  if (status === 401 || status === 403 || status === 429) return 'denied';
+  if (status < 500) return 'invalid';
+  return 'error';
+}
+
+function draftOf(request: FastifyRequest, reply: FastifyReply): AuditDraft | undefined {
+  const note = auditNoteOf(request);
+  if (!note) return undefined;
+  const status = reply.statusCode;
+  const principal = note.principal;
+  const ok = status < 400;
+  return {
+    occurredAt: new Date(),
+    actor: clip(principal?.subject, 256),
+    roles: (principal?.roles ?? []).slice(0, 32).map((r) => clip(r, 64) ?? ''),
+    tenant: clip(principal?.tenant, 256),
+    action: clip(note.action, 64) ?? 'unknown',
+    modelName: clip(note.model?.name, 128),
+    modelVersion: clip(note.model?.version, 64),
+    requestId: clip(String(request.id), 128) ?? '',
+    clientAddress: clip(request.ip, 64) ?? '',
+    inputDigest: note.inputDigest ?? null,
+    outputSummary: ok ? (note.output ?? null) : { reason: clip(note.reason, 200) ?? `HTTP ${status}` },
+    outcome: outcomeOf(status),
+    statusCode: status,
+    latencyMs: Math.round(reply.elapsedTime * 1000) / 1000,
+  };
+}
+
+/** Fits a caller-influenced string into its column: no NUL (PostgreSQL refuses it), bounded length. */
+function clip(value: string | undefined, max: number): string | null {
+  if (value === undefined) return null;
+  // eslint-disable-next-line no-control-regex
+  const clean = value.replace(/\u0000/g, '\uFFFD');
+  return clean.length > max ? clean.slice(0, max) : clean;
+}

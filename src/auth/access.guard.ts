@@ -1,0 +1,56 @@
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { ACCESS_METADATA, AccessRule, noteAudit } from '../common/access';
+import { AppError } from '../common/errors/app-error';
+import { JwtVerifier, TokenRejected } from './jwt-verifier';
+
+/**
+ * The global guard: denies by default. A route passes only if it is declared public, or the
+ * caller's verified token grants the permission the route declares. A route that declares nothing
+ * is refused to everyone (and fails the access-matrix test).
+ */
+@Injectable()
+export class AccessGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly verifier: JwtVerifier,
+  ) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const rule = this.reflector.getAllAndOverride<AccessRule | undefined>(ACCESS_METADATA, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
+    if (rule?.public) return true;
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    noteAudit(request, rule ? { action: rule.action, permission: rule.permission } : { action: 'undeclared-route' });
+
+    const token = bearerToken(request.headers.authorization);
+    if (token === undefined) return deny(request, 'UNAUTHENTICATED', 'missing bearer token');
+    let principal;
+    try {
+      principal = this.verifier.verify(token);
+    } catch (error) {
+      if (error instanceof TokenRejected) return deny(request, 'UNAUTHENTICATED', error.message);
+      throw error;
+    }
+    noteAudit(request, { principal });
+    if (!rule) return deny(request, 'FORBIDDEN', 'this route declares no permission');
+    if (!principal.permissions.has(rule.permission)) {
+      return deny(request, 'FORBIDDEN', `requires permission ${rule.permission}`);
+    }
+    return true;
+  }
+}
+
+function deny(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', reason: string): never {
+  noteAudit(request, { reason });
+  throw new AppError(code, reason);
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(header);
+  return match?.[1];
+}

@@ -1,0 +1,31 @@
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { ThrottlerModule } from '@nestjs/throttler';
+import { AppConfig } from '../config/app-config';
+import { AccessGuard } from './access.guard';
+import { JwtVerifier } from './jwt-verifier';
+import { KeyStore } from './key-store';
+import { SubjectThrottlerGuard } from './subject-throttler.guard';
+
+/** JWT verification, roles to permissions, the default-deny guard, and per-subject rate limits. */
+@Module({
+  imports: [
+    ThrottlerModule.forRootAsync({
+      inject: [AppConfig],
+      useFactory: (config: AppConfig) => ({
+        throttlers: [{ ttl: config.RATE_LIMIT_WINDOW_MS, limit: Math.max(1, config.RATE_LIMIT_REQUESTS) }],
+        skipIf: () => config.RATE_LIMIT_REQUESTS === 0,
+        setHeaders: false,
+      }),
+    }),
+  ],
+  providers: [
+    { provide: KeyStore, inject: [AppConfig], useFactory: (config: AppConfig) => new KeyStore(config) },
+    JwtVerifier,
+    // Guards run in this order: who is calling and may they, then how often.
+    { provide: APP_GUARD, useClass: AccessGuard },
+    { provide: APP_GUARD, useClass: SubjectThrottlerGuard },
+  ],
+  exports: [JwtVerifier],
+})
+export class AuthModule {}

@@ -1,0 +1,78 @@
+import { Injectable } from '@nestjs/common';
+import jwt from 'jsonwebtoken';
+import type { Principal } from '../common/access';
+import { AppConfig } from '../config/app-config';
+import { KeyStore } from './key-store';
+import { permissionsOf } from './roles';
+
+/** Why a token was refused: said to the caller and recorded in the audit trail; names no key or secret. */
+export class TokenRejected extends Error {}
+
+/**
+ * Verifies `Authorization: Bearer` tokens with jsonwebtoken against the KeyStore. The algorithm is
+ * pinned twice: the header's `alg` must be in AUTH_ALGORITHMS, and the key found for it must be of
+ * that algorithm's type, so a token "signed" with a public key as an HMAC secret never verifies.
+ */
+@Injectable()
+export class JwtVerifier {
+  constructor(
+    private readonly config: AppConfig,
+    private readonly keys: KeyStore,
+  ) {}
+
+  verify(token: string): Principal {
+    const decoded = jwt.decode(token, { complete: true });
+    if (!decoded || typeof decoded.payload === 'string') throw new TokenRejected('malformed token');
+    const { alg, kid } = decoded.header;
+    if (!this.keys.isAllowed(alg)) throw new TokenRejected('token algorithm not allowed');
+    const key = this.keys.find(alg, kid);
+    if (!key) throw new TokenRejected(kid === undefined ? 'token has no kid' : 'unknown key id');
+    let payload: jwt.JwtPayload;
+    try {
+      payload = jwt.verify(token, key.key, {
+        algorithms: [key.algorithm],
+        issuer: this.config.AUTH_ISSUER,
+        audience: this.config.AUTH_AUDIENCE,
+        clockTolerance: this.config.AUTH_CLOCK_SKEW_S,
+      }) as jwt.JwtPayload;
+    } catch (error) {
+      throw new TokenRejected(reasonOf(error));
+    }
+    if (typeof payload.exp !== 'number') throw new TokenRejected('token has no exp');
+    if (typeof payload.sub !== 'string' || payload.sub === '') throw new TokenRejected('token has no sub');
+    const roles = rolesOf(claim(payload, this.config.AUTH_ROLES_CLAIM));
+    const tenant = claim(payload, this.config.AUTH_TENANT_CLAIM);
+    return {
+      subject: payload.sub,
+      roles,
+      ...(typeof tenant === 'string' && tenant !== '' ? { tenant } : {}),
+      permissions: permissionsOf(roles),
+    };
+  }
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof jwt.TokenExpiredError) return 'token expired';
+  if (error instanceof jwt.NotBeforeError) return 'token not yet valid';
+  const message = error instanceof Error ? error.message : '';
+  if (message.startsWith('jwt audience invalid')) return 'token audience not accepted';
+  if (message.startsWith('jwt issuer invalid')) return 'token issuer not accepted';
+  if (message === 'invalid signature') return 'invalid signature';
+  return 'invalid token';
+}
+
+/** `a.b` reaches into nested claims (e.g. Keycloak's `realm_access.roles`). */
+function claim(payload: jwt.JwtPayload, path: string): unknown {
+  let value: unknown = payload;
+  for (const part of path.split('.')) {
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+function rolesOf(value: unknown): string[] {
+  if (Array.isArray(value)) return value.filter((r): r is string => typeof r === 'string');
+  if (typeof value === 'string') return value.split(' ').filter((r) => r !== '');
+  return [];
+}

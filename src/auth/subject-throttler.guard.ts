@@ -1,0 +1,40 @@
+import { ExecutionContext, Injectable } from '@nestjs/common';
+import { ThrottlerGuard } from '@nestjs/throttler';
+import type { ThrottlerLimitDetail } from '@nestjs/throttler';
+import type { FastifyRequest } from 'fastify';
+import { ACCESS_METADATA, AccessRule, noteAudit, principalOf } from '../common/access';
+import { AppError } from '../common/errors/app-error';
+
+/**
+ * Rate limits per token subject (@nestjs/throttler, one window per subject). Runs after the
+ * AccessGuard, so the subject is a verified one; public routes are not limited.
+ */
+@Injectable()
+export class SubjectThrottlerGuard extends ThrottlerGuard {
+  protected override async shouldSkip(context: ExecutionContext): Promise<boolean> {
+    const rule = this.reflector.getAllAndOverride<AccessRule | undefined>(ACCESS_METADATA, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
+    return Promise.resolve(rule?.public === true);
+  }
+
+  protected override async getTracker(request: Record<string, unknown>): Promise<string> {
+    const req = request as unknown as FastifyRequest;
+    return Promise.resolve(principalOf(req)?.subject ?? `ip:${req.ip}`);
+  }
+
+  protected override async throwThrottlingException(
+    context: ExecutionContext,
+    detail: ThrottlerLimitDetail,
+  ): Promise<void> {
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const reason = `more than ${detail.limit} requests in ${detail.ttl} ms`;
+    noteAudit(request, { reason });
+    return Promise.reject(
+      new AppError('RATE_LIMITED', `rate limit: ${reason}`, {
+        retryAfterSeconds: Math.max(1, detail.timeToBlockExpire),
+      }),
+    );
+  }
+}

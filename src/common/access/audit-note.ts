@@ -1,0 +1,37 @@
+import type { FastifyRequest } from 'fastify';
+import type { Permission, Principal } from './permissions';
+
+/**
+ * What a handler tells the audit trail about its request: the model it ran, the digest of its
+ * input and a summary of its output. Handlers fill it in with `noteAudit`; the audit module reads it when the answer is sent.
+ */
+export interface AuditNote {
+  action?: string;
+  permission?: Permission;
+  principal?: Principal;
+  model?: { name: string; version?: string };
+  /** AuditInputDigester's digest of the canonical input; the input itself is never stored. */
+  inputDigest?: string;
+  /** Scores, decision, shapes: what a reviewer needs, never raw images or identifiers. */
+  output?: Record<string, unknown>;
+  /** Why a request was refused (e.g. `token expired`), for the audit row. */
+  reason?: string;
+}
+
+const NOTE = Symbol('gateway.auditNote');
+type WithNote = FastifyRequest & { [NOTE]?: AuditNote };
+
+/** Marks the request as audited (a non-public route) and merges `note` into what is recorded. */
+export function noteAudit(request: FastifyRequest, note: AuditNote): void {
+  const target = request as WithNote;
+  target[NOTE] = { ...target[NOTE], ...note };
+}
+
+/** The note of an audited request; undefined for public routes and unmatched paths. */
+export function auditNoteOf(request: FastifyRequest): AuditNote | undefined {
+  return (request as WithNote)[NOTE];
+}
+
+export function principalOf(request: FastifyRequest): Principal | undefined {
+  return auditNoteOf(request)?.principal;
+}

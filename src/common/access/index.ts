@@ -1,0 +1,4 @@
+export * from './access.decorators';
+export * from './permissions';
+export * from './audit-note';
+export * from './input-digester';

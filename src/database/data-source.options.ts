@@ -1,0 +1,34 @@
+import type { DataSourceOptions } from 'typeorm';
+import { AuditEventEntity } from '../audit/audit-event.entity';
+import { MIGRATIONS } from '../../migrations';
+
+export const ENTITIES = [AuditEventEntity];
+
+export interface ConnectionTarget {
+  url?: string;
+  host?: string;
+  port?: number;
+}
+
+/** One set of options for the gateway and for the migration CLI: same entities, same migrations. */
+export function dataSourceOptions(target: ConnectionTarget, poolSize: number): DataSourceOptions {
+  return {
+    type: 'postgres',
+    ...(target.url
+      ? { url: target.url }
+      : { host: target.host, port: target.port, username: 'postgres', database: 'postgres' }),
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'schema_migrations',
+    synchronize: false,
+    migrationsRun: false,
+    logging: ['error'],
+    extra: {
+      max: poolSize,
+      // Fail fast while the database is down: requests get 503 instead of hanging.
+      connectionTimeoutMillis: 2000,
+      query_timeout: 10_000,
+      application_name: 'inference-gateway',
+    },
+  };
+}

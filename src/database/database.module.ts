@@ -1,0 +1,68 @@
+import { join } from 'node:path';
+import { Global, Inject, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { AppConfig } from '../config/app-config';
+import { dataSourceOptions } from './data-source.options';
+import { EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres';
+
+const EMBEDDED = Symbol('EmbeddedPostgres');
+const CONNECT_ATTEMPTS = 5;
+
+/**
+ * TypeORM over PostgreSQL: the server named by DATABASE_URL, or embedded PGlite in DATA_DIR/pglite.
+ * Migrations run at boot; `synchronize` stays off.
+ */
+@Global()
+@Module({
+  providers: [
+    {
+      provide: EMBEDDED,
+      inject: [AppConfig],
+      useFactory: async (config: AppConfig): Promise<EmbeddedPostgres | null> =>
+        config.DATABASE_URL ? null : startEmbeddedPostgres(join(config.DATA_DIR, 'pglite'), 4),
+    },
+    {
+      provide: DataSource,
+      inject: [AppConfig, EMBEDDED],
+      useFactory: async (config: AppConfig, embedded: EmbeddedPostgres | null): Promise<DataSource> => {
+        const target = embedded ? { host: embedded.host, port: embedded.port } : { url: config.DATABASE_URL };
+        const poolSize = embedded ? 4 : config.DATABASE_POOL_SIZE;
+        const dataSource = new DataSource(dataSourceOptions(target, poolSize));
+        await connect(dataSource, embedded ? 'embedded PGlite' : 'DATABASE_URL');
+        const applied = await dataSource.runMigrations({ transaction: 'each' });
+        if (applied.length > 0) {
+          new Logger('Database').log({ msg: 'migrations applied', migrations: applied.map((m) => m.name) });
+        }
+        return dataSource;
+      },
+    },
+  ],
+  exports: [DataSource],
+})
+export class DatabaseModule implements OnApplicationShutdown {
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(EMBEDDED) private readonly embedded: EmbeddedPostgres | null,
+  ) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+    await this.embedded?.stop();
+  }
+}
+
+/** A database that is still starting (a container beside the gateway) gets a few seconds. */
+async function connect(dataSource: DataSource, what: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await dataSource.initialize();
+      return;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (attempt >= CONNECT_ATTEMPTS) {
+        throw new Error(`cannot connect to the database (${what}): ${reason}`, { cause: error });
+      }
+      await new Promise((ok) => setTimeout(ok, 1000 * attempt));
+    }
+  }
+}

@@ -1,0 +1,51 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { EmbeddedPostgresMessage, EmbeddedPostgresWorkerData } from './embedded-postgres.worker';
+
+/** The port number only names the socket file (`.s.PGSQL.<port>`), as for a PostgreSQL server. */
+const SOCKET_PORT = 5432;
+
+export interface EmbeddedPostgres {
+  /** A Unix-socket directory and port for the `pg` driver. */
+  host: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts PGlite on `dataDir` in a worker thread; resolves once it accepts connections. */
+export async function startEmbeddedPostgres(dataDir: string, maxConnections: number): Promise<EmbeddedPostgres> {
+  const dir = resolve(dataDir);
+  const socketDir = join(dir, 'socket');
+  mkdirSync(join(dir, 'pgdata'), { recursive: true });
+  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  const workerData: EmbeddedPostgresWorkerData = {
+    dataDir: join(dir, 'pgdata'),
+    socketPath: join(socketDir, `.s.PGSQL.${SOCKET_PORT}`),
+    maxConnections,
+  };
+  const worker = new Worker(join(__dirname, 'embedded-postgres.worker.js'), { workerData });
+  await new Promise<void>((ok, fail) => {
+    const onMessage = (msg: EmbeddedPostgresMessage): void => {
+      if (msg.type === 'listening') ok();
+      else if (msg.type === 'failed') fail(new Error(`embedded database in ${dir} did not start: ${msg.message}`));
+    };
+    worker.on('message', onMessage);
+    worker.once('error', fail);
+    worker.once('exit', (code) => fail(new Error(`embedded database worker exited with code ${code}`)));
+  });
+  worker.removeAllListeners('exit');
+  let stopping: Promise<void> | undefined;
+  return {
+    host: socketDir,
+    port: SOCKET_PORT,
+    stop: () =>
+      (stopping ??= new Promise<void>((ok) => {
+        worker.once('exit', () => ok());
+        worker.on('message', (msg: EmbeddedPostgresMessage) => {
+          if (msg.type === 'stopped') void worker.terminate();
+        });
+        worker.postMessage('stop');
+      })),
+  };
+}

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { canonicalJson, ChainedFields, checkChain, GENESIS_HASH, hashOf } from '../../src/audit/audit-chain';
+import { outcomeOf } from '../../src/audit/audit.hook';
+
+function chain(n: number): Array<ChainedFields & { id: string; hash: string }> {
+  const rows: Array<ChainedFields & { id: string; hash: string }> = [];
+  let prevHash = GENESIS_HASH;
+  for (let seq = 1; seq <= n; seq++) {
+    const fields: ChainedFields = {
+      writerId: 'w1',
+      seq,
+      occurredAt: new Date(Date.UTC(2026, 10, 23, 12, 0, seq)),
+      actor: 'risk-engine-7',
+      roles: ['risk-engine'],
+      tenant: 'bank-a',
+      action: 'model.infer',
+      modelName: 'card-fraud',
+      modelVersion: '1',
+      requestId: `req-${seq}`,
+      clientAddress: '10.0.0.1',
+      inputDigest: 'ab'.repeat(32),
+      outputSummary: { probability: { values: [0.1 * seq], dims: [1, 1] } },
+      outcome: 'ok',
+      statusCode: 200,
+      latencyMs: 1.5,
+      prevHash,
+    };
+    const hash = hashOf(fields);
+    rows.push({ ...fields, id: String(seq), hash });
+    prevHash = hash;
+  }
+  return rows;
+}
+
+describe('audit hash chain', () => {
+  it('canonical JSON sorts keys at every level and is stable', () => {
+    assert.equal(
+      canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 2 }], c: null } }),
+      '{"a":{"c":null,"d":[2,{"y":2,"z":1}]},"b":1}',
+    );
+    assert.equal(canonicalJson({ t: new Date(0) }), '{"t":"1970-01-01T00:00:00.000Z"}');
+  });
+
+  it('a whole chain verifies', () => {
+    const rows = chain(5);
+    assert.deepEqual(checkChain(rows, { seq: 0, hash: GENESIS_HASH }), { head: { seq: 5, hash: rows[4].hash } });
+  });
+
+  it('names the first row whose content changed', () => {
+    const rows = chain(5);
+    rows[2] = { ...rows[2], outputSummary: { probability: { values: [0.01], dims: [1, 1] } } };
+    const result = checkChain(rows, { seq: 0, hash: GENESIS_HASH });
+    assert.deepEqual(result, {
+      broken: { writerId: 'w1', seq: 3, id: '3', reason: 'row content does not match its hash' },
+    });
+  });
+
+  it('names a gap (a deleted row) and a re-hashed row that breaks the next link', () => {
+    const rows = chain(5);
+    const gap = checkChain([...rows.slice(0, 2), ...rows.slice(3)], { seq: 0, hash: GENESIS_HASH });
+    assert.ok('broken' in gap && gap.broken.seq === 4 && /missing/.test(gap.broken.reason));
+    // An attacker who edits row 2 and recomputes its hash still breaks row 3's prev_hash.
+    const forged = { ...rows[1], actor: 'someone-else' };
+    forged.hash = hashOf(forged);
+    const relinked = checkChain([rows[0], forged, ...rows.slice(2)], { seq: 0, hash: GENESIS_HASH });
+    assert.ok('broken' in relinked && relinked.broken.seq === 3 && /prev_hash/.test(relinked.broken.reason));
+  });
+
+  it('maps status codes to outcomes', () => {
+    assert.deepEqual([200, 401, 403, 429, 400, 404, 503, 500].map(outcomeOf), [
+      'ok',
+      'denied',
+      'denied',
+      'denied',
+      'invalid',
+      'invalid',
+      'error',
+      'error',
+    ]);
+  });
+});

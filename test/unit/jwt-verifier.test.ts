@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import jwt from 'jsonwebtoken';
+import { JwtVerifier, TokenRejected } from '../../src/auth/jwt-verifier';
+import { KeyConfigError, KeyStore } from '../../src/auth/key-store';
+import { loadConfig } from '../../src/config/app-config';
+
+const dir = mkdtempSync(join(tmpdir(), 'jwt-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const ISS = 'https://idp.bank.example';
+const AUD = 'inference-gateway';
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const rsaPem = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+const rsaFile = join(dir, 'bank-rsa.pem');
+writeFileSync(rsaFile, rsaPem);
+const HS_SECRET = 'a-shared-secret-that-is-long-enough-0123456789';
+
+function verifier(env: Record<string, string> = {}): JwtVerifier {
+  const config = loadConfig({
+    NODE_ENV: 'production',
+    AUTH_PUBLIC_KEYS: `rsa-1=${rsaFile}`,
+    AUTH_ISSUER: ISS,
+    AUTH_AUDIENCE: AUD,
+    AUTH_CLOCK_SKEW_S: '30',
+    DATA_DIR: dir,
+    ...env,
+  });
+  return new JwtVerifier(config, new KeyStore(config));
+}
+
+const now = (): number => Math.floor(Date.now() / 1000);
+const claims = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  sub: 'risk-engine-7',
+  iss: ISS,
+  aud: AUD,
+  exp: now() + 300,
+  roles: ['risk-engine'],
+  ...extra,
+});
+const rs256 = (payload = claims(), kid = 'rsa-1'): string =>
+  jwt.sign(payload, rsa.privateKey, { algorithm: 'RS256', keyid: kid });
+
+const b64 = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+/** A token whose signature is an HMAC under `secret`, whatever the secret is. */
+function hmacToken(header: object, payload: object, secret: string | Buffer): string {
+  const input = `${b64(header)}.${b64(payload)}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+function refused(v: JwtVerifier, token: string, reason: RegExp): void {
+  assert.throws(
+    () => v.verify(token),
+    (error: unknown) => error instanceof TokenRejected && reason.test(error.message),
+  );
+}
+
+describe('JWT verification', () => {
+  it('accepts a valid RS256 token and maps its roles to permissions', () => {
+    const principal = verifier().verify(rs256(claims({ tenant: 'bank-a', roles: ['risk-engine', 'auditor'] })));
+    assert.equal(principal.subject, 'risk-engine-7');
+    assert.equal(principal.tenant, 'bank-a');
+    assert.deepEqual([...principal.permissions].sort(), ['audit:read', 'finance:score', 'models:read']);
+  });
+
+  it('refuses alg none', () => {
+    const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`;
+    refused(verifier(), token, /^token algorithm not allowed$/);
+  });
+
+  it('refuses an algorithm other than the pinned ones', () => {
+    const token = jwt.sign(claims(), rsa.privateKey, { algorithm: 'RS384', keyid: 'rsa-1' });
+    refused(verifier(), token, /^token algorithm not allowed$/);
+    // ES256 is pinned by default; pinning RS256 alone refuses it.
+    const es = jwt.sign(claims(), ec.privateKey, { algorithm: 'ES256', keyid: 'rsa-1' });
+    refused(verifier({ AUTH_ALGORITHMS: 'RS256' }), es, /^token algorithm not allowed$/);
+  });
+
+  it('refuses HS256 unless it is enabled', () => {
+    refused(verifier(), hmacToken({ alg: 'HS256', kid: 'rsa-1' }, claims(), HS_SECRET), /not allowed/);
+  });
+
+  it('refuses a token signed with the public key as an HMAC secret, even with HS256 enabled', () => {
+    const v = verifier({ AUTH_ALGORITHMS: 'RS256,HS256', AUTH_HS256_SECRET: HS_SECRET });
+    refused(v, hmacToken({ alg: 'HS256', kid: 'rsa-1' }, claims(), rsaPem), /^invalid signature$/);
+    // The real secret works.
+    assert.equal(v.verify(hmacToken({ alg: 'HS256' }, claims(), HS_SECRET)).subject, 'risk-engine-7');
+  });
+
+  it('refuses an unknown kid', () => {
+    refused(verifier(), rs256(claims(), 'rsa-9'), /^unknown key id$/);
+  });
+
+  it('refuses a forged signature', () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    refused(
+      verifier(),
+      jwt.sign(claims(), other.privateKey, { algorithm: 'RS256', keyid: 'rsa-1' }),
+      /^invalid signature$/,
+    );
+  });
+
+  it('refuses expired tokens, honouring the clock skew', () => {
+    refused(verifier(), rs256(claims({ exp: now() - 60 })), /^token expired$/);
+    assert.ok(verifier().verify(rs256(claims({ exp: now() - 10 }))));
+  });
+
+  it('refuses tokens not yet valid (nbf), honouring the clock skew', () => {
+    refused(verifier(), rs256(claims({ nbf: now() + 120 })), /^token not yet valid$/);
+    assert.ok(verifier().verify(rs256(claims({ nbf: now() + 10 }))));
+  });
+
+  it('requires iss, aud, exp and sub', () => {
+    const { iss: _i, ...noIss } = claims();
+    const { aud: _a, ...noAud } = claims();
+    const { exp: _e, ...noExp } = claims();
+    const { sub: _s, ...noSub } = claims();
+    refused(verifier(), rs256(noIss), /^token issuer not accepted$/);
+    refused(verifier(), rs256(claims({ iss: 'https://evil.example' })), /^token issuer not accepted$/);
+    refused(verifier(), rs256(noAud), /^token audience not accepted$/);
+    refused(verifier(), rs256(noExp), /^token has no exp$/);
+    refused(verifier(), rs256(noSub), /^token has no sub$/);
+  });
+
+  it('reads roles from a configurable, nested claim', () => {
+    const v = verifier({ AUTH_ROLES_CLAIM: 'realm_access.roles' });
+    const principal = v.verify(rs256(claims({ roles: undefined, realm_access: { roles: ['auditor'] } })));
+    assert.deepEqual([...principal.permissions].sort(), ['audit:read', 'models:read']);
+  });
+
+  it('rotates keys from a JWKS file without a restart', () => {
+    const jwks = join(dir, 'jwks.json');
+    const k1 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const k2 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = (k: typeof k1, kid: string): object => ({ ...k.publicKey.export({ format: 'jwk' }), kid, use: 'sig' });
+    writeFileSync(jwks, JSON.stringify({ keys: [jwk(k1, 'k1')] }));
+    const v = verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks });
+    const es = (k: typeof k1, kid: string): string =>
+      jwt.sign(claims(), k.privateKey, { algorithm: 'ES256', keyid: kid });
+    assert.ok(v.verify(es(k1, 'k1')));
+    refused(v, es(k2, 'k2'), /^unknown key id$/);
+
+    writeFileSync(jwks, JSON.stringify({ keys: [jwk(k2, 'k2')] }));
+    const later = new Date(Date.now() + 5000);
+    utimesSync(jwks, later, later);
+    // The file is re-checked at most once a second.
+    const realNow = Date.now;
+    Date.now = () => realNow() + 2000;
+    try {
+      assert.ok(v.verify(es(k2, 'k2')));
+      refused(v, es(k1, 'k1'), /^unknown key id$/);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
+  it('in production, no key configuration stops the boot', () => {
+    assert.throws(
+      () => new KeyStore(loadConfig({ NODE_ENV: 'production', DATA_DIR: dir })),
+      (error: unknown) => error instanceof KeyConfigError && /AUTH_PUBLIC_KEYS or AUTH_JWKS_FILE/.test(error.message),
+    );
+  });
+
+  it('in development, without keys, a dev key pair is generated and trusted', () => {
+    const devDir = mkdtempSync(join(dir, 'dev-'));
+    const config = loadConfig({ NODE_ENV: 'development', DATA_DIR: devDir });
+    const store = new KeyStore(config);
+    assert.equal(store.find('ES256', 'dev')?.algorithm, 'ES256');
+  });
+});
