@@ -7,6 +7,7 @@ import { AuditWriter } from './audit/audit-writer.service';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
+import { registerRouteCatalog } from './common/http/route-catalog';
 import { registerHttpMetrics } from './common/metrics/http-metrics';
 import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig } from './config/app-config';
@@ -45,6 +46,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   app.useGlobalFilters(filter);
 
   const fastify = app.getHttpAdapter().getInstance();
+  registerRouteCatalog(fastify);
   // Graceful shutdown: requests in flight finish, and their keep-alive sockets close after the answer
   // instead of holding the server open until the keep-alive timeout.
   let closing = false;

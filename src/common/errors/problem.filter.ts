@@ -37,12 +37,17 @@ export class ProblemFilter implements ExceptionFilter {
   render(exception: unknown, request: FastifyRequest): RenderedProblem {
     const problem = this.toProblem(exception, request);
     if (problem.status >= 500) {
-      this.logger.error({
-        msg: 'request failed',
-        requestId: request.id,
-        code: problem.code,
-        error: exception instanceof Error ? exception.stack : String(exception),
-      });
+      if (exception instanceof AppError) {
+        // An answer given on purpose (queue full, audit down): its code says enough, no stack.
+        this.logger.warn({ msg: 'request failed', requestId: request.id, code: problem.code });
+      } else {
+        this.logger.error({
+          msg: 'request failed',
+          requestId: request.id,
+          code: problem.code,
+          error: exception instanceof Error ? exception.stack : String(exception),
+        });
+      }
     }
     const note = auditNoteOf(request);
     if (note && note.reason === undefined) noteAudit(request, { reason: problem.code });

@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { ROLES } from '../../src/auth/roles';
+import { routeCatalog } from '../../src/common/http/route-catalog';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+/** Routes anyone may call: probes, metrics and the API documentation. */
+const PUBLIC = new Set([
+  'GET /health/live',
+  'GET /health/ready',
+  'GET /metrics',
+  'GET /v2/health/live',
+  'GET /v2/health/ready',
+]);
+/** Swagger UI, its assets, /docs/openapi.json and /docs-yaml. */
+const isDocs = (url: string): boolean => url.startsWith('/docs');
+
+const PARAMS: Record<string, string> = { name: 'fixture-linear', version: '1' };
+const BODIES: Record<string, object> = {
+  'POST /v2/models/:name/infer': { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] },
+  'POST /v2/models/:name/versions/:version/infer': {
+    inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+  },
+};
+
+describe('access matrix: every registered route', () => {
+  let app: NestFastifyApplication;
+  let routes: Array<{ method: string; url: string; key: string }>;
+  before(async () => {
+    app = await createTestApp();
+    routes = routeCatalog(app.getHttpAdapter().getInstance())
+      .filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !isDocs(r.url))
+      .map((r) => ({ ...r, key: `${r.method} ${r.url}` }));
+  });
+  after(() => app.close());
+
+  const call = (route: { method: string; url: string; key: string }, token?: string) => {
+    const path = route.url.replace(/:(\w+)/g, (_, p: string) => PARAMS[p] ?? 'x');
+    const http = request(app.getHttpServer());
+    let req = route.method === 'POST' ? http.post(path).send(BODIES[route.key] ?? {}) : http.get(path);
+    if (token) req = req.set('Authorization', bearer(token));
+    return req;
+  };
+
+  it('finds the routes of every controller in the router', () => {
+    const keys = new Set(routes.map((r) => r.key));
+    for (const expected of [
+      'GET /health/ready',
+      'GET /v2/models/:name',
+      'POST /v2/models/:name/infer',
+      'GET /v1/audit/events',
+      'GET /v1/audit/verify',
+    ]) {
+      assert.ok(keys.has(expected), `${expected} is not in the router's routes: ${[...keys].join(', ')}`);
+    }
+    for (const only of ['POST', 'GET']) assert.ok(routes.some((r) => r.method === only));
+  });
+
+  it('public routes answer without a token', async () => {
+    for (const route of routes.filter((r) => PUBLIC.has(r.key))) {
+      const res = await call(route);
+      assert.ok(res.status !== 401 && res.status !== 403, `${route.key} answered ${res.status}`);
+    }
+  });
+
+  it('every other route: no token -> 401, a token without the permission -> 403, with it -> neither', async () => {
+    const everyRole = tokenFor(ROLES, { sub: 'all-roles' });
+    const noRole = tokenFor([], { sub: 'no-roles' });
+    for (const route of routes.filter((r) => !PUBLIC.has(r.key))) {
+      const anonymous = await call(route);
+      assert.equal(anonymous.status, 401, `${route.key} without a token answered ${anonymous.status}`);
+      const forbidden = await call(route, noRole);
+      assert.equal(forbidden.status, 403, `${route.key} with no roles answered ${forbidden.status}`);
+      const allowed = await call(route, everyRole);
+      assert.ok(
+        allowed.status !== 401 && allowed.status !== 403,
+        `${route.key} with every role answered ${allowed.status}: does it declare its permission?`,
+      );
+    }
+  });
+
+  it('OIP: metadata needs models:read, inference needs models:admin', async () => {
+    const byKey = (key: string) => routes.find((r) => r.key === key)!;
+    const auditor = tokenFor(['auditor']); // models:read, not models:admin
+    const mlAdmin = tokenFor(['ml-admin']);
+    assert.equal((await call(byKey('GET /v2/models/:name'), auditor)).status, 200);
+    assert.equal((await call(byKey('POST /v2/models/:name/infer'), auditor)).status, 403);
+    assert.equal((await call(byKey('POST /v2/models/:name/infer'), mlAdmin)).status, 200);
+    assert.equal((await call(byKey('GET /v1/audit/events'), mlAdmin)).status, 403);
+    assert.equal((await call(byKey('GET /v1/audit/events'), auditor)).status, 200);
+  });
+
+  it('a refused token answers 401 problem+json with a reason and a Bearer challenge', async () => {
+    const expired = tokenFor(['auditor'], { expiresIn: -120 });
+    const res = await request(app.getHttpServer())
+      .get('/v1/audit/events')
+      .set('Authorization', bearer(expired))
+      .expect(401);
+    assert.match(res.headers['content-type'], /^application\/problem\+json/);
+    assert.match(res.headers['www-authenticate'], /^Bearer /);
+    assert.equal(res.body.code, 'UNAUTHENTICATED');
+    assert.equal(res.body.detail, 'token expired');
+    const garbage = await request(app.getHttpServer())
+      .get('/v1/audit/events')
+      .set('Authorization', 'Bearer abc.def.ghi');
+    assert.equal(garbage.status, 401);
+    assert.equal(garbage.body.detail, 'malformed token');
+  });
+});

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import type { AuditEventDto } from '../../src/audit/audit.dto';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
+
+const X = [1, 2, 3, 4];
+const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: X }] };
+
+/** The digest the gateway should record for input x of shape [1,4] (see canonicalTensorParts). */
+function expectedDigest(values: number[]): string {
+  const hmac = createHmac('sha256', TEST_AUTH_ENV.AUDIT_HMAC_SECRET);
+  for (const part of [Buffer.from('x\0float32\x001,4'), Buffer.from(new Float32Array(values).buffer)]) {
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64BE(BigInt(part.byteLength));
+    hmac.update(length).update(part);
+  }
+  return hmac.digest('hex');
+}
+
+describe('audit trail', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let db: DataSource;
+  const admin = bearer(tokenFor(['ml-admin'], { sub: 'ml-engineer-1', tenant: 'bank-a' }));
+  const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-1' }));
+  const events = async (query: string): Promise<AuditEventDto[]> =>
+    (await http.get(`/v1/audit/events?${query}`).set('Authorization', auditor).expect(200)).body
+      .events as AuditEventDto[];
+
+  before(async () => {
+    app = await createTestApp();
+    http = request(app.getHttpServer());
+    db = app.get(DataSource);
+  });
+  after(() => app.close());
+
+  it('records an inference: who, which model version, input digest, output summary', async () => {
+    const res = await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR).expect(200);
+    const requestId = res.headers['x-request-id'];
+    const [row] = await events(`actor=ml-engineer-1&action=model.infer&limit=1`);
+    assert.equal(row.requestId, requestId);
+    assert.deepEqual(row.roles, ['ml-admin']);
+    assert.equal(row.tenant, 'bank-a');
+    assert.equal(row.modelName, 'fixture-linear');
+    assert.equal(row.modelVersion, '2');
+    assert.equal(row.outcome, 'ok');
+    assert.equal(row.statusCode, 200);
+    assert.equal(row.inputDigest, expectedDigest(X));
+    assert.deepEqual(row.outputSummary, { y: { dtype: 'float32', dims: [1, 2], values: res.body.outputs[0].data } });
+    assert.ok(row.latencyMs > 0);
+    assert.match(row.hash, /^[0-9a-f]{64}$/);
+    // Nothing of the raw input is stored anywhere in the row.
+    assert.ok(!JSON.stringify(row).includes('"data"'));
+  });
+
+  it('records refusals and invalid requests, with the reason', async () => {
+    await http.post('/v2/models/fixture-linear/infer').send(LINEAR).expect(401);
+    await http.post('/v2/models/fixture-linear/infer').set('Authorization', auditor).send(LINEAR).expect(403);
+    await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send({ inputs: [] }).expect(400);
+    const [invalid, forbidden, anonymous] = await events('limit=3&action=model.infer');
+    assert.deepEqual([anonymous.outcome, anonymous.actor, anonymous.statusCode], ['denied', null, 401]);
+    assert.deepEqual(anonymous.outputSummary, { reason: 'missing bearer token' });
+    assert.deepEqual([forbidden.outcome, forbidden.actor, forbidden.statusCode], ['denied', 'auditor-1', 403]);
+    assert.deepEqual(forbidden.outputSummary, { reason: 'requires permission models:admin' });
+    assert.deepEqual([invalid.outcome, invalid.statusCode, invalid.inputDigest], ['invalid', 400, null]);
+    assert.deepEqual(invalid.outputSummary, { reason: 'VALIDATION_FAILED' });
+  });
+
+  it('pages with a cursor, newest first, without overlap', async () => {
+    for (let i = 0; i < 5; i++) await http.get('/v2/models').set('Authorization', admin).expect(200);
+    const first = await http
+      .get('/v1/audit/events?action=model.list&limit=3')
+      .set('Authorization', auditor)
+      .expect(200);
+    assert.equal(first.body.events.length, 3);
+    const second = await http
+      .get(`/v1/audit/events?action=model.list&limit=3&cursor=${first.body.nextCursor}`)
+      .set('Authorization', auditor)
+      .expect(200);
+    const ids = [...first.body.events, ...second.body.events].map((e: { id: string }) => Number(e.id));
+    assert.equal(ids.length, 5);
+    assert.deepEqual(
+      ids,
+      [...ids].sort((a, b) => b - a),
+    );
+    assert.equal(second.body.nextCursor, null);
+    const bad = await http.get('/v1/audit/events?cursor=abc&outcome=maybe').set('Authorization', auditor).expect(400);
+    assert.deepEqual(bad.body.errors.map((e: { field: string }) => e.field).sort(), ['cursor', 'outcome']);
+  });
+
+  it('a token with a tenant sees only its tenant', async () => {
+    const bankB = bearer(tokenFor(['auditor'], { sub: 'auditor-b', tenant: 'bank-b' }));
+    const bankA = bearer(tokenFor(['auditor'], { sub: 'auditor-a', tenant: 'bank-a' }));
+    const seenByB = (await http.get('/v1/audit/events?actor=ml-engineer-1').set('Authorization', bankB).expect(200))
+      .body;
+    assert.equal(seenByB.events.length, 0);
+    const seenByA = (await http.get('/v1/audit/events?actor=ml-engineer-1').set('Authorization', bankA).expect(200))
+      .body;
+    assert.ok(seenByA.events.length > 0);
+    assert.ok(seenByA.events.every((e: { tenant: string }) => e.tenant === 'bank-a'));
+  });
+
+  it('group commit: concurrent requests share commits, and each has its row once', async () => {
+    const before = Number((await db.query('SELECT count(*) AS n FROM audit_events'))[0].n);
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR),
+      ),
+    );
+    assert.ok(answers.every((a) => a.status === 200));
+    const ids = answers.map((a) => a.headers['x-request-id']);
+    const rows: Array<{ request_id: string }> = await db.query(
+      'SELECT request_id FROM audit_events WHERE request_id = ANY($1)',
+      [ids],
+    );
+    assert.equal(rows.length, 40);
+    assert.equal(new Set(rows.map((r) => r.request_id)).size, 40);
+    const metrics = (await http.get('/metrics').expect(200)).text;
+    const commits = Number(/gateway_audit_commit_rows_count (\d+)/.exec(metrics)?.[1]);
+    const committed = Number(/gateway_audit_commit_rows_sum (\d+)/.exec(metrics)?.[1]);
+    assert.ok(committed >= before + 40, `${committed} rows committed`);
+    assert.ok(commits < committed, `${commits} commits for ${committed} rows: no grouping`);
+  });
+
+  it('the table is append-only', async () => {
+    await assert.rejects(db.query(`UPDATE audit_events SET outcome = 'ok'`), /append-only/);
+    await assert.rejects(db.query('DELETE FROM audit_events'), /append-only/);
+  });
+
+  it('verify finds every chain intact, then names a row changed with SQL', async () => {
+    const intact = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+    assert.equal(intact.valid, true);
+    assert.ok(intact.rowsChecked > 40);
+    assert.equal(intact.firstBroken, null);
+
+    const [victim] = await events('action=model.infer&outcome=ok&limit=1&actor=ml-engineer-1');
+    // Someone with database rights bypasses the trigger and softens a recorded score.
+    await db.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+    await db.query(`UPDATE audit_events SET output_summary = '{"y": {"values": [0, 0]}}' WHERE id = $1`, [victim.id]);
+    await db.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+
+    const report = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+    assert.equal(report.valid, false);
+    assert.equal(report.firstBroken.id, victim.id);
+    assert.equal(report.firstBroken.seq, victim.seq);
+    assert.equal(report.firstBroken.reason, 'row content does not match its hash');
+  });
+
+  it('when the trail cannot be written the decision is refused with 503, and service resumes by itself', async () => {
+    await db.query('ALTER TABLE audit_events RENAME TO audit_events_away');
+    try {
+      const refused = await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers['retry-after'], '1');
+      assert.match(refused.body.error, /audit trail cannot be written/);
+      assert.equal(refused.body.outputs, undefined); // the computed answer never leaves
+      assert.equal((await http.get('/health/ready')).status, 503);
+    } finally {
+      await db.query('ALTER TABLE audit_events_away RENAME TO audit_events');
+    }
+    await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR).expect(200);
+    assert.equal((await http.get('/health/ready')).status, 200);
+  });
+});

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Client } from 'pg';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+const DATABASE_URL = process.env.DATABASE_URL;
+const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
+
+const run = promisify(execFile);
+
+/**
+ * Stops this machine's PostgreSQL service (the one DATABASE_URL points at), keeps it down for a
+ * while under traffic, and starts it again; asynchronously, so the gateway keeps serving meanwhile.
+ */
+async function restartPostgres(downMs: number): Promise<void> {
+  const cluster = ['--skip-systemctl-redirect', readdirSync('/etc/postgresql')[0], 'main'];
+  try {
+    await run('pg_ctlcluster', [...cluster, 'stop', '-m', 'fast']);
+    await new Promise((r) => setTimeout(r, downMs));
+  } finally {
+    // Whatever happened, leave the machine's service running.
+    await run('pg_ctlcluster', [...cluster, 'start']);
+  }
+}
+
+describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'DATABASE_URL is not set' }, () => {
+  const dbName = `gateway_it_${process.pid}_${Date.now().toString(36)}`;
+  let url: string;
+
+  before(async () => {
+    // A short-lived connection: the restart below would kill a long-lived one.
+    const admin = new Client({ connectionString: DATABASE_URL });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    await admin.end();
+    const parsed = new URL(DATABASE_URL!);
+    parsed.pathname = `/${dbName}`;
+    url = parsed.toString();
+  });
+  after(async () => {
+    const cleanup = new Client({ connectionString: DATABASE_URL });
+    await cleanup.connect();
+    await cleanup.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await cleanup.end();
+  });
+
+  it('runs the migrations and two gateways share the table, each with its own intact chain', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor']));
+    const a = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'gateway-a' });
+    const b = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'gateway-b' });
+    try {
+      await Promise.all(
+        [a, b].flatMap((app) =>
+          Array.from({ length: 10 }, () =>
+            request(app.getHttpServer())
+              .post('/v2/models/fixture-linear/infer')
+              .set('Authorization', token)
+              .send(LINEAR)
+              .expect(200),
+          ),
+        ),
+      );
+      const report = (await request(a.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200))
+        .body;
+      assert.equal(report.valid, true);
+      const chains = Object.fromEntries(
+        report.chains.map((c: { writerId: string; rows: number }) => [c.writerId, c.rows]),
+      );
+      assert.equal(chains['gateway-a'], 10);
+      assert.equal(chains['gateway-b'], 10);
+      const tables: Array<{ name: string }> = await a.get(DataSource).query(`SELECT name FROM schema_migrations`);
+      assert.deepEqual(
+        tables.map((t) => t.name),
+        ['AuditEvents1795472127353'],
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a database restart in the middle of traffic: every answered request has its row, none twice', async (t) => {
+    const app: NestFastifyApplication = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'gateway-restart' });
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'restart-test' }));
+    const http = request(app.getHttpServer());
+    const answered: Array<{ status: number; id: string }> = [];
+    let stop = false;
+    const client = async (): Promise<void> => {
+      while (!stop) {
+        const res = await http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR);
+        answered.push({ status: res.status, id: res.headers['x-request-id'] });
+      }
+    };
+    try {
+      const clients = Array.from({ length: 8 }, client);
+      while (answered.filter((r) => r.status === 200).length < 50) await new Promise((r) => setTimeout(r, 20));
+      await restartPostgres(1500);
+      const okBefore = answered.filter((r) => r.status === 200).length;
+      // Traffic resumes by itself once the server is back.
+      const deadline = Date.now() + 30_000;
+      while (answered.filter((r) => r.status === 200).length < okBefore + 50 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      stop = true;
+      await Promise.all(clients);
+
+      t.diagnostic(
+        `${answered.length} answers: ${answered.filter((r) => r.status === 200).length} x 200, ` +
+          `${answered.filter((r) => r.status === 503).length} x 503 while the database restarted`,
+      );
+      const statuses = new Set(answered.map((r) => r.status));
+      assert.ok(
+        [...statuses].every((s) => s === 200 || s === 503),
+        `unexpected statuses ${[...statuses].join(',')}`,
+      );
+      const ok = answered.filter((r) => r.status === 200).map((r) => r.id);
+      assert.ok(ok.length >= okBefore + 50, `only ${ok.length - okBefore} answers after the restart`);
+
+      const rows: Array<{ request_id: string; n: string }> = await app
+        .get(DataSource)
+        .query(
+          `SELECT request_id, count(*) AS n FROM audit_events WHERE writer_id = 'gateway-restart' GROUP BY request_id`,
+        );
+      const counts = new Map(rows.map((r) => [r.request_id, Number(r.n)]));
+      const missing = ok.filter((id) => counts.get(id) !== 1);
+      assert.deepEqual(missing, [], 'answered 200 without exactly one audit row');
+      assert.ok(
+        [...counts.values()].every((n) => n === 1),
+        'a request id recorded twice',
+      );
+
+      const report = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
+      assert.equal(report.valid, true, JSON.stringify(report.firstBroken));
+    } finally {
+      stop = true;
+      await app.close();
+    }
+  });
+});
