@@ -59,7 +59,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     if (closing) void reply.header('Connection', 'close');
     done(null, payload);
   });
-  registerAuditHook(fastify, app.get(AuditWriter), filter);
+  if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), filter);
+  else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   registerOipBinaryBodies(fastify);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);
   if (options.withDocs !== false) setupOpenApi(app);

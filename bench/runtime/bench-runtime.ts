@@ -6,16 +6,15 @@
  *
  *   npm run bench:runtime            (BENCH_SCALE=0.2 for a quick look)
  */
-import { ChildProcess, spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadConfig } from '../../src/config/app-config';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
+import { BenchGateway, ROOT, startGateway } from '../common/gateway';
 import { closedLoop, LoadResult, poster } from './load';
 
-const ROOT = resolve(__dirname, '..', '..', '..');
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const CONCURRENCY = [1, 16, 64];
 
@@ -43,26 +42,13 @@ interface Variant {
   headers?: Record<string, string>;
 }
 
-async function startGateway(modelsDir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
-    env: { ...process.env, MODELS_DIR: modelsDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  for (let i = 0; i < 300; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/health/ready`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) return child;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill();
-  throw new Error('gateway did not become ready');
-}
-
 function variants(input: string, dims: number[], values: number[], binary: boolean): Variant[] {
   const out: Variant[] = [
-    { label: 'JSON', body: JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: values }] }) },
+    {
+      label: 'JSON',
+      body: JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: values }] }),
+      headers: { 'content-type': 'application/json' },
+    },
   ];
   if (binary) {
     const bytes = Buffer.from(Float32Array.from(values).buffer);
@@ -101,15 +87,15 @@ async function main(): Promise<void> {
       `ORT intra-op threads ${threads} (the raw runtime uses the same), scale ${SCALE}`,
   );
   const modelsDir = await mkdtemp(join(tmpdir(), 'bench-models-'));
-  const port = 3900 + Math.floor(Math.random() * 90);
-  let gateway: ChildProcess | undefined;
+  let gateway: BenchGateway | undefined;
   const rows: string[] = [];
   try {
     for (const c of cases) {
       const [domain, name, version] = c.source.split('/').slice(-3);
       await cp(join(ROOT, c.source), join(modelsDir, domain, name, version), { recursive: true });
     }
-    gateway = await startGateway(modelsDir, port);
+    gateway = await startGateway(modelsDir);
+    const { port, authorization } = gateway;
     for (const c of cases) {
       const manifest = JSON.parse(await readFile(join(ROOT, c.source, 'model.json'), 'utf8')) as {
         inputs: Array<{ name: string; shape: number[] }>;
@@ -128,14 +114,18 @@ async function main(): Promise<void> {
       const path = `/v2/models/${c.name}/infer`;
       await closedLoop(Math.min(100, total), 1, rawTask);
       for (const v of variants(input, dims, values, c.binary)) {
-        await closedLoop(Math.min(100, total), 4, poster(port, path, v.body, 4, v.headers));
+        await closedLoop(Math.min(100, total), 4, poster(port, path, v.body, 4, { ...v.headers, authorization }));
         const kib = (v.body.length / 1024).toFixed(1);
         console.log(
           `\n${c.label} ${c.name} [${dims.join('x')}], OIP ${v.label} body ${kib} KiB, ${total} requests per level`,
         );
         for (const concurrency of CONCURRENCY) {
           const raw = await closedLoop(total, concurrency, rawTask);
-          const gw = await closedLoop(total, concurrency, poster(port, path, v.body, concurrency, v.headers));
+          const gw = await closedLoop(
+            total,
+            concurrency,
+            poster(port, path, v.body, concurrency, { ...v.headers, authorization }),
+          );
           const ratio = gw.throughput / raw.throughput;
           console.log(`  c=${String(concurrency).padEnd(3)} raw     ${fmt(raw)}`);
           console.log(
@@ -156,7 +146,7 @@ async function main(): Promise<void> {
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const row of rows) console.log(row);
   } finally {
-    gateway?.kill('SIGTERM');
+    await gateway?.stop();
     await rm(modelsDir, { recursive: true, force: true });
   }
 }

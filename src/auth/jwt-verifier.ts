@@ -5,6 +5,8 @@ import { AppConfig } from '../config/app-config';
 import { KeyStore } from './key-store';
 import { permissionsOf } from './roles';
 
+const TOKEN_CACHE_SIZE = 10_000;
+
 /** Why a token was refused: said to the caller and recorded in the audit trail; names no key or secret. */
 export class TokenRejected extends Error {}
 
@@ -15,12 +17,48 @@ export class TokenRejected extends Error {}
  */
 @Injectable()
 export class JwtVerifier {
+  /**
+   * Tokens already verified, until they expire: a risk engine sends thousands of requests with one
+   * token, and an ES256 or RS256 check per request costs more than the inference it guards.
+   * Emptied whenever the key set changes, so a retired key stops working at once.
+   */
+  private readonly cache = new Map<string, { principal: Principal; exp: number; nbf: number }>();
+  private cachedKeysVersion = -1;
+
   constructor(
     private readonly config: AppConfig,
     private readonly keys: KeyStore,
   ) {}
 
   verify(token: string): Principal {
+    const now = Date.now() / 1000;
+    const skew = this.config.AUTH_CLOCK_SKEW_S;
+    this.keys.refresh();
+    if (this.keys.version !== this.cachedKeysVersion) {
+      this.cache.clear();
+      this.cachedKeysVersion = this.keys.version;
+    }
+    const hit = this.cache.get(token);
+    if (hit) {
+      if (now > hit.exp + skew) {
+        this.cache.delete(token);
+        throw new TokenRejected('token expired');
+      }
+      if (now + skew >= hit.nbf) return hit.principal;
+    }
+    return this.verifyFully(token);
+  }
+
+  private remember(token: string, principal: Principal, payload: jwt.JwtPayload): void {
+    if (this.cache.size >= TOKEN_CACHE_SIZE) {
+      // Drop the oldest entry (Map keeps insertion order).
+      const oldest = this.cache.keys().next();
+      if (!oldest.done) this.cache.delete(oldest.value);
+    }
+    this.cache.set(token, { principal, exp: payload.exp ?? 0, nbf: payload.nbf ?? 0 });
+  }
+
+  private verifyFully(token: string): Principal {
     const decoded = jwt.decode(token, { complete: true });
     if (!decoded || typeof decoded.payload === 'string') throw new TokenRejected('malformed token');
     const { alg, kid } = decoded.header;
@@ -42,12 +80,14 @@ export class JwtVerifier {
     if (typeof payload.sub !== 'string' || payload.sub === '') throw new TokenRejected('token has no sub');
     const roles = rolesOf(claim(payload, this.config.AUTH_ROLES_CLAIM));
     const tenant = claim(payload, this.config.AUTH_TENANT_CLAIM);
-    return {
+    const principal: Principal = {
       subject: payload.sub,
       roles,
       ...(typeof tenant === 'string' && tenant !== '' ? { tenant } : {}),
       permissions: permissionsOf(roles),
     };
+    this.remember(token, principal, payload);
+    return principal;
   }
 }
 

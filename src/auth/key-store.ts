@@ -29,6 +29,7 @@ export class KeyStore {
   private jwksKeys: VerificationKey[] = [];
   private hmacKey: VerificationKey | undefined;
   private jwksMtimeMs = -1;
+  private keysVersion = 0;
   private jwksCheckedAt = 0;
 
   constructor(private readonly config: AppConfig) {
@@ -71,16 +72,23 @@ export class KeyStore {
     return this.allowed.has(algorithm as JwtAlgorithm);
   }
 
+  /** Changes whenever the set of keys does (a JWKS file reload). */
+  get version(): number {
+    return this.keysVersion;
+  }
+
+  /** Re-reads the JWKS file if it changed (checked at most once a second). */
+  refresh(): void {
+    this.reloadJwks(false);
+  }
+
   /** The key for a token header, or undefined (unknown kid, or no key for that algorithm). */
   find(algorithm: JwtAlgorithm, kid: string | undefined): VerificationKey | undefined {
     if (algorithm === 'HS256') return this.hmacKey;
-    const pick = (): VerificationKey | undefined => {
-      const candidates = [...this.pemKeys, ...this.jwksKeys].filter((k) => k.algorithm === algorithm);
-      if (kid !== undefined) return candidates.find((k) => k.kid === kid);
-      return candidates.length === 1 ? candidates[0] : undefined;
-    };
     this.reloadJwks(false);
-    return pick();
+    const candidates = [...this.pemKeys, ...this.jwksKeys].filter((k) => k.algorithm === algorithm);
+    if (kid !== undefined) return candidates.find((k) => k.kid === kid);
+    return candidates.length === 1 ? candidates[0] : undefined;
   }
 
   private reloadJwks(atBoot: boolean): void {
@@ -101,6 +109,7 @@ export class KeyStore {
       });
       this.jwksKeys = keys;
       this.jwksMtimeMs = mtime;
+      this.keysVersion++;
       this.logger.log({ msg: 'JWKS loaded', file: path, kids: keys.map((k) => k.kid) });
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

@@ -1,6 +1,18 @@
 import { availableParallelism } from 'node:os';
 import { plainToInstance, Transform } from 'class-transformer';
-import { IsEnum, IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
+import {
+  IsBoolean,
+  IsEnum,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  Min,
+  MinLength,
+  validateSync,
+} from 'class-validator';
 
 export const INFERENCE_DEVICES = ['auto', 'cuda', 'cpu'] as const;
 export type InferenceDevice = (typeof INFERENCE_DEVICES)[number];
@@ -189,6 +201,14 @@ export class AppConfig {
   @MinLength(1)
   AUDIT_WRITER_ID?: string;
 
+  /**
+   * Benchmarks only (bench/audit measures what the audit trail costs): `false` answers without
+   * writing audit rows. Refused in production.
+   */
+  @Transform(({ value }: { value: unknown }) => (value === 'false' ? false : value === 'true' ? true : value))
+  @IsBoolean()
+  AUDIT_ENABLED = true;
+
   /** Most audit rows written in one transaction. */
   @Transform(toInt)
   @IsInt()
@@ -229,6 +249,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   }
   const config = plainToInstance(AppConfig, plain, { exposeDefaultValues: true });
   const errors = validateSync(config);
+  if (config.NODE_ENV === 'production' && !config.AUDIT_ENABLED) {
+    throw new ConfigError(
+      'Invalid configuration:\n  AUDIT_ENABLED=false: the audit trail cannot be turned off in production',
+    );
+  }
   if (errors.length > 0) {
     const lines = errors.map(
       (e) =>

@@ -32,4 +32,24 @@ describe('configuration', () => {
       },
     );
   });
+
+  it('never prints a secret, not even a bad one', () => {
+    assert.throws(
+      () => loadConfig({ AUDIT_HMAC_SECRET: 'short-secret', AUTH_HS256_SECRET: 'also-short' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /AUDIT_HMAC_SECRET=\(secret\)/);
+        assert.doesNotMatch(error.message, /short-secret|also-short/);
+        return true;
+      },
+    );
+  });
+
+  it('refuses to turn the audit trail off in production', () => {
+    assert.equal(loadConfig({ AUDIT_ENABLED: 'false' }).AUDIT_ENABLED, false);
+    assert.throws(
+      () => loadConfig({ NODE_ENV: 'production', AUDIT_ENABLED: 'false' }),
+      /cannot be turned off in production/,
+    );
+  });
 });

@@ -110,6 +110,20 @@ describe('JWT verification', () => {
     assert.ok(verifier().verify(rs256(claims({ exp: now() - 10 }))));
   });
 
+  it('a token verified once (cached) is still refused once it expires', () => {
+    const v = verifier();
+    const token = rs256(claims({ exp: now() + 5 }));
+    assert.equal(v.verify(token).subject, 'risk-engine-7');
+    assert.equal(v.verify(token).subject, 'risk-engine-7');
+    const realNow = Date.now;
+    Date.now = () => realNow() + 40_000; // past exp + 30 s of skew
+    try {
+      refused(v, token, /^token expired$/);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it('refuses tokens not yet valid (nbf), honouring the clock skew', () => {
     refused(verifier(), rs256(claims({ nbf: now() + 120 })), /^token not yet valid$/);
     assert.ok(verifier().verify(rs256(claims({ nbf: now() + 10 }))));

@@ -1,0 +1,69 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import jwt from 'jsonwebtoken';
+import { DEV_KID, ensureDevKeyPair } from '../../src/auth/dev-keys';
+import { loadConfig } from '../../src/config/app-config';
+
+export const ROOT = resolve(__dirname, '..', '..', '..');
+
+export interface BenchGateway {
+  port: number;
+  /** `Authorization` header value for an ML admin (OIP inference). */
+  authorization: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the built gateway (node dist/src/main.js) as a child process with its own data directory
+ * and a development token, and waits until it is ready. Rate limiting stays on but out of reach,
+ * so its cost is in the measurement and its refusals are not.
+ */
+export async function startGateway(modelsDir: string, env: Record<string, string> = {}): Promise<BenchGateway> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'bench-data-'));
+  const port = 3900 + Math.floor(Math.random() * 90);
+  const config = loadConfig({ DATA_DIR: dataDir });
+  const keys = ensureDevKeyPair(dataDir);
+  const token = jwt.sign({ roles: ['ml-admin'] }, readFileSync(keys.privateKey, 'utf8'), {
+    algorithm: 'ES256',
+    keyid: DEV_KID,
+    subject: 'bench',
+    issuer: config.AUTH_ISSUER,
+    audience: config.AUTH_AUDIENCE,
+    expiresIn: 3600,
+  });
+  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
+    env: {
+      ...process.env,
+      MODELS_DIR: modelsDir,
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_REQUESTS: '100000000',
+      ...env,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 600; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/health/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return { port, authorization: `Bearer ${token}`, stop };
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await stop();
+  throw new Error('gateway did not become ready');
+}
