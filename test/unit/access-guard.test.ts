@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { AccessGuard } from '../../src/auth/access.guard';
+import { JwtVerifier, TokenRejected } from '../../src/auth/jwt-verifier';
+import { auditNoteOf, Principal, Public, RequirePermission } from '../../src/common/access';
+import { AppError } from '../../src/common/errors/app-error';
+
+class Routes {
+  @Public()
+  open(): void {}
+
+  @RequirePermission('finance:score', 'fraud.score')
+  score(): void {}
+
+  /** Declares nothing: must be refused to everyone. */
+  forgotten(): void {}
+}
+
+const verifier = {
+  verify(token: string): Principal {
+    if (token !== 'good') throw new TokenRejected('invalid signature');
+    return { subject: 'risk-engine-7', roles: ['risk-engine'], permissions: new Set(['finance:score']) };
+  },
+} as unknown as JwtVerifier;
+
+function context(handler: keyof Routes, authorization?: string): { ctx: ExecutionContext; request: FastifyRequest } {
+  const request = { headers: authorization ? { authorization } : {} } as FastifyRequest;
+  const ctx = {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- the handler is only a metadata key here
+    getHandler: () => Routes.prototype[handler],
+    getClass: () => Routes,
+    switchToHttp: () => ({ getRequest: () => request }),
+  } as unknown as ExecutionContext;
+  return { ctx, request };
+}
+
+const guard = new AccessGuard(new Reflector(), verifier);
+const refusedWith = (code: string, reason: RegExp) => (error: unknown) =>
+  error instanceof AppError && error.code === code && reason.test(error.detail);
+
+describe('access guard (default deny)', () => {
+  it('lets public routes through without a token, and does not audit them', () => {
+    const { ctx, request } = context('open');
+    assert.equal(guard.canActivate(ctx), true);
+    assert.equal(auditNoteOf(request), undefined);
+  });
+
+  it('needs a valid bearer token and the declared permission', () => {
+    assert.throws(
+      () => guard.canActivate(context('score').ctx),
+      refusedWith('UNAUTHENTICATED', /missing bearer token/),
+    );
+    assert.throws(
+      () => guard.canActivate(context('score', 'Basic abc').ctx),
+      refusedWith('UNAUTHENTICATED', /missing/),
+    );
+    assert.throws(
+      () => guard.canActivate(context('score', 'Bearer bad').ctx),
+      refusedWith('UNAUTHENTICATED', /invalid signature/),
+    );
+    const { ctx, request } = context('score', 'Bearer good');
+    assert.equal(guard.canActivate(ctx), true);
+    assert.equal(auditNoteOf(request)?.action, 'fraud.score');
+    assert.equal(auditNoteOf(request)?.principal?.subject, 'risk-engine-7');
+  });
+
+  it('refuses a route that declares no permission, even to a valid token, and audits the refusal', () => {
+    const { ctx, request } = context('forgotten', 'Bearer good');
+    assert.throws(() => guard.canActivate(ctx), refusedWith('FORBIDDEN', /declares no permission/));
+    assert.equal(auditNoteOf(request)?.action, 'undeclared-route');
+    assert.equal(auditNoteOf(request)?.reason, 'this route declares no permission');
+  });
+});
