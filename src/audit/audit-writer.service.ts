@@ -31,6 +31,7 @@ export class AuditWriter implements BeforeApplicationShutdown {
   private flushing: Promise<void> | undefined;
   private head: { seq: number; hash: string } | undefined;
   private readonly batchSize: Histogram;
+  private readonly commitSeconds: Histogram;
   private readonly failures: Counter;
   private healthy = true;
   private probe: NodeJS.Timeout | undefined;
@@ -46,6 +47,12 @@ export class AuditWriter implements BeforeApplicationShutdown {
       name: 'gateway_audit_commit_rows',
       help: 'Audit rows written per commit (group commit)',
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      registers: [metrics.registry],
+    });
+    this.commitSeconds = new Histogram({
+      name: 'gateway_audit_commit_seconds',
+      help: 'Time to write and commit one group of audit rows',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 2.5],
       registers: [metrics.registry],
     });
     this.failures = new Counter({
@@ -120,7 +127,9 @@ export class AuditWriter implements BeforeApplicationShutdown {
       hash = hashOf(fields);
       return { ...fields, hash };
     });
+    const stopTimer = this.commitSeconds.startTimer();
     await this.repository.insertAll(rows);
+    stopTimer();
     this.head = { seq, hash };
     this.batchSize.observe(rows.length);
     this.healthy = true;
