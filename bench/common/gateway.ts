@@ -11,6 +11,7 @@ export const ROOT = resolve(__dirname, '..', '..', '..');
 
 export interface BenchGateway {
   port: number;
+  pid: number;
   /** `Authorization` header value for an ML admin (OIP inference). */
   authorization: string;
   stop(): Promise<void>;
@@ -21,7 +22,11 @@ export interface BenchGateway {
  * and a development token, and waits until it is ready. Rate limiting stays on but out of reach,
  * so its cost is in the measurement and its refusals are not.
  */
-export async function startGateway(modelsDir: string, env: Record<string, string> = {}): Promise<BenchGateway> {
+export async function startGateway(
+  modelsDir: string,
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+): Promise<BenchGateway> {
   const dataDir = await mkdtemp(join(tmpdir(), 'bench-data-'));
   const port = 3900 + Math.floor(Math.random() * 90);
   const config = loadConfig({ DATA_DIR: dataDir });
@@ -34,7 +39,7 @@ export async function startGateway(modelsDir: string, env: Record<string, string
     audience: config.AUTH_AUDIENCE,
     expiresIn: 3600,
   });
-  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], {
     env: {
       ...process.env,
       MODELS_DIR: modelsDir,
@@ -60,7 +65,7 @@ export async function startGateway(modelsDir: string, env: Record<string, string
       (r) => r.ok,
       () => false,
     );
-    if (ok) return { port, authorization: `Bearer ${token}`, stop };
+    if (ok) return { port, pid: child.pid ?? -1, authorization: `Bearer ${token}`, stop };
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }

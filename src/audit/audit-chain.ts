@@ -35,28 +35,31 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
-/** sha256 over the canonical row, which includes the previous row's hash. */
+/**
+ * sha256 (hex) over the row's fields in a fixed order, as one JSON array, followed by the canonical
+ * JSON of the output summary (whose keys the database may reorder). Includes the previous row's
+ * hash, so a change to any row breaks every link after it. An outside verifier can recompute it.
+ */
 export function hashOf(f: ChainedFields): string {
-  const covered: ChainedFields = {
-    writerId: f.writerId,
-    seq: f.seq,
-    occurredAt: f.occurredAt,
-    actor: f.actor,
-    roles: f.roles,
-    tenant: f.tenant,
-    action: f.action,
-    modelName: f.modelName,
-    modelVersion: f.modelVersion,
-    requestId: f.requestId,
-    clientAddress: f.clientAddress,
-    inputDigest: f.inputDigest,
-    outputSummary: f.outputSummary,
-    outcome: f.outcome,
-    statusCode: f.statusCode,
-    latencyMs: f.latencyMs,
-    prevHash: f.prevHash,
-  };
-  return createHash('sha256').update(canonicalJson(covered)).digest('hex');
+  const fields = JSON.stringify([
+    f.writerId,
+    f.seq,
+    f.occurredAt.toISOString(),
+    f.actor,
+    f.roles,
+    f.tenant,
+    f.action,
+    f.modelName,
+    f.modelVersion,
+    f.requestId,
+    f.clientAddress,
+    f.inputDigest,
+    f.outcome,
+    f.statusCode,
+    f.latencyMs,
+    f.prevHash,
+  ]);
+  return createHash('sha256').update(fields).update(canonicalJson(f.outputSummary)).digest('hex');
 }
 
 export interface ChainBreak {

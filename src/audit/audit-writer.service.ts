@@ -6,7 +6,7 @@ import { AppConfig } from '../config/app-config';
 import { ChainedFields, GENESIS_HASH, hashOf } from './audit-chain';
 import { AuditRepository, AuditRow } from './audit.repository';
 
-/** An audit row before it is placed in the chain. */
+/** An audit row before it is placed in a chain. */
 export type AuditDraft = Omit<ChainedFields, 'writerId' | 'seq' | 'prevHash'>;
 
 export class AuditUnavailable extends Error {}
@@ -16,25 +16,38 @@ interface Pending {
   done: (error?: Error) => void;
 }
 
+/** One hash chain with at most one commit in flight. */
+interface Lane {
+  writerId: string;
+  head: { seq: number; hash: string } | undefined;
+  busy: boolean;
+}
+
 /**
- * Group commit: `record` resolves once its row is committed. Rows that arrive while a commit is in
- * flight wait together and go in the next single INSERT, so under load many requests share one
- * round trip. Rows are chained (seq, prev_hash, hash) only as they are written, and the chain head
- * moves only after a commit; after a failure it is re-read from the database, so a commit whose
- * answer was lost is neither repeated nor skipped.
+ * Group commit: `record` resolves once its row is committed. A process writes through a few lanes
+ * (AUDIT_LANES), each its own hash chain (`<writer id>/<lane>`) with one commit in flight: rows
+ * that arrive while every lane is busy wait together and go in the next single INSERT, so under
+ * load many requests share one round trip, and a slow commit does not hold up the next one. A
+ * chain's head moves only after its commit; after a failure it is re-read from the database, so a
+ * commit whose answer was lost is neither repeated nor skipped.
  */
 @Injectable()
 export class AuditWriter implements BeforeApplicationShutdown {
   private readonly logger = new Logger('Audit');
   readonly writerId: string;
+  private readonly lanes: Lane[];
+  private readonly maxBatch: number;
   private queue: Pending[] = [];
-  private flushing: Promise<void> | undefined;
-  private head: { seq: number; hash: string } | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
   private readonly batchSize: Histogram;
   private readonly commitSeconds: Histogram;
   private readonly failures: Counter;
   private healthy = true;
   private probe: NodeJS.Timeout | undefined;
+  private readonly lingerMs: number;
+  private linger: NodeJS.Timeout | undefined;
+  /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
+  private coming = 0;
 
   constructor(
     config: AppConfig,
@@ -43,6 +56,12 @@ export class AuditWriter implements BeforeApplicationShutdown {
   ) {
     this.writerId = config.AUDIT_WRITER_ID ?? `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
     this.maxBatch = config.AUDIT_MAX_BATCH;
+    this.lingerMs = config.AUDIT_MAX_DELAY_MS;
+    this.lanes = Array.from({ length: config.AUDIT_LANES }, (_, i) => ({
+      writerId: `${this.writerId}/${i}`,
+      head: undefined,
+      busy: false,
+    }));
     this.batchSize = new Histogram({
       name: 'gateway_audit_commit_rows',
       help: 'Audit rows written per commit (group commit)',
@@ -62,45 +81,109 @@ export class AuditWriter implements BeforeApplicationShutdown {
     });
   }
 
-  private readonly maxBatch: number;
-
-  /** Whether the last commit succeeded (reported by /health/ready). */
+  /** Whether the database took the last commit, or answers again since (reported by /health/ready). */
   get isHealthy(): boolean {
     return this.healthy;
+  }
+
+  /** A request arrived: its row may join the next group (see dispatch). */
+  requestStarted(): void {
+    this.coming++;
+  }
+
+  /** A request reached its answer (audited or not): nothing more to wait for from it. */
+  requestAnswered(): void {
+    this.coming = Math.max(0, this.coming - 1);
   }
 
   /** Resolves when the row is committed; rejects with AuditUnavailable when it could not be. */
   record(draft: AuditDraft): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ draft, done: (error) => (error ? reject(error) : resolve()) });
-      this.flushing ??= this.drain();
+      this.dispatch();
     });
   }
 
   async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.probe);
-    await this.flushing;
+    this.flushNow();
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      try {
-        await this.commit(batch);
-        for (const p of batch) p.done();
-      } catch (error) {
-        this.head = undefined;
-        this.failures.inc();
-        if (this.healthy) {
-          this.logger.error({ msg: 'audit commit failed; refusing decisions until it succeeds', error: String(error) });
-        }
-        this.healthy = false;
-        this.watchForRecovery();
-        const failure = new AuditUnavailable('audit trail unavailable');
-        for (const p of batch) p.done(failure);
+  /**
+   * Hands waiting rows to an idle lane. A group is written at once when no other request is still
+   * on its way to an answer, or when it is full; otherwise it waits up to AUDIT_MAX_DELAY_MS for
+   * those requests to join, since under load one commit per few rows costs more than the wait.
+   */
+  private dispatch(): void {
+    for (const lane of this.lanes) {
+      if (this.queue.length === 0) return;
+      if (lane.busy) continue;
+      const full = this.queue.length >= this.maxBatch || this.coming === 0 || this.lingerMs === 0;
+      if (!full) {
+        this.linger ??= setTimeout(() => {
+          this.linger = undefined;
+          this.flushNow();
+        }, this.lingerMs);
+        return;
       }
+      this.start(lane);
     }
-    this.flushing = undefined;
+  }
+
+  private flushNow(): void {
+    for (const lane of this.lanes) {
+      if (this.queue.length === 0) return;
+      if (!lane.busy) this.start(lane);
+    }
+  }
+
+  private start(lane: Lane): void {
+    if (this.linger) {
+      clearTimeout(this.linger);
+      this.linger = undefined;
+    }
+    lane.busy = true;
+    const batch = this.queue.splice(0, this.maxBatch);
+    const run = this.commit(lane, batch).finally(() => {
+      lane.busy = false;
+      this.inFlight.delete(run);
+      this.dispatch();
+    });
+    this.inFlight.add(run);
+  }
+
+  private async commit(lane: Lane, batch: Pending[]): Promise<void> {
+    try {
+      lane.head ??= (await this.repository.headOf(lane.writerId)) ?? { seq: 0, hash: GENESIS_HASH };
+      let { seq, hash } = lane.head;
+      const rows = batch.map(({ draft }) => {
+        // The draft is the writer's own: completed in place rather than copied.
+        const row = draft as AuditRow;
+        row.writerId = lane.writerId;
+        row.seq = ++seq;
+        row.prevHash = hash;
+        row.hash = hash = hashOf(row);
+        return row;
+      });
+      const stopTimer = this.commitSeconds.startTimer();
+      await this.repository.insertAll(rows);
+      stopTimer();
+      lane.head = { seq, hash };
+      this.batchSize.observe(rows.length);
+      this.healthy = true;
+      for (const p of batch) p.done();
+    } catch (error) {
+      lane.head = undefined;
+      this.failures.inc();
+      if (this.healthy) {
+        this.logger.error({ msg: 'audit commit failed; refusing decisions until it succeeds', error: String(error) });
+      }
+      this.healthy = false;
+      this.watchForRecovery();
+      const failure = new AuditUnavailable('audit trail unavailable');
+      for (const p of batch) p.done(failure);
+    }
   }
 
   /** While commits fail, probe the database each second so readiness recovers without traffic. */
@@ -117,21 +200,5 @@ export class AuditWriter implements BeforeApplicationShutdown {
         () => undefined,
       );
     }, 1000).unref();
-  }
-
-  private async commit(batch: Pending[]): Promise<void> {
-    this.head ??= (await this.repository.headOf(this.writerId)) ?? { seq: 0, hash: GENESIS_HASH };
-    let { seq, hash } = this.head;
-    const rows: AuditRow[] = batch.map(({ draft }) => {
-      const fields: ChainedFields = { ...draft, writerId: this.writerId, seq: ++seq, prevHash: hash };
-      hash = hashOf(fields);
-      return { ...fields, hash };
-    });
-    const stopTimer = this.commitSeconds.startTimer();
-    await this.repository.insertAll(rows);
-    stopTimer();
-    this.head = { seq, hash };
-    this.batchSize.observe(rows.length);
-    this.healthy = true;
   }
 }

@@ -11,7 +11,13 @@ import { AuditDraft, AuditUnavailable, AuditWriter } from './audit-writer.servic
  * pass through the same hook, so they are recorded too.
  */
 export function registerAuditHook(fastify: FastifyInstance, writer: AuditWriter, problems: ProblemFilter): void {
+  // Counts requests on their way to an answer, so the writer knows whether more rows are coming.
+  fastify.addHook('onRequest', (_request, _reply, done) => {
+    writer.requestStarted();
+    done();
+  });
   fastify.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    writer.requestAnswered();
     const draft = draftOf(request, reply);
     if (!draft) return payload;
     try {

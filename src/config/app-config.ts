@@ -209,6 +209,26 @@ export class AppConfig {
   @IsBoolean()
   AUDIT_ENABLED = true;
 
+  /**
+   * Audit commits in flight at once; each lane is its own hash chain (`<AUDIT_WRITER_ID>/<lane>`),
+   * so a slow commit does not hold up the rows behind it.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(32)
+  AUDIT_LANES = 4;
+
+  /**
+   * Longest a row waits for company before its group is written, while other requests are still
+   * on their way; 0 writes at once. A lone request never waits.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(100)
+  AUDIT_MAX_DELAY_MS = 2;
+
   /** Most audit rows written in one transaction. */
   @Transform(toInt)
   @IsInt()
