@@ -5,6 +5,7 @@ import { CommonModule } from './common/common.module';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
+import { FinanceModule } from './domains/finance/finance.module';
 import { RuntimeModule } from './runtime/runtime.module';
 
 @Module({})
@@ -12,7 +13,15 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), CommonModule, DatabaseModule, AuthModule, AuditModule, RuntimeModule],
+      imports: [
+        ConfigModule.forRoot(config),
+        CommonModule,
+        DatabaseModule,
+        AuthModule,
+        AuditModule,
+        RuntimeModule,
+        FinanceModule,
+      ],
     };
   }
 }

@@ -71,10 +71,9 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
         .body;
       assert.equal(report.valid, true);
       // Each gateway writes through its lanes, each lane a chain named `<writer id>/<lane>`.
+      const chains = report.chains as Array<{ writerId: string; rows: number }>;
       const rowsOf = (writer: string): number =>
-        report.chains
-          .filter((c: { writerId: string }) => c.writerId.startsWith(`${writer}/`))
-          .reduce((sum: number, c: { rows: number }) => sum + c.rows, 0);
+        chains.filter((c) => c.writerId.startsWith(`${writer}/`)).reduce((sum, c) => sum + c.rows, 0);
       assert.equal(rowsOf('gateway-a'), 10);
       assert.equal(rowsOf('gateway-b'), 10);
       const tables: Array<{ name: string }> = await a.get(DataSource).query(`SELECT name FROM schema_migrations`);

@@ -15,7 +15,9 @@ export type ErrorCode =
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
-  | 'AUDIT_UNAVAILABLE';
+  | 'AUDIT_UNAVAILABLE'
+  | 'PAN_DETECTED'
+  | 'IDEMPOTENCY_KEY_REUSED';
 
 export interface FieldError {
   /** Path of the offending field in the request, e.g. `inputs[0].shape`. */
@@ -75,5 +77,9 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 429, title: 'Too many requests' };
     case 'AUDIT_UNAVAILABLE':
       return { status: 503, title: 'Audit trail unavailable' };
+    case 'PAN_DETECTED':
+      return { status: 422, title: 'Card number refused' };
+    case 'IDEMPOTENCY_KEY_REUSED':
+      return { status: 422, title: 'Idempotency key reused with a different request' };
   }
 }

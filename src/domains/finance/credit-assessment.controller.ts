@@ -1,0 +1,39 @@
+import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { canonicalBytes } from './canonical-input.util';
+import { CreditAssessmentDto, CreditAssessmentRequestDto } from './credit-assessment.dto';
+import { CreditAssessmentService } from './credit-assessment.service';
+import { PanGuardInterceptor } from './pan-guard.interceptor';
+
+@ApiTags('finance')
+@ApiBearerAuth()
+@Controller('finance/credit-assessments')
+@UseInterceptors(PanGuardInterceptor)
+export class CreditAssessmentController {
+  constructor(
+    private readonly credit: CreditAssessmentService,
+    private readonly digester: AuditInputDigester,
+  ) {}
+
+  /** Probability of default, grade, decision and up to four adverse-action reasons for an application. */
+  @Post()
+  @HttpCode(200)
+  @RequirePermission('finance:score', 'credit.assess')
+  @ApiOkResponse({ type: CreditAssessmentDto })
+  async assess(@Body() body: CreditAssessmentRequestDto, @Req() request: FastifyRequest): Promise<CreditAssessmentDto> {
+    noteAudit(request, { model: this.credit.modelRef(), inputDigest: this.digester.digest([canonicalBytes(body)]) });
+    const result = await this.credit.assess(body);
+    noteAudit(request, {
+      model: result.model,
+      output: {
+        probabilityOfDefault: result.probabilityOfDefault,
+        grade: result.grade,
+        decision: result.decision,
+        reasons: result.reasons.map((r) => r.code),
+      },
+    });
+    return { ...result, requestId: String(request.id) };
+  }
+}

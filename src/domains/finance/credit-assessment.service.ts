@@ -1,0 +1,63 @@
+import { Injectable } from '@nestjs/common';
+import { InferenceEngine } from '../../runtime/inference-engine.service';
+import { contributions, occlusionBatch } from './attribution.util';
+import {
+  CreditAssessmentDto,
+  CreditAssessmentRequestDto,
+  CreditDecision,
+  EDUCATION_CODES,
+} from './credit-assessment.dto';
+import { CREDIT_MODEL, FinanceModels, ScoringModel } from './finance-models';
+import { adverseReasons } from './reason-codes';
+
+const PAY_SOURCES = ['PAY_0', 'PAY_2', 'PAY_3', 'PAY_4', 'PAY_5', 'PAY_6'];
+
+export function creditRaw(r: CreditAssessmentRequestDto): Record<string, number> {
+  const raw: Record<string, number> = { LIMIT_BAL: r.creditLimit, EDUCATION: EDUCATION_CODES[r.education] };
+  PAY_SOURCES.forEach((source, i) => (raw[source] = r.repaymentStatus[i]));
+  for (let i = 0; i < 6; i++) {
+    raw[`BILL_AMT${i + 1}`] = r.billAmounts[i];
+    raw[`PAY_AMT${i + 1}`] = r.paymentAmounts[i];
+  }
+  return raw;
+}
+
+export function creditDecision(p: number, model: Pick<ScoringModel, 'review' | 'decline'>): CreditDecision {
+  if (p >= model.decline) return 'decline';
+  if (p >= model.review) return 'refer';
+  return 'approve';
+}
+
+export function gradeOf(p: number, model: Pick<ScoringModel, 'grades'>): string {
+  const band = model.grades.find((g) => p >= g.min && p < g.max) ?? model.grades[model.grades.length - 1];
+  return band?.grade ?? 'unknown';
+}
+
+@Injectable()
+export class CreditAssessmentService {
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly models: FinanceModels,
+  ) {}
+
+  modelRef(): { name: string; version: string } {
+    const { name, version } = this.models.model(CREDIT_MODEL);
+    return { name, version };
+  }
+
+  async assess(request: CreditAssessmentRequestDto): Promise<Omit<CreditAssessmentDto, 'requestId'>> {
+    const model = this.models.model(CREDIT_MODEL);
+    const batch = occlusionBatch(model.specs, creditRaw(request));
+    const result = await this.engine.infer(model.name, model.version, {
+      features: { dtype: 'float32', dims: [batch.count, model.specs.length], data: batch.rows },
+    });
+    const p = result.outputs.probability.data as Float32Array;
+    return {
+      probabilityOfDefault: Math.round(p[0] * 1e6) / 1e6,
+      grade: gradeOf(p[0], model),
+      decision: creditDecision(p[0], model),
+      reasons: adverseReasons(contributions(batch, p)),
+      model: { name: model.name, version: result.version },
+    };
+  }
+}

@@ -1,0 +1,15 @@
+import { Module } from '@nestjs/common';
+import { RuntimeModule } from '../../runtime/runtime.module';
+import { CreditAssessmentController } from './credit-assessment.controller';
+import { CreditAssessmentService } from './credit-assessment.service';
+import { FinanceModels } from './finance-models';
+import { FraudScoringController } from './fraud-scoring.controller';
+import { FraudScoringService } from './fraud-scoring.service';
+
+/** Fraud scoring and credit assessment for a bank's risk engine, on the finance reference models. */
+@Module({
+  imports: [RuntimeModule],
+  controllers: [FraudScoringController, CreditAssessmentController],
+  providers: [FinanceModels, FraudScoringService, CreditAssessmentService],
+})
+export class FinanceModule {}

@@ -1,0 +1,179 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsArray,
+  IsIn,
+  IsISO8601,
+  IsNumber,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateNested,
+} from 'class-validator';
+
+export const CURRENCIES = Intl.supportedValuesOf('currency');
+export const CHANNELS = ['card-present', 'contactless', 'ecommerce', 'moto', 'atm', 'recurring'] as const;
+export const FRAUD_DECISIONS = ['approve', 'review', 'decline'] as const;
+export type FraudDecision = (typeof FRAUD_DECISIONS)[number];
+export const MAX_BATCH_TRANSACTIONS = 10_000;
+const FINITE = { allowNaN: false, allowInfinity: false };
+
+export class MerchantDto {
+  /** The bank's merchant identifier. */
+  @IsOptional()
+  @IsString()
+  @MaxLength(64)
+  id?: string;
+
+  /** ISO 18245 merchant category code. */
+  @IsOptional()
+  @Matches(/^\d{4}$/, { message: 'categoryCode must be a 4-digit ISO 18245 merchant category code' })
+  categoryCode?: string;
+
+  /** ISO 3166-1 alpha-2 country of the merchant. */
+  @IsOptional()
+  @Matches(/^[A-Z]{2}$/, { message: 'country must be an ISO 3166-1 alpha-2 code' })
+  country?: string;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(128)
+  name?: string;
+}
+
+/**
+ * The 28 principal components the bank's feature store computes for the transaction (the reference
+ * model's inputs V1..V28).
+ */
+export class FraudFeaturesDto {
+  [key: `v${number}`]: number;
+}
+for (let i = 1; i <= 28; i++) {
+  const key = `v${i}`;
+  IsNumber(FINITE, { message: `${key} must be a finite number` })(FraudFeaturesDto.prototype, key);
+  Min(-1000)(FraudFeaturesDto.prototype, key);
+  Max(1000)(FraudFeaturesDto.prototype, key);
+  ApiProperty({ type: Number, description: `Principal component V${i}`, minimum: -1000, maximum: 1000, example: 0 })(
+    FraudFeaturesDto.prototype,
+    key,
+  );
+}
+
+export class FraudScoreRequestDto {
+  /** The bank's transaction identifier, echoed in the answer. */
+  @IsString()
+  @Matches(/^[A-Za-z0-9._:-]{1,64}$/, { message: 'transactionId must be 1-64 letters, digits or ._:-' })
+  transactionId!: string;
+
+  /** When the transaction happened, ISO 8601 with its UTC offset; its local hour of day is a model input. */
+  @IsISO8601({ strict: true, strictSeparator: true })
+  @Matches(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/, {
+    message: 'occurredAt must be a date and time, e.g. 2026-11-23T14:05:00+01:00',
+  })
+  @ApiProperty({ example: '2026-11-23T14:05:00+01:00' })
+  occurredAt!: string;
+
+  /** Amount in the transaction currency (the reference model was trained on EUR amounts). */
+  @IsNumber(FINITE, { message: 'amount must be a finite number' })
+  @Min(0)
+  @Max(1_000_000_000)
+  amount!: number;
+
+  /** ISO 4217 currency code. */
+  @IsIn(CURRENCIES, { message: 'currency must be an ISO 4217 code' })
+  @ApiProperty({ example: 'EUR' })
+  currency!: string;
+
+  /** Opaque token for the card from the bank's vault: never a card number (refused with 422). */
+  @IsString()
+  @MinLength(8)
+  @MaxLength(128)
+  cardToken!: string;
+
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => MerchantDto)
+  merchant?: MerchantDto;
+
+  @IsOptional()
+  @IsIn(CHANNELS)
+  @ApiProperty({ enum: CHANNELS, required: false })
+  channel?: (typeof CHANNELS)[number];
+
+  @ValidateNested()
+  @Type(() => FraudFeaturesDto)
+  @IsObject()
+  features!: FraudFeaturesDto;
+}
+
+export class FraudBatchRequestDto {
+  /** Up to 10,000 transactions; each is validated and scored on its own. */
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(MAX_BATCH_TRANSACTIONS)
+  @IsObject({ each: true, message: 'each transaction must be an object' })
+  @ApiProperty({ type: [FraudScoreRequestDto], maxItems: MAX_BATCH_TRANSACTIONS })
+  transactions!: object[];
+}
+
+export class FeatureContributionDto {
+  /** Input field, e.g. `features.v14`, `amount`, `occurredAt` (hour of day). */
+  feature!: string;
+  /** Probability as sent minus probability with this input at its typical value. */
+  contribution!: number;
+  @ApiProperty({ enum: ['raises-risk', 'lowers-risk'] })
+  direction!: 'raises-risk' | 'lowers-risk';
+}
+
+export class ModelRefDto {
+  name!: string;
+  version!: string;
+}
+
+export class FraudScoreDto {
+  transactionId!: string;
+  /** Probability of fraud at the model's training prior. */
+  fraudProbability!: number;
+  @ApiProperty({ enum: FRAUD_DECISIONS })
+  decision!: FraudDecision;
+  /** The inputs that moved the probability most, largest first. */
+  @ApiProperty({ type: [FeatureContributionDto] })
+  topFeatures!: FeatureContributionDto[];
+  model!: ModelRefDto;
+  requestId!: string;
+}
+
+export class BatchItemErrorDto {
+  /** problem type code, e.g. VALIDATION_FAILED, PAN_DETECTED. */
+  code!: string;
+  detail!: string;
+  @ApiProperty({ type: 'array', items: { type: 'object' } })
+  errors!: Array<{ field: string; reason: string }>;
+}
+
+export class FraudBatchItemDto {
+  @ApiProperty({ type: 'integer' })
+  index!: number;
+  @ApiProperty({ type: FraudScoreDto, required: false })
+  result?: Omit<FraudScoreDto, 'requestId'>;
+  @ApiProperty({ type: BatchItemErrorDto, required: false })
+  error?: BatchItemErrorDto;
+}
+
+export class FraudBatchResultDto {
+  @ApiProperty({ type: [FraudBatchItemDto] })
+  items!: FraudBatchItemDto[];
+  @ApiProperty({ type: 'integer' })
+  scored!: number;
+  @ApiProperty({ type: 'integer' })
+  failed!: number;
+  model!: ModelRefDto;
+  requestId!: string;
+}

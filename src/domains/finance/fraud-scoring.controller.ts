@@ -1,0 +1,54 @@
+import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { FraudBatchRequestDto, FraudBatchResultDto, FraudScoreDto, FraudScoreRequestDto } from './fraud-score.dto';
+import { FraudScoringService } from './fraud-scoring.service';
+import { canonicalBytes } from './canonical-input.util';
+import { PanGuardInterceptor } from './pan-guard.interceptor';
+
+@ApiTags('finance')
+@ApiBearerAuth()
+@Controller('finance/fraud-scores')
+export class FraudScoringController {
+  constructor(
+    private readonly fraud: FraudScoringService,
+    private readonly digester: AuditInputDigester,
+  ) {}
+
+  /** Scores one card transaction: fraud probability, decision, and the inputs that drove it. */
+  @Post()
+  @HttpCode(200)
+  @RequirePermission('finance:score', 'fraud.score')
+  @UseInterceptors(PanGuardInterceptor)
+  @ApiOkResponse({ type: FraudScoreDto })
+  async score(@Body() body: FraudScoreRequestDto, @Req() request: FastifyRequest): Promise<FraudScoreDto> {
+    const model = this.fraud.modelRef();
+    noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
+    const result = await this.fraud.score(body);
+    noteAudit(request, {
+      model: result.model,
+      output: { fraudProbability: result.fraudProbability, decision: result.decision },
+    });
+    return { ...result, requestId: String(request.id) };
+  }
+
+  /**
+   * Scores up to 10,000 transactions; an invalid one (a card number included) gets its own error
+   * and the rest are scored.
+   */
+  @Post('batch')
+  @HttpCode(200)
+  @RequirePermission('finance:score', 'fraud.score-batch')
+  @ApiOkResponse({ type: FraudBatchResultDto })
+  async scoreBatch(@Body() body: FraudBatchRequestDto, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
+    const model = this.fraud.modelRef();
+    noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
+    const items = await this.fraud.scoreBatch(body.transactions);
+    const scored = items.filter((i) => i.result).length;
+    const decisions = { approve: 0, review: 0, decline: 0 };
+    for (const item of items) if (item.result) decisions[item.result.decision]++;
+    noteAudit(request, { output: { transactions: items.length, scored, failed: items.length - scored, decisions } });
+    return { items, scored, failed: items.length - scored, model, requestId: String(request.id) };
+  }
+}

@@ -1,0 +1,150 @@
+import { Injectable } from '@nestjs/common';
+import { plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
+import { AppError, FieldError } from '../../common/errors/app-error';
+import { flattenValidationErrors } from '../../common/errors/validation';
+import { InferenceEngine } from '../../runtime/inference-engine.service';
+import { contributions, occlusionBatch } from './attribution.util';
+import { FinanceModels, FRAUD_MODEL, ScoringModel } from './finance-models';
+import {
+  BatchItemErrorDto,
+  FeatureContributionDto,
+  FraudBatchItemDto,
+  FraudDecision,
+  FraudScoreDto,
+  FraudScoreRequestDto,
+} from './fraud-score.dto';
+import { panFields } from './pan-guard.util';
+
+const TOP_FEATURES = 5;
+
+export type FraudScore = Omit<FraudScoreDto, 'requestId'>;
+
+/** Raw model source -> the request field a caller knows it by. */
+function fieldOf(source: string): string {
+  if (/^V\d+$/.test(source)) return `features.${source.toLowerCase()}`;
+  if (source === 'Amount') return 'amount';
+  if (source === 'Time') return 'occurredAt';
+  return source;
+}
+
+/** Seconds since local midnight, as written in the timestamp (its own UTC offset). */
+export function secondsOfDay(occurredAt: string): number {
+  const m = /T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(occurredAt);
+  if (!m) return 0;
+  return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3] ?? 0);
+}
+
+export function decide(probability: number, model: Pick<ScoringModel, 'review' | 'decline'>): FraudDecision {
+  if (probability >= model.decline) return 'decline';
+  if (probability >= model.review) return 'review';
+  return 'approve';
+}
+
+/** Refuses any field that looks like a card number (13-19 digits passing Luhn), naming it. */
+export function refusePans(body: unknown, prefix = ''): void {
+  const fields = panFields(body, prefix);
+  if (fields.length > 0) {
+    throw new AppError('PAN_DETECTED', `a card number is not accepted; send the vault's card token instead`, {
+      fields: fields.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
+    });
+  }
+}
+
+@Injectable()
+export class FraudScoringService {
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly models: FinanceModels,
+  ) {}
+
+  modelRef(): { name: string; version: string } {
+    const { name, version } = this.models.model(FRAUD_MODEL);
+    return { name, version };
+  }
+
+  async score(request: FraudScoreRequestDto): Promise<FraudScore> {
+    const [result] = await this.scoreMany([request]);
+    return result;
+  }
+
+  /** Scores valid transactions in one runtime call (each with its occlusion rows). */
+  async scoreMany(requests: FraudScoreRequestDto[]): Promise<FraudScore[]> {
+    if (requests.length === 0) return [];
+    const model = this.models.model(FRAUD_MODEL);
+    const width = model.specs.length;
+    const batches = requests.map((r) => occlusionBatch(model.specs, rawOf(r)));
+    const rows = batches.reduce((n, b) => n + b.count, 0);
+    const data = new Float32Array(rows * width);
+    let offset = 0;
+    for (const b of batches) {
+      data.set(b.rows, offset * width);
+      offset += b.count;
+    }
+    const result = await this.engine.infer(model.name, model.version, {
+      features: { dtype: 'float32', dims: [rows, width], data },
+    });
+    const probabilities = result.outputs.probability.data as Float32Array;
+    offset = 0;
+    return requests.map((request, i) => {
+      const b = batches[i];
+      const p = probabilities.subarray(offset, offset + b.count);
+      offset += b.count;
+      const probability = p[0];
+      const top: FeatureContributionDto[] = contributions(b, p)
+        .slice(0, TOP_FEATURES)
+        .map((c) => ({
+          feature: fieldOf(c.source),
+          contribution: round(c.contribution),
+          direction: c.contribution >= 0 ? 'raises-risk' : 'lowers-risk',
+        }));
+      return {
+        transactionId: request.transactionId,
+        fraudProbability: round(probability),
+        decision: decide(probability, model),
+        topFeatures: top,
+        model: { name: model.name, version: result.version },
+      };
+    });
+  }
+
+  /** Validates each item on its own: a bad one gets its error, the others are scored. */
+  async scoreBatch(items: object[]): Promise<FraudBatchItemDto[]> {
+    const valid: Array<{ index: number; dto: FraudScoreRequestDto }> = [];
+    const answers: FraudBatchItemDto[] = items.map((item, index) => {
+      const error = validateItem(item);
+      if (error) return { index, error };
+      valid.push({ index, dto: plainToInstance(FraudScoreRequestDto, item) });
+      return { index };
+    });
+    const scores = await this.scoreMany(valid.map((v) => v.dto));
+    valid.forEach((v, k) => (answers[v.index].result = scores[k]));
+    return answers;
+  }
+}
+
+function validateItem(item: object): BatchItemErrorDto | undefined {
+  const pans = panFields(item);
+  if (pans.length > 0) {
+    return {
+      code: 'PAN_DETECTED',
+      detail: 'a card number is not accepted; send the vault token instead',
+      errors: pans.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
+    };
+  }
+  const dto = plainToInstance(FraudScoreRequestDto, item);
+  const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
+  if (errors.length === 0) return undefined;
+  const fields: FieldError[] = flattenValidationErrors(errors);
+  return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
+}
+
+function rawOf(r: FraudScoreRequestDto): Record<string, number> {
+  const raw: Record<string, number> = { Amount: r.amount, Time: secondsOfDay(r.occurredAt) };
+  for (let i = 1; i <= 28; i++) raw[`V${i}`] = r.features[`v${i}`];
+  return raw;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}

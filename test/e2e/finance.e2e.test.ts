@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { REPO_ROOT } from '../fixtures/paths';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+const features = (shift = 0): Record<string, number> =>
+  Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, ((i % 5) - 2) * 0.3 + shift]));
+const tx = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
+  transactionId: 'tx-0001',
+  occurredAt: '2026-11-23T03:05:00+01:00',
+  amount: 120.5,
+  currency: 'EUR',
+  cardToken: 'tok_7f3a9c2e',
+  merchant: { id: 'm-42', categoryCode: '5411', country: 'DE' },
+  channel: 'ecommerce',
+  features: features(),
+  ...overrides,
+});
+const APPLICANT = {
+  creditLimit: 50000,
+  education: 'university',
+  repaymentStatus: [2, 2, 0, 0, 0, 0],
+  billAmounts: [48000, 47000, 46000, 45000, 44000, 43000],
+  paymentAmounts: [0, 0, 1500, 1500, 1500, 1500],
+};
+
+describe('finance: fraud scoring and credit assessment', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let modelsDir: string;
+  const engine = bearer(tokenFor(['risk-engine'], { sub: 'risk-engine-1' }));
+  before(async () => {
+    modelsDir = mkdtempSync(join(tmpdir(), 'finance-models-'));
+    cpSync(join(REPO_ROOT, 'models', 'finance'), join(modelsDir, 'finance'), { recursive: true });
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+    http = request(app.getHttpServer());
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+  const post = (path: string, body: unknown, auth = engine) =>
+    http
+      .post(`/v1/finance/${path}`)
+      .set('Authorization', auth)
+      .send(body as object);
+
+  it('scores a transaction: probability, decision from the thresholds, top features, model, request id', async () => {
+    const res = await post('fraud-scores', tx()).expect(200);
+    assert.equal(res.body.transactionId, 'tx-0001');
+    assert.ok(res.body.fraudProbability >= 0 && res.body.fraudProbability <= 1);
+    const expected =
+      res.body.fraudProbability >= 0.46 ? 'decline' : res.body.fraudProbability >= 0.08 ? 'review' : 'approve';
+    assert.equal(res.body.decision, expected);
+    assert.deepEqual(res.body.model, { name: 'card-fraud', version: '1' });
+    assert.equal(res.body.requestId, res.headers['x-request-id']);
+    assert.equal(res.body.topFeatures.length, 5);
+    for (const f of res.body.topFeatures) {
+      assert.match(f.feature, /^(features\.v\d+|amount|occurredAt)$/);
+      assert.equal(f.direction, f.contribution >= 0 ? 'raises-risk' : 'lowers-risk');
+    }
+    const magnitudes = res.body.topFeatures.map((f: { contribution: number }) => Math.abs(f.contribution));
+    assert.deepEqual(
+      magnitudes,
+      [...magnitudes].sort((a, b) => b - a),
+    );
+  });
+
+  it('a suspicious transaction scores higher than a typical one', async () => {
+    // V14 and V17 strongly negative are the classic fraud signature in this data set.
+    const typical = (await post('fraud-scores', tx()).expect(200)).body.fraudProbability;
+    const suspicious = (
+      await post('fraud-scores', tx({ features: { ...features(), v14: -12, v17: -10, v12: -10, v10: -8 } })).expect(200)
+    ).body;
+    assert.ok(suspicious.fraudProbability > typical, `${suspicious.fraudProbability} <= ${typical}`);
+    assert.notEqual(suspicious.decision, 'approve');
+  });
+
+  it('refuses a card number in any field with 422 naming it, before validation', async () => {
+    const inToken = await post('fraud-scores', tx({ cardToken: '4111 1111 1111 1111' })).expect(422);
+    assert.equal(inToken.body.code, 'PAN_DETECTED');
+    assert.deepEqual(
+      inToken.body.errors.map((e: { field: string }) => e.field),
+      ['cardToken'],
+    );
+    const unknownField = await post('fraud-scores', tx({ note: 'card 5500000000000004' })).expect(422);
+    assert.deepEqual(
+      unknownField.body.errors.map((e: { field: string }) => e.field),
+      ['note'],
+    );
+    const inCredit = await post('credit-assessments', { ...APPLICANT, reference: '4111111111111111' }).expect(422);
+    assert.equal(inCredit.body.code, 'PAN_DETECTED');
+  });
+
+  it('refuses bad values with 400 naming each field', async () => {
+    const res = await post(
+      'fraud-scores',
+      tx({ amount: -5, currency: 'XYZ', occurredAt: '2026-11-23', features: { ...features(), v3: 'NaN', v29: 1 } }),
+    ).expect(400);
+    const fields = res.body.errors.map((e: { field: string }) => e.field);
+    for (const f of ['amount', 'currency', 'occurredAt', 'features.v3', 'features.v29'])
+      assert.ok(fields.includes(f), `${f} in ${fields}`);
+    const infinite = await http
+      .post('/v1/finance/fraud-scores')
+      .set('Authorization', engine)
+      .set('content-type', 'application/json')
+      .send(JSON.stringify(tx()).replace('"amount":120.5', '"amount":1e999'))
+      .expect(400);
+    assert.ok(infinite.body.errors.some((e: { field: string }) => e.field === 'amount'));
+  });
+
+  it('batch: each transaction scored on its own, a bad one gets its own error', async () => {
+    const res = await post('fraud-scores/batch', {
+      transactions: [
+        tx({ transactionId: 'a' }),
+        tx({ transactionId: 'b', currency: 'ZZZ' }),
+        tx({ transactionId: 'c', cardToken: '4111111111111111' }),
+        tx({ transactionId: 'd', features: features(0.5) }),
+      ],
+    }).expect(200);
+    assert.equal(res.body.scored, 2);
+    assert.equal(res.body.failed, 2);
+    const [a, b, c, d] = res.body.items;
+    assert.equal(a.result.transactionId, 'a');
+    assert.equal(b.error.code, 'VALIDATION_FAILED');
+    assert.deepEqual(
+      b.error.errors.map((e: { field: string }) => e.field),
+      ['currency'],
+    );
+    assert.equal(c.error.code, 'PAN_DETECTED');
+    assert.equal(d.result.transactionId, 'd');
+    // The same transaction scores the same alone and in a batch.
+    const single = (await post('fraud-scores', tx({ transactionId: 'a' })).expect(200)).body;
+    assert.equal(a.result.fraudProbability, single.fraudProbability);
+    assert.deepEqual(a.result.topFeatures, single.topFeatures);
+  });
+
+  it('batch: more than 10,000 transactions is refused naming the field', async () => {
+    const res = await post('fraud-scores/batch', { transactions: Array.from({ length: 10_001 }, () => ({})) }).expect(
+      400,
+    );
+    assert.ok(res.body.errors.some((e: { field: string }) => e.field === 'transactions'));
+  });
+
+  it('credit: probability, grade, decision and at most four adverse-action reasons', async () => {
+    const res = await post('credit-assessments', APPLICANT).expect(200);
+    const { probabilityOfDefault: p, grade, decision, reasons } = res.body;
+    assert.ok(p > 0 && p < 1);
+    assert.match(grade, /^[A-E]$/);
+    assert.equal(decision, p >= 0.63 ? 'decline' : p >= 0.3 ? 'refer' : 'approve');
+    assert.ok(reasons.length >= 1 && reasons.length <= 4);
+    assert.equal(reasons[0].code, 'RC01'); // two months late on the last two statements
+    assert.equal(reasons[0].text, 'Recent payments delayed or missed');
+    const good = await post('credit-assessments', {
+      ...APPLICANT,
+      creditLimit: 300000,
+      repaymentStatus: [-1, -1, -1, -1, -1, -1],
+      paymentAmounts: [48000, 47000, 46000, 45000, 44000, 43000],
+    }).expect(200);
+    assert.ok(good.body.probabilityOfDefault < p);
+    assert.equal(good.body.decision, 'approve');
+  });
+
+  it('credit: sex, marital status and age are refused, so they cannot influence a decision', async () => {
+    const res = await post('credit-assessments', { ...APPLICANT, sex: 2, marriage: 1, age: 35 }).expect(400);
+    assert.deepEqual(res.body.errors.map((e: { field: string }) => e.field).sort(), ['age', 'marriage', 'sex']);
+    const ranges = await post('credit-assessments', {
+      ...APPLICANT,
+      repaymentStatus: [10, 0, 0, 0, 0],
+      education: 'phd',
+    }).expect(400);
+    const fields = ranges.body.errors.map((e: { field: string }) => e.field);
+    assert.ok(fields.includes('repaymentStatus') && fields.includes('education'), String(fields));
+  });
+
+  it('needs finance:score; every score is audited with a digest, never the raw features', async () => {
+    await post('fraud-scores', tx(), bearer(tokenFor(['plant-operator']))).expect(403);
+    const res = await post('fraud-scores', tx({ transactionId: 'audited-1' })).expect(200);
+    const [row] = await app
+      .get(DataSource)
+      .query('SELECT * FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+    assert.equal(row.action, 'fraud.score');
+    assert.equal(row.actor, 'risk-engine-1');
+    assert.equal(row.model_name, 'card-fraud');
+    assert.match(row.input_digest, /^[0-9a-f]{64}$/);
+    assert.deepEqual(row.output_summary, { fraudProbability: res.body.fraudProbability, decision: res.body.decision });
+    const stored = JSON.stringify(row);
+    assert.ok(!stored.includes('tok_7f3a9c2e') && !stored.includes('5411'), 'raw request content in the audit row');
+  });
+});

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { contributions, occlusionBatch } from '../../src/domains/finance/attribution.util';
+import { FeatureSpec, hourOfDay, parseFeatureSpecs, writeRow } from '../../src/domains/finance/feature-vector.util';
+import { decide, secondsOfDay } from '../../src/domains/finance/fraud-scoring.service';
+import { containsPan, luhnValid, panFields } from '../../src/domains/finance/pan-guard.util';
+import { adverseReasons } from '../../src/domains/finance/reason-codes';
+
+const SPECS: FeatureSpec[] = parseFeatureSpecs(
+  {
+    features: [
+      { name: 'a', source: 'A', transform: 'none', mean: 1, scale: 2, baseline: 1 },
+      { name: 'b_log', source: 'B', transform: 'log1p', mean: 0, scale: 1, baseline: 0 },
+      { name: 'c_is_2', source: 'C', transform: 'one_hot:2', mean: 0.5, scale: 0.5, baseline: 1 },
+      { name: 'c_is_3', source: 'C', transform: 'one_hot:3', mean: 0.5, scale: 0.5, baseline: 1 },
+    ],
+  },
+  'test-model',
+);
+
+describe('finance: features, attributions, reasons, card numbers', () => {
+  it('standardises raw fields with the manifest transforms', () => {
+    const row = new Float32Array(4);
+    writeRow(SPECS, { A: 5, B: Math.E - 1, C: 3 }, row);
+    assert.deepEqual(Array.from(row), [2, 1, -1, 1]);
+    assert.equal(hourOfDay(3 * 3600 + 59), 3);
+    assert.equal(hourOfDay(25 * 3600), 1);
+    assert.equal(secondsOfDay('2026-11-23T03:05:10+01:00'), 3 * 3600 + 5 * 60 + 10);
+  });
+
+  it('refuses a manifest transform the gateway does not implement', () => {
+    assert.throws(
+      () =>
+        parseFeatureSpecs(
+          { features: [{ name: 'x', source: 'X', transform: 'sqrt', mean: 0, scale: 1, baseline: 0 }] },
+          'm',
+        ),
+      /transform "sqrt" is not one the gateway implements/,
+    );
+  });
+
+  it('occlusion recovers the exact contributions of a linear model, one batch per request, per raw source', () => {
+    // Model: p = 0.5 + sum(w_i * z_i) on the standardised row z; occlusion of source s gives
+    // sum over its features of w_i * (z_i - z_i at baseline).
+    const w = [0.01, 0.02, -0.03, 0.04];
+    const model = (rows: Float32Array, count: number): Float32Array =>
+      Float32Array.from({ length: count }, (_, r) => 0.5 + w.reduce((s, wi, i) => s + wi * rows[r * 4 + i], 0));
+    const raw = { A: 9, B: 0, C: 3 };
+    const batch = occlusionBatch(SPECS, raw);
+    assert.equal(batch.count, 4); // the request + one row per source (A, B, C)
+    assert.deepEqual(batch.sources, ['A', 'B', 'C']);
+    const byName = Object.fromEntries(
+      contributions(batch, model(batch.rows, batch.count)).map((c) => [c.source, c.contribution]),
+    );
+    // A: z = (9-1)/2 = 4 vs baseline 0 -> 0.01 * 4; B at baseline already -> 0;
+    // C = 3: z = (-1, +1) vs baseline C = 1: z = (-1, -1) -> 0.04 * 2.
+    assert.ok(Math.abs(byName.A - 0.04) < 1e-6, String(byName.A));
+    assert.ok(Math.abs(byName.B) < 1e-6);
+    assert.ok(Math.abs(byName.C - 0.08) < 1e-6, String(byName.C));
+    const ordered = contributions(batch, model(batch.rows, batch.count)).map((c) => c.source);
+    assert.deepEqual(ordered, ['C', 'A', 'B']);
+  });
+
+  it('decides with the manifest thresholds', () => {
+    const t = { review: 0.08, decline: 0.46 };
+    assert.deepEqual(
+      [0.01, 0.08, 0.3, 0.46, 0.9].map((p) => decide(p, t)),
+      ['approve', 'review', 'review', 'decline', 'decline'],
+    );
+  });
+
+  it('adverse-action reasons: positive contributions summed per code, at most four, largest first', () => {
+    const reasons = adverseReasons([
+      { source: 'PAY_0', contribution: 0.2 },
+      { source: 'PAY_2', contribution: 0.05 },
+      { source: 'BILL_AMT1', contribution: 0.03 },
+      { source: 'BILL_AMT2', contribution: 0.02 },
+      { source: 'PAY_AMT1', contribution: 0.01 },
+      { source: 'LIMIT_BAL', contribution: 0.04 },
+      { source: 'PAY_4', contribution: 0.001 },
+      { source: 'EDUCATION', contribution: -0.1 },
+    ]);
+    assert.deepEqual(
+      reasons.map((r) => [r.code, r.contribution]),
+      [
+        ['RC01', 0.25],
+        ['RC03', 0.05],
+        ['RC05', 0.04],
+        ['RC04', 0.01],
+      ],
+    );
+    assert.equal(reasons[0].text, 'Recent payments delayed or missed');
+  });
+
+  it('finds card numbers by Luhn, written plain or grouped, in any field', () => {
+    assert.equal(luhnValid('4111111111111111'), true);
+    assert.equal(luhnValid('4111111111111112'), false);
+    assert.equal(containsPan('4111 1111 1111 1111'), true);
+    assert.equal(containsPan('card 5500-0000-0000-0004 used'), true);
+    assert.equal(containsPan('378282246310005'), true); // 15-digit Amex test number
+    assert.equal(containsPan('411111111111'), false); // 12 digits
+    assert.equal(containsPan('tok_4111111111111112'), false); // fails Luhn
+    assert.deepEqual(
+      panFields({ cardToken: 'tok_x', merchant: { name: 'Shop 4111111111111111' }, list: ['a', 4111111111111111] }),
+      ['merchant.name', 'list[1]'],
+    );
+  });
+});
