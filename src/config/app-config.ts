@@ -236,6 +236,13 @@ export class AppConfig {
   @Max(2000)
   AUDIT_MAX_BATCH = 500;
 
+  /** How long a finance answer is kept for its Idempotency-Key. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(24 * 30)
+  IDEMPOTENCY_TTL_HOURS = 24;
+
   get intraOpThreads(): number {
     return this.ORT_INTRA_OP_THREADS ?? Math.max(1, Math.floor(availableParallelism() / this.WORKER_POOL_SIZE));
   }

@@ -1,8 +1,6 @@
 import type { DataSourceOptions } from 'typeorm';
-import { AuditEventEntity } from '../audit/audit-event.entity';
 import { MIGRATIONS } from '../../migrations';
-
-export const ENTITIES = [AuditEventEntity];
+import { ENTITIES } from './entities';
 
 export interface ConnectionTarget {
   url?: string;

@@ -194,4 +194,77 @@ describe('finance: fraud scoring and credit assessment', () => {
     const stored = JSON.stringify(row);
     assert.ok(!stored.includes('tok_7f3a9c2e') && !stored.includes('5411'), 'raw request content in the audit row');
   });
+
+  describe('Idempotency-Key', () => {
+    const inferences = async (): Promise<number> => {
+      const text = (await http.get('/metrics').expect(200)).text;
+      return Number(
+        /gateway_inference_requests_total\{model="card-fraud",version="1",outcome="ok"\} (\d+)/.exec(text)?.[1] ?? 0,
+      );
+    };
+    const keyed = (key: string, body: unknown, auth = engine) =>
+      http
+        .post('/v1/finance/fraud-scores')
+        .set('Authorization', auth)
+        .set('Idempotency-Key', key)
+        .send(body as object);
+
+    it('a retry with the same key and body gets the stored answer and is not scored again', async () => {
+      const before = await inferences();
+      const first = await keyed('retry-1', tx({ transactionId: 'idem-1' })).expect(200);
+      assert.equal(first.headers['idempotent-replayed'], undefined);
+      const again = await keyed('retry-1', tx({ transactionId: 'idem-1' })).expect(200);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.deepEqual(again.body, first.body);
+      assert.equal((await inferences()) - before, 1);
+    });
+
+    it('the same key with a different body is refused with 422', async () => {
+      await keyed('retry-2', tx({ transactionId: 'idem-2' })).expect(200);
+      const res = await keyed('retry-2', tx({ transactionId: 'idem-2', amount: 999 })).expect(422);
+      assert.equal(res.body.code, 'IDEMPOTENCY_KEY_REUSED');
+      assert.equal(res.body.errors[0].field, 'Idempotency-Key');
+    });
+
+    it('two identical requests at once are scored once', async () => {
+      const before = await inferences();
+      const [a, b] = await Promise.all([
+        keyed('concurrent-1', tx({ transactionId: 'idem-3' })),
+        keyed('concurrent-1', tx({ transactionId: 'idem-3' })),
+      ]);
+      assert.equal(a.status, 200);
+      assert.equal(b.status, 200);
+      assert.deepEqual(a.body, b.body);
+      assert.equal([a, b].filter((r) => r.headers['idempotent-replayed'] === 'true').length, 1);
+      assert.equal((await inferences()) - before, 1);
+    });
+
+    it('keys are per caller; a failed first request frees its key; a malformed key is refused', async () => {
+      const other = bearer(tokenFor(['risk-engine'], { sub: 'risk-engine-2' }));
+      const mine = await keyed('shared-key', tx({ transactionId: 'idem-4' })).expect(200);
+      const theirs = await keyed('shared-key', tx({ transactionId: 'idem-4', amount: 5 }), other).expect(200);
+      assert.equal(theirs.headers['idempotent-replayed'], undefined);
+      assert.notEqual(theirs.body.requestId, mine.body.requestId);
+
+      await keyed('after-failure', tx({ transactionId: 'idem-5', currency: 'ZZZ' })).expect(400);
+      await keyed('after-failure', tx({ transactionId: 'idem-5' })).expect(200);
+
+      const bad = await keyed('has spaces', tx()).expect(400);
+      assert.equal(bad.body.errors[0].field, 'Idempotency-Key');
+    });
+
+    it('works on the batch route too', async () => {
+      const body = { transactions: [tx({ transactionId: 'b1' }), tx({ transactionId: 'b2' })] };
+      const send = () =>
+        http
+          .post('/v1/finance/fraud-scores/batch')
+          .set('Authorization', engine)
+          .set('Idempotency-Key', 'batch-1')
+          .send(body);
+      const first = await send().expect(200);
+      const again = await send().expect(200);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.deepEqual(again.body, first.body);
+    });
+  });
 });

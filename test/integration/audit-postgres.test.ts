@@ -76,10 +76,12 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
         chains.filter((c) => c.writerId.startsWith(`${writer}/`)).reduce((sum, c) => sum + c.rows, 0);
       assert.equal(rowsOf('gateway-a'), 10);
       assert.equal(rowsOf('gateway-b'), 10);
-      const tables: Array<{ name: string }> = await a.get(DataSource).query(`SELECT name FROM schema_migrations`);
+      const tables: Array<{ name: string }> = await a
+        .get(DataSource)
+        .query(`SELECT name FROM schema_migrations ORDER BY id`);
       assert.deepEqual(
         tables.map((t) => t.name),
-        ['AuditEvents1795472127353'],
+        ['AuditEvents1795472127353', 'IdempotencyKeys1795475313902'],
       );
     } finally {
       await a.close();

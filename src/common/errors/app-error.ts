@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'AUDIT_UNAVAILABLE'
   | 'PAN_DETECTED'
-  | 'IDEMPOTENCY_KEY_REUSED';
+  | 'IDEMPOTENCY_KEY_REUSED'
+  | 'IDEMPOTENCY_IN_PROGRESS';
 
 export interface FieldError {
   /** Path of the offending field in the request, e.g. `inputs[0].shape`. */
@@ -81,5 +82,7 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 422, title: 'Card number refused' };
     case 'IDEMPOTENCY_KEY_REUSED':
       return { status: 422, title: 'Idempotency key reused with a different request' };
+    case 'IDEMPOTENCY_IN_PROGRESS':
+      return { status: 409, title: 'A request with this idempotency key is in progress' };
   }
 }

@@ -5,11 +5,19 @@ import { CreditAssessmentService } from './credit-assessment.service';
 import { FinanceModels } from './finance-models';
 import { FraudScoringController } from './fraud-scoring.controller';
 import { FraudScoringService } from './fraud-scoring.service';
+import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { IdempotencyRepository } from './idempotency/idempotency.repository';
 
 /** Fraud scoring and credit assessment for a bank's risk engine, on the finance reference models. */
 @Module({
   imports: [RuntimeModule],
   controllers: [FraudScoringController, CreditAssessmentController],
-  providers: [FinanceModels, FraudScoringService, CreditAssessmentService],
+  providers: [
+    FinanceModels,
+    FraudScoringService,
+    CreditAssessmentService,
+    IdempotencyRepository,
+    IdempotencyInterceptor,
+  ],
 })
 export class FinanceModule {}

@@ -1,10 +1,11 @@
 import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { FraudBatchRequestDto, FraudBatchResultDto, FraudScoreDto, FraudScoreRequestDto } from './fraud-score.dto';
 import { FraudScoringService } from './fraud-scoring.service';
 import { canonicalBytes } from './canonical-input.util';
+import { IDEMPOTENCY_DOC, IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
 
 @ApiTags('finance')
@@ -20,7 +21,8 @@ export class FraudScoringController {
   @Post()
   @HttpCode(200)
   @RequirePermission('finance:score', 'fraud.score')
-  @UseInterceptors(PanGuardInterceptor)
+  @UseInterceptors(PanGuardInterceptor, IdempotencyInterceptor)
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiOkResponse({ type: FraudScoreDto })
   async score(@Body() body: FraudScoreRequestDto, @Req() request: FastifyRequest): Promise<FraudScoreDto> {
     const model = this.fraud.modelRef();
@@ -40,6 +42,8 @@ export class FraudScoringController {
   @Post('batch')
   @HttpCode(200)
   @RequirePermission('finance:score', 'fraud.score-batch')
+  @UseInterceptors(IdempotencyInterceptor)
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiOkResponse({ type: FraudBatchResultDto })
   async scoreBatch(@Body() body: FraudBatchRequestDto, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
     const model = this.fraud.modelRef();

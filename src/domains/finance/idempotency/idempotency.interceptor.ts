@@ -1,0 +1,137 @@
+import {
+  CallHandler,
+  ExecutionContext,
+  Injectable,
+  NestInterceptor,
+  OnModuleDestroy,
+  OnModuleInit,
+} from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { lastValueFrom, Observable, of } from 'rxjs';
+import { auditNoteOf, AuditInputDigester, noteAudit, principalOf } from '../../../common/access';
+import { AppError } from '../../../common/errors/app-error';
+import { AppConfig } from '../../../config/app-config';
+import { canonicalBytes } from '../canonical-input.util';
+import { IdempotencyRepository } from './idempotency.repository';
+
+export const IDEMPOTENCY_HEADER = 'idempotency-key';
+export const IDEMPOTENCY_DOC =
+  'A retry with the same key and request returns the first answer (Idempotent-Replayed: true) without scoring again; the same key with a different request is refused with 422. Kept IDEMPOTENCY_TTL_HOURS.';
+const KEY_FORMAT = /^[\x21-\x7e]{1,200}$/;
+const PURGE_EVERY_MS = 10 * 60 * 1000;
+
+interface Answer {
+  digest: string;
+  status: number;
+  body: unknown;
+  /** Answered by this call (not found kept from an earlier one). */
+  fresh: boolean;
+}
+
+/**
+ * `Idempotency-Key` on the finance POST routes. The first request with a key is answered and its
+ * answer kept (in the database, for IDEMPOTENCY_TTL_HOURS); a retry with the same key and the same
+ * request gets that answer back, marked `Idempotent-Replayed: true`, and is not scored again; the
+ * same key with a different request is refused with 422. Two identical requests at once are
+ * scored once: in this process the second waits for the first; across processes the database
+ * entry decides, and the loser is told to retry (409) while the first is still running.
+ * Keys are per caller (token subject) and route. A failed first request frees its key.
+ */
+@Injectable()
+export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, OnModuleDestroy {
+  private readonly running = new Map<string, Promise<Answer>>();
+  private purge: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly repository: IdempotencyRepository,
+    private readonly digester: AuditInputDigester,
+    private readonly config: AppConfig,
+  ) {}
+
+  onModuleInit(): void {
+    this.purge = setInterval(() => void this.repository.purgeExpired().catch(() => undefined), PURGE_EVERY_MS).unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.purge);
+  }
+
+  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const reply = context.switchToHttp().getResponse<FastifyReply>();
+    const header = request.headers[IDEMPOTENCY_HEADER];
+    if (header === undefined) return next.handle();
+    if (typeof header !== 'string' || !KEY_FORMAT.test(header)) {
+      throw new AppError('VALIDATION_FAILED', 'Idempotency-Key must be 1-200 visible ASCII characters', {
+        fields: [{ field: 'Idempotency-Key', reason: 'must be 1-200 visible ASCII characters' }],
+      });
+    }
+    const scope = `${auditNoteOf(request)?.action ?? request.url}:${principalOf(request)?.subject ?? 'anonymous'}`;
+    const digest = this.digester.digest([canonicalBytes(request.body)]);
+    const id = `${scope}\n${header}`;
+
+    let first = false;
+    let answer = this.running.get(id);
+    if (!answer) {
+      first = true;
+      answer = this.answerOnce(scope, header, digest, next);
+      this.running.set(id, answer);
+    }
+    let result: Answer;
+    try {
+      result = await answer;
+    } finally {
+      if (first) this.running.delete(id);
+    }
+    if (result.digest !== digest) throw reused();
+    if (!first || !result.fresh) {
+      void reply.header('Idempotent-Replayed', 'true');
+      void reply.status(result.status);
+      noteAudit(request, { output: { idempotentReplay: true } });
+    }
+    return of(result.body);
+  }
+
+  /** Claims the key and answers, or finds the answer already kept for it. */
+  private async answerOnce(scope: string, key: string, digest: string, next: CallHandler): Promise<Answer> {
+    const ttlMs = this.config.IDEMPOTENCY_TTL_HOURS * 3600 * 1000;
+    if (await this.repository.claim(scope, key, digest, ttlMs)) {
+      try {
+        const body: unknown = await lastValueFrom(next.handle());
+        await this.repository.complete(scope, key, 200, body);
+        return { digest, status: 200, body, fresh: true };
+      } catch (error) {
+        await this.repository.release(scope, key).catch(() => undefined);
+        throw error;
+      }
+    }
+    const stored = await this.repository.find(scope, key);
+    if (!stored) {
+      throw new AppError('IDEMPOTENCY_IN_PROGRESS', 'the key expired while being checked; retry', {
+        retryAfterSeconds: 1,
+      });
+    }
+    if (stored.requestDigest !== digest) throw reused();
+    if (stored.state === 'pending') {
+      throw new AppError(
+        'IDEMPOTENCY_IN_PROGRESS',
+        'a request with this Idempotency-Key is still being answered; retry',
+        {
+          retryAfterSeconds: 1,
+        },
+      );
+    }
+    return {
+      digest: stored.requestDigest,
+      status: stored.responseStatus ?? 200,
+      body: stored.responseBody,
+      fresh: false,
+    };
+  }
+}
+
+function reused(): AppError {
+  return new AppError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request', {
+    fields: [{ field: 'Idempotency-Key', reason: 'already used with a different request body' }],
+  });
+}
