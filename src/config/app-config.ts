@@ -236,6 +236,16 @@ export class AppConfig {
   @Max(2000)
   AUDIT_MAX_BATCH = 500;
 
+  /**
+   * Challenger versions run in shadow, `name=version` comma-separated (e.g. `card-fraud=2`): scored
+   * beside the default version on every request, recorded in the audit row, never returned.
+   */
+  @IsOptional()
+  @Matches(/^[a-z0-9][a-z0-9._-]*=[A-Za-z0-9._-]+(,[a-z0-9][a-z0-9._-]*=[A-Za-z0-9._-]+)*$/, {
+    message: 'FINANCE_SHADOW_MODELS must be name=version[,name=version...]',
+  })
+  FINANCE_SHADOW_MODELS?: string;
+
   /** How long a finance answer is kept for its Idempotency-Key. */
   @Transform(toInt)
   @IsInt()
@@ -262,6 +272,7 @@ const OPTIONAL_KEYS = [
   'AUTH_HS256_SECRET',
   'AUDIT_HMAC_SECRET',
   'AUDIT_WRITER_ID',
+  'FINANCE_SHADOW_MODELS',
 ];
 
 /** Never printed, not even in a configuration error. */

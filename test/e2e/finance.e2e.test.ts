@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -266,5 +266,49 @@ describe('finance: fraud scoring and credit assessment', () => {
       assert.equal(again.headers['idempotent-replayed'], 'true');
       assert.deepEqual(again.body, first.body);
     });
+  });
+});
+
+describe('finance: champion/challenger in shadow', () => {
+  let app: NestFastifyApplication;
+  let modelsDir: string;
+  before(async () => {
+    // The challenger: the same network published as card-fraud version 2, not the default.
+    modelsDir = mkdtempSync(join(tmpdir(), 'finance-shadow-'));
+    cpSync(join(REPO_ROOT, 'models', 'finance'), join(modelsDir, 'finance'), { recursive: true });
+    const v2 = join(modelsDir, 'finance', 'card-fraud', '2');
+    cpSync(join(modelsDir, 'finance', 'card-fraud', '1'), v2, { recursive: true });
+    const manifest = JSON.parse(readFileSync(join(v2, 'model.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(v2, 'model.json'), JSON.stringify({ ...manifest, version: '2', default: false }));
+    app = await createTestApp({ MODELS_DIR: modelsDir, FINANCE_SHADOW_MODELS: 'card-fraud=2' });
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it('the challenger is scored and audited beside the champion, never returned', async () => {
+    const res = await request(app.getHttpServer())
+      .post('/v1/finance/fraud-scores')
+      .set('Authorization', bearer(tokenFor(['risk-engine'])))
+      .send(tx())
+      .expect(200);
+    assert.deepEqual(res.body.model, { name: 'card-fraud', version: '1' });
+    assert.ok(!JSON.stringify(res.body).includes('shadow'));
+    const [row] = await app
+      .get(DataSource)
+      .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+    assert.deepEqual(row.output_summary.shadow, {
+      version: '2',
+      probability: res.body.fraudProbability, // same network: the two agree
+      decision: res.body.decision,
+    });
+  });
+
+  it('a challenger that is not live stops the boot', async () => {
+    await assert.rejects(
+      createTestApp({ MODELS_DIR: modelsDir, FINANCE_SHADOW_MODELS: 'card-fraud=7' }),
+      /FINANCE_SHADOW_MODELS: card-fraud has no live version 7/,
+    );
   });
 });

@@ -24,7 +24,7 @@ export class CreditAssessmentController {
   @ApiOkResponse({ type: CreditAssessmentDto })
   async assess(@Body() body: CreditAssessmentRequestDto, @Req() request: FastifyRequest): Promise<CreditAssessmentDto> {
     noteAudit(request, { model: this.credit.modelRef(), inputDigest: this.digester.digest([canonicalBytes(body)]) });
-    const result = await this.credit.assess(body);
+    const { assessment: result, shadow } = await this.credit.assess(body);
     noteAudit(request, {
       model: result.model,
       output: {
@@ -32,6 +32,7 @@ export class CreditAssessmentController {
         grade: result.grade,
         decision: result.decision,
         reasons: result.reasons.map((r) => r.code),
+        ...(shadow ? { shadow } : {}),
       },
     });
     return { ...result, requestId: String(request.id) };

@@ -9,6 +9,7 @@ import {
 } from './credit-assessment.dto';
 import { CREDIT_MODEL, FinanceModels, ScoringModel } from './finance-models';
 import { adverseReasons } from './reason-codes';
+import { ShadowScorer } from './shadow-scorer';
 
 const PAY_SOURCES = ['PAY_0', 'PAY_2', 'PAY_3', 'PAY_4', 'PAY_5', 'PAY_6'];
 
@@ -38,6 +39,7 @@ export class CreditAssessmentService {
   constructor(
     private readonly engine: InferenceEngine,
     private readonly models: FinanceModels,
+    private readonly shadow: ShadowScorer,
   ) {}
 
   modelRef(): { name: string; version: string } {
@@ -45,19 +47,35 @@ export class CreditAssessmentService {
     return { name, version };
   }
 
-  async assess(request: CreditAssessmentRequestDto): Promise<Omit<CreditAssessmentDto, 'requestId'>> {
+  async assess(request: CreditAssessmentRequestDto): Promise<{
+    assessment: Omit<CreditAssessmentDto, 'requestId'>;
+    shadow?: { version: string; probabilityOfDefault: number; decision: CreditDecision };
+  }> {
     const model = this.models.model(CREDIT_MODEL);
+    const width = model.specs.length;
     const batch = occlusionBatch(model.specs, creditRaw(request));
+    const shadowRun = this.shadow.start(CREDIT_MODEL, batch.rows, 1, width);
     const result = await this.engine.infer(model.name, model.version, {
-      features: { dtype: 'float32', dims: [batch.count, model.specs.length], data: batch.rows },
+      features: { dtype: 'float32', dims: [batch.count, width], data: batch.rows },
     });
+    const challenger = await shadowRun;
     const p = result.outputs.probability.data as Float32Array;
-    return {
+    const shadowP = challenger?.probabilities[0];
+    const shadow =
+      challenger && shadowP !== undefined
+        ? {
+            version: challenger.version,
+            probabilityOfDefault: Math.round(shadowP * 1e6) / 1e6,
+            decision: creditDecision(shadowP, challenger),
+          }
+        : undefined;
+    const assessment = {
       probabilityOfDefault: Math.round(p[0] * 1e6) / 1e6,
       grade: gradeOf(p[0], model),
       decision: creditDecision(p[0], model),
       reasons: adverseReasons(contributions(batch, p)),
       model: { name: model.name, version: result.version },
     };
+    return { assessment, shadow };
   }
 }

@@ -1,4 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { FeatureSpec, parseFeatureSpecs, sourcesOf } from './feature-vector.util';
 
@@ -21,12 +22,43 @@ export interface ScoringModel {
  */
 @Injectable()
 export class FinanceModels implements OnModuleInit {
-  constructor(private readonly engine: InferenceEngine) {}
+  private readonly shadows = new Map<string, string>();
+
+  constructor(
+    private readonly engine: InferenceEngine,
+    config: AppConfig,
+  ) {
+    for (const pair of (config.FINANCE_SHADOW_MODELS ?? '').split(',').filter(Boolean)) {
+      const [name, version] = pair.split('=');
+      this.shadows.set(name, version);
+    }
+  }
 
   onModuleInit(): void {
     for (const name of [FRAUD_MODEL, CREDIT_MODEL]) {
       if (this.engine.versionsOf(name).length > 0) this.model(name);
     }
+    for (const [name, version] of this.shadows) {
+      if (![FRAUD_MODEL, CREDIT_MODEL].includes(name)) {
+        throw new Error(`FINANCE_SHADOW_MODELS: ${name} is not a finance model (${FRAUD_MODEL}, ${CREDIT_MODEL})`);
+      }
+      if (!this.engine.versionsOf(name).includes(version)) {
+        throw new Error(`FINANCE_SHADOW_MODELS: ${name} has no live version ${version}`);
+      }
+      const champion = this.model(name);
+      if (champion.version === version) {
+        throw new Error(`FINANCE_SHADOW_MODELS: ${name}=${version} is the default version, not a challenger`);
+      }
+      const challenger = this.model(name, version);
+      if (challenger.specs.length !== champion.specs.length) {
+        throw new Error(`FINANCE_SHADOW_MODELS: ${name}=${version} takes other features than the champion`);
+      }
+    }
+  }
+
+  /** The challenger version configured to run in shadow of a model, if any. */
+  shadowOf(name: string): string | undefined {
+    return this.shadows.get(name);
   }
 
   has(name: string): boolean {

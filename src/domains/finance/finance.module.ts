@@ -5,6 +5,7 @@ import { CreditAssessmentService } from './credit-assessment.service';
 import { FinanceModels } from './finance-models';
 import { FraudScoringController } from './fraud-scoring.controller';
 import { FraudScoringService } from './fraud-scoring.service';
+import { ShadowScorer } from './shadow-scorer';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { IdempotencyRepository } from './idempotency/idempotency.repository';
 
@@ -18,6 +19,7 @@ import { IdempotencyRepository } from './idempotency/idempotency.repository';
     CreditAssessmentService,
     IdempotencyRepository,
     IdempotencyInterceptor,
+    ShadowScorer,
   ],
 })
 export class FinanceModule {}

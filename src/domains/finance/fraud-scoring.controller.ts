@@ -2,8 +2,14 @@ import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/
 import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
-import { FraudBatchRequestDto, FraudBatchResultDto, FraudScoreDto, FraudScoreRequestDto } from './fraud-score.dto';
-import { FraudScoringService } from './fraud-scoring.service';
+import {
+  FraudBatchItemDto,
+  FraudBatchRequestDto,
+  FraudBatchResultDto,
+  FraudScoreDto,
+  FraudScoreRequestDto,
+} from './fraud-score.dto';
+import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { canonicalBytes } from './canonical-input.util';
 import { IDEMPOTENCY_DOC, IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
@@ -27,10 +33,10 @@ export class FraudScoringController {
   async score(@Body() body: FraudScoreRequestDto, @Req() request: FastifyRequest): Promise<FraudScoreDto> {
     const model = this.fraud.modelRef();
     noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
-    const result = await this.fraud.score(body);
+    const { score: result, shadow } = await this.fraud.score(body);
     noteAudit(request, {
       model: result.model,
-      output: { fraudProbability: result.fraudProbability, decision: result.decision },
+      output: { fraudProbability: result.fraudProbability, decision: result.decision, ...(shadow ? { shadow } : {}) },
     });
     return { ...result, requestId: String(request.id) };
   }
@@ -48,11 +54,33 @@ export class FraudScoringController {
   async scoreBatch(@Body() body: FraudBatchRequestDto, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
     const model = this.fraud.modelRef();
     noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
-    const items = await this.fraud.scoreBatch(body.transactions);
+    const { items, shadow } = await this.fraud.scoreBatch(body.transactions);
     const scored = items.filter((i) => i.result).length;
     const decisions = { approve: 0, review: 0, decline: 0 };
     for (const item of items) if (item.result) decisions[item.result.decision]++;
-    noteAudit(request, { output: { transactions: items.length, scored, failed: items.length - scored, decisions } });
+    noteAudit(request, {
+      output: {
+        transactions: items.length,
+        scored,
+        failed: items.length - scored,
+        decisions,
+        ...(shadow ? { shadow: shadowSummary(items, shadow) } : {}),
+      },
+    });
     return { items, scored, failed: items.length - scored, model, requestId: String(request.id) };
   }
+}
+
+/** The challenger's decisions over a batch, and how often it agreed with the champion. */
+function shadowSummary(items: FraudBatchItemDto[], shadow: ShadowVerdict[]): Record<string, unknown> {
+  const decisions = { approve: 0, review: 0, decline: 0 };
+  let agreed = 0;
+  let k = 0;
+  for (const item of items) {
+    if (!item.result) continue;
+    const verdict = shadow[k++];
+    decisions[verdict.decision]++;
+    if (verdict.decision === item.result.decision) agreed++;
+  }
+  return { version: shadow[0]?.version, decisions, agreed };
 }

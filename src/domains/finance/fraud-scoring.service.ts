@@ -15,10 +15,18 @@ import {
   FraudScoreRequestDto,
 } from './fraud-score.dto';
 import { panFields } from './pan-guard.util';
+import { ShadowScorer } from './shadow-scorer';
 
 const TOP_FEATURES = 5;
 
 export type FraudScore = Omit<FraudScoreDto, 'requestId'>;
+
+/** What the challenger said about one transaction: audited, never returned. */
+export interface ShadowVerdict {
+  version: string;
+  probability: number;
+  decision: FraudDecision;
+}
 
 /** Raw model source -> the request field a caller knows it by. */
 function fieldOf(source: string): string {
@@ -56,6 +64,7 @@ export class FraudScoringService {
   constructor(
     private readonly engine: InferenceEngine,
     private readonly models: FinanceModels,
+    private readonly shadow: ShadowScorer,
   ) {}
 
   modelRef(): { name: string; version: string } {
@@ -63,30 +72,37 @@ export class FraudScoringService {
     return { name, version };
   }
 
-  async score(request: FraudScoreRequestDto): Promise<FraudScore> {
-    const [result] = await this.scoreMany([request]);
-    return result;
+  async score(request: FraudScoreRequestDto): Promise<{ score: FraudScore; shadow?: ShadowVerdict }> {
+    const { scores, shadow } = await this.scoreMany([request]);
+    return { score: scores[0], shadow: shadow?.[0] };
   }
 
-  /** Scores valid transactions in one runtime call (each with its occlusion rows). */
-  async scoreMany(requests: FraudScoreRequestDto[]): Promise<FraudScore[]> {
-    if (requests.length === 0) return [];
+  /**
+   * Scores valid transactions in one runtime call (each with its occlusion rows), and the
+   * challenger in shadow, when one is configured, at the same time.
+   */
+  async scoreMany(requests: FraudScoreRequestDto[]): Promise<{ scores: FraudScore[]; shadow?: ShadowVerdict[] }> {
+    if (requests.length === 0) return { scores: [] };
     const model = this.models.model(FRAUD_MODEL);
     const width = model.specs.length;
     const batches = requests.map((r) => occlusionBatch(model.specs, rawOf(r)));
     const rows = batches.reduce((n, b) => n + b.count, 0);
     const data = new Float32Array(rows * width);
+    const primary = new Float32Array(requests.length * width);
     let offset = 0;
-    for (const b of batches) {
+    batches.forEach((b, i) => {
       data.set(b.rows, offset * width);
+      primary.set(b.rows.subarray(0, width), i * width);
       offset += b.count;
-    }
+    });
+    const shadowRun = this.shadow.start(FRAUD_MODEL, primary, requests.length, width);
     const result = await this.engine.infer(model.name, model.version, {
       features: { dtype: 'float32', dims: [rows, width], data },
     });
+    const challenger = await shadowRun;
     const probabilities = result.outputs.probability.data as Float32Array;
     offset = 0;
-    return requests.map((request, i) => {
+    const scores = requests.map((request, i): FraudScore => {
       const b = batches[i];
       const p = probabilities.subarray(offset, offset + b.count);
       offset += b.count;
@@ -106,10 +122,16 @@ export class FraudScoringService {
         model: { name: model.name, version: result.version },
       };
     });
+    const shadow = challenger?.probabilities.map((p) => ({
+      version: challenger.version,
+      probability: round(p),
+      decision: decide(p, challenger),
+    }));
+    return { scores, shadow };
   }
 
   /** Validates each item on its own: a bad one gets its error, the others are scored. */
-  async scoreBatch(items: object[]): Promise<FraudBatchItemDto[]> {
+  async scoreBatch(items: object[]): Promise<{ items: FraudBatchItemDto[]; shadow?: ShadowVerdict[] }> {
     const valid: Array<{ index: number; dto: FraudScoreRequestDto }> = [];
     const answers: FraudBatchItemDto[] = items.map((item, index) => {
       const error = validateItem(item);
@@ -117,9 +139,9 @@ export class FraudScoringService {
       valid.push({ index, dto: plainToInstance(FraudScoreRequestDto, item) });
       return { index };
     });
-    const scores = await this.scoreMany(valid.map((v) => v.dto));
+    const { scores, shadow } = await this.scoreMany(valid.map((v) => v.dto));
     valid.forEach((v, k) => (answers[v.index].result = scores[k]));
-    return answers;
+    return { items: answers, shadow };
   }
 }
 
