@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/common';
-import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import {
@@ -9,6 +9,7 @@ import {
   FraudScoreDto,
   FraudScoreRequestDto,
 } from './fraud-score.dto';
+import { parseFraudBatch } from './fraud-item.schema';
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { canonicalBytes } from './canonical-input.util';
 import { IDEMPOTENCY_DOC, IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
@@ -50,11 +51,13 @@ export class FraudScoringController {
   @RequirePermission('finance:score', 'fraud.score-batch')
   @UseInterceptors(IdempotencyInterceptor)
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
+  @ApiBody({ type: FraudBatchRequestDto })
   @ApiOkResponse({ type: FraudBatchResultDto })
-  async scoreBatch(@Body() body: FraudBatchRequestDto, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
+  async scoreBatch(@Body() body: unknown, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
+    const transactions = parseFraudBatch(body);
     const model = this.fraud.modelRef();
     noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
-    const { items, shadow } = await this.fraud.scoreBatch(body.transactions);
+    const { items, shadow } = await this.fraud.scoreBatch(transactions);
     const scored = items.filter((i) => i.result).length;
     const decisions = { approve: 0, review: 0, decline: 0 };
     for (const item of items) if (item.result) decisions[item.result.decision]++;

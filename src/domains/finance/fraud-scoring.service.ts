@@ -1,8 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { plainToInstance } from 'class-transformer';
-import { validateSync } from 'class-validator';
-import { AppError, FieldError } from '../../common/errors/app-error';
-import { flattenValidationErrors } from '../../common/errors/validation';
+import { AppError } from '../../common/errors/app-error';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, occlusionBatch } from './attribution.util';
 import { FinanceModels, FRAUD_MODEL, ScoringModel } from './finance-models';
@@ -14,6 +11,7 @@ import {
   FraudScoreDto,
   FraudScoreRequestDto,
 } from './fraud-score.dto';
+import { fraudItemErrors } from './fraud-item.schema';
 import { panFields } from './pan-guard.util';
 import { ShadowScorer } from './shadow-scorer';
 
@@ -136,7 +134,7 @@ export class FraudScoringService {
     const answers: FraudBatchItemDto[] = items.map((item, index) => {
       const error = validateItem(item);
       if (error) return { index, error };
-      valid.push({ index, dto: plainToInstance(FraudScoreRequestDto, item) });
+      valid.push({ index, dto: item as FraudScoreRequestDto });
       return { index };
     });
     const { scores, shadow } = await this.scoreMany(valid.map((v) => v.dto));
@@ -154,10 +152,8 @@ function validateItem(item: object): BatchItemErrorDto | undefined {
       errors: pans.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
     };
   }
-  const dto = plainToInstance(FraudScoreRequestDto, item);
-  const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
-  if (errors.length === 0) return undefined;
-  const fields: FieldError[] = flattenValidationErrors(errors);
+  const fields = fraudItemErrors(item);
+  if (fields.length === 0) return undefined;
   return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
 }
 

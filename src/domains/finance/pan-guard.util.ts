@@ -1,6 +1,9 @@
 /** A run of 13 to 19 digits, optionally split by spaces or dashes, as card numbers are written. */
 const CANDIDATE = /(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)/g;
 
+/** Cheap pre-check: at least 13 digits in a row, allowing separators. */
+const QUICK = /\d[\d -]{11,}\d/;
+
 /** The Luhn checksum every payment card number satisfies. */
 export function luhnValid(digits: string): boolean {
   let sum = 0;
@@ -19,6 +22,7 @@ export function luhnValid(digits: string): boolean {
 
 /** Whether a string contains something that looks like a primary account number (PAN). */
 export function containsPan(text: string): boolean {
+  if (!QUICK.test(text)) return false;
   for (const match of text.matchAll(CANDIDATE)) {
     const digits = match[0].replace(/[ -]/g, '');
     if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
@@ -32,7 +36,9 @@ export function containsPan(text: string): boolean {
  */
 export function panFields(value: unknown, path = ''): string[] {
   if (typeof value === 'string') return containsPan(value) ? [path] : [];
-  if (typeof value === 'number') return Number.isInteger(value) && containsPan(String(value)) ? [path] : [];
+  if (typeof value === 'number') {
+    return Number.isInteger(value) && Math.abs(value) >= 1e12 && containsPan(String(value)) ? [path] : [];
+  }
   if (Array.isArray(value)) return value.flatMap((v, i) => panFields(v, `${path}[${i}]`));
   if (value !== null && typeof value === 'object') {
     return Object.entries(value).flatMap(([k, v]) => panFields(v, path ? `${path}.${k}` : k));

@@ -1,0 +1,63 @@
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
+import { flattenValidationErrors } from '../../src/common/errors/validation';
+import { FraudScoreRequestDto } from '../../src/domains/finance/fraud-score.dto';
+import { fraudItemErrors } from '../../src/domains/finance/fraud-item.schema';
+
+const features = Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, i / 10 - 1]));
+const valid = {
+  transactionId: 'tx-1',
+  occurredAt: '2026-11-23T03:05:00+01:00',
+  amount: 12.5,
+  currency: 'EUR',
+  cardToken: 'tok_abcdefgh',
+  merchant: { id: 'm-1', categoryCode: '5411', country: 'DE', name: 'Shop' },
+  channel: 'ecommerce',
+  features,
+};
+const { merchant: _m, channel: _c, ...minimal } = valid;
+
+const SAMPLES: Array<[string, Record<string, unknown>]> = [
+  ['valid', valid],
+  ['valid without optional fields', minimal],
+  ['UTC time', { ...valid, occurredAt: '2026-11-23T03:05:00.123Z' }],
+  ['negative amount', { ...valid, amount: -1 }],
+  ['amount as text', { ...valid, amount: '12' }],
+  ['unknown currency', { ...valid, currency: 'ZZZ' }],
+  ['date without time', { ...valid, occurredAt: '2026-11-23' }],
+  ['bad transaction id', { ...valid, transactionId: 'has space' }],
+  ['short card token', { ...valid, cardToken: 'tok' }],
+  ['bad channel', { ...valid, channel: 'pigeon' }],
+  ['bad merchant country', { ...valid, merchant: { country: 'Germany' } }],
+  ['unknown merchant field', { ...valid, merchant: { vat: 'x' } }],
+  ['unknown top-level field', { ...valid, sex: 1 }],
+  ['missing feature', { ...valid, features: { ...features, v7: undefined } }],
+  ['extra feature', { ...valid, features: { ...features, v29: 1 } }],
+  ['feature out of range', { ...valid, features: { ...features, v3: 5000 } }],
+  ['feature as text', { ...valid, features: { ...features, v3: 'NaN' } }],
+  ['missing amount', { ...valid, amount: undefined }],
+];
+
+/** The top-level field of each error ("features.v3" -> "features"), the granularity both agree on. */
+const roots = (fields: string[]): string[] => [...new Set(fields.map((f) => f.split(/[.[]/)[0]))].sort();
+
+describe('batch items: the compiled schema gives the DTO verdict', () => {
+  for (const [label, raw] of SAMPLES) {
+    it(label, () => {
+      const sample = JSON.parse(JSON.stringify(raw)) as Record<string, unknown>;
+      const dto = plainToInstance(FraudScoreRequestDto, sample);
+      const viaDto = flattenValidationErrors(validateSync(dto, { whitelist: true, forbidNonWhitelisted: true }));
+      const viaSchema = fraudItemErrors(sample);
+      assert.deepEqual(
+        roots(viaSchema.map((e) => e.field)),
+        roots(viaDto.map((e) => e.field)),
+        `schema ${JSON.stringify(viaSchema)} vs DTO ${JSON.stringify(viaDto)}`,
+      );
+      if (label.startsWith('valid') || label === 'UTC time') assert.equal(viaSchema.length, 0);
+      else assert.ok(viaSchema.length > 0);
+    });
+  }
+});
