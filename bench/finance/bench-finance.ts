@@ -21,7 +21,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
@@ -31,7 +30,7 @@ import { loadConfig } from '../../src/config/app-config';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import { processCpuSeconds } from '../common/cpu';
 import { BenchGateway, ROOT, startGateway } from '../common/gateway';
-import { closedLoop, LoadResult } from '../runtime/load';
+import { closedLoop, LoadResult, poster } from '../runtime/load';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const CONCURRENCY = [1, 16, 64];
@@ -88,38 +87,6 @@ function transaction(i: number, rnd: () => number): Transaction {
     channel: CHANNELS[i % CHANNELS.length],
     features,
   };
-}
-
-/** POSTs prepared bodies in turn over keep-alive connections; rejects on a non-200 answer. */
-function rotatingPoster(
-  port: number,
-  path: string,
-  bodies: Buffer[],
-  concurrency: number,
-  headers: Record<string, string>,
-): () => Promise<void> {
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  let next = 0;
-  return () =>
-    new Promise<void>((resolve, reject) => {
-      const payload = bodies[next++ % bodies.length];
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port,
-          path,
-          method: 'POST',
-          agent,
-          headers: { ...headers, 'content-length': payload.length },
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
-    });
 }
 
 /** One call with its answer read, to check the route works before timing it. */
@@ -239,7 +206,7 @@ async function main(): Promise<void> {
     // Warm up both sides.
     await closedLoop(Math.min(200, singles), 1, rawOne);
     await closedLoop(Math.min(200, singles), 1, rawOccluded);
-    await closedLoop(Math.min(500, singles), 16, rotatingPoster(port, SINGLE_PATH, singleBodies, 16, headers));
+    await closedLoop(Math.min(500, singles), 16, poster(port, SINGLE_PATH, singleBodies, 16, headers));
 
     console.log(`\nsingle scores, ${singles} requests per level`);
     const singleRows: string[] = [];
@@ -249,7 +216,7 @@ async function main(): Promise<void> {
       const r1 = await closedLoop(singles, c, rawOne);
       const r31 = await closedLoop(singles, c, rawOccluded);
       const cpu0 = processCpuSeconds(gateway.pid);
-      const gw = await closedLoop(singles, c, rotatingPoster(port, SINGLE_PATH, singleBodies, c, headers));
+      const gw = await closedLoop(singles, c, poster(port, SINGLE_PATH, singleBodies, c, headers));
       const cpuUs = ((processCpuSeconds(gateway.pid) - cpu0) / singles) * 1e6;
       if (c === 16) p99At16 = gw.p99;
       const vs1 = gw.throughput / r1.throughput;
@@ -305,9 +272,9 @@ async function main(): Promise<void> {
       rawResults.push({ label: b.label, r });
       console.log(`  ${b.label.padEnd(52)} ${fmt(r, 'tx/s')} per call`);
     }
-    await closedLoop(1, 1, rotatingPoster(port, BATCH_PATH, batchBodies, 1, headers));
+    await closedLoop(1, 1, poster(port, BATCH_PATH, batchBodies, 1, headers));
     const cpu0 = processCpuSeconds(gateway.pid);
-    const gwBatch = perTx(await closedLoop(batchCalls, 1, rotatingPoster(port, BATCH_PATH, batchBodies, 1, headers)));
+    const gwBatch = perTx(await closedLoop(batchCalls, 1, poster(port, BATCH_PATH, batchBodies, 1, headers)));
     const cpuMs = ((processCpuSeconds(gateway.pid) - cpu0) / batchCalls) * 1e3;
     console.log(
       `  ${'gateway POST /fraud-scores/batch'.padEnd(52)} ${fmt(gwBatch, 'tx/s')} per call` +

@@ -48,18 +48,20 @@ export async function closedLoop(total: number, concurrency: number, task: () =>
   return summarise(latencies, (performance.now() - started) / 1000, errors);
 }
 
-/** POSTs a prepared body over keep-alive connections; rejects on a non-200 answer. */
+/** POSTs prepared bodies (one, or several in turn) over keep-alive connections; rejects on a non-200 answer. */
 export function poster(
   port: number,
   path: string,
-  body: string | Buffer,
+  body: string | Buffer | Buffer[],
   concurrency: number,
   headers: Record<string, string> = { 'content-type': 'application/json' },
 ): () => Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const payload = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  const payloads = Array.isArray(body) ? body : [Buffer.isBuffer(body) ? body : Buffer.from(body)];
+  let next = 0;
   return () =>
     new Promise<void>((resolve, reject) => {
+      const payload = payloads[next++ % payloads.length];
       const req = request(
         {
           host: '127.0.0.1',
