@@ -23,6 +23,8 @@ export interface ScoringModel {
 @Injectable()
 export class FinanceModels implements OnModuleInit {
   private readonly shadows = new Map<string, string>();
+  /** Parsed once per live version: the manifests do not change while the gateway runs. */
+  private readonly parsed = new Map<string, ScoringModel>();
 
   constructor(
     private readonly engine: InferenceEngine,
@@ -68,6 +70,9 @@ export class FinanceModels implements OnModuleInit {
   /** The default (or pinned) version of a model, as the domain uses it. */
   model(name: string, version?: string): ScoringModel {
     const info = this.engine.describe(name, version);
+    const key = `${name}@${info.version}`;
+    const cached = this.parsed.get(key);
+    if (cached) return cached;
     const m = info.manifest;
     const where = `${name}@${info.version}`;
     const specs = parseFeatureSpecs(m.preprocessing, where);
@@ -80,7 +85,9 @@ export class FinanceModels implements OnModuleInit {
     const grades = Array.isArray(thresholds.grades)
       ? (thresholds.grades as Array<{ grade: string; min: number; max: number }>)
       : [];
-    return { name, version: info.version, specs, review: value('review'), decline: value('decline'), grades };
+    const model = { name, version: info.version, specs, review: value('review'), decline: value('decline'), grades };
+    this.parsed.set(key, model);
+    return model;
   }
 
   sources(name: string): string[] {
