@@ -1,10 +1,8 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import jwt from 'jsonwebtoken';
-import { DEV_KID, ensureDevKeyPair } from '../../src/auth/dev-keys';
+import { signDevToken } from '../../src/auth/dev-keys';
 import { loadConfig } from '../../src/config/app-config';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
@@ -30,15 +28,7 @@ export async function startGateway(
   const dataDir = await mkdtemp(join(tmpdir(), 'bench-data-'));
   const port = 3900 + Math.floor(Math.random() * 90);
   const config = loadConfig({ DATA_DIR: dataDir });
-  const keys = ensureDevKeyPair(dataDir);
-  const token = jwt.sign({ roles: ['ml-admin'] }, readFileSync(keys.privateKey, 'utf8'), {
-    algorithm: 'ES256',
-    keyid: DEV_KID,
-    subject: 'bench',
-    issuer: config.AUTH_ISSUER,
-    audience: config.AUTH_AUDIENCE,
-    expiresIn: 3600,
-  });
+  const token = signDevToken(config, { roles: ['ml-admin'], subject: 'bench', ttlSeconds: 3600 });
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], {
     env: {
       ...process.env,

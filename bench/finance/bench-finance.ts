@@ -19,13 +19,11 @@
  *
  *   npm run bench:finance            (BENCH_SCALE=0.3 for a quick look)
  */
-import { readFileSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import jwt from 'jsonwebtoken';
 import * as ort from 'onnxruntime-node';
-import { DEV_KID, ensureDevKeyPair } from '../../src/auth/dev-keys';
+import { signDevToken } from '../../src/auth/dev-keys';
 import { loadConfig } from '../../src/config/app-config';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import { processCpuSeconds } from '../common/cpu';
@@ -145,15 +143,10 @@ async function main(): Promise<void> {
       if (present) await cp(join(ROOT, source), join(modelsDir, ...source.split('/').slice(-3)), { recursive: true });
     }
     // Our own data directory, so that we can sign a risk-engine token with its development key.
-    const keys = ensureDevKeyPair(dataDir);
-    const gatewayConfig = loadConfig({ DATA_DIR: dataDir });
-    const token = jwt.sign({ roles: ['risk-engine'] }, readFileSync(keys.privateKey, 'utf8'), {
-      algorithm: 'ES256',
-      keyid: DEV_KID,
+    const token = signDevToken(loadConfig({ DATA_DIR: dataDir }), {
+      roles: ['risk-engine'],
       subject: 'bench-risk-engine',
-      issuer: gatewayConfig.AUTH_ISSUER,
-      audience: gatewayConfig.AUTH_AUDIENCE,
-      expiresIn: 3600,
+      ttlSeconds: 3600,
     });
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
 
