@@ -1,5 +1,4 @@
 import { Injectable } from '@nestjs/common';
-import { AppError } from '../../common/errors/app-error';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, occlusionBatch } from './attribution.util';
 import { FinanceModels, FRAUD_MODEL, ScoringModel } from './finance-models';
@@ -12,7 +11,7 @@ import {
   FraudScoreRequestDto,
 } from './fraud-score.dto';
 import { fraudItemErrors } from './fraud-item.schema';
-import { panFields } from './pan-guard.util';
+import { panRefusal } from './pan-guard.util';
 import { ShadowScorer } from './shadow-scorer';
 
 const TOP_FEATURES = 5;
@@ -45,16 +44,6 @@ export function decide(probability: number, model: Pick<ScoringModel, 'review' |
   if (probability >= model.decline) return 'decline';
   if (probability >= model.review) return 'review';
   return 'approve';
-}
-
-/** Refuses any field that looks like a card number (13-19 digits passing Luhn), naming it. */
-export function refusePans(body: unknown, prefix = ''): void {
-  const fields = panFields(body, prefix);
-  if (fields.length > 0) {
-    throw new AppError('PAN_DETECTED', `a card number is not accepted; send the vault's card token instead`, {
-      fields: fields.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
-    });
-  }
 }
 
 @Injectable()
@@ -144,14 +133,8 @@ export class FraudScoringService {
 }
 
 function validateItem(item: object): BatchItemErrorDto | undefined {
-  const pans = panFields(item);
-  if (pans.length > 0) {
-    return {
-      code: 'PAN_DETECTED',
-      detail: 'a card number is not accepted; send the vault token instead',
-      errors: pans.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
-    };
-  }
+  const refusal = panRefusal(item);
+  if (refusal) return { code: refusal.code, detail: refusal.detail, errors: refusal.fields };
   const fields = fraudItemErrors(item);
   if (fields.length === 0) return undefined;
   return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };

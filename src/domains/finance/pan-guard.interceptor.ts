@@ -1,7 +1,7 @@
 import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { Observable } from 'rxjs';
-import { refusePans } from './fraud-scoring.service';
+import { panRefusal } from './pan-guard.util';
 
 /**
  * Runs before validation (interceptors precede pipes): a request carrying anything that looks like
@@ -11,7 +11,8 @@ import { refusePans } from './fraud-scoring.service';
 @Injectable()
 export class PanGuardInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    refusePans(context.switchToHttp().getRequest<FastifyRequest>().body);
+    const refusal = panRefusal(context.switchToHttp().getRequest<FastifyRequest>().body);
+    if (refusal) throw refusal;
     return next.handle();
   }
 }

@@ -1,3 +1,5 @@
+import { AppError } from '../../common/errors/app-error';
+
 /** A run of 13 to 19 digits, optionally split by spaces or dashes, as card numbers are written. */
 const CANDIDATE = /(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)/g;
 
@@ -44,4 +46,13 @@ export function panFields(value: unknown, path = ''): string[] {
     return Object.entries(value).flatMap(([k, v]) => panFields(v, path ? `${path}.${k}` : k));
   }
   return [];
+}
+
+/** The refusal (422 PAN_DETECTED, each field named) for a body carrying a card number, if it does. */
+export function panRefusal(body: unknown): AppError | undefined {
+  const fields = panFields(body);
+  if (fields.length === 0) return undefined;
+  return new AppError('PAN_DETECTED', "a card number is not accepted; send the vault's card token instead", {
+    fields: fields.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
+  });
 }
