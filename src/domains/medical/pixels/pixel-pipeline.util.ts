@@ -1,0 +1,356 @@
+/**
+ * Stored DICOM pixel values -> the model's input grid, with no Nest and no DICOM library: the caller decodes
+ * Pixel Data and hands over numbers. The resize reproduces PIL's `Image.resize(..., BILINEAR)` because the
+ * model was trained on images letterboxed that way (training/medical/train_breast_us_lesion.py, `letterbox`).
+ */
+
+/** One decoded frame: values are already sign-extended / masked to Bits Stored by the caller. */
+export interface StoredFrame {
+  rows: number;
+  columns: number;
+  samplesPerPixel: number;
+  photometric: string;
+  /** 0: interleaved (RGBRGB...), 1: planar (RRR...GGG...BBB...). */
+  planarConfiguration: number;
+  values: ArrayLike<number>;
+}
+
+export type VoiFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
+
+export interface VoiWindow {
+  center: number;
+  width: number;
+}
+
+export interface FrameTo01Options {
+  slope?: number;
+  intercept?: number;
+  windowCenter?: number;
+  windowWidth?: number;
+  /** VOI LUT Function (0028,1056); absent or unknown means LINEAR, the DICOM default. */
+  voiFunction?: string;
+  bitsStored: number;
+  isSigned: boolean;
+}
+
+export interface LetterboxTarget {
+  width: number;
+  height: number;
+  /** On the 0-1 scale of the input. */
+  padValue: number;
+}
+
+export interface Letterboxed {
+  data: Float32Array;
+  /** Model grid = original * scale (top-left aligned), so original = model / scale. */
+  scale: number;
+  resizedWidth: number;
+  resizedHeight: number;
+}
+
+/** The frame's colour model is one the pipeline does not convert; the caller maps it to a 4xx. */
+export class UnsupportedPhotometricError extends Error {
+  constructor(
+    readonly photometric: string,
+    detail = 'supported: MONOCHROME1, MONOCHROME2, RGB, YBR_FULL, YBR_FULL_422',
+  ) {
+    super(`photometric interpretation "${photometric}" is not supported (${detail})`);
+    this.name = 'UnsupportedPhotometricError';
+  }
+}
+
+/** Rescale Slope / Intercept (PS3.3 C.11.1). A missing, non-finite or zero slope means 1. */
+export function applyModalityLut(values: ArrayLike<number>, slope = 1, intercept = 0): Float32Array {
+  const m = Number.isFinite(slope) && slope !== 0 ? slope : 1;
+  const b = Number.isFinite(intercept) ? intercept : 0;
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < out.length; i++) out[i] = values[i] * m + b;
+  return out;
+}
+
+/** Whether a window can be applied as given: PS3.3 C.11.2.1.2 requires width >= 1 for LINEAR, > 0 otherwise. */
+export function isUsableWindow(center: number, width: number, fn: VoiFunction): boolean {
+  if (!Number.isFinite(center) || !Number.isFinite(width)) return false;
+  return fn === 'LINEAR' ? width >= 1 : width > 0;
+}
+
+/**
+ * The window used when the image carries no usable one: the LINEAR window whose ends are exactly the
+ * min and max modality values (c - 0.5 -/+ (w - 1) / 2 = min / max), so min -> 0 and max -> 1; for an
+ * 8-bit image spanning 0..255 that is pixel / 255, the training scaling. A flat image gets width 1.
+ */
+export function fallbackWindow(values: ArrayLike<number>): VoiWindow {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  if (!(min <= max)) return { center: 0.5, width: 1 };
+  return { center: (min + max + 1) / 2, width: max - min + 1 };
+}
+
+/** VOI window to [0, 1] (PS3.3 C.11.2.1.2 / C.11.2.1.3.1); an unusable window falls back to {@link fallbackWindow}. */
+export function applyVoiWindow(
+  values: ArrayLike<number>,
+  center: number,
+  width: number,
+  fn: VoiFunction,
+): Float32Array {
+  let f = fn;
+  let c = center;
+  let w = width;
+  if (!isUsableWindow(c, w, f)) {
+    ({ center: c, width: w } = fallbackWindow(values));
+    f = 'LINEAR';
+  }
+  const out = new Float32Array(values.length);
+  const n = out.length;
+  switch (f) {
+    case 'LINEAR': {
+      const lo = c - 0.5 - (w - 1) / 2;
+      const hi = c - 0.5 + (w - 1) / 2;
+      for (let i = 0; i < n; i++) {
+        const x = values[i];
+        out[i] = x <= lo ? 0 : x > hi ? 1 : (x - (c - 0.5)) / (w - 1) + 0.5;
+      }
+      break;
+    }
+    case 'LINEAR_EXACT': {
+      const lo = c - w / 2;
+      const hi = c + w / 2;
+      for (let i = 0; i < n; i++) {
+        const x = values[i];
+        out[i] = x <= lo ? 0 : x > hi ? 1 : (x - c) / w + 0.5;
+      }
+      break;
+    }
+    case 'SIGMOID':
+      for (let i = 0; i < n; i++) out[i] = 1 / (1 + Math.exp((-4 * (values[i] - c)) / w));
+      break;
+  }
+  return out;
+}
+
+/** MONOCHROME1 shows low values bright; the model was trained on MONOCHROME2-like images. In place. */
+export function invertMonochrome1(values01: Float32Array): Float32Array {
+  for (let i = 0; i < values01.length; i++) values01[i] = 1 - values01[i];
+  return values01;
+}
+
+/**
+ * One sample per pixel in the frame's own value scale. RGB uses PIL `convert("L")` weights (ITU-R 601
+ * luma, what training did); YBR_FULL's Y is that same luma, so it is taken as is.
+ */
+export function toGrayscale(frame: StoredFrame): Float32Array {
+  const photometric = frame.photometric.trim().toUpperCase();
+  const n = pixelCount(frame);
+  const v = frame.values;
+  const out = new Float32Array(n);
+  switch (photometric) {
+    case 'MONOCHROME1':
+    case 'MONOCHROME2':
+      requireSamples(frame, 1, n);
+      for (let i = 0; i < n; i++) out[i] = v[i];
+      return out;
+    case 'RGB':
+      requireSamples(frame, 3, 3 * n);
+      if (frame.planarConfiguration === 1) {
+        for (let i = 0; i < n; i++) out[i] = 0.299 * v[i] + 0.587 * v[n + i] + 0.114 * v[2 * n + i];
+      } else {
+        for (let i = 0, j = 0; i < n; i++, j += 3) out[i] = 0.299 * v[j] + 0.587 * v[j + 1] + 0.114 * v[j + 2];
+      }
+      return out;
+    case 'YBR_FULL_422':
+      // Native 4:2:2 stores Y1 Y2 Cb Cr per pixel pair; a decompressed one (JPEG) arrives as full YBR.
+      if (frame.samplesPerPixel === 3 && v.length < 3 * n) {
+        requireLength(frame, 2 * n);
+        for (let i = 0; i < n; i++) out[i] = v[(i >> 1) * 4 + (i & 1)];
+        return out;
+      }
+      return yChannel(frame, n, out);
+    case 'YBR_FULL':
+      return yChannel(frame, n, out);
+    default:
+      throw new UnsupportedPhotometricError(photometric);
+  }
+}
+
+/**
+ * Stored frame -> [0, 1] per pixel (rows * columns). Greyscale: modality LUT, VOI window (the given one when
+ * usable, else the min/max fallback), then MONOCHROME1 inversion. Colour (ultrasound RGB / YBR): luma divided by
+ * the largest stored value, which for 8-bit data is the training's pixel / 255; no VOI applies to colour.
+ */
+export function frameTo01(frame: StoredFrame, opts: FrameTo01Options): Float32Array {
+  const photometric = frame.photometric.trim().toUpperCase();
+  if (photometric === 'MONOCHROME1' || photometric === 'MONOCHROME2') {
+    const modality = applyModalityLut(toGrayscale(frame), opts.slope, opts.intercept);
+    const fn = voiFunctionOf(opts.voiFunction);
+    const window =
+      opts.windowCenter !== undefined && opts.windowWidth !== undefined
+        ? { center: opts.windowCenter, width: opts.windowWidth }
+        : fallbackWindow(modality);
+    const out = applyVoiWindow(modality, window.center, window.width, fn);
+    return photometric === 'MONOCHROME1' ? invertMonochrome1(out) : out;
+  }
+  if (opts.isSigned) throw new UnsupportedPhotometricError(photometric, 'colour samples must be unsigned');
+  if (!(opts.bitsStored >= 1 && opts.bitsStored <= 16)) throw new RangeError(`bits stored ${opts.bitsStored}`);
+  const gray = toGrayscale(frame);
+  const max = 2 ** opts.bitsStored - 1;
+  for (let i = 0; i < gray.length; i++) {
+    const x = gray[i] / max;
+    gray[i] = x < 0 ? 0 : x > 1 ? 1 : x;
+  }
+  return gray;
+}
+
+/**
+ * Letterbox like the training script: scale = min(targetW / w, targetH / h), size rounded half-to-even
+ * (Python's `round`), PIL-compatible bilinear resize, image at the top-left, the rest padValue.
+ */
+export function letterbox(gray01: Float32Array, width: number, height: number, target: LetterboxTarget): Letterboxed {
+  if (!(width >= 1 && height >= 1) || gray01.length < width * height) {
+    throw new RangeError(`letterbox: ${gray01.length} values do not fill a ${width}x${height} image`);
+  }
+  const scale = Math.min(target.width / width, target.height / height);
+  const resizedWidth = Math.min(target.width, Math.max(1, roundHalfEven(width * scale)));
+  const resizedHeight = Math.min(target.height, Math.max(1, roundHalfEven(height * scale)));
+  const data = new Float32Array(target.width * target.height);
+  if (target.padValue !== 0) data.fill(target.padValue);
+  resizeBilinearInto(gray01, width, height, data, resizedWidth, resizedHeight, target.width);
+  return { data, scale, resizedWidth, resizedHeight };
+}
+
+/** ((x - mean) / std), in place. */
+export function normalise(data: Float32Array, mean: number, std: number): Float32Array {
+  if (!(std > 0)) throw new RangeError(`normalise: std must be > 0, got ${std}`);
+  for (let i = 0; i < data.length; i++) data[i] = (data[i] - mean) / std;
+  return data;
+}
+
+/** Python 3 `round()` on a double: ties go to the even neighbour. */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+interface AxisFilter {
+  /** Per output index: first input index and tap count. */
+  first: Int32Array;
+  count: Int32Array;
+  /** ksize weights per output index. */
+  weights: Float64Array;
+  ksize: number;
+}
+
+/**
+ * PIL's `precompute_coeffs` (Resample.c) for the triangle filter: when shrinking, the support widens with the
+ * scale factor, so every input pixel contributes (antialiased); when enlarging it is plain bilinear.
+ */
+function axisFilter(inSize: number, outSize: number): AxisFilter {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = filterScale; // triangle support 1
+  const ksize = Math.ceil(support) * 2 + 1;
+  const first = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const weights = new Float64Array(outSize * ksize);
+  const inv = 1 / filterScale;
+  for (let o = 0; o < outSize; o++) {
+    const center = (o + 0.5) * scale;
+    // C casts truncate toward zero; the clamp makes the sign irrelevant.
+    const xmin = Math.max(0, Math.trunc(center - support + 0.5));
+    const xmax = Math.min(inSize, Math.trunc(center + support + 0.5)) - xmin;
+    let total = 0;
+    for (let k = 0; k < xmax; k++) {
+      const t = Math.abs((k + xmin - center + 0.5) * inv);
+      const w = t < 1 ? 1 - t : 0;
+      weights[o * ksize + k] = w;
+      total += w;
+    }
+    if (total !== 0) for (let k = 0; k < xmax; k++) weights[o * ksize + k] /= total;
+    first[o] = xmin;
+    count[o] = Math.max(0, xmax);
+  }
+  return { first, count, weights, ksize };
+}
+
+/** Horizontal pass then vertical pass, as PIL does; an axis whose size does not change is copied. */
+function resizeBilinearInto(
+  src: Float32Array,
+  w: number,
+  h: number,
+  dst: Float32Array,
+  ow: number,
+  oh: number,
+  dstStride: number,
+): void {
+  let tmp = src;
+  if (ow !== w) {
+    const fx = axisFilter(w, ow);
+    tmp = new Float32Array(ow * h);
+    for (let y = 0; y < h; y++) {
+      const row = y * w;
+      for (let x = 0; x < ow; x++) {
+        const base = row + fx.first[x];
+        const kb = x * fx.ksize;
+        let s = 0;
+        for (let k = 0, n = fx.count[x]; k < n; k++) s += src[base + k] * fx.weights[kb + k];
+        tmp[y * ow + x] = s;
+      }
+    }
+  }
+  if (oh === h) {
+    for (let y = 0; y < oh; y++) dst.set(tmp.subarray(y * ow, y * ow + ow), y * dstStride);
+    return;
+  }
+  const fy = axisFilter(h, oh);
+  const acc = new Float64Array(ow);
+  for (let y = 0; y < oh; y++) {
+    acc.fill(0);
+    const kb = y * fy.ksize;
+    for (let k = 0, n = fy.count[y]; k < n; k++) {
+      const wk = fy.weights[kb + k];
+      const row = (fy.first[y] + k) * ow;
+      for (let x = 0; x < ow; x++) acc[x] += tmp[row + x] * wk;
+    }
+    dst.set(acc, y * dstStride);
+  }
+}
+
+function yChannel(frame: StoredFrame, n: number, out: Float32Array): Float32Array {
+  requireSamples(frame, 3, 3 * n);
+  const v = frame.values;
+  if (frame.planarConfiguration === 1) {
+    for (let i = 0; i < n; i++) out[i] = v[i];
+  } else {
+    for (let i = 0; i < n; i++) out[i] = v[3 * i];
+  }
+  return out;
+}
+
+function voiFunctionOf(value: string | undefined): VoiFunction {
+  const v = value?.trim().toUpperCase();
+  return v === 'LINEAR_EXACT' || v === 'SIGMOID' ? v : 'LINEAR';
+}
+
+function pixelCount(frame: StoredFrame): number {
+  if (!(Number.isInteger(frame.rows) && Number.isInteger(frame.columns) && frame.rows > 0 && frame.columns > 0)) {
+    throw new RangeError(`frame size ${frame.rows}x${frame.columns} is not a positive integer size`);
+  }
+  return frame.rows * frame.columns;
+}
+
+function requireSamples(frame: StoredFrame, samples: number, length: number): void {
+  if (frame.samplesPerPixel !== samples) {
+    throw new RangeError(`${frame.photometric} needs ${samples} samples per pixel, got ${frame.samplesPerPixel}`);
+  }
+  requireLength(frame, length);
+}
+
+function requireLength(frame: StoredFrame, length: number): void {
+  if (frame.values.length < length) {
+    throw new RangeError(`frame has ${frame.values.length} values, ${length} needed`);
+  }
+}

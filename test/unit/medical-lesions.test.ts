@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  calibrationFrom,
+  findLesions,
+  LesionComponent,
+  physicalSize,
+  toOriginalGrid,
+} from '../../src/domains/medical/lesions/lesion-postprocess.util';
+
+/** A width x height map with the given pixels set to their probabilities. */
+function probMap(width: number, height: number, pixels: Array<[number, number, number]>): Float32Array {
+  const p = new Float32Array(width * height);
+  for (const [x, y, v] of pixels) p[y * width + x] = v;
+  return p;
+}
+
+describe('medical lesions: components', () => {
+  const diagonal = probMap(4, 4, [
+    [0, 0, 0.9],
+    [1, 1, 0.8],
+  ]);
+
+  it('joins a diagonal pair with 8-connectivity and splits it with 4', () => {
+    const eight = findLesions(diagonal, 4, 4, { threshold: 0.5, minAreaPx: 0, connectivity: 8 });
+    assert.deepEqual(
+      eight.map((c) => [c.x0, c.y0, c.x1, c.y1, c.areaPx]),
+      [[0, 0, 1, 1, 2]],
+    );
+    const four = findLesions(diagonal, 4, 4, { threshold: 0.5, minAreaPx: 0, connectivity: 4 });
+    assert.deepEqual(
+      four.map((c) => [c.x0, c.y0, c.areaPx]),
+      [
+        [0, 0, 1],
+        [1, 1, 1],
+      ],
+    );
+  });
+
+  it('counts prob == threshold as lesion and drops components below minAreaPx', () => {
+    const p = probMap(6, 3, [
+      [0, 0, 0.6],
+      [1, 0, 0.7],
+      [1, 1, 0.65],
+      [5, 2, 0.99],
+      [3, 0, 0.59],
+    ]);
+    const kept = findLesions(p, 6, 3, { threshold: 0.6, minAreaPx: 2, connectivity: 8 });
+    assert.equal(kept.length, 1);
+    assert.deepEqual(kept[0], {
+      x0: 0,
+      y0: 0,
+      x1: 1,
+      y1: 1,
+      areaPx: 3,
+      maxProbability: kept[0].maxProbability,
+      meanProbability: kept[0].meanProbability,
+    });
+    assert.ok(Math.abs(kept[0].maxProbability - 0.7) < 1e-6);
+    assert.ok(Math.abs(kept[0].meanProbability - 0.65) < 1e-6);
+    assert.equal(findLesions(p, 6, 3, { threshold: 0.6, minAreaPx: 1, connectivity: 8 }).length, 2);
+  });
+
+  it('orders lesions by maximum probability, not position', () => {
+    const p = probMap(8, 8, [
+      [0, 0, 0.7],
+      [1, 0, 0.7],
+      [6, 6, 0.95],
+      [6, 7, 0.9],
+      [7, 7, 0.9],
+    ]);
+    const found = findLesions(p, 8, 8, { threshold: 0.5, minAreaPx: 2, connectivity: 8 });
+    assert.deepEqual(
+      found.map((c) => [c.x0, c.y0, c.x1, c.y1, c.areaPx]),
+      [
+        [6, 6, 7, 7, 3],
+        [0, 0, 1, 0, 2],
+      ],
+    );
+  });
+
+  it('labels one large blob without recursion', () => {
+    const p = new Float32Array(256 * 256).fill(0.9);
+    const [c] = findLesions(p, 256, 256, { threshold: 0.6, minAreaPx: 192, connectivity: 8 });
+    assert.deepEqual([c.x0, c.y0, c.x1, c.y1, c.areaPx], [0, 0, 255, 255, 65536]);
+  });
+});
+
+describe('medical lesions: original grid and physical size', () => {
+  // 640x480 letterboxed to 256x256: scale 0.4, image rows 0..191 on the model grid.
+  const lesion: LesionComponent = {
+    x0: 10,
+    y0: 20,
+    x1: 29,
+    y1: 39,
+    areaPx: 400,
+    maxProbability: 0.9,
+    meanProbability: 0.8,
+  };
+
+  it('maps a model-grid box back to the 640x480 original', () => {
+    const box = toOriginalGrid(lesion, 0.4, 640, 480);
+    assert.deepEqual([box.x, box.y, box.width, box.height], [25, 50, 50, 50]);
+    assert.ok(Math.abs(box.areaPx - 2500) < 1e-9, String(box.areaPx)); // 400 model px / 0.4²
+  });
+
+  it('clamps a box that runs into the padding', () => {
+    const edge = { ...lesion, x0: 250, x1: 255, y0: 180, y1: 200 };
+    const box = toOriginalGrid(edge, 0.4, 640, 480);
+    assert.deepEqual([box.x, box.y, box.width, box.height], [625, 450, 15, 30]);
+  });
+
+  it('sizes a box from Pixel Spacing [row, column]', () => {
+    const box = toOriginalGrid(lesion, 0.4, 640, 480);
+    const cal = calibrationFrom({ pixelSpacing: [0.1, 0.2] }, box);
+    assert.deepEqual(cal, { rowSpacingMm: 0.1, columnSpacingMm: 0.2, source: 'PixelSpacing' });
+    const size = physicalSize(box, cal);
+    assert.ok(size);
+    assert.ok(Math.abs(size.widthMm - 10) < 1e-9 && Math.abs(size.heightMm - 5) < 1e-9);
+    assert.ok(Math.abs(size.areaMm2 - 50) < 1e-9);
+  });
+
+  it('sizes a box from the 2D ultrasound region in cm that contains it', () => {
+    const box = toOriginalGrid(lesion, 0.4, 640, 480);
+    const cal = calibrationFrom(
+      {
+        ultrasoundRegions: [
+          // M-mode strip: not a 2D region
+          { regionSpatialFormat: 2, physicalUnitsX: 4, physicalUnitsY: 3, physicalDeltaX: 0.001, physicalDeltaY: 0.01 },
+          // 2D but in the other half of a dual view
+          {
+            regionSpatialFormat: 1,
+            physicalUnitsX: 3,
+            physicalUnitsY: 3,
+            physicalDeltaX: 0.5,
+            physicalDeltaY: 0.5,
+            minX0: 320,
+            minY0: 0,
+            maxX1: 639,
+            maxY1: 479,
+          },
+          {
+            regionSpatialFormat: 1,
+            physicalUnitsX: 3,
+            physicalUnitsY: 3,
+            physicalDeltaX: 0.02,
+            physicalDeltaY: -0.01,
+            minX0: 0,
+            minY0: 0,
+            maxX1: 319,
+            maxY1: 479,
+          },
+        ],
+      },
+      box,
+    );
+    assert.deepEqual(cal, { rowSpacingMm: 0.1, columnSpacingMm: 0.2, source: 'UltrasoundRegion' });
+    const size = physicalSize(box, cal);
+    assert.ok(size && Math.abs(size.widthMm - 10) < 1e-9 && Math.abs(size.areaMm2 - 50) < 1e-9);
+  });
+
+  it('gives no size without a usable calibration', () => {
+    const box = toOriginalGrid(lesion, 0.4, 640, 480);
+    const unitless = {
+      regionSpatialFormat: 1,
+      physicalUnitsX: 0,
+      physicalUnitsY: 0,
+      physicalDeltaX: 1,
+      physicalDeltaY: 1,
+    };
+    assert.equal(calibrationFrom({}), undefined);
+    assert.equal(calibrationFrom({ pixelSpacing: [0, 0], ultrasoundRegions: [unitless] }, box), undefined);
+    assert.equal(physicalSize(box, undefined), undefined);
+  });
+});

@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  applyModalityLut,
+  applyVoiWindow,
+  fallbackWindow,
+  frameTo01,
+  invertMonochrome1,
+  letterbox,
+  normalise,
+  roundHalfEven,
+  StoredFrame,
+  toGrayscale,
+  UnsupportedPhotometricError,
+} from '../../src/domains/medical/pixels/pixel-pipeline.util';
+
+function assertClose(actual: ArrayLike<number>, expected: number[], tol = 1e-6): void {
+  assert.equal(actual.length, expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    assert.ok(Math.abs(actual[i] - expected[i]) <= tol, `[${i}] ${actual[i]} vs ${expected[i]}`);
+  }
+}
+
+/** The deterministic test image the PIL reference values were computed from, scaled to 0-1. */
+function pattern(w: number, h: number): Float32Array {
+  const a = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) a[y * w + x] = ((x * 37 + y * 91 + ((x * y) % 13) * 11) % 256) / 255;
+  }
+  return a;
+}
+
+function frame(photometric: string, rows: number, columns: number, values: number[], extra = {}): StoredFrame {
+  const samplesPerPixel = photometric.startsWith('MONOCHROME') ? 1 : 3;
+  return { rows, columns, samplesPerPixel, photometric, planarConfiguration: 0, values, ...extra };
+}
+
+const BITS8 = { bitsStored: 8, isSigned: false };
+
+describe('medical pixels: modality and VOI', () => {
+  it('applies rescale slope and intercept, with 1 / 0 as defaults', () => {
+    assertClose(applyModalityLut([0, 100, -5], 2, -1024), [-1024, -824, -1034]);
+    assertClose(applyModalityLut(Int16Array.from([-3, 7])), [-3, 7]);
+  });
+
+  it('LINEAR follows PS3.3 C.11.2.1.2 (center - 0.5, width - 1): c 128 w 256 is exactly x / 255', () => {
+    assertClose(applyVoiWindow([0, 51, 255], 128, 256, 'LINEAR'), [0, 0.2, 1]);
+    // c 40 w 400: the ramp runs over (-160, 239]
+    assertClose(applyVoiWindow([-160, -159, 40, 238, 239], 40, 400, 'LINEAR'), [0, 1 / 399, 0.5012531, 0.9974937, 1]);
+  });
+
+  it('LINEAR_EXACT and SIGMOID hit their defined points', () => {
+    assertClose(applyVoiWindow([0, 100, 150, 200, 201], 100, 200, 'LINEAR_EXACT'), [0, 0.5, 0.75, 1, 1]);
+    // y = 1 / (1 + exp(-4 (x - c) / w)): 0.5 at c, 1 / (1 + e^-1) at c + w / 4
+    assertClose(applyVoiWindow([100, 112.5, 87.5], 100, 50, 'SIGMOID'), [0.5, 0.7310586, 0.2689414]);
+  });
+
+  it('falls back to the min/max window when the given one is unusable', () => {
+    assert.deepEqual(fallbackWindow([30, 10, 20]), { center: 20.5, width: 21 });
+    assert.deepEqual(fallbackWindow([7, 7]), { center: 7.5, width: 1 });
+    assertClose(applyVoiWindow([10, 20, 30], 20, 0.5, 'LINEAR'), [0, 0.5, 1]);
+    assertClose(applyVoiWindow([10, 20, 30], 20, 0, 'SIGMOID'), [0, 0.5, 1]);
+    assertClose(applyVoiWindow([7, 7], NaN, NaN, 'LINEAR'), [0, 0]);
+  });
+
+  it('inverts MONOCHROME1 in place', () => {
+    const v = Float32Array.from([0, 0.25, 1]);
+    assert.equal(invertMonochrome1(v), v);
+    assertClose(v, [1, 0.75, 0]);
+  });
+
+  it('frameTo01: modality LUT, then the given window, then MONOCHROME1 inversion', () => {
+    const ct = frame('MONOCHROME2', 1, 3, [24, 1024, 2024]);
+    const opts = { ...BITS8, bitsStored: 12, intercept: -1024, windowCenter: 0, windowWidth: 2000 };
+    assertClose(frameTo01(ct, { ...opts, voiFunction: 'LINEAR_EXACT' }), [0, 0.5, 1]);
+    assertClose(
+      frameTo01(frame('MONOCHROME1', 1, 2, [0, 255]), { ...BITS8, windowCenter: 128, windowWidth: 256 }),
+      [1, 0],
+    );
+    // no window in the file: min/max of the modality values
+    assertClose(frameTo01(frame('MONOCHROME2 ', 1, 3, [50, 100, 150]), BITS8), [0, 0.5, 1]);
+  });
+});
+
+describe('medical pixels: colour to grayscale', () => {
+  const rgb = [200, 100, 50, 10, 250, 30, 255, 255, 255, 0, 0, 255];
+  // PIL convert("L") of those four colours
+  const pilL = [124, 153, 255, 29];
+
+  it('RGB interleaved and planar give PIL convert("L") luma', () => {
+    assertClose(toGrayscale(frame('RGB', 2, 2, rgb)), pilL, 0.5);
+    const planar = [0, 1, 2].flatMap((c) => [0, 1, 2, 3].map((p) => rgb[p * 3 + c]));
+    assertClose(toGrayscale(frame('RGB', 2, 2, planar, { planarConfiguration: 1 })), pilL, 0.5);
+    assertClose(frameTo01(frame('RGB', 2, 2, rgb), BITS8), [124.2 / 255, 153.16 / 255, 1, 29.07 / 255]);
+  });
+
+  it('YBR_FULL and YBR_FULL_422 take the Y channel in every layout', () => {
+    assertClose(toGrayscale(frame('YBR_FULL', 1, 2, [90, 1, 2, 180, 3, 4])), [90, 180]);
+    assertClose(toGrayscale(frame('YBR_FULL', 1, 2, [90, 180, 1, 2, 3, 4], { planarConfiguration: 1 })), [90, 180]);
+    // native 4:2:2: Y1 Y2 Cb Cr per pixel pair
+    assertClose(toGrayscale(frame('YBR_FULL_422', 2, 2, [10, 20, 128, 128, 30, 40, 128, 128])), [10, 20, 30, 40]);
+    // decompressed 4:2:2 arrives with three samples per pixel
+    assertClose(toGrayscale(frame('YBR_FULL_422', 1, 2, [10, 128, 128, 20, 128, 128])), [10, 20]);
+  });
+
+  it('refuses other photometric interpretations by name', () => {
+    const palette = frame('PALETTE COLOR', 1, 1, [3]);
+    assert.throws(() => toGrayscale(palette), UnsupportedPhotometricError);
+    assert.throws(() => frameTo01(palette, BITS8), /"PALETTE COLOR"/);
+    assert.throws(() => toGrayscale(frame('YBR_PARTIAL_420', 1, 1, [1, 2, 3])), /YBR_PARTIAL_420/);
+    assert.throws(() => frameTo01(frame('RGB', 1, 1, [1, 2, 3]), { bitsStored: 8, isSigned: true }), /"RGB".*unsigned/);
+  });
+});
+
+describe('medical pixels: letterbox and normalisation (PIL reference)', () => {
+  // Reference: PIL 9.4 Image.resize(BILINEAR) on mode "F" images of pattern(); mode "L" differs by < 1/255.
+  it('downscales with PIL antialiased bilinear, top-left, padded, scale 0.4', () => {
+    const r = letterbox(pattern(40, 30), 40, 30, { width: 16, height: 16, padValue: 0.25 });
+    assert.deepEqual([r.scale, r.resizedWidth, r.resizedHeight, r.data.length], [0.4, 16, 12, 256]);
+    const at = (x: number, y: number) => r.data[y * 16 + x];
+    assertClose(
+      [at(0, 0), at(1, 0), at(7, 0), at(15, 0), at(5, 3), at(8, 6), at(0, 11), at(15, 11)],
+      [0.4372387, 0.5219608, 0.5736756, 0.53339, 0.4300737, 0.4940863, 0.5638956, 0.6407146],
+    );
+    assert.ok(r.data.subarray(12 * 16).every((v) => v === 0.25));
+  });
+
+  it('upscales with plain bilinear', () => {
+    const r = letterbox(pattern(7, 5), 7, 5, { width: 16, height: 16, padValue: 0 });
+    assert.deepEqual([r.resizedWidth, r.resizedHeight], [16, 11]);
+    const at = (x: number, y: number) => r.data[y * 16 + x];
+    assertClose([at(0, 0), at(1, 0), at(8, 5), at(15, 10), at(3, 7)], [0, 0.0226716, 0.4545343, 0.7647059, 0.4016823]);
+    assert.equal(at(15, 11), 0);
+  });
+
+  it('matches PIL on a 640x480 and a 320x229 image to 256x256', () => {
+    const a = letterbox(pattern(640, 480), 640, 480, { width: 256, height: 256, padValue: 0 });
+    assert.deepEqual([a.scale, a.resizedWidth, a.resizedHeight], [0.4, 256, 192]);
+    const atA = (x: number, y: number) => a.data[y * 256 + x];
+    assertClose([atA(100, 50), atA(255, 191), atA(128, 96)], [0.5854996, 0.522152, 0.5467294]);
+    const b = letterbox(pattern(320, 229), 320, 229, { width: 256, height: 256, padValue: 0 });
+    assert.deepEqual([b.resizedWidth, b.resizedHeight], [256, 183]);
+    const atB = (x: number, y: number) => b.data[y * 256 + x];
+    assertClose([atB(0, 0), atB(200, 182), atB(77, 100)], [0.1285205, 0.384475, 0.6791717]);
+  });
+
+  it('rounds the resized size half to even, like Python round()', () => {
+    assert.deepEqual(
+      [roundHalfEven(2.5), roundHalfEven(3.5), roundHalfEven(192.5), roundHalfEven(4.2667)],
+      [2, 4, 192, 4],
+    );
+    // 4x1 to 10x10: scale 2.5, height 2.5 -> 2 (Math.round would say 3)
+    const r = letterbox(pattern(4, 1), 4, 1, { width: 10, height: 10, padValue: 0 });
+    assert.deepEqual([r.resizedWidth, r.resizedHeight], [10, 2]);
+    assertClose([r.data[13], r.data[19]], [0.1305882, 0.4352941]);
+  });
+
+  it('normalises ((x - mean) / std) in place', () => {
+    const v = Float32Array.from([0, 1]);
+    assert.equal(normalise(v, 0.25, 0.5), v);
+    assertClose(v, [-0.5, 1.5]);
+    assert.throws(() => normalise(v, 0, 0), /std/);
+  });
+});
