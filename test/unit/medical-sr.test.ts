@@ -1,0 +1,304 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { data, log } from 'dcmjs';
+import {
+  buildLesionSr,
+  newUid,
+  type SrFinding,
+  type SrOptions,
+  type SrSourceImage,
+} from '../../src/domains/medical/sr/lesion-sr.util';
+
+interface Code {
+  CodeValue: string;
+  CodingSchemeDesignator: string;
+  CodeMeaning: string;
+}
+interface SopRef {
+  ReferencedSOPClassUID: string;
+  ReferencedSOPInstanceUID: string;
+  ReferencedFrameNumber?: number | string;
+}
+/** The naturalized shape of the content items this SR uses. */
+interface Item {
+  RelationshipType?: string;
+  ValueType: string;
+  ConceptNameCodeSequence?: Code[];
+  ConceptCodeSequence?: Code[];
+  ContentTemplateSequence?: Array<{ MappingResource: string; TemplateIdentifier: string }>;
+  ContentSequence?: Item[];
+  TextValue?: string;
+  UID?: string;
+  GraphicType?: string;
+  GraphicData?: number[];
+  ReferencedSOPSequence?: SopRef[];
+  MeasuredValueSequence?: Array<{
+    NumericValue: number | string;
+    FloatingPointValue?: number;
+    MeasurementUnitsCodeSequence: Code[];
+  }>;
+}
+type Document = Item & Record<string, unknown>;
+
+const US_IMAGE = '1.2.840.10008.5.1.4.1.1.6.1';
+const SOURCE: SrSourceImage = {
+  studyInstanceUID: '1.2.826.0.1.3680043.8.498.10',
+  seriesInstanceUID: '1.2.826.0.1.3680043.8.498.11',
+  sopInstanceUID: '1.2.826.0.1.3680043.8.498.12',
+  sopClassUID: US_IMAGE,
+  patient: { PatientName: 'Doe^Jane', PatientID: 'P-0001', PatientBirthDate: '19700101', PatientSex: 'F' },
+  study: { StudyDate: '20250301', StudyTime: '093000', AccessionNumber: 'ACC-1', StudyID: 'S-1' },
+};
+const FINDINGS: SrFinding[] = [
+  {
+    box: { x: 10, y: 20, width: 30, height: 40 },
+    lesionProbability: 0.875,
+    areaPx: 1100,
+    sizeMm: { widthMm: 4.5, heightMm: 6, areaMm2: 24.75 },
+  },
+  { box: { x: 100, y: 50, width: 8, height: 6 }, lesionProbability: 1 / 3, areaPx: 48, frameNumber: 3 },
+];
+const OPTIONS: SrOptions = {
+  model: { name: 'breast-us-lesion', version: '3.1.0' },
+  deviceObserverUID: '2.25.310418766014937212373634497498245470339',
+  manufacturer: 'regulated-inference-gateway',
+  now: new Date('2025-03-04T05:06:07Z'),
+};
+
+function parse(bytes: ArrayBuffer): { meta: Record<string, unknown>; doc: Document } {
+  const file = data.DicomMessage.readFile(bytes);
+  return {
+    meta: data.DicomMetaDictionary.naturalizeDataset(file.meta),
+    doc: data.DicomMetaDictionary.naturalizeDataset(file.dict) as unknown as Document,
+  };
+}
+
+/** An item's attributes without dcmjs's bookkeeping. */
+const fields = (item: object | undefined): Record<string, unknown> => {
+  const { _vrMap, ...rest } = { ...item } as Record<string, unknown>;
+  return rest;
+};
+const concept = (item: Item): string | undefined => item.ConceptNameCodeSequence?.[0]?.CodeValue;
+const children = (item: Item, code?: string): Item[] =>
+  (item.ContentSequence ?? []).filter((c) => code === undefined || concept(c) === code);
+function only(item: Item, code: string): Item {
+  const found = children(item, code);
+  assert.equal(found.length, 1, `one (${code}) under (${concept(item)})`);
+  return found[0];
+}
+const codeOf = (item: Item): [string, string] => {
+  const c = item.ConceptCodeSequence?.[0];
+  return [c?.CodeValue ?? '', c?.CodingSchemeDesignator ?? ''];
+};
+const numOf = (item: Item): [number, string] => {
+  const m = item.MeasuredValueSequence?.[0];
+  return [Number(m?.NumericValue), m?.MeasurementUnitsCodeSequence[0].CodeValue ?? ''];
+};
+const UID_2_25 = /^2\.25\.(0|[1-9][0-9]*)$/;
+
+describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
+  it('is a Comprehensive SR in the source study, in a new series, with the source patient and study', () => {
+    const { meta, doc } = parse(buildLesionSr(SOURCE, FINDINGS, OPTIONS));
+    assert.equal(meta.TransferSyntaxUID, '1.2.840.10008.1.2.1');
+    assert.equal(meta.MediaStorageSOPClassUID, '1.2.840.10008.5.1.4.1.1.88.33');
+    assert.equal(meta.MediaStorageSOPInstanceUID, doc.SOPInstanceUID);
+    assert.equal(doc.SOPClassUID, '1.2.840.10008.5.1.4.1.1.88.33');
+    assert.equal(doc.Modality, 'SR');
+    assert.equal(doc.StudyInstanceUID, SOURCE.studyInstanceUID);
+    for (const uid of [doc.SeriesInstanceUID, doc.SOPInstanceUID]) {
+      assert.match(String(uid), UID_2_25);
+      assert.ok(String(uid).length <= 64);
+    }
+    assert.notEqual(doc.SeriesInstanceUID, SOURCE.seriesInstanceUID);
+    assert.notEqual(doc.SOPInstanceUID, SOURCE.sopInstanceUID);
+    assert.equal(String(doc.PatientName), 'Doe^Jane');
+    assert.equal(doc.PatientID, 'P-0001');
+    assert.equal(doc.PatientBirthDate, '19700101');
+    assert.equal(doc.PatientSex, 'F');
+    assert.equal(doc.StudyDate, '20250301');
+    assert.equal(doc.StudyTime, '093000');
+    assert.equal(doc.AccessionNumber, 'ACC-1');
+    assert.equal(doc.StudyID, 'S-1');
+    // Absent in the source: present and empty (type 2).
+    assert.deepEqual(doc.ReferringPhysicianName, []);
+    assert.equal(doc.SpecificCharacterSet, undefined); // all ASCII: the default repertoire
+    assert.equal(doc.ContentDate, '20250304');
+    assert.equal(doc.ContentTime, '050607');
+    assert.equal(doc.CompletionFlag, 'COMPLETE');
+    assert.equal(doc.VerificationFlag, 'UNVERIFIED');
+    assert.equal(Number(doc.SeriesNumber), 9901);
+    assert.equal(Number(doc.InstanceNumber), 1);
+    assert.equal(doc.Manufacturer, 'regulated-inference-gateway');
+    assert.equal(doc.ManufacturerModelName, 'breast-us-lesion');
+    assert.equal(doc.SoftwareVersions, '3.1.0');
+
+    const evidence = doc.CurrentRequestedProcedureEvidenceSequence as Array<{
+      StudyInstanceUID: string;
+      ReferencedSeriesSequence: Array<{ SeriesInstanceUID: string; ReferencedSOPSequence: SopRef[] }>;
+    }>;
+    assert.equal(evidence.length, 1);
+    assert.equal(evidence[0].StudyInstanceUID, SOURCE.studyInstanceUID);
+    assert.equal(evidence[0].ReferencedSeriesSequence[0].SeriesInstanceUID, SOURCE.seriesInstanceUID);
+    assert.deepEqual(fields(evidence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]), {
+      ReferencedSOPClassUID: US_IMAGE,
+      ReferencedSOPInstanceUID: SOURCE.sopInstanceUID,
+    });
+  });
+
+  it('has the TID 1500 root, language, device observer, procedure and image library', () => {
+    const { doc } = parse(buildLesionSr(SOURCE, FINDINGS, OPTIONS));
+    assert.equal(doc.ValueType, 'CONTAINER');
+    assert.equal(concept(doc), '126000');
+    assert.deepEqual(fields(doc.ContentTemplateSequence?.[0]), {
+      MappingResource: 'DCMR',
+      MappingResourceUID: '1.2.840.10008.8.1.1',
+      TemplateIdentifier: '1500',
+    });
+    assert.deepEqual(codeOf(only(doc, '121049')), ['en-US', 'RFC5646']);
+    const observerType = only(doc, '121005');
+    assert.equal(observerType.RelationshipType, 'HAS OBS CONTEXT');
+    assert.deepEqual(codeOf(observerType), ['121007', 'DCM']);
+    assert.equal(only(doc, '121012').UID, OPTIONS.deviceObserverUID);
+    assert.equal(only(doc, '121013').TextValue, 'regulated-inference-gateway');
+    assert.deepEqual(codeOf(only(doc, '121058')), ['47079000', 'SCT']);
+
+    const library = only(only(doc, '111028'), '126200');
+    const [entry] = children(library);
+    assert.equal(entry.ValueType, 'IMAGE');
+    assert.equal(entry.ReferencedSOPSequence?.[0].ReferencedSOPInstanceUID, SOURCE.sopInstanceUID);
+    assert.equal(entry.ReferencedSOPSequence?.[0].ReferencedSOPClassUID, US_IMAGE);
+  });
+
+  it('holds one measurement group per finding with its box, probability and sizes', () => {
+    const { doc } = parse(buildLesionSr(SOURCE, FINDINGS, OPTIONS));
+    const groups = children(only(doc, '126010'));
+    assert.equal(groups.length, FINDINGS.length);
+    const trackingUids = new Set<string>();
+
+    groups.forEach((group, i) => {
+      assert.equal(concept(group), '125007');
+      assert.equal(group.ContentTemplateSequence?.[0].TemplateIdentifier, '1410');
+      assert.equal(only(group, '112039').TextValue, `lesion ${i + 1}`);
+      const trackingUid = only(group, '112040').UID ?? '';
+      assert.match(trackingUid, UID_2_25);
+      trackingUids.add(trackingUid);
+      const finding = only(group, '121071');
+      assert.equal(finding.RelationshipType, 'HAS CONCEPT MOD');
+      assert.deepEqual(codeOf(finding), ['52988006', 'SCT']);
+      assert.equal(only(group, '111001').TextValue, 'breast-us-lesion');
+      assert.equal(only(group, '111003').TextValue, '3.1.0');
+
+      // The closed outline of pixels [x, x+w) x [y, y+h), as column/row pairs.
+      const region = only(group, '111030');
+      const { x, y, width: w, height: h } = FINDINGS[i].box;
+      assert.equal(region.ValueType, 'SCOORD');
+      assert.equal(region.GraphicType, 'POLYLINE');
+      assert.deepEqual(Array.from(region.GraphicData ?? []), [x, y, x + w, y, x + w, y + h, x, y + h, x, y]);
+      const [selectedFrom] = children(region);
+      assert.equal(selectedFrom.RelationshipType, 'SELECTED FROM');
+      assert.equal(selectedFrom.ValueType, 'IMAGE');
+      const ref = selectedFrom.ReferencedSOPSequence?.[0];
+      assert.equal(ref?.ReferencedSOPInstanceUID, SOURCE.sopInstanceUID);
+      assert.equal(ref?.ReferencedSOPClassUID, US_IMAGE);
+      const frame = FINDINGS[i].frameNumber;
+      assert.equal(ref?.ReferencedFrameNumber === undefined ? undefined : Number(ref.ReferencedFrameNumber), frame);
+    });
+    assert.equal(trackingUids.size, FINDINGS.length);
+
+    const [calibrated, uncalibrated] = groups;
+    assert.deepEqual(numOf(only(calibrated, 'LESION-PROB')), [0.875, '1']);
+    assert.deepEqual(numOf(only(calibrated, '42798000')), [24.75, 'mm2']);
+    assert.deepEqual(numOf(only(calibrated, '103355008')), [4.5, 'mm']);
+    assert.deepEqual(numOf(only(calibrated, '121207')), [6, 'mm']);
+    assert.equal(children(calibrated, 'AREA-PX').length, 0);
+
+    // No pixel spacing: no mm, only the pixel count under the local code.
+    assert.deepEqual(numOf(only(uncalibrated, 'AREA-PX')), [48, '{pixels}']);
+    assert.equal(children(uncalibrated, '42798000').length, 0);
+    // 1/3 (18 characters) does not fit DS's 16 characters: rounded there, exact in FloatingPointValue.
+    const probability = only(uncalibrated, 'LESION-PROB').MeasuredValueSequence?.[0];
+    assert.ok(String(probability?.NumericValue).length <= 16);
+    assert.equal(probability?.FloatingPointValue, FINDINGS[1].lesionProbability);
+  });
+
+  it('adds the image-level malignancy probability as its own group inferred from the source', () => {
+    const { doc } = parse(buildLesionSr(SOURCE, FINDINGS, { ...OPTIONS, malignancyProbability: 0.2 }));
+    const groups = children(only(doc, '126010'));
+    assert.equal(groups.length, FINDINGS.length + 1);
+    const imageLevel = groups[groups.length - 1];
+    assert.equal(imageLevel.ContentTemplateSequence?.[0].TemplateIdentifier, '1501');
+    const probability = only(imageLevel, '111047');
+    assert.deepEqual(numOf(probability), [0.2, '1']);
+    const [source] = children(probability, '121112');
+    assert.equal(source.RelationshipType, 'INFERRED FROM');
+    assert.equal(source.ReferencedSOPSequence?.[0].ReferencedSOPInstanceUID, SOURCE.sopInstanceUID);
+  });
+
+  it('reports no findings as an empty measurements container and a plain statement', () => {
+    const { doc } = parse(buildLesionSr(SOURCE, [], OPTIONS));
+    assert.equal(children(only(doc, '126010')).length, 0);
+    assert.equal(only(only(doc, 'C0034375'), '121071').TextValue, 'No lesion detected');
+    assert.equal(doc.CompletionFlag, 'COMPLETE');
+  });
+
+  it('declares UTF-8 only when some text needs it', () => {
+    const source = { ...SOURCE, patient: { ...SOURCE.patient, PatientName: 'Müller^Zoë' } };
+    const { doc } = parse(buildLesionSr(source, FINDINGS, OPTIONS));
+    assert.equal(doc.SpecificCharacterSet, 'ISO_IR 192');
+    assert.equal(String(doc.PatientName), 'Müller^Zoë');
+  });
+
+  it('writes nothing to stdout or stderr and leaves dcmjs logging as it was', () => {
+    const written: string[] = [];
+    const out = process.stdout.write.bind(process.stdout);
+    const err = process.stderr.write.bind(process.stderr);
+    const capture = (chunk: string | Uint8Array): boolean => (written.push(String(chunk)), true);
+    const before = log.getLevel();
+    process.stdout.write = capture;
+    process.stderr.write = capture;
+    try {
+      buildLesionSr(SOURCE, FINDINGS, { ...OPTIONS, malignancyProbability: 0.3 });
+      buildLesionSr(SOURCE, [], OPTIONS);
+      assert.deepEqual(written, []);
+      log.warn('capture check'); // proves a dcmjs message would have been seen here
+    } finally {
+      process.stdout.write = out;
+      process.stderr.write = err;
+    }
+    assert.deepEqual(written, ['capture check\n']);
+    assert.equal(log.getLevel(), before);
+  });
+
+  it('refuses inputs that would make an invalid SR, without echoing patient data', () => {
+    assert.throws(
+      () => buildLesionSr(SOURCE, [{ ...FINDINGS[0], lesionProbability: 1.2 }], OPTIONS),
+      /findings\[0\]\.lesionProbability must be within 0\.\.1/,
+    );
+    assert.throws(
+      () => buildLesionSr(SOURCE, [{ ...FINDINGS[0], box: { x: 0, y: 0, width: 0, height: 5 } }], OPTIONS),
+      /findings\[0\]\.box/,
+    );
+    assert.throws(() => buildLesionSr(SOURCE, [{ ...FINDINGS[0], frameNumber: 0 }], OPTIONS), /frameNumber/);
+    assert.throws(() => buildLesionSr({ ...SOURCE, sopInstanceUID: '1.2.03' }, FINDINGS, OPTIONS), /sopInstanceUID/);
+    assert.throws(
+      () => buildLesionSr(SOURCE, FINDINGS, { ...OPTIONS, model: { name: 'a\\b', version: '1' } }),
+      /options\.model\.name/,
+    );
+    const secret = 'SECRET-ID-'.repeat(8);
+    assert.throws(
+      () => buildLesionSr({ ...SOURCE, patient: { PatientID: secret } }, FINDINGS, OPTIONS),
+      (error: unknown) =>
+        error instanceof RangeError && /PatientID is longer/.test(error.message) && !error.message.includes('SECRET'),
+    );
+  });
+
+  it('makes UUID-derived UIDs under 2.25 or a given root', () => {
+    const a = newUid();
+    assert.match(a, UID_2_25);
+    assert.ok(BigInt(a.slice(5)) < 2n ** 128n);
+    assert.notEqual(a, newUid());
+    assert.match(newUid('1.2.826.0.1.3680043.10'), /^1\.2\.826\.0\.1\.3680043\.10\.[1-9][0-9]*$/);
+    assert.throws(() => newUid('1.2.'), /not a dotted decimal UID/);
+    assert.throws(() => newUid('1.2.826.0.1.3680043.10.543.2.1'), /64 characters/);
+  });
+});
