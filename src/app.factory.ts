@@ -13,6 +13,7 @@ import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig } from './config/app-config';
 import { setupOpenApi } from './openapi/openapi';
 import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
+import { registerDicomBodies } from './domains/medical/dicom-bodies';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -30,6 +31,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     logger: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // A slow upload cannot hold a socket (and its partial body) forever: 408 after this.
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
   });
   const logger = new ConsoleLogger({
     json: true,
@@ -62,6 +65,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   registerOipBinaryBodies(fastify);
+  registerDicomBodies(fastify, config.MEDICAL_MAX_BODY_BYTES);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);
   if (options.withDocs !== false) setupOpenApi(app);
   return app;

@@ -6,6 +6,7 @@ import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { FinanceModule } from './domains/finance/finance.module';
+import { MedicalModule } from './domains/medical/medical.module';
 import { RuntimeModule } from './runtime/runtime.module';
 
 @Module({})
@@ -21,6 +22,7 @@ export class AppModule {
         AuditModule,
         RuntimeModule,
         FinanceModule,
+        MedicalModule,
       ],
     };
   }

@@ -253,6 +253,62 @@ export class AppConfig {
   @Max(24 * 30)
   IDEMPOTENCY_TTL_HOURS = 24;
 
+  /** The medical domain's lesion model (its default version serves). */
+  @Matches(/^[a-z0-9][a-z0-9._-]*$/)
+  MEDICAL_MODEL = 'breast-us-lesion';
+
+  /** Largest DICOM upload (one instance or a whole STOW study), enforced while the body streams in. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  MEDICAL_MAX_BODY_BYTES = 512 * 1024 * 1024;
+
+  /** Which frames of a multi-frame instance are analysed: each one (`all`), or only the first or middle one. */
+  @IsIn(['all', 'first', 'middle'])
+  MEDICAL_FRAME_POLICY: 'all' | 'first' | 'middle' = 'all';
+
+  /** Under the `all` policy, instances with more frames than this are refused (not silently cut). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10_000)
+  MEDICAL_MAX_FRAMES = 256;
+
+  /** Largest image side accepted, in pixels. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(16)
+  @Max(65_535)
+  MEDICAL_MAX_IMAGE_SIDE = 16_384;
+
+  /** A request (upload included) that takes longer than this is cut off with 408: a slow upload cannot hold a socket. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1000)
+  HTTP_REQUEST_TIMEOUT_MS = 300_000;
+
+  /** TCP port of the DIMSE C-STORE SCP; unset: no DIMSE listener. */
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(65_535)
+  MEDICAL_DIMSE_PORT?: number;
+
+  /** The SCP's own AE title; associations addressed to another are rejected. */
+  @Matches(/^[ -~]{1,16}$/, { message: 'MEDICAL_DIMSE_AE_TITLE must be 1-16 printable ASCII characters' })
+  MEDICAL_DIMSE_AE_TITLE = 'GATEWAY';
+
+  /** Calling AE titles allowed to store (comma-separated); unset: any caller (only on a trusted network). */
+  @IsOptional()
+  @IsString()
+  MEDICAL_DIMSE_ALLOWED_AETS?: string;
+
+  /** Where the SR answer of each C-STORE is forwarded by C-STORE: `AETITLE@host:port`; unset: not forwarded. */
+  @IsOptional()
+  @Matches(/^[ -~]{1,16}@[A-Za-z0-9.-]+:[0-9]{1,5}$/, { message: 'MEDICAL_DIMSE_FORWARD must be AETITLE@host:port' })
+  MEDICAL_DIMSE_FORWARD?: string;
+
   get intraOpThreads(): number {
     return this.ORT_INTRA_OP_THREADS ?? Math.max(1, Math.floor(availableParallelism() / this.WORKER_POOL_SIZE));
   }
@@ -273,6 +329,9 @@ const OPTIONAL_KEYS = [
   'AUDIT_HMAC_SECRET',
   'AUDIT_WRITER_ID',
   'FINANCE_SHADOW_MODELS',
+  'MEDICAL_DIMSE_PORT',
+  'MEDICAL_DIMSE_ALLOWED_AETS',
+  'MEDICAL_DIMSE_FORWARD',
 ];
 
 /** Never printed, not even in a configuration error. */

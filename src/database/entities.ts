@@ -1,8 +1,9 @@
 import { AuditEventEntity } from '../audit/audit-event.entity';
 import { IdempotencyKeyEntity } from '../domains/finance/idempotency/idempotency-key.entity';
+import { MedicalFindingEntity } from '../domains/medical/findings/medical-finding.entity';
 
 /**
  * Every TypeORM entity, for the gateway's DataSource and the migration CLI alike. The one file of
  * src/database that names tables of the layers above it (the composition root for entities).
  */
-export const ENTITIES = [AuditEventEntity, IdempotencyKeyEntity];
+export const ENTITIES = [AuditEventEntity, IdempotencyKeyEntity, MedicalFindingEntity];

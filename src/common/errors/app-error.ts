@@ -18,7 +18,10 @@ export type ErrorCode =
   | 'AUDIT_UNAVAILABLE'
   | 'PAN_DETECTED'
   | 'IDEMPOTENCY_KEY_REUSED'
-  | 'IDEMPOTENCY_IN_PROGRESS';
+  | 'IDEMPOTENCY_IN_PROGRESS'
+  | 'DICOM_INVALID'
+  | 'DICOM_UNSUPPORTED'
+  | 'NOT_FOUND';
 
 export interface FieldError {
   /** Path of the offending field in the request, e.g. `inputs[0].shape`. */
@@ -84,5 +87,11 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 422, title: 'Idempotency key reused with a different request' };
     case 'IDEMPOTENCY_IN_PROGRESS':
       return { status: 409, title: 'A request with this idempotency key is in progress' };
+    case 'DICOM_INVALID':
+      return { status: 400, title: 'Not a readable DICOM instance' };
+    case 'DICOM_UNSUPPORTED':
+      return { status: 422, title: 'DICOM instance not accepted' };
+    case 'NOT_FOUND':
+      return { status: 404, title: 'Not found' };
   }
 }

@@ -1,0 +1,322 @@
+import { inflateRawSync } from 'node:zlib';
+import * as dicomParser from 'dicom-parser';
+import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
+import { DicomRejected } from './dicom-rejected';
+import {
+  attributeName,
+  IMAGE_STORAGE_SOP_CLASSES,
+  nonImageKind,
+  SUPPORTED_TRANSFER_SYNTAXES,
+  TAG,
+  transferSyntaxName,
+  TS,
+} from './dicom-dictionary';
+
+/** What the gateway knows about one image instance after parsing and validation. */
+export interface DicomImage {
+  transferSyntaxUID: string;
+  sopClassUID: string;
+  sopInstanceUID: string;
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  modality: string;
+  rows: number;
+  columns: number;
+  samplesPerPixel: number;
+  photometric: string;
+  planarConfiguration: number;
+  bitsAllocated: number;
+  bitsStored: number;
+  pixelRepresentation: number;
+  numberOfFrames: number;
+  rescaleSlope?: number;
+  rescaleIntercept?: number;
+  windowCenter?: number;
+  windowWidth?: number;
+  voiLutFunction?: string;
+  pixelSpacing?: number[];
+  ultrasoundRegions: UltrasoundRegion[];
+  /** Patient and study attributes, kept only for the DICOM SR answer; never logged or stored. */
+  patient: Record<string, string | undefined>;
+  study: Record<string, string | undefined>;
+  /** The parsed data set (for frame extraction). */
+  readonly dataSet: dicomParser.DataSet;
+}
+
+export interface ParseLimits {
+  /** Largest inflated size of a deflated data set (a zip bomb stops here). */
+  maxInflatedBytes: number;
+  maxRows: number;
+  maxColumns: number;
+}
+
+const PHOTOMETRICS = new Set(['MONOCHROME1', 'MONOCHROME2', 'RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_RCT', 'YBR_ICT']);
+
+function asBytes(body: Uint8Array): Uint8Array {
+  // dicom-parser's deflate path copies with Buffer methods; a plain Uint8Array view is enough elsewhere.
+  return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+}
+
+function parseErrorText(error: unknown): string {
+  if (typeof error === 'string') return error;
+  if (error instanceof Error) return error.message;
+  if (error && typeof error === 'object' && 'exception' in error) return String(error.exception);
+  return 'unreadable data set';
+}
+
+/** Reads the file meta group alone, to refuse an unsupported transfer syntax before touching the data set. */
+function readTransferSyntax(bytes: Uint8Array): string {
+  let meta: dicomParser.DataSet;
+  try {
+    meta = dicomParser.readPart10Header(bytes);
+  } catch (error) {
+    const text = parseErrorText(error);
+    if (/DICM prefix not found/i.test(text)) {
+      throw new DicomRejected(
+        'NOT_DICOM',
+        "not a DICOM Part 10 file: no 'DICM' prefix at byte 128 (the file meta information is missing)",
+      );
+    }
+    throw new DicomRejected('MALFORMED', `the file meta information cannot be read (${text})`);
+  }
+  const ts = meta.string(TAG.TransferSyntaxUID)?.trim();
+  if (!ts)
+    throw new DicomRejected(
+      'MALFORMED',
+      'the file meta information has no transfer syntax',
+      attributeName('TransferSyntaxUID'),
+    );
+  if (!SUPPORTED_TRANSFER_SYNTAXES.has(ts)) {
+    throw new DicomRejected(
+      'UNSUPPORTED_TRANSFER_SYNTAX',
+      `transfer syntax ${ts} (${transferSyntaxName(ts)}) is not supported; send one of: ${[...SUPPORTED_TRANSFER_SYNTAXES.values()].map((t) => t.name).join(', ')}`,
+      attributeName('TransferSyntaxUID'),
+    );
+  }
+  return ts;
+}
+
+function requiredString(ds: dicomParser.DataSet, keyword: keyof typeof TAG): string {
+  const value = ds.string(TAG[keyword])?.trim();
+  if (!value)
+    throw new DicomRejected('MALFORMED', `${attributeName(keyword)} is missing or empty`, attributeName(keyword));
+  return value;
+}
+
+function requiredUint16(ds: dicomParser.DataSet, keyword: keyof typeof TAG, allowed?: number[]): number {
+  const element = ds.elements[TAG[keyword]];
+  const value = element && element.length >= 2 ? ds.uint16(TAG[keyword]) : undefined;
+  if (value === undefined) {
+    throw new DicomRejected(
+      'NO_PIXEL_DATA',
+      `${attributeName(keyword)} is missing: the image pixel module is incomplete`,
+      attributeName(keyword),
+    );
+  }
+  if (allowed && !allowed.includes(value)) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `${attributeName(keyword)} ${value} is not supported (expected ${allowed.join(' or ')})`,
+      attributeName(keyword),
+    );
+  }
+  return value;
+}
+
+function optionalNumber(ds: dicomParser.DataSet, keyword: keyof typeof TAG): number | undefined {
+  const value = ds.elements[TAG[keyword]] ? ds.floatString(TAG[keyword]) : undefined;
+  return value !== undefined && Number.isFinite(value) ? value : undefined;
+}
+
+function numberList(ds: dicomParser.DataSet, keyword: keyof typeof TAG): number[] | undefined {
+  const raw = ds.elements[TAG[keyword]] ? ds.string(TAG[keyword]) : undefined;
+  if (!raw) return undefined;
+  const values = raw.split('\\').map(Number);
+  return values.every((v) => Number.isFinite(v) && v > 0) ? values : undefined;
+}
+
+function ultrasoundRegions(ds: dicomParser.DataSet): UltrasoundRegion[] {
+  const items = ds.elements[TAG.SequenceOfUltrasoundRegions]?.items ?? [];
+  const regions: UltrasoundRegion[] = [];
+  for (const item of items) {
+    const r = item.dataSet;
+    if (!r) continue;
+    const u16 = (tag: string): number | undefined => (r.elements[tag]?.length === 2 ? r.uint16(tag) : undefined);
+    const u32 = (tag: string): number | undefined => (r.elements[tag]?.length === 4 ? r.uint32(tag) : undefined);
+    const f64 = (tag: string): number | undefined => (r.elements[tag]?.length === 8 ? r.double(tag) : undefined);
+    regions.push({
+      regionSpatialFormat: u16(TAG.RegionSpatialFormat),
+      physicalUnitsX: u16(TAG.PhysicalUnitsXDirection),
+      physicalUnitsY: u16(TAG.PhysicalUnitsYDirection),
+      physicalDeltaX: f64(TAG.PhysicalDeltaX),
+      physicalDeltaY: f64(TAG.PhysicalDeltaY),
+      minX0: u32(TAG.RegionLocationMinX0),
+      minY0: u32(TAG.RegionLocationMinY0),
+      maxX1: u32(TAG.RegionLocationMaxX1),
+      maxY1: u32(TAG.RegionLocationMaxY1),
+    });
+  }
+  return regions;
+}
+
+/**
+ * Parses one DICOM Part 10 instance and checks that it is an image the gateway can read: supported
+ * transfer syntax, an image storage SOP class, a complete image pixel module and pixel data whose size
+ * fits its attributes. Throws DicomRejected with the precise reason; never anything else.
+ */
+export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomImage {
+  const bytes = asBytes(body);
+  const transferSyntaxUID = readTransferSyntax(bytes);
+  let ds: dicomParser.DataSet;
+  try {
+    ds = dicomParser.parseDicom(bytes, {
+      inflater: (array: Uint8Array, position: number) => {
+        const inflated = inflateRawSync(array.subarray(position), { maxOutputLength: limits.maxInflatedBytes });
+        const full = Buffer.allocUnsafe(position + inflated.length);
+        full.set(array.subarray(0, position), 0);
+        full.set(inflated, position);
+        return full;
+      },
+    });
+  } catch (error) {
+    const text = parseErrorText(error);
+    const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
+    throw new DicomRejected(
+      'MALFORMED',
+      truncated
+        ? `the file is truncated: an element runs past the end of the data (${text})`
+        : `the data set cannot be parsed (${text})`,
+    );
+  }
+  try {
+    return validateImage(ds, transferSyntaxUID, limits);
+  } catch (error) {
+    if (error instanceof DicomRejected) {
+      throw error.withSop(ds.string(TAG.SOPClassUID)?.trim(), ds.string(TAG.SOPInstanceUID)?.trim());
+    }
+    throw error;
+  }
+}
+
+function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limits: ParseLimits): DicomImage {
+  const sopClassUID = requiredString(ds, 'SOPClassUID');
+  if (!IMAGE_STORAGE_SOP_CLASSES.has(sopClassUID)) {
+    throw new DicomRejected(
+      'NOT_AN_IMAGE',
+      `SOP class ${sopClassUID} is ${nonImageKind(sopClassUID)}, not an image the lesion detector can analyse`,
+      attributeName('SOPClassUID'),
+    );
+  }
+  if (ds.elements[TAG.FloatPixelData] || ds.elements[TAG.DoubleFloatPixelData]) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      'float pixel data is not supported',
+      attributeName('FloatPixelData'),
+    );
+  }
+  const pixelData = ds.elements[TAG.PixelData];
+  if (!pixelData || (pixelData.length === 0 && !pixelData.encapsulatedPixelData)) {
+    throw new DicomRejected('NO_PIXEL_DATA', 'the instance has no pixel data', attributeName('PixelData'));
+  }
+  const rows = requiredUint16(ds, 'Rows');
+  const columns = requiredUint16(ds, 'Columns');
+  if (rows < 1 || columns < 1 || rows > limits.maxRows || columns > limits.maxColumns) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `image size ${columns}x${rows} is outside 1..${limits.maxColumns} x 1..${limits.maxRows}`,
+      attributeName('Rows'),
+    );
+  }
+  const samplesPerPixel = requiredUint16(ds, 'SamplesPerPixel', [1, 3]);
+  const bitsAllocated = requiredUint16(ds, 'BitsAllocated', [8, 16, 32]);
+  const bitsStored = requiredUint16(ds, 'BitsStored');
+  if (bitsStored < 1 || bitsStored > bitsAllocated) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `BitsStored ${bitsStored} does not fit BitsAllocated ${bitsAllocated}`,
+      attributeName('BitsStored'),
+    );
+  }
+  const pixelRepresentation = requiredUint16(ds, 'PixelRepresentation', [0, 1]);
+  const photometric = requiredString(ds, 'PhotometricInterpretation').toUpperCase();
+  if (!PHOTOMETRICS.has(photometric) || (samplesPerPixel === 1) !== photometric.startsWith('MONOCHROME')) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `photometric interpretation ${photometric} with ${samplesPerPixel} sample(s) per pixel is not supported (MONOCHROME1, MONOCHROME2, RGB and YBR are)`,
+      attributeName('PhotometricInterpretation'),
+    );
+  }
+  const framesText = ds.string(TAG.NumberOfFrames)?.trim();
+  const numberOfFrames = framesText ? Number(framesText) : 1;
+  if (!Number.isInteger(numberOfFrames) || numberOfFrames < 1) {
+    throw new DicomRejected(
+      'MALFORMED',
+      `NumberOfFrames '${framesText}' is not a positive integer`,
+      attributeName('NumberOfFrames'),
+    );
+  }
+  const planarConfiguration =
+    samplesPerPixel === 3 && ds.elements[TAG.PlanarConfiguration] ? (ds.uint16(TAG.PlanarConfiguration) ?? 0) : 0;
+  if (!pixelData.encapsulatedPixelData) {
+    const frameBytes = rows * columns * samplesPerPixel * (bitsAllocated / 8);
+    const needed = frameBytes * numberOfFrames;
+    if (pixelData.length < needed) {
+      throw new DicomRejected(
+        'MALFORMED',
+        `PixelData holds ${pixelData.length} bytes but ${numberOfFrames} frame(s) of ${columns}x${rows}x${samplesPerPixel} at ${bitsAllocated} bits need ${needed}`,
+        attributeName('PixelData'),
+      );
+    }
+  } else if ((pixelData.fragments?.length ?? 0) === 0) {
+    throw new DicomRejected(
+      'NO_PIXEL_DATA',
+      'the encapsulated pixel data has no fragments',
+      attributeName('PixelData'),
+    );
+  }
+  const text = (keyword: keyof typeof TAG): string | undefined => ds.string(TAG[keyword])?.trim() || undefined;
+  const firstNumber = (keyword: keyof typeof TAG): number | undefined => {
+    const v = ds.elements[TAG[keyword]] ? Number(ds.string(TAG[keyword])?.split('\\')[0]) : NaN;
+    return Number.isFinite(v) ? v : undefined;
+  };
+  return {
+    transferSyntaxUID,
+    sopClassUID,
+    sopInstanceUID: requiredString(ds, 'SOPInstanceUID'),
+    studyInstanceUID: requiredString(ds, 'StudyInstanceUID'),
+    seriesInstanceUID: requiredString(ds, 'SeriesInstanceUID'),
+    modality: requiredString(ds, 'Modality').toUpperCase(),
+    rows,
+    columns,
+    samplesPerPixel,
+    photometric,
+    planarConfiguration,
+    bitsAllocated,
+    bitsStored,
+    pixelRepresentation,
+    numberOfFrames,
+    rescaleSlope: optionalNumber(ds, 'RescaleSlope'),
+    rescaleIntercept: optionalNumber(ds, 'RescaleIntercept'),
+    windowCenter: firstNumber('WindowCenter'),
+    windowWidth: firstNumber('WindowWidth'),
+    voiLutFunction: text('VOILUTFunction'),
+    pixelSpacing: numberList(ds, 'PixelSpacing'),
+    ultrasoundRegions: ultrasoundRegions(ds),
+    patient: {
+      PatientName: text('PatientName'),
+      PatientID: text('PatientID'),
+      PatientBirthDate: text('PatientBirthDate'),
+      PatientSex: text('PatientSex'),
+    },
+    study: {
+      StudyDate: text('StudyDate'),
+      StudyTime: text('StudyTime'),
+      AccessionNumber: text('AccessionNumber'),
+      ReferringPhysicianName: text('ReferringPhysicianName'),
+      StudyID: text('StudyID'),
+    },
+    dataSet: ds,
+  };
+}
+
+export const BIG_ENDIAN_SYNTAX = TS.ExplicitBig;

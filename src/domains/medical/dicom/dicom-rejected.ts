@@ -1,0 +1,64 @@
+/**
+ * Why an instance was refused. Each reason maps to an HTTP problem (one place: medical-errors.ts)
+ * and to a DICOMweb STOW / DIMSE failure status, so every way in refuses the same file the same way.
+ */
+export type DicomRejectionReason =
+  | 'NOT_DICOM'
+  | 'MALFORMED'
+  | 'UNSUPPORTED_TRANSFER_SYNTAX'
+  | 'NOT_AN_IMAGE'
+  | 'NO_PIXEL_DATA'
+  | 'MODALITY_NOT_ACCEPTED'
+  | 'UNSUPPORTED_PIXEL_FORMAT'
+  | 'DECODE_FAILED'
+  | 'TOO_MANY_FRAMES'
+  | 'STUDY_MISMATCH'
+  | 'PROCESSING_FAILED';
+
+export class DicomRejected extends Error {
+  constructor(
+    readonly reason: DicomRejectionReason,
+    /** Safe to show: names attributes and values of the image format, never patient data. */
+    readonly detail: string,
+    /** The attribute at fault, as `(gggg,eeee) Keyword`. */
+    readonly attribute?: string,
+  ) {
+    super(detail);
+    this.name = 'DicomRejected';
+  }
+
+  /** The instance's SOP class and instance UIDs when they could be read, so a failure names its instance. */
+  sop?: { classUID?: string; instanceUID?: string };
+
+  withSop(classUID: string | undefined, instanceUID: string | undefined): this {
+    this.sop ??= { classUID, instanceUID };
+    return this;
+  }
+}
+
+/** The status a STOW-RS FailedSOPSequence item or a C-STORE response carries for each reason (PS3.4 / PS3.18). */
+export function failureStatusOf(reason: DicomRejectionReason): number {
+  switch (reason) {
+    case 'NOT_DICOM':
+    case 'MALFORMED':
+    case 'DECODE_FAILED':
+      return 0xc000; // Error: cannot understand
+    case 'UNSUPPORTED_TRANSFER_SYNTAX':
+      return 0xc122; // Referenced Transfer Syntax not supported
+    case 'NOT_AN_IMAGE':
+    case 'MODALITY_NOT_ACCEPTED':
+      return 0x0122; // Referenced SOP Class not supported
+    case 'NO_PIXEL_DATA':
+    case 'UNSUPPORTED_PIXEL_FORMAT':
+    case 'TOO_MANY_FRAMES':
+    case 'STUDY_MISMATCH':
+      return 0xa900; // Data Set does not match SOP Class / request
+    case 'PROCESSING_FAILED':
+      return 0x0110; // Processing failure
+  }
+}
+
+/** 400 for bytes that are not a readable DICOM file, 422 for a readable file the gateway will not analyse. */
+export function isUnreadable(reason: DicomRejectionReason): boolean {
+  return reason === 'NOT_DICOM' || reason === 'MALFORMED';
+}

@@ -1,0 +1,176 @@
+import * as dicomParser from 'dicom-parser';
+import { Context, NativeCodecs } from 'dcmjs-codecs';
+import type { StoredFrame } from '../pixels/pixel-pipeline.util';
+import { DicomImage } from './dicom-parse.util';
+import { DicomRejected } from './dicom-rejected';
+import { attributeName, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
+
+let codecsReady: Promise<void> | undefined;
+
+/** Loads the WebAssembly codecs (libjpeg-turbo 8/12/16-bit, CharLS, OpenJPEG, OpenJPH, RLE) once per process. */
+export function initialisePixelCodecs(): Promise<void> {
+  codecsReady ??= NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false });
+  return codecsReady;
+}
+
+/** Which frames to analyse (0-based) under a frame policy. */
+export function selectFrames(numberOfFrames: number, policy: 'all' | 'first' | 'middle', maxFrames: number): number[] {
+  if (policy === 'first') return [0];
+  if (policy === 'middle') return [Math.floor((numberOfFrames - 1) / 2)];
+  if (numberOfFrames > maxFrames) {
+    throw new DicomRejected(
+      'TOO_MANY_FRAMES',
+      `the instance has ${numberOfFrames} frames; at most ${maxFrames} are analysed per instance (MEDICAL_MAX_FRAMES), or set MEDICAL_FRAME_POLICY=first|middle`,
+      attributeName('NumberOfFrames'),
+    );
+  }
+  return Array.from({ length: numberOfFrames }, (_, i) => i);
+}
+
+/** Stored values of native (uncompressed) pixel data, sign-extended and masked to BitsStored. */
+function nativeFrame(image: DicomImage, frame: number): Int32Array | Uint8Array | Uint16Array {
+  const ds = image.dataSet;
+  const element = ds.elements['x7fe00010'];
+  const samples = image.rows * image.columns * image.samplesPerPixel;
+  const bytesPer = image.bitsAllocated / 8;
+  const start = element.dataOffset + frame * samples * bytesPer;
+  const bytes = ds.byteArray;
+  const bigEndian = image.transferSyntaxUID === TS.ExplicitBig;
+  return storedValues(bytes, start, samples, image, bigEndian);
+}
+
+function storedValues(
+  bytes: Uint8Array,
+  start: number,
+  samples: number,
+  image: DicomImage,
+  bigEndian: boolean,
+): Int32Array | Uint8Array | Uint16Array {
+  const { bitsAllocated, bitsStored, pixelRepresentation } = image;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const mask = bitsStored >= 32 ? 0xffffffff : 2 ** bitsStored - 1;
+  const signBit = 2 ** (bitsStored - 1);
+  if (bitsAllocated === 8 && pixelRepresentation === 0 && bitsStored === 8) return bytes.slice(start, start + samples);
+  if (bitsAllocated === 16 && pixelRepresentation === 0 && bitsStored === 16 && !bigEndian) {
+    const out = new Uint16Array(samples);
+    for (let i = 0; i < samples; i++) out[i] = view.getUint16(start + 2 * i, true);
+    return out;
+  }
+  const out = new Int32Array(samples);
+  for (let i = 0; i < samples; i++) {
+    let raw: number;
+    if (bitsAllocated === 8) raw = bytes[start + i];
+    else if (bitsAllocated === 16) raw = view.getUint16(start + 2 * i, !bigEndian);
+    else raw = view.getUint32(start + 4 * i, !bigEndian);
+    let v = raw & mask;
+    if (pixelRepresentation === 1 && v >= signBit) v -= 2 * signBit;
+    out[i] = v;
+  }
+  return out;
+}
+
+/** The encoded bytes of one frame of encapsulated pixel data. */
+function encodedFrame(image: DicomImage, frame: number): Uint8Array {
+  const ds = image.dataSet;
+  const element = ds.elements['x7fe00010'];
+  const fragments = element.fragments ?? [];
+  if (image.numberOfFrames === 1) {
+    return dicomParser.readEncapsulatedPixelDataFromFragments(ds, element, 0, fragments.length) as Uint8Array;
+  }
+  let table = element.basicOffsetTable ?? [];
+  if (table.length === 0 && fragments.length === image.numberOfFrames) {
+    table = fragments.map((f) => f.offset);
+  }
+  if (table.length === 0 && SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID)?.codec === 'jpeg') {
+    // No offset table and several fragments per frame: JPEG frames start at a fragment with an SOI marker.
+    table = dicomParser.createJPEGBasicOffsetTable(ds, element);
+  }
+  if (table.length !== image.numberOfFrames) {
+    throw new DicomRejected(
+      'MALFORMED',
+      `the encapsulated pixel data has ${fragments.length} fragments and no usable offset table for ${image.numberOfFrames} frames`,
+      attributeName('PixelData'),
+    );
+  }
+  return dicomParser.readEncapsulatedImageFrame(ds, element, frame, table) as Uint8Array;
+}
+
+function decodeCompressed(image: DicomImage, frame: number): StoredFrame {
+  const codec = SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID)?.codec;
+  const encoded = encodedFrame(image, frame);
+  let context = new Context({
+    width: image.columns,
+    height: image.rows,
+    bitsAllocated: image.bitsAllocated,
+    bitsStored: image.bitsStored,
+    samplesPerPixel: image.samplesPerPixel,
+    pixelRepresentation: image.pixelRepresentation,
+    planarConfiguration: image.planarConfiguration,
+    photometricInterpretation: image.photometric,
+    encodedBuffer: encoded,
+  });
+  switch (codec) {
+    case 'rle':
+      context = NativeCodecs.decodeRle(context);
+      break;
+    case 'jpeg':
+      context = NativeCodecs.decodeJpeg(context, { convertColorspaceToRgb: true });
+      break;
+    case 'jpeg-ls':
+      context = NativeCodecs.decodeJpegLs(context);
+      break;
+    case 'jpeg2000':
+      context = NativeCodecs.decodeJpeg2000(context);
+      break;
+    case 'htj2k':
+      context = NativeCodecs.decodeHtJpeg2000(context);
+      break;
+    case 'native':
+    case undefined:
+      throw new DicomRejected(
+        'MALFORMED',
+        'encapsulated pixel data in an uncompressed transfer syntax',
+        attributeName('PixelData'),
+      );
+  }
+  const decoded = context.getDecodedBuffer();
+  const samples = image.rows * image.columns * image.samplesPerPixel;
+  const needed = samples * (image.bitsAllocated / 8);
+  if (!decoded || decoded.byteLength < needed) {
+    throw new Error(`decoder returned ${decoded?.byteLength ?? 0} bytes, ${needed} expected`);
+  }
+  return {
+    rows: image.rows,
+    columns: image.columns,
+    samplesPerPixel: image.samplesPerPixel,
+    photometric: (context.getPhotometricInterpretation() ?? image.photometric).toUpperCase(),
+    planarConfiguration: context.getPlanarConfiguration() ?? 0,
+    values: storedValues(decoded, 0, samples, image, false),
+  };
+}
+
+/** Decodes one frame (0-based) to stored values; a codec failure becomes a DECODE_FAILED refusal. */
+export function decodeFrame(image: DicomImage, frame: number): StoredFrame {
+  const info = SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID);
+  try {
+    if (info?.codec === 'native') {
+      return {
+        rows: image.rows,
+        columns: image.columns,
+        samplesPerPixel: image.samplesPerPixel,
+        photometric: image.photometric,
+        planarConfiguration: image.planarConfiguration,
+        values: nativeFrame(image, frame),
+      };
+    }
+    return decodeCompressed(image, frame);
+  } catch (error) {
+    if (error instanceof DicomRejected) throw error;
+    const text = error instanceof Error ? error.message : String(error);
+    throw new DicomRejected(
+      'DECODE_FAILED',
+      `frame ${frame + 1} could not be decoded as ${info?.name ?? image.transferSyntaxUID}: ${text}`,
+      attributeName('PixelData'),
+    );
+  }
+}

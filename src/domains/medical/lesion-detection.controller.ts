@@ -1,0 +1,90 @@
+import { Controller, Get, Headers, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { noteAudit, RequirePermission } from '../../common/access';
+import { AppError } from '../../common/errors/app-error';
+import { dicomProblem } from './dicom/dicom-problem';
+import { DicomRejected } from './dicom/dicom-rejected';
+import { LesionDetectionDto, StudyFindingsDto } from './lesion-detection.dto';
+import { MedicalIntakeService } from './medical-intake.service';
+
+const DICOM = 'application/dicom';
+
+/** True when the caller asked for the DICOM SR answer rather than JSON. */
+export function wantsDicom(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const types = accept.split(',').map((t) => t.split(';')[0].trim().toLowerCase());
+  const dicom = types.indexOf(DICOM);
+  const json = types.findIndex((t) => t === 'application/json' || t === '*/*');
+  return dicom >= 0 && (json < 0 || dicom < json);
+}
+
+/** One instance in, its findings out (JSON, or a DICOM SR on `Accept: application/dicom`). */
+@ApiTags('medical')
+@ApiBearerAuth()
+@Controller('medical')
+export class LesionDetectionController {
+  constructor(private readonly intake: MedicalIntakeService) {}
+
+  /** Detects lesions in one DICOM image instance (the body is the Part 10 file). */
+  @Post('lesion-detections')
+  @HttpCode(200)
+  @RequirePermission('medical:infer', 'medical.lesion-detection')
+  @ApiConsumes(DICOM)
+  @ApiProduces('application/json', DICOM)
+  @ApiBody({ description: 'One DICOM Part 10 instance', schema: { type: 'string', format: 'binary' } })
+  @ApiOkResponse({
+    type: LesionDetectionDto,
+    description: 'JSON findings, or a Comprehensive SR (TID 1500) when Accept is application/dicom',
+  })
+  async detect(
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+    @Headers('accept') accept?: string,
+  ): Promise<LesionDetectionDto | Buffer> {
+    const body = request.body;
+    if (!Buffer.isBuffer(body) || !/^application\/dicom\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
+      throw new AppError('VALIDATION_FAILED', 'the body must be one DICOM Part 10 instance sent as application/dicom', {
+        fields: [{ field: 'Content-Type', reason: 'must be application/dicom' }],
+      });
+    }
+    const model = this.intake.modelRef();
+    noteAudit(request, { model, inputDigest: this.intake.digest(body) });
+    try {
+      const analysis = await this.intake.analyseAndKeep(this.intake.parse(body));
+      noteAudit(request, { output: this.intake.auditSummary(analysis.findings) });
+      if (wantsDicom(accept)) {
+        void reply.header('content-type', DICOM);
+        return this.intake.structuredReport(analysis);
+      }
+      return { ...analysis.findings, requestId: String(request.id) };
+    } catch (error) {
+      if (error instanceof DicomRejected) {
+        noteAudit(request, { reason: error.reason });
+        throw dicomProblem(error);
+      }
+      throw error;
+    }
+  }
+
+  /** Findings kept for a study (sent by STOW-RS, DIMSE or the single-instance route). */
+  @Get('studies/:studyInstanceUID/findings')
+  @RequirePermission('medical:infer', 'medical.findings-read')
+  @ApiOkResponse({ type: StudyFindingsDto })
+  async studyFindings(
+    @Param('studyInstanceUID') studyInstanceUID: string,
+    @Req() request: FastifyRequest,
+  ): Promise<StudyFindingsDto> {
+    if (!/^[0-9.]{1,64}$/.test(studyInstanceUID)) {
+      throw new AppError('VALIDATION_FAILED', 'studyInstanceUID must be a DICOM UID (digits and dots, at most 64)', {
+        fields: [{ field: 'studyInstanceUID', reason: 'not a DICOM UID' }],
+      });
+    }
+    noteAudit(request, { inputDigest: this.intake.digest(Buffer.from(studyInstanceUID)) });
+    const findings = await this.intake.studyFindings(studyInstanceUID);
+    noteAudit(request, {
+      output: { study: this.intake.protector.pseudonymUid(studyInstanceUID), instances: findings.instances.length },
+    });
+    return findings;
+  }
+}

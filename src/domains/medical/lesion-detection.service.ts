@@ -1,0 +1,257 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AppConfig } from '../../config/app-config';
+import { InferenceEngine } from '../../runtime/inference-engine.service';
+import { DicomImage, parseDicomImage, ParseLimits } from './dicom/dicom-parse.util';
+import { DicomRejected } from './dicom/dicom-rejected';
+import { attributeName } from './dicom/dicom-dictionary';
+import { decodeFrame, initialisePixelCodecs, selectFrames } from './dicom/pixel-decode.util';
+import { FrameFindingsDto, InstanceFindingsDto, LesionDto } from './lesion-detection.dto';
+import { calibrationFrom, findLesions, physicalSize, toOriginalGrid } from './lesions/lesion-postprocess.util';
+import { frameTo01, letterbox, normalise, UnsupportedPhotometricError } from './pixels/pixel-pipeline.util';
+
+/** What the domain reads from the lesion model's manifest. */
+export interface LesionModel {
+  name: string;
+  version: string;
+  modalities: string[];
+  width: number;
+  height: number;
+  mean: number;
+  std: number;
+  padValue: number;
+  threshold: number;
+  minAreaPx: number;
+  connectivity: 4 | 8;
+  maxBatchSize: number;
+  hasMalignancy: boolean;
+}
+
+/** One analysed instance: the parsed image (for the SR answer) and its findings. */
+export interface InstanceAnalysis {
+  image: DicomImage;
+  findings: InstanceFindingsDto;
+}
+
+function num(block: Record<string, unknown> | undefined, key: string, where: string): number {
+  const v = block?.[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${where}: manifest value ${key} is missing`);
+  return v;
+}
+
+/** Reads and checks the manifest once: a lesion model the domain cannot feed stops the boot. */
+export function lesionModelOf(info: ReturnType<InferenceEngine['describe']>): LesionModel {
+  const m = info.manifest;
+  const where = `${info.name}@${info.version}`;
+  const pre = m.preprocessing;
+  const post = m.postprocessing;
+  const size = pre?.inputSize;
+  if (!Array.isArray(size) || size.length !== 2) throw new Error(`${where}: preprocessing.inputSize [w, h] is missing`);
+  const modalities = pre?.modalities;
+  if (!Array.isArray(modalities) || modalities.length === 0)
+    throw new Error(`${where}: preprocessing.modalities is missing`);
+  const connectivity = post?.connectivity === 4 ? 4 : 8;
+  return {
+    name: info.name,
+    version: info.version,
+    modalities: modalities.map((x) => String(x).toUpperCase()),
+    width: Number(size[0]),
+    height: Number(size[1]),
+    mean: num(pre, 'mean', where),
+    std: num(pre, 'std', where),
+    padValue: num(pre, 'padValue', where),
+    threshold: num(post, 'threshold', where),
+    minAreaPx: num(post, 'minAreaPx', where),
+    connectivity,
+    maxBatchSize: info.batching.maxBatchSize,
+    hasMalignancy: m.outputs.some((o) => o.name === 'malignancy_probability'),
+  };
+}
+
+/**
+ * DICOM bytes in, lesion findings out: parse and validate, decode the chosen frames, run the pixel
+ * pipeline into the model's letterboxed grid, one batched runtime call, then probability maps to
+ * boxes on the original pixel grid. Every refusal is a DicomRejected with its reason.
+ */
+@Injectable()
+export class LesionDetectionService implements OnModuleInit {
+  private model?: LesionModel;
+  private readonly limits: ParseLimits;
+
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly config: AppConfig,
+  ) {
+    this.limits = {
+      maxInflatedBytes: config.MEDICAL_MAX_BODY_BYTES * 4,
+      maxRows: config.MEDICAL_MAX_IMAGE_SIDE,
+      maxColumns: config.MEDICAL_MAX_IMAGE_SIDE,
+    };
+  }
+
+  async onModuleInit(): Promise<void> {
+    await initialisePixelCodecs();
+    if (this.engine.versionsOf(this.config.MEDICAL_MODEL).length > 0) {
+      this.model = lesionModelOf(this.engine.describe(this.config.MEDICAL_MODEL));
+    }
+  }
+
+  /** The serving model, or MODEL_NOT_FOUND when the gateway was started without one. */
+  modelRef(): { name: string; version: string } {
+    const m = this.lesionModel();
+    return { name: m.name, version: m.version };
+  }
+
+  private lesionModel(): LesionModel {
+    // describe() throws the runtime's MODEL_NOT_FOUND when the model is absent.
+    this.model ??= lesionModelOf(this.engine.describe(this.config.MEDICAL_MODEL));
+    return this.model;
+  }
+
+  /** Parses and checks an instance without running the model (STOW uses it to check the study first). */
+  parse(body: Uint8Array): DicomImage {
+    const image = parseDicomImage(body, this.limits);
+    const model = this.lesionModel();
+    if (!model.modalities.includes(image.modality)) {
+      throw new DicomRejected(
+        'MODALITY_NOT_ACCEPTED',
+        `modality ${image.modality} is not accepted by ${model.name} version ${model.version} (accepts ${model.modalities.join(', ')})`,
+        attributeName('Modality'),
+      ).withSop(image.sopClassUID, image.sopInstanceUID);
+    }
+    return image;
+  }
+
+  async analyse(body: Uint8Array): Promise<InstanceAnalysis> {
+    return this.analyseImage(this.parse(body));
+  }
+
+  async analyseImage(image: DicomImage): Promise<InstanceAnalysis> {
+    try {
+      return await this.run(image);
+    } catch (error) {
+      if (error instanceof DicomRejected) throw error.withSop(image.sopClassUID, image.sopInstanceUID);
+      throw error;
+    }
+  }
+
+  private async run(image: DicomImage): Promise<InstanceAnalysis> {
+    const model = this.lesionModel();
+    const frames = selectFrames(image.numberOfFrames, this.config.MEDICAL_FRAME_POLICY, this.config.MEDICAL_MAX_FRAMES);
+    const plane = model.width * model.height;
+    const results: FrameFindingsDto[] = [];
+    for (let start = 0; start < frames.length; start += model.maxBatchSize) {
+      const chunk = frames.slice(start, start + model.maxBatchSize);
+      const batch = new Float32Array(chunk.length * plane);
+      const scales: number[] = [];
+      chunk.forEach((frame, i) => {
+        const boxed = this.preprocess(image, frame, model);
+        batch.set(boxed.data, i * plane);
+        scales.push(boxed.scale);
+      });
+      const result = await this.engine.infer(model.name, model.version, {
+        image: { dtype: 'float32', dims: [chunk.length, 1, model.height, model.width], data: batch },
+      });
+      const maps = result.outputs.lesion_probability.data as Float32Array;
+      const malignancy = result.outputs.malignancy_probability?.data as Float32Array | undefined;
+      chunk.forEach((frame, i) => {
+        const prob = maps.subarray(i * plane, (i + 1) * plane);
+        results.push({
+          frameNumber: frame + 1,
+          lesions: this.lesions(prob, scales[i], image, model),
+          ...(malignancy ? { malignancyProbability: round(malignancy[i]) } : {}),
+        });
+      });
+    }
+    return {
+      image,
+      findings: {
+        sopInstanceUID: image.sopInstanceUID,
+        seriesInstanceUID: image.seriesInstanceUID,
+        studyInstanceUID: image.studyInstanceUID,
+        sopClassUID: image.sopClassUID,
+        modality: image.modality,
+        columns: image.columns,
+        rows: image.rows,
+        frames: results,
+        model: { name: model.name, version: model.version },
+        analysedAt: new Date().toISOString(),
+      },
+    };
+  }
+
+  private preprocess(image: DicomImage, frame: number, model: LesionModel): { data: Float32Array; scale: number } {
+    const stored = decodeFrame(image, frame);
+    // 8-bit grey images without a VOI window (most ultrasound) keep their full stored range, as in
+    // training (pixel / 255); stretching to min..max would change their contrast.
+    const fullRange = image.windowCenter === undefined && image.bitsStored <= 8 && image.pixelRepresentation === 0;
+    const top = 2 ** image.bitsStored - 1;
+    let gray: Float32Array;
+    try {
+      gray = frameTo01(stored, {
+        slope: image.rescaleSlope,
+        intercept: image.rescaleIntercept,
+        windowCenter: fullRange ? (top + 1) / 2 : image.windowCenter,
+        windowWidth: fullRange ? top + 1 : image.windowWidth,
+        voiFunction: image.voiLutFunction,
+        bitsStored: image.bitsStored,
+        isSigned: image.pixelRepresentation === 1,
+      });
+    } catch (error) {
+      if (error instanceof UnsupportedPhotometricError) {
+        throw new DicomRejected('UNSUPPORTED_PIXEL_FORMAT', error.message, attributeName('PhotometricInterpretation'));
+      }
+      // The pixel functions throw RangeError when decoded samples do not fit the image attributes.
+      if (error instanceof RangeError) {
+        throw new DicomRejected(
+          'UNSUPPORTED_PIXEL_FORMAT',
+          `the decoded pixels do not fit the image attributes (${error.message})`,
+          attributeName('PixelData'),
+        );
+      }
+      throw error;
+    }
+    const boxed = letterbox(gray, image.columns, image.rows, {
+      width: model.width,
+      height: model.height,
+      padValue: model.padValue,
+    });
+    normalise(boxed.data, model.mean, model.std);
+    return { data: boxed.data, scale: boxed.scale };
+  }
+
+  private lesions(prob: Float32Array, scale: number, image: DicomImage, model: LesionModel): LesionDto[] {
+    const components = findLesions(prob, model.width, model.height, {
+      threshold: model.threshold,
+      minAreaPx: model.minAreaPx,
+      connectivity: model.connectivity,
+    });
+    return components.map((c) => {
+      const box = toOriginalGrid(c, scale, image.columns, image.rows);
+      const calibration = calibrationFrom(
+        { pixelSpacing: image.pixelSpacing, ultrasoundRegions: image.ultrasoundRegions },
+        box,
+      );
+      const size = physicalSize(box, calibration);
+      return {
+        box: { x: round(box.x), y: round(box.y), width: round(box.width), height: round(box.height) },
+        lesionProbability: round(c.maxProbability),
+        meanProbability: round(c.meanProbability),
+        areaPx: round(box.areaPx),
+        ...(size && calibration
+          ? {
+              sizeMm: {
+                widthMm: round(size.widthMm),
+                heightMm: round(size.heightMm),
+                areaMm2: round(size.areaMm2),
+                source: calibration.source,
+              },
+            }
+          : {}),
+      };
+    });
+  }
+}
+
+function round(v: number): number {
+  return Math.round(v * 10_000) / 10_000;
+}

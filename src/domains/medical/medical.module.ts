@@ -1,0 +1,17 @@
+import { Module } from '@nestjs/common';
+import { RuntimeModule } from '../../runtime/runtime.module';
+import { MedicalFindingsRepository } from './findings/medical-findings.repository';
+import { LesionDetectionController } from './lesion-detection.controller';
+import { LesionDetectionService } from './lesion-detection.service';
+import { MedicalIntakeService } from './medical-intake.service';
+import { StowController } from './stow/stow.controller';
+import { StowService } from './stow/stow.service';
+
+/** DICOM in (single instance, STOW-RS, DIMSE), lesion findings out (JSON, DICOM SR), on the medical reference model. */
+@Module({
+  imports: [RuntimeModule],
+  controllers: [LesionDetectionController, StowController],
+  providers: [LesionDetectionService, MedicalIntakeService, MedicalFindingsRepository, StowService],
+  exports: [MedicalIntakeService],
+})
+export class MedicalModule {}

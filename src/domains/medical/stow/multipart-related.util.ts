@@ -1,0 +1,69 @@
+/**
+ * multipart/related (RFC 2387 over RFC 2046 framing) for DICOMweb STOW-RS bodies. Hand-written
+ * because the maintained Node parsers (busboy, @fastify/multipart) only accept multipart/form-data;
+ * it works on the already size-limited body and copies no part.
+ */
+export interface MultipartPart {
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
+export class MultipartError extends Error {}
+
+/** The `boundary` and `type` parameters of a multipart/related Content-Type, or a MultipartError saying what is wrong. */
+export function parseMultipartRelatedType(contentType: string | undefined): { boundary: string; type?: string } {
+  if (!contentType || !/^multipart\/related\s*(;|$)/i.test(contentType.trim())) {
+    throw new MultipartError('Content-Type must be multipart/related; type="application/dicom"; boundary=...');
+  }
+  const params: Record<string, string> = {};
+  for (const match of contentType.matchAll(/;\s*([A-Za-z0-9!#$&^_.+-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)/g)) {
+    const value = match[2].startsWith('"') ? match[2].slice(1, -1).replace(/\\(.)/g, '$1') : match[2];
+    params[match[1].toLowerCase()] = value;
+  }
+  const boundary = params.boundary;
+  if (!boundary || boundary.length > 70)
+    throw new MultipartError('the multipart boundary parameter is missing or longer than 70 characters');
+  return { boundary, type: params.type?.toLowerCase() };
+}
+
+function parseHeaders(block: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const line of block.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+/** Splits a multipart body into its parts; preamble and epilogue are ignored. */
+export function splitMultipart(body: Buffer, boundary: string): MultipartPart[] {
+  const delimiter = Buffer.from(`--${boundary}`);
+  const parts: MultipartPart[] = [];
+  let at = body.indexOf(delimiter);
+  if (at < 0) throw new MultipartError('the body contains no multipart boundary');
+  for (;;) {
+    let cursor = at + delimiter.length;
+    if (body[cursor] === 0x2d && body[cursor + 1] === 0x2d) return parts; // closing delimiter
+    // Transport padding, then CRLF, ends the delimiter line.
+    while (body[cursor] === 0x20 || body[cursor] === 0x09) cursor++;
+    if (body[cursor] !== 0x0d || body[cursor + 1] !== 0x0a)
+      throw new MultipartError('malformed multipart delimiter line');
+    cursor += 2;
+    const next = body.indexOf(Buffer.concat([Buffer.from('\r\n'), delimiter]), cursor);
+    if (next < 0) throw new MultipartError('the multipart body ends without a closing boundary (truncated upload?)');
+    const headerEnd = body.indexOf('\r\n\r\n', cursor);
+    let headers: Record<string, string> = {};
+    let start: number;
+    if (body[cursor] === 0x0d && body[cursor + 1] === 0x0a) {
+      start = cursor + 2; // no headers
+    } else if (headerEnd >= 0 && headerEnd < next) {
+      headers = parseHeaders(body.subarray(cursor, headerEnd).toString('latin1'));
+      start = headerEnd + 4;
+    } else {
+      throw new MultipartError(`part ${parts.length + 1} has no header/body separator`);
+    }
+    parts.push({ headers, body: body.subarray(start, next) });
+    at = next + 2;
+  }
+}

@@ -1,0 +1,56 @@
+import { DicomRejected, failureStatusOf } from '../dicom/dicom-rejected';
+
+type DicomJson = Record<string, { vr: string; Value?: unknown[] }>;
+
+const PRIVATE_CREATOR = 'REGULATED-INFERENCE-GATEWAY';
+
+export interface StoredInstance {
+  sopClassUID: string;
+  sopInstanceUID: string;
+}
+
+export interface FailedInstance {
+  sopClassUID?: string;
+  sopInstanceUID?: string;
+  rejection: DicomRejected;
+  part: number;
+}
+
+/**
+ * The STOW-RS store response (PS3.18 10.5.3): ReferencedSOPSequence for stored instances,
+ * FailedSOPSequence with a FailureReason for the others. The standard has no attribute for a
+ * human-readable reason, so each failed item also carries it in a private element (0009,1001),
+ * under the private creator (0009,0010).
+ */
+export function storeResponse(stored: StoredInstance[], failed: FailedInstance[], findingsUrl?: string): DicomJson {
+  const response: DicomJson = {};
+  if (findingsUrl) response['00081190'] = { vr: 'UR', Value: [findingsUrl] };
+  if (failed.length > 0) {
+    response['00081198'] = {
+      vr: 'SQ',
+      Value: failed.map((f) => ({
+        ...(f.sopClassUID ? { '00081150': { vr: 'UI', Value: [f.sopClassUID] } } : {}),
+        ...(f.sopInstanceUID ? { '00081155': { vr: 'UI', Value: [f.sopInstanceUID] } } : {}),
+        '00081197': { vr: 'US', Value: [failureStatusOf(f.rejection.reason)] },
+        '00090010': { vr: 'LO', Value: [PRIVATE_CREATOR] },
+        '00091001': { vr: 'LT', Value: [`part ${f.part}: ${f.rejection.reason}: ${f.rejection.detail}`] },
+      })),
+    };
+  }
+  if (stored.length > 0) {
+    response['00081199'] = {
+      vr: 'SQ',
+      Value: stored.map((s) => ({
+        '00081150': { vr: 'UI', Value: [s.sopClassUID] },
+        '00081155': { vr: 'UI', Value: [s.sopInstanceUID] },
+      })),
+    };
+  }
+  return response;
+}
+
+/** 200 all stored, 202 some failed, 409 none stored (PS3.18 10.5.3.1). */
+export function storeStatus(stored: number, failed: number): number {
+  if (failed === 0) return 200;
+  return stored > 0 ? 202 : 409;
+}

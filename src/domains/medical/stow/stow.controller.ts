@@ -1,0 +1,66 @@
+import { Controller, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { noteAudit, RequirePermission } from '../../../common/access';
+import { AppError } from '../../../common/errors/app-error';
+import { StowService } from './stow.service';
+
+/** DICOMweb STOW-RS (PS3.18 10.5): a PACS or modality stores instances; the gateway analyses them and keeps the findings. */
+@ApiTags('medical')
+@ApiBearerAuth()
+@Controller({ path: 'dicomweb/studies', version: VERSION_NEUTRAL })
+export class StowController {
+  constructor(private readonly stow: StowService) {}
+
+  /** Stores (analyses) the instances of one or more studies. */
+  @Post()
+  @RequirePermission('medical:infer', 'medical.stow')
+  @ApiConsumes('multipart/related')
+  @ApiProduces('application/dicom+json')
+  @ApiBody({
+    description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
+    schema: { type: 'string', format: 'binary' },
+  })
+  @ApiOkResponse({ description: 'Store response (DICOM JSON): ReferencedSOPSequence and FailedSOPSequence' })
+  async store(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<unknown> {
+    return this.handle(request, reply, undefined);
+  }
+
+  /** Stores (analyses) instances that must all belong to this study. */
+  @Post(':studyInstanceUID')
+  @RequirePermission('medical:infer', 'medical.stow')
+  @ApiConsumes('multipart/related')
+  @ApiProduces('application/dicom+json')
+  @ApiBody({
+    description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
+    schema: { type: 'string', format: 'binary' },
+  })
+  @ApiOkResponse({ description: 'Store response (DICOM JSON): ReferencedSOPSequence and FailedSOPSequence' })
+  async storeInStudy(
+    @Param('studyInstanceUID') studyInstanceUID: string,
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<unknown> {
+    if (!/^[0-9.]{1,64}$/.test(studyInstanceUID)) {
+      throw new AppError('VALIDATION_FAILED', 'studyInstanceUID must be a DICOM UID (digits and dots, at most 64)', {
+        fields: [{ field: 'studyInstanceUID', reason: 'not a DICOM UID' }],
+      });
+    }
+    return this.handle(request, reply, studyInstanceUID);
+  }
+
+  private async handle(request: FastifyRequest, reply: FastifyReply, study: string | undefined): Promise<unknown> {
+    const body = request.body;
+    if (!Buffer.isBuffer(body)) {
+      throw new AppError('VALIDATION_FAILED', 'the body must be multipart/related; type="application/dicom"', {
+        fields: [{ field: 'Content-Type', reason: 'must be multipart/related; type="application/dicom"' }],
+      });
+    }
+    const parts = this.stow.split(request.headers['content-type'], body);
+    noteAudit(request, { model: this.stow.modelRef(), inputDigest: this.stow.digest(parts) });
+    const result = await this.stow.store(parts, study);
+    noteAudit(request, { output: result.audit });
+    void reply.code(result.status).header('content-type', 'application/dicom+json');
+    return result.response;
+  }
+}

@@ -1,0 +1,128 @@
+import { Injectable } from '@nestjs/common';
+import { AppError } from '../../../common/errors/app-error';
+import { DicomImage } from '../dicom/dicom-parse.util';
+import { DicomRejected } from '../dicom/dicom-rejected';
+import { attributeName } from '../dicom/dicom-dictionary';
+import { MedicalIntakeService } from '../medical-intake.service';
+import { MultipartError, MultipartPart, parseMultipartRelatedType, splitMultipart } from './multipart-related.util';
+import { FailedInstance, StoredInstance, storeResponse, storeStatus } from './stow-response.util';
+
+/** Parts analysed at once: enough to fill the model's batches, few enough to bound decoded pixels in memory. */
+const PARALLEL_PARTS = 4;
+
+export interface StowResult {
+  status: number;
+  response: Record<string, unknown>;
+  audit: Record<string, unknown>;
+}
+
+@Injectable()
+export class StowService {
+  constructor(private readonly intake: MedicalIntakeService) {}
+
+  modelRef(): { name: string; version: string } {
+    return this.intake.modelRef();
+  }
+
+  digest(parts: MultipartPart[]): string {
+    return this.intake.digest(
+      Buffer.concat(parts.map((p) => this.intake.digest(p.body)).map((d) => Buffer.from(d, 'hex'))),
+    );
+  }
+
+  /** The parts of a STOW body; a body that is not multipart/related of DICOM is a 400/415 for the whole request. */
+  split(contentType: string | undefined, body: Buffer): MultipartPart[] {
+    try {
+      const { boundary, type } = parseMultipartRelatedType(contentType);
+      if (type && type !== 'application/dicom') {
+        throw new AppError(
+          'VALIDATION_FAILED',
+          `multipart/related type "${type}" is not supported; send type="application/dicom"`,
+          {
+            fields: [{ field: 'Content-Type', reason: 'type must be application/dicom' }],
+          },
+        );
+      }
+      const parts = splitMultipart(body, boundary);
+      if (parts.length === 0) throw new MultipartError('the multipart body has no parts');
+      return parts;
+    } catch (error) {
+      if (error instanceof MultipartError) {
+        throw new AppError('VALIDATION_FAILED', error.message, { fields: [{ field: 'body', reason: error.message }] });
+      }
+      throw error;
+    }
+  }
+
+  async store(parts: MultipartPart[], study: string | undefined): Promise<StowResult> {
+    const stored: StoredInstance[] = [];
+    const failed: FailedInstance[] = [];
+    const kept: Array<{ study: string; instance: string; lesions: number }> = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < parts.length) {
+        const index = next++;
+        await this.storeOne(parts[index], index + 1, study, stored, failed, kept);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, parts.length) }, worker));
+    failed.sort((a, b) => a.part - b.part);
+    const studies = [...new Set(kept.map((k) => k.study))];
+    return {
+      status: storeStatus(stored.length, failed.length),
+      response: storeResponse(stored, failed, study ? `/v1/medical/studies/${study}/findings` : undefined),
+      audit: {
+        parts: parts.length,
+        stored: stored.length,
+        failed: failed.length,
+        failures: failed.map((f) => ({ part: f.part, reason: f.rejection.reason })),
+        studies,
+        instances: kept,
+      },
+    };
+  }
+
+  private async storeOne(
+    part: MultipartPart,
+    number: number,
+    study: string | undefined,
+    stored: StoredInstance[],
+    failed: FailedInstance[],
+    kept: Array<{ study: string; instance: string; lesions: number }>,
+  ): Promise<void> {
+    let image: DicomImage | undefined;
+    try {
+      const type = (part.headers['content-type'] ?? 'application/dicom').split(';')[0].trim().toLowerCase();
+      if (type !== 'application/dicom') {
+        throw new DicomRejected('NOT_DICOM', `the part's Content-Type is ${type}, not application/dicom`);
+      }
+      image = this.intake.parse(part.body);
+      if (study && image.studyInstanceUID !== study) {
+        throw new DicomRejected(
+          'STUDY_MISMATCH',
+          'the instance belongs to another study than the one in the request path',
+          attributeName('StudyInstanceUID'),
+        );
+      }
+      const analysis = await this.intake.analyseAndKeep(image);
+      stored.push({ sopClassUID: image.sopClassUID, sopInstanceUID: image.sopInstanceUID });
+      const summary = this.intake.auditSummary(analysis.findings);
+      kept.push({ study: String(summary.study), instance: String(summary.instance), lesions: Number(summary.lesions) });
+    } catch (error) {
+      // A runtime refusal (queue full, deadline) fails this instance only: the others keep their answers.
+      const rejection =
+        error instanceof DicomRejected
+          ? error
+          : error instanceof AppError
+            ? new DicomRejected('PROCESSING_FAILED', error.detail)
+            : undefined;
+      if (!rejection) throw error;
+      failed.push({
+        sopClassUID: image?.sopClassUID ?? rejection.sop?.classUID,
+        sopInstanceUID: image?.sopInstanceUID ?? rejection.sop?.instanceUID,
+        rejection,
+        part: number,
+      });
+    }
+  }
+}

@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
+import request from 'supertest';
+import { DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+dcmjsLog.setLevel('silent');
+
+interface Problem {
+  status: number;
+  code: string;
+  detail: string;
+  errors?: Array<{ field: string; reason: string }>;
+}
+
+interface Findings {
+  sopInstanceUID: string;
+  studyInstanceUID: string;
+  modality: string;
+  columns: number;
+  rows: number;
+  frames: Array<{
+    frameNumber: number;
+    malignancyProbability?: number;
+    lesions: Array<{ box: { x: number; y: number; width: number; height: number }; lesionProbability: number }>;
+  }>;
+  model: { name: string; version: string };
+}
+
+/** What each shared file must give with the reference model (it accepts ultrasound only). */
+const EXPECTED: Record<string, { status: number; reason?: string; frames?: number; detail?: RegExp }> = {
+  'US1_UNCR.dcm': { status: 200, frames: 1 },
+  'US_multiframe_jpeg_baseline.dcm': { status: 200, frames: 8 },
+  'CT_small.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED', detail: /modality CT is not accepted.*accepts US/ },
+  'CT1_UNC.explicit_little_endian.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED' },
+  'MR_small.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED', detail: /modality MR/ },
+  'MR_small_implicit.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED' },
+  'MR_small_bigendian.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED' },
+  'MR_small_RLE.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED' },
+  'emri_small_RLE.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED' },
+  'MR_small_jpeg_ls_lossless.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED' },
+  'MR_small_jp2klossless.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED' },
+  'JPEG-lossy.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED', detail: /modality NM/ },
+  'SC_rgb_jpeg_dcmtk.dcm': { status: 422, reason: 'MODALITY_NOT_ACCEPTED', detail: /modality OT/ },
+  'liver_1frame.dcm': { status: 422, reason: 'NOT_AN_IMAGE', detail: /segmentation \(SEG\)/ },
+  'test-SR.dcm': { status: 422, reason: 'NOT_AN_IMAGE', detail: /structured report \(SR\)/ },
+  'rtplan.dcm': { status: 422, reason: 'NOT_AN_IMAGE', detail: /radiotherapy object \(RT\)/ },
+  'MR_truncated.dcm': { status: 400, reason: 'MALFORMED', detail: /truncated/ },
+  'no_meta.dcm': { status: 400, reason: 'NOT_DICOM', detail: /DICM/ },
+};
+
+/** Files whose pixels a model that accepts every modality must decode: every transfer syntax in the samples. */
+const DECODABLE: Record<string, { frames: number }> = {
+  'CT_small.dcm': { frames: 1 },
+  'CT1_UNC.explicit_little_endian.dcm': { frames: 1 },
+  'MR_small.dcm': { frames: 1 },
+  'MR_small_implicit.dcm': { frames: 1 },
+  'MR_small_bigendian.dcm': { frames: 1 },
+  'MR_small_RLE.dcm': { frames: 1 },
+  'emri_small_RLE.dcm': { frames: 10 },
+  'MR_small_jpeg_ls_lossless.dcm': { frames: 1 },
+  'MR_small_jp2klossless.dcm': { frames: 1 },
+  'JPEG-lossy.dcm': { frames: 1 },
+  'SC_rgb_jpeg_dcmtk.dcm': { frames: 1 },
+  'US1_UNCR.dcm': { frames: 1 },
+  'US_multiframe_jpeg_baseline.dcm': { frames: 8 },
+};
+
+function uidOf(file: Buffer, tag: string): string {
+  const ab = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength) as ArrayBuffer;
+  const dict = dcmjsData.DicomMessage.readFile(ab).dict;
+  return String(dict[tag].Value?.[0]);
+}
+
+describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let modelsDir: string;
+  const pacs = bearer(tokenFor(['pacs-integration'], { sub: 'pacs-1' }));
+  before(async () => {
+    modelsDir = medicalModelsDir();
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+    http = request(app.getHttpServer());
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+  const postDicom = (body: Buffer, accept = 'application/json') =>
+    http
+      .post('/v1/medical/lesion-detections')
+      .set('Authorization', pacs)
+      .set('Content-Type', 'application/dicom')
+      .set('Accept', accept)
+      .send(body);
+
+  for (const [file, expected] of Object.entries(EXPECTED)) {
+    it(`${file}: ${expected.status === 200 ? 'findings' : expected.reason}`, async () => {
+      const res = await postDicom(dicomFile(file));
+      assert.equal(res.status, expected.status, JSON.stringify(res.body));
+      if (expected.status === 200) {
+        const findings = res.body as Findings;
+        assert.equal(findings.frames.length, expected.frames);
+        assert.equal(findings.modality, 'US');
+        assert.deepEqual(findings.model, { name: 'breast-us-lesion', version: '1' });
+        assert.equal(findings.sopInstanceUID, uidOf(dicomFile(file), '00080018'));
+        for (const frame of findings.frames) {
+          assert.ok(frame.malignancyProbability! >= 0 && frame.malignancyProbability! <= 1);
+          for (const lesion of frame.lesions) {
+            assert.ok(lesion.box.x >= 0 && lesion.box.x + lesion.box.width <= findings.columns + 1e-6);
+            assert.ok(lesion.box.y >= 0 && lesion.box.y + lesion.box.height <= findings.rows + 1e-6);
+            assert.ok(lesion.lesionProbability >= 0.6, 'a lesion is above the manifest threshold');
+          }
+        }
+      } else {
+        const problem = res.body as Problem;
+        assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+        assert.equal(problem.status, expected.status);
+        assert.match(problem.errors?.[0]?.reason ?? '', new RegExp(`^${expected.reason}:`));
+        if (expected.detail) assert.match(problem.detail, expected.detail);
+      }
+    });
+  }
+
+  it('answers a DICOM Comprehensive SR on Accept: application/dicom', async () => {
+    const source = dicomFile('US1_UNCR.dcm');
+    const res = await postDicom(source, 'application/dicom')
+      .buffer(true)
+      .parse((r, done) => {
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => done(null, Buffer.concat(chunks)));
+      });
+    assert.equal(res.status, 200);
+    assert.match(String(res.headers['content-type']), /application\/dicom/);
+    const sr = res.body as Buffer;
+    const dict = dcmjsData.DicomMessage.readFile(
+      sr.buffer.slice(sr.byteOffset, sr.byteOffset + sr.length) as ArrayBuffer,
+    ).dict;
+    assert.equal(dict['00080016'].Value?.[0], '1.2.840.10008.5.1.4.1.1.88.33');
+    assert.equal(dict['0020000D'].Value?.[0], uidOf(source, '0020000D'));
+    assert.ok(JSON.stringify(dict).includes(uidOf(source, '00080018')), 'the SR references the source image');
+  });
+
+  it('refuses a body that is not application/dicom, and a caller without medical:infer', async () => {
+    const json = await http.post('/v1/medical/lesion-detections').set('Authorization', pacs).send({ a: 1 });
+    assert.equal(json.status, 400);
+    assert.equal((json.body as Problem).errors?.[0]?.field, 'Content-Type');
+    const other = await http
+      .post('/v1/medical/lesion-detections')
+      .set('Authorization', bearer(tokenFor(['risk-engine'])))
+      .set('Content-Type', 'application/dicom')
+      .send(dicomFile('US1_UNCR.dcm'));
+    assert.equal(other.status, 403);
+  });
+
+  it('STOW-RS: stores good instances, fails the bad one with its reason, and keeps the findings', async () => {
+    const good = dicomFile('US1_UNCR.dcm');
+    const multi = dicomFile('US_multiframe_jpeg_baseline.dcm');
+    const { body, contentType } = multipartRelated([
+      good,
+      dicomFile('test-SR.dcm'),
+      multi,
+      dicomFile('MR_truncated.dcm'),
+    ]);
+    const res = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', contentType)
+      .send(body);
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    assert.match(String(res.headers['content-type']), /application\/dicom\+json/);
+    const response = res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>;
+    const stored = response['00081199'].Value.map((i) => i['00081155'].Value[0]);
+    assert.deepEqual(stored.sort(), [uidOf(good, '00080018'), uidOf(multi, '00080018')].sort());
+    const failed = response['00081198'].Value;
+    assert.equal(failed.length, 2);
+    assert.equal(failed[0]['00081197'].Value[0], 0x0122);
+    assert.equal(failed[0]['00081150'].Value[0], '1.2.840.10008.5.1.4.1.1.88.33');
+    assert.match(String(failed[0]['00091001'].Value[0]), /part 2: NOT_AN_IMAGE: .*structured report/);
+    assert.equal(failed[1]['00081197'].Value[0], 0xc000);
+    assert.match(String(failed[1]['00091001'].Value[0]), /part 4: MALFORMED: the file is truncated/);
+
+    const kept = await http
+      .get(`/v1/medical/studies/${uidOf(good, '0020000D')}/findings`)
+      .set('Authorization', bearer(tokenFor(['radiologist'])));
+    assert.equal(kept.status, 200);
+    const instances = (kept.body as { instances: Findings[] }).instances;
+    assert.ok(instances.some((i) => i.sopInstanceUID === uidOf(good, '00080018') && i.frames.length === 1));
+  });
+
+  it('STOW-RS to a study: an instance of another study fails with 409 when none is stored', async () => {
+    const { body, contentType } = multipartRelated([dicomFile('US1_UNCR.dcm')]);
+    const res = await http
+      .post('/dicomweb/studies/1.2.3.4.5')
+      .set('Authorization', pacs)
+      .set('Content-Type', contentType)
+      .send(body);
+    assert.equal(res.status, 409);
+    const failed = (res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>)['00081198']
+      .Value;
+    assert.equal(failed[0]['00081197'].Value[0], 0xa900);
+    assert.match(String(failed[0]['00091001'].Value[0]), /STUDY_MISMATCH/);
+  });
+
+  it('STOW-RS: a body that is not multipart/related of DICOM is a 400 naming the problem', async () => {
+    const noBoundary = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', 'multipart/related; type="application/dicom"')
+      .send(Buffer.from('x'));
+    assert.equal(noBoundary.status, 400);
+    assert.match((noBoundary.body as Problem).detail, /boundary/);
+    const truncated = multipartRelated([dicomFile('MR_small.dcm')]);
+    const cut = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', truncated.contentType)
+      .send(truncated.body.subarray(0, truncated.body.length - 40));
+    assert.equal(cut.status, 400);
+    assert.match((cut.body as Problem).detail, /closing boundary/);
+    const unknown = await http.get('/v1/medical/studies/1.2.3/findings').set('Authorization', pacs);
+    assert.equal(unknown.status, 404);
+  });
+});
+
+describe('medical: every transfer syntax decodes when the model accepts the modality', { skip: DICOM_SKIP }, () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let modelsDir: string;
+  before(async () => {
+    modelsDir = medicalModelsDir(['US', 'CT', 'MR', 'NM', 'OT']);
+    app = await createTestApp({ MODELS_DIR: modelsDir, MEDICAL_MAX_BODY_BYTES: '1000000' });
+    http = request(app.getHttpServer());
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  for (const [file, expected] of Object.entries(DECODABLE)) {
+    it(`${file}: decoded and analysed`, async () => {
+      const res = await http
+        .post('/v1/medical/lesion-detections')
+        .set('Authorization', bearer(tokenFor(['radiologist'])))
+        .set('Content-Type', 'application/dicom')
+        .send(dicomFile(file));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal((res.body as Findings).frames.length, expected.frames);
+    });
+  }
+
+  it('refuses an upload over MEDICAL_MAX_BODY_BYTES with 413', async () => {
+    const res = await http
+      .post('/v1/medical/lesion-detections')
+      .set('Authorization', bearer(tokenFor(['radiologist'])))
+      .set('Content-Type', 'application/dicom')
+      .send(Buffer.alloc(1_200_000));
+    assert.equal(res.status, 413);
+    assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+  });
+});
