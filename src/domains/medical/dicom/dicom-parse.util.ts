@@ -79,7 +79,7 @@ function readTransferSyntax(bytes: Uint8Array): string {
     }
     throw new DicomRejected('MALFORMED', `the file meta information cannot be read (${text})`);
   }
-  const ts = meta.string(TAG.TransferSyntaxUID)?.trim();
+  const ts = safeString(meta, TAG.TransferSyntaxUID);
   if (!ts)
     throw new DicomRejected(
       'MALFORMED',
@@ -191,10 +191,20 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
   try {
     return validateImage(ds, transferSyntaxUID, limits);
   } catch (error) {
-    if (error instanceof DicomRejected) {
-      throw error.withSop(ds.string(TAG.SOPClassUID)?.trim(), ds.string(TAG.SOPInstanceUID)?.trim());
-    }
-    throw error;
+    // dicom-parser reads values lazily: an element whose bounds a damaged file got wrong throws here.
+    const rejection =
+      error instanceof DicomRejected
+        ? error
+        : new DicomRejected('MALFORMED', `an attribute cannot be read (${parseErrorText(error)})`);
+    throw rejection.withSop(safeString(ds, TAG.SOPClassUID), safeString(ds, TAG.SOPInstanceUID));
+  }
+}
+
+function safeString(ds: dicomParser.DataSet, tag: string): string | undefined {
+  try {
+    return ds.string(tag)?.trim() || undefined;
+  } catch {
+    return undefined;
   }
 }
 
