@@ -59,8 +59,8 @@ describe('medical: nothing that identifies a patient leaves the request', { skip
         captured.push(Buffer.isBuffer(chunk) ? chunk.toString('latin1') : String(chunk));
         return (write as (c: unknown, ...r: unknown[]) => boolean)(chunk, ...rest);
       };
-    process.stdout.write = tap(writes.out) as typeof process.stdout.write;
-    process.stderr.write = tap(writes.err) as typeof process.stderr.write;
+    process.stdout.write = tap(writes.out);
+    process.stderr.write = tap(writes.err);
     app = await createTestApp({ MODELS_DIR: modelsDir, LOG_LEVEL: 'verbose' });
   });
   after(async () => {
@@ -111,8 +111,8 @@ describe('medical: nothing that identifies a patient leaves the request', { skip
     assert.equal(metrics.status, 200);
 
     const db = app.get(DataSource);
-    const audit = (await db.query('SELECT * FROM audit_events')) as unknown[];
-    const kept = (await db.query('SELECT * FROM medical_findings')) as Array<Record<string, unknown>>;
+    const audit = await db.query<unknown[]>('SELECT * FROM audit_events');
+    const kept = await db.query<Array<Record<string, unknown>>>('SELECT * FROM medical_findings');
     assert.ok(audit.length >= 5, 'every call was audited');
     assert.equal(kept.length, 1);
     const haystacks: Record<string, string> = {
