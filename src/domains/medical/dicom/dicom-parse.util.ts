@@ -66,6 +66,12 @@ function parseErrorText(error: unknown): string {
 
 /** Reads the file meta group alone, to refuse an unsupported transfer syntax before touching the data set. */
 function readTransferSyntax(bytes: Uint8Array): string {
+  if (bytes.length < 132 || Buffer.from(bytes.subarray(128, 132)).toString('latin1') !== 'DICM') {
+    throw new DicomRejected(
+      'NOT_DICOM',
+      "not a DICOM Part 10 file: no 'DICM' prefix at byte 128 (the file meta information is missing)",
+    );
+  }
   let meta: dicomParser.DataSet;
   try {
     meta = dicomParser.readPart10Header(bytes);

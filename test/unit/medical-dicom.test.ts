@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
+import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
+import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
+import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
+import { REPO_ROOT } from '../fixtures/paths';
+
+const LIMITS = { maxInflatedBytes: 64 * 1024 * 1024, maxRows: 16_384, maxColumns: 16_384 };
+const local = (name: string): Buffer => readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'dicom', name));
+
+function rejection(body: Buffer): DicomRejected {
+  try {
+    parseDicomImage(body, LIMITS);
+  } catch (error) {
+    if (error instanceof DicomRejected) return error;
+    throw error;
+  }
+  assert.fail('the file was accepted');
+}
+
+describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
+  before(() => initialisePixelCodecs());
+
+  it('decodes every lossless encoding of MR_small to exactly the same stored values', () => {
+    const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
+    const variants: Array<[string, Buffer]> = [
+      ['implicit VR little endian', dicomFile('MR_small_implicit.dcm')],
+      ['explicit VR big endian', dicomFile('MR_small_bigendian.dcm')],
+      ['RLE', dicomFile('MR_small_RLE.dcm')],
+      ['JPEG-LS lossless', dicomFile('MR_small_jpeg_ls_lossless.dcm')],
+      ['JPEG 2000 lossless', dicomFile('MR_small_jp2klossless.dcm')],
+      ['deflated', local('MR_small_deflated.dcm')],
+      ['JPEG lossless process 14', local('MR_small_jpeg_lossless_p14.dcm')],
+      ['JPEG lossless SV1', local('MR_small_jpeg_lossless_sv1.dcm')],
+    ];
+    for (const [name, body] of variants) {
+      const image = parseDicomImage(body, LIMITS);
+      assert.deepEqual(Array.from(decodeFrame(image, 0).values), reference, name);
+    }
+  });
+
+  it('decodes lossy JPEG (12-bit extended, 8-bit baseline colour) and multi-frame encapsulated data', () => {
+    const nm = parseDicomImage(dicomFile('JPEG-lossy.dcm'), LIMITS);
+    assert.equal(nm.bitsStored, 12);
+    const values = decodeFrame(nm, 0).values;
+    assert.equal(values.length, 1024 * 256);
+    assert.ok(
+      Array.from(values).every((v) => v >= 0 && v <= 4095),
+      '12-bit values',
+    );
+    const colour = decodeFrame(parseDicomImage(dicomFile('SC_rgb_jpeg_dcmtk.dcm'), LIMITS), 0);
+    assert.equal(colour.photometric, 'RGB', 'YBR_FULL JPEG comes out as RGB');
+    assert.equal(colour.values.length, 100 * 100 * 3);
+    const us = parseDicomImage(dicomFile('US_multiframe_jpeg_baseline.dcm'), LIMITS);
+    assert.equal(us.numberOfFrames, 8);
+    // 44 fragments, no offset table: frames found by their JPEG start-of-image markers.
+    assert.equal(decodeFrame(us, 7).values.length, 320 * 240 * 3);
+    const rle = parseDicomImage(dicomFile('emri_small_RLE.dcm'), LIMITS);
+    assert.equal(decodeFrame(rle, 9).values.length, 64 * 64);
+  });
+
+  it('reads rescale, window and calibration attributes', () => {
+    const ct = parseDicomImage(dicomFile('CT_small.dcm'), LIMITS);
+    assert.equal(ct.rescaleSlope, 1);
+    assert.equal(ct.rescaleIntercept, -1024);
+    assert.equal(ct.pixelRepresentation, 1);
+    assert.equal(ct.pixelSpacing?.length, 2);
+    const us = parseDicomImage(dicomFile('US_multiframe_jpeg_baseline.dcm'), LIMITS);
+    assert.ok(us.ultrasoundRegions.length >= 1);
+    assert.equal(us.ultrasoundRegions[0].minY0, 16);
+  });
+
+  it('refuses each broken or unsupported file with its own reason', () => {
+    assert.equal(rejection(dicomFile('no_meta.dcm')).reason, 'NOT_DICOM');
+    const truncated = rejection(dicomFile('MR_truncated.dcm'));
+    assert.equal(truncated.reason, 'MALFORMED');
+    assert.match(truncated.detail, /truncated/);
+    const sr = rejection(dicomFile('test-SR.dcm'));
+    assert.equal(sr.reason, 'NOT_AN_IMAGE');
+    assert.equal(sr.sop?.classUID, '1.2.840.10008.5.1.4.1.1.88.33', 'the refusal names its instance');
+    assert.equal(rejection(dicomFile('rtplan.dcm')).reason, 'NOT_AN_IMAGE');
+    assert.match(rejection(dicomFile('liver_1frame.dcm')).detail, /segmentation/);
+    const mpeg = rejection(local('MR_small_mpeg2_syntax.dcm'));
+    assert.equal(mpeg.reason, 'UNSUPPORTED_TRANSFER_SYNTAX');
+    assert.match(mpeg.detail, /1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 Main Profile\) is not supported/);
+    assert.equal(mpeg.attribute, '(0002,0010) TransferSyntaxUID');
+    assert.equal(rejection(Buffer.alloc(0)).reason, 'NOT_DICOM');
+    const short = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.from([2, 0, 0, 0])]);
+    assert.equal(rejection(short).reason, 'MALFORMED');
+  });
+
+  it('chooses frames by policy and refuses more than the limit under "all"', () => {
+    assert.deepEqual(selectFrames(5, 'all', 10), [0, 1, 2, 3, 4]);
+    assert.deepEqual(selectFrames(5, 'first', 10), [0]);
+    assert.deepEqual(selectFrames(5, 'middle', 10), [2]);
+    assert.throws(
+      () => selectFrames(11, 'all', 10),
+      (e: unknown) => e instanceof DicomRejected && e.reason === 'TOO_MANY_FRAMES',
+    );
+  });
+});
