@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { RuntimeModule } from '../../runtime/runtime.module';
+import { DimseScpService } from './dimse/dimse-scp.service';
 import { MedicalFindingsRepository } from './findings/medical-findings.repository';
 import { LesionDetectionController } from './lesion-detection.controller';
 import { LesionDetectionService } from './lesion-detection.service';
@@ -11,7 +12,7 @@ import { StowService } from './stow/stow.service';
 @Module({
   imports: [RuntimeModule],
   controllers: [LesionDetectionController, StowController],
-  providers: [LesionDetectionService, MedicalIntakeService, MedicalFindingsRepository, StowService],
+  providers: [LesionDetectionService, MedicalIntakeService, MedicalFindingsRepository, StowService, DimseScpService],
   exports: [MedicalIntakeService],
 })
 export class MedicalModule {}

@@ -1,0 +1,267 @@
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { association, constants, Dataset, requests, responses, Scp } from 'dcmjs-dimse';
+import { AssociationRefusal, judgePresentationContext } from './dimse-negotiation.util';
+
+const { PresentationContextResult, RejectReason, RejectResult, RejectSource, Status } = constants;
+
+/** One instance as it came by C-STORE: the data set bytes untouched, in the presentation context's transfer syntax. */
+export interface ReceivedInstance {
+  callingAeTitle: string;
+  peer: string;
+  sopClassUid: string;
+  sopInstanceUid: string;
+  transferSyntaxUid: string;
+  /** Undefined when it grew past the size limit (the rest was dropped as it came). */
+  dataset: Buffer | undefined;
+  /** performance.now() when its first data set fragment arrived. */
+  startedAt: number;
+}
+
+export interface StoreAnswer {
+  status: number;
+  /** ErrorComment of a failure: at most 64 characters, never patient data. */
+  comment?: string;
+}
+
+/** What the Nest service decides for each connection; the connection only speaks the protocol. */
+export interface DimseHandler {
+  readonly maxDatasetBytes: number;
+  admit(called: string, calling: string, peer: string): Promise<AssociationRefusal | undefined>;
+  /** Must resolve (a failure is a status), and only once the answer may leave (its audit row is committed). */
+  store(instance: ReceivedInstance): Promise<StoreAnswer>;
+  /** The connection ends; `message` names the protocol step, never data set content. */
+  connectionError(peer: string, message: string): void;
+}
+
+export interface ConnectionTimeouts {
+  associationTimeout: number;
+  pduTimeout: number;
+  connectTimeout: number;
+}
+
+/**
+ * Largest PDU taken from a peer. We offer 256 KiB for P-DATA (the library's default); an association
+ * request with every storage class proposed is a few tens of KiB.
+ */
+const MAX_PDU_BYTES = 1 << 20;
+
+/**
+ * Refuses a PDU longer than `max` as soon as its header arrives: the library would otherwise buffer
+ * whatever length a peer announces, before any association is accepted.
+ */
+function guardPduLength(socket: Socket, max: number, refuse: (length: number) => void): void {
+  let header = Buffer.alloc(0);
+  let remaining = 0;
+  socket.prependListener('data', (chunk: Buffer) => {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (remaining > 0) {
+        const skipped = Math.min(remaining, chunk.length - offset);
+        remaining -= skipped;
+        offset += skipped;
+        continue;
+      }
+      const taken = Math.min(6 - header.length, chunk.length - offset);
+      header = Buffer.concat([header, chunk.subarray(offset, offset + taken)]);
+      offset += taken;
+      if (header.length < 6) return;
+      remaining = header.readUInt32BE(2);
+      header = Buffer.alloc(0);
+      if (remaining > max) {
+        refuse(remaining);
+        socket.destroy();
+        return;
+      }
+    }
+  });
+}
+
+/** Collects a data set as its fragments arrive, up to a limit; past it, drops them (the answer is a failure). */
+class DatasetSink extends Writable {
+  readonly chunks: Buffer[] = [];
+  readonly startedAt = performance.now();
+  size = 0;
+  overflow = false;
+
+  constructor(private readonly limit: number) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.size += chunk.length;
+    if (this.size > this.limit) {
+      this.overflow = true;
+      this.chunks.length = 0;
+    } else if (!this.overflow) {
+      this.chunks.push(chunk);
+    }
+    done();
+  }
+}
+
+/** Carries the raw bytes to cStoreRequest: the library's own Dataset would parse (and could log) them. */
+class ReceivedDataset extends Dataset {
+  constructor(
+    readonly bytes: Buffer | undefined,
+    transferSyntaxUid: string,
+    readonly startedAt: number,
+  ) {
+    super({}, transferSyntaxUid);
+  }
+}
+
+/**
+ * One DIMSE association (dcmjs-dimse calls the overridden methods). The library hands each C-STORE
+ * a callback that sends the response whenever it is called, so the answer waits for analysis and
+ * the audit commit without blocking the socket; nothing thrown here may reach the library.
+ */
+export class DimseConnection extends Scp {
+  readonly peer: string;
+  private callingAeTitle = '';
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly peerSocket: Socket,
+    timeouts: ConnectionTimeouts,
+    private readonly handler: DimseHandler,
+  ) {
+    super(peerSocket, { ...timeouts, logCommandDatasets: false, logDatasets: false });
+    this.peer = (peerSocket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    // The library reports protocol and socket errors here and leaves the socket open: close it.
+    this.on('networkError', (error: Error) => {
+      peerSocket.end();
+      handler.connectionError(this.peer, error.message);
+    });
+    guardPduLength(peerSocket, MAX_PDU_BYTES, (length) =>
+      handler.connectionError(this.peer, `PDU of ${length} bytes refused (at most ${MAX_PDU_BYTES})`),
+    );
+    // What the library's Server does for an accepted socket (no 'connect' event fires): arms its timeouts.
+    Object.assign(this, { connected: true, connectedTime: Date.now() });
+  }
+
+  /** Closes the socket, whatever is in progress (shutdown, after the grace period). */
+  end(): void {
+    this.peerSocket.destroy();
+  }
+
+  /** Settles when every C-STORE in progress has been answered. */
+  settled(): Promise<unknown> {
+    return Promise.allSettled([...this.inFlight]);
+  }
+
+  override associationRequested(proposal: association.Association): void {
+    this.callingAeTitle = printable(proposal.getCallingAeTitle());
+    void this.handler.admit(printable(proposal.getCalledAeTitle()), this.callingAeTitle, this.peer).then(
+      (refusal) => (refusal ? this.refuse(refusal) : this.accept(proposal)),
+      () => this.refuse('UNEXPECTED'),
+    );
+  }
+
+  override associationReleaseRequested(): void {
+    // An SCU waits for its answers before releasing; should one not, the release waits for them.
+    void this.settled().then(() => this.sendAssociationReleaseResponse());
+  }
+
+  override abort(): void {
+    // After an A-ABORT the acceptor closes the transport (PS3.8 7.3); the peer waits for that, not for us.
+    // A C-STORE in progress still completes and is audited; its answer goes nowhere.
+    this.peerSocket.destroy();
+  }
+
+  override cEchoRequest(request: requests.CEchoRequest, callback: (response: responses.CEchoResponse) => void): void {
+    const response = responses.CEchoResponse.fromRequest(request);
+    response.setStatus(Status.Success);
+    callback(response);
+  }
+
+  override cStoreRequest(
+    request: requests.CStoreRequest,
+    callback: (response: responses.CStoreResponse) => void,
+  ): void {
+    const task = this.answer(request, callback);
+    this.inFlight.add(task);
+    void task.finally(() => this.inFlight.delete(task));
+  }
+
+  override createStoreWritableStream(): Writable {
+    return new DatasetSink(this.handler.maxDatasetBytes);
+  }
+
+  override createDatasetFromStoreWritableStream(
+    writable: Writable,
+    context: association.PresentationContext,
+    callback: (dataset: Dataset) => void,
+  ): void {
+    const sink = writable as DatasetSink;
+    const bytes = sink.overflow ? undefined : Buffer.concat(sink.chunks);
+    callback(new ReceivedDataset(bytes, context.getAcceptedTransferSyntaxUid() ?? '', sink.startedAt));
+  }
+
+  private async answer(
+    request: requests.CStoreRequest,
+    callback: (response: responses.CStoreResponse) => void,
+  ): Promise<void> {
+    let answer: StoreAnswer;
+    try {
+      const dataset = request.getDataset();
+      if (!(dataset instanceof ReceivedDataset)) throw new Error('C-STORE without a data set');
+      answer = await this.handler.store({
+        callingAeTitle: this.callingAeTitle,
+        peer: this.peer,
+        sopClassUid: request.getAffectedSopClassUid() ?? '',
+        sopInstanceUid: request.getAffectedSopInstanceUid() ?? '',
+        transferSyntaxUid: dataset.getTransferSyntaxUid(),
+        dataset: dataset.bytes,
+        startedAt: dataset.startedAt,
+      });
+    } catch {
+      answer = { status: Status.ProcessingFailure, comment: 'processing failure' };
+    }
+    try {
+      const response = responses.CStoreResponse.fromRequest(request);
+      response.setStatus(answer.status);
+      if (answer.comment) response.setErrorComment(answer.comment);
+      callback(response);
+    } catch {
+      // The library reports a failed send as a network error, which ends the connection.
+    }
+  }
+
+  private accept(proposal: association.Association): void {
+    // One operation at a time per association: bounds what a caller holds in memory.
+    proposal.setMaxAsyncOpsInvoked(1);
+    proposal.setMaxAsyncOpsPerformed(1);
+    for (const { context } of proposal.getPresentationContexts()) {
+      const verdict = judgePresentationContext(context.getAbstractSyntaxUid(), context.getTransferSyntaxUids());
+      if (verdict.accept) context.setResult(PresentationContextResult.Accept, verdict.transferSyntaxUid);
+      else if (verdict.reason === 'abstract-syntax-not-supported') {
+        context.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
+      } else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
+    }
+    this.sendAssociationAccept();
+  }
+
+  private refuse(refusal: AssociationRefusal | 'UNEXPECTED'): void {
+    const [result, source, reason] = REJECTIONS[refusal];
+    this.sendAssociationReject(result, source, reason);
+  }
+}
+
+/** AE titles go to logs and audit rows: the default repertoire only (PostgreSQL refuses NUL). */
+function printable(aeTitle: string): string {
+  return aeTitle.replace(/[^ -~]/g, '?').trim();
+}
+
+/** A-ASSOCIATE-RJ result, source and reason for each refusal (PS3.8 9.3.4). */
+const REJECTIONS: Record<AssociationRefusal | 'UNEXPECTED', [number, number, number]> = {
+  CALLED_AE_NOT_RECOGNIZED: [RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeNotRecognized],
+  CALLING_AE_NOT_ALLOWED: [RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized],
+  TOO_MANY_ASSOCIATIONS: [
+    RejectResult.Transient,
+    RejectSource.ServiceProviderPresentation,
+    RejectReason.LocalLimitExceeded,
+  ],
+  UNEXPECTED: [RejectResult.Transient, RejectSource.ServiceUser, RejectReason.NoReasonGiven],
+};

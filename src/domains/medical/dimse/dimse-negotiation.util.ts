@@ -1,0 +1,78 @@
+import { IMAGE_STORAGE_SOP_CLASSES, SUPPORTED_TRANSFER_SYNTAXES, TS } from '../dicom/dicom-dictionary';
+
+export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
+
+/** Why an association is refused; each maps to an A-ASSOCIATE-RJ result, source and reason (PS3.8 9.3.4). */
+export type AssociationRefusal = 'CALLED_AE_NOT_RECOGNIZED' | 'CALLING_AE_NOT_ALLOWED' | 'TOO_MANY_ASSOCIATIONS';
+
+export interface AeRules {
+  /** The SCP's own AE title: associations addressed to another are refused. */
+  aeTitle: string;
+  /** Calling AE titles allowed in; undefined lets any caller in. */
+  allowedCallers?: ReadonlySet<string>;
+}
+
+export interface ForwardTarget {
+  aeTitle: string;
+  host: string;
+  port: number;
+}
+
+/** MEDICAL_DIMSE_ALLOWED_AETS: a comma-separated list; unset or empty allows any caller. */
+export function parseAeList(value: string | undefined): ReadonlySet<string> | undefined {
+  const titles = (value ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  return titles.length ? new Set(titles) : undefined;
+}
+
+/** MEDICAL_DIMSE_FORWARD: `AETITLE@host:port` (the config class has checked the shape). */
+export function parseForwardTarget(value: string | undefined): ForwardTarget | undefined {
+  if (!value) return undefined;
+  const at = value.lastIndexOf('@');
+  const colon = value.lastIndexOf(':');
+  const port = Number(value.slice(colon + 1));
+  if (at < 1 || colon < at || !Number.isInteger(port) || port < 1 || port > 65_535) {
+    throw new RangeError('MEDICAL_DIMSE_FORWARD must be AETITLE@host:port');
+  }
+  return { aeTitle: value.slice(0, at).trim(), host: value.slice(at + 1, colon), port };
+}
+
+/** AE titles are compared without their padding spaces, case-sensitively (PS3.5 6.2: AE). */
+export function judgeAeTitles(called: string, calling: string, rules: AeRules): AssociationRefusal | undefined {
+  if (called.trim() !== rules.aeTitle.trim()) return 'CALLED_AE_NOT_RECOGNIZED';
+  if (rules.allowedCallers && !rules.allowedCallers.has(calling.trim())) return 'CALLING_AE_NOT_ALLOWED';
+  return undefined;
+}
+
+export type ContextVerdict =
+  | { accept: true; transferSyntaxUid: string }
+  | { accept: false; reason: 'abstract-syntax-not-supported' | 'transfer-syntaxes-not-supported' };
+
+const VERIFICATION_SYNTAXES = new Set<string>([TS.ImplicitLittle, TS.ExplicitLittle]);
+
+/**
+ * Verification and the image storage classes a 2D model reads; anything else is refused here, which
+ * is how a PACS learns that the SOP class is not supported before it sends a byte. Of the proposed
+ * transfer syntaxes the first the gateway decodes wins, so a compressed instance arrives compressed.
+ */
+export function judgePresentationContext(abstractSyntaxUid: string, proposed: readonly string[]): ContextVerdict {
+  const usable =
+    abstractSyntaxUid === VERIFICATION_SOP_CLASS
+      ? VERIFICATION_SYNTAXES
+      : IMAGE_STORAGE_SOP_CLASSES.has(abstractSyntaxUid)
+        ? SUPPORTED_TRANSFER_SYNTAXES
+        : undefined;
+  if (!usable) return { accept: false, reason: 'abstract-syntax-not-supported' };
+  const chosen = proposed.find((ts) => usable.has(ts));
+  return chosen
+    ? { accept: true, transferSyntaxUid: chosen }
+    : { accept: false, reason: 'transfer-syntaxes-not-supported' };
+}
+
+/** An ErrorComment (LO: at most 64 characters of the default repertoire, no backslash). */
+export function errorComment(text: string): string {
+  const clean = text.replace(/[^ -~]/g, '?').replace(/\\/g, '/');
+  return clean.length > 64 ? `${clean.slice(0, 61)}...` : clean;
+}

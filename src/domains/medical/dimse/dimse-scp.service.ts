@@ -1,0 +1,344 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Implementation, log as dimseLog } from 'dcmjs-dimse';
+import { Counter } from 'prom-client';
+import type { AuditOutcome } from '../../../audit/audit-event.entity';
+import { AuditDraft, AuditWriter } from '../../../audit/audit-writer.service';
+import { outcomeOf } from '../../../audit/audit.hook';
+import { AppError, httpStatusOf } from '../../../common/errors/app-error';
+import { MetricsService } from '../../../common/metrics/metrics.service';
+import { AppConfig } from '../../../config/app-config';
+import { DicomRejected, failureStatusOf, isUnreadable } from '../dicom/dicom-rejected';
+import type { InstanceAnalysis } from '../lesion-detection.service';
+import { MedicalIntakeService } from '../medical-intake.service';
+import { DimseConnection, DimseHandler, ReceivedInstance, StoreAnswer } from './dimse-connection.scp';
+import { cStoreTo, datasetOfPart10 } from './dimse-forward.util';
+import {
+  AeRules,
+  AssociationRefusal,
+  errorComment,
+  ForwardTarget,
+  judgeAeTitles,
+  parseAeList,
+  parseForwardTarget,
+} from './dimse-negotiation.util';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, part10File } from './part10-file.util';
+
+/** DIMSE statuses the SCP answers with besides the refusal reasons' own (PS3.4 Table GG.4-1 / B.2-1). */
+const SUCCESS = 0x0000;
+const OUT_OF_RESOURCES = 0xa700;
+const PROCESSING_FAILURE = 0x0110;
+
+/** Associations open at once; past it a caller is refused as transient (local limit exceeded) and retries. */
+const MAX_ASSOCIATIONS = 32;
+
+/** How long a peer that connects has to ask for an association. */
+const ASSOCIATION_TIMEOUT_MS = 30_000;
+
+/** Forwarding an SR: each step (connect, associate, PDU), and the whole exchange. */
+const FORWARD_TIMEOUTS = { stepMs: 10_000, totalMs: 60_000 };
+
+/** The audit row's view of a decision, and the C-STORE answer it goes with. */
+interface Decision {
+  answer: StoreAnswer;
+  outcome: AuditOutcome;
+  /** The HTTP status the same decision gets on the single-instance route, so the trail reads alike. */
+  statusCode: number;
+  output: Record<string, unknown>;
+  analysis?: InstanceAnalysis;
+}
+
+/**
+ * The DIMSE way in: a C-STORE SCP (dcmjs-dimse) on MEDICAL_DIMSE_PORT, listening once the models are
+ * loaded. Each instance received is parsed, analysed and kept like an HTTP upload; its audit row is
+ * committed before the C-STORE response leaves. With MEDICAL_DIMSE_FORWARD the SR of each analysed
+ * instance is then sent on by C-STORE; a failed forward is logged and counted, the store still stands.
+ */
+@Injectable()
+export class DimseScpService implements DimseHandler, OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('MedicalDimse');
+  readonly maxDatasetBytes: number;
+  private readonly rules: AeRules;
+  private readonly forwardTarget?: ForwardTarget;
+  private server?: Server;
+  private readonly connections = new Set<DimseConnection>();
+  private readonly forwards = new Set<Promise<void>>();
+  private closing = false;
+  private readonly stores: Counter<'outcome'>;
+  private readonly forwarded: Counter<'outcome'>;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly intake: MedicalIntakeService,
+    private readonly audit: AuditWriter,
+    metrics: MetricsService,
+  ) {
+    // The library logs every PDU at trace level by default, to the console; its errors are reported here instead.
+    dimseLog.setLevel('silent', false);
+    this.maxDatasetBytes = config.MEDICAL_MAX_BODY_BYTES;
+    this.rules = {
+      aeTitle: config.MEDICAL_DIMSE_AE_TITLE,
+      allowedCallers: parseAeList(config.MEDICAL_DIMSE_ALLOWED_AETS),
+    };
+    this.forwardTarget = parseForwardTarget(config.MEDICAL_DIMSE_FORWARD);
+    this.stores = new Counter({
+      name: 'gateway_dimse_stores_total',
+      help: 'DIMSE C-STORE requests by outcome (ok, invalid, error, unaudited)',
+      labelNames: ['outcome'],
+      registers: [metrics.registry],
+    });
+    this.forwarded = new Counter({
+      name: 'gateway_dimse_sr_forwards_total',
+      help: 'SRs forwarded by C-STORE to MEDICAL_DIMSE_FORWARD, by outcome (ok, failed)',
+      labelNames: ['outcome'],
+      registers: [metrics.registry],
+    });
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const port = this.config.MEDICAL_DIMSE_PORT;
+    if (port === undefined) return;
+    Implementation.setImplementationClassUid(IMPLEMENTATION_CLASS_UID);
+    Implementation.setImplementationVersion(IMPLEMENTATION_VERSION_NAME);
+    // Our own listener rather than the library's Server: it binds HOST, and closes without cutting answers short.
+    const server = createServer((socket) => this.connect(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, this.config.HOST, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (error) => this.logger.error({ msg: 'DIMSE listener error', error: String(error) }));
+    this.server = server;
+    const forward = this.forwardTarget;
+    this.logger.log({
+      msg: 'DIMSE C-STORE SCP listening',
+      host: this.config.HOST,
+      port,
+      aeTitle: this.rules.aeTitle,
+      allowedCallers: this.rules.allowedCallers ? [...this.rules.allowedCallers] : 'any',
+      ...(forward ? { forwardTo: `${forward.aeTitle}@${forward.host}:${forward.port}` } : {}),
+    });
+  }
+
+  /** Stops accepting, lets C-STOREs in progress answer (their audit rows and the models are still up), then closes. */
+  async beforeApplicationShutdown(): Promise<void> {
+    if (!this.server) return;
+    const server = this.server;
+    this.server = undefined;
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const grace = sleep(this.config.SHUTDOWN_GRACE_MS, undefined, { ref: false });
+    await Promise.race([Promise.all([...this.connections].map((c) => c.settled())), grace]);
+    await Promise.race([Promise.allSettled([...this.forwards]), grace]);
+    for (const connection of this.connections) connection.end();
+    await Promise.race([closed, grace]);
+  }
+
+  async admit(called: string, calling: string, peer: string): Promise<AssociationRefusal | undefined> {
+    const refusal =
+      this.connections.size > MAX_ASSOCIATIONS ? 'TOO_MANY_ASSOCIATIONS' : judgeAeTitles(called, calling, this.rules);
+    if (refusal) {
+      this.logger.warn({
+        msg: 'DIMSE association refused',
+        reason: refusal,
+        calledAeTitle: called,
+        callingAeTitle: calling,
+        peer,
+      });
+      // A denial is recorded like an HTTP 403; the refusal goes out whether or not the row could be written.
+      await this.record({
+        actor: calling,
+        action: 'medical.dimse-associate',
+        model: undefined,
+        peer,
+        inputDigest: null,
+        output: { reason: refusal, calledAeTitle: called },
+        outcome: 'denied',
+        statusCode: refusal === 'TOO_MANY_ASSOCIATIONS' ? 429 : 403,
+        startedAt: performance.now(),
+      }).catch(() => undefined);
+    }
+    return refusal;
+  }
+
+  async store(instance: ReceivedInstance): Promise<StoreAnswer> {
+    // Nothing is decided while shutting down (the models drain next): the caller sends again later.
+    if (this.closing) return { status: OUT_OF_RESOURCES, comment: 'gateway shutting down' };
+    let decision: Decision;
+    let inputDigest: string | null = null;
+    try {
+      const file =
+        instance.dataset &&
+        part10File(instance.dataset, {
+          sopClassUid: instance.sopClassUid,
+          sopInstanceUid: instance.sopInstanceUid,
+          transferSyntaxUid: instance.transferSyntaxUid,
+          sourceAeTitle: instance.callingAeTitle,
+        });
+      inputDigest = file ? this.intake.digest(file) : null;
+      decision = file ? await this.decide(file) : tooLarge();
+    } catch (error) {
+      decision = this.failed(error);
+    }
+    try {
+      await this.record({
+        actor: instance.callingAeTitle,
+        action: 'medical.dimse-store',
+        model: this.modelRef(),
+        peer: instance.peer,
+        inputDigest,
+        output: decision.output,
+        outcome: decision.outcome,
+        statusCode: decision.statusCode,
+        startedAt: instance.startedAt,
+      });
+    } catch {
+      // No unaudited decision leaves: the caller may send again once the trail is back.
+      this.stores.inc({ outcome: 'unaudited' });
+      return { status: OUT_OF_RESOURCES, comment: 'audit trail unavailable; nothing was decided' };
+    }
+    this.stores.inc({ outcome: decision.outcome });
+    const analysis = decision.analysis;
+    if (analysis && this.forwardTarget) this.track(this.forward(analysis, this.forwardTarget));
+    return decision.answer;
+  }
+
+  private connect(socket: Socket): void {
+    // The same bound as an HTTP request: a silent peer cannot hold a socket, a long analysis is not cut off.
+    const timeout = this.config.HTTP_REQUEST_TIMEOUT_MS;
+    const connection = new DimseConnection(
+      socket,
+      { connectTimeout: timeout, associationTimeout: ASSOCIATION_TIMEOUT_MS, pduTimeout: timeout },
+      this,
+    );
+    this.connections.add(connection);
+    connection.on('close', () => this.connections.delete(connection));
+  }
+
+  connectionError(peer: string, message: string): void {
+    this.logger.warn({ msg: 'DIMSE connection error', peer, error: message });
+  }
+
+  private async decide(file: Buffer): Promise<Decision> {
+    try {
+      const analysis = await this.intake.analyseAndKeep(this.intake.parse(file));
+      return {
+        answer: { status: SUCCESS },
+        outcome: 'ok',
+        statusCode: 200,
+        output: this.intake.auditSummary(analysis.findings),
+        analysis,
+      };
+    } catch (error) {
+      if (!(error instanceof DicomRejected)) throw error;
+      return {
+        answer: { status: failureStatusOf(error.reason), comment: errorComment(`${error.reason}: ${error.detail}`) },
+        outcome: 'invalid',
+        statusCode: isUnreadable(error.reason) ? 400 : 422,
+        output: { reason: error.reason },
+      };
+    }
+  }
+
+  /** A runtime refusal (queue full, deadline, no model) or a bug: a failure status, never an exception to the library. */
+  private failed(error: unknown): Decision {
+    if (error instanceof AppError) {
+      const { status } = httpStatusOf(error.code);
+      return {
+        answer: { status: status === 503 ? OUT_OF_RESOURCES : PROCESSING_FAILURE, comment: errorComment(error.detail) },
+        outcome: outcomeOf(status),
+        statusCode: status,
+        output: { reason: error.code },
+      };
+    }
+    this.logger.error({ msg: 'DIMSE C-STORE failed', error: String(error) });
+    return {
+      answer: { status: PROCESSING_FAILURE, comment: 'processing failure' },
+      outcome: 'error',
+      statusCode: 500,
+      output: { reason: 'INTERNAL_ERROR' },
+    };
+  }
+
+  /** Resolves once the row is committed; rejects with AuditUnavailable when it cannot be. */
+  private async record(row: {
+    actor: string;
+    action: string;
+    model: { name: string; version: string } | undefined;
+    peer: string;
+    inputDigest: string | null;
+    output: Record<string, unknown>;
+    outcome: AuditOutcome;
+    statusCode: number;
+    startedAt: number;
+  }): Promise<void> {
+    if (!this.config.AUDIT_ENABLED) return;
+    const draft: AuditDraft = {
+      occurredAt: new Date(),
+      actor: `dimse:${row.actor}`.slice(0, 256),
+      roles: [],
+      tenant: null,
+      action: row.action,
+      modelName: row.model?.name ?? null,
+      modelVersion: row.model?.version ?? null,
+      requestId: randomUUID(),
+      clientAddress: row.peer.slice(0, 64),
+      inputDigest: row.inputDigest,
+      outputSummary: row.output,
+      outcome: row.outcome,
+      statusCode: row.statusCode,
+      latencyMs: Math.round((performance.now() - row.startedAt) * 1000) / 1000,
+    };
+    await this.audit.record(draft);
+  }
+
+  /** The serving model, or none when the gateway runs without it (the row's model columns stay empty). */
+  private modelRef(): { name: string; version: string } | undefined {
+    try {
+      return this.intake.modelRef();
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async forward(analysis: InstanceAnalysis, target: ForwardTarget): Promise<void> {
+    await nextTurn(); // the C-STORE response goes out first
+    const instance = this.intake.protector.pseudonymUid(analysis.image.sopInstanceUID);
+    try {
+      const sr = datasetOfPart10(this.intake.structuredReport(analysis));
+      const status = await cStoreTo(sr, target, this.rules.aeTitle, FORWARD_TIMEOUTS);
+      // 0xB000-0xBFFF are warnings: stored, with a remark.
+      if (status !== SUCCESS && (status & 0xf000) !== 0xb000) {
+        throw new Error(`C-STORE status 0x${status.toString(16).padStart(4, '0')}`);
+      }
+      this.forwarded.inc({ outcome: 'ok' });
+    } catch (error) {
+      this.forwarded.inc({ outcome: 'failed' });
+      this.logger.warn({
+        msg: 'SR forward failed; the instance stays analysed and kept',
+        instance,
+        to: `${target.aeTitle}@${target.host}:${target.port}`,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+
+  private track(task: Promise<void>): void {
+    this.forwards.add(task);
+    void task.finally(() => this.forwards.delete(task));
+  }
+}
+
+function tooLarge(): Decision {
+  return {
+    answer: { status: OUT_OF_RESOURCES, comment: 'instance larger than MEDICAL_MAX_BODY_BYTES' },
+    outcome: 'invalid',
+    statusCode: 413,
+    output: { reason: 'TOO_LARGE' },
+  };
+}

@@ -1,0 +1,263 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { data as dcmjsData } from 'dcmjs';
+import { DataSource } from 'typeorm';
+import { DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtures/dicom-files';
+import { authedHttp, createTestApp } from '../fixtures/test-app';
+
+/**
+ * The DIMSE way in against DCMTK: echoscu and storescu as the modality or PACS, storescp as the
+ * destination of the forwarded SR, dsrdump to read that SR. The gateway runs in this process, so
+ * the DCMTK tools run asynchronously (a synchronous spawn would stop the SCP from answering).
+ */
+
+const onPath = (tool: string): boolean => !spawnSync(tool, ['--version']).error;
+const HAS_DCMTK = ['storescu', 'storescp', 'echoscu', 'dsrdump'].every(onPath);
+const SKIP_DCMTK = process.env.SKIP_DCMTK === '1';
+const MISSING =
+  'DCMTK (storescu, storescp, echoscu, dsrdump) is not on PATH: apt-get install -y dcmtk, or set SKIP_DCMTK=1';
+
+interface Run {
+  code: number;
+  output: string;
+}
+
+/** Runs a DCMTK tool without blocking the event loop; resolves with its exit code and stdout + stderr. */
+function run(tool: string, args: string[]): Promise<Run> {
+  assert.ok(HAS_DCMTK, MISSING);
+  return new Promise((resolve) => {
+    execFile(tool, args, { timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, output: `${stdout}${stderr}` });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  assert.ok(address && typeof address === 'object');
+  return address.port;
+}
+
+/** Polls `check` until it gives a value, or fails the test at the deadline. */
+async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+const accepts = (port: number): Promise<true | undefined> =>
+  new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(undefined));
+  });
+
+function uidOf(file: Buffer, tag: string): string {
+  const ab = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength) as ArrayBuffer;
+  return String(dcmjsData.DicomMessage.readFile(ab).dict[tag].Value?.[0]);
+}
+
+describe(
+  'medical: DIMSE C-STORE SCP against DCMTK',
+  { skip: DICOM_SKIP || (!HAS_DCMTK && SKIP_DCMTK ? MISSING : false) },
+  () => {
+    let app: NestFastifyApplication;
+    let db: DataSource;
+    let modelsDir: string;
+    let received: string;
+    let storescp: ChildProcess | undefined;
+    let port: number;
+    /** DCMTK's order: options, then peer and port, then files. */
+    const gateway = (callingAeTitle: string, calledAeTitle: string, ...files: string[]): string[] => [
+      '-aet',
+      callingAeTitle,
+      '-aec',
+      calledAeTitle,
+      '127.0.0.1',
+      String(port),
+      ...files.map((f) => join(SHARED_DICOM, f)),
+    ];
+
+    before(async () => {
+      assert.ok(HAS_DCMTK, MISSING);
+      received = mkdtempSync(join(tmpdir(), 'dimse-received-'));
+      const destPort = await freePort();
+      storescp = spawn('storescp', ['--aetitle', 'DEST', '-od', received, String(destPort)], { stdio: 'ignore' });
+      await until('storescp to listen', () => accepts(destPort));
+      port = await freePort();
+      modelsDir = medicalModelsDir();
+      app = await createTestApp({
+        MODELS_DIR: modelsDir,
+        MEDICAL_DIMSE_PORT: String(port),
+        MEDICAL_DIMSE_ALLOWED_AETS: 'PACS,MODALITY',
+        MEDICAL_DIMSE_FORWARD: `DEST@127.0.0.1:${destPort}`,
+      });
+      db = app.get(DataSource);
+    });
+
+    after(async () => {
+      await app?.close();
+      storescp?.kill();
+      if (received) rmSync(received, { recursive: true, force: true });
+      if (modelsDir) rmSync(modelsDir, { recursive: true, force: true });
+    });
+
+    const auditRows = (action: string): Promise<Array<Record<string, unknown>>> =>
+      db.query<Array<Record<string, unknown>>>(
+        `SELECT actor, roles, action, model_name, client_address, input_digest, output_summary, outcome, status_code
+           FROM audit_events WHERE action = $1 ORDER BY id`,
+        [action],
+      );
+
+    it('answers C-ECHO addressed to its AE title, from an allowed caller', async () => {
+      const echo = await run('echoscu', gateway('PACS', 'GATEWAY'));
+      assert.equal(echo.code, 0, echo.output);
+    });
+
+    it('rejects an association addressed to another AE title, or from a caller not allowed', async () => {
+      const wrongCalled = await run('echoscu', gateway('PACS', 'WRONG'));
+      assert.notEqual(wrongCalled.code, 0);
+      assert.match(wrongCalled.output, /Association Rejected/);
+      assert.match(
+        wrongCalled.output,
+        /Result: Rejected Permanent, Source: Service User\n.*Reason: Called AE Title Not Recognized/,
+      );
+
+      const stranger = await run('echoscu', gateway('STRANGER', 'GATEWAY'));
+      assert.notEqual(stranger.code, 0);
+      assert.match(stranger.output, /Reason: Calling AE Title Not Recognized/);
+
+      const denials = await auditRows('medical.dimse-associate');
+      assert.deepEqual(
+        denials.map((r) => [r.actor, r.outcome, r.status_code, (r.output_summary as { reason: string }).reason]),
+        [
+          ['dimse:PACS', 'denied', 403, 'CALLED_AE_NOT_RECOGNIZED'],
+          ['dimse:STRANGER', 'denied', 403, 'CALLING_AE_NOT_ALLOWED'],
+        ],
+      );
+    });
+
+    it('stores an ultrasound image: findings kept, audited, and its SR forwarded to storescp', async () => {
+      const file = dicomFile('US1_UNCR.dcm');
+      const study = uidOf(file, '0020000D');
+      const instance = uidOf(file, '00080018');
+      const store = await run('storescu', gateway('PACS', 'GATEWAY', 'US1_UNCR.dcm'));
+      assert.equal(store.code, 0, store.output);
+
+      const findings = await authedHttp(app, ['radiologist']).get(`/v1/medical/studies/${study}/findings`).expect(200);
+      assert.equal(findings.body.studyInstanceUID, study);
+      assert.deepEqual(
+        findings.body.instances.map((i: { sopInstanceUID: string }) => i.sopInstanceUID),
+        [instance],
+      );
+      assert.equal(findings.body.instances[0].modality, 'US');
+
+      const [row, ...more] = await auditRows('medical.dimse-store');
+      assert.equal(more.length, 0);
+      assert.equal(row.actor, 'dimse:PACS');
+      assert.deepEqual(row.roles, []);
+      assert.equal(row.outcome, 'ok');
+      assert.equal(row.status_code, 200);
+      assert.equal(row.model_name, 'breast-us-lesion');
+      assert.equal(row.client_address, '127.0.0.1');
+      assert.match(String(row.input_digest), /^[0-9a-f]{64}$/);
+      const summary = row.output_summary as Record<string, unknown>;
+      assert.equal(summary.modality, 'US');
+      assert.equal(summary.frames, 1);
+      assert.ok(!JSON.stringify(summary).includes(instance), 'the audit row holds no UID in clear');
+      assert.ok(!JSON.stringify(summary).includes(study), 'the audit row holds no UID in clear');
+
+      const srFile = await until('the forwarded SR in storescp’s folder', () => readdirSync(received)[0]);
+      // The forward counts once storescp has answered, by which time the file is complete.
+      await until('the forward to be counted', async () => {
+        const metrics = (await authedHttp(app).get('/metrics').expect(200)).text;
+        return /^gateway_dimse_sr_forwards_total\{outcome="ok"\} 1$/m.test(metrics) ? true : undefined;
+      });
+      const dump = await run('dsrdump', [join(received, srFile)]);
+      assert.equal(dump.code, 0, dump.output);
+      assert.match(dump.output, /^Comprehensive SR Document$/m);
+      assert.match(dump.output, /Imaging Measurement Report/);
+    });
+
+    it('takes a JPEG multi-frame instance in its own transfer syntax: it arrives compressed and is analysed', async () => {
+      // -xy proposes JPEG baseline beside the uncompressed syntaxes; storescu cannot decompress, so only an
+      // accepted JPEG context lets it send at all.
+      const store = await run('storescu', [
+        '-v',
+        '-xy',
+        ...gateway('PACS', 'GATEWAY', 'US_multiframe_jpeg_baseline.dcm'),
+      ]);
+      assert.equal(store.code, 0, store.output);
+      assert.match(store.output, /Received Store Response \(Success\)/);
+      assert.match(store.output, /Converting transfer syntax: JPEG Baseline -> JPEG Baseline$/m);
+      const rows = await auditRows('medical.dimse-store');
+      assert.equal(rows.length, 2);
+      assert.equal(rows[1].outcome, 'ok');
+      assert.equal((rows[1].output_summary as { frames: number }).frames, 8);
+    });
+
+    it('refuses an MR image with status 0122 (SOP class not supported by the model), audited as invalid', async () => {
+      // -d prints the C-STORE response: its status and the ErrorComment that says why.
+      const store = await run('storescu', ['-d', ...gateway('MODALITY', 'GATEWAY', 'MR_small.dcm')]);
+      assert.notEqual(store.code, 0);
+      assert.match(store.output, /^D: DIMSE Status +: 0x0122: Refused: SOP Class not supported$/m);
+      assert.match(store.output, /^D: \(0000,0902\) LO \[MODALITY_NOT_ACCEPTED: modality MR is not accepted by /m);
+
+      const rows = await auditRows('medical.dimse-store');
+      const refused = rows.find((r) => r.actor === 'dimse:MODALITY');
+      assert.ok(refused, 'the refusal has its audit row');
+      assert.equal(refused.outcome, 'invalid');
+      assert.equal(refused.status_code, 422);
+      assert.deepEqual(refused.output_summary, { reason: 'MODALITY_NOT_ACCEPTED' });
+    });
+
+    it('refuses a structured report at negotiation: no presentation context for its SOP class', async () => {
+      const store = await run('storescu', gateway('PACS', 'GATEWAY', 'test-SR.dcm'));
+      assert.notEqual(store.code, 0);
+      assert.match(store.output, /No presentation context/i);
+    });
+
+    it('answers 0xA700 (out of resources) when the audit trail cannot be written: no unaudited decision', async () => {
+      await db.query('ALTER TABLE audit_events RENAME TO audit_events_away');
+      try {
+        const store = await run('storescu', ['-d', ...gateway('PACS', 'GATEWAY', 'US1_UNCR.dcm')]);
+        assert.notEqual(store.code, 0);
+        assert.match(store.output, /^D: DIMSE Status +: 0xa700/im);
+        assert.match(store.output, /^D: \(0000,0902\) LO \[audit trail unavailable; nothing was decided\]/m);
+      } finally {
+        await db.query('ALTER TABLE audit_events_away RENAME TO audit_events');
+      }
+    });
+
+    it('counts the stores by outcome', async () => {
+      const metrics = (await authedHttp(app).get('/metrics').expect(200)).text;
+      assert.match(metrics, /^gateway_dimse_stores_total\{outcome="ok"\} 2$/m);
+      assert.match(metrics, /^gateway_dimse_stores_total\{outcome="invalid"\} 1$/m);
+      assert.match(metrics, /^gateway_dimse_stores_total\{outcome="unaudited"\} 1$/m);
+      // Both analysed instances had their SR forwarded; the unaudited one did not: its decision never left.
+      await until('both forwards to be counted', async () => {
+        const text = (await authedHttp(app).get('/metrics').expect(200)).text;
+        return /^gateway_dimse_sr_forwards_total\{outcome="ok"\} 2$/m.test(text) ? true : undefined;
+      });
+      assert.equal(readdirSync(received).length, 2);
+    });
+  },
+);
