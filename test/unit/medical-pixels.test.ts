@@ -94,6 +94,26 @@ describe('medical pixels: colour to grayscale', () => {
     assertClose(frameTo01(frame('RGB', 2, 2, rgb), BITS8), [124.2 / 255, 153.16 / 255, 1, 29.07 / 255]);
   });
 
+  it('the fused 8-bit RGB path gives what the general path gives', () => {
+    const rgb = Array.from({ length: 3 * 40 }, (_, i) => (i * 37) % 256);
+    const general = frameTo01({ ...frame('RGB', 5, 8, []), values: Uint16Array.from(rgb) }, BITS8);
+    const fused = frameTo01({ ...frame('RGB', 5, 8, []), values: Uint8Array.from(rgb) }, BITS8);
+    assertClose(fused, Array.from(general));
+  });
+
+  it('letterboxes into a caller buffer (one image of a batch), overwriting what was there', () => {
+    const src = Float32Array.from({ length: 40 * 30 }, (_, i) => (i % 17) / 16);
+    const target = { width: 16, height: 16, padValue: 0 };
+    const batch = new Float32Array(2 * 256).fill(7);
+    const boxed = letterbox(src, 40, 30, target, batch.subarray(256));
+    assertClose(batch.subarray(256), Array.from(letterbox(src, 40, 30, target).data));
+    assert.equal(boxed.scale, 0.4);
+    assert.ok(
+      batch.subarray(0, 256).every((v) => v === 7),
+      'the other image is untouched',
+    );
+  });
+
   it('YBR_FULL and YBR_FULL_422 take the Y channel in every layout', () => {
     assertClose(toGrayscale(frame('YBR_FULL', 1, 2, [90, 1, 2, 180, 3, 4])), [90, 180]);
     assertClose(toGrayscale(frame('YBR_FULL', 1, 2, [90, 180, 1, 2, 3, 4], { planarConfiguration: 1 })), [90, 180]);

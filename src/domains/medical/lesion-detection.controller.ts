@@ -51,7 +51,8 @@ export class LesionDetectionController {
     const model = this.intake.modelRef();
     noteAudit(request, { model, inputDigest: this.intake.digest(body) });
     try {
-      const analysis = await this.intake.analyseAndKeep(this.intake.parse(body));
+      // Answered, not kept: the caller has the findings; STOW and DIMSE keep theirs for a later GET.
+      const analysis = await this.intake.analyse(this.intake.parse(body));
       noteAudit(request, { output: this.intake.auditSummary(analysis.findings) });
       if (wantsDicom(accept)) {
         void reply.header('content-type', DICOM);
@@ -67,7 +68,7 @@ export class LesionDetectionController {
     }
   }
 
-  /** Findings kept for a study (sent by STOW-RS, DIMSE or the single-instance route). */
+  /** Findings kept for a study (sent by STOW-RS or DIMSE). */
   @Get('studies/:studyInstanceUID/findings')
   @RequirePermission('medical:infer', 'medical.findings-read')
   @ApiOkResponse({ type: StudyFindingsDto })

@@ -144,9 +144,7 @@ export class LesionDetectionService implements OnModuleInit {
       const batch = new Float32Array(chunk.length * plane);
       const scales: number[] = [];
       chunk.forEach((frame, i) => {
-        const boxed = this.preprocess(image, frame, model);
-        batch.set(boxed.data, i * plane);
-        scales.push(boxed.scale);
+        scales.push(this.preprocess(image, frame, model, batch.subarray(i * plane, (i + 1) * plane)));
       });
       const result = await this.engine.infer(model.name, model.version, {
         image: { dtype: 'float32', dims: [chunk.length, 1, model.height, model.width], data: batch },
@@ -179,7 +177,8 @@ export class LesionDetectionService implements OnModuleInit {
     };
   }
 
-  private preprocess(image: DicomImage, frame: number, model: LesionModel): { data: Float32Array; scale: number } {
+  /** Decodes one frame and writes it, letterboxed and normalised, into its place in the batch; returns the scale. */
+  private preprocess(image: DicomImage, frame: number, model: LesionModel, into: Float32Array): number {
     const stored = decodeFrame(image, frame);
     // 8-bit grey images without a VOI window (most ultrasound) keep their full stored range, as in
     // training (pixel / 255); stretching to min..max would change their contrast.
@@ -210,13 +209,15 @@ export class LesionDetectionService implements OnModuleInit {
       }
       throw error;
     }
-    const boxed = letterbox(gray, image.columns, image.rows, {
-      width: model.width,
-      height: model.height,
-      padValue: model.padValue,
-    });
+    const boxed = letterbox(
+      gray,
+      image.columns,
+      image.rows,
+      { width: model.width, height: model.height, padValue: model.padValue },
+      into,
+    );
     normalise(boxed.data, model.mean, model.std);
-    return { data: boxed.data, scale: boxed.scale };
+    return boxed.scale;
   }
 
   private lesions(prob: Float32Array, scale: number, image: DicomImage, model: LesionModel): LesionDto[] {

@@ -50,6 +50,11 @@ export class MedicalIntakeService {
     return this.detector.parse(body);
   }
 
+  /** Analyses a parsed instance (the single-instance route: the answer is the findings). */
+  async analyse(image: DicomImage): Promise<InstanceAnalysis> {
+    return this.detector.analyseImage(image);
+  }
+
   /** Analyses a parsed instance and keeps its findings. */
   async analyseAndKeep(image: DicomImage): Promise<InstanceAnalysis> {
     const analysis = await this.detector.analyseImage(image);

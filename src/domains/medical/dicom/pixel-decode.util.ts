@@ -50,7 +50,9 @@ function storedValues(
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const mask = bitsStored >= 32 ? 0xffffffff : 2 ** bitsStored - 1;
   const signBit = 2 ** (bitsStored - 1);
-  if (bitsAllocated === 8 && pixelRepresentation === 0 && bitsStored === 8) return bytes.slice(start, start + samples);
+  // A view, not a copy: the frame is only read, and the request holds the body until it is answered.
+  if (bitsAllocated === 8 && pixelRepresentation === 0 && bitsStored === 8)
+    return bytes.subarray(start, start + samples);
   if (bitsAllocated === 16 && pixelRepresentation === 0 && bitsStored === 16 && !bigEndian) {
     const out = new Uint16Array(samples);
     for (let i = 0; i < samples; i++) out[i] = view.getUint16(start + 2 * i, true);

@@ -184,6 +184,18 @@ export function toGrayscale(frame: StoredFrame): Float32Array {
  */
 export function frameTo01(frame: StoredFrame, opts: FrameTo01Options): Float32Array {
   const photometric = frame.photometric.trim().toUpperCase();
+  if (
+    photometric === 'RGB' &&
+    frame.planarConfiguration !== 1 &&
+    frame.values instanceof Uint8Array &&
+    opts.bitsStored === 8 &&
+    !opts.isSigned
+  ) {
+    // The common ultrasound case, fused into one monomorphic pass (no intermediate grey image).
+    const n = pixelCount(frame);
+    requireSamples(frame, 3, 3 * n);
+    return rgb8To01(frame.values, n);
+  }
   if (photometric === 'MONOCHROME1' || photometric === 'MONOCHROME2') {
     const modality = applyModalityLut(toGrayscale(frame), opts.slope, opts.intercept);
     const fn = voiFunctionOf(opts.voiFunction);
@@ -205,19 +217,36 @@ export function frameTo01(frame: StoredFrame, opts: FrameTo01Options): Float32Ar
   return gray;
 }
 
+function rgb8To01(v: Uint8Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  const r = 0.299 / 255;
+  const g = 0.587 / 255;
+  const b = 0.114 / 255;
+  for (let i = 0, j = 0; i < n; i++, j += 3) out[i] = r * v[j] + g * v[j + 1] + b * v[j + 2];
+  return out;
+}
+
 /**
  * Letterbox like the training script: scale = min(targetW / w, targetH / h), size rounded half-to-even
  * (Python's `round`), PIL-compatible bilinear resize, image at the top-left, the rest padValue.
  */
-export function letterbox(gray01: Float32Array, width: number, height: number, target: LetterboxTarget): Letterboxed {
+export function letterbox(
+  gray01: Float32Array,
+  width: number,
+  height: number,
+  target: LetterboxTarget,
+  /** Where to write the target grid (e.g. one image of a batch tensor); a new array when absent. */
+  into?: Float32Array,
+): Letterboxed {
   if (!(width >= 1 && height >= 1) || gray01.length < width * height) {
     throw new RangeError(`letterbox: ${gray01.length} values do not fill a ${width}x${height} image`);
   }
   const scale = Math.min(target.width / width, target.height / height);
   const resizedWidth = Math.min(target.width, Math.max(1, roundHalfEven(width * scale)));
   const resizedHeight = Math.min(target.height, Math.max(1, roundHalfEven(height * scale)));
-  const data = new Float32Array(target.width * target.height);
-  if (target.padValue !== 0) data.fill(target.padValue);
+  const data = into ?? new Float32Array(target.width * target.height);
+  if (data.length !== target.width * target.height) throw new RangeError('letterbox: output is not the target size');
+  if (into || target.padValue !== 0) data.fill(target.padValue);
   resizeBilinearInto(gray01, width, height, data, resizedWidth, resizedHeight, target.width);
   return { data, scale, resizedWidth, resizedHeight };
 }
@@ -248,7 +277,24 @@ interface AxisFilter {
  * PIL's `precompute_coeffs` (Resample.c) for the triangle filter: when shrinking, the support widens with the
  * scale factor, so every input pixel contributes (antialiased); when enlarging it is plain bilinear.
  */
+const filterCache = new Map<string, AxisFilter>();
+
+/** Filters depend only on the two sizes, and a PACS sends few distinct sizes: keep the last few dozen. */
 function axisFilter(inSize: number, outSize: number): AxisFilter {
+  const key = `${inSize}:${outSize}`;
+  let filter = filterCache.get(key);
+  if (!filter) {
+    if (filterCache.size >= 64) filterCache.clear();
+    filter = computeAxisFilter(inSize, outSize);
+    filterCache.set(key, filter);
+  }
+  return filter;
+}
+
+/** The horizontal pass's output, reused between calls (the resize is synchronous). */
+let scratch = new Float32Array(0);
+
+function computeAxisFilter(inSize: number, outSize: number): AxisFilter {
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
   const support = filterScale; // triangle support 1
@@ -289,7 +335,8 @@ function resizeBilinearInto(
   let tmp = src;
   if (ow !== w) {
     const fx = axisFilter(w, ow);
-    tmp = new Float32Array(ow * h);
+    if (scratch.length < ow * h) scratch = new Float32Array(ow * h);
+    tmp = scratch;
     for (let y = 0; y < h; y++) {
       const row = y * w;
       for (let x = 0; x < ow; x++) {
