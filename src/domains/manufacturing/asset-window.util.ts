@@ -1,0 +1,200 @@
+/**
+ * One asset's reading stream, put in timestamp order and cut into model rows and windows.
+ *
+ * Semantics (the service relies on every one of them):
+ * - `newest` is the largest timestamp ever accepted; the horizon is `newest - lateToleranceMs`.
+ * - push: a timestamp equal to one still held or to the last released one is a `duplicate` (the
+ *   first copy wins: MQTT QoS 1 redelivers the same message). A timestamp below the horizon, or below
+ *   the last released one (possible after `drain(true)`), is `late`: its place in the sequence is
+ *   gone. Anything else is held, in order, whatever order it arrived in.
+ * - drain: releases held readings with timestamp <= horizon, strictly in timestamp order, so with
+ *   lateToleranceMs = 0 an in-order reading is released by the next drain; `drain(true)` releases
+ *   everything held (end of a batch, shutdown).
+ * - Carry-forward: a reading may carry a subset of the inputs (SCADA reports by exception, only
+ *   changed tags); a missing input takes its last released value. Until every input has had a value
+ *   a released reading yields no row: it is still counted `accepted`, and also `incomplete`.
+ *   Names that are not model inputs are ignored; values are validated by the caller (checkValue).
+ * - A window (oldest row first, input order within a row) comes with every row once windowLength
+ *   rows exist; windowLength = 1 makes the window the row itself.
+ * - Memory: a ring of windowLength rows plus the held readings, which are only those inside the
+ *   tolerance horizon when the caller drains after each push or batch.
+ */
+export interface ReadingIn {
+  /** Epoch milliseconds. */
+  timestamp: number;
+  /** Model input name -> value, already in the model's unit. */
+  values: Record<string, number>;
+}
+
+export type ReadingVerdict = { accepted: true } | { accepted: false; reason: 'duplicate' | 'late' };
+
+export interface ReleasedReading {
+  timestamp: number;
+  /** One model row in input order (a copy: the caller may keep it). */
+  row: Float32Array;
+  /** windowLength rows, oldest first, once that many rows have been released. */
+  window?: Float32Array;
+}
+
+export interface AssetWindowOptions {
+  /** Model input names, in the model's column order. */
+  inputs: string[];
+  /** Rows per window: 1 for per-reading models. */
+  windowLength: number;
+  lateToleranceMs: number;
+}
+
+export interface AssetWindowCounts {
+  accepted: number;
+  duplicates: number;
+  late: number;
+  /** Accepted and released, but no row yet because some input never had a value. */
+  incomplete: number;
+}
+
+// Compacting the held list once its consumed head is this long keeps removal amortised O(1).
+const COMPACT_AT = 64;
+
+export class AssetWindow {
+  private readonly index = new Map<string, number>();
+  private readonly windowLength: number;
+  private readonly toleranceMs: number;
+  private readonly width: number;
+
+  private readonly held: ReadingIn[] = [];
+  private head = 0;
+  private newest = -Infinity;
+  private lastReleased = -Infinity;
+
+  private readonly last: Float64Array;
+  private readonly known: Uint8Array;
+  private knownCount = 0;
+
+  private readonly ring: Float32Array;
+  private ringNext = 0;
+  private rows = 0;
+
+  private readonly tally: AssetWindowCounts = { accepted: 0, duplicates: 0, late: 0, incomplete: 0 };
+
+  constructor(opts: AssetWindowOptions) {
+    if (opts.inputs.length === 0) throw new RangeError('AssetWindow needs at least one input');
+    if (!Number.isInteger(opts.windowLength) || opts.windowLength < 1) {
+      throw new RangeError(`AssetWindow windowLength must be an integer >= 1, got ${opts.windowLength}`);
+    }
+    if (!Number.isFinite(opts.lateToleranceMs) || opts.lateToleranceMs < 0) {
+      throw new RangeError(`AssetWindow lateToleranceMs must be a finite number >= 0, got ${opts.lateToleranceMs}`);
+    }
+    opts.inputs.forEach((name, i) => {
+      if (this.index.has(name)) throw new RangeError(`AssetWindow input "${name}" is listed twice`);
+      this.index.set(name, i);
+    });
+    this.windowLength = opts.windowLength;
+    this.toleranceMs = opts.lateToleranceMs;
+    this.width = opts.inputs.length;
+    this.last = new Float64Array(this.width);
+    this.known = new Uint8Array(this.width);
+    this.ring = new Float32Array(this.windowLength * this.width);
+  }
+
+  get counts(): Readonly<AssetWindowCounts> {
+    return this.tally;
+  }
+
+  /** Readings held, not yet released (memory check). */
+  get size(): number {
+    return this.held.length - this.head;
+  }
+
+  push(reading: ReadingIn): ReadingVerdict {
+    const ts = reading.timestamp;
+    if (!Number.isFinite(ts)) throw new RangeError(`reading timestamp must be a finite number, got ${ts}`);
+    if (ts === this.lastReleased) return this.refuse('duplicate');
+
+    const end = this.held.length;
+    if (end > this.head && ts <= this.held[end - 1].timestamp) {
+      // Out of order (or a repeat) inside the held span: binary search for its place.
+      const at = this.lowerBound(ts);
+      if (at < end && this.held[at].timestamp === ts) return this.refuse('duplicate');
+      if (ts < this.newest - this.toleranceMs || ts < this.lastReleased) return this.refuse('late');
+      this.held.splice(at, 0, reading);
+    } else {
+      if (ts < this.newest - this.toleranceMs || ts < this.lastReleased) return this.refuse('late');
+      this.held.push(reading);
+    }
+    if (ts > this.newest) this.newest = ts;
+    this.tally.accepted++;
+    return { accepted: true };
+  }
+
+  drain(flush = false): ReleasedReading[] {
+    const horizon = flush ? Infinity : this.newest - this.toleranceMs;
+    const out: ReleasedReading[] = [];
+    while (this.head < this.held.length && this.held[this.head].timestamp <= horizon) {
+      const reading = this.held[this.head];
+      this.head++;
+      this.lastReleased = reading.timestamp;
+      const released = this.release(reading);
+      if (released) out.push(released);
+    }
+    this.compact();
+    return out;
+  }
+
+  private release(reading: ReadingIn): ReleasedReading | undefined {
+    for (const [name, value] of Object.entries(reading.values)) {
+      const i = this.index.get(name);
+      if (i === undefined) continue;
+      this.last[i] = value;
+      if (!this.known[i]) {
+        this.known[i] = 1;
+        this.knownCount++;
+      }
+    }
+    if (this.knownCount < this.width) {
+      this.tally.incomplete++;
+      return undefined;
+    }
+    const row = Float32Array.from(this.last);
+    this.ring.set(row, this.ringNext * this.width);
+    this.ringNext = (this.ringNext + 1) % this.windowLength;
+    this.rows++;
+    if (this.rows < this.windowLength) return { timestamp: reading.timestamp, row };
+    return { timestamp: reading.timestamp, row, window: this.assemble() };
+  }
+
+  /** The ring unrolled from its oldest row (the next slot to be overwritten). */
+  private assemble(): Float32Array {
+    const window = new Float32Array(this.ring.length);
+    const split = this.ringNext * this.width;
+    window.set(this.ring.subarray(split), 0);
+    window.set(this.ring.subarray(0, split), this.ring.length - split);
+    return window;
+  }
+
+  private refuse(reason: 'duplicate' | 'late'): ReadingVerdict {
+    if (reason === 'duplicate') this.tally.duplicates++;
+    else this.tally.late++;
+    return { accepted: false, reason };
+  }
+
+  private lowerBound(ts: number): number {
+    let lo = this.head;
+    let hi = this.held.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.held[mid].timestamp < ts) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private compact(): void {
+    if (this.head === this.held.length) {
+      this.held.length = 0;
+      this.head = 0;
+    } else if (this.head >= COMPACT_AT && this.head * 2 >= this.held.length) {
+      this.held.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+}

@@ -1,0 +1,311 @@
+import { get } from 'sparkplug-payload';
+import { org } from 'sparkplug-payload/lib/sparkplugPayloadProto';
+
+/**
+ * Sparkplug B (Eclipse Tahu `sparkplug-payload`) topics, payloads and alias state, turned into
+ * timestamped readings keyed by metric name. Choices:
+ * - Long values become numbers when exactly representable, else bigint (then refused as a reading:
+ *   no sensor sends integers beyond 2^53, and float32 could not hold one anyway).
+ * - Booleans become 0/1 (a tag such as "spindle running" can feed an indicator input); strings,
+ *   bytes, datasets, templates and DateTime metrics are not readings and are listed as ignored.
+ * - Sparkplug 3 says DATA metrics SHOULD NOT repeat their datatype; the library then loses the value,
+ *   so such metrics are read from the raw protobuf and typed with the datatype from the last BIRTH.
+ * - BIRTH metrics carry current values, so they are readings too (call onBirth first for aliases).
+ */
+export const SPARKPLUG_NAMESPACE = 'spBv1.0';
+
+const MESSAGE_TYPES = ['NBIRTH', 'NDEATH', 'DBIRTH', 'DDEATH', 'NDATA', 'DDATA', 'NCMD', 'DCMD', 'STATE'] as const;
+export type SparkplugMessageType = (typeof MESSAGE_TYPES)[number];
+
+export interface SparkplugTopic {
+  group: string;
+  messageType: SparkplugMessageType;
+  /** The edge node id; for STATE (`spBv1.0/STATE/{hostId}`) the host application id, group ''. */
+  edgeNode: string;
+  device?: string;
+}
+
+export interface SparkplugMetric {
+  name?: string;
+  alias?: number;
+  /** Epoch milliseconds. */
+  timestamp?: number;
+  /** number (Long converted), bigint (beyond 2^53), boolean, string, null, or the library's object. */
+  value: unknown;
+  /** Sparkplug datatype name ('Float', 'Int64', ...); absent when the sender left it out. */
+  type?: string;
+}
+
+export interface DecodedSparkplug {
+  timestamp?: number;
+  seq?: number;
+  metrics: SparkplugMetric[];
+}
+
+export interface SparkplugReadings {
+  /** One reading per distinct timestamp, oldest first; values keyed by metric name. */
+  readings: Array<{ timestamp: number; values: Record<string, number> }>;
+  /** Aliases that no BIRTH defined (the node must be asked to rebirth); never guessed. */
+  unknown: number[];
+  /** Metrics that are not numeric readings, with the reason. */
+  ignored: Array<{ metric: string; reason: string }>;
+}
+
+export class SparkplugDecodeError extends Error {}
+
+const NODE_TYPES = new Set<SparkplugMessageType>(['NBIRTH', 'NDEATH', 'NDATA', 'NCMD']);
+const DEVICE_TYPES = new Set<SparkplugMessageType>(['DBIRTH', 'DDEATH', 'DDATA', 'DCMD']);
+const READING_TYPES = new Set<SparkplugMessageType>(['NBIRTH', 'DBIRTH', 'NDATA', 'DDATA']);
+
+/** `spBv1.0/{group}/{type}/{edge}[/{device}]` or `spBv1.0/STATE/{hostId}`; undefined otherwise. */
+export function parseSparkplugTopic(topic: string): SparkplugTopic | undefined {
+  const parts = topic.split('/');
+  if (parts[0] !== SPARKPLUG_NAMESPACE || parts.slice(1).some((p) => p === '' || /[+#]/.test(p))) return undefined;
+  if (parts.length === 3 && parts[1] === 'STATE') return { group: '', messageType: 'STATE', edgeNode: parts[2] };
+  const [, group, type, edgeNode, device] = parts;
+  if (!isMessageType(type)) return undefined;
+  if (parts.length === 4 && NODE_TYPES.has(type)) return { group, messageType: type, edgeNode };
+  if (parts.length === 5 && DEVICE_TYPES.has(type)) return { group, messageType: type, edgeNode, device };
+  return undefined;
+}
+
+function isMessageType(text: string): text is SparkplugMessageType {
+  return (MESSAGE_TYPES as readonly string[]).includes(text);
+}
+
+interface AliasScope {
+  names: Map<number, string>;
+  types: Map<string, string>;
+}
+
+interface NodeState {
+  bdSeq?: number;
+  /** '' is the node itself, otherwise the device id. */
+  scopes: Map<string, AliasScope>;
+}
+
+/** Alias and datatype tables per (group, edge node, device), as the last BIRTH stated them. */
+export class SparkplugAliases {
+  private readonly nodes = new Map<string, NodeState>();
+
+  onBirth(topic: SparkplugTopic, payload: DecodedSparkplug): void {
+    const scope: AliasScope = { names: new Map(), types: new Map() };
+    for (const m of payload.metrics) {
+      if (m.name === undefined) continue;
+      if (m.type !== undefined) scope.types.set(m.name, m.type);
+      if (m.alias !== undefined) scope.names.set(m.alias, m.name);
+    }
+    const key = nodeKey(topic);
+    if (topic.messageType === 'NBIRTH') {
+      // A new node session invalidates every device alias of the old one.
+      const bdSeq = payload.metrics.find((m) => m.name === 'bdSeq')?.value;
+      this.nodes.set(key, { bdSeq: typeof bdSeq === 'number' ? bdSeq : undefined, scopes: new Map([['', scope]]) });
+    } else if (topic.messageType === 'DBIRTH') {
+      let node = this.nodes.get(key);
+      if (!node) this.nodes.set(key, (node = { scopes: new Map() }));
+      node.scopes.set(topic.device ?? '', scope);
+    } else {
+      throw new Error(`onBirth needs an NBIRTH or DBIRTH topic, got ${topic.messageType}`);
+    }
+  }
+
+  /**
+   * Forgets a dead node (and its devices) or device. An NDEATH whose bdSeq differs from the one its
+   * NBIRTH announced is the stale will of an earlier session and is ignored. Returns whether
+   * anything was forgotten.
+   */
+  onDeath(topic: SparkplugTopic, payload?: DecodedSparkplug): boolean {
+    const key = nodeKey(topic);
+    const node = this.nodes.get(key);
+    if (!node) return false;
+    if (topic.messageType === 'NDEATH') {
+      const bdSeq = payload?.metrics.find((m) => m.name === 'bdSeq')?.value;
+      if (typeof bdSeq === 'number' && node.bdSeq !== undefined && bdSeq !== node.bdSeq) return false;
+      return this.nodes.delete(key);
+    }
+    if (topic.messageType === 'DDEATH') return node.scopes.delete(topic.device ?? '');
+    throw new Error(`onDeath needs an NDEATH or DDEATH topic, got ${topic.messageType}`);
+  }
+
+  /** The metric's name: its own, else the one its alias was born with; undefined when unknown. */
+  resolve(topic: SparkplugTopic, metric: { name?: string; alias?: number }): string | undefined {
+    if (metric.name !== undefined) return metric.name;
+    if (metric.alias === undefined) return undefined;
+    return this.scope(topic)?.names.get(metric.alias);
+  }
+
+  /** The datatype the BIRTH gave a metric name. */
+  datatype(topic: SparkplugTopic, name: string): string | undefined {
+    return this.scope(topic)?.types.get(name);
+  }
+
+  private scope(topic: SparkplugTopic): AliasScope | undefined {
+    return this.nodes.get(nodeKey(topic))?.scopes.get(topic.device ?? '');
+  }
+}
+
+function nodeKey(topic: SparkplugTopic): string {
+  return `${topic.group}/${topic.edgeNode}`; // '/' cannot occur inside a topic level
+}
+
+interface LongLike {
+  low: number;
+  high: number;
+  toNumber(): number;
+  toString(radix?: number): string;
+}
+
+function isLong(v: unknown): v is LongLike {
+  if (typeof v !== 'object' || v === null) return false;
+  const l = v as Partial<LongLike>;
+  return typeof l.low === 'number' && typeof l.high === 'number' && typeof l.toNumber === 'function';
+}
+
+function fromLong(v: LongLike): number | bigint {
+  const n = v.toNumber();
+  return Number.isSafeInteger(n) ? n : BigInt(v.toString());
+}
+
+function integerField(v: unknown, what: string): number {
+  const n = isLong(v) ? fromLong(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+    throw new SparkplugDecodeError(`malformed Sparkplug B payload: ${what} ${String(n)} is not a usable integer`);
+  }
+  return n;
+}
+
+function codec() {
+  const sparkplug = get(SPARKPLUG_NAMESPACE);
+  if (!sparkplug) throw new Error(`sparkplug-payload does not support ${SPARKPLUG_NAMESPACE}`);
+  return sparkplug;
+}
+
+type RawPayload = org.eclipse.tahu.protobuf.Payload;
+type RawMetric = org.eclipse.tahu.protobuf.Payload.IMetric & Pick<org.eclipse.tahu.protobuf.Payload.Metric, 'value'>;
+
+/** Decodes one Sparkplug B payload; throws SparkplugDecodeError when the bytes are not one. */
+export function decodeSparkplug(buffer: Uint8Array): DecodedSparkplug {
+  let payload: ReturnType<ReturnType<typeof codec>['decodePayload']>;
+  try {
+    payload = codec().decodePayload(buffer);
+  } catch (err) {
+    throw new SparkplugDecodeError(
+      `malformed Sparkplug B payload: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  let raw: RawPayload | undefined;
+  const metrics = (payload.metrics ?? []).map((m, i): SparkplugMetric => {
+    const out: SparkplugMetric = { value: null };
+    if (typeof m.name === 'string') out.name = m.name;
+    if (m.alias !== undefined && m.alias !== null) out.alias = integerField(m.alias, 'metric alias');
+    if (m.timestamp !== undefined && m.timestamp !== null) {
+      out.timestamp = integerField(m.timestamp, 'metric timestamp');
+    }
+    const type = m.type as string | undefined; // undefined at run time when the datatype was omitted
+    if (type !== undefined) {
+      out.type = type;
+      out.value = libraryValue(m.value, type);
+    } else {
+      raw ??= org.eclipse.tahu.protobuf.Payload.decode(buffer); // same bytes, already known to parse
+      out.value = rawValue(raw.metrics[i]);
+    }
+    return out;
+  });
+  const decoded: DecodedSparkplug = { metrics };
+  if (payload.timestamp !== undefined && payload.timestamp !== null) {
+    decoded.timestamp = integerField(payload.timestamp, 'payload timestamp');
+  }
+  if (payload.seq !== undefined && payload.seq !== null) decoded.seq = integerField(payload.seq, 'payload seq');
+  return decoded;
+}
+
+function libraryValue(value: unknown, type: string): unknown {
+  if (isLong(value)) return fromLong(value);
+  // The library may read UInt32 through Long.toInt(), which is signed: undo the wrap above 2^31.
+  if (type === 'UInt32' && typeof value === 'number' && value < 0) return value + 2 ** 32;
+  return value;
+}
+
+const SCALAR_FIELDS = ['intValue', 'floatValue', 'doubleValue', 'booleanValue', 'stringValue'] as const;
+
+function isScalarField(field: string): field is (typeof SCALAR_FIELDS)[number] {
+  return (SCALAR_FIELDS as readonly string[]).includes(field);
+}
+
+function rawValue(metric: RawMetric | undefined): unknown {
+  if (!metric || metric.isNull) return null;
+  const field = metric.value; // which member of the protobuf oneof is set
+  if (field === 'longValue') return isLong(metric.longValue) ? fromLong(metric.longValue) : metric.longValue;
+  if (field !== undefined && isScalarField(field)) return metric[field];
+  return null;
+}
+
+/** Raw protobuf integers are unsigned; a signed datatype from the BIRTH gives them back their sign. */
+function signed(value: unknown, type: string | undefined): unknown {
+  if ((type === 'Int8' || type === 'Int16' || type === 'Int32') && typeof value === 'number') return value | 0;
+  if (type === 'Int64' && (typeof value === 'number' || typeof value === 'bigint')) {
+    const v = BigInt.asIntN(64, BigInt(value));
+    return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  }
+  return value;
+}
+
+const NOT_READINGS = new Set(['String', 'Text', 'UUID', 'DateTime', 'DataSet', 'Bytes', 'File', 'Template']);
+
+function numeric(value: unknown, type: string | undefined): number | string {
+  if (type !== undefined && (NOT_READINGS.has(type) || type.startsWith('PropertySet'))) {
+    return `${type} is not a numeric reading`;
+  }
+  if (typeof value === 'number') return value;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (value === null || value === undefined) return 'null value';
+  if (typeof value === 'bigint') return `integer ${value} is beyond 2^53`;
+  return `${typeof value} value is not a numeric reading`;
+}
+
+/**
+ * Numeric metrics of a DATA or BIRTH message grouped into readings by timestamp (the metric's,
+ * else the payload's, else `receivedAt`). Other message types yield nothing.
+ */
+export function sparkplugReadings(
+  topic: SparkplugTopic,
+  decoded: DecodedSparkplug,
+  aliases: SparkplugAliases,
+  opts: { receivedAt?: number } = {},
+): SparkplugReadings {
+  const result: SparkplugReadings = { readings: [], unknown: [], ignored: [] };
+  if (!READING_TYPES.has(topic.messageType)) return result;
+  const byTime = new Map<number, Record<string, number>>();
+  const unknown = new Set<number>();
+  for (const metric of decoded.metrics) {
+    const name = aliases.resolve(topic, metric);
+    if (name === undefined) {
+      if (metric.alias !== undefined) unknown.add(metric.alias);
+      else result.ignored.push({ metric: '(unnamed)', reason: 'metric has neither name nor alias' });
+      continue;
+    }
+    if (name === '__proto__') {
+      result.ignored.push({ metric: name, reason: 'reserved name' }); // would rewrite the object's prototype
+      continue;
+    }
+    const type = metric.type ?? aliases.datatype(topic, name);
+    const value = numeric(metric.type === undefined ? signed(metric.value, type) : metric.value, type);
+    if (typeof value === 'string') {
+      result.ignored.push({ metric: name, reason: value });
+      continue;
+    }
+    const timestamp = metric.timestamp ?? decoded.timestamp ?? opts.receivedAt;
+    if (timestamp === undefined) {
+      result.ignored.push({ metric: name, reason: 'no metric or payload timestamp' });
+      continue;
+    }
+    let values = byTime.get(timestamp);
+    if (!values) byTime.set(timestamp, (values = {}));
+    values[name] = value;
+  }
+  result.readings = [...byTime.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([timestamp, values]) => ({ timestamp, values }));
+  result.unknown = [...unknown];
+  return result;
+}

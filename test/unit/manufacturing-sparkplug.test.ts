@@ -1,0 +1,250 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { get } from 'sparkplug-payload';
+import { org } from 'sparkplug-payload/lib/sparkplugPayloadProto';
+import {
+  decodeSparkplug,
+  parseSparkplugTopic,
+  SparkplugAliases,
+  SparkplugDecodeError,
+  sparkplugReadings,
+  SparkplugTopic,
+} from '../../src/domains/manufacturing/sparkplug.util';
+
+const sparkplug = get('spBv1.0');
+if (!sparkplug) throw new Error('sparkplug-payload lost spBv1.0');
+type Payload = Parameters<typeof sparkplug.encodePayload>[0];
+const encode = (payload: Payload) => sparkplug.encodePayload(payload);
+
+const T0 = 1_764_000_000_000;
+const NBIRTH = parseSparkplugTopic('spBv1.0/plant1/NBIRTH/edge1') as SparkplugTopic;
+const NDEATH = parseSparkplugTopic('spBv1.0/plant1/NDEATH/edge1') as SparkplugTopic;
+const DBIRTH = parseSparkplugTopic('spBv1.0/plant1/DBIRTH/edge1/mill-7') as SparkplugTopic;
+const DDATA = parseSparkplugTopic('spBv1.0/plant1/DDATA/edge1/mill-7') as SparkplugTopic;
+const DDEATH = parseSparkplugTopic('spBv1.0/plant1/DDEATH/edge1/mill-7') as SparkplugTopic;
+
+/** An NBIRTH then a DBIRTH of a milling machine, decoded and recorded as the gateway would. */
+function born(bdSeq = 0): SparkplugAliases {
+  const aliases = new SparkplugAliases();
+  const nbirth = encode({
+    timestamp: T0,
+    seq: 0,
+    metrics: [
+      { name: 'bdSeq', type: 'Int64', value: bdSeq },
+      { name: 'Node Control/Rebirth', type: 'Boolean', value: false },
+    ],
+  });
+  aliases.onBirth(NBIRTH, decodeSparkplug(nbirth));
+  const dbirth = encode({
+    timestamp: T0,
+    seq: 1,
+    metrics: [
+      { name: 'Air temperature', alias: 1, type: 'Float', value: 300.25 },
+      { name: 'Rotational speed', alias: 2, type: 'Int32', value: 1500 },
+      { name: 'Tool wear', alias: 3, type: 'Int64', value: 0 },
+      { name: 'Spindle running', alias: 4, type: 'Boolean', value: true },
+      { name: 'Product', alias: 5, type: 'String', value: 'L47181' },
+      { name: 'Torque', alias: 6, type: 'Double', value: 40.123456789 },
+    ],
+  });
+  aliases.onBirth(DBIRTH, decodeSparkplug(dbirth));
+  return aliases;
+}
+
+describe('manufacturing: Sparkplug B', () => {
+  it('parses topics and refuses ones that are not Sparkplug B', () => {
+    assert.deepEqual(DDATA, { group: 'plant1', messageType: 'DDATA', edgeNode: 'edge1', device: 'mill-7' });
+    assert.deepEqual(NBIRTH, { group: 'plant1', messageType: 'NBIRTH', edgeNode: 'edge1' });
+    assert.deepEqual(parseSparkplugTopic('spBv1.0/STATE/scada-1'), {
+      group: '',
+      messageType: 'STATE',
+      edgeNode: 'scada-1',
+    });
+    for (const bad of [
+      'spBv1.0/plant1/DDATA/edge1', // device message without a device
+      'spBv1.0/plant1/NDATA/edge1/mill-7', // node message with a device
+      'spBv1.0/plant1/XDATA/edge1',
+      'spBv1.0//NDATA/edge1',
+      'spBv1.0/plant1/DDATA/edge1/mill-7/extra',
+      'spBv1.0/plant1/DDATA/+/mill-7',
+      'spBv1.0/plant1/NDATA/#',
+      'spAv1.0/plant1/NDATA/edge1',
+      'factory/site/line/asset-1/telemetry',
+      '',
+    ]) {
+      assert.equal(parseSparkplugTopic(bad), undefined, bad);
+    }
+  });
+
+  it('reads a DDATA that carries only aliases with the names its DBIRTH gave them', () => {
+    const aliases = born();
+    const ddata = encode({
+      timestamp: T0 + 1000,
+      seq: 2,
+      metrics: [
+        { alias: 1, type: 'Float', value: 301.5 },
+        { alias: 2, type: 'Int32', value: 1512 },
+        { alias: 3, type: 'Int64', value: 2 ** 40 + 7 }, // decoded as a protobuf Long
+        { alias: 6, type: 'Double', value: 41.000000001, timestamp: T0 + 1500 },
+        { alias: 4, type: 'Boolean', value: false },
+      ],
+    });
+    const decoded = decodeSparkplug(ddata);
+    assert.equal(decoded.timestamp, T0 + 1000);
+    assert.equal(decoded.seq, 2);
+    assert.equal(decoded.metrics[0].name, undefined, 'the wire carried no name');
+    assert.equal(typeof decoded.metrics[2].value, 'number', 'Long converted');
+
+    const { readings, unknown, ignored } = sparkplugReadings(DDATA, decoded, aliases);
+    assert.deepEqual(readings, [
+      {
+        timestamp: T0 + 1000,
+        values: { 'Air temperature': 301.5, 'Rotational speed': 1512, 'Tool wear': 2 ** 40 + 7, 'Spindle running': 0 },
+      },
+      { timestamp: T0 + 1500, values: { Torque: 41.000000001 } },
+    ]);
+    assert.deepEqual(unknown, []);
+    assert.deepEqual(ignored, []);
+  });
+
+  it('keeps float32 precision for Float metrics and full precision for Double', () => {
+    const aliases = born();
+    const decoded = decodeSparkplug(
+      encode({
+        timestamp: T0,
+        metrics: [
+          { name: 'f', type: 'Float', value: 0.1 },
+          { name: 'd', type: 'Double', value: 0.1 },
+        ],
+      }),
+    );
+    const [reading] = sparkplugReadings(DDATA, decoded, aliases).readings;
+    assert.equal(reading.values.f, Math.fround(0.1));
+    assert.equal(reading.values.d, 0.1);
+  });
+
+  it('reports aliases no BIRTH defined instead of guessing, and lists non-numeric metrics', () => {
+    const aliases = born();
+    const decoded = decodeSparkplug(
+      encode({
+        timestamp: T0 + 2000,
+        metrics: [
+          { alias: 1, type: 'Float', value: 299.5 },
+          { alias: 99, type: 'Float', value: 1 },
+          { alias: 99, type: 'Float', value: 2 },
+          { alias: 5, type: 'String', value: 'M14860' },
+          { alias: 7, type: 'UInt64', value: '18446744073709551615' },
+          { name: 'Counter', type: 'UInt64', value: '18446744073709551615' },
+        ],
+      }),
+    );
+    const { readings, unknown, ignored } = sparkplugReadings(DDATA, decoded, aliases);
+    assert.deepEqual(readings, [{ timestamp: T0 + 2000, values: { 'Air temperature': 299.5 } }]);
+    assert.deepEqual(unknown, [99, 7]);
+    assert.deepEqual(ignored, [
+      { metric: 'Product', reason: 'String is not a numeric reading' },
+      { metric: 'Counter', reason: 'integer 18446744073709551615 is beyond 2^53' },
+    ]);
+  });
+
+  it('decodes Long and unsigned integers exactly', () => {
+    const decoded = decodeSparkplug(
+      encode({
+        timestamp: T0,
+        metrics: [
+          { name: 'neg', type: 'Int64', value: -5 },
+          { name: 'u32', type: 'UInt32', value: 3_000_000_000 },
+          { name: 'i8', type: 'Int8', value: -3 },
+          { name: 'big', type: 'UInt64', value: '9007199254740993' },
+        ],
+      }),
+    );
+    assert.deepEqual(
+      decoded.metrics.map((m) => m.value),
+      [-5, 3_000_000_000, -3, 9007199254740993n],
+    );
+    const { readings } = sparkplugReadings(DDATA, decoded, new SparkplugAliases());
+    assert.deepEqual(readings[0].values, { neg: -5, u32: 3_000_000_000, i8: -3 });
+  });
+
+  it('reads DATA metrics that omit their datatype (Sparkplug 3) with the datatype from the BIRTH', () => {
+    const aliases = born();
+    // The library's encoder always writes a datatype; a Sparkplug 3 edge may not, so encode raw protobuf.
+    const bytes = org.eclipse.tahu.protobuf.Payload.encode({
+      timestamp: T0 + 3000,
+      metrics: [
+        { alias: 1, floatValue: 302.5 },
+        { alias: 2, intValue: -7 >>> 0 }, // Int32 travels as uint32
+        { alias: 3, longValue: 42 },
+      ],
+    }).finish();
+    const decoded = decodeSparkplug(bytes);
+    assert.equal(decoded.metrics[1].type, undefined);
+    const { readings } = sparkplugReadings(DDATA, decoded, aliases);
+    assert.deepEqual(readings, [
+      { timestamp: T0 + 3000, values: { 'Air temperature': 302.5, 'Rotational speed': -7, 'Tool wear': 42 } },
+    ]);
+  });
+
+  it('uses the receive time when neither metric nor payload has a timestamp', () => {
+    const decoded = decodeSparkplug(encode({ metrics: [{ name: 'x', type: 'Double', value: 1.5 }] }));
+    assert.equal(decoded.timestamp, undefined);
+    const aliases = new SparkplugAliases();
+    assert.deepEqual(sparkplugReadings(DDATA, decoded, aliases, { receivedAt: T0 }).readings, [
+      { timestamp: T0, values: { x: 1.5 } },
+    ]);
+    assert.deepEqual(sparkplugReadings(DDATA, decoded, aliases).ignored, [
+      { metric: 'x', reason: 'no metric or payload timestamp' },
+    ]);
+  });
+
+  it('treats BIRTH values as readings and other message types as none', () => {
+    const aliases = born();
+    const dbirth = decodeSparkplug(
+      encode({ timestamp: T0, metrics: [{ name: 'Torque', alias: 6, type: 'Double', value: 39.5 }] }),
+    );
+    assert.deepEqual(sparkplugReadings(DBIRTH, dbirth, aliases).readings, [
+      { timestamp: T0, values: { Torque: 39.5 } },
+    ]);
+    const dcmd = parseSparkplugTopic('spBv1.0/plant1/DCMD/edge1/mill-7') as SparkplugTopic;
+    assert.deepEqual(sparkplugReadings(dcmd, dbirth, aliases), { readings: [], unknown: [], ignored: [] });
+  });
+
+  it('forgets device aliases on a new NBIRTH, a DDEATH, or an NDEATH of the current session only', () => {
+    let aliases = born();
+    assert.equal(aliases.resolve(DDATA, { alias: 2 }), 'Rotational speed');
+    aliases.onBirth(
+      NBIRTH,
+      decodeSparkplug(encode({ timestamp: T0, metrics: [{ name: 'bdSeq', type: 'Int64', value: 1 }] })),
+    );
+    assert.equal(aliases.resolve(DDATA, { alias: 2 }), undefined, 'a node rebirth resets its devices');
+
+    aliases = born();
+    assert.equal(aliases.onDeath(DDEATH), true);
+    assert.equal(aliases.resolve(DDATA, { alias: 2 }), undefined);
+
+    aliases = born(5);
+    const deathOf = (bdSeq: number) =>
+      decodeSparkplug(encode({ metrics: [{ name: 'bdSeq', type: 'Int64', value: bdSeq }] }));
+    assert.equal(aliases.onDeath(NDEATH, deathOf(4)), false, "an earlier session's will");
+    assert.equal(aliases.resolve(DDATA, { alias: 1 }), 'Air temperature');
+    assert.equal(aliases.onDeath(NDEATH, deathOf(5)), true);
+    assert.equal(aliases.resolve(DDATA, { alias: 1 }), undefined);
+    assert.equal(aliases.resolve(DDATA, { name: 'Named', alias: 1 }), 'Named', 'a name needs no alias table');
+    assert.throws(() => aliases.onBirth(DDATA, { metrics: [] }), /onBirth needs an NBIRTH or DBIRTH topic, got DDATA/);
+  });
+
+  it('throws a clear error on bytes that are not a Sparkplug B payload', () => {
+    for (const bytes of [
+      Uint8Array.from([0x12, 0x10, 0x01]), // metrics field longer than the buffer
+      Uint8Array.from([0xff, 0xff]),
+      Buffer.from('not a protobuf at all'),
+    ]) {
+      assert.throws(
+        () => decodeSparkplug(bytes),
+        (err: unknown) => err instanceof SparkplugDecodeError && /^malformed Sparkplug B payload: /.test(err.message),
+      );
+    }
+    assert.deepEqual(decodeSparkplug(new Uint8Array(0)), { metrics: [] }, 'an empty payload is valid');
+  });
+});

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AssetWindow, ReleasedReading } from '../../src/domains/manufacturing/asset-window.util';
+
+const stamps = (released: ReleasedReading[]) => released.map((r) => r.timestamp);
+const f32 = (values: number[]) => Array.from(Float32Array.from(values));
+
+describe('manufacturing: per-asset reading window', () => {
+  it('puts readings that arrive out of order within the tolerance back in order', () => {
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 100 });
+    for (const ts of [1000, 1050, 1020, 1010])
+      assert.deepEqual(w.push({ timestamp: ts, values: { a: ts } }), { accepted: true });
+    assert.deepEqual(w.drain(), [], 'nothing is older than newest - tolerance yet');
+    assert.equal(w.size, 4);
+
+    w.push({ timestamp: 1130, values: { a: 1130 } }); // horizon 1030
+    const released = w.drain();
+    assert.deepEqual(stamps(released), [1000, 1010, 1020]);
+    assert.deepEqual(
+      released.map((r) => Array.from(r.row)),
+      [[1000], [1010], [1020]],
+    );
+    assert.deepEqual(stamps(w.drain(true)), [1050, 1130]);
+    assert.equal(w.size, 0);
+  });
+
+  it('drops duplicates, held or just released, and keeps the first copy', () => {
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 100 });
+    w.push({ timestamp: 1000, values: { a: 1 } });
+    assert.deepEqual(w.push({ timestamp: 1000, values: { a: 2 } }), { accepted: false, reason: 'duplicate' });
+    w.push({ timestamp: 1200, values: { a: 3 } });
+    assert.deepEqual(
+      w.drain().map((r) => r.row[0]),
+      [1],
+    );
+    assert.deepEqual(w.push({ timestamp: 1000, values: { a: 9 } }), { accepted: false, reason: 'duplicate' });
+    assert.deepEqual(w.push({ timestamp: 1200, values: { a: 9 } }), { accepted: false, reason: 'duplicate' });
+    assert.deepEqual(w.counts, { accepted: 2, duplicates: 3, late: 0, incomplete: 0 });
+  });
+
+  it('refuses readings older than newest - tolerance as late, accepts one exactly at the horizon', () => {
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 100 });
+    w.push({ timestamp: 1000, values: { a: 1 } });
+    w.push({ timestamp: 1200, values: { a: 2 } });
+    assert.deepEqual(w.push({ timestamp: 1099, values: { a: 3 } }), { accepted: false, reason: 'late' });
+    assert.deepEqual(w.push({ timestamp: 1100, values: { a: 4 } }), { accepted: true });
+    assert.deepEqual(stamps(w.drain()), [1000, 1100]);
+    assert.deepEqual(w.counts, { accepted: 3, duplicates: 0, late: 1, incomplete: 0 });
+  });
+
+  it('releases every in-order reading at once when the tolerance is 0', () => {
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 0 });
+    for (let ts = 1; ts <= 5; ts++) {
+      w.push({ timestamp: ts, values: { a: ts * 10 } });
+      const released = w.drain();
+      assert.equal(released.length, 1);
+      assert.equal(released[0].timestamp, ts);
+      assert.deepEqual(Array.from(released[0].window ?? []), [ts * 10], 'windowLength 1: the window is the row');
+    }
+    assert.deepEqual(w.push({ timestamp: 4, values: { a: 0 } }), { accepted: false, reason: 'late' });
+  });
+
+  it('carries the last value of a missing input forward, and yields no row until every input is known', () => {
+    const w = new AssetWindow({ inputs: ['a', 'b'], windowLength: 1, lateToleranceMs: 0 });
+    w.push({ timestamp: 1, values: { a: 1 } });
+    w.push({ timestamp: 2, values: { b: 2, unrelated: 99 } });
+    w.push({ timestamp: 3, values: { a: 3 } });
+    const released = w.drain();
+    assert.deepEqual(stamps(released), [2, 3], 'timestamp 1 had no value for b');
+    assert.deepEqual(
+      released.map((r) => Array.from(r.row)),
+      [
+        [1, 2],
+        [3, 2],
+      ],
+    );
+    assert.deepEqual(w.counts, { accepted: 3, duplicates: 0, late: 0, incomplete: 1 });
+  });
+
+  it('carries forward in timestamp order, not arrival order', () => {
+    const w = new AssetWindow({ inputs: ['a', 'b'], windowLength: 1, lateToleranceMs: 50 });
+    w.push({ timestamp: 10, values: { a: 1, b: 1 } });
+    w.push({ timestamp: 30, values: { a: 3 } });
+    w.push({ timestamp: 20, values: { b: 2 } }); // late but tolerated: must apply before 30
+    const released = w.drain(true);
+    assert.deepEqual(
+      released.map((r) => Array.from(r.row)),
+      [
+        [1, 1],
+        [1, 2],
+        [3, 2],
+      ],
+    );
+  });
+
+  it('assembles windows of windowLength rows, oldest first, in input order', () => {
+    const w = new AssetWindow({ inputs: ['x', 'y'], windowLength: 3, lateToleranceMs: 0 });
+    const rows = [
+      [0.1, 1.5],
+      [0.2, 2.5],
+      [0.3, 3.5],
+      [0.4, 4.5],
+      [0.5, 5.5],
+    ];
+    // Values arrive keyed by name, in an order unlike the inputs'.
+    rows.forEach(([x, y], i) => w.push({ timestamp: 100 + i, values: { y, x } }));
+    const released = w.drain();
+    assert.equal(released.length, 5);
+    assert.equal(released[0].window, undefined);
+    assert.equal(released[1].window, undefined);
+    assert.deepEqual(Array.from(released[2].window ?? []), f32([0.1, 1.5, 0.2, 2.5, 0.3, 3.5]));
+    assert.deepEqual(Array.from(released[3].window ?? []), f32([0.2, 2.5, 0.3, 3.5, 0.4, 4.5]));
+    assert.deepEqual(Array.from(released[4].window ?? []), f32([0.3, 3.5, 0.4, 4.5, 0.5, 5.5]));
+    assert.ok(released[4].window instanceof Float32Array);
+    assert.equal(released[4].window.length, 3 * 2);
+    assert.deepEqual(Array.from(released[4].row), f32([0.5, 5.5]));
+    // Each window is a copy: later rows do not rewrite one already handed out.
+    assert.deepEqual(Array.from(released[2].window ?? []), f32([0.1, 1.5, 0.2, 2.5, 0.3, 3.5]));
+  });
+
+  it('drain(true) releases everything held; nothing older can then be put in order', () => {
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 2, lateToleranceMs: 10_000 });
+    w.push({ timestamp: 3000, values: { a: 3 } });
+    w.push({ timestamp: 1000, values: { a: 1 } });
+    w.push({ timestamp: 2000, values: { a: 2 } });
+    assert.deepEqual(w.drain(), []);
+    const released = w.drain(true);
+    assert.deepEqual(stamps(released), [1000, 2000, 3000]);
+    assert.deepEqual(Array.from(released[2].window ?? []), [2, 3]);
+    assert.deepEqual(w.push({ timestamp: 2500, values: { a: 9 } }), { accepted: false, reason: 'late' });
+    assert.deepEqual(w.push({ timestamp: 3000, values: { a: 9 } }), { accepted: false, reason: 'duplicate' });
+    assert.deepEqual(w.push({ timestamp: 3001, values: { a: 4 } }), { accepted: true });
+  });
+
+  it('stays bounded over 100k jittered readings and loses none it accepted', () => {
+    const w = new AssetWindow({ inputs: ['a', 'b'], windowLength: 30, lateToleranceMs: 50 });
+    let released = 0;
+    let maxHeld = 0;
+    let last: ReleasedReading | undefined;
+    for (let i = 0; i < 100_000; i++) {
+      // Pairs swapped (odd before even) within the tolerance, a duplicate every 1000th, a straggler every 997th.
+      const ts = 10 * (i % 2 === 0 ? i + 1 : i - 1);
+      assert.equal(w.push({ timestamp: ts, values: { a: ts, b: -ts } }).accepted, true);
+      if (i % 1000 === 999) assert.equal(w.push({ timestamp: ts, values: { a: 0, b: 0 } }).accepted, false);
+      if (i % 997 === 996) assert.equal(w.push({ timestamp: ts - 1000, values: { a: 0, b: 0 } }).accepted, false);
+      const out = w.drain();
+      released += out.length;
+      if (out.length) last = out[out.length - 1];
+      maxHeld = Math.max(maxHeld, w.size);
+    }
+    released += w.drain(true).length;
+    assert.ok(maxHeld <= 7, `held at most ${maxHeld} readings (tolerance 50 ms at 10 ms steps)`);
+    assert.equal(released, 100_000);
+    assert.deepEqual(w.counts, { accepted: 100_000, duplicates: 100, late: 100, incomplete: 0 });
+    assert.ok(last?.window);
+    const newest = last.timestamp;
+    assert.deepEqual(Array.from(last.window.subarray(-2)), [newest, -newest]);
+    assert.deepEqual(Array.from(last.window.subarray(0, 2)), [newest - 290, -(newest - 290)]);
+  });
+
+  it('refuses options it cannot work with', () => {
+    assert.throws(() => new AssetWindow({ inputs: [], windowLength: 1, lateToleranceMs: 0 }), /at least one input/);
+    assert.throws(() => new AssetWindow({ inputs: ['a'], windowLength: 0, lateToleranceMs: 0 }), /windowLength/);
+    assert.throws(() => new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: -1 }), /lateToleranceMs/);
+    assert.throws(() => new AssetWindow({ inputs: ['a', 'a'], windowLength: 1, lateToleranceMs: 0 }), /listed twice/);
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 0 });
+    assert.throws(() => w.push({ timestamp: Number.NaN, values: { a: 1 } }), /timestamp/);
+  });
+});
