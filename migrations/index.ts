@@ -1,6 +1,12 @@
 import { AuditEvents1795472127353 } from './1795472127353-AuditEvents';
 import { IdempotencyKeys1795475313902 } from './1795475313902-IdempotencyKeys';
 import { MedicalFindings1795478801694 } from './1795478801694-MedicalFindings';
+import { ManufacturingAssets1795481375135 } from './1795481375135-ManufacturingAssets';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
-export const MIGRATIONS = [AuditEvents1795472127353, IdempotencyKeys1795475313902, MedicalFindings1795478801694];
+export const MIGRATIONS = [
+  AuditEvents1795472127353,
+  IdempotencyKeys1795475313902,
+  MedicalFindings1795478801694,
+  ManufacturingAssets1795481375135,
+];

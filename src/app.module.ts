@@ -7,6 +7,7 @@ import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { FinanceModule } from './domains/finance/finance.module';
 import { MedicalModule } from './domains/medical/medical.module';
+import { ManufacturingModule } from './domains/manufacturing/manufacturing.module';
 import { RuntimeModule } from './runtime/runtime.module';
 
 @Module({})
@@ -23,6 +24,7 @@ export class AppModule {
         RuntimeModule,
         FinanceModule,
         MedicalModule,
+        ManufacturingModule,
       ],
     };
   }

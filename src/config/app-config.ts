@@ -309,6 +309,21 @@ export class AppConfig {
   @Matches(/^[ -~]{1,16}@[A-Za-z0-9.-]+:[0-9]{1,5}$/, { message: 'MEDICAL_DIMSE_FORWARD must be AETITLE@host:port' })
   MEDICAL_DIMSE_FORWARD?: string;
 
+  /** A JSON array of assets upserted at boot (the asset registry's seed); unset: assets come over the API only. */
+  @IsOptional()
+  @IsString()
+  MANUFACTURING_ASSETS_FILE?: string;
+
+  /**
+   * Readings may arrive out of order by up to this much (per asset, by their own timestamps) and are
+   * still put in order; older ones are refused as late. Readings are held this long before use.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(3_600_000)
+  MANUFACTURING_LATE_TOLERANCE_MS = 0;
+
   get intraOpThreads(): number {
     return this.ORT_INTRA_OP_THREADS ?? Math.max(1, Math.floor(availableParallelism() / this.WORKER_POOL_SIZE));
   }
@@ -332,6 +347,7 @@ const OPTIONAL_KEYS = [
   'MEDICAL_DIMSE_PORT',
   'MEDICAL_DIMSE_ALLOWED_AETS',
   'MEDICAL_DIMSE_FORWARD',
+  'MANUFACTURING_ASSETS_FILE',
 ];
 
 /** Never printed, not even in a configuration error. */

@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
+import { AppError } from '../../../common/errors/app-error';
+import { AppConfig } from '../../../config/app-config';
+import { InferenceEngine } from '../../../runtime/inference-engine.service';
+import { validateAlarmRule } from '../hysteresis.util';
+import { PlantModel, plantModelOf } from '../manufacturing-models';
+import { canConvert } from '../units.util';
+import { AssetDto } from './asset.dto';
+import { AssetEntity, AssetKind } from './asset.entity';
+import { AssetRepository } from './asset.repository';
+
+/** RUL alarms fire when the remaining life falls, failure alarms when the probability rises. */
+export function alarmDirection(kind: AssetKind): 'above' | 'below' {
+  return kind === 'turbofan-rul' ? 'below' : 'above';
+}
+
+/**
+ * The plant's assets, held in memory for the stream and written through to the database. Every
+ * asset is checked against its model's manifest: each sensor input mapped once, units convertible,
+ * constants given, alarm thresholds coherent.
+ */
+@Injectable()
+export class AssetRegistry implements OnModuleInit {
+  private readonly assets = new Map<string, AssetEntity>();
+  private readonly models = new Map<AssetKind, PlantModel>();
+  private readonly listeners: Array<(asset: AssetEntity | undefined, assetId: string) => void> = [];
+
+  constructor(
+    private readonly repository: AssetRepository,
+    private readonly engine: InferenceEngine,
+    private readonly config: AppConfig,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    for (const kind of ['machine-failure', 'turbofan-rul'] as const) {
+      if (this.engine.versionsOf(kind).length > 0)
+        this.models.set(kind, plantModelOf(kind, this.engine.describe(kind)));
+    }
+    for (const asset of await this.repository.all()) this.assets.set(asset.assetId, asset);
+    if (this.config.MANUFACTURING_ASSETS_FILE) await this.seed(this.config.MANUFACTURING_ASSETS_FILE);
+  }
+
+  /** Upserts the assets of a JSON file (an array of assets); a bad entry stops the boot naming it. */
+  private async seed(path: string): Promise<void> {
+    const list: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (!Array.isArray(list)) throw new Error(`MANUFACTURING_ASSETS_FILE ${path}: expected a JSON array of assets`);
+    for (const [i, raw] of list.entries()) {
+      const dto = plainToInstance(AssetDto, raw);
+      const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
+      if (errors.length > 0) {
+        throw new Error(`MANUFACTURING_ASSETS_FILE ${path}[${i}]: ${errors.map((e) => e.toString()).join('; ')}`);
+      }
+      await this.put(dto);
+    }
+  }
+
+  model(kind: AssetKind): PlantModel {
+    const model = this.models.get(kind);
+    if (!model) throw new AppError('MODEL_NOT_FOUND', `no ${kind} model is loaded`);
+    return model;
+  }
+
+  get(assetId: string): AssetEntity {
+    const asset = this.assets.get(assetId);
+    if (!asset) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
+    return asset;
+  }
+
+  find(assetId: string): AssetEntity | undefined {
+    return this.assets.get(assetId);
+  }
+
+  list(): AssetEntity[] {
+    return [...this.assets.values()].sort((a, b) => a.assetId.localeCompare(b.assetId));
+  }
+
+  /** Called with the new asset (or undefined when removed), so the stream resets that asset's windows. */
+  onChange(listener: (asset: AssetEntity | undefined, assetId: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async put(dto: AssetDto): Promise<AssetEntity> {
+    const model = this.model(dto.kind);
+    const fields = this.check(dto, model);
+    if (fields.length > 0) {
+      throw new AppError('VALIDATION_FAILED', `asset ${dto.assetId} does not fit model ${model.name}`, { fields });
+    }
+    const asset = new AssetEntity();
+    asset.assetId = dto.assetId;
+    asset.kind = dto.kind;
+    asset.site = dto.site;
+    asset.area = dto.area;
+    asset.line = dto.line;
+    asset.cell = dto.cell ?? null;
+    asset.sensors = dto.sensors.map((s) => ({ input: s.input, tag: s.tag, unit: s.unit }));
+    asset.constants = dto.constants ?? {};
+    asset.alarm = { raiseAt: dto.alarm.raiseAt, clearAt: dto.alarm.clearAt, consecutive: dto.alarm.consecutive };
+    asset.updatedAt = new Date();
+    await this.repository.save([asset]);
+    this.assets.set(asset.assetId, asset);
+    for (const listener of this.listeners) listener(asset, asset.assetId);
+    return asset;
+  }
+
+  async remove(assetId: string): Promise<void> {
+    if (!(await this.repository.remove(assetId)) && !this.assets.has(assetId)) {
+      throw new AppError('NOT_FOUND', `no asset ${assetId}`);
+    }
+    this.assets.delete(assetId);
+    for (const listener of this.listeners) listener(undefined, assetId);
+  }
+
+  private check(dto: AssetDto, model: PlantModel): Array<{ field: string; reason: string }> {
+    const fields: Array<{ field: string; reason: string }> = [];
+    const seen = new Set<string>();
+    const tags = new Set<string>();
+    dto.sensors.forEach((s, i) => {
+      const column = model.columns.find((c) => c.source === s.input && c.oneHot === undefined);
+      if (!column) {
+        fields.push({
+          field: `sensors[${i}].input`,
+          reason: `${s.input} is not a sensor input of ${model.name} (${model.sensorSources.join(', ')})`,
+        });
+      } else if (!canConvert(s.unit, column.unit)) {
+        fields.push({ field: `sensors[${i}].unit`, reason: `${s.unit} cannot be converted to ${column.unit}` });
+      }
+      if (seen.has(s.input)) fields.push({ field: `sensors[${i}].input`, reason: `${s.input} is mapped twice` });
+      if (tags.has(s.tag)) fields.push({ field: `sensors[${i}].tag`, reason: `tag ${s.tag} is mapped twice` });
+      seen.add(s.input);
+      tags.add(s.tag);
+    });
+    for (const source of model.sensorSources) {
+      if (!seen.has(source)) fields.push({ field: 'sensors', reason: `no sensor feeds ${source}` });
+    }
+    for (const source of model.constantSources) {
+      const allowed = model.columns.filter((c) => c.source === source).map((c) => c.oneHot);
+      const value = dto.constants?.[source];
+      if (value === undefined || !allowed.includes(String(value))) {
+        fields.push({ field: `constants.${source}`, reason: `must be one of ${allowed.join(', ')}` });
+      }
+    }
+    const alarmError = validateAlarmRule({ ...dto.alarm, direction: alarmDirection(dto.kind) });
+    if (alarmError) fields.push({ field: 'alarm', reason: alarmError });
+    return fields;
+  }
+}

@@ -1,0 +1,71 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Put, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { noteAudit, RequirePermission } from '../../../common/access';
+import { AppError } from '../../../common/errors/app-error';
+import { AssetDto, AssetListDto } from './asset.dto';
+import { AssetEntity } from './asset.entity';
+import { AssetRegistry } from './asset-registry.service';
+
+function toDto(a: AssetEntity): AssetDto {
+  return {
+    assetId: a.assetId,
+    kind: a.kind,
+    site: a.site,
+    area: a.area,
+    line: a.line,
+    ...(a.cell ? { cell: a.cell } : {}),
+    sensors: a.sensors,
+    constants: a.constants,
+    alarm: a.alarm,
+  };
+}
+
+/** The asset registry: which model serves an asset, where it is, how its tags map, when it alarms. */
+@ApiTags('manufacturing')
+@ApiBearerAuth()
+@Controller('manufacturing/assets')
+export class AssetController {
+  constructor(private readonly registry: AssetRegistry) {}
+
+  @Get()
+  @RequirePermission('manufacturing:read', 'manufacturing.assets-list')
+  @ApiOkResponse({ type: AssetListDto })
+  list(): AssetListDto {
+    return { assets: this.registry.list().map(toDto) };
+  }
+
+  @Get(':assetId')
+  @RequirePermission('manufacturing:read', 'manufacturing.asset-read')
+  @ApiOkResponse({ type: AssetDto })
+  get(@Param('assetId') assetId: string): AssetDto {
+    return toDto(this.registry.get(assetId));
+  }
+
+  /** Creates or replaces an asset (its windows and alarm state start over). */
+  @Put(':assetId')
+  @HttpCode(200)
+  @RequirePermission('models:admin', 'manufacturing.asset-put')
+  @ApiOkResponse({ type: AssetDto })
+  async put(
+    @Param('assetId') assetId: string,
+    @Body() body: AssetDto,
+    @Req() request: FastifyRequest,
+  ): Promise<AssetDto> {
+    if (body.assetId !== assetId) {
+      throw new AppError('VALIDATION_FAILED', 'assetId in the body must match the path', {
+        fields: [{ field: 'assetId', reason: 'must match the path' }],
+      });
+    }
+    noteAudit(request, { output: { assetId, kind: body.kind } });
+    return toDto(await this.registry.put(body));
+  }
+
+  @Delete(':assetId')
+  @HttpCode(204)
+  @RequirePermission('models:admin', 'manufacturing.asset-delete')
+  async remove(@Param('assetId') assetId: string, @Req() request: FastifyRequest): Promise<void> {
+    noteAudit(request, { output: { assetId } });
+    await this.registry.remove(assetId);
+  }
+}

@@ -1,0 +1,100 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+} from 'class-validator';
+import type { AssetKind } from './asset.entity';
+
+export const ASSET_KINDS = ['machine-failure', 'turbofan-rul'] as const;
+const FINITE = { allowNaN: false, allowInfinity: false };
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export class SensorMappingDto {
+  /** The model input this tag feeds: its `source` in the model's manifest (e.g. `Torque [Nm]`, `s2`). */
+  @IsString()
+  @MaxLength(128)
+  input!: string;
+
+  /** The JSON field or Sparkplug metric name the plant sends. */
+  @IsString()
+  @MaxLength(256)
+  tag!: string;
+
+  /** The unit the plant sends it in (converted to the model's unit), e.g. `degC`, `K`, `rpm`, `Nm`, `psia`. */
+  @IsString()
+  @MaxLength(32)
+  unit!: string;
+}
+
+export class AlarmThresholdsDto {
+  /** Failure probability at or above which (or RUL at or below which) a prediction counts towards an alarm. */
+  @IsNumber(FINITE)
+  raiseAt!: number;
+
+  /** Failure probability below which (or RUL above which) a raised alarm clears; the gap is the hysteresis. */
+  @IsNumber(FINITE)
+  clearAt!: number;
+
+  /** Successive predictions past `raiseAt` needed to raise. */
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  @ApiProperty({ type: 'integer', minimum: 1, maximum: 1000 })
+  consecutive!: number;
+}
+
+/** An asset and how the gateway serves it. */
+export class AssetDto {
+  @Matches(NAME, { message: 'assetId must be 1-128 letters, digits, dots, dashes or underscores' })
+  assetId!: string;
+
+  /** Which model serves it: `machine-failure` per reading, `turbofan-rul` per window. */
+  @IsIn(ASSET_KINDS)
+  @ApiProperty({ enum: ASSET_KINDS })
+  kind!: AssetKind;
+
+  @Matches(NAME)
+  site!: string;
+
+  @Matches(NAME)
+  area!: string;
+
+  @Matches(NAME)
+  line!: string;
+
+  @IsOptional()
+  @Matches(NAME)
+  cell?: string;
+
+  @ValidateNested({ each: true })
+  @Type(() => SensorMappingDto)
+  @ArrayMinSize(1)
+  @ArrayMaxSize(64)
+  sensors!: SensorMappingDto[];
+
+  /** Model inputs set per asset rather than measured, e.g. `{ "Type": "M" }` for a milling machine's product quality. */
+  @IsOptional()
+  @IsObject()
+  @ApiProperty({ type: 'object', additionalProperties: { oneOf: [{ type: 'string' }, { type: 'number' }] } })
+  constants?: Record<string, string | number>;
+
+  @ValidateNested()
+  @Type(() => AlarmThresholdsDto)
+  alarm!: AlarmThresholdsDto;
+}
+
+export class AssetListDto {
+  assets!: AssetDto[];
+}

@@ -1,0 +1,92 @@
+import type { ModelVersionInfo } from '../../runtime/inference-engine.service';
+import type { AssetKind } from './assets/asset.entity';
+
+/** One model input column: `(transform(raw[source]) - mean) / scale`, as the training code defines it. */
+export interface ColumnSpec {
+  source: string;
+  /** `none`, or one-hot of a category (`one_hot:L`). */
+  oneHot?: string;
+  mean: number;
+  scale: number;
+  unit: string;
+  min?: number;
+  max?: number;
+}
+
+/** What the manufacturing domain reads from a model's manifest. */
+export interface PlantModel {
+  kind: AssetKind;
+  name: string;
+  version: string;
+  inputName: string;
+  outputName: string;
+  columns: ColumnSpec[];
+  /** Sources measured by sensors (numeric), in first-seen order. */
+  sensorSources: string[];
+  /** Sources that are categories set per asset (e.g. `Type`). */
+  constantSources: string[];
+  /** Readings per window: 1 for per-reading models. */
+  windowLength: number;
+  labels: string[];
+}
+
+/** Reads and checks the manifest once: a model the domain cannot feed stops the boot. */
+export function plantModelOf(kind: AssetKind, info: ModelVersionInfo): PlantModel {
+  const m = info.manifest;
+  const where = `${info.name}@${info.version}`;
+  const features = m.preprocessing?.features;
+  if (!Array.isArray(features) || features.length === 0) throw new Error(`${where}: no preprocessing.features`);
+  const columns: ColumnSpec[] = features.map((raw: unknown, i) => {
+    const f = raw as Record<string, unknown>;
+    if (typeof f.source !== 'string' || typeof f.mean !== 'number' || typeof f.scale !== 'number' || f.scale === 0) {
+      throw new Error(`${where}: preprocessing.features[${i}] needs source, mean and a non-zero scale`);
+    }
+    const transform = typeof f.transform === 'string' ? f.transform : 'none';
+    const oneHot = /^one_hot:(.+)$/.exec(transform)?.[1];
+    if (!oneHot && transform !== 'none') throw new Error(`${where}: transform ${transform} is not supported here`);
+    return {
+      source: f.source,
+      oneHot,
+      mean: f.mean,
+      scale: f.scale,
+      unit: typeof f.unit === 'string' ? f.unit : '',
+      min: typeof f.min === 'number' ? f.min : undefined,
+      max: typeof f.max === 'number' ? f.max : undefined,
+    };
+  });
+  const input = m.inputs[0];
+  const windowLength = input.shape.length === 3 ? Number(input.shape[1]) : 1;
+  if (!(windowLength >= 1)) throw new Error(`${where}: the window length (input dim 1) must be fixed`);
+  return {
+    kind,
+    name: info.name,
+    version: info.version,
+    inputName: input.name,
+    outputName: m.outputs[0].name,
+    columns,
+    sensorSources: [...new Set(columns.filter((c) => !c.oneHot).map((c) => c.source))],
+    constantSources: [...new Set(columns.filter((c) => c.oneHot).map((c) => c.source))],
+    windowLength,
+    labels: Array.isArray(m.labels) ? m.labels.map(String) : [],
+  };
+}
+
+/**
+ * Standardises one reading (raw sensor values in `sensorSources` order, plus the asset's constants)
+ * into a model row at `offset`.
+ */
+export function writeModelRow(
+  model: PlantModel,
+  sensors: Float32Array,
+  constants: Readonly<Record<string, string | number>>,
+  out: Float32Array,
+  offset: number,
+): void {
+  for (let i = 0; i < model.columns.length; i++) {
+    const c = model.columns[i];
+    let raw: number;
+    if (c.oneHot !== undefined) raw = String(constants[c.source]) === c.oneHot ? 1 : 0;
+    else raw = sensors[model.sensorSources.indexOf(c.source)];
+    out[offset + i] = (raw - c.mean) / c.scale;
+  }
+}

@@ -1,0 +1,38 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AuditWriter } from '../../audit/audit-writer.service';
+import { PlantStream } from './plant-stream.service';
+
+/**
+ * One audit row per alarm raised or cleared (the decision a plant acts on). Per-reading predictions
+ * are counted in metrics and kept in the predictions table, not audited row by row: at thousands of
+ * readings a second the trail would be the bottleneck and hold nothing a reviewer reads.
+ */
+@Injectable()
+export class PlantAlarmAudit implements OnModuleInit {
+  constructor(
+    private readonly stream: PlantStream,
+    private readonly audit: AuditWriter,
+  ) {}
+
+  onModuleInit(): void {
+    this.stream.onAlarm(async (event) => {
+      await this.audit.record({
+        occurredAt: new Date(),
+        actor: 'gateway:manufacturing',
+        roles: [],
+        tenant: null,
+        action: event.state === 'raised' ? 'manufacturing.alarm-raised' : 'manufacturing.alarm-cleared',
+        modelName: null,
+        modelVersion: null,
+        requestId: randomUUID(),
+        clientAddress: '',
+        inputDigest: null,
+        outputSummary: { ...event },
+        outcome: 'ok',
+        statusCode: 200,
+        latencyMs: 0,
+      });
+    });
+  }
+}

@@ -1,0 +1,123 @@
+import { Body, Controller, Get, HttpCode, MessageEvent, Param, Post, Query, Req, Sse } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { map, Observable } from 'rxjs';
+import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { AppError } from '../../common/errors/app-error';
+import { AssetRegistry } from './assets/asset-registry.service';
+import { IngestResultDto, PredictionListDto, PredictionsQueryDto, ReadingBatchDto } from './manufacturing.dto';
+import { PlantStream } from './plant-stream.service';
+import { PlantRecordsRepository } from './records/plant-records.repository';
+
+/** Readings in over HTTP; status, predictions, alarms and dead letters out. */
+@ApiTags('manufacturing')
+@ApiBearerAuth()
+@Controller('manufacturing')
+export class PlantStreamController {
+  constructor(
+    private readonly stream: PlantStream,
+    private readonly registry: AssetRegistry,
+    private readonly records: PlantRecordsRepository,
+    private readonly digester: AuditInputDigester,
+  ) {}
+
+  /** A batch of timestamped readings for one asset (a SCADA historian's push, a gateway's backlog). */
+  @Post('assets/:assetId/readings')
+  @HttpCode(200)
+  @RequirePermission('manufacturing:ingest', 'manufacturing.ingest')
+  @ApiOkResponse({ type: IngestResultDto })
+  async ingest(
+    @Param('assetId') assetId: string,
+    @Body() body: ReadingBatchDto,
+    @Req() request: FastifyRequest,
+  ): Promise<IngestResultDto> {
+    const asset = this.registry.get(assetId);
+    const model = this.registry.model(asset.kind);
+    noteAudit(request, {
+      model: { name: model.name, version: model.version },
+      inputDigest: this.digester.digest([Buffer.from(JSON.stringify(body.readings))]),
+    });
+    const summary = await this.stream.ingest(
+      assetId,
+      body.readings.map((r) => ({ timestamp: Date.parse(r.timestamp), values: r.values })),
+      { source: 'http', name: `POST /v1/manufacturing/assets/${assetId}/readings` },
+    );
+    noteAudit(request, {
+      output: {
+        assetId,
+        received: summary.received,
+        accepted: summary.accepted,
+        duplicates: summary.duplicates,
+        late: summary.late,
+        invalid: summary.invalid.length,
+        predictions: summary.predictions,
+      },
+    });
+    return summary;
+  }
+
+  /** Latest failure and mode probabilities or RUL, alarm state and reading counts. */
+  @Get('assets/:assetId/status')
+  @RequirePermission('manufacturing:read', 'manufacturing.status')
+  status(@Param('assetId') assetId: string): ReturnType<PlantStream['status']> {
+    return this.stream.status(assetId);
+  }
+
+  /** Predictions over a time range (default: the last hour), oldest first, at most 10,000. */
+  @Get('assets/:assetId/predictions')
+  @RequirePermission('manufacturing:read', 'manufacturing.predictions')
+  @ApiOkResponse({ type: PredictionListDto })
+  async predictions(
+    @Param('assetId') assetId: string,
+    @Query() query: PredictionsQueryDto,
+  ): Promise<PredictionListDto> {
+    this.registry.get(assetId);
+    const to = query.to ? new Date(query.to) : new Date();
+    const from = query.from ? new Date(query.from) : new Date(to.getTime() - 3_600_000);
+    if (from > to) {
+      throw new AppError('VALIDATION_FAILED', 'from must not be after to', {
+        fields: [{ field: 'from', reason: 'after to' }],
+      });
+    }
+    const rows = await this.records.predictionsOf(assetId, from, to, 10_000);
+    return {
+      assetId,
+      predictions: rows.map((r) => ({
+        at: r.at.toISOString(),
+        modelVersion: r.modelVersion,
+        value: r.value,
+        ...(r.modes ? { modes: r.modes } : {}),
+      })),
+    };
+  }
+
+  /** Alarms raised and cleared, newest first. */
+  @Get('alarms')
+  @RequirePermission('manufacturing:read', 'manufacturing.alarms')
+  async alarms(@Query('assetId') assetId?: string): Promise<unknown> {
+    const rows = await this.records.alarmsOf(assetId, 1000);
+    return { alarms: rows.map((r) => ({ ...r, at: r.at.toISOString() })) };
+  }
+
+  /** Alarms as they happen, for dashboards: Server-Sent Events, one `alarm` event each. */
+  @Sse('alarms/stream')
+  @RequirePermission('manufacturing:read', 'manufacturing.alarms-stream')
+  @ApiProduces('text/event-stream')
+  alarmStream(): Observable<MessageEvent> {
+    return this.stream.alarms.pipe(map((event) => ({ type: 'alarm', data: event })));
+  }
+
+  /** Refused readings and messages with their reasons, newest first (default: the last 24 hours). */
+  @Get('dead-letters')
+  @RequirePermission('manufacturing:read', 'manufacturing.dead-letters')
+  async deadLetters(@Query('from') from?: string): Promise<unknown> {
+    const since = from ? new Date(from) : new Date(Date.now() - 86_400_000);
+    if (Number.isNaN(since.getTime())) {
+      throw new AppError('VALIDATION_FAILED', 'from must be an ISO 8601 time', {
+        fields: [{ field: 'from', reason: 'not a time' }],
+      });
+    }
+    const rows = await this.records.deadLettersSince(since, 1000);
+    return { deadLetters: rows.map((r) => ({ ...r, receivedAt: r.receivedAt.toISOString() })) };
+  }
+}

@@ -1,0 +1,316 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { Subject } from 'rxjs';
+import { AppConfig } from '../../config/app-config';
+import { InferenceEngine } from '../../runtime/inference-engine.service';
+import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
+import { AssetEntity } from './assets/asset.entity';
+import { AssetWindow } from './asset-window.util';
+import { AlarmState } from './hysteresis.util';
+import { PlantModel, writeModelRow } from './manufacturing-models';
+import { checkValue } from './reading-validation.util';
+import { PlantRecordsRepository } from './records/plant-records.repository';
+import { convert } from './units.util';
+
+/** A reading as it arrives: its timestamp (epoch ms) and values by the plant's tag names. */
+export interface RawReading {
+  timestamp: number;
+  values: Record<string, unknown>;
+}
+
+export interface Channel {
+  source: 'http' | 'mqtt' | 'sparkplug';
+  /** The topic or route it came by. */
+  name: string;
+}
+
+export interface AlarmEvent {
+  assetId: string;
+  site: string;
+  line: string;
+  state: 'raised' | 'cleared';
+  metric: 'failure' | 'rul';
+  value: number;
+  threshold: number;
+  at: string;
+}
+
+export interface IngestSummary {
+  received: number;
+  accepted: number;
+  duplicates: number;
+  late: number;
+  invalid: Array<{ index: number; reason: string }>;
+  predictions: number;
+}
+
+export interface AssetStatus {
+  assetId: string;
+  kind: string;
+  model: { name: string; version: string };
+  latest?: { at: string; failureProbability?: number; modes?: Record<string, number>; rul?: number };
+  alarm: { active: boolean; since?: string };
+  counts: {
+    received: number;
+    accepted: number;
+    duplicates: number;
+    late: number;
+    invalid: number;
+    predictions: number;
+  };
+}
+
+interface Runtime {
+  asset: AssetEntity;
+  model: PlantModel;
+  window: AssetWindow;
+  alarm: AlarmState;
+  alarmSince?: string;
+  /** Inference and alarms of one asset run in order; assets run side by side (and batch in the runtime). */
+  tail: Promise<void>;
+  latest?: AssetStatus['latest'];
+  counts: AssetStatus['counts'];
+}
+
+/**
+ * Readings in, predictions and alarms out, whatever the channel (HTTP, MQTT, Sparkplug). Per asset:
+ * tags mapped to model inputs, units converted, bad values refused to the dead-letter table, then
+ * ordered, de-duplicated and windowed; released rows go to the runtime in one call per batch, and each
+ * prediction moves the asset's alarm hysteresis.
+ */
+@Injectable()
+export class PlantStream {
+  private readonly logger = new Logger('PlantStream');
+  private readonly runtimes = new Map<string, Runtime>();
+  readonly alarms = new Subject<AlarmEvent>();
+  private readonly alarmHooks: Array<(event: AlarmEvent) => Promise<void>> = [];
+
+  constructor(
+    private readonly registry: AssetRegistry,
+    private readonly engine: InferenceEngine,
+    private readonly records: PlantRecordsRepository,
+    private readonly config: AppConfig,
+  ) {
+    // A changed or removed asset starts over: its windows were built with the old mapping.
+    registry.onChange((_asset, assetId) => this.runtimes.delete(assetId));
+  }
+
+  /** Called for every alarm raised or cleared, before it is streamed (storage, audit, MQTT publish). */
+  onAlarm(hook: (event: AlarmEvent) => Promise<void>): void {
+    this.alarmHooks.push(hook);
+  }
+
+  private runtime(assetId: string): Runtime {
+    let rt = this.runtimes.get(assetId);
+    if (!rt) {
+      const asset = this.registry.get(assetId);
+      const model = this.registry.model(asset.kind);
+      rt = {
+        asset,
+        model,
+        window: new AssetWindow({
+          inputs: model.sensorSources,
+          windowLength: model.windowLength,
+          lateToleranceMs: this.config.MANUFACTURING_LATE_TOLERANCE_MS,
+        }),
+        alarm: new AlarmState({ ...asset.alarm, direction: alarmDirection(asset.kind) }),
+        tail: Promise.resolve(),
+        counts: { received: 0, accepted: 0, duplicates: 0, late: 0, invalid: 0, predictions: 0 },
+      };
+      this.runtimes.set(assetId, rt);
+    }
+    return rt;
+  }
+
+  /** Maps tags to inputs in the model's units; the reason when the reading cannot be used. */
+  private mapReading(rt: Runtime, reading: RawReading): Record<string, number> | string {
+    if (!Number.isFinite(reading.timestamp)) return 'timestamp: not a valid time';
+    const values: Record<string, number> = {};
+    let mapped = 0;
+    for (const sensor of rt.asset.sensors) {
+      if (!(sensor.tag in reading.values)) continue;
+      const column = rt.model.columns.find((c) => c.source === sensor.input && c.oneHot === undefined)!;
+      const raw = reading.values[sensor.tag];
+      const rawError = checkValue(sensor.tag, raw);
+      if (rawError) return rawError;
+      const value = convert(raw as number, sensor.unit, column.unit);
+      const error = checkValue(sensor.input, value, { min: column.min, max: column.max, unit: column.unit });
+      if (error) return error;
+      values[sensor.input] = value;
+      mapped++;
+    }
+    return mapped > 0
+      ? values
+      : `none of the asset's tags (${rt.asset.sensors.map((s) => s.tag).join(', ')}) is in the reading`;
+  }
+
+  async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<IngestSummary> {
+    const rt = this.runtime(assetId);
+    const summary: IngestSummary = {
+      received: readings.length,
+      accepted: 0,
+      duplicates: 0,
+      late: 0,
+      invalid: [],
+      predictions: 0,
+    };
+    const dead: Array<{ reason: string; detail: string; payload: unknown }> = [];
+    readings.forEach((reading, index) => {
+      rt.counts.received++;
+      const mapped = this.mapReading(rt, reading);
+      if (typeof mapped === 'string') {
+        summary.invalid.push({ index, reason: mapped });
+        rt.counts.invalid++;
+        dead.push({ reason: 'invalid-value', detail: mapped, payload: reading });
+        return;
+      }
+      const verdict = rt.window.push({ timestamp: reading.timestamp, values: mapped });
+      if (verdict.accepted) {
+        summary.accepted++;
+        rt.counts.accepted++;
+      } else if (verdict.reason === 'duplicate') {
+        summary.duplicates++;
+        rt.counts.duplicates++;
+      } else {
+        summary.late++;
+        rt.counts.late++;
+        dead.push({
+          reason: 'late',
+          detail: `older than the asset's newest reading by more than ${this.config.MANUFACTURING_LATE_TOLERANCE_MS} ms`,
+          payload: reading,
+        });
+      }
+    });
+    const released = rt.window.drain();
+    const work = rt.tail.then(() => this.predict(rt, released));
+    rt.tail = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    await Promise.all([this.deadLetters(assetId, channel, dead), work]);
+    summary.predictions = await work;
+    return summary;
+  }
+
+  private async deadLetters(
+    assetId: string,
+    channel: Channel,
+    dead: Array<{ reason: string; detail: string; payload: unknown }>,
+  ): Promise<void> {
+    if (dead.length === 0) return;
+    await this.records.addDeadLetters(
+      dead.map((d) => ({
+        receivedAt: new Date(),
+        source: channel.source,
+        channel: channel.name.slice(0, 512),
+        assetId,
+        reason: d.reason,
+        detail: d.detail.slice(0, 1000),
+        payload: JSON.stringify(d.payload).slice(0, 4096),
+      })),
+    );
+  }
+
+  /** One runtime call for the rows (or windows) released; returns how many predictions it made. */
+  private async predict(rt: Runtime, released: ReturnType<AssetWindow['drain']>): Promise<number> {
+    const model = rt.model;
+    const usable = model.windowLength > 1 ? released.filter((r) => r.window) : released;
+    if (usable.length === 0) return 0;
+    const width = model.columns.length;
+    const perItem = width * model.windowLength;
+    const data = new Float32Array(usable.length * perItem);
+    usable.forEach((r, i) => {
+      if (model.windowLength === 1) {
+        writeModelRow(model, r.row, rt.asset.constants, data, i * perItem);
+      } else {
+        const sensors = model.sensorSources.length;
+        for (let t = 0; t < model.windowLength; t++) {
+          writeModelRow(
+            model,
+            r.window!.subarray(t * sensors, (t + 1) * sensors),
+            rt.asset.constants,
+            data,
+            i * perItem + t * width,
+          );
+        }
+      }
+    });
+    const dims = model.windowLength > 1 ? [usable.length, model.windowLength, width] : [usable.length, width];
+    const result = await this.engine.infer(model.name, model.version, {
+      [model.inputName]: { dtype: 'float32', dims, data },
+    });
+    const out = result.outputs[model.outputName].data as Float32Array;
+    const perOut = out.length / usable.length;
+    const rows: Array<{
+      assetId: string;
+      at: Date;
+      modelVersion: string;
+      value: number;
+      modes: Record<string, number> | null;
+    }> = [];
+    for (let i = 0; i < usable.length; i++) {
+      const at = new Date(usable[i].timestamp);
+      let value: number;
+      let modes: Record<string, number> | null = null;
+      if (model.kind === 'machine-failure') {
+        value = out[i * perOut];
+        modes = {};
+        for (let k = 1; k < perOut; k++) modes[model.labels[k] ?? `p${k}`] = round(out[i * perOut + k]);
+        rt.latest = { at: at.toISOString(), failureProbability: round(value), modes };
+      } else {
+        value = out[i * perOut];
+        rt.latest = { at: at.toISOString(), rul: round(value) };
+      }
+      rows.push({ assetId: rt.asset.assetId, at, modelVersion: model.version, value: round(value), modes });
+      const change = rt.alarm.update(value);
+      if (change) await this.alarm(rt, change, value, at);
+    }
+    rt.counts.predictions += rows.length;
+    await this.records.addPredictions(rows);
+    return rows.length;
+  }
+
+  private async alarm(rt: Runtime, state: 'raised' | 'cleared', value: number, at: Date): Promise<void> {
+    const metric = rt.model.kind === 'turbofan-rul' ? 'rul' : 'failure';
+    const event: AlarmEvent = {
+      assetId: rt.asset.assetId,
+      site: rt.asset.site,
+      line: rt.asset.line,
+      state,
+      metric,
+      value: round(value),
+      threshold: state === 'raised' ? rt.asset.alarm.raiseAt : rt.asset.alarm.clearAt,
+      at: at.toISOString(),
+    };
+    rt.alarmSince = state === 'raised' ? event.at : undefined;
+    await this.records.addAlarm({
+      assetId: event.assetId,
+      state,
+      metric,
+      value: event.value,
+      threshold: event.threshold,
+      at,
+    });
+    for (const hook of this.alarmHooks) {
+      await hook(event).catch((error: unknown) =>
+        this.logger.warn({ msg: 'alarm hook failed', assetId: event.assetId, error: String(error) }),
+      );
+    }
+    this.alarms.next(event);
+  }
+
+  status(assetId: string): AssetStatus {
+    const rt = this.runtime(assetId);
+    return {
+      assetId,
+      kind: rt.asset.kind,
+      model: { name: rt.model.name, version: rt.model.version },
+      latest: rt.latest,
+      alarm: { active: rt.alarm.active, since: rt.alarmSince },
+      counts: { ...rt.counts },
+    };
+  }
+}
+
+function round(v: number): number {
+  return Math.round(v * 1e6) / 1e6;
+}

@@ -1,0 +1,211 @@
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { REPO_ROOT } from '../fixtures/paths';
+import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+const T0 = Date.parse('2026-11-23T00:00:00Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Opens the SSE alarm stream and collects its `alarm` events until closed. */
+function alarmStream(
+  port: number,
+  token: string,
+): { events: Array<Record<string, unknown>>; close: () => void; ready: Promise<void> } {
+  const events: Array<Record<string, unknown>> = [];
+  let close = () => undefined as void;
+  const ready = new Promise<void>((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/v1/manufacturing/alarms/stream',
+        headers: { Authorization: token, Accept: 'text/event-stream' },
+      },
+      (res) => {
+        assert.equal(res.statusCode, 200);
+        res.setEncoding('utf8');
+        let buffer = '';
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          let end: number;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const data = block.split('\n').find((l) => l.startsWith('data: '));
+            if (data) events.push(JSON.parse(data.slice(6)) as Record<string, unknown>);
+          }
+        });
+        resolve();
+      },
+    );
+    req.on('error', reject);
+    req.end();
+    close = () => req.destroy();
+  });
+  return { events, close: () => close(), ready };
+}
+
+describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASETS_SKIP }, () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let modelsDir: string;
+  const admin = bearer(tokenFor(['ml-admin']));
+  const scada = bearer(tokenFor(['scada'], { sub: 'scada-1' }));
+  const operator = bearer(tokenFor(['plant-operator']));
+  before(async () => {
+    modelsDir = mkdtempSync(join(tmpdir(), 'plant-models-'));
+    cpSync(join(REPO_ROOT, 'models', 'manufacturing'), join(modelsDir, 'manufacturing'), { recursive: true });
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+    await app.listen(0, '127.0.0.1');
+    http = request(app.getHttpServer());
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it('registers assets, refusing a mapping that does not fit the model', async () => {
+    const ok = await http
+      .put('/v1/manufacturing/assets/engine-1')
+      .set('Authorization', admin)
+      .send(turbofanAsset('engine-1'));
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const mill = await http
+      .put('/v1/manufacturing/assets/mill-1')
+      .set('Authorization', admin)
+      .send(millAsset('mill-1'));
+    assert.equal(mill.status, 200, JSON.stringify(mill.body));
+    const bad = millAsset('mill-2');
+    (bad.sensors as Array<Record<string, string>>)[0].unit = 'psia';
+    bad.constants = { Type: 'X' };
+    const refused = await http.put('/v1/manufacturing/assets/mill-2').set('Authorization', admin).send(bad);
+    assert.equal(refused.status, 400);
+    const fields = (refused.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field);
+    assert.ok(fields.includes('sensors[0].unit') && fields.includes('constants.Type'), JSON.stringify(fields));
+    const list = await http.get('/v1/manufacturing/assets').set('Authorization', operator);
+    assert.deepEqual(
+      (list.body as { assets: Array<{ assetId: string }> }).assets.map((a) => a.assetId),
+      ['engine-1', 'mill-1'],
+    );
+    const forbidden = await http.put('/v1/manufacturing/assets/x').set('Authorization', operator).send(millAsset('x'));
+    assert.equal(forbidden.status, 403);
+  });
+
+  it('replays a real engine to failure: RUL falls, an alarm is raised and streamed', async () => {
+    const port = (app.getHttpServer().address() as AddressInfo).port;
+    const sse = alarmStream(port, operator);
+    await sse.ready;
+    const engine = cmapssEngine(1);
+    const ruls: number[] = [];
+    for (let i = 0; i < engine.length; i += 16) {
+      const readings = engine.slice(i, i + 16).map((r) => ({ timestamp: iso(T0 + r.cycle * 1000), values: r.values }));
+      const res = await http
+        .post('/v1/manufacturing/assets/engine-1/readings')
+        .set('Authorization', scada)
+        .send({ readings });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const status = await http.get('/v1/manufacturing/assets/engine-1/status').set('Authorization', operator);
+      const rul = (status.body as { latest?: { rul: number } }).latest?.rul;
+      if (rul !== undefined) ruls.push(rul);
+    }
+    assert.ok(ruls.length > 5);
+    assert.ok(ruls[0] > 90, `early RUL ${ruls[0]}`);
+    assert.ok(ruls[ruls.length - 1] < 25, `final RUL ${ruls[ruls.length - 1]}`);
+    const status = await http.get('/v1/manufacturing/assets/engine-1/status').set('Authorization', operator);
+    const body = status.body as { alarm: { active: boolean }; counts: { accepted: number; predictions: number } };
+    assert.equal(body.alarm.active, true);
+    assert.equal(body.counts.accepted, engine.length);
+    assert.equal(body.counts.predictions, engine.length - 29, 'one RUL per full 30-cycle window');
+    const deadline = Date.now() + 5000;
+    while (!sse.events.some((e) => e.assetId === 'engine-1') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    sse.close();
+    const raised = sse.events.find((e) => e.assetId === 'engine-1');
+    assert.equal(raised?.state, 'raised');
+    assert.equal(raised?.metric, 'rul');
+    const predictions = await http
+      .get(`/v1/manufacturing/assets/engine-1/predictions?from=${iso(T0)}&to=${iso(T0 + 1_000_000)}`)
+      .set('Authorization', operator);
+    assert.equal((predictions.body as { predictions: unknown[] }).predictions.length, engine.length - 29);
+    const alarms = await http.get('/v1/manufacturing/alarms?assetId=engine-1').set('Authorization', operator);
+    assert.equal((alarms.body as { alarms: Array<{ state: string }> }).alarms[0].state, 'raised');
+  });
+
+  it('scores a mill per reading (units converted): failure rows raise an alarm, normal rows clear it', async () => {
+    const normal = ai4iReadings(false, 6);
+    const failed = ai4iReadings(true, 40);
+    let t = T0;
+    const post = (rows: Array<Record<string, number>>) =>
+      http
+        .post('/v1/manufacturing/assets/mill-1/readings')
+        .set('Authorization', scada)
+        .send({ readings: rows.map((values) => ({ timestamp: iso((t += 1000)), values })) });
+    const first = await post(normal);
+    assert.equal((first.body as { predictions: number }).predictions, 6);
+    let status = await http.get('/v1/manufacturing/assets/mill-1/status').set('Authorization', operator);
+    assert.ok((status.body as { latest: { failureProbability: number } }).latest.failureProbability < 0.3);
+    await post(failed);
+    status = await http.get('/v1/manufacturing/assets/mill-1/status').set('Authorization', operator);
+    assert.equal((status.body as { alarm: { active: boolean } }).alarm.active, true, 'failure rows raise the alarm');
+    assert.ok('TWF' in (status.body as { latest: { modes: Record<string, number> } }).latest.modes);
+    await post(ai4iReadings(false, 30).slice(10));
+    status = await http.get('/v1/manufacturing/assets/mill-1/status').set('Authorization', operator);
+    assert.equal((status.body as { alarm: { active: boolean } }).alarm.active, false, 'normal rows clear it');
+  });
+
+  it('refuses bad values, drops duplicates and late readings, and keeps the refused in the dead-letter table', async () => {
+    const good = ai4iReadings(false, 1)[0];
+    const late = T0 - 10_000_000;
+    const res = await http
+      .post('/v1/manufacturing/assets/mill-1/readings')
+      .set('Authorization', scada)
+      .send({
+        readings: [
+          { timestamp: iso(T0 + 5_000_000), values: good },
+          { timestamp: iso(T0 + 5_000_000), values: good },
+          { timestamp: iso(late), values: good },
+          { timestamp: iso(T0 + 5_001_000), values: { ...good, torque: 'high' } },
+          { timestamp: iso(T0 + 5_002_000), values: { ...good, air_temp: -400 } },
+        ],
+      });
+    assert.equal(res.status, 200);
+    const body = res.body as {
+      accepted: number;
+      duplicates: number;
+      late: number;
+      invalid: Array<{ index: number; reason: string }>;
+    };
+    assert.equal(body.accepted, 1);
+    assert.equal(body.duplicates, 1);
+    assert.equal(body.late, 1);
+    assert.deepEqual(
+      body.invalid.map((i) => i.index),
+      [3, 4],
+    );
+    assert.match(body.invalid[0].reason, /torque/);
+    const dead = await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator);
+    const reasons = (dead.body as { deadLetters: Array<{ reason: string; assetId: string }> }).deadLetters.map(
+      (d) => d.reason,
+    );
+    assert.deepEqual(reasons.sort(), ['invalid-value', 'invalid-value', 'late']);
+    const nan = await http
+      .post('/v1/manufacturing/assets/mill-1/readings')
+      .set('Authorization', scada)
+      .send({ readings: [{ timestamp: 'yesterday', values: good }] });
+    assert.equal(nan.status, 400);
+    const unknown = await http
+      .post('/v1/manufacturing/assets/nope/readings')
+      .set('Authorization', scada)
+      .send({ readings: [{ timestamp: iso(T0), values: good }] });
+    assert.equal(unknown.status, 404);
+  });
+});
