@@ -28,6 +28,8 @@ export interface PlantModel {
   /** Readings per window: 1 for per-reading models. */
   windowLength: number;
   labels: string[];
+  /** Per column, its index in `sensorSources`, or -1 for a one-hot column (precomputed for the per-reading path). */
+  sensorIndex: Int32Array;
 }
 
 /** Reads and checks the manifest once: a model the domain cannot feed stops the boot. */
@@ -57,6 +59,7 @@ export function plantModelOf(kind: AssetKind, info: ModelVersionInfo): PlantMode
   const input = m.inputs[0];
   const windowLength = input.shape.length === 3 ? Number(input.shape[1]) : 1;
   if (!(windowLength >= 1)) throw new Error(`${where}: the window length (input dim 1) must be fixed`);
+  const sensorSources = [...new Set(columns.filter((c) => !c.oneHot).map((c) => c.source))];
   return {
     kind,
     name: info.name,
@@ -64,7 +67,8 @@ export function plantModelOf(kind: AssetKind, info: ModelVersionInfo): PlantMode
     inputName: input.name,
     outputName: m.outputs[0].name,
     columns,
-    sensorSources: [...new Set(columns.filter((c) => !c.oneHot).map((c) => c.source))],
+    sensorSources,
+    sensorIndex: Int32Array.from(columns.map((c) => (c.oneHot === undefined ? sensorSources.indexOf(c.source) : -1))),
     constantSources: [...new Set(columns.filter((c) => c.oneHot).map((c) => c.source))],
     windowLength,
     labels: Array.isArray(m.labels) ? m.labels.map(String) : [],
@@ -86,7 +90,7 @@ export function writeModelRow(
     const c = model.columns[i];
     let raw: number;
     if (c.oneHot !== undefined) raw = String(constants[c.source]) === c.oneHot ? 1 : 0;
-    else raw = sensors[model.sensorSources.indexOf(c.source)];
+    else raw = sensors[model.sensorIndex[i]];
     out[offset + i] = (raw - c.mean) / c.scale;
   }
 }
