@@ -40,8 +40,22 @@ describe('access matrix: every registered route', () => {
   const call = (route: { method: string; url: string; key: string }, token?: string) => {
     const path = route.url.replace(/:(\w+)/g, (_, p: string) => PARAMS[p] ?? 'x');
     const http = request(app.getHttpServer());
-    let req = route.method === 'POST' ? http.post(path).send(BODIES[route.key] ?? {}) : http.get(path);
+    let req =
+      route.method === 'POST'
+        ? http.post(path).send(BODIES[route.key] ?? {})
+        : route.method === 'PUT'
+          ? http.put(path).send(BODIES[route.key] ?? {})
+          : route.method === 'DELETE'
+            ? http.delete(path)
+            : http.get(path);
     if (token) req = req.set('Authorization', bearer(token));
+    // A Server-Sent Events stream never ends: its status is all this test needs.
+    if (route.url.endsWith('/stream')) {
+      req = req.buffer(false).parse((res, done) => {
+        (res as unknown as { destroy(): void }).destroy();
+        done(null, undefined);
+      });
+    }
     return req;
   };
 
@@ -56,7 +70,7 @@ describe('access matrix: every registered route', () => {
     ]) {
       assert.ok(keys.has(expected), `${expected} is not in the router's routes: ${[...keys].join(', ')}`);
     }
-    for (const only of ['POST', 'GET']) assert.ok(routes.some((r) => r.method === only));
+    for (const only of ['POST', 'GET', 'PUT', 'DELETE']) assert.ok(routes.some((r) => r.method === only));
   });
 
   it('public routes answer without a token', async () => {
