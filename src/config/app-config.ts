@@ -324,6 +324,27 @@ export class AppConfig {
   @Max(3_600_000)
   MANUFACTURING_LATE_TOLERANCE_MS = 0;
 
+  /**
+   * MQTT broker the manufacturing domain subscribes to (secret: it may carry credentials), e.g.
+   * `mqtt://user:pass@broker:1883`; unset: no MQTT.
+   */
+  @IsOptional()
+  @Matches(/^(mqtts?|wss?):\/\/\S+$/, { message: 'MQTT_URL must be an mqtt://, mqtts://, ws:// or wss:// URL' })
+  MQTT_URL?: string;
+
+  /** Fixed client id: the broker keeps this session (clean: false) and queues QoS 1 messages while the gateway is down. */
+  @Matches(/^[A-Za-z0-9._-]{1,64}$/, { message: 'MQTT_CLIENT_ID must be 1-64 of A-Z a-z 0-9 . _ -' })
+  MQTT_CLIENT_ID = 'inference-gateway';
+
+  /** Topic filters subscribed with QoS 1, comma-separated: plain JSON telemetry and Sparkplug B. */
+  @Matches(/^[^,\s]+(,[^,\s]+)*$/, { message: 'MQTT_TOPICS must be comma-separated topic filters without spaces' })
+  MQTT_TOPICS =
+    'factory/+/+/+/telemetry,spBv1.0/+/DDATA/+/+,spBv1.0/+/DBIRTH/+/+,spBv1.0/+/NBIRTH/+,spBv1.0/+/NDEATH/+,spBv1.0/+/DDEATH/+/+';
+
+  /** Alarms are published (QoS 1, not retained) to `<prefix>/{site}/{line}/{assetId}/alarms`. */
+  @Matches(/^[^#+\s]+$/, { message: 'MQTT_ALARM_TOPIC_PREFIX must be a topic without wildcards or spaces' })
+  MQTT_ALARM_TOPIC_PREFIX = 'factory';
+
   get intraOpThreads(): number {
     return this.ORT_INTRA_OP_THREADS ?? Math.max(1, Math.floor(availableParallelism() / this.WORKER_POOL_SIZE));
   }
@@ -348,10 +369,11 @@ const OPTIONAL_KEYS = [
   'MEDICAL_DIMSE_ALLOWED_AETS',
   'MEDICAL_DIMSE_FORWARD',
   'MANUFACTURING_ASSETS_FILE',
+  'MQTT_URL',
 ];
 
 /** Never printed, not even in a configuration error. */
-const SECRET_KEYS = new Set(['DATABASE_URL', 'AUTH_HS256_SECRET', 'AUDIT_HMAC_SECRET']);
+const SECRET_KEYS = new Set(['DATABASE_URL', 'AUTH_HS256_SECRET', 'AUDIT_HMAC_SECRET', 'MQTT_URL']);
 
 /** Builds and validates the configuration from an environment; throws a ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {

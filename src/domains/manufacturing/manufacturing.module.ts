@@ -3,15 +3,16 @@ import { RuntimeModule } from '../../runtime/runtime.module';
 import { AssetController } from './assets/asset.controller';
 import { AssetRegistry } from './assets/asset-registry.service';
 import { AssetRepository } from './assets/asset.repository';
+import { PlantMqttService } from './mqtt/plant-mqtt.service';
 import { PlantAlarmAudit } from './plant-alarm-audit';
 import { PlantStreamController } from './plant-stream.controller';
 import { PlantStream } from './plant-stream.service';
 import { PlantRecordsRepository } from './records/plant-records.repository';
 
-/** Sensor readings in (HTTP; MQTT and Sparkplug B to come), per-asset windows, fault and RUL predictions, alarms. */
+/** Sensor readings in (HTTP, MQTT JSON and Sparkplug B), per-asset windows, fault and RUL predictions, alarms. */
 @Module({
   imports: [RuntimeModule],
   controllers: [AssetController, PlantStreamController],
-  providers: [AssetRegistry, AssetRepository, PlantRecordsRepository, PlantStream, PlantAlarmAudit],
+  providers: [AssetRegistry, AssetRepository, PlantRecordsRepository, PlantStream, PlantAlarmAudit, PlantMqttService],
 })
 export class ManufacturingModule {}

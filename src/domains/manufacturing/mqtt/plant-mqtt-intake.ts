@@ -1,0 +1,172 @@
+import { AssetRegistry } from '../assets/asset-registry.service';
+import { Channel, PlantStream, RawReading } from '../plant-stream.service';
+import { PlantRecordsRepository } from '../records/plant-records.repository';
+import {
+  decodeSparkplug,
+  DecodedSparkplug,
+  parseSparkplugTopic,
+  SparkplugAliases,
+  sparkplugReadings,
+  SparkplugTopic,
+} from '../sparkplug.util';
+import { deadLetterPayload, parseTelemetry, parseTelemetryTopic } from './plant-telemetry.util';
+
+export type MqttMessageKind = 'json' | 'sparkplug' | 'unknown';
+/** `unacked`: not even its dead letter could be written; the broker keeps it and sends it again. */
+export type MqttOutcome = 'ingested' | 'dead-lettered' | 'ignored' | 'unacked';
+
+export interface IntakeResult {
+  kind: MqttMessageKind;
+  outcome: MqttOutcome;
+  /** A Sparkplug edge node whose aliases are unknown: ask it to rebirth. */
+  rebirth?: { group: string; edgeNode: string };
+}
+
+interface DeadLetter {
+  reason: string;
+  detail: string;
+  assetId: string | null;
+}
+
+/**
+ * One MQTT message into the plant stream, whatever happens: readings are ingested, anything unusable
+ * becomes a dead letter with its reason, and nothing throws (a bad message must not stop the stream).
+ * Sparkplug B: the device id is the asset id (the edge node is the gateway's peer, its devices the
+ * machines), so `spBv1.0/{group}/DDATA/{edge}/{assetId}`; node-level metrics feed no asset.
+ */
+export class PlantMqttIntake {
+  private readonly aliases = new SparkplugAliases();
+
+  constructor(
+    private readonly stream: PlantStream,
+    private readonly registry: AssetRegistry,
+    private readonly records: PlantRecordsRepository,
+  ) {}
+
+  async handle(topic: string, payload: Buffer): Promise<IntakeResult> {
+    const sparkplug = parseSparkplugTopic(topic);
+    const kind: MqttMessageKind = sparkplug ? 'sparkplug' : parseTelemetryTopic(topic) ? 'json' : 'unknown';
+    let dead: DeadLetter[] = [];
+    let result: IntakeResult = { kind, outcome: 'ingested' };
+    try {
+      if (sparkplug) {
+        ({ result, dead } = await this.sparkplug(sparkplug, topic, payload));
+      } else if (kind === 'json') {
+        dead = await this.json(topic, payload);
+      } else {
+        dead = [{ reason: 'unknown-topic', detail: 'neither factory/.../telemetry nor Sparkplug B', assetId: null }];
+      }
+    } catch (error) {
+      // Ingest itself failed (asset removed meanwhile, inference refused): kept, not lost.
+      dead.push({ reason: 'ingest-failed', detail: String(error), assetId: assetOf(topic, sparkplug) });
+    }
+    if (dead.length === 0) return result;
+    try {
+      await this.records.addDeadLetters(
+        dead.map((d) => ({
+          receivedAt: new Date(),
+          source: kind === 'sparkplug' ? 'sparkplug' : 'mqtt',
+          channel: topic.slice(0, 512),
+          assetId: d.assetId,
+          reason: d.reason,
+          detail: d.detail.slice(0, 1000),
+          payload: deadLetterPayload(payload, kind === 'sparkplug'),
+        })),
+      );
+    } catch {
+      return { ...result, outcome: 'unacked' };
+    }
+    return { ...result, outcome: result.outcome === 'ingested' && dead.length > 0 ? 'dead-lettered' : result.outcome };
+  }
+
+  private async json(topic: string, payload: Buffer): Promise<DeadLetter[]> {
+    const place = parseTelemetryTopic(topic)!;
+    const asset = this.registry.find(place.assetId);
+    if (!asset) return [{ reason: 'unknown-asset', detail: `no asset ${place.assetId}`, assetId: place.assetId }];
+    if (asset.site !== place.site || asset.line !== place.line) {
+      // Alarms go back to the asset's own site and line; a message on another path is misrouted.
+      return [
+        {
+          reason: 'asset-mismatch',
+          detail: `asset ${asset.assetId} is on ${asset.site}/${asset.line}, not ${place.site}/${place.line}`,
+          assetId: asset.assetId,
+        },
+      ];
+    }
+    const parsed = parseTelemetry(payload);
+    const dead = parsed.errors.map((e) => ({
+      reason: 'malformed',
+      detail: `[${e.index}] ${e.reason}`,
+      assetId: asset.assetId,
+    }));
+    if (parsed.readings.length > 0) await this.ingest(asset.assetId, parsed.readings, { source: 'mqtt', name: topic });
+    return dead;
+  }
+
+  private async sparkplug(
+    topic: SparkplugTopic,
+    name: string,
+    payload: Buffer,
+  ): Promise<{ result: IntakeResult; dead: DeadLetter[] }> {
+    const ignored = { result: { kind: 'sparkplug', outcome: 'ignored' } as IntakeResult, dead: [] };
+    const ok = { result: { kind: 'sparkplug', outcome: 'ingested' } as IntakeResult, dead: [] };
+    const assetId = topic.device ?? null;
+    let decoded: DecodedSparkplug | undefined;
+    try {
+      decoded = decodeSparkplug(payload);
+    } catch (error) {
+      // A death certificate may be the broker's will with an empty body: still a death.
+      if (topic.messageType !== 'NDEATH' && topic.messageType !== 'DDEATH') {
+        return { ...ok, dead: [{ reason: 'malformed', detail: (error as Error).message, assetId }] };
+      }
+    }
+    switch (topic.messageType) {
+      case 'NDEATH':
+      case 'DDEATH':
+        this.aliases.onDeath(topic, decoded);
+        return ignored;
+      case 'NBIRTH':
+        this.aliases.onBirth(topic, decoded!);
+        return ignored; // node metrics belong to no asset
+      case 'DBIRTH':
+      case 'DDATA':
+        break;
+      case 'NDATA':
+      case 'NCMD':
+      case 'DCMD':
+      case 'STATE':
+        return ignored;
+    }
+    if (topic.messageType === 'DBIRTH') this.aliases.onBirth(topic, decoded!);
+    const asset = assetId === null ? undefined : this.registry.find(assetId);
+    if (!asset) {
+      // Births of other devices are remembered (the asset may be registered later) but feed nothing.
+      if (topic.messageType === 'DBIRTH') return ignored;
+      return { ...ok, dead: [{ reason: 'unknown-asset', detail: `no asset ${assetId}`, assetId }] };
+    }
+    const found = sparkplugReadings(topic, decoded!, this.aliases, { receivedAt: Date.now() });
+    const dead: DeadLetter[] = [];
+    let rebirth: IntakeResult['rebirth'];
+    if (found.unknown.length > 0) {
+      dead.push({
+        reason: 'unknown-alias',
+        detail: `aliases ${found.unknown.join(', ')} were not in a birth certificate; rebirth requested`,
+        assetId: asset.assetId,
+      });
+      rebirth = { group: topic.group, edgeNode: topic.edgeNode };
+    }
+    if (found.readings.length > 0) {
+      await this.ingest(asset.assetId, found.readings, { source: 'sparkplug', name });
+    }
+    return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead };
+  }
+
+  /** Awaited before the message is acknowledged; the stream keeps each asset's readings in order. */
+  private async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<void> {
+    await this.stream.ingest(assetId, readings, channel);
+  }
+}
+
+function assetOf(topic: string, sparkplug: SparkplugTopic | undefined): string | null {
+  return sparkplug ? (sparkplug.device ?? null) : (parseTelemetryTopic(topic)?.assetId ?? null);
+}

@@ -1,0 +1,99 @@
+import type { RawReading } from '../plant-stream.service';
+
+/**
+ * The plain JSON MQTT scheme: `factory/{site}/{line}/{assetId}/telemetry` (the first level is
+ * whatever the subscription filter says; only the shape is checked here), with a payload of
+ * - `{ "timestamp": ISO | epoch-ms, "values": { tag: number } }`,
+ * - an array of those, or
+ * - a flat `{ "timestamp": ..., tag: number, ... }`.
+ * A timestamp is required: readings are ordered and de-duplicated by it, and a time of arrival
+ * would make a redelivered message look new.
+ */
+export interface TelemetryTopic {
+  site: string;
+  line: string;
+  assetId: string;
+}
+
+export interface TelemetryParse {
+  readings: RawReading[];
+  /** Elements that could not be read, by index in the message (0 for a single object), with the reason. */
+  errors: Array<{ index: number; reason: string }>;
+}
+
+/** Readings one message may carry; larger batches go over HTTP. */
+export const MAX_READINGS_PER_MESSAGE = 10_000;
+
+export function parseTelemetryTopic(topic: string): TelemetryTopic | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 5 || parts[4] !== 'telemetry') return undefined;
+  const [, site, line, assetId] = parts;
+  if ([site, line, assetId].some((p) => p === '' || /[+#]/.test(p))) return undefined;
+  return { site, line, assetId };
+}
+
+/** Epoch milliseconds of an ISO 8601 string or a number of epoch milliseconds; the reason otherwise. */
+export function telemetryTime(value: unknown): number | string {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : 'timestamp: not a finite number';
+  if (typeof value === 'string') {
+    // Date.parse accepts many local formats; only ISO 8601 (date and time) is taken.
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(value)) return 'timestamp: not an ISO 8601 time or epoch milliseconds';
+    const ms = Date.parse(value);
+    return Number.isFinite(ms) ? ms : 'timestamp: not a valid time';
+  }
+  return value === undefined ? 'timestamp: missing' : 'timestamp: not an ISO 8601 time or epoch milliseconds';
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** One reading from either object shape; values are checked later by the stream (numbers, ranges). */
+function reading(element: unknown): RawReading | string {
+  if (!isObject(element)) return 'expected an object with timestamp and values';
+  const timestamp = telemetryTime(element.timestamp);
+  if (typeof timestamp === 'string') return timestamp;
+  let values: Record<string, unknown>;
+  if ('values' in element) {
+    if (!isObject(element.values)) return 'values: expected an object of tag: number';
+    const extra = Object.keys(element).filter((k) => k !== 'timestamp' && k !== 'values');
+    if (extra.length > 0) return `unexpected fields beside values: ${extra.join(', ')}`;
+    values = { ...element.values };
+  } else {
+    values = { ...element };
+    delete values.timestamp;
+  }
+  if (Object.keys(values).length === 0) return 'no values';
+  return { timestamp, values };
+}
+
+/** Parses a telemetry payload; throws nothing. A message that is not JSON is one error at index 0. */
+export function parseTelemetry(payload: Buffer | string): TelemetryParse {
+  let body: unknown;
+  try {
+    body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+  } catch (error) {
+    return { readings: [], errors: [{ index: 0, reason: `not JSON: ${(error as Error).message}` }] };
+  }
+  const elements = Array.isArray(body) ? body : [body];
+  if (elements.length === 0) return { readings: [], errors: [{ index: 0, reason: 'empty array' }] };
+  if (elements.length > MAX_READINGS_PER_MESSAGE) {
+    return {
+      readings: [],
+      errors: [{ index: 0, reason: `more than ${MAX_READINGS_PER_MESSAGE} readings in one message` }],
+    };
+  }
+  const result: TelemetryParse = { readings: [], errors: [] };
+  elements.forEach((element, index) => {
+    const parsed = reading(element);
+    if (typeof parsed === 'string') result.errors.push({ index, reason: parsed });
+    else result.readings.push(parsed);
+  });
+  return result;
+}
+
+/** A payload as dead-letter text: UTF-8 when it is text, else base64; cut to 4 KiB. */
+export function deadLetterPayload(payload: Buffer, binary: boolean): string {
+  const text = binary ? `base64:${payload.toString('base64')}` : payload.toString('utf8');
+  return text.slice(0, 4096);
+}

@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { connectAsync, MqttClient } from 'mqtt';
+import { get as sparkplugCodec } from 'sparkplug-payload';
+import request from 'supertest';
+import { PlantMqttService } from '../../src/domains/manufacturing/mqtt/plant-mqtt.service';
+import { REPO_ROOT } from '../fixtures/paths';
+import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+import { freshDataDir } from '../fixtures/test-data-dir';
+
+/**
+ * The MQTT way in against the machine's Mosquitto: JSON telemetry of a real C-MAPSS engine to its
+ * RUL alarm on the alarms topic, a gateway restart that loses nothing the broker held for its
+ * persistent session, Sparkplug B births and aliases, and a malformed message that is dead-lettered
+ * while the stream goes on.
+ */
+
+const MQTT_URL = process.env.MQTT_URL;
+const SKIP = !MQTT_URL ? 'MQTT_URL is not set (e.g. MQTT_URL=mqtt://127.0.0.1:1883); .ci/run sets it' : DATASETS_SKIP;
+
+const T0 = Date.parse('2026-11-23T00:00:00Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const admin = bearer(tokenFor(['ml-admin']));
+const operator = bearer(tokenFor(['plant-operator']));
+
+/** Polls `check` until it gives a value, or fails the test at the deadline. */
+async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+interface Status {
+  latest?: { rul?: number; failureProbability?: number };
+  alarm: { active: boolean };
+  counts: { received: number; accepted: number; predictions: number; invalid: number };
+}
+
+/** Collects the messages of a subscription. */
+async function subscriber(
+  topics: string[],
+): Promise<{ client: MqttClient; messages: Array<{ topic: string; body: Buffer }> }> {
+  const client = await connectAsync(MQTT_URL!, { clientId: `test-sub-${process.pid}-${Date.now()}`, clean: true });
+  const messages: Array<{ topic: string; body: Buffer }> = [];
+  client.on('message', (topic, body) => messages.push({ topic, body }));
+  await client.subscribeAsync(topics, { qos: 1 });
+  return { client, messages };
+}
+
+describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
+  const clientId = `gateway-test-${process.pid}-${Date.now()}`;
+  let modelsDir: string;
+  let dataDir: string;
+  let app: NestFastifyApplication;
+  let publisher: MqttClient;
+  let alarms: Awaited<ReturnType<typeof subscriber>>;
+
+  async function boot(): Promise<void> {
+    app = await createTestApp({
+      MODELS_DIR: modelsDir,
+      DATA_DIR: dataDir,
+      MQTT_URL: MQTT_URL!,
+      MQTT_CLIENT_ID: clientId,
+    });
+    await app.get(PlantMqttService).subscribed;
+  }
+  const http = () => request(app.getHttpServer());
+  async function status(assetId: string): Promise<Status> {
+    const res = await http().get(`/v1/manufacturing/assets/${assetId}/status`).set('Authorization', operator);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body as Status;
+  }
+  async function register(asset: Record<string, unknown>): Promise<void> {
+    const res = await http()
+      .put(`/v1/manufacturing/assets/${String(asset.assetId)}`)
+      .set('Authorization', admin)
+      .send(asset);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+  }
+
+  before(async () => {
+    modelsDir = mkdtempSync(join(tmpdir(), 'plant-models-'));
+    cpSync(join(REPO_ROOT, 'models', 'manufacturing'), join(modelsDir, 'manufacturing'), { recursive: true });
+    dataDir = await freshDataDir();
+    await boot();
+    publisher = await connectAsync(MQTT_URL!, { clientId: `test-pub-${process.pid}-${Date.now()}`, clean: true });
+    alarms = await subscriber(['factory/+/+/+/alarms', 'spBv1.0/+/NCMD/+']);
+  });
+
+  after(async () => {
+    await app?.close();
+    await publisher?.endAsync();
+    await alarms?.client.endAsync();
+    // Drop the gateway's persistent session so the broker does not keep queueing for it.
+    if (MQTT_URL) await (await connectAsync(MQTT_URL, { clientId, clean: true })).endAsync();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it('replays a real engine as JSON telemetry: RUL falls and the alarm comes back over MQTT', async () => {
+    await register(turbofanAsset('engine-7'));
+    const engine = cmapssEngine(1);
+    const topic = 'factory/plant-1/line-a/engine-7/telemetry';
+    for (let i = 0; i < engine.length; i += 16) {
+      const chunk = engine.slice(i, i + 16);
+      // All three payload shapes: an array, a single reading, a flat object.
+      const body =
+        i === 0
+          ? chunk.map((r) => ({ timestamp: iso(T0 + r.cycle * 1000), values: r.values }))
+          : chunk.map((r, k) =>
+              k % 2 === 0
+                ? { timestamp: T0 + r.cycle * 1000, values: r.values }
+                : { timestamp: T0 + r.cycle * 1000, ...r.values },
+            );
+      await publisher.publishAsync(topic, JSON.stringify(body), { qos: 1 });
+    }
+    const done = await until('all cycles ingested', async () => {
+      const s = await status('engine-7');
+      return s.counts.received === engine.length ? s : undefined;
+    });
+    assert.equal(done.counts.accepted, engine.length);
+    const alarm = await until('the RUL alarm on MQTT', () =>
+      alarms.messages.find((m) => m.topic === 'factory/plant-1/line-a/engine-7/alarms'),
+    );
+    const event = JSON.parse(alarm.body.toString()) as Record<string, unknown>;
+    assert.equal(event.state, 'raised');
+    assert.equal(event.metric, 'rul');
+    assert.equal(event.assetId, 'engine-7');
+    assert.ok((event.value as number) < 40);
+    const res = await http()
+      .get('/v1/manufacturing/assets/engine-7/predictions')
+      .query({ from: iso(T0), to: iso(T0 + 1_000_000) })
+      .set('Authorization', operator);
+    const ruls = (res.body as { predictions: Array<{ value: number }> }).predictions.map((p) => p.value);
+    assert.ok(ruls.length > 100, `predictions: ${ruls.length}`);
+    const at = (f: number) => ruls[Math.min(ruls.length - 1, Math.floor(f * ruls.length))];
+    console.log(
+      `engine 1 over MQTT: ${engine.length} cycles, ${ruls.length} RUL estimates; first full window ${ruls[0]}, ` +
+        `25% ${at(0.25)}, 50% ${at(0.5)}, 75% ${at(0.75)}, last ${ruls[ruls.length - 1]}; alarm raised at ${String(event.value)}`,
+    );
+    assert.ok(ruls[ruls.length - 1] < ruls[0] - 50, 'RUL falls as the engine approaches failure');
+  });
+
+  it('loses nothing the broker held while the gateway was down (persistent session)', async () => {
+    await register(turbofanAsset('engine-8'));
+    const engine = cmapssEngine(2);
+    const topic = 'factory/plant-1/line-a/engine-8/telemetry';
+    const before = 10;
+    for (const r of engine.slice(0, before)) {
+      await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0 + r.cycle * 1000, values: r.values }), {
+        qos: 1,
+      });
+    }
+    await until('the first readings', async () =>
+      (await status('engine-8')).counts.received === before ? true : undefined,
+    );
+    await app.close(); // ends the MQTT connection without unsubscribing
+    const down = engine.slice(before, before + 60);
+    for (const r of down) {
+      await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0 + r.cycle * 1000, values: r.values }), {
+        qos: 1,
+      });
+    }
+    await boot(); // a new gateway: same client id, same data directory (the asset registry)
+    const after = await until('the readings published while down', async () => {
+      const s = await status('engine-8');
+      return s.counts.received >= down.length ? s : undefined;
+    });
+    assert.equal(after.counts.received, down.length);
+    assert.equal(after.counts.accepted, down.length);
+    assert.ok(after.counts.predictions > 0, 'the resumed stream makes predictions');
+  });
+
+  it('reads Sparkplug B: births give the aliases, DDATA by alias alone feeds the asset', async () => {
+    const codec = sparkplugCodec('spBv1.0');
+    assert.ok(codec);
+    await register(millAsset('mill-7'));
+    const tags = ['air_temp', 'process_temp', 'speed', 'torque', 'tool_wear'];
+    const rows = ai4iReadings(false, 6);
+    const node = 'spBv1.0/plant-1/NBIRTH/edge-1';
+    await publisher.publishAsync(
+      node,
+      Buffer.from(
+        codec.encodePayload({
+          timestamp: T0,
+          seq: 0,
+          metrics: [
+            { name: 'bdSeq', type: 'Int64', value: 0 },
+            { name: 'Node Control/Rebirth', type: 'Boolean', value: false },
+          ],
+        }),
+      ),
+      { qos: 1 },
+    );
+    const birth = codec.encodePayload({
+      timestamp: T0,
+      seq: 1,
+      metrics: tags.map((tag, i) => ({ name: tag, alias: i + 1, type: 'Double', value: rows[0][tag] })),
+    });
+    await publisher.publishAsync('spBv1.0/plant-1/DBIRTH/edge-1/mill-7', Buffer.from(birth), { qos: 1 });
+    for (let k = 1; k < rows.length; k++) {
+      const data = codec.encodePayload({
+        timestamp: T0 + k * 1000,
+        seq: 1 + k,
+        metrics: tags.map((tag, i) => ({ alias: i + 1, type: 'Double', value: rows[k][tag] })),
+      });
+      await publisher.publishAsync('spBv1.0/plant-1/DDATA/edge-1/mill-7', Buffer.from(data), { qos: 1 });
+    }
+    const s = await until('Sparkplug predictions', async () => {
+      const st = await status('mill-7');
+      return st.counts.predictions >= rows.length ? st : undefined;
+    });
+    assert.equal(s.counts.accepted, rows.length, 'the birth reading and every DDATA');
+    assert.equal(typeof s.latest?.failureProbability, 'number');
+
+    // An alias no birth defined: dead-lettered, and the node is asked to rebirth.
+    const unknown = codec.encodePayload({
+      timestamp: T0 + 99_000,
+      metrics: [{ alias: 77, type: 'Double', value: 1 }],
+    });
+    await publisher.publishAsync('spBv1.0/plant-1/DDATA/edge-1/mill-7', Buffer.from(unknown), { qos: 1 });
+    const ncmd = await until('a rebirth request', () =>
+      alarms.messages.find((m) => m.topic === 'spBv1.0/plant-1/NCMD/edge-1'),
+    );
+    const command = codec.decodePayload(ncmd.body);
+    assert.equal(command.metrics?.[0].name, 'Node Control/Rebirth');
+    assert.equal(command.metrics?.[0].value, true);
+    const dead = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator);
+    const letter = (dead.body as { deadLetters: Array<Record<string, string>> }).deadLetters.find(
+      (d) => d.reason === 'unknown-alias',
+    );
+    assert.ok(letter, JSON.stringify(dead.body));
+    assert.equal(letter.source, 'sparkplug');
+    assert.match(letter.payload, /^base64:/);
+  });
+
+  it('dead-letters a malformed message and goes on with the next', async () => {
+    const topic = 'factory/plant-1/line-a/engine-7/telemetry';
+    const before = (await status('engine-7')).counts.received;
+    await publisher.publishAsync(topic, '{"timestamp": 1, "values": {', { qos: 1 });
+    await publisher.publishAsync('factory/plant-1/line-a/no-such-engine/telemetry', '{}', { qos: 1 });
+    const good = cmapssEngine(3)[0];
+    await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0 + 10_000_000, values: good.values }), {
+      qos: 1,
+    });
+    await until('the good message after the bad ones', async () =>
+      (await status('engine-7')).counts.received === before + 1 ? true : undefined,
+    );
+    const res = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator);
+    const letters = (res.body as { deadLetters: Array<Record<string, string>> }).deadLetters;
+    const malformed = letters.find((d) => d.reason === 'malformed' && d.channel === topic);
+    assert.ok(malformed, JSON.stringify(letters));
+    assert.equal(malformed.source, 'mqtt');
+    assert.equal(malformed.payload, '{"timestamp": 1, "values": {');
+    assert.match(malformed.detail, /not JSON/);
+    assert.ok(letters.some((d) => d.reason === 'unknown-asset' && d.assetId === 'no-such-engine'));
+    const metrics = await http().get('/metrics').set('Authorization', admin);
+    assert.match(String(metrics.text), /gateway_mqtt_messages_total\{kind="json",outcome="dead-lettered"\} [1-9]/);
+  });
+});

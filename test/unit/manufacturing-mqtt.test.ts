@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  deadLetterPayload,
+  MAX_READINGS_PER_MESSAGE,
+  parseTelemetry,
+  parseTelemetryTopic,
+  telemetryTime,
+} from '../../src/domains/manufacturing/mqtt/plant-telemetry.util';
+
+const T0 = Date.parse('2026-11-23T00:00:00Z');
+
+describe('manufacturing: MQTT JSON telemetry', () => {
+  it('reads site, line and asset from factory/{site}/{line}/{assetId}/telemetry', () => {
+    assert.deepEqual(parseTelemetryTopic('factory/plant-1/line-a/engine-7/telemetry'), {
+      site: 'plant-1',
+      line: 'line-a',
+      assetId: 'engine-7',
+    });
+    for (const topic of [
+      'factory/plant-1/line-a/engine-7/alarms',
+      'factory/plant-1/line-a/telemetry',
+      'factory/plant-1/line-a/engine-7/x/telemetry',
+      'factory/plant-1//engine-7/telemetry',
+      'factory/+/line-a/engine-7/telemetry',
+    ]) {
+      assert.equal(parseTelemetryTopic(topic), undefined, topic);
+    }
+  });
+
+  it('takes ISO 8601 times and epoch milliseconds, nothing else', () => {
+    assert.equal(telemetryTime('2026-11-23T00:00:00Z'), T0);
+    assert.equal(telemetryTime('2026-11-23T01:00:00+01:00'), T0);
+    assert.equal(telemetryTime(T0), T0);
+    assert.match(String(telemetryTime(undefined)), /missing/);
+    assert.match(String(telemetryTime('23/11/2026')), /ISO 8601/);
+    assert.match(String(telemetryTime('2026-13-45T99:00:00Z')), /not a valid time/);
+    assert.match(String(telemetryTime(null)), /ISO 8601/);
+  });
+
+  it('reads the three payload shapes into readings', () => {
+    const values = { s2: 642.1, s3: 1589.7 };
+    const single = parseTelemetry(JSON.stringify({ timestamp: T0, values }));
+    assert.deepEqual(single, { readings: [{ timestamp: T0, values }], errors: [] });
+    const many = parseTelemetry(
+      Buffer.from(
+        JSON.stringify([
+          { timestamp: new Date(T0).toISOString(), values },
+          { timestamp: T0 + 1, values },
+        ]),
+      ),
+    );
+    assert.deepEqual(
+      many.readings.map((r) => r.timestamp),
+      [T0, T0 + 1],
+    );
+    const flat = parseTelemetry(JSON.stringify({ timestamp: T0, ...values }));
+    assert.deepEqual(flat, { readings: [{ timestamp: T0, values }], errors: [] });
+  });
+
+  it('leaves value checks to the stream but refuses bad shapes, with the element index', () => {
+    // A string value is the stream's to refuse (with the tag's name), not the parser's.
+    assert.deepEqual(parseTelemetry('{"timestamp":1,"values":{"s2":"hot"}}').readings, [
+      { timestamp: 1, values: { s2: 'hot' } },
+    ]);
+    const mixed = parseTelemetry(
+      JSON.stringify([
+        { timestamp: T0, values: { s2: 1 } },
+        { values: { s2: 1 } },
+        { timestamp: T0, values: [1, 2] },
+        { timestamp: T0, values: { s2: 1 }, s3: 2 },
+        { timestamp: T0 },
+        42,
+      ]),
+    );
+    assert.equal(mixed.readings.length, 1);
+    assert.deepEqual(
+      mixed.errors.map((e) => e.index),
+      [1, 2, 3, 4, 5],
+    );
+    assert.match(mixed.errors[0].reason, /timestamp: missing/);
+    assert.match(mixed.errors[1].reason, /values: expected an object/);
+    assert.match(mixed.errors[2].reason, /unexpected fields beside values: s3/);
+    assert.match(mixed.errors[3].reason, /no values/);
+    assert.match(mixed.errors[4].reason, /expected an object/);
+  });
+
+  it('turns a message that is not JSON, empty or too large into one error', () => {
+    const broken = parseTelemetry('{"timestamp": 1, "values": {');
+    assert.equal(broken.readings.length, 0);
+    assert.match(broken.errors[0].reason, /^not JSON/);
+    assert.match(parseTelemetry('[]').errors[0].reason, /empty array/);
+    const huge = Array.from({ length: MAX_READINGS_PER_MESSAGE + 1 }, (_, i) => ({ timestamp: i, values: { a: 1 } }));
+    assert.match(parseTelemetry(JSON.stringify(huge)).errors[0].reason, /more than 10000 readings/);
+  });
+
+  it('keeps dead-letter payloads as text, or base64 when binary, cut to 4 KiB', () => {
+    assert.equal(deadLetterPayload(Buffer.from('{"a":1}'), false), '{"a":1}');
+    assert.equal(deadLetterPayload(Buffer.from([0, 1, 255]), true), 'base64:AAH/');
+    assert.equal(deadLetterPayload(Buffer.alloc(10_000, 'x'), false).length, 4096);
+  });
+});
