@@ -9,6 +9,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { MIGRATIONS } from '../../migrations';
 
 const DATABASE_URL = process.env.DATABASE_URL;
 const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
@@ -81,7 +82,8 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
         .query(`SELECT name FROM schema_migrations ORDER BY id`);
       assert.deepEqual(
         tables.map((t) => t.name),
-        ['AuditEvents1795472127353', 'IdempotencyKeys1795475313902'],
+        MIGRATIONS.map((m) => m.name),
+        'every migration ran once, in order',
       );
     } finally {
       await a.close();
