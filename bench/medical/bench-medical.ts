@@ -32,6 +32,7 @@ import { AppConfig, loadConfig } from '../../src/config/app-config';
 import { DicomImage, parseDicomImage, ParseLimits } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { frameTo01, letterbox, normalise } from '../../src/domains/medical/pixels/pixel-pipeline.util';
+import { frameOptionsOf } from '../../src/domains/medical/lesion-detection.service';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import { processCpuSeconds } from '../common/cpu';
 import { BenchGateway, ROOT, startGateway } from '../common/gateway';
@@ -78,17 +79,7 @@ function instanceTensor(image: DicomImage, g: Geometry, config: AppConfig): Feed
   const plane = g.width * g.height;
   const data = new Float32Array(frames.length * plane);
   frames.forEach((frame, i) => {
-    const fullRange = image.windowCenter === undefined && image.bitsStored <= 8 && image.pixelRepresentation === 0;
-    const top = 2 ** image.bitsStored - 1;
-    const gray = frameTo01(decodeFrame(image, frame), {
-      slope: image.rescaleSlope,
-      intercept: image.rescaleIntercept,
-      windowCenter: fullRange ? (top + 1) / 2 : image.windowCenter,
-      windowWidth: fullRange ? top + 1 : image.windowWidth,
-      voiFunction: image.voiLutFunction,
-      bitsStored: image.bitsStored,
-      isSigned: image.pixelRepresentation === 1,
-    });
+    const gray = frameTo01(decodeFrame(image, frame), frameOptionsOf(image));
     const boxed = letterbox(gray, image.columns, image.rows, g);
     data.set(normalise(boxed.data, g.mean, g.std), i * plane);
   });

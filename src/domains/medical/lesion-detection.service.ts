@@ -7,7 +7,13 @@ import { attributeName } from './dicom/dicom-dictionary';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from './dicom/pixel-decode.util';
 import { FrameFindingsDto, InstanceFindingsDto, LesionDto } from './lesion-detection.dto';
 import { calibrationFrom, findLesions, physicalSize, toOriginalGrid } from './lesions/lesion-postprocess.util';
-import { frameTo01, letterbox, normalise, UnsupportedPhotometricError } from './pixels/pixel-pipeline.util';
+import {
+  FrameTo01Options,
+  frameTo01,
+  letterbox,
+  normalise,
+  UnsupportedPhotometricError,
+} from './pixels/pixel-pipeline.util';
 
 /** What the domain reads from the lesion model's manifest. */
 export interface LesionModel {
@@ -24,6 +30,25 @@ export interface LesionModel {
   connectivity: 4 | 8;
   maxBatchSize: number;
   hasMalignancy: boolean;
+}
+
+/**
+ * The pixel pipeline's options for an image: its own modality LUT and VOI window. 8-bit grey images
+ * without a window (most ultrasound) keep their full stored range, as in training (pixel / 255);
+ * stretching them to min..max would change their contrast.
+ */
+export function frameOptionsOf(image: DicomImage): FrameTo01Options {
+  const fullRange = image.windowCenter === undefined && image.bitsStored <= 8 && image.pixelRepresentation === 0;
+  const top = 2 ** image.bitsStored - 1;
+  return {
+    slope: image.rescaleSlope,
+    intercept: image.rescaleIntercept,
+    windowCenter: fullRange ? (top + 1) / 2 : image.windowCenter,
+    windowWidth: fullRange ? top + 1 : image.windowWidth,
+    voiFunction: image.voiLutFunction,
+    bitsStored: image.bitsStored,
+    isSigned: image.pixelRepresentation === 1,
+  };
 }
 
 /** One analysed instance: the parsed image (for the SR answer) and its findings. */
@@ -180,21 +205,9 @@ export class LesionDetectionService implements OnModuleInit {
   /** Decodes one frame and writes it, letterboxed and normalised, into its place in the batch; returns the scale. */
   private preprocess(image: DicomImage, frame: number, model: LesionModel, into: Float32Array): number {
     const stored = decodeFrame(image, frame);
-    // 8-bit grey images without a VOI window (most ultrasound) keep their full stored range, as in
-    // training (pixel / 255); stretching to min..max would change their contrast.
-    const fullRange = image.windowCenter === undefined && image.bitsStored <= 8 && image.pixelRepresentation === 0;
-    const top = 2 ** image.bitsStored - 1;
     let gray: Float32Array;
     try {
-      gray = frameTo01(stored, {
-        slope: image.rescaleSlope,
-        intercept: image.rescaleIntercept,
-        windowCenter: fullRange ? (top + 1) / 2 : image.windowCenter,
-        windowWidth: fullRange ? top + 1 : image.windowWidth,
-        voiFunction: image.voiLutFunction,
-        bitsStored: image.bitsStored,
-        isSigned: image.pixelRepresentation === 1,
-      });
+      gray = frameTo01(stored, frameOptionsOf(image));
     } catch (error) {
       if (error instanceof UnsupportedPhotometricError) {
         throw new DicomRejected('UNSUPPORTED_PIXEL_FORMAT', error.message, attributeName('PhotometricInterpretation'));
