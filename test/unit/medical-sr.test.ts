@@ -1,13 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { data, log } from 'dcmjs';
-import {
-  buildLesionSr,
-  newUid,
-  type SrFinding,
-  type SrOptions,
-  type SrSourceImage,
-} from '../../src/domains/medical/sr/lesion-sr.util';
+import { buildLesionSr, newUid } from '../../src/domains/medical/sr/lesion-sr.util';
+import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
 
 interface Code {
   CodeValue: string;
@@ -41,29 +36,9 @@ interface Item {
 type Document = Item & Record<string, unknown>;
 
 const US_IMAGE = '1.2.840.10008.5.1.4.1.1.6.1';
-const SOURCE: SrSourceImage = {
-  studyInstanceUID: '1.2.826.0.1.3680043.8.498.10',
-  seriesInstanceUID: '1.2.826.0.1.3680043.8.498.11',
-  sopInstanceUID: '1.2.826.0.1.3680043.8.498.12',
-  sopClassUID: US_IMAGE,
-  patient: { PatientName: 'Doe^Jane', PatientID: 'P-0001', PatientBirthDate: '19700101', PatientSex: 'F' },
-  study: { StudyDate: '20250301', StudyTime: '093000', AccessionNumber: 'ACC-1', StudyID: 'S-1' },
-};
-const FINDINGS: SrFinding[] = [
-  {
-    box: { x: 10, y: 20, width: 30, height: 40 },
-    lesionProbability: 0.875,
-    areaPx: 1100,
-    sizeMm: { widthMm: 4.5, heightMm: 6, areaMm2: 24.75 },
-  },
-  { box: { x: 100, y: 50, width: 8, height: 6 }, lesionProbability: 1 / 3, areaPx: 48, frameNumber: 3 },
-];
-const OPTIONS: SrOptions = {
-  model: { name: 'breast-us-lesion', version: '3.1.0' },
-  deviceObserverUID: '2.25.310418766014937212373634497498245470339',
-  manufacturer: 'regulated-inference-gateway',
-  now: new Date('2025-03-04T05:06:07Z'),
-};
+const SOURCE = SR_SOURCE;
+const FINDINGS = SR_FINDINGS;
+const OPTIONS = SR_OPTIONS;
 
 function parse(bytes: ArrayBuffer): { meta: Record<string, unknown>; doc: Document } {
   const file = data.DicomMessage.readFile(bytes);
