@@ -6,10 +6,10 @@ import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
 import { AssetWindow } from './asset-window.util';
 import { AlarmState } from './hysteresis.util';
-import { PlantModel, writeModelRow } from './manufacturing-models';
+import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
 import { PlantRecordsRepository } from './records/plant-records.repository';
-import { convert } from './units.util';
+import { unitConverter } from './units.util';
 
 /** A reading as it arrives: its timestamp (epoch ms) and values by the plant's tag names. */
 export interface RawReading {
@@ -59,9 +59,18 @@ export interface AssetStatus {
   };
 }
 
+/** One mapped tag, resolved once per asset: its model column and unit converter. */
+interface SensorRoute {
+  tag: string;
+  input: string;
+  column: ColumnSpec;
+  convert: (value: number) => number;
+}
+
 interface Runtime {
   asset: AssetEntity;
   model: PlantModel;
+  sensors: SensorRoute[];
   window: AssetWindow;
   alarm: AlarmState;
   alarmSince?: string;
@@ -107,6 +116,11 @@ export class PlantStream {
       rt = {
         asset,
         model,
+        // The registry checked every mapping against the model, so each column exists and converts.
+        sensors: asset.sensors.map((sensor) => {
+          const column = model.columns.find((c) => c.source === sensor.input && c.oneHot === undefined)!;
+          return { tag: sensor.tag, input: sensor.input, column, convert: unitConverter(sensor.unit, column.unit) };
+        }),
         window: new AssetWindow({
           inputs: model.sensorSources,
           windowLength: model.windowLength,
@@ -126,13 +140,13 @@ export class PlantStream {
     if (!Number.isFinite(reading.timestamp)) return 'timestamp: not a valid time';
     const values: Record<string, number> = {};
     let mapped = 0;
-    for (const sensor of rt.asset.sensors) {
+    for (const sensor of rt.sensors) {
       if (!(sensor.tag in reading.values)) continue;
-      const column = rt.model.columns.find((c) => c.source === sensor.input && c.oneHot === undefined)!;
+      const { column } = sensor;
       const raw = reading.values[sensor.tag];
       const rawError = checkValue(sensor.tag, raw);
       if (rawError) return rawError;
-      const value = convert(raw as number, sensor.unit, column.unit);
+      const value = sensor.convert(raw as number);
       const error = checkValue(sensor.input, value, { min: column.min, max: column.max, unit: column.unit });
       if (error) return error;
       values[sensor.input] = value;
@@ -140,7 +154,7 @@ export class PlantStream {
     }
     return mapped > 0
       ? values
-      : `none of the asset's tags (${rt.asset.sensors.map((s) => s.tag).join(', ')}) is in the reading`;
+      : `none of the asset's tags (${rt.sensors.map((s) => s.tag).join(', ')}) is in the reading`;
   }
 
   async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<IngestSummary> {
