@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { connectAsync, MqttClient } from 'mqtt';
@@ -14,6 +13,7 @@ import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } f
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { freshDataDir } from '../fixtures/test-data-dir';
+import { until as untilWithin } from '../fixtures/until';
 
 /**
  * The MQTT way in against the machine's Mosquitto: JSON telemetry of a real C-MAPSS engine to its
@@ -27,19 +27,12 @@ const SKIP = !MQTT_URL ? 'MQTT_URL is not set (e.g. MQTT_URL=mqtt://127.0.0.1:18
 
 const T0 = Date.parse('2026-11-23T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
+/** MQTT round trips through a model get a minute, as before. */
+const until = <T>(what: string, check: () => T | undefined | Promise<T | undefined>): Promise<T> =>
+  untilWithin(what, check, 60_000);
+
 const admin = bearer(tokenFor(['ml-admin']));
 const operator = bearer(tokenFor(['plant-operator']));
-
-/** Polls `check` until it gives a value, or fails the test at the deadline. */
-async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 interface Status {
   latest?: { rul?: number; failureProbability?: number };
