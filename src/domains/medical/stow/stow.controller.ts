@@ -1,22 +1,9 @@
-import { applyDecorators, Controller, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
+import { Controller, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { StowService } from './stow.service';
-
-/** What both STOW-RS routes declare: permission, media types and the store response. */
-const StowRoute = (): MethodDecorator =>
-  applyDecorators(
-    RequirePermission('medical:infer', 'medical.stow'),
-    ApiConsumes('multipart/related'),
-    ApiProduces('application/dicom+json'),
-    ApiBody({
-      description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
-      schema: { type: 'string', format: 'binary' },
-    }),
-    ApiOkResponse({ description: 'Store response (DICOM JSON): ReferencedSOPSequence and FailedSOPSequence' }),
-  );
 
 /** DICOMweb STOW-RS (PS3.18 10.5): a PACS or modality stores instances; the gateway analyses them and keeps the findings. */
 @ApiTags('medical')
@@ -27,14 +14,28 @@ export class StowController {
 
   /** Stores (analyses) the instances of one or more studies. */
   @Post()
-  @StowRoute()
+  @RequirePermission('medical:infer', 'medical.stow')
+  @ApiConsumes('multipart/related')
+  @ApiProduces('application/dicom+json')
+  @ApiBody({
+    description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
+    schema: { type: 'string', format: 'binary' },
+  })
+  @ApiOkResponse({ description: 'Store response (DICOM JSON): ReferencedSOPSequence and FailedSOPSequence' })
   async store(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<unknown> {
     return this.handle(request, reply, undefined);
   }
 
   /** Stores (analyses) instances that must all belong to this study. */
   @Post(':studyInstanceUID')
-  @StowRoute()
+  @RequirePermission('medical:infer', 'medical.stow')
+  @ApiConsumes('multipart/related')
+  @ApiProduces('application/dicom+json')
+  @ApiBody({
+    description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
+    schema: { type: 'string', format: 'binary' },
+  })
+  @ApiOkResponse({ description: 'Store response (DICOM JSON): ReferencedSOPSequence and FailedSOPSequence' })
   async storeInStudy(
     @Param('studyInstanceUID') studyInstanceUID: string,
     @Req() request: FastifyRequest,
