@@ -341,6 +341,17 @@ export class AppConfig {
   MQTT_TOPICS =
     'factory/+/+/+/telemetry,spBv1.0/+/DDATA/+/+,spBv1.0/+/DBIRTH/+/+,spBv1.0/+/NBIRTH/+,spBv1.0/+/NDEATH/+,spBv1.0/+/DDEATH/+/+';
 
+  /**
+   * MQTT messages handled side by side (their readings share runtime calls and database commits);
+   * acknowledgements still go out in arrival order, each after its message is stored. The broker's
+   * own limit on unacknowledged deliveries also applies (Mosquitto's max_inflight_messages, 20 by default).
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(65_535)
+  MQTT_MAX_IN_FLIGHT = 256;
+
   /** Alarms are published (QoS 1, not retained) to `<prefix>/{site}/{line}/{assetId}/alarms`. */
   @Matches(/^[^#+\s]+$/, { message: 'MQTT_ALARM_TOPIC_PREFIX must be a topic without wildcards or spaces' })
   MQTT_ALARM_TOPIC_PREFIX = 'factory';

@@ -1,5 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { Counter, Histogram } from 'prom-client';
 import { Subject } from 'rxjs';
+import { MetricsService } from '../../common/metrics/metrics.service';
 import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
@@ -9,6 +11,7 @@ import { AlarmState } from './hysteresis.util';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
 import { PlantRecordsRepository } from './records/plant-records.repository';
+import type { PredictionRow } from './records/prediction-writer';
 import { unitConverter } from './units.util';
 
 /** A reading as it arrives: its timestamp (epoch ms) and values by the plant's tag names. */
@@ -92,13 +95,35 @@ export class PlantStream {
   private readonly runtimes = new Map<string, Runtime>();
   readonly alarms = new Subject<AlarmEvent>();
   private readonly alarmHooks: Array<(event: AlarmEvent) => Promise<void>> = [];
+  private readonly readings: Counter<'outcome'>;
+  private readonly predictions: Counter<'kind'>;
+  private readonly readingAge: Histogram;
 
   constructor(
     private readonly registry: AssetRegistry,
     private readonly engine: InferenceEngine,
     private readonly records: PlantRecordsRepository,
     private readonly config: AppConfig,
+    metrics: MetricsService,
   ) {
+    this.readings = new Counter({
+      name: 'gateway_manufacturing_readings_total',
+      help: 'Readings received, by outcome (accepted, duplicate, late, invalid)',
+      labelNames: ['outcome'],
+      registers: [metrics.registry],
+    });
+    this.predictions = new Counter({
+      name: 'gateway_manufacturing_predictions_total',
+      help: 'Predictions stored, by asset kind (machine-failure per reading, turbofan-rul per window)',
+      labelNames: ['kind'],
+      registers: [metrics.registry],
+    });
+    this.readingAge = new Histogram({
+      name: 'gateway_manufacturing_reading_age_seconds',
+      help: "A reading's age (its own timestamp to now) when its prediction is stored: sensor, broker and gateway delay together; large for replayed history",
+      buckets: [0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers: [metrics.registry],
+    });
     // A changed or removed asset starts over: its windows were built with the old mapping.
     registry.onChange((_asset, assetId) => this.runtimes.delete(assetId));
   }
@@ -174,6 +199,7 @@ export class PlantStream {
       if (typeof mapped === 'string') {
         summary.invalid.push({ index, reason: mapped });
         rt.counts.invalid++;
+        this.readings.inc({ outcome: 'invalid' });
         dead.push({ reason: 'invalid-value', detail: mapped, payload: reading });
         return;
       }
@@ -181,12 +207,15 @@ export class PlantStream {
       if (verdict.accepted) {
         summary.accepted++;
         rt.counts.accepted++;
+        this.readings.inc({ outcome: 'accepted' });
       } else if (verdict.reason === 'duplicate') {
         summary.duplicates++;
         rt.counts.duplicates++;
+        this.readings.inc({ outcome: 'duplicate' });
       } else {
         summary.late++;
         rt.counts.late++;
+        this.readings.inc({ outcome: 'late' });
         dead.push({
           reason: 'late',
           detail: `older than the asset's newest reading by more than ${this.config.MANUFACTURING_LATE_TOLERANCE_MS} ms`,
@@ -195,14 +224,30 @@ export class PlantStream {
       }
     });
     const released = rt.window.drain();
-    const work = rt.tail.then(() => this.predict(rt, released));
-    rt.tail = work.then(
+    // Inference starts at once, so an asset's consecutive batches can share a runtime call; its
+    // results move the alarm state strictly in the order the readings were released.
+    const inferred = this.infer(rt, released);
+    const applied = rt.tail.then(() => inferred).then((outputs) => this.apply(rt, outputs));
+    rt.tail = applied.then(
       () => undefined,
       () => undefined,
     );
-    await Promise.all([this.deadLetters(assetId, channel, dead), work]);
-    summary.predictions = await work;
+    const stored = applied.then(async (rows) => {
+      await this.records.addPredictions(rows);
+      this.observeStored(rt, rows);
+      return rows.length;
+    });
+    await Promise.all([this.deadLetters(assetId, channel, dead), stored]);
+    summary.predictions = await stored;
     return summary;
+  }
+
+  private observeStored(rt: Runtime, rows: PredictionRow[]): void {
+    if (rows.length === 0) return;
+    rt.counts.predictions += rows.length;
+    this.predictions.inc({ kind: rt.model.kind }, rows.length);
+    const now = Date.now();
+    for (const row of rows) this.readingAge.observe((now - row.at.getTime()) / 1000);
   }
 
   private async deadLetters(
@@ -224,11 +269,14 @@ export class PlantStream {
     );
   }
 
-  /** One runtime call for the rows (or windows) released; returns how many predictions it made. */
-  private async predict(rt: Runtime, released: ReturnType<AssetWindow['drain']>): Promise<number> {
+  /** One runtime call for the rows (or windows) released: their timestamps and the model's outputs. */
+  private async infer(
+    rt: Runtime,
+    released: ReturnType<AssetWindow['drain']>,
+  ): Promise<{ at: number[]; out: Float32Array } | undefined> {
     const model = rt.model;
     const usable = model.windowLength > 1 ? released.filter((r) => r.window) : released;
-    if (usable.length === 0) return 0;
+    if (usable.length === 0) return undefined;
     const width = model.columns.length;
     const perItem = width * model.windowLength;
     const data = new Float32Array(usable.length * perItem);
@@ -252,17 +300,18 @@ export class PlantStream {
     const result = await this.engine.infer(model.name, model.version, {
       [model.inputName]: { dtype: 'float32', dims, data },
     });
-    const out = result.outputs[model.outputName].data as Float32Array;
-    const perOut = out.length / usable.length;
-    const rows: Array<{
-      assetId: string;
-      at: Date;
-      modelVersion: string;
-      value: number;
-      modes: Record<string, number> | null;
-    }> = [];
-    for (let i = 0; i < usable.length; i++) {
-      const at = new Date(usable[i].timestamp);
+    return { at: usable.map((r) => r.timestamp), out: result.outputs[model.outputName].data as Float32Array };
+  }
+
+  /** The outputs of one runtime call, in order: latest values, alarm hysteresis, and the rows to store. */
+  private async apply(rt: Runtime, outputs: { at: number[]; out: Float32Array } | undefined): Promise<PredictionRow[]> {
+    if (!outputs) return [];
+    const model = rt.model;
+    const { out } = outputs;
+    const perOut = out.length / outputs.at.length;
+    const rows: PredictionRow[] = [];
+    for (let i = 0; i < outputs.at.length; i++) {
+      const at = new Date(outputs.at[i]);
       let value: number;
       let modes: Record<string, number> | null = null;
       if (model.kind === 'machine-failure') {
@@ -278,9 +327,7 @@ export class PlantStream {
       const change = rt.alarm.update(value);
       if (change) await this.alarm(rt, change, value, at);
     }
-    rt.counts.predictions += rows.length;
-    await this.records.addPredictions(rows);
-    return rows.length;
+    return rows;
   }
 
   private async alarm(rt: Runtime, state: 'raised' | 'cleared', value: number, at: Date): Promise<void> {

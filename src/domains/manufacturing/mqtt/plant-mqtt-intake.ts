@@ -161,7 +161,11 @@ export class PlantMqttIntake {
     return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead };
   }
 
-  /** Awaited before the message is acknowledged; the stream keeps each asset's readings in order. */
+  /**
+   * Awaited before the message is acknowledged; the stream keeps each asset's readings in order.
+   * Nothing before this call in `handle` may await: messages are handled side by side, and their
+   * readings must reach the asset's window (synchronously, inside `ingest`) in arrival order.
+   */
   private async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<void> {
     await this.stream.ingest(assetId, readings, channel);
   }

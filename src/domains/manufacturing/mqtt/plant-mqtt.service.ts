@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { connect, IPublishPacket, MqttClient } from 'mqtt';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { get as sparkplugCodec } from 'sparkplug-payload';
+import { ReadinessService } from '../../../common/health/readiness.service';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { AppConfig } from '../../../config/app-config';
 import { AssetRegistry } from '../assets/asset-registry.service';
@@ -15,11 +16,37 @@ import { MqttMessageKind, MqttOutcome, PlantMqttIntake } from './plant-mqtt-inta
 const REBIRTH_INTERVAL_MS = 5000;
 
 /**
+ * Passed to mqtt.js's handleMessage callback: it then reads the next packet without sending the
+ * PUBACK itself (an error there skips the acknowledgement and nothing else), and we send it later.
+ */
+const ACK_DEFERRED = new Error('acknowledged later, in arrival order');
+
+/** A message taken from the broker, from arrival until its acknowledgement is sent (or withheld). */
+interface Delivery {
+  messageId: number | undefined;
+  qos: number;
+  /** The connection it came on: an acknowledgement belongs to that connection only. */
+  stream: unknown;
+  settled: boolean;
+  acknowledge: boolean;
+}
+
+/** mqtt.js writes acknowledgements through this (internal) method; used for PUBACKs sent in order. */
+interface PacketSender {
+  _sendPacket(packet: { cmd: 'puback'; messageId: number }, callback?: (error?: Error) => void): void;
+}
+
+/**
  * The plant's MQTT link, when MQTT_URL is set. A persistent session (fixed client id, clean: false)
- * subscribed with QoS 1, whose PUBACK is sent only after the message is ingested or dead-lettered:
- * mqtt.js calls `handleMessage` before it acknowledges and reads no further packet until it answers,
- * so a gateway that stops mid-message leaves it unacknowledged and the broker sends it again, and
- * messages are handled one at a time in arrival order. Alarms go back out as JSON (QoS 1).
+ * subscribed with QoS 1, whose PUBACK is sent only after the message is ingested or dead-lettered
+ * (its predictions committed), so a gateway that stops mid-message leaves it unacknowledged and the
+ * broker sends it again. Up to MQTT_MAX_IN_FLIGHT messages are handled side by side, so that their
+ * readings share runtime calls and database commits; each asset's readings still go through its
+ * window in arrival order (the stream takes them synchronously), and the PUBACKs go out in arrival
+ * order as MQTT asks, each once it and every message before it are settled. mqtt.js has no public
+ * way to acknowledge later than its handleMessage callback, which also gates reading the next
+ * packet; so the callback is told to skip its PUBACK and the PUBACK is written here.
+ * Alarms go back out as JSON (QoS 1).
  */
 @Injectable()
 export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -27,10 +54,17 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   private readonly intake: PlantMqttIntake;
   private readonly messages: Counter<'kind' | 'outcome'>;
   private readonly alarmsPublished: Counter<'outcome'>;
+  private readonly inFlight: Gauge;
   private client?: MqttClient;
   private closing = false;
-  /** The message being handled; shutdown lets it finish so that its acknowledgement goes out. */
-  private current: Promise<void> = Promise.resolve();
+  private connected = false;
+  private hasSubscribed = false;
+  /** Messages not yet acknowledged, in arrival order. */
+  private readonly deliveries: Delivery[] = [];
+  /** Messages being handled; shutdown lets them finish so that their acknowledgements go out. */
+  private readonly handling = new Set<Promise<void>>();
+  /** mqtt.js's go-ahead for reading the next packet, held while MQTT_MAX_IN_FLIGHT messages are in hand. */
+  private resumeReading: (() => void) | undefined;
   private readonly rebirthAsked = new Map<string, number>();
   private markSubscribed!: () => void;
   /** Settles once the first subscription is granted (tests wait on it; nothing published before is queued for us). */
@@ -42,8 +76,22 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     registry: AssetRegistry,
     records: PlantRecordsRepository,
     metrics: MetricsService,
+    readiness: ReadinessService,
   ) {
     this.intake = new PlantMqttIntake(stream, registry, records);
+    this.inFlight = new Gauge({
+      name: 'gateway_mqtt_messages_in_flight',
+      help: 'MQTT messages received and not yet acknowledged',
+      registers: [metrics.registry],
+      collect: () => this.inFlight.set(this.deliveries.length),
+    });
+    // Informative, never "not ready": readiness steers HTTP traffic, and a broker outage stops none of it.
+    readiness.register('mqtt', () => ({
+      ready: true,
+      detail: this.client
+        ? { connected: this.connected, subscribed: this.hasSubscribed, inFlight: this.deliveries.length }
+        : 'MQTT_URL not set',
+    }));
     this.messages = new Counter({
       name: 'gateway_mqtt_messages_total',
       help: 'MQTT messages by kind (json, sparkplug, unknown) and outcome (ingested, dead-lettered, ignored, unacked)',
@@ -69,20 +117,38 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       manualConnect: true, // handleMessage must be in place before the first packet
     });
     client.handleMessage = (packet, callback) => {
-      const work = this.onMessage(packet).then(
-        (acknowledge) => callback(acknowledge ? undefined : new Error('not acknowledged')),
-        (error: unknown) => callback(error as Error), // onMessage catches; this is a last resort
-      );
-      this.current = work;
+      const delivery: Delivery = {
+        messageId: packet.messageId,
+        qos: packet.qos,
+        stream: client.stream,
+        settled: false,
+        acknowledge: false,
+      };
+      this.deliveries.push(delivery);
+      const work = this.onMessage(packet).then((acknowledge) => {
+        delivery.settled = true;
+        delivery.acknowledge = acknowledge;
+        this.handling.delete(work);
+        this.releaseAcknowledgements(client);
+      });
+      this.handling.add(work);
+      const readOn = () => callback(ACK_DEFERRED);
+      if (this.deliveries.length < this.config.MQTT_MAX_IN_FLIGHT) readOn();
+      else this.resumeReading = readOn;
     };
+    client.on('close', () => (this.connected = false));
     client.on('connect', (connack) => {
+      this.connected = true;
       this.logger.log({ msg: 'MQTT connected', clientId: this.config.MQTT_CLIENT_ID, resumed: connack.sessionPresent });
       // Subscribing again on a resumed session is harmless and covers a broker that lost it.
       client.subscribe(this.topics(), { qos: 1 }, (error, granted) => {
         if (error) this.logger.error({ msg: 'MQTT subscribe failed', error: String(error) });
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
         if (refused.length > 0) this.logger.error({ msg: 'MQTT subscriptions refused', topics: refused });
-        if (!error) this.markSubscribed();
+        if (!error) {
+          this.hasSubscribed = true;
+          this.markSubscribed();
+        }
       });
     });
     client.on('error', (error) => this.logger.warn({ msg: 'MQTT error', error: error.message }));
@@ -102,7 +168,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     this.client = undefined;
     this.closing = true;
     const grace = sleep(this.config.SHUTDOWN_GRACE_MS, 'timeout' as const, { ref: false });
-    await Promise.race([this.current, grace]);
+    await Promise.race([Promise.all(this.handling), grace]);
     // A graceful end waits for our own QoS 1 publishes (alarms) to be acknowledged; a dead broker would not.
     if ((await Promise.race([client.endAsync().then(() => 'ended' as const), grace])) === 'timeout') {
       await client.endAsync(true);
@@ -111,6 +177,27 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
 
   private topics(): string[] {
     return this.config.MQTT_TOPICS.split(',').filter((t) => t !== '');
+  }
+
+  /**
+   * Sends the PUBACKs of the settled messages at the head of the arrival order, and lets mqtt.js read
+   * on if it was held back. A message that came on an earlier connection is not acknowledged on this
+   * one: the broker sends it again, and the asset's window drops the repeat as a duplicate.
+   */
+  private releaseAcknowledgements(client: MqttClient): void {
+    while (this.deliveries.length > 0 && this.deliveries[0].settled) {
+      const delivery = this.deliveries.shift()!;
+      if (!delivery.acknowledge || delivery.qos === 0 || delivery.messageId === undefined) continue;
+      if (delivery.stream !== client.stream || !client.connected) continue;
+      (client as unknown as PacketSender)._sendPacket({ cmd: 'puback', messageId: delivery.messageId }, (error) => {
+        if (error) this.logger.warn({ msg: 'PUBACK not sent', error: error.message });
+      });
+    }
+    const resume = this.resumeReading;
+    if (resume && this.deliveries.length < this.config.MQTT_MAX_IN_FLIGHT) {
+      this.resumeReading = undefined;
+      resume();
+    }
   }
 
   /** Handles one message; true when it may be acknowledged. Never throws. */

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PredictionRow, PredictionWriter } from '../../src/domains/manufacturing/records/prediction-writer';
+
+const row = (assetId: string, i: number): PredictionRow => ({
+  assetId,
+  at: new Date(Date.UTC(2026, 10, 24, 0, 0, i)),
+  modelVersion: '1',
+  value: i / 100,
+  modes: null,
+});
+
+/** An INSERT that the test finishes by hand, recording what each statement carried. */
+function manualInsert() {
+  const statements: PredictionRow[][] = [];
+  const pending: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  const insert = (rows: PredictionRow[]) =>
+    new Promise<void>((resolve, reject) => {
+      statements.push(rows);
+      pending.push({ resolve, reject });
+    });
+  const settle = async (error?: Error) => {
+    while (pending.length === 0) await new Promise((r) => setImmediate(r));
+    const next = pending.shift()!;
+    if (error) next.reject(error);
+    else next.resolve();
+  };
+  return { insert, statements, settle };
+}
+
+describe('manufacturing: prediction group commit', () => {
+  it('writes what arrives during a commit in one following INSERT, and resolves each caller after its own', async () => {
+    const db = manualInsert();
+    const writer = new PredictionWriter(db.insert);
+    const resolved: string[] = [];
+    const first = writer.write([row('a', 1)]).then(() => resolved.push('a'));
+    await new Promise((r) => setImmediate(r));
+    const rest = ['b', 'c', 'd'].map((id, i) =>
+      writer.write([row(id, i), row(id, i + 10)]).then(() => resolved.push(id)),
+    );
+    assert.equal(db.statements.length, 1, 'one INSERT in flight at a time');
+    await db.settle();
+    await first;
+    assert.deepEqual(resolved, ['a'], 'the others wait for their own commit');
+    await db.settle();
+    await Promise.all(rest);
+    assert.equal(db.statements.length, 2);
+    assert.deepEqual(
+      db.statements[1].map((r) => r.assetId),
+      ['b', 'b', 'c', 'c', 'd', 'd'],
+      'the three waiting callers share one INSERT, in the order they wrote',
+    );
+    await writer.idle();
+  });
+
+  it('fails every caller of a failed INSERT, and goes on with the next group', async () => {
+    const db = manualInsert();
+    const writer = new PredictionWriter(db.insert);
+    const a = writer.write([row('a', 1)]);
+    const b = writer.write([row('b', 1)]);
+    await db.settle(new Error('connection lost'));
+    await assert.rejects(a, /connection lost/);
+    await assert.rejects(b, /connection lost/);
+    const c = writer.write([row('c', 1)]);
+    await db.settle();
+    await c;
+    assert.deepEqual(
+      db.statements.map((s) => s.map((r) => r.assetId)),
+      [['a', 'b'], ['c']],
+    );
+  });
+
+  it('splits a group larger than one statement may carry, and writes nothing for no rows', async () => {
+    const inserted: number[] = [];
+    const writer = new PredictionWriter((rows) => {
+      inserted.push(rows.length);
+      return Promise.resolve();
+    });
+    await writer.write([]);
+    assert.equal(inserted.length, 0);
+    await Promise.all([
+      writer.write(Array.from({ length: 4000 }, (_, i) => row('a', i))),
+      writer.write(Array.from({ length: 4000 }, (_, i) => row('b', i))),
+      writer.write(Array.from({ length: 12_000 }, (_, i) => row('c', i))),
+    ]);
+    assert.ok(
+      inserted.every((n) => n <= 5000),
+      `statements of at most 5000 rows: ${inserted.join(', ')}`,
+    );
+    assert.equal(
+      inserted.reduce((sum, n) => sum + n, 0),
+      20_000,
+    );
+  });
+});
