@@ -2,6 +2,7 @@ import { AuditEvents1795472127353 } from './1795472127353-AuditEvents';
 import { IdempotencyKeys1795475313902 } from './1795475313902-IdempotencyKeys';
 import { MedicalFindings1795478801694 } from './1795478801694-MedicalFindings';
 import { ManufacturingAssets1795481375135 } from './1795481375135-ManufacturingAssets';
+import { PredictionsNaturalKey1795486195239 } from './1795486195239-PredictionsNaturalKey';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -9,4 +10,5 @@ export const MIGRATIONS = [
   IdempotencyKeys1795475313902,
   MedicalFindings1795478801694,
   ManufacturingAssets1795481375135,
+  PredictionsNaturalKey1795486195239,
 ];

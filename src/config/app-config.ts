@@ -342,9 +342,19 @@ export class AppConfig {
     'factory/+/+/+/telemetry,spBv1.0/+/DDATA/+/+,spBv1.0/+/DBIRTH/+/+,spBv1.0/+/NBIRTH/+,spBv1.0/+/NDEATH/+,spBv1.0/+/DDEATH/+/+';
 
   /**
+   * How long the broker keeps the gateway's session (its subscriptions and the QoS 1 messages queued
+   * for it) after the connection ends: a gateway down for longer starts over. Default: one week.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(4_294_967_295)
+  MQTT_SESSION_EXPIRY_SECONDS = 604_800;
+
+  /**
    * MQTT messages handled side by side (their readings share runtime calls and database commits);
-   * acknowledgements still go out in arrival order, each after its message is stored. The broker's
-   * own limit on unacknowledged deliveries also applies (Mosquitto's max_inflight_messages, 20 by default).
+   * acknowledgements still go out in arrival order, each after its message is stored. Sent to the
+   * broker as the MQTT 5 Receive Maximum.
    */
   @Transform(toInt)
   @IsInt()

@@ -121,7 +121,10 @@ export class PlantStream {
     this.readingAge = new Histogram({
       name: 'gateway_manufacturing_reading_age_seconds',
       help: "A reading's age (its own timestamp to now) when its prediction is stored: sensor, broker and gateway delay together; large for replayed history",
-      buckets: [0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      buckets: [
+        0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
+        300,
+      ],
       registers: [metrics.registry],
     });
     // A changed or removed asset starts over: its windows were built with the old mapping.

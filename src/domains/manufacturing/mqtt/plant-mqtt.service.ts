@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { connect, IPublishPacket, MqttClient } from 'mqtt';
@@ -59,6 +60,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   private closing = false;
   private connected = false;
   private hasSubscribed = false;
+  private corked = false;
   /** Messages not yet acknowledged, in arrival order. */
   private readonly deliveries: Delivery[] = [];
   /** Messages being handled; shutdown lets them finish so that their acknowledgements go out. */
@@ -111,6 +113,14 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     if (!url) return;
     const client = connect(url, {
       clientId: this.config.MQTT_CLIENT_ID,
+      // MQTT 5: the session outlives the connection for MQTT_SESSION_EXPIRY_SECONDS, and Receive Maximum
+      // tells the broker how many unacknowledged messages to send us at once (a 3.1.1 broker's own
+      // setting, e.g. Mosquitto's max_inflight_messages of 20, would cap that instead).
+      protocolVersion: 5,
+      properties: {
+        sessionExpiryInterval: this.config.MQTT_SESSION_EXPIRY_SECONDS,
+        receiveMaximum: Math.min(65_535, this.config.MQTT_MAX_IN_FLIGHT),
+      },
       clean: false,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
@@ -189,6 +199,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       const delivery = this.deliveries.shift()!;
       if (!delivery.acknowledge || delivery.qos === 0 || delivery.messageId === undefined) continue;
       if (delivery.stream !== client.stream || !client.connected) continue;
+      this.corkUntilNextTurn(client);
       (client as unknown as PacketSender)._sendPacket({ cmd: 'puback', messageId: delivery.messageId }, (error) => {
         if (error) this.logger.warn({ msg: 'PUBACK not sent', error: error.message });
       });
@@ -198,6 +209,21 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       this.resumeReading = undefined;
       resume();
     }
+  }
+
+  /**
+   * Messages committed together settle together: their PUBACKs go out in one socket write at the
+   * end of this turn of the event loop instead of one system call each.
+   */
+  private corkUntilNextTurn(client: MqttClient): void {
+    const stream = client.stream as Partial<Pick<Writable, 'cork' | 'uncork'>>;
+    if (this.corked || typeof stream.cork !== 'function') return;
+    stream.cork();
+    this.corked = true;
+    setImmediate(() => {
+      this.corked = false;
+      stream.uncork?.();
+    });
   }
 
   /** Handles one message; true when it may be acknowledged. Never throws. */

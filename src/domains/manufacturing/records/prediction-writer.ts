@@ -1,13 +1,13 @@
 import type { PredictionEntity } from './prediction.entity';
 
-export type PredictionRow = Omit<PredictionEntity, 'id'>;
+export type PredictionRow = PredictionEntity;
 
 interface Pending {
   rows: PredictionRow[];
   done: (error?: Error) => void;
 }
 
-/** Rows per INSERT: keeps each statement's parameter count well under PostgreSQL's 65,535. */
+/** Rows per INSERT at most: keeps each statement, and the transaction it commits, bounded. */
 const MAX_ROWS_PER_INSERT = 5000;
 
 /**

@@ -1,20 +1,21 @@
-import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, Entity, PrimaryColumn } from 'typeorm';
 
-/** One model output for an asset: failure and mode probabilities per reading, or RUL per window. */
+/**
+ * One model output for an asset: failure and mode probabilities per reading, or RUL per window.
+ * Keyed by what it is the prediction of (asset, reading time, model version): a reading the broker
+ * delivers again after a crash is predicted again but stored once, and the key is the only index
+ * (range queries per asset read it), which keeps each stored prediction cheap at sensor rates.
+ */
 @Entity({ name: 'manufacturing_predictions' })
-@Index('manufacturing_predictions_asset_at', ['assetId', 'at'])
 export class PredictionEntity {
-  @PrimaryGeneratedColumn({ type: 'bigint' })
-  id!: string;
-
-  @Column({ name: 'asset_id', type: 'varchar', length: 128 })
+  @PrimaryColumn({ name: 'asset_id', type: 'varchar', length: 128 })
   assetId!: string;
 
   /** The reading's (or the window's last reading's) timestamp. */
-  @Column({ type: 'timestamptz' })
+  @PrimaryColumn({ type: 'timestamptz' })
   at!: Date;
 
-  @Column({ name: 'model_version', type: 'varchar', length: 64 })
+  @PrimaryColumn({ name: 'model_version', type: 'varchar', length: 64 })
   modelVersion!: string;
 
   /** Failure probability, or remaining useful life in cycles. */
