@@ -29,3 +29,9 @@ export function postgresCpuSeconds(): number {
   }
   return total;
 }
+
+/** CPU seconds (user + system) this process has used, all its threads. */
+export function ownCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}

@@ -40,7 +40,7 @@ import type { AssetKind } from '../../src/domains/manufacturing/assets/asset.ent
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import type { ModelVersionInfo } from '../../src/runtime/inference-engine.service';
 import { ai4iReadings, cmapssEngine, millAsset, turbofanAsset } from '../../test/fixtures/plant-data';
-import { processCpuSeconds } from '../common/cpu';
+import { ownCpuSeconds, processCpuSeconds } from '../common/cpu';
 import { BenchGateway, ROOT, startGateway } from '../common/gateway';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
@@ -190,11 +190,6 @@ async function broker(dir: string): Promise<Broker> {
     },
   };
 }
-
-const ownCpuSeconds = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
 
 class Plant {
   private readonly last = new Map<string, number>();

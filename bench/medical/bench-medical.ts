@@ -34,7 +34,7 @@ import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/doma
 import { frameTo01, letterbox, normalise } from '../../src/domains/medical/pixels/pixel-pipeline.util';
 import { frameOptionsOf } from '../../src/domains/medical/lesion-detection.service';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
-import { processCpuSeconds } from '../common/cpu';
+import { ownCpuSeconds, processCpuSeconds } from '../common/cpu';
 import { BenchGateway, ROOT, startGateway } from '../common/gateway';
 import { closedLoop, LoadResult, poster } from '../runtime/load';
 
@@ -179,11 +179,6 @@ interface Point {
   /** CPU of the other side meanwhile: the load generator for the gateway, the idle gateway for raw. */
   otherMsPerImage: number;
 }
-
-const ownCpuSeconds = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
 
 /**
  * Runs `calls` calls at concurrency c; figures per image (a call carries `images`). CPU is the gateway

@@ -4,9 +4,9 @@ import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { Client } from 'pg';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { MIGRATIONS } from '../../migrations';
@@ -32,25 +32,14 @@ async function restartPostgres(downMs: number): Promise<void> {
 }
 
 describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'DATABASE_URL is not set' }, () => {
-  const dbName = `gateway_it_${process.pid}_${Date.now().toString(36)}`;
   let url: string;
+  let scratch: ScratchDatabase;
 
   before(async () => {
-    // A short-lived connection: the restart below would kill a long-lived one.
-    const admin = new Client({ connectionString: DATABASE_URL });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${dbName}`);
-    await admin.end();
-    const parsed = new URL(DATABASE_URL!);
-    parsed.pathname = `/${dbName}`;
-    url = parsed.toString();
+    scratch = await createScratchDatabase(DATABASE_URL!, 'gateway_it');
+    url = scratch.url;
   });
-  after(async () => {
-    const cleanup = new Client({ connectionString: DATABASE_URL });
-    await cleanup.connect();
-    await cleanup.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await cleanup.end();
-  });
+  after(() => scratch?.drop());
 
   it('runs the migrations and two gateways share the table, each with its own intact chain', async () => {
     const token = bearer(tokenFor(['ml-admin', 'auditor']));

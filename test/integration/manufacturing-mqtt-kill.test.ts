@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectAsync, MqttClient } from 'mqtt';
 import { Client } from 'pg';
 import { REPO_ROOT } from '../fixtures/paths';
+import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
 import { until } from '../fixtures/until';
 
@@ -32,9 +33,9 @@ const READINGS = 1200;
 const T0 = Date.parse('2026-11-24T00:00:00Z');
 
 describe('manufacturing over MQTT: a gateway killed mid-stream loses nothing', { skip: SKIP }, () => {
-  const dbName = `gateway_kill_${process.pid}_${Date.now().toString(36)}`;
   const clientId = `gateway-kill-${process.pid}-${Date.now()}`;
   let url: string;
+  let scratch: ScratchDatabase;
   let workDir: string;
   let db: Client;
   let publisher: MqttClient;
@@ -80,13 +81,8 @@ describe('manufacturing over MQTT: a gateway killed mid-stream loses nothing', {
   }
 
   before(async () => {
-    const admin = new Client({ connectionString: DATABASE_URL });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${dbName}`);
-    await admin.end();
-    const parsed = new URL(DATABASE_URL!);
-    parsed.pathname = `/${dbName}`;
-    url = parsed.toString();
+    scratch = await createScratchDatabase(DATABASE_URL!, 'gateway_kill');
+    url = scratch.url;
     workDir = mkdtempSync(join(tmpdir(), 'plant-kill-'));
     cpSync(join(REPO_ROOT, 'models', 'manufacturing'), join(workDir, 'models', 'manufacturing'), { recursive: true });
     writeFileSync(join(workDir, 'assets.json'), JSON.stringify([millAsset('mill-kill')]));
@@ -99,10 +95,7 @@ describe('manufacturing over MQTT: a gateway killed mid-stream loses nothing', {
     await db?.end();
     // Drop the gateway's persistent session so the broker does not keep queueing for it.
     if (MQTT_URL) await (await connectAsync(MQTT_URL, { clientId, clean: true })).endAsync();
-    const cleanup = new Client({ connectionString: DATABASE_URL });
-    await cleanup.connect();
-    await cleanup.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await cleanup.end();
+    await scratch?.drop();
     rmSync(workDir, { recursive: true, force: true });
   });
 
