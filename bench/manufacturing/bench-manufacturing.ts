@@ -37,6 +37,7 @@ import * as ort from 'onnxruntime-node';
 import { loadConfig } from '../../src/config/app-config';
 import { plantModelOf, PlantModel, writeModelRow } from '../../src/domains/manufacturing/manufacturing-models';
 import type { AssetKind } from '../../src/domains/manufacturing/assets/asset.entity';
+import { unitConverter } from '../../src/domains/manufacturing/units.util';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import type { ModelVersionInfo } from '../../src/runtime/inference-engine.service';
 import { ai4iReadings, cmapssEngine, millAsset, turbofanAsset } from '../../test/fixtures/plant-data';
@@ -336,7 +337,7 @@ async function main(): Promise<void> {
       const topicOf = (id: string) => `factory/${String(asset.site)}/${String(asset.line)}/${id}/telemetry`;
       const rows = sampleReadings(c.kind);
       const plant = new Plant(publisher, ids, topicOf, rows, c.perMessage);
-      const model = await rawModel(c.kind, modelsDir);
+      const model = await rawModel(c.kind, modelsDir, config.intraOpThreads);
       const window = model.plant.windowLength;
 
       // Warm up: every asset's window full, the runtime and the database warm.
@@ -430,30 +431,25 @@ async function waitFor(check: () => Promise<boolean>, ms: number): Promise<void>
 async function rawModel(
   kind: AssetKind,
   modelsDir: string,
+  intraOpThreads: number,
 ): Promise<{ plant: PlantModel; time(calls: number, batch: number): Promise<number>; release(): Promise<void> }> {
   const dir = join(modelsDir, MODEL_DIR[kind].replace(/^models\//, ''));
   const manifest = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as ModelVersionInfo['manifest'];
   const info = { name: kind, version: '1', manifest } as ModelVersionInfo;
   const plant = plantModelOf(kind, info);
-  const config = loadConfig(process.env);
-  const session = await ort.InferenceSession.create(
-    join(dir, 'model.onnx'),
-    sessionOptions('cpu', config.intraOpThreads, 0),
-  );
-  // Rows in the model's own units (the gateway converts the mill's degrees Celsius to kelvin first).
-  const samples = sampleReadings(kind).map((tags) =>
-    Float32Array.from(
-      plant.sensorSources.map((source) => {
-        const sensor = (kind === 'machine-failure' ? millAsset('x') : turbofanAsset('x')).sensors as Array<{
-          input: string;
-          tag: string;
-          unit: string;
-        }>;
-        const s = sensor.find((m) => m.input === source)!;
-        return tags[s.tag] + (s.unit === 'degC' ? 273.15 : 0);
-      }),
-    ),
-  );
+  const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), sessionOptions('cpu', intraOpThreads, 0));
+  // Rows in the model's own units, converted as the gateway does (the mill's tags arrive in degrees Celsius).
+  const sensors = (kind === 'machine-failure' ? millAsset('x') : turbofanAsset('x')).sensors as Array<{
+    input: string;
+    tag: string;
+    unit: string;
+  }>;
+  const routes = plant.sensorSources.map((source) => {
+    const sensor = sensors.find((m) => m.input === source)!;
+    const column = plant.columns.find((c) => c.source === source && c.oneHot === undefined)!;
+    return { tag: sensor.tag, convert: unitConverter(sensor.unit, column.unit) };
+  });
+  const samples = sampleReadings(kind).map((tags) => Float32Array.from(routes, (r) => r.convert(tags[r.tag])));
   const width = plant.columns.length;
   const perItem = width * plant.windowLength;
   const tensors = new Map<number, ort.Tensor>();

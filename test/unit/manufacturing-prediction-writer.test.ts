@@ -50,7 +50,6 @@ describe('manufacturing: prediction group commit', () => {
       ['b', 'b', 'c', 'c', 'd', 'd'],
       'the three waiting callers share one INSERT, in the order they wrote',
     );
-    await writer.idle();
   });
 
   it('fails every caller of a failed INSERT, and goes on with the next group', async () => {

@@ -58,7 +58,6 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   private readonly inFlight: Gauge;
   private client?: MqttClient;
   private closing = false;
-  private connected = false;
   private hasSubscribed = false;
   private corked = false;
   /** Messages not yet acknowledged, in arrival order. */
@@ -91,7 +90,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     readiness.register('mqtt', () => ({
       ready: true,
       detail: this.client
-        ? { connected: this.connected, subscribed: this.hasSubscribed, inFlight: this.deliveries.length }
+        ? { connected: this.client.connected, subscribed: this.hasSubscribed, inFlight: this.deliveries.length }
         : 'MQTT_URL not set',
     }));
     this.messages = new Counter({
@@ -146,9 +145,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       if (this.deliveries.length < this.config.MQTT_MAX_IN_FLIGHT) readOn();
       else this.resumeReading = readOn;
     };
-    client.on('close', () => (this.connected = false));
     client.on('connect', (connack) => {
-      this.connected = true;
       this.logger.log({ msg: 'MQTT connected', clientId: this.config.MQTT_CLIENT_ID, resumed: connack.sessionPresent });
       // Subscribing again on a resumed session is harmless and covers a broker that lost it.
       client.subscribe(this.topics(), { qos: 1 }, (error, granted) => {

@@ -41,11 +41,6 @@ export class PlantRecordsRepository {
     return this.writer.write(rows);
   }
 
-  /** Resolves when no prediction is waiting to be written (shutdown). */
-  predictionsWritten(): Promise<void> {
-    return this.writer.idle();
-  }
-
   async addAlarm(row: Omit<AlarmEntity, 'id'>): Promise<void> {
     await this.alarms.insert(row);
   }

@@ -30,11 +30,6 @@ export class PredictionWriter {
     });
   }
 
-  /** Resolves when nothing is waiting or being written. */
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
   private async drain(): Promise<void> {
     // Let the callers of this turn of the event loop join the first group.
     await Promise.resolve();
