@@ -17,7 +17,8 @@
  * Aims on a 2-core machine: p99 under 10 ms at c=16; batch scoring at least half the raw batched
  * rate. The benchmark prints figures and ratios; it never asserts timings.
  *
- *   npm run bench:finance            (BENCH_SCALE=0.3 for a quick look)
+ *   npm run bench:finance            (BENCH_SCALE=0.3 for a quick look;
+ *                                     BENCH_CPU_PROF=<dir> starts the gateway with --cpu-prof there)
  */
 import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -179,7 +180,11 @@ async function main(): Promise<void> {
     const rawOne = async (): Promise<void> => void (await raw.run({ [input]: one }));
     const rawOccluded = async (): Promise<void> => void (await raw.run({ [input]: occluded }));
 
-    gateway = await startGateway(modelsDir, { DATA_DIR: dataDir });
+    gateway = await startGateway(
+      modelsDir,
+      { DATA_DIR: dataDir },
+      process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [],
+    );
     const { port } = gateway;
 
     // Check the routes answer as expected before timing them.

@@ -42,6 +42,36 @@ describe('audit hash chain', () => {
     assert.equal(canonicalJson({ t: new Date(0) }), '{"t":"1970-01-01T00:00:00.000Z"}');
   });
 
+  it('canonical JSON is JSON.stringify of the value with keys sorted, on random nested values', () => {
+    let seed = 7;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const value = (depth: number): unknown => {
+      const pick = rnd();
+      if (depth > 3 || pick < 0.3) {
+        const leaf = [rnd() * 1e6 - 5e5, Math.floor(rnd() * 1e9), 'x"\\\u00e9\n' + rnd(), true, false, null, -0, 1e21];
+        return leaf[Math.floor(rnd() * leaf.length)];
+      }
+      if (pick < 0.6) return Array.from({ length: Math.floor(rnd() * 4) }, () => value(depth + 1));
+      const keys = ['b', 'a', 'é', 'Z', 'a b', 'aa', '_'];
+      return Object.fromEntries(keys.filter(() => rnd() < 0.5).map((k) => [k, value(depth + 1)]));
+    };
+    const sorted = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(sorted)
+        : v !== null && typeof v === 'object'
+          ? Object.fromEntries(
+              Object.keys(v)
+                .sort()
+                .map((k) => [k, sorted((v as Record<string, unknown>)[k])]),
+            )
+          : v;
+    for (let i = 0; i < 300; i++) {
+      const v = value(0);
+      assert.equal(canonicalJson(v), JSON.stringify(sorted(v)));
+    }
+    assert.equal(canonicalJson({ a: undefined, b: [undefined, NaN, Infinity] }), '{"b":[null,null,null]}');
+  });
+
   it('a whole chain verifies', () => {
     const rows = chain(5);
     assert.deepEqual(checkChain(rows, { seq: 0, hash: GENESIS_HASH }), { head: { seq: 5, hash: rows[4].hash } });

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { contributions, occlusionBatch } from '../../src/domains/finance/attribution.util';
-import { FeatureSpec, hourOfDay, parseFeatureSpecs, writeRow } from '../../src/domains/finance/feature-vector.util';
+import { contributions, occlusionBatch, writeOcclusionRows } from '../../src/domains/finance/attribution.util';
+import {
+  baselinesOf,
+  featurePlan,
+  FeatureSpec,
+  hourOfDay,
+  parseFeatureSpecs,
+  sourcesOf,
+  writeRow,
+} from '../../src/domains/finance/feature-vector.util';
 import { decide, secondsOfDay } from '../../src/domains/finance/fraud-scoring.service';
 import { containsPan, luhnValid, panFields } from '../../src/domains/finance/pan-guard.util';
 import { adverseReasons } from '../../src/domains/finance/reason-codes';
@@ -50,15 +58,49 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     assert.equal(batch.count, 4); // the request + one row per source (A, B, C)
     assert.deepEqual(batch.sources, ['A', 'B', 'C']);
     const byName = Object.fromEntries(
-      contributions(batch, model(batch.rows, batch.count)).map((c) => [c.source, c.contribution]),
+      contributions(batch.sources, model(batch.rows, batch.count)).map((c) => [c.source, c.contribution]),
     );
     // A: z = (9-1)/2 = 4 vs baseline 0 -> 0.01 * 4; B at baseline already -> 0;
     // C = 3: z = (-1, +1) vs baseline C = 1: z = (-1, -1) -> 0.04 * 2.
     assert.ok(Math.abs(byName.A - 0.04) < 1e-6, String(byName.A));
     assert.ok(Math.abs(byName.B) < 1e-6);
     assert.ok(Math.abs(byName.C - 0.08) < 1e-6, String(byName.C));
-    const ordered = contributions(batch, model(batch.rows, batch.count)).map((c) => c.source);
+    const ordered = contributions(batch.sources, model(batch.rows, batch.count)).map((c) => c.source);
     assert.deepEqual(ordered, ['C', 'A', 'B']);
+  });
+
+  it('occlusion rows equal rows written from scratch with each source at its baseline, at any offset', () => {
+    const raw = { A: -3.5, B: 120, C: 2 };
+    const sources = sourcesOf(SPECS);
+    const baselines = baselinesOf(SPECS);
+    const expected = new Float32Array((sources.length + 1) * 4);
+    writeRow(SPECS, raw, expected, 0);
+    sources.forEach((source, k) => writeRow(SPECS, { ...raw, [source]: baselines[source] }, expected, (k + 1) * 4));
+    const plan = featurePlan(SPECS);
+    assert.equal(featurePlan(SPECS), plan); // worked out once per feature list
+    const out = new Float32Array(3 * expected.length).fill(7);
+    writeOcclusionRows(
+      plan,
+      sources.map((s) => raw[s as keyof typeof raw]),
+      out,
+      sources.length + 1, // the second item of three
+    );
+    assert.deepEqual(Array.from(out.subarray(expected.length, 2 * expected.length)), Array.from(expected));
+    assert.ok(out.subarray(0, expected.length).every((v) => v === 7));
+    assert.ok(out.subarray(2 * expected.length).every((v) => v === 7));
+  });
+
+  it('the top contributions are the first ones of the full ranking, ties kept in source order', () => {
+    const sources = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
+    const p = [0.5, 0.375, 0.625, 0.5, 0.25, 0.75, 0.4375, 0.5625]; // effects (exact): 1/8 -1/8 0 1/4 -1/4 1/16 -1/16
+    const full = contributions(sources, p);
+    assert.deepEqual(
+      full.map((c) => c.source),
+      ['d', 'e', 'a', 'b', 'f', 'g', 'c'],
+    );
+    for (let limit = 0; limit <= sources.length; limit++) {
+      assert.deepEqual(contributions(sources, p, limit), full.slice(0, limit));
+    }
   });
 
   it('decides with the manifest thresholds', () => {

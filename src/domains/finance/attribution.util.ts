@@ -1,4 +1,4 @@
-import { baselinesOf, FeatureSpec, sourcesOf, writeRow } from './feature-vector.util';
+import { FeaturePlan, featurePlan, FeatureSpec, writePlannedRow } from './feature-vector.util';
 
 /**
  * Occlusion attributions: the model scores the request as sent and once more per raw input with
@@ -10,22 +10,41 @@ export interface OcclusionBatch {
   /** Row 0: the request; row 1 + k: source k at its baseline. */
   rows: Float32Array;
   count: number;
-  sources: string[];
+  sources: readonly string[];
 }
 
 export function occlusionBatch(specs: readonly FeatureSpec[], raw: Readonly<Record<string, number>>): OcclusionBatch {
-  const sources = sourcesOf(specs);
-  const baselines = baselinesOf(specs);
-  const width = specs.length;
-  const rows = new Float32Array((sources.length + 1) * width);
-  writeRow(specs, raw, rows, 0);
-  const occluded: Record<string, number> = { ...raw };
-  sources.forEach((source, k) => {
-    occluded[source] = baselines[source];
-    writeRow(specs, occluded, rows, (k + 1) * width);
-    occluded[source] = raw[source];
-  });
-  return { rows, count: sources.length + 1, sources };
+  const plan = featurePlan(specs);
+  const count = plan.sources.length + 1;
+  const rows = new Float32Array(count * plan.width);
+  writeOcclusionRows(
+    plan,
+    plan.sources.map((source) => raw[source]),
+    rows,
+    0,
+  );
+  return { rows, count, sources: plan.sources };
+}
+
+/**
+ * Writes an item's `1 + plan.sources.length` rows into `out` at row offset `offset`: the request as
+ * sent, then one row per source with that source at its baseline (the request's row with the
+ * columns that source feeds replaced). `values[k]` is the raw value of source k.
+ */
+export function writeOcclusionRows(
+  plan: FeaturePlan,
+  values: ArrayLike<number>,
+  out: Float32Array,
+  offset: number,
+): void {
+  const { width, columns, baselineRow } = plan;
+  const first = offset * width;
+  writePlannedRow(plan, values, out, first);
+  for (let k = 0; k < columns.length; k++) {
+    const at = first + (k + 1) * width;
+    out.copyWithin(at, first, first + width);
+    for (const c of columns[k]) out[at + c] = baselineRow[c];
+  }
 }
 
 export interface Contribution {
@@ -34,10 +53,26 @@ export interface Contribution {
   contribution: number;
 }
 
-/** Contributions from the batch's probabilities (row order as in occlusionBatch), largest effect first. */
-export function contributions(batch: OcclusionBatch, probabilities: ArrayLike<number>): Contribution[] {
+/**
+ * Contributions from an item's probabilities (row order as in writeOcclusionRows), largest effect
+ * first (ties in source order); with `limit`, only that many.
+ */
+export function contributions(
+  sources: readonly string[],
+  probabilities: ArrayLike<number>,
+  limit = sources.length,
+): Contribution[] {
   const p = probabilities[0];
-  return batch.sources
-    .map((source, k) => ({ source, contribution: p - probabilities[k + 1] }))
-    .sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
+  const top: Contribution[] = [];
+  if (limit <= 0) return top;
+  for (let k = 0; k < sources.length; k++) {
+    const contribution = p - probabilities[k + 1];
+    const size = Math.abs(contribution);
+    if (top.length === limit && size <= Math.abs(top[top.length - 1].contribution)) continue;
+    let at = top.length;
+    while (at > 0 && Math.abs(top[at - 1].contribution) < size) at--;
+    top.splice(at, 0, { source: sources[k], contribution });
+    if (top.length > limit) top.pop();
+  }
+  return top;
 }

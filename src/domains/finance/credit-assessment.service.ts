@@ -73,7 +73,7 @@ export class CreditAssessmentService {
       probabilityOfDefault: Math.round(p[0] * 1e6) / 1e6,
       grade: gradeOf(p[0], model),
       decision: creditDecision(p[0], model),
-      reasons: adverseReasons(contributions(batch, p)),
+      reasons: adverseReasons(contributions(batch.sources, p)),
       model: { name: model.name, version: result.version },
     };
     return { assessment, shadow };

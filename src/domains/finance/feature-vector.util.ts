@@ -69,7 +69,7 @@ export function baselinesOf(specs: readonly FeatureSpec[]): Record<string, numbe
   return out;
 }
 
-function transformed(value: number, t: FeatureTransform): number {
+export function transformed(value: number, t: FeatureTransform): number {
   switch (t.kind) {
     case 'none':
       return value;
@@ -99,5 +99,51 @@ export function writeRow(
   for (let i = 0; i < specs.length; i++) {
     const s = specs[i];
     out[offset + i] = (transformed(raw[s.source], s.transform) - s.mean) / s.scale;
+  }
+}
+
+/**
+ * What writing a model's rows needs, worked out once per feature list: the raw sources in order,
+ * the source behind each column, the columns each source feeds, and each column's standardised
+ * value with its source at baseline (an occluded row is the request's row with those columns).
+ */
+export interface FeaturePlan {
+  specs: readonly FeatureSpec[];
+  width: number;
+  sources: readonly string[];
+  /** Column -> index of its source in `sources`. */
+  columnSource: Int32Array;
+  /** Source index -> the columns it feeds. */
+  columns: ReadonlyArray<readonly number[]>;
+  /** Each column's standardised value with its source at its baseline. */
+  baselineRow: Float32Array;
+}
+
+const plans = new WeakMap<readonly FeatureSpec[], FeaturePlan>();
+
+/** The plan of a feature list (cached: a model's specs do not change while it is live). */
+export function featurePlan(specs: readonly FeatureSpec[]): FeaturePlan {
+  const cached = plans.get(specs);
+  if (cached) return cached;
+  const sources = sourcesOf(specs);
+  const baselines = baselinesOf(specs);
+  const index = new Map(sources.map((source, k) => [source, k]));
+  const columnSource = Int32Array.from(specs, (s) => index.get(s.source)!);
+  const columns = sources.map((_, k) => specs.flatMap((_s, i) => (columnSource[i] === k ? [i] : [])));
+  const baselineRow = Float32Array.from(
+    specs,
+    (s) => (transformed(baselines[s.source], s.transform) - s.mean) / s.scale,
+  );
+  const plan = { specs, width: specs.length, sources, columnSource, columns, baselineRow };
+  plans.set(specs, plan);
+  return plan;
+}
+
+/** Writes one standardised row into `out` at `offset`; `values[k]` is the raw value of `plan.sources[k]`. */
+export function writePlannedRow(plan: FeaturePlan, values: ArrayLike<number>, out: Float32Array, offset = 0): void {
+  const { specs, columnSource } = plan;
+  for (let i = 0; i < specs.length; i++) {
+    const s = specs[i];
+    out[offset + i] = (transformed(values[columnSource[i]], s.transform) - s.mean) / s.scale;
   }
 }

@@ -1,6 +1,7 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
-import { contributions, occlusionBatch } from './attribution.util';
+import { contributions, writeOcclusionRows } from './attribution.util';
+import { FeaturePlan, featurePlan } from './feature-vector.util';
 import { FinanceModels, FRAUD_MODEL, ScoringModel } from './finance-models';
 import {
   BatchItemErrorDto,
@@ -47,12 +48,25 @@ export function decide(probability: number, model: Pick<ScoringModel, 'review' |
 }
 
 @Injectable()
-export class FraudScoringService {
+export class FraudScoringService implements OnModuleInit {
   constructor(
     private readonly engine: InferenceEngine,
     private readonly models: FinanceModels,
     private readonly shadow: ShadowScorer,
   ) {}
+
+  /** A fraud model (or challenger) reading a source the API does not carry stops the boot. */
+  onModuleInit(): void {
+    if (!this.models.has(FRAUD_MODEL)) return;
+    const versions = [this.models.model(FRAUD_MODEL).version, this.models.shadowOf(FRAUD_MODEL)];
+    for (const version of versions.filter((v) => v !== undefined)) {
+      try {
+        readersOf(featurePlan(this.models.model(FRAUD_MODEL, version).specs));
+      } catch (error) {
+        throw new Error(`${FRAUD_MODEL}@${version}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+  }
 
   modelRef(): { name: string; version: string } {
     const { name, version } = this.models.model(FRAUD_MODEL);
@@ -71,36 +85,32 @@ export class FraudScoringService {
   async scoreMany(requests: FraudScoreRequestDto[]): Promise<{ scores: FraudScore[]; shadow?: ShadowVerdict[] }> {
     if (requests.length === 0) return { scores: [] };
     const model = this.models.model(FRAUD_MODEL);
-    const width = model.specs.length;
-    const batches = requests.map((r) => occlusionBatch(model.specs, rawOf(r)));
-    const rows = batches.reduce((n, b) => n + b.count, 0);
-    const data = new Float32Array(rows * width);
+    const plan = featurePlan(model.specs);
+    const { width } = plan;
+    const count = plan.sources.length + 1;
+    const read = readersOf(plan);
+    const values = new Float64Array(plan.sources.length);
+    const data = new Float32Array(requests.length * count * width);
     const primary = new Float32Array(requests.length * width);
-    let offset = 0;
-    batches.forEach((b, i) => {
-      data.set(b.rows, offset * width);
-      primary.set(b.rows.subarray(0, width), i * width);
-      offset += b.count;
+    requests.forEach((request, i) => {
+      for (let k = 0; k < read.length; k++) values[k] = read[k](request);
+      writeOcclusionRows(plan, values, data, i * count);
+      primary.set(data.subarray(i * count * width, (i * count + 1) * width), i * width);
     });
     const shadowRun = this.shadow.start(FRAUD_MODEL, primary, requests.length, width);
     const result = await this.engine.infer(model.name, model.version, {
-      features: { dtype: 'float32', dims: [rows, width], data },
+      features: { dtype: 'float32', dims: [requests.length * count, width], data },
     });
     const challenger = await shadowRun;
     const probabilities = result.outputs.probability.data as Float32Array;
-    offset = 0;
     const scores = requests.map((request, i): FraudScore => {
-      const b = batches[i];
-      const p = probabilities.subarray(offset, offset + b.count);
-      offset += b.count;
+      const p = probabilities.subarray(i * count, (i + 1) * count);
       const probability = p[0];
-      const top: FeatureContributionDto[] = contributions(b, p)
-        .slice(0, TOP_FEATURES)
-        .map((c) => ({
-          feature: fieldOf(c.source),
-          contribution: round(c.contribution),
-          direction: c.contribution >= 0 ? 'raises-risk' : 'lowers-risk',
-        }));
+      const top: FeatureContributionDto[] = contributions(plan.sources, p, TOP_FEATURES).map((c) => ({
+        feature: fieldOf(c.source),
+        contribution: round(c.contribution),
+        direction: c.contribution >= 0 ? 'raises-risk' : 'lowers-risk',
+      }));
       return {
         transactionId: request.transactionId,
         fraudProbability: round(probability),
@@ -140,10 +150,26 @@ function validateItem(item: object): BatchItemErrorDto | undefined {
   return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
 }
 
-function rawOf(r: FraudScoreRequestDto): Record<string, number> {
-  const raw: Record<string, number> = { Amount: r.amount, Time: secondsOfDay(r.occurredAt) };
-  for (let i = 1; i <= 28; i++) raw[`V${i}`] = r.features[`v${i}`];
-  return raw;
+type Reader = (r: FraudScoreRequestDto) => number;
+const readers = new WeakMap<FeaturePlan, Reader[]>();
+
+/** How to read each of the model's raw sources from a request (worked out once per model version). */
+function readersOf(plan: FeaturePlan): Reader[] {
+  let list = readers.get(plan);
+  if (!list) {
+    list = plan.sources.map((source): Reader => {
+      const v = /^V(\d+)$/.exec(source);
+      if (v && Number(v[1]) >= 1 && Number(v[1]) <= 28) {
+        const key = `v${Number(v[1])}` as const;
+        return (r) => r.features[key];
+      }
+      if (source === 'Amount') return (r) => r.amount;
+      if (source === 'Time') return (r) => secondsOfDay(r.occurredAt);
+      throw new Error(`the fraud API has no field for the model's raw source "${source}"`);
+    });
+    readers.set(plan, list);
+  }
+  return list;
 }
 
 function round(x: number): number {

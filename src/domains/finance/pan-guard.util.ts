@@ -34,18 +34,43 @@ export function containsPan(text: string): boolean {
 
 /**
  * Paths of every field in a request body whose value looks like a card number: strings, and
- * integers of 13 to 19 digits. A raw PAN must never reach the gateway's storage or logs.
+ * integers of 13 to 19 digits. A raw PAN must never reach the gateway's storage or logs. A path is
+ * spelt out only for a field that is found (bodies of 10,000 transactions are walked whole).
  */
 export function panFields(value: unknown, path = ''): string[] {
-  if (typeof value === 'string') return containsPan(value) ? [path] : [];
-  if (typeof value === 'number') {
-    return Number.isInteger(value) && Math.abs(value) >= 1e12 && containsPan(String(value)) ? [path] : [];
+  const found: string[] = [];
+  const trail: Array<string | number> = [];
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') {
+      if (containsPan(v)) found.push(pathOf(path, trail));
+    } else if (typeof v === 'number') {
+      if (Number.isInteger(v) && Math.abs(v) >= 1e12 && containsPan(String(v))) found.push(pathOf(path, trail));
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        trail.push(i);
+        walk(v[i]);
+        trail.pop();
+      }
+    } else if (v !== null && typeof v === 'object') {
+      const record = v as Record<string, unknown>;
+      for (const key of Object.keys(record)) {
+        trail.push(key);
+        walk(record[key]);
+        trail.pop();
+      }
+    }
+  };
+  walk(value);
+  return found;
+}
+
+function pathOf(root: string, trail: ReadonlyArray<string | number>): string {
+  let path = root;
+  for (const step of trail) {
+    if (typeof step === 'number') path += `[${step}]`;
+    else path = path ? `${path}.${step}` : step;
   }
-  if (Array.isArray(value)) return value.flatMap((v, i) => panFields(v, `${path}[${i}]`));
-  if (value !== null && typeof value === 'object') {
-    return Object.entries(value).flatMap(([k, v]) => panFields(v, path ? `${path}.${k}` : k));
-  }
-  return [];
+  return path;
 }
 
 /** The refusal (422 PAN_DETECTED, each field named) for a body carrying a card number, if it does. */
