@@ -25,11 +25,50 @@ export interface ChainedFields {
 }
 
 /**
- * JSON with object keys sorted at every level, so the same row always hashes the same. Written as
- * one pass that appends to a string (it digests whole 10,000-transaction batches): the output is
- * exactly JSON.stringify's, with keys sorted by code unit and undefined members left out.
+ * JSON with object keys sorted at every level (by code unit), so the same row always hashes the
+ * same. Undefined members are left out; undefined, functions and symbols elsewhere, NaN and the
+ * infinities are written as null. Fast path: a copy with keys inserted in sorted order, serialised
+ * by JSON.stringify (it digests whole 10,000-transaction batches). Objects keep integer-like keys
+ * ("7", "10") in numeric order whatever the insertion order, and "__proto__" is no plain key, so a
+ * value with either is written by hand.
  */
 export function canonicalJson(value: unknown): string {
+  try {
+    return JSON.stringify(sortedCopy(value)) ?? 'null';
+  } catch (error) {
+    if (error !== BY_HAND) throw error;
+    return canonicalJsonByHand(value);
+  }
+}
+
+/** Thrown by sortedCopy for a key an object literal cannot keep in place: an integer-like one, or __proto__. */
+const BY_HAND = new Error('a key that needs canonicalJsonByHand');
+
+function sortedCopy(value: unknown): unknown {
+  if (typeof value !== 'object') {
+    return typeof value === 'function' || typeof value === 'symbol' || value === undefined ? null : value;
+  }
+  if (value === null) return null;
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) {
+    const copy = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) copy[i] = sortedCopy(value[i]);
+    return copy;
+  }
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record).sort();
+  const copy: Record<string, unknown> = {};
+  for (const key of keys) {
+    const first = key.charCodeAt(0);
+    if ((first >= 48 && first <= 57 && /^(0|[1-9]\d*)$/.test(key)) || key === '__proto__') throw BY_HAND;
+    const member = record[key];
+    if (member !== undefined) copy[key] = sortedCopy(member);
+  }
+  return copy;
+}
+
+/** canonicalJson written out by string building: any key order, slower. */
+export function canonicalJsonByHand(value: unknown): string {
   if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'boolean') return value ? 'true' : 'false';
@@ -38,16 +77,15 @@ export function canonicalJson(value: unknown): string {
   if (value instanceof Date) return JSON.stringify(value.toISOString());
   if (Array.isArray(value)) {
     let out = '[';
-    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJsonByHand(value[i]);
     return out + ']';
   }
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record).sort();
   let out = '{';
-  for (const key of keys) {
+  for (const key of Object.keys(record).sort()) {
     const member = record[key];
     if (member === undefined) continue;
-    out += (out.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + canonicalJson(member);
+    out += (out.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + canonicalJsonByHand(member);
   }
   return out + '}';
 }

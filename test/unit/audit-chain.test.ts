@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canonicalJson, ChainedFields, checkChain, GENESIS_HASH, hashOf } from '../../src/audit/audit-chain';
+import {
+  canonicalJson,
+  canonicalJsonByHand,
+  ChainedFields,
+  checkChain,
+  GENESIS_HASH,
+  hashOf,
+} from '../../src/audit/audit-chain';
 import { outcomeOf } from '../../src/audit/audit.hook';
 
 function chain(n: number): Array<ChainedFields & { id: string; hash: string }> {
@@ -68,7 +75,11 @@ describe('audit hash chain', () => {
     for (let i = 0; i < 300; i++) {
       const v = value(0);
       assert.equal(canonicalJson(v), JSON.stringify(sorted(v)));
+      assert.equal(canonicalJsonByHand(v), canonicalJson(v));
     }
+    // Keys an object literal would not keep in sorted place: written by hand, still sorted by code unit.
+    const awkward = JSON.parse('{"b":1,"10":2,"9":3,"__proto__":{"x":[1,{"2":0,"1":0}]},"a":null}') as unknown;
+    assert.equal(canonicalJson(awkward), '{"10":2,"9":3,"__proto__":{"x":[1,{"1":0,"2":0}]},"a":null,"b":1}');
     assert.equal(canonicalJson({ a: undefined, b: [undefined, NaN, Infinity] }), '{"b":[null,null,null]}');
   });
 
