@@ -9,7 +9,7 @@ import {
   FraudScoreDto,
   FraudScoreRequestDto,
 } from './fraud-score.dto';
-import { parseFraudBatch } from './fraud-item.schema';
+import { parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { canonicalBytes } from './canonical-input.util';
 import { IDEMPOTENCY_DOC, IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
@@ -30,11 +30,13 @@ export class FraudScoringController {
   @RequirePermission('finance:score', 'fraud.score')
   @UseInterceptors(PanGuardInterceptor, IdempotencyInterceptor)
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
+  @ApiBody({ type: FraudScoreRequestDto })
   @ApiOkResponse({ type: FraudScoreDto })
-  async score(@Body() body: FraudScoreRequestDto, @Req() request: FastifyRequest): Promise<FraudScoreDto> {
+  async score(@Body() body: unknown, @Req() request: FastifyRequest): Promise<FraudScoreDto> {
+    const transaction = parseFraudScoreRequest(body);
     const model = this.fraud.modelRef();
-    noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
-    const { score: result, shadow } = await this.fraud.score(body);
+    noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(transaction)]) });
+    const { score: result, shadow } = await this.fraud.score(transaction);
     noteAudit(request, {
       model: result.model,
       output: { fraudProbability: result.fraudProbability, decision: result.decision, ...(shadow ? { shadow } : {}) },
