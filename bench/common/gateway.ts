@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -6,6 +7,14 @@ import { signDevToken } from '../../src/auth/dev-keys';
 import { loadConfig } from '../../src/config/app-config';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
+
+/** The node options of `npm start` (package.json), so that a benchmark measures the gateway as it is served. */
+export const START_NODE_ARGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  const script = words.indexOf('dist/src/main.js');
+  return script < 0 ? [] : words.slice(1, script).filter((w) => w.startsWith('--'));
+})();
 
 export interface BenchGateway {
   port: number;
@@ -16,7 +25,7 @@ export interface BenchGateway {
 }
 
 /**
- * Starts the built gateway (node dist/src/main.js) as a child process with its own data directory
+ * Starts the built gateway (node dist/src/main.js, with npm start's node options) as a child process with its own data directory
  * and a development token, and waits until it is ready. Rate limiting stays on but out of reach,
  * so its cost is in the measurement and its refusals are not.
  */
@@ -29,7 +38,8 @@ export async function startGateway(
   const port = 3900 + Math.floor(Math.random() * 90);
   const config = loadConfig({ DATA_DIR: dataDir });
   const token = signDevToken(config, { roles: ['ml-admin'], subject: 'bench', ttlSeconds: 3600 });
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')], {
+  const args = [...START_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist', 'src', 'main.js')];
+  const child: ChildProcess = spawn(process.execPath, args, {
     env: {
       ...process.env,
       MODELS_DIR: modelsDir,
