@@ -8,7 +8,8 @@ import {
   hourOfDay,
   parseFeatureSpecs,
   sourcesOf,
-  writeRow,
+  transformed,
+  writePlannedRow,
 } from '../../src/domains/finance/feature-vector.util';
 import { decide, secondsOfDay } from '../../src/domains/finance/fraud-scoring.service';
 import { containsPan, luhnValid, panFields } from '../../src/domains/finance/pan-guard.util';
@@ -29,7 +30,7 @@ const SPECS: FeatureSpec[] = parseFeatureSpecs(
 describe('finance: features, attributions, reasons, card numbers', () => {
   it('standardises raw fields with the manifest transforms', () => {
     const row = new Float32Array(4);
-    writeRow(SPECS, { A: 5, B: Math.E - 1, C: 3 }, row);
+    writePlannedRow(featurePlan(SPECS), [5, Math.E - 1, 3], row); // sources A, B, C
     assert.deepEqual(Array.from(row), [2, 1, -1, 1]);
     assert.equal(hourOfDay(3 * 3600 + 59), 3);
     assert.equal(hourOfDay(25 * 3600), 1);
@@ -70,12 +71,15 @@ describe('finance: features, attributions, reasons, card numbers', () => {
   });
 
   it('occlusion rows equal rows written from scratch with each source at its baseline, at any offset', () => {
+    /** The definition: every column from its source's raw value. */
+    const writeRow = (raw: Record<string, number>, out: Float32Array, offset: number): void =>
+      SPECS.forEach((s, i) => (out[offset + i] = (transformed(raw[s.source], s.transform) - s.mean) / s.scale));
     const raw = { A: -3.5, B: 120, C: 2 };
     const sources = sourcesOf(SPECS);
     const baselines = baselinesOf(SPECS);
     const expected = new Float32Array((sources.length + 1) * 4);
-    writeRow(SPECS, raw, expected, 0);
-    sources.forEach((source, k) => writeRow(SPECS, { ...raw, [source]: baselines[source] }, expected, (k + 1) * 4));
+    writeRow(raw, expected, 0);
+    sources.forEach((source, k) => writeRow({ ...raw, [source]: baselines[source] }, expected, (k + 1) * 4));
     const plan = featurePlan(SPECS);
     assert.equal(featurePlan(SPECS), plan); // worked out once per feature list
     const out = new Float32Array(3 * expected.length).fill(7);

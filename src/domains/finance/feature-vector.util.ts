@@ -89,19 +89,6 @@ export function hourOfDay(seconds: number): number {
   return ((Math.floor(seconds / 3600) % 24) + 24) % 24;
 }
 
-/** Writes one standardised row for `raw` (every source present) into `out` at `offset`. */
-export function writeRow(
-  specs: readonly FeatureSpec[],
-  raw: Readonly<Record<string, number>>,
-  out: Float32Array,
-  offset = 0,
-): void {
-  for (let i = 0; i < specs.length; i++) {
-    const s = specs[i];
-    out[offset + i] = (transformed(raw[s.source], s.transform) - s.mean) / s.scale;
-  }
-}
-
 /**
  * What writing a model's rows needs, worked out once per feature list: the raw sources in order,
  * the source behind each column, the columns each source feeds, and each column's standardised
