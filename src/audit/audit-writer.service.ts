@@ -1,10 +1,15 @@
 import { hostname } from 'node:os';
-import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import type { PoolConfig } from 'pg';
 import { Counter, Histogram } from 'prom-client';
+import { DataSource, type DataSourceOptions } from 'typeorm';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
-import { ChainedFields, GENESIS_HASH, hashOf } from './audit-chain';
-import { AuditRepository, AuditRow } from './audit.repository';
+import type { ChainedFields } from './audit-chain';
+import { AuditRepository } from './audit.repository';
+import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-writer.worker';
 
 /** An audit row before it is placed in a chain. */
 export type AuditDraft = Omit<ChainedFields, 'writerId' | 'seq' | 'prevHash'>;
@@ -19,7 +24,6 @@ interface Pending {
 /** One hash chain with at most one commit in flight. */
 interface Lane {
   writerId: string;
-  head: { seq: number; hash: string } | undefined;
   busy: boolean;
 }
 
@@ -27,12 +31,13 @@ interface Lane {
  * Group commit: `record` resolves once its row is committed. A process writes through a few lanes
  * (AUDIT_LANES), each its own hash chain (`<writer id>/<lane>`) with one commit in flight: rows
  * that arrive while every lane is busy wait together and go in the next single INSERT, so under
- * load many requests share one round trip, and a slow commit does not hold up the next one. A
- * chain's head moves only after its commit; after a failure it is re-read from the database, so a
- * commit whose answer was lost is neither repeated nor skipped.
+ * load many requests share one round trip, and a slow commit does not hold up the next one. The
+ * commits themselves (chaining, hashing, the INSERT) run on a worker thread, audit-writer.worker.ts,
+ * whose chain heads move only after a commit; after a failure a head is re-read from the database,
+ * so a commit whose answer was lost is neither repeated nor skipped.
  */
 @Injectable()
-export class AuditWriter implements BeforeApplicationShutdown {
+export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger('Audit');
   readonly writerId: string;
   private readonly lanes: Lane[];
@@ -48,20 +53,29 @@ export class AuditWriter implements BeforeApplicationShutdown {
   private linger: NodeJS.Timeout | undefined;
   /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
   private coming = 0;
+  private readonly workerData: AuditWorkerData;
+  private worker: Worker | undefined;
+  private readonly commits = new Map<number, (failure?: string) => void>();
+  private commitIds = 0;
+  private readonly enabled: boolean;
 
   constructor(
     config: AppConfig,
     private readonly repository: AuditRepository,
     metrics: MetricsService,
+    dataSource: DataSource,
   ) {
+    this.enabled = config.AUDIT_ENABLED;
     this.writerId = config.AUDIT_WRITER_ID ?? `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
     this.maxBatch = config.AUDIT_MAX_BATCH;
     this.lingerMs = config.AUDIT_MAX_DELAY_MS;
     this.lanes = Array.from({ length: config.AUDIT_LANES }, (_, i) => ({
       writerId: `${this.writerId}/${i}`,
-      head: undefined,
       busy: false,
     }));
+    this.workerData = {
+      pool: { ...poolConfigOf(dataSource.options as PostgresConnectionOptions), max: config.AUDIT_LANES },
+    };
     this.batchSize = new Histogram({
       name: 'gateway_audit_commit_rows',
       help: 'Audit rows written per commit (group commit)',
@@ -79,6 +93,11 @@ export class AuditWriter implements BeforeApplicationShutdown {
       help: 'Audit commits that failed (their requests were answered 503)',
       registers: [metrics.registry],
     });
+  }
+
+  /** Starts the commit thread at boot, so that the first audited answer does not wait for it. */
+  onModuleInit(): void {
+    if (this.enabled) this.commitThread();
   }
 
   /** Whether the database took the last commit, or answers again since (reported by /health/ready). */
@@ -108,6 +127,16 @@ export class AuditWriter implements BeforeApplicationShutdown {
     clearInterval(this.probe);
     this.flushNow();
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker) {
+      await new Promise<void>((closed) => {
+        worker.on('message', (reply: AuditWorkerReply) => reply.type === 'closed' && closed());
+        worker.once('exit', () => closed());
+        worker.postMessage({ type: 'close' } satisfies AuditWorkerRequest);
+      });
+      await worker.terminate();
+    }
   }
 
   /**
@@ -155,26 +184,13 @@ export class AuditWriter implements BeforeApplicationShutdown {
 
   private async commit(lane: Lane, batch: Pending[]): Promise<void> {
     try {
-      lane.head ??= (await this.repository.headOf(lane.writerId)) ?? { seq: 0, hash: GENESIS_HASH };
-      let { seq, hash } = lane.head;
-      const rows = batch.map(({ draft }) => {
-        // The draft is the writer's own: completed in place rather than copied.
-        const row = draft as AuditRow;
-        row.writerId = lane.writerId;
-        row.seq = ++seq;
-        row.prevHash = hash;
-        row.hash = hash = hashOf(row);
-        return row;
-      });
       const stopTimer = this.commitSeconds.startTimer();
-      await this.repository.insertAll(rows);
+      await this.send(lane.writerId, batch);
       stopTimer();
-      lane.head = { seq, hash };
-      this.batchSize.observe(rows.length);
+      this.batchSize.observe(batch.length);
       this.healthy = true;
       for (const p of batch) p.done();
     } catch (error) {
-      lane.head = undefined;
       this.failures.inc();
       if (this.healthy) {
         this.logger.error({ msg: 'audit commit failed; refusing decisions until it succeeds', error: String(error) });
@@ -184,6 +200,39 @@ export class AuditWriter implements BeforeApplicationShutdown {
       const failure = new AuditUnavailable('audit trail unavailable');
       for (const p of batch) p.done(failure);
     }
+  }
+
+  /** Has the commit thread write one group at the end of a chain; rejects when it could not. */
+  private send(writerId: string, batch: Pending[]): Promise<void> {
+    const worker = this.commitThread();
+    const id = ++this.commitIds;
+    return new Promise<void>((resolve, reject) => {
+      this.commits.set(id, (failure) => (failure === undefined ? resolve() : reject(new Error(failure))));
+      const request: AuditWorkerRequest = { type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) };
+      worker.postMessage(request);
+    });
+  }
+
+  /** The commit thread, started on first use and again after it died (its open commits failed). */
+  private commitThread(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData: this.workerData });
+    worker.on('message', (reply: AuditWorkerReply) => {
+      if (reply.type === 'closed') return;
+      const settle = this.commits.get(reply.id);
+      this.commits.delete(reply.id);
+      settle?.(reply.type === 'failed' ? reply.message : undefined);
+    });
+    const died = (reason: string): void => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      for (const settle of this.commits.values()) settle(reason);
+      this.commits.clear();
+    };
+    worker.on('error', (error) => died(`audit commit thread failed: ${error.message}`));
+    worker.on('exit', (code) => died(`audit commit thread exited with code ${code}`));
+    this.worker = worker;
+    return worker;
   }
 
   /** While commits fail, probe the database each second so readiness recovers without traffic. */
@@ -201,4 +250,28 @@ export class AuditWriter implements BeforeApplicationShutdown {
       );
     }, 1000).unref();
   }
+}
+
+type PostgresConnectionOptions = Extract<DataSourceOptions, { type: 'postgres' }>;
+
+/**
+ * The DataSource's connection settings (dataSourceOptions: a URL, which carries any TLS settings as
+ * sslmode, or embedded PGlite's socket) for the commit thread's own `pg` pool.
+ */
+function poolConfigOf(options: PostgresConnectionOptions): PoolConfig {
+  const extra = (options.extra ?? {}) as PoolConfig;
+  return {
+    ...(options.url
+      ? { connectionString: options.url }
+      : {
+          host: options.host,
+          port: options.port,
+          user: options.username,
+          password: typeof options.password === 'string' ? options.password : undefined,
+          database: options.database,
+        }),
+    connectionTimeoutMillis: extra.connectionTimeoutMillis,
+    query_timeout: extra.query_timeout,
+    application_name: `${extra.application_name ?? 'inference-gateway'}-audit`,
+  };
 }

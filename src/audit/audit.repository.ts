@@ -19,31 +19,10 @@ export interface AuditQuery {
   limit: number;
 }
 
-const INSERT_COLUMNS: Array<[string, string]> = [
-  ['writer_id', 'varchar'],
-  ['seq', 'bigint'],
-  ['occurred_at', 'timestamptz'],
-  ['actor', 'varchar'],
-  ['roles', 'jsonb'],
-  ['tenant', 'varchar'],
-  ['action', 'varchar'],
-  ['model_name', 'varchar'],
-  ['model_version', 'varchar'],
-  ['request_id', 'varchar'],
-  ['client_address', 'varchar'],
-  ['input_digest', 'char(64)'],
-  ['output_summary', 'jsonb'],
-  ['outcome', 'varchar'],
-  ['status_code', 'smallint'],
-  ['latency_ms', 'double precision'],
-  ['prev_hash', 'char(64)'],
-  ['hash', 'char(64)'],
-];
-const INSERT_SQL =
-  `INSERT INTO audit_events (${INSERT_COLUMNS.map(([name]) => name).join(', ')}) ` +
-  `SELECT * FROM unnest(${INSERT_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(', ')})`;
-
-/** The only code that touches the audit_events table. Inserts only; never updates or deletes. */
+/**
+ * Reads of the audit_events table; its rows are written by the audit commit thread
+ * (audit-writer.worker.ts) only, and never updated or deleted.
+ */
 @Injectable()
 export class AuditRepository {
   private readonly repo: Repository<AuditEventEntity>;
@@ -52,42 +31,8 @@ export class AuditRepository {
     this.repo = dataSource.getRepository(AuditEventEntity);
   }
 
-  /**
-   * One INSERT of every row, hence one transaction: all of them are committed, or none. One array
-   * parameter per column (unnest), so the statement is the same whatever the batch size.
-   */
-  async insertAll(rows: AuditRow[]): Promise<void> {
-    const column = <T>(pick: (r: AuditRow) => T): T[] => rows.map(pick);
-    await this.dataSource.query(INSERT_SQL, [
-      column((r) => r.writerId),
-      column((r) => String(r.seq)),
-      column((r) => r.occurredAt.toISOString()),
-      column((r) => r.actor),
-      column((r) => JSON.stringify(r.roles)),
-      column((r) => r.tenant),
-      column((r) => r.action),
-      column((r) => r.modelName),
-      column((r) => r.modelVersion),
-      column((r) => r.requestId),
-      column((r) => r.clientAddress),
-      column((r) => r.inputDigest),
-      column((r) => (r.outputSummary === null ? null : JSON.stringify(r.outputSummary))),
-      column((r) => r.outcome),
-      column((r) => r.statusCode),
-      column((r) => r.latencyMs),
-      column((r) => r.prevHash),
-      column((r) => r.hash),
-    ]);
-  }
-
   async ping(): Promise<void> {
     await this.dataSource.query('SELECT 1');
-  }
-
-  /** The last committed link of a writer's chain, if it has any. */
-  async headOf(writerId: string): Promise<{ seq: number; hash: string } | undefined> {
-    const row = await this.repo.findOne({ where: { writerId }, order: { seq: 'DESC' } });
-    return row ? { seq: Number(row.seq), hash: row.hash } : undefined;
   }
 
   async writers(): Promise<string[]> {

@@ -7,6 +7,8 @@ import { EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres';
 
 const EMBEDDED = Symbol('EmbeddedPostgres');
 const CONNECT_ATTEMPTS = 5;
+/** The DataSource's pool on embedded PGlite, which runs one query at a time anyway. */
+const EMBEDDED_POOL_SIZE = 4;
 
 /**
  * TypeORM over PostgreSQL: the server named by DATABASE_URL, or embedded PGlite in DATA_DIR/pglite.
@@ -18,15 +20,18 @@ const CONNECT_ATTEMPTS = 5;
     {
       provide: EMBEDDED,
       inject: [AppConfig],
+      // Connections: the DataSource's pool, and the audit commit thread's (one per lane).
       useFactory: async (config: AppConfig): Promise<EmbeddedPostgres | null> =>
-        config.DATABASE_URL ? null : startEmbeddedPostgres(join(config.DATA_DIR, 'pglite'), 4),
+        config.DATABASE_URL
+          ? null
+          : startEmbeddedPostgres(join(config.DATA_DIR, 'pglite'), EMBEDDED_POOL_SIZE + config.AUDIT_LANES),
     },
     {
       provide: DataSource,
       inject: [AppConfig, EMBEDDED],
       useFactory: async (config: AppConfig, embedded: EmbeddedPostgres | null): Promise<DataSource> => {
         const target = embedded ? { host: embedded.host, port: embedded.port } : { url: config.DATABASE_URL };
-        const poolSize = embedded ? 4 : config.DATABASE_POOL_SIZE;
+        const poolSize = embedded ? EMBEDDED_POOL_SIZE : config.DATABASE_POOL_SIZE;
         const dataSource = new DataSource(dataSourceOptions(target, poolSize));
         await connect(dataSource, embedded ? 'embedded PGlite' : 'DATABASE_URL');
         const applied = await dataSource.runMigrations({ transaction: 'each' });
