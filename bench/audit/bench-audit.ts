@@ -63,7 +63,10 @@ async function main(): Promise<void> {
       },
     ],
   });
-  const pg = process.env.DATABASE_URL ? await scratchDatabase(process.env.DATABASE_URL) : undefined;
+  const databaseUrl = process.env.DATABASE_URL;
+  // The gateways inherit this environment: without this, the PGlite mode would use DATABASE_URL.
+  delete process.env.DATABASE_URL;
+  const pg = databaseUrl ? await scratchDatabase(databaseUrl) : undefined;
   const modes: Mode[] = [
     { label: 'audit off', env: { AUDIT_ENABLED: 'false' } },
     { label: 'audit on (PGlite)', env: {} },
