@@ -30,6 +30,7 @@ import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import { processCpuSeconds } from '../common/cpu';
 import { BenchGateway, ROOT, startGateway } from '../common/gateway';
 import { closedLoop, LoadResult, poster } from '../runtime/load';
+import { seededRandom } from '../../test/fixtures/random';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
 const CONCURRENCY = [1, 16, 64];
@@ -55,18 +56,6 @@ interface Transaction {
   cardToken: string;
   channel: string;
   features: Record<string, number>;
-}
-
-/** A small deterministic generator (mulberry32), so every run sends the same transactions. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const CHANNELS = ['card-present', 'contactless', 'ecommerce', 'moto', 'atm', 'recurring'];
@@ -151,7 +140,7 @@ async function main(): Promise<void> {
     });
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
 
-    const rnd = random(42);
+    const rnd = seededRandom(42);
     const txs = Array.from({ length: 256 }, (_, i) => transaction(i, rnd));
     const singleBodies = txs.map((t) => Buffer.from(JSON.stringify(t)));
     const batchBodies = Array.from({ length: 2 }, (_, b) =>

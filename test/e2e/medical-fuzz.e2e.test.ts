@@ -8,22 +8,11 @@ import { MedicalIntakeService } from '../../src/domains/medical/medical-intake.s
 import { DICOM_SKIP, dicomFile, medicalModelsDir } from '../fixtures/dicom-files';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
-
-/** Small, fast PRNG (mulberry32) so a failing mutation can be replayed from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../fixtures/random';
 
 /** One random mutation of a valid file: flipped bytes, a cut, a removed or repeated chunk, a huge length. */
 export function mutate(source: Buffer, seed: number): Buffer {
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   const int = (n: number) => Math.floor(rnd() * n);
   // Most structure (file meta, the image pixel module, fragment headers) sits before the pixels.
   const hot = () => (rnd() < 0.7 ? int(Math.min(source.length, 2048)) : int(source.length));
