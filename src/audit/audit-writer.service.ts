@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type { PoolConfig } from 'pg';
 import { Counter, Histogram } from 'prom-client';
 import { DataSource, type DataSourceOptions } from 'typeorm';
@@ -37,7 +37,7 @@ interface Lane {
  * so a commit whose answer was lost is neither repeated nor skipped.
  */
 @Injectable()
-export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown {
+export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('Audit');
   readonly writerId: string;
   private readonly lanes: Lane[];
@@ -58,6 +58,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown {
   private readonly commits = new Map<number, (failure?: string) => void>();
   private commitIds = 0;
   private readonly enabled: boolean;
+  private stopped = false;
 
   constructor(
     config: AppConfig,
@@ -123,20 +124,33 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown {
     });
   }
 
+  /** Commits what is waiting before the HTTP server closes. */
   async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.probe);
-    this.flushNow();
-    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+    await this.drain();
+  }
+
+  /**
+   * Answers still in flight while the HTTP server closed were recorded after beforeApplicationShutdown:
+   * commits them too, then stops the commit thread, which no later row can start again.
+   */
+  async onApplicationShutdown(): Promise<void> {
+    await this.drain();
+    this.stopped = true;
     const worker = this.worker;
     this.worker = undefined;
-    if (worker) {
-      await new Promise<void>((closed) => {
-        worker.on('message', (reply: AuditWorkerReply) => reply.type === 'closed' && closed());
-        worker.once('exit', () => closed());
-        worker.postMessage({ type: 'close' } satisfies AuditWorkerRequest);
-      });
-      await worker.terminate();
-    }
+    if (!worker) return;
+    await new Promise<void>((closed) => {
+      worker.on('message', (reply: AuditWorkerReply) => reply.type === 'closed' && closed());
+      worker.once('exit', () => closed());
+      worker.postMessage({ type: 'close' } satisfies AuditWorkerRequest);
+    });
+    await worker.terminate();
+  }
+
+  private async drain(): Promise<void> {
+    this.flushNow();
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
   }
 
   /**
@@ -213,9 +227,10 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown {
     });
   }
 
-  /** The commit thread, started on first use and again after it died (its open commits failed). */
+  /** The commit thread, started at boot and again after it died (its open commits failed), until shutdown. */
   private commitThread(): Worker {
     if (this.worker) return this.worker;
+    if (this.stopped) throw new AuditUnavailable('the gateway is shutting down');
     const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData: this.workerData });
     worker.on('message', (reply: AuditWorkerReply) => {
       if (reply.type === 'closed') return;

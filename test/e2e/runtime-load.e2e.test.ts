@@ -49,7 +49,10 @@ describe('runtime under load', () => {
     }
   });
 
-  it('graceful shutdown answers every request already accepted', async () => {
+  it('graceful shutdown answers every request already accepted, and leaves no thread behind', async () => {
+    // Worker threads (inference, audit commits, embedded database) each hold a MessagePort.
+    const threads = (): number => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+    const threadsBefore = threads();
     const app = await createTestApp();
     let received = 0;
     const fastify = app.getHttpAdapter().getInstance();
@@ -74,6 +77,8 @@ describe('runtime under load', () => {
     );
     assert.deepEqual(settled[0].body.outputs[0].data, [9, 1]);
     await assert.rejects(fetch(`http://127.0.0.1:${port}/health/live`));
+    // Answers audited while the server closed must not start a thread that outlives the app.
+    assert.equal(threads(), threadsBefore);
   });
 
   it('refuses to boot on a tampered model, naming it', async () => {
