@@ -24,6 +24,9 @@ export interface ChainedFields {
   prevHash: string;
 }
 
+/** A row as stored in a chain: its chained fields and its own hash. */
+export type AuditRow = ChainedFields & { hash: string };
+
 /**
  * JSON with object keys sorted at every level (by code unit), so the same row always hashes the
  * same. Undefined members are left out; undefined, functions and symbols elsewhere, NaN and the

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Pool, type PoolClient, type PoolConfig } from 'pg';
-import { type ChainedFields, GENESIS_HASH, hashOf } from './audit-chain';
+import { type AuditRow, GENESIS_HASH, hashOf } from './audit-chain';
 import type { AuditDraft } from './audit-writer.service';
 
 export interface AuditWorkerData {
@@ -20,9 +20,6 @@ export interface AuditWorkerData {
 
 export type AuditWorkerRequest =
   { type: 'commit'; id: number; writerId: string; drafts: AuditDraft[] } | { type: 'close' };
-
-/** A row as stored: its chained fields and its own hash. */
-type AuditRow = ChainedFields & { hash: string };
 
 export type AuditWorkerReply =
   { type: 'committed'; id: number } | { type: 'failed'; id: number; message: string } | { type: 'closed' };

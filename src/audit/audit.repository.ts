@@ -1,9 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
-import type { ChainedFields } from './audit-chain';
+import type { AuditRow } from './audit-chain';
 import { AuditEventEntity, AuditOutcome } from './audit-event.entity';
 
-export type AuditRow = ChainedFields & { hash: string };
 export type StoredAuditRow = AuditRow & { id: string };
 
 export interface AuditQuery {
