@@ -31,7 +31,7 @@ import { signDevToken } from '../../src/auth/dev-keys';
 import { AppConfig, loadConfig } from '../../src/config/app-config';
 import { DicomImage, parseDicomImage, ParseLimits } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
-import { frameTo01, letterbox, normalise } from '../../src/domains/medical/pixels/pixel-pipeline.util';
+import { letterboxFrame } from '../../src/domains/medical/pixels/pixel-pipeline.util';
 import { frameOptionsOf } from '../../src/domains/medical/lesion-detection.service';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import { ownCpuSeconds, processCpuSeconds } from '../common/cpu';
@@ -79,9 +79,8 @@ function instanceTensor(image: DicomImage, g: Geometry, config: AppConfig): Feed
   const plane = g.width * g.height;
   const data = new Float32Array(frames.length * plane);
   frames.forEach((frame, i) => {
-    const gray = frameTo01(decodeFrame(image, frame), frameOptionsOf(image));
-    const boxed = letterbox(gray, image.columns, image.rows, g);
-    data.set(normalise(boxed.data, g.mean, g.std), i * plane);
+    const into = data.subarray(i * plane, (i + 1) * plane);
+    letterboxFrame(decodeFrame(image, frame), frameOptionsOf(image), g, into, { mean: g.mean, std: g.std });
   });
   return { data, dims: [frames.length, 1, g.height, g.width] };
 }

@@ -61,6 +61,20 @@ describe('medical lesions: components', () => {
     assert.equal(findLesions(p, 6, 3, { threshold: 0.6, minAreaPx: 1, connectivity: 8 }).length, 2);
   });
 
+  it('gives the same lesions whatever ran before it (its scratch buffers are reused)', () => {
+    const small = probMap(6, 3, [
+      [0, 0, 0.6],
+      [1, 0, 0.7],
+      [5, 2, 0.99],
+    ]);
+    const full = new Float32Array(8 * 8).fill(0.9);
+    const opts = { threshold: 0.6, minAreaPx: 1, connectivity: 8 as const };
+    const first = findLesions(small, 6, 3, opts);
+    assert.equal(findLesions(full, 8, 8, opts)[0].areaPx, 64);
+    assert.deepEqual(findLesions(small, 6, 3, opts), first);
+    assert.equal(first.length, 2);
+  });
+
   it('orders lesions by maximum probability, not position', () => {
     const p = probMap(8, 8, [
       [0, 0, 0.7],

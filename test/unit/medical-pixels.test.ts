@@ -7,6 +7,7 @@ import {
   frameTo01,
   invertMonochrome1,
   letterbox,
+  letterboxFrame,
   normalise,
   roundHalfEven,
   StoredFrame,
@@ -173,6 +174,44 @@ describe('medical pixels: letterbox and normalisation (PIL reference)', () => {
     const r = letterbox(pattern(4, 1), 4, 1, { width: 10, height: 10, padValue: 0 });
     assert.deepEqual([r.resizedWidth, r.resizedHeight], [10, 2]);
     assertClose([r.data[13], r.data[19]], [0.1305882, 0.4352941]);
+  });
+
+  it('letterboxFrame gives, bit for bit, frameTo01 then letterbox then normalise', () => {
+    const norm = { mean: 0.21, std: 0.27 };
+    // Down- and upscaling, and a width that does not change (only the vertical pass runs).
+    const sizes: Array<[number, number, number, number]> = [
+      [41, 23, 16, 16],
+      [5, 7, 16, 16],
+      [16, 40, 16, 16],
+    ];
+    const frames = (rows: number, columns: number): StoredFrame[] => {
+      const n = rows * columns;
+      const rgb = Uint8Array.from({ length: 3 * n }, (_, i) => (i * 131 + ((i * i) % 29)) % 256);
+      const grey = Uint16Array.from({ length: n }, (_, i) => (i * 977) % 4096);
+      return [
+        { ...frame('RGB', rows, columns, []), values: rgb },
+        { ...frame('RGB', rows, columns, []), values: Uint16Array.from(rgb) },
+        { ...frame('MONOCHROME1', rows, columns, []), values: grey },
+      ];
+    };
+    for (const [columns, rows, width, height] of sizes) {
+      for (const f of frames(rows, columns)) {
+        const opts = f.photometric === 'RGB' ? BITS8 : { bitsStored: 12, isSigned: false };
+        const target = { width, height, padValue: 0.3 };
+        const expected = letterbox(frameTo01(f, opts), columns, rows, target);
+        normalise(expected.data, norm.mean, norm.std);
+        const into = new Float32Array(width * height).fill(9);
+        const actual = letterboxFrame(f, opts, target, into, norm);
+        assert.equal(actual.data, into);
+        assert.equal(actual.scale, expected.scale);
+        assert.deepEqual(Array.from(actual.data), Array.from(expected.data), `${f.photometric} ${columns}x${rows}`);
+      }
+    }
+  });
+
+  it('letterboxFrame refuses an 8-bit RGB frame that is shorter than its size', () => {
+    const short = { ...frame('RGB', 4, 4, []), values: new Uint8Array(3 * 15) };
+    assert.throws(() => letterboxFrame(short, BITS8, { width: 8, height: 8, padValue: 0 }), RangeError);
   });
 
   it('normalises ((x - mean) / std) in place', () => {

@@ -7,13 +7,7 @@ import { attributeName } from './dicom/dicom-dictionary';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from './dicom/pixel-decode.util';
 import { FrameFindingsDto, InstanceFindingsDto, LesionDto } from './lesion-detection.dto';
 import { calibrationFrom, findLesions, physicalSize, toOriginalGrid } from './lesions/lesion-postprocess.util';
-import {
-  FrameTo01Options,
-  frameTo01,
-  letterbox,
-  normalise,
-  UnsupportedPhotometricError,
-} from './pixels/pixel-pipeline.util';
+import { FrameTo01Options, letterboxFrame, UnsupportedPhotometricError } from './pixels/pixel-pipeline.util';
 
 /** What the domain reads from the lesion model's manifest. */
 export interface LesionModel {
@@ -205,9 +199,14 @@ export class LesionDetectionService implements OnModuleInit {
   /** Decodes one frame and writes it, letterboxed and normalised, into its place in the batch; returns the scale. */
   private preprocess(image: DicomImage, frame: number, model: LesionModel, into: Float32Array): number {
     const stored = decodeFrame(image, frame);
-    let gray: Float32Array;
     try {
-      gray = frameTo01(stored, frameOptionsOf(image));
+      return letterboxFrame(
+        stored,
+        frameOptionsOf(image),
+        { width: model.width, height: model.height, padValue: model.padValue },
+        into,
+        { mean: model.mean, std: model.std },
+      ).scale;
     } catch (error) {
       if (error instanceof UnsupportedPhotometricError) {
         throw new DicomRejected('UNSUPPORTED_PIXEL_FORMAT', error.message, attributeName('PhotometricInterpretation'));
@@ -222,15 +221,6 @@ export class LesionDetectionService implements OnModuleInit {
       }
       throw error;
     }
-    const boxed = letterbox(
-      gray,
-      image.columns,
-      image.rows,
-      { width: model.width, height: model.height, padValue: model.padValue },
-      into,
-    );
-    normalise(boxed.data, model.mean, model.std);
-    return boxed.scale;
   }
 
   private lesions(prob: Float32Array, scale: number, image: DicomImage, model: LesionModel): LesionDto[] {

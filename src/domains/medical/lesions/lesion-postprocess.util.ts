@@ -66,6 +66,9 @@ export interface CalibrationAttributes {
 const REGION_SPATIAL_FORMAT_2D = 1;
 const PHYSICAL_UNITS_CM = 3;
 
+let seenScratch = new Uint8Array(0);
+let queueScratch = new Int32Array(0);
+
 /** Connected components of prob >= threshold, area >= minAreaPx, highest maxProbability first. */
 export function findLesions(
   prob: Float32Array,
@@ -76,8 +79,15 @@ export function findLesions(
   const n = width * height;
   if (prob.length < n) throw new RangeError(`findLesions: ${prob.length} values do not fill ${width}x${height}`);
   // 0: background or not visited yet; 1: visited. One queue serves every component (BFS, no recursion).
-  const seen = new Uint8Array(n);
-  const queue = new Int32Array(n);
+  // Both are reused between calls (this function is synchronous): one model grid is the usual size.
+  if (seenScratch.length < n) {
+    seenScratch = new Uint8Array(n);
+    queueScratch = new Int32Array(n);
+  } else {
+    seenScratch.fill(0, 0, n);
+  }
+  const seen = seenScratch;
+  const queue = queueScratch;
   const diagonal = opts.connectivity === 8;
   const found: LesionComponent[] = [];
   for (let start = 0; start < n; start++) {

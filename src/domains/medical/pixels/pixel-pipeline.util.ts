@@ -184,13 +184,7 @@ export function toGrayscale(frame: StoredFrame): Float32Array {
  */
 export function frameTo01(frame: StoredFrame, opts: FrameTo01Options): Float32Array {
   const photometric = frame.photometric.trim().toUpperCase();
-  if (
-    photometric === 'RGB' &&
-    frame.planarConfiguration !== 1 &&
-    frame.values instanceof Uint8Array &&
-    opts.bitsStored === 8 &&
-    !opts.isSigned
-  ) {
+  if (isRgb8Interleaved(frame, opts)) {
     // The common ultrasound case, fused into one monomorphic pass (no intermediate grey image).
     const n = pixelCount(frame);
     requireSamples(frame, 3, 3 * n);
@@ -217,18 +211,42 @@ export function frameTo01(frame: StoredFrame, opts: FrameTo01Options): Float32Ar
   return gray;
 }
 
+function isRgb8Interleaved(frame: StoredFrame, opts: FrameTo01Options): frame is StoredFrame & { values: Uint8Array } {
+  return (
+    frame.photometric.trim().toUpperCase() === 'RGB' &&
+    frame.planarConfiguration !== 1 &&
+    frame.values instanceof Uint8Array &&
+    opts.bitsStored === 8 &&
+    !opts.isSigned
+  );
+}
+
+const LUMA_R = 0.299 / 255;
+const LUMA_G = 0.587 / 255;
+const LUMA_B = 0.114 / 255;
+
 function rgb8To01(v: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
-  const r = 0.299 / 255;
-  const g = 0.587 / 255;
-  const b = 0.114 / 255;
-  for (let i = 0, j = 0; i < n; i++, j += 3) out[i] = r * v[j] + g * v[j + 1] + b * v[j + 2];
+  rgb8RowTo01(v, 0, n, out);
   return out;
+}
+
+/** `n` pixels of interleaved 8-bit RGB from byte `from` -> PIL luma on [0, 1], into `out`. */
+function rgb8RowTo01(v: Uint8Array, from: number, n: number, out: Float32Array): void {
+  for (let i = 0, j = from; i < n; i++, j += 3) out[i] = LUMA_R * v[j] + LUMA_G * v[j + 1] + LUMA_B * v[j + 2];
+}
+
+/** `(x - mean) / std` applied as the letterbox writes, as {@link normalise} would afterwards. */
+export interface Normalisation {
+  mean: number;
+  std: number;
 }
 
 /**
  * Letterbox like the training script: scale = min(targetW / w, targetH / h), size rounded half-to-even
- * (Python's `round`), PIL-compatible bilinear resize, image at the top-left, the rest padValue.
+ * (Python's `round`), PIL-compatible bilinear resize, image at the top-left, the rest padValue. With
+ * `normalisation`, every value written (padding included) is normalised on the way, bit for bit what
+ * {@link normalise} gives on the result.
  */
 export function letterbox(
   gray01: Float32Array,
@@ -237,17 +255,69 @@ export function letterbox(
   target: LetterboxTarget,
   /** Where to write the target grid (e.g. one image of a batch tensor); a new array when absent. */
   into?: Float32Array,
+  normalisation?: Normalisation,
 ): Letterboxed {
   if (!(width >= 1 && height >= 1) || gray01.length < width * height) {
     throw new RangeError(`letterbox: ${gray01.length} values do not fill a ${width}x${height} image`);
   }
+  return letterboxRows(
+    (y, row) => row.set(gray01.subarray(y * width, y * width + width)),
+    width,
+    height,
+    target,
+    into,
+    normalisation,
+    gray01,
+  );
+}
+
+/**
+ * Stored frame -> letterboxed, normalised model grid in one go: {@link frameTo01}, then {@link letterbox}
+ * with `normalisation`, with the same result. The common ultrasound case (8-bit interleaved RGB) never
+ * builds the full-size grey image: each row's luma is computed just before the resize reads it, which
+ * spares a 4-byte-per-pixel array per frame and a pass over it.
+ */
+export function letterboxFrame(
+  frame: StoredFrame,
+  opts: FrameTo01Options,
+  target: LetterboxTarget,
+  into?: Float32Array,
+  normalisation?: Normalisation,
+): Letterboxed {
+  if (isRgb8Interleaved(frame, opts)) {
+    const n = pixelCount(frame);
+    const w = frame.columns;
+    const h = frame.rows;
+    requireSamples(frame, 3, 3 * n);
+    const v = frame.values;
+    return letterboxRows((y, row) => rgb8RowTo01(v, y * w * 3, w, row), w, h, target, into, normalisation);
+  }
+  return letterbox(frameTo01(frame, opts), frame.columns, frame.rows, target, into, normalisation);
+}
+
+function letterboxRows(
+  rowAt: RowSource,
+  width: number,
+  height: number,
+  target: LetterboxTarget,
+  into: Float32Array | undefined,
+  normalisation: Normalisation | undefined,
+  whole?: Float32Array,
+): Letterboxed {
   const scale = Math.min(target.width / width, target.height / height);
   const resizedWidth = Math.min(target.width, Math.max(1, roundHalfEven(width * scale)));
   const resizedHeight = Math.min(target.height, Math.max(1, roundHalfEven(height * scale)));
   const data = into ?? new Float32Array(target.width * target.height);
   if (data.length !== target.width * target.height) throw new RangeError('letterbox: output is not the target size');
-  if (into || target.padValue !== 0) data.fill(target.padValue);
-  resizeBilinearInto(gray01, width, height, data, resizedWidth, resizedHeight, target.width);
+  let mean = 0;
+  let std = 1;
+  if (normalisation) {
+    ({ mean, std } = normalisation);
+    if (!(std > 0)) throw new RangeError(`normalise: std must be > 0, got ${std}`);
+  }
+  const pad = normalisation ? (Math.fround(target.padValue) - mean) / std : target.padValue;
+  if (into || pad !== 0) data.fill(pad);
+  resizeBilinearInto(rowAt, width, height, data, resizedWidth, resizedHeight, target.width, mean, std, whole);
   return { data, scale, resizedWidth, resizedHeight };
 }
 
@@ -273,6 +343,9 @@ interface AxisFilter {
   ksize: number;
 }
 
+/** Writes input row y (on the 0-1 scale) into `row`. */
+type RowSource = (y: number, row: Float32Array) => void;
+
 /**
  * PIL's `precompute_coeffs` (Resample.c) for the triangle filter: when shrinking, the support widens with the
  * scale factor, so every input pixel contributes (antialiased); when enlarging it is plain bilinear.
@@ -291,8 +364,9 @@ function axisFilter(inSize: number, outSize: number): AxisFilter {
   return filter;
 }
 
-/** The horizontal pass's output, reused between calls (the resize is synchronous). */
+/** Scratch buffers, reused between calls (the resize is synchronous): the horizontal pass's output and one input row. */
 let scratch = new Float32Array(0);
+let rowScratch = new Float32Array(0);
 
 function computeAxisFilter(inSize: number, outSize: number): AxisFilter {
   const scale = inSize / outSize;
@@ -322,47 +396,75 @@ function computeAxisFilter(inSize: number, outSize: number): AxisFilter {
   return { first, count, weights, ksize };
 }
 
-/** Horizontal pass then vertical pass, as PIL does; an axis whose size does not change is copied. */
+/**
+ * Horizontal pass then vertical pass, as PIL does; an axis whose size does not change is copied. Values
+ * are written as `(v - mean) / std` (1 and 0 leave them as they are). `whole`, when given, is the full
+ * input image, read directly instead of row by row.
+ */
 function resizeBilinearInto(
-  src: Float32Array,
+  rowAt: RowSource,
   w: number,
   h: number,
   dst: Float32Array,
   ow: number,
   oh: number,
   dstStride: number,
+  mean: number,
+  std: number,
+  whole?: Float32Array,
 ): void {
-  let tmp = src;
+  if (scratch.length < ow * h) scratch = new Float32Array(ow * h);
+  const tmp = scratch;
   if (ow !== w) {
-    const fx = axisFilter(w, ow);
-    if (scratch.length < ow * h) scratch = new Float32Array(ow * h);
-    tmp = scratch;
+    const { first, count, weights, ksize } = axisFilter(w, ow);
+    if (!whole && rowScratch.length < w) rowScratch = new Float32Array(w);
     for (let y = 0; y < h; y++) {
-      const row = y * w;
-      for (let x = 0; x < ow; x++) {
-        const base = row + fx.first[x];
-        const kb = x * fx.ksize;
+      let src: Float32Array;
+      let row: number;
+      if (whole) {
+        src = whole;
+        row = y * w;
+      } else {
+        rowAt(y, rowScratch);
+        src = rowScratch;
+        row = 0;
+      }
+      const out = y * ow;
+      for (let x = 0, kb = 0; x < ow; x++, kb += ksize) {
+        const base = row + first[x];
         let s = 0;
-        for (let k = 0, n = fx.count[x]; k < n; k++) s += src[base + k] * fx.weights[kb + k];
-        tmp[y * ow + x] = s;
+        for (let k = 0, n = count[x]; k < n; k++) s += src[base + k] * weights[kb + k];
+        tmp[out + x] = s;
       }
     }
+  } else if (whole) {
+    tmp.set(whole.subarray(0, w * h));
+  } else {
+    for (let y = 0; y < h; y++) rowAt(y, tmp.subarray(y * w, y * w + w));
   }
+  const plain = mean === 0 && std === 1;
   if (oh === h) {
-    for (let y = 0; y < oh; y++) dst.set(tmp.subarray(y * ow, y * ow + ow), y * dstStride);
+    for (let y = 0; y < oh; y++) {
+      const o = y * dstStride;
+      const t = y * ow;
+      if (plain) dst.set(tmp.subarray(t, t + ow), o);
+      else for (let x = 0; x < ow; x++) dst[o + x] = (tmp[t + x] - mean) / std;
+    }
     return;
   }
-  const fy = axisFilter(h, oh);
+  const { first, count, weights, ksize } = axisFilter(h, oh);
   const acc = new Float64Array(ow);
   for (let y = 0; y < oh; y++) {
     acc.fill(0);
-    const kb = y * fy.ksize;
-    for (let k = 0, n = fy.count[y]; k < n; k++) {
-      const wk = fy.weights[kb + k];
-      const row = (fy.first[y] + k) * ow;
+    const kb = y * ksize;
+    for (let k = 0, n = count[y]; k < n; k++) {
+      const wk = weights[kb + k];
+      const row = (first[y] + k) * ow;
       for (let x = 0; x < ow; x++) acc[x] += tmp[row + x] * wk;
     }
-    dst.set(acc, y * dstStride);
+    const o = y * dstStride;
+    if (plain) dst.set(acc, o);
+    else for (let x = 0; x < ow; x++) dst[o + x] = (Math.fround(acc[x]) - mean) / std;
   }
 }
 
