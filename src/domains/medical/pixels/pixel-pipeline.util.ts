@@ -261,13 +261,12 @@ export function letterbox(
     throw new RangeError(`letterbox: ${gray01.length} values do not fill a ${width}x${height} image`);
   }
   return letterboxRows(
-    (y, row) => row.set(gray01.subarray(y * width, y * width + width)),
+    (y) => gray01.subarray(y * width, y * width + width),
     width,
     height,
     target,
     into,
     normalisation,
-    gray01,
   );
 }
 
@@ -290,7 +289,11 @@ export function letterboxFrame(
     const h = frame.rows;
     requireSamples(frame, 3, 3 * n);
     const v = frame.values;
-    return letterboxRows((y, row) => rgb8RowTo01(v, y * w * 3, w, row), w, h, target, into, normalisation);
+    const rowAt = (y: number, row: Float32Array): Float32Array => {
+      rgb8RowTo01(v, y * w * 3, w, row);
+      return row;
+    };
+    return letterboxRows(rowAt, w, h, target, into, normalisation);
   }
   return letterbox(frameTo01(frame, opts), frame.columns, frame.rows, target, into, normalisation);
 }
@@ -302,7 +305,6 @@ function letterboxRows(
   target: LetterboxTarget,
   into: Float32Array | undefined,
   normalisation: Normalisation | undefined,
-  whole?: Float32Array,
 ): Letterboxed {
   const scale = Math.min(target.width / width, target.height / height);
   const resizedWidth = Math.min(target.width, Math.max(1, roundHalfEven(width * scale)));
@@ -317,7 +319,7 @@ function letterboxRows(
   }
   const pad = normalisation ? (Math.fround(target.padValue) - mean) / std : target.padValue;
   if (into || pad !== 0) data.fill(pad);
-  resizeBilinearInto(rowAt, width, height, data, resizedWidth, resizedHeight, target.width, mean, std, whole);
+  resizeBilinearInto(rowAt, width, height, data, resizedWidth, resizedHeight, target.width, mean, std);
   return { data, scale, resizedWidth, resizedHeight };
 }
 
@@ -343,8 +345,11 @@ interface AxisFilter {
   ksize: number;
 }
 
-/** Writes input row y (on the 0-1 scale) into `row`. */
-type RowSource = (y: number, row: Float32Array) => void;
+/**
+ * Input row y on the 0-1 scale, as an array of the row's values: either a view of a whole image, or
+ * `row` (a scratch buffer at least as long as a row) filled with them.
+ */
+type RowSource = (y: number, row: Float32Array) => Float32Array;
 
 /**
  * PIL's `precompute_coeffs` (Resample.c) for the triangle filter: when shrinking, the support widens with the
@@ -398,8 +403,7 @@ function computeAxisFilter(inSize: number, outSize: number): AxisFilter {
 
 /**
  * Horizontal pass then vertical pass, as PIL does; an axis whose size does not change is copied. Values
- * are written as `(v - mean) / std` (1 and 0 leave them as they are). `whole`, when given, is the full
- * input image, read directly instead of row by row.
+ * are written as `(v - mean) / std` (1 and 0 leave them as they are).
  */
 function resizeBilinearInto(
   rowAt: RowSource,
@@ -411,36 +415,24 @@ function resizeBilinearInto(
   dstStride: number,
   mean: number,
   std: number,
-  whole?: Float32Array,
 ): void {
   if (scratch.length < ow * h) scratch = new Float32Array(ow * h);
+  if (rowScratch.length < w) rowScratch = new Float32Array(w);
   const tmp = scratch;
   if (ow !== w) {
     const { first, count, weights, ksize } = axisFilter(w, ow);
-    if (!whole && rowScratch.length < w) rowScratch = new Float32Array(w);
     for (let y = 0; y < h; y++) {
-      let src: Float32Array;
-      let row: number;
-      if (whole) {
-        src = whole;
-        row = y * w;
-      } else {
-        rowAt(y, rowScratch);
-        src = rowScratch;
-        row = 0;
-      }
+      const src = rowAt(y, rowScratch);
       const out = y * ow;
       for (let x = 0, kb = 0; x < ow; x++, kb += ksize) {
-        const base = row + first[x];
+        const base = first[x];
         let s = 0;
         for (let k = 0, n = count[x]; k < n; k++) s += src[base + k] * weights[kb + k];
         tmp[out + x] = s;
       }
     }
-  } else if (whole) {
-    tmp.set(whole.subarray(0, w * h));
   } else {
-    for (let y = 0; y < h; y++) rowAt(y, tmp.subarray(y * w, y * w + w));
+    for (let y = 0; y < h; y++) tmp.set(rowAt(y, rowScratch), y * w);
   }
   const plain = mean === 0 && std === 1;
   if (oh === h) {
