@@ -31,6 +31,14 @@ const APPLICANT = {
   paymentAmounts: [0, 0, 1500, 1500, 1500, 1500],
 };
 
+/** The served model's review and decline thresholds, as its manifest states them. */
+const CREDIT_THRESHOLDS = (() => {
+  const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'models/finance/credit-default/1/model.json'), 'utf8')) as {
+    thresholds: { review: { value: number }; decline: { value: number } };
+  };
+  return { review: manifest.thresholds.review.value, decline: manifest.thresholds.decline.value };
+})();
+
 describe('finance: fraud scoring and credit assessment', () => {
   let app: NestFastifyApplication;
   let http: ReturnType<typeof request>;
@@ -154,7 +162,8 @@ describe('finance: fraud scoring and credit assessment', () => {
     const { probabilityOfDefault: p, grade, decision, reasons } = res.body;
     assert.ok(p > 0 && p < 1);
     assert.match(grade, /^[A-E]$/);
-    assert.equal(decision, p >= 0.63 ? 'decline' : p >= 0.3 ? 'refer' : 'approve');
+    const { review, decline } = CREDIT_THRESHOLDS;
+    assert.equal(decision, p >= decline ? 'decline' : p >= review ? 'refer' : 'approve');
     assert.ok(reasons.length >= 1 && reasons.length <= 4);
     assert.equal(reasons[0].code, 'RC01'); // two months late on the last two statements
     assert.equal(reasons[0].text, 'Recent payments delayed or missed');
