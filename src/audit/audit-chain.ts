@@ -47,6 +47,32 @@ export function canonicalJson(value: unknown): string {
 /** Thrown by sortedCopy for a key an object literal cannot keep in place: an integer-like one, or __proto__. */
 const BY_HAND = new Error('a key that needs canonicalJsonByHand');
 
+/**
+ * Key lists seen lately with their sorted order, newest first. Records built alike (the transactions
+ * of a batch, their feature vectors) list the same keys in the same order, so most records skip the
+ * sort and the key checks.
+ */
+const SHAPES: Array<{ keys: string[]; sorted: string[] }> = [];
+const MAX_SHAPES = 16;
+
+/** `keys` sorted by code unit; throws BY_HAND for a key an object literal cannot keep in place. */
+function sortedKeys(keys: string[]): string[] {
+  search: for (const shape of SHAPES) {
+    const known = shape.keys;
+    if (known.length !== keys.length) continue;
+    for (let i = 0; i < keys.length; i++) if (known[i] !== keys[i]) continue search;
+    return shape.sorted;
+  }
+  for (const key of keys) {
+    const first = key.charCodeAt(0);
+    if ((first >= 48 && first <= 57 && /^(0|[1-9]\d*)$/.test(key)) || key === '__proto__') throw BY_HAND;
+  }
+  const sorted = [...keys].sort();
+  if (SHAPES.length >= MAX_SHAPES) SHAPES.pop();
+  SHAPES.unshift({ keys, sorted });
+  return sorted;
+}
+
 function sortedCopy(value: unknown): unknown {
   if (typeof value !== 'object') {
     return typeof value === 'function' || typeof value === 'symbol' || value === undefined ? null : value;
@@ -59,11 +85,8 @@ function sortedCopy(value: unknown): unknown {
     return copy;
   }
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record).sort();
   const copy: Record<string, unknown> = {};
-  for (const key of keys) {
-    const first = key.charCodeAt(0);
-    if ((first >= 48 && first <= 57 && /^(0|[1-9]\d*)$/.test(key)) || key === '__proto__') throw BY_HAND;
+  for (const key of sortedKeys(Object.keys(record))) {
     const member = record[key];
     if (member !== undefined) copy[key] = sortedCopy(member);
   }

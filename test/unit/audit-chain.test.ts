@@ -83,6 +83,22 @@ describe('audit hash chain', () => {
     assert.equal(canonicalJson({ a: undefined, b: [undefined, NaN, Infinity] }), '{"b":[null,null,null]}');
   });
 
+  it('canonical JSON stays right for records of one shape, of its keys reordered, and past the shape cache', () => {
+    const batch = Array.from({ length: 50 }, (_, i) =>
+      i % 2 === 0 ? { id: i, amount: i / 3, m: { z: i, a: -i } } : { m: { a: -i, z: i }, amount: i / 3, id: i },
+    );
+    const expected = batch.map((_, i) => `{"amount":${JSON.stringify(i / 3)},"id":${i},"m":{"a":${-i},"z":${i}}}`);
+    assert.equal(canonicalJson(batch), `[${expected.join(',')}]`);
+    // More shapes than the cache keeps, then the first ones again.
+    const shapes = Array.from({ length: 40 }, (_, i) => ({ [`k${i}`]: 1, [`j${i}`]: 2 }));
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 40; i++) assert.equal(canonicalJson(shapes[i]), `{"j${i}":2,"k${i}":1}`);
+    }
+    // Same key count as a cached shape, but keys that need writing by hand.
+    assert.equal(canonicalJson({ id: 1, amount: 2, m: 3 }), '{"amount":2,"id":1,"m":3}');
+    assert.equal(canonicalJson(JSON.parse('{"10":1,"9":2,"m":3}')), '{"10":1,"9":2,"m":3}');
+  });
+
   it('a whole chain verifies', () => {
     const rows = chain(5);
     assert.deepEqual(checkChain(rows, { seq: 0, hash: GENESIS_HASH }), { head: { seq: 5, hash: rows[4].hash } });
