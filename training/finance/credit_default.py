@@ -63,13 +63,24 @@ def derived_raw(limit, bills):
     return np.concatenate([_slog(bills), np.clip(bills / limit[:, None], *UTIL_CLIP)], 1)
 
 
-def bill_features(x, mean, scale, i_limit, i_bills):
-    """(signed-log bills, utilisation) [N, 6] each, from standardised inputs un-standardised in the graph."""
+def limit_and_bills(x, mean, scale, i_limit, i_bills, step=None):
+    """(credit limit [N, 1], bills [N, 6]) in NT$, from standardised inputs un-standardised in the graph;
+    the limit rounded to ``step`` NT$ (and at least one step) when a step is given."""
     raw = x * scale + mean
     limit = torch.exp(raw[:, i_limit:i_limit + 1]) - 1.0  # expm1 has no ONNX export
-    bills = raw[:, i_bills]
-    slog = torch.sign(bills) * torch.log1p(torch.abs(bills))
-    return slog, torch.clamp(bills / limit, UTIL_CLIP[0], UTIL_CLIP[1])
+    if step is not None:
+        limit = torch.clamp(torch.round(limit / step), min=1.0) * step
+    return limit, raw[:, i_bills]
+
+
+def utilisation(limit, bills):
+    return torch.clamp(bills / limit, UTIL_CLIP[0], UTIL_CLIP[1])
+
+
+def bill_features(x, mean, scale, i_limit, i_bills):
+    """(signed-log bills, utilisation) [N, 6] each, from standardised inputs un-standardised in the graph."""
+    limit, bills = limit_and_bills(x, mean, scale, i_limit, i_bills)
+    return torch.sign(bills) * torch.log1p(torch.abs(bills)), utilisation(limit, bills)
 
 
 class CreditNet(nn.Module):
@@ -110,11 +121,8 @@ class TreeInputs(nn.Module):
         self.register_buffer('scale', torch.tensor(np.asarray(scale), dtype=torch.float32))
 
     def forward(self, x):
-        raw = x * self.scale + self.mean
-        limit = torch.exp(raw[:, self.i_limit:self.i_limit + 1]) - 1.0
-        limit = torch.clamp(torch.round(limit / LIMIT_STEP), min=1.0) * LIMIT_STEP
-        util = torch.clamp(raw[:, self.i_bills] / limit, UTIL_CLIP[0], UTIL_CLIP[1])
-        return torch.cat([x, util], 1)
+        limit, bills = limit_and_bills(x, self.mean, self.scale, self.i_limit, self.i_bills, LIMIT_STEP)
+        return torch.cat([x, utilisation(limit, bills)], 1)
 
 
 class CreditBlend(nn.Module):
