@@ -311,21 +311,23 @@ function letterboxRows(
   const resizedHeight = Math.min(target.height, Math.max(1, roundHalfEven(height * scale)));
   const data = into ?? new Float32Array(target.width * target.height);
   if (data.length !== target.width * target.height) throw new RangeError('letterbox: output is not the target size');
-  let mean = 0;
-  let std = 1;
-  if (normalisation) {
-    ({ mean, std } = normalisation);
-    if (!(std > 0)) throw new RangeError(`normalise: std must be > 0, got ${std}`);
-  }
+  const mean = normalisation ? normalisation.mean : 0;
+  const std = normalisation ? positiveStd(normalisation.std) : 1;
   const pad = normalisation ? (Math.fround(target.padValue) - mean) / std : target.padValue;
   if (into || pad !== 0) data.fill(pad);
   resizeBilinearInto(rowAt, width, height, data, resizedWidth, resizedHeight, target.width, mean, std);
   return { data, scale, resizedWidth, resizedHeight };
 }
 
+/** `std` when it is a usable divisor; a RangeError otherwise. */
+function positiveStd(std: number): number {
+  if (!(std > 0)) throw new RangeError(`normalise: std must be > 0, got ${std}`);
+  return std;
+}
+
 /** ((x - mean) / std), in place. */
 export function normalise(data: Float32Array, mean: number, std: number): Float32Array {
-  if (!(std > 0)) throw new RangeError(`normalise: std must be > 0, got ${std}`);
+  positiveStd(std);
   for (let i = 0; i < data.length; i++) data[i] = (data[i] - mean) / std;
   return data;
 }
