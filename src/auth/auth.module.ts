@@ -5,6 +5,7 @@ import { AppConfig } from '../config/app-config';
 import { AccessGuard } from './access.guard';
 import { JwtVerifier } from './jwt-verifier';
 import { KeyStore } from './key-store';
+import { SlidingWindowThrottlerStorage } from './sliding-window.storage';
 import { SubjectThrottlerGuard } from './subject-throttler.guard';
 
 /** JWT verification, roles to permissions, the default-deny guard, and per-subject rate limits. */
@@ -16,6 +17,7 @@ import { SubjectThrottlerGuard } from './subject-throttler.guard';
         throttlers: [{ ttl: config.RATE_LIMIT_WINDOW_MS, limit: Math.max(1, config.RATE_LIMIT_REQUESTS) }],
         skipIf: () => config.RATE_LIMIT_REQUESTS === 0,
         setHeaders: false,
+        storage: new SlidingWindowThrottlerStorage(),
       }),
     }),
   ],

@@ -6,8 +6,8 @@ import { ACCESS_METADATA, AccessRule, noteAudit, principalOf } from '../common/a
 import { AppError } from '../common/errors/app-error';
 
 /**
- * Rate limits per token subject (@nestjs/throttler, one window per subject). Runs after the
- * AccessGuard, so the subject is a verified one; public routes are not limited.
+ * Rate limits per token subject (@nestjs/throttler, one window per subject, whichever routes it
+ * calls). Runs after the AccessGuard, so the subject is a verified one; public routes are not limited.
  */
 @Injectable()
 export class SubjectThrottlerGuard extends ThrottlerGuard {
@@ -22,6 +22,14 @@ export class SubjectThrottlerGuard extends ThrottlerGuard {
   protected override async getTracker(request: Record<string, unknown>): Promise<string> {
     const req = request as unknown as FastifyRequest;
     return Promise.resolve(principalOf(req)?.subject ?? `ip:${req.ip}`);
+  }
+
+  /**
+   * The window's key: the subject alone. The library's default keys a window by controller, handler
+   * and subject (a sha256 of them at each request), which gave a subject a budget per route.
+   */
+  protected override generateKey(_context: ExecutionContext, tracker: string): string {
+    return tracker;
   }
 
   protected override async throwThrottlingException(

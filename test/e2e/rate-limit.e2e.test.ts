@@ -20,11 +20,16 @@ describe('rate limits per subject', () => {
     const limited = await http.get('/v2/models').set('Authorization', alice).expect(429);
     assert.ok(Number(limited.headers['retry-after']) >= 1, `Retry-After: ${limited.headers['retry-after']}`);
     await http.get('/v2/models').set('Authorization', bob).expect(200); // another subject is not affected
+    // One budget per subject, whichever route it calls.
+    await http.get('/v1/audit/events').set('Authorization', alice).expect(429);
     // Health stays reachable for alice's address.
     await http.get('/health/live').expect(200);
 
     const audit = await http.get('/v1/audit/events?outcome=denied&actor=alice').set('Authorization', bob).expect(200);
-    assert.equal(audit.body.events.length, 1);
-    assert.equal(audit.body.events[0].statusCode, 429);
+    assert.equal(audit.body.events.length, 2);
+    assert.deepEqual(
+      audit.body.events.map((e: { statusCode: number }) => e.statusCode),
+      [429, 429],
+    );
   });
 });
