@@ -1,4 +1,4 @@
-import { Agent, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 
 export interface LoadResult {
   requests: number;
@@ -48,7 +48,13 @@ export async function closedLoop(total: number, concurrency: number, task: () =>
   return summarise(latencies, (performance.now() - started) / 1000, errors);
 }
 
-/** POSTs prepared bodies (one, or several in turn) over keep-alive connections; rejects on a non-200 answer. */
+/**
+ * POSTs prepared bodies (one, or several in turn) over `concurrency` keep-alive connections;
+ * rejects on a non-200 answer. Each request is written as prepared bytes in one write and only the
+ * status line and body length of the answer are read: node:http's client cost about as much CPU
+ * per request as the gateway's own work, and on a 2-core machine the load generator shares the
+ * cores with the gateway it measures.
+ */
 export function poster(
   port: number,
   path: string,
@@ -56,27 +62,90 @@ export function poster(
   concurrency: number,
   headers: Record<string, string> = { 'content-type': 'application/json' },
 ): () => Promise<void> {
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const payloads = Array.isArray(body) ? body : [Buffer.isBuffer(body) ? body : Buffer.from(body)];
+  const bodies = Array.isArray(body) ? body : [Buffer.isBuffer(body) ? body : Buffer.from(body)];
+  const head = Object.entries(headers)
+    .filter(([name]) => name.toLowerCase() !== 'content-length')
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  const requests = bodies.map((b) =>
+    Buffer.concat([
+      Buffer.from(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n${head}content-length: ${b.length}\r\n\r\n`),
+      b,
+    ]),
+  );
+  const idle: HttpConnection[] = [];
+  let open = 0;
   let next = 0;
-  return () =>
-    new Promise<void>((resolve, reject) => {
-      const payload = payloads[next++ % payloads.length];
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port,
-          path,
-          method: 'POST',
-          agent,
-          headers: { ...headers, 'content-length': payload.length },
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
+  return async () => {
+    const connection = idle.pop() ?? (open < concurrency ? (open++, new HttpConnection(port)) : undefined);
+    if (!connection) throw new Error(`more than ${concurrency} requests at once`);
+    try {
+      const status = await connection.send(requests[next++ % requests.length]);
+      if (status !== 200) throw new Error(`HTTP ${status}`);
+    } finally {
+      if (connection.usable) idle.push(connection);
+      else open--;
+    }
+  };
+}
+
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+/** One keep-alive HTTP/1.1 connection, one request at a time; answers with Content-Length or chunked bodies. */
+class HttpConnection {
+  private readonly socket: Socket;
+  private buffer: Buffer = Buffer.alloc(0);
+  private waiting: { resolve: (status: number) => void; reject: (error: Error) => void } | undefined;
+  usable = true;
+
+  constructor(port: number) {
+    this.socket = connect({ host: '127.0.0.1', port, noDelay: true });
+    this.socket.on('data', (chunk: Buffer) => {
+      this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+      this.parse();
     });
+    const fail = (error: Error): void => {
+      this.usable = false;
+      this.waiting?.reject(error);
+      this.waiting = undefined;
+    };
+    this.socket.on('error', fail);
+    this.socket.on('close', () => fail(new Error('connection closed')));
+    this.socket.unref();
+  }
+
+  send(request: Buffer): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      this.socket.write(request);
+    });
+  }
+
+  /** Completes the waiting request once its whole answer is in the buffer. */
+  private parse(): void {
+    const end = this.buffer.indexOf(HEADER_END);
+    if (end < 0 || !this.waiting) return;
+    const header = this.buffer.toString('latin1', 0, end);
+    const status = Number(header.slice(9, 12));
+    const length = /\r\ncontent-length: *(\d+)/i.exec(header);
+    let bodyEnd: number;
+    if (length) {
+      bodyEnd = end + 4 + Number(length[1]);
+      if (this.buffer.length < bodyEnd) return;
+    } else if (/\r\ntransfer-encoding: *chunked/i.test(header)) {
+      const last = this.buffer.indexOf('\r\n0\r\n\r\n', end + 2);
+      if (last < 0) return;
+      bodyEnd = last + 7;
+    } else {
+      bodyEnd = end + 4;
+    }
+    this.buffer = this.buffer.subarray(bodyEnd);
+    if (/\r\nconnection: *close/i.test(header)) {
+      this.usable = false;
+      this.socket.destroy();
+    }
+    const { resolve } = this.waiting;
+    this.waiting = undefined;
+    resolve(status);
+  }
 }
