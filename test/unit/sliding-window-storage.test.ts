@@ -12,7 +12,7 @@ describe('SlidingWindowThrottlerStorage', () => {
       t.mock.method(Date, 'now', () => now);
       const library = new ThrottlerStorageService();
       const ours = new SlidingWindowThrottlerStorage(() => now);
-      // Bursts and pauses around the window and block lengths, over a few subjects; odd seeds
+      // Bursts and pauses around the window and block lengths, over a few subjects; even seeds
       // also take the library's path without blocking (blockDuration 0).
       const ttl = 1000;
       const limit = 1 + Math.floor(rnd() * 20);
