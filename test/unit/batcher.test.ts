@@ -89,6 +89,34 @@ describe('Batcher', () => {
     await Promise.all([first, ...rest]);
   });
 
+  it('with maxQueueDelayMs 0, sends the requests of one event-loop turn as one batch, and waits for no timer', async () => {
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0, maxConcurrentBatches: 2 }, run);
+    // Three requests read in the same turn (one socket read with several requests, say) leave together.
+    const together = [1, 2, 3].map((v) => batcher.submit(rows([[v, v]]), 10_000));
+    assert.equal(calls.length, 0, 'nothing leaves before the turn ends');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      calls.map((c) => c.dims),
+      [[3, 2]],
+    );
+    // A request of a later turn, with a runner free, leaves at the end of its own turn: no timer.
+    const later = batcher.submit(rows([[4, 4]]), 10_000);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(calls[1]?.dims, [1, 2]);
+    calls.forEach((c) => c.release());
+    const answers = await Promise.all([...together, later]);
+    assert.deepEqual(
+      answers.map((a) => Array.from(a.outputs.y.data as Float32Array)),
+      [
+        [2, 2],
+        [4, 4],
+        [6, 6],
+        [8, 8],
+      ],
+    );
+  });
+
   it('keeps requests with different trailing dimensions in separate batches', async () => {
     const { run, calls } = controlledRunner();
     const batcher = new Batcher({ ...base, maxQueueDelayMs: 0, maxConcurrentBatches: 2 }, run);
@@ -202,6 +230,7 @@ describe('Batcher', () => {
       { outcome: (o) => seen.push(o), batch: (n) => batches.push(n) },
     );
     const a = batcher.submit(rows([[1, 1]]), 1000);
+    await new Promise((r) => setImmediate(r)); // a leaves at the end of its turn
     const b = batcher.submit(rows([[2, 2]]), 1000);
     await assert.rejects(batcher.submit(rows([[3, 3]]), 1000));
     await Promise.all([a, b]);

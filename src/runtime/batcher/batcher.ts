@@ -50,14 +50,19 @@ interface Pending {
 /**
  * Dynamic batching for one model version. Requests that arrive together and share trailing
  * dimensions are stacked along axis 0, run once, and split back. A batch leaves, when a runner is
- * free, as soon as it is full or its oldest request has waited maxQueueDelayMs; while every runner
- * is busy, requests gather into the next batch. Each request has a deadline: one still waiting
+ * free, as soon as it is full or its oldest request has waited maxQueueDelayMs (with 0, at the end
+ * of the event-loop turn that read it, with the other requests of that turn: no timer, and no batch
+ * of one for each request of a burst); while every runner is busy, requests gather into the next
+ * batch. Each request has a deadline: one still waiting
  * when it passes is answered DEADLINE_EXCEEDED and never run.
  */
 export class Batcher {
   private readonly queue: Pending[] = [];
   private inFlight = 0;
   private delayTimer?: NodeJS.Timeout;
+  /** With maxQueueDelayMs 0: armed for the end of the event-loop turn, when the batch leaves. */
+  private turnEnd?: NodeJS.Immediate;
+  private turnEnded = false;
   private closing = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -126,9 +131,25 @@ export class Batcher {
       const head = this.queue[0];
       const waited = this.now() - head.enqueuedAt;
       const full = this.rowsLike(head) >= this.options.maxBatchSize;
-      if (!this.options.batchable || full || waited >= this.options.maxQueueDelayMs || this.closing) {
+      const delay = this.options.maxQueueDelayMs;
+      const due = delay > 0 ? waited >= delay : this.turnEnded;
+      if (!this.options.batchable || full || due || this.closing) {
         this.dispatch(head.signature);
         continue;
+      }
+      if (delay === 0) {
+        // No waiting for company: the batch leaves once this turn's I/O has been read, with every
+        // request that arrived in the same turn.
+        this.turnEnd ??= setImmediate(() => {
+          this.turnEnd = undefined;
+          this.turnEnded = true;
+          try {
+            this.schedule();
+          } finally {
+            this.turnEnded = false;
+          }
+        });
+        return;
       }
       if (!this.delayTimer) {
         this.delayTimer = setTimeout(
