@@ -156,7 +156,9 @@ def main():
         'thresholds': thresholds,
         'provenance': provenance,
         'metrics': metrics,
-        'batching': {'maxBatchSize': 256, 'maxQueueDelayMs': 1},
+        # Latency-bound (inside a card authorisation): no waiting for company; a batch still gathers
+        # the requests of one event-loop turn and those that arrive while the worker is busy.
+        'batching': {'maxBatchSize': 256, 'maxQueueDelayMs': 0},
     }
     write_manifest(out, manifest)
     write_card(out, feats, metrics, thresholds, provenance, len(tr), len(va), sample_prior, logit_shift)
