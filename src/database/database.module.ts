@@ -3,7 +3,7 @@ import { Global, Inject, Logger, Module, OnApplicationShutdown } from '@nestjs/c
 import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config';
 import { dataSourceOptions } from './data-source.options';
-import { EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres';
+import { EmbeddedPostgres, embeddedDurabilityWarning, startEmbeddedPostgres } from './embedded-postgres';
 
 const EMBEDDED = Symbol('EmbeddedPostgres');
 const CONNECT_ATTEMPTS = 5;
@@ -21,10 +21,12 @@ const EMBEDDED_POOL_SIZE = 4;
       provide: EMBEDDED,
       inject: [AppConfig],
       // Connections: the DataSource's pool, and the audit commit thread's (one per lane).
-      useFactory: async (config: AppConfig): Promise<EmbeddedPostgres | null> =>
-        config.DATABASE_URL
-          ? null
-          : startEmbeddedPostgres(join(config.DATA_DIR, 'pglite'), EMBEDDED_POOL_SIZE + config.AUDIT_LANES),
+      useFactory: async (config: AppConfig): Promise<EmbeddedPostgres | null> => {
+        if (config.DATABASE_URL) return null;
+        const warning = embeddedDurabilityWarning(config);
+        if (warning) new Logger('Database').warn({ msg: warning });
+        return startEmbeddedPostgres(join(config.DATA_DIR, 'pglite'), EMBEDDED_POOL_SIZE + config.AUDIT_LANES);
+      },
     },
     {
       provide: DataSource,

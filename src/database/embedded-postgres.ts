@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { AppConfig } from '../config/app-config';
 import type { EmbeddedPostgresMessage, EmbeddedPostgresWorkerData } from './embedded-postgres.worker';
 
 /** The port number only names the socket file (`.s.PGSQL.<port>`), as for a PostgreSQL server. */
@@ -11,6 +12,19 @@ export interface EmbeddedPostgres {
   host: string;
   port: number;
   stop(): Promise<void>;
+}
+
+/**
+ * What production is told at boot on the embedded database: PGlite runs with fsync off and its Node
+ * file system cannot flush (electric-sql/pglite#1107), so a committed row is in the operating system's
+ * hands, safe from a gateway crash but not from a power cut or a host crash.
+ */
+export function embeddedDurabilityWarning(config: Pick<AppConfig, 'NODE_ENV' | 'DATABASE_URL'>): string | undefined {
+  if (config.DATABASE_URL || config.NODE_ENV !== 'production') return undefined;
+  return (
+    'embedded PGlite: committed rows survive a crash of the gateway, not a power cut or a crash of the host ' +
+    '(PGlite does not flush to disk); set DATABASE_URL to a PostgreSQL server where they must'
+  );
 }
 
 /** Starts PGlite on `dataDir` in a worker thread; resolves once it accepts connections. */
