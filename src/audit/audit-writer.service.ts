@@ -1,15 +1,24 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationShutdown,
+  OnModuleInit,
+} from '@nestjs/common';
 import type { PoolConfig } from 'pg';
 import { Counter, Histogram } from 'prom-client';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
+import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
 import type { ChainedFields } from './audit-chain';
+import type { AuditCommitReply, AuditCommitRequest } from './audit-commit';
 import { AuditRepository } from './audit.repository';
-import type { AuditWorkerData, AuditWorkerReply, AuditWorkerRequest } from './audit-writer.worker';
+import type { AuditWorkerData } from './audit-writer.worker';
 
 /** An audit row before it is placed in a chain. */
 export type AuditDraft = Omit<ChainedFields, 'writerId' | 'seq' | 'prevHash'>;
@@ -19,6 +28,13 @@ export class AuditUnavailable extends Error {}
 interface Pending {
   draft: AuditDraft;
   done: (error?: Error) => void;
+}
+
+/** Where groups are written: the commit thread (PostgreSQL) or embedded PGlite's own thread. */
+interface CommitChannel {
+  post(request: AuditCommitRequest): void;
+  /** Has the other end release what it holds, then closes the channel. */
+  close(): Promise<void>;
 }
 
 /** One hash chain with at most one commit in flight. */
@@ -32,9 +48,11 @@ interface Lane {
  * (AUDIT_LANES), each its own hash chain (`<writer id>/<lane>`) with one commit in flight: rows
  * that arrive while every lane is busy wait together and go in the next single INSERT, so under
  * load many requests share one round trip, and a slow commit does not hold up the next one. The
- * commits themselves (chaining, hashing, the INSERT) run on a worker thread, audit-writer.worker.ts,
- * whose chain heads move only after a commit; after a failure a head is re-read from the database,
- * so a commit whose answer was lost is neither repeated nor skipped.
+ * commits themselves (chaining, hashing, the INSERT: audit-commit.ts) run off the event loop: on
+ * embedded PGlite in the database's own thread (audit-commit.embedded.ts), on a PostgreSQL server
+ * in a commit thread with its own pool (audit-writer.worker.ts). Chain heads move only after a
+ * commit; after a failure a head is re-read from the database, so a commit whose answer was lost is
+ * neither repeated nor skipped.
  */
 @Injectable()
 export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
@@ -54,7 +72,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
   private coming = 0;
   private readonly workerData: AuditWorkerData;
-  private worker: Worker | undefined;
+  private channel: CommitChannel | undefined;
   private readonly commits = new Map<number, (failure?: string) => void>();
   private commitIds = 0;
   private readonly enabled: boolean;
@@ -65,6 +83,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     private readonly repository: AuditRepository,
     metrics: MetricsService,
     dataSource: DataSource,
+    @Inject(EMBEDDED_POSTGRES) private readonly embedded: EmbeddedPostgres | null,
   ) {
     this.enabled = config.AUDIT_ENABLED;
     this.writerId = config.AUDIT_WRITER_ID ?? `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
@@ -96,9 +115,9 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     });
   }
 
-  /** Starts the commit thread at boot, so that the first audited answer does not wait for it. */
+  /** Opens the commit channel at boot, so that the first audited answer does not wait for it. */
   onModuleInit(): void {
-    if (this.enabled) this.commitThread();
+    if (this.enabled) this.commitChannel();
   }
 
   /** Whether the database took the last commit, or answers again since (reported by /health/ready). */
@@ -132,20 +151,14 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
 
   /**
    * Answers still in flight while the HTTP server closed were recorded after beforeApplicationShutdown:
-   * commits them too, then stops the commit thread, which no later row can start again.
+   * commits them too, then closes the commit channel, which no later row can open again.
    */
   async onApplicationShutdown(): Promise<void> {
     await this.drain();
     this.stopped = true;
-    const worker = this.worker;
-    this.worker = undefined;
-    if (!worker) return;
-    await new Promise<void>((closed) => {
-      worker.on('message', (reply: AuditWorkerReply) => reply.type === 'closed' && closed());
-      worker.once('exit', () => closed());
-      worker.postMessage({ type: 'close' } satisfies AuditWorkerRequest);
-    });
-    await worker.terminate();
+    const channel = this.channel;
+    this.channel = undefined;
+    await channel?.close();
   }
 
   private async drain(): Promise<void> {
@@ -216,38 +229,72 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     }
   }
 
-  /** Has the commit thread write one group at the end of a chain; rejects when it could not. */
+  /** Has the commit channel write one group at the end of a chain; rejects when it could not. */
   private send(writerId: string, batch: Pending[]): Promise<void> {
-    const worker = this.commitThread();
+    const channel = this.commitChannel();
     const id = ++this.commitIds;
     return new Promise<void>((resolve, reject) => {
       this.commits.set(id, (failure) => (failure === undefined ? resolve() : reject(new Error(failure))));
-      const request: AuditWorkerRequest = { type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) };
-      worker.postMessage(request);
+      channel.post({ type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) });
     });
   }
 
-  /** The commit thread, started at boot and again after it died (its open commits failed), until shutdown. */
-  private commitThread(): Worker {
-    if (this.worker) return this.worker;
+  /**
+   * The commit channel, opened at boot and again after its other end died (its open commits
+   * failed), until shutdown: into embedded PGlite's thread, or to a commit thread of our own.
+   */
+  private commitChannel(): CommitChannel {
+    if (this.channel) return this.channel;
     if (this.stopped) throw new AuditUnavailable('the gateway is shutting down');
-    const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData: this.workerData });
-    worker.on('message', (reply: AuditWorkerReply) => {
-      if (reply.type === 'closed') return;
+    let closed: (() => void) | undefined;
+    const onReply = (reply: AuditCommitReply): void => {
+      if (reply.type === 'closed') {
+        closed?.();
+        return;
+      }
       const settle = this.commits.get(reply.id);
       this.commits.delete(reply.id);
       settle?.(reply.type === 'failed' ? reply.message : undefined);
-    });
+    };
     const died = (reason: string): void => {
-      if (this.worker !== worker) return;
-      this.worker = undefined;
+      closed?.();
+      if (this.channel !== channel) return;
+      this.channel = undefined;
       for (const settle of this.commits.values()) settle(reason);
       this.commits.clear();
     };
-    worker.on('error', (error) => died(`audit commit thread failed: ${error.message}`));
-    worker.on('exit', (code) => died(`audit commit thread exited with code ${code}`));
-    this.worker = worker;
-    return worker;
+    const closing = (end: () => void): Promise<void> =>
+      new Promise<void>((ok) => {
+        closed = ok;
+        end();
+      });
+    let channel: CommitChannel;
+    if (this.embedded) {
+      const port = this.embedded.attach(join(__dirname, 'audit-commit.embedded.js'));
+      port.on('message', onReply);
+      port.once('close', () => died('the embedded database stopped'));
+      channel = {
+        post: (request) => port.postMessage(request),
+        close: async () => {
+          await closing(() => port.postMessage({ type: 'close' } satisfies AuditCommitRequest));
+          port.close();
+        },
+      };
+    } else {
+      const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData: this.workerData });
+      worker.on('message', onReply);
+      worker.on('error', (error) => died(`audit commit thread failed: ${error.message}`));
+      worker.on('exit', (code) => died(`audit commit thread exited with code ${code}`));
+      channel = {
+        post: (request) => worker.postMessage(request),
+        close: async () => {
+          await closing(() => worker.postMessage({ type: 'close' } satisfies AuditCommitRequest));
+          await worker.terminate();
+        },
+      };
+    }
+    this.channel = channel;
+    return channel;
   }
 
   /** While commits fail, probe the database each second so readiness recovers without traffic. */

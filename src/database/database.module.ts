@@ -3,9 +3,13 @@ import { Global, Inject, Logger, Module, OnApplicationShutdown } from '@nestjs/c
 import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config';
 import { dataSourceOptions } from './data-source.options';
-import { EmbeddedPostgres, embeddedDurabilityWarning, startEmbeddedPostgres } from './embedded-postgres';
+import {
+  EMBEDDED_POSTGRES,
+  EmbeddedPostgres,
+  embeddedDurabilityWarning,
+  startEmbeddedPostgres,
+} from './embedded-postgres';
 
-const EMBEDDED = Symbol('EmbeddedPostgres');
 const CONNECT_ATTEMPTS = 5;
 /** The DataSource's pool on embedded PGlite, which runs one query at a time anyway. */
 const EMBEDDED_POOL_SIZE = 4;
@@ -18,19 +22,19 @@ const EMBEDDED_POOL_SIZE = 4;
 @Module({
   providers: [
     {
-      provide: EMBEDDED,
+      provide: EMBEDDED_POSTGRES,
       inject: [AppConfig],
-      // Connections: the DataSource's pool, and the audit commit thread's (one per lane).
+      // Connections: the DataSource's pool. The audit trail writes beside the database, not by socket.
       useFactory: async (config: AppConfig): Promise<EmbeddedPostgres | null> => {
         if (config.DATABASE_URL) return null;
         const warning = embeddedDurabilityWarning(config);
         if (warning) new Logger('Database').warn({ msg: warning });
-        return startEmbeddedPostgres(join(config.DATA_DIR, 'pglite'), EMBEDDED_POOL_SIZE + config.AUDIT_LANES);
+        return startEmbeddedPostgres(join(config.DATA_DIR, 'pglite'), EMBEDDED_POOL_SIZE);
       },
     },
     {
       provide: DataSource,
-      inject: [AppConfig, EMBEDDED],
+      inject: [AppConfig, EMBEDDED_POSTGRES],
       useFactory: async (config: AppConfig, embedded: EmbeddedPostgres | null): Promise<DataSource> => {
         const target = embedded ? { host: embedded.host, port: embedded.port } : { url: config.DATABASE_URL };
         const poolSize = embedded ? EMBEDDED_POOL_SIZE : config.DATABASE_POOL_SIZE;
@@ -44,12 +48,12 @@ const EMBEDDED_POOL_SIZE = 4;
       },
     },
   ],
-  exports: [DataSource],
+  exports: [DataSource, EMBEDDED_POSTGRES],
 })
 export class DatabaseModule implements OnApplicationShutdown {
   constructor(
     private readonly dataSource: DataSource,
-    @Inject(EMBEDDED) private readonly embedded: EmbeddedPostgres | null,
+    @Inject(EMBEDDED_POSTGRES) private readonly embedded: EmbeddedPostgres | null,
   ) {}
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,16 +1,25 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { AppConfig } from '../config/app-config';
-import type { EmbeddedPostgresMessage, EmbeddedPostgresWorkerData } from './embedded-postgres.worker';
+import type { EmbeddedAttach, EmbeddedPostgresMessage, EmbeddedPostgresWorkerData } from './embedded-postgres.worker';
 
 /** The port number only names the socket file (`.s.PGSQL.<port>`), as for a PostgreSQL server. */
 const SOCKET_PORT = 5432;
+
+/** The Nest injection token of the running EmbeddedPostgres, or null when DATABASE_URL names a server. */
+export const EMBEDDED_POSTGRES = Symbol('EmbeddedPostgres');
 
 export interface EmbeddedPostgres {
   /** A Unix-socket directory and port for the `pg` driver. */
   host: string;
   port: number;
+  /**
+   * Loads `module` (the absolute path of a compiled module exporting EmbeddedModule's
+   * attachEmbedded) into the database's thread, and returns a port to talk to it there. The port
+   * closes if the database's thread ends. Throws once the database has stopped.
+   */
+  attach(module: string): MessagePort;
   stop(): Promise<void>;
 }
 
@@ -49,10 +58,25 @@ export async function startEmbeddedPostgres(dataDir: string, maxConnections: num
     worker.once('exit', (code) => fail(new Error(`embedded database worker exited with code ${code}`)));
   });
   worker.removeAllListeners('exit');
+  let exited = false;
+  const attached = new Set<MessagePort>();
+  worker.once('exit', () => {
+    exited = true;
+    // Their other ends died with the thread; closing ours tells their owners.
+    for (const port of attached) port.close();
+  });
   let stopping: Promise<void> | undefined;
   return {
     host: socketDir,
     port: SOCKET_PORT,
+    attach: (module: string): MessagePort => {
+      if (exited || stopping) throw new Error('the embedded database has stopped');
+      const { port1, port2 } = new MessageChannel();
+      worker.postMessage({ type: 'attach', module, port: port2 } satisfies EmbeddedAttach, [port2]);
+      attached.add(port1);
+      port1.once('close', () => attached.delete(port1));
+      return port1;
+    },
     stop: () =>
       (stopping ??= new Promise<void>((ok) => {
         worker.once('exit', () => ok());

@@ -2,9 +2,14 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
-import { PGlite } from '@electric-sql/pglite';
+import { after, before, describe, it } from 'node:test';
+import { PGlite, protocol } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { Client } from 'pg';
 import { embeddedDurabilityWarning } from '../../src/database/embedded-postgres';
+import { embeddedSession, type EmbeddedSession } from '../../src/database/embedded-postgres.worker';
+
+const { serialize } = protocol;
 
 describe('embedded PGlite durability', () => {
   it('warns production, and only production, that the embedded database does not flush to disk', () => {
@@ -28,5 +33,107 @@ describe('embedded PGlite durability', () => {
       await db.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/** An INSERT of `value` into t as one exchange, the way a module beside the database writes. */
+function insertExchange(value: number): Uint8Array {
+  return Buffer.concat([
+    serialize.parse({ text: 'INSERT INTO t VALUES ($1)' }),
+    serialize.bind({ values: [String(value)] }),
+    serialize.execute({}),
+    serialize.sync(),
+  ]);
+}
+
+/** Settles within `ms`? */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let settled = false;
+  void promise.finally(() => (settled = true)).catch(() => undefined);
+  await new Promise((later) => setTimeout(later, ms));
+  return settled;
+}
+
+describe('a module beside embedded PGlite (EmbeddedSession) and the socket clients', () => {
+  let dir: string;
+  let db: PGlite;
+  let session: EmbeddedSession;
+  let server: PGLiteSocketServer;
+  let client: Client;
+  const values = async (): Promise<number[]> =>
+    (await db.query<{ v: number }>('SELECT v FROM t ORDER BY v')).rows.map((r) => r.v);
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pglite-session-'));
+    db = await PGlite.create(join(dir, 'pgdata'));
+    session = embeddedSession(db);
+    server = new PGLiteSocketServer({ db, path: join(dir, '.s.PGSQL.5432'), maxConnections: 4 });
+    await server.start();
+    client = new Client({ host: dir, port: 5432, user: 'postgres', database: 'postgres' });
+    await client.connect();
+    await client.query('CREATE TABLE t (v int PRIMARY KEY)');
+  });
+  after(async () => {
+    await client.end();
+    await server.stop();
+    await db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers its own exchange with the DataRows, and a socket client its own queries, however they interleave', async () => {
+    await client.query('TRUNCATE t');
+    const own = Array.from({ length: 200 }, (_, i) => session.exchange(insertExchange(i)));
+    const theirs = Array.from({ length: 200 }, (_, i) => client.query<{ n: number }>('SELECT $1::int AS n', [i]));
+    await Promise.all(own);
+    const answers = await Promise.all(theirs);
+    answers.forEach((answer, i) => assert.deepEqual(answer.rows, [{ n: i }]));
+    assert.equal((await values()).length, 200);
+    const rows = await session.exchange(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT v, NULL::text FROM t WHERE v < $1 ORDER BY v' }),
+        serialize.bind({ values: ['2'] }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    assert.deepEqual(rows, [
+      ['0', null],
+      ['1', null],
+    ]);
+  });
+
+  it("never joins a socket client's transaction: it waits for the end, and a rollback leaves its row alone", async () => {
+    await client.query('TRUNCATE t');
+    await client.query('BEGIN');
+    await client.query('INSERT INTO t VALUES (1)');
+    const own = session.exchange(insertExchange(2));
+    assert.equal(await settlesWithin(own, 50), false);
+    await client.query('ROLLBACK');
+    await own;
+    assert.deepEqual(await values(), [2]);
+  });
+
+  it("waits for a socket client's unfinished exchange (a Bind whose Execute has not come) to reach its Sync", async () => {
+    await client.query('TRUNCATE t');
+    // What pglite-socket does with a client's messages as they arrive: one call per message.
+    const socketMessage = (message: Uint8Array): Promise<void> =>
+      db.runExclusive(() => db.execProtocolRawStream(message, { onRawData: () => undefined }));
+    await socketMessage(serialize.parse({ text: 'INSERT INTO t VALUES ($1)' }));
+    await socketMessage(serialize.bind({ values: ['1'] }));
+    const own = session.exchange(insertExchange(2));
+    assert.equal(await settlesWithin(own, 50), false);
+    await socketMessage(serialize.execute({}));
+    await socketMessage(serialize.sync());
+    await own;
+    assert.deepEqual(await values(), [1, 2]);
+  });
+
+  it("rejects with the database's error, rolls its exchange back, and serves the next one", async () => {
+    await client.query('TRUNCATE t');
+    await session.exchange(insertExchange(1));
+    await assert.rejects(session.exchange(insertExchange(1)), /duplicate key/);
+    await session.exchange(insertExchange(3));
+    assert.deepEqual(await values(), [1, 3]);
+    assert.deepEqual((await client.query<{ n: number }>('SELECT 7 AS n')).rows, [{ n: 7 }]);
   });
 });
