@@ -2,8 +2,9 @@
  * Audit commits on embedded PGlite, run in the database's own thread (EmbeddedPostgres.attach):
  * the rows are chained and hashed there, and each group's INSERT goes to the database as one
  * exchange (Bind, Execute, Sync) of a statement prepared once. Through the socket the same commit
- * took a thread hop, the `pg` driver on both sides and one database call per protocol message:
- * about twice the database thread's CPU per commit, and more hand-offs for the answer to wait on.
+ * took a hop to a commit thread, the `pg` driver on both sides and one database call per protocol
+ * message; in the gateway at c=64 that commit thread cost about 35 µs per row, and PGlite's thread
+ * now spends about 11 µs more per row, hashing included.
  */
 import { randomUUID } from 'node:crypto';
 import type { MessagePort } from 'node:worker_threads';
@@ -14,10 +15,6 @@ import { type ChainHead, type ChainStore, commitGroup, HEAD_SQL, INSERT_SQL, ser
 const statementPrefix = `gateway_audit_insert_${randomUUID().slice(0, 8)}_`;
 let statements = 0;
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  return Buffer.concat(parts);
-}
-
 /** The store for commitGroup on the embedded session. */
 export function embeddedChainStore(session: EmbeddedSession): ChainStore {
   const { serialize } = session;
@@ -25,7 +22,7 @@ export function embeddedChainStore(session: EmbeddedSession): ChainStore {
   return {
     async head(writerId) {
       const [row] = await session.exchange(
-        concat([
+        Buffer.concat([
           serialize.parse({ text: HEAD_SQL }),
           serialize.bind({ values: [writerId] }),
           serialize.execute({}),
@@ -42,7 +39,7 @@ export function embeddedChainStore(session: EmbeddedSession): ChainStore {
         serialize.sync(),
       ];
       if (statement === undefined) messages.unshift(serialize.parse({ name, text: INSERT_SQL }));
-      await session.exchange(concat(messages));
+      await session.exchange(Buffer.concat(messages));
       statement = name;
     },
   };

@@ -58,13 +58,9 @@ export async function startEmbeddedPostgres(dataDir: string, maxConnections: num
     worker.once('exit', (code) => fail(new Error(`embedded database worker exited with code ${code}`)));
   });
   worker.removeAllListeners('exit');
+  // An attached port closes by itself when the thread ends (Node closes a channel whose other end died).
   let exited = false;
-  const attached = new Set<MessagePort>();
-  worker.once('exit', () => {
-    exited = true;
-    // Their other ends died with the thread; closing ours tells their owners.
-    for (const port of attached) port.close();
-  });
+  worker.once('exit', () => (exited = true));
   let stopping: Promise<void> | undefined;
   return {
     host: socketDir,
@@ -73,8 +69,6 @@ export async function startEmbeddedPostgres(dataDir: string, maxConnections: num
       if (exited || stopping) throw new Error('the embedded database has stopped');
       const { port1, port2 } = new MessageChannel();
       worker.postMessage({ type: 'attach', module, port: port2 } satisfies EmbeddedAttach, [port2]);
-      attached.add(port1);
-      port1.once('close', () => attached.delete(port1));
       return port1;
     },
     stop: () =>

@@ -6,8 +6,9 @@
  * Hot writers can also run here, beside the database (see EmbeddedPostgres.attach): a module loaded
  * into this thread gets an EmbeddedSession and a MessagePort. It then skips the socket, the `pg`
  * driver on both sides and a thread hop, and sends a whole statement (Bind, Execute, Sync) in one
- * call instead of one call per protocol message: a commit of 25 audit rows took about 2.2 ms of this
- * thread through the socket and about 1 ms this way, one row 0.45 ms and 0.14 ms.
+ * call instead of one call per protocol message. Called in a loop, an INSERT of 25 audit rows took
+ * about 1 ms this way and 2.2 ms through PGlite's own query() (which parses the statement again and
+ * makes one call per message), one row 0.14 ms and 0.45 ms.
  */
 import { rmSync } from 'node:fs';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
