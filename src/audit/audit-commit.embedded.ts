@@ -17,7 +17,8 @@ let statements = 0;
 
 /** The store for commitGroup on the embedded session. */
 export function embeddedChainStore(session: EmbeddedSession): ChainStore {
-  const { serialize } = session;
+  const { serialize, bindText } = session;
+  const executeSync = Buffer.concat([serialize.execute({}), serialize.sync()]);
   let statement: string | undefined;
   return {
     async head(writerId) {
@@ -33,11 +34,7 @@ export function embeddedChainStore(session: EmbeddedSession): ChainStore {
     },
     async insert(rowsJson) {
       const name = statement ?? statementPrefix + String(++statements);
-      const messages = [
-        serialize.bind({ statement: name, values: [rowsJson] }),
-        serialize.execute({}),
-        serialize.sync(),
-      ];
+      const messages: Uint8Array[] = [bindText(name, [rowsJson]), executeSync];
       if (statement === undefined) messages.unshift(serialize.parse({ name, text: INSERT_SQL }));
       await session.exchange(Buffer.concat(messages));
       statement = name;

@@ -45,6 +45,34 @@ export interface EmbeddedSession {
   exchange(messages: Uint8Array): Promise<EmbeddedRow[]>;
   /** The wire protocol's message builders (parse, bind, execute, sync, ...). */
   readonly serialize: typeof protocol.serialize;
+  /** A Bind of text parameters to a prepared statement: see bindText. */
+  readonly bindText: typeof bindText;
+}
+
+/**
+ * The Bind message of `values` (text format, null for SQL NULL) to the prepared `statement`, on
+ * the unnamed portal, all results in text: the bytes `serialize.bind` makes, sized first and written
+ * once. The serializer grows its buffer by doubling and copies each value twice on the way, which
+ * made up a quarter of the database thread's CPU for an 8-row audit group (a few KiB of JSON).
+ */
+export function bindText(statement: string, values: ReadonlyArray<string | null>): Buffer {
+  let length = 4 + 1 + Buffer.byteLength(statement) + 1 + 2 + 2 + 2;
+  const sizes = values.map((value) => (value === null ? -1 : Buffer.byteLength(value)));
+  for (const size of sizes) length += 4 + Math.max(size, 0);
+  const out = Buffer.allocUnsafe(1 + length);
+  let at = out.writeUInt8(0x42, 0); // 'B'
+  at = out.writeInt32BE(length, at);
+  at = out.writeUInt8(0, at); // unnamed portal
+  at += out.write(statement, at);
+  at = out.writeUInt8(0, at);
+  at = out.writeInt16BE(0, at); // every parameter in text
+  at = out.writeInt16BE(values.length, at);
+  values.forEach((value, i) => {
+    at = out.writeInt32BE(sizes[i], at);
+    if (value !== null) at += out.write(value, at);
+  });
+  out.writeInt16BE(0, at); // every result column in text
+  return out;
 }
 
 /** The export an attached module provides. */
@@ -76,6 +104,7 @@ export function embeddedSession(db: PGlite): EmbeddedSession {
     db.isInTransaction() || (exchangeOpen && performance.now() - lastSocketMessage < ABANDONED_EXCHANGE_MS);
   return {
     serialize: protocol.serialize,
+    bindText,
     async exchange(messages: Uint8Array): Promise<EmbeddedRow[]> {
       for (;;) {
         // execProtocolStream, not execProtocol: it routes the answer to its own parser, where

@@ -128,6 +128,34 @@ describe('a module beside embedded PGlite (EmbeddedSession) and the socket clien
     assert.deepEqual(await values(), [1, 2]);
   });
 
+  it('binds text parameters with bindText: nulls, empty and multi-byte values, a large one, as sent', async () => {
+    const sent: Array<string | null> = [null, '', 'Zürich €', '{"k":"𝄞"}', 'x'.repeat(70_000)];
+    await session.exchange(
+      Buffer.concat([
+        serialize.parse({ name: 'bind_text_check', text: 'CREATE TABLE bt (k int, v text)' }),
+        serialize.bind({ statement: 'bind_text_check' }),
+        serialize.execute({}),
+        serialize.parse({ name: 'bind_text_insert', text: 'INSERT INTO bt VALUES ($1::int, $2)' }),
+        ...sent.map((v, k) =>
+          Buffer.concat([session.bindText('bind_text_insert', [String(k), v]), serialize.execute({})]),
+        ),
+        serialize.sync(),
+      ]),
+    );
+    const rows = await session.exchange(
+      Buffer.concat([
+        serialize.parse({ text: 'SELECT v FROM bt ORDER BY k' }),
+        session.bindText('', []),
+        serialize.execute({}),
+        serialize.sync(),
+      ]),
+    );
+    assert.deepEqual(
+      rows.map(([v]) => v),
+      sent,
+    );
+  });
+
   it("rejects with the database's error, rolls its exchange back, and serves the next one", async () => {
     await client.query('TRUNCATE t');
     await session.exchange(insertExchange(1));
