@@ -51,6 +51,8 @@ export interface InferOptions {
 interface Entry extends Omit<ModelVersionInfo, 'ready'> {
   key: string;
   batcher: Batcher;
+  /** What describe() answers, not ready and ready: an entry never changes once loaded, and routes describe their model on every request. */
+  described?: readonly [ModelVersionInfo, ModelVersionInfo];
 }
 
 /**
@@ -158,8 +160,11 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
   }
 
   private publicInfo(entry: Entry): ModelVersionInfo {
-    const { key: _key, batcher: _batcher, ...info } = entry;
-    return { ...info, ready: this.modelsServed };
+    if (!entry.described) {
+      const { key: _key, batcher: _batcher, described: _described, ...info } = entry;
+      entry.described = [Object.freeze({ ...info, ready: false }), Object.freeze({ ...info, ready: true })];
+    }
+    return entry.described[this.modelsServed ? 1 : 0];
   }
 
   versionsOf(name: string): string[] {
