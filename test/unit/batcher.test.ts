@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AppError } from '../../src/common/errors/app-error';
-import { Batcher, BatcherOptions, RunBatch } from '../../src/runtime/batcher/batcher';
+import { Batcher, BatcherOptions, LONE_TRAFFIC_MS, RunBatch } from '../../src/runtime/batcher/batcher';
 import { Tensor } from '../../src/runtime/tensor';
 
 function rows(values: number[][]): Record<string, Tensor> {
@@ -115,6 +115,34 @@ describe('Batcher', () => {
         [8, 8],
       ],
     );
+  });
+
+  it('waits maxQueueDelayMs for company only while requests overlap: a lone request leaves at the end of its turn', async () => {
+    let clock = 0;
+    const { run, calls } = controlledRunner();
+    const batcher = new Batcher({ ...base, maxBatchSize: 2, maxQueueDelayMs: 60_000 }, run, {}, () => clock);
+    // Nothing queued or running, no overlap yet: one client at a time. No 60 s wait.
+    const lone = batcher.submit(rows([[1, 1]]), 120_000);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(calls[0]?.dims, [1, 2], 'a lone request leaves at the end of its turn');
+    // A request that arrives while the first runs overlaps it: from now on the delay applies.
+    const second = batcher.submit(rows([[2, 2]]), 120_000);
+    calls[0].release();
+    await lone;
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(calls.length, 1, 'with overlapping traffic it waits for company');
+    const third = batcher.submit(rows([[3, 3]]), 120_000);
+    await until(() => calls.length === 2);
+    assert.deepEqual(calls[1].dims, [2, 2], 'the company it waited for joined its batch');
+    calls[1].release();
+    await Promise.all([second, third]);
+    // LONE_TRAFFIC_MS without an overlap: lone again.
+    clock += LONE_TRAFFIC_MS + 1;
+    const later = batcher.submit(rows([[4, 4]]), 120_000);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(calls[2]?.dims, [1, 2]);
+    calls[2].release();
+    await later;
   });
 
   it('keeps requests with different trailing dimensions in separate batches', async () => {

@@ -48,12 +48,20 @@ interface Pending {
 }
 
 /**
+ * A model whose requests have not overlapped (one arriving while another was queued or running) for
+ * this long sees lone traffic: waiting for company would only add the delay to each request.
+ */
+export const LONE_TRAFFIC_MS = 1000;
+
+/**
  * Dynamic batching for one model version. Requests that arrive together and share trailing
  * dimensions are stacked along axis 0, run once, and split back. A batch leaves, when a runner is
  * free, as soon as it is full or its oldest request has waited maxQueueDelayMs (with 0, at the end
  * of the event-loop turn that read it, with the other requests of that turn: no timer, and no batch
  * of one for each request of a burst); while every runner is busy, requests gather into the next
- * batch. Each request has a deadline: one still waiting
+ * batch. The delay applies only while requests overlap: after LONE_TRAFFIC_MS without one arriving
+ * while another was queued or running (one client at a time, a PACS sending now and then), a batch
+ * leaves at the end of its turn, as with 0. Each request has a deadline: one still waiting
  * when it passes is answered DEADLINE_EXCEEDED and never run.
  */
 export class Batcher {
@@ -63,6 +71,8 @@ export class Batcher {
   /** With maxQueueDelayMs 0: armed for the end of the event-loop turn, when the batch leaves. */
   private turnEnd?: NodeJS.Immediate;
   private turnEnded = false;
+  /** When a request last arrived while another was queued or running. */
+  private lastOverlapAt = -Infinity;
   private closing = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -92,6 +102,7 @@ export class Batcher {
     }
     return new Promise<BatchResult>((resolve, reject) => {
       const enqueuedAt = this.now();
+      if (this.queue.length > 0 || this.inFlight > 0) this.lastOverlapAt = enqueuedAt;
       const item: Pending = {
         inputs,
         rows: this.options.batchable ? rowsOf(inputs) : 1,
@@ -129,9 +140,10 @@ export class Batcher {
   private schedule(): void {
     while (this.queue.length > 0 && this.inFlight < this.options.maxConcurrentBatches) {
       const head = this.queue[0];
-      const waited = this.now() - head.enqueuedAt;
+      const now = this.now();
+      const waited = now - head.enqueuedAt;
       const full = this.rowsLike(head) >= this.options.maxBatchSize;
-      const delay = this.options.maxQueueDelayMs;
+      const delay = now - this.lastOverlapAt > LONE_TRAFFIC_MS ? 0 : this.options.maxQueueDelayMs;
       const due = delay > 0 ? waited >= delay : this.turnEnded;
       if (!this.options.batchable || full || due || this.closing) {
         this.dispatch(head.signature);
@@ -157,7 +169,7 @@ export class Batcher {
             this.delayTimer = undefined;
             this.schedule();
           },
-          Math.max(0, this.options.maxQueueDelayMs - waited),
+          Math.max(0, delay - waited),
         );
       }
       return;
