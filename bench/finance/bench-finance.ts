@@ -17,6 +17,11 @@
  * Aims on a 2-core machine: p99 under 10 ms at c=16; batch scoring at least half the raw batched
  * rate. The benchmark prints figures and ratios; it never asserts timings.
  *
+ * The gateway's single scores run in BENCH_ROUNDS rounds per level (default 3): a round's p99 at c=16
+ * rests on its 30 slowest requests, which on a shared 2-core machine are two or three stalls of every
+ * request in flight, so one round's p99 moves by several milliseconds from run to run. The table gives
+ * throughput over all rounds and the median round's p50 and p99, with the range of p99.
+ *
  *   npm run bench:finance            (BENCH_SCALE=0.3 for a quick look;
  *                                     BENCH_CPU_PROF=<dir> starts the gateway with --cpu-prof there)
  */
@@ -33,6 +38,7 @@ import { closedLoop, LoadResult, poster } from '../runtime/load';
 import { seededRandom } from '../../test/fixtures/random';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
+const ROUNDS = Math.max(1, Math.round(Number(process.env.BENCH_ROUNDS ?? '3')));
 const CONCURRENCY = [1, 16, 64];
 const BATCH_TRANSACTIONS = 1000;
 const FRAUD = { name: 'card-fraud', source: 'models/finance/card-fraud/1' };
@@ -98,6 +104,29 @@ function fmt(r: LoadResult, unit = 'req/s'): string {
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
 
 const cell = (r: LoadResult): string => `${r.throughput.toFixed(0)} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)}`;
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+const range = (values: number[]): string => `${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)}`;
+
+/** Rounds of one level as one result: throughput over all of them, the median round's p50 and p99. */
+function combine(rounds: LoadResult[]): LoadResult & { p99s: number[] } {
+  const requests = rounds.reduce((n, r) => n + r.requests, 0);
+  const seconds = rounds.reduce((n, r) => n + r.seconds, 0);
+  return {
+    requests,
+    seconds,
+    throughput: requests / seconds,
+    p50: median(rounds.map((r) => r.p50)),
+    p99: median(rounds.map((r) => r.p99)),
+    errors: rounds.reduce((n, r) => n + r.errors, 0),
+    p99s: rounds.map((r) => r.p99),
+  };
+}
 
 async function main(): Promise<void> {
   const config = loadConfig({});
@@ -198,17 +227,24 @@ async function main(): Promise<void> {
     await closedLoop(Math.min(200, singles), 1, rawOccluded);
     await closedLoop(Math.max(500, Math.round(6000 * SCALE)), 16, poster(port, SINGLE_PATH, singleBodies, 16, headers));
 
-    console.log(`\nsingle scores, ${singles} requests per level`);
+    console.log(`\nsingle scores, ${singles} requests per level (gateway: ${ROUNDS} rounds of ${singles})`);
     const singleRows: string[] = [];
     let p99At16 = NaN;
+    let p99sAt16: number[] = [];
     for (const c of CONCURRENCY) {
       await settle();
       const r1 = await closedLoop(singles, c, rawOne);
       const r31 = await closedLoop(singles, c, rawOccluded);
       const cpu0 = processCpuSeconds(gateway.pid);
-      const gw = await closedLoop(singles, c, poster(port, SINGLE_PATH, singleBodies, c, headers));
-      const cpuUs = ((processCpuSeconds(gateway.pid) - cpu0) / singles) * 1e6;
-      if (c === 16) p99At16 = gw.p99;
+      const post = poster(port, SINGLE_PATH, singleBodies, c, headers);
+      const rounds: LoadResult[] = [];
+      for (let round = 0; round < ROUNDS; round++) rounds.push(await closedLoop(singles, c, post));
+      const gw = combine(rounds);
+      const cpuUs = ((processCpuSeconds(gateway.pid) - cpu0) / gw.requests) * 1e6;
+      if (c === 16) {
+        p99At16 = gw.p99;
+        p99sAt16 = gw.p99s;
+      }
       const vs1 = gw.throughput / r1.throughput;
       const vs31 = gw.throughput / r31.throughput;
       console.log(`  c=${String(c).padEnd(3)} raw [1,${width}]    ${fmt(r1)}`);
@@ -217,8 +253,9 @@ async function main(): Promise<void> {
         `        gateway      ${fmt(gw)}  vs raw 1 row ${vs1.toFixed(2)}, vs raw ${rowsPerTx} rows ${vs31.toFixed(2)}` +
           `  gateway CPU ${cpuUs.toFixed(0)} us/request${gw.errors ? `  ERRORS ${gw.errors}` : ''}`,
       );
+      console.log(`        gateway p99 by round: ${gw.p99s.map((v) => v.toFixed(2)).join(', ')} ms`);
       singleRows.push(
-        `| ${c} | ${cell(gw)} | ${gw.errors} | ${cell(r1)} | ${cell(r31)} | ${vs1.toFixed(3)} | ${vs31.toFixed(2)} |`,
+        `| ${c} | ${cell(gw)} | ${range(gw.p99s)} | ${gw.errors} | ${cell(r1)} | ${cell(r31)} | ${vs1.toFixed(3)} | ${vs31.toFixed(2)} |`,
       );
     }
 
@@ -272,11 +309,11 @@ async function main(): Promise<void> {
     );
 
     console.log(
-      '\n| single scores: concurrency | gateway req/s | gateway p50 / p99 ms | errors | ' +
+      '\n| single scores: concurrency | gateway req/s | gateway p50 / p99 ms (median round) | gateway p99 range ms | errors | ' +
         `raw [1,${width}] req/s | raw p50 / p99 ms | raw [${rowsPerTx},${width}] req/s | raw p50 / p99 ms | ` +
         `gateway / raw 1 row | gateway / raw ${rowsPerTx} rows |`,
     );
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const row of singleRows) console.log(row);
     console.log(
       `\n| batch scoring (${BATCH_TRANSACTIONS} tx per call) | tx/s | p50 / p99 ms per call | gateway / this |`,
@@ -288,7 +325,7 @@ async function main(): Promise<void> {
     }
     const wholeRate = rawResults[0].r.throughput;
     console.log(
-      `\naims: p99 at c=16 ${p99At16.toFixed(2)} ms (aim < 10 ms); batch scoring ${(gwBatch.throughput / wholeRate).toFixed(2)} ` +
+      `\naims: p99 at c=16 ${p99At16.toFixed(2)} ms, median of ${ROUNDS} rounds (${range(p99sAt16)}; aim < 10 ms); batch scoring ${(gwBatch.throughput / wholeRate).toFixed(2)} ` +
         `of raw with attributions in one run (aim >= 0.5)`,
     );
   } finally {
