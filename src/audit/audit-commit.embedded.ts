@@ -23,12 +23,7 @@ export function embeddedChainStore(session: EmbeddedSession): ChainStore {
   return {
     async head(writerId) {
       const [row] = await session.exchange(
-        Buffer.concat([
-          serialize.parse({ text: HEAD_SQL }),
-          serialize.bind({ values: [writerId] }),
-          serialize.execute({}),
-          serialize.sync(),
-        ]),
+        Buffer.concat([serialize.parse({ text: HEAD_SQL }), bindText('', [writerId]), executeSync]),
       );
       return row ? { seq: Number(row[0]), hash: String(row[1]) } : undefined;
     },
