@@ -34,7 +34,7 @@ import { loadConfig } from '../../src/config/app-config';
 import { sessionOptions } from '../../src/runtime/worker-pool/ort-session';
 import { processCpuSeconds } from '../common/cpu';
 import { BenchGateway, ROOT, startGateway } from '../common/gateway';
-import { closedLoop, LoadResult, poster } from '../runtime/load';
+import { closedLoop, LoadResult, percentile, poster } from '../runtime/load';
 import { seededRandom } from '../../test/fixtures/random';
 
 const SCALE = Number(process.env.BENCH_SCALE ?? '1');
@@ -105,11 +105,12 @@ const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
 
 const cell = (r: LoadResult): string => `${r.throughput.toFixed(0)} | ${r.p50.toFixed(2)} / ${r.p99.toFixed(2)}`;
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
+/** The median round's value (load.ts's percentile: with an even count, the upper of the middle two). */
+const median = (values: number[]): number =>
+  percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 
 const range = (values: number[]): string => `${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)}`;
 
