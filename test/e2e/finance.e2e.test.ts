@@ -6,6 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { AuditInputDigester } from '../../src/common/access';
+import { canonicalBytes } from '../../src/domains/finance/canonical-input.util';
 import { REPO_ROOT } from '../fixtures/paths';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -148,6 +150,33 @@ describe('finance: fraud scoring and credit assessment', () => {
     const single = (await post('fraud-scores', tx({ transactionId: 'a' })).expect(200)).body;
     assert.equal(a.result.fraudProbability, single.fraudProbability);
     assert.deepEqual(a.result.topFeatures, single.topFeatures);
+  });
+
+  it('batch: its audit row holds the keyed digest of the whole body (in canonical form) and the counts', async () => {
+    const body = { transactions: [tx({ transactionId: 'x' }), tx({ transactionId: 'y', currency: 'ZZZ' })] };
+    const res = await post('fraud-scores/batch', body).expect(200);
+    const [row] = await app
+      .get(DataSource)
+      .query('SELECT * FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+    assert.equal(row.action, 'fraud.score-batch');
+    assert.equal(row.outcome, 'ok');
+    // The same input with its keys in another order has the same digest.
+    const reversed = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(reversed)
+        : typeof v === 'object' && v !== null
+          ? Object.fromEntries(
+              Object.entries(v)
+                .reverse()
+                .map(([k, x]) => [k, reversed(x)]),
+            )
+          : v;
+    const reordered = reversed(body);
+    assert.notEqual(JSON.stringify(reordered), JSON.stringify(body));
+    assert.equal(row.input_digest, app.get(AuditInputDigester).digest([canonicalBytes(reordered)]));
+    assert.equal(row.output_summary.transactions, 2);
+    assert.equal(row.output_summary.scored, 1);
+    assert.equal(row.output_summary.failed, 1);
   });
 
   it('batch: more than 10,000 transactions is refused naming the field', async () => {

@@ -58,8 +58,12 @@ export class FraudScoringController {
   async scoreBatch(@Body() body: unknown, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
     const transactions = parseFraudBatch(body);
     const model = this.fraud.modelRef();
+    // scoreBatch checks the items and hands their rows to the runtime before its first await; the
+    // keyed digest of the whole body (about 7 ms for 1,000 transactions) is then worked out here
+    // while the runtime scores them on its own thread.
+    const scoring = this.fraud.scoreBatch(transactions);
     noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
-    const { items, shadow } = await this.fraud.scoreBatch(transactions);
+    const { items, shadow } = await scoring;
     const scored = items.filter((i) => i.result).length;
     const decisions = { approve: 0, review: 0, decline: 0 };
     for (const item of items) if (item.result) decisions[item.result.decision]++;
