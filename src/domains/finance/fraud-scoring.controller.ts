@@ -62,6 +62,9 @@ export class FraudScoringController {
     // keyed digest of the whole body (about 7 ms for 1,000 transactions) is then worked out here
     // while the runtime scores them on its own thread.
     const scoring = this.fraud.scoreBatch(transactions);
+    // Handled here as well as awaited below: should the digest throw, a failed scoring must not be
+    // left an unhandled rejection (which ends the process).
+    scoring.catch(() => undefined);
     noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
     const { items, shadow } = await scoring;
     const scored = items.filter((i) => i.result).length;

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
+import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http/json-depth';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
 import { allocate, elementCount, Tensor, TensorData } from '../tensor';
 
@@ -15,7 +16,12 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
   void fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     if (request.headers[HEADER_LENGTH] !== undefined) return done(null, body);
-    void json(request, (body as Buffer).toString('utf8'), done);
+    void json(request, (body as Buffer).toString('utf8'), (error, parsed) => {
+      if (error) return done(error);
+      // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
+      if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
+      done(null, parsed);
+    });
   });
   fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
     done(null, body),
@@ -38,6 +44,7 @@ export function splitBinaryBody(body: Buffer, headerLength: string): { header: u
   } catch {
     throw invalid('Inference-Header-Content-Length', 'the first bytes of the body are not a JSON inference header');
   }
+  if (nestsDeeperThan(header, MAX_JSON_DEPTH)) throw tooDeepError('(inference header)');
   return { header, payload: body.subarray(length) };
 }
 
