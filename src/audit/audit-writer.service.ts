@@ -18,6 +18,7 @@ import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-p
 import type { ChainedFields } from './audit-chain';
 import type { AuditCommitReply, AuditCommitRequest } from './audit-commit';
 import { AuditRepository } from './audit.repository';
+import { storableDraft } from './storable';
 import type { AuditWorkerData } from './audit-writer.worker';
 
 /** An audit row before it is placed in a chain. */
@@ -135,10 +136,13 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     this.coming = Math.max(0, this.coming - 1);
   }
 
-  /** Resolves when the row is committed; rejects with AuditUnavailable when it could not be. */
+  /**
+   * Resolves when the row is committed; rejects with AuditUnavailable when it could not be. Its
+   * strings are first made storable (storableDraft), so that no row can fail the group it joins.
+   */
   record(draft: AuditDraft): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ draft, done: (error) => (error ? reject(error) : resolve()) });
+      this.queue.push({ draft: storableDraft(draft), done: (error) => (error ? reject(error) : resolve()) });
       this.dispatch();
     });
   }

@@ -69,14 +69,8 @@ function draftOf(request: FastifyRequest, reply: FastifyReply): AuditDraft | und
   };
 }
 
-/**
- * Fits a caller-influenced string into its column: no NUL (PostgreSQL refuses it), no lone UTF-16
- * surrogate (it has no UTF-8 form, so the stored text would differ from the hashed one), bounded
- * length.
- */
+/** Bounds a caller-influenced string to its column (AuditWriter.record makes every string storable). */
 function clip(value: string | undefined, max: number): string | null {
   if (value === undefined) return null;
-  // eslint-disable-next-line no-control-regex
-  const clean = value.replace(/\u0000/g, '\uFFFD');
-  return (clean.length > max ? clean.slice(0, max) : clean).toWellFormed();
+  return value.length > max ? value.slice(0, max) : value;
 }
