@@ -1,6 +1,7 @@
 import { ConsoleLogger, LogLevel, VersioningType } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { registerAuditHook } from './audit/audit.hook';
 import { AuditWriter } from './audit/audit-writer.service';
@@ -24,6 +25,7 @@ export interface CreateAppOptions {
 
 /** Builds the application (not yet listening): used by main.ts, the tests, the benchmarks and the OpenAPI tool. */
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
+  const filter = new ProblemFilter();
   const adapter = new FastifyAdapter({
     bodyLimit: config.BODY_LIMIT_BYTES,
     genReqId: requestIdFor,
@@ -33,6 +35,15 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     forceCloseConnections: 'idle',
     // A slow upload cannot hold a socket (and its partial body) forever: 408 after this.
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    // A URL the router cannot read (bad percent-encoding, a path parameter over its length) is
+    // answered before any route or filter: as problem+json too, not Fastify's own JSON.
+    frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      const answer = filter.render(error, request);
+      void reply
+        .code(answer.status)
+        .headers({ ...answer.headers, [REQUEST_ID_HEADER]: String(request.id) })
+        .send(answer.body);
+    },
   });
   const logger = new ConsoleLogger({
     json: true,
@@ -45,7 +56,6 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   });
   app.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
   app.useGlobalPipes(createValidationPipe());
-  const filter = new ProblemFilter();
   app.useGlobalFilters(filter);
 
   const fastify = app.getHttpAdapter().getInstance();

@@ -5,6 +5,10 @@ import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
 import type { ChainBreak } from './audit-chain';
 import type { StoredAuditRow } from './audit.repository';
 
+/** PostgreSQL text holds no NUL (and the audit trail stores none: it writes U+FFFD instead). */
+// eslint-disable-next-line no-control-regex
+const NO_NUL = /^[^\u0000]*$/;
+
 export class AuditEventsQueryDto {
   /** Events at or after this time (ISO 8601). */
   @IsOptional()
@@ -22,18 +26,21 @@ export class AuditEventsQueryDto {
   @IsOptional()
   @IsString()
   @MaxLength(256)
+  @Matches(NO_NUL, { message: 'actor must not contain NUL characters' })
   actor?: string;
 
   /** e.g. `model.infer`, `audit.read`. */
   @IsOptional()
   @IsString()
   @MaxLength(64)
+  @Matches(NO_NUL, { message: 'action must not contain NUL characters' })
   action?: string;
 
   /** Model name. */
   @IsOptional()
   @IsString()
   @MaxLength(128)
+  @Matches(NO_NUL, { message: 'model must not contain NUL characters' })
   model?: string;
 
   @IsOptional()

@@ -5,6 +5,7 @@ import { map, Observable } from 'rxjs';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { AssetRegistry } from './assets/asset-registry.service';
+import { IDENTIFIER } from './assets/asset.dto';
 import { IngestResultDto, PredictionListDto, PredictionsQueryDto, ReadingBatchDto } from './manufacturing.dto';
 import { PlantStream } from './plant-stream.service';
 import { PlantRecordsRepository } from './records/plant-records.repository';
@@ -94,7 +95,11 @@ export class PlantStreamController {
   /** Alarms raised and cleared, newest first. */
   @Get('alarms')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms')
-  async alarms(@Query('assetId') assetId?: string): Promise<unknown> {
+  async alarms(@Query('assetId') assetId?: unknown): Promise<unknown> {
+    if (assetId !== undefined && (typeof assetId !== 'string' || !IDENTIFIER.test(assetId))) {
+      const reason = 'must be one asset id: 1-128 letters, digits, dots, dashes or underscores';
+      throw new AppError('VALIDATION_FAILED', `assetId: ${reason}`, { fields: [{ field: 'assetId', reason }] });
+    }
     const rows = await this.records.alarmsOf(assetId, 1000);
     return { alarms: rows.map((r) => ({ ...r, at: r.at.toISOString() })) };
   }

@@ -8,7 +8,7 @@ import { InferenceEngine } from '../../../runtime/inference-engine.service';
 import { validateAlarmRule } from '../hysteresis.util';
 import { PlantModel, plantModelOf } from '../manufacturing-models';
 import { canConvert } from '../units.util';
-import { AssetDto } from './asset.dto';
+import { AssetDto, IDENTIFIER } from './asset.dto';
 import { AssetEntity, AssetKind } from './asset.entity';
 import { AssetRepository } from './asset.repository';
 
@@ -106,7 +106,8 @@ export class AssetRegistry implements OnModuleInit {
   }
 
   async remove(assetId: string): Promise<void> {
-    if (!(await this.repository.remove(assetId)) && !this.assets.has(assetId)) {
+    // An id no asset can have (a NUL, say, which PostgreSQL would refuse) is not looked up.
+    if (!IDENTIFIER.test(assetId) || (!(await this.repository.remove(assetId)) && !this.assets.has(assetId))) {
       throw new AppError('NOT_FOUND', `no asset ${assetId}`);
     }
     this.assets.delete(assetId);

@@ -19,7 +19,8 @@ import type { AssetKind } from './asset.entity';
 
 export const ASSET_KINDS = ['machine-failure', 'turbofan-rul'] as const;
 const FINITE = { allowNaN: false, allowInfinity: false };
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** An asset id, sensor name or tag: 1-128 letters, digits, dots, dashes or underscores. */
+export const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export class SensorMappingDto {
   /** The model input this tag feeds: its `source` in the model's manifest (e.g. `Torque [Nm]`, `s2`). */
@@ -57,7 +58,7 @@ export class AlarmThresholdsDto {
 
 /** An asset and how the gateway serves it. */
 export class AssetDto {
-  @Matches(NAME, { message: 'assetId must be 1-128 letters, digits, dots, dashes or underscores' })
+  @Matches(IDENTIFIER, { message: 'assetId must be 1-128 letters, digits, dots, dashes or underscores' })
   assetId!: string;
 
   /** Which model serves it: `machine-failure` per reading, `turbofan-rul` per window. */
@@ -65,17 +66,17 @@ export class AssetDto {
   @ApiProperty({ enum: ASSET_KINDS })
   kind!: AssetKind;
 
-  @Matches(NAME)
+  @Matches(IDENTIFIER)
   site!: string;
 
-  @Matches(NAME)
+  @Matches(IDENTIFIER)
   area!: string;
 
-  @Matches(NAME)
+  @Matches(IDENTIFIER)
   line!: string;
 
   @IsOptional()
-  @Matches(NAME)
+  @Matches(IDENTIFIER)
   cell?: string;
 
   @ValidateNested({ each: true })
