@@ -244,6 +244,9 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     const before = (await status('engine-7')).counts.received;
     await publisher.publishAsync(topic, '{"timestamp": 1, "values": {', { qos: 1 });
     await publisher.publishAsync('factory/plant-1/line-a/no-such-engine/telemetry', '{}', { qos: 1 });
+    // A NUL byte, which PostgreSQL refuses in text: the dead letter must still be written (as U+FFFD),
+    // or the message would stay unacknowledged, holding one of the broker's in-flight slots.
+    await publisher.publishAsync(topic, Buffer.from('{"a":\u0000}'), { qos: 1 });
     const good = cmapssEngine(3)[0];
     await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0 + 10_000_000, values: good.values }), {
       qos: 1,
@@ -253,13 +256,18 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     );
     const res = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator);
     const letters = (res.body as { deadLetters: Array<Record<string, string>> }).deadLetters;
-    const malformed = letters.find((d) => d.reason === 'malformed' && d.channel === topic);
+    const malformed = letters.find((d) => d.channel === topic && d.payload === '{"timestamp": 1, "values": {');
     assert.ok(malformed, JSON.stringify(letters));
+    assert.equal(malformed.reason, 'malformed');
     assert.equal(malformed.source, 'mqtt');
-    assert.equal(malformed.payload, '{"timestamp": 1, "values": {');
     assert.match(malformed.detail, /not JSON/);
     assert.ok(letters.some((d) => d.reason === 'unknown-asset' && d.assetId === 'no-such-engine'));
+    assert.ok(
+      letters.some((d) => d.channel === topic && d.payload === '{"a":\uFFFD}'),
+      JSON.stringify(letters),
+    );
     const metrics = await http().get('/metrics').set('Authorization', admin);
     assert.match(String(metrics.text), /gateway_mqtt_messages_total\{kind="json",outcome="dead-lettered"\} [1-9]/);
+    assert.doesNotMatch(String(metrics.text), /outcome="unacked"\} [1-9]/);
   });
 });

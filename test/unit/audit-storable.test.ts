@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { storableJson, storableText } from '../../src/audit/storable';
+import { storableJson, storableText } from '../../src/common/storable-text';
 
 describe('storable audit text', () => {
   it('writes NUL and lone surrogates as U+FFFD, and leaves well-formed text alone', () => {

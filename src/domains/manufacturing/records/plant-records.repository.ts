@@ -4,6 +4,7 @@ import { AlarmEntity } from './alarm.entity';
 import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
 import { PredictionRow, PredictionWriter } from './prediction-writer';
+import { storableText } from '../../../common/storable-text';
 
 /** The one place that touches the predictions, alarms and dead-letter tables. */
 @Injectable()
@@ -45,8 +46,23 @@ export class PlantRecordsRepository {
     await this.alarms.insert(row);
   }
 
+  /**
+   * Dead letters hold what a sender sent (a payload with a NUL byte, a field name from it): written as
+   * storable text, since a refused insert would leave an MQTT message unacknowledged, holding one of
+   * the broker's in-flight slots and sent again, and its dead letter never written.
+   */
   async addDeadLetters(rows: Array<Omit<DeadLetterEntity, 'id'>>): Promise<void> {
-    if (rows.length > 0) await this.deadLetters.insert(rows);
+    if (rows.length === 0) return;
+    await this.deadLetters.insert(
+      rows.map((row) => ({
+        ...row,
+        channel: storableText(row.channel),
+        assetId: row.assetId === null ? null : storableText(row.assetId),
+        reason: storableText(row.reason),
+        detail: storableText(row.detail),
+        payload: storableText(row.payload),
+      })),
+    );
   }
 
   async predictionsOf(assetId: string, from: Date, to: Date, limit: number): Promise<PredictionEntity[]> {
