@@ -263,6 +263,16 @@ export class AppConfig {
   @Min(1024)
   MEDICAL_MAX_BODY_BYTES = 512 * 1024 * 1024;
 
+  /**
+   * Most instances in one STOW-RS request (a large CT series has a few thousand). Each part costs an
+   * answer entry whatever its size, so a body of tiny parts would otherwise cost far more memory and
+   * CPU than its bytes: 100,000 parts of 43 bytes took 2.3 s and answered 25 MB.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  MEDICAL_MAX_STOW_INSTANCES = 10_000;
+
   /** Which frames of a multi-frame instance are analysed: each one (`all`), or only the first or middle one. */
   @IsIn(['all', 'first', 'middle'])
   MEDICAL_FRAME_POLICY: 'all' | 'first' | 'middle' = 'all';

@@ -262,7 +262,11 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
   let modelsDir: string;
   before(async () => {
     modelsDir = medicalModelsDir(['US', 'CT', 'MR', 'NM', 'OT']);
-    app = await createTestApp({ MODELS_DIR: modelsDir, MEDICAL_MAX_BODY_BYTES: '1000000' });
+    app = await createTestApp({
+      MODELS_DIR: modelsDir,
+      MEDICAL_MAX_BODY_BYTES: '1000000',
+      MEDICAL_MAX_STOW_INSTANCES: '3',
+    });
     http = request(app.getHttpServer());
   });
   after(async () => {
@@ -290,5 +294,22 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
       .send(Buffer.alloc(1_200_000));
     assert.equal(res.status, 413);
     assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+  });
+
+  it('refuses a STOW request of more than MEDICAL_MAX_STOW_INSTANCES parts with 400, before reading any', async () => {
+    // Each part costs an answer entry whatever its size: a body of tiny parts is bounded by count.
+    const stow = (parts: number) =>
+      http
+        .post('/dicomweb/studies')
+        .set('Authorization', bearer(tokenFor(['pacs-integration'])))
+        .set('Content-Type', 'multipart/related; type="application/dicom"; boundary=b')
+        .send(Buffer.from('--b\r\nContent-Type: application/dicom\r\n\r\nX\r\n'.repeat(parts) + '--b--\r\n'));
+    const three = await stow(3);
+    assert.equal(three.status, 409, three.text); // read: each part refused as not DICOM
+    const four = await stow(4);
+    assert.equal(four.status, 400, four.text);
+    assert.match(String(four.headers['content-type']), /application\/problem\+json/);
+    assert.equal(four.body.errors[0].field, 'body');
+    assert.match(four.body.errors[0].reason, /more than 3 parts in one request/);
   });
 });

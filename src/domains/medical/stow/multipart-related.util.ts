@@ -36,8 +36,8 @@ function parseHeaders(block: string): Record<string, string> {
   return headers;
 }
 
-/** Splits a multipart body into its parts; preamble and epilogue are ignored. */
-export function splitMultipart(body: Buffer, boundary: string): MultipartPart[] {
+/** Splits a multipart body into its parts (at most `maxParts`); preamble and epilogue are ignored. */
+export function splitMultipart(body: Buffer, boundary: string, maxParts = Infinity): MultipartPart[] {
   const delimiter = Buffer.from(`--${boundary}`);
   const parts: MultipartPart[] = [];
   let at = body.indexOf(delimiter);
@@ -50,6 +50,9 @@ export function splitMultipart(body: Buffer, boundary: string): MultipartPart[] 
     if (body[cursor] !== 0x0d || body[cursor + 1] !== 0x0a)
       throw new MultipartError('malformed multipart delimiter line');
     cursor += 2;
+    if (parts.length >= maxParts) {
+      throw new MultipartError(`more than ${maxParts} parts in one request; send the instances in several requests`);
+    }
     const next = body.indexOf(Buffer.concat([Buffer.from('\r\n'), delimiter]), cursor);
     if (next < 0) throw new MultipartError('the multipart body ends without a closing boundary (truncated upload?)');
     const headerEnd = body.indexOf('\r\n\r\n', cursor);

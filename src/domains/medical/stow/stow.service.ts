@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AppError } from '../../../common/errors/app-error';
+import { AppConfig } from '../../../config/app-config';
 import { DicomImage } from '../dicom/dicom-parse.util';
 import { DicomRejected } from '../dicom/dicom-rejected';
 import { attributeName } from '../dicom/dicom-dictionary';
@@ -18,7 +19,10 @@ export interface StowResult {
 
 @Injectable()
 export class StowService {
-  constructor(private readonly intake: MedicalIntakeService) {}
+  constructor(
+    private readonly intake: MedicalIntakeService,
+    private readonly config: AppConfig,
+  ) {}
 
   modelRef(): { name: string; version: string } {
     return this.intake.modelRef();
@@ -43,7 +47,7 @@ export class StowService {
           },
         );
       }
-      const parts = splitMultipart(body, boundary);
+      const parts = splitMultipart(body, boundary, this.config.MEDICAL_MAX_STOW_INSTANCES);
       if (parts.length === 0) throw new MultipartError('the multipart body has no parts');
       return parts;
     } catch (error) {
