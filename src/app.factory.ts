@@ -35,6 +35,9 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     forceCloseConnections: 'idle',
     // A slow upload cannot hold a socket (and its partial body) forever: 408 after this.
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    // The longest id a path carries is an asset id (128 characters); Fastify's default of 100 would
+    // answer 414 for an asset the registry accepts.
+    routerOptions: { maxParamLength: 128 },
     // A URL the router cannot read (bad percent-encoding, a path parameter over its length) is
     // answered before any route or filter: as problem+json too, not Fastify's own JSON.
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {

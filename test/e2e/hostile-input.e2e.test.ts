@@ -168,6 +168,15 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .set('Authorization', all)
       .expect(414);
     assert.match(String(long.headers['content-type']), /application\/problem\+json/);
+    // The longest asset id the registry accepts (128 characters) is routed; one more is not.
+    await http
+      .get(`/v1/manufacturing/assets/${'a'.repeat(128)}`)
+      .set('Authorization', all)
+      .expect(404);
+    await http
+      .get(`/v1/manufacturing/assets/${'a'.repeat(129)}`)
+      .set('Authorization', all)
+      .expect(414);
     assert.ok(bad.headers['x-request-id'] && long.headers['x-request-id']);
   });
 });
