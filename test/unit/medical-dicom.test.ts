@@ -92,6 +92,49 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(rejection(short).reason, 'MALFORMED');
   });
 
+  it('refuses a file nesting sequences deeper than the parser can recurse, saying so', () => {
+    // Explicit VR little endian: a meta group, then 100,000 sequences of undefined length, each in an item of the one before.
+    const element = (group: number, el: number, vr: string, value: Buffer): Buffer => {
+      const head = Buffer.alloc(8);
+      head.writeUInt16LE(group, 0);
+      head.writeUInt16LE(el, 2);
+      head.write(vr, 4, 'latin1');
+      head.writeUInt16LE(value.length, 6);
+      return Buffer.concat([head, value]);
+    };
+    const tag = (group: number, el: number, length: number): Buffer => {
+      const b = Buffer.alloc(8);
+      b.writeUInt16LE(group, 0);
+      b.writeUInt16LE(el, 2);
+      b.writeUInt32LE(length >>> 0, 4);
+      return b;
+    };
+    const meta = Buffer.concat([
+      element(2, 0x10, 'UI', Buffer.from('1.2.840.10008.1.2.1\0')),
+      element(2, 0x02, 'UI', Buffer.from('1.2.840.10008.5.1.4.1.1.6.1\0')),
+    ]);
+    const sequence = Buffer.alloc(12);
+    sequence.writeUInt16LE(0x0040, 0);
+    sequence.writeUInt16LE(0xa730, 2);
+    sequence.write('SQ', 4, 'latin1');
+    sequence.writeUInt32LE(0xffffffff, 8);
+    const open = Buffer.concat([sequence, tag(0xfffe, 0xe000, 0xffffffff)]);
+    const close = Buffer.concat([tag(0xfffe, 0xe00d, 0), tag(0xfffe, 0xe0dd, 0)]);
+    const depth = 100_000;
+    const file = Buffer.concat([
+      Buffer.alloc(128),
+      Buffer.from('DICM'),
+      element(2, 0, 'UL', Buffer.from(Uint32Array.of(meta.length).buffer)),
+      meta,
+      element(8, 0x60, 'CS', Buffer.from('US')),
+      Buffer.concat(Array.from({ length: depth }, () => open)),
+      Buffer.concat(Array.from({ length: depth }, () => close)),
+    ]);
+    const deep = rejection(file);
+    assert.equal(deep.reason, 'MALFORMED');
+    assert.equal(deep.detail, 'the data set nests sequences too deeply to be read');
+  });
+
   it('chooses frames by policy and refuses more than the limit under "all"', () => {
     assert.deepEqual(selectFrames(5, 'all', 10), [0, 1, 2, 3, 4]);
     assert.deepEqual(selectFrames(5, 'first', 10), [0]);

@@ -186,6 +186,10 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
     });
   } catch (error) {
     const text = parseErrorText(error);
+    if (/Maximum call stack size exceeded/.test(text)) {
+      // dicom-parser reads nested sequences by recursion: a file nesting thousands of them.
+      throw new DicomRejected('MALFORMED', 'the data set nests sequences too deeply to be read');
+    }
     const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
     throw new DicomRejected(
       'MALFORMED',
