@@ -95,8 +95,10 @@ export class PlantStreamController {
   /** Alarms raised and cleared, newest first. */
   @Get('alarms')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms')
-  async alarms(@Query('assetId') assetId?: unknown): Promise<unknown> {
-    if (assetId !== undefined && (typeof assetId !== 'string' || !IDENTIFIER.test(assetId))) {
+  async alarms(@Query('assetId') assetId?: string): Promise<unknown> {
+    // A repeated parameter arrives as an array, whatever the declared type.
+    const given: unknown = assetId;
+    if (given !== undefined && (typeof given !== 'string' || !IDENTIFIER.test(given))) {
       const reason = 'must be one asset id: 1-128 letters, digits, dots, dashes or underscores';
       throw new AppError('VALIDATION_FAILED', `assetId: ${reason}`, { fields: [{ field: 'assetId', reason }] });
     }
