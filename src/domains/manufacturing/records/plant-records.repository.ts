@@ -1,10 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { Between, DataSource, Repository } from 'typeorm';
+import { storableText } from '../../../common/storable-text';
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
 import { PredictionRow, PredictionWriter } from './prediction-writer';
-import { storableText } from '../../../common/storable-text';
 
 /** The one place that touches the predictions, alarms and dead-letter tables. */
 @Injectable()
