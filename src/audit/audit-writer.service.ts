@@ -72,7 +72,6 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   private linger: NodeJS.Timeout | undefined;
   /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
   private coming = 0;
-  private readonly workerData: AuditWorkerData;
   private channel: CommitChannel | undefined;
   private readonly commits = new Map<number, (failure?: string) => void>();
   private commitIds = 0;
@@ -83,7 +82,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     config: AppConfig,
     private readonly repository: AuditRepository,
     metrics: MetricsService,
-    dataSource: DataSource,
+    private readonly dataSource: DataSource,
     @Inject(EMBEDDED_POSTGRES) private readonly embedded: EmbeddedPostgres | null,
   ) {
     this.enabled = config.AUDIT_ENABLED;
@@ -94,9 +93,6 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       writerId: `${this.writerId}/${i}`,
       busy: false,
     }));
-    this.workerData = {
-      pool: { ...poolConfigOf(dataSource.options as PostgresConnectionOptions), max: config.AUDIT_LANES },
-    };
     this.batchSize = new Histogram({
       name: 'gateway_audit_commit_rows',
       help: 'Audit rows written per commit (group commit)',
@@ -285,7 +281,11 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
         },
       };
     } else {
-      const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData: this.workerData });
+      // A PostgreSQL server: a commit thread with a pool of one connection per lane.
+      const workerData: AuditWorkerData = {
+        pool: { ...poolConfigOf(this.dataSource.options as PostgresConnectionOptions), max: this.lanes.length },
+      };
+      const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData });
       worker.on('message', onReply);
       worker.on('error', (error) => died(`audit commit thread failed: ${error.message}`));
       worker.on('exit', (code) => died(`audit commit thread exited with code ${code}`));
