@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -8,7 +7,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditInputDigester } from '../../src/common/access';
 import { canonicalBytes } from '../../src/domains/finance/canonical-input.util';
-import { REPO_ROOT } from '../fixtures/paths';
+import { bundledModelsDir, REPO_ROOT } from '../fixtures/paths';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -47,8 +46,7 @@ describe('finance: fraud scoring and credit assessment', () => {
   let modelsDir: string;
   const engine = bearer(tokenFor(['risk-engine'], { sub: 'risk-engine-1' }));
   before(async () => {
-    modelsDir = mkdtempSync(join(tmpdir(), 'finance-models-'));
-    cpSync(join(REPO_ROOT, 'models', 'finance'), join(modelsDir, 'finance'), { recursive: true });
+    modelsDir = bundledModelsDir(['finance']);
     app = await createTestApp({ MODELS_DIR: modelsDir });
     http = request(app.getHttpServer());
   });
@@ -312,8 +310,7 @@ describe('finance: champion/challenger in shadow', () => {
   let modelsDir: string;
   before(async () => {
     // The challenger: the same network published as card-fraud version 2, not the default.
-    modelsDir = mkdtempSync(join(tmpdir(), 'finance-shadow-'));
-    cpSync(join(REPO_ROOT, 'models', 'finance'), join(modelsDir, 'finance'), { recursive: true });
+    modelsDir = bundledModelsDir(['finance']);
     const v2 = join(modelsDir, 'finance', 'card-fraud', '2');
     cpSync(join(modelsDir, 'finance', 'card-fraud', '1'), v2, { recursive: true });
     const manifest = JSON.parse(readFileSync(join(v2, 'model.json'), 'utf8')) as Record<string, unknown>;

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditDraft, AuditWriter } from '../../src/audit/audit-writer.service';
 import { MAX_JSON_DEPTH } from '../../src/common/http/json-depth';
-import { REPO_ROOT } from '../fixtures/paths';
+import { bundledModelsDir } from '../fixtures/paths';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -35,10 +33,7 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
   let modelsDir: string;
   const all = bearer(tokenFor(['ml-admin', 'risk-engine', 'scada', 'plant-operator', 'auditor'], { sub: 'hostile' }));
   before(async () => {
-    modelsDir = mkdtempSync(join(tmpdir(), 'hostile-models-'));
-    for (const domain of ['finance', 'manufacturing']) {
-      cpSync(join(REPO_ROOT, 'models', domain), join(modelsDir, domain), { recursive: true });
-    }
+    modelsDir = bundledModelsDir(['finance', 'manufacturing']);
     app = await createTestApp({ MODELS_DIR: modelsDir });
     await app.listen(0, '127.0.0.1');
     http = request(app.getHttpServer());

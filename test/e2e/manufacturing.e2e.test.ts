@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
-import { REPO_ROOT } from '../fixtures/paths';
+import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -62,8 +60,7 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
   const scada = bearer(tokenFor(['scada'], { sub: 'scada-1' }));
   const operator = bearer(tokenFor(['plant-operator']));
   before(async () => {
-    modelsDir = mkdtempSync(join(tmpdir(), 'plant-models-'));
-    cpSync(join(REPO_ROOT, 'models', 'manufacturing'), join(modelsDir, 'manufacturing'), { recursive: true });
+    modelsDir = bundledModelsDir(['manufacturing']);
     app = await createTestApp({ MODELS_DIR: modelsDir });
     await app.listen(0, '127.0.0.1');
     http = request(app.getHttpServer());

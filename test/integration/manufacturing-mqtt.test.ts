@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { connectAsync, MqttClient } from 'mqtt';
 import { get as sparkplugCodec } from 'sparkplug-payload';
 import request from 'supertest';
 import { PlantMqttService } from '../../src/domains/manufacturing/mqtt/plant-mqtt.service';
-import { REPO_ROOT } from '../fixtures/paths';
+import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -83,8 +81,7 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
   }
 
   before(async () => {
-    modelsDir = mkdtempSync(join(tmpdir(), 'plant-models-'));
-    cpSync(join(REPO_ROOT, 'models', 'manufacturing'), join(modelsDir, 'manufacturing'), { recursive: true });
+    modelsDir = bundledModelsDir(['manufacturing']);
     dataDir = await freshDataDir();
     await boot();
     publisher = await connectAsync(MQTT_URL!, { clientId: `test-pub-${process.pid}-${Date.now()}`, clean: true });
