@@ -229,12 +229,17 @@ export class AppConfig {
   @Max(100)
   AUDIT_MAX_DELAY_MS = 2;
 
-  /** Most audit rows written in one transaction. */
+  /**
+   * Most audit rows written in one transaction. A burst of answers larger than this is written as
+   * several commits on free lanes, so the first of them are answered while the rest are written and
+   * the event loop has work meanwhile: with one commit for all 64 requests of a c=64 load, the
+   * event loop stood idle a third of the time, waiting for it (see README, bench/audit).
+   */
   @Transform(toInt)
   @IsInt()
   @Min(1)
   @Max(2000)
-  AUDIT_MAX_BATCH = 500;
+  AUDIT_MAX_BATCH = 32;
 
   /**
    * Challenger versions run in shadow, `name=version` comma-separated (e.g. `card-fraud=2`): scored

@@ -176,3 +176,39 @@ describe('audit trail', () => {
     assert.equal((await http.get('/health/ready')).status, 200);
   });
 });
+
+describe('audit trail, a burst larger than AUDIT_MAX_BATCH', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  const admin = bearer(tokenFor(['ml-admin'], { sub: 'ml-engineer-2' }));
+
+  before(async () => {
+    app = await createTestApp({ AUDIT_MAX_BATCH: '8' });
+    http = request(app.getHttpServer());
+  });
+  after(() => app.close());
+
+  it('goes out as several commits of at most AUDIT_MAX_BATCH rows, each request with its row once', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR),
+      ),
+    );
+    assert.ok(answers.every((a) => a.status === 200));
+    const ids = answers.map((a) => a.headers['x-request-id']);
+    const rows: Array<{ request_id: string }> = await app
+      .get(DataSource)
+      .query('SELECT request_id FROM audit_events WHERE request_id = ANY($1)', [ids]);
+    assert.equal(new Set(rows.map((r) => r.request_id)).size, 40);
+    assert.equal(rows.length, 40);
+    const metrics = (await http.get('/metrics').expect(200)).text;
+    const commits = Number(/gateway_audit_commit_rows_count (\d+)/.exec(metrics)?.[1]);
+    const upTo8 = Number(/gateway_audit_commit_rows_bucket\{le="8"\} (\d+)/.exec(metrics)?.[1]);
+    const committed = Number(/gateway_audit_commit_rows_sum (\d+)/.exec(metrics)?.[1]);
+    assert.equal(upTo8, commits, 'a commit carried more than 8 rows');
+    assert.ok(commits >= 5 && committed >= 40, `${commits} commits for ${committed} rows`);
+    const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-2' }));
+    const report = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+    assert.equal(report.valid, true);
+  });
+});
