@@ -22,6 +22,38 @@ function expectedDigest(values: number[]): string {
   return hmac.digest('hex');
 }
 
+/**
+ * Sends `count` inferences at once; checks that every one is answered 200 and has exactly one audit
+ * row, and returns the gateway's metrics as they stand afterwards.
+ */
+async function inferAtOnce(
+  http: ReturnType<typeof request>,
+  db: DataSource,
+  auth: string,
+  count: number,
+): Promise<string> {
+  const answers = await Promise.all(
+    Array.from({ length: count }, () =>
+      http.post('/v2/models/fixture-linear/infer').set('Authorization', auth).send(LINEAR),
+    ),
+  );
+  assert.ok(answers.every((a) => a.status === 200));
+  const ids = answers.map((a) => a.headers['x-request-id']);
+  const rows: Array<{ request_id: string }> = await db.query(
+    'SELECT request_id FROM audit_events WHERE request_id = ANY($1)',
+    [ids],
+  );
+  assert.equal(rows.length, count);
+  assert.equal(new Set(rows.map((r) => r.request_id)).size, count);
+  return (await http.get('/metrics').expect(200)).text;
+}
+
+/** A series' value in Prometheus text (`name` with its labels as written there), NaN when absent. */
+function metric(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? NaN : Number(line.slice(name.length + 1));
+}
+
 describe('audit trail', () => {
   let app: NestFastifyApplication;
   let http: ReturnType<typeof request>;
@@ -107,22 +139,9 @@ describe('audit trail', () => {
 
   it('group commit: concurrent requests share commits, and each has its row once', async () => {
     const before = Number((await db.query('SELECT count(*) AS n FROM audit_events'))[0].n);
-    const answers = await Promise.all(
-      Array.from({ length: 40 }, () =>
-        http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR),
-      ),
-    );
-    assert.ok(answers.every((a) => a.status === 200));
-    const ids = answers.map((a) => a.headers['x-request-id']);
-    const rows: Array<{ request_id: string }> = await db.query(
-      'SELECT request_id FROM audit_events WHERE request_id = ANY($1)',
-      [ids],
-    );
-    assert.equal(rows.length, 40);
-    assert.equal(new Set(rows.map((r) => r.request_id)).size, 40);
-    const metrics = (await http.get('/metrics').expect(200)).text;
-    const commits = Number(/gateway_audit_commit_rows_count (\d+)/.exec(metrics)?.[1]);
-    const committed = Number(/gateway_audit_commit_rows_sum (\d+)/.exec(metrics)?.[1]);
+    const metrics = await inferAtOnce(http, db, admin, 40);
+    const commits = metric(metrics, 'gateway_audit_commit_rows_count');
+    const committed = metric(metrics, 'gateway_audit_commit_rows_sum');
     assert.ok(committed >= before + 40, `${committed} rows committed`);
     assert.ok(commits < committed, `${commits} commits for ${committed} rows: no grouping`);
   });
@@ -189,22 +208,10 @@ describe('audit trail, a burst larger than AUDIT_MAX_BATCH', () => {
   after(() => app.close());
 
   it('goes out as several commits of at most AUDIT_MAX_BATCH rows, each request with its row once', async () => {
-    const answers = await Promise.all(
-      Array.from({ length: 40 }, () =>
-        http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR),
-      ),
-    );
-    assert.ok(answers.every((a) => a.status === 200));
-    const ids = answers.map((a) => a.headers['x-request-id']);
-    const rows: Array<{ request_id: string }> = await app
-      .get(DataSource)
-      .query('SELECT request_id FROM audit_events WHERE request_id = ANY($1)', [ids]);
-    assert.equal(new Set(rows.map((r) => r.request_id)).size, 40);
-    assert.equal(rows.length, 40);
-    const metrics = (await http.get('/metrics').expect(200)).text;
-    const commits = Number(/gateway_audit_commit_rows_count (\d+)/.exec(metrics)?.[1]);
-    const upTo8 = Number(/gateway_audit_commit_rows_bucket\{le="8"\} (\d+)/.exec(metrics)?.[1]);
-    const committed = Number(/gateway_audit_commit_rows_sum (\d+)/.exec(metrics)?.[1]);
+    const metrics = await inferAtOnce(http, app.get(DataSource), admin, 40);
+    const commits = metric(metrics, 'gateway_audit_commit_rows_count');
+    const upTo8 = metric(metrics, 'gateway_audit_commit_rows_bucket{le="8"}');
+    const committed = metric(metrics, 'gateway_audit_commit_rows_sum');
     assert.equal(upTo8, commits, 'a commit carried more than 8 rows');
     assert.ok(commits >= 5 && committed >= 40, `${commits} commits for ${committed} rows`);
     const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-2' }));
