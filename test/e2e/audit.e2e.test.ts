@@ -202,7 +202,9 @@ describe('audit trail, a burst larger than AUDIT_MAX_BATCH', () => {
   const admin = bearer(tokenFor(['ml-admin'], { sub: 'ml-engineer-2' }));
 
   before(async () => {
-    app = await createTestApp({ AUDIT_MAX_BATCH: '8' });
+    // A long linger lets the rows of the burst gather, so that without the cap they would go in
+    // commits of more than 8 (with the default 2 ms the burst sometimes arrives spread out enough not to).
+    app = await createTestApp({ AUDIT_MAX_BATCH: '8', AUDIT_MAX_DELAY_MS: '50' });
     http = request(app.getHttpServer());
   });
   after(() => app.close());
