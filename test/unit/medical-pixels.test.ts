@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   applyModalityLut,
@@ -14,6 +15,10 @@ import {
   toGrayscale,
   UnsupportedPhotometricError,
 } from '../../src/domains/medical/pixels/pixel-pipeline.util';
+import { RESIZE_KERNEL_WASM } from '../../src/domains/medical/pixels/resize-kernel.wasm';
+import { useWasmResize, wasmResizeAvailable } from '../../src/domains/medical/pixels/resize-wasm';
+import { seededRandom } from '../fixtures/random';
+import { assembleKernel, KERNEL_TS, kernelModuleSource } from '../tools/resize-kernel.build';
 
 function assertClose(actual: ArrayLike<number>, expected: number[], tol = 1e-6): void {
   assert.equal(actual.length, expected.length);
@@ -219,5 +224,68 @@ describe('medical pixels: letterbox and normalisation (PIL reference)', () => {
     assert.equal(normalise(v, 0.25, 0.5), v);
     assertClose(v, [-0.5, 1.5]);
     assert.throws(() => normalise(v, 0, 0), /std/);
+  });
+});
+
+describe('medical pixels: the WebAssembly resize', () => {
+  it('is assembled from resize-kernel.wat as committed (npm run wasm:build writes it)', async () => {
+    const bytes = await assembleKernel();
+    assert.equal(Buffer.from(RESIZE_KERNEL_WASM, 'base64').toString('hex'), bytes.toString('hex'));
+    assert.equal(readFileSync(KERNEL_TS, 'utf8'), kernelModuleSource(bytes));
+  });
+
+  it('loads here (Node has WebAssembly SIMD), so the letterbox does not fall back to JavaScript unseen', () => {
+    assert.equal(wasmResizeAvailable(), true);
+  });
+
+  it('gives, bit for bit, what the JavaScript resize gives, for RGB and grey, odd and even sizes, up and down', () => {
+    const random = seededRandom(11);
+    const sizes: Array<[number, number]> = [
+      [640, 480],
+      [320, 229],
+      [37, 23],
+      [23, 37],
+      [1, 5],
+      [5, 1],
+      [255, 257],
+      [300, 17],
+      [129, 64],
+      [7, 300],
+    ];
+    const targets = [
+      { width: 256, height: 256, padValue: 0 },
+      { width: 64, height: 48, padValue: 0.1 },
+    ];
+    let compared = 0;
+    try {
+      for (const [columns, rows] of sizes) {
+        const rgb = Uint8Array.from({ length: 3 * columns * rows }, () => Math.floor(random() * 256));
+        const rgbFrame = { ...frame('RGB', rows, columns, []), values: rgb };
+        const grey = Float32Array.from({ length: columns * rows }, () => random() * 1.5 - 0.25);
+        for (const target of targets) {
+          for (const norm of [undefined, { mean: 0.265, std: 0.236 }]) {
+            const runs = [
+              (): Float32Array => letterboxFrame(rgbFrame, BITS8, target, undefined, norm).data,
+              (): Float32Array => letterbox(grey, columns, rows, target, undefined, norm).data,
+            ];
+            for (const run of runs) {
+              useWasmResize(false);
+              const js = run();
+              useWasmResize(true);
+              const wasm = run();
+              const label = `${columns}x${rows} -> ${target.width}x${target.height}${norm ? ' normalised' : ''}`;
+              assert.ok(
+                js.every((v, i) => Object.is(v, wasm[i])),
+                label,
+              );
+              compared++;
+            }
+          }
+        }
+      }
+    } finally {
+      useWasmResize(true);
+    }
+    assert.equal(compared, sizes.length * targets.length * 2 * 2);
   });
 });

@@ -3,6 +3,7 @@
  * Pixel Data and hands over numbers. The resize reproduces PIL's `Image.resize(..., BILINEAR)` because the
  * model was trained on images letterboxed that way (training/medical/train_breast_us_lesion.py, `letterbox`).
  */
+import { ResizeSource, resizeWithWasm } from './resize-wasm';
 
 /** One decoded frame: values are already sign-extended / masked to Bits Stored by the caller. */
 export interface StoredFrame {
@@ -224,6 +225,7 @@ function isRgb8Interleaved(frame: StoredFrame, opts: FrameTo01Options): frame is
 const LUMA_R = 0.299 / 255;
 const LUMA_G = 0.587 / 255;
 const LUMA_B = 0.114 / 255;
+const LUMA = [LUMA_R, LUMA_G, LUMA_B] as const;
 
 function rgb8To01(v: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
@@ -267,6 +269,7 @@ export function letterbox(
     target,
     into,
     normalisation,
+    { kind: 'gray', values: gray01 },
   );
 }
 
@@ -293,7 +296,7 @@ export function letterboxFrame(
       rgb8RowTo01(v, y * w * 3, w, row);
       return row;
     };
-    return letterboxRows(rowAt, w, h, target, into, normalisation);
+    return letterboxRows(rowAt, w, h, target, into, normalisation, { kind: 'rgb8', values: v, luma: LUMA });
   }
   return letterbox(frameTo01(frame, opts), frame.columns, frame.rows, target, into, normalisation);
 }
@@ -305,6 +308,8 @@ function letterboxRows(
   target: LetterboxTarget,
   into: Float32Array | undefined,
   normalisation: Normalisation | undefined,
+  /** The whole image, for the WebAssembly resize; rowAt gives the same rows to the JavaScript one. */
+  whole: ResizeSource,
 ): Letterboxed {
   const scale = Math.min(target.width / width, target.height / height);
   const resizedWidth = Math.min(target.width, Math.max(1, roundHalfEven(width * scale)));
@@ -315,7 +320,23 @@ function letterboxRows(
   const std = normalisation ? positiveStd(normalisation.std) : 1;
   const pad = normalisation ? (Math.fround(target.padValue) - mean) / std : target.padValue;
   if (into || pad !== 0) data.fill(pad);
-  resizeBilinearInto(rowAt, width, height, data, resizedWidth, resizedHeight, target.width, mean, std);
+  const inWasm =
+    resizedWidth !== width &&
+    resizedHeight !== height &&
+    resizeWithWasm(
+      whole,
+      width,
+      height,
+      axisFilter(width, resizedWidth),
+      axisFilter(height, resizedHeight),
+      resizedWidth,
+      resizedHeight,
+      data,
+      target.width,
+      mean,
+      std,
+    );
+  if (!inWasm) resizeBilinearInto(rowAt, width, height, data, resizedWidth, resizedHeight, target.width, mean, std);
   return { data, scale, resizedWidth, resizedHeight };
 }
 
