@@ -16,7 +16,12 @@ import {
   UnsupportedPhotometricError,
 } from '../../src/domains/medical/pixels/pixel-pipeline.util';
 import { RESIZE_KERNEL_WASM } from '../../src/domains/medical/pixels/resize-kernel.wasm';
-import { useWasmResize, wasmResizeAvailable } from '../../src/domains/medical/pixels/resize-wasm';
+import {
+  resizeWithWasm,
+  useWasmResize,
+  WASM_RESIZE_MAX_BYTES,
+  wasmResizeAvailable,
+} from '../../src/domains/medical/pixels/resize-wasm';
 import { seededRandom } from '../fixtures/random';
 import { assembleKernel, KERNEL_TS, kernelModuleSource } from '../tools/resize-kernel.build';
 
@@ -287,5 +292,21 @@ describe('medical pixels: the WebAssembly resize', () => {
       useWasmResize(true);
     }
     assert.equal(compared, sizes.length * targets.length * 2 * 2);
+  });
+
+  it('leaves a frame that needs more memory than its cap to the JavaScript resize, writing nothing', () => {
+    // A 2:1 box filter on both axes of a 64x48 grey image (about 40 KB of kernel memory).
+    const halve = (size: number) => ({
+      first: Int32Array.from({ length: size }, (_, i) => 2 * i),
+      weights: new Float64Array(2 * size).fill(0.5),
+      taps: 2,
+    });
+    const source = { kind: 'gray' as const, values: new Float32Array(64 * 48).fill(0.75) };
+    const dst = new Float32Array(32 * 24).fill(-1);
+    assert.equal(resizeWithWasm(source, 64, 48, halve(32), halve(24), 32, 24, dst, 32, 0, 1, 4096), false);
+    assert.ok(dst.every((v) => v === -1));
+    assert.ok(WASM_RESIZE_MAX_BYTES >= 16 * 1024 * 1024);
+    assert.equal(resizeWithWasm(source, 64, 48, halve(32), halve(24), 32, 24, dst, 32, 0, 1), true);
+    assert.ok(dst.every((v) => v === 0.75));
   });
 });

@@ -71,9 +71,17 @@ export function wasmResizeAvailable(): boolean {
 const align = (n: number): number => (n + 15) & ~15;
 
 /**
+ * The most memory the kernel takes for one frame (an ultrasound frame of 1024x768 RGB needs about 4 MiB).
+ * WebAssembly memory never shrinks, so a larger frame is resized by the JavaScript loops instead of leaving
+ * the process holding its size for good.
+ */
+export const WASM_RESIZE_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
  * Resizes `source` (w x h) to ow x oh with the two filters and writes row y of the result, as
  * `(v - mean) / std` (1 and 0: as it is), at `dst[y * dstStride]`. False, with nothing written, when
- * the kernel does not serve this case; the caller then runs the JavaScript resize.
+ * the kernel does not serve this case (no SIMD, an axis that keeps its size, more than `maxBytes` of
+ * memory needed); the caller then runs the JavaScript resize.
  */
 export function resizeWithWasm(
   source: ResizeSource,
@@ -87,6 +95,7 @@ export function resizeWithWasm(
   dstStride: number,
   mean: number,
   std: number,
+  maxBytes = WASM_RESIZE_MAX_BYTES,
 ): boolean {
   const k = enabled && ow !== w && oh !== h ? loadKernel() : null;
   if (!k) return false;
@@ -101,6 +110,7 @@ export function resizeWithWasm(
   // One float32 of slack after tmp and out: the vertical pass reads and writes two columns at a time.
   const out = align(tmp + (ow * h + 2) * 4);
   const end = out + (ow * oh + 2) * 4;
+  if (end > maxBytes) return false;
   const have = k.memory.buffer.byteLength;
   if (have < end) k.memory.grow(Math.ceil((end - have) / 65536));
   const memory = k.memory.buffer;
