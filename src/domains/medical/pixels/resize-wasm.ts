@@ -71,7 +71,7 @@ export function wasmResizeAvailable(): boolean {
 const align = (n: number): number => (n + 15) & ~15;
 
 /**
- * The most memory the kernel takes for one frame (an ultrasound frame of 1024x768 RGB needs about 4 MiB).
+ * The most memory the kernel takes for one frame (a 1024x768 RGB ultrasound frame needs about 3 MiB).
  * WebAssembly memory never shrinks, so a larger frame is resized by the JavaScript loops instead of leaving
  * the process holding its size for good.
  */
