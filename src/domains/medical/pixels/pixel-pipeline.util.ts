@@ -320,22 +320,20 @@ function letterboxRows(
   const std = normalisation ? positiveStd(normalisation.std) : 1;
   const pad = normalisation ? (Math.fround(target.padValue) - mean) / std : target.padValue;
   if (into || pad !== 0) data.fill(pad);
-  const inWasm =
-    resizedWidth !== width &&
-    resizedHeight !== height &&
-    resizeWithWasm(
-      whole,
-      width,
-      height,
-      axisFilter(width, resizedWidth),
-      axisFilter(height, resizedHeight),
-      resizedWidth,
-      resizedHeight,
-      data,
-      target.width,
-      mean,
-      std,
-    );
+  // The kernel declines (and the JavaScript loops run) where an axis keeps its size, among other cases.
+  const inWasm = resizeWithWasm(
+    whole,
+    width,
+    height,
+    axisFilter(width, resizedWidth),
+    axisFilter(height, resizedHeight),
+    resizedWidth,
+    resizedHeight,
+    data,
+    target.width,
+    mean,
+    std,
+  );
   if (!inWasm) resizeBilinearInto(rowAt, width, height, data, resizedWidth, resizedHeight, target.width, mean, std);
   return { data, scale, resizedWidth, resizedHeight };
 }
