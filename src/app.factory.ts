@@ -7,6 +7,7 @@ import { registerAuditHook } from './audit/audit.hook';
 import { AuditWriter } from './audit/audit-writer.service';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
+import { clientErrorHandler } from './common/http/client-errors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
 import { registerRouteCatalog } from './common/http/route-catalog';
 import { registerHttpMetrics } from './common/metrics/http-metrics';
@@ -35,6 +36,17 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     forceCloseConnections: 'idle',
     // A slow upload cannot hold a socket (and its partial body) forever: 408 after this.
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    http: {
+      // As Node's own default for a server made with this requestTimeout. Fastify sets requestTimeout
+      // after Node made the server (headersTimeout then 60 s), and when headersTimeout is the larger,
+      // Node swaps the two: a body would then have 60 s, whatever HTTP_REQUEST_TIMEOUT_MS says.
+      headersTimeout: Math.min(60_000, config.HTTP_REQUEST_TIMEOUT_MS),
+      // Node checks both every 30 s by default; a quarter of the limit (at least 250 ms) keeps the cut-off near it.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.HTTP_REQUEST_TIMEOUT_MS / 4))),
+    },
+    // What Node's HTTP parser refuses (a control character in a header, headers over the limit, a
+    // request not received in time) is answered as problem+json too.
+    clientErrorHandler: clientErrorHandler(config.HTTP_REQUEST_TIMEOUT_MS),
     // The longest id a path carries is an asset id (128 characters); Fastify's default of 100 would
     // answer 414 for an asset the registry accepts.
     routerOptions: { maxParamLength: 128 },

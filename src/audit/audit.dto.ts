@@ -1,6 +1,20 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsDate, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import {
+  IsDate,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  MinDate,
+  ValidateBy,
+  ValidationOptions,
+} from 'class-validator';
+import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../common/storable-text';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
 import type { ChainBreak } from './audit-chain';
 import type { StoredAuditRow } from './audit.repository';
@@ -9,17 +23,37 @@ import type { StoredAuditRow } from './audit.repository';
 // eslint-disable-next-line no-control-regex
 const NO_NUL = /^[^\u0000]*$/;
 
+/** The largest value of PostgreSQL's bigint, the type of the audit trail's ids. */
+const MAX_BIGINT = 9223372036854775807n;
+
+/** An audit event id as a cursor: a positive integer that fits PostgreSQL's bigint. */
+function IsEventCursor(options?: ValidationOptions): PropertyDecorator {
+  return ValidateBy(
+    {
+      name: 'isEventCursor',
+      validator: {
+        validate: (value: unknown) =>
+          typeof value === 'string' && /^[1-9]\d{0,18}$/.test(value) && BigInt(value) <= MAX_BIGINT,
+        defaultMessage: () => 'cursor must be a nextCursor returned by this endpoint',
+      },
+    },
+    options,
+  );
+}
+
 export class AuditEventsQueryDto {
   /** Events at or after this time (ISO 8601). */
   @IsOptional()
   @Type(() => Date)
   @IsDate()
+  @MinDate(EARLIEST_STORABLE_TIME, { message: `from ${BEFORE_EARLIEST_TIME}` })
   from?: Date;
 
   /** Events before this time (ISO 8601). */
   @IsOptional()
   @Type(() => Date)
   @IsDate()
+  @MinDate(EARLIEST_STORABLE_TIME, { message: `to ${BEFORE_EARLIEST_TIME}` })
   to?: Date;
 
   /** Subject of the caller's token. */
@@ -59,8 +93,8 @@ export class AuditEventsQueryDto {
 
   /** `nextCursor` of the previous page. */
   @IsOptional()
-  @IsString()
-  @Matches(/^[1-9]\d{0,18}$/, { message: 'cursor must be a nextCursor returned by this endpoint' })
+  @IsEventCursor()
+  @ApiProperty({ type: 'string', required: false, pattern: '^[1-9]\\d{0,18}$' })
   cursor?: string;
 }
 

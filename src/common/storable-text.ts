@@ -17,3 +17,18 @@ export function storableJson<T>(value: T): T {
   for (const [key, member] of Object.entries(value)) out[storableText(key)] = storableJson(member);
   return out as T;
 }
+
+/** Whether PostgreSQL stores the text as it is: no NUL, no lone UTF-16 surrogate. For checks that refuse rather than mend. */
+export function isStorableText(value: string): boolean {
+  return !value.includes('\u0000') && value.isWellFormed();
+}
+
+/**
+ * The earliest time the gateway accepts where the database is asked: 1 January 4713 BC (year -4712),
+ * just after the start of PostgreSQL's timestamptz range (24 November 4714 BC). JavaScript dates reach
+ * further back, and PostgreSQL would refuse them with an error instead of a 400.
+ */
+export const EARLIEST_STORABLE_TIME = new Date(Date.UTC(-4712, 0, 1));
+
+/** The reason a query gets for a time before EARLIEST_STORABLE_TIME. */
+export const BEFORE_EARLIEST_TIME = 'must not be before 4713 BC';

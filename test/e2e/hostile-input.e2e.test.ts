@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
@@ -7,8 +8,35 @@ import { DataSource } from 'typeorm';
 import { AuditDraft, AuditWriter } from '../../src/audit/audit-writer.service';
 import { MAX_JSON_DEPTH } from '../../src/common/http/json-depth';
 import { bundledModelsDir } from '../fixtures/paths';
+import { millAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+
+/** Writes raw bytes to the server and reads until it closes the connection: for what HTTP clients will not send. */
+function rawExchange(port: number, request: string | Buffer, pauseMs = 0): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    socket.write(request);
+    // A client that stops sending half-way (a stalled upload) leaves its end open until the server acts.
+    if (pauseMs === 0) return;
+    setTimeout(() => socket.end(), pauseMs).unref();
+  });
+}
+
+/** The status, headers and parsed body of a raw HTTP/1.1 answer. */
+function parseAnswer(raw: string): { status: number; headers: string; body: Record<string, unknown> } {
+  const end = raw.indexOf('\r\n\r\n');
+  assert.ok(end > 0, `no HTTP answer: ${JSON.stringify(raw.slice(0, 200))}`);
+  return {
+    status: Number(raw.slice(9, 12)),
+    headers: raw.slice(0, end),
+    body: JSON.parse(raw.slice(end + 4)) as Record<string, unknown>,
+  };
+}
 
 const nested = (depth: number): string => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
 
@@ -173,5 +201,140 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .set('Authorization', all)
       .expect(414);
     assert.ok(bad.headers['x-request-id'] && long.headers['x-request-id']);
+  });
+
+  it('times and cursors outside what PostgreSQL holds get 400 naming the parameter, never 500', async () => {
+    const fieldsOf = (res: request.Response): string[] =>
+      (res.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field);
+    const before = '-005000-01-01T00:00:00Z';
+    for (const [query, field] of [
+      [`from=${before}`, 'from'],
+      ['to=-271821-04-20T00:00:00Z', 'to'],
+      ['cursor=9223372036854775808', 'cursor'],
+      ['cursor=99999999999999999999', 'cursor'],
+    ]) {
+      const res = await http.get(`/v1/audit/events?${query}`).set('Authorization', all);
+      assert.equal(res.status, 400, `${query}: ${res.status} ${res.text.slice(0, 300)}`);
+      assert.deepEqual(fieldsOf(res), [field], query);
+    }
+    // The edges themselves are served: 4713 BC, and the largest bigint as a cursor.
+    await http.get('/v1/audit/events?from=-004712-01-01T00:00:00Z').set('Authorization', all).expect(200);
+    await http.get('/v1/audit/events?cursor=9223372036854775807').set('Authorization', all).expect(200);
+    const dead = await http.get(`/v1/manufacturing/dead-letters?from=${before}`).set('Authorization', all).expect(400);
+    assert.deepEqual(fieldsOf(dead), ['from']);
+    assert.match(dead.body.errors[0].reason, /4713 BC/);
+    await http.get('/v1/manufacturing/dead-letters?from=-004712-01-01T00:00:00Z').set('Authorization', all).expect(200);
+    await alive();
+  });
+
+  it('an asset with text PostgreSQL cannot store, or a constant its model does not take, is refused naming it', async () => {
+    const put = (body: Record<string, unknown>) =>
+      http.put('/v1/manufacturing/assets/mill-hostile').set('Authorization', all).send(body);
+    const withTag = (tag: string) => {
+      const asset = millAsset('mill-hostile');
+      (asset.sensors as Array<{ tag: string }>)[1].tag = tag;
+      return asset;
+    };
+    for (const tag of ['air\u0000temp', '\ud800']) {
+      const res = await put(withTag(tag));
+      assert.equal(res.status, 400, `${JSON.stringify(tag)}: ${res.status} ${res.text.slice(0, 300)}`);
+      assert.deepEqual(
+        res.body.errors.map((e: { field: string }) => e.field),
+        ['sensors[1].tag'],
+      );
+    }
+    for (const key of ['Spindle', 'x\u0000']) {
+      const res = await put({ ...millAsset('mill-hostile'), constants: { Type: 'L', [key]: '1' } });
+      assert.equal(res.status, 400, `${JSON.stringify(key)}: ${res.status} ${res.text.slice(0, 300)}`);
+      assert.equal(res.body.errors[0].field, `constants.${key}`);
+      assert.match(res.body.errors[0].reason, /not a constant input of machine-failure \(it takes: Type\)/);
+    }
+    // Nothing was stored by the refusals; the asset as it should be is.
+    await http.get('/v1/manufacturing/assets/mill-hostile').set('Authorization', all).expect(404);
+    await put(millAsset('mill-hostile')).expect(200);
+  });
+
+  it('a request of 10,000 refused readings keeps every one as a dead letter', async () => {
+    // One INSERT with a parameter per value would pass PostgreSQL's 65,535 parameters at 9,363 rows.
+    await http
+      .put('/v1/manufacturing/assets/mill-dead')
+      .set('Authorization', all)
+      .send(millAsset('mill-dead'))
+      .expect(200);
+    const readings = Array.from({ length: 10_000 }, (_, i) => ({
+      timestamp: new Date(Date.UTC(2026, 10, 1) + i * 1000).toISOString(),
+      values: { unknown_tag: i },
+    }));
+    const res = await http
+      .post('/v1/manufacturing/assets/mill-dead/readings')
+      .set('Authorization', all)
+      .send({ readings })
+      .expect(200);
+    assert.equal(res.body.invalid.length, 10_000);
+    const [{ n }] = await app
+      .get(DataSource)
+      .query("SELECT count(*)::int AS n FROM manufacturing_dead_letters WHERE asset_id = 'mill-dead'");
+    assert.equal(n, 10_000);
+  });
+
+  it('what the HTTP parser refuses is answered as problem+json', async () => {
+    const { port } = app.getHttpServer().address() as { port: number };
+    const control = parseAnswer(
+      await rawExchange(port, 'GET /health/live HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\x7fb\r\n\r\n'),
+    );
+    assert.equal(control.status, 400);
+    assert.match(control.headers, /content-type: application\/problem\+json/i);
+    assert.equal(control.body.code, 'HTTP_PARSE_ERROR');
+    assert.match(String(control.body.detail), /header name or value holds a character/);
+    const space = parseAnswer(
+      await rawExchange(port, 'GET /v1/audit/events?from=[object Object] HTTP/1.1\r\nHost: x\r\n\r\n'),
+    );
+    assert.equal(space.status, 400);
+    assert.match(String(space.body.detail), /a space in the target, say: percent-encode it/);
+    const huge = parseAnswer(
+      await rawExchange(port, `GET /health/live?${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`),
+    );
+    assert.equal(huge.status, 431);
+    assert.equal(huge.body.code, 'HEADERS_TOO_LARGE');
+    assert.deepEqual(huge.body.errors, [{ field: '(headers)', reason: huge.body.detail }]);
+    await alive();
+  });
+
+  it('an Inference-Header-Content-Length header means nothing outside the Open Inference Protocol', async () => {
+    // Before, the body was handed over as raw bytes and refused for "fields" named after Buffer methods.
+    const res = await http
+      .post('/v1/finance/fraud-scores')
+      .set('Authorization', all)
+      .set('Inference-Header-Content-Length', '2')
+      .set('content-type', 'application/json')
+      .send(JSON.stringify(TX));
+    assert.equal(res.status, 200, res.text.slice(0, 300));
+  });
+});
+
+describe('a stalled upload', () => {
+  it('is cut off after HTTP_REQUEST_TIMEOUT_MS with 408 problem+json', async () => {
+    const app = await createTestApp({ HTTP_REQUEST_TIMEOUT_MS: '1000' });
+    try {
+      await app.listen(0, '127.0.0.1');
+      const { port } = app.getHttpServer().address() as { port: number };
+      const started = Date.now();
+      // Headers promise 1,000 bytes of body; 10 come, then nothing (the client keeps the connection open).
+      const raw = await rawExchange(
+        port,
+        'POST /v2/models/fixture-linear/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+          `Authorization: ${bearer(tokenFor(['ml-admin']))}\r\nContent-Length: 1000\r\n\r\n{"inputs":`,
+        20_000,
+      );
+      const answer = parseAnswer(raw);
+      assert.equal(answer.status, 408);
+      assert.match(answer.headers, /content-type: application\/problem\+json/i);
+      assert.equal(answer.body.code, 'REQUEST_TIMEOUT');
+      assert.match(String(answer.body.detail), /not received within 1000 ms/);
+      // Cut off near the limit (Node checks at a quarter of it), not after Node's default 30 s check.
+      assert.ok(Date.now() - started < 10_000, `answered after ${Date.now() - started} ms`);
+    } finally {
+      await app.close();
+    }
   });
 });

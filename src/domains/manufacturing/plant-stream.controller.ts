@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { map, Observable } from 'rxjs';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
+import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../../common/storable-text';
 import { AssetRegistry } from './assets/asset-registry.service';
 import { IDENTIFIER } from './assets/asset.dto';
 import { IngestResultDto, PredictionListDto, PredictionsQueryDto, ReadingBatchDto } from './manufacturing.dto';
@@ -122,6 +123,11 @@ export class PlantStreamController {
     if (Number.isNaN(since.getTime())) {
       throw new AppError('VALIDATION_FAILED', 'from must be an ISO 8601 time', {
         fields: [{ field: 'from', reason: 'not a time' }],
+      });
+    }
+    if (since < EARLIEST_STORABLE_TIME) {
+      throw new AppError('VALIDATION_FAILED', `from ${BEFORE_EARLIEST_TIME}`, {
+        fields: [{ field: 'from', reason: BEFORE_EARLIEST_TIME }],
       });
     }
     const rows = await this.records.deadLettersSince(since, 1000);

@@ -15,7 +15,11 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
   const json = fastify.getDefaultJsonParser('error', 'error');
   void fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    if (request.headers[HEADER_LENGTH] !== undefined) return done(null, body);
+    // Only the Open Inference Protocol's infer routes read the binary extension; elsewhere the header
+    // means nothing and the body is JSON like any other.
+    if (request.headers[HEADER_LENGTH] !== undefined && request.routeOptions.url?.startsWith('/v2/')) {
+      return done(null, body);
+    }
     void json(request, (body as Buffer).toString('utf8'), (error, parsed) => {
       if (error) return done(error);
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.

@@ -3,6 +3,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { AppError } from '../../../common/errors/app-error';
+import { isStorableText } from '../../../common/storable-text';
 import { AppConfig } from '../../../config/app-config';
 import { InferenceEngine } from '../../../runtime/inference-engine.service';
 import { validateAlarmRule } from '../hysteresis.util';
@@ -128,6 +129,9 @@ export class AssetRegistry implements OnModuleInit {
       } else if (!canConvert(s.unit, column.unit)) {
         fields.push({ field: `sensors[${i}].unit`, reason: `${s.unit} cannot be converted to ${column.unit}` });
       }
+      if (!isStorableText(s.tag)) {
+        fields.push({ field: `sensors[${i}].tag`, reason: 'must not contain NUL characters or unpaired surrogates' });
+      }
       if (seen.has(s.input)) fields.push({ field: `sensors[${i}].input`, reason: `${s.input} is mapped twice` });
       if (tags.has(s.tag)) fields.push({ field: `sensors[${i}].tag`, reason: `tag ${s.tag} is mapped twice` });
       seen.add(s.input);
@@ -141,6 +145,16 @@ export class AssetRegistry implements OnModuleInit {
       const value = dto.constants?.[source];
       if (value === undefined || !allowed.includes(String(value))) {
         fields.push({ field: `constants.${source}`, reason: `must be one of ${allowed.join(', ')}` });
+      }
+    }
+    // A constant the model does not take would be kept and never used: refused, so the plant knows.
+    for (const key of Object.keys(dto.constants ?? {})) {
+      if (!model.constantSources.includes(key)) {
+        const takes = model.constantSources.length ? model.constantSources.join(', ') : 'none';
+        fields.push({
+          field: `constants.${key}`,
+          reason: `not a constant input of ${model.name} (it takes: ${takes})`,
+        });
       }
     }
     const alarmError = validateAlarmRule({ ...dto.alarm, direction: alarmDirection(dto.kind) });
