@@ -106,6 +106,8 @@ export class AppConfig {
   @Transform(toInt)
   @IsInt()
   @Min(1)
+  // The longest delay a Node.js timer takes (MAX_TIMEOUT_MS of the model manifest schema).
+  @Max(2_147_483_647)
   INFERENCE_TIMEOUT_MS?: number;
 
   /** Largest accepted request body. */

@@ -171,6 +171,20 @@ describe('Open Inference Protocol v2', () => {
       })
       .expect(400);
     assert.match(timeout.body.error, /timeout_ms/);
+    // A deadline longer than a Node.js timer takes would fire after 1 ms and drop the request: refused.
+    const x = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }];
+    const tooLong = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ parameters: { timeout_ms: 2 ** 31 }, inputs: x })
+      .expect(400);
+    assert.match(
+      tooLong.body.error,
+      /parameters\.timeout_ms must be a positive integer of milliseconds, at most 2147483647/,
+    );
+    await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ parameters: { timeout_ms: 2 ** 31 - 1 }, inputs: x })
+      .expect(200);
   });
 
   describe('binary tensor data extension (as Triton clients send it)', () => {

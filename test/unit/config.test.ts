@@ -22,12 +22,20 @@ describe('configuration', () => {
 
   it('stops with every bad variable named', () => {
     assert.throws(
-      () => loadConfig({ INFERENCE_DEVICE: 'tpu', PORT: 'eighty', WORKER_POOL_SIZE: '0' }),
+      () =>
+        loadConfig({
+          INFERENCE_DEVICE: 'tpu',
+          PORT: 'eighty',
+          WORKER_POOL_SIZE: '0',
+          // Longer than a Node.js timer takes: it would fire after 1 ms.
+          INFERENCE_TIMEOUT_MS: '2147483648',
+        }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
         assert.match(error.message, /INFERENCE_DEVICE="tpu": INFERENCE_DEVICE must be one of auto, cuda, cpu/);
         assert.match(error.message, /PORT="eighty"/);
         assert.match(error.message, /WORKER_POOL_SIZE=0/);
+        assert.match(error.message, /INFERENCE_TIMEOUT_MS=2147483648/);
         return true;
       },
     );

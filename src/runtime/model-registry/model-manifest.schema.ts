@@ -3,6 +3,12 @@
  * code that writes a model and the runtime that serves it. Strict at the top level so that a typo
  * in a field name is refused at load rather than silently ignored.
  */
+/**
+ * The longest deadline a request may have: the longest delay a Node.js timer takes (about 24.8 days).
+ * A longer one would fire after 1 ms, with a warning, and drop the request at once.
+ */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
+
 export const TENSOR_DTYPES = ['float32', 'float64', 'int8', 'uint8', 'int32', 'int64', 'bool'] as const;
 export type TensorDtype = (typeof TENSOR_DTYPES)[number];
 
@@ -51,7 +57,7 @@ export const MODEL_MANIFEST_SCHEMA = {
         maxBatchSize: { type: 'integer', minimum: 1, maximum: 65536 },
         maxQueueDelayMs: { type: 'number', minimum: 0, maximum: 10000 },
         maxQueueSize: { type: 'integer', minimum: 1 },
-        timeoutMs: { type: 'integer', minimum: 1 },
+        timeoutMs: { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_MS },
       },
     },
     sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },

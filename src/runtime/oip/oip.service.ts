@@ -3,6 +3,7 @@ import { AuditInputDigester, AuditNote } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
+import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
 import { canonicalTensorParts, summariseTensors, Tensor } from '../tensor';
 import { readBinaryTensor, splitBinaryBody, tensorBytes } from './oip-binary';
 import { decodeOipTensor, encodeOipTensor, fromOipDatatype, OipDatatype, toOipDatatype } from './oip-codec';
@@ -107,9 +108,13 @@ export class OipService {
     const body = parseOipInferRequest(value);
     const inputs = decodeInputs(body, payload);
     const timeout = body.parameters?.timeout_ms;
-    if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1)) {
-      throw new AppError('VALIDATION_FAILED', 'parameters.timeout_ms must be a positive integer', {
-        fields: [{ field: 'parameters.timeout_ms', reason: 'must be a positive integer (milliseconds)' }],
+    if (
+      timeout !== undefined &&
+      (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > MAX_TIMEOUT_MS)
+    ) {
+      const reason = `must be a positive integer of milliseconds, at most ${MAX_TIMEOUT_MS}`;
+      throw new AppError('VALIDATION_FAILED', `parameters.timeout_ms ${reason}`, {
+        fields: [{ field: 'parameters.timeout_ms', reason }],
       });
     }
     const info = this.engine.describe(name, version);
