@@ -59,7 +59,13 @@ export class JwtVerifier {
   }
 
   private verifyFully(token: string): Principal {
-    const decoded = jwt.decode(token, { complete: true });
+    let decoded: jwt.Jwt | null;
+    try {
+      decoded = jwt.decode(token, { complete: true });
+    } catch {
+      // jws throws (rather than answering null) for a header of `"typ": "JWT"` over a payload that is not JSON.
+      throw new TokenRejected('malformed token');
+    }
     if (!decoded || typeof decoded.payload === 'string') throw new TokenRejected('malformed token');
     const { alg, kid } = decoded.header;
     if (!this.keys.isAllowed(alg)) throw new TokenRejected('token algorithm not allowed');

@@ -68,6 +68,14 @@ describe('JWT verification', () => {
     assert.deepEqual([...principal.permissions].sort(), ['audit:read', 'finance:score', 'models:read']);
   });
 
+  it('refuses a token whose payload is not JSON as malformed (jws throws for these when typ is JWT)', () => {
+    const notJson = Buffer.from('xx').toString('base64url');
+    for (const typ of ['JWT', undefined]) {
+      refused(verifier(), `${b64({ alg: 'RS256', typ })}.${notJson}.x`, /^malformed token$/);
+    }
+    refused(verifier(), 'a.b.c', /^malformed token$/);
+  });
+
   it('refuses alg none', () => {
     const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`;
     refused(verifier(), token, /^token algorithm not allowed$/);
