@@ -342,6 +342,16 @@ export class AppConfig {
   MANUFACTURING_LATE_TOLERANCE_MS = 0;
 
   /**
+   * A reading stamped further ahead of the gateway's clock than this is refused: taken in, it would
+   * become its asset's newest reading, and every reading after it would be refused as late.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(86_400_000)
+  MANUFACTURING_FUTURE_TOLERANCE_MS = 300_000;
+
+  /**
    * MQTT broker the manufacturing domain subscribes to (secret: it may carry credentials), e.g.
    * `mqtt://user:pass@broker:1883`; unset: no MQTT.
    */

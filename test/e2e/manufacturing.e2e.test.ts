@@ -205,4 +205,22 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
       .send({ readings: [{ timestamp: iso(T0), values: good }] });
     assert.equal(unknown.status, 404);
   });
+
+  it("refuses a reading stamped far ahead of the gateway's clock, so it cannot make every later reading late", async () => {
+    const good = ai4iReadings(false, 1)[0];
+    const future = await http
+      .post('/v1/manufacturing/assets/mill-1/readings')
+      .set('Authorization', scada)
+      .send({ readings: [{ timestamp: '9999-12-31T00:00:00Z', values: good }] })
+      .expect(200);
+    assert.equal(future.body.accepted, 0);
+    assert.match(future.body.invalid[0].reason, /more than 300000 ms ahead of the gateway's clock/);
+    // A reading stamped now is still taken: the refused one did not become the asset's newest.
+    const now = await http
+      .post('/v1/manufacturing/assets/mill-1/readings')
+      .set('Authorization', scada)
+      .send({ readings: [{ timestamp: new Date().toISOString(), values: good }] })
+      .expect(200);
+    assert.equal(now.body.accepted, 1, JSON.stringify(now.body));
+  });
 });

@@ -166,6 +166,12 @@ export class PlantStream {
   /** Maps tags to inputs in the model's units; the reason when the reading cannot be used. */
   private mapReading(rt: Runtime, reading: RawReading): Record<string, number> | string {
     if (!Number.isFinite(reading.timestamp)) return 'timestamp: not a valid time';
+    if (reading.timestamp < 0) return 'timestamp: before 1970-01-01';
+    // A far-future reading would become the asset's newest and make every later reading late.
+    const ahead = this.config.MANUFACTURING_FUTURE_TOLERANCE_MS;
+    if (reading.timestamp > Date.now() + ahead) {
+      return `timestamp: more than ${ahead} ms ahead of the gateway's clock (MANUFACTURING_FUTURE_TOLERANCE_MS)`;
+    }
     const values: Record<string, number> = {};
     let mapped = 0;
     for (const sensor of rt.sensors) {
