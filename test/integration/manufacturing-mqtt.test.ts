@@ -244,6 +244,12 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     // A NUL byte, which PostgreSQL refuses in text: the dead letter must still be written (as U+FFFD),
     // or the message would stay unacknowledged, holding one of the broker's in-flight slots.
     await publisher.publishAsync(topic, Buffer.from('{"a":\u0000}'), { qos: 1 });
+    // 10,000 broken items in one message: 21 letters, not 10,000 copies of its payload (40 MB, which the
+    // database timed out on); an asset id from the topic longer than the column: cut to it.
+    const broken = JSON.stringify(Array.from({ length: 10_000 }, (_, i) => ({ timestamp: `x${i}` })));
+    await publisher.publishAsync(topic, broken, { qos: 1 });
+    const longId = 'a'.repeat(200);
+    await publisher.publishAsync(`factory/plant-1/line-a/${longId}/telemetry`, '{}', { qos: 1 });
     const good = cmapssEngine(3)[0];
     await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0 + 10_000_000, values: good.values }), {
       qos: 1,
@@ -263,6 +269,10 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
       letters.some((d) => d.channel === topic && d.payload === '{"a":\uFFFD}'),
       JSON.stringify(letters),
     );
+    const items = letters.filter((d) => d.channel === topic && d.payload === broken.slice(0, 4096));
+    assert.equal(items.length, 21);
+    assert.ok(items.some((d) => /^9980 more items refused, the first of them \[20\]/.test(d.detail)));
+    assert.ok(letters.some((d) => d.reason === 'unknown-asset' && d.assetId === longId.slice(0, 128)));
     const metrics = await http().get('/metrics').set('Authorization', admin);
     assert.match(String(metrics.text), /gateway_mqtt_messages_total\{kind="json",outcome="dead-lettered"\} [1-9]/);
     assert.doesNotMatch(String(metrics.text), /outcome="unacked"\} [1-9]/);

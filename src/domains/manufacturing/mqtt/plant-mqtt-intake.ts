@@ -20,7 +20,12 @@ export interface IntakeResult {
   outcome: MqttOutcome;
   /** A Sparkplug edge node whose aliases are unknown: ask it to rebirth. */
   rebirth?: { group: string; edgeNode: string };
+  /** Why an `unacked` message's dead letter could not be written (for the log). */
+  error?: string;
 }
+
+/** Dead letters named item by item for one message; the rest are counted in one more. */
+const MAX_ITEM_LETTERS = 20;
 
 interface DeadLetter {
   reason: string;
@@ -73,8 +78,8 @@ export class PlantMqttIntake {
           payload: deadLetterPayload(payload, kind === 'sparkplug'),
         })),
       );
-    } catch {
-      return { ...result, outcome: 'unacked' };
+    } catch (error) {
+      return { ...result, outcome: 'unacked', error: String(error) };
     }
     return { ...result, outcome: result.outcome === 'ingested' && dead.length > 0 ? 'dead-lettered' : result.outcome };
   }
@@ -94,11 +99,21 @@ export class PlantMqttIntake {
       ];
     }
     const parsed = parseTelemetry(payload);
-    const dead = parsed.errors.map((e) => ({
+    // Each dead letter keeps the message's payload (up to 4 KiB): a message of 10,000 broken items
+    // gets the first few by name and one letter counting the rest, not 40 MB of copies.
+    const dead = parsed.errors.slice(0, MAX_ITEM_LETTERS).map((e) => ({
       reason: 'malformed',
       detail: `[${e.index}] ${e.reason}`,
       assetId: asset.assetId,
     }));
+    if (parsed.errors.length > MAX_ITEM_LETTERS) {
+      const rest = parsed.errors.slice(MAX_ITEM_LETTERS);
+      dead.push({
+        reason: 'malformed',
+        detail: `${rest.length} more items refused, the first of them [${rest[0].index}] ${rest[0].reason}`,
+        assetId: asset.assetId,
+      });
+    }
     if (parsed.readings.length > 0) await this.ingest(asset.assetId, parsed.readings, { source: 'mqtt', name: topic });
     return dead;
   }

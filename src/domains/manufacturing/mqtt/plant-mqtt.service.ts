@@ -231,16 +231,18 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload);
     let kind: MqttMessageKind = 'unknown';
     let outcome: MqttOutcome = 'unacked';
+    let error: string | undefined;
     try {
       const result = await this.intake.handle(topic, payload);
       kind = result.kind;
       outcome = result.outcome;
+      error = result.error;
       if (result.rebirth) this.askRebirth(result.rebirth.group, result.rebirth.edgeNode);
-    } catch (error) {
-      this.logger.error({ msg: 'MQTT message not handled', topic, error: String(error) });
+    } catch (thrown) {
+      this.logger.error({ msg: 'MQTT message not handled', topic, error: String(thrown) });
     }
     this.messages.inc({ kind, outcome });
-    if (outcome === 'unacked') this.logger.error({ msg: 'MQTT message left unacknowledged', topic });
+    if (outcome === 'unacked') this.logger.error({ msg: 'MQTT message left unacknowledged', topic, error });
     return outcome !== 'unacked';
   }
 

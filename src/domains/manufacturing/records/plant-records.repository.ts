@@ -6,6 +6,10 @@ import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
 import { PredictionRow, PredictionWriter } from './prediction-writer';
 
+/** Dead letters per INSERT at most, and payload and detail characters per INSERT at most. */
+const DEAD_LETTERS_PER_STATEMENT = 2000;
+const DEAD_LETTER_BYTES_PER_STATEMENT = 2_000_000;
+
 /** The one place that touches the predictions, alarms and dead-letter tables. */
 @Injectable()
 export class PlantRecordsRepository {
@@ -48,27 +52,54 @@ export class PlantRecordsRepository {
 
   /**
    * Dead letters hold what a sender sent (a payload with a NUL byte, a field name from it): written as
-   * storable text, since a refused insert would leave an MQTT message unacknowledged, holding one of
-   * the broker's in-flight slots and sent again, and its dead letter never written. One array
-   * parameter per column (unnest), as for predictions: a request of 10,000 refused readings stays
-   * within PostgreSQL's 65,535 parameters per statement, which a row of parameters each would not.
+   * storable text, and cut to their columns (an asset id taken from a topic may be longer than any
+   * asset's), since a refused insert would leave an MQTT message unacknowledged, holding one of the
+   * broker's in-flight slots and sent again, and its dead letter never written. One array parameter
+   * per column (unnest), as for predictions: a request of 10,000 refused readings stays within
+   * PostgreSQL's 65,535 parameters per statement, which a row of parameters each would not. Large
+   * groups go in several statements of one transaction, each of a bounded size.
    */
   async addDeadLetters(rows: Array<Omit<DeadLetterEntity, 'id'>>): Promise<void> {
     if (rows.length === 0) return;
-    await this.dataSource.query(
-      'INSERT INTO manufacturing_dead_letters (received_at, source, channel, asset_id, reason, detail, payload) ' +
-        'SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], ' +
-        '$6::text[], $7::text[])',
-      [
-        rows.map((row) => row.receivedAt.toISOString()),
-        rows.map((row) => row.source),
-        rows.map((row) => storableText(row.channel)),
-        rows.map((row) => (row.assetId === null ? null : storableText(row.assetId))),
-        rows.map((row) => storableText(row.reason)),
-        rows.map((row) => storableText(row.detail)),
-        rows.map((row) => storableText(row.payload)),
-      ],
-    );
+    const chunks: Array<typeof rows> = [];
+    let chunk: typeof rows = [];
+    let bytes = 0;
+    for (const row of rows) {
+      const size = row.payload.length + row.detail.length;
+      if (
+        chunk.length > 0 &&
+        (chunk.length >= DEAD_LETTERS_PER_STATEMENT || bytes + size > DEAD_LETTER_BYTES_PER_STATEMENT)
+      ) {
+        chunks.push(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(row);
+      bytes += size;
+    }
+    chunks.push(chunk);
+    const insert = (query: (sql: string, parameters: unknown[]) => Promise<unknown>, part: typeof rows) =>
+      query(
+        'INSERT INTO manufacturing_dead_letters (received_at, source, channel, asset_id, reason, detail, payload) ' +
+          'SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], ' +
+          '$6::text[], $7::text[])',
+        [
+          part.map((row) => row.receivedAt.toISOString()),
+          part.map((row) => row.source),
+          part.map((row) => storableText(row.channel.slice(0, 512))),
+          part.map((row) => (row.assetId === null ? null : storableText(row.assetId.slice(0, 128)))),
+          part.map((row) => storableText(row.reason)),
+          part.map((row) => storableText(row.detail)),
+          part.map((row) => storableText(row.payload)),
+        ],
+      );
+    if (chunks.length === 1) {
+      await insert((sql, parameters) => this.dataSource.query(sql, parameters), chunks[0]);
+      return;
+    }
+    await this.dataSource.transaction(async (manager) => {
+      for (const part of chunks) await insert((sql, parameters) => manager.query(sql, parameters), part);
+    });
   }
 
   async predictionsOf(assetId: string, from: Date, to: Date, limit: number): Promise<PredictionEntity[]> {
