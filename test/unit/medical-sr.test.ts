@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { data, log } from 'dcmjs';
+import { wantsDicom } from '../../src/domains/medical/lesion-detection.controller';
 import { buildLesionSr, newUid } from '../../src/domains/medical/sr/lesion-sr.util';
 import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
 
@@ -275,5 +276,29 @@ describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
     assert.match(newUid('1.2.826.0.1.3680043.10'), /^1\.2\.826\.0\.1\.3680043\.10\.[1-9][0-9]*$/);
     assert.throws(() => newUid('1.2.'), /not a dotted decimal UID/);
     assert.throws(() => newUid('1.2.826.0.1.3680043.10.543.2.1'), /64 characters/);
+  });
+});
+
+describe('medical: which answer the Accept header asks for', () => {
+  it('reads quality values, the most specific range of each type, and the order at equal quality', () => {
+    const cases: Array<[string | undefined, boolean]> = [
+      [undefined, false],
+      ['application/json', false],
+      ['application/dicom', true],
+      ['*/*', false],
+      ['application/*', false],
+      ['application/dicom, application/json', true],
+      ['application/json, application/dicom', false],
+      ['application/dicom;q=0', false],
+      ['application/dicom;q=0.1, application/json;q=1', false],
+      ['application/json;q=0.5, application/dicom', true],
+      ['application/dicom; charset=binary; q=0.9, */*;q=0.8', true],
+      ['*/*;q=0.9, application/dicom;q=0.5', false],
+      ['application/*;q=0, application/dicom', true],
+      ['text/html', false],
+      ['APPLICATION/DICOM', true],
+      ['application/dicom;q=abc', false],
+    ];
+    for (const [accept, dicom] of cases) assert.equal(wantsDicom(accept), dicom, String(accept));
   });
 });

@@ -10,13 +10,32 @@ import { MedicalIntakeService } from './medical-intake.service';
 
 const DICOM = 'application/dicom';
 
-/** True when the caller asked for the DICOM SR answer rather than JSON. */
+/**
+ * True when the caller asked for the DICOM SR answer rather than JSON: by the quality values of the
+ * Accept header (RFC 9110), each type taking its most specific range (`application/dicom` over
+ * `application/*` over the full wildcard); at equal quality the type listed first. JSON otherwise, also when the
+ * header accepts neither (the gateway then answers its default rather than 406).
+ */
 export function wantsDicom(accept: string | undefined): boolean {
   if (!accept) return false;
-  const types = accept.split(',').map((t) => t.split(';')[0].trim().toLowerCase());
-  const dicom = types.indexOf(DICOM);
-  const json = types.findIndex((t) => t === 'application/json' || t === '*/*');
-  return dicom >= 0 && (json < 0 || dicom < json);
+  const ranges = accept.split(',').map((range, position) => {
+    const [type, ...params] = range.split(';').map((p) => p.trim().toLowerCase());
+    const q = params.find((p) => /^q\s*=/.test(p));
+    const quality = q === undefined ? 1 : Number(q.slice(q.indexOf('=') + 1).trim());
+    return { type, quality: Number.isFinite(quality) ? Math.min(1, Math.max(0, quality)) : 0, position };
+  });
+  const preference = (type: string): { quality: number; position: number } => {
+    const [major] = type.split('/');
+    for (const candidate of [type, `${major}/*`, '*/*']) {
+      const found = ranges.find((r) => r.type === candidate);
+      if (found) return found;
+    }
+    return { quality: 0, position: Infinity };
+  };
+  const dicom = preference(DICOM);
+  const json = preference('application/json');
+  if (dicom.quality === 0) return false;
+  return dicom.quality > json.quality || (dicom.quality === json.quality && dicom.position < json.position);
 }
 
 /** One instance in, its findings out (JSON, or a DICOM SR on `Accept: application/dicom`). */
