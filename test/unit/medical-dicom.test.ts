@@ -7,6 +7,7 @@ import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
 import { REPO_ROOT } from '../fixtures/paths';
+import { MultipartError, parseMultipartRelatedType } from '../../src/domains/medical/stow/multipart-related.util';
 
 const LIMITS = { maxInflatedBytes: 64 * 1024 * 1024, maxRows: 16_384, maxColumns: 16_384 };
 const local = (name: string): Buffer => readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'dicom', name));
@@ -143,5 +144,29 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
       () => selectFrames(11, 'all', 10),
       (e: unknown) => e instanceof DicomRejected && e.reason === 'TOO_MANY_FRAMES',
     );
+  });
+});
+
+describe('medical: the multipart/related Content-Type of a STOW-RS request', () => {
+  it('reads boundary and type, quoted or not, and refuses an unterminated quote or a repeated parameter', () => {
+    assert.deepEqual(parseMultipartRelatedType('multipart/related; type="application/dicom"; boundary=abc'), {
+      boundary: 'abc',
+      type: 'application/dicom',
+    });
+    assert.deepEqual(parseMultipartRelatedType('Multipart/Related;boundary="a \\"b\\" c";type=application/dicom'), {
+      boundary: 'a "b" c',
+      type: 'application/dicom',
+    });
+    const refused = (contentType: string, reason: RegExp): void =>
+      assert.throws(
+        () => parseMultipartRelatedType(contentType),
+        (error: unknown) => error instanceof MultipartError && reason.test(error.message),
+        contentType,
+      );
+    refused('multipart/related; boundary="abc', /boundary parameter of Content-Type has an unterminated quoted string/);
+    refused('multipart/related; boundary=abc; boundary=def', /boundary parameter of Content-Type is given twice/);
+    refused('multipart/related; type=application/dicom', /boundary parameter is missing/);
+    refused('multipart/related; __proto__=x; constructor=y', /boundary parameter is missing/);
+    refused('application/dicom', /must be multipart\/related/);
   });
 });

@@ -15,15 +15,21 @@ export function parseMultipartRelatedType(contentType: string | undefined): { bo
   if (!contentType || !/^multipart\/related\s*(;|$)/i.test(contentType.trim())) {
     throw new MultipartError('Content-Type must be multipart/related; type="application/dicom"; boundary=...');
   }
-  const params: Record<string, string> = {};
+  const params = new Map<string, string>();
   for (const match of contentType.matchAll(/;\s*([A-Za-z0-9!#$&^_.+-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)/g)) {
-    const value = match[2].startsWith('"') ? match[2].slice(1, -1).replace(/\\(.)/g, '$1') : match[2];
-    params[match[1].toLowerCase()] = value;
+    const name = match[1].toLowerCase();
+    const raw = match[2];
+    // A quoted value must close: `boundary="abc` is not the boundary "ab".
+    if (raw.startsWith('"') && !/^"(?:[^"\\]|\\.)*"$/.test(raw)) {
+      throw new MultipartError(`the ${name} parameter of Content-Type has an unterminated quoted string`);
+    }
+    if (params.has(name)) throw new MultipartError(`the ${name} parameter of Content-Type is given twice`);
+    params.set(name, raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw);
   }
-  const boundary = params.boundary;
+  const boundary = params.get('boundary');
   if (!boundary || boundary.length > 70)
     throw new MultipartError('the multipart boundary parameter is missing or longer than 70 characters');
-  return { boundary, type: params.type?.toLowerCase() };
+  return { boundary, type: params.get('type')?.toLowerCase() };
 }
 
 function parseHeaders(block: string): Record<string, string> {
