@@ -5,6 +5,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { registerAuditHook } from './audit/audit.hook';
 import { AuditWriter } from './audit/audit-writer.service';
+import { AppError } from './common/errors/app-error';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { clientErrorHandler } from './common/http/client-errors';
@@ -89,6 +90,20 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   });
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
+  // No route reads a compressed body: a gzip or deflate body would be parsed as the bytes it is.
+  fastify.addHook('preParsing', (request, _reply, payload, done) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      const reason = 'only identity is accepted: send the body uncompressed';
+      done(
+        new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding.slice(0, 64)} is not accepted`, {
+          fields: [{ field: 'Content-Encoding', reason }],
+        }),
+      );
+      return;
+    }
+    done(null, payload);
+  });
   registerOipBinaryBodies(fastify);
   registerDicomBodies(fastify, config.MEDICAL_MAX_BODY_BYTES);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
@@ -309,6 +310,43 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .set('content-type', 'application/json')
       .send(JSON.stringify(TX));
     assert.equal(res.status, 200, res.text.slice(0, 300));
+  });
+});
+
+describe('compressed bodies', () => {
+  let app: NestFastifyApplication;
+  let modelsDir: string;
+  before(async () => {
+    modelsDir = bundledModelsDir(['finance']);
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it('are refused with 415 naming Content-Encoding, not parsed as the bytes they are', async () => {
+    const http = request(app.getHttpServer());
+    const risk = bearer(tokenFor(['risk-engine']));
+    const res = await http
+      .post('/v1/finance/fraud-scores')
+      .set('Authorization', risk)
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'gzip')
+      .send(gzipSync(JSON.stringify(TX)));
+    assert.equal(res.status, 415, res.text.slice(0, 300));
+    assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+    assert.equal(res.body.code, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.deepEqual(
+      res.body.errors.map((e: { field: string }) => e.field),
+      ['Content-Encoding'],
+    );
+    await http
+      .post('/v1/finance/fraud-scores')
+      .set('Authorization', risk)
+      .set('Content-Encoding', 'identity')
+      .send(TX)
+      .expect(200);
   });
 });
 

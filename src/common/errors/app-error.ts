@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'IDEMPOTENCY_IN_PROGRESS'
   | 'DICOM_INVALID'
   | 'DICOM_UNSUPPORTED'
+  | 'UNSUPPORTED_MEDIA_TYPE'
   | 'NOT_FOUND';
 
 export interface FieldError {
@@ -91,6 +92,8 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 400, title: 'Not a readable DICOM instance' };
     case 'DICOM_UNSUPPORTED':
       return { status: 422, title: 'DICOM instance not accepted' };
+    case 'UNSUPPORTED_MEDIA_TYPE':
+      return { status: 415, title: 'Unsupported media type' };
     case 'NOT_FOUND':
       return { status: 404, title: 'Not found' };
   }
