@@ -8,6 +8,7 @@ import { AuditWriter } from './audit/audit-writer.service';
 import { AppError } from './common/errors/app-error';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
+import { registerBodyBudget } from './common/http/body-budget';
 import { clientErrorHandler } from './common/http/client-errors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
 import { registerRouteCatalog } from './common/http/route-catalog';
@@ -104,6 +105,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     }
     done(null, payload);
   });
+  registerBodyBudget(fastify, config.MAX_INFLIGHT_BODY_BYTES);
   registerOipBinaryBodies(fastify);
   registerDicomBodies(fastify, config.MEDICAL_MAX_BODY_BYTES);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);

@@ -116,6 +116,15 @@ export class AppConfig {
   @Min(1024)
   BODY_LIMIT_BYTES = 64 * 1024 * 1024;
 
+  /**
+   * Bytes of request bodies held at once (received, or still being processed); a new upload past it
+   * is answered 503 with Retry-After. One upload alone is always let in, whatever its size.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024 * 1024)
+  MAX_INFLIGHT_BODY_BYTES = 1024 * 1024 * 1024;
+
   /** How long a graceful shutdown waits for in-flight requests before it stops anyway. */
   @Transform(toInt)
   @IsInt()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -13,19 +13,34 @@ import { millAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
-/** Writes raw bytes to the server and reads until it closes the connection: for what HTTP clients will not send. */
-function rawExchange(port: number, request: string | Buffer, pauseMs = 0): Promise<string> {
+/** The first answer on a raw connection: complete by its Content-Length, or whatever came before the close. */
+function readAnswer(socket: Socket): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    socket.write(request);
-    // A client that stops sending half-way (a stalled upload) leaves its end open until the server acts.
-    if (pauseMs === 0) return;
-    setTimeout(() => socket.end(), pauseMs).unref();
+    let received = Buffer.alloc(0);
+    const answered = (): boolean => {
+      const end = received.indexOf('\r\n\r\n');
+      const length = /\r\ncontent-length: *(\d+)/i.exec(received.subarray(0, Math.max(0, end)).toString('latin1'));
+      return end > 0 && length !== null && received.length >= end + 4 + Number(length[1]);
+    };
+    socket.on('data', (c: Buffer) => {
+      received = Buffer.concat([received, c]);
+      if (!answered()) return;
+      socket.destroy();
+      resolve(received.toString('utf8'));
+    });
+    socket.on('error', (error) => (answered() ? undefined : reject(error)));
+    socket.on('close', () => resolve(received.toString('utf8')));
   });
+}
+
+/** Writes raw bytes to the server and reads its first answer: for what HTTP clients will not send. */
+function rawExchange(port: number, request: string | Buffer, pauseMs = 0): Promise<string> {
+  const socket = connect({ host: '127.0.0.1', port });
+  const answer = readAnswer(socket);
+  socket.write(request);
+  // A client that stops sending half-way (a stalled upload) leaves its end open until the server acts.
+  if (pauseMs > 0) setTimeout(() => socket.end(), pauseMs).unref();
+  return answer;
 }
 
 /** The status, headers and parsed body of a raw HTTP/1.1 answer. */
@@ -347,6 +362,43 @@ describe('compressed bodies', () => {
       .set('Content-Encoding', 'identity')
       .send(TX)
       .expect(200);
+  });
+});
+
+describe('uploads at once', () => {
+  it('past MAX_INFLIGHT_BODY_BYTES are answered 503 with Retry-After, and let in again once the others are done', async () => {
+    const app = await createTestApp({ MAX_INFLIGHT_BODY_BYTES: String(1024 * 1024) });
+    try {
+      await app.listen(0, '127.0.0.1');
+      const { port } = app.getHttpServer().address() as { port: number };
+      const head = (length: number) =>
+        'POST /v1/finance/fraud-scores HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        `Authorization: ${bearer(tokenFor(['risk-engine']))}\r\nContent-Length: ${length}\r\n\r\n`;
+      const size = 700_000;
+      const body = `{"inputs":[],"pad":"${'x'.repeat(size - 22)}"}`;
+      assert.equal(body.length, size);
+      // One upload is held half-sent: its 700 kB count against the budget of 1 MiB.
+      const held = connect({ host: '127.0.0.1', port });
+      const heldAnswer = readAnswer(held);
+      held.write(head(size) + body.slice(0, 1000));
+      await new Promise((r) => setTimeout(r, 200));
+      const refused = parseAnswer(await rawExchange(port, head(size) + body));
+      assert.equal(refused.status, 503);
+      assert.match(refused.headers, /retry-after: 1/i);
+      assert.match(refused.headers, /content-type: application\/problem\+json/i);
+      assert.equal(refused.body.code, 'UPLOADS_BUSY');
+      // The held upload completes and is answered; its bytes are released with its answer.
+      held.write(body.slice(1000));
+      assert.equal(parseAnswer(await heldAnswer).status, 400);
+      const after = parseAnswer(await rawExchange(port, head(size) + body));
+      assert.equal(after.status, 400, JSON.stringify(after.body));
+      // Alone, an upload larger than the whole budget is still let in (here refused for its content only).
+      const large = `{"inputs":[],"pad":"${'x'.repeat(2_000_000)}"}`;
+      const alone = parseAnswer(await rawExchange(port, head(large.length) + large));
+      assert.equal(alone.status, 400, JSON.stringify(alone.body));
+    } finally {
+      await app.close();
+    }
   });
 });
 

@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'DICOM_INVALID'
   | 'DICOM_UNSUPPORTED'
   | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'UPLOADS_BUSY'
   | 'NOT_FOUND';
 
 export interface FieldError {
@@ -94,6 +95,8 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 422, title: 'DICOM instance not accepted' };
     case 'UNSUPPORTED_MEDIA_TYPE':
       return { status: 415, title: 'Unsupported media type' };
+    case 'UPLOADS_BUSY':
+      return { status: 503, title: 'Too many uploads in progress' };
     case 'NOT_FOUND':
       return { status: 404, title: 'Not found' };
   }

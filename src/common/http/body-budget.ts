@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors/app-error';
+
+/**
+ * How many bytes of request bodies the gateway holds at once. Every route reads its body whole
+ * (a STOW study, a batch of transactions), and each may be as large as its route's limit; without a
+ * bound, a burst of large uploads (sixteen 60 MB bodies took 0.8-0.9 GB) grows the process until
+ * the system kills it, and every request in flight with it. Past the budget a new upload is answered
+ * 503 with Retry-After before a byte of it is read, and the sender tries again.
+ *
+ * A body counts from the moment its request is routed until its answer is sent or its connection
+ * closes: by its Content-Length, or by its route's body limit when it comes chunked. An upload is
+ * always let in when no other is held, so the largest a route accepts still gets through alone.
+ */
+export function registerBodyBudget(fastify: FastifyInstance, maxBytes: number): void {
+  let held = 0;
+  fastify.addHook('preParsing', (request, reply, payload, done) => {
+    const declared = request.headers['content-length'];
+    const chunked = request.headers['transfer-encoding'] !== undefined;
+    const bytes =
+      declared !== undefined && /^\d+$/.test(declared)
+        ? Number(declared)
+        : chunked
+          ? request.routeOptions.bodyLimit
+          : 0;
+    if (bytes === 0) return done(null, payload);
+    if (held > 0 && held + bytes > maxBytes) {
+      const reason = `${held} bytes of other uploads are being received or processed (MAX_INFLIGHT_BODY_BYTES is ${maxBytes})`;
+      return done(
+        new AppError('UPLOADS_BUSY', `too many uploads at once: ${reason}; try again shortly`, {
+          retryAfterSeconds: 1,
+          fields: [{ field: '(body)', reason }],
+        }),
+      );
+    }
+    held += bytes;
+    // The response's close comes once, whether the answer was sent or the connection dropped.
+    reply.raw.once('close', () => {
+      held -= bytes;
+    });
+    done(null, payload);
+  });
+}
