@@ -69,6 +69,34 @@ describe('manufacturing: prediction group commit', () => {
     );
   });
 
+  it("writes a failed INSERT's rows again later, alone, until the database takes them", async () => {
+    // Their readings are in the windows already: a redelivered message would find them duplicates and
+    // never predict them again, so the writer itself keeps them.
+    const db = manualInsert();
+    const writer = new PredictionWriter(db.insert, { retryDelayMs: 5 });
+    try {
+      const a = writer.write([row('a', 1), row('a', 2)]);
+      await db.settle(new Error('database restarting'));
+      await assert.rejects(a, /database restarting/);
+      assert.equal(writer.waitingForRetry, 2);
+      await db.settle(new Error('still restarting')); // the first retry fails too
+      const b = writer.write([row('b', 1)]);
+      await db.settle(); // the second retry and b, in whichever order they come
+      await db.settle();
+      await b;
+      assert.equal(writer.waitingForRetry, 0);
+      // Never in one statement with new rows.
+      assert.deepEqual(db.statements.map((s) => s.map((r) => `${r.assetId}${r.value * 100}`).join(' ')).sort(), [
+        'a1 a2',
+        'a1 a2',
+        'a1 a2',
+        'b1',
+      ]);
+    } finally {
+      writer.close();
+    }
+  });
+
   it('splits a group larger than one statement may carry, and writes nothing for no rows', async () => {
     const inserted: number[] = [];
     const writer = new PredictionWriter((rows) => {

@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Between, DataSource, Repository } from 'typeorm';
 import { storableText } from '../../../common/storable-text';
 import { AlarmEntity } from './alarm.entity';
@@ -12,7 +12,8 @@ const DEAD_LETTER_BYTES_PER_STATEMENT = 2_000_000;
 
 /** The one place that touches the predictions, alarms and dead-letter tables. */
 @Injectable()
-export class PlantRecordsRepository {
+export class PlantRecordsRepository implements OnModuleDestroy {
+  private readonly logger = new Logger('PlantRecords');
   private readonly predictions: Repository<PredictionEntity>;
   private readonly alarms: Repository<AlarmEntity>;
   private readonly deadLetters: Repository<DeadLetterEntity>;
@@ -24,21 +25,31 @@ export class PlantRecordsRepository {
     this.deadLetters = dataSource.getRepository(DeadLetterEntity);
     // One array parameter per column (unnest): the statement is the same whatever the group's size, and
     // building it costs nothing per row (TypeORM's multi-row INSERT builds a parameter list per value).
-    this.writer = new PredictionWriter(async (rows) => {
-      await dataSource.query(
-        'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes) ' +
-          'SELECT * FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], $4::double precision[], $5::jsonb[]) ' +
-          // A reading delivered again (after a crash, before its acknowledgement) has its prediction already.
-          'ON CONFLICT DO NOTHING',
-        [
-          rows.map((r) => r.assetId),
-          rows.map((r) => r.at.toISOString()),
-          rows.map((r) => r.modelVersion),
-          rows.map((r) => r.value),
-          rows.map((r) => (r.modes === null ? null : JSON.stringify(r.modes))),
-        ],
-      );
-    });
+    this.writer = new PredictionWriter(
+      async (rows) => {
+        await dataSource.query(
+          'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes) ' +
+            'SELECT * FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], $4::double precision[], $5::jsonb[]) ' +
+            // A reading delivered again (after a crash, before its acknowledgement) has its prediction already.
+            'ON CONFLICT DO NOTHING',
+          [
+            rows.map((r) => r.assetId),
+            rows.map((r) => r.at.toISOString()),
+            rows.map((r) => r.modelVersion),
+            rows.map((r) => r.value),
+            rows.map((r) => (r.modes === null ? null : JSON.stringify(r.modes))),
+          ],
+        );
+      },
+      {
+        onDropped: (rows) =>
+          this.logger.error({ msg: 'predictions dropped: the database refused them for too long', rows }),
+      },
+    );
+  }
+
+  onModuleDestroy(): void {
+    this.writer.close();
   }
 
   /** Resolves once the rows are committed; rows written meanwhile by other callers share the INSERT. */

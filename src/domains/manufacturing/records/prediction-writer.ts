@@ -5,22 +5,59 @@ export type PredictionRow = PredictionEntity;
 interface Pending {
   rows: PredictionRow[];
   done: (error?: Error) => void;
+  /** Rows of an earlier failed INSERT, written again. */
+  retry?: boolean;
 }
 
 /** Rows per INSERT at most: keeps each statement, and the transaction it commits, bounded. */
 const MAX_ROWS_PER_INSERT = 5000;
 
+/** Rows of failed INSERTs kept for retrying at most; past it the oldest are dropped, and logged. */
+const MAX_RETRY_ROWS = 200_000;
+
+export interface PredictionWriterOptions {
+  /** First wait before rows of a failed INSERT are written again; doubled up to 30 s while it keeps failing. */
+  retryDelayMs?: number;
+  /** Told when rows are dropped from a full retry queue. */
+  onDropped?: (rows: number) => void;
+}
+
 /**
  * Group commit for predictions: `write` resolves once its rows are committed. One INSERT is in
  * flight at a time; rows that arrive meanwhile wait together and go in the next one, so a stream of
  * small ingests (one MQTT message each) shares round trips instead of queueing one INSERT apiece.
- * A failed INSERT fails every caller whose rows were in it (their messages stay unacknowledged).
+ * A failed INSERT fails every caller whose rows were in it (their messages stay unacknowledged, the
+ * HTTP caller gets its error), and its rows are written again later until the database takes them:
+ * the readings they came from are already in their assets' windows, so a redelivered message or a
+ * retried request finds them duplicates and would not predict them again. The INSERT ignores a row
+ * already stored, so a retry never writes one twice.
  */
 export class PredictionWriter {
   private queue: Pending[] = [];
   private running: Promise<void> | undefined;
+  private retryRows: PredictionRow[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs: number;
+  private readonly firstRetryDelayMs: number;
 
-  constructor(private readonly insert: (rows: PredictionRow[]) => Promise<void>) {}
+  constructor(
+    private readonly insert: (rows: PredictionRow[]) => Promise<void>,
+    private readonly options: PredictionWriterOptions = {},
+  ) {
+    this.firstRetryDelayMs = options.retryDelayMs ?? 1000;
+    this.retryDelayMs = this.firstRetryDelayMs;
+  }
+
+  /** Rows waiting to be written again after a failed INSERT. */
+  get waitingForRetry(): number {
+    return this.retryRows.length;
+  }
+
+  /** Stops retrying (shutdown); rows still waiting are not written. */
+  close(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
 
   write(rows: PredictionRow[]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
@@ -36,7 +73,12 @@ export class PredictionWriter {
     while (this.queue.length > 0) {
       const group: Pending[] = [];
       let count = 0;
-      while (this.queue.length > 0 && (count === 0 || count + this.queue[0].rows.length <= MAX_ROWS_PER_INSERT)) {
+      // Rows written again go alone: a row the database would never take cannot fail new callers' rows.
+      while (
+        this.queue.length > 0 &&
+        (count === 0 ||
+          (!group[0].retry && !this.queue[0].retry && count + this.queue[0].rows.length <= MAX_ROWS_PER_INSERT))
+      ) {
         const next = this.queue.shift()!;
         group.push(next);
         count += next.rows.length;
@@ -47,10 +89,32 @@ export class PredictionWriter {
           await this.insert(rows.length <= MAX_ROWS_PER_INSERT ? rows : rows.slice(i, i + MAX_ROWS_PER_INSERT));
         }
         for (const p of group) p.done();
+        if (group.some((p) => p.retry)) this.retryDelayMs = this.firstRetryDelayMs;
       } catch (error) {
+        this.keepForRetry(rows);
         for (const p of group) p.done(error as Error);
       }
     }
     this.running = undefined;
+  }
+
+  private keepForRetry(rows: PredictionRow[]): void {
+    this.retryRows.push(...rows);
+    const over = this.retryRows.length - MAX_RETRY_ROWS;
+    if (over > 0) {
+      this.retryRows.splice(0, over);
+      this.options.onDropped?.(over);
+    }
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      const rows = this.retryRows;
+      this.retryRows = [];
+      this.retryDelayMs = Math.min(30_000, this.retryDelayMs * 2);
+      // A failure goes back to keepForRetry (the rows are in the group); nobody waits on this one.
+      this.queue.push({ rows, done: () => undefined, retry: true });
+      this.running ??= this.drain();
+    }, this.retryDelayMs);
+    this.retryTimer.unref();
   }
 }
