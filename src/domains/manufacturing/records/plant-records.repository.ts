@@ -68,7 +68,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * broker's in-flight slots and sent again, and its dead letter never written. One array parameter
    * per column (unnest), as for predictions: a request of 10,000 refused readings stays within
    * PostgreSQL's 65,535 parameters per statement, which a row of parameters each would not. Large
-   * groups go in several statements of one transaction, each of a bounded size.
+   * groups go in several statements, each of a bounded size, all in one transaction.
    */
   async addDeadLetters(rows: Array<Omit<DeadLetterEntity, 'id'>>): Promise<void> {
     if (rows.length === 0) return;
@@ -89,27 +89,23 @@ export class PlantRecordsRepository implements OnModuleDestroy {
       bytes += size;
     }
     chunks.push(chunk);
-    const insert = (query: (sql: string, parameters: unknown[]) => Promise<unknown>, part: typeof rows) =>
-      query(
-        'INSERT INTO manufacturing_dead_letters (received_at, source, channel, asset_id, reason, detail, payload) ' +
-          'SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], ' +
-          '$6::text[], $7::text[])',
-        [
-          part.map((row) => row.receivedAt.toISOString()),
-          part.map((row) => row.source),
-          part.map((row) => storableText(row.channel.slice(0, 512))),
-          part.map((row) => (row.assetId === null ? null : storableText(row.assetId.slice(0, 128)))),
-          part.map((row) => storableText(row.reason)),
-          part.map((row) => storableText(row.detail)),
-          part.map((row) => storableText(row.payload)),
-        ],
-      );
-    if (chunks.length === 1) {
-      await insert((sql, parameters) => this.dataSource.query(sql, parameters), chunks[0]);
-      return;
-    }
     await this.dataSource.transaction(async (manager) => {
-      for (const part of chunks) await insert((sql, parameters) => manager.query(sql, parameters), part);
+      for (const part of chunks) {
+        await manager.query(
+          'INSERT INTO manufacturing_dead_letters (received_at, source, channel, asset_id, reason, detail, payload) ' +
+            'SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], ' +
+            '$6::text[], $7::text[])',
+          [
+            part.map((row) => row.receivedAt.toISOString()),
+            part.map((row) => row.source),
+            part.map((row) => storableText(row.channel.slice(0, 512))),
+            part.map((row) => (row.assetId === null ? null : storableText(row.assetId.slice(0, 128)))),
+            part.map((row) => storableText(row.reason)),
+            part.map((row) => storableText(row.detail)),
+            part.map((row) => storableText(row.payload)),
+          ],
+        );
+      }
     });
   }
 
