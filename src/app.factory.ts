@@ -17,7 +17,7 @@ import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig } from './config/app-config';
 import { setupOpenApi } from './openapi/openapi';
 import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
-import { registerDicomBodies } from './domains/medical/dicom-bodies';
+import { isDicomBody, registerDicomBodies } from './domains/medical/dicom-bodies';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -105,7 +105,10 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     }
     done(null, payload);
   });
-  registerBodyBudget(fastify, config.MAX_INFLIGHT_BODY_BYTES);
+  // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
+  registerBodyBudget(fastify, config.MAX_INFLIGHT_BODY_BYTES, (request) =>
+    isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,
+  );
   registerOipBinaryBodies(fastify);
   registerDicomBodies(fastify, config.MEDICAL_MAX_BODY_BYTES);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);

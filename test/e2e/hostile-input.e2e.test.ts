@@ -400,6 +400,40 @@ describe('uploads at once', () => {
       await app.close();
     }
   });
+
+  it('count a chunked DICOM upload at the DICOM body limit, not the JSON routes\' one', async () => {
+    // The JSON routes take 64 MiB, DICOM bodies 512 MiB: a chunked DICOM upload may grow to 512 MiB.
+    const app = await createTestApp({ MAX_INFLIGHT_BODY_BYTES: String(128 * 1024 * 1024) });
+    let held: Socket | undefined;
+    try {
+      await app.listen(0, '127.0.0.1');
+      const { port } = app.getHttpServer().address() as { port: number };
+      held = connect({ host: '127.0.0.1', port });
+      const heldAnswer = readAnswer(held);
+      held.write(
+        'POST /v1/medical/lesion-detections HTTP/1.1\r\nHost: x\r\nContent-Type: application/dicom\r\n' +
+          `Authorization: ${bearer(tokenFor(['pacs-integration']))}\r\nTransfer-Encoding: chunked\r\n\r\n` +
+          '400\r\n' + '\0'.repeat(0x400) + '\r\n',
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      const body = JSON.stringify(TX);
+      const score =
+        'POST /v1/finance/fraud-scores HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        `Authorization: ${bearer(tokenFor(['risk-engine']))}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      const refused = parseAnswer(await rawExchange(port, score));
+      assert.equal(refused.status, 503, JSON.stringify(refused.body));
+      assert.equal(refused.body.code, 'UPLOADS_BUSY');
+      const [why] = refused.body.errors as { reason: string }[];
+      assert.match(why.reason, /^536870912 bytes of other uploads/);
+      held.write('0\r\n\r\n');
+      // Let in and answered (this test app has no lesion model: 404).
+      assert.equal(parseAnswer(await heldAnswer).status, 404);
+      assert.notEqual(parseAnswer(await rawExchange(port, score)).status, 503);
+    } finally {
+      held?.destroy();
+      await app.close();
+    }
+  });
 });
 
 describe('a stalled upload', () => {

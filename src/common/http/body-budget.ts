@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../errors/app-error';
 
 /**
@@ -9,10 +9,15 @@ import { AppError } from '../errors/app-error';
  * 503 with Retry-After before a byte of it is read, and the sender tries again.
  *
  * A body counts from the moment its request is routed until its answer is sent or its connection
- * closes: by its Content-Length, or by its route's body limit when it comes chunked. An upload is
- * always let in when no other is held, so the largest a route accepts still gets through alone.
+ * closes: by its Content-Length, or, when it comes chunked, by the most its parser would read
+ * (`bodyLimitOf`; the route's body limit unless told otherwise). An upload is always let in when no
+ * other is held, so the largest a route accepts still gets through alone.
  */
-export function registerBodyBudget(fastify: FastifyInstance, maxBytes: number): void {
+export function registerBodyBudget(
+  fastify: FastifyInstance,
+  maxBytes: number,
+  bodyLimitOf: (request: FastifyRequest) => number = (request) => request.routeOptions.bodyLimit,
+): void {
   let held = 0;
   fastify.addHook('preParsing', (request, reply, payload, done) => {
     const declared = request.headers['content-length'];
@@ -21,7 +26,7 @@ export function registerBodyBudget(fastify: FastifyInstance, maxBytes: number): 
       declared !== undefined && /^\d+$/.test(declared)
         ? Number(declared)
         : chunked
-          ? request.routeOptions.bodyLimit
+          ? bodyLimitOf(request)
           : 0;
     if (bytes === 0) return done(null, payload);
     if (held > 0 && held + bytes > maxBytes) {
