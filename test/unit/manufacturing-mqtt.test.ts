@@ -94,6 +94,18 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.match(parseTelemetry(JSON.stringify(huge)).errors[0].reason, /more than 10000 readings/);
   });
 
+  it('refuses a message nested deeper than MAX_JSON_DEPTH as malformed, before anything walks it', () => {
+    // A reading's value 100,000 levels deep used to reach the stream, whose dead letter for the value
+    // (JSON.stringify) overflowed the stack: the message was dead-lettered as 'ingest-failed'.
+    const depth = 100_000;
+    const deep = `{"timestamp":1,"values":{"s2":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}}`;
+    const parsed = parseTelemetry(deep);
+    assert.deepEqual(parsed.readings, []);
+    assert.deepEqual(parsed.errors, [{ index: 0, reason: 'nests arrays and objects more than 64 levels deep' }]);
+    // Readings themselves are three levels deep (array, reading, values).
+    assert.equal(parseTelemetry('[{"timestamp":1,"values":{"s2":1}}]').readings.length, 1);
+  });
+
   it('keeps dead-letter payloads as text, or base64 when binary, cut to 4 KiB', () => {
     assert.equal(deadLetterPayload(Buffer.from('{"a":1}'), false), '{"a":1}');
     assert.equal(deadLetterPayload(Buffer.from([0, 1, 255]), true), 'base64:AAH/');

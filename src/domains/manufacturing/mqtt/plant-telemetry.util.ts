@@ -1,4 +1,5 @@
 import type { RawReading } from '../plant-stream.service';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../../common/http/json-depth';
 
 /**
  * The plain JSON MQTT scheme: `factory/{site}/{line}/{assetId}/telemetry` (the first level is
@@ -74,6 +75,13 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
     body = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
   } catch (error) {
     return { readings: [], errors: [{ index: 0, reason: `not JSON: ${(error as Error).message}` }] };
+  }
+  // A reading is a few levels deep; a value nested thousands deep would overflow what walks it later.
+  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
+    return {
+      readings: [],
+      errors: [{ index: 0, reason: `nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep` }],
+    };
   }
   const elements = Array.isArray(body) ? body : [body];
   if (elements.length === 0) return { readings: [], errors: [{ index: 0, reason: 'empty array' }] };
