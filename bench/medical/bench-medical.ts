@@ -10,7 +10,8 @@
  * with the gateway's own parse, decode and pixel functions, and checked against the gateway's answer),
  * with the gateway's session options and intra-op threads, on as many sessions as the gateway has
  * workers (in this process when that is one, else one worker thread each). At concurrency 8 it runs both
- * one call per image and batches of 8 (what the gateway's batcher can at best make of 8 in flight).
+ * one call per image and batches: the 8 in flight stacked into one batch per worker (8 on one worker, 4
+ * each on two), what the gateway's batcher can at best make of them.
  *
  * US1_UNCR.dcm (640x480 RGB, uncompressed) is the main figure; an 8-frame JPEG-baseline ultrasound
  * clip is reported per frame. Concurrency 1 and 8. Aim: the gateway at least 0.8 of the raw rate. The
@@ -327,7 +328,9 @@ async function main(): Promise<void> {
     for (const c of cases) {
       // Feed 0: one request's tensor; then, per concurrency, as many requests stacked as the batcher may join.
       const batchOf = Math.max(1, Math.floor(maxBatchSize / c.frames));
-      const stacks = CONCURRENCY.map((conc) => Math.min(conc, batchOf)).filter((n) => n > 1);
+      // The requests in flight, stacked into one batch per worker (as the gateway's batcher could at best).
+      const batchFor = (conc: number): number => Math.min(Math.ceil(conc / pool), batchOf);
+      const stacks = CONCURRENCY.map(batchFor).filter((n) => n > 1);
       const feeds = [c.feed, ...stacks.map((n) => stacked(c.feed, n))];
       const onnx = join(ROOT, MODEL, 'model.onnx');
       const raw =
@@ -369,7 +372,7 @@ async function main(): Promise<void> {
             one,
           ),
         ];
-        const size = Math.min(conc, batchOf);
+        const size = batchFor(conc);
         if (size > 1) {
           const feed = 1 + stacks.indexOf(size);
           points.push(
@@ -378,7 +381,7 @@ async function main(): Promise<void> {
               'raw',
               pid,
               Math.max(3, Math.round(calls / size)),
-              Math.ceil(conc / size),
+              Math.max(Math.ceil(conc / size), Math.min(pool, conc)),
               size * c.frames,
               () => raw.run(feed),
             ),
