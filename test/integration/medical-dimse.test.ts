@@ -236,6 +236,101 @@ describe(
       }
     });
 
+    it('aborts a garbled or unknown command at once, and nothing reaches stderr', async () => {
+      // Raw PDUs: an A-ASSOCIATE-RQ for Verification from PACS, then one command PDV.
+      const item = (type: number, body: Buffer): Buffer => {
+        const head = Buffer.alloc(4);
+        head[0] = type;
+        head.writeUInt16BE(body.length, 2);
+        return Buffer.concat([head, body]);
+      };
+      const pdu = (type: number, body: Buffer): Buffer => {
+        const head = Buffer.alloc(6);
+        head[0] = type;
+        head.writeUInt32BE(body.length, 2);
+        return Buffer.concat([head, body]);
+      };
+      const ae = (title: string): Buffer => Buffer.from(title.padEnd(16, ' '), 'ascii');
+      const maxLength = Buffer.alloc(4);
+      maxLength.writeUInt32BE(16384);
+      const associate = pdu(
+        0x01,
+        Buffer.concat([
+          Buffer.from([0, 1, 0, 0]),
+          ae('GATEWAY'),
+          ae('PACS'),
+          Buffer.alloc(32),
+          item(0x10, Buffer.from('1.2.840.10008.3.1.1.1')),
+          item(
+            0x20,
+            Buffer.concat([
+              Buffer.from([1, 0, 0, 0]),
+              item(0x30, Buffer.from('1.2.840.10008.1.1')),
+              item(0x40, Buffer.from('1.2.840.10008.1.2')),
+            ]),
+          ),
+          item(0x50, Buffer.concat([item(0x51, maxLength), item(0x52, Buffer.from('1.2.3.4'))])),
+        ]),
+      );
+      /** An implicit little endian element. */
+      const element = (group: number, elementNo: number, value: Buffer): Buffer => {
+        const head = Buffer.alloc(8);
+        head.writeUInt16LE(group);
+        head.writeUInt16LE(elementNo, 2);
+        head.writeUInt32LE(value.length, 4);
+        return Buffer.concat([head, value]);
+      };
+      const u16 = (n: number): Buffer => Buffer.from([n & 0xff, n >> 8]);
+      const sopClass = element(0, 0x02, Buffer.from('1.2.840.10008.1.1\0'));
+      const commands = {
+        // Breaks off in the middle of its second element: the command field is never read.
+        garbled: Buffer.concat([sopClass, Buffer.from([0, 0, 0, 1, 0xff, 0xff])]),
+        // Well formed, with a command field no DIMSE service defines.
+        unknown: Buffer.concat([
+          sopClass,
+          element(0, 0x100, u16(0x7777)),
+          element(0, 0x110, u16(1)),
+          element(0, 0x800, u16(0x101)),
+        ]),
+      };
+      const written: string[] = [];
+      const stderrWrite = process.stderr.write.bind(process.stderr);
+      process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+        written.push(String(chunk));
+        return stderrWrite(chunk, ...rest);
+      });
+      try {
+        for (const [name, command] of Object.entries(commands)) {
+          const types = await new Promise<number[]>((resolve, reject) => {
+            const seen: number[] = [];
+            const socket = connect(port, '127.0.0.1', () => socket.write(associate));
+            const timer = setTimeout(() => {
+              socket.destroy();
+              reject(new Error(`${name}: no abort within 5 s (PDUs back: ${seen.join(',')})`));
+            }, 5000);
+            socket.on('data', (data) => {
+              seen.push(data[0]);
+              if (data[0] !== 0x02) return;
+              const pdvLength = Buffer.alloc(4);
+              pdvLength.writeUInt32BE(command.length + 2);
+              // Presentation context 1, message control header 3: a command, its last fragment.
+              socket.write(pdu(0x04, Buffer.concat([pdvLength, Buffer.from([1, 3]), command])));
+            });
+            socket.on('error', () => undefined);
+            socket.on('close', () => {
+              clearTimeout(timer);
+              resolve(seen);
+            });
+          });
+          // A-ASSOCIATE-AC, then A-ABORT, then the gateway closes the connection.
+          assert.deepEqual(types, [0x02, 0x07], name);
+        }
+      } finally {
+        process.stderr.write = stderrWrite;
+      }
+      assert.deepEqual(written, []);
+    });
+
     it('counts the stores by outcome', async () => {
       const metrics = (await authedHttp(app).get('/metrics').expect(200)).text;
       assert.match(metrics, /^gateway_dimse_stores_total\{outcome="ok"\} 2$/m);

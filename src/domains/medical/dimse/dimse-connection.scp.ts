@@ -4,7 +4,14 @@ import { Writable } from 'node:stream';
 import { association, constants, Dataset, requests, responses, Scp } from 'dcmjs-dimse';
 import { AssociationRefusal, judgePresentationContext } from './dimse-negotiation.util';
 
-const { PresentationContextResult, RejectReason, RejectResult, RejectSource, Status } = constants;
+const { AbortReason, AbortSource, PresentationContextResult, RejectReason, RejectResult, RejectSource, Status } = constants;
+/**
+ * Every command field the library dispatches (requests to this SCP's events, responses to its pending
+ * requests). Its typings leave the table out; it is there at run time.
+ */
+const KNOWN_COMMAND_FIELDS = new Set<number>(
+  Object.values((constants as unknown as { CommandFieldType: Record<string, number> }).CommandFieldType),
+);
 
 /** One instance as it came by C-STORE: the data set bytes untouched, in the presentation context's transfer syntax. */
 export interface ReceivedInstance {
@@ -139,6 +146,46 @@ export class DimseConnection extends Scp {
     );
     // What the library's Server does for an accepted socket (no 'connect' event fires): arms its timeouts.
     Object.assign(this, { connected: true, connectedTime: Date.now() });
+    this.abortOnUnknownCommands();
+  }
+
+  /**
+   * The library hands a decoded command to its per-command events and drops, without a word, one whose
+   * command field it does not know: a garbled command (its decoder keeps what it read before the
+   * break) or an operation no DIMSE service defines. When such a command says a data set follows (or
+   * does not say), it waits for that data set first. Either way the peer would wait for an answer
+   * until the connection's timeout. Such a command is answered with A-ABORT (service provider,
+   * invalid PDU parameter value) as soon as it is read, the reason is reported, and the connection closed.
+   */
+  private abortOnUnknownCommands(): void {
+    type Command = { getCommandFieldType(): number | undefined };
+    const internals = this as unknown as {
+      dimse?: Command;
+      _performDimse(context: unknown, dimse: Command): void;
+      _processPDataTf(pdu: unknown): Promise<void>;
+    };
+    const known = (dimse: Command): boolean => KNOWN_COMMAND_FIELDS.has(dimse.getCommandFieldType() ?? -1);
+    const perform = internals._performDimse.bind(this);
+    internals._performDimse = (context, dimse) => (known(dimse) ? perform(context, dimse) : this.abortUnknown(dimse));
+    const processPData = internals._processPDataTf.bind(this);
+    internals._processPDataTf = async (pdu) => {
+      await processPData(pdu);
+      // A command read, its data set awaited.
+      if (internals.dimse && !known(internals.dimse)) this.abortUnknown(internals.dimse);
+    };
+  }
+
+  private abortUnknown(dimse: { getCommandFieldType(): number | undefined }): void {
+    if (this.peerSocket.destroyed || this.peerSocket.writableEnded) return;
+    const field = dimse.getCommandFieldType();
+    this.handler.connectionError(
+      this.peer,
+      field === undefined
+        ? 'DIMSE command without a readable command field (0000,0100): aborted'
+        : `DIMSE command field 0x${field.toString(16).padStart(4, '0')} is no DIMSE operation: aborted`,
+    );
+    this.sendAbort(AbortSource.ServiceProvider, AbortReason.InvalidPduParameter);
+    this.peerSocket.end();
   }
 
   /** Closes the socket, whatever is in progress (shutdown, after the grace period). */

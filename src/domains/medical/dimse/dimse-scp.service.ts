@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { log as dcmjsLog } from 'dcmjs';
 import { Implementation, log as dimseLog } from 'dcmjs-dimse';
 import { Counter } from 'prom-client';
 import type { AuditOutcome } from '../../../audit/audit-event.entity';
@@ -78,6 +79,10 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
   ) {
     // The library logs every PDU at trace level by default, to the console; its errors are reported here instead.
     dimseLog.setLevel('silent', false);
+    // It decodes commands and data sets with dcmjs, whose warnings (a stack trace for a garbled command)
+    // go to stderr outside the JSON log and may quote element values: patient data. Mute them for good.
+    dcmjsLog.setLevel('silent', false);
+    dcmjsLog.getLogger('validation.dcmjs').setLevel('silent', false);
     this.maxDatasetBytes = config.MEDICAL_MAX_BODY_BYTES;
     this.rules = {
       aeTitle: config.MEDICAL_DIMSE_AE_TITLE,
