@@ -9,6 +9,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData } from 'dcmjs';
 import { DataSource } from 'typeorm';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtures/dicom-files';
+import { associateRequest, commandPData, element, u16 } from '../fixtures/dimse-pdus';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 import { until } from '../fixtures/until';
 
@@ -236,51 +237,39 @@ describe(
       }
     });
 
-    it('aborts a garbled or unknown command at once, and nothing reaches stderr', async () => {
-      // Raw PDUs: an A-ASSOCIATE-RQ for Verification from PACS, then one command PDV.
-      const item = (type: number, body: Buffer): Buffer => {
-        const head = Buffer.alloc(4);
-        head[0] = type;
-        head.writeUInt16BE(body.length, 2);
-        return Buffer.concat([head, body]);
-      };
-      const pdu = (type: number, body: Buffer): Buffer => {
-        const head = Buffer.alloc(6);
-        head[0] = type;
-        head.writeUInt32BE(body.length, 2);
-        return Buffer.concat([head, body]);
-      };
-      const ae = (title: string): Buffer => Buffer.from(title.padEnd(16, ' '), 'ascii');
-      const maxLength = Buffer.alloc(4);
-      maxLength.writeUInt32BE(16384);
-      const associate = pdu(
-        0x01,
-        Buffer.concat([
-          Buffer.from([0, 1, 0, 0]),
-          ae('GATEWAY'),
-          ae('PACS'),
-          Buffer.alloc(32),
-          item(0x10, Buffer.from('1.2.840.10008.3.1.1.1')),
-          item(
-            0x20,
-            Buffer.concat([
-              Buffer.from([1, 0, 0, 0]),
-              item(0x30, Buffer.from('1.2.840.10008.1.1')),
-              item(0x40, Buffer.from('1.2.840.10008.1.2')),
-            ]),
-          ),
-          item(0x50, Buffer.concat([item(0x51, maxLength), item(0x52, Buffer.from('1.2.3.4'))])),
-        ]),
+    it('rejects an association without protocol version 1 or with another application context, audited as invalid', async () => {
+      /** The first PDU back: [type, result, source, reason] for an A-ASSOCIATE-RJ. */
+      const answer = (request: Buffer): Promise<number[]> =>
+        new Promise((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1', () => socket.write(request));
+          const timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000);
+          socket.once('data', (data) => {
+            clearTimeout(timer);
+            socket.destroy();
+            resolve([data[0], data[7], data[8], data[9]]);
+          });
+          socket.on('error', reject);
+        });
+      // Result permanent (1); source service provider, ACSE (2), reason protocol version not supported (2).
+      assert.deepEqual(await answer(associateRequest({ protocolVersion: 2 })), [0x03, 1, 2, 2]);
+      // Result permanent (1); source service user (1), reason application context name not supported (2).
+      assert.deepEqual(await answer(associateRequest({ applicationContext: '1.2.3.4.5' })), [0x03, 1, 1, 2]);
+      // The same request with DICOM's context and version 1 is let in.
+      assert.equal((await answer(associateRequest()))[0], 0x02);
+      const rows = await until('the refusals audited', async () => {
+        const found = (await auditRows('medical.dimse-associate')).filter((r) => r.outcome === 'invalid');
+        return found.length >= 2 ? found : undefined;
+      });
+      assert.deepEqual(
+        rows.map((r) => [(r.output_summary as { reason: string }).reason, r.status_code]),
+        [
+          ['PROTOCOL_VERSION_NOT_SUPPORTED', 400],
+          ['APPLICATION_CONTEXT_NOT_SUPPORTED', 400],
+        ],
       );
-      /** An implicit little endian element. */
-      const element = (group: number, elementNo: number, value: Buffer): Buffer => {
-        const head = Buffer.alloc(8);
-        head.writeUInt16LE(group);
-        head.writeUInt16LE(elementNo, 2);
-        head.writeUInt32LE(value.length, 4);
-        return Buffer.concat([head, value]);
-      };
-      const u16 = (n: number): Buffer => Buffer.from([n & 0xff, n >> 8]);
+    });
+
+    it('aborts a garbled or unknown command at once, and nothing reaches stderr', async () => {
       const sopClass = element(0, 0x02, Buffer.from('1.2.840.10008.1.1\0'));
       const commands = {
         // Breaks off in the middle of its second element: the command field is never read.
@@ -295,15 +284,15 @@ describe(
       };
       const written: string[] = [];
       const stderrWrite = process.stderr.write.bind(process.stderr);
-      process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+      process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) => {
         written.push(String(chunk));
         return stderrWrite(chunk, ...rest);
-      });
+      };
       try {
         for (const [name, command] of Object.entries(commands)) {
           const types = await new Promise<number[]>((resolve, reject) => {
             const seen: number[] = [];
-            const socket = connect(port, '127.0.0.1', () => socket.write(associate));
+            const socket = connect(port, '127.0.0.1', () => socket.write(associateRequest()));
             const timer = setTimeout(() => {
               socket.destroy();
               reject(new Error(`${name}: no abort within 5 s (PDUs back: ${seen.join(',')})`));
@@ -311,10 +300,7 @@ describe(
             socket.on('data', (data) => {
               seen.push(data[0]);
               if (data[0] !== 0x02) return;
-              const pdvLength = Buffer.alloc(4);
-              pdvLength.writeUInt32BE(command.length + 2);
-              // Presentation context 1, message control header 3: a command, its last fragment.
-              socket.write(pdu(0x04, Buffer.concat([pdvLength, Buffer.from([1, 3]), command])));
+              socket.write(commandPData(command));
             });
             socket.on('error', () => undefined);
             socket.on('close', () => {

@@ -2,9 +2,15 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { association, constants, Dataset, requests, responses, Scp } from 'dcmjs-dimse';
-import { AssociationRefusal, judgePresentationContext } from './dimse-negotiation.util';
+import {
+  AssociationRefusal,
+  judgeAssociateProtocol,
+  judgePresentationContext,
+  readAssociateProtocol,
+} from './dimse-negotiation.util';
 
-const { AbortReason, AbortSource, PresentationContextResult, RejectReason, RejectResult, RejectSource, Status } = constants;
+const { AbortReason, AbortSource, PresentationContextResult, RejectReason, RejectResult, RejectSource, Status } =
+  constants;
 /**
  * Every command field the library dispatches (requests to this SCP's events, responses to its pending
  * requests). Its typings leave the table out; it is there at run time.
@@ -35,7 +41,13 @@ export interface StoreAnswer {
 /** What the Nest service decides for each connection; the connection only speaks the protocol. */
 export interface DimseHandler {
   readonly maxDatasetBytes: number;
-  admit(called: string, calling: string, peer: string): Promise<AssociationRefusal | undefined>;
+  /** `protocol`: the request's own refusal (its protocol version or application context), if any. */
+  admit(
+    called: string,
+    calling: string,
+    peer: string,
+    protocol?: AssociationRefusal,
+  ): Promise<AssociationRefusal | undefined>;
   /** Must resolve (a failure is a status), and only once the answer may leave (its audit row is committed). */
   store(instance: ReceivedInstance): Promise<StoreAnswer>;
   /** The connection ends; `message` names the protocol step, never data set content. */
@@ -85,6 +97,22 @@ function guardPduLength(socket: Socket, max: number, refuse: (length: number) =>
   });
 }
 
+/**
+ * Hands over the connection's first PDU (at most its first 64 KiB) before the library reads it: the
+ * listener is prepended, so it has the bytes when the library's 'associationRequested' fires.
+ */
+function captureFirstPdu(socket: Socket, done: (pdu: Buffer) => void): void {
+  let bytes = Buffer.alloc(0);
+  const take = (chunk: Buffer): void => {
+    bytes = Buffer.concat([bytes, chunk]);
+    const whole = bytes.length >= 6 ? Math.min(6 + bytes.readUInt32BE(2), 65536) : Infinity;
+    if (bytes.length < whole) return;
+    socket.removeListener('data', take);
+    done(bytes.subarray(0, whole));
+  };
+  socket.prependListener('data', take);
+}
+
 /** Collects a data set as its fragments arrive, up to a limit; past it, drops them (the answer is a failure). */
 class DatasetSink extends Writable {
   readonly chunks: Buffer[] = [];
@@ -127,6 +155,8 @@ class ReceivedDataset extends Dataset {
 export class DimseConnection extends Scp {
   readonly peer: string;
   private callingAeTitle = '';
+  /** The first PDU's bytes (the A-ASSOCIATE-RQ, up to 64 KiB): what the library does not read of it. */
+  private associateRequest: Buffer = Buffer.alloc(0);
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
@@ -141,6 +171,7 @@ export class DimseConnection extends Scp {
       peerSocket.end();
       handler.connectionError(this.peer, error.message);
     });
+    captureFirstPdu(peerSocket, (pdu) => (this.associateRequest = pdu));
     guardPduLength(peerSocket, MAX_PDU_BYTES, (length) =>
       handler.connectionError(this.peer, `PDU of ${length} bytes refused (at most ${MAX_PDU_BYTES})`),
     );
@@ -200,7 +231,8 @@ export class DimseConnection extends Scp {
 
   override associationRequested(proposal: association.Association): void {
     this.callingAeTitle = printable(proposal.getCallingAeTitle());
-    void this.handler.admit(printable(proposal.getCalledAeTitle()), this.callingAeTitle, this.peer).then(
+    const protocol = judgeAssociateProtocol(readAssociateProtocol(this.associateRequest));
+    void this.handler.admit(printable(proposal.getCalledAeTitle()), this.callingAeTitle, this.peer, protocol).then(
       (refusal) => (refusal ? this.refuse(refusal) : this.accept(proposal)),
       () => this.refuse('UNEXPECTED'),
     );
@@ -309,6 +341,16 @@ const REJECTIONS: Record<AssociationRefusal | 'UNEXPECTED', [number, number, num
     RejectResult.Transient,
     RejectSource.ServiceProviderPresentation,
     RejectReason.LocalLimitExceeded,
+  ],
+  PROTOCOL_VERSION_NOT_SUPPORTED: [
+    RejectResult.Permanent,
+    RejectSource.ServiceProviderAcse,
+    RejectReason.ProtocolVersionNotSupported,
+  ],
+  APPLICATION_CONTEXT_NOT_SUPPORTED: [
+    RejectResult.Permanent,
+    RejectSource.ServiceUser,
+    RejectReason.ApplicationContextNotSupported,
   ],
   UNEXPECTED: [RejectResult.Transient, RejectSource.ServiceUser, RejectReason.NoReasonGiven],
 };

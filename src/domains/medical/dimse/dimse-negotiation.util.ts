@@ -3,7 +3,50 @@ import { IMAGE_STORAGE_SOP_CLASSES, SUPPORTED_TRANSFER_SYNTAXES, TS } from '../d
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
 
 /** Why an association is refused; each maps to an A-ASSOCIATE-RJ result, source and reason (PS3.8 9.3.4). */
-export type AssociationRefusal = 'CALLED_AE_NOT_RECOGNIZED' | 'CALLING_AE_NOT_ALLOWED' | 'TOO_MANY_ASSOCIATIONS';
+export type AssociationRefusal =
+  | 'CALLED_AE_NOT_RECOGNIZED'
+  | 'CALLING_AE_NOT_ALLOWED'
+  | 'TOO_MANY_ASSOCIATIONS'
+  | 'PROTOCOL_VERSION_NOT_SUPPORTED'
+  | 'APPLICATION_CONTEXT_NOT_SUPPORTED';
+
+/** The DICOM Application Context Name (PS3.7 A.2.1), the only one defined. */
+export const DICOM_APPLICATION_CONTEXT = '1.2.840.10008.3.1.1.1';
+
+/**
+ * What an A-ASSOCIATE-RQ PDU (PS3.8 9.3.2) says about the protocol: the protocol version bits and the
+ * application context name. The library reads neither (it skips the application context item and
+ * answers with the DICOM one whatever was proposed), so the gateway reads them from the PDU's bytes.
+ * Undefined fields were not found in the bytes given.
+ */
+export function readAssociateProtocol(pdu: Buffer): { protocolVersion?: number; applicationContext?: string } {
+  if (pdu.length < 8 || pdu[0] !== 0x01) return {};
+  const protocolVersion = pdu.readUInt16BE(6);
+  // Header (6), version (2), reserved (2), called and calling AE (32), reserved (32): items from 74.
+  for (let offset = 74; offset + 4 <= pdu.length;) {
+    const type = pdu[offset];
+    const length = pdu.readUInt16BE(offset + 2);
+    if (type === 0x10) {
+      if (offset + 4 + length > pdu.length) break;
+      const name = pdu.toString('latin1', offset + 4, offset + 4 + length).replace(/[\0 ]+$/, '');
+      return { protocolVersion, applicationContext: name };
+    }
+    offset += 4 + length;
+  }
+  return { protocolVersion };
+}
+
+/** Refuses a protocol version without version 1 (bit 0) and an application context other than DICOM's. */
+export function judgeAssociateProtocol(protocol: {
+  protocolVersion?: number;
+  applicationContext?: string;
+}): AssociationRefusal | undefined {
+  if (protocol.protocolVersion !== undefined && (protocol.protocolVersion & 1) === 0) {
+    return 'PROTOCOL_VERSION_NOT_SUPPORTED';
+  }
+  if (protocol.applicationContext !== DICOM_APPLICATION_CONTEXT) return 'APPLICATION_CONTEXT_NOT_SUPPORTED';
+  return undefined;
+}
 
 export interface AeRules {
   /** The SCP's own AE title: associations addressed to another are refused. */

@@ -144,9 +144,15 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     await Promise.race([closed, grace]);
   }
 
-  async admit(called: string, calling: string, peer: string): Promise<AssociationRefusal | undefined> {
+  async admit(
+    called: string,
+    calling: string,
+    peer: string,
+    protocol?: AssociationRefusal,
+  ): Promise<AssociationRefusal | undefined> {
     const refusal =
-      this.connections.size > MAX_ASSOCIATIONS ? 'TOO_MANY_ASSOCIATIONS' : judgeAeTitles(called, calling, this.rules);
+      protocol ??
+      (this.connections.size > MAX_ASSOCIATIONS ? 'TOO_MANY_ASSOCIATIONS' : judgeAeTitles(called, calling, this.rules));
     if (refusal) {
       this.logger.warn({
         msg: 'DIMSE association refused',
@@ -155,7 +161,8 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
         callingAeTitle: calling,
         peer,
       });
-      // A denial is recorded like an HTTP 403; the refusal goes out whether or not the row could be written.
+      // Recorded like an HTTP 403 (429 when full, 400 for a request its protocol fields refuse); the refusal
+      // goes out whether or not the row could be written.
       await this.record({
         actor: calling,
         action: 'medical.dimse-associate',
@@ -163,8 +170,8 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
         peer,
         inputDigest: null,
         output: { reason: refusal, calledAeTitle: called },
-        outcome: 'denied',
-        statusCode: refusal === 'TOO_MANY_ASSOCIATIONS' ? 429 : 403,
+        outcome: protocol ? 'invalid' : 'denied',
+        statusCode: refusal === 'TOO_MANY_ASSOCIATIONS' ? 429 : protocol ? 400 : 403,
         startedAt: performance.now(),
       }).catch(() => undefined);
     }

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  DICOM_APPLICATION_CONTEXT,
+  judgeAssociateProtocol,
+  readAssociateProtocol,
+} from '../../src/domains/medical/dimse/dimse-negotiation.util';
+import { associateRequest } from '../fixtures/dimse-pdus';
+
+describe('medical: DIMSE association protocol fields', () => {
+  it('reads the protocol version and application context name of an A-ASSOCIATE-RQ', () => {
+    assert.deepEqual(readAssociateProtocol(associateRequest()), {
+      protocolVersion: 1,
+      applicationContext: DICOM_APPLICATION_CONTEXT,
+    });
+    // A UID of odd length is padded with NUL (PS3.5) or, as some tools do, a space.
+    for (const pad of ['\0', ' ']) {
+      assert.equal(
+        readAssociateProtocol(associateRequest({ applicationContext: `1.2.3${pad}` })).applicationContext,
+        '1.2.3',
+      );
+    }
+    assert.equal(readAssociateProtocol(associateRequest({ protocolVersion: 3 })).protocolVersion, 3);
+  });
+
+  it('reads nothing from what is not a whole A-ASSOCIATE-RQ, and never reads past its bytes', () => {
+    assert.deepEqual(readAssociateProtocol(Buffer.alloc(0)), {});
+    const request = associateRequest();
+    assert.deepEqual(readAssociateProtocol(Buffer.concat([Buffer.from([0x04]), request.subarray(1)])), {});
+    // Cut inside the application context item: its name is not there to read.
+    assert.deepEqual(readAssociateProtocol(request.subarray(0, 80)), { protocolVersion: 1 });
+    // An item length running past the end.
+    const broken = Buffer.from(request);
+    broken.writeUInt16BE(0xffff, 76);
+    assert.deepEqual(readAssociateProtocol(broken), { protocolVersion: 1 });
+  });
+
+  it("refuses a version without bit 0, then any application context but DICOM's", () => {
+    assert.equal(judgeAssociateProtocol(readAssociateProtocol(associateRequest())), undefined);
+    // Bit 0 is version 1; a peer may set others beside it.
+    assert.equal(
+      judgeAssociateProtocol({ protocolVersion: 3, applicationContext: DICOM_APPLICATION_CONTEXT }),
+      undefined,
+    );
+    assert.equal(
+      judgeAssociateProtocol({ protocolVersion: 2, applicationContext: DICOM_APPLICATION_CONTEXT }),
+      'PROTOCOL_VERSION_NOT_SUPPORTED',
+    );
+    assert.equal(
+      judgeAssociateProtocol({ protocolVersion: 1, applicationContext: '1.2.3' }),
+      'APPLICATION_CONTEXT_NOT_SUPPORTED',
+    );
+    // An A-ASSOCIATE-RQ must carry an application context item.
+    assert.equal(judgeAssociateProtocol({ protocolVersion: 1 }), 'APPLICATION_CONTEXT_NOT_SUPPORTED');
+  });
+});
