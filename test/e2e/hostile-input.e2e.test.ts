@@ -401,7 +401,7 @@ describe('uploads at once', () => {
     }
   });
 
-  it('count a chunked DICOM upload at the DICOM body limit, not the JSON routes\' one', async () => {
+  it("count a chunked DICOM upload at the DICOM body limit, not the JSON routes' one", async () => {
     // The JSON routes take 64 MiB, DICOM bodies 512 MiB: a chunked DICOM upload may grow to 512 MiB.
     const app = await createTestApp({ MAX_INFLIGHT_BODY_BYTES: String(128 * 1024 * 1024) });
     let held: Socket | undefined;
@@ -413,7 +413,9 @@ describe('uploads at once', () => {
       held.write(
         'POST /v1/medical/lesion-detections HTTP/1.1\r\nHost: x\r\nContent-Type: application/dicom\r\n' +
           `Authorization: ${bearer(tokenFor(['pacs-integration']))}\r\nTransfer-Encoding: chunked\r\n\r\n` +
-          '400\r\n' + '\0'.repeat(0x400) + '\r\n',
+          '400\r\n' +
+          '\0'.repeat(0x400) +
+          '\r\n',
       );
       await new Promise((r) => setTimeout(r, 200));
       const body = JSON.stringify(TX);

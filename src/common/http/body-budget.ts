@@ -23,11 +23,7 @@ export function registerBodyBudget(
     const declared = request.headers['content-length'];
     const chunked = request.headers['transfer-encoding'] !== undefined;
     const bytes =
-      declared !== undefined && /^\d+$/.test(declared)
-        ? Number(declared)
-        : chunked
-          ? bodyLimitOf(request)
-          : 0;
+      declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : chunked ? bodyLimitOf(request) : 0;
     if (bytes === 0) return done(null, payload);
     if (held > 0 && held + bytes > maxBytes) {
       const reason = `${held} bytes of other uploads are being received or processed (MAX_INFLIGHT_BODY_BYTES is ${maxBytes})`;
