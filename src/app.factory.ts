@@ -5,10 +5,10 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { registerAuditHook } from './audit/audit.hook';
 import { AuditWriter } from './audit/audit-writer.service';
-import { AppError } from './common/errors/app-error';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget } from './common/http/body-budget';
+import { refuseEncodedBodies } from './common/http/content-encoding';
 import { clientErrorHandler } from './common/http/client-errors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
 import { registerRouteCatalog } from './common/http/route-catalog';
@@ -91,20 +91,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   });
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
-  // No route reads a compressed body: a gzip or deflate body would be parsed as the bytes it is.
-  fastify.addHook('preParsing', (request, _reply, payload, done) => {
-    const encoding = request.headers['content-encoding'];
-    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-      const reason = 'only identity is accepted: send the body uncompressed';
-      done(
-        new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding.slice(0, 64)} is not accepted`, {
-          fields: [{ field: 'Content-Encoding', reason }],
-        }),
-      );
-      return;
-    }
-    done(null, payload);
-  });
+  refuseEncodedBodies(fastify);
   // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
   registerBodyBudget(fastify, config.MAX_INFLIGHT_BODY_BYTES, (request) =>
     isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,

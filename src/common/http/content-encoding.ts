@@ -1,0 +1,22 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors/app-error';
+
+/**
+ * No route reads a compressed body: a gzip or deflate body would be parsed as the bytes it is. A
+ * `Content-Encoding` other than `identity` is refused with 415 before the body is read.
+ */
+export function refuseEncodedBodies(fastify: FastifyInstance): void {
+  fastify.addHook('preParsing', (request, _reply, payload, done) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      const reason = 'only identity is accepted: send the body uncompressed';
+      done(
+        new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding.slice(0, 64)} is not accepted`, {
+          fields: [{ field: 'Content-Encoding', reason }],
+        }),
+      );
+      return;
+    }
+    done(null, payload);
+  });
+}
