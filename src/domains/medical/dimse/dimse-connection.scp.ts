@@ -195,6 +195,9 @@ export class DimseConnection extends Scp {
       _performDimse(context: unknown, dimse: Command): void;
       _processPDataTf(pdu: unknown): Promise<void>;
     };
+    // Internals of the library: should an upgrade rename them, it keeps its own behaviour (the
+    // integration tests of these aborts fail) rather than every connection failing.
+    if (typeof internals._performDimse !== 'function' || typeof internals._processPDataTf !== 'function') return;
     const known = (dimse: Command): boolean => KNOWN_COMMAND_FIELDS.has(dimse.getCommandFieldType() ?? -1);
     const perform = internals._performDimse.bind(this);
     internals._performDimse = (context, dimse) => (known(dimse) ? perform(context, dimse) : this.abortUnknown(dimse));
