@@ -33,8 +33,12 @@ export function nestsDeeperThan(value: unknown, max: number): boolean {
   return false;
 }
 
+/** Why a value nested deeper than MAX_JSON_DEPTH is refused (an HTTP body, an MQTT message). */
+export const TOO_DEEP_REASON = `nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`;
+
 /** The 400 for a body nested deeper than MAX_JSON_DEPTH. */
 export function tooDeepError(field = '(body)'): AppError {
-  const reason = `nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`;
-  return new AppError('VALIDATION_FAILED', `${field}: ${reason}`, { fields: [{ field, reason }] });
+  return new AppError('VALIDATION_FAILED', `${field}: ${TOO_DEEP_REASON}`, {
+    fields: [{ field, reason: TOO_DEEP_REASON }],
+  });
 }

@@ -20,5 +20,5 @@ export function isDicomBody(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
   // Fastify matches the parsers against the media type, before any parameter.
   const mediaType = contentType.split(';', 1)[0].trim().toLowerCase();
-  return mediaType === DICOM_INSTANCE || mediaType === 'multipart/related';
+  return mediaType === DICOM_INSTANCE || DICOM_STUDY.test(mediaType);
 }

@@ -1,5 +1,5 @@
 import type { RawReading } from '../plant-stream.service';
-import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../../common/http/json-depth';
+import { MAX_JSON_DEPTH, nestsDeeperThan, TOO_DEEP_REASON } from '../../../common/http/json-depth';
 
 /**
  * The plain JSON MQTT scheme: `factory/{site}/{line}/{assetId}/telemetry` (the first level is
@@ -77,12 +77,7 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
     return { readings: [], errors: [{ index: 0, reason: `not JSON: ${(error as Error).message}` }] };
   }
   // A reading is a few levels deep; a value nested thousands deep would overflow what walks it later.
-  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
-    return {
-      readings: [],
-      errors: [{ index: 0, reason: `nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep` }],
-    };
-  }
+  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) return { readings: [], errors: [{ index: 0, reason: TOO_DEEP_REASON }] };
   const elements = Array.isArray(body) ? body : [body];
   if (elements.length === 0) return { readings: [], errors: [{ index: 0, reason: 'empty array' }] };
   if (elements.length > MAX_READINGS_PER_MESSAGE) {
