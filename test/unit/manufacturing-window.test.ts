@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AssetWindow, ReleasedReading } from '../../src/domains/manufacturing/asset-window.util';
+import { AssetWindow, RECENT_RELEASED, ReleasedReading } from '../../src/domains/manufacturing/asset-window.util';
 
 const stamps = (released: ReleasedReading[]) => released.map((r) => r.timestamp);
 const f32 = (values: number[]) => Array.from(Float32Array.from(values));
@@ -57,7 +57,23 @@ describe('manufacturing: per-asset reading window', () => {
       assert.equal(released[0].timestamp, ts);
       assert.deepEqual(Array.from(released[0].window ?? []), [ts * 10], 'windowLength 1: the window is the row');
     }
-    assert.deepEqual(w.push({ timestamp: 4, values: { a: 0 } }), { accepted: false, reason: 'late' });
+    assert.deepEqual(w.push({ timestamp: 3.5, values: { a: 0 } }), { accepted: false, reason: 'late' });
+  });
+
+  it('knows a repeat of a released reading from a late one, for the last RECENT_RELEASED releases', () => {
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 0 });
+    const n = RECENT_RELEASED + 500;
+    for (let ts = 1; ts <= n; ts++) {
+      w.push({ timestamp: ts * 10, values: { a: ts } });
+      w.drain();
+    }
+    // A sender retrying a batch after an error sends readings the gateway already has: repeats, not late.
+    assert.deepEqual(w.push({ timestamp: n * 10 - 10, values: { a: 0 } }), { accepted: false, reason: 'duplicate' });
+    assert.deepEqual(w.push({ timestamp: 5010, values: { a: 0 } }), { accepted: false, reason: 'duplicate' });
+    assert.deepEqual(w.push({ timestamp: 5015, values: { a: 0 } }), { accepted: false, reason: 'late' });
+    // Older than the last RECENT_RELEASED: no longer known, so late.
+    assert.deepEqual(w.push({ timestamp: 4000, values: { a: 0 } }), { accepted: false, reason: 'late' });
+    assert.deepEqual(w.counts, { accepted: n, duplicates: 2, late: 2, incomplete: 0 });
   });
 
   it('carries the last value of a missing input forward, and yields no row until every input is known', () => {
@@ -142,7 +158,7 @@ describe('manufacturing: per-asset reading window', () => {
       const ts = 10 * (i % 2 === 0 ? i + 1 : i - 1);
       assert.equal(w.push({ timestamp: ts, values: { a: ts, b: -ts } }).accepted, true);
       if (i % 1000 === 999) assert.equal(w.push({ timestamp: ts, values: { a: 0, b: 0 } }).accepted, false);
-      if (i % 997 === 996) assert.equal(w.push({ timestamp: ts - 1000, values: { a: 0, b: 0 } }).accepted, false);
+      if (i % 997 === 996) assert.equal(w.push({ timestamp: ts - 1005, values: { a: 0, b: 0 } }).accepted, false);
       const out = w.drain();
       released += out.length;
       if (out.length) last = out[out.length - 1];

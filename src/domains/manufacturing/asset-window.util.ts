@@ -3,10 +3,11 @@
  *
  * Semantics (the service relies on every one of them):
  * - `newest` is the largest timestamp ever accepted; the horizon is `newest - lateToleranceMs`.
- * - push: a timestamp equal to one still held or to the last released one is a `duplicate` (the
- *   first copy wins: MQTT QoS 1 redelivers the same message). A timestamp below the horizon, or below
- *   the last released one (possible after `drain(true)`), is `late`: its place in the sequence is
- *   gone. Anything else is held, in order, whatever order it arrived in.
+ * - push: a timestamp equal to one still held or to one of the last RECENT_RELEASED released is a
+ *   `duplicate` (the first copy wins: MQTT QoS 1 redelivers the same message, and a sender retries a
+ *   whole batch after an error). Any other timestamp below the horizon, or below the last released one
+ *   (possible after `drain(true)`), is `late`: its place in the sequence is gone. Anything else is
+ *   held, in order, whatever order it arrived in.
  * - drain: releases held readings with timestamp <= horizon, strictly in timestamp order, so with
  *   lateToleranceMs = 0 an in-order reading is released by the next drain; `drain(true)` releases
  *   everything held (end of a batch, shutdown).
@@ -16,8 +17,8 @@
  *   Names that are not model inputs are ignored; values are validated by the caller (checkValue).
  * - A window (oldest row first, input order within a row) comes with every row once windowLength
  *   rows exist; windowLength = 1 makes the window the row itself.
- * - Memory: a ring of windowLength rows plus the held readings, which are only those inside the
- *   tolerance horizon when the caller drains after each push or batch.
+ * - Memory: a ring of windowLength rows, the last RECENT_RELEASED timestamps, and the held readings,
+ *   which are only those inside the tolerance horizon when the caller drains after each push or batch.
  */
 export interface ReadingIn {
   /** Epoch milliseconds. */
@@ -55,6 +56,9 @@ export interface AssetWindowCounts {
 // Compacting the held list once its consumed head is this long keeps removal amortised O(1).
 const COMPACT_AT = 64;
 
+/** Released timestamps remembered to tell a repeat from a late reading: as many as one HTTP batch holds. */
+export const RECENT_RELEASED = 10_000;
+
 export class AssetWindow {
   private readonly index = new Map<string, number>();
   private readonly windowLength: number;
@@ -65,6 +69,9 @@ export class AssetWindow {
   private head = 0;
   private newest = -Infinity;
   private lastReleased = -Infinity;
+  /** The last RECENT_RELEASED released timestamps from `recentHead` on, ascending (releases only grow). */
+  private recent: number[] = [];
+  private recentHead = 0;
 
   private readonly last: Float64Array;
   private readonly known: Uint8Array;
@@ -108,7 +115,7 @@ export class AssetWindow {
   push(reading: ReadingIn): ReadingVerdict {
     const ts = reading.timestamp;
     if (!Number.isFinite(ts)) throw new RangeError(`reading timestamp must be a finite number, got ${ts}`);
-    if (ts === this.lastReleased) return this.refuse('duplicate');
+    if (ts <= this.lastReleased && this.releasedLately(ts)) return this.refuse('duplicate');
 
     const end = this.held.length;
     if (end > this.head && ts <= this.held[end - 1].timestamp) {
@@ -133,6 +140,7 @@ export class AssetWindow {
       const reading = this.held[this.head];
       this.head++;
       this.lastReleased = reading.timestamp;
+      this.remember(reading.timestamp);
       const released = this.release(reading);
       if (released) out.push(released);
     }
@@ -175,6 +183,27 @@ export class AssetWindow {
     if (reason === 'duplicate') this.tally.duplicates++;
     else this.tally.late++;
     return { accepted: false, reason };
+  }
+
+  private remember(ts: number): void {
+    this.recent.push(ts);
+    if (this.recent.length - this.recentHead <= RECENT_RELEASED) return;
+    this.recentHead++;
+    if (this.recentHead >= RECENT_RELEASED) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+
+  private releasedLately(ts: number): boolean {
+    let lo = this.recentHead;
+    let hi = this.recent.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.recent[mid] < ts) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.recent.length && this.recent[lo] === ts;
   }
 
   private lowerBound(ts: number): number {
