@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'DICOM_UNSUPPORTED'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'UPLOADS_BUSY'
+  | 'STORAGE_UNAVAILABLE'
   | 'NOT_FOUND';
 
 export interface FieldError {
@@ -97,6 +98,8 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 415, title: 'Unsupported media type' };
     case 'UPLOADS_BUSY':
       return { status: 503, title: 'Too many uploads in progress' };
+    case 'STORAGE_UNAVAILABLE':
+      return { status: 503, title: 'Database unavailable' };
     case 'NOT_FOUND':
       return { status: 404, title: 'Not found' };
   }

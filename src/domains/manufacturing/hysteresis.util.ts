@@ -60,6 +60,16 @@ export class AlarmState {
     return this.run;
   }
 
+  /** The state as it is now, for `restore` when a transition could not be stored. */
+  save(): { active: boolean; streak: number } {
+    return { active: this.isActive, streak: this.run };
+  }
+
+  restore(saved: { active: boolean; streak: number }): void {
+    this.isActive = saved.active;
+    this.run = saved.streak;
+  }
+
   update(value: number): AlarmTransition | undefined {
     if (Number.isNaN(value)) return undefined;
     const { raiseAt, clearAt, consecutive, direction } = this.rule;

@@ -1,12 +1,13 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { Counter, Histogram } from 'prom-client';
 import { Subject } from 'rxjs';
+import { AppError } from '../../common/errors/app-error';
 import { MetricsService } from '../../common/metrics/metrics.service';
 import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
-import { AssetWindow } from './asset-window.util';
+import { AssetWindow, ReleasedReading } from './asset-window.util';
 import { AlarmState } from './hysteresis.util';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
@@ -35,6 +36,8 @@ export interface AlarmEvent {
   value: number;
   threshold: number;
   at: string;
+  /** The model version whose prediction moved the alarm. */
+  model: { name: string; version: string };
 }
 
 export interface IngestSummary {
@@ -81,6 +84,31 @@ interface Runtime {
   tail: Promise<void>;
   latest?: AssetStatus['latest'];
   counts: AssetStatus['counts'];
+  /** Released rows not predicted yet (inference refused, or an alarm not stored): predicted first in the next call. */
+  unpredicted: ReleasedReading[];
+  retryTimer?: NodeJS.Timeout;
+  retryDelayMs: number;
+  /** Releases the held readings once the asset has been quiet for the late tolerance. */
+  flushTimer?: NodeJS.Timeout;
+}
+
+/** Released rows kept per asset while their prediction keeps failing; past it the oldest are dropped, and logged. */
+const MAX_UNPREDICTED = 10_000;
+/** First wait before unpredicted rows are tried again on their own; doubled up to 30 s while it keeps failing. */
+const FIRST_RETRY_MS = 1000;
+const MAX_RETRY_MS = 30_000;
+
+/**
+ * An ingest whose readings were accepted but not all predicted: the runtime refused them or the
+ * database did not take their predictions or alarm. They are kept and predicted again, in order, before
+ * the asset's next readings (or on their own after a pause), so a retried request or a redelivered
+ * MQTT message finds them duplicates and loses nothing.
+ */
+export class ReadingsKept extends AppError {}
+
+interface Settled {
+  rows: PredictionRow[];
+  error?: unknown;
 }
 
 /**
@@ -90,9 +118,13 @@ interface Runtime {
  * prediction moves the asset's alarm hysteresis.
  */
 @Injectable()
-export class PlantStream {
+export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger('PlantStream');
   private readonly runtimes = new Map<string, Runtime>();
+  /** Each asset's alarm as last stored, so a new runtime (after a restart or an asset change) does not raise it twice. */
+  private readonly alarmStates = new Map<string, { active: boolean; since?: string }>();
+  /** Shutting down: every ingest releases all it holds at once. */
+  private closing = false;
   readonly alarms = new Subject<AlarmEvent>();
   private readonly alarmHooks: Array<(event: AlarmEvent) => Promise<void>> = [];
   private readonly readings: Counter<'outcome'>;
@@ -127,8 +159,42 @@ export class PlantStream {
       ],
       registers: [metrics.registry],
     });
-    // A changed or removed asset starts over: its windows were built with the old mapping.
-    registry.onChange((_asset, assetId) => this.runtimes.delete(assetId));
+    // A changed or removed asset starts over: its windows were built with the old mapping. What the old
+    // runtime held is predicted with that mapping, unless the asset is gone.
+    registry.onChange((asset, assetId) => {
+      const old = this.runtimes.get(assetId);
+      this.runtimes.delete(assetId);
+      if (old) void this.retire(old, asset !== undefined); // retire logs its own failure
+    });
+  }
+
+  async onModuleInit(): Promise<void> {
+    for (const [assetId, last] of await this.records.lastAlarms()) {
+      if (last.state === 'raised') this.alarmStates.set(assetId, { active: true, since: last.at.toISOString() });
+    }
+  }
+
+  /** Before the runtime and the database close: what every asset holds is released and predicted. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.runtimes.values()].map((rt) => this.retire(rt, true)));
+  }
+
+  private retire(rt: Runtime, predict: boolean): Promise<void> {
+    clearTimeout(rt.flushTimer);
+    clearTimeout(rt.retryTimer);
+    rt.retryTimer = undefined;
+    if (!predict) return Promise.resolve();
+    return this.run(rt, rt.window.drain(true)).then(
+      () => undefined,
+      (error: unknown) =>
+        this.logger.error({
+          msg: 'readings not predicted',
+          assetId: rt.asset.assetId,
+          rows: rt.unpredicted.length,
+          error: String(error),
+        }),
+    );
   }
 
   /** Called for every alarm raised or cleared, before it is streamed (storage, audit, MQTT publish). */
@@ -154,9 +220,15 @@ export class PlantStream {
           windowLength: model.windowLength,
           lateToleranceMs: this.config.MANUFACTURING_LATE_TOLERANCE_MS,
         }),
-        alarm: new AlarmState({ ...asset.alarm, direction: alarmDirection(asset.kind) }),
+        alarm: new AlarmState(
+          { ...asset.alarm, direction: alarmDirection(asset.kind) },
+          this.alarmStates.get(assetId)?.active ?? false,
+        ),
+        alarmSince: this.alarmStates.get(assetId)?.since,
         tail: Promise.resolve(),
         counts: { received: 0, accepted: 0, duplicates: 0, late: 0, invalid: 0, predictions: 0 },
+        unpredicted: [],
+        retryDelayMs: FIRST_RETRY_MS,
       };
       this.runtimes.set(assetId, rt);
     }
@@ -232,23 +304,121 @@ export class PlantStream {
         });
       }
     });
-    const released = rt.window.drain();
-    // Inference starts at once, so an asset's consecutive batches can share a runtime call; its
-    // results move the alarm state strictly in the order the readings were released.
-    const inferred = this.infer(rt, released);
-    const applied = rt.tail.then(() => inferred).then((outputs) => this.apply(rt, outputs));
-    rt.tail = applied.then(
+    const released = rt.window.drain(this.closing);
+    this.armFlush(rt);
+    const [predictions] = await Promise.all([
+      this.run(rt, released),
+      this.deadLetters(assetId, channel, dead).catch((error: unknown) => {
+        throw storageError(error, 'refused readings could not be kept in the dead-letter table');
+      }),
+    ]);
+    summary.predictions = predictions;
+    return summary;
+  }
+
+  /** With a late tolerance, readings wait for newer ones; an asset that goes quiet has them released anyway. */
+  private armFlush(rt: Runtime): void {
+    clearTimeout(rt.flushTimer);
+    rt.flushTimer = undefined;
+    if (rt.window.size === 0) return;
+    rt.flushTimer = setTimeout(() => {
+      rt.flushTimer = undefined;
+      if (this.runtimes.get(rt.asset.assetId) !== rt) return;
+      this.run(rt, rt.window.drain(true)).catch(() => undefined); // kept, retried and logged by run
+    }, this.config.MANUFACTURING_LATE_TOLERANCE_MS);
+    rt.flushTimer.unref();
+  }
+
+  /**
+   * Predicts released rows and stores the predictions: the number stored. Inference starts at once, so
+   * an asset's consecutive batches can share a runtime call; results move the alarm state strictly in
+   * the order the readings were released, rows kept from an earlier failure first.
+   */
+  private run(rt: Runtime, released: ReleasedReading[]): Promise<number> {
+    const usable = rt.model.windowLength > 1 ? released.filter((r) => r.window) : released;
+    const inferred = this.infer(rt, usable);
+    inferred.catch(() => undefined); // settled in order below
+    const settled = rt.tail.then(() => this.settle(rt, usable, inferred));
+    rt.tail = settled.then(
       () => undefined,
       () => undefined,
     );
-    const stored = applied.then(async (rows) => {
-      await this.records.addPredictions(rows);
-      this.observeStored(rt, rows);
+    return settled.then(async ({ rows, error }) => {
+      if (rows.length > 0) {
+        try {
+          await this.records.addPredictions(rows);
+        } catch (cause) {
+          // The writer keeps the rows and writes them again when the database returns.
+          throw new ReadingsKept('STORAGE_UNAVAILABLE', 'the predictions could not be stored yet; they are kept', {
+            retryAfterSeconds: 1,
+            cause,
+          });
+        }
+        this.observeStored(rt, rows);
+      }
+      if (error !== undefined) throw kept(error);
       return rows.length;
     });
-    await Promise.all([this.deadLetters(assetId, channel, dead), stored]);
-    summary.predictions = await stored;
-    return summary;
+  }
+
+  private async settle(rt: Runtime, usable: ReleasedReading[], inferred: Promise<Float32Array>): Promise<Settled> {
+    const rows: PredictionRow[] = [];
+    if (rt.unpredicted.length > 0) {
+      const earlier = rt.unpredicted;
+      rt.unpredicted = [];
+      const first = await this.predict(rt, earlier, this.infer(rt, earlier));
+      rows.push(...first.rows);
+      if (first.left.length > 0) {
+        this.keep(rt, [...first.left, ...usable], first.error);
+        return { rows, error: first.error };
+      }
+    }
+    const own = await this.predict(rt, usable, inferred);
+    rows.push(...own.rows);
+    if (own.left.length > 0) {
+      this.keep(rt, own.left, own.error);
+      return { rows, error: own.error };
+    }
+    clearTimeout(rt.retryTimer);
+    rt.retryTimer = undefined;
+    rt.retryDelayMs = FIRST_RETRY_MS;
+    return { rows };
+  }
+
+  /** The rows' predictions in order, up to the first that could not be made or whose alarm could not be stored. */
+  private async predict(
+    rt: Runtime,
+    usable: ReleasedReading[],
+    inferred: Promise<Float32Array>,
+  ): Promise<Settled & { left: ReleasedReading[] }> {
+    if (usable.length === 0) return { rows: [], left: [] };
+    let out: Float32Array;
+    try {
+      out = await inferred;
+    } catch (error) {
+      return { rows: [], left: usable, error };
+    }
+    return this.apply(rt, usable, out);
+  }
+
+  private keep(rt: Runtime, rows: ReleasedReading[], error: unknown): void {
+    const over = rows.length - MAX_UNPREDICTED;
+    rt.unpredicted = over > 0 ? rows.slice(over) : rows;
+    this.logger.warn({
+      msg: over > 0 ? 'predictions deferred; the oldest rows dropped' : 'predictions deferred',
+      assetId: rt.asset.assetId,
+      rows: rt.unpredicted.length,
+      ...(over > 0 ? { dropped: over } : {}),
+      error: String(error),
+    });
+    if (rt.retryTimer || this.closing) return;
+    rt.retryTimer = setTimeout(() => {
+      rt.retryTimer = undefined;
+      if (this.runtimes.get(rt.asset.assetId) !== rt) return;
+      this.run(rt, []).catch(() => undefined); // kept again and logged by keep
+    }, rt.retryDelayMs);
+    rt.retryTimer.unref();
+    rt.retryDelayMs = Math.min(MAX_RETRY_MS, rt.retryDelayMs * 2);
   }
 
   private observeStored(rt: Runtime, rows: PredictionRow[]): void {
@@ -278,14 +448,10 @@ export class PlantStream {
     );
   }
 
-  /** One runtime call for the rows (or windows) released: their timestamps and the model's outputs. */
-  private async infer(
-    rt: Runtime,
-    released: ReturnType<AssetWindow['drain']>,
-  ): Promise<{ at: number[]; out: Float32Array } | undefined> {
+  /** One runtime call for the rows (or, for a windowed model, the windows) to predict. */
+  private async infer(rt: Runtime, usable: ReleasedReading[]): Promise<Float32Array> {
     const model = rt.model;
-    const usable = model.windowLength > 1 ? released.filter((r) => r.window) : released;
-    if (usable.length === 0) return undefined;
+    if (usable.length === 0) return new Float32Array(0);
     const width = model.columns.length;
     const perItem = width * model.windowLength;
     const data = new Float32Array(usable.length * perItem);
@@ -309,36 +475,54 @@ export class PlantStream {
     const result = await this.engine.infer(model.name, model.version, {
       [model.inputName]: { dtype: 'float32', dims, data },
     });
-    return { at: usable.map((r) => r.timestamp), out: result.outputs[model.outputName].data as Float32Array };
+    return result.outputs[model.outputName].data as Float32Array;
   }
 
-  /** The outputs of one runtime call, in order: latest values, alarm hysteresis, and the rows to store. */
-  private async apply(rt: Runtime, outputs: { at: number[]; out: Float32Array } | undefined): Promise<PredictionRow[]> {
-    if (!outputs) return [];
+  /**
+   * The outputs of one runtime call, in order: latest values, alarm hysteresis, and the rows to store.
+   * A row whose alarm cannot be stored stops here, the alarm state as before it: that row and the rest
+   * are `left`, to be predicted again.
+   */
+  private async apply(
+    rt: Runtime,
+    usable: ReleasedReading[],
+    out: Float32Array,
+  ): Promise<Settled & { left: ReleasedReading[] }> {
     const model = rt.model;
-    const { out } = outputs;
-    const perOut = out.length / outputs.at.length;
+    const perOut = out.length / usable.length;
     const rows: PredictionRow[] = [];
-    for (let i = 0; i < outputs.at.length; i++) {
-      const at = new Date(outputs.at[i]);
-      let value: number;
+    for (let i = 0; i < usable.length; i++) {
+      const at = new Date(usable[i].timestamp);
+      const value = out[i * perOut];
       let modes: Record<string, number> | null = null;
       if (model.kind === 'machine-failure') {
-        value = out[i * perOut];
         modes = {};
         for (let k = 1; k < perOut; k++) modes[model.labels[k] ?? `p${k}`] = round(out[i * perOut + k]);
-        rt.latest = { at: at.toISOString(), failureProbability: round(value), modes };
-      } else {
-        value = out[i * perOut];
-        rt.latest = { at: at.toISOString(), rul: round(value) };
       }
-      rows.push({ assetId: rt.asset.assetId, at, modelVersion: model.version, value: round(value), modes });
+      const before = rt.alarm.save();
       const change = rt.alarm.update(value);
-      if (change) await this.alarm(rt, change, value, at);
+      if (change) {
+        try {
+          await this.alarm(rt, change, value, at);
+        } catch (error) {
+          rt.alarm.restore(before);
+          return {
+            rows,
+            left: usable.slice(i),
+            error: storageError(error, 'the alarm could not be stored'),
+          };
+        }
+      }
+      rt.latest =
+        model.kind === 'machine-failure'
+          ? { at: at.toISOString(), failureProbability: round(value), modes: modes! }
+          : { at: at.toISOString(), rul: round(value) };
+      rows.push({ assetId: rt.asset.assetId, at, modelVersion: model.version, value: round(value), modes });
     }
-    return rows;
+    return { rows, left: [] };
   }
 
+  /** Stores the alarm, then tells the hooks (audit, MQTT) and the stream; throws, changing nothing, if it cannot be stored. */
   private async alarm(rt: Runtime, state: 'raised' | 'cleared', value: number, at: Date): Promise<void> {
     const metric = rt.model.kind === 'turbofan-rul' ? 'rul' : 'failure';
     const event: AlarmEvent = {
@@ -350,8 +534,8 @@ export class PlantStream {
       value: round(value),
       threshold: state === 'raised' ? rt.asset.alarm.raiseAt : rt.asset.alarm.clearAt,
       at: at.toISOString(),
+      model: { name: rt.model.name, version: rt.model.version },
     };
-    rt.alarmSince = state === 'raised' ? event.at : undefined;
     await this.records.addAlarm({
       assetId: event.assetId,
       state,
@@ -360,6 +544,8 @@ export class PlantStream {
       threshold: event.threshold,
       at,
     });
+    rt.alarmSince = state === 'raised' ? event.at : undefined;
+    this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince });
     for (const hook of this.alarmHooks) {
       await hook(event).catch((error: unknown) =>
         this.logger.warn({ msg: 'alarm hook failed', assetId: event.assetId, error: String(error) }),
@@ -379,6 +565,27 @@ export class PlantStream {
       counts: { ...rt.counts },
     };
   }
+}
+
+/** An error past the point where the readings were accepted: they are kept, and the caller is told so. */
+function kept(error: unknown): ReadingsKept {
+  if (error instanceof ReadingsKept) return error;
+  if (error instanceof AppError) {
+    return new ReadingsKept(error.code, `${error.detail}; the readings are kept and predicted when it recovers`, {
+      retryAfterSeconds: error.retryAfterSeconds ?? 1,
+      cause: error,
+    });
+  }
+  return new ReadingsKept('INFERENCE_FAILED', 'the readings are kept and predicted when the runtime recovers', {
+    retryAfterSeconds: 1,
+    cause: error,
+  });
+}
+
+/** A database failure as a 503 that says what was not stored (never the driver's own text). */
+function storageError(error: unknown, what: string): AppError {
+  if (error instanceof AppError) return error;
+  return new AppError('STORAGE_UNAVAILABLE', what, { retryAfterSeconds: 1, cause: error });
 }
 
 function round(v: number): number {

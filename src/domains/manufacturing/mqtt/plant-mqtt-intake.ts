@@ -1,5 +1,5 @@
 import { AssetRegistry } from '../assets/asset-registry.service';
-import { Channel, PlantStream, RawReading } from '../plant-stream.service';
+import { Channel, PlantStream, RawReading, ReadingsKept } from '../plant-stream.service';
 import { PlantRecordsRepository } from '../records/plant-records.repository';
 import {
   decodeSparkplug,
@@ -53,18 +53,22 @@ export class PlantMqttIntake {
     const kind: MqttMessageKind = sparkplug ? 'sparkplug' : parseTelemetryTopic(topic) ? 'json' : 'unknown';
     let dead: DeadLetter[] = [];
     let result: IntakeResult = { kind, outcome: 'ingested' };
+    let keptError: ReadingsKept | undefined;
     try {
       if (sparkplug) {
-        ({ result, dead } = await this.sparkplug(sparkplug, topic, payload));
+        ({ result, dead, kept: keptError } = await this.sparkplug(sparkplug, topic, payload));
       } else if (kind === 'json') {
-        dead = await this.json(topic, payload);
+        ({ dead, kept: keptError } = await this.json(topic, payload));
       } else {
         dead = [{ reason: 'unknown-topic', detail: 'neither factory/.../telemetry nor Sparkplug B', assetId: null }];
       }
     } catch (error) {
-      // Ingest itself failed (asset removed meanwhile, inference refused): kept, not lost.
+      // Ingest itself failed (asset removed meanwhile): kept as a dead letter, not lost.
       dead.push({ reason: 'ingest-failed', detail: String(error), assetId: assetOf(topic, sparkplug) });
     }
+    // Readings accepted but not yet predicted are predicted later by the stream; the message is left
+    // unacknowledged, so that a crash before then has the broker send it again.
+    if (keptError) result = { ...result, outcome: 'unacked', error: String(keptError) };
     if (dead.length === 0) return result;
     try {
       await this.records.addDeadLetters(
@@ -84,19 +88,23 @@ export class PlantMqttIntake {
     return { ...result, outcome: result.outcome === 'ingested' && dead.length > 0 ? 'dead-lettered' : result.outcome };
   }
 
-  private async json(topic: string, payload: Buffer): Promise<DeadLetter[]> {
+  private async json(topic: string, payload: Buffer): Promise<{ dead: DeadLetter[]; kept?: ReadingsKept }> {
     const place = parseTelemetryTopic(topic)!;
     const asset = this.registry.find(place.assetId);
-    if (!asset) return [{ reason: 'unknown-asset', detail: `no asset ${place.assetId}`, assetId: place.assetId }];
+    if (!asset) {
+      return { dead: [{ reason: 'unknown-asset', detail: `no asset ${place.assetId}`, assetId: place.assetId }] };
+    }
     if (asset.site !== place.site || asset.line !== place.line) {
       // Alarms go back to the asset's own site and line; a message on another path is misrouted.
-      return [
-        {
-          reason: 'asset-mismatch',
-          detail: `asset ${asset.assetId} is on ${asset.site}/${asset.line}, not ${place.site}/${place.line}`,
-          assetId: asset.assetId,
-        },
-      ];
+      return {
+        dead: [
+          {
+            reason: 'asset-mismatch',
+            detail: `asset ${asset.assetId} is on ${asset.site}/${asset.line}, not ${place.site}/${place.line}`,
+            assetId: asset.assetId,
+          },
+        ],
+      };
     }
     const parsed = parseTelemetry(payload);
     // Each dead letter keeps the message's payload (up to 4 KiB): a message of 10,000 broken items
@@ -114,15 +122,18 @@ export class PlantMqttIntake {
         assetId: asset.assetId,
       });
     }
-    if (parsed.readings.length > 0) await this.ingest(asset.assetId, parsed.readings, { source: 'mqtt', name: topic });
-    return dead;
+    const kept =
+      parsed.readings.length > 0
+        ? await this.ingest(asset.assetId, parsed.readings, { source: 'mqtt', name: topic })
+        : undefined;
+    return { dead, kept };
   }
 
   private async sparkplug(
     topic: SparkplugTopic,
     name: string,
     payload: Buffer,
-  ): Promise<{ result: IntakeResult; dead: DeadLetter[] }> {
+  ): Promise<{ result: IntakeResult; dead: DeadLetter[]; kept?: ReadingsKept }> {
     const ignored = { result: { kind: 'sparkplug', outcome: 'ignored' } as IntakeResult, dead: [] };
     const ok = { result: { kind: 'sparkplug', outcome: 'ingested' } as IntakeResult, dead: [] };
     const assetId = topic.device ?? null;
@@ -170,10 +181,11 @@ export class PlantMqttIntake {
       });
       rebirth = { group: topic.group, edgeNode: topic.edgeNode };
     }
-    if (found.readings.length > 0) {
-      await this.ingest(asset.assetId, found.readings, { source: 'sparkplug', name });
-    }
-    return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead };
+    const kept =
+      found.readings.length > 0
+        ? await this.ingest(asset.assetId, found.readings, { source: 'sparkplug', name })
+        : undefined;
+    return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead, kept };
   }
 
   /**
@@ -181,8 +193,14 @@ export class PlantMqttIntake {
    * Nothing before this call in `handle` may await: messages are handled side by side, and their
    * readings must reach the asset's window (synchronously, inside `ingest`) in arrival order.
    */
-  private async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<void> {
-    await this.stream.ingest(assetId, readings, channel);
+  private async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<ReadingsKept | undefined> {
+    try {
+      await this.stream.ingest(assetId, readings, channel);
+      return undefined;
+    } catch (error) {
+      if (error instanceof ReadingsKept) return error;
+      throw error;
+    }
   }
 }
 

@@ -113,6 +113,17 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return this.predictions.find({ where: { assetId, at: Between(from, to) }, order: { at: 'ASC' }, take: limit });
   }
 
+  /** Each asset's last alarm row: its alarm is still active after a restart if that row raised it. */
+  async lastAlarms(): Promise<Map<string, { state: 'raised' | 'cleared'; at: Date }>> {
+    const rows = await this.alarms
+      .createQueryBuilder('a')
+      .distinctOn(['a.assetId'])
+      .orderBy('a.assetId')
+      .addOrderBy('a.id', 'DESC')
+      .getMany();
+    return new Map(rows.map((r) => [r.assetId, { state: r.state, at: r.at }]));
+  }
+
   async alarmsOf(assetId: string | undefined, limit: number): Promise<AlarmEntity[]> {
     return this.alarms.find({ where: assetId ? { assetId } : {}, order: { id: 'DESC' }, take: limit });
   }

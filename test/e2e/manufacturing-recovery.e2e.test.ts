@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { AppError } from '../../src/common/errors/app-error';
+import { InferenceEngine } from '../../src/runtime/inference-engine.service';
+import { bundledModelsDir } from '../fixtures/paths';
+import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+import { freshDataDir } from '../fixtures/test-data-dir';
+import { until } from '../fixtures/until';
+
+const T0 = Date.parse('2026-11-23T00:00:00Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const admin = bearer(tokenFor(['ml-admin']));
+const scada = bearer(tokenFor(['scada'], { sub: 'scada-1' }));
+const operator = bearer(tokenFor(['plant-operator']));
+/** Raised after two failure rows, and (clearAt 0) never cleared: each alarm row the tests see is one raise. */
+const LATCHING = { raiseAt: 0.5, clearAt: 0, consecutive: 2 };
+
+type Http = ReturnType<typeof request>;
+
+function post(http: Http, assetId: string, from: number, rows: Array<Record<string, number>>) {
+  return http
+    .post(`/v1/manufacturing/assets/${assetId}/readings`)
+    .set('Authorization', scada)
+    .send({ readings: rows.map((values, i) => ({ timestamp: iso(from + i * 1000), values })) });
+}
+
+async function predictionTimes(http: Http, assetId: string): Promise<string[]> {
+  const res = await http
+    .get(`/v1/manufacturing/assets/${assetId}/predictions?from=${iso(T0 - 1000)}&to=${iso(T0 + 10_000_000)}`)
+    .set('Authorization', operator)
+    .expect(200);
+  return (res.body as { predictions: Array<{ at: string }> }).predictions.map((p) => p.at);
+}
+
+async function alarmStates(http: Http, assetId: string): Promise<string[]> {
+  const res = await http.get(`/v1/manufacturing/alarms?assetId=${assetId}`).set('Authorization', operator).expect(200);
+  return (res.body as { alarms: Array<{ state: string }> }).alarms.map((a) => a.state).reverse();
+}
+
+describe('manufacturing: accepted readings are predicted even when something fails', { skip: DATASETS_SKIP }, () => {
+  let app: NestFastifyApplication;
+  let http: Http;
+  let modelsDir: string;
+  before(async () => {
+    modelsDir = bundledModelsDir(['manufacturing']);
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+    http = request(app.getHttpServer());
+    for (const id of ['mill-q', 'mill-a']) {
+      await http
+        .put(`/v1/manufacturing/assets/${id}`)
+        .set('Authorization', admin)
+        .send(millAsset(id, LATCHING))
+        .expect(200);
+    }
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it('a refused inference answers 503 and keeps the readings: predicted later, and a retry finds them duplicates', async () => {
+    const engine = app.get(InferenceEngine);
+    const infer = engine.infer.bind(engine);
+    let refusals = 0;
+    engine.infer = (...args: Parameters<InferenceEngine['infer']>) => {
+      if (refusals++ === 0) {
+        return Promise.reject(new AppError('QUEUE_FULL', 'the queue is full', { retryAfterSeconds: 1 }));
+      }
+      return infer(...args);
+    };
+    try {
+      const rows = ai4iReadings(false, 5);
+      const refused = await post(http, 'mill-q', T0, rows);
+      assert.equal(refused.status, 503, JSON.stringify(refused.body));
+      assert.equal(refused.headers['retry-after'], '1');
+      assert.match((refused.body as { detail: string }).detail, /readings are kept/);
+      // The sender's retry of the same body: nothing new, and nothing lost.
+      const retry = await post(http, 'mill-q', T0, rows).expect(200);
+      assert.equal(retry.body.duplicates, 5, JSON.stringify(retry.body));
+      assert.equal(retry.body.late, 0);
+      const times = await until('the kept readings predicted', async () => {
+        const t = await predictionTimes(http, 'mill-q');
+        return t.length === 5 ? t : undefined;
+      });
+      assert.deepEqual(
+        times,
+        rows.map((_, i) => iso(T0 + i * 1000)),
+      );
+    } finally {
+      engine.infer = infer;
+    }
+  });
+
+  it("an alarm the database does not take is not lost: 503, then raised once when it's back, predictions in order", async () => {
+    const db = app.get(DataSource);
+    await db.query(
+      `CREATE FUNCTION refuse_alarm() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$`,
+    );
+    await db.query(
+      'CREATE TRIGGER refuse_alarm BEFORE INSERT ON manufacturing_alarms FOR EACH ROW EXECUTE FUNCTION refuse_alarm()',
+    );
+    const rows = [...ai4iReadings(false, 3), ...ai4iReadings(true, 8)];
+    const refused = await post(http, 'mill-a', T0, rows);
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.equal((refused.body as { code: string }).code, 'STORAGE_UNAVAILABLE');
+    const status = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
+    assert.equal((status.body as { alarm: { active: boolean } }).alarm.active, false, 'not raised while not stored');
+    await db.query('DROP TRIGGER refuse_alarm ON manufacturing_alarms');
+    await db.query('DROP FUNCTION refuse_alarm()');
+    await until('the alarm raised', async () => ((await alarmStates(http, 'mill-a')).length > 0 ? true : undefined));
+    assert.deepEqual(await alarmStates(http, 'mill-a'), ['raised']);
+    assert.deepEqual(
+      await predictionTimes(http, 'mill-a'),
+      rows.map((_, i) => iso(T0 + i * 1000)),
+    );
+    const after = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
+    assert.equal((after.body as { alarm: { active: boolean } }).alarm.active, true);
+  });
+});
+
+describe('manufacturing: held readings and alarms survive quiet assets and restarts', { skip: DATASETS_SKIP }, () => {
+  let modelsDir: string;
+  let dataDir: string;
+  before(async () => {
+    modelsDir = bundledModelsDir(['manufacturing']);
+    dataDir = await freshDataDir();
+  });
+  after(() => rmSync(modelsDir, { recursive: true, force: true }));
+
+  const start = () =>
+    createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir, MANUFACTURING_LATE_TOLERANCE_MS: '1500' });
+
+  it('releases held readings when the asset goes quiet and at shutdown; a raised alarm stays raised after a restart', async () => {
+    let app = await start();
+    let http = request(app.getHttpServer());
+    await http
+      .put('/v1/manufacturing/assets/mill-r')
+      .set('Authorization', admin)
+      .send(millAsset('mill-r', LATCHING))
+      .expect(200);
+    // Within the tolerance, readings wait for newer ones; a quiet asset has them released anyway.
+    const quiet = await post(http, 'mill-r', T0, ai4iReadings(false, 2)).expect(200);
+    assert.equal(quiet.body.predictions, 0);
+    await until('the held readings predicted', async () =>
+      (await predictionTimes(http, 'mill-r')).length === 2 ? true : undefined,
+    );
+    // Failure rows raise the alarm once they are released; the last ones are still held at shutdown.
+    const failing = ai4iReadings(true, 6);
+    await post(http, 'mill-r', T0 + 10_000, failing).expect(200);
+    await app.close();
+
+    app = await start();
+    http = request(app.getHttpServer());
+    const times = await predictionTimes(http, 'mill-r');
+    assert.equal(times.length, 8, 'every accepted reading predicted, the held ones at shutdown');
+    assert.deepEqual(await alarmStates(http, 'mill-r'), ['raised']);
+    const status = await http.get('/v1/manufacturing/assets/mill-r/status').set('Authorization', operator);
+    assert.equal((status.body as { alarm: { active: boolean } }).alarm.active, true, 'restored after the restart');
+    // More failure rows after the restart: the alarm is already raised, so it is not raised again.
+    await post(http, 'mill-r', T0 + 20_000, ai4iReadings(true, 6)).expect(200);
+    await until('the new readings predicted', async () =>
+      (await predictionTimes(http, 'mill-r')).length === 14 ? true : undefined,
+    );
+    assert.deepEqual(await alarmStates(http, 'mill-r'), ['raised']);
+    await app.close();
+  });
+});
