@@ -7,6 +7,9 @@ import { permissionsOf } from './roles';
 
 const TOKEN_CACHE_SIZE = 10_000;
 
+/** The audit trail's actor and tenant columns (varchar(256)): a longer identity could not be recorded as it is. */
+const MAX_IDENTITY_LENGTH = 256;
+
 /** Why a token was refused: said to the caller and recorded in the audit trail; names no key or secret. */
 export class TokenRejected extends Error {}
 
@@ -84,17 +87,28 @@ export class JwtVerifier {
     }
     if (typeof payload.exp !== 'number') throw new TokenRejected('token has no exp');
     if (typeof payload.sub !== 'string' || payload.sub === '') throw new TokenRejected('token has no sub');
+    if (!isRecordableIdentity(payload.sub)) throw new TokenRejected('token sub claim malformed');
     const roles = rolesOf(claim(payload, this.config.AUTH_ROLES_CLAIM));
+    // A tenant claim scopes what the caller sees: one that is present but unusable must not read as "no tenant".
     const tenant = claim(payload, this.config.AUTH_TENANT_CLAIM);
+    if (tenant !== undefined && !isRecordableIdentity(tenant)) throw new TokenRejected('token tenant claim malformed');
     const principal: Principal = {
       subject: payload.sub,
       roles,
-      ...(typeof tenant === 'string' && tenant !== '' ? { tenant } : {}),
+      ...(tenant !== undefined ? { tenant } : {}),
       permissions: permissionsOf(roles),
     };
     this.remember(token, principal, payload);
     return principal;
   }
+}
+
+/**
+ * An identity the audit trail records and filters on exactly as the token states it: a non-empty
+ * string that fits its column, with no control characters (PostgreSQL refuses NUL in text).
+ */
+function isRecordableIdentity(value: unknown): value is string {
+  return typeof value === 'string' && value !== '' && value.length <= MAX_IDENTITY_LENGTH && !/\p{Cc}/u.test(value);
 }
 
 function reasonOf(error: unknown): string {

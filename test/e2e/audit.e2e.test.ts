@@ -137,6 +137,20 @@ describe('audit trail', () => {
     assert.ok(seenByA.events.every((e: { tenant: string }) => e.tenant === 'bank-a'));
   });
 
+  it('a token whose tenant claim is present but unusable is refused, not read as every tenant', async () => {
+    for (const tenant of [42, ['bank-b'], '', 'bank\u0000b', 'b'.repeat(257)]) {
+      const odd = bearer(tokenFor(['auditor'], { sub: 'auditor-odd', claims: { tenant } }));
+      const res = await http.get('/v1/audit/events?actor=ml-engineer-1').set('Authorization', odd).expect(401);
+      assert.equal(res.body.detail, 'token tenant claim malformed');
+      assert.equal(res.body.events, undefined);
+    }
+    const [row] = await events('action=audit.events&outcome=denied&limit=1');
+    assert.deepEqual(
+      [row.actor, row.tenant, row.outputSummary],
+      [null, null, { reason: 'token tenant claim malformed' }],
+    );
+  });
+
   it('group commit: concurrent requests share commits, and each has its row once', async () => {
     const before = Number((await db.query('SELECT count(*) AS n FROM audit_events'))[0].n);
     const metrics = await inferAtOnce(http, db, admin, 40);

@@ -149,6 +149,21 @@ describe('JWT verification', () => {
     refused(verifier(), rs256(noSub), /^token has no sub$/);
   });
 
+  it('refuses a tenant claim that is present but not a usable tenant, rather than reading it as no tenant', () => {
+    for (const tenant of [42, ['bank-a'], '', null, { id: 'bank-a' }, 'bank\u0000a', 'bank\na', 'b'.repeat(257)]) {
+      refused(verifier(), rs256(claims({ tenant })), /^token tenant claim malformed$/);
+    }
+    assert.equal(verifier().verify(rs256(claims({ tenant: 'b'.repeat(256) }))).tenant, 'b'.repeat(256));
+    assert.equal(verifier().verify(rs256(claims())).tenant, undefined);
+  });
+
+  it('refuses a sub the audit trail could not record as it is (over 256 characters, control characters)', () => {
+    for (const sub of ['s'.repeat(257), 'risk\u0000engine', 'risk\u007fengine']) {
+      refused(verifier(), rs256(claims({ sub })), /^token sub claim malformed$/);
+    }
+    assert.equal(verifier().verify(rs256(claims({ sub: 's'.repeat(256) }))).subject, 's'.repeat(256));
+  });
+
   it('reads roles from a configurable, nested claim', () => {
     const v = verifier({ AUTH_ROLES_CLAIM: 'realm_access.roles' });
     const principal = v.verify(rs256(claims({ roles: undefined, realm_access: { roles: ['auditor'] } })));
