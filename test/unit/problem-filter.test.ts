@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NotFoundException } from '@nestjs/common';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import { HttpException, NotFoundException } from '@nestjs/common';
+import { errorCodes, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AppError } from '../../src/common/errors/app-error';
 import { ProblemFilter } from '../../src/common/errors/problem.filter';
 
@@ -71,6 +71,33 @@ describe('problem+json filter', () => {
     filter.respond(new NotFoundException('Cannot GET /v1/nothing'), missing.request, missing.reply);
     assert.equal(missing.sent.status, 404);
     assert.equal((missing.sent.body as { code: string }).code, 'NOT_FOUND');
+  });
+
+  it("names the reason of a body parser's refusal that Nest wrapped in an HttpException", () => {
+    const wrapped = (error: Error & { statusCode?: number }) =>
+      new HttpException(error.message, error.statusCode ?? 500, { cause: error });
+    const json = exchange('/v1/manufacturing/assets/pump-1');
+    filter.respond(wrapped(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()), json.request, json.reply);
+    const body = json.sent.body as { code: string; title: string; errors: Array<{ field: string }> };
+    assert.equal(json.sent.status, 400);
+    assert.deepEqual([body.code, body.title], ['FST_ERR_CTP_INVALID_JSON_BODY', 'Bad Request']);
+    assert.deepEqual(
+      body.errors.map((e) => e.field),
+      ['(body)'],
+    );
+    const media = exchange('/v1/finance/fraud-scores');
+    filter.respond(
+      wrapped(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE('application/xml')),
+      media.request,
+      media.reply,
+    );
+    const mediaBody = media.sent.body as { code: string; errors: Array<{ field: string }> };
+    assert.equal(media.sent.status, 415);
+    assert.equal(mediaBody.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE');
+    assert.deepEqual(
+      mediaBody.errors.map((e) => e.field),
+      ['Content-Type'],
+    );
   });
 
   it('speaks the OIP error shape under /v2', () => {

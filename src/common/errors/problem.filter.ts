@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, httpStatusOf } from './app-error';
@@ -79,6 +80,10 @@ export class ProblemFilter implements ExceptionFilter {
         ...(exception.fields.length ? { errors: exception.fields } : {}),
       };
     }
+    // Nest wraps what Fastify refuses before a handler (a body parser's 400 or 415) in an HttpException.
+    if (exception instanceof HttpException && isClientFastifyError(exception.cause)) {
+      return this.toProblem(exception.cause, request);
+    }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const response = exception.getResponse();
@@ -97,13 +102,19 @@ export class ProblemFilter implements ExceptionFilter {
       const raw = (exception as { code?: unknown }).code;
       const fastifyCode = typeof raw === 'string' ? raw : `HTTP_${statusCode}`;
       const detail = exception instanceof Error ? exception.message : 'bad request';
+      const field = fastifyCode.startsWith('FST_ERR_CTP_')
+        ? fastifyCode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+          ? 'Content-Type'
+          : '(body)'
+        : undefined;
       return {
         type: problemType(fastifyCode),
-        title: 'Bad request',
+        title: STATUS_CODES[statusCode] ?? 'Bad request',
         status: statusCode,
         detail,
         code: fastifyCode,
         ...base,
+        ...(field ? { errors: [{ field, reason: detail }] } : {}),
       };
     }
     return {
@@ -115,4 +126,11 @@ export class ProblemFilter implements ExceptionFilter {
       ...base,
     };
   }
+}
+
+/** A 4xx error Fastify raised itself (FastifyError carries its HTTP status). */
+function isClientFastifyError(error: unknown): boolean {
+  if (!(error instanceof Error) || error.name !== 'FastifyError') return false;
+  const status = (error as { statusCode?: unknown }).statusCode;
+  return typeof status === 'number' && status >= 400 && status < 500;
 }
