@@ -4,6 +4,8 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { registerAuditHook } from './audit/audit.hook';
+import { registerAccessHook } from './auth/access.hook';
+import { JwtVerifier } from './auth/jwt-verifier';
 import { AuditWriter } from './audit/audit-writer.service';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
@@ -91,6 +93,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   });
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
+  // Who is calling, before any body is read (after the audit hook, which counts the request first).
+  registerAccessHook(fastify, app.get(JwtVerifier));
   refuseEncodedBodies(fastify);
   // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
   registerBodyBudget(fastify, config.MAX_INFLIGHT_BODY_BYTES, (request) =>

@@ -23,24 +23,34 @@ export class AccessGuard implements CanActivate {
       context.getClass(),
     ]);
     if (rule?.public) return true;
-    const request = context.switchToHttp().getRequest<FastifyRequest>();
-    noteAudit(request, rule ? { action: rule.action, permission: rule.permission } : { action: 'undeclared-route' });
-
-    const token = bearerToken(request.headers.authorization);
-    if (token === undefined) return deny(request, 'UNAUTHENTICATED', 'missing bearer token');
-    let principal;
-    try {
-      principal = this.verifier.verify(token);
-    } catch (error) {
-      if (error instanceof TokenRejected) return deny(request, 'UNAUTHENTICATED', error.message);
-      throw error;
-    }
-    noteAudit(request, { principal });
-    if (!rule) return deny(request, 'FORBIDDEN', 'this route declares no permission');
-    if (!principal.permissions.has(rule.permission)) {
-      return deny(request, 'FORBIDDEN', `requires permission ${rule.permission}`);
-    }
+    authorize(context.switchToHttp().getRequest<FastifyRequest>(), rule, this.verifier);
     return true;
+  }
+}
+
+/**
+ * Checks the caller of a non-public route (`rule` undefined: a route that declares nothing) and notes
+ * who it is and why it was refused for the audit trail. Throws AppError UNAUTHENTICATED or FORBIDDEN.
+ */
+export function authorize(
+  request: FastifyRequest,
+  rule: Exclude<AccessRule, { public: true }> | undefined,
+  verifier: JwtVerifier,
+): void {
+  noteAudit(request, rule ? { action: rule.action, permission: rule.permission } : { action: 'undeclared-route' });
+  const token = bearerToken(request.headers.authorization);
+  if (token === undefined) return deny(request, 'UNAUTHENTICATED', 'missing bearer token');
+  let principal;
+  try {
+    principal = verifier.verify(token);
+  } catch (error) {
+    if (error instanceof TokenRejected) return deny(request, 'UNAUTHENTICATED', error.message);
+    throw error;
+  }
+  noteAudit(request, { principal });
+  if (!rule) return deny(request, 'FORBIDDEN', 'this route declares no permission');
+  if (!principal.permissions.has(rule.permission)) {
+    return deny(request, 'FORBIDDEN', `requires permission ${rule.permission}`);
   }
 }
 

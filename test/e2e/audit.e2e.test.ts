@@ -103,6 +103,42 @@ describe('audit trail', () => {
     assert.deepEqual(invalid.outputSummary, { reason: 'VALIDATION_FAILED' });
   });
 
+  it('checks the caller before reading the body; a body refused by its parser is audited as invalid with the reason', async () => {
+    // Without a token, 401 whatever the body: it is never parsed.
+    const routes: Array<['post' | 'put', string]> = [
+      ['post', '/v2/models/fixture-linear/infer'],
+      ['put', '/v1/manufacturing/assets/pump-1'],
+    ];
+    for (const [method, path] of routes) {
+      for (const [type, body] of [
+        ['application/json', '{bad'],
+        ['application/xml', '<a/>'],
+      ]) {
+        await http[method](path).set('Content-Type', type).send(body).expect(401);
+      }
+    }
+    const deep = '['.repeat(100) + ']'.repeat(100);
+    const refusals: Array<[string, string, number, string]> = [
+      ['application/json', '{bad', 400, 'FST_ERR_CTP_INVALID_JSON_BODY'],
+      ['application/xml', '<a/>', 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE'],
+      ['application/json', deep, 400, 'VALIDATION_FAILED'],
+    ];
+    for (const [type, body, status, reason] of refusals) {
+      const res = await http
+        .put('/v1/manufacturing/assets/pump-1')
+        .set('Authorization', admin)
+        .set('Content-Type', type)
+        .send(body)
+        .expect(status);
+      assert.equal(res.body.code, reason);
+      assert.equal(res.body.errors.length, 1, res.text);
+      const rows = await events(`action=manufacturing.asset-put&actor=ml-engineer-1&limit=5`);
+      const row = rows.find((r) => r.requestId === res.headers['x-request-id']);
+      assert.ok(row, `no audit row for ${type} ${body.slice(0, 10)}`);
+      assert.deepEqual([row.outcome, row.statusCode, row.outputSummary], ['invalid', status, { reason }]);
+    }
+  });
+
   it('pages with a cursor, newest first, without overlap', async () => {
     for (let i = 0; i < 5; i++) await http.get('/v2/models').set('Authorization', admin).expect(200);
     const first = await http

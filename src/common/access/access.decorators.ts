@@ -1,4 +1,5 @@
-import { SetMetadata } from '@nestjs/common';
+import { applyDecorators, SetMetadata } from '@nestjs/common';
+import { RouteConfig } from '@nestjs/platform-fastify';
 import type { Permission } from './permissions';
 
 export const ACCESS_METADATA = 'gateway:access';
@@ -12,6 +13,15 @@ export type AccessRule = { public: true } | { public: false; permission: Permiss
  */
 export const Public = (): MethodDecorator & ClassDecorator => SetMetadata(ACCESS_METADATA, { public: true });
 
-/** The caller needs `permission`; `action` names the route in the audit trail (e.g. `model.infer`). */
-export const RequirePermission = (permission: Permission, action: string): MethodDecorator & ClassDecorator =>
-  SetMetadata(ACCESS_METADATA, { public: false, permission, action });
+/** Where the rule is also found in Fastify's route config, for the check made before the body is read. */
+export const ACCESS_ROUTE_CONFIG = 'gatewayAccess';
+
+/**
+ * The caller needs `permission`; `action` names the route in the audit trail (e.g. `model.infer`).
+ * On a method, the rule is also put in the route's Fastify config, so that the caller is checked when
+ * the request arrives (src/auth/access.hook.ts), before its body is read.
+ */
+export const RequirePermission = (permission: Permission, action: string): MethodDecorator & ClassDecorator => {
+  const rule: AccessRule = { public: false, permission, action };
+  return applyDecorators(SetMetadata(ACCESS_METADATA, rule), RouteConfig({ [ACCESS_ROUTE_CONFIG]: rule }));
+};

@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify';
+import { ACCESS_ROUTE_CONFIG, AccessRule } from '../common/access';
+import { authorize } from './access.guard';
+import { JwtVerifier } from './jwt-verifier';
+
+/**
+ * Checks the caller of a route declared with RequirePermission when its request arrives, before the
+ * body is read: a caller without a valid token gets 401 (and one without the permission 403) whatever
+ * it sent, no body of theirs is parsed or held, and a body the parsers refuse (malformed JSON, an
+ * unsupported content type, nesting too deep) is audited as the route's action, with the caller.
+ * The AccessGuard checks again when Nest routes the request (a verified token is cached): it stays
+ * the default deny for routes that declare nothing or are declared on their class.
+ *
+ * Register after the audit hook, whose onRequest counts the request before this one may refuse it.
+ */
+export function registerAccessHook(fastify: FastifyInstance, verifier: JwtVerifier): void {
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    const rule = (request.routeOptions.config as { [ACCESS_ROUTE_CONFIG]?: AccessRule } | undefined)?.[
+      ACCESS_ROUTE_CONFIG
+    ];
+    if (rule === undefined || rule.public) return done();
+    try {
+      authorize(request, rule, verifier);
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
+  });
+}
