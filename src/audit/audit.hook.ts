@@ -12,12 +12,14 @@ import { AuditDraft, AuditUnavailable, AuditWriter } from './audit-writer.servic
  */
 export function registerAuditHook(fastify: FastifyInstance, writer: AuditWriter, problems: ProblemFilter): void {
   // Counts requests on their way to an answer, so the writer knows whether more rows are coming.
-  fastify.addHook('onRequest', (_request, _reply, done) => {
+  fastify.addHook('onRequest', (request, _reply, done) => {
     writer.requestStarted();
+    unanswered.add(request);
     done();
   });
   fastify.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
-    writer.requestAnswered();
+    if (unanswered.delete(request)) writer.requestAnswered();
+    if (committedEarly.has(request)) return payload;
     const draft = draftOf(request, reply);
     if (!draft) return payload;
     try {
@@ -36,6 +38,30 @@ export function registerAuditHook(fastify: FastifyInstance, writer: AuditWriter,
       return answer.body;
     }
   });
+}
+
+/** Requests counted by the onRequest hook whose answer has not begun. */
+const unanswered = new WeakSet<FastifyRequest>();
+/** Requests whose row recordAuditBeforeStreaming committed. */
+const committedEarly = new WeakSet<FastifyRequest>();
+
+/**
+ * For an answer that never passes onSend (Nest's @Sse writes to the raw response): commits the
+ * request's audit row now, as a success with the reply's status, before the stream starts. Rejects
+ * with AuditUnavailable when the row cannot be written (the filter then answers 503, audited as
+ * usual). Does nothing where the audit hook is not registered (AUDIT_ENABLED=false).
+ */
+export async function recordAuditBeforeStreaming(
+  writer: AuditWriter,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<void> {
+  if (!unanswered.delete(request)) return;
+  writer.requestAnswered();
+  const draft = draftOf(request, reply);
+  if (!draft) return;
+  await writer.record(draft);
+  committedEarly.add(request);
 }
 
 export function outcomeOf(status: number): AuditOutcome {

@@ -139,6 +139,35 @@ describe('audit trail', () => {
     }
   });
 
+  it('an alarm stream (Server-Sent Events, written past onSend) has its audit row committed before it starts', async () => {
+    const operator = bearer(tokenFor(['plant-operator'], { sub: 'operator-1', tenant: 'plant-a' }));
+    const res = await http
+      .get('/v1/manufacturing/alarms/stream')
+      .set('Authorization', operator)
+      .set('Accept', 'text/event-stream')
+      .set('X-Request-Id', 'sse-audit-1')
+      .buffer(false)
+      .parse((stream, done) => {
+        (stream as unknown as { destroy(): void }).destroy();
+        done(null, undefined);
+      });
+    assert.equal(res.status, 200);
+    // The headers came after the commit: the row is there already.
+    const rows: Array<{ actor: string; tenant: string; action: string; outcome: string; status_code: number }> =
+      await db.query('SELECT actor, tenant, action, outcome, status_code FROM audit_events WHERE request_id = $1', [
+        'sse-audit-1',
+      ]);
+    assert.deepEqual(rows, [
+      {
+        actor: 'operator-1',
+        tenant: 'plant-a',
+        action: 'manufacturing.alarms-stream',
+        outcome: 'ok',
+        status_code: 200,
+      },
+    ]);
+  });
+
   it('pages with a cursor, newest first, without overlap', async () => {
     for (let i = 0; i < 5; i++) await http.get('/v2/models').set('Authorization', admin).expect(200);
     const first = await http

@@ -1,7 +1,9 @@
-import { Body, Controller, Get, HttpCode, MessageEvent, Param, Post, Query, Req, Sse } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, MessageEvent, Param, Post, Query, Req, Res, Sse } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { map, Observable } from 'rxjs';
+import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
+import { AuditWriter } from '../../audit/audit-writer.service';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../../common/storable-text';
@@ -21,6 +23,7 @@ export class PlantStreamController {
     private readonly registry: AssetRegistry,
     private readonly records: PlantRecordsRepository,
     private readonly digester: AuditInputDigester,
+    private readonly audit: AuditWriter,
   ) {}
 
   /** A batch of timestamped readings for one asset (a SCADA historian's push, a gateway's backlog). */
@@ -111,7 +114,12 @@ export class PlantStreamController {
   @Sse('alarms/stream')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms-stream')
   @ApiProduces('text/event-stream')
-  alarmStream(): Observable<MessageEvent> {
+  async alarmStream(
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<Observable<MessageEvent>> {
+    // The stream is written to the raw response, past the audit hook: its row is committed first.
+    await recordAuditBeforeStreaming(this.audit, request, reply);
     return this.stream.alarms.pipe(map((event) => ({ type: 'alarm', data: event })));
   }
 
