@@ -51,6 +51,11 @@ describe('OIP tensor codec', () => {
       invalid('inputs[0].data', /integer/),
     );
     assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [2], datatype: 'FP32', data: [1, -1e300] }, 0),
+      invalid('inputs[0].data', /^element 1 is out of FP32 range$/),
+    );
+    assert.equal(decodeOipTensor({ name: 'x', shape: [1], datatype: 'FP64', data: [1e300] }, 0).data[0], 1e300);
+    assert.throws(
       () => decodeOipTensor({ name: 'x', shape: [1], datatype: 'BYTES', data: ['a'] }, 0),
       invalid('inputs[0].datatype', /unsupported datatype "BYTES"/),
     );

@@ -84,6 +84,8 @@ export function decodeOipTensor(input: OipTensorJson, index: number): Tensor {
       else data[i] = v;
     } else {
       data[i] = v;
+      // A double past float32's range becomes Infinity there (the binary path refuses those as not finite).
+      if (dtype === 'float32' && !Number.isFinite(data[i])) fail('.data', `element ${i} is out of FP32 range`);
     }
   }
   return { dtype, dims: [...input.shape], data };
