@@ -37,6 +37,25 @@ describe('OIP tensor codec', () => {
     );
   });
 
+  it('refuses ragged nested data, naming the row, even when the count adds up', () => {
+    const rows = (...lengths: number[]) => lengths.map((n) => Array.from({ length: n }, () => 0.5));
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [2, 31], datatype: 'FP32', data: rows(32, 30) }, 0),
+      invalid('inputs[0].data[0]', /has 32 values where shape \[2, 31\] needs 31/),
+    );
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [4], datatype: 'FP32', data: rows(2, 2) }, 0),
+      invalid('inputs[0].data', /has 2 rows where shape \[4\] needs 4/),
+    );
+    assert.throws(
+      () => decodeOipTensor({ name: 'x', shape: [2, 2], datatype: 'FP32', data: [[1, 2], 3, 4] }, 0),
+      invalid('inputs[0].data', /mixes arrays and values/),
+    );
+    // A last level may hold the rest of the shape flat.
+    const partly = decodeOipTensor({ name: 'x', shape: [1, 2, 2], datatype: 'FP32', data: [[1, 2, 3, 4]] }, 0);
+    assert.deepEqual([...partly.data], [1, 2, 3, 4]);
+  });
+
   it('refuses non-numbers, out-of-range integers and unsupported datatypes', () => {
     assert.throws(
       () => decodeOipTensor({ name: 'x', shape: [1], datatype: 'FP32', data: ['1'] }, 0),

@@ -46,6 +46,35 @@ function flatten(data: unknown[], out: unknown[]): void {
   }
 }
 
+/**
+ * Where nested `data` does not follow `shape`: each level of arrays must have as many members as its
+ * dimension, all arrays or all values; a level of values may hold the rest of the shape flat (so
+ * `[[1, 2, 3, 4]]` fits [1, 2, 2]). Rows of 32 and 30 values add up to [2, 31] but are not its rows.
+ */
+function raggedness(data: unknown[], shape: readonly number[]): { path: string; reason: string } | undefined {
+  const stack: Array<{ node: unknown[]; level: number; path: string }> = [{ node: data, level: 0, path: '' }];
+  while (stack.length > 0) {
+    const { node, level, path } = stack.pop()!;
+    const arrays = node.filter(Array.isArray).length;
+    if (arrays === 0) {
+      const rest = shape.slice(level).reduce((a, b) => a * b, 1);
+      if (level > 0 && node.length !== rest) {
+        return { path, reason: `has ${node.length} values where shape [${shape.join(', ')}] needs ${rest}` };
+      }
+      continue;
+    }
+    if (arrays !== node.length) return { path, reason: 'mixes arrays and values' };
+    if (level >= shape.length) return { path, reason: `nests deeper than shape [${shape.join(', ')}]` };
+    if (node.length !== shape[level]) {
+      return { path, reason: `has ${node.length} rows where shape [${shape.join(', ')}] needs ${shape[level]}` };
+    }
+    for (let i = node.length - 1; i >= 0; i--) {
+      stack.push({ node: node[i] as unknown[], level: level + 1, path: `${path}[${i}]` });
+    }
+  }
+  return undefined;
+}
+
 /** Decodes one OIP JSON tensor (flat or nested `data`) into a typed tensor; field errors name `inputs[i]`. */
 export function decodeOipTensor(input: OipTensorJson, index: number): Tensor {
   const field = `inputs[${index}]`;
@@ -60,6 +89,8 @@ export function decodeOipTensor(input: OipTensorJson, index: number): Tensor {
   // Flat data (the common case, and what clients send for images) is read in place; only nested data is copied.
   let values: unknown[] = input.data;
   if (values.some(Array.isArray)) {
+    const ragged = raggedness(input.data, input.shape);
+    if (ragged) fail(`.data${ragged.path}`, ragged.reason);
     values = [];
     flatten(input.data, values);
   }
