@@ -70,6 +70,10 @@ export class JwtVerifier {
       throw new TokenRejected('malformed token');
     }
     if (!decoded || typeof decoded.payload === 'string') throw new TokenRejected('malformed token');
+    // RFC 7515 4.1.11: extensions listed in `crit` must be understood, and this verifier understands none.
+    if ((decoded.header as { crit?: unknown }).crit !== undefined) {
+      throw new TokenRejected('token header crit not supported');
+    }
     const { alg, kid } = decoded.header;
     if (!this.keys.isAllowed(alg)) throw new TokenRejected('token algorithm not allowed');
     const key = this.keys.find(alg, kid);

@@ -76,6 +76,17 @@ describe('JWT verification', () => {
     refused(verifier(), 'a.b.c', /^malformed token$/);
   });
 
+  it('refuses a header with crit: no extension is understood (RFC 7515 4.1.11)', () => {
+    for (const crit of [['exp'], ['b64'], []]) {
+      const token = jwt.sign(claims(), rsa.privateKey, {
+        algorithm: 'RS256',
+        keyid: 'rsa-1',
+        header: { alg: 'RS256', crit },
+      });
+      refused(verifier(), token, /^token header crit not supported$/);
+    }
+  });
+
   it('refuses alg none', () => {
     const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`;
     refused(verifier(), token, /^token algorithm not allowed$/);
