@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
+import { requestIdFor } from '../../src/common/http/request-id';
 import { contributions, occlusionBatch, writeOcclusionRows } from '../../src/domains/finance/attribution.util';
 import {
   baselinesOf,
@@ -150,5 +152,18 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       panFields({ cardToken: 'tok_x', merchant: { name: 'Shop 4111111111111111' }, list: ['a', 4111111111111111] }),
       ['merchant.name', 'list[1]'],
     );
+    // A key that looks like a card number is found, and named without repeating it.
+    assert.deepEqual(panFields({ merchant: { '4111111111111111': 'x' }, '5500 0000 0000 0004': '4111111111111111' }), [
+      'merchant.(card number)',
+      '(card number)',
+    ]);
+  });
+
+  it('an X-Request-Id that looks like a card number is replaced, a safe one kept', () => {
+    const idOf = (id: string) => requestIdFor({ headers: { 'x-request-id': id } } as unknown as IncomingMessage);
+    assert.equal(idOf('pacs-123.a'), 'pacs-123.a');
+    assert.equal(idOf('order-20261123-0001'), 'order-20261123-0001');
+    assert.match(idOf('4111111111111111'), /^[0-9a-f-]{36}$/);
+    assert.match(idOf('req-5500-0000-0000-0004'), /^[0-9a-f-]{36}$/);
   });
 });

@@ -1,6 +1,7 @@
 import Ajv, { ErrorObject } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
 import { CHANNELS, CURRENCIES, FraudScoreRequestDto, MAX_BATCH_TRANSACTIONS } from './fraud-score.dto';
+import { echoedKey } from './pan-guard.util';
 
 /**
  * The FraudScoreRequestDto rules as one compiled JSON schema, for single transactions and batch
@@ -92,7 +93,7 @@ function toFieldError(e: ErrorObject): FieldError {
     return { field: path ? `${path}.${missing}` : missing, reason: 'is required' };
   }
   if (e.keyword === 'additionalProperties') {
-    const extra = (e.params as { additionalProperty: string }).additionalProperty;
+    const extra = echoedKey((e.params as { additionalProperty: string }).additionalProperty);
     return { field: path ? `${path}.${extra}` : extra, reason: 'is not an accepted field' };
   }
   return { field: path || '(body)', reason: e.message ?? 'is invalid' };

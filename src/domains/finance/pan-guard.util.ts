@@ -1,41 +1,21 @@
 import { AppError } from '../../common/errors/app-error';
+import { containsPan } from '../../common/pan';
 
-/** A run of 13 to 19 digits, optionally split by spaces or dashes, as card numbers are written. */
-const CANDIDATE = /(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)/g;
+export { containsPan, luhnValid } from '../../common/pan';
 
-/** Cheap pre-check: at least 13 digits in a row, allowing separators. */
-const QUICK = /\d[\d -]{11,}\d/;
+/** What an error names a key that looks like a card number by: never the key itself. */
+export const CARD_NUMBER_KEY = '(card number)';
 
-/** The Luhn checksum every payment card number satisfies. */
-export function luhnValid(digits: string): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return sum % 10 === 0;
-}
-
-/** Whether a string contains something that looks like a primary account number (PAN). */
-export function containsPan(text: string): boolean {
-  if (!QUICK.test(text)) return false;
-  for (const match of text.matchAll(CANDIDATE)) {
-    const digits = match[0].replace(/[ -]/g, '');
-    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
-  }
-  return false;
+/** A request key as errors may name it: one that looks like a card number is not repeated. */
+export function echoedKey(key: string): string {
+  return containsPan(key) ? CARD_NUMBER_KEY : key;
 }
 
 /**
- * Paths of every field in a request body whose value looks like a card number: strings, and
+ * Paths of every field in a request body whose value or key looks like a card number: strings, and
  * integers of 13 to 19 digits. A raw PAN must never reach the gateway's storage or logs. A path is
- * spelt out only for a field that is found (bodies of 10,000 transactions are walked whole).
+ * spelt out only for a field that is found (bodies of 10,000 transactions are walked whole), and a
+ * key in it that looks like a card number is named CARD_NUMBER_KEY.
  */
 export function panFields(value: unknown, path = ''): string[] {
   const found: string[] = [];
@@ -55,20 +35,21 @@ export function panFields(value: unknown, path = ''): string[] {
       const record = v as Record<string, unknown>;
       for (const key of Object.keys(record)) {
         trail.push(key);
+        if (containsPan(key)) found.push(pathOf(path, trail));
         walk(record[key]);
         trail.pop();
       }
     }
   };
   walk(value);
-  return found;
+  return found.length > 1 ? [...new Set(found)] : found; // a card number as key and value is one field
 }
 
 function pathOf(root: string, trail: ReadonlyArray<string | number>): string {
   let path = root;
   for (const step of trail) {
     if (typeof step === 'number') path += `[${step}]`;
-    else path = path ? `${path}.${step}` : step;
+    else path = path ? `${path}.${echoedKey(step)}` : echoedKey(step);
   }
   return path;
 }

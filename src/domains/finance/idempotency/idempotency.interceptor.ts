@@ -10,6 +10,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { lastValueFrom, Observable, of } from 'rxjs';
 import { auditNoteOf, AuditInputDigester, noteAudit, principalOf } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
+import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
 import { canonicalBytes } from '../canonical-input.util';
 import { IdempotencyRepository } from './idempotency.repository';
@@ -64,6 +65,12 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, On
     if (typeof header !== 'string' || !KEY_FORMAT.test(header)) {
       throw new AppError('VALIDATION_FAILED', 'Idempotency-Key must be 1-200 visible ASCII characters', {
         fields: [{ field: 'Idempotency-Key', reason: 'must be 1-200 visible ASCII characters' }],
+      });
+    }
+    // The key is stored as it is: one that looks like a card number is refused like a body carrying one.
+    if (containsPan(header)) {
+      throw new AppError('PAN_DETECTED', "a card number is not accepted; send the vault's card token instead", {
+        fields: [{ field: 'Idempotency-Key', reason: 'looks like a card number (PAN); never send one' }],
       });
     }
     const scope = `${auditNoteOf(request)?.action ?? request.url}:${principalOf(request)?.subject ?? 'anonymous'}`;

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { bundledModelsDir } from '../fixtures/paths';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+const PAN = '4111111111111111';
+const features = (): Record<string, number> =>
+  Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, ((i % 5) - 2) * 0.3]));
+const tx = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
+  transactionId: 'tx-0001',
+  occurredAt: '2026-11-23T03:05:00+01:00',
+  amount: 120.5,
+  currency: 'EUR',
+  cardToken: 'tok_7f3a9c2e',
+  features: features(),
+  ...overrides,
+});
+const APPLICANT = {
+  creditLimit: 50000,
+  education: 'university',
+  repaymentStatus: [2, 2, 0, 0, 0, 0],
+  billAmounts: [48000, 47000, 46000, 45000, 44000, 43000],
+  paymentAmounts: [0, 0, 1500, 1500, 1500, 1500],
+};
+
+/** Requests a review found harmful: card numbers where the PAN guard did not look, broken keys, crashes. */
+describe('finance: hostile requests', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let db: DataSource;
+  let modelsDir: string;
+  const engine = bearer(tokenFor(['risk-engine'], { sub: 'risk-engine-h' }));
+  before(async () => {
+    modelsDir = bundledModelsDir(['finance']);
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+    http = request(app.getHttpServer());
+    db = app.get(DataSource);
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    let req = http.post(`/v1/finance/${path}`).set('Authorization', engine);
+    for (const [name, value] of Object.entries(headers)) req = req.set(name, value);
+    return req.send(body as object);
+  };
+  const stored = async (): Promise<string> =>
+    JSON.stringify([
+      await db.query('SELECT * FROM idempotency_keys'),
+      await db.query('SELECT request_id, output_summary FROM audit_events'),
+    ]);
+
+  describe('card numbers', () => {
+    it('an X-Request-Id that looks like a card number is replaced by a minted id, never stored', async () => {
+      const res = await post('fraud-scores', tx(), { 'X-Request-Id': PAN }).expect(200);
+      assert.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+      assert.equal(res.body.requestId, res.headers['x-request-id']);
+      const grouped = await post('fraud-scores', tx(), { 'X-Request-Id': '4111-1111-1111-1111' }).expect(200);
+      assert.match(grouped.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+      assert.ok(!(await stored()).includes('4111'));
+    });
+
+    it('an Idempotency-Key that looks like a card number is refused with 422 naming the header', async () => {
+      for (const path of ['fraud-scores', 'fraud-scores/batch']) {
+        const body = path === 'fraud-scores' ? tx() : { transactions: [tx()] };
+        const res = await post(path, body, { 'Idempotency-Key': PAN }).expect(422);
+        assert.equal(res.body.code, 'PAN_DETECTED');
+        assert.deepEqual(
+          res.body.errors.map((e: { field: string }) => e.field),
+          ['Idempotency-Key'],
+        );
+      }
+      assert.ok(!(await stored()).includes(PAN));
+    });
+
+    it('a card number as a key is refused like one as a value, and never repeated in an answer', async () => {
+      const single = await post('fraud-scores', tx({ [PAN]: 1 })).expect(422);
+      assert.equal(single.body.code, 'PAN_DETECTED');
+      assert.ok(!single.text.includes(PAN), single.text);
+      const credit = await post('credit-assessments', { ...APPLICANT, [PAN]: 'x' }).expect(422);
+      assert.equal(credit.body.code, 'PAN_DETECTED');
+      assert.ok(!credit.text.includes(PAN), credit.text);
+      const batch = await post(
+        'fraud-scores/batch',
+        { transactions: [tx({ transactionId: 'a' }), tx({ transactionId: 'b', merchant: { [PAN]: 'x' } })] },
+        { 'Idempotency-Key': 'pan-key-1' },
+      ).expect(200);
+      assert.equal(batch.body.items[0].result.transactionId, 'a');
+      assert.equal(batch.body.items[1].error.code, 'PAN_DETECTED');
+      assert.deepEqual(batch.body.items[1].error.errors[0].field, 'merchant.(card number)');
+      assert.ok(!batch.text.includes(PAN), batch.text);
+      assert.ok(!(await stored()).includes(PAN));
+    });
+  });
+});
