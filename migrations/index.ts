@@ -3,6 +3,7 @@ import { IdempotencyKeys1795475313902 } from './1795475313902-IdempotencyKeys';
 import { MedicalFindings1795478801694 } from './1795478801694-MedicalFindings';
 import { ManufacturingAssets1795481375135 } from './1795481375135-ManufacturingAssets';
 import { PredictionsNaturalKey1795486195239 } from './1795486195239-PredictionsNaturalKey';
+import { IdempotencyPendingLease1796454952900 } from './1796454952900-IdempotencyPendingLease';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   MedicalFindings1795478801694,
   ManufacturingAssets1795481375135,
   PredictionsNaturalKey1795486195239,
+  IdempotencyPendingLease1796454952900,
 ];

@@ -98,4 +98,49 @@ describe('finance: hostile requests', () => {
       assert.ok(!(await stored()).includes(PAN));
     });
   });
+
+  describe('Idempotency-Key', () => {
+    /** Leaves the key's row as a gateway that crashed mid-request leaves it: pending, no answer. */
+    const crashed = async (key: string, pendingUntil: Date | null): Promise<void> => {
+      await db.query(
+        `UPDATE idempotency_keys SET state = 'pending', response_status = NULL, response_body = NULL, pending_until = $2
+         WHERE idempotency_key = $1`,
+        [key, pendingUntil],
+      );
+      const rows: unknown[] = await db.query(
+        `SELECT 1 FROM idempotency_keys WHERE idempotency_key = $1 AND state = 'pending'`,
+        [key],
+      );
+      assert.equal(rows.length, 1);
+    };
+
+    it('a key left pending by a crash is taken over once its lease has run out, not refused for the TTL', async () => {
+      const body = tx({ transactionId: 'lease-1' });
+      const first = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(200);
+      await crashed('lease-1', new Date(Date.now() + 60_000));
+      const busy = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(409);
+      assert.equal(busy.body.code, 'IDEMPOTENCY_IN_PROGRESS');
+      await crashed('lease-1', new Date(Date.now() - 1));
+      const retried = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(200);
+      assert.equal(retried.headers['idempotent-replayed'], undefined);
+      assert.notEqual(retried.body.requestId, first.body.requestId);
+      const [row] = await db.query(
+        'SELECT state, pending_until, response_body FROM idempotency_keys WHERE idempotency_key = $1',
+        ['lease-1'],
+      );
+      assert.equal(row.state, 'done');
+      assert.equal(row.pending_until, null);
+      assert.equal(row.response_body.requestId, retried.body.requestId);
+      const replay = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(200);
+      assert.equal(replay.headers['idempotent-replayed'], 'true');
+    });
+
+    it('a pending key written before leases existed (no pending_until) is taken over too', async () => {
+      const body = tx({ transactionId: 'lease-2' });
+      await post('fraud-scores', body, { 'Idempotency-Key': 'lease-2' }).expect(200);
+      await crashed('lease-2', null);
+      const retried = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-2' }).expect(200);
+      assert.equal(retried.headers['idempotent-replayed'], undefined);
+    });
+  });
 });

@@ -22,6 +22,13 @@ export class IdempotencyKeyEntity {
   @Column({ type: 'varchar', length: 16 })
   state!: 'pending' | 'done';
 
+  /**
+   * While `pending`: until when the first request holds the key. A gateway that crashed mid-request
+   * leaves the row pending; past this time a retry takes the key over instead of waiting for the TTL.
+   */
+  @Column({ name: 'pending_until', type: 'timestamptz', nullable: true })
+  pendingUntil!: Date | null;
+
   @Column({ name: 'response_status', type: 'smallint', nullable: true })
   responseStatus!: number | null;
 

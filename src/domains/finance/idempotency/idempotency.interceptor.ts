@@ -20,6 +20,10 @@ export const IDEMPOTENCY_DOC =
   'A retry with the same key and request returns the first answer (Idempotent-Replayed: true) without scoring again; the same key with a different request is refused with 422. Kept IDEMPOTENCY_TTL_HOURS.';
 const KEY_FORMAT = /^[\x21-\x7e]{1,200}$/;
 const PURGE_EVERY_MS = 10 * 60 * 1000;
+/** A pending key's lease past the inference deadline: room for the queue, the digest and the database. */
+const LEASE_MARGIN_MS = 30_000;
+/** The runtime's deadline when neither INFERENCE_TIMEOUT_MS nor the manifest sets one. */
+const DEFAULT_INFERENCE_TIMEOUT_MS = 10_000;
 
 interface Answer {
   digest: string;
@@ -102,13 +106,15 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, On
   /** Claims the key and answers, or finds the answer already kept for it. */
   private async answerOnce(scope: string, key: string, digest: string, next: CallHandler): Promise<Answer> {
     const ttlMs = this.config.IDEMPOTENCY_TTL_HOURS * 3600 * 1000;
-    if (await this.repository.claim(scope, key, digest, ttlMs)) {
+    const leaseMs = (this.config.INFERENCE_TIMEOUT_MS ?? DEFAULT_INFERENCE_TIMEOUT_MS) + LEASE_MARGIN_MS;
+    const claimed = await this.repository.claim(scope, key, digest, ttlMs, leaseMs);
+    if (claimed) {
       try {
         const body: unknown = await lastValueFrom(next.handle());
-        await this.repository.complete(scope, key, 200, body);
+        await this.repository.complete(scope, key, claimed, 200, body);
         return { digest, status: 200, body, fresh: true };
       } catch (error) {
-        await this.repository.release(scope, key).catch(() => undefined);
+        await this.repository.release(scope, key, claimed).catch(() => undefined);
         throw error;
       }
     }
