@@ -143,4 +143,24 @@ describe('finance: hostile requests', () => {
       assert.equal(retried.headers['idempotent-replayed'], undefined);
     });
   });
+
+  it('batch items with NUL or a lone surrogate in a key are answered, kept and replayed with U+FFFD', async () => {
+    const body = {
+      transactions: [
+        tx({ transactionId: 'a' }),
+        tx({ transactionId: 'b', 'x\u0000y': 1 }),
+        tx({ transactionId: 'c', merchant: { '\ud800z': 'x' } }),
+      ],
+    };
+    const send = () => post('fraud-scores/batch', body, { 'Idempotency-Key': 'broken-keys-1' }).expect(200);
+    const first = await send();
+    assert.equal(first.body.items[0].result.transactionId, 'a');
+    assert.deepEqual(
+      first.body.items.slice(1).map((i: { error: { errors: Array<{ field: string }> } }) => i.error.errors[0].field),
+      ['x\uFFFDy', 'merchant.\uFFFDz'],
+    );
+    const again = await send();
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    assert.deepEqual(again.body, first.body);
+  });
 });

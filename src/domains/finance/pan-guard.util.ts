@@ -1,14 +1,23 @@
 import { AppError } from '../../common/errors/app-error';
 import { containsPan } from '../../common/pan';
+import { storableText } from '../../common/storable-text';
 
 export { containsPan, luhnValid } from '../../common/pan';
 
 /** What an error names a key that looks like a card number by: never the key itself. */
 export const CARD_NUMBER_KEY = '(card number)';
 
-/** A request key as errors may name it: one that looks like a card number is not repeated. */
+const ECHOED_KEY_CHARS = 100;
+
+/**
+ * A request key as errors may name it: one that looks like a card number is not repeated, NUL and
+ * lone surrogates become U+FFFD (an answer is stored as jsonb for its Idempotency-Key, and
+ * PostgreSQL refuses them), and a long one is cut.
+ */
 export function echoedKey(key: string): string {
-  return containsPan(key) ? CARD_NUMBER_KEY : key;
+  if (containsPan(key)) return CARD_NUMBER_KEY;
+  const text = storableText(key);
+  return text.length > ECHOED_KEY_CHARS ? `${text.slice(0, ECHOED_KEY_CHARS)}…` : text;
 }
 
 /**

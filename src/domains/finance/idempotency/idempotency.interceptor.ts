@@ -2,6 +2,7 @@ import {
   CallHandler,
   ExecutionContext,
   Injectable,
+  Logger,
   NestInterceptor,
   OnModuleDestroy,
   OnModuleInit,
@@ -45,6 +46,7 @@ interface Answer {
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, OnModuleDestroy {
   private readonly running = new Map<string, Promise<Answer>>();
+  private readonly logger = new Logger('Idempotency');
   private purge: NodeJS.Timeout | undefined;
 
   constructor(
@@ -109,14 +111,21 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, On
     const leaseMs = (this.config.INFERENCE_TIMEOUT_MS ?? DEFAULT_INFERENCE_TIMEOUT_MS) + LEASE_MARGIN_MS;
     const claimed = await this.repository.claim(scope, key, digest, ttlMs, leaseMs);
     if (claimed) {
+      let body: unknown;
       try {
-        const body: unknown = await lastValueFrom(next.handle());
-        await this.repository.complete(scope, key, claimed, 200, body);
-        return { digest, status: 200, body, fresh: true };
+        body = await lastValueFrom(next.handle());
       } catch (error) {
         await this.repository.release(scope, key, claimed).catch(() => undefined);
         throw error;
       }
+      try {
+        await this.repository.complete(scope, key, claimed, 200, body);
+      } catch (error) {
+        // Scored and audited: the caller gets the answer; a retry is scored again.
+        this.logger.error({ msg: 'answer not kept for its Idempotency-Key; answered anyway', error: String(error) });
+        await this.repository.release(scope, key, claimed).catch(() => undefined);
+      }
+      return { digest, status: 200, body, fresh: true };
     }
     const stored = await this.repository.find(scope, key);
     if (!stored) {

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { storableJson } from '../../../common/storable-text';
 
 export interface StoredAnswer {
   requestDigest: string;
@@ -61,12 +62,15 @@ export class IdempotencyRepository {
       : undefined;
   }
 
-  /** Keeps the answer, unless the claim was taken over meanwhile (its lease ran out). */
+  /**
+   * Keeps the answer (made storable: PostgreSQL refuses NUL and lone surrogates in jsonb), unless the
+   * claim was taken over meanwhile (its lease ran out).
+   */
   async complete(scope: string, key: string, claimed: Date, status: number, body: unknown): Promise<void> {
     await this.dataSource.query(
       `UPDATE idempotency_keys SET state = 'done', pending_until = NULL, response_status = $4, response_body = $5
        WHERE scope = $1 AND idempotency_key = $2 AND created_at = $3 AND state = 'pending'`,
-      [scope, key, claimed, status, JSON.stringify(body)],
+      [scope, key, claimed, status, JSON.stringify(storableJson(body))],
     );
   }
 

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ExecutionContext, Logger, LoggerService } from '@nestjs/common';
+import { lastValueFrom, Observable, of } from 'rxjs';
+import { AuditInputDigester } from '../../src/common/access';
+import { AppConfig } from '../../src/config/app-config';
+import { IdempotencyInterceptor } from '../../src/domains/finance/idempotency/idempotency.interceptor';
+import { IdempotencyRepository } from '../../src/domains/finance/idempotency/idempotency.repository';
+
+/** A request with an Idempotency-Key, as the interceptor sees it. */
+function contextFor(body: unknown): ExecutionContext {
+  const request = { headers: { 'idempotency-key': 'k-1' }, body, url: '/v1/finance/fraud-scores' };
+  const reply = { header: () => reply, status: () => reply };
+  return {
+    switchToHttp: () => ({ getRequest: () => request, getResponse: () => reply }),
+  } as unknown as ExecutionContext;
+}
+
+describe('finance: Idempotency-Key', () => {
+  it('an answer the database will not keep is still returned, logged, and its key freed', async () => {
+    const released: string[] = [];
+    const repository = {
+      claim: () => Promise.resolve(new Date()),
+      complete: () => Promise.reject(new Error('unsupported Unicode escape sequence')),
+      release: (_scope: string, key: string) => {
+        released.push(key);
+        return Promise.resolve();
+      },
+    } as unknown as IdempotencyRepository;
+    const digester = { digest: () => 'd'.repeat(64) } as AuditInputDigester;
+    const config = Object.assign(new AppConfig(), { IDEMPOTENCY_TTL_HOURS: 24, AUTH_ISSUER: 'https://idp.test' });
+    const interceptor = new IdempotencyInterceptor(repository, digester, config);
+    const errors: unknown[] = [];
+    const quiet = () => undefined;
+    const logger: LoggerService = { log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) };
+    Logger.overrideLogger(logger);
+    try {
+      const answer = { scored: 1 };
+      const out = await interceptor.intercept(contextFor({}), { handle: (): Observable<unknown> => of(answer) });
+      assert.deepEqual(await lastValueFrom(out), answer);
+    } finally {
+      Logger.overrideLogger(false);
+    }
+    assert.deepEqual(released, ['k-1']);
+    assert.equal(errors.length, 1);
+    assert.match(JSON.stringify(errors[0]), /answer not kept/);
+  });
+});
