@@ -163,4 +163,25 @@ describe('finance: hostile requests', () => {
     assert.equal(again.headers['idempotent-replayed'], 'true');
     assert.deepEqual(again.body, first.body);
   });
+
+  it('a batch item that is not an object gets its own error; the others are scored', async () => {
+    const res = await post('fraud-scores/batch', {
+      transactions: [null, 1, 'a', [], tx({ transactionId: 'ok' }), '4111 1111 1111 1111', [PAN]],
+    }).expect(200);
+    assert.equal(res.body.scored, 1);
+    assert.equal(res.body.failed, 6);
+    const errors = res.body.items.map((i: { error?: { code: string; errors: Array<{ field: string }> } }) =>
+      i.error ? `${i.error.code} ${i.error.errors.map((e) => e.field).join(',')}` : 'scored',
+    );
+    assert.deepEqual(errors, [
+      'VALIDATION_FAILED (item)',
+      'VALIDATION_FAILED (item)',
+      'VALIDATION_FAILED (item)',
+      'VALIDATION_FAILED (item)',
+      'scored',
+      'PAN_DETECTED (item)',
+      'PAN_DETECTED [0]',
+    ]);
+    assert.ok(!res.text.includes('1111'), res.text);
+  });
 });

@@ -128,7 +128,7 @@ export class FraudScoringService implements OnModuleInit {
   }
 
   /** Validates each item on its own: a bad one gets its error, the others are scored. */
-  async scoreBatch(items: object[]): Promise<{ items: FraudBatchItemDto[]; shadow?: ShadowVerdict[] }> {
+  async scoreBatch(items: unknown[]): Promise<{ items: FraudBatchItemDto[]; shadow?: ShadowVerdict[] }> {
     const valid: Array<{ index: number; dto: FraudScoreRequestDto }> = [];
     const answers: FraudBatchItemDto[] = items.map((item, index) => {
       const error = validateItem(item);
@@ -142,9 +142,19 @@ export class FraudScoringService implements OnModuleInit {
   }
 }
 
-function validateItem(item: object): BatchItemErrorDto | undefined {
+/** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
+const WHOLE_ITEM = '(item)';
+
+function validateItem(item: unknown): BatchItemErrorDto | undefined {
   const refusal = panRefusal(item);
-  if (refusal) return { code: refusal.code, detail: refusal.detail, errors: refusal.fields };
+  if (refusal) {
+    const errors = refusal.fields.map((f) => (f.field === '' ? { ...f, field: WHOLE_ITEM } : f));
+    return { code: refusal.code, detail: refusal.detail, errors };
+  }
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+    const reason = 'each transaction must be an object';
+    return { code: 'VALIDATION_FAILED', detail: `${WHOLE_ITEM}: ${reason}`, errors: [{ field: WHOLE_ITEM, reason }] };
+  }
   const fields = fraudItemErrors(item);
   if (fields.length === 0) return undefined;
   return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
