@@ -114,6 +114,38 @@ describe('finance: hostile requests', () => {
       assert.equal(rows.length, 1);
     };
 
+    it('keys are per tenant: two tenants with the same subject do not share a key', async () => {
+      const as = (tenant: string) => bearer(tokenFor(['risk-engine'], { sub: 'shared-sub', tenant }));
+      const keyed = (auth: string, body: unknown) =>
+        http
+          .post('/v1/finance/fraud-scores')
+          .set('Authorization', auth)
+          .set('Idempotency-Key', 'tenant-key')
+          .send(body as object);
+      await keyed(as('bank-a'), tx({ transactionId: 'ta' })).expect(200);
+      const other = await keyed(as('bank-b'), tx({ transactionId: 'tb' })).expect(200);
+      assert.equal(other.headers['idempotent-replayed'], undefined);
+      assert.equal(other.body.transactionId, 'tb');
+      const scopes: Array<{ scope: string }> = await db.query(
+        'SELECT scope FROM idempotency_keys WHERE idempotency_key = $1',
+        ['tenant-key'],
+      );
+      assert.equal(scopes.length, 2);
+      for (const { scope } of scopes) assert.match(scope, /^[0-9a-f]{64}$/);
+    });
+
+    it('a subject of 500 characters or with NUL is answered and replayed, not a 500', async () => {
+      for (const sub of ['s'.repeat(500), 'a\u0000b']) {
+        const auth = bearer(tokenFor(['risk-engine'], { sub }));
+        const send = () =>
+          http.post('/v1/finance/fraud-scores').set('Authorization', auth).set('Idempotency-Key', 'odd-sub').send(tx());
+        const first = await send().expect(200);
+        const again = await send().expect(200);
+        assert.equal(again.headers['idempotent-replayed'], 'true');
+        assert.deepEqual(again.body, first.body);
+      }
+    });
+
     it('a key left pending by a crash is taken over once its lease has run out, not refused for the TTL', async () => {
       const body = tx({ transactionId: 'lease-1' });
       const first = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(200);

@@ -7,7 +7,7 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 @Entity({ name: 'idempotency_keys' })
 @Index('idempotency_keys_expires_at', ['expiresAt'])
 export class IdempotencyKeyEntity {
-  /** Route and caller (`<action>:<subject>`): one caller's key never collides with another's. */
+  /** Route and caller (SHA-256 hex of action, issuer, tenant, subject): one caller's key never collides with another's. */
   @PrimaryColumn({ type: 'varchar', length: 400 })
   scope!: string;
 

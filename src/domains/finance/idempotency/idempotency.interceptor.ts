@@ -7,6 +7,7 @@ import {
   OnModuleDestroy,
   OnModuleInit,
 } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { lastValueFrom, Observable, of } from 'rxjs';
 import { auditNoteOf, AuditInputDigester, noteAudit, principalOf } from '../../../common/access';
@@ -41,7 +42,7 @@ interface Answer {
  * same key with a different request is refused with 422. Two identical requests at once are
  * scored once: in this process the second waits for the first; across processes the database
  * entry decides, and the loser is told to retry (409) while the first is still running.
- * Keys are per caller (token subject) and route. A failed first request frees its key.
+ * Keys are per caller (token issuer, tenant and subject) and route. A failed first request frees its key.
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, OnModuleDestroy {
@@ -79,7 +80,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, On
         fields: [{ field: 'Idempotency-Key', reason: 'looks like a card number (PAN); never send one' }],
       });
     }
-    const scope = `${auditNoteOf(request)?.action ?? request.url}:${principalOf(request)?.subject ?? 'anonymous'}`;
+    const scope = this.scopeOf(request);
     const digest = this.digester.digest([canonicalBytes(request.body)]);
     const id = `${scope}\n${header}`;
 
@@ -103,6 +104,22 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, On
       noteAudit(request, { output: { idempotentReplay: true } });
     }
     return of(result.body);
+  }
+
+  /**
+   * Route and caller: SHA-256 (hex) of the action, the token's issuer, tenant and subject, so two
+   * tenants' callers with the same subject never share a key, and a subject of any length or content
+   * fits the column.
+   */
+  private scopeOf(request: FastifyRequest): string {
+    const principal = principalOf(request);
+    const caller = [
+      auditNoteOf(request)?.action ?? request.url,
+      this.config.AUTH_ISSUER,
+      principal?.tenant ?? null,
+      principal?.subject ?? null,
+    ];
+    return createHash('sha256').update(JSON.stringify(caller)).digest('hex');
   }
 
   /** Claims the key and answers, or finds the answer already kept for it. */
