@@ -347,3 +347,46 @@ describe('finance: champion/challenger in shadow', () => {
     );
   });
 });
+
+describe('finance: a challenger with its own preprocessing', () => {
+  let app: NestFastifyApplication;
+  let modelsDir: string;
+  const SHIFT = 5;
+  before(async () => {
+    // Version 3: the same network, retrained (as it were) on data whose V14 mean was SHIFT higher.
+    modelsDir = bundledModelsDir(['finance']);
+    const v3 = join(modelsDir, 'finance', 'card-fraud', '3');
+    cpSync(join(modelsDir, 'finance', 'card-fraud', '1'), v3, { recursive: true });
+    const manifest = JSON.parse(readFileSync(join(v3, 'model.json'), 'utf8')) as {
+      preprocessing: { features: Array<{ source: string; mean: number }> };
+    };
+    for (const f of manifest.preprocessing.features) if (f.source === 'V14') f.mean += SHIFT;
+    writeFileSync(join(v3, 'model.json'), JSON.stringify({ ...manifest, version: '3', default: false }));
+    app = await createTestApp({ MODELS_DIR: modelsDir, FINANCE_SHADOW_MODELS: 'card-fraud=3' });
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it('the challenger standardises the request with its own means, not the champion rows', async () => {
+    const score = (body: unknown) =>
+      request(app.getHttpServer())
+        .post('/v1/finance/fraud-scores')
+        .set('Authorization', bearer(tokenFor(['risk-engine'])))
+        .send(body as object)
+        .expect(200);
+    const asSent = await score(tx({ features: { ...features(), v14: -3 } }));
+    // With V14's mean SHIFT higher, the challenger reads v14 as the champion reads v14 - SHIFT.
+    const shifted = await score(tx({ features: { ...features(), v14: -3 - SHIFT } }));
+    assert.ok(Math.abs(asSent.body.fraudProbability - shifted.body.fraudProbability) > 1e-3);
+    const [row] = await app
+      .get(DataSource)
+      .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [asSent.headers['x-request-id']]);
+    assert.equal(row.output_summary.shadow.version, '3');
+    assert.ok(
+      Math.abs(row.output_summary.shadow.probability - shifted.body.fraudProbability) < 1e-5,
+      `${row.output_summary.shadow.probability} vs ${shifted.body.fraudProbability}`,
+    );
+  });
+});

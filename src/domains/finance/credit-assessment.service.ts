@@ -7,6 +7,7 @@ import {
   CreditDecision,
   EDUCATION_CODES,
 } from './credit-assessment.dto';
+import { writePlannedRow } from './feature-vector.util';
 import { CREDIT_MODEL, FinanceModels, ScoringModel } from './finance-models';
 import { adverseReasons } from './reason-codes';
 import { ShadowScorer } from './shadow-scorer';
@@ -53,8 +54,17 @@ export class CreditAssessmentService {
   }> {
     const model = this.models.model(CREDIT_MODEL);
     const width = model.specs.length;
-    const batch = occlusionBatch(model.specs, creditRaw(request));
-    const shadowRun = this.shadow.start(CREDIT_MODEL, batch.rows, 1, width);
+    const raw = creditRaw(request);
+    const batch = occlusionBatch(model.specs, raw);
+    const shadowRun = this.shadow.start(CREDIT_MODEL, 1, (plan) => {
+      const row = new Float32Array(plan.width);
+      writePlannedRow(
+        plan,
+        plan.sources.map((source) => raw[source]),
+        row,
+      );
+      return row;
+    });
     const result = await this.engine.infer(model.name, model.version, {
       features: { dtype: 'float32', dims: [batch.count, width], data: batch.rows },
     });

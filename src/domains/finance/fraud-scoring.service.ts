@@ -1,7 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, writeOcclusionRows } from './attribution.util';
-import { FeaturePlan, featurePlan } from './feature-vector.util';
+import { FeaturePlan, featurePlan, writePlannedRow } from './feature-vector.util';
 import { FinanceModels, FRAUD_MODEL, ScoringModel } from './finance-models';
 import {
   BatchItemErrorDto,
@@ -91,13 +91,13 @@ export class FraudScoringService implements OnModuleInit {
     const read = readersOf(plan);
     const values = new Float64Array(plan.sources.length);
     const data = new Float32Array(requests.length * count * width);
-    const primary = new Float32Array(requests.length * width);
     requests.forEach((request, i) => {
       for (let k = 0; k < read.length; k++) values[k] = read[k](request);
       writeOcclusionRows(plan, values, data, i * count);
-      primary.set(data.subarray(i * count * width, (i * count + 1) * width), i * width);
     });
-    const shadowRun = this.shadow.start(FRAUD_MODEL, primary, requests.length, width);
+    const shadowRun = this.shadow.start(FRAUD_MODEL, requests.length, (challenger) =>
+      plannedRows(challenger, requests),
+    );
     const result = await this.engine.infer(model.name, model.version, {
       features: { dtype: 'float32', dims: [requests.length * count, width], data },
     });
@@ -158,6 +158,18 @@ function validateItem(item: unknown): BatchItemErrorDto | undefined {
   const fields = fraudItemErrors(item);
   if (fields.length === 0) return undefined;
   return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
+}
+
+/** One standardised row per request, by a model's own feature plan (a challenger's). */
+function plannedRows(plan: FeaturePlan, requests: readonly FraudScoreRequestDto[]): Float32Array {
+  const read = readersOf(plan);
+  const values = new Float64Array(plan.sources.length);
+  const rows = new Float32Array(requests.length * plan.width);
+  requests.forEach((request, i) => {
+    for (let k = 0; k < read.length; k++) values[k] = read[k](request);
+    writePlannedRow(plan, values, rows, i * plan.width);
+  });
+  return rows;
 }
 
 type Reader = (r: FraudScoreRequestDto) => number;
