@@ -146,6 +146,40 @@ describe('finance: hostile requests', () => {
       }
     });
 
+    it('a replay is audited with the kept answer: model, decision summary and the first request id', async () => {
+      const body = tx({ transactionId: 'replay-audit' });
+      const first = await post('fraud-scores', body, { 'Idempotency-Key': 'replay-audit' }).expect(200);
+      const again = await post('fraud-scores', body, { 'Idempotency-Key': 'replay-audit' }).expect(200);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      const [row] = await db.query(
+        'SELECT model_name, model_version, output_summary FROM audit_events WHERE request_id = $1',
+        [again.headers['x-request-id']],
+      );
+      assert.equal(row.model_name, 'card-fraud');
+      assert.equal(row.model_version, '1');
+      assert.deepEqual(row.output_summary, {
+        idempotentReplay: true,
+        originalRequestId: first.body.requestId,
+        fraudProbability: first.body.fraudProbability,
+        decision: first.body.decision,
+      });
+      const batch = { transactions: [tx({ transactionId: 'r1' }), tx({ transactionId: 'r2', currency: 'ZZZ' })] };
+      const firstBatch = await post('fraud-scores/batch', batch, { 'Idempotency-Key': 'replay-audit-b' }).expect(200);
+      const batchAgain = await post('fraud-scores/batch', batch, { 'Idempotency-Key': 'replay-audit-b' }).expect(200);
+      const [batchRow] = await db.query('SELECT output_summary FROM audit_events WHERE request_id = $1', [
+        batchAgain.headers['x-request-id'],
+      ]);
+      const decision = firstBatch.body.items[0].result.decision as string;
+      assert.deepEqual(batchRow.output_summary, {
+        idempotentReplay: true,
+        originalRequestId: firstBatch.body.requestId,
+        transactions: 2,
+        scored: 1,
+        failed: 1,
+        decisions: { approve: 0, review: 0, decline: 0, [decision]: 1 },
+      });
+    });
+
     it('a key left pending by a crash is taken over once its lease has run out, not refused for the TTL', async () => {
       const body = tx({ transactionId: 'lease-1' });
       const first = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(200);

@@ -10,7 +10,7 @@ import {
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { lastValueFrom, Observable, of } from 'rxjs';
-import { auditNoteOf, AuditInputDigester, noteAudit, principalOf } from '../../../common/access';
+import { AuditNote, auditNoteOf, AuditInputDigester, noteAudit, principalOf } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
@@ -101,7 +101,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, On
     if (!first || !result.fresh) {
       void reply.header('Idempotent-Replayed', 'true');
       void reply.status(result.status);
-      noteAudit(request, { output: { idempotentReplay: true } });
+      noteAudit(request, replayNote(result.body));
     }
     return of(result.body);
   }
@@ -173,4 +173,31 @@ function reused(): AppError {
   return new AppError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request', {
     fields: [{ field: 'Idempotency-Key', reason: 'already used with a different request body' }],
   });
+}
+
+/**
+ * The audit note of a replay: the kept answer's model and decision summary (as the first request's
+ * row has it) and the first request's id, so the row says what the caller was given again.
+ */
+function replayNote(body: unknown): AuditNote {
+  const answer = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const output: Record<string, unknown> = { idempotentReplay: true };
+  if (typeof answer.requestId === 'string') output.originalRequestId = answer.requestId;
+  for (const field of ['fraudProbability', 'decision', 'transactions', 'scored', 'failed']) {
+    if (field in answer) output[field] = answer[field];
+  }
+  if (Array.isArray(answer.items)) {
+    const decisions: Record<string, number> = { approve: 0, review: 0, decline: 0 };
+    for (const item of answer.items as Array<{ result?: { decision?: string } }>) {
+      const decision = item.result?.decision;
+      if (decision !== undefined && decision in decisions) decisions[decision]++;
+    }
+    output.transactions = answer.items.length;
+    output.decisions = decisions;
+  }
+  const model = answer.model as { name?: unknown; version?: unknown } | undefined;
+  if (typeof model?.name === 'string' && typeof model.version === 'string') {
+    return { model: { name: model.name, version: model.version }, output };
+  }
+  return { output };
 }
