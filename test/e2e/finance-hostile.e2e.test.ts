@@ -250,4 +250,18 @@ describe('finance: hostile requests', () => {
     ]);
     assert.ok(!res.text.includes('1111'), res.text);
   });
+
+  it('an occurredAt that is not on the calendar is refused naming the field', async () => {
+    for (const occurredAt of ['2026-02-30T10:00:00Z', '2026-02-29T10:00:00Z', '2026-04-31T10:00:00+02:00']) {
+      const res = await post('fraud-scores', tx({ occurredAt })).expect(400);
+      assert.deepEqual(
+        res.body.errors.map((e: { field: string }) => e.field),
+        ['occurredAt'],
+        occurredAt,
+      );
+      const batch = await post('fraud-scores/batch', { transactions: [tx({ occurredAt })] }).expect(200);
+      assert.equal(batch.body.items[0].error.errors[0].field, 'occurredAt');
+    }
+    await post('fraud-scores', tx({ occurredAt: '2028-02-29T23:59:59Z' })).expect(200);
+  });
 });
