@@ -1,5 +1,5 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
+import { Transform, TransformFnParams, Type } from 'class-transformer';
 import {
   IsDate,
   IsIn,
@@ -10,7 +10,6 @@ import {
   Max,
   MaxLength,
   Min,
-  MinDate,
   ValidateBy,
   ValidationOptions,
 } from 'class-validator';
@@ -41,19 +40,43 @@ function IsEventCursor(options?: ValidationOptions): PropertyDecorator {
   );
 }
 
+/** ISO 8601: a date (UTC), or a date and time with Z or an offset; a year of 4 digits, or of 6 with a sign. */
+const ISO_TIME = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+
+/** Only ISO 8601 becomes a time: `new Date` alone read `1` as 2001 and `March 7` as a date in 2001. */
+function isoTime({ value }: TransformFnParams): Date {
+  return typeof value === 'string' && ISO_TIME.test(value) ? new Date(value) : new Date(NaN);
+}
+
+const notIsoTime = (field: string) => ({
+  message: `${field} must be an ISO 8601 time with Z or an offset, e.g. 2026-12-05T10:00:00Z`,
+});
+
+/** A time PostgreSQL can hold; one that is not a time at all is IsDate's to name. */
+function NotBeforeEarliest(field: string): PropertyDecorator {
+  return ValidateBy({
+    name: 'notBeforeEarliest',
+    validator: {
+      validate: (value: unknown) =>
+        !(value instanceof Date) || Number.isNaN(value.getTime()) || value >= EARLIEST_STORABLE_TIME,
+      defaultMessage: () => `${field} ${BEFORE_EARLIEST_TIME}`,
+    },
+  });
+}
+
 export class AuditEventsQueryDto {
-  /** Events at or after this time (ISO 8601). */
+  /** Events at or after this time (ISO 8601, with Z or an offset). */
   @IsOptional()
-  @Type(() => Date)
-  @IsDate()
-  @MinDate(EARLIEST_STORABLE_TIME, { message: `from ${BEFORE_EARLIEST_TIME}` })
+  @Transform(isoTime)
+  @IsDate(notIsoTime('from'))
+  @NotBeforeEarliest('from')
   from?: Date;
 
-  /** Events before this time (ISO 8601). */
+  /** Events before this time (ISO 8601, with Z or an offset); not before `from`. */
   @IsOptional()
-  @Type(() => Date)
-  @IsDate()
-  @MinDate(EARLIEST_STORABLE_TIME, { message: `to ${BEFORE_EARLIEST_TIME}` })
+  @Transform(isoTime)
+  @IsDate(notIsoTime('to'))
+  @NotBeforeEarliest('to')
   to?: Date;
 
   /** Subject of the caller's token. */

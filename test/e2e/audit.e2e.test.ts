@@ -200,6 +200,35 @@ describe('audit trail', () => {
       .body;
     assert.ok(seenByA.events.length > 0);
     assert.ok(seenByA.events.every((e: { tenant: string }) => e.tenant === 'bank-a'));
+    // The chains span every tenant: their counts and ids are not for one tenant's auditor.
+    const verify = await http.get('/v1/audit/verify').set('Authorization', bankA).expect(403);
+    assert.match(verify.body.detail, /names no tenant/);
+  });
+
+  it('takes only ISO 8601 times, and refuses from after to', async () => {
+    for (const [query, field] of [
+      ['from=1', 'from'],
+      ['to=March%207', 'to'],
+      ['from=abc', 'from'],
+      ['from=2026-12-05T10:00:00', 'from'],
+    ]) {
+      const res = await http.get(`/v1/audit/events?${query}`).set('Authorization', auditor);
+      assert.equal(res.status, 400, `${query}: ${res.text.slice(0, 200)}`);
+      assert.deepEqual(
+        res.body.errors.map((e: { field: string }) => e.field),
+        [field],
+      );
+      assert.match(res.body.errors[0].reason, /ISO 8601/);
+    }
+    const reversed = await http
+      .get('/v1/audit/events?from=2026-12-05T10:00:00Z&to=2026-12-04T10:00:00Z')
+      .set('Authorization', auditor)
+      .expect(400);
+    assert.deepEqual(reversed.body.errors, [{ field: 'from', reason: 'after to' }]);
+    await http
+      .get('/v1/audit/events?from=2026-12-04&to=2026-12-05T10:00:00.123%2B01:00')
+      .set('Authorization', auditor)
+      .expect(200);
   });
 
   it('a token whose tenant claim is present but unusable is refused, not read as every tenant', async () => {
