@@ -3,11 +3,30 @@
  * X-Request-Id lands in every log line and audit row, on every route).
  */
 
-/** A run of 13 to 19 digits, optionally split by spaces or dashes, as card numbers are written. */
-const CANDIDATE = /(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)/g;
+/**
+ * A run of 13 to 19 digits, as card numbers are written: plain, split by single spaces or dashes
+ * anywhere, or in groups split by short runs of other separators (see `grouped`).
+ */
+const CANDIDATE = /(?<!\d)(?:\d[ \-./_\u00a0]{0,3}){12,18}\d(?!\d)/g;
 
 /** Cheap pre-check: at least 13 digits in a row, allowing separators. */
-const QUICK = /\d[\d -]{11,}\d/;
+const QUICK = /\d[\d \-./_\u00a0]{11,}\d/;
+
+/** Plain digits, or digits split by single spaces or dashes (the forms people and terminals type). */
+const SIMPLY_SPLIT = /^\d+(?:[ -]\d+)*$/;
+
+/**
+ * Digits in the groups a card number is printed in: fours (the last group may be shorter), or an Amex's
+ * 4-6-5. Other separators (dots, slashes, underscores, several spaces) count only there, so that a time
+ * such as `05.12.2026 10.00.00` is not taken for a card number.
+ */
+function grouped(candidate: string): boolean {
+  const groups = candidate.split(/\D+/);
+  if (groups.length === 3 && groups[0].length === 4 && groups[1].length === 6 && groups[2].length === 5) return true;
+  return (
+    groups.length >= 3 && groups.slice(0, -1).every((g) => g.length === 4) && groups[groups.length - 1].length <= 4
+  );
+}
 
 /** The Luhn checksum every payment card number satisfies. */
 export function luhnValid(digits: string): boolean {
@@ -27,10 +46,15 @@ export function luhnValid(digits: string): boolean {
 
 /** Whether a string contains something that looks like a primary account number (PAN). */
 export function containsPan(text: string): boolean {
+  // Full-width and other compatibility digits read as the digits they are.
+  // eslint-disable-next-line no-control-regex
+  if (/[^\u0000-\u007f]/.test(text)) text = text.normalize('NFKC');
   if (!QUICK.test(text)) return false;
   for (const match of text.matchAll(CANDIDATE)) {
-    const digits = match[0].replace(/[ -]/g, '');
-    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
+    const candidate = match[0];
+    const digits = candidate.replace(/\D/g, '');
+    if (digits.length < 13 || digits.length > 19 || !luhnValid(digits)) continue;
+    if (SIMPLY_SPLIT.test(candidate) || grouped(candidate)) return true;
   }
   return false;
 }

@@ -97,6 +97,22 @@ describe('finance: hostile requests', () => {
       assert.ok(!batch.text.includes(PAN), batch.text);
       assert.ok(!(await stored()).includes(PAN));
     });
+
+    it("a card number in a batch's envelope is refused with 422 naming the field, as on the single route", async () => {
+      for (const [body, field] of [
+        [{ transactions: [tx()], note: '4111.1111.1111.1111' }, 'note'],
+        [{ transactions: [tx()], [PAN]: 1 }, '(card number)'],
+        [{ transactions: PAN }, 'transactions'],
+      ] as const) {
+        const res = await post('fraud-scores/batch', body).expect(422);
+        assert.equal(res.body.code, 'PAN_DETECTED');
+        assert.deepEqual(
+          res.body.errors.map((e: { field: string }) => e.field),
+          [field],
+        );
+        assert.ok(!res.text.includes('1111'), res.text);
+      }
+    });
   });
 
   describe('Idempotency-Key', () => {

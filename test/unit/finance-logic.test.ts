@@ -148,6 +148,22 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     assert.equal(containsPan('378282246310005'), true); // 15-digit Amex test number
     assert.equal(containsPan('411111111111'), false); // 12 digits
     assert.equal(containsPan('tok_4111111111111112'), false); // fails Luhn
+    // Other separators between the printed groups, and full-width digits.
+    for (const written of [
+      '4111.1111.1111.1111',
+      '4111/1111/1111/1111',
+      '4111_1111_1111_1111',
+      'card 4111  1111  1111  1111',
+      '4111 - 1111 - 1111 - 1111',
+      '3782.822463.10005',
+      '\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11',
+    ]) {
+      assert.equal(containsPan(written), true, written);
+    }
+    // Times, amounts and identifiers whose digits pass Luhn but are not printed in card groups stay what they are.
+    for (const other of ['05.12.2026 10.00.05', '1.2.840.10008.5.1.4.17', '12.345.678.901.104']) {
+      assert.equal(containsPan(other), false, other);
+    }
     assert.deepEqual(
       panFields({ cardToken: 'tok_x', merchant: { name: 'Shop 4111111111111111' }, list: ['a', 4111111111111111] }),
       ['merchant.name', 'list[1]'],

@@ -1,7 +1,7 @@
 import Ajv, { ErrorObject } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
 import { CHANNELS, CURRENCIES, FraudScoreRequestDto, MAX_BATCH_TRANSACTIONS } from './fraud-score.dto';
-import { echoedKey } from './pan-guard.util';
+import { echoedKey, panRefusal } from './pan-guard.util';
 
 /**
  * The FraudScoreRequestDto rules as one compiled JSON schema, for single transactions and batch
@@ -61,6 +61,11 @@ const validateBatch = ajv.compile<{ transactions: unknown[] }>({
  */
 export function parseFraudBatch(body: unknown): unknown[] {
   if (validateBatch(body)) return body.transactions;
+  // A card number outside the items (an envelope field, a key, a body that is one) is refused as on the
+  // single route, 422 naming it; the items' own are each item's error.
+  const items = (body as { transactions?: unknown } | null)?.transactions;
+  const refusal = panRefusal(Array.isArray(items) ? { ...(body as object), transactions: [] } : body);
+  if (refusal) throw refusal;
   const fields = (validateBatch.errors ?? []).map(toFieldError);
   throw new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
 }
