@@ -5,7 +5,9 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { connectAsync, MqttClient } from 'mqtt';
 import { get as sparkplugCodec } from 'sparkplug-payload';
 import request from 'supertest';
+import { AppError } from '../../src/common/errors/app-error';
 import { PlantMqttService } from '../../src/domains/manufacturing/mqtt/plant-mqtt.service';
+import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -283,5 +285,35 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     const metrics = await http().get('/metrics').set('Authorization', admin);
     assert.match(String(metrics.text), /gateway_mqtt_messages_total\{kind="json",outcome="dead-lettered"\} [1-9]/);
     assert.doesNotMatch(String(metrics.text), /outcome="unacked"\} [1-9]/);
+  });
+
+  it('a message whose inference is refused is kept unacknowledged, predicted later, and stored once after redelivery', async () => {
+    await register(millAsset('mill-m'));
+    const engine = app.get(InferenceEngine);
+    const infer = engine.infer.bind(engine);
+    let calls = 0;
+    engine.infer = (...args: Parameters<InferenceEngine['infer']>) =>
+      calls++ === 0
+        ? Promise.reject(new AppError('QUEUE_FULL', 'the queue is full', { retryAfterSeconds: 1 }))
+        : infer(...args);
+    const readings = ai4iReadings(false, 3).map((values, i) => ({ timestamp: iso(T0 + i * 1000), values }));
+    await publisher.publishAsync('factory/plant-1/line-b/mill-m/telemetry', JSON.stringify(readings), { qos: 1 });
+    // Kept by the stream and predicted on its own once the runtime takes them again.
+    await until('the refused readings predicted', async () =>
+      (await status('mill-m')).counts.predictions === 3 ? true : undefined,
+    );
+    const metrics = await http().get('/metrics').set('Authorization', admin);
+    assert.match(String(metrics.text), /gateway_mqtt_messages_total\{kind="json",outcome="unacked"\} 1/);
+    // Left unacknowledged, the broker sends it again to the next gateway: predicted again, stored once.
+    await app.close();
+    await boot();
+    await until('the redelivered message predicted', async () =>
+      (await status('mill-m')).counts.predictions === 3 ? true : undefined,
+    );
+    const stored = await http()
+      .get(`/v1/manufacturing/assets/mill-m/predictions?from=${iso(T0 - 1000)}&to=${iso(T0 + 10_000)}`)
+      .set('Authorization', operator)
+      .expect(200);
+    assert.equal((stored.body as { predictions: unknown[] }).predictions.length, 3);
   });
 });
