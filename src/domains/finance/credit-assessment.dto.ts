@@ -44,7 +44,13 @@ export class CreditAssessmentRequestDto {
   @IsInt({ each: true })
   @Min(-2, { each: true })
   @Max(9, { each: true })
-  @ApiProperty({ type: [Number], minItems: 6, maxItems: 6, example: [0, 0, 0, 0, 0, 0] })
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'integer', minimum: -2, maximum: 9 },
+    minItems: 6,
+    maxItems: 6,
+    example: [0, 0, 0, 0, 0, 0],
+  })
   repaymentStatus!: number[];
 
   /** Statement balance for each of the last six months, most recent first (NT$; negative = credit). */
@@ -54,7 +60,13 @@ export class CreditAssessmentRequestDto {
   @IsNumber(FINITE, { each: true })
   @Min(-10_000_000, { each: true })
   @Max(10_000_000, { each: true })
-  @ApiProperty({ type: [Number], minItems: 6, maxItems: 6, example: [50000, 48000, 47000, 45000, 43000, 40000] })
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'number', minimum: -10_000_000, maximum: 10_000_000 },
+    minItems: 6,
+    maxItems: 6,
+    example: [50000, 48000, 47000, 45000, 43000, 40000],
+  })
   billAmounts!: number[];
 
   /** Amount paid in each of the last six months, most recent first (NT$). */
@@ -64,7 +76,13 @@ export class CreditAssessmentRequestDto {
   @IsNumber(FINITE, { each: true })
   @Min(0, { each: true })
   @Max(10_000_000, { each: true })
-  @ApiProperty({ type: [Number], minItems: 6, maxItems: 6, example: [2000, 2000, 1800, 1500, 1500, 1500] })
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'number', minimum: 0, maximum: 10_000_000 },
+    minItems: 6,
+    maxItems: 6,
+    example: [2000, 2000, 1800, 1500, 1500, 1500],
+  })
   paymentAmounts!: number[];
 }
 
