@@ -1,9 +1,10 @@
 import * as dicomParser from 'dicom-parser';
 import { Context, NativeCodecs } from 'dcmjs-codecs';
 import type { StoredFrame } from '../pixels/pixel-pipeline.util';
+import { CodestreamHeader, j2kFrameHeader, jpegFrameHeader } from './codestream-header.util';
 import { DicomImage } from './dicom-parse.util';
 import { DicomRejected } from './dicom-rejected';
-import { attributeName, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
+import { attributeName, Codec, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
 
 let codecsReady: Promise<void> | undefined;
 
@@ -97,9 +98,65 @@ function encodedFrame(image: DicomImage, frame: number): Uint8Array {
   return dicomParser.readEncapsulatedImageFrame(ds, element, frame, table) as Uint8Array;
 }
 
+const FRAME_HEADERS: Partial<Record<string, (bytes: Uint8Array) => CodestreamHeader | undefined>> = {
+  jpeg: jpegFrameHeader,
+  'jpeg-ls': jpegFrameHeader,
+  jpeg2000: j2kFrameHeader,
+  htj2k: j2kFrameHeader,
+};
+
+/** Refuses a frame whose own header disagrees with the image attributes, before a codec trusts them. */
+function checkFrameHeader(image: DicomImage, frame: number, codec: string, encoded: Uint8Array): void {
+  const read = FRAME_HEADERS[codec];
+  if (!read) return;
+  const header = read(encoded);
+  const where = `frame ${frame + 1}`;
+  if (!header) {
+    throw new DicomRejected(
+      'DECODE_FAILED',
+      `${where} has no ${codec === 'jpeg2000' || codec === 'htj2k' ? 'SIZ' : 'SOF'} header to read its size from`,
+      attributeName('PixelData'),
+    );
+  }
+  if (header.columns !== image.columns || (header.rows !== 0 && header.rows !== image.rows)) {
+    throw new DicomRejected(
+      'DECODE_FAILED',
+      `${where}: the encoded frame is ${header.columns}x${header.rows || '?'} (columns x rows), (0028,0011) Columns / (0028,0010) Rows say ${image.columns}x${image.rows}`,
+      attributeName('Rows'),
+    );
+  }
+  if (header.components !== image.samplesPerPixel) {
+    throw new DicomRejected(
+      'DECODE_FAILED',
+      `${where}: the encoded frame has ${header.components} component(s), (0028,0002) SamplesPerPixel says ${image.samplesPerPixel}`,
+      attributeName('SamplesPerPixel'),
+    );
+  }
+  if (header.precision > image.bitsAllocated) {
+    throw new DicomRejected(
+      'DECODE_FAILED',
+      `${where}: the encoded frame has ${header.precision}-bit samples, (0028,0100) BitsAllocated says ${image.bitsAllocated}`,
+      attributeName('BitsAllocated'),
+    );
+  }
+}
+
 function decodeCompressed(image: DicomImage, frame: number): StoredFrame {
   const codec = SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID)?.codec;
+  if (codec === undefined || codec === 'native') {
+    throw new DicomRejected(
+      'MALFORMED',
+      'encapsulated pixel data in an uncompressed transfer syntax',
+      attributeName('PixelData'),
+    );
+  }
   const encoded = encodedFrame(image, frame);
+  checkFrameHeader(image, frame, codec, encoded);
+  return runCodec(image, frame, codec, encoded);
+}
+
+/** The codec call alone, trusting the image attributes (decodeCompressed checks the frame's header first). */
+function runCodec(image: DicomImage, frame: number, codec: Exclude<Codec, 'native'>, encoded: Uint8Array): StoredFrame {
   let context = new Context({
     width: image.columns,
     height: image.rows,
@@ -127,19 +184,17 @@ function decodeCompressed(image: DicomImage, frame: number): StoredFrame {
     case 'htj2k':
       context = NativeCodecs.decodeHtJpeg2000(context);
       break;
-    case 'native':
-    case undefined:
-      throw new DicomRejected(
-        'MALFORMED',
-        'encapsulated pixel data in an uncompressed transfer syntax',
-        attributeName('PixelData'),
-      );
   }
   const decoded = context.getDecodedBuffer();
   const samples = image.rows * image.columns * image.samplesPerPixel;
   const needed = samples * (image.bitsAllocated / 8);
-  if (!decoded || decoded.byteLength < needed) {
-    throw new Error(`decoder returned ${decoded?.byteLength ?? 0} bytes, ${needed} expected`);
+  // Exactly: a shorter or longer buffer is another image than the attributes describe.
+  if (!decoded || decoded.byteLength !== needed) {
+    throw new DicomRejected(
+      'DECODE_FAILED',
+      `frame ${frame + 1} decoded to ${decoded?.byteLength ?? 0} bytes; Rows x Columns x SamplesPerPixel x BitsAllocated/8 is ${needed}`,
+      attributeName('PixelData'),
+    );
   }
   return {
     rows: image.rows,
