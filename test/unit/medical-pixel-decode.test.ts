@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import * as dicomParser from 'dicom-parser';
+import { NativeCodecs } from 'dcmjs-codecs';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
-import { decodeFrame, initialisePixelCodecs } from '../../src/domains/medical/dicom/pixel-decode.util';
+import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { relabelled } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
 import { REPO_ROOT } from '../fixtures/paths';
@@ -21,6 +23,13 @@ function decodeRejection(body: Buffer, frame = 0): DicomRejected {
     throw error;
   }
   assert.fail('the frame was decoded');
+}
+
+/** Bytes of the codec module's WebAssembly memory (dcmjs-codecs keeps its instance in a static field). */
+function codecHeapBytes(): number {
+  const api = (NativeCodecs as unknown as { wasmApi?: { wasmMemory: { buffer: ArrayBuffer } } }).wasmApi;
+  assert.ok(api, 'the codecs are loaded');
+  return api.wasmMemory.buffer.byteLength;
 }
 
 describe('medical: encoded frames checked against the image attributes', { skip: DICOM_SKIP }, () => {
@@ -50,5 +59,33 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     }
     const colour = decodeRejection(relabelled(dicomFile('SC_rgb_jpeg_dcmtk.dcm'), 50, 50));
     assert.match(colour.detail, /encoded frame is 100x100 .* say 50x50/);
+  });
+
+  it('decodes after a WebAssembly trap, in a fresh codec heap', async () => {
+    // Rows / Columns 8192 on a 64x64 JPEG 2000 frame trap OpenJPEG ("memory access out of bounds") when the
+    // codec is called without the header check, growing the module's heap by the claimed frame.
+    const file = relabelled(dicomFile('MR_small_jp2klossless.dcm'), 8192, 8192);
+    const image = parseDicomImage(file, LIMITS);
+    const element = image.dataSet.elements.x7fe00010;
+    const encoded = dicomParser.readEncapsulatedPixelDataFromFragments(
+      image.dataSet,
+      element,
+      0,
+      element.fragments?.length ?? 0,
+    ) as Uint8Array;
+    const initial = codecHeapBytes();
+    // Each trap left the heap as the trap had it; from the second on it grew by the claimed frame (388 MiB after three).
+    for (let trap = 1; trap <= 3; trap++) {
+      assert.throws(
+        () => runCodec(image, 0, 'jpeg2000', encoded),
+        (error: unknown) => error instanceof Error && error.constructor.name === 'RuntimeError',
+      );
+      await initialisePixelCodecs();
+      assert.equal(codecHeapBytes(), initial, `a fresh heap after trap ${trap}`);
+    }
+    const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
+    for (const name of ['MR_small_jpeg_ls_lossless.dcm', 'MR_small_jp2klossless.dcm', 'MR_small_RLE.dcm']) {
+      assert.deepEqual(Array.from(decodeFrame(parseDicomImage(dicomFile(name), LIMITS), 0).values), reference, name);
+    }
   });
 });

@@ -162,6 +162,8 @@ export class LesionDetectionService implements OnModuleInit {
       const chunk = frames.slice(start, start + model.maxBatchSize);
       const batch = new Float32Array(chunk.length * plane);
       const scales: number[] = [];
+      // Settled at once, unless a trap in another decode discarded the codecs and they are loading again.
+      await initialisePixelCodecs();
       chunk.forEach((frame, i) => {
         scales.push(this.preprocess(image, frame, model, batch.subarray(i * plane, (i + 1) * plane)));
       });

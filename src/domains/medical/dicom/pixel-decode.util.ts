@@ -6,12 +6,34 @@ import { DicomImage } from './dicom-parse.util';
 import { DicomRejected } from './dicom-rejected';
 import { attributeName, Codec, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
 
+/** The part of the WebAssembly API used here (TypeScript declares it only with the DOM libraries). */
+declare const WebAssembly: { RuntimeError: abstract new () => Error };
+
 let codecsReady: Promise<void> | undefined;
 
-/** Loads the WebAssembly codecs (libjpeg-turbo 8/12/16-bit, CharLS, OpenJPEG, OpenJPH, RLE) once per process. */
+/**
+ * Loads the WebAssembly codecs (libjpeg-turbo 8/12/16-bit, CharLS, OpenJPEG, OpenJPH, RLE): once per process,
+ * and again after a trap discarded them. Callers await it before decoding; it is settled at once when loaded.
+ */
 export function initialisePixelCodecs(): Promise<void> {
-  codecsReady ??= NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false });
+  codecsReady ??= NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false }).catch(
+    (error: unknown) => {
+      codecsReady = undefined; // the next call tries again
+      throw error;
+    },
+  );
   return codecsReady;
+}
+
+/**
+ * A WebAssembly trap stops the codec mid-call: its heap keeps what it had allocated (130 MB a time) and its
+ * allocator and stack are in an unknown state (later decodes failed or spun forever). The instance is dropped
+ * and a fresh one, with a fresh heap, is loaded.
+ */
+function discardPoisonedCodecs(): void {
+  NativeCodecs.release();
+  codecsReady = undefined;
+  initialisePixelCodecs().catch(() => undefined); // a failure shows on the next decode's await
 }
 
 /** Which frames to analyse (0-based) under a frame policy. */
@@ -155,8 +177,16 @@ function decodeCompressed(image: DicomImage, frame: number): StoredFrame {
   return runCodec(image, frame, codec, encoded);
 }
 
-/** The codec call alone, trusting the image attributes (decodeCompressed checks the frame's header first). */
-function runCodec(image: DicomImage, frame: number, codec: Exclude<Codec, 'native'>, encoded: Uint8Array): StoredFrame {
+/**
+ * The codec call alone, trusting the image attributes (decodeFrame checks the frame's header first); a trap
+ * discards the codec instance. Exported for the test that traps it on purpose.
+ */
+export function runCodec(
+  image: DicomImage,
+  frame: number,
+  codec: Exclude<Codec, 'native'>,
+  encoded: Uint8Array,
+): StoredFrame {
   let context = new Context({
     width: image.columns,
     height: image.rows,
@@ -168,22 +198,27 @@ function runCodec(image: DicomImage, frame: number, codec: Exclude<Codec, 'nativ
     photometricInterpretation: image.photometric,
     encodedBuffer: encoded,
   });
-  switch (codec) {
-    case 'rle':
-      context = NativeCodecs.decodeRle(context);
-      break;
-    case 'jpeg':
-      context = NativeCodecs.decodeJpeg(context, { convertColorspaceToRgb: true });
-      break;
-    case 'jpeg-ls':
-      context = NativeCodecs.decodeJpegLs(context);
-      break;
-    case 'jpeg2000':
-      context = NativeCodecs.decodeJpeg2000(context);
-      break;
-    case 'htj2k':
-      context = NativeCodecs.decodeHtJpeg2000(context);
-      break;
+  try {
+    switch (codec) {
+      case 'rle':
+        context = NativeCodecs.decodeRle(context);
+        break;
+      case 'jpeg':
+        context = NativeCodecs.decodeJpeg(context, { convertColorspaceToRgb: true });
+        break;
+      case 'jpeg-ls':
+        context = NativeCodecs.decodeJpegLs(context);
+        break;
+      case 'jpeg2000':
+        context = NativeCodecs.decodeJpeg2000(context);
+        break;
+      case 'htj2k':
+        context = NativeCodecs.decodeHtJpeg2000(context);
+        break;
+    }
+  } catch (error) {
+    if (error instanceof WebAssembly.RuntimeError) discardPoisonedCodecs();
+    throw error;
   }
   const decoded = context.getDecodedBuffer();
   const samples = image.rows * image.columns * image.samplesPerPixel;
