@@ -7,7 +7,7 @@ import { NativeCodecs } from 'dcmjs-codecs';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
-import { relabelled } from '../fixtures/dicom-crafted';
+import { relabelled, withFirstFragment } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
 import { REPO_ROOT } from '../fixtures/paths';
 
@@ -59,6 +59,44 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     }
     const colour = decodeRejection(relabelled(dicomFile('SC_rgb_jpeg_dcmtk.dcm'), 50, 50));
     assert.match(colour.detail, /encoded frame is 100x100 .* say 50x50/);
+  });
+
+  it('refuses an RLE frame whose header or segments break PS3.5 Annex G, saying how', () => {
+    // MR_small_RLE: 64x64, 16 bits, so two segments; the first fragment is the whole frame.
+    const file = dicomFile('MR_small_RLE.dcm');
+    const damaged = (damage: (fragment: Buffer) => void): string =>
+      decodeRejection(withFirstFragment(file, damage)).detail;
+    assert.equal(
+      damaged((f) => f.writeUInt32LE(1, 0)),
+      'frame 1: the RLE header declares 1 segment(s); SamplesPerPixel x BitsAllocated/8 needs 2',
+    );
+    assert.match(
+      damaged((f) => f.writeUInt32LE(0xffffffff, 0)),
+      /declares 4294967295 segment/,
+    );
+    assert.match(
+      damaged((f) => f.fill(0)),
+      /declares 0 segment/,
+    );
+    assert.equal(
+      damaged((f) => f.writeUInt32LE(68, 4)),
+      'frame 1: the first RLE segment starts at byte 68, not 64 (right after the header)',
+    );
+    assert.match(
+      damaged((f) => f.writeUInt32LE(0x7fffffff, 8)),
+      /^frame 1: RLE segment 2 starts at byte 2147483647, past the end of the \d+-byte frame$/,
+    );
+    assert.equal(
+      damaged((f) => f.writeUInt32LE(64, 8)),
+      'frame 1: RLE segment 2 starts at byte 64, not after segment 1 (64)',
+    );
+    // Every byte after the header a no-op (-128): a sound header over segments that yield nothing.
+    assert.equal(
+      damaged((f) => f.fill(0x80, 64)),
+      'frame 1: RLE segment 1 decodes to 0 bytes; Rows x Columns needs 4096',
+    );
+    const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
+    assert.deepEqual(Array.from(decodeFrame(parseDicomImage(file, LIMITS), 0).values), reference, 'the sound file');
   });
 
   it('decodes after a WebAssembly trap, in a fresh codec heap', async () => {

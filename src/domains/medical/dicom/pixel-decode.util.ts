@@ -4,6 +4,7 @@ import type { StoredFrame } from '../pixels/pixel-pipeline.util';
 import { CodestreamHeader, j2kFrameHeader, jpegFrameHeader } from './codestream-header.util';
 import { DicomImage } from './dicom-parse.util';
 import { DicomRejected } from './dicom-rejected';
+import { rleFrameProblem } from './rle-frame.util';
 import { attributeName, Codec, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
 
 /** The part of the WebAssembly API used here (TypeScript declares it only with the DOM libraries). */
@@ -174,6 +175,13 @@ function decodeCompressed(image: DicomImage, frame: number): StoredFrame {
   }
   const encoded = encodedFrame(image, frame);
   checkFrameHeader(image, frame, codec, encoded);
+  if (codec === 'rle') {
+    const problem = rleFrameProblem(encoded, {
+      segments: image.samplesPerPixel * (image.bitsAllocated / 8),
+      bytesPerSegment: image.rows * image.columns,
+    });
+    if (problem) throw new DicomRejected('DECODE_FAILED', `frame ${frame + 1}: ${problem}`, attributeName('PixelData'));
+  }
   return runCodec(image, frame, codec, encoded);
 }
 
