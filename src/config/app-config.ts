@@ -307,6 +307,16 @@ export class AppConfig {
   @Max(65_535)
   MEDICAL_MAX_IMAGE_SIDE = 16_384;
 
+  /**
+   * Most pixels decoded for one instance: Rows x Columns x the frames analysed (1 under `first` / `middle`).
+   * 64 Mi holds 256 frames of 512x512 CT, 218 of 640x480 ultrasound, one 8192x8192 image; a claim past it is
+   * refused before decoding (a 1.5 MB deflated file claiming 16384x16384 took 6.85 GB and 54 s).
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(65_536)
+  MEDICAL_MAX_PIXELS = 64 * 1024 * 1024;
+
   /** A request (upload included) that takes longer than this is cut off with 408: a slow upload cannot hold a socket. */
   @Transform(toInt)
   @IsInt()

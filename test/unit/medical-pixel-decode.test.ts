@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as dicomParser from 'dicom-parser';
 import { NativeCodecs } from 'dcmjs-codecs';
-import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
+import { parseDicomImage, ParseLimits } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { relabelled, withFirstFragment } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
 import { REPO_ROOT } from '../fixtures/paths';
 
-const LIMITS = { maxInflatedBytes: 64 * 1024 * 1024, maxRows: 16_384, maxColumns: 16_384 };
+const LIMITS: ParseLimits = { maxInflatedBytes: 64 * 1024 * 1024, maxRows: 16_384, maxColumns: 16_384 };
 const local = (name: string): Buffer => readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'dicom', name));
 
 function decodeRejection(body: Buffer, frame = 0): DicomRejected {
@@ -44,7 +44,7 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     for (const [name, file] of cases) {
       for (const [rows, columns] of [
         [32, 32],
-        [8192, 8192],
+        [128, 128],
         [64, 128],
       ]) {
         const refused = decodeRejection(relabelled(file, rows, columns));
@@ -99,11 +99,47 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     assert.deepEqual(Array.from(decodeFrame(parseDicomImage(file, LIMITS), 0).values), reference, 'the sound file');
   });
 
+  it('refuses more pixels than the budget, or an implausible compression ratio, at parse, before decoding', () => {
+    const parseRejection = (body: Buffer, limits = LIMITS): DicomRejected => {
+      try {
+        parseDicomImage(body, limits);
+      } catch (error) {
+        if (error instanceof DicomRejected) return error;
+        throw error;
+      }
+      assert.fail('the file was accepted');
+    };
+    // MR_small is 64x64: 4096 pixels.
+    assert.equal(parseDicomImage(dicomFile('MR_small.dcm'), { ...LIMITS, maxPixels: 4096 }).rows, 64);
+    const deflated = parseRejection(local('MR_small_deflated.dcm'), { ...LIMITS, maxPixels: 4095 });
+    assert.equal(deflated.reason, 'UNSUPPORTED_PIXEL_FORMAT');
+    assert.equal(
+      deflated.detail,
+      '1 frame(s) of 64x64 to analyse are 4096 pixels; at most 4095 are decoded per instance (MEDICAL_MAX_PIXELS)',
+    );
+    // 16384x16384 on the 64x64 file: refused by the default budget (64 Mi), not by the pixel data's length.
+    assert.match(parseRejection(relabelled(dicomFile('MR_small.dcm'), 16_384, 16_384)).detail, /MEDICAL_MAX_PIXELS/);
+    // Only the frames analysed count: 8 frames of 320x240 under `all`, one under `first` / `middle`.
+    const cine = dicomFile('US_multiframe_jpeg_baseline.dcm');
+    const budget = { ...LIMITS, maxPixels: 320 * 240 * 4 };
+    assert.match(
+      parseRejection(cine, { ...budget, maxAnalysedFrames: 256 }).detail,
+      /^8 frame\(s\) of 320x240 to analyse are 614400 pixels/,
+    );
+    assert.equal(parseDicomImage(cine, { ...budget, maxAnalysedFrames: 1 }).numberOfFrames, 8);
+    // A few kB of RLE or JPEG 2000 claiming 8192x8192 at 16 bits (128 MiB).
+    for (const name of ['MR_small_RLE.dcm', 'MR_small_jp2klossless.dcm']) {
+      const bomb = parseRejection(relabelled(dicomFile(name), 8192, 8192));
+      assert.equal(bomb.reason, 'UNSUPPORTED_PIXEL_FORMAT', name);
+      assert.match(bomb.detail, /would decode to 134217728 bytes from \d+ encoded: more than 1000:1/, name);
+    }
+  });
+
   it('decodes after a WebAssembly trap, in a fresh codec heap', async () => {
     // Rows / Columns 8192 on a 64x64 JPEG 2000 frame trap OpenJPEG ("memory access out of bounds") when the
     // codec is called without the header check, growing the module's heap by the claimed frame.
-    const file = relabelled(dicomFile('MR_small_jp2klossless.dcm'), 8192, 8192);
-    const image = parseDicomImage(file, LIMITS);
+    // (The parse refuses such a file for its compression ratio, and decodeFrame for its header: relabelled here.)
+    const image = { ...parseDicomImage(dicomFile('MR_small_jp2klossless.dcm'), LIMITS), rows: 8192, columns: 8192 };
     const element = image.dataSet.elements.x7fe00010;
     const encoded = dicomParser.readEncapsulatedPixelDataFromFragments(
       image.dataSet,

@@ -104,6 +104,8 @@ export class LesionDetectionService implements OnModuleInit {
       maxInflatedBytes: config.MEDICAL_MAX_BODY_BYTES * 4,
       maxRows: config.MEDICAL_MAX_IMAGE_SIDE,
       maxColumns: config.MEDICAL_MAX_IMAGE_SIDE,
+      maxPixels: config.MEDICAL_MAX_PIXELS,
+      maxAnalysedFrames: config.MEDICAL_FRAME_POLICY === 'all' ? config.MEDICAL_MAX_FRAMES : 1,
     };
   }
 

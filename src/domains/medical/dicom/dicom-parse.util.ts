@@ -48,7 +48,20 @@ export interface ParseLimits {
   maxInflatedBytes: number;
   maxRows: number;
   maxColumns: number;
+  /** Most pixels decoded for one instance, Rows x Columns x frames analysed (MEDICAL_MAX_PIXELS); default 64 Mi. */
+  maxPixels?: number;
+  /** Most frames analysed: MEDICAL_MAX_FRAMES under the `all` policy, 1 under `first` / `middle`; default all. */
+  maxAnalysedFrames?: number;
 }
+
+/**
+ * Decoded bytes per encoded byte beyond which compressed pixel data is refused as implausible: RLE cannot pass
+ * 64:1, JPEG lossless 16:1, lossy JPEG and JPEG 2000 of real images stay under a few hundred to one. Only
+ * JPEG-LS or JPEG 2000 of an almost blank image goes further, so the bound applies from MIN_SUSPECT_BYTES on.
+ */
+const MAX_COMPRESSION_RATIO = 1000;
+const MIN_SUSPECT_BYTES = 16 * 1024 * 1024;
+const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
 
 const PHOTOMETRICS = new Set(['MONOCHROME1', 'MONOCHROME2', 'RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_RCT', 'YBR_ICT']);
 
@@ -275,6 +288,15 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
       attributeName('NumberOfFrames'),
     );
   }
+  const analysedFrames = Math.min(numberOfFrames, limits.maxAnalysedFrames ?? numberOfFrames);
+  const maxPixels = limits.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (rows * columns * analysedFrames > maxPixels) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `${analysedFrames} frame(s) of ${columns}x${rows} to analyse are ${rows * columns * analysedFrames} pixels; at most ${maxPixels} are decoded per instance (MEDICAL_MAX_PIXELS)`,
+      attributeName('Rows'),
+    );
+  }
   const planarConfiguration =
     samplesPerPixel === 3 && ds.elements[TAG.PlanarConfiguration] ? (ds.uint16(TAG.PlanarConfiguration) ?? 0) : 0;
   if (!pixelData.encapsulatedPixelData) {
@@ -293,6 +315,16 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
       'the encapsulated pixel data has no fragments',
       attributeName('PixelData'),
     );
+  } else {
+    const encoded = (pixelData.fragments ?? []).reduce((sum, fragment) => sum + fragment.length, 0);
+    const claimed = rows * columns * samplesPerPixel * (bitsAllocated / 8) * numberOfFrames;
+    if (claimed > MIN_SUSPECT_BYTES && claimed > MAX_COMPRESSION_RATIO * encoded) {
+      throw new DicomRejected(
+        'UNSUPPORTED_PIXEL_FORMAT',
+        `${numberOfFrames} frame(s) of ${columns}x${rows}x${samplesPerPixel} at ${bitsAllocated} bits would decode to ${claimed} bytes from ${encoded} encoded: more than ${MAX_COMPRESSION_RATIO}:1, which no real image reaches`,
+        attributeName('Rows'),
+      );
+    }
   }
   const text = (keyword: keyof typeof TAG): string | undefined => ds.string(TAG[keyword])?.trim() || undefined;
   const firstNumber = (keyword: keyof typeof TAG): number | undefined => {
