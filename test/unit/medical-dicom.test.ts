@@ -5,6 +5,7 @@ import { before, describe, it } from 'node:test';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
+import { rewriteDicom } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
 import { REPO_ROOT } from '../fixtures/paths';
 import { MultipartError, parseMultipartRelatedType } from '../../src/domains/medical/stow/multipart-related.util';
@@ -134,6 +135,24 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     const deep = rejection(file);
     assert.equal(deep.reason, 'MALFORMED');
     assert.equal(deep.detail, 'the data set nests sequences too deeply to be read');
+  });
+
+  it('refuses a SOP, study or series UID that is not a valid UID, naming the attribute (400)', () => {
+    const file = dicomFile('US1_UNCR.dcm');
+    assert.equal(parseDicomImage(rewriteDicom(file, {}), LIMITS).modality, 'US', 'the rewritten file itself is sound');
+    const cases: Array<[string, string, string]> = [
+      ['SOPInstanceUID', '1.2.03.4', '(0008,0018) SOPInstanceUID'],
+      ['StudyInstanceUID', '1.2.abc', '(0020,000D) StudyInstanceUID'],
+      ['SeriesInstanceUID', '1..2', '(0020,000E) SeriesInstanceUID'],
+      ['SOPInstanceUID', '1.2.3.', '(0008,0018) SOPInstanceUID'],
+    ];
+    for (const [keyword, value, attribute] of cases) {
+      const refused = rejection(rewriteDicom(file, { [keyword]: value }));
+      assert.equal(refused.reason, 'MALFORMED', keyword);
+      assert.equal(refused.attribute, attribute);
+      assert.match(refused.detail, /is not a valid UID/);
+      assert.ok(!refused.detail.includes(value), 'the value is not echoed');
+    }
   });
 
   it('chooses frames by policy and refuses more than the limit under "all"', () => {

@@ -122,6 +122,25 @@ function requiredString(ds: dicomParser.DataSet, keyword: keyof typeof TAG): str
   return value;
 }
 
+// PS3.5 9.1: dot-separated numbers without leading zeros, at most 64 characters.
+const UID_PATTERN = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/;
+
+/** A UID the answer copies (the SR's study, its reference to the image): refused here rather than an SR failing later. */
+function requiredUid(
+  ds: dicomParser.DataSet,
+  keyword: 'SOPInstanceUID' | 'StudyInstanceUID' | 'SeriesInstanceUID',
+): string {
+  const value = requiredString(ds, keyword).replace(/\0+$/, '');
+  if (value.length > 64 || !UID_PATTERN.test(value)) {
+    throw new DicomRejected(
+      'MALFORMED',
+      `${attributeName(keyword)} is not a valid UID (PS3.5 9.1: at most 64 characters, numbers without leading zeros separated by dots)`,
+      attributeName(keyword),
+    );
+  }
+  return value;
+}
+
 function requiredUint16(ds: dicomParser.DataSet, keyword: keyof typeof TAG, allowed?: number[]): number {
   const element = ds.elements[TAG[keyword]];
   const value = element && element.length >= 2 ? ds.uint16(TAG[keyword]) : undefined;
@@ -334,9 +353,9 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
   return {
     transferSyntaxUID,
     sopClassUID,
-    sopInstanceUID: requiredString(ds, 'SOPInstanceUID'),
-    studyInstanceUID: requiredString(ds, 'StudyInstanceUID'),
-    seriesInstanceUID: requiredString(ds, 'SeriesInstanceUID'),
+    sopInstanceUID: requiredUid(ds, 'SOPInstanceUID'),
+    studyInstanceUID: requiredUid(ds, 'StudyInstanceUID'),
+    seriesInstanceUID: requiredUid(ds, 'SeriesInstanceUID'),
     modality: requiredString(ds, 'Modality').toUpperCase(),
     rows,
     columns,
