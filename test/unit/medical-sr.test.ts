@@ -260,12 +260,30 @@ describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
       () => buildLesionSr(SOURCE, FINDINGS, { ...OPTIONS, model: { name: 'a\\b', version: '1' } }),
       /options\.model\.name/,
     );
-    const secret = 'SECRET-ID-'.repeat(8);
-    assert.throws(
-      () => buildLesionSr({ ...SOURCE, patient: { PatientID: secret } }, FINDINGS, OPTIONS),
-      (error: unknown) =>
-        error instanceof RangeError && /PatientID is longer/.test(error.message) && !error.message.includes('SECRET'),
-    );
+  });
+
+  it('leaves a copied patient or study value empty when it does not fit its VR, instead of failing', () => {
+    const secret = 'SECRET-ID-'.repeat(7);
+    const source = {
+      ...SOURCE,
+      patient: {
+        PatientName: 'Doe^Jane',
+        PatientID: secret,
+        PatientBirthDate: '1970-01-01',
+        PatientSex: 'FEMALE_SEX_TOO_LONG',
+      },
+      study: { StudyDate: '20250301', StudyTime: '9:30', AccessionNumber: 'ACC-12345678901234', StudyID: 'S\\1' },
+    };
+    const bytes = buildLesionSr(source, FINDINGS, OPTIONS);
+    assert.ok(!Buffer.from(bytes).includes('SECRET'), 'the over-long PatientID is not written, not even cut');
+    const { doc } = parse(bytes);
+    for (const keyword of ['PatientID', 'PatientBirthDate', 'PatientSex', 'StudyTime', 'AccessionNumber', 'StudyID']) {
+      assert.ok(keyword in doc, `${keyword} present (type 2)`);
+      assert.ok([undefined, ''].includes(([] as unknown[]).concat(doc[keyword])[0] as string), `${keyword} empty`);
+    }
+    assert.equal(String(doc.PatientName), 'Doe^Jane', 'the values that fit are kept');
+    assert.equal(doc.StudyDate, '20250301');
+    assert.equal(doc.StudyInstanceUID, SOURCE.studyInstanceUID);
   });
 
   it('makes UUID-derived UIDs under 2.25 or a given root', () => {

@@ -113,7 +113,7 @@ const UNITS = {
 } as const satisfies Record<string, Code>;
 
 // Longest value dcmjs writes untruncated for the copied attributes (PS3.5 6.2); PN per component group.
-const MAX_LENGTH: Record<string, number> = {
+const MAX_LENGTH = {
   PatientName: 64,
   PatientID: 64,
   PatientBirthDate: 8,
@@ -123,7 +123,7 @@ const MAX_LENGTH: Record<string, number> = {
   AccessionNumber: 16,
   ReferringPhysicianName: 64,
   StudyID: 16,
-};
+} as const;
 
 const UID_PATTERN = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/;
 
@@ -212,16 +212,16 @@ function documentHeader(
     InstanceCreationTime: time,
     // Dates and times below are UTC; say so, since DICOM's are otherwise local.
     TimezoneOffsetFromUTC: '+0000',
-    StudyDate: source.study.StudyDate ?? null,
-    StudyTime: source.study.StudyTime ?? null,
-    AccessionNumber: source.study.AccessionNumber ?? null,
-    ReferringPhysicianName: source.study.ReferringPhysicianName ?? null,
-    StudyID: source.study.StudyID ?? null,
+    StudyDate: copiedValue('StudyDate', source.study.StudyDate),
+    StudyTime: copiedValue('StudyTime', source.study.StudyTime),
+    AccessionNumber: copiedValue('AccessionNumber', source.study.AccessionNumber),
+    ReferringPhysicianName: copiedValue('ReferringPhysicianName', source.study.ReferringPhysicianName),
+    StudyID: copiedValue('StudyID', source.study.StudyID),
     StudyInstanceUID: source.studyInstanceUID,
-    PatientName: source.patient.PatientName ?? null,
-    PatientID: source.patient.PatientID ?? null,
-    PatientBirthDate: source.patient.PatientBirthDate ?? null,
-    PatientSex: source.patient.PatientSex ?? null,
+    PatientName: copiedValue('PatientName', source.patient.PatientName),
+    PatientID: copiedValue('PatientID', source.patient.PatientID),
+    PatientBirthDate: copiedValue('PatientBirthDate', source.patient.PatientBirthDate),
+    PatientSex: copiedValue('PatientSex', source.patient.PatientSex),
     Modality: 'SR',
     SeriesInstanceUID: seriesInstanceUID,
     SeriesNumber: SERIES_NUMBER,
@@ -439,13 +439,6 @@ function checkInputs(source: SrSourceImage, findings: SrFinding[], options: SrOp
   for (const [field, uid] of uids) {
     if (uid.length > 64 || !UID_PATTERN.test(uid)) throw new RangeError(`${field} is not a valid UID`);
   }
-  const copied: Record<string, string | undefined> = { ...source.patient, ...source.study };
-  for (const [keyword, max] of Object.entries(MAX_LENGTH)) {
-    const value = copied[keyword];
-    if (value !== undefined && !fitsLength(keyword, value, max)) {
-      throw new RangeError(`source ${keyword} is longer than its VR allows`);
-    }
-  }
   for (const [field, value] of [
     ['options.manufacturer', options.manufacturer],
     ['options.model.name', options.model.name],
@@ -474,6 +467,26 @@ function checkInputs(source: SrSourceImage, findings: SrFinding[], options: SrOp
     }
     checkFrame(`${where}.frameNumber`, finding.frameNumber);
   });
+}
+
+// What each copied attribute's VR allows beyond its length (PS3.5 6.2): DA, TM, CS; no backslash anywhere (VM 1).
+const VALUE_PATTERN: Record<string, RegExp> = {
+  PatientBirthDate: /^\d{8}$/,
+  StudyDate: /^\d{8}$/,
+  StudyTime: /^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$/,
+  PatientSex: /^[A-Z0-9 _]*$/,
+};
+
+/**
+ * A Type 2 value copied from the source, or null (present but empty) when the source's does not fit its VR:
+ * the SR stays valid and the PACS still files it by its UIDs, rather than the answer failing.
+ */
+function copiedValue(keyword: keyof typeof MAX_LENGTH, value: string | undefined): string | null {
+  if (value === undefined) return null;
+  // One value (a backslash would make two) of printable characters.
+  if (value.includes('\\') || /[^ -~\u00a0-\uffff]/.test(value)) return null;
+  if (!fitsLength(keyword, value, MAX_LENGTH[keyword])) return null;
+  return (VALUE_PATTERN[keyword]?.test(value) ?? true) ? value : null;
 }
 
 function fitsLength(keyword: string, value: string, max: number): boolean {
