@@ -7,7 +7,8 @@ import { NativeCodecs } from 'dcmjs-codecs';
 import { parseDicomImage, ParseLimits } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
-import { relabelled, withFirstFragment } from '../fixtures/dicom-crafted';
+import { toGrayscale } from '../../src/domains/medical/pixels/pixel-pipeline.util';
+import { relabelled, rewriteDicom, withFirstFragment } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
 import { REPO_ROOT } from '../fixtures/paths';
 
@@ -23,6 +24,16 @@ function decodeRejection(body: Buffer, frame = 0): DicomRejected {
     throw error;
   }
   assert.fail('the frame was decoded');
+}
+
+function rejectionOf(action: () => unknown): DicomRejected {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof DicomRejected) return error;
+    throw error;
+  }
+  assert.fail('accepted');
 }
 
 /** Bytes of the codec module's WebAssembly memory (dcmjs-codecs keeps its instance in a static field). */
@@ -132,6 +143,29 @@ describe('medical: encoded frames checked against the image attributes', { skip:
       const bomb = parseRejection(relabelled(dicomFile(name), 8192, 8192));
       assert.equal(bomb.reason, 'UNSUPPORTED_PIXEL_FORMAT', name);
       assert.match(bomb.detail, /would decode to 134217728 bytes from \d+ encoded: more than 1000:1/, name);
+    }
+  });
+
+  it('reads native YBR_FULL_422 as two samples a pixel, and refuses a PlanarConfiguration other than 0 or 1', () => {
+    const rgb = dicomFile('US1_UNCR.dcm'); // 640x480 RGB, 8 bits, native
+    const { rows, columns } = parseDicomImage(rgb, LIMITS);
+    const pixels = rows * columns;
+    const packed = new Uint8Array(2 * pixels); // Y1 Y2 Cb Cr per pair of pixels
+    for (let pair = 0; pair < pixels / 2; pair++) {
+      packed.set([(2 * pair) % 251, (2 * pair + 1) % 251, 128, 128], 4 * pair);
+    }
+    const ybr = rewriteDicom(rgb, { PhotometricInterpretation: 'YBR_FULL_422', PixelData: [packed.buffer] });
+    const image = parseDicomImage(ybr, LIMITS);
+    const frame = decodeFrame(image, 0);
+    assert.equal(frame.values.length, 2 * pixels);
+    const grey = toGrayscale(frame);
+    assert.deepEqual(Array.from(grey.subarray(0, 6)), [0, 1, 2, 3, 4, 5]);
+    assert.equal(grey[pixels - 1], (pixels - 1) % 251);
+    for (const value of [2, 7]) {
+      const refused = rejectionOf(() => parseDicomImage(rewriteDicom(rgb, { PlanarConfiguration: value }), LIMITS));
+      assert.equal(refused.reason, 'UNSUPPORTED_PIXEL_FORMAT');
+      assert.equal(refused.attribute, '(0028,0006) PlanarConfiguration');
+      assert.equal(refused.detail, `(0028,0006) PlanarConfiguration ${value} is not 0 (interleaved) or 1 (planar)`);
     }
   });
 

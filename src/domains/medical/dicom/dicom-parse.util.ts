@@ -65,6 +65,16 @@ const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
 
 const PHOTOMETRICS = new Set(['MONOCHROME1', 'MONOCHROME2', 'RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_RCT', 'YBR_ICT']);
 
+/** Samples in one native frame: YBR_FULL_422 stores Y1 Y2 Cb Cr per pair of pixels, two samples a pixel (PS3.3 C.7.6.3.1.2). */
+export function nativeSamplesPerFrame(
+  image: Pick<DicomImage, 'rows' | 'columns' | 'samplesPerPixel' | 'photometric'>,
+): number {
+  const pixels = image.rows * image.columns;
+  return image.photometric === 'YBR_FULL_422' && image.samplesPerPixel === 3
+    ? 2 * pixels
+    : pixels * image.samplesPerPixel;
+}
+
 function asBytes(body: Uint8Array): Uint8Array {
   // dicom-parser's deflate path copies with Buffer methods; a plain Uint8Array view is enough elsewhere.
   return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -318,8 +328,15 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
   }
   const planarConfiguration =
     samplesPerPixel === 3 && ds.elements[TAG.PlanarConfiguration] ? (ds.uint16(TAG.PlanarConfiguration) ?? 0) : 0;
+  if (planarConfiguration !== 0 && planarConfiguration !== 1) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `${attributeName('PlanarConfiguration')} ${planarConfiguration} is not 0 (interleaved) or 1 (planar)`,
+      attributeName('PlanarConfiguration'),
+    );
+  }
   if (!pixelData.encapsulatedPixelData) {
-    const frameBytes = rows * columns * samplesPerPixel * (bitsAllocated / 8);
+    const frameBytes = nativeSamplesPerFrame({ rows, columns, samplesPerPixel, photometric }) * (bitsAllocated / 8);
     const needed = frameBytes * numberOfFrames;
     if (pixelData.length < needed) {
       throw new DicomRejected(

@@ -2,7 +2,7 @@ import * as dicomParser from 'dicom-parser';
 import { Context, NativeCodecs } from 'dcmjs-codecs';
 import type { StoredFrame } from '../pixels/pixel-pipeline.util';
 import { CodestreamHeader, j2kFrameHeader, jpegFrameHeader } from './codestream-header.util';
-import { DicomImage } from './dicom-parse.util';
+import { DicomImage, nativeSamplesPerFrame } from './dicom-parse.util';
 import { DicomRejected } from './dicom-rejected';
 import { rleFrameProblem } from './rle-frame.util';
 import { attributeName, Codec, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
@@ -55,7 +55,7 @@ export function selectFrames(numberOfFrames: number, policy: 'all' | 'first' | '
 function nativeFrame(image: DicomImage, frame: number): Int32Array | Uint8Array | Uint16Array {
   const ds = image.dataSet;
   const element = ds.elements['x7fe00010'];
-  const samples = image.rows * image.columns * image.samplesPerPixel;
+  const samples = nativeSamplesPerFrame(image);
   const bytesPer = image.bitsAllocated / 8;
   const start = element.dataOffset + frame * samples * bytesPer;
   const bytes = ds.byteArray;
