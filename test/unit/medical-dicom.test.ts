@@ -155,6 +155,30 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     }
   });
 
+  it("reads names in the data set's own character set (UTF-8, Latin-2), not as Latin-1", () => {
+    const PLACEHOLDER = 'XXXXXXXXXXXXXXXX';
+    const withName = (characterSet: string, encoded: Buffer): Buffer => {
+      const file = rewriteDicom(dicomFile('MR_small.dcm'), {
+        SpecificCharacterSet: characterSet,
+        PatientName: PLACEHOLDER,
+      });
+      const at = file.indexOf(PLACEHOLDER, 0, 'latin1');
+      assert.ok(at > 0);
+      Buffer.concat([encoded, Buffer.alloc(16, ' ')]).copy(file, at, 0, 16);
+      return file;
+    };
+    const utf8 = parseDicomImage(withName('ISO_IR 192', Buffer.from('Müller^Jürgen', 'utf8')), LIMITS);
+    assert.equal(utf8.patient.PatientName, 'Müller^Jürgen');
+    // Latin-2: 0xB9 is š, which Latin-1 would read as ¹.
+    const latin2 = parseDicomImage(
+      withName('ISO_IR 101', Buffer.from([0x4e, 0x6f, 0x76, 0xe1, 0x6b, 0x5e, 0xb9])),
+      LIMITS,
+    );
+    assert.equal(latin2.patient.PatientName, 'Novák^š');
+    const latin1 = parseDicomImage(withName('ISO_IR 100', Buffer.from('Müller^Jürgen', 'latin1')), LIMITS);
+    assert.equal(latin1.patient.PatientName, 'Müller^Jürgen');
+  });
+
   it('chooses frames by policy and refuses more than the limit under "all"', () => {
     assert.deepEqual(selectFrames(5, 'all', 10), [0, 1, 2, 3, 4]);
     assert.deepEqual(selectFrames(5, 'first', 10), [0]);

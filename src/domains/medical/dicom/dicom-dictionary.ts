@@ -1,6 +1,7 @@
 /** The few attributes, transfer syntaxes and SOP classes the medical domain reads, by name. */
 export const TAG = {
   TransferSyntaxUID: 'x00020010',
+  SpecificCharacterSet: 'x00080005',
   SOPClassUID: 'x00080016',
   SOPInstanceUID: 'x00080018',
   StudyDate: 'x00080020',

@@ -363,6 +363,18 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
     }
   }
   const text = (keyword: keyof typeof TAG): string | undefined => ds.string(TAG[keyword])?.trim() || undefined;
+  // Names and other patient or study text in the data set's own character set (dicom-parser reads latin1).
+  const decodeText = textDecoderOf(ds);
+  const patientText = (keyword: keyof typeof TAG): string | undefined => {
+    const element = ds.elements[TAG[keyword]];
+    if (!decodeText || !element || element.length === 0) return text(keyword);
+    const bytes = ds.byteArray.subarray(element.dataOffset, element.dataOffset + element.length);
+    return (
+      decodeText(bytes)
+        .replace(/[\0 ]+$/, '')
+        .trim() || undefined
+    );
+  };
   const firstNumber = (keyword: keyof typeof TAG): number | undefined => {
     const v = ds.elements[TAG[keyword]] ? Number(ds.string(TAG[keyword])?.split('\\')[0]) : NaN;
     return Number.isFinite(v) ? v : undefined;
@@ -391,20 +403,57 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
     pixelSpacing: numberList(ds, 'PixelSpacing'),
     ultrasoundRegions: ultrasoundRegions(ds),
     patient: {
-      PatientName: text('PatientName'),
-      PatientID: text('PatientID'),
+      PatientName: patientText('PatientName'),
+      PatientID: patientText('PatientID'),
       PatientBirthDate: text('PatientBirthDate'),
       PatientSex: text('PatientSex'),
     },
     study: {
       StudyDate: text('StudyDate'),
       StudyTime: text('StudyTime'),
-      AccessionNumber: text('AccessionNumber'),
-      ReferringPhysicianName: text('ReferringPhysicianName'),
-      StudyID: text('StudyID'),
+      AccessionNumber: patientText('AccessionNumber'),
+      ReferringPhysicianName: patientText('ReferringPhysicianName'),
+      StudyID: patientText('StudyID'),
     },
     dataSet: ds,
   };
 }
 
 export const BIG_ENDIAN_SYNTAX = TS.ExplicitBig;
+
+/**
+ * (0008,0005) Specific Character Set, single-byte or multi-byte without code extensions (PS3.3 C.12.1.1.2),
+ * as WHATWG encoding labels. ISO 2022 code extensions (several values) are not decoded: such text is read
+ * as bytes, and the SR leaves a value it cannot write faithfully empty.
+ */
+const CHARACTER_SETS: Readonly<Record<string, string>> = {
+  'ISO_IR 100': 'latin1',
+  'ISO_IR 101': 'iso-8859-2',
+  'ISO_IR 109': 'iso-8859-3',
+  'ISO_IR 110': 'iso-8859-4',
+  'ISO_IR 144': 'iso-8859-5',
+  'ISO_IR 127': 'iso-8859-6',
+  'ISO_IR 126': 'iso-8859-7',
+  'ISO_IR 138': 'iso-8859-8',
+  'ISO_IR 148': 'iso-8859-9',
+  'ISO_IR 203': 'iso-8859-15',
+  'ISO_IR 166': 'windows-874',
+  'ISO_IR 13': 'shift_jis',
+  'ISO_IR 192': 'utf-8',
+  GB18030: 'gb18030',
+  GBK: 'gbk',
+};
+
+/** A decoder for the data set's text, or undefined where dicom-parser's latin1 reading is already right (or all there is). */
+function textDecoderOf(ds: dicomParser.DataSet): ((bytes: Uint8Array) => string) | undefined {
+  const declared = ds.string(TAG.SpecificCharacterSet)?.trim();
+  if (!declared || declared.includes('\\')) return undefined;
+  const label = CHARACTER_SETS[declared];
+  if (!label || label === 'latin1') return undefined;
+  try {
+    const decoder = new TextDecoder(label);
+    return (bytes) => decoder.decode(bytes);
+  } catch {
+    return undefined; // a Node without this encoding: read as bytes, as before
+  }
+}
