@@ -5,29 +5,11 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { bundledModelsDir } from '../fixtures/paths';
+import { APPLICANT, tx } from '../fixtures/finance-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
 const PAN = '4111111111111111';
-const features = (): Record<string, number> =>
-  Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, ((i % 5) - 2) * 0.3]));
-const tx = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
-  transactionId: 'tx-0001',
-  occurredAt: '2026-11-23T03:05:00+01:00',
-  amount: 120.5,
-  currency: 'EUR',
-  cardToken: 'tok_7f3a9c2e',
-  features: features(),
-  ...overrides,
-});
-const APPLICANT = {
-  creditLimit: 50000,
-  education: 'university',
-  repaymentStatus: [2, 2, 0, 0, 0, 0],
-  billAmounts: [48000, 47000, 46000, 45000, 44000, 43000],
-  paymentAmounts: [0, 0, 1500, 1500, 1500, 1500],
-};
-
 /** Requests a review found harmful: card numbers where the PAN guard did not look, broken keys, crashes. */
 describe('finance: hostile requests', () => {
   let app: NestFastifyApplication;

@@ -8,29 +8,9 @@ import { DataSource } from 'typeorm';
 import { AuditInputDigester } from '../../src/common/access';
 import { canonicalBytes } from '../../src/domains/finance/canonical-input.util';
 import { bundledModelsDir, REPO_ROOT } from '../fixtures/paths';
+import { APPLICANT, features, tx } from '../fixtures/finance-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
-
-const features = (shift = 0): Record<string, number> =>
-  Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, ((i % 5) - 2) * 0.3 + shift]));
-const tx = (overrides: Record<string, unknown> = {}): Record<string, unknown> => ({
-  transactionId: 'tx-0001',
-  occurredAt: '2026-11-23T03:05:00+01:00',
-  amount: 120.5,
-  currency: 'EUR',
-  cardToken: 'tok_7f3a9c2e',
-  merchant: { id: 'm-42', categoryCode: '5411', country: 'DE' },
-  channel: 'ecommerce',
-  features: features(),
-  ...overrides,
-});
-const APPLICANT = {
-  creditLimit: 50000,
-  education: 'university',
-  repaymentStatus: [2, 2, 0, 0, 0, 0],
-  billAmounts: [48000, 47000, 46000, 45000, 44000, 43000],
-  paymentAmounts: [0, 0, 1500, 1500, 1500, 1500],
-};
 
 /** The served model's review and decline thresholds, as its manifest states them. */
 const CREDIT_THRESHOLDS = (() => {
