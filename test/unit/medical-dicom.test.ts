@@ -5,7 +5,7 @@ import { before, describe, it } from 'node:test';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
-import { rewriteDicom } from '../fixtures/dicom-crafted';
+import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
 import { REPO_ROOT } from '../fixtures/paths';
 import { MultipartError, parseMultipartRelatedType } from '../../src/domains/medical/stow/multipart-related.util';
@@ -13,9 +13,9 @@ import { MultipartError, parseMultipartRelatedType } from '../../src/domains/med
 const LIMITS = { maxInflatedBytes: 64 * 1024 * 1024, maxRows: 16_384, maxColumns: 16_384 };
 const local = (name: string): Buffer => readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'dicom', name));
 
-function rejection(body: Buffer): DicomRejected {
+function rejection(body: Buffer, limits: Parameters<typeof parseDicomImage>[1] = LIMITS): DicomRejected {
   try {
-    parseDicomImage(body, LIMITS);
+    parseDicomImage(body, limits);
   } catch (error) {
     if (error instanceof DicomRejected) return error;
     throw error;
@@ -153,6 +153,20 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
       assert.match(refused.detail, /is not a valid UID/);
       assert.ok(!refused.detail.includes(value), 'the value is not echoed');
     }
+  });
+
+  it('refuses a deflated zip bomb from its attributes, before inflating it whole', () => {
+    // 16384 x 16384 claimed: the pixel budget refuses it from the first inflated bytes. Inflating it whole
+    // would pass maxInflatedBytes (32 MiB here) and name only a Buffer that could not be made.
+    const huge = rejection(deflatedBomb(16_384, 16_384, 40 * 1024 * 1024), { ...LIMITS, maxInflatedBytes: 32 << 20 });
+    assert.equal(huge.reason, 'UNSUPPORTED_PIXEL_FORMAT');
+    assert.match(huge.message, /MEDICAL_MAX_PIXELS/);
+    // 512 x 512 claimed, 70 MB of zeros: inflating stops at the image's own size plus room for other attributes.
+    const padded = rejection(deflatedBomb(512, 512, 70 * 1024 * 1024), { ...LIMITS, maxInflatedBytes: 1 << 30 });
+    assert.equal(padded.reason, 'MALFORMED');
+    assert.match(padded.message, /inflates to more than 67371008 bytes/);
+    // A deflated image of the size it claims is read.
+    assert.equal(parseDicomImage(deflatedBomb(64, 64, 64 * 64), LIMITS).rows, 64);
   });
 
   it("reads names in the data set's own character set (UTF-8, Latin-2), not as Latin-1", () => {

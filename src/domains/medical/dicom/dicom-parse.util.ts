@@ -1,4 +1,4 @@
-import { inflateRawSync } from 'node:zlib';
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
 import { DicomRejected } from './dicom-rejected';
@@ -219,7 +219,17 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
   try {
     ds = dicomParser.parseDicom(bytes, {
       inflater: (array: Uint8Array, position: number) => {
-        const inflated = inflateRawSync(array.subarray(position), { maxOutputLength: limits.maxInflatedBytes });
+        const limit = inflatedLimit(array, position, limits);
+        let inflated: Buffer;
+        try {
+          inflated = inflateRawSync(array.subarray(position), { maxOutputLength: limit });
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== 'ERR_BUFFER_TOO_LARGE') throw error;
+          throw new DicomRejected(
+            'MALFORMED',
+            `the deflated data set inflates to more than ${limit} bytes, more than its image attributes and ${NON_PIXEL_BYTES} bytes of other attributes need`,
+          );
+        }
         const full = Buffer.allocUnsafe(position + inflated.length);
         full.set(array.subarray(0, position), 0);
         full.set(inflated, position);
@@ -227,6 +237,9 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       },
     });
   } catch (error) {
+    // The inflater's own refusals, thrown as they are or wrapped by dicom-parser.
+    const inner = (error as { exception?: unknown } | null)?.exception ?? error;
+    if (inner instanceof DicomRejected) throw inner;
     const text = parseErrorText(error);
     if (/Maximum call stack size exceeded/.test(text)) {
       // dicom-parser reads nested sequences by recursion: a file nesting thousands of them.
@@ -317,15 +330,7 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
       attributeName('NumberOfFrames'),
     );
   }
-  const analysedFrames = Math.min(numberOfFrames, limits.maxAnalysedFrames ?? numberOfFrames);
-  const maxPixels = limits.maxPixels ?? DEFAULT_MAX_PIXELS;
-  if (rows * columns * analysedFrames > maxPixels) {
-    throw new DicomRejected(
-      'UNSUPPORTED_PIXEL_FORMAT',
-      `${analysedFrames} frame(s) of ${columns}x${rows} to analyse are ${rows * columns * analysedFrames} pixels; at most ${maxPixels} are decoded per instance (MEDICAL_MAX_PIXELS)`,
-      attributeName('Rows'),
-    );
-  }
+  checkPixelBudget(rows, columns, numberOfFrames, limits);
   const planarConfiguration =
     samplesPerPixel === 3 && ds.elements[TAG.PlanarConfiguration] ? (ds.uint16(TAG.PlanarConfiguration) ?? 0) : 0;
   if (planarConfiguration !== 0 && planarConfiguration !== 1) {
@@ -420,6 +425,63 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
 }
 
 export const BIG_ENDIAN_SYNTAX = TS.ExplicitBig;
+
+/** Refuses an image with more pixels to analyse than MEDICAL_MAX_PIXELS allows. */
+function checkPixelBudget(rows: number, columns: number, numberOfFrames: number, limits: ParseLimits): void {
+  const analysedFrames = Math.min(numberOfFrames, limits.maxAnalysedFrames ?? numberOfFrames);
+  const maxPixels = limits.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (rows * columns * analysedFrames > maxPixels) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `${analysedFrames} frame(s) of ${columns}x${rows} to analyse are ${rows * columns * analysedFrames} pixels; at most ${maxPixels} are decoded per instance (MEDICAL_MAX_PIXELS)`,
+      attributeName('Rows'),
+    );
+  }
+}
+
+/** Deflated bytes inflated first, to read the image attributes: at most about 16 MiB once inflated (deflate stops near 1032:1). */
+const PROBE_DEFLATED_BYTES = 16 * 1024;
+const PROBE_MAX_INFLATED = 32 * 1024 * 1024;
+/** What a deflated data set may hold besides its pixel data (every other attribute, overlays, icons). */
+const NON_PIXEL_BYTES = 64 * 1024 * 1024;
+
+/**
+ * How far a deflated data set may inflate: its pixel data as its own attributes size it, plus NON_PIXEL_BYTES,
+ * within maxInflatedBytes. The attributes come from inflating the first PROBE_DEFLATED_BYTES, so that a
+ * small file claiming a huge image (a zip bomb) is refused by the pixel budget before the rest is inflated.
+ * Where the probe cannot tell (attributes past its end, a damaged stream), maxInflatedBytes stands.
+ */
+function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits): number {
+  let head: Buffer;
+  try {
+    head = inflateRawSync(array.subarray(position, position + PROBE_DEFLATED_BYTES), {
+      finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      maxOutputLength: PROBE_MAX_INFLATED,
+    });
+  } catch {
+    return limits.maxInflatedBytes; // the whole inflate names the fault
+  }
+  const probe = Buffer.concat([array.subarray(0, position), head]);
+  let ds: dicomParser.DataSet | undefined;
+  try {
+    ds = dicomParser.parseDicom(probe, { untilTag: TAG.PixelData, inflater: (whole: Uint8Array) => whole });
+  } catch (error) {
+    ds = (error as { dataSet?: dicomParser.DataSet }).dataSet; // cut off at the probe's end: what was read
+  }
+  const read = (tag: string): number | undefined => {
+    const element = ds?.elements[tag];
+    return element && element.length === 2 && element.dataOffset + 2 <= probe.length ? ds!.uint16(tag) : undefined;
+  };
+  const rows = read(TAG.Rows);
+  const columns = read(TAG.Columns);
+  if (!ds || rows === undefined || columns === undefined) return limits.maxInflatedBytes;
+  const framesText = ds.elements[TAG.NumberOfFrames] ? ds.string(TAG.NumberOfFrames)?.trim() : undefined;
+  const frames = framesText && /^\d{1,9}$/.test(framesText) ? Math.max(1, Number(framesText)) : 1;
+  checkPixelBudget(rows, columns, frames, limits);
+  const samples = read(TAG.SamplesPerPixel) ?? 1;
+  const bytesPerSample = Math.ceil((read(TAG.BitsAllocated) ?? 16) / 8);
+  return Math.min(limits.maxInflatedBytes, rows * columns * samples * bytesPerSample * frames + NON_PIXEL_BYTES);
+}
 
 /**
  * (0008,0005) Specific Character Set, single-byte or multi-byte without code extensions (PS3.3 C.12.1.1.2),
