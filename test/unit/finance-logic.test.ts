@@ -13,9 +13,11 @@ import {
   transformed,
   writePlannedRow,
 } from '../../src/domains/finance/feature-vector.util';
+import { fraudItemErrors } from '../../src/domains/finance/fraud-item.schema';
 import { decide, secondsOfDay } from '../../src/domains/finance/fraud-scoring.service';
 import { containsPan, luhnValid, panFields } from '../../src/domains/finance/pan-guard.util';
 import { adverseReasons } from '../../src/domains/finance/reason-codes';
+import { tx } from '../fixtures/finance-data';
 
 const SPECS: FeatureSpec[] = parseFeatureSpecs(
   {
@@ -173,6 +175,18 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       'merchant.(card number)',
       '(card number)',
     ]);
+  });
+
+  it('takes currencies in circulation, whatever ICU this Node was built with', () => {
+    for (const currency of ['EUR', 'USD', 'JPY', 'XCG', 'ZWG', 'SLE'])
+      assert.deepEqual(fraudItemErrors(tx({ currency })), []);
+    for (const currency of ['HRK', 'CUC', 'ZWL', 'XDR', 'XAU', 'eur', 'EURO']) {
+      assert.deepEqual(
+        fraudItemErrors(tx({ currency })).map((e) => e.field),
+        ['currency'],
+        currency,
+      );
+    }
   });
 
   it('an X-Request-Id that looks like a card number is replaced, a safe one kept', () => {
