@@ -20,8 +20,10 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
     if (request.headers[HEADER_LENGTH] !== undefined && request.routeOptions.url?.startsWith('/v2/')) {
       return done(null, body);
     }
-    void json(request, (body as Buffer).toString('utf8'), (error, parsed) => {
-      if (error) return done(error);
+    const text = (body as Buffer).toString('utf8');
+    void json(request, text, (error, parsed) => {
+      if (error)
+        return done((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text) : error);
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
       if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
       done(null, parsed);
@@ -30,6 +32,32 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
   fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
     done(null, body),
   );
+}
+
+/**
+ * Fastify's refusal of a JSON body, saying where it breaks or that it carries a prototype key (Fastify's own
+ * says neither). Worked out only for a body already refused; never quotes the body, which may hold a card
+ * number or a patient's name.
+ */
+function invalidJson(text: string): Error {
+  let detail = 'Body carries a key named __proto__, or constructor holding prototype, which is not accepted';
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : '';
+    const position = /at position (\d+)/.exec(message)?.[1];
+    detail = message.startsWith('Unexpected end of JSON input')
+      ? 'Body is not valid JSON: it ends before the JSON is complete'
+      : position !== undefined
+        ? `Body is not valid JSON: it breaks at character ${position}`
+        : 'Body is not valid JSON';
+  }
+  // Fastify's code and shape, so that the problem filter and the audit trail treat it as before.
+  return Object.assign(new Error(detail), {
+    name: 'FastifyError',
+    code: 'FST_ERR_CTP_INVALID_JSON_BODY',
+    statusCode: 400,
+  });
 }
 
 function invalid(field: string, reason: string): AppError {
