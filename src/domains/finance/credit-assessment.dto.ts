@@ -90,7 +90,11 @@ export class ReasonDto {
   @ApiProperty({ enum: Object.keys(REASON_CODES) })
   code!: string;
   text!: string;
-  /** Probability points this reason added (occlusion attribution). */
+  /**
+   * Sum, over the inputs behind this reason, of the probability as sent minus the probability with that
+   * input alone at its typical value (occlusion). Each input is occluded on its own, so a reason made of
+   * several inputs can add up to more than the probability itself: it ranks reasons, it does not split it.
+   */
   contribution!: number;
 }
 
