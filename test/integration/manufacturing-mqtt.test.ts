@@ -316,4 +316,19 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
       .expect(200);
     assert.equal((stored.body as { predictions: unknown[] }).predictions.length, 3);
   });
+
+  it('a message whose readings are all refused one by one counts as dead-lettered, not ingested', async () => {
+    const lettered = async (): Promise<number> => {
+      const metrics = await http().get('/metrics').set('Authorization', admin);
+      const found = /gateway_mqtt_messages_total\{kind="json",outcome="dead-lettered"\} (\d+)/.exec(
+        String(metrics.text),
+      );
+      return found ? Number(found[1]) : 0;
+    };
+    const before = await lettered();
+    const [good] = ai4iReadings(false, 1);
+    const reading = { timestamp: iso(T0 + 100_000), values: { ...good, torque: 'high' } };
+    await publisher.publishAsync('factory/plant-1/line-b/mill-m/telemetry', JSON.stringify(reading), { qos: 1 });
+    await until('the message counted', async () => ((await lettered()) === before + 1 ? true : undefined));
+  });
 });

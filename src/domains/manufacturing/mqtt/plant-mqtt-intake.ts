@@ -54,11 +54,12 @@ export class PlantMqttIntake {
     let dead: DeadLetter[] = [];
     let result: IntakeResult = { kind, outcome: 'ingested' };
     let keptError: ReadingsKept | undefined;
+    let refused: boolean | undefined;
     try {
       if (sparkplug) {
-        ({ result, dead, kept: keptError } = await this.sparkplug(sparkplug, topic, payload));
+        ({ result, dead, kept: keptError, refused } = await this.sparkplug(sparkplug, topic, payload));
       } else if (kind === 'json') {
-        ({ dead, kept: keptError } = await this.json(topic, payload));
+        ({ dead, kept: keptError, refused } = await this.json(topic, payload));
       } else {
         dead = [{ reason: 'unknown-topic', detail: 'neither factory/.../telemetry nor Sparkplug B', assetId: null }];
       }
@@ -69,6 +70,7 @@ export class PlantMqttIntake {
     // Readings accepted but not yet predicted are predicted later by the stream; the message is left
     // unacknowledged, so that a crash before then has the broker send it again.
     if (keptError) result = { ...result, outcome: 'unacked', error: String(keptError) };
+    else if (refused && result.outcome === 'ingested') result = { ...result, outcome: 'dead-lettered' };
     if (dead.length === 0) return result;
     try {
       await this.records.addDeadLetters(
@@ -88,7 +90,10 @@ export class PlantMqttIntake {
     return { ...result, outcome: result.outcome === 'ingested' && dead.length > 0 ? 'dead-lettered' : result.outcome };
   }
 
-  private async json(topic: string, payload: Buffer): Promise<{ dead: DeadLetter[]; kept?: ReadingsKept }> {
+  private async json(
+    topic: string,
+    payload: Buffer,
+  ): Promise<{ dead: DeadLetter[]; kept?: ReadingsKept; refused?: boolean }> {
     const place = parseTelemetryTopic(topic)!;
     const asset = this.registry.find(place.assetId);
     if (!asset) {
@@ -122,18 +127,18 @@ export class PlantMqttIntake {
         assetId: asset.assetId,
       });
     }
-    const kept =
+    const { kept, refused } =
       parsed.readings.length > 0
         ? await this.ingest(asset.assetId, parsed.readings, { source: 'mqtt', name: topic })
-        : undefined;
-    return { dead, kept };
+        : { kept: undefined, refused: false };
+    return { dead, kept, refused };
   }
 
   private async sparkplug(
     topic: SparkplugTopic,
     name: string,
     payload: Buffer,
-  ): Promise<{ result: IntakeResult; dead: DeadLetter[]; kept?: ReadingsKept }> {
+  ): Promise<{ result: IntakeResult; dead: DeadLetter[]; kept?: ReadingsKept; refused?: boolean }> {
     const ignored = { result: { kind: 'sparkplug', outcome: 'ignored' } as IntakeResult, dead: [] };
     const ok = { result: { kind: 'sparkplug', outcome: 'ingested' } as IntakeResult, dead: [] };
     const assetId = topic.device ?? null;
@@ -181,11 +186,11 @@ export class PlantMqttIntake {
       });
       rebirth = { group: topic.group, edgeNode: topic.edgeNode };
     }
-    const kept =
+    const { kept, refused } =
       found.readings.length > 0
         ? await this.ingest(asset.assetId, found.readings, { source: 'sparkplug', name })
-        : undefined;
-    return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead, kept };
+        : { kept: undefined, refused: false };
+    return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead, kept, refused };
   }
 
   /**
@@ -193,12 +198,17 @@ export class PlantMqttIntake {
    * Nothing before this call in `handle` may await: messages are handled side by side, and their
    * readings must reach the asset's window (synchronously, inside `ingest`) in arrival order.
    */
-  private async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<ReadingsKept | undefined> {
+  private async ingest(
+    assetId: string,
+    readings: RawReading[],
+    channel: Channel,
+  ): Promise<{ kept?: ReadingsKept; refused: boolean }> {
     try {
-      await this.stream.ingest(assetId, readings, channel);
-      return undefined;
+      const summary = await this.stream.ingest(assetId, readings, channel);
+      // Readings refused one by one (a bad value, too late) have their dead letters from the stream.
+      return { refused: summary.invalid.length + summary.late > 0 };
     } catch (error) {
-      if (error instanceof ReadingsKept) return error;
+      if (error instanceof ReadingsKept) return { kept: error, refused: false };
       throw error;
     }
   }
