@@ -254,6 +254,32 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     const unknown = await http.get('/v1/medical/studies/1.2.3/findings').set('Authorization', pacs);
     assert.equal(unknown.status, 404);
   });
+
+  it('STOW-RS: another media type is a 415, and a base64 part fails saying so', async () => {
+    for (const [type, body] of [
+      ['text/plain', 'hello'],
+      ['application/json', '{}'],
+      ['application/dicom', dicomFile('MR_small.dcm')],
+      ['multipart/related; type="application/dicom+json"; boundary=b', '--b--'],
+    ] as const) {
+      const res = await http.post('/dicomweb/studies').set('Authorization', pacs).set('Content-Type', type).send(body);
+      assert.equal(res.status, 415, `${type}: ${res.text.slice(0, 200)}`);
+      assert.equal((res.body as Problem).errors?.[0]?.field, 'Content-Type');
+    }
+    const boundary = 'b64-boundary';
+    const base64 = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\nContent-Transfer-Encoding: base64\r\n\r\n`),
+      Buffer.from(dicomFile('MR_small.dcm').toString('base64')),
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const res = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', `multipart/related; type="application/dicom"; boundary=${boundary}`)
+      .send(base64);
+    assert.equal(res.status, 409, res.text.slice(0, 300));
+    assert.match(JSON.stringify(res.body), /Content-Transfer-Encoding is base64/);
+  });
 });
 
 describe('medical: every transfer syntax decodes when the model accepts the modality', { skip: DICOM_SKIP }, () => {

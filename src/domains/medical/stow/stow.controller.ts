@@ -3,7 +3,7 @@ import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTag
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
-import { StowService } from './stow.service';
+import { notMultipartDicom, StowService } from './stow.service';
 
 /** DICOMweb STOW-RS (PS3.18 10.5): a PACS or modality stores instances; the gateway analyses them and keeps the findings. */
 @ApiTags('medical')
@@ -51,11 +51,7 @@ export class StowController {
 
   private async handle(request: FastifyRequest, reply: FastifyReply, study: string | undefined): Promise<unknown> {
     const body = request.body;
-    if (!Buffer.isBuffer(body)) {
-      throw new AppError('VALIDATION_FAILED', 'the body must be multipart/related; type="application/dicom"', {
-        fields: [{ field: 'Content-Type', reason: 'must be multipart/related; type="application/dicom"' }],
-      });
-    }
+    if (!Buffer.isBuffer(body)) throw notMultipartDicom();
     const parts = this.stow.split(request.headers['content-type'], body);
     noteAudit(request, { model: this.stow.modelRef(), inputDigest: this.stow.digest(parts) });
     const result = await this.stow.store(parts, study);

@@ -36,11 +36,13 @@ export class StowService {
 
   /** The parts of a STOW body; a body that is not multipart/related of DICOM is a 400/415 for the whole request. */
   split(contentType: string | undefined, body: Buffer): MultipartPart[] {
+    // Another media type altogether is 415 (PS3.18 STOW-RS); a multipart/related body that is broken is 400.
+    if (!contentType || !/^multipart\/related\s*(;|$)/i.test(contentType.trim())) throw notMultipartDicom();
     try {
       const { boundary, type } = parseMultipartRelatedType(contentType);
       if (type && type !== 'application/dicom') {
         throw new AppError(
-          'VALIDATION_FAILED',
+          'UNSUPPORTED_MEDIA_TYPE',
           `multipart/related type "${type}" is not supported; send type="application/dicom"`,
           {
             fields: [{ field: 'Content-Type', reason: 'type must be application/dicom' }],
@@ -100,6 +102,14 @@ export class StowService {
       if (type !== 'application/dicom') {
         throw new DicomRejected('NOT_DICOM', `the part's Content-Type is ${type}, not application/dicom`);
       }
+      // DICOMweb parts are binary (PS3.18 8.6.1.2): a base64 or quoted-printable part is not read as DICOM bytes.
+      const encoding = part.headers['content-transfer-encoding']?.trim().toLowerCase();
+      if (encoding && encoding !== 'binary' && encoding !== '8bit' && encoding !== '7bit') {
+        throw new DicomRejected(
+          'NOT_DICOM',
+          `the part's Content-Transfer-Encoding is ${encoding.slice(0, 32)}; send the instance's bytes as they are (binary)`,
+        );
+      }
       image = this.intake.parse(part.body);
       if (study && image.studyInstanceUID !== study) {
         throw new DicomRejected(
@@ -129,4 +139,11 @@ export class StowService {
       });
     }
   }
+}
+
+/** 415: the request is not multipart/related of DICOM instances at all. */
+export function notMultipartDicom(): AppError {
+  return new AppError('UNSUPPORTED_MEDIA_TYPE', 'the body must be multipart/related; type="application/dicom"', {
+    fields: [{ field: 'Content-Type', reason: 'must be multipart/related; type="application/dicom"' }],
+  });
 }
