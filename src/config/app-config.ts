@@ -24,6 +24,9 @@ const toInt = ({ value }: { value: unknown }): unknown =>
  * The gateway's whole configuration, read from the environment once at boot (`loadConfig`) and
  * validated; nothing else reads `process.env`. A bad value stops the boot with the variable's name.
  */
+/** The longest delay a Node.js timer takes: a longer one fires after 1 ms (MAX_TIMEOUT_MS of the model manifest schema). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export class AppConfig {
   @IsIn(['development', 'test', 'production'])
   NODE_ENV: 'development' | 'test' | 'production' = 'development';
@@ -94,6 +97,7 @@ export class AppConfig {
   @Transform(toInt)
   @IsInt()
   @Min(0)
+  @Max(MAX_TIMER_MS)
   BATCH_MAX_QUEUE_DELAY_MS?: number;
 
   @IsOptional()
@@ -106,8 +110,7 @@ export class AppConfig {
   @Transform(toInt)
   @IsInt()
   @Min(1)
-  // The longest delay a Node.js timer takes (MAX_TIMEOUT_MS of the model manifest schema).
-  @Max(2_147_483_647)
+  @Max(MAX_TIMER_MS)
   INFERENCE_TIMEOUT_MS?: number;
 
   /** Largest accepted request body. */
@@ -129,11 +132,14 @@ export class AppConfig {
   @Transform(toInt)
   @IsInt()
   @Min(0)
+  @Max(MAX_TIMER_MS)
   SHUTDOWN_GRACE_MS = 10_000;
 
   /** PostgreSQL connection string (secret). Unset: embedded PGlite in DATA_DIR/pglite. */
   @IsOptional()
   @IsString()
+  // The message never repeats the value: it holds a password.
+  @Matches(/^postgres(ql)?:\/\/\S+$/, { message: 'DATABASE_URL must be a postgres:// or postgresql:// URL' })
   DATABASE_URL?: string;
 
   @Transform(toInt)
@@ -198,6 +204,7 @@ export class AppConfig {
   @Transform(toInt)
   @IsInt()
   @Min(100)
+  @Max(MAX_TIMER_MS)
   RATE_LIMIT_WINDOW_MS = 1000;
 
   /** Server secret for the audit input digests (secret, at least 32 characters). Development generates one. */
@@ -321,6 +328,7 @@ export class AppConfig {
   @Transform(toInt)
   @IsInt()
   @Min(1000)
+  @Max(MAX_TIMER_MS)
   HTTP_REQUEST_TIMEOUT_MS = 300_000;
 
   /** TCP port of the DIMSE C-STORE SCP; unset: no DIMSE listener. */

@@ -29,6 +29,9 @@ describe('configuration', () => {
           WORKER_POOL_SIZE: '0',
           // Longer than a Node.js timer takes: it would fire after 1 ms.
           INFERENCE_TIMEOUT_MS: '2147483648',
+          SHUTDOWN_GRACE_MS: '3000000000',
+          BATCH_MAX_QUEUE_DELAY_MS: '3000000000',
+          RATE_LIMIT_WINDOW_MS: '3000000000',
         }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
@@ -36,6 +39,22 @@ describe('configuration', () => {
         assert.match(error.message, /PORT="eighty"/);
         assert.match(error.message, /WORKER_POOL_SIZE=0/);
         assert.match(error.message, /INFERENCE_TIMEOUT_MS=2147483648/);
+        for (const name of ['SHUTDOWN_GRACE_MS', 'BATCH_MAX_QUEUE_DELAY_MS', 'RATE_LIMIT_WINDOW_MS']) {
+          assert.match(error.message, new RegExp(`${name}=3000000000`));
+        }
+        return true;
+      },
+    );
+  });
+
+  it('refuses a DATABASE_URL that is not a PostgreSQL URL, without printing it', () => {
+    assert.equal(loadConfig({ DATABASE_URL: 'postgres://u:p@db:5432/x' }).DATABASE_URL, 'postgres://u:p@db:5432/x');
+    assert.throws(
+      () => loadConfig({ DATABASE_URL: 'not a url with pass-word' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/);
+        assert.doesNotMatch(error.message, /pass-word/);
         return true;
       },
     );
