@@ -126,4 +126,15 @@ describe('model registry', () => {
   it('refuses a models folder that does not exist', async () => {
     await assert.rejects(scanModels(join(root, 'nope'), inspectGraph), /models directory does not exist/);
   });
+
+  it('refuses a models folder with no model in it, or a file in its place', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'models-empty-'));
+    try {
+      await assert.rejects(scanModels(empty, inspectGraph), /no model versions .* under MODELS_DIR/);
+      await writeFile(join(empty, 'a-file'), 'x');
+      await assert.rejects(scanModels(join(empty, 'a-file'), inspectGraph), /MODELS_DIR is not a directory/);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
 });

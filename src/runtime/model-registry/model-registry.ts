@@ -108,6 +108,9 @@ export function compareSignature(kind: 'input' | 'output', declared: TensorSpec[
  */
 export async function scanModels(root: string, inspect: GraphInspector): Promise<ModelVersionRecord[]> {
   if (!(await exists(root))) throw new ModelRegistryError([{ path: root, reason: 'models directory does not exist' }]);
+  if (!(await stat(root)).isDirectory()) {
+    throw new ModelRegistryError([{ path: root, reason: 'MODELS_DIR is not a directory' }]);
+  }
   const problems: RegistryProblem[] = [];
   const records: ModelVersionRecord[] = [];
   for (const domain of await subdirs(root)) {
@@ -120,6 +123,10 @@ export async function scanModels(root: string, inspect: GraphInspector): Promise
     }
   }
   checkNamesAndDefaults(records, problems, root);
+  // A gateway with nothing to serve would report itself ready and answer every inference with 404.
+  if (records.length === 0 && problems.length === 0) {
+    problems.push({ path: root, reason: 'no model versions (<domain>/<name>/<version>/) under MODELS_DIR' });
+  }
   if (problems.length > 0) throw new ModelRegistryError(problems);
   return records;
 }
