@@ -45,7 +45,15 @@ export class KeyStore {
     }
     for (const entry of (config.AUTH_PUBLIC_KEYS ?? '').split(',').filter((e) => e.trim() !== '')) {
       const [kid, path] = entry.includes('=') ? entry.split('=', 2) : [basename(entry, extname(entry)), entry];
-      this.pemKeys.push(this.asymmetric(kid.trim(), readFileSync(path.trim(), 'utf8'), `AUTH_PUBLIC_KEYS ${path}`));
+      let pem: string;
+      try {
+        pem = readFileSync(path.trim(), 'utf8');
+      } catch (error) {
+        throw new KeyConfigError(
+          `AUTH_PUBLIC_KEYS: cannot read ${path.trim()} (${(error as NodeJS.ErrnoException).code})`,
+        );
+      }
+      this.pemKeys.push(this.asymmetric(kid.trim(), pem, `AUTH_PUBLIC_KEYS ${path}`));
     }
     if (config.AUTH_JWKS_FILE) this.reloadJwks(true);
     const configured = this.pemKeys.length > 0 || this.jwksKeys.length > 0 || this.hmacKey !== undefined;

@@ -214,6 +214,15 @@ describe('JWT verification', () => {
     );
   });
 
+  it('a key file that cannot be read stops the boot naming AUTH_PUBLIC_KEYS and the file', () => {
+    assert.throws(
+      () => new KeyStore(loadConfig({ AUTH_PUBLIC_KEYS: `k1=${join(dir, 'missing.pem')}`, DATA_DIR: dir })),
+      (error: unknown) =>
+        error instanceof KeyConfigError &&
+        /^AUTH_PUBLIC_KEYS: cannot read .*missing\.pem \(ENOENT\)$/.test(error.message),
+    );
+  });
+
   it('in development, without keys, a dev key pair is generated and trusted', () => {
     const devDir = mkdtempSync(join(dir, 'dev-'));
     const config = loadConfig({ NODE_ENV: 'development', DATA_DIR: devDir });
