@@ -20,7 +20,7 @@ describe('Open Inference Protocol v2', () => {
   it('GET /v2 describes the server', async () => {
     const res = await http.get('/v2').expect(200);
     assert.equal(res.body.name, 'regulated-inference-gateway');
-    assert.ok(Array.isArray(res.body.extensions));
+    assert.deepEqual(res.body.extensions, ['binary_tensor_data']);
   });
 
   it('GET /v2/health/live and /v2/health/ready answer 200', async () => {
@@ -227,6 +227,19 @@ describe('Open Inference Protocol v2', () => {
       const raw = (res.body as Buffer).subarray(headerLength);
       const y = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
       assert.deepEqual([...y], [...expected([1, 2, 3, 4], 2), ...expected([0, 1, 0, 1], 2)]);
+    });
+
+    it("an output's own binary_data: false wins over the request's binary_data_output", async () => {
+      const res = await http
+        .post('/v2/models/fixture-linear/infer')
+        .send({
+          inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+          outputs: [{ name: 'y', parameters: { binary_data: false } }],
+          parameters: { binary_data_output: true },
+        })
+        .expect(200);
+      assert.equal(res.headers['inference-header-content-length'], undefined);
+      assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 2));
     });
 
     it('takes binary inputs with Content-Type application/json and answers JSON by default', async () => {

@@ -31,7 +31,7 @@ export class OipService {
   ) {}
 
   serverMetadata(): OipServerMetadataDto {
-    return { name: SERVER_NAME, version: SERVER_VERSION, extensions: [] };
+    return { name: SERVER_NAME, version: SERVER_VERSION, extensions: ['binary_tensor_data'] };
   }
 
   serverReady(): boolean {
@@ -135,7 +135,8 @@ export class OipService {
     const chunks: Buffer[] = [];
     const outputs: OipOutputTensorDto[] = wanted.map((o) => {
       const tensor = result.outputs[o.name];
-      if (!allBinary && o.parameters?.binary_data !== true) return encodeOipTensor(o.name, tensor);
+      // An output's own binary_data wins over the request's binary_data_output (the extension's rule).
+      if (!(o.parameters?.binary_data ?? allBinary)) return encodeOipTensor(o.name, tensor);
       const bytes = tensorBytes(tensor.data);
       chunks.push(bytes);
       const { data: _data, ...meta } = encodeOipTensor(o.name, { ...tensor, data: tensor.data.subarray(0, 0) });
