@@ -1,26 +1,17 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
-import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
-import { REPO_ROOT } from '../fixtures/paths';
+import { DICOM_SKIP, dicomFile, localDicomFile, rejectionOf, TEST_PARSE_LIMITS } from '../fixtures/dicom-files';
 import { MultipartError, parseMultipartRelatedType } from '../../src/domains/medical/stow/multipart-related.util';
 
-const LIMITS = { maxInflatedBytes: 64 * 1024 * 1024, maxRows: 16_384, maxColumns: 16_384 };
-const local = (name: string): Buffer => readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'dicom', name));
+const LIMITS = TEST_PARSE_LIMITS;
+const local = localDicomFile;
 
 function rejection(body: Buffer, limits: Parameters<typeof parseDicomImage>[1] = LIMITS): DicomRejected {
-  try {
-    parseDicomImage(body, limits);
-  } catch (error) {
-    if (error instanceof DicomRejected) return error;
-    throw error;
-  }
-  assert.fail('the file was accepted');
+  return rejectionOf(() => parseDicomImage(body, limits), 'the file was accepted');
 }
 
 describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {

@@ -1,39 +1,20 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as dicomParser from 'dicom-parser';
 import { NativeCodecs } from 'dcmjs-codecs';
-import { parseDicomImage, ParseLimits } from '../../src/domains/medical/dicom/dicom-parse.util';
+import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { toGrayscale } from '../../src/domains/medical/pixels/pixel-pipeline.util';
 import { relabelled, rewriteDicom, withFirstFragment } from '../fixtures/dicom-crafted';
-import { DICOM_SKIP, dicomFile } from '../fixtures/dicom-files';
-import { REPO_ROOT } from '../fixtures/paths';
+import { DICOM_SKIP, dicomFile, localDicomFile, rejectionOf, TEST_PARSE_LIMITS } from '../fixtures/dicom-files';
 
-const LIMITS: ParseLimits = { maxInflatedBytes: 64 * 1024 * 1024, maxRows: 16_384, maxColumns: 16_384 };
-const local = (name: string): Buffer => readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'dicom', name));
+const LIMITS = TEST_PARSE_LIMITS;
+const local = localDicomFile;
 
 function decodeRejection(body: Buffer, frame = 0): DicomRejected {
   const image = parseDicomImage(body, LIMITS);
-  try {
-    decodeFrame(image, frame);
-  } catch (error) {
-    if (error instanceof DicomRejected) return error;
-    throw error;
-  }
-  assert.fail('the frame was decoded');
-}
-
-function rejectionOf(action: () => unknown): DicomRejected {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof DicomRejected) return error;
-    throw error;
-  }
-  assert.fail('accepted');
+  return rejectionOf(() => decodeFrame(image, frame), 'the frame was decoded');
 }
 
 /** Bytes of the codec module's WebAssembly memory (dcmjs-codecs keeps its instance in a static field). */
@@ -111,15 +92,8 @@ describe('medical: encoded frames checked against the image attributes', { skip:
   });
 
   it('refuses more pixels than the budget, or an implausible compression ratio, at parse, before decoding', () => {
-    const parseRejection = (body: Buffer, limits = LIMITS): DicomRejected => {
-      try {
-        parseDicomImage(body, limits);
-      } catch (error) {
-        if (error instanceof DicomRejected) return error;
-        throw error;
-      }
-      assert.fail('the file was accepted');
-    };
+    const parseRejection = (body: Buffer, limits = LIMITS): DicomRejected =>
+      rejectionOf(() => parseDicomImage(body, limits), 'the file was accepted');
     // MR_small is 64x64: 4096 pixels.
     assert.equal(parseDicomImage(dicomFile('MR_small.dcm'), { ...LIMITS, maxPixels: 4096 }).rows, 64);
     const deflated = parseRejection(local('MR_small_deflated.dcm'), { ...LIMITS, maxPixels: 4095 });
