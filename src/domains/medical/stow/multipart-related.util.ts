@@ -10,9 +10,14 @@ export interface MultipartPart {
 
 export class MultipartError extends Error {}
 
+/** Whether a Content-Type is multipart/related at all (its parameters aside). */
+export function isMultipartRelated(contentType: string | undefined): contentType is string {
+  return contentType !== undefined && /^multipart\/related\s*(;|$)/i.test(contentType.trim());
+}
+
 /** The `boundary` and `type` parameters of a multipart/related Content-Type, or a MultipartError saying what is wrong. */
 export function parseMultipartRelatedType(contentType: string | undefined): { boundary: string; type?: string } {
-  if (!contentType || !/^multipart\/related\s*(;|$)/i.test(contentType.trim())) {
+  if (!isMultipartRelated(contentType)) {
     throw new MultipartError('Content-Type must be multipart/related; type="application/dicom"; boundary=...');
   }
   const params = new Map<string, string>();

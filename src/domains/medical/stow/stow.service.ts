@@ -5,7 +5,13 @@ import { DicomImage } from '../dicom/dicom-parse.util';
 import { DicomRejected } from '../dicom/dicom-rejected';
 import { attributeName } from '../dicom/dicom-dictionary';
 import { MedicalIntakeService } from '../medical-intake.service';
-import { MultipartError, MultipartPart, parseMultipartRelatedType, splitMultipart } from './multipart-related.util';
+import {
+  isMultipartRelated,
+  MultipartError,
+  MultipartPart,
+  parseMultipartRelatedType,
+  splitMultipart,
+} from './multipart-related.util';
 import { FailedInstance, StoredInstance, storeResponse, storeStatus } from './stow-response.util';
 
 /** Parts analysed at once: enough to fill the model's batches, few enough to bound decoded pixels in memory. */
@@ -37,7 +43,7 @@ export class StowService {
   /** The parts of a STOW body; a body that is not multipart/related of DICOM is a 400/415 for the whole request. */
   split(contentType: string | undefined, body: Buffer): MultipartPart[] {
     // Another media type altogether is 415 (PS3.18 STOW-RS); a multipart/related body that is broken is 400.
-    if (!contentType || !/^multipart\/related\s*(;|$)/i.test(contentType.trim())) throw notMultipartDicom();
+    if (!isMultipartRelated(contentType)) throw notMultipartDicom();
     try {
       const { boundary, type } = parseMultipartRelatedType(contentType);
       if (type && type !== 'application/dicom') {
