@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nest
 import type { FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import {
+  decisionCounts,
   FraudBatchItemDto,
   FraudBatchRequestDto,
   FraudBatchResultDto,
@@ -68,8 +69,7 @@ export class FraudScoringController {
     noteAudit(request, { model, inputDigest: this.digester.digest([canonicalBytes(body)]) });
     const { items, shadow } = await scoring;
     const scored = items.filter((i) => i.result).length;
-    const decisions = { approve: 0, review: 0, decline: 0 };
-    for (const item of items) if (item.result) decisions[item.result.decision]++;
+    const decisions = decisionCounts(items);
     noteAudit(request, {
       output: {
         transactions: items.length,

@@ -15,6 +15,7 @@ import { AppError } from '../../../common/errors/app-error';
 import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
 import { canonicalBytes } from '../canonical-input.util';
+import { decisionCounts } from '../fraud-score.dto';
 import { IdempotencyRepository } from './idempotency.repository';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -187,13 +188,8 @@ function replayNote(body: unknown): AuditNote {
     if (field in answer) output[field] = answer[field];
   }
   if (Array.isArray(answer.items)) {
-    const decisions: Record<string, number> = { approve: 0, review: 0, decline: 0 };
-    for (const item of answer.items as Array<{ result?: { decision?: string } }>) {
-      const decision = item.result?.decision;
-      if (decision !== undefined && decision in decisions) decisions[decision]++;
-    }
     output.transactions = answer.items.length;
-    output.decisions = decisions;
+    output.decisions = decisionCounts(answer.items as Array<{ result?: { decision?: unknown } }>);
   }
   const model = answer.model as { name?: unknown; version?: unknown } | undefined;
   if (typeof model?.name === 'string' && typeof model.version === 'string') {
