@@ -23,10 +23,16 @@ export class AccessGuard implements CanActivate {
       context.getClass(),
     ]);
     if (rule?.public) return true;
-    authorize(context.switchToHttp().getRequest<FastifyRequest>(), rule, this.verifier);
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    // The access hook checked this caller on arrival, by the same rule (RequirePermission puts it in both places).
+    if (authorized.has(request)) return true;
+    authorize(request, rule, this.verifier);
     return true;
   }
 }
+
+/** Requests whose caller `authorize` let through: checked once, whether by the access hook or the guard. */
+const authorized = new WeakSet<FastifyRequest>();
 
 /**
  * Checks the caller of a non-public route (`rule` undefined: a route that declares nothing) and notes
@@ -52,6 +58,7 @@ export function authorize(
   if (!principal.permissions.has(rule.permission)) {
     return deny(request, 'FORBIDDEN', `requires permission ${rule.permission}`);
   }
+  authorized.add(request);
 }
 
 function deny(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', reason: string): never {

@@ -8,8 +8,8 @@ import { JwtVerifier } from './jwt-verifier';
  * body is read: a caller without a valid token gets 401 (and one without the permission 403) whatever
  * it sent, no body of theirs is parsed or held, and a body the parsers refuse (malformed JSON, an
  * unsupported content type, nesting too deep) is audited as the route's action, with the caller.
- * The AccessGuard checks again when Nest routes the request (a verified token is cached): it stays
- * the default deny for routes that declare nothing or are declared on their class.
+ * The AccessGuard lets a request checked here through without checking it again; it stays the default
+ * deny for routes that declare nothing or are declared on their class.
  *
  * Register after the audit hook, whose onRequest counts the request before this one may refuse it.
  */
