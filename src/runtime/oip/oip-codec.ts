@@ -57,7 +57,7 @@ function raggedness(data: unknown[], shape: readonly number[]): { path: string; 
     const { node, level, path } = stack.pop()!;
     const arrays = node.filter(Array.isArray).length;
     if (arrays === 0) {
-      const rest = shape.slice(level).reduce((a, b) => a * b, 1);
+      const rest = elementCount(shape.slice(level));
       if (level > 0 && node.length !== rest) {
         return { path, reason: `has ${node.length} values where shape [${shape.join(', ')}] needs ${rest}` };
       }
