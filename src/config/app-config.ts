@@ -15,6 +15,9 @@ import {
 } from 'class-validator';
 
 export const INFERENCE_DEVICES = ['auto', 'cuda', 'cpu'] as const;
+
+/** The bundled reference lesion model, served by the medical routes unless MEDICAL_MODEL names another. */
+export const DEFAULT_MEDICAL_MODEL = 'breast-us-lesion';
 export type InferenceDevice = (typeof INFERENCE_DEVICES)[number];
 
 const toInt = ({ value }: { value: unknown }): unknown =>
@@ -276,9 +279,14 @@ export class AppConfig {
   @Max(24 * 30)
   IDEMPOTENCY_TTL_HOURS = 24;
 
-  /** The medical domain's lesion model (its default version serves). */
+  /**
+   * The medical domain's lesion model (its default version serves); `breast-us-lesion` when unset. Named
+   * here, it must be in MODELS_DIR or the boot stops: left unset, a gateway without it serves the other
+   * domains and answers the medical routes 404.
+   */
+  @IsOptional()
   @Matches(/^[a-z0-9][a-z0-9._-]*$/)
-  MEDICAL_MODEL = 'breast-us-lesion';
+  MEDICAL_MODEL?: string;
 
   /** Largest DICOM upload (one instance or a whole STOW study), enforced while the body streams in. */
   @Transform(toInt)
@@ -420,6 +428,11 @@ export class AppConfig {
   @Matches(/^[^#+\s]+$/, { message: 'MQTT_ALARM_TOPIC_PREFIX must be a topic without wildcards or spaces' })
   MQTT_ALARM_TOPIC_PREFIX = 'factory';
 
+  /** The lesion model the medical routes run: MEDICAL_MODEL, or the bundled reference model. */
+  get medicalModel(): string {
+    return this.MEDICAL_MODEL ?? DEFAULT_MEDICAL_MODEL;
+  }
+
   get intraOpThreads(): number {
     return this.ORT_INTRA_OP_THREADS ?? Math.max(1, Math.floor(availableParallelism() / this.WORKER_POOL_SIZE));
   }
@@ -440,6 +453,7 @@ const OPTIONAL_KEYS = [
   'AUDIT_HMAC_SECRET',
   'AUDIT_WRITER_ID',
   'FINANCE_SHADOW_MODELS',
+  'MEDICAL_MODEL',
   'MEDICAL_DIMSE_PORT',
   'MEDICAL_DIMSE_ALLOWED_AETS',
   'MEDICAL_DIMSE_FORWARD',

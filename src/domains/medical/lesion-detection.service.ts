@@ -111,8 +111,12 @@ export class LesionDetectionService implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     await initialisePixelCodecs();
-    if (this.engine.versionsOf(this.config.MEDICAL_MODEL).length > 0) {
-      this.model = lesionModelOf(this.engine.describe(this.config.MEDICAL_MODEL));
+    const name = this.config.medicalModel;
+    if (this.engine.versionsOf(name).length > 0) {
+      this.model = lesionModelOf(this.engine.describe(name));
+    } else if (this.config.MEDICAL_MODEL !== undefined) {
+      // Named on purpose, so a misspelt name stops the boot rather than leaving the medical routes 404.
+      throw new Error(`MEDICAL_MODEL: no model named ${name} in MODELS_DIR`);
     }
   }
 
@@ -124,7 +128,7 @@ export class LesionDetectionService implements OnModuleInit {
 
   private lesionModel(): LesionModel {
     // describe() throws the runtime's MODEL_NOT_FOUND when the model is absent.
-    this.model ??= lesionModelOf(this.engine.describe(this.config.MEDICAL_MODEL));
+    this.model ??= lesionModelOf(this.engine.describe(this.config.medicalModel));
     return this.model;
   }
 
