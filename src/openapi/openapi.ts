@@ -1,5 +1,6 @@
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
+import type { RequestBodyObject, SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 
 export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
   const config = new DocumentBuilder()
@@ -12,7 +13,41 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setVersion('0.1.0')
     .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
     .build();
-  return SwaggerModule.createDocument(app, config);
+  return closeRequestSchemas(SwaggerModule.createDocument(app, config));
+}
+
+const SCHEMA_REF = /"#\/components\/schemas\/([^"]+)"/g;
+
+/**
+ * Every JSON request body is checked with unknown properties refused (the global ValidationPipe's
+ * `forbidNonWhitelisted`, and the compiled schemas of the fraud and OIP bodies), which the document
+ * states by `additionalProperties: false` on each object schema a request body reaches. Schemas that
+ * declare their own `additionalProperties` (a map such as a reading's `values`) keep it.
+ */
+export function closeRequestSchemas(document: OpenAPIObject): OpenAPIObject {
+  const schemas = (document.components?.schemas ?? {}) as Record<string, SchemaObject>;
+  const pending: string[] = [];
+  for (const path of Object.values(document.paths)) {
+    for (const operation of Object.values(path) as Array<{ requestBody?: unknown }>) {
+      const json = (operation?.requestBody as RequestBodyObject | undefined)?.content?.['application/json'];
+      if (json) pending.push(...refsIn(json.schema));
+    }
+  }
+  const closed = new Set<string>();
+  for (let name = pending.pop(); name !== undefined; name = pending.pop()) {
+    const schema = schemas[name];
+    if (closed.has(name) || !schema) continue;
+    closed.add(name);
+    if (schema.type === 'object' && schema.properties && schema.additionalProperties === undefined) {
+      schema.additionalProperties = false;
+    }
+    pending.push(...refsIn(schema));
+  }
+  return document;
+}
+
+function refsIn(schema: unknown): string[] {
+  return [...JSON.stringify(schema ?? null).matchAll(SCHEMA_REF)].map((m) => m[1]);
 }
 
 /** Swagger UI at /docs, the document at /docs/openapi.json. */
