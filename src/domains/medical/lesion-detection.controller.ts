@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTag
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
+import { preferredMediaType } from './accept-header.util';
 import { dicomProblem } from './dicom/dicom-problem';
 import { DicomRejected } from './dicom/dicom-rejected';
 import { LesionDetectionDto, StudyFindingsDto } from './lesion-detection.dto';
@@ -11,31 +12,12 @@ import { MedicalIntakeService } from './medical-intake.service';
 const DICOM = 'application/dicom';
 
 /**
- * True when the caller asked for the DICOM SR answer rather than JSON: by the quality values of the
- * Accept header (RFC 9110), each type taking its most specific range (`application/dicom` over
- * `application/*` over the full wildcard); at equal quality the type listed first. JSON otherwise, also when the
- * header accepts neither (the gateway then answers its default rather than 406).
+ * True when the caller asked for the DICOM SR answer rather than JSON, by the Accept header's quality values
+ * (preferredMediaType; at equal quality JSON). JSON otherwise, also when the header accepts neither (the gateway
+ * then answers its default rather than 406).
  */
 export function wantsDicom(accept: string | undefined): boolean {
-  if (!accept) return false;
-  const ranges = accept.split(',').map((range, position) => {
-    const [type, ...params] = range.split(';').map((p) => p.trim().toLowerCase());
-    const q = params.find((p) => /^q\s*=/.test(p));
-    const quality = q === undefined ? 1 : Number(q.slice(q.indexOf('=') + 1).trim());
-    return { type, quality: Number.isFinite(quality) ? Math.min(1, Math.max(0, quality)) : 0, position };
-  });
-  const preference = (type: string): { quality: number; position: number } => {
-    const [major] = type.split('/');
-    for (const candidate of [type, `${major}/*`, '*/*']) {
-      const found = ranges.find((r) => r.type === candidate);
-      if (found) return found;
-    }
-    return { quality: 0, position: Infinity };
-  };
-  const dicom = preference(DICOM);
-  const json = preference('application/json');
-  if (dicom.quality === 0) return false;
-  return dicom.quality > json.quality || (dicom.quality === json.quality && dicom.position < json.position);
+  return preferredMediaType(accept, ['application/json', DICOM]) === DICOM;
 }
 
 /** One instance in, its findings out (JSON, or a DICOM SR on `Accept: application/dicom`). */
