@@ -4,6 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { rewriteDicom } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -90,6 +92,13 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     await app.close();
     rmSync(modelsDir, { recursive: true, force: true });
   });
+  /** Runtime calls to the lesion model so far, by the gateway's own metric. */
+  const inferenceCount = async (): Promise<number> => {
+    const text = (await http.get('/metrics')).text;
+    return [...text.matchAll(/^gateway_inference_requests_total\{[^}]*model="breast-us-lesion"[^}]*\} (\d+)/gm)]
+      .map((m) => Number(m[1]))
+      .reduce((a, b) => a + b, 0);
+  };
   const postDicom = (body: Buffer, accept = 'application/json') =>
     http
       .post('/v1/medical/lesion-detections')
@@ -253,6 +262,71 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.match((cut.body as Problem).detail, /closing boundary/);
     const unknown = await http.get('/v1/medical/studies/1.2.3/findings').set('Authorization', pacs);
     assert.equal(unknown.status, 404);
+  });
+
+  it('STOW-RS: an Accept header it cannot answer is a 406 naming Accept, audited, before anything is analysed', async () => {
+    const study = '1.2.826.0.1.3680043.9.7431.406.1';
+    const { body, contentType } = multipartRelated([
+      rewriteDicom(dicomFile('US1_UNCR.dcm'), { StudyInstanceUID: study }),
+    ]);
+    const stow = (accept?: string, requestId?: string) => {
+      const req = http.post('/dicomweb/studies').set('Authorization', pacs).set('Content-Type', contentType);
+      if (accept !== undefined) void req.set('Accept', accept);
+      if (requestId) void req.set('X-Request-Id', requestId);
+      return req.send(body);
+    };
+    const ranBefore = await inferenceCount();
+    const refused = [
+      'application/dicom+xml',
+      'text/html, application/dicom',
+      'application/dicom+json;q=0, application/json;q=0, text/*',
+      'application/*;q=0',
+      '*/*;q=0',
+    ];
+    for (const [i, accept] of refused.entries()) {
+      const res = await stow(accept, `stow-406-${i}`);
+      assert.equal(res.status, 406, `${accept}: ${res.text.slice(0, 200)}`);
+      assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+      const problem = res.body as Problem;
+      assert.equal(problem.code, 'NOT_ACCEPTABLE');
+      assert.equal(problem.errors?.[0]?.field, 'Accept');
+      assert.match(problem.detail, /application\/dicom\+json/);
+    }
+    assert.equal(await inferenceCount(), ranBefore, 'nothing was analysed');
+    const none = await http.get(`/v1/medical/studies/${study}/findings`).set('Authorization', pacs);
+    assert.equal(none.status, 404, 'nothing was stored');
+    const db = app.get(DataSource);
+    const rows = await db.query<Array<Record<string, unknown>>>(
+      'SELECT outcome, status_code, output_summary, model_name, input_digest FROM audit_events WHERE request_id = ANY($1)',
+      [refused.map((_a, i) => `stow-406-${i}`)],
+    );
+    assert.equal(rows.length, refused.length);
+    for (const row of rows) {
+      assert.deepEqual(
+        [row.outcome, row.status_code, row.output_summary],
+        ['invalid', 406, { reason: 'NOT_ACCEPTABLE' }],
+      );
+      assert.equal(row.model_name, 'breast-us-lesion');
+      assert.match(String(row.input_digest), /^[0-9a-f]{64}$/);
+    }
+
+    // No Accept, or one that takes DICOM JSON under either name or by a wildcard, is answered.
+    const accepted: Array<[string | undefined, string]> = [
+      [undefined, 'application/dicom+json'],
+      ['application/dicom+json', 'application/dicom+json'],
+      ['application/json', 'application/json'],
+      ['*/*', 'application/dicom+json'],
+      ['application/*', 'application/dicom+json'],
+      ['application/dicom+xml, application/dicom+json;q=0.5', 'application/dicom+json'],
+    ];
+    for (const [accept, type] of accepted) {
+      const res = await stow(accept);
+      assert.equal(res.status, 200, `${accept}: ${res.text.slice(0, 200)}`);
+      assert.equal(String(res.headers['content-type']).split(';')[0], type, String(accept));
+    }
+    assert.ok((await inferenceCount()) > ranBefore, 'the metric counts the analyses it should not have seen before');
+    const kept = await http.get(`/v1/medical/studies/${study}/findings`).set('Authorization', pacs);
+    assert.equal(kept.status, 200);
   });
 
   it('STOW-RS: another media type is a 415, and a base64 part fails saying so', async () => {

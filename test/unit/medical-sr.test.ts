@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { data, log } from 'dcmjs';
+import { preferredMediaType } from '../../src/domains/medical/accept-header.util';
 import { wantsDicom } from '../../src/domains/medical/lesion-detection.controller';
+import { STORE_RESPONSE_TYPES } from '../../src/domains/medical/stow/stow.service';
 import { buildLesionSr, newUid } from '../../src/domains/medical/sr/lesion-sr.util';
 import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
 
@@ -318,5 +320,27 @@ describe('medical: which answer the Accept header asks for', () => {
       ['application/dicom;q=abc', false],
     ];
     for (const [accept, dicom] of cases) assert.equal(wantsDicom(accept), dicom, String(accept));
+  });
+
+  it('chooses a STOW store response type the same way, and none when the header accepts neither (406)', () => {
+    const cases: Array<[string | undefined, string | undefined]> = [
+      [undefined, 'application/dicom+json'],
+      ['', 'application/dicom+json'],
+      ['*/*', 'application/dicom+json'],
+      ['application/*', 'application/dicom+json'],
+      ['application/json', 'application/json'],
+      ['application/json, application/dicom+json', 'application/json'],
+      ['application/dicom+json;q=0, */*', 'application/json'],
+      ['application/dicom+xml, application/dicom+json;q=0.2', 'application/dicom+json'],
+      ['application/dicom+xml', undefined],
+      ['multipart/related; type="application/dicom+xml"', undefined],
+      ['application/dicom', undefined],
+      ['*/*;q=0', undefined],
+      ['application/*;q=0, text/html', undefined],
+      ['application/dicom+json;q=0, application/json;q=0, */*', undefined],
+    ];
+    for (const [accept, type] of cases) {
+      assert.equal(preferredMediaType(accept, STORE_RESPONSE_TYPES), type, String(accept));
+    }
   });
 });

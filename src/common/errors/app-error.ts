@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'DICOM_INVALID'
   | 'DICOM_UNSUPPORTED'
   | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'NOT_ACCEPTABLE'
   | 'UPLOADS_BUSY'
   | 'STORAGE_UNAVAILABLE'
   | 'NOT_FOUND';
@@ -96,6 +97,8 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 422, title: 'DICOM instance not accepted' };
     case 'UNSUPPORTED_MEDIA_TYPE':
       return { status: 415, title: 'Unsupported media type' };
+    case 'NOT_ACCEPTABLE':
+      return { status: 406, title: 'Not acceptable' };
     case 'UPLOADS_BUSY':
       return { status: 503, title: 'Too many uploads in progress' };
     case 'STORAGE_UNAVAILABLE':

@@ -3,7 +3,7 @@ import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTag
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
-import { notMultipartDicom, StowService } from './stow.service';
+import { notMultipartDicom, STORE_RESPONSE_TYPES, StowService } from './stow.service';
 
 /** DICOMweb STOW-RS (PS3.18 10.5): a PACS or modality stores instances; the gateway analyses them and keeps the findings. */
 @ApiTags('medical')
@@ -16,7 +16,7 @@ export class StowController {
   @Post()
   @RequirePermission('medical:infer', 'medical.stow')
   @ApiConsumes('multipart/related')
-  @ApiProduces('application/dicom+json')
+  @ApiProduces(...STORE_RESPONSE_TYPES)
   @ApiBody({
     description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
     schema: { type: 'string', format: 'binary' },
@@ -30,7 +30,7 @@ export class StowController {
   @Post(':studyInstanceUID')
   @RequirePermission('medical:infer', 'medical.stow')
   @ApiConsumes('multipart/related')
-  @ApiProduces('application/dicom+json')
+  @ApiProduces(...STORE_RESPONSE_TYPES)
   @ApiBody({
     description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
     schema: { type: 'string', format: 'binary' },
@@ -54,9 +54,11 @@ export class StowController {
     if (!Buffer.isBuffer(body)) throw notMultipartDicom();
     const parts = this.stow.split(request.headers['content-type'], body);
     noteAudit(request, { model: this.stow.modelRef(), inputDigest: this.stow.digest(parts) });
+    // Decided before any instance is analysed: a 406 runs nothing and stores nothing.
+    const type = this.stow.responseType(request.headers.accept);
     const result = await this.stow.store(parts, study);
     noteAudit(request, { output: result.audit });
-    void reply.code(result.status).header('content-type', 'application/dicom+json');
+    void reply.code(result.status).header('content-type', type);
     return result.response;
   }
 }

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AppError } from '../../../common/errors/app-error';
 import { AppConfig } from '../../../config/app-config';
+import { preferredMediaType } from '../accept-header.util';
 import { DicomImage } from '../dicom/dicom-parse.util';
 import { DicomRejected } from '../dicom/dicom-rejected';
 import { attributeName } from '../dicom/dicom-dictionary';
@@ -13,6 +14,12 @@ import {
   splitMultipart,
 } from './multipart-related.util';
 import { FailedInstance, StoredInstance, storeResponse, storeStatus } from './stow-response.util';
+
+/**
+ * What a store response is written in, the default first: DICOM JSON, also under application/json, the name
+ * earlier editions of PS3.18 gave it. The gateway writes no DICOM XML.
+ */
+export const STORE_RESPONSE_TYPES = ['application/dicom+json', 'application/json'] as const;
 
 /** Parts analysed at once: enough to fill the model's batches, few enough to bound decoded pixels in memory. */
 const PARALLEL_PARTS = 4;
@@ -64,6 +71,20 @@ export class StowService {
       }
       throw error;
     }
+  }
+
+  /** The store response's media type by the Accept header; a header that accepts none of them is a 406. */
+  responseType(accept: string | undefined): string {
+    const type = preferredMediaType(accept, STORE_RESPONSE_TYPES);
+    if (type) return type;
+    const offered = STORE_RESPONSE_TYPES.join(', ');
+    throw new AppError(
+      'NOT_ACCEPTABLE',
+      `the Accept header accepts none of the types a store response is written in (${offered})`,
+      {
+        fields: [{ field: 'Accept', reason: `must accept one of ${offered}` }],
+      },
+    );
   }
 
   async store(parts: MultipartPart[], study: string | undefined): Promise<StowResult> {
