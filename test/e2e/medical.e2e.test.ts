@@ -264,6 +264,58 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.equal(unknown.status, 404);
   });
 
+  it('STOW-RS: the same SOP Instance UID twice is analysed once; each later copy fails with 0x0111', async () => {
+    const study = '1.2.826.0.1.3680043.9.7431.111.1';
+    const instance = rewriteDicom(dicomFile('US1_UNCR.dcm'), { StudyInstanceUID: study });
+    const sop = uidOf(instance, '00080018');
+    // The third part is the same instance with other bytes (another series): still the same SOP instance.
+    const reworded = rewriteDicom(instance, { SeriesInstanceUID: '1.2.826.0.1.3680043.9.7431.111.2' });
+    const { body, contentType } = multipartRelated([instance, dicomFile('test-SR.dcm'), reworded, instance]);
+    const ranBefore = await inferenceCount();
+    const res = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', contentType)
+      .set('X-Request-Id', 'stow-duplicate-1')
+      .send(body);
+    assert.equal(res.status, 202, res.text.slice(0, 300));
+    assert.equal(await inferenceCount(), ranBefore + 1, 'one frame analysed once');
+    const response = res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>;
+    assert.deepEqual(
+      response['00081199'].Value.map((i) => i['00081155'].Value[0]),
+      [sop],
+    );
+    const failed = response['00081198'].Value;
+    assert.deepEqual(
+      failed.map((i) => i['00081197'].Value[0]),
+      [0x0122, 0x0111, 0x0111],
+    );
+    for (const [item, part] of [
+      [failed[1], 3],
+      [failed[2], 4],
+    ] as const) {
+      assert.equal(item['00081155'].Value[0], sop);
+      assert.match(
+        String(item['00091001'].Value[0]),
+        new RegExp(`^part ${part}: DUPLICATE_INSTANCE: part 1 of this request has the same SOP Instance UID`),
+      );
+    }
+    const kept = await http.get(`/v1/medical/studies/${study}/findings`).set('Authorization', pacs);
+    assert.equal((kept.body as { instances: Findings[] }).instances.length, 1);
+    const [row] = await app
+      .get(DataSource)
+      .query<Array<{ output_summary: { stored: number; failures: unknown[] } }>>(
+        'SELECT output_summary FROM audit_events WHERE request_id = $1',
+        ['stow-duplicate-1'],
+      );
+    assert.equal(row.output_summary.stored, 1);
+    assert.deepEqual(row.output_summary.failures, [
+      { part: 2, reason: 'NOT_AN_IMAGE' },
+      { part: 3, reason: 'DUPLICATE_INSTANCE' },
+      { part: 4, reason: 'DUPLICATE_INSTANCE' },
+    ]);
+  });
+
   it('STOW-RS: an Accept header it cannot answer is a 406 naming Accept, audited, before anything is analysed', async () => {
     const study = '1.2.826.0.1.3680043.9.7431.406.1';
     const { body, contentType } = multipartRelated([

@@ -13,6 +13,7 @@ export type DicomRejectionReason =
   | 'DECODE_FAILED'
   | 'TOO_MANY_FRAMES'
   | 'STUDY_MISMATCH'
+  | 'DUPLICATE_INSTANCE'
   | 'PROCESSING_FAILED';
 
 export class DicomRejected extends Error {
@@ -53,6 +54,8 @@ export function failureStatusOf(reason: DicomRejectionReason): number {
     case 'TOO_MANY_FRAMES':
     case 'STUDY_MISMATCH':
       return 0xa900; // Data Set does not match SOP Class / request
+    case 'DUPLICATE_INSTANCE':
+      return 0x0111; // Duplicate SOP Instance (PS3.7 C.4.2.1.4)
     case 'PROCESSING_FAILED':
       return 0x0110; // Processing failure
   }

@@ -24,6 +24,14 @@ export const STORE_RESPONSE_TYPES = ['application/dicom+json', 'application/json
 /** Parts analysed at once: enough to fill the model's batches, few enough to bound decoded pixels in memory. */
 const PARALLEL_PARTS = 4;
 
+/** What one request's parts add up to as they are stored or fail. */
+interface StowTally {
+  stored: StoredInstance[];
+  failed: FailedInstance[];
+  kept: Array<{ study: string; instance: string; lesions: number }>;
+  analysedBy: Map<string, number>;
+}
+
 export interface StowResult {
   status: number;
   response: Record<string, unknown>;
@@ -91,11 +99,13 @@ export class StowService {
     const stored: StoredInstance[] = [];
     const failed: FailedInstance[] = [];
     const kept: Array<{ study: string; instance: string; lesions: number }> = [];
+    /** SOP Instance UID -> the part that analyses it. Parts are parsed in order (synchronously), so the first copy wins. */
+    const analysedBy = new Map<string, number>();
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < parts.length) {
         const index = next++;
-        await this.storeOne(parts[index], index + 1, study, stored, failed, kept);
+        await this.storeOne(parts[index], index + 1, study, { stored, failed, kept, analysedBy });
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, parts.length) }, worker));
@@ -119,9 +129,7 @@ export class StowService {
     part: MultipartPart,
     number: number,
     study: string | undefined,
-    stored: StoredInstance[],
-    failed: FailedInstance[],
-    kept: Array<{ study: string; instance: string; lesions: number }>,
+    { stored, failed, kept, analysedBy }: StowTally,
   ): Promise<void> {
     let image: DicomImage | undefined;
     try {
@@ -145,6 +153,16 @@ export class StowService {
           attributeName('StudyInstanceUID'),
         );
       }
+      // One instance is analysed and stored once per request; a later copy fails rather than running the model again.
+      const first = analysedBy.get(image.sopInstanceUID);
+      if (first !== undefined) {
+        throw new DicomRejected(
+          'DUPLICATE_INSTANCE',
+          `part ${first} of this request has the same SOP Instance UID; the instance is analysed and stored once`,
+          attributeName('SOPInstanceUID'),
+        );
+      }
+      analysedBy.set(image.sopInstanceUID, number);
       const analysis = await this.intake.analyseAndKeep(image);
       stored.push({ sopClassUID: image.sopClassUID, sopInstanceUID: image.sopInstanceUID });
       const summary = this.intake.auditSummary(analysis.findings);
