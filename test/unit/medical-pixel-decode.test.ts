@@ -120,7 +120,7 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     }
   });
 
-  it('reads native YBR_FULL_422 as two samples a pixel, and refuses a PlanarConfiguration other than 0 or 1', () => {
+  it('reads native YBR_FULL_422 as two samples a pixel, and refuses a PlanarConfiguration other than 0 or 1, or 1 with YBR_FULL_422', () => {
     const rgb = dicomFile('US1_UNCR.dcm'); // 640x480 RGB, 8 bits, native
     const { rows, columns } = parseDicomImage(rgb, LIMITS);
     const pixels = rows * columns;
@@ -141,6 +141,15 @@ describe('medical: encoded frames checked against the image attributes', { skip:
       assert.equal(refused.attribute, '(0028,0006) PlanarConfiguration');
       assert.equal(refused.detail, `(0028,0006) PlanarConfiguration ${value} is not 0 (interleaved) or 1 (planar)`);
     }
+    // Native YBR_FULL_422 is interleaved in pixel pairs only (PS3.3); planar RGB is read.
+    const planar = rejectionOf(() => parseDicomImage(rewriteDicom(ybr, { PlanarConfiguration: 1 }), LIMITS));
+    assert.equal(planar.reason, 'UNSUPPORTED_PIXEL_FORMAT');
+    assert.equal(planar.attribute, '(0028,0006) PlanarConfiguration');
+    assert.match(
+      planar.detail,
+      /PlanarConfiguration 1 \(planar\) is not allowed with PhotometricInterpretation YBR_FULL_422/,
+    );
+    assert.equal(parseDicomImage(rewriteDicom(rgb, { PlanarConfiguration: 1 }), LIMITS).planarConfiguration, 1);
   });
 
   it('decodes after a WebAssembly trap, in a fresh codec heap', async () => {

@@ -341,6 +341,14 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
     );
   }
   if (!pixelData.encapsulatedPixelData) {
+    // Native 4:2:2 is defined interleaved only (Y1 Y2 Cb Cr per pixel pair): a planar one has no layout to read.
+    if (photometric === 'YBR_FULL_422' && planarConfiguration === 1) {
+      throw new DicomRejected(
+        'UNSUPPORTED_PIXEL_FORMAT',
+        `${attributeName('PlanarConfiguration')} 1 (planar) is not allowed with PhotometricInterpretation YBR_FULL_422, whose samples are interleaved in pixel pairs (PS3.3 C.7.6.3.1: it shall be 0)`,
+        attributeName('PlanarConfiguration'),
+      );
+    }
     const frameBytes = nativeSamplesPerFrame({ rows, columns, samplesPerPixel, photometric }) * (bitsAllocated / 8);
     const needed = frameBytes * numberOfFrames;
     if (pixelData.length < needed) {
