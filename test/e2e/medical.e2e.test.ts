@@ -5,7 +5,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { rewriteDicom } from '../fixtures/dicom-crafted';
+import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -446,6 +446,21 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
       .send(Buffer.alloc(1_200_000));
     assert.equal(res.status, 413);
     assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+  });
+
+  it('refuses a deflated instance inflating past 4 x MEDICAL_MAX_BODY_BYTES with 400 in its own words', async () => {
+    // 8 MiB of padding before Rows / Columns, so the first inflated bytes cannot size it: the limit is 4 MB here.
+    const res = await http
+      .post('/v1/medical/lesion-detections')
+      .set('Authorization', bearer(tokenFor(['radiologist'])))
+      .set('Content-Type', 'application/dicom')
+      .send(deflatedBomb(64, 64, 64 * 64, 8 * 1024 * 1024));
+    assert.equal(res.status, 400, res.text.slice(0, 300));
+    assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+    const problem = res.body as Problem;
+    assert.equal(problem.code, 'DICOM_INVALID');
+    assert.equal(problem.errors?.[0]?.field, 'body');
+    assert.match(problem.detail, /^the deflated data set inflates to more than 4000000 bytes, the most the gateway/);
   });
 
   it('refuses a STOW request of more than MEDICAL_MAX_STOW_INSTANCES parts with 400, before reading any', async () => {

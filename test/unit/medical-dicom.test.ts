@@ -160,6 +160,21 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(parseDicomImage(deflatedBomb(64, 64, 64 * 64), LIMITS).rows, 64);
   });
 
+  it('refuses a deflated data set that its first bytes do not size, past the limit, in its own words', () => {
+    // 40 MiB of padding before Rows / Columns: the first 16 KiB of deflated data give no image size.
+    const padded = deflatedBomb(64, 64, 64 * 64, 40 * 1024 * 1024);
+    assert.equal(parseDicomImage(padded, LIMITS).rows, 64, 'within the limit it is read');
+    // A limit past the largest Buffer Node can make (4 x a body limit of 1 GiB or more, on Node 20) is held to
+    // that size, rather than zlib refusing the option in its own words ("options.maxOutputLength" is out of range).
+    assert.equal(parseDicomImage(padded, { ...LIMITS, maxInflatedBytes: 2 ** 60 }).rows, 64);
+    const refused = rejection(padded, { ...LIMITS, maxInflatedBytes: 32 << 20 });
+    assert.equal(refused.reason, 'MALFORMED');
+    assert.equal(
+      refused.detail,
+      'the deflated data set inflates to more than 33554432 bytes, the most the gateway inflates one data set to (its first 16384 deflated bytes do not give its image size)',
+    );
+  });
+
   it("reads names in the data set's own character set (UTF-8, Latin-2), not as Latin-1", () => {
     const PLACEHOLDER = 'XXXXXXXXXXXXXXXX';
     const withName = (characterSet: string, encoded: Buffer): Buffer => {

@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
@@ -220,19 +221,17 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
     ds = dicomParser.parseDicom(bytes, {
       inflater: (array: Uint8Array, position: number) => {
         const limit = inflatedLimit(array, position, limits);
-        let inflated: Buffer;
+        let full: Buffer;
         try {
-          inflated = inflateRawSync(array.subarray(position), { maxOutputLength: limit });
+          const inflated = inflateRawSync(array.subarray(position), { maxOutputLength: limit.bytes });
+          full = Buffer.allocUnsafe(position + inflated.length);
+          full.set(inflated, position);
         } catch (error) {
-          if ((error as { code?: unknown }).code !== 'ERR_BUFFER_TOO_LARGE') throw error;
-          throw new DicomRejected(
-            'MALFORMED',
-            `the deflated data set inflates to more than ${limit} bytes, more than its image attributes and ${NON_PIXEL_BYTES} bytes of other attributes need`,
-          );
+          // Past the limit, or more than this process can hold: Node's own words name neither the file nor the limit.
+          if (!(error instanceof RangeError)) throw error;
+          throw new DicomRejected('MALFORMED', tooLargeToInflate(limit, error));
         }
-        const full = Buffer.allocUnsafe(position + inflated.length);
         full.set(array.subarray(0, position), 0);
-        full.set(inflated, position);
         return full;
       },
     });
@@ -453,13 +452,24 @@ const PROBE_MAX_INFLATED = 32 * 1024 * 1024;
 /** What a deflated data set may hold besides its pixel data (every other attribute, overlays, icons). */
 const NON_PIXEL_BYTES = 64 * 1024 * 1024;
 
+/** How far a deflated data set may inflate, and what set that bound. */
+interface InflatedLimit {
+  bytes: number;
+  /** `attributes`: the image size the data set's first bytes give; `unsized`: they give none; `maximum`: neither. */
+  by: 'attributes' | 'unsized' | 'maximum';
+}
+
 /**
  * How far a deflated data set may inflate: its pixel data as its own attributes size it, plus NON_PIXEL_BYTES,
- * within maxInflatedBytes. The attributes come from inflating the first PROBE_DEFLATED_BYTES, so that a
- * small file claiming a huge image (a zip bomb) is refused by the pixel budget before the rest is inflated.
- * Where the probe cannot tell (attributes past its end, a damaged stream), maxInflatedBytes stands.
+ * within maxInflatedBytes and the largest Buffer Node can make. The attributes come from inflating the first
+ * PROBE_DEFLATED_BYTES, so that a small file claiming a huge image (a zip bomb) is refused by the pixel budget
+ * before the rest is inflated. Where the probe cannot tell (attributes past its end, a damaged stream), the
+ * maximum stands.
  */
-function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits): number {
+function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits): InflatedLimit {
+  // maxOutputLength past Node's largest Buffer is refused by zlib itself, as is a data set that reaches it.
+  const maximum = Math.min(limits.maxInflatedBytes, bufferConstants.MAX_LENGTH - position);
+  const unsized: InflatedLimit = { bytes: maximum, by: 'unsized' };
   let head: Buffer;
   try {
     head = inflateRawSync(array.subarray(position, position + PROBE_DEFLATED_BYTES), {
@@ -467,7 +477,7 @@ function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits)
       maxOutputLength: PROBE_MAX_INFLATED,
     });
   } catch {
-    return limits.maxInflatedBytes; // the whole inflate names the fault
+    return unsized; // the whole inflate names the fault
   }
   const probe = Buffer.concat([array.subarray(0, position), head]);
   let ds: dicomParser.DataSet | undefined;
@@ -482,13 +492,29 @@ function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits)
   };
   const rows = read(TAG.Rows);
   const columns = read(TAG.Columns);
-  if (!ds || rows === undefined || columns === undefined) return limits.maxInflatedBytes;
+  if (!ds || rows === undefined || columns === undefined) return unsized;
   const framesText = ds.elements[TAG.NumberOfFrames] ? ds.string(TAG.NumberOfFrames)?.trim() : undefined;
   const frames = framesText && /^\d{1,9}$/.test(framesText) ? Math.max(1, Number(framesText)) : 1;
   checkPixelBudget(rows, columns, frames, limits);
   const samples = read(TAG.SamplesPerPixel) ?? 1;
   const bytesPerSample = Math.ceil((read(TAG.BitsAllocated) ?? 16) / 8);
-  return Math.min(limits.maxInflatedBytes, rows * columns * samples * bytesPerSample * frames + NON_PIXEL_BYTES);
+  const sized = rows * columns * samples * bytesPerSample * frames + NON_PIXEL_BYTES;
+  return sized < maximum ? { bytes: sized, by: 'attributes' } : { bytes: maximum, by: 'maximum' };
+}
+
+/** The refusal of a deflated data set that inflates past its limit, or past what the process can allocate. */
+function tooLargeToInflate(limit: InflatedLimit, error: RangeError): string {
+  if ((error as { code?: unknown }).code !== 'ERR_BUFFER_TOO_LARGE') {
+    return `the deflated data set is too large to inflate in the memory the gateway has (at most ${limit.bytes} bytes are allowed)`;
+  }
+  switch (limit.by) {
+    case 'attributes':
+      return `the deflated data set inflates to more than ${limit.bytes} bytes, more than its image attributes and ${NON_PIXEL_BYTES} bytes of other attributes need`;
+    case 'unsized':
+      return `the deflated data set inflates to more than ${limit.bytes} bytes, the most the gateway inflates one data set to (its first ${PROBE_DEFLATED_BYTES} deflated bytes do not give its image size)`;
+    case 'maximum':
+      return `the deflated data set inflates to more than ${limit.bytes} bytes, the most the gateway inflates one data set to`;
+  }
 }
 
 /**
