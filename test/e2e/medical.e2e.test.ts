@@ -434,7 +434,24 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
         .set('Content-Type', 'application/dicom')
         .send(dicomFile(file));
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      assert.equal((res.body as Findings).frames.length, expected.frames);
+      const findings = res.body as Findings;
+      assert.equal(findings.frames.length, expected.frames);
+      // The letterbox pads tall and wide images: nothing found in the padding may come back as a lesion.
+      for (const { box } of findings.frames.flatMap((f) => f.lesions)) {
+        assert.ok(box.width > 0 && box.height > 0, JSON.stringify(box));
+        assert.ok(box.x + box.width <= findings.columns && box.y + box.height <= findings.rows, JSON.stringify(box));
+      }
+    });
+
+    it(`${file}: answered as a DICOM SR`, async () => {
+      const res = await http
+        .post('/v1/medical/lesion-detections')
+        .set('Authorization', bearer(tokenFor(['radiologist'])))
+        .set('Content-Type', 'application/dicom')
+        .set('Accept', 'application/dicom')
+        .send(dicomFile(file));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.match(String(res.headers['content-type']), /^application\/dicom/);
     });
   }
 

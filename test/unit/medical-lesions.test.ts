@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   calibrationFrom,
+  cropToImage,
   findLesions,
   LesionComponent,
   physicalSize,
@@ -90,6 +91,24 @@ describe('medical lesions: components', () => {
         [6, 6, 7, 7, 3],
         [0, 0, 1, 0, 2],
       ],
+    );
+  });
+
+  it('finds nothing in the letterbox padding, and measures a lesion that runs into it on the image only', () => {
+    // A 4x2 image letterboxed at the top-left of a 6x4 grid: a blob in the right padding, one across the bottom edge.
+    const grid = probMap(6, 4, [
+      [5, 0, 0.9],
+      [5, 1, 0.9],
+      [1, 1, 0.8],
+      [1, 2, 0.8],
+      [1, 3, 0.8],
+    ]);
+    const opts = { threshold: 0.5, minAreaPx: 1, connectivity: 8 as const };
+    assert.equal(findLesions(grid, 6, 4, opts).length, 2);
+    const onImage = cropToImage(grid, 6, 4, 2);
+    assert.deepEqual(
+      findLesions(onImage, 4, 2, opts).map(({ x0, y0, x1, y1, areaPx }) => ({ x0, y0, x1, y1, areaPx })),
+      [{ x0: 1, y0: 1, x1: 1, y1: 1, areaPx: 1 }],
     );
   });
 

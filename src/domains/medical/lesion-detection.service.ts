@@ -6,7 +6,13 @@ import { DicomRejected } from './dicom/dicom-rejected';
 import { attributeName } from './dicom/dicom-dictionary';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from './dicom/pixel-decode.util';
 import { FrameFindingsDto, InstanceFindingsDto, LesionDto } from './lesion-detection.dto';
-import { calibrationFrom, findLesions, physicalSize, toOriginalGrid } from './lesions/lesion-postprocess.util';
+import {
+  calibrationFrom,
+  cropToImage,
+  findLesions,
+  physicalSize,
+  toOriginalGrid,
+} from './lesions/lesion-postprocess.util';
 import { FrameTo01Options, letterboxFrame, UnsupportedPhotometricError } from './pixels/pixel-pipeline.util';
 
 /** What the domain reads from the lesion model's manifest. */
@@ -167,11 +173,11 @@ export class LesionDetectionService implements OnModuleInit {
     for (let start = 0; start < frames.length; start += model.maxBatchSize) {
       const chunk = frames.slice(start, start + model.maxBatchSize);
       const batch = new Float32Array(chunk.length * plane);
-      const scales: number[] = [];
+      const placements: Placement[] = [];
       // Settled at once, unless a trap in another decode discarded the codecs and they are loading again.
       await initialisePixelCodecs();
       chunk.forEach((frame, i) => {
-        scales.push(this.preprocess(image, frame, model, batch.subarray(i * plane, (i + 1) * plane)));
+        placements.push(this.preprocess(image, frame, model, batch.subarray(i * plane, (i + 1) * plane)));
       });
       const result = await this.engine.infer(model.name, model.version, {
         image: { dtype: 'float32', dims: [chunk.length, 1, model.height, model.width], data: batch },
@@ -182,7 +188,7 @@ export class LesionDetectionService implements OnModuleInit {
         const prob = maps.subarray(i * plane, (i + 1) * plane);
         results.push({
           frameNumber: frame + 1,
-          lesions: this.lesions(prob, scales[i], image, model),
+          lesions: this.lesions(prob, placements[i], image, model),
           ...(malignancy ? { malignancyProbability: round(malignancy[i]) } : {}),
         });
       });
@@ -204,17 +210,18 @@ export class LesionDetectionService implements OnModuleInit {
     };
   }
 
-  /** Decodes one frame and writes it, letterboxed and normalised, into its place in the batch; returns the scale. */
-  private preprocess(image: DicomImage, frame: number, model: LesionModel, into: Float32Array): number {
+  /** Decodes one frame and writes it, letterboxed and normalised, into its place in the batch; returns where it went. */
+  private preprocess(image: DicomImage, frame: number, model: LesionModel, into: Float32Array): Placement {
     const stored = decodeFrame(image, frame);
     try {
-      return letterboxFrame(
+      const { scale, resizedWidth, resizedHeight } = letterboxFrame(
         stored,
         frameOptionsOf(image),
         { width: model.width, height: model.height, padValue: model.padValue },
         into,
         { mean: model.mean, std: model.std },
-      ).scale;
+      );
+      return { scale, resizedWidth, resizedHeight };
     } catch (error) {
       if (error instanceof UnsupportedPhotometricError) {
         throw new DicomRejected('UNSUPPORTED_PIXEL_FORMAT', error.message, attributeName('PhotometricInterpretation'));
@@ -231,8 +238,10 @@ export class LesionDetectionService implements OnModuleInit {
     }
   }
 
-  private lesions(prob: Float32Array, scale: number, image: DicomImage, model: LesionModel): LesionDto[] {
-    const components = findLesions(prob, model.width, model.height, {
+  private lesions(prob: Float32Array, placement: Placement, image: DicomImage, model: LesionModel): LesionDto[] {
+    const { scale, resizedWidth, resizedHeight } = placement;
+    const onImage = cropToImage(prob, model.width, resizedWidth, resizedHeight);
+    const components = findLesions(onImage, resizedWidth, resizedHeight, {
       threshold: model.threshold,
       minAreaPx: model.minAreaPx,
       connectivity: model.connectivity,
@@ -262,6 +271,13 @@ export class LesionDetectionService implements OnModuleInit {
       };
     });
   }
+}
+
+/** Where the letterbox put a frame on the model grid: at the top-left, scaled by `scale`, the rest padding. */
+interface Placement {
+  scale: number;
+  resizedWidth: number;
+  resizedHeight: number;
 }
 
 function round(v: number): number {

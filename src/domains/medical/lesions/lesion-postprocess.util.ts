@@ -135,6 +135,18 @@ export function findLesions(
 }
 
 /**
+ * The part of a model-grid map that holds the image: the letterbox put it at the top-left, `width` x `height`,
+ * and padded the rest. What the model says about the padding is no finding (the model card: "map back by
+ * cropping the padding"); left in, a blob there became a box outside the image, or grew one's area.
+ */
+export function cropToImage(prob: Float32Array, gridWidth: number, width: number, height: number): Float32Array {
+  if (width === gridWidth) return prob.subarray(0, width * height);
+  const cropped = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) cropped.set(prob.subarray(y * gridWidth, y * gridWidth + width), y * width);
+  return cropped;
+}
+
+/**
  * Model-grid component -> original pixel grid. The letterbox put the image at the top-left scaled by `scale`,
  * so original = model / scale; the box is clamped to the image. Area counts model pixels times 1 / scale².
  */
