@@ -9,7 +9,7 @@ import { JwtVerifier } from './auth/jwt-verifier';
 import { AuditWriter } from './audit/audit-writer.service';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
-import { registerBodyBudget } from './common/http/body-budget';
+import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
 import { refuseEncodedBodies } from './common/http/content-encoding';
 import { clientErrorHandler } from './common/http/client-errors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
@@ -97,7 +97,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   registerAccessHook(fastify, app.get(JwtVerifier));
   refuseEncodedBodies(fastify);
   // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
-  registerBodyBudget(fastify, config.MAX_INFLIGHT_BODY_BYTES, (request) =>
+  registerBodyBudget(fastify, app.get(UploadBudget), (request) =>
     isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,
   );
   registerOipBinaryBodies(fastify);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,7 +9,17 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData } from 'dcmjs';
 import { DataSource } from 'typeorm';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtures/dicom-files';
-import { associateRequest, commandPData, element, u16 } from '../fixtures/dimse-pdus';
+import { UploadBudget } from '../../src/common/http/body-budget';
+import {
+  associateRequest,
+  commandPData,
+  dataPData,
+  element,
+  responseStatus,
+  storeCommand,
+  u16,
+  US_IMAGE_STORAGE,
+} from '../fixtures/dimse-pdus';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 import { until } from '../fixtures/until';
 
@@ -331,3 +341,82 @@ describe(
     });
   },
 );
+
+/** One raw association for US image storage: its socket and the PDUs it gets back, in order. */
+async function storageAssociation(port: number): Promise<{ socket: Socket; next: () => Promise<Buffer> }> {
+  const socket = connect(port, '127.0.0.1');
+  const pdus: Buffer[] = [];
+  let buffered = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+      pdus.push(buffered.subarray(0, 6 + buffered.readUInt32BE(2)));
+      buffered = buffered.subarray(6 + buffered.readUInt32BE(2));
+    }
+  });
+  socket.on('error', () => undefined);
+  const next = () => until('the next PDU from the gateway', () => pdus.shift(), 10_000);
+  socket.write(associateRequest({ abstractSyntax: US_IMAGE_STORAGE }));
+  assert.equal((await next())[0], 0x02, 'association accepted');
+  return { socket, next };
+}
+
+describe('medical: DIMSE data sets draw on the upload budget', () => {
+  let app: NestFastifyApplication;
+  let port: number;
+  let budget: UploadBudget;
+  let db: DataSource;
+
+  before(async () => {
+    port = await freePort();
+    app = await createTestApp({ MEDICAL_DIMSE_PORT: String(port), MAX_INFLIGHT_BODY_BYTES: String(1024 * 1024) });
+    budget = app.get(UploadBudget);
+    db = app.get(DataSource);
+  });
+
+  after(async () => {
+    await app?.close();
+  });
+
+  /** 700 kB of data set (not DICOM: refused once read) in 100 kB fragments, the last one apart. */
+  const fragments = Array.from({ length: 7 }, () => Buffer.alloc(100_000));
+  const sendAll = (socket: Socket, messageId: number) => {
+    socket.write(commandPData(storeCommand(US_IMAGE_STORAGE, `1.2.3.${messageId}`, messageId)));
+    fragments.forEach((f, i) => socket.write(dataPData(f, i === fragments.length - 1 ? 2 : 0)));
+  };
+
+  it('answers 0xA700 to a data set that comes while others hold MAX_INFLIGHT_BODY_BYTES, and takes it once they are done', async () => {
+    const held = await storageAssociation(port);
+    held.socket.write(commandPData(storeCommand(US_IMAGE_STORAGE, '1.2.3.0', 1)));
+    fragments.slice(0, -1).forEach((f) => held.socket.write(dataPData(f)));
+    await until('600 kB held', () => (budget.held >= 600_000 ? true : undefined));
+
+    const other = await storageAssociation(port);
+    sendAll(other.socket, 1);
+    const busy = responseStatus(await other.next());
+    assert.equal(busy.status, 0xa700, JSON.stringify(busy));
+    assert.match(busy.comment ?? '', /too many uploads at once/);
+    const [row] = await db.query<Array<{ outcome: string; status_code: number; output_summary: unknown }>>(
+      `SELECT outcome, status_code, output_summary FROM audit_events WHERE action = 'medical.dimse-store' ORDER BY id`,
+    );
+    assert.deepEqual([row.status_code, row.output_summary], [503, { reason: 'UPLOADS_BUSY' }]);
+
+    // The held data set completes and is answered (refused for what it is), and gives its bytes back.
+    held.socket.write(dataPData(fragments[6], 2));
+    assert.notEqual(responseStatus(await held.next()).status, 0xa700);
+    await until('the budget given back', () => (budget.held === 0 ? true : undefined));
+    sendAll(other.socket, 2);
+    assert.notEqual(responseStatus(await other.next()).status, 0xa700);
+    held.socket.destroy();
+    other.socket.destroy();
+  });
+
+  it('gives back the bytes of a data set whose connection drops before it is whole', async () => {
+    const dropped = await storageAssociation(port);
+    dropped.socket.write(commandPData(storeCommand(US_IMAGE_STORAGE, '1.2.3.9', 1)));
+    fragments.slice(0, -1).forEach((f) => dropped.socket.write(dataPData(f)));
+    await until('600 kB held', () => (budget.held >= 600_000 ? true : undefined));
+    dropped.socket.destroy();
+    await until('the budget given back', () => (budget.held === 0 ? true : undefined));
+  });
+});

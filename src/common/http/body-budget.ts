@@ -15,18 +15,18 @@ import { AppError } from '../errors/app-error';
  */
 export function registerBodyBudget(
   fastify: FastifyInstance,
-  maxBytes: number,
+  budget: UploadBudget,
   bodyLimitOf: (request: FastifyRequest) => number = (request) => request.routeOptions.bodyLimit,
 ): void {
-  let held = 0;
   fastify.addHook('preParsing', (request, reply, payload, done) => {
     const declared = request.headers['content-length'];
     const chunked = request.headers['transfer-encoding'] !== undefined;
     const bytes =
       declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : chunked ? bodyLimitOf(request) : 0;
     if (bytes === 0) return done(null, payload);
-    if (held > 0 && held + bytes > maxBytes) {
-      const reason = `${held} bytes of other uploads are being received or processed (MAX_INFLIGHT_BODY_BYTES is ${maxBytes})`;
+    const held = budget.held;
+    if (!budget.take(bytes)) {
+      const reason = `${held} bytes of other uploads are being received or processed (MAX_INFLIGHT_BODY_BYTES is ${budget.maxBytes})`;
       return done(
         new AppError('UPLOADS_BUSY', `too many uploads at once: ${reason}; try again shortly`, {
           retryAfterSeconds: 1,
@@ -34,11 +34,36 @@ export function registerBodyBudget(
         }),
       );
     }
-    held += bytes;
     // The response's close comes once, whether the answer was sent or the connection dropped.
-    reply.raw.once('close', () => {
-      held -= bytes;
-    });
+    reply.raw.once('close', () => budget.release(bytes));
     done(null, payload);
   });
+}
+
+/**
+ * The bytes of uploads held at once, whichever way they came: HTTP bodies and DIMSE data sets draw on
+ * the one MAX_INFLIGHT_BODY_BYTES, so a burst on either cannot grow the process past it.
+ */
+export class UploadBudget {
+  private heldBytes = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  get held(): number {
+    return this.heldBytes;
+  }
+
+  /**
+   * Takes `bytes` more for an upload that holds `own` bytes already. Refused (false, nothing taken)
+   * when other uploads hold bytes and the total would pass the budget: an upload alone always gets in.
+   */
+  take(bytes: number, own = 0): boolean {
+    if (this.heldBytes - own > 0 && this.heldBytes + bytes > this.maxBytes) return false;
+    this.heldBytes += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.heldBytes -= bytes;
+  }
 }

@@ -26,8 +26,10 @@ export interface ReceivedInstance {
   sopClassUid: string;
   sopInstanceUid: string;
   transferSyntaxUid: string;
-  /** Undefined when it grew past the size limit (the rest was dropped as it came). */
+  /** Undefined when it was dropped as it came (`dropped` says why). */
   dataset: Buffer | undefined;
+  /** TOO_LARGE: it grew past the size limit; UPLOADS_BUSY: other uploads held the whole upload budget. */
+  dropped?: DatasetDropped;
   /** performance.now() when its first data set fragment arrived. */
   startedAt: number;
 }
@@ -38,9 +40,20 @@ export interface StoreAnswer {
   comment?: string;
 }
 
+export type DatasetDropped = 'TOO_LARGE' | 'UPLOADS_BUSY';
+
+/** The bytes of uploads the process holds at once (shared with the HTTP bodies). */
+export interface ByteBudget {
+  /** Takes `bytes` more for an upload that holds `own` already; false when it would pass the budget. */
+  take(bytes: number, own: number): boolean;
+  release(bytes: number): void;
+}
+
 /** What the Nest service decides for each connection; the connection only speaks the protocol. */
 export interface DimseHandler {
   readonly maxDatasetBytes: number;
+  /** Each data set's bytes count against it from their arrival until the C-STORE is answered. */
+  readonly uploads: ByteBudget;
   /** `protocol`: the request's own refusal (its protocol version or application context), if any. */
   admit(
     called: string,
@@ -113,26 +126,44 @@ function captureFirstPdu(socket: Socket, done: (pdu: Buffer) => void): void {
   socket.prependListener('data', take);
 }
 
-/** Collects a data set as its fragments arrive, up to a limit; past it, drops them (the answer is a failure). */
+/**
+ * Collects a data set as its fragments arrive, up to a limit and while the upload budget has room; past
+ * either, drops them (the answer is a failure). What it holds counts against the budget until `release`.
+ */
 class DatasetSink extends Writable {
   readonly chunks: Buffer[] = [];
   readonly startedAt = performance.now();
   size = 0;
-  overflow = false;
+  dropped?: DatasetDropped;
+  private held = 0;
 
-  constructor(private readonly limit: number) {
+  constructor(
+    private readonly limit: number,
+    private readonly budget: ByteBudget,
+  ) {
     super();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     this.size += chunk.length;
-    if (this.size > this.limit) {
-      this.overflow = true;
-      this.chunks.length = 0;
-    } else if (!this.overflow) {
-      this.chunks.push(chunk);
+    if (!this.dropped) {
+      if (this.size > this.limit) this.dropped = 'TOO_LARGE';
+      else if (!this.budget.take(chunk.length, this.held)) this.dropped = 'UPLOADS_BUSY';
+      if (this.dropped) {
+        this.chunks.length = 0;
+        this.release();
+      } else {
+        this.held += chunk.length;
+        this.chunks.push(chunk);
+      }
     }
     done();
+  }
+
+  /** Gives its bytes back to the budget (once; later calls do nothing). */
+  release(): void {
+    this.budget.release(this.held);
+    this.held = 0;
   }
 }
 
@@ -141,7 +172,7 @@ class ReceivedDataset extends Dataset {
   constructor(
     readonly bytes: Buffer | undefined,
     transferSyntaxUid: string,
-    readonly startedAt: number,
+    readonly sink: DatasetSink,
   ) {
     super({}, transferSyntaxUid);
   }
@@ -158,6 +189,8 @@ export class DimseConnection extends Scp {
   /** The first PDU's bytes (the A-ASSOCIATE-RQ, up to 64 KiB): what the library does not read of it. */
   private associateRequest: Buffer = Buffer.alloc(0);
   private readonly inFlight = new Set<Promise<void>>();
+  /** Data sets still arriving: a connection that closes before their C-STORE gives their bytes back. */
+  private readonly arriving = new Set<DatasetSink>();
 
   constructor(
     private readonly peerSocket: Socket,
@@ -170,6 +203,10 @@ export class DimseConnection extends Scp {
     this.on('networkError', (error: Error) => {
       peerSocket.end();
       handler.connectionError(this.peer, error.message);
+    });
+    peerSocket.once('close', () => {
+      for (const sink of this.arriving) sink.release();
+      this.arriving.clear();
     });
     captureFirstPdu(peerSocket, (pdu) => (this.associateRequest = pdu));
     guardPduLength(peerSocket, MAX_PDU_BYTES, (length) =>
@@ -268,7 +305,10 @@ export class DimseConnection extends Scp {
   }
 
   override createStoreWritableStream(): Writable {
-    return new DatasetSink(this.handler.maxDatasetBytes);
+    const sink = new DatasetSink(this.handler.maxDatasetBytes, this.handler.uploads);
+    if (this.peerSocket.destroyed) sink.release();
+    else this.arriving.add(sink);
+    return sink;
   }
 
   override createDatasetFromStoreWritableStream(
@@ -277,8 +317,11 @@ export class DimseConnection extends Scp {
     callback: (dataset: Dataset) => void,
   ): void {
     const sink = writable as DatasetSink;
-    const bytes = sink.overflow ? undefined : Buffer.concat(sink.chunks);
-    callback(new ReceivedDataset(bytes, context.getAcceptedTransferSyntaxUid() ?? '', sink.startedAt));
+    // From here its C-STORE's answer gives its bytes back.
+    this.arriving.delete(sink);
+    const bytes = sink.dropped ? undefined : Buffer.concat(sink.chunks);
+    sink.chunks.length = 0;
+    callback(new ReceivedDataset(bytes, context.getAcceptedTransferSyntaxUid() ?? '', sink));
   }
 
   private async answer(
@@ -286,8 +329,8 @@ export class DimseConnection extends Scp {
     callback: (response: responses.CStoreResponse) => void,
   ): Promise<void> {
     let answer: StoreAnswer;
+    const dataset = request.getDataset();
     try {
-      const dataset = request.getDataset();
       if (!(dataset instanceof ReceivedDataset)) throw new Error('C-STORE without a data set');
       answer = await this.handler.store({
         callingAeTitle: this.callingAeTitle,
@@ -296,10 +339,13 @@ export class DimseConnection extends Scp {
         sopInstanceUid: request.getAffectedSopInstanceUid() ?? '',
         transferSyntaxUid: dataset.getTransferSyntaxUid(),
         dataset: dataset.bytes,
-        startedAt: dataset.startedAt,
+        ...(dataset.sink.dropped ? { dropped: dataset.sink.dropped } : {}),
+        startedAt: dataset.sink.startedAt,
       });
     } catch {
       answer = { status: Status.ProcessingFailure, comment: 'processing failure' };
+    } finally {
+      if (dataset instanceof ReceivedDataset) dataset.sink.release();
     }
     try {
       const response = responses.CStoreResponse.fromRequest(request);

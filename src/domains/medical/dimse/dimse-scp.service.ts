@@ -10,6 +10,7 @@ import type { AuditOutcome } from '../../../audit/audit-event.entity';
 import { AuditDraft, AuditWriter } from '../../../audit/audit-writer.service';
 import { outcomeOf } from '../../../audit/audit.hook';
 import { AppError, httpStatusOf } from '../../../common/errors/app-error';
+import { UploadBudget } from '../../../common/http/body-budget';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { AppConfig } from '../../../config/app-config';
 import { DicomRejected, failureStatusOf, isUnreadable } from '../dicom/dicom-rejected';
@@ -75,6 +76,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     private readonly config: AppConfig,
     private readonly intake: MedicalIntakeService,
     private readonly audit: AuditWriter,
+    readonly uploads: UploadBudget,
     metrics: MetricsService,
   ) {
     // The library logs every PDU at trace level by default, to the console; its errors are reported here instead.
@@ -193,7 +195,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
           sourceAeTitle: instance.callingAeTitle,
         });
       inputDigest = file ? this.intake.digest(file) : null;
-      decision = file ? await this.decide(file) : tooLarge();
+      decision = file ? await this.decide(file) : instance.dropped === 'UPLOADS_BUSY' ? uploadsBusy() : tooLarge();
     } catch (error) {
       decision = this.failed(error);
     }
@@ -344,6 +346,16 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     this.forwards.add(task);
     void task.finally(() => this.forwards.delete(task));
   }
+}
+
+/** Other uploads held MAX_INFLIGHT_BODY_BYTES while it came (HTTP answers 503 with Retry-After): the caller sends it again. */
+function uploadsBusy(): Decision {
+  return {
+    answer: { status: OUT_OF_RESOURCES, comment: 'too many uploads at once; send it again shortly' },
+    outcome: outcomeOf(503),
+    statusCode: 503,
+    output: { reason: 'UPLOADS_BUSY' },
+  };
 }
 
 function tooLarge(): Decision {
