@@ -234,6 +234,32 @@ describe('manufacturing: Sparkplug B', () => {
     assert.throws(() => aliases.onBirth(DDATA, { metrics: [] }), /onBirth needs an NBIRTH or DBIRTH topic, got DDATA/);
   });
 
+  it('remembers births up to a limit, forgetting the nodes born longest ago, so births from ever new ids cannot grow it', () => {
+    const limit = 1000;
+    const aliases = new SparkplugAliases(limit);
+    const metrics = Array.from({ length: 9 }, (_, k) => ({ name: `m${k}`, alias: k, type: 'Float', value: 1 }));
+    const birthOf = (i: number) => parseSparkplugTopic(`spBv1.0/plant1/DBIRTH/edge-${i}/dev-${i}`) as SparkplugTopic;
+    const dataOf = (i: number) => parseSparkplugTopic(`spBv1.0/plant1/DDATA/edge-${i}/dev-${i}`) as SparkplugTopic;
+    for (let i = 0; i < 5000; i++) aliases.onBirth(birthOf(i), { timestamp: T0, metrics });
+    assert.ok(aliases.remembered <= limit, `${aliases.remembered} remembered past the limit of ${limit}`);
+    assert.equal(aliases.resolve(dataOf(4999), { alias: 3 }), 'm3', 'the latest births are kept');
+    assert.equal(
+      aliases.resolve(dataOf(0), { alias: 3 }),
+      undefined,
+      'the oldest are forgotten (and asked to rebirth)',
+    );
+
+    // A node born again moves to the back of the line; deaths and rebirths give their room back.
+    const kept = born();
+    assert.equal(kept.remembered, 3 + 7, 'the node: 2 metrics and itself; the device: 6 and itself');
+    kept.onBirth(DBIRTH, { timestamp: T0, metrics: [{ name: 'one', alias: 1, type: 'Float', value: 1 }] });
+    assert.equal(kept.remembered, 3 + 2);
+    assert.equal(kept.onDeath(DDEATH), true);
+    assert.equal(kept.remembered, 3);
+    assert.equal(kept.onDeath(NDEATH), true);
+    assert.equal(kept.remembered, 0);
+  });
+
   it('throws a clear error on bytes that are not a Sparkplug B payload', () => {
     for (const bytes of [
       Uint8Array.from([0x12, 0x10, 0x01]), // metrics field longer than the buffer

@@ -82,13 +82,42 @@ interface NodeState {
   bdSeq?: number;
   /** '' is the node itself, otherwise the device id. */
   scopes: Map<string, AliasScope>;
+  /** What the node's scopes count towards the table's limit (see scopeSize). */
+  size: number;
+}
+
+/**
+ * Metric names (and scopes) the alias tables remember at most, all nodes together: some 70 MB with
+ * 40-character names, each with an alias and a datatype (measured). Births come from whoever may publish
+ * under spBv1.0, for devices that are assets or not (an asset may be registered later), so without a
+ * limit a stream of births from new node or device ids would grow the tables for good. Past it the nodes
+ * born longest ago are forgotten; their next DDATA by alias is dead-lettered as unknown and the node
+ * asked to rebirth, as after a restart.
+ */
+export const MAX_REMEMBERED_METRICS = 500_000;
+
+/** A scope's weight: its metric names (each has an alias, a datatype or both), and one for the scope itself. */
+function scopeSize(scope: AliasScope): number {
+  return 1 + Math.max(scope.names.size, scope.types.size);
 }
 
 /** Alias and datatype tables per (group, edge node, device), as the last BIRTH stated them. */
 export class SparkplugAliases {
+  /** In birth order: a node born again moves to the end, so the first is the one born longest ago. */
   private readonly nodes = new Map<string, NodeState>();
+  private size = 0;
+
+  constructor(private readonly maxRemembered = MAX_REMEMBERED_METRICS) {}
+
+  /** Metric names and scopes remembered, all nodes together (memory check). */
+  get remembered(): number {
+    return this.size;
+  }
 
   onBirth(topic: SparkplugTopic, payload: DecodedSparkplug): void {
+    if (topic.messageType !== 'NBIRTH' && topic.messageType !== 'DBIRTH') {
+      throw new Error(`onBirth needs an NBIRTH or DBIRTH topic, got ${topic.messageType}`);
+    }
     const scope: AliasScope = { names: new Map(), types: new Map() };
     for (const m of payload.metrics) {
       if (m.name === undefined) continue;
@@ -96,16 +125,33 @@ export class SparkplugAliases {
       if (m.alias !== undefined) scope.names.set(m.alias, m.name);
     }
     const key = nodeKey(topic);
+    const old = this.nodes.get(key);
+    this.nodes.delete(key);
     if (topic.messageType === 'NBIRTH') {
       // A new node session invalidates every device alias of the old one.
       const bdSeq = payload.metrics.find((m) => m.name === 'bdSeq')?.value;
-      this.nodes.set(key, { bdSeq: typeof bdSeq === 'number' ? bdSeq : undefined, scopes: new Map([['', scope]]) });
-    } else if (topic.messageType === 'DBIRTH') {
-      let node = this.nodes.get(key);
-      if (!node) this.nodes.set(key, (node = { scopes: new Map() }));
-      node.scopes.set(topic.device ?? '', scope);
+      this.size -= old?.size ?? 0;
+      this.nodes.set(key, {
+        bdSeq: typeof bdSeq === 'number' ? bdSeq : undefined,
+        scopes: new Map([['', scope]]),
+        size: scopeSize(scope),
+      });
+      this.size += scopeSize(scope);
     } else {
-      throw new Error(`onBirth needs an NBIRTH or DBIRTH topic, got ${topic.messageType}`);
+      const node: NodeState = old ?? { scopes: new Map(), size: 0 };
+      const device = topic.device ?? '';
+      const replaced = node.scopes.get(device);
+      const change = scopeSize(scope) - (replaced ? scopeSize(replaced) : 0);
+      node.scopes.set(device, scope);
+      node.size += change;
+      this.size += change;
+      this.nodes.set(key, node);
+    }
+    // The node just born stays, even alone past the limit: one message's worth.
+    for (const [oldest, node] of this.nodes) {
+      if (this.size <= this.maxRemembered || oldest === key) break;
+      this.nodes.delete(oldest);
+      this.size -= node.size;
     }
   }
 
@@ -121,9 +167,16 @@ export class SparkplugAliases {
     if (topic.messageType === 'NDEATH') {
       const bdSeq = payload?.metrics.find((m) => m.name === 'bdSeq')?.value;
       if (typeof bdSeq === 'number' && node.bdSeq !== undefined && bdSeq !== node.bdSeq) return false;
+      this.size -= node.size;
       return this.nodes.delete(key);
     }
-    if (topic.messageType === 'DDEATH') return node.scopes.delete(topic.device ?? '');
+    if (topic.messageType === 'DDEATH') {
+      const scope = node.scopes.get(topic.device ?? '');
+      if (!scope) return false;
+      node.size -= scopeSize(scope);
+      this.size -= scopeSize(scope);
+      return node.scopes.delete(topic.device ?? '');
+    }
     throw new Error(`onDeath needs an NDEATH or DDEATH topic, got ${topic.messageType}`);
   }
 
