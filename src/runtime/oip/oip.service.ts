@@ -126,6 +126,19 @@ export class OipService {
         });
       }
     });
+    // A larger request would run alone as one batch of its size, holding memory (ORT's arena keeps what it
+    // took) in proportion to what the caller chose: the max_batch_size the metadata states is the limit.
+    if (info.batching.batchable) {
+      body.inputs.forEach((input, i) => {
+        const rows = input.shape[0];
+        if (rows !== undefined && rows > info.batching.maxBatchSize) {
+          const reason = `batch size ${rows} is more than the max_batch_size of ${info.batching.maxBatchSize}`;
+          throw new AppError('INVALID_TENSOR', `inputs[${i}].shape[0]: ${reason}`, {
+            fields: [{ field: `inputs[${i}].shape[0]`, reason }],
+          });
+        }
+      });
+    }
     // Digest before the runtime may move the buffers to a worker thread.
     audit({ model: { name, version: info.version }, inputDigest: this.digester.digest(canonicalTensorParts(inputs)) });
     const result = await this.engine.infer(name, info.version, inputs, { timeoutMs: timeout });
