@@ -142,6 +142,14 @@ describe('Open Inference Protocol v2', () => {
     assert.equal(dtype.body.error, 'inputs.x: dtype must be float32, got int32');
     const name = await post({ inputs: [{ name: 'z', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
     assert.match(name.body.error, /inputs\.z: the model has no input named "z"; inputs\.x: required input is missing/);
+    // Names that Object.prototype has were taken for inputs given twice (and `__proto__` could not be a name).
+    for (const member of ['toString', 'constructor', '__proto__']) {
+      const res = await post({ inputs: [{ name: member, shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+      assert.equal(
+        res.body.error,
+        `inputs.${member}: the model has no input named "${member}"; inputs.x: required input is missing`,
+      );
+    }
     const output = await post({
       inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
       outputs: [{ name: 'w' }],

@@ -177,7 +177,9 @@ export type OipAnswer =
   { kind: 'json'; body: OipInferResponseDto } | { kind: 'binary'; headerLength: number; body: Buffer };
 
 function decodeInputs(body: OipInferRequest, payload: Buffer | undefined): Record<string, Tensor> {
-  const inputs: Record<string, Tensor> = {};
+  // Input names are the caller's: `toString` or `__proto__` must be a name like any other, not a member found
+  // on (or a prototype set through) Object.prototype.
+  const inputs: Record<string, Tensor> = Object.create(null) as Record<string, Tensor>;
   let offset = 0;
   body.inputs.forEach((input, i) => {
     const field = `inputs[${i}]`;
@@ -186,7 +188,7 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined): Recor
         fields: [{ field: `${field}${suffix}`, reason }],
       });
     };
-    if (inputs[input.name]) fail('.name', `"${input.name}" is given twice`);
+    if (Object.hasOwn(inputs, input.name)) fail('.name', `"${input.name}" is given twice`);
     const size = input.parameters?.binary_data_size as number | undefined;
     if (size !== undefined) {
       if (!payload)
