@@ -223,4 +223,22 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
       .expect(200);
     assert.equal(now.body.accepted, 1, JSON.stringify(now.body));
   });
+
+  it('refuses a tag named after a member of Object.prototype, which no reading over HTTP could carry', async () => {
+    const asset = millAsset('mill-tags');
+    const sensors = asset.sensors as Array<Record<string, string>>;
+    // The body's transformer drops such keys from `values`, and a reading without the tag found Object.prototype's
+    // member in its place: every reading of the asset was refused as "toString: a function is not a number".
+    for (const tag of ['constructor', '__proto__', 'toString', 'valueOf', 'hasOwnProperty']) {
+      sensors[0].tag = tag;
+      const refused = await http.put('/v1/manufacturing/assets/mill-tags').set('Authorization', admin).send(asset);
+      assert.equal(refused.status, 400, `${tag}: ${JSON.stringify(refused.body)}`);
+      assert.deepEqual(
+        (refused.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field),
+        ['sensors[0].tag'],
+      );
+    }
+    sensors[0].tag = 'to_string';
+    await http.put('/v1/manufacturing/assets/mill-tags').set('Authorization', admin).send(asset).expect(200);
+  });
 });

@@ -247,7 +247,8 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     const values: Record<string, number> = {};
     let mapped = 0;
     for (const sensor of rt.sensors) {
-      if (!(sensor.tag in reading.values)) continue;
+      // Own keys only: a tag named `constructor` is not in a reading that lacks it.
+      if (!Object.hasOwn(reading.values, sensor.tag)) continue;
       const { column } = sensor;
       const raw = reading.values[sensor.tag];
       const rawError = checkValue(sensor.tag, raw);

@@ -13,6 +13,12 @@ import { AssetDto, IDENTIFIER } from './asset.dto';
 import { AssetEntity, AssetKind } from './asset.entity';
 import { AssetRepository } from './asset.repository';
 
+/**
+ * Keys a reading over HTTP loses on its way in: the body's transformer drops `__proto__`, `constructor` and
+ * every key naming one of Object.prototype's methods from `values`.
+ */
+const UNREADABLE_TAGS = new Set(['__proto__', ...Object.getOwnPropertyNames(Object.prototype)]);
+
 /** RUL alarms fire when the remaining life falls, failure alarms when the probability rises. */
 export function alarmDirection(kind: AssetKind): 'above' | 'below' {
   return kind === 'turbofan-rul' ? 'below' : 'above';
@@ -131,6 +137,9 @@ export class AssetRegistry implements OnModuleInit {
       }
       if (!isStorableText(s.tag)) {
         fields.push({ field: `sensors[${i}].tag`, reason: 'must not contain NUL characters or unpaired surrogates' });
+      } else if (UNREADABLE_TAGS.has(s.tag)) {
+        const reason = `${s.tag} names a member of Object.prototype: readings over HTTP cannot carry it`;
+        fields.push({ field: `sensors[${i}].tag`, reason });
       }
       if (seen.has(s.input)) fields.push({ field: `sensors[${i}].input`, reason: `${s.input} is mapped twice` });
       if (tags.has(s.tag)) fields.push({ field: `sensors[${i}].tag`, reason: `tag ${s.tag} is mapped twice` });
