@@ -241,4 +241,34 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     sensors[0].tag = 'to_string';
     await http.put('/v1/manufacturing/assets/mill-tags').set('Authorization', admin).send(asset).expect(200);
   });
+
+  it('pages the dead letters, so the older ones can be read when more than a page were refused', async () => {
+    const start = Date.now() - 600_000;
+    const readings = Array.from({ length: 1500 }, (_, i) => ({ timestamp: iso(start + i), values: { torque: 'x' } }));
+    const res = await http
+      .post('/v1/manufacturing/assets/mill-1/readings')
+      .set('Authorization', scada)
+      .send({ readings })
+      .expect(200);
+    assert.equal(res.body.invalid.length, 1500);
+    type Page = { deadLetters: Array<{ id: string; payload: string }>; nextCursor: string | null };
+    const first = (await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator).expect(200))
+      .body as Page;
+    assert.equal(first.deadLetters.length, 1000);
+    assert.equal(typeof first.nextCursor, 'string', 'only the newest 1,000 could be read');
+    const second = (
+      await http
+        .get(`/v1/manufacturing/dead-letters?cursor=${first.nextCursor}`)
+        .set('Authorization', operator)
+        .expect(200)
+    ).body as Page;
+    const ids = new Set([...first.deadLetters, ...second.deadLetters].map((d) => d.id));
+    const torque = [...first.deadLetters, ...second.deadLetters].filter((d) => d.payload.includes('"torque":"x"'));
+    assert.equal(torque.length, 1500, 'every refused reading on one page or the other');
+    assert.equal(ids.size, first.deadLetters.length + second.deadLetters.length, 'no row on both pages');
+    assert.equal(second.nextCursor, null);
+    for (const bad of ['0', '-1', 'x', '99999999999999999999', '1&cursor=2']) {
+      await http.get(`/v1/manufacturing/dead-letters?cursor=${bad}`).set('Authorization', operator).expect(400);
+    }
+  });
 });

@@ -123,10 +123,16 @@ export class PlantStreamController {
     return this.stream.alarms.pipe(map((event) => ({ type: 'alarm', data: event })));
   }
 
-  /** Refused readings and messages with their reasons, newest first (default: the last 24 hours). */
+  /** Refused readings and messages with their reasons, newest first (since `from`, default 24 h ago), paged by `cursor`. */
   @Get('dead-letters')
   @RequirePermission('manufacturing:read', 'manufacturing.dead-letters')
-  async deadLetters(@Query('from') from?: string): Promise<unknown> {
+  async deadLetters(@Query('from') from?: string, @Query('cursor') cursor?: string): Promise<unknown> {
+    // A repeated parameter arrives as an array, whatever the declared type.
+    const given: unknown = cursor;
+    if (given !== undefined && !isRowCursor(given)) {
+      const reason = 'must be a nextCursor returned by this endpoint';
+      throw new AppError('VALIDATION_FAILED', `cursor ${reason}`, { fields: [{ field: 'cursor', reason }] });
+    }
     const since = from ? new Date(from) : new Date(Date.now() - 86_400_000);
     if (Number.isNaN(since.getTime())) {
       throw new AppError('VALIDATION_FAILED', 'from must be an ISO 8601 time', {
@@ -138,7 +144,17 @@ export class PlantStreamController {
         fields: [{ field: 'from', reason: BEFORE_EARLIEST_TIME }],
       });
     }
-    const rows = await this.records.deadLettersSince(since, 1000);
-    return { deadLetters: rows.map((r) => ({ ...r, receivedAt: r.receivedAt.toISOString() })) };
+    const rows = await this.records.deadLettersSince(since, DEAD_LETTERS_PAGE, cursor);
+    return {
+      deadLetters: rows.map((r) => ({ ...r, receivedAt: r.receivedAt.toISOString() })),
+      nextCursor: rows.length === DEAD_LETTERS_PAGE ? rows[rows.length - 1].id : null,
+    };
   }
+}
+
+const DEAD_LETTERS_PAGE = 1000;
+
+/** A row id as a cursor: a positive integer that fits PostgreSQL's bigint. */
+function isRowCursor(value: unknown): value is string {
+  return typeof value === 'string' && /^[1-9]\d{0,18}$/.test(value) && BigInt(value) <= 9223372036854775807n;
 }

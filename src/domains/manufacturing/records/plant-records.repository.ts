@@ -1,5 +1,5 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
-import { Between, DataSource, Repository } from 'typeorm';
+import { Between, DataSource, LessThan, Repository } from 'typeorm';
 import { storableText } from '../../../common/storable-text';
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterEntity } from './dead-letter.entity';
@@ -128,9 +128,13 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return this.alarms.find({ where: assetId ? { assetId } : {}, order: { id: 'DESC' }, take: limit });
   }
 
-  async deadLettersSince(from: Date, limit: number): Promise<DeadLetterEntity[]> {
+  /** Newest first; with `beforeId`, only rows older than that one (the next page). */
+  async deadLettersSince(from: Date, limit: number, beforeId?: string): Promise<DeadLetterEntity[]> {
     return this.deadLetters.find({
-      where: { receivedAt: Between(from, new Date(8.64e15)) },
+      where: {
+        receivedAt: Between(from, new Date(8.64e15)),
+        ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
+      },
       order: { id: 'DESC' },
       take: limit,
     });
