@@ -266,6 +266,20 @@ describe('Open Inference Protocol v2', () => {
       assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 2));
     });
 
+    it('refuses binary_data and binary_data_output that are not booleans, naming them', async () => {
+      for (const [patch, field] of [
+        [{ outputs: [{ name: 'y', parameters: { binary_data: 'no' } }] }, 'outputs[0].parameters.binary_data'],
+        [{ parameters: { binary_data_output: 1 } }, 'parameters.binary_data_output'],
+      ] as const) {
+        const res = await http
+          .post('/v2/models/fixture-linear/infer')
+          .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }], ...patch })
+          .expect(400);
+        assert.equal(res.headers['inference-header-content-length'], undefined);
+        assert.match(res.body.error, new RegExp(`^${field.replace(/[.[\]]/g, '\\$&')}: must be boolean`));
+      }
+    });
+
     it('takes binary inputs with Content-Type application/json and answers JSON by default', async () => {
       const x = Float32Array.from([1, 2, 3, 4]);
       const { body, length } = binaryBody(

@@ -22,7 +22,8 @@ const SCHEMA = {
   additionalProperties: false,
   properties: {
     id: { type: 'string', maxLength: 256 },
-    parameters: { type: 'object' },
+    // The binary extension's switches are booleans: "no" is truthy, and would have asked for binary.
+    parameters: { type: 'object', properties: { binary_data_output: { type: 'boolean' } } },
     inputs: {
       type: 'array',
       minItems: 1,
@@ -48,7 +49,10 @@ const SCHEMA = {
         type: 'object',
         required: ['name'],
         additionalProperties: false,
-        properties: { name: { type: 'string', minLength: 1 }, parameters: { type: 'object' } },
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          parameters: { type: 'object', properties: { binary_data: { type: 'boolean' } } },
+        },
       },
     },
   },
