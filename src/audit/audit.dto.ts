@@ -13,6 +13,7 @@ import {
   ValidateBy,
   ValidationOptions,
 } from 'class-validator';
+import { ISO_TIME_OR_DATE, NEEDS_ZONE } from '../common/iso-time';
 import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../common/storable-text';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
 import type { ChainBreak } from './audit-chain';
@@ -40,17 +41,12 @@ function IsEventCursor(options?: ValidationOptions): PropertyDecorator {
   );
 }
 
-/** ISO 8601: a date (UTC), or a date and time with Z or an offset; a year of 4 digits, or of 6 with a sign. */
-const ISO_TIME = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
-
 /** Only ISO 8601 becomes a time: `new Date` alone read `1` as 2001 and `March 7` as a date in 2001. */
 function isoTime({ value }: TransformFnParams): Date {
-  return typeof value === 'string' && ISO_TIME.test(value) ? new Date(value) : new Date(NaN);
+  return typeof value === 'string' && ISO_TIME_OR_DATE.test(value) ? new Date(value) : new Date(NaN);
 }
 
-const notIsoTime = (field: string) => ({
-  message: `${field} must be an ISO 8601 time with Z or an offset, e.g. 2026-12-05T10:00:00Z`,
-});
+const notIsoTime = (field: string) => ({ message: `${field} ${NEEDS_ZONE}` });
 
 /** A time PostgreSQL can hold; one that is not a time at all is IsDate's to name. */
 function NotBeforeEarliest(field: string): PropertyDecorator {

@@ -278,6 +278,38 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
     await alive();
   });
 
+  it('a plant time without Z or an offset is refused naming the field, not read in the server time zone', async () => {
+    const fieldsOf = (res: request.Response): string[] =>
+      (res.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field);
+    const local = '2026-11-23T10:00:00.800';
+    const readings = await http
+      .post('/v1/manufacturing/assets/mill-zone/readings')
+      .set('Authorization', all)
+      .send({ readings: [{ timestamp: local, values: { torque: 40 } }] })
+      .expect(400);
+    assert.deepEqual(fieldsOf(readings), ['readings[0].timestamp']);
+    assert.match(readings.text, /with Z or an offset/);
+    for (const query of [`from=${local}`, 'from=1', 'from=March%207']) {
+      const dead = await http.get(`/v1/manufacturing/dead-letters?${query}`).set('Authorization', all);
+      assert.equal(dead.status, 400, `${query}: ${dead.text}`);
+      assert.deepEqual(fieldsOf(dead), ['from']);
+      const predictions = await http
+        .get(`/v1/manufacturing/assets/mill-zone/predictions?${query}`)
+        .set('Authorization', all);
+      assert.equal(predictions.status, 400, `${query}: ${predictions.text}`);
+      assert.deepEqual([...new Set(fieldsOf(predictions))], ['from']); // not ISO 8601, and without a zone
+    }
+    // A date alone (midnight UTC), Z and both offset spellings are times.
+    for (const from of [
+      '2026-11-23',
+      '2026-11-23T10:00:00Z',
+      '2026-11-23T10:00:00%2B01:00',
+      '2026-11-23T10:00:00%2B0100',
+    ]) {
+      await http.get(`/v1/manufacturing/dead-letters?from=${from}`).set('Authorization', all).expect(200);
+    }
+  });
+
   it('an asset with text PostgreSQL cannot store, or a constant its model does not take, is refused naming it', async () => {
     const put = (body: Record<string, unknown>) =>
       http.put('/v1/manufacturing/assets/mill-hostile').set('Authorization', all).send(body);

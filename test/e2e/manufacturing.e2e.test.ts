@@ -132,7 +132,33 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     const predictions = await http
       .get(`/v1/manufacturing/assets/engine-1/predictions?from=${iso(T0)}&to=${iso(T0 + 1_000_000)}`)
       .set('Authorization', operator);
-    assert.equal((predictions.body as { predictions: unknown[] }).predictions.length, engine.length - 29);
+    type Page = { predictions: Array<{ at: string; value: number }>; nextCursor: string | null };
+    const all = predictions.body as Page;
+    assert.equal(all.predictions.length, engine.length - 29);
+    assert.equal(all.nextCursor, null);
+    // Paged: every prediction once, in order, and the last page says so (the cap used to cut silently).
+    const paged: Page['predictions'] = [];
+    let cursor: string | null = '';
+    let pages = 0;
+    while (cursor !== null) {
+      const range = `from=${iso(T0)}&to=${iso(T0 + 1_000_000)}&limit=50${cursor ? `&cursor=${cursor}` : ''}`;
+      const page = (
+        await http
+          .get(`/v1/manufacturing/assets/engine-1/predictions?${range}`)
+          .set('Authorization', operator)
+          .expect(200)
+      ).body as Page;
+      assert.ok(page.predictions.length <= 50);
+      paged.push(...page.predictions);
+      cursor = page.nextCursor;
+      pages++;
+    }
+    assert.deepEqual(paged, all.predictions);
+    assert.equal(pages, Math.ceil(all.predictions.length / 50));
+    for (const bad of ['cursor=x', 'cursor=1', 'cursor=9999999999999999.1', 'limit=0', 'limit=10001', 'limit=2.5']) {
+      const res = await http.get(`/v1/manufacturing/assets/engine-1/predictions?${bad}`).set('Authorization', operator);
+      assert.equal(res.status, 400, `${bad}: ${res.text}`);
+    }
     const alarms = await http.get('/v1/manufacturing/alarms?assetId=engine-1').set('Authorization', operator);
     assert.equal((alarms.body as { alarms: Array<{ state: string }> }).alarms[0].state, 'raised');
   });

@@ -85,6 +85,16 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.match(mixed.errors[4].reason, /expected an object/);
   });
 
+  it('takes an ISO time only with Z or an offset: one without would be read in the server time zone', () => {
+    const local = parseTelemetry('{"timestamp":"2026-11-23T10:00:00.800","values":{"s2":1}}');
+    assert.equal(local.readings.length, 0);
+    assert.match(local.errors[0].reason, /timestamp: must be an ISO 8601 time with Z or an offset/);
+    for (const zone of ['Z', '+01:00', '+0100']) {
+      const { readings } = parseTelemetry(`{"timestamp":"2026-11-23T10:00:00${zone}","values":{"s2":1}}`);
+      assert.equal(readings[0].timestamp, Date.parse(`2026-11-23T10:00:00${zone}`), zone);
+    }
+  });
+
   it('turns a message that is not JSON, empty or too large into one error', () => {
     const broken = parseTelemetry('{"timestamp": 1, "values": {');
     assert.equal(broken.readings.length, 0);

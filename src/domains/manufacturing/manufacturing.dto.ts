@@ -1,10 +1,23 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, ArrayMinSize, IsISO8601, IsObject, IsOptional, ValidateNested } from 'class-validator';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsInt,
+  IsISO8601,
+  IsObject,
+  IsOptional,
+  Matches,
+  Max,
+  Min,
+  ValidateNested,
+} from 'class-validator';
+import { ISO_INSTANT, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
 
 export class ReadingDto {
-  /** When it was measured (ISO 8601 with an offset). */
+  /** When it was measured (ISO 8601 with Z or an offset; one without would be read in the server's time zone). */
   @IsISO8601({ strict: true })
+  @Matches(ISO_INSTANT, { message: `timestamp ${NEEDS_ZONE}` })
   @ApiProperty({ example: '2026-11-23T10:00:00.000Z' })
   timestamp!: string;
 
@@ -41,14 +54,35 @@ export class IngestResultDto {
   predictions!: number;
 }
 
+/** The most predictions one page holds. */
+export const PREDICTIONS_PAGE = 10_000;
+
+/** A page's last prediction, as `<epoch ms>.<model version>`. */
+export const PREDICTION_CURSOR = /^(\d{1,15})\.([A-Za-z0-9._-]{1,64})$/;
+
 export class PredictionsQueryDto {
   @IsOptional()
   @IsISO8601({ strict: true })
+  @Matches(ISO_TIME_OR_DATE, { message: `from ${NEEDS_ZONE}` })
   from?: string;
 
   @IsOptional()
   @IsISO8601({ strict: true })
+  @Matches(ISO_TIME_OR_DATE, { message: `to ${NEEDS_ZONE}` })
   to?: string;
+
+  /** The `nextCursor` of the page before: the predictions after it. */
+  @IsOptional()
+  @Matches(PREDICTION_CURSOR, { message: 'cursor must be a nextCursor returned by this endpoint' })
+  cursor?: string;
+
+  /** Predictions per page, at most 10,000 (the default). */
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(PREDICTIONS_PAGE)
+  limit?: number;
 }
 
 export class PredictionDto {
@@ -61,5 +95,8 @@ export class PredictionDto {
 
 export class PredictionListDto {
   assetId!: string;
+  /** Oldest first. */
   predictions!: PredictionDto[];
+  /** Pass as `cursor` (with the same from and to) for the predictions after these; null on the last page. */
+  nextCursor!: string | null;
 }

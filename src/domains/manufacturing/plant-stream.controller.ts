@@ -6,10 +6,18 @@ import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
 import { AuditWriter } from '../../audit/audit-writer.service';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
+import { ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
 import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../../common/storable-text';
 import { AssetRegistry } from './assets/asset-registry.service';
 import { IDENTIFIER } from './assets/asset.dto';
-import { IngestResultDto, PredictionListDto, PredictionsQueryDto, ReadingBatchDto } from './manufacturing.dto';
+import {
+  IngestResultDto,
+  PREDICTION_CURSOR,
+  PredictionListDto,
+  PREDICTIONS_PAGE,
+  PredictionsQueryDto,
+  ReadingBatchDto,
+} from './manufacturing.dto';
 import { PlantStream } from './plant-stream.service';
 import { PlantRecordsRepository } from './records/plant-records.repository';
 
@@ -68,7 +76,7 @@ export class PlantStreamController {
     return this.stream.status(assetId);
   }
 
-  /** Predictions over a time range (default: the last hour), oldest first, at most 10,000. */
+  /** Predictions over a time range (default: the last hour), oldest first, in pages of at most 10,000 (`cursor`). */
   @Get('assets/:assetId/predictions')
   @RequirePermission('manufacturing:read', 'manufacturing.predictions')
   @ApiOkResponse({ type: PredictionListDto })
@@ -84,15 +92,27 @@ export class PlantStreamController {
         fields: [{ field: 'from', reason: 'after to' }],
       });
     }
-    const rows = await this.records.predictionsOf(assetId, from, to, 10_000);
+    const after = query.cursor ? PREDICTION_CURSOR.exec(query.cursor) : null;
+    const limit = query.limit ?? PREDICTIONS_PAGE;
+    // One row past the page says whether there is another.
+    const rows = await this.records.predictionsOf(
+      assetId,
+      from,
+      to,
+      limit + 1,
+      after ? { at: new Date(Number(after[1])), modelVersion: after[2] } : undefined,
+    );
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
     return {
       assetId,
-      predictions: rows.map((r) => ({
+      predictions: page.map((r) => ({
         at: r.at.toISOString(),
         modelVersion: r.modelVersion,
         value: r.value,
         ...(r.modes ? { modes: r.modes } : {}),
       })),
+      nextCursor: rows.length > limit ? `${last.at.getTime()}.${last.modelVersion}` : null,
     };
   }
 
@@ -133,10 +153,12 @@ export class PlantStreamController {
       const reason = 'must be a nextCursor returned by this endpoint';
       throw new AppError('VALIDATION_FAILED', `cursor ${reason}`, { fields: [{ field: 'cursor', reason }] });
     }
-    const since = from ? new Date(from) : new Date(Date.now() - 86_400_000);
+    const fromText: unknown = from;
+    const since = fromText === undefined ? new Date(Date.now() - 86_400_000) : new Date(NaN);
+    if (typeof fromText === 'string' && ISO_TIME_OR_DATE.test(fromText)) since.setTime(Date.parse(fromText));
     if (Number.isNaN(since.getTime())) {
-      throw new AppError('VALIDATION_FAILED', 'from must be an ISO 8601 time', {
-        fields: [{ field: 'from', reason: 'not a time' }],
+      throw new AppError('VALIDATION_FAILED', `from ${NEEDS_ZONE}`, {
+        fields: [{ field: 'from', reason: NEEDS_ZONE }],
       });
     }
     if (since < EARLIEST_STORABLE_TIME) {

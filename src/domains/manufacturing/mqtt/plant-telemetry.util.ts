@@ -1,4 +1,5 @@
 import type { RawReading } from '../plant-stream.service';
+import { ISO_INSTANT, NEEDS_ZONE } from '../../../common/iso-time';
 import { MAX_JSON_DEPTH, nestsDeeperThan, TOO_DEEP_REASON } from '../../../common/http/json-depth';
 
 /**
@@ -37,8 +38,8 @@ export function parseTelemetryTopic(topic: string): TelemetryTopic | undefined {
 export function telemetryTime(value: unknown): number | string {
   if (typeof value === 'number') return Number.isFinite(value) ? value : 'timestamp: not a finite number';
   if (typeof value === 'string') {
-    // Date.parse accepts many local formats; only ISO 8601 (date and time) is taken.
-    if (!/^\d{4}-\d{2}-\d{2}T/.test(value)) return 'timestamp: not an ISO 8601 time or epoch milliseconds';
+    // Date.parse accepts many local formats, and reads a time without a zone as the server's local time.
+    if (!ISO_INSTANT.test(value)) return `timestamp: ${NEEDS_ZONE}, or epoch milliseconds`;
     const ms = Date.parse(value);
     return Number.isFinite(ms) ? ms : 'timestamp: not a valid time';
   }

@@ -109,8 +109,24 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     });
   }
 
-  async predictionsOf(assetId: string, from: Date, to: Date, limit: number): Promise<PredictionEntity[]> {
-    return this.predictions.find({ where: { assetId, at: Between(from, to) }, order: { at: 'ASC' }, take: limit });
+  /** Oldest first (by time, then model version: the key's order); with `after`, only the rows past that one. */
+  async predictionsOf(
+    assetId: string,
+    from: Date,
+    to: Date,
+    limit: number,
+    after?: { at: Date; modelVersion: string },
+  ): Promise<PredictionEntity[]> {
+    const query = this.predictions
+      .createQueryBuilder('p')
+      .where('p.assetId = :assetId AND p.at BETWEEN :from AND :to', { assetId, from, to });
+    if (after) {
+      query.andWhere('(p.at, p.modelVersion) > (:afterAt, :afterVersion)', {
+        afterAt: after.at,
+        afterVersion: after.modelVersion,
+      });
+    }
+    return query.orderBy('p.at', 'ASC').addOrderBy('p.modelVersion', 'ASC').limit(limit).getMany();
   }
 
   /** Each asset's last alarm row: its alarm is still active after a restart if that row raised it. */
