@@ -351,6 +351,16 @@ export class AppConfig {
   @Matches(/^[ -~]{1,16}$/, { message: 'MEDICAL_DIMSE_AE_TITLE must be 1-16 printable ASCII characters' })
   MEDICAL_DIMSE_AE_TITLE = 'GATEWAY';
 
+  /**
+   * ARTIM (PS3.8 9.1.5): a peer has this long after connecting to send its A-ASSOCIATE-RQ, and after a rejection or
+   * release to close; past it the connection is closed. DCMTK waits 30 s; a real SCU asks within milliseconds.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(500)
+  @Max(300_000)
+  MEDICAL_DIMSE_ARTIM_TIMEOUT_MS = 10_000;
+
   /** Calling AE titles allowed to store (comma-separated); unset: any caller (only on a trusted network). */
   @IsOptional()
   @IsString()

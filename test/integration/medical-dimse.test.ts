@@ -420,3 +420,112 @@ describe('medical: DIMSE data sets draw on the upload budget', () => {
     await until('the budget given back', () => (budget.held === 0 ? true : undefined));
   });
 });
+
+/** Resolves with the time the gateway took to close `socket`, from `since`. */
+const closedAfter = (socket: Socket, since: number): Promise<number> =>
+  new Promise((resolve) => {
+    if (socket.destroyed) resolve(Date.now() - since);
+    else socket.once('close', () => resolve(Date.now() - since));
+  });
+
+describe(
+  'medical: DIMSE connections that do not speak, or trickle, hold no association for long',
+  {
+    skip: !HAS_DCMTK && SKIP_DCMTK ? MISSING : false,
+  },
+  () => {
+    const ARTIM_MS = 1000;
+    const RECEIVE_MS = 3000;
+    let app: NestFastifyApplication;
+    let port: number;
+
+    before(async () => {
+      port = await freePort();
+      app = await createTestApp({
+        MEDICAL_DIMSE_PORT: String(port),
+        MEDICAL_DIMSE_ARTIM_TIMEOUT_MS: String(ARTIM_MS),
+        HTTP_REQUEST_TIMEOUT_MS: String(RECEIVE_MS),
+      });
+    });
+
+    after(async () => {
+      await app?.close();
+    });
+
+    const silent = async (count: number): Promise<Socket[]> =>
+      Promise.all(
+        Array.from(
+          { length: count },
+          () =>
+            new Promise<Socket>((resolve, reject) => {
+              const socket = connect(port, '127.0.0.1', () => resolve(socket));
+              socket.on('error', reject);
+            }),
+        ),
+      );
+
+    it('lets a caller in beside 100 silent connections, and closes those after ARTIM', async () => {
+      const openedAt = Date.now();
+      const sockets = await silent(100);
+      const closings = sockets.map((s) => closedAfter(s, openedAt));
+      const echo = await run('echoscu', ['-aet', 'PACS', '-aec', 'GATEWAY', '127.0.0.1', String(port)]);
+      assert.equal(echo.code, 0, echo.output);
+      const closedIn = await Promise.all(closings);
+      // Past the 64 awaiting their A-ASSOCIATE-RQ the oldest are dropped as new ones come; the rest at ARTIM.
+      const early = closedIn.filter((ms) => ms < ARTIM_MS - 200);
+      assert.ok(early.length >= 100 - 64, `closed early: ${early.length}`);
+      assert.ok(Math.max(...closedIn) <= ARTIM_MS + 1000, `last closed after ${Math.max(...closedIn)} ms`);
+      const store = await run('echoscu', ['-aet', 'PACS', '-aec', 'GATEWAY', '127.0.0.1', String(port)]);
+      assert.equal(store.code, 0, store.output);
+    });
+
+    it('closes a rejected association the peer leaves open, after ARTIM', async () => {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      const types: number[] = [];
+      socket.on('data', (d: Buffer) => types.push(d[0]));
+      const sentAt = Date.now();
+      socket.write(associateRequest({ called: 'ELSEWHERE' }));
+      const ms = await closedAfter(socket, sentAt);
+      assert.deepEqual(types, [0x03]);
+      assert.ok(ms <= ARTIM_MS + 1000, `closed after ${ms} ms`);
+    });
+
+    /** Sends `pieces` one every 100 ms on `socket` until it closes; resolves with the PDU types back and the time to close. */
+    const trickle = (socket: Socket, pieces: Buffer[], seen: number[]): Promise<number> => {
+      const startedAt = Date.now();
+      socket.on('data', (d: Buffer) => seen.push(d[0]));
+      const timer = setInterval(() => {
+        const piece = pieces.shift();
+        if (piece && !socket.destroyed) socket.write(piece);
+      }, 100);
+      return closedAfter(socket, startedAt).finally(() => clearInterval(timer));
+    };
+
+    it('aborts a PDU whose bytes trickle in, within the bound from its first byte', async () => {
+      const { socket } = await storageAssociation(port);
+      const pdu = dataPData(Buffer.alloc(200));
+      const seen: number[] = [];
+      const ms = await trickle(
+        socket,
+        [...pdu].map((b) => Buffer.from([b])),
+        seen,
+      );
+      assert.deepEqual(seen, [0x07], 'A-ABORT, then the gateway closes');
+      assert.ok(ms <= RECEIVE_MS + 1000, `closed after ${ms} ms`);
+    });
+
+    it('aborts a data set that trickles in whole small PDUs, within the bound from its first byte', async () => {
+      const { socket } = await storageAssociation(port);
+      // A C-STORE whose 200-byte data set comes one byte per P-DATA-TF, each PDU whole: the bytes never stop.
+      const pieces = [
+        commandPData(storeCommand(US_IMAGE_STORAGE, '1.2.3.77', 1)),
+        ...Array.from({ length: 200 }, () => dataPData(Buffer.alloc(1))),
+      ];
+      const seen: number[] = [];
+      const ms = await trickle(socket, pieces, seen);
+      assert.deepEqual(seen, [0x07], 'A-ABORT, then the gateway closes');
+      assert.ok(ms <= RECEIVE_MS + 1000, `closed after ${ms} ms`);
+    });
+  },
+);

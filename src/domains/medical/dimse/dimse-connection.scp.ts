@@ -68,9 +68,12 @@ export interface DimseHandler {
 }
 
 export interface ConnectionTimeouts {
-  associationTimeout: number;
-  pduTimeout: number;
-  connectTimeout: number;
+  /** ARTIM (PS3.8 9.1.5): the A-ASSOCIATE-RQ must be whole this long after the connection opens, and a peer that was rejected or released has this long to close. */
+  artimMs: number;
+  /** A PDU, or a DIMSE message with its data set, must be whole this long after its first byte, however its bytes trickle. */
+  receiveMs: number;
+  /** An association with nothing arriving for this long is closed (the library's PDU timeout). */
+  idleMs: number;
 }
 
 /**
@@ -79,13 +82,29 @@ export interface ConnectionTimeouts {
  */
 const MAX_PDU_BYTES = 1 << 20;
 
+/** How long a closing socket may take to send its last PDU (A-ABORT) before it is destroyed. */
+const HANG_UP_GRACE_MS = 2000;
+
+const P_DATA_TF = 0x04;
+
+/** What the PDU reader reports, before the library reads the bytes. */
+interface PduEvents {
+  /** The first byte of a PDU arrived. */
+  begun(): void;
+  /** Its header was read: false refuses it (the socket is destroyed). */
+  header(type: number, length: number): boolean;
+  /** Its last byte arrived. */
+  ended(type: number): void;
+}
+
 /**
- * Refuses a PDU longer than `max` as soon as its header arrives: the library would otherwise buffer
- * whatever length a peer announces, before any association is accepted.
+ * Follows the PDU boundaries in what the peer sends (the listener is prepended, so it sees each chunk
+ * before the library does). Returns whether a PDU is part-way in.
  */
-function guardPduLength(socket: Socket, max: number, refuse: (length: number) => void): void {
+function watchPdus(socket: Socket, events: PduEvents): () => boolean {
   let header = Buffer.alloc(0);
   let remaining = 0;
+  let type = 0;
   socket.prependListener('data', (chunk: Buffer) => {
     let offset = 0;
     while (offset < chunk.length) {
@@ -93,21 +112,25 @@ function guardPduLength(socket: Socket, max: number, refuse: (length: number) =>
         const skipped = Math.min(remaining, chunk.length - offset);
         remaining -= skipped;
         offset += skipped;
+        if (remaining === 0) events.ended(type);
         continue;
       }
+      if (header.length === 0) events.begun();
       const taken = Math.min(6 - header.length, chunk.length - offset);
       header = Buffer.concat([header, chunk.subarray(offset, offset + taken)]);
       offset += taken;
       if (header.length < 6) return;
+      type = header[0];
       remaining = header.readUInt32BE(2);
       header = Buffer.alloc(0);
-      if (remaining > max) {
-        refuse(remaining);
+      if (!events.header(type, remaining)) {
         socket.destroy();
         return;
       }
+      if (remaining === 0) events.ended(type);
     }
   });
+  return () => header.length > 0 || remaining > 0;
 }
 
 /**
@@ -192,29 +215,101 @@ export class DimseConnection extends Scp {
   /** Data sets still arriving: a connection that closes before their C-STORE gives their bytes back. */
   private readonly arriving = new Set<DatasetSink>();
 
+  /** An association was accepted on it: it counts toward the SCP's limit until it closes. */
+  associated = false;
+  /** ARTIM: running until the A-ASSOCIATE-RQ is whole, and again once a rejection or release is sent. */
+  private artim?: NodeJS.Timeout;
+  /** Running from the first byte of a PDU until that PDU, or the DIMSE message it carries part of, is whole. */
+  private receiving?: NodeJS.Timeout;
+  /** A P-DATA-TF has come whose message the library has not yet handed over. */
+  private messageOpen = false;
+  private readonly midPdu: () => boolean;
+  /** Whether the library's hand-over of each message is hooked (messageReceived). */
+  private readonly tracksMessages: boolean;
+
   constructor(
     private readonly peerSocket: Socket,
-    timeouts: ConnectionTimeouts,
+    private readonly timeouts: ConnectionTimeouts,
     private readonly handler: DimseHandler,
   ) {
-    super(peerSocket, { ...timeouts, logCommandDatasets: false, logDatasets: false });
+    super(peerSocket, {
+      connectTimeout: timeouts.idleMs,
+      // Our own ARTIM closes first; the library's check (whole seconds) stays as a backstop.
+      associationTimeout: 2 * timeouts.artimMs,
+      pduTimeout: timeouts.idleMs,
+      logCommandDatasets: false,
+      logDatasets: false,
+    });
     this.peer = (peerSocket.remoteAddress ?? '').replace(/^::ffff:/, '');
     // The library reports protocol and socket errors here and leaves the socket open: close it.
     this.on('networkError', (error: Error) => {
-      peerSocket.end();
+      this.hangUp();
       handler.connectionError(this.peer, error.message);
     });
     peerSocket.once('close', () => {
+      clearTimeout(this.artim);
+      clearTimeout(this.receiving);
       for (const sink of this.arriving) sink.release();
       this.arriving.clear();
     });
     captureFirstPdu(peerSocket, (pdu) => (this.associateRequest = pdu));
-    guardPduLength(peerSocket, MAX_PDU_BYTES, (length) =>
-      handler.connectionError(this.peer, `PDU of ${length} bytes refused (at most ${MAX_PDU_BYTES})`),
-    );
+    this.midPdu = watchPdus(peerSocket, {
+      begun: () => this.receiving ?? this.startReceiving(),
+      header: (_type, length) => {
+        if (length <= MAX_PDU_BYTES) return true;
+        handler.connectionError(this.peer, `PDU of ${length} bytes refused (at most ${MAX_PDU_BYTES})`);
+        return false;
+      },
+      ended: (type) => {
+        // A P-DATA-TF may be one fragment of a message: its bound runs until the library hands the message over.
+        if (type === P_DATA_TF && this.tracksMessages) this.messageOpen = true;
+        else if (!this.messageOpen) this.stopReceiving();
+      },
+    });
     // What the library's Server does for an accepted socket (no 'connect' event fires): arms its timeouts.
     Object.assign(this, { connected: true, connectedTime: Date.now() });
-    this.abortOnUnknownCommands();
+    this.startArtim('no A-ASSOCIATE-RQ');
+    // Without the hook (an upgraded library) the bound falls back to each PDU: never to cutting off a message in progress.
+    this.tracksMessages = this.abortOnUnknownCommands();
+  }
+
+  /** PS3.8 9.1.5: when ARTIM expires the transport is closed, with no A-ABORT (none is associated, or it is over). */
+  private startArtim(what: string): void {
+    clearTimeout(this.artim);
+    this.artim = setTimeout(() => {
+      this.handler.connectionError(this.peer, `${what} within ${this.timeouts.artimMs} ms (ARTIM): closed`);
+      this.peerSocket.destroy();
+    }, this.timeouts.artimMs);
+  }
+
+  private startReceiving(): void {
+    this.receiving = setTimeout(() => {
+      this.handler.connectionError(
+        this.peer,
+        `PDU or DIMSE message not whole ${this.timeouts.receiveMs} ms after its first byte: aborted`,
+      );
+      if (this.associated) this.sendAbort(AbortSource.ServiceProvider, AbortReason.NotSpecified);
+      this.hangUp();
+    }, this.timeouts.receiveMs);
+  }
+
+  private stopReceiving(): void {
+    clearTimeout(this.receiving);
+    this.receiving = undefined;
+  }
+
+  /** The library handed over a whole message (or it was aborted): the bound starts again with the next PDU. */
+  private messageReceived(): void {
+    this.messageOpen = false;
+    this.stopReceiving();
+    if (this.midPdu()) this.startReceiving();
+  }
+
+  /** Ends the connection; a peer that does not close its side in turn (or reads nothing) is cut off. */
+  private hangUp(): void {
+    if (this.peerSocket.destroyed) return;
+    this.peerSocket.end();
+    setTimeout(() => this.peerSocket.destroy(), HANG_UP_GRACE_MS).unref();
   }
 
   /**
@@ -224,8 +319,9 @@ export class DimseConnection extends Scp {
    * does not say), it waits for that data set first. Either way the peer would wait for an answer
    * until the connection's timeout. Such a command is answered with A-ABORT (service provider,
    * invalid PDU parameter value) as soon as it is read, the reason is reported, and the connection closed.
+   * The same hook tells the receive bound that a message is whole. False when the hook cannot be set.
    */
-  private abortOnUnknownCommands(): void {
+  private abortOnUnknownCommands(): boolean {
     type Command = { getCommandFieldType(): number | undefined };
     const internals = this as unknown as {
       dimse?: Command;
@@ -234,16 +330,21 @@ export class DimseConnection extends Scp {
     };
     // Internals of the library: should an upgrade rename them, it keeps its own behaviour (the
     // integration tests of these aborts fail) rather than every connection failing.
-    if (typeof internals._performDimse !== 'function' || typeof internals._processPDataTf !== 'function') return;
+    if (typeof internals._performDimse !== 'function' || typeof internals._processPDataTf !== 'function') return false;
     const known = (dimse: Command): boolean => KNOWN_COMMAND_FIELDS.has(dimse.getCommandFieldType() ?? -1);
     const perform = internals._performDimse.bind(this);
-    internals._performDimse = (context, dimse) => (known(dimse) ? perform(context, dimse) : this.abortUnknown(dimse));
+    internals._performDimse = (context, dimse) => {
+      this.messageReceived();
+      if (known(dimse)) perform(context, dimse);
+      else this.abortUnknown(dimse);
+    };
     const processPData = internals._processPDataTf.bind(this);
     internals._processPDataTf = async (pdu) => {
       await processPData(pdu);
       // A command read, its data set awaited.
       if (internals.dimse && !known(internals.dimse)) this.abortUnknown(internals.dimse);
     };
+    return true;
   }
 
   private abortUnknown(dimse: { getCommandFieldType(): number | undefined }): void {
@@ -256,7 +357,7 @@ export class DimseConnection extends Scp {
         : `DIMSE command field 0x${field.toString(16).padStart(4, '0')} is no DIMSE operation: aborted`,
     );
     this.sendAbort(AbortSource.ServiceProvider, AbortReason.InvalidPduParameter);
-    this.peerSocket.end();
+    this.hangUp();
   }
 
   /** Closes the socket, whatever is in progress (shutdown, after the grace period). */
@@ -270,6 +371,7 @@ export class DimseConnection extends Scp {
   }
 
   override associationRequested(proposal: association.Association): void {
+    clearTimeout(this.artim);
     this.callingAeTitle = printable(proposal.getCallingAeTitle());
     const protocol = judgeAssociateProtocol(readAssociateProtocol(this.associateRequest));
     void this.handler.admit(printable(proposal.getCalledAeTitle()), this.callingAeTitle, this.peer, protocol).then(
@@ -280,7 +382,10 @@ export class DimseConnection extends Scp {
 
   override associationReleaseRequested(): void {
     // An SCU waits for its answers before releasing; should one not, the release waits for them.
-    void this.settled().then(() => this.sendAssociationReleaseResponse());
+    void this.settled().then(() => {
+      this.sendAssociationReleaseResponse();
+      this.startArtim('transport not closed after A-RELEASE-RP');
+    });
   }
 
   override abort(): void {
@@ -369,11 +474,13 @@ export class DimseConnection extends Scp {
       } else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
     }
     this.sendAssociationAccept();
+    this.associated = true;
   }
 
   private refuse(refusal: AssociationRefusal | 'UNEXPECTED'): void {
     const [result, source, reason] = REJECTIONS[refusal];
     this.sendAssociationReject(result, source, reason);
+    this.startArtim('transport not closed after A-ASSOCIATE-RJ');
   }
 }
 

@@ -37,8 +37,12 @@ const PROCESSING_FAILURE = 0x0110;
 /** Associations open at once; past it a caller is refused as transient (local limit exceeded) and retries. */
 const MAX_ASSOCIATIONS = 32;
 
-/** How long a peer that connects has to ask for an association. */
-const ASSOCIATION_TIMEOUT_MS = 30_000;
+/**
+ * Connections still to be associated (each for at most ARTIM) do not count toward MAX_ASSOCIATIONS; past
+ * this many, the oldest of them is closed as another comes. A caller sends its A-ASSOCIATE-RQ within
+ * milliseconds, so only a flood of that many new connections in that time could push it out.
+ */
+const MAX_AWAITING_CONNECTIONS = 64;
 
 /** Forwarding an SR: each step (connect, associate, PDU), and the whole exchange. */
 const FORWARD_TIMEOUTS = { stepMs: 10_000, totalMs: 60_000 };
@@ -154,7 +158,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
   ): Promise<AssociationRefusal | undefined> {
     const refusal =
       protocol ??
-      (this.connections.size > MAX_ASSOCIATIONS ? 'TOO_MANY_ASSOCIATIONS' : judgeAeTitles(called, calling, this.rules));
+      (this.associations() >= MAX_ASSOCIATIONS ? 'TOO_MANY_ASSOCIATIONS' : judgeAeTitles(called, calling, this.rules));
     if (refusal) {
       this.logger.warn({
         msg: 'DIMSE association refused',
@@ -223,15 +227,29 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
   }
 
   private connect(socket: Socket): void {
-    // The same bound as an HTTP request: a silent peer cannot hold a socket, a long analysis is not cut off.
+    // HTTP_REQUEST_TIMEOUT_MS as for an HTTP request: what a peer sends (a PDU, a message with its data set) must be
+    // whole that long after its first byte, however it trickles; a long analysis, with nothing arriving, is not cut off.
     const timeout = this.config.HTTP_REQUEST_TIMEOUT_MS;
     const connection = new DimseConnection(
       socket,
-      { connectTimeout: timeout, associationTimeout: ASSOCIATION_TIMEOUT_MS, pduTimeout: timeout },
+      { artimMs: this.config.MEDICAL_DIMSE_ARTIM_TIMEOUT_MS, receiveMs: timeout, idleMs: timeout },
       this,
     );
+    const awaiting = [...this.connections].filter((c) => !c.associated);
+    if (awaiting.length >= MAX_AWAITING_CONNECTIONS) {
+      const oldest = awaiting[0];
+      this.connectionError(oldest.peer, `${MAX_AWAITING_CONNECTIONS} connections await association: the oldest closed`);
+      this.connections.delete(oldest);
+      oldest.end();
+    }
     this.connections.add(connection);
     connection.on('close', () => this.connections.delete(connection));
+  }
+
+  private associations(): number {
+    let count = 0;
+    for (const connection of this.connections) if (connection.associated) count++;
+    return count;
   }
 
   connectionError(peer: string, message: string): void {
