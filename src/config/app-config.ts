@@ -371,6 +371,30 @@ export class AppConfig {
   @Matches(/^[ -~]{1,16}@[A-Za-z0-9.-]+:[0-9]{1,5}$/, { message: 'MEDICAL_DIMSE_FORWARD must be AETITLE@host:port' })
   MEDICAL_DIMSE_FORWARD?: string;
 
+  /**
+   * An SR whose forward failed (destination down, slow, out of resources) is sent again this many times, held in
+   * memory only (lost at restart; the findings stay in the database); 0: not retried.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(20)
+  MEDICAL_DIMSE_FORWARD_RETRIES = 5;
+
+  /** Wait before the first retry of an SR forward; each later one waits twice as long (30 s: 30 s, 1, 2, 4, 8 min). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(3_600_000)
+  MEDICAL_DIMSE_FORWARD_RETRY_DELAY_MS = 30_000;
+
+  /** Most SR bytes held for a retry at once; an SR that would pass it is given up on (logged, counted, audited). */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(4 * 1024 * 1024 * 1024)
+  MEDICAL_DIMSE_FORWARD_QUEUE_BYTES = 64 * 1024 * 1024;
+
   /** A JSON array of assets upserted at boot (the asset registry's seed); unset: assets come over the API only. */
   @IsOptional()
   @IsString()

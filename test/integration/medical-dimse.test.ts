@@ -529,3 +529,100 @@ describe(
     });
   },
 );
+
+describe(
+  'medical: a failed SR forward is sent again from memory',
+  { skip: DICOM_SKIP || (!HAS_DCMTK && SKIP_DCMTK ? MISSING : false) },
+  () => {
+    let app: NestFastifyApplication;
+    let db: DataSource;
+    let modelsDir: string;
+    let received: string;
+    let storescp: ChildProcess | undefined;
+    let port: number;
+    let destPort: number;
+
+    before(async () => {
+      received = mkdtempSync(join(tmpdir(), 'dimse-retried-'));
+      destPort = await freePort();
+      port = await freePort();
+      modelsDir = medicalModelsDir();
+      app = await createTestApp({
+        MODELS_DIR: modelsDir,
+        MEDICAL_DIMSE_PORT: String(port),
+        MEDICAL_DIMSE_FORWARD: `DEST@127.0.0.1:${destPort}`,
+        // Retries 1 s and 3 s after the first attempt, then given up.
+        MEDICAL_DIMSE_FORWARD_RETRIES: '2',
+        MEDICAL_DIMSE_FORWARD_RETRY_DELAY_MS: '1000',
+      });
+      db = app.get(DataSource);
+    });
+
+    after(async () => {
+      await app?.close();
+      storescp?.kill();
+      if (received) rmSync(received, { recursive: true, force: true });
+      if (modelsDir) rmSync(modelsDir, { recursive: true, force: true });
+    });
+
+    const metric = async (outcome: string): Promise<number> => {
+      const text = (await authedHttp(app).get('/metrics').expect(200)).text;
+      const match = new RegExp(`^gateway_dimse_sr_forwards_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text);
+      return match ? Number(match[1]) : 0;
+    };
+    const store = () =>
+      run('storescu', [
+        '-aet',
+        'PACS',
+        '-aec',
+        'GATEWAY',
+        '127.0.0.1',
+        String(port),
+        join(SHARED_DICOM, 'US1_UNCR.dcm'),
+      ]);
+
+    it('delivers the SR once the destination, down at first, is up', async () => {
+      const stored = await store();
+      assert.equal(stored.code, 0, stored.output);
+      await until('the first attempt to fail', async () => ((await metric('failed')) >= 1 ? true : undefined));
+      assert.equal(await metric('ok'), 0);
+      storescp = spawn('storescp', ['--aetitle', 'DEST', '-od', received, String(destPort)], { stdio: 'ignore' });
+      await until('storescp to listen', () => accepts(destPort));
+      const srFile = await until('the SR in storescp’s folder', () => readdirSync(received)[0], 10_000);
+      await until('the retry counted', async () => ((await metric('ok')) === 1 ? true : undefined));
+      const dump = await run('dsrdump', [join(received, srFile)]);
+      assert.equal(dump.code, 0, dump.output);
+      assert.match(dump.output, /^Comprehensive SR Document$/m);
+      assert.match(dump.output, /Imaging Measurement Report/);
+      const text = (await authedHttp(app).get('/metrics').expect(200)).text;
+      assert.match(text, /^gateway_dimse_sr_forwards_waiting 0$/m);
+    });
+
+    it('gives an SR up after its retries: logged, counted and audited against its store', async () => {
+      storescp?.kill();
+      await until('storescp to stop', async () => ((await accepts(destPort)) ? undefined : true));
+      const stored = await store();
+      assert.equal(stored.code, 0, stored.output);
+      await until('the SR given up', async () => ((await metric('dropped')) === 1 ? true : undefined), 15_000);
+      // The first attempt and its two retries.
+      assert.ok((await metric('failed')) >= 1 + 3);
+      const [row, ...more] = await db.query<Array<Record<string, unknown>>>(
+        `SELECT actor, action, input_digest, output_summary, outcome FROM audit_events
+          WHERE action = 'medical.dimse-forward' ORDER BY id`,
+      );
+      assert.equal(more.length, 0);
+      assert.equal(row.actor, 'dimse:PACS');
+      assert.equal(row.outcome, 'error');
+      assert.deepEqual(row.output_summary, {
+        reason: 'RETRIES_EXHAUSTED',
+        to: `DEST@127.0.0.1:${destPort}`,
+        attempts: 3,
+      });
+      const [storeRow] = await db.query<Array<{ input_digest: string }>>(
+        `SELECT input_digest FROM audit_events WHERE action = 'medical.dimse-store' ORDER BY id DESC LIMIT 1`,
+      );
+      assert.equal(row.input_digest, storeRow.input_digest);
+      assert.equal(readdirSync(received).length, 1);
+    });
+  },
+);

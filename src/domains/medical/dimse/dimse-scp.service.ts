@@ -5,7 +5,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { log as dcmjsLog } from 'dcmjs';
 import { Implementation, log as dimseLog } from 'dcmjs-dimse';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import type { AuditOutcome } from '../../../audit/audit-event.entity';
 import { AuditDraft, AuditWriter } from '../../../audit/audit-writer.service';
 import { outcomeOf } from '../../../audit/audit.hook';
@@ -27,6 +27,7 @@ import {
   parseAeList,
   parseForwardTarget,
 } from './dimse-negotiation.util';
+import { DropReason, ForwardRetryQueue, PendingForward } from './forward-retry.util';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, part10File } from './part10-file.util';
 
 /** DIMSE statuses the SCP answers with besides the refusal reasons' own (PS3.4 Table GG.4-1 / B.2-1). */
@@ -47,6 +48,25 @@ const MAX_AWAITING_CONNECTIONS = 64;
 /** Forwarding an SR: each step (connect, associate, PDU), and the whole exchange. */
 const FORWARD_TIMEOUTS = { stepMs: 10_000, totalMs: 60_000 };
 
+/** A forward's SR as its own store's audit row names it: who sent the instance, and the instance's digest. */
+interface ForwardOrigin {
+  instance: string;
+  caller: string;
+  peer: string;
+  inputDigest: string | null;
+}
+
+/** A C-STORE answer that is not stored: out of resources (0xA7xx) may pass, any other failure will not. */
+class ForwardRefused extends Error {
+  constructor(readonly status: number) {
+    super(`C-STORE status 0x${status.toString(16).padStart(4, '0')}`);
+  }
+
+  get permanent(): boolean {
+    return (this.status & 0xff00) !== 0xa700;
+  }
+}
+
 /** The audit row's view of a decision, and the C-STORE answer it goes with. */
 interface Decision {
   answer: StoreAnswer;
@@ -61,7 +81,8 @@ interface Decision {
  * The DIMSE way in: a C-STORE SCP (dcmjs-dimse) on MEDICAL_DIMSE_PORT, listening once the models are
  * loaded. Each instance received is parsed, analysed and kept like an HTTP upload; its audit row is
  * committed before the C-STORE response leaves. With MEDICAL_DIMSE_FORWARD the SR of each analysed
- * instance is then sent on by C-STORE; a failed forward is logged and counted, the store still stands.
+ * instance is then sent on by C-STORE; a failed forward is logged, counted and retried from memory with
+ * growing delays (MEDICAL_DIMSE_FORWARD_RETRIES), the store still stands; an SR given up on is audited.
  */
 @Injectable()
 export class DimseScpService implements DimseHandler, OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -75,6 +96,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
   private closing = false;
   private readonly stores: Counter<'outcome'>;
   private readonly forwarded: Counter<'outcome'>;
+  private readonly retries: ForwardRetryQueue<ForwardOrigin>;
 
   constructor(
     private readonly config: AppConfig,
@@ -103,9 +125,32 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     });
     this.forwarded = new Counter({
       name: 'gateway_dimse_sr_forwards_total',
-      help: 'SRs forwarded by C-STORE to MEDICAL_DIMSE_FORWARD, by outcome (ok, failed)',
+      help: 'SR forward attempts by C-STORE to MEDICAL_DIMSE_FORWARD by outcome (ok, failed), and SRs given up on (dropped)',
       labelNames: ['outcome'],
       registers: [metrics.registry],
+    });
+    this.retries = new ForwardRetryQueue<ForwardOrigin>(
+      {
+        retries: config.MEDICAL_DIMSE_FORWARD_RETRIES,
+        firstDelayMs: config.MEDICAL_DIMSE_FORWARD_RETRY_DELAY_MS,
+        maxBytes: config.MEDICAL_DIMSE_FORWARD_QUEUE_BYTES,
+      },
+      {
+        send: (sr) => this.sendSr(sr),
+        permanent: (error) => error instanceof ForwardRefused && error.permanent,
+        delivered: (entry) => this.retried(entry),
+        failed: (entry, error) => this.retryLater(entry, error),
+        dropped: (entry, reason, error) => this.dropForward(entry, reason, error),
+      },
+    );
+    const retries = this.retries;
+    new Gauge({
+      name: 'gateway_dimse_sr_forwards_waiting',
+      help: 'SRs whose forward failed, held in memory for a retry',
+      registers: [metrics.registry],
+      collect() {
+        this.set(retries.size);
+      },
     });
   }
 
@@ -146,6 +191,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     const grace = sleep(this.config.SHUTDOWN_GRACE_MS, undefined, { ref: false });
     await Promise.race([Promise.all([...this.connections].map((c) => c.settled())), grace]);
     await Promise.race([Promise.allSettled([...this.forwards]), grace]);
+    await Promise.race([this.retries.stop(), grace]);
     for (const connection of this.connections) connection.end();
     await Promise.race([closed, grace]);
   }
@@ -222,7 +268,11 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     }
     this.stores.inc({ outcome: decision.outcome });
     const analysis = decision.analysis;
-    if (analysis && this.forwardTarget) this.track(this.forward(analysis, this.forwardTarget));
+    if (analysis && this.forwardTarget) {
+      this.track(
+        this.forward(analysis, { caller: instance.callingAeTitle, peer: instance.peer, inputDigest, instance: '' }),
+      );
+    }
     return decision.answer;
   }
 
@@ -338,32 +388,90 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     }
   }
 
-  private async forward(analysis: InstanceAnalysis, target: ForwardTarget): Promise<void> {
+  private async forward(analysis: InstanceAnalysis, origin: ForwardOrigin): Promise<void> {
     await nextTurn(); // the C-STORE response goes out first
-    const instance = this.intake.protector.pseudonymUid(analysis.image.sopInstanceUID);
+    origin.instance = this.intake.protector.pseudonymUid(analysis.image.sopInstanceUID);
+    let sr: Buffer | undefined;
     try {
-      const sr = datasetOfPart10(this.intake.structuredReport(analysis));
-      const status = await cStoreTo(sr, target, this.rules.aeTitle, FORWARD_TIMEOUTS);
-      // 0xB000-0xBFFF are warnings: stored, with a remark.
-      if (status !== SUCCESS && (status & 0xf000) !== 0xb000) {
-        throw new Error(`C-STORE status 0x${status.toString(16).padStart(4, '0')}`);
-      }
-      this.forwarded.inc({ outcome: 'ok' });
+      sr = this.intake.structuredReport(analysis);
+      await this.sendSr(sr);
+    } catch (error) {
+      if (!sr) this.dropForward({ sr: Buffer.alloc(0), meta: origin, attempts: 0, dueAt: 0 }, 'UNENCODABLE', error);
+      else this.retries.add(sr, origin, error);
+    }
+  }
+
+  /** One attempt, counted: a C-STORE of the SR to MEDICAL_DIMSE_FORWARD; rejects unless it was stored (0xBxxx: with a warning). */
+  private async sendSr(sr: Buffer): Promise<void> {
+    try {
+      if (!this.forwardTarget) throw new Error('no forward destination');
+      const status = await cStoreTo(datasetOfPart10(sr), this.forwardTarget, this.rules.aeTitle, FORWARD_TIMEOUTS);
+      if (status !== SUCCESS && (status & 0xf000) !== 0xb000) throw new ForwardRefused(status);
     } catch (error) {
       this.forwarded.inc({ outcome: 'failed' });
-      this.logger.warn({
-        msg: 'SR forward failed; the instance stays analysed and kept',
-        instance,
-        to: `${target.aeTitle}@${target.host}:${target.port}`,
-        error: error instanceof Error ? error.message : String(error),
-      });
+      throw error;
     }
+    this.forwarded.inc({ outcome: 'ok' });
+  }
+
+  private destination(): string {
+    const target = this.forwardTarget;
+    return target ? `${target.aeTitle}@${target.host}:${target.port}` : '';
+  }
+
+  private retryLater(entry: PendingForward<ForwardOrigin>, error: unknown): void {
+    this.logger.warn({
+      msg: 'SR forward failed; it is held in memory and sent again later (the instance stays analysed and kept)',
+      instance: entry.meta.instance,
+      to: this.destination(),
+      attempts: entry.attempts,
+      retryInMs: entry.dueAt - Date.now(),
+      error: messageOf(error),
+    });
+  }
+
+  private retried(entry: PendingForward<ForwardOrigin>): void {
+    this.logger.log({
+      msg: 'SR forwarded on a retry',
+      instance: entry.meta.instance,
+      to: this.destination(),
+      attempts: entry.attempts,
+    });
+  }
+
+  /** Given up on: logged, counted and audited (against the store that made it); the findings stay in the database. */
+  private dropForward(entry: PendingForward<ForwardOrigin>, reason: DropReason | 'UNENCODABLE', error: unknown): void {
+    this.forwarded.inc({ outcome: 'dropped' });
+    this.logger.error({
+      msg: 'SR forward given up; the instance stays analysed and kept',
+      reason,
+      instance: entry.meta.instance,
+      to: this.destination(),
+      attempts: entry.attempts,
+      ...(error === undefined ? {} : { error: messageOf(error) }),
+    });
+    void this.record({
+      actor: entry.meta.caller,
+      action: 'medical.dimse-forward',
+      model: this.modelRef(),
+      peer: entry.meta.peer,
+      inputDigest: entry.meta.inputDigest,
+      output: { reason, to: this.destination(), attempts: entry.attempts },
+      outcome: 'error',
+      statusCode: 502,
+      startedAt: performance.now(),
+    }).catch(() => undefined);
   }
 
   private track(task: Promise<void>): void {
     this.forwards.add(task);
     void task.finally(() => this.forwards.delete(task));
   }
+}
+
+/** An error's message for a log line: the steps of a forward name no patient data. */
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** Other uploads held MAX_INFLIGHT_BODY_BYTES while it came (HTTP answers 503 with Retry-After): the caller sends it again. */
