@@ -10,7 +10,11 @@ import { data as dcmjsData } from 'dcmjs';
 import { DataSource } from 'typeorm';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtures/dicom-files';
 import { UploadBudget } from '../../src/common/http/body-budget';
+import { cStoreTo, datasetOfPart10 } from '../../src/domains/medical/dimse/dimse-forward.util';
+import { buildLesionSr } from '../../src/domains/medical/sr/lesion-sr.util';
+import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
 import {
+  associateAccept,
   associateRequest,
   commandPData,
   dataPData,
@@ -626,3 +630,45 @@ describe(
     });
   },
 );
+
+describe("medical: the SR forward honours the destination's maximum PDU length", () => {
+  it('sends no PDU longer than the destination announced: one too small for the command gets an A-ABORT', async () => {
+    const seen: Array<[number, number]> = [];
+    const server = createServer((socket) => {
+      let buffered = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+          const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
+          buffered = buffered.subarray(pdu.length);
+          seen.push([pdu[0], pdu.readUInt32BE(2)]);
+          if (pdu[0] === 0x01) socket.write(associateAccept(pdu, 64));
+          else socket.end();
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    assert.ok(address && typeof address === 'object');
+    try {
+      const sr = Buffer.from(buildLesionSr(SR_SOURCE, SR_FINDINGS, SR_OPTIONS));
+      await assert.rejects(
+        cStoreTo(datasetOfPart10(sr), { aeTitle: 'TINY', host: '127.0.0.1', port: address.port }, 'GATEWAY', {
+          stepMs: 5000,
+          totalMs: 10_000,
+        }),
+        /maximum PDU length 64 is below the \d+ bytes of the command: not sent/,
+      );
+      // The A-ASSOCIATE-RQ, then an A-ABORT and no P-DATA-TF (the library follows with its A-RELEASE-RQ, 4 bytes).
+      assert.equal(seen[0][0], 0x01);
+      assert.ok(
+        seen.some(([type]) => type === 0x07),
+        JSON.stringify(seen),
+      );
+      assert.ok(!seen.some(([type, length]) => type === 0x04 || (type !== 0x01 && length > 64)), JSON.stringify(seen));
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { data, log as dcmjsLog, type Logger } from 'dcmjs';
-import { Client, Dataset, requests, responses } from 'dcmjs-dimse';
+import { association, Client, constants, Dataset, requests, responses } from 'dcmjs-dimse';
 import type { ForwardTarget } from './dimse-negotiation.util';
 
 export interface ForwardTimeouts {
@@ -82,6 +82,16 @@ export function cStoreTo(
     });
     client.on('associationRejected', (r: { result: number; source: number; reason: number }) => {
       failure ??= `association rejected (result ${r.result}, source ${r.source}, reason ${r.reason})`;
+    });
+    // The library cuts the data set to the peer's maximum PDU length but sends the command whole, and loops
+    // for ever on a maximum of 6 bytes or less: a destination that cannot take the command in one PDU gets none.
+    client.on('associationAccepted', (accepted: association.Association) => {
+      const max = accepted.getMaxPduLength();
+      const needed = request.getCommandDataset().getDenaturalizedCommandDataset().length + 6;
+      if (max === 0 || max >= needed) return;
+      failure = `destination's maximum PDU length ${max} is below the ${needed} bytes of the command: not sent`;
+      client.clearRequests();
+      client.abort(constants.AbortSource.ServiceUser, constants.AbortReason.NotSpecified);
     });
     client.on('networkError', (error: Error) => {
       failure ??= `network: ${error.message.replace(/[0-9]+(\.[0-9]+){4,}/g, '<uid>')}`;
