@@ -331,6 +331,42 @@ describe(
       assert.deepEqual(written, []);
     });
 
+    it('aborts a command, or data fragments without a C-STORE, that the library would buffer past 1 MiB', async () => {
+      // Fragments of 200 KiB: a command that never ends (control 1), and data fragments no command announced (0).
+      const fragment = Buffer.alloc(200 * 1024, 0x41);
+      for (const [name, control] of [
+        ['command fragments', 1],
+        ['data fragments', 0],
+      ] as const) {
+        const result = await new Promise<{ types: number[]; sent: number }>((resolve, reject) => {
+          const types: number[] = [];
+          let sent = 0;
+          const socket = connect(port, '127.0.0.1', () => socket.write(associateRequest()));
+          const timer = setTimeout(() => {
+            socket.destroy();
+            reject(new Error(`${name}: no abort within 10 s (PDUs back: ${types.join(',')}, sent ${sent})`));
+          }, 10_000);
+          const send = () => {
+            // Up to 4 MiB, one fragment after another, as long as the gateway reads them.
+            while (sent < 20 && !socket.destroyed) {
+              sent++;
+              if (!socket.write(dataPData(fragment, control))) return socket.once('drain', send);
+            }
+          };
+          socket.on('data', (data) => {
+            types.push(data[0]);
+            if (data[0] === 0x02) send();
+          });
+          socket.on('error', () => undefined);
+          socket.on('close', () => {
+            clearTimeout(timer);
+            resolve({ types, sent });
+          });
+        });
+        assert.deepEqual(result.types, [0x02, 0x07], name);
+      }
+    });
+
     it('counts the stores by outcome', async () => {
       const metrics = (await authedHttp(app).get('/metrics').expect(200)).text;
       assert.match(metrics, /^gateway_dimse_stores_total\{outcome="ok"\} 2$/m);

@@ -15,9 +15,8 @@ const { AbortReason, AbortSource, PresentationContextResult, RejectReason, Rejec
  * Every command field the library dispatches (requests to this SCP's events, responses to its pending
  * requests). Its typings leave the table out; it is there at run time.
  */
-const KNOWN_COMMAND_FIELDS = new Set<number>(
-  Object.values((constants as unknown as { CommandFieldType: Record<string, number> }).CommandFieldType),
-);
+const COMMAND_FIELDS = (constants as unknown as { CommandFieldType: Record<string, number> }).CommandFieldType;
+const KNOWN_COMMAND_FIELDS = new Set<number>(Object.values(COMMAND_FIELDS));
 
 /** One instance as it came by C-STORE: the data set bytes untouched, in the presentation context's transfer syntax. */
 export interface ReceivedInstance {
@@ -81,6 +80,13 @@ export interface ConnectionTimeouts {
  * request with every storage class proposed is a few tens of KiB.
  */
 const MAX_PDU_BYTES = 1 << 20;
+
+/**
+ * Most bytes of command fragments (and of data fragments that belong to no C-STORE) the library may
+ * buffer for one message. It collects them in memory without a limit of its own; a command is a few
+ * hundred bytes, and no other operation this SCP serves carries a data set.
+ */
+const MAX_MESSAGE_BUFFER_BYTES = 1 << 20;
 
 /** How long a closing socket may take to send its last PDU (A-ABORT) before it is destroyed. */
 const HANG_UP_GRACE_MS = 2000;
@@ -223,6 +229,8 @@ export class DimseConnection extends Scp {
   private receiving?: NodeJS.Timeout;
   /** A P-DATA-TF has come whose message the library has not yet handed over. */
   private messageOpen = false;
+  /** Bytes of the current message the library buffers in memory (all but a C-STORE's data set). */
+  private bufferedBytes = 0;
   private readonly midPdu: () => boolean;
   /** Whether the library's hand-over of each message is hooked (messageReceived). */
   private readonly tracksMessages: boolean;
@@ -301,6 +309,7 @@ export class DimseConnection extends Scp {
   /** The library handed over a whole message (or it was aborted): the bound starts again with the next PDU. */
   private messageReceived(): void {
     this.messageOpen = false;
+    this.bufferedBytes = 0;
     this.stopReceiving();
     if (this.midPdu()) this.startReceiving();
   }
@@ -323,10 +332,11 @@ export class DimseConnection extends Scp {
    */
   private abortOnUnknownCommands(): boolean {
     type Command = { getCommandFieldType(): number | undefined };
+    type PDataTf = { getPdvs(): Array<{ getValue(): Buffer; isCommand(): boolean }> };
     const internals = this as unknown as {
       dimse?: Command;
       _performDimse(context: unknown, dimse: Command): void;
-      _processPDataTf(pdu: unknown): Promise<void>;
+      _processPDataTf(pdu: PDataTf): Promise<void>;
     };
     // Internals of the library: should an upgrade rename them, it keeps its own behaviour (the
     // integration tests of these aborts fail) rather than every connection failing.
@@ -340,11 +350,27 @@ export class DimseConnection extends Scp {
     };
     const processPData = internals._processPDataTf.bind(this);
     internals._processPDataTf = async (pdu) => {
+      // What is not a C-STORE's data set (which the sink bounds) the library keeps in memory, unbounded.
+      const storing = internals.dimse?.getCommandFieldType() === COMMAND_FIELDS.CStoreRequest;
+      for (const pdv of pdu.getPdvs()) {
+        if (pdv.isCommand() || !storing) this.bufferedBytes += pdv.getValue().length;
+      }
+      if (this.bufferedBytes > MAX_MESSAGE_BUFFER_BYTES) return this.abortOversized();
       await processPData(pdu);
       // A command read, its data set awaited.
       if (internals.dimse && !known(internals.dimse)) this.abortUnknown(internals.dimse);
     };
     return true;
+  }
+
+  private abortOversized(): void {
+    if (this.peerSocket.destroyed || this.peerSocket.writableEnded) return;
+    this.handler.connectionError(
+      this.peer,
+      `more than ${MAX_MESSAGE_BUFFER_BYTES} bytes of DIMSE command, or of data set fragments without a C-STORE: aborted`,
+    );
+    this.sendAbort(AbortSource.ServiceProvider, AbortReason.InvalidPduParameter);
+    this.hangUp();
   }
 
   private abortUnknown(dimse: { getCommandFieldType(): number | undefined }): void {
