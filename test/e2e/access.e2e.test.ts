@@ -4,6 +4,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { ROLES } from '../../src/auth/roles';
 import { routeCatalog } from '../../src/common/http/route-catalog';
+import { buildOpenApiDocument } from '../../src/openapi/openapi';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -94,6 +95,21 @@ describe('access matrix: every registered route', () => {
         `${route.key} with every role answered ${allowed.status}: does it declare its permission?`,
       );
     }
+  });
+
+  it('the OpenAPI document asks for a bearer token on exactly the routes that need one', () => {
+    const document = buildOpenApiDocument(app);
+    const documented: string[] = [];
+    for (const [path, item] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(item as Record<string, { security?: unknown[] }>)) {
+        const key = `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`;
+        documented.push(key);
+        const bearerAuth = (operation.security ?? []).some((s) => Object.hasOwn(s as object, 'bearer'));
+        assert.equal(bearerAuth, !PUBLIC.has(key), `${key}: security ${JSON.stringify(operation.security)}`);
+      }
+    }
+    // The document is checked against the router, not against an empty list.
+    assert.ok(documented.includes('GET /v2/health/live') && documented.includes('GET /v2/models/:name'));
   });
 
   it('OIP: metadata needs models:read, inference needs models:admin', async () => {

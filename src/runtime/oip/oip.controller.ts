@@ -18,15 +18,17 @@ import { OipAnswer, OipService } from './oip.service';
  * Open Inference Protocol v2 (KServe / Triton compatible REST). Errors are `{"error": "..."}`.
  * Health is public; metadata needs models:read; raw inference needs models:admin, since it
  * bypasses the domain APIs' validation (it is the ML engineers' door, not the business one).
+ * `@ApiBearerAuth()` goes on each protected route, not on the class: OpenAPI must not ask for a
+ * token on the public health routes.
  */
 @ApiTags('open-inference-protocol')
-@ApiBearerAuth()
 @Controller({ path: 'v2', version: VERSION_NEUTRAL })
 export class OipController {
   constructor(private readonly oip: OipService) {}
 
   @Get()
   @RequirePermission('models:read', 'server.metadata')
+  @ApiBearerAuth()
   @ApiOperation({ summary: 'Server metadata' })
   @ApiOkResponse({ type: OipServerMetadataDto })
   server(): OipServerMetadataDto {
@@ -51,6 +53,7 @@ export class OipController {
 
   @Get('models')
   @RequirePermission('models:read', 'model.list')
+  @ApiBearerAuth()
   @ApiOperation({ summary: 'Every model with its live versions (gateway extension)' })
   @ApiOkResponse({ type: OipModelListDto })
   models(): OipModelListDto {
@@ -59,6 +62,7 @@ export class OipController {
 
   @Get('models/:name')
   @RequirePermission('models:read', 'model.metadata')
+  @ApiBearerAuth()
   @ApiOkResponse({ type: OipModelMetadataDto })
   metadata(@Param('name') name: string): OipModelMetadataDto {
     return this.oip.metadata(name);
@@ -66,6 +70,7 @@ export class OipController {
 
   @Get('models/:name/versions/:version')
   @RequirePermission('models:read', 'model.metadata')
+  @ApiBearerAuth()
   @ApiOkResponse({ type: OipModelMetadataDto })
   versionMetadata(@Param('name') name: string, @Param('version') version: string): OipModelMetadataDto {
     return this.oip.metadata(name, version);
@@ -73,6 +78,7 @@ export class OipController {
 
   @Get('models/:name/ready')
   @RequirePermission('models:read', 'model.ready')
+  @ApiBearerAuth()
   @ApiOkResponse({ type: OipReadyDto })
   modelReady(@Param('name') name: string): OipReadyDto {
     return this.oip.modelReady(name);
@@ -80,6 +86,7 @@ export class OipController {
 
   @Get('models/:name/versions/:version/ready')
   @RequirePermission('models:read', 'model.ready')
+  @ApiBearerAuth()
   @ApiOkResponse({ type: OipReadyDto })
   versionReady(@Param('name') name: string, @Param('version') version: string): OipReadyDto {
     return this.oip.modelReady(name, version);
@@ -87,6 +94,7 @@ export class OipController {
 
   @Post('models/:name/infer')
   @RequirePermission('models:admin', 'model.infer')
+  @ApiBearerAuth()
   @HttpCode(200)
   @ApiOperation({ summary: 'Run the default version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
@@ -103,6 +111,7 @@ export class OipController {
 
   @Post('models/:name/versions/:version/infer')
   @RequirePermission('models:admin', 'model.infer')
+  @ApiBearerAuth()
   @HttpCode(200)
   @ApiOperation({ summary: 'Run a pinned version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
