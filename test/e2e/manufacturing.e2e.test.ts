@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
@@ -295,6 +297,61 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.equal(second.nextCursor, null);
     for (const bad of ['0', '-1', 'x', '99999999999999999999', '1&cursor=2']) {
       await http.get(`/v1/manufacturing/dead-letters?cursor=${bad}`).set('Authorization', operator).expect(400);
+    }
+  });
+});
+
+describe('manufacturing: the MANUFACTURING_ASSETS_FILE seed', () => {
+  let modelsDir: string;
+  let dir: string;
+  before(() => {
+    modelsDir = bundledModelsDir(['manufacturing']);
+    dir = mkdtempSync(join(tmpdir(), 'assets-seed-'));
+  });
+  after(() => {
+    rmSync(modelsDir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('upserts the assets of the file at boot', async () => {
+    const file = join(dir, 'ok.json');
+    writeFileSync(file, JSON.stringify([millAsset('mill-seeded')]));
+    const app = await createTestApp({ MODELS_DIR: modelsDir, MANUFACTURING_ASSETS_FILE: file });
+    try {
+      const list = await request(app.getHttpServer())
+        .get('/v1/manufacturing/assets')
+        .set('Authorization', bearer(tokenFor(['plant-operator'])))
+        .expect(200);
+      assert.deepEqual(
+        (list.body as { assets: Array<{ assetId: string }> }).assets.map((a) => a.assetId),
+        ['mill-seeded'],
+      );
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a file it cannot read or parse, or an asset that does not fit its model, stops the boot naming the variable', async () => {
+    const unfit = millAsset('mill-unfit');
+    (unfit.sensors as Array<Record<string, string>>)[0].unit = 'psia';
+    writeFileSync(join(dir, 'unfit.json'), JSON.stringify([millAsset('mill-ok'), unfit]));
+    writeFileSync(join(dir, 'broken.json'), '[{"assetId": ');
+    const cases: Array<[string, RegExp]> = [
+      [join(dir, 'missing.json'), /^MANUFACTURING_ASSETS_FILE .*missing\.json: ENOENT/],
+      [join(dir, 'broken.json'), /^MANUFACTURING_ASSETS_FILE .*broken\.json: .*JSON/],
+      [
+        join(dir, 'unfit.json'),
+        /^MANUFACTURING_ASSETS_FILE .*unfit\.json\[1\]: asset mill-unfit does not fit .*sensors\[0\]\.unit/,
+      ],
+    ];
+    for (const [file, message] of cases) {
+      await assert.rejects(
+        createTestApp({ MODELS_DIR: modelsDir, MANUFACTURING_ASSETS_FILE: file }),
+        (error: Error) => {
+          assert.match(error.message, message);
+          return true;
+        },
+      );
     }
   });
 });

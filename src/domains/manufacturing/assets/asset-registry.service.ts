@@ -50,17 +50,32 @@ export class AssetRegistry implements OnModuleInit {
     if (this.config.MANUFACTURING_ASSETS_FILE) await this.seed(this.config.MANUFACTURING_ASSETS_FILE);
   }
 
-  /** Upserts the assets of a JSON file (an array of assets); a bad entry stops the boot naming it. */
+  /**
+   * Upserts the assets of a JSON file (an array of assets). A file that cannot be read or parsed, or a
+   * bad entry, stops the boot naming MANUFACTURING_ASSETS_FILE (and the entry, and its fields).
+   */
   private async seed(path: string): Promise<void> {
-    const list: unknown = JSON.parse(readFileSync(path, 'utf8'));
-    if (!Array.isArray(list)) throw new Error(`MANUFACTURING_ASSETS_FILE ${path}: expected a JSON array of assets`);
+    const where = `MANUFACTURING_ASSETS_FILE ${path}`;
+    let list: unknown;
+    try {
+      list = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (error) {
+      throw new Error(`${where}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    if (!Array.isArray(list)) throw new Error(`${where}: expected a JSON array of assets`);
     for (const [i, raw] of list.entries()) {
       const dto = plainToInstance(AssetDto, raw);
       const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
       if (errors.length > 0) {
-        throw new Error(`MANUFACTURING_ASSETS_FILE ${path}[${i}]: ${errors.map((e) => e.toString()).join('; ')}`);
+        throw new Error(`${where}[${i}]: ${errors.map((e) => e.toString()).join('; ')}`);
       }
-      await this.put(dto);
+      try {
+        await this.put(dto);
+      } catch (error) {
+        if (!(error instanceof AppError)) throw error;
+        const fields = error.fields.map((f) => `${f.field}: ${f.reason}`).join('; ');
+        throw new Error(`${where}[${i}]: ${error.detail}${fields ? ` (${fields})` : ''}`, { cause: error });
+      }
     }
   }
 
