@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -232,6 +233,47 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
       .set('Authorization', scada)
       .send({ readings: [{ timestamp: iso(T0), values: good }] });
     assert.equal(unknown.status, 404);
+  });
+
+  it('pages alarms (cursor / nextCursor), of all assets or of one; only the newest 1,000 could be read', async () => {
+    // 1,500 old alarm rows of an asset of their own, written straight into the table.
+    await app.get(DataSource).query(
+      `INSERT INTO manufacturing_alarms (asset_id, state, metric, value, threshold, at)
+       SELECT 'mill-paged', CASE WHEN n % 2 = 0 THEN 'raised' ELSE 'cleared' END, 'failure', 0.9, 0.5,
+              timestamptz '2026-01-01T00:00:00Z' + n * interval '1 minute'
+       FROM generate_series(1, 1500) AS n`,
+    );
+    type Page = { alarms: Array<{ id: string; assetId: string }>; nextCursor: string | null };
+    const read = async (query: string): Promise<Page['alarms']> => {
+      const rows: Page['alarms'] = [];
+      let cursor: string | null = '';
+      while (cursor !== null) {
+        const page = (
+          await http
+            .get(`/v1/manufacturing/alarms?${query}${cursor ? `&cursor=${cursor}` : ''}`)
+            .set('Authorization', operator)
+            .expect(200)
+        ).body as Page;
+        assert.ok(page.alarms.length <= 1000);
+        rows.push(...page.alarms);
+        cursor = page.nextCursor;
+      }
+      return rows;
+    };
+    const paged = (await read('assetId=mill-paged')).map((a) => Number(a.id));
+    assert.equal(paged.length, 1500);
+    assert.deepEqual(
+      paged,
+      [...paged].sort((a, b) => b - a),
+      'newest first, no row twice',
+    );
+    assert.equal(new Set(paged).size, 1500);
+    const all = await read('');
+    const [{ count }] = await app.get(DataSource).query('SELECT count(*)::int AS count FROM manufacturing_alarms');
+    assert.equal(all.length, count);
+    for (const bad of ['0', 'x', '99999999999999999999']) {
+      await http.get(`/v1/manufacturing/alarms?cursor=${bad}`).set('Authorization', operator).expect(400);
+    }
   });
 
   it("refuses a reading stamped far ahead of the gateway's clock, so it cannot make every later reading late", async () => {

@@ -100,3 +100,85 @@ export class PredictionListDto {
   /** Pass as `cursor` (with the same from and to) for the predictions after these; null on the last page. */
   nextCursor!: string | null;
 }
+
+export class AlarmDto {
+  /** Row id, the order alarms happened in. */
+  id!: string;
+  assetId!: string;
+  state!: 'raised' | 'cleared';
+  /** `failure` (probability) or `rul` (cycles). */
+  metric!: 'failure' | 'rul';
+  /** The prediction that moved the alarm. */
+  value!: number;
+  /** The asset's threshold it crossed (raiseAt or clearAt). */
+  threshold!: number;
+  at!: string;
+}
+
+export class AlarmListDto {
+  /** Newest first. */
+  alarms!: AlarmDto[];
+  /** Pass as `cursor` for the older alarms; null on the last page. */
+  nextCursor!: string | null;
+}
+
+export class DeadLetterDto {
+  id!: string;
+  receivedAt!: string;
+  /** `http`, `mqtt` or `sparkplug`. */
+  source!: string;
+  /** The MQTT topic or HTTP route it came by. */
+  channel!: string;
+  assetId!: string | null;
+  reason!: string;
+  detail!: string;
+  /** The refused payload, cut to 4 KiB. */
+  payload!: string;
+}
+
+export class DeadLetterListDto {
+  /** Newest first. */
+  deadLetters!: DeadLetterDto[];
+  /** Pass as `cursor` (with the same from) for the older ones; null on the last page. */
+  nextCursor!: string | null;
+}
+
+export class AssetLatestDto {
+  /** The reading (or window) time of the latest prediction. */
+  at!: string;
+  failureProbability?: number;
+  modes?: Record<string, number>;
+  /** Remaining useful life in cycles. */
+  rul?: number;
+}
+
+export class AssetAlarmStateDto {
+  active!: boolean;
+  /** When the active alarm was raised. */
+  since?: string;
+}
+
+export class AssetCountsDto {
+  received!: number;
+  accepted!: number;
+  duplicates!: number;
+  late!: number;
+  invalid!: number;
+  predictions!: number;
+}
+
+export class AssetStatusModelDto {
+  name!: string;
+  version!: string;
+}
+
+export class AssetStatusDto {
+  assetId!: string;
+  kind!: string;
+  model!: AssetStatusModelDto;
+  /** Absent until the asset's first prediction since the gateway started. */
+  latest?: AssetLatestDto;
+  alarm!: AssetAlarmStateDto;
+  /** Since the gateway started. */
+  counts!: AssetCountsDto;
+}

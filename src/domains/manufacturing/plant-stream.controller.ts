@@ -11,6 +11,9 @@ import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../../common/stora
 import { AssetRegistry } from './assets/asset-registry.service';
 import { IDENTIFIER } from './assets/asset.dto';
 import {
+  AlarmListDto,
+  AssetStatusDto,
+  DeadLetterListDto,
   IngestResultDto,
   PREDICTION_CURSOR,
   PredictionListDto,
@@ -72,7 +75,8 @@ export class PlantStreamController {
   /** Latest failure and mode probabilities or RUL, alarm state and reading counts. */
   @Get('assets/:assetId/status')
   @RequirePermission('manufacturing:read', 'manufacturing.status')
-  status(@Param('assetId') assetId: string): ReturnType<PlantStream['status']> {
+  @ApiOkResponse({ type: AssetStatusDto })
+  status(@Param('assetId') assetId: string): AssetStatusDto {
     return this.stream.status(assetId);
   }
 
@@ -116,18 +120,23 @@ export class PlantStreamController {
     };
   }
 
-  /** Alarms raised and cleared, newest first. */
+  /** Alarms raised and cleared (of one asset with `assetId`), newest first, 1,000 a page, paged by `cursor`. */
   @Get('alarms')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms')
-  async alarms(@Query('assetId') assetId?: string): Promise<unknown> {
+  @ApiOkResponse({ type: AlarmListDto })
+  async alarms(@Query('assetId') assetId?: string, @Query('cursor') cursor?: string): Promise<AlarmListDto> {
     // A repeated parameter arrives as an array, whatever the declared type.
     const given: unknown = assetId;
     if (given !== undefined && (typeof given !== 'string' || !IDENTIFIER.test(given))) {
       const reason = 'must be one asset id: 1-128 letters, digits, dots, dashes or underscores';
       throw new AppError('VALIDATION_FAILED', `assetId: ${reason}`, { fields: [{ field: 'assetId', reason }] });
     }
-    const rows = await this.records.alarmsOf(assetId, 1000);
-    return { alarms: rows.map((r) => ({ ...r, at: r.at.toISOString() })) };
+    checkRowCursor(cursor);
+    const rows = await this.records.alarmsOf(assetId, ALARMS_PAGE, cursor);
+    return {
+      alarms: rows.map((r) => ({ ...r, at: r.at.toISOString() })),
+      nextCursor: rows.length === ALARMS_PAGE ? rows[rows.length - 1].id : null,
+    };
   }
 
   /** Alarms as they happen, for dashboards: Server-Sent Events, one `alarm` event each. */
@@ -146,13 +155,9 @@ export class PlantStreamController {
   /** Refused readings and messages with their reasons, newest first (since `from`, default 24 h ago), paged by `cursor`. */
   @Get('dead-letters')
   @RequirePermission('manufacturing:read', 'manufacturing.dead-letters')
-  async deadLetters(@Query('from') from?: string, @Query('cursor') cursor?: string): Promise<unknown> {
-    // A repeated parameter arrives as an array, whatever the declared type.
-    const given: unknown = cursor;
-    if (given !== undefined && !isRowCursor(given)) {
-      const reason = 'must be a nextCursor returned by this endpoint';
-      throw new AppError('VALIDATION_FAILED', `cursor ${reason}`, { fields: [{ field: 'cursor', reason }] });
-    }
+  @ApiOkResponse({ type: DeadLetterListDto })
+  async deadLetters(@Query('from') from?: string, @Query('cursor') cursor?: string): Promise<DeadLetterListDto> {
+    checkRowCursor(cursor);
     const fromText: unknown = from;
     const since = fromText === undefined ? new Date(Date.now() - 86_400_000) : new Date(NaN);
     if (typeof fromText === 'string' && ISO_TIME_OR_DATE.test(fromText)) since.setTime(Date.parse(fromText));
@@ -175,6 +180,17 @@ export class PlantStreamController {
 }
 
 const DEAD_LETTERS_PAGE = 1000;
+const ALARMS_PAGE = 1000;
+
+/** A `cursor` query parameter must be a row id this API returned as `nextCursor`. */
+function checkRowCursor(cursor: string | undefined): void {
+  // A repeated parameter arrives as an array, whatever the declared type.
+  const given: unknown = cursor;
+  if (given !== undefined && !isRowCursor(given)) {
+    const reason = 'must be a nextCursor returned by this endpoint';
+    throw new AppError('VALIDATION_FAILED', `cursor ${reason}`, { fields: [{ field: 'cursor', reason }] });
+  }
+}
 
 /** A row id as a cursor: a positive integer that fits PostgreSQL's bigint. */
 function isRowCursor(value: unknown): value is string {

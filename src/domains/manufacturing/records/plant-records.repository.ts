@@ -140,8 +140,16 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return new Map(rows.map((r) => [r.assetId, { state: r.state, at: r.at }]));
   }
 
-  async alarmsOf(assetId: string | undefined, limit: number): Promise<AlarmEntity[]> {
-    return this.alarms.find({ where: assetId ? { assetId } : {}, order: { id: 'DESC' }, take: limit });
+  /** Newest first; with `beforeId`, only rows older than that one (the next page). */
+  async alarmsOf(assetId: string | undefined, limit: number, beforeId?: string): Promise<AlarmEntity[]> {
+    return this.alarms.find({
+      where: {
+        ...(assetId ? { assetId } : {}),
+        ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
+      },
+      order: { id: 'DESC' },
+      take: limit,
+    });
   }
 
   /** Newest first; with `beforeId`, only rows older than that one (the next page). */
