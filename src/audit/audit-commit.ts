@@ -14,8 +14,11 @@ import type { AuditDraft } from './audit-writer.service';
 export type AuditCommitRequest =
   { type: 'commit'; id: number; writerId: string; drafts: AuditDraft[] } | { type: 'close' };
 
+/** A commit's answer carries its chain's new head, so the main thread knows it without a query (anchors). */
 export type AuditCommitReply =
-  { type: 'committed'; id: number } | { type: 'failed'; id: number; message: string } | { type: 'closed' };
+  | { type: 'committed'; id: number; seq: number; hash: string }
+  | { type: 'failed'; id: number; message: string }
+  | { type: 'closed' };
 
 /** Each column with the AuditRow key it is read from, by json_to_recordset, and its type. */
 const INSERT_COLUMNS: Array<[string, keyof AuditRow, string]> = [
@@ -66,15 +69,16 @@ export interface ChainStore {
 }
 
 /**
- * Writes one group at the end of a chain. The head moves only after the commit; after a failure
- * it is re-read from the database, so a commit whose answer was lost is neither repeated nor skipped.
+ * Writes one group at the end of a chain and returns the chain's new head. The head moves only after
+ * the commit; after a failure it is re-read from the database, so a commit whose answer was lost is
+ * neither repeated nor skipped.
  */
 export async function commitGroup(
   store: ChainStore,
   heads: Map<string, ChainHead>,
   writerId: string,
   drafts: AuditDraft[],
-): Promise<void> {
+): Promise<ChainHead> {
   try {
     const head = heads.get(writerId) ?? (await store.head(writerId)) ?? { seq: 0, hash: GENESIS_HASH };
     let { seq, hash } = head;
@@ -88,7 +92,9 @@ export async function commitGroup(
       return row;
     });
     await store.insert(JSON.stringify(rows));
-    heads.set(writerId, { seq, hash });
+    const next = { seq, hash };
+    heads.set(writerId, next);
+    return next;
   } catch (error) {
     heads.delete(writerId);
     throw error;
@@ -98,7 +104,7 @@ export async function commitGroup(
 /** The port's end of AuditWriter's requests: `commit` writes one group, `close` releases what it holds. */
 export function serveCommits(
   port: Pick<MessagePort, 'on' | 'postMessage'>,
-  commit: (writerId: string, drafts: AuditDraft[]) => Promise<void>,
+  commit: (writerId: string, drafts: AuditDraft[]) => Promise<ChainHead>,
   close: () => Promise<void>,
 ): void {
   const reply = (message: AuditCommitReply): void => port.postMessage(message);
@@ -108,7 +114,7 @@ export function serveCommits(
       return;
     }
     commit(request.writerId, request.drafts).then(
-      () => reply({ type: 'committed', id: request.id }),
+      ({ seq, hash }) => reply({ type: 'committed', id: request.id, seq, hash }),
       (error: unknown) =>
         reply({ type: 'failed', id: request.id, message: error instanceof Error ? error.message : String(error) }),
     );

@@ -16,7 +16,7 @@ import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
 import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
 import type { ChainedFields } from './audit-chain';
-import type { AuditCommitReply, AuditCommitRequest } from './audit-commit';
+import type { AuditCommitReply, AuditCommitRequest, ChainHead } from './audit-commit';
 import { AuditRepository } from './audit.repository';
 import { storableDraft } from './storable';
 import type { AuditWorkerData } from './audit-writer.worker';
@@ -73,10 +73,13 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
   private coming = 0;
   private channel: CommitChannel | undefined;
-  private readonly commits = new Map<number, (failure?: string) => void>();
+  /** Open commits by id: each settled with its chain's new head, or the failure's message. */
+  private readonly commits = new Map<number, (outcome: ChainHead | string) => void>();
   private commitIds = 0;
   private readonly enabled: boolean;
   private stopped = false;
+  /** Each chain's last committed row, as its commit's answer told: what the anchors record. */
+  private readonly committedHeads = new Map<string, ChainHead>();
 
   constructor(
     config: AppConfig,
@@ -212,7 +215,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   private async commit(lane: Lane, batch: Pending[]): Promise<void> {
     try {
       const stopTimer = this.commitSeconds.startTimer();
-      await this.send(lane.writerId, batch);
+      this.committedHeads.set(lane.writerId, await this.send(lane.writerId, batch));
       stopTimer();
       this.batchSize.observe(batch.length);
       this.healthy = true;
@@ -229,12 +232,15 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     }
   }
 
-  /** Has the commit channel write one group at the end of a chain; rejects when it could not. */
-  private send(writerId: string, batch: Pending[]): Promise<void> {
+  /**
+   * Has the commit channel write one group at the end of a chain; resolves with the chain's new head,
+   * rejects when it could not.
+   */
+  private send(writerId: string, batch: Pending[]): Promise<ChainHead> {
     const channel = this.commitChannel();
     const id = ++this.commitIds;
-    return new Promise<void>((resolve, reject) => {
-      this.commits.set(id, (failure) => (failure === undefined ? resolve() : reject(new Error(failure))));
+    return new Promise<ChainHead>((resolve, reject) => {
+      this.commits.set(id, (outcome) => (typeof outcome === 'string' ? reject(new Error(outcome)) : resolve(outcome)));
       channel.post({ type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) });
     });
   }
@@ -254,7 +260,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       }
       const settle = this.commits.get(reply.id);
       this.commits.delete(reply.id);
-      settle?.(reply.type === 'failed' ? reply.message : undefined);
+      settle?.(reply.type === 'failed' ? reply.message : { seq: reply.seq, hash: reply.hash });
     };
     const died = (reason: string): void => {
       closed?.();

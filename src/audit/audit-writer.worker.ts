@@ -42,7 +42,7 @@ function main(): void {
       const client = await pool.connect();
       let failure: Error | undefined;
       try {
-        await commitGroup(
+        return await commitGroup(
           {
             head: async (id) => {
               const found = (await client.query<{ seq: string; hash: string }>(HEAD_SQL, [id])).rows[0];

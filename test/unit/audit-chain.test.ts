@@ -8,7 +8,14 @@ import {
   GENESIS_HASH,
   hashOf,
 } from '../../src/audit/audit-chain';
+import {
+  type AuditCommitReply,
+  type AuditCommitRequest,
+  commitGroup,
+  serveCommits,
+} from '../../src/audit/audit-commit';
 import { outcomeOf } from '../../src/audit/audit.hook';
+import type { AuditDraft } from '../../src/audit/audit-writer.service';
 
 function chain(n: number): Array<ChainedFields & { id: string; hash: string }> {
   const rows: Array<ChainedFields & { id: string; hash: string }> = [];
@@ -122,6 +129,44 @@ describe('audit hash chain', () => {
     forged.hash = hashOf(forged);
     const relinked = checkChain([rows[0], forged, ...rows.slice(2)], { seq: 0, hash: GENESIS_HASH });
     assert.ok('broken' in relinked && relinked.broken.seq === 3 && /prev_hash/.test(relinked.broken.reason));
+  });
+
+  it("a commit answers with its chain's new head, so the main thread knows it without a query", async () => {
+    const stored: Array<{ seq: number; hash: string }> = [];
+    const store = {
+      head: () => Promise.resolve(stored.at(-1)),
+      insert: (json: string) => {
+        stored.push(...(JSON.parse(json) as Array<{ seq: number; hash: string }>));
+        return Promise.resolve();
+      },
+    };
+    const heads = new Map();
+    const handlers: Array<(request: AuditCommitRequest) => void> = [];
+    const replies: AuditCommitReply[] = [];
+    serveCommits(
+      {
+        on: (_event: string, handler: (request: AuditCommitRequest) => void) => handlers.push(handler),
+        postMessage: (r: AuditCommitReply) => replies.push(r),
+      } as never,
+      (writerId, drafts) => commitGroup(store, heads, writerId, drafts),
+      () => Promise.resolve(),
+    );
+    const draft = (): AuditDraft => {
+      const { writerId: _w, seq: _s, prevHash: _p, id: _i, hash: _h, ...fields } = chain(1)[0];
+      return fields;
+    };
+    // One commit in flight per chain, as AuditWriter's lanes have it.
+    for (const [id, drafts] of [
+      [1, [draft(), draft()]],
+      [2, [draft()]],
+    ] as const) {
+      handlers[0]({ type: 'commit', id, writerId: 'w/0', drafts: [...drafts] });
+      while (replies.length < id) await new Promise((r) => setImmediate(r));
+    }
+    assert.deepEqual(replies, [
+      { type: 'committed', id: 1, seq: 2, hash: stored[1].hash },
+      { type: 'committed', id: 2, seq: 3, hash: stored[2].hash },
+    ]);
   });
 
   it('maps status codes to outcomes', () => {
