@@ -15,6 +15,7 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
 import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
+import { AuditAnchors } from './audit-anchor.service';
 import type { ChainedFields } from './audit-chain';
 import type { AuditCommitReply, AuditCommitRequest, ChainHead } from './audit-commit';
 import { AuditRepository } from './audit.repository';
@@ -87,6 +88,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     metrics: MetricsService,
     private readonly dataSource: DataSource,
     @Inject(EMBEDDED_POSTGRES) private readonly embedded: EmbeddedPostgres | null,
+    private readonly anchors: AuditAnchors,
   ) {
     this.enabled = config.AUDIT_ENABLED;
     this.writerId = config.AUDIT_WRITER_ID ?? `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
@@ -115,9 +117,14 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     });
   }
 
-  /** Opens the commit channel at boot, so that the first audited answer does not wait for it. */
+  /**
+   * Opens the commit channel at boot, so that the first audited answer does not wait for it, and
+   * starts anchoring the chains' heads outside the database.
+   */
   onModuleInit(): void {
-    if (this.enabled) this.commitChannel();
+    if (!this.enabled) return;
+    this.commitChannel();
+    this.anchors.start(() => this.committedHeads);
   }
 
   /** Whether the database took the last commit, or answers again since (reported by /health/ready). */
@@ -154,11 +161,13 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
 
   /**
    * Answers still in flight while the HTTP server closed were recorded after beforeApplicationShutdown:
-   * commits them too, then closes the commit channel, which no later row can open again.
+   * commits them too, anchors the final heads, then closes the commit channel, which no later row can
+   * open again.
    */
   async onApplicationShutdown(): Promise<void> {
     await this.drain();
     this.stopped = true;
+    await this.anchors.stop();
     const channel = this.channel;
     this.channel = undefined;
     await channel?.close();

@@ -2,6 +2,7 @@ import { Global, Module, OnModuleInit } from '@nestjs/common';
 import { AuditInputDigester } from '../common/access';
 import { ReadinessService } from '../common/health/readiness.service';
 import { AppConfig } from '../config/app-config';
+import { AuditAnchors } from './audit-anchor.service';
 import { AuditController } from './audit.controller';
 import { AuditQueryService } from './audit-query.service';
 import { AuditRepository } from './audit.repository';
@@ -17,6 +18,7 @@ import { InputDigester } from './input-digest';
   controllers: [AuditController],
   providers: [
     AuditRepository,
+    AuditAnchors,
     AuditWriter,
     AuditQueryService,
     { provide: AuditInputDigester, inject: [AppConfig], useFactory: (config: AppConfig) => new InputDigester(config) },

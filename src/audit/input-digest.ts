@@ -16,13 +16,7 @@ export class InputDigester extends AuditInputDigester {
 
   constructor(config: AppConfig) {
     super();
-    if (config.AUDIT_HMAC_SECRET) {
-      this.secret = Buffer.from(config.AUDIT_HMAC_SECRET);
-    } else if (config.NODE_ENV === 'production') {
-      throw new Error('AUDIT_HMAC_SECRET must be set in production (at least 32 characters)');
-    } else {
-      this.secret = Buffer.from(devSecret(config.DATA_DIR));
-    }
+    this.secret = auditSecret(config);
   }
 
   digest(parts: readonly Uint8Array[]): string {
@@ -35,6 +29,18 @@ export class InputDigester extends AuditInputDigester {
     }
     return hmac.digest('hex');
   }
+}
+
+/**
+ * The audit trail's server secret (input digests, chain anchors): AUDIT_HMAC_SECRET, required in
+ * production; outside production one generated once in DATA_DIR.
+ */
+export function auditSecret(config: Pick<AppConfig, 'AUDIT_HMAC_SECRET' | 'NODE_ENV' | 'DATA_DIR'>): Buffer {
+  if (config.AUDIT_HMAC_SECRET) return Buffer.from(config.AUDIT_HMAC_SECRET);
+  if (config.NODE_ENV === 'production') {
+    throw new Error('AUDIT_HMAC_SECRET must be set in production (at least 32 characters)');
+  }
+  return Buffer.from(devSecret(config.DATA_DIR));
 }
 
 function devSecret(dataDir: string): string {

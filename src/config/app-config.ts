@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
 import {
   IsBoolean,
@@ -221,6 +222,22 @@ export class AppConfig {
   @IsString()
   @MinLength(1)
   AUDIT_WRITER_ID?: string;
+
+  /**
+   * How often each chain's head (seq, hash) is anchored outside the database, in AUDIT_ANCHOR_FILE
+   * and as a log line, when it moved since the last anchor; once more at shutdown. 0 turns anchoring off.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_TIMER_MS)
+  AUDIT_ANCHOR_INTERVAL_MS = 60_000;
+
+  /** The anchor file (JSON lines, one HMAC'd chain head each); default: DATA_DIR/audit-anchors.jsonl. */
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  AUDIT_ANCHOR_FILE?: string;
 
   /**
    * Benchmarks only (bench/audit measures what the audit trail costs): `false` answers without
@@ -462,6 +479,11 @@ export class AppConfig {
   @Matches(/^[^#+\s]+$/, { message: 'MQTT_ALARM_TOPIC_PREFIX must be a topic without wildcards or spaces' })
   MQTT_ALARM_TOPIC_PREFIX = 'factory';
 
+  /** Where this process anchors its audit chains' heads: AUDIT_ANCHOR_FILE, or a file in DATA_DIR. */
+  get auditAnchorFile(): string {
+    return this.AUDIT_ANCHOR_FILE ?? join(this.DATA_DIR, 'audit-anchors.jsonl');
+  }
+
   /** The lesion model the medical routes run: MEDICAL_MODEL, or the bundled reference model. */
   get medicalModel(): string {
     return this.MEDICAL_MODEL ?? DEFAULT_MEDICAL_MODEL;
@@ -486,6 +508,7 @@ const OPTIONAL_KEYS = [
   'AUTH_HS256_SECRET',
   'AUDIT_HMAC_SECRET',
   'AUDIT_WRITER_ID',
+  'AUDIT_ANCHOR_FILE',
   'FINANCE_SHADOW_MODELS',
   'MEDICAL_MODEL',
   'MEDICAL_DIMSE_PORT',

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import type { AuditEventDto } from '../../src/audit/audit.dto';
+import { AppConfig } from '../../src/config/app-config';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
+import { until } from '../fixtures/until';
 
 const X = [1, 2, 3, 4];
 const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: X }] };
@@ -327,5 +330,71 @@ describe('audit trail, a burst larger than AUDIT_MAX_BATCH', () => {
     const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-2' }));
     const report = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
     assert.equal(report.valid, true);
+  });
+});
+
+describe('audit trail, chain heads anchored outside the database', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let db: DataSource;
+  let anchorFile: string;
+  const admin = bearer(tokenFor(['ml-admin'], { sub: 'ml-engineer-3' }));
+  /** Each chain's last row in the database. */
+  const dbHeads = async (): Promise<Map<string, { seq: number; hash: string }>> => {
+    const rows: Array<{ writer_id: string; seq: string; hash: string }> = await db.query(
+      'SELECT DISTINCT ON (writer_id) writer_id, seq, hash FROM audit_events ORDER BY writer_id, seq DESC',
+    );
+    return new Map(rows.map((r) => [r.writer_id, { seq: Number(r.seq), hash: r.hash }]));
+  };
+  /** The anchor file's lines, parsed. */
+  const anchorLines = (): Array<{ chain: string; seq: number; hash: string; at: string; mac: string }> => {
+    const text = existsSync(anchorFile) ? readFileSync(anchorFile, 'utf8') : '';
+    return text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as { chain: string; seq: number; hash: string; at: string; mac: string });
+  };
+
+  before(async () => {
+    app = await createTestApp({ AUDIT_ANCHOR_INTERVAL_MS: '50' });
+    http = request(app.getHttpServer());
+    db = app.get(DataSource);
+    anchorFile = app.get(AppConfig).auditAnchorFile;
+  });
+  after(() => app.close());
+
+  it('anchors the head of each chain (seq and hash of its last committed row) in the anchor file', async () => {
+    for (let i = 0; i < 6; i++) {
+      await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR).expect(200);
+    }
+    const heads = await dbHeads();
+    const [chain, head] = [...heads].find(([, h]) => h.seq >= 6)!;
+    const anchor = await until('the head anchored', () =>
+      anchorLines().find((a) => a.chain === chain && a.seq === head.seq),
+    );
+    assert.equal(anchor.hash, head.hash);
+    assert.match(anchor.mac, /^[0-9a-f]{64}$/);
+  });
+
+  it('anchors the last heads at shutdown, after the last commit', async () => {
+    const quiet = await createTestApp({ AUDIT_ANCHOR_INTERVAL_MS: '3600000' });
+    const file = quiet.get(AppConfig).auditAnchorFile;
+    const quietHttp = request(quiet.getHttpServer());
+    for (let i = 0; i < 3; i++) {
+      await quietHttp.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR).expect(200);
+    }
+    const rows: Array<{ writer_id: string; seq: string; hash: string }> = await quiet
+      .get(DataSource)
+      .query('SELECT DISTINCT ON (writer_id) writer_id, seq, hash FROM audit_events ORDER BY writer_id, seq DESC');
+    assert.equal(existsSync(file), false, 'anchored before its interval');
+    await quiet.close();
+    const anchored = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { chain: string; seq: number; hash: string });
+    assert.deepEqual(
+      anchored.map((a) => [a.chain, a.seq, a.hash]).sort(),
+      rows.map((r) => [r.writer_id, Number(r.seq), r.hash]).sort(),
+    );
   });
 });

@@ -72,6 +72,16 @@ describe('configuration', () => {
     );
   });
 
+  it('anchors audit chain heads every minute in DATA_DIR by default; 0 turns it off, a negative interval is refused', () => {
+    const defaults = loadConfig({ DATA_DIR: '/srv/gateway' });
+    assert.equal(defaults.AUDIT_ANCHOR_INTERVAL_MS, 60_000);
+    assert.equal(defaults.auditAnchorFile, '/srv/gateway/audit-anchors.jsonl');
+    const set = loadConfig({ AUDIT_ANCHOR_INTERVAL_MS: '0', AUDIT_ANCHOR_FILE: '/worm/anchors.jsonl' });
+    assert.equal(set.AUDIT_ANCHOR_INTERVAL_MS, 0);
+    assert.equal(set.auditAnchorFile, '/worm/anchors.jsonl');
+    assert.throws(() => loadConfig({ AUDIT_ANCHOR_INTERVAL_MS: '-1' }), /AUDIT_ANCHOR_INTERVAL_MS/);
+  });
+
   it('refuses to turn the audit trail off in production', () => {
     assert.equal(loadConfig({ AUDIT_ENABLED: 'false' }).AUDIT_ENABLED, false);
     assert.throws(

@@ -1,0 +1,87 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { Counter } from 'prom-client';
+import { MetricsService } from '../common/metrics/metrics.service';
+import { AppConfig } from '../config/app-config';
+import { AnchorFile, anchorKey, anchorMac, type ChainAnchor } from './audit-anchor';
+import type { ChainHead } from './audit-commit';
+import { auditSecret } from './input-digest';
+
+/**
+ * Anchors this process's audit chains outside the database (see audit-anchor.ts): every
+ * AUDIT_ANCHOR_INTERVAL_MS, and once more at shutdown after the last commit, each chain whose head
+ * moved is written to the anchor file (fsync'd) and logged (`audit chain head`) for the log
+ * shipper's copy. The heads come with the commits' answers (AuditWriter.heads): no query, nothing
+ * per request. A failed write is logged and counted, never fatal: the heads are anchored at the next
+ * round.
+ */
+@Injectable()
+export class AuditAnchors {
+  private readonly logger = new Logger('Audit');
+  private readonly key: Buffer;
+  private readonly file: AnchorFile;
+  private readonly intervalMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private heads: () => ReadonlyMap<string, ChainHead> = () => new Map();
+  private round: Promise<void> = Promise.resolve();
+  /** The newest anchor this process wrote of each chain: verify holds the file to them too. */
+  private readonly written = new Map<string, ChainAnchor>();
+  private readonly anchored: Counter;
+  private readonly failures: Counter;
+
+  constructor(config: AppConfig, metrics: MetricsService) {
+    this.key = anchorKey(auditSecret(config));
+    this.file = new AnchorFile(config.auditAnchorFile, this.key);
+    this.intervalMs = config.AUDIT_ANCHOR_INTERVAL_MS;
+    this.anchored = new Counter({
+      name: 'gateway_audit_anchors_total',
+      help: 'Audit chain heads anchored outside the database (anchor file, fsync-ed)',
+      registers: [metrics.registry],
+    });
+    this.failures = new Counter({
+      name: 'gateway_audit_anchor_failures_total',
+      help: 'Anchor file writes that failed (logged; the heads are anchored at the next round)',
+      registers: [metrics.registry],
+    });
+  }
+
+  /** Anchors the chains of `heads` every AUDIT_ANCHOR_INTERVAL_MS (unless 0). */
+  start(heads: () => ReadonlyMap<string, ChainHead>): void {
+    this.heads = heads;
+    if (this.intervalMs > 0) this.timer = setInterval(() => void this.anchor(), this.intervalMs).unref();
+  }
+
+  /** Stops the rounds and anchors the heads as they are: called after the last commit. */
+  async stop(): Promise<void> {
+    if (this.timer === undefined) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.anchor();
+  }
+
+  /** Anchors every chain whose head moved since its last anchor, after any round still writing; never rejects. */
+  anchor(): Promise<void> {
+    this.round = this.round.then(() => this.anchorMoved());
+    return this.round;
+  }
+
+  private async anchorMoved(): Promise<void> {
+    const at = new Date().toISOString();
+    const moved: ChainAnchor[] = [];
+    for (const [chain, { seq, hash }] of this.heads()) {
+      if (this.written.get(chain)?.seq !== seq) moved.push({ chain, seq, hash, at });
+    }
+    if (moved.length === 0) return;
+    for (const a of moved) this.logger.log({ msg: 'audit chain head', ...a, mac: anchorMac(this.key, a) });
+    try {
+      await this.file.append(moved);
+      for (const a of moved) this.written.set(a.chain, a);
+      this.anchored.inc(moved.length);
+    } catch (error) {
+      this.failures.inc();
+      this.logger.error({
+        msg: 'audit chain heads not written to the anchor file (serving goes on; retried at the next round)',
+        error: String(error),
+      });
+    }
+  }
+}

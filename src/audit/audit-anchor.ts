@@ -1,0 +1,223 @@
+/**
+ * Anchors of the audit hash chains outside the database. A hash chain shows an edited, deleted or
+ * re-linked row, but not that a chain's newest rows were cut off: the shorter chain still verifies.
+ * So each gateway process writes down, now and then, how far each of its chains had reached (chain,
+ * seq, hash, time), one JSON line per anchor in a file of its own, authenticated with an HMAC under
+ * a key derived from AUDIT_HMAC_SECRET: whoever administers the database, without that secret,
+ * cannot forge an anchor nor move one to another chain or seq. Verification then holds the database
+ * to the anchors: the anchored row must still be there, with the anchored hash.
+ *
+ * The file keeps only the newest anchor of each chain once it grows (compaction): that one alone
+ * says everything the older ones did, since a chain that reaches it intact from its first row holds
+ * every earlier anchored row too (the hash links them).
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/** How far a chain had reached at a time: its last committed row's seq and hash. */
+export interface ChainAnchor {
+  /** The chain: `<writer id>/<lane>`. */
+  chain: string;
+  seq: number;
+  hash: string;
+  /** When the head was anchored (ISO 8601). */
+  at: string;
+}
+
+/** A line of the anchor file that does not verify: edited, forged, or cut short. */
+export interface BadAnchorLine {
+  /** 1-based line number in the file. */
+  line: number;
+  /** What the line claims, when it parses that far: never to be trusted, only to be named. */
+  claims?: { chain?: string; seq?: number };
+  text: string;
+}
+
+export interface AnchorReading {
+  /** The verified anchor of each chain with the highest seq, with its line as written. */
+  latest: Map<string, { anchor: ChainAnchor; text: string }>;
+  bad: BadAnchorLine[];
+  /** Lines in the file, bad ones included. */
+  lines: number;
+}
+
+const HASH = /^[0-9a-f]{64}$/;
+
+/** The anchors' own key, derived from the audit secret, so an anchor MAC is no input digest and the reverse. */
+export function anchorKey(auditSecret: Buffer): Buffer {
+  return createHmac('sha256', auditSecret).update('gateway audit chain anchor v1').digest();
+}
+
+/** HMAC-SHA256 (hex) of the JSON array [chain, seq, hash, at]. */
+export function anchorMac(key: Buffer, a: ChainAnchor): string {
+  return createHmac('sha256', key)
+    .update(JSON.stringify([a.chain, a.seq, a.hash, a.at]))
+    .digest('hex');
+}
+
+/** The anchor as one line of the file: its fields and their MAC, ending in a newline. */
+export function anchorLine(key: Buffer, a: ChainAnchor): string {
+  return JSON.stringify({ chain: a.chain, seq: a.seq, hash: a.hash, at: a.at, mac: anchorMac(key, a) }) + '\n';
+}
+
+/** Parses the anchor file's text: the newest verified anchor of each chain, and every line that does not verify. */
+export function readAnchors(text: string, key: Buffer): AnchorReading {
+  const latest = new Map<string, { anchor: ChainAnchor; text: string }>();
+  const bad: BadAnchorLine[] = [];
+  const lines = text.split('\n');
+  // The text after the last newline: empty when the file ends as written, else a line cut short.
+  if (lines[lines.length - 1] === '') lines.pop();
+  lines.forEach((line, i) => {
+    const anchor = verifiedAnchor(line, key);
+    if ('bad' in anchor) {
+      bad.push({ line: i + 1, ...(anchor.claims ? { claims: anchor.claims } : {}), text: line });
+      return;
+    }
+    const known = latest.get(anchor.chain);
+    if (!known || known.anchor.seq <= anchor.seq) latest.set(anchor.chain, { anchor, text: line });
+  });
+  return { latest, bad, lines: lines.length };
+}
+
+function verifiedAnchor(line: string, key: Buffer): ChainAnchor | { bad: true; claims?: BadAnchorLine['claims'] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    return { bad: true };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { bad: true };
+  const { chain, seq, hash, at, mac } = parsed as Record<string, unknown>;
+  const claims = {
+    ...(typeof chain === 'string' ? { chain } : {}),
+    ...(typeof seq === 'number' ? { seq } : {}),
+  };
+  if (
+    typeof chain !== 'string' ||
+    typeof seq !== 'number' ||
+    !Number.isSafeInteger(seq) ||
+    seq < 1 ||
+    typeof hash !== 'string' ||
+    !HASH.test(hash) ||
+    typeof at !== 'string' ||
+    typeof mac !== 'string' ||
+    !HASH.test(mac)
+  ) {
+    return { bad: true, claims };
+  }
+  const anchor = { chain, seq, hash, at };
+  const expected = Buffer.from(anchorMac(key, anchor), 'hex');
+  return timingSafeEqual(expected, Buffer.from(mac, 'hex')) ? anchor : { bad: true, claims };
+}
+
+/**
+ * The compacted file: every line that does not verify, as it was (so that the alteration stays
+ * reported), then the newest anchor of each chain.
+ */
+export function compactedAnchors(reading: AnchorReading): string {
+  const kept = [...reading.bad.map((b) => b.text), ...[...reading.latest.values()].map((l) => l.text)];
+  return kept.map((line) => line + '\n').join('');
+}
+
+/**
+ * One process's anchor file: appends (each fsync'd before it counts as written) and compaction,
+ * one at a time. The file belongs to one process: two sharing it could lose each other's lines
+ * when one compacts.
+ */
+export class AnchorFile {
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Lines in the file and distinct chains, once read; compaction is due past chains + compactAfter. */
+  private lines: number | undefined;
+  private chains = new Set<string>();
+  /** Whether the file ends in a line cut short, which the next append must not continue. */
+  private unterminated = false;
+
+  constructor(
+    readonly path: string,
+    private readonly key: Buffer,
+    private readonly compactAfter = 1000,
+  ) {}
+
+  /** The file's anchors, or undefined when there is no file yet. */
+  async read(): Promise<AnchorReading | undefined> {
+    const text = await readIfThere(this.path);
+    return text === undefined ? undefined : readAnchors(text, this.key);
+  }
+
+  /** Appends one line per anchor, in one write, and flushes it to disk; compacts the file once it has grown. */
+  append(anchors: ChainAnchor[]): Promise<void> {
+    return this.serially(async () => {
+      if (this.lines === undefined) await this.load();
+      const text = (this.unterminated ? '\n' : '') + anchors.map((a) => anchorLine(this.key, a)).join('');
+      const file = await open(this.path, 'a', 0o640);
+      try {
+        await file.writeFile(text);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      this.unterminated = false;
+      this.lines = (this.lines ?? 0) + anchors.length;
+      for (const a of anchors) this.chains.add(a.chain);
+      if (this.lines > this.chains.size + this.compactAfter) await this.compactNow();
+    });
+  }
+
+  private async load(): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    const text = (await readIfThere(this.path)) ?? '';
+    const reading = readAnchors(text, this.key);
+    this.lines = reading.lines;
+    this.chains = new Set(reading.latest.keys());
+    this.unterminated = text.length > 0 && !text.endsWith('\n');
+    if (this.lines > this.chains.size + this.compactAfter) await this.compactNow();
+  }
+
+  /** Rewrites the file with the newest anchor of each chain (and any bad line): a new file, flushed, renamed over it. */
+  private async compactNow(): Promise<void> {
+    const reading = readAnchors((await readIfThere(this.path)) ?? '', this.key);
+    const temporary = `${this.path}.compacting`;
+    const file = await open(temporary, 'w', 0o640);
+    try {
+      await file.writeFile(compactedAnchors(reading));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, this.path);
+    await syncDirectory(dirname(this.path));
+    this.lines = reading.bad.length + reading.latest.size;
+    this.chains = new Set(reading.latest.keys());
+    this.unterminated = false;
+  }
+
+  private serially<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+async function readIfThere(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Makes a rename durable; a file system that cannot sync a directory keeps the rename all the same. */
+async function syncDirectory(path: string): Promise<void> {
+  try {
+    const dir = await open(path, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  } catch {
+    // Not every platform can open or sync a directory; the rename itself stands.
+  }
+}
