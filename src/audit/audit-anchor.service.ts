@@ -6,6 +6,16 @@ import { AnchorFile, anchorKey, anchorMac, type ChainAnchor } from './audit-anch
 import type { ChainHead } from './audit-commit';
 import { auditSecret } from './input-digest';
 
+/** Something verify finds wrong with an anchor: the database no longer holds it, or the anchor file was altered. */
+export interface AnchorBreak {
+  writerId: string | null;
+  seq: number | null;
+  anchoredAt: string | null;
+  /** The anchor file's line, for a line that does not verify. */
+  line: number | null;
+  reason: string;
+}
+
 /**
  * Anchors this process's audit chains outside the database (see audit-anchor.ts): every
  * AUDIT_ANCHOR_INTERVAL_MS, and once more at shutdown after the last commit, each chain whose head
@@ -83,5 +93,55 @@ export class AuditAnchors {
         error: String(error),
       });
     }
+  }
+
+  /**
+   * The anchors verify holds the database to: the newest of each chain in the anchor file, or this
+   * process's own where the file lacks it; and what is wrong with the file (a line that does not
+   * verify, an anchor this process wrote that is gone, a file that cannot be read). No file is no
+   * fault (a fresh install), unless this process wrote to it.
+   */
+  async forVerify(): Promise<{ anchors: Map<string, ChainAnchor>; breaks: AnchorBreak[] }> {
+    const anchors = new Map<string, ChainAnchor>();
+    const breaks: AnchorBreak[] = [];
+    let readable = true;
+    try {
+      const reading = await this.file.read();
+      for (const [chain, { anchor }] of reading?.latest ?? []) anchors.set(chain, anchor);
+      for (const bad of reading?.bad ?? []) {
+        breaks.push({
+          writerId: bad.claims?.chain ?? null,
+          seq: bad.claims?.seq ?? null,
+          anchoredAt: null,
+          line: bad.line,
+          reason: `anchor line ${bad.line} does not verify (HMAC or form): the anchor file was altered, or a write was cut short`,
+        });
+      }
+    } catch (error) {
+      readable = false;
+      this.logger.error({ msg: 'the audit anchor file cannot be read', error: String(error) });
+      const code = (error as NodeJS.ErrnoException).code;
+      breaks.push({
+        writerId: null,
+        seq: null,
+        anchoredAt: null,
+        line: null,
+        reason: `the anchor file cannot be read${code ? ` (${code})` : ''}`,
+      });
+    }
+    for (const [chain, own] of this.written) {
+      const inFile = anchors.get(chain);
+      if (inFile && inFile.seq >= own.seq) continue;
+      anchors.set(chain, own);
+      if (!readable) continue;
+      breaks.push({
+        writerId: chain,
+        seq: own.seq,
+        anchoredAt: own.at,
+        line: null,
+        reason: `the anchor file lacks this process's anchor of seq ${own.seq}: the file was cut, replaced or edited`,
+      });
+    }
+    return { anchors, breaks };
   }
 }

@@ -221,3 +221,23 @@ async function syncDirectory(path: string): Promise<void> {
     // Not every platform can open or sync a directory; the rename itself stands.
   }
 }
+
+/** The database's side of one anchored chain, after its rows were verified from the first. */
+export interface AnchoredChainState {
+  /** The last row of the chain that verified. */
+  head: { seq: number };
+  /** The hash of the chain's row at the anchored seq, undefined when there is none. */
+  hashAtAnchor: string | undefined;
+}
+
+/** Why the database no longer matches an anchor, or undefined when it holds the anchored row unchanged. */
+export function anchorMismatch(anchor: ChainAnchor, found: AnchoredChainState): string | undefined {
+  if (found.head.seq < anchor.seq) {
+    const kept = found.head.seq === 0 ? 'every row cut off' : `rows after seq ${found.head.seq} cut off`;
+    return `${kept}: the chain was anchored at seq ${anchor.seq} on ${anchor.at}`;
+  }
+  if (found.hashAtAnchor !== anchor.hash) {
+    return `the row at seq ${anchor.seq} is not the one anchored on ${anchor.at}: the chain was rewritten`;
+  }
+  return undefined;
+}

@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '../common/access';
 import { AppError } from '../common/errors/app-error';
+import { anchorMismatch } from './audit-anchor';
+import { AuditAnchors } from './audit-anchor.service';
 import { checkChain, GENESIS_HASH } from './audit-chain';
 import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto, ChainReportDto, toEventDto } from './audit.dto';
 import { AuditRepository } from './audit.repository';
@@ -9,7 +11,10 @@ const VERIFY_PAGE = 2000;
 
 @Injectable()
 export class AuditQueryService {
-  constructor(private readonly repository: AuditRepository) {}
+  constructor(
+    private readonly repository: AuditRepository,
+    private readonly anchors: AuditAnchors,
+  ) {}
 
   /** Newest first; a caller whose token names a tenant sees only that tenant's events. */
   async events(query: AuditEventsQueryDto, caller: Principal | undefined): Promise<AuditEventPageDto> {
@@ -34,9 +39,12 @@ export class AuditQueryService {
   }
 
   /**
-   * Recomputes every writer's chain from its first row and names the first broken link. The chains
-   * run across tenants (one per gateway process), so their counts and ids are everyone's: a caller
-   * whose token names a tenant is refused, as it would otherwise learn of other tenants' activity.
+   * Recomputes every writer's chain from its first row and names the first broken link, then holds
+   * each chain to its newest anchor (written outside the database, see AuditAnchors): the anchored
+   * row must still be there with the anchored hash, or the chain's newest rows were cut off or the
+   * chain rewritten. The chains run across tenants (one per gateway process), so their counts and
+   * ids are everyone's: a caller whose token names a tenant is refused, as it would otherwise learn
+   * of other tenants' activity.
    */
   async verify(caller: Principal | undefined): Promise<AuditVerifyDto> {
     if (caller?.tenant !== undefined) {
@@ -45,11 +53,20 @@ export class AuditQueryService {
         'the hash chains span every tenant: verifying them needs a token that names no tenant',
       );
     }
+    const { anchors, breaks: anchorBreaks } = await this.anchors.forVerify();
     const chains: ChainReportDto[] = [];
     let rowsChecked = 0;
-    for (const writerId of await this.repository.writers()) {
+    let anchorsChecked = 0;
+    const stored = await this.repository.writers();
+    // An anchored chain with no row left is walked too: every one of its rows was cut off.
+    const storedIds = new Set(stored);
+    const gone = [...anchors.keys()].filter((id) => !storedIds.has(id)).sort();
+    for (const writerId of [...stored, ...gone]) {
+      const anchor = anchors.get(writerId);
+      const anchoredSeq = anchor?.seq ?? null;
       let head = { seq: 0, hash: GENESIS_HASH };
       let rows = 0;
+      let hashAtAnchor: string | undefined;
       for (;;) {
         const page = await this.repository.chainPage(writerId, head.seq, VERIFY_PAGE);
         if (page.length === 0) break;
@@ -57,15 +74,21 @@ export class AuditQueryService {
         if ('broken' in result) {
           const at = page.findIndex((r) => r.id === result.broken.id);
           rowsChecked += rows + at + 1;
-          chains.push({ writerId, rows: rows + at, valid: false });
-          return { valid: false, rowsChecked, chains, firstBroken: result.broken };
+          chains.push({ writerId, rows: rows + at, valid: false, anchoredSeq });
+          return { valid: false, rowsChecked, chains, firstBroken: result.broken, anchorsChecked, anchorBreaks };
         }
+        if (anchor && hashAtAnchor === undefined) hashAtAnchor = page.find((r) => r.seq === anchor.seq)?.hash;
         head = result.head;
         rows += page.length;
       }
       rowsChecked += rows;
-      chains.push({ writerId, rows, valid: true });
+      const mismatch = anchor && anchorMismatch(anchor, { head, hashAtAnchor });
+      if (anchor) anchorsChecked++;
+      if (anchor && mismatch) {
+        anchorBreaks.push({ writerId, seq: anchor.seq, anchoredAt: anchor.at, line: null, reason: mismatch });
+      }
+      chains.push({ writerId, rows, valid: !mismatch, anchoredSeq });
     }
-    return { valid: true, rowsChecked, chains, firstBroken: null };
+    return { valid: anchorBreaks.length === 0, rowsChecked, chains, firstBroken: null, anchorsChecked, anchorBreaks };
   }
 }

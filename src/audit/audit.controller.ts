@@ -19,7 +19,7 @@ export class AuditController {
     return this.audit.events(query, principalOf(request));
   }
 
-  /** Recomputes every writer's hash chain and names the first broken link (a token naming a tenant gets 403: the chains span all tenants). */
+  /** Recomputes every writer's hash chain and names the first broken link, and holds each chain to its anchored head (anchorBreaks: rows cut off, a rewritten chain, an altered anchor line); a token naming a tenant gets 403: the chains span all tenants. */
   @Get('verify')
   @RequirePermission('audit:read', 'audit.verify')
   @ApiOkResponse({ type: AuditVerifyDto })

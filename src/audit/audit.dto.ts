@@ -163,11 +163,35 @@ export class ChainReportDto {
   writerId!: string;
   @ApiProperty({ type: 'integer' })
   rows!: number;
+  /** The chain verifies, and holds its anchored head unchanged if it has one. */
   valid!: boolean;
+  /** The seq of the chain's newest anchor (written outside the database), null when it has none. */
+  @ApiProperty({ type: 'integer', nullable: true })
+  anchoredSeq!: number | null;
+}
+
+/** An anchor the database no longer matches (rows cut off, a chain rewritten), or an anchor file that was altered. */
+export class AnchorBreakDto {
+  /** The anchored chain; for an anchor line that does not verify, the chain it claims, if any. */
+  @ApiProperty({ type: 'string', nullable: true })
+  writerId!: string | null;
+  /** The anchored seq; for an anchor line that does not verify, the seq it claims, if any. */
+  @ApiProperty({ type: 'integer', nullable: true })
+  seq!: number | null;
+  /** When the head was anchored (ISO 8601). */
+  @ApiProperty({ type: 'string', nullable: true })
+  anchoredAt!: string | null;
+  /** The anchor file's line, for a line that does not verify. */
+  @ApiProperty({ type: 'integer', nullable: true })
+  line!: number | null;
+  reason!: string;
 }
 
 export class AuditVerifyDto {
-  /** True when every chain verifies from its first row to its last. */
+  /**
+   * True when every chain verifies from its first row to its last, every anchored head is still in
+   * the database unchanged, and every anchor line verifies.
+   */
   valid!: boolean;
   @ApiProperty({ type: 'integer' })
   rowsChecked!: number;
@@ -176,6 +200,12 @@ export class AuditVerifyDto {
   /** The first broken link found, if any. */
   @ApiProperty({ type: ChainBreakDto, nullable: true })
   firstBroken!: ChainBreakDto | null;
+  /** Anchored chain heads held to the database (this process's anchor file and its own anchors). */
+  @ApiProperty({ type: 'integer' })
+  anchorsChecked!: number;
+  /** Anchors the database no longer matches, and anchor lines that do not verify. */
+  @ApiProperty({ type: [AnchorBreakDto] })
+  anchorBreaks!: AnchorBreakDto[];
 }
 
 export function toEventDto(row: StoredAuditRow): AuditEventDto {

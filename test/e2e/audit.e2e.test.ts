@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import type { AuditEventDto } from '../../src/audit/audit.dto';
+import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import { AppConfig } from '../../src/config/app-config';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
-import { until } from '../fixtures/until';
 
 const X = [1, 2, 3, 4];
 const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: X }] };
@@ -276,6 +276,8 @@ describe('audit trail', () => {
     assert.equal(intact.valid, true);
     assert.ok(intact.rowsChecked > 40);
     assert.equal(intact.firstBroken, null);
+    // No anchor file yet (the first anchor is a minute away): no fault, and said so.
+    assert.deepEqual([intact.anchorsChecked, intact.anchorBreaks], [0, []]);
 
     const [victim] = await events('action=model.infer&outcome=ok&limit=1&actor=ml-engineer-1');
     // Someone with database rights bypasses the trigger and softens a recorded score.
@@ -339,6 +341,7 @@ describe('audit trail, chain heads anchored outside the database', () => {
   let db: DataSource;
   let anchorFile: string;
   const admin = bearer(tokenFor(['ml-admin'], { sub: 'ml-engineer-3' }));
+  const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-3' }));
   /** Each chain's last row in the database. */
   const dbHeads = async (): Promise<Map<string, { seq: number; hash: string }>> => {
     const rows: Array<{ writer_id: string; seq: string; hash: string }> = await db.query(
@@ -356,7 +359,8 @@ describe('audit trail, chain heads anchored outside the database', () => {
   };
 
   before(async () => {
-    app = await createTestApp({ AUDIT_ANCHOR_INTERVAL_MS: '50' });
+    // Anchored when the test says (AuditAnchors.anchor), not by the clock, so that it can edit the file.
+    app = await createTestApp({ AUDIT_ANCHOR_INTERVAL_MS: '3600000' });
     http = request(app.getHttpServer());
     db = app.get(DataSource);
     anchorFile = app.get(AppConfig).auditAnchorFile;
@@ -369,11 +373,61 @@ describe('audit trail, chain heads anchored outside the database', () => {
     }
     const heads = await dbHeads();
     const [chain, head] = [...heads].find(([, h]) => h.seq >= 6)!;
-    const anchor = await until('the head anchored', () =>
-      anchorLines().find((a) => a.chain === chain && a.seq === head.seq),
-    );
-    assert.equal(anchor.hash, head.hash);
+    await app.get(AuditAnchors).anchor();
+    const anchor = anchorLines().find((a) => a.chain === chain && a.seq === head.seq);
+    assert.equal(anchor?.hash, head.hash);
     assert.match(anchor.mac, /^[0-9a-f]{64}$/);
+  });
+
+  it('verify holds each chain to its anchor, and names a chain whose newest rows were deleted with SQL', async () => {
+    const intact = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+    assert.deepEqual([intact.valid, intact.anchorBreaks], [true, []]);
+    assert.ok(intact.anchorsChecked >= 1);
+    // The verify request's own row moved the head: anchor it, then cut the chain's newest 3 rows.
+    await app.get(AuditAnchors).anchor();
+    const [chain, head] = [...(await dbHeads())].find(([, h]) => h.seq >= 7)!;
+    const anchor = anchorLines().findLast((a) => a.chain === chain)!;
+    assert.deepEqual([anchor.seq, anchor.hash], [head.seq, head.hash]);
+    await db.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+    await db.query('DELETE FROM audit_events WHERE writer_id = $1 AND seq > $2', [chain, head.seq - 3]);
+    await db.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+
+    const report = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+    assert.equal(report.valid, false);
+    // The chain itself still verifies: only the anchor shows the cut.
+    assert.equal(report.firstBroken, null);
+    assert.deepEqual(report.anchorBreaks, [
+      {
+        writerId: chain,
+        seq: head.seq,
+        anchoredAt: anchor.at,
+        line: null,
+        reason: `rows after seq ${head.seq - 3} cut off: the chain was anchored at seq ${head.seq} on ${anchor.at}`,
+      },
+    ]);
+    assert.deepEqual(
+      report.chains.find((c: { writerId: string }) => c.writerId === chain),
+      { writerId: chain, rows: head.seq - 3, valid: false, anchoredSeq: head.seq },
+    );
+  });
+
+  it('verify reports an anchor line edited to hide the cut, and still holds the chain to the anchor this process wrote', async () => {
+    const lines = readFileSync(anchorFile, 'utf8').split('\n');
+    const at = lines.findLastIndex((l) => l.includes('"seq"'));
+    const edited = JSON.parse(lines[at]) as { chain: string; seq: number };
+    const anchoredSeq = edited.seq;
+    lines[at] = JSON.stringify({ ...edited, seq: anchoredSeq - 3 });
+    writeFileSync(anchorFile, lines.join('\n'));
+
+    const report = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+    assert.equal(report.valid, false);
+    const breaks = report.anchorBreaks as Array<{ writerId: string; seq: number; line: number; reason: string }>;
+    const bad = breaks.find((b) => b.line === at + 1);
+    assert.ok(bad, JSON.stringify(breaks));
+    assert.deepEqual([bad.writerId, bad.seq], [edited.chain, anchoredSeq - 3]);
+    assert.match(bad.reason, /does not verify \(HMAC or form\): the anchor file was altered/);
+    const lost = breaks.find((b) => b.line === null && b.writerId === edited.chain);
+    assert.match(lost?.reason ?? '', new RegExp(`lacks this process's anchor of seq ${anchoredSeq}`));
   });
 
   it('anchors the last heads at shutdown, after the last commit', async () => {

@@ -6,6 +6,8 @@ import { promisify } from 'node:util';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { AuditAnchors } from '../../src/audit/audit-anchor.service';
+import { AppConfig } from '../../src/config/app-config';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -74,6 +76,51 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
         MIGRATIONS.map((m) => m.name),
         'every migration ran once, in order',
       );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('each gateway holds the shared table to its own anchors: rows cut off a chain are named by its gateway, after a restart too', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'anchor-test' }));
+    const quiet = { DATABASE_URL: url, AUDIT_ANCHOR_INTERVAL_MS: '3600000' };
+    let a = await createTestApp({ ...quiet, AUDIT_WRITER_ID: 'anchored-a' });
+    const b = await createTestApp({ ...quiet, AUDIT_WRITER_ID: 'anchored-b' });
+    const dataDirA = a.get(AppConfig).DATA_DIR;
+    try {
+      for (const app of [a, b]) {
+        for (let i = 0; i < 5; i++) {
+          await request(app.getHttpServer())
+            .post('/v2/models/fixture-linear/infer')
+            .set('Authorization', token)
+            .send(LINEAR)
+            .expect(200);
+        }
+        await app.get(AuditAnchors).anchor();
+      }
+      const db = a.get(DataSource);
+      await db.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+      await db.query(`DELETE FROM audit_events WHERE writer_id = 'anchored-a/0' AND seq > 3`);
+      await db.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+
+      // Gateway b holds no anchor of a's chains: the shorter chain verifies for it.
+      const byB = (await request(b.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200))
+        .body;
+      assert.equal(byB.valid, true, JSON.stringify(byB.anchorBreaks));
+      assert.equal(byB.anchorsChecked, 1);
+
+      // Gateway a, restarted on its DATA_DIR under a new writer id, still has its anchor file.
+      await a.close();
+      a = await createTestApp({ ...quiet, DATA_DIR: dataDirA });
+      const byA = (await request(a.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200))
+        .body;
+      assert.equal(byA.valid, false);
+      assert.equal(byA.firstBroken, null);
+      assert.equal(byA.anchorsChecked, 1);
+      assert.equal(byA.anchorBreaks.length, 1);
+      assert.deepEqual([byA.anchorBreaks[0].writerId, byA.anchorBreaks[0].seq], ['anchored-a/0', 5]);
+      assert.match(byA.anchorBreaks[0].reason, /^rows after seq 3 cut off: the chain was anchored at seq 5 on /);
     } finally {
       await a.close();
       await b.close();

@@ -13,6 +13,7 @@ import {
   anchorKey,
   anchorLine,
   anchorMac,
+  anchorMismatch,
   type ChainAnchor,
   compactedAnchors,
   readAnchors,
@@ -142,6 +143,24 @@ describe('audit chain anchors', () => {
       [2],
     );
     assert.deepEqual(torn.latest.get('e/0')?.anchor, anchor('e/0', 2));
+  });
+
+  it('names what the database holds against an anchor: rows cut off, every row gone, a rewritten chain', () => {
+    const a = anchor('h/0', 9);
+    assert.equal(anchorMismatch(a, { head: { seq: 9 }, hashAtAnchor: hash(9) }), undefined);
+    assert.equal(anchorMismatch(a, { head: { seq: 12 }, hashAtAnchor: hash(9) }), undefined);
+    assert.equal(
+      anchorMismatch(a, { head: { seq: 6 }, hashAtAnchor: undefined }),
+      `rows after seq 6 cut off: the chain was anchored at seq 9 on ${a.at}`,
+    );
+    assert.equal(
+      anchorMismatch(a, { head: { seq: 0 }, hashAtAnchor: undefined }),
+      `every row cut off: the chain was anchored at seq 9 on ${a.at}`,
+    );
+    assert.equal(
+      anchorMismatch(a, { head: { seq: 11 }, hashAtAnchor: hash(7) }),
+      `the row at seq 9 is not the one anchored on ${a.at}: the chain was rewritten`,
+    );
   });
 
   it('compactedAnchors keeps what a reading found', () => {
