@@ -101,6 +101,9 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,
   );
   registerOipBinaryBodies(fastify);
+  // No route reads text: Fastify's own text/plain parser handed a JSON route a string, answered 400
+  // "(body): must be object" instead of the 415 any other type no route reads gets.
+  void fastify.removeContentTypeParser('text/plain');
   registerDicomBodies(fastify, config.MEDICAL_MAX_BODY_BYTES);
   registerHttpMetrics(fastify, app.get(MetricsService).registry);
   if (options.withDocs !== false) setupOpenApi(app);

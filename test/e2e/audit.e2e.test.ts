@@ -124,6 +124,7 @@ describe('audit trail', () => {
     const refusals: Array<[string, string, number, string]> = [
       ['application/json', '{bad', 400, 'FST_ERR_CTP_INVALID_JSON_BODY'],
       ['application/xml', '<a/>', 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE'],
+      ['text/plain', '{"assetId":"pump-1"}', 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE'],
       ['application/json', deep, 400, 'VALIDATION_FAILED'],
     ];
     for (const [type, body, status, reason] of refusals) {
