@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import { requestIdFor } from '../../src/common/http/request-id';
 import { contributions, occlusionBatch, writeOcclusionRows } from '../../src/domains/finance/attribution.util';
+import { creditDecision, gradeOf } from '../../src/domains/finance/credit-assessment.service';
 import {
   baselinesOf,
   featurePlan,
@@ -117,6 +118,22 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       [0.01, 0.08, 0.3, 0.46, 0.9].map((p) => decide(p, t)),
       ['approve', 'review', 'review', 'decline', 'decline'],
     );
+  });
+
+  it('decides and grades on the probability the answer shows, not the runtime float32 below it', () => {
+    // The runtime answers float32: float32(0.08) = 0.0799999982, shown as 0.08, must meet a 0.08 threshold.
+    const at = (x: number) => Math.fround(x);
+    assert.ok(at(0.08) < 0.08 && at(0.35) < 0.35);
+    assert.equal(decide(at(0.08), { review: 0.08, decline: 0.46 }), 'review');
+    assert.equal(decide(0.0799996, { review: 0.08, decline: 0.46 }), 'review'); // shown as 0.08
+    assert.equal(decide(0.0799994, { review: 0.08, decline: 0.46 }), 'approve'); // shown as 0.079999
+    assert.equal(creditDecision(at(0.08), { review: 0.08, decline: 0.61 }), 'refer');
+    const grades = [
+      { grade: 'C', min: 0.2, max: 0.35 },
+      { grade: 'D', min: 0.35, max: 0.6 },
+    ];
+    assert.equal(gradeOf(at(0.35), { grades }), 'D');
+    assert.equal(gradeOf(0.349999, { grades }), 'C');
   });
 
   it('adverse-action reasons: positive contributions summed per code, at most four, largest first', () => {

@@ -8,7 +8,7 @@ import {
   EDUCATION_CODES,
 } from './credit-assessment.dto';
 import { writePlannedRow } from './feature-vector.util';
-import { CREDIT_MODEL, FinanceModels, ScoringModel } from './finance-models';
+import { CREDIT_MODEL, FinanceModels, reported, ScoringModel } from './finance-models';
 import { adverseReasons } from './reason-codes';
 import { ShadowScorer } from './shadow-scorer';
 
@@ -24,13 +24,17 @@ export function creditRaw(r: CreditAssessmentRequestDto): Record<string, number>
   return raw;
 }
 
-export function creditDecision(p: number, model: Pick<ScoringModel, 'review' | 'decline'>): CreditDecision {
+/** The decision on the probability as the answer shows it (six decimals), by the manifest's thresholds. */
+export function creditDecision(probability: number, model: Pick<ScoringModel, 'review' | 'decline'>): CreditDecision {
+  const p = reported(probability);
   if (p >= model.decline) return 'decline';
   if (p >= model.review) return 'refer';
   return 'approve';
 }
 
-export function gradeOf(p: number, model: Pick<ScoringModel, 'grades'>): string {
+/** The grade band of the probability as the answer shows it (six decimals). */
+export function gradeOf(probability: number, model: Pick<ScoringModel, 'grades'>): string {
+  const p = reported(probability);
   const band = model.grades.find((g) => p >= g.min && p < g.max) ?? model.grades[model.grades.length - 1];
   return band?.grade ?? 'unknown';
 }
@@ -75,12 +79,12 @@ export class CreditAssessmentService {
       challenger && shadowP !== undefined
         ? {
             version: challenger.version,
-            probabilityOfDefault: Math.round(shadowP * 1e6) / 1e6,
+            probabilityOfDefault: reported(shadowP),
             decision: creditDecision(shadowP, challenger),
           }
         : undefined;
     const assessment = {
-      probabilityOfDefault: Math.round(p[0] * 1e6) / 1e6,
+      probabilityOfDefault: reported(p[0]),
       grade: gradeOf(p[0], model),
       decision: creditDecision(p[0], model),
       reasons: adverseReasons(contributions(batch.sources, p)),

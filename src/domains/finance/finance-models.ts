@@ -6,6 +6,15 @@ import { FeatureSpec, parseFeatureSpecs, sourcesOf } from './feature-vector.util
 export const FRAUD_MODEL = 'card-fraud';
 export const CREDIT_MODEL = 'credit-default';
 
+/**
+ * A probability (or contribution) as the answer publishes it: six decimals. Decisions and grades are
+ * taken on this value, not on the runtime's float32: float32(0.08) is 0.0799999982, which the answer
+ * shows as 0.08 and which, compared raw, would fall below a 0.08 threshold that the answer meets.
+ */
+export function reported(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}
+
 export interface ScoringModel {
   name: string;
   version: string;

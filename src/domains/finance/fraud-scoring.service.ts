@@ -2,7 +2,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, writeOcclusionRows } from './attribution.util';
 import { FeaturePlan, featurePlan, writePlannedRow } from './feature-vector.util';
-import { FinanceModels, FRAUD_MODEL, ScoringModel } from './finance-models';
+import { FinanceModels, FRAUD_MODEL, reported as round, ScoringModel } from './finance-models';
 import {
   BatchItemErrorDto,
   FeatureContributionDto,
@@ -41,9 +41,11 @@ export function secondsOfDay(occurredAt: string): number {
   return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3] ?? 0);
 }
 
+/** The decision on the probability as the answer shows it (six decimals), by the manifest's thresholds. */
 export function decide(probability: number, model: Pick<ScoringModel, 'review' | 'decline'>): FraudDecision {
-  if (probability >= model.decline) return 'decline';
-  if (probability >= model.review) return 'review';
+  const p = round(probability);
+  if (p >= model.decline) return 'decline';
+  if (p >= model.review) return 'review';
   return 'approve';
 }
 
@@ -192,8 +194,4 @@ function readersOf(plan: FeaturePlan): Reader[] {
     readers.set(plan, list);
   }
   return list;
-}
-
-function round(x: number): number {
-  return Math.round(x * 1e6) / 1e6;
 }
