@@ -159,6 +159,19 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     assert.equal(reasons[0].text, 'Recent payments delayed or missed');
   });
 
+  it('no reason for a total the answer shows as 0 (float32 noise)', () => {
+    // A balance a cent above the typical one: the float32 probabilities differ in their last bit.
+    const reasons = adverseReasons([
+      { source: 'BILL_AMT1', contribution: 7.45e-9 },
+      { source: 'PAY_AMT1', contribution: 4e-7 },
+      { source: 'PAY_0', contribution: 0.01 },
+    ]);
+    assert.deepEqual(
+      reasons.map((r) => [r.code, r.contribution]),
+      [['RC01', 0.01]],
+    );
+  });
+
   it('finds card numbers by Luhn, written plain or grouped, in any field', () => {
     assert.equal(luhnValid('4111111111111111'), true);
     assert.equal(luhnValid('4111111111111112'), false);

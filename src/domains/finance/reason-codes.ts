@@ -1,4 +1,5 @@
 import type { Contribution } from './attribution.util';
+import { reported } from './finance-models';
 
 /** Stable adverse-action reason codes, with the plain-language text an applicant is given. */
 export const REASON_CODES = {
@@ -31,7 +32,8 @@ export interface Reason {
 
 /**
  * Up to `max` reasons that raised the probability of default most: positive attributions summed
- * per reason code, largest first. Inputs that lowered the risk give no reason.
+ * per reason code, largest first. Inputs that lowered the risk give no reason, nor does a total that
+ * rounds to 0 at the six decimals the answer shows.
  */
 export function adverseReasons(contributions: readonly Contribution[], max = 4): Reason[] {
   const totals = new Map<ReasonCode, number>();
@@ -39,12 +41,11 @@ export function adverseReasons(contributions: readonly Contribution[], max = 4):
     const code = reasonOf(c.source);
     if (code && c.contribution > 0) totals.set(code, (totals.get(code) ?? 0) + c.contribution);
   }
+  // A total that the answer would show as 0 (float32 noise: a balance a cent from the typical one)
+  // did not raise the risk, and is no reason.
   return [...totals.entries()]
+    .filter(([, contribution]) => reported(contribution) > 0)
     .sort((a, b) => b[1] - a[1])
     .slice(0, max)
-    .map(([code, contribution]) => ({
-      code,
-      text: REASON_CODES[code],
-      contribution: Math.round(contribution * 1e6) / 1e6,
-    }));
+    .map(([code, contribution]) => ({ code, text: REASON_CODES[code], contribution: reported(contribution) }));
 }
