@@ -250,6 +250,17 @@ describe('finance: hostile requests', () => {
     assert.ok(!res.text.includes('1111'), res.text);
   });
 
+  it('top features are only inputs that moved the probability; a saturated score lists no 0 as raising it', async () => {
+    const features = { ...(tx().features as Record<string, number>), v4: 12, v10: -20, v12: -18, v14: -19 };
+    const res = await post('fraud-scores', tx({ features })).expect(200);
+    assert.equal(res.body.decision, 'decline');
+    assert.ok(res.body.topFeatures.length <= 5);
+    for (const f of res.body.topFeatures as Array<{ feature: string; contribution: number; direction: string }>) {
+      assert.notEqual(f.contribution, 0, JSON.stringify(f));
+      assert.equal(f.direction, f.contribution > 0 ? 'raises-risk' : 'lowers-risk', JSON.stringify(f));
+    }
+  });
+
   it('an occurredAt that is not on the calendar is refused naming the field', async () => {
     for (const occurredAt of ['2026-02-30T10:00:00Z', '2026-02-29T10:00:00Z', '2026-04-31T10:00:00+02:00']) {
       const res = await post('fraud-scores', tx({ occurredAt })).expect(400);

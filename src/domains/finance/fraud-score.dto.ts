@@ -318,7 +318,10 @@ export class FraudScoreDto {
   fraudProbability!: number;
   @ApiProperty({ enum: FRAUD_DECISIONS })
   decision!: FraudDecision;
-  /** The inputs that moved the probability most, largest first. */
+  /**
+   * Up to five inputs that moved the probability most, largest first; none whose contribution rounds to 0
+   * (at a saturated probability, fewer or none).
+   */
   @ApiProperty({ type: [FeatureContributionDto] })
   topFeatures!: FeatureContributionDto[];
   model!: ModelRefDto;

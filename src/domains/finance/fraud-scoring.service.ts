@@ -108,11 +108,16 @@ export class FraudScoringService implements OnModuleInit {
     const scores = requests.map((request, i): FraudScore => {
       const p = probabilities.subarray(i * count, (i + 1) * count);
       const probability = p[0];
-      const top: FeatureContributionDto[] = contributions(plan.sources, p, TOP_FEATURES).map((c) => ({
-        feature: fieldOf(c.source),
-        contribution: round(c.contribution),
-        direction: c.contribution >= 0 ? 'raises-risk' : 'lowers-risk',
-      }));
+      // Only inputs that moved the probability as the answer shows it: at a saturated probability
+      // (1 or 0 in float32) occluding an input changes nothing, and "raises-risk" by 0 would be false.
+      const top: FeatureContributionDto[] = contributions(plan.sources, p, TOP_FEATURES)
+        .map((c) => ({ source: c.source, contribution: round(c.contribution) }))
+        .filter((c) => c.contribution !== 0)
+        .map((c) => ({
+          feature: fieldOf(c.source),
+          contribution: c.contribution,
+          direction: c.contribution > 0 ? 'raises-risk' : 'lowers-risk',
+        }));
       return {
         transactionId: request.transactionId,
         fraudProbability: round(probability),
