@@ -289,6 +289,17 @@ export class AppConfig {
   })
   FINANCE_SHADOW_MODELS?: string;
 
+  /**
+   * How long an answer waits for its challenger once the champion has scored: a slow or stuck
+   * challenger must not hold a card authorisation. Past it the answer goes out and is audited without
+   * the challenger's verdict (logged).
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_TIMER_MS)
+  FINANCE_SHADOW_GRACE_MS = 50;
+
   /** How long a finance answer is kept for its Idempotency-Key. */
   @Transform(toInt)
   @IsInt()

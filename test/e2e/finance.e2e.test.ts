@@ -7,6 +7,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditInputDigester } from '../../src/common/access';
 import { canonicalBytes } from '../../src/domains/finance/canonical-input.util';
+import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir, REPO_ROOT } from '../fixtures/paths';
 import { APPLICANT, features, tx } from '../fixtures/finance-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -318,6 +319,35 @@ describe('finance: champion/challenger in shadow', () => {
       probability: res.body.fraudProbability, // same network: the two agree
       decision: res.body.decision,
     });
+  });
+
+  it('a stuck challenger does not hold the answer: it goes out, audited without the verdict', async () => {
+    // The challenger's run is held until the answer is in: the answer cannot have waited for it.
+    const engine = app.get(InferenceEngine);
+    const infer = engine.infer.bind(engine);
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    engine.infer = (name, version, inputs, options) =>
+      version === '2' ? held.then(() => infer(name, version, inputs, options)) : infer(name, version, inputs, options);
+    try {
+      for (const [path, body] of [
+        ['fraud-scores', tx()],
+        ['fraud-scores/batch', { transactions: [tx(), tx({ transactionId: 'tx-0002' })] }],
+      ] as const) {
+        const res = await request(app.getHttpServer())
+          .post(`/v1/finance/${path}`)
+          .set('Authorization', bearer(tokenFor(['risk-engine'])))
+          .send(body)
+          .expect(200);
+        const [row] = await app
+          .get(DataSource)
+          .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+        assert.equal(row.output_summary.shadow, undefined, path);
+      }
+    } finally {
+      engine.infer = infer;
+      release();
+    }
   });
 
   it('a challenger that is not live stops the boot', async () => {

@@ -72,7 +72,7 @@ export class CreditAssessmentService {
     const result = await this.engine.infer(model.name, model.version, {
       features: { dtype: 'float32', dims: [batch.count, width], data: batch.rows },
     });
-    const challenger = await shadowRun;
+    const challenger = await this.shadow.settle(shadowRun, CREDIT_MODEL);
     const p = result.outputs.probability.data as Float32Array;
     const shadowP = challenger?.probabilities[0];
     const shadow =

@@ -103,7 +103,7 @@ export class FraudScoringService implements OnModuleInit {
     const result = await this.engine.infer(model.name, model.version, {
       features: { dtype: 'float32', dims: [requests.length * count, width], data },
     });
-    const challenger = await shadowRun;
+    const challenger = await this.shadow.settle(shadowRun, FRAUD_MODEL);
     const probabilities = result.outputs.probability.data as Float32Array;
     const scores = requests.map((request, i): FraudScore => {
       const p = probabilities.subarray(i * count, (i + 1) * count);

@@ -1,4 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { FeaturePlan, featurePlan } from './feature-vector.util';
 import { FinanceModels } from './finance-models';
@@ -24,7 +25,29 @@ export class ShadowScorer {
   constructor(
     private readonly engine: InferenceEngine,
     private readonly models: FinanceModels,
+    private readonly config: AppConfig,
   ) {}
+
+  /**
+   * The challenger's scores if it has them within FINANCE_SHADOW_GRACE_MS of this call (made once the
+   * champion has scored), else undefined: the answer does not wait longer for a verdict it never shows.
+   */
+  async settle(run: Promise<ShadowScores | undefined>, name: string): Promise<ShadowScores | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.config.FINANCE_SHADOW_GRACE_MS);
+    });
+    const settled = await Promise.race([run, late]);
+    clearTimeout(timer);
+    if (settled !== 'late') return settled;
+    this.logger.warn({
+      msg: 'shadow model not done within FINANCE_SHADOW_GRACE_MS; the champion answered without it',
+      model: name,
+      version: this.models.shadowOf(name),
+      graceMs: this.config.FINANCE_SHADOW_GRACE_MS,
+    });
+    return undefined;
+  }
 
   /**
    * Starts the challenger on `count` rows that `rowsOf` writes with the challenger's feature plan
