@@ -72,6 +72,9 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     logger,
     bodyParser: false,
+    // A provider that cannot start (the database) rejects here, for main.ts to report and exit 1, where
+    // Nest would call process.exit itself (a test could not tell a refused boot from a crash).
+    abortOnError: false,
   });
   app.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
   app.useGlobalPipes(createValidationPipe());

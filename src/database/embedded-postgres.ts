@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { AppConfig } from '../config/app-config';
@@ -36,12 +37,66 @@ export function embeddedDurabilityWarning(config: Pick<AppConfig, 'NODE_ENV' | '
   );
 }
 
+/**
+ * Claims the embedded database in `dir` for this process: a Unix socket listening beside the database's, which the kernel closes when the process
+ * ends however it ends (a kill -9 included), where a pid file could name a pid reused since. Two PGlite
+ * instances on one data directory do not see each other's writes: each serves its own view, and the one
+ * that writes last wins, silently dropping the other's committed audit rows.
+ */
+export async function lockDataDir(dir: string): Promise<Server> {
+  const path = join(dir, 'socket', 'gateway.lock');
+  for (let attempt = 1; ; attempt++) {
+    const server = createServer((socket) => socket.destroy());
+    try {
+      await new Promise<void>((ok, fail) => {
+        server.once('error', fail);
+        server.listen(path, () => ok());
+      });
+      return server.unref();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt > 1) throw error;
+    }
+    if (await answers(path)) {
+      throw new Error(
+        `the embedded database in ${dir} is in use by another running gateway: give each gateway its own DATA_DIR, ` +
+          'or set DATABASE_URL to share a PostgreSQL server',
+      );
+    }
+    rmSync(path, { force: true }); // left by a process that ended without closing it
+  }
+}
+
+function answers(path: string): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect(path, () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('error', () => done(false));
+  });
+}
+
 /** Starts PGlite on `dataDir` in a worker thread; resolves once it accepts connections. */
 export async function startEmbeddedPostgres(dataDir: string, maxConnections: number): Promise<EmbeddedPostgres> {
   const dir = resolve(dataDir);
   const socketDir = join(dir, 'socket');
   mkdirSync(join(dir, 'pgdata'), { recursive: true });
   mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  const lock = await lockDataDir(dir);
+  try {
+    return await startWorker(dir, socketDir, maxConnections, lock);
+  } catch (error) {
+    lock.close();
+    throw error;
+  }
+}
+
+async function startWorker(
+  dir: string,
+  socketDir: string,
+  maxConnections: number,
+  lock: Server,
+): Promise<EmbeddedPostgres> {
   const workerData: EmbeddedPostgresWorkerData = {
     dataDir: join(dir, 'pgdata'),
     socketPath: join(socketDir, `.s.PGSQL.${SOCKET_PORT}`),
@@ -73,7 +128,7 @@ export async function startEmbeddedPostgres(dataDir: string, maxConnections: num
     },
     stop: () =>
       (stopping ??= new Promise<void>((ok) => {
-        worker.once('exit', () => ok());
+        worker.once('exit', () => lock.close(() => ok()));
         worker.on('message', (msg: EmbeddedPostgresMessage) => {
           if (msg.type === 'stopped') void worker.terminate();
         });
