@@ -11,6 +11,7 @@ import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
 import { refuseEncodedBodies } from './common/http/content-encoding';
+import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads';
 import { clientErrorHandler } from './common/http/client-errors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
 import { registerRouteCatalog } from './common/http/route-catalog';
@@ -103,6 +104,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   registerBodyBudget(fastify, app.get(UploadBudget), (request) =>
     isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,
   );
+  refuseUnfinishedUploadsAtClose(fastify);
   registerOipBinaryBodies(fastify);
   // No route reads text: Fastify's own text/plain parser handed a JSON route a string, answered 400
   // "(body): must be object" instead of the 415 any other type no route reads gets.
