@@ -16,8 +16,14 @@ async function bootstrap(): Promise<void> {
   // Graceful shutdown: stop accepting, finish in-flight requests and queued inference, then exit.
   let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      if (stopping) return;
+    // on, not once: a second signal (Ctrl-C twice, a supervisor repeating SIGTERM) would otherwise meet
+    // Node's default and kill the process mid-shutdown, its answers, final audit anchors and database
+    // close with it. SHUTDOWN_GRACE_MS bounds the wait either way.
+    process.on(signal, () => {
+      if (stopping) {
+        logger.warn({ msg: 'already shutting down; signal ignored', signal });
+        return;
+      }
       stopping = true;
       logger.log({ msg: 'shutting down', signal, graceMs: config.SHUTDOWN_GRACE_MS });
       setTimeout(() => {
