@@ -16,21 +16,21 @@ import {
 } from 'class-validator';
 
 export const INFERENCE_DEVICES = ['auto', 'cuda', 'cpu'] as const;
+export type InferenceDevice = (typeof INFERENCE_DEVICES)[number];
 
 /** The bundled reference lesion model, served by the medical routes unless MEDICAL_MODEL names another. */
 export const DEFAULT_MEDICAL_MODEL = 'breast-us-lesion';
-export type InferenceDevice = (typeof INFERENCE_DEVICES)[number];
 
 const toInt = ({ value }: { value: unknown }): unknown =>
   typeof value === 'string' && value.trim() !== '' && /^-?\d+$/.test(value.trim()) ? Number(value) : value;
+
+/** The longest delay a Node.js timer takes: a longer one fires after 1 ms (MAX_TIMEOUT_MS of the model manifest schema). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * The gateway's whole configuration, read from the environment once at boot (`loadConfig`) and
  * validated; nothing else reads `process.env`. A bad value stops the boot with the variable's name.
  */
-/** The longest delay a Node.js timer takes: a longer one fires after 1 ms (MAX_TIMEOUT_MS of the model manifest schema). */
-const MAX_TIMER_MS = 2_147_483_647;
-
 export class AppConfig {
   @IsIn(['development', 'test', 'production'])
   NODE_ENV: 'development' | 'test' | 'production' = 'development';
