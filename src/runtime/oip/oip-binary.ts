@@ -60,7 +60,8 @@ function invalidJson(text: string): Error {
   });
 }
 
-function invalid(field: string, reason: string): AppError {
+/** 400 INVALID_TENSOR naming the field of the request that is wrong, and why. */
+export function invalidTensor(field: string, reason: string): AppError {
   return new AppError('INVALID_TENSOR', `${field}: ${reason}`, { fields: [{ field, reason }] });
 }
 
@@ -68,13 +69,19 @@ function invalid(field: string, reason: string): AppError {
 export function splitBinaryBody(body: Buffer, headerLength: string): { header: unknown; payload: Buffer } {
   const length = Number(headerLength);
   if (!Number.isInteger(length) || length < 0 || length > body.length) {
-    throw invalid('Inference-Header-Content-Length', `must be an integer between 0 and the body size (${body.length})`);
+    throw invalidTensor(
+      'Inference-Header-Content-Length',
+      `must be an integer between 0 and the body size (${body.length})`,
+    );
   }
   let header: unknown;
   try {
     header = JSON.parse(body.subarray(0, length).toString('utf8'));
   } catch {
-    throw invalid('Inference-Header-Content-Length', 'the first bytes of the body are not a JSON inference header');
+    throw invalidTensor(
+      'Inference-Header-Content-Length',
+      'the first bytes of the body are not a JSON inference header',
+    );
   }
   if (nestsDeeperThan(header, MAX_JSON_DEPTH)) throw tooDeepError('(inference header)');
   return { header, payload: body.subarray(length) };
@@ -101,19 +108,19 @@ export function readBinaryTensor(
 ): Tensor {
   const count = elementCount(dims);
   if (size !== count * BYTES[dtype]) {
-    throw invalid(
+    throw invalidTensor(
       `${field}.parameters.binary_data_size`,
       `shape [${dims.join(', ')}] needs ${count * BYTES[dtype]} bytes, got ${size}`,
     );
   }
   if (offset + size > payload.length)
-    throw invalid(`${field}.parameters.binary_data_size`, 'runs past the end of the body');
+    throw invalidTensor(`${field}.parameters.binary_data_size`, 'runs past the end of the body');
   const data = allocate(dtype, count);
   new Uint8Array(data.buffer).set(payload.subarray(offset, offset + size));
   if (dtype === 'float32' || dtype === 'float64') {
     const values = data as Float32Array;
     for (let i = 0; i < values.length; i++) {
-      if (!Number.isFinite(values[i])) throw invalid(`${field}.data`, `element ${i} must be a finite number`);
+      if (!Number.isFinite(values[i])) throw invalidTensor(`${field}.data`, `element ${i} must be a finite number`);
     }
   }
   return { dtype, dims, data };

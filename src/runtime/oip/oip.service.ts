@@ -5,7 +5,7 @@ import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
 import { canonicalTensorParts, summariseTensors, Tensor } from '../tensor';
-import { readBinaryTensor, splitBinaryBody, tensorBytes } from './oip-binary';
+import { invalidTensor, readBinaryTensor, splitBinaryBody, tensorBytes } from './oip-binary';
 import { decodeOipTensor, encodeOipTensor, fromOipDatatype, OipDatatype, toOipDatatype } from './oip-codec';
 import { OipInferRequest, parseOipInferRequest } from './oip-request.schema';
 import type {
@@ -132,10 +132,10 @@ export class OipService {
       body.inputs.forEach((input, i) => {
         const rows = input.shape[0];
         if (rows !== undefined && rows > info.batching.maxBatchSize) {
-          const reason = `batch size ${rows} is more than the max_batch_size of ${info.batching.maxBatchSize}`;
-          throw new AppError('INVALID_TENSOR', `inputs[${i}].shape[0]: ${reason}`, {
-            fields: [{ field: `inputs[${i}].shape[0]`, reason }],
-          });
+          throw invalidTensor(
+            `inputs[${i}].shape[0]`,
+            `batch size ${rows} is more than the max_batch_size of ${info.batching.maxBatchSize}`,
+          );
         }
       });
     }
