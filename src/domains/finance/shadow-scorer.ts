@@ -33,6 +33,8 @@ export class ShadowScorer {
    * champion has scored), else undefined: the answer does not wait longer for a verdict it never shows.
    */
   async settle(run: Promise<ShadowScores | undefined>, name: string): Promise<ShadowScores | undefined> {
+    // Without a challenger `run` is already settled: no timer on every request for it.
+    if (!this.models.shadowOf(name)) return run;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), this.config.FINANCE_SHADOW_GRACE_MS);
