@@ -9,6 +9,7 @@ import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
 import { AssetWindow, ReleasedReading } from './asset-window.util';
 import { AlarmState } from './hysteresis.util';
+import type { AssetStatusDto } from './manufacturing.dto';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
 import { PlantRecordsRepository } from './records/plant-records.repository';
@@ -49,21 +50,8 @@ export interface IngestSummary {
   predictions: number;
 }
 
-export interface AssetStatus {
-  assetId: string;
-  kind: string;
-  model: { name: string; version: string };
-  latest?: { at: string; failureProbability?: number; modes?: Record<string, number>; rul?: number };
-  alarm: { active: boolean; since?: string };
-  counts: {
-    received: number;
-    accepted: number;
-    duplicates: number;
-    late: number;
-    invalid: number;
-    predictions: number;
-  };
-}
+/** What GET .../status answers: the shape the OpenAPI document states (AssetStatusDto). */
+export type AssetStatus = AssetStatusDto;
 
 /** One mapped tag, resolved once per asset: its model column and unit converter. */
 interface SensorRoute {
