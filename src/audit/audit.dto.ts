@@ -14,7 +14,7 @@ import {
   ValidationOptions,
 } from 'class-validator';
 import { ISO_TIME_OR_DATE, NEEDS_ZONE } from '../common/iso-time';
-import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../common/storable-text';
+import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME, isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
 import type { ChainBreak } from './audit-chain';
 import type { StoredAuditRow } from './audit.repository';
@@ -23,19 +23,12 @@ import type { StoredAuditRow } from './audit.repository';
 // eslint-disable-next-line no-control-regex
 const NO_NUL = /^[^\u0000]*$/;
 
-/** The largest value of PostgreSQL's bigint, the type of the audit trail's ids. */
-const MAX_BIGINT = 9223372036854775807n;
-
 /** An audit event id as a cursor: a positive integer that fits PostgreSQL's bigint. */
 function IsEventCursor(options?: ValidationOptions): PropertyDecorator {
   return ValidateBy(
     {
       name: 'isEventCursor',
-      validator: {
-        validate: (value: unknown) =>
-          typeof value === 'string' && /^[1-9]\d{0,18}$/.test(value) && BigInt(value) <= MAX_BIGINT,
-        defaultMessage: () => 'cursor must be a nextCursor returned by this endpoint',
-      },
+      validator: { validate: isRowCursor, defaultMessage: () => `cursor ${NOT_A_CURSOR}` },
     },
     options,
   );

@@ -32,3 +32,14 @@ export const EARLIEST_STORABLE_TIME = new Date(Date.UTC(-4712, 0, 1));
 
 /** The reason a query gets for a time before EARLIEST_STORABLE_TIME. */
 export const BEFORE_EARLIEST_TIME = 'must not be before 4713 BC';
+
+/** The largest value of PostgreSQL's bigint, the type of the row ids that paged answers give as cursors. */
+const MAX_BIGINT = 9223372036854775807n;
+
+/** A row id as a cursor (a `nextCursor` the API gave): a positive integer that fits PostgreSQL's bigint. */
+export function isRowCursor(value: unknown): value is string {
+  return typeof value === 'string' && /^[1-9]\d{0,18}$/.test(value) && BigInt(value) <= MAX_BIGINT;
+}
+
+/** The reason a query gets for a cursor that is not one. */
+export const NOT_A_CURSOR = 'must be a nextCursor returned by this endpoint';

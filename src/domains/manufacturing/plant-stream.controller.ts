@@ -7,7 +7,7 @@ import { AuditWriter } from '../../audit/audit-writer.service';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
-import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../../common/storable-text';
+import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME, isRowCursor, NOT_A_CURSOR } from '../../common/storable-text';
 import { AssetRegistry } from './assets/asset-registry.service';
 import { IDENTIFIER } from './assets/asset.dto';
 import {
@@ -187,12 +187,8 @@ function checkRowCursor(cursor: string | undefined): void {
   // A repeated parameter arrives as an array, whatever the declared type.
   const given: unknown = cursor;
   if (given !== undefined && !isRowCursor(given)) {
-    const reason = 'must be a nextCursor returned by this endpoint';
-    throw new AppError('VALIDATION_FAILED', `cursor ${reason}`, { fields: [{ field: 'cursor', reason }] });
+    throw new AppError('VALIDATION_FAILED', `cursor ${NOT_A_CURSOR}`, {
+      fields: [{ field: 'cursor', reason: NOT_A_CURSOR }],
+    });
   }
-}
-
-/** A row id as a cursor: a positive integer that fits PostgreSQL's bigint. */
-function isRowCursor(value: unknown): value is string {
-  return typeof value === 'string' && /^[1-9]\d{0,18}$/.test(value) && BigInt(value) <= 9223372036854775807n;
 }
