@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '../common/access';
 import { AppError } from '../common/errors/app-error';
+import { checkTimeRange } from '../common/iso-time';
 import { anchorMismatch } from './audit-anchor';
 import { AuditAnchors } from './audit-anchor.service';
 import { checkChain, GENESIS_HASH } from './audit-chain';
@@ -19,11 +20,7 @@ export class AuditQueryService {
   /** Newest first; a caller whose token names a tenant sees only that tenant's events. */
   async events(query: AuditEventsQueryDto, caller: Principal | undefined): Promise<AuditEventPageDto> {
     const limit = query.limit ?? 100;
-    if (query.from && query.to && query.from > query.to) {
-      throw new AppError('VALIDATION_FAILED', 'from must not be after to', {
-        fields: [{ field: 'from', reason: 'after to' }],
-      });
-    }
+    checkTimeRange(query.from, query.to);
     const rows = await this.repository.find({
       from: query.from,
       to: query.to,

@@ -6,7 +6,7 @@ import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
 import { AuditWriter } from '../../audit/audit-writer.service';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
-import { ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
+import { checkTimeRange, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
 import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME, isRowCursor, NOT_A_CURSOR } from '../../common/storable-text';
 import { AssetRegistry } from './assets/asset-registry.service';
 import { IDENTIFIER } from './assets/asset.dto';
@@ -91,11 +91,7 @@ export class PlantStreamController {
     this.registry.get(assetId);
     const to = query.to ? new Date(query.to) : new Date();
     const from = query.from ? new Date(query.from) : new Date(to.getTime() - 3_600_000);
-    if (from > to) {
-      throw new AppError('VALIDATION_FAILED', 'from must not be after to', {
-        fields: [{ field: 'from', reason: 'after to' }],
-      });
-    }
+    checkTimeRange(from, to);
     const after = query.cursor ? PREDICTION_CURSOR.exec(query.cursor) : null;
     const limit = query.limit ?? PREDICTIONS_PAGE;
     // One row past the page says whether there is another.
