@@ -364,24 +364,24 @@ export class DimseConnection extends Scp {
   }
 
   private abortOversized(): void {
-    if (this.peerSocket.destroyed || this.peerSocket.writableEnded) return;
-    this.handler.connectionError(
-      this.peer,
+    this.abortInvalid(
       `more than ${MAX_MESSAGE_BUFFER_BYTES} bytes of DIMSE command, or of data set fragments without a C-STORE: aborted`,
     );
-    this.sendAbort(AbortSource.ServiceProvider, AbortReason.InvalidPduParameter);
-    this.hangUp();
   }
 
   private abortUnknown(dimse: { getCommandFieldType(): number | undefined }): void {
-    if (this.peerSocket.destroyed || this.peerSocket.writableEnded) return;
     const field = dimse.getCommandFieldType();
-    this.handler.connectionError(
-      this.peer,
+    this.abortInvalid(
       field === undefined
         ? 'DIMSE command without a readable command field (0000,0100): aborted'
         : `DIMSE command field 0x${field.toString(16).padStart(4, '0')} is no DIMSE operation: aborted`,
     );
+  }
+
+  /** Reports why, answers A-ABORT (service provider, invalid PDU parameter value) and closes; once per connection. */
+  private abortInvalid(reason: string): void {
+    if (this.peerSocket.destroyed || this.peerSocket.writableEnded) return;
+    this.handler.connectionError(this.peer, reason);
     this.sendAbort(AbortSource.ServiceProvider, AbortReason.InvalidPduParameter);
     this.hangUp();
   }
