@@ -4,6 +4,7 @@ import { ExecutionContext, Logger, LoggerService } from '@nestjs/common';
 import { lastValueFrom, Observable, of } from 'rxjs';
 import { AuditInputDigester } from '../../src/common/access';
 import { AppConfig } from '../../src/config/app-config';
+import { bodyDigest, canonicalBytes } from '../../src/domains/finance/canonical-input.util';
 import { IdempotencyInterceptor } from '../../src/domains/finance/idempotency/idempotency.interceptor';
 import { IdempotencyRepository } from '../../src/domains/finance/idempotency/idempotency.repository';
 
@@ -44,5 +45,34 @@ describe('finance: Idempotency-Key', () => {
     assert.deepEqual(released, ['k-1']);
     assert.equal(errors.length, 1);
     assert.match(JSON.stringify(errors[0]), /answer not kept/);
+  });
+
+  it("works out a body's keyed digest once for the key's check and the audit row", async () => {
+    const digested: string[] = [];
+    const digester = {
+      digest: (parts: readonly Uint8Array[]) => {
+        digested.push(Buffer.from(parts[0]).toString());
+        return String(digested.length).padStart(64, '0');
+      },
+    };
+    const repository = {
+      claim: () => Promise.resolve(new Date()),
+      complete: () => Promise.resolve(),
+    } as unknown as IdempotencyRepository;
+    const config = Object.assign(new AppConfig(), { IDEMPOTENCY_TTL_HOURS: 24, AUTH_ISSUER: 'https://idp.test' });
+    const interceptor = new IdempotencyInterceptor(repository, digester, config);
+    const body = { transactions: [{ transactionId: 't-1', amount: 5 }] };
+    let audited: string | undefined;
+    // The route's handler, as the fraud controllers note their audit row's digest.
+    const handle = (): Observable<unknown> => {
+      audited = bodyDigest(digester, body);
+      return of({ scored: 1 });
+    };
+    await lastValueFrom(await interceptor.intercept(contextFor(body), { handle }));
+    assert.deepEqual(digested, [Buffer.from(canonicalBytes(body)).toString()]);
+    assert.equal(audited, '1'.padStart(64, '0'));
+    // Another body with the same content is digested on its own, to the same canonical bytes.
+    bodyDigest(digester, { transactions: [{ amount: 5, transactionId: 't-1' }] });
+    assert.deepEqual(digested, [digested[0], digested[0]]);
   });
 });

@@ -2,7 +2,7 @@ import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
-import { canonicalBytes } from './canonical-input.util';
+import { bodyDigest } from './canonical-input.util';
 import { CreditAssessmentDto, CreditAssessmentRequestDto } from './credit-assessment.dto';
 import { CreditAssessmentService } from './credit-assessment.service';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
@@ -23,7 +23,7 @@ export class CreditAssessmentController {
   @RequirePermission('finance:score', 'credit.assess')
   @ApiOkResponse({ type: CreditAssessmentDto })
   async assess(@Body() body: CreditAssessmentRequestDto, @Req() request: FastifyRequest): Promise<CreditAssessmentDto> {
-    noteAudit(request, { model: this.credit.modelRef(), inputDigest: this.digester.digest([canonicalBytes(body)]) });
+    noteAudit(request, { model: this.credit.modelRef(), inputDigest: bodyDigest(this.digester, body) });
     const { assessment: result, shadow } = await this.credit.assess(body);
     noteAudit(request, {
       model: result.model,

@@ -14,7 +14,7 @@ import { AuditNote, auditNoteOf, AuditInputDigester, noteAudit, principalOf } fr
 import { AppError } from '../../../common/errors/app-error';
 import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
-import { canonicalBytes } from '../canonical-input.util';
+import { bodyDigest } from '../canonical-input.util';
 import { decisionCounts } from '../fraud-score.dto';
 import { IdempotencyRepository } from './idempotency.repository';
 
@@ -82,7 +82,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit, On
       });
     }
     const scope = this.scopeOf(request);
-    const digest = this.digester.digest([canonicalBytes(request.body)]);
+    const digest = bodyDigest(this.digester, request.body);
     const id = `${scope}\n${header}`;
 
     let first = false;
