@@ -4,6 +4,7 @@ import { MedicalFindings1795478801694 } from './1795478801694-MedicalFindings';
 import { ManufacturingAssets1795481375135 } from './1795481375135-ManufacturingAssets';
 import { PredictionsNaturalKey1795486195239 } from './1795486195239-PredictionsNaturalKey';
 import { IdempotencyPendingLease1796454952900 } from './1796454952900-IdempotencyPendingLease';
+import { IdempotencyAnswerAsSent1796473655000 } from './1796473655000-IdempotencyAnswerAsSent';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   ManufacturingAssets1795481375135,
   PredictionsNaturalKey1795486195239,
   IdempotencyPendingLease1796454952900,
+  IdempotencyAnswerAsSent1796473655000,
 ];
