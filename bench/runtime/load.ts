@@ -60,16 +60,22 @@ export function poster(
   path: string,
   body: string | Buffer | Buffer[],
   concurrency: number,
-  headers: Record<string, string> = { 'content-type': 'application/json' },
+  headers: Record<string, string> | ((index: number) => Record<string, string>) = {
+    'content-type': 'application/json',
+  },
 ): () => Promise<void> {
   const bodies = Array.isArray(body) ? body : [Buffer.isBuffer(body) ? body : Buffer.from(body)];
-  const head = Object.entries(headers)
-    .filter(([name]) => name.toLowerCase() !== 'content-length')
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('');
-  const requests = bodies.map((b) =>
+  /** The headers of the index-th prepared request (a function gives each its own, e.g. an Idempotency-Key). */
+  const head = (index: number): string =>
+    Object.entries(typeof headers === 'function' ? headers(index) : headers)
+      .filter(([name]) => name.toLowerCase() !== 'content-length')
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('');
+  const requests = bodies.map((b, index) =>
     Buffer.concat([
-      Buffer.from(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n${head}content-length: ${b.length}\r\n\r\n`),
+      Buffer.from(
+        `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n${head(index)}content-length: ${b.length}\r\n\r\n`,
+      ),
       b,
     ]),
   );
