@@ -15,6 +15,7 @@ import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads
 import { clientErrorHandler } from './common/http/client-errors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
 import { registerRouteCatalog } from './common/http/route-catalog';
+import { registerSecurityHeaders, securityHeaders } from './common/http/security-headers';
 import { registerHttpMetrics } from './common/metrics/http-metrics';
 import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig } from './config/app-config';
@@ -61,7 +62,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
       const answer = filter.render(error, request);
       void reply
         .code(answer.status)
-        .headers({ ...answer.headers, [REQUEST_ID_HEADER]: String(request.id) })
+        .headers({ ...securityHeaders(request.url), ...answer.headers, [REQUEST_ID_HEADER]: String(request.id) })
         .send(answer.body);
     },
   });
@@ -83,6 +84,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
 
   const fastify = app.getHttpAdapter().getInstance();
   registerRouteCatalog(fastify);
+  // First, so that an answer refused by any later hook carries them too.
+  registerSecurityHeaders(fastify);
   // Graceful shutdown: requests in flight finish, and their keep-alive sockets close after the answer
   // instead of holding the server open until the keep-alive timeout.
   let closing = false;

@@ -367,6 +367,8 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
     );
     assert.equal(control.status, 400);
     assert.match(control.headers, /content-type: application\/problem\+json/i);
+    assert.match(control.headers, /x-content-type-options: nosniff/i);
+    assert.match(control.headers, /cache-control: no-store/i);
     assert.equal(control.body.code, 'HTTP_PARSE_ERROR');
     assert.match(String(control.body.detail), /header name or value holds a character/);
     const space = parseAnswer(

@@ -1,6 +1,7 @@
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Problem, PROBLEM_CONTENT_TYPE, problemType } from '../errors/problem';
+import { securityHeaders } from './security-headers';
 
 /** What Node's HTTP server reports with a `clientError`: llhttp's code and reason, or a request timeout. */
 export interface ClientError extends Error {
@@ -68,9 +69,11 @@ export function clientErrorHandler(requestTimeoutMs: number): (error: ClientErro
     if (error.code === 'ECONNRESET' || socket.destroyed) return;
     const { status, problem } = clientErrorAnswer(error, requestTimeoutMs);
     const body = JSON.stringify(problem);
+    // No request was read, so no path: the API's headers.
+    const security = Object.entries(securityHeaders('/')).map(([name, value]) => `${name}: ${value}\r\n`);
     if (socket.writable) {
       socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n${security.join('')}` +
           `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     }
