@@ -87,6 +87,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
         models: records.map((r) => ({
           key: key(r),
           onnxPath: r.onnxPath,
+          sha256: r.manifest.sha256,
           inputs: r.manifest.inputs,
           warmupBatchSizes: [...new Set([1, Math.min(MAX_WARMUP_BATCH, batching.get(key(r))!.maxBatchSize)])],
         })),

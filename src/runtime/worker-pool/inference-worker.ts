@@ -1,9 +1,11 @@
 /* Worker thread entry: owns ONNX Runtime sessions so that run() never blocks the event loop. */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
 import { elementCount, zeros } from '../tensor';
 import { createSession, fromOrtTensor, toOrtTensor } from './ort-session';
-import type { FromWorker, LoadedModel, LoadMessage, RunMessage, ToWorker } from './worker-protocol';
+import type { FromWorker, LoadedModel, LoadMessage, RunMessage, ToWorker, WorkerModel } from './worker-protocol';
 
 const sessions = new Map<string, InferenceSession>();
 
@@ -11,10 +13,26 @@ function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   parentPort!.postMessage(message, transfer);
 }
 
+/**
+ * The bytes of model.onnx, checked against the manifest's sha256 here, where they are loaded: the file
+ * may have changed since the registry verified it at boot (a worker replaced later reloads every model),
+ * and a session made from the path would read whatever is there then.
+ */
+async function verifiedBytes(model: WorkerModel): Promise<Uint8Array> {
+  const bytes = await readFile(model.onnxPath);
+  const digest = createHash('sha256').update(bytes).digest('hex');
+  if (digest !== model.sha256) {
+    throw new Error(
+      `${model.onnxPath}: sha256 mismatch: model.json says ${model.sha256}, file is ${digest} (changed since the gateway started); not loaded`,
+    );
+  }
+  return bytes;
+}
+
 async function load(msg: LoadMessage): Promise<void> {
   const loaded: LoadedModel[] = [];
   for (const model of msg.models) {
-    const choice = await createSession(model.onnxPath, msg.device, msg.intraOpThreads, msg.cudaDeviceId);
+    const choice = await createSession(await verifiedBytes(model), msg.device, msg.intraOpThreads, msg.cudaDeviceId);
     sessions.set(model.key, choice.session);
     const started = performance.now();
     for (const batch of model.warmupBatchSizes) {

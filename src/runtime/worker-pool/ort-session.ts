@@ -27,13 +27,15 @@ export function sessionOptions(
 }
 
 export function createSession(
-  onnxPath: string,
+  model: string | Uint8Array,
   device: InferenceDevice,
   intraOpThreads: number,
   cudaDeviceId: number,
 ): Promise<ProviderChoice<ort.InferenceSession>> {
   return createOnProvider(device, (provider) =>
-    ort.InferenceSession.create(onnxPath, sessionOptions(provider, intraOpThreads, cudaDeviceId)),
+    typeof model === 'string'
+      ? ort.InferenceSession.create(model, sessionOptions(provider, intraOpThreads, cudaDeviceId))
+      : ort.InferenceSession.create(model, sessionOptions(provider, intraOpThreads, cudaDeviceId)),
   );
 }
 

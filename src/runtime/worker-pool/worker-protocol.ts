@@ -6,6 +6,8 @@ import type { Tensor } from '../tensor';
 export interface WorkerModel {
   key: string;
   onnxPath: string;
+  /** The manifest's sha256 of model.onnx: the bytes a worker loads must have it (checked at every load). */
+  sha256: string;
   inputs: TensorSpec[];
   /** Batch sizes to warm up with (1 and the largest batch the batcher will form). */
   warmupBatchSizes: number[];

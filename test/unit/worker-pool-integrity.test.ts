@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { copyFile, cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, beforeEach, describe, it } from 'node:test';
+import { sha256File } from '../../src/runtime/model-registry/model-registry';
+import { WorkerPool } from '../../src/runtime/worker-pool/worker-pool';
+import type { LoadMessage } from '../../src/runtime/worker-pool/worker-protocol';
+import { FIXTURE_MODELS } from '../fixtures/paths';
+
+const FIXTURE_LINEAR = join(FIXTURE_MODELS, 'generic', 'fixture-linear');
+
+/** The load message the engine sends, for fixture-linear version 2 as its manifest vouches for it. */
+async function loadOf(onnxPath: string): Promise<LoadMessage> {
+  return {
+    type: 'load',
+    device: 'cpu',
+    cudaDeviceId: 0,
+    intraOpThreads: 1,
+    models: [
+      {
+        key: 'fixture-linear@2',
+        onnxPath,
+        sha256: await sha256File(join(FIXTURE_LINEAR, '2', 'model.onnx')),
+        inputs: [{ name: 'x', dtype: 'float32', shape: [-1, 4] }],
+        warmupBatchSizes: [1],
+      },
+    ],
+  };
+}
+
+describe('a worker loads only the model bytes the manifest vouches for', () => {
+  let dir: string;
+  const temps: string[] = [];
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'worker-models-'));
+    temps.push(dir);
+    await cp(join(FIXTURE_LINEAR, '2'), dir, { recursive: true });
+  });
+  after(async () => {
+    for (const temp of temps) await rm(temp, { recursive: true, force: true });
+  });
+
+  it('refuses a model.onnx changed between the registry check and the load, naming the file', async () => {
+    const onnxPath = join(dir, 'model.onnx');
+    const load = await loadOf(onnxPath);
+    await copyFile(join(FIXTURE_LINEAR, '1', 'model.onnx'), onnxPath);
+    const pool = new WorkerPool(1, load);
+    try {
+      await assert.rejects(pool.start(), (error: Error) => {
+        assert.match(error.message, /sha256 mismatch/);
+        assert.ok(error.message.includes(onnxPath), error.message);
+        return true;
+      });
+      assert.equal(pool.readyWorkers, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a worker replaced after a crash does not serve a model.onnx swapped since boot', async () => {
+    const onnxPath = join(dir, 'model.onnx');
+    let reloaded!: (outcome: string) => void;
+    const outcome = new Promise<string>((resolve) => (reloaded = resolve));
+    let loads = 0;
+    const pool = new WorkerPool(1, await loadOf(onnxPath), {
+      onWorkerReady: () => {
+        if (++loads === 2) reloaded('loaded again');
+      },
+      onWorkerLost: (_index, reason) => {
+        if (!reason.startsWith('exited')) reloaded(reason);
+      },
+    });
+    try {
+      await pool.start();
+      await copyFile(join(FIXTURE_LINEAR, '1', 'model.onnx'), onnxPath);
+      const slots = (pool as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots;
+      await slots[0].worker.terminate();
+      const reason = await outcome;
+      assert.match(reason, /sha256 mismatch: model\.json says [0-9a-f]{64}, file is [0-9a-f]{64}/);
+      assert.equal(pool.readyWorkers, 0, 'no worker serves the swapped file');
+    } finally {
+      await pool.close();
+    }
+  });
+});
