@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -76,12 +76,25 @@ function answers(path: string): Promise<boolean> {
   });
 }
 
+/**
+ * Makes `path` (and what it lacks above it) for this user alone, or takes from an existing one what other
+ * users may do and what its group may write: PostgreSQL's own rule for a data directory (0700, or 0750 for
+ * a group that reads backups). PGlite writes its files as the umask leaves them, readable by everyone.
+ */
+export function privateDir(path: string): void {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o027) !== 0) chmodSync(path, mode & ~0o027);
+}
+
 /** Starts PGlite on `dataDir` in a worker thread; resolves once it accepts connections. */
 export async function startEmbeddedPostgres(dataDir: string, maxConnections: number): Promise<EmbeddedPostgres> {
   const dir = resolve(dataDir);
   const socketDir = join(dir, 'socket');
-  mkdirSync(join(dir, 'pgdata'), { recursive: true });
-  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  // The database holds the audit trail, kept findings and finance answers; its socket takes any query.
+  privateDir(dir);
+  privateDir(join(dir, 'pgdata'));
+  privateDir(socketDir);
   const lock = await lockDataDir(dir);
   try {
     return await startWorker(dir, socketDir, maxConnections, lock);

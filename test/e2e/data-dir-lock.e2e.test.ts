@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -26,6 +26,18 @@ describe('one gateway per embedded database (DATA_DIR)', () => {
     apps.pop();
     // Stopped, it hands the directory over.
     apps.push(await createTestApp({ DATA_DIR: dataDir }));
+  });
+
+  it('keeps the embedded database from other users of the host, also one made world-readable before', async () => {
+    const dataDir = await freshDataDir();
+    const pglite = join(dataDir, 'pglite');
+    chmodSync(pglite, 0o755);
+    chmodSync(join(pglite, 'pgdata'), 0o755);
+    const app = await createTestApp({ DATA_DIR: dataDir });
+    apps.push(app);
+    for (const dir of [pglite, join(pglite, 'pgdata'), join(pglite, 'socket')]) {
+      assert.equal(statSync(dir).mode & 0o007, 0, `${dir} is open to other users`);
+    }
   });
 
   it('takes over the lock of a gateway that was killed (kill -9 leaves its socket file behind)', async () => {

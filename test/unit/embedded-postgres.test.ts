@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PGlite, protocol } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { Client } from 'pg';
-import { embeddedDurabilityWarning } from '../../src/database/embedded-postgres';
+import { embeddedDurabilityWarning, privateDir } from '../../src/database/embedded-postgres';
 import { embeddedSession, type EmbeddedSession } from '../../src/database/embedded-postgres.worker';
 
 const { serialize } = protocol;
@@ -32,6 +32,39 @@ describe('embedded PGlite durability', () => {
     } finally {
       await db.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('embedded PGlite directory permissions', () => {
+  const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
+
+  it('makes the database directories for this user alone', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pglite-perms-'));
+    try {
+      privateDir(join(root, 'pglite', 'pgdata'));
+      assert.equal(await modeOf(join(root, 'pglite')), 0o700);
+      assert.equal(await modeOf(join(root, 'pglite', 'pgdata')), 0o700);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('closes an existing one to other users (PostgreSQL lets a group read, never write)', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pglite-perms-'));
+    try {
+      const open = join(root, 'open');
+      const grouped = join(root, 'grouped');
+      await mkdir(open);
+      await chmod(open, 0o777);
+      await mkdir(grouped);
+      await chmod(grouped, 0o750);
+      privateDir(open);
+      privateDir(grouped);
+      assert.equal(await modeOf(open), 0o750);
+      assert.equal(await modeOf(grouped), 0o750);
+    } finally {
+      await rm(root, { recursive: true, force: true });
     }
   });
 });
