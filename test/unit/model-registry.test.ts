@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile, appendFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rename, rm, symlink, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
@@ -121,6 +121,27 @@ describe('model registry', () => {
     const m = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
     await writeFile(path, JSON.stringify({ ...m, domain: 'finance' }));
     assert.match(await refusal(), /used in several domains/);
+  });
+
+  it('follows a version linked in from elsewhere: skipped, it let the older version serve as the default', async () => {
+    const store = await mkdtemp(join(tmpdir(), 'model-store-'));
+    temps.push(store);
+    await rename(linear('2'), join(store, '2'));
+    await symlink(join(store, '2'), linear('2'));
+    const records = await scanModels(root, inspectGraph);
+    assert.deepEqual(
+      records.map((r) => [r.version, r.isDefault]),
+      [
+        ['1', false],
+        ['2', true],
+      ],
+    );
+  });
+
+  it('refuses a link that leads nowhere, naming it', async () => {
+    await symlink(join(root, 'no-such-store', '3'), linear('3'));
+    const message = await refusal();
+    assert.ok(message.includes(`${linear('3')}: symbolic link that cannot be followed (ENOENT)`), message);
   });
 
   it('refuses a models folder that does not exist', async () => {

@@ -52,12 +52,25 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function subdirs(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  return entries
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort();
+/**
+ * The folders in `dir`, hidden ones aside. A symbolic link to a folder counts as one (a version linked in
+ * from a model store; the sha256 vouches for the bytes wherever they lie): skipping it would serve an older
+ * version as the default without a word. A link that leads nowhere is a problem, not a skip.
+ */
+async function subdirs(dir: string, problems: RegistryProblem[]): Promise<string[]> {
+  const names: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    if (entry.isDirectory()) names.push(entry.name);
+    else if (entry.isSymbolicLink()) {
+      const path = join(dir, entry.name);
+      const target = await stat(path).catch((error: NodeJS.ErrnoException) => error);
+      if (target instanceof Error) {
+        problems.push({ path, reason: `symbolic link that cannot be followed (${target.code ?? target.message})` });
+      } else if (target.isDirectory()) names.push(entry.name);
+    }
+  }
+  return names.sort();
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -113,9 +126,9 @@ export async function scanModels(root: string, inspect: GraphInspector): Promise
   }
   const problems: RegistryProblem[] = [];
   const records: ModelVersionRecord[] = [];
-  for (const domain of await subdirs(root)) {
-    for (const name of await subdirs(join(root, domain))) {
-      for (const version of await subdirs(join(root, domain, name))) {
+  for (const domain of await subdirs(root, problems)) {
+    for (const name of await subdirs(join(root, domain), problems)) {
+      for (const version of await subdirs(join(root, domain, name), problems)) {
         const dir = join(root, domain, name, version);
         const record = await loadVersion(dir, { domain, name, version }, inspect, problems);
         if (record) records.push(record);
