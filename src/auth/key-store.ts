@@ -1,4 +1,4 @@
-import { createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { Logger } from '@nestjs/common';
@@ -113,6 +113,7 @@ export class KeyStore {
       const keys = parsed.keys.map((jwk: Record<string, unknown>, i) => {
         if (typeof jwk.kid !== 'string') throw new Error(`keys[${i}] has no kid`);
         if (jwk.use !== undefined && jwk.use !== 'sig') throw new Error(`keys[${i}] is not a signing key`);
+        if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) throw new Error(`keys[${i}] is a private key: ${PUBLIC_ONLY}`);
         return this.asymmetric(jwk.kid, createPublicKey({ key: jwk as never, format: 'jwk' }), `keys[${i}]`);
       });
       this.jwksKeys = keys;
@@ -128,6 +129,10 @@ export class KeyStore {
   }
 
   private asymmetric(kid: string, source: string | KeyObject, where: string): VerificationKey {
+    // createPublicKey derives the public half of a private key without a word.
+    if (typeof source === 'string' && isPrivateKey(source)) {
+      throw new KeyConfigError(`${where}: a private key: ${PUBLIC_ONLY}`);
+    }
     let key: KeyObject;
     try {
       key = typeof source === 'string' ? createPublicKey(source) : source;
@@ -145,5 +150,18 @@ export class KeyStore {
       return { kid, algorithm: 'ES256', key };
     }
     throw new KeyConfigError(`${where}: only RSA (RS256) and EC P-256 (ES256) public keys are supported`);
+  }
+}
+
+/** Members only a private (or symmetric) JWK has (RFC 7518 6.2.2, 6.3.2, 6.4). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+const PUBLIC_ONLY = 'the gateway only verifies tokens and must not hold a signing key; give it the public key alone';
+
+function isPrivateKey(pem: string): boolean {
+  try {
+    createPrivateKey(pem);
+    return true;
+  } catch {
+    return false;
   }
 }

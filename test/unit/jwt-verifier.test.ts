@@ -223,6 +223,28 @@ describe('JWT verification', () => {
     );
   });
 
+  it('a private key given as a public one stops the boot: the gateway must not hold a signing key', () => {
+    const privateFile = join(dir, 'signing-key.pem');
+    writeFileSync(privateFile, ec.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    assert.throws(
+      () => verifier({ AUTH_PUBLIC_KEYS: `es-1=${privateFile}` }),
+      (error: unknown) =>
+        error instanceof KeyConfigError &&
+        error.message.startsWith(`AUTH_PUBLIC_KEYS ${privateFile}: a private key:`) &&
+        !error.message.includes('PRIVATE KEY-----'),
+    );
+    const jwks = join(dir, 'private-jwks.json');
+    const privateJwk = { ...ec.privateKey.export({ format: 'jwk' }), kid: 'k1' };
+    writeFileSync(jwks, JSON.stringify({ keys: [privateJwk] }));
+    assert.throws(
+      () => verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks }),
+      (error: unknown) =>
+        error instanceof KeyConfigError &&
+        error.message.startsWith(`AUTH_JWKS_FILE ${jwks}: keys[0] is a private key:`) &&
+        !error.message.includes(String(privateJwk.d)),
+    );
+  });
+
   it('in development, without keys, a dev key pair is generated and trusted', () => {
     const devDir = mkdtempSync(join(dir, 'dev-'));
     const config = loadConfig({ NODE_ENV: 'development', DATA_DIR: devDir });
