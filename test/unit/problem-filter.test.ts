@@ -71,6 +71,11 @@ describe('problem+json filter', () => {
     filter.respond(new NotFoundException('Cannot GET /v1/nothing'), missing.request, missing.reply);
     assert.equal(missing.sent.status, 404);
     assert.equal((missing.sent.body as { code: string }).code, 'NOT_FOUND');
+    // Not the exception's class name: an answer does not name the framework behind it.
+    assert.equal((missing.sent.body as { title: string }).title, 'Not found');
+    const teapot = exchange('/v1/things');
+    filter.respond(new HttpException('short and stout', 418), teapot.request, teapot.reply);
+    assert.equal((teapot.sent.body as { title: string }).title, "I'm a Teapot");
   });
 
   it("names the reason of a body parser's refusal that Nest wrapped in an HttpException", () => {

@@ -94,7 +94,9 @@ export class ProblemFilter implements ExceptionFilter {
             ? String(response.message)
             : exception.message;
       const code = status === 404 ? 'NOT_FOUND' : `HTTP_${status}`;
-      return { type: problemType(code), title: exception.name, status, detail: message, code, ...base };
+      // The status's words, not the exception's class name (NotFoundException), which names the framework.
+      const title = status === 404 ? httpStatusOf('NOT_FOUND').title : (STATUS_CODES[status] ?? 'Error');
+      return { type: problemType(code), title, status, detail: message, code, ...base };
     }
     // Errors Fastify raises before a handler runs (bad JSON, body too large, wrong content type).
     const statusCode = (exception as { statusCode?: unknown })?.statusCode;
