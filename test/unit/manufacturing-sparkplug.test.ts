@@ -5,6 +5,7 @@ import { org } from 'sparkplug-payload/lib/sparkplugPayloadProto';
 import {
   decodeSparkplug,
   parseSparkplugTopic,
+  RebirthRequests,
   SparkplugAliases,
   SparkplugDecodeError,
   sparkplugReadings,
@@ -258,6 +259,23 @@ describe('manufacturing: Sparkplug B', () => {
     assert.equal(kept.remembered, 3);
     assert.equal(kept.onDeath(NDEATH), true);
     assert.equal(kept.remembered, 0);
+  });
+
+  it('asks a node to rebirth once per interval, and remembers only the nodes asked within the last one', () => {
+    let now = 0;
+    const requests = new RebirthRequests(5000, () => now);
+    assert.equal(requests.take('plant1', 'edge1'), true);
+    now = 4999;
+    assert.equal(requests.take('plant1', 'edge1'), false, 'a burst of unknown aliases is one request');
+    now = 5000;
+    assert.equal(requests.take('plant1', 'edge1'), true, 'asked again once the interval has passed');
+
+    // DDATA with unknown aliases from ever new edge nodes: each is asked once, and forgotten an interval later.
+    for (let i = 0; i < 100_000; i++) assert.equal(requests.take('plant1', `edge-${i}`), true);
+    assert.equal(requests.size, 100_001);
+    now = 10_000;
+    assert.equal(requests.take('plant1', 'edge-new'), true);
+    assert.equal(requests.size, 1, 'the requests of earlier intervals are forgotten');
   });
 
   it('throws a clear error on bytes that are not a Sparkplug B payload', () => {

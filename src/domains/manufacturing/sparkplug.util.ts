@@ -197,6 +197,40 @@ export class SparkplugAliases {
   }
 }
 
+/**
+ * Which edge nodes were asked to rebirth lately, so that a burst of unknown aliases from one node is one
+ * request per `intervalMs`. Only the requests of the last interval are remembered (oldest first, dropped
+ * as they age), so DDATA from ever new node ids cannot grow it: it holds the nodes asked in one interval.
+ * The clock is monotonic (performance.now): a wall clock set back would otherwise keep entries for good.
+ */
+export class RebirthRequests {
+  /** Node key -> when it was last asked, in the order asked. */
+  private readonly asked = new Map<string, number>();
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Nodes remembered (memory check). */
+  get size(): number {
+    return this.asked.size;
+  }
+
+  /** True when the node may be asked now (and records that it is); false within the interval of its last request. */
+  take(group: string, edgeNode: string): boolean {
+    const now = this.now();
+    for (const [key, at] of this.asked) {
+      if (now - at < this.intervalMs) break;
+      this.asked.delete(key);
+    }
+    const key = `${group}/${edgeNode}`;
+    if (this.asked.has(key)) return false;
+    this.asked.set(key, now);
+    return true;
+  }
+}
+
 function nodeKey(topic: SparkplugTopic): string {
   return `${topic.group}/${topic.edgeNode}`; // '/' cannot occur inside a topic level
 }

@@ -10,7 +10,7 @@ import { AppConfig } from '../../../config/app-config';
 import { AssetRegistry } from '../assets/asset-registry.service';
 import { AlarmEvent, PlantStream } from '../plant-stream.service';
 import { PlantRecordsRepository } from '../records/plant-records.repository';
-import { SPARKPLUG_NAMESPACE } from '../sparkplug.util';
+import { RebirthRequests, SPARKPLUG_NAMESPACE } from '../sparkplug.util';
 import { MqttMessageKind, MqttOutcome, PlantMqttIntake } from './plant-mqtt-intake';
 
 /** At most one rebirth request per edge node in this long: a burst of unknown aliases is one problem. */
@@ -66,7 +66,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   private readonly handling = new Set<Promise<void>>();
   /** mqtt.js's go-ahead for reading the next packet, held while MQTT_MAX_IN_FLIGHT messages are in hand. */
   private resumeReading: (() => void) | undefined;
-  private readonly rebirthAsked = new Map<string, number>();
+  private readonly rebirthAsked = new RebirthRequests(REBIRTH_INTERVAL_MS);
   private markSubscribed!: () => void;
   /** Settles once the first subscription is granted (tests wait on it; nothing published before is queued for us). */
   readonly subscribed = new Promise<void>((resolve) => (this.markSubscribed = resolve));
@@ -263,10 +263,8 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   /** Sparkplug's `Node Control/Rebirth` NCMD, so the node sends its birth certificates (and aliases) again. */
   private askRebirth(group: string, edgeNode: string): void {
     const client = this.client;
-    const key = `${group}/${edgeNode}`;
+    if (!client || !this.rebirthAsked.take(group, edgeNode)) return;
     const now = Date.now();
-    if (!client || now - (this.rebirthAsked.get(key) ?? 0) < REBIRTH_INTERVAL_MS) return;
-    this.rebirthAsked.set(key, now);
     const codec = sparkplugCodec(SPARKPLUG_NAMESPACE);
     if (!codec) return;
     const payload = codec.encodePayload({
