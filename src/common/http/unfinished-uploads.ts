@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error';
@@ -9,12 +10,14 @@ import { AppError } from '../errors/app-error';
  * body is all in (and every answer already being worked on) finish as before.
  *
  * Only a body not yet complete when its route is found goes through a PassThrough, which can be
- * failed without destroying the socket the answer must go out on; small bodies skip it.
+ * failed without destroying the socket the answer must go out on; small bodies, and requests that
+ * declare none, skip it. Each is forgotten once it is read or its answer is sent, whichever is first.
+ * Returns how many are held (for tests).
  */
-export function refuseUnfinishedUploadsAtClose(fastify: FastifyInstance): void {
+export function refuseUnfinishedUploadsAtClose(fastify: FastifyInstance): () => number {
   const receiving = new Set<PassThrough>();
-  fastify.addHook('preParsing', (request, _reply, payload, done) => {
-    if (request.raw.complete) return done(null, payload);
+  fastify.addHook('preParsing', (request, reply, payload, done) => {
+    if (request.raw.complete || !hasBody(request.raw.headers)) return done(null, payload);
     const through = new PassThrough();
     receiving.add(through);
     const finished = (): void => {
@@ -22,6 +25,8 @@ export function refuseUnfinishedUploadsAtClose(fastify: FastifyInstance): void {
       payload.unpipe(through);
     };
     through.once('end', finished).once('error', finished).once('close', finished);
+    // Answered without its body read to the end (a GET's, a 415): the PassThrough never ends, and was held for good.
+    reply.raw.once('close', finished);
     payload.once('error', (error) => through.destroy(error));
     payload.pipe(through);
     done(null, through);
@@ -34,4 +39,11 @@ export function refuseUnfinishedUploadsAtClose(fastify: FastifyInstance): void {
     }
     done();
   });
+  return () => receiving.size;
+}
+
+/** RFC 9112 6.3: a request has a body only when it says so, by Transfer-Encoding or a non-zero Content-Length. */
+function hasBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
