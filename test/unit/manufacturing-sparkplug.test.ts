@@ -261,6 +261,27 @@ describe('manufacturing: Sparkplug B', () => {
     assert.equal(kept.remembered, 0);
   });
 
+  it('counts long metric names and ids by their length, so births of megabyte names cannot grow it past the limit', () => {
+    const limit = 10_000;
+    const aliases = new SparkplugAliases(limit);
+    const long = 'x'.repeat(64_000); // 1,000 units of NAME_UNIT characters
+    const metrics = (i: number) =>
+      Array.from({ length: 3 }, (_, k) => ({ name: `${i}/${k}/${long}`, alias: k, type: 'Float', value: 1 }));
+    const topic = (type: string, i: number, device = `dev-${i}`) =>
+      parseSparkplugTopic(`spBv1.0/plant1/${type}/edge-${i}/${device}`) as SparkplugTopic;
+    for (let i = 0; i < 200; i++) aliases.onBirth(topic('DBIRTH', i), { timestamp: T0, metrics: metrics(i) });
+    assert.ok(aliases.remembered <= limit, `${aliases.remembered} remembered past the limit of ${limit}`);
+    assert.equal(aliases.resolve(topic('DDATA', 199), { alias: 2 }), `199/2/${long}`, 'the latest birth is kept');
+    assert.equal(aliases.resolve(topic('DDATA', 0), { alias: 2 }), undefined, 'the oldest are forgotten');
+
+    // Device ids (and node ids) count by their length too.
+    const ids = new SparkplugAliases(limit);
+    const short = [{ name: 'm', alias: 1, type: 'Float', value: 1 }];
+    for (let i = 0; i < 200; i++) ids.onBirth(topic('DBIRTH', i, `d${i}-${long}`), { timestamp: T0, metrics: short });
+    assert.ok(ids.remembered <= limit, `${ids.remembered} remembered past the limit of ${limit}`);
+    assert.equal(ids.resolve(topic('DDATA', 0, `d0-${long}`), { alias: 1 }), undefined, 'the oldest are forgotten');
+  });
+
   it('asks a node to rebirth once per interval, and remembers only the nodes asked within the last one', () => {
     let now = 0;
     const requests = new RebirthRequests(5000, () => now);

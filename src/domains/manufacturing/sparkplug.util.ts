@@ -76,13 +76,15 @@ function isMessageType(text: string): text is SparkplugMessageType {
 interface AliasScope {
   names: Map<number, string>;
   types: Map<string, string>;
+  /** What the scope counts towards the table's limit (see weighOf). */
+  weight: number;
 }
 
 interface NodeState {
   bdSeq?: number;
   /** '' is the node itself, otherwise the device id. */
   scopes: Map<string, AliasScope>;
-  /** What the node's scopes count towards the table's limit (see scopeSize). */
+  /** What the node's id and scopes count towards the table's limit (see weighOf). */
   size: number;
 }
 
@@ -92,13 +94,27 @@ interface NodeState {
  * under spBv1.0, for devices that are assets or not (an asset may be registered later), so without a
  * limit a stream of births from new node or device ids would grow the tables for good. Past it the nodes
  * born longest ago are forgotten; their next DDATA by alias is dead-lettered as unknown and the node
- * asked to rebirth, as after a restart.
+ * asked to rebirth, as after a restart. A name or id counts once more for every NAME_UNIT characters it
+ * has past the first NAME_UNIT - 1, so long names cannot make the limit a count of megabytes.
  */
 export const MAX_REMEMBERED_METRICS = 500_000;
 
-/** A scope's weight: its metric names (each has an alias, a datatype or both), and one for the scope itself. */
-function scopeSize(scope: AliasScope): number {
-  return 1 + Math.max(scope.names.size, scope.types.size);
+/** Characters a name or id may have before it counts twice (metric names are paths such as `Motor/Temp`). */
+export const NAME_UNIT = 64;
+
+/** What a name or id counts towards the limit beyond the one it counts as a name: one per started NAME_UNIT past the first. */
+function extraUnits(text: string): number {
+  return Math.floor(text.length / NAME_UNIT);
+}
+
+/**
+ * A scope's weight: its metric names (each has an alias, a datatype or both), one for the scope itself,
+ * and the length of each (its device id included), so that a birth of megabyte names counts as what it holds.
+ */
+function weighOf(scope: Omit<AliasScope, 'weight'>, device: string): number {
+  let weight = 1 + extraUnits(device);
+  for (const name of new Set([...scope.types.keys(), ...scope.names.values()])) weight += 1 + extraUnits(name);
+  return weight;
 }
 
 /** Alias and datatype tables per (group, edge node, device), as the last BIRTH stated them. */
@@ -118,12 +134,13 @@ export class SparkplugAliases {
     if (topic.messageType !== 'NBIRTH' && topic.messageType !== 'DBIRTH') {
       throw new Error(`onBirth needs an NBIRTH or DBIRTH topic, got ${topic.messageType}`);
     }
-    const scope: AliasScope = { names: new Map(), types: new Map() };
+    const scope: AliasScope = { names: new Map(), types: new Map(), weight: 0 };
     for (const m of payload.metrics) {
       if (m.name === undefined) continue;
       if (m.type !== undefined) scope.types.set(m.name, m.type);
       if (m.alias !== undefined) scope.names.set(m.alias, m.name);
     }
+    scope.weight = weighOf(scope, topic.device ?? '');
     const key = nodeKey(topic);
     const old = this.nodes.get(key);
     this.nodes.delete(key);
@@ -131,17 +148,19 @@ export class SparkplugAliases {
       // A new node session invalidates every device alias of the old one.
       const bdSeq = payload.metrics.find((m) => m.name === 'bdSeq')?.value;
       this.size -= old?.size ?? 0;
-      this.nodes.set(key, {
+      const node: NodeState = {
         bdSeq: typeof bdSeq === 'number' ? bdSeq : undefined,
         scopes: new Map([['', scope]]),
-        size: scopeSize(scope),
-      });
-      this.size += scopeSize(scope);
+        size: extraUnits(key) + scope.weight,
+      };
+      this.nodes.set(key, node);
+      this.size += node.size;
     } else {
-      const node: NodeState = old ?? { scopes: new Map(), size: 0 };
+      const node: NodeState = old ?? { scopes: new Map(), size: extraUnits(key) };
+      if (!old) this.size += node.size;
       const device = topic.device ?? '';
       const replaced = node.scopes.get(device);
-      const change = scopeSize(scope) - (replaced ? scopeSize(replaced) : 0);
+      const change = scope.weight - (replaced?.weight ?? 0);
       node.scopes.set(device, scope);
       node.size += change;
       this.size += change;
@@ -173,8 +192,8 @@ export class SparkplugAliases {
     if (topic.messageType === 'DDEATH') {
       const scope = node.scopes.get(topic.device ?? '');
       if (!scope) return false;
-      node.size -= scopeSize(scope);
-      this.size -= scopeSize(scope);
+      node.size -= scope.weight;
+      this.size -= scope.weight;
       return node.scopes.delete(topic.device ?? '');
     }
     throw new Error(`onDeath needs an NDEATH or DDEATH topic, got ${topic.messageType}`);
