@@ -2,11 +2,13 @@ import { Controller, Get, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { principalOf, RequirePermission } from '../common/access';
+import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../common/errors/api-error-responses';
 import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto } from './audit.dto';
 import { AuditQueryService } from './audit-query.service';
 
 @ApiTags('audit')
 @ApiBearerAuth()
+@ApiProblems(...PROTECTED_ROUTE_ERRORS)
 @Controller('audit')
 export class AuditController {
   constructor(private readonly audit: AuditQueryService) {}
@@ -15,6 +17,7 @@ export class AuditController {
   @Get('events')
   @RequirePermission('audit:read', 'audit.events')
   @ApiOkResponse({ type: AuditEventPageDto })
+  @ApiProblems(400)
   events(@Query() query: AuditEventsQueryDto, @Req() request: FastifyRequest): Promise<AuditEventPageDto> {
     return this.audit.events(query, principalOf(request));
   }

@@ -2,6 +2,7 @@ import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { bodyDigest } from './canonical-input.util';
 import { CreditAssessmentDto, CreditAssessmentRequestDto } from './credit-assessment.dto';
 import { CreditAssessmentService } from './credit-assessment.service';
@@ -9,6 +10,7 @@ import { PanGuardInterceptor } from './pan-guard.interceptor';
 
 @ApiTags('finance')
 @ApiBearerAuth()
+@ApiProblems(...PROTECTED_ROUTE_ERRORS)
 @Controller('finance/credit-assessments')
 @UseInterceptors(PanGuardInterceptor)
 export class CreditAssessmentController {
@@ -22,6 +24,7 @@ export class CreditAssessmentController {
   @HttpCode(200)
   @RequirePermission('finance:score', 'credit.assess')
   @ApiOkResponse({ type: CreditAssessmentDto })
+  @ApiProblems(...JSON_BODY_ERRORS, 422, 504)
   async assess(@Body() body: CreditAssessmentRequestDto, @Req() request: FastifyRequest): Promise<CreditAssessmentDto> {
     noteAudit(request, { model: this.credit.modelRef(), inputDigest: bodyDigest(this.digester, body) });
     const { assessment: result, shadow } = await this.credit.assess(body);

@@ -2,6 +2,7 @@ import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import {
   decisionCounts,
   FraudBatchItemDto,
@@ -18,6 +19,7 @@ import { PanGuardInterceptor } from './pan-guard.interceptor';
 
 @ApiTags('finance')
 @ApiBearerAuth()
+@ApiProblems(...PROTECTED_ROUTE_ERRORS)
 @Controller('finance/fraud-scores')
 export class FraudScoringController {
   constructor(
@@ -33,6 +35,7 @@ export class FraudScoringController {
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiBody({ type: FraudScoreRequestDto })
   @ApiOkResponse({ type: FraudScoreDto })
+  @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
   async score(@Body() body: unknown, @Req() request: FastifyRequest): Promise<FraudScoreDto> {
     const transaction = parseFraudScoreRequest(body);
     const model = this.fraud.modelRef();
@@ -56,6 +59,7 @@ export class FraudScoringController {
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiBody({ type: FraudBatchRequestDto })
   @ApiOkResponse({ type: FraudBatchResultDto })
+  @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
   async scoreBatch(@Body() body: unknown, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
     const transactions = parseFraudBatch(body);
     const model = this.fraud.modelRef();

@@ -6,6 +6,7 @@ import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
 import { AuditWriter } from '../../audit/audit-writer.service';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
+import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { checkTimeRange, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
 import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME, isRowCursor, NOT_A_CURSOR } from '../../common/storable-text';
 import { AssetRegistry } from './assets/asset-registry.service';
@@ -27,6 +28,7 @@ import { PlantRecordsRepository } from './records/plant-records.repository';
 /** Readings in over HTTP; status, predictions, alarms and dead letters out. */
 @ApiTags('manufacturing')
 @ApiBearerAuth()
+@ApiProblems(...PROTECTED_ROUTE_ERRORS)
 @Controller('manufacturing')
 export class PlantStreamController {
   constructor(
@@ -42,6 +44,7 @@ export class PlantStreamController {
   @HttpCode(200)
   @RequirePermission('manufacturing:ingest', 'manufacturing.ingest')
   @ApiOkResponse({ type: IngestResultDto })
+  @ApiProblems(...JSON_BODY_ERRORS, 404)
   async ingest(
     @Param('assetId') assetId: string,
     @Body() body: ReadingBatchDto,
@@ -76,6 +79,7 @@ export class PlantStreamController {
   @Get('assets/:assetId/status')
   @RequirePermission('manufacturing:read', 'manufacturing.status')
   @ApiOkResponse({ type: AssetStatusDto })
+  @ApiProblems(404)
   status(@Param('assetId') assetId: string): AssetStatusDto {
     return this.stream.status(assetId);
   }
@@ -84,6 +88,7 @@ export class PlantStreamController {
   @Get('assets/:assetId/predictions')
   @RequirePermission('manufacturing:read', 'manufacturing.predictions')
   @ApiOkResponse({ type: PredictionListDto })
+  @ApiProblems(400, 404)
   async predictions(
     @Param('assetId') assetId: string,
     @Query() query: PredictionsQueryDto,
@@ -120,6 +125,7 @@ export class PlantStreamController {
   @Get('alarms')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms')
   @ApiOkResponse({ type: AlarmListDto })
+  @ApiProblems(400)
   async alarms(@Query('assetId') assetId?: string, @Query('cursor') cursor?: string): Promise<AlarmListDto> {
     // A repeated parameter arrives as an array, whatever the declared type.
     const given: unknown = assetId;
@@ -152,6 +158,7 @@ export class PlantStreamController {
   @Get('dead-letters')
   @RequirePermission('manufacturing:read', 'manufacturing.dead-letters')
   @ApiOkResponse({ type: DeadLetterListDto })
+  @ApiProblems(400)
   async deadLetters(@Query('from') from?: string, @Query('cursor') cursor?: string): Promise<DeadLetterListDto> {
     checkRowCursor(cursor);
     const fromText: unknown = from;

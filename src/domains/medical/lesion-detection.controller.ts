@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTag
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
+import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { preferredMediaType } from './accept-header.util';
 import { dicomProblem } from './dicom/dicom-problem';
 import { DicomRejected } from './dicom/dicom-rejected';
@@ -23,6 +24,7 @@ export function wantsDicom(accept: string | undefined): boolean {
 /** One instance in, its findings out (JSON, or a DICOM SR on `Accept: application/dicom`). */
 @ApiTags('medical')
 @ApiBearerAuth()
+@ApiProblems(...PROTECTED_ROUTE_ERRORS)
 @Controller('medical')
 export class LesionDetectionController {
   constructor(private readonly intake: MedicalIntakeService) {}
@@ -38,6 +40,7 @@ export class LesionDetectionController {
     type: LesionDetectionDto,
     description: 'JSON findings, or a Comprehensive SR (TID 1500) when Accept is application/dicom',
   })
+  @ApiProblems(400, 413, 415, 422, 504)
   async detect(
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -73,6 +76,7 @@ export class LesionDetectionController {
   @Get('studies/:studyInstanceUID/findings')
   @RequirePermission('medical:infer', 'medical.findings-read')
   @ApiOkResponse({ type: StudyFindingsDto })
+  @ApiProblems(400)
   async studyFindings(
     @Param('studyInstanceUID') studyInstanceUID: string,
     @Req() request: FastifyRequest,

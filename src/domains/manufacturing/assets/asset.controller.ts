@@ -1,8 +1,9 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Put, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiNoContentResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
+import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
 import { AssetDto, AssetListDto } from './asset.dto';
 import { AssetEntity } from './asset.entity';
 import { AssetRegistry } from './asset-registry.service';
@@ -24,6 +25,7 @@ function toDto(a: AssetEntity): AssetDto {
 /** The asset registry: which model serves an asset, where it is, how its tags map, when it alarms. */
 @ApiTags('manufacturing')
 @ApiBearerAuth()
+@ApiProblems(...PROTECTED_ROUTE_ERRORS)
 @Controller('manufacturing/assets')
 export class AssetController {
   constructor(private readonly registry: AssetRegistry) {}
@@ -38,6 +40,7 @@ export class AssetController {
   @Get(':assetId')
   @RequirePermission('manufacturing:read', 'manufacturing.asset-read')
   @ApiOkResponse({ type: AssetDto })
+  @ApiProblems(404)
   get(@Param('assetId') assetId: string): AssetDto {
     return toDto(this.registry.get(assetId));
   }
@@ -47,6 +50,7 @@ export class AssetController {
   @HttpCode(200)
   @RequirePermission('models:admin', 'manufacturing.asset-put')
   @ApiOkResponse({ type: AssetDto })
+  @ApiProblems(...JSON_BODY_ERRORS)
   async put(
     @Param('assetId') assetId: string,
     @Body() body: AssetDto,
@@ -64,6 +68,8 @@ export class AssetController {
   @Delete(':assetId')
   @HttpCode(204)
   @RequirePermission('models:admin', 'manufacturing.asset-delete')
+  @ApiNoContentResponse({ description: 'Deleted' })
+  @ApiProblems(404)
   async remove(@Param('assetId') assetId: string, @Req() request: FastifyRequest): Promise<void> {
     noteAudit(request, { output: { assetId } });
     await this.registry.remove(assetId);

@@ -3,11 +3,13 @@ import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTag
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
+import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
 import { notMultipartDicom, STORE_RESPONSE_TYPES, StowService } from './stow.service';
 
 /** DICOMweb STOW-RS (PS3.18 10.5): a PACS or modality stores instances; the gateway analyses them and keeps the findings. */
 @ApiTags('medical')
 @ApiBearerAuth()
+@ApiProblems(...PROTECTED_ROUTE_ERRORS, 400, 406, 413, 415)
 @Controller({ path: 'dicomweb/studies', version: VERSION_NEUTRAL })
 export class StowController {
   constructor(private readonly stow: StowService) {}

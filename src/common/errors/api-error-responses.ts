@@ -1,0 +1,57 @@
+import { applyDecorators, Type } from '@nestjs/common';
+import { ApiExtraModels, ApiResponse, getSchemaPath } from '@nestjs/swagger';
+import { ProblemDto } from './problem.dto';
+import { PROBLEM_CONTENT_TYPE } from './problem';
+
+const DESCRIPTIONS: Readonly<Record<number, string>> = {
+  400: 'The request is invalid (fields named in `errors`)',
+  401: 'No valid bearer token (WWW-Authenticate says why)',
+  403: "The token's roles do not grant this route's permission",
+  404: 'Not found',
+  406: 'None of the media types in Accept can be answered',
+  409: 'Conflict with a request in progress',
+  413: 'The body is larger than the limit',
+  415: 'The Content-Type is not one this route reads',
+  422: 'Understood but refused (the `code` says why)',
+  429: 'Rate limit reached for this subject; retry after Retry-After seconds',
+  500: 'Internal error; quote the request id',
+  503: 'Temporarily unable (queue full, model not ready, audit trail or database unavailable, too many uploads, shutting down); retry after Retry-After seconds when given',
+  504: 'The request waited past its deadline and was not run',
+};
+
+const RETRY_AFTER = {
+  'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } },
+};
+
+/** The error statuses every protected route can answer: auth, rate limit, audit trail down, internal error. */
+export const PROTECTED_ROUTE_ERRORS = [401, 403, 429, 500, 503] as const;
+
+/** What Fastify refuses before a JSON body reaches the route: unreadable JSON, too large, another media type, the upload budget. */
+export const JSON_BODY_ERRORS = [400, 413, 415, 503] as const;
+
+/**
+ * Declares error answers of `statuses`, each as `mediaType` with the schema of `model`. A class or a
+ * method decorator; a status declared on a method with its own description keeps it.
+ */
+export function ApiErrorResponses(
+  mediaType: string,
+  model: Type,
+  statuses: readonly number[],
+): MethodDecorator & ClassDecorator {
+  const unique = [...new Set(statuses)].sort((a, b) => a - b);
+  return applyDecorators(
+    ApiExtraModels(model),
+    ...unique.map((status) =>
+      ApiResponse({
+        status,
+        description: DESCRIPTIONS[status] ?? 'Error',
+        content: { [mediaType]: { schema: { $ref: getSchemaPath(model) } } },
+        ...(status === 429 || status === 503 ? { headers: RETRY_AFTER } : {}),
+      }),
+    ),
+  );
+}
+
+/** RFC 9457 problem+json answers for `statuses`. */
+export const ApiProblems = (...statuses: number[]): MethodDecorator & ClassDecorator =>
+  ApiErrorResponses(PROBLEM_CONTENT_TYPE, ProblemDto, statuses);
