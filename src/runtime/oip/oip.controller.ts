@@ -1,9 +1,18 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBearerAuth,
+  ApiBody,
+  ApiOkResponse,
+  ApiOperation,
+  ApiServiceUnavailableResponse,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditNote, noteAudit, Public, RequirePermission } from '../../common/access';
+import { ApiErrorResponses, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import {
   OipInferRequestDto,
+  OipErrorDto,
   OipInferResponseDto,
   OipLiveDto,
   OipModelListDto,
@@ -13,6 +22,10 @@ import {
 } from './oip.dto';
 import { HEADER_LENGTH } from './oip-binary';
 import { OipAnswer, OipService } from './oip.service';
+
+/** Errors of a protected /v2 route, and those of `more`: `{"error": "..."}` as application/json. */
+const OipErrors = (...more: number[]): MethodDecorator & ClassDecorator =>
+  ApiErrorResponses('application/json', OipErrorDto, [...PROTECTED_ROUTE_ERRORS, ...more]);
 
 /**
  * Open Inference Protocol v2 (KServe / Triton compatible REST). Errors are `{"error": "..."}`.
@@ -31,6 +44,7 @@ export class OipController {
   @ApiBearerAuth()
   @ApiOperation({ summary: 'Server metadata' })
   @ApiOkResponse({ type: OipServerMetadataDto })
+  @OipErrors()
   server(): OipServerMetadataDto {
     return this.oip.serverMetadata();
   }
@@ -45,6 +59,7 @@ export class OipController {
   @Get('health/ready')
   @Public()
   @ApiOkResponse({ type: OipReadyDto })
+  @ApiServiceUnavailableResponse({ type: OipReadyDto, description: 'Not ready (models loading or shutting down)' })
   ready(@Res({ passthrough: true }) reply: FastifyReply): OipReadyDto {
     const ready = this.oip.serverReady();
     void reply.status(ready ? 200 : 503);
@@ -56,6 +71,7 @@ export class OipController {
   @ApiBearerAuth()
   @ApiOperation({ summary: 'Every model with its live versions (gateway extension)' })
   @ApiOkResponse({ type: OipModelListDto })
+  @OipErrors()
   models(): OipModelListDto {
     return this.oip.listModels();
   }
@@ -64,6 +80,7 @@ export class OipController {
   @RequirePermission('models:read', 'model.metadata')
   @ApiBearerAuth()
   @ApiOkResponse({ type: OipModelMetadataDto })
+  @OipErrors(404)
   metadata(@Param('name') name: string): OipModelMetadataDto {
     return this.oip.metadata(name);
   }
@@ -72,6 +89,7 @@ export class OipController {
   @RequirePermission('models:read', 'model.metadata')
   @ApiBearerAuth()
   @ApiOkResponse({ type: OipModelMetadataDto })
+  @OipErrors(404)
   versionMetadata(@Param('name') name: string, @Param('version') version: string): OipModelMetadataDto {
     return this.oip.metadata(name, version);
   }
@@ -80,6 +98,7 @@ export class OipController {
   @RequirePermission('models:read', 'model.ready')
   @ApiBearerAuth()
   @ApiOkResponse({ type: OipReadyDto })
+  @OipErrors(404)
   modelReady(@Param('name') name: string): OipReadyDto {
     return this.oip.modelReady(name);
   }
@@ -88,6 +107,7 @@ export class OipController {
   @RequirePermission('models:read', 'model.ready')
   @ApiBearerAuth()
   @ApiOkResponse({ type: OipReadyDto })
+  @OipErrors(404)
   versionReady(@Param('name') name: string, @Param('version') version: string): OipReadyDto {
     return this.oip.modelReady(name, version);
   }
@@ -99,6 +119,7 @@ export class OipController {
   @ApiOperation({ summary: 'Run the default version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
   @ApiOkResponse({ type: OipInferResponseDto })
+  @OipErrors(...JSON_BODY_ERRORS, 404, 504)
   async infer(
     @Param('name') name: string,
     @Body() body: unknown,
@@ -116,6 +137,7 @@ export class OipController {
   @ApiOperation({ summary: 'Run a pinned version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
   @ApiOkResponse({ type: OipInferResponseDto })
+  @OipErrors(...JSON_BODY_ERRORS, 404, 504)
   async inferVersion(
     @Param('name') name: string,
     @Param('version') version: string,

@@ -113,3 +113,9 @@ export class OipReadyDto {
 export class OipLiveDto {
   live!: boolean;
 }
+
+/** Every error under /v2, as the protocol has it (application/json, whatever the status). */
+export class OipErrorDto {
+  /** What went wrong, safe to show. */
+  error!: string;
+}
