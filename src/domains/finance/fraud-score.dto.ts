@@ -312,7 +312,8 @@ export class ModelRefDto {
   version!: string;
 }
 
-export class FraudScoreDto {
+/** A transaction's score, as a batch item carries it (the batch has the one request id). */
+export class FraudItemScoreDto {
   transactionId!: string;
   /** Probability of fraud at the model's training prior. */
   fraudProbability!: number;
@@ -325,6 +326,9 @@ export class FraudScoreDto {
   @ApiProperty({ type: [FeatureContributionDto] })
   topFeatures!: FeatureContributionDto[];
   model!: ModelRefDto;
+}
+
+export class FraudScoreDto extends FraudItemScoreDto {
   requestId!: string;
 }
 
@@ -339,8 +343,8 @@ export class BatchItemErrorDto {
 export class FraudBatchItemDto {
   @ApiProperty({ type: 'integer' })
   index!: number;
-  @ApiProperty({ type: FraudScoreDto, required: false })
-  result?: Omit<FraudScoreDto, 'requestId'>;
+  @ApiProperty({ type: FraudItemScoreDto, required: false })
+  result?: FraudItemScoreDto;
   @ApiProperty({ type: BatchItemErrorDto, required: false })
   error?: BatchItemErrorDto;
 }
