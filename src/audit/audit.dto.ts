@@ -1,4 +1,4 @@
-import { ApiProperty } from '@nestjs/swagger';
+import { ApiExtraModels, ApiProperty, ApiPropertyOptions, getSchemaPath } from '@nestjs/swagger';
 import { Transform, TransformFnParams, Type } from 'class-transformer';
 import {
   IsDate,
@@ -180,6 +180,7 @@ export class AnchorBreakDto {
   reason!: string;
 }
 
+@ApiExtraModels(ChainBreakDto)
 export class AuditVerifyDto {
   /**
    * True when every chain verifies from its first row to its last, every anchored head is still in
@@ -190,8 +191,14 @@ export class AuditVerifyDto {
   rowsChecked!: number;
   @ApiProperty({ type: [ChainReportDto] })
   chains!: ChainReportDto[];
-  /** The first broken link found, if any. */
-  @ApiProperty({ type: ChainBreakDto, nullable: true })
+  /** The first broken link found; null when every chain holds. */
+  // Not `type: ChainBreakDto, nullable: true`: OpenAPI 3.0 writes that allOf [ChainBreakDto], which null does not
+  // match. `type: 'object'` stands in for the one the plugin infers (its allOf); the options' types do not allow it
+  // beside anyOf, and the document does not keep it.
+  @ApiProperty({
+    type: 'object',
+    anyOf: [{ $ref: getSchemaPath(ChainBreakDto) }, { type: 'object', nullable: true, enum: [null] }],
+  } as ApiPropertyOptions)
   firstBroken!: ChainBreakDto | null;
   /** Anchored chain heads held to the database (this process's anchor file and its own anchors). */
   @ApiProperty({ type: 'integer' })
