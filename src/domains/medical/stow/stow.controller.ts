@@ -1,10 +1,43 @@
-import { Controller, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { applyDecorators, Controller, HttpCode, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
 import { notMultipartDicom, STORE_RESPONSE_TYPES, StowService } from './stow.service';
+
+/** An attribute of a DICOM JSON dataset (PS3.18 F.2.2): its VR, and its values (items of a sequence are datasets). */
+const DICOM_JSON_ATTRIBUTE = {
+  type: 'object',
+  required: ['vr'],
+  properties: { vr: { type: 'string', pattern: '^[A-Z]{2}$' }, Value: { type: 'array', items: {} } },
+};
+
+/** The store response (PS3.18 10.5.3), a DICOM JSON dataset keyed by tag. */
+const STORE_RESPONSE_SCHEMA = {
+  type: 'object',
+  description:
+    'DICOM JSON: ReferencedSOPSequence (0008,1199) of the stored instances, FailedSOPSequence (0008,1198) of the others ' +
+    'with their FailureReason and, in the private element (0009,1001), the reason in words; RetrieveURL (0008,1190) ' +
+    'of the findings when the study is in the path',
+  additionalProperties: DICOM_JSON_ATTRIBUTE,
+};
+
+/** 200 all stored, 202 some failed, 409 none stored: each answers the store response, in either media type. */
+const ApiStoreResponses = (): MethodDecorator =>
+  applyDecorators(
+    ...[
+      [200, 'Every instance stored (analysed)'],
+      [202, 'Some instances stored, the others failed (FailedSOPSequence says why)'],
+      [409, 'No instance stored (FailedSOPSequence says why)'],
+    ].map(([status, description]) =>
+      ApiResponse({
+        status: Number(status),
+        description: String(description),
+        content: Object.fromEntries(STORE_RESPONSE_TYPES.map((type) => [type, { schema: STORE_RESPONSE_SCHEMA }])),
+      }),
+    ),
+  );
 
 /** DICOMweb STOW-RS (PS3.18 10.5): a PACS or modality stores instances; the gateway analyses them and keeps the findings. */
 @ApiTags('medical')
@@ -16,28 +49,28 @@ export class StowController {
 
   /** Stores (analyses) the instances of one or more studies. */
   @Post()
+  @HttpCode(200)
   @RequirePermission('medical:infer', 'medical.stow')
   @ApiConsumes('multipart/related')
-  @ApiProduces(...STORE_RESPONSE_TYPES)
   @ApiBody({
     description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
     schema: { type: 'string', format: 'binary' },
   })
-  @ApiOkResponse({ description: 'Store response (DICOM JSON): ReferencedSOPSequence and FailedSOPSequence' })
+  @ApiStoreResponses()
   async store(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Promise<unknown> {
     return this.handle(request, reply, undefined);
   }
 
   /** Stores (analyses) instances that must all belong to this study. */
   @Post(':studyInstanceUID')
+  @HttpCode(200)
   @RequirePermission('medical:infer', 'medical.stow')
   @ApiConsumes('multipart/related')
-  @ApiProduces(...STORE_RESPONSE_TYPES)
   @ApiBody({
     description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
     schema: { type: 'string', format: 'binary' },
   })
-  @ApiOkResponse({ description: 'Store response (DICOM JSON): ReferencedSOPSequence and FailedSOPSequence' })
+  @ApiStoreResponses()
   async storeInStudy(
     @Param('studyInstanceUID') studyInstanceUID: string,
     @Req() request: FastifyRequest,
