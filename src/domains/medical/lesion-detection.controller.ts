@@ -76,7 +76,7 @@ export class LesionDetectionController {
   @Get('studies/:studyInstanceUID/findings')
   @RequirePermission('medical:infer', 'medical.findings-read')
   @ApiOkResponse({ type: StudyFindingsDto })
-  @ApiProblems(400)
+  @ApiProblems(400, 404)
   async studyFindings(
     @Param('studyInstanceUID') studyInstanceUID: string,
     @Req() request: FastifyRequest,
