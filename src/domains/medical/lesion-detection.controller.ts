@@ -1,5 +1,13 @@
 import { Controller, Get, Headers, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBearerAuth,
+  ApiBody,
+  ApiConsumes,
+  ApiExtraModels,
+  ApiOkResponse,
+  ApiTags,
+  getSchemaPath,
+} from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
@@ -34,11 +42,15 @@ export class LesionDetectionController {
   @HttpCode(200)
   @RequirePermission('medical:infer', 'medical.lesion-detection')
   @ApiConsumes(DICOM)
-  @ApiProduces('application/json', DICOM)
   @ApiBody({ description: 'One DICOM Part 10 instance', schema: { type: 'string', format: 'binary' } })
+  @ApiExtraModels(LesionDetectionDto)
   @ApiOkResponse({
-    type: LesionDetectionDto,
     description: 'JSON findings, or a Comprehensive SR (TID 1500) when Accept is application/dicom',
+    content: {
+      'application/json': { schema: { $ref: getSchemaPath(LesionDetectionDto) } },
+      // The SR is a DICOM Part 10 file, not the JSON findings.
+      [DICOM]: { schema: { type: 'string', format: 'binary' } },
+    },
   })
   @ApiProblems(400, 413, 415, 422, 504)
   async detect(
