@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, MessageEvent, Param, Post, Query, Req, Res, Sse } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { map, Observable } from 'rxjs';
 import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
@@ -144,7 +144,12 @@ export class PlantStreamController {
   /** Alarms as they happen, for dashboards: Server-Sent Events, one `alarm` event each. */
   @Sse('alarms/stream')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms-stream')
-  @ApiProduces('text/event-stream')
+  @ApiOkResponse({
+    description:
+      'Server-Sent Events: one `alarm` event per alarm raised or cleared, its `data` the alarm as JSON ' +
+      '(assetId, site, line, state, metric, value, threshold, at, model {name, version})',
+    content: { 'text/event-stream': { schema: { type: 'string' } } },
+  })
   async alarmStream(
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
