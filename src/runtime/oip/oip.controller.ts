@@ -1,11 +1,25 @@
-import { Body, Controller, Get, Headers, HttpCode, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
+import {
+  applyDecorators,
+  Body,
+  Controller,
+  Get,
+  Headers,
+  HttpCode,
+  Param,
+  Post,
+  Req,
+  Res,
+  VERSION_NEUTRAL,
+} from '@nestjs/common';
 import {
   ApiBearerAuth,
   ApiBody,
+  ApiExtraModels,
   ApiOkResponse,
   ApiOperation,
   ApiServiceUnavailableResponse,
   ApiTags,
+  getSchemaPath,
 } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditNote, noteAudit, Public, RequirePermission } from '../../common/access';
@@ -22,6 +36,30 @@ import {
 } from './oip.dto';
 import { HEADER_LENGTH } from './oip-binary';
 import { OipAnswer, OipService } from './oip.service';
+
+/**
+ * The outputs as JSON, or (binary tensor data extension, when the request asks for binary outputs) a JSON
+ * header of Inference-Header-Content-Length bytes followed by the outputs' raw bytes.
+ */
+const ApiInferResponse = (): MethodDecorator =>
+  applyDecorators(
+    ApiExtraModels(OipInferResponseDto),
+    ApiOkResponse({
+      description:
+        'The outputs; as application/octet-stream when binary outputs are asked for (binary_data, binary_data_output): ' +
+        'the JSON response header, Inference-Header-Content-Length bytes long, then the raw tensors',
+      content: {
+        'application/json': { schema: { $ref: getSchemaPath(OipInferResponseDto) } },
+        'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+      },
+      headers: {
+        'Inference-Header-Content-Length': {
+          description: 'With application/octet-stream: the length of the JSON header that starts the body',
+          schema: { type: 'integer' },
+        },
+      },
+    }),
+  );
 
 /** Errors of a protected /v2 route, and those of `more`: `{"error": "..."}` as application/json. */
 const OipErrors = (...more: number[]): MethodDecorator & ClassDecorator =>
@@ -118,7 +156,7 @@ export class OipController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Run the default version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
-  @ApiOkResponse({ type: OipInferResponseDto })
+  @ApiInferResponse()
   @OipErrors(...JSON_BODY_ERRORS, 404, 504)
   async infer(
     @Param('name') name: string,
@@ -136,7 +174,7 @@ export class OipController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Run a pinned version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
-  @ApiOkResponse({ type: OipInferResponseDto })
+  @ApiInferResponse()
   @OipErrors(...JSON_BODY_ERRORS, 404, 504)
   async inferVersion(
     @Param('name') name: string,
