@@ -5,6 +5,7 @@ import { ManufacturingAssets1795481375135 } from './1795481375135-ManufacturingA
 import { PredictionsNaturalKey1795486195239 } from './1795486195239-PredictionsNaturalKey';
 import { IdempotencyPendingLease1796454952900 } from './1796454952900-IdempotencyPendingLease';
 import { IdempotencyAnswerAsSent1796473655000 } from './1796473655000-IdempotencyAnswerAsSent';
+import { MedicalFindingsTenant1796475320409 } from './1796475320409-MedicalFindingsTenant';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -15,4 +16,5 @@ export const MIGRATIONS = [
   PredictionsNaturalKey1795486195239,
   IdempotencyPendingLease1796454952900,
   IdempotencyAnswerAsSent1796473655000,
+  MedicalFindingsTenant1796475320409,
 ];

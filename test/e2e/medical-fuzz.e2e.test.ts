@@ -74,7 +74,7 @@ describe('medical: fuzzed DICOM never crashes the gateway', { skip: DICOM_SKIP }
       const body = mutate(dicomFile(name), seed);
       let outcome: string;
       try {
-        await intake.analyseAndKeep(intake.parse(body));
+        await intake.analyseAndKeep(intake.parse(body), '');
         outcome = 'analysed';
       } catch (error) {
         if (!(error instanceof DicomRejected)) {

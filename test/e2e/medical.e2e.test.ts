@@ -264,6 +264,39 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.equal(unknown.status, 404);
   });
 
+  it("STOW-RS: a token that names a tenant reads only that tenant's findings; one that names none reads all", async () => {
+    const study = '1.2.826.0.1.3680043.9.7431.112.1';
+    const instance = rewriteDicom(dicomFile('US1_UNCR.dcm'), { StudyInstanceUID: study });
+    const hospitalA = bearer(tokenFor(['pacs-integration'], { sub: 'pacs-a', tenant: 'hospital-a' }));
+    const hospitalB = bearer(tokenFor(['pacs-integration'], { sub: 'pacs-b', tenant: 'hospital-b' }));
+    const { body, contentType } = multipartRelated([instance]);
+    const stored = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', hospitalA)
+      .set('Content-Type', contentType)
+      .send(body);
+    assert.equal(stored.status, 200, stored.text.slice(0, 300));
+    const findings = (auth: string) => http.get(`/v1/medical/studies/${study}/findings`).set('Authorization', auth);
+    const ofA = await findings(hospitalA);
+    assert.equal(ofA.status, 200);
+    assert.equal((ofA.body as { instances: Findings[] }).instances.length, 1);
+    // Another tenant that knows the UID learns nothing, not even that the study was analysed.
+    const ofB = await findings(hospitalB);
+    assert.equal(ofB.status, 404);
+    assert.equal((ofB.body as Problem).code, 'NOT_FOUND');
+    // The same instance sent by the other tenant is kept beside the first, not over it.
+    const again = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', hospitalB)
+      .set('Content-Type', contentType)
+      .send(body);
+    assert.equal(again.status, 200, again.text.slice(0, 300));
+    assert.equal(((await findings(hospitalB)).body as { instances: Findings[] }).instances.length, 1);
+    assert.equal(((await findings(hospitalA)).body as { instances: Findings[] }).instances.length, 1);
+    // A token without a tenant (a single-tenant site's PACS) reads every tenant's, as with audit events.
+    assert.equal(((await findings(pacs)).body as { instances: Findings[] }).instances.length, 2);
+  });
+
   it('STOW-RS: the same SOP Instance UID twice is analysed once; each later copy fails with 0x0111', async () => {
     const study = '1.2.826.0.1.3680043.9.7431.111.1';
     const instance = rewriteDicom(dicomFile('US1_UNCR.dcm'), { StudyInstanceUID: study });

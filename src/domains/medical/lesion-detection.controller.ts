@@ -9,7 +9,7 @@ import {
   getSchemaPath,
 } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { noteAudit, RequirePermission } from '../../common/access';
+import { noteAudit, principalOf, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { preferredMediaType } from './accept-header.util';
@@ -99,7 +99,7 @@ export class LesionDetectionController {
       });
     }
     noteAudit(request, { inputDigest: this.intake.digest(Buffer.from(studyInstanceUID)) });
-    const findings = await this.intake.studyFindings(studyInstanceUID);
+    const findings = await this.intake.studyFindings(studyInstanceUID, principalOf(request)?.tenant);
     noteAudit(request, {
       output: { study: this.intake.protector.pseudonymUid(studyInstanceUID), instances: findings.instances.length },
     });

@@ -55,14 +55,14 @@ export class MedicalIntakeService {
     return this.detector.analyseImage(image);
   }
 
-  /** Analyses a parsed instance and keeps its findings. */
-  async analyseAndKeep(image: DicomImage): Promise<InstanceAnalysis> {
+  /** Analyses a parsed instance and keeps its findings, under the sender's tenant ('' for none). */
+  async analyseAndKeep(image: DicomImage, tenant: string): Promise<InstanceAnalysis> {
     const analysis = await this.detector.analyseImage(image);
-    await this.keep([analysis.findings]);
+    await this.keep([analysis.findings], tenant);
     return analysis;
   }
 
-  async keep(instances: InstanceFindingsDto[]): Promise<void> {
+  async keep(instances: InstanceFindingsDto[], tenant: string): Promise<void> {
     await this.findings.save(
       instances.map((f) => {
         const row = new MedicalFindingEntity();
@@ -71,6 +71,7 @@ export class MedicalIntakeService {
         row.seriesKey = this.protector.pseudonymUid(f.seriesInstanceUID);
         row.modelName = f.model.name;
         row.modelVersion = f.model.version;
+        row.tenant = tenant;
         row.analysedAt = new Date(f.analysedAt);
         const refs: SealedRefs = {
           studyInstanceUID: f.studyInstanceUID,
@@ -86,8 +87,9 @@ export class MedicalIntakeService {
     );
   }
 
-  async studyFindings(studyInstanceUID: string): Promise<StudyFindingsDto> {
-    const rows = await this.findings.ofStudy(this.protector.pseudonymUid(studyInstanceUID));
+  /** A study's kept findings: for a caller whose token names a tenant, only those that tenant sent. */
+  async studyFindings(studyInstanceUID: string, tenant: string | undefined): Promise<StudyFindingsDto> {
+    const rows = await this.findings.ofStudy(this.protector.pseudonymUid(studyInstanceUID), tenant);
     if (rows.length === 0) throw new AppError('NOT_FOUND', 'no findings are kept for this study');
     return {
       studyInstanceUID,

@@ -308,7 +308,8 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
 
   private async decide(file: Buffer): Promise<Decision> {
     try {
-      const analysis = await this.intake.analyseAndKeep(this.intake.parse(file));
+      // DIMSE carries no token, hence no tenant: kept as a token without one would keep them.
+      const analysis = await this.intake.analyseAndKeep(this.intake.parse(file), '');
       return {
         answer: { status: SUCCESS },
         outcome: 'ok',

@@ -18,6 +18,14 @@ export class MedicalFindingEntity {
   @PrimaryColumn({ name: 'model_version', type: 'varchar', length: 64 })
   modelVersion!: string;
 
+  /**
+   * The tenant claim of the token that sent the instance ('' for none, and for DIMSE, which has no
+   * token): a caller whose token names a tenant reads only that tenant's findings, and two tenants
+   * sending the same instance each keep their own.
+   */
+  @PrimaryColumn({ type: 'varchar', length: 256, default: '' })
+  tenant!: string;
+
   /** Pseudonymised Study Instance UID. */
   @Column({ name: 'study_key', type: 'varchar', length: 64 })
   studyKey!: string;

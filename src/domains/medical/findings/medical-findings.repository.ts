@@ -11,13 +11,18 @@ export class MedicalFindingsRepository {
     this.rows = dataSource.getRepository(MedicalFindingEntity);
   }
 
-  /** A re-sent instance replaces its earlier findings for the same model version. */
+  /** A re-sent instance replaces its earlier findings for the same model version and tenant. */
   async save(rows: MedicalFindingEntity[]): Promise<void> {
     if (rows.length === 0) return;
-    await this.rows.upsert(rows, ['instanceKey', 'modelName', 'modelVersion']);
+    await this.rows.upsert(rows, ['instanceKey', 'modelName', 'modelVersion', 'tenant']);
   }
 
-  async ofStudy(studyKey: string): Promise<MedicalFindingEntity[]> {
-    return this.rows.find({ where: { studyKey }, order: { analysedAt: 'ASC', instanceKey: 'ASC' }, take: 10_000 });
+  /** A study's findings: a tenant's own, or every tenant's when `tenant` is undefined (a token that names none). */
+  async ofStudy(studyKey: string, tenant: string | undefined): Promise<MedicalFindingEntity[]> {
+    return this.rows.find({
+      where: tenant === undefined ? { studyKey } : { studyKey, tenant },
+      order: { analysedAt: 'ASC', instanceKey: 'ASC' },
+      take: 10_000,
+    });
   }
 }

@@ -1,7 +1,7 @@
 import { applyDecorators, Controller, HttpCode, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { noteAudit, RequirePermission } from '../../../common/access';
+import { noteAudit, principalOf, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
 import { notMultipartDicom, STORE_RESPONSE_TYPES, StowService } from './stow.service';
@@ -91,7 +91,7 @@ export class StowController {
     noteAudit(request, { model: this.stow.modelRef(), inputDigest: this.stow.digest(parts) });
     // Decided before any instance is analysed: a 406 runs nothing and stores nothing.
     const type = this.stow.responseType(request.headers.accept);
-    const result = await this.stow.store(parts, study);
+    const result = await this.stow.store(parts, study, principalOf(request)?.tenant ?? '');
     noteAudit(request, { output: result.audit });
     void reply.code(result.status).header('content-type', type);
     return result.response;

@@ -95,7 +95,8 @@ export class StowService {
     );
   }
 
-  async store(parts: MultipartPart[], study: string | undefined): Promise<StowResult> {
+  /** Analyses the parts and keeps their findings under the sender's tenant ('' for a token that names none). */
+  async store(parts: MultipartPart[], study: string | undefined, tenant: string): Promise<StowResult> {
     const stored: StoredInstance[] = [];
     const failed: FailedInstance[] = [];
     const kept: Array<{ study: string; instance: string; lesions: number }> = [];
@@ -105,7 +106,7 @@ export class StowService {
     const worker = async (): Promise<void> => {
       while (next < parts.length) {
         const index = next++;
-        await this.storeOne(parts[index], index + 1, study, { stored, failed, kept, analysedBy });
+        await this.storeOne(parts[index], index + 1, { study, tenant }, { stored, failed, kept, analysedBy });
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, parts.length) }, worker));
@@ -128,7 +129,7 @@ export class StowService {
   private async storeOne(
     part: MultipartPart,
     number: number,
-    study: string | undefined,
+    { study, tenant }: { study: string | undefined; tenant: string },
     { stored, failed, kept, analysedBy }: StowTally,
   ): Promise<void> {
     let image: DicomImage | undefined;
@@ -163,7 +164,7 @@ export class StowService {
         );
       }
       analysedBy.set(image.sopInstanceUID, number);
-      const analysis = await this.intake.analyseAndKeep(image);
+      const analysis = await this.intake.analyseAndKeep(image, tenant);
       stored.push({ sopClassUID: image.sopClassUID, sopInstanceUID: image.sopInstanceUID });
       const summary = this.intake.auditSummary(analysis.findings);
       kept.push({ study: String(summary.study), instance: String(summary.instance), lesions: Number(summary.lesions) });
