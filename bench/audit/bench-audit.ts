@@ -6,6 +6,10 @@
  * included), of the PostgreSQL server and of the load generator, and the ratio audit-on / audit-off
  * (aim: cost under 15% at c=64).
  *
+ * Each gateway is warmed with 6,000 requests and each run times 24,000 (about 3 s at c=64 on the
+ * two-core development machine): V8 and PGlite's WebAssembly reach their steady pace only after a few
+ * thousand requests, and runs of 6,000 (under a second) moved the c=64 ratio by 0.1 from run to run.
+ *
  *   npm run bench:audit            (BENCH_SCALE=0.2 for a quick look)
  */
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -72,7 +76,8 @@ async function main(): Promise<void> {
     { label: 'audit on (PGlite)', env: {} },
     ...(pg ? [{ label: 'audit on (PostgreSQL)', env: { DATABASE_URL: pg.url } }] : []),
   ];
-  const total = Math.max(200, Math.round(6000 * SCALE));
+  const total = Math.max(200, Math.round(24_000 * SCALE));
+  const warmUp = Math.max(200, Math.round(6000 * SCALE));
   console.log(
     `bench/audit on ${availableParallelism()} cores: ${MODEL.name} OIP JSON, ${total} requests per run, ` +
       `${ROUNDS} rounds alternating ${modes.map((m) => m.label).join(' / ')}`,
@@ -85,7 +90,7 @@ async function main(): Promise<void> {
         try {
           const path = `/v2/models/${MODEL.name}/infer`;
           const headers = { 'content-type': 'application/json', authorization: gateway.authorization };
-          await closedLoop(Math.min(500, total), 16, poster(gateway.port, path, body, 16, headers));
+          await closedLoop(warmUp, 16, poster(gateway.port, path, body, 16, headers));
           for (const c of CONCURRENCY) {
             const cpu0 = [processCpuSeconds(gateway.pid), postgresCpuSeconds(), processCpuSeconds(process.pid)];
             const r = await closedLoop(total, c, poster(gateway.port, path, body, c, headers));
