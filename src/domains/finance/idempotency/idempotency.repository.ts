@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { storableJson } from '../../../common/storable-text';
+import { orUnavailable } from '../../../database/storage-unavailable';
 
 export interface StoredAnswer {
   requestDigest: string;
@@ -28,15 +29,17 @@ export class IdempotencyRepository {
   ): Promise<Date | undefined> {
     const now = new Date();
     // Pending rows without a lease were written before leases existed: taken over like expired ones.
-    const rows: unknown[] = await this.dataSource.query(
-      `INSERT INTO idempotency_keys AS k (scope, idempotency_key, request_digest, state, pending_until, created_at, expires_at)
+    const rows: unknown[] = await orUnavailable('the Idempotency-Key could not be claimed', () =>
+      this.dataSource.query(
+        `INSERT INTO idempotency_keys AS k (scope, idempotency_key, request_digest, state, pending_until, created_at, expires_at)
        VALUES ($1, $2, $3, 'pending', $4, $5, $6)
        ON CONFLICT (scope, idempotency_key) DO UPDATE SET
          request_digest = EXCLUDED.request_digest, state = 'pending', pending_until = EXCLUDED.pending_until,
          response_status = NULL, response_body = NULL, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
        WHERE k.expires_at < $5 OR (k.state = 'pending' AND (k.pending_until IS NULL OR k.pending_until < $5))
        RETURNING scope`,
-      [scope, key, requestDigest, new Date(now.getTime() + leaseMs), now, new Date(now.getTime() + ttlMs)],
+        [scope, key, requestDigest, new Date(now.getTime() + leaseMs), now, new Date(now.getTime() + ttlMs)],
+      ),
     );
     return rows.length === 1 ? now : undefined;
   }
@@ -47,9 +50,11 @@ export class IdempotencyRepository {
       state: 'pending' | 'done';
       response_status: number | null;
       response_body: unknown;
-    }> = await this.dataSource.query(
-      'SELECT request_digest, state, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2 AND expires_at >= $3',
-      [scope, key, new Date()],
+    }> = await orUnavailable('the answer kept for the Idempotency-Key could not be read', () =>
+      this.dataSource.query(
+        'SELECT request_digest, state, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2 AND expires_at >= $3',
+        [scope, key, new Date()],
+      ),
     );
     const row = rows[0];
     return row

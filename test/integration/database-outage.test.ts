@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Client } from 'pg';
+import request from 'supertest';
+import { tx } from '../fixtures/finance-data';
+import { bundledModelsDir } from '../fixtures/paths';
+import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+import { until } from '../fixtures/until';
+
+const DATABASE_URL = process.env.DATABASE_URL;
+
+/** A statement waiting this long is cancelled by the server (SQLSTATE 57014), set on the scratch database only. */
+const STATEMENT_TIMEOUT = '1s';
+
+/**
+ * The domains' own queries when the database server fails them while the audit trail still commits
+ * (its commit thread has connections of its own): a session killed in the middle of a statement
+ * (pg_terminate_backend) and a statement cancelled by statement_timeout are each answered 503
+ * problem+json with Retry-After, never a 500, and the next request is served (no restart).
+ */
+describe(
+  'database failures under the domains (PostgreSQL server)',
+  { skip: DATABASE_URL ? false : 'DATABASE_URL is not set' },
+  () => {
+    let scratch: ScratchDatabase;
+    let app: NestFastifyApplication;
+    let modelsDir: string;
+    const http = () => request(app.getHttpServer());
+
+    before(async () => {
+      scratch = await createScratchDatabase(DATABASE_URL!, 'gateway_outage');
+      const admin = new Client({ connectionString: DATABASE_URL });
+      await admin.connect();
+      try {
+        await admin.query(
+          `ALTER DATABASE ${new URL(scratch.url).pathname.slice(1)} SET statement_timeout = '${STATEMENT_TIMEOUT}'`,
+        );
+      } finally {
+        await admin.end();
+      }
+      modelsDir = bundledModelsDir(['finance']);
+      app = await createTestApp({ DATABASE_URL: scratch.url, MODELS_DIR: modelsDir });
+    });
+    after(async () => {
+      await app?.close();
+      await scratch?.drop();
+      if (modelsDir) rmSync(modelsDir, { recursive: true, force: true });
+    });
+
+    /**
+     * Sends the request while `table` is locked, so that the gateway's statement on it waits; then kills
+     * that statement's session, or lets statement_timeout cancel it; the lock goes with the answer.
+     */
+    async function failed(
+      table: string,
+      how: 'killed' | 'timed out',
+      send: () => request.Test,
+    ): Promise<request.Response> {
+      const locker = new Client({ connectionString: scratch.url, application_name: 'outage-test' });
+      await locker.connect();
+      try {
+        await locker.query('BEGIN');
+        await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+        const answer = Promise.resolve(send());
+        const pid = await until(`a gateway statement waiting for ${table}`, async () => {
+          const { rows } = await locker.query<{ pid: number }>(
+            `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+             AND application_name = 'inference-gateway' AND wait_event_type = 'Lock'`,
+          );
+          return rows[0]?.pid;
+        });
+        if (how === 'killed') await locker.query('SELECT pg_terminate_backend($1)', [pid]);
+        return await answer;
+      } finally {
+        await locker.query('ROLLBACK').catch(() => undefined);
+        await locker.end();
+      }
+    }
+
+    function assertUnavailable(res: request.Response, what: string): void {
+      assert.equal(res.status, 503, `${what}: ${res.status} ${JSON.stringify(res.body)}`);
+      assert.match(String(res.headers['content-type']), /^application\/problem\+json/, what);
+      assert.equal(res.headers['retry-after'], '1', what);
+      assert.equal(res.body.code, 'STORAGE_UNAVAILABLE', what);
+      assert.doesNotMatch(
+        JSON.stringify(res.body),
+        /gateway_outage|terminat|statement timeout/,
+        `${what}: driver text leaked`,
+      );
+    }
+
+    it('finance: an Idempotency-Key claim the database fails is a 503 with Retry-After; the retry is scored and kept', async () => {
+      const risk = bearer(tokenFor(['risk-engine'], { sub: 'outage-risk' }));
+      const score = (key: string) =>
+        http().post('/v1/finance/fraud-scores').set('Authorization', risk).set('Idempotency-Key', key).send(tx());
+      for (const how of ['killed', 'timed out'] as const) {
+        const key = `outage-${how.replace(' ', '-')}`;
+        assertUnavailable(await failed('idempotency_keys', how, () => score(key)), `claim ${how}`);
+        const first = await score(key).expect(200);
+        assert.equal(first.headers['idempotent-replayed'], undefined);
+        const again = await score(key).expect(200);
+        assert.equal(again.headers['idempotent-replayed'], 'true');
+        assert.deepEqual(again.body, first.body);
+      }
+    });
+  },
+);
