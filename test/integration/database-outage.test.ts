@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
 import { Client } from 'pg';
 import request from 'supertest';
+import { DICOM_SKIP, dicomFile, multipartRelated } from '../fixtures/dicom-files';
 import { tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
@@ -12,6 +14,7 @@ import { bearer, tokenFor } from '../fixtures/test-auth';
 import { until } from '../fixtures/until';
 
 const DATABASE_URL = process.env.DATABASE_URL;
+dcmjsLog.setLevel('silent');
 
 /** A statement waiting this long is cancelled by the server (SQLSTATE 57014), set on the scratch database only. */
 const STATEMENT_TIMEOUT = '1s';
@@ -42,7 +45,7 @@ describe(
       } finally {
         await admin.end();
       }
-      modelsDir = bundledModelsDir(['finance']);
+      modelsDir = bundledModelsDir(DICOM_SKIP ? ['finance'] : ['finance', 'medical']);
       app = await createTestApp({ DATABASE_URL: scratch.url, MODELS_DIR: modelsDir });
     });
     after(async () => {
@@ -65,15 +68,18 @@ describe(
       try {
         await locker.query('BEGIN');
         await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-        const answer = Promise.resolve(send());
+        let settled = false;
+        const answer = Promise.resolve(send()).finally(() => (settled = true));
+        // An answer that came without waiting for the table is returned as it is, for the caller to assert on.
         const pid = await until(`a gateway statement waiting for ${table}`, async () => {
+          if (settled) return 0;
           const { rows } = await locker.query<{ pid: number }>(
             `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
              AND application_name = 'inference-gateway' AND wait_event_type = 'Lock'`,
           );
           return rows[0]?.pid;
         });
-        if (how === 'killed') await locker.query('SELECT pg_terminate_backend($1)', [pid]);
+        if (how === 'killed' && pid !== 0) await locker.query('SELECT pg_terminate_backend($1)', [pid]);
         return await answer;
       } finally {
         await locker.query('ROLLBACK').catch(() => undefined);
@@ -107,5 +113,31 @@ describe(
         assert.deepEqual(again.body, first.body);
       }
     });
+
+    it(
+      'medical: STOW-RS findings the database does not keep, and a findings read it fails, are 503s with Retry-After',
+      { skip: DICOM_SKIP },
+      async () => {
+        const pacs = bearer(tokenFor(['pacs-integration'], { sub: 'outage-pacs' }));
+        const instance = dicomFile('US1_UNCR.dcm');
+        const ab = instance.buffer.slice(instance.byteOffset, instance.byteOffset + instance.byteLength) as ArrayBuffer;
+        const studyUid = String(dcmjsData.DicomMessage.readFile(ab).dict['0020000D'].Value?.[0]);
+        const { body, contentType } = multipartRelated([instance]);
+        const stow = () =>
+          http().post('/dicomweb/studies').set('Authorization', pacs).set('Content-Type', contentType).send(body);
+        const findings = () => http().get(`/v1/medical/studies/${studyUid}/findings`).set('Authorization', pacs);
+
+        for (const how of ['killed', 'timed out'] as const) {
+          assertUnavailable(await failed('medical_findings', how, stow), `STOW-RS, ${how}`);
+        }
+        // Sent again: kept.
+        await stow().expect(200);
+        for (const how of ['killed', 'timed out'] as const) {
+          assertUnavailable(await failed('medical_findings', how, findings), `findings, ${how}`);
+        }
+        const kept = await findings().expect(200);
+        assert.equal(kept.body.instances.length, 1);
+      },
+    );
   },
 );

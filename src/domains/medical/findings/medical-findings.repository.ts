@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
+import { orUnavailable } from '../../../database/storage-unavailable';
 import { MedicalFindingEntity } from './medical-finding.entity';
 
 /** The one place that touches the medical_findings table. */
@@ -11,18 +12,25 @@ export class MedicalFindingsRepository {
     this.rows = dataSource.getRepository(MedicalFindingEntity);
   }
 
-  /** A re-sent instance replaces its earlier findings for the same model version and tenant. */
+  /**
+   * A re-sent instance replaces its earlier findings for the same model version and tenant. A database
+   * outage is STORAGE_UNAVAILABLE (503): the sender sends the instance again.
+   */
   async save(rows: MedicalFindingEntity[]): Promise<void> {
     if (rows.length === 0) return;
-    await this.rows.upsert(rows, ['instanceKey', 'modelName', 'modelVersion', 'tenant']);
+    await orUnavailable('the findings could not be kept', () =>
+      this.rows.upsert(rows, ['instanceKey', 'modelName', 'modelVersion', 'tenant']),
+    );
   }
 
   /** A study's findings: a tenant's own, or every tenant's when `tenant` is undefined (a token that names none). */
   async ofStudy(studyKey: string, tenant: string | undefined): Promise<MedicalFindingEntity[]> {
-    return this.rows.find({
-      where: tenant === undefined ? { studyKey } : { studyKey, tenant },
-      order: { analysedAt: 'ASC', instanceKey: 'ASC' },
-      take: 10_000,
-    });
+    return orUnavailable('the findings could not be read', () =>
+      this.rows.find({
+        where: tenant === undefined ? { studyKey } : { studyKey, tenant },
+        order: { analysedAt: 'ASC', instanceKey: 'ASC' },
+        take: 10_000,
+      }),
+    );
   }
 }

@@ -30,6 +30,8 @@ interface StowTally {
   failed: FailedInstance[];
   kept: Array<{ study: string; instance: string; lesions: number }>;
   analysedBy: Map<string, number>;
+  /** Set when the database could not keep an instance's findings: the request is answered 503. */
+  unavailable?: AppError;
 }
 
 export interface StowResult {
@@ -102,11 +104,14 @@ export class StowService {
     const kept: Array<{ study: string; instance: string; lesions: number }> = [];
     /** SOP Instance UID -> the part that analyses it. Parts are parsed in order (synchronously), so the first copy wins. */
     const analysedBy = new Map<string, number>();
+    const tally: StowTally = { stored, failed, kept, analysedBy };
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < parts.length) {
+        // A database outage fails the whole request (503, below): the other parts are not analysed for nothing.
+        if (tally.unavailable) throw tally.unavailable;
         const index = next++;
-        await this.storeOne(parts[index], index + 1, { study, tenant }, { stored, failed, kept, analysedBy });
+        await this.storeOne(parts[index], index + 1, { study, tenant }, tally);
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, parts.length) }, worker));
@@ -130,8 +135,9 @@ export class StowService {
     part: MultipartPart,
     number: number,
     { study, tenant }: { study: string | undefined; tenant: string },
-    { stored, failed, kept, analysedBy }: StowTally,
+    tally: StowTally,
   ): Promise<void> {
+    const { stored, failed, kept, analysedBy } = tally;
     let image: DicomImage | undefined;
     try {
       const type = (part.headers['content-type'] ?? 'application/dicom').split(';')[0].trim().toLowerCase();
@@ -169,6 +175,12 @@ export class StowService {
       const summary = this.intake.auditSummary(analysis.findings);
       kept.push({ study: String(summary.study), instance: String(summary.instance), lesions: Number(summary.lesions) });
     } catch (error) {
+      // Findings the database could not keep: the whole request is a 503 with Retry-After, and the PACS
+      // sends it again (a re-sent instance replaces its findings); not a per-instance failure it would not retry.
+      if (error instanceof AppError && error.code === 'STORAGE_UNAVAILABLE') {
+        tally.unavailable ??= error;
+        throw error;
+      }
       // A runtime refusal (queue full, deadline) fails this instance only: the others keep their answers.
       const rejection =
         error instanceof DicomRejected
