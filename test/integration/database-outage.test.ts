@@ -8,6 +8,7 @@ import request from 'supertest';
 import { DICOM_SKIP, dicomFile, multipartRelated } from '../fixtures/dicom-files';
 import { tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
+import { millAsset } from '../fixtures/plant-data';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -45,7 +46,7 @@ describe(
       } finally {
         await admin.end();
       }
-      modelsDir = bundledModelsDir(DICOM_SKIP ? ['finance'] : ['finance', 'medical']);
+      modelsDir = bundledModelsDir(DICOM_SKIP ? ['finance', 'manufacturing'] : ['finance', 'manufacturing', 'medical']);
       app = await createTestApp({ DATABASE_URL: scratch.url, MODELS_DIR: modelsDir });
     });
     after(async () => {
@@ -139,5 +140,30 @@ describe(
         assert.equal(kept.body.instances.length, 1);
       },
     );
+    it('manufacturing: an asset the database does not save or remove is a 503 with Retry-After, and the registry is as it was', async () => {
+      const admin = bearer(tokenFor(['ml-admin', 'plant-operator'], { sub: 'outage-admin' }));
+      const put = (alarm?: { raiseAt: number; clearAt: number; consecutive: number }) =>
+        http()
+          .put('/v1/manufacturing/assets/outage-mill')
+          .set('Authorization', admin)
+          .send(millAsset('outage-mill', alarm));
+      const remove = () => http().delete('/v1/manufacturing/assets/outage-mill').set('Authorization', admin);
+      const alarmOf = async (): Promise<{ raiseAt: number }> =>
+        (await http().get('/v1/manufacturing/assets/outage-mill').set('Authorization', admin).expect(200)).body
+          .alarm as { raiseAt: number };
+
+      await put().expect(200);
+      const changed = { raiseAt: 0.8, clearAt: 0.6, consecutive: 3 };
+      for (const how of ['killed', 'timed out'] as const) {
+        assertUnavailable(await failed('manufacturing_assets', how, () => put(changed)), `PUT, ${how}`);
+        assert.equal((await alarmOf()).raiseAt, 0.5, 'the registry kept the saved asset');
+        assertUnavailable(await failed('manufacturing_assets', how, remove), `DELETE, ${how}`);
+        await alarmOf();
+      }
+      await put(changed).expect(200);
+      assert.equal((await alarmOf()).raiseAt, 0.8);
+      await remove().expect(204);
+      await http().get('/v1/manufacturing/assets/outage-mill').set('Authorization', admin).expect(404);
+    });
   },
 );
