@@ -165,5 +165,25 @@ describe(
       await remove().expect(204);
       await http().get('/v1/manufacturing/assets/outage-mill').set('Authorization', admin).expect(404);
     });
+    it('manufacturing: predictions, alarms and dead letters the database fails to read are 503s with Retry-After', async () => {
+      const admin = bearer(tokenFor(['ml-admin', 'plant-operator'], { sub: 'outage-reader' }));
+      await http()
+        .put('/v1/manufacturing/assets/outage-reads')
+        .set('Authorization', admin)
+        .send(millAsset('outage-reads'))
+        .expect(200);
+      const reads: Array<[string, string]> = [
+        ['manufacturing_predictions', '/v1/manufacturing/assets/outage-reads/predictions'],
+        ['manufacturing_alarms', '/v1/manufacturing/alarms?assetId=outage-reads'],
+        ['manufacturing_dead_letters', '/v1/manufacturing/dead-letters'],
+      ];
+      for (const [table, path] of reads) {
+        const read = () => http().get(path).set('Authorization', admin);
+        for (const how of ['killed', 'timed out'] as const) {
+          assertUnavailable(await failed(table, how, read), `${path}, ${how}`);
+        }
+        await read().expect(200);
+      }
+    });
   },
 );

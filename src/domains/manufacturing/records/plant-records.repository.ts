@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Between, DataSource, LessThan, Repository } from 'typeorm';
 import { storableText } from '../../../common/storable-text';
+import { orUnavailable } from '../../../database/storage-unavailable';
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
@@ -126,7 +127,9 @@ export class PlantRecordsRepository implements OnModuleDestroy {
         afterVersion: after.modelVersion,
       });
     }
-    return query.orderBy('p.at', 'ASC').addOrderBy('p.modelVersion', 'ASC').limit(limit).getMany();
+    return orUnavailable('the predictions could not be read', () =>
+      query.orderBy('p.at', 'ASC').addOrderBy('p.modelVersion', 'ASC').limit(limit).getMany(),
+    );
   }
 
   /** Each asset's last alarm row: its alarm is still active after a restart if that row raised it. */
@@ -142,25 +145,29 @@ export class PlantRecordsRepository implements OnModuleDestroy {
 
   /** Newest first; with `beforeId`, only rows older than that one (the next page). */
   async alarmsOf(assetId: string | undefined, limit: number, beforeId?: string): Promise<AlarmEntity[]> {
-    return this.alarms.find({
-      where: {
-        ...(assetId ? { assetId } : {}),
-        ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
-      },
-      order: { id: 'DESC' },
-      take: limit,
-    });
+    return orUnavailable('the alarms could not be read', () =>
+      this.alarms.find({
+        where: {
+          ...(assetId ? { assetId } : {}),
+          ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
+        },
+        order: { id: 'DESC' },
+        take: limit,
+      }),
+    );
   }
 
   /** Newest first; with `beforeId`, only rows older than that one (the next page). */
   async deadLettersSince(from: Date, limit: number, beforeId?: string): Promise<DeadLetterEntity[]> {
-    return this.deadLetters.find({
-      where: {
-        receivedAt: Between(from, new Date(8.64e15)),
-        ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
-      },
-      order: { id: 'DESC' },
-      take: limit,
-    });
+    return orUnavailable('the dead letters could not be read', () =>
+      this.deadLetters.find({
+        where: {
+          receivedAt: Between(from, new Date(8.64e15)),
+          ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
+        },
+        order: { id: 'DESC' },
+        take: limit,
+      }),
+    );
   }
 }
