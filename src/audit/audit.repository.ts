@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
+import { orUnavailable } from '../database/storage-unavailable';
 import type { AuditRow } from './audit-chain';
 import { AuditEventEntity, AuditOutcome } from './audit-event.entity';
 
@@ -35,22 +36,26 @@ export class AuditRepository {
   }
 
   async writers(): Promise<string[]> {
-    const rows = await this.repo
-      .createQueryBuilder('e')
-      .select('DISTINCT e.writer_id', 'writer_id')
-      .orderBy('writer_id')
-      .getRawMany<{ writer_id: string }>();
+    const rows = await orUnavailable('the audit chains could not be read', () =>
+      this.repo
+        .createQueryBuilder('e')
+        .select('DISTINCT e.writer_id', 'writer_id')
+        .orderBy('writer_id')
+        .getRawMany<{ writer_id: string }>(),
+    );
     return rows.map((r) => r.writer_id);
   }
 
   /** A writer's rows in chain order, `limit` at a time after `afterSeq`. */
   async chainPage(writerId: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]> {
-    const rows = await this.repo
-      .createQueryBuilder('e')
-      .where('e.writer_id = :writerId AND e.seq > :afterSeq', { writerId, afterSeq })
-      .orderBy('e.seq', 'ASC')
-      .limit(limit)
-      .getMany();
+    const rows = await orUnavailable('the audit chains could not be read', () =>
+      this.repo
+        .createQueryBuilder('e')
+        .where('e.writer_id = :writerId AND e.seq > :afterSeq', { writerId, afterSeq })
+        .orderBy('e.seq', 'ASC')
+        .limit(limit)
+        .getMany(),
+    );
     return rows.map(toRow);
   }
 
@@ -64,7 +69,9 @@ export class AuditRepository {
     if (query.outcome) qb.andWhere('e.outcome = :outcome', { outcome: query.outcome });
     if (query.tenant) qb.andWhere('e.tenant = :tenant', { tenant: query.tenant });
     if (query.beforeId) qb.andWhere('e.id < :beforeId', { beforeId: query.beforeId });
-    const rows = await qb.orderBy('e.id', 'DESC').limit(query.limit).getMany();
+    const rows = await orUnavailable('the audit events could not be read', () =>
+      qb.orderBy('e.id', 'DESC').limit(query.limit).getMany(),
+    );
     return rows.map(toRow);
   }
 }

@@ -57,34 +57,45 @@ describe(
 
     /**
      * Sends the request while `table` is locked, so that the gateway's statement on it waits; then kills
-     * that statement's session, or lets statement_timeout cancel it; the lock goes with the answer.
+     * that statement's session, or lets statement_timeout cancel it, and lets the lock go.
      */
     async function failed(
       table: string,
       how: 'killed' | 'timed out',
       send: () => request.Test,
     ): Promise<request.Response> {
+      // The lock is held in a transaction; the gateway's sessions are watched from outside one, since
+      // pg_stat_activity stays as first read for the rest of a transaction.
       const locker = new Client({ connectionString: scratch.url, application_name: 'outage-test' });
+      const watcher = new Client({ connectionString: scratch.url, application_name: 'outage-test' });
       await locker.connect();
+      await watcher.connect();
+      const waiting = async (): Promise<number | undefined> => {
+        const { rows } = await watcher.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+             AND application_name = 'inference-gateway' AND wait_event_type = 'Lock'`,
+        );
+        return rows[0]?.pid;
+      };
       try {
         await locker.query('BEGIN');
         await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
         let settled = false;
         const answer = Promise.resolve(send()).finally(() => (settled = true));
         // An answer that came without waiting for the table is returned as it is, for the caller to assert on.
-        const pid = await until(`a gateway statement waiting for ${table}`, async () => {
-          if (settled) return 0;
-          const { rows } = await locker.query<{ pid: number }>(
-            `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
-             AND application_name = 'inference-gateway' AND wait_event_type = 'Lock'`,
-          );
-          return rows[0]?.pid;
-        });
-        if (how === 'killed' && pid !== 0) await locker.query('SELECT pg_terminate_backend($1)', [pid]);
+        const pid = await until(`a gateway statement waiting for ${table}`, async () => (settled ? 0 : waiting()));
+        if (how === 'killed' && pid !== 0) {
+          const { rows } = await watcher.query<{ killed: boolean }>('SELECT pg_terminate_backend($1) AS killed', [pid]);
+          assert.equal(rows[0].killed, true, 'the waiting session was killed');
+        }
+        // The lock goes as soon as the statement failed: the request's own audit row may need the table.
+        await until(`the statement on ${table} ${how}`, async () => ((await waiting()) === pid ? undefined : true));
+        await locker.query('ROLLBACK');
         return await answer;
       } finally {
         await locker.query('ROLLBACK').catch(() => undefined);
         await locker.end();
+        await watcher.end();
       }
     }
 
@@ -184,6 +195,19 @@ describe(
         }
         await read().expect(200);
       }
+    });
+    it('audit: events and verify the database fails to read are 503s with Retry-After', async () => {
+      const auditor = bearer(tokenFor(['auditor'], { sub: 'outage-auditor' }));
+      for (const path of ['/v1/audit/events', '/v1/audit/verify']) {
+        const read = () => http().get(path).set('Authorization', auditor);
+        await read().expect(200);
+        for (const how of ['killed', 'timed out'] as const) {
+          assertUnavailable(await failed('audit_events', how, read), `${path}, ${how}`);
+        }
+        await read().expect(200);
+      }
+      const report = (await http().get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+      assert.equal(report.valid, true);
     });
   },
 );
