@@ -3,12 +3,14 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
+import { connectAsync, MqttClient } from 'mqtt';
 import { Client } from 'pg';
 import request from 'supertest';
 import { DICOM_SKIP, dicomFile, multipartRelated } from '../fixtures/dicom-files';
 import { tx } from '../fixtures/finance-data';
+import { PlantMqttService } from '../../src/domains/manufacturing/mqtt/plant-mqtt.service';
 import { bundledModelsDir } from '../fixtures/paths';
-import { millAsset } from '../fixtures/plant-data';
+import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -211,3 +213,109 @@ describe(
     });
   },
 );
+
+const MQTT_URL = process.env.MQTT_URL;
+const MQTT_SKIP = !DATABASE_URL ? 'DATABASE_URL is not set' : !MQTT_URL ? 'MQTT_URL is not set' : DATASETS_SKIP;
+
+/**
+ * MQTT while the database refuses connections (ALLOW_CONNECTIONS false, its sessions killed): each
+ * message whose predictions are kept is left unacknowledged, and the broker sends no more than Receive
+ * Maximum (MQTT_MAX_IN_FLIGHT) of those at once. Once the database is back, every reading published,
+ * before, during and after, ends with its prediction stored, without a restart.
+ */
+describe('MQTT ingestion across a database outage (PostgreSQL server, Mosquitto)', { skip: MQTT_SKIP }, () => {
+  const clientId = `gateway-outage-${process.pid}-${Date.now()}`;
+  const topic = 'factory/plant-1/line-b/outage-mqtt/telemetry';
+  let scratch: ScratchDatabase;
+  let name: string;
+  let app: NestFastifyApplication;
+  let modelsDir: string;
+  let publisher: MqttClient;
+
+  /** Runs SQL on the server (not the scratch database, which may be refusing connections). */
+  async function onServer(sql: string): Promise<void> {
+    const admin = new Client({ connectionString: DATABASE_URL });
+    await admin.connect();
+    try {
+      await admin.query(sql);
+    } finally {
+      await admin.end();
+    }
+  }
+  async function stored(): Promise<number> {
+    const db = new Client({ connectionString: scratch.url });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ n: string }>(
+        `SELECT count(*) AS n FROM manufacturing_predictions WHERE asset_id = 'outage-mqtt'`,
+      );
+      return Number(rows[0].n);
+    } finally {
+      await db.end();
+    }
+  }
+
+  before(async () => {
+    scratch = await createScratchDatabase(DATABASE_URL!, 'gateway_outage_mqtt');
+    name = new URL(scratch.url).pathname.slice(1);
+    modelsDir = bundledModelsDir(['manufacturing']);
+    app = await createTestApp({
+      DATABASE_URL: scratch.url,
+      MODELS_DIR: modelsDir,
+      MQTT_URL: MQTT_URL!,
+      MQTT_CLIENT_ID: clientId,
+      MQTT_MAX_IN_FLIGHT: '4',
+    });
+    await app.get(PlantMqttService).subscribed;
+    publisher = await connectAsync(MQTT_URL!, { clientId: `${clientId}-pub`, clean: true });
+  });
+  after(async () => {
+    // Whatever happened, the database takes connections again before it is dropped.
+    if (name) await onServer(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+    await app?.close();
+    await publisher?.endAsync();
+    // Drop the gateway's persistent session so the broker does not keep queueing for it.
+    if (MQTT_URL) await (await connectAsync(MQTT_URL, { clientId, clean: true })).endAsync();
+    await scratch?.drop();
+    if (modelsDir) rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it('messages left unacknowledged while the database was away do not stop the stream once it is back', async () => {
+    await request(app.getHttpServer())
+      .put('/v1/manufacturing/assets/outage-mqtt')
+      .set('Authorization', bearer(tokenFor(['ml-admin'])))
+      .send(millAsset('outage-mqtt'))
+      .expect(200);
+    const values = ai4iReadings(false, 20);
+    const t0 = Date.now() - 60_000;
+    let sent = 0;
+    const publish = () =>
+      publisher.publishAsync(topic, JSON.stringify([{ timestamp: t0 + sent * 100, values: values[sent++] }]), {
+        qos: 1,
+      });
+    await publish();
+    await until('the first prediction stored', async () => ((await stored()) === 1 ? true : undefined));
+
+    await onServer(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+    try {
+      await onServer(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name}'`);
+      // Twice the in-flight window: the broker holds back the rest behind those left unacknowledged.
+      for (let i = 0; i < 8; i++) await publish();
+      const unacked = async () =>
+        (await request(app.getHttpServer()).get('/metrics')).text.match(
+          /^gateway_mqtt_messages_total\{kind="json",outcome="unacked"\} (\d+)/m,
+        )?.[1];
+      await until('the in-flight window filled with unacknowledged messages', async () =>
+        Number(await unacked()) >= 4 ? true : undefined,
+      );
+    } finally {
+      await onServer(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+    }
+    for (let i = 0; i < 4; i++) await publish();
+    await until(
+      `all ${sent} readings predicted and stored`,
+      async () => ((await stored()) === sent ? true : undefined),
+      60_000,
+    );
+  });
+});

@@ -185,6 +185,16 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     );
   }
 
+  /**
+   * Accepted readings whose predictions are not stored yet: rows kept for predicting again, and
+   * predictions the database has not taken yet. Zero once everything accepted is in the database.
+   */
+  keptRows(): number {
+    let rows = this.records.keptPredictions;
+    for (const rt of this.runtimes.values()) rows += rt.unpredicted.length;
+    return rows;
+  }
+
   /** Called for every alarm raised or cleared, before it is streamed (storage, audit, MQTT publish). */
   onAlarm(hook: (event: AlarmEvent) => Promise<void>): void {
     this.alarmHooks.push(hook);

@@ -22,6 +22,14 @@ const REBIRTH_INTERVAL_MS = 5000;
  */
 const ACK_DEFERRED = new Error('acknowledged later, in arrival order');
 
+/** How often a connection holding unacknowledged messages checks whether their readings are stored. */
+const STRANDED_CHECK_MS = 1000;
+/**
+ * A session resumed again soon after the last waits twice as long each time, up to this: a message that
+ * can never be acknowledged (a bug, not an outage) costs a reconnection a minute, not one a second.
+ */
+const MAX_RESUME_BACKOFF_MS = 60_000;
+
 /** A message taken from the broker, from arrival until its acknowledgement is sent (or withheld). */
 interface Delivery {
   messageId: number | undefined;
@@ -67,6 +75,10 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   /** mqtt.js's go-ahead for reading the next packet, held while MQTT_MAX_IN_FLIGHT messages are in hand. */
   private resumeReading: (() => void) | undefined;
   private readonly rebirthAsked = new RebirthRequests(REBIRTH_INTERVAL_MS);
+  /** Watches a connection that holds messages left unacknowledged, to resume the session once they are stored. */
+  private strandedWatch: NodeJS.Timeout | undefined;
+  private lastResumeAt = 0;
+  private resumeBackoffMs = STRANDED_CHECK_MS;
   private markSubscribed!: () => void;
   /** Settles once the first subscription is granted (tests wait on it; nothing published before is queued for us). */
   readonly subscribed = new Promise<void>((resolve) => (this.markSubscribed = resolve));
@@ -75,7 +87,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     private readonly config: AppConfig,
     private readonly stream: PlantStream,
     registry: AssetRegistry,
-    records: PlantRecordsRepository,
+    private readonly records: PlantRecordsRepository,
     metrics: MetricsService,
     readiness: ReadinessService,
   ) {
@@ -137,6 +149,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       const work = this.onMessage(packet).then((acknowledge) => {
         delivery.settled = true;
         delivery.acknowledge = acknowledge;
+        if (!acknowledge) this.resumeWhenStored(client, delivery.stream);
         this.handling.delete(work);
         this.releaseAcknowledgements(client);
       });
@@ -168,8 +181,51 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     client.connect();
   }
 
+  /**
+   * A message left unacknowledged (its readings kept while the database or the runtime refused them)
+   * holds one of the Receive Maximum slots the broker gives this connection, and the broker sends it
+   * again only on a new connection: enough of them and the broker sends nothing more. So once what was
+   * kept is stored and the database answers, the session is resumed on a new connection; the broker
+   * then sends those messages again (their readings duplicates, acknowledged) and goes on with the rest.
+   */
+  private resumeWhenStored(client: MqttClient, stream: unknown): void {
+    if (this.strandedWatch || this.closing) return;
+    let probing = false;
+    this.strandedWatch = setInterval(() => {
+      if (this.closing || this.client !== client || client.stream !== stream) {
+        // Shutting down, or already on a new connection, on which the broker sent them again.
+        clearInterval(this.strandedWatch);
+        this.strandedWatch = undefined;
+        return;
+      }
+      if (probing || !client.connected || this.stream.keptRows() > 0) return;
+      if (Date.now() - this.lastResumeAt < this.resumeBackoffMs) return;
+      probing = true;
+      this.records.ping().then(
+        () => {
+          probing = false;
+          if (this.closing || this.client !== client || client.stream !== stream) return;
+          clearInterval(this.strandedWatch);
+          this.strandedWatch = undefined;
+          const now = Date.now();
+          this.resumeBackoffMs =
+            now - this.lastResumeAt < 2 * this.resumeBackoffMs
+              ? Math.min(MAX_RESUME_BACKOFF_MS, this.resumeBackoffMs * 2)
+              : STRANDED_CHECK_MS;
+          this.lastResumeAt = now;
+          this.logger.log({ msg: 'MQTT session resumed on a new connection: unacknowledged messages come again' });
+          client.reconnect();
+        },
+        () => (probing = false),
+      );
+    }, STRANDED_CHECK_MS);
+    this.strandedWatch.unref();
+  }
+
   /** Ends the connection without unsubscribing: the broker keeps queueing for this session while we are down. */
   async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.strandedWatch);
+    this.strandedWatch = undefined;
     const client = this.client;
     if (!client) return;
     this.client = undefined;

@@ -53,6 +53,16 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     this.writer.close();
   }
 
+  /** Predictions of failed INSERTs not committed yet (written again until the database takes them). */
+  get keptPredictions(): number {
+    return this.writer.kept;
+  }
+
+  /** Resolves when the database answers. */
+  async ping(): Promise<void> {
+    await this.dataSource.query('SELECT 1');
+  }
+
   /** Resolves once the rows are committed; rows written meanwhile by other callers share the INSERT. */
   addPredictions(rows: PredictionRow[]): Promise<void> {
     return this.writer.write(rows);

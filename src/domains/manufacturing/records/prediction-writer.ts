@@ -36,6 +36,8 @@ export class PredictionWriter {
   private queue: Pending[] = [];
   private running: Promise<void> | undefined;
   private retryRows: PredictionRow[] = [];
+  /** Rows of failed INSERTs being written again now. */
+  private retrying = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
   private readonly firstRetryDelayMs: number;
@@ -51,6 +53,11 @@ export class PredictionWriter {
   /** Rows waiting to be written again after a failed INSERT. */
   get waitingForRetry(): number {
     return this.retryRows.length;
+  }
+
+  /** Rows of failed INSERTs not committed yet: waiting, or being written again. */
+  get kept(): number {
+    return this.retryRows.length + this.retrying;
   }
 
   /** Stops retrying (shutdown); rows still waiting are not written. */
@@ -84,6 +91,8 @@ export class PredictionWriter {
         count += next.rows.length;
       }
       const rows = group.length === 1 ? group[0].rows : group.flatMap((p) => p.rows);
+      const retrying = group.reduce((n, p) => n + (p.retry ? p.rows.length : 0), 0);
+      this.retrying += retrying;
       try {
         for (let i = 0; i < rows.length; i += MAX_ROWS_PER_INSERT) {
           await this.insert(rows.length <= MAX_ROWS_PER_INSERT ? rows : rows.slice(i, i + MAX_ROWS_PER_INSERT));
@@ -93,6 +102,8 @@ export class PredictionWriter {
       } catch (error) {
         this.keepForRetry(rows);
         for (const p of group) p.done(error as Error);
+      } finally {
+        this.retrying -= retrying;
       }
     }
     this.running = undefined;
