@@ -45,7 +45,7 @@ describe('back-pressure, deadlines and worker loss over HTTP', () => {
     }
   });
 
-  it('a worker that dies is replaced, readiness reflects it, and service resumes', async () => {
+  it('a worker that dies is replaced, readiness (server and model) reflects it, and service resumes', async () => {
     const app = await createTestApp();
     try {
       const http = authedHttp(app);
@@ -55,9 +55,16 @@ describe('back-pressure, deadlines and worker loss over HTTP', () => {
       await pool.slots[0].worker.terminate();
       const during = await http.get('/health/ready');
       assert.equal(during.status, 503, 'not ready while the replacement loads');
+      // OIP model ready is its status (Triton's and KServe's clients read only that): no worker, no model.
+      for (const path of ['/v2/models/fixture-linear/ready', '/v2/models/fixture-linear/versions/2/ready']) {
+        const model = await http.get(path);
+        assert.equal(model.status, 503, `${path} while the replacement loads`);
+        assert.deepEqual(model.body, { name: 'fixture-linear', ready: false });
+      }
       let ready = during.status;
       for (let i = 0; i < 2000 && ready !== 200; i++) ready = (await http.get('/health/ready')).status;
       assert.equal(ready, 200, 'ready again once the replacement worker has loaded every model');
+      await http.get('/v2/models/fixture-linear/ready').expect(200, { name: 'fixture-linear', ready: true });
       const res = await http.post('/v2/models/fixture-linear/infer').send(LINEAR).expect(200);
       assert.deepEqual(res.body.outputs[0].data, [9, 1]);
     } finally {

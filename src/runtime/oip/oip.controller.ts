@@ -61,6 +61,28 @@ const ApiInferResponse = (): MethodDecorator =>
     }),
   );
 
+/**
+ * A model-ready route answers 503 with its readiness body while no worker serves the model (one is being
+ * replaced), besides the error any protected route can answer 503 with (audit trail down).
+ */
+const ApiModelNotReady = (): MethodDecorator =>
+  applyDecorators(
+    ApiExtraModels(OipReadyDto, OipErrorDto),
+    ApiServiceUnavailableResponse({
+      // Joined to the description OipErrors gives 503.
+      description:
+        'Or, with `ready: false` and no Retry-After: no inference worker has the model loaded (one is being replaced)',
+      content: {
+        'application/json': {
+          schema: { oneOf: [{ $ref: getSchemaPath(OipReadyDto) }, { $ref: getSchemaPath(OipErrorDto) }] },
+        },
+      },
+      headers: {
+        'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } },
+      },
+    }),
+  );
+
 /** Errors of a protected /v2 route, and those of `more`: `{"error": "..."}` as application/json. */
 const OipErrors = (...more: number[]): MethodDecorator & ClassDecorator =>
   ApiErrorResponses('application/json', OipErrorDto, [...PROTECTED_ROUTE_ERRORS, ...more]);
@@ -136,18 +158,29 @@ export class OipController {
   @RequirePermission('models:read', 'model.ready')
   @ApiBearerAuth()
   @ApiOkResponse({ type: OipReadyDto })
+  @ApiModelNotReady()
   @OipErrors(404)
-  modelReady(@Param('name') name: string): OipReadyDto {
-    return this.oip.modelReady(name);
+  modelReady(
+    @Param('name') name: string,
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): OipReadyDto {
+    return readiness(this.oip.modelReady(name), request, reply);
   }
 
   @Get('models/:name/versions/:version/ready')
   @RequirePermission('models:read', 'model.ready')
   @ApiBearerAuth()
   @ApiOkResponse({ type: OipReadyDto })
+  @ApiModelNotReady()
   @OipErrors(404)
-  versionReady(@Param('name') name: string, @Param('version') version: string): OipReadyDto {
-    return this.oip.modelReady(name, version);
+  versionReady(
+    @Param('name') name: string,
+    @Param('version') version: string,
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): OipReadyDto {
+    return readiness(this.oip.modelReady(name, version), request, reply);
   }
 
   @Post('models/:name/infer')
@@ -186,6 +219,18 @@ export class OipController {
   ): Promise<OipInferResponseDto | Buffer> {
     return send(await this.oip.infer(name, version, body, headerLength, auditInto(request)), reply);
   }
+}
+
+/**
+ * The protocol's answer is the status: 200 is ready, anything else is not (Triton's and KServe's clients
+ * read only the status). Not ready is 503, as /v2/health/ready answers, with the same body saying so.
+ */
+function readiness(answer: OipReadyDto, request: FastifyRequest, reply: FastifyReply): OipReadyDto {
+  if (!answer.ready) {
+    void reply.status(503);
+    noteAudit(request, { reason: 'model not ready: no inference worker has it loaded' });
+  }
+  return answer;
 }
 
 function auditInto(request: FastifyRequest): (note: AuditNote) => void {
