@@ -12,6 +12,7 @@ import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
 import { refuseEncodedBodies } from './common/http/content-encoding';
 import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads';
+import { registerGracefulClose } from './common/http/graceful-close';
 import { clientErrorHandler } from './common/http/client-errors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
 import { registerRouteCatalog } from './common/http/route-catalog';
@@ -38,7 +39,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     genReqId: requestIdFor,
     requestIdHeader: false,
     logger: false,
-    return503OnClosing: true,
+    // Not Fastify's own JSON 503 during the close: registerGracefulClose answers those requests.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // A slow upload cannot hold a socket (and its partial body) forever: 408 after this.
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
@@ -86,22 +88,17 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   registerRouteCatalog(fastify);
   // First, so that an answer refused by any later hook carries them too.
   registerSecurityHeaders(fastify);
-  // Graceful shutdown: requests in flight finish, and their keep-alive sockets close after the answer
-  // instead of holding the server open until the keep-alive timeout.
-  let closing = false;
-  fastify.addHook('preClose', (done) => {
-    closing = true;
-    done();
-  });
+  const gracefulClose = registerGracefulClose(fastify);
   fastify.addHook('onSend', (request, reply, payload, done) => {
     void reply.header(REQUEST_ID_HEADER, request.id);
-    if (closing) void reply.header('Connection', 'close');
     done(null, payload);
   });
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   // Who is calling, before any body is read (after the audit hook, which counts the request first).
   registerAccessHook(fastify, app.get(JwtVerifier));
+  // A request that arrives once the close has begun: refused, audited with its caller.
+  gracefulClose.refuseLateRequests();
   refuseEncodedBodies(fastify);
   // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
   registerBodyBudget(fastify, app.get(UploadBudget), (request) =>
