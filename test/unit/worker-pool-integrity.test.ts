@@ -84,3 +84,21 @@ describe('a worker loads only the model bytes the manifest vouches for', () => {
     }
   });
 });
+
+describe('closing the pool', () => {
+  it('lets a replacement worker still loading finish before it stops the workers', async () => {
+    // Terminated while ONNX Runtime created a session, such a worker took the process down
+    // ("terminate called after throwing an instance of 'Napi::Error'"), so close waits for its load.
+    let loads = 0;
+    const pool = new WorkerPool(1, await loadOf(join(FIXTURE_LINEAR, '2', 'model.onnx')), {
+      onWorkerReady: () => void loads++,
+    });
+    await pool.start();
+    const slots = (pool as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots;
+    await slots[0].worker.terminate();
+    assert.equal(pool.readyWorkers, 0, 'the replacement is loading');
+    await pool.close();
+    assert.equal(loads, 2, 'the replacement finished loading before it was stopped');
+    await assert.rejects(pool.run('fixture-linear@2', {}), /closed/);
+  });
+});

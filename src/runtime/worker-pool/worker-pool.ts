@@ -23,6 +23,8 @@ interface Slot {
   worker: Worker;
   ready: boolean;
   tasks: Map<number, Task>;
+  /** Settles once the worker has loaded its models, failed to, or exited. */
+  settled: Promise<void>;
 }
 
 export interface WorkerPoolEvents {
@@ -82,22 +84,34 @@ export class WorkerPool {
     });
   }
 
+  /**
+   * Fails what is waiting and stops every worker. A worker still loading (a replacement for one that
+   * died, or a boot that is being abandoned) is let finish first: terminated while ONNX Runtime creates
+   * a session, it took the whole process down (`terminate called after throwing an instance of
+   * 'Napi::Error'`). SHUTDOWN_GRACE_MS bounds the wait.
+   */
   async close(): Promise<void> {
     this.closed = true;
     for (const task of this.pending.splice(0)) task.reject(new WorkerFailure('worker pool closed'));
+    await Promise.all(this.slots.filter((s) => !s.ready).map((s) => s.settled));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 
   private spawn(index: number): Promise<LoadedModel[]> {
     const worker = new Worker(this.workerFile);
-    const slot: Slot = { index, worker, ready: false, tasks: new Map() };
+    const slot = { index, worker, ready: false, tasks: new Map() } as Slot;
     this.slots[index] = slot;
-    return new Promise((resolve, reject) => {
+    const loading = new Promise<LoadedModel[]>((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg, resolve, reject));
       worker.on('error', (error) => this.onExit(slot, `error: ${error.message}`, reject));
       worker.on('exit', (code) => this.onExit(slot, `exited with code ${code}`, reject));
       worker.postMessage(this.load);
     });
+    slot.settled = loading.then(
+      () => undefined,
+      () => undefined,
+    );
+    return loading;
   }
 
   private onMessage(
@@ -135,11 +149,12 @@ export class WorkerPool {
     slot.ready = false;
     for (const task of slot.tasks.values()) task.reject(new WorkerFailure(`inference worker ${reason}`));
     slot.tasks.clear();
-    if (this.closed) return;
     if (!wasReady) {
+      // Settled even while closing, which may be waiting for this load.
       failed(new WorkerFailure(`inference worker ${reason} while loading models`));
       return;
     }
+    if (this.closed) return;
     this.events.onWorkerLost?.(slot.index, reason);
     this.spawn(slot.index).catch((error: Error) => this.events.onWorkerLost?.(slot.index, error.message));
   }
