@@ -99,7 +99,8 @@ export class WorkerPool {
 
   private spawn(index: number): Promise<LoadedModel[]> {
     const worker = new Worker(this.workerFile);
-    const slot = { index, worker, ready: false, tasks: new Map() } as Slot;
+    // `settled` is the load below, set once it exists (nothing reads it before).
+    const slot: Slot = { index, worker, ready: false, tasks: new Map(), settled: Promise.resolve() };
     this.slots[index] = slot;
     const loading = new Promise<LoadedModel[]>((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg, resolve, reject));
