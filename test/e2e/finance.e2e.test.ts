@@ -131,6 +131,73 @@ describe('finance: fraud scoring and credit assessment', () => {
     assert.deepEqual(a.result.topFeatures, single.topFeatures);
   });
 
+  it('batch: a repeated transactionId is scored once; each later item with it gets its own error naming the first', async () => {
+    const res = await post('fraud-scores/batch', {
+      transactions: [
+        tx({ transactionId: 'dup-a' }),
+        tx({ transactionId: 'dup-b' }),
+        tx({ transactionId: 'dup-a' }), // the same transaction again
+        tx({ transactionId: 'dup-b', amount: 9_999, features: features(0.5) }), // another one under the same id
+        tx({ transactionId: 'dup-c' }),
+        tx({ transactionId: 'dup-a', amount: 1 }), // names the scored item, not the repeat before it
+      ],
+    }).expect(200);
+    assert.equal(res.body.scored, 3);
+    assert.equal(res.body.failed, 3);
+    const items = res.body.items as Array<{ index: number; result?: { transactionId: string }; error?: unknown }>;
+    assert.deepEqual(
+      items.map((i) => [i.index, i.result?.transactionId]),
+      [
+        [0, 'dup-a'],
+        [1, 'dup-b'],
+        [2, undefined],
+        [3, undefined],
+        [4, 'dup-c'],
+        [5, undefined],
+      ],
+    );
+    const duplicate = (first: number) => ({
+      code: 'DUPLICATE_TRANSACTION_ID',
+      detail: `transactionId: already sent as item ${first} of this batch`,
+      errors: [{ field: 'transactionId', reason: `already sent as item ${first} of this batch` }],
+    });
+    assert.deepEqual([items[2].error, items[3].error, items[5].error], [duplicate(0), duplicate(1), duplicate(0)]);
+    // The scored ones score as they would alone.
+    const single = (await post('fraud-scores', tx({ transactionId: 'dup-b' })).expect(200)).body;
+    assert.equal(res.body.items[1].result.fraudProbability, single.fraudProbability);
+    const [row] = await app
+      .get(DataSource)
+      .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+    assert.deepEqual(
+      [row.output_summary.transactions, row.output_summary.scored, row.output_summary.failed],
+      [6, 3, 3],
+    );
+    const decisions = Object.values(row.output_summary.decisions as Record<string, number>);
+    assert.equal(
+      decisions.reduce((a, b) => a + b, 0),
+      3,
+    );
+  });
+
+  it('batch: an invalid item holds no transactionId; the first valid item with it is the one scored', async () => {
+    const res = await post('fraud-scores/batch', {
+      transactions: [
+        tx({ transactionId: 'inv-a', currency: 'ZZZ' }),
+        tx({ transactionId: 'inv-a' }),
+        tx({ transactionId: 'inv-a', cardToken: '4111111111111111' }),
+        tx({ transactionId: 'inv-a' }),
+      ],
+    }).expect(200);
+    const outcomes = res.body.items.map(
+      (i: { result?: unknown; error?: { code: string } }) => i.error?.code ?? 'scored',
+    );
+    assert.deepEqual(outcomes, ['VALIDATION_FAILED', 'scored', 'PAN_DETECTED', 'DUPLICATE_TRANSACTION_ID']);
+    assert.deepEqual(res.body.items[3].error.errors, [
+      { field: 'transactionId', reason: 'already sent as item 1 of this batch' },
+    ]);
+    assert.deepEqual([res.body.scored, res.body.failed], [1, 3]);
+  });
+
   it('batch: its audit row holds the keyed digest of the whole body (in canonical form) and the counts', async () => {
     const body = { transactions: [tx({ transactionId: 'x' }), tx({ transactionId: 'y', currency: 'ZZZ' })] };
     const res = await post('fraud-scores/batch', body).expect(200);
@@ -284,6 +351,28 @@ describe('finance: fraud scoring and credit assessment', () => {
       assert.equal(again.headers['idempotent-replayed'], 'true');
       // The answer as first sent, byte for byte (its keys in the same order).
       assert.equal(again.text, first.text);
+    });
+
+    it('a batch with a repeated transactionId replays as first answered, its replay audited with the counts', async () => {
+      const body = { transactions: [tx({ transactionId: 'rb-1' }), tx({ transactionId: 'rb-1', amount: 3 })] };
+      const send = () =>
+        http
+          .post('/v1/finance/fraud-scores/batch')
+          .set('Authorization', engine)
+          .set('Idempotency-Key', 'batch-duplicate-1')
+          .send(body);
+      const first = await send().expect(200);
+      assert.equal(first.body.items[1].error.code, 'DUPLICATE_TRANSACTION_ID');
+      const again = await send().expect(200);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.equal(again.text, first.text);
+      const [row] = await app
+        .get(DataSource)
+        .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [again.headers['x-request-id']]);
+      assert.deepEqual(
+        [row.output_summary.transactions, row.output_summary.scored, row.output_summary.failed],
+        [2, 1, 1],
+      );
     });
   });
 });

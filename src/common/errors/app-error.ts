@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'AUDIT_UNAVAILABLE'
   | 'PAN_DETECTED'
+  | 'DUPLICATE_TRANSACTION_ID'
   | 'IDEMPOTENCY_KEY_REUSED'
   | 'IDEMPOTENCY_IN_PROGRESS'
   | 'DICOM_INVALID'
@@ -87,6 +88,9 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 503, title: 'Audit trail unavailable' };
     case 'PAN_DETECTED':
       return { status: 422, title: 'Card number refused' };
+    case 'DUPLICATE_TRANSACTION_ID':
+      // Today only a fraud batch item's error (the batch itself is answered 200).
+      return { status: 422, title: 'Transaction id already sent in this batch' };
     case 'IDEMPOTENCY_KEY_REUSED':
       return { status: 422, title: 'Idempotency key reused with a different request' };
     case 'IDEMPOTENCY_IN_PROGRESS':

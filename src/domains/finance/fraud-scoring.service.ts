@@ -3,16 +3,14 @@ import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, writeOcclusionRows } from './attribution.util';
 import { FeaturePlan, featurePlan, writePlannedRow } from './feature-vector.util';
 import { FinanceModels, FRAUD_MODEL, reported as round, ScoringModel } from './finance-models';
+import { batchItemErrors } from './fraud-batch.util';
 import {
-  BatchItemErrorDto,
   FeatureContributionDto,
   FraudBatchItemDto,
   FraudDecision,
   FraudScoreDto,
   FraudScoreRequestDto,
 } from './fraud-score.dto';
-import { fraudItemErrors } from './fraud-item.schema';
-import { panRefusal } from './pan-guard.util';
 import { ShadowScorer } from './shadow-scorer';
 
 const TOP_FEATURES = 5;
@@ -134,37 +132,21 @@ export class FraudScoringService implements OnModuleInit {
     return { scores, shadow };
   }
 
-  /** Validates each item on its own: a bad one gets its error, the others are scored. */
+  /**
+   * Checks each item on its own and its transactionId against the valid items before it
+   * (batchItemErrors): one with an error gets it, the others are scored.
+   */
   async scoreBatch(items: unknown[]): Promise<{ items: FraudBatchItemDto[]; shadow?: ShadowVerdict[] }> {
     const valid: Array<{ index: number; dto: FraudScoreRequestDto }> = [];
-    const answers: FraudBatchItemDto[] = items.map((item, index) => {
-      const error = validateItem(item);
+    const answers: FraudBatchItemDto[] = batchItemErrors(items).map((error, index) => {
       if (error) return { index, error };
-      valid.push({ index, dto: item as FraudScoreRequestDto });
+      valid.push({ index, dto: items[index] as FraudScoreRequestDto });
       return { index };
     });
     const { scores, shadow } = await this.scoreMany(valid.map((v) => v.dto));
     valid.forEach((v, k) => (answers[v.index].result = scores[k]));
     return { items: answers, shadow };
   }
-}
-
-/** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
-const WHOLE_ITEM = '(item)';
-
-function validateItem(item: unknown): BatchItemErrorDto | undefined {
-  const refusal = panRefusal(item);
-  if (refusal) {
-    const errors = refusal.fields.map((f) => (f.field === '' ? { ...f, field: WHOLE_ITEM } : f));
-    return { code: refusal.code, detail: refusal.detail, errors };
-  }
-  if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-    const reason = 'each transaction must be an object';
-    return { code: 'VALIDATION_FAILED', detail: `${WHOLE_ITEM}: ${reason}`, errors: [{ field: WHOLE_ITEM, reason }] };
-  }
-  const fields = fraudItemErrors(item);
-  if (fields.length === 0) return undefined;
-  return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
 }
 
 /** One standardised row per request, by a model's own feature plan (a challenger's). */

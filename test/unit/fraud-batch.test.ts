@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { batchItemErrors } from '../../src/domains/finance/fraud-batch.util';
+import { tx } from '../fixtures/finance-data';
+
+/** Each item as `scored` or `<code> <field>: <reason>` (its first error). */
+const outcomes = (items: unknown[]): string[] =>
+  batchItemErrors(items).map((e) => (e ? `${e.code} ${e.errors[0].field}: ${e.errors[0].reason}` : 'scored'));
+
+const repeat = (first: number) => `DUPLICATE_TRANSACTION_ID transactionId: already sent as item ${first} of this batch`;
+
+describe('fraud batch items: a transactionId is scored once per batch', () => {
+  it('the first item with an id is scored; each later one, identical or not, names it', () => {
+    assert.deepEqual(
+      outcomes([
+        tx({ transactionId: 'a' }),
+        tx({ transactionId: 'b' }),
+        tx({ transactionId: 'a' }),
+        tx({ transactionId: 'b', amount: 7 }),
+        tx({ transactionId: 'a', currency: 'USD' }),
+      ]),
+      ['scored', 'scored', repeat(0), repeat(1), repeat(0)],
+    );
+  });
+
+  it('an invalid item holds no id: the first valid one with it is scored, and an invalid repeat keeps its own error', () => {
+    assert.deepEqual(
+      outcomes([
+        tx({ transactionId: 'a', amount: -1 }),
+        tx({ transactionId: 'a', cardToken: '4111111111111111' }),
+        tx({ transactionId: 'a' }),
+        tx({ transactionId: 'a', currency: 'ZZZ' }),
+        tx({ transactionId: 'a' }),
+      ]),
+      [
+        'VALIDATION_FAILED amount: must be >= 0',
+        'PAN_DETECTED cardToken: looks like a card number (PAN); never send one',
+        'scored',
+        'VALIDATION_FAILED currency: must be equal to one of the allowed values',
+        repeat(2),
+      ],
+    );
+  });
+
+  it('ids are compared exactly, and names of Object.prototype members are ids like any other', () => {
+    assert.deepEqual(
+      outcomes([
+        tx({ transactionId: 'TX-1' }),
+        tx({ transactionId: 'tx-1' }),
+        tx({ transactionId: '__proto__' }),
+        tx({ transactionId: 'constructor' }),
+        tx({ transactionId: '__proto__' }),
+        tx({ transactionId: 'toString' }),
+      ]),
+      ['scored', 'scored', 'scored', 'scored', repeat(2), 'scored'],
+    );
+  });
+
+  it('items that are not objects are their own errors and hold no id', () => {
+    assert.deepEqual(outcomes([null, 'a', tx({ transactionId: 'a' })]), [
+      'VALIDATION_FAILED (item): each transaction must be an object',
+      'VALIDATION_FAILED (item): each transaction must be an object',
+      'scored',
+    ]);
+  });
+});
