@@ -17,6 +17,7 @@ import {
   MinLength,
   ValidateNested,
 } from 'class-validator';
+import type { ErrorCode } from '../../common/errors/app-error';
 
 /**
  * ISO 4217 codes of currencies in circulation (2026), fixed here rather than taken from Node's ICU
@@ -289,7 +290,11 @@ export class FraudScoreRequestDto {
 }
 
 export class FraudBatchRequestDto {
-  /** Up to 10,000 transactions; each is validated and scored on its own. */
+  /**
+   * Up to 10,000 transactions; each is validated and scored on its own. A transactionId is scored once
+   * per batch: the first valid item with it is scored, each later valid one gets the error
+   * DUPLICATE_TRANSACTION_ID naming that item's index.
+   */
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(MAX_BATCH_TRANSACTIONS)
@@ -332,9 +337,21 @@ export class FraudScoreDto extends FraudItemScoreDto {
   requestId!: string;
 }
 
+/** The codes a batch item's error carries. */
+export const BATCH_ITEM_ERROR_CODES = [
+  'VALIDATION_FAILED',
+  'PAN_DETECTED',
+  'DUPLICATE_TRANSACTION_ID',
+] as const satisfies readonly ErrorCode[];
+
 export class BatchItemErrorDto {
-  /** problem type code, e.g. VALIDATION_FAILED, PAN_DETECTED. */
-  code!: string;
+  /**
+   * Why the item was not scored: VALIDATION_FAILED (a field is invalid), PAN_DETECTED (it carries a card
+   * number), DUPLICATE_TRANSACTION_ID (an earlier valid item of the batch has its transactionId and is
+   * the one scored; the reason gives that item's index).
+   */
+  @ApiProperty({ enum: BATCH_ITEM_ERROR_CODES })
+  code!: (typeof BATCH_ITEM_ERROR_CODES)[number];
   detail!: string;
   @ApiProperty({ type: 'array', items: { type: 'object' } })
   errors!: Array<{ field: string; reason: string }>;

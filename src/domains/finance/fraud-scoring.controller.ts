@@ -50,7 +50,8 @@ export class FraudScoringController {
 
   /**
    * Scores up to 10,000 transactions; an invalid one (a card number included) gets its own error
-   * and the rest are scored.
+   * and the rest are scored. A transactionId is scored once: a later valid item with the same one
+   * gets the error DUPLICATE_TRANSACTION_ID naming the first.
    */
   @Post('batch')
   @HttpCode(200)
