@@ -18,6 +18,7 @@ import {
   ValidateNested,
 } from 'class-validator';
 import type { ErrorCode } from '../../common/errors/app-error';
+import { FieldErrorDto } from '../../common/errors/problem.dto';
 
 /**
  * ISO 4217 codes of currencies in circulation (2026), fixed here rather than taken from Node's ICU
@@ -353,8 +354,8 @@ export class BatchItemErrorDto {
   @ApiProperty({ enum: BATCH_ITEM_ERROR_CODES })
   code!: (typeof BATCH_ITEM_ERROR_CODES)[number];
   detail!: string;
-  @ApiProperty({ type: 'array', items: { type: 'object' } })
-  errors!: Array<{ field: string; reason: string }>;
+  /** Field-level reasons, as in an error answer's `errors`. */
+  errors!: FieldErrorDto[];
 }
 
 export class FraudBatchItemDto {
