@@ -186,6 +186,9 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     const response = res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>;
     const stored = response['00081199'].Value.map((i) => i['00081155'].Value[0]);
     assert.deepEqual(stored.sort(), [uidOf(good, '00080018'), uidOf(multi, '00080018')].sort());
+    // RetrieveURL is Type 2 (PS3.18 I.1): present and empty, as there is no WADO-RS to retrieve the instances by.
+    assert.deepEqual(response['00081190'], { vr: 'UR' });
+    for (const item of response['00081199'].Value) assert.deepEqual(item['00081190'], { vr: 'UR' });
     const failed = response['00081198'].Value;
     assert.equal(failed.length, 2);
     assert.equal(failed[0]['00081197'].Value[0], 0x0122);
@@ -238,8 +241,10 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .set('Content-Type', contentType)
       .send(body);
     assert.equal(res.status, 409);
-    const failed = (res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>)['00081198']
-      .Value;
+    const response = res.body as Record<string, { vr: string; Value: Array<Record<string, { Value: unknown[] }>> }>;
+    // The study in the path gives no RetrieveURL: the findings route is no WADO-RS Retrieve (PS3.18 10.4).
+    assert.deepEqual(response['00081190'], { vr: 'UR' });
+    const failed = response['00081198'].Value;
     assert.equal(failed[0]['00081197'].Value[0], 0xa900);
     assert.match(String(failed[0]['00091001'].Value[0]), /STUDY_MISMATCH/);
   });

@@ -17,14 +17,19 @@ export interface FailedInstance {
 }
 
 /**
- * The STOW-RS store response (PS3.18 10.5.3): ReferencedSOPSequence for stored instances,
+ * RetrieveURL (0008,1190), Type 2 in the response and in each stored item (PS3.18 I.1): the URL to retrieve the study
+ * or instance by WADO-RS. The gateway keeps findings, not instances, so there is none: present and empty.
+ */
+const NO_RETRIEVE_URL = { vr: 'UR' };
+
+/**
+ * The STOW-RS store response (PS3.18 10.5.3, Annex I): ReferencedSOPSequence for stored instances,
  * FailedSOPSequence with a FailureReason for the others. The standard has no attribute for a
  * human-readable reason, so each failed item also carries it in a private element (0009,1001),
  * under the private creator (0009,0010).
  */
-export function storeResponse(stored: StoredInstance[], failed: FailedInstance[], findingsUrl?: string): DicomJson {
-  const response: DicomJson = {};
-  if (findingsUrl) response['00081190'] = { vr: 'UR', Value: [findingsUrl] };
+export function storeResponse(stored: StoredInstance[], failed: FailedInstance[]): DicomJson {
+  const response: DicomJson = { '00081190': NO_RETRIEVE_URL };
   if (failed.length > 0) {
     response['00081198'] = {
       vr: 'SQ',
@@ -43,6 +48,7 @@ export function storeResponse(stored: StoredInstance[], failed: FailedInstance[]
       Value: stored.map((s) => ({
         '00081150': { vr: 'UI', Value: [s.sopClassUID] },
         '00081155': { vr: 'UI', Value: [s.sopInstanceUID] },
+        '00081190': NO_RETRIEVE_URL,
       })),
     };
   }

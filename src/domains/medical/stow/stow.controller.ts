@@ -18,8 +18,9 @@ const STORE_RESPONSE_SCHEMA = {
   type: 'object',
   description:
     'DICOM JSON: ReferencedSOPSequence (0008,1199) of the stored instances, FailedSOPSequence (0008,1198) of the others ' +
-    'with their FailureReason and, in the private element (0009,1001), the reason in words; RetrieveURL (0008,1190) ' +
-    'of the findings when the study is in the path',
+    'with their FailureReason and, in the private element (0009,1001), the reason in words; RetrieveURL (0008,1190), ' +
+    'in the response and in each stored item, is empty: the gateway keeps findings (GET ' +
+    '/v1/medical/studies/{StudyInstanceUID}/findings), not instances to retrieve by WADO-RS',
   additionalProperties: DICOM_JSON_ATTRIBUTE,
 };
 

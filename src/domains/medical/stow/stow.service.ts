@@ -119,7 +119,7 @@ export class StowService {
     const studies = [...new Set(kept.map((k) => k.study))];
     return {
       status: storeStatus(stored.length, failed.length),
-      response: storeResponse(stored, failed, study ? `/v1/medical/studies/${study}/findings` : undefined),
+      response: storeResponse(stored, failed),
       audit: {
         parts: parts.length,
         stored: stored.length,
