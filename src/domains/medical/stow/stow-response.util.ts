@@ -1,6 +1,5 @@
 import { DicomRejected, failureStatusOf } from '../dicom/dicom-rejected';
-
-type DicomJson = Record<string, { vr: string; Value?: unknown[] }>;
+import { DicomJsonDataset, nativeDicomModel } from './native-dicom-model.util';
 
 const PRIVATE_CREATOR = 'REGULATED-INFERENCE-GATEWAY';
 
@@ -28,8 +27,8 @@ const NO_RETRIEVE_URL = { vr: 'UR' };
  * human-readable reason, so each failed item also carries it in a private element (0009,1001),
  * under the private creator (0009,0010).
  */
-export function storeResponse(stored: StoredInstance[], failed: FailedInstance[]): DicomJson {
-  const response: DicomJson = { '00081190': NO_RETRIEVE_URL };
+export function storeResponse(stored: StoredInstance[], failed: FailedInstance[]): DicomJsonDataset {
+  const response: DicomJsonDataset = { '00081190': NO_RETRIEVE_URL };
   if (failed.length > 0) {
     response['00081198'] = {
       vr: 'SQ',
@@ -53,6 +52,22 @@ export function storeResponse(stored: StoredInstance[], failed: FailedInstance[]
     };
   }
   return response;
+}
+
+/** PS3.6 keywords of the standard attributes a store response holds, for its XML form. */
+const STORE_RESPONSE_KEYWORDS: Readonly<Record<string, string>> = {
+  '00081150': 'ReferencedSOPClassUID',
+  '00081155': 'ReferencedSOPInstanceUID',
+  '00081190': 'RetrieveURL',
+  '00081196': 'WarningReason',
+  '00081197': 'FailureReason',
+  '00081198': 'FailedSOPSequence',
+  '00081199': 'ReferencedSOPSequence',
+};
+
+/** The store response as `application/dicom+xml` (PS3.18 10.5.3): the same data set in the Native DICOM Model. */
+export function storeResponseXml(response: DicomJsonDataset): string {
+  return nativeDicomModel(response, STORE_RESPONSE_KEYWORDS);
 }
 
 /** 200 all stored, 202 some failed, 409 none stored (PS3.18 10.5.3.1). */
