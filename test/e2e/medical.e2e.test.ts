@@ -9,6 +9,7 @@ import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { childrenNamed, parseXml, XmlElement } from '../fixtures/xml-document';
 
 dcmjsLog.setLevel('silent');
 
@@ -367,7 +368,6 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     };
     const ranBefore = await inferenceCount();
     const refused = [
-      'application/dicom+xml',
       'text/html, application/dicom',
       'application/dicom+json;q=0, application/json;q=0, text/*',
       'application/*;q=0',
@@ -407,7 +407,10 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       ['application/json', 'application/json'],
       ['*/*', 'application/dicom+json'],
       ['application/*', 'application/dicom+json'],
-      ['application/dicom+xml, application/dicom+json;q=0.5', 'application/dicom+json'],
+      ['application/dicom+xml', 'application/dicom+xml'],
+      ['application/dicom+xml, application/dicom+json;q=0.5', 'application/dicom+xml'],
+      ['application/dicom+xml;q=0.5, application/dicom+json', 'application/dicom+json'],
+      ['application/dicom+json;q=0, application/json;q=0, */*', 'application/dicom+xml'],
     ];
     for (const [accept, type] of accepted) {
       const res = await stow(accept);
@@ -417,6 +420,60 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.ok((await inferenceCount()) > ranBefore, 'the metric counts the analyses it should not have seen before');
     const kept = await http.get(`/v1/medical/studies/${study}/findings`).set('Authorization', pacs);
     assert.equal(kept.status, 200);
+  });
+
+  it('STOW-RS with Accept: application/dicom+xml answers the store response as Native DICOM Model XML', async () => {
+    const good = dicomFile('US1_UNCR.dcm');
+    const { body, contentType } = multipartRelated([good, dicomFile('test-SR.dcm')]);
+    const res = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', contentType)
+      .set('Accept', 'application/dicom+xml')
+      .buffer(true)
+      .parse((response, done) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => done(null, text));
+      })
+      .send(body);
+    assert.equal(res.status, 202);
+    assert.equal(String(res.headers['content-type']).split(';')[0], 'application/dicom+xml');
+    const root = parseXml(res.body as string);
+    assert.equal(root.name, 'NativeDicomModel');
+    assert.equal(root.attributes.xmlns, 'http://dicom.nema.org/PS3.19/models/NativeDICOM');
+    const attribute = (element: XmlElement, keyword: string): XmlElement => {
+      const found = childrenNamed(element, 'DicomAttribute').filter((a) => a.attributes.keyword === keyword);
+      assert.equal(found.length, 1, keyword);
+      return found[0];
+    };
+    const values = (element: XmlElement): string[] => childrenNamed(element, 'Value').map((v) => v.text);
+    assert.deepEqual(attribute(root, 'RetrieveURL').children, []);
+    const [stored] = childrenNamed(attribute(root, 'ReferencedSOPSequence'), 'Item');
+    assert.equal(stored.attributes.number, '1');
+    assert.deepEqual(values(attribute(stored, 'ReferencedSOPInstanceUID')), [uidOf(good, '00080018')]);
+    assert.deepEqual(values(attribute(stored, 'ReferencedSOPClassUID')), [uidOf(good, '00080016')]);
+    const failed = childrenNamed(attribute(root, 'FailedSOPSequence'), 'Item');
+    assert.deepEqual(
+      failed.map((item) => item.attributes.number),
+      ['1'],
+    );
+    assert.deepEqual(values(attribute(failed[0], 'ReferencedSOPClassUID')), ['1.2.840.10008.5.1.4.1.1.88.33']);
+    assert.deepEqual(values(attribute(failed[0], 'FailureReason')), [String(0x0122)]);
+    const reason = childrenNamed(failed[0], 'DicomAttribute').find((a) => a.attributes.tag === '00090001');
+    assert.equal(reason?.attributes.privateCreator, 'REGULATED-INFERENCE-GATEWAY');
+    assert.match(values(reason)[0], /^part 2: NOT_AN_IMAGE: .*structured report/);
+
+    // A request refused as a whole is still a problem, whatever the Accept header asks for.
+    const refused = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', 'application/dicom')
+      .set('Accept', 'application/dicom+xml')
+      .send(good);
+    assert.equal(refused.status, 415);
+    assert.match(String(refused.headers['content-type']), /^application\/problem\+json/);
   });
 
   it('STOW-RS: another media type is a 415, and a base64 part fails saying so', async () => {

@@ -280,6 +280,8 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(200, 'post', stow, stow, { auth: pacs, body: one.body, type: one.contentType });
     const partly = multipartRelated([image, garbage]);
     await call(202, 'post', stow, stow, { auth: pacs, body: partly.body, type: partly.contentType });
+    const xml = 'application/dicom+xml';
+    await call(202, 'post', stow, stow, { auth: pacs, body: partly.body, type: partly.contentType, accept: xml });
     const none = multipartRelated([garbage]);
     await call(409, 'post', stow, stow, { auth: pacs, body: none.body, type: none.contentType });
     await call(406, 'post', stow, stow, { auth: pacs, body: one.body, type: one.contentType, accept: 'text/html' });

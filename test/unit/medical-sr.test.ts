@@ -331,13 +331,16 @@ describe('medical: which answer the Accept header asks for', () => {
       ['application/json', 'application/json'],
       ['application/json, application/dicom+json', 'application/json'],
       ['application/dicom+json;q=0, */*', 'application/json'],
-      ['application/dicom+xml, application/dicom+json;q=0.2', 'application/dicom+json'],
-      ['application/dicom+xml', undefined],
+      ['application/dicom+xml, application/dicom+json;q=0.2', 'application/dicom+xml'],
+      ['application/dicom+xml;q=0.2, application/dicom+json', 'application/dicom+json'],
+      ['application/dicom+xml', 'application/dicom+xml'],
+      ['application/dicom+json;q=0, application/json;q=0, application/dicom+xml;q=0.1', 'application/dicom+xml'],
       ['multipart/related; type="application/dicom+xml"', undefined],
       ['application/dicom', undefined],
       ['*/*;q=0', undefined],
       ['application/*;q=0, text/html', undefined],
-      ['application/dicom+json;q=0, application/json;q=0, */*', undefined],
+      ['application/dicom+json;q=0, application/json;q=0, */*', 'application/dicom+xml'],
+      ['application/dicom+json;q=0, application/json;q=0, application/dicom+xml;q=0, */*', undefined],
     ];
     for (const [accept, type] of cases) {
       assert.equal(preferredMediaType(accept, STORE_RESPONSE_TYPES), type, String(accept));

@@ -21,7 +21,7 @@ function mediaRanges(accept: string): MediaRange[] {
  * offered first. The default when there is no header; undefined when the header accepts none of them (not
  * listed, or q=0), which the caller answers with its default or with 406.
  */
-export function preferredMediaType(accept: string | undefined, offered: readonly string[]): string | undefined {
+export function preferredMediaType<T extends string>(accept: string | undefined, offered: readonly T[]): T | undefined {
   if (!accept?.trim()) return offered[0];
   const ranges = mediaRanges(accept);
   const preference = (type: string): { quality: number; position: number } => {
@@ -32,7 +32,7 @@ export function preferredMediaType(accept: string | undefined, offered: readonly
     }
     return { quality: 0, position: Infinity };
   };
-  let best: { type: string; quality: number; position: number } | undefined;
+  let best: { type: T; quality: number; position: number } | undefined;
   for (const type of offered) {
     const { quality, position } = preference(type);
     if (quality === 0) continue;

@@ -24,7 +24,15 @@ const STORE_RESPONSE_SCHEMA = {
   additionalProperties: DICOM_JSON_ATTRIBUTE,
 };
 
-/** 200 all stored, 202 some failed, 409 none stored: each answers the store response, in either media type. */
+/** The same store response as a Native DICOM Model document (PS3.19 A.1), for `Accept: application/dicom+xml`. */
+const STORE_RESPONSE_XML_SCHEMA = {
+  type: 'string',
+  description:
+    'Native DICOM Model XML (PS3.19 A.1): the same attributes as the DICOM JSON answer, as DicomAttribute elements ' +
+    '(tag, vr, keyword; the private (0009,1001) as tag 00090001 with privateCreator) under NativeDicomModel',
+};
+
+/** 200 all stored, 202 some failed, 409 none stored: each answers the store response, in any of its media types. */
 const ApiStoreResponses = (): MethodDecorator =>
   applyDecorators(
     ...[
@@ -35,7 +43,12 @@ const ApiStoreResponses = (): MethodDecorator =>
       ApiResponse({
         status: Number(status),
         description: String(description),
-        content: Object.fromEntries(STORE_RESPONSE_TYPES.map((type) => [type, { schema: STORE_RESPONSE_SCHEMA }])),
+        content: Object.fromEntries(
+          STORE_RESPONSE_TYPES.map((type) => [
+            type,
+            { schema: type === 'application/dicom+xml' ? STORE_RESPONSE_XML_SCHEMA : STORE_RESPONSE_SCHEMA },
+          ]),
+        ),
       }),
     ),
   );
@@ -95,6 +108,6 @@ export class StowController {
     const result = await this.stow.store(parts, study, principalOf(request)?.tenant ?? '');
     noteAudit(request, { output: result.audit });
     void reply.code(result.status).header('content-type', type);
-    return result.response;
+    return this.stow.body(result.response, type);
   }
 }

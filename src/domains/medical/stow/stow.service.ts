@@ -13,13 +13,15 @@ import {
   parseMultipartRelatedType,
   splitMultipart,
 } from './multipart-related.util';
-import { FailedInstance, StoredInstance, storeResponse, storeStatus } from './stow-response.util';
+import { DicomJsonDataset } from './native-dicom-model.util';
+import { FailedInstance, StoredInstance, storeResponse, storeResponseXml, storeStatus } from './stow-response.util';
 
 /**
  * What a store response is written in, the default first: DICOM JSON, also under application/json, the name
- * earlier editions of PS3.18 gave it. The gateway writes no DICOM XML.
+ * earlier editions of PS3.18 gave it, and the Native DICOM Model XML that PACS and older DICOMweb clients ask for.
  */
-export const STORE_RESPONSE_TYPES = ['application/dicom+json', 'application/json'] as const;
+export const STORE_RESPONSE_TYPES = ['application/dicom+json', 'application/json', 'application/dicom+xml'] as const;
+export type StoreResponseType = (typeof STORE_RESPONSE_TYPES)[number];
 
 /** Parts analysed at once: enough to fill the model's batches, few enough to bound decoded pixels in memory. */
 const PARALLEL_PARTS = 4;
@@ -36,7 +38,7 @@ interface StowTally {
 
 export interface StowResult {
   status: number;
-  response: Record<string, unknown>;
+  response: DicomJsonDataset;
   audit: Record<string, unknown>;
 }
 
@@ -84,7 +86,7 @@ export class StowService {
   }
 
   /** The store response's media type by the Accept header; a header that accepts none of them is a 406. */
-  responseType(accept: string | undefined): string {
+  responseType(accept: string | undefined): StoreResponseType {
     const type = preferredMediaType(accept, STORE_RESPONSE_TYPES);
     if (type) return type;
     const offered = STORE_RESPONSE_TYPES.join(', ');
@@ -95,6 +97,11 @@ export class StowService {
         fields: [{ field: 'Accept', reason: `must accept one of ${offered}` }],
       },
     );
+  }
+
+  /** The store response written in the media type responseType chose: the DICOM JSON data set, or its XML. */
+  body(response: DicomJsonDataset, type: StoreResponseType): DicomJsonDataset | string {
+    return type === 'application/dicom+xml' ? storeResponseXml(response) : response;
   }
 
   /** Analyses the parts and keeps their findings under the sender's tenant ('' for a token that names none). */
