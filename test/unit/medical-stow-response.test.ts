@@ -196,7 +196,7 @@ describe('medical: the STOW-RS store response as Native DICOM Model XML (PS3.19 
   });
 });
 
-describe("medical: the test's XML reader refuses documents that are not well formed", () => {
+describe("medical: the test's XML reader (saxes) refuses documents that are not well formed", () => {
   it('accepts a well-formed document and reads references', () => {
     const root = parseXml(
       `<?xml version="1.0" encoding="UTF-8"?>\n<a x="1&#xA;2"><b y='&lt;'>t&amp;&#65;</b><c/></a>\n`,
