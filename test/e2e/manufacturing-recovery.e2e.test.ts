@@ -122,6 +122,56 @@ describe('manufacturing: accepted readings are predicted even when something fai
     const after = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
     assert.equal((after.body as { alarm: { active: boolean } }).alarm.active, true);
   });
+
+  it('a dead letter the database refuses: 503 with Retry-After for an outage, a logged 500 for anything else', async () => {
+    const db = app.get(DataSource);
+    // Refuses with the SQLSTATE the trigger is given: 57014 (a statement cancelled) is an outage, P0001 is not.
+    await db.query(
+      `CREATE FUNCTION refuse_dead_letter() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = TG_ARGV[0]; END $$`,
+    );
+    const refuseWith = async (state: string) => {
+      await db.query('DROP TRIGGER IF EXISTS refuse_dead_letter ON manufacturing_dead_letters');
+      await db.query(
+        `CREATE TRIGGER refuse_dead_letter BEFORE INSERT ON manufacturing_dead_letters FOR EACH ROW EXECUTE FUNCTION refuse_dead_letter('${state}')`,
+      );
+    };
+    const [good] = ai4iReadings(false, 1);
+    const bad = (ms: number) =>
+      http
+        .post('/v1/manufacturing/assets/mill-q/readings')
+        .set('Authorization', scada)
+        .send({ readings: [{ timestamp: iso(ms), values: { ...good, torque: 'high' } }] });
+    const logged: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    try {
+      await refuseWith('57014');
+      const outage = await bad(T0 + 100_000);
+      assert.equal(outage.status, 503, JSON.stringify(outage.body));
+      assert.equal((outage.body as { code: string }).code, 'STORAGE_UNAVAILABLE');
+      assert.equal(outage.headers['retry-after'], '1');
+
+      await refuseWith('P0001');
+      process.stderr.write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+        logged.push(String(chunk));
+        return (write as (c: unknown, ...r: unknown[]) => boolean)(chunk, ...rest);
+      };
+      const bug = await bad(T0 + 101_000);
+      process.stderr.write = write;
+      assert.equal(bug.status, 500, JSON.stringify(bug.body));
+      const problem = bug.body as { code: string; requestId: string; detail: string };
+      assert.equal(problem.code, 'INTERNAL');
+      assert.equal(bug.headers['retry-after'], undefined);
+      assert.doesNotMatch(problem.detail, /refused/, 'nothing internal in the answer');
+      assert.ok(
+        logged.some((line) => line.includes(problem.requestId) && line.includes('refused')),
+        'the error logged with its request id',
+      );
+    } finally {
+      process.stderr.write = write;
+      await db.query('DROP TRIGGER IF EXISTS refuse_dead_letter ON manufacturing_dead_letters');
+      await db.query('DROP FUNCTION refuse_dead_letter()');
+    }
+  });
 });
 
 describe('manufacturing: held readings and alarms survive quiet assets and restarts', { skip: DATASETS_SKIP }, () => {

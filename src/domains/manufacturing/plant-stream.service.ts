@@ -4,6 +4,7 @@ import { Subject } from 'rxjs';
 import { AppError } from '../../common/errors/app-error';
 import { MetricsService } from '../../common/metrics/metrics.service';
 import { AppConfig } from '../../config/app-config';
+import { orUnavailable } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
@@ -307,9 +308,10 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     this.armFlush(rt);
     const [predictions] = await Promise.all([
       this.run(rt, released),
-      this.deadLetters(assetId, channel, dead).catch((error: unknown) => {
-        throw storageError(error, 'refused readings could not be kept in the dead-letter table');
-      }),
+      // Only an outage is a 503; any other failure is a bug, for the 500 path (logged with its stack).
+      orUnavailable('refused readings could not be kept in the dead-letter table', () =>
+        this.deadLetters(assetId, channel, dead),
+      ),
     ]);
     summary.predictions = predictions;
     return summary;
