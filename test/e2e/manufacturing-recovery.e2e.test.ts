@@ -5,6 +5,8 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
+import { AssetRegistry } from '../../src/domains/manufacturing/assets/asset-registry.service';
+import { MAX_INFERENCE_FAILURES } from '../../src/domains/manufacturing/plant-stream.service';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
@@ -51,7 +53,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
     modelsDir = bundledModelsDir(['manufacturing']);
     app = await createTestApp({ MODELS_DIR: modelsDir });
     http = request(app.getHttpServer());
-    for (const id of ['mill-q', 'mill-a']) {
+    for (const id of ['mill-q', 'mill-a', 'mill-p']) {
       await http
         .put(`/v1/manufacturing/assets/${id}`)
         .set('Authorization', admin)
@@ -91,6 +93,59 @@ describe('manufacturing: accepted readings are predicted even when something fai
       assert.deepEqual(
         times,
         rows.map((_, i) => iso(T0 + i * 1000)),
+      );
+    } finally {
+      engine.infer = infer;
+    }
+  });
+
+  it('a reading the model keeps failing on is dead-lettered, and the readings behind it are predicted in order', async () => {
+    const engine = app.get(InferenceEngine);
+    const infer = engine.infer.bind(engine);
+    const model = app.get(AssetRegistry).model('machine-failure');
+    const wear = model.columns.findIndex((c) => c.source === 'Tool wear [min]');
+    const { mean, scale } = model.columns[wear];
+    const POISON = 0.5; // minutes of tool wear: no row of the data set has it
+    // The runtime fails any call that holds the poisoned row (the rows stacked with it too), and no other.
+    engine.infer = (...args: Parameters<InferenceEngine['infer']>) => {
+      const features = args[2][model.inputName];
+      const data = features.data as Float32Array;
+      for (let i = 0; i < features.dims[0]; i++) {
+        if (Math.abs(data[i * features.dims[1] + wear] * scale + mean - POISON) < 1e-3) {
+          return Promise.reject(new AppError('INFERENCE_FAILED', 'model machine-failure version 1 failed to run'));
+        }
+      }
+      return infer(...args);
+    };
+    try {
+      const rows = ai4iReadings(false, 3 + MAX_INFERENCE_FAILURES);
+      rows[1] = { ...rows[1], tool_wear: POISON };
+      const first = await post(http, 'mill-p', T0, rows.slice(0, 3));
+      assert.equal(first.status, 500, JSON.stringify(first.body));
+      assert.match((first.body as { detail: string }).detail, /readings are kept/);
+      // Each batch tries the held rows again first; the stream's own retries may count some tries too.
+      let sent = 3;
+      while (sent < rows.length) {
+        const res = await post(http, 'mill-p', T0 + sent * 1000, [rows[sent]]);
+        sent++;
+        if (res.status === 200) break;
+        assert.equal(res.status, 500, JSON.stringify(res.body));
+      }
+      assert.ok(sent - 3 < MAX_INFERENCE_FAILURES, `flowing again after ${sent - 3} more batches`);
+      const dead = await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator).expect(200);
+      const letters = (dead.body as { deadLetters: Array<Record<string, string>> }).deadLetters.filter(
+        (d) => d.assetId === 'mill-p',
+      );
+      assert.equal(letters.length, 1, JSON.stringify(letters));
+      assert.equal(letters[0].reason, 'inference-failed');
+      assert.equal(letters[0].source, 'inference');
+      assert.equal((JSON.parse(letters[0].payload) as { timestamp: string }).timestamp, iso(T0 + 1000));
+      assert.deepEqual(
+        await predictionTimes(http, 'mill-p'),
+        rows
+          .slice(0, sent)
+          .map((_, i) => iso(T0 + i * 1000))
+          .filter((_, i) => i !== 1),
       );
     } finally {
       engine.infer = infer;

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it, mock } from 'node:test';
+import { Logger, LoggerService } from '@nestjs/common';
 import { QueryFailedError } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
+import { MAX_INFERENCE_FAILURES, ReadingsKept } from '../../src/domains/manufacturing/plant-stream.service';
 import { plantStreamHarness } from '../fixtures/plant-stream-harness';
 
 const T0 = Date.now() - 3_600_000;
@@ -34,5 +36,121 @@ describe('manufacturing stream: dead letters the database does not take', () => 
       (e: unknown) => e,
     );
     assert.equal(error, bug);
+  });
+});
+
+describe('manufacturing stream: a reading its model keeps failing on', () => {
+  const errors: unknown[] = [];
+  beforeEach(() => {
+    // Retries run only when a test ingests: the stream's own retry timers never fire mid-test.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    errors.length = 0;
+    const quiet = () => undefined;
+    const logger: LoggerService = { log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) };
+    Logger.overrideLogger(logger);
+  });
+  afterEach(() => {
+    mock.timers.reset();
+    Logger.overrideLogger(false);
+  });
+
+  const POISON = 13;
+  const runFailed = () => new AppError('INFERENCE_FAILED', 'model machine-failure version 1 failed to run');
+  const refused = (ingest: Promise<unknown>) =>
+    ingest.then(
+      () => assert.fail('ingest resolved'),
+      (e: unknown) => e,
+    );
+  const times = (rows: Array<{ at: Date }>) => rows.map((r) => r.at.getTime() - T0);
+
+  it('is dead-lettered after MAX_INFERENCE_FAILURES failures alone, and the readings behind it flow again, in order', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    // Any runtime call holding the poisoned row fails: the others' stacked with it too.
+    engine.fail = (wears) => (wears.includes(POISON) ? runFailed() : undefined);
+    const first = await refused(
+      stream.ingest('mill-1', [reading(T0, 10), reading(T0 + 1000, POISON), reading(T0 + 2000, 11)], HTTP),
+    );
+    assert.ok(first instanceof ReadingsKept, String(first));
+    assert.deepEqual(times(records.predictions), [0], 'the row before it predicted');
+    assert.ok(
+      engine.calls.some((wears) => wears.length === 1 && wears[0] === POISON),
+      'the failing row found and run alone',
+    );
+    for (let i = 2; i < MAX_INFERENCE_FAILURES; i++) {
+      const again = await refused(stream.ingest('mill-1', [reading(T0 + i * 1000 + 1000, 20 + i)], HTTP));
+      assert.ok(again instanceof ReadingsKept, String(again));
+      assert.deepEqual(records.deadLetters, [], `held, not dead-lettered, after ${i} failures`);
+      assert.deepEqual(times(records.predictions), [0], 'the readings behind it held, in order');
+    }
+    const last = T0 + MAX_INFERENCE_FAILURES * 1000 + 1000;
+    const summary = await stream.ingest('mill-1', [reading(last, 30)], HTTP);
+    assert.equal(records.deadLetters.length, 1);
+    const [letter] = records.deadLetters;
+    assert.equal(letter.reason, 'inference-failed');
+    assert.equal(letter.source, 'inference');
+    assert.equal(letter.channel, 'machine-failure@1');
+    assert.equal(letter.assetId, 'mill-1');
+    assert.match(letter.detail, new RegExp(`failed on this reading ${MAX_INFERENCE_FAILURES} times`));
+    const payload = JSON.parse(letter.payload) as { timestamp: string; values: Record<string, number> };
+    assert.equal(payload.timestamp, new Date(T0 + 1000).toISOString());
+    assert.equal(payload.values['Tool wear [min]'], POISON);
+    // Every other reading predicted, in order, the poisoned one left out.
+    const expected = [0, 2000, ...Array.from({ length: MAX_INFERENCE_FAILURES - 1 }, (_, i) => (i + 2) * 1000 + 1000)];
+    assert.deepEqual(times(records.predictions), expected);
+    assert.equal(summary.predictions, expected.length - 1, 'the held rows stored with this batch');
+    assert.equal(stream.keptRows(), 0);
+    assert.equal(errors.length, 1);
+    assert.match(JSON.stringify(errors[0]), /reading dead-lettered/);
+  });
+
+  for (const [outage, error] of [
+    [
+      'the runtime refusing work (queue full)',
+      () => new AppError('QUEUE_FULL', 'the queue is full', { retryAfterSeconds: 1 }),
+    ],
+    ['a runtime that fails every run', runFailed],
+  ] as const) {
+    it(`holds the readings through ${outage}, however often, then predicts them in order`, async () => {
+      const { stream, engine, records, reading } = plantStreamHarness();
+      engine.fail = error;
+      const attempts = 3 * MAX_INFERENCE_FAILURES;
+      for (let i = 0; i < attempts; i++) {
+        const kept = await refused(
+          stream.ingest('mill-1', [reading(T0 + i * 1000, i), reading(T0 + i * 1000 + 500, i)], HTTP),
+        );
+        assert.ok(kept instanceof ReadingsKept, String(kept));
+      }
+      assert.deepEqual(records.deadLetters, []);
+      assert.deepEqual(records.predictions, []);
+      assert.equal(stream.keptRows(), 2 * attempts);
+      engine.fail = undefined;
+      await stream.ingest('mill-1', [reading(T0 + attempts * 1000, 1)], HTTP);
+      assert.deepEqual(times(records.predictions), [
+        ...Array.from({ length: attempts }, (_, i) => [i * 1000, i * 1000 + 500]).flat(),
+        attempts * 1000,
+      ]);
+      assert.equal(stream.keptRows(), 0);
+    });
+  }
+
+  it('keeps the reading while its dead letter cannot be written: nothing is lost', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    engine.fail = (wears) => (wears.includes(POISON) ? runFailed() : undefined);
+    records.refuseDeadLetters = failedQuery('terminating connection due to administrator command', '57P01');
+    await refused(stream.ingest('mill-1', [reading(T0, POISON)], HTTP));
+    for (let i = 1; i <= MAX_INFERENCE_FAILURES; i++) {
+      const kept = await refused(stream.ingest('mill-1', [reading(T0 + i * 1000, 20 + i)], HTTP));
+      assert.ok(kept instanceof ReadingsKept, String(kept));
+    }
+    assert.equal(((await refused(stream.ingest('mill-1', [], HTTP))) as AppError).code, 'STORAGE_UNAVAILABLE');
+    assert.equal(stream.keptRows(), MAX_INFERENCE_FAILURES + 1, 'the failing reading and those behind it kept');
+    records.refuseDeadLetters = undefined;
+    await stream.ingest('mill-1', [], HTTP);
+    assert.equal(records.deadLetters.length, 1);
+    assert.deepEqual(
+      times(records.predictions),
+      Array.from({ length: MAX_INFERENCE_FAILURES }, (_, i) => (i + 1) * 1000),
+    );
+    assert.equal(stream.keptRows(), 0);
   });
 });

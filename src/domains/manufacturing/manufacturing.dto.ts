@@ -125,9 +125,9 @@ export class AlarmListDto {
 export class DeadLetterDto {
   id!: string;
   receivedAt!: string;
-  /** `http`, `mqtt` or `sparkplug`. */
+  /** `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on. */
   source!: string;
-  /** The MQTT topic or HTTP route it came by. */
+  /** The MQTT topic or HTTP route it came by; for `inference`, the model and version (`name@version`). */
   channel!: string;
   assetId!: string | null;
   reason!: string;

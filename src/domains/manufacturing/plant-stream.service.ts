@@ -1,10 +1,10 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { Counter, Histogram } from 'prom-client';
 import { Subject } from 'rxjs';
-import { AppError } from '../../common/errors/app-error';
+import { AppError, ErrorCode } from '../../common/errors/app-error';
 import { MetricsService } from '../../common/metrics/metrics.service';
 import { AppConfig } from '../../config/app-config';
-import { orUnavailable } from '../../database/storage-unavailable';
+import { isStorageOutage, orUnavailable } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
@@ -77,6 +77,8 @@ interface Runtime {
   unpredicted: ReleasedReading[];
   retryTimer?: NodeJS.Timeout;
   retryDelayMs: number;
+  /** The row that last failed inference alone (not for an outage): how often, and the model's runs then. */
+  suspect?: { timestamp: number; failures: number; runs: number };
   /** Releases the held readings once the asset has been quiet for the late tolerance. */
   flushTimer?: NodeJS.Timeout;
 }
@@ -86,6 +88,21 @@ const MAX_UNPREDICTED = 10_000;
 /** First wait before unpredicted rows are tried again on their own; doubled up to 30 s while it keeps failing. */
 const FIRST_RETRY_MS = 1000;
 const MAX_RETRY_MS = 30_000;
+/** Failures of a row run alone, while its model runs other rows, before it is dead-lettered. */
+export const MAX_INFERENCE_FAILURES = 5;
+
+/**
+ * Failures that pass by themselves: the runtime's queue full, a deadline passed, the gateway stopping, a
+ * model not loaded yet, the database away. Any other (a run that failed, a tensor refused, a bug) may be
+ * the rows' own doing.
+ */
+const OUTAGES = new Set<ErrorCode>([
+  'QUEUE_FULL',
+  'DEADLINE_EXCEEDED',
+  'SHUTTING_DOWN',
+  'MODEL_NOT_READY',
+  'STORAGE_UNAVAILABLE',
+]);
 
 /**
  * An ingest whose readings were accepted but not all predicted: the runtime refused them or the
@@ -119,6 +136,10 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
   private readonly readings: Counter<'outcome'>;
   private readonly predictions: Counter<'kind'>;
   private readonly readingAge: Histogram;
+  /** Runtime calls that succeeded, by model: a row that fails while its model runs others fails for its content. */
+  private readonly modelRuns = new Map<string, number>();
+  /** The last call that looks for a failing row; the next waits for it (see inferIsolated). */
+  private isolation: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly registry: AssetRegistry,
@@ -367,7 +388,9 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     if (rt.unpredicted.length > 0) {
       const earlier = rt.unpredicted;
       rt.unpredicted = [];
-      const first = await this.predict(rt, earlier, this.infer(rt, earlier));
+      // A row known to fail would fail the other assets' rows the runtime stacks with it.
+      const call = rt.suspect ? this.inferIsolated(rt, earlier) : this.infer(rt, earlier);
+      const first = await this.predict(rt, earlier, call);
       rows.push(...first.rows);
       if (first.left.length > 0) {
         this.keep(rt, [...first.left, ...usable], first.error);
@@ -383,23 +406,118 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     clearTimeout(rt.retryTimer);
     rt.retryTimer = undefined;
     rt.retryDelayMs = FIRST_RETRY_MS;
+    rt.suspect = undefined;
     return { rows };
   }
 
-  /** The rows' predictions in order, up to the first that could not be made or whose alarm could not be stored. */
+  /**
+   * The rows' predictions in order, up to the first that could not be made or whose alarm could not be
+   * stored: it and the rest are `left`. A runtime call that fails other than for an outage may fail for
+   * one row's content, so its rows are halved until the row that fails alone is found, those before it
+   * predicted; failedAlone says what becomes of that row.
+   */
   private async predict(
     rt: Runtime,
     usable: ReleasedReading[],
     inferred: Promise<Float32Array>,
   ): Promise<Settled & { left: ReleasedReading[] }> {
-    if (usable.length === 0) return { rows: [], left: [] };
-    let out: Float32Array;
-    try {
-      out = await inferred;
-    } catch (error) {
-      return { rows: [], left: usable, error };
+    const rows: PredictionRow[] = [];
+    let from = 0;
+    let size = usable.length;
+    let call = inferred;
+    while (from < usable.length) {
+      const group = from === 0 && size === usable.length ? usable : usable.slice(from, from + size);
+      let out: Float32Array;
+      try {
+        out = await call;
+      } catch (error) {
+        if (isOutage(error)) return { rows, left: usable.slice(from), error };
+        if (size > 1) {
+          size = Math.ceil(size / 2);
+          call = this.inferIsolated(rt, usable.slice(from, from + size));
+          continue;
+        }
+        const next = usable.slice(from + 1, from + 2);
+        const probe = next.length > 0 ? this.inferIsolated(rt, next) : undefined;
+        const keptWith = await this.failedAlone(rt, usable[from], error, probe);
+        if (keptWith !== undefined) return { rows, left: usable.slice(from), error: keptWith };
+        from++;
+        if (probe) call = probe; // size is 1: the row after it, already run
+        continue;
+      }
+      const applied = await this.apply(rt, group, out);
+      rows.push(...applied.rows);
+      if (applied.left.length > 0) {
+        return { rows, left: [...applied.left, ...usable.slice(from + group.length)], error: applied.error };
+      }
+      from += group.length;
+      size = usable.length - from;
+      if (size > 0) call = this.inferIsolated(rt, usable.slice(from));
     }
-    return this.apply(rt, usable, out);
+    return { rows, left: [] };
+  }
+
+  /**
+   * A row whose runtime call failed alone, not for an outage. The failure counts only if the model ran
+   * other rows fine since the row last failed (the row after it is run to see): a runtime that fails
+   * everything is an outage, and its rows are held. Counted MAX_INFERENCE_FAILURES times, the row goes
+   * to the dead-letter table, so that the asset's later readings flow again. Returns the error to keep
+   * the row with, or undefined once it is dead-lettered.
+   */
+  private async failedAlone(
+    rt: Runtime,
+    row: ReleasedReading,
+    error: unknown,
+    probe: Promise<Float32Array> | undefined,
+  ): Promise<unknown> {
+    const model = modelKey(rt.model);
+    const last =
+      rt.suspect?.timestamp === row.timestamp
+        ? rt.suspect
+        : { timestamp: row.timestamp, failures: 0, runs: this.modelRuns.get(model) ?? 0 };
+    await probe?.catch(() => undefined);
+    const runs = this.modelRuns.get(model) ?? 0;
+    const failures = last.failures + (runs > last.runs ? 1 : 0);
+    rt.suspect = { timestamp: row.timestamp, failures, runs };
+    if (failures < MAX_INFERENCE_FAILURES) return error;
+    const reason = error instanceof AppError ? error.detail : String(error);
+    const values = Object.fromEntries(rt.model.sensorSources.map((source, i) => [source, row.row[i]]));
+    try {
+      await orUnavailable('a reading the model fails on could not be kept in the dead-letter table', () =>
+        this.deadLetters(rt.asset.assetId, { source: 'inference', name: model }, [
+          {
+            reason: 'inference-failed',
+            detail: `the model failed on this reading ${failures} times while it ran others: ${reason}`,
+            payload: { timestamp: new Date(row.timestamp).toISOString(), values },
+          },
+        ]),
+      );
+    } catch (cause) {
+      if (!(cause instanceof AppError)) {
+        this.logger.error({ msg: 'dead letter not written', assetId: rt.asset.assetId, error: String(cause) });
+      }
+      return cause;
+    }
+    rt.suspect = undefined;
+    this.logger.error({
+      msg: 'reading dead-lettered: its model fails on it',
+      assetId: rt.asset.assetId,
+      at: new Date(row.timestamp).toISOString(),
+      failures,
+      error: String(error),
+    });
+    return undefined;
+  }
+
+  /**
+   * A runtime call that looks for a failing row. They run one at a time, so that the runtime, which
+   * stacks concurrent calls into one batch, never stacks two assets' suspects: a row that fails would
+   * fail the other's too, and make it look failing.
+   */
+  private inferIsolated(rt: Runtime, usable: ReleasedReading[]): Promise<Float32Array> {
+    const call = this.isolation.then(() => this.infer(rt, usable));
+    this.isolation = call.catch(() => undefined);
+    return call;
   }
 
   private keep(rt: Runtime, rows: ReleasedReading[], error: unknown): void {
@@ -413,11 +531,13 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       error: String(error),
     });
     if (rt.retryTimer || this.closing) return;
+    // Jittered: assets that failed in one runtime batch do not retry in one, where a failing row fails the rest.
+    const delay = rt.retryDelayMs * (0.75 + Math.random() / 2);
     rt.retryTimer = setTimeout(() => {
       rt.retryTimer = undefined;
       if (this.runtimes.get(rt.asset.assetId) !== rt) return;
       this.run(rt, []).catch(() => undefined); // kept again and logged by keep
-    }, rt.retryDelayMs);
+    }, delay);
     rt.retryTimer.unref();
     rt.retryDelayMs = Math.min(MAX_RETRY_MS, rt.retryDelayMs * 2);
   }
@@ -430,17 +550,18 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     for (const row of rows) this.readingAge.observe((now - row.at.getTime()) / 1000);
   }
 
+  /** `from`: the channel the readings came by, or `inference` and the model for a reading it fails on. */
   private async deadLetters(
     assetId: string,
-    channel: Channel,
+    from: { source: Channel['source'] | 'inference'; name: string },
     dead: Array<{ reason: string; detail: string; payload: unknown }>,
   ): Promise<void> {
     if (dead.length === 0) return;
     await this.records.addDeadLetters(
       dead.map((d) => ({
         receivedAt: new Date(),
-        source: channel.source,
-        channel: channel.name.slice(0, 512),
+        source: from.source,
+        channel: from.name.slice(0, 512),
         assetId,
         reason: d.reason,
         detail: d.detail.slice(0, 1000),
@@ -476,6 +597,8 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     const result = await this.engine.infer(model.name, model.version, {
       [model.inputName]: { dtype: 'float32', dims, data },
     });
+    const key = modelKey(model);
+    this.modelRuns.set(key, (this.modelRuns.get(key) ?? 0) + 1);
     return result.outputs[model.outputName].data as Float32Array;
   }
 
@@ -566,6 +689,14 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       counts: { ...rt.counts },
     };
   }
+}
+
+function isOutage(error: unknown): boolean {
+  return error instanceof AppError ? OUTAGES.has(error.code) : isStorageOutage(error);
+}
+
+function modelKey(model: PlantModel): string {
+  return `${model.name}@${model.version}`;
 }
 
 /** An error past the point where the readings were accepted: they are kept, and the caller is told so. */

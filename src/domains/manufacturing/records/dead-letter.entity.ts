@@ -10,11 +10,11 @@ export class DeadLetterEntity {
   @Column({ name: 'received_at', type: 'timestamptz' })
   receivedAt!: Date;
 
-  /** `http`, `mqtt` or `sparkplug`. */
+  /** `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on. */
   @Column({ type: 'varchar', length: 16 })
   source!: string;
 
-  /** The MQTT topic or HTTP route it came by. */
+  /** The MQTT topic or HTTP route it came by; for `inference`, the model and version (`name@version`). */
   @Column({ type: 'varchar', length: 512 })
   channel!: string;
 
