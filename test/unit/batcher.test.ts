@@ -234,6 +234,32 @@ describe('Batcher', () => {
     assert.deepEqual([...(ok.outputs.x.data as Float32Array)], [1, 1]);
   });
 
+  it('runs the requests of a failed stacked run again one by one: only the one whose input fails is refused', async () => {
+    const runs: number[][] = [];
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, (inputs) => {
+      const values = [...(inputs.x.data as Float32Array)];
+      runs.push(values);
+      return values.includes(-1)
+        ? Promise.reject(new Error('the run failed on -1'))
+        : Promise.resolve({ outputs: inputs, computeMs: 0 });
+    });
+    const [good, poison, other] = [
+      batcher.submit(rows([[1, 1]]), 1000),
+      batcher.submit(rows([[-1, -1]]), 1000),
+      batcher.submit(rows([[3, 3]]), 1000),
+    ];
+    await assert.rejects(poison, /failed on -1/);
+    assert.deepEqual([...((await good).outputs.x.data as Float32Array)], [1, 1]);
+    assert.deepEqual([...((await other).outputs.x.data as Float32Array)], [3, 3]);
+    assert.equal((await other).batchSize, 1);
+    assert.deepEqual(runs, [
+      [1, 1, -1, -1, 3, 3],
+      [1, 1],
+      [-1, -1],
+      [3, 3],
+    ]);
+  });
+
   it('drain() finishes queued work and then refuses new requests', async () => {
     const { run, calls } = controlledRunner();
     const batcher = new Batcher({ ...base, maxQueueDelayMs: 60_000 }, run);

@@ -62,7 +62,8 @@ export const LONE_TRAFFIC_MS = 1000;
  * batch. The delay applies only while requests overlap: after LONE_TRAFFIC_MS without one arriving
  * while another was queued or running (one client at a time, a PACS sending now and then), a batch
  * leaves at the end of its turn, as with 0. Each request has a deadline: one still waiting
- * when it passes is answered DEADLINE_EXCEEDED and never run.
+ * when it passes is answered DEADLINE_EXCEEDED and never run. A stacked run that fails is run again one
+ * request at a time (runAlone), so that each request gets its own outcome.
  */
 export class Batcher {
   private readonly queue: Pending[] = [];
@@ -235,14 +236,35 @@ export class Batcher {
         item.resolve({ outputs: own, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: total });
       });
     } catch (error) {
-      for (const item of items) {
+      if (items.length > 1) {
+        await this.runAlone(items, startedAt);
+      } else {
         this.observer.outcome?.('error');
-        item.reject(error as Error);
+        items[0].reject(error as Error);
       }
     } finally {
       this.inFlight--;
       this.schedule();
       this.checkIdle();
+    }
+  }
+
+  /**
+   * A stacked run failed: each of its requests is run once more on its own, one after the other, so
+   * that one request's input (or one that takes its worker down) fails only itself, not the callers it
+   * happened to be stacked with.
+   */
+  private async runAlone(items: Pending[], startedAt: number): Promise<void> {
+    for (const item of items) {
+      try {
+        const { outputs, computeMs } = await this.runBatch(item.inputs, false);
+        this.observer.batch?.(item.rows, computeMs);
+        this.observer.outcome?.('ok');
+        item.resolve({ outputs, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: item.rows });
+      } catch (error) {
+        this.observer.outcome?.('error');
+        item.reject(error as Error);
+      }
     }
   }
 
