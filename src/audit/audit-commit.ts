@@ -14,10 +14,14 @@ import type { AuditDraft } from './audit-writer.service';
 export type AuditCommitRequest =
   { type: 'commit'; id: number; writerId: string; drafts: AuditDraft[] } | { type: 'close' };
 
-/** A commit's answer carries its chain's new head, so the main thread knows it without a query (anchors). */
+/**
+ * A commit's answer carries its chain's new head, so the main thread knows it without a query (anchors).
+ * A failure carries its error's message and its code (a SQLSTATE, or an errno such as ENOSPC): the code
+ * is what tells a full disk from a server away (storageFaultOf), and the message alone does not.
+ */
 export type AuditCommitReply =
   | { type: 'committed'; id: number; seq: number; hash: string }
-  | { type: 'failed'; id: number; message: string }
+  | { type: 'failed'; id: number; message: string; code?: string }
   | { type: 'closed' };
 
 /** Each column with the AuditRow key it is read from, by json_to_recordset, and its type. */
@@ -115,8 +119,21 @@ export function serveCommits(
     }
     commit(request.writerId, request.drafts).then(
       ({ seq, hash }) => reply({ type: 'committed', id: request.id, seq, hash }),
-      (error: unknown) =>
-        reply({ type: 'failed', id: request.id, message: error instanceof Error ? error.message : String(error) }),
+      (error: unknown) => {
+        const code = codeOf(error);
+        const message = error instanceof Error ? error.message : String(error);
+        reply({ type: 'failed', id: request.id, message, ...(code === undefined ? {} : { code }) });
+      },
     );
   });
+}
+
+/** The first `code` along an error's causes: the database's SQLSTATE, or the system's errno. */
+export function codeOf(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 4; depth++) {
+    const { code, driverError } = e as { code?: unknown; driverError?: unknown };
+    if (typeof code === 'string') return code;
+    e = driverError ?? e.cause;
+  }
+  return undefined;
 }

@@ -15,9 +15,10 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
 import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
+import { STORAGE_FAULT_WORDS, storageFaultOf } from '../database/storage-unavailable';
 import { AuditAnchors } from './audit-anchor.service';
 import type { ChainedFields } from './audit-chain';
-import type { AuditCommitReply, AuditCommitRequest, ChainHead } from './audit-commit';
+import { type AuditCommitReply, type AuditCommitRequest, type ChainHead, codeOf } from './audit-commit';
 import { AuditRepository } from './audit.repository';
 import { storableDraft } from './storable';
 import type { AuditWorkerData } from './audit-writer.worker';
@@ -25,7 +26,21 @@ import type { AuditWorkerData } from './audit-writer.worker';
 /** An audit row before it is placed in a chain. */
 export type AuditDraft = Omit<ChainedFields, 'writerId' | 'seq' | 'prevHash'>;
 
-export class AuditUnavailable extends Error {}
+/** Why rows cannot be committed: `reason`, when known, is fit for an answer ("audit database out of disk space"). */
+export class AuditUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly reason?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A failed commit as its thread told it: the error's message and code (see AuditCommitReply). */
+interface CommitFailure {
+  message: string;
+  code?: string;
+}
 
 interface Pending {
   draft: AuditDraft;
@@ -68,14 +83,16 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   private readonly commitSeconds: Histogram;
   private readonly failures: Counter;
   private healthy = true;
+  /** Why the last commit failed, in words for /health/ready and the 503 (undefined when the cause is unknown). */
+  private failureReason: string | undefined;
   private probe: NodeJS.Timeout | undefined;
   private readonly lingerMs: number;
   private linger: NodeJS.Timeout | undefined;
   /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
   private coming = 0;
   private channel: CommitChannel | undefined;
-  /** Open commits by id: each settled with its chain's new head, or the failure's message. */
-  private readonly commits = new Map<number, (outcome: ChainHead | string) => void>();
+  /** Open commits by id: each settled with its chain's new head, or the failure. */
+  private readonly commits = new Map<number, (outcome: ChainHead | CommitFailure) => void>();
   private commitIds = 0;
   private readonly enabled: boolean;
   private stopped = false;
@@ -130,6 +147,11 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   /** Whether the database took the last commit, or answers again since (reported by /health/ready). */
   get isHealthy(): boolean {
     return this.healthy;
+  }
+
+  /** Why commits fail, for /health/ready: the database's own fault when known, never a path or SQL. */
+  get unhealthyDetail(): string {
+    return this.failureReason ?? 'audit commits failing (the log has the cause)';
   }
 
   /** A request arrived: its row may join the next group (see dispatch). */
@@ -232,11 +254,16 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     } catch (error) {
       this.failures.inc();
       if (this.healthy) {
-        this.logger.error({ msg: 'audit commit failed; refusing decisions until it succeeds', error: String(error) });
+        this.logger.error({
+          msg: 'audit commit failed; refusing decisions until it succeeds',
+          error: String(error),
+          code: codeOf(error),
+        });
       }
       this.healthy = false;
+      this.failureReason = auditFailureReason(error);
       this.watchForRecovery();
-      const failure = new AuditUnavailable('audit trail unavailable');
+      const failure = new AuditUnavailable('audit trail unavailable', this.failureReason);
       for (const p of batch) p.done(failure);
     }
   }
@@ -249,7 +276,11 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     const channel = this.commitChannel();
     const id = ++this.commitIds;
     return new Promise<ChainHead>((resolve, reject) => {
-      this.commits.set(id, (outcome) => (typeof outcome === 'string' ? reject(new Error(outcome)) : resolve(outcome)));
+      this.commits.set(id, (outcome) =>
+        'hash' in outcome
+          ? resolve(outcome)
+          : reject(Object.assign(new Error(outcome.message), { code: outcome.code })),
+      );
       channel.post({ type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) });
     });
   }
@@ -269,13 +300,13 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       }
       const settle = this.commits.get(reply.id);
       this.commits.delete(reply.id);
-      settle?.(reply.type === 'failed' ? reply.message : { seq: reply.seq, hash: reply.hash });
+      settle?.(reply.type === 'failed' ? reply : { seq: reply.seq, hash: reply.hash });
     };
     const died = (reason: string): void => {
       closed?.();
       if (this.channel !== channel) return;
       this.channel = undefined;
-      for (const settle of this.commits.values()) settle(reason);
+      for (const settle of this.commits.values()) settle({ message: reason });
       this.commits.clear();
     };
     const closing = (end: () => void): Promise<void> =>
@@ -316,7 +347,11 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     return channel;
   }
 
-  /** While commits fail, probe the database each second so readiness recovers without traffic. */
+  /**
+   * While commits fail, probe the database each second so readiness recovers without traffic. A full
+   * disk answers the probe too (only an audit row would test the space): readiness then turns ready, and
+   * the next commit tells again.
+   */
   private watchForRecovery(): void {
     if (this.probe) return;
     this.probe = setInterval(() => {
@@ -324,13 +359,24 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
         () => {
           clearInterval(this.probe);
           this.probe = undefined;
-          if (!this.healthy) this.logger.log({ msg: 'audit database reachable again' });
+          if (!this.healthy) this.logger.log({ msg: 'audit database answers again', was: this.unhealthyDetail });
           this.healthy = true;
         },
         () => undefined,
       );
     }, 1000).unref();
   }
+}
+
+/**
+ * A failed commit's cause in words, from its error's code (the database's SQLSTATE or the system's errno,
+ * carried across the thread) or message: a full disk is no unreachable database, and the operator acts
+ * on the one they are told. Undefined when neither tells (a commit thread that died, a refused statement).
+ */
+export function auditFailureReason(error: unknown): string | undefined {
+  const fault = storageFaultOf(error);
+  if (fault === undefined) return undefined;
+  return `audit database ${fault === 'outage' ? 'unreachable' : STORAGE_FAULT_WORDS[fault]}`;
 }
 
 type PostgresConnectionOptions = Extract<DataSourceOptions, { type: 'postgres' }>;

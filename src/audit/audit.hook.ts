@@ -27,8 +27,9 @@ export function registerAuditHook(fastify: FastifyInstance, writer: AuditWriter,
       return payload;
     } catch (error) {
       if (!(error instanceof AuditUnavailable)) throw error;
+      const why = error.reason === undefined ? '' : ` (${error.reason})`;
       const answer = problems.render(
-        new AppError('AUDIT_UNAVAILABLE', 'the audit trail cannot be written; nothing was decided', {
+        new AppError('AUDIT_UNAVAILABLE', `the audit trail cannot be written${why}; nothing was decided`, {
           retryAfterSeconds: 1,
         }),
         request,

@@ -33,7 +33,7 @@ export class AuditModule implements OnModuleInit {
 
   onModuleInit(): void {
     this.readiness.register('audit', () =>
-      this.writer.isHealthy ? { ready: true } : { ready: false, detail: 'audit database unreachable' },
+      this.writer.isHealthy ? { ready: true } : { ready: false, detail: this.writer.unhealthyDetail },
     );
   }
 }

@@ -1,51 +1,92 @@
 import { AppError } from '../common/errors/app-error';
 
 /**
+ * Why the database cannot serve a statement for now: out of disk space, out of memory, at its
+ * connection limit, or away, busy or restarting (an outage). Each is worth a retry; only the first
+ * three are the operator's to fix on the database's host, and a caller or /health/ready is told which.
+ */
+export type StorageFault = 'disk-full' | 'out-of-memory' | 'connection-limit' | 'outage';
+
+/** A fault in words for an answer or /health/ready ("the database is ..."): no path, no SQL, no server name. */
+export const STORAGE_FAULT_WORDS: Record<StorageFault, string> = {
+  'disk-full': 'out of disk space',
+  'out-of-memory': 'out of memory',
+  'connection-limit': 'at its connection limit',
+  outage: 'unavailable',
+};
+
+/**
  * SQLSTATEs of a database that is away or busy, not of a bad statement: connection exceptions (08),
- * insufficient resources (53: too many connections, out of memory or disk), a statement cancelled
+ * insufficient resources (53: the three named ones above, and any other), a statement cancelled
  * (57014: statement_timeout, or a cancel), the server shutting down or killing the session (57P01-57P05),
  * a lock not granted in time (55P03), a serialisation failure or deadlock (40001, 40P01), and a
  * database refusing connections (55000 at connect: ALLOW_CONNECTIONS false).
  */
-const OUTAGE_STATES = /^(08|53|57014$|57P0|55P03$|40001$|40P01$)/;
-/** What the `pg` driver and its pool say when the server is gone or does not answer in time. */
-const OUTAGE_MESSAGES =
-  /connection terminated|timeout exceeded when trying to connect|query read timeout|not queryable|not currently accepting connections|the database system is (starting up|shutting down|in recovery mode)/i;
-const OUTAGE_ERRNOS = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
+const FAULT_STATES: Array<[RegExp, StorageFault]> = [
+  [/^53100$/, 'disk-full'],
+  [/^53200$/, 'out-of-memory'],
+  [/^53300$/, 'connection-limit'],
+  [/^(08|53|57014$|57P0|55P03$|40001$|40P01$)/, 'outage'],
+];
+/**
+ * What comes without a SQLSTATE: the file system's own errors (a quota is a full disk to the writer), and
+ * what the `pg` driver and its pool say when the server is gone or does not answer in time.
+ */
+const FAULT_ERRNOS = new Map<string, StorageFault>([
+  ['ENOSPC', 'disk-full'],
+  ['EDQUOT', 'disk-full'],
+  ...['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].map(
+    (code) => [code, 'outage'] as [string, StorageFault],
+  ),
 ]);
+const FAULT_MESSAGES: Array<[RegExp, StorageFault]> = [
+  [/no space left on device|disk quota exceeded/i, 'disk-full'],
+  [
+    /connection terminated|timeout exceeded when trying to connect|query read timeout|not queryable|not currently accepting connections|the database system is (starting up|shutting down|in recovery mode)/i,
+    'outage',
+  ],
+];
 
 /**
- * Whether an error from a query means the database is unreachable, restarting, refusing connections
- * or too slow (worth a retry), rather than a statement it refused (a bug: a 500). TypeORM wraps a
- * failed query's driver error (QueryFailedError.driverError); a failed connect comes as it is.
+ * Why an error from a query means the database cannot serve for now (worth a retry), or undefined for a
+ * statement it refused (a bug: a 500). TypeORM wraps a failed query's driver error
+ * (QueryFailedError.driverError); a failed connect comes as it is; `pg` and PGlite give the SQLSTATE as `code`.
  */
-export function isStorageOutage(error: unknown): boolean {
+export function storageFaultOf(error: unknown): StorageFault | undefined {
   for (let e = error, depth = 0; e instanceof Error && depth < 4; depth++) {
     const { code, driverError } = e as { code?: unknown; driverError?: unknown };
-    if (typeof code === 'string' && (OUTAGE_STATES.test(code) || OUTAGE_ERRNOS.has(code))) return true;
-    if (OUTAGE_MESSAGES.test(e.message)) return true;
+    if (typeof code === 'string') {
+      const fault = FAULT_STATES.find(([state]) => state.test(code))?.[1] ?? FAULT_ERRNOS.get(code);
+      if (fault) return fault;
+    }
+    const { message } = e;
+    const fault = FAULT_MESSAGES.find(([words]) => words.test(message))?.[1];
+    if (fault) return fault;
     e = driverError ?? e.cause;
   }
-  return false;
+  return undefined;
+}
+
+/**
+ * Whether an error from a query means the database is unreachable, restarting, refusing connections,
+ * out of resources or too slow (worth a retry), rather than a statement it refused (a bug: a 500).
+ */
+export function isStorageOutage(error: unknown): boolean {
+  return storageFaultOf(error) !== undefined;
 }
 
 /**
  * Runs a database call; a database outage becomes a 503 STORAGE_UNAVAILABLE with Retry-After that says
- * what could not be done (never the driver's text, which names the database). Other errors pass as they are.
+ * what could not be done and why in words (never the driver's text, which names the database or a file).
+ * Other errors pass as they are.
  */
 export async function orUnavailable<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
-    if (error instanceof AppError || !isStorageOutage(error)) throw error;
-    throw new AppError('STORAGE_UNAVAILABLE', `the database is unavailable: ${what}; retry`, {
+    const fault = error instanceof AppError ? undefined : storageFaultOf(error);
+    if (!fault) throw error;
+    throw new AppError('STORAGE_UNAVAILABLE', `the database is ${STORAGE_FAULT_WORDS[fault]}: ${what}; retry`, {
       retryAfterSeconds: 1,
       cause: error,
     });

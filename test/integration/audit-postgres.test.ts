@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
+import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
+import { AuditRepository } from '../../src/audit/audit.repository';
 import { AppConfig } from '../../src/config/app-config';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
+import { smallDisk } from '../fixtures/small-disk';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { MIGRATIONS } from '../../migrations';
@@ -182,6 +185,73 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
     } finally {
       stop = true;
       await app.close();
+    }
+  });
+  it('a full disk under the audit table (a tablespace on a small tmpfs): 503 "audit database out of disk space", then service resumes', async (t) => {
+    // The server's own user must own the tablespace: this machine's PostgreSQL, run as `postgres`.
+    let postgresUid: number;
+    try {
+      postgresUid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    } catch {
+      t.skip('no postgres user on this machine');
+      return;
+    }
+    const disk = smallDisk('4m', postgresUid);
+    if (!disk) {
+      t.skip('needs to mount a tmpfs (root with CAP_SYS_ADMIN)');
+      return;
+    }
+    const tablespace = `gateway_full_${process.pid}`;
+    const app = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'gateway-disk-full' });
+    const db = app.get(DataSource);
+    try {
+      try {
+        await db.query(`CREATE TABLESPACE ${tablespace} LOCATION '${disk.dir}'`);
+      } catch (error) {
+        t.skip(`the server cannot make a tablespace there (not on this machine?): ${String(error)}`);
+        return;
+      }
+      await db.query(`ALTER TABLE audit_events SET TABLESPACE ${tablespace}`);
+      const http = request(app.getHttpServer());
+      const token = bearer(tokenFor(['ml-admin'], { sub: 'disk-full-test' }));
+      const score = () => http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR);
+      await score().expect(200);
+      // A full disk answers the recovery probe (SELECT 1): held failing, so that readiness is read as the commit left it.
+      const repository = app.get(AuditRepository);
+      const ping = repository.ping.bind(repository);
+      repository.ping = () => Promise.reject(new Error('probe held by the test'));
+
+      const filler = disk.fill();
+      let refused: request.Response | undefined;
+      for (let i = 0; i < 500 && !refused; i++) {
+        const res = await score();
+        if (res.status !== 200) refused = res;
+      }
+      assert.ok(refused, 'no commit failed on a full disk');
+      assert.equal(refused.status, 503, JSON.stringify(refused.body));
+      assert.equal(refused.headers['retry-after'], '1');
+      // The OIP error shape: the problem's detail.
+      assert.deepEqual(refused.body, {
+        error: 'the audit trail cannot be written (audit database out of disk space); nothing was decided',
+      });
+      const ready = await http.get('/health/ready').expect(503);
+      assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });
+
+      rmSync(filler);
+      repository.ping = ping;
+      await score().expect(200);
+      await http.get('/health/ready').expect(200);
+    } finally {
+      await app.close();
+      const admin = new Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query('ALTER TABLE audit_events SET TABLESPACE pg_default');
+        await admin.query(`DROP TABLESPACE IF EXISTS ${tablespace}`);
+      } finally {
+        await admin.end();
+      }
+      disk.remove();
     }
   });
 });

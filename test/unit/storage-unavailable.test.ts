@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { MessageChannel } from 'node:worker_threads';
+import { protocol } from '@electric-sql/pglite';
+import { DatabaseError } from 'pg';
 import { QueryFailedError } from 'typeorm';
+import { type AuditCommitReply, serveCommits } from '../../src/audit/audit-commit';
+import { auditFailureReason } from '../../src/audit/audit-writer.service';
 import { AppError } from '../../src/common/errors/app-error';
-import { isStorageOutage, orUnavailable } from '../../src/database/storage-unavailable';
+import { isStorageOutage, orUnavailable, storageFaultOf } from '../../src/database/storage-unavailable';
 
 /** A `pg` DatabaseError as the driver raises it: a message and a SQLSTATE. */
 function pgError(message: string, code?: string): Error {
@@ -54,3 +60,101 @@ describe('database outages told from refused statements', () => {
     assert.equal(await orUnavailable('x', () => Promise.resolve(7)), 7);
   });
 });
+
+/** An ErrorResponse as the server sends it (severity, SQLSTATE, message), for a real driver's parser. */
+function errorResponse(severity: string, code: string, message: string): Buffer {
+  const fields = [`S${severity}`, `V${severity}`, `C${code}`, `M${message}`, 'HCheck free disk space.'];
+  const body = Buffer.from(fields.map((f) => `${f}\0`).join('') + '\0');
+  const head = Buffer.alloc(5);
+  head.write('E');
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+/** The error PGlite raises (embedded database) for an ErrorResponse, from its own protocol parser. */
+function pgliteError(severity: string, code: string, message: string): Error {
+  let parsed: unknown;
+  new protocol.Parser().parse(errorResponse(severity, code, message), (m) => (parsed = m));
+  assert.ok(parsed instanceof Error);
+  return parsed;
+}
+
+/** The error `pg` raises: its DatabaseError, its fields set from the ErrorResponse as its parser does. */
+function pgDatabaseError(code: string, message: string): DatabaseError {
+  return Object.assign(new DatabaseError(message, message.length, 'error'), { severity: 'ERROR', code });
+}
+
+const EXTEND = 'could not extend file "base/16384/16402": No space left on device';
+
+describe('a full disk told apart from a database away', () => {
+  it('SQLSTATE 53100 (disk_full) from pg or PGlite, ENOSPC and EDQUOT from the file system are a full disk', () => {
+    const cases: unknown[] = [
+      failedQuery(pgDatabaseError('53100', EXTEND)),
+      pgDatabaseError('53100', 'could not write to file "pg_wal/xlogtemp.42": No space left on device'),
+      pgliteError('ERROR', '53100', EXTEND),
+      // A WAL segment PGlite could not make is a PANIC, with the same SQLSTATE.
+      pgliteError('PANIC', '53100', 'could not write to file "pg_wal/xlogtemp.42": No space left on device'),
+      Object.assign(new Error('EDQUOT: disk quota exceeded, write'), { code: 'EDQUOT' }),
+      // An error with no code that says it (an embedded database that could not start).
+      new Error('embedded database in /x did not start: No space left on device'),
+    ];
+    // The file system's own error, as Node raises it.
+    if (existsSync('/dev/full')) cases.push(catchOf(() => writeFileSync('/dev/full', 'x')));
+    for (const error of cases) assert.equal(storageFaultOf(error), 'disk-full', String(error));
+  });
+
+  it('the rest of class 53 is said as it is, or as an outage', () => {
+    assert.equal(storageFaultOf(failedQuery(pgDatabaseError('53200', 'out of memory'))), 'out-of-memory');
+    assert.equal(storageFaultOf(pgDatabaseError('53300', 'sorry, too many clients already')), 'connection-limit');
+    assert.equal(storageFaultOf(pgDatabaseError('53000', 'insufficient resources')), 'outage');
+    assert.equal(storageFaultOf(pgDatabaseError('53400', 'configuration limit exceeded')), 'outage');
+    assert.equal(storageFaultOf(pgDatabaseError('57P01', 'terminating connection')), 'outage');
+    assert.equal(storageFaultOf(pgDatabaseError('23505', 'duplicate key')), undefined);
+  });
+
+  it('orUnavailable says the database is out of disk space, with Retry-After and without the path', async () => {
+    const error = await orUnavailable('the findings could not be kept', () =>
+      Promise.reject(failedQuery(pgDatabaseError('53100', EXTEND))),
+    ).catch((e: unknown) => e);
+    assert.ok(error instanceof AppError);
+    assert.equal(error.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(error.retryAfterSeconds, 1);
+    assert.equal(error.detail, 'the database is out of disk space: the findings could not be kept; retry');
+  });
+
+  it("an audit commit's failure crosses its thread with its code, which names the cause for readiness and the 503", async () => {
+    const { port1, port2 } = new MessageChannel();
+    try {
+      const failures = [pgDatabaseError('53100', EXTEND), pgliteError('ERROR', '53100', EXTEND)];
+      serveCommits(
+        port2,
+        () => Promise.reject(failures.shift()!),
+        () => Promise.resolve(),
+      );
+      for (const id of [1, 2]) {
+        const reply = new Promise<AuditCommitReply>((answered) => port1.once('message', answered));
+        port1.postMessage({ type: 'commit', id, writerId: 'w/0', drafts: [] });
+        assert.deepEqual(await reply, { type: 'failed', id, message: EXTEND, code: '53100' });
+      }
+    } finally {
+      port1.close();
+    }
+    // As AuditWriter rebuilds it on its side of the thread.
+    const crossed = Object.assign(new Error(EXTEND), { code: '53100' });
+    assert.equal(auditFailureReason(crossed), 'audit database out of disk space');
+    assert.equal(
+      auditFailureReason(Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), { code: 'ECONNREFUSED' })),
+      'audit database unreachable',
+    );
+    assert.equal(auditFailureReason(new Error('audit commit thread exited with code 1')), undefined);
+  });
+});
+
+function catchOf(call: () => void): unknown {
+  try {
+    call();
+  } catch (error) {
+    return error;
+  }
+  assert.fail('expected a throw');
+}
