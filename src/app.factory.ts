@@ -1,4 +1,4 @@
-import { ConsoleLogger, LogLevel, VersioningType } from '@nestjs/common';
+import { LogLevel, VersioningType } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
@@ -7,6 +7,7 @@ import { registerAuditHook } from './audit/audit.hook';
 import { registerAccessHook } from './auth/access.hook';
 import { JwtVerifier } from './auth/jwt-verifier';
 import { AuditWriter } from './audit/audit-writer.service';
+import { GatewayLogger } from './boot-failure';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
@@ -68,7 +69,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
         .send(answer.body);
     },
   });
-  const logger = new ConsoleLogger({
+  // Nest's report of an error it rethrows is left out: the caller reports it (main.ts, in one line).
+  const logger = new GatewayLogger({
     json: true,
     logLevels: LEVELS.slice(0, LEVELS.indexOf(config.LOG_LEVEL) + 1),
   });

@@ -1,16 +1,11 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { createApp } from './app.factory';
-import { AppConfig, loadConfig } from './config/app-config';
+import { reportBootFailure } from './boot-failure';
+import { loadConfig } from './config/app-config';
 
 async function bootstrap(): Promise<void> {
-  let config: AppConfig;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    console.error((error as Error).message);
-    process.exit(1);
-  }
+  const config = loadConfig();
   const app = await createApp(config);
   const logger = new Logger('Bootstrap');
   // Graceful shutdown: stop accepting, finish in-flight requests and queued inference, then exit.
@@ -43,7 +38,8 @@ async function bootstrap(): Promise<void> {
   logger.log({ msg: 'listening', url: `http://${config.HOST}:${config.PORT}`, docs: '/docs' });
 }
 
+// A bad variable, missing keys, a database out of reach, a port in use: one line, and exit 1.
 bootstrap().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
+  reportBootFailure(error);
   process.exit(1);
 });

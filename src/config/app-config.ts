@@ -543,7 +543,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const errors = validateSync(config);
   if (config.NODE_ENV === 'production' && !config.AUDIT_ENABLED) {
     throw new ConfigError(
-      'Invalid configuration:\n  AUDIT_ENABLED=false: the audit trail cannot be turned off in production',
+      'invalid configuration: AUDIT_ENABLED=false: the audit trail cannot be turned off in production',
     );
   }
   if (errors.length > 0) {
@@ -551,7 +551,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       (e) =>
         `${e.property}=${SECRET_KEYS.has(e.property) ? '(secret)' : JSON.stringify(e.value)}: ${Object.values(e.constraints ?? {}).join('; ')}`,
     );
-    throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
+    // One line, as a failed boot is reported: each variable names itself (`NAME=value: NAME must ...`).
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
   return config;
 }
