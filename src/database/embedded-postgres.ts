@@ -1,7 +1,8 @@
-import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { claimSocketLock } from '../common/socket-lock';
 import type { AppConfig } from '../config/app-config';
 import type { EmbeddedAttach, EmbeddedPostgresMessage, EmbeddedPostgresWorkerData } from './embedded-postgres.worker';
 
@@ -38,42 +39,19 @@ export function embeddedDurabilityWarning(config: Pick<AppConfig, 'NODE_ENV' | '
 }
 
 /**
- * Claims the embedded database in `dir` for this process: a Unix socket listening beside the database's, which the kernel closes when the process
- * ends however it ends (a kill -9 included), where a pid file could name a pid reused since. Two PGlite
- * instances on one data directory do not see each other's writes: each serves its own view, and the one
- * that writes last wins, silently dropping the other's committed audit rows.
+ * Claims the embedded database in `dir` for this process (claimSocketLock: a socket the kernel closes with
+ * the process). Two PGlite instances on one data directory do not see each other's writes: each serves its
+ * own view, and the one that writes last wins, silently dropping the other's committed audit rows.
  */
 export async function lockDataDir(dir: string): Promise<Server> {
-  const path = join(dir, 'socket', 'gateway.lock');
-  for (let attempt = 1; ; attempt++) {
-    const server = createServer((socket) => socket.destroy());
-    try {
-      await new Promise<void>((ok, fail) => {
-        server.once('error', fail);
-        server.listen(path, () => ok());
-      });
-      return server.unref();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt > 1) throw error;
-    }
-    if (await answers(path)) {
-      throw new Error(
-        `the embedded database in ${dir} is in use by another running gateway: give each gateway its own DATA_DIR, ` +
-          'or set DATABASE_URL to share a PostgreSQL server',
-      );
-    }
-    rmSync(path, { force: true }); // left by a process that ended without closing it
+  const lock = await claimSocketLock(join(dir, 'socket', 'gateway.lock'));
+  if (!lock) {
+    throw new Error(
+      `the embedded database in ${dir} is in use by another running gateway: give each gateway its own DATA_DIR, ` +
+        'or set DATABASE_URL to share a PostgreSQL server',
+    );
   }
-}
-
-function answers(path: string): Promise<boolean> {
-  return new Promise((done) => {
-    const socket = connect(path, () => {
-      socket.destroy();
-      done(true);
-    });
-    socket.once('error', () => done(false));
-  });
+  return lock;
 }
 
 /**
