@@ -2,7 +2,14 @@ import { Injectable, Logger } from '@nestjs/common';
 import { Counter } from 'prom-client';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
-import { AnchorFile, anchorKey, anchorMac, type ChainAnchor } from './audit-anchor';
+import {
+  AnchorFile,
+  type AnchorFileClaim,
+  anchorKey,
+  anchorMac,
+  type ChainAnchor,
+  claimAnchorFile,
+} from './audit-anchor';
 import type { ChainHead } from './audit-commit';
 import { auditSecret } from './input-digest';
 
@@ -20,15 +27,18 @@ export interface AnchorBreak {
  * Anchors this process's audit chains outside the database (see audit-anchor.ts): every
  * AUDIT_ANCHOR_INTERVAL_MS, and once more at shutdown after the last commit, each chain whose head
  * moved is written to the anchor file (fsync'd) and logged (`audit chain head`) for the log
- * shipper's copy. The heads come with the commits' answers (AuditWriter.heads): no query, nothing
- * per request. A failed write is logged and counted, never fatal: the heads are anchored at the next
- * round.
+ * shipper's copy. The file is this process's own (claimAnchorFile: AUDIT_ANCHOR_FILE, or a numbered
+ * one beside it while another gateway holds that). The heads come with the commits' answers
+ * (AuditWriter.heads): no query, nothing per request. A failed write is logged and counted, never
+ * fatal: the heads are anchored at the next round.
  */
 @Injectable()
 export class AuditAnchors {
   private readonly logger = new Logger('Audit');
   private readonly key: Buffer;
-  private readonly file: AnchorFile;
+  /** The configured file until start claims one; verify reads it either way. */
+  private file: AnchorFile;
+  private claim: AnchorFileClaim | undefined;
   private readonly intervalMs: number;
   private timer: NodeJS.Timeout | undefined;
   private heads: () => ReadonlyMap<string, ChainHead> = () => new Map();
@@ -54,18 +64,40 @@ export class AuditAnchors {
     });
   }
 
-  /** Anchors the chains of `heads` every AUDIT_ANCHOR_INTERVAL_MS (unless 0). */
-  start(heads: () => ReadonlyMap<string, ChainHead>): void {
-    this.heads = heads;
-    if (this.intervalMs > 0) this.timer = setInterval(() => void this.anchor(), this.intervalMs).unref();
+  /** The anchor file this process writes (once started) and verify reads. */
+  get filePath(): string {
+    return this.file.path;
   }
 
-  /** Stops the rounds and anchors the heads as they are: called after the last commit. */
+  /** Claims this process's anchor file, then anchors the chains of `heads` every AUDIT_ANCHOR_INTERVAL_MS (unless 0). */
+  async start(heads: () => ReadonlyMap<string, ChainHead>): Promise<void> {
+    this.heads = heads;
+    if (this.intervalMs === 0) return;
+    try {
+      this.claim = await claimAnchorFile(this.file.path);
+      this.file = new AnchorFile(this.claim.path, this.key);
+    } catch (error) {
+      // Anchoring never stops the gateway: it writes the configured file, which another one may write too.
+      this.logger.error({
+        msg: 'audit anchor file not claimed: another gateway anchoring in it would overwrite its lines',
+        file: this.file.path,
+        error: String(error),
+      });
+    }
+    this.logger.log({ msg: 'anchoring audit chain heads', file: this.file.path });
+    this.timer = setInterval(() => void this.anchor(), this.intervalMs).unref();
+  }
+
+  /** Stops the rounds, anchors the heads as they are (called after the last commit), and gives the file up. */
   async stop(): Promise<void> {
-    if (this.timer === undefined) return;
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.anchor();
+    if (this.timer !== undefined) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      await this.anchor();
+    }
+    const claim = this.claim;
+    this.claim = undefined;
+    await claim?.release();
   }
 
   /** Anchors every chain whose head moved since its last anchor, after any round still writing; never rejects. */

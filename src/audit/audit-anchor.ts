@@ -13,7 +13,8 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, extname } from 'node:path';
+import { claimSocketLock } from '../common/socket-lock';
 
 /** How far a chain had reached at a time: its last committed row's seq and hash. */
 export interface ChainAnchor {
@@ -122,8 +123,8 @@ export function compactedAnchors(reading: AnchorReading): string {
 
 /**
  * One process's anchor file: appends (each fsync'd before it counts as written) and compaction,
- * one at a time. The file belongs to one process: two sharing it could lose each other's lines
- * when one compacts.
+ * one at a time. The file belongs to one process (claimAnchorFile): when one of two sharing it
+ * compacts, what the other appended meanwhile is lost.
  */
 export class AnchorFile {
   private queue: Promise<unknown> = Promise.resolve();
@@ -197,6 +198,45 @@ export class AnchorFile {
     this.queue = run.catch(() => undefined);
     return run;
   }
+}
+
+/** Unix socket paths are cut at 107 bytes (sun_path), silently: the slots' locks would all be one socket. */
+const MAX_SOCKET_PATH = 107;
+/** Gateways anchoring side by side from one directory, at most. */
+const MAX_ANCHOR_FILES = 64;
+
+export interface AnchorFileClaim {
+  /** This process's anchor file. */
+  path: string;
+  release(): Promise<void>;
+}
+
+/**
+ * Claims an anchor file for this process: `path`, or while another running gateway holds it (several
+ * gateways on one PostgreSQL with one DATA_DIR), the first free one of `<name>.2<ext>`, `<name>.3<ext>`, ...
+ * beside it. Each claim is a socket `<file>.lock` (claimSocketLock) that goes with the process however it
+ * ends, so a restarted gateway takes a file back, and with it its predecessors' anchors. Rejects when
+ * the directory cannot hold the lock, or all the files are held.
+ */
+export async function claimAnchorFile(path: string): Promise<AnchorFileClaim> {
+  await mkdir(dirname(path), { recursive: true });
+  for (let n = 1; n <= MAX_ANCHOR_FILES; n++) {
+    const file = anchorFileNumber(path, n);
+    const lockPath = `${file}.lock`;
+    if (Buffer.byteLength(lockPath) > MAX_SOCKET_PATH) {
+      throw new Error(`${lockPath} is longer than a Unix socket path may be (${MAX_SOCKET_PATH} bytes)`);
+    }
+    const lock = await claimSocketLock(lockPath);
+    if (lock) return { path: file, release: () => new Promise<void>((done) => lock.close(() => done())) };
+  }
+  throw new Error(`${path} and the ${MAX_ANCHOR_FILES - 1} anchor files beside it are all held by running gateways`);
+}
+
+/** The n-th anchor file of `path`: `path` itself, then `<name>.<n><ext>`. */
+export function anchorFileNumber(path: string, n: number): string {
+  if (n === 1) return path;
+  const ext = extname(path);
+  return `${path.slice(0, path.length - ext.length)}.${n}${ext}`;
 }
 
 async function readIfThere(path: string): Promise<string | undefined> {

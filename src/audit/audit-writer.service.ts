@@ -138,10 +138,10 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
    * Opens the commit channel at boot, so that the first audited answer does not wait for it, and
    * starts anchoring the chains' heads outside the database.
    */
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     if (!this.enabled) return;
     this.commitChannel();
-    this.anchors.start(() => this.committedHeads);
+    await this.anchors.start(() => this.committedHeads);
   }
 
   /** Whether the database took the last commit, or answers again since (reported by /health/ready). */

@@ -233,7 +233,10 @@ export class AppConfig {
   @Max(MAX_TIMER_MS)
   AUDIT_ANCHOR_INTERVAL_MS = 60_000;
 
-  /** The anchor file (JSON lines, one HMAC'd chain head each); default: DATA_DIR/audit-anchors.jsonl. */
+  /**
+   * The anchor file (JSON lines, one HMAC'd chain head each); default: DATA_DIR/audit-anchors.jsonl. While
+   * another running gateway holds it, this one anchors in the first free `<name>.2.jsonl`, `.3`, ... beside it.
+   */
   @IsOptional()
   @IsString()
   @MinLength(1)
@@ -490,7 +493,7 @@ export class AppConfig {
   @Matches(/^[^#+\s]+$/, { message: 'MQTT_ALARM_TOPIC_PREFIX must be a topic without wildcards or spaces' })
   MQTT_ALARM_TOPIC_PREFIX = 'factory';
 
-  /** Where this process anchors its audit chains' heads: AUDIT_ANCHOR_FILE, or a file in DATA_DIR. */
+  /** Where this process's audit chains' heads are anchored, unless another gateway holds it: AUDIT_ANCHOR_FILE, or a file in DATA_DIR. */
   get auditAnchorFile(): string {
     return this.AUDIT_ANCHOR_FILE ?? join(this.DATA_DIR, 'audit-anchors.jsonl');
   }

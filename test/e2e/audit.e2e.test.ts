@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
@@ -451,5 +453,49 @@ describe('audit trail, chain heads anchored outside the database', () => {
       anchored.map((a) => [a.chain, a.seq, a.hash]).sort(),
       rows.map((r) => [r.writer_id, Number(r.seq), r.hash]).sort(),
     );
+  });
+});
+
+describe('audit trail, two gateways given one anchor file', () => {
+  it('each anchors its chains in a file of its own (the second numbered beside it), and each verifies clean', async () => {
+    const admin = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'two-gateways' }));
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-test-anchors-'));
+    const shared = join(dir, 'audit-anchors.jsonl');
+    const env = { AUDIT_ANCHOR_FILE: shared, AUDIT_ANCHOR_INTERVAL_MS: '3600000' };
+    const a = await createTestApp({ ...env, AUDIT_WRITER_ID: 'anchor-a' });
+    const b = await createTestApp({ ...env, AUDIT_WRITER_ID: 'anchor-b' });
+    try {
+      for (const app of [a, b]) {
+        await request(app.getHttpServer())
+          .post('/v2/models/fixture-linear/infer')
+          .set('Authorization', admin)
+          .send(LINEAR)
+          .expect(200);
+      }
+      await Promise.all([a, b].map((app) => app.get(AuditAnchors).anchor()));
+      const writersIn = (file: string): string[] =>
+        existsSync(file)
+          ? [
+              ...new Set(
+                readFileSync(file, 'utf8')
+                  .trim()
+                  .split('\n')
+                  .map((l) => (JSON.parse(l) as { chain: string }).chain.split('/')[0]),
+              ),
+            ]
+          : [];
+      assert.deepEqual(writersIn(shared), ['anchor-a']);
+      assert.deepEqual(writersIn(shared.replace(/\.jsonl$/, '.2.jsonl')), ['anchor-b']);
+      for (const app of [a, b]) {
+        const report = (
+          await request(app.getHttpServer()).get('/v1/audit/verify').set('Authorization', admin).expect(200)
+        ).body;
+        assert.deepEqual([report.valid, report.anchorBreaks], [true, []]);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

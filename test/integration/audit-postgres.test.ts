@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -13,6 +14,7 @@ import { AppConfig } from '../../src/config/app-config';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { smallDisk } from '../fixtures/small-disk';
 import { createTestApp } from '../fixtures/test-app';
+import { emptyDataDir } from '../fixtures/test-data-dir';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { MIGRATIONS } from '../../migrations';
 
@@ -124,6 +126,57 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       assert.equal(byA.anchorBreaks.length, 1);
       assert.deepEqual([byA.anchorBreaks[0].writerId, byA.anchorBreaks[0].seq], ['anchored-a/0', 5]);
       assert.match(byA.anchorBreaks[0].reason, /^rows after seq 3 cut off: the chain was anchored at seq 5 on /);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('two gateways on one DATA_DIR anchor in files of their own, and a restarted one takes its file back', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'shared-data-dir' }));
+    const dataDir = emptyDataDir();
+    const env = { DATABASE_URL: url, DATA_DIR: dataDir, AUDIT_ANCHOR_INTERVAL_MS: '3600000' };
+    let a = await createTestApp({ ...env, AUDIT_WRITER_ID: 'shared-a' });
+    const b = await createTestApp({ ...env, AUDIT_WRITER_ID: 'shared-b' });
+    const writersIn = (name: string): string[] => [
+      ...new Set(
+        readFileSync(join(dataDir, name), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { chain: string }).chain.split('/')[0]),
+      ),
+    ];
+    try {
+      for (const app of [a, b]) {
+        await request(app.getHttpServer())
+          .post('/v2/models/fixture-linear/infer')
+          .set('Authorization', token)
+          .send(LINEAR)
+          .expect(200);
+        await app.get(AuditAnchors).anchor();
+      }
+      assert.deepEqual(writersIn('audit-anchors.jsonl'), ['shared-a']);
+      assert.deepEqual(writersIn('audit-anchors.2.jsonl'), ['shared-b']);
+      // Cut a's chain: a gateway restarted on the DATA_DIR (b still running) holds it to a's anchor.
+      const db = b.get(DataSource);
+      await a.close();
+      await db.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only');
+      await db.query(`DELETE FROM audit_events WHERE writer_id LIKE 'shared-a/%'`);
+      await db.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only');
+      a = await createTestApp({ ...env, AUDIT_WRITER_ID: 'shared-a2' });
+      const byA = (await request(a.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200))
+        .body;
+      assert.equal(byA.valid, false);
+      assert.deepEqual(
+        byA.anchorBreaks.map((x: { writerId: string; reason: string }) => [
+          x.writerId.split('/')[0],
+          x.reason.split(':')[0],
+        ]),
+        [['shared-a', 'every row cut off']],
+      );
+      const byB = (await request(b.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200))
+        .body;
+      assert.deepEqual(byB.anchorBreaks, []);
     } finally {
       await a.close();
       await b.close();

@@ -10,11 +10,13 @@ import { MetricsService } from '../../src/common/metrics/metrics.service';
 import { loadConfig } from '../../src/config/app-config';
 import {
   AnchorFile,
+  anchorFileNumber,
   anchorKey,
   anchorLine,
   anchorMac,
   anchorMismatch,
   type ChainAnchor,
+  claimAnchorFile,
   compactedAnchors,
   readAnchors,
 } from '../../src/audit/audit-anchor';
@@ -168,6 +170,27 @@ describe('audit chain anchors', () => {
     assert.equal(compactedAnchors(readAnchors(text, key)), 'x\n' + anchorLine(key, anchor('f/0', 2)));
   });
 
+  it('claimAnchorFile gives each running process a file of its own, numbered beside the configured one', async () => {
+    assert.equal(anchorFileNumber('/srv/data/audit-anchors.jsonl', 1), '/srv/data/audit-anchors.jsonl');
+    assert.equal(anchorFileNumber('/srv/data/audit-anchors.jsonl', 2), '/srv/data/audit-anchors.2.jsonl');
+    assert.equal(anchorFileNumber('/srv/data/anchors', 3), '/srv/data/anchors.3');
+    const path = join(dir, 'claimed', 'anchors.jsonl');
+    const [a, b, c] = [await claimAnchorFile(path), await claimAnchorFile(path), await claimAnchorFile(path)];
+    assert.deepEqual(
+      [a.path, b.path, c.path],
+      [path, join(dir, 'claimed', 'anchors.2.jsonl'), join(dir, 'claimed', 'anchors.3.jsonl')],
+    );
+    await b.release();
+    const again = await claimAnchorFile(path);
+    assert.equal(again.path, b.path);
+    for (const claim of [a, c, again]) await claim.release();
+    // A lock socket's path is cut at 107 bytes without a word: every number would then be one lock.
+    await assert.rejects(
+      claimAnchorFile(join(dir, 'x'.repeat(120), 'anchors.jsonl')),
+      /longer than a Unix socket path/,
+    );
+  });
+
   it('a write that fails rejects, and the next one still works', async () => {
     const blocked = join(dir, 'blocked');
     writeFileSync(blocked, '');
@@ -214,7 +237,7 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
   it('anchors a chain only when its head moved, in the file and as a log line, and once more at shutdown', async () => {
     const { anchors } = anchorsOf('moving.jsonl');
     const heads = new Map<string, ChainHead>([['w/0', { seq: 2, hash: hash(2) }]]);
-    anchors.start(() => heads);
+    await anchors.start(() => heads);
     await anchors.anchor();
     await anchors.anchor();
     heads.set('w/1', { seq: 1, hash: hash(1) });
@@ -241,13 +264,13 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
   it('anchors on its interval; 0 turns anchoring off, at shutdown too', async () => {
     const heads = new Map<string, ChainHead>([['x/0', { seq: 1, hash: hash(1) }]]);
     const ticking = anchorsOf('ticking.jsonl', '20').anchors;
-    ticking.start(() => heads);
+    await ticking.start(() => heads);
     const deadline = Date.now() + 10_000;
     while (!readIfAny(join(dir, 'ticking.jsonl')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await ticking.stop();
     assert.equal(linesOf('ticking.jsonl').length, 1);
     const off = anchorsOf('off.jsonl', '0').anchors;
-    off.start(() => heads);
+    await off.start(() => heads);
     await off.stop();
     assert.equal(readIfAny(join(dir, 'off.jsonl')), undefined);
   });
@@ -255,12 +278,43 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
   it('a write that fails is logged and counted, never thrown, and the head is anchored at the next round', async () => {
     writeFileSync(join(dir, 'not-a-folder'), '');
     const { anchors, metrics } = anchorsOf('not-a-folder/anchors.jsonl');
-    anchors.start(() => new Map([['y/0', { seq: 3, hash: hash(3) }]]));
+    errors.length = 0;
+    // Nor is a file it could not claim: it goes on with the configured one.
+    await anchors.start(() => new Map([['y/0', { seq: 3, hash: hash(3) }]]));
     await anchors.anchor();
     await anchors.stop();
     assert.match((await metrics.metrics()).toString(), /gateway_audit_anchor_failures_total 2/);
-    assert.equal(errors.length, 2);
-    assert.match(JSON.stringify(errors[0]), /not written to the anchor file/);
+    assert.equal(errors.length, 3);
+    assert.match(JSON.stringify(errors[0]), /audit anchor file not claimed/);
+    assert.match(JSON.stringify(errors[1]), /not written to the anchor file/);
+  });
+
+  it('two gateways on one anchor file (one DATA_DIR, one PostgreSQL) each write a file of their own; a restarted one takes the first free file back', async () => {
+    const heads = (chain: string) => () => new Map<string, ChainHead>([[chain, { seq: 4, hash: hash(4) }]]);
+    const first = anchorsOf('shared.jsonl').anchors;
+    const second = anchorsOf('shared.jsonl').anchors;
+    await first.start(heads('first/0'));
+    await second.start(heads('second/0'));
+    assert.equal(first.filePath, join(dir, 'shared.jsonl'));
+    assert.equal(second.filePath, join(dir, 'shared.2.jsonl'));
+    await Promise.all([first.anchor(), second.anchor()]);
+    await first.stop();
+    assert.deepEqual(
+      linesOf('shared.jsonl').map((l) => l.chain),
+      ['first/0'],
+    );
+    assert.deepEqual(
+      linesOf('shared.2.jsonl').map((l) => l.chain),
+      ['second/0'],
+    );
+    // Each verifies against its own file: neither finds the other's anchors missing from it.
+    assert.deepEqual((await second.forVerify()).breaks, []);
+    const restarted = anchorsOf('shared.jsonl').anchors;
+    await restarted.start(heads('restarted/0'));
+    assert.equal(restarted.filePath, join(dir, 'shared.jsonl'));
+    assert.deepEqual([...(await restarted.forVerify()).anchors.keys()], ['first/0']);
+    await restarted.stop();
+    await second.stop();
   });
 });
 
