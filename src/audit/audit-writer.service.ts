@@ -87,6 +87,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   private failureReason: string | undefined;
   private probe: NodeJS.Timeout | undefined;
   private readonly lingerMs: number;
+  private readonly commitTimeoutMs: number;
   private linger: NodeJS.Timeout | undefined;
   /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
   private coming = 0;
@@ -111,6 +112,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     this.writerId = config.AUDIT_WRITER_ID ?? `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
     this.maxBatch = config.AUDIT_MAX_BATCH;
     this.lingerMs = config.AUDIT_MAX_DELAY_MS;
+    this.commitTimeoutMs = config.AUDIT_COMMIT_TIMEOUT_MS;
     this.lanes = Array.from({ length: config.AUDIT_LANES }, (_, i) => ({
       writerId: `${this.writerId}/${i}`,
       busy: false,
@@ -276,11 +278,17 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     const channel = this.commitChannel();
     const id = ++this.commitIds;
     return new Promise<ChainHead>((resolve, reject) => {
-      this.commits.set(id, (outcome) =>
-        'hash' in outcome
-          ? resolve(outcome)
-          : reject(Object.assign(new Error(outcome.message), { code: outcome.code })),
-      );
+      // A database that stops answering (PGlite after a PANIC hangs every later query) must not hold
+      // the requests waiting on it: they are refused, and a late answer is ignored.
+      const timer = setTimeout(() => {
+        this.commits.delete(id);
+        reject(new Error(`the audit database did not answer a commit within ${this.commitTimeoutMs} ms`));
+      }, this.commitTimeoutMs);
+      this.commits.set(id, (outcome) => {
+        clearTimeout(timer);
+        if ('hash' in outcome) resolve(outcome);
+        else reject(Object.assign(new Error(outcome.message), { code: outcome.code }));
+      });
       channel.post({ type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) });
     });
   }

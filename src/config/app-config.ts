@@ -283,6 +283,17 @@ export class AppConfig {
   AUDIT_MAX_BATCH = 32;
 
   /**
+   * Longest an audit commit may take before its requests are refused (503) as if the database were
+   * away: longer than PostgreSQL's own query timeout (10 s), so that its cause is the one reported;
+   * it is what bounds a wait on embedded PGlite, which has none.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(MAX_TIMER_MS)
+  AUDIT_COMMIT_TIMEOUT_MS = 15_000;
+
+  /**
    * Challenger versions run in shadow, `name=version` comma-separated (e.g. `card-fraud=2`): scored
    * beside the default version on every request, recorded in the audit row, never returned.
    */

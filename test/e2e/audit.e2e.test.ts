@@ -499,3 +499,30 @@ describe('audit trail, two gateways given one anchor file', () => {
     }
   });
 });
+
+describe('audit trail, a commit the database does not answer', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  const admin = bearer(tokenFor(['ml-admin'], { sub: 'ml-engineer-5' }));
+
+  before(async () => {
+    app = await createTestApp({ AUDIT_COMMIT_TIMEOUT_MS: '300' });
+    http = request(app.getHttpServer());
+  });
+  after(() => app.close());
+
+  it('is refused 503 once AUDIT_COMMIT_TIMEOUT_MS has passed, not held while the database is stuck', async () => {
+    await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR).expect(200);
+    // Embedded PGlite runs one statement at a time in its thread: a long one holds the audit commit behind it.
+    const stuck = app.get(DataSource).query('SELECT pg_sleep(3)');
+    const started = Date.now();
+    const refused = await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR);
+    const waited = Date.now() - started;
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    // The Open Inference Protocol's error body: { error }.
+    assert.match(refused.body.error, /audit trail cannot be written/);
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.ok(waited < 2500, `answered after ${waited} ms, while the database was stuck for 3 s`);
+    await stuck;
+  });
+});
