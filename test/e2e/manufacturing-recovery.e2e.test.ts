@@ -152,24 +152,55 @@ describe('manufacturing: accepted readings are predicted even when something fai
     }
   });
 
-  it("an alarm the database does not take is not lost: 503, then raised once when it's back, predictions in order", async () => {
+  it("an alarm the database does not take is not lost: 503 for an outage, a logged 500 for anything else, then raised once when it's back, predictions in order", async () => {
     const db = app.get(DataSource);
-    await db.query(
-      `CREATE FUNCTION refuse_alarm() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$`,
-    );
+    // Refuses with the SQLSTATE it is given: 57014 (a statement cancelled) is an outage, P0001 is not.
+    // Replaced in place, so that no retry of the stream's slips in between and stores the alarm.
+    const refuseWith = (state: string) =>
+      db.query(
+        `CREATE OR REPLACE FUNCTION refuse_alarm() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '${state}'; END $$`,
+      );
+    await refuseWith('57014');
     await db.query(
       'CREATE TRIGGER refuse_alarm BEFORE INSERT ON manufacturing_alarms FOR EACH ROW EXECUTE FUNCTION refuse_alarm()',
     );
-    const rows = [...ai4iReadings(false, 3), ...ai4iReadings(true, 8)];
-    const refused = await post(http, 'mill-a', T0, rows);
-    assert.equal(refused.status, 503, JSON.stringify(refused.body));
-    assert.equal((refused.body as { code: string }).code, 'STORAGE_UNAVAILABLE');
-    const status = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
-    assert.equal((status.body as { alarm: { active: boolean } }).alarm.active, false, 'not raised while not stored');
-    await db.query('DROP TRIGGER refuse_alarm ON manufacturing_alarms');
-    await db.query('DROP FUNCTION refuse_alarm()');
+    const rows = [...ai4iReadings(false, 3), ...ai4iReadings(true, 10)];
+    const logged: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    try {
+      const outage = await post(http, 'mill-a', T0, rows.slice(0, 11));
+      assert.equal(outage.status, 503, JSON.stringify(outage.body));
+      assert.equal((outage.body as { code: string }).code, 'STORAGE_UNAVAILABLE');
+      assert.equal(outage.headers['retry-after'], '1');
+      const status = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
+      assert.equal((status.body as { alarm: { active: boolean } }).alarm.active, false, 'not raised while not stored');
+
+      await refuseWith('P0001');
+      process.stderr.write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+        logged.push(String(chunk));
+        return (write as (c: unknown, ...r: unknown[]) => boolean)(chunk, ...rest);
+      };
+      const bug = await post(http, 'mill-a', T0 + 11_000, rows.slice(11));
+      process.stderr.write = write;
+      assert.equal(bug.status, 500, JSON.stringify(bug.body));
+      const problem = bug.body as { code: string; requestId: string; detail: string };
+      assert.equal(problem.code, 'INTERNAL');
+      assert.equal(bug.headers['retry-after'], undefined);
+      assert.doesNotMatch(problem.detail, /refused/, 'nothing internal in the answer');
+      assert.ok(
+        logged.some((line) => line.includes(problem.requestId) && line.includes('refused') && line.includes(' at ')),
+        'the error logged with its stack and request id',
+      );
+    } finally {
+      process.stderr.write = write;
+      await db.query('DROP TRIGGER refuse_alarm ON manufacturing_alarms');
+      await db.query('DROP FUNCTION refuse_alarm()');
+    }
     await until('the alarm raised', async () => ((await alarmStates(http, 'mill-a')).length > 0 ? true : undefined));
     assert.deepEqual(await alarmStates(http, 'mill-a'), ['raised']);
+    await until('every reading predicted', async () =>
+      (await predictionTimes(http, 'mill-a')).length === rows.length ? true : undefined,
+    );
     assert.deepEqual(
       await predictionTimes(http, 'mill-a'),
       rows.map((_, i) => iso(T0 + i * 1000)),

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { Logger, LoggerService } from '@nestjs/common';
 import { QueryFailedError } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
-import { MAX_INFERENCE_FAILURES, ReadingsKept } from '../../src/domains/manufacturing/plant-stream.service';
+import { MAX_INFERENCE_FAILURES, RawReading, ReadingsKept } from '../../src/domains/manufacturing/plant-stream.service';
 import { plantStreamHarness } from '../fixtures/plant-stream-harness';
 
 const T0 = Date.now() - 3_600_000;
@@ -152,5 +152,94 @@ describe('manufacturing stream: a reading its model keeps failing on', () => {
       Array.from({ length: MAX_INFERENCE_FAILURES }, (_, i) => (i + 1) * 1000),
     );
     assert.equal(stream.keptRows(), 0);
+  });
+});
+
+describe('manufacturing stream: alarms and predictions the database does not take', () => {
+  const errors: unknown[] = [];
+  beforeEach(() => {
+    // Retries run only when a test ingests: the stream's own retry timers never fire mid-test.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    errors.length = 0;
+    const quiet = () => undefined;
+    Logger.overrideLogger({ log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) });
+  });
+  afterEach(() => {
+    mock.timers.reset();
+    Logger.overrideLogger(false);
+  });
+
+  /** Minutes of tool wear the fake model answers with a failure probability of 0.9 (the alarm raises at 0.5). */
+  const WORN = 250;
+  const refused = (ingest: Promise<unknown>) =>
+    ingest.then(
+      () => assert.fail('ingest resolved'),
+      (e: unknown) => e,
+    );
+  const times = (rows: Array<{ at: Date }>) => rows.map((r) => r.at.getTime() - T0);
+  /** Two good rows, then two worn ones: the second worn row raises the alarm. */
+  const readings = (reading: (t: number, wear: number) => RawReading) => [
+    reading(T0, 10),
+    reading(T0 + 1000, WORN),
+    reading(T0 + 2000, WORN),
+    reading(T0 + 3000, WORN),
+  ];
+  const loggedWithStack = (text: string) =>
+    errors.some((e) => {
+      const error = (e as { error?: unknown }).error;
+      return typeof error === 'string' && error.includes(text) && error.includes('\n    at ');
+    });
+
+  for (const [what, error, outage] of [
+    ['a database outage', () => failedQuery('terminating connection due to administrator command', '57P01'), true],
+    [
+      'a check constraint (a bug)',
+      () => failedQuery('new row violates check constraint "alarm_value"', '23514'),
+      false,
+    ],
+  ] as const) {
+    it(`an alarm refused by ${what}: ${outage ? 'a 503 with Retry-After' : 'its error thrown as it is, for the 500 path, and logged with its stack'}; the readings kept, and the alarm raised once when it is stored`, async () => {
+      const { stream, engine, records, reading } = plantStreamHarness();
+      engine.failure = (wear) => (wear >= WORN ? 0.9 : 0.01);
+      const refusal = error();
+      records.refuseAlarms = refusal;
+      const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
+      if (outage) {
+        assert.ok(thrown instanceof ReadingsKept, String(thrown));
+        assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
+        assert.equal(thrown.retryAfterSeconds, 1);
+        assert.match(thrown.detail, /alarm could not be stored/);
+      } else {
+        assert.equal(thrown, refusal, 'not turned into a 503');
+        assert.ok(loggedWithStack('alarm_value'), JSON.stringify(errors));
+      }
+      assert.deepEqual(times(records.predictions), [0, 1000], 'the rows before the alarm stored');
+      assert.equal(stream.keptRows(), 2, 'the row that raises the alarm and the one after it kept');
+      assert.equal(stream.status('mill-1').alarm.active, false, 'not raised while not stored');
+      records.refuseAlarms = undefined;
+      await stream.ingest('mill-1', [], HTTP);
+      assert.deepEqual(times(records.predictions), [0, 1000, 2000, 3000]);
+      assert.deepEqual(
+        records.alarms.map((a) => a.state),
+        ['raised'],
+      );
+      assert.equal(stream.keptRows(), 0);
+    });
+  }
+
+  it('predictions refused by a database outage: a 503 with Retry-After, the rows kept by the writer', async () => {
+    const { stream, records, reading } = plantStreamHarness();
+    records.refusePredictions = failedQuery('terminating connection due to administrator command', '57P01');
+    const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
+    assert.ok(thrown instanceof ReadingsKept, String(thrown));
+    assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(thrown.retryAfterSeconds, 1);
+  });
+
+  it('predictions refused other than for an outage: a bug, its error thrown as it is for the 500 path', async () => {
+    const { stream, records, reading } = plantStreamHarness();
+    const bug = failedQuery('value out of range', '22003');
+    records.refusePredictions = bug;
+    assert.equal(await refused(stream.ingest('mill-1', readings(reading), HTTP)), bug);
   });
 });

@@ -370,6 +370,8 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         try {
           await this.records.addPredictions(rows);
         } catch (cause) {
+          // Any failure but an outage is a bug, for the 500 path (logged with its stack).
+          if (!isStorageOutage(cause)) throw cause;
           // The writer keeps the rows and writes them again when the database returns.
           throw new ReadingsKept('STORAGE_UNAVAILABLE', 'the predictions could not be stored yet; they are kept', {
             retryAfterSeconds: 1,
@@ -378,6 +380,7 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         }
         this.observeStored(rt, rows);
       }
+      if (error instanceof RefusedWrite) throw error.error;
       if (error !== undefined) throw kept(error);
       return rows.length;
     });
@@ -523,13 +526,15 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
   private keep(rt: Runtime, rows: ReleasedReading[], error: unknown): void {
     const over = rows.length - MAX_UNPREDICTED;
     rt.unpredicted = over > 0 ? rows.slice(over) : rows;
-    this.logger.warn({
+    const log = {
       msg: over > 0 ? 'predictions deferred; the oldest rows dropped' : 'predictions deferred',
       assetId: rt.asset.assetId,
       rows: rt.unpredicted.length,
       ...(over > 0 ? { dropped: over } : {}),
-      error: String(error),
-    });
+    };
+    // A bug is logged with its stack here too: over MQTT and on retries no 500 path logs it.
+    if (error instanceof RefusedWrite) this.logger.error({ ...log, error: stackOf(error.error) });
+    else this.logger.warn({ ...log, error: String(error) });
     if (rt.retryTimer || this.closing) return;
     // Jittered: assets that failed in one runtime batch do not retry in one, where a failing row fails the rest.
     const delay = rt.retryDelayMs * (0.75 + Math.random() / 2);
@@ -630,11 +635,7 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
           await this.alarm(rt, change, value, at);
         } catch (error) {
           rt.alarm.restore(before);
-          return {
-            rows,
-            left: usable.slice(i),
-            error: storageError(error, 'the alarm could not be stored'),
-          };
+          return { rows, left: usable.slice(i), error: notStored(error, 'the alarm could not be stored') };
         }
       }
       rt.latest =
@@ -714,10 +715,26 @@ function kept(error: unknown): ReadingsKept {
   });
 }
 
-/** A database failure as a 503 that says what was not stored (never the driver's own text). */
-function storageError(error: unknown, what: string): AppError {
+/**
+ * A write the database refused other than for an outage: a bug. The rows are kept all the same, but its
+ * error is thrown as it is, for the 500 path that logs its stack, not turned into a 503 (see kept).
+ */
+class RefusedWrite {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * A write the database did not take: an outage is a 503 that says what was not stored (never the driver's
+ * own text); anything else is a bug (RefusedWrite).
+ */
+function notStored(error: unknown, what: string): unknown {
   if (error instanceof AppError) return error;
+  if (!isStorageOutage(error)) return new RefusedWrite(error);
   return new AppError('STORAGE_UNAVAILABLE', what, { retryAfterSeconds: 1, cause: error });
+}
+
+function stackOf(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? String(error)) : String(error);
 }
 
 function round(v: number): number {
