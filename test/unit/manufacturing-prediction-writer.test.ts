@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { PredictionRow, PredictionWriter } from '../../src/domains/manufacturing/records/prediction-writer';
 
 const row = (assetId: string, i: number): PredictionRow => ({
@@ -20,7 +20,10 @@ function manualInsert() {
       pending.push({ resolve, reject });
     });
   const settle = async (error?: Error) => {
-    while (pending.length === 0) await new Promise((r) => setImmediate(r));
+    for (let turns = 0; pending.length === 0; turns++) {
+      if (turns > 1000) assert.fail('no INSERT came');
+      await new Promise((r) => setImmediate(r));
+    }
     const next = pending.shift()!;
     if (error) next.reject(error);
     else next.resolve();
@@ -94,6 +97,38 @@ describe('manufacturing: prediction group commit', () => {
       ]);
     } finally {
       writer.close();
+    }
+  });
+
+  it('writes again what waits for the database, however many rows (up to the 200,000 it keeps)', async () => {
+    // Rows kept across a long outage are written again in one group, and kept again should it fail.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    const db = manualInsert();
+    const writer = new PredictionWriter(db.insert, { retryDelayMs: 5 });
+    try {
+      const away = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+      const writes = Array.from({ length: 30 }, (_, g) =>
+        writer.write(Array.from({ length: 5000 }, (_, i) => row(`a${g}`, i))),
+      );
+      for (let g = 0; g < 30; g++) await db.settle(away());
+      await Promise.allSettled(writes);
+      assert.equal(writer.waitingForRetry, 150_000);
+      mock.timers.tick(5);
+      await db.settle(away()); // the retry fails too: its rows are kept again
+      mock.timers.tick(10);
+      for (let chunk = 0; chunk < 30; chunk++) await db.settle();
+      const next = writer.write([row('b', 1)]);
+      await db.settle();
+      await next;
+      assert.equal(writer.kept, 0);
+      assert.equal(
+        db.statements.slice(31, 61).reduce((n, s) => n + s.length, 0),
+        150_000,
+        'every kept row written once the database is back',
+      );
+    } finally {
+      writer.close();
+      mock.timers.reset();
     }
   });
 

@@ -110,7 +110,8 @@ export class PredictionWriter {
   }
 
   private keepForRetry(rows: PredictionRow[]): void {
-    this.retryRows.push(...rows);
+    // One by one: push(...rows) overflows the stack past some 120,000 rows, and the writer would stop for good.
+    for (const row of rows) this.retryRows.push(row);
     const over = this.retryRows.length - MAX_RETRY_ROWS;
     if (over > 0) {
       this.retryRows.splice(0, over);
