@@ -53,7 +53,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
     modelsDir = bundledModelsDir(['manufacturing']);
     app = await createTestApp({ MODELS_DIR: modelsDir });
     http = request(app.getHttpServer());
-    for (const id of ['mill-q', 'mill-a', 'mill-p']) {
+    for (const id of ['mill-q', 'mill-a', 'mill-p', 'mill-w']) {
       await http
         .put(`/v1/manufacturing/assets/${id}`)
         .set('Authorization', admin)
@@ -207,6 +207,80 @@ describe('manufacturing: accepted readings are predicted even when something fai
     );
     const after = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
     assert.equal((after.body as { alarm: { active: boolean } }).alarm.active, true);
+  });
+
+  it('a prediction the database refuses (not an outage) holds no other: the rest stored, it dead-lettered (or logged), the caller answered 500', async () => {
+    const db = app.get(DataSource);
+    const refusedAt = [iso(T0 + 2000), iso(T0 + 7000)];
+    await db.query(
+      `CREATE FUNCTION refuse_prediction() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.asset_id = 'mill-w' AND NEW.at IN ('${refusedAt[0]}', '${refusedAt[1]}') THEN RAISE EXCEPTION 'prediction refused'; END IF; RETURN NEW; END $$`,
+    );
+    await db.query(
+      'CREATE TRIGGER refuse_prediction BEFORE INSERT ON manufacturing_predictions FOR EACH ROW EXECUTE FUNCTION refuse_prediction()',
+    );
+    const rows = ai4iReadings(false, 10);
+    const logged: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    try {
+      const first = await post(http, 'mill-w', T0, rows.slice(0, 5));
+      assert.equal(first.status, 500, JSON.stringify(first.body));
+      assert.equal((first.body as { code: string }).code, 'INTERNAL');
+      assert.equal(first.headers['retry-after'], undefined);
+      assert.deepEqual(
+        await predictionTimes(http, 'mill-w'),
+        [0, 1, 3, 4].map((i) => iso(T0 + i * 1000)),
+        'the others stored by the time the caller is answered',
+      );
+      const dead = await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator).expect(200);
+      const letters = (dead.body as { deadLetters: Array<Record<string, string>> }).deadLetters.filter(
+        (d) => d.assetId === 'mill-w',
+      );
+      assert.equal(letters.length, 1, JSON.stringify(letters));
+      assert.equal(letters[0].reason, 'prediction-refused');
+      assert.equal(letters[0].source, 'storage');
+      assert.equal(letters[0].channel, 'manufacturing_predictions');
+      assert.match(letters[0].detail, /SQLSTATE P0001/);
+      assert.doesNotMatch(letters[0].detail, /prediction refused/, "the database's own words are logged, not served");
+      const payload = JSON.parse(letters[0].payload) as { timestamp: string; modelVersion: string; value: number };
+      assert.equal(payload.timestamp, refusedAt[0]);
+      assert.equal(payload.modelVersion, '1');
+      assert.equal(typeof payload.value, 'number');
+      // Sent again: nothing new, and nothing left behind to write.
+      const retry = await post(http, 'mill-w', T0, rows.slice(0, 5)).expect(200);
+      assert.equal(retry.body.duplicates, 5, JSON.stringify(retry.body));
+
+      // Its dead letter refused too: the log is what is left of it, enough to find it.
+      await db.query(
+        `CREATE FUNCTION refuse_letter() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'letter refused'; END $$`,
+      );
+      await db.query(
+        'CREATE TRIGGER refuse_letter BEFORE INSERT ON manufacturing_dead_letters FOR EACH ROW EXECUTE FUNCTION refuse_letter()',
+      );
+      process.stderr.write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+        logged.push(String(chunk));
+        return (write as (c: unknown, ...r: unknown[]) => boolean)(chunk, ...rest);
+      };
+      const second = await post(http, 'mill-w', T0 + 5000, rows.slice(5));
+      process.stderr.write = write;
+      assert.equal(second.status, 500, JSON.stringify(second.body));
+      assert.ok(
+        logged.some(
+          (line) =>
+            line.includes('dead letters too') &&
+            line.includes('mill-w') &&
+            line.includes(refusedAt[1]) &&
+            line.includes('prediction refused'),
+        ),
+        'the refused prediction logged with its asset, time and what the database said',
+      );
+      assert.equal((await predictionTimes(http, 'mill-w')).length, 8);
+    } finally {
+      process.stderr.write = write;
+      await db.query('DROP TRIGGER IF EXISTS refuse_letter ON manufacturing_dead_letters');
+      await db.query('DROP FUNCTION IF EXISTS refuse_letter()');
+      await db.query('DROP TRIGGER refuse_prediction ON manufacturing_predictions');
+      await db.query('DROP FUNCTION refuse_prediction()');
+    }
   });
 
   it('a dead letter the database refuses: 503 with Retry-After for an outage, a logged 500 for anything else', async () => {

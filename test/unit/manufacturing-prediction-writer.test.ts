@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
+import { QueryFailedError } from 'typeorm';
 import { PredictionRow, PredictionWriter } from '../../src/domains/manufacturing/records/prediction-writer';
 
 const row = (assetId: string, i: number): PredictionRow => ({
@@ -9,6 +10,53 @@ const row = (assetId: string, i: number): PredictionRow => ({
   value: i / 100,
   modes: null,
 });
+
+/** Errors as the `pg` driver gives them, wrapped by TypeORM: a message and a SQLSTATE (or an errno). */
+const failedQuery = (message: string, code: string) =>
+  new QueryFailedError('INSERT ...', [], Object.assign(new Error(message), { code }));
+/** The database away (isStorageOutage): the rows are held and written again. */
+const away = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+/** A row's own content refused (not an outage). */
+const checkViolation = () => failedQuery('new row violates check constraint "value_range"', '23514');
+
+/** What the writer hands over as refused, and its options (a variable, not a literal: the old writer took none). */
+function refusals(retryDelayMs?: number) {
+  const refused: Array<{ row: PredictionRow; error: unknown }> = [];
+  const options = {
+    retryDelayMs,
+    onRefused: (rows: Array<{ row: PredictionRow; error: unknown }>) => {
+      refused.push(...rows);
+      return Promise.resolve();
+    },
+  };
+  return { refused, options };
+}
+
+/** A database that commits every statement but those holding a row `bad` says it refuses. */
+function refusingInsert(bad: (row: PredictionRow) => Error | undefined) {
+  const statements: PredictionRow[][] = [];
+  const stored: PredictionRow[] = [];
+  const insert = (rows: PredictionRow[]) => {
+    statements.push(rows);
+    for (const r of rows) {
+      const error = bad(r);
+      if (error) return Promise.reject(error);
+    }
+    stored.push(...rows);
+    return Promise.resolve();
+  };
+  return { insert, statements, stored };
+}
+
+const ids = (rows: PredictionRow[]) => rows.map((r) => `${r.assetId}${Math.round(r.value * 100)}`);
+
+/** Lets the writer run until `done` holds (turns of the event loop, not time). */
+async function turnsUntil(done: () => boolean): Promise<void> {
+  for (let turns = 0; !done(); turns++) {
+    if (turns > 1000) assert.fail('the writer never got there');
+    await new Promise((r) => setImmediate(r));
+  }
+}
 
 /** An INSERT that the test finishes by hand, recording what each statement carried. */
 function manualInsert() {
@@ -34,7 +82,7 @@ function manualInsert() {
 describe('manufacturing: prediction group commit', () => {
   it('writes what arrives during a commit in one following INSERT, and resolves each caller after its own', async () => {
     const db = manualInsert();
-    const writer = new PredictionWriter(db.insert);
+    const writer = new PredictionWriter(db.insert, refusals().options);
     const resolved: string[] = [];
     const first = writer.write([row('a', 1)]).then(() => resolved.push('a'));
     await new Promise((r) => setImmediate(r));
@@ -55,14 +103,14 @@ describe('manufacturing: prediction group commit', () => {
     );
   });
 
-  it('fails every caller of a failed INSERT, and goes on with the next group', async () => {
+  it('fails every caller of an INSERT the database is away for, and goes on with the next group', async () => {
     const db = manualInsert();
-    const writer = new PredictionWriter(db.insert);
+    const writer = new PredictionWriter(db.insert, refusals().options);
     const a = writer.write([row('a', 1)]);
     const b = writer.write([row('b', 1)]);
-    await db.settle(new Error('connection lost'));
-    await assert.rejects(a, /connection lost/);
-    await assert.rejects(b, /connection lost/);
+    await db.settle(away());
+    await assert.rejects(a, /ECONNREFUSED/);
+    await assert.rejects(b, /ECONNREFUSED/);
     const c = writer.write([row('c', 1)]);
     await db.settle();
     await c;
@@ -76,13 +124,13 @@ describe('manufacturing: prediction group commit', () => {
     // Their readings are in the windows already: a redelivered message would find them duplicates and
     // never predict them again, so the writer itself keeps them.
     const db = manualInsert();
-    const writer = new PredictionWriter(db.insert, { retryDelayMs: 5 });
+    const writer = new PredictionWriter(db.insert, refusals(5).options);
     try {
       const a = writer.write([row('a', 1), row('a', 2)]);
-      await db.settle(new Error('database restarting'));
-      await assert.rejects(a, /database restarting/);
+      await db.settle(failedQuery('the database system is starting up', '57P03'));
+      await assert.rejects(a, /starting up/);
       assert.equal(writer.waitingForRetry, 2);
-      await db.settle(new Error('still restarting')); // the first retry fails too
+      await db.settle(failedQuery('the database system is starting up', '57P03')); // the first retry fails too
       const b = writer.write([row('b', 1)]);
       await db.settle(); // the second retry and b, in whichever order they come
       await db.settle();
@@ -104,17 +152,17 @@ describe('manufacturing: prediction group commit', () => {
     // Rows kept across a long outage are written again in one group, and kept again should it fail.
     mock.timers.enable({ apis: ['setTimeout'] });
     const db = manualInsert();
-    const writer = new PredictionWriter(db.insert, { retryDelayMs: 5 });
+    const writer = new PredictionWriter(db.insert, refusals(5).options);
     try {
-      const away = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
-      const writes = Array.from({ length: 30 }, (_, g) =>
-        writer.write(Array.from({ length: 5000 }, (_, i) => row(`a${g}`, i))),
+      const writes = Promise.allSettled(
+        Array.from({ length: 30 }, (_, g) => writer.write(Array.from({ length: 5000 }, (_, i) => row(`a${g}`, i)))),
       );
       for (let g = 0; g < 30; g++) await db.settle(away());
-      await Promise.allSettled(writes);
+      await writes;
       assert.equal(writer.waitingForRetry, 150_000);
       mock.timers.tick(5);
       await db.settle(away()); // the retry fails too: its rows are kept again
+      await turnsUntil(() => writer.waitingForRetry === 150_000);
       mock.timers.tick(10);
       for (let chunk = 0; chunk < 30; chunk++) await db.settle();
       const next = writer.write([row('b', 1)]);
@@ -137,7 +185,7 @@ describe('manufacturing: prediction group commit', () => {
     const writer = new PredictionWriter((rows) => {
       inserted.push(rows.length);
       return Promise.resolve();
-    });
+    }, refusals().options);
     await writer.write([]);
     assert.equal(inserted.length, 0);
     await Promise.all([
@@ -153,5 +201,163 @@ describe('manufacturing: prediction group commit', () => {
       inserted.reduce((sum, n) => sum + n, 0),
       20_000,
     );
+  });
+});
+
+describe('manufacturing: predictions the database refuses (not an outage)', () => {
+  it('a row refused for its content holds no other: the group is halved down to it, the rest written, it handed over, and only its caller fails', async () => {
+    const db = refusingInsert((r) => (r.assetId === 'b' && r.value === 0.02 ? checkViolation() : undefined));
+    const { refused, options } = refusals();
+    const writer = new PredictionWriter(db.insert, options);
+    const [a, b, c, d] = await Promise.allSettled([
+      writer.write([row('a', 1), row('a', 2)]),
+      writer.write([row('b', 1), row('b', 2), row('b', 3)]),
+      writer.write([row('c', 1)]),
+      writer.write([row('d', 1), row('d', 2)]),
+    ]);
+    assert.deepEqual(
+      [a.status, c.status, d.status],
+      ['fulfilled', 'fulfilled', 'fulfilled'],
+      'callers whose rows were all written',
+    );
+    assert.equal(b.status, 'rejected');
+    assert.match(String(b.reason), /check constraint/);
+    assert.deepEqual(ids(db.stored).sort(), ['a1', 'a2', 'b1', 'b3', 'c1', 'd1', 'd2']);
+    assert.deepEqual(
+      refused.map((r) => ids([r.row])[0]),
+      ['b2'],
+    );
+    assert.equal((refused[0].error as { code?: string }).code, '23514');
+    assert.equal(writer.kept, 0, 'nothing left to write again');
+    assert.ok(db.statements.length <= 7, `${db.statements.length} statements for 8 rows`);
+  });
+
+  it('finds two bad rows among 5,000 in a bounded number of statements', async () => {
+    const bad = new Set([1234, 4321]);
+    const db = refusingInsert((r) => (bad.has(Math.round(r.value * 100)) ? checkViolation() : undefined));
+    const { refused, options } = refusals();
+    const writer = new PredictionWriter(db.insert, options);
+    await assert.rejects(writer.write(Array.from({ length: 5000 }, (_, i) => row('a', i))), /check constraint/);
+    assert.equal(db.stored.length, 4998);
+    assert.deepEqual(refused.map((r) => Math.round(r.row.value * 100)).sort(), [1234, 4321]);
+    // Halving: at most two statements per level (13 levels for 5,000 rows) for each bad row, and the first.
+    assert.ok(db.statements.length <= 1 + 2 * 2 * 13, `${db.statements.length} statements`);
+    assert.equal(writer.kept, 0);
+  });
+
+  it('many bad rows are found over several tries, each soon after the last, and every other row is written once', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    const db = refusingInsert((r) =>
+      r.assetId === 'a' && Math.round(r.value * 100) % 50 === 7 ? checkViolation() : undefined,
+    );
+    const { refused, options } = refusals(5);
+    const writer = new PredictionWriter(db.insert, options);
+    try {
+      await assert.rejects(writer.write(Array.from({ length: 5000 }, (_, i) => row('a', i))), /check constraint/);
+      assert.ok(db.statements.length <= 101, `one try spends at most 100 statements looking: ${db.statements.length}`);
+      assert.ok(writer.waitingForRetry > 0 && writer.waitingForRetry < 5000, `${writer.waitingForRetry} left`);
+      for (let tries = 0; writer.waitingForRetry > 0; tries++) {
+        assert.ok(tries < 100, 'done in fewer than 100 tries');
+        const left = writer.waitingForRetry;
+        mock.timers.tick(5); // a try that got anywhere: the next one comes at the first delay again
+        await writer.write([row('probe', tries)]); // queued behind the retry, which goes alone
+        assert.ok(writer.waitingForRetry < left, `try ${tries} got nowhere`);
+      }
+      assert.equal(refused.length, 100);
+      assert.equal(db.stored.filter((r) => r.assetId === 'a').length, 4900);
+      assert.equal(new Set(db.stored).size, db.stored.length, 'none written twice');
+    } finally {
+      writer.close();
+      mock.timers.reset();
+    }
+  });
+
+  it('a database that refuses every row (a bug, not the rows) has none handed over: they are kept and written once it takes them', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let granted = false;
+    const db = refusingInsert(() =>
+      granted ? undefined : failedQuery('permission denied for table manufacturing_predictions', '42501'),
+    );
+    const { refused, options } = refusals(5);
+    const writer = new PredictionWriter(db.insert, options);
+    try {
+      await assert.rejects(writer.write(Array.from({ length: 5000 }, (_, i) => row('a', i))), /permission denied/);
+      assert.equal(refused.length, 0);
+      assert.equal(writer.waitingForRetry, 5000);
+      assert.ok(db.statements.length <= 101, `${db.statements.length} statements`);
+      granted = true;
+      mock.timers.tick(5);
+      await writer.write([row('probe', 1)]);
+      assert.equal(writer.kept, 0);
+      assert.equal(db.stored.length, 5001);
+      assert.equal(refused.length, 0);
+    } finally {
+      writer.close();
+      mock.timers.reset();
+    }
+  });
+
+  it('a row refused alone while nothing else is written waits; once the database takes other rows, it is handed over', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    const db = refusingInsert((r) => (r.assetId === 'bad' ? checkViolation() : undefined));
+    const { refused, options } = refusals(5);
+    const writer = new PredictionWriter(db.insert, options);
+    try {
+      await assert.rejects(writer.write([row('bad', 1)]), /check constraint/);
+      assert.equal(refused.length, 0, 'nothing shows yet that the database takes rows');
+      assert.equal(writer.waitingForRetry, 1);
+      await writer.write([row('good', 1)]);
+      mock.timers.tick(5);
+      await writer.write([row('good', 2)]);
+      assert.deepEqual(
+        refused.map((r) => ids([r.row])[0]),
+        ['bad1'],
+      );
+      assert.equal(writer.kept, 0);
+    } finally {
+      writer.close();
+      mock.timers.reset();
+    }
+  });
+
+  it('an outage in the middle of the search holds what is not written yet and hands nothing over', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let down = false;
+    let statements = 0;
+    const db = refusingInsert((r) => {
+      if (down) return away();
+      return r.assetId === 'b' ? checkViolation() : undefined;
+    });
+    const insert = (rows: PredictionRow[]) => {
+      // The database goes away right after refusing the first statement.
+      if (++statements === 2) down = true;
+      return db.insert(rows);
+    };
+    const { refused, options } = refusals(5);
+    const writer = new PredictionWriter(insert, options);
+    try {
+      const [a, b] = await Promise.allSettled([
+        writer.write([row('a', 1), row('a', 2)]),
+        writer.write([row('b', 1), row('c', 1)]),
+      ]);
+      assert.equal(a.status, 'rejected');
+      assert.match(String(a.status === 'rejected' && a.reason), /ECONNREFUSED/, 'told of the outage');
+      assert.equal(b.status, 'rejected');
+      assert.match(String(b.status === 'rejected' && b.reason), /ECONNREFUSED/);
+      assert.equal(refused.length, 0);
+      assert.equal(writer.waitingForRetry, 4);
+      down = false;
+      mock.timers.tick(5);
+      await writer.write([row('d', 1)]);
+      assert.deepEqual(
+        refused.map((r) => ids([r.row])[0]),
+        ['b1'],
+      );
+      assert.deepEqual(ids(db.stored).sort(), ['a1', 'a2', 'c1', 'd1']);
+      assert.equal(writer.kept, 0);
+    } finally {
+      writer.close();
+      mock.timers.reset();
+    }
   });
 });

@@ -125,9 +125,15 @@ export class AlarmListDto {
 export class DeadLetterDto {
   id!: string;
   receivedAt!: string;
-  /** `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on. */
+  /**
+   * `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on; `storage`
+   * for a prediction the database refused.
+   */
   source!: string;
-  /** The MQTT topic or HTTP route it came by; for `inference`, the model and version (`name@version`). */
+  /**
+   * The MQTT topic or HTTP route it came by; for `inference`, the model and version (`name@version`); for
+   * `storage`, the table that refused it.
+   */
   channel!: string;
   assetId!: string | null;
   reason!: string;

@@ -10,11 +10,17 @@ export class DeadLetterEntity {
   @Column({ name: 'received_at', type: 'timestamptz' })
   receivedAt!: Date;
 
-  /** `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on. */
+  /**
+   * `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on; `storage`
+   * for a prediction the database refused.
+   */
   @Column({ type: 'varchar', length: 16 })
   source!: string;
 
-  /** The MQTT topic or HTTP route it came by; for `inference`, the model and version (`name@version`). */
+  /**
+   * The MQTT topic or HTTP route it came by; for `inference`, the model and version (`name@version`); for
+   * `storage`, the table that refused it.
+   */
   @Column({ type: 'varchar', length: 512 })
   channel!: string;
 

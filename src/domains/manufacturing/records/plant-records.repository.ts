@@ -5,7 +5,7 @@ import { orUnavailable } from '../../../database/storage-unavailable';
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
-import { PredictionRow, PredictionWriter } from './prediction-writer';
+import { PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
 
 /** Dead letters per INSERT at most, and payload and detail characters per INSERT at most. */
 const DEAD_LETTERS_PER_STATEMENT = 2000;
@@ -43,6 +43,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
         );
       },
       {
+        onRefused: (refused) => this.deadLetterPredictions(refused),
         onDropped: (rows) =>
           this.logger.error({ msg: 'predictions dropped: the database refused them for too long', rows }),
       },
@@ -120,6 +121,40 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     });
   }
 
+  /**
+   * Predictions the database refuses for their own content go to the dead-letter table, so that they do
+   * not hold the others, with the SQLSTATE (what the database said, which may name its tables, is logged).
+   * Should the dead letters be refused too, the log is all that is left of them: it holds each one.
+   */
+  private async deadLetterPredictions(refused: RefusedPrediction[]): Promise<void> {
+    const receivedAt = new Date();
+    const logged = refused.map(({ row, error }) => ({ ...predictionOf(row), error: String(error) }));
+    try {
+      await this.addDeadLetters(
+        refused.map(({ row, error }) => {
+          const { assetId, ...prediction } = predictionOf(row);
+          return {
+            receivedAt,
+            source: 'storage',
+            channel: 'manufacturing_predictions',
+            assetId,
+            reason: 'prediction-refused',
+            detail: `the database refused this prediction (SQLSTATE ${sqlStateOf(error)}) while it took others`,
+            payload: JSON.stringify(prediction).slice(0, 4096),
+          };
+        }),
+      );
+    } catch (error) {
+      this.logger.error({
+        msg: 'predictions refused by the database, and their dead letters too: lost but for this log',
+        predictions: logged,
+        error: String(error),
+      });
+      return;
+    }
+    this.logger.error({ msg: 'predictions refused by the database: dead-lettered', predictions: logged });
+  }
+
   /** Oldest first (by time, then model version: the key's order); with `after`, only the rows past that one. */
   async predictionsOf(
     assetId: string,
@@ -180,4 +215,24 @@ export class PlantRecordsRepository implements OnModuleDestroy {
       }),
     );
   }
+}
+
+function predictionOf(row: PredictionRow) {
+  return {
+    assetId: row.assetId,
+    timestamp: row.at.toISOString(),
+    modelVersion: row.modelVersion,
+    value: row.value,
+    modes: row.modes,
+  };
+}
+
+/** The SQLSTATE of a refused statement (TypeORM wraps the driver's error), or `unknown`. */
+function sqlStateOf(error: unknown): string {
+  for (let e = error, depth = 0; e instanceof Error && depth < 4; depth++) {
+    const { code, driverError } = e as { code?: unknown; driverError?: unknown };
+    if (typeof code === 'string') return code;
+    e = driverError ?? e.cause;
+  }
+  return 'unknown';
 }

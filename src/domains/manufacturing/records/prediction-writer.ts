@@ -1,6 +1,13 @@
+import { isStorageOutage } from '../../../database/storage-unavailable';
 import type { PredictionEntity } from './prediction.entity';
 
 export type PredictionRow = PredictionEntity;
+
+/** A row the database refuses for its own content, with what it said. */
+export interface RefusedPrediction {
+  row: PredictionRow;
+  error: unknown;
+}
 
 interface Pending {
   rows: PredictionRow[];
@@ -15,7 +22,18 @@ const MAX_ROWS_PER_INSERT = 5000;
 /** Rows of failed INSERTs kept for retrying at most; past it the oldest are dropped, and logged. */
 const MAX_RETRY_ROWS = 200_000;
 
+/**
+ * Statements a group may spend looking for the rows the database refuses. Halving finds one bad row among
+ * 5,000 in at most 26; what is not looked into by then is written again later, and looked into again.
+ */
+const MAX_SEARCH_STATEMENTS = 100;
+
 export interface PredictionWriterOptions {
+  /**
+   * Takes the rows the database refuses for their own content (not an outage), so that they do not hold
+   * the others: awaited before their callers are answered; must not throw.
+   */
+  onRefused: (refused: RefusedPrediction[]) => Promise<void>;
   /** First wait before rows of a failed INSERT are written again; doubled up to 30 s while it keeps failing. */
   retryDelayMs?: number;
   /** Told when rows are dropped from a full retry queue. */
@@ -26,11 +44,17 @@ export interface PredictionWriterOptions {
  * Group commit for predictions: `write` resolves once its rows are committed. One INSERT is in
  * flight at a time; rows that arrive meanwhile wait together and go in the next one, so a stream of
  * small ingests (one MQTT message each) shares round trips instead of queueing one INSERT apiece.
- * A failed INSERT fails every caller whose rows were in it (their messages stay unacknowledged, the
- * HTTP caller gets its error), and its rows are written again later until the database takes them:
- * the readings they came from are already in their assets' windows, so a redelivered message or a
- * retried request finds them duplicates and would not predict them again. The INSERT ignores a row
- * already stored, so a retry never writes one twice.
+ *
+ * A failed INSERT fails every caller whose rows were not all committed: with the outage if the database
+ * was away for one of them, else with what it said. When the database is away (isStorageOutage) the rows
+ * are written again later until it takes them: the readings they came from are already in their assets'
+ * windows, so a redelivered message or a retried request finds them duplicates and would not predict
+ * them again. The INSERT ignores a row already stored, so a retry never writes one twice.
+ *
+ * A group the database refuses for another reason (a constraint, a value a column cannot take) is halved
+ * until the rows it refuses alone are found, and the rest is written. A row refused alone goes to
+ * onRefused once the database has taken other rows since it was first refused; until then (a database
+ * that refuses everything: a bug, not the rows) it is written again later, as in an outage.
  */
 export class PredictionWriter {
   private queue: Pending[] = [];
@@ -41,10 +65,14 @@ export class PredictionWriter {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
   private readonly firstRetryDelayMs: number;
+  /** INSERTs committed: a row refused alone while this grows is refused for its content. */
+  private commits = 0;
+  /** Rows refused alone while nothing else was committed, with `commits` then. */
+  private readonly suspects = new WeakMap<PredictionRow, number>();
 
   constructor(
     private readonly insert: (rows: PredictionRow[]) => Promise<void>,
-    private readonly options: PredictionWriterOptions = {},
+    private readonly options: PredictionWriterOptions,
   ) {
     this.firstRetryDelayMs = options.retryDelayMs ?? 1000;
     this.retryDelayMs = this.firstRetryDelayMs;
@@ -94,19 +122,83 @@ export class PredictionWriter {
       const retrying = group.reduce((n, p) => n + (p.retry ? p.rows.length : 0), 0);
       this.retrying += retrying;
       try {
-        for (let i = 0; i < rows.length; i += MAX_ROWS_PER_INSERT) {
-          await this.insert(rows.length <= MAX_ROWS_PER_INSERT ? rows : rows.slice(i, i + MAX_ROWS_PER_INSERT));
+        const commits = this.commits;
+        const { failed, held, refused } = await this.insertAll(rows);
+        if (refused.length > 0) await this.options.onRefused(refused).catch(() => undefined);
+        // Retries come sooner again once one gets anywhere (some rows written, a bad row found).
+        if (group.some((p) => p.retry) && (this.commits > commits || refused.length > 0)) {
+          this.retryDelayMs = this.firstRetryDelayMs;
         }
-        for (const p of group) p.done();
-        if (group.some((p) => p.retry)) this.retryDelayMs = this.firstRetryDelayMs;
-      } catch (error) {
-        this.keepForRetry(rows);
-        for (const p of group) p.done(error as Error);
+        if (held.length > 0) this.keepForRetry(held);
+        for (const p of group) p.done(failed.size === 0 ? undefined : errorOf(p.rows, failed));
       } finally {
         this.retrying -= retrying;
       }
     }
     this.running = undefined;
+  }
+
+  /**
+   * Writes the rows, in statements of at most MAX_ROWS_PER_INSERT, and halves those the database refuses
+   * other than for an outage. `failed`: each row not committed, with the error that kept it out; of those,
+   * `held` are to be written again (an outage, or not looked into yet) and `refused` are not.
+   */
+  private async insertAll(rows: PredictionRow[]): Promise<{
+    failed: Map<PredictionRow, unknown>;
+    held: PredictionRow[];
+    refused: RefusedPrediction[];
+  }> {
+    const failed = new Map<PredictionRow, unknown>();
+    const held: PredictionRow[] = [];
+    const alone: Array<RefusedPrediction & { commits: number }> = [];
+    const parts: PredictionRow[][] = [];
+    for (let i = 0; i < rows.length; i += MAX_ROWS_PER_INSERT) {
+      parts.push(rows.length <= MAX_ROWS_PER_INSERT ? rows : rows.slice(i, i + MAX_ROWS_PER_INSERT));
+    }
+    let outage: unknown;
+    let refusal: unknown;
+    let budget = MAX_SEARCH_STATEMENTS;
+    const hold = (part: PredictionRow[], error: unknown) => {
+      for (const row of part) {
+        failed.set(row, error);
+        held.push(row);
+      }
+    };
+    for (let part = parts.shift(); part; part = parts.shift()) {
+      // Once the database is away, or the search has spent its statements, the rest waits for a retry.
+      if (outage !== undefined || (refusal !== undefined && budget-- <= 0)) {
+        hold(part, outage ?? refusal);
+        continue;
+      }
+      try {
+        await this.insert(part);
+        this.commits++;
+      } catch (error) {
+        if (isStorageOutage(error)) {
+          outage = error;
+          hold(part, error);
+        } else if (part.length > 1) {
+          refusal = error;
+          const half = Math.ceil(part.length / 2);
+          parts.unshift(part.slice(0, half), part.slice(half));
+        } else {
+          refusal = error;
+          alone.push({ row: part[0], error, commits: this.commits });
+        }
+      }
+    }
+    const refused: RefusedPrediction[] = [];
+    for (const { row, error, commits } of alone) {
+      const since = this.suspects.get(row) ?? commits;
+      if (this.commits > since) {
+        refused.push({ row, error });
+        failed.set(row, error);
+      } else {
+        this.suspects.set(row, since);
+        hold([row], error);
+      }
+    }
+    return { failed, held, refused };
   }
 
   private keepForRetry(rows: PredictionRow[]): void {
@@ -129,4 +221,16 @@ export class PredictionWriter {
     }, this.retryDelayMs);
     this.retryTimer.unref();
   }
+}
+
+/** A caller's error: the outage if any of its rows waits for the database, else why one was refused. */
+function errorOf(rows: PredictionRow[], failed: Map<PredictionRow, unknown>): Error | undefined {
+  let error: unknown;
+  for (const row of rows) {
+    const e = failed.get(row);
+    if (e === undefined) continue;
+    if (isStorageOutage(e)) return e as Error;
+    error ??= e;
+  }
+  return error as Error | undefined;
 }
