@@ -3,7 +3,12 @@ import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { Logger, LoggerService } from '@nestjs/common';
 import { QueryFailedError } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
-import { MAX_INFERENCE_FAILURES, RawReading, ReadingsKept } from '../../src/domains/manufacturing/plant-stream.service';
+import {
+  MAX_INFERENCE_FAILURES,
+  MAX_UNPREDICTED,
+  RawReading,
+  ReadingsKept,
+} from '../../src/domains/manufacturing/plant-stream.service';
 import { plantStreamHarness } from '../fixtures/plant-stream-harness';
 
 const T0 = Date.now() - 3_600_000;
@@ -241,5 +246,80 @@ describe('manufacturing stream: alarms and predictions the database does not tak
     const bug = failedQuery('value out of range', '22003');
     records.refusePredictions = bug;
     assert.equal(await refused(stream.ingest('mill-1', readings(reading), HTTP)), bug);
+  });
+});
+
+describe('manufacturing stream: readings held past what an asset keeps', () => {
+  const errors: unknown[] = [];
+  beforeEach(() => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    errors.length = 0;
+    const quiet = () => undefined;
+    Logger.overrideLogger({ log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) });
+  });
+  afterEach(() => {
+    mock.timers.reset();
+    Logger.overrideLogger(false);
+  });
+
+  const queueFull = () => new AppError('QUEUE_FULL', 'the queue is full', { retryAfterSeconds: 1 });
+  const refused = (ingest: Promise<unknown>) =>
+    ingest.then(
+      () => assert.fail('ingest resolved'),
+      (e: unknown) => e,
+    );
+  /** A runtime that refuses everything, and the asset holding MAX_UNPREDICTED readings, 10 ms apart. */
+  async function full() {
+    const harness = plantStreamHarness();
+    harness.engine.fail = queueFull;
+    const held = Array.from({ length: MAX_UNPREDICTED }, (_, i) => harness.reading(T0 + i * 10, i % 200));
+    assert.ok((await refused(harness.stream.ingest('mill-1', held, HTTP))) instanceof ReadingsKept);
+    assert.equal(harness.records.deadLetters.length, 0);
+    return harness;
+  }
+  const more = (reading: (t: number, wear: number) => RawReading) =>
+    [0, 1, 2].map((i) => reading(T0 + 200_000 + i * 10, 150 + i));
+
+  it('go to the dead-letter table (held-too-long) with their time and values; the newest are kept and predicted later', async () => {
+    const { stream, engine, records, reading } = await full();
+    assert.ok((await refused(stream.ingest('mill-1', more(reading), HTTP))) instanceof ReadingsKept);
+    assert.equal(stream.keptRows(), MAX_UNPREDICTED);
+    assert.equal(records.deadLetters.length, 3);
+    records.deadLetters.forEach((letter, i) => {
+      assert.equal(letter.reason, 'held-too-long');
+      assert.equal(letter.source, 'inference');
+      assert.equal(letter.channel, 'machine-failure@1');
+      assert.equal(letter.assetId, 'mill-1');
+      assert.match(letter.detail, /the queue is full/);
+      const payload = JSON.parse(letter.payload) as { timestamp: string; values: Record<string, number> };
+      assert.equal(payload.timestamp, new Date(T0 + i * 10).toISOString(), 'the oldest given up on');
+      assert.equal(payload.values['Tool wear [min]'], i);
+    });
+    engine.fail = undefined;
+    await stream.ingest('mill-1', [], HTTP);
+    assert.equal(records.predictions.length, MAX_UNPREDICTED);
+    assert.equal(records.predictions[0].at.getTime(), T0 + 30);
+    assert.equal(stream.keptRows(), 0);
+  });
+
+  it('should the dead-letter table not take them, are logged at error level with their count and times', async () => {
+    const { stream, records, reading } = await full();
+    records.refuseDeadLetters = failedQuery('terminating connection due to administrator command', '57P01');
+    await refused(stream.ingest('mill-1', more(reading), HTTP));
+    assert.equal(stream.keptRows(), MAX_UNPREDICTED);
+    const logged = errors.find((e) => /held too long/.test((e as { msg?: string }).msg ?? ''));
+    assert.ok(logged, JSON.stringify(errors));
+    assert.match(String((logged as { error?: unknown }).error), /administrator command/);
+    assert.deepEqual(
+      { ...logged, error: undefined },
+      {
+        msg: 'readings lost: held too long, and not taken by the dead-letter table',
+        assetId: 'mill-1',
+        readings: 3,
+        from: new Date(T0).toISOString(),
+        to: new Date(T0 + 20).toISOString(),
+        error: undefined,
+      },
+    );
   });
 });

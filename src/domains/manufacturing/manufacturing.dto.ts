@@ -126,8 +126,8 @@ export class DeadLetterDto {
   id!: string;
   receivedAt!: string;
   /**
-   * `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on; `storage`
-   * for a prediction the database refused.
+   * `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on, or that
+   * waited too long to be predicted; `storage` for a prediction the database refused.
    */
   source!: string;
   /**

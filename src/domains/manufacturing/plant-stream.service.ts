@@ -83,8 +83,8 @@ interface Runtime {
   flushTimer?: NodeJS.Timeout;
 }
 
-/** Released rows kept per asset while their prediction keeps failing; past it the oldest are dropped, and logged. */
-const MAX_UNPREDICTED = 10_000;
+/** Released rows kept per asset while their prediction keeps failing; past it the oldest are dead-lettered. */
+export const MAX_UNPREDICTED = 10_000;
 /** First wait before unpredicted rows are tried again on their own; doubled up to 30 s while it keeps failing. */
 const FIRST_RETRY_MS = 1000;
 const MAX_RETRY_MS = 30_000;
@@ -396,14 +396,14 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       const first = await this.predict(rt, earlier, call);
       rows.push(...first.rows);
       if (first.left.length > 0) {
-        this.keep(rt, [...first.left, ...usable], first.error);
+        await this.keep(rt, [...first.left, ...usable], first.error);
         return { rows, error: first.error };
       }
     }
     const own = await this.predict(rt, usable, inferred);
     rows.push(...own.rows);
     if (own.left.length > 0) {
-      this.keep(rt, own.left, own.error);
+      await this.keep(rt, own.left, own.error);
       return { rows, error: own.error };
     }
     clearTimeout(rt.retryTimer);
@@ -484,14 +484,13 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     rt.suspect = { timestamp: row.timestamp, failures, runs };
     if (failures < MAX_INFERENCE_FAILURES) return error;
     const reason = error instanceof AppError ? error.detail : String(error);
-    const values = Object.fromEntries(rt.model.sensorSources.map((source, i) => [source, row.row[i]]));
     try {
       await orUnavailable('a reading the model fails on could not be kept in the dead-letter table', () =>
         this.deadLetters(rt.asset.assetId, { source: 'inference', name: model }, [
           {
             reason: 'inference-failed',
             detail: `the model failed on this reading ${failures} times while it ran others: ${reason}`,
-            payload: { timestamp: new Date(row.timestamp).toISOString(), values },
+            payload: { timestamp: new Date(row.timestamp).toISOString(), values: valuesOf(rt.model, row) },
           },
         ]),
       );
@@ -523,18 +522,54 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     return call;
   }
 
-  private keep(rt: Runtime, rows: ReleasedReading[], error: unknown): void {
+  /** Holds the rows to predict again; past MAX_UNPREDICTED, the oldest are given up on (dead-lettered). */
+  private async keep(rt: Runtime, rows: ReleasedReading[], error: unknown): Promise<void> {
     const over = rows.length - MAX_UNPREDICTED;
     rt.unpredicted = over > 0 ? rows.slice(over) : rows;
-    const log = {
-      msg: over > 0 ? 'predictions deferred; the oldest rows dropped' : 'predictions deferred',
-      assetId: rt.asset.assetId,
-      rows: rt.unpredicted.length,
-      ...(over > 0 ? { dropped: over } : {}),
-    };
+    const log = { msg: 'predictions deferred', assetId: rt.asset.assetId, rows: rt.unpredicted.length };
     // A bug is logged with its stack here too: over MQTT and on retries no 500 path logs it.
     if (error instanceof RefusedWrite) this.logger.error({ ...log, error: stackOf(error.error) });
     else this.logger.warn({ ...log, error: String(error) });
+    this.armRetry(rt);
+    if (over > 0) await this.heldTooLong(rt, rows.slice(0, over), error);
+  }
+
+  /**
+   * Accepted readings an asset can no longer hold go to the dead-letter table, with their time and values;
+   * should it not take them either, the log says how many and from when to when.
+   */
+  private async heldTooLong(rt: Runtime, rows: ReleasedReading[], error: unknown): Promise<void> {
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const given = {
+      assetId: rt.asset.assetId,
+      readings: rows.length,
+      from: iso(rows[0].timestamp),
+      to: iso(rows[rows.length - 1].timestamp),
+    };
+    // An AppError's detail is meant to be shown; a bug's own text (SQL, a driver's message) stays in the log.
+    const why = error instanceof AppError ? error.detail : 'an internal error (logged)';
+    try {
+      await this.deadLetters(
+        rt.asset.assetId,
+        { source: 'inference', name: modelKey(rt.model) },
+        rows.map((row) => ({
+          reason: 'held-too-long',
+          detail: `not predicted while the asset held ${MAX_UNPREDICTED} readings, the oldest given up on: ${why}`,
+          payload: { timestamp: iso(row.timestamp), values: valuesOf(rt.model, row) },
+        })),
+      );
+    } catch (cause) {
+      this.logger.error({
+        msg: 'readings lost: held too long, and not taken by the dead-letter table',
+        ...given,
+        error: String(cause),
+      });
+      return;
+    }
+    this.logger.warn({ msg: 'readings dead-lettered: held too long', ...given });
+  }
+
+  private armRetry(rt: Runtime): void {
     if (rt.retryTimer || this.closing) return;
     // Jittered: assets that failed in one runtime batch do not retry in one, where a failing row fails the rest.
     const delay = rt.retryDelayMs * (0.75 + Math.random() / 2);
@@ -694,6 +729,11 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
 
 function isOutage(error: unknown): boolean {
   return error instanceof AppError ? OUTAGES.has(error.code) : isStorageOutage(error);
+}
+
+/** A reading's values by model input, in the model's units. */
+function valuesOf(model: PlantModel, row: ReleasedReading): Record<string, number> {
+  return Object.fromEntries(model.sensorSources.map((source, i) => [source, row.row[i]]));
 }
 
 function modelKey(model: PlantModel): string {

@@ -11,8 +11,8 @@ export class DeadLetterEntity {
   receivedAt!: Date;
 
   /**
-   * `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on; `storage`
-   * for a prediction the database refused.
+   * `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on, or that
+   * waited too long to be predicted; `storage` for a prediction the database refused.
    */
   @Column({ type: 'varchar', length: 16 })
   source!: string;
