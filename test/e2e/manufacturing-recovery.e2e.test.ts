@@ -40,6 +40,13 @@ async function predictionTimes(http: Http, assetId: string): Promise<string[]> {
   return (res.body as { predictions: Array<{ at: string }> }).predictions.map((p) => p.at);
 }
 
+/** gateway_manufacturing_dead_letters_total for a reason, 0 before its first. */
+async function deadLettersCounted(http: Http, reason: string): Promise<number> {
+  const res = await http.get('/metrics').expect(200);
+  const line = new RegExp(`^gateway_manufacturing_dead_letters_total\\{reason="${reason}"\\} (\\d+)`, 'm');
+  return Number(res.text.match(line)?.[1] ?? 0);
+}
+
 async function alarmStates(http: Http, assetId: string): Promise<string[]> {
   const res = await http.get(`/v1/manufacturing/alarms?assetId=${assetId}`).set('Authorization', operator).expect(200);
   return (res.body as { alarms: Array<{ state: string }> }).alarms.map((a) => a.state).reverse();
@@ -138,6 +145,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
       );
       assert.equal(letters.length, 1, JSON.stringify(letters));
       assert.equal(letters[0].reason, 'inference-failed');
+      assert.equal(await deadLettersCounted(http, 'inference-failed'), 1);
       assert.equal(letters[0].source, 'inference');
       assert.equal((JSON.parse(letters[0].payload) as { timestamp: string }).timestamp, iso(T0 + 1000));
       assert.deepEqual(
@@ -237,6 +245,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
       );
       assert.equal(letters.length, 1, JSON.stringify(letters));
       assert.equal(letters[0].reason, 'prediction-refused');
+      assert.equal(await deadLettersCounted(http, 'prediction-refused'), 1);
       assert.equal(letters[0].source, 'storage');
       assert.equal(letters[0].channel, 'manufacturing_predictions');
       assert.match(letters[0].detail, /SQLSTATE P0001/);
@@ -274,6 +283,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
         'the refused prediction logged with its asset, time and what the database said',
       );
       assert.equal((await predictionTimes(http, 'mill-w')).length, 8);
+      assert.equal(await deadLettersCounted(http, 'prediction-refused'), 1, 'counted only once stored');
     } finally {
       process.stderr.write = write;
       await db.query('DROP TRIGGER IF EXISTS refuse_letter ON manufacturing_dead_letters');

@@ -1,5 +1,7 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import { Counter } from 'prom-client';
 import { Between, DataSource, LessThan, Repository } from 'typeorm';
+import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { orUnavailable } from '../../../database/storage-unavailable';
 import { AlarmEntity } from './alarm.entity';
@@ -19,8 +21,18 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   private readonly alarms: Repository<AlarmEntity>;
   private readonly deadLetters: Repository<DeadLetterEntity>;
   private readonly writer: PredictionWriter;
+  private readonly deadLettered: Counter<'reason'>;
 
-  constructor(private readonly dataSource: DataSource) {
+  constructor(
+    private readonly dataSource: DataSource,
+    metrics: MetricsService,
+  ) {
+    this.deadLettered = new Counter({
+      name: 'gateway_manufacturing_dead_letters_total',
+      help: 'Rows written to the dead-letter table, by reason: readings refused (invalid-value, late) or given up on (inference-failed, held-too-long), predictions the database refused (prediction-refused), MQTT messages refused (malformed, unknown-asset, ...)',
+      labelNames: ['reason'],
+      registers: [metrics.registry],
+    });
     this.predictions = dataSource.getRepository(PredictionEntity);
     this.alarms = dataSource.getRepository(AlarmEntity);
     this.deadLetters = dataSource.getRepository(DeadLetterEntity);
@@ -119,6 +131,10 @@ export class PlantRecordsRepository implements OnModuleDestroy {
         );
       }
     });
+    // Counted once committed: what the table holds, not what was tried.
+    const byReason = new Map<string, number>();
+    for (const row of rows) byReason.set(row.reason, (byReason.get(row.reason) ?? 0) + 1);
+    for (const [reason, count] of byReason) this.deadLettered.inc({ reason }, count);
   }
 
   /**
