@@ -2,16 +2,18 @@ import { AppError } from '../common/errors/app-error';
 
 /**
  * Why the database cannot serve a statement for now: out of disk space, out of memory, at its
- * connection limit, or away, busy or restarting (an outage). Each is worth a retry; only the first
- * three are the operator's to fix on the database's host, and a caller or /health/ready is told which.
+ * connection limit, read-only (a standby), or away, busy or restarting (an outage). Each is worth a
+ * retry; all but the last are the operator's to fix on the database's side, and a caller or
+ * /health/ready is told which.
  */
-export type StorageFault = 'disk-full' | 'out-of-memory' | 'connection-limit' | 'outage';
+export type StorageFault = 'disk-full' | 'out-of-memory' | 'connection-limit' | 'read-only' | 'outage';
 
 /** A fault in words for an answer or /health/ready ("the database is ..."): no path, no SQL, no server name. */
 export const STORAGE_FAULT_WORDS: Record<StorageFault, string> = {
   'disk-full': 'out of disk space',
   'out-of-memory': 'out of memory',
   'connection-limit': 'at its connection limit',
+  'read-only': 'read-only (a standby, or a primary demoted by a failover)',
   outage: 'unavailable',
 };
 
@@ -26,6 +28,8 @@ const FAULT_STATES: Array<[RegExp, StorageFault]> = [
   [/^53100$/, 'disk-full'],
   [/^53200$/, 'out-of-memory'],
   [/^53300$/, 'connection-limit'],
+  // read_only_sql_transaction: the connection reached a hot standby, or a primary a failover demoted.
+  [/^25006$/, 'read-only'],
   [/^(08|53|57014$|57P0|55P03$|40001$|40P01$)/, 'outage'],
 ];
 /**

@@ -112,6 +112,24 @@ describe('a full disk told apart from a database away', () => {
     assert.equal(storageFaultOf(pgDatabaseError('23505', 'duplicate key')), undefined);
   });
 
+  it('a write a read-only server refuses (a standby, a primary a failover demoted) is a 503, said as such', async () => {
+    const refused = failedQuery(pgDatabaseError('25006', 'cannot execute INSERT in a read-only transaction'));
+    assert.equal(storageFaultOf(refused), 'read-only');
+    assert.equal(
+      auditFailureReason(refused),
+      'audit database read-only (a standby, or a primary demoted by a failover)',
+    );
+    await assert.rejects(
+      orUnavailable('the readings could not be stored', () => Promise.reject(refused)),
+      (error: unknown) =>
+        error instanceof AppError &&
+        error.code === 'STORAGE_UNAVAILABLE' &&
+        /^the database is read-only \(a standby, or a primary demoted by a failover\): the readings could not be stored; retry$/.test(
+          error.detail,
+        ),
+    );
+  });
+
   it('orUnavailable says the database is out of disk space, with Retry-After and without the path', async () => {
     const error = await orUnavailable('the findings could not be kept', () =>
       Promise.reject(failedQuery(pgDatabaseError('53100', EXTEND))),
