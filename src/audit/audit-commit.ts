@@ -8,6 +8,7 @@
  * This and AuditRepository (reads) are the only code that touches the audit_events table.
  */
 import type { MessagePort } from 'node:worker_threads';
+import { errorCodeOf } from '../database/storage-unavailable';
 import { type AuditRow, GENESIS_HASH, hashOf } from './audit-chain';
 import type { AuditDraft } from './audit-writer.service';
 
@@ -120,20 +121,10 @@ export function serveCommits(
     commit(request.writerId, request.drafts).then(
       ({ seq, hash }) => reply({ type: 'committed', id: request.id, seq, hash }),
       (error: unknown) => {
-        const code = codeOf(error);
+        const code = errorCodeOf(error);
         const message = error instanceof Error ? error.message : String(error);
         reply({ type: 'failed', id: request.id, message, ...(code === undefined ? {} : { code }) });
       },
     );
   });
-}
-
-/** The first `code` along an error's causes: the database's SQLSTATE, or the system's errno. */
-export function codeOf(error: unknown): string | undefined {
-  for (let e = error, depth = 0; e instanceof Error && depth < 4; depth++) {
-    const { code, driverError } = e as { code?: unknown; driverError?: unknown };
-    if (typeof code === 'string') return code;
-    e = driverError ?? e.cause;
-  }
-  return undefined;
 }

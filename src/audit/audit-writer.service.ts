@@ -15,10 +15,10 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
 import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
-import { STORAGE_FAULT_WORDS, storageFaultOf } from '../database/storage-unavailable';
+import { errorCodeOf, STORAGE_FAULT_WORDS, storageFaultOf } from '../database/storage-unavailable';
 import { AuditAnchors } from './audit-anchor.service';
 import type { ChainedFields } from './audit-chain';
-import { type AuditCommitReply, type AuditCommitRequest, type ChainHead, codeOf } from './audit-commit';
+import type { AuditCommitReply, AuditCommitRequest, ChainHead } from './audit-commit';
 import { AuditRepository } from './audit.repository';
 import { storableDraft } from './storable';
 import type { AuditWorkerData } from './audit-writer.worker';
@@ -259,7 +259,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
         this.logger.error({
           msg: 'audit commit failed; refusing decisions until it succeeds',
           error: String(error),
-          code: codeOf(error),
+          code: errorCodeOf(error),
         });
       }
       this.healthy = false;

@@ -72,6 +72,19 @@ export function storageFaultOf(error: unknown): StorageFault | undefined {
 }
 
 /**
+ * The first `code` along an error's causes (TypeORM's driverError, then `cause`): the database's SQLSTATE,
+ * or the system's errno.
+ */
+export function errorCodeOf(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 4; depth++) {
+    const { code, driverError } = e as { code?: unknown; driverError?: unknown };
+    if (typeof code === 'string') return code;
+    e = driverError ?? e.cause;
+  }
+  return undefined;
+}
+
+/**
  * Whether an error from a query means the database is unreachable, restarting, refusing connections,
  * out of resources or too slow (worth a retry), rather than a statement it refused (a bug: a 500).
  */

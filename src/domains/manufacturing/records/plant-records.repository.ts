@@ -3,7 +3,7 @@ import { Counter } from 'prom-client';
 import { Between, DataSource, LessThan, Repository } from 'typeorm';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
-import { orUnavailable } from '../../../database/storage-unavailable';
+import { errorCodeOf, orUnavailable } from '../../../database/storage-unavailable';
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
@@ -155,7 +155,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
             channel: 'manufacturing_predictions',
             assetId,
             reason: 'prediction-refused',
-            detail: `the database refused this prediction (SQLSTATE ${sqlStateOf(error)}) while it took others`,
+            detail: `the database refused this prediction (SQLSTATE ${errorCodeOf(error) ?? 'unknown'}) while it took others`,
             payload: JSON.stringify(prediction).slice(0, 4096),
           };
         }),
@@ -241,14 +241,4 @@ function predictionOf(row: PredictionRow) {
     value: row.value,
     modes: row.modes,
   };
-}
-
-/** The SQLSTATE of a refused statement (TypeORM wraps the driver's error), or `unknown`. */
-function sqlStateOf(error: unknown): string {
-  for (let e = error, depth = 0; e instanceof Error && depth < 4; depth++) {
-    const { code, driverError } = e as { code?: unknown; driverError?: unknown };
-    if (typeof code === 'string') return code;
-    e = driverError ?? e.cause;
-  }
-  return 'unknown';
 }
