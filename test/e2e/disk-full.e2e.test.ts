@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
-import { AuditRepository } from '../../src/audit/audit.repository';
 import { createTestApp } from '../fixtures/test-app';
-import { smallDisk } from '../fixtures/small-disk';
+import { firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
 import { freshDataDir } from '../fixtures/test-data-dir';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -26,19 +24,7 @@ describe('a full disk under the audit trail (embedded database on a small tmpfs)
       const auditor = bearer(tokenFor(['auditor'], { sub: 'disk-full-test' }));
       const read = () => http.get('/v1/audit/events?limit=1').set('Authorization', auditor);
       await read().expect(200);
-      // A full disk still answers the recovery probe (SELECT 1), which would turn readiness ready again
-      // within a second: held failing here, so that readiness is read as the failed commit left it.
-      const repository = app.get(AuditRepository);
-      const ping = repository.ping.bind(repository);
-      repository.ping = () => Promise.reject(new Error('probe held by the test'));
-
-      const filler = disk.fill();
-      // Rows go on into the table's last page while it has room; the first that needs a new page fails.
-      let refused: request.Response | undefined;
-      for (let i = 0; i < 500 && !refused; i++) {
-        const res = await read();
-        if (res.status !== 200) refused = res;
-      }
+      const { refused, free } = await firstRefusalOnFullDisk(app, disk, read);
       assert.ok(refused, 'no commit failed on a full disk');
       assert.equal(refused.status, 503, JSON.stringify(refused.body));
       assert.match(String(refused.headers['content-type']), /^application\/problem\+json/);
@@ -51,8 +37,7 @@ describe('a full disk under the audit trail (embedded database on a small tmpfs)
       const ready = await http.get('/health/ready').expect(503);
       assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });
 
-      rmSync(filler);
-      repository.ping = ping;
+      free();
       await read().expect(200);
       await http.get('/health/ready').expect(200);
     } finally {

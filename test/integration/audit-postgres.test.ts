@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -9,10 +9,9 @@ import request from 'supertest';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
-import { AuditRepository } from '../../src/audit/audit.repository';
 import { AppConfig } from '../../src/config/app-config';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
-import { smallDisk } from '../fixtures/small-disk';
+import { firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
 import { createTestApp } from '../fixtures/test-app';
 import { emptyDataDir } from '../fixtures/test-data-dir';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -269,17 +268,7 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       const token = bearer(tokenFor(['ml-admin'], { sub: 'disk-full-test' }));
       const score = () => http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR);
       await score().expect(200);
-      // A full disk answers the recovery probe (SELECT 1): held failing, so that readiness is read as the commit left it.
-      const repository = app.get(AuditRepository);
-      const ping = repository.ping.bind(repository);
-      repository.ping = () => Promise.reject(new Error('probe held by the test'));
-
-      const filler = disk.fill();
-      let refused: request.Response | undefined;
-      for (let i = 0; i < 500 && !refused; i++) {
-        const res = await score();
-        if (res.status !== 200) refused = res;
-      }
+      const { refused, free } = await firstRefusalOnFullDisk(app, disk, score);
       assert.ok(refused, 'no commit failed on a full disk');
       assert.equal(refused.status, 503, JSON.stringify(refused.body));
       assert.equal(refused.headers['retry-after'], '1');
@@ -290,8 +279,7 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       const ready = await http.get('/health/ready').expect(503);
       assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });
 
-      rmSync(filler);
-      repository.ping = ping;
+      free();
       await score().expect(200);
       await http.get('/health/ready').expect(200);
     } finally {
