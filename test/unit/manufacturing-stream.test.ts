@@ -18,6 +18,36 @@ const HTTP = { source: 'http', name: 'POST /v1/manufacturing/assets/mill-1/readi
 const failedQuery = (message: string, code: string) =>
   new QueryFailedError('INSERT ...', [], Object.assign(new Error(message), { code }));
 
+/** The error an ingest was refused with. */
+const refused = (ingest: Promise<unknown>) =>
+  ingest.then(
+    () => assert.fail('ingest resolved'),
+    (e: unknown) => e,
+  );
+
+/** Prediction times, in ms after T0. */
+const times = (rows: Array<{ at: Date }>) => rows.map((r) => r.at.getTime() - T0);
+
+/**
+ * For the tests of the enclosing describe: mocked setTimeout (retries run only when a test ingests: the
+ * stream's own retry timers never fire mid-test), and the logger quiet but for its errors, returned.
+ */
+function quietStreamWithMockTimers(): unknown[] {
+  const errors: unknown[] = [];
+  beforeEach(() => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    errors.length = 0;
+    const quiet = () => undefined;
+    const logger: LoggerService = { log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) };
+    Logger.overrideLogger(logger);
+  });
+  afterEach(() => {
+    mock.timers.reset();
+    Logger.overrideLogger(false);
+  });
+  return errors;
+}
+
 describe('manufacturing stream: dead letters the database does not take', () => {
   it('a database outage is a 503 STORAGE_UNAVAILABLE with Retry-After', async () => {
     const { stream, records, reading } = plantStreamHarness();
@@ -45,28 +75,10 @@ describe('manufacturing stream: dead letters the database does not take', () => 
 });
 
 describe('manufacturing stream: a reading its model keeps failing on', () => {
-  const errors: unknown[] = [];
-  beforeEach(() => {
-    // Retries run only when a test ingests: the stream's own retry timers never fire mid-test.
-    mock.timers.enable({ apis: ['setTimeout'] });
-    errors.length = 0;
-    const quiet = () => undefined;
-    const logger: LoggerService = { log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) };
-    Logger.overrideLogger(logger);
-  });
-  afterEach(() => {
-    mock.timers.reset();
-    Logger.overrideLogger(false);
-  });
+  const errors = quietStreamWithMockTimers();
 
   const POISON = 13;
   const runFailed = () => new AppError('INFERENCE_FAILED', 'model machine-failure version 1 failed to run');
-  const refused = (ingest: Promise<unknown>) =>
-    ingest.then(
-      () => assert.fail('ingest resolved'),
-      (e: unknown) => e,
-    );
-  const times = (rows: Array<{ at: Date }>) => rows.map((r) => r.at.getTime() - T0);
 
   it('is dead-lettered after MAX_INFERENCE_FAILURES failures alone, and the readings behind it flow again, in order', async () => {
     const { stream, engine, records, reading } = plantStreamHarness();
@@ -161,27 +173,10 @@ describe('manufacturing stream: a reading its model keeps failing on', () => {
 });
 
 describe('manufacturing stream: alarms and predictions the database does not take', () => {
-  const errors: unknown[] = [];
-  beforeEach(() => {
-    // Retries run only when a test ingests: the stream's own retry timers never fire mid-test.
-    mock.timers.enable({ apis: ['setTimeout'] });
-    errors.length = 0;
-    const quiet = () => undefined;
-    Logger.overrideLogger({ log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) });
-  });
-  afterEach(() => {
-    mock.timers.reset();
-    Logger.overrideLogger(false);
-  });
+  const errors = quietStreamWithMockTimers();
 
   /** Minutes of tool wear the fake model answers with a failure probability of 0.9 (the alarm raises at 0.5). */
   const WORN = 250;
-  const refused = (ingest: Promise<unknown>) =>
-    ingest.then(
-      () => assert.fail('ingest resolved'),
-      (e: unknown) => e,
-    );
-  const times = (rows: Array<{ at: Date }>) => rows.map((r) => r.at.getTime() - T0);
   /** Two good rows, then two worn ones: the second worn row raises the alarm. */
   const readings = (reading: (t: number, wear: number) => RawReading) => [
     reading(T0, 10),
@@ -250,24 +245,9 @@ describe('manufacturing stream: alarms and predictions the database does not tak
 });
 
 describe('manufacturing stream: readings held past what an asset keeps', () => {
-  const errors: unknown[] = [];
-  beforeEach(() => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    errors.length = 0;
-    const quiet = () => undefined;
-    Logger.overrideLogger({ log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) });
-  });
-  afterEach(() => {
-    mock.timers.reset();
-    Logger.overrideLogger(false);
-  });
+  const errors = quietStreamWithMockTimers();
 
   const queueFull = () => new AppError('QUEUE_FULL', 'the queue is full', { retryAfterSeconds: 1 });
-  const refused = (ingest: Promise<unknown>) =>
-    ingest.then(
-      () => assert.fail('ingest resolved'),
-      (e: unknown) => e,
-    );
   /** A runtime that refuses everything, and the asset holding MAX_UNPREDICTED readings, 10 ms apart. */
   async function full() {
     const harness = plantStreamHarness();
