@@ -41,6 +41,12 @@ async function predictionTimes(http: Http, assetId: string): Promise<string[]> {
 }
 
 /** gateway_manufacturing_dead_letters_total for a reason, 0 before its first. */
+/** An asset's dead letters as the API lists them. */
+async function deadLettersOf(http: Http, assetId: string): Promise<Array<Record<string, string>>> {
+  const res = await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator).expect(200);
+  return (res.body as { deadLetters: Array<Record<string, string>> }).deadLetters.filter((d) => d.assetId === assetId);
+}
+
 async function deadLettersCounted(http: Http, reason: string): Promise<number> {
   const res = await http.get('/metrics').expect(200);
   const line = new RegExp(`^gateway_manufacturing_dead_letters_total\\{reason="${reason}"\\} (\\d+)`, 'm');
@@ -139,10 +145,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
         assert.equal(res.status, 500, JSON.stringify(res.body));
       }
       assert.ok(sent - 3 < MAX_INFERENCE_FAILURES, `flowing again after ${sent - 3} more batches`);
-      const dead = await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator).expect(200);
-      const letters = (dead.body as { deadLetters: Array<Record<string, string>> }).deadLetters.filter(
-        (d) => d.assetId === 'mill-p',
-      );
+      const letters = await deadLettersOf(http, 'mill-p');
       assert.equal(letters.length, 1, JSON.stringify(letters));
       assert.equal(letters[0].reason, 'inference-failed');
       assert.equal(await deadLettersCounted(http, 'inference-failed'), 1);
@@ -239,10 +242,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
         [0, 1, 3, 4].map((i) => iso(T0 + i * 1000)),
         'the others stored by the time the caller is answered',
       );
-      const dead = await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator).expect(200);
-      const letters = (dead.body as { deadLetters: Array<Record<string, string>> }).deadLetters.filter(
-        (d) => d.assetId === 'mill-w',
-      );
+      const letters = await deadLettersOf(http, 'mill-w');
       assert.equal(letters.length, 1, JSON.stringify(letters));
       assert.equal(letters[0].reason, 'prediction-refused');
       assert.equal(await deadLettersCounted(http, 'prediction-refused'), 1);
