@@ -7,6 +7,7 @@ import { tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
 import { turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
+import { zeroRowOf } from '../fixtures/oip-tensors';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
 interface Probe {
@@ -34,14 +35,7 @@ describe('OpenAPI: request schemas are closed, and the routes refuse what they d
       .get('/v2/models/card-fraud')
       .set('Authorization', bearer(tokenFor(['ml-admin'])))
       .expect(200);
-    const input = (meta.body as { inputs: Array<{ name: string; datatype: string; shape: number[] }> }).inputs[0];
-    const width = input.shape[input.shape.length - 1];
-    const tensor = {
-      name: input.name,
-      datatype: input.datatype,
-      shape: [1, width],
-      data: Array<number>(width).fill(0),
-    };
+    const tensor = zeroRowOf(meta.body);
     const oip = (body: unknown, field: RegExp): Probe => ({
       method: 'post',
       path: '/v2/models/card-fraud/infer',

@@ -14,6 +14,7 @@ import { APPLICANT, tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
 import { turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
+import { zeroRowOf } from '../fixtures/oip-tensors';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
 type Method = 'get' | 'post' | 'put' | 'delete';
@@ -192,21 +193,14 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(200, 'get', pinnedReady, readyUrl, { auth: admin });
     await call(404, 'get', pinnedReady, '/v2/models/card-fraud/versions/999/ready', { auth: admin });
 
-    const input = (meta.body as { inputs: Array<{ name: string; datatype: string; shape: number[] }> }).inputs[0];
-    const width = input.shape[input.shape.length - 1];
-    const tensor = {
-      name: input.name,
-      datatype: input.datatype,
-      shape: [1, width],
-      data: Array<number>(width).fill(0),
-    };
+    const tensor = zeroRowOf(meta.body);
     const infer = '/v2/models/{name}/infer';
     const url = '/v2/models/card-fraud/infer';
     await call(200, 'post', infer, url, { auth: admin, body: { inputs: [tensor] } });
     const binaryOut = { inputs: [tensor], parameters: { binary_data_output: true } };
     const binary = await call(200, 'post', infer, url, { auth: admin, body: binaryOut });
     assert.match(String(binary.headers['content-type']), /^application\/octet-stream/);
-    const badShape = { inputs: [{ ...tensor, shape: [1, width + 1] }] };
+    const badShape = { inputs: [{ ...tensor, shape: [1, tensor.shape[1] + 1] }] };
     await call(400, 'post', infer, url, { auth: admin, body: badShape });
     await call(400, 'post', infer, url, { auth: admin, body: '{"inputs": [', type: 'application/json' });
     await call(404, 'post', infer, '/v2/models/nope/infer', { auth: admin, body: { inputs: [tensor] } });
