@@ -138,8 +138,6 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
   private readonly readingAge: Histogram;
   /** Runtime calls that succeeded, by model: a row that fails while its model runs others fails for its content. */
   private readonly modelRuns = new Map<string, number>();
-  /** The last call that looks for a failing row; the next waits for it (see inferIsolated). */
-  private isolation: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly registry: AssetRegistry,
@@ -391,9 +389,7 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     if (rt.unpredicted.length > 0) {
       const earlier = rt.unpredicted;
       rt.unpredicted = [];
-      // A row known to fail would fail the other assets' rows the runtime stacks with it.
-      const call = rt.suspect ? this.inferIsolated(rt, earlier) : this.infer(rt, earlier);
-      const first = await this.predict(rt, earlier, call);
+      const first = await this.predict(rt, earlier, this.infer(rt, earlier));
       rows.push(...first.rows);
       if (first.left.length > 0) {
         await this.keep(rt, [...first.left, ...usable], first.error);
@@ -437,11 +433,11 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         if (isOutage(error)) return { rows, left: usable.slice(from), error };
         if (size > 1) {
           size = Math.ceil(size / 2);
-          call = this.inferIsolated(rt, usable.slice(from, from + size));
+          call = this.infer(rt, usable.slice(from, from + size));
           continue;
         }
         const next = usable.slice(from + 1, from + 2);
-        const probe = next.length > 0 ? this.inferIsolated(rt, next) : undefined;
+        const probe = next.length > 0 ? this.infer(rt, next) : undefined;
         const keptWith = await this.failedAlone(rt, usable[from], error, probe);
         if (keptWith !== undefined) return { rows, left: usable.slice(from), error: keptWith };
         from++;
@@ -455,7 +451,7 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       }
       from += group.length;
       size = usable.length - from;
-      if (size > 0) call = this.inferIsolated(rt, usable.slice(from));
+      if (size > 0) call = this.infer(rt, usable.slice(from));
     }
     return { rows, left: [] };
   }
@@ -511,17 +507,6 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     return undefined;
   }
 
-  /**
-   * A runtime call that looks for a failing row. They run one at a time, so that the runtime, which
-   * stacks concurrent calls into one batch, never stacks two assets' suspects: a row that fails would
-   * fail the other's too, and make it look failing.
-   */
-  private inferIsolated(rt: Runtime, usable: ReleasedReading[]): Promise<Float32Array> {
-    const call = this.isolation.then(() => this.infer(rt, usable));
-    this.isolation = call.catch(() => undefined);
-    return call;
-  }
-
   /** Holds the rows to predict again; past MAX_UNPREDICTED, the oldest are given up on (dead-lettered). */
   private async keep(rt: Runtime, rows: ReleasedReading[], error: unknown): Promise<void> {
     const over = rows.length - MAX_UNPREDICTED;
@@ -571,7 +556,7 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
 
   private armRetry(rt: Runtime): void {
     if (rt.retryTimer || this.closing) return;
-    // Jittered: assets that failed in one runtime batch do not retry in one, where a failing row fails the rest.
+    // Jittered: assets whose rows an outage held do not all retry in the same moment once it ends.
     const delay = rt.retryDelayMs * (0.75 + Math.random() / 2);
     rt.retryTimer = setTimeout(() => {
       rt.retryTimer = undefined;
