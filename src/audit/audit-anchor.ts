@@ -200,8 +200,6 @@ export class AnchorFile {
   }
 }
 
-/** Unix socket paths are cut at 107 bytes (sun_path), silently: the slots' locks would all be one socket. */
-const MAX_SOCKET_PATH = 107;
 /** Gateways anchoring side by side from one directory, at most. */
 const MAX_ANCHOR_FILES = 64;
 
@@ -222,11 +220,8 @@ export async function claimAnchorFile(path: string): Promise<AnchorFileClaim> {
   await mkdir(dirname(path), { recursive: true });
   for (let n = 1; n <= MAX_ANCHOR_FILES; n++) {
     const file = anchorFileNumber(path, n);
-    const lockPath = `${file}.lock`;
-    if (Buffer.byteLength(lockPath) > MAX_SOCKET_PATH) {
-      throw new Error(`${lockPath} is longer than a Unix socket path may be (${MAX_SOCKET_PATH} bytes)`);
-    }
-    const lock = await claimSocketLock(lockPath);
+    // A path too long for a Unix socket is refused there: cut, the slots' locks would all be one socket.
+    const lock = await claimSocketLock(`${file}.lock`);
     if (lock) return { path: file, release: () => new Promise<void>((done) => lock.close(() => done())) };
   }
   throw new Error(`${path} and the ${MAX_ANCHOR_FILES - 1} anchor files beside it are all held by running gateways`);
