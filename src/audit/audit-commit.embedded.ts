@@ -41,10 +41,11 @@ export function embeddedChainStore(session: EmbeddedSession): ChainStore {
 export function attachEmbedded(session: EmbeddedSession, port: MessagePort): void {
   const store = embeddedChainStore(session);
   const heads = new Map<string, ChainHead>();
-  // Nothing to release on close: the statement belongs to the database's session.
-  serveCommits(
-    port,
-    (writerId, drafts) => commitGroup(store, heads, writerId, drafts),
-    () => Promise.resolve(),
-  );
+  serveCommits(port, {
+    // Nothing to claim: this process alone opens the data directory (lockDataDir).
+    claim: () => Promise.resolve(),
+    commit: (writerId, drafts) => commitGroup(store, heads, writerId, drafts),
+    // Nothing to release: the statement belongs to the database's session.
+    close: () => Promise.resolve(),
+  });
 }

@@ -12,8 +12,11 @@ import { errorCodeOf } from '../database/storage-unavailable';
 import { type AuditRow, GENESIS_HASH, hashOf } from './audit-chain';
 import type { AuditDraft } from './audit-writer.service';
 
+/** `claim` asks that the writer id be held before the first commit (audit-writer-claim.ts). */
 export type AuditCommitRequest =
-  { type: 'commit'; id: number; writerId: string; drafts: AuditDraft[] } | { type: 'close' };
+  | { type: 'claim'; id: number }
+  | { type: 'commit'; id: number; writerId: string; drafts: AuditDraft[] }
+  | { type: 'close' };
 
 /**
  * A commit's answer carries its chain's new head, so the main thread knows it without a query (anchors).
@@ -21,6 +24,7 @@ export type AuditCommitRequest =
  * is what tells a full disk from a server away (storageFaultOf), and the message alone does not.
  */
 export type AuditCommitReply =
+  | { type: 'claimed'; id: number }
   | { type: 'committed'; id: number; seq: number; hash: string }
   | { type: 'failed'; id: number; message: string; code?: string }
   | { type: 'closed' };
@@ -106,25 +110,36 @@ export async function commitGroup(
   }
 }
 
-/** The port's end of AuditWriter's requests: `commit` writes one group, `close` releases what it holds. */
+/**
+ * The port's end of AuditWriter's requests: `claim` holds the writer id, `commit` writes one group, `close`
+ * releases what it holds.
+ */
 export function serveCommits(
   port: Pick<MessagePort, 'on' | 'postMessage'>,
-  commit: (writerId: string, drafts: AuditDraft[]) => Promise<ChainHead>,
-  close: () => Promise<void>,
+  handlers: {
+    claim: () => Promise<void>;
+    commit: (writerId: string, drafts: AuditDraft[]) => Promise<ChainHead>;
+    close: () => Promise<void>;
+  },
 ): void {
   const reply = (message: AuditCommitReply): void => port.postMessage(message);
+  const failed = (id: number) => (error: unknown) => {
+    const code = errorCodeOf(error);
+    const message = error instanceof Error ? error.message : String(error);
+    reply({ type: 'failed', id, message, ...(code === undefined ? {} : { code }) });
+  };
   port.on('message', (request: AuditCommitRequest) => {
-    if (request.type === 'close') {
-      void close().finally(() => reply({ type: 'closed' }));
-      return;
+    switch (request.type) {
+      case 'close':
+        void handlers.close().finally(() => reply({ type: 'closed' }));
+        return;
+      case 'claim':
+        handlers.claim().then(() => reply({ type: 'claimed', id: request.id }), failed(request.id));
+        return;
+      case 'commit':
+        handlers
+          .commit(request.writerId, request.drafts)
+          .then(({ seq, hash }) => reply({ type: 'committed', id: request.id, seq, hash }), failed(request.id));
     }
-    commit(request.writerId, request.drafts).then(
-      ({ seq, hash }) => reply({ type: 'committed', id: request.id, seq, hash }),
-      (error: unknown) => {
-        const code = errorCodeOf(error);
-        const message = error instanceof Error ? error.message : String(error);
-        reply({ type: 'failed', id: request.id, message, ...(code === undefined ? {} : { code }) });
-      },
-    );
   });
 }

@@ -19,6 +19,7 @@ import { errorCodeOf, STORAGE_FAULT_WORDS, storageFaultOf } from '../database/st
 import { AuditAnchors } from './audit-anchor.service';
 import type { ChainedFields } from './audit-chain';
 import type { AuditCommitReply, AuditCommitRequest, ChainHead } from './audit-commit';
+import { WRITER_ID_CLAIMED } from './audit-writer-claim';
 import { AuditRepository } from './audit.repository';
 import { storableDraft } from './storable';
 import type { AuditWorkerData } from './audit-writer.worker';
@@ -41,6 +42,9 @@ interface CommitFailure {
   message: string;
   code?: string;
 }
+
+/** A request's answer from the commit channel: a claim held, or a group committed. */
+type Answer = Extract<AuditCommitReply, { type: 'claimed' | 'committed' }>;
 
 interface Pending {
   draft: AuditDraft;
@@ -92,8 +96,8 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   /** Requests in flight that have not reached their answer yet: rows that may still join a group. */
   private coming = 0;
   private channel: CommitChannel | undefined;
-  /** Open commits by id: each settled with its chain's new head, or the failure. */
-  private readonly commits = new Map<number, (outcome: ChainHead | CommitFailure) => void>();
+  /** Open requests (claim, commits) by id: each settled with its answer, or the failure. */
+  private readonly commits = new Map<number, (outcome: Answer | CommitFailure) => void>();
   private commitIds = 0;
   private readonly enabled: boolean;
   private stopped = false;
@@ -142,8 +146,26 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
    */
   async onModuleInit(): Promise<void> {
     if (!this.enabled) return;
-    this.commitChannel();
+    await this.claimWriterId();
     await this.anchors.start(() => this.committedHeads);
+  }
+
+  /**
+   * Claims the writer id before anything is written (audit-writer-claim.ts): a second gateway given the
+   * same AUDIT_WRITER_ID on one PostgreSQL stops at boot, saying so.
+   */
+  private async claimWriterId(): Promise<void> {
+    try {
+      await this.ask((id) => ({ type: 'claim', id }));
+    } catch (error) {
+      this.stopped = true;
+      const channel = this.channel;
+      this.channel = undefined;
+      await channel?.close();
+      const reason = error instanceof Error ? error.message : String(error);
+      if (errorCodeOf(error) === WRITER_ID_CLAIMED) throw new Error(reason, { cause: error });
+      throw new Error(`cannot claim audit writer id "${this.writerId}": ${reason}`, { cause: error });
+    }
   }
 
   /** Whether the database took the last commit, or answers again since (reported by /health/ready). */
@@ -274,10 +296,17 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
    * Has the commit channel write one group at the end of a chain; resolves with the chain's new head,
    * rejects when it could not.
    */
-  private send(writerId: string, batch: Pending[]): Promise<ChainHead> {
+  private async send(writerId: string, batch: Pending[]): Promise<ChainHead> {
+    const answer = await this.ask((id) => ({ type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) }));
+    if (answer.type !== 'committed') throw new Error(`a commit was answered ${answer.type}`);
+    return { seq: answer.seq, hash: answer.hash };
+  }
+
+  /** Posts one request to the commit channel; resolves with its answer, rejects with its failure. */
+  private ask(request: (id: number) => AuditCommitRequest): Promise<Answer> {
     const channel = this.commitChannel();
     const id = ++this.commitIds;
-    return new Promise<ChainHead>((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
       // A database that stops answering (PGlite after a PANIC hangs every later query) must not hold
       // the requests waiting on it: they are refused, and a late answer is ignored.
       const timer = setTimeout(() => {
@@ -286,10 +315,10 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       }, this.commitTimeoutMs);
       this.commits.set(id, (outcome) => {
         clearTimeout(timer);
-        if ('hash' in outcome) resolve(outcome);
+        if ('type' in outcome) resolve(outcome);
         else reject(Object.assign(new Error(outcome.message), { code: outcome.code }));
       });
-      channel.post({ type: 'commit', id, writerId, drafts: batch.map((p) => p.draft) });
+      channel.post(request(id));
     });
   }
 
@@ -308,7 +337,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       }
       const settle = this.commits.get(reply.id);
       this.commits.delete(reply.id);
-      settle?.(reply.type === 'failed' ? reply : { seq: reply.seq, hash: reply.hash });
+      settle?.(reply.type === 'failed' ? { message: reply.message, code: reply.code } : reply);
     };
     const died = (reason: string): void => {
       closed?.();
@@ -338,6 +367,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       // A PostgreSQL server: a commit thread with a pool of one connection per lane.
       const workerData: AuditWorkerData = {
         pool: { ...poolConfigOf(this.dataSource.options as PostgresConnectionOptions), max: this.lanes.length },
+        writerId: this.writerId,
       };
       const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData });
       worker.on('message', onReply);
@@ -382,6 +412,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
  * on the one they are told. Undefined when neither tells (a commit thread that died, a refused statement).
  */
 export function auditFailureReason(error: unknown): string | undefined {
+  if (errorCodeOf(error) === WRITER_ID_CLAIMED) return 'audit writer id in use by another running gateway';
   const fault = storageFaultOf(error);
   if (fault === undefined) return undefined;
   return `audit database ${fault === 'outage' ? 'unreachable' : STORAGE_FAULT_WORDS[fault]}`;

@@ -9,10 +9,13 @@ import { randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Pool, type PoolClient, type PoolConfig } from 'pg';
 import { type ChainHead, commitGroup, HEAD_SQL, INSERT_SQL, serveCommits } from './audit-commit';
+import { WriterClaim } from './audit-writer-claim';
 
 export interface AuditWorkerData {
   /** Connection settings of the gateway's DataSource, with a pool of one connection per lane. */
   pool: PoolConfig;
+  /** This process's writer id (its chains are `<writer id>/<lane>`), claimed before any commit. */
+  writerId: string;
 }
 
 /**
@@ -32,13 +35,30 @@ function statementName(client: PoolClient): string {
 function main(): void {
   const port = parentPort;
   if (!port) throw new Error('audit-writer.worker must run as a worker thread');
-  const pool = new Pool((workerData as AuditWorkerData).pool);
+  const data = workerData as AuditWorkerData;
+  const pool = new Pool(data.pool);
   // An idle connection that the database closes (a restart) is replaced at the next commit.
   pool.on('error', () => undefined);
+  // On a connection of its own, kept alive so that one a network dropped is noticed.
+  const claim = new WriterClaim(
+    {
+      ...data.pool,
+      application_name: `${data.pool.application_name ?? 'inference-gateway-audit'}-claim`,
+      keepAlive: true,
+    },
+    data.writerId,
+  );
   const heads = new Map<string, ChainHead>();
-  serveCommits(
-    port,
-    async (writerId, drafts) => {
+  /** The claim under which `heads` were read. */
+  let headsOf = 0;
+  serveCommits(port, {
+    claim: () => claim.hold(),
+    commit: async (writerId, drafts) => {
+      await claim.hold();
+      // Taken again, the claim may follow another process's rows: the heads are read anew.
+      if (claim.generation !== headsOf) heads.clear();
+      headsOf = claim.generation;
+      const begun = claim.generation;
       const client = await pool.connect();
       let failure: Error | undefined;
       try {
@@ -62,10 +82,15 @@ function main(): void {
       } finally {
         // After a failure the connection is dropped: it may be the one a database restart broke.
         client.release(failure);
+        // A head left by a commit begun under an earlier claim may be behind another process's rows.
+        if (claim.generation !== begun) heads.delete(writerId);
       }
     },
-    () => pool.end(),
-  );
+    close: async () => {
+      await pool.end();
+      await claim.release();
+    },
+  });
 }
 
 main();

@@ -9,6 +9,7 @@ import request from 'supertest';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
+import { describeBootFailure } from '../../src/boot-failure';
 import { AppConfig } from '../../src/config/app-config';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
@@ -83,6 +84,106 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('a second gateway given the same AUDIT_WRITER_ID refuses to boot, in one line naming the id and the fix; the first serves on', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'twin-test' }));
+    const env = { DATABASE_URL: url, AUDIT_WRITER_ID: 'pod-twin' };
+    const first = await createTestApp(env);
+    try {
+      await request(first.getHttpServer())
+        .post('/v2/models/fixture-linear/infer')
+        .set('Authorization', token)
+        .send(LINEAR)
+        .expect(200);
+      const refused = await createTestApp(env).then(
+        async (second) => {
+          await second.close();
+          return undefined;
+        },
+        (error: unknown) => error,
+      );
+      assert.ok(refused, 'a second gateway with the same writer id booted');
+      assert.deepEqual(describeBootFailure(refused), {
+        error:
+          'audit writer id "pod-twin" is in use by another running gateway on this database (both would append ' +
+          'to its hash chains): give each gateway its own AUDIT_WRITER_ID, or leave it unset (host:pid:start time)',
+      });
+      for (let i = 0; i < 5; i++) {
+        await request(first.getHttpServer())
+          .post('/v2/models/fixture-linear/infer')
+          .set('Authorization', token)
+          .send(LINEAR)
+          .expect(200);
+      }
+      const report = (
+        await request(first.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200)
+      ).body;
+      assert.equal(report.valid, true, JSON.stringify(report.firstBroken));
+    } finally {
+      await first.close();
+    }
+    // Stopped, the first hands the id over (a pod restarted under its name).
+    const next = await createTestApp(env);
+    try {
+      await request(next.getHttpServer())
+        .post('/v2/models/fixture-linear/infer')
+        .set('Authorization', token)
+        .send(LINEAR)
+        .expect(200);
+      const report = (
+        await request(next.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200)
+      ).body;
+      assert.equal(report.valid, true, JSON.stringify(report.firstBroken));
+    } finally {
+      await next.close();
+    }
+  });
+
+  it('a claim whose connection dropped is taken again before the next commit, and commits are refused while another gateway took the id meanwhile', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'claim-drop-test' }));
+    const env = { DATABASE_URL: url, AUDIT_WRITER_ID: 'pod-dropped', AUDIT_LANES: '1' };
+    const score = (app: NestFastifyApplication) =>
+      request(app.getHttpServer()).post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR);
+    const a = await createTestApp(env);
+    let b: NestFastifyApplication | undefined;
+    const admin = new Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await score(a).expect(200);
+      // The claim's session ends (a failover, an administrator, a network cut): the advisory lock goes with it.
+      const { rows } = await admin.query<{ ended: boolean }>(
+        `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'inference-gateway-audit-claim'`,
+      );
+      assert.deepEqual(
+        rows.map((r) => r.ended),
+        [true],
+        'one claim session',
+      );
+      // Meanwhile a second gateway with the id boots and writes: the first refuses to append to its chain.
+      b = await createTestApp(env);
+      await score(b).expect(200);
+      const refused = await score(a).expect(503);
+      assert.match(JSON.stringify(refused.body), /audit writer id in use by another running gateway/);
+      await score(b).expect(200);
+      await b.close();
+      b = undefined;
+      // Free again, the first takes the id back and carries on from the other's rows.
+      await score(a).expect(200);
+      await score(a).expect(200);
+      const report = (await request(a.getHttpServer()).get('/v1/audit/verify').set('Authorization', token).expect(200))
+        .body;
+      assert.equal(report.valid, true, JSON.stringify(report.firstBroken));
+      const chain = (report.chains as Array<{ writerId: string; rows: number }>).find(
+        (c) => c.writerId === 'pod-dropped/0',
+      );
+      assert.equal(chain?.rows, 5, 'a: 1, b: 2, a again: 2');
+    } finally {
+      await admin.end();
+      await b?.close();
+      await a.close();
     }
   });
 

@@ -148,8 +148,11 @@ describe('audit hash chain', () => {
         on: (_event: string, handler: (request: AuditCommitRequest) => void) => handlers.push(handler),
         postMessage: (r: AuditCommitReply) => replies.push(r),
       } as never,
-      (writerId, drafts) => commitGroup(store, heads, writerId, drafts),
-      () => Promise.resolve(),
+      {
+        claim: () => Promise.resolve(),
+        commit: (writerId, drafts) => commitGroup(store, heads, writerId, drafts),
+        close: () => Promise.resolve(),
+      },
     );
     const draft = (): AuditDraft => {
       const { writerId: _w, seq: _s, prevHash: _p, id: _i, hash: _h, ...fields } = chain(1)[0];

@@ -144,11 +144,11 @@ describe('a full disk told apart from a database away', () => {
     const { port1, port2 } = new MessageChannel();
     try {
       const failures = [pgDatabaseError('53100', EXTEND), pgliteError('ERROR', '53100', EXTEND)];
-      serveCommits(
-        port2,
-        () => Promise.reject(failures.shift()!),
-        () => Promise.resolve(),
-      );
+      serveCommits(port2, {
+        claim: () => Promise.resolve(),
+        commit: () => Promise.reject(failures.shift()!),
+        close: () => Promise.resolve(),
+      });
       for (const id of [1, 2]) {
         const reply = new Promise<AuditCommitReply>((answered) => port1.once('message', answered));
         port1.postMessage({ type: 'commit', id, writerId: 'w/0', drafts: [] });
