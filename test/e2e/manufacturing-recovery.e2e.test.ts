@@ -66,7 +66,7 @@ describe('manufacturing: accepted readings are predicted even when something fai
     modelsDir = bundledModelsDir(['manufacturing']);
     app = await createTestApp({ MODELS_DIR: modelsDir });
     http = request(app.getHttpServer());
-    for (const id of ['mill-q', 'mill-a', 'mill-p', 'mill-w']) {
+    for (const id of ['mill-q', 'mill-a', 'mill-c', 'mill-p', 'mill-w']) {
       await http
         .put(`/v1/manufacturing/assets/${id}`)
         .set('Authorization', admin)
@@ -163,21 +163,16 @@ describe('manufacturing: accepted readings are predicted even when something fai
     }
   });
 
-  it("an alarm the database does not take is not lost: 503 for an outage, a logged 500 for anything else, then raised once when it's back, predictions in order", async () => {
+  it("an alarm the database does not take while it is away is not lost: 503, then raised once when it's back, predictions in order", async () => {
     const db = app.get(DataSource);
-    // Refuses with the SQLSTATE it is given: 57014 (a statement cancelled) is an outage, P0001 is not.
-    // Replaced in place, so that no retry of the stream's slips in between and stores the alarm.
-    const refuseWith = (state: string) =>
-      db.query(
-        `CREATE OR REPLACE FUNCTION refuse_alarm() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '${state}'; END $$`,
-      );
-    await refuseWith('57014');
+    // 57014 (a statement cancelled) is an outage.
+    await db.query(
+      `CREATE FUNCTION refuse_alarm() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '57014'; END $$`,
+    );
     await db.query(
       'CREATE TRIGGER refuse_alarm BEFORE INSERT ON manufacturing_alarms FOR EACH ROW EXECUTE FUNCTION refuse_alarm()',
     );
     const rows = [...ai4iReadings(false, 3), ...ai4iReadings(true, 10)];
-    const logged: string[] = [];
-    const write = process.stderr.write.bind(process.stderr);
     try {
       const outage = await post(http, 'mill-a', T0, rows.slice(0, 11));
       assert.equal(outage.status, 503, JSON.stringify(outage.body));
@@ -185,25 +180,9 @@ describe('manufacturing: accepted readings are predicted even when something fai
       assert.equal(outage.headers['retry-after'], '1');
       const status = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
       assert.equal((status.body as { alarm: { active: boolean } }).alarm.active, false, 'not raised while not stored');
-
-      await refuseWith('P0001');
-      process.stderr.write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
-        logged.push(String(chunk));
-        return (write as (c: unknown, ...r: unknown[]) => boolean)(chunk, ...rest);
-      };
-      const bug = await post(http, 'mill-a', T0 + 11_000, rows.slice(11));
-      process.stderr.write = write;
-      assert.equal(bug.status, 500, JSON.stringify(bug.body));
-      const problem = bug.body as { code: string; requestId: string; detail: string };
-      assert.equal(problem.code, 'INTERNAL');
-      assert.equal(bug.headers['retry-after'], undefined);
-      assert.doesNotMatch(problem.detail, /refused/, 'nothing internal in the answer');
-      assert.ok(
-        logged.some((line) => line.includes(problem.requestId) && line.includes('refused') && line.includes(' at ')),
-        'the error logged with its stack and request id',
-      );
+      const again = await post(http, 'mill-a', T0 + 11_000, rows.slice(11));
+      assert.equal(again.status, 503, JSON.stringify(again.body));
     } finally {
-      process.stderr.write = write;
       await db.query('DROP TRIGGER refuse_alarm ON manufacturing_alarms');
       await db.query('DROP FUNCTION refuse_alarm()');
     }
@@ -216,8 +195,59 @@ describe('manufacturing: accepted readings are predicted even when something fai
       await predictionTimes(http, 'mill-a'),
       rows.map((_, i) => iso(T0 + i * 1000)),
     );
+    assert.deepEqual(await deadLettersOf(http, 'mill-a'), [], 'an outage gives up on nothing');
     const after = await http.get('/v1/manufacturing/assets/mill-a/status').set('Authorization', operator);
     assert.equal((after.body as { alarm: { active: boolean } }).alarm.active, true);
+  });
+
+  it('an alarm the database refuses for its content (a CHECK constraint) is dead-lettered and logged with its stack, raised all the same, and holds no reading', async () => {
+    const db = app.get(DataSource);
+    // NOT VALID: the rows already there are not checked, only new ones (23514 check_violation).
+    await db.query(
+      "ALTER TABLE manufacturing_alarms ADD CONSTRAINT refuse_mill_c CHECK (asset_id <> 'mill-c') NOT VALID",
+    );
+    const rows = [...ai4iReadings(false, 3), ...ai4iReadings(true, 10)];
+    const logged: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    try {
+      process.stderr.write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+        logged.push(String(chunk));
+        return (write as (c: unknown, ...r: unknown[]) => boolean)(chunk, ...rest);
+      };
+      const res = await post(http, 'mill-c', T0, rows);
+      process.stderr.write = write;
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.predictions, rows.length, 'every reading predicted, none held behind the alarm');
+      assert.ok(
+        logged.some(
+          (line) => line.includes('alarm refused') && line.includes('refuse_mill_c') && line.includes(' at '),
+        ),
+        'the refusal logged with its stack',
+      );
+    } finally {
+      process.stderr.write = write;
+      await db.query('ALTER TABLE manufacturing_alarms DROP CONSTRAINT refuse_mill_c');
+    }
+    assert.deepEqual(
+      await predictionTimes(http, 'mill-c'),
+      rows.map((_, i) => iso(T0 + i * 1000)),
+    );
+    assert.deepEqual(await alarmStates(http, 'mill-c'), [], 'not in the alarms table');
+    const letters = await deadLettersOf(http, 'mill-c');
+    assert.equal(letters.length, 1, JSON.stringify(letters));
+    assert.equal(letters[0].reason, 'alarm-refused');
+    assert.equal(await deadLettersCounted(http, 'alarm-refused'), 1);
+    assert.equal(letters[0].source, 'storage');
+    assert.equal(letters[0].channel, 'manufacturing_alarms');
+    assert.match(letters[0].detail, /SQLSTATE 23514/);
+    assert.doesNotMatch(letters[0].detail, /refuse_mill_c/, "the database's own words are logged, not served");
+    const payload = JSON.parse(letters[0].payload) as { state: string; metric: string; at: string };
+    assert.equal(payload.state, 'raised');
+    assert.equal(payload.metric, 'failure');
+    const status = await http.get('/v1/manufacturing/assets/mill-c/status').set('Authorization', operator);
+    const alarm = (status.body as { alarm: { active: boolean; since?: string } }).alarm;
+    assert.equal(alarm.active, true, 'raised all the same: the plant is told');
+    assert.equal(alarm.since, payload.at);
   });
 
   it('a prediction the database refuses (not an outage) holds no other: the rest stored, it dead-lettered (or logged), the caller answered 500', async () => {

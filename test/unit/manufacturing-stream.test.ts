@@ -190,42 +190,120 @@ describe('manufacturing stream: alarms and predictions the database does not tak
       return typeof error === 'string' && error.includes(text) && error.includes('\n    at ');
     });
 
-  for (const [what, error, outage] of [
-    ['a database outage', () => failedQuery('terminating connection due to administrator command', '57P01'), true],
-    [
-      'a check constraint (a bug)',
-      () => failedQuery('new row violates check constraint "alarm_value"', '23514'),
-      false,
-    ],
-  ] as const) {
-    it(`an alarm refused by ${what}: ${outage ? 'a 503 with Retry-After' : 'its error thrown as it is, for the 500 path, and logged with its stack'}; the readings kept, and the alarm raised once when it is stored`, async () => {
-      const { stream, engine, records, reading } = plantStreamHarness();
-      engine.failure = (wear) => (wear >= WORN ? 0.9 : 0.01);
-      const refusal = error();
-      records.refuseAlarms = refusal;
-      const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
-      if (outage) {
-        assert.ok(thrown instanceof ReadingsKept, String(thrown));
-        assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
-        assert.equal(thrown.retryAfterSeconds, 1);
-        assert.match(thrown.detail, /alarm could not be stored/);
-      } else {
-        assert.equal(thrown, refusal, 'not turned into a 503');
-        assert.ok(loggedWithStack('alarm_value'), JSON.stringify(errors));
-      }
-      assert.deepEqual(times(records.predictions), [0, 1000], 'the rows before the alarm stored');
-      assert.equal(stream.keptRows(), 2, 'the row that raises the alarm and the one after it kept');
-      assert.equal(stream.status('mill-1').alarm.active, false, 'not raised while not stored');
-      records.refuseAlarms = undefined;
-      await stream.ingest('mill-1', [], HTTP);
-      assert.deepEqual(times(records.predictions), [0, 1000, 2000, 3000]);
-      assert.deepEqual(
-        records.alarms.map((a) => a.state),
-        ['raised'],
-      );
-      assert.equal(stream.keptRows(), 0);
+  it('an alarm refused by a database outage: a 503 with Retry-After; the readings kept, and the alarm raised once when it is stored', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    engine.failure = (wear) => (wear >= WORN ? 0.9 : 0.01);
+    records.refuseAlarms = failedQuery('terminating connection due to administrator command', '57P01');
+    const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
+    assert.ok(thrown instanceof ReadingsKept, String(thrown));
+    assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(thrown.retryAfterSeconds, 1);
+    assert.match(thrown.detail, /alarm could not be stored/);
+    assert.deepEqual(times(records.predictions), [0, 1000], 'the rows before the alarm stored');
+    assert.equal(stream.keptRows(), 2, 'the row that raises the alarm and the one after it kept');
+    assert.equal(stream.status('mill-1').alarm.active, false, 'not raised while not stored');
+    assert.deepEqual(records.deadLetters, [], 'an outage passes: nothing given up on');
+    records.refuseAlarms = undefined;
+    await stream.ingest('mill-1', [], HTTP);
+    assert.deepEqual(times(records.predictions), [0, 1000, 2000, 3000]);
+    assert.deepEqual(
+      records.alarms.map((a) => a.state),
+      ['raised'],
+    );
+    assert.equal(stream.keptRows(), 0);
+  });
+
+  it('an alarm refused for its content (a check constraint) is dead-lettered (alarm-refused) and logged with its stack; it is raised all the same, and the readings go on', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    engine.failure = (wear) => (wear >= WORN ? 0.9 : 0.01);
+    records.refuseAlarms = failedQuery('new row violates check constraint "alarm_value"', '23514');
+    const told: string[] = [];
+    stream.onAlarm((event) => {
+      told.push(event.state);
+      return Promise.resolve();
     });
-  }
+    const streamed: string[] = [];
+    stream.alarms.subscribe((event) => streamed.push(event.state));
+    const summary = await stream.ingest('mill-1', readings(reading), HTTP);
+    assert.equal(summary.predictions, 4, 'every reading predicted, none held behind the alarm');
+    assert.deepEqual(times(records.predictions), [0, 1000, 2000, 3000]);
+    assert.equal(stream.keptRows(), 0);
+    assert.equal(records.alarms.length, 0, 'the alarms table did not take it');
+    assert.equal(records.deadLetters.length, 1);
+    const [letter] = records.deadLetters;
+    assert.equal(letter.reason, 'alarm-refused');
+    assert.equal(letter.source, 'storage');
+    assert.equal(letter.channel, 'manufacturing_alarms');
+    assert.equal(letter.assetId, 'mill-1');
+    assert.match(letter.detail, /SQLSTATE 23514/);
+    assert.doesNotMatch(letter.detail, /alarm_value/, "the database's own words are logged, not served");
+    const payload = JSON.parse(letter.payload) as Record<string, unknown>;
+    assert.deepEqual(
+      { ...payload, value: undefined },
+      {
+        state: 'raised',
+        metric: 'failure',
+        value: undefined,
+        threshold: 0.5,
+        at: new Date(T0 + 2000).toISOString(),
+        model: { name: 'machine-failure', version: '1' },
+      },
+    );
+    assert.ok(loggedWithStack('alarm_value'), JSON.stringify(errors));
+    // A plant operator must not lose a raised alarm: it is raised, told and streamed as any other.
+    assert.equal(stream.status('mill-1').alarm.active, true);
+    assert.equal(stream.status('mill-1').alarm.since, new Date(T0 + 2000).toISOString());
+    assert.deepEqual(told, ['raised']);
+    assert.deepEqual(streamed, ['raised']);
+    // Later readings are not held, and a later alarm the database takes is stored.
+    records.refuseAlarms = undefined;
+    await stream.ingest('mill-1', [reading(T0 + 4000, 10), reading(T0 + 5000, 10)], HTTP);
+    assert.deepEqual(
+      records.alarms.map((a) => a.state),
+      ['cleared'],
+    );
+    assert.equal(records.predictions.length, 6);
+  });
+
+  it('an alarm refused for its content whose dead letter waits for the database (an outage): the readings are kept, the alarm state as before, until it takes the dead letter', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    engine.failure = (wear) => (wear >= WORN ? 0.9 : 0.01);
+    records.refuseAlarms = failedQuery('new row violates check constraint "alarm_value"', '23514');
+    records.refuseDeadLetters = failedQuery('terminating connection due to administrator command', '57P01');
+    const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
+    assert.ok(thrown instanceof ReadingsKept, String(thrown));
+    assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(stream.keptRows(), 2);
+    assert.equal(stream.status('mill-1').alarm.active, false);
+    records.refuseDeadLetters = undefined;
+    await stream.ingest('mill-1', [], HTTP);
+    assert.deepEqual(
+      records.deadLetters.map((d) => d.reason),
+      ['alarm-refused'],
+    );
+    assert.deepEqual(times(records.predictions), [0, 1000, 2000, 3000]);
+    assert.equal(stream.status('mill-1').alarm.active, true);
+    assert.equal(stream.keptRows(), 0);
+  });
+
+  it('an alarm refused for its content whose dead letter is refused too: logged with all it held, raised all the same, and the readings go on', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    engine.failure = (wear) => (wear >= WORN ? 0.9 : 0.01);
+    records.refuseAlarms = failedQuery('new row violates check constraint "alarm_value"', '23514');
+    records.refuseDeadLetters = failedQuery('value too long for type character varying(64)', '22001');
+    await stream.ingest('mill-1', readings(reading), HTTP);
+    assert.deepEqual(times(records.predictions), [0, 1000, 2000, 3000]);
+    assert.equal(stream.status('mill-1').alarm.active, true);
+    const lost = errors.find((e) => /dead letter too/.test((e as { msg?: string }).msg ?? '')) as
+      { alarm?: { assetId: string; state: string; at: string }; error?: string; deadLetterError?: string } | undefined;
+    assert.ok(lost, JSON.stringify(errors));
+    assert.deepEqual(
+      { assetId: lost.alarm?.assetId, state: lost.alarm?.state, at: lost.alarm?.at },
+      { assetId: 'mill-1', state: 'raised', at: new Date(T0 + 2000).toISOString() },
+    );
+    assert.match(String(lost.error), /alarm_value/);
+    assert.match(String(lost.deadLetterError), /character varying\(64\)/);
+  });
 
   it('predictions refused by a database outage: a 503 with Retry-After, the rows kept by the writer', async () => {
     const { stream, records, reading } = plantStreamHarness();

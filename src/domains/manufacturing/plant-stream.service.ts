@@ -4,7 +4,7 @@ import { Subject } from 'rxjs';
 import { AppError, ErrorCode } from '../../common/errors/app-error';
 import { MetricsService } from '../../common/metrics/metrics.service';
 import { AppConfig } from '../../config/app-config';
-import { isStorageOutage, orUnavailable } from '../../database/storage-unavailable';
+import { errorCodeOf, isStorageOutage, orUnavailable } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
@@ -575,10 +575,13 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     for (const row of rows) this.readingAge.observe((now - row.at.getTime()) / 1000);
   }
 
-  /** `from`: the channel the readings came by, or `inference` and the model for a reading it fails on. */
+  /**
+   * `from`: the channel the readings came by, `inference` and the model for a reading it fails on, or
+   * `storage` and the table that refused a row.
+   */
   private async deadLetters(
     assetId: string,
-    from: { source: Channel['source'] | 'inference'; name: string },
+    from: { source: Channel['source'] | 'inference' | 'storage'; name: string },
     dead: Array<{ reason: string; detail: string; payload: unknown }>,
   ): Promise<void> {
     if (dead.length === 0) return;
@@ -629,8 +632,8 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
 
   /**
    * The outputs of one runtime call, in order: latest values, alarm hysteresis, and the rows to store.
-   * A row whose alarm cannot be stored stops here, the alarm state as before it: that row and the rest
-   * are `left`, to be predicted again.
+   * A row whose alarm cannot be stored for now (the database away) stops here, the alarm state as before
+   * it: that row and the rest are `left`, to be predicted again.
    */
   private async apply(
     rt: Runtime,
@@ -667,7 +670,12 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     return { rows, left: [] };
   }
 
-  /** Stores the alarm, then tells the hooks (audit, MQTT) and the stream; throws, changing nothing, if it cannot be stored. */
+  /**
+   * Stores the alarm, then tells the hooks (audit, MQTT) and the stream; throws, changing nothing, while the
+   * database is away. One it refuses for the alarm's own content (a constraint, a value it will not take)
+   * would be refused on every try and hold the asset's readings for good: it is dead-lettered instead
+   * (alarmRefused) and takes effect all the same, so that the plant is told of it.
+   */
   private async alarm(rt: Runtime, state: 'raised' | 'cleared', value: number, at: Date): Promise<void> {
     const metric = rt.model.kind === 'turbofan-rul' ? 'rul' : 'failure';
     const event: AlarmEvent = {
@@ -681,14 +689,19 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       at: at.toISOString(),
       model: { name: rt.model.name, version: rt.model.version },
     };
-    await this.records.addAlarm({
-      assetId: event.assetId,
-      state,
-      metric,
-      value: event.value,
-      threshold: event.threshold,
-      at,
-    });
+    try {
+      await this.records.addAlarm({
+        assetId: event.assetId,
+        state,
+        metric,
+        value: event.value,
+        threshold: event.threshold,
+        at,
+      });
+    } catch (error) {
+      if (error instanceof AppError || isStorageOutage(error)) throw error;
+      await this.alarmRefused(event, error);
+    }
     rt.alarmSince = state === 'raised' ? event.at : undefined;
     this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince });
     for (const hook of this.alarmHooks) {
@@ -697,6 +710,39 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       );
     }
     this.alarms.next(event);
+  }
+
+  /**
+   * An alarm the database refused for its content goes to the dead-letter table (alarm-refused, source
+   * `storage`, channel `manufacturing_alarms`, the SQLSTATE in its detail, the alarm as payload) and is
+   * logged with its stack: a bug or a data problem. Throws only while the dead-letter table is away (the
+   * row is then kept and predicted again); should that table refuse it too, the log is all that is left.
+   */
+  private async alarmRefused(event: AlarmEvent, error: unknown): Promise<void> {
+    const { state, metric, value, threshold, at, model } = event;
+    try {
+      await orUnavailable('an alarm the database refused could not be kept in the dead-letter table', () =>
+        this.deadLetters(event.assetId, { source: 'storage', name: 'manufacturing_alarms' }, [
+          {
+            reason: 'alarm-refused',
+            detail:
+              `the database refused this alarm (SQLSTATE ${errorCodeOf(error) ?? 'unknown'}); it was ${state} ` +
+              'all the same (published, audited and streamed), but is not in the alarms table',
+            payload: { state, metric, value, threshold, at, model },
+          },
+        ]),
+      );
+    } catch (cause) {
+      if (cause instanceof AppError) throw cause;
+      this.logger.error({
+        msg: 'alarm refused by the database, and its dead letter too: lost but for this log',
+        alarm: event,
+        error: stackOf(error),
+        deadLetterError: stackOf(cause),
+      });
+      return;
+    }
+    this.logger.error({ msg: 'alarm refused by the database: dead-lettered', alarm: event, error: stackOf(error) });
   }
 
   status(assetId: string): AssetStatus {

@@ -12,7 +12,7 @@ export class DeadLetterEntity {
 
   /**
    * `http`, `mqtt` or `sparkplug`; `inference` for an accepted reading its model kept failing on, or that
-   * waited too long to be predicted; `storage` for a prediction the database refused.
+   * waited too long to be predicted; `storage` for a prediction or an alarm the database refused.
    */
   @Column({ type: 'varchar', length: 16 })
   source!: string;

@@ -29,7 +29,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   ) {
     this.deadLettered = new Counter({
       name: 'gateway_manufacturing_dead_letters_total',
-      help: 'Rows written to the dead-letter table, by reason: readings refused (invalid-value, late) or given up on (inference-failed, held-too-long), predictions the database refused (prediction-refused), MQTT messages refused (malformed, unknown-asset, ...)',
+      help: 'Rows written to the dead-letter table, by reason: readings refused (invalid-value, late) or given up on (inference-failed, held-too-long), predictions and alarms the database refused (prediction-refused, alarm-refused), MQTT messages refused (malformed, unknown-asset, ...)',
       labelNames: ['reason'],
       registers: [metrics.registry],
     });
