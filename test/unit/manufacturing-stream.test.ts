@@ -170,6 +170,34 @@ describe('manufacturing stream: a reading its model keeps failing on', () => {
     );
     assert.equal(stream.keptRows(), 0);
   });
+  it('its dead letter refused other than for an outage: a bug, thrown as it is for the 500 path and logged with its stack; the reading kept', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    engine.fail = (wears) => (wears.includes(POISON) ? runFailed() : undefined);
+    const bug = failedQuery('column "payload" does not exist', '42703');
+    records.refuseDeadLetters = bug;
+    await refused(stream.ingest('mill-1', [reading(T0, POISON)], HTTP));
+    for (let i = 1; i < MAX_INFERENCE_FAILURES; i++) {
+      await refused(stream.ingest('mill-1', [reading(T0 + i * 1000, 20 + i)], HTTP));
+    }
+    errors.length = 0;
+    const thrown = await refused(stream.ingest('mill-1', [reading(T0 + MAX_INFERENCE_FAILURES * 1000, 30)], HTTP));
+    assert.equal(thrown, bug, 'not turned into a 503 or a failed inference');
+    assert.ok(
+      errors.some((e) => {
+        const error = (e as { error?: unknown }).error;
+        return typeof error === 'string' && error.includes('"payload" does not exist') && error.includes('\n    at ');
+      }),
+      JSON.stringify(errors),
+    );
+    assert.equal(stream.keptRows(), MAX_INFERENCE_FAILURES + 1, 'the failing reading and those behind it kept');
+    records.refuseDeadLetters = undefined;
+    await stream.ingest('mill-1', [], HTTP);
+    assert.deepEqual(
+      records.deadLetters.map((d) => d.reason),
+      ['inference-failed'],
+    );
+    assert.equal(stream.keptRows(), 0);
+  });
 });
 
 describe('manufacturing stream: alarms and predictions the database does not take', () => {

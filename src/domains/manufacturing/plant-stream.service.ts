@@ -491,10 +491,9 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         ]),
       );
     } catch (cause) {
-      if (!(cause instanceof AppError)) {
-        this.logger.error({ msg: 'dead letter not written', assetId: rt.asset.assetId, error: String(cause) });
-      }
-      return cause;
+      // The row is kept either way. An outage (a 503) is warned of by keep; anything else is a bug, for the
+      // 500 path, logged by keep with its stack.
+      return cause instanceof AppError ? cause : new RefusedWrite(cause, 'the inference-failed dead letter');
     }
     rt.suspect = undefined;
     this.logger.error({
@@ -513,7 +512,7 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     rt.unpredicted = over > 0 ? rows.slice(over) : rows;
     const log = { msg: 'predictions deferred', assetId: rt.asset.assetId, rows: rt.unpredicted.length };
     // A bug is logged with its stack here too: over MQTT and on retries no 500 path logs it.
-    if (error instanceof RefusedWrite) this.logger.error({ ...log, error: stackOf(error.error) });
+    if (error instanceof RefusedWrite) this.logger.error({ ...log, refused: error.what, error: stackOf(error.error) });
     else this.logger.warn({ ...log, error: String(error) });
     this.armRetry(rt);
     if (over > 0) await this.heldTooLong(rt, rows.slice(0, over), error);
@@ -791,7 +790,11 @@ function kept(error: unknown): ReadingsKept {
  * error is thrown as it is, for the 500 path that logs its stack, not turned into a 503 (see kept).
  */
 class RefusedWrite {
-  constructor(readonly error: unknown) {}
+  constructor(
+    readonly error: unknown,
+    /** What was not written, for the log. */
+    readonly what: string,
+  ) {}
 }
 
 /**
@@ -800,7 +803,7 @@ class RefusedWrite {
  */
 function notStored(error: unknown, what: string): unknown {
   if (error instanceof AppError) return error;
-  if (!isStorageOutage(error)) return new RefusedWrite(error);
+  if (!isStorageOutage(error)) return new RefusedWrite(error, what);
   return new AppError('STORAGE_UNAVAILABLE', what, { retryAfterSeconds: 1, cause: error });
 }
 
