@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import { QueryFailedError } from 'typeorm';
-import { PredictionRow, PredictionWriter } from '../../src/domains/manufacturing/records/prediction-writer';
+import {
+  droppedSummary,
+  PredictionRow,
+  PredictionWriter,
+} from '../../src/domains/manufacturing/records/prediction-writer';
 
 const row = (assetId: string, i: number): PredictionRow => ({
   assetId,
@@ -359,5 +363,60 @@ describe('manufacturing: predictions the database refuses (not an outage)', () =
       writer.close();
       mock.timers.reset();
     }
+  });
+});
+
+describe('manufacturing: predictions dropped past what the writer keeps', () => {
+  it('hands over the rows it drops, the oldest, so that their assets and times can be told', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    const db = manualInsert();
+    const dropped: PredictionRow[][] = [];
+    const writer = new PredictionWriter(db.insert, {
+      ...refusals(5).options,
+      onDropped: (rows: PredictionRow[]) => dropped.push(rows),
+    });
+    try {
+      // 40 groups of 5,000 fill the 200,000 the writer keeps; a 41st (another asset) pushes out the oldest 5,000.
+      const writes = Promise.allSettled(
+        Array.from({ length: 41 }, (_, g) =>
+          writer.write(Array.from({ length: 5000 }, (_, i) => row(g === 0 ? 'first' : `a${g}`, i))),
+        ),
+      );
+      for (let g = 0; g < 41; g++) await db.settle(away());
+      await writes;
+      assert.equal(writer.waitingForRetry, 200_000);
+      assert.equal(dropped.length, 1);
+      assert.equal(dropped[0].length, 5000);
+      assert.ok(
+        dropped[0].every((r) => r.assetId === 'first'),
+        'the oldest dropped',
+      );
+    } finally {
+      writer.close();
+      mock.timers.reset();
+    }
+  });
+
+  it('summarises dropped rows by asset, with their first and last times, naming at most 20 assets', () => {
+    const rows = [row('b', 3), row('a', 1), row('b', 1), row('a', 2)];
+    assert.deepEqual(droppedSummary(rows), {
+      rows: 4,
+      from: row('a', 1).at.toISOString(),
+      to: row('b', 3).at.toISOString(),
+      assets: [
+        { assetId: 'b', rows: 2, from: row('b', 1).at.toISOString(), to: row('b', 3).at.toISOString() },
+        { assetId: 'a', rows: 2, from: row('a', 1).at.toISOString(), to: row('a', 2).at.toISOString() },
+      ],
+    });
+    // Ever more assets do not make the line longer: the largest named, the rest counted.
+    const many = Array.from({ length: 1000 }, (_, a) =>
+      Array.from({ length: a === 500 ? 3 : 1 }, (_, i) => row(`asset-${a}`, i)),
+    ).flat();
+    const summary = droppedSummary(many);
+    assert.equal(summary.rows, 1002);
+    assert.equal(summary.assets.length, 20);
+    assert.equal(summary.assets[0].assetId, 'asset-500', 'the asset that lost most first');
+    assert.deepEqual(summary.otherAssets, { assets: 980, rows: 980 });
+    assert.ok(JSON.stringify(summary).length < 4000);
   });
 });

@@ -7,7 +7,7 @@ import { errorCodeOf, orUnavailable } from '../../../database/storage-unavailabl
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
-import { PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
+import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
 
 /** Dead letters per INSERT at most, and payload and detail characters per INSERT at most. */
 const DEAD_LETTERS_PER_STATEMENT = 2000;
@@ -22,6 +22,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   private readonly deadLetters: Repository<DeadLetterEntity>;
   private readonly writer: PredictionWriter;
   private readonly deadLettered: Counter<'reason'>;
+  private readonly dropped: Counter;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -31,6 +32,11 @@ export class PlantRecordsRepository implements OnModuleDestroy {
       name: 'gateway_manufacturing_dead_letters_total',
       help: 'Rows written to the dead-letter table, by reason: readings refused (invalid-value, late) or given up on (inference-failed, held-too-long), predictions and alarms the database refused (prediction-refused, alarm-refused), MQTT messages refused (malformed, unknown-asset, ...)',
       labelNames: ['reason'],
+      registers: [metrics.registry],
+    });
+    this.dropped = new Counter({
+      name: 'gateway_manufacturing_predictions_dropped_total',
+      help: 'Predictions dropped unstored: kept for retrying while the database refused them, past the 200,000 the writer keeps (the oldest go; the log names their assets and times)',
       registers: [metrics.registry],
     });
     this.predictions = dataSource.getRepository(PredictionEntity);
@@ -56,8 +62,15 @@ export class PlantRecordsRepository implements OnModuleDestroy {
       },
       {
         onRefused: (refused) => this.deadLetterPredictions(refused),
-        onDropped: (rows) =>
-          this.logger.error({ msg: 'predictions dropped: the database refused them for too long', rows }),
+        // Not dead letters: rows are dropped only while the database refuses their writes, and its
+        // dead-letter table with them. The metric and the log are what reach the operator then.
+        onDropped: (rows) => {
+          this.dropped.inc(rows.length);
+          this.logger.error({
+            msg: 'predictions dropped: the database refused them for too long',
+            ...droppedSummary(rows),
+          });
+        },
       },
     );
   }

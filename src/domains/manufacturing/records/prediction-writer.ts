@@ -19,7 +19,7 @@ interface Pending {
 /** Rows per INSERT at most: keeps each statement, and the transaction it commits, bounded. */
 const MAX_ROWS_PER_INSERT = 5000;
 
-/** Rows of failed INSERTs kept for retrying at most; past it the oldest are dropped, and logged. */
+/** Rows of failed INSERTs kept for retrying at most; past it the oldest are dropped, and handed to onDropped. */
 const MAX_RETRY_ROWS = 200_000;
 
 /**
@@ -36,8 +36,8 @@ export interface PredictionWriterOptions {
   onRefused: (refused: RefusedPrediction[]) => Promise<void>;
   /** First wait before rows of a failed INSERT are written again; doubled up to 30 s while it keeps failing. */
   retryDelayMs?: number;
-  /** Told when rows are dropped from a full retry queue. */
-  onDropped?: (rows: number) => void;
+  /** Told of the rows dropped from a full retry queue (the oldest): must not throw. */
+  onDropped?: (rows: PredictionRow[]) => void;
 }
 
 /**
@@ -205,10 +205,7 @@ export class PredictionWriter {
     // One by one: push(...rows) overflows the stack past some 120,000 rows, and the writer would stop for good.
     for (const row of rows) this.retryRows.push(row);
     const over = this.retryRows.length - MAX_RETRY_ROWS;
-    if (over > 0) {
-      this.retryRows.splice(0, over);
-      this.options.onDropped?.(over);
-    }
+    if (over > 0) this.options.onDropped?.(this.retryRows.splice(0, over));
     if (this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -233,4 +230,52 @@ function errorOf(rows: PredictionRow[], failed: Map<PredictionRow, unknown>): Er
     error ??= e;
   }
   return error as Error | undefined;
+}
+
+/** Assets named one by one in a summary of dropped rows; the rest are counted together. */
+const MAX_NAMED_ASSETS = 20;
+
+interface DroppedRange {
+  rows: number;
+  from: string;
+  to: string;
+}
+
+/**
+ * Which assets lost predictions, and from when to when, for a log line of a bounded size: the assets that
+ * lost most first, at most MAX_NAMED_ASSETS of them, the others counted.
+ */
+export function droppedSummary(rows: PredictionRow[]): DroppedRange & {
+  assets: Array<DroppedRange & { assetId: string }>;
+  otherAssets?: { assets: number; rows: number };
+} {
+  const byAsset = new Map<string, { rows: number; from: number; to: number }>();
+  let from = Infinity;
+  let to = -Infinity;
+  for (const row of rows) {
+    const at = row.at.getTime();
+    from = Math.min(from, at);
+    to = Math.max(to, at);
+    const range = byAsset.get(row.assetId);
+    if (range) {
+      range.rows++;
+      range.from = Math.min(range.from, at);
+      range.to = Math.max(range.to, at);
+    } else {
+      byAsset.set(row.assetId, { rows: 1, from: at, to: at });
+    }
+  }
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const ranked = [...byAsset].sort((a, b) => b[1].rows - a[1].rows);
+  const named = ranked.slice(0, MAX_NAMED_ASSETS);
+  const others = ranked.slice(MAX_NAMED_ASSETS);
+  return {
+    rows: rows.length,
+    from: iso(from),
+    to: iso(to),
+    assets: named.map(([assetId, r]) => ({ assetId, rows: r.rows, from: iso(r.from), to: iso(r.to) })),
+    ...(others.length > 0
+      ? { otherAssets: { assets: others.length, rows: others.reduce((n, [, r]) => n + r.rows, 0) } }
+      : {}),
+  };
 }
