@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { Logger, LoggerService } from '@nestjs/common';
 import { get } from 'sparkplug-payload';
+import { QueryFailedError } from 'typeorm';
+import { AppError } from '../../src/common/errors/app-error';
 import { PlantMqttIntake } from '../../src/domains/manufacturing/mqtt/plant-mqtt-intake';
 import type { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { plantStreamHarness } from '../fixtures/plant-stream-harness';
@@ -78,5 +81,114 @@ describe('manufacturing MQTT intake: what a message counts as', () => {
     assert.deepEqual(await json(message), { kind: 'json', outcome: 'ingested' }, 'a redelivery');
     assert.equal(records.predictions.length, 2);
     assert.deepEqual(records.deadLetters, []);
+  });
+});
+
+describe('manufacturing MQTT intake: a message whose ingest fails (ingest-failed)', () => {
+  const errors: unknown[] = [];
+  beforeEach(() => {
+    errors.length = 0;
+    const quiet = () => undefined;
+    const logger: LoggerService = { log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) };
+    Logger.overrideLogger(logger);
+  });
+  afterEach(() => {
+    Logger.overrideLogger(false);
+  });
+
+  /** A prediction the database refuses for its content: the stream throws it as it is (a bug, not kept). */
+  const refusedPrediction = () =>
+    new QueryFailedError('INSERT ...', [], Object.assign(new Error('value out of range for type'), { code: '22003' }));
+  const ingestFailed = <T extends { reason: string }>(letters: T[]) =>
+    letters.filter((d) => d.reason === 'ingest-failed');
+
+  it('names the readings not ingested, says the others are taken, and a redelivery counts none of them twice', async () => {
+    const { json, records, stream, reading } = intakeHarness();
+    assert.equal((await json([reading(T0, 10)])).outcome, 'ingested');
+    records.refusePredictions = refusedPrediction();
+    const good = reading(T0 + 1000, 11).values;
+    const message = [
+      reading(T0, 10),
+      { timestamp: T0 + 1000, values: { ...good, [TORQUE]: 'high' } },
+      reading(T0 + 2000, 12),
+    ];
+    const result = await json(message);
+    assert.equal(result.outcome, 'dead-lettered', 'acknowledged: what it held is taken or kept in dead letters');
+    const [letter, ...more] = ingestFailed(records.deadLetters);
+    assert.equal(more.length, 0, JSON.stringify(records.deadLetters));
+    assert.equal(letter.source, 'mqtt');
+    assert.equal(letter.channel, TOPIC);
+    assert.equal(letter.assetId, 'mill-1');
+    assert.match(letter.detail, /1 accepted/);
+    assert.match(letter.detail, /1 duplicate/);
+    assert.match(letter.detail, /SQLSTATE 22003/);
+    assert.doesNotMatch(letter.detail, /out of range/, "the database's own words are logged, not served");
+    const payload = JSON.parse(letter.payload) as {
+      readings: number;
+      ingested: { accepted: number; duplicates: number };
+      notIngested: Array<{ timestamp: string; outcome: string; reason: string; values: Record<string, unknown> }>;
+    };
+    assert.equal(payload.readings, 3);
+    assert.deepEqual(payload.ingested, { accepted: 1, duplicates: 1 });
+    assert.equal(payload.notIngested.length, 1);
+    assert.equal(payload.notIngested[0].timestamp, new Date(T0 + 1000).toISOString());
+    assert.equal(payload.notIngested[0].outcome, 'invalid');
+    assert.match(payload.notIngested[0].reason, /Torque/);
+    assert.equal(payload.notIngested[0].values[TORQUE], 'high');
+    assert.ok(
+      errors.some((e) => {
+        const error = (e as { error?: unknown }).error;
+        return typeof error === 'string' && error.includes('out of range') && error.includes('\n    at ');
+      }),
+      JSON.stringify(errors),
+    );
+    // Sent again (a redelivery, or an operator replaying it): the accepted readings are duplicates.
+    records.refusePredictions = undefined;
+    assert.equal((await json(message)).outcome, 'dead-lettered');
+    const counts = stream.status('mill-1').counts;
+    assert.equal(counts.accepted, 2, 'each accepted reading counted once');
+    assert.equal(counts.duplicates, 3);
+  });
+
+  it("keeps the message's malformed items' dead letters too", async () => {
+    const { json, records, reading } = intakeHarness();
+    records.refusePredictions = refusedPrediction();
+    await json([reading(T0, 10), { values: {} }]);
+    assert.deepEqual(records.deadLetters.map((d) => d.reason).sort(), ['ingest-failed', 'malformed']);
+  });
+
+  it('stays within 4 KiB and valid JSON for a message of 10,000 readings, counting those it cannot name', async () => {
+    const { json, records, reading } = intakeHarness();
+    records.refusePredictions = refusedPrediction();
+    const message = Array.from({ length: 10_000 }, (_, i) => {
+      const r = reading(T0 + i * 10, i % 200);
+      return i % 2 === 0 ? r : { ...r, values: { ...r.values, [TORQUE]: 'high' } };
+    });
+    await json(message);
+    const [letter] = ingestFailed(records.deadLetters);
+    assert.ok(letter.payload.length <= 4096, String(letter.payload.length));
+    assert.ok(letter.detail.length <= 1000);
+    const payload = JSON.parse(letter.payload) as {
+      ingested: { accepted: number };
+      notIngested: unknown[];
+      notNamed: { readings: number; from: string; to: string };
+    };
+    assert.equal(payload.ingested.accepted, 5000);
+    assert.ok(payload.notIngested.length > 0);
+    assert.equal(payload.notIngested.length + payload.notNamed.readings, 5000);
+    assert.equal(payload.notNamed.to, new Date(T0 + 9999 * 10).toISOString());
+  });
+
+  it('nothing ingested (the asset gone before its readings were taken): the message kept, as other MQTT dead letters keep it', async () => {
+    const { json, records, registry, reading } = intakeHarness();
+    registry.get = () => {
+      throw new AppError('NOT_FOUND', 'no asset mill-1');
+    };
+    const message = [reading(T0, 10), reading(T0 + 1000, 11)];
+    assert.equal((await json(message)).outcome, 'dead-lettered');
+    const [letter] = ingestFailed(records.deadLetters);
+    assert.match(letter.detail, /no reading of the message was ingested/);
+    assert.match(letter.detail, /no asset mill-1/);
+    assert.equal(letter.payload, JSON.stringify(message));
   });
 });

@@ -51,6 +51,16 @@ export interface IngestSummary {
   predictions: number;
 }
 
+/** What became of one reading of an ingest once it was taken, in the order given. */
+export interface ReadingOutcome {
+  timestamp: number;
+  outcome: 'accepted' | 'duplicate' | 'late' | 'invalid';
+  /** Why a late or invalid reading was refused. */
+  reason?: string;
+  /** As sent. */
+  values: Record<string, unknown>;
+}
+
 /** What GET .../status answers: the shape the OpenAPI document states (AssetStatusDto). */
 export type AssetStatus = AssetStatusDto;
 
@@ -282,7 +292,16 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       : `none of the asset's tags (${rt.sensors.map((s) => s.tag).join(', ')}) is in the reading`;
   }
 
-  async ingest(assetId: string, readings: RawReading[], channel: Channel): Promise<IngestSummary> {
+  /**
+   * `onPlaced` is told what became of each reading as soon as they are taken (before anything is awaited):
+   * should the ingest fail after that, the accepted readings are kept and predicted all the same.
+   */
+  async ingest(
+    assetId: string,
+    readings: RawReading[],
+    channel: Channel,
+    onPlaced?: (outcomes: ReadingOutcome[]) => void,
+  ): Promise<IngestSummary> {
     const rt = this.runtime(assetId);
     const summary: IngestSummary = {
       received: readings.length,
@@ -293,10 +312,15 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       predictions: 0,
     };
     const dead: Array<{ reason: string; detail: string; payload: unknown }> = [];
+    const outcomes: ReadingOutcome[] = [];
+    const placed = (reading: RawReading, outcome: ReadingOutcome['outcome'], reason?: string) => {
+      if (onPlaced) outcomes.push({ timestamp: reading.timestamp, outcome, reason, values: reading.values });
+    };
     readings.forEach((reading, index) => {
       rt.counts.received++;
       const mapped = this.mapReading(rt, reading);
       if (typeof mapped === 'string') {
+        placed(reading, 'invalid', mapped);
         summary.invalid.push({ index, reason: mapped });
         rt.counts.invalid++;
         this.readings.inc({ outcome: 'invalid' });
@@ -305,10 +329,12 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       }
       const verdict = rt.window.push({ timestamp: reading.timestamp, values: mapped });
       if (verdict.accepted) {
+        placed(reading, 'accepted');
         summary.accepted++;
         rt.counts.accepted++;
         this.readings.inc({ outcome: 'accepted' });
       } else if (verdict.reason === 'duplicate') {
+        placed(reading, 'duplicate');
         summary.duplicates++;
         rt.counts.duplicates++;
         this.readings.inc({ outcome: 'duplicate' });
@@ -316,13 +342,12 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         summary.late++;
         rt.counts.late++;
         this.readings.inc({ outcome: 'late' });
-        dead.push({
-          reason: 'late',
-          detail: `older than the asset's newest reading by more than ${this.config.MANUFACTURING_LATE_TOLERANCE_MS} ms`,
-          payload: reading,
-        });
+        const detail = `older than the asset's newest reading by more than ${this.config.MANUFACTURING_LATE_TOLERANCE_MS} ms`;
+        placed(reading, 'late', detail);
+        dead.push({ reason: 'late', detail, payload: reading });
       }
     });
+    onPlaced?.(outcomes);
     const released = rt.window.drain(this.closing);
     this.armFlush(rt);
     const [predictions] = await Promise.all([

@@ -1,5 +1,8 @@
+import { Logger } from '@nestjs/common';
+import { AppError } from '../../../common/errors/app-error';
+import { errorCodeOf } from '../../../database/storage-unavailable';
 import { AssetRegistry } from '../assets/asset-registry.service';
-import { Channel, PlantStream, RawReading, ReadingsKept } from '../plant-stream.service';
+import { Channel, PlantStream, RawReading, ReadingOutcome, ReadingsKept } from '../plant-stream.service';
 import { PlantRecordsRepository } from '../records/plant-records.repository';
 import {
   decodeSparkplug,
@@ -9,7 +12,7 @@ import {
   sparkplugReadings,
   SparkplugTopic,
 } from '../sparkplug.util';
-import { deadLetterPayload, parseTelemetry, parseTelemetryTopic } from './plant-telemetry.util';
+import { deadLetterPayload, ingestFailedPayload, parseTelemetry, parseTelemetryTopic } from './plant-telemetry.util';
 
 export type MqttMessageKind = 'json' | 'sparkplug' | 'unknown';
 /** `unacked`: not even its dead letter could be written; the broker keeps it and sends it again. */
@@ -31,6 +34,8 @@ interface DeadLetter {
   reason: string;
   detail: string;
   assetId: string | null;
+  /** Its payload; the message's own (up to 4 KiB) when absent. */
+  payload?: string;
 }
 
 /**
@@ -40,6 +45,7 @@ interface DeadLetter {
  * machines), so `spBv1.0/{group}/DDATA/{edge}/{assetId}`; node-level metrics feed no asset.
  */
 export class PlantMqttIntake {
+  private readonly logger = new Logger('PlantMqtt');
   private readonly aliases = new SparkplugAliases();
 
   constructor(
@@ -64,8 +70,8 @@ export class PlantMqttIntake {
         dead = [{ reason: 'unknown-topic', detail: 'neither factory/.../telemetry nor Sparkplug B', assetId: null }];
       }
     } catch (error) {
-      // Ingest itself failed (asset removed meanwhile): kept as a dead letter, not lost.
-      dead.push({ reason: 'ingest-failed', detail: String(error), assetId: assetOf(topic, sparkplug) });
+      // Failed before any reading was taken: the message is kept as a dead letter, not lost.
+      dead.push(this.ingestFailed(topic, assetOf(topic, sparkplug), error, undefined));
     }
     // Readings accepted but not yet predicted are predicted later by the stream; the message is left
     // unacknowledged, so that a crash before then has the broker send it again.
@@ -81,7 +87,7 @@ export class PlantMqttIntake {
           assetId: d.assetId,
           reason: d.reason,
           detail: d.detail.slice(0, 1000),
-          payload: deadLetterPayload(payload, kind === 'sparkplug'),
+          payload: d.payload ?? deadLetterPayload(payload, kind === 'sparkplug'),
         })),
       );
     } catch (error) {
@@ -114,7 +120,7 @@ export class PlantMqttIntake {
     const parsed = parseTelemetry(payload);
     // Each dead letter keeps the message's payload (up to 4 KiB): a message of 10,000 broken items
     // gets the first few by name and one letter counting the rest, not 40 MB of copies.
-    const dead = parsed.errors.slice(0, MAX_ITEM_LETTERS).map((e) => ({
+    const dead: DeadLetter[] = parsed.errors.slice(0, MAX_ITEM_LETTERS).map((e) => ({
       reason: 'malformed',
       detail: `[${e.index}] ${e.reason}`,
       assetId: asset.assetId,
@@ -127,10 +133,11 @@ export class PlantMqttIntake {
         assetId: asset.assetId,
       });
     }
-    const { kept, refused } =
+    const { kept, refused, failed } =
       parsed.readings.length > 0
         ? await this.ingest(asset.assetId, parsed.readings, { source: 'mqtt', name: topic })
-        : { kept: undefined, refused: false };
+        : { kept: undefined, refused: false, failed: undefined };
+    if (failed) dead.push(failed);
     return { dead, kept, refused };
   }
 
@@ -186,10 +193,11 @@ export class PlantMqttIntake {
       });
       rebirth = { group: topic.group, edgeNode: topic.edgeNode };
     }
-    const { kept, refused } =
+    const { kept, refused, failed } =
       found.readings.length > 0
         ? await this.ingest(asset.assetId, found.readings, { source: 'sparkplug', name })
-        : { kept: undefined, refused: false };
+        : { kept: undefined, refused: false, failed: undefined };
+    if (failed) dead.push(failed);
     return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead, kept, refused };
   }
 
@@ -202,15 +210,50 @@ export class PlantMqttIntake {
     assetId: string,
     readings: RawReading[],
     channel: Channel,
-  ): Promise<{ kept?: ReadingsKept; refused: boolean }> {
+  ): Promise<{ kept?: ReadingsKept; refused: boolean; failed?: DeadLetter }> {
+    const placed: { outcomes?: ReadingOutcome[] } = {};
     try {
-      const summary = await this.stream.ingest(assetId, readings, channel);
+      const summary = await this.stream.ingest(assetId, readings, channel, (outcomes) => (placed.outcomes = outcomes));
       // Readings refused one by one (a bad value, too late) have their dead letters from the stream.
       return { refused: summary.invalid.length + summary.late > 0 };
     } catch (error) {
       if (error instanceof ReadingsKept) return { kept: error, refused: false };
-      throw error;
+      return { refused: false, failed: this.ingestFailed(channel.name, assetId, error, placed.outcomes) };
     }
+  }
+
+  /**
+   * The ingest-failed dead letter of a message whose ingest threw, logged (a bug with its stack). Once its
+   * readings were taken (`outcomes`), the accepted ones are kept and predicted whatever failed after, so the
+   * letter keeps not the message, which sent again would make them duplicates at best, but what became of
+   * each reading: those not ingested named, the others counted. Before, it keeps the message.
+   */
+  private ingestFailed(
+    topic: string,
+    assetId: string | null,
+    error: unknown,
+    outcomes: ReadingOutcome[] | undefined,
+  ): DeadLetter {
+    // An AppError's detail is meant to be shown; a bug's own text (SQL, a driver's message) stays in the log.
+    const code = errorCodeOf(error);
+    const why =
+      error instanceof AppError ? error.detail : `an internal error${code ? ` (SQLSTATE ${code})` : ''}, logged`;
+    const log = { msg: 'MQTT message ingest failed', topic, assetId, readingsTaken: outcomes !== undefined };
+    if (error instanceof AppError) this.logger.warn({ ...log, error: String(error) });
+    else this.logger.error({ ...log, error: error instanceof Error ? (error.stack ?? String(error)) : String(error) });
+    if (!outcomes)
+      return { reason: 'ingest-failed', detail: `no reading of the message was ingested: ${why}`, assetId };
+    const count = (...of: Array<ReadingOutcome['outcome']>) => outcomes.filter((o) => of.includes(o.outcome)).length;
+    return {
+      reason: 'ingest-failed',
+      detail:
+        `ingest failed once the message's readings were taken: ${count('accepted')} accepted (kept and predicted), ` +
+        `${count('duplicate')} duplicates of readings taken before, ${count('late', 'invalid')} not ingested ` +
+        `(named in the payload, refused with dead letters of their own unless those failed too); only those may ` +
+        `need sending again: ${why}`,
+      assetId,
+      payload: ingestFailedPayload(outcomes),
+    };
   }
 }
 

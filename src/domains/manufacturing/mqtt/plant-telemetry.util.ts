@@ -1,4 +1,4 @@
-import type { RawReading } from '../plant-stream.service';
+import type { RawReading, ReadingOutcome } from '../plant-stream.service';
 import { ISO_INSTANT, NEEDS_ZONE } from '../../../common/iso-time';
 import { MAX_JSON_DEPTH, nestsDeeperThan, TOO_DEEP_REASON } from '../../../common/http/json-depth';
 
@@ -100,4 +100,55 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
 export function deadLetterPayload(payload: Buffer, binary: boolean): string {
   const text = binary ? `base64:${payload.toString('base64')}` : payload.toString('utf8');
   return text.slice(0, 4096);
+}
+
+/** Dead-letter payloads are cut to this many characters. */
+const MAX_DEAD_LETTER_PAYLOAD = 4096;
+/** Room kept for `notNamed`, and the most one named reading may take before its values are left out. */
+const NOT_NAMED_ROOM = 160;
+const MAX_NAMED_READING = 1024;
+
+/**
+ * An ingest-failed dead letter's payload once the message's readings were taken: how many were ingested
+ * (accepted now, or duplicates of earlier ones: not to be sent again), and the readings that were not (late
+ * or invalid), named with their reason and values as sent, as many as fit in 4 KiB, the rest counted with
+ * their first and last times. Valid JSON whatever its size.
+ */
+export function ingestFailedPayload(outcomes: ReadingOutcome[]): string {
+  const iso = (ms: number) =>
+    Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : String(ms);
+  const count = (outcome: ReadingOutcome['outcome']) => outcomes.filter((o) => o.outcome === outcome).length;
+  const notIngested = outcomes.filter((o) => o.outcome === 'late' || o.outcome === 'invalid');
+  const named: Array<Record<string, unknown>> = [];
+  const payload: Record<string, unknown> = {
+    readings: outcomes.length,
+    ingested: { accepted: count('accepted'), duplicates: count('duplicate') },
+    notIngested: named,
+  };
+  let size = JSON.stringify(payload).length;
+  for (const o of notIngested) {
+    let item: Record<string, unknown> = {
+      timestamp: iso(o.timestamp),
+      outcome: o.outcome,
+      reason: o.reason,
+      values: o.values,
+    };
+    let text = JSON.stringify(item);
+    if (text.length > MAX_NAMED_READING) {
+      item = { ...item, reason: o.reason?.slice(0, 200), values: '(too large to keep here)' };
+      text = JSON.stringify(item);
+    }
+    if (size + text.length + 1 + NOT_NAMED_ROOM > MAX_DEAD_LETTER_PAYLOAD) break;
+    named.push(item);
+    size += text.length + 1;
+  }
+  const rest = notIngested.slice(named.length);
+  if (rest.length > 0) {
+    payload.notNamed = {
+      readings: rest.length,
+      from: iso(rest[0].timestamp),
+      to: iso(rest[rest.length - 1].timestamp),
+    };
+  }
+  return JSON.stringify(payload);
 }
