@@ -90,6 +90,8 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   /** Why the last commit failed, in words for /health/ready and the 503 (undefined when the cause is unknown). */
   private failureReason: string | undefined;
   private probe: NodeJS.Timeout | undefined;
+  /** The recovery probe's write was refused once (logged): it falls back to SELECT 1. */
+  private probeRefused = false;
   private readonly lingerMs: number;
   private readonly commitTimeoutMs: number;
   private linger: NodeJS.Timeout | undefined;
@@ -386,23 +388,49 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   }
 
   /**
-   * While commits fail, probe the database each second so readiness recovers without traffic. A full
-   * disk answers the probe too (only an audit row would test the space): readiness then turns ready, and
-   * the next commit tells again.
+   * While commits fail, probe the database each second so readiness recovers without traffic. The probe
+   * needs what a commit needs, a new page where audit rows go (AuditRepository.probeWrite): a full disk
+   * answers SELECT 1 but not that, so readiness stays not ready until space returns. One probe at a time.
    */
   private watchForRecovery(): void {
     if (this.probe) return;
+    let probing = false;
     this.probe = setInterval(() => {
-      this.repository.ping().then(
-        () => {
-          clearInterval(this.probe);
-          this.probe = undefined;
-          if (!this.healthy) this.logger.log({ msg: 'audit database answers again', was: this.unhealthyDetail });
-          this.healthy = true;
-        },
-        () => undefined,
-      );
+      if (probing) return;
+      probing = true;
+      this.probeOnce()
+        .then(
+          () => {
+            clearInterval(this.probe);
+            this.probe = undefined;
+            if (!this.healthy) this.logger.log({ msg: 'audit database answers again', was: this.unhealthyDetail });
+            this.healthy = true;
+          },
+          (error: unknown) => {
+            // The probe's own fault is the one readiness tells now (a disk still full, a database restarting).
+            this.failureReason = auditFailureReason(error) ?? this.failureReason;
+          },
+        )
+        .finally(() => (probing = false));
     }, 1000).unref();
+  }
+
+  private async probeOnce(): Promise<void> {
+    try {
+      await this.repository.probeWrite();
+    } catch (error) {
+      if (storageFaultOf(error) !== undefined) throw error;
+      // Refused for another reason (a role that may not create a table): whether the database answers decides.
+      if (!this.probeRefused) {
+        this.probeRefused = true;
+        this.logger.warn({
+          msg: 'audit recovery probe refused; readiness follows SELECT 1 alone, which a full disk answers',
+          error: String(error),
+          code: errorCodeOf(error),
+        });
+      }
+      await this.repository.ping();
+    }
   }
 }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
 import { orUnavailable } from '../database/storage-unavailable';
@@ -33,6 +34,35 @@ export class AuditRepository {
 
   async ping(): Promise<void> {
     await this.dataSource.query('SELECT 1');
+  }
+
+  /**
+   * Whether the database can give audit rows a new page: in one transaction, rolled back, a table made in
+   * audit_events' tablespace gets one row, which needs a first page of its own. A full disk answers SELECT 1
+   * (and takes rows into pages that still have room) but fails this with 53100. Nothing stays: no catalog
+   * entry, no file, no row, and audit_events is not touched (its chains and ids go on as they were).
+   */
+  async probeWrite(): Promise<void> {
+    const runner = this.dataSource.createQueryRunner();
+    try {
+      await runner.connect();
+      await runner.startTransaction();
+      try {
+        const [found] = (await runner.query(
+          `SELECT tablespace FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'audit_events'`,
+        )) as Array<{ tablespace: string | null }>;
+        const tablespace = found?.tablespace ? ` TABLESPACE "${found.tablespace.replaceAll('"', '""')}"` : '';
+        // Named once per probe: gateways sharing a server do not wait on each other's.
+        const table = `gateway_space_probe_${randomBytes(6).toString('hex')}`;
+        await runner.query(`CREATE TABLE ${table} (pad text)${tablespace}`);
+        await runner.query(`INSERT INTO ${table} VALUES ('probe')`);
+      } finally {
+        // A connection the database dropped has nothing to roll back: the probe's own error is the one told.
+        await runner.rollbackTransaction().catch(() => undefined);
+      }
+    } finally {
+      await runner.release();
+    }
   }
 
   async writers(): Promise<string[]> {

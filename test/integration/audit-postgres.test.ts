@@ -12,10 +12,11 @@ import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import { describeBootFailure } from '../../src/boot-failure';
 import { AppConfig } from '../../src/config/app-config';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
-import { firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
+import { auditReadinessFor, firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
 import { createTestApp } from '../fixtures/test-app';
 import { emptyDataDir } from '../fixtures/test-data-dir';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { until } from '../fixtures/until';
 import { MIGRATIONS } from '../../migrations';
 
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -366,10 +367,10 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       }
       await db.query(`ALTER TABLE audit_events SET TABLESPACE ${tablespace}`);
       const http = request(app.getHttpServer());
-      const token = bearer(tokenFor(['ml-admin'], { sub: 'disk-full-test' }));
+      const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'disk-full-test' }));
       const score = () => http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR);
       await score().expect(200);
-      const { refused, free } = await firstRefusalOnFullDisk(app, disk, score);
+      const { refused, free } = await firstRefusalOnFullDisk(disk, score);
       assert.ok(refused, 'no commit failed on a full disk');
       assert.equal(refused.status, 503, JSON.stringify(refused.body));
       assert.equal(refused.headers['retry-after'], '1');
@@ -380,9 +381,22 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       const ready = await http.get('/health/ready').expect(503);
       assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });
 
+      const whileFull = await auditReadinessFor(app, 3000);
+      assert.deepEqual(
+        whileFull.filter((check) => check.ready),
+        [],
+        'readiness turned ready while the tablespace was still full',
+      );
+
       free();
+      // No client traffic: readiness recovers through the probe alone.
+      await until('readiness once space is freed', async () =>
+        (await http.get('/health/ready')).status === 200 ? true : undefined,
+      );
       await score().expect(200);
-      await http.get('/health/ready').expect(200);
+      // The probe wrote nothing that stays: the chain is whole.
+      const report = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
+      assert.equal(report.valid, true, JSON.stringify(report.firstBroken));
     } finally {
       await app.close();
       const admin = new Client({ connectionString: url });
