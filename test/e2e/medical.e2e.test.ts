@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
+import * as dicomParser from 'dicom-parser';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
@@ -77,6 +78,11 @@ function uidOf(file: Buffer, tag: string): string {
   const ab = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength) as ArrayBuffer;
   const dict = dcmjsData.DicomMessage.readFile(ab).dict;
   return String(dict[tag].Value?.[0]);
+}
+
+/** A UID of a file's meta group, which dicom-parser reads even where the data set after it is truncated. */
+function metaUidOf(file: Buffer, tag: string): string {
+  return String(dicomParser.readPart10Header(file).string(`x${tag}`)?.trim());
 }
 
 describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
@@ -197,6 +203,15 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.match(String(failed[0]['00091001'].Value[0]), /part 2: NOT_AN_IMAGE: .*structured report/);
     assert.equal(failed[1]['00081197'].Value[0], 0xc000);
     assert.match(String(failed[1]['00091001'].Value[0]), /part 4: MALFORMED: the file is truncated/);
+    // Its data set cannot be read, its file meta can: the item names the instance as PS3.18 Annex I asks (Type 1).
+    assert.deepEqual(failed[1]['00081150'], {
+      vr: 'UI',
+      Value: [metaUidOf(dicomFile('MR_truncated.dcm'), '00020002')],
+    });
+    assert.deepEqual(failed[1]['00081155'], {
+      vr: 'UI',
+      Value: [metaUidOf(dicomFile('MR_truncated.dcm'), '00020003')],
+    });
 
     const kept = await http
       .get(`/v1/medical/studies/${uidOf(good, '0020000D')}/findings`)
@@ -232,6 +247,13 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       }
     });
     assert.equal(stored.size + failures.size, files.length);
+    // Every failed item carries the SOP Instance Reference Macro (PS3.18 Table I.1-1): the UIDs read, or empty.
+    for (const item of response['00081198'].Value as Array<Record<string, { vr: string; Value?: unknown[] }>>) {
+      assert.equal(item['00081150']?.vr, 'UI', String(item['00091001'].Value?.[0]));
+      assert.equal(item['00081155']?.vr, 'UI', String(item['00091001'].Value?.[0]));
+    }
+    const noMeta = [...response['00081198'].Value].find((i) => /NOT_DICOM/.test(String(i['00091001'].Value[0])));
+    assert.deepEqual([noMeta?.['00081150'], noMeta?.['00081155']], [{ vr: 'UI' }, { vr: 'UI' }]);
   });
 
   it('STOW-RS to a study: an instance of another study fails with 409 when none is stored', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import * as dicomParser from 'dicom-parser';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
@@ -9,6 +10,11 @@ import { MultipartError, parseMultipartRelatedType } from '../../src/domains/med
 
 const LIMITS = TEST_PARSE_LIMITS;
 const local = localDicomFile;
+
+/** A UID of the file meta group (0002,xxxx), read by the parser alone. */
+function uidOf(file: Buffer, tag: string): string | undefined {
+  return dicomParser.readPart10Header(file).string(`x${tag}`)?.trim();
+}
 
 function rejection(body: Buffer, limits: Parameters<typeof parseDicomImage>[1] = LIMITS): DicomRejected {
   return rejectionOf(() => parseDicomImage(body, limits), 'the file was accepted');
@@ -67,10 +73,17 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
   });
 
   it('refuses each broken or unsupported file with its own reason', () => {
-    assert.equal(rejection(dicomFile('no_meta.dcm')).reason, 'NOT_DICOM');
+    const noMeta = rejection(dicomFile('no_meta.dcm'));
+    assert.equal(noMeta.reason, 'NOT_DICOM');
+    assert.equal(noMeta.sop, undefined, 'nothing to name the instance by');
     const truncated = rejection(dicomFile('MR_truncated.dcm'));
     assert.equal(truncated.reason, 'MALFORMED');
     assert.match(truncated.detail, /truncated/);
+    // The data set cannot be read, its file meta can: the refusal names the instance by (0002,0002) and (0002,0003).
+    assert.deepEqual(truncated.sop, {
+      classUID: uidOf(dicomFile('MR_truncated.dcm'), '00020002'),
+      instanceUID: uidOf(dicomFile('MR_truncated.dcm'), '00020003'),
+    });
     const sr = rejection(dicomFile('test-SR.dcm'));
     assert.equal(sr.reason, 'NOT_AN_IMAGE');
     assert.equal(sr.sop?.classUID, '1.2.840.10008.5.1.4.1.1.88.33', 'the refusal names its instance');
@@ -80,6 +93,11 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(mpeg.reason, 'UNSUPPORTED_TRANSFER_SYNTAX');
     assert.match(mpeg.detail, /1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2 Main Profile\) is not supported/);
     assert.equal(mpeg.attribute, '(0002,0010) TransferSyntaxUID');
+    assert.deepEqual(mpeg.sop, {
+      classUID: uidOf(local('MR_small_mpeg2_syntax.dcm'), '00020002'),
+      instanceUID: uidOf(local('MR_small_mpeg2_syntax.dcm'), '00020003'),
+    });
+    assert.ok(mpeg.sop?.classUID && mpeg.sop.instanceUID, 'the file meta names the instance');
     assert.equal(rejection(Buffer.alloc(0)).reason, 'NOT_DICOM');
     const short = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.from([2, 0, 0, 0])]);
     assert.equal(rejection(short).reason, 'MALFORMED');

@@ -110,8 +110,16 @@ describe('medical: the STOW-RS store response as Native DICOM Model XML (PS3.19 
       numbered(sr.get('00090001')!, 'Value')[0].text,
       'part 2: NOT_AN_IMAGE: a structured report (SR) is not an image',
     );
-    // An unreadable part has no UIDs to name, as in the JSON answer; its text is escaped and read back whole.
-    assert.deepEqual([...truncated.keys()], ['00081197', '00090001']);
+    // An unreadable part has no UIDs to name: the Type 1 references are there, empty, as in the JSON answer; its
+    // text is escaped and read back whole.
+    assert.deepEqual([...truncated.keys()], ['00081150', '00081155', '00081197', '00090001']);
+    for (const [tag, keyword] of [
+      ['00081150', 'ReferencedSOPClassUID'],
+      ['00081155', 'ReferencedSOPInstanceUID'],
+    ]) {
+      assert.deepEqual(truncated.get(tag)?.attributes, { tag, vr: 'UI', keyword });
+      assert.deepEqual(truncated.get(tag)?.children, [], `${keyword} has no Value`);
+    }
     assert.equal(truncated.get('00081197')?.children[0].text, String(0xc000));
     assert.equal(
       truncated.get('00090001')?.children[0].text,
@@ -193,6 +201,35 @@ describe('medical: the STOW-RS store response as Native DICOM Model XML (PS3.19 
     refuses({ '00081199': { vr: 'SQ', Value: ['not an item'] } }, /a sequence item is a data set/);
     // Group lengths are never written (A.1.1).
     assert.deepEqual(parseXml(nativeDicomModel({ '00080000': { vr: 'UL', Value: [4] } }, {})).children, []);
+  });
+});
+
+describe('medical: the STOW-RS store response in DICOM JSON (PS3.18 Annex I)', () => {
+  it('gives every failed item the SOP Instance Reference Macro, empty where the part had no UIDs to read', () => {
+    const response = storeResponse(
+      [],
+      [
+        { sopClassUID: SR, sopInstanceUID: '1.2.3.9', rejection: new DicomRejected('NOT_AN_IMAGE', 'an SR'), part: 1 },
+        { sopInstanceUID: '1.2.3.10', rejection: new DicomRejected('MALFORMED', 'no SOP Class UID'), part: 2 },
+        { rejection: new DicomRejected('NOT_DICOM', 'no DICM prefix'), part: 3 },
+      ],
+    );
+    const failed = response['00081198'].Value as DicomJsonDataset[];
+    assert.deepEqual(
+      failed.map((item) => [item['00081150'], item['00081155']]),
+      [
+        [
+          { vr: 'UI', Value: [SR] },
+          { vr: 'UI', Value: ['1.2.3.9'] },
+        ],
+        [{ vr: 'UI' }, { vr: 'UI', Value: ['1.2.3.10'] }],
+        [{ vr: 'UI' }, { vr: 'UI' }],
+      ],
+    );
+    assert.deepEqual(
+      failed.map((item) => item['00081197'].Value),
+      [[0x0122], [0xc000], [0xc000]],
+    );
   });
 });
 

@@ -1,5 +1,7 @@
 /** The few attributes, transfer syntaxes and SOP classes the medical domain reads, by name. */
 export const TAG = {
+  MediaStorageSOPClassUID: 'x00020002',
+  MediaStorageSOPInstanceUID: 'x00020003',
   TransferSyntaxUID: 'x00020010',
   SpecificCharacterSet: 'x00080005',
   SOPClassUID: 'x00080016',

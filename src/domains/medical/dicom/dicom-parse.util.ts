@@ -88,8 +88,11 @@ function parseErrorText(error: unknown): string {
   return 'unreadable data set';
 }
 
-/** Reads the file meta group alone, to refuse an unsupported transfer syntax before touching the data set. */
-function readTransferSyntax(bytes: Uint8Array): string {
+/**
+ * Reads the file meta group alone, to refuse an unsupported transfer syntax before touching the data set. Returns
+ * the meta group too: its (0002,0002) and (0002,0003) name an instance whose data set cannot be read.
+ */
+function readFileMeta(bytes: Uint8Array): { transferSyntaxUID: string; meta: dicomParser.DataSet } {
   if (bytes.length < 132 || Buffer.from(bytes.subarray(128, 132)).toString('latin1') !== 'DICM') {
     throw new DicomRejected(
       'NOT_DICOM',
@@ -110,20 +113,30 @@ function readTransferSyntax(bytes: Uint8Array): string {
     throw new DicomRejected('MALFORMED', `the file meta information cannot be read (${text})`);
   }
   const ts = safeString(meta, TAG.TransferSyntaxUID);
+  const named = (rejection: DicomRejected): DicomRejected => rejection.withSop(...metaSop(meta));
   if (!ts)
-    throw new DicomRejected(
-      'MALFORMED',
-      'the file meta information has no transfer syntax',
-      attributeName('TransferSyntaxUID'),
+    throw named(
+      new DicomRejected(
+        'MALFORMED',
+        'the file meta information has no transfer syntax',
+        attributeName('TransferSyntaxUID'),
+      ),
     );
   if (!SUPPORTED_TRANSFER_SYNTAXES.has(ts)) {
-    throw new DicomRejected(
-      'UNSUPPORTED_TRANSFER_SYNTAX',
-      `transfer syntax ${ts} (${transferSyntaxName(ts)}) is not supported; send one of: ${[...SUPPORTED_TRANSFER_SYNTAXES.values()].map((t) => t.name).join(', ')}`,
-      attributeName('TransferSyntaxUID'),
+    throw named(
+      new DicomRejected(
+        'UNSUPPORTED_TRANSFER_SYNTAX',
+        `transfer syntax ${ts} (${transferSyntaxName(ts)}) is not supported; send one of: ${[...SUPPORTED_TRANSFER_SYNTAXES.values()].map((t) => t.name).join(', ')}`,
+        attributeName('TransferSyntaxUID'),
+      ),
     );
   }
-  return ts;
+  return { transferSyntaxUID: ts, meta };
+}
+
+/** The SOP class and instance the file meta names (MediaStorageSOPClassUID, MediaStorageSOPInstanceUID). */
+function metaSop(meta: dicomParser.DataSet): [string | undefined, string | undefined] {
+  return [safeString(meta, TAG.MediaStorageSOPClassUID), safeString(meta, TAG.MediaStorageSOPInstanceUID)];
 }
 
 function requiredString(ds: dicomParser.DataSet, keyword: keyof typeof TAG): string {
@@ -215,7 +228,8 @@ function ultrasoundRegions(ds: dicomParser.DataSet): UltrasoundRegion[] {
  */
 export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomImage {
   const bytes = asBytes(body);
-  const transferSyntaxUID = readTransferSyntax(bytes);
+  const { transferSyntaxUID, meta } = readFileMeta(bytes);
+  const [metaClassUID, metaInstanceUID] = metaSop(meta);
   let ds: dicomParser.DataSet;
   try {
     ds = dicomParser.parseDicom(bytes, {
@@ -238,11 +252,14 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
   } catch (error) {
     // The inflater's own refusals, thrown as they are or wrapped by dicom-parser.
     const inner = (error as { exception?: unknown } | null)?.exception ?? error;
-    if (inner instanceof DicomRejected) throw inner;
+    if (inner instanceof DicomRejected) throw inner.withSop(metaClassUID, metaInstanceUID);
     const text = parseErrorText(error);
     if (/Maximum call stack size exceeded/.test(text)) {
       // dicom-parser reads nested sequences by recursion: a file nesting thousands of them.
-      throw new DicomRejected('MALFORMED', 'the data set nests sequences too deeply to be read');
+      throw new DicomRejected('MALFORMED', 'the data set nests sequences too deeply to be read').withSop(
+        metaClassUID,
+        metaInstanceUID,
+      );
     }
     const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
     throw new DicomRejected(
@@ -250,7 +267,7 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       truncated
         ? `the file is truncated: an element runs past the end of the data (${text})`
         : `the data set cannot be parsed (${text})`,
-    );
+    ).withSop(metaClassUID, metaInstanceUID);
   }
   try {
     return validateImage(ds, transferSyntaxUID, limits);
@@ -260,7 +277,11 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       error instanceof DicomRejected
         ? error
         : new DicomRejected('MALFORMED', `an attribute cannot be read (${parseErrorText(error)})`);
-    throw rejection.withSop(safeString(ds, TAG.SOPClassUID), safeString(ds, TAG.SOPInstanceUID));
+    // The data set's own UIDs, else the file meta's: a failure names its instance wherever it can be read.
+    throw rejection.withSop(
+      safeString(ds, TAG.SOPClassUID) ?? metaClassUID,
+      safeString(ds, TAG.SOPInstanceUID) ?? metaInstanceUID,
+    );
   }
 }
 

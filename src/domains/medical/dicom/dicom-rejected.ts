@@ -32,7 +32,7 @@ export class DicomRejected extends Error {
   sop?: { classUID?: string; instanceUID?: string };
 
   withSop(classUID: string | undefined, instanceUID: string | undefined): this {
-    this.sop ??= { classUID, instanceUID };
+    if (classUID !== undefined || instanceUID !== undefined) this.sop ??= { classUID, instanceUID };
     return this;
   }
 }

@@ -22,6 +22,15 @@ export interface FailedInstance {
 const NO_RETRIEVE_URL = { vr: 'UR' };
 
 /**
+ * ReferencedSOPClassUID / ReferencedSOPInstanceUID of a failed item (the SOP Instance Reference Macro, PS3.3
+ * Table 10-11, Type 1 in each FailedSOPSequence item by PS3.18 Table I.1-1). A part that is not DICOM, or whose
+ * data set and file meta both fail to give the UID, has none to name: the attribute is sent empty rather than
+ * left out (dcm4che's store response does the same), so a client that reads every item by these keys finds them,
+ * and no UID is made up that a PACS would take for one of its instances. The private reason names the part.
+ */
+const uidOrEmpty = (uid: string | undefined) => (uid ? { vr: 'UI', Value: [uid] } : { vr: 'UI' });
+
+/**
  * The STOW-RS store response (PS3.18 10.5.3, Annex I): ReferencedSOPSequence for stored instances,
  * FailedSOPSequence with a FailureReason for the others. The standard has no attribute for a
  * human-readable reason, so each failed item also carries it in a private element (0009,1001),
@@ -33,8 +42,8 @@ export function storeResponse(stored: StoredInstance[], failed: FailedInstance[]
     response['00081198'] = {
       vr: 'SQ',
       Value: failed.map((f) => ({
-        ...(f.sopClassUID ? { '00081150': { vr: 'UI', Value: [f.sopClassUID] } } : {}),
-        ...(f.sopInstanceUID ? { '00081155': { vr: 'UI', Value: [f.sopInstanceUID] } } : {}),
+        '00081150': uidOrEmpty(f.sopClassUID),
+        '00081155': uidOrEmpty(f.sopInstanceUID),
         '00081197': { vr: 'US', Value: [failureStatusOf(f.rejection.reason)] },
         '00090010': { vr: 'LO', Value: [PRIVATE_CREATOR] },
         '00091001': { vr: 'LT', Value: [`part ${f.part}: ${f.rejection.reason}: ${f.rejection.detail}`] },
