@@ -80,6 +80,12 @@ function uidOf(file: Buffer, tag: string): string {
   return String(dict[tag].Value?.[0]);
 }
 
+/** The answer says a cache must key it by Accept too (RFC 9110 12.5.5): its form was chosen by that header. */
+function assertVariesOnAccept(headers: Record<string, string | undefined>, what: string): void {
+  const vary = (headers.vary ?? '').split(',').map((v) => v.trim().toLowerCase());
+  assert.ok(vary.includes('accept'), `${what}: Vary is "${headers.vary}"`);
+}
+
 /** A UID of a file's meta group, which dicom-parser reads even where the data set after it is truncated. */
 function metaUidOf(file: Buffer, tag: string): string {
   return String(dicomParser.readPart10Header(file).string(`x${tag}`)?.trim());
@@ -124,6 +130,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
         assert.equal(findings.modality, 'US');
         assert.deepEqual(findings.model, { name: 'breast-us-lesion', version: '1' });
         assert.equal(findings.sopInstanceUID, uidOf(dicomFile(file), '00080018'));
+        assertVariesOnAccept(res.headers, `${file} as JSON`);
         for (const frame of findings.frames) {
           assert.ok(frame.malignancyProbability! >= 0 && frame.malignancyProbability! <= 1);
           for (const lesion of frame.lesions) {
@@ -153,6 +160,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       });
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /application\/dicom/);
+    assertVariesOnAccept(res.headers, 'the SR');
     const sr = res.body as Buffer;
     const dict = dcmjsData.DicomMessage.readFile(
       sr.buffer.slice(sr.byteOffset, sr.byteOffset + sr.length) as ArrayBuffer,
@@ -190,6 +198,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .send(body);
     assert.equal(res.status, 202, JSON.stringify(res.body));
     assert.match(String(res.headers['content-type']), /application\/dicom\+json/);
+    assertVariesOnAccept(res.headers, 'the JSON store response');
     const response = res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>;
     const stored = response['00081199'].Value.map((i) => i['00081155'].Value[0]);
     assert.deepEqual(stored.sort(), [uidOf(good, '00080018'), uidOf(multi, '00080018')].sort());
@@ -402,6 +411,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       const problem = res.body as Problem;
       assert.equal(problem.code, 'NOT_ACCEPTABLE');
       assert.equal(problem.errors?.[0]?.field, 'Accept');
+      assertVariesOnAccept(res.headers, `406 to ${accept}`);
       assert.match(problem.detail, /application\/dicom\+json/);
     }
     assert.equal(await inferenceCount(), ranBefore, 'nothing was analysed');
@@ -438,6 +448,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       const res = await stow(accept);
       assert.equal(res.status, 200, `${accept}: ${res.text.slice(0, 200)}`);
       assert.equal(String(res.headers['content-type']).split(';')[0], type, String(accept));
+      assertVariesOnAccept(res.headers, `200 to ${accept}`);
     }
     assert.ok((await inferenceCount()) > ranBefore, 'the metric counts the analyses it should not have seen before');
     const kept = await http.get(`/v1/medical/studies/${study}/findings`).set('Authorization', pacs);
@@ -462,6 +473,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .send(body);
     assert.equal(res.status, 202);
     assert.equal(String(res.headers['content-type']).split(';')[0], 'application/dicom+xml');
+    assertVariesOnAccept(res.headers, 'the XML store response');
     const root = parseXml(res.body as string);
     assert.equal(root.name, 'NativeDicomModel');
     assert.equal(root.attributes.xmlns, 'http://dicom.nema.org/PS3.19/models/NativeDICOM');

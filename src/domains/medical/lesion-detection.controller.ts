@@ -12,6 +12,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, principalOf, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
+import { varyOn } from '../../common/http/vary';
 import { preferredMediaType } from './accept-header.util';
 import { dicomProblem } from './dicom/dicom-problem';
 import { DicomRejected } from './dicom/dicom-rejected';
@@ -58,6 +59,8 @@ export class LesionDetectionController {
     @Res({ passthrough: true }) reply: FastifyReply,
     @Headers('accept') accept?: string,
   ): Promise<LesionDetectionDto | Buffer> {
+    // JSON or an SR by Accept: every answer from here on, a refusal included, says so to caches.
+    varyOn(reply, 'Accept');
     const body = request.body;
     if (!Buffer.isBuffer(body) || !/^application\/dicom\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
       throw new AppError('VALIDATION_FAILED', 'the body must be one DICOM Part 10 instance sent as application/dicom', {

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, principalOf, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
+import { varyOn } from '../../../common/http/vary';
 import { notMultipartDicom, STORE_RESPONSE_TYPES, StowService } from './stow.service';
 
 /** An attribute of a DICOM JSON dataset (PS3.18 F.2.2): its VR, and its values (items of a sequence are datasets). */
@@ -99,6 +100,8 @@ export class StowController {
   }
 
   private async handle(request: FastifyRequest, reply: FastifyReply, study: string | undefined): Promise<unknown> {
+    // DICOM JSON or XML by Accept, and a 406 when it takes neither: every answer from here on says so to caches.
+    varyOn(reply, 'Accept');
     const body = request.body;
     if (!Buffer.isBuffer(body)) throw notMultipartDicom();
     const parts = this.stow.split(request.headers['content-type'], body);
