@@ -9,7 +9,9 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData } from 'dcmjs';
 import { DataSource } from 'typeorm';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtures/dicom-files';
+import { AppError } from '../../src/common/errors/app-error';
 import { UploadBudget } from '../../src/common/http/body-budget';
+import { MedicalIntakeService } from '../../src/domains/medical/medical-intake.service';
 import { cStoreTo, datasetOfPart10 } from '../../src/domains/medical/dimse/dimse-forward.util';
 import { buildLesionSr } from '../../src/domains/medical/sr/lesion-sr.util';
 import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
@@ -251,6 +253,72 @@ describe(
       }
     });
 
+    it('answers a bug with 0x0110 and an ErrorComment naming its reference, logged with its stack under it', async () => {
+      const intake = app.get(MedicalIntakeService);
+      // A bug where the analysis would run: a language error whose message names internals.
+      intake.analyseAndKeep = () =>
+        Promise.reject(new TypeError("Cannot read properties of undefined (reading 'pool')"));
+      const written: string[] = [];
+      const stderrWrite = process.stderr.write.bind(process.stderr);
+      process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) => {
+        written.push(String(chunk));
+        return stderrWrite(chunk, ...rest);
+      };
+      let store: Run;
+      try {
+        store = await run('storescu', ['-d', ...gateway('PACS', 'GATEWAY', 'US1_UNCR.dcm')]);
+      } finally {
+        process.stderr.write = stderrWrite;
+        delete (intake as Partial<MedicalIntakeService>).analyseAndKeep; // the prototype's again
+      }
+      assert.notEqual(store.code, 0);
+      assert.match(store.output, /^D: DIMSE Status +: 0x0110/m);
+      const comment = /^D: \(0000,0902\) LO \[([^\]]*)\]/m.exec(store.output)?.[1] ?? '';
+      // What the PACS's operator can act on (the gateway failed, not the image; the reference to quote), no internals.
+      const ref = /^gateway internal error; ref ([0-9a-f-]{36})$/.exec(comment)?.[1];
+      assert.ok(ref, `ErrorComment: "${comment}"`);
+      assert.ok(comment.length <= 64);
+      assert.doesNotMatch(comment, /TypeError|pool/);
+
+      // One log line under that reference, with the stack, as the problem filter logs a 500.
+      const lines = written
+        .flatMap((chunk) => chunk.split('\n'))
+        .filter((line) => line.includes(ref))
+        .map((line) => JSON.parse(line) as { level: string; message: Record<string, unknown> });
+      assert.equal(lines.length, 1, written.join(''));
+      assert.equal(lines[0].level, 'error');
+      assert.equal(lines[0].message.msg, 'DIMSE C-STORE failed');
+      assert.match(
+        String(lines[0].message.error),
+        /^TypeError: Cannot read properties of undefined \(reading 'pool'\)\n +at /,
+      );
+
+      const [row] = await db.query<Array<Record<string, unknown>>>(
+        'SELECT outcome, status_code, output_summary FROM audit_events WHERE request_id = $1',
+        [ref],
+      );
+      assert.deepEqual(
+        [row?.outcome, row?.status_code, row?.output_summary],
+        ['error', 500, { reason: 'INTERNAL_ERROR' }],
+        'the audit row carries the same reference',
+      );
+    });
+
+    it('answers a runtime refusal with its status and an ErrorComment that leads with its code', async () => {
+      const intake = app.get(MedicalIntakeService);
+      // What the runtime's batcher throws when the model's queue is full.
+      intake.analyseAndKeep = () =>
+        Promise.reject(new AppError('QUEUE_FULL', "the model's queue is full (64 waiting)", { retryAfterSeconds: 1 }));
+      let store: Run;
+      try {
+        store = await run('storescu', ['-d', ...gateway('PACS', 'GATEWAY', 'US1_UNCR.dcm')]);
+      } finally {
+        delete (intake as Partial<MedicalIntakeService>).analyseAndKeep;
+      }
+      assert.match(store.output, /^D: DIMSE Status +: 0xa700/im);
+      assert.match(store.output, /^D: \(0000,0902\) LO \[QUEUE_FULL: the model's queue is full \(64 waiting\)\]/m);
+    });
+
     it('rejects an association without protocol version 1 or with another application context, audited as invalid', async () => {
       /** The first PDU back: [type, result, source, reason] for an A-ASSOCIATE-RJ. */
       const answer = (request: Buffer): Promise<number[]> =>
@@ -372,6 +440,7 @@ describe(
       assert.match(metrics, /^gateway_dimse_stores_total\{outcome="ok"\} 2$/m);
       assert.match(metrics, /^gateway_dimse_stores_total\{outcome="invalid"\} 1$/m);
       assert.match(metrics, /^gateway_dimse_stores_total\{outcome="unaudited"\} 1$/m);
+      assert.match(metrics, /^gateway_dimse_stores_total\{outcome="error"\} 2$/m);
       // Both analysed instances had their SR forwarded; the unaudited one did not: its decision never left.
       await until('both forwards to be counted', async () => {
         const text = (await authedHttp(app).get('/metrics').expect(200)).text;

@@ -232,7 +232,10 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
 
   async store(instance: ReceivedInstance): Promise<StoreAnswer> {
     // Nothing is decided while shutting down (the models drain next): the caller sends again later.
-    if (this.closing) return { status: OUT_OF_RESOURCES, comment: 'gateway shutting down' };
+    if (this.closing) return { status: OUT_OF_RESOURCES, comment: 'gateway shutting down; send it again later' };
+    // The store's request id, as an HTTP request has one: its audit row's, and the reference a failure's log line
+    // and ErrorComment share.
+    const requestId = randomUUID();
     let decision: Decision;
     let inputDigest: string | null = null;
     try {
@@ -247,10 +250,11 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
       inputDigest = file ? this.intake.digest(file) : null;
       decision = file ? await this.decide(file) : instance.dropped === 'UPLOADS_BUSY' ? uploadsBusy() : tooLarge();
     } catch (error) {
-      decision = this.failed(error);
+      decision = this.failed(error, requestId);
     }
     try {
       await this.record({
+        requestId,
         actor: instance.callingAeTitle,
         action: 'medical.dimse-store',
         model: this.modelRef(),
@@ -329,19 +333,32 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
   }
 
   /** A runtime refusal (queue full, deadline, no model) or a bug: a failure status, never an exception to the library. */
-  private failed(error: unknown): Decision {
+  private failed(error: unknown, requestId: string): Decision {
     if (error instanceof AppError) {
       const { status } = httpStatusOf(error.code);
+      // Given on purpose: its code says enough, no stack (as the problem filter logs a 5xx AppError).
+      if (status >= 500) this.logger.warn({ msg: 'DIMSE C-STORE failed', requestId, code: error.code });
       return {
-        answer: { status: status === 503 ? OUT_OF_RESOURCES : PROCESSING_FAILURE, comment: errorComment(error.detail) },
+        answer: {
+          status: status === 503 ? OUT_OF_RESOURCES : PROCESSING_FAILURE,
+          // The code first, as a refusal's reason leads its comment: it survives the cut to 64 characters.
+          comment: errorComment(`${error.code}: ${error.detail}`),
+        },
         outcome: outcomeOf(status),
         statusCode: status,
         output: { reason: error.code },
       };
     }
-    this.logger.error({ msg: 'DIMSE C-STORE failed', error: String(error) });
+    // A bug: logged with its stack under the store's request id, as the problem filter logs a 500; the PACS gets
+    // that id to quote (the ErrorComment's 64 characters hold it whole), and nothing of the error itself.
+    this.logger.error({
+      msg: 'DIMSE C-STORE failed',
+      requestId,
+      code: 'INTERNAL_ERROR',
+      error: error instanceof Error ? error.stack : String(error),
+    });
     return {
-      answer: { status: PROCESSING_FAILURE, comment: 'processing failure' },
+      answer: { status: PROCESSING_FAILURE, comment: errorComment(`gateway internal error; ref ${requestId}`) },
       outcome: 'error',
       statusCode: 500,
       output: { reason: 'INTERNAL_ERROR' },
@@ -350,6 +367,8 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
 
   /** Resolves once the row is committed; rejects with AuditUnavailable when it cannot be. */
   private async record(row: {
+    /** The store's, shared with its log line and ErrorComment; a new one for rows of no store. */
+    requestId?: string;
     actor: string;
     action: string;
     model: { name: string; version: string } | undefined;
@@ -369,7 +388,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
       action: row.action,
       modelName: row.model?.name ?? null,
       modelVersion: row.model?.version ?? null,
-      requestId: randomUUID(),
+      requestId: row.requestId ?? randomUUID(),
       clientAddress: row.peer.slice(0, 64),
       inputDigest: row.inputDigest,
       outputSummary: row.output,
