@@ -300,7 +300,10 @@ async function main(): Promise<void> {
     );
     const g = gateway;
     await waitFor(async () => {
-      const body = (await (await fetch(`http://127.0.0.1:${g.port}/health/ready`)).json()) as {
+      const probe = await fetch(`http://127.0.0.1:${g.port}/health/ready`, {
+        headers: { authorization: g.authorization },
+      });
+      const body = (await probe.json()) as {
         checks: { mqtt?: { detail?: { subscribed?: boolean } } };
       };
       return body.checks.mqtt?.detail?.subscribed === true;

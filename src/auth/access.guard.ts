@@ -1,7 +1,7 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { ACCESS_METADATA, AccessRule, noteAudit } from '../common/access';
+import { ACCESS_METADATA, AccessRule, identifyCaller, noteAudit } from '../common/access';
 import { AppError } from '../common/errors/app-error';
 import { JwtVerifier, TokenRejected } from './jwt-verifier';
 
@@ -22,8 +22,11 @@ export class AccessGuard implements CanActivate {
       context.getHandler(),
       context.getClass(),
     ]);
-    if (rule?.public) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
+    if (rule?.public) {
+      if (rule.identifies) identify(request, this.verifier);
+      return true;
+    }
     // The access hook checked this caller on arrival, by the same rule (RequirePermission puts it in both places).
     if (authorized.has(request)) return true;
     authorize(request, rule, this.verifier);
@@ -59,6 +62,17 @@ export function authorize(
     return deny(request, 'FORBIDDEN', `requires permission ${rule.permission}`);
   }
   authorized.add(request);
+}
+
+/** A public route that shows more to a known caller: its token, if it verifies, names it; if not, it stays anonymous. */
+function identify(request: FastifyRequest, verifier: JwtVerifier): void {
+  const token = bearerToken(request.headers.authorization);
+  if (token === undefined) return;
+  try {
+    identifyCaller(request, verifier.verify(token));
+  } catch (error) {
+    if (!(error instanceof TokenRejected)) throw error;
+  }
 }
 
 function deny(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', reason: string): never {

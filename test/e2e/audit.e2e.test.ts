@@ -303,7 +303,15 @@ describe('audit trail', () => {
       assert.equal(refused.headers['retry-after'], '1');
       assert.match(refused.body.error, /audit trail cannot be written/);
       assert.equal(refused.body.outputs, undefined); // the computed answer never leaves
-      assert.equal((await http.get('/health/ready')).status, 503);
+      const publicProbe = await http.get('/health/ready');
+      assert.equal(publicProbe.status, 503);
+      // Anyone learns which check fails; only a caller with models:read learns why.
+      assert.deepEqual(publicProbe.body.checks.audit, { ready: false });
+      assert.equal(publicProbe.body.status, 'not-ready');
+      const detailed = await http.get('/health/ready').set('Authorization', bearer(tokenFor(['auditor'])));
+      assert.equal(detailed.status, 503);
+      assert.equal(detailed.body.checks.audit.ready, false);
+      assert.ok(detailed.body.checks.audit.detail, JSON.stringify(detailed.body.checks.audit));
     } finally {
       await db.query('ALTER TABLE audit_events_away RENAME TO audit_events');
     }

@@ -35,7 +35,7 @@ describe('a full disk under the audit trail (embedded database on a small tmpfs)
         refused.body.detail,
         'the audit trail cannot be written (audit database out of disk space); nothing was decided',
       );
-      const ready = await http.get('/health/ready').expect(503);
+      const ready = await http.get('/health/ready').set('Authorization', auditor).expect(503);
       assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });
 
       // The recovery probe runs each second: a full disk still answers SELECT 1, not a write.

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
 
 describe('gateway plumbing', () => {
   let app: NestFastifyApplication;
@@ -18,6 +20,25 @@ describe('gateway plumbing', () => {
     assert.equal(ready.body.status, 'ready');
     assert.equal(ready.body.checks.models.detail.workers, '1/1');
     assert.equal(ready.body.checks.models.detail.models['fixture-linear@2'], 'ready on cpu');
+  });
+
+  it('/health/ready tells a caller without models:read only whether each check is ready', async () => {
+    const anonymous = request(app.getHttpServer());
+    const callers: Array<[string, string | undefined]> = [
+      ['no token', undefined],
+      ['a token without models:read', bearer(tokenFor(['scada']))],
+      ['a token that does not verify', 'Bearer not.a.token'],
+      ['an expired token with models:read', bearer(tokenFor(['ml-admin'], { expiresIn: -3600 }))],
+    ];
+    for (const [who, authorization] of callers) {
+      const req = anonymous.get('/health/ready');
+      if (authorization) void req.set('Authorization', authorization);
+      const res = await req.expect(200);
+      // Each check by name, ready or not: no model names or versions, no workers, no execution provider.
+      const checks = { models: { ready: true }, audit: { ready: true }, mqtt: { ready: true } };
+      assert.deepEqual(res.body, { status: 'ready', checks }, who);
+      assert.doesNotMatch(res.text, /fixture|cpu|workers|detail/, who);
+    }
   });
 
   it('unknown routes answer RFC 9457 problem+json with a request id', async () => {

@@ -378,7 +378,7 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       assert.deepEqual(refused.body, {
         error: 'the audit trail cannot be written (audit database out of disk space); nothing was decided',
       });
-      const ready = await http.get('/health/ready').expect(503);
+      const ready = await http.get('/health/ready').set('Authorization', token).expect(503);
       assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });
 
       const whileFull = await auditReadinessFor(app, 3000);

@@ -9,6 +9,7 @@ import { Client } from 'pg';
 import { REPO_ROOT } from '../fixtures/paths';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
+import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
 import { until } from '../fixtures/until';
 
 /**
@@ -55,6 +56,8 @@ describe('manufacturing over MQTT: a gateway killed mid-stream loses nothing', {
         PORT: String(port),
         HOST: '127.0.0.1',
         LOG_LEVEL: 'warn',
+        // The test's key: its token reads the readiness details (models:read) the public probe leaves out.
+        ...TEST_AUTH_ENV,
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -63,7 +66,9 @@ describe('manufacturing over MQTT: a gateway killed mid-stream loses nothing', {
       'the gateway ready and subscribed',
       async () => {
         if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`);
-        const res = await fetch(`http://127.0.0.1:${port}/health/ready`).catch(() => undefined);
+        const res = await fetch(`http://127.0.0.1:${port}/health/ready`, {
+          headers: { authorization: bearer(tokenFor(['ml-admin'])) },
+        }).catch(() => undefined);
         if (!res?.ok) return undefined;
         const body = (await res.json()) as { checks: { mqtt?: { detail?: { subscribed?: boolean } } } };
         return body.checks.mqtt?.detail?.subscribed ? true : undefined;

@@ -5,13 +5,17 @@ import type { Permission } from './permissions';
 export const ACCESS_METADATA = 'gateway:access';
 
 /** What a route declares: public, or the permission it needs and the action its audit rows name. */
-export type AccessRule = { public: true } | { public: false; permission: Permission; action: string };
+export type AccessRule =
+  { public: true; identifies?: boolean } | { public: false; permission: Permission; action: string };
 
 /**
  * No token needed (health, docs, metrics). Every route carries either this or RequirePermission;
- * the global guard denies a route that carries neither.
+ * the global guard denies a route that carries neither. With `identifies`, a bearer token that verifies
+ * names its caller to the handler (callerOf) to show it more; one that does not is ignored, never refused,
+ * and the request is not audited, as no public request is.
  */
-export const Public = (): MethodDecorator & ClassDecorator => SetMetadata(ACCESS_METADATA, { public: true });
+export const Public = (options: { identifies?: boolean } = {}): MethodDecorator & ClassDecorator =>
+  SetMetadata(ACCESS_METADATA, options.identifies ? { public: true, identifies: true } : { public: true });
 
 /** Where the rule is also found in Fastify's route config, for the check made before the body is read. */
 export const ACCESS_ROUTE_CONFIG = 'gatewayAccess';

@@ -35,3 +35,16 @@ export function auditNoteOf(request: FastifyRequest): AuditNote | undefined {
 export function principalOf(request: FastifyRequest): Principal | undefined {
   return auditNoteOf(request)?.principal;
 }
+
+const CALLER = Symbol('gateway.identifiedCaller');
+type WithCaller = FastifyRequest & { [CALLER]?: Principal };
+
+/** Names the verified caller of a public route that identifies its callers (Public({ identifies: true })). */
+export function identifyCaller(request: FastifyRequest, principal: Principal): void {
+  (request as WithCaller)[CALLER] = principal;
+}
+
+/** The verified caller: of a protected route, or of a public one that identifies its callers and got a valid token. */
+export function callerOf(request: FastifyRequest): Principal | undefined {
+  return principalOf(request) ?? (request as WithCaller)[CALLER];
+}

@@ -1,8 +1,8 @@
-import { Controller, Get, HttpStatus, Res, VERSION_NEUTRAL } from '@nestjs/common';
-import { ApiOkResponse, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
-import { Public } from '../access';
-import type { FastifyReply } from 'fastify';
-import { ReadinessCheck, ReadinessService } from './readiness.service';
+import { Controller, Get, HttpStatus, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiSecurity, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { callerOf, Public } from '../access';
+import { publicChecks, ReadinessCheck, ReadinessService } from './readiness.service';
 
 export class LivenessDto {
   status!: 'ok';
@@ -10,7 +10,10 @@ export class LivenessDto {
 
 export class ReadinessDto {
   status!: 'ready' | 'not-ready';
-  /** Per component: whether it is ready, and why not. */
+  /**
+   * Per component (models, audit, mqtt, shutdown): whether it is ready; with a bearer token that grants
+   * models:read, also its detail (models and versions, workers, why it is not ready).
+   */
   checks!: Record<string, ReadinessCheck>;
 }
 
@@ -27,13 +30,20 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** Ready to serve: every default model loaded and warm, and not shutting down. */
+  /** Ready to serve: every default model loaded and warm, and not shutting down (details with models:read). */
   @Get('ready')
+  @Public({ identifies: true })
+  // OpenAPI's optional authentication: no requirement at all, or a bearer token.
+  @ApiSecurity({})
+  @ApiBearerAuth()
   @ApiOkResponse({ type: ReadinessDto })
   @ApiServiceUnavailableResponse({ type: ReadinessDto })
-  ready(@Res({ passthrough: true }) reply: FastifyReply): ReadinessDto {
+  ready(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): ReadinessDto {
     const { ready, checks } = this.readiness.evaluate();
     void reply.status(ready ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE);
-    return { status: ready ? 'ready' : 'not-ready', checks };
+    // Public, for probes: each check says only whether it is ready. A bearer token that grants models:read also
+    // gets each check's detail; one that does not verify is not refused, it gets the public answer.
+    const detailed = callerOf(request)?.permissions.has('models:read') === true;
+    return { status: ready ? 'ready' : 'not-ready', checks: detailed ? checks : publicChecks(checks) };
   }
 }

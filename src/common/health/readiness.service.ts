@@ -2,8 +2,17 @@ import { Injectable } from '@nestjs/common';
 
 export interface ReadinessCheck {
   ready: boolean;
-  /** Shown on /health/ready; must not carry secrets or patient data. */
+  /** Shown on /health/ready to a caller with models:read only; must not carry secrets or patient data. */
   detail?: unknown;
+}
+
+/**
+ * The checks as /health/ready shows them to anyone (an orchestrator's probe, a load balancer): each by name,
+ * ready or not, without its detail, which names models and versions, workers, the execution provider and why
+ * the audit trail or the broker fails; internal state a caller without a token has no need of.
+ */
+export function publicChecks(checks: Record<string, ReadinessCheck>): Record<string, ReadinessCheck> {
+  return Object.fromEntries(Object.entries(checks).map(([name, check]) => [name, { ready: check.ready }]));
 }
 
 /**
