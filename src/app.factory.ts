@@ -101,6 +101,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   registerAccessHook(fastify, app.get(JwtVerifier));
   // A request that arrives once the close has begun: refused, audited with its caller.
   gracefulClose.refuseLateRequests();
+  // After every other onSend hook (the audit's, the request id's): it may hold an answer until its turn.
+  gracefulClose.closeConnectionsAfterLastAnswer();
   refuseEncodedBodies(fastify);
   // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
   registerBodyBudget(fastify, app.get(UploadBudget), (request) =>

@@ -87,6 +87,76 @@ describe('graceful shutdown', () => {
     }
   });
 
+  it('answers every request pipelined on one connection across the close, in order: those received before it 200 and audited, the rest 503 SHUTTING_DOWN, the last answer closing the connection', async () => {
+    const dataDir = await freshDataDir();
+    const app = await createTestApp({ SHUTDOWN_GRACE_MS: '60000', DATA_DIR: dataDir });
+    const writer = app.get(AuditWriter);
+    const record = writer.record.bind(writer);
+    const lateIds = ['late-1', 'late-2'];
+    const refused = new Set<string>();
+    let audited!: () => void;
+    const refusals = new Promise<void>((ok) => (audited = ok));
+    writer.record = async (draft) => {
+      await record(draft);
+      if (lateIds.includes(draft.requestId ?? '')) refused.add(draft.requestId ?? '');
+      if (refused.size === lateIds.length) audited();
+    };
+
+    // Received before the close: the request in flight and one pipelined behind it, both handed to the runtime.
+    const accepted = rawRequest('POST', '/v2/models/fixture-linear/infer', ['ml-admin'], 'accepted', LINEAR_INPUT);
+    const late = lateIds
+      .map((id) => rawRequest('POST', '/v2/models/fixture-linear/infer', ['ml-admin'], id, LINEAR_INPUT))
+      .join('');
+    const answers = await pipelinedDuringClose(app, late, refusals, { accepted, atRuntime: 2 });
+    assert.deepEqual(
+      answers.map((a) => [a.headers['x-request-id'], a.status]),
+      [
+        ['in-flight', 200],
+        ['accepted', 200],
+        ['late-1', 503],
+        ['late-2', 503],
+      ],
+    );
+    for (const answer of answers.slice(2)) {
+      assert.match(answer.headers['content-type'] ?? '', /^application\/json/); // OIP's {"error"}
+      assert.equal(answer.headers['retry-after'], '1');
+    }
+    // Only the last answer closes the connection: one closing it earlier would cut off the answers behind it.
+    assert.deepEqual(
+      answers.map((a) => a.headers.connection === 'close'),
+      [false, false, false, true],
+    );
+
+    // Nothing received before the close is lost: each answer is in the trail.
+    const again = await createTestApp({ DATA_DIR: dataDir });
+    try {
+      const page = await authedHttp(again, ['auditor']).get('/v1/audit/events?action=model.infer').expect(200);
+      const rows = (page.body as { events: Array<Record<string, unknown>> }).events;
+      assert.deepEqual(rows.map((row) => [row.requestId, row.statusCode, row.outcome]).sort(), [
+        ['accepted', 200, 'ok'],
+        ['in-flight', 200, 'ok'],
+        ['late-1', 503, 'error'],
+        ['late-2', 503, 'error'],
+      ]);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('closes a connection whose last answer went out before the close began, once the answer ahead of it is written', async () => {
+    const app = await createTestApp({ SHUTDOWN_GRACE_MS: '60000' });
+    // Answered at once, before the close, but written only after the inference in flight ahead of it.
+    const probe = rawRequest('GET', '/health/live', [], 'probe');
+    const answers = await pipelinedDuringClose(app, '', Promise.resolve(), { accepted: probe, atRuntime: 1 });
+    assert.deepEqual(
+      answers.map((a) => [a.headers['x-request-id'], a.status]),
+      [
+        ['in-flight', 200],
+        ['probe', 200],
+      ],
+    );
+  });
+
   it('lets a public route that arrives during the close answer as itself: readiness, 503 not-ready', async () => {
     const app = await createTestApp({ SHUTDOWN_GRACE_MS: '60000' });
     const readiness = app.get(ReadinessService);
@@ -110,8 +180,8 @@ describe('graceful shutdown', () => {
 });
 
 /**
- * Holds a first request (OIP inference) in flight on a keep-alive connection, before its model runs;
- * begins the close; once the server accepts no more connections, writes `late` on the same connection;
+ * Holds a first request (OIP inference) in flight on a keep-alive connection, before its model runs,
+ * with any requests `before` pipelined behind it; begins the close; once the server accepts no more connections, writes `late` on the same connection;
  * lets the first finish once `handled` resolves. Resolves with the connection's answers, in order,
  * after the connection and the close have ended.
  */
@@ -119,6 +189,8 @@ async function pipelinedDuringClose(
   app: NestFastifyApplication,
   late: string,
   handled: Promise<unknown>,
+  /** Requests written with the first, before the close, which begins once `atRuntime` requests have reached the runtime. */
+  before: { accepted: string; atRuntime: number } = { accepted: '', atRuntime: 1 },
 ): Promise<RawResponse[]> {
   await app.listen(0, '127.0.0.1');
   const server = app.getHttpServer();
@@ -136,17 +208,24 @@ async function pipelinedDuringClose(
     await gate;
     return run(...args);
   };
+  let inferences = 0;
+  const infer = engine.infer.bind(engine);
+  engine.infer = (...args) => {
+    inferences++;
+    return infer(...args);
+  };
 
   const socket = connect(port, '127.0.0.1');
   let received = '';
   socket.setEncoding('latin1').on('data', (chunk: string) => (received += chunk));
   const socketClosed = new Promise((ok) => socket.once('close', ok));
   socket.write(
-    rawRequest('POST', '/v2/models/fixture-linear/infer', ['ml-admin'], 'in-flight', {
-      inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
-    }),
+    rawRequest('POST', '/v2/models/fixture-linear/infer', ['ml-admin'], 'in-flight', LINEAR_INPUT) + before.accepted,
   );
   await held;
+  await until('the requests before the close to reach the runtime', () =>
+    inferences >= before.atRuntime ? true : undefined,
+  );
   const closed = app.close();
   await until('the server to stop accepting connections', () => (server.listening ? undefined : true));
   // New connections are refused now; this one is still open, busy with the first request.
@@ -195,6 +274,8 @@ function parseResponses(raw: string): RawResponse[] {
   }
   return responses;
 }
+
+const LINEAR_INPUT = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
 
 /** Within seconds, not after the 60 s grace nor the 300 s request timeout. */
 function within<T>(promise: Promise<T>, failure: string): Promise<T> {
