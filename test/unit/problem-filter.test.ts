@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HttpException, NotFoundException } from '@nestjs/common';
 import { errorCodes, type FastifyReply, type FastifyRequest } from 'fastify';
-import { AppError } from '../../src/common/errors/app-error';
+import { AppError, shuttingDown } from '../../src/common/errors/app-error';
 import { ProblemFilter } from '../../src/common/errors/problem.filter';
 
 function exchange(url: string) {
@@ -60,6 +60,24 @@ describe('problem+json filter', () => {
     assert.equal(invalid.sent.status, 400);
     assert.deepEqual((invalid.sent.body as { errors: unknown }).errors, [
       { field: 'amount', reason: 'must be positive' },
+    ]);
+  });
+
+  it('answers SHUTTING_DOWN 503 with Retry-After: 1, saying what to send again where it matters to the client', () => {
+    const details = [shuttingDown(), shuttingDown('send the request again'), shuttingDown('send the upload again')].map(
+      (error) => {
+        const { request, reply, sent } = exchange('/v1/things');
+        filter.respond(error, request, reply);
+        assert.equal(sent.status, 503);
+        assert.equal(sent.headers['retry-after'], '1');
+        assert.equal((sent.body as { code: string }).code, 'SHUTTING_DOWN');
+        return (sent.body as { detail: string }).detail;
+      },
+    );
+    assert.deepEqual(details, [
+      'the gateway is shutting down',
+      'the gateway is shutting down; send the request again',
+      'the gateway is shutting down; send the upload again',
     ]);
   });
 

@@ -58,6 +58,16 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * The gateway is stopping (503 with Retry-After: 1; another instance, or this one restarted, will answer).
+ * `hint` tells the client what to send again where it cannot tell by itself: the request it pipelined,
+ * the upload it was still sending.
+ */
+export function shuttingDown(hint?: string): AppError {
+  const detail = hint === undefined ? 'the gateway is shutting down' : `the gateway is shutting down; ${hint}`;
+  return new AppError('SHUTTING_DOWN', detail, { retryAfterSeconds: 1 });
+}
+
 export function httpStatusOf(code: ErrorCode): { status: number; title: string } {
   switch (code) {
     case 'VALIDATION_FAILED':

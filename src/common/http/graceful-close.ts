@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ACCESS_ROUTE_CONFIG, AccessRule } from '../access';
-import { AppError } from '../errors/app-error';
+import { shuttingDown } from '../errors/app-error';
 
 export interface GracefulClose {
   /**
@@ -64,11 +64,7 @@ export function registerGracefulClose(fastify: FastifyInstance): GracefulClose {
     refuseLateRequests: () =>
       fastify.addHook('onRequest', (request, _reply, done) => {
         if (!closing || !declaresPermission(request)) return done();
-        done(
-          new AppError('SHUTTING_DOWN', 'the gateway is shutting down; send the request again', {
-            retryAfterSeconds: 1,
-          }),
-        );
+        done(shuttingDown('send the request again'));
       }),
     closeConnectionsAfterLastAnswer: () =>
       fastify.addHook('onSend', (request, reply, payload, done) => {

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../errors/app-error';
+import { shuttingDown } from '../errors/app-error';
 
 /**
  * At shutdown, a body still streaming in is answered 503 SHUTTING_DOWN with Retry-After (and audited
@@ -33,9 +33,7 @@ export function refuseUnfinishedUploadsAtClose(fastify: FastifyInstance): () => 
   });
   fastify.addHook('preClose', (done) => {
     for (const through of receiving) {
-      through.destroy(
-        new AppError('SHUTTING_DOWN', 'the gateway is shutting down; send the upload again', { retryAfterSeconds: 1 }),
-      );
+      through.destroy(shuttingDown('send the upload again'));
     }
     done();
   });

@@ -1,4 +1,4 @@
-import { AppError } from '../../common/errors/app-error';
+import { AppError, shuttingDown } from '../../common/errors/app-error';
 import { concatBatch, splitBatch, Tensor } from '../tensor';
 
 export interface BatcherOptions {
@@ -91,7 +91,7 @@ export class Batcher {
   submit(inputs: Record<string, Tensor>, timeoutMs: number): Promise<BatchResult> {
     if (this.closing) {
       this.observer.outcome?.('shutting_down');
-      return Promise.reject(new AppError('SHUTTING_DOWN', 'the gateway is shutting down', { retryAfterSeconds: 1 }));
+      return Promise.reject(shuttingDown());
     }
     if (this.queue.length >= this.options.maxQueueSize) {
       this.observer.outcome?.('queue_full');
