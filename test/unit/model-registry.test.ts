@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readFile, rename, rm, symlink, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +50,20 @@ describe('model registry', () => {
         ['fixture-linear', '2', true],
       ],
     );
+  });
+
+  it('reads each model.onnx once: the bytes it hashes are the bytes it inspects and hands the workers', async () => {
+    const inspected: Uint8Array[] = [];
+    const records = await scanModels(root, (bytes) => {
+      inspected.push(bytes);
+      return inspectGraph(bytes);
+    });
+    assert.equal(records.length, 2);
+    for (const [i, record] of records.entries()) {
+      assert.equal(createHash('sha256').update(record.onnxBytes).digest('hex'), record.manifest.sha256);
+      assert.equal(inspected[i], record.onnxBytes, 'the graph inspected is the one hashed');
+      assert.ok(record.onnxBytes.buffer instanceof SharedArrayBuffer, 'shared with the workers, not copied');
+    }
   });
 
   it('serves the highest version when none is marked default', async () => {

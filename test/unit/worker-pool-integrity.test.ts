@@ -3,7 +3,9 @@ import { copyFile, cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
-import { sha256File } from '../../src/runtime/model-registry/model-registry';
+import { createHash } from 'node:crypto';
+import * as ort from 'onnxruntime-node';
+import { readModelFile, sha256File } from '../../src/runtime/model-registry/model-registry';
 import { WorkerPool } from '../../src/runtime/worker-pool/worker-pool';
 import type { LoadMessage } from '../../src/runtime/worker-pool/worker-protocol';
 import { FIXTURE_MODELS } from '../fixtures/paths';
@@ -53,6 +55,30 @@ describe('a worker loads only the model bytes the manifest vouches for', () => {
         return true;
       });
       assert.equal(pool.readyWorkers, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('loads at boot the bytes the registry read and hashed, without reading model.onnx again', async () => {
+    const onnxPath = join(dir, 'model.onnx');
+    const load = await loadOf(onnxPath);
+    const bytes = await readModelFile(onnxPath);
+    assert.equal(createHash('sha256').update(bytes).digest('hex'), load.models[0].sha256);
+    // Replaced after the check: the workers load what was checked, and never read the file.
+    await copyFile(join(FIXTURE_LINEAR, '1', 'model.onnx'), onnxPath);
+    const pool = new WorkerPool(2, { ...load, models: [{ ...load.models[0], bytes }] });
+    try {
+      await pool.start();
+      assert.equal(pool.readyWorkers, 2);
+      const { outputs } = await pool.run('fixture-linear@2', {
+        x: { dtype: 'float32', dims: [1, 4], data: new Float32Array([1, 2, 3, 4]) },
+      });
+      // Version 2's answer, not version 1's (now on disk).
+      const direct = await ort.InferenceSession.create(join(FIXTURE_LINEAR, '2', 'model.onnx'));
+      const expected = await direct.run({ x: new ort.Tensor('float32', new Float32Array([1, 2, 3, 4]), [1, 4]) });
+      await direct.release();
+      assert.deepEqual([...(outputs.y.data as Float32Array)], [...(expected.y.data as Float32Array)]);
     } finally {
       await pool.close();
     }

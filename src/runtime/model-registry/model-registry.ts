@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import Ajv from 'ajv';
 import { MODEL_MANIFEST_SCHEMA, ModelManifest, TensorSpec } from './model-manifest.schema';
@@ -17,8 +17,8 @@ export interface GraphSignature {
   outputs: GraphTensor[];
 }
 
-/** Reads a graph's declared inputs and outputs (the ORT driver implements it). */
-export type GraphInspector = (onnxPath: string) => Promise<GraphSignature>;
+/** Reads a graph's declared inputs and outputs from model.onnx's bytes (the ORT driver implements it). */
+export type GraphInspector = (onnx: Uint8Array) => Promise<GraphSignature>;
 
 export interface ModelVersionRecord {
   name: string;
@@ -26,6 +26,11 @@ export interface ModelVersionRecord {
   domain: string;
   dir: string;
   onnxPath: string;
+  /**
+   * model.onnx as read once at boot, in memory the workers share: the bytes whose sha256 was checked and
+   * whose graph was inspected are the bytes every worker loads (a file replaced since is not read again).
+   */
+  onnxBytes: Uint8Array;
   manifest: ModelManifest;
   /** The version that serves callers who do not pin one. */
   isDefault: boolean;
@@ -50,6 +55,24 @@ export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/** A model file, read once into a SharedArrayBuffer (handed to every worker without a copy). */
+export async function readModelFile(path: string): Promise<Uint8Array> {
+  const file = await open(path);
+  try {
+    const { size } = await file.stat();
+    const bytes = new Uint8Array(new SharedArrayBuffer(size));
+    let at = 0;
+    while (at < size) {
+      const { bytesRead } = await file.read(bytes, at, size - at, at);
+      if (bytesRead === 0) break; // cut short while read: its sha256 will not match
+      at += bytesRead;
+    }
+    return bytes.subarray(0, at);
+  } finally {
+    await file.close();
+  }
 }
 
 /**
@@ -181,14 +204,15 @@ async function loadVersion(
       return undefined;
     }
   }
-  const digest = await sha256File(onnxPath);
+  const onnxBytes = await readModelFile(onnxPath);
+  const digest = createHash('sha256').update(onnxBytes).digest('hex');
   if (digest !== manifest.sha256) {
     problems.push({ path: onnxPath, reason: `sha256 mismatch: model.json says ${manifest.sha256}, file is ${digest}` });
     return undefined;
   }
   let graph: GraphSignature;
   try {
-    graph = await inspect(onnxPath);
+    graph = await inspect(onnxBytes);
   } catch (error) {
     problems.push({ path: onnxPath, reason: `ONNX Runtime cannot load the graph: ${(error as Error).message}` });
     return undefined;
@@ -201,7 +225,7 @@ async function loadVersion(
     problems.push({ path: dir, reason: `model.json does not match the graph: ${mismatches.join('; ')}` });
     return undefined;
   }
-  return { ...expected, dir, onnxPath, manifest, isDefault: false };
+  return { ...expected, dir, onnxPath, onnxBytes, manifest, isDefault: false };
 }
 
 function checkNamesAndDefaults(records: ModelVersionRecord[], problems: RegistryProblem[], root: string): void {

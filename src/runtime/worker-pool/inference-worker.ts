@@ -14,9 +14,9 @@ function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
 }
 
 /**
- * The bytes of model.onnx, checked against the manifest's sha256 here, where they are loaded: the file
- * may have changed since the registry verified it at boot (a worker replaced later reloads every model),
- * and a session made from the path would read whatever is there then.
+ * The bytes of model.onnx, for a worker that replaces one lost after boot (at boot, the registry's checked
+ * bytes come with the load), checked against the manifest's sha256 here, where they are loaded: the file
+ * may have changed since, and a session made from the path would read whatever is there then.
  */
 async function verifiedBytes(model: WorkerModel): Promise<Uint8Array> {
   const bytes = await readFile(model.onnxPath);
@@ -32,7 +32,8 @@ async function verifiedBytes(model: WorkerModel): Promise<Uint8Array> {
 async function load(msg: LoadMessage): Promise<void> {
   const loaded: LoadedModel[] = [];
   for (const model of msg.models) {
-    const choice = await createSession(await verifiedBytes(model), msg.device, msg.intraOpThreads, msg.cudaDeviceId);
+    const bytes = model.bytes ?? (await verifiedBytes(model));
+    const choice = await createSession(bytes, msg.device, msg.intraOpThreads, msg.cudaDeviceId);
     sessions.set(model.key, choice.session);
     const started = performance.now();
     for (const batch of model.warmupBatchSizes) {

@@ -35,13 +35,13 @@ export function createSession(
   return createOnProvider(device, (provider) =>
     typeof model === 'string'
       ? ort.InferenceSession.create(model, sessionOptions(provider, intraOpThreads, cudaDeviceId))
-      : ort.InferenceSession.create(model, sessionOptions(provider, intraOpThreads, cudaDeviceId)),
+      : ort.InferenceSession.create(unshared(model), sessionOptions(provider, intraOpThreads, cudaDeviceId)),
   );
 }
 
 /** Reads the graph's declared inputs and outputs on the CPU (cheap; the session is released at once). */
-export async function inspectGraph(onnxPath: string): Promise<GraphSignature> {
-  const session = await ort.InferenceSession.create(onnxPath, {
+export async function inspectGraph(onnx: Uint8Array): Promise<GraphSignature> {
+  const session = await ort.InferenceSession.create(unshared(onnx), {
     executionProviders: ['cpu'],
     intraOpNumThreads: 1,
     logSeverityLevel: QUIET,
@@ -55,6 +55,11 @@ export async function inspectGraph(onnxPath: string): Promise<GraphSignature> {
   } finally {
     await session.release();
   }
+}
+
+/** ORT takes a model only from unshared memory: a copy of one model at a time, dropped once its session is made. */
+function unshared(bytes: Uint8Array): Uint8Array {
+  return bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes;
 }
 
 export function toOrtTensor(t: Tensor): ort.Tensor {

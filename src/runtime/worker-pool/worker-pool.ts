@@ -50,7 +50,7 @@ export class WorkerPool {
 
   constructor(
     private readonly size: number,
-    private readonly load: LoadMessage,
+    private load: LoadMessage,
     private readonly events: WorkerPoolEvents = {},
     private readonly depth = 2,
     private readonly workerFile = join(__dirname, 'inference-worker.js'),
@@ -58,8 +58,13 @@ export class WorkerPool {
 
   /** Starts every worker and resolves with what each model loaded on (from the first worker). */
   async start(): Promise<LoadedModel[]> {
-    const reports = await Promise.all(Array.from({ length: this.size }, (_, i) => this.spawn(i)));
-    return reports[0];
+    try {
+      const reports = await Promise.all(Array.from({ length: this.size }, (_, i) => this.spawn(i)));
+      return reports[0];
+    } finally {
+      // The boot's checked bytes are not kept: a worker replaced later reads model.onnx and checks it.
+      this.load = { ...this.load, models: this.load.models.map(({ bytes: _bytes, ...model }) => model) };
+    }
   }
 
   get readyWorkers(): number {

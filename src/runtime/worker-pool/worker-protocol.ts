@@ -6,8 +6,13 @@ import type { Tensor } from '../tensor';
 export interface WorkerModel {
   key: string;
   onnxPath: string;
-  /** The manifest's sha256 of model.onnx: the bytes a worker loads must have it (checked at every load). */
+  /** The manifest's sha256 of model.onnx: the bytes a worker reads must have it (checked at every read). */
   sha256: string;
+  /**
+   * model.onnx as the registry read and checked it at boot (shared memory): loaded as is, not read again.
+   * Absent for a worker that replaces one lost later, which reads the file and checks it.
+   */
+  bytes?: Uint8Array;
   inputs: TensorSpec[];
   /** Batch sizes to warm up with (1 and the largest batch the batcher will form). */
   warmupBatchSizes: number[];
