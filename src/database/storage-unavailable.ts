@@ -93,6 +93,18 @@ export function isStorageOutage(error: unknown): boolean {
 }
 
 /**
+ * The 503 STORAGE_UNAVAILABLE with Retry-After for a database fault, in the words every domain answers
+ * with: "the database is <fault>: <what was not done>" (never the driver's text). `what` ends as the
+ * caller needs: "; retry" where nothing was kept (orUnavailable), or what was kept instead.
+ */
+export function storageUnavailable(fault: StorageFault, what: string, cause: unknown): AppError {
+  return new AppError('STORAGE_UNAVAILABLE', `the database is ${STORAGE_FAULT_WORDS[fault]}: ${what}`, {
+    retryAfterSeconds: 1,
+    cause,
+  });
+}
+
+/**
  * Runs a database call; a database outage becomes a 503 STORAGE_UNAVAILABLE with Retry-After that says
  * what could not be done and why in words (never the driver's text, which names the database or a file).
  * Other errors pass as they are.
@@ -103,9 +115,6 @@ export async function orUnavailable<T>(what: string, call: () => Promise<T>): Pr
   } catch (error) {
     const fault = error instanceof AppError ? undefined : storageFaultOf(error);
     if (!fault) throw error;
-    throw new AppError('STORAGE_UNAVAILABLE', `the database is ${STORAGE_FAULT_WORDS[fault]}: ${what}; retry`, {
-      retryAfterSeconds: 1,
-      cause: error,
-    });
+    throw storageUnavailable(fault, `${what}; retry`, error);
   }
 }

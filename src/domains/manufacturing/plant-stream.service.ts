@@ -4,7 +4,13 @@ import { Subject } from 'rxjs';
 import { AppError, ErrorCode } from '../../common/errors/app-error';
 import { MetricsService } from '../../common/metrics/metrics.service';
 import { AppConfig } from '../../config/app-config';
-import { errorCodeOf, isStorageOutage, orUnavailable } from '../../database/storage-unavailable';
+import {
+  errorCodeOf,
+  isStorageOutage,
+  orUnavailable,
+  storageFaultOf,
+  storageUnavailable,
+} from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
@@ -823,13 +829,14 @@ class RefusedWrite {
 }
 
 /**
- * A write the database did not take: an outage is a 503 that says what was not stored (never the driver's
- * own text); anything else is a bug (RefusedWrite).
+ * A write the database did not take: an outage is a 503 worded as every domain's (the fault, what was not
+ * stored; never the driver's own text; kept() adds that the readings are kept, so no "retry"); anything
+ * else is a bug (RefusedWrite).
  */
 function notStored(error: unknown, what: string): unknown {
   if (error instanceof AppError) return error;
-  if (!isStorageOutage(error)) return new RefusedWrite(error, what);
-  return new AppError('STORAGE_UNAVAILABLE', what, { retryAfterSeconds: 1, cause: error });
+  const fault = storageFaultOf(error);
+  return fault === undefined ? new RefusedWrite(error, what) : storageUnavailable(fault, what, error);
 }
 
 function stackOf(error: unknown): string {
