@@ -34,7 +34,8 @@ const FAULT_STATES: Array<[RegExp, StorageFault]> = [
 ];
 /**
  * What comes without a SQLSTATE: the file system's own errors (a quota is a full disk to the writer), and
- * what the `pg` driver and its pool say when the server is gone or does not answer in time.
+ * what the `pg` driver and its pool say when the server is gone or does not answer in time (ECONNREFUSED also
+ * for a Unix socket left with no listener, and ENOENT at connect for one removed: see storageFaultOf).
  */
 const FAULT_ERRNOS = new Map<string, StorageFault>([
   ['ENOSPC', 'disk-full'],
@@ -60,7 +61,11 @@ export function storageFaultOf(error: unknown): StorageFault | undefined {
   for (let e = error, depth = 0; e instanceof Error && depth < 4; depth++) {
     const { code, driverError } = e as { code?: unknown; driverError?: unknown };
     if (typeof code === 'string') {
-      const fault = FAULT_STATES.find(([state]) => state.test(code))?.[1] ?? FAULT_ERRNOS.get(code);
+      const fault =
+        FAULT_STATES.find(([state]) => state.test(code))?.[1] ??
+        FAULT_ERRNOS.get(code) ??
+        // The embedded database's socket is gone while its thread restarts; any other missing file is not an outage.
+        (code === 'ENOENT' && (e as NodeJS.ErrnoException).syscall === 'connect' ? 'outage' : undefined);
       if (fault) return fault;
     }
     const { message } = e;

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { MessageChannel } from 'node:worker_threads';
 import { protocol } from '@electric-sql/pglite';
-import { DatabaseError } from 'pg';
+import { Client, DatabaseError } from 'pg';
 import { QueryFailedError } from 'typeorm';
 import { type AuditCommitReply, serveCommits } from '../../src/audit/audit-commit';
 import { auditFailureReason } from '../../src/audit/audit-writer.service';
@@ -31,6 +35,35 @@ describe('database outages told from refused statements', () => {
       failedQuery(pgError('deadlock detected', '40P01')),
     ]) {
       assert.equal(isStorageOutage(error), true, error.message);
+    }
+  });
+
+  it("connecting to the embedded database's socket while it restarts (the socket gone, or left with no listener) is an outage; a missing file elsewhere is not", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gateway-socket-'));
+    try {
+      const connect = async (): Promise<unknown> => {
+        const client = new Client({ host: dir, port: 5432, user: 'postgres', database: 'postgres' });
+        return client.connect().then(
+          () => client.end(),
+          (error: unknown) => error,
+        );
+      };
+      const gone = await connect();
+      assert.equal((gone as NodeJS.ErrnoException).code, 'ENOENT');
+      assert.equal(storageFaultOf(gone), 'outage', String(gone));
+      // A socket file whose listener is gone (a thread terminated before removing it).
+      const server = createServer();
+      await new Promise<void>((ok) => server.listen({ path: join(dir, '.s.PGSQL.5432') }, ok));
+      linkSync(join(dir, '.s.PGSQL.5432'), join(dir, 'kept')); // closing the server removes its path
+      await new Promise<void>((ok) => server.close(() => ok()));
+      renameSync(join(dir, 'kept'), join(dir, '.s.PGSQL.5432'));
+      const refused = await connect();
+      assert.equal((refused as NodeJS.ErrnoException).code, 'ECONNREFUSED');
+      assert.equal(storageFaultOf(refused), 'outage', String(refused));
+      const missing = await readFile(join(dir, 'no-such-file')).catch((e: unknown) => e);
+      assert.equal(storageFaultOf(missing), undefined, String(missing));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
