@@ -344,6 +344,23 @@ describe('manufacturing stream: alarms and predictions the database does not tak
     assert.ok(thrown instanceof ReadingsKept, String(thrown));
     assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
     assert.equal(thrown.retryAfterSeconds, 1);
+    // Worded as every other domain's storage outage: the fault, what was not done, then what was kept.
+    assert.equal(
+      thrown.detail,
+      'the database is unavailable: the predictions could not be stored yet; they are kept and stored when it recovers',
+    );
+  });
+
+  it('predictions refused by a full disk: the 503 says the disk is full', async () => {
+    const { stream, records, reading } = plantStreamHarness();
+    records.refusePredictions = failedQuery('could not extend file: No space left on device', '53100');
+    const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
+    assert.ok(thrown instanceof ReadingsKept, String(thrown));
+    assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(
+      thrown.detail,
+      'the database is out of disk space: the predictions could not be stored yet; they are kept and stored when it recovers',
+    );
   });
 
   it('predictions refused other than for an outage: a bug, its error thrown as it is for the 500 path', async () => {

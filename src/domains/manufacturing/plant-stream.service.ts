@@ -400,12 +400,16 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
           await this.records.addPredictions(rows);
         } catch (cause) {
           // Any failure but an outage is a bug, for the 500 path (logged with its stack).
-          if (!isStorageOutage(cause)) throw cause;
-          // The writer keeps the rows and writes them again when the database returns.
-          throw new ReadingsKept('STORAGE_UNAVAILABLE', 'the predictions could not be stored yet; they are kept', {
-            retryAfterSeconds: 1,
+          const fault = storageFaultOf(cause);
+          if (fault === undefined) throw cause;
+          // The writer keeps the rows and writes them again when the database returns; worded as every
+          // domain's storage outage, which says whether the disk is full or the database away.
+          const { code, detail } = storageUnavailable(
+            fault,
+            'the predictions could not be stored yet; they are kept and stored when it recovers',
             cause,
-          });
+          );
+          throw new ReadingsKept(code, detail, { retryAfterSeconds: 1, cause });
         }
         this.observeStored(rt, rows);
       }
