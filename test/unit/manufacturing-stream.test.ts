@@ -337,31 +337,28 @@ describe('manufacturing stream: alarms and predictions the database does not tak
     assert.match(String(lost.deadLetterError), /character varying\(64\)/);
   });
 
-  it('predictions refused by a database outage: a 503 with Retry-After, the rows kept by the writer', async () => {
-    const { stream, records, reading } = plantStreamHarness();
-    records.refusePredictions = failedQuery('terminating connection due to administrator command', '57P01');
-    const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
-    assert.ok(thrown instanceof ReadingsKept, String(thrown));
-    assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
-    assert.equal(thrown.retryAfterSeconds, 1);
-    // Worded as every other domain's storage outage: the fault, what was not done, then what was kept.
-    assert.equal(
-      thrown.detail,
-      'the database is unavailable: the predictions could not be stored yet; they are kept and stored when it recovers',
-    );
-  });
-
-  it('predictions refused by a full disk: the 503 says the disk is full', async () => {
-    const { stream, records, reading } = plantStreamHarness();
-    records.refusePredictions = failedQuery('could not extend file: No space left on device', '53100');
-    const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
-    assert.ok(thrown instanceof ReadingsKept, String(thrown));
-    assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
-    assert.equal(
-      thrown.detail,
-      'the database is out of disk space: the predictions could not be stored yet; they are kept and stored when it recovers',
-    );
-  });
+  // Worded as every other domain's storage outage: the fault, what was not done, then what was kept.
+  for (const [what, refusal, fault] of [
+    [
+      'a database outage',
+      () => failedQuery('terminating connection due to administrator command', '57P01'),
+      'unavailable',
+    ],
+    ['a full disk', () => failedQuery('could not extend file: No space left on device', '53100'), 'out of disk space'],
+  ] as const) {
+    it(`predictions refused by ${what}: a 503 with Retry-After that says so, the rows kept by the writer`, async () => {
+      const { stream, records, reading } = plantStreamHarness();
+      records.refusePredictions = refusal();
+      const thrown = await refused(stream.ingest('mill-1', readings(reading), HTTP));
+      assert.ok(thrown instanceof ReadingsKept, String(thrown));
+      assert.equal(thrown.code, 'STORAGE_UNAVAILABLE');
+      assert.equal(thrown.retryAfterSeconds, 1);
+      assert.equal(
+        thrown.detail,
+        `the database is ${fault}: the predictions could not be stored yet; they are kept and stored when it recovers`,
+      );
+    });
+  }
 
   it('predictions refused other than for an outage: a bug, its error thrown as it is for the 500 path', async () => {
     const { stream, records, reading } = plantStreamHarness();
