@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
-import { readModelFile, sha256File } from '../../src/runtime/model-registry/model-registry';
+import { readModelFile } from '../../src/runtime/model-registry/model-registry';
 import { WorkerPool } from '../../src/runtime/worker-pool/worker-pool';
 import type { LoadMessage } from '../../src/runtime/worker-pool/worker-protocol';
 import { FIXTURE_MODELS } from '../fixtures/paths';
@@ -23,7 +23,9 @@ async function loadOf(onnxPath: string): Promise<LoadMessage> {
       {
         key: 'fixture-linear@2',
         onnxPath,
-        sha256: await sha256File(join(FIXTURE_LINEAR, '2', 'model.onnx')),
+        sha256: createHash('sha256')
+          .update(await readModelFile(join(FIXTURE_LINEAR, '2', 'model.onnx')))
+          .digest('hex'),
         inputs: [{ name: 'x', dtype: 'float32', shape: [-1, 4] }],
         warmupBatchSizes: [1],
       },

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import Ajv from 'ajv';
@@ -50,12 +49,6 @@ export class ModelRegistryError extends Error {
 
 const ajv = new Ajv({ allErrors: true, allowUnionTypes: true });
 const validateManifest = ajv.compile<ModelManifest>(MODEL_MANIFEST_SCHEMA);
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** A model file, read once into a SharedArrayBuffer (handed to every worker without a copy). */
 export async function readModelFile(path: string): Promise<Uint8Array> {
