@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join, resolve } from 'node:path';
+import { Logger } from '@nestjs/common';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { claimSocketLock } from '../common/socket-lock';
 import type { AppConfig } from '../config/app-config';
@@ -82,6 +83,47 @@ export async function startEmbeddedPostgres(dataDir: string, maxConnections: num
   }
 }
 
+/** Waits after a failed restart before the next try: doubling from 1 s to 10 s. */
+const RESTART_BACKOFF_MS = [1000, 2000, 4000, 10_000];
+/** A restarted database that neither listens nor fails in this long is given up and tried again. */
+const RESTART_START_TIMEOUT_MS = 60_000;
+
+/** What a call made while the embedded database restarts is refused with: SQLSTATE 57P03, cannot_connect_now. */
+export function restartingError(): Error {
+  return Object.assign(new Error('the embedded database is restarting'), { code: '57P03' });
+}
+
+/** Starts one database thread; resolves with it once it listens, rejects (the thread ended) when it could not. */
+async function spawnWorker(dir: string, data: EmbeddedPostgresWorkerData, timeoutMs?: number): Promise<Worker> {
+  const worker = new Worker(join(__dirname, 'embedded-postgres.worker.js'), { workerData: data });
+  let timer: NodeJS.Timeout | undefined;
+  let onMessage: ((msg: EmbeddedPostgresMessage) => void) | undefined;
+  let onEnd: ((end: Error | number) => void) | undefined;
+  try {
+    await new Promise<void>((ok, fail) => {
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => fail(new Error(`it did not start within ${timeoutMs / 1000} s`)), timeoutMs);
+      }
+      onMessage = (msg) => {
+        if (msg.type === 'listening') ok();
+        else if (msg.type === 'failed') fail(new Error(`embedded database in ${dir} did not start: ${msg.message}`));
+      };
+      onEnd = (end) =>
+        fail(typeof end === 'number' ? new Error(`embedded database worker exited with code ${end}`) : end);
+      worker.on('message', onMessage).on('error', onEnd).on('exit', onEnd);
+    });
+  } catch (error) {
+    await worker.terminate();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    // Only these listeners: removeAllListeners also takes the Worker's own, after which no message arrives.
+    if (onMessage) worker.off('message', onMessage);
+    if (onEnd) worker.off('error', onEnd).off('exit', onEnd);
+  }
+  return worker;
+}
+
 async function startWorker(
   dir: string,
   socketDir: string,
@@ -93,37 +135,99 @@ async function startWorker(
     socketPath: join(socketDir, `.s.PGSQL.${SOCKET_PORT}`),
     maxConnections,
   };
-  const worker = new Worker(join(__dirname, 'embedded-postgres.worker.js'), { workerData });
-  await new Promise<void>((ok, fail) => {
-    const onMessage = (msg: EmbeddedPostgresMessage): void => {
-      if (msg.type === 'listening') ok();
-      else if (msg.type === 'failed') fail(new Error(`embedded database in ${dir} did not start: ${msg.message}`));
-    };
-    worker.on('message', onMessage);
-    worker.once('error', fail);
-    worker.once('exit', (code) => fail(new Error(`embedded database worker exited with code ${code}`)));
-  });
-  worker.removeAllListeners('exit');
-  // An attached port closes by itself when the thread ends (Node closes a channel whose other end died).
-  let exited = false;
-  worker.once('exit', () => (exited = true));
+  const logger = new Logger('Database');
+  /** The thread serving now; undefined while a restart replaces it. */
+  let current: Worker | undefined = await spawnWorker(dir, workerData);
   let stopping: Promise<void> | undefined;
+  let restarting: Promise<void> | undefined;
+  /** Ends a restart's wait between tries at once (stop). */
+  let wake: (() => void) | undefined;
+
+  /**
+   * A database thread that PANICked, or ended without being asked, is replaced: the old one is ended (its
+   * socket clients and attached ports close, so every caller fails over to a refusal and reconnects), and a
+   * new PGlite opens the same data directory, replaying its WAL as PostgreSQL does after a crash. While that
+   * cannot start (a disk still full), it is tried again with a growing wait, until it starts or the gateway
+   * stops. Nothing committed is lost; what was in flight was refused, not answered.
+   */
+  const restart = (worker: Worker, why: string): void => {
+    if (stopping || restarting || current !== worker) return;
+    current = undefined;
+    logger.error({ msg: `embedded database ${why}; restarting it`, dataDir: dir });
+    restarting = (async () => {
+      await worker.terminate();
+      for (let attempt = 0; !stopping; attempt++) {
+        try {
+          const next = await spawnWorker(dir, workerData, RESTART_START_TIMEOUT_MS);
+          if (stopping) {
+            await next.terminate();
+            return;
+          }
+          watch(next);
+          current = next;
+          logger.log({ msg: 'embedded database restarted', attempts: attempt + 1 });
+          return;
+        } catch (error) {
+          // One line per try while it keeps failing would flood a log during a long outage: the first and then every tenth.
+          if (attempt % 10 === 0) {
+            logger.warn({
+              msg: 'embedded database could not be restarted yet; trying again',
+              attempts: attempt + 1,
+              error: error instanceof Error ? error.message : String(error),
+            });
+          }
+          const wait = RESTART_BACKOFF_MS[Math.min(attempt, RESTART_BACKOFF_MS.length - 1)];
+          await new Promise<void>((later) => {
+            wake = later;
+            setTimeout(later, wait);
+          });
+        }
+      }
+    })().finally(() => (restarting = undefined));
+  };
+
+  const watch = (worker: Worker): void => {
+    worker.on('message', (msg: EmbeddedPostgresMessage) => {
+      if (msg.type === 'panicked') {
+        restart(
+          worker,
+          'stopped after a PANIC (PostgreSQL could not go on, e.g. no disk space for its write-ahead log)',
+        );
+      }
+    });
+    worker.once('error', (error) => restart(worker, `thread failed: ${error.message}`));
+    worker.once('exit', (code) => restart(worker, `thread exited with code ${code}`));
+  };
+  watch(current);
+
   return {
     host: socketDir,
     port: SOCKET_PORT,
+    // An attached port closes by itself when the thread ends (Node closes a channel whose other end died).
     attach: (module: string): MessagePort => {
-      if (exited || stopping) throw new Error('the embedded database has stopped');
+      if (stopping) throw new Error('the embedded database has stopped');
+      if (!current) throw restartingError();
       const { port1, port2 } = new MessageChannel();
-      worker.postMessage({ type: 'attach', module, port: port2 } satisfies EmbeddedAttach, [port2]);
+      current.postMessage({ type: 'attach', module, port: port2 } satisfies EmbeddedAttach, [port2]);
       return port1;
     },
     stop: () =>
-      (stopping ??= new Promise<void>((ok) => {
-        worker.once('exit', () => lock.close(() => ok()));
-        worker.on('message', (msg: EmbeddedPostgresMessage) => {
-          if (msg.type === 'stopped') void worker.terminate();
-        });
-        worker.postMessage('stop');
-      })),
+      (stopping ??= (async () => {
+        wake?.();
+        await restarting;
+        const worker = current;
+        current = undefined;
+        // Its watch sees `current` moved on and leaves its exit alone.
+        if (worker) {
+          await new Promise<void>((ok) => {
+            worker.once('exit', () => ok());
+            worker.on('message', (msg: EmbeddedPostgresMessage) => {
+              if (msg.type === 'stopped') void worker.terminate();
+            });
+            worker.postMessage('stop');
+          });
+        }
+        await new Promise<void>((ok) => lock.close(() => ok()));
+      })()),
   };
 }

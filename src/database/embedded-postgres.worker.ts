@@ -21,7 +21,12 @@ export interface EmbeddedPostgresWorkerData {
   maxConnections: number;
 }
 
-export type EmbeddedPostgresMessage = { type: 'listening' } | { type: 'failed'; message: string } | { type: 'stopped' };
+export type EmbeddedPostgresMessage =
+  | { type: 'listening' }
+  | { type: 'failed'; message: string }
+  | { type: 'stopped' }
+  /** PostgreSQL PANICked (see refuseAfterPanic): this database is done; the parent starts another. */
+  | { type: 'panicked' };
 
 /** Loads `module` into this thread and hands it `port` (its other end stays with the caller). */
 export interface EmbeddedAttach {
@@ -123,6 +128,67 @@ export function embeddedSession(db: PGlite): EmbeddedSession {
   };
 }
 
+/** The parts of PGlite's Emscripten module used here. */
+interface EmscriptenModule {
+  onAbort?: (what: unknown) => void;
+  FS: EmscriptenFs;
+}
+
+interface EmscriptenFs {
+  /** Open files by descriptor; a NODEFS one holds a descriptor of this process (`nfd`). */
+  streams: Array<{ nfd?: number } | null | undefined>;
+  close(stream: object): void;
+}
+
+/**
+ * Closes every file a PGlite that PANICked still holds open on the host (its data files and WAL). The
+ * descriptors belong to the process, not the thread, so ending the thread would leave them open for the
+ * process's life: each restart would leak a database's worth, and a freed disk would keep the space of
+ * the files PostgreSQL removes.
+ */
+function releaseFiles(fs: EmscriptenFs): void {
+  for (const stream of fs.streams) {
+    if (stream?.nfd === undefined) continue;
+    try {
+      fs.close(stream);
+    } catch {
+      // already closed, or a descriptor the host no longer has: nothing to release
+    }
+  }
+}
+
+/** What every call into a database that PANICked is refused with: SQLSTATE 57P02, crash_shutdown. */
+export const PANICKED_MESSAGE =
+  'terminating connection because the embedded database stopped after a PANIC; it is being restarted';
+
+/**
+ * A PANIC (PostgreSQL's "cannot go on": a WAL segment it could not write on a full disk, for one) aborts
+ * PGlite's WebAssembly in the middle of its work. The call that PANICked returns its error, but every later
+ * call loops forever inside PGlite (execProtocolRawSync waits for input its broken backend never takes),
+ * which would hold this thread, its socket clients and the modules beside it for good. PostgreSQL itself
+ * restarts after a PANIC; this is that for PGlite: the abort is caught as it happens (Emscripten calls
+ * Module.onAbort), `panicked` is called once, and from then on every call is refused at once with
+ * 57P02 (crash_shutdown) instead of hanging, until the parent replaces this thread.
+ */
+export function refuseAfterPanic(db: PGlite, panicked: () => void): void {
+  // PGlite keeps its Emscripten module protected; onAbort is Emscripten's documented hook.
+  const mod = (db as unknown as { mod: EmscriptenModule }).mod;
+  let aborted = false;
+  mod.onAbort = () => {
+    if (aborted) return;
+    aborted = true;
+    panicked();
+    // Out of the aborted call's stack: nothing runs in the database any more, so its files can go.
+    setImmediate(() => releaseFiles(mod.FS));
+  };
+  // Every way into the database (query, exec, the socket's stream, a module's exchange) runs this.
+  const rawSync = db.execProtocolRawSync.bind(db);
+  db.execProtocolRawSync = (message: Uint8Array): Uint8Array => {
+    if (aborted) throw Object.assign(new Error(PANICKED_MESSAGE), { code: '57P02', severity: 'FATAL' });
+    return rawSync(message);
+  };
+}
+
 async function main(): Promise<void> {
   const { dataDir, socketPath, maxConnections } = workerData as EmbeddedPostgresWorkerData;
   const port = parentPort;
@@ -130,6 +196,7 @@ async function main(): Promise<void> {
   const post = (message: EmbeddedPostgresMessage): void => port.postMessage(message);
   try {
     const db = await PGlite.create(dataDir);
+    refuseAfterPanic(db, () => post({ type: 'panicked' }));
     const session = embeddedSession(db);
     rmSync(socketPath, { force: true }); // left over by a process that did not stop cleanly
     const server = new PGLiteSocketServer({ db, path: socketPath, maxConnections });

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { createTestApp } from '../fixtures/test-app';
 import { auditReadinessFor, firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
 import { freshDataDir } from '../fixtures/test-data-dir';
@@ -52,6 +54,66 @@ describe('a full disk under the audit trail (embedded database on a small tmpfs)
         (await http.get('/health/ready')).status === 200 ? true : undefined,
       );
       await read().expect(200);
+    } finally {
+      await app?.close();
+      disk.remove();
+    }
+  });
+
+  it('restarts the embedded database by itself after a PANIC (no room for a new WAL segment): prompt 503s meanwhile, never a hang, and once space is freed service returns with every answered request in a valid chain', async (t) => {
+    const disk = smallDisk(DISK_SIZE);
+    if (!disk) {
+      t.skip('needs to mount a tmpfs (root with CAP_SYS_ADMIN)');
+      return;
+    }
+    let app: NestFastifyApplication | undefined;
+    try {
+      app = await createTestApp({ DATA_DIR: await freshDataDir(disk.dir) });
+      const http = request(app.getHttpServer());
+      const auditor = bearer(tokenFor(['auditor'], { sub: 'panic-test' }));
+      const read = () => http.get('/v1/audit/events?limit=1').set('Authorization', auditor);
+      const answered: string[] = [];
+      const readOk = async (): Promise<void> => {
+        const res = await read().expect(200);
+        answered.push(String(res.headers['x-request-id']));
+      };
+      for (let i = 0; i < 3; i++) await readOk();
+
+      const filler = disk.fill();
+      // The current WAL segment is closed; the next write needs a new one, which the full disk refuses: PANIC.
+      await app.get(DataSource).query('SELECT pg_switch_wal()');
+      const started = Date.now();
+      const refused = await read();
+      assert.equal(refused.status, 503, JSON.stringify(refused.body));
+      assert.equal(refused.body.code, 'AUDIT_UNAVAILABLE');
+      // While the disk stays full the database cannot start again: every answer is a prompt refusal.
+      for (let i = 0; i < 5; i++) {
+        const res = await read();
+        assert.equal(res.status, 503, JSON.stringify(res.body));
+        await new Promise((later) => setTimeout(later, 300));
+      }
+      assert.ok(Date.now() - started < 10_000, `refusals took ${Date.now() - started} ms: a hang, not a refusal`);
+      assert.equal((await http.get('/health/ready')).status, 503);
+
+      rmSync(filler);
+      await until(
+        'service after the embedded database restarts',
+        async () => ((await read()).status === 200 ? true : undefined),
+        45_000,
+      );
+      await until('readiness', async () => ((await http.get('/health/ready')).status === 200 ? true : undefined));
+      for (let i = 0; i < 3; i++) await readOk();
+
+      const report = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+      assert.equal(report.valid, true, JSON.stringify(report));
+      assert.equal(report.firstBroken, null);
+      const rows = (
+        await http.get('/v1/audit/events?actor=panic-test&limit=100').set('Authorization', auditor).expect(200)
+      ).body.events as Array<{ requestId: string }>;
+      const recorded = rows.map((row) => row.requestId);
+      for (const requestId of answered) {
+        assert.equal(recorded.filter((id) => id === requestId).length, 1, `answered request ${requestId}: not one row`);
+      }
     } finally {
       await app?.close();
       disk.remove();

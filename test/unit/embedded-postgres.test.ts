@@ -7,7 +7,8 @@ import { PGlite, protocol } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { Client } from 'pg';
 import { embeddedDurabilityWarning, privateDir } from '../../src/database/embedded-postgres';
-import { embeddedSession, type EmbeddedSession } from '../../src/database/embedded-postgres.worker';
+import { embeddedSession, type EmbeddedSession, refuseAfterPanic } from '../../src/database/embedded-postgres.worker';
+import { smallDisk } from '../fixtures/small-disk';
 
 const { serialize } = protocol;
 
@@ -196,5 +197,46 @@ describe('a module beside embedded PGlite (EmbeddedSession) and the socket clien
     await session.exchange(insertExchange(3));
     assert.deepEqual(await values(), [1, 3]);
     assert.deepEqual((await client.query<{ n: number }>('SELECT 7 AS n')).rows, [{ n: 7 }]);
+  });
+});
+
+describe('embedded PGlite after a PANIC (refuseAfterPanic)', () => {
+  it('tells once that PostgreSQL PANICked, and refuses every later call at once with 57P02 instead of hanging the thread', async (t) => {
+    const disk = smallDisk('64m');
+    if (!disk) {
+      t.skip('needs to mount a tmpfs (root with CAP_SYS_ADMIN)');
+      return;
+    }
+    let db: PGlite | undefined;
+    try {
+      db = await PGlite.create(join(disk.dir, 'pgdata'));
+      let panics = 0;
+      refuseAfterPanic(db, () => panics++);
+      await db.exec('CREATE TABLE t (v int)');
+      await db.query('INSERT INTO t VALUES (1)');
+      assert.equal(panics, 0);
+      disk.fill();
+      // The next WAL segment cannot be made on the full disk: PostgreSQL PANICs at the first write.
+      await db.query('SELECT pg_switch_wal()');
+      await assert.rejects(db.query('INSERT INTO t VALUES (2)'), (e: { severity?: string; code?: string }) => {
+        assert.equal(e.severity, 'PANIC');
+        assert.equal(e.code, '53100');
+        return true;
+      });
+      assert.equal(panics, 1);
+      // Without the refusal this call never returns (PGlite loops forever on its broken backend).
+      const later = db.query('SELECT 1');
+      assert.equal(await settlesWithin(later, 2000), true, 'a call after the PANIC hung');
+      await assert.rejects(later, (e: { code?: string; message?: string }) => {
+        assert.equal(e.code, '57P02');
+        assert.match(e.message ?? '', /stopped after a PANIC; it is being restarted/);
+        return true;
+      });
+      assert.equal(panics, 1);
+      // Its files are closed (the disk unmounts: nothing holds it), though the thread goes on.
+      await new Promise((later) => setImmediate(later));
+    } finally {
+      disk.remove();
+    }
   });
 });
