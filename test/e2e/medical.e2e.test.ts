@@ -170,10 +170,21 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.ok(JSON.stringify(dict).includes(uidOf(source, '00080018')), 'the SR references the source image');
   });
 
-  it('refuses a body that is not application/dicom, and a caller without medical:infer', async () => {
+  it('refuses a body that is not application/dicom with 415 naming Content-Type, and a caller without medical:infer', async () => {
+    // JSON is a type the gateway parses (for other routes), multipart one it reads as bytes (for STOW-RS): still 415
+    // here, as for a type no route reads, not a 400 that reads as if the DICOM itself were malformed.
     const json = await http.post('/v1/medical/lesion-detections').set('Authorization', pacs).send({ a: 1 });
-    assert.equal(json.status, 400);
-    assert.equal((json.body as Problem).errors?.[0]?.field, 'Content-Type');
+    const stow = multipartRelated([dicomFile('US1_UNCR.dcm')]);
+    const multipart = await http
+      .post('/v1/medical/lesion-detections')
+      .set('Authorization', pacs)
+      .set('Content-Type', stow.contentType)
+      .send(stow.body);
+    for (const res of [json, multipart]) {
+      assert.equal(res.status, 415, res.text);
+      assert.equal((res.body as Problem).code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.equal((res.body as Problem).errors?.[0]?.field, 'Content-Type');
+    }
     const other = await http
       .post('/v1/medical/lesion-detections')
       .set('Authorization', bearer(tokenFor(['risk-engine'])))

@@ -63,9 +63,14 @@ export class LesionDetectionController {
     varyOn(reply, 'Accept');
     const body = request.body;
     if (!Buffer.isBuffer(body) || !/^application\/dicom\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
-      throw new AppError('VALIDATION_FAILED', 'the body must be one DICOM Part 10 instance sent as application/dicom', {
-        fields: [{ field: 'Content-Type', reason: 'must be application/dicom' }],
-      });
+      // Another media type (JSON, multipart, ...) is a 415, as for STOW-RS and a type no route reads; not a 400.
+      throw new AppError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'the body must be one DICOM Part 10 instance sent as application/dicom',
+        {
+          fields: [{ field: 'Content-Type', reason: 'must be application/dicom' }],
+        },
+      );
     }
     const model = this.intake.modelRef();
     noteAudit(request, { model, inputDigest: this.intake.digest(body) });
