@@ -300,6 +300,21 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .send(Buffer.from('x'));
     assert.equal(noBoundary.status, 400);
     assert.match((noBoundary.body as Problem).detail, /boundary/);
+    // The boundary is a parameter of the Content-Type header: the refusal names the header, not the body.
+    assert.deepEqual(
+      (noBoundary.body as Problem).errors?.map((e) => e.field),
+      ['Content-Type'],
+    );
+    const twice = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', 'multipart/related; type="application/dicom"; boundary=a; boundary=b')
+      .send(Buffer.from('x'));
+    assert.equal(twice.status, 400);
+    assert.deepEqual(
+      (twice.body as Problem).errors?.map((e) => e.field),
+      ['Content-Type'],
+    );
     const truncated = multipartRelated([dicomFile('MR_small.dcm')]);
     const cut = await http
       .post('/dicomweb/studies')
@@ -308,6 +323,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .send(truncated.body.subarray(0, truncated.body.length - 40));
     assert.equal(cut.status, 400);
     assert.match((cut.body as Problem).detail, /closing boundary/);
+    assert.equal((cut.body as Problem).errors?.[0]?.field, 'body');
     const unknown = await http.get('/v1/medical/studies/1.2.3/findings').set('Authorization', pacs);
     assert.equal(unknown.status, 404);
   });

@@ -63,6 +63,8 @@ export class StowService {
   split(contentType: string | undefined, body: Buffer): MultipartPart[] {
     // Another media type altogether is 415 (PS3.18 STOW-RS); a multipart/related body that is broken is 400.
     if (!isMultipartRelated(contentType)) throw notMultipartDicom();
+    // The boundary and type are parameters of the Content-Type header: a fault there names the header.
+    let field = 'Content-Type';
     try {
       const { boundary, type } = parseMultipartRelatedType(contentType);
       if (type && type !== 'application/dicom') {
@@ -74,12 +76,13 @@ export class StowService {
           },
         );
       }
+      field = 'body';
       const parts = splitMultipart(body, boundary, this.config.MEDICAL_MAX_STOW_INSTANCES);
       if (parts.length === 0) throw new MultipartError('the multipart body has no parts');
       return parts;
     } catch (error) {
       if (error instanceof MultipartError) {
-        throw new AppError('VALIDATION_FAILED', error.message, { fields: [{ field: 'body', reason: error.message }] });
+        throw new AppError('VALIDATION_FAILED', error.message, { fields: [{ field, reason: error.message }] });
       }
       throw error;
     }
