@@ -1,5 +1,38 @@
-import { ValidationError, ValidationPipe } from '@nestjs/common';
+import { ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { AppError, FieldError } from './app-error';
+
+/** Where class-transformer keeps its @Type() metadata; the package exports no typed path to it. */
+interface TypeMetadataStorage {
+  findTypeMetadata(target: object, property: string): { typeFunction: () => unknown } | undefined;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { defaultMetadataStorage } = require('class-transformer/cjs/storage') as {
+  defaultMetadataStorage: TypeMetadataStorage;
+};
+
+/** Keys class-transformer never copies into a DTO (it skips any name the instance already answers with a function). */
+const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/**
+ * The fields of a plain value, bound for a DTO class, that name a member of Object.prototype. class-transformer
+ * drops them before class-validator's whitelist looks, so `{"toString": 1}` passed where `{"age": 1}` is refused.
+ * Nested DTOs (@Type) are looked into; free-form maps (a reading's `values`, an asset's `constants`) are not.
+ */
+export function prototypeNamedFields(value: unknown, type: object, path = ''): FieldError[] {
+  if (Array.isArray(value)) return value.flatMap((item, i) => prototypeNamedFields(item, type, `${path}[${i}]`));
+  if (value === null || typeof value !== 'object') return [];
+  const out: FieldError[] = [];
+  for (const [key, child] of Object.entries(value)) {
+    const field = path ? `${path}.${key}` : key;
+    if (PROTOTYPE_NAMES.has(key)) {
+      out.push({ field, reason: `property ${key} should not exist` });
+      continue;
+    }
+    const nested = defaultMetadataStorage.findTypeMetadata(type, key)?.typeFunction();
+    if (typeof nested === 'function') out.push(...prototypeNamedFields(child, nested, field));
+  }
+  return out;
+}
 
 /** Flattens class-validator's tree into `a.b[0].c: reason` field errors. */
 export function flattenValidationErrors(errors: ValidationError[], parent = ''): FieldError[] {
@@ -13,16 +46,28 @@ export function flattenValidationErrors(errors: ValidationError[], parent = ''):
   return out;
 }
 
+const summarise = (fields: FieldError[]): string => fields.map((f) => `${f.field}: ${f.reason}`).join('; ');
+
+/** Refuses the fields class-transformer would drop unseen (prototypeNamedFields), then validates as Nest does. */
+class WhitelistValidationPipe extends ValidationPipe {
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    if (metadata.metatype && this.toValidate(metadata)) {
+      const fields = prototypeNamedFields(value, metadata.metatype);
+      if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summarise(fields), { fields });
+    }
+    return super.transform(value, metadata);
+  }
+}
+
 /** The one ValidationPipe: unknown fields refused, field errors named, answered as problem+json. */
 export function createValidationPipe(): ValidationPipe {
-  return new ValidationPipe({
+  return new WhitelistValidationPipe({
     whitelist: true,
     forbidNonWhitelisted: true,
     transform: true,
     exceptionFactory: (errors) => {
       const fields = flattenValidationErrors(errors);
-      const summary = fields.map((f) => `${f.field}: ${f.reason}`).join('; ');
-      return new AppError('VALIDATION_FAILED', summary || 'invalid request', { fields });
+      return new AppError('VALIDATION_FAILED', summarise(fields) || 'invalid request', { fields });
     },
   });
 }

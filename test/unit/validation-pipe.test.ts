@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ArgumentMetadata } from '@nestjs/common';
+import { AuditEventsQueryDto } from '../../src/audit/audit.dto';
+import { AppError } from '../../src/common/errors/app-error';
+import { createValidationPipe } from '../../src/common/errors/validation';
+import { CreditAssessmentRequestDto } from '../../src/domains/finance/credit-assessment.dto';
+import { AssetDto } from '../../src/domains/manufacturing/assets/asset.dto';
+import { ReadingBatchDto } from '../../src/domains/manufacturing/manufacturing.dto';
+import { APPLICANT } from '../fixtures/finance-data';
+import { millAsset } from '../fixtures/plant-data';
+
+const body = (metatype: ArgumentMetadata['metatype']): ArgumentMetadata => ({ type: 'body', metatype });
+const pipe = createValidationPipe();
+
+/** The field errors the pipe answers for a value, or [] when it passes. */
+async function refusedFields(value: unknown, metadata: ArgumentMetadata): Promise<string[]> {
+  try {
+    await pipe.transform(value, metadata);
+    return [];
+  } catch (error) {
+    assert.ok(error instanceof AppError, String(error));
+    assert.equal(error.code, 'VALIDATION_FAILED');
+    return error.fields.map((f) => f.field);
+  }
+}
+
+describe('the validation pipe: unknown fields', () => {
+  // class-transformer never copies a key that names a member of Object.prototype (toString, constructor, ...), so
+  // class-validator's whitelist never saw it: such a field was dropped in silence where any other is refused.
+  it('refuses a field named after an Object.prototype member, as any other unknown field', async () => {
+    assert.deepEqual(await refusedFields({ ...APPLICANT, age: 40 }, body(CreditAssessmentRequestDto)), ['age']);
+    for (const key of ['toString', 'hasOwnProperty', 'valueOf', 'constructor', 'isPrototypeOf']) {
+      assert.deepEqual(await refusedFields({ ...APPLICANT, [key]: 1 }, body(CreditAssessmentRequestDto)), [key]);
+    }
+  });
+
+  it('looks into nested DTOs and arrays of them, but not into free-form maps such as readings values', async () => {
+    const asset = millAsset('mill-1');
+    const sensors = asset.sensors as Array<Record<string, unknown>>;
+    const nestedSensor = { ...asset, sensors: [{ ...sensors[0], toString: 'x' }, ...sensors.slice(1)] };
+    assert.deepEqual(await refusedFields(nestedSensor, body(AssetDto)), ['sensors[0].toString']);
+    const nestedAlarm = { ...asset, alarm: { ...(asset.alarm as object), valueOf: 1 } };
+    assert.deepEqual(await refusedFields(nestedAlarm, body(AssetDto)), ['alarm.valueOf']);
+    const reading = { timestamp: '2026-12-05T10:00:00Z', values: { torque: 40, toString: 1 } };
+    assert.deepEqual(await refusedFields({ readings: [reading] }, body(ReadingBatchDto)), []);
+    assert.deepEqual(await refusedFields({ readings: [{ ...reading, constructor: 1 }] }, body(ReadingBatchDto)), [
+      'readings[0].constructor',
+    ]);
+  });
+
+  it('refuses such a query parameter too', async () => {
+    const query: ArgumentMetadata = { type: 'query', metatype: AuditEventsQueryDto };
+    assert.deepEqual(await refusedFields({ limit: '2' }, query), []);
+    assert.deepEqual(await refusedFields({ limit: '2', toString: '1' }, query), ['toString']);
+  });
+});
