@@ -6,7 +6,14 @@ import { after, before, describe, it } from 'node:test';
 import { PGlite, protocol } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { Client } from 'pg';
-import { embeddedDurabilityWarning, privateDir } from '../../src/database/embedded-postgres';
+import {
+  embeddedDurabilityWarning,
+  privateDir,
+  restartingError,
+  startEmbeddedPostgres,
+} from '../../src/database/embedded-postgres';
+import { storageFaultOf } from '../../src/database/storage-unavailable';
+import { until } from '../fixtures/until';
 import { embeddedSession, type EmbeddedSession, refuseAfterPanic } from '../../src/database/embedded-postgres.worker';
 import { smallDisk } from '../fixtures/small-disk';
 
@@ -237,6 +244,45 @@ describe('embedded PGlite after a PANIC (refuseAfterPanic)', () => {
       await new Promise((later) => setImmediate(later));
     } finally {
       disk.remove();
+    }
+  });
+});
+
+describe('the embedded database thread ending unasked', () => {
+  it('is replaced by a new one on the same data directory: connections fail meanwhile as an outage, then answer with what was committed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pglite-restart-'));
+    const embedded = await startEmbeddedPostgres(join(dir, 'pglite'), 4);
+    const connect = async (): Promise<Client> => {
+      const client = new Client({ host: embedded.host, port: embedded.port, user: 'postgres', database: 'postgres' });
+      client.on('error', () => undefined); // its connection ends with the thread
+      await client.connect();
+      return client;
+    };
+    try {
+      const before = await connect();
+      await before.query('CREATE TABLE kept (v int)');
+      await before.query('INSERT INTO kept VALUES (7)');
+      embedded.attach(join(__dirname, '..', 'fixtures', 'embedded-exit.js'));
+      await assert.rejects(
+        (async () => {
+          for (;;) await before.query('SELECT 1'); // until the thread is gone
+        })(),
+        (error: unknown) => storageFaultOf(error) === 'outage',
+      );
+      const rows = await until('the restarted database', async () => {
+        const client = await connect().catch(() => undefined);
+        if (!client) return undefined;
+        try {
+          return (await client.query<{ v: number }>('SELECT v FROM kept')).rows;
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      });
+      assert.deepEqual(rows, [{ v: 7 }]);
+      assert.equal(storageFaultOf(restartingError()), 'outage');
+    } finally {
+      await embedded.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
