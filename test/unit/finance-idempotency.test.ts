@@ -1,20 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ExecutionContext, Logger, LoggerService } from '@nestjs/common';
-import { lastValueFrom, Observable, of } from 'rxjs';
+import { Logger, LoggerService } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditInputDigester } from '../../src/common/access';
 import { AppConfig } from '../../src/config/app-config';
 import { bodyDigest, canonicalBytes } from '../../src/domains/finance/canonical-input.util';
-import { IdempotencyInterceptor } from '../../src/domains/finance/idempotency/idempotency.interceptor';
+import { IdempotencyService } from '../../src/domains/finance/idempotency/idempotency.service';
 import { IdempotencyRepository } from '../../src/domains/finance/idempotency/idempotency.repository';
 
-/** A request with an Idempotency-Key, as the interceptor sees it. */
-function contextFor(body: unknown): ExecutionContext {
+/** A request with an Idempotency-Key and its reply, as the route hands them to the service. */
+function exchangeFor(body: unknown): [FastifyRequest, FastifyReply] {
   const request = { headers: { 'idempotency-key': 'k-1' }, body, url: '/v1/finance/fraud-scores' };
   const reply = { header: () => reply, status: () => reply };
-  return {
-    switchToHttp: () => ({ getRequest: () => request, getResponse: () => reply }),
-  } as unknown as ExecutionContext;
+  return [request as unknown as FastifyRequest, reply as unknown as FastifyReply];
 }
 
 describe('finance: Idempotency-Key', () => {
@@ -30,15 +28,15 @@ describe('finance: Idempotency-Key', () => {
     } as unknown as IdempotencyRepository;
     const digester = { digest: () => 'd'.repeat(64) } as AuditInputDigester;
     const config = Object.assign(new AppConfig(), { IDEMPOTENCY_TTL_HOURS: 24, AUTH_ISSUER: 'https://idp.test' });
-    const interceptor = new IdempotencyInterceptor(repository, digester, config);
+    const idempotency = new IdempotencyService(repository, digester, config);
     const errors: unknown[] = [];
     const quiet = () => undefined;
     const logger: LoggerService = { log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) };
     Logger.overrideLogger(logger);
     try {
       const answer = { scored: 1 };
-      const out = await interceptor.intercept(contextFor({}), { handle: (): Observable<unknown> => of(answer) });
-      assert.deepEqual(await lastValueFrom(out), answer);
+      const out = await idempotency.answer(...exchangeFor({}), () => Promise.resolve(answer));
+      assert.deepEqual(out, answer);
     } finally {
       Logger.overrideLogger(false);
     }
@@ -60,15 +58,15 @@ describe('finance: Idempotency-Key', () => {
       complete: () => Promise.resolve(),
     } as unknown as IdempotencyRepository;
     const config = Object.assign(new AppConfig(), { IDEMPOTENCY_TTL_HOURS: 24, AUTH_ISSUER: 'https://idp.test' });
-    const interceptor = new IdempotencyInterceptor(repository, digester, config);
+    const idempotency = new IdempotencyService(repository, digester, config);
     const body = { transactions: [{ transactionId: 't-1', amount: 5 }] };
     let audited: string | undefined;
     // The route's handler, as the fraud controllers note their audit row's digest.
-    const handle = (): Observable<unknown> => {
+    const handle = (): Promise<unknown> => {
       audited = bodyDigest(digester, body);
-      return of({ scored: 1 });
+      return Promise.resolve({ scored: 1 });
     };
-    await lastValueFrom(await interceptor.intercept(contextFor(body), { handle }));
+    await idempotency.answer(...exchangeFor(body), handle);
     assert.deepEqual(digested, [Buffer.from(canonicalBytes(body)).toString()]);
     assert.equal(audited, '1'.padStart(64, '0'));
     // Another body with the same content is digested on its own, to the same canonical bytes.

@@ -6,7 +6,7 @@ import { FinanceModels } from './finance-models';
 import { FraudScoringController } from './fraud-scoring.controller';
 import { FraudScoringService } from './fraud-scoring.service';
 import { ShadowScorer } from './shadow-scorer';
-import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { IdempotencyService } from './idempotency/idempotency.service';
 import { IdempotencyRepository } from './idempotency/idempotency.repository';
 
 /** Fraud scoring and credit assessment for a bank's risk engine, on the finance reference models. */
@@ -18,7 +18,7 @@ import { IdempotencyRepository } from './idempotency/idempotency.repository';
     FraudScoringService,
     CreditAssessmentService,
     IdempotencyRepository,
-    IdempotencyInterceptor,
+    IdempotencyService,
     ShadowScorer,
   ],
 })

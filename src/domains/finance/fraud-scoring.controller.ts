@@ -1,6 +1,6 @@
-import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import {
@@ -14,8 +14,8 @@ import {
 import { parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { bodyDigest } from './canonical-input.util';
-import { IDEMPOTENCY_DOC, IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
-import { PanGuardInterceptor } from './pan-guard.interceptor';
+import { IDEMPOTENCY_DOC, IdempotencyService } from './idempotency/idempotency.service';
+import { panRefusal } from './pan-guard.util';
 
 @ApiTags('finance')
 @ApiBearerAuth()
@@ -25,18 +25,30 @@ export class FraudScoringController {
   constructor(
     private readonly fraud: FraudScoringService,
     private readonly digester: AuditInputDigester,
+    private readonly idempotency: IdempotencyService,
   ) {}
 
   /** Scores one card transaction: fraud probability, decision, and the inputs that drove it. */
   @Post()
   @HttpCode(200)
   @RequirePermission('finance:score', 'fraud.score')
-  @UseInterceptors(PanGuardInterceptor, IdempotencyInterceptor)
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiBody({ type: FraudScoreRequestDto })
   @ApiOkResponse({ type: FraudScoreDto })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
-  async score(@Body() body: unknown, @Req() request: FastifyRequest): Promise<FraudScoreDto> {
+  async score(
+    @Body() body: unknown,
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<FraudScoreDto> {
+    // Before anything reads the body (nothing validates an `unknown` body before this): anything that looks
+    // like a card number, in any field, is refused with 422 before it can reach a log, an error or the database.
+    const refusal = panRefusal(body);
+    if (refusal) throw refusal;
+    return (await this.idempotency.answer(request, reply, () => this.scoreOne(body, request))) as FraudScoreDto;
+  }
+
+  private async scoreOne(body: unknown, request: FastifyRequest): Promise<FraudScoreDto> {
     const transaction = parseFraudScoreRequest(body);
     const model = this.fraud.modelRef();
     noteAudit(request, { model, inputDigest: bodyDigest(this.digester, transaction) });
@@ -56,12 +68,19 @@ export class FraudScoringController {
   @Post('batch')
   @HttpCode(200)
   @RequirePermission('finance:score', 'fraud.score-batch')
-  @UseInterceptors(IdempotencyInterceptor)
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiBody({ type: FraudBatchRequestDto })
   @ApiOkResponse({ type: FraudBatchResultDto })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
-  async scoreBatch(@Body() body: unknown, @Req() request: FastifyRequest): Promise<FraudBatchResultDto> {
+  async scoreBatch(
+    @Body() body: unknown,
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<FraudBatchResultDto> {
+    return (await this.idempotency.answer(request, reply, () => this.scoreMany(body, request))) as FraudBatchResultDto;
+  }
+
+  private async scoreMany(body: unknown, request: FastifyRequest): Promise<FraudBatchResultDto> {
     const transactions = parseFraudBatch(body);
     const model = this.fraud.modelRef();
     // scoreBatch checks the items and hands their rows to the runtime before its first await; the
