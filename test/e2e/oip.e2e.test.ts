@@ -203,12 +203,33 @@ describe('Open Inference Protocol v2', () => {
       .expect(400);
     assert.match(
       tooLong.body.error,
-      /parameters\.timeout_ms must be a positive integer of milliseconds, at most 2147483647/,
+      /parameters\.timeout_ms: must be a positive integer of milliseconds, at most 2147483647/,
     );
     await http
       .post('/v2/models/fixture-linear/infer')
       .send({ parameters: { timeout_ms: 2 ** 31 - 1 }, inputs: x })
       .expect(200);
+  });
+
+  it('refusals before the route reads the body name the field too, as `field: reason`', async () => {
+    const infer = () => http.post('/v2/models/fixture-linear/infer');
+    const media = await infer().set('Content-Type', 'text/plain').send('{}').expect(415);
+    assert.deepEqual(media.body, { error: 'Content-Type: Unsupported Media Type' });
+    assert.match(String(media.headers['content-type']), /^application\/json/);
+    const empty = await infer().set('Content-Type', 'application/json').send('').expect(400);
+    assert.deepEqual(empty.body, {
+      error: "(body): Body cannot be empty when content-type is set to 'application/json'",
+    });
+    const json = await infer().set('Content-Type', 'application/json').send('{"inputs": [').expect(400);
+    assert.deepEqual(json.body, { error: '(body): Body is not valid JSON: it ends before the JSON is complete' });
+    const gzip = await infer()
+      .set('Content-Type', 'application/json')
+      .set('Content-Encoding', 'gzip')
+      .send('{}')
+      .expect(415);
+    assert.match(gzip.body.error, /^Content-Encoding: gzip is not accepted/);
+    const binary = await infer().set('Content-Type', 'application/octet-stream').send(Buffer.from('{}')).expect(400);
+    assert.deepEqual(binary.body, { error: 'Inference-Header-Content-Length: required for a binary body' });
   });
 
   describe('binary tensor data extension (as Triton clients send it)', () => {

@@ -129,5 +129,20 @@ describe('problem+json filter', () => {
     assert.equal(sent.status, 404);
     assert.equal(sent.headers['content-type'], 'application/json');
     assert.deepEqual(sent.body, { error: 'no model named "x"' });
+    // The protocol's body has no `errors` member: the field a body parser's refusal names leads its string.
+    const large = exchange('/v2/models/x/infer');
+    const tooLarge = new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE();
+    filter.respond(new HttpException(tooLarge.message, 413, { cause: tooLarge }), large.request, large.reply);
+    assert.equal(large.sent.status, 413);
+    assert.deepEqual(large.sent.body, { error: '(body): Request body is too large' });
+    const named = exchange('/v2/models/x/infer');
+    filter.respond(
+      new AppError('VALIDATION_FAILED', 'inputs[0].data: required', {
+        fields: [{ field: 'inputs[0].data', reason: 'required' }],
+      }),
+      named.request,
+      named.reply,
+    );
+    assert.deepEqual(named.sent.body, { error: 'inputs[0].data: required' });
   });
 });

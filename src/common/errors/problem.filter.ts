@@ -60,7 +60,7 @@ export class ProblemFilter implements ExceptionFilter {
     const path = request.url.split('?')[0];
     if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
       headers['Content-Type'] = 'application/json';
-      return { status: problem.status, headers, body: JSON.stringify({ error: problem.detail }) };
+      return { status: problem.status, headers, body: JSON.stringify({ error: oipError(problem) }) };
     }
     headers['Content-Type'] = PROBLEM_CONTENT_TYPE;
     return { status: problem.status, headers, body: JSON.stringify(problem) };
@@ -128,6 +128,16 @@ export class ProblemFilter implements ExceptionFilter {
       ...base,
     };
   }
+}
+
+/**
+ * The protocol's one string, led by the field the refusal names (`field: reason`) where its detail does not
+ * start with it: a body parser's refusal says only why (`Unsupported Media Type`), and an OIP client sees no
+ * `errors` member to learn which field it was.
+ */
+function oipError(problem: Problem): string {
+  const field = problem.errors?.[0]?.field;
+  return field === undefined || problem.detail.startsWith(`${field}:`) ? problem.detail : `${field}: ${problem.detail}`;
 }
 
 /** A 4xx error Fastify raised itself (FastifyError carries its HTTP status). */

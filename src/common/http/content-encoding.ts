@@ -9,9 +9,9 @@ export function refuseEncodedBodies(fastify: FastifyInstance): void {
   fastify.addHook('preParsing', (request, _reply, payload, done) => {
     const encoding = request.headers['content-encoding'];
     if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-      const reason = 'only identity is accepted: send the body uncompressed';
+      const reason = `${encoding.slice(0, 64)} is not accepted, only identity: send the body uncompressed`;
       done(
-        new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding.slice(0, 64)} is not accepted`, {
+        new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding: ${reason}`, {
           fields: [{ field: 'Content-Encoding', reason }],
         }),
       );

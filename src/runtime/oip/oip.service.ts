@@ -99,7 +99,7 @@ export class OipService {
     let payload: Buffer | undefined;
     if (Buffer.isBuffer(raw)) {
       if (headerLength === undefined) {
-        throw new AppError('VALIDATION_FAILED', 'a binary body needs the Inference-Header-Content-Length header', {
+        throw new AppError('VALIDATION_FAILED', 'Inference-Header-Content-Length: required for a binary body', {
           fields: [{ field: 'Inference-Header-Content-Length', reason: 'required for a binary body' }],
         });
       }
@@ -113,7 +113,7 @@ export class OipService {
       (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > MAX_TIMEOUT_MS)
     ) {
       const reason = `must be a positive integer of milliseconds, at most ${MAX_TIMEOUT_MS}`;
-      throw new AppError('VALIDATION_FAILED', `parameters.timeout_ms ${reason}`, {
+      throw new AppError('VALIDATION_FAILED', `parameters.timeout_ms: ${reason}`, {
         fields: [{ field: 'parameters.timeout_ms', reason }],
       });
     }
