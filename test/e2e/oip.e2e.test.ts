@@ -317,6 +317,41 @@ describe('Open Inference Protocol v2', () => {
       assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 1));
     });
 
+    it('refuses an input that carries both JSON data and binary_data_size: its values are one or the other', async () => {
+      const x = Float32Array.from([1, 2, 3, 4]);
+      const both = binaryBody(
+        {
+          inputs: [
+            { name: 'x', shape: [1, 4], datatype: 'FP32', data: [9, 9, 9, 9], parameters: { binary_data_size: 16 } },
+          ],
+        },
+        x,
+      );
+      for (const type of ['application/octet-stream', 'application/json']) {
+        const res = await http
+          .post('/v2/models/fixture-linear/infer')
+          .set('Content-Type', type)
+          .set('Inference-Header-Content-Length', String(both.length))
+          .serialize((raw: Buffer) => raw as unknown as string)
+          .send(both.body)
+          .expect(400);
+        assert.deepEqual(res.body, {
+          error:
+            'inputs[0].data: not allowed with parameters.binary_data_size: a tensor is sent either as JSON data or as binary data, not both',
+        });
+      }
+      // Without the header the binary part is not there at all: the same answer, not one about the header.
+      const json = await http
+        .post('/v2/models/fixture-linear/infer')
+        .send({
+          inputs: [
+            { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4], parameters: { binary_data_size: 16 } },
+          ],
+        })
+        .expect(400);
+      assert.match(json.body.error, /^inputs\[0\]\.data: not allowed with parameters\.binary_data_size/);
+    });
+
     it('refuses binary sizes that do not match the shape, and stray bytes', async () => {
       const x = Float32Array.from([1, 2, 3]);
       const short = binaryBody(

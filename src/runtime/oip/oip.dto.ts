@@ -13,12 +13,12 @@ export class OipInputTensorDto {
   @ApiProperty({ enum: OIP_DATATYPES, example: 'FP32' })
   datatype!: string;
 
-  /** Optional per-tensor parameters (ignored). */
+  /** Per-tensor parameters: `binary_data_size` (binary extension) sends the values as bytes, not in `data`. */
   parameters?: Record<string, unknown>;
 
-  /** Row-major values, flat or nested to the tensor's shape. */
-  @ApiProperty({ type: 'array', items: {}, example: [1, 2, 3, 4] })
-  data!: unknown[];
+  /** Row-major values, flat or nested to the tensor's shape; absent when `parameters.binary_data_size` is given. */
+  @ApiProperty({ type: 'array', items: {}, example: [1, 2, 3, 4], required: false })
+  data?: unknown[];
 }
 
 export class OipRequestedOutputDto {

@@ -190,6 +190,13 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined): Recor
     };
     if (Object.hasOwn(inputs, input.name)) fail('.name', `"${input.name}" is given twice`);
     const size = input.parameters?.binary_data_size as number | undefined;
+    // The extension sends a tensor's values in one place: which of the two to run would be a guess.
+    if (size !== undefined && input.data !== undefined) {
+      fail(
+        '.data',
+        'not allowed with parameters.binary_data_size: a tensor is sent either as JSON data or as binary data, not both',
+      );
+    }
     if (size !== undefined) {
       if (!payload)
         fail('.parameters.binary_data_size', 'binary data needs the Inference-Header-Content-Length header');
