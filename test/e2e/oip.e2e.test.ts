@@ -287,6 +287,18 @@ describe('Open Inference Protocol v2', () => {
       assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 2));
     });
 
+    it('refuses an output requested twice: as JSON and as binary it would come back twice under one name', async () => {
+      const res = await http
+        .post('/v2/models/fixture-linear/infer')
+        .send({
+          inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+          outputs: [{ name: 'y' }, { name: 'y', parameters: { binary_data: true } }],
+        })
+        .expect(400);
+      assert.equal(res.headers['inference-header-content-length'], undefined);
+      assert.deepEqual(res.body, { error: 'outputs[1].name: "y" is requested twice' });
+    });
+
     it('refuses binary_data and binary_data_output that are not booleans, naming them', async () => {
       for (const [patch, field] of [
         [{ outputs: [{ name: 'y', parameters: { binary_data: 'no' } }] }, 'outputs[0].parameters.binary_data'],

@@ -119,12 +119,21 @@ export class OipService {
     }
     const info = this.engine.describe(name, version);
     const known = new Set(info.manifest.outputs.map((o) => o.name));
+    const requested = new Set<string>();
     body.outputs?.forEach((output, i) => {
       if (!known.has(output.name)) {
         throw new AppError('VALIDATION_FAILED', `outputs[${i}].name: the model has no output "${output.name}"`, {
           fields: [{ field: `outputs[${i}].name`, reason: `unknown output "${output.name}"` }],
         });
       }
+      // Twice (once as JSON, once as binary) it came back twice under one name: a client keyed by name got either.
+      if (requested.has(output.name)) {
+        const reason = `"${output.name}" is requested twice`;
+        throw new AppError('VALIDATION_FAILED', `outputs[${i}].name: ${reason}`, {
+          fields: [{ field: `outputs[${i}].name`, reason }],
+        });
+      }
+      requested.add(output.name);
     });
     // A larger request would run alone as one batch of its size, holding memory (ORT's arena keeps what it
     // took) in proportion to what the caller chose: the max_batch_size the metadata states is the limit.
