@@ -261,6 +261,19 @@ describe('finance: hostile requests', () => {
     }
   });
 
+  it('a merchant country ISO 3166-1 does not assign is refused 400 naming merchant.country, as an unknown currency', async () => {
+    const currency = await post('fraud-scores', tx({ currency: 'ZZZ' })).expect(400);
+    const res = await post('fraud-scores', tx({ merchant: { country: 'ZZ' } })).expect(400);
+    assert.equal(res.body.code, currency.body.code);
+    assert.deepEqual(res.body.errors, [{ field: 'merchant.country', reason: currency.body.errors[0].reason }]);
+    assert.equal(res.body.detail, `merchant.country: ${currency.body.errors[0].reason}`);
+    const batch = await post('fraud-scores/batch', {
+      transactions: [tx({ transactionId: 'zz', merchant: { country: 'ZZ' } }), tx({ transactionId: 'de' })],
+    }).expect(200);
+    assert.deepEqual(batch.body.items[0].error.errors, res.body.errors);
+    assert.equal(batch.body.items[1].result.transactionId, 'de');
+  });
+
   it('an occurredAt that is not on the calendar is refused naming the field', async () => {
     for (const occurredAt of ['2026-02-30T10:00:00Z', '2026-02-29T10:00:00Z', '2026-04-31T10:00:00+02:00']) {
       const res = await post('fraud-scores', tx({ occurredAt })).expect(400);

@@ -219,6 +219,18 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     }
   });
 
+  it('takes a merchant country ISO 3166-1 assigns, refuses one it does not as it refuses a currency', () => {
+    for (const country of ['DE', 'US', 'BQ', 'CW', 'SS', 'PR', 'AX'])
+      assert.deepEqual(fraudItemErrors(tx({ merchant: { country } })), [], country);
+    const currency = fraudItemErrors(tx({ currency: 'ZZZ' }))[0].reason;
+    // ZZ and XK: user-assigned, EU: reserved, AN: withdrawn, de: not the code's case.
+    for (const country of ['ZZ', 'XK', 'EU', 'AN', 'de', 'DEU', 'Germany']) {
+      assert.deepEqual(fraudItemErrors(tx({ merchant: { country } })), [
+        { field: 'merchant.country', reason: currency },
+      ]);
+    }
+  });
+
   it('an X-Request-Id that looks like a card number is replaced, a safe one kept', () => {
     const idOf = (id: string) => requestIdFor({ headers: { 'x-request-id': id } } as unknown as IncomingMessage);
     assert.equal(idOf('pacs-123.a'), 'pacs-123.a');

@@ -32,6 +32,7 @@ const SAMPLES: Array<[string, Record<string, unknown>]> = [
   ['short card token', { ...valid, cardToken: 'tok' }],
   ['bad channel', { ...valid, channel: 'pigeon' }],
   ['bad merchant country', { ...valid, merchant: { country: 'Germany' } }],
+  ['unassigned merchant country', { ...valid, merchant: { country: 'ZZ' } }],
   ['unknown merchant field', { ...valid, merchant: { vat: 'x' } }],
   ['unknown top-level field', { ...valid, sex: 1 }],
   ['missing feature', { ...valid, features: { ...features, v7: undefined } }],
