@@ -274,6 +274,24 @@ describe('finance: hostile requests', () => {
     assert.equal(batch.body.items[1].result.transactionId, 'de');
   });
 
+  it('a credit-assessment body that is not an object is refused once, naming the body, as the fraud routes do', async () => {
+    const raw = (path: string, body: string) =>
+      http
+        .post(`/v1/finance/${path}`)
+        .set('Authorization', engine)
+        .set('Content-Type', 'application/json')
+        .send(body)
+        .expect(400);
+    for (const body of ['null', '"x"', '[1, 2]', '[]', '7', 'true']) {
+      const fraud = await raw('fraud-scores', body);
+      const res = await raw('credit-assessments', body);
+      assert.equal(res.body.code, 'VALIDATION_FAILED', body);
+      assert.deepEqual(res.body.errors, fraud.body.errors, body);
+      assert.deepEqual(res.body.errors, [{ field: '(body)', reason: 'must be object' }], body);
+      assert.equal(res.body.detail, fraud.body.detail, body);
+    }
+  });
+
   it('an occurredAt that is not on the calendar is refused naming the field', async () => {
     for (const occurredAt of ['2026-02-30T10:00:00Z', '2026-02-29T10:00:00Z', '2026-04-31T10:00:00+02:00']) {
       const res = await post('fraud-scores', tx({ occurredAt })).expect(400);

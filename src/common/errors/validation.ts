@@ -48,10 +48,19 @@ export function flattenValidationErrors(errors: ValidationError[], parent = ''):
 
 const summarise = (fields: FieldError[]): string => fields.map((f) => `${f.field}: ${f.reason}`).join('; ');
 
-/** Refuses the fields class-transformer would drop unseen (prototypeNamedFields), then validates as Nest does. */
+/** A body bound for a DTO that is not an object, refused in the words of the fraud routes' compiled schema. */
+const NOT_AN_OBJECT: FieldError = { field: '(body)', reason: 'must be object' };
+
+/**
+ * Refuses a body that is not an object (as one field: class-validator would name every field and each array
+ * index) and the fields class-transformer would drop unseen (prototypeNamedFields), then validates as Nest does.
+ */
 class WhitelistValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     if (metadata.metatype && this.toValidate(metadata)) {
+      if (metadata.type === 'body' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+        throw new AppError('VALIDATION_FAILED', summarise([NOT_AN_OBJECT]), { fields: [{ ...NOT_AN_OBJECT }] });
+      }
       const fields = prototypeNamedFields(value, metadata.metatype);
       if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summarise(fields), { fields });
     }
