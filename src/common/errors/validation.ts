@@ -10,6 +10,9 @@ const { defaultMetadataStorage } = require('class-transformer/cjs/storage') as {
   defaultMetadataStorage: TypeMetadataStorage;
 };
 
+/** A field no DTO declares, worded as the compiled schemas word it. */
+const UNKNOWN_FIELD = 'is not an accepted field';
+
 /** Keys class-transformer never copies into a DTO (it skips any name the instance already answers with a function). */
 const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
 
@@ -25,7 +28,7 @@ export function prototypeNamedFields(value: unknown, type: object, path = ''): F
   for (const [key, child] of Object.entries(value)) {
     const field = path ? `${path}.${key}` : key;
     if (PROTOTYPE_NAMES.has(key)) {
-      out.push({ field, reason: `property ${key} should not exist` });
+      out.push({ field, reason: UNKNOWN_FIELD });
       continue;
     }
     const nested = defaultMetadataStorage.findTypeMetadata(type, key)?.typeFunction();
@@ -34,16 +37,29 @@ export function prototypeNamedFields(value: unknown, type: object, path = ''): F
   return out;
 }
 
-/** Flattens class-validator's tree into `a.b[0].c: reason` field errors. */
+/**
+ * Flattens class-validator's tree into `a.b[0].c: reason` field errors, each reason without the field name
+ * class-validator starts its messages with (`creditLimit: must not be less than 1`, not `creditLimit: creditLimit
+ * must ...`), as the compiled schemas word theirs.
+ */
 export function flattenValidationErrors(errors: ValidationError[], parent = ''): FieldError[] {
   const out: FieldError[] = [];
   for (const error of errors) {
     const isIndex = /^\d+$/.test(error.property);
     const path = isIndex ? `${parent}[${error.property}]` : parent ? `${parent}.${error.property}` : error.property;
-    for (const reason of Object.values(error.constraints ?? {})) out.push({ field: path, reason });
+    for (const [constraint, message] of Object.entries(error.constraints ?? {})) {
+      out.push({ field: path, reason: reasonOf(error.property, constraint, message) });
+    }
     if (error.children?.length) out.push(...flattenValidationErrors(error.children, path));
   }
   return out;
+}
+
+function reasonOf(property: string, constraint: string, message: string): string {
+  if (constraint === 'whitelistValidation') return UNKNOWN_FIELD;
+  if (message.startsWith(`${property} `)) return message.slice(property.length + 1);
+  const each = `each value in ${property} `;
+  return message.startsWith(each) ? `each value ${message.slice(each.length)}` : message;
 }
 
 const summarise = (fields: FieldError[]): string => fields.map((f) => `${f.field}: ${f.reason}`).join('; ');

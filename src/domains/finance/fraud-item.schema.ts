@@ -93,7 +93,7 @@ export function parseFraudScoreRequest(body: unknown): FraudScoreRequestDto {
 export function fraudItemErrors(item: unknown): FieldError[] {
   if (validate(item)) {
     return Number.isNaN(Date.parse(item.occurredAt)) || !onTheCalendar(item.occurredAt)
-      ? [{ field: 'occurredAt', reason: 'occurredAt must be a valid date and time' }]
+      ? [{ field: 'occurredAt', reason: 'must be a valid date and time' }]
       : [];
   }
   return (validate.errors ?? []).map(toFieldError);
