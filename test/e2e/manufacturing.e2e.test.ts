@@ -312,6 +312,22 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     await http.put('/v1/manufacturing/assets/mill-tags').set('Authorization', admin).send(asset).expect(200);
   });
 
+  it('refuses a constant named after a member of Object.prototype, as any constant the model does not take', async () => {
+    // The body's transformer dropped such keys from `constants` before the registry's check saw them: 200.
+    for (const key of ['toString', 'constructor', 'prototype', 'valueOf', 'hasOwnProperty']) {
+      const asset = { ...millAsset('mill-consts'), constants: { Type: 'L', [key]: 'x' } };
+      const refused = await http.put('/v1/manufacturing/assets/mill-consts').set('Authorization', admin).send(asset);
+      assert.equal(refused.status, 400, `${key}: ${JSON.stringify(refused.body)}`);
+      const errors = (refused.body as { errors: Array<{ field: string; reason: string }> }).errors;
+      assert.deepEqual(
+        errors.map((e) => e.field),
+        [`constants.${key}`],
+      );
+      assert.match(errors[0].reason, /not a constant input of machine-failure \(it takes: Type\)/);
+    }
+    await http.get('/v1/manufacturing/assets/mill-consts').set('Authorization', operator).expect(404);
+  });
+
   it('pages the dead letters, so the older ones can be read when more than a page were refused', async () => {
     const start = Date.now() - 600_000;
     const readings = Array.from({ length: 1500 }, (_, i) => ({ timestamp: iso(start + i), values: { torque: 'x' } }));

@@ -49,6 +49,13 @@ describe('the validation pipe: unknown fields', () => {
     ]);
   });
 
+  it("hands an @AsSent map (an asset's constants) on as sent, keys the pipe and class-transformer drop included", async () => {
+    const constants = { Type: 'L', toString: 'x', constructor: 'y', prototype: 'z' };
+    const sent = { ...millAsset('mill-1'), constants: { ...constants } };
+    const dto = (await pipe.transform(sent, body(AssetDto))) as AssetDto;
+    assert.deepEqual(dto.constants, constants);
+  });
+
   it('refuses such a query parameter too', async () => {
     const query: ArgumentMetadata = { type: 'query', metatype: AuditEventsQueryDto };
     assert.deepEqual(await refusedFields({ limit: '2' }, query), []);

@@ -1,4 +1,5 @@
 import { ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
+import { Transform } from 'class-transformer';
 import { AppError, FieldError } from './app-error';
 
 /** Where class-transformer keeps its @Type() metadata; the package exports no typed path to it. */
@@ -37,6 +38,45 @@ export function prototypeNamedFields(value: unknown, type: object, path = ''): F
   return out;
 }
 
+/** Per DTO class, its properties declared @AsSent. */
+const AS_SENT = new WeakMap<object, Set<string>>();
+/** Per plain object the pipe is about to transform, copies of its @AsSent maps taken before anything dropped a key. */
+const SENT = new WeakMap<object, Map<string, unknown>>();
+
+/**
+ * A free-form map whose keys a service checks itself (an asset's constants): the DTO holds it as sent. Otherwise
+ * Nest's ValidationPipe deletes its `constructor` and `prototype` keys and class-transformer every key naming an
+ * Object.prototype member (`toString`, ...), so a map the service would refuse reached it looking fine.
+ */
+export function AsSent(): PropertyDecorator {
+  const transform = Transform(({ obj, key }: { obj: Record<string, unknown>; key: string }) => {
+    const sent = SENT.get(obj);
+    return sent?.has(key) ? sent.get(key) : obj[key];
+  });
+  return (target, property) => {
+    const kept = AS_SENT.get(target.constructor) ?? new Set<string>();
+    kept.add(String(property));
+    AS_SENT.set(target.constructor, kept);
+    transform(target, property);
+  };
+}
+
+/** Copies the @AsSent maps of a plain value bound for a DTO class (and its nested DTOs) for @AsSent to hand on. */
+function keepSentMaps(value: unknown, type: object): void {
+  if (Array.isArray(value)) return value.forEach((item) => keepSentMaps(item, type));
+  if (value === null || typeof value !== 'object') return;
+  const kept = AS_SENT.get(type);
+  for (const [key, child] of Object.entries(value)) {
+    if (kept?.has(key) && child !== null && typeof child === 'object' && !Array.isArray(child)) {
+      SENT.set(value, (SENT.get(value) ?? new Map<string, unknown>()).set(key, { ...child }));
+      continue;
+    }
+    if (PROTOTYPE_NAMES.has(key)) continue;
+    const nested = defaultMetadataStorage.findTypeMetadata(type, key)?.typeFunction();
+    if (typeof nested === 'function') keepSentMaps(child, nested);
+  }
+}
+
 /**
  * Flattens class-validator's tree into `a.b[0].c: reason` field errors, each reason without the field name
  * class-validator starts its messages with (`creditLimit: must not be less than 1`, not `creditLimit: creditLimit
@@ -69,7 +109,8 @@ const NOT_AN_OBJECT: FieldError = { field: '(body)', reason: 'must be object' };
 
 /**
  * Refuses a body that is not an object (as one field: class-validator would name every field and each array
- * index) and the fields class-transformer would drop unseen (prototypeNamedFields), then validates as Nest does.
+ * index) and the fields class-transformer would drop unseen (prototypeNamedFields), keeps the @AsSent maps as sent,
+ * then validates as Nest does.
  */
 class WhitelistValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
@@ -79,6 +120,7 @@ class WhitelistValidationPipe extends ValidationPipe {
       }
       const fields = prototypeNamedFields(value, metadata.metatype);
       if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summarise(fields), { fields });
+      keepSentMaps(value, metadata.metatype);
     }
     return super.transform(value, metadata);
   }

@@ -15,6 +15,7 @@ import {
   Min,
   ValidateNested,
 } from 'class-validator';
+import { AsSent } from '../../../common/errors/validation';
 import type { AssetKind } from './asset.entity';
 
 export const ASSET_KINDS = ['machine-failure', 'turbofan-rul'] as const;
@@ -88,6 +89,8 @@ export class AssetDto {
   /** Model inputs set per asset rather than measured, e.g. `{ "Type": "M" }` for a milling machine's product quality. */
   @IsOptional()
   @IsObject()
+  // As sent, `toString` and `constructor` among its keys: the registry refuses every key its model does not take.
+  @AsSent()
   @ApiProperty({ type: 'object', additionalProperties: { oneOf: [{ type: 'string' }, { type: 'number' }] } })
   constants?: Record<string, string | number>;
 
