@@ -328,6 +328,33 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     await http.get('/v1/manufacturing/assets/mill-consts').set('Authorization', operator).expect(404);
   });
 
+  it('says a missing readings, sensors or alarm is required, not that it holds too many or too few', async () => {
+    const refusal = (res: { status: number; body: unknown }) => {
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      return (res.body as { errors: Array<{ field: string; reason: string }> }).errors;
+    };
+    const post = (body: unknown) =>
+      http
+        .post('/v1/manufacturing/assets/mill-1/readings')
+        .set('Authorization', scada)
+        .send(body as object);
+    assert.deepEqual(refusal(await post({})), [{ field: 'readings', reason: 'readings is required' }]);
+    const notArray = refusal(await post({ readings: 'x' }));
+    assert.ok(
+      notArray.some((e) => e.field === 'readings' && e.reason === 'readings must be an array'),
+      JSON.stringify(notArray),
+    );
+    assert.deepEqual(refusal(await post({ readings: [] })), [
+      { field: 'readings', reason: 'readings must hold 1 to 10000 items, not 0' },
+    ]);
+    for (const field of ['sensors', 'alarm']) {
+      const asset = millAsset('mill-missing');
+      delete asset[field];
+      const res = await http.put('/v1/manufacturing/assets/mill-missing').set('Authorization', admin).send(asset);
+      assert.deepEqual(refusal(res), [{ field, reason: `${field} is required` }]);
+    }
+  });
+
   it('pages the dead letters, so the older ones can be read when more than a page were refused', async () => {
     const start = Date.now() - 600_000;
     const readings = Array.from({ length: 1500 }, (_, i) => ({ timestamp: iso(start + i), values: { torque: 'x' } }));

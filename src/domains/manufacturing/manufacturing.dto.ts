@@ -1,18 +1,8 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import {
-  ArrayMaxSize,
-  ArrayMinSize,
-  IsInt,
-  IsISO8601,
-  IsObject,
-  IsOptional,
-  Matches,
-  Max,
-  Min,
-  ValidateNested,
-} from 'class-validator';
+import { IsInt, IsISO8601, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
 import { ISO_INSTANT, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
+import { ListOf } from './assets/asset.dto';
 
 export class ReadingDto {
   /** When it was measured (ISO 8601 with Z or an offset; one without would be read in the server's time zone). */
@@ -30,8 +20,7 @@ export class ReadingDto {
 export class ReadingBatchDto {
   @ValidateNested({ each: true })
   @Type(() => ReadingDto)
-  @ArrayMinSize(1)
-  @ArrayMaxSize(10_000)
+  @ListOf(1, 10_000)
   readings!: ReadingDto[];
 }
 

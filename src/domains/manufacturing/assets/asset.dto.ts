@@ -1,8 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import {
-  ArrayMaxSize,
-  ArrayMinSize,
+  IsDefined,
   IsIn,
   IsInt,
   IsNumber,
@@ -13,7 +12,9 @@ import {
   Max,
   MaxLength,
   Min,
+  ValidateBy,
   ValidateNested,
+  ValidationArguments,
 } from 'class-validator';
 import { AsSent } from '../../../common/errors/validation';
 import type { AssetKind } from './asset.entity';
@@ -22,6 +23,31 @@ export const ASSET_KINDS = ['machine-failure', 'turbofan-rul'] as const;
 const FINITE = { allowNaN: false, allowInfinity: false };
 /** An asset id, sensor name or tag: 1-128 letters, digits, dots, dashes or underscores. */
 export const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * A list of `min` to `max` items. ArrayMinSize and ArrayMaxSize both fail on a list that is not there, answering
+ * that it holds too many and too few; this says it is required.
+ */
+export function ListOf(min: number, max: number): PropertyDecorator {
+  const check = ValidateBy({
+    name: 'listOf',
+    constraints: [min, max],
+    validator: {
+      validate: (value: unknown) => Array.isArray(value) && value.length >= min && value.length <= max,
+      defaultMessage: ({ property, value }: ValidationArguments) =>
+        value === undefined
+          ? `${property} is required`
+          : Array.isArray(value)
+            ? `${property} must hold ${min} to ${max} items, not ${value.length}`
+            : `${property} must be an array`,
+    },
+  });
+  const doc = ApiProperty({ minItems: min, maxItems: max });
+  return (target, property) => {
+    check(target, property);
+    doc(target, property);
+  };
+}
 
 export class SensorMappingDto {
   /** The model input this tag feeds: its `source` in the model's manifest (e.g. `Torque [Nm]`, `s2`). */
@@ -82,8 +108,7 @@ export class AssetDto {
 
   @ValidateNested({ each: true })
   @Type(() => SensorMappingDto)
-  @ArrayMinSize(1)
-  @ArrayMaxSize(64)
+  @ListOf(1, 64)
   sensors!: SensorMappingDto[];
 
   /** Model inputs set per asset rather than measured, e.g. `{ "Type": "M" }` for a milling machine's product quality. */
@@ -94,6 +119,7 @@ export class AssetDto {
   @ApiProperty({ type: 'object', additionalProperties: { oneOf: [{ type: 'string' }, { type: 'number' }] } })
   constants?: Record<string, string | number>;
 
+  @IsDefined({ message: 'alarm is required' })
   @ValidateNested()
   @Type(() => AlarmThresholdsDto)
   alarm!: AlarmThresholdsDto;
