@@ -328,6 +328,35 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     await http.get('/v1/manufacturing/assets/mill-consts').set('Authorization', operator).expect(404);
   });
 
+  it("refuses alarm thresholds outside the range of the model's output, where the alarm could never move", async () => {
+    // A failure probability is in [0, 1] and the RUL model's output in [0, 125] cycles (their manifests).
+    const cases: Array<[Record<string, unknown>, string[], RegExp]> = [
+      [millAsset('mill-th', { raiseAt: 5, clearAt: 0.3, consecutive: 2 }), ['alarm.raiseAt'], /\[0, 1\]/],
+      [millAsset('mill-th', { raiseAt: 0.5, clearAt: -0.5, consecutive: 2 }), ['alarm.clearAt'], /\[0, 1\]/],
+      [turbofanAsset('engine-th', { raiseAt: -1, clearAt: 60, consecutive: 3 }), ['alarm.raiseAt'], /\[0, 125\]/],
+      [turbofanAsset('engine-th', { raiseAt: 40, clearAt: 200, consecutive: 3 }), ['alarm.clearAt'], /\[0, 125\]/],
+    ];
+    for (const [asset, fields, range] of cases) {
+      const res = await http
+        .put(`/v1/manufacturing/assets/${String(asset.assetId)}`)
+        .set('Authorization', admin)
+        .send(asset);
+      assert.equal(res.status, 400, JSON.stringify(asset.alarm));
+      const errors = (res.body as { errors: Array<{ field: string; reason: string }> }).errors;
+      assert.deepEqual(
+        errors.map((e) => e.field),
+        fields,
+      );
+      assert.match(errors[0].reason, range);
+    }
+    // The bounds themselves are in reach (a clearAt of 0 latches a failure alarm: it is never cleared).
+    await http
+      .put('/v1/manufacturing/assets/mill-th')
+      .set('Authorization', admin)
+      .send(millAsset('mill-th', { raiseAt: 1, clearAt: 0, consecutive: 2 }))
+      .expect(200);
+  });
+
   it('says a missing readings, sensors or alarm is required, not that it holds too many or too few', async () => {
     const refusal = (res: { status: number; body: unknown }) => {
       assert.equal(res.status, 400, JSON.stringify(res.body));

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AlarmRule, AlarmState, validateAlarmRule } from '../../src/domains/manufacturing/hysteresis.util';
+import {
+  AlarmRule,
+  AlarmState,
+  thresholdsOutOfRange,
+  validateAlarmRule,
+} from '../../src/domains/manufacturing/hysteresis.util';
 
 // The machine-failure manifest's thresholds: raise at 0.47, clear below 0.28.
 const FAILURE: AlarmRule = { raiseAt: 0.47, clearAt: 0.28, consecutive: 3, direction: 'above' };
@@ -77,5 +82,24 @@ describe('manufacturing: alarms with hysteresis', () => {
     const sideways = { ...FAILURE, direction: 'sideways' } as unknown as AlarmRule;
     assert.match(validateAlarmRule(sideways) ?? '', /direction must be 'above' or 'below', got sideways/);
     assert.throws(() => new AlarmState({ ...RUL, clearAt: 0 }), /invalid alarm rule: clearAt/);
+  });
+
+  it('names the thresholds outside the values the signal can take (an alarm that could never move)', () => {
+    const probability = { low: 0, high: 1 };
+    assert.deepEqual(thresholdsOutOfRange(FAILURE, probability, 'p'), []);
+    assert.deepEqual(thresholdsOutOfRange({ raiseAt: 1, clearAt: 0 }, probability, 'p'), [], 'the bounds are in reach');
+    assert.deepEqual(thresholdsOutOfRange({ raiseAt: 5, clearAt: -0.1 }, probability, 'the failure probability'), [
+      { field: 'raiseAt', reason: '5 is outside [0, 1], the values the failure probability can take' },
+      { field: 'clearAt', reason: '-0.1 is outside [0, 1], the values the failure probability can take' },
+    ]);
+    const rul = { low: 0, high: 125 };
+    assert.deepEqual(
+      thresholdsOutOfRange({ raiseAt: -1, clearAt: 130 }, rul, 'RUL').map((e) => e.field),
+      ['raiseAt', 'clearAt'],
+    );
+    assert.deepEqual(
+      thresholdsOutOfRange({ raiseAt: -1e9, clearAt: 1e9 }, { low: -Infinity, high: Infinity }, 'x'),
+      [],
+    );
   });
 });

@@ -38,6 +38,25 @@ export function validateAlarmRule(rule: AlarmRule): string | undefined {
   }
 }
 
+/**
+ * The thresholds outside [low, high], the values the alarm's signal can take (e.g. a probability's [0, 1]): past
+ * the far end the alarm could never raise, or never clear; past the near end every value would count.
+ */
+export function thresholdsOutOfRange(
+  rule: Pick<AlarmRule, 'raiseAt' | 'clearAt'>,
+  range: { low: number; high: number },
+  signal: string,
+): Array<{ field: 'raiseAt' | 'clearAt'; reason: string }> {
+  const out: Array<{ field: 'raiseAt' | 'clearAt'; reason: string }> = [];
+  for (const field of ['raiseAt', 'clearAt'] as const) {
+    const value = rule[field];
+    if (value < range.low || value > range.high) {
+      out.push({ field, reason: `${value} is outside [${range.low}, ${range.high}], the values ${signal} can take` });
+    }
+  }
+  return out;
+}
+
 export class AlarmState {
   private readonly rule: AlarmRule;
   private isActive: boolean;

@@ -28,6 +28,8 @@ export interface PlantModel {
   /** Readings per window: 1 for per-reading models. */
   windowLength: number;
   labels: string[];
+  /** The values its output (what alarms compare) can take: [0, 1] for probabilities, else the manifest's min and max. */
+  outputRange: { low: number; high: number };
   /** Per column, its index in `sensorSources`, or -1 for a one-hot column (precomputed for the per-reading path). */
   sensorIndex: Int32Array;
 }
@@ -72,7 +74,15 @@ export function plantModelOf(kind: AssetKind, info: ModelVersionInfo): PlantMode
     constantSources: [...new Set(columns.filter((c) => c.oneHot).map((c) => c.source))],
     windowLength,
     labels: Array.isArray(m.labels) ? m.labels.map(String) : [],
+    outputRange: outputRangeOf(m.postprocessing),
   };
+}
+
+/** A sigmoid or softmax output is a probability; otherwise the manifest's postprocessing min and max, if any. */
+function outputRangeOf(post: Record<string, unknown> | undefined): { low: number; high: number } {
+  if (typeof post?.type === 'string' && /sigmoid|softmax/.test(post.type)) return { low: 0, high: 1 };
+  const bound = (x: unknown, otherwise: number) => (typeof x === 'number' && Number.isFinite(x) ? x : otherwise);
+  return { low: bound(post?.min, -Infinity), high: bound(post?.max, Infinity) };
 }
 
 /**

@@ -6,7 +6,7 @@ import { AppError } from '../../../common/errors/app-error';
 import { isStorableText } from '../../../common/storable-text';
 import { AppConfig } from '../../../config/app-config';
 import { InferenceEngine } from '../../../runtime/inference-engine.service';
-import { validateAlarmRule } from '../hysteresis.util';
+import { thresholdsOutOfRange, validateAlarmRule } from '../hysteresis.util';
 import { PlantModel, plantModelOf } from '../manufacturing-models';
 import { canConvert } from '../units.util';
 import { AssetDto, IDENTIFIER } from './asset.dto';
@@ -183,6 +183,11 @@ export class AssetRegistry implements OnModuleInit {
     }
     const alarmError = validateAlarmRule({ ...dto.alarm, direction: alarmDirection(dto.kind) });
     if (alarmError) fields.push({ field: 'alarm', reason: alarmError });
+    // A threshold the model's output never reaches is an alarm that never raises (or never clears).
+    const signal = `${model.name}'s ${dto.kind === 'turbofan-rul' ? 'remaining useful life' : 'failure probability'}`;
+    for (const { field, reason } of thresholdsOutOfRange(dto.alarm, model.outputRange, signal)) {
+      fields.push({ field: `alarm.${field}`, reason });
+    }
     return fields;
   }
 }

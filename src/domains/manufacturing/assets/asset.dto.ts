@@ -67,11 +67,14 @@ export class SensorMappingDto {
 }
 
 export class AlarmThresholdsDto {
-  /** Failure probability at or above which (or RUL at or below which) a prediction counts towards an alarm. */
+  /**
+   * Failure probability at or above which (or RUL at or below which) a prediction counts towards an alarm; within
+   * the values the model outputs (a probability's [0, 1], the RUL model's [0, 125] cycles).
+   */
   @IsNumber(FINITE)
   raiseAt!: number;
 
-  /** Failure probability below which (or RUL above which) a raised alarm clears; the gap is the hysteresis. */
+  /** Failure probability below which (or RUL above which) a raised alarm clears (the gap is the hysteresis); within the same range. */
   @IsNumber(FINITE)
   clearAt!: number;
 
