@@ -384,6 +384,24 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     }
   });
 
+  it('refuses an unknown query parameter on every manufacturing query, as predictions always did', async () => {
+    for (const path of [
+      '/v1/manufacturing/alarms?foo=1',
+      '/v1/manufacturing/alarms?assetId=mill-1&foo=1',
+      '/v1/manufacturing/dead-letters?foo=1',
+      '/v1/manufacturing/assets/mill-1/predictions?foo=1',
+    ]) {
+      const res = await http.get(path).set('Authorization', operator);
+      assert.equal(res.status, 400, `${path}: ${res.text}`);
+      assert.deepEqual(
+        (res.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field),
+        ['foo'],
+        path,
+      );
+    }
+    await http.get('/v1/manufacturing/alarms?assetId=mill-1').set('Authorization', operator).expect(200);
+  });
+
   it('pages the dead letters, so the older ones can be read when more than a page were refused', async () => {
     const start = Date.now() - 600_000;
     const readings = Array.from({ length: 1500 }, (_, i) => ({ timestamp: iso(start + i), values: { torque: 'x' } }));

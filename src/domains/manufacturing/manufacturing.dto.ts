@@ -1,8 +1,9 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsInt, IsISO8601, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
+import { IsInt, IsISO8601, IsObject, IsOptional, Matches, Max, Min, ValidateBy, ValidateNested } from 'class-validator';
 import { ISO_INSTANT, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
-import { ListOf } from './assets/asset.dto';
+import { isRowCursor, NOT_A_CURSOR } from '../../common/storable-text';
+import { IDENTIFIER, ListOf } from './assets/asset.dto';
 
 export class ReadingDto {
   /** When it was measured (ISO 8601 with Z or an offset; one without would be read in the server's time zone). */
@@ -72,6 +73,40 @@ export class PredictionsQueryDto {
   @Min(1)
   @Max(PREDICTIONS_PAGE)
   limit?: number;
+}
+
+/** A row id this API returned as `nextCursor` (a positive integer that fits PostgreSQL's bigint). */
+function IsRowCursor(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isRowCursor',
+    validator: { validate: isRowCursor, defaultMessage: () => `cursor ${NOT_A_CURSOR}` },
+  });
+}
+
+export class AlarmsQueryDto {
+  /** Only this asset's alarms. */
+  @IsOptional()
+  @Matches(IDENTIFIER, {
+    message: 'assetId must be one asset id: 1-128 letters, digits, dots, dashes or underscores',
+  })
+  assetId?: string;
+
+  /** The `nextCursor` of the page before: the older alarms. */
+  @IsOptional()
+  @IsRowCursor()
+  cursor?: string;
+}
+
+export class DeadLettersQueryDto {
+  /** Dead letters received at or after this time (ISO 8601, with Z or an offset); default 24 hours ago. */
+  @IsOptional()
+  @Matches(ISO_TIME_OR_DATE, { message: `from ${NEEDS_ZONE}` })
+  from?: string;
+
+  /** The `nextCursor` of the page before: the older dead letters. */
+  @IsOptional()
+  @IsRowCursor()
+  cursor?: string;
 }
 
 export class PredictionDto {
