@@ -218,11 +218,22 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
       [3, 4],
     );
     assert.match(body.invalid[0].reason, /torque/);
+    // -400 degC, below absolute zero: named as sent, and in kelvin without binary noise (-126.85000000000002).
+    assert.match(
+      body.invalid[1].reason,
+      /^Air temperature \[K\]: -400 degC \(-126\.85 K\) is outside the plausible range/,
+    );
     const dead = await http.get('/v1/manufacturing/dead-letters').set('Authorization', operator);
     const reasons = (dead.body as { deadLetters: Array<{ reason: string; assetId: string }> }).deadLetters.map(
       (d) => d.reason,
     );
     assert.deepEqual(reasons.sort(), ['invalid-value', 'invalid-value', 'late']);
+    const object = await http
+      .post('/v1/manufacturing/assets/mill-1/readings')
+      .set('Authorization', scada)
+      .send({ readings: [{ timestamp: iso(T0 + 5_003_000), values: { ...good, torque: {} } }] })
+      .expect(200);
+    assert.equal(object.body.invalid[0].reason, 'torque: an object is not a number');
     const nan = await http
       .post('/v1/manufacturing/assets/mill-1/readings')
       .set('Authorization', scada)

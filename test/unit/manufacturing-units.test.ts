@@ -78,6 +78,8 @@ describe('manufacturing: reading plausibility', () => {
     assert.equal(checkValue('torque', undefined), 'torque: missing value is not a number');
     assert.equal(checkValue('torque', null), 'torque: null is not a number');
     assert.equal(checkValue('torque', true), 'torque: true is not a number');
+    assert.equal(checkValue('torque', {}), 'torque: an object is not a number');
+    assert.equal(checkValue('torque', [1]), 'torque: an array is not a number');
     assert.equal(checkValue('torque', Number.NaN), 'torque: value is NaN');
     assert.equal(checkValue('torque', Infinity), 'torque: value Infinity is not finite');
     assert.equal(checkValue('torque', -Infinity), 'torque: value -Infinity is not finite');
@@ -95,6 +97,20 @@ describe('manufacturing: reading plausibility', () => {
       /^air_temperature: 1000 is outside the plausible range \[249\.8, 349\.9\] \(training range \[295\.3, 304\.4\] widened by 5 spans\)$/,
     );
     assert.equal(checkValue('rotational_speed', -500, ROTATIONAL_SPEED), undefined, 'a spindle may turn backwards');
+  });
+
+  it('names a converted value as it was sent, and in the model unit without binary noise', () => {
+    const kelvin = unitConverter('degC', 'K')(-300); // -26.850000000000023
+    assert.equal(
+      checkValue('Air temperature [K]', kelvin, { ...AIR_TEMPERATURE, unit: 'K' }, { value: -300, unit: 'degC' }),
+      'Air temperature [K]: -300 degC (-26.85 K) is outside the plausible range [249.8, 349.9] ' +
+        '(training range [295.3, 304.4] widened by 5 spans)',
+    );
+    // Sent in the model's unit: the value as it came, every digit.
+    assert.match(
+      checkValue('torque', 1000.123456789, { min: 3.8, max: 76.6 }, { value: 1000.123456789, unit: 'Nm' }) ?? '',
+      /^torque: 1000\.123456789 is outside/,
+    );
   });
 
   it('applies physical limits: absolute zero, non-negative durations, indicators in [0, 1]', () => {

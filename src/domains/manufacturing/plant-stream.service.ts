@@ -74,6 +74,8 @@ export type AssetStatus = AssetStatusDto;
 interface SensorRoute {
   tag: string;
   input: string;
+  /** The unit the plant sends it in. */
+  unit: string;
   column: ColumnSpec;
   convert: (value: number) => number;
 }
@@ -247,7 +249,8 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         // The registry checked every mapping against the model, so each column exists and converts.
         sensors: asset.sensors.map((sensor) => {
           const column = model.columns.find((c) => c.source === sensor.input && c.oneHot === undefined)!;
-          return { tag: sensor.tag, input: sensor.input, column, convert: unitConverter(sensor.unit, column.unit) };
+          const convert = unitConverter(sensor.unit, column.unit);
+          return { tag: sensor.tag, input: sensor.input, unit: sensor.unit, column, convert };
         }),
         window: new AssetWindow({
           inputs: model.sensorSources,
@@ -288,7 +291,8 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       const rawError = checkValue(sensor.tag, raw);
       if (rawError) return rawError;
       const value = sensor.convert(raw as number);
-      const error = checkValue(sensor.input, value, { min: column.min, max: column.max, unit: column.unit });
+      const spec = { min: column.min, max: column.max, unit: column.unit };
+      const error = checkValue(sensor.input, value, spec, { value: raw as number, unit: sensor.unit });
       if (error) return error;
       values[sensor.input] = value;
       mapped++;

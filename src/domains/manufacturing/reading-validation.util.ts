@@ -66,14 +66,27 @@ export function plausibleRange(spec: ValueSpec = {}): PlausibleRange {
   return { low: Math.max(low, physical.low), high: Math.min(high, physical.high), basis };
 }
 
-/** Reason text naming the input and the value, or undefined when the value may be used. */
-export function checkValue(input: string, value: unknown, spec?: ValueSpec): string | undefined {
+/**
+ * Reason text naming the input and the value, or undefined when the value may be used. `sent` is the value as the
+ * plant sent it, before conversion to the model's unit (spec.unit): a refusal names both.
+ */
+export function checkValue(
+  input: string,
+  value: unknown,
+  spec?: ValueSpec,
+  sent?: { value: number; unit: string },
+): string | undefined {
   if (typeof value !== 'number') return `${input}: ${describe(value)} is not a number`;
   if (Number.isNaN(value)) return `${input}: value is NaN`;
   if (!Number.isFinite(value)) return `${input}: value ${value} is not finite`;
   const range = plausibleRange(spec);
   if (value < range.low || value > range.high) {
-    return `${input}: ${value} is outside the plausible range [${round(range.low)}, ${round(range.high)}] (${range.basis})`;
+    // A converted value carries binary noise (-300 degC is -26.850000000000023 K): 12 digits are enough to tell.
+    const shown =
+      sent && sent.value !== value
+        ? `${sent.value} ${sent.unit} (${Number(value.toPrecision(12))} ${spec?.unit})`
+        : value;
+    return `${input}: ${shown} is outside the plausible range [${round(range.low)}, ${round(range.high)}] (${range.basis})`;
   }
   return undefined;
 }
@@ -88,5 +101,7 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'boolean') return String(value);
-  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+  if (Array.isArray(value)) return 'an array';
+  const type = typeof value;
+  return `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`;
 }
