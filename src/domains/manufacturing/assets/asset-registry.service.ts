@@ -15,9 +15,10 @@ import { AssetRepository } from './asset.repository';
 
 /**
  * Keys a reading over HTTP loses on its way in: the body's transformer drops `__proto__`, `constructor` and
- * every key naming one of Object.prototype's methods from `values`.
+ * every key naming one of Object.prototype's methods from `values`, and Nest's ValidationPipe deletes
+ * `prototype` from every body (a reading whose only value had that tag was accepted and lost).
  */
-const UNREADABLE_TAGS = new Set(['__proto__', ...Object.getOwnPropertyNames(Object.prototype)]);
+const UNREADABLE_TAGS = new Set(['__proto__', 'prototype', ...Object.getOwnPropertyNames(Object.prototype)]);
 
 /** RUL alarms fire when the remaining life falls, failure alarms when the probability rises. */
 export function alarmDirection(kind: AssetKind): 'above' | 'below' {
@@ -153,7 +154,7 @@ export class AssetRegistry implements OnModuleInit {
       if (!isStorableText(s.tag)) {
         fields.push({ field: `sensors[${i}].tag`, reason: 'must not contain NUL characters or unpaired surrogates' });
       } else if (UNREADABLE_TAGS.has(s.tag)) {
-        const reason = `${s.tag} names a member of Object.prototype: readings over HTTP cannot carry it`;
+        const reason = `${s.tag} is a key readings over HTTP cannot carry (JSON bodies lose it on the way in)`;
         fields.push({ field: `sensors[${i}].tag`, reason });
       }
       if (seen.has(s.input)) fields.push({ field: `sensors[${i}].input`, reason: `${s.input} is mapped twice` });
