@@ -14,8 +14,11 @@ const { defaultMetadataStorage } = require('class-transformer/cjs/storage') as {
 /** A field no DTO declares, worded as the compiled schemas word it. */
 const UNKNOWN_FIELD = 'is not an accepted field';
 
-/** Keys class-transformer never copies into a DTO (it skips any name the instance already answers with a function). */
-const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+/**
+ * Keys that never reach a DTO: class-transformer skips any name the instance already answers with a function (the
+ * members of Object.prototype), and Nest's ValidationPipe deletes `__proto__`, `prototype` and `constructor` first.
+ */
+const PROTOTYPE_NAMES = new Set(['__proto__', 'prototype', ...Object.getOwnPropertyNames(Object.prototype)]);
 
 /**
  * The fields of a plain value, bound for a DTO class, that name a member of Object.prototype. class-transformer
