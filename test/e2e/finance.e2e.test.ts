@@ -336,6 +336,8 @@ describe('finance: fraud scoring and credit assessment', () => {
 
       const bad = await keyed('has spaces', tx()).expect(400);
       assert.equal(bad.body.errors[0].field, 'Idempotency-Key');
+      // `field: reason`, as every other refusal's detail reads.
+      assert.equal(bad.body.detail, 'Idempotency-Key: must be 1-200 visible ASCII characters');
     });
 
     it('works on the batch route too', async () => {

@@ -68,7 +68,7 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
     const header = request.headers[IDEMPOTENCY_HEADER];
     if (header === undefined) return handle();
     if (typeof header !== 'string' || !KEY_FORMAT.test(header)) {
-      throw new AppError('VALIDATION_FAILED', 'Idempotency-Key must be 1-200 visible ASCII characters', {
+      throw new AppError('VALIDATION_FAILED', 'Idempotency-Key: must be 1-200 visible ASCII characters', {
         fields: [{ field: 'Idempotency-Key', reason: 'must be 1-200 visible ASCII characters' }],
       });
     }
