@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { principalOf, RequirePermission } from '../common/access';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../common/errors/api-error-responses';
+import { NoQueryDto } from '../common/http/no-query';
 import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto } from './audit.dto';
 import { AuditQueryService } from './audit-query.service';
 
@@ -26,7 +27,8 @@ export class AuditController {
   @Get('verify')
   @RequirePermission('audit:read', 'audit.verify')
   @ApiOkResponse({ type: AuditVerifyDto })
-  verify(@Req() request: FastifyRequest): Promise<AuditVerifyDto> {
+  @ApiProblems(400)
+  verify(@Query() _query: NoQueryDto, @Req() request: FastifyRequest): Promise<AuditVerifyDto> {
     return this.audit.verify(principalOf(request));
   }
 }

@@ -7,6 +7,7 @@ import { AuditWriter } from '../../audit/audit-writer.service';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
+import { NoQueryDto } from '../../common/http/no-query';
 import { checkTimeRange, NEEDS_ZONE } from '../../common/iso-time';
 import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from '../../common/storable-text';
 import { AssetRegistry } from './assets/asset-registry.service';
@@ -80,8 +81,8 @@ export class PlantStreamController {
   @Get('assets/:assetId/status')
   @RequirePermission('manufacturing:read', 'manufacturing.status')
   @ApiOkResponse({ type: AssetStatusDto })
-  @ApiProblems(404)
-  status(@Param('assetId') assetId: string): AssetStatusDto {
+  @ApiProblems(400, 404)
+  status(@Param('assetId') assetId: string, @Query() _query: NoQueryDto): AssetStatusDto {
     return this.stream.status(assetId);
   }
 
@@ -144,7 +145,9 @@ export class PlantStreamController {
       '(assetId, site, line, state, metric, value, threshold, at, model {name, version})',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   })
+  @ApiProblems(400)
   async alarmStream(
+    @Query() _query: NoQueryDto,
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<Observable<MessageEvent>> {

@@ -1,4 +1,4 @@
-import { Controller, Get, Headers, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
+import { Controller, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import {
   ApiBearerAuth,
   ApiBody,
@@ -12,6 +12,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, principalOf, RequirePermission } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
+import { NoQueryDto } from '../../common/http/no-query';
 import { varyOn } from '../../common/http/vary';
 import { preferredMediaType } from './accept-header.util';
 import { dicomProblem } from './dicom/dicom-problem';
@@ -99,6 +100,7 @@ export class LesionDetectionController {
   @ApiProblems(400, 404)
   async studyFindings(
     @Param('studyInstanceUID') studyInstanceUID: string,
+    @Query() _query: NoQueryDto,
     @Req() request: FastifyRequest,
   ): Promise<StudyFindingsDto> {
     if (!/^[0-9.]{1,64}$/.test(studyInstanceUID)) {

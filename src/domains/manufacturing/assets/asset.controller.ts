@@ -1,9 +1,10 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Put, Req } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Put, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiNoContentResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
+import { NoQueryDto } from '../../../common/http/no-query';
 import { AssetDto, AssetListDto } from './asset.dto';
 import { AssetEntity } from './asset.entity';
 import { AssetRegistry } from './asset-registry.service';
@@ -33,15 +34,16 @@ export class AssetController {
   @Get()
   @RequirePermission('manufacturing:read', 'manufacturing.assets-list')
   @ApiOkResponse({ type: AssetListDto })
-  list(): AssetListDto {
+  @ApiProblems(400)
+  list(@Query() _query: NoQueryDto): AssetListDto {
     return { assets: this.registry.list().map(toDto) };
   }
 
   @Get(':assetId')
   @RequirePermission('manufacturing:read', 'manufacturing.asset-read')
   @ApiOkResponse({ type: AssetDto })
-  @ApiProblems(404)
-  get(@Param('assetId') assetId: string): AssetDto {
+  @ApiProblems(400, 404)
+  get(@Param('assetId') assetId: string, @Query() _query: NoQueryDto): AssetDto {
     return toDto(this.registry.get(assetId));
   }
 
