@@ -522,7 +522,12 @@ describe('audit trail, a commit the database does not answer', () => {
   it('is refused 503 once AUDIT_COMMIT_TIMEOUT_MS has passed, not held while the database is stuck', async () => {
     await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR).expect(200);
     // Embedded PGlite runs one statement at a time in its thread: a long one holds the audit commit behind it.
-    const stuck = app.get(DataSource).query('SELECT pg_sleep(3)');
+    // On a connection already open, and given a head start: the commit goes to the database's thread by a port
+    // of its own, and under load it overtook a statement still on its way through the pool and the socket (200).
+    const runner = app.get(DataSource).createQueryRunner();
+    await runner.connect();
+    const stuck = runner.query('SELECT pg_sleep(3)').finally(() => runner.release());
+    await new Promise((later) => setTimeout(later, 250));
     const started = Date.now();
     const refused = await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR);
     const waited = Date.now() - started;
