@@ -1,20 +1,8 @@
 import { ApiExtraModels, ApiProperty, ApiPropertyOptions, getSchemaPath } from '@nestjs/swagger';
 import { Transform, TransformFnParams, Type } from 'class-transformer';
-import {
-  IsDate,
-  IsIn,
-  IsInt,
-  IsOptional,
-  IsString,
-  Matches,
-  Max,
-  MaxLength,
-  Min,
-  ValidateBy,
-  ValidationOptions,
-} from 'class-validator';
+import { IsDate, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateBy } from 'class-validator';
 import { ISO_TIME_OR_DATE, NEEDS_ZONE } from '../common/iso-time';
-import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME, isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
+import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME, IsRowCursor } from '../common/storable-text';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
 import type { ChainBreak } from './audit-chain';
 import type { StoredAuditRow } from './audit.repository';
@@ -22,17 +10,6 @@ import type { StoredAuditRow } from './audit.repository';
 /** PostgreSQL text holds no NUL (and the audit trail stores none: it writes U+FFFD instead). */
 // eslint-disable-next-line no-control-regex
 const NO_NUL = /^[^\u0000]*$/;
-
-/** An audit event id as a cursor: a positive integer that fits PostgreSQL's bigint. */
-function IsEventCursor(options?: ValidationOptions): PropertyDecorator {
-  return ValidateBy(
-    {
-      name: 'isEventCursor',
-      validator: { validate: isRowCursor, defaultMessage: () => `cursor ${NOT_A_CURSOR}` },
-    },
-    options,
-  );
-}
 
 /** Only ISO 8601 becomes a time: `new Date` alone read `1` as 2001 and `March 7` as a date in 2001. */
 function isoTime({ value }: TransformFnParams): Date {
@@ -105,7 +82,7 @@ export class AuditEventsQueryDto {
 
   /** `nextCursor` of the previous page. */
   @IsOptional()
-  @IsEventCursor()
+  @IsRowCursor()
   @ApiProperty({ type: 'string', required: false, pattern: '^[1-9]\\d{0,18}$' })
   cursor?: string;
 }

@@ -1,3 +1,5 @@
+import { ValidateBy } from 'class-validator';
+
 /**
  * Text as PostgreSQL can store it and as it will read back: NUL (which PostgreSQL refuses in text and
  * jsonb) and lone UTF-16 surrogates (which have no UTF-8 form, so the stored text would differ from
@@ -43,3 +45,11 @@ export function isRowCursor(value: unknown): value is string {
 
 /** The reason a query gets for a cursor that is not one. */
 export const NOT_A_CURSOR = 'must be a nextCursor returned by this endpoint';
+
+/** A query DTO's `cursor`: a row id this API returned as `nextCursor` (isRowCursor), else NOT_A_CURSOR. */
+export function IsRowCursor(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isRowCursor',
+    validator: { validate: isRowCursor, defaultMessage: () => `cursor ${NOT_A_CURSOR}` },
+  });
+}

@@ -1,8 +1,8 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsInt, IsISO8601, IsObject, IsOptional, Matches, Max, Min, ValidateBy, ValidateNested } from 'class-validator';
+import { IsInt, IsISO8601, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
 import { ISO_INSTANT, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
-import { isRowCursor, NOT_A_CURSOR } from '../../common/storable-text';
+import { IsRowCursor } from '../../common/storable-text';
 import { IDENTIFIER, ListOf } from './assets/asset.dto';
 
 export class ReadingDto {
@@ -73,14 +73,6 @@ export class PredictionsQueryDto {
   @Min(1)
   @Max(PREDICTIONS_PAGE)
   limit?: number;
-}
-
-/** A row id this API returned as `nextCursor` (a positive integer that fits PostgreSQL's bigint). */
-function IsRowCursor(): PropertyDecorator {
-  return ValidateBy({
-    name: 'isRowCursor',
-    validator: { validate: isRowCursor, defaultMessage: () => `cursor ${NOT_A_CURSOR}` },
-  });
 }
 
 export class AlarmsQueryDto {
