@@ -18,28 +18,11 @@ const UNKNOWN_FIELD = 'is not an accepted field';
  * Keys that never reach a DTO: class-transformer skips any name the instance already answers with a function (the
  * members of Object.prototype), and Nest's ValidationPipe deletes `__proto__`, `prototype` and `constructor` first.
  */
-const PROTOTYPE_NAMES = new Set(['__proto__', 'prototype', ...Object.getOwnPropertyNames(Object.prototype)]);
-
-/**
- * The fields of a plain value, bound for a DTO class, that name a member of Object.prototype. class-transformer
- * drops them before class-validator's whitelist looks, so `{"toString": 1}` passed where `{"age": 1}` is refused.
- * Nested DTOs (@Type) are looked into; free-form maps (a reading's `values`, an asset's `constants`) are not.
- */
-export function prototypeNamedFields(value: unknown, type: object, path = ''): FieldError[] {
-  if (Array.isArray(value)) return value.flatMap((item, i) => prototypeNamedFields(item, type, `${path}[${i}]`));
-  if (value === null || typeof value !== 'object') return [];
-  const out: FieldError[] = [];
-  for (const [key, child] of Object.entries(value)) {
-    const field = path ? `${path}.${key}` : key;
-    if (PROTOTYPE_NAMES.has(key)) {
-      out.push({ field, reason: UNKNOWN_FIELD });
-      continue;
-    }
-    const nested = defaultMetadataStorage.findTypeMetadata(type, key)?.typeFunction();
-    if (typeof nested === 'function') out.push(...prototypeNamedFields(child, nested, field));
-  }
-  return out;
-}
+export const PROTOTYPE_NAMES: ReadonlySet<string> = new Set([
+  '__proto__',
+  'prototype',
+  ...Object.getOwnPropertyNames(Object.prototype),
+]);
 
 /** Per DTO class, its properties declared @AsSent. */
 const AS_SENT = new WeakMap<object, Set<string>>();
@@ -64,20 +47,32 @@ export function AsSent(): PropertyDecorator {
   };
 }
 
-/** Copies the @AsSent maps of a plain value bound for a DTO class (and its nested DTOs) for @AsSent to hand on. */
-function keepSentMaps(value: unknown, type: object): void {
-  if (Array.isArray(value)) return value.forEach((item) => keepSentMaps(item, type));
-  if (value === null || typeof value !== 'object') return;
+/**
+ * One walk over a plain value bound for a DTO class, before Nest's pipe and class-transformer drop any key: returns
+ * the fields that name a member of Object.prototype (PROTOTYPE_NAMES), which class-transformer drops before
+ * class-validator's whitelist looks, so `{"toString": 1}` passed where `{"age": 1}` is refused; and keeps a copy of
+ * each @AsSent map for @AsSent to hand on. Nested DTOs (@Type) are looked into; free-form maps (a reading's
+ * `values`, an asset's `constants`) are not.
+ */
+function inspectSent(value: unknown, type: object, path = ''): FieldError[] {
+  if (Array.isArray(value)) return value.flatMap((item, i) => inspectSent(item, type, `${path}[${i}]`));
+  if (value === null || typeof value !== 'object') return [];
   const kept = AS_SENT.get(type);
+  const out: FieldError[] = [];
   for (const [key, child] of Object.entries(value)) {
     if (kept?.has(key) && child !== null && typeof child === 'object' && !Array.isArray(child)) {
       SENT.set(value, (SENT.get(value) ?? new Map<string, unknown>()).set(key, { ...child }));
       continue;
     }
-    if (PROTOTYPE_NAMES.has(key)) continue;
+    const field = path ? `${path}.${key}` : key;
+    if (PROTOTYPE_NAMES.has(key)) {
+      out.push({ field, reason: UNKNOWN_FIELD });
+      continue;
+    }
     const nested = defaultMetadataStorage.findTypeMetadata(type, key)?.typeFunction();
-    if (typeof nested === 'function') keepSentMaps(child, nested);
+    if (typeof nested === 'function') out.push(...inspectSent(child, nested, field));
   }
+  return out;
 }
 
 /**
@@ -112,8 +107,8 @@ const NOT_AN_OBJECT: FieldError = { field: '(body)', reason: 'must be object' };
 
 /**
  * Refuses a body that is not an object (as one field: class-validator would name every field and each array
- * index) and the fields class-transformer would drop unseen (prototypeNamedFields), keeps the @AsSent maps as sent,
- * then validates as Nest does.
+ * index) and the fields class-transformer would drop unseen, keeping the @AsSent maps as sent (inspectSent), then
+ * validates as Nest does.
  */
 class WhitelistValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
@@ -121,9 +116,8 @@ class WhitelistValidationPipe extends ValidationPipe {
       if (metadata.type === 'body' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
         throw new AppError('VALIDATION_FAILED', summarise([NOT_AN_OBJECT]), { fields: [{ ...NOT_AN_OBJECT }] });
       }
-      const fields = prototypeNamedFields(value, metadata.metatype);
+      const fields = inspectSent(value, metadata.metatype);
       if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summarise(fields), { fields });
-      keepSentMaps(value, metadata.metatype);
     }
     return super.transform(value, metadata);
   }

@@ -3,6 +3,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { AppError } from '../../../common/errors/app-error';
+import { PROTOTYPE_NAMES } from '../../../common/errors/validation';
 import { isStorableText } from '../../../common/storable-text';
 import { AppConfig } from '../../../config/app-config';
 import { InferenceEngine } from '../../../runtime/inference-engine.service';
@@ -12,13 +13,6 @@ import { canConvert } from '../units.util';
 import { AssetDto, IDENTIFIER } from './asset.dto';
 import { AssetEntity, AssetKind } from './asset.entity';
 import { AssetRepository } from './asset.repository';
-
-/**
- * Keys a reading over HTTP loses on its way in: the body's transformer drops `__proto__`, `constructor` and
- * every key naming one of Object.prototype's methods from `values`, and Nest's ValidationPipe deletes
- * `prototype` from every body (a reading whose only value had that tag was accepted and lost).
- */
-const UNREADABLE_TAGS = new Set(['__proto__', 'prototype', ...Object.getOwnPropertyNames(Object.prototype)]);
 
 /** RUL alarms fire when the remaining life falls, failure alarms when the probability rises. */
 export function alarmDirection(kind: AssetKind): 'above' | 'below' {
@@ -153,7 +147,9 @@ export class AssetRegistry implements OnModuleInit {
       }
       if (!isStorableText(s.tag)) {
         fields.push({ field: `sensors[${i}].tag`, reason: 'must not contain NUL characters or unpaired surrogates' });
-      } else if (UNREADABLE_TAGS.has(s.tag)) {
+      } else if (PROTOTYPE_NAMES.has(s.tag)) {
+        // A reading over HTTP loses such a key from its `values` on the way in (the validation pipe's PROTOTYPE_NAMES):
+        // a reading whose only value had that tag was accepted and lost.
         const reason = `${s.tag} is a key readings over HTTP cannot carry (JSON bodies lose it on the way in)`;
         fields.push({ field: `sensors[${i}].tag`, reason });
       }
