@@ -250,24 +250,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       },
     });
   } catch (error) {
-    // The inflater's own refusals, thrown as they are or wrapped by dicom-parser.
-    const inner = (error as { exception?: unknown } | null)?.exception ?? error;
-    if (inner instanceof DicomRejected) throw inner.withSop(metaClassUID, metaInstanceUID);
-    const text = parseErrorText(error);
-    if (/Maximum call stack size exceeded/.test(text)) {
-      // dicom-parser reads nested sequences by recursion: a file nesting thousands of them.
-      throw new DicomRejected('MALFORMED', 'the data set nests sequences too deeply to be read').withSop(
-        metaClassUID,
-        metaInstanceUID,
-      );
-    }
-    const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
-    throw new DicomRejected(
-      'MALFORMED',
-      truncated
-        ? `the file is truncated: an element runs past the end of the data (${text})`
-        : `the data set cannot be parsed (${text})`,
-    ).withSop(metaClassUID, metaInstanceUID);
+    // Named by the file meta's UIDs: the data set that would name the instance is what failed.
+    throw dataSetRejection(error).withSop(metaClassUID, metaInstanceUID);
   }
   try {
     return validateImage(ds, transferSyntaxUID, limits);
@@ -283,6 +267,25 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       safeString(ds, TAG.SOPInstanceUID) ?? metaInstanceUID,
     );
   }
+}
+
+/** Why dicom-parser could not read the data set, as a refusal. */
+function dataSetRejection(error: unknown): DicomRejected {
+  // The inflater's own refusals, thrown as they are or wrapped by dicom-parser.
+  const inner = (error as { exception?: unknown } | null)?.exception ?? error;
+  if (inner instanceof DicomRejected) return inner;
+  const text = parseErrorText(error);
+  if (/Maximum call stack size exceeded/.test(text)) {
+    // dicom-parser reads nested sequences by recursion: a file nesting thousands of them.
+    return new DicomRejected('MALFORMED', 'the data set nests sequences too deeply to be read');
+  }
+  const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
+  return new DicomRejected(
+    'MALFORMED',
+    truncated
+      ? `the file is truncated: an element runs past the end of the data (${text})`
+      : `the data set cannot be parsed (${text})`,
+  );
 }
 
 function safeString(ds: dicomParser.DataSet, tag: string): string | undefined {
