@@ -6,6 +6,7 @@ import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
 import * as dicomParser from 'dicom-parser';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { AuditInputDigester } from '../../src/common/access';
 import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
 import { createTestApp } from '../fixtures/test-app';
@@ -148,6 +149,42 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       }
     });
   }
+
+  it('audits each instance and STOW body with the keyed digest of the bytes sent, answered or refused', async () => {
+    // The digest is worked out beside the analysis (on the thread pool): it must still be the one of these bytes.
+    const digester = app.get(AuditInputDigester);
+    const files = [
+      'US1_UNCR.dcm',
+      'US_multiframe_jpeg_baseline.dcm',
+      'CT_small.dcm',
+      'MR_truncated.dcm',
+      'no_meta.dcm',
+    ];
+    for (const [i, file] of files.entries()) {
+      const res = await postDicom(dicomFile(file)).set('X-Request-Id', `digest-${i}`);
+      assert.ok(res.status === 200 || res.status === 400 || res.status === 422, `${file}: ${res.status}`);
+    }
+    const parts = [dicomFile('US1_UNCR.dcm'), dicomFile('MR_truncated.dcm')];
+    const stow = multipartRelated(parts);
+    const stored = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', stow.contentType)
+      .set('X-Request-Id', 'digest-stow')
+      .send(stow.body);
+    assert.equal(stored.status, 202, stored.text.slice(0, 300));
+    const rows = await app
+      .get(DataSource)
+      .query<Array<{ request_id: string; input_digest: string }>>(
+        "SELECT request_id, input_digest FROM audit_events WHERE request_id LIKE 'digest-%'",
+      );
+    const byId = new Map(rows.map((r) => [r.request_id, r.input_digest]));
+    for (const [i, file] of files.entries()) {
+      assert.equal(byId.get(`digest-${i}`), digester.digest([dicomFile(file)]), file);
+    }
+    const eachPart = parts.map((p) => Buffer.from(digester.digest([p]), 'hex'));
+    assert.equal(byId.get('digest-stow'), digester.digest([Buffer.concat(eachPart)]));
+  });
 
   it('answers a DICOM Comprehensive SR on Accept: application/dicom', async () => {
     const source = dicomFile('US1_UNCR.dcm');

@@ -9,6 +9,13 @@ import { IdempotencyService } from '../../src/domains/finance/idempotency/idempo
 import { IdempotencyRepository } from '../../src/domains/finance/idempotency/idempotency.repository';
 
 /** A request with an Idempotency-Key and its reply, as the route hands them to the service. */
+/** A digester that answers what `digest` says (its digestAsync is the base class's, over digest). */
+function digesterOf(digest: (parts: readonly Uint8Array[]) => string): AuditInputDigester {
+  return new (class extends AuditInputDigester {
+    digest = digest;
+  })();
+}
+
 function exchangeFor(body: unknown): [FastifyRequest, FastifyReply] {
   const request = { headers: { 'idempotency-key': 'k-1' }, body, url: '/v1/finance/fraud-scores' };
   const reply = { header: () => reply, status: () => reply };
@@ -26,7 +33,7 @@ describe('finance: Idempotency-Key', () => {
         return Promise.resolve();
       },
     } as unknown as IdempotencyRepository;
-    const digester = { digest: () => 'd'.repeat(64) } as AuditInputDigester;
+    const digester = digesterOf(() => 'd'.repeat(64));
     const config = Object.assign(new AppConfig(), { IDEMPOTENCY_TTL_HOURS: 24, AUTH_ISSUER: 'https://idp.test' });
     const idempotency = new IdempotencyService(repository, digester, config);
     const errors: unknown[] = [];
@@ -47,12 +54,10 @@ describe('finance: Idempotency-Key', () => {
 
   it("works out a body's keyed digest once for the key's check and the audit row", async () => {
     const digested: string[] = [];
-    const digester = {
-      digest: (parts: readonly Uint8Array[]) => {
-        digested.push(Buffer.from(parts[0]).toString());
-        return String(digested.length).padStart(64, '0');
-      },
-    };
+    const digester = digesterOf((parts) => {
+      digested.push(Buffer.from(parts[0]).toString());
+      return String(digested.length).padStart(64, '0');
+    });
     const repository = {
       claim: () => Promise.resolve(new Date()),
       complete: () => Promise.resolve(),

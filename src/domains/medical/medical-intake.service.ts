@@ -46,6 +46,11 @@ export class MedicalIntakeService {
     return this.digester.digest([body]);
   }
 
+  /** The same HMAC, worked out off the event loop while the instance is analysed (see AuditInputDigester). */
+  digestAsync(body: Uint8Array): Promise<string> {
+    return this.digester.digestAsync([body]);
+  }
+
   parse(body: Uint8Array): DicomImage {
     return this.detector.parse(body);
   }

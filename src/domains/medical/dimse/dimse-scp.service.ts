@@ -237,7 +237,8 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     // and ErrorComment share.
     const requestId = randomUUID();
     let decision: Decision;
-    let inputDigest: string | null = null;
+    // Hashed on the thread pool while the instance is analysed (digestAsync never rejects).
+    let digesting: Promise<string> | undefined;
     try {
       const file =
         instance.dataset &&
@@ -247,11 +248,12 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
           transferSyntaxUid: instance.transferSyntaxUid,
           sourceAeTitle: instance.callingAeTitle,
         });
-      inputDigest = file ? this.intake.digest(file) : null;
+      digesting = file ? this.intake.digestAsync(file) : undefined;
       decision = file ? await this.decide(file) : instance.dropped === 'UPLOADS_BUSY' ? uploadsBusy() : tooLarge();
     } catch (error) {
       decision = this.failed(error, requestId);
     }
+    const inputDigest = (await digesting) ?? null;
     try {
       await this.record({
         requestId,

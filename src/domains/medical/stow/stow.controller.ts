@@ -105,12 +105,18 @@ export class StowController {
     const body = request.body;
     if (!Buffer.isBuffer(body)) throw notMultipartDicom();
     const parts = this.stow.split(request.headers['content-type'], body);
-    noteAudit(request, { model: this.stow.modelRef(), inputDigest: this.stow.digest(parts) });
-    // Decided before any instance is analysed: a 406 runs nothing and stores nothing.
-    const type = this.stow.responseType(request.headers.accept);
-    const result = await this.stow.store(parts, study, principalOf(request)?.tenant ?? '');
-    noteAudit(request, { output: result.audit });
-    void reply.code(result.status).header('content-type', type);
-    return this.stow.body(result.response, type);
+    noteAudit(request, { model: this.stow.modelRef() });
+    // Hashed on the thread pool while the instances are parsed and run; noted before any answer leaves.
+    const digesting = this.stow.digest(parts);
+    try {
+      // Decided before any instance is analysed: a 406 runs nothing and stores nothing.
+      const type = this.stow.responseType(request.headers.accept);
+      const result = await this.stow.store(parts, study, principalOf(request)?.tenant ?? '');
+      noteAudit(request, { output: result.audit });
+      void reply.code(result.status).header('content-type', type);
+      return this.stow.body(result.response, type);
+    } finally {
+      noteAudit(request, { inputDigest: await digesting });
+    }
   }
 }

@@ -53,10 +53,10 @@ export class StowService {
     return this.intake.modelRef();
   }
 
-  digest(parts: MultipartPart[]): string {
-    return this.intake.digest(
-      Buffer.concat(parts.map((p) => this.intake.digest(p.body)).map((d) => Buffer.from(d, 'hex'))),
-    );
+  /** The HMAC of the parts' own HMACs, in order; the parts are hashed off the event loop (digestAsync). */
+  async digest(parts: MultipartPart[]): Promise<string> {
+    const each = await Promise.all(parts.map((p) => this.intake.digestAsync(p.body)));
+    return this.intake.digest(Buffer.concat(each.map((d) => Buffer.from(d, 'hex'))));
   }
 
   /** The parts of a STOW body; a body that is not multipart/related of DICOM is a 400/415 for the whole request. */
