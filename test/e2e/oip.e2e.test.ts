@@ -117,6 +117,18 @@ describe('Open Inference Protocol v2', () => {
     assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 1));
   });
 
+  it('answers every output when the request names none, `outputs: []` included', async () => {
+    const res = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }], outputs: [] })
+      .expect(200);
+    assert.deepEqual(
+      res.body.outputs.map((o: { name: string }) => o.name),
+      ['y'],
+    );
+    assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 2)); // the latest version
+  });
+
   it('concurrent requests each get their own rows back', async () => {
     const xs = Array.from({ length: 24 }, (_, i) => [i, i + 1, i % 3, -i]);
     const results = await Promise.all(

@@ -22,7 +22,7 @@ export class OipInputTensorDto {
 }
 
 export class OipRequestedOutputDto {
-  /** Name of an output to return; without `outputs`, all are returned. */
+  /** Name of an output to return; without `outputs`, or with an empty list, all are returned. */
   name!: string;
 
   parameters?: Record<string, unknown>;

@@ -152,7 +152,10 @@ export class OipService {
     audit({ model: { name, version: info.version }, inputDigest: this.digester.digest(canonicalTensorParts(inputs)) });
     const result = await this.engine.infer(name, info.version, inputs, { timeoutMs: timeout });
     const allBinary = body.parameters?.binary_data_output === true;
-    const wanted = body.outputs ?? info.manifest.outputs.map((o) => ({ name: o.name, parameters: undefined }));
+    // No outputs named, `outputs: []` included, is every output (as KServe's and Triton's servers answer it), not none.
+    const wanted = body.outputs?.length
+      ? body.outputs
+      : info.manifest.outputs.map((o) => ({ name: o.name, parameters: undefined }));
     audit({ output: summariseTensors(Object.fromEntries(wanted.map((o) => [o.name, result.outputs[o.name]]))) });
     const chunks: Buffer[] = [];
     const outputs: OipOutputTensorDto[] = wanted.map((o) => {
