@@ -77,7 +77,9 @@ function identify(request: FastifyRequest, verifier: JwtVerifier): void {
 
 function deny(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', reason: string): never {
   noteAudit(request, { reason });
-  throw new AppError(code, reason);
+  // The token travels in Authorization: a refusal of it (missing, not valid, short of the permission) names that
+  // header as any other refusal names its field (under /v2, `Authorization: <reason>`).
+  throw new AppError(code, reason, { fields: [{ field: 'Authorization', reason }] });
 }
 
 function bearerToken(header: string | undefined): string | undefined {

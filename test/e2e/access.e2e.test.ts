@@ -143,4 +143,26 @@ describe('access matrix: every registered route', () => {
     assert.equal(garbage.status, 401);
     assert.equal(garbage.body.detail, 'malformed token');
   });
+
+  it('a refusal of the token names Authorization as its field: 401 and 403, in /v1 problems and in /v2 errors', async () => {
+    const http = request(app.getHttpServer());
+    const expired = await http
+      .get('/v1/audit/events')
+      .set('Authorization', bearer(tokenFor(['auditor'], { expiresIn: -120 })));
+    assert.deepEqual(expired.body.errors, [{ field: 'Authorization', reason: 'token expired' }]);
+    const missing = await http.get('/v1/audit/events');
+    assert.deepEqual(missing.body.errors, [{ field: 'Authorization', reason: 'missing bearer token' }]);
+    const short = await http.get('/v1/audit/events').set('Authorization', bearer(tokenFor(['ml-admin'])));
+    assert.equal(short.status, 403);
+    assert.deepEqual(short.body.errors, [{ field: 'Authorization', reason: 'requires permission audit:read' }]);
+    const oip = await http.get('/v2/models/fixture-linear');
+    assert.equal(oip.status, 401);
+    assert.deepEqual(oip.body, { error: 'Authorization: missing bearer token' });
+    const oipShort = await http
+      .post('/v2/models/fixture-linear/infer')
+      .set('Authorization', bearer(tokenFor(['auditor'])))
+      .send({ inputs: [] });
+    assert.equal(oipShort.status, 403);
+    assert.deepEqual(oipShort.body, { error: 'Authorization: requires permission models:admin' });
+  });
 });
