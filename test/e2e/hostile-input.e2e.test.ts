@@ -237,6 +237,11 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
     const bad = await http.get('/v1/manufacturing/assets/%E0%A4%A').set('Authorization', all).expect(400);
     assert.match(String(bad.headers['content-type']), /application\/problem\+json/);
     assert.equal(bad.body.code, 'FST_ERR_BAD_URL');
+    // It names the path as its field, and its own reason rather than the URL it could not read.
+    assert.equal(bad.body.errors?.[0]?.field, '(path)');
+    assert.match(bad.body.detail, /^\(path\): is not valid percent-encoded UTF-8/);
+    const oip = await http.get('/v2/models/%E0%A4%A').set('Authorization', all).expect(400);
+    assert.match(oip.body.error, /^\(path\): is not valid percent-encoded UTF-8/);
     const long = await http
       .get(`/v1/manufacturing/assets/${'a'.repeat(3000)}`)
       .set('Authorization', all)

@@ -103,12 +103,21 @@ export class ProblemFilter implements ExceptionFilter {
     if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
       const raw = (exception as { code?: unknown }).code;
       const fastifyCode = typeof raw === 'string' ? raw : `HTTP_${statusCode}`;
-      const detail = exception instanceof Error ? exception.message : 'bad request';
-      const field = fastifyCode.startsWith('FST_ERR_CTP_')
-        ? fastifyCode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-          ? 'Content-Type'
-          : '(body)'
-        : undefined;
+      // A path Fastify cannot decode is refused before any route reads it: it names the path, as the body's
+      // refusals name (body), in place of Fastify's words (`'<the url>' is not a valid url component`).
+      const badPath = fastifyCode === 'FST_ERR_BAD_URL';
+      const detail = badPath
+        ? `(path): ${BAD_PATH_REASON}`
+        : exception instanceof Error
+          ? exception.message
+          : 'bad request';
+      const field = badPath
+        ? '(path)'
+        : fastifyCode.startsWith('FST_ERR_CTP_')
+          ? fastifyCode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+            ? 'Content-Type'
+            : '(body)'
+          : undefined;
       return {
         type: problemType(fastifyCode),
         title: STATUS_CODES[statusCode] ?? 'Bad request',
@@ -116,7 +125,7 @@ export class ProblemFilter implements ExceptionFilter {
         detail,
         code: fastifyCode,
         ...base,
-        ...(field ? { errors: [{ field, reason: detail }] } : {}),
+        ...(field ? { errors: [{ field, reason: badPath ? BAD_PATH_REASON : detail }] } : {}),
       };
     }
     return {
@@ -139,6 +148,8 @@ function oipError(problem: Problem): string {
   const field = problem.errors?.[0]?.field;
   return field === undefined || problem.detail.startsWith(`${field}:`) ? problem.detail : `${field}: ${problem.detail}`;
 }
+
+const BAD_PATH_REASON = 'is not valid percent-encoded UTF-8 (each % followed by two hex digits, together UTF-8)';
 
 /** A 4xx error Fastify raised itself (FastifyError carries its HTTP status). */
 function isClientFastifyError(error: unknown): boolean {
