@@ -480,7 +480,18 @@ describe('manufacturing: the MANUFACTURING_ASSETS_FILE seed', () => {
     (unfit.sensors as Array<Record<string, string>>)[0].unit = 'psia';
     writeFileSync(join(dir, 'unfit.json'), JSON.stringify([millAsset('mill-ok'), unfit]));
     writeFileSync(join(dir, 'broken.json'), '[{"assetId": ');
+    // The API's own rules: a constant named after an Object.prototype member (class-transformer dropped it in silence
+    // when the seed validated on its own), an unknown field.
+    const mill = millAsset('mill-proto');
+    const prototypeNamed = { ...mill, constants: { ...(mill.constants as object), toString: 1 } };
+    writeFileSync(join(dir, 'proto.json'), JSON.stringify([prototypeNamed]));
+    writeFileSync(join(dir, 'unknown.json'), JSON.stringify([{ ...millAsset('mill-extra'), colour: 'red' }]));
     const cases: Array<[string, RegExp]> = [
+      [
+        join(dir, 'proto.json'),
+        /^MANUFACTURING_ASSETS_FILE .*proto\.json\[0\]: asset mill-proto does not fit .*\(constants\.toString: not a constant input/,
+      ],
+      [join(dir, 'unknown.json'), /^MANUFACTURING_ASSETS_FILE .*unknown\.json\[0\]: colour: is not an accepted field$/],
       [join(dir, 'missing.json'), /^MANUFACTURING_ASSETS_FILE .*missing\.json: ENOENT/],
       [join(dir, 'broken.json'), /^MANUFACTURING_ASSETS_FILE .*broken\.json: .*JSON/],
       [

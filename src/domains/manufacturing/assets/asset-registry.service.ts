@@ -1,9 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import { plainToInstance } from 'class-transformer';
-import { validateSync } from 'class-validator';
 import { AppError } from '../../../common/errors/app-error';
-import { PROTOTYPE_NAMES } from '../../../common/errors/validation';
+import { createValidationPipe, PROTOTYPE_NAMES } from '../../../common/errors/validation';
 import { isStorableText } from '../../../common/storable-text';
 import { AppConfig } from '../../../config/app-config';
 import { InferenceEngine } from '../../../runtime/inference-engine.service';
@@ -58,18 +56,18 @@ export class AssetRegistry implements OnModuleInit {
       throw new Error(`${where}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
     if (!Array.isArray(list)) throw new Error(`${where}: expected a JSON array of assets`);
+    // The rules of PUT /v1/manufacturing/assets/{assetId}, to the letter: the same pipe checks each entry.
+    const pipe = createValidationPipe();
     for (const [i, raw] of list.entries()) {
-      const dto = plainToInstance(AssetDto, raw);
-      const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
-      if (errors.length > 0) {
-        throw new Error(`${where}[${i}]: ${errors.map((e) => e.toString()).join('; ')}`);
-      }
       try {
+        const dto = (await pipe.transform(raw, { type: 'body', metatype: AssetDto })) as AssetDto;
         await this.put(dto);
       } catch (error) {
         if (!(error instanceof AppError)) throw error;
         const fields = error.fields.map((f) => `${f.field}: ${f.reason}`).join('; ');
-        throw new Error(`${where}[${i}]: ${error.detail}${fields ? ` (${fields})` : ''}`, { cause: error });
+        // The pipe's detail lists its fields already; the model check's says what did not fit and the fields follow.
+        const more = fields && fields !== error.detail ? ` (${fields})` : '';
+        throw new Error(`${where}[${i}]: ${error.detail}${more}`, { cause: error });
       }
     }
   }
