@@ -370,11 +370,15 @@ describe('finance: fraud scoring and credit assessment', () => {
       assert.equal(again.text, first.text);
       const [row] = await app
         .get(DataSource)
-        .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [again.headers['x-request-id']]);
+        .query('SELECT output_summary, input_digest FROM audit_events WHERE request_id = $1', [
+          again.headers['x-request-id'],
+        ]);
       assert.deepEqual(
         [row.output_summary.transactions, row.output_summary.scored, row.output_summary.failed],
         [2, 1, 1],
       );
+      // The replay's row names the body it answered, as the first request's does.
+      assert.equal(row.input_digest, app.get(AuditInputDigester).digest([canonicalBytes(body)]));
     });
   });
 });

@@ -99,7 +99,8 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
     if (!first || !result.fresh) {
       void reply.header('Idempotent-Replayed', 'true');
       void reply.status(result.status);
-      noteAudit(request, replayNote(result.body));
+      // The replay's row names the body it answered, as the first request's row does.
+      noteAudit(request, { ...replayNote(result.body), inputDigest: digest });
     }
     return result.body;
   }
