@@ -1,8 +1,12 @@
 import { createHmac, randomBytes, webcrypto } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { OnApplicationShutdown } from '@nestjs/common';
 import { AuditInputDigester } from '../common/access';
 import type { AppConfig } from '../config/app-config';
+import type { CanonicalDigestReply, CanonicalDigestRequest } from './canonical-digest.worker';
+import { keyedDigest } from './keyed-digest';
 
 const DEV_SECRET_FILE = 'audit-hmac.key';
 
@@ -17,7 +21,7 @@ const POOL_FROM_BYTES = 64 * 1024;
  * decision was made on, while a low-entropy input (an amount, a birth date) cannot be guessed back
  * from the digest by anyone without the secret.
  */
-export class InputDigester extends AuditInputDigester {
+export class InputDigester extends AuditInputDigester implements OnApplicationShutdown {
   private readonly secret: Buffer;
 
   constructor(config: AppConfig) {
@@ -27,15 +31,73 @@ export class InputDigester extends AuditInputDigester {
 
   private poolKey?: Promise<webcrypto.CryptoKey>;
 
+  /** The digest thread (canonical-digest.worker), started at the first large JSON body; see digestJson. */
+  private digestThread?: Worker;
+  private readonly waiting = new Map<number, { resolve: (digest: string) => void; fallback: () => void }>();
+  private nextId = 0;
+  /** Set at shutdown: no thread is started again (a late digest is worked out here). */
+  private closed = false;
+
   digest(parts: readonly Uint8Array[]): string {
-    const hmac = createHmac('sha256', this.secret);
-    for (const part of parts) {
-      // Length-prefixed, so ["ab","c"] and ["a","bc"] differ.
-      const length = Buffer.alloc(8);
-      length.writeBigUInt64BE(BigInt(part.byteLength));
-      hmac.update(length).update(part);
+    return keyedDigest(this.secret, parts);
+  }
+
+  /**
+   * A large JSON body's digest worked out on the digest thread, which parses `text` again and writes its
+   * canonical form, while the event loop goes on with the request (a 1,000-transaction batch: about 7 ms of
+   * the event loop's time otherwise). Should the thread fail or stop, the digest is worked out here from
+   * `canonical`, the same bytes: a request never fails for it.
+   */
+  override digestJson(text: string, canonical: () => Uint8Array): Promise<string> {
+    const thread = this.digestThreadOrNone();
+    if (!thread) return super.digestJson(text, canonical);
+    const id = ++this.nextId;
+    return new Promise<string>((resolve) => {
+      this.waiting.set(id, { resolve, fallback: () => resolve(this.digest([canonical()])) });
+      thread.postMessage({ id, text } satisfies CanonicalDigestRequest);
+    });
+  }
+
+  onApplicationShutdown(): Promise<void> {
+    this.closed = true;
+    const thread = this.digestThread;
+    this.digestThread = undefined;
+    this.failWaiting();
+    return thread ? thread.terminate().then(() => undefined) : Promise.resolve();
+  }
+
+  private digestThreadOrNone(): Worker | undefined {
+    if (this.digestThread || this.closed) return this.digestThread;
+    let thread: Worker;
+    try {
+      thread = new Worker(join(__dirname, 'canonical-digest.worker.js'), { workerData: { secret: this.secret } });
+    } catch {
+      return undefined;
     }
-    return hmac.digest('hex');
+    // The gateway's own shutdown ends it; it never holds the process open by itself.
+    thread.unref();
+    thread.on('message', (reply: CanonicalDigestReply) => {
+      const waiter = this.waiting.get(reply.id);
+      this.waiting.delete(reply.id);
+      if (!waiter) return;
+      if ('digest' in reply) waiter.resolve(reply.digest);
+      else waiter.fallback();
+    });
+    const lost = (): void => {
+      if (this.digestThread === thread) this.digestThread = undefined;
+      this.failWaiting();
+    };
+    thread.on('error', lost);
+    thread.on('exit', lost);
+    this.digestThread = thread;
+    return thread;
+  }
+
+  /** Works out here every digest still waiting for the thread (it stopped, or the gateway is). */
+  private failWaiting(): void {
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const waiter of waiting) waiter.fallback();
   }
 
   /**

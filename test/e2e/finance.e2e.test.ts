@@ -21,6 +21,18 @@ const CREDIT_THRESHOLDS = (() => {
   return { review: manifest.thresholds.review.value, decline: manifest.thresholds.decline.value };
 })();
 
+/** The same value with every object's keys in reverse order (the same input to its canonical form). */
+const reversed = (v: unknown): unknown =>
+  Array.isArray(v)
+    ? v.map(reversed)
+    : typeof v === 'object' && v !== null
+      ? Object.fromEntries(
+          Object.entries(v)
+            .reverse()
+            .map(([k, x]) => [k, reversed(x)]),
+        )
+      : v;
+
 describe('finance: fraud scoring and credit assessment', () => {
   let app: NestFastifyApplication;
   let http: ReturnType<typeof request>;
@@ -207,22 +219,49 @@ describe('finance: fraud scoring and credit assessment', () => {
     assert.equal(row.action, 'fraud.score-batch');
     assert.equal(row.outcome, 'ok');
     // The same input with its keys in another order has the same digest.
-    const reversed = (v: unknown): unknown =>
-      Array.isArray(v)
-        ? v.map(reversed)
-        : typeof v === 'object' && v !== null
-          ? Object.fromEntries(
-              Object.entries(v)
-                .reverse()
-                .map(([k, x]) => [k, reversed(x)]),
-            )
-          : v;
     const reordered = reversed(body);
     assert.notEqual(JSON.stringify(reordered), JSON.stringify(body));
     assert.equal(row.input_digest, app.get(AuditInputDigester).digest([canonicalBytes(reordered)]));
     assert.equal(row.output_summary.transactions, 2);
     assert.equal(row.output_summary.scored, 1);
     assert.equal(row.output_summary.failed, 1);
+  });
+
+  it('batch: a large body (its digest worked out on the digest thread from the text sent) has the same digest, and replays by it', async () => {
+    // Keys in another order, whitespace, escapes and numbers written otherwise than JSON writes them: the row
+    // holds the keyed digest of the canonical form, as for a small body.
+    const items = Array.from({ length: 300 }, (_, i) => tx({ transactionId: `large-${i}` }));
+    items.push({ ...tx({ transactionId: 'odd' }), amount: 1e21, note: 'caf\u00e9 \ud83d\ude00 "quoted"\n' });
+    const body = { transactions: items };
+    const text = JSON.stringify(reversed(body), null, 1).replace(
+      '"amount": 1e+21',
+      '"amount": 1000000000000000000000.0',
+    );
+    assert.ok(text.length > 100_000, 'large enough for the digest thread');
+    const send = (key?: string) => {
+      const req = http
+        .post('/v1/finance/fraud-scores/batch')
+        .set('Authorization', engine)
+        .set('Content-Type', 'application/json');
+      if (key) void req.set('Idempotency-Key', key);
+      return req.send(text);
+    };
+    const expected = app.get(AuditInputDigester).digest([canonicalBytes(body)]);
+    const first = await send().expect(200);
+    assert.equal(first.body.items.length, 301);
+    const keyed = await send('large-batch-1').expect(200);
+    const replay = await send('large-batch-1').expect(200);
+    assert.equal(replay.headers['idempotent-replayed'], 'true');
+    assert.deepEqual(replay.body, keyed.body);
+    const rows = await app
+      .get(DataSource)
+      .query<Array<{ input_digest: string }>>('SELECT input_digest FROM audit_events WHERE request_id = ANY($1)', [
+        [first, keyed, replay].map((r) => r.headers['x-request-id']),
+      ]);
+    assert.deepEqual(
+      rows.map((r) => r.input_digest),
+      [expected, expected, expected],
+    );
   });
 
   it('batch: more than 10,000 transactions is refused naming the field', async () => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
+import { canonicalJson } from '../../src/audit/audit-chain';
 import { InputDigester } from '../../src/audit/input-digest';
 import { AppConfig } from '../../src/config/app-config';
 
@@ -47,5 +49,58 @@ describe('audit input digests', () => {
     image.fill(0);
     structuredClone(image.buffer, { transfer: [image.buffer] }); // detached, as a transfer to a worker leaves it
     assert.equal(await digesting, before);
+  });
+});
+
+describe('audit input digests of large JSON bodies (the digest thread)', () => {
+  const canonicalOf = (text: string) => () => Buffer.from(canonicalJson(JSON.parse(text)));
+  const texts = [
+    '{"b":1,"a":[3,2,{"z":null,"y":true}],"c":"x"}',
+    JSON.stringify({ transactions: Array.from({ length: 400 }, (_, i) => ({ z: i, id: `tx-${i}`, amount: i / 7 })) }),
+    // Escapes, characters outside the BMP, numbers JSON writes otherwise than sent, whitespace, integer-like keys.
+    ' { "é" : "\\u00e9\\ud83d\\ude00\\n\\"" , "n" : [1e21, 1E-7, -0, 0.1, 100.0], "10": 1, "9": 2, "": {} } ',
+  ];
+
+  it("answers what digest gives for the text's canonical form, on the thread and without it", async () => {
+    const d = digester();
+    try {
+      for (const text of texts) {
+        const expected = d.digest([canonicalOf(text)()]);
+        assert.equal(await d.digestJson(text, canonicalOf(text)), expected, text.slice(0, 40));
+      }
+      // Several at once, answered each with its own.
+      const all = await Promise.all(texts.map((t) => d.digestJson(t, canonicalOf(t))));
+      assert.deepEqual(
+        all,
+        texts.map((t) => d.digest([canonicalOf(t)()])),
+      );
+    } finally {
+      await d.onApplicationShutdown();
+    }
+  });
+
+  it('works a digest out on the event loop when the thread stops before it answers, and starts a new thread', async () => {
+    const d = digester();
+    try {
+      const big = JSON.stringify({ rows: Array.from({ length: 200_000 }, (_, i) => ({ i, s: `row ${i}` })) });
+      await d.digestJson(texts[0], canonicalOf(texts[0])); // the thread is up
+      const thread = (d as unknown as { digestThread: Worker }).digestThread;
+      const pending = d.digestJson(big, canonicalOf(big));
+      await thread.terminate();
+      assert.equal(await pending, d.digest([canonicalOf(big)()]));
+      assert.equal(await d.digestJson(texts[1], canonicalOf(texts[1])), d.digest([canonicalOf(texts[1])()]));
+      assert.notEqual((d as unknown as { digestThread?: Worker }).digestThread, thread, 'a new thread');
+    } finally {
+      await d.onApplicationShutdown();
+    }
+  });
+
+  it('after shutdown still answers, on the event loop', async () => {
+    const d = digester();
+    await d.digestJson(texts[0], canonicalOf(texts[0]));
+    await d.onApplicationShutdown();
+    assert.equal(await d.digestJson(texts[2], canonicalOf(texts[2])), d.digest([canonicalOf(texts[2])()]));
+    assert.equal((d as unknown as { digestThread?: Worker }).digestThread, undefined, 'no thread started again');
+    await d.onApplicationShutdown();
   });
 });

@@ -15,4 +15,13 @@ export abstract class AuditInputDigester {
   digestAsync(parts: readonly Uint8Array[]): Promise<string> {
     return Promise.resolve(this.digest(parts));
   }
+
+  /**
+   * The digest of a JSON body's canonical bytes as one part, what `digest([canonical()])` gives, worked out
+   * from `text` (the body as sent) where it does not hold up the event loop (an implementation may parse the
+   * text again on another thread); `canonical` gives the same bytes from the parsed body, here.
+   */
+  digestJson(_text: string, canonical: () => Uint8Array): Promise<string> {
+    return Promise.resolve(this.digest([canonical()]));
+  }
 }

@@ -1,5 +1,6 @@
 import { canonicalJson } from '../../audit/audit-chain';
 import type { AuditInputDigester } from '../../common/access';
+import { rawJsonOf } from '../../common/http/raw-json';
 
 /** The canonical bytes (JSON, keys sorted) of a validated request body, for the audit trail's keyed digest. */
 export function canonicalBytes(body: unknown): Uint8Array {
@@ -8,6 +9,8 @@ export function canonicalBytes(body: unknown): Uint8Array {
 
 /** Keyed digests already worked out, by the parsed body they are of (nothing changes a body once parsed). */
 const digests = new WeakMap<object, string>();
+/** Digests being worked out on the digest thread (bodyDigestAsync), by body. */
+const digesting = new WeakMap<object, Promise<string>>();
 
 /**
  * The keyed digest of a request body's canonical bytes, worked out once per body: a request with an
@@ -21,4 +24,26 @@ export function bodyDigest(digester: AuditInputDigester, body: unknown): string 
   const digest = digester.digest([canonicalBytes(body)]);
   if (memo) digests.set(body, digest);
   return digest;
+}
+
+/**
+ * bodyDigest, the same answer, worked out on the digest thread from the text of a large body the JSON
+ * parser kept (rawJsonOf): the event loop checks and scores a batch's transactions meanwhile. A body
+ * without its text, or one already digested, is answered here at once.
+ */
+export function bodyDigestAsync(digester: AuditInputDigester, body: unknown): Promise<string> {
+  const text = rawJsonOf(body);
+  if (text === undefined || digests.has(body as object)) return Promise.resolve(bodyDigest(digester, body));
+  const key = body as object;
+  let pending = digesting.get(key);
+  if (!pending) {
+    pending = digester
+      .digestJson(text, () => canonicalBytes(body))
+      .then((digest) => {
+        digests.set(key, digest);
+        return digest;
+      });
+    digesting.set(key, pending);
+  }
+  return pending;
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
 import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http/json-depth';
+import { keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
 import { allocate, elementCount, Tensor, TensorData } from '../tensor';
 
@@ -26,6 +27,7 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
         return done((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text) : error);
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
       if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
+      keepRawJson(parsed, text);
       done(null, parsed);
     });
   });
