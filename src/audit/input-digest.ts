@@ -16,6 +16,9 @@ const DEV_SECRET_FILE = 'audit-hmac.key';
  */
 const POOL_FROM_BYTES = 64 * 1024;
 
+/** A digest thread that cannot start or keeps dying (a broken install) is not started again after this many. */
+const MAX_THREADS_LOST = 3;
+
 /**
  * HMAC-SHA256 of a request's canonical input under a server secret: proves later which input a
  * decision was made on, while a low-entropy input (an amount, a birth date) cannot be guessed back
@@ -23,20 +26,20 @@ const POOL_FROM_BYTES = 64 * 1024;
  */
 export class InputDigester extends AuditInputDigester implements OnApplicationShutdown {
   private readonly secret: Buffer;
+  private poolKey?: Promise<webcrypto.CryptoKey>;
+  /** The digest thread (canonical-digest.worker), started at the first large JSON body; see digestJson. */
+  private digestThread?: Worker;
+  private readonly waiting = new Map<number, { resolve: (digest: string) => void; fallback: () => void }>();
+  private nextId = 0;
+  /** Threads lost in a row without one answer: at MAX_THREADS_LOST, large bodies are digested here for good. */
+  private threadsLost = 0;
+  /** Set at shutdown: no thread is started again (a late digest is worked out here). */
+  private closed = false;
 
   constructor(config: AppConfig) {
     super();
     this.secret = auditSecret(config);
   }
-
-  private poolKey?: Promise<webcrypto.CryptoKey>;
-
-  /** The digest thread (canonical-digest.worker), started at the first large JSON body; see digestJson. */
-  private digestThread?: Worker;
-  private readonly waiting = new Map<number, { resolve: (digest: string) => void; fallback: () => void }>();
-  private nextId = 0;
-  /** Set at shutdown: no thread is started again (a late digest is worked out here). */
-  private closed = false;
 
   digest(parts: readonly Uint8Array[]): string {
     return keyedDigest(this.secret, parts);
@@ -67,7 +70,7 @@ export class InputDigester extends AuditInputDigester implements OnApplicationSh
   }
 
   private digestThreadOrNone(): Worker | undefined {
-    if (this.digestThread || this.closed) return this.digestThread;
+    if (this.digestThread || this.closed || this.threadsLost >= MAX_THREADS_LOST) return this.digestThread;
     let thread: Worker;
     try {
       thread = new Worker(join(__dirname, 'canonical-digest.worker.js'), { workerData: { secret: this.secret } });
@@ -80,11 +83,14 @@ export class InputDigester extends AuditInputDigester implements OnApplicationSh
       const waiter = this.waiting.get(reply.id);
       this.waiting.delete(reply.id);
       if (!waiter) return;
+      this.threadsLost = 0;
       if ('digest' in reply) waiter.resolve(reply.digest);
       else waiter.fallback();
     });
     const lost = (): void => {
-      if (this.digestThread === thread) this.digestThread = undefined;
+      if (this.digestThread !== thread) return;
+      this.digestThread = undefined;
+      if (!this.closed) this.threadsLost++;
       this.failWaiting();
     };
     thread.on('error', lost);

@@ -95,6 +95,24 @@ describe('audit input digests of large JSON bodies (the digest thread)', () => {
     }
   });
 
+  it('stops starting threads after three are lost in a row without an answer (a broken install): digests here', async () => {
+    const d = digester();
+    const thread = () => (d as unknown as { digestThread?: Worker }).digestThread;
+    try {
+      const big = JSON.stringify({ rows: Array.from({ length: 100_000 }, (_, i) => ({ i, s: `row ${i}` })) });
+      const expected = d.digest([canonicalOf(big)()]);
+      for (let lost = 0; lost < 3; lost++) {
+        const pending = d.digestJson(big, canonicalOf(big));
+        await thread()!.terminate();
+        assert.equal(await pending, expected);
+      }
+      assert.equal(await d.digestJson(texts[1], canonicalOf(texts[1])), d.digest([canonicalOf(texts[1])()]));
+      assert.equal(thread(), undefined, 'no fourth thread');
+    } finally {
+      await d.onApplicationShutdown();
+    }
+  });
+
   it('after shutdown still answers, on the event loop', async () => {
     const d = digester();
     await d.digestJson(texts[0], canonicalOf(texts[0]));
