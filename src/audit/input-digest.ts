@@ -27,6 +27,8 @@ const MAX_THREADS_LOST = 3;
 export class InputDigester extends AuditInputDigester implements OnApplicationShutdown {
   private readonly secret: Buffer;
   private poolKey?: Promise<webcrypto.CryptoKey>;
+  /** poolKey once imported: a digest is then handed to the pool at the call, not a microtask later. */
+  private poolKeyReady?: webcrypto.CryptoKey;
   /** The digest thread (canonical-digest.worker), started at the first large JSON body; see digestJson. */
   private digestThread?: Worker;
   private readonly waiting = new Map<number, { resolve: (digest: string) => void; fallback: () => void }>();
@@ -122,14 +124,17 @@ export class InputDigester extends AuditInputDigester implements OnApplicationSh
       framed.set(part, at + 8);
       at += 8 + part.byteLength;
     }
-    this.poolKey ??= webcrypto.subtle.importKey('raw', this.secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    return this.poolKey
-      .then((key) => webcrypto.subtle.sign('HMAC', key, framed))
-      .then(
-        (signature) => Buffer.from(signature).toString('hex'),
-        // The framed bytes are digest's HMAC input as one piece: the same answer on the event loop.
-        () => createHmac('sha256', this.secret).update(framed).digest('hex'),
-      );
+    this.poolKey ??= webcrypto.subtle
+      .importKey('raw', this.secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+      .then((key) => (this.poolKeyReady = key));
+    const signing = this.poolKeyReady
+      ? webcrypto.subtle.sign('HMAC', this.poolKeyReady, framed)
+      : this.poolKey.then((key) => webcrypto.subtle.sign('HMAC', key, framed));
+    return signing.then(
+      (signature) => Buffer.from(signature).toString('hex'),
+      // The framed bytes are digest's HMAC input as one piece: the same answer on the event loop.
+      () => createHmac('sha256', this.secret).update(framed).digest('hex'),
+    );
   }
 }
 
