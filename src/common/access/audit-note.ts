@@ -27,6 +27,25 @@ export function noteAudit(request: FastifyRequest, note: AuditNote): void {
   target[NOTE] = { ...target[NOTE], ...note };
 }
 
+/**
+ * Runs `work` while the request's input digest is worked out elsewhere (AuditInputDigester.digestAsync or
+ * digestJson), and notes the digest once both are done, before any answer leaves, a refusal's too.
+ */
+export async function withInputDigest<T>(
+  request: FastifyRequest,
+  digesting: Promise<string>,
+  work: () => Promise<T>,
+): Promise<T> {
+  // Handled at once as well as awaited below: a digest that failed while `work` ran must not be left an
+  // unhandled rejection (which ends the process).
+  digesting.catch(() => undefined);
+  try {
+    return await work();
+  } finally {
+    noteAudit(request, { inputDigest: await digesting });
+  }
+}
+
 /** The note of an audited request; undefined for public routes and unmatched paths. */
 export function auditNoteOf(request: FastifyRequest): AuditNote | undefined {
   return (request as WithNote)[NOTE];

@@ -1,7 +1,7 @@
 import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { AuditInputDigester, noteAudit, RequirePermission, withInputDigest } from '../../common/access';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import {
   decisionCounts,
@@ -87,18 +87,9 @@ export class FraudScoringController {
     // on the digest thread from the body's text while scoreBatch checks the items here and the runtime scores
     // them (with an Idempotency-Key, the key's check has worked it out already; a small body is digested at once).
     noteAudit(request, { model });
-    const digesting = bodyDigestAsync(this.digester, body);
-    // Handled here as well as awaited below: a digest that failed while the scoring ran must not be left an
-    // unhandled rejection (which ends the process).
-    digesting.catch(() => undefined);
-    let batch: Awaited<ReturnType<FraudScoringService['scoreBatch']>>;
-    try {
-      batch = await this.fraud.scoreBatch(transactions);
-    } finally {
-      // A refusal's audit row too (the runtime's queue full, its deadline passed) names the body it was about.
-      noteAudit(request, { inputDigest: await digesting });
-    }
-    const { items, shadow } = batch;
+    const { items, shadow } = await withInputDigest(request, bodyDigestAsync(this.digester, body), () =>
+      this.fraud.scoreBatch(transactions),
+    );
     const scored = items.filter((i) => i.result).length;
     const decisions = decisionCounts(items);
     noteAudit(request, {

@@ -9,7 +9,7 @@ import {
   getSchemaPath,
 } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { noteAudit, principalOf, RequirePermission } from '../../common/access';
+import { noteAudit, principalOf, RequirePermission, withInputDigest } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { NoQueryDto } from '../../common/http/no-query';
@@ -76,26 +76,24 @@ export class LesionDetectionController {
     noteAudit(request, { model: this.intake.modelRef() });
     // Hashed on the thread pool while the image is parsed and run: at one request at a time this
     // hashing (about 1 ms for a 900 KB ultrasound frame) is no longer in the answer's time.
-    const digesting = this.intake.digestAsync(body);
-    try {
-      // Answered, not kept: the caller has the findings; STOW and DIMSE keep theirs for a later GET.
-      const analysis = await this.intake.analyse(this.intake.parse(body));
-      noteAudit(request, { output: this.intake.auditSummary(analysis.findings) });
-      if (wantsDicom(accept)) {
-        void reply.header('content-type', DICOM);
-        return this.intake.structuredReport(analysis);
+    return withInputDigest(request, this.intake.digestAsync(body), async () => {
+      try {
+        // Answered, not kept: the caller has the findings; STOW and DIMSE keep theirs for a later GET.
+        const analysis = await this.intake.analyse(this.intake.parse(body));
+        noteAudit(request, { output: this.intake.auditSummary(analysis.findings) });
+        if (wantsDicom(accept)) {
+          void reply.header('content-type', DICOM);
+          return this.intake.structuredReport(analysis);
+        }
+        return { ...analysis.findings, requestId: String(request.id) };
+      } catch (error) {
+        if (error instanceof DicomRejected) {
+          noteAudit(request, { reason: error.reason });
+          throw dicomProblem(error);
+        }
+        throw error;
       }
-      return { ...analysis.findings, requestId: String(request.id) };
-    } catch (error) {
-      if (error instanceof DicomRejected) {
-        noteAudit(request, { reason: error.reason });
-        throw dicomProblem(error);
-      }
-      throw error;
-    } finally {
-      // Before any answer, a refusal too: every audit row names the bytes it was about.
-      noteAudit(request, { inputDigest: await digesting });
-    }
+    });
   }
 
   /** Findings kept for a study (sent by STOW-RS or DIMSE). */

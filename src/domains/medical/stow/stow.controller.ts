@@ -1,7 +1,7 @@
 import { applyDecorators, Controller, HttpCode, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { noteAudit, principalOf, RequirePermission } from '../../../common/access';
+import { noteAudit, principalOf, RequirePermission, withInputDigest } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
 import { varyOn } from '../../../common/http/vary';
@@ -106,17 +106,14 @@ export class StowController {
     if (!Buffer.isBuffer(body)) throw notMultipartDicom();
     const parts = this.stow.split(request.headers['content-type'], body);
     noteAudit(request, { model: this.stow.modelRef() });
-    // Hashed on the thread pool while the instances are parsed and run; noted before any answer leaves.
-    const digesting = this.stow.digest(parts);
-    try {
+    // Hashed on the thread pool while the instances are parsed and run.
+    return withInputDigest(request, this.stow.digest(parts), async () => {
       // Decided before any instance is analysed: a 406 runs nothing and stores nothing.
       const type = this.stow.responseType(request.headers.accept);
       const result = await this.stow.store(parts, study, principalOf(request)?.tenant ?? '');
       noteAudit(request, { output: result.audit });
       void reply.code(result.status).header('content-type', type);
       return this.stow.body(result.response, type);
-    } finally {
-      noteAudit(request, { inputDigest: await digesting });
-    }
+    });
   }
 }
