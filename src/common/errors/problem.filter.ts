@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, httpStatusOf } from './app-error';
+import { AppError, FieldError, httpStatusOf } from './app-error';
 import { auditNoteOf, noteAudit } from '../access/audit-note';
 import { Problem, PROBLEM_CONTENT_TYPE, problemType } from './problem';
 
@@ -103,21 +103,10 @@ export class ProblemFilter implements ExceptionFilter {
     if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
       const raw = (exception as { code?: unknown }).code;
       const fastifyCode = typeof raw === 'string' ? raw : `HTTP_${statusCode}`;
-      // A path Fastify cannot decode is refused before any route reads it: it names the path, as the body's
-      // refusals name (body), in place of Fastify's words (`'<the url>' is not a valid url component`).
-      const badPath = fastifyCode === 'FST_ERR_BAD_URL';
-      const detail = badPath
-        ? `(path): ${BAD_PATH_REASON}`
-        : exception instanceof Error
-          ? exception.message
-          : 'bad request';
-      const field = badPath
-        ? '(path)'
-        : fastifyCode.startsWith('FST_ERR_CTP_')
-          ? fastifyCode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-            ? 'Content-Type'
-            : '(body)'
-          : undefined;
+      const { detail, field } = fastifyRefusal(
+        fastifyCode,
+        exception instanceof Error ? exception.message : 'bad request',
+      );
       return {
         type: problemType(fastifyCode),
         title: STATUS_CODES[statusCode] ?? 'Bad request',
@@ -125,7 +114,7 @@ export class ProblemFilter implements ExceptionFilter {
         detail,
         code: fastifyCode,
         ...base,
-        ...(field ? { errors: [{ field, reason: badPath ? BAD_PATH_REASON : detail }] } : {}),
+        ...(field ? { errors: [field] } : {}),
       };
     }
     return {
@@ -147,6 +136,20 @@ export class ProblemFilter implements ExceptionFilter {
 function oipError(problem: Problem): string {
   const field = problem.errors?.[0]?.field;
   return field === undefined || problem.detail.startsWith(`${field}:`) ? problem.detail : `${field}: ${problem.detail}`;
+}
+
+/**
+ * What a refusal Fastify raised itself names: the field it is about, where there is one, and the reason. A body
+ * parser's refusal names the body or Content-Type with Fastify's words; a path Fastify cannot decode, refused
+ * before any route reads it, names the path with its own (Fastify's quote the URL back).
+ */
+function fastifyRefusal(code: string, message: string): { detail: string; field?: FieldError } {
+  if (code === 'FST_ERR_BAD_URL') {
+    return { detail: `(path): ${BAD_PATH_REASON}`, field: { field: '(path)', reason: BAD_PATH_REASON } };
+  }
+  if (!code.startsWith('FST_ERR_CTP_')) return { detail: message };
+  const field = code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Content-Type' : '(body)';
+  return { detail: message, field: { field, reason: message } };
 }
 
 const BAD_PATH_REASON = 'is not valid percent-encoded UTF-8 (each % followed by two hex digits, together UTF-8)';
