@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { createTestApp } from '../fixtures/test-app';
-import { auditReadinessFor, firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
+import { auditReadinessFor, firstRefusalOnFullDisk, SmallDisk, smallDisk } from '../fixtures/small-disk';
 import { freshDataDir } from '../fixtures/test-data-dir';
 import { until } from '../fixtures/until';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -13,19 +13,42 @@ import { bearer, tokenFor } from '../fixtures/test-auth';
 /** Room for the empty embedded database (about 40 MB) and what the boot writes. */
 const DISK_SIZE = '64m';
 
+interface OnSmallDisk {
+  disk: SmallDisk;
+  app: NestFastifyApplication;
+  http: ReturnType<typeof request>;
+  /** An auditor's Authorization header (its subject is the test's). */
+  auditor: string;
+  /** An audited request that reads one audit event: it needs a commit. */
+  read: () => request.Test;
+}
+
+/**
+ * Runs `body` against a gateway whose data directory (embedded database) is on a small tmpfs of its own, then
+ * closes it and removes the tmpfs; skips the test where no tmpfs can be mounted.
+ */
+async function onSmallDisk(t: TestContext, subject: string, body: (on: OnSmallDisk) => Promise<void>): Promise<void> {
+  const disk = smallDisk(DISK_SIZE);
+  if (!disk) {
+    t.skip('needs to mount a tmpfs (root with CAP_SYS_ADMIN)');
+    return;
+  }
+  let app: NestFastifyApplication | undefined;
+  try {
+    app = await createTestApp({ DATA_DIR: await freshDataDir(disk.dir) });
+    const http = request(app.getHttpServer());
+    const auditor = bearer(tokenFor(['auditor'], { sub: subject }));
+    const read = () => http.get('/v1/audit/events?limit=1').set('Authorization', auditor);
+    await body({ disk, app, http, auditor, read });
+  } finally {
+    await app?.close();
+    disk.remove();
+  }
+}
+
 describe('a full disk under the audit trail (embedded database on a small tmpfs)', () => {
   it('is answered 503 "audit database out of disk space" with Retry-After, readiness says so while the disk is full, and both recover by themselves once space is freed', async (t) => {
-    const disk = smallDisk(DISK_SIZE);
-    if (!disk) {
-      t.skip('needs to mount a tmpfs (root with CAP_SYS_ADMIN)');
-      return;
-    }
-    let app: NestFastifyApplication | undefined;
-    try {
-      app = await createTestApp({ DATA_DIR: await freshDataDir(disk.dir) });
-      const http = request(app.getHttpServer());
-      const auditor = bearer(tokenFor(['auditor'], { sub: 'disk-full-test' }));
-      const read = () => http.get('/v1/audit/events?limit=1').set('Authorization', auditor);
+    await onSmallDisk(t, 'disk-full-test', async ({ disk, app, http, auditor, read }) => {
       await read().expect(200);
       const { refused, free } = await firstRefusalOnFullDisk(disk, read);
       assert.ok(refused, 'no commit failed on a full disk');
@@ -54,24 +77,11 @@ describe('a full disk under the audit trail (embedded database on a small tmpfs)
         (await http.get('/health/ready')).status === 200 ? true : undefined,
       );
       await read().expect(200);
-    } finally {
-      await app?.close();
-      disk.remove();
-    }
+    });
   });
 
   it('restarts the embedded database by itself after a PANIC (no room for a new WAL segment): prompt 503s meanwhile, never a hang, and once space is freed service returns with every answered request in a valid chain', async (t) => {
-    const disk = smallDisk(DISK_SIZE);
-    if (!disk) {
-      t.skip('needs to mount a tmpfs (root with CAP_SYS_ADMIN)');
-      return;
-    }
-    let app: NestFastifyApplication | undefined;
-    try {
-      app = await createTestApp({ DATA_DIR: await freshDataDir(disk.dir) });
-      const http = request(app.getHttpServer());
-      const auditor = bearer(tokenFor(['auditor'], { sub: 'panic-test' }));
-      const read = () => http.get('/v1/audit/events?limit=1').set('Authorization', auditor);
+    await onSmallDisk(t, 'panic-test', async ({ disk, app, http, auditor, read }) => {
       const answered: string[] = [];
       const readOk = async (): Promise<void> => {
         const res = await read().expect(200);
@@ -114,9 +124,6 @@ describe('a full disk under the audit trail (embedded database on a small tmpfs)
       for (const requestId of answered) {
         assert.equal(recorded.filter((id) => id === requestId).length, 1, `answered request ${requestId}: not one row`);
       }
-    } finally {
-      await app?.close();
-      disk.remove();
-    }
+    });
   });
 });
