@@ -44,8 +44,14 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
+/** Shorter text cannot hold 13 digits, whatever its characters (see containsPan). */
+export const MIN_PAN_TEXT_LENGTH = 5;
+
 /** Whether a string contains something that looks like a primary account number (PAN). */
 export function containsPan(text: string): boolean {
+  // 13 digits need at least 5 UTF-16 code units even after NFKC: no character gives more than three
+  // (U+2152 VULGAR FRACTION ONE TENTH is "1⁄10"). Most keys and codes of a request are this short.
+  if (text.length < MIN_PAN_TEXT_LENGTH) return false;
   // Full-width and other compatibility digits read as the digits they are.
   // eslint-disable-next-line no-control-regex
   if (/[^\u0000-\u007f]/.test(text)) text = text.normalize('NFKC');

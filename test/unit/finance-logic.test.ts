@@ -205,6 +205,14 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       'merchant.(card number)',
       '(card number)',
     ]);
+    // Key verdicts are remembered: the same key is found in every item, also after more keys than are kept.
+    const many = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`k${i}`, 1]));
+    assert.deepEqual(
+      panFields([{ '4111111111111111': 1 }, many, { '4111111111111111': 2 }, { '4111111111111111': 3 }]),
+      ['[0].(card number)', '[2].(card number)', '[3].(card number)'],
+    );
+    // Under five characters nothing holds 13 digits, even after NFKC (at most three digits per character).
+    assert.equal(containsPan('⅒⅒⅒⅒'), false);
   });
 
   it('takes currencies in circulation, whatever ICU this Node was built with', () => {

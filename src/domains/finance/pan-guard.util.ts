@@ -44,7 +44,7 @@ export function panFields(value: unknown, path = ''): string[] {
       const record = v as Record<string, unknown>;
       for (const key of Object.keys(record)) {
         trail.push(key);
-        if (containsPan(key)) found.push(pathOf(path, trail));
+        if (keyContainsPan(key)) found.push(pathOf(path, trail));
         walk(record[key]);
         trail.pop();
       }
@@ -52,6 +52,24 @@ export function panFields(value: unknown, path = ''): string[] {
   };
   walk(value);
   return found.length > 1 ? [...new Set(found)] : found; // a card number as key and value is one field
+}
+
+/**
+ * containsPan for object keys, remembered: a batch's items repeat the same few dozen keys (35 per fraud
+ * transaction), each looked at once per item otherwise. Forgotten all at once when full, so that a body
+ * of ever new keys cannot grow it.
+ */
+const keyVerdicts = new Map<string, boolean>();
+const MAX_KEY_VERDICTS = 1024;
+
+function keyContainsPan(key: string): boolean {
+  let verdict = keyVerdicts.get(key);
+  if (verdict === undefined) {
+    verdict = containsPan(key);
+    if (keyVerdicts.size >= MAX_KEY_VERDICTS) keyVerdicts.clear();
+    keyVerdicts.set(key, verdict);
+  }
+  return verdict;
 }
 
 function pathOf(root: string, trail: ReadonlyArray<string | number>): string {
