@@ -23,6 +23,7 @@ import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig } from './config/app-config';
 import { setupOpenApi } from './openapi/openapi';
 import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
+import { registerPiecewiseJsonReplies } from './common/http/piecewise-json';
 import { isDicomBody, registerDicomBodies } from './domains/medical/dicom-bodies';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
@@ -110,6 +111,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   );
   refuseUnfinishedUploadsAtClose(fastify);
   registerOipBinaryBodies(fastify);
+  registerPiecewiseJsonReplies(fastify);
   // No route reads text: Fastify's own text/plain parser handed a JSON route a string, answered 400
   // "(body): must be object" instead of the 415 any other type no route reads gets.
   void fastify.removeContentTypeParser('text/plain');

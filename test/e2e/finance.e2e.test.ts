@@ -249,6 +249,10 @@ describe('finance: fraud scoring and credit assessment', () => {
     const expected = app.get(AuditInputDigester).digest([canonicalBytes(body)]);
     const first = await send().expect(200);
     assert.equal(first.body.items.length, 301);
+    // An answer of 301 items is written in pieces (piecewiseJson): the same JSON, type and length as a whole one.
+    assert.equal(first.headers['content-type'], 'application/json; charset=utf-8');
+    assert.equal(first.text, JSON.stringify(first.body));
+    assert.equal(Number(first.headers['content-length']), Buffer.byteLength(first.text));
     const keyed = await send('large-batch-1').expect(200);
     const replay = await send('large-batch-1').expect(200);
     assert.equal(replay.headers['idempotent-replayed'], 'true');
