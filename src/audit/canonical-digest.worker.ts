@@ -1,9 +1,9 @@
 /**
- * The digest thread: the keyed digest of a JSON text's canonical form (canonicalJson of the parsed text, one
+ * The digest thread: the keyed digest of a JSON text's canonical form (canonicalJsonBytes of the parsed text, one
  * part), for a large body whose digest would otherwise hold up the event loop (InputDigester.digestJson).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { canonicalJson } from './audit-chain';
+import { canonicalJsonBytes } from './audit-chain';
 import { keyedDigest } from './keyed-digest';
 
 export interface CanonicalDigestRequest {
@@ -18,7 +18,7 @@ const secret = Buffer.from((workerData as { secret: Uint8Array }).secret);
 parentPort!.on('message', ({ id, text }: CanonicalDigestRequest) => {
   let reply: CanonicalDigestReply;
   try {
-    reply = { id, digest: keyedDigest(secret, [Buffer.from(canonicalJson(JSON.parse(text)))]) };
+    reply = { id, digest: keyedDigest(secret, [canonicalJsonBytes(JSON.parse(text))]) };
   } catch (error) {
     reply = { id, error: error instanceof Error ? error.message : String(error) };
   }

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import {
   canonicalJson,
   canonicalJsonByHand,
+  canonicalJsonBytes,
   ChainedFields,
   checkChain,
   GENESIS_HASH,
@@ -104,6 +105,34 @@ describe('audit hash chain', () => {
     // Same key count as a cached shape, but keys that need writing by hand.
     assert.equal(canonicalJson({ id: 1, amount: 2, m: 3 }), '{"amount":2,"id":1,"m":3}');
     assert.equal(canonicalJson(JSON.parse('{"10":1,"9":2,"m":3}')), '{"10":1,"9":2,"m":3}');
+  });
+
+  it('canonical bytes written in pieces (a long member array) are the bytes of canonicalJson', () => {
+    const items = (n: number) =>
+      Array.from(
+        { length: n },
+        (_, i) =>
+          [
+            { z: i, id: `tx-${i}`, amount: i / 7, features: { v10: 1, v2: -0, v1: 1e21 } },
+            undefined,
+            () => i,
+            new Date(i * 1000),
+            [i, { b: 'caf\u00e9 \ud83d\ude00 "q"\n', a: null }],
+            JSON.parse(`{"${i % 10}":1,"x":2}`) as unknown,
+          ][i % 6],
+      );
+    const cases: unknown[] = [
+      { transactions: items(1000), note: 'x' },
+      { b: items(256), a: items(300), c: undefined, d: () => 1, e: new Date(0) },
+      JSON.parse(`{"b":1,"10":${JSON.stringify(Array.from({ length: 400 }, (_, i) => i))},"9":3,"__proto__":{"x":1}}`),
+      { nested: { list: items(500) } },
+      { short: items(255) },
+      items(300),
+      new Date(5),
+      'text',
+      null,
+    ];
+    for (const value of cases) assert.equal(canonicalJsonBytes(value).toString('utf8'), canonicalJson(value));
   });
 
   it('a whole chain verifies', () => {

@@ -1,10 +1,10 @@
-import { canonicalJson } from '../../audit/audit-chain';
+import { canonicalJsonBytes } from '../../audit/audit-chain';
 import type { AuditInputDigester } from '../../common/access';
 import { rawJsonOf } from '../../common/http/raw-json';
 
 /** The canonical bytes (JSON, keys sorted) of a validated request body, for the audit trail's keyed digest. */
 export function canonicalBytes(body: unknown): Uint8Array {
-  return Buffer.from(canonicalJson(body));
+  return canonicalJsonBytes(body);
 }
 
 /** Keyed digests already worked out, by the parsed body they are of (nothing changes a body once parsed). */
