@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { storableJson } from '../../../common/storable-text';
+import { storableJsonText } from '../../../common/storable-text';
 import { orUnavailable } from '../../../database/storage-unavailable';
 
 export interface StoredAnswer {
@@ -75,7 +75,7 @@ export class IdempotencyRepository {
     await this.dataSource.query(
       `UPDATE idempotency_keys SET state = 'done', pending_until = NULL, response_status = $4, response_body = $5
        WHERE scope = $1 AND idempotency_key = $2 AND created_at = $3 AND state = 'pending'`,
-      [scope, key, claimed, status, JSON.stringify(storableJson(body))],
+      [scope, key, claimed, status, storableJsonText(body)],
     );
   }
 
