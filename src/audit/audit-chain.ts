@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { writeInPieces } from '../common/http/piecewise-json';
 import type { AuditOutcome } from './audit-event.entity';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -44,47 +45,22 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
-/** A member array of at least this many items is written in pieces by canonicalJsonBytes. */
-const PIECEWISE_FROM_ITEMS = 256;
-const ITEMS_PER_PIECE = 64;
-
 /**
- * canonicalJson(value) as UTF-8 bytes. An object with a member array of PIECEWISE_FROM_ITEMS items or more (a
- * fraud batch's transactions) has the array's items written a few dozen at a time, so that no string of the
- * whole is built: V8 puts a string over 128 KB in its large-object space, in fresh memory each time, and on
- * this project's VM that made a 1,000-transaction batch's canonical bytes take 8.0 ms against 6.2 in pieces.
+ * canonicalJson(value) as UTF-8 bytes. An object with a member array of 256 items or more (a fraud batch's
+ * transactions) is written in pieces (writeInPieces), so that no string of the whole is built: on this
+ * project's VM that made a 1,000-transaction batch's canonical bytes take 6.2 ms instead of 8.0.
  */
 export function canonicalJsonBytes(value: unknown): Buffer {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
-    return Buffer.from(canonicalJson(value));
-  }
+  const plain = typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  const long = (member: unknown): member is unknown[] => Array.isArray(member) && member.length >= PIECEWISE_FROM_ITEMS;
-  if (!keys.some((key) => long(record[key]))) return Buffer.from(canonicalJson(value));
-  const pieces: Buffer[] = [];
-  let text = '{';
-  let members = 0;
-  for (const key of keys.sort()) {
-    const member = record[key];
-    if (member === undefined) continue;
-    text += `${members++ === 0 ? '' : ','}${JSON.stringify(key)}:`;
-    if (!long(member)) {
-      text += canonicalJson(member);
-      continue;
-    }
-    text += '[';
-    for (let start = 0; start < member.length; start += ITEMS_PER_PIECE) {
-      // The items' canonical array without its brackets: the same items, in place.
-      const items = canonicalJson(member.slice(start, start + ITEMS_PER_PIECE));
-      text += (start === 0 ? '' : ',') + items.slice(1, -1);
-      pieces.push(Buffer.from(text));
-      text = '';
-    }
-    text += ']';
-  }
-  pieces.push(Buffer.from(`${text}}`));
-  return Buffer.concat(pieces);
+  const pieces = plain
+    ? writeInPieces(record, Object.keys(record).sort(), {
+        member: (member) => (member === undefined ? undefined : canonicalJson(member)),
+        // The items' canonical array without its brackets: the same items, in place.
+        items: (items) => canonicalJson(items).slice(1, -1),
+      })
+    : undefined;
+  return pieces ?? Buffer.from(canonicalJson(value));
 }
 
 /** Thrown by sortedCopy for a key an object literal cannot keep in place: an integer-like one, or __proto__. */
