@@ -26,7 +26,8 @@ export type ErrorCode =
   | 'NOT_ACCEPTABLE'
   | 'UPLOADS_BUSY'
   | 'STORAGE_UNAVAILABLE'
-  | 'NOT_FOUND';
+  | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED';
 
 export interface FieldError {
   /** Path of the offending field in the request, e.g. `inputs[0].shape`. */
@@ -38,12 +39,15 @@ export interface AppErrorOptions {
   fields?: FieldError[];
   /** Seconds a client should wait before retrying (sent as Retry-After). */
   retryAfterSeconds?: number;
+  /** The methods the path answers, for a 405 (sent as Allow). */
+  allow?: readonly string[];
   cause?: unknown;
 }
 
 export class AppError extends Error {
   readonly fields: FieldError[];
   readonly retryAfterSeconds?: number;
+  readonly allow?: readonly string[];
 
   constructor(
     readonly code: ErrorCode,
@@ -55,6 +59,7 @@ export class AppError extends Error {
     this.name = 'AppError';
     this.fields = options.fields ?? [];
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.allow = options.allow;
   }
 }
 
@@ -119,5 +124,7 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 503, title: 'Database unavailable' };
     case 'NOT_FOUND':
       return { status: 404, title: 'Not found' };
+    case 'METHOD_NOT_ALLOWED':
+      return { status: 405, title: 'Method not allowed' };
   }
 }

@@ -1,8 +1,9 @@
 import { STATUS_CODES } from 'node:http';
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, NotFoundException } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, FieldError, httpStatusOf } from './app-error';
 import { auditNoteOf, noteAudit } from '../access/audit-note';
+import { methodsAt } from '../http/route-catalog';
 import { Problem, PROBLEM_CONTENT_TYPE, problemType } from './problem';
 
 export interface RenderedProblem {
@@ -35,7 +36,8 @@ export class ProblemFilter implements ExceptionFilter {
   }
 
   /** The answer for an error, for callers that must build it themselves (an onSend hook). */
-  render(exception: unknown, request: FastifyRequest): RenderedProblem {
+  render(thrown: unknown, request: FastifyRequest): RenderedProblem {
+    const exception = methodRefusal(thrown, request) ?? thrown;
     const problem = this.toProblem(exception, request);
     if (problem.status >= 500) {
       if (exception instanceof AppError) {
@@ -56,6 +58,7 @@ export class ProblemFilter implements ExceptionFilter {
     if (exception instanceof AppError && exception.retryAfterSeconds !== undefined) {
       headers['Retry-After'] = String(exception.retryAfterSeconds);
     }
+    if (exception instanceof AppError && exception.allow) headers.Allow = exception.allow.join(', ');
     if (problem.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="inference-gateway", error="invalid_token"';
     const path = request.url.split('?')[0];
     if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
@@ -126,6 +129,26 @@ export class ProblemFilter implements ExceptionFilter {
       ...base,
     };
   }
+}
+
+/**
+ * A request that no route took (Nest's NotFoundException from the router's 404) for a path the router serves with
+ * other methods: 405 naming them, and Allow listing them (RFC 9110 asks for it), rather than a 404 that says
+ * nothing is there. The path is not quoted back (it may carry a study's UID).
+ */
+function methodRefusal(exception: unknown, request: FastifyRequest): AppError | undefined {
+  if (!(exception instanceof NotFoundException) || !request.is404) return undefined;
+  const allow = methodsAt(request.server, request.url.split('?')[0]);
+  if (allow.length === 0) return undefined;
+  const reason = `must be one of ${allow.join(', ')} on this path`;
+  return new AppError(
+    'METHOD_NOT_ALLOWED',
+    `${request.method} is not allowed here; this path answers ${allow.join(', ')}`,
+    {
+      fields: [{ field: '(method)', reason }],
+      allow,
+    },
+  );
 }
 
 /**
