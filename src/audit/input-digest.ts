@@ -48,18 +48,19 @@ export class InputDigester extends AuditInputDigester implements OnApplicationSh
   }
 
   /**
-   * A large JSON body's digest worked out on the digest thread, which parses `text` again and writes its
+   * A large JSON body's digest worked out on the digest thread, which parses `json` again and writes its
    * canonical form, while the event loop goes on with the request (a 1,000-transaction batch: about 7 ms of
    * the event loop's time otherwise). Should the thread fail or stop, the digest is worked out here from
    * `canonical`, the same bytes: a request never fails for it.
    */
-  override digestJson(text: string, canonical: () => Uint8Array): Promise<string> {
+  override digestJson(json: Uint8Array, canonical: () => Uint8Array): Promise<string> {
     const thread = this.digestThreadOrNone();
-    if (!thread) return super.digestJson(text, canonical);
+    if (!thread) return super.digestJson(json, canonical);
     const id = ++this.nextId;
     return new Promise<string>((resolve) => {
       this.waiting.set(id, { resolve, fallback: () => resolve(this.digest([canonical()])) });
-      thread.postMessage({ id, text } satisfies CanonicalDigestRequest);
+      // The bytes are copied into the message: the caller's buffer stays as it is.
+      thread.postMessage({ id, json } satisfies CanonicalDigestRequest);
     });
   }
 

@@ -268,6 +268,37 @@ describe('finance: fraud scoring and credit assessment', () => {
     );
   });
 
+  it('batch: a body over 256 KiB (parsed in pieces) is scored, audited with the same digest, and refuses a prototype key', async () => {
+    const items = Array.from({ length: 1200 }, (_, i) => tx({ transactionId: `pieces-${i}` }));
+    const body = { transactions: items };
+    const text = JSON.stringify(reversed(body));
+    assert.ok(text.length > 256 * 1024, 'large enough to be parsed in pieces');
+    const send = (payload: string) =>
+      http
+        .post('/v1/finance/fraud-scores/batch')
+        .set('Authorization', engine)
+        .set('Content-Type', 'application/json')
+        .send(payload);
+    const res = await send(text).expect(200);
+    assert.equal(res.body.items.length, 1200);
+    assert.deepEqual(
+      res.body.items.map((i: { result?: { transactionId: string } }) => i.result?.transactionId),
+      items.map((_, i) => `pieces-${i}`),
+    );
+    const [row] = await app
+      .get(DataSource)
+      .query<Array<{ input_digest: string }>>('SELECT input_digest FROM audit_events WHERE request_id = $1', [
+        res.headers['x-request-id'],
+      ]);
+    assert.equal(row.input_digest, app.get(AuditInputDigester).digest([canonicalBytes(body)]));
+    // A prototype key in an item in the middle of the body: refused as the whole body's parse refuses it.
+    const at = text.lastIndexOf('{', text.indexOf('"pieces-600"'));
+    assert.ok(at > 100_000 && at < text.length - 100_000, 'in the middle');
+    const poisoned = `${text.slice(0, at)}{"__proto__":{"x":1},${text.slice(at + 1)}`;
+    const refused = await send(poisoned).expect(400);
+    assert.equal(refused.body.code, 'FST_ERR_CTP_INVALID_JSON_BODY');
+  });
+
   it('batch: more than 10,000 transactions is refused naming the field', async () => {
     const res = await post('fraud-scores/batch', { transactions: Array.from({ length: 10_001 }, () => ({})) }).expect(
       400,

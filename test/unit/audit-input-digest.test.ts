@@ -66,10 +66,10 @@ describe('audit input digests of large JSON bodies (the digest thread)', () => {
     try {
       for (const text of texts) {
         const expected = d.digest([canonicalOf(text)()]);
-        assert.equal(await d.digestJson(text, canonicalOf(text)), expected, text.slice(0, 40));
+        assert.equal(await d.digestJson(Buffer.from(text), canonicalOf(text)), expected, text.slice(0, 40));
       }
       // Several at once, answered each with its own.
-      const all = await Promise.all(texts.map((t) => d.digestJson(t, canonicalOf(t))));
+      const all = await Promise.all(texts.map((t) => d.digestJson(Buffer.from(t), canonicalOf(t))));
       assert.deepEqual(
         all,
         texts.map((t) => d.digest([canonicalOf(t)()])),
@@ -83,12 +83,15 @@ describe('audit input digests of large JSON bodies (the digest thread)', () => {
     const d = digester();
     try {
       const big = JSON.stringify({ rows: Array.from({ length: 200_000 }, (_, i) => ({ i, s: `row ${i}` })) });
-      await d.digestJson(texts[0], canonicalOf(texts[0])); // the thread is up
+      await d.digestJson(Buffer.from(texts[0]), canonicalOf(texts[0])); // the thread is up
       const thread = (d as unknown as { digestThread: Worker }).digestThread;
-      const pending = d.digestJson(big, canonicalOf(big));
+      const pending = d.digestJson(Buffer.from(big), canonicalOf(big));
       await thread.terminate();
       assert.equal(await pending, d.digest([canonicalOf(big)()]));
-      assert.equal(await d.digestJson(texts[1], canonicalOf(texts[1])), d.digest([canonicalOf(texts[1])()]));
+      assert.equal(
+        await d.digestJson(Buffer.from(texts[1]), canonicalOf(texts[1])),
+        d.digest([canonicalOf(texts[1])()]),
+      );
       assert.notEqual((d as unknown as { digestThread?: Worker }).digestThread, thread, 'a new thread');
     } finally {
       await d.onApplicationShutdown();
@@ -102,11 +105,14 @@ describe('audit input digests of large JSON bodies (the digest thread)', () => {
       const big = JSON.stringify({ rows: Array.from({ length: 100_000 }, (_, i) => ({ i, s: `row ${i}` })) });
       const expected = d.digest([canonicalOf(big)()]);
       for (let lost = 0; lost < 3; lost++) {
-        const pending = d.digestJson(big, canonicalOf(big));
+        const pending = d.digestJson(Buffer.from(big), canonicalOf(big));
         await thread()!.terminate();
         assert.equal(await pending, expected);
       }
-      assert.equal(await d.digestJson(texts[1], canonicalOf(texts[1])), d.digest([canonicalOf(texts[1])()]));
+      assert.equal(
+        await d.digestJson(Buffer.from(texts[1]), canonicalOf(texts[1])),
+        d.digest([canonicalOf(texts[1])()]),
+      );
       assert.equal(thread(), undefined, 'no fourth thread');
     } finally {
       await d.onApplicationShutdown();
@@ -115,9 +121,9 @@ describe('audit input digests of large JSON bodies (the digest thread)', () => {
 
   it('after shutdown still answers, on the event loop', async () => {
     const d = digester();
-    await d.digestJson(texts[0], canonicalOf(texts[0]));
+    await d.digestJson(Buffer.from(texts[0]), canonicalOf(texts[0]));
     await d.onApplicationShutdown();
-    assert.equal(await d.digestJson(texts[2], canonicalOf(texts[2])), d.digest([canonicalOf(texts[2])()]));
+    assert.equal(await d.digestJson(Buffer.from(texts[2]), canonicalOf(texts[2])), d.digest([canonicalOf(texts[2])()]));
     assert.equal((d as unknown as { digestThread?: Worker }).digestThread, undefined, 'no thread started again');
     await d.onApplicationShutdown();
   });

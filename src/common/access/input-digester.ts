@@ -18,10 +18,10 @@ export abstract class AuditInputDigester {
 
   /**
    * The digest of a JSON body's canonical bytes as one part, what `digest([canonical()])` gives, worked out
-   * from `text` (the body as sent) where it does not hold up the event loop (an implementation may parse the
-   * text again on another thread); `canonical` gives the same bytes from the parsed body, here.
+   * from `json` (the body's bytes as sent, UTF-8) where it does not hold up the event loop (an implementation
+   * may parse them again on another thread); `canonical` gives the same bytes from the parsed body, here.
    */
-  digestJson(_text: string, canonical: () => Uint8Array): Promise<string> {
+  digestJson(_json: Uint8Array, canonical: () => Uint8Array): Promise<string> {
     return Promise.resolve(this.digest([canonical()]));
   }
 }

@@ -1,19 +1,21 @@
 /**
- * The text of a large JSON body, by the object parsed from it: work that needs the body's canonical form
- * (the audit trail's keyed digest of a batch) can read the text again on another thread instead of walking
- * the object on the event loop. Kept only from RAW_JSON_FROM_CHARS characters, and only while the parsed
- * object lives (a WeakMap); the route must not change the object, or the text no longer says what it holds.
+ * The bytes of a large JSON body, by the object parsed from them: work that needs the body's canonical form
+ * (the audit trail's keyed digest of a batch) can read them again on another thread instead of walking the
+ * object on the event loop. Kept only from RAW_JSON_FROM_BYTES bytes, and only while the parsed object
+ * lives (a WeakMap); the route must not change the object, or the bytes no longer say what it holds. The
+ * bytes rather than the text: a large body is parsed without decoding it into one string (json-in-pieces).
  */
-const texts = new WeakMap<object, string>();
+const bodies = new WeakMap<object, Buffer>();
 
-/** Below this a body's digest on the event loop costs less than handing its text to another thread. */
-export const RAW_JSON_FROM_CHARS = 64 * 1024;
+/** Below this a body's digest on the event loop costs less than handing its bytes to another thread. */
+export const RAW_JSON_FROM_BYTES = 64 * 1024;
 
-export function keepRawJson(parsed: unknown, text: string): void {
-  if (text.length >= RAW_JSON_FROM_CHARS && typeof parsed === 'object' && parsed !== null) texts.set(parsed, text);
+/** `bytes` must not change afterwards (Fastify's JSON body buffer is a copy of what was read, kept by no one else). */
+export function keepRawJson(parsed: unknown, bytes: Buffer): void {
+  if (bytes.length >= RAW_JSON_FROM_BYTES && typeof parsed === 'object' && parsed !== null) bodies.set(parsed, bytes);
 }
 
-/** The text `body` was parsed from, when the JSON parser kept it. */
-export function rawJsonOf(body: unknown): string | undefined {
-  return typeof body === 'object' && body !== null ? texts.get(body) : undefined;
+/** The bytes `body` was parsed from, when the JSON parser kept them. */
+export function rawJsonOf(body: unknown): Buffer | undefined {
+  return typeof body === 'object' && body !== null ? bodies.get(body) : undefined;
 }

@@ -27,18 +27,18 @@ export function bodyDigest(digester: AuditInputDigester, body: unknown): string 
 }
 
 /**
- * bodyDigest, the same answer, worked out on the digest thread from the text of a large body the JSON
+ * bodyDigest, the same answer, worked out on the digest thread from the bytes of a large body the JSON
  * parser kept (rawJsonOf): the event loop checks and scores a batch's transactions meanwhile. A body
- * without its text, or one already digested, is answered here at once.
+ * without its bytes, or one already digested, is answered here at once.
  */
 export function bodyDigestAsync(digester: AuditInputDigester, body: unknown): Promise<string> {
-  const text = rawJsonOf(body);
-  if (text === undefined || digests.has(body as object)) return Promise.resolve(bodyDigest(digester, body));
+  const json = rawJsonOf(body);
+  if (json === undefined || digests.has(body as object)) return Promise.resolve(bodyDigest(digester, body));
   const key = body as object;
   let pending = digesting.get(key);
   if (!pending) {
     pending = digester
-      .digestJson(text, () => canonicalBytes(body))
+      .digestJson(json, () => canonicalBytes(body))
       .then((digest) => {
         digests.set(key, digest);
         return digest;

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
 import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http/json-depth';
+import { parseJsonInPieces } from '../../common/http/json-in-pieces';
 import { keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
 import { allocate, elementCount, Tensor, TensorData } from '../tensor';
@@ -21,19 +22,36 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
     if (request.headers[HEADER_LENGTH] !== undefined && request.routeOptions.url?.startsWith('/v2/')) {
       return done(null, body);
     }
-    const text = (body as Buffer).toString('utf8');
+    const bytes = body as Buffer;
+    // A large body of one long array (a fraud batch) is parsed without one string of the whole; else as Fastify does.
+    const inPieces = piecewise(bytes);
+    if (inPieces !== undefined) {
+      if (nestsDeeperThan(inPieces, MAX_JSON_DEPTH)) return done(tooDeepError());
+      keepRawJson(inPieces, bytes);
+      return done(null, inPieces);
+    }
+    const text = bytes.toString('utf8');
     void json(request, text, (error, parsed) => {
       if (error)
         return done((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text) : error);
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
       if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
-      keepRawJson(parsed, text);
+      keepRawJson(parsed, bytes);
       done(null, parsed);
     });
   });
   fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
     done(null, body),
   );
+}
+
+/** parseJsonInPieces, or undefined where it throws (a body it cannot split is parsed whole, its error reported as before). */
+function piecewise(bytes: Buffer): unknown {
+  try {
+    return parseJsonInPieces(bytes);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
