@@ -79,6 +79,34 @@ describe('audit input digests of large JSON bodies (the digest thread)', () => {
     }
   });
 
+  it('reads the bytes as the JSON parser does: a leading BOM dropped, bytes that are not UTF-8 as U+FFFD', async () => {
+    const d = digester();
+    try {
+      const bytes = Buffer.concat([
+        Buffer.from([0xef, 0xbb, 0xbf]),
+        Buffer.from('{"b":"'),
+        Buffer.from([0xff, 0xc3]), // not UTF-8: two U+FFFD
+        Buffer.from('x","a":"\u00e9"}'),
+      ]);
+      const parsed: unknown = JSON.parse(bytes.toString('utf8').slice(1));
+      assert.deepEqual(parsed, { b: '\ufffd\ufffdx', a: '\u00e9' });
+      const expected = d.digest([Buffer.from(canonicalJson(parsed))]);
+      assert.equal(await d.digestJson(bytes, () => Buffer.from(canonicalJson(parsed))), expected);
+      // The thread answered (not the fallback): a fallback giving other bytes is not called.
+      assert.equal(await d.digestJson(bytes, () => Buffer.from('other')), expected);
+      // A body the JSON parser reads in pieces: the thread reads it the same way.
+      const batch = JSON.stringify({
+        transactions: Array.from({ length: 9000 }, (_, i) => ({ id: `t-${i}`, v: i / 3 })),
+      });
+      assert.equal(
+        await d.digestJson(Buffer.from(batch), () => Buffer.from('other')),
+        d.digest([canonicalOf(batch)()]),
+      );
+    } finally {
+      await d.onApplicationShutdown();
+    }
+  });
+
   it('works a digest out on the event loop when the thread stops before it answers, and starts a new thread', async () => {
     const d = digester();
     try {
