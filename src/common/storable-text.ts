@@ -21,13 +21,13 @@ export function storableJson<T>(value: T): T {
 }
 
 /**
- * JSON.stringify escapes NUL and lone surrogates as \u0000 and \udXXX, which PostgreSQL's jsonb refuses. Also matches
- * such an escape after an escaped backslash (text that spells one out): that body only takes the slower way.
+ * JSON.stringify escapes NUL and lone surrogates as \u0000 and \udXXX: what storableJson mends. Also matches such an
+ * escape after an escaped backslash (text that spells one out): that body only takes the slower way.
  */
 const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/i;
 
 /**
- * The JSON text of storableJson(value), for a jsonb column: JSON.stringify(value) itself where that holds
+ * The JSON text of storableJson(value), for a JSON column: JSON.stringify(value) itself where that holds
  * nothing to mend, which is almost always (a 1,000-result fraud batch's answer: its copy by storableJson took
  * about a seventh of the event loop's time for a batch with an Idempotency-Key).
  */

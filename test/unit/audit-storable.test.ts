@@ -19,7 +19,7 @@ describe('storable audit text', () => {
     assert.equal(storableJson(null), null);
   });
 
-  it('writes jsonb text: JSON.stringify where nothing needs mending, else the text of storableJson', () => {
+  it('writes the stored JSON text: JSON.stringify where nothing needs mending, else the text of storableJson', () => {
     const at = new Date('2026-12-04T00:00:00Z');
     const values: unknown[] = [
       { items: [{ id: 'a', p: 0.5, at, none: undefined }], note: 'caf\u00e9 😀 \\ "q" \u0001' },

@@ -41,10 +41,10 @@ const CLOSE_AND_COMMA = Buffer.from('},');
  * 2 ms per 500 KB (V8 keeps a string over 128 KB in its large-object space, in fresh memory each time). The
  * same value, and the same refusal of prototype keys, as Fastify's parser gives for the whole text.
  * Undefined for any body it does not split (another shape, a BOM, pretty-printed, invalid): the caller
- * parses that whole, and reports any error as before.
+ * parses that whole, and reports any error as before. It never throws.
  *
  * How: the head is read byte by byte up to a comma between two items of an array directly in the top-level
- * value; the middle is cut at `},{` about every 48 KB, and each piece is parsed as `[piece]`, which
+ * value; the middle is cut where the next item begins (Head.between) about every 48 KB, and each piece is parsed as `[piece]`, which
  * succeeds only if the cut fell between two items (a piece that is a whole sequence of values starting
  * between items ends between items; a cut inside a string or a nested value leaves a piece that is not
  * JSON); the tail is read byte by byte too, to count its items and to see that the array's key does not
@@ -53,6 +53,14 @@ const CLOSE_AND_COMMA = Buffer.from('},');
  */
 export function parseJsonInPieces(bytes: Buffer): unknown {
   if (bytes.length < PIECEWISE_PARSE_FROM_BYTES) return undefined;
+  try {
+    return inPieces(bytes);
+  } catch {
+    return undefined; // a key token that is not JSON, say: the whole parse reports it
+  }
+}
+
+function inPieces(bytes: Buffer): unknown {
   const head = scanHead(bytes);
   if (!head) return undefined;
   const middle: unknown[] = [];

@@ -84,7 +84,7 @@ export class FraudScoringController {
     const transactions = parseFraudBatch(body);
     const model = this.fraud.modelRef();
     // The keyed digest of the whole body (about 7 ms of the event loop for 1,000 transactions) is worked out
-    // on the digest thread from the body's text while scoreBatch checks the items here and the runtime scores
+    // on the digest thread from the body's bytes while scoreBatch checks the items here and the runtime scores
     // them (with an Idempotency-Key, the key's check has worked it out already; a small body is digested at once).
     noteAudit(request, { model });
     const { items, shadow } = await withInputDigest(request, bodyDigestAsync(this.digester, body), () =>

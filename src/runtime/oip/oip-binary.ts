@@ -23,35 +23,25 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
       return done(null, body);
     }
     const bytes = body as Buffer;
-    // A large body of one long array (a fraud batch) is parsed without one string of the whole; else as Fastify does.
-    const inPieces = piecewise(bytes);
-    if (inPieces !== undefined) {
-      if (nestsDeeperThan(inPieces, MAX_JSON_DEPTH)) return done(tooDeepError());
-      keepRawJson(inPieces, bytes);
-      return done(null, inPieces);
-    }
-    const text = bytes.toString('utf8');
-    void json(request, text, (error, parsed) => {
-      if (error)
-        return done((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text) : error);
+    const accept = (parsed: unknown): void => {
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
       if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
       keepRawJson(parsed, bytes);
       done(null, parsed);
+    };
+    // A large body of one long array (a fraud batch) is parsed without one string of the whole; else as Fastify does.
+    const inPieces = parseJsonInPieces(bytes);
+    if (inPieces !== undefined) return accept(inPieces);
+    const text = bytes.toString('utf8');
+    void json(request, text, (error, parsed) => {
+      if (error)
+        return done((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text) : error);
+      accept(parsed);
     });
   });
   fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
     done(null, body),
   );
-}
-
-/** parseJsonInPieces, or undefined where it throws (a body it cannot split is parsed whole, its error reported as before). */
-function piecewise(bytes: Buffer): unknown {
-  try {
-    return parseJsonInPieces(bytes);
-  } catch {
-    return undefined;
-  }
 }
 
 /**
