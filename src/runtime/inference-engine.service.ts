@@ -9,8 +9,10 @@ import { BatchingOptions, ModelManifest } from './model-registry/model-manifest.
 import { ModelVersionRecord, scanModels } from './model-registry/model-registry';
 import { RuntimeMetrics } from './runtime-metrics';
 import { elementCount, Tensor } from './tensor';
+import { TensorPool } from './tensor-pool';
+import type { TensorDtype } from './model-registry/model-manifest.schema';
 import { inspectGraph } from './worker-pool/ort-session';
-import { WorkerFailure, WorkerPool } from './worker-pool/worker-pool';
+import { RunResult, WorkerFailure, WorkerPool } from './worker-pool/worker-pool';
 
 const DEFAULT_BATCHING: BatchingOptions = {
   maxBatchSize: 32,
@@ -46,6 +48,11 @@ export interface InferenceResult {
 export interface InferOptions {
   /** Milliseconds the request may wait before it is dropped (504); defaults to the model's timeoutMs. */
   timeoutMs?: number;
+  /**
+   * The inputs' buffers pass to the engine (best from allocate()): the caller never reads or writes
+   * them again, whatever the outcome, so they move to the worker without a copy and serve again.
+   */
+  give?: boolean;
 }
 
 interface Entry extends Omit<ModelVersionInfo, 'ready'> {
@@ -65,6 +72,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
   private readonly entries = new Map<string, Entry[]>();
   private pool?: WorkerPool;
   private readonly metrics: RuntimeMetrics;
+  private readonly buffers = new TensorPool();
 
   constructor(
     private readonly config: AppConfig,
@@ -118,8 +126,10 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
         batching: options,
         batcher: new Batcher(
           { ...options, maxConcurrentBatches: this.pool.capacity },
-          (inputs, owned) => this.pool!.run(key(record), inputs, owned),
+          (inputs, owned) => this.run(key(record), inputs, owned),
           this.metrics.observerFor(record.name, record.version),
+          undefined,
+          this.buffers,
         ),
       };
       this.entries.set(record.name, [...(this.entries.get(record.name) ?? []), entry]);
@@ -173,6 +183,20 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     return (this.entries.get(name) ?? []).map((e) => e.version);
   }
 
+  /**
+   * A zero-filled input tensor to fill and pass to infer() with `give`: a large one may reuse the
+   * buffer of an earlier run, back from its worker, instead of fresh memory and a copy.
+   */
+  allocate(dtype: TensorDtype, dims: number[]): Tensor {
+    return this.buffers.allocate(dtype, dims);
+  }
+
+  private async run(key: string, inputs: Record<string, Tensor>, owned: boolean): Promise<RunResult> {
+    const result = await this.pool!.run(key, inputs, owned);
+    for (const buffer of result.returned) this.buffers.recycle(buffer);
+    return result;
+  }
+
   async infer(
     name: string,
     version: string | undefined,
@@ -189,7 +213,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     }
     const timeoutMs = options.timeoutMs ?? entry.batching.timeoutMs;
     try {
-      const result = await entry.batcher.submit(inputs, timeoutMs);
+      const result = await entry.batcher.submit(inputs, timeoutMs, options.give === true);
       return { model: entry.name, version: entry.version, provider: entry.provider!, ...result };
     } catch (error) {
       if (error instanceof WorkerFailure) {

@@ -36,13 +36,13 @@ export function zeros(dtype: TensorDtype, dims: number[]): Tensor {
   return { dtype, dims, data: allocate(dtype, elementCount(dims)) };
 }
 
-/** Stacks tensors of equal trailing dims along axis 0. */
-export function concatBatch(parts: Tensor[]): Tensor {
+/** Stacks tensors of equal trailing dims along axis 0, into a tensor from `make` (zeros: a new one). */
+export function concatBatch(parts: Tensor[], make: (dtype: TensorDtype, dims: number[]) => Tensor = zeros): Tensor {
   if (parts.length === 1) return parts[0];
   const first = parts[0];
   const rows = parts.reduce((sum, t) => sum + t.dims[0], 0);
   const dims = [rows, ...first.dims.slice(1)];
-  const data = allocate(first.dtype, elementCount(dims));
+  const { data } = make(first.dtype, dims);
   let offset = 0;
   for (const part of parts) {
     (data as Float32Array).set(part.data as Float32Array, offset);

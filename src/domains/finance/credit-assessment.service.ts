@@ -60,15 +60,13 @@ export class CreditAssessmentService {
     const width = model.specs.length;
     const raw = creditRaw(request);
     const batch = occlusionBatch(model.specs, raw);
-    const shadowRun = this.shadow.start(CREDIT_MODEL, 1, (plan) => {
-      const row = new Float32Array(plan.width);
+    const shadowRun = this.shadow.start(CREDIT_MODEL, 1, (plan, row) =>
       writePlannedRow(
         plan,
         plan.sources.map((source) => raw[source]),
         row,
-      );
-      return row;
-    });
+      ),
+    );
     const result = await this.engine.infer(model.name, model.version, {
       features: { dtype: 'float32', dims: [batch.count, width], data: batch.rows },
     });

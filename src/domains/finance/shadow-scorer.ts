@@ -52,11 +52,15 @@ export class ShadowScorer {
   }
 
   /**
-   * Starts the challenger on `count` rows that `rowsOf` writes with the challenger's feature plan
-   * (called at once, before the champion runs); resolves undefined when there is no challenger or it
-   * failed.
+   * Starts the challenger on `count` rows that `writeRows` writes into `into` ([count, plan.width], zeroed)
+   * with the challenger's feature plan (called at once, before the champion runs); resolves undefined
+   * when there is no challenger or it failed.
    */
-  start(name: string, count: number, rowsOf: (plan: FeaturePlan) => Float32Array): Promise<ShadowScores | undefined> {
+  start(
+    name: string,
+    count: number,
+    writeRows: (plan: FeaturePlan, into: Float32Array) => void,
+  ): Promise<ShadowScores | undefined> {
     const version = this.models.shadowOf(name);
     if (!version) return Promise.resolve(undefined);
     const challenger = this.models.model(name, version);
@@ -69,14 +73,14 @@ export class ShadowScorer {
       });
       return undefined;
     };
-    let data: Float32Array;
     const plan = featurePlan(challenger.specs);
+    const features = this.engine.allocate('float32', [count, plan.width]);
     try {
-      data = rowsOf(plan);
+      writeRows(plan, features.data as Float32Array);
     } catch (error) {
       return Promise.resolve(failed(error));
     }
-    return this.engine.infer(name, version, { features: { dtype: 'float32', dims: [count, plan.width], data } }).then(
+    return this.engine.infer(name, version, { features }, { give: true }).then(
       (result) => ({
         version,
         probabilities: Array.from(result.outputs.probability.data as Float32Array),

@@ -172,16 +172,16 @@ export class LesionDetectionService implements OnModuleInit {
     const results: FrameFindingsDto[] = [];
     for (let start = 0; start < frames.length; start += model.maxBatchSize) {
       const chunk = frames.slice(start, start + model.maxBatchSize);
-      const batch = new Float32Array(chunk.length * plane);
+      // Given to the engine below: it moves to the worker without a copy, in a buffer used before.
+      const input = this.engine.allocate('float32', [chunk.length, 1, model.height, model.width]);
+      const batch = input.data as Float32Array;
       const placements: Placement[] = [];
       // Settled at once, unless a trap in another decode discarded the codecs and they are loading again.
       await initialisePixelCodecs();
       chunk.forEach((frame, i) => {
         placements.push(this.preprocess(image, frame, model, batch.subarray(i * plane, (i + 1) * plane)));
       });
-      const result = await this.engine.infer(model.name, model.version, {
-        image: { dtype: 'float32', dims: [chunk.length, 1, model.height, model.width], data: batch },
-      });
+      const result = await this.engine.infer(model.name, model.version, { image: input }, { give: true });
       const maps = result.outputs.lesion_probability.data as Float32Array;
       const malignancy = result.outputs.malignancy_probability?.data as Float32Array | undefined;
       chunk.forEach((frame, i) => {

@@ -1,5 +1,6 @@
 import { AppError, shuttingDown } from '../../common/errors/app-error';
-import { concatBatch, splitBatch, Tensor } from '../tensor';
+import { concatBatch, splitBatch, Tensor, zeros } from '../tensor';
+import type { TensorPool } from '../tensor-pool';
 
 export interface BatcherOptions {
   /** Largest number of rows stacked into one run (a single larger request runs alone). */
@@ -14,7 +15,10 @@ export interface BatcherOptions {
   batchable: boolean;
 }
 
-/** `owned`: the batcher stacked these tensors itself, so their buffers may be moved rather than copied. */
+/**
+ * `owned`: the batcher stacked these tensors itself, or their caller gave them up, so their buffers may
+ * be moved rather than copied.
+ */
 export type RunBatch = (
   inputs: Record<string, Tensor>,
   owned: boolean,
@@ -36,8 +40,15 @@ export interface BatcherObserver {
   depth?(waiting: number): void;
 }
 
+/** Where stacked batches get their buffers and where a given input's buffer goes once copied into one. */
+export type BatchBuffers = Pick<TensorPool, 'allocate' | 'recycle'>;
+
+const UNPOOLED: BatchBuffers = { allocate: zeros, recycle: () => undefined };
+
 interface Pending {
   inputs: Record<string, Tensor>;
+  /** The caller gave the inputs' buffers up: nobody reads them after the run. */
+  given: boolean;
   rows: number;
   signature: string;
   enqueuedAt: number;
@@ -82,13 +93,15 @@ export class Batcher {
     private readonly runBatch: RunBatch,
     private readonly observer: BatcherObserver = {},
     private readonly now: () => number = () => performance.now(),
+    private readonly buffers: BatchBuffers = UNPOOLED,
   ) {}
 
   get waiting(): number {
     return this.queue.length;
   }
 
-  submit(inputs: Record<string, Tensor>, timeoutMs: number): Promise<BatchResult> {
+  /** With `given`, the inputs' buffers are the batcher's: the caller does not read or write them again. */
+  submit(inputs: Record<string, Tensor>, timeoutMs: number, given = false): Promise<BatchResult> {
     if (this.closing) {
       this.observer.outcome?.('shutting_down');
       return Promise.reject(shuttingDown());
@@ -106,6 +119,7 @@ export class Batcher {
       if (this.queue.length > 0 || this.inFlight > 0) this.lastOverlapAt = enqueuedAt;
       const item: Pending = {
         inputs,
+        given,
         rows: this.options.batchable ? rowsOf(inputs) : 1,
         signature: signatureOf(inputs),
         enqueuedAt,
@@ -220,8 +234,16 @@ export class Batcher {
     try {
       const names = Object.keys(items[0].inputs);
       const stacked: Record<string, Tensor> = {};
-      for (const name of names) stacked[name] = concatBatch(items.map((item) => item.inputs[name]));
-      const { outputs, computeMs } = await this.runBatch(stacked, items.length > 1);
+      const alone = items.length === 1;
+      for (const name of names) {
+        stacked[name] = concatBatch(
+          items.map((item) => item.inputs[name]),
+          (dtype, dims) => this.buffers.allocate(dtype, dims),
+        );
+      }
+      const { outputs, computeMs } = await this.runBatch(stacked, alone ? items[0].given : true);
+      // Copied into the stack, and not needed again now that it ran (runAlone would read them).
+      if (!alone) for (const item of items) if (item.given) this.recycleInputs(item.inputs);
       const rows = items.map((item) => item.rows);
       const pieces: Record<string, Tensor[]> = {};
       for (const [name, tensor] of Object.entries(outputs)) {
@@ -257,7 +279,7 @@ export class Batcher {
   private async runAlone(items: Pending[], startedAt: number): Promise<void> {
     for (const item of items) {
       try {
-        const { outputs, computeMs } = await this.runBatch(item.inputs, false);
+        const { outputs, computeMs } = await this.runBatch(item.inputs, item.given);
         this.observer.batch?.(item.rows, computeMs);
         this.observer.outcome?.('ok');
         item.resolve({ outputs, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: item.rows });
@@ -266,6 +288,10 @@ export class Batcher {
         item.reject(error as Error);
       }
     }
+  }
+
+  private recycleInputs(inputs: Record<string, Tensor>): void {
+    for (const tensor of Object.values(inputs)) this.buffers.recycle(tensor.data.buffer as ArrayBuffer);
   }
 
   private checkIdle(): void {

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
 import { elementCount, zeros } from '../tensor';
+import { POOLED_FROM_BYTES } from '../tensor-pool';
 import { createSession, fromOrtTensor, toOrtTensor } from './ort-session';
 import type { FromWorker, LoadedModel, LoadMessage, RunMessage, ToWorker, WorkerModel } from './worker-protocol';
 
@@ -72,7 +73,14 @@ async function run(msg: RunMessage): Promise<void> {
     outputs.outputs[name] = { ...tensor, data: owned };
     transfer.push(owned.buffer as ArrayBuffer);
   }
-  post(outputs, transfer);
+  // The inputs' large buffers go back too, for the main thread's TensorPool to serve the next request.
+  const returned = new Set<ArrayBuffer>();
+  for (const tensor of Object.values(msg.feeds)) {
+    const buffer = tensor.data.buffer as ArrayBuffer;
+    if (buffer.byteLength >= POOLED_FROM_BYTES) returned.add(buffer);
+  }
+  outputs.returned = [...returned];
+  post(outputs, [...transfer, ...returned]);
 }
 
 parentPort!.on('message', (msg: ToWorker) => {

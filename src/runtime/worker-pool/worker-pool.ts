@@ -1,11 +1,14 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../tensor';
+import { POOLED_FROM_BYTES } from '../tensor-pool';
 import type { FromWorker, LoadedModel, LoadMessage } from './worker-protocol';
 
 export interface RunResult {
   outputs: Record<string, Tensor>;
   computeMs: number;
+  /** The run's large input buffers, back from the worker and read nowhere else (for a TensorPool). */
+  returned: ArrayBuffer[];
 }
 
 interface Task {
@@ -141,7 +144,8 @@ export class WorkerPool {
       case 'run-failed': {
         const task = slot.tasks.get(msg.id);
         slot.tasks.delete(msg.id);
-        if (task && msg.type === 'result') task.resolve({ outputs: msg.outputs, computeMs: msg.computeMs });
+        if (task && msg.type === 'result')
+          task.resolve({ outputs: msg.outputs, computeMs: msg.computeMs, returned: msg.returned ?? [] });
         else if (task && msg.type === 'run-failed') task.reject(new WorkerFailure(msg.message));
         this.dispatch();
         return;
@@ -181,7 +185,7 @@ export class WorkerPool {
 }
 
 /** Moving a buffer saves a copy only when it is large; below that, cloning costs no more than detaching. */
-const MOVE_FROM_BYTES = 64 * 1024;
+const MOVE_FROM_BYTES = POOLED_FROM_BYTES;
 
 function movable(feeds: Record<string, Tensor>): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>();

@@ -45,5 +45,12 @@ export interface LoadedModel {
 export type FromWorker =
   | { type: 'loaded'; models: LoadedModel[] }
   | { type: 'load-failed'; message: string }
-  | { type: 'result'; id: number; outputs: Record<string, Tensor>; computeMs: number }
+  | {
+      type: 'result';
+      id: number;
+      outputs: Record<string, Tensor>;
+      computeMs: number;
+      /** The run's large input buffers, moved back: nothing reads them any more. */
+      returned?: ArrayBuffer[];
+    }
   | { type: 'run-failed'; id: number; message: string };
