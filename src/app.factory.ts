@@ -23,6 +23,8 @@ import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig } from './config/app-config';
 import { setupOpenApi } from './openapi/openapi';
 import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
+import { AuditInputDigester } from './common/access';
+import { beginBodyDigest } from './domains/finance/canonical-input.util';
 import { registerPiecewiseJsonReplies } from './common/http/piecewise-json';
 import { isDicomBody, registerDicomBodies } from './domains/medical/dicom-bodies';
 
@@ -110,7 +112,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,
   );
   refuseUnfinishedUploadsAtClose(fastify);
-  registerOipBinaryBodies(fastify);
+  registerOipBinaryBodies(fastify, beginBodyDigest(app.get(AuditInputDigester)));
   registerPiecewiseJsonReplies(fastify);
   // No route reads text: Fastify's own text/plain parser handed a JSON route a string, answered 400
   // "(body): must be object" instead of the 415 any other type no route reads gets.

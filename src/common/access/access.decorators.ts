@@ -1,5 +1,5 @@
 import { applyDecorators, SetMetadata } from '@nestjs/common';
-import { RouteConfig } from '@nestjs/platform-fastify';
+import { AddRouteConfig } from '../http/route-config';
 import type { Permission } from './permissions';
 
 export const ACCESS_METADATA = 'gateway:access';
@@ -27,5 +27,5 @@ export const ACCESS_ROUTE_CONFIG = 'gatewayAccess';
  */
 export const RequirePermission = (permission: Permission, action: string): MethodDecorator & ClassDecorator => {
   const rule: AccessRule = { public: false, permission, action };
-  return applyDecorators(SetMetadata(ACCESS_METADATA, rule), RouteConfig({ [ACCESS_ROUTE_CONFIG]: rule }));
+  return applyDecorators(SetMetadata(ACCESS_METADATA, rule), AddRouteConfig({ [ACCESS_ROUTE_CONFIG]: rule }));
 };

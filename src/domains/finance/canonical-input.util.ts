@@ -1,6 +1,6 @@
 import { canonicalJsonBytes } from '../../audit/audit-chain';
 import type { AuditInputDigester } from '../../common/access';
-import { rawJsonOf } from '../../common/http/raw-json';
+import { BeginJsonDigest, digestBegunOf, rawJsonOf } from '../../common/http/raw-json';
 
 /** The canonical bytes (JSON, keys sorted) of a validated request body, for the audit trail's keyed digest. */
 export function canonicalBytes(body: unknown): Uint8Array {
@@ -28,8 +28,9 @@ export function bodyDigest(digester: AuditInputDigester, body: unknown): string 
 
 /**
  * bodyDigest, the same answer, worked out on the digest thread from the bytes of a large body the JSON
- * parser kept (rawJsonOf): the event loop checks and scores a batch's transactions meanwhile. A body
- * without its bytes, or one already digested, is answered here at once.
+ * parser kept (rawJsonOf), or begun there before the parse (a route with DIGEST_JSON_BODY): the event
+ * loop checks and scores a batch's transactions meanwhile. A body without its bytes, or one already
+ * digested, is answered here at once.
  */
 export function bodyDigestAsync(digester: AuditInputDigester, body: unknown): Promise<string> {
   const json = rawJsonOf(body);
@@ -37,13 +38,19 @@ export function bodyDigestAsync(digester: AuditInputDigester, body: unknown): Pr
   const key = body as object;
   let pending = digesting.get(key);
   if (!pending) {
-    pending = digester
-      .digestJson(json, () => canonicalBytes(body))
-      .then((digest) => {
-        digests.set(key, digest);
-        return digest;
-      });
+    pending = (digestBegunOf(body) ?? digester.digestJson(json, () => canonicalBytes(body))).then((digest) => {
+      digests.set(key, digest);
+      return digest;
+    });
     digesting.set(key, pending);
   }
   return pending;
+}
+
+/**
+ * For the JSON parser (registerOipBinaryBodies): begins bodyDigestAsync's digest of a large body from its
+ * bytes, before the body is parsed.
+ */
+export function beginBodyDigest(digester: AuditInputDigester): BeginJsonDigest {
+  return (bytes, parsed) => digester.digestJson(bytes, () => canonicalBytes(parsed() ?? null));
 }

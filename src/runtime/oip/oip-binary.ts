@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
 import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http/json-depth';
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
-import { keepRawJson } from '../../common/http/raw-json';
+import { BeginJsonDigest, digestsBodyEarly, keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
 import { allocate, elementCount, Tensor, TensorData } from '../tensor';
 
@@ -13,7 +13,8 @@ import { allocate, elementCount, Tensor, TensorData } from '../tensor';
  */
 export const HEADER_LENGTH = 'inference-header-content-length';
 
-export function registerOipBinaryBodies(fastify: FastifyInstance): void {
+/** `beginDigest`: how a route that asks for it (DIGEST_JSON_BODY) has its large body's digest begun before the parse. */
+export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: BeginJsonDigest): void {
   const json = fastify.getDefaultJsonParser('error', 'error');
   void fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
@@ -23,10 +24,17 @@ export function registerOipBinaryBodies(fastify: FastifyInstance): void {
       return done(null, body);
     }
     const bytes = body as Buffer;
+    let parsedBody: unknown;
+    // Nobody waits for it if the body is refused below; the digest thread's answer is then dropped.
+    const digest =
+      beginDigest && digestsBodyEarly(request.routeOptions.config, bytes)
+        ? beginDigest(bytes, () => parsedBody)
+        : undefined;
     const accept = (parsed: unknown): void => {
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
       if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
-      keepRawJson(parsed, bytes);
+      parsedBody = parsed;
+      keepRawJson(parsed, bytes, digest);
       done(null, parsed);
     };
     // A large body of one long array (a fraud batch) is parsed without one string of the whole; else as Fastify does.

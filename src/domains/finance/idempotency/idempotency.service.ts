@@ -5,7 +5,7 @@ import { AuditNote, auditNoteOf, AuditInputDigester, noteAudit, principalOf } fr
 import { AppError } from '../../../common/errors/app-error';
 import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
-import { bodyDigest } from '../canonical-input.util';
+import { bodyDigestAsync } from '../canonical-input.util';
 import { decisionCounts } from '../fraud-score.dto';
 import { IdempotencyRepository } from './idempotency.repository';
 
@@ -79,7 +79,8 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
       });
     }
     const scope = this.scopeOf(request);
-    const digest = bodyDigest(this.digester, request.body);
+    // A large body's digest comes from the digest thread (begun as it was parsed, on the batch route).
+    const digest = await bodyDigestAsync(this.digester, request.body);
     const id = `${scope}\n${header}`;
 
     let first = false;
