@@ -1,20 +1,8 @@
 import type { TensorDtype } from './model-registry/model-manifest.schema';
-import { elementCount, Tensor, TensorData, zeros } from './tensor';
+import { elementCount, Tensor, TYPED_ARRAYS, zeros } from './tensor';
 
 /** Below this a buffer is cloned to a worker, not moved, and not worth keeping (worker-pool's MOVE_FROM_BYTES). */
 export const POOLED_FROM_BYTES = 64 * 1024;
-
-type ViewCtor = new (buffer: ArrayBuffer, byteOffset: number, length: number) => TensorData;
-
-const VIEWS: Record<TensorDtype, ViewCtor & { BYTES_PER_ELEMENT: number }> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  bool: Uint8Array,
-};
 
 /**
  * The buffer size a request of `bytes` is served from: rounded up to one of eight steps per power of
@@ -52,7 +40,7 @@ export class TensorPool {
   /** A zero-filled tensor; when large, its buffer may be one used before (the view covers `dims` exactly). */
   allocate(dtype: TensorDtype, dims: number[]): Tensor {
     const length = elementCount(dims);
-    const View = VIEWS[dtype];
+    const View = TYPED_ARRAYS[dtype];
     const bytes = length * View.BYTES_PER_ELEMENT;
     if (bytes < POOLED_FROM_BYTES) return zeros(dtype, dims);
     const size = sizeClass(bytes);

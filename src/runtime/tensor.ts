@@ -11,10 +11,12 @@ export interface Tensor {
 
 type TypedArrayCtor = {
   new (length: number): TensorData;
+  new (buffer: ArrayBuffer, byteOffset: number, length: number): TensorData;
   BYTES_PER_ELEMENT: number;
 };
 
-const CTORS: Record<TensorDtype, TypedArrayCtor> = {
+/** The typed array that holds each dtype's elements. */
+export const TYPED_ARRAYS: Record<TensorDtype, TypedArrayCtor> = {
   float32: Float32Array,
   float64: Float64Array,
   int8: Int8Array,
@@ -25,7 +27,7 @@ const CTORS: Record<TensorDtype, TypedArrayCtor> = {
 };
 
 export function allocate(dtype: TensorDtype, length: number): TensorData {
-  return new CTORS[dtype](length);
+  return new TYPED_ARRAYS[dtype](length);
 }
 
 export function elementCount(dims: readonly number[]): number {

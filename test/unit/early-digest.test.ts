@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { RequirePermission } from '../../src/common/access';
 import { ACCESS_ROUTE_CONFIG } from '../../src/common/access/access.decorators';
 import { DIGEST_JSON_BODY, digestBegunOf, rawJsonOf, RAW_JSON_FROM_BYTES } from '../../src/common/http/raw-json';
@@ -10,6 +10,10 @@ import { registerOipBinaryBodies } from '../../src/runtime/oip/oip-binary';
 
 function batchText(items: number): string {
   return JSON.stringify({ transactions: Array.from({ length: items }, (_, i) => ({ transactionId: `t-${i}`, v: i })) });
+}
+
+function postJson(fastify: FastifyInstance, url: string, payload: string) {
+  return fastify.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload });
 }
 
 describe('a JSON body digested from its bytes before the parse (DIGEST_JSON_BODY)', () => {
@@ -38,12 +42,7 @@ describe('a JSON body digested from its bytes before the parse (DIGEST_JSON_BODY
     const { fastify, events, begun } = await serve();
     const text = batchText(3000);
     assert.ok(text.length >= RAW_JSON_FROM_BYTES);
-    const res = await fastify.inject({
-      method: 'POST',
-      url: '/early',
-      headers: { 'content-type': 'application/json' },
-      payload: text,
-    });
+    const res = await postJson(fastify, '/early', text);
     assert.equal(res.statusCode, 200);
     assert.deepEqual(res.json(), { begun: true, kept: Buffer.byteLength(text) });
     assert.deepEqual(events, ['begun', 'handler']);
@@ -54,19 +53,9 @@ describe('a JSON body digested from its bytes before the parse (DIGEST_JSON_BODY
 
   it('begins nothing for a small body or a route that does not ask', async () => {
     const { fastify, events } = await serve();
-    const small = await fastify.inject({
-      method: 'POST',
-      url: '/early',
-      headers: { 'content-type': 'application/json' },
-      payload: batchText(3),
-    });
+    const small = await postJson(fastify, '/early', batchText(3));
     assert.deepEqual(small.json(), { begun: false, kept: 0 });
-    const plain = await fastify.inject({
-      method: 'POST',
-      url: '/plain',
-      headers: { 'content-type': 'application/json' },
-      payload: batchText(3000),
-    });
+    const plain = await postJson(fastify, '/plain', batchText(3000));
     assert.equal(plain.json().begun, false);
     assert.ok(plain.json().kept > 0, 'the bytes are still kept for a later digest');
     assert.deepEqual(events, ['handler', 'handler']);
@@ -76,12 +65,7 @@ describe('a JSON body digested from its bytes before the parse (DIGEST_JSON_BODY
   it('refuses a body that is not JSON as before; the digest begun for it has no parsed body to fall back on', async () => {
     const { fastify, events, begun } = await serve();
     const text = batchText(3000).slice(0, -2);
-    const res = await fastify.inject({
-      method: 'POST',
-      url: '/early',
-      headers: { 'content-type': 'application/json' },
-      payload: text,
-    });
+    const res = await postJson(fastify, '/early', text);
     assert.equal(res.statusCode, 400);
     assert.deepEqual(events, ['begun']);
     assert.equal(begun[0].parsed(), undefined);

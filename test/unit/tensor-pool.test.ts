@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { Batcher, BatcherOptions, RunBatch } from '../../src/runtime/batcher/batcher';
-import { readModelFile } from '../../src/runtime/model-registry/model-registry';
 import { Tensor } from '../../src/runtime/tensor';
 import { POOLED_FROM_BYTES, sizeClass, TensorPool } from '../../src/runtime/tensor-pool';
 import { WorkerPool } from '../../src/runtime/worker-pool/worker-pool';
-import { FIXTURE_MODELS } from '../fixtures/paths';
+import { FIXTURE_LINEAR, fixtureLinearLoad } from '../fixtures/worker-load';
 
 const LARGE = POOLED_FROM_BYTES / 4; // float32 elements in the smallest pooled buffer
 
@@ -127,24 +125,8 @@ describe('Batcher with given inputs', () => {
 
 describe('the inference worker gives a moved input back', () => {
   it('returns the buffer with the result, and the same buffer serves a second run with the right answer', async () => {
-    const dir = join(FIXTURE_MODELS, 'generic', 'fixture-linear', '2');
-    const onnxPath = join(dir, 'model.onnx');
-    const bytes = await readModelFile(onnxPath);
-    const workers = new WorkerPool(1, {
-      type: 'load',
-      device: 'cpu',
-      cudaDeviceId: 0,
-      intraOpThreads: 1,
-      models: [
-        {
-          key: 'fixture-linear@2',
-          onnxPath,
-          sha256: createHash('sha256').update(bytes).digest('hex'),
-          inputs: [{ name: 'x', dtype: 'float32', shape: [-1, 4] }],
-          warmupBatchSizes: [1],
-        },
-      ],
-    });
+    const onnxPath = join(FIXTURE_LINEAR, '2', 'model.onnx');
+    const workers = new WorkerPool(1, await fixtureLinearLoad(onnxPath));
     const direct = await ort.InferenceSession.create(onnxPath);
     const pool = new TensorPool();
     try {

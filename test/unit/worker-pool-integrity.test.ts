@@ -7,31 +7,9 @@ import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { readModelFile } from '../../src/runtime/model-registry/model-registry';
 import { WorkerPool } from '../../src/runtime/worker-pool/worker-pool';
-import type { LoadMessage } from '../../src/runtime/worker-pool/worker-protocol';
-import { FIXTURE_MODELS } from '../fixtures/paths';
+import { FIXTURE_LINEAR, fixtureLinearLoad } from '../fixtures/worker-load';
 
-const FIXTURE_LINEAR = join(FIXTURE_MODELS, 'generic', 'fixture-linear');
-
-/** The load message the engine sends, for fixture-linear version 2 as its manifest vouches for it. */
-async function loadOf(onnxPath: string): Promise<LoadMessage> {
-  return {
-    type: 'load',
-    device: 'cpu',
-    cudaDeviceId: 0,
-    intraOpThreads: 1,
-    models: [
-      {
-        key: 'fixture-linear@2',
-        onnxPath,
-        sha256: createHash('sha256')
-          .update(await readModelFile(join(FIXTURE_LINEAR, '2', 'model.onnx')))
-          .digest('hex'),
-        inputs: [{ name: 'x', dtype: 'float32', shape: [-1, 4] }],
-        warmupBatchSizes: [1],
-      },
-    ],
-  };
-}
+const loadOf = fixtureLinearLoad;
 
 describe('a worker loads only the model bytes the manifest vouches for', () => {
   let dir: string;
