@@ -34,12 +34,15 @@ export function elementCount(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1);
 }
 
+/** Makes a zero-filled tensor of dtype and dims: zeros, or TensorPool.allocate (a buffer used before). */
+export type MakeTensor = (dtype: TensorDtype, dims: number[]) => Tensor;
+
 export function zeros(dtype: TensorDtype, dims: number[]): Tensor {
   return { dtype, dims, data: allocate(dtype, elementCount(dims)) };
 }
 
 /** Stacks tensors of equal trailing dims along axis 0, into a tensor from `make` (zeros: a new one). */
-export function concatBatch(parts: Tensor[], make: (dtype: TensorDtype, dims: number[]) => Tensor = zeros): Tensor {
+export function concatBatch(parts: Tensor[], make: MakeTensor = zeros): Tensor {
   if (parts.length === 1) return parts[0];
   const first = parts[0];
   const rows = parts.reduce((sum, t) => sum + t.dims[0], 0);

@@ -4,7 +4,7 @@ import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
 import { BeginJsonDigest, digestsBodyEarly, keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
-import { allocate, elementCount, Tensor, TensorData } from '../tensor';
+import { elementCount, MakeTensor, Tensor, TensorData, zeros } from '../tensor';
 
 /**
  * The binary tensor data extension of the Open Inference Protocol (as Triton's HTTP clients send it by
@@ -115,7 +115,7 @@ const BYTES: Record<TensorDtype, number> = {
   bool: 1,
 };
 
-/** Reads `size` bytes at `offset` as a tensor (copied into an aligned buffer of its own). */
+/** Reads `size` bytes at `offset` as a tensor (copied into an aligned buffer of its own, from `make`). */
 export function readBinaryTensor(
   payload: Buffer,
   offset: number,
@@ -123,6 +123,7 @@ export function readBinaryTensor(
   dtype: TensorDtype,
   dims: number[],
   field: string,
+  make: MakeTensor = zeros,
 ): Tensor {
   const count = elementCount(dims);
   if (size !== count * BYTES[dtype]) {
@@ -133,8 +134,8 @@ export function readBinaryTensor(
   }
   if (offset + size > payload.length)
     throw invalidTensor(`${field}.parameters.binary_data_size`, 'runs past the end of the body');
-  const data = allocate(dtype, count);
-  new Uint8Array(data.buffer).set(payload.subarray(offset, offset + size));
+  const { data } = make(dtype, dims);
+  new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(payload.subarray(offset, offset + size));
   if (dtype === 'float32' || dtype === 'float64') {
     const values = data as Float32Array;
     for (let i = 0; i < values.length; i++) {

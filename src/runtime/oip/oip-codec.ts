@@ -1,6 +1,6 @@
 import { AppError, FieldError } from '../../common/errors/app-error';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
-import { allocate, elementCount, Tensor } from '../tensor';
+import { elementCount, MakeTensor, Tensor, zeros } from '../tensor';
 
 /** Open Inference Protocol datatypes the gateway's tensors can carry. */
 export const OIP_DATATYPES = ['BOOL', 'UINT8', 'INT8', 'INT32', 'INT64', 'FP32', 'FP64'] as const;
@@ -76,7 +76,8 @@ function raggedness(data: unknown[], shape: readonly number[]): { path: string; 
 }
 
 /** Decodes one OIP JSON tensor (flat or nested `data`) into a typed tensor; field errors name `inputs[i]`. */
-export function decodeOipTensor(input: OipTensorJson, index: number): Tensor {
+/** `make` gives the tensor the values are written into (zeros: a new one; the service's, one from the runtime's pool). */
+export function decodeOipTensor(input: OipTensorJson, index: number, make: MakeTensor = zeros): Tensor {
   const field = `inputs[${index}]`;
   const fail = (suffix: string, reason: string): never => {
     const fields: FieldError[] = [{ field: `${field}${suffix}`, reason }];
@@ -98,7 +99,7 @@ export function decodeOipTensor(input: OipTensorJson, index: number): Tensor {
   if (values.length !== expected) {
     fail('.data', `shape [${input.shape.join(', ')}] needs ${expected} values, got ${values.length}`);
   }
-  const data = allocate(dtype, expected);
+  const { data } = make(dtype, [...input.shape]);
   const range = INT_RANGE[dtype];
   for (let i = 0; i < values.length; i++) {
     const v = values[i];

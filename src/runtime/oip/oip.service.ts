@@ -4,7 +4,7 @@ import { AppError } from '../../common/errors/app-error';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
-import { canonicalTensorParts, summariseTensors, Tensor } from '../tensor';
+import { canonicalTensorParts, MakeTensor, summariseTensors, Tensor } from '../tensor';
 import { invalidTensor, readBinaryTensor, splitBinaryBody, tensorBytes } from './oip-binary';
 import { decodeOipTensor, encodeOipTensor, fromOipDatatype, OipDatatype, toOipDatatype } from './oip-codec';
 import { OipInferRequest, parseOipInferRequest } from './oip-request.schema';
@@ -106,7 +106,8 @@ export class OipService {
       ({ header: value, payload } = splitBinaryBody(raw, headerLength));
     }
     const body = parseOipInferRequest(value);
-    const inputs = decodeInputs(body, payload);
+    // Given to the engine below (digested first): large tensors go to the worker without a copy.
+    const inputs = decodeInputs(body, payload, (dtype, dims) => this.engine.allocate(dtype, dims));
     const timeout = body.parameters?.timeout_ms;
     if (
       timeout !== undefined &&
@@ -150,7 +151,7 @@ export class OipService {
     }
     // Digest before the runtime may move the buffers to a worker thread.
     audit({ model: { name, version: info.version }, inputDigest: this.digester.digest(canonicalTensorParts(inputs)) });
-    const result = await this.engine.infer(name, info.version, inputs, { timeoutMs: timeout });
+    const result = await this.engine.infer(name, info.version, inputs, { timeoutMs: timeout, give: true });
     const allBinary = body.parameters?.binary_data_output === true;
     // No outputs named, `outputs: []` included, is every output (as KServe's and Triton's servers answer it), not none.
     const wanted = body.outputs?.length
@@ -188,7 +189,7 @@ export class OipService {
 export type OipAnswer =
   { kind: 'json'; body: OipInferResponseDto } | { kind: 'binary'; headerLength: number; body: Buffer };
 
-function decodeInputs(body: OipInferRequest, payload: Buffer | undefined): Record<string, Tensor> {
+function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: MakeTensor): Record<string, Tensor> {
   // Input names are the caller's: `toString` or `__proto__` must be a name like any other, not a member found
   // on (or a prototype set through) Object.prototype.
   const inputs: Record<string, Tensor> = Object.create(null) as Record<string, Tensor>;
@@ -213,12 +214,12 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined): Recor
       if (!payload)
         fail('.parameters.binary_data_size', 'binary data needs the Inference-Header-Content-Length header');
       const dtype = fromOipDatatype(input.datatype as OipDatatype);
-      inputs[input.name] = readBinaryTensor(payload!, offset, size, dtype, input.shape, field);
+      inputs[input.name] = readBinaryTensor(payload!, offset, size, dtype, input.shape, field, make);
       offset += size;
     } else if (input.data === undefined) {
       fail('.data', 'required unless parameters.binary_data_size is given');
     } else {
-      inputs[input.name] = decodeOipTensor({ ...input, data: input.data }, i);
+      inputs[input.name] = decodeOipTensor({ ...input, data: input.data }, i, make);
     }
   });
   if (payload && offset !== payload.length) {
