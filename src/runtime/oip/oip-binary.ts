@@ -4,7 +4,7 @@ import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
 import { BeginJsonDigest, digestsBodyEarly, keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
-import { elementCount, MakeTensor, Tensor, TensorData, zeros } from '../tensor';
+import { elementCount, MakeTensor, Tensor, TensorData, TYPED_ARRAYS, zeros } from '../tensor';
 
 /**
  * The binary tensor data extension of the Open Inference Protocol (as Triton's HTTP clients send it by
@@ -105,16 +105,6 @@ export function splitBinaryBody(body: Buffer, headerLength: string): { header: u
   return { header, payload: body.subarray(length) };
 }
 
-const BYTES: Record<TensorDtype, number> = {
-  float32: 4,
-  float64: 8,
-  int8: 1,
-  uint8: 1,
-  int32: 4,
-  int64: 8,
-  bool: 1,
-};
-
 /** Reads `size` bytes at `offset` as a tensor (copied into an aligned buffer of its own, from `make`). */
 export function readBinaryTensor(
   payload: Buffer,
@@ -126,10 +116,11 @@ export function readBinaryTensor(
   make: MakeTensor = zeros,
 ): Tensor {
   const count = elementCount(dims);
-  if (size !== count * BYTES[dtype]) {
+  const bytes = count * TYPED_ARRAYS[dtype].BYTES_PER_ELEMENT;
+  if (size !== bytes) {
     throw invalidTensor(
       `${field}.parameters.binary_data_size`,
-      `shape [${dims.join(', ')}] needs ${count * BYTES[dtype]} bytes, got ${size}`,
+      `shape [${dims.join(', ')}] needs ${bytes} bytes, got ${size}`,
     );
   }
   if (offset + size > payload.length)

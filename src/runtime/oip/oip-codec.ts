@@ -75,8 +75,10 @@ function raggedness(data: unknown[], shape: readonly number[]): { path: string; 
   return undefined;
 }
 
-/** Decodes one OIP JSON tensor (flat or nested `data`) into a typed tensor; field errors name `inputs[i]`. */
-/** `make` gives the tensor the values are written into (zeros: a new one; the service's, one from the runtime's pool). */
+/**
+ * Decodes one OIP JSON tensor (flat or nested `data`) into a typed tensor; field errors name `inputs[i]`.
+ * `make` gives the tensor the values are written into (zeros: a new one; the service's, one from the runtime's pool).
+ */
 export function decodeOipTensor(input: OipTensorJson, index: number, make: MakeTensor = zeros): Tensor {
   const field = `inputs[${index}]`;
   const fail = (suffix: string, reason: string): never => {
