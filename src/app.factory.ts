@@ -5,8 +5,10 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { registerAuditHook } from './audit/audit.hook';
 import { registerAccessHook } from './auth/access.hook';
+import { RefusalLimiter } from './auth/refusal-limiter';
 import { JwtVerifier } from './auth/jwt-verifier';
 import { AuditWriter } from './audit/audit-writer.service';
+import { AuditAggregates } from './audit/audit-aggregates';
 import { GatewayLogger } from './boot-failure';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
@@ -98,10 +100,10 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     void reply.header(REQUEST_ID_HEADER, request.id);
     done(null, payload);
   });
-  if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), filter);
+  if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), app.get(AuditAggregates), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   // Who is calling, before any body is read (after the audit hook, which counts the request first).
-  registerAccessHook(fastify, app.get(JwtVerifier));
+  registerAccessHook(fastify, app.get(JwtVerifier), app.get(RefusalLimiter));
   // A request that arrives once the close has begun: refused, audited with its caller.
   gracefulClose.refuseLateRequests();
   // After every other onSend hook (the audit's, the request id's): it may hold an answer until its turn.

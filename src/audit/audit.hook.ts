@@ -3,14 +3,22 @@ import { auditNoteOf } from '../common/access';
 import { AppError } from '../common/errors/app-error';
 import type { ProblemFilter } from '../common/errors/problem.filter';
 import type { AuditOutcome } from './audit-event.entity';
+import type { AuditAggregates } from './audit-aggregates';
 import { AuditDraft, AuditUnavailable, AuditWriter } from './audit-writer.service';
 
 /**
  * Every answer to a non-public route waits here until its audit row is committed. If it cannot be,
  * the answer is replaced by 503: no decision leaves the gateway unaudited. Denials (401, 403, 429)
- * pass through the same hook, so they are recorded too.
+ * pass through the same hook, so they are recorded too; a refusal whose note says `aggregate` (past its
+ * address's budget of refused tokens) is counted into that address's summary row (AuditAggregates) and
+ * answered without waiting.
  */
-export function registerAuditHook(fastify: FastifyInstance, writer: AuditWriter, problems: ProblemFilter): void {
+export function registerAuditHook(
+  fastify: FastifyInstance,
+  writer: AuditWriter,
+  aggregates: AuditAggregates,
+  problems: ProblemFilter,
+): void {
   // Counts requests on their way to an answer, so the writer knows whether more rows are coming.
   fastify.addHook('onRequest', (request, _reply, done) => {
     writer.requestStarted();
@@ -22,6 +30,11 @@ export function registerAuditHook(fastify: FastifyInstance, writer: AuditWriter,
     if (committedEarly.has(request)) return payload;
     const draft = draftOf(request, reply);
     if (!draft) return payload;
+    const aggregate = auditNoteOf(request)?.aggregate;
+    if (aggregate !== undefined) {
+      aggregates.count(aggregate, draft);
+      return payload;
+    }
     try {
       await writer.record(draft);
       return payload;

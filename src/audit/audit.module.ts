@@ -7,6 +7,7 @@ import { AuditController } from './audit.controller';
 import { AuditQueryService } from './audit-query.service';
 import { AuditRepository } from './audit.repository';
 import { AuditWriter } from './audit-writer.service';
+import { AuditAggregates } from './audit-aggregates';
 import { InputDigester } from './input-digest';
 
 /**
@@ -20,10 +21,11 @@ import { InputDigester } from './input-digest';
     AuditRepository,
     AuditAnchors,
     AuditWriter,
+    AuditAggregates,
     AuditQueryService,
     { provide: AuditInputDigester, inject: [AppConfig], useFactory: (config: AppConfig) => new InputDigester(config) },
   ],
-  exports: [AuditWriter, AuditInputDigester],
+  exports: [AuditWriter, AuditAggregates, AuditInputDigester],
 })
 export class AuditModule implements OnModuleInit {
   constructor(

@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { ACCESS_METADATA, AccessRule, identifyCaller, noteAudit } from '../common/access';
 import { AppError } from '../common/errors/app-error';
 import { JwtVerifier, TokenRejected } from './jwt-verifier';
+import { RefusalLimiter } from './refusal-limiter';
 
 /**
  * The global guard: denies by default. A route passes only if it is declared public, or the
@@ -15,6 +16,7 @@ export class AccessGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly verifier: JwtVerifier,
+    private readonly limiter: RefusalLimiter,
   ) {}
 
   canActivate(context: ExecutionContext): boolean {
@@ -29,7 +31,7 @@ export class AccessGuard implements CanActivate {
     }
     // The access hook checked this caller on arrival, by the same rule (RequirePermission puts it in both places).
     if (authorized.has(request)) return true;
-    authorize(request, rule, this.verifier);
+    authorize(request, rule, this.verifier, this.limiter);
     return true;
   }
 }
@@ -39,21 +41,24 @@ const authorized = new WeakSet<FastifyRequest>();
 
 /**
  * Checks the caller of a non-public route (`rule` undefined: a route that declares nothing) and notes
- * who it is and why it was refused for the audit trail. Throws AppError UNAUTHENTICATED or FORBIDDEN.
+ * who it is and why it was refused for the audit trail. Throws AppError UNAUTHENTICATED or FORBIDDEN,
+ * or RATE_LIMITED for a request without a valid token from an address past its budget of such
+ * refusals (RefusalLimiter), whose audit row is then one summary row per address.
  */
 export function authorize(
   request: FastifyRequest,
   rule: Exclude<AccessRule, { public: true }> | undefined,
   verifier: JwtVerifier,
+  limiter: RefusalLimiter,
 ): void {
   noteAudit(request, rule ? { action: rule.action, permission: rule.permission } : { action: 'undeclared-route' });
   const token = bearerToken(request.headers.authorization);
-  if (token === undefined) return deny(request, 'UNAUTHENTICATED', 'missing bearer token');
+  if (token === undefined) return unauthenticated(request, 'missing bearer token', limiter);
   let principal;
   try {
     principal = verifier.verify(token);
   } catch (error) {
-    if (error instanceof TokenRejected) return deny(request, 'UNAUTHENTICATED', error.message);
+    if (error instanceof TokenRejected) return unauthenticated(request, error.message, limiter);
     throw error;
   }
   noteAudit(request, { principal });
@@ -73,6 +78,18 @@ function identify(request: FastifyRequest, verifier: JwtVerifier): void {
   } catch (error) {
     if (!(error instanceof TokenRejected)) throw error;
   }
+}
+
+/** 401, or 429 past the address's budget of refusals: counted into its summary row, with the reason still given. */
+function unauthenticated(request: FastifyRequest, reason: string, limiter: RefusalLimiter): never {
+  const limited = limiter.refused(request.ip);
+  if (!limited) return deny(request, 'UNAUTHENTICATED', reason);
+  const why = `${reason}; more than ${limited.limit} requests without a valid token from this address in ${limited.windowSeconds} s`;
+  noteAudit(request, { reason: why, aggregate: limited.key });
+  throw new AppError('RATE_LIMITED', why, {
+    retryAfterSeconds: limited.retryAfterSeconds,
+    fields: [{ field: 'Authorization', reason }],
+  });
 }
 
 function deny(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', reason: string): never {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { ACCESS_ROUTE_CONFIG, AccessRule } from '../common/access';
 import { authorize } from './access.guard';
 import { JwtVerifier } from './jwt-verifier';
+import type { RefusalLimiter } from './refusal-limiter';
 
 /**
  * Checks the caller of a route declared with RequirePermission when its request arrives, before the
@@ -13,14 +14,14 @@ import { JwtVerifier } from './jwt-verifier';
  *
  * Register after the audit hook, whose onRequest counts the request before this one may refuse it.
  */
-export function registerAccessHook(fastify: FastifyInstance, verifier: JwtVerifier): void {
+export function registerAccessHook(fastify: FastifyInstance, verifier: JwtVerifier, limiter: RefusalLimiter): void {
   fastify.addHook('onRequest', (request, _reply, done) => {
     const rule = (request.routeOptions.config as { [ACCESS_ROUTE_CONFIG]?: AccessRule } | undefined)?.[
       ACCESS_ROUTE_CONFIG
     ];
     if (rule === undefined || rule.public) return done();
     try {
-      authorize(request, rule, verifier);
+      authorize(request, rule, verifier, limiter);
     } catch (error) {
       return done(error as Error);
     }

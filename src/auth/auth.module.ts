@@ -5,10 +5,11 @@ import { AppConfig } from '../config/app-config';
 import { AccessGuard } from './access.guard';
 import { JwtVerifier } from './jwt-verifier';
 import { KeyStore } from './key-store';
+import { RefusalLimiter } from './refusal-limiter';
 import { SlidingWindowThrottlerStorage } from './sliding-window.storage';
 import { SubjectThrottlerGuard } from './subject-throttler.guard';
 
-/** JWT verification, roles to permissions, the default-deny guard, and per-subject rate limits. */
+/** JWT verification, roles to permissions, the default-deny guard, per-subject rate limits and per-address limits on refused tokens. */
 @Module({
   imports: [
     ThrottlerModule.forRootAsync({
@@ -24,10 +25,15 @@ import { SubjectThrottlerGuard } from './subject-throttler.guard';
   providers: [
     { provide: KeyStore, inject: [AppConfig], useFactory: (config: AppConfig) => new KeyStore(config) },
     JwtVerifier,
+    {
+      provide: RefusalLimiter,
+      inject: [AppConfig],
+      useFactory: (config: AppConfig) => new RefusalLimiter(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS),
+    },
     // Guards run in this order: who is calling and may they, then how often.
     { provide: APP_GUARD, useClass: AccessGuard },
     { provide: APP_GUARD, useClass: SubjectThrottlerGuard },
   ],
-  exports: [JwtVerifier],
+  exports: [JwtVerifier, RefusalLimiter],
 })
 export class AuthModule {}

@@ -211,6 +211,21 @@ export class AppConfig {
   @Max(MAX_TIMER_MS)
   RATE_LIMIT_WINDOW_MS = 1000;
 
+  /**
+   * Requests refused for want of a valid token (401) per client address per AUTH_REFUSAL_WINDOW_MS; past it,
+   * that address's further ones are answered 429 and audited as one summary row per window. 0 turns it off.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  AUTH_REFUSAL_LIMIT = 100;
+
+  @Transform(toInt)
+  @IsInt()
+  @Min(1000)
+  @Max(MAX_TIMER_MS)
+  AUTH_REFUSAL_WINDOW_MS = 60_000;
+
   /** Server secret for the audit input digests (secret, at least 32 characters). Development generates one. */
   @IsOptional()
   @IsString()

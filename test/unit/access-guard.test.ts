@@ -5,6 +5,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { AccessGuard } from '../../src/auth/access.guard';
 import { JwtVerifier, TokenRejected } from '../../src/auth/jwt-verifier';
+import { RefusalLimiter } from '../../src/auth/refusal-limiter';
 import { auditNoteOf, Principal, Public, RequirePermission } from '../../src/common/access';
 import { AppError } from '../../src/common/errors/app-error';
 
@@ -26,8 +27,12 @@ const verifier = {
   },
 } as unknown as JwtVerifier;
 
-function context(handler: keyof Routes, authorization?: string): { ctx: ExecutionContext; request: FastifyRequest } {
-  const request = { headers: authorization ? { authorization } : {} } as FastifyRequest;
+function context(
+  handler: keyof Routes,
+  authorization?: string,
+  ip = '192.0.2.1',
+): { ctx: ExecutionContext; request: FastifyRequest } {
+  const request = { headers: authorization ? { authorization } : {}, ip } as FastifyRequest;
   const ctx = {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- the handler is only a metadata key here
     getHandler: () => Routes.prototype[handler],
@@ -37,7 +42,7 @@ function context(handler: keyof Routes, authorization?: string): { ctx: Executio
   return { ctx, request };
 }
 
-const guard = new AccessGuard(new Reflector(), verifier);
+const guard = new AccessGuard(new Reflector(), verifier, new RefusalLimiter(0, 60_000));
 const refusedWith = (code: string, reason: RegExp) => (error: unknown) =>
   error instanceof AppError && error.code === code && reason.test(error.detail);
 
@@ -72,5 +77,47 @@ describe('access guard (default deny)', () => {
     assert.throws(() => guard.canActivate(ctx), refusedWith('FORBIDDEN', /declares no permission/));
     assert.equal(auditNoteOf(request)?.action, 'undeclared-route');
     assert.equal(auditNoteOf(request)?.reason, 'this route declares no permission');
+  });
+
+  it("answers 429 past an address's budget of refused tokens, counted into its summary, and still lets valid tokens through", () => {
+    let now = 1_000_000;
+    const limited = new AccessGuard(new Reflector(), verifier, new RefusalLimiter(2, 60_000, () => now));
+    for (let i = 0; i < 2; i++) {
+      const { ctx, request } = context('score', 'Bearer bad', '198.51.100.7');
+      assert.throws(() => limited.canActivate(ctx), refusedWith('UNAUTHENTICATED', /invalid signature/));
+      assert.equal(auditNoteOf(request)?.aggregate, undefined);
+    }
+    now += 15_000;
+    const { ctx, request } = context('score', undefined, '198.51.100.7');
+    assert.throws(
+      () => limited.canActivate(ctx),
+      (error: unknown) =>
+        error instanceof AppError &&
+        error.code === 'RATE_LIMITED' &&
+        error.retryAfterSeconds === 45 &&
+        /^missing bearer token; more than 2 requests without a valid token from this address in 60 s$/.test(
+          error.detail,
+        ) &&
+        error.fields[0]?.field === 'Authorization',
+    );
+    assert.equal(auditNoteOf(request)?.aggregate, '198.51.100.7');
+    assert.match(auditNoteOf(request)?.reason ?? '', /^missing bearer token; more than 2/);
+    // A valid token from the same address, and a refused one from another address, are not affected.
+    assert.equal(limited.canActivate(context('score', 'Bearer good', '198.51.100.7').ctx), true);
+    assert.throws(
+      () => limited.canActivate(context('score', 'Bearer bad', '203.0.113.9').ctx),
+      refusedWith('UNAUTHENTICATED', /invalid signature/),
+    );
+    // A token refused for want of a permission (403) is not counted: its caller is known.
+    assert.throws(
+      () => limited.canActivate(context('forgotten', 'Bearer good', '203.0.113.9').ctx),
+      refusedWith('FORBIDDEN', /declares no permission/),
+    );
+    // The next window starts a new budget.
+    now += 45_000;
+    assert.throws(
+      () => limited.canActivate(context('score', 'Bearer bad', '198.51.100.7').ctx),
+      refusedWith('UNAUTHENTICATED', /invalid signature/),
+    );
   });
 });

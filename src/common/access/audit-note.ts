@@ -16,6 +16,11 @@ export interface AuditNote {
   output?: Record<string, unknown>;
   /** Why a request was refused (e.g. `token expired`), for the audit row. */
   reason?: string;
+  /**
+   * Set on a refusal past a per-address budget (RefusalLimiter): the request gets no row of its own but
+   * is counted into one summary row per this key, action and window (AuditAggregates).
+   */
+  aggregate?: string;
 }
 
 const NOTE = Symbol('gateway.auditNote');

@@ -1,0 +1,125 @@
+import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { AuditDraft, AuditWriter } from './audit-writer.service';
+
+/** One key's refusals since its last summary row. */
+interface Aggregate {
+  /** The first refusal's row, the summary's template (actor, roles, tenant, action, status). */
+  first: AuditDraft;
+  address: string;
+  count: number;
+  firstAt: Date;
+  lastAt: Date;
+  lastRequestId: string;
+  lastReason: unknown;
+}
+
+/**
+ * Refusals counted rather than written one by one (a request whose audit note carries `aggregate`: past
+ * its address's budget of refused tokens, RefusalLimiter). Each address, action and status gets one
+ * summary row per AUTH_REFUSAL_WINDOW_MS while they keep coming, written through the same hash chain
+ * as any row: the address (an IPv6 one by its /64), how many were refused, the first and last time,
+ * the last request id and reason. What is still counted at shutdown is written before the trail closes.
+ * The answers to these requests do not wait for the summary's commit: they decide nothing.
+ */
+@Injectable()
+export class AuditAggregates implements BeforeApplicationShutdown {
+  private readonly logger = new Logger('Audit');
+  private pending = new Map<string, Aggregate>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly intervalMs: number;
+
+  constructor(
+    private readonly writer: AuditWriter,
+    config: AppConfig,
+  ) {
+    this.intervalMs = config.AUTH_REFUSAL_WINDOW_MS;
+  }
+
+  /** Counts `draft` (a refusal's row) into the summary for `address`. */
+  count(address: string, draft: AuditDraft): void {
+    const key = `${address}\u0000${draft.action}\u0000${draft.statusCode}`;
+    const at = draft.occurredAt;
+    const reason = draft.outputSummary?.reason;
+    const entry = this.pending.get(key);
+    if (entry) {
+      entry.count++;
+      entry.lastAt = at;
+      entry.lastRequestId = draft.requestId;
+      entry.lastReason = reason;
+    } else {
+      this.pending.set(key, {
+        first: draft,
+        address,
+        count: 1,
+        firstAt: at,
+        lastAt: at,
+        lastRequestId: draft.requestId,
+        lastReason: reason,
+      });
+    }
+    this.schedule();
+  }
+
+  /** Writes one summary row per key counted so far; a key whose row cannot be written is counted on. */
+  async flush(): Promise<void> {
+    const entries = [...this.pending.values()];
+    this.pending = new Map();
+    await Promise.all(
+      entries.map((entry) =>
+        this.writer.record(summaryOf(entry)).catch((error: unknown) => {
+          this.logger.warn({
+            msg: 'summary of refused requests not written; kept for the next one',
+            address: entry.address,
+            refusals: entry.count,
+            error: String(error),
+          });
+          this.merge(entry);
+        }),
+      ),
+    );
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  private schedule(): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.intervalMs).unref();
+  }
+
+  private merge(entry: Aggregate): void {
+    const key = `${entry.address}\u0000${entry.first.action}\u0000${entry.first.statusCode}`;
+    const later = this.pending.get(key);
+    if (later) {
+      later.count += entry.count;
+      later.first = entry.first;
+      later.firstAt = entry.firstAt;
+    } else {
+      this.pending.set(key, entry);
+    }
+    this.schedule();
+  }
+}
+
+function summaryOf(entry: Aggregate): AuditDraft {
+  return {
+    ...entry.first,
+    occurredAt: new Date(),
+    requestId: entry.lastRequestId,
+    clientAddress: entry.address,
+    inputDigest: null,
+    outputSummary: {
+      reason: entry.lastReason ?? `HTTP ${entry.first.statusCode}`,
+      refusals: entry.count,
+      firstAt: entry.firstAt.toISOString(),
+      lastAt: entry.lastAt.toISOString(),
+    },
+    latencyMs: 0,
+  };
+}

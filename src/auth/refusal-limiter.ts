@@ -1,0 +1,78 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+/** Addresses tracked in one window; beyond it, every new address shares one budget (OVERFLOW_KEY). */
+export const MAX_TRACKED_ADDRESSES = 10_000;
+export const OVERFLOW_KEY = 'other addresses';
+
+/** A refusal past the address's budget: answer 429, and count it into the address's summary row. */
+export interface Limited {
+  /** The address as the budget counts it (an IPv6 address by its /64), for the audit trail. */
+  key: string;
+  retryAfterSeconds: number;
+  limit: number;
+  windowSeconds: number;
+}
+
+/**
+ * Counts the requests each client address has had refused for want of a valid token (401), in fixed
+ * windows of `windowMs`. Past `limit` in a window, the address's further refusals are Limited: the caller
+ * answers them 429 and the audit trail counts them into one summary row per address (AuditAggregates)
+ * instead of writing a row each, so that nobody without a token can grow the audit table or hold its
+ * commits at will. Requests that carry a valid token are never counted or limited, so one broken
+ * client behind a shared address (a NAT, a proxy) does not lock out the others there.
+ *
+ * An IPv6 address is counted by its /64 (one host's usual allocation, which it can rotate within at no
+ * cost), an IPv4-mapped one as IPv4. At most MAX_TRACKED_ADDRESSES are tracked in a window; further
+ * addresses share one budget, so a flood spread over many addresses is limited as one.
+ */
+export class RefusalLimiter {
+  private counts = new Map<string, number>();
+  private windowStart = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    /** Refusals per address per window before Limited; 0 turns the limit off. */
+    private readonly limit: number,
+    private readonly windowMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Counts one refusal of `address`'s request; Limited when the address is past its budget. */
+  refused(address: string): Limited | undefined {
+    if (this.limit === 0) return undefined;
+    const now = this.now();
+    if (now - this.windowStart >= this.windowMs) {
+      this.windowStart = now;
+      this.counts = new Map();
+    }
+    let key = addressKey(address);
+    if (!this.counts.has(key) && this.counts.size >= MAX_TRACKED_ADDRESSES) key = OVERFLOW_KEY;
+    const count = (this.counts.get(key) ?? 0) + 1;
+    this.counts.set(key, count);
+    if (count <= this.limit) return undefined;
+    return {
+      key,
+      retryAfterSeconds: Math.max(1, Math.ceil((this.windowStart + this.windowMs - now) / 1000)),
+      limit: this.limit,
+      windowSeconds: this.windowMs / 1000,
+    };
+  }
+}
+
+/** The address a refusal budget belongs to: IPv4 as is (an IPv4-mapped IPv6 too), IPv6 by its /64 prefix. */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped && isIPv4(mapped[1])) return mapped[1];
+  if (!isIPv6(address)) return address;
+  const [head, tail = ''] = address.split('%')[0].toLowerCase().split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  // An embedded IPv4 tail (::1.2.3.4) takes two groups; only the first four groups matter here.
+  const rightGroups = right.flatMap((g) => (g.includes('.') ? ['0', '0'] : [g]));
+  const groups = address.includes('::')
+    ? [...left, ...Array<string>(8 - left.length - rightGroups.length).fill('0'), ...rightGroups]
+    : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
+}

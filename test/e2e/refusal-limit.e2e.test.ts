@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import request from 'supertest';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+import { freshDataDir } from '../fixtures/test-data-dir';
+import { until } from '../fixtures/until';
+
+interface Event {
+  actor: string | null;
+  action: string;
+  outcome: string;
+  statusCode: number;
+  clientAddress: string;
+  requestId: string;
+  outputSummary: { reason?: string; refusals?: number; firstAt?: string; lastAt?: string } | null;
+}
+
+const DENIED = '/v1/audit/events?outcome=denied&limit=500';
+const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-1' }));
+
+describe('requests without a valid token, limited per address', () => {
+  it('answers 429 past the budget, audits those as one summary row per window, and never limits a valid token', async () => {
+    const app = await createTestApp({ AUTH_REFUSAL_LIMIT: '3', AUTH_REFUSAL_WINDOW_MS: '1000' });
+    try {
+      const http = request(app.getHttpServer());
+      const answers = [];
+      for (let i = 0; i < 3; i++)
+        answers.push(await http.get('/v1/audit/verify').set('Authorization', 'Bearer forged'));
+      for (let i = 0; i < 7; i++) answers.push(await http.get('/v1/audit/verify'));
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        [401, 401, 401, 429, 429, 429, 429, 429, 429, 429],
+      );
+      const limited = answers[9];
+      assert.match(limited.headers['content-type'], /^application\/problem\+json/);
+      assert.ok(Number(limited.headers['retry-after']) >= 1, `Retry-After: ${limited.headers['retry-after']}`);
+      assert.match(
+        limited.body.detail,
+        /^missing bearer token; more than 3 requests without a valid token from this address in 1 s$/,
+      );
+      assert.deepEqual(limited.body.errors, [{ field: 'Authorization', reason: 'missing bearer token' }]);
+      // A caller with a valid token at the same address is answered as usual.
+      await http.get('/v2/models').set('Authorization', auditor).expect(200);
+
+      // Three rows of their own for the first three, one summary for the seven past the budget.
+      const summary = await until('the summary row', async () => {
+        const { body } = await http.get(DENIED).set('Authorization', auditor).expect(200);
+        return (body.events as Event[]).find((e) => e.outputSummary?.refusals !== undefined);
+      });
+      const { body } = await http.get(DENIED).set('Authorization', auditor).expect(200);
+      const events = body.events as Event[];
+      assert.equal(events.filter((e) => e.statusCode === 401).length, 3);
+      assert.equal(events.filter((e) => e.statusCode === 429).length, 1);
+      assert.equal(summary.statusCode, 429);
+      assert.equal(summary.outcome, 'denied');
+      assert.equal(summary.actor, null);
+      assert.equal(summary.action, 'audit.verify');
+      assert.equal(summary.clientAddress, '127.0.0.1');
+      assert.equal(summary.requestId, limited.headers['x-request-id']);
+      assert.equal(summary.outputSummary?.refusals, 7);
+      assert.match(summary.outputSummary?.reason ?? '', /^missing bearer token; more than 3/);
+      assert.ok(Date.parse(summary.outputSummary?.firstAt ?? '') <= Date.parse(summary.outputSummary?.lastAt ?? ''));
+      // The summary is chained like any row.
+      const verify = await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200);
+      assert.equal(verify.body.valid, true);
+
+      // The next window gives the address its budget back.
+      await until('a new window', async () => {
+        const { status } = await http.get('/v1/audit/verify');
+        return status === 401 ? true : undefined;
+      });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('writes what is still counted at shutdown before the trail closes', async () => {
+    const dataDir = await freshDataDir();
+    const app = await createTestApp({ DATA_DIR: dataDir, AUTH_REFUSAL_LIMIT: '1', AUTH_REFUSAL_WINDOW_MS: '600000' });
+    const statuses = [];
+    try {
+      const http = request(app.getHttpServer());
+      for (let i = 0; i < 5; i++) statuses.push((await http.post('/v1/finance/fraud-scores').send({})).status);
+    } finally {
+      await app.close();
+    }
+    assert.deepEqual(statuses, [401, 429, 429, 429, 429]);
+    const reopened = await createTestApp({ DATA_DIR: dataDir });
+    try {
+      const http = request(reopened.getHttpServer());
+      const { body } = await http.get(DENIED).set('Authorization', auditor).expect(200);
+      const summaries = (body.events as Event[]).filter((e) => e.statusCode === 429);
+      assert.equal(summaries.length, 1);
+      assert.equal(summaries[0].action, 'fraud.score');
+      assert.equal(summaries[0].outputSummary?.refusals, 4);
+      const verify = await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200);
+      assert.equal(verify.body.valid, true);
+    } finally {
+      await reopened.close();
+    }
+  });
+});

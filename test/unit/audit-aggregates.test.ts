@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AuditAggregates } from '../../src/audit/audit-aggregates';
+import { AuditDraft, AuditUnavailable, AuditWriter } from '../../src/audit/audit-writer.service';
+import { AppConfig } from '../../src/config/app-config';
+
+function refusal(requestId: string, at: number, action = 'fraud.score'): AuditDraft {
+  return {
+    occurredAt: new Date(at),
+    actor: null,
+    roles: [],
+    tenant: null,
+    action,
+    modelName: null,
+    modelVersion: null,
+    requestId,
+    clientAddress: '192.0.2.1',
+    inputDigest: null,
+    outputSummary: { reason: `token expired (${requestId})` },
+    outcome: 'denied',
+    statusCode: 429,
+    latencyMs: 0.2,
+  };
+}
+
+/** The real writer's one method the aggregates use: here it records rows, or fails while `down`. */
+function writer(): { rows: AuditDraft[]; down: boolean; writer: AuditWriter } {
+  const state = { rows: [] as AuditDraft[], down: false, writer: undefined as unknown as AuditWriter };
+  state.writer = {
+    record: (draft: AuditDraft) => {
+      if (state.down) return Promise.reject(new AuditUnavailable('audit trail unavailable', 'database unreachable'));
+      state.rows.push(draft);
+      return Promise.resolve();
+    },
+  } as unknown as AuditWriter;
+  return state;
+}
+
+const config = { AUTH_REFUSAL_WINDOW_MS: 60_000 } as AppConfig;
+
+describe('audit aggregates (refusals past an address budget)', () => {
+  it('writes one summary row per address, action and status, with the count, the span and the last request', async () => {
+    const w = writer();
+    const aggregates = new AuditAggregates(w.writer, config);
+    aggregates.count('192.0.2.1', refusal('r1', 1_000));
+    aggregates.count('192.0.2.1', refusal('r2', 2_000));
+    aggregates.count('192.0.2.1', refusal('r3', 3_000));
+    aggregates.count('192.0.2.1', refusal('r4', 4_000, 'audit.events'));
+    aggregates.count('2001:db8::/64', refusal('r5', 5_000));
+    await aggregates.beforeApplicationShutdown();
+    assert.equal(w.rows.length, 3);
+    const [first, other, v6] = w.rows;
+    assert.equal(first.action, 'fraud.score');
+    assert.equal(first.requestId, 'r3');
+    assert.equal(first.clientAddress, '192.0.2.1');
+    assert.equal(first.statusCode, 429);
+    assert.equal(first.outcome, 'denied');
+    assert.equal(first.latencyMs, 0);
+    assert.deepEqual(first.outputSummary, {
+      reason: 'token expired (r3)',
+      refusals: 3,
+      firstAt: new Date(1_000).toISOString(),
+      lastAt: new Date(3_000).toISOString(),
+    });
+    assert.equal(other.action, 'audit.events');
+    assert.equal(other.outputSummary?.refusals, 1);
+    assert.equal(v6.clientAddress, '2001:db8::/64');
+    // Nothing more to write.
+    await aggregates.flush();
+    assert.equal(w.rows.length, 3);
+  });
+
+  it('keeps counting what could not be written, and writes it with the next summary', async () => {
+    const w = writer();
+    const aggregates = new AuditAggregates(w.writer, config);
+    aggregates.count('192.0.2.1', refusal('r1', 1_000));
+    aggregates.count('192.0.2.1', refusal('r2', 2_000));
+    w.down = true;
+    await aggregates.flush();
+    assert.equal(w.rows.length, 0);
+    aggregates.count('192.0.2.1', refusal('r3', 3_000));
+    w.down = false;
+    await aggregates.beforeApplicationShutdown();
+    assert.equal(w.rows.length, 1);
+    assert.equal(w.rows[0].requestId, 'r3');
+    assert.deepEqual(w.rows[0].outputSummary, {
+      reason: 'token expired (r3)',
+      refusals: 3,
+      firstAt: new Date(1_000).toISOString(),
+      lastAt: new Date(3_000).toISOString(),
+    });
+  });
+});
