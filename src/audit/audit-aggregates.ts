@@ -12,6 +12,8 @@ interface Aggregate {
   lastAt: Date;
   lastRequestId: string;
   lastReason: unknown;
+  /** A later refusal named another actor (a DIMSE peer trying calling AE titles): the summary names none. */
+  severalActors: boolean;
 }
 
 /**
@@ -19,7 +21,7 @@ interface Aggregate {
  * its address's budget of refused tokens, RefusalLimiter). Each address, action and status gets one
  * summary row per AUTH_REFUSAL_WINDOW_MS while they keep coming, written through the same hash chain
  * as any row: the address (an IPv6 one by its /64), how many were refused, the first and last time,
- * the last request id and reason. What is still counted at shutdown is written before the trail closes.
+ * the last request id and reason, and the actor where they all named one (else none, and severalActors). What is still counted at shutdown is written before the trail closes.
  * The answers to these requests do not wait for the summary's commit: they decide nothing.
  */
 @Injectable()
@@ -47,6 +49,7 @@ export class AuditAggregates implements BeforeApplicationShutdown {
       entry.lastAt = at;
       entry.lastRequestId = draft.requestId;
       entry.lastReason = reason;
+      if (draft.actor !== entry.first.actor) entry.severalActors = true;
     } else {
       this.pending.set(key, {
         first: draft,
@@ -56,6 +59,7 @@ export class AuditAggregates implements BeforeApplicationShutdown {
         lastAt: at,
         lastRequestId: draft.requestId,
         lastReason: reason,
+        severalActors: false,
       });
     }
     this.schedule();
@@ -100,6 +104,7 @@ export class AuditAggregates implements BeforeApplicationShutdown {
       later.count += entry.count;
       later.first = entry.first;
       later.firstAt = entry.firstAt;
+      later.severalActors ||= entry.severalActors || later.first.actor !== entry.first.actor;
     } else {
       this.pending.set(key, entry);
     }
@@ -110,6 +115,7 @@ export class AuditAggregates implements BeforeApplicationShutdown {
 function summaryOf(entry: Aggregate): AuditDraft {
   return {
     ...entry.first,
+    actor: entry.severalActors ? null : entry.first.actor,
     occurredAt: new Date(),
     requestId: entry.lastRequestId,
     clientAddress: entry.address,
@@ -119,6 +125,7 @@ function summaryOf(entry: Aggregate): AuditDraft {
       refusals: entry.count,
       firstAt: entry.firstAt.toISOString(),
       lastAt: entry.lastAt.toISOString(),
+      ...(entry.severalActors ? { severalActors: true } : {}),
     },
     latencyMs: 0,
   };

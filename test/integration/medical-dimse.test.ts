@@ -27,6 +27,7 @@ import {
   US_IMAGE_STORAGE,
 } from '../fixtures/dimse-pdus';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
+import { freshDataDir } from '../fixtures/test-data-dir';
 import { until } from '../fixtures/until';
 
 /**
@@ -774,6 +775,74 @@ describe("medical: the SR forward honours the destination's maximum PDU length",
       assert.ok(!seen.some(([type, length]) => type === 0x04 || (type !== 0x01 && length > 64)), JSON.stringify(seen));
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('medical: refused DIMSE associations are limited per peer address', () => {
+  it('refuses them all, audits the first AUTH_REFUSAL_LIMIT and counts the rest into one summary row', async () => {
+    const dataDir = await freshDataDir();
+    const port = await freePort();
+    const app = await createTestApp({
+      DATA_DIR: dataDir,
+      MEDICAL_DIMSE_PORT: String(port),
+      MEDICAL_DIMSE_ALLOWED_AETS: 'PACS',
+      AUTH_REFUSAL_LIMIT: '2',
+      AUTH_REFUSAL_WINDOW_MS: '600000',
+    });
+    /** The first PDU's type back: 0x02 accepted, 0x03 rejected. */
+    const answer = (request: Buffer): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(request));
+        const timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000);
+        socket.once('data', (data) => {
+          clearTimeout(timer);
+          socket.destroy();
+          resolve(data[0]);
+        });
+        socket.on('error', reject);
+      });
+    const types = [];
+    try {
+      for (const calling of ['STRANGER', 'STRANGER', 'STRANGER', 'INTRUDER', 'STRANGER', 'STRANGER']) {
+        types.push(await answer(associateRequest({ calling })));
+      }
+      // An allowed caller from the same address is let in.
+      types.push(await answer(associateRequest({ calling: 'PACS' })));
+    } finally {
+      await app.close();
+    }
+    assert.deepEqual(types, [0x03, 0x03, 0x03, 0x03, 0x03, 0x03, 0x02]);
+    const reopened = await createTestApp({ DATA_DIR: dataDir });
+    try {
+      const rows = await reopened.get(DataSource).query<
+        Array<{
+          actor: string | null;
+          status_code: number;
+          client_address: string;
+          output_summary: Record<string, unknown>;
+        }>
+      >(
+        `SELECT actor, status_code, client_address, output_summary FROM audit_events
+            WHERE action = 'medical.dimse-associate' ORDER BY occurred_at`,
+      );
+      assert.equal(rows.length, 3);
+      assert.deepEqual(
+        rows.slice(0, 2).map((r) => [r.actor, r.status_code, r.output_summary.reason]),
+        [
+          ['dimse:STRANGER', 403, 'CALLING_AE_NOT_ALLOWED'],
+          ['dimse:STRANGER', 403, 'CALLING_AE_NOT_ALLOWED'],
+        ],
+      );
+      const summary = rows[2];
+      assert.equal(summary.actor, null, 'the summary names no actor: two calling AE titles were refused');
+      assert.equal(summary.client_address, '127.0.0.1');
+      assert.equal(summary.status_code, 403);
+      assert.equal(summary.output_summary.refusals, 4);
+      assert.equal(summary.output_summary.severalActors, true);
+      assert.equal(summary.output_summary.reason, 'CALLING_AE_NOT_ALLOWED');
+    } finally {
+      await reopened.close();
     }
   });
 });

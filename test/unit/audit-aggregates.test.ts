@@ -90,4 +90,20 @@ describe('audit aggregates (refusals past an address budget)', () => {
       lastAt: new Date(3_000).toISOString(),
     });
   });
+
+  it('names no actor in a summary of refusals that named several (a peer trying calling AE titles)', async () => {
+    const w = writer();
+    const aggregates = new AuditAggregates(w.writer, config);
+    aggregates.count('192.0.2.1', { ...refusal('r1', 1_000), actor: 'dimse:STRANGER' });
+    aggregates.count('192.0.2.1', { ...refusal('r2', 2_000), actor: 'dimse:INTRUDER' });
+    aggregates.count('192.0.2.2', { ...refusal('r3', 3_000), actor: 'dimse:STRANGER' });
+    await aggregates.flush();
+    assert.deepEqual(
+      w.rows.map((r) => [r.clientAddress, r.actor, r.outputSummary?.refusals, r.outputSummary?.severalActors]),
+      [
+        ['192.0.2.1', null, 2, true],
+        ['192.0.2.2', 'dimse:STRANGER', 1, undefined],
+      ],
+    );
+  });
 });

@@ -7,7 +7,9 @@ import { log as dcmjsLog } from 'dcmjs';
 import { Implementation, log as dimseLog } from 'dcmjs-dimse';
 import { Counter, Gauge } from 'prom-client';
 import type { AuditOutcome } from '../../../audit/audit-event.entity';
+import { AuditAggregates } from '../../../audit/audit-aggregates';
 import { AuditDraft, AuditWriter } from '../../../audit/audit-writer.service';
+import { RefusalLimiter } from '../../../auth/refusal-limiter';
 import { outcomeOf } from '../../../audit/audit.hook';
 import { AppError, httpStatusOf } from '../../../common/errors/app-error';
 import { UploadBudget } from '../../../common/http/body-budget';
@@ -67,6 +69,21 @@ class ForwardRefused extends Error {
   }
 }
 
+/** What DimseScpService.record writes into an audit row. */
+interface AuditRowFields {
+  /** The store's, shared with its log line and ErrorComment; a new one for rows of no store. */
+  requestId?: string;
+  actor: string;
+  action: string;
+  model: { name: string; version: string } | undefined;
+  peer: string;
+  inputDigest: string | null;
+  output: Record<string, unknown>;
+  outcome: AuditOutcome;
+  statusCode: number;
+  startedAt: number;
+}
+
 /** The audit row's view of a decision, and the C-STORE answer it goes with. */
 interface Decision {
   answer: StoreAnswer;
@@ -94,6 +111,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
   private readonly connections = new Set<DimseConnection>();
   private readonly forwards = new Set<Promise<void>>();
   private closing = false;
+  private readonly refusals: RefusalLimiter;
   private readonly stores: Counter<'outcome'>;
   private readonly forwarded: Counter<'outcome'>;
   private readonly retries: ForwardRetryQueue<ForwardOrigin>;
@@ -102,9 +120,13 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     private readonly config: AppConfig,
     private readonly intake: MedicalIntakeService,
     private readonly audit: AuditWriter,
+    private readonly aggregates: AuditAggregates,
     readonly uploads: UploadBudget,
     metrics: MetricsService,
   ) {
+    // Refused associations, as HTTP requests without a valid token, have a budget per peer address; past it,
+    // each is still refused, and counted into one summary row per window rather than logged and audited.
+    this.refusals = new RefusalLimiter(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS);
     // The library logs every PDU at trace level by default, to the console; its errors are reported here instead.
     dimseLog.setLevel('silent', false);
     // It decodes commands and data sets with dcmjs, whose warnings (a stack trace for a garbled command)
@@ -206,16 +228,9 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
       protocol ??
       (this.associations() >= MAX_ASSOCIATIONS ? 'TOO_MANY_ASSOCIATIONS' : judgeAeTitles(called, calling, this.rules));
     if (refusal) {
-      this.logger.warn({
-        msg: 'DIMSE association refused',
-        reason: refusal,
-        calledAeTitle: called,
-        callingAeTitle: calling,
-        peer,
-      });
       // Recorded like an HTTP 403 (429 when full, 400 for a request its protocol fields refuse); the refusal
       // goes out whether or not the row could be written.
-      await this.record({
+      const row: AuditRowFields = {
         actor: calling,
         action: 'medical.dimse-associate',
         model: undefined,
@@ -225,7 +240,20 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
         outcome: protocol ? 'invalid' : 'denied',
         statusCode: refusal === 'TOO_MANY_ASSOCIATIONS' ? 429 : protocol ? 400 : 403,
         startedAt: performance.now(),
-      }).catch(() => undefined);
+      };
+      const limited = this.refusals.refused(peer);
+      if (limited) {
+        if (this.config.AUDIT_ENABLED) this.aggregates.count(limited.key, this.draftOf(row));
+        return refusal;
+      }
+      this.logger.warn({
+        msg: 'DIMSE association refused',
+        reason: refusal,
+        calledAeTitle: called,
+        callingAeTitle: calling,
+        peer,
+      });
+      await this.record(row).catch(() => undefined);
     }
     return refusal;
   }
@@ -368,21 +396,13 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
   }
 
   /** Resolves once the row is committed; rejects with AuditUnavailable when it cannot be. */
-  private async record(row: {
-    /** The store's, shared with its log line and ErrorComment; a new one for rows of no store. */
-    requestId?: string;
-    actor: string;
-    action: string;
-    model: { name: string; version: string } | undefined;
-    peer: string;
-    inputDigest: string | null;
-    output: Record<string, unknown>;
-    outcome: AuditOutcome;
-    statusCode: number;
-    startedAt: number;
-  }): Promise<void> {
+  private async record(row: AuditRowFields): Promise<void> {
     if (!this.config.AUDIT_ENABLED) return;
-    const draft: AuditDraft = {
+    await this.audit.record(this.draftOf(row));
+  }
+
+  private draftOf(row: AuditRowFields): AuditDraft {
+    return {
       occurredAt: new Date(),
       actor: `dimse:${row.actor}`.slice(0, 256),
       roles: [],
@@ -398,7 +418,6 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
       statusCode: row.statusCode,
       latencyMs: Math.round((performance.now() - row.startedAt) * 1000) / 1000,
     };
-    await this.audit.record(draft);
   }
 
   /** The serving model, or none when the gateway runs without it (the row's model columns stay empty). */
