@@ -58,6 +58,20 @@ function run(tool: string, args: string[]): Promise<Run> {
   });
 }
 
+/** Sends `request` on a new connection and gives the first bytes that come back (the answer's PDU). */
+function firstPdu(port: number, request: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    const timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000);
+    socket.once('data', (data) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(data);
+    });
+    socket.on('error', reject);
+  });
+}
+
 async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -322,17 +336,10 @@ describe(
 
     it('rejects an association without protocol version 1 or with another application context, audited as invalid', async () => {
       /** The first PDU back: [type, result, source, reason] for an A-ASSOCIATE-RJ. */
-      const answer = (request: Buffer): Promise<number[]> =>
-        new Promise((resolve, reject) => {
-          const socket = connect(port, '127.0.0.1', () => socket.write(request));
-          const timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000);
-          socket.once('data', (data) => {
-            clearTimeout(timer);
-            socket.destroy();
-            resolve([data[0], data[7], data[8], data[9]]);
-          });
-          socket.on('error', reject);
-        });
+      const answer = async (request: Buffer): Promise<number[]> => {
+        const data = await firstPdu(port, request);
+        return [data[0], data[7], data[8], data[9]];
+      };
       // Result permanent (1); source service provider, ACSE (2), reason protocol version not supported (2).
       assert.deepEqual(await answer(associateRequest({ protocolVersion: 2 })), [0x03, 1, 2, 2]);
       // Result permanent (1); source service user (1), reason application context name not supported (2).
@@ -791,17 +798,7 @@ describe('medical: refused DIMSE associations are limited per peer address', () 
       AUTH_REFUSAL_WINDOW_MS: '600000',
     });
     /** The first PDU's type back: 0x02 accepted, 0x03 rejected. */
-    const answer = (request: Buffer): Promise<number> =>
-      new Promise((resolve, reject) => {
-        const socket = connect(port, '127.0.0.1', () => socket.write(request));
-        const timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000);
-        socket.once('data', (data) => {
-          clearTimeout(timer);
-          socket.destroy();
-          resolve(data[0]);
-        });
-        socket.on('error', reject);
-      });
+    const answer = async (request: Buffer): Promise<number> => (await firstPdu(port, request))[0];
     const types = [];
     try {
       for (const calling of ['STRANGER', 'STRANGER', 'STRANGER', 'INTRUDER', 'STRANGER', 'STRANGER']) {
