@@ -6,6 +6,8 @@ import { AuditDraft, AuditWriter } from './audit-writer.service';
 interface Aggregate {
   /** The first refusal's row, the summary's template (actor, roles, tenant, action, status). */
   first: AuditDraft;
+  group: string;
+  /** The last refusal's client address, which the summary names. */
   address: string;
   count: number;
   firstAt: Date;
@@ -18,9 +20,10 @@ interface Aggregate {
 
 /**
  * Refusals counted rather than written one by one (a request whose audit note carries `aggregate`: past
- * its address's budget of refused tokens, RefusalLimiter). Each address, action and status gets one
- * summary row per AUTH_REFUSAL_WINDOW_MS while they keep coming, written through the same hash chain
- * as any row: the address (an IPv6 one by its /64), how many were refused, the first and last time,
+ * its address's budget of refused tokens, or its subject's of 429s; RefusalLimiter). Each group (an
+ * address, a subject), action and status gets one summary row per AUTH_REFUSAL_WINDOW_MS while they keep
+ * coming, written through the same hash chain as any row: the client address (the last one; an IPv6
+ * address limited by its /64 as that), how many were refused, the first and last time,
  * the last request id and reason, and the actor where they all named one (else none, and severalActors). What is still counted at shutdown is written before the trail closes.
  * The answers to these requests do not wait for the summary's commit: they decide nothing.
  */
@@ -38,9 +41,9 @@ export class AuditAggregates implements BeforeApplicationShutdown {
     this.intervalMs = config.AUTH_REFUSAL_WINDOW_MS;
   }
 
-  /** Counts `draft` (a refusal's row) into the summary for `address`. */
-  count(address: string, draft: AuditDraft): void {
-    const key = `${address}\u0000${draft.action}\u0000${draft.statusCode}`;
+  /** Counts `draft` (a refusal's row) into the summary for `group` (an address's, a subject's refusals). */
+  count(group: string, draft: AuditDraft): void {
+    const key = keyOf(group, draft);
     const at = draft.occurredAt;
     const reason = draft.outputSummary?.reason;
     const entry = this.pending.get(key);
@@ -49,11 +52,13 @@ export class AuditAggregates implements BeforeApplicationShutdown {
       entry.lastAt = at;
       entry.lastRequestId = draft.requestId;
       entry.lastReason = reason;
+      entry.address = draft.clientAddress;
       if (draft.actor !== entry.first.actor) entry.severalActors = true;
     } else {
       this.pending.set(key, {
         first: draft,
-        address,
+        group,
+        address: draft.clientAddress,
         count: 1,
         firstAt: at,
         lastAt: at,
@@ -74,7 +79,7 @@ export class AuditAggregates implements BeforeApplicationShutdown {
         this.writer.record(summaryOf(entry)).catch((error: unknown) => {
           this.logger.warn({
             msg: 'summary of refused requests not written; kept for the next one',
-            address: entry.address,
+            group: entry.group,
             refusals: entry.count,
             error: String(error),
           });
@@ -98,7 +103,7 @@ export class AuditAggregates implements BeforeApplicationShutdown {
   }
 
   private merge(entry: Aggregate): void {
-    const key = `${entry.address}\u0000${entry.first.action}\u0000${entry.first.statusCode}`;
+    const key = keyOf(entry.group, entry.first);
     const later = this.pending.get(key);
     if (later) {
       later.count += entry.count;
@@ -110,6 +115,10 @@ export class AuditAggregates implements BeforeApplicationShutdown {
     }
     this.schedule();
   }
+}
+
+function keyOf(group: string, draft: AuditDraft): string {
+  return `${group}\u0000${draft.action}\u0000${draft.statusCode}`;
 }
 
 function summaryOf(entry: Aggregate): AuditDraft {

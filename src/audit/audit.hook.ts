@@ -9,9 +9,9 @@ import { AuditDraft, AuditUnavailable, AuditWriter } from './audit-writer.servic
 /**
  * Every answer to a non-public route waits here until its audit row is committed. If it cannot be,
  * the answer is replaced by 503: no decision leaves the gateway unaudited. Denials (401, 403, 429)
- * pass through the same hook, so they are recorded too; a refusal whose note says `aggregate` (past its
- * address's budget of refused tokens) is counted into that address's summary row (AuditAggregates) and
- * answered without waiting.
+ * pass through the same hook, so they are recorded too; a refusal whose note says `aggregate` (past a
+ * budget of refusals: its address's of refused tokens, its subject's of 429s) is counted into a summary
+ * row (AuditAggregates) and answered without waiting.
  */
 export function registerAuditHook(
   fastify: FastifyInstance,
@@ -32,7 +32,8 @@ export function registerAuditHook(
     if (!draft) return payload;
     const aggregate = auditNoteOf(request)?.aggregate;
     if (aggregate !== undefined) {
-      aggregates.count(aggregate, draft);
+      const { group, clientAddress } = aggregate;
+      aggregates.count(group, clientAddress === undefined ? draft : { ...draft, clientAddress });
       return payload;
     }
     try {

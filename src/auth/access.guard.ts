@@ -85,7 +85,7 @@ function unauthenticated(request: FastifyRequest, reason: string, limiter: Refus
   const limited = limiter.refused(request.ip);
   if (!limited) return deny(request, 'UNAUTHENTICATED', reason);
   const why = `${reason}; more than ${limited.limit} requests without a valid token from this address in ${limited.windowSeconds} s`;
-  noteAudit(request, { reason: why, aggregate: limited.key });
+  noteAudit(request, { reason: why, aggregate: { group: `address ${limited.key}`, clientAddress: limited.key } });
   throw new AppError('RATE_LIMITED', why, {
     retryAfterSeconds: limited.retryAfterSeconds,
     fields: [{ field: 'Authorization', reason }],

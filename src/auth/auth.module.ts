@@ -7,7 +7,7 @@ import { JwtVerifier } from './jwt-verifier';
 import { KeyStore } from './key-store';
 import { RefusalLimiter } from './refusal-limiter';
 import { SlidingWindowThrottlerStorage } from './sliding-window.storage';
-import { SubjectThrottlerGuard } from './subject-throttler.guard';
+import { SUBJECT_REFUSALS, SubjectThrottlerGuard } from './subject-throttler.guard';
 
 /** JWT verification, roles to permissions, the default-deny guard, per-subject rate limits and per-address limits on refused tokens. */
 @Module({
@@ -29,6 +29,15 @@ import { SubjectThrottlerGuard } from './subject-throttler.guard';
       provide: RefusalLimiter,
       inject: [AppConfig],
       useFactory: (config: AppConfig) => new RefusalLimiter(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS),
+    },
+    {
+      provide: SUBJECT_REFUSALS,
+      inject: [AppConfig],
+      useFactory: (config: AppConfig) =>
+        new RefusalLimiter(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS, {
+          keyOf: (subject) => subject,
+          overflowKey: 'other subjects',
+        }),
     },
     // Guards run in this order: who is calling and may they, then how often.
     { provide: APP_GUARD, useClass: AccessGuard },

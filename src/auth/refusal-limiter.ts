@@ -1,8 +1,16 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
-/** Addresses tracked in one window; beyond it, every new address shares one budget (OVERFLOW_KEY). */
+/** Addresses (or subjects) tracked in one window; beyond it, every new one shares one budget (overflowKey). */
 export const MAX_TRACKED_ADDRESSES = 10_000;
 export const OVERFLOW_KEY = 'other addresses';
+
+export interface RefusalLimiterOptions {
+  now?: () => number;
+  /** What a budget belongs to, from what `refused` is given (default: addressKey). */
+  keyOf?: (caller: string) => string;
+  /** The key beyond MAX_TRACKED_ADDRESSES (default: OVERFLOW_KEY). */
+  overflowKey?: string;
+}
 
 /** A refusal past the address's budget: answer 429, and count it into the address's summary row. */
 export interface Limited {
@@ -28,24 +36,31 @@ export interface Limited {
 export class RefusalLimiter {
   private counts = new Map<string, number>();
   private windowStart = Number.NEGATIVE_INFINITY;
+  private readonly now: () => number;
+  private readonly keyOf: (caller: string) => string;
+  private readonly overflowKey: string;
 
   constructor(
     /** Refusals per address per window before Limited; 0 turns the limit off. */
     private readonly limit: number,
     private readonly windowMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: RefusalLimiterOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.keyOf = options.keyOf ?? addressKey;
+    this.overflowKey = options.overflowKey ?? OVERFLOW_KEY;
+  }
 
-  /** Counts one refusal of `address`'s request; Limited when the address is past its budget. */
-  refused(address: string): Limited | undefined {
+  /** Counts one refusal of `caller`'s request (its address); Limited when it is past its budget. */
+  refused(caller: string): Limited | undefined {
     if (this.limit === 0) return undefined;
     const now = this.now();
     if (now - this.windowStart >= this.windowMs) {
       this.windowStart = now;
       this.counts = new Map();
     }
-    let key = addressKey(address);
-    if (!this.counts.has(key) && this.counts.size >= MAX_TRACKED_ADDRESSES) key = OVERFLOW_KEY;
+    let key = this.keyOf(caller);
+    if (!this.counts.has(key) && this.counts.size >= MAX_TRACKED_ADDRESSES) key = this.overflowKey;
     const count = (this.counts.get(key) ?? 0) + 1;
     this.counts.set(key, count);
     if (count <= this.limit) return undefined;

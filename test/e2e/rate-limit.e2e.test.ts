@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { until } from '../fixtures/until';
 
 describe('rate limits per subject', () => {
   let app: NestFastifyApplication;
@@ -31,5 +33,47 @@ describe('rate limits per subject', () => {
       audit.body.events.map((e: { statusCode: number }) => e.statusCode),
       [429, 429],
     );
+  });
+});
+
+describe("a subject's refusals past its rate limit, audited", () => {
+  it('writes the first AUTH_REFUSAL_LIMIT in a window one by one, and the rest as one summary row', async () => {
+    const app = await createTestApp({
+      RATE_LIMIT_REQUESTS: '2',
+      RATE_LIMIT_WINDOW_MS: '60000',
+      AUTH_REFUSAL_LIMIT: '2',
+      AUTH_REFUSAL_WINDOW_MS: '1000',
+    });
+    try {
+      const http = request(app.getHttpServer());
+      const alice = bearer(tokenFor(['auditor'], { sub: 'alice' }));
+      const statuses = [];
+      for (let i = 0; i < 8; i++) statuses.push((await http.get('/v2/models').set('Authorization', alice)).status);
+      assert.deepEqual(statuses, [200, 200, 429, 429, 429, 429, 429, 429]);
+
+      // Read from the table: an auditor's token would be limited too.
+      type Row = {
+        actor: string;
+        status_code: number;
+        client_address: string;
+        output_summary: Record<string, unknown>;
+      };
+      const denied = (): Promise<Row[]> =>
+        app.get(DataSource).query<Row[]>(
+          `SELECT actor, status_code, client_address, output_summary FROM audit_events
+              WHERE actor = 'alice' AND outcome = 'denied'`,
+        );
+      const summary = await until('the summary row', async () =>
+        (await denied()).find((e) => e.output_summary.refusals !== undefined),
+      );
+      assert.equal((await denied()).length, 3, 'two rows of their own and one summary');
+      assert.equal(summary.actor, 'alice');
+      assert.equal(summary.status_code, 429);
+      assert.equal(summary.output_summary.refusals, 4);
+      assert.equal(summary.output_summary.reason, 'more than 2 requests in 60000 ms');
+      assert.match(summary.client_address, /127\.0\.0\.1$/);
+    } finally {
+      await app.close();
+    }
   });
 });

@@ -81,7 +81,7 @@ describe('access guard (default deny)', () => {
 
   it("answers 429 past an address's budget of refused tokens, counted into its summary, and still lets valid tokens through", () => {
     let now = 1_000_000;
-    const limited = new AccessGuard(new Reflector(), verifier, new RefusalLimiter(2, 60_000, () => now));
+    const limited = new AccessGuard(new Reflector(), verifier, new RefusalLimiter(2, 60_000, { now: () => now }));
     for (let i = 0; i < 2; i++) {
       const { ctx, request } = context('score', 'Bearer bad', '198.51.100.7');
       assert.throws(() => limited.canActivate(ctx), refusedWith('UNAUTHENTICATED', /invalid signature/));
@@ -100,7 +100,7 @@ describe('access guard (default deny)', () => {
         ) &&
         error.fields[0]?.field === 'Authorization',
     );
-    assert.equal(auditNoteOf(request)?.aggregate, '198.51.100.7');
+    assert.deepEqual(auditNoteOf(request)?.aggregate, { group: 'address 198.51.100.7', clientAddress: '198.51.100.7' });
     assert.match(auditNoteOf(request)?.reason ?? '', /^missing bearer token; more than 2/);
     // A valid token from the same address, and a refused one from another address, are not affected.
     assert.equal(limited.canActivate(context('score', 'Bearer good', '198.51.100.7').ctx), true);

@@ -39,14 +39,14 @@ function writer(): { rows: AuditDraft[]; down: boolean; writer: AuditWriter } {
 const config = { AUTH_REFUSAL_WINDOW_MS: 60_000 } as AppConfig;
 
 describe('audit aggregates (refusals past an address budget)', () => {
-  it('writes one summary row per address, action and status, with the count, the span and the last request', async () => {
+  it('writes one summary row per group, action and status, with the count, the span and the last request', async () => {
     const w = writer();
     const aggregates = new AuditAggregates(w.writer, config);
     aggregates.count('192.0.2.1', refusal('r1', 1_000));
     aggregates.count('192.0.2.1', refusal('r2', 2_000));
     aggregates.count('192.0.2.1', refusal('r3', 3_000));
     aggregates.count('192.0.2.1', refusal('r4', 4_000, 'audit.events'));
-    aggregates.count('2001:db8::/64', refusal('r5', 5_000));
+    aggregates.count('address 2001:db8::/64', { ...refusal('r5', 5_000), clientAddress: '2001:db8::/64' });
     await aggregates.beforeApplicationShutdown();
     assert.equal(w.rows.length, 3);
     const [first, other, v6] = w.rows;
@@ -96,7 +96,7 @@ describe('audit aggregates (refusals past an address budget)', () => {
     const aggregates = new AuditAggregates(w.writer, config);
     aggregates.count('192.0.2.1', { ...refusal('r1', 1_000), actor: 'dimse:STRANGER' });
     aggregates.count('192.0.2.1', { ...refusal('r2', 2_000), actor: 'dimse:INTRUDER' });
-    aggregates.count('192.0.2.2', { ...refusal('r3', 3_000), actor: 'dimse:STRANGER' });
+    aggregates.count('192.0.2.2', { ...refusal('r3', 3_000), actor: 'dimse:STRANGER', clientAddress: '192.0.2.2' });
     await aggregates.flush();
     assert.deepEqual(
       w.rows.map((r) => [r.clientAddress, r.actor, r.outputSummary?.refusals, r.outputSummary?.severalActors]),

@@ -5,7 +5,7 @@ import { addressKey, MAX_TRACKED_ADDRESSES, OVERFLOW_KEY, RefusalLimiter } from 
 describe('refusal limiter (requests without a valid token, per address)', () => {
   it('counts each address in fixed windows and limits past the budget, with the time left as Retry-After', () => {
     let now = 0;
-    const limiter = new RefusalLimiter(3, 10_000, () => now);
+    const limiter = new RefusalLimiter(3, 10_000, { now: () => now });
     for (let i = 0; i < 3; i++) assert.equal(limiter.refused('192.0.2.1'), undefined);
     now = 2_500;
     assert.deepEqual(limiter.refused('192.0.2.1'), {
@@ -27,7 +27,7 @@ describe('refusal limiter (requests without a valid token, per address)', () => 
   });
 
   it('counts IPv6 addresses by their /64 and IPv4-mapped ones as IPv4', () => {
-    const limiter = new RefusalLimiter(1, 60_000, () => 0);
+    const limiter = new RefusalLimiter(1, 60_000, { now: () => 0 });
     assert.equal(limiter.refused('2001:db8:1:2::1'), undefined);
     assert.equal(limiter.refused('2001:db8:1:2:ffff:0:0:9')?.key, '2001:db8:1:2::/64');
     assert.equal(limiter.refused('2001:db8:1:3::1'), undefined, 'another /64');
@@ -36,7 +36,7 @@ describe('refusal limiter (requests without a valid token, per address)', () => 
   });
 
   it('tracks a bounded number of addresses; the rest share one budget', () => {
-    const limiter = new RefusalLimiter(2, 60_000, () => 0);
+    const limiter = new RefusalLimiter(2, 60_000, { now: () => 0 });
     for (let i = 0; i < MAX_TRACKED_ADDRESSES; i++) {
       assert.equal(limiter.refused(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`), undefined);
     }

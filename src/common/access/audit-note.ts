@@ -17,10 +17,12 @@ export interface AuditNote {
   /** Why a request was refused (e.g. `token expired`), for the audit row. */
   reason?: string;
   /**
-   * Set on a refusal past a per-address budget (RefusalLimiter): the request gets no row of its own but
-   * is counted into one summary row per this key, action and window (AuditAggregates).
+   * Set on a refusal past a budget of refusals (RefusalLimiter: per address, or per subject for its rate
+   * limit's): the request gets no row of its own but is counted into one summary row per `group`, action,
+   * status and window (AuditAggregates), which names `clientAddress` as the client (an IPv6 address by its
+   * /64) or else the last request's.
    */
-  aggregate?: string;
+  aggregate?: { group: string; clientAddress?: string };
 }
 
 const NOTE = Symbol('gateway.auditNote');

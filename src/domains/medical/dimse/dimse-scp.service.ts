@@ -243,7 +243,9 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
       };
       const limited = this.refusals.refused(peer);
       if (limited) {
-        if (this.config.AUDIT_ENABLED) this.aggregates.count(limited.key, this.draftOf(row));
+        if (this.config.AUDIT_ENABLED) {
+          this.aggregates.count(`address ${limited.key}`, { ...this.draftOf(row), clientAddress: limited.key });
+        }
         return refusal;
       }
       this.logger.warn({
