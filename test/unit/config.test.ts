@@ -32,6 +32,8 @@ describe('configuration', () => {
           SHUTDOWN_GRACE_MS: '3000000000',
           BATCH_MAX_QUEUE_DELAY_MS: '3000000000',
           RATE_LIMIT_WINDOW_MS: '3000000000',
+          AUTH_REFUSAL_WINDOW_MS: '3000000000',
+          AUTH_REFUSAL_LIMIT: '-1',
         }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
@@ -39,9 +41,15 @@ describe('configuration', () => {
         assert.match(error.message, /PORT="eighty"/);
         assert.match(error.message, /WORKER_POOL_SIZE=0/);
         assert.match(error.message, /INFERENCE_TIMEOUT_MS=2147483648/);
-        for (const name of ['SHUTDOWN_GRACE_MS', 'BATCH_MAX_QUEUE_DELAY_MS', 'RATE_LIMIT_WINDOW_MS']) {
+        for (const name of [
+          'SHUTDOWN_GRACE_MS',
+          'BATCH_MAX_QUEUE_DELAY_MS',
+          'RATE_LIMIT_WINDOW_MS',
+          'AUTH_REFUSAL_WINDOW_MS',
+        ]) {
           assert.match(error.message, new RegExp(`${name}=3000000000`));
         }
+        assert.match(error.message, /AUTH_REFUSAL_LIMIT=-1/);
         return true;
       },
     );
