@@ -23,9 +23,10 @@ interface Aggregate {
  * its address's budget of refused tokens, or its subject's of 429s; RefusalLimiter). Each group (an
  * address, a subject), action and status gets one summary row per AUTH_REFUSAL_WINDOW_MS while they keep
  * coming, written through the same hash chain as any row: the client address (the last one; an IPv6
- * address limited by its /64 as that), how many were refused, the first and last time,
- * the last request id and reason, and the actor where they all named one (else none, and severalActors). What is still counted at shutdown is written before the trail closes.
- * The answers to these requests do not wait for the summary's commit: they decide nothing.
+ * address limited by its /64 as that), how many were refused, the first and last time, the last request
+ * id and reason, and the actor where they all named one (else none, and severalActors). What is still
+ * counted at shutdown is written before the trail closes. The answers to these requests do not wait for
+ * the summary's commit: they decide nothing.
  */
 @Injectable()
 export class AuditAggregates implements BeforeApplicationShutdown {
@@ -33,6 +34,8 @@ export class AuditAggregates implements BeforeApplicationShutdown {
   private pending = new Map<string, Aggregate>();
   private timer: NodeJS.Timeout | undefined;
   private readonly intervalMs: number;
+  /** Set at shutdown: a summary that fails then is logged with its count, as nothing will write it later. */
+  private closing = false;
 
   constructor(
     private readonly writer: AuditWriter,
@@ -78,18 +81,21 @@ export class AuditAggregates implements BeforeApplicationShutdown {
       entries.map((entry) =>
         this.writer.record(summaryOf(entry)).catch((error: unknown) => {
           this.logger.warn({
-            msg: 'summary of refused requests not written; kept for the next one',
+            msg: this.closing
+              ? 'summary of refused requests not written before shutdown'
+              : 'summary of refused requests not written; kept for the next one',
             group: entry.group,
             refusals: entry.count,
             error: String(error),
           });
-          this.merge(entry);
+          if (!this.closing) this.merge(entry);
         }),
       ),
     );
   }
 
   async beforeApplicationShutdown(): Promise<void> {
+    this.closing = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.flush();
@@ -106,10 +112,10 @@ export class AuditAggregates implements BeforeApplicationShutdown {
     const key = keyOf(entry.group, entry.first);
     const later = this.pending.get(key);
     if (later) {
+      later.severalActors ||= entry.severalActors || later.first.actor !== entry.first.actor;
       later.count += entry.count;
       later.first = entry.first;
       later.firstAt = entry.firstAt;
-      later.severalActors ||= entry.severalActors || later.first.actor !== entry.first.actor;
     } else {
       this.pending.set(key, entry);
     }

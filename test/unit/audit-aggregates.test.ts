@@ -76,18 +76,22 @@ describe('audit aggregates (refusals past an address budget)', () => {
     aggregates.count('192.0.2.1', refusal('r1', 1_000));
     aggregates.count('192.0.2.1', refusal('r2', 2_000));
     w.down = true;
-    await aggregates.flush();
+    const flushing = aggregates.flush();
+    // Counted while the failed summary is on its way back: the two are merged.
+    aggregates.count('192.0.2.1', { ...refusal('r3', 3_000), actor: 'someone' });
+    await flushing;
     assert.equal(w.rows.length, 0);
-    aggregates.count('192.0.2.1', refusal('r3', 3_000));
     w.down = false;
     await aggregates.beforeApplicationShutdown();
     assert.equal(w.rows.length, 1);
     assert.equal(w.rows[0].requestId, 'r3');
+    assert.equal(w.rows[0].actor, null, 'the kept refusals and the later one named different actors');
     assert.deepEqual(w.rows[0].outputSummary, {
       reason: 'token expired (r3)',
       refusals: 3,
       firstAt: new Date(1_000).toISOString(),
       lastAt: new Date(3_000).toISOString(),
+      severalActors: true,
     });
   });
 
