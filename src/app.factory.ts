@@ -5,7 +5,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { registerAuditHook } from './audit/audit.hook';
 import { registerAccessHook } from './auth/access.hook';
-import { RefusalLimiter } from './auth/refusal-limiter';
+import { RefusalBudgets } from './auth/refusal-limiter';
 import { JwtVerifier } from './auth/jwt-verifier';
 import { AuditWriter } from './audit/audit-writer.service';
 import { AuditAggregates } from './audit/audit-aggregates';
@@ -103,7 +103,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), app.get(AuditAggregates), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   // Who is calling, before any body is read (after the audit hook, which counts the request first).
-  registerAccessHook(fastify, app.get(JwtVerifier), app.get(RefusalLimiter));
+  registerAccessHook(fastify, app.get(JwtVerifier), app.get(RefusalBudgets));
   // A request that arrives once the close has begun: refused, audited with its caller.
   gracefulClose.refuseLateRequests();
   // After every other onSend hook (the audit's, the request id's): it may hold an answer until its turn.

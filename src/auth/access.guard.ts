@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { ACCESS_METADATA, AccessRule, identifyCaller, noteAudit } from '../common/access';
 import { AppError } from '../common/errors/app-error';
 import { JwtVerifier, TokenRejected } from './jwt-verifier';
-import { RefusalLimiter } from './refusal-limiter';
+import { RefusalBudgets } from './refusal-limiter';
 
 /**
  * The global guard: denies by default. A route passes only if it is declared public, or the
@@ -16,7 +16,7 @@ export class AccessGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly verifier: JwtVerifier,
-    private readonly limiter: RefusalLimiter,
+    private readonly budgets: RefusalBudgets,
   ) {}
 
   canActivate(context: ExecutionContext): boolean {
@@ -31,7 +31,7 @@ export class AccessGuard implements CanActivate {
     }
     // The access hook checked this caller on arrival, by the same rule (RequirePermission puts it in both places).
     if (authorized.has(request)) return true;
-    authorize(request, rule, this.verifier, this.limiter);
+    authorize(request, rule, this.verifier, this.budgets);
     return true;
   }
 }
@@ -43,28 +43,29 @@ const authorized = new WeakSet<FastifyRequest>();
  * Checks the caller of a non-public route (`rule` undefined: a route that declares nothing) and notes
  * who it is and why it was refused for the audit trail. Throws AppError UNAUTHENTICATED or FORBIDDEN,
  * or RATE_LIMITED for a request without a valid token from an address past its budget of such
- * refusals (RefusalLimiter), whose audit row is then one summary row per address.
+ * refusals (RefusalBudgets); those, and a subject's 403s past its budget, are audited in one summary
+ * row per window.
  */
 export function authorize(
   request: FastifyRequest,
   rule: Exclude<AccessRule, { public: true }> | undefined,
   verifier: JwtVerifier,
-  limiter: RefusalLimiter,
+  budgets: RefusalBudgets,
 ): void {
   noteAudit(request, rule ? { action: rule.action, permission: rule.permission } : { action: 'undeclared-route' });
   const token = bearerToken(request.headers.authorization);
-  if (token === undefined) return unauthenticated(request, 'missing bearer token', limiter);
+  if (token === undefined) return unauthenticated(request, 'missing bearer token', budgets);
   let principal;
   try {
     principal = verifier.verify(token);
   } catch (error) {
-    if (error instanceof TokenRejected) return unauthenticated(request, error.message, limiter);
+    if (error instanceof TokenRejected) return unauthenticated(request, error.message, budgets);
     throw error;
   }
   noteAudit(request, { principal });
-  if (!rule) return deny(request, 'FORBIDDEN', 'this route declares no permission');
+  if (!rule) return forbidden(request, principal.subject, 'this route declares no permission', budgets);
   if (!principal.permissions.has(rule.permission)) {
-    return deny(request, 'FORBIDDEN', `requires permission ${rule.permission}`);
+    return forbidden(request, principal.subject, `requires permission ${rule.permission}`, budgets);
   }
   authorized.add(request);
 }
@@ -81,8 +82,8 @@ function identify(request: FastifyRequest, verifier: JwtVerifier): void {
 }
 
 /** 401, or 429 past the address's budget of refusals: counted into its summary row, with the reason still given. */
-function unauthenticated(request: FastifyRequest, reason: string, limiter: RefusalLimiter): never {
-  const limited = limiter.refused(request.ip);
+function unauthenticated(request: FastifyRequest, reason: string, budgets: RefusalBudgets): never {
+  const limited = budgets.addresses.refused(request.ip);
   if (!limited) return deny(request, 'UNAUTHENTICATED', reason);
   const why = `${reason}; more than ${limited.limit} requests without a valid token from this address in ${limited.windowSeconds} s`;
   noteAudit(request, { reason: why, aggregate: { group: `address ${limited.key}`, clientAddress: limited.key } });
@@ -90,6 +91,13 @@ function unauthenticated(request: FastifyRequest, reason: string, limiter: Refus
     retryAfterSeconds: limited.retryAfterSeconds,
     fields: [{ field: 'Authorization', reason }],
   });
+}
+
+/** 403; past the subject's budget of refusals, audited in its summary row rather than a row of its own. */
+function forbidden(request: FastifyRequest, subject: string, reason: string, budgets: RefusalBudgets): never {
+  const limited = budgets.subjects.refused(subject);
+  if (limited) noteAudit(request, { aggregate: { group: `subject ${limited.key}` } });
+  return deny(request, 'FORBIDDEN', reason);
 }
 
 function deny(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', reason: string): never {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { ACCESS_ROUTE_CONFIG, AccessRule } from '../common/access';
 import { authorize } from './access.guard';
 import { JwtVerifier } from './jwt-verifier';
-import type { RefusalLimiter } from './refusal-limiter';
+import type { RefusalBudgets } from './refusal-limiter';
 
 /**
  * Checks the caller of a route declared with RequirePermission when its request arrives, before the
@@ -14,14 +14,14 @@ import type { RefusalLimiter } from './refusal-limiter';
  *
  * Register after the audit hook, whose onRequest counts the request before this one may refuse it.
  */
-export function registerAccessHook(fastify: FastifyInstance, verifier: JwtVerifier, limiter: RefusalLimiter): void {
+export function registerAccessHook(fastify: FastifyInstance, verifier: JwtVerifier, budgets: RefusalBudgets): void {
   fastify.addHook('onRequest', (request, _reply, done) => {
     const rule = (request.routeOptions.config as { [ACCESS_ROUTE_CONFIG]?: AccessRule } | undefined)?.[
       ACCESS_ROUTE_CONFIG
     ];
     if (rule === undefined || rule.public) return done();
     try {
-      authorize(request, rule, verifier, limiter);
+      authorize(request, rule, verifier, budgets);
     } catch (error) {
       return done(error as Error);
     }

@@ -5,11 +5,14 @@ import { AppConfig } from '../config/app-config';
 import { AccessGuard } from './access.guard';
 import { JwtVerifier } from './jwt-verifier';
 import { KeyStore } from './key-store';
-import { RefusalLimiter } from './refusal-limiter';
+import { RefusalBudgets } from './refusal-limiter';
 import { SlidingWindowThrottlerStorage } from './sliding-window.storage';
-import { SUBJECT_REFUSALS, SubjectThrottlerGuard } from './subject-throttler.guard';
+import { SubjectThrottlerGuard } from './subject-throttler.guard';
 
-/** JWT verification, roles to permissions, the default-deny guard, per-subject rate limits and per-address limits on refused tokens. */
+/**
+ * JWT verification, roles to permissions, the default-deny guard, per-subject rate limits, and the budgets of
+ * refusals audited one by one (per address without a valid token, per subject).
+ */
 @Module({
   imports: [
     ThrottlerModule.forRootAsync({
@@ -26,23 +29,14 @@ import { SUBJECT_REFUSALS, SubjectThrottlerGuard } from './subject-throttler.gua
     { provide: KeyStore, inject: [AppConfig], useFactory: (config: AppConfig) => new KeyStore(config) },
     JwtVerifier,
     {
-      provide: RefusalLimiter,
+      provide: RefusalBudgets,
       inject: [AppConfig],
-      useFactory: (config: AppConfig) => new RefusalLimiter(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS),
-    },
-    {
-      provide: SUBJECT_REFUSALS,
-      inject: [AppConfig],
-      useFactory: (config: AppConfig) =>
-        new RefusalLimiter(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS, {
-          keyOf: (subject) => subject,
-          overflowKey: 'other subjects',
-        }),
+      useFactory: (config: AppConfig) => new RefusalBudgets(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS),
     },
     // Guards run in this order: who is calling and may they, then how often.
     { provide: APP_GUARD, useClass: AccessGuard },
     { provide: APP_GUARD, useClass: SubjectThrottlerGuard },
   ],
-  exports: [JwtVerifier, RefusalLimiter],
+  exports: [JwtVerifier, RefusalBudgets],
 })
 export class AuthModule {}

@@ -91,3 +91,22 @@ export function addressKey(address: string): string {
     .map((g) => Number.parseInt(g, 16).toString(16))
     .join(':')}::/64`;
 }
+
+/**
+ * The gateway's budgets of refusals audited one by one in each window: per client address, of requests
+ * without a valid token (answered 429 past it); per token subject, of its 403s and 429s (answered as
+ * before past it). Past either, the refusals go into one summary row per window (AuditAggregates).
+ */
+export class RefusalBudgets {
+  readonly addresses: RefusalLimiter;
+  readonly subjects: RefusalLimiter;
+
+  constructor(limit: number, windowMs: number, now?: () => number) {
+    this.addresses = new RefusalLimiter(limit, windowMs, { now });
+    this.subjects = new RefusalLimiter(limit, windowMs, {
+      now,
+      keyOf: (subject) => subject,
+      overflowKey: 'other subjects',
+    });
+  }
+}

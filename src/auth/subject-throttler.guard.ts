@@ -4,22 +4,19 @@ import type { ThrottlerLimitDetail } from '@nestjs/throttler';
 import type { FastifyRequest } from 'fastify';
 import { ACCESS_METADATA, AccessRule, noteAudit, principalOf } from '../common/access';
 import { AppError } from '../common/errors/app-error';
-import { RefusalLimiter } from './refusal-limiter';
-
-/** The budget of 429s each subject has audited one by one in a window (AUTH_REFUSAL_LIMIT); the rest are summed up. */
-export const SUBJECT_REFUSALS = Symbol('SubjectRefusals');
+import { RefusalBudgets } from './refusal-limiter';
 
 /**
  * Rate limits per token subject (@nestjs/throttler, one window per subject, whichever routes it
  * calls). Runs after the AccessGuard, so the subject is a verified one; public routes are not limited.
- * A subject's first AUTH_REFUSAL_LIMIT refusals in a window of AUTH_REFUSAL_WINDOW_MS are audited one by
- * one, the rest in one summary row (AuditAggregates): a client retrying in a loop past its limit would
+ * A subject's first AUTH_REFUSAL_LIMIT refusals (these and its 403s) in a window of AUTH_REFUSAL_WINDOW_MS
+ * are audited one by one, the rest in one summary row (AuditAggregates): a client retrying in a loop past its limit would
  * otherwise have a row written for every answer, at whatever rate the gateway can refuse.
  */
 @Injectable()
 export class SubjectThrottlerGuard extends ThrottlerGuard {
   // A property, so that the library's own constructor and its injection stay as they are.
-  @Inject(SUBJECT_REFUSALS) private readonly refusals!: RefusalLimiter;
+  @Inject(RefusalBudgets) private readonly budgets!: RefusalBudgets;
 
   protected override async shouldSkip(context: ExecutionContext): Promise<boolean> {
     const rule = this.reflector.getAllAndOverride<AccessRule | undefined>(ACCESS_METADATA, [
@@ -48,7 +45,7 @@ export class SubjectThrottlerGuard extends ThrottlerGuard {
   ): Promise<void> {
     const request = context.switchToHttp().getRequest<FastifyRequest>();
     const reason = `more than ${detail.limit} requests in ${detail.ttl} ms`;
-    const limited = this.refusals.refused(detail.tracker);
+    const limited = this.budgets.subjects.refused(detail.tracker);
     noteAudit(request, limited ? { reason, aggregate: { group: `subject ${limited.key}` } } : { reason });
     return Promise.reject(
       new AppError('RATE_LIMITED', `rate limit: ${reason}`, {

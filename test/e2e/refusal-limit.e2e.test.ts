@@ -100,4 +100,35 @@ describe('requests without a valid token, limited per address', () => {
       await reopened.close();
     }
   });
+
+  it("audits a subject's 403s past its budget in one summary row, and still answers each 403", async () => {
+    const dataDir = await freshDataDir();
+    const app = await createTestApp({ DATA_DIR: dataDir, AUTH_REFUSAL_LIMIT: '2', AUTH_REFUSAL_WINDOW_MS: '600000' });
+    const radiologist = bearer(tokenFor(['radiologist'], { sub: 'dr-who' }));
+    const statuses = [];
+    try {
+      const http = request(app.getHttpServer());
+      for (let i = 0; i < 5; i++) {
+        statuses.push((await http.get('/v1/audit/events').set('Authorization', radiologist)).status);
+      }
+    } finally {
+      await app.close();
+    }
+    assert.deepEqual(statuses, [403, 403, 403, 403, 403]);
+    const reopened = await createTestApp({ DATA_DIR: dataDir });
+    try {
+      const http = request(reopened.getHttpServer());
+      const { body } = await http.get(`${DENIED}&actor=dr-who`).set('Authorization', auditor).expect(200);
+      const events = body.events as Event[];
+      assert.deepEqual(events.map((e) => [e.statusCode, e.outputSummary?.refusals ?? null]).reverse(), [
+        [403, null],
+        [403, null],
+        [403, 3],
+      ]);
+      assert.equal(events[0].action, 'audit.events');
+      assert.equal(events[0].outputSummary?.reason, 'requires permission audit:read');
+    } finally {
+      await reopened.close();
+    }
+  });
 });

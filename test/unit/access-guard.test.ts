@@ -5,7 +5,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { AccessGuard } from '../../src/auth/access.guard';
 import { JwtVerifier, TokenRejected } from '../../src/auth/jwt-verifier';
-import { RefusalLimiter } from '../../src/auth/refusal-limiter';
+import { RefusalBudgets } from '../../src/auth/refusal-limiter';
 import { auditNoteOf, Principal, Public, RequirePermission } from '../../src/common/access';
 import { AppError } from '../../src/common/errors/app-error';
 
@@ -42,7 +42,7 @@ function context(
   return { ctx, request };
 }
 
-const guard = new AccessGuard(new Reflector(), verifier, new RefusalLimiter(0, 60_000));
+const guard = new AccessGuard(new Reflector(), verifier, new RefusalBudgets(0, 60_000));
 const refusedWith = (code: string, reason: RegExp) => (error: unknown) =>
   error instanceof AppError && error.code === code && reason.test(error.detail);
 
@@ -81,7 +81,7 @@ describe('access guard (default deny)', () => {
 
   it("answers 429 past an address's budget of refused tokens, counted into its summary, and still lets valid tokens through", () => {
     let now = 1_000_000;
-    const limited = new AccessGuard(new Reflector(), verifier, new RefusalLimiter(2, 60_000, { now: () => now }));
+    const limited = new AccessGuard(new Reflector(), verifier, new RefusalBudgets(2, 60_000, () => now));
     for (let i = 0; i < 2; i++) {
       const { ctx, request } = context('score', 'Bearer bad', '198.51.100.7');
       assert.throws(() => limited.canActivate(ctx), refusedWith('UNAUTHENTICATED', /invalid signature/));
@@ -119,5 +119,19 @@ describe('access guard (default deny)', () => {
       () => limited.canActivate(context('score', 'Bearer bad', '198.51.100.7').ctx),
       refusedWith('UNAUTHENTICATED', /invalid signature/),
     );
+  });
+
+  it("counts a subject's 403s against its budget: past it, still 403, audited in the subject's summary row", () => {
+    const budgeted = new AccessGuard(new Reflector(), verifier, new RefusalBudgets(2, 60_000, () => 0));
+    const notes = [0, 1, 2].map(() => {
+      const { ctx, request } = context('forgotten', 'Bearer good');
+      assert.throws(() => budgeted.canActivate(ctx), refusedWith('FORBIDDEN', /declares no permission/));
+      return auditNoteOf(request);
+    });
+    assert.deepEqual(
+      notes.map((n) => n?.aggregate),
+      [undefined, undefined, { group: 'subject risk-engine-7' }],
+    );
+    assert.equal(notes[2]?.reason, 'this route declares no permission');
   });
 });
