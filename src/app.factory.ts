@@ -6,6 +6,7 @@ import { AppModule } from './app.module';
 import { registerAuditHook } from './audit/audit.hook';
 import { registerAccessHook } from './auth/access.hook';
 import { RefusalBudgets } from './auth/refusal-limiter';
+import { SubjectRateLimit } from './auth/subject-throttler.guard';
 import { JwtVerifier } from './auth/jwt-verifier';
 import { AuditWriter } from './audit/audit-writer.service';
 import { AuditAggregates } from './audit/audit-aggregates';
@@ -103,7 +104,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), app.get(AuditAggregates), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   // Who is calling, before any body is read (after the audit hook, which counts the request first).
-  registerAccessHook(fastify, app.get(JwtVerifier), app.get(RefusalBudgets));
+  registerAccessHook(fastify, app.get(JwtVerifier), app.get(RefusalBudgets), app.get(SubjectRateLimit));
   // A request that arrives once the close has begun: refused, audited with its caller.
   gracefulClose.refuseLateRequests();
   // After every other onSend hook (the audit's, the request id's): it may hold an answer until its turn.

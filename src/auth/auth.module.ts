@@ -7,7 +7,7 @@ import { JwtVerifier } from './jwt-verifier';
 import { KeyStore } from './key-store';
 import { RefusalBudgets } from './refusal-limiter';
 import { SlidingWindowThrottlerStorage } from './sliding-window.storage';
-import { SubjectThrottlerGuard } from './subject-throttler.guard';
+import { SubjectRateLimit, SubjectThrottlerGuard } from './subject-throttler.guard';
 
 /**
  * JWT verification, roles to permissions, the default-deny guard, per-subject rate limits, and the budgets of
@@ -33,10 +33,11 @@ import { SubjectThrottlerGuard } from './subject-throttler.guard';
       inject: [AppConfig],
       useFactory: (config: AppConfig) => new RefusalBudgets(config.AUTH_REFUSAL_LIMIT, config.AUTH_REFUSAL_WINDOW_MS),
     },
+    SubjectRateLimit,
     // Guards run in this order: who is calling and may they, then how often.
     { provide: APP_GUARD, useClass: AccessGuard },
     { provide: APP_GUARD, useClass: SubjectThrottlerGuard },
   ],
-  exports: [JwtVerifier, RefusalBudgets],
+  exports: [JwtVerifier, RefusalBudgets, SubjectRateLimit],
 })
 export class AuthModule {}

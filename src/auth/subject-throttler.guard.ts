@@ -1,14 +1,71 @@
 import { ExecutionContext, Inject, Injectable } from '@nestjs/common';
-import { ThrottlerGuard } from '@nestjs/throttler';
+import { InjectThrottlerStorage, ThrottlerGuard, ThrottlerStorage } from '@nestjs/throttler';
 import type { ThrottlerLimitDetail } from '@nestjs/throttler';
 import type { FastifyRequest } from 'fastify';
 import { ACCESS_METADATA, AccessRule, noteAudit, principalOf } from '../common/access';
 import { AppError } from '../common/errors/app-error';
+import { AppConfig } from '../config/app-config';
 import { RefusalBudgets } from './refusal-limiter';
+
+/** @nestjs/throttler's name for the one throttler configured without a name. */
+const THROTTLER = 'default';
+
+/** Requests SubjectRateLimit counted on arrival: the guard does not count them again. */
+const counted = new WeakSet<FastifyRequest>();
+
+/**
+ * The subject's rate limit where the access hook checks a caller, on arrival and before the body is read:
+ * the same window in the same storage as SubjectThrottlerGuard (the throttler module's), keyed by the
+ * subject alone. Counting there, a body that Fastify refuses before Nest runs (malformed JSON, an
+ * unsupported media type, nesting too deep) counts too: the guard never saw those, so a subject could send
+ * them at any rate, each answered and audited. A request past the limit is answered 429 unread.
+ */
+@Injectable()
+export class SubjectRateLimit {
+  private readonly limit: number;
+  private readonly ttl: number;
+
+  constructor(
+    @InjectThrottlerStorage() private readonly storage: ThrottlerStorage,
+    private readonly budgets: RefusalBudgets,
+    config: AppConfig,
+  ) {
+    this.limit = config.RATE_LIMIT_REQUESTS;
+    this.ttl = config.RATE_LIMIT_WINDOW_MS;
+  }
+
+  /** Counts the request against its subject's window; rejects with RATE_LIMITED past the limit. */
+  async count(request: FastifyRequest, subject: string): Promise<void> {
+    if (this.limit === 0) return;
+    counted.add(request);
+    // As the guard calls it: the library blocks a key for blockDuration, which defaults to the ttl.
+    const record = await this.storage.increment(subject, this.ttl, this.limit, this.ttl, THROTTLER);
+    if (record.isBlocked) {
+      throw rateLimited(request, subject, this.limit, this.ttl, record.timeToBlockExpire, this.budgets);
+    }
+  }
+}
+
+/** The refusal of a subject past its rate limit, noted for the audit trail (past its budget, for its summary row). */
+function rateLimited(
+  request: FastifyRequest,
+  subject: string,
+  limit: number,
+  ttl: number,
+  timeToBlockExpire: number,
+  budgets: RefusalBudgets,
+): AppError {
+  const reason = `more than ${limit} requests in ${ttl} ms`;
+  const limited = budgets.subjects.refused(subject);
+  noteAudit(request, limited ? { reason, aggregate: { group: `subject ${limited.key}` } } : { reason });
+  return new AppError('RATE_LIMITED', `rate limit: ${reason}`, { retryAfterSeconds: Math.max(1, timeToBlockExpire) });
+}
 
 /**
  * Rate limits per token subject (@nestjs/throttler, one window per subject, whichever routes it
- * calls). Runs after the AccessGuard, so the subject is a verified one; public routes are not limited.
+ * calls). Runs after the AccessGuard, so the subject is a verified one; public routes are not limited,
+ * and requests SubjectRateLimit counted on arrival (every route declared with RequirePermission) are not
+ * counted again: this guard is the limit of routes declared otherwise.
  * A subject's first AUTH_REFUSAL_LIMIT refusals (these and its 403s) in a window of AUTH_REFUSAL_WINDOW_MS
  * are audited one by one, the rest in one summary row (AuditAggregates): a client retrying in a loop past its limit would
  * otherwise have a row written for every answer, at whatever rate the gateway can refuse.
@@ -23,7 +80,8 @@ export class SubjectThrottlerGuard extends ThrottlerGuard {
       context.getHandler(),
       context.getClass(),
     ]);
-    return Promise.resolve(rule?.public === true);
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    return Promise.resolve(rule?.public === true || counted.has(request));
   }
 
   protected override async getTracker(request: Record<string, unknown>): Promise<string> {
@@ -44,13 +102,8 @@ export class SubjectThrottlerGuard extends ThrottlerGuard {
     detail: ThrottlerLimitDetail,
   ): Promise<void> {
     const request = context.switchToHttp().getRequest<FastifyRequest>();
-    const reason = `more than ${detail.limit} requests in ${detail.ttl} ms`;
-    const limited = this.budgets.subjects.refused(detail.tracker);
-    noteAudit(request, limited ? { reason, aggregate: { group: `subject ${limited.key}` } } : { reason });
     return Promise.reject(
-      new AppError('RATE_LIMITED', `rate limit: ${reason}`, {
-        retryAfterSeconds: Math.max(1, detail.timeToBlockExpire),
-      }),
+      rateLimited(request, detail.tracker, detail.limit, detail.ttl, detail.timeToBlockExpire, this.budgets),
     );
   }
 }

@@ -77,3 +77,31 @@ describe("a subject's refusals past its rate limit, audited", () => {
     }
   });
 });
+
+describe('rate limits per subject, whatever the body', () => {
+  it('counts bodies the parsers refuse, and answers 429 past the limit before reading the body', async () => {
+    const app = await createTestApp({ RATE_LIMIT_REQUESTS: '2', RATE_LIMIT_WINDOW_MS: '60000' });
+    try {
+      const http = request(app.getHttpServer());
+      const eve = bearer(tokenFor(['risk-engine'], { sub: 'eve' }));
+      const statuses = [];
+      for (let i = 0; i < 4; i++) {
+        const answer = await http
+          .post('/v1/finance/fraud-scores')
+          .set('Authorization', eve)
+          .set('content-type', 'application/json')
+          .send('{"truncated json');
+        statuses.push(answer.status);
+        if (answer.status === 429) assert.ok(Number(answer.headers['retry-after']) >= 1);
+      }
+      // A valid body after them is past the limit too: one window for everything the subject sends.
+      statuses.push((await http.post('/v1/finance/fraud-scores').set('Authorization', eve).send({})).status);
+      assert.deepEqual(statuses, [400, 400, 429, 429, 429]);
+      // Another subject is not affected.
+      const bob = bearer(tokenFor(['auditor'], { sub: 'bob' }));
+      await http.get('/v1/audit/verify').set('Authorization', bob).expect(200);
+    } finally {
+      await app.close();
+    }
+  });
+});
