@@ -478,6 +478,16 @@ export class AppConfig {
   MANUFACTURING_FUTURE_TOLERANCE_MS = 300_000;
 
   /**
+   * Stored predictions and dead letters older than this many days are deleted (every 10 minutes, a few
+   * thousand rows at a time); 0 keeps them for good. Alarms and the audit trail are never deleted.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(36_500)
+  MANUFACTURING_RETENTION_DAYS = 30;
+
+  /**
    * MQTT broker the manufacturing domain subscribes to (secret: it may carry credentials), e.g.
    * `mqtt://user:pass@broker:1883`; unset: no MQTT.
    */

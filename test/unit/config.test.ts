@@ -34,6 +34,7 @@ describe('configuration', () => {
           RATE_LIMIT_WINDOW_MS: '3000000000',
           AUTH_REFUSAL_WINDOW_MS: '3000000000',
           AUTH_REFUSAL_LIMIT: '-1',
+          MANUFACTURING_RETENTION_DAYS: '-3',
         }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
@@ -50,6 +51,7 @@ describe('configuration', () => {
           assert.match(error.message, new RegExp(`${name}=3000000000`));
         }
         assert.match(error.message, /AUTH_REFUSAL_LIMIT=-1/);
+        assert.match(error.message, /MANUFACTURING_RETENTION_DAYS=-3/);
         return true;
       },
     );

@@ -8,11 +8,20 @@ import { PlantAlarmAudit } from './plant-alarm-audit';
 import { PlantStreamController } from './plant-stream.controller';
 import { PlantStream } from './plant-stream.service';
 import { PlantRecordsRepository } from './records/plant-records.repository';
+import { PlantRetention } from './records/plant-retention.service';
 
 /** Sensor readings in (HTTP, MQTT JSON and Sparkplug B), per-asset windows, fault and RUL predictions, alarms. */
 @Module({
   imports: [RuntimeModule],
   controllers: [AssetController, PlantStreamController],
-  providers: [AssetRegistry, AssetRepository, PlantRecordsRepository, PlantStream, PlantAlarmAudit, PlantMqttService],
+  providers: [
+    AssetRegistry,
+    AssetRepository,
+    PlantRecordsRepository,
+    PlantRetention,
+    PlantStream,
+    PlantAlarmAudit,
+    PlantMqttService,
+  ],
 })
 export class ManufacturingModule {}

@@ -9,6 +9,12 @@ import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
 import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
 
+/**
+ * Rows per DELETE when old records are purged: each statement holds the database (embedded PGlite runs one
+ * statement at a time, the audit trail's commits included) for a few milliseconds, not for the whole backlog.
+ */
+const PURGE_CHUNK = 2000;
+
 /** Dead letters per INSERT at most, and payload and detail characters per INSERT at most. */
 const DEAD_LETTERS_PER_STATEMENT = 2000;
 const DEAD_LETTER_BYTES_PER_STATEMENT = 2_000_000;
@@ -92,6 +98,49 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   /** Resolves once the rows are committed; rows written meanwhile by other callers share the INSERT. */
   addPredictions(rows: PredictionRow[]): Promise<void> {
     return this.writer.write(rows);
+  }
+
+  /**
+   * Deletes predictions and dead letters from before `cutoff`, PURGE_CHUNK rows per statement with a pause
+   * between statements, and returns how many of each went. Predictions go asset by asset (each asset's
+   * ids found by walking the primary key, asset id first), so that every DELETE is a range of that key.
+   */
+  async purgeBefore(cutoff: Date): Promise<{ predictions: number; deadLetters: number }> {
+    const deleted = async (sql: string, params: unknown[]): Promise<number> => {
+      let total = 0;
+      for (;;) {
+        const [{ n }] = await this.dataSource.query<Array<{ n: number }>>(
+          `WITH gone AS (${sql} RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+          params,
+        );
+        total += n;
+        if (n < PURGE_CHUNK) return total;
+        await new Promise((later) => setTimeout(later, 5));
+      }
+    };
+    const assets = await this.dataSource.query<Array<{ asset_id: string }>>(
+      `WITH RECURSIVE a AS (
+         (SELECT asset_id FROM manufacturing_predictions ORDER BY asset_id LIMIT 1)
+         UNION ALL
+         SELECT (SELECT p.asset_id FROM manufacturing_predictions p WHERE p.asset_id > a.asset_id ORDER BY p.asset_id LIMIT 1)
+           FROM a WHERE a.asset_id IS NOT NULL
+       ) SELECT asset_id FROM a WHERE asset_id IS NOT NULL`,
+    );
+    let predictions = 0;
+    for (const { asset_id: assetId } of assets) {
+      predictions += await deleted(
+        `DELETE FROM manufacturing_predictions WHERE (asset_id, at, model_version) IN (
+           SELECT asset_id, at, model_version FROM manufacturing_predictions
+            WHERE asset_id = $1 AND at < $2 ORDER BY at LIMIT ${PURGE_CHUNK})`,
+        [assetId, cutoff],
+      );
+    }
+    const deadLetters = await deleted(
+      `DELETE FROM manufacturing_dead_letters WHERE id IN (
+         SELECT id FROM manufacturing_dead_letters WHERE received_at < $1 ORDER BY received_at LIMIT ${PURGE_CHUNK})`,
+      [cutoff],
+    );
+    return { predictions, deadLetters };
   }
 
   async addAlarm(row: Omit<AlarmEntity, 'id'>): Promise<void> {

@@ -1,0 +1,73 @@
+import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Counter } from 'prom-client';
+import { MetricsService } from '../../../common/metrics/metrics.service';
+import { AppConfig } from '../../../config/app-config';
+import { PlantRecordsRepository } from './plant-records.repository';
+
+const PURGE_EVERY_MS = 10 * 60 * 1000;
+/** The first purge waits this long after boot, so that it does not compete with the models' warm-up. */
+const FIRST_PURGE_AFTER_MS = 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Keeps the stored predictions and dead letters to MANUFACTURING_RETENTION_DAYS. A plant sends readings
+ * without end, and a machine-failure asset stores a prediction for each: without a bound the tables grow
+ * until the disk is full, and with it the audit trail beside them (embedded PGlite holds both), which then
+ * refuses every decision of every domain. Alarms stay (few, and an operator's history); the audit trail is
+ * append-only. A purge that fails (the database away) is logged and tried again at the next round.
+ */
+@Injectable()
+export class PlantRetention implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger('PlantRecords');
+  private readonly purged: Counter<'table'>;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly records: PlantRecordsRepository,
+    private readonly config: AppConfig,
+    metrics: MetricsService,
+  ) {
+    this.purged = new Counter({
+      name: 'gateway_manufacturing_rows_purged_total',
+      help: 'Predictions and dead letters deleted for being older than MANUFACTURING_RETENTION_DAYS, by table',
+      labelNames: ['table'],
+      registers: [metrics.registry],
+    });
+  }
+
+  onModuleInit(): void {
+    if (this.config.MANUFACTURING_RETENTION_DAYS === 0) return;
+    const round = (delay: number): void => {
+      this.timer = setTimeout(() => {
+        this.running = this.purge()
+          .catch((error: unknown) =>
+            this.logger.warn({ msg: 'purge of old plant records failed', error: String(error) }),
+          )
+          .finally(() => {
+            this.running = undefined;
+            if (this.timer !== undefined) round(PURGE_EVERY_MS);
+          });
+      }, delay).unref();
+    };
+    round(FIRST_PURGE_AFTER_MS);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** Deletes what is older than the retention now; resolves with how many rows of each table went. */
+  async purge(now = new Date()): Promise<{ predictions: number; deadLetters: number }> {
+    const cutoff = new Date(now.getTime() - this.config.MANUFACTURING_RETENTION_DAYS * DAY_MS);
+    const gone = await this.records.purgeBefore(cutoff);
+    this.purged.inc({ table: 'predictions' }, gone.predictions);
+    this.purged.inc({ table: 'dead_letters' }, gone.deadLetters);
+    if (gone.predictions + gone.deadLetters > 0) {
+      this.logger.log({ msg: 'old plant records deleted', before: cutoff.toISOString(), ...gone });
+    }
+    return gone;
+  }
+}

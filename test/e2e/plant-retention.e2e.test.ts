@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DataSource } from 'typeorm';
+import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
+import { PlantRetention } from '../../src/domains/manufacturing/records/plant-retention.service';
+import { authedHttp, createTestApp } from '../fixtures/test-app';
+
+const DAY = 24 * 60 * 60 * 1000;
+
+describe('manufacturing: predictions and dead letters kept for MANUFACTURING_RETENTION_DAYS', () => {
+  let app: NestFastifyApplication;
+  before(async () => {
+    app = await createTestApp({ MANUFACTURING_RETENTION_DAYS: '2' });
+  });
+  after(() => app.close());
+
+  it('deletes what is older, in chunks, asset by asset, and keeps the rest', async () => {
+    const records = app.get(PlantRecordsRepository);
+    const now = Date.now();
+    const prediction = (assetId: string, at: number) => ({
+      assetId,
+      at: new Date(at),
+      modelVersion: '1',
+      value: 0.5,
+      modes: null,
+    });
+    // 4,500 old predictions of one asset (more than two DELETEs' worth), a few of two others (one no longer
+    // in the registry: its rows go all the same), and each asset's recent ones.
+    await records.addPredictions([
+      ...Array.from({ length: 4500 }, (_, i) => prediction('press-1', now - 3 * DAY - i * 1000)),
+      prediction('press-1', now - DAY),
+      prediction('press-2', now - 5 * DAY),
+      prediction('press-2', now - 60_000),
+      prediction('gone-asset', now - 10 * DAY),
+    ]);
+    const letter = (at: number, reason: string) => ({
+      receivedAt: new Date(at),
+      source: 'mqtt',
+      channel: 'factory/plant-1/line-1/press-1/telemetry',
+      assetId: 'press-1',
+      reason,
+      detail: reason,
+      payload: '{}',
+    });
+    await records.addDeadLetters([letter(now - 3 * DAY, 'malformed'), letter(now - 1000, 'late')]);
+
+    const gone = await app.get(PlantRetention).purge(new Date(now));
+    assert.deepEqual(gone, { predictions: 4502, deadLetters: 1 });
+
+    const db = app.get(DataSource);
+    const left = await db.query<Array<{ asset_id: string; n: number }>>(
+      'SELECT asset_id, count(*)::int AS n FROM manufacturing_predictions GROUP BY asset_id ORDER BY asset_id',
+    );
+    assert.deepEqual(left, [
+      { asset_id: 'press-1', n: 1 },
+      { asset_id: 'press-2', n: 1 },
+    ]);
+    const letters = await db.query<Array<{ reason: string }>>('SELECT reason FROM manufacturing_dead_letters');
+    assert.deepEqual(letters, [{ reason: 'late' }]);
+    // Nothing more to delete; the metric counts what went.
+    assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), { predictions: 0, deadLetters: 0 });
+    const metrics = await authedHttp(app).get('/metrics').expect(200);
+    assert.match(metrics.text, /gateway_manufacturing_rows_purged_total\{table="predictions"\} 4502/);
+    assert.match(metrics.text, /gateway_manufacturing_rows_purged_total\{table="dead_letters"\} 1/);
+  });
+});
