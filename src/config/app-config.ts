@@ -488,6 +488,17 @@ export class AppConfig {
   MANUFACTURING_RETENTION_DAYS = 30;
 
   /**
+   * Dead letters of refused input kept per minute for each source, channel and reason (a topic's malformed
+   * messages, a route's late readings); past it they are counted into one summary dead letter a minute
+   * instead. 0 keeps every one. Dead letters of readings the gateway gave up on are always kept.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(1_000_000)
+  MANUFACTURING_DEAD_LETTER_LIMIT = 1000;
+
+  /**
    * MQTT broker the manufacturing domain subscribes to (secret: it may carry credentials), e.g.
    * `mqtt://user:pass@broker:1883`; unset: no MQTT.
    */

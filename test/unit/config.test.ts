@@ -35,6 +35,7 @@ describe('configuration', () => {
           AUTH_REFUSAL_WINDOW_MS: '3000000000',
           AUTH_REFUSAL_LIMIT: '-1',
           MANUFACTURING_RETENTION_DAYS: '-3',
+          MANUFACTURING_DEAD_LETTER_LIMIT: '-1',
         }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
@@ -52,6 +53,7 @@ describe('configuration', () => {
         }
         assert.match(error.message, /AUTH_REFUSAL_LIMIT=-1/);
         assert.match(error.message, /MANUFACTURING_RETENTION_DAYS=-3/);
+        assert.match(error.message, /MANUFACTURING_DEAD_LETTER_LIMIT=-1/);
         return true;
       },
     );

@@ -4,7 +4,9 @@ import { Between, DataSource, LessThan, Repository } from 'typeorm';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { errorCodeOf, orUnavailable } from '../../../database/storage-unavailable';
+import { AppConfig } from '../../../config/app-config';
 import { AlarmEntity } from './alarm.entity';
+import { DeadLetterBudget, DeadLetterRow, summaryOf } from './dead-letter-budget';
 import { DeadLetterEntity } from './dead-letter.entity';
 import { PredictionEntity } from './prediction.entity';
 import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
@@ -28,12 +30,24 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   private readonly deadLetters: Repository<DeadLetterEntity>;
   private readonly writer: PredictionWriter;
   private readonly deadLettered: Counter<'reason'>;
+  private readonly summarised: Counter<'reason'>;
   private readonly dropped: Counter;
+  private readonly budget: DeadLetterBudget;
+  private summaryTimer: NodeJS.Timeout | undefined;
+  private summaries: Promise<void> | undefined;
 
   constructor(
     private readonly dataSource: DataSource,
     metrics: MetricsService,
+    private readonly config: AppConfig,
   ) {
+    this.budget = new DeadLetterBudget(config.MANUFACTURING_DEAD_LETTER_LIMIT);
+    this.summarised = new Counter({
+      name: 'gateway_manufacturing_dead_letters_summarised_total',
+      help: 'Dead letters of refused input past MANUFACTURING_DEAD_LETTER_LIMIT a minute for their source, channel and reason: counted into one summary dead letter a minute, not kept one by one',
+      labelNames: ['reason'],
+      registers: [metrics.registry],
+    });
     this.deadLettered = new Counter({
       name: 'gateway_manufacturing_dead_letters_total',
       help: 'Rows written to the dead-letter table, by reason: readings refused (invalid-value, late) or given up on (inference-failed, held-too-long), predictions and alarms the database refused (prediction-refused, alarm-refused), MQTT messages refused (malformed, unknown-asset, ...)',
@@ -81,8 +95,12 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     );
   }
 
-  onModuleDestroy(): void {
+  async onModuleDestroy(): Promise<void> {
     this.writer.close();
+    clearTimeout(this.summaryTimer);
+    this.summaryTimer = undefined;
+    await this.summaries;
+    await this.writeSummaries(true);
   }
 
   /** Predictions of failed INSERTs not committed yet (written again until the database takes them). */
@@ -154,9 +172,53 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * broker's in-flight slots and sent again, and its dead letter never written. One array parameter
    * per column (unnest), as for predictions: a request of 10,000 refused readings stays within
    * PostgreSQL's 65,535 parameters per statement, which a row of parameters each would not. Large
-   * groups go in several statements, each of a bounded size, all in one transaction.
+   * groups go in several statements, each of a bounded size, all in one transaction. Refused input past
+   * its kind's budget (DeadLetterBudget) is counted for the kind's summary dead letter instead.
    */
-  async addDeadLetters(rows: Array<Omit<DeadLetterEntity, 'id'>>): Promise<void> {
+  async addDeadLetters(rows: DeadLetterRow[]): Promise<void> {
+    const kept = this.budget.admit(rows);
+    if (kept.length < rows.length) {
+      const keptSet = new Set(kept);
+      for (const row of rows) if (!keptSet.has(row)) this.summarised.inc({ reason: row.reason });
+      this.scheduleSummaries();
+    }
+    await this.insertDeadLetters(kept);
+  }
+
+  /**
+   * Writes one summary dead letter for each kind counted past its budget (DeadLetterBudget). Should the
+   * database refuse them, they are counted on and written with the next (at shutdown: logged as lost).
+   */
+  private async writeSummaries(closing: boolean): Promise<void> {
+    if (!this.budget.pending) return;
+    const taken = this.budget.take();
+    try {
+      await this.insertDeadLetters(
+        taken.map((surplus) => summaryOf(surplus, this.config.MANUFACTURING_DEAD_LETTER_LIMIT)),
+      );
+    } catch (error) {
+      const counted = taken.reduce((n, t) => n + t.count, 0);
+      this.logger.warn({
+        msg: closing
+          ? 'dead-letter summaries not written before shutdown'
+          : 'dead-letter summaries not written; kept for the next',
+        counted,
+        error: String(error),
+      });
+      if (closing) return;
+      this.budget.restore(taken);
+      this.scheduleSummaries();
+    }
+  }
+
+  private scheduleSummaries(): void {
+    this.summaryTimer ??= setTimeout(() => {
+      this.summaryTimer = undefined;
+      this.summaries = this.writeSummaries(false).finally(() => (this.summaries = undefined));
+    }, this.budget.windowMs).unref();
+  }
+
+  private async insertDeadLetters(rows: DeadLetterRow[]): Promise<void> {
     if (rows.length === 0) return;
     const chunks: Array<typeof rows> = [];
     let chunk: typeof rows = [];
