@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { ACCESS_METADATA, AccessRule, identifyCaller, noteAudit } from '../common/access';
 import { AppError } from '../common/errors/app-error';
 import { JwtVerifier, TokenRejected } from './jwt-verifier';
-import { RefusalBudgets } from './refusal-limiter';
+import { logAddressPastBudget, logSubjectPastBudget, RefusalBudgets } from './refusal-limiter';
 
 /**
  * The global guard: denies by default. A route passes only if it is declared public, or the
@@ -85,6 +85,7 @@ function identify(request: FastifyRequest, verifier: JwtVerifier): void {
 function unauthenticated(request: FastifyRequest, reason: string, budgets: RefusalBudgets): never {
   const limited = budgets.addresses.refused(request.ip);
   if (!limited) return deny(request, 'UNAUTHENTICATED', reason);
+  if (limited.first) logAddressPastBudget(limited);
   const why = `${reason}; more than ${limited.limit} requests without a valid token from this address in ${limited.windowSeconds} s`;
   noteAudit(request, { reason: why, aggregate: { group: `address ${limited.key}`, clientAddress: limited.key } });
   throw new AppError('RATE_LIMITED', why, {
@@ -97,6 +98,7 @@ function unauthenticated(request: FastifyRequest, reason: string, budgets: Refus
 function forbidden(request: FastifyRequest, subject: string, reason: string, budgets: RefusalBudgets): never {
   const limited = budgets.subjects.refused(subject);
   if (limited) noteAudit(request, { aggregate: { group: `subject ${limited.key}` } });
+  if (limited?.first) logSubjectPastBudget(limited);
   return deny(request, 'FORBIDDEN', reason);
 }
 

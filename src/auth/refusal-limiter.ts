@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { Logger } from '@nestjs/common';
 
 /** Addresses (or subjects) tracked in one window; beyond it, every new one shares one budget (overflowKey). */
 export const MAX_TRACKED_ADDRESSES = 10_000;
@@ -19,6 +20,8 @@ export interface Limited {
   retryAfterSeconds: number;
   limit: number;
   windowSeconds: number;
+  /** The first past the budget in this window: the one to log, once. */
+  first: boolean;
 }
 
 /**
@@ -69,6 +72,7 @@ export class RefusalLimiter {
       retryAfterSeconds: Math.max(1, Math.ceil((this.windowStart + this.windowMs - now) / 1000)),
       limit: this.limit,
       windowSeconds: this.windowMs / 1000,
+      first: count === this.limit + 1,
     };
   }
 }
@@ -109,4 +113,25 @@ export class RefusalBudgets {
       overflowKey: 'other subjects',
     });
   }
+}
+
+const logger = new Logger('Access');
+
+/** Once per address and window: its requests without a valid token from here on are answered 429. */
+export function logAddressPastBudget(limited: Limited): void {
+  logger.warn({
+    msg: 'requests without a valid token past the address budget: answered 429, summed up in the audit trail',
+    address: limited.key,
+    limit: limited.limit,
+    retryAfterSeconds: limited.retryAfterSeconds,
+  });
+}
+
+/** Once per subject and window: its refusals from here on are summed up in the audit trail. */
+export function logSubjectPastBudget(limited: Limited): void {
+  logger.warn({
+    msg: "refusals past the subject's budget: answered as before, summed up in the audit trail",
+    subject: limited.key,
+    limit: limited.limit,
+  });
 }

@@ -5,7 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { ACCESS_METADATA, AccessRule, noteAudit, principalOf } from '../common/access';
 import { AppError } from '../common/errors/app-error';
 import { AppConfig } from '../config/app-config';
-import { RefusalBudgets } from './refusal-limiter';
+import { logSubjectPastBudget, RefusalBudgets } from './refusal-limiter';
 
 /** @nestjs/throttler's name for the one throttler configured without a name. */
 const THROTTLER = 'default';
@@ -58,6 +58,7 @@ function rateLimited(
   const reason = `more than ${limit} requests in ${ttl} ms`;
   const limited = budgets.subjects.refused(subject);
   noteAudit(request, limited ? { reason, aggregate: { group: `subject ${limited.key}` } } : { reason });
+  if (limited?.first) logSubjectPastBudget(limited);
   return new AppError('RATE_LIMITED', `rate limit: ${reason}`, { retryAfterSeconds: Math.max(1, timeToBlockExpire) });
 }
 

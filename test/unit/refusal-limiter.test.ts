@@ -13,10 +13,13 @@ describe('refusal limiter (requests without a valid token, per address)', () => 
       retryAfterSeconds: 8,
       limit: 3,
       windowSeconds: 10,
+      first: true,
     });
     assert.equal(limiter.refused('192.0.2.2'), undefined, 'another address has its own budget');
     now = 9_999;
-    assert.equal(limiter.refused('192.0.2.1')?.retryAfterSeconds, 1);
+    const later = limiter.refused('192.0.2.1');
+    assert.equal(later?.retryAfterSeconds, 1);
+    assert.equal(later?.first, false, 'logged once a window: only the first past the budget says first');
     now = 10_000;
     assert.equal(limiter.refused('192.0.2.1'), undefined, 'a new window, a new budget');
   });

@@ -243,6 +243,14 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
       };
       const limited = this.refusals.refused(peer);
       if (limited) {
+        if (limited.first) {
+          this.logger.warn({
+            msg: 'DIMSE association refusals past the peer budget: still refused, summed up in the audit trail and no longer logged',
+            peer: limited.key,
+            limit: limited.limit,
+            untilSeconds: limited.retryAfterSeconds,
+          });
+        }
         if (this.config.AUDIT_ENABLED) {
           this.aggregates.count(`address ${limited.key}`, { ...this.draftOf(row), clientAddress: limited.key });
         }
