@@ -1,5 +1,6 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { Logger } from '@nestjs/common';
+import { FixedWindowCounts } from '../common/fixed-window-counts';
 
 /** Addresses (or subjects) tracked in one window; beyond it, every new one shares one budget (overflowKey). */
 export const MAX_TRACKED_ADDRESSES = 10_000;
@@ -37,19 +38,17 @@ export interface Limited {
  * addresses share one budget, so a flood spread over many addresses is limited as one.
  */
 export class RefusalLimiter {
-  private counts = new Map<string, number>();
-  private windowStart = Number.NEGATIVE_INFINITY;
-  private readonly now: () => number;
+  private readonly counts: FixedWindowCounts;
   private readonly keyOf: (caller: string) => string;
   private readonly overflowKey: string;
 
   constructor(
     /** Refusals per address per window before Limited; 0 turns the limit off. */
     private readonly limit: number,
-    private readonly windowMs: number,
+    windowMs: number,
     options: RefusalLimiterOptions = {},
   ) {
-    this.now = options.now ?? Date.now;
+    this.counts = new FixedWindowCounts(windowMs, MAX_TRACKED_ADDRESSES, options.now);
     this.keyOf = options.keyOf ?? addressKey;
     this.overflowKey = options.overflowKey ?? OVERFLOW_KEY;
   }
@@ -57,21 +56,13 @@ export class RefusalLimiter {
   /** Counts one refusal of `caller`'s request (its address); Limited when it is past its budget. */
   refused(caller: string): Limited | undefined {
     if (this.limit === 0) return undefined;
-    const now = this.now();
-    if (now - this.windowStart >= this.windowMs) {
-      this.windowStart = now;
-      this.counts = new Map();
-    }
-    let key = this.keyOf(caller);
-    if (!this.counts.has(key) && this.counts.size >= MAX_TRACKED_ADDRESSES) key = this.overflowKey;
-    const count = (this.counts.get(key) ?? 0) + 1;
-    this.counts.set(key, count);
+    const { key, count, msLeft } = this.counts.add(this.keyOf(caller), this.overflowKey);
     if (count <= this.limit) return undefined;
     return {
       key,
-      retryAfterSeconds: Math.max(1, Math.ceil((this.windowStart + this.windowMs - now) / 1000)),
+      retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)),
       limit: this.limit,
-      windowSeconds: this.windowMs / 1000,
+      windowSeconds: this.counts.windowMs / 1000,
       first: count === this.limit + 1,
     };
   }

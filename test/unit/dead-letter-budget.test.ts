@@ -24,18 +24,22 @@ describe('dead-letter budget (refused input per source, channel and reason)', ()
   it('keeps the first `limit` of each kind a window and counts the rest into a summary', () => {
     let now = 0;
     const budget = new DeadLetterBudget(2, 60_000, () => now);
-    const kept = budget.admit([1, 2, 3, 4].map((at) => letter('malformed', at)));
+    const { kept, summarised } = budget.admit([1, 2, 3, 4].map((at) => letter('malformed', at)));
     assert.deepEqual(
       kept.map((r) => r.detail),
       ['malformed at 1', 'malformed at 2'],
     );
+    assert.deepEqual(
+      summarised.map((r) => r.detail),
+      ['malformed at 3', 'malformed at 4'],
+    );
     // Another reason, another channel: budgets of their own.
     assert.equal(
-      budget.admit([letter('late', 5), letter('malformed', 6, 'factory/plant-1/line-b/mill-2/telemetry')]).length,
+      budget.admit([letter('late', 5), letter('malformed', 6, 'factory/plant-1/line-b/mill-2/telemetry')]).kept.length,
       2,
     );
     // What records a reading the gateway gave up on is kept whatever the budget.
-    assert.equal(budget.admit([1, 2, 3].map((at) => letter('held-too-long', at))).length, 3);
+    assert.equal(budget.admit([1, 2, 3].map((at) => letter('held-too-long', at))).kept.length, 3);
     assert.equal(budget.pending, true);
     const [surplus] = budget.take();
     assert.equal(budget.pending, false);
@@ -51,7 +55,7 @@ describe('dead-letter budget (refused input per source, channel and reason)', ()
     );
     // The next window keeps again.
     now = 60_000;
-    assert.equal(budget.admit([letter('malformed', 60_001)]).length, 1);
+    assert.equal(budget.admit([letter('malformed', 60_001)]).kept.length, 1);
   });
 
   it('puts back a surplus it could not write, merged with what came since', () => {
@@ -68,8 +72,8 @@ describe('dead-letter budget (refused input per source, channel and reason)', ()
   it('tracks a bounded number of kinds; further channels share one budget', () => {
     const budget = new DeadLetterBudget(1, 60_000, () => 0);
     for (let i = 0; i < MAX_KINDS; i++) budget.admit([letter('unknown-topic', i, `topic/${i}`)]);
-    assert.equal(budget.admit([letter('unknown-topic', 1, 'topic/new-1')]).length, 1);
-    assert.equal(budget.admit([letter('unknown-topic', 2, 'topic/new-2')]).length, 0);
+    assert.equal(budget.admit([letter('unknown-topic', 1, 'topic/new-1')]).kept.length, 1);
+    assert.equal(budget.admit([letter('unknown-topic', 2, 'topic/new-2')]).kept.length, 0);
     const [surplus] = budget.take();
     assert.equal(surplus.channel, OTHER_CHANNELS);
     assert.equal(summaryOf(surplus, 1).channel, OTHER_CHANNELS);
@@ -77,7 +81,7 @@ describe('dead-letter budget (refused input per source, channel and reason)', ()
 
   it('keeps every one at 0', () => {
     const budget = new DeadLetterBudget(0);
-    assert.equal(budget.admit(Array.from({ length: 5000 }, (_, i) => letter('malformed', i))).length, 5000);
+    assert.equal(budget.admit(Array.from({ length: 5000 }, (_, i) => letter('malformed', i))).kept.length, 5000);
     assert.equal(budget.pending, false);
   });
 });

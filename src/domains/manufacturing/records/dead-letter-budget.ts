@@ -1,3 +1,4 @@
+import { FixedWindowCounts } from '../../../common/fixed-window-counts';
 import type { DeadLetterEntity } from './dead-letter.entity';
 
 export type DeadLetterRow = Omit<DeadLetterEntity, 'id'>;
@@ -39,52 +40,49 @@ export interface Surplus {
  * in the database the audit trail shares.
  */
 export class DeadLetterBudget {
-  private counts = new Map<string, number>();
-  private windowStart = Number.NEGATIVE_INFINITY;
+  private readonly counts: FixedWindowCounts;
   private surplus = new Map<string, Surplus>();
 
   constructor(
-    private readonly limit: number,
-    readonly windowMs = 60_000,
-    private readonly now: () => number = Date.now,
-  ) {}
+    readonly limit: number,
+    windowMs = 60_000,
+    now: () => number = Date.now,
+  ) {
+    this.counts = new FixedWindowCounts(windowMs, MAX_KINDS, now);
+  }
 
-  /** The rows to keep; the rest are counted into their kind's surplus. */
-  admit(rows: readonly DeadLetterRow[]): DeadLetterRow[] {
-    if (this.limit === 0) return [...rows];
-    const now = this.now();
-    if (now - this.windowStart >= this.windowMs) {
-      this.windowStart = now;
-      this.counts = new Map();
-    }
+  get windowMs(): number {
+    return this.counts.windowMs;
+  }
+
+  /** The rows to keep, and those counted into their kind's surplus instead. */
+  admit(rows: readonly DeadLetterRow[]): { kept: DeadLetterRow[]; summarised: DeadLetterRow[] } {
+    if (this.limit === 0) return { kept: [...rows], summarised: [] };
     const kept: DeadLetterRow[] = [];
+    const summarised: DeadLetterRow[] = [];
     for (const row of rows) {
       if (!REFUSED_INPUT.has(row.reason)) {
         kept.push(row);
         continue;
       }
-      let channel = row.channel;
-      let key = `${row.source}\u0000${channel}\u0000${row.reason}`;
-      if (!this.counts.has(key) && this.counts.size >= MAX_KINDS) {
-        channel = OTHER_CHANNELS;
-        key = `${row.source}\u0000${channel}\u0000${row.reason}`;
-      }
-      const count = (this.counts.get(key) ?? 0) + 1;
-      this.counts.set(key, count);
+      const own = kindOf(row.source, row.channel, row.reason);
+      const { key, count } = this.counts.add(own, kindOf(row.source, OTHER_CHANNELS, row.reason));
       if (count <= this.limit) {
         kept.push(row);
         continue;
       }
+      summarised.push(row);
       const surplus = this.surplus.get(key);
       if (surplus) {
         surplus.count++;
         surplus.last = row;
         surplus.lastAt = row.receivedAt;
       } else {
+        const channel = key === own ? row.channel : OTHER_CHANNELS;
         this.surplus.set(key, { last: row, channel, count: 1, firstAt: row.receivedAt, lastAt: row.receivedAt });
       }
     }
-    return kept;
+    return { kept, summarised };
   }
 
   /** Whether some are counted and wait for their summary. */
@@ -101,7 +99,7 @@ export class DeadLetterBudget {
 
   restore(taken: readonly Surplus[]): void {
     for (const s of taken) {
-      const key = `${s.last.source}\u0000${s.channel}\u0000${s.last.reason}`;
+      const key = kindOf(s.last.source, s.channel, s.last.reason);
       const later = this.surplus.get(key);
       if (later) {
         later.count += s.count;
@@ -111,6 +109,10 @@ export class DeadLetterBudget {
       }
     }
   }
+}
+
+function kindOf(source: string, channel: string, reason: string): string {
+  return `${source}\u0000${channel}\u0000${reason}`;
 }
 
 /** The summary dead letter of a kind's surplus: its last message as the payload, and how many were counted when. */

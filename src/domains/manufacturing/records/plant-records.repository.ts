@@ -39,7 +39,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   constructor(
     private readonly dataSource: DataSource,
     metrics: MetricsService,
-    private readonly config: AppConfig,
+    config: AppConfig,
   ) {
     this.budget = new DeadLetterBudget(config.MANUFACTURING_DEAD_LETTER_LIMIT);
     this.summarised = new Counter({
@@ -176,12 +176,9 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * its kind's budget (DeadLetterBudget) is counted for the kind's summary dead letter instead.
    */
   async addDeadLetters(rows: DeadLetterRow[]): Promise<void> {
-    const kept = this.budget.admit(rows);
-    if (kept.length < rows.length) {
-      const keptSet = new Set(kept);
-      for (const row of rows) if (!keptSet.has(row)) this.summarised.inc({ reason: row.reason });
-      this.scheduleSummaries();
-    }
+    const { kept, summarised } = this.budget.admit(rows);
+    for (const row of summarised) this.summarised.inc({ reason: row.reason });
+    if (summarised.length > 0) this.scheduleSummaries();
     await this.insertDeadLetters(kept);
   }
 
@@ -193,9 +190,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     if (!this.budget.pending) return;
     const taken = this.budget.take();
     try {
-      await this.insertDeadLetters(
-        taken.map((surplus) => summaryOf(surplus, this.config.MANUFACTURING_DEAD_LETTER_LIMIT)),
-      );
+      await this.insertDeadLetters(taken.map((surplus) => summaryOf(surplus, this.budget.limit)));
     } catch (error) {
       const counted = taken.reduce((n, t) => n + t.count, 0);
       this.logger.warn({
