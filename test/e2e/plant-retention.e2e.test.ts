@@ -4,6 +4,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DataSource } from 'typeorm';
 import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { PlantRetention } from '../../src/domains/manufacturing/records/plant-retention.service';
+import { pressDeadLetter, storedPrediction } from '../fixtures/plant-data';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -18,32 +19,16 @@ describe('manufacturing: predictions and dead letters kept for MANUFACTURING_RET
   it('deletes what is older, in chunks, asset by asset, and keeps the rest', async () => {
     const records = app.get(PlantRecordsRepository);
     const now = Date.now();
-    const prediction = (assetId: string, at: number) => ({
-      assetId,
-      at: new Date(at),
-      modelVersion: '1',
-      value: 0.5,
-      modes: null,
-    });
     // 4,500 old predictions of one asset (more than two DELETEs' worth), a few of two others (one no longer
     // in the registry: its rows go all the same), and each asset's recent ones.
     await records.addPredictions([
-      ...Array.from({ length: 4500 }, (_, i) => prediction('press-1', now - 3 * DAY - i * 1000)),
-      prediction('press-1', now - DAY),
-      prediction('press-2', now - 5 * DAY),
-      prediction('press-2', now - 60_000),
-      prediction('gone-asset', now - 10 * DAY),
+      ...Array.from({ length: 4500 }, (_, i) => storedPrediction('press-1', now - 3 * DAY - i * 1000)),
+      storedPrediction('press-1', now - DAY),
+      storedPrediction('press-2', now - 5 * DAY),
+      storedPrediction('press-2', now - 60_000),
+      storedPrediction('gone-asset', now - 10 * DAY),
     ]);
-    const letter = (at: number, reason: string) => ({
-      receivedAt: new Date(at),
-      source: 'mqtt',
-      channel: 'factory/plant-1/line-1/press-1/telemetry',
-      assetId: 'press-1',
-      reason,
-      detail: reason,
-      payload: '{}',
-    });
-    await records.addDeadLetters([letter(now - 3 * DAY, 'malformed'), letter(now - 1000, 'late')]);
+    await records.addDeadLetters([pressDeadLetter(now - 3 * DAY, 'malformed'), pressDeadLetter(now - 1000, 'late')]);
 
     const gone = await app.get(PlantRetention).purge(new Date(now));
     assert.deepEqual(gone, { predictions: 4502, deadLetters: 1 });

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { DataSource } from 'typeorm';
 import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { PlantRetention } from '../../src/domains/manufacturing/records/plant-retention.service';
+import { pressDeadLetter, storedPrediction } from '../fixtures/plant-data';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { createTestApp } from '../fixtures/test-app';
 
@@ -29,27 +30,12 @@ describe(
       try {
         const records = app.get(PlantRecordsRepository);
         await records.addPredictions([
-          ...Array.from({ length: 4500 }, (_, i) => ({
-            assetId: 'press-1',
-            at: new Date(now - 3 * DAY - i * 1000),
-            modelVersion: '1',
-            value: 0.5,
-            modes: null,
-          })),
-          { assetId: 'press-2', at: new Date(now), modelVersion: '1', value: 0.9, modes: null },
+          ...Array.from({ length: 4500 }, (_, i) => storedPrediction('press-1', now - 3 * DAY - i * 1000)),
+          storedPrediction('press-2', now, 0.9),
         ]);
-        const letter = (at: number, reason: string) => ({
-          receivedAt: new Date(at),
-          source: 'mqtt',
-          channel: 'factory/plant-1/line-1/press-1/telemetry',
-          assetId: 'press-1',
-          reason,
-          detail: reason,
-          payload: '{}',
-        });
         await records.addDeadLetters([
-          letter(now - 3 * DAY, 'held-too-long'),
-          ...[1, 2, 3, 4, 5].map((i) => letter(now + i, 'malformed')),
+          pressDeadLetter(now - 3 * DAY, 'held-too-long'),
+          ...[1, 2, 3, 4, 5].map((i) => pressDeadLetter(now + i, 'malformed')),
         ]);
         assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), { predictions: 4500, deadLetters: 1 });
       } finally {
