@@ -4,10 +4,13 @@
  */
 
 /**
- * A run of 13 to 19 digits, as card numbers are written: plain, split by single spaces or dashes
- * anywhere, or in groups split by short runs of other separators (see `grouped`).
+ * Digits as card numbers are written: runs of digits split by up to three separators (spaces, dashes,
+ * dots, slashes, underscores, no-break spaces). A card number is any stretch of whole runs of such a chain
+ * with 13 to 19 digits (see containsPan), so that one written beside other digits (an expiry date, a CVV,
+ * a reference) is found too.
  */
-const CANDIDATE = /(?<!\d)(?:\d[ \-./_\u00a0]{0,3}){12,18}\d(?!\d)/g;
+const CHAIN = /\d+(?:[ \-./_\u00a0]{1,3}\d+)*/g;
+const RUN = /\d+/g;
 
 /** Cheap pre-check: at least 13 digits in a row, allowing separators. */
 const QUICK = /\d[\d \-./_\u00a0]{11,}\d/;
@@ -56,11 +59,27 @@ export function containsPan(text: string): boolean {
   // eslint-disable-next-line no-control-regex
   if (/[^\u0000-\u007f]/.test(text)) text = text.normalize('NFKC');
   if (!QUICK.test(text)) return false;
-  for (const match of text.matchAll(CANDIDATE)) {
-    const candidate = match[0];
-    const digits = candidate.replace(/\D/g, '');
-    if (digits.length < 13 || digits.length > 19 || !luhnValid(digits)) continue;
-    if (SIMPLY_SPLIT.test(candidate) || grouped(candidate)) return true;
+  for (const chain of text.matchAll(CHAIN)) {
+    if (chain[0].length >= 13 && chainHoldsPan(chain[0])) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether some stretch of whole digit runs of `chain` (never part of a run: a run longer than 19 digits
+ * is no card number) holds 13 to 19 digits that pass Luhn and are written as card numbers are.
+ */
+function chainHoldsPan(chain: string): boolean {
+  const runs = [...chain.matchAll(RUN)].map((m) => ({ at: m.index, end: m.index + m[0].length, digits: m[0] }));
+  for (let first = 0; first < runs.length; first++) {
+    let digits = '';
+    for (let last = first; last < runs.length; last++) {
+      digits += runs[last].digits;
+      if (digits.length > 19) break;
+      if (digits.length < 13 || !luhnValid(digits)) continue;
+      const candidate = chain.slice(runs[first].at, runs[last].end);
+      if (SIMPLY_SPLIT.test(candidate) || grouped(candidate)) return true;
+    }
   }
   return false;
 }

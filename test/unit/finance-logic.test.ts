@@ -180,6 +180,20 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     assert.equal(containsPan('378282246310005'), true); // 15-digit Amex test number
     assert.equal(containsPan('411111111111'), false); // 12 digits
     assert.equal(containsPan('tok_4111111111111112'), false); // fails Luhn
+    // Beside other digits: an expiry date, a CVV, a reference before it, a shorter group after it.
+    for (const beside of [
+      '4111111111111111 12/28',
+      '4111111111111111 123',
+      '4111111111111111-123',
+      '1 4111111111111111',
+      '4111 1111 1111 1111 12/28',
+      'ref 2026 5500-0000-0000-0004 exp 04/29',
+      '99 378282246310005 1234',
+    ]) {
+      assert.equal(containsPan(beside), true, beside);
+    }
+    // A run of more than 19 digits is no card number, whatever it holds.
+    assert.equal(containsPan('41111111111111111234'), false);
     // Other separators between the printed groups, and full-width digits.
     for (const written of [
       '4111.1111.1111.1111',
