@@ -326,6 +326,29 @@ describe('finance: fraud scoring and credit assessment', () => {
     assert.equal(good.body.decision, 'approve');
   });
 
+  it('credit: a reason is given only where its text is true of the applicant', async () => {
+    // Nothing owed, every month paid in full, nothing paid: the model finds this risky (idle accounts default
+    // more often in its data), but the balances are not high and no payment was late.
+    const idle = {
+      creditLimit: 100000,
+      education: 'university',
+      repaymentStatus: [-1, -1, -1, -1, -1, -1],
+      billAmounts: [0, 0, 0, 0, 0, 0],
+      paymentAmounts: [0, 0, 0, 0, 0, 0],
+    };
+    const res = await post('credit-assessments', idle).expect(200);
+    const codes = (res.body.reasons as Array<{ code: string }>).map((r) => r.code);
+    assert.ok(codes.length >= 1, JSON.stringify(res.body));
+    for (const untrue of ['RC01', 'RC02', 'RC03']) assert.ok(!codes.includes(untrue), `${untrue} in ${codes.join()}`);
+    assert.ok(codes.includes('RC07'), codes.join()); // low or no recent use of the credit line
+    // A credit balance (a negative bill) is no high outstanding balance either.
+    const credit = await post('credit-assessments', {
+      ...idle,
+      billAmounts: [-10000, -10000, -10000, -10000, -10000, -10000],
+    });
+    assert.ok(!(credit.body.reasons as Array<{ code: string }>).some((r) => r.code === 'RC03'));
+  });
+
   it('credit: sex, marital status and age are refused, so they cannot influence a decision', async () => {
     const res = await post('credit-assessments', { ...APPLICANT, sex: 2, marriage: 1, age: 35 }).expect(400);
     assert.deepEqual(res.body.errors.map((e: { field: string }) => e.field).sort(), ['age', 'marriage', 'sex']);

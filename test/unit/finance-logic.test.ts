@@ -20,6 +20,28 @@ import { containsPan, luhnValid, panFields } from '../../src/domains/finance/pan
 import { adverseReasons } from '../../src/domains/finance/reason-codes';
 import { tx } from '../fixtures/finance-data';
 
+/** Typical values (the credit model's baselines) and an applicant late on payments, with high balances. */
+const TYPICAL = {
+  PAY_0: 0,
+  PAY_2: 0,
+  PAY_4: 0,
+  BILL_AMT1: 22334,
+  BILL_AMT2: 20993,
+  PAY_AMT1: 2100,
+  LIMIT_BAL: 140000,
+  EDUCATION: 2,
+};
+const LATE_AND_HIGH = {
+  PAY_0: 2,
+  PAY_2: 2,
+  PAY_4: 1,
+  BILL_AMT1: 90000,
+  BILL_AMT2: 80000,
+  PAY_AMT1: 0,
+  LIMIT_BAL: 20000,
+  EDUCATION: 3,
+};
+
 const SPECS: FeatureSpec[] = parseFeatureSpecs(
   {
     features: [
@@ -136,17 +158,42 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     assert.equal(gradeOf(0.349999, { grades }), 'C');
   });
 
-  it('adverse-action reasons: positive contributions summed per code, at most four, largest first', () => {
-    const reasons = adverseReasons([
-      { source: 'PAY_0', contribution: 0.2 },
-      { source: 'PAY_2', contribution: 0.05 },
-      { source: 'BILL_AMT1', contribution: 0.03 },
-      { source: 'BILL_AMT2', contribution: 0.02 },
-      { source: 'PAY_AMT1', contribution: 0.01 },
-      { source: 'LIMIT_BAL', contribution: 0.04 },
-      { source: 'PAY_4', contribution: 0.001 },
-      { source: 'EDUCATION', contribution: -0.1 },
+  it('adverse-action reasons: only one whose text is true of the value, against its baseline', () => {
+    const raised = (source: string) => ({ source, contribution: 0.05 });
+    const sources = ['PAY_0', 'PAY_3', 'BILL_AMT1', 'PAY_AMT1', 'LIMIT_BAL'];
+    const codes = (values: Record<string, number>) =>
+      adverseReasons(sources.map(raised), values, TYPICAL)
+        .map((r) => r.code)
+        .sort();
+    // Paid in full, nothing owed, paid more than is typical, a high limit: nothing late or high to name,
+    // only the idle credit line.
+    assert.deepEqual(codes({ PAY_0: -1, PAY_3: -1, BILL_AMT1: 0, PAY_AMT1: 9000, LIMIT_BAL: 500000 }), ['RC07']);
+    assert.deepEqual(codes({ PAY_0: -2, PAY_3: 0, BILL_AMT1: 22334, PAY_AMT1: 2100, LIMIT_BAL: 140000 }), ['RC07']);
+    assert.deepEqual(codes({ PAY_0: -1, PAY_3: -1, BILL_AMT1: 22334, PAY_AMT1: 2100, LIMIT_BAL: 140000 }), []);
+    // On the adverse side, each its own reason.
+    assert.deepEqual(codes({ PAY_0: 1, PAY_3: 2, BILL_AMT1: 90000, PAY_AMT1: 0, LIMIT_BAL: 20000 }), [
+      'RC01',
+      'RC02',
+      'RC03',
+      'RC04',
     ]);
+  });
+
+  it('adverse-action reasons: positive contributions summed per code, at most four, largest first', () => {
+    const reasons = adverseReasons(
+      [
+        { source: 'PAY_0', contribution: 0.2 },
+        { source: 'PAY_2', contribution: 0.05 },
+        { source: 'BILL_AMT1', contribution: 0.03 },
+        { source: 'BILL_AMT2', contribution: 0.02 },
+        { source: 'PAY_AMT1', contribution: 0.01 },
+        { source: 'LIMIT_BAL', contribution: 0.04 },
+        { source: 'PAY_4', contribution: 0.001 },
+        { source: 'EDUCATION', contribution: -0.1 },
+      ],
+      LATE_AND_HIGH,
+      TYPICAL,
+    );
     assert.deepEqual(
       reasons.map((r) => [r.code, r.contribution]),
       [
@@ -161,11 +208,15 @@ describe('finance: features, attributions, reasons, card numbers', () => {
 
   it('no reason for a total the answer shows as 0 (float32 noise)', () => {
     // A balance a cent above the typical one: the float32 probabilities differ in their last bit.
-    const reasons = adverseReasons([
-      { source: 'BILL_AMT1', contribution: 7.45e-9 },
-      { source: 'PAY_AMT1', contribution: 4e-7 },
-      { source: 'PAY_0', contribution: 0.01 },
-    ]);
+    const reasons = adverseReasons(
+      [
+        { source: 'BILL_AMT1', contribution: 7.45e-9 },
+        { source: 'PAY_AMT1', contribution: 4e-7 },
+        { source: 'PAY_0', contribution: 0.01 },
+      ],
+      LATE_AND_HIGH,
+      TYPICAL,
+    );
     assert.deepEqual(
       reasons.map((r) => [r.code, r.contribution]),
       [['RC01', 0.01]],

@@ -7,7 +7,7 @@ import {
   CreditDecision,
   EDUCATION_CODES,
 } from './credit-assessment.dto';
-import { writePlannedRow } from './feature-vector.util';
+import { baselinesOf, writePlannedRow } from './feature-vector.util';
 import { CREDIT_MODEL, FinanceModels, reported, ScoringModel } from './finance-models';
 import { adverseReasons } from './reason-codes';
 import { ShadowScorer } from './shadow-scorer';
@@ -85,7 +85,7 @@ export class CreditAssessmentService {
       probabilityOfDefault: reported(p[0]),
       grade: gradeOf(p[0], model),
       decision: creditDecision(p[0], model),
-      reasons: adverseReasons(contributions(batch.sources, p)),
+      reasons: adverseReasons(contributions(batch.sources, p), raw, baselinesOf(model.specs)),
       model: { name: model.name, version: result.version },
     };
     return { assessment, shadow };
