@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
 
 /** y = s * (x @ W + b) for the fixture-linear models (s = 1 for v1, 2 for v2). */
 function expected(x: number[], s: number): number[] {
@@ -284,6 +285,34 @@ describe('Open Inference Protocol v2', () => {
       const raw = (res.body as Buffer).subarray(headerLength);
       const y = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
       assert.deepEqual([...y], [...expected([1, 2, 3, 4], 2), ...expected([0, 1, 0, 1], 2)]);
+    });
+
+    it('reads a body sent without Content-Type, as tritonclient.http sends it: JSON, or binary with its header length', async () => {
+      const fastify = app.getHttpAdapter().getInstance();
+      const headers = { authorization: bearer(tokenFor(['ml-admin'])) };
+      const json = await fastify.inject({
+        method: 'POST',
+        url: '/v2/models/fixture-linear/infer',
+        headers,
+        payload: Buffer.from(
+          JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+        ),
+      });
+      assert.equal(json.statusCode, 200, json.body);
+      assert.deepEqual(JSON.parse(json.body).outputs[0].data, expected([1, 2, 3, 4], 2));
+      const x = Float32Array.from([1, 2, 3, 4]);
+      const { body, length } = binaryBody(
+        { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }] },
+        x,
+      );
+      const binary = await fastify.inject({
+        method: 'POST',
+        url: '/v2/models/fixture-linear/infer',
+        headers: { ...headers, 'inference-header-content-length': String(length) },
+        payload: body,
+      });
+      assert.equal(binary.statusCode, 200, binary.body);
+      assert.deepEqual(JSON.parse(binary.body).outputs[0].data, expected([1, 2, 3, 4], 2));
     });
 
     it("an output's own binary_data: false wins over the request's binary_data_output", async () => {

@@ -15,6 +15,15 @@ export const HEADER_LENGTH = 'inference-header-content-length';
 
 /** `beginDigest`: how a route that asks for it (DIGEST_JSON_BODY) has its large body's digest begun before the parse. */
 export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: BeginJsonDigest): void {
+  // Triton's Python HTTP client (geventhttpclient) sends its infer body, JSON or with binary tensors, without
+  // a Content-Type, which Fastify answers 415. An Open Inference Protocol body is JSON whatever it is labelled
+  // (its binary form starts with a JSON header), as Triton and KServe read it: an unlabelled one is read so.
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    if (request.headers['content-type'] === undefined && request.routeOptions.url?.startsWith('/v2/')) {
+      request.headers['content-type'] = 'application/json';
+    }
+    done();
+  });
   const json = fastify.getDefaultJsonParser('error', 'error');
   void fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
