@@ -421,6 +421,19 @@ describe('finance: fraud scoring and credit assessment', () => {
       assert.equal((await inferences()) - before, 1);
     });
 
+    it("a request waiting on another with its key never gets the other's error: it is answered on its own", async () => {
+      // Sent together: the invalid one claims the key first, fails and frees it; the valid one is then scored.
+      for (let round = 0; round < 3; round++) {
+        const [invalid, valid] = await Promise.all([
+          keyed(`waits-${round}`, tx({ transactionId: `idem-w${round}`, amount: -1 })),
+          keyed(`waits-${round}`, tx({ transactionId: `idem-w${round}` })),
+        ]);
+        assert.equal(invalid.status, 400);
+        assert.equal(valid.status, 200, JSON.stringify(valid.body));
+        assert.equal(valid.body.transactionId, `idem-w${round}`);
+      }
+    });
+
     it('keys are per caller; a failed first request frees its key; a malformed key is refused', async () => {
       const other = bearer(tokenFor(['risk-engine'], { sub: 'risk-engine-2' }));
       const mine = await keyed('shared-key', tx({ transactionId: 'idem-4' })).expect(200);

@@ -84,17 +84,24 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
     const id = `${scope}\n${header}`;
 
     let first = false;
-    let answer = this.running.get(id);
-    if (!answer) {
+    let result: Answer | undefined;
+    while (result === undefined) {
+      const running = this.running.get(id);
+      if (running) {
+        // Another request of this process holds the key. If it fails, its key is free again (answerOnce
+        // released it): this request is then answered as if it had come first, never with the other's
+        // error, which speaks of the other's body.
+        result = await running.catch(() => undefined);
+        continue;
+      }
       first = true;
-      answer = this.answerOnce(scope, header, digest, handle);
+      const answer = this.answerOnce(scope, header, digest, handle);
       this.running.set(id, answer);
-    }
-    let result: Answer;
-    try {
-      result = await answer;
-    } finally {
-      if (first) this.running.delete(id);
+      try {
+        result = await answer;
+      } finally {
+        if (this.running.get(id) === answer) this.running.delete(id);
+      }
     }
     if (result.digest !== digest) throw reused();
     if (!first || !result.fresh) {
