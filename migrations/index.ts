@@ -6,6 +6,7 @@ import { PredictionsNaturalKey1795486195239 } from './1795486195239-PredictionsN
 import { IdempotencyPendingLease1796454952900 } from './1796454952900-IdempotencyPendingLease';
 import { IdempotencyAnswerAsSent1796473655000 } from './1796473655000-IdempotencyAnswerAsSent';
 import { MedicalFindingsTenant1796475320409 } from './1796475320409-MedicalFindingsTenant';
+import { ManufacturingWindowsKept1796542953485 } from './1796542953485-ManufacturingWindowsKept';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -17,4 +18,5 @@ export const MIGRATIONS = [
   IdempotencyPendingLease1796454952900,
   IdempotencyAnswerAsSent1796473655000,
   MedicalFindingsTenant1796475320409,
+  ManufacturingWindowsKept1796542953485,
 ];

@@ -3,6 +3,7 @@ import { IdempotencyKeyEntity } from '../domains/finance/idempotency/idempotency
 import { AssetEntity } from '../domains/manufacturing/assets/asset.entity';
 import { AlarmEntity } from '../domains/manufacturing/records/alarm.entity';
 import { DeadLetterEntity } from '../domains/manufacturing/records/dead-letter.entity';
+import { HeldReadingEntity } from '../domains/manufacturing/records/held-reading.entity';
 import { PredictionEntity } from '../domains/manufacturing/records/prediction.entity';
 import { MedicalFindingEntity } from '../domains/medical/findings/medical-finding.entity';
 
@@ -18,4 +19,5 @@ export const ENTITIES = [
   PredictionEntity,
   AlarmEntity,
   DeadLetterEntity,
+  HeldReadingEntity,
 ];

@@ -13,6 +13,7 @@ const row = (assetId: string, i: number): PredictionRow => ({
   modelVersion: '1',
   value: i / 100,
   modes: null,
+  inputs: null,
 });
 
 /** Errors as the `pg` driver gives them, wrapped by TypeORM: a message and a SQLSTATE (or an errno). */

@@ -174,6 +174,55 @@ describe('manufacturing: per-asset reading window', () => {
     assert.deepEqual(Array.from(last.window.subarray(0, 2)), [newest - 290, -(newest - 290)]);
   });
 
+  it('takes up where a window of the same asset left off: the ring, the last values, the released timestamps', () => {
+    const before = new AssetWindow({ inputs: ['a', 'b'], windowLength: 3, lateToleranceMs: 0 });
+    const kept: Array<{ timestamp: number; row: number[] }> = [];
+    for (let ts = 1; ts <= 5; ts++) {
+      before.push({ timestamp: ts * 1000, values: { a: ts, b: -ts } });
+      for (const r of before.drain()) kept.push({ timestamp: r.timestamp, row: Array.from(r.row) });
+    }
+    const after = new AssetWindow({ inputs: ['a', 'b'], windowLength: 3, lateToleranceMs: 0 });
+    after.restore(kept.slice(-4)); // more rows than the window holds: the last three fill it
+    assert.equal(after.releasedThrough, 5000);
+    // A repeat of a released reading is a duplicate, an older one late; the next one comes with a full window,
+    // and a reading with one tag takes the others' last values.
+    assert.deepEqual(after.push({ timestamp: 5000, values: { a: 5 } }), { accepted: false, reason: 'duplicate' });
+    assert.deepEqual(after.push({ timestamp: 2500, values: { a: 5 } }), { accepted: false, reason: 'late' });
+    after.push({ timestamp: 6000, values: { a: 6 } });
+    const [next] = after.drain();
+    assert.deepEqual(Array.from(next.row), [6, -5]);
+    assert.deepEqual(Array.from(next.window!), [4, -4, 5, -5, 6, -5]);
+    // Fewer rows than the window: it fills up as before.
+    const short = new AssetWindow({ inputs: ['a', 'b'], windowLength: 3, lateToleranceMs: 0 });
+    short.restore(kept.slice(-1));
+    short.push({ timestamp: 6000, values: { a: 6, b: -6 } });
+    assert.equal(short.drain()[0].window, undefined);
+    short.push({ timestamp: 7000, values: { a: 7, b: -7 } });
+    assert.deepEqual(Array.from(short.drain()[0].window!), [5, -5, 6, -6, 7, -7]);
+    // Only on a new window, rows in order and of the window's width.
+    assert.throws(() => after.restore(kept), /in use/);
+    const fresh = () => new AssetWindow({ inputs: ['a', 'b'], windowLength: 3, lateToleranceMs: 0 });
+    assert.throws(() => fresh().restore([kept[1], kept[0]]), /order/);
+    assert.throws(() => fresh().restore([{ timestamp: 1, row: [1] }]), /values/);
+  });
+
+  it('lists the readings it holds, in order, and how far it has released', () => {
+    const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 100 });
+    for (const ts of [1000, 1050, 1020]) w.push({ timestamp: ts, values: { a: ts } });
+    assert.deepEqual(
+      w.heldReadings().map((r) => r.timestamp),
+      [1000, 1020, 1050],
+    );
+    assert.equal(w.releasedThrough, -Infinity);
+    w.push({ timestamp: 1130, values: { a: 1130 } });
+    w.drain();
+    assert.equal(w.releasedThrough, 1020);
+    assert.deepEqual(
+      w.heldReadings().map((r) => r.timestamp),
+      [1050, 1130],
+    );
+  });
+
   it('refuses options it cannot work with', () => {
     assert.throws(() => new AssetWindow({ inputs: [], windowLength: 1, lateToleranceMs: 0 }), /at least one input/);
     assert.throws(() => new AssetWindow({ inputs: ['a'], windowLength: 0, lateToleranceMs: 0 }), /windowLength/);

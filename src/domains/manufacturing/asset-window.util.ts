@@ -112,6 +112,40 @@ export class AssetWindow {
     return this.held.length - this.head;
   }
 
+  /** The readings held, not yet released, in timestamp order. */
+  heldReadings(): ReadingIn[] {
+    return this.held.slice(this.head);
+  }
+
+  /** The timestamp of the last reading released (-Infinity before the first): every one at or before it is released. */
+  get releasedThrough(): number {
+    return this.lastReleased;
+  }
+
+  /**
+   * Takes up where an earlier window of the same asset and model left off (after a restart): `rows` are its
+   * last released rows (each a complete row, as a stored prediction keeps it), oldest first. They fill the
+   * ring and the last values, and their timestamps are the last released ones (a repeat of one is a
+   * duplicate, anything older is late). Only on a window nothing has been pushed to yet.
+   */
+  restore(rows: ReadonlyArray<{ timestamp: number; row: ArrayLike<number> }>): void {
+    if (this.newest !== -Infinity || this.held.length > 0)
+      throw new RangeError('AssetWindow.restore on a window in use');
+    for (const { timestamp, row } of rows) {
+      if (row.length !== this.width)
+        throw new RangeError(`AssetWindow.restore: a row of ${row.length} values, not ${this.width}`);
+      if (!(timestamp > this.lastReleased)) throw new RangeError('AssetWindow.restore: rows out of timestamp order');
+      this.last.set(row);
+      this.known.fill(1);
+      this.knownCount = this.width;
+      this.ring.set(row, this.ringNext * this.width);
+      this.ringNext = (this.ringNext + 1) % this.windowLength;
+      this.rows++;
+      this.lastReleased = this.newest = timestamp;
+      this.remember(timestamp);
+    }
+  }
+
   push(reading: ReadingIn): ReadingVerdict {
     const ts = reading.timestamp;
     if (!Number.isFinite(ts)) throw new RangeError(`reading timestamp must be a finite number, got ${ts}`);

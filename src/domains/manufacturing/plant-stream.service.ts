@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap, OnModuleInit } from '@nestjs/common';
 import { Counter, Histogram } from 'prom-client';
 import { Subject } from 'rxjs';
 import { AppError, ErrorCode } from '../../common/errors/app-error';
@@ -99,7 +99,15 @@ interface Runtime {
   suspect?: { timestamp: number; failures: number; runs: number };
   /** Releases the held readings once the asset has been quiet for the late tolerance. */
   flushTimer?: NodeJS.Timeout;
+  /** Timestamps of held readings kept in the database (manufacturing_held_readings), not forgotten there yet. */
+  keptHeld: Set<number>;
 }
+
+/**
+ * Stored predictions per asset read back at boot to rebuild its window: its last rows (as many as the window
+ * holds) and the timestamps that tell a message the broker delivers again, after a crash, from a late reading.
+ */
+export const RESTORED_PREDICTIONS = 1000;
 
 /** Released rows kept per asset while their prediction keeps failing; past it the oldest are dead-lettered. */
 export const MAX_UNPREDICTED = 10_000;
@@ -142,11 +150,14 @@ interface Settled {
  * prediction moves the asset's alarm hysteresis.
  */
 @Injectable()
-export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
+export class PlantStream implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('PlantStream');
   private readonly runtimes = new Map<string, Runtime>();
   /** Each asset's alarm as last stored, so a new runtime (after a restart or an asset change) does not raise it twice. */
   private readonly alarmStates = new Map<string, { active: boolean; since?: string }>();
+  /** Read at boot, taken by each asset's first runtime: its last stored rows, and the readings it held (see restore). */
+  private restoredRows = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] }>>();
+  private restoredHeld = new Map<string, Array<{ timestamp: number; values: Record<string, number> }>>();
   /** Shutting down: every ingest releases all it holds at once. */
   private closing = false;
   readonly alarms = new Subject<AlarmEvent>();
@@ -198,6 +209,24 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     for (const [assetId, last] of await this.records.lastAlarms()) {
       if (last.state === 'raised') this.alarmStates.set(assetId, { active: true, since: last.at.toISOString() });
     }
+    this.restoredRows = await this.records.recentInputs(RESTORED_PREDICTIONS);
+    this.restoredHeld = await this.records.heldReadings();
+  }
+
+  /**
+   * Readings held when the gateway last stopped (or crashed) are held again at once, and released once their
+   * asset has been quiet for the late tolerance, whether or not it sends again; those of an asset since
+   * removed are forgotten.
+   */
+  onApplicationBootstrap(): void {
+    for (const assetId of [...this.restoredHeld.keys()]) {
+      if (this.registry.find(assetId)) {
+        this.armFlush(this.runtime(assetId));
+      } else {
+        this.restoredHeld.delete(assetId);
+        this.forgetHeld(assetId, Infinity);
+      }
+    }
   }
 
   /** Before the runtime and the database close: what every asset holds is released and predicted. */
@@ -210,8 +239,11 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     clearTimeout(rt.flushTimer);
     clearTimeout(rt.retryTimer);
     rt.retryTimer = undefined;
-    if (!predict) return Promise.resolve();
-    return this.run(rt, rt.window.drain(true)).then(
+    if (!predict) {
+      if (rt.keptHeld.size > 0) this.forgetHeld(rt.asset.assetId, Infinity);
+      return Promise.resolve();
+    }
+    return this.release(rt, true).then(
       () => undefined,
       (error: unknown) =>
         this.logger.error({
@@ -266,10 +298,90 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         counts: { received: 0, accepted: 0, duplicates: 0, late: 0, invalid: 0, predictions: 0 },
         unpredicted: [],
         retryDelayMs: FIRST_RETRY_MS,
+        keptHeld: new Set(),
       };
       this.runtimes.set(assetId, rt);
+      this.restore(rt);
     }
     return rt;
+  }
+
+  /**
+   * An asset's first runtime since boot takes up where the last one left off: its window is rebuilt from the
+   * inputs kept with its last stored predictions of the same model version (so a windowed model predicts from
+   * the next reading on, and tags a reading lacks keep their last values), and the readings it held are held
+   * again. Without this, after every restart a remaining-useful-life asset gave no prediction for a window's
+   * length of readings, and readings held within the late tolerance were lost though acknowledged.
+   */
+  private restore(rt: Runtime): void {
+    const assetId = rt.asset.assetId;
+    const stored = this.restoredRows.get(assetId);
+    const held = this.restoredHeld.get(assetId);
+    this.restoredRows.delete(assetId);
+    this.restoredHeld.delete(assetId);
+    const width = rt.model.sensorSources.length;
+    // Newest first, as read; the run of this model version's rows up to the newest.
+    const rows: Array<{ timestamp: number; row: number[] }> = [];
+    for (const p of stored ?? []) {
+      if (p.modelVersion !== rt.model.version || p.inputs.length !== width) break;
+      if (rows.length > 0 && rows[rows.length - 1].timestamp === p.at) continue;
+      rows.push({ timestamp: p.at, row: p.inputs });
+    }
+    rt.window.restore(rows.reverse());
+    if (!held) return;
+    let refused = false;
+    for (const reading of held) {
+      if (rt.window.push(reading).accepted) rt.keptHeld.add(reading.timestamp);
+      else refused = true; // released and predicted before the restart: its row was not forgotten in time
+    }
+    if (refused) this.forgetHeld(assetId, rt.window.releasedThrough);
+  }
+
+  /**
+   * Keeps the readings the asset holds that are not kept yet (only with a late tolerance: without one, every
+   * accepted reading is released at once). Awaited before the readings are acknowledged.
+   */
+  private async keepHeld(rt: Runtime): Promise<void> {
+    if (rt.window.size === 0) return;
+    const toKeep = rt.window.heldReadings().filter((r) => !rt.keptHeld.has(r.timestamp));
+    if (toKeep.length === 0) return;
+    await this.records.holdReadings(rt.asset.assetId, toKeep);
+    for (const r of toKeep) rt.keptHeld.add(r.timestamp);
+  }
+
+  /** Forgets, in the database, the kept held readings of an asset at or before `through`; a failure is left for the next boot. */
+  private forgetHeld(assetId: string, through: number): void {
+    this.records.releaseHeld(assetId, through).catch((error: unknown) =>
+      this.logger.warn({
+        msg: 'released readings not forgotten yet; they are at the next boot',
+        assetId,
+        error: String(error),
+      }),
+    );
+  }
+
+  /**
+   * Releases what the window lets go (all it holds with `flush`) and predicts it; once the predictions are
+   * stored, the released readings that were kept as held are forgotten.
+   */
+  private release(rt: Runtime, flush: boolean): Promise<number> {
+    const released = rt.window.drain(flush);
+    const through = rt.window.releasedThrough;
+    return this.run(rt, released).then((predictions) => {
+      this.forgetReleased(rt, through);
+      return predictions;
+    });
+  }
+
+  private forgetReleased(rt: Runtime, through: number): void {
+    let any = false;
+    for (const ts of rt.keptHeld) {
+      if (ts <= through) {
+        rt.keptHeld.delete(ts);
+        any = true;
+      }
+    }
+    if (any) this.forgetHeld(rt.asset.assetId, through);
   }
 
   /** Maps tags to inputs in the model's units; the reason when the reading cannot be used. */
@@ -358,14 +470,16 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
       }
     });
     onPlaced?.(outcomes);
-    const released = rt.window.drain(this.closing);
+    const predicted = this.release(rt, this.closing);
     this.armFlush(rt);
     const [predictions] = await Promise.all([
-      this.run(rt, released),
+      predicted,
       // Only an outage is a 503; any other failure is a bug, for the 500 path (logged with its stack).
       orUnavailable('refused readings could not be kept in the dead-letter table', () =>
         this.deadLetters(assetId, channel, dead),
       ),
+      // Before they are acknowledged: a crash must not lose what an asset holds.
+      orUnavailable('the readings held for the late tolerance could not be kept', () => this.keepHeld(rt)),
     ]);
     summary.predictions = predictions;
     return summary;
@@ -379,7 +493,7 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
     rt.flushTimer = setTimeout(() => {
       rt.flushTimer = undefined;
       if (this.runtimes.get(rt.asset.assetId) !== rt) return;
-      this.run(rt, rt.window.drain(true)).catch(() => undefined); // kept, retried and logged by run
+      this.release(rt, true).catch(() => undefined); // kept, retried and logged by run
     }, this.config.MANUFACTURING_LATE_TOLERANCE_MS);
     rt.flushTimer.unref();
   }
@@ -703,7 +817,14 @@ export class PlantStream implements OnModuleInit, BeforeApplicationShutdown {
         model.kind === 'machine-failure'
           ? { at: at.toISOString(), failureProbability: round(value), modes: modes! }
           : { at: at.toISOString(), rul: round(value) };
-      rows.push({ assetId: rt.asset.assetId, at, modelVersion: model.version, value: round(value), modes });
+      rows.push({
+        assetId: rt.asset.assetId,
+        at,
+        modelVersion: model.version,
+        value: round(value),
+        modes,
+        inputs: Array.from(usable[i].row),
+      });
     }
     return { rows, left: [] };
   }

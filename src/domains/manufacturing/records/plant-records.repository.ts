@@ -67,8 +67,9 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     this.writer = new PredictionWriter(
       async (rows) => {
         await dataSource.query(
-          'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes) ' +
-            'SELECT * FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], $4::double precision[], $5::jsonb[]) ' +
+          'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes, inputs) ' +
+            'SELECT a, t, v, x, m, i::real[] FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], ' +
+            '$4::double precision[], $5::jsonb[], $6::text[]) AS u(a, t, v, x, m, i) ' +
             // A reading delivered again (after a crash, before its acknowledgement) has its prediction already.
             'ON CONFLICT DO NOTHING',
           [
@@ -77,6 +78,8 @@ export class PlantRecordsRepository implements OnModuleDestroy {
             rows.map((r) => r.modelVersion),
             rows.map((r) => r.value),
             rows.map((r) => (r.modes === null ? null : JSON.stringify(r.modes))),
+            // Each row's inputs as an array literal: unnest of a two-dimensional array would flatten it.
+            rows.map((r) => (r.inputs ? `{${r.inputs.join(',')}}` : null)),
           ],
         );
       },
@@ -310,6 +313,73 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return orUnavailable('the predictions could not be read', () =>
       query.orderBy('p.at', 'ASC').addOrderBy('p.modelVersion', 'ASC').limit(limit).getMany(),
     );
+  }
+
+  /**
+   * Each asset's last `limit` stored predictions that kept their inputs, newest first: what a restart rebuilds
+   * the asset's window from (PlantStream). Read along the primary key, asset by asset.
+   */
+  async recentInputs(
+    limit: number,
+  ): Promise<Map<string, Array<{ at: number; modelVersion: string; inputs: number[] }>>> {
+    const rows = await this.dataSource.query<
+      Array<{ asset_id: string; at: Date; model_version: string; inputs: number[] }>
+    >(
+      'SELECT a.asset_id, p.at, p.model_version, p.inputs FROM manufacturing_assets a CROSS JOIN LATERAL (' +
+        'SELECT at, model_version, inputs FROM manufacturing_predictions p ' +
+        'WHERE p.asset_id = a.asset_id AND p.inputs IS NOT NULL ORDER BY at DESC, model_version DESC LIMIT $1) p',
+      [limit],
+    );
+    const out = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] }>>();
+    for (const r of rows) {
+      let list = out.get(r.asset_id);
+      if (!list) out.set(r.asset_id, (list = []));
+      list.push({ at: new Date(r.at).getTime(), modelVersion: r.model_version, inputs: r.inputs.map(Number) });
+    }
+    return out;
+  }
+
+  /** Keeps readings an asset holds (see HeldReadingEntity); one kept already stays as it is. */
+  async holdReadings(
+    assetId: string,
+    readings: ReadonlyArray<{ timestamp: number; values: Record<string, number> }>,
+  ): Promise<void> {
+    if (readings.length === 0) return;
+    await this.dataSource.query(
+      'INSERT INTO manufacturing_held_readings (asset_id, at, "values") ' +
+        'SELECT $1, t, v FROM unnest($2::timestamptz[], $3::jsonb[]) AS u(t, v) ON CONFLICT DO NOTHING',
+      [
+        assetId,
+        readings.map((r) => new Date(r.timestamp).toISOString()),
+        readings.map((r) => JSON.stringify(r.values)),
+      ],
+    );
+  }
+
+  /** Forgets an asset's held readings at or before `through` (ms), or all of them. */
+  async releaseHeld(assetId: string, through = Infinity): Promise<void> {
+    if (through === Infinity) {
+      await this.dataSource.query('DELETE FROM manufacturing_held_readings WHERE asset_id = $1', [assetId]);
+    } else {
+      await this.dataSource.query('DELETE FROM manufacturing_held_readings WHERE asset_id = $1 AND at <= $2', [
+        assetId,
+        new Date(through).toISOString(),
+      ]);
+    }
+  }
+
+  /** Every kept held reading, by asset, oldest first. */
+  async heldReadings(): Promise<Map<string, Array<{ timestamp: number; values: Record<string, number> }>>> {
+    const rows = await this.dataSource.query<Array<{ asset_id: string; at: Date; values: Record<string, number> }>>(
+      'SELECT asset_id, at, "values" FROM manufacturing_held_readings ORDER BY asset_id, at',
+    );
+    const out = new Map<string, Array<{ timestamp: number; values: Record<string, number> }>>();
+    for (const r of rows) {
+      let list = out.get(r.asset_id);
+      if (!list) out.set(r.asset_id, (list = []));
+      list.push({ timestamp: new Date(r.at).getTime(), values: r.values });
+    }
+    return out;
   }
 
   /** Each asset's last alarm row: its alarm is still active after a restart if that row raised it. */

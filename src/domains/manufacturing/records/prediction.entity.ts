@@ -25,4 +25,12 @@ export class PredictionEntity {
   /** Per-mode probabilities (machine-failure), absent for RUL. */
   @Column({ type: 'jsonb', nullable: true })
   modes!: Record<string, number> | null;
+
+  /**
+   * The reading's values by the model's sensor inputs, in the model's order and units (for a windowed model,
+   * the window's newest row): what a restart rebuilds the asset's window, and its last tag values, from.
+   * Null in rows stored before they were kept.
+   */
+  @Column({ type: 'real', array: true, nullable: true })
+  inputs!: number[] | null;
 }

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import request from 'supertest';
+import { bundledModelsDir, REPO_ROOT } from '../fixtures/paths';
+import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
+import { freshDataDir } from '../fixtures/test-data-dir';
+import { until } from '../fixtures/until';
+
+const T0 = Date.parse('2026-12-01T00:00:00Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const admin = bearer(tokenFor(['ml-admin']));
+const scada = bearer(tokenFor(['scada'], { sub: 'scada-restart' }));
+const operator = bearer(tokenFor(['plant-operator']));
+
+interface Summary {
+  accepted: number;
+  duplicates: number;
+  late: number;
+  predictions: number;
+}
+
+describe('manufacturing: an asset takes up where it left off after a restart', { skip: DATASETS_SKIP }, () => {
+  let modelsDir: string;
+  before(() => {
+    modelsDir = bundledModelsDir(['manufacturing']);
+  });
+  after(() => rmSync(modelsDir, { recursive: true, force: true }));
+
+  it("a remaining-useful-life asset's window and a mill's last tag values carry over a restart", async () => {
+    const dataDir = await freshDataDir();
+    const start = () => createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir });
+    const cycles = cmapssEngine(1);
+    const post = (http: ReturnType<typeof request>, assetId: string, readings: unknown[]) =>
+      http
+        .post(`/v1/manufacturing/assets/${assetId}/readings`)
+        .set('Authorization', scada)
+        .send({ readings })
+        .expect(200)
+        .then((res) => res.body as Summary);
+    const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
+
+    let app = await start();
+    let http = request(app.getHttpServer());
+    await http
+      .put('/v1/manufacturing/assets/eng-r')
+      .set('Authorization', admin)
+      .send(turbofanAsset('eng-r'))
+      .expect(200);
+    await http.put('/v1/manufacturing/assets/mill-t').set('Authorization', admin).send(millAsset('mill-t')).expect(200);
+    const first = await post(
+      http,
+      'eng-r',
+      Array.from({ length: 60 }, (_, i) => cycle(i)),
+    );
+    assert.equal(first.predictions, 31, 'a window of 30 cycles: predictions from the 30th on');
+    const [row] = ai4iReadings(false, 1);
+    assert.equal((await post(http, 'mill-t', [{ timestamp: iso(T0), values: row }])).predictions, 1);
+    await app.close();
+
+    app = await start();
+    http = request(app.getHttpServer());
+    // Every cycle after the restart has its prediction; a cycle sent again before it (a redelivery) is a duplicate.
+    const next = await post(
+      http,
+      'eng-r',
+      Array.from({ length: 11 }, (_, i) => cycle(59 + i)),
+    );
+    assert.deepEqual([next.accepted, next.duplicates, next.predictions], [10, 1, 10]);
+    // A SCADA that reports by exception: only the torque changed, the other tags keep their last values.
+    const changed = await post(http, 'mill-t', [{ timestamp: iso(T0 + 1000), values: { torque: row.torque + 1 } }]);
+    assert.equal(changed.predictions, 1);
+    const predictions = await http
+      .get(`/v1/manufacturing/assets/eng-r/predictions?from=${iso(T0)}&to=${iso(T0 + 100_000)}`)
+      .set('Authorization', operator)
+      .expect(200);
+    assert.equal((predictions.body as { predictions: unknown[] }).predictions.length, 41);
+    await app.close();
+  });
+
+  it('readings held for the late tolerance, acknowledged, are predicted after the gateway is killed', async () => {
+    const dataDir = await freshDataDir();
+    const port = 3900 + (process.pid % 90);
+    const base = `http://127.0.0.1:${port}`;
+    const boot = (): ChildProcess =>
+      spawn(process.execPath, ['--max-semi-space-size=32', join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
+        env: {
+          ...process.env,
+          ...TEST_AUTH_ENV,
+          NODE_ENV: 'test',
+          LOG_LEVEL: 'warn',
+          MODELS_DIR: modelsDir,
+          INFERENCE_DEVICE: 'cpu',
+          WORKER_POOL_SIZE: '1',
+          DATA_DIR: dataDir,
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          MANUFACTURING_LATE_TOLERANCE_MS: '3000',
+        },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+    const ready = (child: ChildProcess) =>
+      until(
+        'the gateway ready',
+        async () => {
+          if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`);
+          const res = await fetch(`${base}/health/ready`).catch(() => undefined);
+          return res?.ok ? true : undefined;
+        },
+        90_000,
+      );
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: token, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const stored = async () =>
+      (
+        (await call(
+          'GET',
+          `/v1/manufacturing/assets/mill-k/predictions?from=${iso(T0)}&to=${iso(T0 + 100_000)}`,
+          operator,
+        )) as { predictions: Array<{ at: string }> }
+      ).predictions.map((p) => p.at);
+
+    let child = boot();
+    try {
+      await ready(child);
+      await call('PUT', '/v1/manufacturing/assets/mill-k', admin, millAsset('mill-k'));
+      const rows = ai4iReadings(false, 3);
+      const summary = await call('POST', '/v1/manufacturing/assets/mill-k/readings', scada, {
+        readings: rows.map((values, i) => ({ timestamp: iso(T0 + i * 1000), values })),
+      });
+      assert.deepEqual([summary.accepted, summary.predictions], [3, 0], 'held: newer readings may still come');
+      const gone = new Promise((done) => child.once('exit', done));
+      child.kill('SIGKILL');
+      await gone;
+
+      child = boot();
+      await ready(child);
+      await until(
+        'the held readings predicted',
+        async () => ((await stored()).length === 3 ? true : undefined),
+        30_000,
+      );
+      assert.deepEqual(await stored(), [iso(T0), iso(T0 + 1000), iso(T0 + 2000)]);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
