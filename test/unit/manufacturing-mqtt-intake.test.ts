@@ -82,6 +82,24 @@ describe('manufacturing MQTT intake: what a message counts as', () => {
     assert.equal(records.predictions.length, 2);
     assert.deepEqual(records.deadLetters, []);
   });
+
+  it('two epoch times within one millisecond are one reading and its duplicate, as predictions are stored', async () => {
+    // Keyed on the exact float, both were predicted; the second prediction, at the same millisecond, was
+    // dropped by the database (ON CONFLICT DO NOTHING) while counted, and its alarm step taken.
+    const { json, records, reading, stream } = intakeHarness();
+    const first = reading(T0, 10);
+    const message = [
+      { ...first, timestamp: T0 + 0.2 },
+      { ...reading(T0, 11), timestamp: T0 + 0.7 },
+    ];
+    assert.deepEqual(await json(message), { kind: 'json', outcome: 'ingested' });
+    assert.deepEqual(
+      records.predictions.map((p) => p.at.getTime()),
+      [T0],
+    );
+    const { counts } = stream.status('mill-1');
+    assert.deepEqual([counts.accepted, counts.duplicates, counts.predictions], [1, 1, 1]);
+  });
 });
 
 describe('manufacturing MQTT intake: a message whose ingest fails (ingest-failed)', () => {

@@ -32,6 +32,9 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.equal(telemetryTime('2026-11-23T00:00:00Z'), T0);
     assert.equal(telemetryTime('2026-11-23T01:00:00+01:00'), T0);
     assert.equal(telemetryTime(T0), T0);
+    // Whole milliseconds, a fraction cut off as Date.parse cuts an ISO time's microseconds.
+    assert.equal(telemetryTime(T0 + 0.7), T0);
+    assert.equal(telemetryTime('2026-11-23T00:00:00.000700Z'), T0);
     assert.match(String(telemetryTime(undefined)), /missing/);
     assert.match(String(telemetryTime('23/11/2026')), /ISO 8601/);
     assert.match(String(telemetryTime('2026-13-45T99:00:00Z')), /not a valid time/);

@@ -34,9 +34,14 @@ export function parseTelemetryTopic(topic: string): TelemetryTopic | undefined {
   return { site, line, assetId };
 }
 
-/** Epoch milliseconds of an ISO 8601 string or a number of epoch milliseconds; the reason otherwise. */
+/**
+ * Epoch milliseconds of an ISO 8601 string or a number of epoch milliseconds; the reason otherwise. A
+ * fraction of a millisecond is cut off, as Date.parse cuts an ISO time's microseconds: readings are ordered
+ * and de-duplicated by their time, and stored by it to the millisecond, so two readings within one
+ * millisecond are one reading and its duplicate, not two predictions of which one could be stored.
+ */
 export function telemetryTime(value: unknown): number | string {
-  if (typeof value === 'number') return Number.isFinite(value) ? value : 'timestamp: not a finite number';
+  if (typeof value === 'number') return Number.isFinite(value) ? Math.floor(value) : 'timestamp: not a finite number';
   if (typeof value === 'string') {
     // Date.parse accepts many local formats, and reads a time without a zone as the server's local time.
     if (!ISO_INSTANT.test(value)) return `timestamp: ${NEEDS_ZONE}, or epoch milliseconds`;
