@@ -84,3 +84,21 @@ describe('the validation pipe: a body that is not an object', () => {
     assert.deepEqual(await refusedFields(APPLICANT, body(CreditAssessmentRequestDto)), []);
   });
 });
+
+describe('the validation pipe: a list of readings', () => {
+  // ValidateNested looked into an array in the list rather than refusing it: `[[]]` passed, and the controller
+  // took it for a reading without a timestamp (200, a dead letter) where `[null]` and `[1]` got 400.
+  it('refuses an item that is not an object, an array included, naming its index', async () => {
+    const reading = { timestamp: '2026-12-05T10:00:00Z', values: { torque: 40 } };
+    for (const item of [[], [reading], null, 1, 'x']) {
+      try {
+        await pipe.transform({ readings: [reading, item] }, body(ReadingBatchDto));
+        assert.fail(`${JSON.stringify(item)} passed`);
+      } catch (error) {
+        assert.ok(error instanceof AppError, String(error));
+        assert.deepEqual(error.fields, [{ field: 'readings[1]', reason: 'must be an object' }], JSON.stringify(item));
+      }
+    }
+    assert.deepEqual(await refusedFields({ readings: [reading] }, body(ReadingBatchDto)), []);
+  });
+});

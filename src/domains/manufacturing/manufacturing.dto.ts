@@ -1,5 +1,5 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
+import { Transform, Type } from 'class-transformer';
 import { IsInt, IsISO8601, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
 import { ISO_INSTANT, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
 import { IsRowCursor } from '../../common/storable-text';
@@ -18,8 +18,13 @@ export class ReadingDto {
   values!: Record<string, unknown>;
 }
 
+/** An array in the list stands as null: ValidateNested looks into an inner array rather than refusing it. */
+const innerArrayAsNull = ({ value }: { value: unknown }) =>
+  Array.isArray(value) ? value.map((item: unknown) => (Array.isArray(item) ? null : item)) : value;
+
 export class ReadingBatchDto {
-  @ValidateNested({ each: true })
+  @Transform(innerArrayAsNull)
+  @ValidateNested({ each: true, message: 'must be an object' })
   @Type(() => ReadingDto)
   @ListOf(1, 10_000)
   readings!: ReadingDto[];
