@@ -1,8 +1,8 @@
 import { ApiExtraModels, ApiProperty, ApiPropertyOptions, getSchemaPath } from '@nestjs/swagger';
 import { Transform, TransformFnParams, Type } from 'class-transformer';
-import { IsDate, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateBy } from 'class-validator';
-import { ISO_TIME_OR_DATE, NEEDS_ZONE } from '../common/iso-time';
-import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME, IsRowCursor } from '../common/storable-text';
+import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsIsoTime, isoTimeMs, isoTimeRefusal } from '../common/iso-time';
+import { IsRowCursor } from '../common/storable-text';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
 import type { ChainBreak } from './audit-chain';
 import type { StoredAuditRow } from './audit.repository';
@@ -11,38 +11,25 @@ import type { StoredAuditRow } from './audit.repository';
 // eslint-disable-next-line no-control-regex
 const NO_NUL = /^[^\u0000]*$/;
 
-/** Only ISO 8601 becomes a time: `new Date` alone read `1` as 2001 and `March 7` as a date in 2001. */
-function isoTime({ value }: TransformFnParams): Date {
-  return typeof value === 'string' && ISO_TIME_OR_DATE.test(value) ? new Date(value) : new Date(NaN);
-}
-
-const notIsoTime = (field: string) => ({ message: `${field} ${NEEDS_ZONE}` });
-
-/** A time PostgreSQL can hold; one that is not a time at all is IsDate's to name. */
-function NotBeforeEarliest(field: string): PropertyDecorator {
-  return ValidateBy({
-    name: 'notBeforeEarliest',
-    validator: {
-      validate: (value: unknown) =>
-        !(value instanceof Date) || Number.isNaN(value.getTime()) || value >= EARLIEST_STORABLE_TIME,
-      defaultMessage: () => `${field} ${BEFORE_EARLIEST_TIME}`,
-    },
-  });
+/**
+ * A time IsIsoTime takes becomes a Date; anything else stays as sent, for IsIsoTime to refuse in its words
+ * (`new Date` alone read `1` as 2001, `March 7` as a date in 2001 and 2026-02-30 as March 2nd).
+ */
+function isoTime({ value }: TransformFnParams): unknown {
+  return isoTimeRefusal(value) === undefined ? new Date(isoTimeMs(value)) : value;
 }
 
 export class AuditEventsQueryDto {
   /** Events at or after this time (ISO 8601, with Z or an offset). */
   @IsOptional()
   @Transform(isoTime)
-  @IsDate(notIsoTime('from'))
-  @NotBeforeEarliest('from')
+  @IsIsoTime()
   from?: Date;
 
   /** Events before this time (ISO 8601, with Z or an offset); not before `from`. */
   @IsOptional()
   @Transform(isoTime)
-  @IsDate(notIsoTime('to'))
-  @NotBeforeEarliest('to')
+  @IsIsoTime()
   to?: Date;
 
   /** Subject of the caller's token. */

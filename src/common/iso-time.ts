@@ -1,4 +1,6 @@
+import { ValidateBy, ValidationArguments } from 'class-validator';
 import { AppError } from './errors/app-error';
+import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from './storable-text';
 
 /**
  * ISO 8601 as the gateway reads a time from a client: a date and time always with `Z` or an offset, since
@@ -14,6 +16,60 @@ export const ISO_TIME_OR_DATE =
 
 /** The reason a time without a zone is refused, for the messages that name the field. */
 export const NEEDS_ZONE = 'must be an ISO 8601 time with Z or an offset, e.g. 2026-12-05T10:00:00Z';
+
+/** The reason a time of the right form that is not on the calendar or the clock is refused. */
+export const NO_SUCH_TIME = 'must be a date and time that exists: not 2026-02-30, 24:00 or a leap second';
+
+/** ISO_TIME_OR_DATE's fields: year, month, day, and hour, minute, second, offset hours and minutes when given. */
+const FIELDS =
+  /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):?(\d{2})))?$/;
+
+function daysIn(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+/**
+ * Epoch milliseconds of a time `pattern` (ISO_INSTANT or ISO_TIME_OR_DATE) takes, its fraction of a millisecond
+ * cut off; NaN for anything else, and for a date or time that does not exist (2026-02-30, 24:00, 23:59:60, an
+ * offset of +25:00): `Date.parse` reads February 30th as March 2nd and 24:00 as the next day's midnight.
+ */
+export function isoTimeMs(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): number {
+  if (typeof value !== 'string' || !pattern.test(value)) return NaN;
+  const fields = FIELDS.exec(value);
+  if (!fields) return NaN;
+  const [year, month, day, hour = 0, minute = 0, second = 0, offsetHours = 0, offsetMinutes = 0] = fields
+    .slice(1)
+    .map((f) => (f === undefined ? undefined : Number(f)));
+  if (month! < 1 || month! > 12 || day! < 1 || day! > daysIn(year!, month!)) return NaN;
+  if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return NaN;
+  return Date.parse(value);
+}
+
+/** Why a query bound or a field is not a time `pattern` takes that PostgreSQL holds; undefined when it is. */
+export function isoTimeRefusal(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): string | undefined {
+  if (typeof value !== 'string' || !pattern.test(value)) return NEEDS_ZONE;
+  const ms = isoTimeMs(value, pattern);
+  if (Number.isNaN(ms)) return NO_SUCH_TIME;
+  return ms < EARLIEST_STORABLE_TIME.getTime() ? BEFORE_EARLIEST_TIME : undefined;
+}
+
+/**
+ * A time in a request (a query bound, a reading's timestamp): as `pattern` takes it (ISO_TIME_OR_DATE by default,
+ * ISO_INSTANT where a date alone is no answer), on the calendar and the clock, not before what PostgreSQL holds;
+ * refused naming the field otherwise. A Date is one a DTO's transform made of a time that passed (isoTimeMs).
+ */
+export function IsIsoTime(pattern: RegExp = ISO_TIME_OR_DATE): PropertyDecorator {
+  return ValidateBy({
+    name: 'isIsoTime',
+    validator: {
+      validate: (value: unknown) =>
+        value instanceof Date ? !Number.isNaN(value.getTime()) : isoTimeRefusal(value, pattern) === undefined,
+      defaultMessage: ({ property, value }: ValidationArguments) =>
+        `${property} ${isoTimeRefusal(value, pattern) ?? NEEDS_ZONE}`,
+    },
+  });
+}
 
 /** A query's time range: 400 naming `from` when it comes after `to` (either may be absent). */
 export function checkTimeRange(from: Date | undefined, to: Date | undefined): void {

@@ -8,6 +8,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditDraft, AuditWriter } from '../../src/audit/audit-writer.service';
 import { MAX_JSON_DEPTH } from '../../src/common/http/json-depth';
+import { NO_SUCH_TIME } from '../../src/common/iso-time';
 import { bundledModelsDir } from '../fixtures/paths';
 import { millAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -313,6 +314,45 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       '2026-11-23T10:00:00%2B0100',
     ]) {
       await http.get(`/v1/manufacturing/dead-letters?from=${from}`).set('Authorization', all).expect(200);
+    }
+  });
+
+  it('a date or time that does not exist is refused naming the field on every route, not rolled into the next', async () => {
+    // `new Date` read 2026-02-30 as March 2nd: the audit and dead-letter routes answered 200 for it.
+    const fieldsOf = (res: request.Response): Array<{ field: string; reason: string }> =>
+      (res.body as { errors: Array<{ field: string; reason: string }> }).errors;
+    const refused = async (url: string, field: string): Promise<void> => {
+      const res = await http.get(url).set('Authorization', all);
+      assert.equal(res.status, 400, `${url}: ${res.status} ${res.text.slice(0, 300)}`);
+      assert.deepEqual(fieldsOf(res), [{ field, reason: NO_SUCH_TIME }], url);
+    };
+    for (const time of [
+      '2026-02-30',
+      '2100-02-29',
+      '2026-02-31T00:00:00Z',
+      '2026-04-31T10:00:00%2B02:00',
+      '2026-12-31T24:00Z',
+      '2026-12-31T24:00:00Z',
+      '2016-12-31T23:59:60Z',
+      '2026-12-31T10:00:00%2B25:00',
+    ]) {
+      await refused(`/v1/audit/events?from=${time}`, 'from');
+      await refused(`/v1/audit/events?to=${time}`, 'to');
+      await refused(`/v1/manufacturing/dead-letters?from=${time}`, 'from');
+      await refused(`/v1/manufacturing/assets/mill-zone/predictions?from=${time}`, 'from');
+      await refused(`/v1/manufacturing/assets/mill-zone/predictions?to=${time}`, 'to');
+      if (!time.includes('T')) continue;
+      const readings = await http
+        .post('/v1/manufacturing/assets/mill-zone/readings')
+        .set('Authorization', all)
+        .send({ readings: [{ timestamp: decodeURIComponent(time), values: { torque: 40 } }] });
+      assert.equal(readings.status, 400, `${time}: ${readings.text.slice(0, 300)}`);
+      assert.deepEqual(fieldsOf(readings), [{ field: 'readings[0].timestamp', reason: NO_SUCH_TIME }], time);
+    }
+    // Leap days are on the calendar.
+    for (const time of ['2028-02-29', '2000-02-29T23:59:59.999Z']) {
+      await http.get(`/v1/audit/events?from=${time}`).set('Authorization', all).expect(200);
+      await http.get(`/v1/manufacturing/dead-letters?from=${time}`).set('Authorization', all).expect(200);
     }
   });
 

@@ -38,6 +38,10 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.match(String(telemetryTime(undefined)), /missing/);
     assert.match(String(telemetryTime('23/11/2026')), /ISO 8601/);
     assert.match(String(telemetryTime('2026-13-45T99:00:00Z')), /not a valid time/);
+    // Not rolled into the next day or month, as the HTTP route refuses them too.
+    for (const time of ['2026-02-30T10:00:00Z', '2026-12-31T24:00Z', '2016-12-31T23:59:60Z']) {
+      assert.match(String(telemetryTime(time)), /not a valid time/, time);
+    }
     assert.match(String(telemetryTime(null)), /ISO 8601/);
   });
 

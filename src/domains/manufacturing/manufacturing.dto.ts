@@ -1,14 +1,13 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
-import { IsInt, IsISO8601, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
-import { ISO_INSTANT, ISO_TIME_OR_DATE, NEEDS_ZONE } from '../../common/iso-time';
+import { IsInt, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
+import { ISO_INSTANT, IsIsoTime } from '../../common/iso-time';
 import { IsRowCursor } from '../../common/storable-text';
 import { IDENTIFIER, ListOf } from './assets/asset.dto';
 
 export class ReadingDto {
   /** When it was measured (ISO 8601 with Z or an offset; one without would be read in the server's time zone). */
-  @IsISO8601({ strict: true })
-  @Matches(ISO_INSTANT, { message: `timestamp ${NEEDS_ZONE}` })
+  @IsIsoTime(ISO_INSTANT)
   @ApiProperty({ example: '2026-11-23T10:00:00.000Z' })
   timestamp!: string;
 
@@ -57,13 +56,11 @@ export const PREDICTION_CURSOR = /^(\d{1,15})\.([A-Za-z0-9._-]{1,64})$/;
 
 export class PredictionsQueryDto {
   @IsOptional()
-  @IsISO8601({ strict: true })
-  @Matches(ISO_TIME_OR_DATE, { message: `from ${NEEDS_ZONE}` })
+  @IsIsoTime()
   from?: string;
 
   @IsOptional()
-  @IsISO8601({ strict: true })
-  @Matches(ISO_TIME_OR_DATE, { message: `to ${NEEDS_ZONE}` })
+  @IsIsoTime()
   to?: string;
 
   /** The `nextCursor` of the page before: the predictions after it. */
@@ -97,7 +94,7 @@ export class AlarmsQueryDto {
 export class DeadLettersQueryDto {
   /** Dead letters received at or after this time (ISO 8601, with Z or an offset); default 24 hours ago. */
   @IsOptional()
-  @Matches(ISO_TIME_OR_DATE, { message: `from ${NEEDS_ZONE}` })
+  @IsIsoTime()
   from?: string;
 
   /** The `nextCursor` of the page before: the older dead letters. */

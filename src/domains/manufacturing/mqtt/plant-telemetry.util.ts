@@ -1,5 +1,5 @@
 import type { RawReading, ReadingOutcome } from '../plant-stream.service';
-import { ISO_INSTANT, NEEDS_ZONE } from '../../../common/iso-time';
+import { ISO_INSTANT, isoTimeMs, NEEDS_ZONE, NO_SUCH_TIME } from '../../../common/iso-time';
 import { MAX_JSON_DEPTH, nestsDeeperThan, TOO_DEEP_REASON } from '../../../common/http/json-depth';
 
 /**
@@ -45,8 +45,8 @@ export function telemetryTime(value: unknown): number | string {
   if (typeof value === 'string') {
     // Date.parse accepts many local formats, and reads a time without a zone as the server's local time.
     if (!ISO_INSTANT.test(value)) return `timestamp: ${NEEDS_ZONE}, or epoch milliseconds`;
-    const ms = Date.parse(value);
-    return Number.isFinite(ms) ? ms : 'timestamp: not a valid time';
+    const ms = isoTimeMs(value, ISO_INSTANT);
+    return Number.isFinite(ms) ? ms : `timestamp: not a valid time (${NO_SUCH_TIME})`;
   }
   return value === undefined ? 'timestamp: missing' : 'timestamp: not an ISO 8601 time or epoch milliseconds';
 }

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ISO_INSTANT, isoTimeMs, isoTimeRefusal, NEEDS_ZONE, NO_SUCH_TIME } from '../../src/common/iso-time';
+import { BEFORE_EARLIEST_TIME } from '../../src/common/storable-text';
+
+describe('ISO 8601 times from clients', () => {
+  it('reads a time or a date with its zone, to the millisecond', () => {
+    assert.equal(isoTimeMs('2026-11-23'), Date.UTC(2026, 10, 23));
+    assert.equal(isoTimeMs('2026-11-23T10:00+0100'), Date.UTC(2026, 10, 23, 9));
+    assert.equal(isoTimeMs('2026-11-23T10:00:00.123456789Z'), Date.UTC(2026, 10, 23, 10, 0, 0, 123));
+    assert.equal(isoTimeMs('+002028-02-29T23:59:59Z'), Date.UTC(2028, 1, 29, 23, 59, 59));
+    assert.equal(isoTimeMs('2000-02-29'), Date.UTC(2000, 1, 29));
+    assert.ok(Number.isNaN(isoTimeMs('2026-11-23', ISO_INSTANT)), 'a date alone is no instant');
+  });
+
+  it('refuses a date or time that does not exist rather than rolling it into the next', () => {
+    // Date.parse reads these as March 2nd, March 1st, and the next day's midnight.
+    for (const time of [
+      '2026-02-30',
+      '2100-02-29',
+      '2026-04-31T10:00:00+02:00',
+      '2026-12-31T24:00Z',
+      '2026-12-31T24:00:00Z',
+      '2016-12-31T23:59:60Z',
+      '2026-00-10',
+      '2026-11-23T10:00:00+25:00',
+    ]) {
+      assert.ok(Number.isNaN(isoTimeMs(time)), time);
+      assert.equal(isoTimeRefusal(time), NO_SUCH_TIME, time);
+    }
+  });
+
+  it('says why a query bound is refused', () => {
+    assert.equal(isoTimeRefusal('2026-11-23T10:00:00Z'), undefined);
+    assert.equal(isoTimeRefusal('2026-11-23T10:00:00'), NEEDS_ZONE);
+    assert.equal(isoTimeRefusal(1), NEEDS_ZONE);
+    assert.equal(isoTimeRefusal('-005000-01-01T00:00:00Z'), BEFORE_EARLIEST_TIME);
+    assert.equal(isoTimeRefusal('-004712-01-01T00:00:00Z'), undefined);
+  });
+});
