@@ -169,12 +169,22 @@ export interface ChainBreak {
   reason: string;
 }
 
+/** The reason for a row whose occurred_at holds a fraction of a millisecond. */
+export const SUB_MILLISECOND_TIME =
+  'row content does not match its hash: occurred_at holds a fraction of a millisecond, which no row is written with';
+
+/**
+ * A row as verify reads it. `subMillisecond`: occurred_at (microseconds in the database) holds a fraction of a
+ * millisecond, which the Date it is read into, and so hashOf, cannot see; rows are written in whole milliseconds.
+ */
+export type CheckedRow = ChainedFields & { id: string; hash: string; subMillisecond?: boolean };
+
 /**
  * Checks one writer's rows in seq order, continuing from `head` (the last good row before them).
  * Returns the first broken link, or the new head.
  */
 export function checkChain(
-  rows: Array<ChainedFields & { id: string; hash: string }>,
+  rows: CheckedRow[],
   head: { seq: number; hash: string },
 ): { head: { seq: number; hash: string } } | { broken: ChainBreak } {
   let current = head;
@@ -187,6 +197,7 @@ export function checkChain(
       return { broken: { ...at, reason: 'prev_hash does not match the hash of the row before' } };
     }
     const { hash } = row;
+    if (row.subMillisecond) return { broken: { ...at, reason: SUB_MILLISECOND_TIME } };
     if (hashOf(row) !== hash) return { broken: { ...at, reason: 'row content does not match its hash' } };
     current = { seq: row.seq, hash };
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
 import { orUnavailable } from '../database/storage-unavailable';
-import type { AuditRow } from './audit-chain';
+import type { AuditRow, CheckedRow } from './audit-chain';
 import { AuditEventEntity, AuditOutcome } from './audit-event.entity';
 
 export type StoredAuditRow = AuditRow & { id: string };
@@ -76,17 +76,22 @@ export class AuditRepository {
     return rows.map((r) => r.writer_id);
   }
 
-  /** A writer's rows in chain order, `limit` at a time after `afterSeq`. */
-  async chainPage(writerId: string, afterSeq: number, limit: number): Promise<StoredAuditRow[]> {
-    const rows = await orUnavailable('the audit chains could not be read', () =>
+  /**
+   * A writer's rows in chain order, `limit` at a time after `afterSeq`, each saying whether its occurred_at holds a
+   * fraction of a millisecond (a Date, and so the hash, keeps milliseconds; the column keeps microseconds).
+   */
+  async chainPage(writerId: string, afterSeq: number, limit: number): Promise<CheckedRow[]> {
+    const { entities, raw } = await orUnavailable('the audit chains could not be read', () =>
       this.repo
         .createQueryBuilder('e')
+        .addSelect(`date_trunc('milliseconds', e.occurred_at) <> e.occurred_at`, 'sub_millisecond')
         .where('e.writer_id = :writerId AND e.seq > :afterSeq', { writerId, afterSeq })
         .orderBy('e.seq', 'ASC')
         .limit(limit)
-        .getMany(),
+        .getRawAndEntities<{ e_id: string | number; sub_millisecond: boolean }>(),
     );
-    return rows.map(toRow);
+    const subMillisecond = new Set(raw.filter((r) => r.sub_millisecond).map((r) => String(r.e_id)));
+    return entities.map((e) => ({ ...toRow(e), subMillisecond: subMillisecond.has(String(e.id)) }));
   }
 
   async find(query: AuditQuery): Promise<StoredAuditRow[]> {

@@ -9,6 +9,7 @@ import request from 'supertest';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
+import { SUB_MILLISECOND_TIME } from '../../src/audit/audit-chain';
 import { describeBootFailure } from '../../src/boot-failure';
 import { AppConfig } from '../../src/config/app-config';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
@@ -85,6 +86,44 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('verify names a row whose occurred_at was moved by less than a millisecond, which its hash cannot see', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'sub-ms-test' }));
+    const app = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'sub-ms' });
+    try {
+      const http = request(app.getHttpServer());
+      for (let i = 0; i < 3; i++) {
+        await http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR).expect(200);
+      }
+      const db = app.get(DataSource);
+      const [victim] = await db.query<Array<{ id: string; seq: number }>>(
+        `SELECT id::text AS id, seq::int AS seq FROM audit_events WHERE writer_id LIKE 'sub-ms/%' ORDER BY seq LIMIT 1 OFFSET 1`,
+      );
+      const move = (sign: '+' | '-') =>
+        db.transaction(async (manager) => {
+          await manager.query('SET LOCAL session_replication_role = replica'); // past the append-only trigger
+          await manager.query(
+            `UPDATE audit_events SET occurred_at = occurred_at ${sign} interval '900 microseconds' WHERE id = $1`,
+            [victim.id],
+          );
+        });
+      await move('+');
+      try {
+        const report = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
+        assert.equal(report.valid, false);
+        assert.deepEqual(
+          [report.firstBroken.id, report.firstBroken.seq, report.firstBroken.reason],
+          [victim.id, victim.seq, SUB_MILLISECOND_TIME],
+        );
+      } finally {
+        await move('-');
+      }
+      const restored = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
+      assert.equal(restored.firstBroken, null);
+    } finally {
+      await app.close();
     }
   });
 

@@ -6,8 +6,10 @@ import {
   canonicalJsonBytes,
   ChainedFields,
   checkChain,
+  CheckedRow,
   GENESIS_HASH,
   hashOf,
+  SUB_MILLISECOND_TIME,
 } from '../../src/audit/audit-chain';
 import {
   type AuditCommitReply,
@@ -147,6 +149,16 @@ describe('audit hash chain', () => {
     assert.deepEqual(result, {
       broken: { writerId: 'w1', seq: 3, id: '3', reason: 'row content does not match its hash' },
     });
+  });
+
+  it('names a row whose occurred_at holds a fraction of a millisecond, which its Date and hash cannot see', () => {
+    // Moved by 900 microseconds in the database, the row was read as the same Date and verified.
+    const rows: CheckedRow[] = chain(5);
+    rows[1] = { ...rows[1], subMillisecond: true };
+    assert.deepEqual(checkChain(rows, { seq: 0, hash: GENESIS_HASH }), {
+      broken: { writerId: 'w1', seq: 2, id: '2', reason: SUB_MILLISECOND_TIME },
+    });
+    assert.match(SUB_MILLISECOND_TIME, /^row content does not match its hash/);
   });
 
   it('names a gap (a deleted row) and a re-hashed row that breaks the next link', () => {
