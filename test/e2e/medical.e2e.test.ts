@@ -659,18 +659,35 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
   });
 
   it('refuses a deflated instance inflating past 4 x MEDICAL_MAX_BODY_BYTES with 400 in its own words', async () => {
-    // 8 MiB of padding before Rows / Columns, so the first inflated bytes cannot size it: the limit is 4 MB here.
+    // 64 x 64 claimed with 8 MiB of pixel zeros: its attributes allow 64 MiB more, the limit is 4 MB here.
     const res = await http
       .post('/v1/medical/lesion-detections')
       .set('Authorization', bearer(tokenFor(['radiologist'])))
       .set('Content-Type', 'application/dicom')
-      .send(deflatedBomb(64, 64, 64 * 64, 8 * 1024 * 1024));
+      .send(deflatedBomb(64, 64, 8 * 1024 * 1024));
     assert.equal(res.status, 400, res.text.slice(0, 300));
     assert.match(String(res.headers['content-type']), /application\/problem\+json/);
     const problem = res.body as Problem;
     assert.equal(problem.code, 'DICOM_INVALID');
     assert.equal(problem.errors?.[0]?.field, 'body');
     assert.match(problem.detail, /^the deflated data set inflates to more than 4000000 bytes, the most the gateway/);
+  });
+
+  it('refuses a deflate bomb hiding its image size behind half a gigabyte of zeros with 400, unread', async () => {
+    // Found in review: a private element of zeros before Rows / Columns was inflated whole and answered 200.
+    const res = await http
+      .post('/v1/medical/lesion-detections')
+      .set('Authorization', bearer(tokenFor(['radiologist'])))
+      .set('Content-Type', 'application/dicom')
+      .send(deflatedBomb(64, 64, 64 * 64, 512 * 1024 * 1024));
+    assert.equal(res.status, 400, res.text.slice(0, 300));
+    const problem = res.body as Problem;
+    assert.equal(problem.code, 'DICOM_INVALID');
+    assert.equal(problem.errors?.[0]?.field, 'body');
+    assert.match(
+      problem.detail,
+      /^the deflated data set \(transfer syntax 1\.2\.840\.10008\.1\.2\.1\.99, Deflated Explicit VR Little Endian\) gives no image size \(Rows, Columns\) in its first \d+ inflated bytes/,
+    );
   });
 
   it('refuses a STOW request of more than MEDICAL_MAX_STOW_INSTANCES parts with 400, before reading any', async () => {

@@ -178,19 +178,41 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(parseDicomImage(deflatedBomb(64, 64, 64 * 64), LIMITS).rows, 64);
   });
 
-  it('refuses a deflated data set that its first bytes do not size, past the limit, in its own words', () => {
-    // 40 MiB of padding before Rows / Columns: the first 16 KiB of deflated data give no image size.
-    const padded = deflatedBomb(64, 64, 64 * 64, 40 * 1024 * 1024);
-    assert.equal(parseDicomImage(padded, LIMITS).rows, 64, 'within the limit it is read');
+  it('reads a deflated data set whose image attributes come after other data, within the first 16 MiB', () => {
+    // 2 MiB that deflate does not shrink before Rows / Columns: the head is inflated in growing steps until found.
+    const random = Buffer.alloc(2 * 1024 * 1024);
+    for (let i = 0; i < random.length; i += 4) random.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i);
+    assert.equal(parseDicomImage(deflatedBomb(64, 64, 64 * 64, random), LIMITS).rows, 64);
+    // 12 MiB of zeros before them: the first step inflates past them.
+    const padded = deflatedBomb(64, 64, 64 * 64, 12 * 1024 * 1024);
+    assert.equal(parseDicomImage(padded, LIMITS).rows, 64);
     // A limit past the largest Buffer Node can make (4 x a body limit of 1 GiB or more, on Node 20) is held to
     // that size, rather than zlib refusing the option in its own words ("options.maxOutputLength" is out of range).
     assert.equal(parseDicomImage(padded, { ...LIMITS, maxInflatedBytes: 2 ** 60 }).rows, 64);
-    const refused = rejection(padded, { ...LIMITS, maxInflatedBytes: 32 << 20 });
+  });
+
+  it('refuses a deflate bomb hiding the image attributes behind gigabytes, having inflated at most 32 MiB', () => {
+    // As found in review: 2 GiB of zeros in a private element before Rows / Columns, about 2 MB deflated. With the
+    // limit at 4 x a 512 MiB body it was inflated whole (2 GiB, 30 s of a blocked event loop) and answered 200.
+    const bomb = deflatedBomb(64, 64, 64 * 64, 2 * 1024 * 1024 * 1024 - 2);
+    assert.ok(bomb.length < 4 * 1024 * 1024, `${bomb.length} bytes`);
+    const started = process.hrtime.bigint();
+    const refused = rejection(bomb, { ...LIMITS, maxInflatedBytes: 2 * 1024 * 1024 * 1024 });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
     assert.equal(refused.reason, 'MALFORMED');
-    assert.equal(
-      refused.detail,
-      'the deflated data set inflates to more than 33554432 bytes, the most the gateway inflates one data set to (its first 16384 deflated bytes do not give its image size)',
-    );
+    assert.equal(refused.attribute, undefined, 'the data set as a whole is at fault');
+    const match =
+      /^the deflated data set \(transfer syntax 1\.2\.840\.10008\.1\.2\.1\.99, Deflated Explicit VR Little Endian\) gives no image size \(Rows, Columns\) in its first (\d+) inflated bytes; the gateway inflates at most 33554432 bytes of a data set looking for it/.exec(
+        refused.detail,
+      );
+    assert.ok(match, refused.detail);
+    assert.ok(Number(match[1]) >= 16 * 1024 * 1024 && Number(match[1]) <= 32 * 1024 * 1024, match[1]);
+    assert.ok(ms < 10_000, `${ms} ms`); // a few hundred ms on a busy two-core machine; 30 s inflating it whole
+    // 40 MiB of zeros, past the 32 MiB the head is ever inflated to: refused the same way under the test limit.
+    assert.match(rejection(deflatedBomb(64, 64, 64 * 64, 40 * 1024 * 1024)).detail, /gives no image size/);
+    // Under a small limit the head is bounded by it: at most the limit inflated, half of it searched.
+    const small = rejection(deflatedBomb(64, 64, 64 * 64, 8 * 1024 * 1024), { ...LIMITS, maxInflatedBytes: 4_000_000 });
+    assert.match(small.detail, /the gateway inflates at most 4000000 bytes of a data set looking for it/);
   });
 
   it("reads names in the data set's own character set (UTF-8, Latin-2), not as Latin-1", () => {

@@ -472,38 +472,33 @@ function checkPixelBudget(rows: number, columns: number, numberOfFrames: number,
 
 /** Deflated bytes inflated first, to read the image attributes: at most about 16 MiB once inflated (deflate stops near 1032:1). */
 const PROBE_DEFLATED_BYTES = 16 * 1024;
-const PROBE_MAX_INFLATED = 32 * 1024 * 1024;
+/**
+ * The image attributes (Rows, Columns) must come within this many inflated bytes: the head is inflated step by
+ * step until they are found or it is this long, never past twice this (a step that overshoots is halved).
+ */
+const HEAD_WINDOW_BYTES = 16 * 1024 * 1024;
 /** What a deflated data set may hold besides its pixel data (every other attribute, overlays, icons). */
 const NON_PIXEL_BYTES = 64 * 1024 * 1024;
+/** Output chunks of the head's inflate: Node's 16 KiB default makes inflating megabytes of zeros twice as slow. */
+const HEAD_CHUNK_BYTES = 1024 * 1024;
 
 /** How far a deflated data set may inflate, and what set that bound. */
 interface InflatedLimit {
   bytes: number;
-  /** `attributes`: the image size the data set's first bytes give; `unsized`: they give none; `maximum`: neither. */
+  /** `attributes`: the image size its head gives; `unsized`: a head that is damaged or all of it, without one; `maximum`: neither. */
   by: 'attributes' | 'unsized' | 'maximum';
 }
 
-/**
- * How far a deflated data set may inflate: its pixel data as its own attributes size it, plus NON_PIXEL_BYTES,
- * within maxInflatedBytes and the largest Buffer Node can make. The attributes come from inflating the first
- * PROBE_DEFLATED_BYTES, so that a small file claiming a huge image (a zip bomb) is refused by the pixel budget
- * before the rest is inflated. Where the probe cannot tell (attributes past its end, a damaged stream), the
- * maximum stands.
- */
-function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits): InflatedLimit {
-  // maxOutputLength past Node's largest Buffer is refused by zlib itself, as is a data set that reaches it.
-  const maximum = Math.min(limits.maxInflatedBytes, bufferConstants.MAX_LENGTH - position);
-  const unsized: InflatedLimit = { bytes: maximum, by: 'unsized' };
-  let head: Buffer;
-  try {
-    head = inflateRawSync(array.subarray(position, position + PROBE_DEFLATED_BYTES), {
-      finishFlush: zlibConstants.Z_SYNC_FLUSH,
-      maxOutputLength: PROBE_MAX_INFLATED,
-    });
-  } catch {
-    return unsized; // the whole inflate names the fault
-  }
-  const probe = Buffer.concat([array.subarray(0, position), head]);
+/** The image size a data set's inflated head gives, or undefined where Rows or Columns are not in it. */
+interface HeadSize {
+  rows: number;
+  columns: number;
+  frames: number;
+  samples: number;
+  bytesPerSample: number;
+}
+
+function headSize(probe: Buffer): HeadSize | undefined {
   let ds: dicomParser.DataSet | undefined;
   try {
     ds = dicomParser.parseDicom(probe, { untilTag: TAG.PixelData, inflater: (whole: Uint8Array) => whole });
@@ -516,13 +511,69 @@ function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits)
   };
   const rows = read(TAG.Rows);
   const columns = read(TAG.Columns);
-  if (!ds || rows === undefined || columns === undefined) return unsized;
+  if (!ds || rows === undefined || columns === undefined) return undefined;
   const framesText = ds.elements[TAG.NumberOfFrames] ? ds.string(TAG.NumberOfFrames)?.trim() : undefined;
   const frames = framesText && /^\d{1,9}$/.test(framesText) ? Math.max(1, Number(framesText)) : 1;
-  checkPixelBudget(rows, columns, frames, limits);
   const samples = read(TAG.SamplesPerPixel) ?? 1;
   const bytesPerSample = Math.ceil((read(TAG.BitsAllocated) ?? 16) / 8);
-  const sized = rows * columns * samples * bytesPerSample * frames + NON_PIXEL_BYTES;
+  return { rows, columns, frames, samples, bytesPerSample };
+}
+
+/**
+ * How far a deflated data set may inflate: its pixel data as its own attributes size it, plus NON_PIXEL_BYTES,
+ * within maxInflatedBytes and the largest Buffer Node can make. The attributes come from inflating the data set's
+ * head in growing steps, so that a small file claiming a huge image is refused by the pixel budget, and one whose
+ * attributes are not within the first HEAD_WINDOW_BYTES (a zip bomb hiding them behind gigabytes of zeros) is
+ * refused, both before the rest is inflated. Where the head cannot be read (a damaged stream), or the whole data
+ * set is shorter than the window, the whole inflate stops at the head's bound and names the fault.
+ */
+function inflatedLimit(array: Uint8Array, position: number, limits: ParseLimits): InflatedLimit {
+  // maxOutputLength past Node's largest Buffer is refused by zlib itself, as is a data set that reaches it.
+  const maximum = Math.min(limits.maxInflatedBytes, bufferConstants.MAX_LENGTH - position);
+  const cap = Math.min(2 * HEAD_WINDOW_BYTES, maximum);
+  const window = Math.min(HEAD_WINDOW_BYTES, Math.floor(cap / 2));
+  const unsized: InflatedLimit = { bytes: cap, by: 'unsized' };
+  const deflated = array.subarray(position);
+  const preamble = array.subarray(0, position);
+  if (deflated.length === 0) return unsized;
+  let good = 0; // a prefix of the deflated bytes known to inflate short of the window without the attributes
+  let over = Infinity; // the shortest prefix known to inflate past cap
+  let length = Math.min(PROBE_DEFLATED_BYTES, deflated.length);
+  let inflated = 0;
+  while (length > good) {
+    let head: Buffer;
+    try {
+      head = inflateRawSync(deflated.subarray(0, length), {
+        finishFlush: zlibConstants.Z_SYNC_FLUSH,
+        maxOutputLength: cap,
+        chunkSize: HEAD_CHUNK_BYTES,
+      });
+    } catch (error) {
+      if (!(error instanceof RangeError)) return unsized; // the whole inflate names the fault
+      over = length;
+      length = Math.floor((good + over) / 2);
+      continue;
+    }
+    inflated = head.length;
+    const size = headSize(Buffer.concat([preamble, head]));
+    if (size) return sizedLimit(size, maximum, limits);
+    if (length === deflated.length) return unsized; // all of it, without the attributes: validation names them
+    if (head.length >= window) break;
+    good = length;
+    // Aim between the window and cap at the compression seen so far; halve the step where it overshot before.
+    const ratio = Math.max(1, head.length / length);
+    const next = Math.min(deflated.length, length + Math.ceil(((window + cap) / 2 - head.length) / ratio));
+    length = next < over ? Math.max(next, good + 1) : Math.floor((good + over) / 2);
+  }
+  throw new DicomRejected(
+    'MALFORMED',
+    `the deflated data set (transfer syntax ${TS.Deflated}, ${transferSyntaxName(TS.Deflated)}) gives no image size (Rows, Columns) in its first ${inflated} inflated bytes; the gateway inflates at most ${cap} bytes of a data set looking for it, so that a small file cannot inflate without bound`,
+  );
+}
+
+function sizedLimit(size: HeadSize, maximum: number, limits: ParseLimits): InflatedLimit {
+  checkPixelBudget(size.rows, size.columns, size.frames, limits);
+  const sized = size.rows * size.columns * size.samples * size.bytesPerSample * size.frames + NON_PIXEL_BYTES;
   return sized < maximum ? { bytes: sized, by: 'attributes' } : { bytes: maximum, by: 'maximum' };
 }
 
@@ -535,7 +586,7 @@ function tooLargeToInflate(limit: InflatedLimit, error: RangeError): string {
     case 'attributes':
       return `the deflated data set inflates to more than ${limit.bytes} bytes, more than its image attributes and ${NON_PIXEL_BYTES} bytes of other attributes need`;
     case 'unsized':
-      return `the deflated data set inflates to more than ${limit.bytes} bytes, the most the gateway inflates one data set to (its first ${PROBE_DEFLATED_BYTES} deflated bytes do not give its image size)`;
+      return `the deflated data set inflates to more than ${limit.bytes} bytes, the most the gateway inflates one data set to when its first bytes cannot be read for its image size`;
     case 'maximum':
       return `the deflated data set inflates to more than ${limit.bytes} bytes, the most the gateway inflates one data set to`;
   }
