@@ -207,6 +207,25 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.ok(JSON.stringify(dict).includes(uidOf(source, '00080018')), 'the SR references the source image');
   });
 
+  it('refuses a RescaleSlope that overflows float32 with 422 naming it, for a JSON and an SR answer alike', async () => {
+    // Found in review: 1e300 ran the model on NaN, answered 200 with no lesion (JSON) or 500 (SR).
+    const body = rewriteDicom(dicomFile('MR_small.dcm'), {
+      Modality: 'US',
+      RescaleSlope: 1e300,
+      RescaleIntercept: 0,
+      WindowCenter: null,
+      WindowWidth: null,
+    });
+    for (const accept of ['application/json', 'application/dicom']) {
+      const res = await postDicom(body, accept);
+      assert.equal(res.status, 422, `${accept}: ${res.status}`);
+      const problem = JSON.parse(Buffer.isBuffer(res.body) ? res.body.toString() : res.text) as Problem;
+      assert.equal(problem.code, 'DICOM_UNSUPPORTED');
+      assert.equal(problem.errors?.[0]?.field, '(0028,1053) RescaleSlope');
+      assert.match(problem.detail, /^RescaleSlope 1e\+300: the modality LUT/);
+    }
+  });
+
   it('refuses a body that is not application/dicom with 415 naming Content-Type, and a caller without medical:infer', async () => {
     // JSON is a type the gateway parses (for other routes), multipart one it reads as bytes (for STOW-RS): still 415
     // here, as for a type no route reads, not a 400 that reads as if the DICOM itself were malformed.

@@ -215,6 +215,27 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.match(small.detail, /the gateway inflates at most 4000000 bytes of a data set looking for it/);
   });
 
+  it('refuses a RescaleSlope or RescaleIntercept that takes the stored values out of float32, naming it', () => {
+    // Found in review: (0028,1053) 1e300 on a US image ran the model on NaN and answered no lesion (an SR: 500).
+    const us = (changes: Record<string, unknown>): Buffer =>
+      rewriteDicom(dicomFile('MR_small.dcm'), { Modality: 'US', WindowCenter: null, WindowWidth: null, ...changes });
+    const slope = rejection(us({ RescaleSlope: 1e300, RescaleIntercept: 0 }));
+    assert.equal(slope.reason, 'UNSUPPORTED_PIXEL_FORMAT');
+    assert.equal(slope.attribute, '(0028,1053) RescaleSlope');
+    assert.match(
+      slope.detail,
+      /^RescaleSlope 1e\+300: the modality LUT .* takes the stored values -32768\.\.32767 \(BitsStored 16\)/,
+    );
+    const intercept = rejection(us({ RescaleSlope: 1, RescaleIntercept: -1e39 }));
+    assert.equal(intercept.attribute, '(0028,1052) RescaleIntercept');
+    // Large but within float32 at 16 bits signed (32768 x 1e33 = 3.3e37): read, as is a zero slope (taken as 1).
+    assert.equal(parseDicomImage(us({ RescaleSlope: 1e33 }), LIMITS).rescaleSlope, 1e33);
+    assert.equal(parseDicomImage(us({ RescaleSlope: 0 }), LIMITS).rescaleSlope, 0);
+    // Colour samples take no modality LUT: a slope there changes nothing and is not refused.
+    const rgb = rewriteDicom(dicomFile('US1_UNCR.dcm'), { RescaleSlope: 1e300 });
+    assert.equal(parseDicomImage(rgb, LIMITS).samplesPerPixel, 3);
+  });
+
   it("reads names in the data set's own character set (UTF-8, Latin-2), not as Latin-1", () => {
     const PLACEHOLDER = 'XXXXXXXXXXXXXXXX';
     const withName = (characterSet: string, encoded: Buffer): Buffer => {

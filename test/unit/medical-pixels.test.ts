@@ -9,6 +9,7 @@ import {
   invertMonochrome1,
   letterbox,
   letterboxFrame,
+  NonFinitePixelsError,
   normalise,
   roundHalfEven,
   StoredFrame,
@@ -217,6 +218,18 @@ describe('medical pixels: letterbox and normalisation (PIL reference)', () => {
         assert.deepEqual(Array.from(actual.data), Array.from(expected.data), `${f.photometric} ${columns}x${rows}`);
       }
     }
+  });
+
+  it('letterboxFrame refuses a frame whose pre-processed values are not all finite, rather than give NaN', () => {
+    // Found in review: a RescaleSlope of 1e300 made the modality values Infinity, the fallback window NaN, and the
+    // model answered no lesion. The parser refuses such a slope; this is the net under it.
+    const grey = { ...frame('MONOCHROME2', 4, 4, []), values: Uint16Array.from({ length: 16 }, (_, i) => i * 100) };
+    const target = { width: 8, height: 8, padValue: 0 };
+    const opts = { bitsStored: 12, isSigned: false };
+    assert.throws(() => letterboxFrame(grey, { ...opts, slope: 1e300 }, target), NonFinitePixelsError);
+    assert.throws(() => letterboxFrame(grey, { ...opts, intercept: -1e300 }, target), /holds NaN at value 0/);
+    const near = letterboxFrame(grey, { ...opts, slope: 1e34 }, target);
+    assert.ok(near.data.every(Number.isFinite), 'within float32 the window still maps to 0..1');
   });
 
   it('letterboxFrame refuses an 8-bit RGB frame that is shorter than its size', () => {

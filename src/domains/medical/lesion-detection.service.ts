@@ -13,7 +13,12 @@ import {
   physicalSize,
   toOriginalGrid,
 } from './lesions/lesion-postprocess.util';
-import { FrameTo01Options, letterboxFrame, UnsupportedPhotometricError } from './pixels/pixel-pipeline.util';
+import {
+  FrameTo01Options,
+  letterboxFrame,
+  NonFinitePixelsError,
+  UnsupportedPhotometricError,
+} from './pixels/pixel-pipeline.util';
 
 /** What the domain reads from the lesion model's manifest. */
 export interface LesionModel {
@@ -225,6 +230,13 @@ export class LesionDetectionService implements OnModuleInit {
     } catch (error) {
       if (error instanceof UnsupportedPhotometricError) {
         throw new DicomRejected('UNSUPPORTED_PIXEL_FORMAT', error.message, attributeName('PhotometricInterpretation'));
+      }
+      if (error instanceof NonFinitePixelsError) {
+        throw new DicomRejected(
+          'UNSUPPORTED_PIXEL_FORMAT',
+          `frame ${frame + 1} is not analysed: ${error.message}, from its pixel data through RescaleSlope ${image.rescaleSlope ?? 1}, RescaleIntercept ${image.rescaleIntercept ?? 0} and WindowCenter / WindowWidth ${image.windowCenter ?? '-'} / ${image.windowWidth ?? '-'}`,
+          attributeName('PixelData'),
+        );
       }
       // The pixel functions throw RangeError when decoded samples do not fit the image attributes.
       if (error instanceof RangeError) {

@@ -354,6 +354,10 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
     );
   }
   checkPixelBudget(rows, columns, numberOfFrames, limits);
+  const rescaleSlope = optionalNumber(ds, 'RescaleSlope');
+  const rescaleIntercept = optionalNumber(ds, 'RescaleIntercept');
+  // Colour samples take no modality LUT (the pipeline scales them by BitsStored alone).
+  if (samplesPerPixel === 1) checkModalityLut(rescaleSlope, rescaleIntercept, bitsStored, pixelRepresentation === 1);
   const planarConfiguration =
     samplesPerPixel === 3 && ds.elements[TAG.PlanarConfiguration] ? (ds.uint16(TAG.PlanarConfiguration) ?? 0) : 0;
   if (planarConfiguration !== 0 && planarConfiguration !== 1) {
@@ -431,8 +435,8 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
     bitsStored,
     pixelRepresentation,
     numberOfFrames,
-    rescaleSlope: optionalNumber(ds, 'RescaleSlope'),
-    rescaleIntercept: optionalNumber(ds, 'RescaleIntercept'),
+    rescaleSlope,
+    rescaleIntercept,
     windowCenter: firstNumber('WindowCenter'),
     windowWidth: firstNumber('WindowWidth'),
     voiLutFunction: text('VOILUTFunction'),
@@ -456,6 +460,33 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
 }
 
 export const BIG_ENDIAN_SYNTAX = TS.ExplicitBig;
+
+/**
+ * Refuses a modality LUT (RescaleSlope, RescaleIntercept) that takes stored values out of float32, the type the
+ * pixel pipeline computes in: a slope of 1e300 made them Infinity, the window NaN, and the model ran on NaN and
+ * reported no lesion. The LUT is linear, so the ends of the stored range bound it; a zero slope means 1, as the
+ * pipeline reads it (applyModalityLut).
+ */
+function checkModalityLut(
+  slope: number | undefined,
+  intercept: number | undefined,
+  bitsStored: number,
+  signed: boolean,
+): void {
+  const m = slope !== undefined && slope !== 0 ? slope : 1;
+  const b = intercept ?? 0;
+  const low = signed ? -(2 ** (bitsStored - 1)) : 0;
+  const high = signed ? 2 ** (bitsStored - 1) - 1 : 2 ** bitsStored - 1;
+  const ends = [low * m + b, high * m + b];
+  // Math.fround rounds as a Float32Array store does: Infinity exactly where the pipeline's value would be.
+  if (ends.every((v) => Number.isFinite(Math.fround(v)))) return;
+  const keyword = Number.isFinite(Math.fround(b)) ? 'RescaleSlope' : 'RescaleIntercept';
+  throw new DicomRejected(
+    'UNSUPPORTED_PIXEL_FORMAT',
+    `${keyword} ${keyword === 'RescaleSlope' ? m : b}: the modality LUT (RescaleSlope ${m}, RescaleIntercept ${b}) takes the stored values ${low}..${high} (BitsStored ${bitsStored}) to ${Math.min(...ends)}..${Math.max(...ends)}, beyond the float32 range (about 3.4e38) pixels are computed in`,
+    attributeName(keyword),
+  );
+}
 
 /** Refuses an image with more pixels to analyse than MEDICAL_MAX_PIXELS allows. */
 function checkPixelBudget(rows: number, columns: number, numberOfFrames: number, limits: ParseLimits): void {

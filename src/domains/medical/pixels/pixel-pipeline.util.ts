@@ -60,6 +60,20 @@ export class UnsupportedPhotometricError extends Error {
   }
 }
 
+/**
+ * The frame's pre-processed values are not all finite (a modality LUT or window out of float32 range): the model
+ * must not run on it, as it would answer NaN and, read as probabilities, no lesion. The caller maps it to a 4xx.
+ */
+export class NonFinitePixelsError extends Error {
+  constructor(
+    readonly index: number,
+    readonly value: number,
+  ) {
+    super(`the pre-processed frame holds ${value} at value ${index} of the model grid`);
+    this.name = 'NonFinitePixelsError';
+  }
+}
+
 /** Rescale Slope / Intercept (PS3.3 C.11.1). A missing, non-finite or zero slope means 1. */
 export function applyModalityLut(values: ArrayLike<number>, slope = 1, intercept = 0): Float32Array {
   const m = Number.isFinite(slope) && slope !== 0 ? slope : 1;
@@ -298,7 +312,16 @@ export function letterboxFrame(
     };
     return letterboxRows(rowAt, w, h, target, into, normalisation, { kind: 'rgb8', values: v, luma: LUMA });
   }
-  return letterbox(frameTo01(frame, opts), frame.columns, frame.rows, target, into, normalisation);
+  return requireFinite(letterbox(frameTo01(frame, opts), frame.columns, frame.rows, target, into, normalisation));
+}
+
+/** The safety net under the parser's modality LUT check: greyscale values pass a LUT and a window, colour none. */
+function requireFinite(result: Letterboxed): Letterboxed {
+  const data = result.data;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) throw new NonFinitePixelsError(i, data[i]);
+  }
+  return result;
 }
 
 function letterboxRows(
