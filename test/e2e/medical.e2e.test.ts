@@ -31,7 +31,11 @@ interface Findings {
   frames: Array<{
     frameNumber: number;
     malignancyProbability?: number;
-    lesions: Array<{ box: { x: number; y: number; width: number; height: number }; lesionProbability: number }>;
+    lesions: Array<{
+      box: { x: number; y: number; width: number; height: number };
+      lesionProbability: number;
+      sizeMm?: { widthMm: number; heightMm: number; areaMm2: number; source: string };
+    }>;
   }>;
   model: { name: string; version: string };
 }
@@ -224,6 +228,27 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       assert.equal(problem.errors?.[0]?.field, '(0028,1053) RescaleSlope');
       assert.match(problem.detail, /^RescaleSlope 1e\+300: the modality LUT/);
     }
+  });
+
+  it('leaves the sizes in mm out for an implausible PixelSpacing, in JSON and in the SR, rather than fail', async () => {
+    // Found in review: 1e300\1e300 gave widths of 3e301 mm, a null area, and a 500 for an SR.
+    const withSpacing = (spacing: number) =>
+      rewriteDicom(dicomFile('US1_UNCR.dcm'), { PixelSpacing: [spacing, spacing] });
+    const calibrated = await postDicom(withSpacing(0.1));
+    assert.equal(calibrated.status, 200, calibrated.text.slice(0, 300));
+    const lesions = (calibrated.body as Findings).frames[0].lesions;
+    assert.ok(lesions.length > 0 && lesions.every((l) => l.sizeMm !== undefined), 'a plausible spacing sizes them');
+    const implausible = await postDicom(withSpacing(1e300));
+    assert.equal(implausible.status, 200, implausible.text.slice(0, 300));
+    const uncalibrated = (implausible.body as Findings).frames[0].lesions;
+    assert.equal(uncalibrated.length, lesions.length);
+    assert.ok(
+      uncalibrated.every((l) => l.sizeMm === undefined),
+      'no size in mm',
+    );
+    const sr = await postDicom(withSpacing(1e300), 'application/dicom');
+    assert.equal(sr.status, 200);
+    assert.match(String(sr.headers['content-type']), /application\/dicom/);
   });
 
   it('refuses a body that is not application/dicom with 415 naming Content-Type, and a caller without medical:infer', async () => {

@@ -205,4 +205,35 @@ describe('medical lesions: original grid and physical size', () => {
     assert.equal(calibrationFrom({ pixelSpacing: [0, 0], ultrasoundRegions: [unitless] }, box), undefined);
     assert.equal(physicalSize(box, undefined), undefined);
   });
+
+  it('treats a spacing outside 0.1 µm..10 cm a pixel as no calibration, and leaves out sizes that are not finite', () => {
+    // Found in review: PixelSpacing 1e300\1e300 gave widths of 3e301 mm and an area past a double (an SR 500).
+    const box = toOriginalGrid(lesion, 0.4, 640, 480);
+    const region = (delta: number, x0 = 0) => ({
+      regionSpatialFormat: 1,
+      physicalUnitsX: 3,
+      physicalUnitsY: 3,
+      physicalDeltaX: delta,
+      physicalDeltaY: delta,
+      minX0: x0,
+      minY0: 0,
+      maxX1: 639,
+      maxY1: 479,
+    });
+    assert.equal(calibrationFrom({ pixelSpacing: [1e300, 1e300] }, box), undefined);
+    assert.equal(calibrationFrom({ pixelSpacing: [0.1, 100.5] }, box), undefined);
+    assert.equal(calibrationFrom({ pixelSpacing: [1e-5, 0.1] }, box), undefined);
+    assert.equal(calibrationFrom({ ultrasoundRegions: [region(1e300)] }, box), undefined);
+    assert.equal(calibrationFrom({ ultrasoundRegions: [region(11)] }, box), undefined, '11 cm is 110 mm');
+    // The bounds themselves are plausible; an implausible Pixel Spacing leaves the ultrasound region to size it.
+    assert.equal(calibrationFrom({ pixelSpacing: [100, 1e-4] }, box)?.source, 'PixelSpacing');
+    assert.deepEqual(calibrationFrom({ pixelSpacing: [1e300, 1e300], ultrasoundRegions: [region(0.01)] }, box), {
+      rowSpacingMm: 0.1,
+      columnSpacingMm: 0.1,
+      source: 'UltrasoundRegion',
+    });
+    // A calibration handed over as it is, whose products overflow: no size rather than Infinity.
+    const overflow = { rowSpacingMm: 1e300, columnSpacingMm: 1e300 };
+    assert.equal(physicalSize(box, overflow), undefined);
+  });
 });

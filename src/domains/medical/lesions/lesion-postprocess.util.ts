@@ -169,41 +169,50 @@ export function toOriginalGrid(
   };
 }
 
-/** Box size in mm; undefined when the image carries no usable calibration. */
+/**
+ * The pixel sizes a calibration may give, in mm per pixel: from 0.1 µm to 10 cm, far past what any imaging modality
+ * uses (ultrasound and mammography some hundredths to tenths of a mm, nuclear medicine a few mm). A value outside
+ * it is no calibration: the image is treated as uncalibrated and its sizes in mm are left out, as a reader would
+ * not trust a ruler of 1e300 mm a pixel (seen in review: widths of 3e301 mm, an area past a double, an SR 500).
+ */
+export const PLAUSIBLE_SPACING_MM = { min: 1e-4, max: 100 } as const;
+
+/** Box size in mm; undefined when the image carries no usable calibration, or the sizes would not be finite. */
 export function physicalSize(
   box: Pick<OriginalBox, 'width' | 'height' | 'areaPx'>,
   calibration: Pick<PixelCalibration, 'rowSpacingMm' | 'columnSpacingMm'> | undefined,
 ): PhysicalSize | undefined {
   if (!calibration) return undefined;
-  return {
+  const size = {
     widthMm: box.width * calibration.columnSpacingMm,
     heightMm: box.height * calibration.rowSpacingMm,
     areaMm2: box.areaPx * calibration.rowSpacingMm * calibration.columnSpacingMm,
   };
+  return Object.values(size).every(Number.isFinite) ? size : undefined;
 }
 
 /**
  * Pixel Spacing wins; otherwise the first ultrasound region (PS3.3 C.8.5.5.1) that is 2D, measured in cm on
- * both axes and, when a box is given, contains it. Anything else (M-mode, Doppler, unitless regions) gives
- * no calibration rather than a wrong one.
+ * both axes and, when a box is given, contains it. Anything else (M-mode, Doppler, unitless regions, a spacing
+ * outside PLAUSIBLE_SPACING_MM) gives no calibration rather than a wrong one.
  */
 export function calibrationFrom(
   attrs: CalibrationAttributes,
   box?: Pick<OriginalBox, 'x' | 'y' | 'width' | 'height'>,
 ): PixelCalibration | undefined {
   const ps = attrs.pixelSpacing;
-  if (ps && ps.length >= 2 && isPositive(ps[0]) && isPositive(ps[1])) {
+  if (ps && ps.length >= 2 && isPlausibleSpacing(ps[0]) && isPlausibleSpacing(ps[1])) {
     return { rowSpacingMm: ps[0], columnSpacingMm: ps[1], source: 'PixelSpacing' };
   }
   for (const r of attrs.ultrasoundRegions ?? []) {
     if (r.regionSpatialFormat !== REGION_SPATIAL_FORMAT_2D) continue;
     if (r.physicalUnitsX !== PHYSICAL_UNITS_CM || r.physicalUnitsY !== PHYSICAL_UNITS_CM) continue;
     // The sign of a delta gives the axis direction, not a size.
-    const dx = Math.abs(r.physicalDeltaX ?? NaN);
-    const dy = Math.abs(r.physicalDeltaY ?? NaN);
-    if (!isPositive(dx) || !isPositive(dy)) continue;
+    const dx = Math.abs(r.physicalDeltaX ?? NaN) * 10;
+    const dy = Math.abs(r.physicalDeltaY ?? NaN) * 10;
+    if (!isPlausibleSpacing(dx) || !isPlausibleSpacing(dy)) continue;
     if (box && !regionContains(r, box)) continue;
-    return { rowSpacingMm: dy * 10, columnSpacingMm: dx * 10, source: 'UltrasoundRegion' };
+    return { rowSpacingMm: dy, columnSpacingMm: dx, source: 'UltrasoundRegion' };
   }
   return undefined;
 }
@@ -214,6 +223,6 @@ function regionContains(r: UltrasoundRegion, box: Pick<OriginalBox, 'x' | 'y' | 
   return box.x >= r.minX0 && box.y >= r.minY0 && box.x + box.width <= r.maxX1 + 1 && box.y + box.height <= r.maxY1 + 1;
 }
 
-function isPositive(v: number): boolean {
-  return Number.isFinite(v) && v > 0;
+function isPlausibleSpacing(mm: number): boolean {
+  return mm >= PLAUSIBLE_SPACING_MM.min && mm <= PLAUSIBLE_SPACING_MM.max;
 }
