@@ -6,7 +6,11 @@ import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
 import { DICOM_SKIP, dicomFile, localDicomFile, rejectionOf, TEST_PARSE_LIMITS } from '../fixtures/dicom-files';
-import { MultipartError, parseMultipartRelatedType } from '../../src/domains/medical/stow/multipart-related.util';
+import {
+  MultipartError,
+  parseMultipartRelatedType,
+  splitMultipart,
+} from '../../src/domains/medical/stow/multipart-related.util';
 
 const LIMITS = TEST_PARSE_LIMITS;
 const local = localDicomFile;
@@ -292,5 +296,22 @@ describe('medical: the multipart/related Content-Type of a STOW-RS request', () 
     refused('multipart/related; type=application/dicom', /boundary parameter is missing/);
     refused('multipart/related; __proto__=x; constructor=y', /boundary parameter is missing/);
     refused('application/dicom', /must be multipart\/related/);
+  });
+
+  it('takes a delimiter only at the start of the body or of a line, so a preamble may name the boundary', () => {
+    // Found in review: this preamble was refused as "malformed multipart delimiter line" (RFC 2046 5.1.1).
+    const parts = (body: string) =>
+      splitMultipart(Buffer.from(body, 'latin1'), 'XyZ').map((p) => [p.headers, Buffer.from(p.body).toString()]);
+    const tail = '--XyZ\r\nContent-Type: application/dicom\r\n\r\nONE\r\n--XyZ\r\n\r\nTWO\r\n--XyZ--\r\nepilogue --XyZ';
+    const expected = [
+      [{ 'content-type': 'application/dicom' }, 'ONE'],
+      [{}, 'TWO'],
+    ];
+    assert.deepEqual(parts(`This is a preamble --XyZ not a delimiter\r\n${tail}`), expected);
+    assert.deepEqual(parts(`a first line\r\nand --XyZ in a second\r\n${tail}`), expected);
+    assert.deepEqual(parts(tail), expected, 'no preamble');
+    // A boundary only inside lines is none at all; one starting a line must still end it.
+    assert.throws(() => parts('preamble --XyZ\r\nbody --XyZ--'), /contains no multipart boundary/);
+    assert.throws(() => parts('preamble\r\n--XyZ junk\r\n'), /malformed multipart delimiter line/);
   });
 });

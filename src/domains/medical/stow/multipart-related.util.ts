@@ -47,11 +47,23 @@ function parseHeaders(block: string): Record<string, string> {
   return headers;
 }
 
+const CRLF = Buffer.from('\r\n');
+
+/**
+ * Where the first delimiter starts: at the start of the body or of a line (RFC 2046 5.1.1: the delimiter is
+ * CRLF, "--" and the boundary, the first one's CRLF optional). A preamble may hold the boundary elsewhere in a line.
+ */
+function firstDelimiter(body: Buffer, delimiter: Buffer): number {
+  if (body.subarray(0, delimiter.length).equals(delimiter)) return 0;
+  const afterCrlf = body.indexOf(Buffer.concat([CRLF, delimiter]));
+  return afterCrlf < 0 ? -1 : afterCrlf + CRLF.length;
+}
+
 /** Splits a multipart body into its parts (at most `maxParts`); preamble and epilogue are ignored. */
 export function splitMultipart(body: Buffer, boundary: string, maxParts = Infinity): MultipartPart[] {
   const delimiter = Buffer.from(`--${boundary}`);
   const parts: MultipartPart[] = [];
-  let at = body.indexOf(delimiter);
+  let at = firstDelimiter(body, delimiter);
   if (at < 0) throw new MultipartError('the body contains no multipart boundary');
   for (;;) {
     let cursor = at + delimiter.length;
@@ -64,7 +76,7 @@ export function splitMultipart(body: Buffer, boundary: string, maxParts = Infini
     if (parts.length >= maxParts) {
       throw new MultipartError(`more than ${maxParts} parts in one request; send the instances in several requests`);
     }
-    const next = body.indexOf(Buffer.concat([Buffer.from('\r\n'), delimiter]), cursor);
+    const next = body.indexOf(Buffer.concat([CRLF, delimiter]), cursor);
     if (next < 0) throw new MultipartError('the multipart body ends without a closing boundary (truncated upload?)');
     const headerEnd = body.indexOf('\r\n\r\n', cursor);
     let headers: Record<string, string> = {};
