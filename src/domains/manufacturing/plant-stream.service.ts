@@ -156,7 +156,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   /** Each asset's alarm as last stored, so a new runtime (after a restart or an asset change) does not raise it twice. */
   private readonly alarmStates = new Map<string, { active: boolean; since?: string }>();
   /** Read at boot, taken by each asset's first runtime: its last stored rows, and the readings it held (see restore). */
-  private restoredRows = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] }>>();
+  private restoredRows = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] | null }>>();
   private restoredHeld = new Map<string, Array<{ timestamp: number; values: Record<string, number> }>>();
   /** Shutting down: every ingest releases all it holds at once. */
   private closing = false;
@@ -323,7 +323,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     // Newest first, as read; the run of this model version's rows up to the newest.
     const rows: Array<{ timestamp: number; row: number[] }> = [];
     for (const p of stored ?? []) {
-      if (p.modelVersion !== rt.model.version || p.inputs.length !== width) break;
+      if (p.modelVersion !== rt.model.version || p.inputs?.length !== width) break;
       if (rows.length > 0 && rows[rows.length - 1].timestamp === p.at) continue;
       rows.push({ timestamp: p.at, row: p.inputs });
     }

@@ -316,25 +316,27 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   }
 
   /**
-   * Each asset's last `limit` stored predictions that kept their inputs, newest first: what a restart rebuilds
-   * the asset's window from (PlantStream). Read along the primary key, asset by asset.
+   * Each asset's last `limit` stored predictions, newest first, with the inputs they kept (null in rows stored
+   * before they were): what a restart rebuilds the asset's window from (PlantStream). Read along the primary key,
+   * asset by asset, never further back than `limit` rows (rows without inputs are not skipped in SQL, which would
+   * walk an asset's whole history the first time).
    */
   async recentInputs(
     limit: number,
-  ): Promise<Map<string, Array<{ at: number; modelVersion: string; inputs: number[] }>>> {
+  ): Promise<Map<string, Array<{ at: number; modelVersion: string; inputs: number[] | null }>>> {
     const rows = await this.dataSource.query<
-      Array<{ asset_id: string; at: Date; model_version: string; inputs: number[] }>
+      Array<{ asset_id: string; at: Date; model_version: string; inputs: number[] | null }>
     >(
       'SELECT a.asset_id, p.at, p.model_version, p.inputs FROM manufacturing_assets a CROSS JOIN LATERAL (' +
         'SELECT at, model_version, inputs FROM manufacturing_predictions p ' +
-        'WHERE p.asset_id = a.asset_id AND p.inputs IS NOT NULL ORDER BY at DESC, model_version DESC LIMIT $1) p',
+        'WHERE p.asset_id = a.asset_id ORDER BY at DESC, model_version DESC LIMIT $1) p',
       [limit],
     );
-    const out = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] }>>();
+    const out = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] | null }>>();
     for (const r of rows) {
       let list = out.get(r.asset_id);
       if (!list) out.set(r.asset_id, (list = []));
-      list.push({ at: new Date(r.at).getTime(), modelVersion: r.model_version, inputs: r.inputs.map(Number) });
+      list.push({ at: new Date(r.at).getTime(), modelVersion: r.model_version, inputs: r.inputs?.map(Number) ?? null });
     }
     return out;
   }
