@@ -43,9 +43,13 @@ export function registerAuditHook(
       if (!(error instanceof AuditUnavailable)) throw error;
       const why = error.reason === undefined ? '' : ` (${error.reason})`;
       const answer = problems.render(
-        new AppError('AUDIT_UNAVAILABLE', `the audit trail cannot be written${why}; nothing was decided`, {
-          retryAfterSeconds: 1,
-        }),
+        new AppError(
+          'AUDIT_UNAVAILABLE',
+          `the audit trail cannot be written${why}; no answer leaves without its audit row: send the request again`,
+          {
+            retryAfterSeconds: 1,
+          },
+        ),
         request,
       );
       void reply.code(answer.status);

@@ -58,7 +58,7 @@ describe('a full disk under the audit trail (embedded database on a small tmpfs)
       assert.equal(refused.body.code, 'AUDIT_UNAVAILABLE');
       assert.equal(
         refused.body.detail,
-        'the audit trail cannot be written (audit database out of disk space); nothing was decided',
+        'the audit trail cannot be written (audit database out of disk space); no answer leaves without its audit row: send the request again',
       );
       const ready = await http.get('/health/ready').set('Authorization', auditor).expect(503);
       assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
 import { AssetRegistry } from '../../src/domains/manufacturing/assets/asset-registry.service';
-import { MAX_INFERENCE_FAILURES } from '../../src/domains/manufacturing/plant-stream.service';
+import { MAX_INFERENCE_FAILURES, PlantStream } from '../../src/domains/manufacturing/plant-stream.service';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
@@ -321,6 +321,52 @@ describe('manufacturing: accepted readings are predicted even when something fai
       await db.query('DROP TRIGGER refuse_prediction ON manufacturing_predictions');
       await db.query('DROP FUNCTION refuse_prediction()');
     }
+  });
+
+  it('an alarm whose audit row cannot be written takes no effect; it is raised, audited once, when the trail returns', async () => {
+    const db = app.get(DataSource);
+    await http
+      .put('/v1/manufacturing/assets/mill-x')
+      .set('Authorization', admin)
+      .send(millAsset('mill-x', LATCHING))
+      .expect(200);
+    await db.query(
+      `CREATE FUNCTION refuse_alarm_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ` +
+        `IF NEW.action LIKE 'manufacturing.alarm%' THEN RAISE EXCEPTION 'no room' USING ERRCODE = 'disk_full'; END IF; ` +
+        `RETURN NEW; END $$`,
+    );
+    await db.query(
+      'CREATE TRIGGER refuse_alarm_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_alarm_audit()',
+    );
+    const alarmRows = async () =>
+      Number(
+        (
+          await db.query<Array<{ n: string }>>(
+            "SELECT count(*) AS n FROM audit_events WHERE action = 'manufacturing.alarm-raised' AND output_summary->>'assetId' = 'mill-x'",
+          )
+        )[0].n,
+      );
+    try {
+      const res = await post(http, 'mill-x', T0, ai4iReadings(true, 2));
+      assert.equal(res.status, 503);
+      assert.equal(res.body.code, 'AUDIT_UNAVAILABLE');
+      // Read past the HTTP routes, which the unwritable trail refuses (503) until it recovers.
+      const stored = await db.query("SELECT 1 FROM manufacturing_alarms WHERE asset_id = 'mill-x'");
+      assert.equal(stored.length, 0, 'not stored');
+      assert.equal(app.get(PlantStream).status('mill-x').alarm.active, false, 'not in effect');
+      assert.equal(await alarmRows(), 0);
+    } finally {
+      await db.query('DROP TRIGGER IF EXISTS refuse_alarm_audit ON audit_events');
+      await db.query('DROP FUNCTION refuse_alarm_audit()');
+    }
+    // The readings were kept: predicted again once the trail takes rows, the alarm raised and audited once.
+    await until(
+      'the alarm raised',
+      async () => ((await alarmStates(http, 'mill-x')).length === 1 ? true : undefined),
+      30_000,
+    );
+    assert.deepEqual(await alarmStates(http, 'mill-x'), ['raised']);
+    assert.equal(await alarmRows(), 1);
   });
 
   it('a dead letter the database refuses: 503 with Retry-After for an outage, a logged 500 for anything else', async () => {

@@ -415,7 +415,8 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       assert.equal(refused.headers['retry-after'], '1');
       // The OIP error shape: the problem's detail.
       assert.deepEqual(refused.body, {
-        error: 'the audit trail cannot be written (audit database out of disk space); nothing was decided',
+        error:
+          'the audit trail cannot be written (audit database out of disk space); no answer leaves without its audit row: send the request again',
       });
       const ready = await http.get('/health/ready').set('Authorization', token).expect(503);
       assert.deepEqual(ready.body.checks.audit, { ready: false, detail: 'audit database out of disk space' });

@@ -95,6 +95,8 @@ interface Runtime {
   unpredicted: ReleasedReading[];
   retryTimer?: NodeJS.Timeout;
   retryDelayMs: number;
+  /** The alarm (state and time) whose audit row is written but which is not stored yet: not audited twice when retried. */
+  alarmAudited?: string;
   /** The row that last failed inference alone (not for an outage): how often, and the model's runs then. */
   suspect?: { timestamp: number; failures: number; runs: number };
   /** Releases the held readings once the asset has been quiet for the late tolerance. */
@@ -123,6 +125,7 @@ export const MAX_INFERENCE_FAILURES = 5;
  * the rows' own doing.
  */
 const OUTAGES = new Set<ErrorCode>([
+  'AUDIT_UNAVAILABLE',
   'QUEUE_FULL',
   'DEADLINE_EXCEEDED',
   'SHUTTING_DOWN',
@@ -162,6 +165,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private closing = false;
   readonly alarms = new Subject<AlarmEvent>();
   private readonly alarmHooks: Array<(event: AlarmEvent) => Promise<void>> = [];
+  private readonly alarmAudits: Array<(event: AlarmEvent) => Promise<void>> = [];
   private readonly readings: Counter<'outcome'>;
   private readonly predictions: Counter<'kind'>;
   private readonly readingAge: Histogram;
@@ -265,9 +269,17 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     return rows;
   }
 
-  /** Called for every alarm raised or cleared, before it is streamed (storage, audit, MQTT publish). */
+  /** Called for every alarm raised or cleared once it has taken effect, before it is streamed (MQTT publish); a failure is logged. */
   onAlarm(hook: (event: AlarmEvent) => Promise<void>): void {
     this.alarmHooks.push(hook);
+  }
+
+  /**
+   * Writes an alarm's audit row before the alarm is stored or takes effect: should it throw (an AppError, such
+   * as AUDIT_UNAVAILABLE), the alarm does not take effect and its reading is kept and predicted again.
+   */
+  auditAlarms(audit: (event: AlarmEvent) => Promise<void>): void {
+    this.alarmAudits.push(audit);
   }
 
   private runtime(assetId: string): Runtime {
@@ -848,6 +860,14 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       at: at.toISOString(),
       model: { name: rt.model.name, version: rt.model.version },
     };
+    // Audited first: an alarm a plant acts on never takes effect without its audit row. Should the row not be
+    // written, this throws and the reading is predicted again; should the alarm then not be stored, its retry
+    // does not write the row twice.
+    const key = `${state} ${event.at}`;
+    if (rt.alarmAudited !== key) {
+      for (const audit of this.alarmAudits) await audit(event);
+      rt.alarmAudited = key;
+    }
     try {
       await this.records.addAlarm({
         assetId: event.assetId,
@@ -861,6 +881,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       if (error instanceof AppError || isStorageOutage(error)) throw error;
       await this.alarmRefused(event, error);
     }
+    rt.alarmAudited = undefined;
     rt.alarmSince = state === 'raised' ? event.at : undefined;
     this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince });
     for (const hook of this.alarmHooks) {
