@@ -237,6 +237,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   async beforeApplicationShutdown(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.runtimes.values()].map((rt) => this.retire(rt, true)));
+    // Ends every alarm stream (SSE) once the alarms of what was held are out: an open dashboard's connection
+    // never goes idle, and the HTTP server's close waited on it until SHUTDOWN_GRACE_MS ran out (exit 1, the
+    // shutdown hooks after it not run).
+    this.alarms.complete();
   }
 
   private retire(rt: Runtime, predict: boolean): Promise<void> {
