@@ -5,15 +5,15 @@
 
 /**
  * Digits as card numbers are written: runs of digits split by up to three separators (spaces, dashes,
- * dots, slashes, underscores, no-break spaces). A card number is any stretch of whole runs of such a chain
+ * dots, slashes, colons, underscores, no-break spaces). A card number is any stretch of whole runs of such a chain
  * with 13 to 19 digits (see containsPan), so that one written beside other digits (an expiry date, a CVV,
  * a reference) is found too.
  */
-const CHAIN = /\d+(?:[ \-./_\u00a0]{1,3}\d+)*/g;
+const CHAIN = /\d+(?:[ \-./:_\u00a0]{1,3}\d+)*/g;
 const RUN = /\d+/g;
 
 /** Cheap pre-check: at least 13 digits in a row, allowing separators. */
-const QUICK = /\d[\d \-./_\u00a0]{11,}\d/;
+const QUICK = /\d[\d \-./:_\u00a0]{11,}\d/;
 
 /** Plain digits, or digits split by single spaces or dashes (the forms people and terminals type). */
 const SIMPLY_SPLIT = /^\d+(?:[ -]\d+)*$/;

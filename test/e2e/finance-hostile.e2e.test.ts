@@ -43,8 +43,10 @@ describe('finance: hostile requests', () => {
       const res = await post('fraud-scores', tx(), { 'X-Request-Id': PAN }).expect(200);
       assert.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/);
       assert.equal(res.body.requestId, res.headers['x-request-id']);
-      const grouped = await post('fraud-scores', tx(), { 'X-Request-Id': '4111-1111-1111-1111' }).expect(200);
-      assert.match(grouped.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+      for (const written of ['4111-1111-1111-1111', '4111:1111:1111:1111', 'tx-4111111111111111-01']) {
+        const grouped = await post('fraud-scores', tx(), { 'X-Request-Id': written }).expect(200);
+        assert.match(grouped.headers['x-request-id'], /^[0-9a-f-]{36}$/, written);
+      }
       assert.ok(!(await stored()).includes('4111'));
     });
 
