@@ -20,11 +20,20 @@ import {
   associateRequest,
   commandPData,
   dataPData,
+  datasetOf,
+  echoCommand,
   element,
+  emptyPData,
+  EXPLICIT_LITTLE,
+  IMPLICIT_LITTLE,
+  type ProposedContext,
+  releaseRequest,
+  releaseResponse,
   responseStatus,
   storeCommand,
   u16,
   US_IMAGE_STORAGE,
+  VERIFICATION,
 } from '../fixtures/dimse-pdus';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 import { freshDataDir } from '../fixtures/test-data-dir';
@@ -840,6 +849,139 @@ describe('medical: refused DIMSE associations are limited per peer address', () 
       assert.equal(summary.output_summary.reason, 'CALLING_AE_NOT_ALLOWED');
     } finally {
       await reopened.close();
+    }
+  });
+});
+
+/** A raw connection: `next` gives the PDUs that come back in order, then undefined once the gateway has closed it. */
+function rawPeer(port: number): { socket: Socket; next: () => Promise<Buffer | undefined> } {
+  const socket = connect(port, '127.0.0.1');
+  const pdus: Buffer[] = [];
+  let buffered = Buffer.alloc(0);
+  let closed = false;
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+      pdus.push(buffered.subarray(0, 6 + buffered.readUInt32BE(2)));
+      buffered = buffered.subarray(6 + buffered.readUInt32BE(2));
+    }
+  });
+  socket.on('error', () => undefined);
+  socket.on('close', () => (closed = true));
+  const next = async () => {
+    const pdu = await until('the next PDU from the gateway, or its close', () => pdus.shift() ?? (closed || undefined));
+    return pdu === true ? undefined : pdu;
+  };
+  return { socket, next };
+}
+
+describe('medical: DIMSE PDUs are read only where the association stands', { skip: DICOM_SKIP }, () => {
+  let app: NestFastifyApplication;
+  let db: DataSource;
+  let modelsDir: string;
+  let port: number;
+  const US_FILE = 'US1_UNCR.dcm';
+  const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
+  const usContext: ProposedContext = { id: 1, abstractSyntax: US_IMAGE_STORAGE, transferSyntax: EXPLICIT_LITTLE };
+
+  before(async () => {
+    port = await freePort();
+    modelsDir = medicalModelsDir();
+    app = await createTestApp({
+      MODELS_DIR: modelsDir,
+      MEDICAL_DIMSE_PORT: String(port),
+      MEDICAL_DIMSE_ALLOWED_AETS: 'PACS',
+    });
+    db = app.get(DataSource);
+  });
+
+  after(async () => {
+    await app?.close();
+    if (modelsDir) rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  const storeRows = (): Promise<Array<{ outcome: string; status_code: number; output_summary: unknown }>> =>
+    db.query(
+      `SELECT outcome, status_code, output_summary FROM audit_events WHERE action = 'medical.dimse-store' ORDER BY id`,
+    );
+
+  /** The US image's C-STORE on presentation context `contextId`, naming `sopClass` and `sopInstance`. */
+  const store = (
+    socket: Socket,
+    contextId = 1,
+    sopClass = US_IMAGE_STORAGE,
+    sopInstance = uidOf(dicomFile(US_FILE), '00080018'),
+  ): void => {
+    socket.write(commandPData(storeCommand(sopClass, sopInstance), contextId));
+    socket.write(dataPData(datasetOf(dicomFile(US_FILE)), 2, contextId));
+  };
+
+  /** An association from PACS proposing `contexts`, accepted. */
+  const associated = async (contexts: ProposedContext[] = [usContext]) => {
+    const peer = rawPeer(port);
+    peer.socket.write(associateRequest({ calling: 'PACS', contexts }));
+    assert.equal((await peer.next())?.[0], 0x02, 'A-ASSOCIATE-AC');
+    return peer;
+  };
+
+  it('answers a C-STORE or a C-ECHO sent after A-ASSOCIATE-RJ with A-ABORT: nothing analysed, stored or audited', async () => {
+    for (const [options, send] of [
+      [{ calling: 'STRANGER' }, (socket: Socket) => store(socket)],
+      [{ calling: 'PACS', called: 'ELSEWHERE' }, (socket: Socket) => store(socket)],
+      [{ calling: 'STRANGER' }, (socket: Socket) => socket.write(commandPData(echoCommand()))],
+    ] as const) {
+      const { socket, next } = rawPeer(port);
+      socket.write(associateRequest({ ...options, contexts: [usContext] }));
+      assert.equal((await next())?.[0], 0x03, 'A-ASSOCIATE-RJ');
+      send(socket);
+      const abort = await next();
+      // A-ABORT, service provider (2), unexpected PDU (2); then the gateway closes.
+      assert.deepEqual([abort?.[0], abort?.[8], abort?.[9]], [0x07, 2, 2], JSON.stringify(options));
+      assert.equal(await next(), undefined);
+    }
+    assert.deepEqual(await storeRows(), []);
+  });
+
+  it('answers a C-STORE sent after A-RELEASE-RP with A-ABORT: nothing stored', async () => {
+    const { socket, next } = await associated();
+    socket.write(releaseRequest());
+    assert.equal((await next())?.[0], 0x06, 'A-RELEASE-RP');
+    store(socket);
+    assert.equal((await next())?.[0], 0x07);
+    assert.equal(await next(), undefined);
+    assert.deepEqual(await storeRows(), []);
+  });
+
+  it('aborts a PDV on a presentation context that was not accepted, or never proposed', async () => {
+    for (const contextId of [1, 9]) {
+      // Context 1 proposes CT in a syntax the gateway does not decode, so it is rejected; 3 is accepted.
+      const { socket, next } = await associated([
+        { id: 1, abstractSyntax: CT_IMAGE_STORAGE, transferSyntax: '1.2.840.10008.1.2.4.100' },
+        { id: 3, abstractSyntax: VERIFICATION, transferSyntax: IMPLICIT_LITTLE },
+      ]);
+      store(socket, contextId);
+      const abort = await next();
+      // A-ABORT, service provider (2), invalid PDU parameter value (6).
+      assert.deepEqual([abort?.[0], abort?.[8], abort?.[9]], [0x07, 2, 6], `context ${contextId}`);
+      assert.equal(await next(), undefined);
+    }
+    assert.deepEqual(await storeRows(), []);
+  });
+
+  it('aborts at once an empty P-DATA-TF, an A-RELEASE-RP it never asked for, and a second A-ASSOCIATE-RQ', async () => {
+    for (const [name, pdu, reason] of [
+      // Invalid PDU parameter value (6); unexpected PDU (2).
+      ['empty P-DATA-TF', emptyPData(), 6],
+      ['A-RELEASE-RP', releaseResponse(), 2],
+      ['A-ASSOCIATE-RQ', associateRequest({ calling: 'PACS' }), 2],
+    ] as const) {
+      const { socket, next } = await associated();
+      const sentAt = Date.now();
+      socket.write(pdu);
+      const abort = await next();
+      assert.deepEqual([abort?.[0], abort?.[8], abort?.[9]], [0x07, 2, reason], name);
+      assert.equal(await next(), undefined);
+      assert.ok(Date.now() - sentAt < 5000, `${name}: closed after ${Date.now() - sentAt} ms`);
     }
   });
 });

@@ -93,6 +93,24 @@ const HANG_UP_GRACE_MS = 2000;
 
 const P_DATA_TF = 0x04;
 
+/**
+ * Where the association stands, as far as an acceptor needs PS3.8 9.2's states: `awaiting` (Sta2) until an
+ * A-ASSOCIATE-RQ, `deciding` (Sta3) until it is answered, `accepted` (Sta6), `releasing` from an
+ * A-RELEASE-RQ (Sta8, then Sta13 once answered), `rejected` (Sta13), `aborted`.
+ */
+type AssociationState = 'awaiting' | 'deciding' | 'accepted' | 'releasing' | 'rejected' | 'aborted';
+
+/** The PDU types (PS3.8 9.3.1) a peer may send in each state; an A-ABORT (07H) always. */
+const EXPECTED_PDUS: Record<AssociationState, ReadonlySet<number>> = {
+  awaiting: new Set([0x01, 0x07]),
+  deciding: new Set([0x07]),
+  accepted: new Set([P_DATA_TF, 0x05, 0x07]),
+  releasing: new Set([0x07]),
+  rejected: new Set([0x07]),
+  aborted: new Set(),
+};
+const PDU_TYPES = new Set([0x01, 0x02, 0x03, P_DATA_TF, 0x05, 0x06, 0x07]);
+
 /** What the PDU reader reports, before the library reads the bytes. */
 interface PduEvents {
   /** The first byte of a PDU arrived. */
@@ -223,6 +241,7 @@ export class DimseConnection extends Scp {
 
   /** An association was accepted on it: it counts toward the SCP's limit until it closes. */
   associated = false;
+  private state: AssociationState = 'awaiting';
   /** ARTIM: running until the A-ASSOCIATE-RQ is whole, and again once a rejection or release is sent. */
   private artim?: NodeJS.Timeout;
   /** Running from the first byte of a PDU until that PDU, or the DIMSE message it carries part of, is whole. */
@@ -277,8 +296,8 @@ export class DimseConnection extends Scp {
     // What the library's Server does for an accepted socket (no 'connect' event fires): arms its timeouts.
     Object.assign(this, { connected: true, connectedTime: Date.now() });
     this.startArtim('no A-ASSOCIATE-RQ');
-    // Without the hook (an upgraded library) the bound falls back to each PDU: never to cutting off a message in progress.
-    this.tracksMessages = this.abortOnUnknownCommands();
+    // Without the hooks (an upgraded library) the bound falls back to each PDU: never to cutting off a message in progress.
+    this.tracksMessages = this.guardProtocol();
   }
 
   /** PS3.8 9.1.5: when ARTIM expires the transport is closed, with no A-ABORT (none is associated, or it is over). */
@@ -322,25 +341,50 @@ export class DimseConnection extends Scp {
   }
 
   /**
+   * Hooks the library where it reads PDUs and messages; false when the hooks cannot be set.
+   *
+   * It reads every PDU whatever the association's state: a P-DATA-TF after an A-ASSOCIATE-RJ or an
+   * A-RELEASE-RQ was stored and answered. Each PDU is now judged against the state first (PS3.8 9.2,
+   * Table 9-10): one not expected there is answered with A-ABORT (service provider, unexpected PDU; a
+   * type PS3.8 does not define, unrecognized PDU) and the connection closed, before the library reads it.
+   *
+   * A P-DATA-TF with no PDV (PS3.8 9.3.5 requires one or more), or with a PDV on a presentation context
+   * that was not accepted, is answered with A-ABORT (invalid PDU parameter value).
+   *
    * The library hands a decoded command to its per-command events and drops, without a word, one whose
    * command field it does not know: a garbled command (its decoder keeps what it read before the
    * break) or an operation no DIMSE service defines. When such a command says a data set follows (or
    * does not say), it waits for that data set first. Either way the peer would wait for an answer
    * until the connection's timeout. Such a command is answered with A-ABORT (service provider,
    * invalid PDU parameter value) as soon as it is read, the reason is reported, and the connection closed.
-   * The same hook tells the receive bound that a message is whole. False when the hook cannot be set.
+   * The same hook tells the receive bound that a message is whole.
    */
-  private abortOnUnknownCommands(): boolean {
+  private guardProtocol(): boolean {
     type Command = { getCommandFieldType(): number | undefined };
-    type PDataTf = { getPdvs(): Array<{ getValue(): Buffer; isCommand(): boolean }> };
+    type PDataTf = {
+      getPdvs(): Array<{ getValue(): Buffer; isCommand(): boolean; getPresentationContextId(): number }>;
+    };
     const internals = this as unknown as {
       dimse?: Command;
+      _processPdu(data: Buffer): unknown;
       _performDimse(context: unknown, dimse: Command): void;
       _processPDataTf(pdu: PDataTf): Promise<void>;
     };
     // Internals of the library: should an upgrade rename them, it keeps its own behaviour (the
     // integration tests of these aborts fail) rather than every connection failing.
-    if (typeof internals._performDimse !== 'function' || typeof internals._processPDataTf !== 'function') return false;
+    if (
+      typeof internals._processPdu !== 'function' ||
+      typeof internals._performDimse !== 'function' ||
+      typeof internals._processPDataTf !== 'function'
+    ) {
+      return false;
+    }
+    const processPdu = internals._processPdu.bind(this);
+    internals._processPdu = (data) => {
+      if (EXPECTED_PDUS[this.state].has(data[0])) return processPdu(data);
+      this.abortUnexpected(data[0]);
+      return undefined;
+    };
     const known = (dimse: Command): boolean => KNOWN_COMMAND_FIELDS.has(dimse.getCommandFieldType() ?? -1);
     const perform = internals._performDimse.bind(this);
     internals._performDimse = (context, dimse) => {
@@ -350,9 +394,17 @@ export class DimseConnection extends Scp {
     };
     const processPData = internals._processPDataTf.bind(this);
     internals._processPDataTf = async (pdu) => {
+      const pdvs = pdu.getPdvs();
+      if (pdvs.length === 0) return this.abortInvalid('P-DATA-TF without a PDV: aborted');
+      const unaccepted = pdvs.find((pdv) => !this.acceptedContext(pdv.getPresentationContextId()));
+      if (unaccepted) {
+        return this.abortInvalid(
+          `PDV on presentation context ${unaccepted.getPresentationContextId()}, which was not accepted: aborted`,
+        );
+      }
       // What is not a C-STORE's data set (which the sink bounds) the library keeps in memory, unbounded.
       const storing = internals.dimse?.getCommandFieldType() === COMMAND_FIELDS.CStoreRequest;
-      for (const pdv of pdu.getPdvs()) {
+      for (const pdv of pdvs) {
         if (pdv.isCommand() || !storing) this.bufferedBytes += pdv.getValue().length;
       }
       if (this.bufferedBytes > MAX_MESSAGE_BUFFER_BYTES) return this.abortOversized();
@@ -361,6 +413,23 @@ export class DimseConnection extends Scp {
       if (internals.dimse && !known(internals.dimse)) this.abortUnknown(internals.dimse);
     };
     return true;
+  }
+
+  /** Whether presentation context `id` was proposed and accepted on this association. */
+  private acceptedContext(id: number): boolean {
+    // Set by the library when it reads the A-ASSOCIATE-RQ; its typings leave it out.
+    const { association: current } = this as unknown as { association?: association.Association };
+    const proposed = current?.getPresentationContexts().find((c) => c.id === id);
+    return proposed?.context.getResult() === PresentationContextResult.Accept;
+  }
+
+  /** A PDU its state does not expect (PS3.8 Table 9-10: AA-1, AA-7, AA-8), before the library reads it. */
+  private abortUnexpected(type: number): void {
+    const name = PDU_TYPES.has(type) ? `PDU type 0x${hex(type, 2)}` : `unknown PDU type 0x${hex(type, 2)}`;
+    this.abortConnection(
+      `${name} unexpected while the association is ${this.state}: aborted`,
+      PDU_TYPES.has(type) ? AbortReason.UnexpectedPdu : AbortReason.UnrecognizedPdu,
+    );
   }
 
   private abortOversized(): void {
@@ -374,15 +443,25 @@ export class DimseConnection extends Scp {
     this.abortInvalid(
       field === undefined
         ? 'DIMSE command without a readable command field (0000,0100): aborted'
-        : `DIMSE command field 0x${field.toString(16).padStart(4, '0')} is no DIMSE operation: aborted`,
+        : `DIMSE command field 0x${hex(field, 4)} is no DIMSE operation: aborted`,
     );
   }
 
   /** Reports why, answers A-ABORT (service provider, invalid PDU parameter value) and closes; once per connection. */
-  private abortInvalid(reason: string): void {
-    if (this.peerSocket.destroyed || this.peerSocket.writableEnded) return;
-    this.handler.connectionError(this.peer, reason);
-    this.sendAbort(AbortSource.ServiceProvider, AbortReason.InvalidPduParameter);
+  private abortInvalid(message: string): void {
+    this.abortConnection(message, AbortReason.InvalidPduParameter);
+  }
+
+  /**
+   * Reports why, answers A-ABORT (service provider, `reason`) and closes; once per connection. The PDU is
+   * written here: the library's sendAbort sends nothing before an A-ASSOCIATE-RQ was read.
+   */
+  private abortConnection(message: string, reason: number): void {
+    const open = this.state !== 'aborted' && !this.peerSocket.destroyed && !this.peerSocket.writableEnded;
+    this.state = 'aborted';
+    if (!open) return;
+    this.handler.connectionError(this.peer, message);
+    this.peerSocket.write(Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, AbortSource.ServiceProvider, reason]));
     this.hangUp();
   }
 
@@ -397,6 +476,9 @@ export class DimseConnection extends Scp {
   }
 
   override associationRequested(proposal: association.Association): void {
+    // Only the first A-ASSOCIATE-RQ gets here once the PDUs are judged; without the hooks, any.
+    if (this.state !== 'awaiting') return this.abortUnexpected(0x01);
+    this.state = 'deciding';
     clearTimeout(this.artim);
     this.callingAeTitle = printable(proposal.getCallingAeTitle());
     const protocol = judgeAssociateProtocol(readAssociateProtocol(this.associateRequest));
@@ -407,8 +489,12 @@ export class DimseConnection extends Scp {
   }
 
   override associationReleaseRequested(): void {
+    if (this.state !== 'accepted') return this.abortUnexpected(0x05);
+    // Nothing more is read from it (the PDUs are judged): only an A-ABORT, or the transport closing.
+    this.state = 'releasing';
     // An SCU waits for its answers before releasing; should one not, the release waits for them.
     void this.settled().then(() => {
+      if (this.state !== 'releasing') return;
       this.sendAssociationReleaseResponse();
       this.startArtim('transport not closed after A-RELEASE-RP');
     });
@@ -417,10 +503,13 @@ export class DimseConnection extends Scp {
   override abort(): void {
     // After an A-ABORT the acceptor closes the transport (PS3.8 7.3); the peer waits for that, not for us.
     // A C-STORE in progress still completes and is audited; its answer goes nowhere.
+    this.state = 'aborted';
     this.peerSocket.destroy();
   }
 
   override cEchoRequest(request: requests.CEchoRequest, callback: (response: responses.CEchoResponse) => void): void {
+    if (!this.associated)
+      return this.abortConnection('C-ECHO-RQ without an association: aborted', AbortReason.UnexpectedPdu);
     const response = responses.CEchoResponse.fromRequest(request);
     response.setStatus(Status.Success);
     callback(response);
@@ -430,6 +519,9 @@ export class DimseConnection extends Scp {
     request: requests.CStoreRequest,
     callback: (response: responses.CStoreResponse) => void,
   ): void {
+    // The PDUs are judged before the library reads them; this holds should its hooks be gone.
+    if (!this.associated)
+      return this.abortConnection('C-STORE-RQ without an association: aborted', AbortReason.UnexpectedPdu);
     const task = this.answer(request, callback);
     this.inFlight.add(task);
     void task.finally(() => this.inFlight.delete(task));
@@ -489,6 +581,8 @@ export class DimseConnection extends Scp {
   }
 
   private accept(proposal: association.Association): void {
+    // Aborted while it was decided (a PDU that had to wait for the answer came first).
+    if (this.state !== 'deciding') return;
     // One operation at a time per association: bounds what a caller holds in memory.
     proposal.setMaxAsyncOpsInvoked(1);
     proposal.setMaxAsyncOpsPerformed(1);
@@ -501,13 +595,20 @@ export class DimseConnection extends Scp {
     }
     this.sendAssociationAccept();
     this.associated = true;
+    this.state = 'accepted';
   }
 
   private refuse(refusal: AssociationRefusal | 'UNEXPECTED'): void {
+    if (this.state !== 'deciding') return;
+    this.state = 'rejected';
     const [result, source, reason] = REJECTIONS[refusal];
     this.sendAssociationReject(result, source, reason);
     this.startArtim('transport not closed after A-ASSOCIATE-RJ');
   }
+}
+
+function hex(value: number, digits: number): string {
+  return value.toString(16).padStart(digits, '0');
 }
 
 /** AE titles go to logs and audit rows: the default repertoire only (PostgreSQL refuses NUL). */
