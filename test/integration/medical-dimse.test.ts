@@ -968,6 +968,40 @@ describe('medical: DIMSE PDUs are read only where the association stands', { ski
     assert.deepEqual(await storeRows(), []);
   });
 
+  it('answers 0xA900 to a data set that is not the instance or SOP class its C-STORE names: nothing kept', async () => {
+    const file = dicomFile(US_FILE);
+    const study = uidOf(file, '0020000D');
+    const { socket, next } = await associated([
+      usContext,
+      { id: 3, abstractSyntax: CT_IMAGE_STORAGE, transferSyntax: EXPLICIT_LITTLE },
+    ]);
+    store(socket, 1, US_IMAGE_STORAGE, '1.2.3.4.5.6');
+    assert.deepEqual(responseStatus((await next()) ?? Buffer.alloc(0)), {
+      status: 0xa900,
+      comment: "SOP_MISMATCH: the data set's SOPInstanceUID is not the request's",
+    });
+    store(socket, 3, CT_IMAGE_STORAGE);
+    assert.deepEqual(responseStatus((await next()) ?? Buffer.alloc(0)), {
+      status: 0xa900,
+      comment: "SOP_MISMATCH: the data set's SOPClassUID is not the request's",
+    });
+    await authedHttp(app, ['radiologist']).get(`/v1/medical/studies/${study}/findings`).expect(404);
+    // The same data set under its own UIDs is analysed and kept.
+    store(socket);
+    assert.equal(responseStatus((await next()) ?? Buffer.alloc(0)).status, 0x0000);
+    await authedHttp(app, ['radiologist']).get(`/v1/medical/studies/${study}/findings`).expect(200);
+    socket.destroy();
+    const rows = (await storeRows()).slice(-3);
+    assert.deepEqual(
+      rows.map((r) => [r.outcome, r.status_code, r.output_summary]),
+      [
+        ['invalid', 422, { reason: 'SOP_MISMATCH', attribute: 'SOPInstanceUID' }],
+        ['invalid', 422, { reason: 'SOP_MISMATCH', attribute: 'SOPClassUID' }],
+        ['ok', 200, rows[2].output_summary],
+      ],
+    );
+  });
+
   it('aborts at once an empty P-DATA-TF, an A-RELEASE-RP it never asked for, and a second A-ASSOCIATE-RQ', async () => {
     for (const [name, pdu, reason] of [
       // Invalid PDU parameter value (6); unexpected PDU (2).

@@ -4,6 +4,7 @@ import {
   DICOM_APPLICATION_CONTEXT,
   judgeAssociateProtocol,
   readAssociateProtocol,
+  storeMismatch,
 } from '../../src/domains/medical/dimse/dimse-negotiation.util';
 import { associateRequest } from '../fixtures/dimse-pdus';
 
@@ -52,5 +53,27 @@ describe('medical: DIMSE association protocol fields', () => {
     );
     // An A-ASSOCIATE-RQ must carry an application context item.
     assert.equal(judgeAssociateProtocol({ protocolVersion: 1 }), 'APPLICATION_CONTEXT_NOT_SUPPORTED');
+  });
+});
+
+describe('medical: a C-STORE data set against the UIDs its request declared', () => {
+  const declared = { sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1', sopInstanceUid: '1.2.3.4.5' };
+  const dataset = { sopClassUID: '1.2.840.10008.5.1.4.1.1.6.1', sopInstanceUID: '1.2.3.4.5' };
+
+  it('finds none where both UIDs are the same, whatever padding an odd-length UID took', () => {
+    assert.equal(storeMismatch(declared, dataset), undefined);
+    assert.equal(storeMismatch({ ...declared, sopInstanceUid: '1.2.3.4.5\0' }, dataset), undefined);
+    assert.equal(storeMismatch(declared, { ...dataset, sopInstanceUID: '1.2.3.4.5 ' }), undefined);
+  });
+
+  it('names the SOP class first, then the instance', () => {
+    assert.equal(storeMismatch(declared, { ...dataset, sopInstanceUID: '1.2.3.4.6' }), 'SOPInstanceUID');
+    assert.equal(storeMismatch(declared, { ...dataset, sopClassUID: '1.2.840.10008.5.1.4.1.1.2' }), 'SOPClassUID');
+    assert.equal(
+      storeMismatch({ sopClassUid: '', sopInstanceUid: '' }, { sopClassUID: '1.2', sopInstanceUID: '1.3' }),
+      'SOPClassUID',
+    );
+    // A prefix is another UID.
+    assert.equal(storeMismatch({ ...declared, sopInstanceUid: '1.2.3.4' }, dataset), 'SOPInstanceUID');
   });
 });

@@ -114,6 +114,21 @@ export function judgePresentationContext(abstractSyntaxUid: string, proposed: re
     : { accept: false, reason: 'transfer-syntaxes-not-supported' };
 }
 
+/**
+ * Which of the data set's SOP Class UID and SOP Instance UID (0008,0016 / 0008,0018) differs from the
+ * Affected SOP Class / Instance UID its C-STORE-RQ declared (PS3.7 9.1.1: they name that data set), if
+ * either does. Compared without the padding (NUL or space) a UID of odd length takes.
+ */
+export function storeMismatch(
+  declared: { sopClassUid: string; sopInstanceUid: string },
+  dataset: { sopClassUID: string; sopInstanceUID: string },
+): 'SOPClassUID' | 'SOPInstanceUID' | undefined {
+  const bare = (uid: string) => uid.replace(/[\0 ]+$/, '');
+  if (bare(declared.sopClassUid) !== bare(dataset.sopClassUID)) return 'SOPClassUID';
+  if (bare(declared.sopInstanceUid) !== bare(dataset.sopInstanceUID)) return 'SOPInstanceUID';
+  return undefined;
+}
+
 /** An ErrorComment (LO: at most 64 characters of the default repertoire, no backslash). */
 export function errorComment(text: string): string {
   const clean = text.replace(/[^ -~]/g, '?').replace(/\\/g, '/');

@@ -28,6 +28,7 @@ import {
   judgeAeTitles,
   parseAeList,
   parseForwardTarget,
+  storeMismatch,
 } from './dimse-negotiation.util';
 import { DropReason, ForwardRetryQueue, PendingForward } from './forward-retry.util';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, part10File } from './part10-file.util';
@@ -36,6 +37,7 @@ import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, part10File } fro
 const SUCCESS = 0x0000;
 const OUT_OF_RESOURCES = 0xa700;
 const PROCESSING_FAILURE = 0x0110;
+const DATASET_MISMATCH = 0xa900;
 
 /** Associations open at once; past it a caller is refused as transient (local limit exceeded) and retries. */
 const MAX_ASSOCIATIONS = 32;
@@ -287,7 +289,11 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
           sourceAeTitle: instance.callingAeTitle,
         });
       digesting = file ? this.intake.digestAsync(file) : undefined;
-      decision = file ? await this.decide(file) : instance.dropped === 'UPLOADS_BUSY' ? uploadsBusy() : tooLarge();
+      decision = file
+        ? await this.decide(file, instance)
+        : instance.dropped === 'UPLOADS_BUSY'
+          ? uploadsBusy()
+          : tooLarge();
     } catch (error) {
       decision = this.failed(error, requestId);
     }
@@ -350,10 +356,14 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     this.logger.warn({ msg: 'DIMSE connection error', peer, error: message });
   }
 
-  private async decide(file: Buffer): Promise<Decision> {
+  private async decide(file: Buffer, instance: ReceivedInstance): Promise<Decision> {
     try {
+      const image = this.intake.parse(file);
+      // Answering for the instance the request named, the data set must be that instance.
+      const mismatch = storeMismatch(instance, image);
+      if (mismatch) return sopMismatch(mismatch);
       // DIMSE carries no token, hence no tenant: kept as a token without one would keep them.
-      const analysis = await this.intake.analyseAndKeep(this.intake.parse(file), '');
+      const analysis = await this.intake.analyseAndKeep(image, '');
       return {
         answer: { status: SUCCESS },
         outcome: 'ok',
@@ -523,6 +533,16 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
 /** An error's message for a log line: the steps of a forward name no patient data. */
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The data set is not the instance its request named (PS3.4 B.2.3: 0xA900); the comment names the attribute, never its value. */
+function sopMismatch(attribute: 'SOPClassUID' | 'SOPInstanceUID'): Decision {
+  return {
+    answer: { status: DATASET_MISMATCH, comment: `SOP_MISMATCH: the data set's ${attribute} is not the request's` },
+    outcome: 'invalid',
+    statusCode: 422,
+    output: { reason: 'SOP_MISMATCH', attribute },
+  };
 }
 
 /** Other uploads held MAX_INFLIGHT_BODY_BYTES while it came (HTTP answers 503 with Retry-After): the caller sends it again. */
