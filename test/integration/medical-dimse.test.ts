@@ -968,6 +968,25 @@ describe('medical: DIMSE PDUs are read only where the association stands', { ski
     assert.deepEqual(await storeRows(), []);
   });
 
+  it('refuses a C-STORE on a context accepted for another SOP class with 0x0122, audited as invalid', async () => {
+    // Verification accepted in explicit little endian, the US image's own syntax.
+    const { socket, next } = await associated([
+      { id: 1, abstractSyntax: VERIFICATION, transferSyntax: EXPLICIT_LITTLE },
+    ]);
+    store(socket);
+    const answer = responseStatus((await next()) ?? Buffer.alloc(0));
+    assert.deepEqual(answer, {
+      status: 0x0122,
+      comment: 'SOP_CLASS_NOT_NEGOTIATED: not on this presentation context',
+    });
+    socket.destroy();
+    const rows = await storeRows();
+    assert.deepEqual(
+      rows.map((r) => [r.outcome, r.status_code, r.output_summary]),
+      [['invalid', 400, { reason: 'SOP_CLASS_NOT_NEGOTIATED' }]],
+    );
+  });
+
   it('answers 0xA900 to a data set that is not the instance or SOP class its C-STORE names: nothing kept', async () => {
     const file = dicomFile(US_FILE);
     const study = uidOf(file, '0020000D');
@@ -1000,6 +1019,18 @@ describe('medical: DIMSE PDUs are read only where the association stands', { ski
         ['ok', 200, rows[2].output_summary],
       ],
     );
+  });
+
+  it('answers a C-STORE-RQ that declares no data set with 0xC000, audited as invalid', async () => {
+    const { socket, next } = await associated();
+    socket.write(commandPData(storeCommand(US_IMAGE_STORAGE, '1.2.3.4.5.7', 1, false)));
+    assert.deepEqual(responseStatus((await next()) ?? Buffer.alloc(0)), {
+      status: 0xc000,
+      comment: 'NO_DATASET: a C-STORE-RQ must carry a data set',
+    });
+    socket.destroy();
+    const [row] = (await storeRows()).slice(-1);
+    assert.deepEqual([row.outcome, row.status_code, row.output_summary], ['invalid', 400, { reason: 'NO_DATASET' }]);
   });
 
   it('aborts at once an empty P-DATA-TF, an A-RELEASE-RP it never asked for, and a second A-ASSOCIATE-RQ', async () => {

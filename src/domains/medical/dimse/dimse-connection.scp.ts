@@ -25,9 +25,14 @@ export interface ReceivedInstance {
   sopClassUid: string;
   sopInstanceUid: string;
   transferSyntaxUid: string;
-  /** Undefined when it was dropped as it came (`dropped` says why). */
+  /** The abstract syntax of the presentation context it came on ('' when no data set came). */
+  abstractSyntaxUid: string;
+  /** Undefined when it was dropped as it came, or never came (`dropped` says why). */
   dataset: Buffer | undefined;
-  /** TOO_LARGE: it grew past the size limit; UPLOADS_BUSY: other uploads held the whole upload budget. */
+  /**
+   * TOO_LARGE: it grew past the size limit; UPLOADS_BUSY: other uploads held the whole upload budget;
+   * NO_DATASET: the C-STORE-RQ said no data set follows (CommandDataSetType 0101H).
+   */
   dropped?: DatasetDropped;
   /** performance.now() when its first data set fragment arrived. */
   startedAt: number;
@@ -39,7 +44,7 @@ export interface StoreAnswer {
   comment?: string;
 }
 
-export type DatasetDropped = 'TOO_LARGE' | 'UPLOADS_BUSY';
+export type DatasetDropped = 'TOO_LARGE' | 'UPLOADS_BUSY' | 'NO_DATASET';
 
 /** The bytes of uploads the process holds at once (shared with the HTTP bodies). */
 export interface ByteBudget {
@@ -219,6 +224,7 @@ class ReceivedDataset extends Dataset {
   constructor(
     readonly bytes: Buffer | undefined,
     transferSyntaxUid: string,
+    readonly abstractSyntaxUid: string,
     readonly sink: DatasetSink,
   ) {
     super({}, transferSyntaxUid);
@@ -544,7 +550,9 @@ export class DimseConnection extends Scp {
     this.arriving.delete(sink);
     const bytes = sink.dropped ? undefined : Buffer.concat(sink.chunks);
     sink.chunks.length = 0;
-    callback(new ReceivedDataset(bytes, context.getAcceptedTransferSyntaxUid() ?? '', sink));
+    callback(
+      new ReceivedDataset(bytes, context.getAcceptedTransferSyntaxUid() ?? '', context.getAbstractSyntaxUid(), sink),
+    );
   }
 
   private async answer(
@@ -553,22 +561,24 @@ export class DimseConnection extends Scp {
   ): Promise<void> {
     let answer: StoreAnswer;
     const dataset = request.getDataset();
+    // The library hands over a C-STORE-RQ that says no data set follows (0000,0800 0101H) as it is.
+    const received = dataset instanceof ReceivedDataset ? dataset : undefined;
     try {
-      if (!(dataset instanceof ReceivedDataset)) throw new Error('C-STORE without a data set');
       answer = await this.handler.store({
         callingAeTitle: this.callingAeTitle,
         peer: this.peer,
         sopClassUid: request.getAffectedSopClassUid() ?? '',
         sopInstanceUid: request.getAffectedSopInstanceUid() ?? '',
-        transferSyntaxUid: dataset.getTransferSyntaxUid(),
-        dataset: dataset.bytes,
-        ...(dataset.sink.dropped ? { dropped: dataset.sink.dropped } : {}),
-        startedAt: dataset.sink.startedAt,
+        transferSyntaxUid: received?.getTransferSyntaxUid() ?? '',
+        abstractSyntaxUid: received?.abstractSyntaxUid ?? '',
+        dataset: received?.bytes,
+        ...(received ? (received.sink.dropped ? { dropped: received.sink.dropped } : {}) : { dropped: 'NO_DATASET' }),
+        startedAt: received?.sink.startedAt ?? performance.now(),
       });
     } catch {
       answer = { status: Status.ProcessingFailure, comment: 'processing failure' };
     } finally {
-      if (dataset instanceof ReceivedDataset) dataset.sink.release();
+      received?.sink.release();
     }
     try {
       const response = responses.CStoreResponse.fromRequest(request);

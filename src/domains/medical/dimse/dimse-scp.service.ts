@@ -37,7 +37,9 @@ import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, part10File } fro
 const SUCCESS = 0x0000;
 const OUT_OF_RESOURCES = 0xa700;
 const PROCESSING_FAILURE = 0x0110;
+const SOP_CLASS_NOT_SUPPORTED = 0x0122;
 const DATASET_MISMATCH = 0xa900;
+const CANNOT_UNDERSTAND = 0xc000;
 
 /** Associations open at once; past it a caller is refused as transient (local limit exceeded) and retries. */
 const MAX_ASSOCIATIONS = 32;
@@ -289,11 +291,8 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
           sourceAeTitle: instance.callingAeTitle,
         });
       digesting = file ? this.intake.digestAsync(file) : undefined;
-      decision = file
-        ? await this.decide(file, instance)
-        : instance.dropped === 'UPLOADS_BUSY'
-          ? uploadsBusy()
-          : tooLarge();
+      const refused = refusedUnread(instance);
+      decision = refused || !file ? (refused ?? tooLarge()) : await this.decide(file, instance);
     } catch (error) {
       decision = this.failed(error, requestId);
     }
@@ -533,6 +532,48 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
 /** An error's message for a log line: the steps of a forward name no patient data. */
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A C-STORE refused for what it says before its data set is read: none came (dropped, or none declared), or
+ * it came on a presentation context negotiated for another SOP class than the one it names.
+ */
+function refusedUnread(instance: ReceivedInstance): Decision | undefined {
+  switch (instance.dropped) {
+    case 'UPLOADS_BUSY':
+      return uploadsBusy();
+    case 'TOO_LARGE':
+      return tooLarge();
+    case 'NO_DATASET':
+      return noDataset();
+    case undefined:
+      break;
+  }
+  if (instance.abstractSyntaxUid !== instance.sopClassUid) return notNegotiated();
+  return undefined;
+}
+
+/** PS3.7 9.1.1: a C-STORE-RQ carries a data set; one declaring none (0000,0800 0101H) is not understood. */
+function noDataset(): Decision {
+  return {
+    answer: { status: CANNOT_UNDERSTAND, comment: 'NO_DATASET: a C-STORE-RQ must carry a data set' },
+    outcome: 'invalid',
+    statusCode: 400,
+    output: { reason: 'NO_DATASET' },
+  };
+}
+
+/**
+ * Its Affected SOP Class UID is not the abstract syntax of its presentation context (PS3.7 9.1.1): that SOP
+ * class was not negotiated on it. Refused as DCMTK's storescp refuses it, SOP class not supported.
+ */
+function notNegotiated(): Decision {
+  return {
+    answer: { status: SOP_CLASS_NOT_SUPPORTED, comment: 'SOP_CLASS_NOT_NEGOTIATED: not on this presentation context' },
+    outcome: 'invalid',
+    statusCode: 400,
+    output: { reason: 'SOP_CLASS_NOT_NEGOTIATED' },
+  };
 }
 
 /** The data set is not the instance its request named (PS3.4 B.2.3: 0xA900); the comment names the attribute, never its value. */
