@@ -2,25 +2,46 @@ import { Injectable } from '@nestjs/common';
 import type { Principal } from '../common/access';
 import { AppError } from '../common/errors/app-error';
 import { checkTimeRange } from '../common/iso-time';
+import { isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
+import { AppConfig } from '../config/app-config';
 import { anchorMismatch } from './audit-anchor';
 import { AuditAnchors } from './audit-anchor.service';
 import { checkChain, GENESIS_HASH } from './audit-chain';
-import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto, ChainReportDto, toEventDto } from './audit.dto';
+import { openTenantCursor, sealTenantCursor, tenantCursorKey } from './audit-cursor';
+import {
+  AuditEventPageDto,
+  AuditEventsQueryDto,
+  AuditVerifyDto,
+  ChainReportDto,
+  toEventDto,
+  toTenantEventDto,
+} from './audit.dto';
 import { AuditRepository } from './audit.repository';
+import { auditSecret } from './input-digest';
 
 const VERIFY_PAGE = 2000;
 
 @Injectable()
 export class AuditQueryService {
+  private readonly cursorKey: Buffer;
+
   constructor(
     private readonly repository: AuditRepository,
     private readonly anchors: AuditAnchors,
-  ) {}
+    config: AppConfig,
+  ) {
+    this.cursorKey = tenantCursorKey(auditSecret(config));
+  }
 
-  /** Newest first; a caller whose token names a tenant sees only that tenant's events. */
+  /**
+   * Newest first; a caller whose token names a tenant sees only that tenant's events, without their place in the
+   * chains (which span every tenant, see verify), and pages with a sealed cursor rather than a row id.
+   */
   async events(query: AuditEventsQueryDto, caller: Principal | undefined): Promise<AuditEventPageDto> {
     const limit = query.limit ?? 100;
     checkTimeRange(query.from, query.to);
+    const tenant = caller?.tenant;
+    const beforeId = query.cursor === undefined ? undefined : this.cursorId(query.cursor, tenant);
     const rows = await this.repository.find({
       from: query.from,
       to: query.to,
@@ -28,11 +49,28 @@ export class AuditQueryService {
       action: query.action,
       model: query.model,
       outcome: query.outcome,
-      tenant: caller?.tenant,
-      beforeId: query.cursor,
+      tenant,
+      beforeId,
       limit,
     });
-    return { events: rows.map(toEventDto), nextCursor: rows.length === limit ? rows[rows.length - 1].id : null };
+    const last = rows.length === limit ? rows[rows.length - 1].id : null;
+    if (tenant === undefined) return { events: rows.map(toEventDto), nextCursor: last };
+    return {
+      events: rows.map(toTenantEventDto),
+      nextCursor: last === null ? null : sealTenantCursor(this.cursorKey, tenant, last),
+    };
+  }
+
+  /** The row id a cursor stands for: the id itself without a tenant, the id sealed for this tenant with one. */
+  private cursorId(cursor: string, tenant: string | undefined): string {
+    if (tenant === undefined && isRowCursor(cursor)) return cursor;
+    const id = tenant === undefined ? undefined : openTenantCursor(this.cursorKey, tenant, cursor);
+    if (id === undefined) {
+      throw new AppError('VALIDATION_FAILED', `cursor: ${NOT_A_CURSOR}`, {
+        fields: [{ field: 'cursor', reason: NOT_A_CURSOR }],
+      });
+    }
+    return id;
   }
 
   /**

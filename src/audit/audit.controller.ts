@@ -14,7 +14,7 @@ import { AuditQueryService } from './audit-query.service';
 export class AuditController {
   constructor(private readonly audit: AuditQueryService) {}
 
-  /** Audit events, newest first, filtered; within the caller's tenant when its token names one. */
+  /** Audit events, newest first, filtered; within the caller's tenant when its token names one, and then without their place in the hash chains, which span all tenants (no id, writerId, seq, prevHash or hash; an opaque nextCursor). */
   @Get('events')
   @RequirePermission('audit:read', 'audit.events')
   @ApiOkResponse({ type: AuditEventPageDto })

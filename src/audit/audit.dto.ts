@@ -1,8 +1,9 @@
 import { ApiExtraModels, ApiProperty, ApiPropertyOptions, getSchemaPath } from '@nestjs/swagger';
 import { Transform, TransformFnParams, Type } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateBy } from 'class-validator';
 import { IsIsoTime, isoTimeMs, isoTimeRefusal } from '../common/iso-time';
-import { IsRowCursor } from '../common/storable-text';
+import { isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
+import { TENANT_CURSOR } from './audit-cursor';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
 import type { ChainBreak } from './audit-chain';
 import type { StoredAuditRow } from './audit.repository';
@@ -17,6 +18,20 @@ const NO_NUL = /^[^\u0000]*$/;
  */
 function isoTime({ value }: TransformFnParams): unknown {
   return isoTimeRefusal(value) === undefined ? new Date(isoTimeMs(value)) : value;
+}
+
+/**
+ * Either kind of `nextCursor` events gives: a row id, or a sealed cursor (audit-cursor.ts). Which one a caller may
+ * pass depends on its token, which AuditQueryService knows and a DTO does not.
+ */
+function IsAuditCursor(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isAuditCursor',
+    validator: {
+      validate: (value) => isRowCursor(value) || (typeof value === 'string' && TENANT_CURSOR.test(value)),
+      defaultMessage: () => `cursor ${NOT_A_CURSOR}`,
+    },
+  });
 }
 
 export class AuditEventsQueryDto {
@@ -67,18 +82,30 @@ export class AuditEventsQueryDto {
   @ApiProperty({ type: 'integer', required: false, default: 100, minimum: 1, maximum: 500 })
   limit?: number;
 
-  /** `nextCursor` of the previous page. */
+  /**
+   * `nextCursor` of the previous page: a row id for a token that names no tenant, the opaque text it was given for
+   * one that names a tenant (any other is a 400 naming `cursor`).
+   */
   @IsOptional()
-  @IsRowCursor()
-  @ApiProperty({ type: 'string', required: false, pattern: '^[1-9]\\d{0,18}$' })
+  @IsAuditCursor()
+  @ApiProperty({ type: 'string', required: false, pattern: '^(?:[1-9]\\d{0,18}|[A-Za-z0-9_-]{48})$' })
   cursor?: string;
 }
 
+/**
+ * id, writerId, seq, prevHash and hash place a row in its hash chain, and the chains run across tenants: to a caller
+ * whose token names a tenant they would tell of other tenants' rows (the gaps in seq and id between its own, a
+ * prevHash that is another tenant's hash), so they are left out for it, as verify refuses it. Nor could it check a
+ * hash without the rows before it.
+ */
 export class AuditEventDto {
-  id!: string;
-  writerId!: string;
-  @ApiProperty({ type: 'integer' })
-  seq!: number;
+  /** Database id; absent for a token that names a tenant. */
+  id?: string;
+  /** The hash chain the row is in (`<AUDIT_WRITER_ID>/<lane>`); absent for a token that names a tenant. */
+  writerId?: string;
+  /** Position in its chain; absent for a token that names a tenant. */
+  @ApiProperty({ type: 'integer', required: false })
+  seq?: number;
   occurredAt!: string;
   actor!: string | null;
   roles!: string[];
@@ -96,14 +123,19 @@ export class AuditEventDto {
   @ApiProperty({ type: 'integer' })
   statusCode!: number;
   latencyMs!: number;
-  prevHash!: string;
-  hash!: string;
+  /** The chain's previous row's hash; absent for a token that names a tenant. */
+  prevHash?: string;
+  /** SHA-256 of the row and prevHash; absent for a token that names a tenant. */
+  hash?: string;
 }
 
 export class AuditEventPageDto {
   @ApiProperty({ type: [AuditEventDto] })
   events!: AuditEventDto[];
-  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  /**
+   * Pass as `cursor` for the next (older) page; null on the last page. A row id for a token that names no tenant;
+   * for one that names a tenant, an opaque text that only that tenant's token may pass back.
+   */
   nextCursor!: string | null;
 }
 
@@ -174,6 +206,26 @@ export class AuditVerifyDto {
 
 export function toEventDto(row: StoredAuditRow): AuditEventDto {
   return { ...row, occurredAt: row.occurredAt.toISOString() };
+}
+
+/** The event for a token that names a tenant: the row without its place in the chain, field by field, so a field added to the row is not shown by default. */
+export function toTenantEventDto(row: StoredAuditRow): AuditEventDto {
+  return {
+    occurredAt: row.occurredAt.toISOString(),
+    actor: row.actor,
+    roles: row.roles,
+    tenant: row.tenant,
+    action: row.action,
+    modelName: row.modelName,
+    modelVersion: row.modelVersion,
+    requestId: row.requestId,
+    clientAddress: row.clientAddress,
+    inputDigest: row.inputDigest,
+    outputSummary: row.outputSummary,
+    outcome: row.outcome,
+    statusCode: row.statusCode,
+    latencyMs: row.latencyMs,
+  };
 }
 
 export function toBreakDto(broken: ChainBreak): ChainBreakDto {

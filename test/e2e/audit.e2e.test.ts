@@ -91,7 +91,7 @@ describe('audit trail', () => {
     assert.equal(row.inputDigest, expectedDigest(X));
     assert.deepEqual(row.outputSummary, { y: { dtype: 'float32', dims: [1, 2], values: res.body.outputs[0].data } });
     assert.ok(row.latencyMs > 0);
-    assert.match(row.hash, /^[0-9a-f]{64}$/);
+    assert.match(row.hash ?? '', /^[0-9a-f]{64}$/);
     // Nothing of the raw input is stored anywhere in the row.
     assert.ok(!JSON.stringify(row).includes('"data"'));
   });
@@ -210,6 +210,82 @@ describe('audit trail', () => {
     // The chains span every tenant: their counts and ids are not for one tenant's auditor.
     const verify = await http.get('/v1/audit/verify').set('Authorization', bankA).expect(403);
     assert.match(verify.body.detail, /names no tenant/);
+  });
+
+  it('a token with a tenant sees its events without their place in the chains, and pages with a sealed cursor', async () => {
+    const pagerA = bearer(tokenFor(['ml-admin'], { sub: 'pager-a', tenant: 'bank-a' }));
+    const pagerB = bearer(tokenFor(['ml-admin'], { sub: 'pager-b', tenant: 'bank-b' }));
+    const auditorA = bearer(tokenFor(['auditor'], { sub: 'auditor-a', tenant: 'bank-a' }));
+    const auditorB = bearer(tokenFor(['auditor'], { sub: 'auditor-b', tenant: 'bank-b' }));
+    // bank-a's rows with bank-b's between them, in one chain: seq and id gaps, prevHash another tenant's hash.
+    const sent: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      sent.push((await http.get('/v2/models').set('Authorization', pagerA).expect(200)).headers['x-request-id']);
+      await http.get('/v2/models').set('Authorization', pagerB).expect(200);
+    }
+    const page = (auth: string, cursor?: string): request.Test =>
+      http.get(`/v1/audit/events?actor=pager-a&limit=2${cursor ? `&cursor=${cursor}` : ''}`).set('Authorization', auth);
+
+    const seen: Array<Record<string, unknown>> = [];
+    const cursors: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const body = (await page(auditorA, cursor).expect(200)).body as { events: []; nextCursor: string | null };
+      seen.push(...body.events);
+      cursor = body.nextCursor ?? undefined;
+      if (cursor) cursors.push(cursor);
+    } while (cursor);
+    // Newest first, each once, none missing; pages of 2, 2 and 1.
+    assert.deepEqual(
+      seen.map((e) => e.requestId),
+      [...sent].reverse(),
+    );
+    assert.equal(cursors.length, 2);
+    for (const c of cursors) assert.match(c, /^[A-Za-z0-9_-]{48}$/);
+    const chainFields = ['id', 'writerId', 'seq', 'prevHash', 'hash'];
+    for (const event of seen) {
+      assert.deepEqual(
+        chainFields.filter((f) => f in event),
+        [],
+      );
+      assert.equal(event.tenant, 'bank-a');
+    }
+
+    // An altered cursor, another tenant's, a row id, and a tenant's cursor without a tenant: 400 naming cursor.
+    const [first] = cursors;
+    const altered = first.slice(0, 20) + (first[20] === 'A' ? 'B' : 'A') + first.slice(21);
+    const rowId = (await events('actor=pager-a&limit=1'))[0].id ?? '';
+    for (const [auth, text] of [
+      [auditorA, altered],
+      [auditorB, first],
+      [auditorA, rowId],
+      [auditor, first],
+    ]) {
+      const res = await page(auth, text).expect(400);
+      assert.deepEqual(res.body.errors, [
+        { field: 'cursor', reason: 'must be a nextCursor returned by this endpoint' },
+      ]);
+    }
+
+    // Without a tenant, the answer is as it was: the rows' chain fields, and a row id to page on.
+    const full = (await page(auditor).expect(200)).body as { events: AuditEventDto[]; nextCursor: string };
+    assert.deepEqual(
+      full.events.map((e) => e.requestId),
+      [...sent].reverse().slice(0, 2),
+    );
+    for (const event of full.events) {
+      assert.match(event.id ?? '', /^[1-9]\d*$/);
+      assert.match(event.writerId ?? '', /\/\d+$/);
+      assert.ok(Number.isInteger(event.seq));
+      assert.match(event.prevHash ?? '', /^[0-9a-f]{64}$/);
+      assert.match(event.hash ?? '', /^[0-9a-f]{64}$/);
+    }
+    assert.equal(full.nextCursor, full.events[1].id);
+    const second = (await page(auditor, full.nextCursor).expect(200)).body as { events: AuditEventDto[] };
+    assert.deepEqual(
+      second.events.map((e) => e.requestId),
+      [...sent].reverse().slice(2, 4),
+    );
   });
 
   it('takes only ISO 8601 times, and refuses from after to', async () => {

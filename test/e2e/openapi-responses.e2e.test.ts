@@ -365,12 +365,14 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
   it('audit', async () => {
     const auditor = auth(['auditor']);
     const events = '/v1/audit/events';
+    const tenant = auth(['auditor'], { tenant: 'hospital-a' });
     await call(200, 'get', events, `${events}?limit=5`, { auth: auditor });
+    // A tenant's events leave out their place in the chains, as the schema allows.
+    await call(200, 'get', events, `${events}?limit=5`, { auth: tenant });
     await call(400, 'get', events, `${events}?limit=nope`, { auth: auditor });
     await refusals('get', events, events, ['scada']);
     const verify = '/v1/audit/verify';
     await call(200, 'get', verify, verify, { auth: auditor });
-    const tenant = auth(['auditor'], { tenant: 'hospital-a' });
     await call(403, 'get', verify, verify, { auth: tenant });
     await refusals('get', verify, verify, ['scada']);
   });
