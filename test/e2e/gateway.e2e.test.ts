@@ -93,4 +93,23 @@ describe('gateway plumbing', () => {
     assert.ok(doc.body.paths['/v2/models/{name}/infer']);
     assert.ok(doc.body.paths['/health/ready']);
   });
+
+  it('the OpenAPI document requires no header and lists none that OpenAPI 3 ignores', async () => {
+    const doc = await http.get('/docs/openapi.json').expect(200);
+    const paths = doc.body.paths as Record<string, Record<string, { parameters?: Array<Record<string, unknown>> }>>;
+    const wrong: string[] = [];
+    for (const [path, item] of Object.entries(paths)) {
+      for (const [method, operation] of Object.entries(item)) {
+        for (const parameter of operation.parameters ?? []) {
+          if (parameter.in !== 'header') continue;
+          const name = String(parameter.name);
+          // A header parameter named Accept, Content-Type or Authorization SHALL be ignored (OpenAPI 3.0, 4.7.12).
+          if (/^(accept|content-type|authorization)$/i.test(name) || parameter.required === true) {
+            wrong.push(`${method.toUpperCase()} ${path}: ${name}${parameter.required ? ' (required)' : ''}`);
+          }
+        }
+      }
+    }
+    assert.deepEqual(wrong, []);
+  });
 });

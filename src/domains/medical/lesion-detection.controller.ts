@@ -1,4 +1,4 @@
-import { Controller, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { Controller, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import {
   ApiBearerAuth,
   ApiBody,
@@ -58,7 +58,6 @@ export class LesionDetectionController {
   async detect(
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
-    @Headers('accept') accept?: string,
   ): Promise<LesionDetectionDto | Buffer> {
     // JSON or an SR by Accept: every answer from here on, a refusal included, says so to caches.
     varyOn(reply, 'Accept');
@@ -81,7 +80,9 @@ export class LesionDetectionController {
         // Answered, not kept: the caller has the findings; STOW and DIMSE keep theirs for a later GET.
         const analysis = await this.intake.analyse(this.intake.parse(body));
         noteAudit(request, { output: this.intake.auditSummary(analysis.findings) });
-        if (wantsDicom(accept)) {
+        // Read from the request, not by @Headers: that would document Accept as a required header parameter,
+        // which OpenAPI 3 ignores; the 200's two media types say what Accept chooses.
+        if (wantsDicom(request.headers.accept)) {
           void reply.header('content-type', DICOM);
           return this.intake.structuredReport(analysis);
         }
