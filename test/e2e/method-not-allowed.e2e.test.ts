@@ -53,6 +53,20 @@ describe('a method a path does not answer', () => {
     }
   });
 
+  it('leaves a path a route answers by the same method, finding nothing there, at 404', async () => {
+    // /docs/* is served by HEAD and GET: a missing file is a 404, never a 405 allowing the method asked.
+    for (const res of [await http().get('/docs/no-such-file.js'), await http().head('/docs/no-such-file.js')]) {
+      assert.equal(res.status, 404, res.text);
+      assert.equal(res.headers.allow, undefined);
+    }
+    const get = await http().get('/docs/no-such-file.js');
+    assert.equal(get.body.code, 'NOT_FOUND');
+    assert.match(String(get.headers['content-type']), /^application\/problem\+json/);
+    const post = await http().post('/docs/no-such-file.js');
+    assert.equal(post.status, 405, post.text);
+    assert.equal(post.headers.allow, 'HEAD, GET');
+  });
+
   it('finds every registered route at a path of its own by its own method', () => {
     const fastify = app.getHttpAdapter().getInstance();
     for (const route of routeCatalog(fastify)) {

@@ -134,12 +134,13 @@ export class ProblemFilter implements ExceptionFilter {
 /**
  * A request that no route took (Nest's NotFoundException from the router's 404) for a path the router serves with
  * other methods: 405 naming them, and Allow listing them (RFC 9110 asks for it), rather than a 404 that says
- * nothing is there. The path is not quoted back (it may carry a study's UID).
+ * nothing is there. Where one of them is the request's own, that route answered and found nothing: a 404. The path is not quoted back (it may carry a study's UID).
  */
 function methodRefusal(exception: unknown, request: FastifyRequest): AppError | undefined {
   if (!(exception instanceof NotFoundException) || !request.is404) return undefined;
   const allow = methodsAt(request.server, request.url.split('?')[0]);
-  if (allow.length === 0) return undefined;
+  // A route that answers this method found nothing there (a missing file under /docs/*): a 404, not a 405.
+  if (allow.length === 0 || allow.includes(request.method)) return undefined;
   const reason = `must be one of ${allow.join(', ')} on this path`;
   return new AppError(
     'METHOD_NOT_ALLOWED',
