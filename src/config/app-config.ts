@@ -12,7 +12,9 @@ import {
   Max,
   Min,
   MinLength,
+  ValidateBy,
   validateSync,
+  type ValidationArguments,
 } from 'class-validator';
 
 export const INFERENCE_DEVICES = ['auto', 'cuda', 'cpu'] as const;
@@ -26,6 +28,30 @@ const toInt = ({ value }: { value: unknown }): unknown =>
 
 /** The longest delay a Node.js timer takes: a longer one fires after 1 ms (MAX_TIMEOUT_MS of the model manifest schema). */
 const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A URL's port, where its authority names one, is 1-65535 (an empty port is the scheme's default). The clients'
+ * URL parsers take `host:99999`, and the boot then failed on connecting with Node's words, not naming the variable.
+ */
+function urlPortRefusal(url: string): string | undefined {
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(url)?.[1];
+  if (authority === undefined) return undefined;
+  const port = /^(?:\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(authority.slice(authority.lastIndexOf('@') + 1));
+  if (!port) return 'must give its port as digits after the host';
+  if (port[1] && !(Number(port[1]) >= 1 && Number(port[1]) <= 65_535)) return 'must give a port from 1 to 65535';
+  return undefined;
+}
+
+/** A URL whose port, if it names one, can be connected to; the message never repeats the value (it may hold a password). */
+function HasValidPort(): PropertyDecorator {
+  return ValidateBy({
+    name: 'hasValidPort',
+    validator: {
+      validate: (value: unknown) => typeof value !== 'string' || urlPortRefusal(value) === undefined,
+      defaultMessage: ({ property, value }: ValidationArguments) => `${property} ${urlPortRefusal(String(value))}`,
+    },
+  });
+}
 
 /**
  * The gateway's whole configuration, read from the environment once at boot (`loadConfig`) and
@@ -144,6 +170,7 @@ export class AppConfig {
   @IsString()
   // The message never repeats the value: it holds a password.
   @Matches(/^postgres(ql)?:\/\/\S+$/, { message: 'DATABASE_URL must be a postgres:// or postgresql:// URL' })
+  @HasValidPort()
   DATABASE_URL?: string;
 
   @Transform(toInt)
@@ -504,6 +531,7 @@ export class AppConfig {
    */
   @IsOptional()
   @Matches(/^(mqtts?|wss?):\/\/\S+$/, { message: 'MQTT_URL must be an mqtt://, mqtts://, ws:// or wss:// URL' })
+  @HasValidPort()
   MQTT_URL?: string;
 
   /** Fixed client id: the broker keeps this session (clean: false) and queues QoS 1 messages while the gateway is down. */

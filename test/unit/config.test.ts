@@ -72,6 +72,39 @@ describe('configuration', () => {
     );
   });
 
+  it('refuses a DATABASE_URL or MQTT_URL whose port cannot be connected to, naming it without printing it', () => {
+    for (const [key, url] of [
+      ['MQTT_URL', 'mqtt://u:s3cr3t@127.0.0.1:99999'],
+      ['MQTT_URL', 'mqtts://u:s3cr3t@broker:0'],
+      ['MQTT_URL', 'ws://u:s3cr3t@[::1]:65536/mqtt'],
+      ['DATABASE_URL', 'postgres://u:s3cr3t@127.0.0.1:99999/db'],
+    ]) {
+      assert.throws(
+        () => loadConfig({ [key]: url }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, new RegExp(`${key}=\\(secret\\): ${key} must give a port from 1 to 65535`), url);
+          assert.doesNotMatch(error.message, /s3cr3t/);
+          return true;
+        },
+      );
+    }
+    assert.throws(
+      () => loadConfig({ MQTT_URL: 'mqtt://u:s3cr3t@broker:abc' }),
+      /MQTT_URL=\(secret\): MQTT_URL must give its port/,
+    );
+    for (const url of ['mqtt://u:p@broker:1883', 'mqtt://broker', 'mqtts://broker:', 'wss://u:p@[::1]:8884/mqtt']) {
+      assert.equal(loadConfig({ MQTT_URL: url }).MQTT_URL, url);
+    }
+    for (const url of [
+      'postgres://u:p@db:65535/x',
+      'postgresql://u:p:x@db/x',
+      'postgres:///x?host=/var/run/postgresql',
+    ]) {
+      assert.equal(loadConfig({ DATABASE_URL: url }).DATABASE_URL, url);
+    }
+  });
+
   it('never prints a secret, not even a bad one', () => {
     assert.throws(
       () => loadConfig({ AUDIT_HMAC_SECRET: 'short-secret', AUTH_HS256_SECRET: 'also-short' }),
