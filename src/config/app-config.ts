@@ -618,17 +618,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     if (value !== undefined && value !== '' && known.has(key)) plain[key] = value;
   }
   const config = plainToInstance(AppConfig, plain, { exposeDefaultValues: true });
-  const errors = validateSync(config);
-  if (config.NODE_ENV === 'production' && !config.AUDIT_ENABLED) {
-    throw new ConfigError(
-      'invalid configuration: AUDIT_ENABLED=false: the audit trail cannot be turned off in production',
-    );
+  const lines = validateSync(config).map(
+    (e) =>
+      `${e.property}=${SECRET_KEYS.has(e.property) ? '(secret)' : JSON.stringify(e.value)}: ${Object.values(e.constraints ?? {}).join('; ')}`,
+  );
+  // Named with the others, not alone: a boot refused for it, then for the next, costs one deploy each.
+  if (config.NODE_ENV === 'production' && config.AUDIT_ENABLED === false) {
+    lines.unshift('AUDIT_ENABLED=false: the audit trail cannot be turned off in production');
   }
-  if (errors.length > 0) {
-    const lines = errors.map(
-      (e) =>
-        `${e.property}=${SECRET_KEYS.has(e.property) ? '(secret)' : JSON.stringify(e.value)}: ${Object.values(e.constraints ?? {}).join('; ')}`,
-    );
+  if (lines.length > 0) {
     // One line, as a failed boot is reported: each variable names itself (`NAME=value: NAME must ...`).
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }

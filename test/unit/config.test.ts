@@ -133,5 +133,22 @@ describe('configuration', () => {
       () => loadConfig({ NODE_ENV: 'production', AUDIT_ENABLED: 'false' }),
       /cannot be turned off in production/,
     );
+    // Named with every other bad variable, not alone.
+    assert.throws(
+      () =>
+        loadConfig({
+          NODE_ENV: 'production',
+          AUDIT_ENABLED: 'false',
+          PORT: 'abc',
+          MQTT_URL: 'mqtt://u:s3cr3t@h:99999',
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /AUDIT_ENABLED=false: the audit trail cannot be turned off in production/);
+        assert.match(error.message, /PORT="abc": /);
+        assert.match(error.message, /MQTT_URL=\(secret\): MQTT_URL must give a port/);
+        return true;
+      },
+    );
   });
 });
