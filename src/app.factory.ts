@@ -15,6 +15,7 @@ import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
 import { refuseEncodedBodies } from './common/http/content-encoding';
+import { refuseRequestsWithoutHost } from './common/http/host-header';
 import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads';
 import { registerGracefulClose } from './common/http/graceful-close';
 import { clientErrorHandler } from './common/http/client-errors';
@@ -58,6 +59,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
       headersTimeout: Math.min(60_000, config.HTTP_REQUEST_TIMEOUT_MS),
       // Node checks both every 30 s by default; a quarter of the limit (at least 250 ms) keeps the cut-off near it.
       connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.HTTP_REQUEST_TIMEOUT_MS / 4))),
+      // Node's refusal of an HTTP/1.1 request without Host is a bare 400: refuseRequestsWithoutHost answers it.
+      requireHostHeader: false,
     },
     // What Node's HTTP parser refuses (a control character in a header, headers over the limit, a
     // request not received in time) is answered as problem+json too.
@@ -103,6 +106,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   });
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), app.get(AuditAggregates), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
+  // Counted by the audit hook, refused before the caller is identified.
+  refuseRequestsWithoutHost(fastify);
   // Who is calling, before any body is read (after the audit hook, which counts the request first).
   registerAccessHook(fastify, app.get(JwtVerifier), app.get(RefusalBudgets), app.get(SubjectRateLimit));
   // A request that arrives once the close has begun: refused, audited with its caller.

@@ -428,6 +428,18 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
     assert.equal(huge.status, 431);
     assert.equal(huge.body.code, 'HEADERS_TOO_LARGE');
     assert.deepEqual(huge.body.errors, [{ field: '(headers)', reason: huge.body.detail }]);
+    // Node's own refusal of an HTTP/1.1 request without Host was a bare 400: no body, no security headers.
+    const hostless = parseAnswer(await rawExchange(port, 'GET /health/live HTTP/1.1\r\n\r\n'));
+    assert.equal(hostless.status, 400);
+    assert.match(hostless.headers, /content-type: application\/problem\+json/i);
+    assert.match(hostless.headers, /x-content-type-options: nosniff/i);
+    assert.match(hostless.headers, /x-request-id: /i);
+    assert.equal(hostless.body.code, 'VALIDATION_FAILED');
+    assert.deepEqual(hostless.body.errors, [
+      { field: 'Host', reason: 'is required in an HTTP/1.1 request (RFC 9112, section 3.2)' },
+    ]);
+    // HTTP/1.0 needs none.
+    assert.equal(parseAnswer(await rawExchange(port, 'GET /health/live HTTP/1.0\r\n\r\n')).status, 200);
     await alive();
   });
 
