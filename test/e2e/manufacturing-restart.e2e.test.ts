@@ -54,12 +54,22 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
       .send(turbofanAsset('eng-r'))
       .expect(200);
     await http.put('/v1/manufacturing/assets/mill-t').set('Authorization', admin).send(millAsset('mill-t')).expect(200);
+    await http
+      .put('/v1/manufacturing/assets/eng-d')
+      .set('Authorization', admin)
+      .send(turbofanAsset('eng-d'))
+      .expect(200);
     const first = await post(
       http,
       'eng-r',
       Array.from({ length: 60 }, (_, i) => cycle(i)),
     );
     assert.equal(first.predictions, 31, 'a window of 30 cycles: predictions from the 30th on');
+    await post(
+      http,
+      'eng-d',
+      Array.from({ length: 60 }, (_, i) => cycle(i)),
+    );
     const [row] = ai4iReadings(false, 1);
     assert.equal((await post(http, 'mill-t', [{ timestamp: iso(T0), values: row }])).predictions, 1);
     await app.close();
@@ -73,6 +83,26 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
       Array.from({ length: 11 }, (_, i) => cycle(59 + i)),
     );
     assert.deepEqual([next.accepted, next.duplicates, next.predictions], [10, 1, 10]);
+    // The first batch sent again: duplicates, those that gave no prediction (the first 29 cycles) included.
+    const again = await post(
+      http,
+      'eng-r',
+      Array.from({ length: 60 }, (_, i) => cycle(i)),
+    );
+    assert.deepEqual([again.duplicates, again.late], [60, 0]);
+    // An asset removed and made again after the restart starts empty, as within one run.
+    await http.delete('/v1/manufacturing/assets/eng-d').set('Authorization', admin).expect(204);
+    await http
+      .put('/v1/manufacturing/assets/eng-d')
+      .set('Authorization', admin)
+      .send(turbofanAsset('eng-d'))
+      .expect(200);
+    const fresh = await post(
+      http,
+      'eng-d',
+      Array.from({ length: 10 }, (_, i) => cycle(60 + i)),
+    );
+    assert.deepEqual([fresh.accepted, fresh.predictions], [10, 0]);
     // A SCADA that reports by exception: only the torque changed, the other tags keep their last values.
     const changed = await post(http, 'mill-t', [{ timestamp: iso(T0 + 1000), values: { torque: row.torque + 1 } }]);
     assert.equal(changed.predictions, 1);

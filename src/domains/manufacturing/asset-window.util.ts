@@ -82,6 +82,8 @@ export class AssetWindow {
   private rows = 0;
 
   private readonly tally: AssetWindowCounts = { accepted: 0, duplicates: 0, late: 0, incomplete: 0 };
+  /** The last timestamp a restored window took up from (restore): anything at or before it is a duplicate. */
+  private restoredThrough = -Infinity;
 
   constructor(opts: AssetWindowOptions) {
     if (opts.inputs.length === 0) throw new RangeError('AssetWindow needs at least one input');
@@ -125,8 +127,9 @@ export class AssetWindow {
   /**
    * Takes up where an earlier window of the same asset and model left off (after a restart): `rows` are its
    * last released rows (each a complete row, as a stored prediction keeps it), oldest first. They fill the
-   * ring and the last values, and their timestamps are the last released ones (a repeat of one is a
-   * duplicate, anything older is late). Only on a window nothing has been pushed to yet.
+   * ring and the last values, and the last of them is where the window takes up: a reading at or before it
+   * is a duplicate (released before the restart, whether or not it gave a row that was kept: a batch sent
+   * again, a message delivered again). Only on a window nothing has been pushed to yet.
    */
   restore(rows: ReadonlyArray<{ timestamp: number; row: ArrayLike<number> }>): void {
     if (this.newest !== -Infinity || this.held.length > 0)
@@ -141,7 +144,7 @@ export class AssetWindow {
       this.ring.set(row, this.ringNext * this.width);
       this.ringNext = (this.ringNext + 1) % this.windowLength;
       this.rows++;
-      this.lastReleased = this.newest = timestamp;
+      this.lastReleased = this.newest = this.restoredThrough = timestamp;
       this.remember(timestamp);
     }
   }
@@ -150,6 +153,9 @@ export class AssetWindow {
     const ts = reading.timestamp;
     if (!Number.isFinite(ts)) throw new RangeError(`reading timestamp must be a finite number, got ${ts}`);
     if (ts <= this.lastReleased && this.releasedLately(ts)) return this.refuse('duplicate');
+    // At or before where a restored window took up: released before the restart (a batch sent again, a message
+    // delivered again), though not every such timestamp is remembered (rows that gave no prediction).
+    if (ts <= this.restoredThrough) return this.refuse('duplicate');
 
     const end = this.held.length;
     if (end > this.head && ts <= this.held[end - 1].timestamp) {

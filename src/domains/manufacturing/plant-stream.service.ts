@@ -205,6 +205,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     registry.onChange((asset, assetId) => {
       const old = this.runtimes.get(assetId);
       this.runtimes.delete(assetId);
+      // Nor does it take up what the asset as it was left at the last restart (restore).
+      this.restoredRows.delete(assetId);
+      if (this.restoredHeld.delete(assetId)) this.forgetHeld(assetId, Infinity);
       if (old) void this.retire(old, asset !== undefined); // retire logs its own failure
     });
   }
