@@ -14,12 +14,12 @@ import {
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
-import { AssetWindow, ReleasedReading } from './asset-window.util';
+import { AssetWindow, ReadingIn, ReleasedReading } from './asset-window.util';
 import { AlarmState } from './hysteresis.util';
 import type { AssetStatusDto } from './manufacturing.dto';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
-import { PlantRecordsRepository } from './records/plant-records.repository';
+import { PlantRecordsRepository, StoredInputs } from './records/plant-records.repository';
 import type { PredictionRow } from './records/prediction-writer';
 import { unitConverter } from './units.util';
 
@@ -159,8 +159,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   /** Each asset's alarm as last stored, so a new runtime (after a restart or an asset change) does not raise it twice. */
   private readonly alarmStates = new Map<string, { active: boolean; since?: string }>();
   /** Read at boot, taken by each asset's first runtime: its last stored rows, and the readings it held (see restore). */
-  private restoredRows = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] | null }>>();
-  private restoredHeld = new Map<string, Array<{ timestamp: number; values: Record<string, number> }>>();
+  private restoredRows = new Map<string, StoredInputs[]>();
+  private restoredHeld = new Map<string, ReadingIn[]>();
   /** Shutting down: every ingest releases all it holds at once. */
   private closing = false;
   readonly alarms = new Subject<AlarmEvent>();

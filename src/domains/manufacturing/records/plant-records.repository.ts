@@ -8,6 +8,7 @@ import { AppConfig } from '../../../config/app-config';
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterBudget, DeadLetterRow, summaryOf } from './dead-letter-budget';
 import { DeadLetterEntity } from './dead-letter.entity';
+import type { ReadingIn } from '../asset-window.util';
 import { PredictionEntity } from './prediction.entity';
 import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
 
@@ -321,9 +322,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * asset by asset, never further back than `limit` rows (rows without inputs are not skipped in SQL, which would
    * walk an asset's whole history the first time).
    */
-  async recentInputs(
-    limit: number,
-  ): Promise<Map<string, Array<{ at: number; modelVersion: string; inputs: number[] | null }>>> {
+  async recentInputs(limit: number): Promise<Map<string, StoredInputs[]>> {
     const rows = await this.dataSource.query<
       Array<{ asset_id: string; at: Date; model_version: string; inputs: number[] | null }>
     >(
@@ -332,20 +331,15 @@ export class PlantRecordsRepository implements OnModuleDestroy {
         'WHERE p.asset_id = a.asset_id ORDER BY at DESC, model_version DESC LIMIT $1) p',
       [limit],
     );
-    const out = new Map<string, Array<{ at: number; modelVersion: string; inputs: number[] | null }>>();
-    for (const r of rows) {
-      let list = out.get(r.asset_id);
-      if (!list) out.set(r.asset_id, (list = []));
-      list.push({ at: new Date(r.at).getTime(), modelVersion: r.model_version, inputs: r.inputs?.map(Number) ?? null });
-    }
-    return out;
+    return byAsset(rows, (r) => ({
+      at: new Date(r.at).getTime(),
+      modelVersion: r.model_version,
+      inputs: r.inputs?.map(Number) ?? null,
+    }));
   }
 
   /** Keeps readings an asset holds (see HeldReadingEntity); one kept already stays as it is. */
-  async holdReadings(
-    assetId: string,
-    readings: ReadonlyArray<{ timestamp: number; values: Record<string, number> }>,
-  ): Promise<void> {
+  async holdReadings(assetId: string, readings: readonly ReadingIn[]): Promise<void> {
     if (readings.length === 0) return;
     await this.dataSource.query(
       'INSERT INTO manufacturing_held_readings (asset_id, at, "values") ' +
@@ -360,28 +354,18 @@ export class PlantRecordsRepository implements OnModuleDestroy {
 
   /** Forgets an asset's held readings at or before `through` (ms), or all of them. */
   async releaseHeld(assetId: string, through = Infinity): Promise<void> {
-    if (through === Infinity) {
-      await this.dataSource.query('DELETE FROM manufacturing_held_readings WHERE asset_id = $1', [assetId]);
-    } else {
-      await this.dataSource.query('DELETE FROM manufacturing_held_readings WHERE asset_id = $1 AND at <= $2', [
-        assetId,
-        new Date(through).toISOString(),
-      ]);
-    }
+    await this.dataSource.query('DELETE FROM manufacturing_held_readings WHERE asset_id = $1 AND at <= $2', [
+      assetId,
+      through === Infinity ? 'infinity' : new Date(through).toISOString(),
+    ]);
   }
 
   /** Every kept held reading, by asset, oldest first. */
-  async heldReadings(): Promise<Map<string, Array<{ timestamp: number; values: Record<string, number> }>>> {
+  async heldReadings(): Promise<Map<string, ReadingIn[]>> {
     const rows = await this.dataSource.query<Array<{ asset_id: string; at: Date; values: Record<string, number> }>>(
       'SELECT asset_id, at, "values" FROM manufacturing_held_readings ORDER BY asset_id, at',
     );
-    const out = new Map<string, Array<{ timestamp: number; values: Record<string, number> }>>();
-    for (const r of rows) {
-      let list = out.get(r.asset_id);
-      if (!list) out.set(r.asset_id, (list = []));
-      list.push({ timestamp: new Date(r.at).getTime(), values: r.values });
-    }
-    return out;
+    return byAsset(rows, (r) => ({ timestamp: new Date(r.at).getTime(), values: r.values }));
   }
 
   /** Each asset's last alarm row: its alarm is still active after a restart if that row raised it. */
@@ -432,4 +416,24 @@ function predictionOf(row: PredictionRow) {
     value: row.value,
     modes: row.modes,
   };
+}
+
+/** A stored prediction as a restart reads it back (PlantRecordsRepository.recentInputs). */
+export interface StoredInputs {
+  /** Epoch milliseconds. */
+  at: number;
+  modelVersion: string;
+  /** Null in rows stored before predictions kept their inputs. */
+  inputs: number[] | null;
+}
+
+/** Rows grouped by their asset, in the order read. */
+function byAsset<R extends { asset_id: string }, T>(rows: readonly R[], item: (row: R) => T): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const row of rows) {
+    const list = out.get(row.asset_id);
+    if (list) list.push(item(row));
+    else out.set(row.asset_id, [item(row)]);
+  }
+  return out;
 }
