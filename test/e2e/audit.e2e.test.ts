@@ -7,10 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { SUB_MILLISECOND_TIME } from '../../src/audit/audit-chain';
 import type { AuditEventDto } from '../../src/audit/audit.dto';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import { AppConfig } from '../../src/config/app-config';
+import { verifyNamesSubMillisecondMove } from '../fixtures/audit-tamper';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
 
@@ -354,28 +354,7 @@ describe('audit trail', () => {
   it('verify names a row whose occurred_at was moved by less than a millisecond', async () => {
     // The hash covers occurred_at to the millisecond (toISOString); the column keeps microseconds.
     const [victim] = await events('action=model.infer&outcome=ok&limit=1&actor=ml-engineer-1');
-    const move = async (sign: '+' | '-'): Promise<void> => {
-      await db.transaction(async (manager) => {
-        await manager.query('SET LOCAL session_replication_role = replica'); // past the append-only trigger
-        await manager.query(
-          `UPDATE audit_events SET occurred_at = occurred_at ${sign} interval '900 microseconds' WHERE id = $1`,
-          [victim.id],
-        );
-      });
-    };
-    await move('+');
-    try {
-      const report = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
-      assert.equal(report.valid, false);
-      assert.deepEqual(
-        [report.firstBroken.id, report.firstBroken.seq, report.firstBroken.reason],
-        [victim.id, victim.seq, SUB_MILLISECOND_TIME],
-      );
-    } finally {
-      await move('-');
-    }
-    const restored = (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
-    assert.equal(restored.valid, true, JSON.stringify(restored.firstBroken));
+    await verifyNamesSubMillisecondMove(http, db, auditor, victim);
   });
 
   it('verify finds every chain intact, then names a row changed with SQL', async () => {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
+import { alarmStream } from '../fixtures/alarm-stream';
 import { bundledModelsDir, REPO_ROOT } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -118,29 +118,14 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
     const app = await createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: await freshDataDir() });
     await app.listen(0, '127.0.0.1');
     const { port } = app.getHttpServer().address() as AddressInfo;
-    const { ended } = await new Promise<{ ended: Promise<void> }>((opened, fail) => {
-      const req = httpGet(
-        {
-          host: '127.0.0.1',
-          port,
-          path: '/v1/manufacturing/alarms/stream',
-          headers: { Authorization: operator, Accept: 'text/event-stream' },
-        },
-        (res) => {
-          assert.equal(res.statusCode, 200);
-          res.resume();
-          // Wrapped: a promise resolved with a promise would wait for it.
-          opened({ ended: new Promise<void>((done) => res.once('close', done)) });
-        },
-      );
-      req.on('error', fail);
-    });
+    const stream = alarmStream(port, operator);
+    await stream.ready;
     let timer: NodeJS.Timeout | undefined;
     const stuck = new Promise<'stuck'>((done) => (timer = setTimeout(() => done('stuck'), 8000)));
     const closed = await Promise.race([app.close().then(() => 'closed' as const), stuck]);
     clearTimeout(timer);
     assert.equal(closed, 'closed', 'the close did not wait on the open stream');
-    await ended;
+    await stream.ended;
   });
 
   it('readings held for the late tolerance, acknowledged, are predicted after the gateway is killed', async () => {

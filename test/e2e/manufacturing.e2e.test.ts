@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { alarmStream } from '../fixtures/alarm-stream';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -15,45 +15,6 @@ import { bearer, tokenFor } from '../fixtures/test-auth';
 
 const T0 = Date.parse('2026-11-23T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
-
-/** Opens the SSE alarm stream and collects its `alarm` events until closed. */
-function alarmStream(
-  port: number,
-  token: string,
-): { events: Array<Record<string, unknown>>; close: () => void; ready: Promise<void> } {
-  const events: Array<Record<string, unknown>> = [];
-  let close = () => undefined as void;
-  const ready = new Promise<void>((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/v1/manufacturing/alarms/stream',
-        headers: { Authorization: token, Accept: 'text/event-stream' },
-      },
-      (res) => {
-        assert.equal(res.statusCode, 200);
-        res.setEncoding('utf8');
-        let buffer = '';
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const data = block.split('\n').find((l) => l.startsWith('data: '));
-            if (data) events.push(JSON.parse(data.slice(6)) as Record<string, unknown>);
-          }
-        });
-        resolve();
-      },
-    );
-    req.on('error', reject);
-    req.end();
-    close = () => req.destroy();
-  });
-  return { events, close: () => close(), ready };
-}
 
 describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASETS_SKIP }, () => {
   let app: NestFastifyApplication;

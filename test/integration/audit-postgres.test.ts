@@ -9,9 +9,9 @@ import request from 'supertest';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
-import { SUB_MILLISECOND_TIME } from '../../src/audit/audit-chain';
 import { describeBootFailure } from '../../src/boot-failure';
 import { AppConfig } from '../../src/config/app-config';
+import { verifyNamesSubMillisecondMove } from '../fixtures/audit-tamper';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { auditReadinessFor, firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
 import { createTestApp } from '../fixtures/test-app';
@@ -101,27 +101,7 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       const [victim] = await db.query<Array<{ id: string; seq: number }>>(
         `SELECT id::text AS id, seq::int AS seq FROM audit_events WHERE writer_id LIKE 'sub-ms/%' ORDER BY seq LIMIT 1 OFFSET 1`,
       );
-      const move = (sign: '+' | '-') =>
-        db.transaction(async (manager) => {
-          await manager.query('SET LOCAL session_replication_role = replica'); // past the append-only trigger
-          await manager.query(
-            `UPDATE audit_events SET occurred_at = occurred_at ${sign} interval '900 microseconds' WHERE id = $1`,
-            [victim.id],
-          );
-        });
-      await move('+');
-      try {
-        const report = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
-        assert.equal(report.valid, false);
-        assert.deepEqual(
-          [report.firstBroken.id, report.firstBroken.seq, report.firstBroken.reason],
-          [victim.id, victim.seq, SUB_MILLISECOND_TIME],
-        );
-      } finally {
-        await move('-');
-      }
-      const restored = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
-      assert.equal(restored.firstBroken, null);
+      await verifyNamesSubMillisecondMove(http, db, token, victim);
     } finally {
       await app.close();
     }

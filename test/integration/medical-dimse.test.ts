@@ -470,21 +470,15 @@ describe(
 
 /** One raw association for US image storage: its socket and the PDUs it gets back, in order. */
 async function storageAssociation(port: number): Promise<{ socket: Socket; next: () => Promise<Buffer> }> {
-  const socket = connect(port, '127.0.0.1');
-  const pdus: Buffer[] = [];
-  let buffered = Buffer.alloc(0);
-  socket.on('data', (chunk: Buffer) => {
-    buffered = Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
-      pdus.push(buffered.subarray(0, 6 + buffered.readUInt32BE(2)));
-      buffered = buffered.subarray(6 + buffered.readUInt32BE(2));
-    }
-  });
-  socket.on('error', () => undefined);
-  const next = () => until('the next PDU from the gateway', () => pdus.shift(), 10_000);
-  socket.write(associateRequest({ abstractSyntax: US_IMAGE_STORAGE }));
+  const peer = rawPeer(port, 10_000);
+  const next = async () => {
+    const pdu = await peer.next();
+    assert.ok(pdu, 'the gateway closed the connection');
+    return pdu;
+  };
+  peer.socket.write(associateRequest({ abstractSyntax: US_IMAGE_STORAGE }));
   assert.equal((await next())[0], 0x02, 'association accepted');
-  return { socket, next };
+  return { socket: peer.socket, next };
 }
 
 describe('medical: DIMSE data sets draw on the upload budget', () => {
@@ -854,7 +848,7 @@ describe('medical: refused DIMSE associations are limited per peer address', () 
 });
 
 /** A raw connection: `next` gives the PDUs that come back in order, then undefined once the gateway has closed it. */
-function rawPeer(port: number): { socket: Socket; next: () => Promise<Buffer | undefined> } {
+function rawPeer(port: number, ms?: number): { socket: Socket; next: () => Promise<Buffer | undefined> } {
   const socket = connect(port, '127.0.0.1');
   const pdus: Buffer[] = [];
   let buffered = Buffer.alloc(0);
@@ -869,7 +863,11 @@ function rawPeer(port: number): { socket: Socket; next: () => Promise<Buffer | u
   socket.on('error', () => undefined);
   socket.on('close', () => (closed = true));
   const next = async () => {
-    const pdu = await until('the next PDU from the gateway, or its close', () => pdus.shift() ?? (closed || undefined));
+    const pdu = await until(
+      'the next PDU from the gateway, or its close',
+      () => pdus.shift() ?? (closed || undefined),
+      ms,
+    );
     return pdu === true ? undefined : pdu;
   };
   return { socket, next };
