@@ -12,6 +12,7 @@ import {
 import type { PoolConfig } from 'pg';
 import { Counter, Histogram } from 'prom-client';
 import { DataSource, type DataSourceOptions } from 'typeorm';
+import { AppError } from '../common/errors/app-error';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
 import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
@@ -34,6 +35,12 @@ export class AuditUnavailable extends Error {
     readonly reason?: string,
   ) {
     super(message);
+  }
+
+  /** The 503 AUDIT_UNAVAILABLE answered for it: `what` cannot be written (why, when known), then `more`. */
+  answer(what: string, more = ''): AppError {
+    const why = this.reason === undefined ? '' : ` (${this.reason})`;
+    return new AppError('AUDIT_UNAVAILABLE', `${what} cannot be written${why}${more}`, { retryAfterSeconds: 1 });
   }
 }
 

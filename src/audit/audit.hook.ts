@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { auditNoteOf } from '../common/access';
-import { AppError } from '../common/errors/app-error';
 import type { ProblemFilter } from '../common/errors/problem.filter';
 import type { AuditOutcome } from './audit-event.entity';
 import type { AuditAggregates } from './audit-aggregates';
@@ -41,15 +40,8 @@ export function registerAuditHook(
       return payload;
     } catch (error) {
       if (!(error instanceof AuditUnavailable)) throw error;
-      const why = error.reason === undefined ? '' : ` (${error.reason})`;
       const answer = problems.render(
-        new AppError(
-          'AUDIT_UNAVAILABLE',
-          `the audit trail cannot be written${why}; no answer leaves without its audit row: send the request again`,
-          {
-            retryAfterSeconds: 1,
-          },
-        ),
+        error.answer('the audit trail', '; no answer leaves without its audit row: send the request again'),
         request,
       );
       void reply.code(answer.status);

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { AuditUnavailable, AuditWriter } from '../../audit/audit-writer.service';
-import { AppError } from '../../common/errors/app-error';
 import { PlantStream } from './plant-stream.service';
 
 /**
@@ -39,10 +38,7 @@ export class PlantAlarmAudit implements OnModuleInit {
         })
         .catch((error: unknown) => {
           if (!(error instanceof AuditUnavailable)) throw error;
-          const why = error.reason === undefined ? '' : ` (${error.reason})`;
-          throw new AppError('AUDIT_UNAVAILABLE', `the alarm's audit row cannot be written${why}`, {
-            retryAfterSeconds: 1,
-          });
+          throw error.answer("the alarm's audit row");
         });
     });
   }
