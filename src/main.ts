@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { createApp } from './app.factory';
+import { ReadinessService } from './common/health/readiness.service';
 import { reportBootFailure } from './boot-failure';
 import { loadConfig } from './config/app-config';
 
@@ -20,18 +21,28 @@ async function bootstrap(): Promise<void> {
         return;
       }
       stopping = true;
-      logger.log({ msg: 'shutting down', signal, graceMs: config.SHUTDOWN_GRACE_MS });
+      logger.log({
+        msg: 'shutting down',
+        signal,
+        drainMs: config.SHUTDOWN_DRAIN_MS,
+        graceMs: config.SHUTDOWN_GRACE_MS,
+      });
+      // Not ready at once, so that load balancers stop sending; requests are still served until the drain ends.
+      app.get(ReadinessService).markShuttingDown();
       setTimeout(() => {
-        logger.error({ msg: 'shutdown grace period over; exiting with work still in flight' });
-        process.exit(1);
-      }, config.SHUTDOWN_GRACE_MS).unref();
-      app.close().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          logger.error({ msg: 'error during shutdown', error: String(error) });
+        if (config.SHUTDOWN_DRAIN_MS > 0) logger.log({ msg: 'drain over; closing' });
+        setTimeout(() => {
+          logger.error({ msg: 'shutdown grace period over; exiting with work still in flight' });
           process.exit(1);
-        },
-      );
+        }, config.SHUTDOWN_GRACE_MS).unref();
+        app.close().then(
+          () => process.exit(0),
+          (error: unknown) => {
+            logger.error({ msg: 'error during shutdown', error: String(error) });
+            process.exit(1);
+          },
+        );
+      }, config.SHUTDOWN_DRAIN_MS);
     });
   }
   await app.listen(config.PORT, config.HOST);

@@ -165,6 +165,18 @@ export class AppConfig {
   @Max(MAX_TIMER_MS)
   SHUTDOWN_GRACE_MS = 10_000;
 
+  /**
+   * On SIGTERM/SIGINT, how long the gateway keeps serving, every request as usual, with /health/ready
+   * already answering 503, before it stops accepting connections and SHUTDOWN_GRACE_MS begins: the time a
+   * load balancer or Kubernetes needs to see it not ready and stop sending it new connections. Closing the
+   * listener at once resets the connections still waiting in the kernel's accept queue, unanswered.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_TIMER_MS)
+  SHUTDOWN_DRAIN_MS = 0;
+
   /** PostgreSQL connection string (secret). Unset: embedded PGlite in DATA_DIR/pglite. */
   @IsOptional()
   @IsString()

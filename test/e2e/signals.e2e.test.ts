@@ -1,52 +1,96 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { FIXTURE_MODELS, REPO_ROOT } from '../fixtures/paths';
-import { TEST_AUTH_ENV } from '../fixtures/test-auth';
+import { TEST_AUTH_ENV, bearer, tokenFor } from '../fixtures/test-auth';
 import { freshDataDir } from '../fixtures/test-data-dir';
 import { until } from '../fixtures/until';
 
+interface Gateway {
+  child: ChildProcessByStdio<null, Readable, null>;
+  url: string;
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+  /** Its stdout from the moment it was ready. */
+  log: () => string;
+}
+
+/** main.ts as `npm start` runs it, ready to serve; killed by the caller's finally. */
+async function startGateway(env: Record<string, string>, port: number): Promise<Gateway> {
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
+    env: {
+      ...process.env,
+      ...TEST_AUTH_ENV,
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'log',
+      MODELS_DIR: FIXTURE_MODELS,
+      INFERENCE_DEVICE: 'cpu',
+      WORKER_POOL_SIZE: '1',
+      DATA_DIR: await freshDataDir(),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((done) =>
+    child.once('exit', (code, signal) => done([code, signal])),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await until(
+      'the gateway ready',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`);
+        const res = await fetch(`${url}/health/ready`).catch(() => undefined);
+        return res?.ok ? true : undefined;
+      },
+      60_000,
+    );
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  let log = '';
+  child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  return { child, url, exited, log: () => log };
+}
+
 describe('signals (main.ts)', () => {
   it('a second SIGTERM during shutdown is ignored: the gateway still finishes its shutdown and exits 0', async () => {
-    const port = 3600 + (process.pid % 300);
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
-      env: {
-        ...process.env,
-        ...TEST_AUTH_ENV,
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'log',
-        MODELS_DIR: FIXTURE_MODELS,
-        INFERENCE_DEVICE: 'cpu',
-        WORKER_POOL_SIZE: '1',
-        DATA_DIR: await freshDataDir(),
-        PORT: String(port),
-        HOST: '127.0.0.1',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<[number | null, NodeJS.Signals | null]>((done) =>
-      child.once('exit', (code, signal) => done([code, signal])),
-    );
+    const gateway = await startGateway({}, 3600 + (process.pid % 300));
     try {
-      await until(
-        'the gateway ready',
-        async () => {
-          if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`);
-          const res = await fetch(`http://127.0.0.1:${port}/health/ready`).catch(() => undefined);
-          return res?.ok ? true : undefined;
-        },
-        60_000,
-      );
-      let log = '';
-      child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
-      child.kill('SIGTERM');
+      gateway.child.kill('SIGTERM');
       // The second once the first is being handled (two sent at once reach the process as one).
-      await until('the shutdown to begin', () => (log.includes('"shutting down"') ? true : undefined));
-      child.kill('SIGTERM');
-      assert.deepEqual(await exited, [0, null]);
+      await until('the shutdown to begin', () => (gateway.log().includes('"shutting down"') ? true : undefined));
+      gateway.child.kill('SIGTERM');
+      assert.deepEqual(await gateway.exited, [0, null]);
     } finally {
-      child.kill('SIGKILL');
+      gateway.child.kill('SIGKILL');
+    }
+  });
+
+  it('SHUTDOWN_DRAIN_MS: after SIGTERM readiness is 503 at once, new connections are still served until the drain ends, then it exits 0', async () => {
+    const gateway = await startGateway({ SHUTDOWN_DRAIN_MS: '3000' }, 3300 + (process.pid % 300));
+    try {
+      const signalled = Date.now();
+      gateway.child.kill('SIGTERM');
+      await until('the shutdown to begin', () => (gateway.log().includes('"shutting down"') ? true : undefined));
+      const ready = await fetch(`${gateway.url}/health/ready`);
+      assert.equal(ready.status, 503);
+      // A new connection (fetch opens one per call here) during the drain: served as usual, not refused.
+      const models = await fetch(`${gateway.url}/v2/models`, {
+        headers: { authorization: bearer(tokenFor(['ml-admin'])), connection: 'close' },
+      });
+      assert.equal(models.status, 200);
+      assert.ok(Array.isArray(((await models.json()) as { models: unknown[] }).models));
+      assert.ok(Date.now() - signalled < 3000, 'the checks ran within the drain');
+      assert.deepEqual(await gateway.exited, [0, null]);
+      assert.ok(Date.now() - signalled >= 3000, 'it waited out the drain');
+      assert.match(gateway.log(), /"drain over; closing"/);
+    } finally {
+      gateway.child.kill('SIGKILL');
     }
   });
 });
