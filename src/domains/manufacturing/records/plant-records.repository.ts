@@ -3,6 +3,7 @@ import { Counter } from 'prom-client';
 import { Between, DataSource, LessThan, Repository } from 'typeorm';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
+import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
 import { errorCodeOf, orUnavailable } from '../../../database/storage-unavailable';
 import { AppConfig } from '../../../config/app-config';
 import { AlarmEntity } from './alarm.entity';
@@ -11,12 +12,6 @@ import { DeadLetterEntity } from './dead-letter.entity';
 import type { ReadingIn } from '../asset-window.util';
 import { PredictionEntity } from './prediction.entity';
 import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
-
-/**
- * Rows per DELETE when old records are purged: each statement holds the database (embedded PGlite runs one
- * statement at a time, the audit trail's commits included) for a few milliseconds, not for the whole backlog.
- */
-const PURGE_CHUNK = 2000;
 
 /** Dead letters per INSERT at most, and payload and detail characters per INSERT at most. */
 const DEAD_LETTERS_PER_STATEMENT = 2000;
@@ -128,18 +123,6 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * ids found by walking the primary key, asset id first), so that every DELETE is a range of that key.
    */
   async purgeBefore(cutoff: Date): Promise<{ predictions: number; deadLetters: number }> {
-    const deleted = async (sql: string, params: unknown[]): Promise<number> => {
-      let total = 0;
-      for (;;) {
-        const [{ n }] = await this.dataSource.query<Array<{ n: number }>>(
-          `WITH gone AS (${sql} RETURNING 1) SELECT count(*)::int AS n FROM gone`,
-          params,
-        );
-        total += n;
-        if (n < PURGE_CHUNK) return total;
-        await new Promise((later) => setTimeout(later, 5));
-      }
-    };
     const assets = await this.dataSource.query<Array<{ asset_id: string }>>(
       `WITH RECURSIVE a AS (
          (SELECT asset_id FROM manufacturing_predictions ORDER BY asset_id LIMIT 1)
@@ -150,14 +133,16 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     );
     let predictions = 0;
     for (const { asset_id: assetId } of assets) {
-      predictions += await deleted(
+      predictions += await deleteInChunks(
+        this.dataSource,
         `DELETE FROM manufacturing_predictions WHERE (asset_id, at, model_version) IN (
            SELECT asset_id, at, model_version FROM manufacturing_predictions
             WHERE asset_id = $1 AND at < $2 ORDER BY at LIMIT ${PURGE_CHUNK})`,
         [assetId, cutoff],
       );
     }
-    const deadLetters = await deleted(
+    const deadLetters = await deleteInChunks(
+      this.dataSource,
       `DELETE FROM manufacturing_dead_letters WHERE id IN (
          SELECT id FROM manufacturing_dead_letters WHERE received_at < $1 ORDER BY received_at LIMIT ${PURGE_CHUNK})`,
       [cutoff],

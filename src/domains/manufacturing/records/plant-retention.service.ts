@@ -1,13 +1,9 @@
 import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { Counter } from 'prom-client';
 import { MetricsService } from '../../../common/metrics/metrics.service';
+import { DAY_MS, RetentionRounds } from '../../../common/retention-rounds';
 import { AppConfig } from '../../../config/app-config';
 import { PlantRecordsRepository } from './plant-records.repository';
-
-const PURGE_EVERY_MS = 10 * 60 * 1000;
-/** The first purge waits this long after boot, so that it does not compete with the models' warm-up. */
-const FIRST_PURGE_AFTER_MS = 60 * 1000;
-const DAY_MS = 24 * 60 * 60 * 1000;
 
 /**
  * Keeps the stored predictions and dead letters to MANUFACTURING_RETENTION_DAYS. A plant sends readings
@@ -20,8 +16,10 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 export class PlantRetention implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('PlantRecords');
   private readonly purged: Counter<'table'>;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private readonly rounds = new RetentionRounds(
+    () => this.purge(),
+    (error) => this.logger.warn({ msg: 'purge of old plant records failed', error: String(error) }),
+  );
 
   constructor(
     private readonly records: PlantRecordsRepository,
@@ -37,26 +35,11 @@ export class PlantRetention implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    if (this.config.MANUFACTURING_RETENTION_DAYS === 0) return;
-    const round = (delay: number): void => {
-      this.timer = setTimeout(() => {
-        this.running = this.purge()
-          .catch((error: unknown) =>
-            this.logger.warn({ msg: 'purge of old plant records failed', error: String(error) }),
-          )
-          .finally(() => {
-            this.running = undefined;
-            if (this.timer !== undefined) round(PURGE_EVERY_MS);
-          });
-      }, delay).unref();
-    };
-    round(FIRST_PURGE_AFTER_MS);
+    if (this.config.MANUFACTURING_RETENTION_DAYS > 0) this.rounds.start();
   }
 
-  async onModuleDestroy(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+  onModuleDestroy(): Promise<void> {
+    return this.rounds.stop();
   }
 
   /** Deletes what is older than the retention now; resolves with how many rows of each table went. */
