@@ -7,6 +7,7 @@ import { IdempotencyPendingLease1796454952900 } from './1796454952900-Idempotenc
 import { IdempotencyAnswerAsSent1796473655000 } from './1796473655000-IdempotencyAnswerAsSent';
 import { MedicalFindingsTenant1796475320409 } from './1796475320409-MedicalFindingsTenant';
 import { ManufacturingWindowsKept1796542953485 } from './1796542953485-ManufacturingWindowsKept';
+import { MedicalFindingsRetention1796552027451 } from './1796552027451-MedicalFindingsRetention';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   IdempotencyAnswerAsSent1796473655000,
   MedicalFindingsTenant1796475320409,
   ManufacturingWindowsKept1796542953485,
+  MedicalFindingsRetention1796552027451,
 ];

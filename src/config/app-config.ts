@@ -517,6 +517,17 @@ export class AppConfig {
   MANUFACTURING_FUTURE_TOLERANCE_MS = 300_000;
 
   /**
+   * Findings kept for `GET /v1/medical/studies/{uid}/findings` (STOW-RS and DIMSE store them) older than
+   * this many days are deleted (every 10 minutes, a few thousand rows at a time); 0 keeps them for good.
+   * The PACS holds the findings' SR; the audit trail is never deleted.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(36_500)
+  MEDICAL_FINDINGS_RETENTION_DAYS = 0;
+
+  /**
    * Stored predictions and dead letters older than this many days are deleted (every 10 minutes, a few
    * thousand rows at a time); 0 keeps them for good. Alarms and the audit trail are never deleted.
    */

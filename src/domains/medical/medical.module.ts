@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { RuntimeModule } from '../../runtime/runtime.module';
 import { DimseScpService } from './dimse/dimse-scp.service';
 import { MedicalFindingsRepository } from './findings/medical-findings.repository';
+import { MedicalFindingsRetention } from './findings/medical-findings-retention.service';
 import { LesionDetectionController } from './lesion-detection.controller';
 import { LesionDetectionService } from './lesion-detection.service';
 import { MedicalIntakeService } from './medical-intake.service';
@@ -12,7 +13,14 @@ import { StowService } from './stow/stow.service';
 @Module({
   imports: [RuntimeModule],
   controllers: [LesionDetectionController, StowController],
-  providers: [LesionDetectionService, MedicalIntakeService, MedicalFindingsRepository, StowService, DimseScpService],
+  providers: [
+    LesionDetectionService,
+    MedicalIntakeService,
+    MedicalFindingsRepository,
+    MedicalFindingsRetention,
+    StowService,
+    DimseScpService,
+  ],
   exports: [MedicalIntakeService],
 })
 export class MedicalModule {}

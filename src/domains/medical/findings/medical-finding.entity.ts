@@ -7,6 +7,8 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
  */
 @Entity({ name: 'medical_findings' })
 @Index('medical_findings_study_key', ['studyKey'])
+/** For MEDICAL_FINDINGS_RETENTION_DAYS: the purge finds the oldest rows by it. */
+@Index('medical_findings_analysed_at', ['analysedAt'])
 export class MedicalFindingEntity {
   /** Pseudonymised SOP Instance UID. */
   @PrimaryColumn({ name: 'instance_key', type: 'varchar', length: 64 })

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
+import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
 import { orUnavailable } from '../../../database/storage-unavailable';
 import { MedicalFindingEntity } from './medical-finding.entity';
 
@@ -8,7 +9,7 @@ import { MedicalFindingEntity } from './medical-finding.entity';
 export class MedicalFindingsRepository {
   private readonly rows: Repository<MedicalFindingEntity>;
 
-  constructor(dataSource: DataSource) {
+  constructor(private readonly dataSource: DataSource) {
     this.rows = dataSource.getRepository(MedicalFindingEntity);
   }
 
@@ -31,6 +32,17 @@ export class MedicalFindingsRepository {
         order: { analysedAt: 'ASC', instanceKey: 'ASC' },
         take: 10_000,
       }),
+    );
+  }
+
+  /** Deletes the findings analysed before `cutoff`, PURGE_CHUNK rows per statement; resolves with how many went. */
+  purgeBefore(cutoff: Date): Promise<number> {
+    return deleteInChunks(
+      this.dataSource,
+      `DELETE FROM medical_findings WHERE (instance_key, model_name, model_version, tenant) IN (
+         SELECT instance_key, model_name, model_version, tenant FROM medical_findings
+          WHERE analysed_at < $1 ORDER BY analysed_at LIMIT ${PURGE_CHUNK})`,
+      [cutoff],
     );
   }
 }
