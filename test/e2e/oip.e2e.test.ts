@@ -242,7 +242,8 @@ describe('Open Inference Protocol v2', () => {
       .expect(415);
     assert.match(gzip.body.error, /^Content-Encoding: gzip is not accepted/);
     const binary = await infer().set('Content-Type', 'application/octet-stream').send(Buffer.from('{}')).expect(400);
-    assert.deepEqual(binary.body, { error: 'Inference-Header-Content-Length: required for a binary body' });
+    // Without Inference-Header-Content-Length it is the JSON request, validated as one.
+    assert.deepEqual(binary.body, { error: "body: must have required property 'inputs'" });
   });
 
   describe('binary tensor data extension (as Triton clients send it)', () => {
@@ -447,5 +448,80 @@ describe('Open Inference Protocol v2', () => {
         .expect(400);
       assert.equal(c.body.error, 'inputs[0].data: element 1 must be a finite number');
     });
+
+    it('reads an application/octet-stream body without Inference-Header-Content-Length as the JSON request (tritonclient.http.aio)', async () => {
+      const request = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
+      const res = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .send(Buffer.from(JSON.stringify(request)))
+        .expect(200);
+      assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 2));
+      const garbage = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .send(Buffer.from([0, 1, 2, 3]))
+        .expect(400);
+      assert.match(garbage.body.error, /^body: not a JSON inference request/);
+    });
+
+    it('a model output JSON cannot carry (NaN, Infinity) is 422 naming it as JSON, and sent as it is as binary', async () => {
+      // 3e38 + 3e38 overflows FP32: y = 2 * (x0 + x2 + 0.5) is Infinity.
+      const inputs = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [3e38, 0, 3e38, 0] }];
+      const json = await http.post('/v2/models/fixture-linear/infer').send({ inputs }).expect(422);
+      assert.match(json.body.error, /^outputs\.y: element 0 is Infinity, which JSON cannot carry/);
+      const binary = await http
+        .post('/v2/models/fixture-linear/infer')
+        .send({ inputs, parameters: { binary_data_output: true } })
+        .buffer(true)
+        .parse(binaryParser as never)
+        .expect(200);
+      const headerLength = Number(binary.headers['inference-header-content-length']);
+      const raw = (binary.body as Buffer).subarray(headerLength);
+      assert.deepEqual(
+        [...new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))],
+        [Infinity, Infinity],
+      );
+    });
+  });
+
+  it("takes model_name and model_version in the body (KServe's client sends them) when they name what runs; refuses another", async () => {
+    const inputs = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }];
+    const ok = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ id: 'k1', model_name: 'fixture-linear', model_version: '2', inputs })
+      .expect(200);
+    assert.deepEqual(ok.body.outputs[0].data, expected([1, 2, 3, 4], 2));
+    await http
+      .post('/v2/models/fixture-linear/versions/1/infer')
+      .send({ model_name: 'fixture-linear', model_version: '1', inputs })
+      .expect(200);
+    const otherModel = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ model_name: 'fixture-cnn', inputs })
+      .expect(400);
+    assert.equal(
+      otherModel.body.error,
+      'model_name: names "fixture-cnn", but this request runs model "fixture-linear"',
+    );
+    const otherVersion = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ model_name: 'fixture-linear', model_version: '1', inputs })
+      .expect(400);
+    assert.equal(otherVersion.body.error, 'model_version: names "1", but this request runs version "2"');
+  });
+
+  it('refuses an output asking for the classification extension, which this server does not offer', async () => {
+    const res = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({
+        inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+        outputs: [{ name: 'y', parameters: { classification: 1 } }],
+      })
+      .expect(400);
+    assert.match(
+      res.body.error,
+      /^outputs\[0\]\.parameters\.classification: the classification extension is not offered/,
+    );
   });
 });

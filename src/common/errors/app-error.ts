@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'DEADLINE_EXCEEDED'
   | 'SHUTTING_DOWN'
   | 'INFERENCE_FAILED'
+  | 'OUTPUT_NOT_FINITE'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
@@ -93,6 +94,8 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 503, title: 'Gateway shutting down' };
     case 'INFERENCE_FAILED':
       return { status: 500, title: 'Inference failed' };
+    case 'OUTPUT_NOT_FINITE':
+      return { status: 422, title: 'Model output not representable as JSON' };
     case 'UNAUTHENTICATED':
       return { status: 401, title: 'Authentication required' };
     case 'FORBIDDEN':

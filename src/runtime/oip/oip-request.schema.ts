@@ -5,6 +5,8 @@ import { OIP_DATATYPES } from './oip-codec';
 /** The OIP infer request body, as validated; tensor `data` is checked element by element by the codec. */
 export interface OipInferRequest {
   id?: string;
+  model_name?: string;
+  model_version?: string;
   parameters?: Record<string, unknown>;
   inputs: Array<{
     name: string;
@@ -22,6 +24,9 @@ const SCHEMA = {
   additionalProperties: false,
   properties: {
     id: { type: 'string', maxLength: 256 },
+    // KServe's Python client puts these in every body it sends (InferRequest.to_rest); the path decides which model runs.
+    model_name: { type: 'string' },
+    model_version: { type: 'string' },
     // The binary extension's switches are booleans: "no" is truthy, and would have asked for binary.
     parameters: { type: 'object', properties: { binary_data_output: { type: 'boolean' } } },
     inputs: {

@@ -190,7 +190,7 @@ export class OipController {
   @ApiOperation({ summary: 'Run the default version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
   @ApiInferResponse()
-  @OipErrors(...JSON_BODY_ERRORS, 404, 504)
+  @OipErrors(...JSON_BODY_ERRORS, 404, 422, 504)
   async infer(
     @Param('name') name: string,
     @Body() body: unknown,
@@ -208,7 +208,7 @@ export class OipController {
   @ApiOperation({ summary: 'Run a pinned version of a model (JSON, or the binary tensor data extension)' })
   @ApiBody({ type: OipInferRequestDto })
   @ApiInferResponse()
-  @OipErrors(...JSON_BODY_ERRORS, 404, 504)
+  @OipErrors(...JSON_BODY_ERRORS, 404, 422, 504)
   async inferVersion(
     @Param('name') name: string,
     @Param('version') version: string,

@@ -30,7 +30,14 @@ export class OipRequestedOutputDto {
 
 export class OipInferRequestDto {
   /** Echoed in the response. */
+  @ApiProperty({ required: false, maxLength: 256 })
   id?: string;
+
+  /** Optional (KServe's client sends it); when given, it must be the model the path names. */
+  model_name?: string;
+
+  /** Optional; when given, it must be the version that runs (the path's, else the default one). */
+  model_version?: string;
 
   /** Request parameters; `timeout_ms` bounds how long the request may wait before it is dropped (504). */
   parameters?: Record<string, unknown>;

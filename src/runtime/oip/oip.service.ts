@@ -98,12 +98,10 @@ export class OipService {
     let value = raw;
     let payload: Buffer | undefined;
     if (Buffer.isBuffer(raw)) {
-      if (headerLength === undefined) {
-        throw new AppError('VALIDATION_FAILED', 'Inference-Header-Content-Length: required for a binary body', {
-          fields: [{ field: 'Inference-Header-Content-Length', reason: 'required for a binary body' }],
-        });
-      }
-      ({ header: value, payload } = splitBinaryBody(raw, headerLength));
+      // Without the header the body carries no binary data: it is the JSON request, whatever its label
+      // (tritonclient.http.aio posts JSON bytes, which aiohttp labels application/octet-stream).
+      if (headerLength === undefined) value = parseWholeBodyAsJson(raw);
+      else ({ header: value, payload } = splitBinaryBody(raw, headerLength));
     }
     const body = parseOipInferRequest(value);
     // Given to the engine below (digested first): large tensors go to the worker without a copy.
@@ -119,6 +117,7 @@ export class OipService {
       });
     }
     const info = this.engine.describe(name, version);
+    namesThisModel(body, info);
     const known = new Set(info.manifest.outputs.map((o) => o.name));
     const requested = new Set<string>();
     body.outputs?.forEach((output, i) => {
@@ -135,6 +134,13 @@ export class OipService {
         });
       }
       requested.add(output.name);
+      // tritonclient's class_count: the answer would be a BYTES tensor of labels, not the model's own output.
+      if (output.parameters?.classification !== undefined) {
+        const reason = 'the classification extension is not offered (GET /v2 lists the extensions this server has)';
+        throw new AppError('VALIDATION_FAILED', `outputs[${i}].parameters.classification: ${reason}`, {
+          fields: [{ field: `outputs[${i}].parameters.classification`, reason }],
+        });
+      }
     });
     // A larger request would run alone as one batch of its size, holding memory (ORT's arena keeps what it
     // took) in proportion to what the caller chose: the max_batch_size the metadata states is the limit.
@@ -162,7 +168,7 @@ export class OipService {
     const outputs: OipOutputTensorDto[] = wanted.map((o) => {
       const tensor = result.outputs[o.name];
       // An output's own binary_data wins over the request's binary_data_output (the extension's rule).
-      if (!(o.parameters?.binary_data ?? allBinary)) return encodeOipTensor(o.name, tensor);
+      if (!(o.parameters?.binary_data ?? allBinary)) return encodeOipTensor(o.name, finiteForJson(o.name, tensor));
       const bytes = tensorBytes(tensor.data);
       chunks.push(bytes);
       const { data: _data, ...meta } = encodeOipTensor(o.name, { ...tensor, data: tensor.data.subarray(0, 0) });
@@ -228,6 +234,51 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: 
     });
   }
   return inputs;
+}
+
+/** A body sent without Inference-Header-Content-Length, read whole as the JSON request. */
+function parseWholeBodyAsJson(raw: Buffer): unknown {
+  try {
+    return splitBinaryBody(raw, String(raw.length)).header;
+  } catch {
+    const reason =
+      'not a JSON inference request; a body with binary tensor data needs the Inference-Header-Content-Length header';
+    throw new AppError('VALIDATION_FAILED', `body: ${reason}`, { fields: [{ field: 'body', reason }] });
+  }
+}
+
+/**
+ * `model_name` and `model_version` in the body (KServe's client sends them) must name what the path runs:
+ * a body written for one model and sent to another is refused rather than run on a model it did not name.
+ */
+function namesThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
+  const differs = (field: 'model_name' | 'model_version', runs: string): void => {
+    const named = body[field];
+    if (named === undefined || named === runs) return;
+    const reason = `names "${named}", but this request runs ${field === 'model_name' ? 'model' : 'version'} "${runs}"`;
+    throw new AppError('VALIDATION_FAILED', `${field}: ${reason}`, { fields: [{ field, reason }] });
+  };
+  differs('model_name', info.name);
+  differs('model_version', info.version);
+}
+
+/**
+ * JSON has no NaN or Infinity: JSON.stringify would send `null`, which a typed client reads as 0 (a fraud
+ * probability of 0). Such an output is refused, naming the output; as binary data it travels as it is.
+ */
+function finiteForJson(name: string, tensor: Tensor): Tensor {
+  if (tensor.dtype !== 'float32' && tensor.dtype !== 'float64') return tensor;
+  const values = tensor.data as Float32Array | Float64Array;
+  for (let i = 0; i < values.length; i++) {
+    if (Number.isFinite(values[i])) continue;
+    const reason =
+      `element ${i} is ${values[i]}, which JSON cannot carry: the inputs are most likely outside the range the model ` +
+      'was trained on (ask for the output as binary data, binary_data_output, to see it as it is)';
+    throw new AppError('OUTPUT_NOT_FINITE', `outputs.${name}: ${reason}`, {
+      fields: [{ field: `outputs.${name}`, reason }],
+    });
+  }
+  return tensor;
 }
 
 function round(ms: number): number {
