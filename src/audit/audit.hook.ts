@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { auditNoteOf } from '../common/access';
+import { containsPan } from '../common/pan';
 import type { ProblemFilter } from '../common/errors/problem.filter';
 import type { AuditOutcome } from './audit-event.entity';
 import type { AuditAggregates } from './audit-aggregates';
@@ -94,17 +95,28 @@ function draftOf(request: FastifyRequest, reply: FastifyReply): AuditDraft | und
     roles: (principal?.roles ?? []).slice(0, 32).map((r) => clip(r, 64) ?? ''),
     tenant: clip(principal?.tenant, 256),
     action: clip(note.action, 64) ?? 'unknown',
-    modelName: clip(note.model?.name, 128),
-    modelVersion: clip(note.model?.version, 64),
+    modelName: clip(withoutPan(note.model?.name), 128),
+    modelVersion: clip(withoutPan(note.model?.version), 64),
     requestId: clip(String(request.id), 128) ?? '',
     clientAddress: clip(request.ip, 64) ?? '',
     inputDigest: note.inputDigest ?? null,
-    outputSummary: ok ? (note.output ?? null) : { reason: clip(note.reason, 200) ?? `HTTP ${status}` },
+    outputSummary: ok ? (note.output ?? null) : { reason: clip(withoutPan(note.reason), 200) ?? `HTTP ${status}` },
     outcome: outcomeOf(status),
     statusCode: status,
     latencyMs: Math.round(reply.elapsedTime * 1000) / 1000,
   };
 }
+
+/**
+ * The model name and version come from the path (`/v2/models/4111111111111111/infer` is a 404 like any
+ * unknown model), and a refusal's reason may quote them: a card number there is not written to the
+ * append-only trail, as an X-Request-Id that looks like one is not.
+ */
+function withoutPan(value: string | undefined): string | undefined {
+  return value !== undefined && containsPan(value) ? CARD_NUMBER_REMOVED : value;
+}
+
+export const CARD_NUMBER_REMOVED = '(card number removed)';
 
 /** Bounds a caller-influenced string to its column (AuditWriter.record makes every string storable). */
 function clip(value: string | undefined, max: number): string | null {

@@ -109,6 +109,23 @@ describe('audit trail', () => {
     assert.deepEqual(invalid.outputSummary, { reason: 'VALIDATION_FAILED' });
   });
 
+  it('a card number in the model path (a 404 like any unknown model) is not written to the trail', async () => {
+    const pan = '4111111111111111';
+    const ids: string[] = [];
+    for (const path of [`/v2/models/${pan}/infer`, `/v2/models/fixture-linear/versions/${pan}/infer`]) {
+      const res = await http.post(path).set('Authorization', admin).send(LINEAR).expect(404);
+      ids.push(String(res.headers['x-request-id']));
+    }
+    const rows: Array<Record<string, unknown>> = await db.query(
+      'SELECT model_name, model_version, output_summary FROM audit_events WHERE request_id = ANY($1) ORDER BY occurred_at',
+      [ids],
+    );
+    assert.equal(rows.length, 2);
+    assert.equal(rows[0].model_name, '(card number removed)');
+    assert.deepEqual([rows[1].model_name, rows[1].model_version], ['fixture-linear', '(card number removed)']);
+    assert.ok(!JSON.stringify(rows).includes('4111'), JSON.stringify(rows));
+  });
+
   it('checks the caller before reading the body; a body refused by its parser is audited as invalid with the reason', async () => {
     // Without a token, 401 whatever the body: it is never parsed.
     const routes: Array<['post' | 'put', string]> = [
