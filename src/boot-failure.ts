@@ -37,12 +37,19 @@ const LISTEN_ERRORS: Record<string, string> = {
  */
 export function describeBootFailure(error: unknown): { error: string; stack?: string } {
   if (!(error instanceof Error)) return { error: String(error) };
-  const { code, syscall, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
+  const { code, syscall, address, port, hostname } = error as NodeJS.ErrnoException & {
+    address?: string;
+    port?: number;
+    hostname?: string;
+  };
   const host = address !== undefined && isIPv6(address) ? `[${address}]` : address;
   let line =
     syscall === 'listen' && typeof code === 'string'
       ? `cannot listen on ${host ?? ''}:${port ?? ''}: ${LISTEN_ERRORS[code] ?? error.message}`
-      : error.message;
+      : // The listen's own lookup of HOST (the database's and the broker's are reported naming their variables).
+        syscall === 'getaddrinfo' && hostname !== undefined
+        ? `cannot listen on ${hostname}: the name does not resolve (${code ?? error.message}); set HOST to an address or a name of this machine`
+        : error.message;
   for (let cause = error.cause, depth = 0; cause instanceof Error && depth < 3; cause = cause.cause, depth++) {
     if (!line.includes(cause.message)) line += `: ${cause.message}`;
   }

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { type AddressInfo, isIPv6 } from 'node:net';
 import { Logger } from '@nestjs/common';
 import { createApp } from './app.factory';
 import { ReadinessService } from './common/health/readiness.service';
@@ -46,7 +47,10 @@ async function bootstrap(): Promise<void> {
     });
   }
   await app.listen(config.PORT, config.HOST);
-  logger.log({ msg: 'listening', url: `http://${config.HOST}:${config.PORT}`, docs: '/docs' });
+  // The port bound, not the one asked for: PORT=0 asks the system for a free one.
+  const bound = app.getHttpServer().address() as AddressInfo;
+  const host = isIPv6(bound.address) ? `[${bound.address}]` : bound.address;
+  logger.log({ msg: 'listening', url: `http://${host}:${bound.port}`, docs: '/docs' });
 }
 
 // A bad variable, missing keys, a database out of reach, a port in use: one line, and exit 1.

@@ -54,6 +54,46 @@ function HasValidPort(): PropertyDecorator {
 }
 
 /**
+ * A URL whose user, password and path decode: the clients decode their percent-escapes (pg-connection-string
+ * with decodeURIComponent), and a bad one failed the boot with "URI malformed" and a stack, not naming the
+ * variable. The message never repeats the value.
+ */
+function HasDecodableParts(): PropertyDecorator {
+  return ValidateBy({
+    name: 'hasDecodableParts',
+    validator: {
+      validate: (value: unknown) => {
+        if (typeof value !== 'string' || !URL.canParse(value)) return true; // the scheme's and port's own checks say why
+        const url = new URL(value);
+        try {
+          for (const part of [url.username, url.password, url.pathname]) decodeURIComponent(part);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      defaultMessage: ({ property }: ValidationArguments) =>
+        `${property} must be a URL whose user, password and path are percent-encoded correctly`,
+    },
+  });
+}
+
+/** `AETITLE@host:port` with a port from 1 to 65535 (the pattern alone let 99999 through, and the first forward failed on it). */
+function HasForwardPort(): PropertyDecorator {
+  return ValidateBy({
+    name: 'hasForwardPort',
+    validator: {
+      validate: (value: unknown) => {
+        if (typeof value !== 'string') return true;
+        const port = Number(/:(\d+)$/.exec(value)?.[1] ?? '1');
+        return port >= 1 && port <= 65_535;
+      },
+      defaultMessage: ({ property }: ValidationArguments) => `${property} must give a port from 1 to 65535`,
+    },
+  });
+}
+
+/**
  * The gateway's whole configuration, read from the environment once at boot (`loadConfig`) and
  * validated; nothing else reads `process.env`. A bad value stops the boot with the variable's name.
  */
@@ -183,6 +223,7 @@ export class AppConfig {
   // The message never repeats the value: it holds a password.
   @Matches(/^postgres(ql)?:\/\/\S+$/, { message: 'DATABASE_URL must be a postgres:// or postgresql:// URL' })
   @HasValidPort()
+  @HasDecodableParts()
   DATABASE_URL?: string;
 
   @Transform(toInt)
@@ -465,6 +506,7 @@ export class AppConfig {
   /** Where the SR answer of each C-STORE is forwarded by C-STORE: `AETITLE@host:port`; unset: not forwarded. */
   @IsOptional()
   @Matches(/^[ -~]{1,16}@[A-Za-z0-9.-]+:[0-9]{1,5}$/, { message: 'MEDICAL_DIMSE_FORWARD must be AETITLE@host:port' })
+  @HasForwardPort()
   MEDICAL_DIMSE_FORWARD?: string;
 
   /**
@@ -555,6 +597,7 @@ export class AppConfig {
   @IsOptional()
   @Matches(/^(mqtts?|wss?):\/\/\S+$/, { message: 'MQTT_URL must be an mqtt://, mqtts://, ws:// or wss:// URL' })
   @HasValidPort()
+  @HasDecodableParts()
   MQTT_URL?: string;
 
   /** Fixed client id: the broker keeps this session (clean: false) and queues QoS 1 messages while the gateway is down. */
@@ -607,6 +650,23 @@ export class AppConfig {
 }
 
 export class ConfigError extends Error {}
+
+/**
+ * What production needs that the environment does not give, every item at once (a boot refused for one,
+ * then for the next, costs a deploy each). The key store and the audit secret refuse the same again where
+ * they are read, for whoever builds them without this check.
+ */
+export function productionGaps(config: AppConfig): string[] {
+  if (config.NODE_ENV !== 'production') return [];
+  const gaps: string[] = [];
+  if (!config.AUTH_PUBLIC_KEYS && !config.AUTH_JWKS_FILE && !config.AUTH_HS256_SECRET) {
+    gaps.push(
+      'no token verification keys: set AUTH_PUBLIC_KEYS or AUTH_JWKS_FILE (or AUTH_HS256_SECRET with HS256 in AUTH_ALGORITHMS)',
+    );
+  }
+  if (!config.AUDIT_HMAC_SECRET) gaps.push('AUDIT_HMAC_SECRET must be set in production (at least 32 characters)');
+  return gaps;
+}
 
 const OPTIONAL_KEYS = [
   'ORT_INTRA_OP_THREADS',

@@ -77,6 +77,15 @@ describe('a failed boot (main.ts): one line naming the reason, exit code 1, no s
     assert.match(reason, /^no token verification keys: set AUTH_PUBLIC_KEYS or AUTH_JWKS_FILE/);
   });
 
+  it('production without token keys or AUDIT_HMAC_SECRET: both named in the one line', async () => {
+    const reason = await failedBoot({ NODE_ENV: 'production', DATA_DIR: await freshDataDir() });
+    assert.equal(
+      reason,
+      'no token verification keys: set AUTH_PUBLIC_KEYS or AUTH_JWKS_FILE (or AUTH_HS256_SECRET with HS256 in AUTH_ALGORITHMS); ' +
+        'AUDIT_HMAC_SECRET must be set in production (at least 32 characters)',
+    );
+  });
+
   it('a DATABASE_URL that cannot be reached (after its connection attempts)', async () => {
     const port = await closedPort();
     const reason = await failedBoot({

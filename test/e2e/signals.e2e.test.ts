@@ -37,8 +37,18 @@ async function startGateway(env: Record<string, string>, port: number): Promise<
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((done) =>
     child.once('exit', (code, signal) => done([code, signal])),
   );
-  const url = `http://127.0.0.1:${port}`;
+  let log = '';
+  child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  let url = `http://127.0.0.1:${port}`;
   try {
+    // PORT=0: the port the system gave, as the log tells it.
+    if (port === 0) {
+      url = await until(
+        'the gateway listening',
+        () => /"msg":"listening","url":"(http:\/\/[^"]+)"/.exec(log)?.[1],
+        60_000,
+      );
+    }
     await until(
       'the gateway ready',
       async () => {
@@ -52,9 +62,8 @@ async function startGateway(env: Record<string, string>, port: number): Promise<
     child.kill('SIGKILL');
     throw error;
   }
-  let log = '';
-  child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  return { child, url, exited, log: () => log };
+  const start = log.length;
+  return { child, url, exited, log: () => log.slice(start) };
 }
 
 describe('signals (main.ts)', () => {
@@ -89,6 +98,16 @@ describe('signals (main.ts)', () => {
       assert.deepEqual(await gateway.exited, [0, null]);
       assert.ok(Date.now() - signalled >= 3000, 'it waited out the drain');
       assert.match(gateway.log(), /"drain over; closing"/);
+    } finally {
+      gateway.child.kill('SIGKILL');
+    }
+  });
+
+  it('PORT=0: the gateway listens on a port the system gives, and its log names that port', async () => {
+    const gateway = await startGateway({}, 0);
+    try {
+      assert.match(gateway.url, /^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
+      assert.equal((await fetch(`${gateway.url}/health/live`)).status, 200);
     } finally {
       gateway.child.kill('SIGKILL');
     }

@@ -58,6 +58,18 @@ describe('a failed boot in one line', () => {
     });
   });
 
+  it('a HOST that does not resolve is named, in words', () => {
+    const lookup = Object.assign(new Error('getaddrinfo ENOTFOUND nosuch-host.invalid'), {
+      code: 'ENOTFOUND',
+      syscall: 'getaddrinfo',
+      hostname: 'nosuch-host.invalid',
+    });
+    assert.deepEqual(describeBootFailure(lookup), {
+      error:
+        'cannot listen on nosuch-host.invalid: the name does not resolve (ENOTFOUND); set HOST to an address or a name of this machine',
+    });
+  });
+
   it('a bug keeps its stack', () => {
     const bug = thrown(() => (undefined as unknown as { start(): void }).start());
     const described = describeBootFailure(bug);

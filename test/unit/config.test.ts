@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/app-config';
+import { ConfigError, loadConfig, productionGaps } from '../../src/config/app-config';
 
 describe('configuration', () => {
   it('has working defaults with an empty environment', () => {
@@ -103,6 +103,63 @@ describe('configuration', () => {
     ]) {
       assert.equal(loadConfig({ DATABASE_URL: url }).DATABASE_URL, url);
     }
+  });
+
+  it('refuses a DATABASE_URL or MQTT_URL whose percent-encoding is broken, naming it without printing it', () => {
+    for (const [key, url] of [
+      ['DATABASE_URL', 'postgres://gateway:s3cr3t%zz@db:5432/audit'],
+      ['DATABASE_URL', 'postgres://gateway:s3cr3t@db:5432/au%E0%A4dit'],
+      ['MQTT_URL', 'mqtt://us%er:s3cr3t@broker:1883'],
+    ]) {
+      assert.throws(
+        () => loadConfig({ [key]: url }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(
+            error.message,
+            new RegExp(`${key}=\\(secret\\): ${key} must be a URL whose user, password and path`),
+          );
+          assert.doesNotMatch(error.message, /s3cr3t/);
+          return true;
+        },
+      );
+    }
+    assert.equal(loadConfig({ DATABASE_URL: 'postgres://u:p%40ss@db/x' }).DATABASE_URL, 'postgres://u:p%40ss@db/x');
+  });
+
+  it('refuses a MEDICAL_DIMSE_FORWARD port outside 1-65535, with the other bad variables', () => {
+    for (const forward of ['PACS@pacs.local:99999', 'PACS@pacs.local:0']) {
+      assert.throws(
+        () => loadConfig({ MEDICAL_DIMSE_FORWARD: forward, PORT: 'eighty' }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(
+            error.message,
+            /MEDICAL_DIMSE_FORWARD=".*": MEDICAL_DIMSE_FORWARD must give a port from 1 to 65535/,
+          );
+          assert.match(error.message, /PORT="eighty": /);
+          return true;
+        },
+      );
+    }
+    assert.equal(
+      loadConfig({ MEDICAL_DIMSE_FORWARD: 'PACS@pacs.local:104' }).MEDICAL_DIMSE_FORWARD,
+      'PACS@pacs.local:104',
+    );
+  });
+
+  it('in production, names every missing secret at once: token keys and AUDIT_HMAC_SECRET', () => {
+    assert.deepEqual(productionGaps(loadConfig({ NODE_ENV: 'production' })), [
+      'no token verification keys: set AUTH_PUBLIC_KEYS or AUTH_JWKS_FILE (or AUTH_HS256_SECRET with HS256 in AUTH_ALGORITHMS)',
+      'AUDIT_HMAC_SECRET must be set in production (at least 32 characters)',
+    ]);
+    assert.deepEqual(
+      productionGaps(
+        loadConfig({ NODE_ENV: 'production', AUTH_JWKS_FILE: '/keys/jwks.json', AUDIT_HMAC_SECRET: 'x'.repeat(32) }),
+      ),
+      [],
+    );
+    assert.deepEqual(productionGaps(loadConfig({})), []);
   });
 
   it('never prints a secret, not even a bad one', () => {
