@@ -4,6 +4,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData } from 'dcmjs';
@@ -12,6 +14,8 @@ import { DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtur
 import { AppError } from '../../src/common/errors/app-error';
 import { UploadBudget } from '../../src/common/http/body-budget';
 import { MedicalIntakeService } from '../../src/domains/medical/medical-intake.service';
+import { DimseConnection } from '../../src/domains/medical/dimse/dimse-connection.scp';
+import { DimseScpService } from '../../src/domains/medical/dimse/dimse-scp.service';
 import { cStoreTo, datasetOfPart10 } from '../../src/domains/medical/dimse/dimse-forward.util';
 import { buildLesionSr } from '../../src/domains/medical/sr/lesion-sr.util';
 import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
@@ -538,6 +542,66 @@ describe('medical: DIMSE data sets draw on the upload budget', () => {
     await until('600 kB held', () => (budget.held >= 600_000 ? true : undefined));
     dropped.socket.destroy();
     await until('the budget given back', () => (budget.held === 0 ? true : undefined));
+  });
+});
+
+describe('medical: a DIMSE release is answered after the C-STOREs before it', () => {
+  const ARTIM_MS = 1000;
+  let app: NestFastifyApplication;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    app = await createTestApp({ MEDICAL_DIMSE_PORT: String(port), MEDICAL_DIMSE_ARTIM_TIMEOUT_MS: String(ARTIM_MS) });
+  });
+
+  after(async () => {
+    await app?.close();
+  });
+
+  it('sends the C-STORE-RSP, then the A-RELEASE-RP, to a release right behind its data set', async () => {
+    const scp = app.get(DimseScpService);
+    const store = scp.store.bind(scp);
+    // Longer than ARTIM, which runs from the A-RELEASE-RP: an answer sent after it would find the connection closed.
+    scp.store = async (instance) => {
+      await sleep(ARTIM_MS + 500);
+      return store(instance);
+    };
+    // The data set's stream as Node's Writable was before 20.x: write() answers false for a chunk past the
+    // high-water mark even when taken at once, and 'drain' follows on the next tick. The library then waits
+    // for the drain before it hands the C-STORE over, which let the A-RELEASE-RQ behind it be answered first.
+    const createStream = Object.getOwnPropertyDescriptor(DimseConnection.prototype, 'createStoreWritableStream');
+    DimseConnection.prototype.createStoreWritableStream = function (this: DimseConnection) {
+      const stream = (createStream?.value as () => Writable).call(this);
+      const write = stream.write.bind(stream) as (chunk: Buffer) => boolean;
+      stream.write = ((chunk: Buffer) => {
+        write(chunk);
+        if (chunk.length < stream.writableHighWaterMark) return true;
+        process.nextTick(() => stream.emit('drain'));
+        return false;
+      }) as Writable['write'];
+      return stream;
+    };
+    const { socket, next } = await storageAssociation(port);
+    try {
+      // A data set (not DICOM: refused once read) in one PDV, and the A-RELEASE-RQ in the same write, as an SCU
+      // that does not wait for its answer sends it.
+      socket.write(
+        Buffer.concat([
+          commandPData(storeCommand(US_IMAGE_STORAGE, '1.2.3.88', 1)),
+          dataPData(Buffer.alloc(100_000), 2),
+          releaseRequest(),
+        ]),
+      );
+      const answer = await next();
+      assert.equal(answer[0], 0x04, `the C-STORE-RSP first, not PDU type ${answer[0]}`);
+      assert.notEqual(responseStatus(answer).status, -1);
+      assert.equal((await next())[0], 0x06, 'then the A-RELEASE-RP');
+    } finally {
+      if (createStream) Object.defineProperty(DimseConnection.prototype, 'createStoreWritableStream', createStream);
+      delete (scp as Partial<DimseScpService>).store; // the prototype's again
+      socket.destroy();
+    }
   });
 });
 

@@ -242,6 +242,8 @@ export class DimseConnection extends Scp {
   /** The first PDU's bytes (the A-ASSOCIATE-RQ, up to 64 KiB): what the library does not read of it. */
   private associateRequest: Buffer = Buffer.alloc(0);
   private readonly inFlight = new Set<Promise<void>>();
+  /** The PDUs read so far, one after another: settles once the last one is read (its message handed over). */
+  private reading: Promise<void> = Promise.resolve();
   /** Data sets still arriving: a connection that closes before their C-STORE gives their bytes back. */
   private readonly arriving = new Set<DatasetSink>();
 
@@ -339,6 +341,12 @@ export class DimseConnection extends Scp {
     if (this.midPdu()) this.startReceiving();
   }
 
+  /** Reports a failure reading a PDU (a bug: the library catches its own) and ends the connection. */
+  private failed(error: unknown): void {
+    this.handler.connectionError(this.peer, `PDU not read: ${error instanceof Error ? error.message : String(error)}`);
+    this.hangUp();
+  }
+
   /** Ends the connection; a peer that does not close its side in turn (or reads nothing) is cut off. */
   private hangUp(): void {
     if (this.peerSocket.destroyed) return;
@@ -353,6 +361,12 @@ export class DimseConnection extends Scp {
    * A-RELEASE-RQ was stored and answered. Each PDU is now judged against the state first (PS3.8 9.2,
    * Table 9-10): one not expected there is answered with A-ABORT (service provider, unexpected PDU; a
    * type PS3.8 does not define, unrecognized PDU) and the connection closed, before the library reads it.
+   *
+   * It starts on each PDU as it arrives, without waiting for the one before: a P-DATA-TF that waits for its
+   * data set's stream to drain was still being read when the A-RELEASE-RQ behind it was answered, so the
+   * A-RELEASE-RP left before that C-STORE's response, which could then find the connection closed. Each PDU
+   * is now read, and judged, once the one before it has been: an A-RELEASE-RQ only once every message before
+   * it was handed over, and `settled` waits for their answers.
    *
    * A P-DATA-TF with no PDV (PS3.8 9.3.5 requires one or more), or with a PDV on a presentation context
    * that was not accepted, is answered with A-ABORT (invalid PDU parameter value).
@@ -386,10 +400,14 @@ export class DimseConnection extends Scp {
       return false;
     }
     const processPdu = internals._processPdu.bind(this);
+    const read = async (data: Buffer): Promise<void> => {
+      if (EXPECTED_PDUS[this.state].has(data[0])) await processPdu(data);
+      else this.abortUnexpected(data[0]);
+    };
     internals._processPdu = (data) => {
-      if (EXPECTED_PDUS[this.state].has(data[0])) return processPdu(data);
-      this.abortUnexpected(data[0]);
-      return undefined;
+      // The library catches its own errors; should anything else throw, the connection ends (no later PDU is read).
+      this.reading = this.reading.then(() => read(data)).catch((error: unknown) => this.failed(error));
+      return this.reading;
     };
     const known = (dimse: Command): boolean => KNOWN_COMMAND_FIELDS.has(dimse.getCommandFieldType() ?? -1);
     const perform = internals._performDimse.bind(this);
@@ -476,9 +494,10 @@ export class DimseConnection extends Scp {
     this.peerSocket.destroy();
   }
 
-  /** Settles when every C-STORE in progress has been answered. */
-  settled(): Promise<unknown> {
-    return Promise.allSettled([...this.inFlight]);
+  /** Settles when every PDU received is read and every C-STORE in progress has been answered. */
+  async settled(): Promise<void> {
+    await this.reading;
+    await Promise.allSettled([...this.inFlight]);
   }
 
   override associationRequested(proposal: association.Association): void {
@@ -498,7 +517,8 @@ export class DimseConnection extends Scp {
     if (this.state !== 'accepted') return this.abortUnexpected(0x05);
     // Nothing more is read from it (the PDUs are judged): only an A-ABORT, or the transport closing.
     this.state = 'releasing';
-    // An SCU waits for its answers before releasing; should one not, the release waits for them.
+    // An SCU waits for its answers before releasing; should one not, the release waits for them (PS3.8 7.2:
+    // the A-RELEASE-RP follows every response), and ARTIM only starts once they are sent.
     void this.settled().then(() => {
       if (this.state !== 'releasing') return;
       this.sendAssociationReleaseResponse();
