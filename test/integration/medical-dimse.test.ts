@@ -1030,6 +1030,44 @@ describe('medical: DIMSE PDUs are read only where the association stands', { ski
     assert.deepEqual(await storeRows(), []);
   });
 
+  it('aborts a message whose fragments are not all on its presentation context: nothing analysed, kept or audited', async () => {
+    const file = dicomFile(US_FILE);
+    const dataset = datasetOf(file);
+    const command = storeCommand(US_IMAGE_STORAGE, uidOf(file, '00080018'));
+    // All accepted: Verification as 1 (in the image's own syntax), the US image as 3 and as 5.
+    const contexts: ProposedContext[] = [
+      { id: 1, abstractSyntax: VERIFICATION, transferSyntax: EXPLICIT_LITTLE },
+      { ...usContext, id: 3 },
+      { ...usContext, id: 5 },
+    ];
+    const budget = app.get(UploadBudget);
+    for (const [name, pdus] of [
+      // Judged by its data set's context, this one was analysed, kept and answered success.
+      ['command on Verification, data set on the US context', [commandPData(command, 1), dataPData(dataset, 2, 3)]],
+      ['command and data set on two US contexts', [commandPData(command, 3), dataPData(dataset, 2, 5)]],
+      [
+        'command fragments on two contexts',
+        [dataPData(command.subarray(0, 20), 1, 3), dataPData(command.subarray(20), 3, 5), dataPData(dataset, 2, 3)],
+      ],
+      [
+        'data set fragments on two contexts',
+        [commandPData(command, 3), dataPData(dataset.subarray(0, 1000), 0, 3), dataPData(dataset.subarray(1000), 2, 5)],
+      ],
+    ] as const) {
+      const { socket, next } = await associated(contexts);
+      socket.write(Buffer.concat(pdus));
+      const abort = await next();
+      // A-ABORT, service provider (2), invalid PDU parameter value (6), with no C-STORE-RSP; then the gateway closes.
+      assert.deepEqual([abort?.[0], abort?.[8], abort?.[9]], [0x07, 2, 6], name);
+      assert.equal(await next(), undefined, name);
+    }
+    await until('the budget given back', () => (budget.held === 0 ? true : undefined));
+    assert.deepEqual(await storeRows(), []);
+    await authedHttp(app, ['radiologist'])
+      .get(`/v1/medical/studies/${uidOf(file, '0020000D')}/findings`)
+      .expect(404);
+  });
+
   it('refuses a C-STORE on a context accepted for another SOP class with 0x0122, audited as invalid', async () => {
     // Verification accepted in explicit little endian, the US image's own syntax.
     const { socket, next } = await associated([

@@ -258,6 +258,8 @@ export class DimseConnection extends Scp {
   private messageOpen = false;
   /** Bytes of the current message the library buffers in memory (all but a C-STORE's data set). */
   private bufferedBytes = 0;
+  /** The presentation context of the message being received: that of its first PDV. */
+  private messageContext?: number;
   private readonly midPdu: () => boolean;
   /** Whether the library's hand-over of each message is hooked (messageReceived). */
   private readonly tracksMessages: boolean;
@@ -337,6 +339,7 @@ export class DimseConnection extends Scp {
   private messageReceived(): void {
     this.messageOpen = false;
     this.bufferedBytes = 0;
+    this.messageContext = undefined;
     this.stopReceiving();
     if (this.midPdu()) this.startReceiving();
   }
@@ -370,6 +373,14 @@ export class DimseConnection extends Scp {
    *
    * A P-DATA-TF with no PDV (PS3.8 9.3.5 requires one or more), or with a PDV on a presentation context
    * that was not accepted, is answered with A-ABORT (invalid PDU parameter value).
+   *
+   * The library takes each PDV on the presentation context the PDV names: a C-STORE-RQ on Verification's
+   * context whose data set came on a US image context was judged by the data set's context, analysed, kept
+   * and answered success. PS3.8 E.1 puts every fragment of a message on one presentation context; one on
+   * another context than its message's first is answered with A-ABORT (invalid PDU parameter value) before
+   * the library reads it, as DCMTK's storescp aborts the association for DIMSEC_INVALIDPRESENTATIONCONTEXTID
+   * (no C-STORE-RSP, nothing stored). The library is handed one PDV at a time, so each is checked against its
+   * own message (it also stopped at a command without a data set, dropping the PDVs after it in that PDU).
    *
    * The library hands a decoded command to its per-command events and drops, without a word, one whose
    * command field it does not know: a garbled command (its decoder keeps what it read before the
@@ -432,9 +443,20 @@ export class DimseConnection extends Scp {
         if (pdv.isCommand() || !storing) this.bufferedBytes += pdv.getValue().length;
       }
       if (this.bufferedBytes > MAX_MESSAGE_BUFFER_BYTES) return this.abortOversized();
-      await processPData(pdu);
-      // A command read, its data set awaited.
-      if (internals.dimse && !known(internals.dimse)) this.abortUnknown(internals.dimse);
+      for (const pdv of pdvs) {
+        const context = pdv.getPresentationContextId();
+        this.messageContext ??= context;
+        if (context !== this.messageContext) {
+          return this.abortInvalid(
+            `PDV on presentation context ${context} in a message on presentation context ${this.messageContext}: aborted`,
+          );
+        }
+        await processPData({ getPdvs: () => [pdv] });
+        // Aborted, or ended on the library's error: nothing more is read.
+        if (this.state === 'aborted' || this.peerSocket.destroyed || this.peerSocket.writableEnded) return;
+        // A command read, its data set awaited.
+        if (internals.dimse && !known(internals.dimse)) return this.abortUnknown(internals.dimse);
+      }
     };
     return true;
   }
