@@ -311,9 +311,10 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
         startedAt: instance.startedAt,
       });
     } catch {
-      // No unaudited decision leaves: the caller may send again once the trail is back.
+      // No answer leaves without its audit row, as over HTTP. Its findings may be kept already: sent again once the
+      // trail is back, the instance replaces them.
       this.stores.inc({ outcome: 'unaudited' });
-      return { status: OUT_OF_RESOURCES, comment: 'audit trail unavailable; nothing was decided' };
+      return { status: OUT_OF_RESOURCES, comment: 'no answer leaves without its audit row: send the request again' };
     }
     this.stores.inc({ outcome: decision.outcome });
     const analysis = decision.analysis;
