@@ -125,10 +125,15 @@ function reasonOf(error: unknown): string {
   return 'invalid token';
 }
 
-/** `a.b` reaches into nested claims (e.g. Keycloak's `realm_access.roles`). */
-function claim(payload: jwt.JwtPayload, path: string): unknown {
+/**
+ * The claim named `name`: the payload's own member of that name first, so that a collision-resistant name
+ * (RFC 7519 4.2: `https://bank.example/tenant`, as Auth0 requires for custom claims) is read whole; only
+ * without one does `a.b` reach into nested claims (Keycloak's `realm_access.roles`).
+ */
+function claim(payload: jwt.JwtPayload, name: string): unknown {
+  if (Object.hasOwn(payload, name)) return payload[name];
   let value: unknown = payload;
-  for (const part of path.split('.')) {
+  for (const part of name.split('.')) {
     if (typeof value !== 'object' || value === null || !Object.hasOwn(value, part)) return undefined;
     value = (value as Record<string, unknown>)[part];
   }

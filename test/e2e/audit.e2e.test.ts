@@ -446,6 +446,51 @@ describe('audit trail, a burst larger than AUDIT_MAX_BATCH', () => {
   });
 });
 
+describe('audit trail, tenant and roles in claims named by URI (RFC 7519 4.2, as Auth0 requires)', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  const TENANT = 'https://bank.example/tenant';
+  const ROLES = 'https://bank.example/roles';
+  // The plain `roles` claim grants nothing here: only the configured claim is read.
+  const token = (roles: string[], sub: string, tenant?: string): string =>
+    bearer(tokenFor([], { sub, claims: { [ROLES]: roles, ...(tenant ? { [TENANT]: tenant } : {}) } }));
+
+  before(async () => {
+    app = await createTestApp({ AUTH_TENANT_CLAIM: TENANT, AUTH_ROLES_CLAIM: ROLES });
+    http = request(app.getHttpServer());
+  });
+  after(() => app.close());
+
+  it("a tenant's auditor sees its own tenant's rows only, and may not verify the chains", async () => {
+    for (const tenant of ['bank-a', 'bank-b', 'bank-a']) {
+      await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Authorization', token(['ml-admin'], `engineer-${tenant}`, tenant))
+        .send(LINEAR)
+        .expect(200);
+    }
+    const auditorA = token(['auditor'], 'auditor-a', 'bank-a');
+    const seen = (await http.get('/v1/audit/events?action=model.infer').set('Authorization', auditorA).expect(200)).body
+      .events as AuditEventDto[];
+    assert.deepEqual(
+      seen.map((e) => [e.actor, e.tenant]),
+      [
+        ['engineer-bank-a', 'bank-a'],
+        ['engineer-bank-a', 'bank-a'],
+      ],
+    );
+    await http.get('/v1/audit/verify').set('Authorization', auditorA).expect(403);
+    // Without a tenant claim, the auditor sees every tenant's rows.
+    const everyone = (
+      await http
+        .get('/v1/audit/events?action=model.infer')
+        .set('Authorization', token(['auditor'], 'auditor-all'))
+        .expect(200)
+    ).body.events as AuditEventDto[];
+    assert.deepEqual(everyone.map((e) => e.tenant).sort(), ['bank-a', 'bank-a', 'bank-b']);
+  });
+});
+
 describe('audit trail, chain heads anchored outside the database', () => {
   let app: NestFastifyApplication;
   let http: ReturnType<typeof request>;

@@ -181,6 +181,36 @@ describe('JWT verification', () => {
     assert.deepEqual([...principal.permissions].sort(), ['audit:read', 'models:read']);
   });
 
+  it('reads a claim whose name has dots (a URI, RFC 7519 4.2) by its whole name, before any nested path', () => {
+    const v = verifier({
+      AUTH_TENANT_CLAIM: 'https://bank.example/tenant',
+      AUTH_ROLES_CLAIM: 'https://bank.example/roles',
+    });
+    const principal = v.verify(
+      rs256(
+        claims({
+          roles: undefined,
+          'https://bank.example/tenant': 'bank-a',
+          'https://bank.example/roles': ['auditor'],
+        }),
+      ),
+    );
+    assert.equal(principal.tenant, 'bank-a');
+    assert.deepEqual([...principal.permissions].sort(), ['audit:read', 'models:read']);
+    // Present but unusable is still refused, not read as no tenant.
+    refused(v, rs256(claims({ 'https://bank.example/tenant': 42 })), /^token tenant claim malformed$/);
+    // A literal member wins over the nested path of the same spelling; the path is read without one.
+    const nested = verifier({ AUTH_TENANT_CLAIM: 'org.tenant', AUTH_ROLES_CLAIM: 'realm_access.roles' });
+    const both = claims({ 'org.tenant': 'bank-a', org: { tenant: 'bank-b' } });
+    assert.equal(nested.verify(rs256(both)).tenant, 'bank-a');
+    // The tenant by its path (no member named org.tenant); the roles by their literal member, not the empty nested list.
+    const mixed = nested.verify(
+      rs256(claims({ org: { tenant: 'bank-b' }, 'realm_access.roles': ['auditor'], realm_access: { roles: [] } })),
+    );
+    assert.equal(mixed.tenant, 'bank-b');
+    assert.ok(mixed.permissions.has('audit:read'));
+  });
+
   it('rotates keys from a JWKS file without a restart', () => {
     const jwks = join(dir, 'jwks.json');
     const k1 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
