@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, createSecretKey, JsonWebKeyInput, KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { Logger } from '@nestjs/common';
@@ -27,6 +27,8 @@ export class KeyStore {
   private readonly allowed: Set<JwtAlgorithm>;
   private pemKeys: VerificationKey[] = [];
   private jwksKeys: VerificationKey[] = [];
+  /** Why each member of the JWKS file left out at its last load was (`keys[1] (kid a): ...`). */
+  private jwksSkipped: string[] = [];
   private hmacKey: VerificationKey | undefined;
   private jwksMtimeMs = -1;
   private keysVersion = 0;
@@ -58,6 +60,10 @@ export class KeyStore {
     if (config.AUTH_JWKS_FILE) this.reloadJwks(true);
     const configured = this.pemKeys.length > 0 || this.jwksKeys.length > 0 || this.hmacKey !== undefined;
     if (!configured) {
+      if (config.NODE_ENV === 'production' && config.AUTH_JWKS_FILE) {
+        const why = this.jwksSkipped.length > 0 ? ` (${this.jwksSkipped.join('; ')})` : '';
+        throw new KeyConfigError(`AUTH_JWKS_FILE ${config.AUTH_JWKS_FILE}: no key the gateway can use${why}`);
+      }
       if (config.NODE_ENV === 'production') {
         throw new KeyConfigError(
           'no token verification keys: set AUTH_PUBLIC_KEYS or AUTH_JWKS_FILE (or AUTH_HS256_SECRET with HS256 in AUTH_ALGORITHMS)',
@@ -108,18 +114,38 @@ export class KeyStore {
     try {
       const mtime = statSync(path).mtimeMs;
       if (mtime === this.jwksMtimeMs) return;
-      const parsed = JSON.parse(readFileSync(path, 'utf8')) as { keys?: unknown };
-      if (!Array.isArray(parsed.keys)) throw new Error('no "keys" array');
-      const keys = parsed.keys.map((jwk: Record<string, unknown>, i) => {
-        if (typeof jwk.kid !== 'string') throw new Error(`keys[${i}] has no kid`);
-        if (jwk.use !== undefined && jwk.use !== 'sig') throw new Error(`keys[${i}] is not a signing key`);
-        if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) throw new Error(`keys[${i}] is a private key: ${PUBLIC_ONLY}`);
-        return this.asymmetric(jwk.kid, createPublicKey({ key: jwk as never, format: 'jwk' }), `keys[${i}]`);
-      });
+      const parsed = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+      if (!isRecord(parsed) || !Array.isArray(parsed.keys)) throw new Error('no "keys" array');
+      const members: unknown[] = parsed.keys;
+      // The whole set is refused for one private key: the file is not one the gateway should have been given.
+      const secret = members.findIndex((jwk) => isRecord(jwk) && PRIVATE_JWK_MEMBERS.some((m) => m in jwk));
+      if (secret >= 0) throw new Error(`keys[${secret}] is a private key: ${PUBLIC_ONLY}`);
+      // RFC 7517 5: a member the gateway cannot use (another use, key type or curve) is ignored, not the set.
+      const keys: VerificationKey[] = [];
+      const skipped: string[] = [];
+      for (const [i, jwk] of members.entries()) {
+        const key = fromJwk(jwk);
+        if (typeof key !== 'string') {
+          keys.push(key);
+          continue;
+        }
+        const kid = isRecord(jwk) && typeof jwk.kid === 'string' ? jwk.kid : undefined;
+        skipped.push(`keys[${i}]${kid === undefined ? '' : ` (kid ${kid})`}: ${key}`);
+        this.logger.warn({ msg: 'JWKS key skipped', file: path, key: `keys[${i}]`, kid, reason: key });
+      }
       this.jwksKeys = keys;
+      this.jwksSkipped = skipped;
       this.jwksMtimeMs = mtime;
       this.keysVersion++;
-      this.logger.log({ msg: 'JWKS loaded', file: path, kids: keys.map((k) => k.kid) });
+      this.logger.log({
+        msg: 'JWKS loaded',
+        file: path,
+        kids: keys.map((k) => k.kid ?? null),
+        skipped: skipped.length,
+      });
+      if (keys.length === 0) {
+        this.logger.warn({ msg: 'JWKS has no key the gateway can use: its tokens are refused', file: path });
+      }
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       if (atBoot) throw new KeyConfigError(`AUTH_JWKS_FILE ${path}: ${reason}`);
@@ -128,30 +154,67 @@ export class KeyStore {
     }
   }
 
-  private asymmetric(kid: string, source: string | KeyObject, where: string): VerificationKey {
+  private asymmetric(kid: string, pem: string, where: string): VerificationKey {
     // createPublicKey derives the public half of a private key without a word.
-    if (typeof source === 'string' && isPrivateKey(source)) {
-      throw new KeyConfigError(`${where}: a private key: ${PUBLIC_ONLY}`);
-    }
+    if (isPrivateKey(pem)) throw new KeyConfigError(`${where}: a private key: ${PUBLIC_ONLY}`);
     let key: KeyObject;
     try {
-      key = typeof source === 'string' ? createPublicKey(source) : source;
+      key = createPublicKey(pem);
     } catch (error) {
-      throw new KeyConfigError(
-        `${where}: not a public key (${error instanceof Error ? error.message : String(error)})`,
-      );
+      throw new KeyConfigError(`${where}: not a public key (${messageOf(error)})`);
     }
-    if (key.asymmetricKeyType === 'rsa') {
-      if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
-        throw new KeyConfigError(`${where}: RSA key under 2048 bits`);
-      return { kid, algorithm: 'RS256', key };
-    }
-    if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
-      return { kid, algorithm: 'ES256', key };
-    }
-    throw new KeyConfigError(`${where}: only RSA (RS256) and EC P-256 (ES256) public keys are supported`);
+    const type = algorithmOf(key);
+    if ('unusable' in type) throw new KeyConfigError(`${where}: ${type.unusable}`);
+    return { kid, algorithm: type.algorithm, key };
   }
 }
+
+/**
+ * The key a JWKS member gives, or why the gateway cannot use it: a use other than `sig`, key_ops without
+ * `verify`, or a key type or curve other than RSA and P-256. A member without
+ * kid is kept, kid-less: it verifies a token without kid when it is the only key of its algorithm, as for
+ * AUTH_PUBLIC_KEYS (KeyStore.find).
+ */
+function fromJwk(jwk: unknown): VerificationKey | string {
+  if (!isRecord(jwk)) return 'not a JSON object';
+  if (jwk.kid !== undefined && (typeof jwk.kid !== 'string' || jwk.kid === '')) return 'kid is not a non-empty string';
+  if (jwk.use !== undefined && jwk.use !== 'sig') return `use ${shown(jwk.use)} is not "sig"`;
+  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) {
+    return `key_ops ${shown(jwk.key_ops)} does not include "verify"`;
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: jwk as JsonWebKeyInput['key'], format: 'jwk' });
+  } catch (error) {
+    return `not a public key (${messageOf(error)})`;
+  }
+  const type = algorithmOf(key);
+  if ('unusable' in type) return type.unusable;
+  return { kid: typeof jwk.kid === 'string' ? jwk.kid : undefined, algorithm: type.algorithm, key };
+}
+
+/** The algorithm a public key verifies (RSA: RS256, EC P-256: ES256), or why the gateway cannot use it. */
+function algorithmOf(key: KeyObject): { algorithm: 'RS256' | 'ES256' } | { unusable: string } {
+  if (key.asymmetricKeyType === 'rsa') {
+    if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return { unusable: 'RSA key under 2048 bits' };
+    return { algorithm: 'RS256' };
+  }
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+    return { algorithm: 'ES256' };
+  }
+  return { unusable: 'only RSA (RS256) and EC P-256 (ES256) public keys are supported' };
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** A JWKS member's value as a log line quotes it: JSON, cut short. */
+function shown(value: unknown): string {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 40 ? `${json.slice(0, 40)}...` : json;
+}
+
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /** Members only a private (or symmetric) JWK has (RFC 7518 6.2.2, 6.3.2, 6.4). */
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync, KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { Logger } from '@nestjs/common';
 import jwt from 'jsonwebtoken';
 import { JwtVerifier, TokenRejected } from '../../src/auth/jwt-verifier';
 import { KeyConfigError, KeyStore } from '../../src/auth/key-store';
@@ -235,6 +236,150 @@ describe('JWT verification', () => {
     } finally {
       Date.now = realNow;
     }
+  });
+
+  describe('a JWKS member the gateway cannot use is skipped, not the set (RFC 7517 5)', () => {
+    const warned: Array<Record<string, unknown>> = [];
+    before(() => {
+      Logger.overrideLogger({
+        log: () => undefined,
+        error: () => undefined,
+        warn: (message: unknown) => warned.push(message as Record<string, unknown>),
+      });
+    });
+    after(() => {
+      Logger.overrideLogger(false);
+    });
+
+    const good = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const rsaGood = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const jwkOf = (k: KeyObject, extra: Record<string, unknown>): Record<string, unknown> => ({
+      ...k.export({ format: 'jwk' }),
+      ...extra,
+    });
+    const unusable = [
+      jwkOf(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey, { kid: 'enc', use: 'enc' }),
+      jwkOf(generateKeyPairSync('ed25519').publicKey, { kid: 'ed' }),
+      jwkOf(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey, { kid: 'p384', alg: 'ES384' }),
+      jwkOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey, { kid: 'wrap', key_ops: ['wrapKey'] }),
+      jwkOf(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey, { kid: 'short' }),
+      { kty: 'XYZ', kid: 'odd-kty' },
+      { kty: 'EC', kid: 42 },
+      'not a key',
+    ];
+    const file = (name: string, keys: unknown[]): string => {
+      const path = join(dir, name);
+      writeFileSync(path, JSON.stringify({ keys }));
+      return path;
+    };
+    const es = (kid: string | undefined, key = good.privateKey): string =>
+      jwt.sign(claims(), key, { algorithm: 'ES256', ...(kid === undefined ? {} : { keyid: kid }) });
+    const rs = (kid: string, key = rsaGood.privateKey): string =>
+      jwt.sign(claims(), key, { algorithm: 'RS256', keyid: kid });
+
+    it('at boot: the usable keys verify, each skipped member is named once in a warning with why', () => {
+      warned.length = 0;
+      const jwks = file('mixed-jwks.json', [
+        ...unusable,
+        jwkOf(good.publicKey, { kid: 'es-ok', use: 'sig', alg: 'ES256', key_ops: ['verify'] }),
+        jwkOf(rsaGood.publicKey, { kid: 'rs-ok', alg: 'RS256' }),
+      ]);
+      const v = verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks });
+      assert.ok(v.verify(es('es-ok')));
+      assert.ok(v.verify(rs('rs-ok')));
+      const skipped = warned.filter((w) => w.msg === 'JWKS key skipped');
+      assert.deepEqual(
+        skipped.map((w) => [w.key, w.kid]),
+        unusable.map((jwk, i) => [
+          `keys[${i}]`,
+          typeof jwk === 'object' && typeof jwk.kid === 'string' ? jwk.kid : undefined,
+        ]),
+      );
+      const reasons = skipped.map((w) => String(w.reason));
+      assert.match(reasons[0], /^use "enc" is not "sig"$/);
+      assert.match(reasons[1], /only RSA \(RS256\) and EC P-256 \(ES256\)/);
+      assert.match(reasons[2], /only RSA \(RS256\) and EC P-256 \(ES256\)/);
+      assert.match(reasons[3], /^key_ops \["wrapKey"\] does not include "verify"$/);
+      assert.match(reasons[4], /^RSA key under 2048 bits$/);
+      assert.match(reasons[5], /^not a public key/);
+      assert.match(reasons[6], /^kid is not a non-empty string$/);
+      assert.match(reasons[7], /^not a JSON object$/);
+    });
+
+    it('at runtime: a reload with an unusable member still retires the old key and brings in the new one', () => {
+      const jwks = file('rotate-jwks.json', [jwkOf(good.publicKey, { kid: 'old' })]);
+      const v = verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks });
+      assert.ok(v.verify(es('old')));
+      const next = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      file('rotate-jwks.json', [unusable[0], unusable[1], jwkOf(next.publicKey, { kid: 'new' })]);
+      const later = new Date(Date.now() + 5000);
+      utimesSync(jwks, later, later);
+      const realNow = Date.now;
+      Date.now = () => realNow() + 2000;
+      try {
+        assert.ok(v.verify(es('new', next.privateKey)));
+        refused(v, es('old'), /^unknown key id$/);
+      } finally {
+        Date.now = realNow;
+      }
+    });
+
+    it('a member without kid verifies a token without kid when it is the only key of its algorithm', () => {
+      const v = verifier({
+        AUTH_PUBLIC_KEYS: '',
+        AUTH_JWKS_FILE: file('nokid-jwks.json', [jwkOf(good.publicKey, {})]),
+      });
+      assert.ok(v.verify(es(undefined)));
+      refused(v, es('some-kid'), /^unknown key id$/);
+      const two = file('nokid-two-jwks.json', [
+        jwkOf(good.publicKey, {}),
+        jwkOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey, { kid: 'other' }),
+      ]);
+      refused(verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: two }), es(undefined), /^token has no kid$/);
+    });
+
+    it('a set with no usable member refuses every token, and in production with no other key stops the boot naming why', () => {
+      const jwks = file('none-usable-jwks.json', unusable.slice(0, 2));
+      const withPem = verifier({ AUTH_JWKS_FILE: jwks });
+      refused(withPem, rs('enc'), /^unknown key id$/);
+      assert.ok(withPem.verify(rs256()));
+      assert.throws(
+        () => verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks }),
+        (error: unknown) =>
+          error instanceof KeyConfigError &&
+          error.message ===
+            `AUTH_JWKS_FILE ${jwks}: no key the gateway can use (keys[0] (kid enc): use "enc" is not "sig"; ` +
+              'keys[1] (kid ed): only RSA (RS256) and EC P-256 (ES256) public keys are supported)',
+      );
+    });
+
+    it('a malformed file or one with a private member is still refused whole: at boot it stops, at runtime the previous keys stay', () => {
+      const jwks = file('bad-jwks.json', [jwkOf(good.publicKey, { kid: 'kept' })]);
+      const v = verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks });
+      const realNow = Date.now;
+      let ahead = 0;
+      Date.now = () => realNow() + ahead;
+      try {
+        for (const [i, content] of [
+          '{"keys": [',
+          '{"no": "keys"}',
+          'null',
+          JSON.stringify({ keys: [unusable[0], { ...good.privateKey.export({ format: 'jwk' }), kid: 'signing' }] }),
+        ].entries()) {
+          writeFileSync(jwks, content);
+          const later = new Date(realNow() + 5000 * (i + 1));
+          utimesSync(jwks, later, later);
+          ahead += 2000;
+          assert.ok(v.verify(es('kept')), content);
+        }
+      } finally {
+        Date.now = realNow;
+      }
+      assert.throws(
+        () => verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks }),
+        (error: unknown) => error instanceof KeyConfigError && /keys\[1\] is a private key:/.test(error.message),
+      );
+    });
   });
 
   it('in production, no key configuration stops the boot', () => {
