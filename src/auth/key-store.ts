@@ -120,7 +120,7 @@ export class KeyStore {
       // The whole set is refused for one private key: the file is not one the gateway should have been given.
       const secret = members.findIndex((jwk) => isRecord(jwk) && PRIVATE_JWK_MEMBERS.some((m) => m in jwk));
       if (secret >= 0) throw new Error(`keys[${secret}] is a private key: ${PUBLIC_ONLY}`);
-      // RFC 7517 5: a member the gateway cannot use (another use, key type or curve) is ignored, not the set.
+      // RFC 7517 5: a member the gateway cannot use (another use, key type, curve or alg) is ignored, not the set.
       const keys: VerificationKey[] = [];
       const skipped: string[] = [];
       for (const [i, jwk] of members.entries()) {
@@ -171,7 +171,8 @@ export class KeyStore {
 
 /**
  * The key a JWKS member gives, or why the gateway cannot use it: a use other than `sig`, key_ops without
- * `verify`, or a key type or curve other than RSA and P-256. A member without
+ * `verify`, a key type or curve other than RSA and P-256, or an `alg` other than the one its type is verified
+ * with (RFC 7517 4.4, RFC 8725 3.1: an RSA key published for PS256 does not verify RS256). A member without
  * kid is kept, kid-less: it verifies a token without kid when it is the only key of its algorithm, as for
  * AUTH_PUBLIC_KEYS (KeyStore.find).
  */
@@ -190,6 +191,9 @@ function fromJwk(jwk: unknown): VerificationKey | string {
   }
   const type = algorithmOf(key);
   if ('unusable' in type) return type.unusable;
+  if (jwk.alg !== undefined && jwk.alg !== type.algorithm) {
+    return `alg ${shown(jwk.alg)} is not ${type.algorithm}, the algorithm the gateway verifies with this key`;
+  }
   return { kid: typeof jwk.kid === 'string' ? jwk.kid : undefined, algorithm: type.algorithm, key };
 }
 

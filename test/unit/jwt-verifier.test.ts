@@ -253,6 +253,7 @@ describe('JWT verification', () => {
 
     const good = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const rsaGood = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pss = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const jwkOf = (k: KeyObject, extra: Record<string, unknown>): Record<string, unknown> => ({
       ...k.export({ format: 'jwk' }),
       ...extra,
@@ -261,6 +262,7 @@ describe('JWT verification', () => {
       jwkOf(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey, { kid: 'enc', use: 'enc' }),
       jwkOf(generateKeyPairSync('ed25519').publicKey, { kid: 'ed' }),
       jwkOf(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey, { kid: 'p384', alg: 'ES384' }),
+      jwkOf(pss.publicKey, { kid: 'pss', alg: 'PS256' }),
       jwkOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey, { kid: 'wrap', key_ops: ['wrapKey'] }),
       jwkOf(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey, { kid: 'short' }),
       { kty: 'XYZ', kid: 'odd-kty' },
@@ -287,6 +289,8 @@ describe('JWT verification', () => {
       const v = verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks });
       assert.ok(v.verify(es('es-ok')));
       assert.ok(v.verify(rs('rs-ok')));
+      // RFC 7517 4.4, RFC 8725 3.1: a key published for PS256 does not verify RS256.
+      refused(v, rs('pss', pss.privateKey), /^unknown key id$/);
       const skipped = warned.filter((w) => w.msg === 'JWKS key skipped');
       assert.deepEqual(
         skipped.map((w) => [w.key, w.kid]),
@@ -299,11 +303,12 @@ describe('JWT verification', () => {
       assert.match(reasons[0], /^use "enc" is not "sig"$/);
       assert.match(reasons[1], /only RSA \(RS256\) and EC P-256 \(ES256\)/);
       assert.match(reasons[2], /only RSA \(RS256\) and EC P-256 \(ES256\)/);
-      assert.match(reasons[3], /^key_ops \["wrapKey"\] does not include "verify"$/);
-      assert.match(reasons[4], /^RSA key under 2048 bits$/);
-      assert.match(reasons[5], /^not a public key/);
-      assert.match(reasons[6], /^kid is not a non-empty string$/);
-      assert.match(reasons[7], /^not a JSON object$/);
+      assert.match(reasons[3], /^alg "PS256" is not RS256/);
+      assert.match(reasons[4], /^key_ops \["wrapKey"\] does not include "verify"$/);
+      assert.match(reasons[5], /^RSA key under 2048 bits$/);
+      assert.match(reasons[6], /^not a public key/);
+      assert.match(reasons[7], /^kid is not a non-empty string$/);
+      assert.match(reasons[8], /^not a JSON object$/);
     });
 
     it('at runtime: a reload with an unusable member still retires the old key and brings in the new one', () => {
