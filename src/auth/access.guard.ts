@@ -2,7 +2,7 @@ import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { ACCESS_METADATA, AccessRule, identifyCaller, noteAudit } from '../common/access';
-import { AppError } from '../common/errors/app-error';
+import { AppError, BearerChallenge } from '../common/errors/app-error';
 import { JwtVerifier, TokenRejected } from './jwt-verifier';
 import { logAddressPastBudget, logSubjectPastBudget, RefusalBudgets } from './refusal-limiter';
 
@@ -53,38 +53,48 @@ export function authorize(
   budgets: RefusalBudgets,
 ): void {
   noteAudit(request, rule ? { action: rule.action, permission: rule.permission } : { action: 'undeclared-route' });
-  const token = bearerToken(request.headers.authorization);
-  if (token === undefined) return unauthenticated(request, 'missing bearer token', budgets);
+  const credentials = bearerCredentials(request.headers.authorization);
+  if (credentials === 'none') return unauthenticated(request, 'missing bearer token', {}, budgets);
+  if (credentials === 'malformed') {
+    return unauthenticated(request, 'malformed bearer token', { error: 'invalid_request' }, budgets);
+  }
   let principal;
   try {
-    principal = verifier.verify(token);
+    principal = verifier.verify(credentials.token);
   } catch (error) {
-    if (error instanceof TokenRejected) return unauthenticated(request, error.message, budgets);
+    if (error instanceof TokenRejected)
+      return unauthenticated(request, error.message, { error: 'invalid_token' }, budgets);
     throw error;
   }
   noteAudit(request, { principal });
-  if (!rule) return forbidden(request, principal.subject, 'this route declares no permission', budgets);
+  if (!rule) return forbidden(request, principal.subject, 'this route declares no permission', {}, budgets);
   if (!principal.permissions.has(rule.permission)) {
-    return forbidden(request, principal.subject, `requires permission ${rule.permission}`, budgets);
+    const scope = { scope: rule.permission };
+    return forbidden(request, principal.subject, `requires permission ${rule.permission}`, scope, budgets);
   }
   authorized.add(request);
 }
 
 /** A public route that shows more to a known caller: its token, if it verifies, names it; if not, it stays anonymous. */
 function identify(request: FastifyRequest, verifier: JwtVerifier): void {
-  const token = bearerToken(request.headers.authorization);
-  if (token === undefined) return;
+  const credentials = bearerCredentials(request.headers.authorization);
+  if (typeof credentials === 'string') return;
   try {
-    identifyCaller(request, verifier.verify(token));
+    identifyCaller(request, verifier.verify(credentials.token));
   } catch (error) {
     if (!(error instanceof TokenRejected)) throw error;
   }
 }
 
 /** 401, or 429 past the address's budget of refusals: counted into its summary row, with the reason still given. */
-function unauthenticated(request: FastifyRequest, reason: string, budgets: RefusalBudgets): never {
+function unauthenticated(
+  request: FastifyRequest,
+  reason: string,
+  challenge: BearerChallenge,
+  budgets: RefusalBudgets,
+): never {
   const limited = budgets.addresses.refused(request.ip);
-  if (!limited) return deny(request, 'UNAUTHENTICATED', reason);
+  if (!limited) return deny(request, 'UNAUTHENTICATED', reason, challenge);
   if (limited.first) logAddressPastBudget(limited);
   const why = `${reason}; more than ${limited.limit} requests without a valid token from this address in ${limited.windowSeconds} s`;
   noteAudit(request, { reason: why, aggregate: { group: `address ${limited.key}`, clientAddress: limited.key } });
@@ -95,22 +105,38 @@ function unauthenticated(request: FastifyRequest, reason: string, budgets: Refus
 }
 
 /** 403; past the subject's budget of refusals, audited in its summary row rather than a row of its own. */
-function forbidden(request: FastifyRequest, subject: string, reason: string, budgets: RefusalBudgets): never {
+function forbidden(
+  request: FastifyRequest,
+  subject: string,
+  reason: string,
+  scope: { scope?: string },
+  budgets: RefusalBudgets,
+): never {
   const limited = budgets.subjects.refused(subject);
   if (limited) noteAudit(request, { aggregate: { group: `subject ${limited.key}` } });
   if (limited?.first) logSubjectPastBudget(limited);
-  return deny(request, 'FORBIDDEN', reason);
+  return deny(request, 'FORBIDDEN', reason, { error: 'insufficient_scope', ...scope });
 }
 
-function deny(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', reason: string): never {
+function deny(
+  request: FastifyRequest,
+  code: 'UNAUTHENTICATED' | 'FORBIDDEN',
+  reason: string,
+  challenge: BearerChallenge,
+): never {
   noteAudit(request, { reason });
   // The token travels in Authorization: a refusal of it (missing, not valid, short of the permission) names that
   // header as any other refusal names its field (under /v2, `Authorization: <reason>`).
-  throw new AppError(code, reason, { fields: [{ field: 'Authorization', reason }] });
+  throw new AppError(code, reason, { fields: [{ field: 'Authorization', reason }], challenge });
 }
 
-function bearerToken(header: string | undefined): string | undefined {
-  if (!header) return undefined;
+/**
+ * The bearer token of an Authorization header (RFC 6750 2.1: `Bearer` and one token68); `none` without one (no
+ * header, or another scheme such as Basic), `malformed` where the scheme is Bearer but what follows is not a token.
+ */
+function bearerCredentials(header: string | undefined): { token: string } | 'none' | 'malformed' {
+  if (!header) return 'none';
   const match = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(header);
-  return match?.[1];
+  if (match) return { token: match[1] };
+  return /^Bearer(\s|$)/i.test(header) ? 'malformed' : 'none';
 }

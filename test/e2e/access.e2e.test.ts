@@ -165,4 +165,46 @@ describe('access matrix: every registered route', () => {
     assert.equal(oipShort.status, 403);
     assert.deepEqual(oipShort.body, { error: 'Authorization: requires permission models:admin' });
   });
+  it('WWW-Authenticate follows RFC 6750 3.1: no error without a token, invalid_token, invalid_request, insufficient_scope', async () => {
+    const http = request(app.getHttpServer());
+    const realm = 'Bearer realm="inference-gateway"';
+    for (const path of ['/v1/audit/events', '/v2/models/fixture-linear']) {
+      // No credentials, or another scheme: the realm alone.
+      const none = await http.get(path).expect(401);
+      assert.equal(none.headers['www-authenticate'], realm);
+      const basic = await http.get(path).set('Authorization', 'Basic dXNlcjpwYXNz').expect(401);
+      assert.equal(basic.headers['www-authenticate'], realm);
+      const expired = await http
+        .get(path)
+        .set('Authorization', bearer(tokenFor(['auditor'], { expiresIn: -120 })))
+        .expect(401);
+      assert.equal(
+        expired.headers['www-authenticate'],
+        `${realm}, error="invalid_token", error_description="token expired"`,
+      );
+      // Not a token68: its own reason, still 401.
+      const malformed = await http.get(path).set('Authorization', 'Bearer abc$def').expect(401);
+      assert.equal(
+        malformed.headers['www-authenticate'],
+        `${realm}, error="invalid_request", error_description="malformed bearer token"`,
+      );
+      const reason = path.startsWith('/v2') ? malformed.body.error : malformed.body.detail;
+      assert.match(reason, /malformed bearer token$/);
+      const short = await http
+        .get(path)
+        .set('Authorization', bearer(tokenFor(['risk-engine'])))
+        .expect(403);
+      const permission = path.startsWith('/v2') ? 'models:read' : 'audit:read';
+      assert.equal(
+        short.headers['www-authenticate'],
+        `${realm}, error="insufficient_scope", error_description="requires permission ${permission}", scope="${permission}"`,
+      );
+    }
+    // A handler's 403 (the chains span every tenant) is for want of what the token grants too.
+    const tenant = await http
+      .get('/v1/audit/verify')
+      .set('Authorization', bearer(tokenFor(['auditor'], { tenant: 'bank-a' })))
+      .expect(403);
+    assert.match(tenant.headers['www-authenticate'], /^Bearer realm="inference-gateway", error="insufficient_scope", /);
+  });
 });

@@ -62,6 +62,12 @@ describe('access guard (default deny)', () => {
       () => guard.canActivate(context('score', 'Basic abc').ctx),
       refusedWith('UNAUTHENTICATED', /missing/),
     );
+    for (const malformed of ['Bearer abc$def', 'Bearer', 'bearer a b']) {
+      assert.throws(
+        () => guard.canActivate(context('score', malformed).ctx),
+        refusedWith('UNAUTHENTICATED', /^malformed bearer token$/),
+      );
+    }
     assert.throws(
       () => guard.canActivate(context('score', 'Bearer bad').ctx),
       refusedWith('UNAUTHENTICATED', /invalid signature/),
@@ -70,6 +76,22 @@ describe('access guard (default deny)', () => {
     assert.equal(guard.canActivate(ctx), true);
     assert.equal(auditNoteOf(request)?.action, 'fraud.score');
     assert.equal(auditNoteOf(request)?.principal?.subject, 'risk-engine-7');
+  });
+
+  it('says in each refusal what its Bearer challenge names (RFC 6750 3.1)', () => {
+    const challengeOf = (handler: keyof Routes, authorization?: string): unknown => {
+      try {
+        guard.canActivate(context(handler, authorization).ctx);
+      } catch (error) {
+        return (error as AppError).challenge;
+      }
+      assert.fail('not refused');
+    };
+    assert.deepEqual(challengeOf('score'), {});
+    assert.deepEqual(challengeOf('score', 'Basic abc'), {});
+    assert.deepEqual(challengeOf('score', 'Bearer abc$def'), { error: 'invalid_request' });
+    assert.deepEqual(challengeOf('score', 'Bearer bad'), { error: 'invalid_token' });
+    assert.deepEqual(challengeOf('forgotten', 'Bearer good'), { error: 'insufficient_scope' });
   });
 
   it('refuses a route that declares no permission, even to a valid token, and audits the refusal', () => {

@@ -145,4 +145,48 @@ describe('problem+json filter', () => {
     );
     assert.deepEqual(named.sent.body, { error: 'inputs[0].data: required' });
   });
+  it('gives a 401 or 403 the Bearer challenge of RFC 6750 3, in /v1 and /v2 alike', () => {
+    const header = (url: string, error: AppError): string | undefined => {
+      const { request, reply, sent } = exchange(url);
+      filter.respond(error, request, reply);
+      return sent.headers['www-authenticate'];
+    };
+    for (const url of ['/v1/audit/events', '/v2/models/m/infer']) {
+      assert.equal(
+        header(url, new AppError('UNAUTHENTICATED', 'missing bearer token', { challenge: {} })),
+        'Bearer realm="inference-gateway"',
+      );
+      assert.equal(
+        header(url, new AppError('UNAUTHENTICATED', 'token expired', { challenge: { error: 'invalid_token' } })),
+        'Bearer realm="inference-gateway", error="invalid_token", error_description="token expired"',
+      );
+      assert.equal(
+        header(
+          url,
+          new AppError('UNAUTHENTICATED', 'malformed bearer token', { challenge: { error: 'invalid_request' } }),
+        ),
+        'Bearer realm="inference-gateway", error="invalid_request", error_description="malformed bearer token"',
+      );
+      assert.equal(
+        header(
+          url,
+          new AppError('FORBIDDEN', 'requires permission audit:read', {
+            challenge: { error: 'insufficient_scope', scope: 'audit:read' },
+          }),
+        ),
+        'Bearer realm="inference-gateway", error="insufficient_scope", error_description="requires permission audit:read", scope="audit:read"',
+      );
+      // A 403 a handler gives is for want of what the token grants too.
+      assert.equal(
+        header(url, new AppError('FORBIDDEN', 'needs a token that names no tenant')),
+        'Bearer realm="inference-gateway", error="insufficient_scope", error_description="needs a token that names no tenant"',
+      );
+      assert.equal(header(url, new AppError('RATE_LIMITED', 'slow down')), undefined);
+    }
+    // Only what RFC 6750 lets error_description hold: no double quote, backslash, control or non-ASCII character.
+    assert.equal(
+      header('/v1/x', new AppError('UNAUTHENTICATED', 'a "b" \\ c\u00e9\n', { challenge: { error: 'invalid_token' } })),
+      'Bearer realm="inference-gateway", error="invalid_token", error_description="a \'b\' ? c??"',
+    );
+  });
 });

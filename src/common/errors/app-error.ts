@@ -36,12 +36,24 @@ export interface FieldError {
   reason: string;
 }
 
+/**
+ * What the Bearer challenge (WWW-Authenticate, RFC 6750 3) of a 401 or 403 says beyond the realm: the error,
+ * absent where the request carried no bearer token (3.1: then no error is named), and for a 403 the permission
+ * it wanted (`scope`).
+ */
+export interface BearerChallenge {
+  error?: 'invalid_request' | 'invalid_token' | 'insufficient_scope';
+  scope?: string;
+}
+
 export interface AppErrorOptions {
   fields?: FieldError[];
   /** Seconds a client should wait before retrying (sent as Retry-After). */
   retryAfterSeconds?: number;
   /** The methods the path answers, for a 405 (sent as Allow). */
   allow?: readonly string[];
+  /** A refusal of the bearer token (sent as WWW-Authenticate); a FORBIDDEN without one is insufficient_scope. */
+  challenge?: BearerChallenge;
   cause?: unknown;
 }
 
@@ -49,6 +61,7 @@ export class AppError extends Error {
   readonly fields: FieldError[];
   readonly retryAfterSeconds?: number;
   readonly allow?: readonly string[];
+  readonly challenge?: BearerChallenge;
 
   constructor(
     readonly code: ErrorCode,
@@ -61,6 +74,7 @@ export class AppError extends Error {
     this.fields = options.fields ?? [];
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.allow = options.allow;
+    this.challenge = options.challenge;
   }
 }
 

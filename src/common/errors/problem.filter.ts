@@ -59,7 +59,8 @@ export class ProblemFilter implements ExceptionFilter {
       headers['Retry-After'] = String(exception.retryAfterSeconds);
     }
     if (exception instanceof AppError && exception.allow) headers.Allow = exception.allow.join(', ');
-    if (problem.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="inference-gateway", error="invalid_token"';
+    const challenge = bearerChallenge(exception, problem);
+    if (challenge !== undefined) headers['WWW-Authenticate'] = challenge;
     const path = request.url.split('?')[0];
     if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
       headers['Content-Type'] = 'application/json';
@@ -150,6 +151,34 @@ function methodRefusal(exception: unknown, request: FastifyRequest): AppError | 
       allow,
     },
   );
+}
+
+/**
+ * RFC 6750 3: a 401 or 403 carries a Bearer challenge. A request without a bearer token (none, or another
+ * scheme) is told only the realm; a refused token gets its error (invalid_token, invalid_request for a header
+ * that is not one bearer token) and a 403 insufficient_scope with the permission it wanted, each with the
+ * reason the body gives as error_description.
+ */
+function bearerChallenge(exception: unknown, problem: Problem): string | undefined {
+  if (problem.status !== 401 && problem.status !== 403) return undefined;
+  const said = exception instanceof AppError ? exception.challenge : undefined;
+  const error = said?.error ?? (problem.status === 403 ? 'insufficient_scope' : undefined);
+  const params = [`realm="${REALM}"`];
+  if (error !== undefined) {
+    params.push(`error="${error}"`, `error_description="${challengeText(problem.detail)}"`);
+    if (said?.scope !== undefined) params.push(`scope="${challengeText(said.scope)}"`);
+  }
+  return `Bearer ${params.join(', ')}`;
+}
+
+const REALM = 'inference-gateway';
+
+/**
+ * A value RFC 6750 3 allows in error_description and scope (%x20-21 / %x23-5B / %x5D-7E): neither `"` nor `\`
+ * can be quoted there, so a double quote becomes a single one and anything else outside the set a `?`.
+ */
+function challengeText(text: string): string {
+  return text.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');
 }
 
 /**
