@@ -8,11 +8,12 @@ import Ajv, { ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { data as dcmjsData } from 'dcmjs';
 import request from 'supertest';
+import { AppError } from '../../src/common/errors/app-error';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { dicomFile, DICOM_SKIP, multipartRelated } from '../fixtures/dicom-files';
 import { APPLICANT, tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
-import { turbofanAsset } from '../fixtures/plant-data';
+import { millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { zeroRowOf } from '../fixtures/oip-tensors';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -23,6 +24,7 @@ interface MediaType {
 }
 interface ResponseObject {
   content?: Record<string, MediaType>;
+  headers?: Record<string, object>;
 }
 interface Operation {
   responses: Record<string, ResponseObject>;
@@ -39,6 +41,12 @@ interface Answer {
   body: unknown;
   text?: string;
 }
+
+/**
+ * Response headers a client acts on (when to retry, whether an answer is a replay, where a binary body's
+ * JSON header ends): an answer that carries one must have it declared for its status.
+ */
+const MEANINGFUL_HEADERS = ['retry-after', 'idempotent-replayed', 'inference-header-content-length'];
 
 /** Per subject; the `flood` subject spends it in `before`, every other token has room to spare. */
 const RATE_LIMIT = 60;
@@ -100,6 +108,13 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
       declared,
       `${where}: status not declared (declared: ${Object.keys(operation.responses).join(', ')}); body ${res.text?.slice(0, 300)}`,
     );
+    const declaredHeaders = Object.keys(declared.headers ?? {}).map((name) => name.toLowerCase());
+    for (const header of MEANINGFUL_HEADERS) {
+      assert.ok(
+        res.headers[header] === undefined || declaredHeaders.includes(header),
+        `${where}: sent ${header}, which the document does not declare for this status`,
+      );
+    }
     const contentType = res.headers['content-type'];
     if (res.status === 204 || contentType === undefined) {
       assert.ok(
@@ -375,6 +390,63 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(200, 'get', verify, verify, { auth: auditor });
     await call(403, 'get', verify, verify, { auth: tenant });
     await refusals('get', verify, verify, ['scada']);
+  });
+
+  it('past a deadline: each operation that declares 504 answers it as declared', async () => {
+    const admin = auth(['ml-admin']);
+    const engine = auth(['risk-engine']);
+    const scada = auth(['scada']);
+    const pacs = auth(['pacs-integration']);
+    const mill = '/v1/manufacturing/assets/mill-c';
+    const asset = '/v1/manufacturing/assets/{assetId}';
+    await call(200, 'put', asset, mill, { auth: admin, body: millAsset('mill-c') });
+    const meta = await call(200, 'get', '/v2/models/{name}', '/v2/models/card-fraud', { auth: admin });
+    const oip = { inputs: [zeroRowOf(meta.body)] };
+    const values = { air_temp: 25, process_temp: 35, speed: 1500, torque: 40, tool_wear: 10 };
+    const reading = (at: string) => ({ readings: [{ timestamp: at, values }] });
+    const readings = '/v1/manufacturing/assets/{assetId}/readings';
+    const runtime = app.get(InferenceEngine);
+    const infer = runtime.infer.bind(runtime);
+    const late = new Set<string>();
+    try {
+      runtime.infer = () => Promise.reject(new AppError('DEADLINE_EXCEEDED', 'the request waited past its deadline'));
+      const past = async (method: Method, path: string, url: string, options: Parameters<typeof call>[4]) => {
+        late.add(`${method.toUpperCase()} ${path}`);
+        return call(504, method, path, url, options);
+      };
+      await past('post', '/v2/models/{name}/infer', '/v2/models/card-fraud/infer', { auth: admin, body: oip });
+      const pinned = '/v2/models/{name}/versions/{version}/infer';
+      await past('post', pinned, '/v2/models/card-fraud/versions/1/infer', { auth: admin, body: oip });
+      const fraud = '/v1/finance/fraud-scores';
+      await past('post', fraud, fraud, { auth: engine, body: tx() });
+      await past('post', `${fraud}/batch`, `${fraud}/batch`, { auth: engine, body: { transactions: [tx()] } });
+      const credit = '/v1/finance/credit-assessments';
+      await past('post', credit, credit, { auth: engine, body: APPLICANT });
+      const detect = '/v1/medical/lesion-detections';
+      const image = dicomFile('US1_UNCR.dcm');
+      await past('post', detect, detect, { auth: pacs, body: image, type: 'application/dicom' });
+      // The readings are kept and predicted when the runtime recovers: the answer says when to send them again
+      // (a retry finds them duplicates), as it does when the runtime fails on them (500).
+      const kept = await past('post', readings, `${mill}/readings`, {
+        auth: scada,
+        body: reading('2026-11-23T00:00:01Z'),
+      });
+      assert.equal(kept.headers['retry-after'], '1');
+      runtime.infer = () => Promise.reject(new Error('the model failed'));
+      const failed = await call(500, 'post', readings, `${mill}/readings`, {
+        auth: scada,
+        body: reading('2026-11-23T00:00:02Z'),
+      });
+      assert.equal(failed.headers['retry-after'], '1');
+    } finally {
+      runtime.infer = infer;
+    }
+    const declaring = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([, operation]) => operation.responses['504'])
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    );
+    assert.deepEqual([...late].sort(), declaring.sort());
   });
 
   it('readiness while the worker is being replaced', async () => {

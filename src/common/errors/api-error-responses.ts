@@ -29,24 +29,30 @@ export const PROTECTED_ROUTE_ERRORS = [401, 403, 429, 500, 503] as const;
 /** What Fastify refuses before a JSON body reaches the route: unreadable JSON, too large, another media type, the upload budget. */
 export const JSON_BODY_ERRORS = [400, 413, 415, 503] as const;
 
+/** Statuses sent with Retry-After wherever they are answered. */
+const RETRY_AFTER_STATUSES: ReadonlySet<number> = new Set([429, 503]);
+
 /**
  * Declares error answers of `statuses`, each as `mediaType` with the schema of `model`. A class or a
- * method decorator; a status declared on a method with its own description keeps it.
+ * method decorator; a status declared on a method with its own description keeps it. With `retryAfter`,
+ * each is also declared with Retry-After, `retryAfter` saying why after the status's description.
  */
 export function ApiErrorResponses(
   mediaType: string,
   model: Type,
   statuses: readonly number[],
+  options: { retryAfter?: string } = {},
 ): MethodDecorator & ClassDecorator {
   const unique = [...new Set(statuses)].sort((a, b) => a - b);
+  const { retryAfter } = options;
   return applyDecorators(
     ApiExtraModels(model),
     ...unique.map((status) =>
       ApiResponse({
         status,
-        description: DESCRIPTIONS[status] ?? 'Error',
+        description: [DESCRIPTIONS[status] ?? 'Error', retryAfter].filter(Boolean).join('\n\n'),
         content: { [mediaType]: { schema: { $ref: getSchemaPath(model) } } },
-        ...(status === 429 || status === 503 ? { headers: RETRY_AFTER } : {}),
+        ...(retryAfter !== undefined || RETRY_AFTER_STATUSES.has(status) ? { headers: RETRY_AFTER } : {}),
       }),
     ),
   );
@@ -55,3 +61,10 @@ export function ApiErrorResponses(
 /** RFC 9457 problem+json answers for `statuses`. */
 export const ApiProblems = (...statuses: number[]): MethodDecorator & ClassDecorator =>
   ApiErrorResponses(PROBLEM_CONTENT_TYPE, ProblemDto, statuses);
+
+/**
+ * RFC 9457 problem+json answers for `statuses` that this route sends with Retry-After (those of RETRY_AFTER_STATUSES
+ * have it everywhere), `why` saying what the client may count on when it retries.
+ */
+export const ApiRetriableProblems = (statuses: readonly number[], why: string): MethodDecorator & ClassDecorator =>
+  ApiErrorResponses(PROBLEM_CONTENT_TYPE, ProblemDto, statuses, { retryAfter: why });

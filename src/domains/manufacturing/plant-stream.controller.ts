@@ -5,7 +5,12 @@ import { map, Observable } from 'rxjs';
 import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
 import { AuditWriter } from '../../audit/audit-writer.service';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
-import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
+import {
+  ApiProblems,
+  ApiRetriableProblems,
+  JSON_BODY_ERRORS,
+  PROTECTED_ROUTE_ERRORS,
+} from '../../common/errors/api-error-responses';
 import { NoQueryDto } from '../../common/http/no-query';
 import { checkTimeRange } from '../../common/iso-time';
 import { AssetRegistry } from './assets/asset-registry.service';
@@ -45,6 +50,12 @@ export class PlantStreamController {
   @RequirePermission('manufacturing:ingest', 'manufacturing.ingest')
   @ApiOkResponse({ type: IngestResultDto })
   @ApiProblems(...JSON_BODY_ERRORS, 404)
+  // The runtime past its deadline (504) or failing (500) after the readings were taken in: they are kept.
+  @ApiRetriableProblems(
+    [500, 504],
+    'With Retry-After: the readings were accepted and are kept, and are predicted when the runtime recovers ' +
+      "(before the asset's next readings); sent again, they count as duplicates",
+  )
   async ingest(
     @Param('assetId') assetId: string,
     @Body() body: ReadingBatchDto,
