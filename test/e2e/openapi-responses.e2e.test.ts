@@ -8,6 +8,7 @@ import Ajv, { ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { data as dcmjsData } from 'dcmjs';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { dicomFile, DICOM_SKIP, multipartRelated } from '../fixtures/dicom-files';
@@ -243,6 +244,15 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(200, 'post', fraud, fraud, { auth: engine, body: tx(), headers: key });
     const reused = tx({ amount: 99 });
     await call(422, 'post', fraud, fraud, { auth: engine, body: reused, headers: key });
+    // The key held by a request still being answered (another instance's, or one that crashed mid-request).
+    await app
+      .get(DataSource)
+      .query(`UPDATE idempotency_keys SET state = 'pending', pending_until = $2 WHERE idempotency_key = $1`, [
+        key['Idempotency-Key'],
+        new Date(Date.now() + 60_000),
+      ]);
+    const busy = await call(409, 'post', fraud, fraud, { auth: engine, body: tx(), headers: key });
+    assert.equal(busy.headers['retry-after'], '1');
     await call(415, 'post', fraud, fraud, { auth: engine, body: 'x', type: 'text/plain' });
     const gzip = { 'Content-Encoding': 'gzip' };
     await call(415, 'post', fraud, fraud, { auth: engine, body: tx(), headers: gzip });

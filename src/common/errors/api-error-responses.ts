@@ -9,7 +9,7 @@ const DESCRIPTIONS: Readonly<Record<number, string>> = {
   403: "The token's roles do not grant this route's permission",
   404: 'Not found',
   406: 'None of the media types in Accept can be answered',
-  409: 'Conflict with a request in progress',
+  409: 'Conflict with a request in progress; retry after Retry-After seconds',
   413: 'The body is larger than the limit',
   415: 'The Content-Type is not one this route reads',
   422: 'Understood but refused (the `code` says why)',
@@ -29,8 +29,11 @@ export const PROTECTED_ROUTE_ERRORS = [401, 403, 429, 500, 503] as const;
 /** What Fastify refuses before a JSON body reaches the route: unreadable JSON, too large, another media type, the upload budget. */
 export const JSON_BODY_ERRORS = [400, 413, 415, 503] as const;
 
-/** Statuses sent with Retry-After wherever they are answered. */
-const RETRY_AFTER_STATUSES: ReadonlySet<number> = new Set([429, 503]);
+/**
+ * Statuses whose problem answers carry Retry-After wherever they are declared: 409 (IDEMPOTENCY_IN_PROGRESS, the
+ * only code answered 409), 429, 503 (the readiness answers, declared apart, carry none).
+ */
+const RETRY_AFTER_STATUSES: ReadonlySet<number> = new Set([409, 429, 503]);
 
 /**
  * Declares error answers of `statuses`, each as `mediaType` with the schema of `model`. A class or a
