@@ -242,6 +242,8 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(422, 'post', fraud, fraud, { auth: engine, body: pan });
     const key = { 'Idempotency-Key': '5f0c6c1e-8a57-4f5e-9d0a-0c3f7b7e2a11' };
     await call(200, 'post', fraud, fraud, { auth: engine, body: tx(), headers: key });
+    const replayed = await call(200, 'post', fraud, fraud, { auth: engine, body: tx(), headers: key });
+    assert.equal(replayed.headers['idempotent-replayed'], 'true');
     const reused = tx({ amount: 99 });
     await call(422, 'post', fraud, fraud, { auth: engine, body: reused, headers: key });
     // The key held by a request still being answered (another instance's, or one that crashed mid-request).
@@ -266,6 +268,14 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     const batch = '/v1/finance/fraud-scores/batch';
     const transactions = [tx(), tx({ transactionId: 'tx-0002', cardToken: '4111111111111111' })];
     await call(200, 'post', batch, batch, { auth: engine, body: { transactions } });
+    const batchKey = { 'Idempotency-Key': 'batch-replayed' };
+    await call(200, 'post', batch, batch, { auth: engine, body: { transactions }, headers: batchKey });
+    const batchReplayed = await call(200, 'post', batch, batch, {
+      auth: engine,
+      body: { transactions },
+      headers: batchKey,
+    });
+    assert.equal(batchReplayed.headers['idempotent-replayed'], 'true');
     await call(400, 'post', batch, batch, { auth: engine, body: { transactions: [] } });
     await refusals('post', batch, batch, ['scada']);
 

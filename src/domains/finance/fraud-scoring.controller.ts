@@ -16,7 +16,7 @@ import {
 import { parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
-import { IDEMPOTENCY_DOC, IdempotencyService } from './idempotency/idempotency.service';
+import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
 import { panRefusal } from './pan-guard.util';
 
 @ApiTags('finance')
@@ -36,7 +36,7 @@ export class FraudScoringController {
   @RequirePermission('finance:score', 'fraud.score')
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiBody({ type: FraudScoreRequestDto })
-  @ApiOkResponse({ type: FraudScoreDto })
+  @ApiOkResponse({ type: FraudScoreDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
   async score(
     @Body() body: unknown,
@@ -73,7 +73,7 @@ export class FraudScoringController {
   @RequirePermission('finance:score', 'fraud.score-batch')
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
   @ApiBody({ type: FraudBatchRequestDto })
-  @ApiOkResponse({ type: FraudBatchResultDto })
+  @ApiOkResponse({ type: FraudBatchResultDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
   async scoreBatch(
     @Body() body: unknown,

@@ -12,6 +12,13 @@ import { IdempotencyRepository } from './idempotency.repository';
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const IDEMPOTENCY_DOC =
   'A retry with the same key and request returns the first answer (Idempotent-Replayed: true) without scoring again; the same key with a different request is refused with 422. Kept IDEMPOTENCY_TTL_HOURS.';
+/** How the 200 says it is a replay, for OpenAPI. */
+export const IDEMPOTENCY_REPLAY_HEADERS = {
+  'Idempotent-Replayed': {
+    description: 'Sent (true) when this is the answer kept for the Idempotency-Key, returned without scoring again',
+    schema: { type: 'string', enum: ['true'] },
+  },
+};
 const KEY_FORMAT = /^[\x21-\x7e]{1,200}$/;
 const PURGE_EVERY_MS = 10 * 60 * 1000;
 /** A pending key's lease past the inference deadline: room for the queue, the digest and the database. */
