@@ -28,6 +28,8 @@ const SAMPLES: Array<[string, Record<string, unknown>]> = [
   ['amount as text', { ...valid, amount: '12' }],
   ['unknown currency', { ...valid, currency: 'ZZZ' }],
   ['date without time', { ...valid, occurredAt: '2026-11-23' }],
+  ['time without its UTC offset', { ...valid, occurredAt: '2026-11-23T03:05:00' }],
+  ['valid to the minute', { ...valid, occurredAt: '2026-11-23T03:05+0100' }],
   ['bad transaction id', { ...valid, transactionId: 'has space' }],
   ['short card token', { ...valid, cardToken: 'tok' }],
   ['bad channel', { ...valid, channel: 'pigeon' }],

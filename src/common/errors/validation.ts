@@ -1,5 +1,7 @@
 import { ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
+import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
+import { Matches, ValidationOptions } from 'class-validator';
 import { AppError, FieldError } from './app-error';
 
 /** Where class-transformer keeps its @Type() metadata; the package exports no typed path to it. */
@@ -44,6 +46,21 @@ export function AsSent(): PropertyDecorator {
     kept.add(String(property));
     AS_SENT.set(target.constructor, kept);
     transform(target, property);
+  };
+}
+
+/**
+ * class-validator's Matches, with `pattern` also the property's pattern in the OpenAPI document: the swagger plugin
+ * copies a pattern only from a regular expression written in the decorator, not from a constant that another check
+ * (a compiled schema, a query) shares. The pattern takes no flags, which OpenAPI's `pattern` cannot carry.
+ */
+export function MatchesPattern(pattern: RegExp, options?: ValidationOptions): PropertyDecorator {
+  if (pattern.flags !== '') throw new Error(`MatchesPattern: /${pattern.source}/${pattern.flags} has flags`);
+  const check = Matches(pattern, options);
+  const doc = ApiProperty({ pattern: pattern.source });
+  return (target, property) => {
+    check(target, property);
+    doc(target, property);
   };
 }
 

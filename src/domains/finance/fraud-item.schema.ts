@@ -1,6 +1,13 @@
 import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
-import { CHANNELS, COUNTRIES, CURRENCIES, FraudScoreRequestDto, MAX_BATCH_TRANSACTIONS } from './fraud-score.dto';
+import {
+  CHANNELS,
+  COUNTRIES,
+  CURRENCIES,
+  FraudScoreRequestDto,
+  MAX_BATCH_TRANSACTIONS,
+  OCCURRED_AT,
+} from './fraud-score.dto';
 import { echoedKey, panRefusal } from './pan-guard.util';
 
 /**
@@ -10,16 +17,13 @@ import { echoedKey, panRefusal } from './pan-guard.util';
  * a 10,000-item batch can afford; this costs a few. A unit test holds the two to the same verdicts.
  */
 const NUMBER = { type: 'number', minimum: -1000, maximum: 1000 };
-const SCHEMA = {
+export const FRAUD_ITEM_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   required: ['transactionId', 'occurredAt', 'amount', 'currency', 'cardToken', 'features'],
   properties: {
     transactionId: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,64}$' },
-    occurredAt: {
-      type: 'string',
-      pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:?\\d{2})$',
-    },
+    occurredAt: { type: 'string', pattern: OCCURRED_AT.source },
     amount: { type: 'number', minimum: 0, maximum: 1_000_000_000 },
     currency: { enum: CURRENCIES },
     cardToken: { type: 'string', minLength: 8, maxLength: 128 },
@@ -56,7 +60,7 @@ ajv.addKeyword({
     cxt.fail(_`!${countries}.has(${cxt.data})`);
   },
 });
-const validate = ajv.compile<FraudScoreRequestDto>(SCHEMA);
+const validate = ajv.compile<FraudScoreRequestDto>(FRAUD_ITEM_SCHEMA);
 // Items of any type: one that is not an object gets its own error (fraudItemErrors), not the batch's.
 const validateBatch = ajv.compile<{ transactions: unknown[] }>({
   type: 'object',

@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
+import request from 'supertest';
+import { FRAUD_ITEM_SCHEMA } from '../../src/domains/finance/fraud-item.schema';
+import { COUNTRIES } from '../../src/domains/finance/fraud-score.dto';
+import { tx } from '../fixtures/finance-data';
+import { bundledModelsDir } from '../fixtures/paths';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+type Schema = Record<string, unknown>;
+type Method = 'get' | 'post' | 'put';
+interface Parameter {
+  name: string;
+  in: string;
+  schema: Schema;
+}
+interface Operation {
+  parameters?: Parameter[];
+  requestBody?: { content: Record<string, { schema: Schema }> };
+}
+interface Document {
+  paths: Record<string, Partial<Record<Method, Operation>>>;
+  components: { schemas: Record<string, Schema> };
+}
+
+/** A request that differs from a valid one in one respect. */
+interface Sample {
+  label: string;
+  method: Method;
+  /** The path template of the document. */
+  path: string;
+  url: string;
+  roles: string[];
+  body?: unknown;
+}
+
+/** The keywords that say what a value may be; descriptions and examples say nothing of what is taken. */
+const CONSTRAINTS = ['type', 'enum', 'pattern', 'format', 'minimum', 'maximum', 'minLength', 'maxLength'];
+const LIST_CONSTRAINTS = ['minItems', 'maxItems'];
+
+/**
+ * What the document says a request may hold, held to what the routes take. A route that checks its body with a
+ * compiled schema (the fraud and OIP routes, which skip the class-based pipe) has that schema compared with the
+ * document's, keyword by keyword; and samples (a valid request with one field or parameter changed) are checked
+ * against the document's schemas and sent: each must be taken exactly when the document allows it. A client
+ * generated from the document validates by it: a looser document has it send what is refused, a stricter one keeps
+ * it from what is taken.
+ */
+describe('OpenAPI: request schemas and parameters say what the routes take', () => {
+  let app: NestFastifyApplication;
+  let modelsDir: string;
+  let doc: Document;
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  const coercing = new Ajv({ strict: false, allErrors: true, coerceTypes: true });
+  addFormats(ajv);
+  addFormats(coercing);
+
+  before(async () => {
+    modelsDir = bundledModelsDir(['finance', 'manufacturing']);
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+    doc = (await request(app.getHttpServer()).get('/docs/openapi.json').expect(200)).body as Document;
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  const resolve = (schema: Schema): Schema => {
+    const ref = schema.$ref;
+    return typeof ref === 'string' ? doc.components.schemas[ref.replace('#/components/schemas/', '')] : schema;
+  };
+
+  /**
+   * Where the document's schema for a body and the compiled schema its route checks it with part: each constraint,
+   * the required properties and whether an object is closed, property by property and item by item.
+   */
+  function differences(compiled: Schema, documented: Schema, at = '(body)'): string[] {
+    const schema = resolve(documented);
+    const out: string[] = [];
+    const differ = (keyword: string, want: unknown, got: unknown): void => {
+      if (!isDeepStrictEqual(want, got)) {
+        out.push(`${at}: ${keyword} ${JSON.stringify(got)} in the document, ${JSON.stringify(want)} when checked`);
+      }
+    };
+    const sorted = (list: unknown): unknown => (Array.isArray(list) ? [...(list as string[])].sort() : list);
+    for (const keyword of [...CONSTRAINTS, ...LIST_CONSTRAINTS]) {
+      // An enum alone says the type; the fraud routes check a country against one Set (isoCountry).
+      if (keyword === 'type' && compiled.type === undefined) continue;
+      const want = keyword === 'enum' && compiled.isoCountry ? [...COUNTRIES] : compiled[keyword];
+      differ(
+        keyword,
+        keyword === 'enum' ? sorted(want) : want,
+        keyword === 'enum' ? sorted(schema[keyword]) : schema[keyword],
+      );
+    }
+    differ('required', sorted(compiled.required ?? []), sorted(schema.required ?? []));
+    const closed = compiled.additionalProperties === false;
+    differ('additionalProperties: false', closed, schema.additionalProperties === false);
+    const want = (compiled.properties ?? {}) as Record<string, Schema>;
+    const got = (schema.properties ?? {}) as Record<string, Schema>;
+    for (const [name, property] of Object.entries(want)) {
+      if (got[name]) out.push(...differences(property, got[name], `${at}.${name}`));
+      else out.push(`${at}.${name}: not in the document`);
+    }
+    // An open object (the OIP parameters) may document more of what it holds.
+    if (closed) for (const name of Object.keys(got)) if (!want[name]) out.push(`${at}.${name}: refused when checked`);
+    if (compiled.items) out.push(...differences(compiled.items as Schema, (schema.items ?? {}) as Schema, `${at}[]`));
+    return out;
+  }
+
+  /** Why the document refuses the sample; empty when it allows it. */
+  function documentRefuses(sample: Sample): string[] {
+    const operation = doc.paths[sample.path]?.[sample.method];
+    assert.ok(operation, `${sample.method.toUpperCase()} ${sample.path} is not in the document`);
+    const [pathname, query = ''] = sample.url.split('?');
+    const names = [...sample.path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
+    const template = new RegExp(`^${sample.path.replace(/\{[^}]+\}/g, '([^/]+)')}$`);
+    const values = template.exec(pathname)?.slice(1) ?? [];
+    assert.equal(values.length, names.length, `${sample.url} is not ${sample.path}`);
+    const sent = [
+      ...names.map((name, i) => ({ in: 'path', name, value: decodeURIComponent(values[i]) })),
+      ...[...new URLSearchParams(query)].map(([name, value]) => ({ in: 'query', name, value })),
+    ];
+    const refusals: string[] = [];
+    for (const parameter of sent) {
+      const declared = operation.parameters?.find((p) => p.in === parameter.in && p.name === parameter.name);
+      if (!declared) {
+        refusals.push(`${parameter.in} parameter ${parameter.name} is not declared`);
+        continue;
+      }
+      // Parameters travel as text: the document's type says what the text must read as.
+      const validate = coercing.compile({ type: 'object', properties: { value: declared.schema } });
+      if (!validate({ value: parameter.value }))
+        refusals.push(`${parameter.name}: ${coercing.errorsText(validate.errors)}`);
+    }
+    if (sample.body !== undefined) {
+      const schema = operation.requestBody?.content['application/json']?.schema;
+      assert.ok(schema, `${sample.path} takes no JSON body`);
+      const validate = ajv.compile({ ...schema, components: doc.components });
+      if (!validate(sample.body)) refusals.push(`body: ${ajv.errorsText(validate.errors)}`);
+    }
+    return refusals;
+  }
+
+  /** Each sample sent; what the document allows must be taken (2xx), what it refuses refused (400). */
+  async function heldToTheDocument(samples: Sample[]): Promise<void> {
+    const mismatches: string[] = [];
+    for (const sample of samples) {
+      const refusals = documentRefuses(sample);
+      let req = request(app.getHttpServer())
+        [sample.method](sample.url)
+        .set('Authorization', bearer(tokenFor(sample.roles)));
+      if (sample.body !== undefined) req = req.send(sample.body as object);
+      const res = await req;
+      const answer = `${res.status} ${res.text.slice(0, 200)}`;
+      if (refusals.length === 0 && res.status >= 300) {
+        mismatches.push(`${sample.label}: the document allows it, the route answered ${answer}`);
+      } else if (refusals.length > 0 && res.status !== 400) {
+        mismatches.push(
+          `${sample.label}: the document refuses it (${refusals.join('; ')}), the route answered ${answer}`,
+        );
+      }
+    }
+    assert.deepEqual(mismatches, []);
+  }
+
+  it('fraud scores: the documented transaction is the one the compiled schema checks', async () => {
+    const fraud = '/v1/finance/fraud-scores';
+    const body = doc.paths[fraud].post?.requestBody?.content['application/json'].schema;
+    assert.ok(body);
+    assert.deepEqual(differences(FRAUD_ITEM_SCHEMA, body), []);
+    const batch = resolve(doc.paths[`${fraud}/batch`].post?.requestBody?.content['application/json'].schema ?? {});
+    assert.deepEqual(
+      differences(FRAUD_ITEM_SCHEMA, (batch.properties as Record<string, Schema>).transactions.items as Schema),
+      [],
+    );
+    const transaction = (label: string, occurredAt: string): Sample => ({
+      label: `fraud score, occurredAt ${label}`,
+      method: 'post',
+      path: fraud,
+      url: fraud,
+      roles: ['risk-engine'],
+      body: tx({ occurredAt }),
+    });
+    await heldToTheDocument([
+      transaction('with its offset', '2026-11-23T14:05:00+01:00'),
+      transaction('without an offset', '2026-11-23T14:05:00'),
+      transaction('to the minute, without an offset', '2026-11-23T14:05'),
+      transaction('to the minute, in UTC', '2026-11-23T14:05Z'),
+      transaction('to the nanosecond, its offset without a colon', '2026-11-23T14:05:00.123456789-0330'),
+      transaction('past the nanosecond', '2026-11-23T14:05:00.1234567890Z'),
+      transaction('with a space for the T', '2026-11-23 14:05:00Z'),
+    ]);
+  });
+});
