@@ -12,7 +12,7 @@ import { elementCount, Tensor } from './tensor';
 import { TensorPool } from './tensor-pool';
 import type { TensorDtype } from './model-registry/model-manifest.schema';
 import { inspectGraph } from './worker-pool/ort-session';
-import { RunResult, WorkerFailure, WorkerPool } from './worker-pool/worker-pool';
+import { RunResult, WorkerFailure, WorkerPool, WorkerUnavailable } from './worker-pool/worker-pool';
 
 const DEFAULT_BATCHING: BatchingOptions = {
   maxBatchSize: 32,
@@ -73,6 +73,8 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
   private pool?: WorkerPool;
   private readonly metrics: RuntimeMetrics;
   private readonly buffers = new TensorPool();
+  /** The pool's first workers have loaded: a worker ready after that is a replacement. */
+  private booted = false;
 
   constructor(
     private readonly config: AppConfig,
@@ -104,13 +106,28 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
       {
         onWorkerLost: (index, reason) => {
           this.logger.error({ msg: 'inference worker lost; replacing it', worker: index, reason });
-          this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0);
+          this.metrics.workerFailures.inc({ cause: 'exited' });
+          this.workersChanged();
         },
-        onWorkerReady: () => this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0),
+        onWorkerReady: (index) => {
+          if (this.booted) this.logger.log({ msg: 'inference worker replaced; serving', worker: index });
+          this.workersChanged();
+        },
+        onReplacementFailed: (index, reason, retryInMs, attempt) => {
+          this.logger.error({
+            msg: 'replacement inference worker failed to load; trying again',
+            worker: index,
+            attempt,
+            retryInMs,
+            reason,
+          });
+          this.metrics.workerFailures.inc({ cause: 'load_failed' });
+        },
       },
-      this.config.WORKER_PIPELINE_DEPTH,
+      { depth: this.config.WORKER_PIPELINE_DEPTH },
     );
     const loaded = new Map((await this.pool.start()).map((m) => [m.key, m]));
+    this.booted = true;
     for (const record of records) {
       const report = loaded.get(key(record))!;
       const options = batching.get(key(record))!;
@@ -126,7 +143,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
         batching: options,
         batcher: new Batcher(
           { ...options, maxConcurrentBatches: this.pool.capacity },
-          (inputs, owned) => this.run(key(record), inputs, owned),
+          (inputs, owned) => this.run(record, inputs, owned),
           this.metrics.observerFor(record.name, record.version),
           undefined,
           this.buffers,
@@ -145,6 +162,10 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
       });
     }
     this.readiness.register('models', () => this.readinessCheck());
+  }
+
+  private workersChanged(): void {
+    this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0);
   }
 
   beforeApplicationShutdown(): void {
@@ -191,8 +212,18 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     return this.buffers.allocate(dtype, dims);
   }
 
-  private async run(key: string, inputs: Record<string, Tensor>, owned: boolean): Promise<RunResult> {
-    const result = await this.pool!.run(key, inputs, owned);
+  private async run(model: ModelVersionRecord, inputs: Record<string, Tensor>, owned: boolean): Promise<RunResult> {
+    let result: RunResult;
+    try {
+      result = await this.pool!.run(key(model), inputs, owned);
+    } catch (error) {
+      if (!(error instanceof WorkerUnavailable)) throw error;
+      // What /v2/models/{name}/ready says at the same time (503): not an inference failure, and worth a retry.
+      throw new AppError('MODEL_NOT_READY', `model ${model.name} version ${model.version}: ${error.message}`, {
+        retryAfterSeconds: Math.ceil(error.retryAfterMs / 1000),
+        cause: error,
+      });
+    }
     for (const buffer of result.returned) this.buffers.recycle(buffer);
     return result;
   }
@@ -257,9 +288,12 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     const workers = this.pool ? `${this.pool.readyWorkers}/${this.pool.workerCount}` : '0/0';
     const models: Record<string, string> = {};
     const ready = this.pool !== undefined && this.pool.readyWorkers === this.pool.workerCount;
+    const outage = this.pool?.outage();
     for (const entry of [...this.entries.values()].flat()) {
       const fallback = entry.fallbackReason ? ` (${entry.fallbackReason})` : '';
-      models[entry.key] = this.modelsServed ? `ready on ${entry.provider}${fallback}` : 'loading';
+      models[entry.key] = this.modelsServed
+        ? `ready on ${entry.provider}${fallback}`
+        : `not served: ${outage ?? 'loading'}`;
     }
     return { ready, detail: { workers, models } };
   }

@@ -13,13 +13,14 @@ export class RuntimeMetrics {
   readonly queueDepth: Gauge<'model' | 'version'>;
   readonly provider: Gauge<'model' | 'version' | 'provider'>;
   readonly workersReady: Gauge;
+  readonly workerFailures: Counter<'cause'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
     const labelNames = ['model', 'version'] as const;
     this.requests = new Counter({
       name: 'gateway_inference_requests_total',
-      help: 'Inference requests by model, version and outcome (ok, invalid, queue_full, deadline_exceeded, error, shutting_down)',
+      help: 'Inference requests by model, version and outcome (ok, invalid, queue_full, deadline_exceeded, not_ready, error, shutting_down)',
       labelNames: [...labelNames, 'outcome'],
       registers,
     });
@@ -59,6 +60,12 @@ export class RuntimeMetrics {
     this.workersReady = new Gauge({
       name: 'gateway_inference_workers_ready',
       help: 'Inference worker threads loaded and serving',
+      registers,
+    });
+    this.workerFailures = new Counter({
+      name: 'gateway_inference_worker_failures_total',
+      help: 'Inference workers lost (exited) and replacements that failed to load (load_failed)',
+      labelNames: ['cause'],
       registers,
     });
   }

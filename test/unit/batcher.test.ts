@@ -223,6 +223,27 @@ describe('Batcher', () => {
     await Promise.all([blocking, fresh]);
   });
 
+  it('does not run the requests of a batch refused with MODEL_NOT_READY again one by one', async () => {
+    let runs = 0;
+    const seen: string[] = [];
+    const batcher = new Batcher(
+      { ...base, maxQueueDelayMs: 0 },
+      () => {
+        runs++;
+        return Promise.reject(
+          new AppError('MODEL_NOT_READY', 'no inference worker is loaded', { retryAfterSeconds: 1 }),
+        );
+      },
+      { outcome: (o) => seen.push(o) },
+    );
+    const requests = [1, 2, 3].map((v) => batcher.submit(rows([[v, v]]), 1000));
+    for (const request of requests) {
+      await assert.rejects(request, (error: unknown) => error instanceof AppError && error.code === 'MODEL_NOT_READY');
+    }
+    assert.equal(runs, 1, 'no worker would have taken them one by one either');
+    assert.deepEqual(seen, ['not_ready', 'not_ready', 'not_ready']);
+  });
+
   it('fails every request of a batch whose run fails, and keeps serving', async () => {
     let fail = true;
     const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, (inputs) =>

@@ -73,9 +73,7 @@ describe('a worker loads only the model bytes the manifest vouches for', () => {
       onWorkerReady: () => {
         if (++loads === 2) reloaded('loaded again');
       },
-      onWorkerLost: (_index, reason) => {
-        if (!reason.startsWith('exited')) reloaded(reason);
-      },
+      onReplacementFailed: (_index, reason) => reloaded(reason),
     });
     try {
       await pool.start();

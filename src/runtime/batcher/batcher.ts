@@ -31,7 +31,7 @@ export interface BatchResult {
   batchSize: number;
 }
 
-export type BatchOutcome = 'ok' | 'queue_full' | 'deadline_exceeded' | 'error' | 'shutting_down';
+export type BatchOutcome = 'ok' | 'queue_full' | 'deadline_exceeded' | 'not_ready' | 'error' | 'shutting_down';
 
 export interface BatcherObserver {
   batch?(rows: number, computeMs: number): void;
@@ -74,7 +74,8 @@ export const LONE_TRAFFIC_MS = 1000;
  * while another was queued or running (one client at a time, a PACS sending now and then), a batch
  * leaves at the end of its turn, as with 0. Each request has a deadline: one still waiting
  * when it passes is answered DEADLINE_EXCEEDED and never run. A stacked run that fails is run again one
- * request at a time (runAlone), so that each request gets its own outcome.
+ * request at a time (runAlone), so that each request gets its own outcome; not when no worker can run it
+ * (MODEL_NOT_READY), which each request would only meet again.
  */
 export class Batcher {
   private readonly queue: Pending[] = [];
@@ -258,11 +259,13 @@ export class Batcher {
         item.resolve({ outputs: own, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: total });
       });
     } catch (error) {
-      if (items.length > 1) {
+      if (items.length > 1 && !notReady(error)) {
         await this.runAlone(items, startedAt);
       } else {
-        this.observer.outcome?.('error');
-        items[0].reject(error as Error);
+        for (const item of items) {
+          this.observer.outcome?.(outcomeOf(error));
+          item.reject(error as Error);
+        }
       }
     } finally {
       this.inFlight--;
@@ -284,7 +287,7 @@ export class Batcher {
         this.observer.outcome?.('ok');
         item.resolve({ outputs, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: item.rows });
       } catch (error) {
-        this.observer.outcome?.('error');
+        this.observer.outcome?.(outcomeOf(error));
         item.reject(error as Error);
       }
     }
@@ -299,6 +302,15 @@ export class Batcher {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
+}
+
+/** No worker can run the model now: running the requests of a failed batch again, one by one, would not help. */
+function notReady(error: unknown): boolean {
+  return error instanceof AppError && error.code === 'MODEL_NOT_READY';
+}
+
+function outcomeOf(error: unknown): BatchOutcome {
+  return notReady(error) ? 'not_ready' : 'error';
 }
 
 function rowsOf(inputs: Record<string, Tensor>): number {

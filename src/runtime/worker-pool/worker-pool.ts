@@ -30,24 +30,61 @@ interface Slot {
   settled: Promise<void>;
 }
 
+/** A slot whose worker is gone and whose replacement failed to load: when it is tried again. */
+interface Retry {
+  attempt: number;
+  at: number;
+  timer: NodeJS.Timeout;
+}
+
 export interface WorkerPoolEvents {
   /** A worker died and is being replaced; the pool is not ready until it has reloaded. */
   onWorkerLost?(index: number, reason: string): void;
   onWorkerReady?(index: number, models: LoadedModel[]): void;
+  /** A replacement failed to load; it is tried again in `retryInMs`. */
+  onReplacementFailed?(index: number, reason: string, retryInMs: number, attempt: number): void;
+}
+
+export interface WorkerPoolOptions {
+  /** Tasks handed to a worker at once (WORKER_PIPELINE_DEPTH). */
+  depth?: number;
+  workerFile?: string;
+  /** First wait before a replacement that failed to load is tried again; it doubles up to retryMaxMs. */
+  retryFirstMs?: number;
+  retryMaxMs?: number;
 }
 
 export class WorkerFailure extends Error {}
+
+/** No worker can take the run now (none is loaded); worth trying again in `retryAfterMs`. */
+export class WorkerUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+}
+
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 30_000;
 
 /**
  * A fixed pool of worker threads, each owning one ONNX Runtime session per model version. Each worker
  * is handed up to `depth` tasks at a time: it runs them one after the other (ORT's run() occupies its
  * thread), and the next one is already waiting while the main thread answers the last. Extra tasks
- * wait in a FIFO. A worker that dies fails only the tasks it held and is replaced with a fresh one
- * that reloads every model.
+ * wait in a FIFO while a worker is ready; with none ready, a task is refused at once (WorkerUnavailable).
+ * A worker that dies fails only the tasks it held and is replaced with a fresh one that reloads every
+ * model; a replacement that fails to load is tried again, from 1 s doubling up to every 30 s.
  */
 export class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly pending: Task[] = [];
+  private readonly retries = new Map<number, Retry>();
+  private readonly depth: number;
+  private readonly workerFile: string;
+  private readonly retryFirstMs: number;
+  private readonly retryMaxMs: number;
   private nextId = 1;
   private closed = false;
 
@@ -55,9 +92,13 @@ export class WorkerPool {
     private readonly size: number,
     private load: LoadMessage,
     private readonly events: WorkerPoolEvents = {},
-    private readonly depth = 2,
-    private readonly workerFile = join(__dirname, 'inference-worker.js'),
-  ) {}
+    options: WorkerPoolOptions = {},
+  ) {
+    this.depth = options.depth ?? 2;
+    this.workerFile = options.workerFile ?? join(__dirname, 'inference-worker.js');
+    this.retryFirstMs = options.retryFirstMs ?? RETRY_FIRST_MS;
+    this.retryMaxMs = options.retryMaxMs ?? RETRY_MAX_MS;
+  }
 
   /** Starts every worker and resolves with what each model loaded on (from the first worker). */
   async start(): Promise<LoadedModel[]> {
@@ -71,11 +112,22 @@ export class WorkerPool {
   }
 
   get readyWorkers(): number {
-    return this.slots.filter((s) => s.ready).length;
+    let ready = 0;
+    for (const slot of this.slots) if (slot?.ready) ready++;
+    return ready;
   }
 
   get workerCount(): number {
     return this.size;
+  }
+
+  /** Why no worker serves, and when one may again, without paths (readiness details); undefined while one serves. */
+  outage(): string | undefined {
+    if (this.readyWorkers > 0) return undefined;
+    const retry = [...this.retries.values()].sort((a, b) => a.at - b.at)[0];
+    if (!retry || this.loading()) return 'a replacement worker is loading';
+    const inS = Math.max(0, Math.ceil((retry.at - performance.now()) / 1000));
+    return `the replacement worker failed to load ${retry.attempt} time(s) (the log says why); next try in ${inS} s`;
   }
 
   /** Tasks the pool runs or holds ready at once; callers gain nothing by sending more. */
@@ -86,6 +138,7 @@ export class WorkerPool {
   /** Runs a model; with `transfer`, the feeds' buffers move to the worker and are unusable here afterwards. */
   run(key: string, feeds: Record<string, Tensor>, transfer = false): Promise<RunResult> {
     if (this.closed) return Promise.reject(new WorkerFailure('worker pool is closed'));
+    if (this.readyWorkers === 0) return Promise.reject(this.unavailable());
     return new Promise((resolve, reject) => {
       this.pending.push({ id: this.nextId++, key, feeds, transfer, resolve, reject });
       this.dispatch();
@@ -100,6 +153,8 @@ export class WorkerPool {
    */
   async close(): Promise<void> {
     this.closed = true;
+    for (const retry of this.retries.values()) clearTimeout(retry.timer);
+    this.retries.clear();
     for (const task of this.pending.splice(0)) task.reject(new WorkerFailure('worker pool closed'));
     await Promise.all(this.slots.filter((s) => !s.ready).map((s) => s.settled));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
@@ -132,6 +187,7 @@ export class WorkerPool {
     switch (msg.type) {
       case 'loaded':
         slot.ready = true;
+        this.retries.delete(slot.index);
         this.events.onWorkerReady?.(slot.index, msg.models);
         loaded(msg.models);
         this.dispatch();
@@ -166,7 +222,45 @@ export class WorkerPool {
     }
     if (this.closed) return;
     this.events.onWorkerLost?.(slot.index, reason);
-    this.spawn(slot.index).catch((error: Error) => this.events.onWorkerLost?.(slot.index, error.message));
+    this.noteUnserved();
+    this.replace(slot.index, 0);
+  }
+
+  /**
+   * Starts a worker in the slot, and on a failed load tries again later (from retryFirstMs, doubling up to
+   * retryMaxMs): a model file away for a moment (a deploy, a network file system) must not leave the slot
+   * empty for good.
+   */
+  private replace(index: number, attempt: number): void {
+    if (this.closed) return;
+    this.retries.delete(index);
+    this.spawn(index).catch((error: Error) => {
+      if (this.closed) return;
+      const retryInMs = Math.min(this.retryMaxMs, this.retryFirstMs * 2 ** Math.min(attempt, 20));
+      const timer = setTimeout(() => this.replace(index, attempt + 1), retryInMs);
+      timer.unref();
+      this.retries.set(index, { attempt: attempt + 1, at: performance.now() + retryInMs, timer });
+      this.events.onReplacementFailed?.(index, error.message, retryInMs, attempt + 1);
+    });
+  }
+
+  /** With no worker ready, what waits can only wait for a load that may never come: refused now. */
+  private noteUnserved(): void {
+    if (this.readyWorkers > 0 || this.pending.length === 0) return;
+    const error = this.unavailable();
+    for (const task of this.pending.splice(0)) task.reject(error);
+  }
+
+  /** A replacement is loading (not waiting for its next try). */
+  private loading(): boolean {
+    return this.slots.some((s) => !s.ready && !this.retries.has(s.index));
+  }
+
+  private unavailable(): WorkerUnavailable {
+    let next = Infinity;
+    for (const retry of this.retries.values()) next = Math.min(next, retry.at);
+    const retryAfterMs = this.loading() || !Number.isFinite(next) ? 1000 : Math.max(1000, next - performance.now());
+    return new WorkerUnavailable('no inference worker is loaded (one is being replaced)', retryAfterMs);
   }
 
   private dispatch(): void {
