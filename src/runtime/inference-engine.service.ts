@@ -284,16 +284,15 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     return { ...merged, maxBatchSize: batchable ? merged.maxBatchSize : 1, batchable };
   }
 
+  /** Ready while a worker serves: every worker loads every model, so one serves them all (more only add capacity). */
   private readinessCheck(): { ready: boolean; detail: unknown } {
     const workers = this.pool ? `${this.pool.readyWorkers}/${this.pool.workerCount}` : '0/0';
     const models: Record<string, string> = {};
-    const ready = this.pool !== undefined && this.pool.readyWorkers === this.pool.workerCount;
+    const ready = this.modelsServed;
     const outage = this.pool?.outage();
     for (const entry of [...this.entries.values()].flat()) {
       const fallback = entry.fallbackReason ? ` (${entry.fallbackReason})` : '';
-      models[entry.key] = this.modelsServed
-        ? `ready on ${entry.provider}${fallback}`
-        : `not served: ${outage ?? 'loading'}`;
+      models[entry.key] = ready ? `ready on ${entry.provider}${fallback}` : `not served: ${outage ?? 'loading'}`;
     }
     return { ready, detail: { workers, models } };
   }

@@ -108,4 +108,35 @@ describe('an inference worker whose replacement cannot load', () => {
       if (!closed) await app.close();
     }
   });
+
+  it('with WORKER_POOL_SIZE 2, the replica stays ready and serves while one worker cannot be replaced', async () => {
+    const { dir, onnx } = await models();
+    const app = await createTestApp({ MODELS_DIR: dir, WORKER_POOL_SIZE: '2' });
+    try {
+      const http = authedHttp(app);
+      await rename(onnx, `${onnx}.away`);
+      await killWorker(app, 0);
+      await until('a failed replacement', async () =>
+        (await metric(http, 'gateway_inference_worker_failures_total{cause="load_failed"}')) >= 1 ? true : undefined,
+      );
+      const ready = await http.get('/health/ready').expect(200);
+      assert.equal(ready.body.checks.models.detail.workers, '1/2');
+      assert.equal(ready.body.checks.models.detail.models['fixture-linear@2'], 'ready on cpu');
+      await http.get('/v2/models/fixture-linear/ready').expect(200);
+      for (let i = 0; i < 3; i++) {
+        const res = await http.post('/v2/models/fixture-linear/infer').send(LINEAR).expect(200);
+        assert.deepEqual(res.body.outputs[0].data, [9, 1]);
+      }
+      assert.equal(await metric(http, 'gateway_inference_workers_ready'), 1);
+
+      await rename(`${onnx}.away`, onnx);
+      await until(
+        'both workers serving',
+        async () => ((await http.get('/health/ready')).body.checks.models.detail.workers === '2/2' ? true : undefined),
+        40_000,
+      );
+    } finally {
+      await app.close();
+    }
+  });
 });
