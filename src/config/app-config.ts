@@ -148,6 +148,16 @@ export class AppConfig {
   @Max(16)
   WORKER_PIPELINE_DEPTH = 2;
 
+  /**
+   * After this long with no inference worker serving (replacements failing to load), /health/live answers 503
+   * so that an orchestrator restarts the process; 0: never.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_TIMER_MS)
+  WORKER_OUTAGE_LIVENESS_MS = 300_000;
+
   /** ORT intra-op threads per worker. Default: the cores divided among the workers. */
   @IsOptional()
   @Transform(toInt)

@@ -75,6 +75,8 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
   private readonly buffers = new TensorPool();
   /** The pool's first workers have loaded: a worker ready after that is a replacement. */
   private booted = false;
+  /** The liveness check has failed in this outage (logged once). */
+  private livenessFailed = false;
 
   constructor(
     private readonly config: AppConfig,
@@ -162,10 +164,34 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
       });
     }
     this.readiness.register('models', () => this.readinessCheck());
+    this.readiness.registerLiveness('models', () => this.live());
   }
 
   private workersChanged(): void {
     this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0);
+  }
+
+  /**
+   * Not live once no worker has served for WORKER_OUTAGE_LIVENESS_MS: what keeps them down (a model.onnx
+   * changed since boot) only a restart clears, and with no worker the process serves nothing a restart
+   * would lose.
+   */
+  private live(): boolean {
+    const limit = this.config.WORKER_OUTAGE_LIVENESS_MS;
+    const unservedMs = this.pool?.unservedMs() ?? 0;
+    if (limit === 0 || unservedMs < limit) {
+      this.livenessFailed = false;
+      return true;
+    }
+    if (!this.livenessFailed) {
+      this.livenessFailed = true;
+      this.logger.error({
+        msg: 'no inference worker has served for WORKER_OUTAGE_LIVENESS_MS; /health/live answers 503 for a restart',
+        unservedMs: Math.round(unservedMs),
+        outage: this.pool?.outage(),
+      });
+    }
+    return false;
   }
 
   beforeApplicationShutdown(): void {

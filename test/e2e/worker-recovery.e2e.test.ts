@@ -39,9 +39,9 @@ describe('an inference worker whose replacement cannot load', () => {
     return { dir, onnx: join(dir, 'generic', 'fixture-linear', '2', 'model.onnx') };
   }
 
-  it('is tried again until model.onnx is back; meanwhile inference is refused 503 at once', async () => {
+  it('is tried again until model.onnx is back; meanwhile inference is refused 503 at once, then liveness fails', async () => {
     const { dir, onnx } = await models();
-    const app = await createTestApp({ MODELS_DIR: dir });
+    const app = await createTestApp({ MODELS_DIR: dir, WORKER_OUTAGE_LIVENESS_MS: '1500' });
     try {
       const http = authedHttp(app);
       // model.onnx away for a moment (a deploy swapping files, a network file system) when the worker dies.
@@ -72,12 +72,22 @@ describe('an inference worker whose replacement cannot load', () => {
         1,
       );
 
+      // Nothing served for WORKER_OUTAGE_LIVENESS_MS: a restart would lose nothing and re-verify the files.
+      const live = await until('liveness to fail', async () => {
+        const res = await http.get('/health/live');
+        return res.status === 503 ? res : undefined;
+      });
+      assert.deepEqual(live.body, { status: 'failing', failing: ['models'] });
+      await http.get('/v2/health/live').expect(503, { live: false });
+
       await rename(`${onnx}.away`, onnx);
       await until(
         'the replacement loaded',
         async () => ((await http.get('/health/ready')).status === 200 ? true : undefined),
         40_000,
       );
+      await http.get('/health/live').expect(200, { status: 'ok' });
+      await http.get('/v2/health/live').expect(200, { live: true });
       const res = await http.post('/v2/models/fixture-linear/infer').send(LINEAR).expect(200);
       assert.deepEqual(res.body.outputs[0].data, [9, 1]);
       assert.equal(await metric(http, 'gateway_inference_workers_ready'), 1);

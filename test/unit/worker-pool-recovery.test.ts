@@ -54,6 +54,7 @@ describe('a worker whose replacement fails to load', () => {
       );
       assert.match(failures[0].reason, /ENOENT/);
       assert.equal(pool.readyWorkers, 0);
+      assert.ok(pool.unservedMs() > 0);
       assert.match(pool.outage() ?? '', /failed to load \d+ time\(s\).*next try in \d+ s/);
       // Nothing could take it: refused now, not held until a worker comes (perhaps never).
       const started = performance.now();
@@ -66,6 +67,7 @@ describe('a worker whose replacement fails to load', () => {
 
       await rename(`${onnxPath}.away`, onnxPath);
       await until('the replacement loaded', () => (pool.readyWorkers === 1 ? true : undefined), 10_000);
+      assert.equal(pool.unservedMs(), 0);
       assert.equal(pool.outage(), undefined);
       const { outputs } = await pool.run(KEY, x([1, 2, 3, 4]));
       assert.equal(outputs.y.dims[0], 1);

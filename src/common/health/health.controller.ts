@@ -5,7 +5,9 @@ import { callerOf, Public } from '../access';
 import { publicChecks, ReadinessCheck, ReadinessService } from './readiness.service';
 
 export class LivenessDto {
-  status!: 'ok';
+  status!: 'ok' | 'failing';
+  /** With `failing`: the components that only a restart can bring back (`models`: no inference worker for WORKER_OUTAGE_LIVENESS_MS). */
+  failing?: string[];
 }
 
 export class ReadinessDto {
@@ -23,11 +25,18 @@ export class ReadinessDto {
 export class HealthController {
   constructor(private readonly readiness: ReadinessService) {}
 
-  /** The process is up and its event loop answers. */
+  /**
+   * The process is up and its event loop answers; 503 once a component can only be brought back by a restart
+   * (no inference worker has served for WORKER_OUTAGE_LIVENESS_MS).
+   */
   @Get('live')
   @ApiOkResponse({ type: LivenessDto })
-  live(): LivenessDto {
-    return { status: 'ok' };
+  @ApiServiceUnavailableResponse({ type: LivenessDto, description: 'A component only a restart can bring back' })
+  live(@Res({ passthrough: true }) reply: FastifyReply): LivenessDto {
+    const failing = this.readiness.failingLiveness();
+    if (failing.length === 0) return { status: 'ok' };
+    void reply.status(HttpStatus.SERVICE_UNAVAILABLE);
+    return { status: 'failing', failing };
   }
 
   /** Ready to serve: every default model loaded and warm, and not shutting down (details with models:read). */

@@ -17,15 +17,28 @@ export function publicChecks(checks: Record<string, ReadinessCheck>): Record<str
 
 /**
  * Modules register what "ready" means for them (the runtime: every default model loaded and
- * warm); /health/ready is ready when all of them are, and nobody is shutting down.
+ * warm); /health/ready is ready when all of them are, and nobody is shutting down. A few also say
+ * what "live" means: a state only a restart ends (/health/live answers 503 while one is not live).
  */
 @Injectable()
 export class ReadinessService {
   private readonly checks = new Map<string, () => ReadinessCheck>();
+  private readonly liveChecks = new Map<string, () => boolean>();
   private shuttingDown = false;
 
   register(name: string, check: () => ReadinessCheck): void {
     this.checks.set(name, check);
+  }
+
+  registerLiveness(name: string, live: () => boolean): void {
+    this.liveChecks.set(name, live);
+  }
+
+  /** The names of the liveness checks that fail (none: live). */
+  failingLiveness(): string[] {
+    const failing: string[] = [];
+    for (const [name, live] of this.liveChecks) if (!live()) failing.push(name);
+    return failing;
   }
 
   markShuttingDown(): void {

@@ -112,8 +112,14 @@ export class OipController {
   @Get('health/live')
   @Public()
   @ApiOkResponse({ type: OipLiveDto })
-  live(): OipLiveDto {
-    return { live: true };
+  @ApiServiceUnavailableResponse({
+    type: OipLiveDto,
+    description: 'Not live: no inference worker has served for WORKER_OUTAGE_LIVENESS_MS (restart the process)',
+  })
+  live(@Res({ passthrough: true }) reply: FastifyReply): OipLiveDto {
+    const live = this.oip.serverLive();
+    void reply.status(live ? 200 : 503);
+    return { live };
   }
 
   @Get('health/ready')

@@ -34,6 +34,10 @@ export class OipService {
     return { name: SERVER_NAME, version: SERVER_VERSION, extensions: ['binary_tensor_data'] };
   }
 
+  serverLive(): boolean {
+    return this.readiness.failingLiveness().length === 0;
+  }
+
   serverReady(): boolean {
     return this.readiness.evaluate().ready;
   }

@@ -85,6 +85,8 @@ export class WorkerPool {
   private readonly workerFile: string;
   private readonly retryFirstMs: number;
   private readonly retryMaxMs: number;
+  /** Since when no worker has been ready, once one was. */
+  private unservedSince?: number;
   private nextId = 1;
   private closed = false;
 
@@ -119,6 +121,11 @@ export class WorkerPool {
 
   get workerCount(): number {
     return this.size;
+  }
+
+  /** How long no worker has been ready, in ms (0 while one is, or before the first has loaded). */
+  unservedMs(now = performance.now()): number {
+    return this.unservedSince === undefined ? 0 : now - this.unservedSince;
   }
 
   /** Why no worker serves, and when one may again, without paths (readiness details); undefined while one serves. */
@@ -188,6 +195,7 @@ export class WorkerPool {
       case 'loaded':
         slot.ready = true;
         this.retries.delete(slot.index);
+        this.unservedSince = undefined;
         this.events.onWorkerReady?.(slot.index, msg.models);
         loaded(msg.models);
         this.dispatch();
@@ -246,7 +254,9 @@ export class WorkerPool {
 
   /** With no worker ready, what waits can only wait for a load that may never come: refused now. */
   private noteUnserved(): void {
-    if (this.readyWorkers > 0 || this.pending.length === 0) return;
+    if (this.readyWorkers > 0) return;
+    this.unservedSince ??= performance.now();
+    if (this.pending.length === 0) return;
     const error = this.unavailable();
     for (const task of this.pending.splice(0)) task.reject(error);
   }
