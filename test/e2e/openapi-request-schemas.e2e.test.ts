@@ -8,9 +8,11 @@ import addFormats from 'ajv-formats';
 import request from 'supertest';
 import { FRAUD_ITEM_SCHEMA } from '../../src/domains/finance/fraud-item.schema';
 import { COUNTRIES } from '../../src/domains/finance/fraud-score.dto';
+import { OIP_INFER_REQUEST_SCHEMA } from '../../src/runtime/oip/oip-request.schema';
 import { tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
 import { createTestApp } from '../fixtures/test-app';
+import { zeroRowOf } from '../fixtures/oip-tensors';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
 type Schema = Record<string, unknown>;
@@ -158,7 +160,7 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
         .set('Authorization', bearer(tokenFor(sample.roles)));
       if (sample.body !== undefined) req = req.send(sample.body as object);
       const res = await req;
-      const answer = `${res.status} ${res.text.slice(0, 200)}`;
+      const answer = `${res.status} ${(res.text ?? '').slice(0, 200)}`;
       if (refusals.length === 0 && res.status >= 300) {
         mismatches.push(`${sample.label}: the document allows it, the route answered ${answer}`);
       } else if (refusals.length > 0 && res.status !== 400) {
@@ -196,6 +198,50 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
       transaction('to the nanosecond, its offset without a colon', '2026-11-23T14:05:00.123456789-0330'),
       transaction('past the nanosecond', '2026-11-23T14:05:00.1234567890Z'),
       transaction('with a space for the T', '2026-11-23 14:05:00Z'),
+    ]);
+  });
+
+  it('OIP infer: the documented request is the one the compiled schema checks', async () => {
+    for (const path of ['/v2/models/{name}/infer', '/v2/models/{name}/versions/{version}/infer']) {
+      const body = doc.paths[path].post?.requestBody?.content['application/json'].schema;
+      assert.ok(body, path);
+      assert.deepEqual(differences(OIP_INFER_REQUEST_SCHEMA, body), [], path);
+    }
+    const meta = await request(app.getHttpServer())
+      .get('/v2/models/card-fraud')
+      .set('Authorization', bearer(tokenFor(['ml-admin'])))
+      .expect(200);
+    const tensor = zeroRowOf(meta.body);
+    const width = tensor.shape[1];
+    const output = (meta.body as { outputs: Array<{ name: string }> }).outputs[0].name;
+    const infer = (label: string, body: Record<string, unknown>, pinned = false): Sample => ({
+      label: `OIP infer${pinned ? ' (pinned)' : ''}, ${label}`,
+      method: 'post',
+      path: pinned ? '/v2/models/{name}/versions/{version}/infer' : '/v2/models/{name}/infer',
+      url: pinned ? '/v2/models/card-fraud/versions/1/infer' : '/v2/models/card-fraud/infer',
+      roles: ['ml-admin'],
+      body: { inputs: [tensor], ...body },
+    });
+    await heldToTheDocument([
+      infer('as sent by a client', {}),
+      infer('as sent by a client', {}, true),
+      infer('no inputs', { inputs: [] }),
+      infer('no inputs', { inputs: [] }, true),
+      infer('an id of 256 characters', { id: 'i'.repeat(256) }),
+      infer('an id of 257 characters', { id: 'i'.repeat(257) }),
+      infer('a fractional dimension', { inputs: [{ ...tensor, shape: [1.5, width] }] }),
+      infer('a negative dimension', { inputs: [{ ...tensor, shape: [-1, width] }] }),
+      infer('nine dimensions', { inputs: [{ ...tensor, shape: [1, 1, 1, 1, 1, 1, 1, 1, width] }] }),
+      infer('an input without a name', { inputs: [{ ...tensor, name: '' }] }),
+      infer('binary_data_output true', { parameters: { binary_data_output: true } }),
+      infer('binary_data_output "yes"', { parameters: { binary_data_output: 'yes' } }),
+      infer('timeout_ms 1000', { parameters: { timeout_ms: 1000 } }),
+      infer('timeout_ms 0', { parameters: { timeout_ms: 0 } }),
+      infer('timeout_ms 2^31', { parameters: { timeout_ms: 2 ** 31 } }),
+      infer('an output by name', { outputs: [{ name: output }] }),
+      infer('an output without a name', { outputs: [{ name: '' }] }),
+      infer('an output as binary data', { outputs: [{ name: output, parameters: { binary_data: true } }] }),
+      infer('an output with binary_data "yes"', { outputs: [{ name: output, parameters: { binary_data: 'yes' } }] }),
     ]);
   });
 });

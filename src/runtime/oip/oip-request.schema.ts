@@ -18,7 +18,8 @@ export interface OipInferRequest {
   outputs?: Array<{ name: string; parameters?: Record<string, unknown> }>;
 }
 
-const SCHEMA = {
+/** The body as checked; OipInferRequestDto documents it from these pieces, and a test holds the two together. */
+export const OIP_INFER_REQUEST_SCHEMA = {
   type: 'object',
   required: ['inputs'],
   additionalProperties: false,
@@ -63,7 +64,7 @@ const SCHEMA = {
   },
 } as const;
 
-const validate = new Ajv({ allErrors: true }).compile<OipInferRequest>(SCHEMA);
+const validate = new Ajv({ allErrors: true }).compile<OipInferRequest>(OIP_INFER_REQUEST_SCHEMA);
 
 function fieldOf(error: ErrorObject): FieldError {
   const path = error.instancePath

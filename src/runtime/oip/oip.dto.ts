@@ -1,19 +1,30 @@
-/* OpenAPI documentation of the OIP bodies; requests are validated by oip-request.schema.ts. */
+/*
+ * OpenAPI documentation of the OIP bodies. Requests are validated by oip-request.schema.ts; their documentation takes
+ * its limits from that schema's pieces (an e2e test compares the two keyword by keyword).
+ */
 import { ApiProperty } from '@nestjs/swagger';
+import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
 import { OIP_DATATYPES } from './oip-codec';
+import { OIP_INFER_REQUEST_SCHEMA } from './oip-request.schema';
+
+const REQUEST = OIP_INFER_REQUEST_SCHEMA.properties;
+const INPUT = REQUEST.inputs.items.properties;
+const OUTPUT = REQUEST.outputs.items.properties;
 
 export class OipInputTensorDto {
   /** Name of the model input. */
+  @ApiProperty(INPUT.name)
   name!: string;
 
   /** Dimensions of the tensor; the first is the batch size for batched models. */
-  @ApiProperty({ type: [Number], example: [1, 4] })
+  @ApiProperty({ ...INPUT.shape, example: [1, 4] })
   shape!: number[];
 
   @ApiProperty({ enum: OIP_DATATYPES, example: 'FP32' })
   datatype!: string;
 
   /** Per-tensor parameters: `binary_data_size` (binary extension) sends the values as bytes, not in `data`. */
+  @ApiProperty({ ...INPUT.parameters, selfRequired: false })
   parameters?: Record<string, unknown>;
 
   /** Row-major values, flat or nested to the tensor's shape; absent when `parameters.binary_data_size` is given. */
@@ -23,14 +34,17 @@ export class OipInputTensorDto {
 
 export class OipRequestedOutputDto {
   /** Name of an output to return; without `outputs`, or with an empty list, all are returned. */
+  @ApiProperty(OUTPUT.name)
   name!: string;
 
+  /** `binary_data`: this output as binary data after the JSON header (it wins over `binary_data_output`). */
+  @ApiProperty({ ...OUTPUT.parameters, selfRequired: false })
   parameters?: Record<string, unknown>;
 }
 
 export class OipInferRequestDto {
   /** Echoed in the response. */
-  @ApiProperty({ required: false, maxLength: 256 })
+  @ApiProperty({ ...REQUEST.id, required: false })
   id?: string;
 
   /** Optional (KServe's client sends it); when given, it must be the model the path names. */
@@ -39,10 +53,21 @@ export class OipInferRequestDto {
   /** Optional; when given, it must be the version that runs (the path's, else the default one). */
   model_version?: string;
 
-  /** Request parameters; `timeout_ms` bounds how long the request may wait before it is dropped (504). */
+  /**
+   * Request parameters: `timeout_ms` bounds how long the request may wait before it is dropped (504);
+   * `binary_data_output` asks for every output as binary data.
+   */
+  @ApiProperty({
+    type: 'object',
+    properties: {
+      ...REQUEST.parameters.properties,
+      timeout_ms: { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_MS },
+    },
+    selfRequired: false,
+  })
   parameters?: Record<string, unknown>;
 
-  @ApiProperty({ type: [OipInputTensorDto] })
+  @ApiProperty({ type: [OipInputTensorDto], minItems: REQUEST.inputs.minItems })
   inputs!: OipInputTensorDto[];
 
   @ApiProperty({ type: [OipRequestedOutputDto], required: false })
