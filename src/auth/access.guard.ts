@@ -53,6 +53,10 @@ export function authorize(
   budgets: RefusalBudgets,
 ): void {
   noteAudit(request, rule ? { action: rule.action, permission: rule.permission } : { action: 'undeclared-route' });
+  // Node keeps the first of several; a proxy in front that honours the last would have authorised another token.
+  if (authorizationHeaders(request) > 1) {
+    return unauthenticated(request, 'more than one Authorization header', { error: 'invalid_request' }, budgets);
+  }
   const credentials = bearerCredentials(request.headers.authorization);
   if (credentials === 'none') return unauthenticated(request, 'missing bearer token', {}, budgets);
   if (credentials === 'malformed') {
@@ -78,7 +82,7 @@ export function authorize(
 /** A public route that shows more to a known caller: its token, if it verifies, names it; if not, it stays anonymous. */
 function identify(request: FastifyRequest, verifier: JwtVerifier): void {
   const credentials = bearerCredentials(request.headers.authorization);
-  if (typeof credentials === 'string') return;
+  if (typeof credentials === 'string' || authorizationHeaders(request) > 1) return;
   try {
     identifyCaller(request, verifier.verify(credentials.token));
   } catch (error) {
@@ -128,6 +132,14 @@ function deny(
   // The token travels in Authorization: a refusal of it (missing, not valid, short of the permission) names that
   // header as any other refusal names its field (under /v2, `Authorization: <reason>`).
   throw new AppError(code, reason, { fields: [{ field: 'Authorization', reason }], challenge });
+}
+
+/** How many Authorization header lines the request has (`request.headers` shows the first alone). */
+function authorizationHeaders(request: FastifyRequest): number {
+  const raw = request.raw.rawHeaders;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === 'authorization') count++;
+  return count;
 }
 
 /**

@@ -207,4 +207,28 @@ describe('access matrix: every registered route', () => {
       .expect(403);
     assert.match(tenant.headers['www-authenticate'], /^Bearer realm="inference-gateway", error="insufficient_scope", /);
   });
+  it('refuses a request with two Authorization headers (Node reads the first, a proxy may read the last), and audits it', async () => {
+    const http = request(app.getHttpServer());
+    const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-twice' }));
+    const other = bearer(tokenFor(['ml-admin'], { sub: 'admin-twice' }));
+    for (const path of ['/v1/audit/events', '/v2/models/fixture-linear']) {
+      // superagent writes one header line per value of an array.
+      const twice = await http.get(path).set('Authorization', [auditor, other] as unknown as string);
+      assert.equal(twice.status, 401);
+      assert.equal(
+        twice.headers['www-authenticate'],
+        'Bearer realm="inference-gateway", error="invalid_request", error_description="more than one Authorization header"',
+      );
+      const reason = path.startsWith('/v2') ? twice.body.error : twice.body.detail;
+      assert.match(reason, /more than one Authorization header$/);
+    }
+    const page = await http
+      .get('/v1/audit/events?action=audit.events&outcome=denied&limit=1')
+      .set('Authorization', auditor);
+    const [row] = page.body.events as Array<{ actor: string | null; statusCode: number; outputSummary: unknown }>;
+    assert.deepEqual(
+      [row.actor, row.statusCode, row.outputSummary],
+      [null, 401, { reason: 'more than one Authorization header' }],
+    );
+  });
 });

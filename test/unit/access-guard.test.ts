@@ -32,7 +32,11 @@ function context(
   authorization?: string,
   ip = '192.0.2.1',
 ): { ctx: ExecutionContext; request: FastifyRequest } {
-  const request = { headers: authorization ? { authorization } : {}, ip } as FastifyRequest;
+  const request = {
+    headers: authorization ? { authorization } : {},
+    raw: { rawHeaders: authorization ? ['Authorization', authorization] : [] },
+    ip,
+  } as unknown as FastifyRequest;
   const ctx = {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- the handler is only a metadata key here
     getHandler: () => Routes.prototype[handler],
@@ -92,6 +96,20 @@ describe('access guard (default deny)', () => {
     assert.deepEqual(challengeOf('score', 'Bearer abc$def'), { error: 'invalid_request' });
     assert.deepEqual(challengeOf('score', 'Bearer bad'), { error: 'invalid_token' });
     assert.deepEqual(challengeOf('forgotten', 'Bearer good'), { error: 'insufficient_scope' });
+  });
+
+  it('refuses a request with more than one Authorization header, whatever the second holds', () => {
+    for (const second of ['Bearer good', 'Bearer bad', 'Basic abc']) {
+      const { ctx, request } = context('score', 'Bearer good');
+      request.raw.rawHeaders.push('authorization', second);
+      assert.throws(
+        () => guard.canActivate(ctx),
+        (error: unknown) =>
+          refusedWith('UNAUTHENTICATED', /^more than one Authorization header$/)(error) &&
+          (error as AppError).challenge?.error === 'invalid_request',
+      );
+      assert.equal(auditNoteOf(request)?.reason, 'more than one Authorization header');
+    }
   });
 
   it('refuses a route that declares no permission, even to a valid token, and audits the refusal', () => {
