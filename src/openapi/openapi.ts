@@ -1,6 +1,12 @@
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
-import type { RequestBodyObject, SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
+import type {
+  ContentObject,
+  OperationObject,
+  RequestBodyObject,
+  SchemaObject,
+} from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
+import { REQUEST_CONTENT_EXTENSION } from '../common/http/api-request-content';
 
 export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
   const config = new DocumentBuilder()
@@ -13,7 +19,29 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setVersion('0.1.0')
     .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
     .build();
-  return closeRequestSchemas(SwaggerModule.createDocument(app, config));
+  return closeRequestSchemas(addRequestContent(SwaggerModule.createDocument(app, config)));
+}
+
+/** An operation with its vendor extensions (`x-...`), which the spec's type leaves out. */
+type Operation = OperationObject & { [extension: `x-${string}`]: unknown };
+
+/** Every operation of the document, with its path and method. */
+function operationsOf(document: OpenAPIObject): Array<{ path: string; method: string; operation: Operation }> {
+  return Object.entries(document.paths).flatMap(([path, item]) =>
+    Object.entries(item as Record<string, Operation>).map(([method, operation]) => ({ path, method, operation })),
+  );
+}
+
+/** The request body media types declared with ApiMoreRequestContent, moved from their extension into requestBody. */
+export function addRequestContent(document: OpenAPIObject): OpenAPIObject {
+  for (const { operation } of operationsOf(document)) {
+    const extra = operation[REQUEST_CONTENT_EXTENSION] as ContentObject | undefined;
+    if (!extra) continue;
+    delete operation[REQUEST_CONTENT_EXTENSION];
+    const body = (operation.requestBody ?? { content: {} }) as RequestBodyObject;
+    operation.requestBody = { ...body, content: { ...body.content, ...extra } };
+  }
+  return document;
 }
 
 const SCHEMA_REF = /"#\/components\/schemas\/([^"]+)"/g;

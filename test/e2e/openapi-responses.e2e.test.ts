@@ -28,6 +28,8 @@ interface ResponseObject {
   headers?: Record<string, object>;
 }
 interface Operation {
+  parameters?: Array<{ name: string; in: string }>;
+  requestBody?: { content: Record<string, MediaType> };
   responses: Record<string, ResponseObject>;
 }
 interface Document {
@@ -162,12 +164,42 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     let req = http[method](url);
     if (options.auth) req = req.set('Authorization', options.auth);
     if (options.type) req = req.set('Content-Type', options.type);
+    // Bytes go as they are, whatever they are labelled: superagent would write a Buffer labelled JSON as JSON (its
+    // serializer's type says string; node's superagent writes a Buffer as it is).
+    if (Buffer.isBuffer(options.body)) req = req.serialize((bytes: Buffer) => bytes as unknown as string);
     if (options.accept) req = req.set('Accept', options.accept);
     for (const [name, value] of Object.entries(options.headers ?? {})) req = req.set(name, value);
     const res = await (options.body === undefined ? req : req.send(options.body as object));
     assert.equal(res.status, status, `${method.toUpperCase()} ${url}: ${res.status} ${res.text?.slice(0, 300)}`);
+    if (status < 300) described(method, path, options);
     conforms(method, path, res);
     return res;
+  }
+
+  /**
+   * Fails unless a request the route took is one the document describes: its body's media type is listed in the
+   * request body, and every header it sent (other than Authorization, Content-Type and Accept, which OpenAPI
+   * leaves out) is a declared parameter.
+   */
+  function described(method: Method, path: string, options: { body?: unknown; type?: string; headers?: object }): void {
+    const operation = doc.paths[path]?.[method];
+    assert.ok(operation, `${method.toUpperCase()} ${path} is not in the document`);
+    const where = `${method.toUpperCase()} ${path}`;
+    if (options.body !== undefined) {
+      const sent = options.type ?? (Buffer.isBuffer(options.body) ? 'application/octet-stream' : 'application/json');
+      const media = (type: string): string => type.split(';')[0].trim().toLowerCase();
+      const declared = Object.keys(operation.requestBody?.content ?? {}).map(media);
+      assert.ok(
+        declared.includes(media(sent)),
+        `${where}: took a ${media(sent)} body, the document lists ${declared.join(', ')}`,
+      );
+    }
+    for (const name of Object.keys(options.headers ?? {})) {
+      const declared = operation.parameters?.some(
+        (p) => p.in === 'header' && p.name.toLowerCase() === name.toLowerCase(),
+      );
+      assert.ok(declared, `${where}: took the header ${name}, which is not a declared parameter`);
+    }
   }
 
   /** The common refusals of a protected route: no token, a token without the permission, the rate limit. */
@@ -216,6 +248,16 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     const binaryOut = { inputs: [tensor], parameters: { binary_data_output: true } };
     const binary = await call(200, 'post', infer, url, { auth: admin, body: binaryOut });
     assert.match(String(binary.headers['content-type']), /^application\/octet-stream/);
+    // The binary tensor data extension: a JSON header, then the input's bytes; labelled either way.
+    const bytes = tensor.data.length * 4; // FP32
+    const header = Buffer.from(
+      JSON.stringify({ inputs: [{ ...tensor, data: undefined, parameters: { binary_data_size: bytes } }] }),
+    );
+    const binaryBody = Buffer.concat([header, Buffer.alloc(bytes)]);
+    const length = { 'Inference-Header-Content-Length': String(header.length) };
+    for (const type of ['application/octet-stream', 'application/json']) {
+      await call(200, 'post', infer, url, { auth: admin, body: binaryBody, type, headers: length });
+    }
     const badShape = { inputs: [{ ...tensor, shape: [1, tensor.shape[1] + 1] }] };
     await call(400, 'post', infer, url, { auth: admin, body: badShape });
     await call(400, 'post', infer, url, { auth: admin, body: '{"inputs": [', type: 'application/json' });

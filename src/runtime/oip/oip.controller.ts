@@ -15,6 +15,7 @@ import {
   ApiBearerAuth,
   ApiBody,
   ApiExtraModels,
+  ApiHeader,
   ApiOkResponse,
   ApiOperation,
   ApiServiceUnavailableResponse,
@@ -24,6 +25,7 @@ import {
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditNote, noteAudit, Public, RequirePermission } from '../../common/access';
 import { ApiErrorResponses, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
+import { ApiMoreRequestContent } from '../../common/http/api-request-content';
 import {
   OipInferRequestDto,
   OipErrorDto,
@@ -58,6 +60,32 @@ const ApiInferResponse = (): MethodDecorator =>
           schema: { type: 'integer' },
         },
       },
+    }),
+  );
+
+/**
+ * The infer request: JSON, or the binary tensor data extension (a JSON header of Inference-Header-Content-Length
+ * bytes, then the raw tensors), as application/octet-stream or, with the header, labelled application/json or
+ * unlabelled (Triton's Python client sends it so).
+ */
+const ApiInferRequest = (): MethodDecorator =>
+  applyDecorators(
+    ApiBody({
+      type: OipInferRequestDto,
+      description:
+        'The request as JSON; or, with Inference-Header-Content-Length, the binary tensor data extension: the JSON ' +
+        'request (the header) in the first Inference-Header-Content-Length bytes, each input that gives ' +
+        "`parameters.binary_data_size` without `data`, then those inputs' values as raw little-endian bytes, one " +
+        'input after another in the order of `inputs`, each `binary_data_size` bytes. Such a body may be labelled ' +
+        'application/octet-stream or application/json, or not at all; application/octet-stream without the header ' +
+        'is read as the JSON request.',
+    }),
+    ApiMoreRequestContent({ 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }),
+    ApiHeader({
+      name: 'Inference-Header-Content-Length',
+      required: false,
+      description: 'With binary tensor data: the length in bytes of the JSON header that starts the body',
+      schema: { type: 'integer', minimum: 0 },
     }),
   );
 
@@ -194,7 +222,7 @@ export class OipController {
   @ApiBearerAuth()
   @HttpCode(200)
   @ApiOperation({ summary: 'Run the default version of a model (JSON, or the binary tensor data extension)' })
-  @ApiBody({ type: OipInferRequestDto })
+  @ApiInferRequest()
   @ApiInferResponse()
   @OipErrors(...JSON_BODY_ERRORS, 404, 422, 504)
   async infer(
@@ -212,7 +240,7 @@ export class OipController {
   @ApiBearerAuth()
   @HttpCode(200)
   @ApiOperation({ summary: 'Run a pinned version of a model (JSON, or the binary tensor data extension)' })
-  @ApiBody({ type: OipInferRequestDto })
+  @ApiInferRequest()
   @ApiInferResponse()
   @OipErrors(...JSON_BODY_ERRORS, 404, 422, 504)
   async inferVersion(
