@@ -5,11 +5,29 @@ import { createApp } from './app.factory';
 import { ReadinessService } from './common/health/readiness.service';
 import { reportBootFailure } from './boot-failure';
 import { loadConfig } from './config/app-config';
+import { InferenceEngine } from './runtime/inference-engine.service';
 
 async function bootstrap(): Promise<void> {
   const config = loadConfig();
   const app = await createApp(config);
   const logger = new Logger('Bootstrap');
+  const engine = app.get(InferenceEngine);
+  /**
+   * Node's exit joins every worker thread, and one stalled inside ONNX Runtime (native code, which cannot be
+   * interrupted) would hold the exit until its run returns, perhaps never: with such a thread, the process
+   * ends by SIGKILL instead, once the shutdown has done all it could.
+   */
+  const exit = (code: number): never => {
+    if (engine.stuckThreads > 0) {
+      logger.error({
+        msg: 'inference threads stuck in ONNX Runtime cannot be stopped; ending the process with SIGKILL',
+        stuckThreads: engine.stuckThreads,
+        exitCode: code,
+      });
+      process.kill(process.pid, 'SIGKILL');
+    }
+    process.exit(code);
+  };
   // Graceful shutdown: stop accepting, finish in-flight requests and queued inference, then exit.
   let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -34,13 +52,13 @@ async function bootstrap(): Promise<void> {
         if (config.SHUTDOWN_DRAIN_MS > 0) logger.log({ msg: 'drain over; closing' });
         setTimeout(() => {
           logger.error({ msg: 'shutdown grace period over; exiting with work still in flight' });
-          process.exit(1);
+          exit(1);
         }, config.SHUTDOWN_GRACE_MS).unref();
         app.close().then(
-          () => process.exit(0),
+          () => exit(0),
           (error: unknown) => {
             logger.error({ msg: 'error during shutdown', error: String(error) });
-            process.exit(1);
+            exit(1);
           },
         );
       }, config.SHUTDOWN_DRAIN_MS);

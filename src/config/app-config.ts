@@ -149,8 +149,18 @@ export class AppConfig {
   WORKER_PIPELINE_DEPTH = 2;
 
   /**
-   * After this long with no inference worker serving (replacements failing to load), /health/live answers 503
-   * so that an orchestrator restarts the process; 0: never.
+   * A run still going this long past its model's timeoutMs (INFERENCE_TIMEOUT_MS) marks its worker stalled:
+   * it is taken out of service and replaced, its requests having been answered 504 at their deadlines.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_TIMER_MS)
+  WORKER_STALL_MARGIN_MS = 5_000;
+
+  /**
+   * After this long with no inference worker serving (replacements failing to load, stalled threads that
+   * will not stop), /health/live answers 503 so that an orchestrator restarts the process; 0: never.
    */
   @Transform(toInt)
   @IsInt()

@@ -89,6 +89,9 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
   async onModuleInit(): Promise<void> {
     const records = await scanModels(this.config.MODELS_DIR, inspectGraph);
     const batching = new Map(records.map((r) => [key(r), this.batchingFor(r)]));
+    const runLimits = new Map(
+      [...batching].map(([k, options]) => [k, options.timeoutMs + this.config.WORKER_STALL_MARGIN_MS]),
+    );
     this.pool = new WorkerPool(
       this.config.WORKER_POOL_SIZE,
       {
@@ -125,8 +128,30 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
           });
           this.metrics.workerFailures.inc({ cause: 'load_failed' });
         },
+        onWorkerStalled: (index, reason, terminated) => {
+          this.logger.error({
+            msg: terminated
+              ? 'inference worker stalled; terminated, replacing it'
+              : 'inference worker stalled inside ONNX Runtime, which cannot be interrupted; replacing it (its thread stops if the run ever returns)',
+            worker: index,
+            reason,
+            stuckThreads: this.pool?.stuckThreads,
+          });
+          this.metrics.workerFailures.inc({ cause: 'stalled' });
+          this.workersChanged();
+        },
+        onStuckThreadStopped: () => {
+          this.logger.warn({
+            msg: 'a stalled inference worker thread has stopped',
+            stuckThreads: this.pool?.stuckThreads,
+          });
+          this.workersChanged();
+        },
       },
-      { depth: this.config.WORKER_PIPELINE_DEPTH },
+      {
+        depth: this.config.WORKER_PIPELINE_DEPTH,
+        runLimitMs: (k) => runLimits.get(k) ?? Infinity,
+      },
     );
     const loaded = new Map((await this.pool.start()).map((m) => [m.key, m]));
     this.booted = true;
@@ -167,14 +192,20 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     this.readiness.registerLiveness('models', () => this.live());
   }
 
+  /** Threads of stalled workers that have not stopped: the process cannot exit normally while one runs. */
+  get stuckThreads(): number {
+    return this.pool?.stuckThreads ?? 0;
+  }
+
   private workersChanged(): void {
     this.metrics.workersReady.set(this.pool?.readyWorkers ?? 0);
+    this.metrics.workersStuck.set(this.pool?.stuckThreads ?? 0);
   }
 
   /**
    * Not live once no worker has served for WORKER_OUTAGE_LIVENESS_MS: what keeps them down (a model.onnx
-   * changed since boot) only a restart clears, and with no worker the process serves nothing a restart
-   * would lose.
+   * changed since boot, threads stuck in ONNX Runtime) only a restart clears, and with no worker the
+   * process serves nothing a restart would lose.
    */
   private live(): boolean {
     const limit = this.config.WORKER_OUTAGE_LIVENESS_MS;
@@ -320,7 +351,8 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
       const fallback = entry.fallbackReason ? ` (${entry.fallbackReason})` : '';
       models[entry.key] = ready ? `ready on ${entry.provider}${fallback}` : `not served: ${outage ?? 'loading'}`;
     }
-    return { ready, detail: { workers, models } };
+    const stuckThreads = this.pool?.stuckThreads ?? 0;
+    return { ready, detail: { workers, ...(stuckThreads > 0 ? { stuckThreads } : {}), models } };
   }
 }
 

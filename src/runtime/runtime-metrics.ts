@@ -14,6 +14,7 @@ export class RuntimeMetrics {
   readonly provider: Gauge<'model' | 'version' | 'provider'>;
   readonly workersReady: Gauge;
   readonly workerFailures: Counter<'cause'>;
+  readonly workersStuck: Gauge;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -64,8 +65,13 @@ export class RuntimeMetrics {
     });
     this.workerFailures = new Counter({
       name: 'gateway_inference_worker_failures_total',
-      help: 'Inference workers lost (exited) and replacements that failed to load (load_failed)',
+      help: 'Inference workers lost (exited), replacements that failed to load (load_failed), runs past their limit (stalled)',
       labelNames: ['cause'],
+      registers,
+    });
+    this.workersStuck = new Gauge({
+      name: 'gateway_inference_workers_stuck',
+      help: 'Threads of stalled inference workers that have not stopped (inside ONNX Runtime, which cannot be interrupted)',
       registers,
     });
   }

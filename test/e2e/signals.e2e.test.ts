@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { FIXTURE_MODELS, REPO_ROOT } from '../fixtures/paths';
+import { STALL_IN_ORT, stallingInput } from '../fixtures/stalling-worker';
 import { TEST_AUTH_ENV, bearer, tokenFor } from '../fixtures/test-auth';
 import { freshDataDir } from '../fixtures/test-data-dir';
 import { until } from '../fixtures/until';
@@ -17,8 +18,8 @@ interface Gateway {
 }
 
 /** main.ts as `npm start` runs it, ready to serve; killed by the caller's finally. */
-async function startGateway(env: Record<string, string>, port: number): Promise<Gateway> {
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
+async function startGateway(env: Record<string, string>, port: number, nodeArgs: string[] = []): Promise<Gateway> {
+  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
     env: {
       ...process.env,
       ...TEST_AUTH_ENV,
@@ -108,6 +109,35 @@ describe('signals (main.ts)', () => {
     try {
       assert.match(gateway.url, /^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
       assert.equal((await fetch(`${gateway.url}/health/live`)).status, 200);
+    } finally {
+      gateway.child.kill('SIGKILL');
+    }
+  });
+
+  it('SIGTERM with an inference thread stuck in ONNX Runtime: the shutdown completes, then the process ends with SIGKILL rather than hang', async () => {
+    // Node's exit joins every thread; one blocked in native code held process.exit() until its run returned.
+    const preload = join(REPO_ROOT, 'dist-test', 'test', 'fixtures', 'stalling-worker.preload.js');
+    const env = { INFERENCE_TIMEOUT_MS: '1000', WORKER_STALL_MARGIN_MS: '500', SHUTDOWN_GRACE_MS: '5000' };
+    const gateway = await startGateway(env, 3111 + (process.pid % 9), ['-r', preload]);
+    try {
+      const authorization = bearer(tokenFor(['ml-admin']));
+      const stuck = await fetch(`${gateway.url}/v2/models/fixture-linear/infer`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: stallingInput(STALL_IN_ORT, 60_000) }],
+        }),
+      });
+      assert.equal(stuck.status, 504);
+      await until('the stalled thread counted', async () => {
+        const text = await (await fetch(`${gateway.url}/metrics`)).text();
+        return /^gateway_inference_workers_stuck 1$/m.test(text) ? true : undefined;
+      });
+      const signalled = Date.now();
+      gateway.child.kill('SIGTERM');
+      assert.deepEqual(await gateway.exited, [null, 'SIGKILL']);
+      assert.ok(Date.now() - signalled < 5000, `ended ${Date.now() - signalled} ms after SIGTERM`);
+      // Logged (to stderr): 'inference threads stuck in ONNX Runtime cannot be stopped; ending the process with SIGKILL'.
     } finally {
       gateway.child.kill('SIGKILL');
     }

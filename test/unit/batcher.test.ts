@@ -223,6 +223,26 @@ describe('Batcher', () => {
     await Promise.all([blocking, fresh]);
   });
 
+  it("answers a request whose run has not answered by its deadline (a stalled worker), and drops the run's late answer", async () => {
+    const { run, calls } = controlledRunner();
+    const seen: string[] = [];
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, run, { outcome: (o) => seen.push(o) });
+    const started = performance.now();
+    const stuck = batcher.submit(rows([[1, 1]]), 50);
+    const company = batcher.submit(rows([[2, 2]]), 10_000);
+    await until(() => calls.length === 1);
+    await assert.rejects(
+      stuck,
+      (error: unknown) =>
+        error instanceof AppError && error.code === 'DEADLINE_EXCEEDED' && /did not answer/.test(error.detail),
+    );
+    assert.ok(performance.now() - started < 5000);
+    calls[0].release(); // the run answers at last: the one still waiting gets it, the other is not answered twice
+    assert.deepEqual([...((await company).outputs.y.data as Float32Array)], [4, 4]);
+    await batcher.drain();
+    assert.deepEqual(seen.sort(), ['deadline_exceeded', 'ok']);
+  });
+
   it('does not run the requests of a batch refused with MODEL_NOT_READY again one by one', async () => {
     let runs = 0;
     const seen: string[] = [];

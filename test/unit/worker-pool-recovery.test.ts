@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Tensor } from '../../src/runtime/tensor';
 import { WorkerFailure, WorkerPool, WorkerUnavailable } from '../../src/runtime/worker-pool/worker-pool';
-import { STALL_IN_JS, STALLING_WORKER, stallingInput } from '../fixtures/stalling-worker';
+import { STALL_IN_JS, STALL_IN_ORT, STALLING_WORKER, stallingInput } from '../fixtures/stalling-worker';
 import { until } from '../fixtures/until';
 import { FIXTURE_LINEAR, fixtureLinearLoad } from '../fixtures/worker-load';
 
@@ -92,6 +92,85 @@ describe('a worker whose replacement fails to load', () => {
       for (const run of waiting) {
         await assert.rejects(run, (error: unknown) => error instanceof WorkerUnavailable);
       }
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('a worker whose run goes past its limit (runLimitMs)', () => {
+  it('stalled in JavaScript: refused, terminated and replaced, and serving resumes', async () => {
+    const stalls: Array<{ reason: string; terminated: boolean }> = [];
+    let stopped = 0;
+    const pool = new WorkerPool(
+      1,
+      await fixtureLinearLoad(join(FIXTURE_LINEAR, '2', 'model.onnx')),
+      {
+        onWorkerStalled: (_index, reason, terminated) => stalls.push({ reason, terminated }),
+        onStuckThreadStopped: () => stopped++,
+      },
+      { workerFile: STALLING_WORKER, runLimitMs: () => 300 },
+    );
+    try {
+      await pool.start();
+      const started = performance.now();
+      const stalled = pool.run(KEY, x(stallingInput(STALL_IN_JS, 60_000)));
+      const behind = pool.run(KEY, x([1, 2, 3, 4]));
+      await assert.rejects(
+        stalled,
+        (error: unknown) => error instanceof WorkerUnavailable && /stalled/.test(error.message),
+      );
+      await assert.rejects(behind, (error: unknown) => error instanceof WorkerUnavailable);
+      assert.ok(performance.now() - started < 5000, 'refused near its limit, not when the 60 s loop ends');
+      assert.equal(stalls.length, 1);
+      assert.match(stalls[0].reason, /a run of fixture-linear@2 has gone on for \d+ ms \(limit 300 ms\)/);
+      assert.equal(stalls[0].terminated, true, 'no ONNX Runtime run under way: terminated');
+      await until('the thread stopped', () => (stopped === 1 ? true : undefined));
+      assert.equal(pool.stuckThreads, 0);
+      await until('the replacement loaded', () => (pool.readyWorkers === 1 ? true : undefined));
+      const { outputs } = await pool.run(KEY, x([1, 2, 3, 4]));
+      assert.equal(outputs.y.dims[0], 1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('stalled inside ONNX Runtime: replaced at once, its thread left to stop by itself; no more such threads than workers', async () => {
+    // Terminating a thread inside an ORT run aborts the whole process once the run returns ("terminate called
+    // after throwing an instance of 'Napi::Error'"), so this one must be let be.
+    const stalls: boolean[] = [];
+    let stopped = 0;
+    const pool = new WorkerPool(
+      1,
+      await fixtureLinearLoad(join(FIXTURE_LINEAR, '2', 'model.onnx')),
+      {
+        onWorkerStalled: (_index, _reason, terminated) => stalls.push(terminated),
+        onStuckThreadStopped: () => stopped++,
+      },
+      { workerFile: STALLING_WORKER, runLimitMs: () => 300 },
+    );
+    try {
+      await pool.start();
+      await assert.rejects(pool.run(KEY, x(stallingInput(STALL_IN_ORT, 3000))), WorkerUnavailable);
+      assert.deepEqual(stalls, [false]);
+      assert.equal(pool.stuckThreads, 1);
+      // One stuck thread beside one worker: replaced at once, and served.
+      await until('the replacement loaded', () => (pool.readyWorkers === 1 ? true : undefined));
+      assert.equal((await pool.run(KEY, x([1, 2, 3, 4]))).outputs.y.dims[0], 1);
+
+      // A second while the first is stuck: two stuck threads for a pool of one, so no third thread for now.
+      await assert.rejects(pool.run(KEY, x(stallingInput(STALL_IN_ORT, 3000))), WorkerUnavailable);
+      assert.equal(pool.stuckThreads, 2);
+      assert.equal(pool.readyWorkers, 0);
+      assert.match(pool.outage() ?? '', /waiting for a stalled worker's thread to stop/);
+      await assert.rejects(pool.run(KEY, x([1, 2, 3, 4])), WorkerUnavailable);
+
+      // The first run returns: its thread stops itself (it answers nothing) and the slot is filled again.
+      await until('the first stuck thread stopped', () => (stopped >= 1 ? true : undefined), 10_000);
+      await until('a worker loaded', () => (pool.readyWorkers === 1 ? true : undefined), 10_000);
+      assert.equal((await pool.run(KEY, x([1, 2, 3, 4]))).outputs.y.dims[0], 1);
+      await until('both stuck threads stopped', () => (stopped === 2 ? true : undefined), 10_000);
+      assert.equal(pool.stuckThreads, 0);
     } finally {
       await pool.close();
     }

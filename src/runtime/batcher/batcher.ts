@@ -53,7 +53,10 @@ interface Pending {
   signature: string;
   enqueuedAt: number;
   deadline: number;
+  /** Armed until the request is answered: it answers DEADLINE_EXCEEDED whether the request waits or runs. */
   deadlineTimer: NodeJS.Timeout;
+  /** The first of its run's answer and its deadline has answered it; what comes after is dropped. */
+  answered: boolean;
   resolve: (result: BatchResult) => void;
   reject: (error: Error) => void;
 }
@@ -73,9 +76,11 @@ export const LONE_TRAFFIC_MS = 1000;
  * batch. The delay applies only while requests overlap: after LONE_TRAFFIC_MS without one arriving
  * while another was queued or running (one client at a time, a PACS sending now and then), a batch
  * leaves at the end of its turn, as with 0. Each request has a deadline: one still waiting
- * when it passes is answered DEADLINE_EXCEEDED and never run. A stacked run that fails is run again one
- * request at a time (runAlone), so that each request gets its own outcome; not when no worker can run it
- * (MODEL_NOT_READY), which each request would only meet again.
+ * when it passes is answered DEADLINE_EXCEEDED and never run; one whose run has not answered by then (a
+ * worker stalled) is answered DEADLINE_EXCEEDED then, and its run's answer dropped. The timer is the one
+ * armed at submit, cleared at the answer rather than at dispatch: nothing added per request. A stacked run
+ * that fails is run again one request at a time (runAlone), so that each request gets its own outcome;
+ * not when no worker can run it (MODEL_NOT_READY), which each request would only meet again.
  */
 export class Batcher {
   private readonly queue: Pending[] = [];
@@ -126,6 +131,7 @@ export class Batcher {
         enqueuedAt,
         deadline: enqueuedAt + timeoutMs,
         deadlineTimer: setTimeout(() => this.expire(item), timeoutMs),
+        answered: false,
         resolve,
         reject,
       };
@@ -144,13 +150,32 @@ export class Batcher {
   }
 
   private expire(item: Pending): void {
+    if (!this.settle(item)) return;
+    this.observer.outcome?.('deadline_exceeded');
     const index = this.queue.indexOf(item);
-    if (index < 0) return;
+    if (index < 0) {
+      // Its run has not answered: a worker stalled (the pool replaces it), or a run longer than the deadline.
+      item.reject(new AppError('DEADLINE_EXCEEDED', 'the model did not answer the request by its deadline'));
+      return;
+    }
     this.queue.splice(index, 1);
     this.observer.depth?.(this.queue.length);
-    this.observer.outcome?.('deadline_exceeded');
     item.reject(new AppError('DEADLINE_EXCEEDED', 'the request waited past its deadline and was not run'));
     this.checkIdle();
+  }
+
+  /** Marks the request answered (false if it was already) and disarms its deadline. */
+  private settle(item: Pending): boolean {
+    if (item.answered) return false;
+    item.answered = true;
+    clearTimeout(item.deadlineTimer);
+    return true;
+  }
+
+  private fail(item: Pending, error: Error): void {
+    if (!this.settle(item)) return;
+    this.observer.outcome?.(outcomeOf(error));
+    item.reject(error);
   }
 
   private schedule(): void {
@@ -211,7 +236,6 @@ export class Batcher {
         taken.push(item);
         rows += item.rows;
         this.queue.splice(i, 1);
-        clearTimeout(item.deadlineTimer);
         if (rows >= this.options.maxBatchSize || !this.options.batchable) break;
       } else {
         i++;
@@ -221,6 +245,7 @@ export class Batcher {
     const now = this.now();
     const live = taken.filter((item) => {
       if (item.deadline > now) return true;
+      this.settle(item);
       this.observer.outcome?.('deadline_exceeded');
       item.reject(new AppError('DEADLINE_EXCEEDED', 'the request waited past its deadline and was not run'));
       return false;
@@ -253,20 +278,15 @@ export class Batcher {
       const total = rows.reduce((a, b) => a + b, 0);
       this.observer.batch?.(total, computeMs);
       items.forEach((item, i) => {
+        if (!this.settle(item)) return; // answered at its deadline already
         const own: Record<string, Tensor> = {};
         for (const name of Object.keys(pieces)) own[name] = pieces[name][i];
         this.observer.outcome?.('ok');
         item.resolve({ outputs: own, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: total });
       });
     } catch (error) {
-      if (items.length > 1 && !notReady(error)) {
-        await this.runAlone(items, startedAt);
-      } else {
-        for (const item of items) {
-          this.observer.outcome?.(outcomeOf(error));
-          item.reject(error as Error);
-        }
-      }
+      if (items.length > 1 && !notReady(error)) await this.runAlone(items, startedAt);
+      else for (const item of items) this.fail(item, error as Error);
     } finally {
       this.inFlight--;
       this.schedule();
@@ -281,14 +301,15 @@ export class Batcher {
    */
   private async runAlone(items: Pending[], startedAt: number): Promise<void> {
     for (const item of items) {
+      if (item.answered) continue; // its deadline passed while the others ran
       try {
         const { outputs, computeMs } = await this.runBatch(item.inputs, item.given);
         this.observer.batch?.(item.rows, computeMs);
+        if (!this.settle(item)) continue;
         this.observer.outcome?.('ok');
         item.resolve({ outputs, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: item.rows });
       } catch (error) {
-        this.observer.outcome?.(outcomeOf(error));
-        item.reject(error as Error);
+        this.fail(item, error as Error);
       }
     }
   }

@@ -1,14 +1,32 @@
 /* Worker thread entry: owns ONNX Runtime sessions so that run() never blocks the event loop. */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
 import { elementCount, zeros } from '../tensor';
 import { POOLED_FROM_BYTES } from '../tensor-pool';
 import { createSession, fromOrtTensor, toOrtTensor } from './ort-session';
-import type { FromWorker, LoadedModel, LoadMessage, RunMessage, ToWorker, WorkerModel } from './worker-protocol';
+import { CONTROL_RUNS, CONTROL_STOP } from './worker-protocol';
+import type {
+  FromWorker,
+  LoadedModel,
+  LoadMessage,
+  RunMessage,
+  ToWorker,
+  WorkerInit,
+  WorkerModel,
+} from './worker-protocol';
 
 const sessions = new Map<string, InferenceSession>();
+const control = new Int32Array((workerData as WorkerInit).control);
+
+/**
+ * The pool has given up on this worker (a run went past its limit) and could not terminate it, a run being
+ * under way: it stops here, where ONNX Runtime is not on its stack, rather than run again or answer.
+ */
+function stopIfGivenUp(): void {
+  if (Atomics.load(control, CONTROL_STOP) === 1) process.exit(0);
+}
 
 function post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   parentPort!.postMessage(message, transfer);
@@ -56,13 +74,24 @@ async function load(msg: LoadMessage): Promise<void> {
 }
 
 async function run(msg: RunMessage): Promise<void> {
-  const session = sessions.get(msg.key);
-  if (!session) throw new Error(`model ${msg.key} is not loaded in this worker`);
-  const feeds: Record<string, ReturnType<typeof toOrtTensor>> = {};
-  for (const [name, tensor] of Object.entries(msg.feeds)) feeds[name] = toOrtTensor(tensor);
-  const started = performance.now();
-  const results = await session.run(feeds);
-  const computeMs = performance.now() - started;
+  // Counted before the pool's STOP is read (and the pool sets STOP before it reads the count), so that
+  // either this run sees STOP and never enters ONNX Runtime, or the pool sees the run and does not terminate.
+  Atomics.add(control, CONTROL_RUNS, 1);
+  let results: InferenceSession.ReturnType;
+  let computeMs: number;
+  try {
+    stopIfGivenUp();
+    const session = sessions.get(msg.key);
+    if (!session) throw new Error(`model ${msg.key} is not loaded in this worker`);
+    const feeds: Record<string, ReturnType<typeof toOrtTensor>> = {};
+    for (const [name, tensor] of Object.entries(msg.feeds)) feeds[name] = toOrtTensor(tensor);
+    const started = performance.now();
+    results = await session.run(feeds);
+    computeMs = performance.now() - started;
+  } finally {
+    Atomics.sub(control, CONTROL_RUNS, 1);
+  }
+  stopIfGivenUp();
   const outputs: FromWorker & { type: 'result' } = { type: 'result', id: msg.id, outputs: {}, computeMs };
   const transfer: ArrayBuffer[] = [];
   for (const [name, value] of Object.entries(results)) {

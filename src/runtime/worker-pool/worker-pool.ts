@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../tensor';
 import { POOLED_FROM_BYTES } from '../tensor-pool';
-import type { FromWorker, LoadedModel, LoadMessage } from './worker-protocol';
+import { CONTROL_LENGTH, CONTROL_RUNS, CONTROL_STOP } from './worker-protocol';
+import type { FromWorker, LoadedModel, LoadMessage, WorkerInit } from './worker-protocol';
 
 export interface RunResult {
   outputs: Record<string, Tensor>;
@@ -24,17 +25,23 @@ interface Task {
 interface Slot {
   index: number;
   worker: Worker;
+  /** Shared with the worker: see WorkerInit. */
+  control: Int32Array;
   ready: boolean;
+  /** A run went past its limit: the worker serves no more and its thread is let go (see stall). */
+  stalled: boolean;
   tasks: Map<number, Task>;
+  /** When the worker started the run at the head of `tasks` (it runs them in turn). */
+  busySince: number;
   /** Settles once the worker has loaded its models, failed to, or exited. */
   settled: Promise<void>;
 }
 
-/** A slot whose worker is gone and whose replacement failed to load: when it is tried again. */
+/** A slot whose worker is gone and not yet replaced: the next try, or none while stuck threads fill the pool. */
 interface Retry {
   attempt: number;
   at: number;
-  timer: NodeJS.Timeout;
+  timer?: NodeJS.Timeout;
 }
 
 export interface WorkerPoolEvents {
@@ -43,12 +50,22 @@ export interface WorkerPoolEvents {
   onWorkerReady?(index: number, models: LoadedModel[]): void;
   /** A replacement failed to load; it is tried again in `retryInMs`. */
   onReplacementFailed?(index: number, reason: string, retryInMs: number, attempt: number): void;
+  /**
+   * A run went past its limit: the worker's tasks are failed and it is replaced. `terminated`: its thread was
+   * in JavaScript and is terminated; otherwise it is inside ONNX Runtime, which Node cannot interrupt, and it
+   * stops by itself if that run ever returns (until then it counts in stuckThreads).
+   */
+  onWorkerStalled?(index: number, reason: string, terminated: boolean): void;
+  /** A stalled worker's thread has stopped. */
+  onStuckThreadStopped?(): void;
 }
 
 export interface WorkerPoolOptions {
   /** Tasks handed to a worker at once (WORKER_PIPELINE_DEPTH). */
   depth?: number;
   workerFile?: string;
+  /** How long a run of this model may take before its worker counts as stalled; without it, no watchdog. */
+  runLimitMs?: (key: string) => number;
   /** First wait before a replacement that failed to load is tried again; it doubles up to retryMaxMs. */
   retryFirstMs?: number;
   retryMaxMs?: number;
@@ -75,16 +92,21 @@ const RETRY_MAX_MS = 30_000;
  * thread), and the next one is already waiting while the main thread answers the last. Extra tasks
  * wait in a FIFO while a worker is ready; with none ready, a task is refused at once (WorkerUnavailable).
  * A worker that dies fails only the tasks it held and is replaced with a fresh one that reloads every
- * model; a replacement that fails to load is tried again, from 1 s doubling up to every 30 s.
+ * model; a replacement that fails to load is tried again, from 1 s doubling up to every 30 s. A worker
+ * whose run goes past its limit (runLimitMs) is given up on and replaced the same way (see stall).
  */
 export class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly pending: Task[] = [];
   private readonly retries = new Map<number, Retry>();
+  /** Threads of stalled workers that have not stopped yet. */
+  private readonly stuck = new Set<Worker>();
   private readonly depth: number;
   private readonly workerFile: string;
+  private readonly runLimitMs?: (key: string) => number;
   private readonly retryFirstMs: number;
   private readonly retryMaxMs: number;
+  private watchdog?: NodeJS.Timeout;
   /** Since when no worker has been ready, once one was. */
   private unservedSince?: number;
   private nextId = 1;
@@ -98,6 +120,7 @@ export class WorkerPool {
   ) {
     this.depth = options.depth ?? 2;
     this.workerFile = options.workerFile ?? join(__dirname, 'inference-worker.js');
+    this.runLimitMs = options.runLimitMs;
     this.retryFirstMs = options.retryFirstMs ?? RETRY_FIRST_MS;
     this.retryMaxMs = options.retryMaxMs ?? RETRY_MAX_MS;
   }
@@ -106,6 +129,7 @@ export class WorkerPool {
   async start(): Promise<LoadedModel[]> {
     try {
       const reports = await Promise.all(Array.from({ length: this.size }, (_, i) => this.spawn(i)));
+      this.startWatchdog();
       return reports[0];
     } finally {
       // The boot's checked bytes are not kept: a worker replaced later reads model.onnx and checks it.
@@ -123,6 +147,11 @@ export class WorkerPool {
     return this.size;
   }
 
+  /** Threads of workers given up on (stalled) that have not stopped: inside ONNX Runtime, they may never. */
+  get stuckThreads(): number {
+    return this.stuck.size;
+  }
+
   /** How long no worker has been ready, in ms (0 while one is, or before the first has loaded). */
   unservedMs(now = performance.now()): number {
     return this.unservedSince === undefined ? 0 : now - this.unservedSince;
@@ -133,6 +162,7 @@ export class WorkerPool {
     if (this.readyWorkers > 0) return undefined;
     const retry = [...this.retries.values()].sort((a, b) => a.at - b.at)[0];
     if (!retry || this.loading()) return 'a replacement worker is loading';
+    if (retry.timer === undefined) return "waiting for a stalled worker's thread to stop";
     const inS = Math.max(0, Math.ceil((retry.at - performance.now()) / 1000));
     return `the replacement worker failed to load ${retry.attempt} time(s) (the log says why); next try in ${inS} s`;
   }
@@ -156,21 +186,34 @@ export class WorkerPool {
    * Fails what is waiting and stops every worker. A worker still loading (a replacement for one that
    * died, or a boot that is being abandoned) is let finish first: terminated while ONNX Runtime creates
    * a session, it took the whole process down (`terminate called after throwing an instance of
-   * 'Napi::Error'`). SHUTDOWN_GRACE_MS bounds the wait.
+   * 'Napi::Error'`). SHUTDOWN_GRACE_MS bounds the wait. A stalled worker's thread is not waited for.
    */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.watchdog);
     for (const retry of this.retries.values()) clearTimeout(retry.timer);
     this.retries.clear();
     for (const task of this.pending.splice(0)) task.reject(new WorkerFailure('worker pool closed'));
-    await Promise.all(this.slots.filter((s) => !s.ready).map((s) => s.settled));
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    const live = this.slots.filter((s) => !s.stalled);
+    await Promise.all(live.filter((s) => !s.ready).map((s) => s.settled));
+    await Promise.all(live.map((s) => s.worker.terminate()));
   }
 
   private spawn(index: number): Promise<LoadedModel[]> {
-    const worker = new Worker(this.workerFile);
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_LENGTH * Int32Array.BYTES_PER_ELEMENT));
+    const init: WorkerInit = { control: control.buffer };
+    const worker = new Worker(this.workerFile, { workerData: init });
     // `settled` is the load below, set once it exists (nothing reads it before).
-    const slot: Slot = { index, worker, ready: false, tasks: new Map(), settled: Promise.resolve() };
+    const slot: Slot = {
+      index,
+      worker,
+      control,
+      ready: false,
+      stalled: false,
+      tasks: new Map(),
+      busySince: 0,
+      settled: Promise.resolve(),
+    };
     this.slots[index] = slot;
     const loading = new Promise<LoadedModel[]>((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg, resolve, reject));
@@ -208,6 +251,8 @@ export class WorkerPool {
       case 'run-failed': {
         const task = slot.tasks.get(msg.id);
         slot.tasks.delete(msg.id);
+        // The next task handed over starts now.
+        if (slot.tasks.size > 0) slot.busySince = performance.now();
         if (task && msg.type === 'result')
           task.resolve({ outputs: msg.outputs, computeMs: msg.computeMs, returned: msg.returned ?? [] });
         else if (task && msg.type === 'run-failed') task.reject(new WorkerFailure(msg.message));
@@ -218,7 +263,7 @@ export class WorkerPool {
   }
 
   private onExit(slot: Slot, reason: string, failed: (error: Error) => void): void {
-    if (this.slots[slot.index] !== slot) return; // already replaced
+    if (this.slots[slot.index] !== slot || slot.stalled) return; // already replaced, or given up on
     const wasReady = slot.ready;
     slot.ready = false;
     for (const task of slot.tasks.values()) task.reject(new WorkerFailure(`inference worker ${reason}`));
@@ -237,10 +282,16 @@ export class WorkerPool {
   /**
    * Starts a worker in the slot, and on a failed load tries again later (from retryFirstMs, doubling up to
    * retryMaxMs): a model file away for a moment (a deploy, a network file system) must not leave the slot
-   * empty for good.
+   * empty for good. Stalled workers' threads that have not stopped count against the pool: past as many as
+   * it has workers, it waits for one of them to stop instead, so that at most twice the pool's threads
+   * exist however often workers stall.
    */
   private replace(index: number, attempt: number): void {
     if (this.closed) return;
+    if (this.stuck.size > this.size) {
+      this.retries.set(index, { attempt, at: Infinity });
+      return;
+    }
     this.retries.delete(index);
     this.spawn(index).catch((error: Error) => {
       if (this.closed) return;
@@ -261,9 +312,9 @@ export class WorkerPool {
     for (const task of this.pending.splice(0)) task.reject(error);
   }
 
-  /** A replacement is loading (not waiting for its next try). */
+  /** A replacement is loading (not waiting for its next try, nor for a stuck thread to stop). */
   private loading(): boolean {
-    return this.slots.some((s) => !s.ready && !this.retries.has(s.index));
+    return this.slots.some((s) => !s.ready && !s.stalled && !this.retries.has(s.index));
   }
 
   private unavailable(): WorkerUnavailable {
@@ -271,6 +322,61 @@ export class WorkerPool {
     for (const retry of this.retries.values()) next = Math.min(next, retry.at);
     const retryAfterMs = this.loading() || !Number.isFinite(next) ? 1000 : Math.max(1000, next - performance.now());
     return new WorkerUnavailable('no inference worker is loaded (one is being replaced)', retryAfterMs);
+  }
+
+  private startWatchdog(): void {
+    if (!this.runLimitMs || this.closed) return;
+    const shortest = Math.min(...this.load.models.map((m) => this.runLimitMs!(m.key)));
+    // A few looks per limit, at most one a second: a stall is seen within a quarter of its limit.
+    const every = Math.max(10, Math.min(1000, Math.floor(shortest / 4)));
+    this.watchdog = setInterval(() => this.watch(), every);
+    this.watchdog.unref();
+  }
+
+  private watch(): void {
+    const now = performance.now();
+    for (const slot of this.slots) {
+      if (!slot?.ready || slot.tasks.size === 0) continue;
+      const head = slot.tasks.values().next().value as Task;
+      const limit = this.runLimitMs!(head.key);
+      if (now - slot.busySince > limit) {
+        this.stall(
+          slot,
+          `a run of ${head.key} has gone on for ${Math.round(now - slot.busySince)} ms (limit ${limit} ms)`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Gives up on a worker whose run went past its limit (ONNX Runtime that never returns: a driver hang, a
+   * deadlock): it serves no more, its tasks are refused (their requests were answered at their deadlines
+   * already, unless they asked for longer than their model's), and a replacement starts at once. Its thread
+   * is terminated only while no run is under way (a JavaScript loop); Node cannot interrupt native code, and
+   * terminating a thread inside ONNX Runtime aborts the process once the run returns, so such a thread is
+   * told to stop (CONTROL_STOP), stops by itself if the run returns, and is counted until then.
+   */
+  private stall(slot: Slot, reason: string): void {
+    slot.ready = false;
+    slot.stalled = true;
+    Atomics.store(slot.control, CONTROL_STOP, 1);
+    const terminated = Atomics.load(slot.control, CONTROL_RUNS) === 0;
+    const worker = slot.worker;
+    this.stuck.add(worker);
+    worker.once('exit', () => {
+      this.stuck.delete(worker);
+      this.events.onStuckThreadStopped?.();
+      for (const [index, retry] of [...this.retries]) {
+        if (retry.timer === undefined) this.replace(index, retry.attempt);
+      }
+    });
+    if (terminated) void worker.terminate();
+    const refused = new WorkerUnavailable('the inference worker running it stalled and is being replaced', 1000);
+    for (const task of slot.tasks.values()) task.reject(refused);
+    slot.tasks.clear();
+    this.events.onWorkerStalled?.(slot.index, reason, terminated);
+    this.noteUnserved();
+    this.replace(slot.index, 0);
   }
 
   private dispatch(): void {
@@ -281,6 +387,7 @@ export class WorkerPool {
       }
       if (!best) return;
       const task = this.pending.shift()!;
+      if (best.tasks.size === 0) best.busySince = performance.now();
       best.tasks.set(task.id, task);
       const buffers = task.transfer ? movable(task.feeds) : [];
       best.worker.postMessage({ type: 'run', id: task.id, key: task.key, feeds: task.feeds }, buffers);

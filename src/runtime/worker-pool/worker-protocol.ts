@@ -18,6 +18,21 @@ export interface WorkerModel {
   warmupBatchSizes: number[];
 }
 
+/**
+ * What a worker is started with. `control` is shared with the pool (an Int32Array over it): at CONTROL_RUNS
+ * the worker counts its runs under way (from the run message to ONNX Runtime's answer), at CONTROL_STOP the
+ * pool sets 1 once it has given up on the worker (a run went past its limit). ONNX Runtime takes the whole
+ * process down when its thread is terminated inside a run or a session's creation, so the pool terminates a
+ * given-up worker only while no run is under way; otherwise the worker stops itself once its run returns.
+ */
+export interface WorkerInit {
+  control: SharedArrayBuffer;
+}
+
+export const CONTROL_RUNS = 0;
+export const CONTROL_STOP = 1;
+export const CONTROL_LENGTH = 2;
+
 export interface LoadMessage {
   type: 'load';
   device: InferenceDevice;
