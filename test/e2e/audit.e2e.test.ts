@@ -227,6 +227,12 @@ describe('audit trail', () => {
     // The chains span every tenant: their counts and ids are not for one tenant's auditor.
     const verify = await http.get('/v1/audit/verify').set('Authorization', bankA).expect(403);
     assert.match(verify.body.detail, /names no tenant/);
+    // Its row carries the reason the caller was given, as the guard's 403s do, not the code.
+    const [row] = await events('action=audit.verify&outcome=denied&limit=1');
+    assert.deepEqual(
+      [row.actor, row.statusCode, row.outputSummary],
+      ['auditor-a', 403, { reason: verify.body.detail }],
+    );
   });
 
   it('a token with a tenant sees its events without their place in the chains, and pages with a sealed cursor', async () => {

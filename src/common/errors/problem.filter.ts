@@ -53,7 +53,11 @@ export class ProblemFilter implements ExceptionFilter {
       }
     }
     const note = auditNoteOf(request);
-    if (note && note.reason === undefined) noteAudit(request, { reason: problem.code });
+    // A refusal of the caller (401, 403) is recorded with the reason it was given, whoever refused it (the guard
+    // notes its own); any other refusal with its code, as its detail may quote what the caller sent.
+    if (note && note.reason === undefined) {
+      noteAudit(request, { reason: problem.status === 401 || problem.status === 403 ? problem.detail : problem.code });
+    }
     const headers: Record<string, string> = {};
     if (exception instanceof AppError && exception.retryAfterSeconds !== undefined) {
       headers['Retry-After'] = String(exception.retryAfterSeconds);
