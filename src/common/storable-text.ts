@@ -1,3 +1,4 @@
+import { ApiProperty } from '@nestjs/swagger';
 import { ValidateBy } from 'class-validator';
 
 /**
@@ -54,18 +55,29 @@ export const BEFORE_EARLIEST_TIME = 'must not be before 4713 BC';
 /** The largest value of PostgreSQL's bigint, the type of the row ids that paged answers give as cursors. */
 const MAX_BIGINT = 9223372036854775807n;
 
+/** A row id's digits: a positive integer of at most 19 digits (and, checked apart, at most MAX_BIGINT). */
+export const ROW_CURSOR = /^[1-9]\d{0,18}$/;
+
 /** A row id as a cursor (a `nextCursor` the API gave): a positive integer that fits PostgreSQL's bigint. */
 export function isRowCursor(value: unknown): value is string {
-  return typeof value === 'string' && /^[1-9]\d{0,18}$/.test(value) && BigInt(value) <= MAX_BIGINT;
+  return typeof value === 'string' && ROW_CURSOR.test(value) && BigInt(value) <= MAX_BIGINT;
 }
 
 /** The reason a query gets for a cursor that is not one. */
 export const NOT_A_CURSOR = 'must be a nextCursor returned by this endpoint';
 
-/** A query DTO's `cursor`: a row id this API returned as `nextCursor` (isRowCursor), else NOT_A_CURSOR. */
+/**
+ * A query DTO's `cursor`: a row id this API returned as `nextCursor` (isRowCursor), else NOT_A_CURSOR; documented with
+ * ROW_CURSOR's pattern.
+ */
 export function IsRowCursor(): PropertyDecorator {
-  return ValidateBy({
+  const check = ValidateBy({
     name: 'isRowCursor',
     validator: { validate: isRowCursor, defaultMessage: () => `cursor ${NOT_A_CURSOR}` },
   });
+  const doc = ApiProperty({ pattern: ROW_CURSOR.source });
+  return (target, property) => {
+    check(target, property);
+    doc(target, property);
+  };
 }

@@ -5,12 +5,15 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
+import { getMetadataStorage } from 'class-validator';
 import request from 'supertest';
 import { FRAUD_ITEM_SCHEMA } from '../../src/domains/finance/fraud-item.schema';
+import { IDENTIFIER } from '../../src/domains/manufacturing/assets/asset.dto';
 import { COUNTRIES } from '../../src/domains/finance/fraud-score.dto';
 import { OIP_INFER_REQUEST_SCHEMA } from '../../src/runtime/oip/oip-request.schema';
 import { tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
+import { millAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { zeroRowOf } from '../fixtures/oip-tensors';
 import { bearer, tokenFor } from '../fixtures/test-auth';
@@ -242,6 +245,85 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
       infer('an output without a name', { outputs: [{ name: '' }] }),
       infer('an output as binary data', { outputs: [{ name: output, parameters: { binary_data: true } }] }),
       infer('an output with binary_data "yes"', { outputs: [{ name: output, parameters: { binary_data: 'yes' } }] }),
+    ]);
+  });
+
+  it("a DTO's every Matches is its property's pattern in the document", () => {
+    // class-validator keeps its metadata by class; the document names a body's schemas after their classes.
+    const storage = getMetadataStorage() as unknown as {
+      validationMetadatas: Map<
+        { name: string },
+        Array<{ name?: string; propertyName: string; constraints: unknown[] }>
+      >;
+    };
+    const mismatches: string[] = [];
+    let checked = 0;
+    for (const [target, rules] of storage.validationMetadatas) {
+      const schema = doc.components.schemas[target.name];
+      if (!schema) continue;
+      for (const rule of rules.filter((r) => r.name === 'matches')) {
+        const [pattern] = rule.constraints as [RegExp | string];
+        const want = pattern instanceof RegExp ? pattern.source : pattern;
+        const got = (schema.properties as Record<string, Schema>)[rule.propertyName]?.pattern;
+        checked++;
+        if (got !== want)
+          mismatches.push(`${target.name}.${rule.propertyName}: ${String(got)} in the document, ${want}`);
+      }
+    }
+    assert.ok(checked > 5, `only ${checked} patterns found`);
+    assert.deepEqual(mismatches, []);
+  });
+
+  it('manufacturing: asset ids, cursors and page sizes as the document states them', async () => {
+    for (const [path, item] of Object.entries(doc.paths)) {
+      if (!path.includes('{assetId}')) continue;
+      for (const [method, operation] of Object.entries(item)) {
+        const parameter = operation.parameters?.find((p) => p.in === 'path' && p.name === 'assetId');
+        assert.equal(parameter?.schema.pattern, IDENTIFIER.source, `${method.toUpperCase()} ${path}`);
+      }
+    }
+    const asset = '/v1/manufacturing/assets/{assetId}';
+    const put = (label: string, patch: Record<string, unknown>, id = 'mill-s'): Sample => ({
+      label: `asset, ${label}`,
+      method: 'put',
+      path: asset,
+      url: `/v1/manufacturing/assets/${encodeURIComponent(id)}`,
+      roles: ['ml-admin'],
+      body: { ...millAsset(id), ...patch },
+    });
+    const get = (label: string, path: string, url: string): Sample => ({
+      label,
+      method: 'get',
+      path,
+      url,
+      roles: ['plant-operator'],
+    });
+    const predictions = (query: string): Sample =>
+      get(
+        `predictions, ${query}`,
+        '/v1/manufacturing/assets/{assetId}/predictions',
+        `/v1/manufacturing/assets/mill-s/predictions?${query}`,
+      );
+    const alarms = (query: string): Sample =>
+      get(`alarms, ${query}`, '/v1/manufacturing/alarms', `/v1/manufacturing/alarms?${query}`);
+    const deadLetters = (query: string): Sample =>
+      get(`dead letters, ${query}`, '/v1/manufacturing/dead-letters', `/v1/manufacturing/dead-letters?${query}`);
+    await heldToTheDocument([
+      put('as registered', {}),
+      put('a site with a space', { site: 'plant 1' }),
+      put('an empty area', { area: '' }),
+      put('a line of 128 characters', { line: 'l'.repeat(128) }),
+      put('a line of 129 characters', { line: 'l'.repeat(129) }),
+      put('a cell starting with a dash', { cell: '-3' }),
+      put('an id with a space', {}, 'mill s'),
+      predictions('cursor=1700000000000.1'),
+      predictions('cursor=abc'),
+      alarms('assetId=mill-s'),
+      alarms('assetId=mill%20s'),
+      alarms('cursor=12'),
+      alarms('cursor=0'),
+      deadLetters('cursor=5'),
+      deadLetters('cursor=-1'),
     ]);
   });
 });

@@ -1,6 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
-import { IsInt, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
+import { IsInt, IsObject, IsOptional, Max, Min, ValidateNested } from 'class-validator';
+import { MatchesPattern } from '../../common/errors/validation';
 import { ISO_INSTANT, IsIsoTime } from '../../common/iso-time';
 import { IsRowCursor } from '../../common/storable-text';
 import { IDENTIFIER, ListOf } from './assets/asset.dto';
@@ -65,7 +66,7 @@ export class PredictionsQueryDto {
 
   /** The `nextCursor` of the page before: the predictions after it. */
   @IsOptional()
-  @Matches(PREDICTION_CURSOR, { message: 'cursor must be a nextCursor returned by this endpoint' })
+  @MatchesPattern(PREDICTION_CURSOR, { message: 'cursor must be a nextCursor returned by this endpoint' })
   cursor?: string;
 
   /** Predictions per page, at most 10,000 (the default). */
@@ -80,7 +81,7 @@ export class PredictionsQueryDto {
 export class AlarmsQueryDto {
   /** Only this asset's alarms. */
   @IsOptional()
-  @Matches(IDENTIFIER, {
+  @MatchesPattern(IDENTIFIER, {
     message: 'assetId must be one asset id: 1-128 letters, digits, dots, dashes or underscores',
   })
   assetId?: string;

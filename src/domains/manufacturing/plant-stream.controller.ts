@@ -27,6 +27,7 @@ import {
   PredictionsQueryDto,
   ReadingBatchDto,
 } from './manufacturing.dto';
+import { ApiAssetIdParam } from './assets/asset.dto';
 import { PlantStream } from './plant-stream.service';
 import { PlantRecordsRepository } from './records/plant-records.repository';
 
@@ -48,6 +49,7 @@ export class PlantStreamController {
   @Post('assets/:assetId/readings')
   @HttpCode(200)
   @RequirePermission('manufacturing:ingest', 'manufacturing.ingest')
+  @ApiAssetIdParam()
   @ApiOkResponse({ type: IngestResultDto })
   @ApiProblems(...JSON_BODY_ERRORS, 404)
   // The runtime past its deadline (504) or failing (500) after the readings were taken in: they are kept.
@@ -89,6 +91,7 @@ export class PlantStreamController {
   /** Latest failure and mode probabilities or RUL, alarm state and reading counts. */
   @Get('assets/:assetId/status')
   @RequirePermission('manufacturing:read', 'manufacturing.status')
+  @ApiAssetIdParam()
   @ApiOkResponse({ type: AssetStatusDto })
   @ApiProblems(400, 404)
   status(@Param('assetId') assetId: string, @Query() _query: NoQueryDto): AssetStatusDto {
@@ -98,6 +101,7 @@ export class PlantStreamController {
   /** Predictions over a time range (default: the last hour), oldest first, in pages of at most 10,000 (`cursor`). */
   @Get('assets/:assetId/predictions')
   @RequirePermission('manufacturing:read', 'manufacturing.predictions')
+  @ApiAssetIdParam()
   @ApiOkResponse({ type: PredictionListDto })
   @ApiProblems(400, 404)
   async predictions(

@@ -5,7 +5,7 @@ import { noteAudit, RequirePermission } from '../../../common/access';
 import { AppError } from '../../../common/errors/app-error';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
 import { NoQueryDto } from '../../../common/http/no-query';
-import { AssetDto, AssetListDto } from './asset.dto';
+import { ApiAssetIdParam, AssetDto, AssetListDto } from './asset.dto';
 import { AssetEntity } from './asset.entity';
 import { AssetRegistry } from './asset-registry.service';
 
@@ -41,6 +41,7 @@ export class AssetController {
 
   @Get(':assetId')
   @RequirePermission('manufacturing:read', 'manufacturing.asset-read')
+  @ApiAssetIdParam()
   @ApiOkResponse({ type: AssetDto })
   @ApiProblems(400, 404)
   get(@Param('assetId') assetId: string, @Query() _query: NoQueryDto): AssetDto {
@@ -51,6 +52,7 @@ export class AssetController {
   @Put(':assetId')
   @HttpCode(200)
   @RequirePermission('models:admin', 'manufacturing.asset-put')
+  @ApiAssetIdParam()
   @ApiOkResponse({ type: AssetDto })
   @ApiProblems(...JSON_BODY_ERRORS)
   async put(
@@ -70,6 +72,7 @@ export class AssetController {
   @Delete(':assetId')
   @HttpCode(204)
   @RequirePermission('models:admin', 'manufacturing.asset-delete')
+  @ApiAssetIdParam()
   @ApiNoContentResponse({ description: 'Deleted' })
   @ApiProblems(404)
   async remove(@Param('assetId') assetId: string, @Req() request: FastifyRequest): Promise<void> {

@@ -1,4 +1,4 @@
-import { ApiProperty } from '@nestjs/swagger';
+import { ApiParam, ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import {
   IsDefined,
@@ -8,7 +8,6 @@ import {
   IsObject,
   IsOptional,
   IsString,
-  Matches,
   Max,
   MaxLength,
   Min,
@@ -16,13 +15,17 @@ import {
   ValidateNested,
   ValidationArguments,
 } from 'class-validator';
-import { AsSent } from '../../../common/errors/validation';
+import { AsSent, MatchesPattern } from '../../../common/errors/validation';
 import type { AssetKind } from './asset.entity';
 
 export const ASSET_KINDS = ['machine-failure', 'turbofan-rul'] as const;
 const FINITE = { allowNaN: false, allowInfinity: false };
 /** An asset id, sensor name or tag: 1-128 letters, digits, dots, dashes or underscores. */
 export const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** The `{assetId}` path parameter, documented with the pattern every asset id the registry holds matches. */
+export const ApiAssetIdParam = (): MethodDecorator =>
+  ApiParam({ name: 'assetId', description: 'An asset id', schema: { type: 'string', pattern: IDENTIFIER.source } });
 
 /**
  * A list of `min` to `max` items. ArrayMinSize and ArrayMaxSize both fail on a list that is not there, answering
@@ -88,7 +91,7 @@ export class AlarmThresholdsDto {
 
 /** An asset and how the gateway serves it. */
 export class AssetDto {
-  @Matches(IDENTIFIER, { message: 'assetId must be 1-128 letters, digits, dots, dashes or underscores' })
+  @MatchesPattern(IDENTIFIER, { message: 'assetId must be 1-128 letters, digits, dots, dashes or underscores' })
   assetId!: string;
 
   /** Which model serves it: `machine-failure` per reading, `turbofan-rul` per window. */
@@ -96,17 +99,17 @@ export class AssetDto {
   @ApiProperty({ enum: ASSET_KINDS })
   kind!: AssetKind;
 
-  @Matches(IDENTIFIER)
+  @MatchesPattern(IDENTIFIER)
   site!: string;
 
-  @Matches(IDENTIFIER)
+  @MatchesPattern(IDENTIFIER)
   area!: string;
 
-  @Matches(IDENTIFIER)
+  @MatchesPattern(IDENTIFIER)
   line!: string;
 
   @IsOptional()
-  @Matches(IDENTIFIER)
+  @MatchesPattern(IDENTIFIER)
   cell?: string;
 
   @ValidateNested({ each: true })
