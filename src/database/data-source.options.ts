@@ -1,5 +1,6 @@
 import type { DataSourceOptions } from 'typeorm';
 import { MIGRATIONS } from '../../migrations';
+import { DroppingClient } from './dropping-client';
 import { ENTITIES } from './entities';
 
 export interface ConnectionTarget {
@@ -27,6 +28,8 @@ export function dataSourceOptions(target: ConnectionTarget, poolSize: number): D
       // Fail fast while the database is down: requests get 503 instead of hanging.
       connectionTimeoutMillis: 2000,
       query_timeout: 10_000,
+      // A connection whose query went unanswered that long is closed, not used again (see DroppingClient).
+      Client: DroppingClient,
       application_name: 'inference-gateway',
     },
   };
