@@ -252,6 +252,13 @@ export class AppConfig {
   @Max(100)
   DATABASE_POOL_SIZE = 10;
 
+  /** How often /health/ready asks the database whether it answers (SELECT 1), traffic or not; 0: never. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_TIMER_MS)
+  DATABASE_CHECK_INTERVAL_MS = 5000;
+
   /** Algorithms a token may be signed with; HS256 also needs AUTH_HS256_SECRET. */
   @IsString()
   @Matches(/^(RS256|ES256|HS256)(,(RS256|ES256|HS256))*$/, {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Global, Inject, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config';
+import { DatabaseHealth } from './database-health';
 import { dataSourceOptions } from './data-source.options';
 import {
   EMBEDDED_POSTGRES,
@@ -47,6 +48,7 @@ const EMBEDDED_POOL_SIZE = 4;
         return dataSource;
       },
     },
+    DatabaseHealth,
   ],
   exports: [DataSource, EMBEDDED_POSTGRES],
 })

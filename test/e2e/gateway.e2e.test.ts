@@ -35,7 +35,12 @@ describe('gateway plumbing', () => {
       if (authorization) void req.set('Authorization', authorization);
       const res = await req.expect(200);
       // Each check by name, ready or not: no model names or versions, no workers, no execution provider.
-      const checks = { models: { ready: true }, audit: { ready: true }, mqtt: { ready: true } };
+      const checks = {
+        database: { ready: true },
+        models: { ready: true },
+        audit: { ready: true },
+        mqtt: { ready: true },
+      };
       assert.deepEqual(res.body, { status: 'ready', checks }, who);
       assert.doesNotMatch(res.text, /fixture|cpu|workers|detail/, who);
     }

@@ -1,62 +1,13 @@
 import assert from 'node:assert/strict';
-import { AddressInfo, createConnection, createServer, Server, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '../../src/database/data-source.options';
 import { storageFaultOf } from '../../src/database/storage-unavailable';
+import { DatabaseProxy } from '../fixtures/database-proxy';
 
 const DATABASE_URL = process.env.DATABASE_URL;
 /** The gateway's is 10 s; the same mechanism, quicker. */
 const QUERY_TIMEOUT_MS = 400;
-
-/**
- * A TCP proxy in front of the PostgreSQL server whose open connections can be made silent: bytes still
- * accepted, none forwarded either way, the sockets left open (a network partition, a failover that moved
- * the server's address, a stalled load balancer). Connections opened afterwards are forwarded as usual.
- */
-class SilencingProxy {
-  private readonly server: Server;
-  private readonly silenced = new WeakSet<Socket>();
-  private readonly sockets = new Set<Socket>();
-  connections = 0;
-
-  constructor(target: URL) {
-    this.server = createServer((client) => {
-      this.connections++;
-      const upstream = createConnection({ host: target.hostname, port: Number(target.port || 5432) });
-      for (const [from, to] of [
-        [client, upstream],
-        [upstream, client],
-      ] as const) {
-        this.sockets.add(from);
-        from.on('data', (chunk) => {
-          if (!this.silenced.has(from)) to.write(chunk);
-        });
-        from.on('error', () => undefined);
-        from.on('close', () => {
-          this.sockets.delete(from);
-          to.destroy();
-        });
-      }
-    });
-  }
-
-  listen(): Promise<number> {
-    return new Promise((ok) =>
-      this.server.listen(0, '127.0.0.1', () => ok((this.server.address() as AddressInfo).port)),
-    );
-  }
-
-  /** Every connection open now stops carrying anything, both ways. */
-  silence(): void {
-    for (const socket of this.sockets) this.silenced.add(socket);
-  }
-
-  async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise((ok) => this.server.close(ok));
-  }
-}
 
 describe(
   'a database connection that goes silent (PostgreSQL server behind a proxy)',
@@ -64,12 +15,12 @@ describe(
     skip: DATABASE_URL ? false : 'DATABASE_URL is not set',
   },
   () => {
-    let proxy: SilencingProxy;
+    let proxy: DatabaseProxy;
     let dataSource: DataSource;
 
     before(async () => {
       const target = new URL(DATABASE_URL!);
-      proxy = new SilencingProxy(target);
+      proxy = new DatabaseProxy(target);
       const port = await proxy.listen();
       const viaProxy = new URL(target);
       viaProxy.hostname = '127.0.0.1';

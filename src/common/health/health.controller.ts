@@ -13,7 +13,7 @@ export class LivenessDto {
 export class ReadinessDto {
   status!: 'ready' | 'not-ready';
   /**
-   * Per component (models, audit, mqtt, shutdown): whether it is ready; with a bearer token that grants
+   * Per component (database, models, audit, mqtt, shutdown): whether it is ready; with a bearer token that grants
    * models:read, also its detail (models and versions, workers, why it is not ready).
    */
   checks!: Record<string, ReadinessCheck>;
