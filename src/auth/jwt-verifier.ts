@@ -101,6 +101,7 @@ export class JwtVerifier {
       roles,
       ...(tenant !== undefined ? { tenant } : {}),
       permissions: permissionsOf(roles),
+      validUntil: (payload.exp + this.config.AUTH_CLOCK_SKEW_S) * 1000,
     };
     this.remember(token, principal, payload);
     return principal;

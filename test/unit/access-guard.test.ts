@@ -23,7 +23,12 @@ class Routes {
 const verifier = {
   verify(token: string): Principal {
     if (token !== 'good') throw new TokenRejected('invalid signature');
-    return { subject: 'risk-engine-7', roles: ['risk-engine'], permissions: new Set(['finance:score']) };
+    return {
+      subject: 'risk-engine-7',
+      roles: ['risk-engine'],
+      permissions: new Set(['finance:score']),
+      validUntil: Date.now() + 300_000,
+    };
   },
 } as unknown as JwtVerifier;
 

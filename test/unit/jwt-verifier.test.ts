@@ -69,6 +69,14 @@ describe('JWT verification', () => {
     assert.deepEqual([...principal.permissions].sort(), ['audit:read', 'finance:score', 'models:read']);
   });
 
+  it('says until when the token is accepted: its exp plus the clock skew, in ms, from the cache too', () => {
+    const v = verifier();
+    const exp = now() + 300;
+    const token = rs256(claims({ exp }));
+    assert.equal(v.verify(token).validUntil, (exp + 30) * 1000);
+    assert.equal(v.verify(token).validUntil, (exp + 30) * 1000);
+  });
+
   it('refuses a token whose payload is not JSON as malformed (jws throws for these when typ is JWT)', () => {
     const notJson = Buffer.from('xx').toString('base64url');
     for (const typ of ['JWT', undefined]) {

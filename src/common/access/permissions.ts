@@ -19,4 +19,9 @@ export interface Principal {
   /** The tenant claim, when the token carries one; it scopes audit queries. */
   tenant?: string;
   permissions: ReadonlySet<Permission>;
+  /**
+   * When the token stops being accepted (its `exp` plus AUTH_CLOCK_SKEW_S), in ms since the epoch: a
+   * connection it opened (an alarm stream) must not outlive it (untilTokenExpires).
+   */
+  validUntil: number;
 }

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { map, Observable } from 'rxjs';
 import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
 import { AuditWriter } from '../../audit/audit-writer.service';
-import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { AuditInputDigester, endAtTokenExpiry, noteAudit, principalOf, RequirePermission } from '../../common/access';
 import {
   ApiProblems,
   ApiRetriableProblems,
@@ -149,13 +149,15 @@ export class PlantStreamController {
     };
   }
 
-  /** Alarms as they happen, for dashboards: Server-Sent Events, one `alarm` event each. */
+  /** Alarms as they happen, for dashboards: Server-Sent Events, one `alarm` event each, until the token expires. */
   @Sse('alarms/stream')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms-stream')
   @ApiOkResponse({
     description:
       'Server-Sent Events: one `alarm` event per alarm raised or cleared, its `data` the alarm as JSON ' +
-      '(assetId, site, line, state, metric, value, threshold, at, model {name, version})',
+      '(assetId, site, line, state, metric, value, threshold, at, model {name, version}). When the token ' +
+      'expires the stream ends with the comment `: token expired; reconnect with a fresh token`; it does not ' +
+      'replay on reconnect (Last-Event-ID is not read), so alarms in between are read from GET /v1/manufacturing/alarms',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   })
   @ApiProblems(400)
@@ -164,9 +166,14 @@ export class PlantStreamController {
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<Observable<MessageEvent>> {
+    const caller = principalOf(request);
+    if (!caller) throw new Error('the alarm stream was reached without a verified caller');
     // The stream is written to the raw response, past the audit hook: its row is committed first.
     await recordAuditBeforeStreaming(this.audit, request, reply);
-    return this.stream.alarms.pipe(map((event) => ({ type: 'alarm', data: event })));
+    return this.stream.alarms.pipe(
+      map((event) => ({ type: 'alarm', data: event })),
+      endAtTokenExpiry(caller),
+    );
   }
 
   /** Refused readings and messages with their reasons, newest first (since `from`, default 24 h ago), paged by `cursor`. */
