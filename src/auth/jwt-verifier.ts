@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import jwt from 'jsonwebtoken';
 import type { Principal } from '../common/access';
 import { AppConfig } from '../config/app-config';
-import { KeyStore } from './key-store';
+import { KeyStore, type VerificationKey } from './key-store';
 import { permissionsOf } from './roles';
 
 const TOKEN_CACHE_SIZE = 10_000;
@@ -61,6 +61,29 @@ export class JwtVerifier {
     this.cache.set(token, { principal, exp: payload.exp ?? 0, nbf: payload.nbf ?? 0 });
   }
 
+  /**
+   * The payload of a token whose signature one of the candidates verifies (several when a key set gives one kid
+   * to more than one key, as jose's createLocalJWKSet lets a caller try each). A signature is checked before any
+   * claim, so a claim is refused only by the key that verified the signature; without one, the signature is.
+   */
+  private verifiedPayload(token: string, candidates: VerificationKey[]): jwt.JwtPayload {
+    let refusal: unknown;
+    for (const candidate of candidates) {
+      try {
+        return jwt.verify(token, candidate.key, {
+          algorithms: [candidate.algorithm],
+          issuer: this.config.AUTH_ISSUER,
+          audience: this.config.AUTH_AUDIENCE,
+          clockTolerance: this.config.AUTH_CLOCK_SKEW_S,
+        }) as jwt.JwtPayload;
+      } catch (error) {
+        if (!isBadSignature(error)) throw new TokenRejected(reasonOf(error));
+        refusal = error;
+      }
+    }
+    throw new TokenRejected(reasonOf(refusal));
+  }
+
   private verifyFully(token: string): Principal {
     let decoded: jwt.Jwt | null;
     try {
@@ -76,19 +99,9 @@ export class JwtVerifier {
     }
     const { alg, kid } = decoded.header;
     if (!this.keys.isAllowed(alg)) throw new TokenRejected('token algorithm not allowed');
-    const key = this.keys.find(alg, kid);
-    if (!key) throw new TokenRejected(kid === undefined ? 'token has no kid' : 'unknown key id');
-    let payload: jwt.JwtPayload;
-    try {
-      payload = jwt.verify(token, key.key, {
-        algorithms: [key.algorithm],
-        issuer: this.config.AUTH_ISSUER,
-        audience: this.config.AUTH_AUDIENCE,
-        clockTolerance: this.config.AUTH_CLOCK_SKEW_S,
-      }) as jwt.JwtPayload;
-    } catch (error) {
-      throw new TokenRejected(reasonOf(error));
-    }
+    const candidates = this.keys.candidates(alg, kid);
+    if (candidates.length === 0) throw new TokenRejected(kid === undefined ? 'token has no kid' : 'unknown key id');
+    const payload = this.verifiedPayload(token, candidates);
     if (typeof payload.exp !== 'number') throw new TokenRejected('token has no exp');
     if (typeof payload.sub !== 'string' || payload.sub === '') throw new TokenRejected('token has no sub');
     if (!isRecordableIdentity(payload.sub)) throw new TokenRejected('token sub claim malformed');
@@ -115,6 +128,8 @@ export class JwtVerifier {
 function isRecordableIdentity(value: unknown): value is string {
   return typeof value === 'string' && value !== '' && value.length <= MAX_IDENTITY_LENGTH && !/\p{Cc}/u.test(value);
 }
+
+const isBadSignature = (error: unknown): boolean => error instanceof Error && error.message === 'invalid signature';
 
 function reasonOf(error: unknown): string {
   if (error instanceof jwt.TokenExpiredError) return 'token expired';

@@ -96,13 +96,17 @@ export class KeyStore {
     this.reloadJwks(false);
   }
 
-  /** The key for a token header, or undefined (unknown kid, or no key for that algorithm). */
-  find(algorithm: JwtAlgorithm, kid: string | undefined): VerificationKey | undefined {
-    if (algorithm === 'HS256') return this.hmacKey;
+  /**
+   * The keys a token header may have been signed with: every key of its algorithm with its kid, in the order
+   * configured (AUTH_PUBLIC_KEYS, then the JWKS file), since a set may publish one kid for several keys (an old
+   * and a new one during a rotation); without kid, the only key of its algorithm. Empty for an unknown kid.
+   */
+  candidates(algorithm: JwtAlgorithm, kid: string | undefined): VerificationKey[] {
+    if (algorithm === 'HS256') return this.hmacKey ? [this.hmacKey] : [];
     this.reloadJwks(false);
-    const candidates = [...this.pemKeys, ...this.jwksKeys].filter((k) => k.algorithm === algorithm);
-    if (kid !== undefined) return candidates.find((k) => k.kid === kid);
-    return candidates.length === 1 ? candidates[0] : undefined;
+    const ofAlgorithm = [...this.pemKeys, ...this.jwksKeys].filter((k) => k.algorithm === algorithm);
+    if (kid !== undefined) return ofAlgorithm.filter((k) => k.kid === kid);
+    return ofAlgorithm.length === 1 ? ofAlgorithm : [];
   }
 
   private reloadJwks(atBoot: boolean): void {
@@ -123,15 +127,32 @@ export class KeyStore {
       // RFC 7517 5: a member the gateway cannot use (another use, key type, curve or alg) is ignored, not the set.
       const keys: VerificationKey[] = [];
       const skipped: string[] = [];
+      /** Where each kid was found: `AUTH_PUBLIC_KEYS` or `keys[i]`. */
+      const kidAt = new Map<string, string[]>();
+      const noteKid = (kid: string | undefined, where: string): void => {
+        if (kid !== undefined) kidAt.set(kid, [...(kidAt.get(kid) ?? []), where]);
+      };
+      for (const pem of this.pemKeys) noteKid(pem.kid, 'AUTH_PUBLIC_KEYS');
       for (const [i, jwk] of members.entries()) {
         const key = fromJwk(jwk);
         if (typeof key !== 'string') {
           keys.push(key);
+          noteKid(key.kid, `keys[${i}]`);
           continue;
         }
         const kid = isRecord(jwk) && typeof jwk.kid === 'string' ? jwk.kid : undefined;
         skipped.push(`keys[${i}]${kid === undefined ? '' : ` (kid ${kid})`}: ${key}`);
         this.logger.warn({ msg: 'JWKS key skipped', file: path, key: `keys[${i}]`, kid, reason: key });
+      }
+      // RFC 7517 4.5 asks for distinct kids, but IdPs rotating a key publish the old and the new one under one kid.
+      for (const [kid, at] of kidAt) {
+        if (at.length < 2 || at.every((where) => where === 'AUTH_PUBLIC_KEYS')) continue;
+        this.logger.warn({
+          msg: 'JWKS has several keys with one kid: a token with it is verified against each key of its algorithm',
+          file: path,
+          kid,
+          keys: at,
+        });
       }
       this.jwksKeys = keys;
       this.jwksSkipped = skipped;
@@ -174,7 +195,7 @@ export class KeyStore {
  * `verify`, a key type or curve other than RSA and P-256, or an `alg` other than the one its type is verified
  * with (RFC 7517 4.4, RFC 8725 3.1: an RSA key published for PS256 does not verify RS256). A member without
  * kid is kept, kid-less: it verifies a token without kid when it is the only key of its algorithm, as for
- * AUTH_PUBLIC_KEYS (KeyStore.find).
+ * AUTH_PUBLIC_KEYS (KeyStore.candidates).
  */
 function fromJwk(jwk: unknown): VerificationKey | string {
   if (!isRecord(jwk)) return 'not a JSON object';

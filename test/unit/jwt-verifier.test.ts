@@ -395,6 +395,90 @@ describe('JWT verification', () => {
     });
   });
 
+  describe('a JWKS that gives one kid to several keys (RFC 7517 4.5 asks for distinct kids)', () => {
+    const warned: Array<Record<string, unknown>> = [];
+    before(() => {
+      Logger.overrideLogger({
+        log: () => undefined,
+        error: () => undefined,
+        warn: (message: unknown) => warned.push(message as Record<string, unknown>),
+      });
+    });
+    after(() => {
+      Logger.overrideLogger(false);
+    });
+    const shared = (): Array<Record<string, unknown>> =>
+      warned.filter((w) => /several keys with one kid/.test(String(w.msg)));
+
+    const oldKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const newKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwkOf = (k: KeyObject, kid: string): Record<string, unknown> => ({ ...k.export({ format: 'jwk' }), kid });
+    const file = (name: string, keys: unknown[]): string => {
+      const path = join(dir, name);
+      writeFileSync(path, JSON.stringify({ keys }));
+      return path;
+    };
+    const signed = (key: KeyObject, payload = claims(), algorithm: jwt.Algorithm = 'RS256', kid = 'rot'): string =>
+      jwt.sign(payload, key, { algorithm, keyid: kid });
+
+    it('a token signed by any of the keys verifies; the kid is named in one warning per load, no key material', () => {
+      warned.length = 0;
+      const jwks = file('rotating-jwks.json', [jwkOf(oldKey.publicKey, 'rot'), jwkOf(newKey.publicKey, 'rot')]);
+      const v = verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks });
+      assert.equal(v.verify(signed(oldKey.privateKey)).subject, 'risk-engine-7');
+      assert.equal(v.verify(signed(newKey.privateKey)).subject, 'risk-engine-7');
+      assert.equal(v.verify(signed(newKey.privateKey, claims({ sub: 'second' }))).subject, 'second');
+      assert.equal(shared().length, 1);
+      assert.equal(shared()[0].kid, 'rot');
+      assert.deepEqual(shared()[0].keys, ['keys[0]', 'keys[1]']);
+      const logged = JSON.stringify(shared()[0]);
+      for (const k of [oldKey, newKey]) assert.ok(!logged.includes(String(k.publicKey.export({ format: 'jwk' }).n)));
+
+      // Refusals read as before: no key verifies a forgery; a claim is refused by the key whose signature verifies.
+      const forger = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      refused(v, signed(forger.privateKey), /^invalid signature$/);
+      refused(v, signed(newKey.privateKey, claims({ exp: now() - 60 })), /^token expired$/);
+      refused(v, signed(newKey.privateKey, claims({ aud: 'elsewhere' })), /^token audience not accepted$/);
+      refused(v, signed(newKey.privateKey, claims(), 'RS256', 'other'), /^unknown key id$/);
+
+      // Re-read on change: warned again for the new load, not for each token in between.
+      file('rotating-jwks.json', [jwkOf(newKey.publicKey, 'rot'), jwkOf(oldKey.publicKey, 'rot')]);
+      const later = new Date(Date.now() + 5000);
+      utimesSync(jwks, later, later);
+      const realNow = Date.now;
+      Date.now = () => realNow() + 2000;
+      try {
+        assert.ok(v.verify(signed(oldKey.privateKey, claims({ sub: 'third' }))));
+      } finally {
+        Date.now = realNow;
+      }
+      assert.equal(shared().length, 2);
+    });
+
+    it('an RSA and an EC key under one kid each verify their own algorithm, and the kid is named', () => {
+      warned.length = 0;
+      const jwks = file('mixed-kid-jwks.json', [jwkOf(ecKey.publicKey, 'rot'), jwkOf(newKey.publicKey, 'rot')]);
+      const v = verifier({ AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks });
+      assert.ok(v.verify(signed(newKey.privateKey)));
+      assert.ok(v.verify(signed(ecKey.privateKey, claims(), 'ES256')));
+      refused(v, signed(oldKey.privateKey), /^invalid signature$/);
+      assert.deepEqual(
+        shared().map((w) => w.kid),
+        ['rot'],
+      );
+    });
+
+    it('a JWKS member with the kid of an AUTH_PUBLIC_KEYS key is tried too, and named', () => {
+      warned.length = 0;
+      const jwks = file('pem-kid-jwks.json', [jwkOf(newKey.publicKey, 'rsa-1')]);
+      const v = verifier({ AUTH_JWKS_FILE: jwks });
+      assert.ok(v.verify(rs256()));
+      assert.ok(v.verify(signed(newKey.privateKey, claims(), 'RS256', 'rsa-1')));
+      assert.deepEqual(shared()[0].keys, ['AUTH_PUBLIC_KEYS', 'keys[0]']);
+    });
+  });
+
   it('in production, no key configuration stops the boot', () => {
     assert.throws(
       () => new KeyStore(loadConfig({ NODE_ENV: 'production', DATA_DIR: dir })),
@@ -437,6 +521,9 @@ describe('JWT verification', () => {
     const devDir = mkdtempSync(join(dir, 'dev-'));
     const config = loadConfig({ NODE_ENV: 'development', DATA_DIR: devDir });
     const store = new KeyStore(config);
-    assert.equal(store.find('ES256', 'dev')?.algorithm, 'ES256');
+    assert.deepEqual(
+      store.candidates('ES256', 'dev').map((k) => k.algorithm),
+      ['ES256'],
+    );
   });
 });
