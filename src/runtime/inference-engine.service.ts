@@ -127,6 +127,8 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
             reason,
           });
           this.metrics.workerFailures.inc({ cause: 'load_failed' });
+          // One that did not load in time may have left its thread stuck inside ONNX Runtime.
+          this.workersChanged();
         },
         onWorkerStalled: (index, reason, terminated) => {
           this.logger.error({

@@ -65,7 +65,7 @@ export class RuntimeMetrics {
     });
     this.workerFailures = new Counter({
       name: 'gateway_inference_worker_failures_total',
-      help: 'Inference workers lost (exited), replacements that failed to load (load_failed), runs past their limit (stalled)',
+      help: 'Inference workers lost (exited), replacements that failed to load or did not in time (load_failed), runs past their limit (stalled)',
       labelNames: ['cause'],
       registers,
     });

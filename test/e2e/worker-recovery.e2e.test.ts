@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { FIXTURE_MODELS } from '../fixtures/paths';
+import { STALL_IN_JS, stallLoads, useStallingWorker } from '../fixtures/stalling-worker';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 import { until } from '../fixtures/until';
 
@@ -16,6 +17,12 @@ async function killWorker(app: NestFastifyApplication, index = 0): Promise<void>
   const engine = app.get(InferenceEngine);
   const pool = (engine as unknown as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } }).pool;
   await pool.slots[index].worker.terminate();
+}
+
+/** Makes the engine's pool give a replacement `ms` to load (its default is minutes: see WorkerPool.loadLimit). */
+function limitReplacementLoads(app: NestFastifyApplication, ms: number): void {
+  const engine: unknown = app.get(InferenceEngine);
+  (engine as { pool: { loadLimitMs: number } }).pool.loadLimitMs = ms;
 }
 
 /** The value of a series on /metrics (without labels, or with these exactly), 0 if absent. */
@@ -147,6 +154,37 @@ describe('an inference worker whose replacement cannot load', () => {
       );
     } finally {
       await app.close();
+    }
+  });
+
+  it('with WORKER_POOL_SIZE 2, a replacement whose load hangs is given up on at its limit and tried again, not waited for', async () => {
+    const { dir, onnx } = await models();
+    const restore = useStallingWorker();
+    const app = await createTestApp({ MODELS_DIR: dir, WORKER_POOL_SIZE: '2' });
+    try {
+      const http = authedHttp(app);
+      limitReplacementLoads(app, 3000);
+      const unstall = stallLoads(onnx, STALL_IN_JS, 60_000);
+      await killWorker(app, 1);
+      await until('a hung load given up on', async () =>
+        (await metric(http, 'gateway_inference_worker_failures_total{cause="load_failed"}')) >= 1 ? true : undefined,
+      );
+      // One worker short, and said so: the other serves; the hung thread was terminated.
+      const ready = await http.get('/health/ready').expect(200);
+      assert.equal(ready.body.checks.models.detail.workers, '1/2');
+      await http.post('/v2/models/fixture-linear/infer').send(LINEAR).expect(200);
+      assert.equal(await metric(http, 'gateway_inference_workers_stuck'), 0);
+
+      unstall();
+      await until(
+        'both workers serving',
+        async () => ((await http.get('/health/ready')).body.checks.models.detail.workers === '2/2' ? true : undefined),
+        40_000,
+      );
+      assert.equal(await metric(http, 'gateway_inference_workers_ready'), 2);
+    } finally {
+      await app.close();
+      restore();
     }
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Tensor } from '../../src/runtime/tensor';
 import { WorkerFailure, WorkerPool, WorkerUnavailable } from '../../src/runtime/worker-pool/worker-pool';
-import { STALL_IN_JS, STALL_IN_ORT, STALLING_WORKER, stallingInput } from '../fixtures/stalling-worker';
+import { STALL_IN_JS, STALL_IN_ORT, STALLING_WORKER, stallingInput, stallLoads } from '../fixtures/stalling-worker';
 import { until } from '../fixtures/until';
 import { FIXTURE_LINEAR, fixtureLinearLoad } from '../fixtures/worker-load';
 
@@ -171,6 +171,105 @@ describe('a worker whose run goes past its limit (runLimitMs)', () => {
       assert.equal((await pool.run(KEY, x([1, 2, 3, 4]))).outputs.y.dims[0], 1);
       await until('both stuck threads stopped', () => (stopped === 2 ? true : undefined), 10_000);
       assert.equal(pool.stuckThreads, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('a replacement whose load does not finish (loadLimitMs)', () => {
+  const temps: string[] = [];
+  after(async () => {
+    for (const temp of temps) await rm(temp, { recursive: true, force: true });
+  });
+
+  /** fixture-linear 2's model.onnx in a directory of its own, for stallLoads' marker. */
+  async function modelCopy(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'worker-load-limit-'));
+    temps.push(dir);
+    await cp(join(FIXTURE_LINEAR, '2'), dir, { recursive: true });
+    return join(dir, 'model.onnx');
+  }
+
+  // A load of fixture-linear takes a few hundred ms on a busy machine: 1.5 s is hung, not slow.
+  const LIMIT_MS = 1500;
+
+  it('hung in JavaScript, in a pool of two: terminated at the limit, counted as a failed load and tried again with backoff', async () => {
+    const onnxPath = await modelCopy();
+    const failures: Array<{ index: number; reason: string; retryInMs: number; attempt: number }> = [];
+    let stopped = 0;
+    const pool = new WorkerPool(
+      2,
+      await fixtureLinearLoad(onnxPath),
+      {
+        onReplacementFailed: (index, reason, retryInMs, attempt) =>
+          failures.push({ index, reason, retryInMs, attempt }),
+        onStuckThreadStopped: () => stopped++,
+      },
+      { workerFile: STALLING_WORKER, loadLimitMs: LIMIT_MS, retryFirstMs: 50, retryMaxMs: 100 },
+    );
+    try {
+      await pool.start();
+      const unstall = stallLoads(onnxPath, STALL_IN_JS, 60_000);
+      await workerOf(pool, 1).terminate();
+      await until('two loads given up on', () => (failures.length >= 2 ? true : undefined));
+      assert.deepEqual(
+        failures.slice(0, 2).map((f) => [f.index, f.attempt, f.retryInMs]),
+        [
+          [1, 1, 50],
+          [1, 2, 100],
+        ],
+      );
+      assert.equal(failures[0].reason, `inference worker did not load its models within ${LIMIT_MS} ms; terminated`);
+      // The other worker serves meanwhile, and the hung loads' threads are terminated, not left running.
+      assert.equal(pool.readyWorkers, 1);
+      assert.equal((await pool.run(KEY, x([1, 2, 3, 4]))).outputs.y.dims[0], 1);
+      await until('their threads stopped', () => (stopped >= 2 ? true : undefined));
+
+      unstall();
+      await until('the replacement loaded', () => (pool.readyWorkers === 2 ? true : undefined), 10_000);
+      assert.equal(pool.stuckThreads, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('hung inside ONNX Runtime: not terminated (that aborts the process) but counted stuck until it stops; the next try loads', async () => {
+    const onnxPath = await modelCopy();
+    const failures: string[] = [];
+    let stopped = 0;
+    let unstall: (() => void) | undefined;
+    const pool = new WorkerPool(
+      1,
+      await fixtureLinearLoad(onnxPath),
+      {
+        onReplacementFailed: (_index, reason) => {
+          failures.push(reason);
+          unstall?.(); // the next try loads as usual
+        },
+        onStuckThreadStopped: () => stopped++,
+      },
+      { workerFile: STALLING_WORKER, loadLimitMs: LIMIT_MS, retryFirstMs: 50 },
+    );
+    try {
+      await pool.start();
+      unstall = stallLoads(onnxPath, STALL_IN_ORT, LIMIT_MS + 2500);
+      await workerOf(pool).terminate();
+      await until('a load given up on', () => (failures.length >= 1 ? true : undefined));
+      assert.match(
+        failures[0],
+        new RegExp(
+          `^inference worker did not load its models within ${LIMIT_MS} ms; its thread is inside ONNX Runtime`,
+        ),
+      );
+      assert.equal(pool.stuckThreads, 1);
+
+      await until('the next try loaded', () => (pool.readyWorkers === 1 ? true : undefined), 10_000);
+      assert.equal((await pool.run(KEY, x([1, 2, 3, 4]))).outputs.y.dims[0], 1);
+      // Its session creation returns: the thread stops by itself, and its load answers nothing.
+      await until('the stuck thread stopped', () => (stopped === 1 ? true : undefined), 10_000);
+      assert.equal(pool.stuckThreads, 0);
+      assert.deepEqual([failures.length, pool.readyWorkers], [1, 1]);
     } finally {
       await pool.close();
     }

@@ -48,11 +48,27 @@ async function verifiedBytes(model: WorkerModel): Promise<Uint8Array> {
   return bytes;
 }
 
+/**
+ * A load's call into ONNX Runtime (a session's creation, a warm-up run), counted at CONTROL_RUNS as a run is,
+ * so that the pool, giving up on a load that took too long, never terminates the thread inside it; the
+ * thread stops here instead once the call returns.
+ */
+async function inOrt<T>(call: () => Promise<T>): Promise<T> {
+  Atomics.add(control, CONTROL_RUNS, 1);
+  try {
+    stopIfGivenUp();
+    return await call();
+  } finally {
+    Atomics.sub(control, CONTROL_RUNS, 1);
+    stopIfGivenUp();
+  }
+}
+
 async function load(msg: LoadMessage): Promise<void> {
   const loaded: LoadedModel[] = [];
   for (const model of msg.models) {
     const bytes = model.bytes ?? (await verifiedBytes(model));
-    const choice = await createSession(bytes, msg.device, msg.intraOpThreads, msg.cudaDeviceId);
+    const choice = await inOrt(() => createSession(bytes, msg.device, msg.intraOpThreads, msg.cudaDeviceId));
     sessions.set(model.key, choice.session);
     const started = performance.now();
     for (const batch of model.warmupBatchSizes) {
@@ -61,7 +77,7 @@ async function load(msg: LoadMessage): Promise<void> {
         const dims = spec.shape.map((d, i) => (d >= 0 ? d : i === 0 ? batch : 1));
         feeds[spec.name] = toOrtTensor(zeros(spec.dtype, dims));
       }
-      await choice.session.run(feeds);
+      await inOrt(() => choice.session.run(feeds));
     }
     loaded.push({
       key: model.key,
@@ -70,6 +86,7 @@ async function load(msg: LoadMessage): Promise<void> {
       warmupMs: performance.now() - started,
     });
   }
+  stopIfGivenUp();
   post({ type: 'loaded', models: loaded });
 }
 

@@ -28,7 +28,7 @@ interface Slot {
   /** Shared with the worker: see WorkerInit. */
   control: Int32Array;
   ready: boolean;
-  /** A run went past its limit: the worker serves no more and its thread is let go (see stall). */
+  /** A run or a replacement's load went past its limit: the worker serves no more, its thread is let go (giveUp). */
   stalled: boolean;
   tasks: Map<number, Task>;
   /** When the worker started the run at the head of `tasks` (it runs them in turn). */
@@ -48,7 +48,10 @@ export interface WorkerPoolEvents {
   /** A worker died and is being replaced; the pool is not ready until it has reloaded. */
   onWorkerLost?(index: number, reason: string): void;
   onWorkerReady?(index: number, models: LoadedModel[]): void;
-  /** A replacement failed to load; it is tried again in `retryInMs`. */
+  /**
+   * A replacement failed to load, or did not within its limit (loadLimitMs: then its thread is let go as a
+   * stalled worker's is, and may count in stuckThreads); it is tried again in `retryInMs`.
+   */
   onReplacementFailed?(index: number, reason: string, retryInMs: number, attempt: number): void;
   /**
    * A run went past its limit: the worker's tasks are failed and it is replaced. `terminated`: its thread was
@@ -69,6 +72,8 @@ export interface WorkerPoolOptions {
   /** First wait before a replacement that failed to load is tried again; it doubles up to retryMaxMs. */
   retryFirstMs?: number;
   retryMaxMs?: number;
+  /** How long a replacement may take to load its models before it counts as failed (default: see loadLimit). */
+  loadLimitMs?: number;
 }
 
 export class WorkerFailure extends Error {}
@@ -85,6 +90,14 @@ export class WorkerUnavailable extends Error {
 
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30_000;
+/**
+ * The least a replacement is given to load (read and check model.onnx, create the sessions, warm up) before it
+ * counts as failed: there is no setting for it, and two minutes is far beyond a load that is slow rather than
+ * hung. A host whose boot took longer (large models, CUDA) gives its replacements LOAD_LIMIT_BOOT_FACTOR times
+ * the boot's load instead, so that a slow load is never cut short and retried for ever.
+ */
+const LOAD_LIMIT_MIN_MS = 120_000;
+const LOAD_LIMIT_BOOT_FACTOR = 4;
 
 /**
  * A fixed pool of worker threads, each owning one ONNX Runtime session per model version. Each worker
@@ -92,8 +105,9 @@ const RETRY_MAX_MS = 30_000;
  * thread), and the next one is already waiting while the main thread answers the last. Extra tasks
  * wait in a FIFO while a worker is ready; with none ready, a task is refused at once (WorkerUnavailable).
  * A worker that dies fails only the tasks it held and is replaced with a fresh one that reloads every
- * model; a replacement that fails to load is tried again, from 1 s doubling up to every 30 s. A worker
- * whose run goes past its limit (runLimitMs) is given up on and replaced the same way (see stall).
+ * model; a replacement that fails to load, or has not loaded within its limit (loadLimit), is tried again,
+ * from 1 s doubling up to every 30 s. A worker whose run goes past its limit (runLimitMs) is given up on and
+ * replaced the same way (see stall).
  */
 export class WorkerPool {
   private readonly slots: Slot[] = [];
@@ -106,6 +120,9 @@ export class WorkerPool {
   private readonly runLimitMs?: (key: string) => number;
   private readonly retryFirstMs: number;
   private readonly retryMaxMs: number;
+  private readonly loadLimitMs?: number;
+  /** How long the boot's workers took to load. */
+  private bootLoadMs = 0;
   private watchdog?: NodeJS.Timeout;
   /** Since when no worker has been ready, once one was. */
   private unservedSince?: number;
@@ -123,12 +140,15 @@ export class WorkerPool {
     this.runLimitMs = options.runLimitMs;
     this.retryFirstMs = options.retryFirstMs ?? RETRY_FIRST_MS;
     this.retryMaxMs = options.retryMaxMs ?? RETRY_MAX_MS;
+    this.loadLimitMs = options.loadLimitMs;
   }
 
   /** Starts every worker and resolves with what each model loaded on (from the first worker). */
   async start(): Promise<LoadedModel[]> {
     try {
+      const started = performance.now();
       const reports = await Promise.all(Array.from({ length: this.size }, (_, i) => this.spawn(i)));
+      this.bootLoadMs = performance.now() - started;
       this.startWatchdog();
       return reports[0];
     } finally {
@@ -194,12 +214,22 @@ export class WorkerPool {
     for (const retry of this.retries.values()) clearTimeout(retry.timer);
     this.retries.clear();
     for (const task of this.pending.splice(0)) task.reject(new WorkerFailure('worker pool closed'));
-    const live = this.slots.filter((s) => !s.stalled);
-    await Promise.all(live.filter((s) => !s.ready).map((s) => s.settled));
-    await Promise.all(live.map((s) => s.worker.terminate()));
+    await Promise.all(this.slots.filter((s) => !s.stalled && !s.ready).map((s) => s.settled));
+    // Read again: a load given up on meanwhile may have left its thread inside ONNX Runtime.
+    await Promise.all(this.slots.filter((s) => !s.stalled).map((s) => s.worker.terminate()));
   }
 
-  private spawn(index: number): Promise<LoadedModel[]> {
+  /**
+   * How long a replacement may take to load: loadLimitMs, else LOAD_LIMIT_MIN_MS or, after a slower boot,
+   * LOAD_LIMIT_BOOT_FACTOR times the boot's load. The boot's own load has no limit: until it ends nothing
+   * serves, and the process is not ready, which is the orchestrator's to judge.
+   */
+  private loadLimit(): number {
+    return this.loadLimitMs ?? Math.max(LOAD_LIMIT_MIN_MS, Math.ceil(LOAD_LIMIT_BOOT_FACTOR * this.bootLoadMs));
+  }
+
+  /** Starts a worker in the slot; with `loadLimitMs`, a load not done by then is given up on and fails. */
+  private spawn(index: number, loadLimitMs?: number): Promise<LoadedModel[]> {
     const control = new Int32Array(new SharedArrayBuffer(CONTROL_LENGTH * Int32Array.BYTES_PER_ELEMENT));
     const init: WorkerInit = { control: control.buffer };
     const worker = new Worker(this.workerFile, { workerData: init });
@@ -215,15 +245,30 @@ export class WorkerPool {
       settled: Promise.resolve(),
     };
     this.slots[index] = slot;
+    let limit: NodeJS.Timeout | undefined;
     const loading = new Promise<LoadedModel[]>((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg, resolve, reject));
       worker.on('error', (error) => this.onExit(slot, `error: ${error.message}`, reject));
       worker.on('exit', (code) => this.onExit(slot, `exited with code ${code}`, reject));
       worker.postMessage(this.load);
+      if (loadLimitMs === undefined) return;
+      limit = setTimeout(() => {
+        if (slot.ready || slot.stalled) return;
+        const terminated = this.giveUp(slot);
+        reject(
+          new WorkerFailure(
+            `inference worker did not load its models within ${loadLimitMs} ms; ` +
+              (terminated
+                ? 'terminated'
+                : 'its thread is inside ONNX Runtime, which cannot be interrupted, and stops if that call returns'),
+          ),
+        );
+      }, loadLimitMs);
+      limit.unref();
     });
     slot.settled = loading.then(
-      () => undefined,
-      () => undefined,
+      () => clearTimeout(limit),
+      () => clearTimeout(limit),
     );
     return loading;
   }
@@ -236,6 +281,7 @@ export class WorkerPool {
   ): void {
     switch (msg.type) {
       case 'loaded':
+        if (slot.stalled) return; // given up on (loadLimit) as its answer was on its way
         slot.ready = true;
         this.retries.delete(slot.index);
         this.unservedSince = undefined;
@@ -293,7 +339,7 @@ export class WorkerPool {
       return;
     }
     this.retries.delete(index);
-    this.spawn(index).catch((error: Error) => {
+    this.spawn(index, this.loadLimit()).catch((error: Error) => {
       if (this.closed) return;
       const retryInMs = Math.min(this.retryMaxMs, this.retryFirstMs * 2 ** Math.min(attempt, 20));
       const timer = setTimeout(() => this.replace(index, attempt + 1), retryInMs);
@@ -357,6 +403,21 @@ export class WorkerPool {
    * told to stop (CONTROL_STOP), stops by itself if the run returns, and is counted until then.
    */
   private stall(slot: Slot, reason: string): void {
+    const terminated = this.giveUp(slot);
+    const refused = new WorkerUnavailable('the inference worker running it stalled and is being replaced', 1000);
+    for (const task of slot.tasks.values()) task.reject(refused);
+    slot.tasks.clear();
+    this.events.onWorkerStalled?.(slot.index, reason, terminated);
+    this.noteUnserved();
+    this.replace(slot.index, 0);
+  }
+
+  /**
+   * Lets a worker's thread go: it serves no more, and is terminated unless it is inside ONNX Runtime (a run, or
+   * a load's session creation or warm-up), where it is told to stop and counted in stuckThreads until it does.
+   * True if it was terminated.
+   */
+  private giveUp(slot: Slot): boolean {
     slot.ready = false;
     slot.stalled = true;
     Atomics.store(slot.control, CONTROL_STOP, 1);
@@ -371,12 +432,7 @@ export class WorkerPool {
       }
     });
     if (terminated) void worker.terminate();
-    const refused = new WorkerUnavailable('the inference worker running it stalled and is being replaced', 1000);
-    for (const task of slot.tasks.values()) task.reject(refused);
-    slot.tasks.clear();
-    this.events.onWorkerStalled?.(slot.index, reason, terminated);
-    this.noteUnserved();
-    this.replace(slot.index, 0);
+    return terminated;
   }
 
   private dispatch(): void {

@@ -20,10 +20,11 @@ export interface WorkerModel {
 
 /**
  * What a worker is started with. `control` is shared with the pool (an Int32Array over it): at CONTROL_RUNS
- * the worker counts its runs under way (from the run message to ONNX Runtime's answer), at CONTROL_STOP the
- * pool sets 1 once it has given up on the worker (a run went past its limit). ONNX Runtime takes the whole
- * process down when its thread is terminated inside a run or a session's creation, so the pool terminates a
- * given-up worker only while no run is under way; otherwise the worker stops itself once its run returns.
+ * the worker counts its runs under way (from the run message to ONNX Runtime's answer) and its load's calls
+ * into ONNX Runtime (a session's creation, a warm-up run), at CONTROL_STOP the pool sets 1 once it has given
+ * up on the worker (a run or a replacement's load went past its limit). ONNX Runtime takes the whole process
+ * down when its thread is terminated inside a run or a session's creation, so the pool terminates a given-up
+ * worker only while CONTROL_RUNS is 0; otherwise the worker stops itself once that call returns.
  */
 export interface WorkerInit {
   control: SharedArrayBuffer;
