@@ -19,14 +19,14 @@ interface Aggregate {
 }
 
 /**
- * Refusals counted rather than written one by one (a request whose audit note carries `aggregate`: past
- * its address's budget of refused tokens, or its subject's of 429s; RefusalLimiter). Each group (an
- * address, a subject), action and status gets one summary row per AUTH_REFUSAL_WINDOW_MS while they keep
- * coming, written through the same hash chain as any row: the client address (the last one; an IPv6
- * address limited by its /64 as that), how many were refused, the first and last time, the last request
- * id and reason, and the actor where they all named one (else none, and severalActors). What is still
- * counted at shutdown is written before the trail closes. The answers to these requests do not wait for
- * the summary's commit: they decide nothing.
+ * Refusals counted rather than written one by one (a request whose audit note carries `aggregate`: past its
+ * address's budget of refused tokens, or its subject's in its tenant of 403s and 429s; RefusalLimiter). Each group
+ * (an address, a subject in a tenant), tenant, action and status gets one summary row per AUTH_REFUSAL_WINDOW_MS
+ * while they keep coming, written through the same hash chain as any row: the client address (the last one; an IPv6
+ * address limited by its /64 as that), how many were refused, the first and last time, the last request id and
+ * reason, and the actor where they all named one (else none, and severalActors). What is still counted at shutdown
+ * is written before the trail closes. The answers to these requests do not wait for the summary's commit: they
+ * decide nothing.
  */
 @Injectable()
 export class AuditAggregates implements BeforeApplicationShutdown {
@@ -123,8 +123,13 @@ export class AuditAggregates implements BeforeApplicationShutdown {
   }
 }
 
+/**
+ * One summary row per group, tenant, action and status: a tenant's row never counts another tenant's refusals
+ * nor names their last request id, whatever group they were counted in (every caller past the tracked ones
+ * shares one). JSON, so that no group, tenant or action spells another's key.
+ */
 function keyOf(group: string, draft: AuditDraft): string {
-  return `${group}\u0000${draft.action}\u0000${draft.statusCode}`;
+  return JSON.stringify([group, draft.tenant, draft.action, draft.statusCode]);
 }
 
 function summaryOf(entry: Aggregate): AuditDraft {

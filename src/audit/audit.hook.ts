@@ -10,8 +10,8 @@ import { AuditDraft, AuditUnavailable, AuditWriter } from './audit-writer.servic
  * Every answer to a non-public route waits here until its audit row is committed. If it cannot be,
  * the answer is replaced by 503: no decision leaves the gateway unaudited. Denials (401, 403, 429)
  * pass through the same hook, so they are recorded too; a refusal whose note says `aggregate` (past a
- * budget of refusals: its address's of refused tokens, its subject's of 429s) is counted into a summary
- * row (AuditAggregates) and answered without waiting.
+ * budget of refusals: its address's of refused tokens, its subject's in its tenant of 403s and 429s) is
+ * counted into a summary row (AuditAggregates) and answered without waiting.
  */
 export function registerAuditHook(
   fastify: FastifyInstance,

@@ -1,7 +1,7 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { ACCESS_METADATA, AccessRule, identifyCaller, noteAudit } from '../common/access';
+import { ACCESS_METADATA, AccessRule, identifyCaller, noteAudit, Principal } from '../common/access';
 import { AppError, BearerChallenge } from '../common/errors/app-error';
 import { JwtVerifier, TokenRejected } from './jwt-verifier';
 import { logAddressPastBudget, logSubjectPastBudget, RefusalBudgets } from './refusal-limiter';
@@ -71,10 +71,10 @@ export function authorize(
     throw error;
   }
   noteAudit(request, { principal });
-  if (!rule) return forbidden(request, principal.subject, 'this route declares no permission', {}, budgets);
+  if (!rule) return forbidden(request, principal, 'this route declares no permission', {}, budgets);
   if (!principal.permissions.has(rule.permission)) {
     const scope = { scope: rule.permission };
-    return forbidden(request, principal.subject, `requires permission ${rule.permission}`, scope, budgets);
+    return forbidden(request, principal, `requires permission ${rule.permission}`, scope, budgets);
   }
   authorized.add(request);
 }
@@ -108,17 +108,20 @@ function unauthenticated(
   });
 }
 
-/** 403; past the subject's budget of refusals, audited in its summary row rather than a row of its own. */
+/**
+ * 403; past the budget of refusals of the token's subject in its tenant, audited in their summary row rather than
+ * a row of its own.
+ */
 function forbidden(
   request: FastifyRequest,
-  subject: string,
+  principal: Principal,
   reason: string,
   scope: { scope?: string },
   budgets: RefusalBudgets,
 ): never {
-  const limited = budgets.subjects.refused(subject);
+  const limited = budgets.callerRefused(principal);
   if (limited) noteAudit(request, { aggregate: { group: `subject ${limited.key}` } });
-  if (limited?.first) logSubjectPastBudget(limited);
+  if (limited?.first) logSubjectPastBudget(limited, principal);
   return deny(request, 'FORBIDDEN', reason, { error: 'insufficient_scope', ...scope });
 }
 

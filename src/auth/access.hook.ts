@@ -10,7 +10,7 @@ import type { SubjectRateLimit } from './subject-throttler.guard';
  * body is read: a caller without a valid token gets 401 (and one without the permission 403) whatever
  * it sent, no body of theirs is parsed or held, and a body the parsers refuse (malformed JSON, an
  * unsupported content type, nesting too deep) is audited as the route's action, with the caller. The
- * caller's request is counted against its subject's rate limit here too (SubjectRateLimit): past it,
+ * caller's request is counted against its subject's rate limit in its tenant here too (SubjectRateLimit): past it,
  * 429 unread, whatever the body.
  * The AccessGuard lets a request checked here through without checking it again; it stays the default
  * deny for routes that declare nothing or are declared on their class (and SubjectThrottlerGuard their
@@ -34,8 +34,8 @@ export function registerAccessHook(
     } catch (error) {
       return done(error as Error);
     }
-    const subject = principalOf(request)?.subject;
-    if (subject === undefined) return done();
-    rateLimit.count(request, subject).then(() => done(), done);
+    const principal = principalOf(request);
+    if (principal === undefined) return done();
+    rateLimit.count(request, principal).then(() => done(), done);
   });
 }

@@ -87,22 +87,44 @@ export function addressKey(address: string): string {
     .join(':')}::/64`;
 }
 
+/** Who a token names, for the budgets and limits kept per caller: its subject, within its tenant. */
+export interface TokenCaller {
+  subject: string;
+  tenant?: string;
+}
+
+/**
+ * The key of a token's caller: its tenant and subject, JSON-encoded, so that no tenant or subject, whatever
+ * it holds, can spell another pair's key (a separator in either cannot shift the boundary between them), a
+ * token without a tenant is not one whose tenant is "null", and no key is the limiter's overflow key. One
+ * `sub` in several tenants (Auth0 Organizations) is a caller in each: its refusals are budgeted and
+ * summed up per tenant, so no tenant's audit rows carry another's request ids or counts.
+ */
+export function callerKey(caller: TokenCaller): string {
+  return JSON.stringify([caller.tenant ?? null, caller.subject]);
+}
+
 /**
  * The gateway's budgets of refusals audited one by one in each window: per client address, of requests
- * without a valid token (answered 429 past it); per token subject, of its 403s and 429s (answered as
- * before past it). Past either, the refusals go into one summary row per window (AuditAggregates).
+ * without a valid token (answered 429 past it); per token subject within its tenant, of its 403s and 429s
+ * (answered as before past it). Past either, the refusals go into one summary row per window (AuditAggregates).
  */
 export class RefusalBudgets {
   readonly addresses: RefusalLimiter;
-  readonly subjects: RefusalLimiter;
+  private readonly subjects: RefusalLimiter;
 
   constructor(limit: number, windowMs: number, now?: () => number) {
     this.addresses = new RefusalLimiter(limit, windowMs, { now });
     this.subjects = new RefusalLimiter(limit, windowMs, {
       now,
-      keyOf: (subject) => subject,
+      keyOf: (key) => key,
       overflowKey: 'other subjects',
     });
+  }
+
+  /** Counts one refusal (403, or 429 past its rate limit) of the token's caller; Limited past its budget. */
+  callerRefused(caller: TokenCaller): Limited | undefined {
+    return this.subjects.refused(callerKey(caller));
   }
 }
 
@@ -118,11 +140,14 @@ export function logAddressPastBudget(limited: Limited): void {
   });
 }
 
-/** Once per subject and window: its refusals from here on are summed up in the audit trail. */
-export function logSubjectPastBudget(limited: Limited): void {
+/** Once per subject, tenant and window: its refusals from here on are summed up in the audit trail. */
+export function logSubjectPastBudget(limited: Limited, caller: TokenCaller): void {
   logger.warn({
     msg: "refusals past the subject's budget: answered as before, summed up in the audit trail",
-    subject: limited.key,
+    subject: caller.subject,
+    tenant: caller.tenant ?? null,
+    // Past the tracked callers, every further one shares a budget: this one was the first past it.
+    ...(limited.key !== callerKey(caller) ? { budget: limited.key } : {}),
     limit: limited.limit,
   });
 }

@@ -109,3 +109,52 @@ describe('rate limits per subject, whatever the body', () => {
     }
   });
 });
+
+describe('one subject in two tenants', () => {
+  it('has a rate limit in each tenant, and its refusals are audited in each apart', async () => {
+    // Auth0 Organizations gives one user the same sub in each organisation it belongs to.
+    const dataDir = await freshDataDir();
+    const app = await createTestApp({
+      DATA_DIR: dataDir,
+      RATE_LIMIT_REQUESTS: '2',
+      RATE_LIMIT_WINDOW_MS: '60000',
+      AUTH_REFUSAL_LIMIT: '1',
+      AUTH_REFUSAL_WINDOW_MS: '600000',
+    });
+    try {
+      const http = request(app.getHttpServer());
+      const calls = async (tenant: string, prefix: string, n: number) => {
+        const alice = bearer(tokenFor(['auditor'], { sub: 'alice', tenant }));
+        const statuses = [];
+        for (let i = 1; i <= n; i++) {
+          const answer = await http.get('/v2/models').set('Authorization', alice).set('X-Request-Id', `${prefix}-${i}`);
+          statuses.push(answer.status);
+        }
+        return statuses;
+      };
+      assert.deepEqual(await calls('tA', 'tA-req', 5), [200, 200, 429, 429, 429]);
+      // Another tenant's traffic of the same subject neither limits it nor shows in its refusals.
+      assert.deepEqual(await calls('tB', 'tB-secret-req', 3), [200, 200, 429]);
+    } finally {
+      await app.close();
+    }
+    const reopened = await createTestApp({ DATA_DIR: dataDir });
+    try {
+      type Row = { tenant: string; request_id: string; output_summary: Record<string, unknown> };
+      const rows = await reopened.get(DataSource).query<Row[]>(
+        `SELECT tenant, request_id, output_summary FROM audit_events
+            WHERE actor = 'alice' AND outcome = 'denied' ORDER BY request_id`,
+      );
+      assert.deepEqual(
+        rows.map((r) => [r.tenant, r.request_id, r.output_summary.refusals ?? null]),
+        [
+          ['tA', 'tA-req-3', null],
+          ['tA', 'tA-req-5', 2],
+          ['tB', 'tB-secret-req-3', null],
+        ],
+      );
+    } finally {
+      await reopened.close();
+    }
+  });
+});

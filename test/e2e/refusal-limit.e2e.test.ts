@@ -8,6 +8,7 @@ import { until } from '../fixtures/until';
 
 interface Event {
   actor: string | null;
+  tenant: string | null;
   action: string;
   outcome: string;
   statusCode: number;
@@ -146,6 +147,56 @@ describe('requests without a valid token, limited per address', () => {
       ]);
       assert.equal(events[0].action, 'audit.events');
       assert.equal(events[0].outputSummary?.reason, 'requires permission audit:read');
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it("keeps one subject's refusals in two tenants apart: a budget and summary rows per tenant", async () => {
+    // Auth0 Organizations gives one user the same sub in each organisation it belongs to.
+    const dataDir = await freshDataDir();
+    const app = await createTestApp({ DATA_DIR: dataDir, AUTH_REFUSAL_LIMIT: '2', AUTH_REFUSAL_WINDOW_MS: '600000' });
+    const inA = bearer(tokenFor(['radiologist'], { sub: 'shared-user', tenant: 'tA' }));
+    const inB = bearer(tokenFor(['radiologist'], { sub: 'shared-user', tenant: 'tB' }));
+    const statuses = [];
+    try {
+      const http = request(app.getHttpServer());
+      for (let i = 1; i <= 5; i++) {
+        const answer = await http.get('/v1/audit/events').set('Authorization', inA).set('X-Request-Id', `tA-req-${i}`);
+        statuses.push(answer.status);
+      }
+      for (let i = 1; i <= 3; i++) {
+        const answer = await http
+          .get('/v1/audit/events')
+          .set('Authorization', inB)
+          .set('X-Request-Id', `tB-secret-req-${i}`);
+        statuses.push(answer.status);
+      }
+    } finally {
+      await app.close();
+    }
+    assert.deepEqual(statuses, [403, 403, 403, 403, 403, 403, 403, 403]);
+    const reopened = await createTestApp({ DATA_DIR: dataDir });
+    try {
+      const http = request(reopened.getHttpServer());
+      const seenBy = async (tenant: string) => {
+        const tenantAuditor = bearer(tokenFor(['auditor'], { sub: `auditor-${tenant}`, tenant }));
+        const { body } = await http.get(`${DENIED}&actor=shared-user`).set('Authorization', tenantAuditor).expect(200);
+        return (body.events as Event[])
+          .map((e) => [e.tenant, e.requestId, e.outputSummary?.refusals ?? null])
+          .reverse();
+      };
+      // Each tenant's first two one by one, the rest in a summary of its own: no request id or count of the other's.
+      assert.deepEqual(await seenBy('tA'), [
+        ['tA', 'tA-req-1', null],
+        ['tA', 'tA-req-2', null],
+        ['tA', 'tA-req-5', 3],
+      ]);
+      assert.deepEqual(await seenBy('tB'), [
+        ['tB', 'tB-secret-req-1', null],
+        ['tB', 'tB-secret-req-2', null],
+        ['tB', 'tB-secret-req-3', 1],
+      ]);
     } finally {
       await reopened.close();
     }

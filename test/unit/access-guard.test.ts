@@ -175,7 +175,7 @@ describe('access guard (default deny)', () => {
     });
     assert.deepEqual(
       notes.map((n) => n?.aggregate),
-      [undefined, undefined, { group: 'subject risk-engine-7' }],
+      [undefined, undefined, { group: 'subject [null,"risk-engine-7"]' }],
     );
     assert.equal(notes[2]?.reason, 'this route declares no permission');
   });

@@ -110,4 +110,37 @@ describe('audit aggregates (refusals past an address budget)', () => {
       ],
     );
   });
+
+  it("writes a summary row per tenant: one tenant's row carries none of another's request ids or counts", async () => {
+    const w = writer();
+    const aggregates = new AuditAggregates(w.writer, config);
+    const inTenant = (tenant: string, requestId: string, at: number): AuditDraft => ({
+      ...refusal(requestId, at),
+      actor: 'shared-user',
+      tenant,
+    });
+    // One group (a subject past its budget, or every subject past the tracked ones), refused in two tenants.
+    for (let i = 1; i <= 3; i++) aggregates.count('subject shared-user', inTenant('tA', `tA-req-${i}`, i));
+    for (let i = 1; i <= 2; i++) aggregates.count('subject shared-user', inTenant('tB', `tB-secret-req-${i}`, 10 + i));
+    await aggregates.flush();
+    assert.deepEqual(
+      w.rows.map((r) => [r.tenant, r.actor, r.requestId, r.outputSummary?.refusals]),
+      [
+        ['tA', 'shared-user', 'tA-req-3', 3],
+        ['tB', 'shared-user', 'tB-secret-req-2', 2],
+      ],
+    );
+    // No tenant is not the tenant "null".
+    w.rows.length = 0;
+    aggregates.count('subject x', { ...refusal('r1', 1), tenant: null });
+    aggregates.count('subject x', { ...refusal('r2', 2), tenant: 'null' });
+    await aggregates.flush();
+    assert.deepEqual(
+      w.rows.map((r) => [r.tenant, r.requestId]),
+      [
+        [null, 'r1'],
+        ['null', 'r2'],
+      ],
+    );
+  });
 });

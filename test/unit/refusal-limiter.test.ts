@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addressKey, MAX_TRACKED_ADDRESSES, OVERFLOW_KEY, RefusalLimiter } from '../../src/auth/refusal-limiter';
+import {
+  addressKey,
+  callerKey,
+  MAX_TRACKED_ADDRESSES,
+  OVERFLOW_KEY,
+  RefusalBudgets,
+  RefusalLimiter,
+} from '../../src/auth/refusal-limiter';
 
 describe('refusal limiter (requests without a valid token, per address)', () => {
   it('counts each address in fixed windows and limits past the budget, with the time left as Retry-After', () => {
@@ -60,5 +67,46 @@ describe('refusal limiter (requests without a valid token, per address)', () => 
     assert.equal(addressKey('::FFFF:198.51.100.1'), '198.51.100.1');
     assert.equal(addressKey('198.51.100.1'), '198.51.100.1');
     assert.equal(addressKey('not an address'), 'not an address');
+  });
+});
+
+describe("refusal budgets of a token's caller (its 403s and 429s)", () => {
+  it('keeps a budget per subject within its tenant: one sub in two tenants is two callers', () => {
+    const budgets = new RefusalBudgets(2, 60_000, () => 0);
+    for (let i = 0; i < 2; i++)
+      assert.equal(budgets.callerRefused({ subject: 'shared-user', tenant: 'tA' }), undefined);
+    const limited = budgets.callerRefused({ subject: 'shared-user', tenant: 'tA' });
+    assert.equal(limited?.key, '["tA","shared-user"]');
+    assert.equal(limited?.first, true);
+    // The same sub in another tenant, and without a tenant, have budgets of their own.
+    for (let i = 0; i < 2; i++)
+      assert.equal(budgets.callerRefused({ subject: 'shared-user', tenant: 'tB' }), undefined);
+    assert.equal(budgets.callerRefused({ subject: 'shared-user', tenant: 'tB' })?.key, '["tB","shared-user"]');
+    for (let i = 0; i < 2; i++) assert.equal(budgets.callerRefused({ subject: 'shared-user' }), undefined);
+    assert.equal(budgets.callerRefused({ subject: 'shared-user' })?.key, '[null,"shared-user"]');
+  });
+
+  it('gives no two callers one key, whatever their tenant and subject hold', () => {
+    const callers = [
+      { tenant: 'a', subject: 'b c' },
+      { tenant: 'a b', subject: 'c' },
+      { tenant: 'a', subject: 'b\u0000c' },
+      { tenant: 'a\u0000b', subject: 'c' },
+      { tenant: 'a', subject: '"b' },
+      { tenant: 'a"', subject: 'b' },
+      { tenant: 'a","b', subject: 'c' },
+      { tenant: 'a', subject: 'b","c' },
+      { tenant: 'null', subject: 'x' },
+      { subject: 'x' },
+      { tenant: '', subject: 'x' },
+      { subject: 'other subjects' },
+      { subject: 'ip:192.0.2.1' },
+    ];
+    const keys = callers.map(callerKey);
+    assert.equal(new Set(keys).size, callers.length, keys.join('\n'));
+    assert.ok(!keys.includes('other subjects') && !keys.includes('ip:192.0.2.1'));
+    // Each is a budget of its own: one refusal apiece stays within a budget of one.
+    const budgets = new RefusalBudgets(1, 60_000, () => 0);
+    for (const caller of callers) assert.equal(budgets.callerRefused(caller), undefined, JSON.stringify(caller));
   });
 });

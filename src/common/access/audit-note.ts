@@ -17,10 +17,10 @@ export interface AuditNote {
   /** Why a request was refused (e.g. `token expired`), for the audit row. */
   reason?: string;
   /**
-   * Set on a refusal past a budget of refusals (RefusalLimiter: per address, or per subject for its rate
-   * limit's): the request gets no row of its own but is counted into one summary row per `group`, action,
-   * status and window (AuditAggregates), which names `clientAddress` as the client (an IPv6 address by its
-   * /64) or else the last request's.
+   * Set on a refusal past a budget of refusals (RefusalLimiter: per address, or per subject within its tenant
+   * for its 403s and 429s): the request gets no row of its own but is counted into one summary row per `group`,
+   * tenant, action, status and window (AuditAggregates), which names `clientAddress` as the client (an IPv6
+   * address by its /64) or else the last request's.
    */
   aggregate?: { group: string; clientAddress?: string };
 }
