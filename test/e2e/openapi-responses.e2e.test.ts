@@ -151,6 +151,13 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
       validate(res.body),
       `${where} (${media}): body does not match its schema: ${ajv.errorsText(validate.errors)}; body ${JSON.stringify(res.body).slice(0, 400)}`,
     );
+    // A schema that lists no properties (or fewer than are sent) validates any object: a member it does not
+    // declare is one a generated client drops.
+    assert.deepEqual(
+      undeclaredMembers(res.body, schema, doc.components),
+      [],
+      `${where} (${media}): undeclared members`,
+    );
   }
 
   /** Sends the request and holds its answer to the document; returns it for further checks. */
@@ -213,6 +220,9 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
   it('health', async () => {
     await call(200, 'get', '/health/live', '/health/live');
     await call(200, 'get', '/health/ready', '/health/ready');
+    // Each check's detail, shown to a token that grants models:read.
+    const detailed = await call(200, 'get', '/health/ready', '/health/ready', { auth: auth(['ml-admin']) });
+    assert.ok((detailed.body as { checks: { models: { detail?: unknown } } }).checks.models.detail);
     await call(200, 'get', '/v2/health/live', '/v2/health/live');
     await call(200, 'get', '/v2/health/ready', '/v2/health/ready');
   });
@@ -554,6 +564,48 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
 function studyUidOf(file: Buffer): string {
   const ab = file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength) as ArrayBuffer;
   return String(dcmjsData.DicomMessage.readFile(ab).dict['0020000D'].Value?.[0]);
+}
+
+interface WalkedSchema {
+  $ref?: string;
+  type?: string;
+  properties?: Record<string, WalkedSchema>;
+  additionalProperties?: boolean | WalkedSchema;
+  items?: WalkedSchema;
+  allOf?: WalkedSchema[];
+}
+
+/**
+ * Where `value` has a member its schema does not declare (`at` and the member's name): an object schema's member
+ * outside its properties, where it declares no additionalProperties schema. An object schema without properties
+ * declares none. oneOf and anyOf are left to the schema's validation.
+ */
+function undeclaredMembers(value: unknown, schema: WalkedSchema, components: object, at = '(body)'): string[] {
+  if (schema.$ref) {
+    const name = schema.$ref.replace('#/components/schemas/', '');
+    return undeclaredMembers(
+      value,
+      (components as { schemas: Record<string, WalkedSchema> }).schemas[name],
+      components,
+      at,
+    );
+  }
+  if (schema.allOf) return schema.allOf.flatMap((part) => undeclaredMembers(value, part, components, at));
+  if (Array.isArray(value)) {
+    return schema.items
+      ? value.flatMap((item, i) => undeclaredMembers(item, schema.items!, components, `${at}[${i}]`))
+      : [];
+  }
+  if (!value || typeof value !== 'object' || schema.type !== 'object') return [];
+  const out: string[] = [];
+  for (const [name, member] of Object.entries(value)) {
+    const declared = schema.properties?.[name];
+    const rest = schema.additionalProperties;
+    if (declared) out.push(...undeclaredMembers(member, declared, components, `${at}.${name}`));
+    else if (typeof rest === 'object') out.push(...undeclaredMembers(member, rest, components, `${at}.${name}`));
+    else if (rest !== true) out.push(`${at}.${name}`);
+  }
+  return out;
 }
 
 /**

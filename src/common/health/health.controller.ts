@@ -2,22 +2,8 @@ import { Controller, Get, HttpStatus, Req, Res, VERSION_NEUTRAL } from '@nestjs/
 import { ApiBearerAuth, ApiOkResponse, ApiSecurity, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { callerOf, Public } from '../access';
-import { publicChecks, ReadinessCheck, ReadinessService } from './readiness.service';
-
-export class LivenessDto {
-  status!: 'ok' | 'failing';
-  /** With `failing`: the components that only a restart can bring back (`models`: no inference worker for WORKER_OUTAGE_LIVENESS_MS). */
-  failing?: string[];
-}
-
-export class ReadinessDto {
-  status!: 'ready' | 'not-ready';
-  /**
-   * Per component (database, models, audit, mqtt, shutdown): whether it is ready; with a bearer token that grants
-   * models:read, also its detail (models and versions, workers, why it is not ready).
-   */
-  checks!: Record<string, ReadinessCheck>;
-}
+import { LivenessDto, ReadinessDto } from './health.dto';
+import { publicChecks, ReadinessService } from './readiness.service';
 
 @ApiTags('health')
 @Public()
