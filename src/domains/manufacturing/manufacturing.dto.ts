@@ -75,6 +75,7 @@ export class PredictionsQueryDto {
   @IsInt()
   @Min(1)
   @Max(PREDICTIONS_PAGE)
+  @ApiProperty({ type: 'integer', required: false })
   limit?: number;
 }
 
