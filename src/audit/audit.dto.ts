@@ -35,13 +35,13 @@ function IsAuditCursor(): PropertyDecorator {
 }
 
 export class AuditEventsQueryDto {
-  /** Events at or after this time (ISO 8601, with Z or an offset). */
+  /** Events at or after this time (ISO 8601 with Z or an offset, or a date alone: midnight UTC). */
   @IsOptional()
   @Transform(isoTime)
   @IsIsoTime()
   from?: Date;
 
-  /** Events before this time (ISO 8601, with Z or an offset); not before `from`. */
+  /** Events before this time (as `from`); not before `from`. */
   @IsOptional()
   @Transform(isoTime)
   @IsIsoTime()

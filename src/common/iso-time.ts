@@ -1,3 +1,4 @@
+import { ApiProperty } from '@nestjs/swagger';
 import { ValidateBy, ValidationArguments } from 'class-validator';
 import { AppError } from './errors/app-error';
 import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from './storable-text';
@@ -6,13 +7,14 @@ import { BEFORE_EARLIEST_TIME, EARLIEST_STORABLE_TIME } from './storable-text';
  * ISO 8601 as the gateway reads a time from a client: a date and time always with `Z` or an offset, since
  * one without would be read in the server's own time zone (`Date.parse` takes it as local time), and a
  * year of 4 digits or of 6 with a sign. `new Date` alone also takes `1` as 2001 and `March 7` as a date in 2001.
+ * `T` and `Z` may be lower case, as RFC 3339 (5.6) allows. No flags: it is also the OpenAPI document's pattern.
  */
 export const ISO_INSTANT =
-  /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/;
+  /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}[Tt]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})$/;
 
 /** A query bound: an ISO_INSTANT, or a date alone (midnight UTC). */
 export const ISO_TIME_OR_DATE =
-  /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2}))?$/;
+  /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}(?:[Tt]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2}))?$/;
 
 /** The reason a time without a zone is refused, for the messages that name the field. */
 export const NEEDS_ZONE = 'must be an ISO 8601 time with Z or an offset, e.g. 2026-12-05T10:00:00Z';
@@ -22,7 +24,7 @@ export const NO_SUCH_TIME = 'must be a date and time that exists: not 2026-02-30
 
 /** ISO_TIME_OR_DATE's fields: year, month, day, and hour, minute, second, offset hours and minutes when given. */
 const FIELDS =
-  /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):?(\d{2})))?$/;
+  /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:[Zz]|[+-](\d{2}):?(\d{2})))?$/;
 
 function daysIn(year: number, month: number): number {
   if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
@@ -43,7 +45,8 @@ export function isoTimeMs(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): n
     .map((f) => (f === undefined ? undefined : Number(f)));
   if (month! < 1 || month! > 12 || day! < 1 || day! > daysIn(year!, month!)) return NaN;
   if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return NaN;
-  return Date.parse(value);
+  // Upper case: the ISO form ECMAScript's Date.parse defines (a lower-case `t` or `z` is left to its fallback).
+  return Date.parse(value.toUpperCase());
 }
 
 /** Why a query bound or a field is not a time `pattern` takes that PostgreSQL holds; undefined when it is. */
@@ -58,10 +61,14 @@ export function isoTimeRefusal(value: unknown, pattern: RegExp = ISO_TIME_OR_DAT
  * A time in a request (a query bound, a reading's timestamp): as `pattern` takes it (ISO_TIME_OR_DATE by default,
  * ISO_INSTANT where a date alone is no answer), on the calendar and the clock, not before what PostgreSQL holds;
  * refused naming the field otherwise. A Date is one a DTO's transform made of a time that passed (isoTimeMs).
+ * `pattern` is also the property's pattern in the OpenAPI document, a string there whatever its type here (not
+ * `format: date-time`, which takes no date alone and needs the seconds).
  */
 export function IsIsoTime(pattern: RegExp = ISO_TIME_OR_DATE): PropertyDecorator {
-  return ValidateBy({
+  const doc = ApiProperty({ type: 'string', pattern: pattern.source });
+  const check = ValidateBy({
     name: 'isIsoTime',
+    constraints: [pattern],
     validator: {
       validate: (value: unknown) =>
         value instanceof Date ? !Number.isNaN(value.getTime()) : isoTimeRefusal(value, pattern) === undefined,
@@ -69,6 +76,10 @@ export function IsIsoTime(pattern: RegExp = ISO_TIME_OR_DATE): PropertyDecorator
         `${property} ${isoTimeRefusal(value, pattern) ?? NEEDS_ZONE}`,
     },
   });
+  return (target, property) => {
+    check(target, property);
+    doc(target, property);
+  };
 }
 
 /** A query's time range: 400 naming `from` when it comes after `to` (either may be absent). */

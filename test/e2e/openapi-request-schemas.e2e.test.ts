@@ -248,7 +248,7 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
     ]);
   });
 
-  it("a DTO's every Matches is its property's pattern in the document", () => {
+  it("a DTO's every Matches and IsIsoTime is its property's pattern in the document", () => {
     // class-validator keeps its metadata by class; the document names a body's schemas after their classes.
     const storage = getMetadataStorage() as unknown as {
       validationMetadatas: Map<
@@ -261,7 +261,7 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
     for (const [target, rules] of storage.validationMetadatas) {
       const schema = doc.components.schemas[target.name];
       if (!schema) continue;
-      for (const rule of rules.filter((r) => r.name === 'matches')) {
+      for (const rule of rules.filter((r) => r.name === 'matches' || r.name === 'isIsoTime')) {
         const [pattern] = rule.constraints as [RegExp | string];
         const want = pattern instanceof RegExp ? pattern.source : pattern;
         const got = (schema.properties as Record<string, Schema>)[rule.propertyName]?.pattern;
@@ -272,6 +272,67 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
     }
     assert.ok(checked > 5, `only ${checked} patterns found`);
     assert.deepEqual(mismatches, []);
+  });
+
+  it('times: query bounds and reading timestamps as the document states them (RFC 3339 allows a lower-case t and z)', async () => {
+    const admin = bearer(tokenFor(['ml-admin']));
+    await request(app.getHttpServer())
+      .put('/v1/manufacturing/assets/mill-t')
+      .set('Authorization', admin)
+      .send(millAsset('mill-t'))
+      .expect(200);
+    const times = [
+      '2026-11-23T10:00:00Z',
+      '2026-11-23t10:00:00z',
+      '2026-11-23t10:00:00.123456789+01:00',
+      '2026-11-23T10:00z',
+      '2026-11-23',
+      '2026-11-23T10:00:00',
+      '2026-11-23 10:00:00Z',
+      '2026-11-23T10Z',
+      'yesterday',
+    ];
+    const query = (label: string, path: string, roles: string[], name: string): Sample[] =>
+      times.map((time) => ({
+        label: `${label}, ${name}=${time}`,
+        method: 'get',
+        path,
+        url: `${path}?${name}=${encodeURIComponent(time)}`,
+        roles,
+      }));
+    const predictions = '/v1/manufacturing/assets/{assetId}/predictions';
+    const samples: Sample[] = [
+      ...query('audit events', '/v1/audit/events', ['auditor'], 'from'),
+      ...query('audit events', '/v1/audit/events', ['auditor'], 'to'),
+      ...query('dead letters', '/v1/manufacturing/dead-letters', ['plant-operator'], 'from'),
+      ...query('predictions', predictions, ['plant-operator'], 'from').map((s) => ({
+        ...s,
+        url: s.url.replace('{assetId}', 'mill-t'),
+      })),
+      ...query('predictions', predictions, ['plant-operator'], 'to').map((s) => ({
+        ...s,
+        url: s.url.replace('{assetId}', 'mill-t'),
+      })),
+    ];
+    const values = { air_temp: 25, process_temp: 35, speed: 1500, torque: 40, tool_wear: 10 };
+    const readings = [
+      '2026-11-23T10:00:01Z',
+      '2026-11-23t10:00:02z',
+      '2026-11-23t10:00:03.5+00:00',
+      '2026-11-23',
+      '2026-11-23T10:00:04',
+    ];
+    for (const timestamp of readings) {
+      samples.push({
+        label: `readings, timestamp ${timestamp}`,
+        method: 'post',
+        path: '/v1/manufacturing/assets/{assetId}/readings',
+        url: '/v1/manufacturing/assets/mill-t/readings',
+        roles: ['scada'],
+        body: { readings: [{ timestamp, values }] },
+      });
+    }
+    await heldToTheDocument(samples);
   });
 
   it('manufacturing: asset ids, cursors and page sizes as the document states them', async () => {

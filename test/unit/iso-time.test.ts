@@ -13,6 +13,13 @@ describe('ISO 8601 times from clients', () => {
     assert.ok(Number.isNaN(isoTimeMs('2026-11-23', ISO_INSTANT)), 'a date alone is no instant');
   });
 
+  it('takes a lower-case t and z, as RFC 3339 (5.6) allows', () => {
+    assert.equal(isoTimeMs('2026-11-23t10:00:00z', ISO_INSTANT), Date.UTC(2026, 10, 23, 10));
+    assert.equal(isoTimeMs('2026-11-23t10:00:00.5+01:00'), Date.UTC(2026, 10, 23, 9, 0, 0, 500));
+    assert.equal(isoTimeMs('+002028-02-29t23:59z'), Date.UTC(2028, 1, 29, 23, 59));
+    assert.ok(Number.isNaN(isoTimeMs('2026-02-30t10:00:00z')), 'not on the calendar in lower case either');
+  });
+
   it('refuses a date or time that does not exist rather than rolling it into the next', () => {
     // Date.parse reads these as March 2nd, March 1st, and the next day's midnight.
     for (const time of [

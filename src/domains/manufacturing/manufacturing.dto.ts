@@ -56,10 +56,12 @@ export const PREDICTIONS_PAGE = 10_000;
 export const PREDICTION_CURSOR = /^(\d{1,15})\.([A-Za-z0-9._-]{1,64})$/;
 
 export class PredictionsQueryDto {
+  /** Predictions at or after this time (ISO 8601 with Z or an offset, or a date alone: midnight UTC); default an hour before `to`. */
   @IsOptional()
   @IsIsoTime()
   from?: string;
 
+  /** Predictions at or before this time (as `from`); default now. */
   @IsOptional()
   @IsIsoTime()
   to?: string;
@@ -94,7 +96,7 @@ export class AlarmsQueryDto {
 }
 
 export class DeadLettersQueryDto {
-  /** Dead letters received at or after this time (ISO 8601, with Z or an offset); default 24 hours ago. */
+  /** Dead letters received at or after this time (ISO 8601 with Z or an offset, or a date alone: midnight UTC); default 24 hours ago. */
   @IsOptional()
   @IsIsoTime()
   from?: string;

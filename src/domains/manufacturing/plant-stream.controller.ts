@@ -12,7 +12,7 @@ import {
   PROTECTED_ROUTE_ERRORS,
 } from '../../common/errors/api-error-responses';
 import { NoQueryDto } from '../../common/http/no-query';
-import { checkTimeRange } from '../../common/iso-time';
+import { checkTimeRange, ISO_INSTANT, isoTimeMs } from '../../common/iso-time';
 import { AssetRegistry } from './assets/asset-registry.service';
 import {
   AlarmListDto,
@@ -71,7 +71,7 @@ export class PlantStreamController {
     });
     const summary = await this.stream.ingest(
       assetId,
-      body.readings.map((r) => ({ timestamp: Date.parse(r.timestamp), values: r.values })),
+      body.readings.map((r) => ({ timestamp: isoTimeMs(r.timestamp, ISO_INSTANT), values: r.values })),
       { source: 'http', name: `POST /v1/manufacturing/assets/${assetId}/readings` },
     );
     noteAudit(request, {
@@ -109,8 +109,8 @@ export class PlantStreamController {
     @Query() query: PredictionsQueryDto,
   ): Promise<PredictionListDto> {
     this.registry.get(assetId);
-    const to = query.to ? new Date(query.to) : new Date();
-    const from = query.from ? new Date(query.from) : new Date(to.getTime() - 3_600_000);
+    const to = query.to ? new Date(isoTimeMs(query.to)) : new Date();
+    const from = query.from ? new Date(isoTimeMs(query.from)) : new Date(to.getTime() - 3_600_000);
     checkTimeRange(from, to);
     const after = query.cursor ? PREDICTION_CURSOR.exec(query.cursor) : null;
     const limit = query.limit ?? PREDICTIONS_PAGE;
@@ -182,7 +182,7 @@ export class PlantStreamController {
   @ApiOkResponse({ type: DeadLetterListDto })
   @ApiProblems(400)
   async deadLetters(@Query() query: DeadLettersQueryDto): Promise<DeadLetterListDto> {
-    const since = query.from === undefined ? new Date(Date.now() - 86_400_000) : new Date(query.from);
+    const since = query.from === undefined ? new Date(Date.now() - 86_400_000) : new Date(isoTimeMs(query.from));
     const rows = await this.records.deadLettersSince(since, DEAD_LETTERS_PAGE, query.cursor);
     return {
       deadLetters: rows.map((r) => ({ ...r, receivedAt: r.receivedAt.toISOString() })),
