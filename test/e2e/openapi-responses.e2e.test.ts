@@ -47,9 +47,14 @@ interface Answer {
 
 /**
  * Response headers a client acts on (when to retry, whether an answer is a replay, where a binary body's
- * JSON header ends): an answer that carries one must have it declared for its status.
+ * JSON header ends, why a token was refused): an answer that carries one must have it declared for its status.
  */
-const MEANINGFUL_HEADERS = ['retry-after', 'idempotent-replayed', 'inference-header-content-length'];
+const MEANINGFUL_HEADERS = [
+  'retry-after',
+  'idempotent-replayed',
+  'inference-header-content-length',
+  'www-authenticate',
+];
 
 /** Per subject; the `flood` subject spends it in `before`, every other token has room to spare. */
 const RATE_LIMIT = 60;
@@ -211,8 +216,14 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
 
   /** The common refusals of a protected route: no token, a token without the permission, the rate limit. */
   async function refusals(method: Method, path: string, url: string, withoutPermission: string[]): Promise<void> {
-    await call(401, method, path, url);
-    await call(403, method, path, url, { auth: auth(withoutPermission) });
+    const anonymous = await call(401, method, path, url);
+    assert.match(String(anonymous.headers['www-authenticate']), /^Bearer realm="/, `${url}: 401 without a challenge`);
+    const forbidden = await call(403, method, path, url, { auth: auth(withoutPermission) });
+    assert.match(
+      String(forbidden.headers['www-authenticate']),
+      /insufficient_scope/,
+      `${url}: 403 without a challenge`,
+    );
     const limited = await call(429, method, path, url, { auth: flooded });
     assert.ok(Number(limited.headers['retry-after']) >= 1, `${url}: 429 without Retry-After`);
   }

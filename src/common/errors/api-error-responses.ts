@@ -23,6 +23,24 @@ const RETRY_AFTER = {
   'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } },
 };
 
+/** The Bearer challenge (RFC 6750 3) every 401 and 403 carries (src/common/errors/problem.filter.ts). */
+const WWW_AUTHENTICATE = {
+  'WWW-Authenticate': {
+    description:
+      'The Bearer challenge (RFC 6750 3): the realm; where a token was sent, also `error` (invalid_request, ' +
+      'invalid_token, insufficient_scope) and `error_description`; on a 403 for a permission, `scope` names it',
+    schema: {
+      type: 'string',
+      example:
+        'Bearer realm="inference-gateway", error="insufficient_scope", error_description="requires permission ' +
+        'audit:read", scope="audit:read"',
+    },
+  },
+};
+
+/** Statuses whose answers carry WWW-Authenticate wherever they are declared. */
+const CHALLENGE_STATUSES: ReadonlySet<number> = new Set([401, 403]);
+
 /** The error statuses every protected route can answer: auth, rate limit, audit trail down, internal error. */
 export const PROTECTED_ROUTE_ERRORS = [401, 403, 429, 500, 503] as const;
 
@@ -55,10 +73,18 @@ export function ApiErrorResponses(
         status,
         description: [DESCRIPTIONS[status] ?? 'Error', retryAfter].filter(Boolean).join('\n\n'),
         content: { [mediaType]: { schema: { $ref: getSchemaPath(model) } } },
-        ...(retryAfter !== undefined || RETRY_AFTER_STATUSES.has(status) ? { headers: RETRY_AFTER } : {}),
+        ...headersOf(status, retryAfter !== undefined),
       }),
     ),
   );
+}
+
+function headersOf(status: number, retryAfter: boolean): { headers?: Record<string, object> } {
+  const headers = {
+    ...(retryAfter || RETRY_AFTER_STATUSES.has(status) ? RETRY_AFTER : {}),
+    ...(CHALLENGE_STATUSES.has(status) ? WWW_AUTHENTICATE : {}),
+  };
+  return Object.keys(headers).length > 0 ? { headers } : {};
 }
 
 /** RFC 9457 problem+json answers for `statuses`. */
