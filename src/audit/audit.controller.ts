@@ -2,7 +2,7 @@ import { Controller, Get, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { principalOf, RequirePermission } from '../common/access';
-import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../common/errors/api-error-responses';
+import { ApiProblemAlso, ApiProblems, PROTECTED_ROUTE_ERRORS } from '../common/errors/api-error-responses';
 import { NoQueryDto } from '../common/http/no-query';
 import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto } from './audit.dto';
 import { AuditQueryService } from './audit-query.service';
@@ -28,6 +28,7 @@ export class AuditController {
   @RequirePermission('audit:read', 'audit.verify')
   @ApiOkResponse({ type: AuditVerifyDto })
   @ApiProblems(400)
+  @ApiProblemAlso(403, 'Also when the token names a tenant: the hash chains span every tenant')
   verify(@Query() _query: NoQueryDto, @Req() request: FastifyRequest): Promise<AuditVerifyDto> {
     return this.audit.verify(principalOf(request));
   }

@@ -4,8 +4,11 @@ import type {
   ContentObject,
   OperationObject,
   RequestBodyObject,
+  ResponseObject,
   SchemaObject,
 } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
+import { REQUIRED_PERMISSION_EXTENSION } from '../common/access';
+import { FORBIDDEN_DESCRIPTION } from '../common/errors/api-error-responses';
 import { REQUEST_CONTENT_EXTENSION } from '../common/http/api-request-content';
 
 export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
@@ -19,7 +22,7 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setVersion('0.1.0')
     .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
     .build();
-  return closeRequestSchemas(addRequestContent(SwaggerModule.createDocument(app, config)));
+  return namePermissions(closeRequestSchemas(addRequestContent(SwaggerModule.createDocument(app, config))));
 }
 
 /** An operation with its vendor extensions (`x-...`), which the spec's type leaves out. */
@@ -40,6 +43,27 @@ export function addRequestContent(document: OpenAPIObject): OpenAPIObject {
     delete operation[REQUEST_CONTENT_EXTENSION];
     const body = (operation.requestBody ?? { content: {} }) as RequestBodyObject;
     operation.requestBody = { ...body, content: { ...body.content, ...extra } };
+  }
+  return document;
+}
+
+/**
+ * The 403 of each operation whose route needs a permission names it: RequirePermission, the one declaration the
+ * guard and the access hook read, also puts it in the operation as REQUIRED_PERMISSION_EXTENSION.
+ */
+export function namePermissions(document: OpenAPIObject): OpenAPIObject {
+  for (const { operation } of operationsOf(document)) {
+    const permission = operation[REQUIRED_PERMISSION_EXTENSION];
+    const forbidden = operation.responses['403'] as ResponseObject | undefined;
+    if (typeof permission !== 'string' || !forbidden) continue;
+    // A copy: the operations of one controller share the response objects its class-level decorators made.
+    operation.responses['403'] = {
+      ...forbidden,
+      description: forbidden.description.replace(
+        FORBIDDEN_DESCRIPTION,
+        `The token's roles do not grant the permission this route needs, \`${permission}\` (${REQUIRED_PERMISSION_EXTENSION})`,
+      ),
+    };
   }
   return document;
 }
@@ -80,5 +104,9 @@ function refsIn(schema: unknown): string[] {
 
 /** Swagger UI at /docs, the document at /docs/openapi.json. */
 export function setupOpenApi(app: INestApplication): void {
-  SwaggerModule.setup('docs', app, buildOpenApiDocument(app), { jsonDocumentUrl: 'docs/openapi.json' });
+  // showExtensions: Swagger UI shows each operation's x-required-permission.
+  SwaggerModule.setup('docs', app, buildOpenApiDocument(app), {
+    jsonDocumentUrl: 'docs/openapi.json',
+    swaggerOptions: { showExtensions: true },
+  });
 }

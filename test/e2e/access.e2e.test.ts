@@ -116,6 +116,44 @@ describe('access matrix: every registered route', () => {
     assert.ok(documented.includes('GET /v2/health/live') && documented.includes('GET /v2/models/:name'));
   });
 
+  it('the OpenAPI document names the permission each route asks for in its 403, and no other', async () => {
+    const document = buildOpenApiDocument(app) as unknown as {
+      paths: Record<
+        string,
+        Record<string, { 'x-required-permission'?: string; responses: Record<string, { description: string }> }>
+      >;
+    };
+    const operationOf = (route: { method: string; url: string }) =>
+      document.paths[route.url.replace(/:(\w+)/g, '{$1}')]?.[route.method.toLowerCase()];
+    const noRole = tokenFor([], { sub: 'no-roles-named' });
+    let named = 0;
+    for (const route of routes) {
+      const operation = operationOf(route);
+      if (PUBLIC.has(route.key)) {
+        // /metrics is left out of the document.
+        assert.equal(operation?.['x-required-permission'], undefined, `${route.key} is public`);
+        continue;
+      }
+      assert.ok(operation, `${route.key} is not in the document`);
+      // The permission the guard asks for, as its Bearer challenge names it (RFC 6750 3: scope).
+      const refused = await call(route, noRole);
+      assert.equal(refused.status, 403, route.key);
+      const scope = /scope="([^"]+)"/.exec(String(refused.headers['www-authenticate']))?.[1];
+      assert.ok(scope, `${route.key}: ${refused.headers['www-authenticate']}`);
+      assert.equal(operation['x-required-permission'], scope, `${route.key}: x-required-permission`);
+      const forbidden = operation.responses['403']?.description ?? '';
+      assert.ok(forbidden.includes(`\`${scope}\``), `${route.key}: the 403 says "${forbidden}"`);
+      named++;
+    }
+    assert.ok(named > 20, `only ${named} routes checked`);
+    // A 403 the handler gives for a reason of its own is described too.
+    const tenant = await request(app.getHttpServer())
+      .get('/v1/audit/verify')
+      .set('Authorization', bearer(tokenFor(['auditor'], { tenant: 'bank-a' })));
+    assert.equal(tenant.status, 403);
+    assert.match(document.paths['/v1/audit/verify'].get.responses['403'].description, /names a tenant/);
+  });
+
   it('OIP: metadata needs models:read, inference needs models:admin', async () => {
     const byKey = (key: string) => routes.find((r) => r.key === key)!;
     const auditor = tokenFor(['auditor']); // models:read, not models:admin

@@ -3,10 +3,13 @@ import { ApiExtraModels, ApiResponse, getSchemaPath } from '@nestjs/swagger';
 import { ProblemDto } from './problem.dto';
 import { PROBLEM_CONTENT_TYPE } from './problem';
 
+/** A 403's description; the OpenAPI document replaces it with the permission the route needs (openapi.ts). */
+export const FORBIDDEN_DESCRIPTION = "The token's roles do not grant this route's permission";
+
 const DESCRIPTIONS: Readonly<Record<number, string>> = {
   400: 'The request is invalid (fields named in `errors`)',
   401: 'No valid bearer token (WWW-Authenticate says why)',
-  403: "The token's roles do not grant this route's permission",
+  403: FORBIDDEN_DESCRIPTION,
   404: 'Not found',
   406: 'None of the media types in Accept can be answered',
   409: 'Conflict with a request in progress; retry after Retry-After seconds',
@@ -55,23 +58,24 @@ const RETRY_AFTER_STATUSES: ReadonlySet<number> = new Set([409, 429, 503]);
 
 /**
  * Declares error answers of `statuses`, each as `mediaType` with the schema of `model`. A class or a
- * method decorator; a status declared on a method with its own description keeps it. With `retryAfter`,
- * each is also declared with Retry-After, `retryAfter` saying why after the status's description.
+ * method decorator; a status declared on a method with its own description keeps it. With `also`, each
+ * status's description goes on to say when else it is answered. With `retryAfter`, each is also declared with
+ * Retry-After, `retryAfter` saying why after the status's description.
  */
 export function ApiErrorResponses(
   mediaType: string,
   model: Type,
   statuses: readonly number[],
-  options: { retryAfter?: string } = {},
+  options: { retryAfter?: string; also?: string } = {},
 ): MethodDecorator & ClassDecorator {
   const unique = [...new Set(statuses)].sort((a, b) => a - b);
-  const { retryAfter } = options;
+  const { retryAfter, also } = options;
   return applyDecorators(
     ApiExtraModels(model),
     ...unique.map((status) =>
       ApiResponse({
         status,
-        description: [DESCRIPTIONS[status] ?? 'Error', retryAfter].filter(Boolean).join('\n\n'),
+        description: [DESCRIPTIONS[status] ?? 'Error', also, retryAfter].filter(Boolean).join('\n\n'),
         content: { [mediaType]: { schema: { $ref: getSchemaPath(model) } } },
         ...headersOf(status, retryAfter !== undefined),
       }),
@@ -90,6 +94,10 @@ function headersOf(status: number, retryAfter: boolean): { headers?: Record<stri
 /** RFC 9457 problem+json answers for `statuses`. */
 export const ApiProblems = (...statuses: number[]): MethodDecorator & ClassDecorator =>
   ApiErrorResponses(PROBLEM_CONTENT_TYPE, ProblemDto, statuses);
+
+/** An RFC 9457 problem+json answer of `status` that this route also gives for a reason of its own, `also`. */
+export const ApiProblemAlso = (status: number, also: string): MethodDecorator & ClassDecorator =>
+  ApiErrorResponses(PROBLEM_CONTENT_TYPE, ProblemDto, [status], { also });
 
 /**
  * RFC 9457 problem+json answers for `statuses` that this route sends with Retry-After (those of RETRY_AFTER_STATUSES
