@@ -30,6 +30,7 @@ import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
 import { AuditInputDigester } from './common/access';
 import { beginBodyDigest } from './domains/finance/canonical-input.util';
 import { registerPiecewiseJsonReplies } from './common/http/piecewise-json';
+import { MAX_PATH_PARAM_LENGTH } from './common/http/path-params';
 import { isDicomBody, registerDicomBodies } from './domains/medical/dicom-bodies';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
@@ -67,9 +68,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     // What Node's HTTP parser refuses (a control character in a header, headers over the limit, a
     // request not received in time) is answered as problem+json too.
     clientErrorHandler: clientErrorHandler(config.HTTP_REQUEST_TIMEOUT_MS),
-    // The longest id a path carries is an asset id (128 characters); Fastify's default of 100 would
-    // answer 414 for an asset the registry accepts.
-    routerOptions: { maxParamLength: 128 },
+    routerOptions: { maxParamLength: MAX_PATH_PARAM_LENGTH },
     // A URL the router cannot read (bad percent-encoding, a path parameter over its length) is
     // answered before any route or filter: as problem+json too, not Fastify's own JSON.
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {

@@ -1,15 +1,22 @@
+import { maxHeaderSize } from 'node:http';
 import type { INestApplication } from '@nestjs/common';
-import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
+import { DocumentBuilder, getSchemaPath, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import type {
   ContentObject,
   OperationObject,
+  ParameterObject,
   RequestBodyObject,
   ResponseObject,
   SchemaObject,
 } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import { REQUIRED_PERMISSION_EXTENSION } from '../common/access';
 import { FORBIDDEN_DESCRIPTION } from '../common/errors/api-error-responses';
+import { PROBLEM_CONTENT_TYPE } from '../common/errors/problem';
+import { ProblemDto } from '../common/errors/problem.dto';
+import { OIP_PREFIX } from '../common/errors/problem.filter';
 import { REQUEST_CONTENT_EXTENSION } from '../common/http/api-request-content';
+import { MAX_PATH_PARAM_LENGTH } from '../common/http/path-params';
+import { OipErrorDto } from '../runtime/oip/oip.dto';
 
 export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
   const config = new DocumentBuilder()
@@ -17,12 +24,17 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
     .setDescription(
       'Inference for medical, finance and manufacturing on one ONNX Runtime engine. Domain APIs are URI-versioned (/v1/...); ' +
         'the Open Inference Protocol v2 lives under /v2. Errors are RFC 9457 application/problem+json, except on /v2 ' +
-        'where they are {"error": "..."} as the protocol asks.',
+        'where they are {"error": "..."} as the protocol asks.\n\n' +
+        'Any request, to any path, may also be answered before it is routed, and then the connection is closed: ' +
+        `431 when its request line and headers are over ${maxHeaderSize} bytes, 408 when it is not received within ` +
+        'HTTP_REQUEST_TIMEOUT_MS, 400 when it is not valid HTTP/1.1; as application/problem+json, on /v2 too. ' +
+        'These are not listed under each operation.',
     )
     .setVersion('0.1.0')
     .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
     .build();
-  return namePermissions(closeRequestSchemas(addRequestContent(SwaggerModule.createDocument(app, config))));
+  const document = SwaggerModule.createDocument(app, config);
+  return declarePathRefusals(namePermissions(closeRequestSchemas(addRequestContent(document))));
 }
 
 /** An operation with its vendor extensions (`x-...`), which the spec's type leaves out. */
@@ -64,6 +76,39 @@ export function namePermissions(document: OpenAPIObject): OpenAPIObject {
         `The token's roles do not grant the permission this route needs, \`${permission}\` (${REQUIRED_PERMISSION_EXTENSION})`,
       ),
     };
+  }
+  return document;
+}
+
+/**
+ * What the router answers for a path parameter before any route sees it: 400 for one that is not percent-encoded
+ * UTF-8, 414 for one longer than MAX_PATH_PARAM_LENGTH (also the parameter's maxLength). Declared on every operation
+ * with a path parameter, as errors on its path are answered ({"error"} under /v2, a problem elsewhere); an operation
+ * without one gets neither (a bad path of its own is not its path: 400 before any route, as any path).
+ */
+export function declarePathRefusals(document: OpenAPIObject): OpenAPIObject {
+  for (const { path, operation } of operationsOf(document)) {
+    const parameters = (operation.parameters ?? []).filter((p): p is ParameterObject => 'in' in p && p.in === 'path');
+    if (parameters.length === 0) continue;
+    for (const parameter of parameters) {
+      const schema = (parameter.schema ?? { type: 'string' }) as SchemaObject;
+      parameter.schema = { ...schema, maxLength: Math.min(schema.maxLength ?? Infinity, MAX_PATH_PARAM_LENGTH) };
+    }
+    const oip = path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`);
+    const content: ContentObject = oip
+      ? { 'application/json': { schema: { $ref: getSchemaPath(OipErrorDto) } } }
+      : { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: getSchemaPath(ProblemDto) } } };
+    operation.responses['400'] ??= {
+      description: 'A path parameter is not valid percent-encoded UTF-8',
+      content,
+    };
+    operation.responses['414'] = {
+      description: `A path parameter is longer than ${MAX_PATH_PARAM_LENGTH} characters`,
+      content,
+    };
+    // In order of status, as the decorators' responses are (`default` last).
+    const rank = (status: string): number => (/^\d+$/.test(status) ? Number(status) : 1000);
+    operation.responses = Object.fromEntries(Object.entries(operation.responses).sort(([a], [b]) => rank(a) - rank(b)));
   }
   return document;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { get as httpGet, IncomingMessage } from 'node:http';
+import { get as httpGet, IncomingMessage, maxHeaderSize } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -10,6 +10,7 @@ import { data as dcmjsData } from 'dcmjs';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
+import { MAX_PATH_PARAM_LENGTH } from '../../src/common/http/path-params';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { dicomFile, DICOM_SKIP, multipartRelated } from '../fixtures/dicom-files';
 import { APPLICANT, tx } from '../fixtures/finance-data';
@@ -33,6 +34,7 @@ interface Operation {
   responses: Record<string, ResponseObject>;
 }
 interface Document {
+  info: { description: string };
   paths: Record<string, Partial<Record<Method, Operation>>>;
   components: object;
 }
@@ -473,6 +475,57 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(200, 'get', verify, verify, { auth: auditor });
     await call(403, 'get', verify, verify, { auth: tenant });
     await refusals('get', verify, verify, ['scada']);
+  });
+
+  it('path parameters: every operation with one declares the 400 and 414 the router answers, no other declares 414', async () => {
+    const tooLong = 'a'.repeat(MAX_PATH_PARAM_LENGTH + 1);
+    let checked = 0;
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(item) as Array<[Method, Operation]>) {
+        const names = (operation.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name);
+        if (names.length === 0) {
+          assert.equal(operation.responses['414'], undefined, `${method.toUpperCase()} ${path} has no path parameter`);
+          continue;
+        }
+        for (const name of names) {
+          const url = (value: string) => path.replace(/\{([^}]+)\}/g, (_, p: string) => (p === name ? value : 'x'));
+          // Refused by the router, before any route, its token or its body.
+          const long = await call(414, method, path, url(tooLong));
+          const { detail, error } = long.body as { detail?: string; error?: string };
+          assert.match(
+            String(detail ?? error),
+            /^\(path\): /,
+            `${method.toUpperCase()} ${path}: the 414 names the path`,
+          );
+          assert.ok(
+            !String(detail ?? error).includes(tooLong),
+            `${method.toUpperCase()} ${path}: quotes the path back`,
+          );
+          await call(400, method, path, url('%E2%82'));
+          const longest = await http[method](url('a'.repeat(MAX_PATH_PARAM_LENGTH)));
+          assert.notEqual(longest.status, 414, `${method.toUpperCase()} ${path}: ${name} at the limit`);
+          checked++;
+        }
+      }
+    }
+    assert.ok(checked >= 10, `only ${checked} path parameters`);
+  });
+
+  it('431: headers over the limit are answered before routing, to any path, as the description says; no operation lists it', async () => {
+    assert.match(
+      doc.info.description,
+      new RegExp(`431 when its request line and headers are over ${maxHeaderSize} bytes`),
+    );
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(item) as Array<[Method, Operation]>) {
+        assert.equal(operation.responses['431'], undefined, `${method.toUpperCase()} ${path}`);
+      }
+    }
+    for (const path of ['/v2/models', '/v1/audit/events', '/health/live']) {
+      const res = await http.get(path).set('X-Padding', 'x'.repeat(maxHeaderSize));
+      assert.equal(res.status, 431, path);
+      assert.match(String(res.headers['content-type']), /^application\/problem\+json/, path);
+    }
   });
 
   it('past a deadline: each operation that declares 504 answers it as declared', async () => {

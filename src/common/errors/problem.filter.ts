@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, FieldError, httpStatusOf } from './app-error';
 import { auditNoteOf, noteAudit } from '../access/audit-note';
 import { methodsAt } from '../http/route-catalog';
+import { MAX_PATH_PARAM_LENGTH } from '../http/path-params';
 import { Problem, PROBLEM_CONTENT_TYPE, problemType } from './problem';
 
 export interface RenderedProblem {
@@ -13,7 +14,7 @@ export interface RenderedProblem {
 }
 
 /** Routes that speak the Open Inference Protocol answer errors as `{"error": "..."}`. */
-const OIP_PREFIX = '/v2';
+export const OIP_PREFIX = '/v2';
 
 /**
  * Maps every error to RFC 9457 problem+json (or the OIP error shape under /v2). Nothing internal
@@ -198,11 +199,15 @@ function oipError(problem: Problem): string {
 /**
  * What a refusal Fastify raised itself names: the field it is about, where there is one, and the reason. A body
  * parser's refusal names the body or Content-Type with Fastify's words; a path Fastify cannot decode, refused
- * before any route reads it, names the path with its own (Fastify's quote the URL back).
+ * before any route reads it, or with a parameter over the router's length, names the path with its own (Fastify's
+ * quote the URL back).
  */
 function fastifyRefusal(code: string, message: string): { detail: string; field?: FieldError } {
   if (code === 'FST_ERR_BAD_URL') {
     return { detail: `(path): ${BAD_PATH_REASON}`, field: { field: '(path)', reason: BAD_PATH_REASON } };
+  }
+  if (code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return { detail: `(path): ${LONG_PARAM_REASON}`, field: { field: '(path)', reason: LONG_PARAM_REASON } };
   }
   if (!code.startsWith('FST_ERR_CTP_')) return { detail: message };
   const field = code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Content-Type' : '(body)';
@@ -210,6 +215,8 @@ function fastifyRefusal(code: string, message: string): { detail: string; field?
 }
 
 const BAD_PATH_REASON = 'is not valid percent-encoded UTF-8 (each % followed by two hex digits, together UTF-8)';
+
+const LONG_PARAM_REASON = `holds a parameter longer than ${MAX_PATH_PARAM_LENGTH} characters`;
 
 /** A 4xx error Fastify raised itself (FastifyError carries its HTTP status). */
 function isClientFastifyError(error: unknown): boolean {
