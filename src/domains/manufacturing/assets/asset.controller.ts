@@ -74,7 +74,8 @@ export class AssetController {
   @RequirePermission('models:admin', 'manufacturing.asset-delete')
   @ApiAssetIdParam()
   @ApiNoContentResponse({ description: 'Deleted' })
-  @ApiProblems(404)
+  // No body is read, but one that is sent is parsed first (as on any route but GET and HEAD), and refused as on PUT.
+  @ApiProblems(...JSON_BODY_ERRORS, 404)
   async remove(@Param('assetId') assetId: string, @Req() request: FastifyRequest): Promise<void> {
     noteAudit(request, { output: { assetId } });
     await this.registry.remove(assetId);
