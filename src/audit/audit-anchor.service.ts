@@ -47,9 +47,15 @@ export class AuditAnchors {
   private readonly written = new Map<string, ChainAnchor>();
   private readonly anchored: Counter;
   private readonly failures: Counter;
+  /**
+   * Whether this process's chains end with it: its writer id is its own (host:pid:start time, AUDIT_WRITER_ID
+   * unset), so no later process appends to them, and its last anchors at shutdown close them.
+   */
+  private readonly closesChains: boolean;
 
   constructor(config: AppConfig, metrics: MetricsService) {
     this.key = anchorKey(auditSecret(config));
+    this.closesChains = config.AUDIT_WRITER_ID === undefined;
     this.file = new AnchorFile(config.auditAnchorFile, this.key);
     this.intervalMs = config.AUDIT_ANCHOR_INTERVAL_MS;
     this.anchored = new Counter({
@@ -88,12 +94,16 @@ export class AuditAnchors {
     this.timer = setInterval(() => void this.anchor(), this.intervalMs).unref();
   }
 
-  /** Stops the rounds, anchors the heads as they are (called after the last commit), and gives the file up. */
+  /**
+   * Stops the rounds, anchors the heads as they are (called after the last commit), and gives the file up. With a
+   * writer id of its own, every chain's head is anchored as closed, moved or not: a row found after it was forged.
+   */
   async stop(): Promise<void> {
     if (this.timer !== undefined) {
       clearInterval(this.timer);
       this.timer = undefined;
-      await this.anchor();
+      this.round = this.round.then(() => this.anchorMoved(this.closesChains));
+      await this.round;
     }
     const claim = this.claim;
     this.claim = undefined;
@@ -106,11 +116,12 @@ export class AuditAnchors {
     return this.round;
   }
 
-  private async anchorMoved(): Promise<void> {
+  private async anchorMoved(closing = false): Promise<void> {
     const at = new Date().toISOString();
     const moved: ChainAnchor[] = [];
     for (const [chain, { seq, hash }] of this.heads()) {
-      if (this.written.get(chain)?.seq !== seq) moved.push({ chain, seq, hash, at });
+      if (closing) moved.push({ chain, seq, hash, at, closed: true });
+      else if (this.written.get(chain)?.seq !== seq) moved.push({ chain, seq, hash, at });
     }
     if (moved.length === 0) return;
     for (const a of moved) this.logger.log({ msg: 'audit chain head', ...a, mac: anchorMac(this.key, a) });

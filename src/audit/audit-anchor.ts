@@ -24,6 +24,11 @@ export interface ChainAnchor {
   hash: string;
   /** When the head was anchored (ISO 8601). */
   at: string;
+  /**
+   * The chain's last anchor: written at a graceful shutdown by a process whose writer id was its own (host:pid:start
+   * time, AUDIT_WRITER_ID unset), which no later process takes up again, so no row can follow it.
+   */
+  closed?: true;
 }
 
 /** A line of the anchor file that does not verify: edited, forged, or cut short. */
@@ -50,16 +55,19 @@ export function anchorKey(auditSecret: Buffer): Buffer {
   return createHmac('sha256', auditSecret).update('gateway audit chain anchor v1').digest();
 }
 
-/** HMAC-SHA256 (hex) of the JSON array [chain, seq, hash, at]. */
+/** HMAC-SHA256 (hex) of the JSON array [chain, seq, hash, at], with "closed" after them for a closing anchor. */
 export function anchorMac(key: Buffer, a: ChainAnchor): string {
-  return createHmac('sha256', key)
-    .update(JSON.stringify([a.chain, a.seq, a.hash, a.at]))
-    .digest('hex');
+  const fields: unknown[] = [a.chain, a.seq, a.hash, a.at];
+  if (a.closed) fields.push('closed');
+  return createHmac('sha256', key).update(JSON.stringify(fields)).digest('hex');
 }
 
 /** The anchor as one line of the file: its fields and their MAC, ending in a newline. */
 export function anchorLine(key: Buffer, a: ChainAnchor): string {
-  return JSON.stringify({ chain: a.chain, seq: a.seq, hash: a.hash, at: a.at, mac: anchorMac(key, a) }) + '\n';
+  const closed = a.closed ? { closed: true } : {};
+  return (
+    JSON.stringify({ chain: a.chain, seq: a.seq, hash: a.hash, at: a.at, ...closed, mac: anchorMac(key, a) }) + '\n'
+  );
 }
 
 /** Parses the anchor file's text: the newest verified anchor of each chain, and every line that does not verify. */
@@ -76,6 +84,7 @@ export function readAnchors(text: string, key: Buffer): AnchorReading {
       return;
     }
     const known = latest.get(anchor.chain);
+    // At one seq, the later line: a closing anchor follows the round's plain one.
     if (!known || known.anchor.seq <= anchor.seq) latest.set(anchor.chain, { anchor, text: line });
   });
   return { latest, bad, lines: lines.length };
@@ -89,7 +98,7 @@ function verifiedAnchor(line: string, key: Buffer): ChainAnchor | { bad: true; c
     return { bad: true };
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { bad: true };
-  const { chain, seq, hash, at, mac } = parsed as Record<string, unknown>;
+  const { chain, seq, hash, at, closed, mac } = parsed as Record<string, unknown>;
   const claims = {
     ...(typeof chain === 'string' ? { chain } : {}),
     ...(typeof seq === 'number' ? { seq } : {}),
@@ -103,11 +112,12 @@ function verifiedAnchor(line: string, key: Buffer): ChainAnchor | { bad: true; c
     !HASH.test(hash) ||
     typeof at !== 'string' ||
     typeof mac !== 'string' ||
-    !HASH.test(mac)
+    !HASH.test(mac) ||
+    (closed !== undefined && closed !== true)
   ) {
     return { bad: true, claims };
   }
-  const anchor = { chain, seq, hash, at };
+  const anchor: ChainAnchor = { chain, seq, hash, at, ...(closed === true ? { closed } : {}) };
   const expected = Buffer.from(anchorMac(key, anchor), 'hex');
   return timingSafeEqual(expected, Buffer.from(mac, 'hex')) ? anchor : { bad: true, claims };
 }
@@ -273,6 +283,12 @@ export function anchorMismatch(anchor: ChainAnchor, found: AnchoredChainState): 
   }
   if (found.hashAtAnchor !== anchor.hash) {
     return `the row at seq ${anchor.seq} is not the one anchored on ${anchor.at}: the chain was rewritten`;
+  }
+  if (anchor.closed && found.head.seq > anchor.seq) {
+    return (
+      `rows after seq ${anchor.seq} added to a closed chain: its gateway anchored seq ${anchor.seq} as the chain's ` +
+      `last row when it stopped on ${anchor.at}`
+    );
   }
   return undefined;
 }

@@ -9,6 +9,8 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import type { AuditEventDto } from '../../src/audit/audit.dto';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
+import { hashOf } from '../../src/audit/audit-chain';
+import { AuditEventEntity } from '../../src/audit/audit-event.entity';
 import { AppConfig } from '../../src/config/app-config';
 import { verifyNamesSubMillisecondMove } from '../fixtures/audit-tamper';
 import { createTestApp } from '../fixtures/test-app';
@@ -592,8 +594,9 @@ describe('audit trail, chain heads anchored outside the database', () => {
     assert.match(lost?.reason ?? '', new RegExp(`lacks this process's anchor of seq ${anchoredSeq}`));
   });
 
-  it('anchors the last heads at shutdown, after the last commit', async () => {
+  it('anchors the last heads at shutdown, after the last commit, as closed: a row forged after one is named', async () => {
     const quiet = await createTestApp({ AUDIT_ANCHOR_INTERVAL_MS: '3600000' });
+    const dataDir = quiet.get(AppConfig).DATA_DIR;
     const file = quiet.get(AppConfig).auditAnchorFile;
     const quietHttp = request(quiet.getHttpServer());
     for (let i = 0; i < 3; i++) {
@@ -607,11 +610,50 @@ describe('audit trail, chain heads anchored outside the database', () => {
     const anchored = readFileSync(file, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { chain: string; seq: number; hash: string });
+      .map((l) => JSON.parse(l) as { chain: string; seq: number; hash: string; at: string; closed?: boolean });
     assert.deepEqual(
-      anchored.map((a) => [a.chain, a.seq, a.hash]).sort(),
-      rows.map((r) => [r.writer_id, Number(r.seq), r.hash]).sort(),
+      anchored.map((a) => [a.chain, a.seq, a.hash, a.closed]).sort(),
+      rows.map((r) => [r.writer_id, Number(r.seq), r.hash, true]).sort(),
     );
+
+    // The next gateway on the data directory (a writer id of its own) holds the stopped one's chains to those
+    // anchors. A database administrator appends a row to one, hashed and linked as the gateway would have:
+    // the chain verifies, but it was closed.
+    const next = await createTestApp({ AUDIT_ANCHOR_INTERVAL_MS: '3600000', DATA_DIR: dataDir });
+    try {
+      const nextHttp = request(next.getHttpServer());
+      const events = next.get(DataSource).getRepository(AuditEventEntity);
+      const [chain, seq, lastHash] = [rows[0].writer_id, Number(rows[0].seq), rows[0].hash];
+      const last = await events.findOneByOrFail({ writerId: chain, seq: String(seq) });
+      const { id: _id, ...copy } = last;
+      const forged = {
+        ...copy,
+        seq: String(seq + 1),
+        requestId: 'forged-after-shutdown',
+        occurredAt: new Date(last.occurredAt.getTime() + 1),
+        prevHash: lastHash,
+      };
+      const row = { ...forged, seq: seq + 1 };
+      await events.save(events.create({ ...forged, hash: hashOf(row) }));
+
+      const report = (await nextHttp.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
+      assert.equal(report.valid, false);
+      assert.equal(report.firstBroken, null, 'the forged row is hashed and linked as a real one');
+      const { at } = anchored.find((a) => a.chain === chain)!;
+      assert.deepEqual(report.anchorBreaks, [
+        {
+          writerId: chain,
+          seq,
+          anchoredAt: at,
+          line: null,
+          reason:
+            `rows after seq ${seq} added to a closed chain: its gateway anchored seq ${seq} as the chain's last row ` +
+            `when it stopped on ${at}`,
+        },
+      ]);
+    } finally {
+      await next.close();
+    }
   });
 });
 

@@ -165,6 +165,31 @@ describe('audit chain anchors', () => {
     );
   });
 
+  it("a closing anchor (a stopped gateway's last) is read back as closed, and rows past it are named", () => {
+    const closed: ChainAnchor = { ...anchor('c/0', 9), closed: true };
+    const line = anchorLine(key, closed);
+    assert.match(line, /"closed":true/);
+    const reading = readAnchors(anchorLine(key, anchor('c/0', 9)) + line, key);
+    assert.deepEqual([reading.bad, reading.latest.get('c/0')?.anchor], [[], closed]);
+    // Its MAC covers the mark: neither taken off a closing line nor put on a plain one without the secret.
+    const opened = line.replace(',"closed":true', '');
+    const shut = anchorLine(key, anchor('c/1', 4)).replace('"mac"', '"closed":true,"mac"');
+    const marked = line.replace('"closed":true', '"closed":"yes"');
+    assert.deepEqual(
+      readAnchors(opened + shut + marked, key).bad.map((b) => b.line),
+      [1, 2, 3],
+    );
+    assert.equal(anchorMismatch(closed, { head: { seq: 9 }, hashAtAnchor: hash(9) }), undefined);
+    assert.equal(
+      anchorMismatch(closed, { head: { seq: 11 }, hashAtAnchor: hash(9) }),
+      `rows after seq 9 added to a closed chain: its gateway anchored seq 9 as the chain's last row when it stopped on ${closed.at}`,
+    );
+    assert.equal(
+      anchorMismatch(closed, { head: { seq: 6 }, hashAtAnchor: undefined }),
+      `rows after seq 6 cut off: the chain was anchored at seq 9 on ${closed.at}`,
+    );
+  });
+
   it('compactedAnchors keeps what a reading found', () => {
     const text = [anchor('f/0', 1), anchor('f/0', 2)].map((a) => anchorLine(key, a)).join('') + 'x\n';
     assert.equal(compactedAnchors(readAnchors(text, key)), 'x\n' + anchorLine(key, anchor('f/0', 2)));
@@ -217,7 +242,11 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
     Logger.overrideLogger(false);
     rmSync(dir, { recursive: true, force: true });
   });
-  const anchorsOf = (file: string, interval = '3600000'): { anchors: AuditAnchors; metrics: MetricsService } => {
+  const anchorsOf = (
+    file: string,
+    interval = '3600000',
+    env: Record<string, string> = {},
+  ): { anchors: AuditAnchors; metrics: MetricsService } => {
     const metrics = new MetricsService();
     const config = loadConfig({
       NODE_ENV: 'test',
@@ -225,6 +254,7 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
       AUDIT_HMAC_SECRET: 'test-audit-secret-0123456789abcdef0123456789',
       AUDIT_ANCHOR_FILE: join(dir, file),
       AUDIT_ANCHOR_INTERVAL_MS: interval,
+      ...env,
     });
     return { anchors: new AuditAnchors(config, metrics), metrics };
   };
@@ -234,7 +264,7 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as ChainAnchor & { mac: string });
 
-  it('anchors a chain only when its head moved, in the file and as a log line, and once more at shutdown', async () => {
+  it('anchors a chain only when its head moved, in the file and as a log line, and closes every chain at shutdown', async () => {
     const { anchors } = anchorsOf('moving.jsonl');
     const heads = new Map<string, ChainHead>([['w/0', { seq: 2, hash: hash(2) }]]);
     await anchors.start(() => heads);
@@ -245,12 +275,14 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
     heads.set('w/0', { seq: 5, hash: hash(5) });
     await anchors.stop();
     await anchors.stop();
+    // With a writer id of its own (AUDIT_WRITER_ID unset), each chain's last anchor closes it, moved or not.
     assert.deepEqual(
-      linesOf('moving.jsonl').map((l) => [l.chain, l.seq, l.hash]),
+      linesOf('moving.jsonl').map((l) => [l.chain, l.seq, l.hash, l.closed]),
       [
-        ['w/0', 2, hash(2)],
-        ['w/1', 1, hash(1)],
-        ['w/0', 5, hash(5)],
+        ['w/0', 2, hash(2), undefined],
+        ['w/1', 1, hash(1), undefined],
+        ['w/0', 5, hash(5), true],
+        ['w/1', 1, hash(1), true],
       ],
     );
     const logLines = logged.filter((m) => (m as { msg?: string }).msg === 'audit chain head');
@@ -261,6 +293,22 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
     );
   });
 
+  it('closes no chain at shutdown under an AUDIT_WRITER_ID, which the next process takes up again', async () => {
+    const { anchors } = anchorsOf('named.jsonl', '3600000', { AUDIT_WRITER_ID: 'pacs-gateway-1' });
+    const heads = new Map<string, ChainHead>([['pacs-gateway-1/0', { seq: 2, hash: hash(2) }]]);
+    await anchors.start(() => heads);
+    await anchors.anchor();
+    heads.set('pacs-gateway-1/1', { seq: 1, hash: hash(1) });
+    await anchors.stop();
+    assert.deepEqual(
+      linesOf('named.jsonl').map((l) => [l.chain, l.seq, l.closed]),
+      [
+        ['pacs-gateway-1/0', 2, undefined],
+        ['pacs-gateway-1/1', 1, undefined],
+      ],
+    );
+  });
+
   it('anchors on its interval; 0 turns anchoring off, at shutdown too', async () => {
     const heads = new Map<string, ChainHead>([['x/0', { seq: 1, hash: hash(1) }]]);
     const ticking = anchorsOf('ticking.jsonl', '20').anchors;
@@ -268,7 +316,13 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
     const deadline = Date.now() + 10_000;
     while (!readIfAny(join(dir, 'ticking.jsonl')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await ticking.stop();
-    assert.equal(linesOf('ticking.jsonl').length, 1);
+    assert.deepEqual(
+      linesOf('ticking.jsonl').map((l) => [l.seq, l.closed]),
+      [
+        [1, undefined],
+        [1, true],
+      ],
+    );
     const off = anchorsOf('off.jsonl', '0').anchors;
     await off.start(() => heads);
     await off.stop();
@@ -300,8 +354,11 @@ describe('AuditAnchors (the gateway process anchoring its chains)', () => {
     await Promise.all([first.anchor(), second.anchor()]);
     await first.stop();
     assert.deepEqual(
-      linesOf('shared.jsonl').map((l) => l.chain),
-      ['first/0'],
+      linesOf('shared.jsonl').map((l) => [l.chain, l.closed]),
+      [
+        ['first/0', undefined],
+        ['first/0', true],
+      ],
     );
     assert.deepEqual(
       linesOf('shared.2.jsonl').map((l) => l.chain),
