@@ -8,6 +8,7 @@ import { IdempotencyAnswerAsSent1796473655000 } from './1796473655000-Idempotenc
 import { MedicalFindingsTenant1796475320409 } from './1796475320409-MedicalFindingsTenant';
 import { ManufacturingWindowsKept1796542953485 } from './1796542953485-ManufacturingWindowsKept';
 import { MedicalFindingsRetention1796552027451 } from './1796552027451-MedicalFindingsRetention';
+import { AuditEventsChecks1796565569661 } from './1796565569661-AuditEventsChecks';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -21,4 +22,5 @@ export const MIGRATIONS = [
   MedicalFindingsTenant1796475320409,
   ManufacturingWindowsKept1796542953485,
   MedicalFindingsRetention1796552027451,
+  AuditEventsChecks1796565569661,
 ];

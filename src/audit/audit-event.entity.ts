@@ -1,4 +1,4 @@
-import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+import { Check, Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 
 export const AUDIT_OUTCOMES = ['ok', 'denied', 'invalid', 'error'] as const;
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
@@ -8,6 +8,10 @@ export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
  * UPDATE and DELETE), and each row carries the hash of the one before it from the same writer.
  */
 @Entity({ name: 'audit_events' })
+// What the gateway writes and nothing else: a chain starts at seq 1, and its hashes (the first row's prev_hash, the
+// genesis hash, included) are sha256 in lowercase hex. Added NOT VALID (migration 1796565569661-AuditEventsChecks): see its note.
+@Check('audit_events_seq_from_1', `"seq" >= 1`)
+@Check('audit_events_hashes_hex', `"hash" ~ '^[0-9a-f]{64}$' AND "prev_hash" ~ '^[0-9a-f]{64}$'`)
 @Index('audit_events_writer_seq', ['writerId', 'seq'], { unique: true })
 @Index('audit_events_occurred_at', ['occurredAt'])
 @Index('audit_events_actor', ['actor'])

@@ -102,8 +102,10 @@ export class AuditQueryService {
       let head = { seq: 0, hash: GENESIS_HASH };
       let rows = 0;
       let hashAtAnchor: string | undefined;
+      // From the chain's lowest row, whatever its seq: one below 1 (inserted by hand) breaks the chain there.
+      let afterSeq: number | undefined;
       for (;;) {
-        const page = await this.repository.chainPage(writerId, head.seq, VERIFY_PAGE);
+        const page = await this.repository.chainPage(writerId, afterSeq, VERIFY_PAGE);
         if (page.length === 0) break;
         const result = checkChain(page, head);
         if ('broken' in result) {
@@ -114,6 +116,7 @@ export class AuditQueryService {
         }
         if (anchor && hashAtAnchor === undefined) hashAtAnchor = page.find((r) => r.seq === anchor.seq)?.hash;
         head = result.head;
+        afterSeq = head.seq;
         rows += page.length;
       }
       rowsChecked += rows;

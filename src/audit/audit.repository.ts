@@ -77,19 +77,22 @@ export class AuditRepository {
   }
 
   /**
-   * A writer's rows in chain order, `limit` at a time after `afterSeq`, each saying whether its occurred_at holds a
-   * fraction of a millisecond (a Date, and so the hash, keeps milliseconds; the column keeps microseconds).
+   * A writer's rows in chain order, `limit` at a time after `afterSeq` (from its lowest seq, whatever it is, when
+   * undefined: a row below 1 is one verify must see), each saying whether its occurred_at holds a fraction of a
+   * millisecond (a Date, and so the hash, keeps milliseconds; the column keeps microseconds).
    */
-  async chainPage(writerId: string, afterSeq: number, limit: number): Promise<CheckedRow[]> {
-    const { entities, raw } = await orUnavailable('the audit chains could not be read', () =>
-      this.repo
+  async chainPage(writerId: string, afterSeq: number | undefined, limit: number): Promise<CheckedRow[]> {
+    const { entities, raw } = await orUnavailable('the audit chains could not be read', () => {
+      const qb = this.repo
         .createQueryBuilder('e')
         .addSelect(`date_trunc('milliseconds', e.occurred_at) <> e.occurred_at`, 'sub_millisecond')
-        .where('e.writer_id = :writerId AND e.seq > :afterSeq', { writerId, afterSeq })
+        .where('e.writer_id = :writerId', { writerId });
+      if (afterSeq !== undefined) qb.andWhere('e.seq > :afterSeq', { afterSeq });
+      return qb
         .orderBy('e.seq', 'ASC')
         .limit(limit)
-        .getRawAndEntities<{ e_id: string | number; sub_millisecond: boolean }>(),
-    );
+        .getRawAndEntities<{ e_id: string | number; sub_millisecond: boolean }>();
+    });
     const subMillisecond = new Set(raw.filter((r) => r.sub_millisecond).map((r) => String(r.e_id)));
     return entities.map((e) => ({ ...toRow(e), subMillisecond: subMillisecond.has(String(e.id)) }));
   }

@@ -11,7 +11,13 @@ import { DataSource } from 'typeorm';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import { describeBootFailure } from '../../src/boot-failure';
 import { AppConfig } from '../../src/config/app-config';
-import { verifyNamesSubMillisecondMove } from '../fixtures/audit-tamper';
+import {
+  deleteRows,
+  forgedRows,
+  insertRows,
+  verifyNamesSubMillisecondMove,
+  withoutChecks,
+} from '../fixtures/audit-tamper';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { auditReadinessFor, firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
 import { createTestApp } from '../fixtures/test-app';
@@ -102,6 +108,37 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
         `SELECT id::text AS id, seq::int AS seq FROM audit_events WHERE writer_id LIKE 'sub-ms/%' ORDER BY seq LIMIT 1 OFFSET 1`,
       );
       await verifyNamesSubMillisecondMove(http, db, token, victim);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('the table refuses rows below seq 1 and hashes not in lowercase hex; rows put in past the checks are named by verify', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'by-hand-test' }));
+    const app = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'by-hand' });
+    try {
+      const http = request(app.getHttpServer());
+      await http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR).expect(200);
+      const db = app.get(DataSource);
+      const [row] = forgedRows('by-hand-ghost/0', -7, 1);
+      await assert.rejects(insertRows(db, [row]), /audit_events_seq_from_1/);
+      await assert.rejects(insertRows(db, [{ ...row, seq: 1, hash: 'f'.repeat(63) }]), /audit_events_hashes_hex/);
+      await withoutChecks(db, async () => {
+        await insertRows(db, [...forgedRows('by-hand-ghost/0', -7, 2), ...forgedRows('by-hand/0', 0, 1)]);
+        try {
+          const report = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
+          assert.equal(report.valid, false);
+          const firstBroken = report.firstBroken as { writerId: string; seq: number; reason: string };
+          assert.deepEqual(
+            [firstBroken.writerId, firstBroken.seq, firstBroken.reason],
+            ['by-hand-ghost/0', -7, 'expected seq 1: rows are missing or reordered'],
+          );
+        } finally {
+          await deleteRows(db, `actor = 'forger'`);
+        }
+      });
+      const report = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
+      assert.equal(report.valid, true, JSON.stringify(report.firstBroken));
     } finally {
       await app.close();
     }
