@@ -189,17 +189,19 @@ export function checkChain(
 ): { head: { seq: number; hash: string } } | { broken: ChainBreak } {
   let current = head;
   for (const row of rows) {
-    const at = { writerId: row.writerId, seq: row.seq, id: row.id };
-    if (row.seq !== current.seq + 1) {
-      return { broken: { ...at, reason: `expected seq ${current.seq + 1}: rows are missing or reordered` } };
-    }
-    if (row.prevHash !== current.hash) {
-      return { broken: { ...at, reason: 'prev_hash does not match the hash of the row before' } };
-    }
-    const { hash } = row;
-    if (row.subMillisecond) return { broken: { ...at, reason: SUB_MILLISECOND_TIME } };
-    if (hashOf(row) !== hash) return { broken: { ...at, reason: 'row content does not match its hash' } };
-    current = { seq: row.seq, hash };
+    const broken = checkLink(row, current);
+    if (broken) return { broken };
+    current = { seq: row.seq, hash: row.hash };
   }
   return { head: current };
+}
+
+/** Why `row` does not follow `head` (the last good row of its chain), or undefined when it does. */
+export function checkLink(row: CheckedRow, head: { seq: number; hash: string }): ChainBreak | undefined {
+  const at = { writerId: row.writerId, seq: row.seq, id: row.id };
+  if (row.seq !== head.seq + 1) return { ...at, reason: `expected seq ${head.seq + 1}: rows are missing or reordered` };
+  if (row.prevHash !== head.hash) return { ...at, reason: 'prev_hash does not match the hash of the row before' };
+  if (row.subMillisecond) return { ...at, reason: SUB_MILLISECOND_TIME };
+  if (hashOf(row) !== row.hash) return { ...at, reason: 'row content does not match its hash' };
+  return undefined;
 }

@@ -4,19 +4,11 @@ import { AppError } from '../common/errors/app-error';
 import { checkTimeRange } from '../common/iso-time';
 import { isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
 import { AppConfig } from '../config/app-config';
-import { anchorMismatch } from './audit-anchor';
 import { AuditAnchors } from './audit-anchor.service';
-import { checkChain, GENESIS_HASH } from './audit-chain';
 import { openTenantCursor, sealTenantCursor, tenantCursorKey } from './audit-cursor';
-import {
-  AuditEventPageDto,
-  AuditEventsQueryDto,
-  AuditVerifyDto,
-  ChainReportDto,
-  toEventDto,
-  toTenantEventDto,
-} from './audit.dto';
+import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto, toEventDto, toTenantEventDto } from './audit.dto';
 import { AuditRepository } from './audit.repository';
+import { walkChains } from './audit-verify';
 import { auditSecret } from './input-digest';
 
 const VERIFY_PAGE = 2000;
@@ -74,7 +66,7 @@ export class AuditQueryService {
   }
 
   /**
-   * Recomputes every writer's chain from its first row and names the first broken link, then holds
+   * Recomputes every writer's chain from its lowest row, each chain naming its own first broken link, and holds
    * each chain to its newest anchor (written outside the database, see AuditAnchors): the anchored
    * row must still be there with the anchored hash, or the chain's newest rows were cut off or the
    * chain rewritten. The chains run across tenants (one per gateway process), so their counts and
@@ -89,44 +81,6 @@ export class AuditQueryService {
       );
     }
     const { anchors, breaks: anchorBreaks } = await this.anchors.forVerify();
-    const chains: ChainReportDto[] = [];
-    let rowsChecked = 0;
-    let anchorsChecked = 0;
-    const stored = await this.repository.writers();
-    // An anchored chain with no row left is walked too: every one of its rows was cut off.
-    const storedIds = new Set(stored);
-    const gone = [...anchors.keys()].filter((id) => !storedIds.has(id)).sort();
-    for (const writerId of [...stored, ...gone]) {
-      const anchor = anchors.get(writerId);
-      const anchoredSeq = anchor?.seq ?? null;
-      let head = { seq: 0, hash: GENESIS_HASH };
-      let rows = 0;
-      let hashAtAnchor: string | undefined;
-      // From the chain's lowest row, whatever its seq: one below 1 (inserted by hand) breaks the chain there.
-      let afterSeq: number | undefined;
-      for (;;) {
-        const page = await this.repository.chainPage(writerId, afterSeq, VERIFY_PAGE);
-        if (page.length === 0) break;
-        const result = checkChain(page, head);
-        if ('broken' in result) {
-          const at = page.findIndex((r) => r.id === result.broken.id);
-          rowsChecked += rows + at + 1;
-          chains.push({ writerId, rows: rows + at, valid: false, anchoredSeq });
-          return { valid: false, rowsChecked, chains, firstBroken: result.broken, anchorsChecked, anchorBreaks };
-        }
-        if (anchor && hashAtAnchor === undefined) hashAtAnchor = page.find((r) => r.seq === anchor.seq)?.hash;
-        head = result.head;
-        afterSeq = head.seq;
-        rows += page.length;
-      }
-      rowsChecked += rows;
-      const mismatch = anchor && anchorMismatch(anchor, { head, hashAtAnchor });
-      if (anchor) anchorsChecked++;
-      if (anchor && mismatch) {
-        anchorBreaks.push({ writerId, seq: anchor.seq, anchoredAt: anchor.at, line: null, reason: mismatch });
-      }
-      chains.push({ writerId, rows, valid: !mismatch, anchoredSeq });
-    }
-    return { valid: anchorBreaks.length === 0, rowsChecked, chains, firstBroken: null, anchorsChecked, anchorBreaks };
+    return walkChains(this.repository, anchors, anchorBreaks, VERIFY_PAGE);
   }
 }

@@ -23,7 +23,7 @@ export class AuditController {
     return this.audit.events(query, principalOf(request));
   }
 
-  /** Recomputes every writer's hash chain and names the first broken link, and holds each chain to its anchored head (anchorBreaks: rows cut off, a rewritten chain, an altered anchor line); a token naming a tenant gets 403: the chains span all tenants. */
+  /** Recomputes every writer's hash chain, every row of it, and names each chain's first broken link (firstBroken: the first of them), and holds each chain, broken or not, to its anchored head (anchorBreaks: rows cut off, a rewritten chain, an altered anchor line); a token naming a tenant gets 403: the chains span all tenants. */
   @Get('verify')
   @RequirePermission('audit:read', 'audit.verify')
   @ApiOkResponse({ type: AuditVerifyDto })

@@ -148,8 +148,20 @@ export class ChainBreakDto {
   reason!: string;
 }
 
+// Not `type: ChainBreakDto, nullable: true`: OpenAPI 3.0 writes that allOf [ChainBreakDto], which null does not
+// match. `type: 'object'` stands in for the one the plugin infers (its allOf); the options' types do not allow it
+// beside anyOf, and the document does not keep it.
+function nullableBreak(): ApiPropertyOptions {
+  return {
+    type: 'object',
+    anyOf: [{ $ref: getSchemaPath(ChainBreakDto) }, { type: 'object', nullable: true, enum: [null] }],
+  } as ApiPropertyOptions;
+}
+
+@ApiExtraModels(ChainBreakDto)
 export class ChainReportDto {
   writerId!: string;
+  /** Rows that verified, from the chain's first to its first break (every row when it holds). */
   @ApiProperty({ type: 'integer' })
   rows!: number;
   /** The chain verifies, and holds its anchored head unchanged if it has one. */
@@ -157,6 +169,9 @@ export class ChainReportDto {
   /** The seq of the chain's newest anchor (written outside the database), null when it has none. */
   @ApiProperty({ type: 'integer', nullable: true })
   anchoredSeq!: number | null;
+  /** This chain's first row that does not verify; null when it holds. */
+  @ApiProperty(nullableBreak())
+  firstBroken!: ChainBreakDto | null;
 }
 
 /** An anchor the database no longer matches (rows cut off, a chain rewritten), or an anchor file that was altered. */
@@ -187,14 +202,8 @@ export class AuditVerifyDto {
   rowsChecked!: number;
   @ApiProperty({ type: [ChainReportDto] })
   chains!: ChainReportDto[];
-  /** The first broken link found; null when every chain holds. */
-  // Not `type: ChainBreakDto, nullable: true`: OpenAPI 3.0 writes that allOf [ChainBreakDto], which null does not
-  // match. `type: 'object'` stands in for the one the plugin infers (its allOf); the options' types do not allow it
-  // beside anyOf, and the document does not keep it.
-  @ApiProperty({
-    type: 'object',
-    anyOf: [{ $ref: getSchemaPath(ChainBreakDto) }, { type: 'object', nullable: true, enum: [null] }],
-  } as ApiPropertyOptions)
+  /** The first broken link found, in the order of `chains`; null when every chain holds. Each chain has its own. */
+  @ApiProperty(nullableBreak())
   firstBroken!: ChainBreakDto | null;
   /** Anchored chain heads held to the database (this process's anchor file and its own anchors). */
   @ApiProperty({ type: 'integer' })

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import type { AuditEventDto, AuditVerifyDto } from '../../src/audit/audit.dto';
 import { deleteRows, forgedRows, insertRows, withoutChecks } from '../fixtures/audit-tamper';
 import { createTestApp } from '../fixtures/test-app';
@@ -100,5 +101,61 @@ describe('audit verify, rows put in by hand', () => {
       }
     });
     assert.equal((await verify()).valid, true);
+  });
+});
+
+describe('audit verify, a break in one chain', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  let db: DataSource;
+  const admin = bearer(tokenFor(['ml-admin'], { sub: 'ml-engineer-w' }));
+  const auditor = bearer(tokenFor(['auditor'], { sub: 'auditor-w' }));
+  const verify = async (): Promise<AuditVerifyDto> =>
+    (await http.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body as AuditVerifyDto;
+
+  before(async () => {
+    // Its chains sort after the junk chain below: the walk used to end at the junk.
+    app = await createTestApp({ AUDIT_WRITER_ID: 'zz-gateway', AUDIT_ANCHOR_INTERVAL_MS: '3600000' });
+    http = request(app.getHttpServer());
+    db = app.get(DataSource);
+  });
+  after(() => app.close());
+
+  it('hides no other chain nor anchor: a junk row in the chain that sorts first, and a tail cut from an anchored chain, are both named', async () => {
+    for (let i = 0; i < 6; i++) {
+      await http.post('/v2/models/fixture-linear/infer').set('Authorization', admin).send(LINEAR).expect(200);
+    }
+    await app.get(AuditAnchors).anchor();
+    const [{ writer_id: chain, seq }] = await db.query<Array<{ writer_id: string; seq: string }>>(
+      'SELECT writer_id, max(seq)::text AS seq FROM audit_events GROUP BY writer_id ORDER BY max(seq) DESC LIMIT 1',
+    );
+    const anchoredSeq = Number(seq);
+    assert.ok(anchoredSeq >= 3, `${anchoredSeq} rows in the longest chain`);
+    await deleteRows(db, 'writer_id = $1 AND seq > $2', [chain, anchoredSeq - 2]);
+    const [junk] = forgedRows('aa-junk/0', 1, 1);
+    await insertRows(db, [{ ...junk, hash: 'f'.repeat(64) }]);
+
+    const report = await verify();
+    assert.equal(report.valid, false);
+    assert.deepEqual(
+      [report.firstBroken?.writerId, report.firstBroken?.seq, report.firstBroken?.reason],
+      ['aa-junk/0', 1, 'row content does not match its hash'],
+    );
+    assert.deepEqual(
+      report.anchorBreaks.map((b) => [b.writerId, b.seq, b.reason.split(':')[0]]),
+      [[chain, anchoredSeq, `rows after seq ${anchoredSeq - 2} cut off`]],
+    );
+    const byChain = new Map(report.chains.map((c) => [c.writerId, c]));
+    assert.deepEqual(byChain.get('aa-junk/0')?.firstBroken, report.firstBroken);
+    assert.deepEqual(byChain.get(chain), {
+      writerId: chain,
+      rows: anchoredSeq - 2,
+      valid: false,
+      anchoredSeq,
+      firstBroken: null,
+    });
+    // Every chain of the gateway is walked and reported, not only those before the junk.
+    assert.ok(report.chains.filter((c) => c.writerId.startsWith('zz-gateway/')).length >= 1);
+    assert.ok(report.anchorsChecked >= 1);
   });
 });

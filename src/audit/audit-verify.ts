@@ -1,0 +1,131 @@
+/**
+ * GET /v1/audit/verify's walk over the audit chains, apart from Nest and TypeORM: every row of every chain is read,
+ * each chain reports its own first break, and each chain is held to its anchor whatever its rows showed. A break in
+ * one chain used to end the walk, so that one junk row (and the table is append-only: it stays) hid every later
+ * chain and every anchor from then on.
+ */
+import { anchorMismatch, type ChainAnchor } from './audit-anchor';
+import type { AnchorBreak } from './audit-anchor.service';
+import { type ChainBreak, checkLink, type CheckedRow, GENESIS_HASH } from './audit-chain';
+
+/** Where the walk reads the chains (AuditRepository). */
+export interface ChainSource {
+  /** Every chain with a row in the database. */
+  writers(): Promise<string[]>;
+  /** A chain's rows in chain order, `limit` at a time after `afterSeq`; from its lowest row when undefined. */
+  chainPage(writerId: string, afterSeq: number | undefined, limit: number): Promise<CheckedRow[]>;
+}
+
+export interface ChainReport {
+  writerId: string;
+  /** Rows that verified, from the first up to the first break. */
+  rows: number;
+  valid: boolean;
+  anchoredSeq: number | null;
+  firstBroken: ChainBreak | null;
+}
+
+export interface VerifyReport {
+  valid: boolean;
+  rowsChecked: number;
+  chains: ChainReport[];
+  firstBroken: ChainBreak | null;
+  anchorsChecked: number;
+  anchorBreaks: AnchorBreak[];
+}
+
+/** One chain's walk, fed its rows in chain order. */
+export class ChainWalk {
+  /** The last row that verified. */
+  private head = { seq: 0, hash: GENESIS_HASH };
+  /** Rows that verified before the first break. */
+  rows = 0;
+  firstBroken: ChainBreak | undefined;
+  /** The last row read, past a break too: how far the stored chain reaches, for its anchor. */
+  private last: { seq: number } | undefined;
+  /** The stored hash at the anchored seq: the anchored one if any row there has it. */
+  private hashAtAnchor: string | undefined;
+
+  constructor(private readonly anchor: ChainAnchor | undefined) {}
+
+  /** Rows hash-checked: those that verified, and the first broken one. */
+  get rowsChecked(): number {
+    return this.rows + (this.firstBroken ? 1 : 0);
+  }
+
+  add(row: CheckedRow): void {
+    if (this.anchor && row.seq === this.anchor.seq && this.hashAtAnchor !== this.anchor.hash) {
+      this.hashAtAnchor = row.hash;
+    }
+    this.last = row;
+    if (this.firstBroken) return;
+    this.firstBroken = checkLink(row, this.head);
+    if (this.firstBroken) return;
+    this.head = { seq: row.seq, hash: row.hash };
+    this.rows++;
+  }
+
+  /**
+   * Why the stored chain no longer matches its anchor, or undefined (and so without one). Past a break, the chain
+   * is held to the rows stored after it as well: a cut tail or a replaced anchored row is named, whatever broke.
+   */
+  anchorMismatch(): string | undefined {
+    if (!this.anchor) return undefined;
+    const head = { seq: Math.max(this.last?.seq ?? 0, 0) };
+    return anchorMismatch(this.anchor, { head, hashAtAnchor: this.hashAtAnchor });
+  }
+}
+
+/**
+ * Walks every stored chain, and every anchored one with no row left, and holds each to its anchor. `firstBroken` is
+ * the first break met (chains in the order `writers` gives them); each chain's report has its own.
+ */
+export async function walkChains(
+  source: ChainSource,
+  anchors: Map<string, ChainAnchor>,
+  anchorBreaks: AnchorBreak[],
+  pageSize: number,
+): Promise<VerifyReport> {
+  const chains: ChainReport[] = [];
+  let rowsChecked = 0;
+  let anchorsChecked = 0;
+  let firstBroken: ChainBreak | null = null;
+  const stored = await source.writers();
+  // An anchored chain with no row left is walked too: every one of its rows was cut off.
+  const storedIds = new Set(stored);
+  const gone = [...anchors.keys()].filter((id) => !storedIds.has(id)).sort();
+  for (const writerId of [...stored, ...gone]) {
+    const anchor = anchors.get(writerId);
+    const walk = new ChainWalk(anchor);
+    // From the chain's lowest row, whatever its seq: one below 1 (inserted by hand) breaks the chain there.
+    let afterSeq: number | undefined;
+    for (;;) {
+      const page = await source.chainPage(writerId, afterSeq, pageSize);
+      if (page.length === 0) break;
+      for (const row of page) walk.add(row);
+      afterSeq = page[page.length - 1].seq;
+    }
+    rowsChecked += walk.rowsChecked;
+    firstBroken ??= walk.firstBroken ?? null;
+    const mismatch = walk.anchorMismatch();
+    if (anchor) anchorsChecked++;
+    if (anchor && mismatch) {
+      anchorBreaks.push({ writerId, seq: anchor.seq, anchoredAt: anchor.at, line: null, reason: mismatch });
+    }
+    chains.push({
+      writerId,
+      rows: walk.rows,
+      valid: !walk.firstBroken && !mismatch,
+      anchoredSeq: anchor?.seq ?? null,
+      firstBroken: walk.firstBroken ?? null,
+    });
+  }
+  return {
+    valid: firstBroken === null && anchorBreaks.length === 0,
+    rowsChecked,
+    chains,
+    firstBroken,
+    anchorsChecked,
+    anchorBreaks,
+  };
+}

@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ChainAnchor } from '../../src/audit/audit-anchor';
+import { type CheckedRow, GENESIS_HASH, hashOf } from '../../src/audit/audit-chain';
+import { type ChainSource, walkChains } from '../../src/audit/audit-verify';
+
+let nextId = 1;
+
+/** A chain of `count` rows from seq 1, as the gateway writes it. */
+function chain(writerId: string, count: number): CheckedRow[] {
+  const rows: CheckedRow[] = [];
+  let prevHash = GENESIS_HASH;
+  for (let seq = 1; seq <= count; seq++) {
+    const fields = {
+      writerId,
+      seq,
+      occurredAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seq)),
+      actor: 'risk-engine',
+      roles: ['risk-engine'],
+      tenant: null,
+      action: 'model.infer',
+      modelName: 'card-fraud',
+      modelVersion: '1',
+      requestId: `${writerId}-${seq}`,
+      clientAddress: '10.0.0.1',
+      inputDigest: null,
+      outputSummary: { probability: 0.1 },
+      outcome: 'ok' as const,
+      statusCode: 200,
+      latencyMs: 1,
+      prevHash,
+    };
+    const hash = hashOf(fields);
+    rows.push({ ...fields, id: String(nextId++), hash });
+    prevHash = hash;
+  }
+  return rows;
+}
+
+/** The rows as AuditRepository pages them: by writer, in seq order, after a seq. */
+function source(rows: CheckedRow[]): ChainSource & { pages: number } {
+  const fake = {
+    pages: 0,
+    writers: () => Promise.resolve([...new Set(rows.map((r) => r.writerId))].sort()),
+    chainPage: (writerId: string, afterSeq: number | undefined, limit: number) => {
+      fake.pages++;
+      const page = rows
+        .filter((r) => r.writerId === writerId && (afterSeq === undefined || r.seq > afterSeq))
+        .sort((a, b) => a.seq - b.seq)
+        .slice(0, limit);
+      return Promise.resolve(page);
+    },
+  };
+  return fake;
+}
+
+const anchorOf = (row: CheckedRow): ChainAnchor => ({
+  chain: row.writerId,
+  seq: row.seq,
+  hash: row.hash,
+  at: '2026-01-01T00:01:00.000Z',
+});
+
+describe('audit verify walk', () => {
+  it('walks every chain past a broken one: each names its own first break, and every anchor is held', async () => {
+    // A junk row in the chain whose writer id sorts first; a later chain anchored at seq 5 and cut to 3 rows.
+    const junk = { ...chain('a-junk/0', 1)[0], hash: 'f'.repeat(64) };
+    const cut = chain('b/0', 5);
+    const edited = chain('c/0', 4);
+    edited[1] = { ...edited[1], actor: 'someone-else' };
+    const intact = chain('d/0', 3);
+    const anchors = new Map([
+      ['b/0', anchorOf(cut[4])],
+      ['d/0', anchorOf(intact[2])],
+    ]);
+    const report = await walkChains(source([junk, ...cut.slice(0, 3), ...edited, ...intact]), anchors, [], 2);
+
+    assert.equal(report.valid, false);
+    const broken = (writerId: string, seq: number, id: string, reason: string) => ({ writerId, seq, id, reason });
+    assert.deepEqual(report.firstBroken, broken('a-junk/0', 1, junk.id, 'row content does not match its hash'));
+    assert.deepEqual(report.chains, [
+      { writerId: 'a-junk/0', rows: 0, valid: false, anchoredSeq: null, firstBroken: report.firstBroken },
+      { writerId: 'b/0', rows: 3, valid: false, anchoredSeq: 5, firstBroken: null },
+      {
+        writerId: 'c/0',
+        rows: 1,
+        valid: false,
+        anchoredSeq: null,
+        firstBroken: broken('c/0', 2, edited[1].id, 'row content does not match its hash'),
+      },
+      { writerId: 'd/0', rows: 3, valid: true, anchoredSeq: 3, firstBroken: null },
+    ]);
+    assert.deepEqual(report.anchorBreaks, [
+      {
+        writerId: 'b/0',
+        seq: 5,
+        anchoredAt: '2026-01-01T00:01:00.000Z',
+        line: null,
+        reason: 'rows after seq 3 cut off: the chain was anchored at seq 5 on 2026-01-01T00:01:00.000Z',
+      },
+    ]);
+    assert.equal(report.anchorsChecked, 2);
+    // Every row of the intact chains, and each broken chain up to its break.
+    assert.equal(report.rowsChecked, 1 + 3 + 2 + 3);
+  });
+
+  it('holds a broken chain to its anchor with the rows stored past the break', async () => {
+    const rows = chain('w/0', 6);
+    rows[1] = { ...rows[1], prevHash: 'e'.repeat(64) };
+    const held = await walkChains(source(rows), new Map([['w/0', anchorOf(rows[4])]]), [], 4);
+    assert.deepEqual([held.valid, held.firstBroken?.seq, held.anchorBreaks, held.anchorsChecked], [false, 2, [], 1]);
+
+    const cut = await walkChains(source(rows.slice(0, 4)), new Map([['w/0', anchorOf(rows[4])]]), [], 4);
+    assert.deepEqual(
+      cut.anchorBreaks.map((b) => b.reason),
+      ['rows after seq 4 cut off: the chain was anchored at seq 5 on 2026-01-01T00:01:00.000Z'],
+    );
+
+    const rewritten = [...rows.slice(0, 4), { ...rows[4], hash: 'd'.repeat(64) }, rows[5]];
+    const replaced = await walkChains(source(rewritten), new Map([['w/0', anchorOf(rows[4])]]), [], 4);
+    assert.match(
+      replaced.anchorBreaks[0]?.reason ?? '',
+      /^the row at seq 5 is not the one anchored on .*: the chain was rewritten$/,
+    );
+  });
+});
