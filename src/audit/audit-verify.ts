@@ -8,12 +8,24 @@ import { anchorMismatch, type ChainAnchor } from './audit-anchor';
 import type { AnchorBreak } from './audit-anchor.service';
 import { type ChainBreak, checkLink, type CheckedRow, GENESIS_HASH } from './audit-chain';
 
+/** Where a page of a chain ended: its last row's seq and id, as the database has them (text, exact past 2^53). */
+export interface ChainKey {
+  seq: string;
+  id: string;
+}
+
+export interface ChainPage {
+  rows: CheckedRow[];
+  /** The last row's key; undefined when the page is empty. */
+  last: ChainKey | undefined;
+}
+
 /** Where the walk reads the chains (AuditRepository). */
 export interface ChainSource {
   /** Every chain with a row in the database. */
   writers(): Promise<string[]>;
-  /** A chain's rows in chain order, `limit` at a time after `afterSeq`; from its lowest row when undefined. */
-  chainPage(writerId: string, afterSeq: number | undefined, limit: number): Promise<CheckedRow[]>;
+  /** A chain's rows by (seq, id), `limit` at a time after the key `after`; from its lowest row when undefined. */
+  chainPage(writerId: string, after: ChainKey | undefined, limit: number): Promise<ChainPage>;
 }
 
 export interface ChainReport {
@@ -98,12 +110,12 @@ export async function walkChains(
     const anchor = anchors.get(writerId);
     const walk = new ChainWalk(anchor);
     // From the chain's lowest row, whatever its seq: one below 1 (inserted by hand) breaks the chain there.
-    let afterSeq: number | undefined;
+    let after: ChainKey | undefined;
     for (;;) {
-      const page = await source.chainPage(writerId, afterSeq, pageSize);
-      if (page.length === 0) break;
-      for (const row of page) walk.add(row);
-      afterSeq = page[page.length - 1].seq;
+      const page = await source.chainPage(writerId, after, pageSize);
+      if (page.rows.length === 0 || !page.last) break;
+      for (const row of page.rows) walk.add(row);
+      after = page.last;
     }
     rowsChecked += walk.rowsChecked;
     firstBroken ??= walk.firstBroken ?? null;

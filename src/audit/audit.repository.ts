@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
 import { orUnavailable } from '../database/storage-unavailable';
-import type { AuditRow, CheckedRow } from './audit-chain';
+import type { AuditRow } from './audit-chain';
+import type { ChainKey, ChainPage } from './audit-verify';
 import { AuditEventEntity, AuditOutcome } from './audit-event.entity';
 
 export type StoredAuditRow = AuditRow & { id: string };
@@ -77,24 +78,35 @@ export class AuditRepository {
   }
 
   /**
-   * A writer's rows in chain order, `limit` at a time after `afterSeq` (from its lowest seq, whatever it is, when
-   * undefined: a row below 1 is one verify must see), each saying whether its occurred_at holds a fraction of a
-   * millisecond (a Date, and so the hash, keeps milliseconds; the column keeps microseconds).
+   * A writer's rows in chain order, by (seq, id), `limit` at a time after the key `after` (from its lowest row,
+   * whatever its seq, when undefined: a row below 1 is one verify must see). By (seq, id), not seq alone: a second row
+   * with the seq of a page's last one (the unique index dropped) is read too, and verify names it. Each row says
+   * whether its occurred_at holds a fraction of a millisecond (a Date, and so the hash, keeps milliseconds; the column
+   * keeps microseconds). The key is read as text: a seq past 2^53 that a number would round must not repeat a page.
    */
-  async chainPage(writerId: string, afterSeq: number | undefined, limit: number): Promise<CheckedRow[]> {
+  async chainPage(writerId: string, after: ChainKey | undefined, limit: number): Promise<ChainPage> {
     const { entities, raw } = await orUnavailable('the audit chains could not be read', () => {
       const qb = this.repo
         .createQueryBuilder('e')
         .addSelect(`date_trunc('milliseconds', e.occurred_at) <> e.occurred_at`, 'sub_millisecond')
         .where('e.writer_id = :writerId', { writerId });
-      if (afterSeq !== undefined) qb.andWhere('e.seq > :afterSeq', { afterSeq });
+      // (seq, id) > (:seq, :id), written so that the (writer_id, seq) index bounds the scan.
+      if (after) {
+        qb.andWhere('e.seq >= :afterSeq AND (e.seq > :afterSeq OR e.id > :afterId)', {
+          afterSeq: after.seq,
+          afterId: after.id,
+        });
+      }
       return qb
         .orderBy('e.seq', 'ASC')
+        .addOrderBy('e.id', 'ASC')
         .limit(limit)
         .getRawAndEntities<{ e_id: string | number; sub_millisecond: boolean }>();
     });
     const subMillisecond = new Set(raw.filter((r) => r.sub_millisecond).map((r) => String(r.e_id)));
-    return entities.map((e) => ({ ...toRow(e), subMillisecond: subMillisecond.has(String(e.id)) }));
+    const rows = entities.map((e) => ({ ...toRow(e), subMillisecond: subMillisecond.has(String(e.id)) }));
+    const last = entities.at(-1);
+    return { rows, last: last && { seq: String(last.seq), id: String(last.id) } };
   }
 
   async find(query: AuditQuery): Promise<StoredAuditRow[]> {

@@ -102,6 +102,35 @@ describe('audit verify, rows put in by hand', () => {
     });
     assert.equal((await verify()).valid, true);
   });
+
+  it("reads a second row with the seq of a page's last row (the unique index dropped) and names it", async () => {
+    // Verify reads 2,000 rows a page: the copy of seq 2,000 sat past the first page, and paging by seq skipped it.
+    const rows = forgedRows('dup/0', 1, 2001);
+    await insertRows(db, rows);
+    await db.query('DROP INDEX audit_events_writer_seq');
+    try {
+      await insertRows(db, [rows[1999]]);
+      const report = await verify();
+      assert.equal(report.valid, false);
+      const [, copy] = await db.query<Array<{ id: string }>>(
+        `SELECT id::text AS id FROM audit_events WHERE writer_id = 'dup/0' AND seq = 2000 ORDER BY id`,
+      );
+      assert.deepEqual(report.firstBroken, {
+        writerId: 'dup/0',
+        seq: 2000,
+        id: copy.id,
+        reason: `expected seq 2001: ${MISSING}`,
+      });
+      assert.deepEqual(
+        report.chains.find((c) => c.writerId === 'dup/0'),
+        { writerId: 'dup/0', rows: 2000, valid: false, anchoredSeq: null, firstBroken: report.firstBroken },
+      );
+    } finally {
+      await deleteRows(db, `writer_id = 'dup/0'`);
+      await db.query('CREATE UNIQUE INDEX audit_events_writer_seq ON audit_events (writer_id, seq)');
+    }
+    assert.equal((await verify()).valid, true);
+  });
 });
 
 describe('audit verify, a break in one chain', () => {

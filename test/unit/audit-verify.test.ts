@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ChainAnchor } from '../../src/audit/audit-anchor';
 import { type CheckedRow, GENESIS_HASH, hashOf } from '../../src/audit/audit-chain';
-import { type ChainSource, walkChains } from '../../src/audit/audit-verify';
+import { type ChainKey, type ChainSource, walkChains } from '../../src/audit/audit-verify';
 
 let nextId = 1;
 
@@ -37,18 +37,22 @@ function chain(writerId: string, count: number): CheckedRow[] {
   return rows;
 }
 
-/** The rows as AuditRepository pages them: by writer, in seq order, after a seq. */
+/** The rows as AuditRepository pages them: by writer, by (seq, id), after a key. */
 function source(rows: CheckedRow[]): ChainSource & { pages: number } {
+  const byKey = (a: CheckedRow, b: CheckedRow) => a.seq - b.seq || Number(a.id) - Number(b.id);
   const fake = {
     pages: 0,
     writers: () => Promise.resolve([...new Set(rows.map((r) => r.writerId))].sort()),
-    chainPage: (writerId: string, afterSeq: number | undefined, limit: number) => {
+    chainPage: (writerId: string, after: ChainKey | undefined, limit: number) => {
       fake.pages++;
+      const past = (r: CheckedRow) =>
+        !after || r.seq > Number(after.seq) || (r.seq === Number(after.seq) && Number(r.id) > Number(after.id));
       const page = rows
-        .filter((r) => r.writerId === writerId && (afterSeq === undefined || r.seq > afterSeq))
-        .sort((a, b) => a.seq - b.seq)
+        .filter((r) => r.writerId === writerId && past(r))
+        .sort(byKey)
         .slice(0, limit);
-      return Promise.resolve(page);
+      const last = page.at(-1);
+      return Promise.resolve({ rows: page, last: last && { seq: String(last.seq), id: last.id } });
     },
   };
   return fake;
@@ -102,6 +106,19 @@ describe('audit verify walk', () => {
     assert.equal(report.anchorsChecked, 2);
     // Every row of the intact chains, and each broken chain up to its break.
     assert.equal(report.rowsChecked, 1 + 3 + 2 + 3);
+  });
+
+  it("reads every row of a chain by (seq, id): a second row with the seq of a page's last row is named", async () => {
+    const rows = chain('w/0', 4);
+    const copy = { ...rows[1], id: String(nextId++) };
+    const report = await walkChains(source([...rows, copy]), new Map(), [], 2);
+    assert.deepEqual(report.firstBroken, {
+      writerId: 'w/0',
+      seq: 2,
+      id: copy.id,
+      reason: 'expected seq 3: rows are missing or reordered',
+    });
+    assert.equal(report.chains[0].rows, 2);
   });
 
   it('holds a broken chain to its anchor with the rows stored past the break', async () => {
