@@ -11,11 +11,14 @@ import { AuditRepository } from './audit.repository';
 import { walkChains } from './audit-verify';
 import { auditSecret } from './input-digest';
 
-const VERIFY_PAGE = 2000;
+/** Rows per query, and the longest stretch verify hashes before it hands the event loop back (see walkChains). */
+const VERIFY_WALK = { pageSize: 2000, sliceMs: 5 };
 
 @Injectable()
 export class AuditQueryService {
   private readonly cursorKey: Buffer;
+  /** The walk in progress: a verify that arrives meanwhile gets its answer rather than walking the trail again. */
+  private running: Promise<AuditVerifyDto> | undefined;
 
   constructor(
     private readonly repository: AuditRepository,
@@ -71,7 +74,8 @@ export class AuditQueryService {
    * row must still be there with the anchored hash, or the chain's newest rows were cut off or the
    * chain rewritten. The chains run across tenants (one per gateway process), so their counts and
    * ids are everyone's: a caller whose token names a tenant is refused, as it would otherwise learn
-   * of other tenants' activity.
+   * of other tenants' activity. So every caller allowed gets the same answer, and calls that arrive while a walk
+   * runs share it (one walk, not one each: four at once multiplied the stall and the time of each).
    */
   async verify(caller: Principal | undefined): Promise<AuditVerifyDto> {
     if (caller?.tenant !== undefined) {
@@ -80,7 +84,14 @@ export class AuditQueryService {
         'the hash chains span every tenant: verifying them needs a token that names no tenant',
       );
     }
+    this.running ??= this.walk().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async walk(): Promise<AuditVerifyDto> {
     const { anchors, breaks: anchorBreaks } = await this.anchors.forVerify();
-    return walkChains(this.repository, anchors, anchorBreaks, VERIFY_PAGE);
+    return walkChains(this.repository, anchors, anchorBreaks, VERIFY_WALK);
   }
 }

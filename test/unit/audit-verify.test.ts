@@ -5,6 +5,8 @@ import { type CheckedRow, GENESIS_HASH, hashOf } from '../../src/audit/audit-cha
 import { type ChainKey, type ChainSource, walkChains } from '../../src/audit/audit-verify';
 
 let nextId = 1;
+const BY_2 = { pageSize: 2, sliceMs: 5 };
+const BY_4 = { pageSize: 4, sliceMs: 5 };
 
 /** A chain of `count` rows from seq 1, as the gateway writes it. */
 function chain(writerId: string, count: number): CheckedRow[] {
@@ -77,7 +79,7 @@ describe('audit verify walk', () => {
       ['b/0', anchorOf(cut[4])],
       ['d/0', anchorOf(intact[2])],
     ]);
-    const report = await walkChains(source([junk, ...cut.slice(0, 3), ...edited, ...intact]), anchors, [], 2);
+    const report = await walkChains(source([junk, ...cut.slice(0, 3), ...edited, ...intact]), anchors, [], BY_2);
 
     assert.equal(report.valid, false);
     const broken = (writerId: string, seq: number, id: string, reason: string) => ({ writerId, seq, id, reason });
@@ -111,7 +113,7 @@ describe('audit verify walk', () => {
   it("reads every row of a chain by (seq, id): a second row with the seq of a page's last row is named", async () => {
     const rows = chain('w/0', 4);
     const copy = { ...rows[1], id: String(nextId++) };
-    const report = await walkChains(source([...rows, copy]), new Map(), [], 2);
+    const report = await walkChains(source([...rows, copy]), new Map(), [], BY_2);
     assert.deepEqual(report.firstBroken, {
       writerId: 'w/0',
       seq: 2,
@@ -124,17 +126,17 @@ describe('audit verify walk', () => {
   it('holds a broken chain to its anchor with the rows stored past the break', async () => {
     const rows = chain('w/0', 6);
     rows[1] = { ...rows[1], prevHash: 'e'.repeat(64) };
-    const held = await walkChains(source(rows), new Map([['w/0', anchorOf(rows[4])]]), [], 4);
+    const held = await walkChains(source(rows), new Map([['w/0', anchorOf(rows[4])]]), [], BY_4);
     assert.deepEqual([held.valid, held.firstBroken?.seq, held.anchorBreaks, held.anchorsChecked], [false, 2, [], 1]);
 
-    const cut = await walkChains(source(rows.slice(0, 4)), new Map([['w/0', anchorOf(rows[4])]]), [], 4);
+    const cut = await walkChains(source(rows.slice(0, 4)), new Map([['w/0', anchorOf(rows[4])]]), [], BY_4);
     assert.deepEqual(
       cut.anchorBreaks.map((b) => b.reason),
       ['rows after seq 4 cut off: the chain was anchored at seq 5 on 2026-01-01T00:01:00.000Z'],
     );
 
     const rewritten = [...rows.slice(0, 4), { ...rows[4], hash: 'd'.repeat(64) }, rows[5]];
-    const replaced = await walkChains(source(rewritten), new Map([['w/0', anchorOf(rows[4])]]), [], 4);
+    const replaced = await walkChains(source(rewritten), new Map([['w/0', anchorOf(rows[4])]]), [], BY_4);
     assert.match(
       replaced.anchorBreaks[0]?.reason ?? '',
       /^the row at seq 5 is not the one anchored on .*: the chain was rewritten$/,
