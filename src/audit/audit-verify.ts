@@ -48,6 +48,8 @@ export interface VerifyReport {
   chains: ChainReport[];
   firstBroken: ChainBreak | null;
   anchorsChecked: number;
+  /** Chains with no anchor this gateway holds: proven by their hashes alone, which anyone can recompute. */
+  unanchoredChains: number;
   anchorBreaks: AnchorBreak[];
 }
 
@@ -113,6 +115,7 @@ export async function walkChains(
   const chains: ChainReport[] = [];
   let rowsChecked = 0;
   let anchorsChecked = 0;
+  let unanchoredChains = 0;
   let firstBroken: ChainBreak | null = null;
   const stored = await source.writers();
   // An anchored chain with no row left is walked too: every one of its rows was cut off.
@@ -137,6 +140,7 @@ export async function walkChains(
       after = page.last;
     }
     rowsChecked += walk.rowsChecked;
+    if (!anchor) unanchoredChains++;
     firstBroken ??= walk.firstBroken ?? null;
     const mismatch = walk.anchorMismatch();
     if (anchor) anchorsChecked++;
@@ -157,6 +161,7 @@ export async function walkChains(
     chains,
     firstBroken,
     anchorsChecked,
+    unanchoredChains,
     anchorBreaks,
   };
 }

@@ -208,6 +208,13 @@ export class AuditVerifyDto {
   /** Anchored chain heads held to the database (this process's anchor file and its own anchors). */
   @ApiProperty({ type: 'integer' })
   anchorsChecked!: number;
+  /**
+   * Chains that no anchor this gateway holds covers (another gateway's, or written before its first anchor): their
+   * rows are proven by the chain's hashes alone, which need no key, so a cut tail or a chain rewritten whole from its
+   * first row would not show. Ask the gateway that wrote them, or check its anchor file.
+   */
+  @ApiProperty({ type: 'integer' })
+  unanchoredChains!: number;
   /** Anchors the database no longer matches, and anchor lines that do not verify. */
   @ApiProperty({ type: [AnchorBreakDto] })
   anchorBreaks!: AnchorBreakDto[];

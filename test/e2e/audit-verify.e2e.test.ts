@@ -186,5 +186,8 @@ describe('audit verify, a break in one chain', () => {
     // Every chain of the gateway is walked and reported, not only those before the junk.
     assert.ok(report.chains.filter((c) => c.writerId.startsWith('zz-gateway/')).length >= 1);
     assert.ok(report.anchorsChecked >= 1);
+    // The junk chain, and any of the gateway's chains its anchor did not reach, are held by their hashes alone.
+    assert.equal(report.unanchoredChains, report.chains.filter((c) => c.anchoredSeq === null).length);
+    assert.ok(report.unanchoredChains >= 1);
   });
 });

@@ -389,6 +389,7 @@ describe('audit trail', () => {
     assert.equal(intact.firstBroken, null);
     // No anchor file yet (the first anchor is a minute away): no fault, and said so.
     assert.deepEqual([intact.anchorsChecked, intact.anchorBreaks], [0, []]);
+    assert.equal(intact.unanchoredChains, intact.chains.length);
 
     const [victim] = await events('action=model.infer&outcome=ok&limit=1&actor=ml-engineer-1');
     // Someone with database rights bypasses the trigger and softens a recorded score.

@@ -106,6 +106,7 @@ describe('audit verify walk', () => {
       },
     ]);
     assert.equal(report.anchorsChecked, 2);
+    assert.equal(report.unanchoredChains, 2);
     // Every row of the intact chains, and each broken chain up to its break.
     assert.equal(report.rowsChecked, 1 + 3 + 2 + 3);
   });
