@@ -9,7 +9,12 @@ import type { Principal } from '../../src/common/access';
 import type { AppConfig } from '../../src/config/app-config';
 
 const CONFIG = { AUDIT_HMAC_SECRET: 's'.repeat(32), NODE_ENV: 'test', DATA_DIR: '/nonexistent' } as AppConfig;
-const AUDITOR: Principal = { subject: 'auditor', roles: ['auditor'], permissions: new Set(['audit:read']) };
+const AUDITOR: Principal = {
+  subject: 'auditor',
+  roles: ['auditor'],
+  permissions: new Set(['audit:read']),
+  validUntil: Date.now() + 3_600_000,
+};
 
 /** A repository with one chain of one row, counting the walks that start; the first waits for `release` or `fail`. */
 function gatedRepository(): {
