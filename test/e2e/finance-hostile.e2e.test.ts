@@ -320,7 +320,12 @@ describe('finance: hostile requests', () => {
   });
 
   it('an occurredAt that is not on the calendar is refused naming the field', async () => {
-    for (const occurredAt of ['2026-02-30T10:00:00Z', '2026-02-29T10:00:00Z', '2026-04-31T10:00:00+02:00']) {
+    for (const occurredAt of [
+      '2026-02-30T10:00:00Z',
+      '2026-02-29T10:00:00Z',
+      '2026-04-31T10:00:00+02:00',
+      '2026-02-30t10:00:00z',
+    ]) {
       const res = await post('fraud-scores', tx({ occurredAt })).expect(400);
       assert.deepEqual(res.body.errors, [{ field: 'occurredAt', reason: 'must be a valid date and time' }], occurredAt);
       assert.equal(res.body.detail, 'occurredAt: must be a valid date and time');
@@ -328,5 +333,14 @@ describe('finance: hostile requests', () => {
       assert.deepEqual(batch.body.items[0].error.errors, res.body.errors);
     }
     await post('fraud-scores', tx({ occurredAt: '2028-02-29T23:59:59Z' })).expect(200);
+  });
+
+  it('an occurredAt with a lower-case t and z (RFC 3339 5.6) is scored as the upper-case one', async () => {
+    const upper = await post('fraud-scores', tx({ occurredAt: '2026-11-23T03:05:10Z' })).expect(200);
+    const lower = await post('fraud-scores', tx({ occurredAt: '2026-11-23t03:05:10z' })).expect(200);
+    assert.equal(lower.body.fraudProbability, upper.body.fraudProbability);
+    const batch = await post('fraud-scores/batch', { transactions: [tx({ occurredAt: '2026-11-23t03:05:10+01:00' })] });
+    assert.equal(batch.status, 200);
+    assert.equal(batch.body.items[0].error, undefined, JSON.stringify(batch.body.items[0]));
   });
 });

@@ -201,6 +201,8 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
       transaction('to the nanosecond, its offset without a colon', '2026-11-23T14:05:00.123456789-0330'),
       transaction('past the nanosecond', '2026-11-23T14:05:00.1234567890Z'),
       transaction('with a space for the T', '2026-11-23 14:05:00Z'),
+      transaction('with a lower-case t and z (RFC 3339 5.6)', '2026-11-23t14:05:00z'),
+      transaction('with a lower-case t and its offset', '2026-11-23t14:05:00.5-03:30'),
     ]);
   });
 

@@ -62,6 +62,7 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     assert.equal(hourOfDay(3 * 3600 + 59), 3);
     assert.equal(hourOfDay(25 * 3600), 1);
     assert.equal(secondsOfDay('2026-11-23T03:05:10+01:00'), 3 * 3600 + 5 * 60 + 10);
+    assert.equal(secondsOfDay('2026-11-23t03:05:10z'), 3 * 3600 + 5 * 60 + 10);
   });
 
   it('refuses a manifest transform the gateway does not implement', () => {

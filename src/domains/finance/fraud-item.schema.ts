@@ -96,7 +96,8 @@ export function parseFraudScoreRequest(body: unknown): FraudScoreRequestDto {
 /** Field errors of one batch item, empty when it is a valid fraud score request. */
 export function fraudItemErrors(item: unknown): FieldError[] {
   if (validate(item)) {
-    return Number.isNaN(Date.parse(item.occurredAt)) || !onTheCalendar(item.occurredAt)
+    // Date.parse is defined for the upper-case form.
+    return Number.isNaN(Date.parse(item.occurredAt.toUpperCase())) || !onTheCalendar(item.occurredAt)
       ? [{ field: 'occurredAt', reason: 'must be a valid date and time' }]
       : [];
   }
@@ -106,7 +107,7 @@ export function fraudItemErrors(item: unknown): FieldError[] {
 /** Whether the date and time written exist (Date.parse rolls 2026-02-30 over to 2 March). */
 function onTheCalendar(occurredAt: string): boolean {
   const [year, month, day, hour, minute, second = 0] = (
-    /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(occurredAt) ?? []
+    /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2})(?::(\d{2}))?/.exec(occurredAt) ?? []
   )
     .slice(1)
     .filter((part) => part !== undefined)

@@ -255,7 +255,8 @@ for (let i = 1; i <= 28; i++) {
  * `occurredAt`: a date and time to the minute, second or nanosecond, with its UTC offset (`Z`, `+01:00` or `+0100`);
  * the one pattern of the DTO, the document and the compiled schema that checks the routes' bodies.
  */
-export const OCCURRED_AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
+/** RFC 3339 5.6 lets the T and Z be written in lower case. */
+export const OCCURRED_AT = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})$/;
 
 export class FraudScoreRequestDto {
   /** The bank's transaction identifier, echoed in the answer. */

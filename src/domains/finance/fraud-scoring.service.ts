@@ -34,7 +34,7 @@ function fieldOf(source: string): string {
 
 /** Seconds since local midnight, as written in the timestamp (its own UTC offset). */
 export function secondsOfDay(occurredAt: string): number {
-  const m = /T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(occurredAt);
+  const m = /[Tt](\d{2}):(\d{2})(?::(\d{2}))?/.exec(occurredAt);
   if (!m) return 0;
   return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3] ?? 0);
 }
