@@ -29,6 +29,12 @@ describe(
         .get('/health/ready')
         .set('Authorization', bearer(tokenFor(['ml-admin'])));
 
+    /** The readiness gauge of the database check, as Prometheus scrapes it. */
+    const databaseGauge = async (): Promise<string | undefined> => {
+      const text = (await request(app.getHttpServer()).get('/metrics').expect(200)).text;
+      return /^gateway_readiness_check\{check="database"\} (\d)$/m.exec(text)?.[1];
+    };
+
     before(async () => {
       scratch = await createScratchDatabase(DATABASE_URL!, 'gateway_readiness');
       const target = new URL(scratch.url);
@@ -48,6 +54,7 @@ describe(
     it('turns 503 naming the database when it goes away, and ready again when it is back', async () => {
       const first = await ready().expect(200);
       assert.deepEqual(first.body.checks.database, { ready: true });
+      assert.equal(await databaseGauge(), '1');
 
       proxy.cut();
       const down = await until('readiness to see the database gone', async () => {
@@ -57,6 +64,7 @@ describe(
       assert.deepEqual(down.body.checks.database, { ready: false, detail: 'the database is unavailable' });
       // Nothing was committed or asked meanwhile: the audit trail has not failed, the check alone saw it.
       assert.deepEqual(down.body.checks.audit, { ready: true });
+      assert.equal(await databaseGauge(), '0');
 
       proxy.restore();
       const back = await until('readiness to see the database back', async () => {
@@ -64,6 +72,7 @@ describe(
         return res.status === 200 ? res : undefined;
       });
       assert.deepEqual(back.body.checks.database, { ready: true });
+      assert.equal(await databaseGauge(), '1');
     });
   },
 );

@@ -1,4 +1,6 @@
 import { Injectable } from '@nestjs/common';
+import { Gauge } from 'prom-client';
+import { MetricsService } from '../metrics/metrics.service';
 
 export interface ReadinessCheck {
   ready: boolean;
@@ -25,6 +27,21 @@ export class ReadinessService {
   private readonly checks = new Map<string, () => ReadinessCheck>();
   private readonly liveChecks = new Map<string, () => boolean>();
   private shuttingDown = false;
+
+  constructor(metrics: MetricsService) {
+    const checksNow = () => this.evaluate().checks;
+    // Each check as /health/ready sees it at the scrape, for alerts on the component rather than the whole.
+    new Gauge({
+      name: 'gateway_readiness_check',
+      help: 'Whether each /health/ready check is ready (1) or not (0), by check',
+      labelNames: ['check'],
+      registers: [metrics.registry],
+      collect() {
+        this.reset();
+        for (const [check, { ready }] of Object.entries(checksNow())) this.set({ check }, ready ? 1 : 0);
+      },
+    });
+  }
 
   register(name: string, check: () => ReadinessCheck): void {
     this.checks.set(name, check);
