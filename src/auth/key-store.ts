@@ -59,11 +59,21 @@ export class KeyStore {
     }
     if (config.AUTH_JWKS_FILE) this.reloadJwks(true);
     const configured = this.pemKeys.length > 0 || this.jwksKeys.length > 0 || this.hmacKey !== undefined;
-    if (!configured) {
-      if (config.NODE_ENV === 'production' && config.AUTH_JWKS_FILE) {
-        const why = this.jwksSkipped.length > 0 ? ` (${this.jwksSkipped.join('; ')})` : '';
+    if (!configured && config.AUTH_JWKS_FILE) {
+      const why = this.jwksSkipped.length > 0 ? ` (${this.jwksSkipped.join('; ')})` : '';
+      if (config.NODE_ENV === 'production') {
         throw new KeyConfigError(`AUTH_JWKS_FILE ${config.AUTH_JWKS_FILE}: no key the gateway can use${why}`);
       }
+      // Outside production too, the key set named is the one trusted: every token is refused until it has a key the
+      // gateway can use (reloaded as it changes), never verified with the development key pair in its place.
+      this.logger.warn({
+        msg: 'AUTH_JWKS_FILE has no key the gateway can use: every token is refused until it has one',
+        file: config.AUTH_JWKS_FILE,
+        ...(why ? { skipped: this.jwksSkipped } : {}),
+      });
+      return;
+    }
+    if (!configured) {
       if (config.NODE_ENV === 'production') {
         throw new KeyConfigError(
           'no token verification keys: set AUTH_PUBLIC_KEYS or AUTH_JWKS_FILE (or AUTH_HS256_SECRET with HS256 in AUTH_ALGORITHMS)',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, KeyObject } from 'node:crypto';
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -364,6 +364,28 @@ describe('JWT verification', () => {
             `AUTH_JWKS_FILE ${jwks}: no key the gateway can use (keys[0] (kid enc): use "enc" is not "sig"; ` +
               'keys[1] (kid ed): only RSA (RS256) and EC P-256 (ES256) public keys are supported)',
       );
+    });
+
+    it('outside production, a set with no usable member refuses every token too: the development key pair never stands in', () => {
+      const jwks = file('none-usable-dev-jwks.json', unusable.slice(0, 2));
+      const devDir = mkdtempSync(join(tmpdir(), 'jwt-dev-'));
+      try {
+        const v = verifier({ NODE_ENV: 'development', AUTH_PUBLIC_KEYS: '', AUTH_JWKS_FILE: jwks, DATA_DIR: devDir });
+        assert.equal(existsSync(join(devDir, 'dev-keys')), false, 'no development key pair made');
+        refused(v, rs('enc'), /^unknown key id$/);
+        refused(v, es(undefined), /^(unknown key id|token has no kid)$/);
+        // The set gains a usable key: its tokens verify, with no restart.
+        writeFileSync(jwks, JSON.stringify({ keys: [jwkOf(good.publicKey, { kid: 'now-usable' })] }));
+        const realNow = Date.now;
+        Date.now = () => realNow() + 5_000;
+        try {
+          assert.ok(v.verify(es('now-usable')));
+        } finally {
+          Date.now = realNow;
+        }
+      } finally {
+        rmSync(devDir, { recursive: true, force: true });
+      }
     });
 
     it('a malformed file or one with a private member is still refused whole: at boot it stops, at runtime the previous keys stay', () => {
