@@ -304,6 +304,20 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     const timeoutMs = options.timeoutMs ?? entry.batching.timeoutMs;
     try {
       const result = await entry.batcher.submit(inputs, timeoutMs, options.give === true);
+      const broken = manifestBreach(entry.manifest, result.outputs);
+      if (broken) {
+        // The model's fault, not the caller's: what GET /v2/models/{name} promised is not what it gave.
+        this.logger.error({
+          msg: 'model output breaks its manifest',
+          model: entry.name,
+          version: entry.version,
+          broken,
+        });
+        throw new AppError(
+          'INFERENCE_FAILED',
+          `model ${entry.name} version ${entry.version} gave an output its model.json does not allow: ${broken}`,
+        );
+      }
       return { model: entry.name, version: entry.version, provider: entry.provider!, ...result };
     } catch (error) {
       if (error instanceof WorkerFailure) {
@@ -360,6 +374,25 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
 
 function key(r: { name: string; version: string }): string {
   return `${r.name}@${r.version}`;
+}
+
+/**
+ * Where a run's outputs break the manifest (a declared output missing, another dtype or rank, a fixed dimension
+ * with another size), said for the first one that does; undefined where they keep it. ORT checks a graph's
+ * declared output shapes only where the graph fixes them, and a manifest may fix what the graph leaves open.
+ */
+export function manifestBreach(manifest: ModelManifest, outputs: Record<string, Tensor>): string | undefined {
+  for (const spec of manifest.outputs) {
+    const tensor = outputs[spec.name];
+    const declared = `${spec.dtype} [${spec.shape.join(', ')}]`;
+    if (!tensor) return `output ${spec.name} is missing (declared ${declared})`;
+    const fits =
+      tensor.dtype === spec.dtype &&
+      tensor.dims.length === spec.shape.length &&
+      spec.shape.every((dim, i) => dim < 0 || tensor.dims[i] === dim);
+    if (!fits) return `output ${spec.name} is ${tensor.dtype} [${tensor.dims.join(', ')}], declared ${declared}`;
+  }
+  return undefined;
 }
 
 /** Checks names, dtypes, ranks and fixed dimensions against the manifest before anything is queued. */

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'INFERENCE_FAILED'
   | 'OUTPUT_NOT_FINITE'
+  | 'OUTPUT_NOT_REPRESENTABLE'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
@@ -109,6 +110,9 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
     case 'INFERENCE_FAILED':
       return { status: 500, title: 'Inference failed' };
     case 'OUTPUT_NOT_FINITE':
+      return { status: 422, title: 'Model output not representable as JSON' };
+    case 'OUTPUT_NOT_REPRESENTABLE':
+      // An INT64 output outside JSON's exact integers; binary_data output carries it exactly.
       return { status: 422, title: 'Model output not representable as JSON' };
     case 'UNAUTHENTICATED':
       return { status: 401, title: 'Authentication required' };

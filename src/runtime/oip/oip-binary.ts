@@ -136,7 +136,14 @@ export function readBinaryTensor(
     throw invalidTensor(`${field}.parameters.binary_data_size`, 'runs past the end of the body');
   const { data } = make(dtype, dims);
   new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(payload.subarray(offset, offset + size));
-  if (dtype === 'float32' || dtype === 'float64') {
+  if (dtype === 'bool') {
+    // Other bytes are no bool at all: what ORT makes of them is undefined (Not gave true for both 0x02 and 0xFF).
+    for (let i = 0; i < data.length; i++) {
+      if (data[i] !== 0 && data[i] !== 1) {
+        throw invalidTensor(`${field}.data`, `element ${i} is byte ${data[i]}; a BOOL byte must be 0 or 1`);
+      }
+    }
+  } else if (dtype === 'float32' || dtype === 'float64') {
     const values = data as Float32Array;
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i])) throw invalidTensor(`${field}.data`, `element ${i} must be a finite number`);

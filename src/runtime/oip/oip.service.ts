@@ -172,7 +172,8 @@ export class OipService {
     const outputs: OipOutputTensorDto[] = wanted.map((o) => {
       const tensor = result.outputs[o.name];
       // An output's own binary_data wins over the request's binary_data_output (the extension's rule).
-      if (!(o.parameters?.binary_data ?? allBinary)) return encodeOipTensor(o.name, finiteForJson(o.name, tensor));
+      if (!(o.parameters?.binary_data ?? allBinary))
+        return encodeOipTensor(o.name, representableInJson(o.name, tensor));
       const bytes = tensorBytes(tensor.data);
       chunks.push(bytes);
       const { data: _data, ...meta } = encodeOipTensor(o.name, { ...tensor, data: tensor.data.subarray(0, 0) });
@@ -269,18 +270,36 @@ function namesThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
 /**
  * JSON has no NaN or Infinity: JSON.stringify would send `null`, which a typed client reads as 0 (a fraud
  * probability of 0). Such an output is refused, naming the output; as binary data it travels as it is.
+ * An INT64 past 2^53 would be rounded to the nearest double (a client would read a number the model never
+ * gave): refused the same way, as the same values are refused as inputs.
  */
-function finiteForJson(name: string, tensor: Tensor): Tensor {
+function representableInJson(name: string, tensor: Tensor): Tensor {
+  const refuse = (code: 'OUTPUT_NOT_FINITE' | 'OUTPUT_NOT_REPRESENTABLE', reason: string): never => {
+    throw new AppError(code, `outputs.${name}: ${reason}`, { fields: [{ field: `outputs.${name}`, reason }] });
+  };
+  if (tensor.dtype === 'int64') {
+    const values = tensor.data as BigInt64Array;
+    const [min, max] = [BigInt(Number.MIN_SAFE_INTEGER), BigInt(Number.MAX_SAFE_INTEGER)];
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] >= min && values[i] <= max) continue;
+      refuse(
+        'OUTPUT_NOT_REPRESENTABLE',
+        `element ${i} is ${values[i]}, outside the integers a JSON number carries exactly ` +
+          `([${Number.MIN_SAFE_INTEGER}, ${Number.MAX_SAFE_INTEGER}]); ask for the output as binary data ` +
+          '(binary_data_output) to get it exactly',
+      );
+    }
+    return tensor;
+  }
   if (tensor.dtype !== 'float32' && tensor.dtype !== 'float64') return tensor;
   const values = tensor.data as Float32Array | Float64Array;
   for (let i = 0; i < values.length; i++) {
     if (Number.isFinite(values[i])) continue;
-    const reason =
+    refuse(
+      'OUTPUT_NOT_FINITE',
       `element ${i} is ${values[i]}, which JSON cannot carry: the inputs are most likely outside the range the model ` +
-      'was trained on (ask for the output as binary data, binary_data_output, to see it as it is)';
-    throw new AppError('OUTPUT_NOT_FINITE', `outputs.${name}: ${reason}`, {
-      fields: [{ field: `outputs.${name}`, reason }],
-    });
+        'was trained on (ask for the output as binary data, binary_data_output, to see it as it is)',
+    );
   }
   return tensor;
 }
