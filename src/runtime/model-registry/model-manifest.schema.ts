@@ -24,6 +24,15 @@ const tensorSpec = {
   },
 } as const;
 
+/** An input may also say what shape to warm up with (checked against `shape` by the registry). */
+const inputSpec = {
+  ...tensorSpec,
+  properties: {
+    ...tensorSpec.properties,
+    warmupShape: { type: 'array', minItems: 1, items: { type: 'integer', minimum: 1 } },
+  },
+} as const;
+
 export const MODEL_MANIFEST_SCHEMA = {
   $id: 'https://gateway.local/schemas/model-manifest.json',
   type: 'object',
@@ -38,7 +47,7 @@ export const MODEL_MANIFEST_SCHEMA = {
     description: { type: 'string' },
     default: { type: 'boolean' },
     createdAt: { type: 'string' },
-    inputs: { type: 'array', minItems: 1, items: tensorSpec },
+    inputs: { type: 'array', minItems: 1, items: inputSpec },
     outputs: { type: 'array', minItems: 1, items: tensorSpec },
     preprocessing: { type: 'object' },
     postprocessing: { type: 'object' },
@@ -69,6 +78,11 @@ export interface TensorSpec {
   dtype: TensorDtype;
   /** -1 marks a dynamic dimension; a dynamic first dimension is the batch axis. */
   shape: number[];
+  /**
+   * Inputs only: the shape the warm-up runs on zeros of (its batch axis set to each warm-up batch size), for a
+   * model whose dynamic dimensions cannot all be 1 (a convolution over an image of any size). Default: 1 for each.
+   */
+  warmupShape?: number[];
   description?: string;
 }
 

@@ -96,6 +96,22 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** A warmupShape must have its input's rank and keep its fixed dimensions. */
+export function warmupShapeProblems(inputs: TensorSpec[]): string[] {
+  const reasons: string[] = [];
+  for (const spec of inputs) {
+    const warmup = spec.warmupShape;
+    if (!warmup) continue;
+    const field = `input "${spec.name}" warmupShape [${warmup.join(', ')}]`;
+    if (warmup.length !== spec.shape.length)
+      reasons.push(`${field} must have the rank of shape [${spec.shape.join(', ')}]`);
+    else if (spec.shape.some((d, i) => d >= 0 && warmup[i] !== d)) {
+      reasons.push(`${field} must keep the fixed dimensions of shape [${spec.shape.join(', ')}]`);
+    }
+  }
+  return reasons;
+}
+
 /** Compares the manifest's tensor list with the graph's; returns the reasons they disagree. */
 export function compareSignature(kind: 'input' | 'output', declared: TensorSpec[], graph: GraphTensor[]): string[] {
   const reasons: string[] = [];
@@ -196,6 +212,11 @@ async function loadVersion(
       });
       return undefined;
     }
+  }
+  const warmup = warmupShapeProblems(manifest.inputs);
+  if (warmup.length > 0) {
+    problems.push({ path: manifestPath, reason: warmup.join('; ') });
+    return undefined;
   }
   const onnxBytes = await readModelFile(onnxPath);
   const digest = createHash('sha256').update(onnxBytes).digest('hex');

@@ -1,14 +1,36 @@
 /*
  * `npm run models:verify [dir]`: checks every manifest, sha256 and graph signature under the models
- * folder as the runtime would at boot, and what the project asks of bundled models besides: a
- * MODEL_CARD.md beside each, and model.onnx under 10 MB.
+ * folder as the runtime would at boot, makes each model's session on the CPU and warms it up as a worker
+ * does (a warm-up that fails stops the boot), and checks what the project asks of bundled models besides:
+ * a MODEL_CARD.md beside each, and model.onnx under 10 MB.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { inspectGraph } from '../worker-pool/ort-session';
-import { ModelRegistryError, scanModels } from './model-registry';
+import { createSession, inspectGraph, warmUp } from '../worker-pool/ort-session';
+import { ModelRegistryError, ModelVersionRecord, scanModels } from './model-registry';
 
 const MAX_MODEL_BYTES = 10 * 1024 * 1024;
+/** The boot's warm-up batch sizes without env overrides: 1, and the manifest's maxBatchSize (else 32) up to 64. */
+const DEFAULT_MAX_BATCH = 32;
+const MAX_WARMUP_BATCH = 64;
+
+/** Why the model's session cannot be made and warmed on the CPU, as a worker would at boot; undefined if it can. */
+async function warmupProblem(r: ModelVersionRecord): Promise<string | undefined> {
+  const m = r.manifest;
+  const batchable = [...m.inputs, ...m.outputs].every((t) => t.shape[0] === -1);
+  const largest = batchable ? Math.min(MAX_WARMUP_BATCH, m.batching?.maxBatchSize ?? DEFAULT_MAX_BATCH) : 1;
+  try {
+    const { session } = await createSession(r.onnxBytes, 'cpu', 1, 0);
+    try {
+      await warmUp(session, m.inputs, [...new Set([1, largest])]);
+    } finally {
+      await session.release();
+    }
+    return undefined;
+  } catch (error) {
+    return `${r.dir}: model ${r.name} version ${r.version}: ${(error as Error).message}`;
+  }
+}
 
 async function main(): Promise<void> {
   const root = process.argv[2] ?? 'models';
@@ -21,6 +43,8 @@ async function main(): Promise<void> {
       const size = (await stat(r.onnxPath)).size;
       if (size > MAX_MODEL_BYTES)
         problems.push(`${r.onnxPath}: ${size} bytes, over the 10 MB limit for bundled models`);
+      const warmup = await warmupProblem(r);
+      if (warmup) problems.push(warmup);
     }
     if (problems.length > 0) {
       console.error(problems.join('\n'));

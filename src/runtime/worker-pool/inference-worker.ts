@@ -1,11 +1,12 @@
 /* Worker thread entry: owns ONNX Runtime sessions so that run() never blocks the event loop. */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
-import { elementCount, zeros } from '../tensor';
+import { elementCount } from '../tensor';
 import { POOLED_FROM_BYTES } from '../tensor-pool';
-import { createSession, fromOrtTensor, toOrtTensor } from './ort-session';
+import { createSession, fromOrtTensor, toOrtTensor, warmUp } from './ort-session';
 import { CONTROL_RUNS, CONTROL_STOP } from './worker-protocol';
 import type {
   FromWorker,
@@ -64,28 +65,35 @@ async function inOrt<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
+/** A model's session and warm-up; a failure names the model, its version and its folder, as the registry's do. */
+async function loadOne(model: WorkerModel, msg: LoadMessage): Promise<LoadedModel> {
+  const at = model.key.lastIndexOf('@');
+  const named = `${dirname(model.onnxPath)}: model ${model.key.slice(0, at)} version ${model.key.slice(at + 1)}`;
+  let choice: Awaited<ReturnType<typeof createSession>>;
+  try {
+    const bytes = model.bytes ?? (await verifiedBytes(model));
+    choice = await inOrt(() => createSession(bytes, msg.device, msg.intraOpThreads, msg.cudaDeviceId));
+  } catch (error) {
+    throw new Error(`${named}: cannot be loaded: ${(error as Error).message}`, { cause: error });
+  }
+  sessions.set(model.key, choice.session);
+  const started = performance.now();
+  try {
+    await warmUp(choice.session, model.inputs, model.warmupBatchSizes, inOrt);
+  } catch (error) {
+    throw new Error(`${named}: ${(error as Error).message}`, { cause: error });
+  }
+  return {
+    key: model.key,
+    provider: choice.provider,
+    fallbackReason: choice.fallbackReason,
+    warmupMs: performance.now() - started,
+  };
+}
+
 async function load(msg: LoadMessage): Promise<void> {
   const loaded: LoadedModel[] = [];
-  for (const model of msg.models) {
-    const bytes = model.bytes ?? (await verifiedBytes(model));
-    const choice = await inOrt(() => createSession(bytes, msg.device, msg.intraOpThreads, msg.cudaDeviceId));
-    sessions.set(model.key, choice.session);
-    const started = performance.now();
-    for (const batch of model.warmupBatchSizes) {
-      const feeds: Record<string, ReturnType<typeof toOrtTensor>> = {};
-      for (const spec of model.inputs) {
-        const dims = spec.shape.map((d, i) => (d >= 0 ? d : i === 0 ? batch : 1));
-        feeds[spec.name] = toOrtTensor(zeros(spec.dtype, dims));
-      }
-      await inOrt(() => choice.session.run(feeds));
-    }
-    loaded.push({
-      key: model.key,
-      provider: choice.provider,
-      fallbackReason: choice.fallbackReason,
-      warmupMs: performance.now() - started,
-    });
-  }
+  for (const model of msg.models) loaded.push(await loadOne(model, msg));
   stopIfGivenUp();
   post({ type: 'loaded', models: loaded });
 }

@@ -1,8 +1,9 @@
 import * as ort from 'onnxruntime-node';
 import type { InferenceDevice } from '../../config/app-config';
 import { createOnProvider, ExecutionProviderName, ProviderChoice } from '../execution-provider/execution-provider';
+import type { TensorSpec } from '../model-registry/model-manifest.schema';
 import type { GraphSignature, GraphTensor } from '../model-registry/model-registry';
-import type { Tensor, TensorData } from '../tensor';
+import { zeros, type Tensor, type TensorData } from '../tensor';
 
 const QUIET = 3; // ORT log severity "error"
 // The `auto` probe's failure to load the CUDA provider is expected on CPU hosts; the gateway reports
@@ -37,6 +38,45 @@ export function createSession(
       ? ort.InferenceSession.create(model, sessionOptions(provider, intraOpThreads, cudaDeviceId))
       : ort.InferenceSession.create(unshared(model), sessionOptions(provider, intraOpThreads, cudaDeviceId)),
   );
+}
+
+/**
+ * Warm-up input dims: the input's `warmupShape` where model.json gives one, else 1 for each dynamic dimension
+ * (too small for, say, a 3x3 convolution over an image of any size); a dynamic batch axis is set to `batch`.
+ */
+export function warmupDims(spec: TensorSpec, batch: number): number[] {
+  const base = spec.warmupShape ?? spec.shape.map((d) => (d >= 0 ? d : 1));
+  return base.map((d, i) => (i === 0 && spec.shape[0] === -1 ? batch : d));
+}
+
+/**
+ * Runs the session once on zeros for each batch size (`call` wraps each run, as the worker counts its calls
+ * into ORT). A failed run says what it was fed and how to feed another shape.
+ */
+export async function warmUp(
+  session: ort.InferenceSession,
+  inputs: TensorSpec[],
+  batchSizes: number[],
+  call: <T>(run: () => Promise<T>) => Promise<T> = (run) => run(),
+): Promise<void> {
+  for (const batch of batchSizes) {
+    const feeds: Record<string, ort.Tensor> = {};
+    const shapes: string[] = [];
+    for (const spec of inputs) {
+      const dims = warmupDims(spec, batch);
+      shapes.push(`${spec.name} [${dims.join(', ')}]`);
+      feeds[spec.name] = toOrtTensor(zeros(spec.dtype, dims));
+    }
+    try {
+      await call(() => session.run(feeds));
+    } catch (error) {
+      throw new Error(
+        `warm-up run on zeros of ${shapes.join(', ')} failed (give the inputs a warmupShape in model.json ` +
+          `that the model takes): ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
 }
 
 /** Reads the graph's declared inputs and outputs on the CPU (cheap; the session is released at once). */
