@@ -1,11 +1,23 @@
 import 'reflect-metadata';
 import { type AddressInfo, isIPv6 } from 'node:net';
-import { Logger } from '@nestjs/common';
+import { ConsoleLogger, Logger } from '@nestjs/common';
 import { createApp } from './app.factory';
 import { ReadinessService } from './common/health/readiness.service';
 import { reportBootFailure } from './boot-failure';
 import { loadConfig } from './config/app-config';
 import { InferenceEngine } from './runtime/inference-engine.service';
+
+// Node's own warnings (a driver's security or deprecation notice, such as pg's on sslmode=require) go out as JSON log
+// lines like every other line, not as plain text on stderr, which holds one line only when the boot fails.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  const code = (warning as Error & { code?: string }).code;
+  new ConsoleLogger('Process', { json: true }).warn({
+    msg: warning.message,
+    warning: warning.name,
+    ...(code ? { code } : {}),
+  });
+});
 
 async function bootstrap(): Promise<void> {
   const config = loadConfig();

@@ -96,6 +96,16 @@ describe('a failed boot (main.ts): one line naming the reason, exit code 1, no s
     assert.equal(reason, `cannot connect to the database (DATABASE_URL): connect ECONNREFUSED 127.0.0.1:${port}`);
   });
 
+  it("a DATABASE_URL with sslmode=require: pg's warning about it is a JSON log line, not text on stderr", async () => {
+    const port = await closedPort();
+    const reason = await failedBoot({
+      ...TEST_AUTH_ENV,
+      DATA_DIR: emptyDataDir(),
+      DATABASE_URL: `postgres://gateway@127.0.0.1:${port}/audit?sslmode=require`,
+    });
+    assert.equal(reason, `cannot connect to the database (DATABASE_URL): connect ECONNREFUSED 127.0.0.1:${port}`);
+  });
+
   it('a port in use', async () => {
     const holder: Server = createServer();
     await new Promise<void>((listening) => holder.listen(0, '127.0.0.1', listening));
