@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
@@ -693,6 +694,29 @@ export function productionGaps(config: AppConfig): string[] {
   }
   if (!config.AUDIT_HMAC_SECRET) gaps.push('AUDIT_HMAC_SECRET must be set in production (at least 32 characters)');
   return gaps;
+}
+
+/**
+ * What keeps DATA_DIR from holding the gateway's files (its embedded database, development keys, audit key and
+ * anchors), named as the variable, where the first write there would name only a path (`ENOTDIR: ... mkdir`):
+ * a file in its place, or a folder this process may not write. A folder still to be made is made when needed.
+ */
+export function dataDirGap(dir: string): string | undefined {
+  let stats: Stats;
+  try {
+    stats = statSync(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    return `DATA_DIR ${dir}: cannot be read (${code})`;
+  }
+  if (!stats.isDirectory()) return `DATA_DIR ${dir}: not a directory`;
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    return `DATA_DIR ${dir}: this process may not write in it (${(error as NodeJS.ErrnoException).code})`;
+  }
+  return undefined;
 }
 
 const OPTIONAL_KEYS = [

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FIXTURE_MODELS, REPO_ROOT } from '../fixtures/paths';
 import { TEST_AUTH_ENV } from '../fixtures/test-auth';
@@ -104,6 +105,14 @@ describe('a failed boot (main.ts): one line naming the reason, exit code 1, no s
       DATABASE_URL: `postgres://gateway@127.0.0.1:${port}/audit?sslmode=require`,
     });
     assert.equal(reason, `cannot connect to the database (DATABASE_URL): connect ECONNREFUSED 127.0.0.1:${port}`);
+  });
+
+  it('a DATA_DIR that is a file, named as the variable', async () => {
+    const file = join(emptyDataDir(), 'not-a-folder');
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, '');
+    const reason = await failedBoot({ ...TEST_AUTH_ENV, DATA_DIR: file });
+    assert.equal(reason, `DATA_DIR ${file}: not a directory`);
   });
 
   it('a port in use', async () => {

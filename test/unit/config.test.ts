@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, productionGaps } from '../../src/config/app-config';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, dataDirGap, loadConfig, productionGaps } from '../../src/config/app-config';
 
 describe('configuration', () => {
   it('has working defaults with an empty environment', () => {
@@ -207,5 +210,19 @@ describe('configuration', () => {
         return true;
       },
     );
+  });
+
+  it('DATA_DIR: a file in its place or a folder it may not write is named as the variable; one still to be made is fine', () => {
+    const root = mkdtempSync(join(tmpdir(), 'data-dir-gap-'));
+    try {
+      const file = join(root, 'a-file');
+      writeFileSync(file, '');
+      assert.equal(dataDirGap(file), `DATA_DIR ${file}: not a directory`);
+      assert.equal(dataDirGap(join(root, 'later', 'data')), undefined);
+      assert.equal(dataDirGap(root), undefined);
+      assert.match(dataDirGap(join(file, 'below')) ?? '', /^DATA_DIR .*: cannot be read \(ENOTDIR\)$/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -152,7 +152,8 @@ export function compareSignature(kind: 'input' | 'output', declared: TensorSpec[
  * every path and reason: a gateway in a regulated setting must not start on a model it cannot vouch for.
  */
 export async function scanModels(root: string, inspect: GraphInspector): Promise<ModelVersionRecord[]> {
-  if (!(await exists(root))) throw new ModelRegistryError([{ path: root, reason: 'models directory does not exist' }]);
+  if (!(await exists(root)))
+    throw new ModelRegistryError([{ path: root, reason: 'models directory does not exist (MODELS_DIR)' }]);
   if (!(await stat(root)).isDirectory()) {
     throw new ModelRegistryError([{ path: root, reason: 'MODELS_DIR is not a directory' }]);
   }
