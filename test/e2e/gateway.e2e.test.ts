@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { until } from '../fixtures/until';
 
 describe('gateway plumbing', () => {
   let app: NestFastifyApplication;
@@ -116,5 +118,30 @@ describe('gateway plumbing', () => {
       }
     }
     assert.deepEqual(wrong, []);
+  });
+});
+
+describe('the broker link in /health/ready', () => {
+  it('while the broker cannot be reached, the mqtt detail says why (to a token with models:read)', async () => {
+    const closed = createServer();
+    await new Promise<void>((listening) => closed.listen(0, '127.0.0.1', listening));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((done) => closed.close(done));
+    const app = await createTestApp({ MQTT_URL: `mqtt://127.0.0.1:${port}` });
+    try {
+      const http = authedHttp(app);
+      const detail = await until('the first failed connection', async () => {
+        const mqtt = (await http.get('/health/ready').expect(200)).body.checks.mqtt as {
+          ready: boolean;
+          detail: { connected: boolean; lastError?: string };
+        };
+        return mqtt.detail.lastError ? mqtt : undefined;
+      });
+      assert.equal(detail.ready, true, 'informative: a broker outage stops no HTTP traffic');
+      assert.equal(detail.detail.connected, false);
+      assert.match(detail.detail.lastError ?? '', new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
+    } finally {
+      await app.close();
+    }
   });
 });

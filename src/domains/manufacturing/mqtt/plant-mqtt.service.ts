@@ -67,6 +67,8 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   private client?: MqttClient;
   private closing = false;
   private hasSubscribed = false;
+  /** The client's last error (a refused connection, a broker's refusal), shown while the link is down. */
+  private lastError: string | undefined;
   private corked = false;
   /** Messages not yet acknowledged, in arrival order. */
   private readonly deliveries: Delivery[] = [];
@@ -102,7 +104,13 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     readiness.register('mqtt', () => ({
       ready: true,
       detail: this.client
-        ? { connected: this.client.connected, subscribed: this.hasSubscribed, inFlight: this.deliveries.length }
+        ? {
+            connected: this.client.connected,
+            subscribed: this.hasSubscribed,
+            inFlight: this.deliveries.length,
+            // Why the link is down, while it is: the broker's or the socket's last error.
+            ...(!this.client.connected && this.lastError ? { lastError: this.lastError } : {}),
+          }
         : 'MQTT_URL not set',
     }));
     this.messages = new Counter({
@@ -171,7 +179,10 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
         }
       });
     });
-    client.on('error', (error) => this.logger.warn({ msg: 'MQTT error', error: error.message }));
+    client.on('error', (error) => {
+      this.lastError = error.message;
+      this.logger.warn({ msg: 'MQTT error', error: error.message });
+    });
     client.on('offline', () => this.logger.warn({ msg: 'MQTT offline; reconnecting' }));
     this.stream.onAlarm((event) => {
       this.publishAlarm(event);
