@@ -44,16 +44,21 @@ export class TensorPool {
     const bytes = length * View.BYTES_PER_ELEMENT;
     if (bytes < POOLED_FROM_BYTES) return zeros(dtype, dims);
     const size = sizeClass(bytes);
-    const reused = this.free.get(size)?.pop();
-    if (reused) {
+    const list = this.free.get(size);
+    for (let reused = list?.pop(); reused; reused = list?.pop()) {
       this.heldBytes -= size;
+      // Moved to a worker since it came back (byteLength 0 once detached): of no use any more, dropped.
+      if (reused.byteLength !== size) continue;
       new Uint8Array(reused, 0, bytes).fill(0);
       return { dtype, dims, data: new View(reused, 0, length) };
     }
     return { dtype, dims, data: new View(new ArrayBuffer(size), 0, length) };
   }
 
-  /** Takes back a buffer nothing reads any more (a worker returns its inputs' buffers with the result). */
+  /**
+   * Takes back a buffer nothing reads any more (a worker returns its inputs' buffers with the result). A
+   * detached one (moved to a worker) has byteLength 0 and is ignored.
+   */
   recycle(buffer: ArrayBuffer): void {
     const size = buffer.byteLength;
     // A buffer of another size (one cloned from a caller's own array) would rarely be asked for again.

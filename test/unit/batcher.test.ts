@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { AppError } from '../../src/common/errors/app-error';
 import { Batcher, BatcherOptions, LONE_TRAFFIC_MS, RunBatch } from '../../src/runtime/batcher/batcher';
 import { Tensor } from '../../src/runtime/tensor';
+import { TensorPool } from '../../src/runtime/tensor-pool';
 
 function rows(values: number[][]): Record<string, Tensor> {
   return { x: { dtype: 'float32', dims: [values.length, values[0].length], data: Float32Array.from(values.flat()) } };
@@ -299,6 +300,58 @@ describe('Batcher', () => {
       [-1, -1],
       [3, 3],
     ]);
+  });
+
+  it("keeps given inputs out of the pool until runAlone has run them, when a stacked run's split fails", async () => {
+    const pool = new TensorPool();
+    const width = 20_000; // 80 KB a row: pooled
+    const run: RunBatch = (inputs, owned) => {
+      const x = inputs.x;
+      if (x.dims[0] > 1) {
+        // An output not on the batch axis: the split throws, and each request runs alone.
+        return Promise.resolve({
+          outputs: { y: x, c: { dtype: 'float32', dims: [5], data: Float32Array.of(1, 2, 3, 4, 5) } },
+          computeMs: 1,
+        });
+      }
+      // Another request is served from the pool meanwhile, and writes into its buffer.
+      (pool.allocate('float32', [1, width]).data as Float32Array).fill(-1);
+      const y: Tensor = { dtype: 'float32', dims: x.dims, data: Float32Array.from(x.data as Float32Array) };
+      if (owned) structuredClone(x.data.buffer, { transfer: [x.data.buffer as ArrayBuffer] }); // moved to a worker
+      return Promise.resolve({ outputs: { y }, computeMs: 1 });
+    };
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, run, {}, undefined, pool);
+    const given = [1, 2, 3].map((v) => {
+      const tensor = pool.allocate('float32', [1, width]);
+      (tensor.data as Float32Array).fill(v);
+      return tensor;
+    });
+    const results = await Promise.all(given.map((x) => batcher.submit({ x }, 10_000, true)));
+    results.forEach((result, i) => {
+      assert.equal(result.batchSize, 1, 'run alone');
+      const y = result.outputs.y.data as Float32Array;
+      assert.equal(y.length, width);
+      assert.ok(
+        y.every((v) => v === i + 1),
+        `request ${i + 1} is answered with its own input`,
+      );
+    });
+    // Nothing moved away is served again.
+    assert.equal(pool.allocate('float32', [1, width]).data.length, width);
+  });
+
+  it('recycles given inputs once a stacked run has been split back', async () => {
+    const recycled: ArrayBuffer[] = [];
+    const pool = new TensorPool();
+    const buffers = { allocate: pool.allocate.bind(pool), recycle: (b: ArrayBuffer) => recycled.push(b) };
+    const run: RunBatch = (inputs) => Promise.resolve({ outputs: { y: inputs.x }, computeMs: 1 });
+    const batcher = new Batcher({ ...base, maxQueueDelayMs: 0 }, run, {}, undefined, buffers);
+    const given = [1, 2].map(() => pool.allocate('float32', [1, 20_000]));
+    await Promise.all(given.map((x) => batcher.submit({ x }, 10_000, true)));
+    assert.deepEqual(
+      recycled,
+      given.map((t) => t.data.buffer),
+    );
   });
 
   it('drain() finishes queued work and then refuses new requests', async () => {

@@ -59,6 +59,18 @@ describe('TensorPool', () => {
     assert.equal(pool.held, POOLED_FROM_BYTES, 'one buffer is held once');
   });
 
+  it('drops a buffer moved away (detached) after it was given back, instead of serving it', () => {
+    const pool = new TensorPool();
+    const buffer = new ArrayBuffer(POOLED_FROM_BYTES);
+    pool.recycle(buffer);
+    assert.equal(pool.held, POOLED_FROM_BYTES);
+    structuredClone(buffer, { transfer: [buffer] }); // moved to a worker while the pool held it
+    const fresh = pool.allocate('float32', [POOLED_FROM_BYTES / 4]);
+    assert.equal(fresh.data.length, POOLED_FROM_BYTES / 4);
+    assert.notEqual(fresh.data.buffer, buffer);
+    assert.equal(pool.held, 0, 'the detached buffer is no longer counted');
+  });
+
   it('holds at most perSize buffers of a size and maxBytes in all', () => {
     const pool = new TensorPool(5 * POOLED_FROM_BYTES, 2);
     for (let i = 0; i < 3; i++) pool.recycle(new ArrayBuffer(POOLED_FROM_BYTES));

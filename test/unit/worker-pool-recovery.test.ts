@@ -275,3 +275,36 @@ describe('a replacement whose load does not finish (loadLimitMs)', () => {
     }
   });
 });
+
+describe('a run whose feeds cannot be sent to a worker', () => {
+  it(
+    'is refused with a WorkerFailure, not thrown from the message handler that hands it over; serving goes on',
+    { timeout: 60_000 },
+    async () => {
+      const pool = new WorkerPool(
+        1,
+        await fixtureLinearLoad(join(FIXTURE_LINEAR, '2', 'model.onnx')),
+        {},
+        { depth: 1 },
+      );
+      try {
+        await pool.start();
+        const data = new Float32Array(4);
+        structuredClone(data.buffer, { transfer: [data.buffer] }); // moved away: postMessage cannot clone it
+        const running = pool.run(KEY, x([1, 2, 3, 4]));
+        // Waits for the first run's answer: handed over from the worker's message handler.
+        const unsendable = pool.run(KEY, { x: { dtype: 'float32', dims: [1, 4], data } });
+        await running;
+        await assert.rejects(unsendable, (error: unknown) => {
+          assert.ok(error instanceof WorkerFailure);
+          assert.match(error.message, /could not be handed to a worker.*detached/);
+          return true;
+        });
+        const after = await pool.run(KEY, x([1, 2, 3, 4]));
+        assert.equal(after.outputs.y.dims.join(), '1,2');
+      } finally {
+        await pool.close();
+      }
+    },
+  );
+});

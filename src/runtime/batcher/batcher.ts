@@ -268,13 +268,14 @@ export class Batcher {
         );
       }
       const { outputs, computeMs } = await this.runBatch(stacked, alone ? items[0].given : true);
-      // Copied into the stack, and not needed again now that it ran (runAlone would read them).
-      if (!alone) for (const item of items) if (item.given) this.recycleInputs(item.inputs);
       const rows = items.map((item) => item.rows);
       const pieces: Record<string, Tensor[]> = {};
       for (const [name, tensor] of Object.entries(outputs)) {
         pieces[name] = items.length === 1 ? [tensor] : splitBatch(tensor, rows);
       }
+      // Copied into the stack, and split back: nothing reads them again. Not before the split, which may
+      // throw, and then runAlone runs (and moves) these very buffers: pooled, a new request would overwrite them.
+      if (!alone) for (const item of items) if (item.given) this.recycleInputs(item.inputs);
       const total = rows.reduce((a, b) => a + b, 0);
       this.observer.batch?.(total, computeMs);
       items.forEach((item, i) => {
@@ -285,8 +286,13 @@ export class Batcher {
         item.resolve({ outputs: own, queueMs: startedAt - item.enqueuedAt, computeMs, batchSize: total });
       });
     } catch (error) {
-      if (items.length > 1 && !notReady(error)) await this.runAlone(items, startedAt);
-      else for (const item of items) this.fail(item, error as Error);
+      if (items.length > 1 && !notReady(error)) {
+        await this.runAlone(items, startedAt);
+      } else {
+        // Stacked (copied), not moved: not run again, so nothing reads them any more.
+        if (items.length > 1) for (const item of items) if (item.given) this.recycleInputs(item.inputs);
+        for (const item of items) this.fail(item, error as Error);
+      }
     } finally {
       this.inFlight--;
       this.schedule();
@@ -297,11 +303,16 @@ export class Batcher {
   /**
    * A stacked run failed: each of its requests is run once more on its own, one after the other, so
    * that one request's input (or one that takes its worker down) fails only itself, not the callers it
-   * happened to be stacked with.
+   * happened to be stacked with. A given request's buffers move to its worker here, and come back to the
+   * pool with its answer (never before: see execute).
    */
   private async runAlone(items: Pending[], startedAt: number): Promise<void> {
     for (const item of items) {
-      if (item.answered) continue; // its deadline passed while the others ran
+      if (item.answered) {
+        // Its deadline passed while the others ran: not run again, its (stacked, not moved) inputs are free.
+        if (item.given) this.recycleInputs(item.inputs);
+        continue;
+      }
       try {
         const { outputs, computeMs } = await this.runBatch(item.inputs, item.given);
         this.observer.batch?.(item.rows, computeMs);

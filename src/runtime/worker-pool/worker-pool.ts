@@ -446,7 +446,14 @@ export class WorkerPool {
       if (best.tasks.size === 0) best.busySince = performance.now();
       best.tasks.set(task.id, task);
       const buffers = task.transfer ? movable(task.feeds) : [];
-      best.worker.postMessage({ type: 'run', id: task.id, key: task.key, feeds: task.feeds }, buffers);
+      try {
+        best.worker.postMessage({ type: 'run', id: task.id, key: task.key, feeds: task.feeds }, buffers);
+      } catch (error) {
+        // A feed that cannot be sent (a detached buffer): this task fails, not the process (dispatch runs from
+        // a worker's message handler, where a throw is uncaught).
+        best.tasks.delete(task.id);
+        task.reject(new WorkerFailure(`the run could not be handed to a worker: ${(error as Error).message}`));
+      }
     }
   }
 }
