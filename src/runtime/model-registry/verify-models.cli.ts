@@ -22,7 +22,12 @@ async function warmupProblem(r: ModelVersionRecord): Promise<string | undefined>
   try {
     const { session } = await createSession(r.onnxBytes, 'cpu', 1, 0);
     try {
-      await warmUp(session, m.inputs, [...new Set([1, largest])]);
+      await warmUp(
+        session,
+        m.inputs,
+        m.outputs.map((o) => o.name),
+        [...new Set([1, largest])],
+      );
     } finally {
       await session.release();
     }

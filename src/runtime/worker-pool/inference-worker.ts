@@ -19,6 +19,8 @@ import type {
 } from './worker-protocol';
 
 const sessions = new Map<string, InferenceSession>();
+/** Each model's declared output names: the fetches of its runs (undeclared outputs are neither run nor returned). */
+const fetches = new Map<string, string[]>();
 const control = new Int32Array((workerData as WorkerInit).control);
 
 /**
@@ -77,9 +79,10 @@ async function loadOne(model: WorkerModel, msg: LoadMessage): Promise<LoadedMode
     throw new Error(`${named}: cannot be loaded: ${(error as Error).message}`, { cause: error });
   }
   sessions.set(model.key, choice.session);
+  fetches.set(model.key, model.outputs);
   const started = performance.now();
   try {
-    await warmUp(choice.session, model.inputs, model.warmupBatchSizes, inOrt);
+    await warmUp(choice.session, model.inputs, model.outputs, model.warmupBatchSizes, inOrt);
   } catch (error) {
     throw new Error(`${named}: ${(error as Error).message}`, { cause: error });
   }
@@ -111,7 +114,7 @@ async function run(msg: RunMessage): Promise<void> {
     const feeds: Record<string, ReturnType<typeof toOrtTensor>> = {};
     for (const [name, tensor] of Object.entries(msg.feeds)) feeds[name] = toOrtTensor(tensor);
     const started = performance.now();
-    results = await session.run(feeds);
+    results = await session.run(feeds, fetches.get(msg.key)!);
     computeMs = performance.now() - started;
   } finally {
     Atomics.sub(control, CONTROL_RUNS, 1);

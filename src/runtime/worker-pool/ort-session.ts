@@ -56,6 +56,8 @@ export function warmupDims(spec: TensorSpec, batch: number): number[] {
 export async function warmUp(
   session: ort.InferenceSession,
   inputs: TensorSpec[],
+  /** The outputs model.json declares: the only ones run, as in serving. */
+  outputs: readonly string[],
   batchSizes: number[],
   call: <T>(run: () => Promise<T>) => Promise<T> = (run) => run(),
 ): Promise<void> {
@@ -68,7 +70,7 @@ export async function warmUp(
       feeds[spec.name] = toOrtTensor(zeros(spec.dtype, dims));
     }
     try {
-      await call(() => session.run(feeds));
+      await call(() => session.run(feeds, outputs));
     } catch (error) {
       throw new Error(
         `warm-up run on zeros of ${shapes.join(', ')} failed (give the inputs a warmupShape in model.json ` +

@@ -14,6 +14,11 @@ export interface WorkerModel {
    */
   bytes?: Uint8Array;
   inputs: TensorSpec[];
+  /**
+   * The manifest's output names: the only ones run and returned. A graph's undeclared outputs (a classifier's
+   * string label) are not computed, nor sent back, nor split.
+   */
+  outputs: string[];
   /** Batch sizes to warm up with (1 and the largest batch the batcher will form). */
   warmupBatchSizes: number[];
 }
