@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
-import { floatTensor, node, onnxModel, stringTensor, valueInfo, writeModel } from '../fixtures/onnx-model';
+import { onnxModel, saveModel } from '../fixtures/onnx-build';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 
 /**
@@ -13,28 +13,28 @@ import { authedHttp, createTestApp } from '../fixtures/test-app';
  * classifier's label) and a constant off the batch axis. They are neither run nor returned.
  */
 function extraOutputsModel(modelsDir: string): void {
-  const onnx = onnxModel(
-    [
-      node('Identity', ['x'], ['y']),
-      node('Constant', [], ['label'], stringTensor([1], ['tag'])),
-      node('Constant', [], ['c'], floatTensor([3], [1, 2, 3])),
-    ],
-    [valueInfo('x', 'float', ['N', 4])],
-    [valueInfo('y', 'float', ['N', 4]), valueInfo('label', 'string', [1]), valueInfo('c', 'float', [3])],
-  );
-  writeModel(
+  saveModel(
     modelsDir,
+    { name: 'extra-outputs' },
+    onnxModel(
+      [
+        { op: 'Identity', inputs: ['x'], outputs: ['y'] },
+        { op: 'Constant', inputs: [], outputs: ['label'], value: { elem: 'string', dims: [1], values: ['tag'] } },
+        { op: 'Constant', inputs: [], outputs: ['c'], value: { elem: 'float', dims: [3], values: [1, 2, 3] } },
+      ],
+      [{ name: 'x', elem: 'float', shape: ['N', 4] }],
+      [
+        { name: 'y', elem: 'float', shape: ['N', 4] },
+        { name: 'label', elem: 'string', shape: [1] },
+        { name: 'c', elem: 'float', shape: [3] },
+      ],
+    ),
     {
-      name: 'extra-outputs',
-      version: '1',
-      domain: 'generic',
-      task: 'test',
       inputs: [{ name: 'x', dtype: 'float32', shape: [-1, 4] }],
       outputs: [{ name: 'y', dtype: 'float32', shape: [-1, 4] }],
       provenance: { dataset: 'none (written by the test)' },
       batching: { maxBatchSize: 8, maxQueueDelayMs: 0, maxQueueSize: 64, timeoutMs: 10_000 },
     },
-    onnx,
   );
 }
 
