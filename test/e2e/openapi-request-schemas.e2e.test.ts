@@ -337,6 +337,27 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
     await heldToTheDocument(samples);
   });
 
+  it("medical: a study UID is refused exactly when the document's pattern refuses it", async () => {
+    const path = '/v1/medical/studies/{studyInstanceUID}/findings';
+    const mismatches: string[] = [];
+    for (const uid of ['1.2.840.10008.5.1.4', '1'.repeat(64), '1'.repeat(65), 'x', '1.2.3a', '1.2.3-4']) {
+      const sample: Sample = {
+        label: `study UID ${uid}`,
+        method: 'get',
+        path,
+        url: `/v1/medical/studies/${uid}/findings`,
+        roles: ['radiologist'],
+      };
+      const refused = documentRefuses(sample).length > 0;
+      const res = await request(app.getHttpServer())
+        .get(sample.url)
+        .set('Authorization', bearer(tokenFor(sample.roles)));
+      // Never analysed, a study the document allows is a 404, not a refusal of its UID.
+      if (refused !== (res.status === 400)) mismatches.push(`${uid}: document refuses ${refused}, route ${res.status}`);
+    }
+    assert.deepEqual(mismatches, []);
+  });
+
   it('manufacturing: asset ids, cursors and page sizes as the document states them', async () => {
     for (const [path, item] of Object.entries(doc.paths)) {
       if (!path.includes('{assetId}')) continue;

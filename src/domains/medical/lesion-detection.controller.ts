@@ -5,6 +5,7 @@ import {
   ApiConsumes,
   ApiExtraModels,
   ApiOkResponse,
+  ApiParam,
   ApiTags,
   getSchemaPath,
 } from '@nestjs/swagger';
@@ -30,6 +31,9 @@ const DICOM = 'application/dicom';
 export function wantsDicom(accept: string | undefined): boolean {
   return preferredMediaType(accept, ['application/json', DICOM]) === DICOM;
 }
+
+/** A DICOM UID as a path parameter: digits and dots, at most 64 (PS3.5 9.1). */
+const STUDY_UID = /^[0-9.]{1,64}$/;
 
 /** One instance in, its findings out (JSON, or a DICOM SR on `Accept: application/dicom`). */
 @ApiTags('medical')
@@ -99,6 +103,11 @@ export class LesionDetectionController {
 
   /** Findings kept for a study (sent by STOW-RS or DIMSE). */
   @Get('studies/:studyInstanceUID/findings')
+  @ApiParam({
+    name: 'studyInstanceUID',
+    description: "The study's Study Instance UID (0020,000D): a DICOM UID, digits and dots",
+    schema: { type: 'string', pattern: STUDY_UID.source },
+  })
   @RequirePermission('medical:infer', 'medical.findings-read')
   @ApiOkResponse({ type: StudyFindingsDto })
   @ApiProblems(400, 404)
@@ -107,7 +116,7 @@ export class LesionDetectionController {
     @Query() _query: NoQueryDto,
     @Req() request: FastifyRequest,
   ): Promise<StudyFindingsDto> {
-    if (!/^[0-9.]{1,64}$/.test(studyInstanceUID)) {
+    if (!STUDY_UID.test(studyInstanceUID)) {
       throw new AppError('VALIDATION_FAILED', 'studyInstanceUID must be a DICOM UID (digits and dots, at most 64)', {
         fields: [{ field: 'studyInstanceUID', reason: 'not a DICOM UID' }],
       });
