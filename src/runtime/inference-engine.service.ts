@@ -5,22 +5,14 @@ import { ReadinessService } from '../common/health/readiness.service';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { Batcher } from './batcher/batcher';
 import { ExecutionProviderName } from './execution-provider/execution-provider';
-import { BatchingOptions, ModelManifest } from './model-registry/model-manifest.schema';
+import { BatchingOptions, DEFAULT_BATCHING, isBatchable, ModelManifest } from './model-registry/model-manifest.schema';
 import { ModelVersionRecord, scanModels } from './model-registry/model-registry';
 import { RuntimeMetrics } from './runtime-metrics';
 import { elementCount, Tensor } from './tensor';
 import { TensorPool } from './tensor-pool';
 import type { TensorDtype } from './model-registry/model-manifest.schema';
-import { inspectGraph } from './worker-pool/ort-session';
+import { inspectGraph, warmupBatchSizes } from './worker-pool/ort-session';
 import { RunResult, WorkerFailure, WorkerPool, WorkerUnavailable } from './worker-pool/worker-pool';
-
-const DEFAULT_BATCHING: BatchingOptions = {
-  maxBatchSize: 32,
-  maxQueueDelayMs: 1,
-  maxQueueSize: 1024,
-  timeoutMs: 10_000,
-};
-const MAX_WARMUP_BATCH = 64;
 
 /** What callers may know of a loaded model version. */
 export interface ModelVersionInfo {
@@ -106,7 +98,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
           bytes: r.onnxBytes,
           inputs: r.manifest.inputs,
           outputs: r.manifest.outputs.map((o) => o.name),
-          warmupBatchSizes: [...new Set([1, Math.min(MAX_WARMUP_BATCH, batching.get(key(r))!.maxBatchSize)])],
+          warmupBatchSizes: warmupBatchSizes(batching.get(key(r))!.maxBatchSize),
         })),
       },
       {
@@ -347,7 +339,7 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
 
   private batchingFor(record: ModelVersionRecord): BatchingOptions & { batchable: boolean } {
     const m = record.manifest;
-    const batchable = [...m.inputs, ...m.outputs].every((t) => t.shape[0] === -1);
+    const batchable = isBatchable(m);
     const c = this.config;
     const merged: BatchingOptions = {
       maxBatchSize: c.BATCH_MAX_SIZE ?? m.batching?.maxBatchSize ?? DEFAULT_BATCHING.maxBatchSize,

@@ -113,3 +113,16 @@ export interface ModelManifest {
   batching?: Partial<BatchingOptions>;
   sha256: string;
 }
+
+/** Batching where neither the environment nor model.json says otherwise. */
+export const DEFAULT_BATCHING: BatchingOptions = {
+  maxBatchSize: 32,
+  maxQueueDelayMs: 1,
+  maxQueueSize: 1024,
+  timeoutMs: 10_000,
+};
+
+/** Whether requests to the model can be stacked: every input and output has a dynamic batch axis. */
+export function isBatchable(m: ModelManifest): boolean {
+  return [...m.inputs, ...m.outputs].every((t) => t.shape[0] === -1);
+}

@@ -6,19 +6,17 @@
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createSession, inspectGraph, warmUp } from '../worker-pool/ort-session';
+import { createSession, inspectGraph, warmUp, warmupBatchSizes } from '../worker-pool/ort-session';
+import { DEFAULT_BATCHING, isBatchable } from './model-manifest.schema';
 import { ModelRegistryError, ModelVersionRecord, scanModels } from './model-registry';
 
 const MAX_MODEL_BYTES = 10 * 1024 * 1024;
-/** The boot's warm-up batch sizes without env overrides: 1, and the manifest's maxBatchSize (else 32) up to 64. */
-const DEFAULT_MAX_BATCH = 32;
-const MAX_WARMUP_BATCH = 64;
 
 /** Why the model's session cannot be made and warmed on the CPU, as a worker would at boot; undefined if it can. */
 async function warmupProblem(r: ModelVersionRecord): Promise<string | undefined> {
   const m = r.manifest;
-  const batchable = [...m.inputs, ...m.outputs].every((t) => t.shape[0] === -1);
-  const largest = batchable ? Math.min(MAX_WARMUP_BATCH, m.batching?.maxBatchSize ?? DEFAULT_MAX_BATCH) : 1;
+  // The boot's warm-up batch sizes, without the environment's BATCH_MAX_SIZE.
+  const largest = isBatchable(m) ? (m.batching?.maxBatchSize ?? DEFAULT_BATCHING.maxBatchSize) : 1;
   try {
     const { session } = await createSession(r.onnxBytes, 'cpu', 1, 0);
     try {
@@ -26,7 +24,7 @@ async function warmupProblem(r: ModelVersionRecord): Promise<string | undefined>
         session,
         m.inputs,
         m.outputs.map((o) => o.name),
-        [...new Set([1, largest])],
+        warmupBatchSizes(largest),
       );
     } finally {
       await session.release();

@@ -49,6 +49,14 @@ export function warmupDims(spec: TensorSpec, batch: number): number[] {
   return base.map((d, i) => (i === 0 && spec.shape[0] === -1 ? batch : d));
 }
 
+/** The largest batch a model is warmed up with: larger ones are rare, and each costs boot time. */
+const MAX_WARMUP_BATCH = 64;
+
+/** The batch sizes a model is warmed up with: 1, and its largest batch up to MAX_WARMUP_BATCH. */
+export function warmupBatchSizes(maxBatchSize: number): number[] {
+  return [...new Set([1, Math.min(MAX_WARMUP_BATCH, maxBatchSize)])];
+}
+
 /**
  * Runs the session once on zeros for each batch size (`call` wraps each run, as the worker counts its calls
  * into ORT). A failed run says what it was fed and how to feed another shape.
