@@ -9,6 +9,7 @@ import { MedicalFindingsTenant1796475320409 } from './1796475320409-MedicalFindi
 import { ManufacturingWindowsKept1796542953485 } from './1796542953485-ManufacturingWindowsKept';
 import { MedicalFindingsRetention1796552027451 } from './1796552027451-MedicalFindingsRetention';
 import { AuditEventsChecks1796565569661 } from './1796565569661-AuditEventsChecks';
+import { AuditHashCheckCheaper1796575250764 } from './1796575250764-AuditHashCheckCheaper';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -23,4 +24,5 @@ export const MIGRATIONS = [
   ManufacturingWindowsKept1796542953485,
   MedicalFindingsRetention1796552027451,
   AuditEventsChecks1796565569661,
+  AuditHashCheckCheaper1796575250764,
 ];

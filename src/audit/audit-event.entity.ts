@@ -1,5 +1,11 @@
 import { Check, Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 
+/**
+ * `hash` and `prev_hash` are 64 lowercase hex digits. length() of a char(64) ignores its trailing blanks, as the regex
+ * does (it reads the value as text), so this holds exactly the values `~ '^[0-9a-f]{64}$'` holds.
+ */
+export const AUDIT_HASHES_CHECK = `length("hash") = 64 AND "hash" !~ '[^0-9a-f]' AND length("prev_hash") = 64 AND "prev_hash" !~ '[^0-9a-f]'`;
+
 export const AUDIT_OUTCOMES = ['ok', 'denied', 'invalid', 'error'] as const;
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
 
@@ -10,8 +16,11 @@ export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
 @Entity({ name: 'audit_events' })
 // What the gateway writes and nothing else: a chain starts at seq 1, and its hashes (the first row's prev_hash, the
 // genesis hash, included) are sha256 in lowercase hex. Added NOT VALID (migration 1796565569661-AuditEventsChecks): see its note.
+// The hashes' check is written as a length and a character class, not as '^[0-9a-f]{64}$': PostgreSQL's regex engine
+// builds a large automaton for the bounded repeat, which cost embedded PGlite about 15-20 µs per inserted row, a third
+// of its insert (migration 1796575250764-AuditHashCheckCheaper).
 @Check('audit_events_seq_from_1', `"seq" >= 1`)
-@Check('audit_events_hashes_hex', `"hash" ~ '^[0-9a-f]{64}$' AND "prev_hash" ~ '^[0-9a-f]{64}$'`)
+@Check('audit_events_hashes_lower_hex', AUDIT_HASHES_CHECK)
 @Index('audit_events_writer_seq', ['writerId', 'seq'], { unique: true })
 @Index('audit_events_occurred_at', ['occurredAt'])
 @Index('audit_events_actor', ['actor'])

@@ -49,8 +49,29 @@ describe('audit verify, rows put in by hand', () => {
     const [row] = forgedRows('by-hand/0', 1, 1);
     await assert.rejects(insertRows(db, [{ ...row, seq: 0 }]), /audit_events_seq_from_1/);
     await assert.rejects(insertRows(db, [{ ...row, seq: -7 }]), /audit_events_seq_from_1/);
-    await assert.rejects(insertRows(db, [{ ...row, hash: row.hash.toUpperCase() }]), /audit_events_hashes_hex/);
-    await assert.rejects(insertRows(db, [{ ...row, prevHash: row.prevHash.slice(1) }]), /audit_events_hashes_hex/);
+    // Each value the old check (`~ '^[0-9a-f]{64}$'`) refused, the cheaper one refuses: upper case, short (a char(64)
+    // pads it with blanks), a blank, a letter past f or a non-ASCII digit inside, a leading blank.
+    const hash = row.hash;
+    for (const bad of [
+      hash.toUpperCase(),
+      hash.slice(1),
+      `${hash.slice(0, 30)} ${hash.slice(31)}`,
+      `${hash.slice(0, 63)}g`,
+      `${hash.slice(0, 63)}\u0661`,
+      ` ${hash.slice(1)}`,
+      '',
+    ]) {
+      await assert.rejects(
+        insertRows(db, [{ ...row, hash: bad }]),
+        /audit_events_hashes_lower_hex/,
+        JSON.stringify(bad),
+      );
+      await assert.rejects(
+        insertRows(db, [{ ...row, prevHash: bad }]),
+        /audit_events_hashes_lower_hex/,
+        JSON.stringify(bad),
+      );
+    }
     // A first row as the gateway writes it (prev_hash the genesis hash, 64 zeros) is taken.
     await insertRows(db, [row]);
     await deleteRows(db, `writer_id = 'by-hand/0'`);
