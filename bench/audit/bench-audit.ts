@@ -3,7 +3,8 @@
  * with AUDIT_ENABLED=false and with the audit trail on (embedded PGlite, and PostgreSQL when
  * DATABASE_URL is set), at concurrency 16 and 64, alternating runs to spread machine noise.
  * Prints throughput, p50/p99, CPU per request of the gateway process (all its threads, PGlite's
- * included), of the PostgreSQL server and of the load generator, and the ratio audit-on / audit-off
+ * included; split into the event loop, the busiest other thread (PGlite's, when it is on) and the rest),
+ * of the PostgreSQL server and of the load generator, and the ratio audit-on / audit-off
  * (aim: cost under 15% at c=64).
  *
  * Each gateway is warmed with 6,000 requests and each run times 24,000 (about 3 s at c=64 on the
@@ -16,7 +17,7 @@ import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { postgresCpuSeconds, processCpuSeconds } from '../common/cpu';
+import { postgresCpuSeconds, processCpuSeconds, threadCpuSeconds, threadSplit } from '../common/cpu';
 import { ROOT, startGateway } from '../common/gateway';
 import { closedLoop, LoadResult, poster } from '../runtime/load';
 
@@ -93,16 +94,21 @@ async function main(): Promise<void> {
           await closedLoop(warmUp, 16, poster(gateway.port, path, body, 16, headers));
           for (const c of CONCURRENCY) {
             const cpu0 = [processCpuSeconds(gateway.pid), postgresCpuSeconds(), processCpuSeconds(process.pid)];
+            const threads0 = threadCpuSeconds(gateway.pid);
             const r = await closedLoop(total, c, poster(gateway.port, path, body, c, headers));
+            const threads = threadSplit(gateway.pid, threads0, threadCpuSeconds(gateway.pid));
             const cpu1 = [processCpuSeconds(gateway.pid), postgresCpuSeconds(), processCpuSeconds(process.pid)];
             if (r.errors > 0) throw new Error(`${mode.label} c=${c}: ${r.errors} requests failed`);
             const key = `${mode.label}|${c}`;
             results.set(key, [...(results.get(key) ?? []), r]);
+            const perRequest = (seconds: number): string => `${((seconds / total) * 1e6).toFixed(0)} us`;
             const us = (i: number): string => (((cpu1[i] - cpu0[i]) / total) * 1e6).toFixed(0).padStart(4);
             console.log(
               `  round ${round + 1} ${mode.label.padEnd(22)} c=${String(c).padEnd(3)} ${r.throughput.toFixed(0).padStart(6)} req/s` +
                 `  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms` +
-                `  CPU per request: gateway ${us(0)} us, postgres ${us(1)} us, load generator ${us(2)} us`,
+                `  CPU per request: gateway ${us(0)} us, postgres ${us(1)} us, load generator ${us(2)} us` +
+                `  (gateway: event loop ${perRequest(threads.main)}, busiest other thread ${perRequest(threads.busiest)}, ` +
+                `rest ${perRequest(threads.rest)})`,
             );
           }
         } finally {
