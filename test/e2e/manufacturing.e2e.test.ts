@@ -249,6 +249,24 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     }
   });
 
+  it('an engine whose alarm thresholds are tuned (PUT, same kind) keeps its window: the next cycle is predicted, cycles sent again are duplicates', async () => {
+    const cycles = cmapssEngine(2);
+    const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
+    const post = (readings: unknown[]) =>
+      http
+        .post('/v1/manufacturing/assets/engine-put/readings')
+        .set('Authorization', scada)
+        .send({ readings })
+        .expect(200)
+        .then((res) => res.body as { accepted: number; duplicates: number; late: number; predictions: number });
+    await http.put('/v1/manufacturing/assets/engine-put').set('Authorization', admin).send(turbofanAsset('engine-put'));
+    assert.equal((await post(Array.from({ length: 35 }, (_, i) => cycle(i)))).predictions, 6);
+    const tuned = turbofanAsset('engine-put', { raiseAt: 30, clearAt: 50, consecutive: 2 });
+    await http.put('/v1/manufacturing/assets/engine-put').set('Authorization', admin).send(tuned).expect(200);
+    const next = await post([cycle(34), cycle(20), cycle(35)]);
+    assert.deepEqual([next.accepted, next.duplicates, next.late, next.predictions], [1, 2, 0, 1]);
+  });
+
   it("refuses a reading stamped far ahead of the gateway's clock, so it cannot make every later reading late", async () => {
     const good = ai4iReadings(false, 1)[0];
     const future = await http

@@ -427,3 +427,48 @@ describe('manufacturing stream: readings held past what an asset keeps', () => {
     );
   });
 });
+
+describe('manufacturing stream: an asset put again while its readings stream', () => {
+  quietStreamWithMockTimers();
+
+  it('of the same kind keeps its window: readings released before are duplicates, older ones late; its new tags and alarm rule apply', async () => {
+    const { stream, records, reading, change, asset } = plantStreamHarness();
+    const summary = await stream.ingest(
+      'mill-1',
+      [1, 2, 3].map((i) => reading(T0 + i * 1000, i)),
+      HTTP,
+    );
+    assert.equal(summary.predictions, 3);
+    // An alarm threshold tuned and a tag renamed: the same model, so the same window.
+    change({
+      alarm: { raiseAt: 0.005, clearAt: 0.001, consecutive: 1 },
+      sensors: asset.sensors.map((s) => (s.input === 'Torque [Nm]' ? { ...s, tag: 'torque' } : s)),
+    });
+    // A message delivered again, and one older than what was released: not taken as new.
+    const again = await stream.ingest('mill-1', [reading(T0 + 3000, 3), reading(T0 + 500, 0)], HTTP);
+    assert.deepEqual([again.accepted, again.duplicates, again.late], [0, 1, 1]);
+    const next = await stream.ingest('mill-1', [{ timestamp: T0 + 4000, values: { torque: 41 } }], HTTP);
+    assert.deepEqual([next.accepted, next.predictions, next.invalid], [1, 1, []]);
+    assert.deepEqual(times(records.predictions), [1000, 2000, 3000, 4000]);
+    assert.equal(records.predictions[3].inputs![3], 41, 'the torque, by its new tag');
+    assert.equal(records.predictions[3].inputs![4], 3, 'the tool wear carried forward from before the change');
+    // The new rule (raise at 0.005, at once) moved the alarm; the old one (0.5, twice) would not have.
+    assert.deepEqual(
+      records.alarms.map((a) => a.state),
+      ['raised'],
+    );
+  });
+
+  it('removed and put again, starts over (as before)', async () => {
+    const { stream, reading, change } = plantStreamHarness();
+    await stream.ingest(
+      'mill-1',
+      [1, 2].map((i) => reading(T0 + i * 1000, i)),
+      HTTP,
+    );
+    change(undefined);
+    change({});
+    const again = await stream.ingest('mill-1', [reading(T0 + 2000, 2)], HTTP);
+    assert.deepEqual([again.accepted, again.duplicates], [1, 0]);
+  });
+});

@@ -200,10 +200,21 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       ],
       registers: [metrics.registry],
     });
-    // A changed or removed asset starts over: its windows were built with the old mapping. What the old
-    // runtime held is predicted with that mapping, unless the asset is gone.
-    registry.onChange((asset, assetId) => {
+    registry.onChange((asset, assetId, previous) => {
       const old = this.runtimes.get(assetId);
+      // Put again with the same kind (its model): the window holds values by model input, in the model's
+      // units, whatever tags and units feed them, so the asset keeps it, with what it holds, the readings it
+      // released (a redelivered message stays a duplicate) and its alarm, and takes its new tags, units,
+      // constants, place and alarm rule from its next reading on. Before, any PUT (an alarm threshold tuned,
+      // a seed file or a configuration tool putting the same asset again) started it over: a
+      // remaining-useful-life asset gave no prediction for a window's length, and readings sent again after
+      // it were taken as new.
+      if (asset && previous?.kind === asset.kind) {
+        if (old) this.reconfigure(old, asset);
+        return;
+      }
+      // Removed, or of another kind: it starts over, its window built for another model. What the old
+      // runtime held is predicted with that model, unless the asset is gone.
       this.runtimes.delete(assetId);
       // Nor does it take up what the asset as it was left at the last restart (restore).
       this.restoredRows.delete(assetId);
@@ -297,12 +308,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       rt = {
         asset,
         model,
-        // The registry checked every mapping against the model, so each column exists and converts.
-        sensors: asset.sensors.map((sensor) => {
-          const column = model.columns.find((c) => c.source === sensor.input && c.oneHot === undefined)!;
-          const convert = unitConverter(sensor.unit, column.unit);
-          return { tag: sensor.tag, input: sensor.input, unit: sensor.unit, column, convert };
-        }),
+        sensors: sensorRoutes(asset, model),
         window: new AssetWindow({
           inputs: model.sensorSources,
           windowLength: model.windowLength,
@@ -323,6 +329,16 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       this.restore(rt);
     }
     return rt;
+  }
+
+  /** The asset as put again with the same kind: its runtime goes on under the new tags, units, constants, place and alarm rule. */
+  private reconfigure(rt: Runtime, asset: AssetEntity): void {
+    rt.asset = asset;
+    rt.sensors = sensorRoutes(asset, rt.model);
+    // Raised stays raised (and a streak towards raising goes on) under the new thresholds.
+    const state = rt.alarm.save();
+    rt.alarm = new AlarmState({ ...asset.alarm, direction: alarmDirection(asset.kind) }, state.active);
+    rt.alarm.restore(state);
   }
 
   /**
@@ -943,6 +959,15 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       counts: { ...rt.counts },
     };
   }
+}
+
+/** The asset's tags, each to its model column and converter (the registry checked every mapping against the model). */
+function sensorRoutes(asset: AssetEntity, model: PlantModel): SensorRoute[] {
+  return asset.sensors.map((sensor) => {
+    const column = model.columns.find((c) => c.source === sensor.input && c.oneHot === undefined)!;
+    const convert = unitConverter(sensor.unit, column.unit);
+    return { tag: sensor.tag, input: sensor.input, unit: sensor.unit, column, convert };
+  });
 }
 
 function isOutage(error: unknown): boolean {

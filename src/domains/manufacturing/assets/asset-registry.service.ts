@@ -17,6 +17,13 @@ export function alarmDirection(kind: AssetKind): 'above' | 'below' {
   return kind === 'turbofan-rul' ? 'below' : 'above';
 }
 
+/** An asset put (or removed: undefined), with the one it replaced (undefined when it is new). */
+export type AssetListener = (
+  asset: AssetEntity | undefined,
+  assetId: string,
+  previous: AssetEntity | undefined,
+) => void;
+
 /**
  * The plant's assets, held in memory for the stream and written through to the database. Every
  * asset is checked against its model's manifest: each sensor input mapped once, units convertible,
@@ -26,7 +33,7 @@ export function alarmDirection(kind: AssetKind): 'above' | 'below' {
 export class AssetRegistry implements OnModuleInit {
   private readonly assets = new Map<string, AssetEntity>();
   private readonly models = new Map<AssetKind, PlantModel>();
-  private readonly listeners: Array<(asset: AssetEntity | undefined, assetId: string) => void> = [];
+  private readonly listeners: Array<AssetListener> = [];
 
   constructor(
     private readonly repository: AssetRepository,
@@ -92,8 +99,8 @@ export class AssetRegistry implements OnModuleInit {
     return [...this.assets.values()].sort((a, b) => a.assetId.localeCompare(b.assetId));
   }
 
-  /** Called with the new asset (or undefined when removed), so the stream resets that asset's windows. */
-  onChange(listener: (asset: AssetEntity | undefined, assetId: string) => void): void {
+  /** Called with the new asset (or undefined when removed) and the one it replaced, so the stream can follow it. */
+  onChange(listener: AssetListener): void {
     this.listeners.push(listener);
   }
 
@@ -115,8 +122,9 @@ export class AssetRegistry implements OnModuleInit {
     asset.alarm = { raiseAt: dto.alarm.raiseAt, clearAt: dto.alarm.clearAt, consecutive: dto.alarm.consecutive };
     asset.updatedAt = new Date();
     await this.repository.save([asset]);
+    const previous = this.assets.get(asset.assetId);
     this.assets.set(asset.assetId, asset);
-    for (const listener of this.listeners) listener(asset, asset.assetId);
+    for (const listener of this.listeners) listener(asset, asset.assetId, previous);
     return asset;
   }
 
@@ -125,8 +133,9 @@ export class AssetRegistry implements OnModuleInit {
     if (!IDENTIFIER.test(assetId) || (!(await this.repository.remove(assetId)) && !this.assets.has(assetId))) {
       throw new AppError('NOT_FOUND', `no asset ${assetId}`);
     }
+    const previous = this.assets.get(assetId);
     this.assets.delete(assetId);
-    for (const listener of this.listeners) listener(undefined, assetId);
+    for (const listener of this.listeners) listener(undefined, assetId, previous);
   }
 
   private check(dto: AssetDto, model: PlantModel): Array<{ field: string; reason: string }> {
