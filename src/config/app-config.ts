@@ -632,10 +632,13 @@ export class AppConfig {
   @Matches(/^[A-Za-z0-9._-]{1,64}$/, { message: 'MQTT_CLIENT_ID must be 1-64 of A-Z a-z 0-9 . _ -' })
   MQTT_CLIENT_ID = 'inference-gateway';
 
-  /** Topic filters subscribed with QoS 1, comma-separated: plain JSON telemetry and Sparkplug B. */
+  /**
+   * Topic filters subscribed with QoS 1, comma-separated: plain JSON telemetry and Sparkplug B (NDATA too, which
+   * feeds no asset: an edge node's seq counts it, and a gap asks the node to rebirth).
+   */
   @Matches(/^[^,\s]+(,[^,\s]+)*$/, { message: 'MQTT_TOPICS must be comma-separated topic filters without spaces' })
   MQTT_TOPICS =
-    'factory/+/+/+/telemetry,spBv1.0/+/DDATA/+/+,spBv1.0/+/DBIRTH/+/+,spBv1.0/+/NBIRTH/+,spBv1.0/+/NDEATH/+,spBv1.0/+/DDEATH/+/+';
+    'factory/+/+/+/telemetry,spBv1.0/+/DDATA/+/+,spBv1.0/+/DBIRTH/+/+,spBv1.0/+/NBIRTH/+,spBv1.0/+/NDATA/+,spBv1.0/+/NDEATH/+,spBv1.0/+/DDEATH/+/+';
 
   /**
    * How long the broker keeps the gateway's session (its subscriptions and the QoS 1 messages queued

@@ -238,6 +238,49 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     assert.match(letter.payload, /^base64:/);
   });
 
+  it('asks a Sparkplug edge node to rebirth when a message of its sequence is missed, and takes the message that showed it', async () => {
+    const codec = sparkplugCodec('spBv1.0');
+    assert.ok(codec);
+    await register(millAsset('mill-8'));
+    const tags = ['air_temp', 'process_temp', 'speed', 'torque', 'tool_wear'];
+    const rows = ai4iReadings(false, 4);
+    const send = (
+      type: string,
+      seq: number,
+      k: number,
+      extra: Array<{ name: string; type: 'Int64'; value: number }> = [],
+    ) =>
+      publisher.publishAsync(
+        `spBv1.0/plant-1/${type}/edge-seq${type.startsWith('N') ? '' : '/mill-8'}`,
+        Buffer.from(
+          codec.encodePayload({
+            timestamp: T0 + k * 1000,
+            seq,
+            metrics: type.startsWith('N')
+              ? extra
+              : tags.map((tag) => ({ name: tag, type: 'Double', value: rows[k][tag] })),
+          }),
+        ),
+        { qos: 1 },
+      );
+    const rebirths = () => alarms.messages.filter((m) => m.topic === 'spBv1.0/plant-1/NCMD/edge-seq').length;
+    await send('NBIRTH', 0, 0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]);
+    await send('DBIRTH', 1, 0);
+    await send('NDATA', 2, 0, [{ name: 'uptime', type: 'Int64', value: 1 }]); // counts in the node's sequence
+    await send('DDATA', 3, 1);
+    await until('the readings in sequence', async () =>
+      (await status('mill-8')).counts.accepted === 2 ? true : undefined,
+    );
+    assert.equal(rebirths(), 0, 'no rebirth while the sequence is whole');
+    await send('DDATA', 6, 2); // 4 and 5 were lost (QoS 0 while the link flapped, say)
+    await until('a rebirth request after the gap', () => (rebirths() === 1 ? true : undefined));
+    const s = await until('the message after the gap ingested', async () => {
+      const st = await status('mill-8');
+      return st.counts.accepted === 3 ? st : undefined;
+    });
+    assert.equal(s.counts.predictions, 3);
+  });
+
   it('dead-letters a malformed message and goes on with the next', async () => {
     const topic = 'factory/plant-1/line-a/engine-7/telemetry';
     const before = (await status('engine-7')).counts.received;

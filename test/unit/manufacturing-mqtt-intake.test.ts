@@ -210,3 +210,53 @@ describe('manufacturing MQTT intake: a message whose ingest fails (ingest-failed
     assert.equal(letter.payload, JSON.stringify(message));
   });
 });
+
+describe('manufacturing MQTT intake: Sparkplug B sequence numbers', () => {
+  const DEFAULT_TOPICS = ['spBv1.0/+/NBIRTH/+', 'spBv1.0/+/NDATA/+', 'spBv1.0/+/+/+/+'];
+  const message = (seq: number, metrics: Array<{ name: string; type: 'Double' | 'Int64'; value: number }>) =>
+    Buffer.from(sparkplug.encodePayload({ timestamp: T0 + seq * 1000, seq, metrics }));
+
+  function born(subscriptions: string[]) {
+    const harness = plantStreamHarness();
+    const intake = new PlantMqttIntake(
+      harness.stream,
+      harness.registry,
+      harness.records as unknown as PlantRecordsRepository,
+      subscriptions,
+    );
+    const values = (seq: number) =>
+      Object.entries(harness.reading(T0, seq).values).map(([name, value]) => ({
+        name,
+        type: 'Double' as const,
+        value: value as number,
+      }));
+    const ddata = (seq: number) => intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', message(seq, values(seq)));
+    return { ...harness, intake, ddata, values };
+  }
+
+  it('a gap asks the node to rebirth, and the message that showed it is ingested all the same', async () => {
+    const { intake, ddata, records } = born(DEFAULT_TOPICS);
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', message(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));
+    assert.deepEqual(await ddata(1), { kind: 'sparkplug', outcome: 'ingested', rebirth: undefined });
+    const ndata = await intake.handle(
+      'spBv1.0/plant-1/NDATA/edge-1',
+      message(2, [{ name: 'up', type: 'Int64', value: 1 }]),
+    );
+    assert.equal(ndata.rebirth, undefined, 'NDATA counts in the sequence');
+    assert.deepEqual(await ddata(3), { kind: 'sparkplug', outcome: 'ingested', rebirth: undefined });
+    assert.deepEqual(await ddata(5), {
+      kind: 'sparkplug',
+      outcome: 'ingested',
+      rebirth: { group: 'plant-1', edgeNode: 'edge-1', reason: 'sequence-gap' },
+    });
+    assert.equal((await ddata(6)).rebirth, undefined);
+    assert.equal(records.predictions.length, 4);
+  });
+
+  it("no rebirth for a gap when the subscriptions leave some of the node's messages out (NDATA, say)", async () => {
+    const { intake, ddata } = born(['spBv1.0/+/NBIRTH/+', 'spBv1.0/+/+/+/+']);
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', message(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));
+    assert.equal((await ddata(1)).rebirth, undefined);
+    assert.equal((await ddata(3)).rebirth, undefined);
+  });
+});

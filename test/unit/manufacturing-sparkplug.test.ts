@@ -4,12 +4,14 @@ import { get } from 'sparkplug-payload';
 import { org } from 'sparkplug-payload/lib/sparkplugPayloadProto';
 import {
   decodeSparkplug,
+  followsEveryMessageOf,
   parseSparkplugTopic,
   RebirthRequests,
   SparkplugAliases,
   SparkplugDecodeError,
   sparkplugReadings,
   SparkplugTopic,
+  topicFilterMatches,
 } from '../../src/domains/manufacturing/sparkplug.util';
 
 const sparkplug = get('spBv1.0');
@@ -311,5 +313,57 @@ describe('manufacturing: Sparkplug B', () => {
       );
     }
     assert.deepEqual(decodeSparkplug(new Uint8Array(0)), { metrics: [] }, 'an empty payload is valid');
+  });
+});
+
+describe("manufacturing: a Sparkplug B edge node's sequence", () => {
+  const withSeq = (seq: number | undefined) => ({ metrics: [], ...(seq === undefined ? {} : { seq }) });
+
+  it('counts on from the NBIRTH over every message of the node, 255 wrapping to 0; a gap is named once', () => {
+    const aliases = born(); // NBIRTH seq 0; its DBIRTH (seq 1) not followed by born()
+    assert.equal(aliases.followSequence(DBIRTH, withSeq(1)), 'next');
+    const NDATA = parseSparkplugTopic('spBv1.0/plant1/NDATA/edge1') as SparkplugTopic;
+    assert.equal(aliases.followSequence(NDATA, withSeq(2)), 'next');
+    assert.equal(aliases.followSequence(DDATA, withSeq(3)), 'next');
+    assert.equal(aliases.followSequence(DDATA, withSeq(6)), 'gap', '4 and 5 missed');
+    assert.equal(aliases.followSequence(DDATA, withSeq(7)), 'next', 'followed on from the message after the gap');
+    for (let seq = 8; seq <= 255; seq++) assert.equal(aliases.followSequence(DDATA, withSeq(seq)), 'next');
+    assert.equal(aliases.followSequence(DDEATH, withSeq(0)), 'next', '255 is followed by 0');
+    assert.equal(aliases.followSequence(DDATA, withSeq(0)), 'gap', 'a repeat is out of sequence too');
+    assert.equal(aliases.followSequence(DDATA, withSeq(undefined)), 'unknown', 'a payload without seq');
+  });
+
+  it('is unknown for a node whose NBIRTH the gateway has not seen, and starts again at each NBIRTH', () => {
+    const aliases = new SparkplugAliases();
+    assert.equal(aliases.followSequence(DDATA, withSeq(9)), 'unknown');
+    aliases.onBirth(NBIRTH, { seq: 0, metrics: [{ name: 'bdSeq', value: 1, type: 'Int64' }] });
+    assert.equal(aliases.followSequence(DDATA, withSeq(1)), 'next');
+    aliases.onBirth(NBIRTH, { seq: 0, metrics: [{ name: 'bdSeq', value: 2, type: 'Int64' }] });
+    assert.equal(aliases.followSequence(DDATA, withSeq(1)), 'next');
+    aliases.onDeath(NDEATH, { metrics: [{ name: 'bdSeq', value: 2, type: 'Int64' }] });
+    assert.equal(aliases.followSequence(DDATA, withSeq(2)), 'unknown', 'a dead node has no sequence');
+  });
+
+  it("is followed only when the subscriptions bring every message of the node's sequence, of all its devices", () => {
+    const defaults =
+      'factory/+/+/+/telemetry,spBv1.0/+/DDATA/+/+,spBv1.0/+/DBIRTH/+/+,spBv1.0/+/NBIRTH/+,spBv1.0/+/NDATA/+,spBv1.0/+/NDEATH/+,spBv1.0/+/DDEATH/+/+';
+    assert.ok(followsEveryMessageOf(defaults.split(','), 'plant1', 'edge1'));
+    assert.ok(followsEveryMessageOf(['spBv1.0/#'], 'plant1', 'edge1'));
+    assert.ok(followsEveryMessageOf(['spBv1.0/plant1/+/edge1', 'spBv1.0/plant1/+/edge1/+'], 'plant1', 'edge1'));
+    assert.ok(!followsEveryMessageOf(['spBv1.0/plant1/+/edge1', 'spBv1.0/plant1/+/edge1/+'], 'plant2', 'edge1'));
+    const withoutNdata = defaults.replace(',spBv1.0/+/NDATA/+', '').split(',');
+    assert.ok(!followsEveryMessageOf(withoutNdata, 'plant1', 'edge1'), 'NDATA not subscribed');
+    assert.ok(!followsEveryMessageOf(['spBv1.0/+/+/+', 'spBv1.0/+/+/+/mill-7'], 'plant1', 'edge1'), 'one device only');
+    assert.ok(!followsEveryMessageOf(['$share/gw/spBv1.0/#'], 'plant1', 'edge1'), 'a shared subscription');
+  });
+
+  it('matches topic filters as MQTT does', () => {
+    assert.ok(topicFilterMatches('a/+/c', 'a/b/c'));
+    assert.ok(topicFilterMatches('a/#', 'a'));
+    assert.ok(topicFilterMatches('a/#', 'a/b/c'));
+    assert.ok(topicFilterMatches('#', 'a/b'));
+    assert.ok(!topicFilterMatches('a/+', 'a/b/c'));
+    assert.ok(!topicFilterMatches('a/+/c', 'a/b'));
+    assert.ok(!topicFilterMatches('a/b', 'a/c'));
   });
 });

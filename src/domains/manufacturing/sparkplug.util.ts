@@ -69,6 +69,37 @@ export function parseSparkplugTopic(topic: string): SparkplugTopic | undefined {
   return undefined;
 }
 
+/**
+ * Whether a topic filter (MQTT 5 4.7: `+` one level, `#` this level and those below) matches a topic. A
+ * shared subscription (`$share/{name}/{filter}`) matches nothing here: it shares the messages among its
+ * subscribers, so one of them sees only some of a node's messages.
+ */
+export function topicFilterMatches(filter: string, topic: string): boolean {
+  if (filter.startsWith('$share/')) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
+/** The message types whose seq follows an NBIRTH's (NDEATH is the broker's will, without one). */
+const SEQUENCED_TYPES = ['NBIRTH', 'NDATA', 'DBIRTH', 'DDATA', 'DDEATH'] as const;
+
+/**
+ * Whether the subscriptions bring every sequenced message of the edge node (of all its devices), so that a
+ * gap in its seq is a message lost, not one left unsubscribed. A device level is tried as U+0000, which no
+ * device id can be (MQTT topics hold no NUL), so only a wildcard there counts.
+ */
+export function followsEveryMessageOf(filters: readonly string[], group: string, edgeNode: string): boolean {
+  return SEQUENCED_TYPES.every((type) => {
+    const topic = `${SPARKPLUG_NAMESPACE}/${group}/${type}/${edgeNode}${DEVICE_TYPES.has(type) ? '/\u0000' : ''}`;
+    return filters.some((filter) => topicFilterMatches(filter, topic));
+  });
+}
+
 function isMessageType(text: string): text is SparkplugMessageType {
   return (MESSAGE_TYPES as readonly string[]).includes(text);
 }
@@ -82,6 +113,8 @@ interface AliasScope {
 
 interface NodeState {
   bdSeq?: number;
+  /** The seq of the node's last message in its session (from its NBIRTH on); undefined before its NBIRTH. */
+  seq?: number;
   /** '' is the node itself, otherwise the device id. */
   scopes: Map<string, AliasScope>;
   /** What the node's id and scopes count towards the table's limit (see weighOf). */
@@ -150,6 +183,7 @@ export class SparkplugAliases {
       this.size -= old?.size ?? 0;
       const node: NodeState = {
         bdSeq: typeof bdSeq === 'number' ? bdSeq : undefined,
+        seq: payload.seq,
         scopes: new Map([['', scope]]),
         size: extraUnits(key) + scope.weight,
       };
@@ -197,6 +231,24 @@ export class SparkplugAliases {
       return node.scopes.delete(topic.device ?? '');
     }
     throw new Error(`onDeath needs an NDEATH or DDEATH topic, got ${topic.messageType}`);
+  }
+
+  /**
+   * Follows an edge node's message sequence: its NBIRTH's seq, then one more (modulo 256) for each NDATA,
+   * DBIRTH, DDATA and DDEATH of its session. `gap` when this message's seq is not the next (a message lost,
+   * such as a QoS 0 DATA dropped while a link flapped, or delivered out of order): the values the gateway
+   * carries forward for the node's devices may be stale, and the node should be asked to rebirth (its
+   * births carry every metric's current value). `unknown` when the gateway has not seen the node's NBIRTH
+   * (or has forgotten it) or the payload has no seq. Call for every message of those types, in arrival order.
+   */
+  followSequence(topic: SparkplugTopic, payload: DecodedSparkplug | undefined): 'next' | 'gap' | 'unknown' {
+    const node = this.nodes.get(nodeKey(topic));
+    if (!node || node.seq === undefined) return 'unknown';
+    const expected = (node.seq + 1) % 256;
+    const seq = payload?.seq;
+    if (seq === undefined) return 'unknown';
+    node.seq = seq; // from here on, whatever came before
+    return seq === expected ? 'next' : 'gap';
   }
 
   /** The metric's name: its own, else the one its alias was born with; undefined when unknown. */

@@ -7,6 +7,7 @@ import { PlantRecordsRepository } from '../records/plant-records.repository';
 import {
   decodeSparkplug,
   DecodedSparkplug,
+  followsEveryMessageOf,
   parseSparkplugTopic,
   SparkplugAliases,
   sparkplugReadings,
@@ -21,8 +22,8 @@ export type MqttOutcome = 'ingested' | 'dead-lettered' | 'ignored' | 'unacked';
 export interface IntakeResult {
   kind: MqttMessageKind;
   outcome: MqttOutcome;
-  /** A Sparkplug edge node whose aliases are unknown: ask it to rebirth. */
-  rebirth?: { group: string; edgeNode: string };
+  /** A Sparkplug edge node to ask to rebirth: its aliases are unknown, or a message of its sequence was missed. */
+  rebirth?: { group: string; edgeNode: string; reason: 'unknown-alias' | 'sequence-gap' };
   /** Why an `unacked` message's dead letter could not be written (for the log). */
   error?: string;
 }
@@ -48,10 +49,15 @@ export class PlantMqttIntake {
   private readonly logger = new Logger('PlantMqtt');
   private readonly aliases = new SparkplugAliases();
 
+  /**
+   * @param subscriptions the topic filters subscribed: an edge node's seq is followed only when they bring
+   * every message of its sequence.
+   */
   constructor(
     private readonly stream: PlantStream,
     private readonly registry: AssetRegistry,
     private readonly records: PlantRecordsRepository,
+    private readonly subscriptions: readonly string[] = [],
   ) {}
 
   async handle(topic: string, payload: Buffer): Promise<IntakeResult> {
@@ -146,8 +152,6 @@ export class PlantMqttIntake {
     name: string,
     payload: Buffer,
   ): Promise<{ result: IntakeResult; dead: DeadLetter[]; kept?: ReadingsKept; refused?: boolean }> {
-    const ignored = { result: { kind: 'sparkplug', outcome: 'ignored' } as IntakeResult, dead: [] };
-    const ok = { result: { kind: 'sparkplug', outcome: 'ingested' } as IntakeResult, dead: [] };
     const assetId = topic.device ?? null;
     let decoded: DecodedSparkplug | undefined;
     try {
@@ -155,9 +159,24 @@ export class PlantMqttIntake {
     } catch (error) {
       // A death certificate may be the broker's will with an empty body: still a death.
       if (topic.messageType !== 'NDEATH' && topic.messageType !== 'DDEATH') {
+        const ok = { result: { kind: 'sparkplug', outcome: 'ingested' } as IntakeResult };
         return { ...ok, dead: [{ reason: 'malformed', detail: (error as Error).message, assetId }] };
       }
     }
+    // A message of the node's sequence missed (lost, or yet to come out of order): the values carried forward
+    // for its devices may be stale, so the node is asked to rebirth, its births giving every current value.
+    // The message itself is taken all the same: its readings are real, and put in order by their timestamps.
+    let rebirth: IntakeResult['rebirth'];
+    const sequenced = ['NDATA', 'DBIRTH', 'DDATA', 'DDEATH'].includes(topic.messageType);
+    if (
+      sequenced &&
+      this.aliases.followSequence(topic, decoded) === 'gap' &&
+      followsEveryMessageOf(this.subscriptions, topic.group, topic.edgeNode)
+    ) {
+      rebirth = { group: topic.group, edgeNode: topic.edgeNode, reason: 'sequence-gap' };
+    }
+    const ignored = { result: { kind: 'sparkplug', outcome: 'ignored', rebirth } as IntakeResult, dead: [] };
+    const ok = { result: { kind: 'sparkplug', outcome: 'ingested', rebirth } as IntakeResult, dead: [] };
     switch (topic.messageType) {
       case 'NDEATH':
       case 'DDEATH':
@@ -184,14 +203,13 @@ export class PlantMqttIntake {
     }
     const found = sparkplugReadings(topic, decoded!, this.aliases, { receivedAt: Date.now() });
     const dead: DeadLetter[] = [];
-    let rebirth: IntakeResult['rebirth'];
     if (found.unknown.length > 0) {
       dead.push({
         reason: 'unknown-alias',
         detail: `aliases ${found.unknown.join(', ')} were not in a birth certificate; rebirth requested`,
         assetId: asset.assetId,
       });
-      rebirth = { group: topic.group, edgeNode: topic.edgeNode };
+      rebirth = { group: topic.group, edgeNode: topic.edgeNode, reason: 'unknown-alias' };
     }
     const { kept, refused, failed } =
       found.readings.length > 0

@@ -11,7 +11,7 @@ import { AssetRegistry } from '../assets/asset-registry.service';
 import { AlarmEvent, PlantStream } from '../plant-stream.service';
 import { PlantRecordsRepository } from '../records/plant-records.repository';
 import { RebirthRequests, SPARKPLUG_NAMESPACE } from '../sparkplug.util';
-import { MqttMessageKind, MqttOutcome, PlantMqttIntake } from './plant-mqtt-intake';
+import { IntakeResult, MqttMessageKind, MqttOutcome, PlantMqttIntake } from './plant-mqtt-intake';
 
 /** At most one rebirth request per edge node in this long: a burst of unknown aliases is one problem. */
 const REBIRTH_INTERVAL_MS = 5000;
@@ -93,7 +93,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     metrics: MetricsService,
     readiness: ReadinessService,
   ) {
-    this.intake = new PlantMqttIntake(stream, registry, records);
+    this.intake = new PlantMqttIntake(stream, registry, records, this.topics());
     this.inFlight = new Gauge({
       name: 'gateway_mqtt_messages_in_flight',
       help: 'MQTT messages received and not yet acknowledged',
@@ -304,7 +304,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       kind = result.kind;
       outcome = result.outcome;
       error = result.error;
-      if (result.rebirth) this.askRebirth(result.rebirth.group, result.rebirth.edgeNode);
+      if (result.rebirth) this.askRebirth(result.rebirth);
     } catch (thrown) {
       this.logger.error({ msg: 'MQTT message not handled', topic, error: String(thrown) });
     }
@@ -328,9 +328,10 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /** Sparkplug's `Node Control/Rebirth` NCMD, so the node sends its birth certificates (and aliases) again. */
-  private askRebirth(group: string, edgeNode: string): void {
+  private askRebirth({ group, edgeNode, reason }: NonNullable<IntakeResult['rebirth']>): void {
     const client = this.client;
     if (!client || !this.rebirthAsked.take(group, edgeNode)) return;
+    this.logger.log({ msg: 'Sparkplug rebirth requested', group, edgeNode, reason });
     const now = Date.now();
     const codec = sparkplugCodec(SPARKPLUG_NAMESPACE);
     if (!codec) return;
