@@ -62,6 +62,27 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.equal(forbidden.status, 403);
   });
 
+  it('refuses a query parameter on PUT and DELETE of an asset, naming it, and changes nothing', async () => {
+    // As the GET routes do (no-query.e2e): `?force=true` or `?site=...` was ignored, the change made as if it applied.
+    const site = [{ field: 'site', reason: 'is not an accepted field' }];
+    const put = await http
+      .put('/v1/manufacturing/assets/mill-q?site=plant-2')
+      .set('Authorization', admin)
+      .send(millAsset('mill-q'));
+    assert.equal(put.status, 400, JSON.stringify(put.body));
+    assert.match(String(put.headers['content-type']), /^application\/problem\+json/);
+    assert.deepEqual(put.body.errors, site);
+    await http.get('/v1/manufacturing/assets/mill-q').set('Authorization', operator).expect(404);
+
+    await http.put('/v1/manufacturing/assets/mill-q').set('Authorization', admin).send(millAsset('mill-q')).expect(200);
+    const del = await http.delete('/v1/manufacturing/assets/mill-q?force=true').set('Authorization', admin);
+    assert.equal(del.status, 400, JSON.stringify(del.body));
+    assert.match(String(del.headers['content-type']), /^application\/problem\+json/);
+    assert.deepEqual(del.body.errors, [{ field: 'force', reason: 'is not an accepted field' }]);
+    await http.get('/v1/manufacturing/assets/mill-q').set('Authorization', operator).expect(200);
+    await http.delete('/v1/manufacturing/assets/mill-q').set('Authorization', admin).expect(204);
+  });
+
   it('replays a real engine to failure: RUL falls, an alarm is raised and streamed', async () => {
     const port = (app.getHttpServer().address() as AddressInfo).port;
     const sse = alarmStream(port, operator);

@@ -58,6 +58,7 @@ export class AssetController {
   async put(
     @Param('assetId') assetId: string,
     @Body() body: AssetDto,
+    @Query() _query: NoQueryDto,
     @Req() request: FastifyRequest,
   ): Promise<AssetDto> {
     if (body.assetId !== assetId) {
@@ -76,7 +77,11 @@ export class AssetController {
   @ApiNoContentResponse({ description: 'Deleted' })
   // No body is read, but one that is sent is parsed first (as on any route but GET and HEAD), and refused as on PUT.
   @ApiProblems(...JSON_BODY_ERRORS, 404)
-  async remove(@Param('assetId') assetId: string, @Req() request: FastifyRequest): Promise<void> {
+  async remove(
+    @Param('assetId') assetId: string,
+    @Query() _query: NoQueryDto,
+    @Req() request: FastifyRequest,
+  ): Promise<void> {
     noteAudit(request, { output: { assetId } });
     await this.registry.remove(assetId);
   }
