@@ -19,21 +19,25 @@ process.on('warning', (warning) => {
   });
 });
 
+/** The engine, once the app exists: a boot that fails may leave a thread stuck in ONNX Runtime (see the catch below). */
+let engine: InferenceEngine | undefined;
+
 async function bootstrap(): Promise<void> {
   const config = loadConfig();
   const app = await createApp(config);
   const logger = new Logger('Bootstrap');
-  const engine = app.get(InferenceEngine);
+  engine = app.get(InferenceEngine);
   /**
    * Node's exit joins every worker thread, and one stalled inside ONNX Runtime (native code, which cannot be
    * interrupted) would hold the exit until its run returns, perhaps never: with such a thread, the process
    * ends by SIGKILL instead, once the shutdown has done all it could.
    */
   const exit = (code: number): never => {
-    if (engine.stuckThreads > 0) {
+    const stuckThreads = engine?.stuckThreads ?? 0;
+    if (stuckThreads > 0) {
       logger.error({
         msg: 'inference threads stuck in ONNX Runtime cannot be stopped; ending the process with SIGKILL',
-        stuckThreads: engine.stuckThreads,
+        stuckThreads,
         exitCode: code,
       });
       process.kill(process.pid, 'SIGKILL');
@@ -83,8 +87,11 @@ async function bootstrap(): Promise<void> {
   logger.log({ msg: 'listening', url: `http://${host}:${bound.port}`, docs: '/docs' });
 }
 
-// A bad variable, missing keys, a database out of reach, a port in use: one line, and exit 1.
+// A bad variable, missing keys, a database out of reach, a port in use: one line, and exit 1. A model load given
+// up on inside ONNX Runtime (MODEL_LOAD_TIMEOUT_MS) left its thread there, which holds process.exit() for as long
+// as it hangs: the line says so, and SIGKILL ends the process.
 bootstrap().catch((error: unknown) => {
   reportBootFailure(error);
+  if ((engine?.stuckThreads ?? 0) > 0) process.kill(process.pid, 'SIGKILL');
   process.exit(1);
 });

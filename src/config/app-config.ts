@@ -169,6 +169,16 @@ export class AppConfig {
   @Max(MAX_TIMER_MS)
   WORKER_OUTAGE_LIVENESS_MS = 300_000;
 
+  /**
+   * How long each model's load at boot (its session, then its warm-up) may take before the boot stops, naming it;
+   * 0: no limit. A hang there (a driver, a device that never answers) left the gateway never ready and never failing.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_TIMER_MS)
+  MODEL_LOAD_TIMEOUT_MS = 300_000;
+
   /** ORT intra-op threads per worker. Default: the cores divided among the workers. */
   @IsOptional()
   @Transform(toInt)

@@ -12,7 +12,7 @@ import { elementCount, Tensor } from './tensor';
 import { TensorPool } from './tensor-pool';
 import type { TensorDtype } from './model-registry/model-manifest.schema';
 import { inspectGraph, warmupBatchSizes } from './worker-pool/ort-session';
-import { RunResult, WorkerFailure, WorkerPool, WorkerUnavailable } from './worker-pool/worker-pool';
+import { BootLoadTimeout, RunResult, WorkerFailure, WorkerPool, WorkerUnavailable } from './worker-pool/worker-pool';
 
 /** What callers may know of a loaded model version. */
 export interface ModelVersionInfo {
@@ -146,9 +146,10 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
       {
         depth: this.config.WORKER_PIPELINE_DEPTH,
         runLimitMs: (k) => runLimits.get(k) ?? Infinity,
+        bootLoadLimitMs: this.config.MODEL_LOAD_TIMEOUT_MS,
       },
     );
-    const loaded = new Map((await this.pool.start()).map((m) => [m.key, m]));
+    const loaded = new Map((await this.pool.start().catch(bootLoadFailure)).map((m) => [m.key, m]));
     this.booted = true;
     for (const record of records) {
       const report = loaded.get(key(record))!;
@@ -363,6 +364,18 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
     const stuckThreads = this.pool?.stuckThreads ?? 0;
     return { ready, detail: { workers, ...(stuckThreads > 0 ? { stuckThreads } : {}), models } };
   }
+}
+
+/** The boot's words for a model load that went past MODEL_LOAD_TIMEOUT_MS; other failures name themselves. */
+function bootLoadFailure(error: unknown): never {
+  if (!(error instanceof BootLoadTimeout)) throw error;
+  const what = error.place ? `${error.place}: not loaded and warmed up` : 'an inference worker began no model';
+  throw new Error(
+    `${what} within MODEL_LOAD_TIMEOUT_MS (${error.limitMs} ms); ` +
+      (error.terminated
+        ? 'the boot stops'
+        : 'the boot stops, and the process is killed: its thread is inside ONNX Runtime, which cannot be interrupted'),
+  );
 }
 
 function key(r: { name: string; version: string }): string {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FIXTURE_MODELS, REPO_ROOT } from '../fixtures/paths';
+import { STALL_IN_JS, STALL_IN_ORT, stallLoads } from '../fixtures/stalling-worker';
 import { TEST_AUTH_ENV } from '../fixtures/test-auth';
 import { emptyDataDir, freshDataDir } from '../fixtures/test-data-dir';
 
@@ -13,11 +15,14 @@ const { DATABASE_URL: _database, MQTT_URL: _broker, ...inherited } = process.env
 
 /**
  * Starts the built gateway (dist-test/src/main.js) with `env`, which must make its boot fail, and checks
- * how it failed: exit code 1, one line on stderr (the JSON `boot failed` record, no stack), and no error
- * logged on stdout. Returns the line's reason.
+ * how it failed: exit code 1 (or `ended`, as [code, signal]), one line on stderr (the JSON `boot failed` record,
+ * no stack), and no error logged on stdout. Returns the line's reason.
  */
-async function failedBoot(env: Record<string, string>): Promise<string> {
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
+async function failedBoot(
+  env: Record<string, string>,
+  { nodeArgs = [], ended = [1, null] }: { nodeArgs?: string[]; ended?: [number | null, NodeJS.Signals | null] } = {},
+): Promise<string> {
+  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
     env: {
       ...inherited,
       NODE_ENV: 'test',
@@ -34,8 +39,10 @@ async function failedBoot(env: Record<string, string>): Promise<string> {
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((exited) => child.once('close', exited));
-  assert.equal(code, 1, `exit code; stderr: ${stderr}`);
+  const exit = await new Promise<[number | null, NodeJS.Signals | null]>((closed) =>
+    child.once('close', (code, signal) => closed([code, signal])),
+  );
+  assert.deepEqual(exit, ended, `exit code and signal; stderr: ${stderr}`);
   const lines = stderr.split('\n').filter((line) => line.trim() !== '');
   assert.equal(lines.length, 1, `one line on stderr, got:\n${stderr}`);
   assert.doesNotMatch(stderr, /\bat .+:\d+:\d+\)?$/m, 'a stack trace');
@@ -52,6 +59,19 @@ async function failedBoot(env: Record<string, string>): Promise<string> {
     assert.doesNotMatch(line, /"level":"(error|fatal)"/, `an error logged on stdout: ${line}`);
   }
   return record.message.error;
+}
+
+/**
+ * A models folder holding fixture-linear version 2 alone, whose load at boot hangs the given way (no real model can
+ * be made to hang: the stalling worker, preloaded, stands in), and the node arguments that preload it.
+ */
+function hangingModel(how: typeof STALL_IN_JS | typeof STALL_IN_ORT, ms: number) {
+  const root = mkdtempSync(join(tmpdir(), 'boot-hang-models-'));
+  const dir = join(root, 'generic', 'fixture-linear', '2');
+  cpSync(join(FIXTURE_MODELS, 'generic', 'fixture-linear', '2'), dir, { recursive: true });
+  stallLoads(join(dir, 'model.onnx'), how, ms);
+  const preload = join(REPO_ROOT, 'dist-test', 'test', 'fixtures', 'stalling-worker.preload.js');
+  return { root, dir, nodeArgs: ['-r', preload], remove: () => rmSync(root, { recursive: true, force: true }) };
 }
 
 /** A TCP port on 127.0.0.1 that nothing listens on (taken, then given back). */
@@ -113,6 +133,40 @@ describe('a failed boot (main.ts): one line naming the reason, exit code 1, no s
     writeFileSync(file, '');
     const reason = await failedBoot({ ...TEST_AUTH_ENV, DATA_DIR: file });
     assert.equal(reason, `DATA_DIR ${file}: not a directory`);
+  });
+
+  it("a model's load that hangs inside ONNX Runtime: stopped at MODEL_LOAD_TIMEOUT_MS naming it, the process killed", async () => {
+    // Its thread cannot be stopped, and Node's exit would wait for it: it never ended, nor became ready.
+    const stallMs = 15_000;
+    const models = hangingModel(STALL_IN_ORT, stallMs);
+    try {
+      const started = Date.now();
+      const reason = await failedBoot(
+        { ...TEST_AUTH_ENV, DATA_DIR: await freshDataDir(), MODELS_DIR: models.root, MODEL_LOAD_TIMEOUT_MS: '1500' },
+        { nodeArgs: models.nodeArgs, ended: [null, 'SIGKILL'] },
+      );
+      assert.equal(
+        reason,
+        `${models.dir}: model fixture-linear version 2: not loaded and warmed up within MODEL_LOAD_TIMEOUT_MS (1500 ms); ` +
+          'the boot stops, and the process is killed: its thread is inside ONNX Runtime, which cannot be interrupted',
+      );
+      assert.ok(Date.now() - started < stallMs, `ended ${Date.now() - started} ms after its start`);
+    } finally {
+      models.remove();
+    }
+  });
+
+  it('a load that hangs in JavaScript: its thread terminated at MODEL_LOAD_TIMEOUT_MS, exit code 1', async () => {
+    const models = hangingModel(STALL_IN_JS, 60_000);
+    try {
+      const reason = await failedBoot(
+        { ...TEST_AUTH_ENV, DATA_DIR: await freshDataDir(), MODELS_DIR: models.root, MODEL_LOAD_TIMEOUT_MS: '1500' },
+        { nodeArgs: models.nodeArgs },
+      );
+      assert.equal(reason, 'an inference worker began no model within MODEL_LOAD_TIMEOUT_MS (1500 ms); the boot stops');
+    } finally {
+      models.remove();
+    }
   });
 
   it('a port in use', async () => {

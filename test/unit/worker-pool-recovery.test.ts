@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Tensor } from '../../src/runtime/tensor';
-import { WorkerFailure, WorkerPool, WorkerUnavailable } from '../../src/runtime/worker-pool/worker-pool';
+import {
+  BootLoadTimeout,
+  WorkerFailure,
+  WorkerPool,
+  WorkerUnavailable,
+} from '../../src/runtime/worker-pool/worker-pool';
 import { STALL_IN_JS, STALL_IN_ORT, STALLING_WORKER, stallingInput, stallLoads } from '../fixtures/stalling-worker';
 import { until } from '../fixtures/until';
 import { FIXTURE_LINEAR, fixtureLinearLoad } from '../fixtures/worker-load';
@@ -270,6 +275,96 @@ describe('a replacement whose load does not finish (loadLimitMs)', () => {
       await until('the stuck thread stopped', () => (stopped === 1 ? true : undefined), 10_000);
       assert.equal(pool.stuckThreads, 0);
       assert.deepEqual([failures.length, pool.readyWorkers], [1, 1]);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe("the boot's load of a model that does not finish (bootLoadLimitMs)", () => {
+  const temps: string[] = [];
+  after(async () => {
+    for (const temp of temps) await rm(temp, { recursive: true, force: true });
+  });
+
+  // A model that cannot be made to hang for real: the stalling worker's session creation (stallLoads) stands in.
+  async function modelCopy(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'worker-boot-limit-'));
+    temps.push(dir);
+    await cp(join(FIXTURE_LINEAR, '2'), dir, { recursive: true });
+    return join(dir, 'model.onnx');
+  }
+
+  const LIMIT_MS = 1500;
+
+  it('hung inside ONNX Runtime: start() fails at the limit naming the folder, model and version; the thread counts stuck', async () => {
+    const onnxPath = await modelCopy();
+    const stallMs = LIMIT_MS + 4000;
+    const unstall = stallLoads(onnxPath, STALL_IN_ORT, stallMs);
+    let stopped = 0;
+    const pool = new WorkerPool(
+      1,
+      await fixtureLinearLoad(onnxPath),
+      { onStuckThreadStopped: () => stopped++ },
+      { workerFile: STALLING_WORKER, bootLoadLimitMs: LIMIT_MS },
+    );
+    try {
+      const started = performance.now();
+      const error = await pool.start().then(
+        () => assert.fail('the boot loaded'),
+        (e: unknown) => e,
+      );
+      const tookMs = performance.now() - started;
+      assert.ok(error instanceof BootLoadTimeout, String(error));
+      assert.equal(error.place, `${join(onnxPath, '..')}: model fixture-linear version 2`);
+      assert.equal(error.terminated, false);
+      assert.ok(tookMs >= LIMIT_MS && tookMs < stallMs, `failed after ${Math.round(tookMs)} ms`);
+      assert.equal(pool.stuckThreads, 1);
+      assert.equal(pool.readyWorkers, 0);
+    } finally {
+      unstall();
+      await pool.close();
+    }
+    // Its session creation returns: the thread stops by itself.
+    await until('the stuck thread stopped', () => (stopped === 1 ? true : undefined), 10_000);
+  });
+
+  it('hung in JavaScript before its first model: terminated at the limit', async () => {
+    const onnxPath = await modelCopy();
+    const unstall = stallLoads(onnxPath, STALL_IN_JS, 60_000);
+    let stopped = 0;
+    const pool = new WorkerPool(
+      1,
+      await fixtureLinearLoad(onnxPath),
+      { onStuckThreadStopped: () => stopped++ },
+      { workerFile: STALLING_WORKER, bootLoadLimitMs: LIMIT_MS },
+    );
+    try {
+      const error = await pool.start().then(
+        () => assert.fail('the boot loaded'),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof BootLoadTimeout, String(error));
+      assert.deepEqual([error.place, error.terminated], [undefined, true]);
+      await until('its thread stopped', () => (stopped === 1 ? true : undefined), 10_000);
+    } finally {
+      unstall();
+      await pool.close();
+    }
+  });
+
+  it('a load within the limit boots and serves', async () => {
+    const pool = new WorkerPool(
+      1,
+      await fixtureLinearLoad(join(FIXTURE_LINEAR, '2', 'model.onnx')),
+      {},
+      {
+        bootLoadLimitMs: 30_000,
+      },
+    );
+    try {
+      await pool.start();
+      assert.equal((await pool.run(KEY, x([1, 2, 3, 4]))).outputs.y.dims[0], 1);
     } finally {
       await pool.close();
     }

@@ -1,13 +1,12 @@
 /* Worker thread entry: owns ONNX Runtime sessions so that run() never blocks the event loop. */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { InferenceSession } from 'onnxruntime-node';
 import { elementCount } from '../tensor';
 import { POOLED_FROM_BYTES } from '../tensor-pool';
 import { createSession, fromOrtTensor, toOrtTensor, warmUp } from './ort-session';
-import { CONTROL_RUNS, CONTROL_STOP } from './worker-protocol';
+import { CONTROL_RUNS, CONTROL_STOP, modelPlace } from './worker-protocol';
 import type {
   FromWorker,
   LoadedModel,
@@ -69,8 +68,8 @@ async function inOrt<T>(call: () => Promise<T>): Promise<T> {
 
 /** A model's session and warm-up; a failure names the model, its version and its folder, as the registry's do. */
 async function loadOne(model: WorkerModel, msg: LoadMessage): Promise<LoadedModel> {
-  const at = model.key.lastIndexOf('@');
-  const named = `${dirname(model.onnxPath)}: model ${model.key.slice(0, at)} version ${model.key.slice(at + 1)}`;
+  const named = modelPlace(model);
+  post({ type: 'loading', key: model.key });
   let choice: Awaited<ReturnType<typeof createSession>>;
   try {
     const bytes = model.bytes ?? (await verifiedBytes(model));

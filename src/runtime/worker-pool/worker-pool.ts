@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../tensor';
 import { POOLED_FROM_BYTES } from '../tensor-pool';
-import { CONTROL_LENGTH, CONTROL_RUNS, CONTROL_STOP } from './worker-protocol';
+import { CONTROL_LENGTH, CONTROL_RUNS, CONTROL_STOP, modelPlace } from './worker-protocol';
 import type { FromWorker, LoadedModel, LoadMessage, WorkerInit } from './worker-protocol';
 
 export interface RunResult {
@@ -35,6 +35,10 @@ interface Slot {
   busySince: number;
   /** Settles once the worker has loaded its models, failed to, or exited. */
   settled: Promise<void>;
+  /** The model the worker is loading (its 'loading' message), until it has loaded them all. */
+  loading?: string;
+  /** Called as the worker begins each model's load (a boot's limit counts per model). */
+  onModelLoading?: () => void;
 }
 
 /** A slot whose worker is gone and not yet replaced: the next try, or none while stuck threads fill the pool. */
@@ -74,9 +78,32 @@ export interface WorkerPoolOptions {
   retryMaxMs?: number;
   /** How long a replacement may take to load its models before it counts as failed (default: see loadLimit). */
   loadLimitMs?: number;
+  /**
+   * How long each model's load (its session, then its warm-up) may take at boot before start() fails with a
+   * BootLoadTimeout; without it, or 0, no limit.
+   */
+  bootLoadLimitMs?: number;
 }
 
 export class WorkerFailure extends Error {}
+
+/**
+ * A boot's load of a model went past bootLoadLimitMs: `place` names its folder, model and version (undefined if
+ * the worker had not begun its first model). `terminated`: its thread was in JavaScript and is terminated;
+ * otherwise it is inside ONNX Runtime, which Node cannot interrupt, and counts in stuckThreads.
+ */
+export class BootLoadTimeout extends WorkerFailure {
+  constructor(
+    readonly place: string | undefined,
+    readonly limitMs: number,
+    readonly terminated: boolean,
+  ) {
+    super(
+      `${place ? `${place}: not loaded and warmed up` : 'inference worker: no model begun'} within ${limitMs} ms; ` +
+        (terminated ? 'its thread is terminated' : 'its thread is inside ONNX Runtime, which cannot be interrupted'),
+    );
+  }
+}
 
 /** No worker can take the run now (none is loaded); worth trying again in `retryAfterMs`. */
 export class WorkerUnavailable extends Error {
@@ -121,6 +148,7 @@ export class WorkerPool {
   private readonly retryFirstMs: number;
   private readonly retryMaxMs: number;
   private readonly loadLimitMs?: number;
+  private readonly bootLoadLimitMs?: number;
   /** How long the boot's workers took to load. */
   private bootLoadMs = 0;
   private watchdog?: NodeJS.Timeout;
@@ -141,13 +169,18 @@ export class WorkerPool {
     this.retryFirstMs = options.retryFirstMs ?? RETRY_FIRST_MS;
     this.retryMaxMs = options.retryMaxMs ?? RETRY_MAX_MS;
     this.loadLimitMs = options.loadLimitMs;
+    this.bootLoadLimitMs = options.bootLoadLimitMs || undefined;
   }
 
-  /** Starts every worker and resolves with what each model loaded on (from the first worker). */
+  /**
+   * Starts every worker and resolves with what each model loaded on (from the first worker). A model whose load
+   * goes past bootLoadLimitMs fails it (BootLoadTimeout): a hang there left the gateway never ready, never failing.
+   */
   async start(): Promise<LoadedModel[]> {
     try {
       const started = performance.now();
-      const reports = await Promise.all(Array.from({ length: this.size }, (_, i) => this.spawn(i)));
+      const limit = this.bootLoadLimitMs === undefined ? undefined : { ms: this.bootLoadLimitMs, perModel: true };
+      const reports = await Promise.all(Array.from({ length: this.size }, (_, i) => this.spawn(i, limit)));
       this.bootLoadMs = performance.now() - started;
       this.startWatchdog();
       return reports[0];
@@ -221,15 +254,18 @@ export class WorkerPool {
 
   /**
    * How long a replacement may take to load: loadLimitMs, else LOAD_LIMIT_MIN_MS or, after a slower boot,
-   * LOAD_LIMIT_BOOT_FACTOR times the boot's load. The boot's own load has no limit: until it ends nothing
-   * serves, and the process is not ready, which is the orchestrator's to judge.
+   * LOAD_LIMIT_BOOT_FACTOR times the boot's load. The boot's own load has its limit per model (bootLoadLimitMs).
    */
-  private loadLimit(): number {
-    return this.loadLimitMs ?? Math.max(LOAD_LIMIT_MIN_MS, Math.ceil(LOAD_LIMIT_BOOT_FACTOR * this.bootLoadMs));
+  private loadLimit(): { ms: number; perModel: false } {
+    const ms = this.loadLimitMs ?? Math.max(LOAD_LIMIT_MIN_MS, Math.ceil(LOAD_LIMIT_BOOT_FACTOR * this.bootLoadMs));
+    return { ms, perModel: false };
   }
 
-  /** Starts a worker in the slot; with `loadLimitMs`, a load not done by then is given up on and fails. */
-  private spawn(index: number, loadLimitMs?: number): Promise<LoadedModel[]> {
+  /**
+   * Starts a worker in the slot; with a `limit`, a load not done by then (`perModel`: a model's load not done
+   * that long after it began, the boot's limit) is given up on and fails.
+   */
+  private spawn(index: number, limit?: { ms: number; perModel: boolean }): Promise<LoadedModel[]> {
     const control = new Int32Array(new SharedArrayBuffer(CONTROL_LENGTH * Int32Array.BYTES_PER_ELEMENT));
     const init: WorkerInit = { control: control.buffer };
     const worker = new Worker(this.workerFile, { workerData: init });
@@ -245,30 +281,44 @@ export class WorkerPool {
       settled: Promise.resolve(),
     };
     this.slots[index] = slot;
-    let limit: NodeJS.Timeout | undefined;
+    let timer: NodeJS.Timeout | undefined;
     const loading = new Promise<LoadedModel[]>((resolve, reject) => {
       worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg, resolve, reject));
       worker.on('error', (error) => this.onExit(slot, `error: ${error.message}`, reject));
       worker.on('exit', (code) => this.onExit(slot, `exited with code ${code}`, reject));
       worker.postMessage(this.load);
-      if (loadLimitMs === undefined) return;
-      limit = setTimeout(() => {
+      if (limit === undefined) return;
+      const expired = (): void => {
         if (slot.ready || slot.stalled) return;
         const terminated = this.giveUp(slot);
+        if (limit.perModel) {
+          const model = this.load.models.find((m) => m.key === slot.loading);
+          const error = new BootLoadTimeout(model && modelPlace(model), limit.ms, terminated);
+          // A terminated thread is let stop first, so that a failed boot finds no thread stuck but the one that is.
+          if (terminated) worker.once('exit', () => reject(error));
+          else reject(error);
+          return;
+        }
         reject(
           new WorkerFailure(
-            `inference worker did not load its models within ${loadLimitMs} ms; ` +
+            `inference worker did not load its models within ${limit.ms} ms; ` +
               (terminated
                 ? 'terminated'
                 : 'its thread is inside ONNX Runtime, which cannot be interrupted, and stops if that call returns'),
           ),
         );
-      }, loadLimitMs);
-      limit.unref();
+      };
+      const arm = (): void => {
+        clearTimeout(timer);
+        timer = setTimeout(expired, limit.ms);
+        timer.unref();
+      };
+      arm();
+      if (limit.perModel) slot.onModelLoading = arm;
     });
     slot.settled = loading.then(
-      () => clearTimeout(limit),
-      () => clearTimeout(limit),
+      () => clearTimeout(timer),
+      () => clearTimeout(timer),
     );
     return loading;
   }
@@ -280,8 +330,14 @@ export class WorkerPool {
     failed: (error: Error) => void,
   ): void {
     switch (msg.type) {
+      case 'loading':
+        if (slot.stalled) return;
+        slot.loading = msg.key;
+        slot.onModelLoading?.();
+        return;
       case 'loaded':
         if (slot.stalled) return; // given up on (loadLimit) as its answer was on its way
+        slot.loading = undefined;
         slot.ready = true;
         this.retries.delete(slot.index);
         this.unservedSince = undefined;

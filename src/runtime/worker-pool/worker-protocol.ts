@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import type { InferenceDevice } from '../../config/app-config';
 import type { ExecutionProviderName } from '../execution-provider/execution-provider';
 import type { TensorSpec } from '../model-registry/model-manifest.schema';
@@ -64,6 +65,8 @@ export interface LoadedModel {
 }
 
 export type FromWorker =
+  /** The worker begins to load this model (its session, then its warm-up): a load that hangs is named by it. */
+  | { type: 'loading'; key: string }
   | { type: 'loaded'; models: LoadedModel[] }
   | { type: 'load-failed'; message: string }
   | {
@@ -75,3 +78,9 @@ export type FromWorker =
       returned?: ArrayBuffer[];
     }
   | { type: 'run-failed'; id: number; message: string };
+
+/** Where a model's load is said to fail: its folder, name and version, as the registry's refusals name them. */
+export function modelPlace(model: Pick<WorkerModel, 'key' | 'onnxPath'>): string {
+  const at = model.key.lastIndexOf('@');
+  return `${dirname(model.onnxPath)}: model ${model.key.slice(0, at)} version ${model.key.slice(at + 1)}`;
+}
