@@ -322,40 +322,49 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.ok(instances.some((i) => i.sopInstanceUID === uidOf(good, '00080018') && i.frames.length === 1));
   });
 
-  it('STOW-RS with every shared file in one body: each stored or failed exactly as over the single route', async () => {
-    const files = Object.keys(EXPECTED);
-    const { body, contentType } = multipartRelated(files.map((f) => dicomFile(f)));
-    const res = await http
-      .post('/dicomweb/studies')
-      .set('Authorization', pacs)
-      .set('Content-Type', contentType)
-      .send(body);
-    assert.equal(res.status, 202);
-    const response = res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>;
-    const stored = new Set(response['00081199'].Value.map((i) => i['00081155'].Value[0]));
-    const failures = new Map(
-      response['00081198'].Value.map((i) => {
-        const text = String(i['00091001'].Value[0]);
-        return [Number(/^part (\d+):/.exec(text)?.[1]), text];
-      }),
-    );
-    files.forEach((file, i) => {
-      const expected = EXPECTED[file];
-      if (expected.status === 200) {
-        assert.ok(stored.has(uidOf(dicomFile(file), '00080018')), `${file} stored`);
-      } else {
-        assert.match(failures.get(i + 1) ?? '', new RegExp(`^part ${i + 1}: ${expected.reason}:`), file);
+  for (const [lineBreak, lines] of [
+    ['\r\n', 'CRLF'],
+    ['\n', 'bare LF (as some clients send: read as such, each part byte for byte)'],
+  ] as const) {
+    it(`STOW-RS with every shared file in one body, lines in ${lines}: each stored or failed exactly as over the single route`, async () => {
+      const files = Object.keys(EXPECTED);
+      const { body, contentType } = multipartRelated(
+        files.map((f) => dicomFile(f)),
+        undefined,
+        lineBreak,
+      );
+      const res = await http
+        .post('/dicomweb/studies')
+        .set('Authorization', pacs)
+        .set('Content-Type', contentType)
+        .send(body);
+      assert.equal(res.status, 202);
+      const response = res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>;
+      const stored = new Set(response['00081199'].Value.map((i) => i['00081155'].Value[0]));
+      const failures = new Map(
+        response['00081198'].Value.map((i) => {
+          const text = String(i['00091001'].Value[0]);
+          return [Number(/^part (\d+):/.exec(text)?.[1]), text];
+        }),
+      );
+      files.forEach((file, i) => {
+        const expected = EXPECTED[file];
+        if (expected.status === 200) {
+          assert.ok(stored.has(uidOf(dicomFile(file), '00080018')), `${file} stored`);
+        } else {
+          assert.match(failures.get(i + 1) ?? '', new RegExp(`^part ${i + 1}: ${expected.reason}:`), file);
+        }
+      });
+      assert.equal(stored.size + failures.size, files.length);
+      // Every failed item carries the SOP Instance Reference Macro (PS3.18 Table I.1-1): the UIDs read, or empty.
+      for (const item of response['00081198'].Value as Array<Record<string, { vr: string; Value?: unknown[] }>>) {
+        assert.equal(item['00081150']?.vr, 'UI', String(item['00091001'].Value?.[0]));
+        assert.equal(item['00081155']?.vr, 'UI', String(item['00091001'].Value?.[0]));
       }
+      const noMeta = [...response['00081198'].Value].find((i) => /NOT_DICOM/.test(String(i['00091001'].Value[0])));
+      assert.deepEqual([noMeta?.['00081150'], noMeta?.['00081155']], [{ vr: 'UI' }, { vr: 'UI' }]);
     });
-    assert.equal(stored.size + failures.size, files.length);
-    // Every failed item carries the SOP Instance Reference Macro (PS3.18 Table I.1-1): the UIDs read, or empty.
-    for (const item of response['00081198'].Value as Array<Record<string, { vr: string; Value?: unknown[] }>>) {
-      assert.equal(item['00081150']?.vr, 'UI', String(item['00091001'].Value?.[0]));
-      assert.equal(item['00081155']?.vr, 'UI', String(item['00091001'].Value?.[0]));
-    }
-    const noMeta = [...response['00081198'].Value].find((i) => /NOT_DICOM/.test(String(i['00091001'].Value[0])));
-    assert.deepEqual([noMeta?.['00081150'], noMeta?.['00081155']], [{ vr: 'UI' }, { vr: 'UI' }]);
-  });
+  }
 
   it('STOW-RS to a study: an instance of another study fails with 409 when none is stored', async () => {
     const { body, contentType } = multipartRelated([dicomFile('US1_UNCR.dcm')]);

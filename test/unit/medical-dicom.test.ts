@@ -5,7 +5,16 @@ import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.uti
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
-import { DICOM_SKIP, dicomFile, localDicomFile, rejectionOf, TEST_PARSE_LIMITS } from '../fixtures/dicom-files';
+import { readdirSync } from 'node:fs';
+import {
+  DICOM_SKIP,
+  dicomFile,
+  localDicomFile,
+  multipartRelated,
+  rejectionOf,
+  SHARED_DICOM,
+  TEST_PARSE_LIMITS,
+} from '../fixtures/dicom-files';
 import {
   MultipartError,
   parseMultipartRelatedType,
@@ -313,5 +322,54 @@ describe('medical: the multipart/related Content-Type of a STOW-RS request', () 
     // A boundary only inside lines is none at all; one starting a line must still end it.
     assert.throws(() => parts('preamble --XyZ\r\nbody --XyZ--'), /contains no multipart boundary/);
     assert.throws(() => parts('preamble\r\n--XyZ junk\r\n'), /malformed multipart delimiter line/);
+  });
+
+  it('reads a body whose lines end in bare LF (preamble, delimiters, part headers) as such', () => {
+    // Refused before as having no boundary: some clients (bodies made with echo or printf and \n) send these.
+    const parts = (body: string) =>
+      splitMultipart(Buffer.from(body, 'latin1'), 'XyZ').map((p) => [p.headers, Buffer.from(p.body).toString()]);
+    const expected = [
+      [{ 'content-type': 'application/dicom', 'content-id': '<1>' }, 'ONE'],
+      [{}, 'TWO\r\nstill two\n'],
+    ];
+    const tail =
+      '--XyZ\nContent-Type: application/dicom\nContent-ID: <1>\n\nONE\n--XyZ\n\nTWO\r\nstill two\n\n--XyZ--\n';
+    assert.deepEqual(parts(`a preamble\nof two lines --XyZ\n${tail}`), expected);
+    assert.deepEqual(parts(tail), expected, 'no preamble');
+    assert.deepEqual(parts(`--XyZ \t\nContent-Type: application/dicom\n\nONE\n--XyZ--`), [
+      [{ 'content-type': 'application/dicom' }, 'ONE'],
+    ]);
+    assert.throws(() => parts('--XyZ\nContent-Type: application/dicom\n\nONE\n'), /without a closing boundary/);
+  });
+
+  it("reads a body by its first delimiter line's line break: a CRLF body is not split at LF and the boundary", () => {
+    // The delimiter is CRLF "--XyZ" there (RFC 2046): a part holding LF "--XyZ" by chance keeps it, as before.
+    const body = '--XyZ\r\n\r\nONE\n--XyZ\nstill one\r\n--XyZ--\r\n';
+    const parts = splitMultipart(Buffer.from(body, 'latin1'), 'XyZ');
+    assert.deepEqual(
+      parts.map((p) => Buffer.from(p.body).toString()),
+      ['ONE\n--XyZ\nstill one'],
+    );
+    // Nor does a body switch: after a CRLF delimiter line, one ending in a bare LF is malformed.
+    assert.throws(
+      () => splitMultipart(Buffer.from('--XyZ\r\n\r\nONE\r\n--XyZ\n\nTWO\r\n--XyZ--', 'latin1'), 'XyZ'),
+      /malformed multipart delimiter line/,
+    );
+  });
+});
+
+describe('medical: multipart/related bodies of the shared DICOM files', { skip: DICOM_SKIP }, () => {
+  it('gives back every file byte for byte, with lines in CRLF or in bare LF', () => {
+    const names = readdirSync(SHARED_DICOM).filter((name) => name.endsWith('.dcm'));
+    const files = names.map((name) => dicomFile(name));
+    for (const eol of ['\r\n', '\n'] as const) {
+      const { body } = multipartRelated(files, 'gateway-test-boundary-7f3a', eol);
+      const parts = splitMultipart(body, 'gateway-test-boundary-7f3a');
+      assert.equal(parts.length, files.length, JSON.stringify(eol));
+      parts.forEach((part, i) => {
+        assert.deepEqual(part.headers, { 'content-type': 'application/dicom' });
+        assert.ok(Buffer.from(part.body).equals(files[i]), `${names[i]}, lines in ${JSON.stringify(eol)}`);
+      });
+    }
   });
 });

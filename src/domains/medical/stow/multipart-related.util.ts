@@ -37,9 +37,9 @@ export function parseMultipartRelatedType(contentType: string | undefined): { bo
   return { boundary, type: params.get('type')?.toLowerCase() };
 }
 
-function parseHeaders(block: string): Record<string, string> {
+function parseHeaders(block: string, lineBreak: string): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const line of block.split('\r\n')) {
+  for (const line of block.split(lineBreak)) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
@@ -47,49 +47,71 @@ function parseHeaders(block: string): Record<string, string> {
   return headers;
 }
 
+const LF = 0x0a;
+const CR = 0x0d;
 const CRLF = Buffer.from('\r\n');
+const BARE_LF = Buffer.from('\n');
 
 /**
  * Where the first delimiter starts: at the start of the body or of a line (RFC 2046 5.1.1: the delimiter is
- * CRLF, "--" and the boundary, the first one's CRLF optional). A preamble may hold the boundary elsewhere in a line.
+ * CRLF, "--" and the boundary, the first one's CRLF optional). A preamble may hold the boundary elsewhere in a
+ * line. A line here ends in LF, with or without CR before it: the body's line breaks are not known yet.
  */
 function firstDelimiter(body: Buffer, delimiter: Buffer): number {
   if (body.subarray(0, delimiter.length).equals(delimiter)) return 0;
-  const afterCrlf = body.indexOf(Buffer.concat([CRLF, delimiter]));
-  return afterCrlf < 0 ? -1 : afterCrlf + CRLF.length;
+  const afterLf = body.indexOf(Buffer.concat([Buffer.of(LF), delimiter]));
+  return afterLf < 0 ? -1 : afterLf + 1;
 }
 
-/** Splits a multipart body into its parts (at most `maxParts`); preamble and epilogue are ignored. */
+/**
+ * Splits a multipart body into its parts (at most `maxParts`); preamble and epilogue are ignored.
+ *
+ * RFC 2046 frames parts with CRLF. Some DICOMweb clients (bodies put together by scripts, `echo` and `printf`
+ * with `\n`) end every line in bare LF instead: the preamble's, the delimiters', the part headers'. Such a body
+ * was refused as having no boundary or a malformed delimiter line. The first delimiter line says which the body
+ * uses, and the whole body is then read that way: after a CRLF, exactly as before (a part that holds LF "--"
+ * boundary by chance is not split there); after a bare LF, each delimiter is LF "--" boundary, the part headers
+ * end at an empty line, and a part's bytes run up to that LF. Nothing in a part's body is ever changed, only
+ * where it ends: a binary DICOM part is the bytes between its blank line and the next delimiter, whichever
+ * the line breaks.
+ */
 export function splitMultipart(body: Buffer, boundary: string, maxParts = Infinity): MultipartPart[] {
   const delimiter = Buffer.from(`--${boundary}`);
   const parts: MultipartPart[] = [];
   let at = firstDelimiter(body, delimiter);
   if (at < 0) throw new MultipartError('the body contains no multipart boundary');
+  /** The body's line break, as its first delimiter line ends: CRLF (RFC 2046) or, tolerated, a bare LF. */
+  let eol: Buffer | undefined;
   for (;;) {
     let cursor = at + delimiter.length;
     if (body[cursor] === 0x2d && body[cursor + 1] === 0x2d) return parts; // closing delimiter
-    // Transport padding, then CRLF, ends the delimiter line.
+    // Transport padding, then the line break, ends the delimiter line.
     while (body[cursor] === 0x20 || body[cursor] === 0x09) cursor++;
-    if (body[cursor] !== 0x0d || body[cursor + 1] !== 0x0a)
+    eol ??= body[cursor] === CR && body[cursor + 1] === LF ? CRLF : body[cursor] === LF ? BARE_LF : undefined;
+    if (eol === undefined || !startsWith(body, cursor, eol))
       throw new MultipartError('malformed multipart delimiter line');
-    cursor += 2;
+    cursor += eol.length;
     if (parts.length >= maxParts) {
       throw new MultipartError(`more than ${maxParts} parts in one request; send the instances in several requests`);
     }
-    const next = body.indexOf(Buffer.concat([CRLF, delimiter]), cursor);
-    if (next < 0) throw new MultipartError('the multipart body ends without a closing boundary (truncated upload?)');
-    const headerEnd = body.indexOf('\r\n\r\n', cursor);
+    const end = body.indexOf(Buffer.concat([eol, delimiter]), cursor);
+    if (end < 0) throw new MultipartError('the multipart body ends without a closing boundary (truncated upload?)');
+    const headerEnd = body.indexOf(Buffer.concat([eol, eol]), cursor);
     let headers: Record<string, string> = {};
     let start: number;
-    if (body[cursor] === 0x0d && body[cursor + 1] === 0x0a) {
-      start = cursor + 2; // no headers
-    } else if (headerEnd >= 0 && headerEnd < next) {
-      headers = parseHeaders(body.subarray(cursor, headerEnd).toString('latin1'));
-      start = headerEnd + 4;
+    if (startsWith(body, cursor, eol)) {
+      start = cursor + eol.length; // no headers
+    } else if (headerEnd >= 0 && headerEnd < end) {
+      headers = parseHeaders(body.subarray(cursor, headerEnd).toString('latin1'), eol.toString('latin1'));
+      start = headerEnd + 2 * eol.length;
     } else {
       throw new MultipartError(`part ${parts.length + 1} has no header/body separator`);
     }
-    parts.push({ headers, body: body.subarray(start, next) });
-    at = next + 2;
+    parts.push({ headers, body: body.subarray(start, end) });
+    at = end + eol.length;
   }
+}
+
+function startsWith(body: Buffer, at: number, bytes: Buffer): boolean {
+  return body.subarray(at, at + bytes.length).equals(bytes);
 }
