@@ -8,7 +8,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditInputDigester } from '../../src/common/access';
 import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
-import { DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
+import { DECODABLE_FILES, DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { childrenNamed, parseXml, XmlElement } from '../fixtures/xml-document';
@@ -60,23 +60,6 @@ const EXPECTED: Record<string, { status: number; reason?: string; frames?: numbe
   'rtplan.dcm': { status: 422, reason: 'NOT_AN_IMAGE', detail: /radiotherapy object \(RT\)/ },
   'MR_truncated.dcm': { status: 400, reason: 'MALFORMED', detail: /truncated/ },
   'no_meta.dcm': { status: 400, reason: 'NOT_DICOM', detail: /DICM/ },
-};
-
-/** Files whose pixels a model that accepts every modality must decode: every transfer syntax in the samples. */
-const DECODABLE: Record<string, { frames: number }> = {
-  'CT_small.dcm': { frames: 1 },
-  'CT1_UNC.explicit_little_endian.dcm': { frames: 1 },
-  'MR_small.dcm': { frames: 1 },
-  'MR_small_implicit.dcm': { frames: 1 },
-  'MR_small_bigendian.dcm': { frames: 1 },
-  'MR_small_RLE.dcm': { frames: 1 },
-  'emri_small_RLE.dcm': { frames: 10 },
-  'MR_small_jpeg_ls_lossless.dcm': { frames: 1 },
-  'MR_small_jp2klossless.dcm': { frames: 1 },
-  'JPEG-lossy.dcm': { frames: 1 },
-  'SC_rgb_jpeg_dcmtk.dcm': { frames: 1 },
-  'US1_UNCR.dcm': { frames: 1 },
-  'US_multiframe_jpeg_baseline.dcm': { frames: 8 },
 };
 
 function uidOf(file: Buffer, tag: string): string {
@@ -672,7 +655,7 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
     rmSync(modelsDir, { recursive: true, force: true });
   });
 
-  for (const [file, expected] of Object.entries(DECODABLE)) {
+  for (const [file, expected] of Object.entries(DECODABLE_FILES)) {
     it(`${file}: decoded and analysed`, async () => {
       const res = await http
         .post('/v1/medical/lesion-detections')

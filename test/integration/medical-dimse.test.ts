@@ -9,8 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData } from 'dcmjs';
+import { Dataset } from 'dcmjs-dimse';
 import { DataSource } from 'typeorm';
-import { DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtures/dicom-files';
+import { DECODABLE_FILES, DICOM_SKIP, dicomFile, medicalModelsDir, SHARED_DICOM } from '../fixtures/dicom-files';
 import { AppError } from '../../src/common/errors/app-error';
 import { UploadBudget } from '../../src/common/http/body-budget';
 import { MedicalIntakeService } from '../../src/domains/medical/medical-intake.service';
@@ -50,10 +51,10 @@ import { until } from '../fixtures/until';
  */
 
 const onPath = (tool: string): boolean => !spawnSync(tool, ['--version']).error;
-const HAS_DCMTK = ['storescu', 'storescp', 'echoscu', 'dsrdump'].every(onPath);
+const HAS_DCMTK = ['storescu', 'storescp', 'echoscu', 'dsrdump', 'dcmsend'].every(onPath);
 const SKIP_DCMTK = process.env.SKIP_DCMTK === '1';
 const MISSING =
-  'DCMTK (storescu, storescp, echoscu, dsrdump) is not on PATH: apt-get install -y dcmtk, or set SKIP_DCMTK=1';
+  'DCMTK (storescu, storescp, echoscu, dsrdump, dcmsend) is not on PATH: apt-get install -y dcmtk, or set SKIP_DCMTK=1';
 
 interface Run {
   code: number;
@@ -472,6 +473,66 @@ describe(
       });
       assert.equal(readdirSync(received).length, 2);
     });
+  },
+);
+
+describe(
+  'medical: every shared file the single route analyses is stored over C-STORE, by DCMTK and by dcmjs-dimse',
+  { skip: DICOM_SKIP || (!HAS_DCMTK && SKIP_DCMTK ? MISSING : false) },
+  () => {
+    let app: NestFastifyApplication;
+    let db: DataSource;
+    let modelsDir: string;
+    let port: number;
+
+    before(async () => {
+      assert.ok(HAS_DCMTK, MISSING);
+      port = await freePort();
+      modelsDir = medicalModelsDir(['US', 'CT', 'MR', 'NM', 'OT']);
+      app = await createTestApp({ MODELS_DIR: modelsDir, MEDICAL_DIMSE_PORT: String(port) });
+      db = app.get(DataSource);
+    });
+
+    after(async () => {
+      await app?.close();
+      if (modelsDir) rmSync(modelsDir, { recursive: true, force: true });
+    });
+
+    /** The last C-STORE's audit row: its outcome and the frames analysed. */
+    const lastStore = async (): Promise<[unknown, unknown]> => {
+      const [row] = await db.query<Array<{ outcome: string; output_summary: { frames?: number } }>>(
+        `SELECT outcome, output_summary FROM audit_events WHERE action = 'medical.dimse-store' ORDER BY id DESC LIMIT 1`,
+      );
+      return [row?.outcome, row?.output_summary.frames];
+    };
+
+    for (const [file, { frames }] of Object.entries(DECODABLE_FILES)) {
+      it(`${file}: stored and analysed (${frames} frame(s)), sent by dcmsend and by dcmjs-dimse`, async () => {
+        // dcmsend proposes the file's own transfer syntax and sends its bytes as they are.
+        const sent = await run('dcmsend', [
+          '-v',
+          '-aec',
+          'GATEWAY',
+          '127.0.0.1',
+          String(port),
+          join(SHARED_DICOM, file),
+        ]);
+        assert.equal(sent.code, 0, sent.output);
+        assert.match(sent.output, /with status SUCCESS {2}: 1$/m, sent.output);
+        assert.deepEqual(await lastStore(), ['ok', frames], 'dcmsend');
+
+        // dcmjs-dimse reads the file with dcmjs and writes it again: the multi-frame JPEG's 44 fragments came with an
+        // offset table of 44 entries for its 8 frames, and were answered 0xC000.
+        const dataset = Dataset.fromFile(join(SHARED_DICOM, file));
+        assert.ok(dataset);
+        const status = await cStoreTo(dataset, { aeTitle: 'GATEWAY', host: '127.0.0.1', port }, 'MODALITY', {
+          stepMs: 10_000,
+          totalMs: 30_000,
+        });
+        assert.equal(status, 0, `status 0x${status.toString(16)}`);
+        assert.deepEqual(await lastStore(), ['ok', frames], 'dcmjs-dimse');
+      });
+    }
   },
 );
 

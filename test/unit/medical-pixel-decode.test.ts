@@ -1,13 +1,23 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as dicomParser from 'dicom-parser';
 import { NativeCodecs } from 'dcmjs-codecs';
+import { Dataset } from 'dcmjs-dimse';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { toGrayscale } from '../../src/domains/medical/pixels/pixel-pipeline.util';
 import { relabelled, rewriteDicom, withFirstFragment } from '../fixtures/dicom-crafted';
-import { DICOM_SKIP, dicomFile, localDicomFile, rejectionOf, TEST_PARSE_LIMITS } from '../fixtures/dicom-files';
+import { part10File } from '../../src/domains/medical/dimse/part10-file.util';
+import {
+  DICOM_SKIP,
+  dicomFile,
+  localDicomFile,
+  rejectionOf,
+  SHARED_DICOM,
+  TEST_PARSE_LIMITS,
+} from '../fixtures/dicom-files';
 
 const LIMITS = TEST_PARSE_LIMITS;
 const local = localDicomFile;
@@ -177,6 +187,40 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
     for (const name of ['MR_small_jpeg_ls_lossless.dcm', 'MR_small_jp2klossless.dcm', 'MR_small_RLE.dcm']) {
       assert.deepEqual(Array.from(decodeFrame(parseDicomImage(dicomFile(name), LIMITS), 0).values), reference, name);
+    }
+  });
+});
+
+describe('medical: a multi-frame JPEG as a dcmjs-dimse C-STORE sends it', { skip: DICOM_SKIP }, () => {
+  before(() => initialisePixelCodecs());
+
+  it('decodes every frame as from the file, the Basic Offset Table of one entry per fragment left aside', () => {
+    // Its CStoreRequest reads the file with dcmjs and writes it again: 44 fragments for 8 frames, no offset table,
+    // came out with a table of 44 entries (one per fragment, as if each were a frame), and the C-STORE was
+    // answered 0xC000 (MALFORMED: 44 fragments and no usable offset table for 8 frames).
+    const name = 'US_multiframe_jpeg_baseline.dcm';
+    const sent = Dataset.fromFile(join(SHARED_DICOM, name));
+    assert.ok(sent);
+    const received = part10File(sent.getDenaturalizedDataset(), {
+      sopClassUid: String(sent.getElement('SOPClassUID')),
+      sopInstanceUid: String(sent.getElement('SOPInstanceUID')),
+      transferSyntaxUid: sent.getTransferSyntaxUid(),
+    });
+    const image = parseDicomImage(received, LIMITS);
+    const original = parseDicomImage(dicomFile(name), LIMITS);
+    const pixels = image.dataSet.elements.x7fe00010;
+    assert.deepEqual(
+      [
+        pixels.fragments?.length,
+        pixels.basicOffsetTable?.length,
+        original.dataSet.elements.x7fe00010.basicOffsetTable?.length,
+      ],
+      [44, 44, 0],
+      'what dcmjs writes',
+    );
+    assert.equal(image.numberOfFrames, 8);
+    for (let frame = 0; frame < 8; frame++) {
+      assert.deepEqual(decodeFrame(image, frame).values, decodeFrame(original, frame).values, `frame ${frame + 1}`);
     }
   });
 });

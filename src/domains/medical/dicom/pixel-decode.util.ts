@@ -104,6 +104,11 @@ function encodedFrame(image: DicomImage, frame: number): Uint8Array {
     return dicomParser.readEncapsulatedPixelDataFromFragments(ds, element, 0, fragments.length) as Uint8Array;
   }
   let table = element.basicOffsetTable ?? [];
+  // A Basic Offset Table has one entry per frame (PS3.5 A.4) or none. dcmjs writes one per fragment when it
+  // writes a file it read (a frame in several fragments and no table comes back as many "frames", each its own
+  // entry): so do the C-STOREs of dcmjs-dimse's CStoreRequest. Such a table locates no frame; the fragments do,
+  // as they would without one.
+  if (table.length !== image.numberOfFrames) table = [];
   if (table.length === 0 && fragments.length === image.numberOfFrames) {
     table = fragments.map((f) => f.offset);
   }
