@@ -9,6 +9,7 @@ import { MedicalFindingsTenant1796475320409 } from './1796475320409-MedicalFindi
 import { ManufacturingWindowsKept1796542953485 } from './1796542953485-ManufacturingWindowsKept';
 import { MedicalFindingsRetention1796552027451 } from './1796552027451-MedicalFindingsRetention';
 import { AuditEventsChecks1796565569661 } from './1796565569661-AuditEventsChecks';
+import { AuditEventsHashVersion1796574667332 } from './1796574667332-AuditEventsHashVersion';
 import { AuditHashCheckCheaper1796575250764 } from './1796575250764-AuditHashCheckCheaper';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
@@ -24,5 +25,6 @@ export const MIGRATIONS = [
   ManufacturingWindowsKept1796542953485,
   MedicalFindingsRetention1796552027451,
   AuditEventsChecks1796565569661,
+  AuditEventsHashVersion1796574667332,
   AuditHashCheckCheaper1796575250764,
 ];

@@ -85,6 +85,13 @@ export class AuditEventEntity {
   @Column({ name: 'prev_hash', type: 'char', length: 64 })
   prevHash!: string;
 
+  /**
+   * Which hash `hash` is (audit-chain.ts): 1, sha256 with no key (every row written before keyed hashes: the
+   * default they got); 2, HMAC-SHA256 under a key derived from AUDIT_HMAC_SECRET, what the gateway writes now.
+   */
+  @Column({ name: 'hash_version', type: 'smallint', default: 1 })
+  hashVersion!: number;
+
   @Column({ type: 'char', length: 64 })
   hash!: string;
 }
