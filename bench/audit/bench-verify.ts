@@ -12,7 +12,9 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { commitGroup, INSERT_SQL, type ChainHead } from '../../src/audit/audit-commit';
+import { AppConfig } from '../../src/config/app-config';
 import type { AuditDraft } from '../../src/audit/audit-writer.service';
+import { rowKeyOf } from '../../test/fixtures/audit-tamper';
 import { createScratchDatabase } from '../../test/fixtures/scratch-database';
 import { createTestApp } from '../../test/fixtures/test-app';
 import { bearer, tokenFor } from '../../test/fixtures/test-auth';
@@ -39,7 +41,7 @@ function draft(i: number): AuditDraft {
   };
 }
 
-async function seed(db: DataSource): Promise<void> {
+async function seed(db: DataSource, key: Buffer): Promise<void> {
   const heads = new Map<string, ChainHead>();
   const store = {
     head: () => Promise.resolve(undefined),
@@ -47,7 +49,7 @@ async function seed(db: DataSource): Promise<void> {
   };
   for (let i = 0; i < ROWS; i += 1000) {
     const drafts = Array.from({ length: Math.min(1000, ROWS - i) }, (_, k) => draft(i + k));
-    await commitGroup(store, heads, `seeded/${(i / 1000) % CHAINS}`, drafts);
+    await commitGroup(store, heads, `seeded/${(i / 1000) % CHAINS}`, drafts, key);
   }
 }
 
@@ -70,7 +72,7 @@ async function main(): Promise<void> {
   const scratch = await createScratchDatabase(server, 'gateway_bench_verify');
   const app = await createTestApp({ DATABASE_URL: scratch.url, AUDIT_ANCHOR_INTERVAL_MS: '0' });
   try {
-    await seed(app.get(DataSource));
+    await seed(app.get(DataSource), rowKeyOf(app.get(AppConfig)));
     const http = request(app.getHttpServer());
     const auditor = bearer(tokenFor(['auditor']));
     const verify = async () => {

@@ -1,8 +1,21 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { writeInPieces } from '../common/http/piecewise-json';
 import type { AuditOutcome } from './audit-event.entity';
 
 export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * Which hash a row carries (audit_events.hash_version). 1: plain sha256, which anyone can recompute, so whoever can
+ * write the table could forge rows that verify; the rows written before keyed hashes. 2: HMAC-SHA256 under
+ * rowHashKey, which only a holder of AUDIT_HMAC_SECRET can compute. A chain may go from 1 to 2, never back.
+ */
+export const UNKEYED_HASH = 1;
+export const KEYED_HASH = 2;
+
+/** The row hashes' own key, derived from the audit secret: no input digest, anchor MAC or cursor key is one. */
+export function rowHashKey(auditSecret: Buffer): Buffer {
+  return createHmac('sha256', auditSecret).update('gateway audit row chain v1').digest();
+}
 
 /** The fields a row's hash covers: everything but its database id and its own hash. */
 export interface ChainedFields {
@@ -23,6 +36,8 @@ export interface ChainedFields {
   statusCode: number;
   latencyMs: number;
   prevHash: string;
+  /** UNKEYED_HASH or KEYED_HASH; covered by a keyed hash. */
+  hashVersion: number;
 }
 
 /** A row as stored in a chain: its chained fields and its own hash. */
@@ -136,12 +151,12 @@ export function canonicalJsonByHand(value: unknown): string {
 }
 
 /**
- * sha256 (hex) over the row's fields in a fixed order, as one JSON array, followed by the canonical
- * JSON of the output summary (whose keys the database may reorder). Includes the previous row's
- * hash, so a change to any row breaks every link after it. An outside verifier can recompute it.
+ * What a row's hash covers: the row's fields in a fixed order as one JSON array (`version` first when given),
+ * followed by the canonical JSON of the output summary (whose keys the database may reorder; hashed as a second
+ * piece). It includes the previous row's hash, so a change to any row breaks every link after it.
  */
-export function hashOf(f: ChainedFields): string {
-  const fields = JSON.stringify([
+function fieldsJson(f: ChainedFields, version?: number): string {
+  const fields = [
     f.writerId,
     f.seq,
     f.occurredAt.toISOString(),
@@ -158,8 +173,34 @@ export function hashOf(f: ChainedFields): string {
     f.statusCode,
     f.latencyMs,
     f.prevHash,
-  ]);
-  return createHash('sha256').update(fields).update(canonicalJson(f.outputSummary)).digest('hex');
+  ];
+  return JSON.stringify(version === undefined ? fields : [version, ...fields]);
+}
+
+/**
+ * A version-1 row's hash: sha256 (hex) of fieldsJson (without the version) and the output summary, with no key. An
+ * outside verifier can recompute it, and so can a forger.
+ */
+export function unkeyedHashOf(f: ChainedFields): string {
+  return createHash('sha256').update(fieldsJson(f)).update(canonicalJson(f.outputSummary)).digest('hex');
+}
+
+/**
+ * A version-2 row's hash: HMAC-SHA256 (hex) under `key` (rowHashKey) of fieldsJson with the version, 2, first, and
+ * the output summary. Only a holder of AUDIT_HMAC_SECRET can compute it, or check it.
+ */
+export function keyedHashOf(key: Buffer, f: ChainedFields): string {
+  return createHmac('sha256', key)
+    .update(fieldsJson(f, KEYED_HASH))
+    .update(canonicalJson(f.outputSummary))
+    .digest('hex');
+}
+
+/** The hash a row of its hash_version must carry; undefined for a version the gateway never writes. */
+export function hashOf(key: Buffer, f: ChainedFields): string | undefined {
+  if (f.hashVersion === KEYED_HASH) return keyedHashOf(key, f);
+  if (f.hashVersion === UNKEYED_HASH) return unkeyedHashOf(f);
+  return undefined;
 }
 
 export interface ChainBreak {
@@ -179,29 +220,69 @@ export const SUB_MILLISECOND_TIME =
  */
 export type CheckedRow = ChainedFields & { id: string; hash: string; subMillisecond?: boolean };
 
+/** The last good row of a chain, as the next must follow it; `keyed` when its hash is (no unkeyed row may follow). */
+export interface LinkHead {
+  seq: number;
+  hash: string;
+  keyed?: boolean;
+}
+
+/** The head before a chain's first row. */
+export const GENESIS_HEAD: LinkHead = { seq: 0, hash: GENESIS_HASH };
+
+/** The reasons for a row that breaks a chain because of its hash_version. */
+export const UNKEYED_AFTER_KEYED =
+  'an unkeyed row (hash_version 1) after a keyed one: a chain never goes back from keyed hashes';
+export const KEYED_HASH_MISMATCH =
+  'row content does not match its hash: a keyed one, so the row was changed, or hashed under another AUDIT_HMAC_SECRET';
+
 /**
- * Checks one writer's rows in seq order, continuing from `head` (the last good row before them).
- * Returns the first broken link, or the new head.
+ * Checks one writer's rows in seq order, continuing from `head` (the last good row before them), under the row hash
+ * key. Returns the first broken link, or the new head.
  */
 export function checkChain(
   rows: CheckedRow[],
-  head: { seq: number; hash: string },
-): { head: { seq: number; hash: string } } | { broken: ChainBreak } {
+  head: LinkHead,
+  key: Buffer,
+): { head: LinkHead } | { broken: ChainBreak } {
   let current = head;
   for (const row of rows) {
-    const broken = checkLink(row, current);
+    const broken = checkLink(row, current, key);
     if (broken) return { broken };
-    current = { seq: row.seq, hash: row.hash };
+    current = headOf(row);
   }
   return { head: current };
 }
 
+/** The head a row that verified leaves its chain at. */
+export function headOf(row: CheckedRow): LinkHead {
+  return row.hashVersion === KEYED_HASH
+    ? { seq: row.seq, hash: row.hash, keyed: true }
+    : { seq: row.seq, hash: row.hash };
+}
+
 /** Why `row` does not follow `head` (the last good row of its chain), or undefined when it does. */
-export function checkLink(row: CheckedRow, head: { seq: number; hash: string }): ChainBreak | undefined {
+export function checkLink(row: CheckedRow, head: LinkHead, key: Buffer): ChainBreak | undefined {
   const at = { writerId: row.writerId, seq: row.seq, id: row.id };
   if (row.seq !== head.seq + 1) return { ...at, reason: `expected seq ${head.seq + 1}: rows are missing or reordered` };
   if (row.prevHash !== head.hash) return { ...at, reason: 'prev_hash does not match the hash of the row before' };
   if (row.subMillisecond) return { ...at, reason: SUB_MILLISECOND_TIME };
-  if (hashOf(row) !== row.hash) return { ...at, reason: 'row content does not match its hash' };
+  const expected = hashOf(key, row);
+  if (expected === undefined) {
+    return { ...at, reason: `hash_version ${row.hashVersion} is none the gateway writes (1: unkeyed, 2: keyed)` };
+  }
+  if (head.keyed && row.hashVersion !== KEYED_HASH) return { ...at, reason: UNKEYED_AFTER_KEYED };
+  if (!sameHash(expected, row.hash)) {
+    return {
+      ...at,
+      reason: row.hashVersion === KEYED_HASH ? KEYED_HASH_MISMATCH : 'row content does not match its hash',
+    };
+  }
   return undefined;
+}
+
+/** Compared in constant time: verify's timing must not tell how much of a forged keyed hash is right. */
+function sameHash(expected: string, stored: string): boolean {
+  const [a, b] = [Buffer.from(expected), Buffer.from(stored)];
+  return a.length === b.length && timingSafeEqual(a, b);
 }

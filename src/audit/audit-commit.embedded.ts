@@ -37,14 +37,21 @@ export function embeddedChainStore(session: EmbeddedSession): ChainStore {
   };
 }
 
-/** EmbeddedModule's entry: serves AuditWriter's commit requests on `port`. */
-export function attachEmbedded(session: EmbeddedSession, port: MessagePort): void {
+/** What AuditWriter hands this module with its port (EmbeddedPostgres.attach). */
+export interface EmbeddedCommitData {
+  /** The row hash key (rowHashKey of AUDIT_HMAC_SECRET): a secret, never logged. */
+  rowKey: Uint8Array;
+}
+
+/** EmbeddedModule's entry: serves AuditWriter's commit requests on `port`, hashing rows under the key in `data`. */
+export function attachEmbedded(session: EmbeddedSession, port: MessagePort, data: EmbeddedCommitData): void {
   const store = embeddedChainStore(session);
   const heads = new Map<string, ChainHead>();
+  const key = Buffer.from(data.rowKey);
   serveCommits(port, {
     // Nothing to claim: this process alone opens the data directory (lockDataDir).
     claim: () => Promise.resolve(),
-    commit: (writerId, drafts) => commitGroup(store, heads, writerId, drafts),
+    commit: (writerId, drafts) => commitGroup(store, heads, writerId, drafts, key),
     // Nothing to release: the statement belongs to the database's session.
     close: () => Promise.resolve(),
   });

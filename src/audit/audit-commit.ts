@@ -9,7 +9,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { errorCodeOf } from '../database/storage-unavailable';
-import { type AuditRow, GENESIS_HASH, hashOf } from './audit-chain';
+import { type AuditRow, GENESIS_HASH, KEYED_HASH, keyedHashOf } from './audit-chain';
 import type { AuditDraft } from './audit-writer.service';
 
 /** `claim` asks that the writer id be held before the first commit (audit-writer-claim.ts). */
@@ -49,6 +49,7 @@ const INSERT_COLUMNS: Array<[string, keyof AuditRow, string]> = [
   ['latency_ms', 'latencyMs', 'double precision'],
   ['prev_hash', 'prevHash', 'char(64)'],
   ['hash', 'hash', 'char(64)'],
+  ['hash_version', 'hashVersion', 'smallint'],
 ];
 
 /**
@@ -80,13 +81,16 @@ export interface ChainStore {
 /**
  * Writes one group at the end of a chain and returns the chain's new head. The head moves only after
  * the commit; after a failure it is re-read from the database, so a commit whose answer was lost is
- * neither repeated nor skipped.
+ * neither repeated nor skipped. Each row's hash is keyed (KEYED_HASH) under `key`, the row hash key
+ * (rowHashKey), so that whoever can write the table but lacks AUDIT_HMAC_SECRET cannot forge a row
+ * that verifies.
  */
 export async function commitGroup(
   store: ChainStore,
   heads: Map<string, ChainHead>,
   writerId: string,
   drafts: AuditDraft[],
+  key: Buffer,
 ): Promise<ChainHead> {
   try {
     const head = heads.get(writerId) ?? (await store.head(writerId)) ?? { seq: 0, hash: GENESIS_HASH };
@@ -97,7 +101,8 @@ export async function commitGroup(
       row.writerId = writerId;
       row.seq = ++seq;
       row.prevHash = hash;
-      row.hash = hash = hashOf(row);
+      row.hashVersion = KEYED_HASH;
+      row.hash = hash = keyedHashOf(key, row);
       return row;
     });
     await store.insert(JSON.stringify(rows));

@@ -5,6 +5,7 @@ import { checkTimeRange } from '../common/iso-time';
 import { isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
 import { AppConfig } from '../config/app-config';
 import { AuditAnchors } from './audit-anchor.service';
+import { rowHashKey } from './audit-chain';
 import { openTenantCursor, sealTenantCursor, tenantCursorKey } from './audit-cursor';
 import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto, toEventDto, toTenantEventDto } from './audit.dto';
 import { AuditRepository } from './audit.repository';
@@ -17,6 +18,8 @@ const VERIFY_WALK = { pageSize: 2000, sliceMs: 5 };
 @Injectable()
 export class AuditQueryService {
   private readonly cursorKey: Buffer;
+  /** The key keyed rows are hashed under (rowHashKey). */
+  private readonly rowKey: Buffer;
   /** The walk in progress: a verify that arrives meanwhile gets its answer rather than walking the trail again. */
   private running: Promise<AuditVerifyDto> | undefined;
 
@@ -25,7 +28,9 @@ export class AuditQueryService {
     private readonly anchors: AuditAnchors,
     config: AppConfig,
   ) {
-    this.cursorKey = tenantCursorKey(auditSecret(config));
+    const secret = auditSecret(config);
+    this.cursorKey = tenantCursorKey(secret);
+    this.rowKey = rowHashKey(secret);
   }
 
   /**
@@ -92,6 +97,6 @@ export class AuditQueryService {
 
   private async walk(): Promise<AuditVerifyDto> {
     const { anchors, breaks: anchorBreaks } = await this.anchors.forVerify();
-    return walkChains(this.repository, anchors, anchorBreaks, VERIFY_WALK);
+    return walkChains(this.repository, anchors, anchorBreaks, { ...VERIFY_WALK, key: this.rowKey });
   }
 }

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { anchorMismatch, type ChainAnchor } from './audit-anchor';
 import type { AnchorBreak } from './audit-anchor.service';
-import { type ChainBreak, checkLink, type CheckedRow, GENESIS_HASH } from './audit-chain';
+import { type ChainBreak, checkLink, type CheckedRow, GENESIS_HEAD, headOf, type LinkHead } from './audit-chain';
 
 /** Where a page of a chain ended: its last row's seq and id, as the database has them (text, exact past 2^53). */
 export interface ChainKey {
@@ -40,6 +40,8 @@ export interface ChainReport {
   valid: boolean;
   anchoredSeq: number | null;
   firstBroken: ChainBreak | null;
+  /** Rows that verified by an unkeyed hash alone: see ChainWalk.unkeyedRows. */
+  unkeyedRows: number;
 }
 
 export interface VerifyReport {
@@ -48,28 +50,47 @@ export interface VerifyReport {
   chains: ChainReport[];
   firstBroken: ChainBreak | null;
   anchorsChecked: number;
-  /** Chains with no anchor this gateway holds: proven by their hashes alone, which anyone can recompute. */
+  /** Chains with no anchor this gateway holds: proven by their hashes alone. */
   unanchoredChains: number;
   anchorBreaks: AnchorBreak[];
+  /** Rows that verified by an unkeyed hash alone, over every chain (ChainWalk.unkeyedRows). */
+  unkeyedRows: number;
+  /** Chains with such rows: their rows that verified end in an unkeyed one. */
+  unkeyedChains: number;
 }
 
 /** One chain's walk, fed its rows in chain order. */
 export class ChainWalk {
   /** The last row that verified. */
-  private head = { seq: 0, hash: GENESIS_HASH };
+  private head: LinkHead = GENESIS_HEAD;
   /** Rows that verified before the first break. */
   rows = 0;
+  /** Of those, the unkeyed ones (hash_version 1). */
+  private unkeyed = 0;
   firstBroken: ChainBreak | undefined;
   /** The last row read, past a break too: how far the stored chain reaches, for its anchor. */
   private last: { seq: number } | undefined;
   /** The stored hash at the anchored seq: the anchored one if any row there has it. */
   private hashAtAnchor: string | undefined;
 
-  constructor(private readonly anchor: ChainAnchor | undefined) {}
+  /** `key`: the row hash key (rowHashKey), for keyed rows. */
+  constructor(
+    private readonly anchor: ChainAnchor | undefined,
+    private readonly key: Buffer,
+  ) {}
 
   /** Rows hash-checked: those that verified, and the first broken one. */
   get rowsChecked(): number {
     return this.rows + (this.firstBroken ? 1 : 0);
+  }
+
+  /**
+   * Rows that verified by an unkeyed hash alone, which anyone with write access to the table could have computed:
+   * the unkeyed rows when no keyed row verified after them, else none. A keyed row holds every row before it (its
+   * HMAC covers prev_hash, which the sha256 links tie to every earlier row), and none can follow it unkeyed.
+   */
+  get unkeyedRows(): number {
+    return this.head.keyed ? 0 : this.unkeyed;
   }
 
   add(row: CheckedRow): void {
@@ -78,10 +99,11 @@ export class ChainWalk {
     }
     this.last = row;
     if (this.firstBroken) return;
-    this.firstBroken = checkLink(row, this.head);
+    this.firstBroken = checkLink(row, this.head, this.key);
     if (this.firstBroken) return;
-    this.head = { seq: row.seq, hash: row.hash };
+    this.head = headOf(row);
     this.rows++;
+    if (!this.head.keyed) this.unkeyed++;
   }
 
   /**
@@ -96,6 +118,8 @@ export class ChainWalk {
 }
 
 export interface WalkOptions {
+  /** The row hash key (rowHashKey of AUDIT_HMAC_SECRET), for keyed rows. */
+  key: Buffer;
   /** Rows read per query. */
   pageSize: number;
   /** Longest stretch of checking before the event loop is handed back (setImmediate), in milliseconds. */
@@ -110,12 +134,14 @@ export async function walkChains(
   source: ChainSource,
   anchors: Map<string, ChainAnchor>,
   anchorBreaks: AnchorBreak[],
-  { pageSize, sliceMs }: WalkOptions,
+  { key, pageSize, sliceMs }: WalkOptions,
 ): Promise<VerifyReport> {
   const chains: ChainReport[] = [];
   let rowsChecked = 0;
   let anchorsChecked = 0;
   let unanchoredChains = 0;
+  let unkeyedRows = 0;
+  let unkeyedChains = 0;
   let firstBroken: ChainBreak | null = null;
   const stored = await source.writers();
   // An anchored chain with no row left is walked too: every one of its rows was cut off.
@@ -123,7 +149,7 @@ export async function walkChains(
   const gone = [...anchors.keys()].filter((id) => !storedIds.has(id)).sort();
   for (const writerId of [...stored, ...gone]) {
     const anchor = anchors.get(writerId);
-    const walk = new ChainWalk(anchor);
+    const walk = new ChainWalk(anchor, key);
     // From the chain's lowest row, whatever its seq: one below 1 (inserted by hand) breaks the chain there.
     let after: ChainKey | undefined;
     for (;;) {
@@ -141,6 +167,8 @@ export async function walkChains(
     }
     rowsChecked += walk.rowsChecked;
     if (!anchor) unanchoredChains++;
+    unkeyedRows += walk.unkeyedRows;
+    if (walk.unkeyedRows > 0) unkeyedChains++;
     firstBroken ??= walk.firstBroken ?? null;
     const mismatch = walk.anchorMismatch();
     if (anchor) anchorsChecked++;
@@ -153,6 +181,7 @@ export async function walkChains(
       valid: !walk.firstBroken && !mismatch,
       anchoredSeq: anchor?.seq ?? null,
       firstBroken: walk.firstBroken ?? null,
+      unkeyedRows: walk.unkeyedRows,
     });
   }
   return {
@@ -163,5 +192,7 @@ export async function walkChains(
     anchorsChecked,
     unanchoredChains,
     anchorBreaks,
+    unkeyedRows,
+    unkeyedChains,
   };
 }

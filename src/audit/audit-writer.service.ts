@@ -18,15 +18,17 @@ import { AppConfig } from '../config/app-config';
 import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
 import { errorCodeOf, STORAGE_FAULT_WORDS, storageFaultOf } from '../database/storage-unavailable';
 import { AuditAnchors } from './audit-anchor.service';
-import type { ChainedFields } from './audit-chain';
+import { type ChainedFields, rowHashKey } from './audit-chain';
 import type { AuditCommitReply, AuditCommitRequest, ChainHead } from './audit-commit';
+import type { EmbeddedCommitData } from './audit-commit.embedded';
 import { WRITER_ID_CLAIMED } from './audit-writer-claim';
 import { AuditRepository } from './audit.repository';
+import { auditSecret } from './input-digest';
 import { storableDraft } from './storable';
 import type { AuditWorkerData } from './audit-writer.worker';
 
 /** An audit row before it is placed in a chain. */
-export type AuditDraft = Omit<ChainedFields, 'writerId' | 'seq' | 'prevHash'>;
+export type AuditDraft = Omit<ChainedFields, 'writerId' | 'seq' | 'prevHash' | 'hashVersion'>;
 
 /** Why rows cannot be committed: `reason`, when known, is fit for an answer ("audit database out of disk space"). */
 export class AuditUnavailable extends Error {
@@ -112,6 +114,8 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
   private stopped = false;
   /** Each chain's last committed row, as its commit's answer told: what the anchors record. */
   private readonly committedHeads = new Map<string, ChainHead>();
+  /** The key rows are hashed under (rowHashKey), handed to the commit thread; a secret, never logged. */
+  private readonly rowKey: Buffer;
 
   constructor(
     config: AppConfig,
@@ -122,6 +126,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     private readonly anchors: AuditAnchors,
   ) {
     this.enabled = config.AUDIT_ENABLED;
+    this.rowKey = rowHashKey(auditSecret(config));
     this.writerId = config.AUDIT_WRITER_ID ?? `${hostname()}:${process.pid}:${Date.now().toString(36)}`;
     this.maxBatch = config.AUDIT_MAX_BATCH;
     this.lingerMs = config.AUDIT_MAX_DELAY_MS;
@@ -362,7 +367,9 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       });
     let channel: CommitChannel;
     if (this.embedded) {
-      const port = this.embedded.attach(join(__dirname, 'audit-commit.embedded.js'));
+      const port = this.embedded.attach(join(__dirname, 'audit-commit.embedded.js'), {
+        rowKey: this.rowKey,
+      } satisfies EmbeddedCommitData);
       port.on('message', onReply);
       port.once('close', () => died('the embedded database stopped'));
       channel = {
@@ -377,6 +384,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
       const workerData: AuditWorkerData = {
         pool: { ...poolConfigOf(this.dataSource.options as PostgresConnectionOptions), max: this.lanes.length },
         writerId: this.writerId,
+        rowKey: this.rowKey,
       };
       const worker = new Worker(join(__dirname, 'audit-writer.worker.js'), { workerData });
       worker.on('message', onReply);

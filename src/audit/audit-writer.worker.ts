@@ -16,6 +16,8 @@ export interface AuditWorkerData {
   pool: PoolConfig;
   /** This process's writer id (its chains are `<writer id>/<lane>`), claimed before any commit. */
   writerId: string;
+  /** The row hash key (rowHashKey of AUDIT_HMAC_SECRET): a secret, never logged. */
+  rowKey: Uint8Array;
 }
 
 /**
@@ -36,6 +38,7 @@ function main(): void {
   const port = parentPort;
   if (!port) throw new Error('audit-writer.worker must run as a worker thread');
   const data = workerData as AuditWorkerData;
+  const key = Buffer.from(data.rowKey);
   const pool = new Pool(data.pool);
   // An idle connection that the database closes (a restart) is replaced at the next commit.
   pool.on('error', () => undefined);
@@ -75,6 +78,7 @@ function main(): void {
           heads,
           writerId,
           drafts,
+          key,
         );
       } catch (error) {
         failure = error instanceof Error ? error : new Error(String(error));

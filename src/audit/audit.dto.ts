@@ -125,8 +125,18 @@ export class AuditEventDto {
   latencyMs!: number;
   /** The chain's previous row's hash; absent for a token that names a tenant. */
   prevHash?: string;
-  /** SHA-256 of the row and prevHash; absent for a token that names a tenant. */
+  /**
+   * The row's hash over its fields and prevHash: HMAC-SHA256 under a key derived from the server's audit secret
+   * (hashVersion 2), or plain SHA-256 (hashVersion 1, rows written before keyed hashes); absent for a token that
+   * names a tenant.
+   */
   hash?: string;
+  /**
+   * Which hash `hash` is: 1, SHA-256 with no key, which anyone can recompute; 2, keyed HMAC-SHA256, what the gateway
+   * writes (another value was put there by hand, and verify names it). Absent for a token that names a tenant.
+   */
+  @ApiProperty({ type: 'integer', required: false })
+  hashVersion?: number;
 }
 
 export class AuditEventPageDto {
@@ -172,6 +182,13 @@ export class ChainReportDto {
   /** This chain's first row that does not verify; null when it holds. */
   @ApiProperty(nullableBreak())
   firstBroken!: ChainBreakDto | null;
+  /**
+   * Of `rows`, those proven by unkeyed hashes alone (hashVersion 1 with no keyed row after them): anyone with write
+   * access to the database could have written them. 0 once a keyed row verifies after them, as its keyed hash
+   * covers the link to every row before it.
+   */
+  @ApiProperty({ type: 'integer' })
+  unkeyedRows!: number;
 }
 
 /** An anchor the database no longer matches (rows cut off, a chain rewritten), or an anchor file that was altered. */
@@ -210,14 +227,26 @@ export class AuditVerifyDto {
   anchorsChecked!: number;
   /**
    * Chains that no anchor this gateway holds covers (another gateway's, or written before its first anchor): their
-   * rows are proven by the chain's hashes alone, which need no key, so a cut tail or a chain rewritten whole from its
-   * first row would not show. Ask the gateway that wrote them, or check its anchor file.
+   * rows are proven by the chain's hashes alone, so a cut tail would not show, nor, for an unkeyed chain (see
+   * `unkeyedChains`), one rewritten whole from its first row. Ask the gateway that wrote them, or check its anchor
+   * file.
    */
   @ApiProperty({ type: 'integer' })
   unanchoredChains!: number;
   /** Anchors the database no longer matches, and anchor lines that do not verify. */
   @ApiProperty({ type: [AnchorBreakDto] })
   anchorBreaks!: AnchorBreakDto[];
+  /**
+   * Rows that verified by unkeyed hashes alone (hashVersion 1, plain SHA-256, with no keyed row after them in their
+   * chain), over every chain: how much of the trail rests on hashes that anyone with write access to the database
+   * could have computed. Rows written before keyed hashes, or rows forged since by someone without the server's audit
+   * secret. Unkeyed rows that a keyed row follows are not counted: its HMAC holds every row before it.
+   */
+  @ApiProperty({ type: 'integer' })
+  unkeyedRows!: number;
+  /** Chains with `unkeyedRows`: their rows that verified end in an unkeyed one. */
+  @ApiProperty({ type: 'integer' })
+  unkeyedChains!: number;
 }
 
 export function toEventDto(row: StoredAuditRow): AuditEventDto {

@@ -143,6 +143,7 @@ function toRow(e: AuditEventEntity): StoredAuditRow {
     latencyMs: e.latencyMs,
     prevHash: e.prevHash,
     hash: e.hash,
+    hashVersion: e.hashVersion,
   };
 }
 
@@ -167,12 +168,14 @@ interface RawChainRow {
   latency_ms: number;
   prev_hash: string;
   hash: string;
+  hash_version: number;
   sub_millisecond: boolean;
 }
 
 const CHAIN_COLUMNS =
   'id::text AS id, writer_id, seq::text AS seq, occurred_at, actor, roles, tenant, action, model_name, model_version, ' +
-  'request_id, client_address, input_digest, output_summary, outcome, status_code, latency_ms, prev_hash, hash';
+  'request_id, client_address, input_digest, output_summary, outcome, status_code, latency_ms, prev_hash, hash, ' +
+  'hash_version';
 
 function fromRaw(r: RawChainRow): CheckedRow & { id: string } {
   return {
@@ -195,6 +198,7 @@ function fromRaw(r: RawChainRow): CheckedRow & { id: string } {
     latencyMs: r.latency_ms,
     prevHash: r.prev_hash,
     hash: r.hash,
+    hashVersion: r.hash_version,
     subMillisecond: r.sub_millisecond,
   };
 }

@@ -19,10 +19,12 @@ export interface EmbeddedPostgres {
   port: number;
   /**
    * Loads `module` (the absolute path of a compiled module exporting EmbeddedModule's
-   * attachEmbedded) into the database's thread, and returns a port to talk to it there. The port
-   * closes if the database's thread ends. Throws once the database has stopped.
+   * attachEmbedded) into the database's thread, and returns a port to talk to it there. `data`
+   * (structured-cloned, as a Worker's workerData) is handed to attachEmbedded with the port: what the
+   * module needs from the main thread, such as a key. The port closes if the database's thread ends.
+   * Throws once the database has stopped.
    */
-  attach(module: string): MessagePort;
+  attach(module: string, data?: unknown): MessagePort;
   stop(): Promise<void>;
 }
 
@@ -204,11 +206,11 @@ async function startWorker(
     host: socketDir,
     port: SOCKET_PORT,
     // An attached port closes by itself when the thread ends (Node closes a channel whose other end died).
-    attach: (module: string): MessagePort => {
+    attach: (module: string, data?: unknown): MessagePort => {
       if (stopping) throw new Error('the embedded database has stopped');
       if (!current) throw restartingError();
       const { port1, port2 } = new MessageChannel();
-      current.postMessage({ type: 'attach', module, port: port2 } satisfies EmbeddedAttach, [port2]);
+      current.postMessage({ type: 'attach', module, port: port2, data } satisfies EmbeddedAttach, [port2]);
       return port1;
     },
     stop: () =>

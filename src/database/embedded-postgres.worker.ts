@@ -33,6 +33,8 @@ export interface EmbeddedAttach {
   type: 'attach';
   module: string;
   port: MessagePort;
+  /** What the caller hands the module with the port (EmbeddedPostgres.attach). */
+  data?: unknown;
 }
 
 /** One text-format result row: its fields in column order, null for SQL NULL. */
@@ -83,7 +85,7 @@ export function bindText(statement: string, values: ReadonlyArray<string | null>
 
 /** The export an attached module provides. */
 export interface EmbeddedModule {
-  attachEmbedded(session: EmbeddedSession, port: MessagePort): void;
+  attachEmbedded(session: EmbeddedSession, port: MessagePort, data: unknown): void;
 }
 
 /** Message types that end a socket client's exchange: Sync, a simple Query, Terminate. */
@@ -212,7 +214,7 @@ async function main(): Promise<void> {
       }
       // A module of this build (EmbeddedPostgres.attach), loaded by its compiled path.
       void (import(msg.module) as Promise<EmbeddedModule>).then(
-        (loaded) => loaded.attachEmbedded(session, msg.port),
+        (loaded) => loaded.attachEmbedded(session, msg.port, msg.data),
         () => msg.port.close(),
       );
     });

@@ -144,7 +144,15 @@ describe('audit verify, rows put in by hand', () => {
       });
       assert.deepEqual(
         report.chains.find((c) => c.writerId === 'dup/0'),
-        { writerId: 'dup/0', rows: 2000, valid: false, anchoredSeq: null, firstBroken: report.firstBroken },
+        {
+          writerId: 'dup/0',
+          rows: 2000,
+          valid: false,
+          anchoredSeq: null,
+          firstBroken: report.firstBroken,
+          // Forged without the key: unkeyed rows, which no keyed row holds.
+          unkeyedRows: 2000,
+        },
       );
     } finally {
       await deleteRows(db, `writer_id = 'dup/0'`);
@@ -203,6 +211,7 @@ describe('audit verify, a break in one chain', () => {
       valid: false,
       anchoredSeq,
       firstBroken: null,
+      unkeyedRows: 0,
     });
     // Every chain of the gateway is walked and reported, not only those before the junk.
     assert.ok(report.chains.filter((c) => c.writerId.startsWith('zz-gateway/')).length >= 1);

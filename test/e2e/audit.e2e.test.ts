@@ -9,10 +9,10 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import type { AuditEventDto } from '../../src/audit/audit.dto';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
-import { hashOf } from '../../src/audit/audit-chain';
+import { KEYED_HASH_MISMATCH, keyedHashOf } from '../../src/audit/audit-chain';
 import { AuditEventEntity } from '../../src/audit/audit-event.entity';
 import { AppConfig } from '../../src/config/app-config';
-import { verifyNamesSubMillisecondMove } from '../fixtures/audit-tamper';
+import { rowKeyOf, verifyNamesSubMillisecondMove } from '../fixtures/audit-tamper';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
 
@@ -401,7 +401,7 @@ describe('audit trail', () => {
     assert.equal(report.valid, false);
     assert.equal(report.firstBroken.id, victim.id);
     assert.equal(report.firstBroken.seq, victim.seq);
-    assert.equal(report.firstBroken.reason, 'row content does not match its hash');
+    assert.equal(report.firstBroken.reason, KEYED_HASH_MISMATCH);
   });
 
   it('when the trail cannot be written the decision is refused with 503, and service resumes by itself', async () => {
@@ -572,7 +572,7 @@ describe('audit trail, chain heads anchored outside the database', () => {
     ]);
     assert.deepEqual(
       report.chains.find((c: { writerId: string }) => c.writerId === chain),
-      { writerId: chain, rows: head.seq - 3, valid: false, anchoredSeq: head.seq, firstBroken: null },
+      { writerId: chain, rows: head.seq - 3, valid: false, anchoredSeq: head.seq, firstBroken: null, unkeyedRows: 0 },
     );
   });
 
@@ -618,8 +618,8 @@ describe('audit trail, chain heads anchored outside the database', () => {
     );
 
     // The next gateway on the data directory (a writer id of its own) holds the stopped one's chains to those
-    // anchors. A database administrator appends a row to one, hashed and linked as the gateway would have:
-    // the chain verifies, but it was closed.
+    // anchors. Someone who holds the audit secret as well as the database appends a row to one, hashed (keyed) and
+    // linked as the gateway would have: the chain verifies, but it was closed.
     const next = await createTestApp({ AUDIT_ANCHOR_INTERVAL_MS: '3600000', DATA_DIR: dataDir });
     try {
       const nextHttp = request(next.getHttpServer());
@@ -635,7 +635,7 @@ describe('audit trail, chain heads anchored outside the database', () => {
         prevHash: lastHash,
       };
       const row = { ...forged, seq: seq + 1 };
-      await events.save(events.create({ ...forged, hash: hashOf(row) }));
+      await events.save(events.create({ ...forged, hash: keyedHashOf(rowKeyOf(next.get(AppConfig)), row) }));
 
       const report = (await nextHttp.get('/v1/audit/verify').set('Authorization', auditor).expect(200)).body;
       assert.equal(report.valid, false);

@@ -7,8 +7,11 @@ import {
   ChainedFields,
   checkChain,
   CheckedRow,
-  GENESIS_HASH,
-  hashOf,
+  GENESIS_HEAD,
+  KEYED_HASH,
+  KEYED_HASH_MISMATCH,
+  keyedHashOf,
+  rowHashKey,
   SUB_MILLISECOND_TIME,
 } from '../../src/audit/audit-chain';
 import {
@@ -20,9 +23,13 @@ import {
 import { outcomeOf } from '../../src/audit/audit.hook';
 import type { AuditDraft } from '../../src/audit/audit-writer.service';
 
+/** The row hash key of a test secret. */
+const KEY = rowHashKey(Buffer.from('test audit secret, 32 characters or more'));
+
+/** A chain of `n` rows as the gateway writes them: keyed under KEY. */
 function chain(n: number): Array<ChainedFields & { id: string; hash: string }> {
   const rows: Array<ChainedFields & { id: string; hash: string }> = [];
-  let prevHash = GENESIS_HASH;
+  let prevHash = GENESIS_HEAD.hash;
   for (let seq = 1; seq <= n; seq++) {
     const fields: ChainedFields = {
       writerId: 'w1',
@@ -42,8 +49,9 @@ function chain(n: number): Array<ChainedFields & { id: string; hash: string }> {
       statusCode: 200,
       latencyMs: 1.5,
       prevHash,
+      hashVersion: KEYED_HASH,
     };
-    const hash = hashOf(fields);
+    const hash = keyedHashOf(KEY, fields);
     rows.push({ ...fields, id: String(seq), hash });
     prevHash = hash;
   }
@@ -139,23 +147,21 @@ describe('audit hash chain', () => {
 
   it('a whole chain verifies', () => {
     const rows = chain(5);
-    assert.deepEqual(checkChain(rows, { seq: 0, hash: GENESIS_HASH }), { head: { seq: 5, hash: rows[4].hash } });
+    assert.deepEqual(checkChain(rows, GENESIS_HEAD, KEY), { head: { seq: 5, hash: rows[4].hash, keyed: true } });
   });
 
   it('names the first row whose content changed', () => {
     const rows = chain(5);
     rows[2] = { ...rows[2], outputSummary: { probability: { values: [0.01], dims: [1, 1] } } };
-    const result = checkChain(rows, { seq: 0, hash: GENESIS_HASH });
-    assert.deepEqual(result, {
-      broken: { writerId: 'w1', seq: 3, id: '3', reason: 'row content does not match its hash' },
-    });
+    const result = checkChain(rows, GENESIS_HEAD, KEY);
+    assert.deepEqual(result, { broken: { writerId: 'w1', seq: 3, id: '3', reason: KEYED_HASH_MISMATCH } });
   });
 
   it('names a row whose occurred_at holds a fraction of a millisecond, which its Date and hash cannot see', () => {
     // Moved by 900 microseconds in the database, the row was read as the same Date and verified.
     const rows: CheckedRow[] = chain(5);
     rows[1] = { ...rows[1], subMillisecond: true };
-    assert.deepEqual(checkChain(rows, { seq: 0, hash: GENESIS_HASH }), {
+    assert.deepEqual(checkChain(rows, GENESIS_HEAD, KEY), {
       broken: { writerId: 'w1', seq: 2, id: '2', reason: SUB_MILLISECOND_TIME },
     });
     assert.match(SUB_MILLISECOND_TIME, /^row content does not match its hash/);
@@ -163,12 +169,12 @@ describe('audit hash chain', () => {
 
   it('names a gap (a deleted row) and a re-hashed row that breaks the next link', () => {
     const rows = chain(5);
-    const gap = checkChain([...rows.slice(0, 2), ...rows.slice(3)], { seq: 0, hash: GENESIS_HASH });
+    const gap = checkChain([...rows.slice(0, 2), ...rows.slice(3)], GENESIS_HEAD, KEY);
     assert.ok('broken' in gap && gap.broken.seq === 4 && /missing/.test(gap.broken.reason));
-    // An attacker who edits row 2 and recomputes its hash still breaks row 3's prev_hash.
+    // Someone who edits row 2 and recomputes its hash, even with the key, still breaks row 3's prev_hash.
     const forged = { ...rows[1], actor: 'someone-else' };
-    forged.hash = hashOf(forged);
-    const relinked = checkChain([rows[0], forged, ...rows.slice(2)], { seq: 0, hash: GENESIS_HASH });
+    forged.hash = keyedHashOf(KEY, forged);
+    const relinked = checkChain([rows[0], forged, ...rows.slice(2)], GENESIS_HEAD, KEY);
     assert.ok('broken' in relinked && relinked.broken.seq === 3 && /prev_hash/.test(relinked.broken.reason));
   });
 
@@ -191,12 +197,12 @@ describe('audit hash chain', () => {
       } as never,
       {
         claim: () => Promise.resolve(),
-        commit: (writerId, drafts) => commitGroup(store, heads, writerId, drafts),
+        commit: (writerId, drafts) => commitGroup(store, heads, writerId, drafts, KEY),
         close: () => Promise.resolve(),
       },
     );
     const draft = (): AuditDraft => {
-      const { writerId: _w, seq: _s, prevHash: _p, id: _i, hash: _h, ...fields } = chain(1)[0];
+      const { writerId: _w, seq: _s, prevHash: _p, id: _i, hash: _h, hashVersion: _v, ...fields } = chain(1)[0];
       return fields;
     };
     // One commit in flight per chain, as AuditWriter's lanes have it.

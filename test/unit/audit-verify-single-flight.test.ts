@@ -3,12 +3,13 @@ import { describe, it } from 'node:test';
 import type { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import { AuditQueryService } from '../../src/audit/audit-query.service';
 import type { AuditRepository } from '../../src/audit/audit.repository';
-import { type CheckedRow, GENESIS_HASH, hashOf } from '../../src/audit/audit-chain';
+import { type CheckedRow, GENESIS_HASH, KEYED_HASH, keyedHashOf, rowHashKey } from '../../src/audit/audit-chain';
 import { walkChains } from '../../src/audit/audit-verify';
 import type { Principal } from '../../src/common/access';
 import type { AppConfig } from '../../src/config/app-config';
 
 const CONFIG = { AUDIT_HMAC_SECRET: 's'.repeat(32), NODE_ENV: 'test', DATA_DIR: '/nonexistent' } as AppConfig;
+const KEY = rowHashKey(Buffer.from(CONFIG.AUDIT_HMAC_SECRET!));
 const AUDITOR: Principal = {
   subject: 'auditor',
   roles: ['auditor'],
@@ -63,8 +64,9 @@ function row(seq: number, prevHash: string): CheckedRow {
     statusCode: 200,
     latencyMs: 1,
     prevHash,
+    hashVersion: KEYED_HASH,
   };
-  return { ...fields, id: String(seq), hash: hashOf(fields) };
+  return { ...fields, id: String(seq), hash: keyedHashOf(KEY, fields) };
 }
 
 const anchors = { forVerify: () => Promise.resolve({ anchors: new Map(), breaks: [] }) } as unknown as AuditAnchors;
@@ -119,7 +121,7 @@ describe('audit verify, one walk at a time', () => {
     let ranDuring = false;
     let done = false;
     setImmediate(() => (ranDuring = !done));
-    const report = await walkChains(source, new Map(), [], { pageSize: 100, sliceMs: 0 });
+    const report = await walkChains(source, new Map(), [], { key: KEY, pageSize: 100, sliceMs: 0 });
     done = true;
     assert.equal(report.valid, true);
     assert.equal(ranDuring, true);

@@ -1,15 +1,28 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ChainAnchor } from '../../src/audit/audit-anchor';
-import { type CheckedRow, GENESIS_HASH, hashOf } from '../../src/audit/audit-chain';
+import {
+  type CheckedRow,
+  GENESIS_HASH,
+  KEYED_HASH,
+  KEYED_HASH_MISMATCH,
+  keyedHashOf,
+  rowHashKey,
+  UNKEYED_HASH,
+  unkeyedHashOf,
+} from '../../src/audit/audit-chain';
 import { type ChainKey, type ChainSource, walkChains } from '../../src/audit/audit-verify';
 
 let nextId = 1;
-const BY_2 = { pageSize: 2, sliceMs: 5 };
-const BY_4 = { pageSize: 4, sliceMs: 5 };
+const KEY = rowHashKey(Buffer.from('test audit secret, 32 characters or more'));
+const BY_2 = { key: KEY, pageSize: 2, sliceMs: 5 };
+const BY_4 = { key: KEY, pageSize: 4, sliceMs: 5 };
 
-/** A chain of `count` rows from seq 1, as the gateway writes it. */
-function chain(writerId: string, count: number): CheckedRow[] {
+/**
+ * A chain of `count` rows from seq 1, as the gateway writes it (keyed); its first `unkeyed` rows as they were written
+ * before keyed hashes (version 1, plain sha256).
+ */
+function chain(writerId: string, count: number, unkeyed = 0): CheckedRow[] {
   const rows: CheckedRow[] = [];
   let prevHash = GENESIS_HASH;
   for (let seq = 1; seq <= count; seq++) {
@@ -31,8 +44,9 @@ function chain(writerId: string, count: number): CheckedRow[] {
       statusCode: 200,
       latencyMs: 1,
       prevHash,
+      hashVersion: seq <= unkeyed ? UNKEYED_HASH : KEYED_HASH,
     };
-    const hash = hashOf(fields);
+    const hash = seq <= unkeyed ? unkeyedHashOf(fields) : keyedHashOf(KEY, fields);
     rows.push({ ...fields, id: String(nextId++), hash });
     prevHash = hash;
   }
@@ -83,18 +97,26 @@ describe('audit verify walk', () => {
 
     assert.equal(report.valid, false);
     const broken = (writerId: string, seq: number, id: string, reason: string) => ({ writerId, seq, id, reason });
-    assert.deepEqual(report.firstBroken, broken('a-junk/0', 1, junk.id, 'row content does not match its hash'));
+    assert.deepEqual(report.firstBroken, broken('a-junk/0', 1, junk.id, KEYED_HASH_MISMATCH));
     assert.deepEqual(report.chains, [
-      { writerId: 'a-junk/0', rows: 0, valid: false, anchoredSeq: null, firstBroken: report.firstBroken },
-      { writerId: 'b/0', rows: 3, valid: false, anchoredSeq: 5, firstBroken: null },
+      {
+        writerId: 'a-junk/0',
+        rows: 0,
+        valid: false,
+        anchoredSeq: null,
+        firstBroken: report.firstBroken,
+        unkeyedRows: 0,
+      },
+      { writerId: 'b/0', rows: 3, valid: false, anchoredSeq: 5, firstBroken: null, unkeyedRows: 0 },
       {
         writerId: 'c/0',
         rows: 1,
         valid: false,
         anchoredSeq: null,
-        firstBroken: broken('c/0', 2, edited[1].id, 'row content does not match its hash'),
+        firstBroken: broken('c/0', 2, edited[1].id, KEYED_HASH_MISMATCH),
+        unkeyedRows: 0,
       },
-      { writerId: 'd/0', rows: 3, valid: true, anchoredSeq: 3, firstBroken: null },
+      { writerId: 'd/0', rows: 3, valid: true, anchoredSeq: 3, firstBroken: null, unkeyedRows: 0 },
     ]);
     assert.deepEqual(report.anchorBreaks, [
       {
