@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { anchorKey } from '../../src/audit/audit-anchor';
 import {
   canonicalJson,
   canonicalJsonByHand,
@@ -13,6 +15,9 @@ import {
   keyedHashOf,
   rowHashKey,
   SUB_MILLISECOND_TIME,
+  UNKEYED_AFTER_KEYED,
+  UNKEYED_HASH,
+  unkeyedHashOf,
 } from '../../src/audit/audit-chain';
 import {
   type AuditCommitReply,
@@ -21,6 +26,7 @@ import {
   serveCommits,
 } from '../../src/audit/audit-commit';
 import { outcomeOf } from '../../src/audit/audit.hook';
+import { tenantCursorKey } from '../../src/audit/audit-cursor';
 import type { AuditDraft } from '../../src/audit/audit-writer.service';
 
 /** The row hash key of a test secret. */
@@ -230,5 +236,121 @@ describe('audit hash chain', () => {
       'error',
       'error',
     ]);
+  });
+});
+
+describe('keyed row hashes', () => {
+  const SECRET = Buffer.from('test audit secret, 32 characters or more');
+  const OTHER_KEY = rowHashKey(Buffer.from('another audit secret, 32 characters or more'));
+  /** `rows` re-hashed from `from` on as an unkeyed (version 1) chain, linked as a forger without the key can. */
+  const unkeyed = <T extends ChainedFields & { hash: string }>(rows: T[], from = 0): T[] => {
+    const out = rows.map((r) => ({ ...r }));
+    for (let i = from; i < out.length; i++) {
+      out[i].prevHash = i === 0 ? GENESIS_HEAD.hash : out[i - 1].hash;
+      out[i].hashVersion = UNKEYED_HASH;
+      out[i].hash = unkeyedHashOf(out[i]);
+    }
+    return out;
+  };
+
+  it('has a key of its own, apart from the secret, the anchor and the cursor keys', () => {
+    const keys = [SECRET, KEY, anchorKey(SECRET), tenantCursorKey(SECRET)].map((k) => k.toString('hex'));
+    assert.equal(new Set(keys).size, keys.length);
+    assert.equal(KEY.length, 32);
+  });
+
+  it('a row hashed under another key does not verify, though linked and hashed as the gateway does', () => {
+    const rows = chain(4);
+    const forged = { ...rows[3], actor: 'forger' };
+    forged.hash = keyedHashOf(OTHER_KEY, forged);
+    assert.deepEqual(checkChain([...rows.slice(0, 3), forged], GENESIS_HEAD, KEY), {
+      broken: { writerId: 'w1', seq: 4, id: '4', reason: KEYED_HASH_MISMATCH },
+    });
+    // A whole chain written under another key (a forger's, or the server's before AUDIT_HMAC_SECRET was rotated).
+    const result = checkChain(chain(3), GENESIS_HEAD, OTHER_KEY);
+    assert.ok('broken' in result && result.broken.seq === 1 && result.broken.reason === KEYED_HASH_MISMATCH);
+  });
+
+  it('an unkeyed row with a correct sha256 at the head of a keyed chain is a break', () => {
+    const rows = chain(4);
+    const appended = unkeyed([...rows, { ...rows[3], id: '5', seq: 5, requestId: 'forged' }], 4);
+    assert.equal(appended[4].hash, unkeyedHashOf(appended[4]));
+    assert.deepEqual(checkChain(appended, GENESIS_HEAD, KEY), {
+      broken: { writerId: 'w1', seq: 5, id: '5', reason: UNKEYED_AFTER_KEYED },
+    });
+  });
+
+  it('changing hash_version on a row is a break', () => {
+    const rows = chain(4);
+    const reason = (changed: CheckedRow[]) => {
+      const result = checkChain(changed, GENESIS_HEAD, KEY);
+      return 'broken' in result ? [result.broken.seq, result.broken.reason] : undefined;
+    };
+    const withVersion = (i: number, hashVersion: number) => rows.map((r, k) => (k === i ? { ...r, hashVersion } : r));
+    // A keyed row relabelled unkeyed: after a keyed row, and as the first row (its sha256 is no HMAC).
+    assert.deepEqual(reason(withVersion(2, UNKEYED_HASH)), [3, UNKEYED_AFTER_KEYED]);
+    assert.deepEqual(reason(withVersion(0, UNKEYED_HASH)), [1, 'row content does not match its hash']);
+    // A version the gateway never writes.
+    assert.deepEqual(reason(withVersion(1, 3)), [
+      2,
+      'hash_version 3 is none the gateway writes (1: unkeyed, 2: keyed)',
+    ]);
+    // An unkeyed row relabelled keyed: the version is inside a keyed hash, and its sha256 is no HMAC.
+    const legacy = unkeyed(rows);
+    assert.deepEqual(reason(legacy.map((r, k) => (k === 1 ? { ...r, hashVersion: KEYED_HASH } : r))), [
+      2,
+      KEYED_HASH_MISMATCH,
+    ]);
+    // The version is covered by the keyed hash: the same fields under version 2 and version 1 hash apart.
+    assert.notEqual(keyedHashOf(KEY, rows[0]), unkeyedHashOf(rows[0]));
+  });
+
+  it('a legacy (unkeyed) chain still verifies, and may go on keyed (an upgrade), never back', () => {
+    const legacy = unkeyed(chain(5));
+    assert.deepEqual(checkChain(legacy, GENESIS_HEAD, KEY), { head: { seq: 5, hash: legacy[4].hash } });
+    // The rows before the upgrade were hashed as the gateway always did: sha256 of the fields' JSON array, then the
+    // output summary with sorted keys. An outside verifier recomputes it with no key.
+    const r = legacy[0];
+    const fields = [r.writerId, r.seq, r.occurredAt.toISOString(), r.actor, r.roles, r.tenant, r.action, r.modelName];
+    const more = [r.modelVersion, r.requestId, r.clientAddress, r.inputDigest, r.outcome, r.statusCode, r.latencyMs];
+    const text = JSON.stringify([...fields, ...more, r.prevHash]) + canonicalJson(r.outputSummary);
+    assert.equal(r.hash, createHash('sha256').update(text).digest('hex'));
+
+    // Upgraded at seq 4: rows 4 and 5 keyed, linked to the unkeyed row 3.
+    const upgraded = legacy.slice(0, 3);
+    for (const row of chain(5).slice(3)) {
+      const next = { ...row, prevHash: upgraded[upgraded.length - 1].hash };
+      upgraded.push({ ...next, hash: keyedHashOf(KEY, next) });
+    }
+    assert.deepEqual(checkChain(upgraded, GENESIS_HEAD, KEY), {
+      head: { seq: 5, hash: upgraded[4].hash, keyed: true },
+    });
+    // Back to unkeyed at seq 5: a break.
+    const back = unkeyed(upgraded, 4);
+    assert.deepEqual(checkChain(back, GENESIS_HEAD, KEY), {
+      broken: { writerId: 'w1', seq: 5, id: '5', reason: UNKEYED_AFTER_KEYED },
+    });
+  });
+
+  it('commits write keyed rows (hash_version 2) under the key they are given', async () => {
+    const stored: CheckedRow[] = [];
+    const store = {
+      head: () => Promise.resolve(undefined),
+      insert: (json: string) => {
+        const rows = JSON.parse(json) as Array<CheckedRow & { occurredAt: string }>;
+        stored.push(...rows.map((r, i) => ({ ...r, id: String(i + 1), occurredAt: new Date(r.occurredAt) })));
+        return Promise.resolve();
+      },
+    };
+    const drafts = chain(3).map(
+      ({ writerId: _w, seq: _s, prevHash: _p, id: _i, hash: _h, hashVersion: _v, ...d }) => d,
+    );
+    await commitGroup(store, new Map(), 'w1', drafts, KEY);
+    assert.deepEqual(
+      stored.map((r) => r.hashVersion),
+      [KEYED_HASH, KEYED_HASH, KEYED_HASH],
+    );
+    assert.ok('head' in checkChain(stored, GENESIS_HEAD, KEY));
+    assert.ok('broken' in checkChain(stored, GENESIS_HEAD, OTHER_KEY));
   });
 });

@@ -8,6 +8,7 @@ import {
   KEYED_HASH_MISMATCH,
   keyedHashOf,
   rowHashKey,
+  UNKEYED_AFTER_KEYED,
   UNKEYED_HASH,
   unkeyedHashOf,
 } from '../../src/audit/audit-chain';
@@ -164,5 +165,37 @@ describe('audit verify walk', () => {
       replaced.anchorBreaks[0]?.reason ?? '',
       /^the row at seq 5 is not the one anchored on .*: the chain was rewritten$/,
     );
+  });
+
+  it('counts the rows that rest on unkeyed hashes alone, and their chains', async () => {
+    // A legacy chain (every row unkeyed); one upgraded at seq 4 (its unkeyed rows held by the keyed ones after them);
+    // one keyed from its first row; a legacy chain cut by a break after 2 good rows; a keyed chain with an unkeyed
+    // row forged at its head.
+    const legacy = chain('a/0', 5, 5);
+    const upgraded = chain('b/0', 6, 3);
+    const keyed = chain('c/0', 3);
+    const broken = chain('d/0', 4, 4);
+    broken[2] = { ...broken[2], actor: 'someone-else' };
+    const forged = chain('e/0', 3);
+    const head = { ...forged[2], id: String(nextId++), seq: 4, prevHash: forged[2].hash, hashVersion: UNKEYED_HASH };
+    forged.push({ ...head, hash: unkeyedHashOf(head) });
+    const report = await walkChains(
+      source([...legacy, ...upgraded, ...keyed, ...broken, ...forged]),
+      new Map(),
+      [],
+      BY_4,
+    );
+
+    assert.deepEqual(
+      report.chains.map((c) => [c.writerId, c.rows, c.unkeyedRows, c.firstBroken?.reason ?? null]),
+      [
+        ['a/0', 5, 5, null],
+        ['b/0', 6, 0, null],
+        ['c/0', 3, 0, null],
+        ['d/0', 2, 2, 'row content does not match its hash'],
+        ['e/0', 3, 0, UNKEYED_AFTER_KEYED],
+      ],
+    );
+    assert.deepEqual([report.unkeyedRows, report.unkeyedChains], [7, 2]);
   });
 });
