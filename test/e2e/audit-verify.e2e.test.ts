@@ -5,7 +5,14 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import type { AuditEventDto, AuditVerifyDto } from '../../src/audit/audit.dto';
-import { deleteRows, forgedRows, insertRows, withoutChecks } from '../fixtures/audit-tamper';
+import {
+  deleteRows,
+  forgedRows,
+  insertRows,
+  verifyCountsLegacyTrail,
+  verifyNamesUnkeyedHead,
+  withoutChecks,
+} from '../fixtures/audit-tamper';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -219,5 +226,29 @@ describe('audit verify, a break in one chain', () => {
     // The junk chain, and any of the gateway's chains its anchor did not reach, are held by their hashes alone.
     assert.equal(report.unanchoredChains, report.chains.filter((c) => c.anchoredSeq === null).length);
     assert.ok(report.unanchoredChains >= 1);
+  });
+});
+
+describe('audit verify, keyed row hashes', () => {
+  let app: NestFastifyApplication;
+  let http: ReturnType<typeof request>;
+  const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'auditor-k' }));
+
+  before(async () => {
+    // One lane: every row of the gateway goes to the one chain keyed-gw/0.
+    app = await createTestApp({ AUDIT_WRITER_ID: 'keyed-gw', AUDIT_LANES: '1', AUDIT_ANCHOR_INTERVAL_MS: '3600000' });
+    http = request(app.getHttpServer());
+  });
+  after(() => app.close());
+
+  it('a trail written before keyed hashes (hash_version 1) still verifies, and what no keyed row holds is counted unkeyed', async () => {
+    await verifyCountsLegacyTrail(app, http, token, 'keyed-gw');
+    const report = await (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
+    // This gateway's own database: the legacy chain alone rests on unkeyed hashes.
+    assert.deepEqual([report.unkeyedRows, report.unkeyedChains], [4, 1]);
+  });
+
+  it('a row with a correct unkeyed sha256 appended at the head of a live chain is named, and stays named once the gateway goes on from it', async () => {
+    await verifyNamesUnkeyedHead(app, http, token, 'keyed-gw/0');
   });
 });

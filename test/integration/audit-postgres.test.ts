@@ -15,7 +15,9 @@ import {
   deleteRows,
   forgedRows,
   insertRows,
+  verifyCountsLegacyTrail,
   verifyNamesSubMillisecondMove,
+  verifyNamesUnkeyedHead,
   withoutChecks,
 } from '../fixtures/audit-tamper';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
@@ -144,6 +146,25 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       const report = (await http.get('/v1/audit/verify').set('Authorization', token).expect(200)).body;
       assert.equal(report.valid, true, JSON.stringify(report.firstBroken));
     } finally {
+      await app.close();
+    }
+  });
+
+  it('keyed row hashes: a trail written before them verifies and is counted unkeyed; an unkeyed row appended at the head of a live chain is named', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'keyed-test' }));
+    const app = await createTestApp({
+      DATABASE_URL: url,
+      AUDIT_WRITER_ID: 'keyed',
+      AUDIT_LANES: '1',
+      AUDIT_ANCHOR_INTERVAL_MS: '3600000',
+    });
+    try {
+      const http = request(app.getHttpServer());
+      await verifyCountsLegacyTrail(app, http, token, 'keyed');
+      await verifyNamesUnkeyedHead(app, http, token, 'keyed/0');
+    } finally {
+      // The forged row must not break the verifies of the tests after this one, on the same database.
+      await deleteRows(app.get(DataSource), `writer_id IN ('keyed/0', 'keyed-legacy/0')`);
       await app.close();
     }
   });
