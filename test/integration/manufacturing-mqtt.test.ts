@@ -281,6 +281,38 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     assert.equal(s.counts.predictions, 3);
   });
 
+  it('asks a Sparkplug edge node it has no NBIRTH for to rebirth on its first message, and takes that message', async () => {
+    const codec = sparkplugCodec('spBv1.0');
+    assert.ok(codec);
+    await register(millAsset('mill-9'));
+    const tags = ['air_temp', 'process_temp', 'speed', 'torque', 'tool_wear'];
+    const rows = ai4iReadings(false, 3);
+    // Born before the gateway subscribed: its DDATA come by metric name, with its seq wherever it had got to.
+    const ddata = (k: number) =>
+      publisher.publishAsync(
+        'spBv1.0/plant-1/DDATA/edge-unborn/mill-9',
+        Buffer.from(
+          codec.encodePayload({
+            timestamp: T0 + k * 1000,
+            seq: 40 + k,
+            metrics: tags.map((tag) => ({ name: tag, type: 'Double', value: rows[k][tag] })),
+          }),
+        ),
+        { qos: 1 },
+      );
+    const rebirths = () => alarms.messages.filter((m) => m.topic === 'spBv1.0/plant-1/NCMD/edge-unborn');
+    await ddata(0);
+    const ncmd = await until('a rebirth request', () => rebirths()[0]);
+    const command = codec.decodePayload(ncmd.body);
+    assert.equal(command.metrics?.[0].name, 'Node Control/Rebirth');
+    assert.equal(command.metrics?.[0].value, true);
+    await ddata(1);
+    await until('both messages ingested', async () =>
+      (await status('mill-9')).counts.accepted === 2 ? true : undefined,
+    );
+    assert.equal(rebirths().length, 1, 'at most one request per node every 5 s');
+  });
+
   it('dead-letters a malformed message and goes on with the next', async () => {
     const topic = 'factory/plant-1/line-a/engine-7/telemetry';
     const before = (await status('engine-7')).counts.received;

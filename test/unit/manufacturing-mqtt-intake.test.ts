@@ -260,3 +260,58 @@ describe('manufacturing MQTT intake: Sparkplug B sequence numbers', () => {
     assert.equal((await ddata(3)).rebirth, undefined);
   });
 });
+
+describe('manufacturing MQTT intake: a Sparkplug B edge node whose NBIRTH the gateway never saw', () => {
+  const DEFAULT_TOPICS = ['spBv1.0/+/NBIRTH/+', 'spBv1.0/+/NDATA/+', 'spBv1.0/+/+/+/+'];
+  const message = (seq: number, metrics: Array<{ name: string; type: 'Double' | 'Int64'; value: number }>) =>
+    Buffer.from(sparkplug.encodePayload({ timestamp: T0 + seq * 1000, seq, metrics }));
+
+  function unborn(subscriptions: string[]) {
+    const harness = plantStreamHarness();
+    const intake = new PlantMqttIntake(
+      harness.stream,
+      harness.registry,
+      harness.records as unknown as PlantRecordsRepository,
+      subscriptions,
+    );
+    const values = (seq: number) =>
+      Object.entries(harness.reading(T0, seq).values).map(([name, value]) => ({
+        name,
+        type: 'Double' as const,
+        value: value as number,
+      }));
+    const ddata = (seq: number) => intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', message(seq, values(seq)));
+    return { ...harness, intake, ddata, values };
+  }
+  const noBirth = { group: 'plant-1', edgeNode: 'edge-1', reason: 'no-birth' };
+
+  it('its DDATA by name asks it to rebirth, and is ingested all the same', async () => {
+    const { ddata, records } = unborn(DEFAULT_TOPICS);
+    assert.deepEqual(await ddata(7), { kind: 'sparkplug', outcome: 'ingested', rebirth: noBirth });
+    assert.equal(records.predictions.length, 1);
+    assert.deepEqual(records.deadLetters, []);
+  });
+
+  it('so do its NDATA and its DBIRTH; once its NBIRTH comes, no more', async () => {
+    const { intake, ddata, values } = unborn(DEFAULT_TOPICS);
+    const ndata = await intake.handle(
+      'spBv1.0/plant-1/NDATA/edge-1',
+      message(3, [{ name: 'up', type: 'Int64', value: 1 }]),
+    );
+    assert.deepEqual(ndata, { kind: 'sparkplug', outcome: 'ignored', rebirth: noBirth });
+    const dbirth = await intake.handle('spBv1.0/plant-1/DBIRTH/edge-1/mill-1', message(4, values(4)));
+    assert.deepEqual(dbirth.rebirth, noBirth, 'a DBIRTH alone is no NBIRTH');
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', message(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));
+    assert.equal((await ddata(1)).rebirth, undefined);
+    const death = await intake.handle(
+      'spBv1.0/plant-1/NDEATH/edge-1',
+      Buffer.from(sparkplug.encodePayload({ metrics: [{ name: 'bdSeq', type: 'Int64', value: 0 }] })),
+    );
+    assert.equal(death.rebirth, undefined, 'a death asks for nothing');
+  });
+
+  it('is not asked when the subscriptions do not bring its NBIRTH (a rebirth could not be seen)', async () => {
+    const { ddata } = unborn(['spBv1.0/+/DDATA/+/+']);
+    assert.equal((await ddata(7)).rebirth, undefined);
+  });
+});

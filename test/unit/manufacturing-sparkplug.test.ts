@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { get } from 'sparkplug-payload';
 import { org } from 'sparkplug-payload/lib/sparkplugPayloadProto';
 import {
+  bringsBirthOf,
   decodeSparkplug,
   followsEveryMessageOf,
   parseSparkplugTopic,
@@ -365,5 +366,26 @@ describe("manufacturing: a Sparkplug B edge node's sequence", () => {
     assert.ok(!topicFilterMatches('a/+', 'a/b/c'));
     assert.ok(!topicFilterMatches('a/+/c', 'a/b'));
     assert.ok(!topicFilterMatches('a/b', 'a/c'));
+  });
+});
+
+describe("manufacturing: whether a Sparkplug B edge node's NBIRTH was seen", () => {
+  it('only an NBIRTH counts (a DBIRTH alone does not), until the node dies', () => {
+    const aliases = new SparkplugAliases();
+    assert.equal(aliases.hasNodeBirth(DDATA), false);
+    aliases.onBirth(DBIRTH, { seq: 3, metrics: [{ name: 'Torque', alias: 1, type: 'Double', value: 1 }] });
+    assert.equal(aliases.hasNodeBirth(DDATA), false, 'a DBIRTH of a node born before the gateway saw it');
+    aliases.onBirth(NBIRTH, { seq: 0, metrics: [{ name: 'bdSeq', value: 4, type: 'Int64' }] });
+    assert.equal(aliases.hasNodeBirth(DDATA), true);
+    assert.equal(aliases.hasNodeBirth(NBIRTH), true);
+    aliases.onDeath(NDEATH, { metrics: [{ name: 'bdSeq', value: 4, type: 'Int64' }] });
+    assert.equal(aliases.hasNodeBirth(DDATA), false);
+  });
+
+  it('a rebirth is asked only when the subscriptions bring the NBIRTH it would send', () => {
+    assert.ok(bringsBirthOf(['spBv1.0/+/NBIRTH/+'], 'plant1', 'edge1'));
+    assert.ok(bringsBirthOf(['spBv1.0/#'], 'plant1', 'edge1'));
+    assert.ok(!bringsBirthOf(['spBv1.0/+/DDATA/+/+', 'spBv1.0/+/+/+/+'], 'plant1', 'edge1'));
+    assert.ok(!bringsBirthOf(['$share/gw/spBv1.0/+/NBIRTH/+'], 'plant1', 'edge1'));
   });
 });

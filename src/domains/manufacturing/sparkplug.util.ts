@@ -100,6 +100,11 @@ export function followsEveryMessageOf(filters: readonly string[], group: string,
   });
 }
 
+/** Whether the subscriptions bring the edge node's NBIRTH (asking it to rebirth is otherwise no use). */
+export function bringsBirthOf(filters: readonly string[], group: string, edgeNode: string): boolean {
+  return filters.some((filter) => topicFilterMatches(filter, `${SPARKPLUG_NAMESPACE}/${group}/NBIRTH/${edgeNode}`));
+}
+
 function isMessageType(text: string): text is SparkplugMessageType {
   return (MESSAGE_TYPES as readonly string[]).includes(text);
 }
@@ -112,6 +117,8 @@ interface AliasScope {
 }
 
 interface NodeState {
+  /** Whether the node's NBIRTH was seen (a DBIRTH alone remembers its device, not the node's session). */
+  born: boolean;
   bdSeq?: number;
   /** The seq of the node's last message in its session (from its NBIRTH on); undefined before its NBIRTH. */
   seq?: number;
@@ -182,6 +189,7 @@ export class SparkplugAliases {
       const bdSeq = payload.metrics.find((m) => m.name === 'bdSeq')?.value;
       this.size -= old?.size ?? 0;
       const node: NodeState = {
+        born: true,
         bdSeq: typeof bdSeq === 'number' ? bdSeq : undefined,
         seq: payload.seq,
         scopes: new Map([['', scope]]),
@@ -190,7 +198,7 @@ export class SparkplugAliases {
       this.nodes.set(key, node);
       this.size += node.size;
     } else {
-      const node: NodeState = old ?? { scopes: new Map(), size: extraUnits(key) };
+      const node: NodeState = old ?? { born: false, scopes: new Map(), size: extraUnits(key) };
       if (!old) this.size += node.size;
       const device = topic.device ?? '';
       const replaced = node.scopes.get(device);
@@ -249,6 +257,14 @@ export class SparkplugAliases {
     if (seq === undefined) return 'unknown';
     node.seq = seq; // from here on, whatever came before
     return seq === expected ? 'next' : 'gap';
+  }
+
+  /**
+   * Whether the node's NBIRTH of its current session was seen (and not forgotten since, by its NDEATH or
+   * the table's limit). False for a node born before the gateway started or subscribed.
+   */
+  hasNodeBirth(topic: SparkplugTopic): boolean {
+    return this.nodes.get(nodeKey(topic))?.born === true;
   }
 
   /** The metric's name: its own, else the one its alias was born with; undefined when unknown. */

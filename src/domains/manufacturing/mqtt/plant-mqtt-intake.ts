@@ -7,6 +7,7 @@ import { PlantRecordsRepository } from '../records/plant-records.repository';
 import {
   decodeSparkplug,
   DecodedSparkplug,
+  bringsBirthOf,
   followsEveryMessageOf,
   parseSparkplugTopic,
   SparkplugAliases,
@@ -22,8 +23,11 @@ export type MqttOutcome = 'ingested' | 'dead-lettered' | 'ignored' | 'unacked';
 export interface IntakeResult {
   kind: MqttMessageKind;
   outcome: MqttOutcome;
-  /** A Sparkplug edge node to ask to rebirth: its aliases are unknown, or a message of its sequence was missed. */
-  rebirth?: { group: string; edgeNode: string; reason: 'unknown-alias' | 'sequence-gap' };
+  /**
+   * A Sparkplug edge node to ask to rebirth: its aliases are unknown, a message of its sequence was missed, or
+   * its NBIRTH was never seen (it was born before the gateway started or subscribed).
+   */
+  rebirth?: { group: string; edgeNode: string; reason: 'unknown-alias' | 'sequence-gap' | 'no-birth' };
   /** Why an `unacked` message's dead letter could not be written (for the log). */
   error?: string;
 }
@@ -167,6 +171,16 @@ export class PlantMqttIntake {
     // for its devices may be stale, so the node is asked to rebirth, its births giving every current value.
     // The message itself is taken all the same: its readings are real, and put in order by their timestamps.
     let rebirth: IntakeResult['rebirth'];
+    // A node whose NBIRTH the gateway never saw (born before it started or subscribed): its seq cannot be
+    // followed and the current values of tags reported by exception are unknown until each changes, so it is
+    // asked to rebirth as a host application does on a node's first message; the message is taken as it comes.
+    if (
+      ['NDATA', 'DBIRTH', 'DDATA'].includes(topic.messageType) &&
+      !this.aliases.hasNodeBirth(topic) &&
+      bringsBirthOf(this.subscriptions, topic.group, topic.edgeNode)
+    ) {
+      rebirth = { group: topic.group, edgeNode: topic.edgeNode, reason: 'no-birth' };
+    }
     const sequenced = ['NDATA', 'DBIRTH', 'DDATA', 'DDEATH'].includes(topic.messageType);
     if (
       sequenced &&
