@@ -671,6 +671,17 @@ export class AppConfig {
   @Max(65_535)
   MQTT_MAX_IN_FLIGHT = 256;
 
+  /**
+   * Sparkplug B host id: set, the gateway is that Primary Host Application and publishes its STATE
+   * (`spBv1.0/STATE/<id>`, retained, QoS 1: online once subscribed, offline at shutdown, and offline as its
+   * MQTT will); edge nodes configured with this id publish only while it is online. Unset: no STATE.
+   */
+  @IsOptional()
+  @Matches(/^[^/+#\s]{1,64}$/, {
+    message: 'SPARKPLUG_HOST_ID must be 1-64 characters without / + # or spaces (a Sparkplug host id)',
+  })
+  SPARKPLUG_HOST_ID?: string;
+
   /** Alarms are published (QoS 1, not retained) to `<prefix>/{site}/{line}/{assetId}/alarms`. */
   @Matches(/^[^#+\s]+$/, { message: 'MQTT_ALARM_TOPIC_PREFIX must be a topic without wildcards or spaces' })
   MQTT_ALARM_TOPIC_PREFIX = 'factory';
@@ -752,6 +763,7 @@ const OPTIONAL_KEYS = [
   'MEDICAL_DIMSE_FORWARD',
   'MANUFACTURING_ASSETS_FILE',
   'MQTT_URL',
+  'SPARKPLUG_HOST_ID',
 ];
 
 /** Never printed, not even in a configuration error. */

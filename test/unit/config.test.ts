@@ -225,4 +225,12 @@ describe('configuration', () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+
+  it('SPARKPLUG_HOST_ID: unset by default (no STATE); a Sparkplug host id is taken, a topic level or wildcard refused', () => {
+    assert.equal(loadConfig({}).SPARKPLUG_HOST_ID, undefined);
+    assert.equal(loadConfig({ SPARKPLUG_HOST_ID: 'scada-primary' }).SPARKPLUG_HOST_ID, 'scada-primary');
+    for (const bad of ['plant/host', 'host+', '#', 'has space', 'x'.repeat(65)]) {
+      assert.throws(() => loadConfig({ SPARKPLUG_HOST_ID: bad }), /SPARKPLUG_HOST_ID=.*must be 1-64 characters/, bad);
+    }
+  });
 });

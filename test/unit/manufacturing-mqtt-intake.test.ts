@@ -315,3 +315,12 @@ describe('manufacturing MQTT intake: a Sparkplug B edge node whose NBIRTH the ga
     assert.equal((await ddata(7)).rebirth, undefined);
   });
 });
+
+describe('manufacturing MQTT intake: a Sparkplug B host STATE', () => {
+  it('is ignored, not dead-lettered as a malformed Sparkplug payload (it is JSON)', async () => {
+    const { intake, records } = intakeHarness();
+    const result = await intake.handle('spBv1.0/STATE/scada-primary', Buffer.from('{"online":true,"timestamp":1}'));
+    assert.deepEqual(result, { kind: 'sparkplug', outcome: 'ignored' });
+    assert.deepEqual(records.deadLetters, []);
+  });
+});

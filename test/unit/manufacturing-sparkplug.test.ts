@@ -11,6 +11,8 @@ import {
   SparkplugAliases,
   SparkplugDecodeError,
   sparkplugReadings,
+  sparkplugStatePayload,
+  sparkplugStateTopic,
   SparkplugTopic,
   topicFilterMatches,
 } from '../../src/domains/manufacturing/sparkplug.util';
@@ -387,5 +389,21 @@ describe("manufacturing: whether a Sparkplug B edge node's NBIRTH was seen", () 
     assert.ok(bringsBirthOf(['spBv1.0/#'], 'plant1', 'edge1'));
     assert.ok(!bringsBirthOf(['spBv1.0/+/DDATA/+/+', 'spBv1.0/+/+/+/+'], 'plant1', 'edge1'));
     assert.ok(!bringsBirthOf(['$share/gw/spBv1.0/+/NBIRTH/+'], 'plant1', 'edge1'));
+  });
+});
+
+describe('manufacturing: a Sparkplug B host application STATE (3.0)', () => {
+  it('is spBv1.0/STATE/{hostId}, parsed back as STATE', () => {
+    assert.equal(sparkplugStateTopic('scada-primary'), 'spBv1.0/STATE/scada-primary');
+    assert.deepEqual(parseSparkplugTopic(sparkplugStateTopic('scada-primary')), {
+      group: '',
+      messageType: 'STATE',
+      edgeNode: 'scada-primary',
+    });
+  });
+
+  it('is UTF-8 JSON of online and timestamp (not a Sparkplug payload, not 2.2 ONLINE/OFFLINE)', () => {
+    assert.equal(sparkplugStatePayload(true, T0), `{"online":true,"timestamp":${T0}}`);
+    assert.deepEqual(JSON.parse(sparkplugStatePayload(false, T0)), { online: false, timestamp: T0 });
   });
 });

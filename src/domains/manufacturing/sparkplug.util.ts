@@ -100,6 +100,23 @@ export function followsEveryMessageOf(filters: readonly string[], group: string,
   });
 }
 
+/**
+ * A Sparkplug 3.0 host application's STATE topic, `spBv1.0/STATE/{hostId}`: its birth (online) and death
+ * (offline, also its MQTT will) are published there, retained with QoS 1.
+ */
+export function sparkplugStateTopic(hostId: string): string {
+  return `${SPARKPLUG_NAMESPACE}/STATE/${hostId}`;
+}
+
+/**
+ * A STATE payload (Sparkplug 3.0: UTF-8 JSON, not a Sparkplug payload). `timestamp` is epoch milliseconds:
+ * for the will and the birth that follows it, both the time of the MQTT CONNECT; for the death published
+ * at a graceful disconnect, the time of that disconnect.
+ */
+export function sparkplugStatePayload(online: boolean, timestamp: number): string {
+  return JSON.stringify({ online, timestamp });
+}
+
 /** Whether the subscriptions bring the edge node's NBIRTH (asking it to rebirth is otherwise no use). */
 export function bringsBirthOf(filters: readonly string[], group: string, edgeNode: string): boolean {
   return filters.some((filter) => topicFilterMatches(filter, `${SPARKPLUG_NAMESPACE}/${group}/NBIRTH/${edgeNode}`));

@@ -157,6 +157,8 @@ export class PlantMqttIntake {
     payload: Buffer,
   ): Promise<{ result: IntakeResult; dead: DeadLetter[]; kept?: ReadingsKept; refused?: boolean }> {
     const assetId = topic.device ?? null;
+    // A host application's STATE is JSON, not a Sparkplug payload (the gateway's own, when it is the host).
+    if (topic.messageType === 'STATE') return { result: { kind: 'sparkplug', outcome: 'ignored' }, dead: [] };
     let decoded: DecodedSparkplug | undefined;
     try {
       decoded = decodeSparkplug(payload);
@@ -205,7 +207,6 @@ export class PlantMqttIntake {
       case 'NDATA':
       case 'NCMD':
       case 'DCMD':
-      case 'STATE':
         return ignored;
     }
     if (topic.messageType === 'DBIRTH') this.aliases.onBirth(topic, decoded!);

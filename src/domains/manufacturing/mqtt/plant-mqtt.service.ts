@@ -10,7 +10,7 @@ import { AppConfig } from '../../../config/app-config';
 import { AssetRegistry } from '../assets/asset-registry.service';
 import { AlarmEvent, PlantStream } from '../plant-stream.service';
 import { PlantRecordsRepository } from '../records/plant-records.repository';
-import { RebirthRequests, SPARKPLUG_NAMESPACE } from '../sparkplug.util';
+import { RebirthRequests, SPARKPLUG_NAMESPACE, sparkplugStatePayload, sparkplugStateTopic } from '../sparkplug.util';
 import { IntakeResult, MqttMessageKind, MqttOutcome, PlantMqttIntake } from './plant-mqtt-intake';
 
 /** At most one rebirth request per edge node in this long: a burst of unknown aliases is one problem. */
@@ -81,6 +81,11 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
   private strandedWatch: NodeJS.Timeout | undefined;
   private lastResumeAt = 0;
   private resumeBackoffMs = STRANDED_CHECK_MS;
+  /**
+   * The time of the MQTT CONNECT whose will is registered (SPARKPLUG_HOST_ID set): the STATE birth that
+   * follows carries the same timestamp, as Sparkplug 3.0 asks.
+   */
+  private stateTimestamp = 0;
   private markSubscribed!: () => void;
   /** Settles once the first subscription is granted (tests wait on it; nothing published before is queued for us). */
   readonly subscribed = new Promise<void>((resolve) => (this.markSubscribed = resolve));
@@ -145,6 +150,12 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       connectTimeout: 10_000,
       manualConnect: true, // handleMessage must be in place before the first packet
     });
+    const hostId = this.config.SPARKPLUG_HOST_ID;
+    if (hostId) {
+      // Sparkplug's Primary Host Application: the will is its STATE death, stamped with each CONNECT's time.
+      this.registerStateWill(client, hostId);
+      client.on('reconnect', () => this.registerStateWill(client, hostId));
+    }
     client.handleMessage = (packet, callback) => {
       const delivery: Delivery = {
         messageId: packet.messageId,
@@ -169,13 +180,16 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     client.on('connect', (connack) => {
       this.logger.log({ msg: 'MQTT connected', clientId: this.config.MQTT_CLIENT_ID, resumed: connack.sessionPresent });
       // Subscribing again on a resumed session is harmless and covers a broker that lost it.
-      client.subscribe(this.topics(), { qos: 1 }, (error, granted) => {
+      // A host application subscribes to its own STATE too, before it publishes it (Sparkplug 3.0).
+      const topics = hostId ? [...this.topics(), sparkplugStateTopic(hostId)] : this.topics();
+      client.subscribe(topics, { qos: 1 }, (error, granted) => {
         if (error) this.logger.error({ msg: 'MQTT subscribe failed', error: String(error) });
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
         if (refused.length > 0) this.logger.error({ msg: 'MQTT subscriptions refused', topics: refused });
         if (!error) {
           this.hasSubscribed = true;
           this.markSubscribed();
+          if (hostId) this.publishState(client, hostId, true, this.stateTimestamp);
         }
       });
     });
@@ -241,6 +255,12 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     if (!client) return;
     this.client = undefined;
     this.closing = true;
+    // A graceful end says so first (the DISCONNECT then discards the will): edge nodes waiting on this
+    // host stop publishing. Never stamped before the birth, so a clock set back cannot make it look stale.
+    const hostId = this.config.SPARKPLUG_HOST_ID;
+    if (hostId && client.connected) {
+      this.publishState(client, hostId, false, Math.max(Date.now(), this.stateTimestamp));
+    }
     const grace = sleep(this.config.SHUTDOWN_GRACE_MS, 'timeout' as const, { ref: false });
     await Promise.race([Promise.all(this.handling), grace]);
     // A graceful end waits for our own QoS 1 publishes (alarms) to be acknowledged; a dead broker would not.
@@ -325,6 +345,26 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       this.alarmsPublished.inc({ outcome: error ? 'failed' : 'ok' });
       if (error) this.logger.warn({ msg: 'alarm publish failed', topic, error: error.message });
     });
+  }
+
+  /** Sets the will of the next CONNECT to the STATE death, stamped now (mqtt.js reads it when it connects). */
+  private registerStateWill(client: MqttClient, hostId: string): void {
+    this.stateTimestamp = Date.now();
+    client.options.will = {
+      topic: sparkplugStateTopic(hostId),
+      payload: Buffer.from(sparkplugStatePayload(false, this.stateTimestamp)),
+      qos: 1,
+      retain: true,
+    };
+  }
+
+  /** Publishes the host's STATE, retained with QoS 1. Not awaited, as for alarms (see publishAlarm). */
+  private publishState(client: MqttClient, hostId: string, online: boolean, timestamp: number): void {
+    const topic = sparkplugStateTopic(hostId);
+    client.publish(topic, sparkplugStatePayload(online, timestamp), { qos: 1, retain: true }, (error) => {
+      if (error) this.logger.warn({ msg: 'Sparkplug STATE publish failed', topic, online, error: error.message });
+    });
+    this.logger.log({ msg: 'Sparkplug STATE published', topic, online, timestamp });
   }
 
   /** Sparkplug's `Node Control/Rebirth` NCMD, so the node sends its birth certificates (and aliases) again. */
