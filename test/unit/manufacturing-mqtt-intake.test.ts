@@ -4,7 +4,8 @@ import { Logger, LoggerService } from '@nestjs/common';
 import { get } from 'sparkplug-payload';
 import { QueryFailedError } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
-import { PlantMqttIntake } from '../../src/domains/manufacturing/mqtt/plant-mqtt-intake';
+import { PlantMqttIntake, withCause } from '../../src/domains/manufacturing/mqtt/plant-mqtt-intake';
+import { ReadingsKept } from '../../src/domains/manufacturing/plant-stream.service';
 import type { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { plantStreamHarness } from '../fixtures/plant-stream-harness';
 
@@ -322,5 +323,25 @@ describe('manufacturing MQTT intake: a Sparkplug B host STATE', () => {
     const result = await intake.handle('spBv1.0/STATE/scada-primary', Buffer.from('{"online":true,"timestamp":1}'));
     assert.deepEqual(result, { kind: 'sparkplug', outcome: 'ignored' });
     assert.deepEqual(records.deadLetters, []);
+  });
+});
+
+describe('manufacturing MQTT intake: the log line of a message left unacknowledged', () => {
+  it("names the database's own error behind a kept reading, with its code", () => {
+    const driver = Object.assign(new Error('timeout exceeded when trying to connect'), { code: undefined });
+    const pgError = Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03' });
+    const kept = (cause: unknown) =>
+      new ReadingsKept('STORAGE_UNAVAILABLE', 'the predictions could not be stored yet', { cause });
+    assert.equal(
+      withCause(kept(pgError)),
+      'AppError: STORAGE_UNAVAILABLE: the predictions could not be stored yet ' +
+        '(cause: Error: canceling statement due to lock timeout, code 55P03)',
+    );
+    assert.equal(
+      withCause(kept(driver)),
+      'AppError: STORAGE_UNAVAILABLE: the predictions could not be stored yet ' +
+        '(cause: Error: timeout exceeded when trying to connect)',
+    );
+    assert.equal(withCause(new Error('plain')), 'Error: plain');
   });
 });

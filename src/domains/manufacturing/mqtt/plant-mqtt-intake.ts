@@ -85,7 +85,7 @@ export class PlantMqttIntake {
     }
     // Readings accepted but not yet predicted are predicted later by the stream; the message is left
     // unacknowledged, so that a crash before then has the broker send it again.
-    if (keptError) result = { ...result, outcome: 'unacked', error: String(keptError) };
+    if (keptError) result = { ...result, outcome: 'unacked', error: withCause(keptError) };
     else if (refused && result.outcome === 'ingested') result = { ...result, outcome: 'dead-lettered' };
     if (dead.length === 0) return result;
     try {
@@ -101,7 +101,7 @@ export class PlantMqttIntake {
         })),
       );
     } catch (error) {
-      return { ...result, outcome: 'unacked', error: String(error) };
+      return { ...result, outcome: 'unacked', error: withCause(error) };
     }
     return { ...result, outcome: result.outcome === 'ingested' && dead.length > 0 ? 'dead-lettered' : result.outcome };
   }
@@ -292,4 +292,16 @@ export class PlantMqttIntake {
 
 function assetOf(topic: string, sparkplug: SparkplugTopic | undefined): string | null {
   return sparkplug ? (sparkplug.device ?? null) : (parseTelemetryTopic(topic)?.assetId ?? null);
+}
+
+/**
+ * An error for the log line of a message left unacknowledged, with the database's own error behind it: a
+ * ReadingsKept says only that the store was unavailable, its cause (a timeout, a dropped connection, a
+ * SQLSTATE) says why.
+ */
+export function withCause(error: unknown): string {
+  const cause = error instanceof Error ? error.cause : undefined;
+  if (cause === undefined) return String(error);
+  const code = errorCodeOf(cause);
+  return `${String(error)} (cause: ${String(cause)}${code === undefined ? '' : `, code ${code}`})`;
 }
