@@ -303,5 +303,6 @@ export function withCause(error: unknown): string {
   const cause = error instanceof Error ? error.cause : undefined;
   if (cause === undefined) return String(error);
   const code = errorCodeOf(cause);
-  return `${String(error)} (cause: ${String(cause)}${code === undefined ? '' : `, code ${code}`})`;
+  const said = cause instanceof Error ? String(cause) : JSON.stringify(cause);
+  return `${String(error)} (cause: ${said}${code === undefined ? '' : `, code ${code}`})`;
 }
