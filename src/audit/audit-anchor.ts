@@ -15,6 +15,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import { claimSocketLock } from '../common/socket-lock';
+import { derivedKey } from './keyed-digest';
 
 /** How far a chain had reached at a time: its last committed row's seq and hash. */
 export interface ChainAnchor {
@@ -52,7 +53,7 @@ const HASH = /^[0-9a-f]{64}$/;
 
 /** The anchors' own key, derived from the audit secret, so an anchor MAC is no input digest and the reverse. */
 export function anchorKey(auditSecret: Buffer): Buffer {
-  return createHmac('sha256', auditSecret).update('gateway audit chain anchor v1').digest();
+  return derivedKey(auditSecret, 'gateway audit chain anchor v1');
 }
 
 /** HMAC-SHA256 (hex) of the JSON array [chain, seq, hash, at], with "closed" after them for a closing anchor. */

@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { writeInPieces } from '../common/http/piecewise-json';
 import type { AuditOutcome } from './audit-event.entity';
+import { derivedKey } from './keyed-digest';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -14,7 +15,7 @@ export const KEYED_HASH = 2;
 
 /** The row hashes' own key, derived from the audit secret: no input digest, anchor MAC or cursor key is one. */
 export function rowHashKey(auditSecret: Buffer): Buffer {
-  return createHmac('sha256', auditSecret).update('gateway audit row chain v1').digest();
+  return derivedKey(auditSecret, 'gateway audit row chain v1');
 }
 
 /** The fields a row's hash covers: everything but its database id and its own hash. */

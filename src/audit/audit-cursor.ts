@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { derivedKey } from './keyed-digest';
 
 /**
  * The paging cursor of GET /v1/audit/events for a caller whose token names a tenant. A row id would tell it how
@@ -15,7 +16,7 @@ export const TENANT_CURSOR = /^[A-Za-z0-9_-]{48}$/;
 
 /** The tenant cursors' own key, derived from the audit secret as the anchors' is, so it serves nothing else. */
 export function tenantCursorKey(auditSecret: Buffer): Buffer {
-  return createHmac('sha256', auditSecret).update('gateway audit events tenant cursor v1').digest();
+  return derivedKey(auditSecret, 'gateway audit events tenant cursor v1');
 }
 
 /** Row `id` (a positive bigint as text) sealed for `tenant`. */

@@ -13,3 +13,11 @@ export function keyedDigest(secret: Buffer, parts: readonly Uint8Array[]): strin
   }
   return hmac.digest('hex');
 }
+
+/**
+ * A key of its own for one use of the audit secret (HMAC-SHA256 of `label` under it): the anchors', the row hashes',
+ * the tenant cursors' keys are each derived under their own label, so that none serves another use.
+ */
+export function derivedKey(auditSecret: Buffer, label: string): Buffer {
+  return createHmac('sha256', auditSecret).update(label).digest();
+}
