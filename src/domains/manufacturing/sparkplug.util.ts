@@ -90,14 +90,20 @@ const SEQUENCED_TYPES = ['NBIRTH', 'NDATA', 'DBIRTH', 'DDATA', 'DDEATH'] as cons
 
 /**
  * Whether the subscriptions bring every sequenced message of the edge node (of all its devices), so that a
- * gap in its seq is a message lost, not one left unsubscribed. A device level is tried as U+0000, which no
- * device id can be (MQTT topics hold no NUL), so only a wildcard there counts.
+ * gap in its seq is a message lost, not one left unsubscribed.
  */
 export function followsEveryMessageOf(filters: readonly string[], group: string, edgeNode: string): boolean {
-  return SEQUENCED_TYPES.every((type) => {
-    const topic = `${SPARKPLUG_NAMESPACE}/${group}/${type}/${edgeNode}${DEVICE_TYPES.has(type) ? '/\u0000' : ''}`;
-    return filters.some((filter) => topicFilterMatches(filter, topic));
-  });
+  return SEQUENCED_TYPES.every((type) => bringsType(filters, group, edgeNode, type));
+}
+
+/**
+ * Whether the subscriptions bring the edge node's messages of one type (of all its devices, for a device type: the
+ * device level is tried as U+0000, which no device id can be, MQTT topics holding no NUL, so only a wildcard there
+ * counts).
+ */
+function bringsType(filters: readonly string[], group: string, edgeNode: string, type: SparkplugMessageType): boolean {
+  const topic = `${SPARKPLUG_NAMESPACE}/${group}/${type}/${edgeNode}${DEVICE_TYPES.has(type) ? '/\u0000' : ''}`;
+  return filters.some((filter) => topicFilterMatches(filter, topic));
 }
 
 /**
@@ -119,7 +125,7 @@ export function sparkplugStatePayload(online: boolean, timestamp: number): strin
 
 /** Whether the subscriptions bring the edge node's NBIRTH (asking it to rebirth is otherwise no use). */
 export function bringsBirthOf(filters: readonly string[], group: string, edgeNode: string): boolean {
-  return filters.some((filter) => topicFilterMatches(filter, `${SPARKPLUG_NAMESPACE}/${group}/NBIRTH/${edgeNode}`));
+  return bringsType(filters, group, edgeNode, 'NBIRTH');
 }
 
 function isMessageType(text: string): text is SparkplugMessageType {
