@@ -19,12 +19,14 @@ interface Aggregate {
 }
 
 /**
- * Refusals counted rather than written one by one (a request whose audit note carries `aggregate`: past its
- * address's budget of refused tokens, or its subject's in its tenant of 403s and 429s; RefusalLimiter). Each group
+ * Requests counted rather than written one by one (a request whose audit note carries `aggregate`): refusals past
+ * their address's budget of refused tokens, or their subject's in its tenant of 403s and 429s (RefusalLimiter), and
+ * scrapes of /metrics, which decide nothing and come every few seconds (MetricsController). Each group
  * (an address, a subject in a tenant), tenant, action and status gets one summary row per AUTH_REFUSAL_WINDOW_MS
  * while they keep coming, written through the same hash chain as any row: the client address (the last one; an IPv6
- * address limited by its /64 as that), how many were refused, the first and last time, the last request id and
- * reason, and the actor where they all named one (else none, and severalActors). What is still counted at shutdown
+ * address limited by its /64 as that), how many were refused (`refusals`, with the last reason) or answered
+ * (`requests`), the first and last time, the last request id, and the actor where they all named one (else none, and
+ * severalActors). What is still counted at shutdown
  * is written before the trail closes. The answers to these requests do not wait for the summary's commit: they
  * decide nothing.
  */
@@ -44,7 +46,7 @@ export class AuditAggregates implements BeforeApplicationShutdown {
     this.intervalMs = config.AUTH_REFUSAL_WINDOW_MS;
   }
 
-  /** Counts `draft` (a refusal's row) into the summary for `group` (an address's, a subject's refusals). */
+  /** Counts `draft` (a refusal's row, a scrape's) into the summary for `group` (an address's, a subject's, a scraper's). */
   count(group: string, draft: AuditDraft): void {
     const key = keyOf(group, draft);
     const at = draft.occurredAt;
@@ -82,10 +84,10 @@ export class AuditAggregates implements BeforeApplicationShutdown {
         this.writer.record(summaryOf(entry)).catch((error: unknown) => {
           this.logger.warn({
             msg: this.closing
-              ? 'summary of refused requests not written before shutdown'
-              : 'summary of refused requests not written; kept for the next one',
+              ? 'audit summary of counted requests not written before shutdown'
+              : 'audit summary of counted requests not written; kept for the next one',
             group: entry.group,
-            refusals: entry.count,
+            requests: entry.count,
             error: String(error),
           });
           if (!this.closing) this.merge(entry);
@@ -133,6 +135,7 @@ function keyOf(group: string, draft: AuditDraft): string {
 }
 
 function summaryOf(entry: Aggregate): AuditDraft {
+  const refused = entry.first.statusCode >= 400;
   return {
     ...entry.first,
     actor: entry.severalActors ? null : entry.first.actor,
@@ -141,8 +144,9 @@ function summaryOf(entry: Aggregate): AuditDraft {
     clientAddress: entry.address,
     inputDigest: null,
     outputSummary: {
-      reason: entry.lastReason ?? `HTTP ${entry.first.statusCode}`,
-      refusals: entry.count,
+      // A refusal's summary says why (the last reason) and how many; a read's (a scrape of /metrics) how many.
+      ...(refused ? { reason: entry.lastReason ?? `HTTP ${entry.first.statusCode}`, refusals: entry.count } : {}),
+      ...(refused ? {} : { requests: entry.count }),
       firstAt: entry.firstAt.toISOString(),
       lastAt: entry.lastAt.toISOString(),
       ...(entry.severalActors ? { severalActors: true } : {}),

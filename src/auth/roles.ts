@@ -19,8 +19,10 @@ export const ROLE_PERMISSIONS: Readonly<Record<string, readonly Permission[]>> =
   'plant-operator': ['manufacturing:read'],
   /** Reads and verifies the audit trail (within its tenant when the token names one). */
   auditor: ['audit:read', 'models:read'],
-  /** Ships models: metadata and raw inference through the Open Inference Protocol. */
-  'ml-admin': ['models:read', 'models:admin'],
+  /** Ships models: metadata and raw inference through the Open Inference Protocol, and watches them run (/metrics). */
+  'ml-admin': ['models:read', 'models:admin', 'metrics:read'],
+  /** Prometheus or another scraper of /metrics. */
+  monitoring: ['metrics:read'],
 };
 
 export const ROLES = Object.keys(ROLE_PERMISSIONS);

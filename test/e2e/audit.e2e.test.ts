@@ -53,7 +53,12 @@ async function inferAtOnce(
   );
   assert.equal(rows.length, count);
   assert.equal(new Set(rows.map((r) => r.request_id)).size, count);
-  return (await http.get('/metrics').expect(200)).text;
+  return (
+    await http
+      .get('/metrics')
+      .set('Authorization', bearer(tokenFor(['monitoring'])))
+      .expect(200)
+  ).text;
 }
 
 /** A series' value in Prometheus text (`name` with its labels as written there), NaN when absent. */

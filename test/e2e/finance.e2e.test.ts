@@ -378,7 +378,12 @@ describe('finance: fraud scoring and credit assessment', () => {
 
   describe('Idempotency-Key', () => {
     const inferences = async (): Promise<number> => {
-      const text = (await http.get('/metrics').expect(200)).text;
+      const text = (
+        await http
+          .get('/metrics')
+          .set('Authorization', bearer(tokenFor(['monitoring'])))
+          .expect(200)
+      ).text;
       return Number(
         /gateway_inference_requests_total\{model="card-fraud",version="1",outcome="ok"\} (\d+)/.exec(text)?.[1] ?? 0,
       );

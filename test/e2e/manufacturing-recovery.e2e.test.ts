@@ -48,7 +48,10 @@ async function deadLettersOf(http: Http, assetId: string): Promise<Array<Record<
 }
 
 async function deadLettersCounted(http: Http, reason: string): Promise<number> {
-  const res = await http.get('/metrics').expect(200);
+  const res = await http
+    .get('/metrics')
+    .set('Authorization', bearer(tokenFor(['monitoring'])))
+    .expect(200);
   const line = new RegExp(`^gateway_manufacturing_dead_letters_total\\{reason="${reason}"\\} (\\d+)`, 'm');
   return Number(res.text.match(line)?.[1] ?? 0);
 }

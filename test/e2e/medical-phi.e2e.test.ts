@@ -107,7 +107,7 @@ describe('medical: nothing that identifies a patient leaves the request', { skip
       .set('Authorization', bearer(tokenFor(['radiologist'])));
     assert.equal(findings.status, 200);
     assert.equal((findings.body as { instances: unknown[] }).instances.length, 1, 'the PACS gets its UIDs back');
-    const metrics = await http.get('/metrics');
+    const metrics = await http.get('/metrics').set('Authorization', bearer(tokenFor(['monitoring'])));
     assert.equal(metrics.status, 200);
 
     const db = app.get(DataSource);

@@ -95,7 +95,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
   });
   /** Runtime calls to the lesion model so far, by the gateway's own metric. */
   const inferenceCount = async (): Promise<number> => {
-    const text = (await http.get('/metrics')).text;
+    const text = (await http.get('/metrics').set('Authorization', bearer(tokenFor(['monitoring'])))).text;
     return [...text.matchAll(/^gateway_inference_requests_total\{[^}]*model="breast-us-lesion"[^}]*\} (\d+)/gm)]
       .map((m) => Number(m[1]))
       .reduce((a, b) => a + b, 0);

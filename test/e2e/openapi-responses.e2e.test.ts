@@ -482,6 +482,12 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await refusals('get', verify, verify, ['scada']);
   });
 
+  it('metrics', async () => {
+    await call(200, 'get', '/metrics', '/metrics', { auth: auth(['monitoring']) });
+    await call(400, 'get', '/metrics', '/metrics?name=gateway_inference', { auth: auth(['monitoring']) });
+    await refusals('get', '/metrics', '/metrics', ['scada']);
+  });
+
   it('path parameters: every operation with one declares the 400 and 414 the router answers, no other declares 414', async () => {
     const tooLong = 'a'.repeat(MAX_PATH_PARAM_LENGTH + 1);
     let checked = 0;

@@ -130,7 +130,9 @@ describe('signals (main.ts)', () => {
       });
       assert.equal(stuck.status, 504);
       await until('the stalled thread counted', async () => {
-        const text = await (await fetch(`${gateway.url}/metrics`)).text();
+        const text = await (
+          await fetch(`${gateway.url}/metrics`, { headers: { authorization: bearer(tokenFor(['monitoring'])) } })
+        ).text();
         return /^gateway_inference_workers_stuck 1$/m.test(text) ? true : undefined;
       });
       const signalled = Date.now();

@@ -302,9 +302,11 @@ describe('MQTT ingestion across a database outage (PostgreSQL server, Mosquitto)
       // Twice the in-flight window: the broker holds back the rest behind those left unacknowledged.
       for (let i = 0; i < 8; i++) await publish();
       const unacked = async () =>
-        (await request(app.getHttpServer()).get('/metrics')).text.match(
-          /^gateway_mqtt_messages_total\{kind="json",outcome="unacked"\} (\d+)/m,
-        )?.[1];
+        (
+          await request(app.getHttpServer())
+            .get('/metrics')
+            .set('Authorization', bearer(tokenFor(['monitoring'])))
+        ).text.match(/^gateway_mqtt_messages_total\{kind="json",outcome="unacked"\} (\d+)/m)?.[1];
       await until('the in-flight window filled with unacknowledged messages', async () =>
         Number(await unacked()) >= 4 ? true : undefined,
       );

@@ -31,7 +31,12 @@ describe(
 
     /** The readiness gauge of the database check, as Prometheus scrapes it. */
     const databaseGauge = async (): Promise<string | undefined> => {
-      const text = (await request(app.getHttpServer()).get('/metrics').expect(200)).text;
+      const text = (
+        await request(app.getHttpServer())
+          .get('/metrics')
+          .set('Authorization', bearer(tokenFor(['monitoring'])))
+          .expect(200)
+      ).text;
       return /^gateway_readiness_check\{check="database"\} (\d)$/m.exec(text)?.[1];
     };
 

@@ -39,6 +39,32 @@ function writer(): { rows: AuditDraft[]; down: boolean; writer: AuditWriter } {
 const config = { AUTH_REFUSAL_WINDOW_MS: 60_000 } as AppConfig;
 
 describe('audit aggregates (refusals past an address budget)', () => {
+  it('summarises answered reads (scrapes of /metrics) by count and span, without a reason or refusals', async () => {
+    const w = writer();
+    const aggregates = new AuditAggregates(w.writer, config);
+    const scrape = (requestId: string, at: number): AuditDraft => ({
+      ...refusal(requestId, at, 'metrics.read'),
+      actor: 'prometheus-1',
+      roles: ['monitoring'],
+      outputSummary: null,
+      outcome: 'ok',
+      statusCode: 200,
+    });
+    aggregates.count('scraper prometheus-1', scrape('s1', 1_000));
+    aggregates.count('scraper prometheus-1', scrape('s2', 16_000));
+    await aggregates.beforeApplicationShutdown();
+    assert.equal(w.rows.length, 1);
+    const [row] = w.rows;
+    assert.equal(row.actor, 'prometheus-1');
+    assert.equal(row.outcome, 'ok');
+    assert.equal(row.requestId, 's2');
+    assert.deepEqual(row.outputSummary, {
+      requests: 2,
+      firstAt: new Date(1_000).toISOString(),
+      lastAt: new Date(16_000).toISOString(),
+    });
+  });
+
   it('writes one summary row per group, action and status, with the count, the span and the last request', async () => {
     const w = writer();
     const aggregates = new AuditAggregates(w.writer, config);

@@ -10,7 +10,7 @@ export type AccessRule =
   { public: true; identifies?: boolean } | { public: false; permission: Permission; action: string };
 
 /**
- * No token needed (health, docs, metrics). Every route carries either this or RequirePermission;
+ * No token needed (health, docs). Every route carries either this or RequirePermission;
  * the global guard denies a route that carries neither. With `identifies`, a bearer token that verifies
  * names its caller to the handler (callerOf) to show it more; one that does not is ignored, never refused,
  * and the request is not audited, as no public request is.

@@ -7,6 +7,7 @@ export const PERMISSIONS = [
   'audit:read',
   'models:read',
   'models:admin',
+  'metrics:read',
 ] as const;
 
 export type Permission = (typeof PERMISSIONS)[number];

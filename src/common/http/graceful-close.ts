@@ -8,7 +8,7 @@ export interface GracefulClose {
   /**
    * Once the close has begun, answers a request to a route that needs a permission 503 SHUTTING_DOWN
    * with Retry-After. Register after the access hook, so that the refusal is audited with its caller.
-   * Public routes (health, metrics, docs) and unknown paths start no work and answer as themselves:
+   * Public routes (health, docs) and unknown paths start no work and answer as themselves:
    * readiness says 503 not-ready while shutting down, in the shape its probes and the OpenAPI expect.
    */
   refuseLateRequests(): void;
