@@ -93,23 +93,62 @@ const EXCHANGE_ENDS = new Set(['S', 'Q', 'X'].map((c) => c.charCodeAt(0)));
 /** A socket client that stops in the middle of an exchange for this long has abandoned it. */
 const ABANDONED_EXCHANGE_MS = 2000;
 
+/** Whether the last socket message left its client's exchange open, and when it ran. */
+interface SocketExchange {
+  open: boolean;
+  at: number;
+}
+
+const socketExchanges = new WeakMap<PGlite, SocketExchange>();
+
 /**
- * The session beside the database. pglite-socket runs each socket message through
- * db.execProtocolRawStream, one at a time: watching those calls tells whether a socket client is in
- * the middle of an exchange (Parse ... Sync), which db.isInTransaction() alone does not (an implicit
- * transaction is no transaction block).
+ * Watches pglite-socket's calls into the database: it runs each socket message through
+ * db.execProtocolRawStream, one at a time, so the last of them tells whether a socket client is in the
+ * middle of an exchange (Parse ... Sync), which db.isInTransaction() alone does not (an implicit
+ * transaction is no transaction block). Modules beside the database and PGlite's own calls take other ways in.
  */
-export function embeddedSession(db: PGlite): EmbeddedSession {
-  let exchangeOpen = false;
-  let lastSocketMessage = 0;
+function socketExchange(db: PGlite): SocketExchange {
+  const known = socketExchanges.get(db);
+  if (known) return known;
+  const exchange: SocketExchange = { open: false, at: 0 };
   const raw = db.execProtocolRawStream.bind(db);
   db.execProtocolRawStream = (message, options) => {
-    exchangeOpen = message.length > 0 && message[0] !== 0 && !EXCHANGE_ENDS.has(message[0]);
-    lastSocketMessage = performance.now();
+    exchange.open = message.length > 0 && message[0] !== 0 && !EXCHANGE_ENDS.has(message[0]);
+    exchange.at = performance.now();
     return raw(message, options);
   };
+  socketExchanges.set(db, exchange);
+  return exchange;
+}
+
+/**
+ * The database as pglite-socket's server is to see it: one socket client's exchange at a time. Its queue
+ * runs each socket message on its own and keeps to the client that ran the last one only while
+ * db.isInTransaction(); PGlite has one session for all of them, so another client's Parse between a
+ * Parse and its Bind replaced the unnamed statement, and the Bind failed (08P01, "bind message supplies
+ * 6 parameters, but prepared statement "" requires 2") or, of the same shape, could run the other's
+ * statement with its values (electric-sql/pglite#1046, open in 0.2.18). Told here that an open exchange
+ * is a transaction, the queue waits for that client's next message (a client that goes away mid-exchange
+ * is rolled back and let go, as one in a transaction).
+ */
+export function oneExchangeAtATime(db: PGlite): PGlite {
+  const exchange = socketExchange(db);
+  const isInTransaction = (): boolean => db.isInTransaction() || exchange.open;
+  // PGlite keeps its state in #private fields: every other member is the database's own, called on it.
+  return new Proxy(db, {
+    get(target, property) {
+      if (property === 'isInTransaction') return isInTransaction;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/** The session beside the database: see EmbeddedSession. */
+export function embeddedSession(db: PGlite): EmbeddedSession {
+  const exchange = socketExchange(db);
   const busy = (): boolean =>
-    db.isInTransaction() || (exchangeOpen && performance.now() - lastSocketMessage < ABANDONED_EXCHANGE_MS);
+    db.isInTransaction() || (exchange.open && performance.now() - exchange.at < ABANDONED_EXCHANGE_MS);
   return {
     serialize: protocol.serialize,
     bindText,
@@ -201,7 +240,7 @@ async function main(): Promise<void> {
     refuseAfterPanic(db, () => post({ type: 'panicked' }));
     const session = embeddedSession(db);
     rmSync(socketPath, { force: true }); // left over by a process that did not stop cleanly
-    const server = new PGLiteSocketServer({ db, path: socketPath, maxConnections });
+    const server = new PGLiteSocketServer({ db: oneExchangeAtATime(db), path: socketPath, maxConnections });
     await server.start();
     port.on('message', (msg: 'stop' | EmbeddedAttach) => {
       if (msg === 'stop') {

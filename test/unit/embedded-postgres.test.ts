@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PGlite, protocol } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { Client } from 'pg';
+import { Client, Pool } from 'pg';
 import {
+  type EmbeddedPostgres,
   embeddedDurabilityWarning,
   privateDir,
   restartingError,
@@ -204,6 +206,69 @@ describe('a module beside embedded PGlite (EmbeddedSession) and the socket clien
     await session.exchange(insertExchange(3));
     assert.deepEqual(await values(), [1, 3]);
     assert.deepEqual((await client.query<{ n: number }>('SELECT 7 AS n')).rows, [{ n: 7 }]);
+  });
+});
+
+describe('socket clients of the embedded database, side by side', () => {
+  let dir: string;
+  let embedded: EmbeddedPostgres;
+  let pool: Pool;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pglite-side-by-side-'));
+    // As the gateway runs it: the database thread's socket, and a pool as large as its connection limit.
+    embedded = await startEmbeddedPostgres(join(dir, 'pglite'), 4);
+    pool = new Pool({ host: embedded.host, port: embedded.port, user: 'postgres', database: 'postgres', max: 4 });
+  });
+  after(async () => {
+    await pool.end();
+    await embedded.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("answers each connection's parameterised statements with its own: one's Parse never lands between another's Parse and Bind", async () => {
+    // pglite-socket queues each protocol message on its own, and PGlite has one session (one unnamed statement)
+    // for every connection. A statement that reaches the database thread in more than one read (a large one, as
+    // here; under load, one whose sender was descheduled halfway) let other connections' messages run between
+    // its Parse and its Bind: the Bind failed ("bind message supplies 3 parameters, but prepared statement ""
+    // requires 1", 08P01: an outage to the gateway), or, of the same shape, could run the other's statement.
+    const big = (i: number) => `${i}:${'x'.repeat(1_000_000)}`;
+    const shapes = [
+      (i: number) => ({ text: 'SELECT $1::int AS a', values: [i], rows: [{ a: i }] }),
+      (i: number) => ({
+        text: 'SELECT $1::int AS a, $2::text AS b',
+        values: [i, `b${i}`],
+        rows: [{ a: i, b: `b${i}` }],
+      }),
+      (i: number) => ({
+        text: 'SELECT $1::int AS a, length($2::text) AS n, $3::int AS c',
+        values: [i, big(i), -i],
+        rows: [{ a: i, n: big(i).length, c: -i }],
+      }),
+    ];
+    const asked = Array.from({ length: 120 }, (_, i) => shapes[i % shapes.length](i));
+    const settled = await Promise.allSettled(asked.map(({ text, values }) => pool.query(text, values)));
+    const wrong = settled.flatMap((answer, i) =>
+      answer.status === 'rejected'
+        ? [`${i}: ${String(answer.reason)}`]
+        : JSON.stringify(answer.value.rows) === JSON.stringify(asked[i].rows)
+          ? []
+          : [`${i}: ${JSON.stringify(answer.value.rows)}`],
+    );
+    assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} of ${asked.length} statements answered wrongly`);
+    assert.equal(pool.totalCount, 4, 'the statements ran on four connections side by side');
+  });
+
+  it('serves the other connections after one closes in the middle of its exchange (a Parse whose Sync never came)', async () => {
+    const quitter = await pool.connect();
+    quitter.on('error', () => undefined);
+    const { stream } = (quitter as unknown as { connection: { stream: Socket } }).connection;
+    stream.write(serialize.parse({ text: 'SELECT $1::int AS a' }));
+    const other = pool.query<{ a: number; b: string }>('SELECT $1::int AS a, $2::text AS b', [5, 'x']);
+    stream.destroy();
+    quitter.release(true);
+    assert.deepEqual((await other).rows, [{ a: 5, b: 'x' }]);
+    assert.deepEqual((await pool.query<{ n: number }>('SELECT 1 AS n')).rows, [{ n: 1 }]);
   });
 });
 
