@@ -337,9 +337,9 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     // Messages are handled side by side: the good one may be counted before the broken ones' letters are written.
     const letters = await until('the dead letters of the broken messages', async () => {
       const res = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator);
-      // A database busy with the 10,000-item message may answer 503 with Retry-After for a moment: asked again.
-      // Anything else but 200 fails here, naming what came back (a run beside the whole unit suite once had no list).
-      if (res.status === 503) return undefined;
+      // Anything but 200 fails here, naming what came back: a healthy database answers 200 however busy it is. The
+      // run beside the whole unit suite that once had no list was, by its signs, another connection's statement
+      // run between this one's Parse and Bind on the embedded database (a 503 or a 500), since fixed.
       assert.equal(res.status, 200, JSON.stringify(res.body));
       const found = (res.body as { deadLetters: Array<Record<string, string>> }).deadLetters;
       const items = found.filter((d) => d.channel === topic && d.payload === broken.slice(0, 4096)).length;
