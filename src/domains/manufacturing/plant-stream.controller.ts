@@ -144,7 +144,15 @@ export class PlantStreamController {
   async alarms(@Query() query: AlarmsQueryDto): Promise<AlarmListDto> {
     const rows = await this.records.alarmsOf(query.assetId, ALARMS_PAGE, query.cursor);
     return {
-      alarms: rows.map((r) => ({ ...r, at: r.at.toISOString() })),
+      alarms: rows.map((r) => ({
+        id: r.id,
+        assetId: r.assetId,
+        state: r.state,
+        metric: r.metric,
+        value: r.value,
+        threshold: r.threshold,
+        at: r.at.toISOString(),
+      })),
       nextCursor: rows.length === ALARMS_PAGE ? rows[rows.length - 1].id : null,
     };
   }

@@ -48,6 +48,11 @@ export interface AlarmEvent {
   model: { name: string; version: string };
 }
 
+/** An alarm as the stream gets it: `id` is its row in manufacturing_alarms, absent where the database refused it. */
+export interface StreamedAlarm extends AlarmEvent {
+  id?: string;
+}
+
 export interface IngestSummary {
   received: number;
   accepted: number;
@@ -163,7 +168,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private restoredHeld = new Map<string, ReadingIn[]>();
   /** Shutting down: every ingest releases all it holds at once. */
   private closing = false;
-  readonly alarms = new Subject<AlarmEvent>();
+  readonly alarms = new Subject<StreamedAlarm>();
   private readonly alarmHooks: Array<(event: AlarmEvent) => Promise<void>> = [];
   private readonly alarmAudits: Array<(event: AlarmEvent) => Promise<void>> = [];
   private readonly readings: Counter<'outcome'>;
@@ -891,14 +896,19 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       for (const audit of this.alarmAudits) await audit(event);
       rt.alarmAudited = key;
     }
+    let id: string | undefined;
     try {
-      await this.records.addAlarm({
+      id = await this.records.addAlarm({
         assetId: event.assetId,
         state,
         metric,
         value: event.value,
         threshold: event.threshold,
         at,
+        site: event.site,
+        line: event.line,
+        modelName: event.model.name,
+        modelVersion: event.model.version,
       });
     } catch (error) {
       if (error instanceof AppError || isStorageOutage(error)) throw error;
@@ -912,7 +922,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         this.logger.warn({ msg: 'alarm hook failed', assetId: event.assetId, error: String(error) }),
       );
     }
-    this.alarms.next(event);
+    this.alarms.next(id === undefined ? event : { ...event, id });
   }
 
   /**

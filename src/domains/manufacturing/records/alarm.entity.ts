@@ -25,4 +25,21 @@ export class AlarmEntity {
 
   @Column({ type: 'timestamptz' })
   at!: Date;
+
+  /**
+   * Where the asset stood and the model version whose prediction moved the alarm, as streamed, so that the alarm
+   * stream can send it again on a reconnect (Last-Event-ID) as it first did. Null on rows stored before they were
+   * kept.
+   */
+  @Column({ type: 'varchar', length: 128, nullable: true })
+  site!: string | null;
+
+  @Column({ type: 'varchar', length: 128, nullable: true })
+  line!: string | null;
+
+  @Column({ name: 'model_name', type: 'varchar', length: 128, nullable: true })
+  modelName!: string | null;
+
+  @Column({ name: 'model_version', type: 'varchar', length: 64, nullable: true })
+  modelVersion!: string | null;
 }

@@ -150,8 +150,10 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return { predictions, deadLetters };
   }
 
-  async addAlarm(row: Omit<AlarmEntity, 'id'>): Promise<void> {
-    await this.alarms.insert(row);
+  /** Returns the row's id. */
+  async addAlarm(row: Omit<AlarmEntity, 'id'>): Promise<string> {
+    const result = await this.alarms.insert(row);
+    return String((result.identifiers[0] as { id: string }).id);
   }
 
   /**
