@@ -53,7 +53,7 @@ export const EARLIEST_STORABLE_TIME = new Date(Date.UTC(-4712, 0, 1));
 export const BEFORE_EARLIEST_TIME = 'must not be before 4713 BC';
 
 /** The largest value of PostgreSQL's bigint, the type of the row ids that paged answers give as cursors. */
-const MAX_BIGINT = 9223372036854775807n;
+export const MAX_BIGINT = 9223372036854775807n;
 
 /** A row id's digits: a positive integer of at most 19 digits (and, checked apart, at most MAX_BIGINT). */
 export const ROW_CURSOR = /^[1-9]\d{0,18}$/;

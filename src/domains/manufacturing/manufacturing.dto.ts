@@ -1,9 +1,11 @@
+import type { MessageEvent } from '@nestjs/common';
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
 import { IsInt, IsObject, IsOptional, Max, Min, ValidateNested } from 'class-validator';
 import { MatchesPattern } from '../../common/errors/validation';
 import { ISO_INSTANT, IsIsoTime } from '../../common/iso-time';
 import { IsRowCursor } from '../../common/storable-text';
+import type { AlarmStreamItem } from './alarm-resume.util';
 import { IDENTIFIER, ListOf } from './assets/asset.dto';
 
 export class ReadingDto {
@@ -209,4 +211,28 @@ export class AssetStatusDto {
   alarm!: AssetAlarmStateDto;
   /** Since the gateway started. */
   counts!: AssetCountsDto;
+}
+
+/** The event a gap in a resumed alarm stream is sent as. */
+export const ALARMS_MISSED_EVENT = 'alarms-missed';
+
+/** The comment the alarm stream ends with when the stored alarms cannot be read (the client reconnects). */
+export const ALARMS_UNREADABLE_COMMENT = 'the stored alarms could not be read; reconnect';
+
+/** An item of the alarm stream as a Server-Sent Event. */
+export function alarmMessageOf(item: AlarmStreamItem): MessageEvent {
+  switch (item.kind) {
+    case 'alarm':
+      return { type: 'alarm', id: item.id, data: item.alarm };
+    case 'position':
+      return { id: item.id };
+    case 'gap':
+      return {
+        type: ALARMS_MISSED_EVENT,
+        id: item.id,
+        data: { reason: item.reason, after: item.after, through: item.id, cursor: item.cursor },
+      };
+    case 'unreadable':
+      return { comment: ALARMS_UNREADABLE_COMMENT };
+  }
 }

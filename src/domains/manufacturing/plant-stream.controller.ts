@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, MessageEvent, Param, Post, Query, Req, Res, Sse } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { map, Observable } from 'rxjs';
 import { recordAuditBeforeStreaming } from '../../audit/audit.hook';
@@ -11,11 +11,16 @@ import {
   JSON_BODY_ERRORS,
   PROTECTED_ROUTE_ERRORS,
 } from '../../common/errors/api-error-responses';
+import { AppError } from '../../common/errors/app-error';
 import { NoQueryDto } from '../../common/http/no-query';
 import { checkTimeRange, ISO_INSTANT, isoTimeMs } from '../../common/iso-time';
 import { AssetRegistry } from './assets/asset-registry.service';
+import { lastEventIdOf, REPLAY_LIMIT } from './alarm-resume.util';
 import {
+  alarmMessageOf,
   AlarmListDto,
+  ALARMS_MISSED_EVENT,
+  ALARMS_UNREADABLE_COMMENT,
   AlarmsQueryDto,
   AssetStatusDto,
   DeadLetterListDto,
@@ -157,15 +162,37 @@ export class PlantStreamController {
     };
   }
 
-  /** Alarms as they happen, for dashboards: Server-Sent Events, one `alarm` event each, until the token expires. */
+  /**
+   * Alarms as they happen, for dashboards: Server-Sent Events, one `alarm` event each, until the token expires; with
+   * `Last-Event-ID`, those missed since first.
+   */
   @Sse('alarms/stream')
   @RequirePermission('manufacturing:read', 'manufacturing.alarms-stream')
+  @ApiHeader({
+    name: 'Last-Event-ID',
+    required: false,
+    description:
+      'The id of the last event received (an EventSource sends it when it reconnects): the alarms stored since ' +
+      `are sent first, in order (at most the newest ${REPLAY_LIMIT}), then the live ones. A whole number from 0 ` +
+      '(every stored alarm) to 9223372036854775807; anything else is refused with 400',
+  })
   @ApiOkResponse({
     description:
       'Server-Sent Events: one `alarm` event per alarm raised or cleared, its `data` the alarm as JSON ' +
-      '(assetId, site, line, state, metric, value, threshold, at, model {name, version}). When the token ' +
-      'expires the stream ends with the comment `: token expired; reconnect with a fresh token`; it does not ' +
-      'replay on reconnect (Last-Event-ID is not read), so alarms in between are read from GET /v1/manufacturing/alarms',
+      '(assetId, site, line, state, metric, value, threshold, at, model {name, version}) and its `id` the ' +
+      "alarm's row id (GET /v1/manufacturing/alarms). A stream opened without Last-Event-ID starts with an id " +
+      "alone (no event): the newest stored alarm's, so that a reconnect resumes from there. With Last-Event-ID, " +
+      `the alarms stored after it come first, oldest first, at most the newest ${REPLAY_LIMIT}: past that, or ` +
+      'when Last-Event-ID is past the newest stored alarm (a database reset), an `' +
+      ALARMS_MISSED_EVENT +
+      '` event comes first, its `data` {reason: too-many | unknown-id, after, through, cursor}: the alarms with ' +
+      'an id above `after` up to `through` are not sent, and GET /v1/manufacturing/alarms?cursor=<cursor> pages ' +
+      'them. An alarm sent on this connection is never sent twice, nor does its id go below one sent before: an ' +
+      'alarm stored after a newer one was sent (another asset, another gateway), or one the database refused ' +
+      '(kept in the dead letters, never replayed), carries the id sent before it. When the token expires the ' +
+      'stream ends with the comment `: token expired; reconnect with a fresh token`; when the stored alarms ' +
+      `cannot be read, with \`: ${ALARMS_UNREADABLE_COMMENT}\`. Live alarms are this gateway's; a replay ` +
+      "holds every gateway's that shares the database",
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   })
   @ApiProblems(400)
@@ -176,12 +203,16 @@ export class PlantStreamController {
   ): Promise<Observable<MessageEvent>> {
     const caller = principalOf(request);
     if (!caller) throw new Error('the alarm stream was reached without a verified caller');
+    const resume = lastEventIdOf(request.headers['last-event-id']);
+    if ('reason' in resume) {
+      throw new AppError('VALIDATION_FAILED', `Last-Event-ID ${resume.reason}`, {
+        fields: [{ field: 'Last-Event-ID', reason: resume.reason }],
+      });
+    }
+    if (resume.after !== undefined) noteAudit(request, { output: { lastEventId: String(resume.after) } });
     // The stream is written to the raw response, past the audit hook: its row is committed first.
     await recordAuditBeforeStreaming(this.audit, request, reply);
-    return this.stream.alarms.pipe(
-      map((event) => ({ type: 'alarm', data: event })),
-      endAtTokenExpiry(caller),
-    );
+    return this.stream.alarmsAfter(resume.after).pipe(map(alarmMessageOf), endAtTokenExpiry(caller));
   }
 
   /** Refused readings and messages with their reasons, newest first (since `from`, default 24 h ago), paged by `cursor`. */

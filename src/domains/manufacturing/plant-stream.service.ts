@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap, OnModuleInit } from '@nestjs/common';
 import { Counter, Histogram } from 'prom-client';
-import { Subject } from 'rxjs';
+import { Observable, Subject } from 'rxjs';
 import { AppError, ErrorCode } from '../../common/errors/app-error';
 import { MetricsService } from '../../common/metrics/metrics.service';
 import { AppConfig } from '../../config/app-config';
@@ -12,6 +12,7 @@ import {
   storageUnavailable,
 } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
+import { AlarmData, AlarmLog, AlarmStreamItem, resumeAlarms } from './alarm-resume.util';
 import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
 import { AssetWindow, ReadingIn, ReleasedReading } from './asset-window.util';
@@ -19,6 +20,7 @@ import { AlarmState } from './hysteresis.util';
 import type { AssetStatusDto } from './manufacturing.dto';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
+import type { AlarmEntity } from './records/alarm.entity';
 import { PlantRecordsRepository, StoredInputs } from './records/plant-records.repository';
 import type { PredictionRow } from './records/prediction-writer';
 import { unitConverter } from './units.util';
@@ -958,6 +960,27 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     this.logger.error({ msg: 'alarm refused by the database: dead-lettered', alarm: event, error: stackOf(error) });
   }
 
+  /** The alarm stream after `after` (a Last-Event-ID: what was missed first), else from the newest stored alarm on. */
+  alarmsAfter(after: bigint | undefined): Observable<AlarmStreamItem> {
+    return resumeAlarms(this.alarms, this.alarmLog, after);
+  }
+
+  private readonly alarmLog: AlarmLog = {
+    newestAfter: (after, limit) =>
+      this.logged(async () => (await this.records.alarmsAfter(String(after), limit)).map(streamedAlarmOf)),
+    newestId: () => this.logged(async () => BigInt(await this.records.newestAlarmId())),
+  };
+
+  /** A replay that fails ends its stream with a comment; why is logged here. */
+  private async logged<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      this.logger.warn({ msg: 'the alarm stream could not read the stored alarms', error: stackOf(error) });
+      throw error;
+    }
+  }
+
   status(assetId: string): AssetStatus {
     const rt = this.runtime(assetId);
     return {
@@ -1037,4 +1060,22 @@ function stackOf(error: unknown): string {
 
 function round(v: number): number {
   return Math.round(v * 1e6) / 1e6;
+}
+
+/** A stored alarm as it was streamed; a row stored before site, line and model were kept has none of them. */
+function streamedAlarmOf(row: AlarmEntity): AlarmData & { id: string } {
+  return {
+    id: row.id,
+    assetId: row.assetId,
+    ...(row.site === null ? {} : { site: row.site }),
+    ...(row.line === null ? {} : { line: row.line }),
+    state: row.state,
+    metric: row.metric,
+    value: row.value,
+    threshold: row.threshold,
+    at: row.at.toISOString(),
+    ...(row.modelName === null || row.modelVersion === null
+      ? {}
+      : { model: { name: row.modelName, version: row.modelVersion } }),
+  };
 }

@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Counter } from 'prom-client';
-import { Between, DataSource, LessThan, Repository } from 'typeorm';
+import { Between, DataSource, LessThan, MoreThan, Repository } from 'typeorm';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
@@ -364,6 +364,21 @@ export class PlantRecordsRepository implements OnModuleDestroy {
       .addOrderBy('a.id', 'DESC')
       .getMany();
     return new Map(rows.map((r) => [r.assetId, { state: r.state, at: r.at }]));
+  }
+
+  /** Alarms with an id greater than `afterId`, newest first, at most `limit` (the alarm stream's replay). */
+  async alarmsAfter(afterId: string, limit: number): Promise<AlarmEntity[]> {
+    return orUnavailable('the alarms could not be read', () =>
+      this.alarms.find({ where: { id: MoreThan(afterId) }, order: { id: 'DESC' }, take: limit }),
+    );
+  }
+
+  /** The newest alarm's id, '0' where there is none. */
+  async newestAlarmId(): Promise<string> {
+    const rows = await orUnavailable('the alarms could not be read', () =>
+      this.alarms.find({ select: { id: true }, order: { id: 'DESC' }, take: 1 }),
+    );
+    return rows.length === 0 ? '0' : rows[0].id;
   }
 
   /** Newest first; with `beforeId`, only rows older than that one (the next page). */

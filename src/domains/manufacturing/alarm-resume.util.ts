@@ -1,0 +1,136 @@
+import { Observable } from 'rxjs';
+import { MAX_BIGINT } from '../../common/storable-text';
+import type { AlarmEvent, StreamedAlarm } from './plant-stream.service';
+
+/** The most alarms a reconnect is sent again; the older ones it missed are left to GET /v1/manufacturing/alarms. */
+export const REPLAY_LIMIT = 1000;
+
+/** What the alarm stream's Last-Event-ID may be: an id the stream gave, a whole number that fits a bigint. */
+const EVENT_ID = /^(0|[1-9]\d{0,18})$/;
+
+export const NOT_AN_EVENT_ID =
+  'must be the id of an event of this stream: a whole number from 0 to 9223372036854775807';
+
+/** A Last-Event-ID header: undefined where none (or an empty one, which EventSource never sends) came. */
+export function lastEventIdOf(value: string | string[] | undefined): { after?: bigint } | { reason: string } {
+  if (Array.isArray(value)) return { reason: 'must be sent once' };
+  if (value === undefined || value === '') return {};
+  if (!EVENT_ID.test(value) || BigInt(value) > MAX_BIGINT) return { reason: NOT_AN_EVENT_ID };
+  return { after: BigInt(value) };
+}
+
+/** An alarm as sent: one stored before its site, line and model were kept has none of them. */
+export type AlarmData = Omit<AlarmEvent, 'site' | 'line' | 'model'> &
+  Partial<Pick<AlarmEvent, 'site' | 'line' | 'model'>>;
+
+/** The stored alarms, as the replay reads them. */
+export interface AlarmLog {
+  /** Alarms stored with an id greater than `after`, newest first, at most `limit`. */
+  newestAfter(after: bigint, limit: number): Promise<Array<AlarmData & { id: string }>>;
+  /** The newest stored alarm's id, 0 where there is none. */
+  newestId(): Promise<bigint>;
+}
+
+/**
+ * What the alarm stream sends, in order. `id` is what the client's last event id becomes: an alarm's row id, or,
+ * for an alarm that must not move it (not stored, or stored late: see resumeAlarms), the one it already has.
+ */
+export type AlarmStreamItem =
+  | { kind: 'alarm'; id: string; alarm: AlarmData }
+  /** Where a connection without Last-Event-ID starts: the newest stored alarm's id (no event, only the id). */
+  | { kind: 'position'; id: string }
+  /**
+   * Alarms with an id above `after` up to `through` (its `id`) are not sent: more were missed than REPLAY_LIMIT
+   * (`too-many`), or Last-Event-ID is past the newest stored alarm (`unknown-id`: the database is not the one
+   * that gave it, reset or restored). `cursor` pages them from GET /v1/manufacturing/alarms.
+   */
+  | { kind: 'gap'; id: string; reason: 'too-many' | 'unknown-id'; after: string; cursor: string }
+  /** The stored alarms could not be read: the stream ends, the client's last event id unchanged. */
+  | { kind: 'unreadable' };
+
+/**
+ * An alarm stream that starts after `after` (a Last-Event-ID), else at the newest stored alarm: the stored alarms
+ * after it (at most REPLAY_LIMIT, the newest, oldest first), then the live ones, none twice and none left out
+ * between the two. The live ones are subscribed to before the log is read and held until it has been: an alarm
+ * stored while the read runs is in the read, or held, or both (it is then sent once).
+ *
+ * The client's last event id never goes back: a live alarm whose id is at or below what it has already been sent
+ * (stored while a newer one, of another asset or another gateway, was already being sent, or read by the replay
+ * first) is sent with the id the client has, unless the replay sent it. An alarm with no row (the database refused
+ * it) is sent with the id the client has too: it cannot be sent again on a reconnect.
+ */
+export function resumeAlarms(
+  live: Observable<StreamedAlarm>,
+  log: AlarmLog,
+  after: bigint | undefined,
+): Observable<AlarmStreamItem> {
+  return new Observable<AlarmStreamItem>((subscriber) => {
+    let held: StreamedAlarm[] | undefined = [];
+    let liveEnded = false;
+    const replayed = new Set<string>();
+    let position = after ?? 0n;
+
+    const send = (event: StreamedAlarm): void => {
+      const { id, ...alarm } = event;
+      if (id !== undefined && replayed.has(id)) return;
+      if (id !== undefined && BigInt(id) > position) position = BigInt(id);
+      subscriber.next({ kind: 'alarm', id: String(position), alarm });
+    };
+
+    const subscription = live.subscribe({
+      next: (event) => (held ? held.push(event) : send(event)),
+      error: (error: unknown) => subscriber.error(error),
+      complete: () => {
+        if (held) liveEnded = true;
+        else subscriber.complete();
+      },
+    });
+
+    replay(log, after).then(
+      (items) => {
+        if (subscriber.closed) return;
+        for (const item of items) {
+          subscriber.next(item);
+          if (item.kind === 'unreadable') {
+            subscriber.complete();
+            return;
+          }
+          if (item.kind === 'alarm') replayed.add(item.id);
+          position = BigInt(item.id);
+        }
+        const waiting = held ?? [];
+        held = undefined;
+        for (const event of waiting) send(event);
+        if (liveEnded) subscriber.complete();
+      },
+      (error: unknown) => subscriber.error(error),
+    );
+    return () => subscription.unsubscribe();
+  });
+}
+
+/** What is sent before the live alarms, read from the log. */
+async function replay(log: AlarmLog, after: bigint | undefined): Promise<AlarmStreamItem[]> {
+  try {
+    if (after === undefined) return [{ kind: 'position', id: String(await log.newestId()) }];
+    const rows = await log.newestAfter(after, REPLAY_LIMIT + 1);
+    const items: AlarmStreamItem[] = [];
+    if (rows.length > REPLAY_LIMIT) {
+      const through = BigInt(rows[REPLAY_LIMIT].id);
+      items.push(gap('too-many', after, through));
+    } else if (rows.length === 0) {
+      const newest = await log.newestId();
+      if (newest < after) items.push(gap('unknown-id', after, newest));
+    }
+    for (const { id, ...alarm } of rows.slice(0, REPLAY_LIMIT).reverse()) items.push({ kind: 'alarm', id, alarm });
+    return items;
+  } catch {
+    return [{ kind: 'unreadable' }];
+  }
+}
+
+function gap(reason: 'too-many' | 'unknown-id', after: bigint, through: bigint): AlarmStreamItem {
+  // GET /v1/manufacturing/alarms?cursor=c pages the alarms below c, newest first.
+  const cursor = through < MAX_BIGINT ? through + 1n : through;
+  return { kind: 'gap', id: String(through), reason, after: String(after), cursor: String(cursor) };
+}
