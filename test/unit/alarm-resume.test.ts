@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Subject } from 'rxjs';
+import {
+  AlarmLog,
+  AlarmStreamItem,
+  lastEventIdOf,
+  NOT_AN_EVENT_ID,
+  REPLAY_LIMIT,
+  resumeAlarms,
+} from '../../src/domains/manufacturing/alarm-resume.util';
+import type { AlarmEvent, StreamedAlarm } from '../../src/domains/manufacturing/plant-stream.service';
+
+const alarm = (at: number): AlarmEvent => ({
+  assetId: 'mill-1',
+  site: 'plant-1',
+  line: 'line-b',
+  state: at % 2 === 0 ? 'raised' : 'cleared',
+  metric: 'failure',
+  value: 0.9,
+  threshold: 0.5,
+  at: new Date(at * 1000).toISOString(),
+  model: { name: 'machine-failure', version: '1' },
+});
+const stored = (id: number): StreamedAlarm & { id: string } => ({ ...alarm(id), id: String(id) });
+
+/** A log whose read answers when the test says so, the rows newest first as the repository gives them. */
+function heldLog(rows: Array<StreamedAlarm & { id: string }>, newest = 0n) {
+  let answer!: () => void;
+  let fail!: (error: Error) => void;
+  const answered = new Promise<void>((resolve, reject) => {
+    answer = resolve;
+    fail = reject;
+  });
+  const log: AlarmLog = {
+    newestAfter: async (after, limit) => {
+      await answered;
+      return rows.filter((r) => BigInt(r.id) > after).slice(0, limit);
+    },
+    newestId: async () => {
+      await answered;
+      return newest;
+    },
+  };
+  return { log, answer, fail };
+}
+
+function collect(live: Subject<StreamedAlarm>, log: AlarmLog, after: bigint | undefined) {
+  const items: AlarmStreamItem[] = [];
+  let completed = false;
+  const subscription = resumeAlarms(live, log, after).subscribe({
+    next: (item) => items.push(item),
+    complete: () => (completed = true),
+  });
+  return { items, done: () => completed, subscription };
+}
+
+/** Lets the read's answer reach the stream. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('alarm stream resume (Last-Event-ID)', () => {
+  it('sends the stored alarms after Last-Event-ID, oldest first, then the held and live ones, none twice', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const { log, answer } = heldLog([stored(8), stored(7), stored(5)]);
+    const { items } = collect(live, log, 5n);
+    // Streamed while the read runs: 7 is in the read too, 9 is not.
+    live.next(stored(7));
+    live.next(stored(9));
+    assert.equal(items.length, 0, 'nothing before the read answers');
+    answer();
+    await settle();
+    // Stored late (6, below 8 already sent) and refused by the database (no id): the client's id stays 9.
+    live.next(stored(6));
+    live.next(alarm(100));
+    live.next(stored(10));
+    assert.deepEqual(
+      items.map((i) => (i.kind === 'alarm' ? [i.id, i.alarm.at] : [i.kind])),
+      [
+        ['7', alarm(7).at],
+        ['8', alarm(8).at],
+        ['9', alarm(9).at],
+        ['9', alarm(6).at],
+        ['9', alarm(100).at],
+        ['10', alarm(10).at],
+      ],
+    );
+    assert.ok(
+      items.every((i) => i.kind !== 'alarm' || !('id' in i.alarm)),
+      'the row id is not in the data',
+    );
+  });
+
+  it('without Last-Event-ID, starts at the newest stored id; an alarm it holds at or below it is sent at it', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const { log, answer } = heldLog([], 41n);
+    const { items } = collect(live, log, undefined);
+    live.next(stored(41));
+    live.next(stored(42));
+    answer();
+    await settle();
+    assert.deepEqual(
+      items.map((i) => [i.kind, 'id' in i ? i.id : undefined]),
+      [
+        ['position', '41'],
+        ['alarm', '41'],
+        ['alarm', '42'],
+      ],
+    );
+  });
+
+  it(`past ${REPLAY_LIMIT} missed, says which were not sent, then sends the newest ${REPLAY_LIMIT}`, async () => {
+    const live = new Subject<StreamedAlarm>();
+    const rows = Array.from({ length: REPLAY_LIMIT + 50 }, (_, i) => stored(REPLAY_LIMIT + 60 - i));
+    const { log, answer } = heldLog(rows);
+    const { items } = collect(live, log, 3n);
+    answer();
+    await settle();
+    // Ids 11 to 1060 missed: 61 to 1060 are sent, 11 to 60 are left to GET /v1/manufacturing/alarms?cursor=61.
+    assert.deepEqual(items[0], { kind: 'gap', id: '60', reason: 'too-many', after: '3', cursor: '61' });
+    const sent = items.slice(1).map((i) => (i.kind === 'alarm' ? Number(i.id) : NaN));
+    assert.equal(sent.length, REPLAY_LIMIT);
+    assert.deepEqual(
+      sent,
+      Array.from({ length: REPLAY_LIMIT }, (_, i) => 61 + i),
+    );
+  });
+
+  it('past the newest stored id, says the id is unknown and goes on from the newest', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const { log, answer } = heldLog([stored(2), stored(1)], 2n);
+    const { items } = collect(live, log, 500n);
+    answer();
+    await settle();
+    live.next(stored(3));
+    assert.deepEqual(items, [
+      { kind: 'gap', id: '2', reason: 'unknown-id', after: '500', cursor: '3' },
+      { kind: 'alarm', id: '3', alarm: alarm(3) },
+    ]);
+  });
+
+  it('ends, sending nothing more, when the stored alarms cannot be read', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const { log, fail } = heldLog([]);
+    const { items, done } = collect(live, log, 5n);
+    live.next(stored(6));
+    fail(new Error('connection refused'));
+    await settle();
+    live.next(stored(7));
+    assert.deepEqual(items, [{ kind: 'unreadable' }]);
+    assert.equal(done(), true);
+    assert.equal(live.observed, false, 'the live alarms are let go');
+  });
+
+  it('ends once what it held is sent when the live alarms end during the read (shutdown)', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const { log, answer } = heldLog([], 5n);
+    const { items, done } = collect(live, log, 5n);
+    live.next(stored(6));
+    live.complete();
+    assert.equal(done(), false);
+    answer();
+    await settle();
+    assert.deepEqual(items, [{ kind: 'alarm', id: '6', alarm: alarm(6) }]);
+    assert.equal(done(), true);
+  });
+
+  it('reads Last-Event-ID: absent or empty is none, anything but a bigint id is refused', () => {
+    assert.deepEqual(lastEventIdOf(undefined), {});
+    assert.deepEqual(lastEventIdOf(''), {});
+    assert.deepEqual(lastEventIdOf('0'), { after: 0n });
+    assert.deepEqual(lastEventIdOf('9223372036854775807'), { after: 9223372036854775807n });
+    for (const bad of ['x', '-1', '+1', '01', '1.0', ' 1', '1e3', '9223372036854775808', '99999999999999999999']) {
+      assert.deepEqual(lastEventIdOf(bad), { reason: NOT_AN_EVENT_ID }, bad);
+    }
+    assert.deepEqual(lastEventIdOf(['1', '2']), { reason: 'must be sent once' });
+  });
+});
