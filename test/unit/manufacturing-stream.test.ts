@@ -368,6 +368,49 @@ describe('manufacturing stream: alarms and predictions the database does not tak
   });
 });
 
+describe('manufacturing stream: alarms of several assets at once', () => {
+  quietStreamWithMockTimers();
+  const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+  it('are stored one at a time and streamed in the order of their ids, however the database answers', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    engine.failure = (wear) => (wear >= 250 ? 0.9 : 0.01);
+    // A database that answers each insert when the test says, its id taken when asked (as a sequence gives them).
+    const pending: Array<() => void> = [];
+    let ids = 0;
+    records.addAlarm = () => {
+      const id = String(++ids);
+      return new Promise<string>((resolve) => pending.push(() => resolve(id)));
+    };
+    let audited = 0;
+    stream.auditAlarms(() => {
+      audited++;
+      return Promise.resolve();
+    });
+    const streamed: Array<string | undefined> = [];
+    stream.alarms.subscribe((event) => streamed.push(event.id));
+    const rows = [reading(T0, 10), reading(T0 + 1000, 250), reading(T0 + 2000, 250), reading(T0 + 3000, 250)];
+    let settled = false;
+    const both = Promise.all([stream.ingest('mill-1', rows, HTTP), stream.ingest('mill-2', rows, HTTP)]).then(
+      () => (settled = true),
+    );
+    for (let i = 0; audited < 2 && i < 10_000; i++) await immediate();
+    assert.equal(audited, 2, 'both alarms audited');
+    // From the audit on, nothing outside is waited for: had the second alarm not waited its turn, it would be
+    // inserting by now. The database answers the newest insert first, as two connections may.
+    for (let i = 0; !settled && i < 10_000; i++) {
+      await immediate();
+      pending
+        .splice(0)
+        .reverse()
+        .forEach((answer) => answer());
+    }
+    await both;
+    assert.equal(ids, 2);
+    assert.deepEqual(streamed, ['1', '2']);
+  });
+});
+
 describe('manufacturing stream: readings held past what an asset keeps', () => {
   const errors = quietStreamWithMockTimers();
 

@@ -55,9 +55,10 @@ export type AlarmStreamItem =
  * stored while the read runs is in the read, or held, or both (it is then sent once).
  *
  * The client's last event id never goes back: a live alarm whose id is at or below what it has already been sent
- * (stored while a newer one, of another asset or another gateway, was already being sent, or read by the replay
- * first) is sent with the id the client has, unless the replay sent it. An alarm with no row (the database refused
- * it) is sent with the id the client has too: it cannot be sent again on a reconnect.
+ * (a newer one was read by the replay first, or streamed first: PlantStream streams its own in id order, but a
+ * fresh stream starts at the newest id of every gateway's) is sent with the id the client has, unless the replay
+ * sent it. An alarm with no row (the database refused it) is sent with the id the client has too: it cannot be
+ * sent again on a reconnect.
  */
 export function resumeAlarms(
   live: Observable<StreamedAlarm>,

@@ -187,9 +187,10 @@ export class PlantStreamController {
       ALARMS_MISSED_EVENT +
       '` event comes first, its `data` {reason: too-many | unknown-id, after, through, cursor}: the alarms with ' +
       'an id above `after` up to `through` are not sent, and GET /v1/manufacturing/alarms?cursor=<cursor> pages ' +
-      'them. An alarm sent on this connection is never sent twice, nor does its id go below one sent before: an ' +
-      'alarm stored after a newer one was sent (another asset, another gateway), or one the database refused ' +
-      '(kept in the dead letters, never replayed), carries the id sent before it. When the token expires the ' +
+      'them. An alarm sent on this connection is never sent twice, nor does its id go below one sent before: ' +
+      'one stored after a newer one was sent (by another gateway: a gateway sends its own in id order), or one ' +
+      'the database refused (kept in the dead letters, never replayed), carries the id sent before it. When the ' +
+      'token expires the ' +
       'stream ends with the comment `: token expired; reconnect with a fresh token`; when the stored alarms ' +
       `cannot be read, with \`: ${ALARMS_UNREADABLE_COMMENT}\`. Live alarms are this gateway's; a replay ` +
       "holds every gateway's that shares the database",

@@ -171,6 +171,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   /** Shutting down: every ingest releases all it holds at once. */
   private closing = false;
   readonly alarms = new Subject<StreamedAlarm>();
+  /** The alarms being stored, then streamed, each in turn (see alarm). */
+  private readonly alarmsStoring: Line = { last: Promise.resolve() };
+  private readonly alarmsStreaming: Line = { last: Promise.resolve() };
   private readonly alarmHooks: Array<(event: AlarmEvent) => Promise<void>> = [];
   private readonly alarmAudits: Array<(event: AlarmEvent) => Promise<void>> = [];
   private readonly readings: Counter<'outcome'>;
@@ -898,33 +901,47 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       for (const audit of this.alarmAudits) await audit(event);
       rt.alarmAudited = key;
     }
-    let id: string | undefined;
+    // Stored one at a time, and streamed in the order stored, whatever the asset: this gateway streams its
+    // alarms in the order of their ids, so a dashboard that resumes after the last id it got (Last-Event-ID)
+    // misses none of them. Two stored at once could take their ids in one order and be streamed in the other.
+    const storing = takeTurn(this.alarmsStoring);
+    const streaming = takeTurn(this.alarmsStreaming);
     try {
-      id = await this.records.addAlarm({
-        assetId: event.assetId,
-        state,
-        metric,
-        value: event.value,
-        threshold: event.threshold,
-        at,
-        site: event.site,
-        line: event.line,
-        modelName: event.model.name,
-        modelVersion: event.model.version,
-      });
-    } catch (error) {
-      if (error instanceof AppError || isStorageOutage(error)) throw error;
-      await this.alarmRefused(event, error);
+      await storing.turn;
+      let id: string | undefined;
+      try {
+        id = await this.records.addAlarm({
+          assetId: event.assetId,
+          state,
+          metric,
+          value: event.value,
+          threshold: event.threshold,
+          at,
+          site: event.site,
+          line: event.line,
+          modelName: event.model.name,
+          modelVersion: event.model.version,
+        });
+      } catch (error) {
+        if (error instanceof AppError || isStorageOutage(error)) throw error;
+        await this.alarmRefused(event, error);
+      } finally {
+        storing.done();
+      }
+      rt.alarmAudited = undefined;
+      rt.alarmSince = state === 'raised' ? event.at : undefined;
+      this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince });
+      for (const hook of this.alarmHooks) {
+        await hook(event).catch((error: unknown) =>
+          this.logger.warn({ msg: 'alarm hook failed', assetId: event.assetId, error: String(error) }),
+        );
+      }
+      await streaming.turn;
+      this.alarms.next(id === undefined ? event : { ...event, id });
+    } finally {
+      storing.done();
+      streaming.done();
     }
-    rt.alarmAudited = undefined;
-    rt.alarmSince = state === 'raised' ? event.at : undefined;
-    this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince });
-    for (const hook of this.alarmHooks) {
-      await hook(event).catch((error: unknown) =>
-        this.logger.warn({ msg: 'alarm hook failed', assetId: event.assetId, error: String(error) }),
-      );
-    }
-    this.alarms.next(id === undefined ? event : { ...event, id });
   }
 
   /**
@@ -1078,4 +1095,19 @@ function streamedAlarmOf(row: AlarmEntity): AlarmData & { id: string } {
       ? {}
       : { model: { name: row.modelName, version: row.modelVersion } }),
   };
+}
+
+/** Turns taken one after the other: `last` settles once the latest taken is done. */
+interface Line {
+  last: Promise<void>;
+}
+
+/** The next turn in `line`: `turn` settles once every turn taken before it is done; `done` ends it (more than once is once). */
+function takeTurn(line: Line): { turn: Promise<void>; done: () => void } {
+  const turn = line.last;
+  let done!: () => void;
+  const mine = new Promise<void>((resolve) => (done = resolve));
+  // Ended early (its alarm not stored), it still holds the next turn until those before it are done.
+  line.last = turn.then(() => mine);
+  return { turn, done };
 }
