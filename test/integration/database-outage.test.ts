@@ -198,6 +198,22 @@ describe(
         await read().expect(200);
       }
     });
+    it('manufacturing: an alarm stream whose replay the database fails ends, saying so, for the client to reconnect', async () => {
+      const operator = bearer(tokenFor(['plant-operator'], { sub: 'outage-stream' }));
+      for (const lastEventId of [undefined, '0']) {
+        for (const how of ['killed', 'timed out'] as const) {
+          // Its audit row is committed first (200); the replay's read, after, is what fails.
+          const res = await failed('manufacturing_alarms', how, () => {
+            const open = http().get('/v1/manufacturing/alarms/stream').set('Authorization', operator);
+            return lastEventId === undefined ? open : open.set('Last-Event-ID', lastEventId);
+          });
+          const what = `Last-Event-ID ${lastEventId}, ${how}`;
+          assert.equal(res.status, 200, what);
+          assert.match(res.text, /^: the stored alarms could not be read; reconnect$/m, what);
+          assert.doesNotMatch(res.text, /^(id|data|event):/m, `${what}: nothing but the comment`);
+        }
+      }
+    });
     it('audit: events and verify the database fails to read are 503s with Retry-After', async () => {
       const auditor = bearer(tokenFor(['auditor'], { sub: 'outage-auditor' }));
       for (const path of ['/v1/audit/events', '/v1/audit/verify']) {
