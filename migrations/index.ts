@@ -11,6 +11,7 @@ import { MedicalFindingsRetention1796552027451 } from './1796552027451-MedicalFi
 import { AuditEventsChecks1796565569661 } from './1796565569661-AuditEventsChecks';
 import { AuditEventsHashVersion1796574667332 } from './1796574667332-AuditEventsHashVersion';
 import { AuditHashCheckCheaper1796575250764 } from './1796575250764-AuditHashCheckCheaper';
+import { AuditHashVersionKnown1796585889947 } from './1796585889947-AuditHashVersionKnown';
 import { ManufacturingAlarmsAsStreamed1796586086442 } from './1796586086442-ManufacturingAlarmsAsStreamed';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
@@ -28,5 +29,6 @@ export const MIGRATIONS = [
   AuditEventsChecks1796565569661,
   AuditEventsHashVersion1796574667332,
   AuditHashCheckCheaper1796575250764,
+  AuditHashVersionKnown1796585889947,
   ManufacturingAlarmsAsStreamed1796586086442,
 ];

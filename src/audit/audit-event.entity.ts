@@ -21,6 +21,8 @@ export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
 // of its insert (migration 1796575250764-AuditHashCheckCheaper).
 @Check('audit_events_seq_from_1', `"seq" >= 1`)
 @Check('audit_events_hashes_lower_hex', AUDIT_HASHES_CHECK)
+// Only the hash versions verify knows (audit-chain.ts); added NOT VALID (migration AuditHashVersionKnown).
+@Check('audit_events_hash_version_known', `"hash_version" IN (1, 2)`)
 @Index('audit_events_writer_seq', ['writerId', 'seq'], { unique: true })
 @Index('audit_events_occurred_at', ['occurredAt'])
 @Index('audit_events_actor', ['actor'])

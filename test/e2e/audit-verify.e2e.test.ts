@@ -52,10 +52,13 @@ describe('audit verify, rows put in by hand', () => {
   });
   after(() => app.close());
 
-  it('the table refuses a row below seq 1, and a hash or prev_hash that is not 64 lowercase hex', async () => {
+  it('the table refuses a row below seq 1, a hash_version other than 1 or 2, and a hash or prev_hash that is not 64 lowercase hex', async () => {
     const [row] = forgedRows('by-hand/0', 1, 1);
     await assert.rejects(insertRows(db, [{ ...row, seq: 0 }]), /audit_events_seq_from_1/);
     await assert.rejects(insertRows(db, [{ ...row, seq: -7 }]), /audit_events_seq_from_1/);
+    for (const hashVersion of [0, 3, -1]) {
+      await assert.rejects(insertRows(db, [{ ...row, hashVersion }]), /audit_events_hash_version_known/);
+    }
     // Each value the old check (`~ '^[0-9a-f]{64}$'`) refused, the cheaper one refuses: upper case, short (a char(64)
     // pads it with blanks), a blank, a letter past f or a non-ASCII digit inside, a leading blank.
     const hash = row.hash;
