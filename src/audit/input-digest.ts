@@ -151,6 +151,28 @@ export function auditSecret(config: Pick<AppConfig, 'AUDIT_HMAC_SECRET' | 'NODE_
   return Buffer.from(devSecret(config.DATA_DIR));
 }
 
+/**
+ * The audit secrets earlier rotations retired (AUDIT_HMAC_PREVIOUS_SECRETS), newest first: verify still takes the rows
+ * and anchors keyed under them. None may be the current secret, the one generated outside production included (the
+ * configuration refuses one equal to AUDIT_HMAC_SECRET already).
+ */
+export function retiredAuditSecrets(
+  config: Pick<AppConfig, 'AUDIT_HMAC_SECRET' | 'AUDIT_HMAC_PREVIOUS_SECRETS' | 'NODE_ENV' | 'DATA_DIR'>,
+): Buffer[] {
+  const retired = config.AUDIT_HMAC_PREVIOUS_SECRETS ?? [];
+  if (retired.length === 0) return [];
+  const current = auditSecret(config);
+  return retired.map((secret, i) => {
+    const bytes = Buffer.from(secret);
+    if (bytes.equals(current)) {
+      throw new Error(
+        `AUDIT_HMAC_PREVIOUS_SECRETS item ${i + 1} is the current audit secret: only a replaced one is retired`,
+      );
+    }
+    return bytes;
+  });
+}
+
 function devSecret(dataDir: string): string {
   const path = join(dataDir, DEV_SECRET_FILE);
   if (!existsSync(path)) {

@@ -94,6 +94,49 @@ function HasForwardPort(): PropertyDecorator {
   });
 }
 
+/** The shortest audit secret taken, current or retired (characters). */
+const MIN_AUDIT_SECRET = 32;
+
+/** A JSON array of strings as such, anything else as it came (the validator then says why it is refused). */
+const toStringList = ({ value }: { value: unknown }): unknown => {
+  if (typeof value !== 'string') return value;
+  try {
+    const parsed: unknown = JSON.parse(value);
+    return Array.isArray(parsed) && parsed.every((item) => typeof item === 'string') ? parsed : value;
+  } catch {
+    return value;
+  }
+};
+
+/** Why a list of retired audit secrets is refused, or undefined; by position only, never repeating a secret. */
+function retiredSecretsRefusal(value: unknown, current: string | undefined): string | undefined {
+  if (!Array.isArray(value)) {
+    return 'must be a JSON array of strings, the newest retired secret first: ["<secret>", "<older secret>"]';
+  }
+  const secrets = value as string[];
+  for (const [i, secret] of secrets.entries()) {
+    if (secret.length < MIN_AUDIT_SECRET) return `item ${i + 1} is shorter than ${MIN_AUDIT_SECRET} characters`;
+    if (secret === current)
+      return `item ${i + 1} is AUDIT_HMAC_SECRET itself: only a secret another replaced is retired`;
+    const first = secrets.indexOf(secret);
+    if (first < i) return `item ${i + 1} repeats item ${first + 1}`;
+  }
+  return undefined;
+}
+
+/** A list of retired audit secrets (AUDIT_HMAC_PREVIOUS_SECRETS); the message names the item, never its value. */
+function IsRetiredSecretList(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isRetiredSecretList',
+    validator: {
+      validate: (value: unknown, args?: ValidationArguments) =>
+        retiredSecretsRefusal(value, (args?.object as AppConfig | undefined)?.AUDIT_HMAC_SECRET) === undefined,
+      defaultMessage: ({ property, value, object }: ValidationArguments) =>
+        `${property} ${retiredSecretsRefusal(value, (object as AppConfig).AUDIT_HMAC_SECRET)}`,
+    },
+  });
+}
+
 /**
  * The gateway's whole configuration, read from the environment once at boot (`loadConfig`) and
  * validated; nothing else reads `process.env`. A bad value stops the boot with the variable's name.
@@ -347,8 +390,17 @@ export class AppConfig {
   /** Server secret for the audit input digests (secret, at least 32 characters). Development generates one. */
   @IsOptional()
   @IsString()
-  @MinLength(32)
+  @MinLength(MIN_AUDIT_SECRET)
   AUDIT_HMAC_SECRET?: string;
+
+  /**
+   * Audit secrets retired by rotations (secret), newest first, as a JSON array of strings: rows, anchors written under
+   * one of them still verify (audit-verify.ts). JSON, as a secret may hold any character a separator would be.
+   */
+  @IsOptional()
+  @Transform(toStringList)
+  @IsRetiredSecretList()
+  AUDIT_HMAC_PREVIOUS_SECRETS?: string[];
 
   /** Names this process's hash chain; default: host, pid and start time, so each run starts a chain. */
   @IsOptional()
@@ -754,6 +806,7 @@ const OPTIONAL_KEYS = [
   'AUTH_JWKS_FILE',
   'AUTH_HS256_SECRET',
   'AUDIT_HMAC_SECRET',
+  'AUDIT_HMAC_PREVIOUS_SECRETS',
   'AUDIT_WRITER_ID',
   'AUDIT_ANCHOR_FILE',
   'FINANCE_SHADOW_MODELS',
@@ -767,7 +820,13 @@ const OPTIONAL_KEYS = [
 ];
 
 /** Never printed, not even in a configuration error. */
-const SECRET_KEYS = new Set(['DATABASE_URL', 'AUTH_HS256_SECRET', 'AUDIT_HMAC_SECRET', 'MQTT_URL']);
+const SECRET_KEYS = new Set([
+  'DATABASE_URL',
+  'AUTH_HS256_SECRET',
+  'AUDIT_HMAC_SECRET',
+  'AUDIT_HMAC_PREVIOUS_SECRETS',
+  'MQTT_URL',
+]);
 
 /** Builds and validates the configuration from an environment; throws a ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {

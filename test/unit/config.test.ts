@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { auditSecret, retiredAuditSecrets } from '../../src/audit/input-digest';
 import { ConfigError, dataDirGap, loadConfig, productionGaps } from '../../src/config/app-config';
 
 describe('configuration', () => {
@@ -175,6 +176,57 @@ describe('configuration', () => {
         return true;
       },
     );
+  });
+
+  it('takes retired audit secrets as a JSON array, newest first, and refuses a bad list naming the item, never a secret', () => {
+    const current = 'the current audit secret, 32 characters long';
+    const retired = ['the secret, retired "last" year, with, commas', 'an older secret: colons; and spaces too'];
+    const config = loadConfig({ AUDIT_HMAC_SECRET: current, AUDIT_HMAC_PREVIOUS_SECRETS: JSON.stringify(retired) });
+    assert.deepEqual(config.AUDIT_HMAC_PREVIOUS_SECRETS, retired);
+    assert.equal(loadConfig({}).AUDIT_HMAC_PREVIOUS_SECRETS, undefined);
+    const refusal = (value: string): string => {
+      try {
+        loadConfig({ AUDIT_HMAC_SECRET: current, AUDIT_HMAC_PREVIOUS_SECRETS: value });
+      } catch (error) {
+        assert.ok(error instanceof ConfigError);
+        for (const secret of [current, ...retired]) assert.ok(!error.message.includes(secret), error.message);
+        return error.message;
+      }
+      return 'taken';
+    };
+    const named = (reason: string) =>
+      `invalid configuration: AUDIT_HMAC_PREVIOUS_SECRETS=(secret): AUDIT_HMAC_PREVIOUS_SECRETS ${reason}`;
+    const notAList = named(
+      'must be a JSON array of strings, the newest retired secret first: ["<secret>", "<older secret>"]',
+    );
+    // A comma-separated list, a bare secret, a list with a number: not taken as some split of them.
+    assert.equal(refusal(retired.join(',')), notAList);
+    assert.equal(refusal(retired[0]), notAList);
+    assert.equal(refusal(JSON.stringify([retired[0], 42])), notAList);
+    assert.equal(refusal(JSON.stringify({ secret: retired[0] })), notAList);
+    assert.equal(refusal(JSON.stringify([retired[0], 'short'])), named('item 2 is shorter than 32 characters'));
+    assert.equal(
+      refusal(JSON.stringify([retired[0], current])),
+      named('item 2 is AUDIT_HMAC_SECRET itself: only a secret another replaced is retired'),
+    );
+    assert.equal(refusal(JSON.stringify([...retired, retired[0]])), named('item 3 repeats item 1'));
+  });
+
+  it('a retired secret equal to the one generated outside production is refused where the secrets are read', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'gateway-config-test-'));
+    try {
+      const generated = auditSecret(loadConfig({ DATA_DIR: dataDir })).toString();
+      const other = 'an older secret, 32 characters or more';
+      const config = (retired: string[]) =>
+        loadConfig({ DATA_DIR: dataDir, AUDIT_HMAC_PREVIOUS_SECRETS: JSON.stringify(retired) });
+      assert.deepEqual(retiredAuditSecrets(config([other])), [Buffer.from(other)]);
+      assert.throws(
+        () => retiredAuditSecrets(config([other, generated])),
+        /^Error: AUDIT_HMAC_PREVIOUS_SECRETS item 2 is the current audit secret: only a replaced one is retired$/,
+      );
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('anchors audit chain heads every minute in DATA_DIR by default; 0 turns it off, a negative interval is refused', () => {
