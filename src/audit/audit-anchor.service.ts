@@ -11,7 +11,7 @@ import {
   claimAnchorFile,
 } from './audit-anchor';
 import type { ChainHead } from './audit-commit';
-import { auditSecret } from './input-digest';
+import { auditSecret, retiredAuditSecrets } from './input-digest';
 
 /** Something verify finds wrong with an anchor: the database no longer holds it, or the anchor file was altered. */
 export interface AnchorBreak {
@@ -36,6 +36,8 @@ export interface AnchorBreak {
 export class AuditAnchors {
   private readonly logger = new Logger('Audit');
   private readonly key: Buffer;
+  /** The anchor keys of the retired secrets (AUDIT_HMAC_PREVIOUS_SECRETS): lines written before a rotation verify. */
+  private readonly retiredKeys: Buffer[];
   /** The configured file until start claims one; verify reads it either way. */
   private file: AnchorFile;
   private claim: AnchorFileClaim | undefined;
@@ -55,8 +57,9 @@ export class AuditAnchors {
 
   constructor(config: AppConfig, metrics: MetricsService) {
     this.key = anchorKey(auditSecret(config));
+    this.retiredKeys = retiredAuditSecrets(config).map(anchorKey);
     this.closesChains = config.AUDIT_WRITER_ID === undefined;
-    this.file = new AnchorFile(config.auditAnchorFile, this.key);
+    this.file = this.anchorFile(config.auditAnchorFile);
     this.intervalMs = config.AUDIT_ANCHOR_INTERVAL_MS;
     this.anchored = new Counter({
       name: 'gateway_audit_anchors_total',
@@ -70,6 +73,10 @@ export class AuditAnchors {
     });
   }
 
+  private anchorFile(path: string): AnchorFile {
+    return new AnchorFile(path, this.key, undefined, this.retiredKeys);
+  }
+
   /** The anchor file this process writes (once started) and verify reads. */
   get filePath(): string {
     return this.file.path;
@@ -81,7 +88,7 @@ export class AuditAnchors {
     if (this.intervalMs === 0) return;
     try {
       this.claim = await claimAnchorFile(this.file.path);
-      this.file = new AnchorFile(this.claim.path, this.key);
+      this.file = this.anchorFile(this.claim.path);
     } catch (error) {
       // Anchoring never stops the gateway: it writes the configured file, which another one may write too.
       this.logger.error({

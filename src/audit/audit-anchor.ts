@@ -30,6 +30,11 @@ export interface ChainAnchor {
    * time, AUDIT_WRITER_ID unset), which no later process takes up again, so no row can follow it.
    */
   closed?: true;
+  /**
+   * Read from a line MAC'd under a retired secret's anchor key (written before a rotation): that secret's position in
+   * AUDIT_HMAC_PREVIOUS_SECRETS, 1 the newest. Never written into a line.
+   */
+  retiredSecret?: number;
 }
 
 /** A line of the anchor file that does not verify: edited, forged, or cut short. */
@@ -71,15 +76,19 @@ export function anchorLine(key: Buffer, a: ChainAnchor): string {
   );
 }
 
-/** Parses the anchor file's text: the newest verified anchor of each chain, and every line that does not verify. */
-export function readAnchors(text: string, key: Buffer): AnchorReading {
+/**
+ * Parses the anchor file's text: the newest verified anchor of each chain, and every line that does not verify. A line
+ * is verified under `key` (the current secret's anchor key) or, failing that, under one of `retired` (the anchor keys
+ * of AUDIT_HMAC_PREVIOUS_SECRETS, newest first), which its anchor then names (retiredSecret).
+ */
+export function readAnchors(text: string, key: Buffer, retired: readonly Buffer[] = []): AnchorReading {
   const latest = new Map<string, { anchor: ChainAnchor; text: string }>();
   const bad: BadAnchorLine[] = [];
   const lines = text.split('\n');
   // The text after the last newline: empty when the file ends as written, else a line cut short.
   if (lines[lines.length - 1] === '') lines.pop();
   lines.forEach((line, i) => {
-    const anchor = verifiedAnchor(line, key);
+    const anchor = verifiedAnchor(line, key, retired);
     if ('bad' in anchor) {
       bad.push({ line: i + 1, ...(anchor.claims ? { claims: anchor.claims } : {}), text: line });
       return;
@@ -91,7 +100,11 @@ export function readAnchors(text: string, key: Buffer): AnchorReading {
   return { latest, bad, lines: lines.length };
 }
 
-function verifiedAnchor(line: string, key: Buffer): ChainAnchor | { bad: true; claims?: BadAnchorLine['claims'] } {
+function verifiedAnchor(
+  line: string,
+  key: Buffer,
+  retired: readonly Buffer[],
+): ChainAnchor | { bad: true; claims?: BadAnchorLine['claims'] } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);
@@ -119,8 +132,11 @@ function verifiedAnchor(line: string, key: Buffer): ChainAnchor | { bad: true; c
     return { bad: true, claims };
   }
   const anchor: ChainAnchor = { chain, seq, hash, at, ...(closed === true ? { closed } : {}) };
-  const expected = Buffer.from(anchorMac(key, anchor), 'hex');
-  return timingSafeEqual(expected, Buffer.from(mac, 'hex')) ? anchor : { bad: true, claims };
+  const stored = Buffer.from(mac, 'hex');
+  const macOk = (under: Buffer) => timingSafeEqual(Buffer.from(anchorMac(under, anchor), 'hex'), stored);
+  if (macOk(key)) return anchor;
+  const secret = retired.findIndex(macOk);
+  return secret === -1 ? { bad: true, claims } : { ...anchor, retiredSecret: secret + 1 };
 }
 
 /**
@@ -145,16 +161,18 @@ export class AnchorFile {
   /** Whether the file ends in a line cut short, which the next append must not continue. */
   private unterminated = false;
 
+  /** `key` MACs the lines written; a line read verifies under it or under one of `retired` (see readAnchors). */
   constructor(
     readonly path: string,
     private readonly key: Buffer,
     private readonly compactAfter = 1000,
+    private readonly retired: readonly Buffer[] = [],
   ) {}
 
   /** The file's anchors, or undefined when there is no file yet. */
   async read(): Promise<AnchorReading | undefined> {
     const text = await readIfThere(this.path);
-    return text === undefined ? undefined : readAnchors(text, this.key);
+    return text === undefined ? undefined : readAnchors(text, this.key, this.retired);
   }
 
   /** Appends one line per anchor, in one write, and flushes it to disk; compacts the file once it has grown. */
@@ -179,7 +197,7 @@ export class AnchorFile {
   private async load(): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true });
     const text = (await readIfThere(this.path)) ?? '';
-    const reading = readAnchors(text, this.key);
+    const reading = readAnchors(text, this.key, this.retired);
     this.lines = reading.lines;
     this.chains = new Set(reading.latest.keys());
     this.unterminated = text.length > 0 && !text.endsWith('\n');
@@ -188,7 +206,7 @@ export class AnchorFile {
 
   /** Rewrites the file with the newest anchor of each chain (and any bad line): a new file, flushed, renamed over it. */
   private async compactNow(): Promise<void> {
-    const reading = readAnchors((await readIfThere(this.path)) ?? '', this.key);
+    const reading = readAnchors((await readIfThere(this.path)) ?? '', this.key, this.retired);
     const temporary = `${this.path}.compacting`;
     const file = await open(temporary, 'w', 0o640);
     try {

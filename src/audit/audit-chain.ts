@@ -221,63 +221,119 @@ export const SUB_MILLISECOND_TIME =
  */
 export type CheckedRow = ChainedFields & { id: string; hash: string; subMillisecond?: boolean };
 
-/** The last good row of a chain, as the next must follow it; `keyed` when its hash is (no unkeyed row may follow). */
+/**
+ * The last good row of a chain, as the next must follow it; `keyed` when its hash is (no unkeyed row may follow), and
+ * `retiredSecret` when it verified under a retired secret's row key: its position in AUDIT_HMAC_PREVIOUS_SECRETS
+ * (1: the newest retired), absent for the current secret's.
+ */
 export interface LinkHead {
   seq: number;
   hash: string;
   keyed?: boolean;
+  retiredSecret?: number;
 }
 
 /** The head before a chain's first row. */
 export const GENESIS_HEAD: LinkHead = { seq: 0, hash: GENESIS_HASH };
 
+/**
+ * The row hash keys verify takes: the current secret's, and those of the secrets rotations retired
+ * (AUDIT_HMAC_PREVIOUS_SECRETS), newest first. `retired[i]` is retired secret i + 1.
+ */
+export interface RowKeys {
+  current: Buffer;
+  retired: readonly Buffer[];
+}
+
 /** The reasons for a row that breaks a chain because of its hash_version. */
 export const UNKEYED_AFTER_KEYED =
   'an unkeyed row (hash_version 1) after a keyed one: a chain never goes back from keyed hashes';
 export const KEYED_HASH_MISMATCH =
-  'row content does not match its hash: a keyed one, so the row was changed, or hashed under another AUDIT_HMAC_SECRET';
+  'row content does not match its hash: a keyed one, so the row was changed, or hashed under an AUDIT_HMAC_SECRET ' +
+  'that is neither the current one nor one of AUDIT_HMAC_PREVIOUS_SECRETS';
+
+/** The current secret (0) or retired secret n of AUDIT_HMAC_PREVIOUS_SECRETS (n), in words. */
+function secretName(retiredSecret: number): string {
+  return retiredSecret === 0
+    ? 'the current AUDIT_HMAC_SECRET'
+    : `retired secret ${retiredSecret} of AUDIT_HMAC_PREVIOUS_SECRETS`;
+}
+
+/**
+ * The reason for a keyed row under an older secret than the row before it: a chain's key only moves forward in time,
+ * so whoever holds a retired (perhaps leaked) secret cannot append rows to a chain that has moved on from it.
+ */
+export function olderSecretAfterNewer(rowSecret: number, headSecret: number): string {
+  return (
+    `a row keyed under ${secretName(rowSecret)} after one keyed under ${secretName(headSecret)}: ` +
+    "a chain's key only moves forward, from a retired secret to a newer one"
+  );
+}
 
 /**
  * Checks one writer's rows in seq order, continuing from `head` (the last good row before them), under the row hash
- * key. Returns the first broken link, or the new head.
+ * key (and, given them, the retired secrets' row keys). Returns the first broken link, or the new head.
  */
 export function checkChain(
   rows: CheckedRow[],
   head: LinkHead,
   key: Buffer,
+  retired: readonly Buffer[] = [],
 ): { head: LinkHead } | { broken: ChainBreak } {
+  const keys = { current: key, retired };
   let current = head;
   for (const row of rows) {
-    const broken = checkLink(row, current, key);
-    if (broken) return { broken };
-    current = headOf(row);
+    const next = followLink(row, current, keys);
+    if ('broken' in next) return next;
+    current = next.head;
   }
   return { head: current };
 }
 
-/** The head a row that verified leaves its chain at. */
-export function headOf(row: CheckedRow): LinkHead {
-  return row.hashVersion === KEYED_HASH
-    ? { seq: row.seq, hash: row.hash, keyed: true }
-    : { seq: row.seq, hash: row.hash };
+/**
+ * Why `row` does not follow `head` (the last good row of its chain), or the head it leaves the chain at. A keyed row
+ * is tried under the key the row before it verified under (the current one at a chain's start): one HMAC a row while
+ * the key stays. Only on a mismatch are the other keys tried: a newer one (a rotation) is taken, an older one is a
+ * break that says so.
+ */
+export function followLink(
+  row: CheckedRow,
+  head: LinkHead,
+  keys: RowKeys,
+): { head: LinkHead } | { broken: ChainBreak } {
+  const at = { writerId: row.writerId, seq: row.seq, id: row.id };
+  const broken = (reason: string) => ({ broken: { ...at, reason } });
+  if (row.seq !== head.seq + 1) return broken(`expected seq ${head.seq + 1}: rows are missing or reordered`);
+  if (row.prevHash !== head.hash) return broken('prev_hash does not match the hash of the row before');
+  if (row.subMillisecond) return broken(SUB_MILLISECOND_TIME);
+  if (row.hashVersion === UNKEYED_HASH) {
+    if (head.keyed) return broken(UNKEYED_AFTER_KEYED);
+    return sameHash(unkeyedHashOf(row), row.hash)
+      ? { head: { seq: row.seq, hash: row.hash } }
+      : broken('row content does not match its hash');
+  }
+  if (row.hashVersion !== KEYED_HASH) {
+    return broken(`hash_version ${row.hashVersion} is none the gateway writes (1: unkeyed, 2: keyed)`);
+  }
+  const headSecret = head.keyed ? (head.retiredSecret ?? 0) : 0;
+  const secret = rowSecret(row, keys, headSecret);
+  if (secret === undefined) return broken(KEYED_HASH_MISMATCH);
+  if (head.keyed && secret > headSecret) return broken(olderSecretAfterNewer(secret, headSecret));
+  return {
+    head:
+      secret === 0
+        ? { seq: row.seq, hash: row.hash, keyed: true }
+        : { seq: row.seq, hash: row.hash, keyed: true, retiredSecret: secret },
+  };
 }
 
-/** Why `row` does not follow `head` (the last good row of its chain), or undefined when it does. */
-export function checkLink(row: CheckedRow, head: LinkHead, key: Buffer): ChainBreak | undefined {
-  const at = { writerId: row.writerId, seq: row.seq, id: row.id };
-  if (row.seq !== head.seq + 1) return { ...at, reason: `expected seq ${head.seq + 1}: rows are missing or reordered` };
-  if (row.prevHash !== head.hash) return { ...at, reason: 'prev_hash does not match the hash of the row before' };
-  if (row.subMillisecond) return { ...at, reason: SUB_MILLISECOND_TIME };
-  const expected = hashOf(key, row);
-  if (expected === undefined) {
-    return { ...at, reason: `hash_version ${row.hashVersion} is none the gateway writes (1: unkeyed, 2: keyed)` };
-  }
-  if (head.keyed && row.hashVersion !== KEYED_HASH) return { ...at, reason: UNKEYED_AFTER_KEYED };
-  if (!sameHash(expected, row.hash)) {
-    return {
-      ...at,
-      reason: row.hashVersion === KEYED_HASH ? KEYED_HASH_MISMATCH : 'row content does not match its hash',
-    };
+/** Which secret's row key a keyed row's hash is under (0: the current one, n: retired secret n), `first` tried first. */
+function rowSecret(row: CheckedRow, keys: RowKeys, first: number): number | undefined {
+  const keyOf = (secret: number): Buffer | undefined => (secret === 0 ? keys.current : keys.retired[secret - 1]);
+  const firstKey = keyOf(first);
+  if (firstKey && sameHash(keyedHashOf(firstKey, row), row.hash)) return first;
+  for (let secret = 0; secret <= keys.retired.length; secret++) {
+    if (secret !== first && sameHash(keyedHashOf(keyOf(secret)!, row), row.hash)) return secret;
   }
   return undefined;
 }

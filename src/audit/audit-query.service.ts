@@ -10,16 +10,23 @@ import { openTenantCursor, sealTenantCursor, tenantCursorKey } from './audit-cur
 import { AuditEventPageDto, AuditEventsQueryDto, AuditVerifyDto, toEventDto, toTenantEventDto } from './audit.dto';
 import { AuditRepository } from './audit.repository';
 import { walkChains } from './audit-verify';
-import { auditSecret } from './input-digest';
+import { auditSecret, retiredAuditSecrets } from './input-digest';
 
 /** Rows per query, and the longest stretch verify hashes before it hands the event loop back (see walkChains). */
 const VERIFY_WALK = { pageSize: 2000, sliceMs: 5 };
 
 @Injectable()
 export class AuditQueryService {
+  /**
+   * Tenant cursors are sealed and opened under the current secret's key only: one sealed before a rotation is refused
+   * (400 naming `cursor`, start paging again). They live for a paging session, and opened under a retired key, a
+   * leaked retired secret would go on forging them.
+   */
   private readonly cursorKey: Buffer;
   /** The key keyed rows are hashed under (rowHashKey). */
   private readonly rowKey: Buffer;
+  /** The row keys of the secrets rotations retired (AUDIT_HMAC_PREVIOUS_SECRETS), newest first: verify takes them too. */
+  private readonly retiredRowKeys: Buffer[];
   /** The walk in progress: a verify that arrives meanwhile gets its answer rather than walking the trail again. */
   private running: Promise<AuditVerifyDto> | undefined;
 
@@ -31,6 +38,7 @@ export class AuditQueryService {
     const secret = auditSecret(config);
     this.cursorKey = tenantCursorKey(secret);
     this.rowKey = rowHashKey(secret);
+    this.retiredRowKeys = retiredAuditSecrets(config).map(rowHashKey);
   }
 
   /**
@@ -97,6 +105,10 @@ export class AuditQueryService {
 
   private async walk(): Promise<AuditVerifyDto> {
     const { anchors, breaks: anchorBreaks } = await this.anchors.forVerify();
-    return walkChains(this.repository, anchors, anchorBreaks, { ...VERIFY_WALK, key: this.rowKey });
+    return walkChains(this.repository, anchors, anchorBreaks, {
+      ...VERIFY_WALK,
+      key: this.rowKey,
+      retiredKeys: this.retiredRowKeys,
+    });
   }
 }

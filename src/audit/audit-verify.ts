@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { anchorMismatch, type ChainAnchor } from './audit-anchor';
 import type { AnchorBreak } from './audit-anchor.service';
-import { type ChainBreak, checkLink, type CheckedRow, GENESIS_HEAD, headOf, type LinkHead } from './audit-chain';
+import { type ChainBreak, type CheckedRow, followLink, GENESIS_HEAD, type LinkHead, type RowKeys } from './audit-chain';
 
 /** Where a page of a chain ended: its last row's seq and id, as the database has them (text, exact past 2^53). */
 export interface ChainKey {
@@ -42,6 +42,8 @@ export interface ChainReport {
   firstBroken: ChainBreak | null;
   /** Rows that verified by an unkeyed hash alone: see ChainWalk.unkeyedRows. */
   unkeyedRows: number;
+  /** Of `rows`, those keyed under a retired secret (AUDIT_HMAC_PREVIOUS_SECRETS): written before a rotation. */
+  rowsUnderRetiredSecrets: number;
 }
 
 export interface VerifyReport {
@@ -57,6 +59,10 @@ export interface VerifyReport {
   unkeyedRows: number;
   /** Chains with such rows: their rows that verified end in an unkeyed one. */
   unkeyedChains: number;
+  /** Rows that verified under a retired secret's row key (AUDIT_HMAC_PREVIOUS_SECRETS), over every chain. */
+  rowsUnderRetiredSecrets: number;
+  /** Anchors held to the database whose line verified under a retired secret's anchor key. */
+  anchorsUnderRetiredSecrets: number;
 }
 
 /** One chain's walk, fed its rows in chain order. */
@@ -67,16 +73,18 @@ export class ChainWalk {
   rows = 0;
   /** Of those, the unkeyed ones (hash_version 1). */
   private unkeyed = 0;
+  /** Of those, the ones keyed under a retired secret. */
+  retired = 0;
   firstBroken: ChainBreak | undefined;
   /** The last row read, past a break too: how far the stored chain reaches, for its anchor. */
   private last: { seq: number } | undefined;
   /** The stored hash at the anchored seq: the anchored one if any row there has it. */
   private hashAtAnchor: string | undefined;
 
-  /** `key`: the row hash key (rowHashKey), for keyed rows. */
+  /** `keys`: the row hash keys (rowHashKey of the current and of each retired secret), for keyed rows. */
   constructor(
     private readonly anchor: ChainAnchor | undefined,
-    private readonly key: Buffer,
+    private readonly keys: RowKeys,
   ) {}
 
   /** Rows hash-checked: those that verified, and the first broken one. */
@@ -99,11 +107,15 @@ export class ChainWalk {
     }
     this.last = row;
     if (this.firstBroken) return;
-    this.firstBroken = checkLink(row, this.head, this.key);
-    if (this.firstBroken) return;
-    this.head = headOf(row);
+    const next = followLink(row, this.head, this.keys);
+    if ('broken' in next) {
+      this.firstBroken = next.broken;
+      return;
+    }
+    this.head = next.head;
     this.rows++;
     if (!this.head.keyed) this.unkeyed++;
+    if (this.head.retiredSecret !== undefined) this.retired++;
   }
 
   /**
@@ -120,6 +132,11 @@ export class ChainWalk {
 export interface WalkOptions {
   /** The row hash key (rowHashKey of AUDIT_HMAC_SECRET), for keyed rows. */
   key: Buffer;
+  /**
+   * The row hash keys of the secrets rotations retired (AUDIT_HMAC_PREVIOUS_SECRETS), newest first: a keyed row that
+   * does not verify under `key` is tried under them (only then: see followLink).
+   */
+  retiredKeys?: readonly Buffer[];
   /** Rows read per query. */
   pageSize: number;
   /** Longest stretch of checking before the event loop is handed back (setImmediate), in milliseconds. */
@@ -134,7 +151,7 @@ export async function walkChains(
   source: ChainSource,
   anchors: Map<string, ChainAnchor>,
   anchorBreaks: AnchorBreak[],
-  { key, pageSize, sliceMs }: WalkOptions,
+  { key, retiredKeys = [], pageSize, sliceMs }: WalkOptions,
 ): Promise<VerifyReport> {
   const chains: ChainReport[] = [];
   let rowsChecked = 0;
@@ -142,6 +159,8 @@ export async function walkChains(
   let unanchoredChains = 0;
   let unkeyedRows = 0;
   let unkeyedChains = 0;
+  let rowsUnderRetiredSecrets = 0;
+  let anchorsUnderRetiredSecrets = 0;
   let firstBroken: ChainBreak | null = null;
   const stored = await source.writers();
   // An anchored chain with no row left is walked too: every one of its rows was cut off.
@@ -149,7 +168,7 @@ export async function walkChains(
   const gone = [...anchors.keys()].filter((id) => !storedIds.has(id)).sort();
   for (const writerId of [...stored, ...gone]) {
     const anchor = anchors.get(writerId);
-    const walk = new ChainWalk(anchor, key);
+    const walk = new ChainWalk(anchor, { current: key, retired: retiredKeys });
     // From the chain's lowest row, whatever its seq: one below 1 (inserted by hand) breaks the chain there.
     let after: ChainKey | undefined;
     for (;;) {
@@ -169,9 +188,11 @@ export async function walkChains(
     if (!anchor) unanchoredChains++;
     unkeyedRows += walk.unkeyedRows;
     if (walk.unkeyedRows > 0) unkeyedChains++;
+    rowsUnderRetiredSecrets += walk.retired;
     firstBroken ??= walk.firstBroken ?? null;
     const mismatch = walk.anchorMismatch();
     if (anchor) anchorsChecked++;
+    if (anchor?.retiredSecret !== undefined) anchorsUnderRetiredSecrets++;
     if (anchor && mismatch) {
       anchorBreaks.push({ writerId, seq: anchor.seq, anchoredAt: anchor.at, line: null, reason: mismatch });
     }
@@ -182,6 +203,7 @@ export async function walkChains(
       anchoredSeq: anchor?.seq ?? null,
       firstBroken: walk.firstBroken ?? null,
       unkeyedRows: walk.unkeyedRows,
+      rowsUnderRetiredSecrets: walk.retired,
     });
   }
   return {
@@ -194,5 +216,7 @@ export async function walkChains(
     anchorBreaks,
     unkeyedRows,
     unkeyedChains,
+    rowsUnderRetiredSecrets,
+    anchorsUnderRetiredSecrets,
   };
 }

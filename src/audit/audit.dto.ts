@@ -189,6 +189,13 @@ export class ChainReportDto {
    */
   @ApiProperty({ type: 'integer' })
   unkeyedRows!: number;
+  /**
+   * Of `rows`, those keyed under a secret that a rotation retired (AUDIT_HMAC_PREVIOUS_SECRETS) rather than the
+   * current AUDIT_HMAC_SECRET: written before the rotation. A chain's key only moves forward, so none follows a row
+   * keyed under a newer secret.
+   */
+  @ApiProperty({ type: 'integer' })
+  rowsUnderRetiredSecrets!: number;
 }
 
 /** An anchor the database no longer matches (rows cut off, a chain rewritten), or an anchor file that was altered. */
@@ -247,6 +254,16 @@ export class AuditVerifyDto {
   /** Chains with `unkeyedRows`: their rows that verified end in an unkeyed one. */
   @ApiProperty({ type: 'integer' })
   unkeyedChains!: number;
+  /**
+   * Rows that verified under the row key of a secret that a rotation retired (AUDIT_HMAC_PREVIOUS_SECRETS), over every
+   * chain: above 0, the trail spans a rotation. They are as safe as the retired secret was kept; anchors (and the log's
+   * copy of them) are the check on a leaked one.
+   */
+  @ApiProperty({ type: 'integer' })
+  rowsUnderRetiredSecrets!: number;
+  /** Of `anchorsChecked`, the anchors whose line verified under a retired secret's anchor key (written before a rotation). */
+  @ApiProperty({ type: 'integer' })
+  anchorsUnderRetiredSecrets!: number;
 }
 
 export function toEventDto(row: StoredAuditRow): AuditEventDto {

@@ -13,7 +13,9 @@ import {
   verifyNamesUnkeyedHead,
   withoutChecks,
 } from '../fixtures/audit-tamper';
+import { verifyAcrossRotation } from '../fixtures/audit-rotation';
 import { createTestApp } from '../fixtures/test-app';
+import { freshDataDir } from '../fixtures/test-data-dir';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
 const LINEAR = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
@@ -162,6 +164,7 @@ describe('audit verify, rows put in by hand', () => {
           firstBroken: report.firstBroken,
           // Forged without the key: unkeyed rows, which no keyed row holds.
           unkeyedRows: 2000,
+          rowsUnderRetiredSecrets: 0,
         },
       );
     } finally {
@@ -222,6 +225,7 @@ describe('audit verify, a break in one chain', () => {
       anchoredSeq,
       firstBroken: null,
       unkeyedRows: 0,
+      rowsUnderRetiredSecrets: 0,
     });
     // Every chain of the gateway is walked and reported, not only those before the junk.
     assert.ok(report.chains.filter((c) => c.writerId.startsWith('zz-gateway/')).length >= 1);
@@ -253,5 +257,11 @@ describe('audit verify, keyed row hashes', () => {
 
   it('a row with a correct unkeyed sha256 appended at the head of a live chain is named, and stays named once the gateway goes on from it', async () => {
     await verifyNamesUnkeyedHead(app, http, token, 'keyed-gw/0');
+  });
+});
+
+describe('audit verify across a rotation of AUDIT_HMAC_SECRET', () => {
+  it('a chain that goes on across it verifies with the old secret in AUDIT_HMAC_PREVIOUS_SECRETS, counted; a row forged under the old secret after the new one is named; without it, its first row is', async () => {
+    await verifyAcrossRotation(createTestApp, { DATA_DIR: await freshDataDir() }, 'rotating');
   });
 });

@@ -577,7 +577,15 @@ describe('audit trail, chain heads anchored outside the database', () => {
     ]);
     assert.deepEqual(
       report.chains.find((c: { writerId: string }) => c.writerId === chain),
-      { writerId: chain, rows: head.seq - 3, valid: false, anchoredSeq: head.seq, firstBroken: null, unkeyedRows: 0 },
+      {
+        writerId: chain,
+        rows: head.seq - 3,
+        valid: false,
+        anchoredSeq: head.seq,
+        firstBroken: null,
+        unkeyedRows: 0,
+        rowsUnderRetiredSecrets: 0,
+      },
     );
   });
 

@@ -20,6 +20,7 @@ import {
   verifyNamesUnkeyedHead,
   withoutChecks,
 } from '../fixtures/audit-tamper';
+import { verifyAcrossRotation } from '../fixtures/audit-rotation';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { auditReadinessFor, firstRefusalOnFullDisk, smallDisk } from '../fixtures/small-disk';
 import { createTestApp } from '../fixtures/test-app';
@@ -166,6 +167,24 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
       // The forged row must not break the verifies of the tests after this one, on the same database.
       await deleteRows(app.get(DataSource), `writer_id IN ('keyed/0', 'keyed-legacy/0')`);
       await app.close();
+    }
+  });
+
+  it('AUDIT_HMAC_SECRET rotated under a chain that goes on: it verifies with the old secret retired, a row forged under the old one after the new is named, and without it the first old row is', async () => {
+    try {
+      await verifyAcrossRotation(createTestApp, { DATABASE_URL: url, DATA_DIR: emptyDataDir() }, 'rotating');
+    } finally {
+      // Its rows under the new secret, and the forged one, must not break the verifies of the tests after this one.
+      const admin = new Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query('BEGIN');
+        await admin.query('SET LOCAL session_replication_role = replica'); // past the append-only trigger
+        await admin.query(`DELETE FROM audit_events WHERE writer_id = 'rotating/0'`);
+        await admin.query('COMMIT');
+      } finally {
+        await admin.end();
+      }
     }
   });
 

@@ -86,6 +86,48 @@ describe('audit chain anchors', () => {
     assert.deepEqual(anchorKey(secret), key);
   });
 
+  it("takes lines MAC'd under a retired secret's anchor key, naming it, and compacts them as its own; a line under none is bad", async () => {
+    const retired = anchorKey(Buffer.from('the secret before the rotation, 32 characters'));
+    const older = anchorKey(Buffer.from('the secret before that one, 32 characters long'));
+    const unknown = anchorKey(Buffer.from('a secret no gateway was given, 32 characters'));
+    const text = [
+      anchorLine(older, anchor('r/0', 1)),
+      anchorLine(retired, anchor('r/0', 2)),
+      anchorLine(retired, anchor('r/1', 4)),
+      anchorLine(key, anchor('r/0', 3)),
+      anchorLine(unknown, anchor('r/2', 5)),
+    ].join('');
+    const reading = readAnchors(text, key, [retired, older]);
+    assert.deepEqual(
+      reading.bad.map((b) => [b.line, b.claims]),
+      [[5, { chain: 'r/2', seq: 5 }]],
+    );
+    assert.deepEqual(
+      [...reading.latest.values()].map((l) => l.anchor),
+      [anchor('r/0', 3), { ...anchor('r/1', 4), retiredSecret: 1 }],
+    );
+    assert.deepEqual(
+      readAnchors(anchorLine(older, anchor('r/0', 1)), key, [retired, older]).latest.get('r/0')?.anchor,
+      { ...anchor('r/0', 1), retiredSecret: 2 },
+    );
+    // Without the retired keys, the old lines are bad ones, as before rotation was known.
+    assert.deepEqual(
+      readAnchors(text, key).bad.map((b) => b.line),
+      [1, 2, 3, 5],
+    );
+    // A file that goes on across a rotation: the process appends under the current key, reads the old lines as
+    // anchors, and compaction keeps the newest of each chain (no old line is kept as a bad one).
+    const path = join(dir, 'rotated.jsonl');
+    writeFileSync(path, text);
+    const file = new AnchorFile(path, key, 1, [retired, older]);
+    await file.append([anchor('r/1', 6)]);
+    const after = readFileSync(path, 'utf8');
+    assert.equal(
+      after,
+      anchorLine(unknown, anchor('r/2', 5)) + anchorLine(key, anchor('r/0', 3)) + anchorLine(key, anchor('r/1', 6)),
+    );
+  });
+
   it('appends lines to a file it creates, with its folder', async () => {
     const path = join(dir, 'fresh', 'anchors.jsonl');
     const file = new AnchorFile(path, key);

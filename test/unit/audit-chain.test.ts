@@ -9,11 +9,14 @@ import {
   ChainedFields,
   checkChain,
   CheckedRow,
+  followLink,
   GENESIS_HEAD,
   KEYED_HASH,
   KEYED_HASH_MISMATCH,
   keyedHashOf,
+  olderSecretAfterNewer,
   rowHashKey,
+  type RowKeys,
   SUB_MILLISECOND_TIME,
   UNKEYED_AFTER_KEYED,
   UNKEYED_HASH,
@@ -352,5 +355,113 @@ describe('keyed row hashes', () => {
     );
     assert.ok('head' in checkChain(stored, GENESIS_HEAD, KEY));
     assert.ok('broken' in checkChain(stored, GENESIS_HEAD, OTHER_KEY));
+  });
+});
+
+describe('rotated audit secrets', () => {
+  // Three generations of the secret: A (the oldest), B, C. KEY stands for the current one in chain().
+  const [A, B, C] = ['first', 'second', 'third'].map((n) =>
+    rowHashKey(Buffer.from(`${n} audit secret, 32 chars or more`)),
+  );
+  /** `rows` re-hashed under `keys[i]` for row i (keyed) and relinked, as gateways under those secrets wrote them. */
+  const keyedUnder = (keys: Buffer[]): CheckedRow[] => {
+    const out: CheckedRow[] = [];
+    chain(keys.length).forEach((row, i) => {
+      const next = { ...row, prevHash: i === 0 ? GENESIS_HEAD.hash : out[i - 1].hash };
+      out.push({ ...next, hash: keyedHashOf(keys[i], next) });
+    });
+    return out;
+  };
+  const broken = (seq: number, reason: string) => ({ broken: { writerId: 'w1', seq, id: String(seq), reason } });
+
+  it('a chain that goes on across a rotation verifies with the retired secret listed, and breaks at its first old row without', () => {
+    const rows = keyedUnder([A, A, A, B, B]);
+    assert.deepEqual(checkChain(rows, GENESIS_HEAD, B, [A]), { head: { seq: 5, hash: rows[4].hash, keyed: true } });
+    assert.deepEqual(checkChain(rows, GENESIS_HEAD, B), broken(1, KEYED_HASH_MISMATCH));
+    // A chain that ended before the rotation (a gateway whose writer id was its own): its head names the secret.
+    const closed = keyedUnder([A, A]);
+    assert.deepEqual(checkChain(closed, GENESIS_HEAD, B, [A]), {
+      head: { seq: 2, hash: closed[1].hash, keyed: true, retiredSecret: 1 },
+    });
+  });
+
+  it("a chain's key only moves forward: a row under an older secret after one under a newer is a break that says so", () => {
+    // Forged by a holder of the retired secret A, appended after the rows under B.
+    assert.deepEqual(
+      checkChain(keyedUnder([A, B, B, A]), GENESIS_HEAD, B, [A]),
+      broken(4, olderSecretAfterNewer(1, 0)),
+    );
+    assert.equal(
+      olderSecretAfterNewer(1, 0),
+      'a row keyed under retired secret 1 of AUDIT_HMAC_PREVIOUS_SECRETS after one keyed under the current ' +
+        "AUDIT_HMAC_SECRET: a chain's key only moves forward, from a retired secret to a newer one",
+    );
+    // Two rotations (C current, B then A retired): forward, even past a secret, verifies; back is named by position.
+    const head = (rows: CheckedRow[]) => ({
+      head: { seq: rows.length, hash: rows[rows.length - 1].hash, keyed: true },
+    });
+    for (const keys of [
+      [A, B, C],
+      [A, C],
+      [B, C, C],
+      [A, A, B, B, C],
+    ]) {
+      const rows = keyedUnder(keys);
+      assert.deepEqual(checkChain(rows, GENESIS_HEAD, C, [B, A]), head(rows));
+    }
+    assert.deepEqual(checkChain(keyedUnder([B, A]), GENESIS_HEAD, C, [B, A]), broken(2, olderSecretAfterNewer(2, 1)));
+    assert.deepEqual(
+      checkChain(keyedUnder([A, C, B]), GENESIS_HEAD, C, [B, A]),
+      broken(3, olderSecretAfterNewer(1, 0)),
+    );
+    // Unkeyed rows may still precede keyed ones under any secret, never follow them.
+    const legacy = keyedUnder([A, B]);
+    const upgraded = [{ ...legacy[0], hashVersion: UNKEYED_HASH }, legacy[1]];
+    upgraded[0].hash = unkeyedHashOf(upgraded[0]);
+    upgraded[1] = { ...upgraded[1], prevHash: upgraded[0].hash };
+    upgraded[1].hash = keyedHashOf(A, upgraded[1]);
+    assert.deepEqual(checkChain(upgraded, GENESIS_HEAD, B, [A]), {
+      head: { seq: 2, hash: upgraded[1].hash, keyed: true, retiredSecret: 1 },
+    });
+  });
+
+  it('tries the retired keys only on a mismatch, starting from the key the row before verified under', () => {
+    /** `keys` with every read of a key counted: the current one, and each retired one by position. */
+    const counted = (current: Buffer, retired: Buffer[]) => {
+      const reads = { current: 0, retired: 0 };
+      const keys: RowKeys = {
+        get current() {
+          reads.current++;
+          return current;
+        },
+        retired: new Proxy(retired, {
+          get(target, property, receiver) {
+            if (typeof property === 'string' && /^\d+$/.test(property)) reads.retired++;
+            return Reflect.get(target, property, receiver) as unknown;
+          },
+        }),
+      };
+      return { keys, reads };
+    };
+    const walk = (rows: CheckedRow[], keys: RowKeys) => {
+      let head = GENESIS_HEAD;
+      for (const row of rows) {
+        const next = followLink(row, head, keys);
+        assert.ok('head' in next, JSON.stringify(next));
+        head = next.head;
+      }
+    };
+    // Every row under the current secret: one HMAC a row, the retired keys never read.
+    const current = counted(B, [A]);
+    walk(keyedUnder([B, B, B, B, B, B]), current.keys);
+    assert.deepEqual(current.reads, { current: 6, retired: 0 });
+    // A chain written before the rotation: the current key is tried at its first row only, then the one that held.
+    const old = counted(B, [A]);
+    walk(keyedUnder([A, A, A, A, A, A]), old.keys);
+    assert.deepEqual(old.reads, { current: 1, retired: 6 });
+    // Across the rotation: at the first row under B, A (the row before's) is tried first, then B holds.
+    const across = counted(B, [A]);
+    walk(keyedUnder([A, A, A, B, B, B]), across.keys);
+    assert.deepEqual(across.reads, { current: 1 + 1 + 2, retired: 3 + 1 });
   });
 });

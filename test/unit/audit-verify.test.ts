@@ -7,6 +7,7 @@ import {
   KEYED_HASH,
   KEYED_HASH_MISMATCH,
   keyedHashOf,
+  olderSecretAfterNewer,
   rowHashKey,
   UNKEYED_AFTER_KEYED,
   UNKEYED_HASH,
@@ -107,8 +108,17 @@ describe('audit verify walk', () => {
         anchoredSeq: null,
         firstBroken: report.firstBroken,
         unkeyedRows: 0,
+        rowsUnderRetiredSecrets: 0,
       },
-      { writerId: 'b/0', rows: 3, valid: false, anchoredSeq: 5, firstBroken: null, unkeyedRows: 0 },
+      {
+        writerId: 'b/0',
+        rows: 3,
+        valid: false,
+        anchoredSeq: 5,
+        firstBroken: null,
+        unkeyedRows: 0,
+        rowsUnderRetiredSecrets: 0,
+      },
       {
         writerId: 'c/0',
         rows: 1,
@@ -116,8 +126,17 @@ describe('audit verify walk', () => {
         anchoredSeq: null,
         firstBroken: broken('c/0', 2, edited[1].id, KEYED_HASH_MISMATCH),
         unkeyedRows: 0,
+        rowsUnderRetiredSecrets: 0,
       },
-      { writerId: 'd/0', rows: 3, valid: true, anchoredSeq: 3, firstBroken: null, unkeyedRows: 0 },
+      {
+        writerId: 'd/0',
+        rows: 3,
+        valid: true,
+        anchoredSeq: 3,
+        firstBroken: null,
+        unkeyedRows: 0,
+        rowsUnderRetiredSecrets: 0,
+      },
     ]);
     assert.deepEqual(report.anchorBreaks, [
       {
@@ -197,5 +216,58 @@ describe('audit verify walk', () => {
       ],
     );
     assert.deepEqual([report.unkeyedRows, report.unkeyedChains], [7, 2]);
+  });
+
+  it('takes rows keyed under a retired secret, counts them, and names one under an older secret than the row before', async () => {
+    const RETIRED = rowHashKey(Buffer.from('the secret before the rotation, 32 characters'));
+    /** `rows` re-hashed under RETIRED up to (not including) index `upTo`, and relinked. */
+    const underRetired = (rows: CheckedRow[], upTo: number): CheckedRow[] => {
+      const out: CheckedRow[] = [];
+      rows.forEach((row, i) => {
+        const next = { ...row, prevHash: i === 0 ? GENESIS_HASH : out[i - 1].hash };
+        out.push({ ...next, hash: keyedHashOf(i < upTo ? RETIRED : KEY, next) });
+      });
+      return out;
+    };
+    // Across the rotation at seq 4; wholly before it; never under it; a row forged under the retired secret at the
+    // head of a chain that moved on.
+    const across = underRetired(chain('a/0', 6), 3);
+    const before = underRetired(chain('b/0', 2), 2);
+    const after = chain('c/0', 3);
+    const forged = chain('d/0', 3);
+    const head = { ...forged[2], id: String(nextId++), seq: 4, prevHash: forged[2].hash };
+    forged.push({ ...head, hash: keyedHashOf(RETIRED, head) });
+    const rows = [...across, ...before, ...after, ...forged];
+    const anchors = new Map([
+      ['a/0', anchorOf(across[5])],
+      ['b/0', { ...anchorOf(before[1]), retiredSecret: 1 }],
+    ]);
+    const report = await walkChains(source(rows), anchors, [], { ...BY_4, retiredKeys: [RETIRED] });
+
+    assert.deepEqual(
+      report.chains.map((c) => [c.writerId, c.rows, c.rowsUnderRetiredSecrets, c.valid, c.firstBroken?.reason ?? null]),
+      [
+        ['a/0', 6, 3, true, null],
+        ['b/0', 2, 2, true, null],
+        ['c/0', 3, 0, true, null],
+        ['d/0', 3, 0, false, olderSecretAfterNewer(1, 0)],
+      ],
+    );
+    assert.deepEqual(report.firstBroken, { writerId: 'd/0', seq: 4, id: head.id, reason: olderSecretAfterNewer(1, 0) });
+    assert.deepEqual([report.rowsUnderRetiredSecrets, report.anchorsUnderRetiredSecrets], [5, 1]);
+    assert.deepEqual(report.anchorBreaks, []);
+
+    // Without the retired secret, the old rows are named where they begin, as before rotation was known.
+    const unlisted = await walkChains(source(rows), anchors, [], BY_4);
+    assert.deepEqual(
+      unlisted.chains.map((c) => [c.writerId, c.rows, c.firstBroken?.seq ?? null, c.firstBroken?.reason ?? null]),
+      [
+        ['a/0', 0, 1, KEYED_HASH_MISMATCH],
+        ['b/0', 0, 1, KEYED_HASH_MISMATCH],
+        ['c/0', 3, null, null],
+        ['d/0', 3, 4, KEYED_HASH_MISMATCH],
+      ],
+    );
+    assert.equal(unlisted.rowsUnderRetiredSecrets, 0);
   });
 });
