@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -17,9 +18,32 @@ interface Gateway {
   log: () => string;
 }
 
-/** main.ts as `npm start` runs it, ready to serve; killed by the caller's finally. */
-async function startGateway(env: Record<string, string>, port: number, nodeArgs: string[] = []): Promise<Gateway> {
-  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
+/**
+ * `npm start`'s script (package.json) on this test build: what npm runs on a POSIX system, `sh -c` with the script,
+ * dist/src/main.js being dist-test/src/main.js here.
+ */
+function startScript(): [string, string[]] {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  assert.ok(pkg.scripts.start.includes(' dist/src/main.js'), pkg.scripts.start);
+  return [
+    'sh',
+    ['-c', pkg.scripts.start.replace(' dist/src/main.js', ` ${join(REPO_ROOT, 'dist-test', 'src', 'main.js')}`)],
+  ];
+}
+
+/**
+ * main.ts as `npm start` runs it, ready to serve; killed by the caller's finally. `command` runs it some other way
+ * (startScript).
+ */
+async function startGateway(
+  env: Record<string, string>,
+  port: number,
+  nodeArgs: string[] = [],
+  command: [string, string[]] = [process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist-test', 'src', 'main.js')]],
+): Promise<Gateway> {
+  const child = spawn(command[0], command[1], {
+    // A launcher in its own process group, so that the caller's finally can end whatever it left behind.
+    detached: command[0] === 'sh',
     env: {
       ...process.env,
       ...TEST_AUTH_ENV,
@@ -68,6 +92,30 @@ async function startGateway(env: Record<string, string>, port: number, nodeArgs:
 }
 
 describe('signals (main.ts)', () => {
+  it('npm start: SIGTERM to what npm started (its shell) reaches the gateway, which shuts down and exits 0, leaving no process behind', async () => {
+    // npm (11) passes a SIGTERM on to the process it spawned, `sh -c <script>`, and nothing further: the script must
+    // make the shell the gateway (exec), or the shell dies and the gateway runs on, orphaned, holding its port and
+    // DATA_DIR (a supervisor's restart then stops at boot: the embedded database is in use by another gateway).
+    const port = 3000 + (process.pid % 300);
+    const gateway = await startGateway({}, port, [], startScript());
+    try {
+      gateway.child.kill('SIGTERM');
+      assert.deepEqual(await gateway.exited, [0, null]);
+      assert.ok(gateway.log().includes('"shutting down"'), 'the gateway itself had the signal');
+      const after = await fetch(`${gateway.url}/health/live`).then(
+        (r) => r.status,
+        () => 'refused',
+      );
+      assert.equal(after, 'refused', 'nothing listens on the port any more');
+    } finally {
+      try {
+        process.kill(-(gateway.child.pid ?? 0), 'SIGKILL');
+      } catch {
+        // Nothing left in the group.
+      }
+    }
+  });
+
   it('a second SIGTERM during shutdown is ignored: the gateway still finishes its shutdown and exits 0', async () => {
     const gateway = await startGateway({}, 3600 + (process.pid % 300));
     try {
