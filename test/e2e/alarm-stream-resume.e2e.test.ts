@@ -112,6 +112,13 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
         [second.events[0].site, second.events[0].line, second.events[0].model],
         ['plant-1', 'line-b', { name: 'machine-failure', version: '1' }],
       );
+      // And the listing, where a client pages what a resume could not replay, lists each alarm as it was streamed.
+      const listed = (await http.get('/v1/manufacturing/alarms').set('Authorization', operator).expect(200)).body as {
+        alarms: Array<Record<string, unknown>>;
+      };
+      const sameAlarm = listed.alarms.find((a) => a.id === second.received.find((e) => e.type === 'alarm')?.id);
+      assert.ok(sameAlarm, 'the replayed alarm is listed');
+      assert.deepEqual({ ...second.events[0], id: sameAlarm.id }, sameAlarm);
       second.close();
       await second.ended;
 

@@ -129,6 +129,9 @@ export class AlarmDto {
   /** Row id, the order alarms happened in. */
   id!: string;
   assetId!: string;
+  /** The asset's site and line when the alarm was raised; absent for an alarm stored before they were kept. */
+  site?: string;
+  line?: string;
   state!: 'raised' | 'cleared';
   /** `failure` (probability) or `rul` (cycles). */
   metric!: 'failure' | 'rul';
@@ -137,6 +140,8 @@ export class AlarmDto {
   /** The asset's threshold it crossed (raiseAt or clearAt). */
   threshold!: number;
   at!: string;
+  /** The model (name, version) whose prediction moved it; absent for an alarm stored before it was kept. */
+  model?: AssetStatusModelDto;
 }
 
 export class AlarmListDto {

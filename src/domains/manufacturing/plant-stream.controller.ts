@@ -33,7 +33,7 @@ import {
   ReadingBatchDto,
 } from './manufacturing.dto';
 import { ApiAssetIdParam } from './assets/asset.dto';
-import { PlantStream } from './plant-stream.service';
+import { PlantStream, streamedAlarmOf } from './plant-stream.service';
 import { PlantRecordsRepository } from './records/plant-records.repository';
 
 /** Readings in over HTTP; status, predictions, alarms and dead letters out. */
@@ -149,15 +149,8 @@ export class PlantStreamController {
   async alarms(@Query() query: AlarmsQueryDto): Promise<AlarmListDto> {
     const rows = await this.records.alarmsOf(query.assetId, ALARMS_PAGE, query.cursor);
     return {
-      alarms: rows.map((r) => ({
-        id: r.id,
-        assetId: r.assetId,
-        state: r.state,
-        metric: r.metric,
-        value: r.value,
-        threshold: r.threshold,
-        at: r.at.toISOString(),
-      })),
+      // As the stream sends them: a dashboard that pages the alarms a resume could not replay gets the same JSON.
+      alarms: rows.map(streamedAlarmOf),
       nextCursor: rows.length === ALARMS_PAGE ? rows[rows.length - 1].id : null,
     };
   }

@@ -1079,8 +1079,11 @@ function round(v: number): number {
   return Math.round(v * 1e6) / 1e6;
 }
 
-/** A stored alarm as it was streamed; a row stored before site, line and model were kept has none of them. */
-function streamedAlarmOf(row: AlarmEntity): AlarmData & { id: string } {
+/**
+ * A stored alarm as it was streamed (and as GET /v1/manufacturing/alarms lists it); a row stored before site, line and
+ * model were kept has none of them.
+ */
+export function streamedAlarmOf(row: AlarmEntity): AlarmData & { id: string } {
   return {
     id: row.id,
     assetId: row.assetId,
