@@ -197,13 +197,6 @@ export function keyedHashOf(key: Buffer, f: ChainedFields): string {
     .digest('hex');
 }
 
-/** The hash a row of its hash_version must carry; undefined for a version the gateway never writes. */
-export function hashOf(key: Buffer, f: ChainedFields): string | undefined {
-  if (f.hashVersion === KEYED_HASH) return keyedHashOf(key, f);
-  if (f.hashVersion === UNKEYED_HASH) return unkeyedHashOf(f);
-  return undefined;
-}
-
 export interface ChainBreak {
   writerId: string;
   seq: number;
@@ -217,7 +210,7 @@ export const SUB_MILLISECOND_TIME =
 
 /**
  * A row as verify reads it. `subMillisecond`: occurred_at (microseconds in the database) holds a fraction of a
- * millisecond, which the Date it is read into, and so hashOf, cannot see; rows are written in whole milliseconds.
+ * millisecond, which the Date it is read into, and so the row's hash, cannot see; rows are written in whole milliseconds.
  */
 export type CheckedRow = ChainedFields & { id: string; hash: string; subMillisecond?: boolean };
 
