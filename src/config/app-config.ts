@@ -459,7 +459,7 @@ export class AppConfig {
    * Most audit rows written in one transaction. A burst of answers larger than this is written as
    * several commits on free lanes, so the first of them are answered while the rest are written and
    * the event loop has work meanwhile: with one commit for all 64 requests of a c=64 load, the
-   * event loop stood idle a third of the time, waiting for it (see README, bench/audit).
+   * event loop stood idle a third of the time, waiting for it (see docs/benchmarks.md, bench/audit).
    */
   @Transform(toInt)
   @IsInt()
