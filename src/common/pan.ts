@@ -4,16 +4,37 @@
  */
 
 /**
- * Digits as card numbers are written: runs of digits split by up to three separators (spaces, dashes,
- * dots, slashes, colons, underscores, no-break spaces). A card number is any stretch of whole runs of such a chain
- * with 13 to 19 digits (see containsPan), so that one written beside other digits (an expiry date, a CVV,
- * a reference) is found too.
+ * Digits as card numbers are written: runs of digits split by up to three separators (spaces, tabs and line
+ * breaks, dashes, dots, slashes, colons, underscores, no-break spaces). A card number is any stretch of whole runs
+ * of such a chain with 13 to 19 digits (see containsPan), so that one written beside other digits (an expiry date, a
+ * CVV, a reference) is found too.
  */
-const CHAIN = /\d+(?:[ \-./:_\u00a0]{1,3}\d+)*/g;
+const CHAIN = /\d+(?:[ \t\n\v\f\r\-./:_\u00a0]{1,3}\d+)*/g;
 const RUN = /\d+/g;
 
 /** Cheap pre-check: at least 13 digits in a row, allowing separators. */
-const QUICK = /\d[\d \-./:_\u00a0]{11,}\d/;
+const QUICK = /\d[\d \t\n\v\f\r\-./:_\u00a0]{11,}\d/;
+
+/**
+ * Characters NFKC leaves as they are that still print as a gap or as nothing between digits: spaces and line or
+ * paragraph separators (U+1680, U+2028, ...) and format characters (a zero-width space, a soft hyphen, a word
+ * joiner, a BOM). Read as a space, so a card number split by them is written in groups as any other.
+ */
+const INVISIBLE_OR_SPACE = /[\p{Z}\p{Cf}]/gu;
+/** Decimal digits of other scripts (Arabic-Indic, Devanagari, ...), which NFKC does not turn into ASCII ones. */
+const OTHER_DIGIT = /[^\d\P{Nd}]/gu;
+const DECIMAL_DIGIT = /^\p{Nd}$/u;
+
+/**
+ * The ASCII digit a decimal digit of another script stands for: Unicode gives each script's digits as runs of ten
+ * code points, 0 to 9 (a run of twenty, U+116D0, is two such), so its value is its distance from the run's start.
+ */
+function asciiDigit(digit: string): string {
+  const code = digit.codePointAt(0) ?? 0;
+  let start = code;
+  while (DECIMAL_DIGIT.test(String.fromCodePoint(start - 1))) start--;
+  return String((code - start) % 10);
+}
 
 /** Plain digits, or digits split by single spaces or dashes (the forms people and terminals type). */
 const SIMPLY_SPLIT = /^\d+(?:[ -]\d+)*$/;
@@ -55,9 +76,12 @@ export function containsPan(text: string): boolean {
   // 13 digits need at least 5 UTF-16 code units even after NFKC: no character gives more than three
   // (U+2152 VULGAR FRACTION ONE TENTH is "1⁄10"). Most keys and codes of a request are this short.
   if (text.length < MIN_PAN_TEXT_LENGTH) return false;
-  // Full-width and other compatibility digits read as the digits they are.
+  // Full-width and other compatibility digits, and other scripts' digits, read as the digits they are; a gap
+  // that is not ASCII as a space.
   // eslint-disable-next-line no-control-regex
-  if (/[^\u0000-\u007f]/.test(text)) text = text.normalize('NFKC');
+  if (/[^\u0000-\u007f]/.test(text)) {
+    text = text.normalize('NFKC').replace(INVISIBLE_OR_SPACE, ' ').replace(OTHER_DIGIT, asciiDigit);
+  }
   if (!QUICK.test(text)) return false;
   for (const chain of text.matchAll(CHAIN)) {
     if (chain[0].length >= 13 && chainHoldsPan(chain[0])) return true;

@@ -82,6 +82,31 @@ describe('finance: hostile requests', () => {
       assert.ok(!(await stored()).includes(PAN));
     });
 
+    it('a card number split by tabs, line breaks or zero-width spaces, or in Arabic-Indic digits, is refused', async () => {
+      // As a client's JSON writer escapes them: "4111\t1111...", "4111\u200b1111...", "\u0664\u0661...".
+      const written = [
+        '4111\t1111\t1111\t1111',
+        '4111\r\n1111\r\n1111\r\n1111',
+        '4111\u200b1111\u200b1111\u200b1111',
+        '\u0664\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661',
+      ];
+      for (const cardToken of written) {
+        const res = await post('fraud-scores', tx({ cardToken })).expect(422);
+        assert.deepEqual(res.body.errors, [
+          { field: 'cardToken', reason: 'looks like a card number (PAN); never send one' },
+        ]);
+      }
+      const batch = await post('fraud-scores/batch', {
+        transactions: written.map((name, i) => tx({ transactionId: `tab-${i}`, merchant: { name } })),
+      }).expect(200);
+      for (const item of batch.body.items) {
+        assert.equal(item.error?.code, 'PAN_DETECTED', JSON.stringify(item));
+        assert.equal(item.error.errors[0].field, 'merchant.name');
+      }
+      const credit = await post('credit-assessments', { ...APPLICANT, education: written[0] }).expect(422);
+      assert.equal(credit.body.errors[0].field, 'education');
+    });
+
     it("a card number in a batch's envelope is refused with 422 naming the field, as on the single route", async () => {
       for (const [body, field] of [
         [{ transactions: [tx()], note: '4111.1111.1111.1111' }, 'note'],

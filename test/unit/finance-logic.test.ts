@@ -256,8 +256,31 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       '4111 - 1111 - 1111 - 1111',
       '3782.822463.10005',
       '\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11',
+      // Pasted from a spreadsheet or a form, or split by what prints as nothing (JSON's \t, \n, \u200b, ...).
+      '4111\t1111\t1111\t1111',
+      '4111\n1111\n1111\n1111',
+      '4111\r\n1111\r\n1111\r\n1111',
+      '5500\u20280000\u20280000\u20280004',
+      '4111\u200b1111\u200b1111\u200b1111',
+      '4111\u00ad1111\u00ad1111\u00ad1111',
+      '4111\u20601111\u20601111\u20601111',
+      '\ufeff4111111111111111',
+      '41111111\u200b11111111',
+      // Digits of other scripts, as a phone or a form set to Arabic, Persian or Hindi writes them.
+      '\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661',
+      '\u06f4\u06f1\u06f1\u06f1 \u06f1\u06f1\u06f1\u06f1 \u06f1\u06f1\u06f1\u06f1 \u06f1\u06f1\u06f1\u06f1',
+      '\u096a\u0967\u0967\u0967-\u0967\u0967\u0967\u0967-\u0967\u0967\u0967\u0967-\u0967\u0967\u0967\u0967',
+      '\u{116de}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}\u{116db}',
     ]) {
-      assert.equal(containsPan(written), true, written);
+      assert.equal(containsPan(written), true, JSON.stringify(written));
+    }
+    // Separated the same way but failing Luhn, or not in card groups, they stay what they are.
+    for (const other of [
+      '4111\t1111\t1111\t1112',
+      '\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0662',
+      '41111\t11111\t111111',
+    ]) {
+      assert.equal(containsPan(other), false, JSON.stringify(other));
     }
     // Times, amounts and identifiers whose digits pass Luhn but are not printed in card groups stay what they are.
     for (const other of ['05.12.2026 10.00.05', '1.2.840.10008.5.1.4.17', '12.345.678.901.104']) {
