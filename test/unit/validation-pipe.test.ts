@@ -102,3 +102,65 @@ describe('the validation pipe: a list of readings', () => {
     assert.deepEqual(await refusedFields({ readings: [reading] }, body(ReadingBatchDto)), []);
   });
 });
+
+describe('the validation pipe: a value of the wrong type', () => {
+  /** The field errors (with their reasons) the pipe answers for a value. */
+  async function refusal(
+    value: unknown,
+    metadata: ArgumentMetadata,
+  ): Promise<Array<{ field: string; reason: string }>> {
+    try {
+      await pipe.transform(value, metadata);
+    } catch (error) {
+      assert.ok(error instanceof AppError, String(error));
+      return error.fields;
+    }
+    assert.fail(`${JSON.stringify(value)} passed`);
+  }
+  const credit = body(CreditAssessmentRequestDto);
+  const query: ArgumentMetadata = { type: 'query', metatype: AuditEventsQueryDto };
+
+  // class-validator runs every check of a field whatever its value: a number sent as a string was told it is both
+  // more than 10,000,000 and less than 1, besides what it is.
+  it('is told what type the field takes, not that it is both too large and too small', async () => {
+    for (const creditLimit of ['140000', null, true, {}, [140000]]) {
+      assert.deepEqual(
+        await refusal({ ...APPLICANT, creditLimit }, credit),
+        [{ field: 'creditLimit', reason: 'must be a number conforming to the specified constraints' }],
+        JSON.stringify(creditLimit),
+      );
+    }
+    assert.deepEqual(await refusal({ ...APPLICANT, repaymentStatus: [2, '2', 0, 0, 0, 0] }, credit), [
+      { field: 'repaymentStatus', reason: 'each value must be an integer number' },
+    ]);
+    for (const paymentAmounts of [0, '0,0,0,0,0,0', null, { 0: 1 }]) {
+      assert.deepEqual(
+        await refusal({ ...APPLICANT, paymentAmounts }, credit),
+        [{ field: 'paymentAmounts', reason: 'must be an array' }],
+        JSON.stringify(paymentAmounts),
+      );
+    }
+    assert.deepEqual(await refusal({ limit: 'abc' }, query), [{ field: 'limit', reason: 'must be an integer number' }]);
+    // A value of the right type is still told each range it breaks.
+    assert.deepEqual(await refusal({ ...APPLICANT, creditLimit: 0 }, credit), [
+      { field: 'creditLimit', reason: 'must not be less than 1' },
+    ]);
+    assert.deepEqual(await refusal({ ...APPLICANT, paymentAmounts: [1, 2] }, credit), [
+      { field: 'paymentAmounts', reason: 'must contain at least 6 elements' },
+    ]);
+  });
+
+  it('a query parameter given twice is told so, not refused for what its checks make of a list', async () => {
+    assert.deepEqual(await refusal({ limit: ['1', '2'] }, query), [
+      { field: 'limit', reason: 'must be given once, not 2 times' },
+    ]);
+    assert.deepEqual(await refusal({ actor: ['a', 'b', 'c'], outcome: ['ok', 'error'] }, query), [
+      { field: 'actor', reason: 'must be given once, not 3 times' },
+      { field: 'outcome', reason: 'must be given once, not 2 times' },
+    ]);
+    // One the query does not take is named as not accepted, however often it is given.
+    assert.deepEqual(await refusal({ site: ['a', 'b'] }, query), [
+      { field: 'site', reason: 'is not an accepted field' },
+    ]);
+  });
+});

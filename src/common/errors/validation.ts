@@ -1,7 +1,7 @@
 import { ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { Matches, ValidationOptions } from 'class-validator';
+import { getMetadataStorage, Matches, ValidationOptions } from 'class-validator';
 import { AppError, FieldError } from './app-error';
 
 /** Where class-transformer keeps its @Type() metadata; the package exports no typed path to it. */
@@ -102,12 +102,29 @@ export function flattenValidationErrors(errors: ValidationError[], parent = ''):
   for (const error of errors) {
     const isIndex = /^\d+$/.test(error.property);
     const path = isIndex ? `${parent}[${error.property}]` : parent ? `${parent}.${error.property}` : error.property;
-    for (const [constraint, message] of Object.entries(error.constraints ?? {})) {
+    for (const [constraint, message] of telling(error.constraints ?? {})) {
       out.push({ field: path, reason: reasonOf(error.property, constraint, message) });
     }
     if (error.children?.length) out.push(...flattenValidationErrors(error.children, path));
   }
   return out;
+}
+
+/** class-validator's checks of a value's type, which its other checks of the field (a range, a length) presume. */
+const TYPE_CONSTRAINTS: ReadonlySet<string> = new Set(['isNumber', 'isInt', 'isString', 'isBoolean', 'isObject']);
+
+/**
+ * The failed constraints worth telling: class-validator runs every check of a field whatever the value, so a string
+ * where a number goes (`"creditLimit": "140000"`, `?limit=abc`) failed `Min`, `Max` and `IsNumber` at once and was
+ * told it is both too large and too small. A value that is no array where one goes is told only that, and one of the
+ * wrong type only what type it must be.
+ */
+function telling(constraints: Record<string, string>): Array<[string, string]> {
+  const failed = Object.entries(constraints);
+  const notAnArray = failed.filter(([constraint]) => constraint === 'isArray');
+  if (notAnArray.length > 0) return notAnArray;
+  const wrongType = failed.filter(([constraint]) => TYPE_CONSTRAINTS.has(constraint));
+  return wrongType.length > 0 ? wrongType : failed;
 }
 
 function reasonOf(property: string, constraint: string, message: string): string {
@@ -118,6 +135,27 @@ function reasonOf(property: string, constraint: string, message: string): string
 }
 
 const summarise = (fields: FieldError[]): string => fields.map((f) => `${f.field}: ${f.reason}`).join('; ');
+
+/**
+ * Query parameters given more than once (`?limit=1&limit=2`), which the query string parser hands on as an array: no
+ * query of the gateway takes a list, and each check would refuse the array in its own words (`actor`: must not
+ * contain NUL characters, must be shorter than 256 characters, must be a string), none of them the reason.
+ */
+function repeatedParameters(query: unknown, type: NonNullable<ArgumentMetadata['metatype']>): FieldError[] {
+  if (typeof query !== 'object' || query === null) return [];
+  // A parameter the query does not declare is left to the whitelist, which names it as not accepted.
+  const declared = new Set(
+    getMetadataStorage()
+      .getTargetValidationMetadatas(type, '', false, false)
+      .map((m) => m.propertyName),
+  );
+  return Object.entries(query)
+    .filter(([name, value]) => Array.isArray(value) && declared.has(name))
+    .map(([name, value]) => ({
+      field: name,
+      reason: `must be given once, not ${(value as unknown[]).length} times`,
+    }));
+}
 
 /** A body bound for a DTO that is not an object, refused in the words of the fraud routes' compiled schema. */
 const NOT_AN_OBJECT: FieldError = { field: '(body)', reason: 'must be object' };
@@ -133,7 +171,8 @@ class WhitelistValidationPipe extends ValidationPipe {
       if (metadata.type === 'body' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
         throw new AppError('VALIDATION_FAILED', summarise([NOT_AN_OBJECT]), { fields: [{ ...NOT_AN_OBJECT }] });
       }
-      const fields = inspectSent(value, metadata.metatype);
+      const fields = metadata.type === 'query' ? repeatedParameters(value, metadata.metatype) : [];
+      fields.push(...inspectSent(value, metadata.metatype));
       if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summarise(fields), { fields });
     }
     return super.transform(value, metadata);
