@@ -92,10 +92,9 @@ export class AuditQueryService {
    */
   async verify(caller: Principal | undefined): Promise<AuditVerifyDto> {
     if (caller?.tenant !== undefined) {
-      throw new AppError(
-        'FORBIDDEN',
-        'the hash chains span every tenant: verifying them needs a token that names no tenant',
-      );
+      // The token is what is refused, as in the guard's 403s: its field is Authorization.
+      const reason = 'the hash chains span every tenant: verifying them needs a token that names no tenant';
+      throw new AppError('FORBIDDEN', reason, { fields: [{ field: 'Authorization', reason }] });
     }
     this.running ??= this.walk().finally(() => {
       this.running = undefined;

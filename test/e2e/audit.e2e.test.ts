@@ -234,6 +234,8 @@ describe('audit trail', () => {
     // The chains span every tenant: their counts and ids are not for one tenant's auditor.
     const verify = await http.get('/v1/audit/verify').set('Authorization', bankA).expect(403);
     assert.match(verify.body.detail, /names no tenant/);
+    // Named as the field of every other refusal of a token, as README's Access says a 403 is.
+    assert.deepEqual(verify.body.errors, [{ field: 'Authorization', reason: verify.body.detail }]);
     // Its row carries the reason the caller was given, as the guard's 403s do, not the code.
     const [row] = await events('action=audit.verify&outcome=denied&limit=1');
     assert.deepEqual(
