@@ -212,6 +212,11 @@ describe('finance: hostile requests', () => {
       await crashed('lease-1', new Date(Date.now() + 60_000));
       const busy = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(409);
       assert.equal(busy.body.code, 'IDEMPOTENCY_IN_PROGRESS');
+      assert.equal(busy.headers['retry-after'], '1');
+      // A refusal about the key names it, as 422 IDEMPOTENCY_KEY_REUSED does.
+      assert.deepEqual(busy.body.errors, [
+        { field: 'Idempotency-Key', reason: 'a request with this key is still being answered; retry' },
+      ]);
       await crashed('lease-1', new Date(Date.now() - 1));
       const retried = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(200);
       assert.equal(retried.headers['idempotent-replayed'], undefined);
@@ -225,6 +230,25 @@ describe('finance: hostile requests', () => {
       assert.equal(row.response_body.requestId, retried.body.requestId);
       const replay = await post('fraud-scores', body, { 'Idempotency-Key': 'lease-1' }).expect(200);
       assert.equal(replay.headers['idempotent-replayed'], 'true');
+    });
+
+    it('a key sent in two header lines is refused naming the header, whatever the lines hold', async () => {
+      // Node joins them ("a, b"): the answer said the key must be visible ASCII, which each line was.
+      for (const path of ['fraud-scores', 'fraud-scores/batch']) {
+        const body = path === 'fraud-scores' ? tx({ transactionId: 'two-1' }) : { transactions: [tx()] };
+        for (const lines of [
+          ['two-a', 'two-b'],
+          ['two-a', 'two-a'],
+        ]) {
+          // superagent sends an array as one header line each; its types allow that for Cookie alone.
+          const res = await post(path, body)
+            .set('Idempotency-Key', lines as unknown as string)
+            .expect(400);
+          assert.deepEqual(res.body.errors, [{ field: 'Idempotency-Key', reason: 'given 2 times; send one key' }]);
+        }
+      }
+      const kept: unknown[] = await db.query(`SELECT 1 FROM idempotency_keys WHERE idempotency_key LIKE 'two-%'`);
+      assert.equal(kept.length, 0);
     });
 
     it('a pending key written before leases existed (no pending_until) is taken over too', async () => {

@@ -74,6 +74,15 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
   async answer(request: FastifyRequest, reply: FastifyReply, handle: () => Promise<unknown>): Promise<unknown> {
     const header = request.headers[IDEMPOTENCY_HEADER];
     if (header === undefined) return handle();
+    // Node joins repeated header lines with ", ", which no key may hold: say what is wrong with such a request, as
+    // a proxy in front that kept the first or the last line would have used another key.
+    const lines = headerLines(request, IDEMPOTENCY_HEADER);
+    if (lines > 1) {
+      const reason = `given ${lines} times; send one key`;
+      throw new AppError('VALIDATION_FAILED', `Idempotency-Key: ${reason}`, {
+        fields: [{ field: 'Idempotency-Key', reason }],
+      });
+    }
     if (typeof header !== 'string' || !KEY_FORMAT.test(header)) {
       throw new AppError('VALIDATION_FAILED', 'Idempotency-Key: must be 1-200 visible ASCII characters', {
         fields: [{ field: 'Idempotency-Key', reason: 'must be 1-200 visible ASCII characters' }],
@@ -164,19 +173,12 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
       return { digest, status: 200, body, fresh: true };
     }
     const stored = await this.repository.find(scope, key);
-    if (!stored) {
-      throw new AppError('IDEMPOTENCY_IN_PROGRESS', 'the key expired while being checked; retry', {
-        retryAfterSeconds: 1,
-      });
-    }
+    if (!stored) throw inProgress('the key expired while being checked; retry', 'expired while being checked; retry');
     if (stored.requestDigest !== digest) throw reused();
     if (stored.state === 'pending') {
-      throw new AppError(
-        'IDEMPOTENCY_IN_PROGRESS',
+      throw inProgress(
         'a request with this Idempotency-Key is still being answered; retry',
-        {
-          retryAfterSeconds: 1,
-        },
+        'a request with this key is still being answered; retry',
       );
     }
     return {
@@ -186,6 +188,22 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
       fresh: false,
     };
   }
+}
+
+/** 409 with Retry-After: the key is busy; like every refusal about the key, it names Idempotency-Key. */
+function inProgress(detail: string, reason: string): AppError {
+  return new AppError('IDEMPOTENCY_IN_PROGRESS', detail, {
+    retryAfterSeconds: 1,
+    fields: [{ field: 'Idempotency-Key', reason }],
+  });
+}
+
+/** How many header lines named `name` (lower case) the request has: `request.headers` joins them. */
+function headerLines(request: FastifyRequest, name: string): number {
+  const raw = request.raw.rawHeaders;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) count++;
+  return count;
 }
 
 function reused(): AppError {
