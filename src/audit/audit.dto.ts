@@ -54,7 +54,7 @@ export class AuditEventsQueryDto {
   @Matches(NO_NUL, { message: 'actor must not contain NUL characters' })
   actor?: string;
 
-  /** e.g. `model.infer`, `audit.read`. */
+  /** The route's action, e.g. `fraud.score`, `model.infer`, `audit.events`. */
   @IsOptional()
   @IsString()
   @MaxLength(64)
