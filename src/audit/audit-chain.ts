@@ -204,6 +204,20 @@ export interface ChainBreak {
   reason: string;
 }
 
+/**
+ * The ISO 8601 text of occurred_at as a row's hash covers it, or undefined for a time no row is written with and a
+ * Date cannot hold: PostgreSQL's `infinity` and `-infinity` (read by the driver as the numbers) and a time past the
+ * years 271821 BC to 275760 AD (read as an invalid Date), which only a change made by hand puts there.
+ */
+export function isoTimeOf(occurredAt: unknown): string | undefined {
+  return occurredAt instanceof Date && Number.isFinite(occurredAt.getTime()) ? occurredAt.toISOString() : undefined;
+}
+
+/** The reason for a row whose occurred_at is a time isoTimeOf has no text for. */
+export const UNREADABLE_TIME =
+  'row content does not match its hash: occurred_at is infinity or a time past what a JavaScript Date holds, ' +
+  'which no row is written with';
+
 /** The reason for a row whose occurred_at holds a fraction of a millisecond. */
 export const SUB_MILLISECOND_TIME =
   'row content does not match its hash: occurred_at holds a fraction of a millisecond, which no row is written with';
@@ -299,6 +313,8 @@ export function followLink(
   if (row.seq !== head.seq + 1) return broken(`expected seq ${head.seq + 1}: rows are missing or reordered`);
   if (row.prevHash !== head.hash) return broken('prev_hash does not match the hash of the row before');
   if (row.subMillisecond) return broken(SUB_MILLISECOND_TIME);
+  // Before any hash: fieldsJson needs the time's ISO text, and a 500 would name no row.
+  if (isoTimeOf(row.occurredAt) === undefined) return broken(UNREADABLE_TIME);
   if (row.hashVersion === UNKEYED_HASH) {
     if (head.keyed) return broken(UNKEYED_AFTER_KEYED);
     return sameHash(unkeyedHashOf(row), row.hash)

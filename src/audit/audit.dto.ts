@@ -5,7 +5,7 @@ import { IsIsoTime, isoTimeMs, isoTimeRefusal } from '../common/iso-time';
 import { isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
 import { TENANT_CURSOR } from './audit-cursor';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
-import type { ChainBreak } from './audit-chain';
+import { type ChainBreak, isoTimeOf } from './audit-chain';
 import type { StoredAuditRow } from './audit.repository';
 
 /** PostgreSQL text holds no NUL (and the audit trail stores none: it writes U+FFFD instead). */
@@ -106,6 +106,10 @@ export class AuditEventDto {
   /** Position in its chain; absent for a token that names a tenant. */
   @ApiProperty({ type: 'integer', required: false })
   seq?: number;
+  /**
+   * When the request was answered, ISO 8601; `infinity`, `-infinity` or `out of range` for a time no row is written
+   * with, which only a change made by hand puts there (verify names such a row).
+   */
   occurredAt!: string;
   actor!: string | null;
   roles!: string[];
@@ -267,13 +271,24 @@ export class AuditVerifyDto {
 }
 
 export function toEventDto(row: StoredAuditRow): AuditEventDto {
-  return { ...row, occurredAt: row.occurredAt.toISOString() };
+  return { ...row, occurredAt: occurredAtText(row.occurredAt) };
+}
+
+/**
+ * A row's time as ISO 8601; a time no Date holds, which only a change by hand puts in the table (verify names the
+ * row), as `infinity`, `-infinity` or `out of range`, so that the page around it is still listed, not a 500.
+ */
+function occurredAtText(occurredAt: unknown): string {
+  const iso = isoTimeOf(occurredAt);
+  if (iso !== undefined) return iso;
+  if (occurredAt === Infinity) return 'infinity';
+  return occurredAt === -Infinity ? '-infinity' : 'out of range';
 }
 
 /** The event for a token that names a tenant: the row without its place in the chain, field by field, so a field added to the row is not shown by default. */
 export function toTenantEventDto(row: StoredAuditRow): AuditEventDto {
   return {
-    occurredAt: row.occurredAt.toISOString(),
+    occurredAt: occurredAtText(row.occurredAt),
     actor: row.actor,
     roles: row.roles,
     tenant: row.tenant,

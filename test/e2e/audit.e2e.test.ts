@@ -12,7 +12,7 @@ import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import { KEYED_HASH_MISMATCH, keyedHashOf } from '../../src/audit/audit-chain';
 import { AuditEventEntity } from '../../src/audit/audit-event.entity';
 import { AppConfig } from '../../src/config/app-config';
-import { rowKeyOf, verifyNamesSubMillisecondMove } from '../fixtures/audit-tamper';
+import { rowKeyOf, verifyNamesSubMillisecondMove, verifyNamesUnreadableTime } from '../fixtures/audit-tamper';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
 
@@ -387,6 +387,19 @@ describe('audit trail', () => {
     // The hash covers occurred_at to the millisecond (toISOString); the column keeps microseconds.
     const [victim] = await events('action=model.infer&outcome=ok&limit=1&actor=ml-engineer-1');
     await verifyNamesSubMillisecondMove(http, db, auditor, victim);
+  });
+
+  it('verify names a row whose occurred_at was set to infinity or past a Date, and events still lists it', async () => {
+    // Read as a number or an invalid Date, the time failed its hash's toISOString: both routes answered 500.
+    const [victim] = await events('action=model.infer&outcome=ok&limit=1&actor=ml-engineer-1');
+    await verifyNamesUnreadableTime(http, db, auditor, victim);
+    // A tenant's auditor is given its rows field by field: listed too.
+    const [tenantRow] = await db.query<Array<{ id: string; seq: number; requestId: string }>>(
+      `SELECT id::text AS id, seq::int AS seq, request_id AS "requestId" FROM audit_events
+       WHERE tenant = 'bank-a' ORDER BY id DESC LIMIT 1`,
+    );
+    const bankA = bearer(tokenFor(['auditor'], { sub: 'auditor-a', tenant: 'bank-a' }));
+    await verifyNamesUnreadableTime(http, db, auditor, tenantRow, bankA);
   });
 
   it('verify finds every chain intact, then names a row changed with SQL', async () => {

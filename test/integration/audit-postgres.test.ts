@@ -17,6 +17,7 @@ import {
   insertRows,
   verifyCountsLegacyTrail,
   verifyNamesSubMillisecondMove,
+  verifyNamesUnreadableTime,
   verifyNamesUnkeyedHead,
   withoutChecks,
 } from '../fixtures/audit-tamper';
@@ -111,6 +112,12 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
         `SELECT id::text AS id, seq::int AS seq FROM audit_events WHERE writer_id LIKE 'sub-ms/%' ORDER BY seq LIMIT 1 OFFSET 1`,
       );
       await verifyNamesSubMillisecondMove(http, db, token, victim);
+      // PostgreSQL's own infinity and far years, as the embedded database's.
+      const [timed] = await db.query<Array<{ id: string; seq: number; requestId: string }>>(
+        `SELECT id::text AS id, seq::int AS seq, request_id AS "requestId" FROM audit_events
+         WHERE writer_id LIKE 'sub-ms/%' ORDER BY seq LIMIT 1 OFFSET 1`,
+      );
+      await verifyNamesUnreadableTime(http, db, token, timed);
     } finally {
       await app.close();
     }
