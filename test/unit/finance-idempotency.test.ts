@@ -17,7 +17,12 @@ function digesterOf(digest: (parts: readonly Uint8Array[]) => string): AuditInpu
 }
 
 function exchangeFor(body: unknown): [FastifyRequest, FastifyReply] {
-  const request = { headers: { 'idempotency-key': 'k-1' }, body, url: '/v1/finance/fraud-scores' };
+  const request = {
+    headers: { 'idempotency-key': 'k-1' },
+    raw: { rawHeaders: ['Idempotency-Key', 'k-1'] },
+    body,
+    url: '/v1/finance/fraud-scores',
+  };
   const reply = { header: () => reply, status: () => reply };
   return [request as unknown as FastifyRequest, reply as unknown as FastifyReply];
 }
