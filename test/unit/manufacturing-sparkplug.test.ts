@@ -11,6 +11,7 @@ import {
   SparkplugAliases,
   SparkplugDecodeError,
   sparkplugReadings,
+  parseSparkplugState,
   sparkplugStatePayload,
   sparkplugStateTopic,
   SparkplugTopic,
@@ -405,5 +406,26 @@ describe('manufacturing: a Sparkplug B host application STATE (3.0)', () => {
   it('is UTF-8 JSON of online and timestamp (not a Sparkplug payload, not 2.2 ONLINE/OFFLINE)', () => {
     assert.equal(sparkplugStatePayload(true, T0), `{"online":true,"timestamp":${T0}}`);
     assert.deepEqual(JSON.parse(sparkplugStatePayload(false, T0)), { online: false, timestamp: T0 });
+  });
+
+  it('is read back only from JSON with a boolean online and an epoch-milliseconds timestamp', () => {
+    const read = (body: string) => parseSparkplugState(Buffer.from(body));
+    assert.deepEqual(read(sparkplugStatePayload(false, T0)), { online: false, timestamp: T0 });
+    assert.deepEqual(read(`{"timestamp":${T0},"online":true,"note":"x"}`), { online: true, timestamp: T0 });
+    for (const body of [
+      '',
+      'OFFLINE',
+      'ONLINE',
+      'null',
+      '[false]',
+      '{"online":false}',
+      `{"online":"false","timestamp":${T0}}`,
+      '{"online":false,"timestamp":"1"}',
+      '{"online":false,"timestamp":-1}',
+      '{"online":false,"timestamp":1.5}',
+      '{"online":false',
+    ]) {
+      assert.equal(read(body), undefined, body);
+    }
   });
 });

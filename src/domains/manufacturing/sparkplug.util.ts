@@ -123,6 +123,25 @@ export function sparkplugStatePayload(online: boolean, timestamp: number): strin
   return JSON.stringify({ online, timestamp });
 }
 
+/**
+ * A STATE payload read back: UTF-8 JSON with a boolean `online` and a `timestamp` of epoch milliseconds (other
+ * members are let be). Undefined for anything else: an empty body (the retained STATE cleared), 2.2's
+ * `ONLINE`/`OFFLINE`, JSON of another shape.
+ */
+export function parseSparkplugState(payload: Buffer): { online: boolean; timestamp: number } | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
+  const { online, timestamp } = json as Record<string, unknown>;
+  if (typeof online !== 'boolean' || typeof timestamp !== 'number') return undefined;
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) return undefined;
+  return { online, timestamp };
+}
+
 /** Whether the subscriptions bring the edge node's NBIRTH (asking it to rebirth is otherwise no use). */
 export function bringsBirthOf(filters: readonly string[], group: string, edgeNode: string): boolean {
   return bringsType(filters, group, edgeNode, 'NBIRTH');

@@ -10,7 +10,13 @@ import { AppConfig } from '../../../config/app-config';
 import { AssetRegistry } from '../assets/asset-registry.service';
 import { AlarmEvent, PlantStream } from '../plant-stream.service';
 import { PlantRecordsRepository } from '../records/plant-records.repository';
-import { RebirthRequests, SPARKPLUG_NAMESPACE, sparkplugStatePayload, sparkplugStateTopic } from '../sparkplug.util';
+import {
+  parseSparkplugState,
+  RebirthRequests,
+  SPARKPLUG_NAMESPACE,
+  sparkplugStatePayload,
+  sparkplugStateTopic,
+} from '../sparkplug.util';
 import { IntakeResult, MqttMessageKind, MqttOutcome, PlantMqttIntake } from './plant-mqtt-intake';
 
 /** At most one rebirth request per edge node in this long: a burst of unknown aliases is one problem. */
@@ -86,6 +92,8 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
    * follows carries the same timestamp, as Sparkplug 3.0 asks.
    */
   private stateTimestamp = 0;
+  /** The connection (mqtt.js's stream) on which the STATE birth was last published. */
+  private stateBornOn: unknown;
   private markSubscribed!: () => void;
   /** Settles once the first subscription is granted (tests wait on it; nothing published before is queued for us). */
   readonly subscribed = new Promise<void>((resolve) => (this.markSubscribed = resolve));
@@ -189,7 +197,10 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
         if (!error) {
           this.hasSubscribed = true;
           this.markSubscribed();
-          if (hostId) this.publishState(client, hostId, true, this.stateTimestamp);
+          if (hostId) {
+            this.stateBornOn = client.stream;
+            this.publishState(client, hostId, true, this.stateTimestamp);
+          }
         }
       });
     });
@@ -319,6 +330,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     let kind: MqttMessageKind = 'unknown';
     let outcome: MqttOutcome = 'unacked';
     let error: string | undefined;
+    this.answerOwnState(topic, payload);
     try {
       const result = await this.intake.handle(topic, payload);
       kind = result.kind;
@@ -365,6 +377,30 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
       if (error) this.logger.warn({ msg: 'Sparkplug STATE publish failed', topic, online, error: error.message });
     });
     this.logger.log({ msg: 'Sparkplug STATE published', topic, online, timestamp });
+  }
+
+  /**
+   * Sparkplug 3.0 (message-flow-hid-sparkplug-state-message-delivered): a host that, after its birth, is
+   * delivered a STATE of its own id saying online false publishes its birth again at once, with the timestamp
+   * of its current CONNECT's will. Such an offline is not this host's: the will of a connection the broker
+   * dropped or took over (which may land after the new connection's birth), a previous instance's retained
+   * offline, another client; left standing, it tells every edge node that waits for this host to stop
+   * publishing while the host is up. Not answered: an offline before this connection's birth (the birth comes
+   * after it anyway), and the gateway's own at a graceful stop (`closing` is set before it is published).
+   */
+  private answerOwnState(topic: string, payload: Buffer): void {
+    const hostId = this.config.SPARKPLUG_HOST_ID;
+    const client = this.client;
+    if (!hostId || !client || this.closing || topic !== sparkplugStateTopic(hostId)) return;
+    const state = parseSparkplugState(payload);
+    if (!state || state.online) return;
+    if (!client.connected || this.stateBornOn !== client.stream) return;
+    this.logger.warn({
+      msg: 'Sparkplug STATE offline received for this host while online; birth published again',
+      topic,
+      offline: state.timestamp,
+    });
+    this.publishState(client, hostId, true, this.stateTimestamp);
   }
 
   /** Sparkplug's `Node Control/Rebirth` NCMD, so the node sends its birth certificates (and aliases) again. */
