@@ -58,6 +58,8 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
   let app: NestFastifyApplication;
   let publisher: MqttClient;
   let alarms: Awaited<ReturnType<typeof subscriber>>;
+  /** Topics a test left a retained message on, cleared at the end. */
+  const retainedTopics: string[] = [];
 
   async function boot(): Promise<void> {
     app = await createTestApp({
@@ -92,6 +94,7 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
 
   after(async () => {
     await app?.close();
+    for (const topic of retainedTopics) await publisher?.publishAsync(topic, '', { qos: 1, retain: true });
     await publisher?.endAsync();
     await alarms?.client.endAsync();
     // Drop the gateway's persistent session so the broker does not keep queueing for it.
@@ -173,6 +176,51 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     assert.equal(after.counts.received, down.length);
     assert.equal(after.counts.accepted, down.length);
     assert.equal(after.counts.predictions, windows, 'the resumed stream makes a prediction per full window');
+  });
+
+  it('takes a retained telemetry message once, not again each time the gateway restarts on its session', async () => {
+    // A SCADA that publishes its last value retained, and a retained message on a topic of no asset.
+    await register(millAsset('mill-r'));
+    const topic = 'factory/plant-1/line-b/mill-r/telemetry';
+    const ghost = 'factory/plant-1/line-b/ghost-r/telemetry';
+    retainedTopics.push(topic, ghost);
+    const [first, second] = ai4iReadings(false, 2);
+    const letters = async (payload: string) => {
+      const res = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return (res.body as { deadLetters: Array<Record<string, string>> }).deadLetters.filter(
+        (d) => d.channel === ghost && d.payload === payload,
+      ).length;
+    };
+    const retainedGhost = JSON.stringify({ timestamp: T0, values: { air_temp: 25 } });
+    await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0, values: first }), { qos: 1, retain: true });
+    await publisher.publishAsync(ghost, retainedGhost, { qos: 1, retain: true });
+    await until('the retained reading taken', async () =>
+      (await status('mill-r')).counts.accepted === 1 ? true : undefined,
+    );
+    await until('the dead letter of the retained message of no asset', async () =>
+      (await letters(retainedGhost)) === 1 ? true : undefined,
+    );
+
+    await app.close();
+    await boot(); // a new gateway on the same session: it subscribes again
+    // Messages after the restart, each after what the broker had queued for the session (retained ones included).
+    await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0 + 1000, values: second }), { qos: 1 });
+    const marker = JSON.stringify({ timestamp: T0 + 1000, values: { air_temp: 26 } });
+    await publisher.publishAsync(ghost, marker, { qos: 1 });
+    const s = await until('the reading sent after the restart', async () => {
+      const got = await status('mill-r');
+      return got.counts.predictions >= 1 ? got : undefined;
+    });
+    await until('the dead letter of the message sent after the restart', async () =>
+      (await letters(marker)) === 1 ? true : undefined,
+    );
+    assert.deepEqual(
+      { received: s.counts.received, accepted: s.counts.accepted, duplicates: s.counts.duplicates },
+      { received: 1, accepted: 1, duplicates: 0 },
+      'the retained reading was not sent again (a duplicate for the operator to wonder about)',
+    );
+    assert.equal(await letters(retainedGhost), 1, 'one dead letter for the one message, not one more per restart');
   });
 
   it('reads Sparkplug B: births give the aliases, DDATA by alias alone feeds the asset', async () => {

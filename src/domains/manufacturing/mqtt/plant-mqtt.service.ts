@@ -187,10 +187,14 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     };
     client.on('connect', (connack) => {
       this.logger.log({ msg: 'MQTT connected', clientId: this.config.MQTT_CLIENT_ID, resumed: connack.sessionPresent });
-      // Subscribing again on a resumed session is harmless and covers a broker that lost it.
+      // A new gateway subscribes on its (resumed) session; on a reconnect of this one mqtt.js sends nothing for
+      // topics it holds, and renews them itself when the broker lost the session. Retain Handling 1 (MQTT 5):
+      // retained messages come with a new subscription only, not again with one the session kept, so a restarted
+      // gateway is not sent each topic's retained message once more (a duplicate reading, a second dead letter of
+      // one message); mqtt.js keeps the option for the subscriptions it renews.
       // A host application subscribes to its own STATE too, before it publishes it (Sparkplug 3.0).
       const topics = hostId ? [...this.topics(), sparkplugStateTopic(hostId)] : this.topics();
-      client.subscribe(topics, { qos: 1 }, (error, granted) => {
+      client.subscribe(topics, { qos: 1, rh: 1 }, (error, granted) => {
         if (error) this.logger.error({ msg: 'MQTT subscribe failed', error: String(error) });
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
         if (refused.length > 0) this.logger.error({ msg: 'MQTT subscriptions refused', topics: refused });
