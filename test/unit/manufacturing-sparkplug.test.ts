@@ -318,6 +318,53 @@ describe('manufacturing: Sparkplug B', () => {
     }
     assert.deepEqual(decodeSparkplug(new Uint8Array(0)), { metrics: [] }, 'an empty payload is valid');
   });
+
+  it('reads a birth whose DataSet metric the library cannot read: its aliases and readings, the DataSet as null', () => {
+    // sparkplug-payload encodes this DataSet (an Int32 column, as Ignition sends) but refuses to decode it.
+    const table = {
+      numOfColumns: 2,
+      columns: ['shift', 'parts'],
+      types: ['Int32', 'String'] as Array<'Int32' | 'String'>,
+      rows: [[1, 'a']],
+    };
+    const birth = encode({
+      timestamp: T0,
+      seq: 1,
+      metrics: [
+        { name: 'Air temperature', alias: 1, type: 'Float', value: 300.25, timestamp: T0 },
+        { name: 'Shift report', alias: 2, type: 'DataSet', value: table, timestamp: T0 },
+        { name: 'Torque', alias: 3, type: 'Double', value: 40.5, timestamp: T0 },
+      ],
+    });
+    assert.throws(() => sparkplug.decodePayload(birth), /Invalid DataSetValue/, 'the library alone refuses it');
+    const decoded = decodeSparkplug(birth);
+    assert.deepEqual(
+      decoded.metrics.map((m) => [m.name, m.alias, m.type, m.value]),
+      [
+        ['Air temperature', 1, 'Float', 300.25],
+        ['Shift report', 2, 'DataSet', null],
+        ['Torque', 3, 'Double', 40.5],
+      ],
+    );
+    assert.equal(decoded.seq, 1);
+    const aliases = new SparkplugAliases();
+    aliases.onBirth(DBIRTH, decoded);
+    const read = sparkplugReadings(DBIRTH, decoded, aliases);
+    assert.deepEqual(read.readings, [{ timestamp: T0, values: { 'Air temperature': 300.25, Torque: 40.5 } }]);
+    assert.deepEqual(read.ignored, [{ metric: 'Shift report', reason: 'DataSet is not a numeric reading' }]);
+    // DDATA by alias after it, the DataSet among them (no datatype, as Sparkplug 3 allows): read by the birth's names.
+    const data = encode({
+      timestamp: T0 + 1000,
+      seq: 2,
+      metrics: [
+        { alias: 2, type: 'DataSet', value: table },
+        { alias: 3, type: 'Double', value: 41 },
+      ],
+    });
+    const next = sparkplugReadings(DDATA, decodeSparkplug(data), aliases);
+    assert.deepEqual(next.readings, [{ timestamp: T0 + 1000, values: { Torque: 41 } }]);
+    assert.deepEqual(next.unknown, []);
+  });
 });
 
 describe("manufacturing: a Sparkplug B edge node's sequence", () => {

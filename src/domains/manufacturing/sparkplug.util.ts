@@ -399,15 +399,61 @@ function codec() {
 type RawPayload = org.eclipse.tahu.protobuf.Payload;
 type RawMetric = org.eclipse.tahu.protobuf.Payload.IMetric & Pick<org.eclipse.tahu.protobuf.Payload.Metric, 'value'>;
 
+type LibraryPayload = ReturnType<ReturnType<typeof codec>['decodePayload']>;
+
+/** Fields of a metric other than its value, kept when its value cannot be read. */
+const METRIC_FIELDS_KEPT = ['name', 'alias', 'timestamp', 'isHistorical', 'isTransient'] as const;
+
+/**
+ * sparkplug-payload refuses a whole payload for one metric value it cannot read: a DataSet with an Int8, Int16,
+ * Int32, UInt8, UInt16 or DateTime column, for one (its DataSet decoder knows only some types), which edge nodes
+ * such as Ignition's publish. Refused whole, a birth lost every alias with it: the node was asked to rebirth, sent
+ * the same birth, and its devices fed nothing for good. Such a value is never a reading, so each metric the
+ * library cannot read alone is taken as a null (name, alias and timestamp kept; its datatype is read from the raw
+ * metric, since the library reads a null DataSet's value all the same and fails on it) and the payload decoded
+ * again. Bytes that are no Sparkplug payload at all stay malformed, with the library's reason.
+ */
+function decodeWithoutUnreadableValues(buffer: Uint8Array, libraryError: unknown): LibraryPayload {
+  const malformed = (err: unknown) =>
+    new SparkplugDecodeError(`malformed Sparkplug B payload: ${err instanceof Error ? err.message : String(err)}`);
+  const Payload = org.eclipse.tahu.protobuf.Payload;
+  let raw: RawPayload;
+  try {
+    raw = Payload.decode(buffer);
+  } catch {
+    throw malformed(libraryError);
+  }
+  const readable = (metric: org.eclipse.tahu.protobuf.Payload.IMetric): boolean => {
+    try {
+      codec().decodePayload(Payload.encode(Payload.create({ metrics: [metric] })).finish());
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  raw.metrics = raw.metrics.map((metric) => {
+    if (readable(metric)) return metric;
+    const kept: org.eclipse.tahu.protobuf.Payload.IMetric = { isNull: true };
+    // Only the fields sent: a decoded message reads defaults (an empty name) for the others.
+    for (const field of METRIC_FIELDS_KEPT) {
+      if (Object.prototype.hasOwnProperty.call(metric, field)) Object.assign(kept, { [field]: metric[field] });
+    }
+    return Payload.Metric.create(kept);
+  });
+  try {
+    return codec().decodePayload(Payload.encode(raw).finish());
+  } catch {
+    throw malformed(libraryError);
+  }
+}
+
 /** Decodes one Sparkplug B payload; throws SparkplugDecodeError when the bytes are not one. */
 export function decodeSparkplug(buffer: Uint8Array): DecodedSparkplug {
-  let payload: ReturnType<ReturnType<typeof codec>['decodePayload']>;
+  let payload: LibraryPayload;
   try {
     payload = codec().decodePayload(buffer);
   } catch (err) {
-    throw new SparkplugDecodeError(
-      `malformed Sparkplug B payload: ${err instanceof Error ? err.message : String(err)}`,
-    );
+    payload = decodeWithoutUnreadableValues(buffer, err);
   }
   let raw: RawPayload | undefined;
   const metrics = (payload.metrics ?? []).map((m, i): SparkplugMetric => {
@@ -424,6 +470,11 @@ export function decodeSparkplug(buffer: Uint8Array): DecodedSparkplug {
     } else {
       raw ??= org.eclipse.tahu.protobuf.Payload.decode(buffer); // same bytes, already known to parse
       out.value = rawValue(raw.metrics[i]);
+      // Sent with a datatype the library did not read back: a value it could not read (above).
+      const datatype = raw.metrics[i]?.datatype;
+      if (Object.prototype.hasOwnProperty.call(raw.metrics[i] ?? {}, 'datatype') && datatype) {
+        out.type = org.eclipse.tahu.protobuf.DataType[datatype];
+      }
     }
     return out;
   });
