@@ -254,6 +254,66 @@ describe('manufacturing MQTT intake: Sparkplug B sequence numbers', () => {
     assert.equal(records.predictions.length, 4);
   });
 
+  it("the rebirth's DBIRTH gives the value of the missed message, though its metric is stamped when it changed", async () => {
+    const { intake, values, records, model } = born(DEFAULT_TOPICS);
+    const torque = model.sensorSources.indexOf(TORQUE);
+    const birth = (
+      seq: number,
+      at: number,
+      metrics: Array<{ name: string; type: 'Double'; value: number; timestamp: number }>,
+    ) => Buffer.from(sparkplug.encodePayload({ timestamp: at, seq, metrics }));
+    const wear = (seq: number, at: number, value: number) =>
+      intake.handle(
+        'spBv1.0/plant-1/DDATA/edge-1/mill-1',
+        Buffer.from(
+          sparkplug.encodePayload({
+            timestamp: at,
+            seq,
+            metrics: [{ name: 'Tool wear [min]', type: 'Double', value, timestamp: at }],
+          }),
+        ),
+      );
+    const nbirth = (bdSeq: number, at: number) =>
+      intake.handle(
+        'spBv1.0/plant-1/NBIRTH/edge-1',
+        Buffer.from(
+          sparkplug.encodePayload({ timestamp: at, seq: 0, metrics: [{ name: 'bdSeq', type: 'Int64', value: bdSeq }] }),
+        ),
+      );
+    await nbirth(0, T0);
+    const first = values(1).map((m) => ({ ...m, timestamp: T0 }));
+    await intake.handle('spBv1.0/plant-1/DBIRTH/edge-1/mill-1', birth(1, T0, first));
+    // Seq 2, torque 50 at T0+2s, is lost; seq 3, another tag at T0+3s, shows the gap.
+    const gap = await wear(3, T0 + 3000, 7);
+    assert.equal(gap.rebirth?.reason, 'sequence-gap');
+    // The rebirth: every current value, each metric stamped with when it last changed (torque at T0+2s).
+    await nbirth(1, T0 + 4000);
+    const current = first.map((m) =>
+      m.name === TORQUE
+        ? { ...m, value: 50, timestamp: T0 + 2000 }
+        : m.name === 'Tool wear [min]'
+          ? { ...m, value: 7, timestamp: T0 + 3000 }
+          : m,
+    );
+    const rebirth = await intake.handle('spBv1.0/plant-1/DBIRTH/edge-1/mill-1', birth(1, T0 + 4000, current));
+    assert.equal(rebirth.outcome, 'ingested');
+    await wear(2, T0 + 5000, 8); // by exception: torque is carried forward
+    assert.deepEqual(
+      records.deadLetters.map((d) => d.reason),
+      [],
+      'no value of the rebirth refused as late',
+    );
+    const last = records.predictions.at(-1)!;
+    assert.equal(last.at.getTime(), T0 + 5000);
+    assert.equal(last.inputs?.[torque], 50);
+    const reborn = records.predictions.find((p) => p.at.getTime() === T0 + 4000);
+    assert.equal(
+      reborn?.inputs?.[torque],
+      50,
+      'the birth is one reading, at its publishing time, with every current value',
+    );
+  });
+
   it("no rebirth for a gap when the subscriptions leave some of the node's messages out (NDATA, say)", async () => {
     const { intake, ddata } = born(['spBv1.0/+/NBIRTH/+', 'spBv1.0/+/+/+/+']);
     await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', message(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));

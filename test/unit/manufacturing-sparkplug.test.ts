@@ -213,6 +213,19 @@ describe('manufacturing: Sparkplug B', () => {
     assert.deepEqual(sparkplugReadings(DBIRTH, dbirth, aliases).readings, [
       { timestamp: T0, values: { Torque: 39.5 } },
     ]);
+    // A birth's values are current as of its publishing, whenever each last changed.
+    const rebirth = decodeSparkplug(
+      encode({
+        timestamp: T0 + 5000,
+        metrics: [
+          { name: 'Torque', alias: 6, type: 'Double', value: 41, timestamp: T0 + 2000 },
+          { name: 'Tool wear', alias: 3, type: 'Int64', value: 7, timestamp: T0 },
+        ],
+      }),
+    );
+    assert.deepEqual(sparkplugReadings(DBIRTH, rebirth, aliases).readings, [
+      { timestamp: T0 + 5000, values: { Torque: 41, 'Tool wear': 7 } },
+    ]);
     const dcmd = parseSparkplugTopic('spBv1.0/plant1/DCMD/edge1/mill-7') as SparkplugTopic;
     assert.deepEqual(sparkplugReadings(dcmd, dbirth, aliases), { readings: [], unknown: [], ignored: [] });
   });

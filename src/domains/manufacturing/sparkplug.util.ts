@@ -531,8 +531,12 @@ function numeric(value: unknown, type: string | undefined): number | string {
 }
 
 /**
- * Numeric metrics of a DATA or BIRTH message grouped into readings by timestamp (the metric's,
- * else the payload's, else `receivedAt`). Other message types yield nothing.
+ * Numeric metrics of a DATA or BIRTH message grouped into readings by timestamp (the metric's, else the
+ * payload's, else `receivedAt`; for a BIRTH the payload's first). Other message types yield nothing.
+ * A BIRTH states every metric's current value as of its publishing (its payload timestamp), while a metric's
+ * own timestamp there is when the value last changed (Ignition sends it so): read by those, the rebirth the
+ * gateway asks for after a missed message gave the missed value at its old time, behind the asset's newest
+ * reading, refused as late, and the stale value it was asked for to replace stayed in every prediction after.
  */
 export function sparkplugReadings(
   topic: SparkplugTopic,
@@ -544,6 +548,7 @@ export function sparkplugReadings(
   if (!READING_TYPES.has(topic.messageType)) return result;
   const byTime = new Map<number, Record<string, number>>();
   const unknown = new Set<number>();
+  const birth = topic.messageType === 'NBIRTH' || topic.messageType === 'DBIRTH';
   for (const metric of decoded.metrics) {
     const name = aliases.resolve(topic, metric);
     if (name === undefined) {
@@ -561,7 +566,9 @@ export function sparkplugReadings(
       result.ignored.push({ metric: name, reason: value });
       continue;
     }
-    const timestamp = metric.timestamp ?? decoded.timestamp ?? opts.receivedAt;
+    const timestamp = birth
+      ? (decoded.timestamp ?? metric.timestamp ?? opts.receivedAt)
+      : (metric.timestamp ?? decoded.timestamp ?? opts.receivedAt);
     if (timestamp === undefined) {
       result.ignored.push({ metric: name, reason: 'no metric or payload timestamp' });
       continue;
