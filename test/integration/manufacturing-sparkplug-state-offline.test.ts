@@ -66,14 +66,20 @@ describe(
     });
 
     after(async () => {
-      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      const gateway = child;
+      if (gateway && gateway.exitCode === null && gateway.signalCode === null) {
+        const exited = new Promise((resolve) => gateway.once('exit', resolve));
+        gateway.kill('SIGKILL');
+        await exited;
+      }
       if (other) await other.endAsync();
+      // Drop the gateway's persistent session. Taken over, a killed gateway's connection has its will published now,
+      // before the retained STATE is cleared below rather than after it (which left an offline on the shared broker).
+      if (MQTT_URL) await (await connectAsync(MQTT_URL, { clientId, clean: true })).endAsync();
       if (edge) {
         await edge.publishAsync(stateTopic, '', { qos: 1, retain: true });
         await edge.endAsync();
       }
-      // Drop the gateway's persistent session.
-      if (MQTT_URL) await (await connectAsync(MQTT_URL, { clientId, clean: true })).endAsync();
       if (workDir) rmSync(workDir, { recursive: true, force: true });
     });
 
