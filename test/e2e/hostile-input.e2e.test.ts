@@ -8,6 +8,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditDraft, AuditWriter } from '../../src/audit/audit-writer.service';
 import { MAX_JSON_DEPTH } from '../../src/common/http/json-depth';
+import { DUPLICATE_MEMBER_REASON } from '../../src/common/http/json-duplicate-keys';
 import { NO_SUCH_TIME } from '../../src/common/iso-time';
 import { bundledModelsDir } from '../fixtures/paths';
 import { millAsset } from '../fixtures/plant-data';
@@ -156,6 +157,38 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .send('{inputs: []}')
       .expect(400);
     assert.match(oip.body.error, /breaks at character 1/);
+  });
+
+  it('a member name given twice in one object is refused with 400 naming it, on every JSON route and the OIP', async () => {
+    // JSON.parse keeps the last value without a word: a card number in the first cardToken was scored as the second
+    // while anything in front of the gateway that reads the first saw another request.
+    const tx = JSON.stringify(TX);
+    const cases: Array<['post' | 'put', string, string, string]> = [
+      ['post', '/v1/finance/fraud-scores', tx.replace('{', '{"cardToken":"4111 1111 1111 1111",'), 'cardToken'],
+      [
+        'post',
+        '/v1/finance/fraud-scores/batch',
+        `{"transactions":[${tx},${tx.replace('"v1":', '"v2":0,"v1":')}]}`,
+        'transactions[1].features.v2',
+      ],
+      ['put', '/v1/manufacturing/assets/pump-1', '{"kind":"milling-machine","kind":"turbofan"}', 'kind'],
+    ];
+    for (const [method, path, body, field] of cases) {
+      JSON.parse(body); // valid JSON all the same
+      const res = await http[method](path).set('Authorization', all).set('content-type', 'application/json').send(body);
+      assert.equal(res.status, 400, `${method} ${path}: ${res.status} ${res.text.slice(0, 300)}`);
+      assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+      assert.deepEqual(res.body.errors, [{ field, reason: DUPLICATE_MEMBER_REASON }]);
+      assert.ok(!res.text.includes('4111'), res.text);
+    }
+    const oip = await http
+      .post('/v2/models/card-fraud/infer')
+      .set('Authorization', all)
+      .set('content-type', 'application/json')
+      .send('{"inputs":[{"name":"features","shape":[1,1],"datatype":"FP32","data":[1],"data":[2]}]}')
+      .expect(400);
+    assert.match(oip.body.error, /inputs\[0\]\.data: is given twice/);
+    await alive();
   });
 
   it('a batch item nested deep inside a valid batch is refused, and the gateway lives on', async () => {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
 import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http/json-depth';
+import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
 import { BeginJsonDigest, digestsBodyEarly, keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
@@ -42,6 +43,8 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
     const accept = (parsed: unknown): void => {
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
       if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
+      const duplicate = duplicateMemberError(bytes, parsed, () => bytes.toString('utf8'));
+      if (duplicate) return done(duplicate);
       parsedBody = parsed;
       keepRawJson(parsed, bytes, digest);
       done(null, parsed);
@@ -111,6 +114,9 @@ export function splitBinaryBody(body: Buffer, headerLength: string): { header: u
     );
   }
   if (nestsDeeperThan(header, MAX_JSON_DEPTH)) throw tooDeepError('(inference header)');
+  const headerBytes = body.subarray(0, length);
+  const duplicate = duplicateMemberError(headerBytes, header, () => headerBytes.toString('utf8'));
+  if (duplicate) throw duplicate;
   return { header, payload: body.subarray(length) };
 }
 
