@@ -8,7 +8,13 @@ import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.uti
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { toGrayscale } from '../../src/domains/medical/pixels/pixel-pipeline.util';
-import { relabelled, rewriteDicom, withFirstFragment } from '../fixtures/dicom-crafted';
+import {
+  encodedLossless,
+  fragmentedFrames,
+  relabelled,
+  rewriteDicom,
+  withFirstFragment,
+} from '../fixtures/dicom-crafted';
 import { part10File } from '../../src/domains/medical/dimse/part10-file.util';
 import {
   DICOM_SKIP,
@@ -224,3 +230,89 @@ describe('medical: a multi-frame JPEG as a dcmjs-dimse C-STORE sends it', { skip
     }
   });
 });
+
+describe(
+  'medical: multi-frame JPEG-LS, JPEG 2000 and HTJ2K, frames in several fragments, no offset table',
+  { skip: DICOM_SKIP },
+  () => {
+    before(() => initialisePixelCodecs());
+
+    const SYNTAXES: Array<[string, string]> = [
+      ['JPEG-LS lossless', '1.2.840.10008.1.2.4.80'],
+      ['JPEG 2000 lossless', '1.2.840.10008.1.2.4.90'],
+      ['HTJ2K lossless', '1.2.840.10008.1.2.4.201'],
+    ];
+    // emri_small_RLE: 10 frames of 64x64 MR, 12 bits stored, each a different slice.
+    const source = (): { file: Buffer; original: ReturnType<typeof parseDicomImage> } => {
+      const file = dicomFile('emri_small_RLE.dcm');
+      return { file, original: parseDicomImage(file, LIMITS) };
+    };
+    /** The original's frames re-encoded in `ts`, each cut in 2 or 3 fragments, behind an empty offset table. */
+    const reencoded = (ts: string, extendedOffsetTable = false): Buffer => {
+      const { file, original } = source();
+      const frames = Array.from({ length: original.numberOfFrames }, (_, k) =>
+        encodedLossless(decodeFrame(original, k).values, original, ts),
+      );
+      return fragmentedFrames(file, frames, ts, { fragmentsPerFrame: (k) => 2 + (k % 2), extendedOffsetTable });
+    };
+
+    it('decodes each frame as the original file gives it, the frames found by their codestreams start markers', () => {
+      const { original } = source();
+      for (const [name, ts] of SYNTAXES) {
+        const image = parseDicomImage(reencoded(ts), LIMITS);
+        const pixels = image.dataSet.elements.x7fe00010;
+        assert.deepEqual([pixels.fragments?.length, pixels.basicOffsetTable?.length], [25, 0], name);
+        assert.equal(image.numberOfFrames, 10, name);
+        for (let frame = 0; frame < 10; frame++) {
+          assert.deepEqual(
+            Array.from(decodeFrame(image, frame).values),
+            Array.from(decodeFrame(original, frame).values),
+            `${name}, frame ${frame + 1}`,
+          );
+        }
+      }
+    });
+
+    it('decodes the real files codestreams cut in fragments, three frames of each', () => {
+      const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
+      for (const [name, ts] of [
+        ['MR_small_jpeg_ls_lossless.dcm', '1.2.840.10008.1.2.4.80'],
+        ['MR_small_jp2klossless.dcm', '1.2.840.10008.1.2.4.90'],
+      ]) {
+        const file = dicomFile(name);
+        const single = parseDicomImage(file, LIMITS);
+        const element = single.dataSet.elements.x7fe00010;
+        const codestream = Uint8Array.from(
+          dicomParser.readEncapsulatedPixelDataFromFragments(single.dataSet, element, 0, 1) as Uint8Array,
+        );
+        const image = parseDicomImage(
+          fragmentedFrames(file, [codestream, codestream, codestream], ts, { fragmentsPerFrame: (k) => k + 1 }),
+          LIMITS,
+        );
+        assert.equal(image.dataSet.elements.x7fe00010.fragments?.length, 6, name);
+        for (let frame = 0; frame < 3; frame++) {
+          assert.deepEqual(Array.from(decodeFrame(image, frame).values), reference, `${name}, frame ${frame + 1}`);
+        }
+      }
+    });
+
+    it('still refuses, naming PixelData, where the start markers do not give one frame each', () => {
+      const { file, original } = source();
+      for (const [name, ts] of SYNTAXES) {
+        const frames = Array.from({ length: original.numberOfFrames }, (_, k) =>
+          encodedLossless(decodeFrame(original, k).values, original, ts),
+        );
+        frames[3] = Uint8Array.from([0, ...frames[3]]); // frame 4 no longer starts with its marker: 9 starts for 10
+        const image = parseDicomImage(fragmentedFrames(file, frames, ts, { fragmentsPerFrame: () => 2 }), LIMITS);
+        const refused = rejectionOf(() => decodeFrame(image, 0), 'the frame was decoded');
+        assert.equal(refused.reason, 'MALFORMED', name);
+        assert.equal(refused.attribute, '(7FE0,0010) PixelData', name);
+        assert.equal(
+          refused.detail,
+          'the encapsulated pixel data has 20 fragments and no usable offset table for 10 frames',
+          name,
+        );
+      }
+    });
+  },
+);

@@ -95,6 +95,20 @@ function storedValues(
   return out;
 }
 
+const startsWith = (bytes: Uint8Array, marker: number[]): boolean => marker.every((b, k) => bytes[k] === b);
+const JP2_SIGNATURE_BOX = [0, 0, 0, 0x0c, 0x6a, 0x50, 0x20, 0x20];
+
+/**
+ * Whether an encoded frame begins with these bytes: JPEG and JPEG-LS with SOI (FFD8) and a marker, JPEG 2000 and
+ * HTJ2K with SOC then SIZ (FF4F FF51), or the JP2 signature box the header check reads too.
+ */
+const FRAME_START: Partial<Record<Codec, (bytes: Uint8Array) => boolean>> = {
+  jpeg: (bytes) => startsWith(bytes, [0xff, 0xd8, 0xff]),
+  'jpeg-ls': (bytes) => startsWith(bytes, [0xff, 0xd8, 0xff]),
+  jpeg2000: (bytes) => startsWith(bytes, [0xff, 0x4f, 0xff, 0x51]) || startsWith(bytes, JP2_SIGNATURE_BOX),
+  htj2k: (bytes) => startsWith(bytes, [0xff, 0x4f, 0xff, 0x51]) || startsWith(bytes, JP2_SIGNATURE_BOX),
+};
+
 /** The encoded bytes of one frame of encapsulated pixel data. */
 function encodedFrame(image: DicomImage, frame: number): Uint8Array {
   const ds = image.dataSet;
@@ -112,9 +126,20 @@ function encodedFrame(image: DicomImage, frame: number): Uint8Array {
   if (table.length === 0 && fragments.length === image.numberOfFrames) {
     table = fragments.map((f) => f.offset);
   }
-  if (table.length === 0 && SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID)?.codec === 'jpeg') {
-    // No offset table and several fragments per frame: JPEG frames start at a fragment with an SOI marker.
+  const codec = SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID)?.codec;
+  if (table.length === 0 && codec === 'jpeg') {
+    // No offset table and several fragments per frame: dicom-parser ends a JPEG frame at a fragment ending in EOI.
     table = dicomParser.createJPEGBasicOffsetTable(ds, element);
+    if (table.length !== image.numberOfFrames) table = [];
+  }
+  const opens = codec === undefined ? undefined : FRAME_START[codec];
+  if (table.length === 0 && opens) {
+    // PS3.5 A.4: a frame may span fragments and the table may be empty. Each frame's first fragment begins with its
+    // codestream's start marker, which JPEG's and JPEG-LS's entropy-coded data cannot hold (a byte after FF is 00
+    // or RSTn, or below 80) and JPEG 2000's hardly; only a count of exactly NumberOfFrames is taken.
+    table = fragments
+      .filter((f) => opens(ds.byteArray.subarray(f.position, f.position + f.length)))
+      .map((f) => f.offset);
   }
   if (table.length !== image.numberOfFrames) {
     throw new DicomRejected(
