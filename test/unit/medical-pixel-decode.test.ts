@@ -314,5 +314,21 @@ describe(
         );
       }
     });
+
+    it('reads a data set with an Extended Offset Table (OV) and its lengths (UV), and decodes each frame', () => {
+      const { original } = source();
+      for (const [name, ts] of SYNTAXES) {
+        const image = parseDicomImage(reencoded(ts, true), LIMITS);
+        assert.equal(image.dataSet.elements.x7fe00001?.length, 80, name);
+        assert.equal(image.dataSet.elements.x7fe00010.fragments?.length, 25, name);
+        for (let frame = 0; frame < 10; frame++) {
+          assert.deepEqual(
+            Array.from(decodeFrame(image, frame).values),
+            Array.from(decodeFrame(original, frame).values),
+            `${name}, frame ${frame + 1}`,
+          );
+        }
+      }
+    });
   },
 );

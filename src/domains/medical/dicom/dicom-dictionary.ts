@@ -44,6 +44,7 @@ export const TAG = {
   PhysicalUnitsYDirection: 'x00186026',
   PhysicalDeltaX: 'x0018602c',
   PhysicalDeltaY: 'x0018602e',
+  ExtendedOffsetTable: 'x7fe00001',
   FloatPixelData: 'x7fe00008',
   DoubleFloatPixelData: 'x7fe00009',
   PixelData: 'x7fe00010',

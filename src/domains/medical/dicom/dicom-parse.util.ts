@@ -248,7 +248,10 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
         full.set(array.subarray(0, position), 0);
         return full;
       },
+      // Implicit VR reads every length right; explicit VR stops there, to read the rest past dicom-parser's misreading.
+      untilTag: transferSyntaxUID === TS.ImplicitLittle ? undefined : TAG.ExtendedOffsetTable,
     });
+    readPastExtendedOffsetTable(ds, transferSyntaxUID);
   } catch (error) {
     // Named by the file meta's UIDs: the data set that would name the instance is what failed.
     throw dataSetRejection(error).withSop(metaClassUID, metaInstanceUID);
@@ -266,6 +269,55 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       safeString(ds, TAG.SOPClassUID) ?? metaClassUID,
       safeString(ds, TAG.SOPInstanceUID) ?? metaInstanceUID,
     );
+  }
+}
+
+// The VRs that dicom-parser 1.8 reads with a 4-byte length in explicit VR; OV, SV and UV (2019) have one too, but it
+// reads them with a 2-byte one and derails (cornerstonejs/dicomParser#284).
+const PARSER_LONG_VRS = new Set(['OB', 'OD', 'OL', 'OW', 'SQ', 'OF', 'UC', 'UR', 'UT', 'UN']);
+const LONG_VRS_PARSER_MISSES = new Set(['OV', 'SV', 'UV']);
+
+/**
+ * Reads the rest of an explicit VR data set that dicom-parser stopped at its Extended Offset Table (7FE0,0001),
+ * OV, and the lengths (7FE0,0002), UV, that follow it (PS3.5 A.4): each of these is read with its 4-byte length,
+ * the others by dicom-parser. Its misreading made a valid file with the table "truncated" (400). The table itself
+ * is not used: it comes with an empty Basic Offset Table, and frames are found as without one.
+ */
+function readPastExtendedOffsetTable(ds: dicomParser.DataSet, transferSyntaxUID: string): void {
+  const table = ds.elements[TAG.ExtendedOffsetTable];
+  if (!table || transferSyntaxUID === TS.ImplicitLittle) return;
+  delete ds.elements[TAG.ExtendedOffsetTable]; // read again below, with its true length
+  const bytes = ds.byteArray;
+  const stream = new dicomParser.ByteStream(
+    ds.byteArrayParser,
+    bytes,
+    table.dataOffset - (PARSER_LONG_VRS.has(table.vr ?? '') ? 12 : 8),
+  );
+  while (stream.position < bytes.length) {
+    const vr =
+      stream.position + 6 <= bytes.length
+        ? Buffer.from(bytes.subarray(stream.position + 4, stream.position + 6)).toString('latin1')
+        : '';
+    let element: dicomParser.Element;
+    if (LONG_VRS_PARSER_MISSES.has(vr)) {
+      const tag = dicomParser.readTag(stream);
+      stream.seek(4); // VR and reserved bytes
+      const length = stream.readUint32();
+      element = { tag, vr, length, dataOffset: stream.position };
+      if (length === 0xffffffff) {
+        throw new DicomRejected(
+          'MALFORMED',
+          `the ${vr} element (${tag.slice(1, 5).toUpperCase()},${tag.slice(5).toUpperCase()}) has an undefined length, which its VR does not allow`,
+        );
+      }
+      stream.seek(length);
+    } else {
+      element = dicomParser.readDicomElementExplicit(stream, ds.warnings);
+    }
+    ds.elements[element.tag] = element;
+  }
+  if (stream.position > bytes.length) {
+    throw new DicomRejected('MALFORMED', 'the file is truncated: an element runs past the end of the data');
   }
 }
 
