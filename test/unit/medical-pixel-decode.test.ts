@@ -13,6 +13,7 @@ import {
   fragmentedFrames,
   relabelled,
   rewriteDicom,
+  withBasicOffsetTable,
   withFirstFragment,
 } from '../fixtures/dicom-crafted';
 import { part10File } from '../../src/domains/medical/dimse/part10-file.util';
@@ -227,6 +228,22 @@ describe('medical: a multi-frame JPEG as a dcmjs-dimse C-STORE sends it', { skip
     assert.equal(image.numberOfFrames, 8);
     for (let frame = 0; frame < 8; frame++) {
       assert.deepEqual(decodeFrame(image, frame).values, decodeFrame(original, frame).values, `frame ${frame + 1}`);
+    }
+  });
+  it('decodes every frame as from the file when the Basic Offset Table has one entry per frame that locates no fragment', () => {
+    // A table measured from the first byte of the pixel data value (its own item, 8 bytes, and 32 of entries) rather
+    // than from the first fragment's item: dicom-parser could not find the fragments and each frame was refused (422).
+    const name = 'US_multiframe_jpeg_baseline.dcm';
+    const original = parseDicomImage(dicomFile(name), LIMITS);
+    const element = original.dataSet.elements.x7fe00010;
+    const offsets = dicomParser.createJPEGBasicOffsetTable(original.dataSet, element);
+    assert.equal(offsets.length, 8);
+    for (const entries of [offsets.map((offset) => offset + 40), [...offsets].reverse()]) {
+      const image = parseDicomImage(withBasicOffsetTable(dicomFile(name), entries), LIMITS);
+      assert.deepEqual(image.dataSet.elements.x7fe00010.basicOffsetTable, entries);
+      for (let frame = 0; frame < 8; frame++) {
+        assert.deepEqual(decodeFrame(image, frame).values, decodeFrame(original, frame).values, `frame ${frame + 1}`);
+      }
     }
   });
 });

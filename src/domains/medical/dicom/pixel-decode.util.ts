@@ -109,6 +109,13 @@ const FRAME_START: Partial<Record<Codec, (bytes: Uint8Array) => boolean>> = {
   htj2k: (bytes) => startsWith(bytes, [0xff, 0x4f, 0xff, 0x51]) || startsWith(bytes, JP2_SIGNATURE_BOX),
 };
 
+/** Whether an offset table has one entry per frame, each the offset of a fragment after the previous one's. */
+function locatesFrames(table: number[], fragments: Array<{ offset: number }>, frames: number): boolean {
+  if (table.length !== frames || table[0] !== 0) return false;
+  const starts = new Set(fragments.map((f) => f.offset));
+  return table.every((offset, k) => starts.has(offset) && (k === 0 || offset > table[k - 1]));
+}
+
 /** The encoded bytes of one frame of encapsulated pixel data. */
 function encodedFrame(image: DicomImage, frame: number): Uint8Array {
   const ds = image.dataSet;
@@ -121,8 +128,9 @@ function encodedFrame(image: DicomImage, frame: number): Uint8Array {
   // A Basic Offset Table has one entry per frame (PS3.5 A.4) or none. dcmjs writes one per fragment when it
   // writes a file it read (a frame in several fragments and no table comes back as many "frames", each its own
   // entry): so do the C-STOREs of dcmjs-dimse's CStoreRequest. Such a table locates no frame; the fragments do,
-  // as they would without one.
-  if (table.length !== image.numberOfFrames) table = [];
+  // as they would without one. A table whose entries are not offsets of fragments, in order from 0 (PS3.5 A.4),
+  // is left aside too: one measured from elsewhere made dicom-parser fail every frame (422).
+  if (!locatesFrames(table, fragments, image.numberOfFrames)) table = [];
   if (table.length === 0 && fragments.length === image.numberOfFrames) {
     table = fragments.map((f) => f.offset);
   }
