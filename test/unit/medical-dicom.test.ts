@@ -116,6 +116,38 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(rejection(short).reason, 'MALFORMED');
   });
 
+  it('tells a Part 10 file without its preamble, and a sequence item longer than its sequence, for what they are', () => {
+    const file = dicomFile('MR_small.dcm');
+    const noPreamble = rejection(file.subarray(128));
+    assert.equal(noPreamble.reason, 'NOT_DICOM');
+    assert.equal(
+      noPreamble.detail,
+      "not a DICOM Part 10 file: 'DICM' is at byte 0, not 128: the 128-byte preamble before it is missing",
+    );
+    const metaFirst = rejection(file.subarray(132));
+    assert.equal(metaFirst.reason, 'NOT_DICOM');
+    assert.equal(
+      metaFirst.detail,
+      "not a DICOM Part 10 file: it starts with the file meta information (group 0002) without the 128-byte preamble and 'DICM' prefix before it",
+    );
+    // (0008,1115) ReferencedSeriesSequence, undefined length, whose one item claims 0xFFFFFFF0 bytes.
+    const pixels = dicomParser.parseDicom(file).elements.x7fe00010.dataOffset - 12;
+    const sequence = Buffer.alloc(20);
+    sequence.writeUInt16LE(0x0008, 0);
+    sequence.writeUInt16LE(0x1115, 2);
+    sequence.write('SQ', 4, 'latin1');
+    sequence.writeUInt32LE(0xffffffff, 8);
+    sequence.writeUInt16LE(0xfffe, 12);
+    sequence.writeUInt16LE(0xe000, 14);
+    sequence.writeUInt32LE(0xfffffff0, 16);
+    const longItem = rejection(Buffer.concat([file.subarray(0, pixels), sequence, file.subarray(pixels)]));
+    assert.equal(longItem.reason, 'MALFORMED');
+    assert.match(
+      longItem.detail,
+      /^a sequence item's length runs past the end of the sequence or of the data that holds it \(/,
+    );
+  });
+
   it('refuses a file nesting sequences deeper than the parser can recurse, saying so', () => {
     // Explicit VR little endian: a meta group, then 100,000 sequences of undefined length, each in an item of the one before.
     const element = (group: number, el: number, vr: string, value: Buffer): Buffer => {

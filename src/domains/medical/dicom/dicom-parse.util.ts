@@ -88,16 +88,29 @@ function parseErrorText(error: unknown): string {
   return 'unreadable data set';
 }
 
+/** What a body without 'DICM' at byte 128 lacks: a file written without its preamble is told so (PS3.10 7.1). */
+function withoutPrefix(bytes: Uint8Array): string {
+  if (Buffer.from(bytes.subarray(0, 4)).toString('latin1') === 'DICM') {
+    return "'DICM' is at byte 0, not 128: the 128-byte preamble before it is missing";
+  }
+  if (
+    bytes.length >= 8 &&
+    bytes[0] === 0x02 &&
+    bytes[1] === 0x00 &&
+    /^[A-Z]{2}$/.test(Buffer.from(bytes.subarray(4, 6)).toString('latin1'))
+  ) {
+    return "it starts with the file meta information (group 0002) without the 128-byte preamble and 'DICM' prefix before it";
+  }
+  return "no 'DICM' prefix at byte 128 (the file meta information is missing)";
+}
+
 /**
  * Reads the file meta group alone, to refuse an unsupported transfer syntax before touching the data set. Returns
  * the meta group too: its (0002,0002) and (0002,0003) name an instance whose data set cannot be read.
  */
 function readFileMeta(bytes: Uint8Array): { transferSyntaxUID: string; meta: dicomParser.DataSet } {
   if (bytes.length < 132 || Buffer.from(bytes.subarray(128, 132)).toString('latin1') !== 'DICM') {
-    throw new DicomRejected(
-      'NOT_DICOM',
-      "not a DICOM Part 10 file: no 'DICM' prefix at byte 128 (the file meta information is missing)",
-    );
+    throw new DicomRejected('NOT_DICOM', `not a DICOM Part 10 file: ${withoutPrefix(bytes)}`);
   }
   let meta: dicomParser.DataSet;
   try {
@@ -330,6 +343,13 @@ function dataSetRejection(error: unknown): DicomRejected {
   if (/Maximum call stack size exceeded/.test(text)) {
     // dicom-parser reads nested sequences by recursion: a file nesting thousands of them.
     return new DicomRejected('MALFORMED', 'the data set nests sequences too deeply to be read');
+  }
+  if (/maxP ?osition/.test(text)) {
+    // dicom-parser's words for an item whose length runs past the sequence, or the data, that holds it.
+    return new DicomRejected(
+      'MALFORMED',
+      `a sequence item's length runs past the end of the sequence or of the data that holds it (${text})`,
+    );
   }
   const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
   return new DicomRejected(
