@@ -332,6 +332,37 @@ describe(
       }
     });
 
+    it('refuses more codestreams than NumberOfFrames gives (absent or 1), naming it, and reads one frame in fragments', () => {
+      // The 8-frame JPEG without NumberOfFrames (Type 1 in its IOD), or with 1: its first frame was analysed and
+      // answered, the other 7 never looked at.
+      const cine = dicomFile('US_multiframe_jpeg_baseline.dcm');
+      for (const frames of [null, '1']) {
+        const refused = decodeRejection(rewriteDicom(cine, { NumberOfFrames: frames }));
+        assert.equal(refused.reason, 'MALFORMED', String(frames));
+        assert.equal(refused.attribute, '(0028,0008) NumberOfFrames');
+        assert.equal(
+          refused.detail,
+          'the encapsulated pixel data holds 8 frames (fragments that begin a codestream), (0028,0008) NumberOfFrames gives 1',
+        );
+      }
+      // One frame cut in 3 fragments: only the first begins a codestream.
+      const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
+      for (const [name, ts] of [
+        ['MR_small_jpeg_ls_lossless.dcm', '1.2.840.10008.1.2.4.80'],
+        ['MR_small_jp2klossless.dcm', '1.2.840.10008.1.2.4.90'],
+      ]) {
+        const file = dicomFile(name);
+        const single = parseDicomImage(file, LIMITS);
+        const element = single.dataSet.elements.x7fe00010;
+        const codestream = Uint8Array.from(
+          dicomParser.readEncapsulatedPixelDataFromFragments(single.dataSet, element, 0, 1) as Uint8Array,
+        );
+        const image = parseDicomImage(fragmentedFrames(file, [codestream], ts, { fragmentsPerFrame: () => 3 }), LIMITS);
+        assert.equal(image.dataSet.elements.x7fe00010.fragments?.length, 3, name);
+        assert.deepEqual(Array.from(decodeFrame(image, 0).values), reference, name);
+      }
+    });
+
     it('reads a data set with an Extended Offset Table (OV) and its lengths (UV), and decodes each frame', () => {
       const { original } = source();
       for (const [name, ts] of SYNTAXES) {

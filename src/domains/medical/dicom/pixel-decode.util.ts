@@ -121,7 +121,21 @@ function encodedFrame(image: DicomImage, frame: number): Uint8Array {
   const ds = image.dataSet;
   const element = ds.elements['x7fe00010'];
   const fragments = element.fragments ?? [];
+  const codec = SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID)?.codec;
+  const opens = codec === undefined ? undefined : FRAME_START[codec];
+  const beginsFrame = (f: { position: number; length: number }): boolean =>
+    opens !== undefined && opens(ds.byteArray.subarray(f.position, f.position + f.length));
   if (image.numberOfFrames === 1) {
+    // One frame's fragments are all its own (PS3.5 A.4); more than one codestream among them is more frames than
+    // NumberOfFrames (absent, or 1) gives, and all but the first went unanalysed, the codec reading the first only.
+    const codestreams = fragments.filter(beginsFrame).length;
+    if (codestreams > 1) {
+      throw new DicomRejected(
+        'MALFORMED',
+        `the encapsulated pixel data holds ${codestreams} frames (fragments that begin a codestream), (0028,0008) NumberOfFrames gives 1`,
+        attributeName('NumberOfFrames'),
+      );
+    }
     return dicomParser.readEncapsulatedPixelDataFromFragments(ds, element, 0, fragments.length) as Uint8Array;
   }
   let table = element.basicOffsetTable ?? [];
@@ -134,20 +148,16 @@ function encodedFrame(image: DicomImage, frame: number): Uint8Array {
   if (table.length === 0 && fragments.length === image.numberOfFrames) {
     table = fragments.map((f) => f.offset);
   }
-  const codec = SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID)?.codec;
   if (table.length === 0 && codec === 'jpeg') {
     // No offset table and several fragments per frame: dicom-parser ends a JPEG frame at a fragment ending in EOI.
     table = dicomParser.createJPEGBasicOffsetTable(ds, element);
     if (table.length !== image.numberOfFrames) table = [];
   }
-  const opens = codec === undefined ? undefined : FRAME_START[codec];
   if (table.length === 0 && opens) {
     // PS3.5 A.4: a frame may span fragments and the table may be empty. Each frame's first fragment begins with its
     // codestream's start marker, which JPEG's and JPEG-LS's entropy-coded data cannot hold (a byte after FF is 00
     // or RSTn, or below 80) and JPEG 2000's hardly; only a count of exactly NumberOfFrames is taken.
-    table = fragments
-      .filter((f) => opens(ds.byteArray.subarray(f.position, f.position + f.length)))
-      .map((f) => f.offset);
+    table = fragments.filter(beginsFrame).map((f) => f.offset);
   }
   if (table.length !== image.numberOfFrames) {
     throw new DicomRejected(
