@@ -7,7 +7,8 @@ import { Dataset } from 'dcmjs-dimse';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { decodeFrame, initialisePixelCodecs, runCodec } from '../../src/domains/medical/dicom/pixel-decode.util';
-import { toGrayscale } from '../../src/domains/medical/pixels/pixel-pipeline.util';
+import { frameTo01, toGrayscale } from '../../src/domains/medical/pixels/pixel-pipeline.util';
+import { frameOptionsOf } from '../../src/domains/medical/lesion-detection.service';
 import {
   encodedLossless,
   fragmentedFrames,
@@ -380,3 +381,96 @@ describe(
     });
   },
 );
+
+describe('medical: PALETTE COLOR images, analysed as the RGB their palette gives', { skip: DICOM_SKIP }, () => {
+  before(() => initialisePixelCodecs());
+
+  // US1_UNCR (640x480 RGB): its red samples as palette indices, through a palette that is no grey ramp.
+  const rgbFile = (): Buffer => dicomFile('US1_UNCR.dcm');
+  const palette = (k: number): [number, number, number] => [k, 255 - k, (k * 7) % 256];
+  const indicesOf = (file: Buffer): number[] => {
+    const values = decodeFrame(parseDicomImage(file, LIMITS), 0).values;
+    return Array.from({ length: values.length / 3 }, (_, i) => values[3 * i]);
+  };
+  /** The same image as RGB, the palette applied here. */
+  const expectedRgb = (indices: number[]): Buffer =>
+    rewriteDicom(rgbFile(), {
+      PlanarConfiguration: 0,
+      PixelData: [Uint8Array.from(indices.flatMap((k) => palette(k))).buffer],
+    });
+  const paletteFile = (indices: number[], options: { bits: 8 | 16; firstMapped: number }): Buffer => {
+    const table = (channel: number): ArrayBuffer =>
+      options.bits === 8
+        ? Uint8Array.from({ length: 256 }, (_, k) => palette(k)[channel]).buffer
+        : Uint16Array.from({ length: 256 }, (_, k) => palette(k)[channel] * 257).buffer;
+    const descriptor = [256, options.firstMapped, options.bits];
+    const wide = options.firstMapped > 0;
+    return rewriteDicom(rgbFile(), {
+      SamplesPerPixel: 1,
+      PhotometricInterpretation: 'PALETTE COLOR',
+      PlanarConfiguration: null,
+      BitsAllocated: wide ? 16 : 8,
+      BitsStored: wide ? 16 : 8,
+      HighBit: wide ? 15 : 7,
+      PixelData: [
+        wide ? Uint16Array.from(indices, (k) => k + options.firstMapped).buffer : Uint8Array.from(indices).buffer,
+      ],
+      RedPaletteColorLookupTableDescriptor: descriptor,
+      GreenPaletteColorLookupTableDescriptor: descriptor,
+      BluePaletteColorLookupTableDescriptor: descriptor,
+      RedPaletteColorLookupTableData: [table(0)],
+      GreenPaletteColorLookupTableData: [table(1)],
+      BluePaletteColorLookupTableData: [table(2)],
+    });
+  };
+
+  it('decodes each pixel to its palette entry, 8- or 16-bit entries, from the first value mapped', () => {
+    const indices = indicesOf(rgbFile());
+    const expected = decodeFrame(parseDicomImage(expectedRgb(indices), LIMITS), 0);
+    for (const options of [
+      { bits: 8, firstMapped: 0 },
+      { bits: 16, firstMapped: 0 },
+      { bits: 16, firstMapped: 1000 },
+    ] as const) {
+      const image = parseDicomImage(paletteFile(indices, options), LIMITS);
+      assert.equal(image.photometric, 'PALETTE COLOR');
+      const frame = decodeFrame(image, 0);
+      assert.deepEqual(
+        [frame.photometric, frame.samplesPerPixel, frame.planarConfiguration],
+        ['RGB', 3, 0],
+        JSON.stringify(options),
+      );
+      assert.deepEqual(Buffer.from(frame.values), Buffer.from(expected.values), JSON.stringify(options));
+      // The pipeline reads it as the RGB image, 8 bits a sample, whatever the indices' bits.
+      assert.deepEqual(
+        frameTo01(frame, frameOptionsOf(image)),
+        frameTo01(expected, frameOptionsOf(parseDicomImage(expectedRgb(indices), LIMITS))),
+        JSON.stringify(options),
+      );
+    }
+  });
+
+  it('refuses a palette image without its lookup table data, or with a segmented one, naming it', () => {
+    const file = paletteFile(indicesOf(rgbFile()), { bits: 8, firstMapped: 0 });
+    const missing = rejectionOf(() =>
+      parseDicomImage(rewriteDicom(file, { GreenPaletteColorLookupTableData: null }), LIMITS),
+    );
+    assert.equal(missing.reason, 'MALFORMED');
+    assert.equal(missing.attribute, '(0028,1202) GreenPaletteColorLookupTableData');
+    const segmented = rejectionOf(() =>
+      parseDicomImage(
+        rewriteDicom(file, {
+          RedPaletteColorLookupTableData: null,
+          SegmentedRedPaletteColorLookupTableData: [Uint16Array.of(0, 1, 0).buffer],
+        }),
+        LIMITS,
+      ),
+    );
+    assert.equal(segmented.reason, 'UNSUPPORTED_PIXEL_FORMAT');
+    assert.match(segmented.detail, /segmented, \(0028,1221\) SegmentedRedPaletteColorLookupTableData/);
+    const noDescriptor = rejectionOf(() =>
+      parseDicomImage(rewriteDicom(file, { BluePaletteColorLookupTableDescriptor: null }), LIMITS),
+    );
+    assert.equal(noDescriptor.attribute, '(0028,1103) BluePaletteColorLookupTableDescriptor');
+  });
+});

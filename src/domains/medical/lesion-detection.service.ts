@@ -43,6 +43,8 @@ export interface LesionModel {
  * stretching them to min..max would change their contrast.
  */
 export function frameOptionsOf(image: DicomImage): FrameTo01Options {
+  // A palette's frames are decoded to the 8-bit RGB it gives, whatever its stored values' bits.
+  if (image.palette) return { bitsStored: 8, isSigned: false };
   const fullRange = image.windowCenter === undefined && image.bitsStored <= 8 && image.pixelRepresentation === 0;
   const top = 2 ** image.bitsStored - 1;
   return {

@@ -3,6 +3,7 @@ import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
 import { DicomRejected } from './dicom-rejected';
+import { PaletteLut, readPaletteLut } from './palette-lut.util';
 import {
   attributeName,
   IMAGE_STORAGE_SOP_CLASSES,
@@ -37,6 +38,8 @@ export interface DicomImage {
   voiLutFunction?: string;
   pixelSpacing?: number[];
   ultrasoundRegions: UltrasoundRegion[];
+  /** A PALETTE COLOR image's palette: its frames are analysed as the RGB it gives. */
+  palette?: PaletteLut;
   /** Patient and study attributes, kept only for the DICOM SR answer; never logged or stored. */
   patient: Record<string, string | undefined>;
   study: Record<string, string | undefined>;
@@ -64,7 +67,18 @@ const MAX_COMPRESSION_RATIO = 1000;
 const MIN_SUSPECT_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
 
-const PHOTOMETRICS = new Set(['MONOCHROME1', 'MONOCHROME2', 'RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_RCT', 'YBR_ICT']);
+const PHOTOMETRICS = new Set([
+  'MONOCHROME1',
+  'MONOCHROME2',
+  'PALETTE COLOR',
+  'RGB',
+  'YBR_FULL',
+  'YBR_FULL_422',
+  'YBR_RCT',
+  'YBR_ICT',
+]);
+/** Photometric interpretations of one sample a pixel; the others have three. */
+const ONE_SAMPLE = new Set(['MONOCHROME1', 'MONOCHROME2', 'PALETTE COLOR']);
 
 /** Samples in one native frame: YBR_FULL_422 stores Y1 Y2 Cb Cr per pair of pixels, two samples a pixel (PS3.3 C.7.6.3.1.2). */
 export function nativeSamplesPerFrame(
@@ -409,13 +423,14 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
   }
   const pixelRepresentation = requiredUint16(ds, 'PixelRepresentation', [0, 1]);
   const photometric = requiredString(ds, 'PhotometricInterpretation').toUpperCase();
-  if (!PHOTOMETRICS.has(photometric) || (samplesPerPixel === 1) !== photometric.startsWith('MONOCHROME')) {
+  if (!PHOTOMETRICS.has(photometric) || (samplesPerPixel === 1) !== ONE_SAMPLE.has(photometric)) {
     throw new DicomRejected(
       'UNSUPPORTED_PIXEL_FORMAT',
-      `photometric interpretation ${photometric} with ${samplesPerPixel} sample(s) per pixel is not supported (MONOCHROME1, MONOCHROME2, RGB and YBR are)`,
+      `photometric interpretation ${photometric} with ${samplesPerPixel} sample(s) per pixel is not supported (MONOCHROME1, MONOCHROME2, PALETTE COLOR, RGB and YBR are)`,
       attributeName('PhotometricInterpretation'),
     );
   }
+  const palette = photometric === 'PALETTE COLOR' ? readPaletteLut(ds, pixelRepresentation === 1) : undefined;
   const framesText = ds.string(TAG.NumberOfFrames)?.trim();
   const numberOfFrames = framesText ? Number(framesText) : 1;
   if (!Number.isInteger(numberOfFrames) || numberOfFrames < 1) {
@@ -514,6 +529,7 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
     voiLutFunction: text('VOILUTFunction'),
     pixelSpacing: numberList(ds, 'PixelSpacing'),
     ultrasoundRegions: ultrasoundRegions(ds),
+    palette,
     patient: {
       PatientName: patientText('PatientName'),
       PatientID: patientText('PatientID'),

@@ -4,6 +4,7 @@ import type { StoredFrame } from '../pixels/pixel-pipeline.util';
 import { CodestreamHeader, j2kFrameHeader, jpegFrameHeader } from './codestream-header.util';
 import { DicomImage, nativeSamplesPerFrame } from './dicom-parse.util';
 import { DicomRejected } from './dicom-rejected';
+import { paletteToRgb } from './palette-lut.util';
 import { rleFrameProblem } from './rle-frame.util';
 import { attributeName, Codec, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
 
@@ -297,8 +298,16 @@ export function runCodec(
   };
 }
 
-/** Decodes one frame (0-based) to stored values; a codec failure becomes a DECODE_FAILED refusal. */
+/**
+ * Decodes one frame (0-based) to stored values, a PALETTE COLOR one to the 8-bit RGB its palette gives; a codec
+ * failure becomes a DECODE_FAILED refusal.
+ */
 export function decodeFrame(image: DicomImage, frame: number): StoredFrame {
+  const stored = decodeStoredFrame(image, frame);
+  return image.palette ? paletteToRgb(stored, image.palette) : stored;
+}
+
+function decodeStoredFrame(image: DicomImage, frame: number): StoredFrame {
   const info = SUPPORTED_TRANSFER_SYNTAXES.get(image.transferSyntaxUID);
   try {
     if (info?.codec === 'native') {
