@@ -398,12 +398,15 @@ describe('medical: PALETTE COLOR images, analysed as the RGB their palette gives
       PlanarConfiguration: 0,
       PixelData: [Uint8Array.from(indices.flatMap((k) => palette(k))).buffer],
     });
-  const paletteFile = (indices: number[], options: { bits: 8 | 16; firstMapped: number }): Buffer => {
+  const paletteFile = (
+    indices: number[],
+    options: { bits: 8 | 16; firstMapped: number; descriptorBits?: number },
+  ): Buffer => {
     const table = (channel: number): ArrayBuffer =>
       options.bits === 8
         ? Uint8Array.from({ length: 256 }, (_, k) => palette(k)[channel]).buffer
         : Uint16Array.from({ length: 256 }, (_, k) => palette(k)[channel] * 257).buffer;
-    const descriptor = [256, options.firstMapped, options.bits];
+    const descriptor = [256, options.firstMapped, options.descriptorBits ?? options.bits];
     const wide = options.firstMapped > 0;
     return rewriteDicom(rgbFile(), {
       SamplesPerPixel: 1,
@@ -431,6 +434,7 @@ describe('medical: PALETTE COLOR images, analysed as the RGB their palette gives
       { bits: 8, firstMapped: 0 },
       { bits: 16, firstMapped: 0 },
       { bits: 16, firstMapped: 1000 },
+      { bits: 16, firstMapped: 0, descriptorBits: 8 }, // 16-bit entries that say 8
     ] as const) {
       const image = parseDicomImage(paletteFile(indices, options), LIMITS);
       assert.equal(image.photometric, 'PALETTE COLOR');

@@ -61,11 +61,10 @@ export function readPaletteLut(ds: dicomParser.DataSet, signed: boolean): Palett
       // Two entries a 16-bit word, read as the bytes they are.
       table.set(ds.byteArray.subarray(data.dataOffset, data.dataOffset + entries));
     } else if (data.length >= 2 * entries) {
-      const top = 2 ** bits - 1;
-      for (let k = 0; k < entries; k++) {
-        const word = ds.uint16(dataTag, k) ?? 0;
-        table[k] = Math.round((Math.min(word, top) * 255) / top);
-      }
+      const words = Array.from({ length: entries }, (_, k) => ds.uint16(dataTag, k) ?? 0);
+      // 8 bits an entry in words whose values pass 255 are 16-bit entries mislabelled, as DCMTK reads them.
+      const top = bits === 8 && words.some((word) => word > 255) ? 65535 : 2 ** bits - 1;
+      words.forEach((word, k) => (table[k] = Math.round((Math.min(word, top) * 255) / top)));
     } else {
       throw new DicomRejected(
         'MALFORMED',
