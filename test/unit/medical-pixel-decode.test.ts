@@ -346,6 +346,13 @@ describe(
           'the encapsulated pixel data holds 8 frames (fragments that begin a codestream), (0028,0008) NumberOfFrames gives 1',
         );
       }
+      // The 10-frame RLE MR (one fragment a frame, each with its RLE header) said to have 1.
+      const rle = decodeRejection(rewriteDicom(dicomFile('emri_small_RLE.dcm'), { NumberOfFrames: '1' }));
+      assert.equal(rle.attribute, '(0028,0008) NumberOfFrames');
+      assert.equal(
+        rle.detail,
+        'the encapsulated pixel data holds 10 frames (fragments that begin a codestream), (0028,0008) NumberOfFrames gives 1',
+      );
       // One frame cut in 3 fragments: only the first begins a codestream.
       const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
       for (const [name, ts] of [

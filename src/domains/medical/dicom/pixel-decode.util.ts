@@ -101,9 +101,21 @@ const JP2_SIGNATURE_BOX = [0, 0, 0, 0x0c, 0x6a, 0x50, 0x20, 0x20];
 
 /**
  * Whether an encoded frame begins with these bytes: JPEG and JPEG-LS with SOI (FFD8) and a marker, JPEG 2000 and
- * HTJ2K with SOC then SIZ (FF4F FF51), or the JP2 signature box the header check reads too.
+ * HTJ2K with SOC then SIZ (FF4F FF51), or the JP2 signature box the header check reads too, RLE with its header.
  */
 const FRAME_START: Partial<Record<Codec, (bytes: Uint8Array) => boolean>> = {
+  // RLE: a header of 1 to 15 segments whose first starts at byte 64 (PS3.5 G.5).
+  rle: (bytes) =>
+    bytes.length >= 8 &&
+    bytes[1] === 0 &&
+    bytes[2] === 0 &&
+    bytes[3] === 0 &&
+    bytes[0] >= 1 &&
+    bytes[0] <= 15 &&
+    bytes[4] === 64 &&
+    bytes[5] === 0 &&
+    bytes[6] === 0 &&
+    bytes[7] === 0,
   jpeg: (bytes) => startsWith(bytes, [0xff, 0xd8, 0xff]),
   'jpeg-ls': (bytes) => startsWith(bytes, [0xff, 0xd8, 0xff]),
   jpeg2000: (bytes) => startsWith(bytes, [0xff, 0x4f, 0xff, 0x51]) || startsWith(bytes, JP2_SIGNATURE_BOX),
