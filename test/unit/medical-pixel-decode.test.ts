@@ -346,6 +346,20 @@ describe(
           'the encapsulated pixel data holds 8 frames (fragments that begin a codestream), (0028,0008) NumberOfFrames gives 1',
         );
       }
+      // Native pixel data holding a whole frame more than NumberOfFrames gives; a few bytes more are read past.
+      const mr = dicomFile('MR_small.dcm'); // 64x64, 16 bits: 8192 bytes a frame
+      const twice = rejectionOf(() =>
+        parseDicomImage(rewriteDicom(mr, { PixelData: [new Uint16Array(2 * 4096).buffer] }), LIMITS),
+      );
+      assert.equal(twice.attribute, '(0028,0008) NumberOfFrames');
+      assert.equal(
+        twice.detail,
+        'PixelData holds 2 frames of 64x64x1 at 16 bits (16384 bytes), (0028,0008) NumberOfFrames gives 1',
+      );
+      assert.equal(
+        parseDicomImage(rewriteDicom(mr, { PixelData: [new Uint16Array(4096 + 8).buffer] }), LIMITS).rows,
+        64,
+      );
       // The 10-frame RLE MR (one fragment a frame, each with its RLE header) said to have 1.
       const rle = decodeRejection(rewriteDicom(dicomFile('emri_small_RLE.dcm'), { NumberOfFrames: '1' }));
       assert.equal(rle.attribute, '(0028,0008) NumberOfFrames');

@@ -472,6 +472,16 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
         attributeName('PixelData'),
       );
     }
+    // A byte of padding, or some trailing bytes, are read past; a whole frame more than NumberOfFrames gives (a
+    // multi-frame instance without it) would go unanalysed, never said.
+    const held = Math.floor(pixelData.length / frameBytes);
+    if (held > numberOfFrames) {
+      throw new DicomRejected(
+        'MALFORMED',
+        `PixelData holds ${held} frames of ${columns}x${rows}x${samplesPerPixel} at ${bitsAllocated} bits (${pixelData.length} bytes), (0028,0008) NumberOfFrames gives ${numberOfFrames}`,
+        attributeName('NumberOfFrames'),
+      );
+    }
   } else if ((pixelData.fragments?.length ?? 0) === 0) {
     throw new DicomRejected(
       'NO_PIXEL_DATA',
