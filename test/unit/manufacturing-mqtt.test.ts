@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DUPLICATE_MEMBER_REASON } from '../../src/common/http/json-duplicate-keys';
 import {
   deadLetterPayload,
   MAX_READINGS_PER_MESSAGE,
@@ -121,6 +122,20 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.deepEqual(parsed.errors, [{ index: 0, reason: 'nests arrays and objects more than 64 levels deep' }]);
     // Readings themselves are three levels deep (array, reading, values).
     assert.equal(parseTelemetry('[{"timestamp":1,"values":{"s2":1}}]').readings.length, 1);
+  });
+
+  it('refuses a message that gives a member name twice, naming it, as an HTTP body is refused', () => {
+    const twice = parseTelemetry(
+      Buffer.from('[{"timestamp":1,"values":{"s2":1}},{"timestamp":2,"values":{"s2":1,"s2":9}}]'),
+    );
+    assert.deepEqual(twice.readings, []);
+    assert.deepEqual(twice.errors, [{ index: 0, reason: `[1].values.s2: ${DUPLICATE_MEMBER_REASON}` }]);
+    assert.match(parseTelemetry('{"timestamp":1,"timestamp":2,"s2":1}').errors[0].reason, /^timestamp: is given twice/);
+    // The same tags in two readings, or in values and beside them nowhere twice, are no duplicate.
+    assert.equal(
+      parseTelemetry('[{"timestamp":1,"values":{"s2":1}},{"timestamp":2,"values":{"s2":1}}]').readings.length,
+      2,
+    );
   });
 
   it('keeps dead-letter payloads as text, or base64 when binary, cut to 4 KiB', () => {
