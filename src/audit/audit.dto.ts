@@ -1,7 +1,8 @@
 import { ApiExtraModels, ApiProperty, ApiPropertyOptions, getSchemaPath } from '@nestjs/swagger';
-import { Transform, TransformFnParams, Type } from 'class-transformer';
+import { Transform, TransformFnParams } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateBy } from 'class-validator';
 import { IsIsoTime, isoTimeMs, isoTimeRefusal } from '../common/iso-time';
+import { DecimalInteger } from '../common/errors/validation';
 import { isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
 import { TENANT_CURSOR } from './audit-cursor';
 import { AUDIT_OUTCOMES, AuditOutcome } from './audit-event.entity';
@@ -75,7 +76,7 @@ export class AuditEventsQueryDto {
 
   /** Page size. */
   @IsOptional()
-  @Type(() => Number)
+  @DecimalInteger()
   @IsInt()
   @Min(1)
   @Max(500)

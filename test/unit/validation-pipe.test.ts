@@ -6,7 +6,7 @@ import { AppError } from '../../src/common/errors/app-error';
 import { createValidationPipe } from '../../src/common/errors/validation';
 import { CreditAssessmentRequestDto } from '../../src/domains/finance/credit-assessment.dto';
 import { AssetDto } from '../../src/domains/manufacturing/assets/asset.dto';
-import { ReadingBatchDto } from '../../src/domains/manufacturing/manufacturing.dto';
+import { PredictionsQueryDto, ReadingBatchDto } from '../../src/domains/manufacturing/manufacturing.dto';
 import { APPLICANT } from '../fixtures/finance-data';
 import { millAsset } from '../fixtures/plant-data';
 
@@ -148,6 +148,23 @@ describe('the validation pipe: a value of the wrong type', () => {
     assert.deepEqual(await refusal({ ...APPLICANT, paymentAmounts: [1, 2] }, credit), [
       { field: 'paymentAmounts', reason: 'must contain at least 6 elements' },
     ]);
+  });
+
+  it('reads a count only as decimal digits: hexadecimal, exponents and an empty value are not integers', async () => {
+    for (const limit of ['0x10', '1e2', '', ' 5', '5.0', '+5', '0b11']) {
+      assert.deepEqual(
+        await refusal({ limit }, query),
+        [{ field: 'limit', reason: 'must be an integer number' }],
+        limit,
+      );
+      assert.deepEqual(
+        await refusal({ limit }, { type: 'query', metatype: PredictionsQueryDto }),
+        [{ field: 'limit', reason: 'must be an integer number' }],
+        limit,
+      );
+    }
+    assert.deepEqual(await refusal({ limit: '0' }, query), [{ field: 'limit', reason: 'must not be less than 1' }]);
+    assert.equal(((await pipe.transform({ limit: '16' }, query)) as AuditEventsQueryDto).limit, 16);
   });
 
   it('a query parameter given twice is told so, not refused for what its checks make of a list', async () => {

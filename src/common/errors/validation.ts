@@ -50,6 +50,17 @@ export function AsSent(): PropertyDecorator {
 }
 
 /**
+ * A query parameter that is a count, read only as decimal digits: `@Type(() => Number)` took `0x10` as 16, `1e2` as
+ * 100 and an empty `limit=` as 0 (told it must not be less than 1). Anything else stays the text it was, for @IsInt
+ * to refuse as not an integer.
+ */
+export function DecimalInteger(): PropertyDecorator {
+  return Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' && /^\d{1,15}$/.test(value) ? Number(value) : value,
+  );
+}
+
+/**
  * class-validator's Matches, with `pattern` also the property's pattern in the OpenAPI document: the swagger plugin
  * copies a pattern only from a regular expression written in the decorator, not from a constant that another check
  * (a compiled schema, a query) shares. The pattern takes no flags, which OpenAPI's `pattern` cannot carry.

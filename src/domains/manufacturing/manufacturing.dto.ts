@@ -2,7 +2,7 @@ import type { MessageEvent } from '@nestjs/common';
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
 import { IsInt, IsObject, IsOptional, Max, Min, ValidateNested } from 'class-validator';
-import { MatchesPattern } from '../../common/errors/validation';
+import { DecimalInteger, MatchesPattern } from '../../common/errors/validation';
 import { ISO_INSTANT, IsIsoTime } from '../../common/iso-time';
 import { IsRowCursor } from '../../common/storable-text';
 import type { AlarmStreamItem } from './alarm-resume.util';
@@ -75,7 +75,7 @@ export class PredictionsQueryDto {
 
   /** Predictions per page, at most 10,000 (the default). */
   @IsOptional()
-  @Type(() => Number)
+  @DecimalInteger()
   @IsInt()
   @Min(1)
   @Max(PREDICTIONS_PAGE)
