@@ -36,6 +36,26 @@ function decodeRejection(body: Buffer, frame = 0): DicomRejected {
 }
 
 /** Bytes of the codec module's WebAssembly memory (dcmjs-codecs keeps its instance in a static field). */
+/** MR_small's first frame as the uncompressed file decodes it: what its compressed copies must decode to. */
+const mrSmallPixels = (): number[] =>
+  Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
+
+/** MR_small's JPEG-LS and JPEG 2000 copies: each file, its transfer syntax and its one frame's codestream. */
+function mrSmallCodestreams(): Array<{ name: string; ts: string; file: Buffer; codestream: Uint8Array }> {
+  return [
+    ['MR_small_jpeg_ls_lossless.dcm', '1.2.840.10008.1.2.4.80'],
+    ['MR_small_jp2klossless.dcm', '1.2.840.10008.1.2.4.90'],
+  ].map(([name, ts]) => {
+    const file = dicomFile(name);
+    const single = parseDicomImage(file, LIMITS);
+    const element = single.dataSet.elements.x7fe00010;
+    const codestream = Uint8Array.from(
+      dicomParser.readEncapsulatedPixelDataFromFragments(single.dataSet, element, 0, 1) as Uint8Array,
+    );
+    return { name, ts, file, codestream };
+  });
+}
+
 function codecHeapBytes(): number {
   const api = (NativeCodecs as unknown as { wasmApi?: { wasmMemory: { buffer: ArrayBuffer } } }).wasmApi;
   assert.ok(api, 'the codecs are loaded');
@@ -292,17 +312,8 @@ describe(
     });
 
     it('decodes the real files codestreams cut in fragments, three frames of each', () => {
-      const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
-      for (const [name, ts] of [
-        ['MR_small_jpeg_ls_lossless.dcm', '1.2.840.10008.1.2.4.80'],
-        ['MR_small_jp2klossless.dcm', '1.2.840.10008.1.2.4.90'],
-      ]) {
-        const file = dicomFile(name);
-        const single = parseDicomImage(file, LIMITS);
-        const element = single.dataSet.elements.x7fe00010;
-        const codestream = Uint8Array.from(
-          dicomParser.readEncapsulatedPixelDataFromFragments(single.dataSet, element, 0, 1) as Uint8Array,
-        );
+      const reference = mrSmallPixels();
+      for (const { name, ts, file, codestream } of mrSmallCodestreams()) {
         const image = parseDicomImage(
           fragmentedFrames(file, [codestream, codestream, codestream], ts, { fragmentsPerFrame: (k) => k + 1 }),
           LIMITS,
@@ -368,17 +379,8 @@ describe(
         'the encapsulated pixel data holds 10 frames (fragments that begin a codestream), (0028,0008) NumberOfFrames gives 1',
       );
       // One frame cut in 3 fragments: only the first begins a codestream.
-      const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
-      for (const [name, ts] of [
-        ['MR_small_jpeg_ls_lossless.dcm', '1.2.840.10008.1.2.4.80'],
-        ['MR_small_jp2klossless.dcm', '1.2.840.10008.1.2.4.90'],
-      ]) {
-        const file = dicomFile(name);
-        const single = parseDicomImage(file, LIMITS);
-        const element = single.dataSet.elements.x7fe00010;
-        const codestream = Uint8Array.from(
-          dicomParser.readEncapsulatedPixelDataFromFragments(single.dataSet, element, 0, 1) as Uint8Array,
-        );
+      const reference = mrSmallPixels();
+      for (const { name, ts, file, codestream } of mrSmallCodestreams()) {
         const image = parseDicomImage(fragmentedFrames(file, [codestream], ts, { fragmentsPerFrame: () => 3 }), LIMITS);
         assert.equal(image.dataSet.elements.x7fe00010.fragments?.length, 3, name);
         assert.deepEqual(Array.from(decodeFrame(image, 0).values), reference, name);
