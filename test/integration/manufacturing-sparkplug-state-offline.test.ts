@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectAsync, MqttClient } from 'mqtt';
 import { REPO_ROOT } from '../fixtures/paths';
-import { TEST_AUTH_ENV } from '../fixtures/test-auth';
+import { spawnSparkplugHost } from '../fixtures/sparkplug-host';
 import { until } from '../fixtures/until';
 
 /**
@@ -85,21 +85,13 @@ describe(
 
     it('publishes its birth again once another client says it is offline, and not for other payloads', async () => {
       const port = 3900 + Math.floor(Math.random() * 100);
-      child = spawn(process.execPath, [join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
-        env: {
-          ...process.env,
-          DATABASE_URL: '', // embedded PGlite in its own data directory
-          MODELS_DIR: join(workDir, 'models'),
-          DATA_DIR: join(workDir, 'data'),
-          MQTT_URL,
-          MQTT_CLIENT_ID: clientId,
-          SPARKPLUG_HOST_ID: hostId,
-          PORT: String(port),
-          HOST: '127.0.0.1',
-          LOG_LEVEL: 'warn',
-          ...TEST_AUTH_ENV,
-        },
-        stdio: ['ignore', 'ignore', 'inherit'],
+      child = spawnSparkplugHost({
+        workDir,
+        dataDir: join(workDir, 'data'),
+        mqttUrl: MQTT_URL!,
+        clientId,
+        hostId,
+        port,
       });
       const gateway = child;
       const exited = new Promise<void>((resolve) => gateway.once('exit', () => resolve()));

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectAsync, IPublishPacket, MqttClient } from 'mqtt';
 import { REPO_ROOT } from '../fixtures/paths';
-import { TEST_AUTH_ENV } from '../fixtures/test-auth';
+import { spawnSparkplugHost } from '../fixtures/sparkplug-host';
 import { until } from '../fixtures/until';
 
 /**
@@ -56,21 +56,13 @@ describe('manufacturing over MQTT: the gateway as Sparkplug primary host (STATE)
   }
 
   function gateway(port: number): ChildProcess {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
-      env: {
-        ...process.env,
-        DATABASE_URL: '', // embedded PGlite in its own data directory
-        MODELS_DIR: join(workDir, 'models'),
-        DATA_DIR: join(workDir, `data-${port}`),
-        MQTT_URL,
-        MQTT_CLIENT_ID: clientId,
-        SPARKPLUG_HOST_ID: hostId,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-        ...TEST_AUTH_ENV,
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
+    const child = spawnSparkplugHost({
+      workDir,
+      dataDir: join(workDir, `data-${port}`),
+      mqttUrl: MQTT_URL!,
+      clientId,
+      hostId,
+      port,
     });
     children.push(child);
     return child;
