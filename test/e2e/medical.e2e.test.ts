@@ -194,6 +194,86 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.ok(JSON.stringify(dict).includes(uidOf(source, '00080018')), 'the SR references the source image');
   });
 
+  it('writes the SR in the transfer syntax Accept names, and refuses one it cannot write with 406, analysing nothing', async () => {
+    const source = dicomFile('US1_UNCR.dcm');
+    const binary = (accept: string, requestId?: string) => {
+      const req = postDicom(source, accept)
+        .buffer(true)
+        .parse((r, done) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => done(null, Buffer.concat(chunks)));
+        });
+      return requestId ? req.set('X-Request-Id', requestId) : req;
+    };
+    const [EXPLICIT, IMPLICIT, DEFLATED] = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2', '1.2.840.10008.1.2.1.99'];
+    const written: Array<[string, string]> = [
+      ['application/dicom', EXPLICIT],
+      [`application/dicom; transfer-syntax=${EXPLICIT}`, EXPLICIT],
+      [`application/dicom; transfer-syntax=${IMPLICIT}`, IMPLICIT],
+      [`application/dicom; transfer-syntax=${DEFLATED}`, DEFLATED],
+      ['application/dicom; transfer-syntax=*', EXPLICIT],
+      [
+        `application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50, application/dicom; transfer-syntax=${IMPLICIT}; q=0.5`,
+        IMPLICIT,
+      ],
+      [
+        `application/dicom; transfer-syntax=${IMPLICIT}; q=0.5, application/dicom; transfer-syntax=${DEFLATED}; q=0.8, application/json; q=0.1`,
+        DEFLATED,
+      ],
+    ];
+    for (const [accept, ts] of written) {
+      const res = await binary(accept);
+      assert.equal(res.status, 200, accept);
+      assert.equal(res.headers['content-type'], `application/dicom; transfer-syntax=${ts}`, accept);
+      assertVariesOnAccept(res.headers, accept);
+      const sr = res.body as Buffer;
+      const file = dcmjsData.DicomMessage.readFile(
+        sr.buffer.slice(sr.byteOffset, sr.byteOffset + sr.length) as ArrayBuffer,
+      );
+      assert.equal(file.meta['00020010'].Value?.[0], ts, accept);
+      assert.equal(file.dict['00080016'].Value?.[0], '1.2.840.10008.5.1.4.1.1.88.33', accept);
+      assert.equal(file.dict['0020000D'].Value?.[0], uidOf(source, '0020000D'), accept);
+    }
+
+    const ranBefore = await inferenceCount();
+    const refused = [
+      'application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50',
+      'application/dicom; transfer-syntax=1.2.840.10008.1.2.2, text/html',
+      'application/dicom; transfer-syntax=1.2.840.10008.1.2.4.90, application/json;q=0',
+    ];
+    for (const [i, accept] of refused.entries()) {
+      const res = await binary(accept, `sr-406-${i}`);
+      assert.equal(res.status, 406, accept);
+      assert.match(String(res.headers['content-type']), /^application\/problem\+json/);
+      assertVariesOnAccept(res.headers, `406 to ${accept}`);
+      const problem = JSON.parse((res.body as Buffer).toString('utf8')) as Problem;
+      assert.equal(problem.code, 'NOT_ACCEPTABLE');
+      assert.equal(problem.errors?.[0]?.field, 'Accept');
+      for (const ts of [EXPLICIT, IMPLICIT, DEFLATED]) assert.ok(problem.detail.includes(`${ts} (`), problem.detail);
+    }
+    assert.equal(await inferenceCount(), ranBefore, 'nothing was analysed');
+    const rows = await app
+      .get(DataSource)
+      .query<Array<Record<string, unknown>>>(
+        'SELECT outcome, status_code, output_summary FROM audit_events WHERE request_id = ANY($1)',
+        [refused.map((_a, i) => `sr-406-${i}`)],
+      );
+    assert.deepEqual(
+      rows.map((r) => [r.outcome, r.status_code, r.output_summary]),
+      refused.map(() => ['invalid', 406, { reason: 'NOT_ACCEPTABLE' }]),
+    );
+    // A header that takes neither JSON nor DICOM still gets JSON, as before; one that falls back to JSON too.
+    for (const accept of [
+      'text/html',
+      'application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50, application/json;q=0.2',
+    ]) {
+      const res = await postDicom(source, accept);
+      assert.equal(res.status, 200, accept);
+      assert.match(String(res.headers['content-type']), /^application\/json/, accept);
+    }
+  });
+
   it('refuses a RescaleSlope that overflows float32 with 422 naming it, for a JSON and an SR answer alike', async () => {
     // Found in review: 1e300 ran the model on NaN, answered 200 with no lesion (JSON) or 500 (SR).
     const body = rewriteDicom(dicomFile('MR_small.dcm'), {

@@ -360,6 +360,10 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     const dicom = 'application/dicom';
     await call(200, 'post', detect, detect, { auth: pacs, body: image, type: dicom });
     await call(200, 'post', detect, detect, { auth: pacs, body: image, type: dicom, accept: dicom });
+    const deflated = `${dicom}; transfer-syntax=1.2.840.10008.1.2.1.99`;
+    await call(200, 'post', detect, detect, { auth: pacs, body: image, type: dicom, accept: deflated });
+    const jpeg = `${dicom}; transfer-syntax=1.2.840.10008.1.2.4.50`;
+    await call(406, 'post', detect, detect, { auth: pacs, body: image, type: dicom, accept: jpeg });
     const garbage = Buffer.from('not a dicom file at all');
     await call(400, 'post', detect, detect, { auth: pacs, body: garbage, type: dicom });
     const report = dicomFile('test-SR.dcm');

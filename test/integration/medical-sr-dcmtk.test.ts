@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { data, type NaturalDataset } from 'dcmjs';
-import { buildLesionSr, type SrOptions } from '../../src/domains/medical/sr/lesion-sr.util';
+import { buildLesionSr, type SrOptions, type SrTransferSyntax } from '../../src/domains/medical/sr/lesion-sr.util';
 import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
 
 /**
@@ -21,9 +21,9 @@ const OPTIONS: SrOptions = { ...SR_OPTIONS, malignancyProbability: 0.2 };
 const UTF8_NOT_CHECKED = 'W: The VR checker does not support this Specific Character Set: ISO_IR 192';
 
 const onPath = (tool: string, versionFlag: string): boolean => !spawnSync(tool, [versionFlag]).error;
-const HAS_DSRDUMP = onPath('dsrdump', '--version');
+const HAS_DSRDUMP = onPath('dsrdump', '--version') && onPath('dcmdump', '--version');
 const SKIP_DCMTK = process.env.SKIP_DCMTK === '1';
-const MISSING = 'dsrdump (DCMTK) is not on PATH: apt-get install -y dcmtk, or set SKIP_DCMTK=1 to skip';
+const MISSING = 'dsrdump or dcmdump (DCMTK) is not on PATH: apt-get install -y dcmtk, or set SKIP_DCMTK=1 to skip';
 
 const dir = mkdtempSync(join(tmpdir(), 'medical-sr-'));
 
@@ -83,6 +83,33 @@ describe('medical: lesion SR read back by DCMTK', { skip: !HAS_DSRDUMP && SKIP_D
     assert.equal(status, 0);
     assert.deepEqual(stderr.split('\n').filter(Boolean), [UTF8_NOT_CHECKED]);
     assert.match(stdout, /^Patient +: Müller\^Zoë /m);
+  });
+
+  it('dcmdump and dsrdump read the SR in each transfer syntax it is written in, named in its file meta', () => {
+    // Only the UIDs made for each SR (Tracking Unique Identifiers) differ between transfer syntaxes.
+    const sameUids = (text: string): string => text.replace(/2\.25\.[0-9]+/g, '2.25.x');
+    const reference = dsrdump(write('reference.dcm', buildLesionSr(SOURCE, FINDINGS, OPTIONS)));
+    assert.equal(reference.stderr, '');
+    const written: Array<[SrTransferSyntax, string]> = [
+      ['1.2.840.10008.1.2.1', 'LittleEndianExplicit'],
+      ['1.2.840.10008.1.2', 'LittleEndianImplicit'],
+      ['1.2.840.10008.1.2.1.99', 'DeflatedLittleEndianExplicit'],
+    ];
+    for (const [transferSyntax, name] of written) {
+      const path = write(`${name}.dcm`, buildLesionSr(SOURCE, FINDINGS, { ...OPTIONS, transferSyntax }));
+      const meta = spawnSync('dcmdump', ['+P', '0002,0010', path], { encoding: 'utf8' });
+      assert.equal(meta.stderr, '', name);
+      assert.match(meta.stdout, new RegExp(`^\\(0002,0010\\) UI =${name} +# +\\d+, 1 TransferSyntaxUID$`, 'm'));
+      // The whole data set, read in the transfer syntax the meta names (dcmdump stops at a parse error): no warning.
+      const whole = spawnSync('dcmdump', [path], { encoding: 'utf8' });
+      assert.equal(whole.status, 0, `${name}: ${whole.stderr}`);
+      assert.equal(whole.stderr, '', name);
+      assert.match(whole.stdout, /\(0040,a730\) SQ/, `${name}: the ContentSequence is read`);
+      const { status, stdout, stderr } = dsrdump(path);
+      assert.equal(stderr, '', name);
+      assert.equal(status, 0, name);
+      assert.equal(sameUids(stdout), sameUids(reference.stdout), name);
+    }
   });
 
   it('dsrdump does refuse a broken SR, so a clean run above means something', () => {

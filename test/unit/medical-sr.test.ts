@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { inflateRawSync } from 'node:zlib';
 import { data, log } from 'dcmjs';
 import { preferredMediaType } from '../../src/domains/medical/accept-header.util';
-import { wantsDicom } from '../../src/domains/medical/lesion-detection.controller';
+import { AppError } from '../../src/common/errors/app-error';
+import { answerContentType, answerForm } from '../../src/domains/medical/sr/sr-negotiation.util';
 import { STORE_RESPONSE_TYPES } from '../../src/domains/medical/stow/stow.service';
 import { buildLesionSr, newUid } from '../../src/domains/medical/sr/lesion-sr.util';
 import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
@@ -288,6 +290,41 @@ describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
     assert.equal(doc.StudyInstanceUID, SOURCE.studyInstanceUID);
   });
 
+  it('writes the data set in the transfer syntax asked for, named in its file meta', () => {
+    const options = { ...OPTIONS, malignancyProbability: 0.2 };
+    // UIDs made per SR aside, every transfer syntax holds the same document.
+    const sameUids = (doc: Document): string => JSON.stringify(doc).replace(/2\.25\.[0-9]+/g, '2.25.x');
+    const explicit = buildLesionSr(SOURCE, FINDINGS, options);
+    const reference = parse(explicit);
+    assert.equal(reference.meta.TransferSyntaxUID, '1.2.840.10008.1.2.1', 'explicit VR little endian by default');
+    for (const ts of ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2', '1.2.840.10008.1.2.1.99'] as const) {
+      const bytes = Buffer.from(buildLesionSr(SOURCE, FINDINGS, { ...options, transferSyntax: ts }));
+      const { meta, doc } = parse(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+      assert.equal(meta.TransferSyntaxUID, ts);
+      assert.equal(sameUids(doc), sameUids(reference.doc), ts);
+      const dataset = bytes.subarray(144 + bytes.readUInt32LE(140));
+      // The first element is (0008,0005) or (0008,0012): explicit VR spells its VR after the tag, implicit does not.
+      if (ts === '1.2.840.10008.1.2') {
+        assert.equal(dataset.readUInt16LE(0), 0x0008);
+        assert.notEqual(dataset.toString('latin1', 4, 6), 'DA');
+        assert.equal(dataset.readUInt32LE(4), 8, 'InstanceCreationDate: a 4-byte length, no VR');
+      } else if (ts === '1.2.840.10008.1.2.1') {
+        assert.equal(dataset.toString('latin1', 4, 6), 'DA');
+      } else {
+        assert.equal(dataset.length % 2, 0, 'the deflated stream is padded to an even length');
+        const inflated = inflateRawSync(dataset);
+        assert.ok(dataset.length < inflated.length / 2, `deflated: ${dataset.length} of ${inflated.length} bytes`);
+        assert.equal(inflated.toString('latin1', 4, 6), 'DA', 'deflate raw of explicit VR little endian');
+        const plain = Buffer.from(explicit);
+        assert.equal(inflated.length, plain.length - 144 - plain.readUInt32LE(140), 'the explicit data set, no less');
+      }
+    }
+    assert.throws(
+      () => buildLesionSr(SOURCE, FINDINGS, { ...options, transferSyntax: '1.2.840.10008.1.2.2' as never }),
+      /options\.transferSyntax 1\.2\.840\.10008\.1\.2\.2 is not one the SR is written in/,
+    );
+  });
+
   it('makes UUID-derived UIDs under 2.25 or a given root', () => {
     const a = newUid();
     assert.match(a, UID_2_25);
@@ -319,7 +356,79 @@ describe('medical: which answer the Accept header asks for', () => {
       ['APPLICATION/DICOM', true],
       ['application/dicom;q=abc', false],
     ];
-    for (const [accept, dicom] of cases) assert.equal(wantsDicom(accept), dicom, String(accept));
+    for (const [accept, dicom] of cases) assert.equal(answerForm(accept).form === 'sr', dicom, String(accept));
+  });
+
+  it('writes the SR in the transfer syntax the transfer-syntax parameter names, the first acceptable by quality', () => {
+    const [EXPLICIT, IMPLICIT, DEFLATED] = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2', '1.2.840.10008.1.2.1.99'];
+    const dicom = (ts: string): string => `application/dicom; transfer-syntax=${ts}`;
+    const cases: Array<[string, string | undefined]> = [
+      ['application/dicom', EXPLICIT],
+      [dicom(EXPLICIT), EXPLICIT],
+      [dicom(IMPLICIT), IMPLICIT],
+      [dicom(DEFLATED), DEFLATED],
+      [dicom('*'), EXPLICIT],
+      [`application/dicom;transfer-syntax="${IMPLICIT}"`, IMPLICIT],
+      [`Application/DICOM; Transfer-Syntax=${DEFLATED}`, DEFLATED],
+      [`${dicom(IMPLICIT)};q=0.5, ${dicom(DEFLATED)}`, DEFLATED],
+      [`${dicom(IMPLICIT)};q=0.5, ${dicom(DEFLATED)};q=0.5`, IMPLICIT],
+      [`${dicom('1.2.840.10008.1.2.4.50')}, ${dicom(IMPLICIT)};q=0.4`, IMPLICIT],
+      [`${dicom(IMPLICIT)};q=0.5, application/dicom`, EXPLICIT],
+      [`${dicom(EXPLICIT)};q=0, ${dicom('*')}`, IMPLICIT],
+      [`${dicom(EXPLICIT)};q=0, ${dicom(IMPLICIT)};q=0, ${dicom('*')};q=0.3`, DEFLATED],
+      [`${dicom(DEFLATED)};q=0.5, application/json`, undefined],
+      [`${dicom(DEFLATED)}, application/json`, DEFLATED],
+      [`${dicom('1.2.840.10008.1.2.4.50')}, application/json;q=0.1`, undefined],
+      [`${dicom('1.2.840.10008.1.2.4.50')}, */*;q=0.1`, undefined],
+      [`${dicom('1.2.840.10008.1.2.4.50')};q=0, text/html`, undefined],
+    ];
+    for (const [accept, ts] of cases) {
+      const answer = answerForm(accept);
+      assert.deepEqual(answer, ts ? { form: 'sr', transferSyntax: ts } : { form: 'json' }, accept);
+    }
+    assert.equal(answerContentType(answerForm(dicom(IMPLICIT))), `application/dicom; transfer-syntax=${IMPLICIT}`);
+    assert.equal(answerContentType(answerForm('application/json')), 'application/json');
+  });
+
+  it('refuses with 406 naming Accept a header that asks for DICOM only in transfer syntaxes it cannot write', () => {
+    const refusals: Array<[string, RegExp]> = [
+      [
+        'application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50',
+        /^transfer-syntax 1\.2\.840\.10008\.1\.2\.4\.50 is/,
+      ],
+      ['application/dicom; transfer-syntax=1.2.840.10008.1.2.2', /^transfer-syntax 1\.2\.840\.10008\.1\.2\.2 is/],
+      [
+        'application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50, application/dicom;transfer-syntax=1.2.840.10008.1.2.4.90;q=0.5, text/html',
+        /^transfer-syntax 1\.2\.840\.10008\.1\.2\.4\.50, 1\.2\.840\.10008\.1\.2\.4\.90 is/,
+      ],
+      [
+        'application/dicom; transfer-syntax=<script>, application/json;q=0',
+        /^transfer-syntax a value that is not a transfer syntax UID is/,
+      ],
+      ['application/dicom; transfer-syntax=, application/dicom;q=0', /not a transfer syntax UID/],
+    ];
+    for (const [accept, reason] of refusals) {
+      assert.throws(
+        () => answerForm(accept),
+        (error: unknown) => {
+          assert.ok(error instanceof AppError, accept);
+          assert.equal(error.code, 'NOT_ACCEPTABLE');
+          assert.equal(error.fields.length, 1);
+          assert.equal(error.fields[0].field, 'Accept');
+          assert.match(error.fields[0].reason, reason, accept);
+          for (const ts of [
+            '1.2.840.10008.1.2.1 (Explicit VR Little Endian)',
+            '1.2.840.10008.1.2 (Implicit VR Little Endian)',
+            '1.2.840.10008.1.2.1.99 (Deflated Explicit VR Little Endian)',
+          ]) {
+            assert.ok(error.detail.includes(ts), `${accept}: ${error.detail}`);
+            assert.ok(error.fields[0].reason.includes(ts), `${accept}: ${error.fields[0].reason}`);
+          }
+          assert.ok(!error.detail.includes('<script>'));
+          return true;
+        },
+      );
+    }
   });
 
   it('chooses a STOW store response type the same way, and none when the header accepts neither (406)', () => {

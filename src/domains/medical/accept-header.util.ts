@@ -1,16 +1,57 @@
-/** One media range of an Accept header, lower-cased, with its quality and its place in the header. */
-interface MediaRange {
+/** One media range of an Accept header: its type and parameter names lower-cased, its quality, its place in the header. */
+export interface MediaRange {
   type: string;
+  /** Parameters other than q (and the accept-ext after it), by lower-cased name, values unquoted. */
+  params: ReadonlyMap<string, string>;
   quality: number;
   position: number;
 }
 
-function mediaRanges(accept: string): MediaRange[] {
-  return accept.split(',').map((range, position) => {
-    const [type, ...params] = range.split(';').map((p) => p.trim().toLowerCase());
-    const q = params.find((p) => /^q\s*=/.test(p));
-    const quality = q === undefined ? 1 : Number(q.slice(q.indexOf('=') + 1).trim());
-    return { type, quality: Number.isFinite(quality) ? Math.min(1, Math.max(0, quality)) : 0, position };
+/** Splits at `separator` outside quoted strings (RFC 9110 5.6.4), so a quoted parameter value may hold one. */
+function splitOutsideQuotes(text: string, separator: ',' | ';'): string[] {
+  const pieces: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted && c === '\\' && i + 1 < text.length) {
+      current += c + text[++i];
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    if (!quoted && c === separator) {
+      pieces.push(current);
+      current = '';
+      continue;
+    }
+    current += c;
+  }
+  pieces.push(current);
+  return pieces;
+}
+
+const unquote = (value: string): string =>
+  value.startsWith('"') && value.endsWith('"') && value.length >= 2
+    ? value.slice(1, -1).replace(/\\(.)/g, '$1')
+    : value;
+
+export function mediaRanges(accept: string): MediaRange[] {
+  return splitOutsideQuotes(accept, ',').map((range, position) => {
+    const [type, ...rest] = splitOutsideQuotes(range, ';').map((p) => p.trim());
+    const params = new Map<string, string>();
+    let quality = 1;
+    for (const param of rest) {
+      const eq = param.indexOf('=');
+      const name = (eq < 0 ? param : param.slice(0, eq)).trim().toLowerCase();
+      const value = eq < 0 ? '' : unquote(param.slice(eq + 1).trim());
+      if (name === 'q') {
+        const q = Number(value.trim() || NaN);
+        quality = Number.isFinite(q) ? Math.min(1, Math.max(0, q)) : 0;
+        break; // what follows q is accept-ext, not a parameter of the media type (RFC 9110 12.5.1)
+      }
+      if (name && !params.has(name)) params.set(name, value);
+    }
+    return { type: type.toLowerCase(), params, quality, position };
   });
 }
 

@@ -15,22 +15,13 @@ import { AppError } from '../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { NoQueryDto } from '../../common/http/no-query';
 import { varyOn } from '../../common/http/vary';
-import { preferredMediaType } from './accept-header.util';
 import { dicomProblem } from './dicom/dicom-problem';
 import { DicomRejected } from './dicom/dicom-rejected';
 import { LesionDetectionDto, StudyFindingsDto } from './lesion-detection.dto';
 import { MedicalIntakeService } from './medical-intake.service';
+import { answerContentType, answerForm } from './sr/sr-negotiation.util';
 
 const DICOM = 'application/dicom';
-
-/**
- * True when the caller asked for the DICOM SR answer rather than JSON, by the Accept header's quality values
- * (preferredMediaType; at equal quality JSON). JSON otherwise, also when the header accepts neither (the gateway
- * then answers its default rather than 406).
- */
-export function wantsDicom(accept: string | undefined): boolean {
-  return preferredMediaType(accept, ['application/json', DICOM]) === DICOM;
-}
 
 /** A DICOM UID as a path parameter: digits and dots, at most 64 (PS3.5 9.1). */
 const STUDY_UID = /^[0-9.]{1,64}$/;
@@ -51,14 +42,17 @@ export class LesionDetectionController {
   @ApiBody({ description: 'One DICOM Part 10 instance', schema: { type: 'string', format: 'binary' } })
   @ApiExtraModels(LesionDetectionDto)
   @ApiOkResponse({
-    description: 'JSON findings, or a Comprehensive SR (TID 1500) when Accept is application/dicom',
+    description:
+      'JSON findings, or a Comprehensive SR (TID 1500) when Accept is application/dicom, in the transfer syntax its ' +
+      'transfer-syntax parameter names: 1.2.840.10008.1.2.1 (the default, also for *), 1.2.840.10008.1.2 or ' +
+      '1.2.840.10008.1.2.1.99 (deflated); any other is a 406',
     content: {
       'application/json': { schema: { $ref: getSchemaPath(LesionDetectionDto) } },
       // The SR is a DICOM Part 10 file, not the JSON findings.
       [DICOM]: { schema: { type: 'string', format: 'binary' } },
     },
   })
-  @ApiProblems(400, 413, 415, 422, 504)
+  @ApiProblems(400, 406, 413, 415, 422, 504)
   async detect(
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -80,15 +74,17 @@ export class LesionDetectionController {
     // Hashed on the thread pool while the image is parsed and run: at one request at a time this
     // hashing (about 1 ms for a 900 KB ultrasound frame) is no longer in the answer's time.
     return withInputDigest(request, this.intake.digestAsync(body), async () => {
+      // Read from the request, not by @Headers: that would document Accept as a required header parameter,
+      // which OpenAPI 3 ignores; the 200's two media types say what Accept chooses. Decided before the
+      // instance is read: a 406 (a transfer syntax the SR is not written in) analyses nothing.
+      const answer = answerForm(request.headers.accept);
       try {
         // Answered, not kept: the caller has the findings; STOW and DIMSE keep theirs for a later GET.
         const analysis = await this.intake.analyse(this.intake.parse(body));
         noteAudit(request, { output: this.intake.auditSummary(analysis.findings) });
-        // Read from the request, not by @Headers: that would document Accept as a required header parameter,
-        // which OpenAPI 3 ignores; the 200's two media types say what Accept chooses.
-        if (wantsDicom(request.headers.accept)) {
-          void reply.header('content-type', DICOM);
-          return this.intake.structuredReport(analysis);
+        if (answer.form === 'sr') {
+          void reply.header('content-type', answerContentType(answer));
+          return this.intake.structuredReport(analysis, answer.transferSyntax);
         }
         return { ...analysis.findings, requestId: String(request.id) };
       } catch (error) {

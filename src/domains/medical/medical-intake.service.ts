@@ -7,7 +7,7 @@ import { DicomImage } from './dicom/dicom-parse.util';
 import { InstanceFindingsDto, StudyFindingsDto } from './lesion-detection.dto';
 import { InstanceAnalysis, LesionDetectionService } from './lesion-detection.service';
 import { PatientDataProtector } from './patient-data.util';
-import { buildLesionSr } from './sr/lesion-sr.util';
+import { buildLesionSr, type SrTransferSyntax } from './sr/lesion-sr.util';
 
 interface SealedRefs {
   studyInstanceUID: string;
@@ -121,8 +121,8 @@ export class MedicalIntakeService {
     };
   }
 
-  /** The DICOM Comprehensive SR (TID 1500) answer for one analysed instance. */
-  structuredReport(analysis: InstanceAnalysis): Buffer {
+  /** The DICOM Comprehensive SR (TID 1500) answer for one analysed instance, by default explicit VR little endian. */
+  structuredReport(analysis: InstanceAnalysis, transferSyntax?: SrTransferSyntax): Buffer {
     const { image, findings } = analysis;
     const multiFrame = image.numberOfFrames > 1;
     const malignancy = findings.frames.map((f) => f.malignancyProbability).filter((p): p is number => p !== undefined);
@@ -149,6 +149,7 @@ export class MedicalIntakeService {
         malignancyProbability: malignancy.length ? Math.max(...malignancy) : undefined,
         deviceObserverUID: this.deviceUid,
         manufacturer: 'regulated-inference-gateway',
+        transferSyntax,
       },
     );
     return Buffer.from(sr);

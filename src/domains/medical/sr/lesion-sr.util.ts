@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import { data, log, type Logger, type NaturalDataset } from 'dcmjs';
 
 /**
@@ -58,12 +59,23 @@ export interface SrOptions {
   now?: Date;
   /** Default '2.25' (UUID-derived UIDs). */
   uidRoot?: string;
+  /** The data set's encoding; default explicit VR little endian, the default of DICOMweb (PS3.18 8.7.3.5.2). */
+  transferSyntax?: SrTransferSyntax;
 }
+
+/** The transfer syntaxes the SR is written in, the default first, with their names in PS3.6. */
+export const SR_TRANSFER_SYNTAXES = {
+  '1.2.840.10008.1.2.1': 'Explicit VR Little Endian',
+  '1.2.840.10008.1.2': 'Implicit VR Little Endian',
+  '1.2.840.10008.1.2.1.99': 'Deflated Explicit VR Little Endian',
+} as const;
+export type SrTransferSyntax = keyof typeof SR_TRANSFER_SYNTAXES;
 
 type Code = readonly [value: string, scheme: string, meaning: string];
 
 const COMPREHENSIVE_SR = '1.2.840.10008.5.1.4.1.1.88.33';
 const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
+const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1.99';
 const DCMR_UID = '1.2.840.10008.8.1.1';
 // Names this writer, not a file: fixed once from a random UUID.
 const IMPLEMENTATION_CLASS_UID = '2.25.63768102400915240157087566270395696861';
@@ -136,7 +148,7 @@ export function newUid(root = '2.25'): string {
   return `${root}.${BigInt(`0x${randomUUID().replace(/-/g, '')}`).toString()}`;
 }
 
-/** Part 10 bytes (explicit VR little endian) of a Comprehensive SR holding `findings` on `source`. */
+/** Part 10 bytes of a Comprehensive SR holding `findings` on `source`, in `options.transferSyntax`. */
 export function buildLesionSr(source: SrSourceImage, findings: SrFinding[], options: SrOptions): ArrayBuffer {
   checkInputs(source, findings, options);
   const now = options.now ?? new Date();
@@ -180,20 +192,44 @@ export function buildLesionSr(source: SrSourceImage, findings: SrFinding[], opti
   // and DCMTK's VR checker (3.6.7) cannot check UTF-8. JSON escapes control characters.
   const dataset = /[^ -~]/.test(JSON.stringify(content)) ? { SpecificCharacterSet: 'ISO_IR 192', ...content } : content;
 
+  const transferSyntax = options.transferSyntax ?? EXPLICIT_VR_LITTLE_ENDIAN;
   return withDcmjsSilent(() => {
-    const file = new data.DicomDict(
-      data.DicomMetaDictionary.denaturalizeDataset({
-        FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
-        MediaStorageSOPClassUID: COMPREHENSIVE_SR,
-        MediaStorageSOPInstanceUID: sopInstanceUID,
-        TransferSyntaxUID: EXPLICIT_VR_LITTLE_ENDIAN,
-        ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
-        ImplementationVersionName: IMPLEMENTATION_VERSION_NAME,
-      }),
+    const part10 = (syntax: string, dict: NaturalDataset): ArrayBuffer => {
+      const file = new data.DicomDict(
+        data.DicomMetaDictionary.denaturalizeDataset({
+          FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
+          MediaStorageSOPClassUID: COMPREHENSIVE_SR,
+          MediaStorageSOPInstanceUID: sopInstanceUID,
+          TransferSyntaxUID: syntax,
+          ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
+          ImplementationVersionName: IMPLEMENTATION_VERSION_NAME,
+        }),
+      );
+      file.dict = data.DicomMetaDictionary.denaturalizeDataset(dict);
+      return file.write();
+    };
+    if (transferSyntax !== DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN) return part10(transferSyntax, dataset);
+    // dcmjs reads deflated data sets but writes them plain under the deflated UID. PS3.5 A.5: the data set
+    // encoded as explicit VR little endian, then deflated (RFC 1951, no zlib header); an odd length gets one NUL.
+    const explicit = Buffer.from(part10(EXPLICIT_VR_LITTLE_ENDIAN, dataset));
+    const deflated = deflateRawSync(explicit.subarray(afterFileMeta(explicit)));
+    return toArrayBuffer(
+      Buffer.concat([
+        Buffer.from(part10(DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, {})),
+        deflated,
+        ...(deflated.length % 2 ? [Buffer.alloc(1)] : []),
+      ]),
     );
-    file.dict = data.DicomMetaDictionary.denaturalizeDataset(dataset);
-    return file.write();
   });
+}
+
+/** Where the data set starts: after the preamble, DICM, the group length element (12 bytes) and the group it counts. */
+function afterFileMeta(file: Buffer): number {
+  return 128 + 4 + 12 + file.readUInt32LE(128 + 4 + 8);
+}
+
+function toArrayBuffer(bytes: Buffer): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
 function documentHeader(
@@ -448,6 +484,9 @@ function checkInputs(source: SrSourceImage, findings: SrFinding[], options: SrOp
     if (value.length === 0 || value.length > 64 || value.includes('\\') || /[^ -~\u00a0-\uffff]/.test(value)) {
       throw new RangeError(`${field} must be 1 to 64 characters without backslash or control characters`);
     }
+  }
+  if (options.transferSyntax !== undefined && !Object.hasOwn(SR_TRANSFER_SYNTAXES, options.transferSyntax)) {
+    throw new RangeError(`options.transferSyntax ${options.transferSyntax} is not one the SR is written in`);
   }
   checkFrame('source.frameNumber', source.frameNumber);
   checkProbability('options.malignancyProbability', options.malignancyProbability);
