@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -872,6 +872,58 @@ describe(
       assert.equal(row.input_digest, storeRow.input_digest);
       assert.equal(readdirSync(received).length, 1);
     });
+  },
+);
+
+describe(
+  'medical: the SR forward sends the transfer syntax the destination accepted',
+  { skip: !HAS_DCMTK && SKIP_DCMTK ? MISSING : false },
+  () => {
+    // storescp prefers explicit VR little endian by default; +xi accepts implicit only. It writes what it received.
+    for (const [flags, name] of [
+      [[], 'LittleEndianExplicit'],
+      [['+xi'], 'LittleEndianImplicit'],
+    ] as const) {
+      it(`storescp ${flags.join(' ') || '(default)'}: the SR arrives as ${name} and reads as the one built`, async () => {
+        const received = mkdtempSync(join(tmpdir(), 'dimse-forward-ts-'));
+        const destPort = await freePort();
+        const storescp = spawn('storescp', ['--aetitle', 'DEST', ...flags, '-od', received, String(destPort)], {
+          stdio: 'ignore',
+        });
+        try {
+          await until('storescp to listen', () => accepts(destPort));
+          const built = join(received, 'built.dcm');
+          const sr = Buffer.from(buildLesionSr(SR_SOURCE, SR_FINDINGS, SR_OPTIONS));
+          writeFileSync(built, sr);
+          const status = await cStoreTo(
+            datasetOfPart10(sr),
+            { aeTitle: 'DEST', host: '127.0.0.1', port: destPort },
+            'GATEWAY',
+            {
+              stepMs: 5000,
+              totalMs: 10_000,
+            },
+          );
+          assert.equal(status, 0);
+          const file = join(
+            received,
+            readdirSync(received).find((f) => f.startsWith('SR'))!,
+          );
+          const meta = await run('dcmdump', ['+P', '0002,0010', file]);
+          assert.match(meta.output, new RegExp(`^\\(0002,0010\\) UI =${name} `, 'm'));
+          // A data set sent in another encoding than the context's would not parse; this one reads as the SR built.
+          const [sent, kept] = await Promise.all([
+            run('dsrdump', ['+Pt', '+Pc', built]),
+            run('dsrdump', ['+Pt', '+Pc', file]),
+          ]);
+          assert.equal(kept.code, 0, kept.output);
+          assert.equal(kept.output, sent.output);
+        } finally {
+          storescp.kill();
+          rmSync(received, { recursive: true, force: true });
+        }
+      });
+    }
   },
 );
 
