@@ -445,6 +445,36 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.match(String(failed[0]['00091001'].Value[0]), /STUDY_MISMATCH/);
   });
 
+  it('a study UID in the path that is no DICOM UID is a 400 naming it, for STOW-RS and the findings alike', async () => {
+    // Found sweeping the routes as a PACS integrator: digits and dots passed, so `1..2` read as a study with no
+    // findings (404) and a STOW to it analysed nothing but failed every instance as of another study (409).
+    const { body, contentType } = multipartRelated([dicomFile('US1_UNCR.dcm')]);
+    const ranBefore = await inferenceCount();
+    for (const uid of ['1..2', '1.', '.1', '.', '01.2', '1.2.03', '1'.repeat(65), 'x']) {
+      for (const res of [
+        await http.get(`/v1/medical/studies/${uid}/findings`).set('Authorization', pacs),
+        await http
+          .post(`/dicomweb/studies/${uid}`)
+          .set('Authorization', pacs)
+          .set('Content-Type', contentType)
+          .send(body),
+      ]) {
+        assert.equal(res.status, 400, `${uid}: ${res.text.slice(0, 200)}`);
+        assert.match(String(res.headers['content-type']), /^application\/problem\+json/);
+        const problem = res.body as Problem;
+        assert.equal(problem.code, 'VALIDATION_FAILED');
+        assert.equal(problem.errors?.[0]?.field, 'studyInstanceUID');
+        assert.match(problem.errors?.[0]?.reason ?? '', /not a DICOM UID \(PS3\.5 9\.1/);
+      }
+    }
+    assert.equal(await inferenceCount(), ranBefore, 'nothing was analysed');
+    // A UID is still read as one: 0 components, the longest one, and a study with nothing kept is a 404.
+    for (const uid of ['1.2.0.3', `1.${'2'.repeat(62)}`]) {
+      const res = await http.get(`/v1/medical/studies/${uid}/findings`).set('Authorization', pacs);
+      assert.equal(res.status, 404, uid);
+    }
+  });
+
   it('STOW-RS: a body that is not multipart/related of DICOM is a 400 naming the problem', async () => {
     const noBoundary = await http
       .post('/dicomweb/studies')

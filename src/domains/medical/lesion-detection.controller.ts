@@ -16,15 +16,13 @@ import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-err
 import { NoQueryDto } from '../../common/http/no-query';
 import { varyOn } from '../../common/http/vary';
 import { dicomProblem } from './dicom/dicom-problem';
+import { checkStudyUidParam, DICOM_UID_PATTERN } from './dicom/dicom-uid.util';
 import { DicomRejected } from './dicom/dicom-rejected';
 import { LesionDetectionDto, StudyFindingsDto } from './lesion-detection.dto';
 import { MedicalIntakeService } from './medical-intake.service';
 import { answerContentType, answerForm } from './sr/sr-negotiation.util';
 
 const DICOM = 'application/dicom';
-
-/** A DICOM UID as a path parameter: digits and dots, at most 64 (PS3.5 9.1). */
-const STUDY_UID = /^[0-9.]{1,64}$/;
 
 /** One instance in, its findings out (JSON, or a DICOM SR on `Accept: application/dicom`). */
 @ApiTags('medical')
@@ -101,8 +99,8 @@ export class LesionDetectionController {
   @Get('studies/:studyInstanceUID/findings')
   @ApiParam({
     name: 'studyInstanceUID',
-    description: "The study's Study Instance UID (0020,000D): a DICOM UID, digits and dots",
-    schema: { type: 'string', pattern: STUDY_UID.source },
+    description: "The study's Study Instance UID (0020,000D): a DICOM UID (PS3.5 9.1)",
+    schema: { type: 'string', pattern: DICOM_UID_PATTERN.source, maxLength: 64 },
   })
   @RequirePermission('medical:infer', 'medical.findings-read')
   @ApiOkResponse({ type: StudyFindingsDto })
@@ -112,11 +110,7 @@ export class LesionDetectionController {
     @Query() _query: NoQueryDto,
     @Req() request: FastifyRequest,
   ): Promise<StudyFindingsDto> {
-    if (!STUDY_UID.test(studyInstanceUID)) {
-      throw new AppError('VALIDATION_FAILED', 'studyInstanceUID must be a DICOM UID (digits and dots, at most 64)', {
-        fields: [{ field: 'studyInstanceUID', reason: 'not a DICOM UID' }],
-      });
-    }
+    checkStudyUidParam(studyInstanceUID);
     noteAudit(request, { inputDigest: this.intake.digest(Buffer.from(studyInstanceUID)) });
     const findings = await this.intake.studyFindings(studyInstanceUID, principalOf(request)?.tenant);
     noteAudit(request, {

@@ -3,6 +3,7 @@ import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
 import { DicomRejected } from './dicom-rejected';
+import { isDicomUid } from './dicom-uid.util';
 import { PaletteLut, readPaletteLut } from './palette-lut.util';
 import {
   attributeName,
@@ -173,16 +174,13 @@ function requiredString(ds: dicomParser.DataSet, keyword: keyof typeof TAG): str
   return value;
 }
 
-// PS3.5 9.1: dot-separated numbers without leading zeros, at most 64 characters.
-const UID_PATTERN = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/;
-
 /** A UID the answer copies (the SR's study, its reference to the image): refused here rather than an SR failing later. */
 function requiredUid(
   ds: dicomParser.DataSet,
   keyword: 'SOPInstanceUID' | 'StudyInstanceUID' | 'SeriesInstanceUID',
 ): string {
   const value = requiredString(ds, keyword).replace(/\0+$/, '');
-  if (value.length > 64 || !UID_PATTERN.test(value)) {
+  if (!isDicomUid(value)) {
     throw new DicomRejected(
       'MALFORMED',
       `${attributeName(keyword)} is not a valid UID (PS3.5 9.1: at most 64 characters, numbers without leading zeros separated by dots)`,

@@ -2,9 +2,9 @@ import { applyDecorators, Controller, HttpCode, Param, Post, Req, Res, VERSION_N
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, principalOf, RequirePermission, withInputDigest } from '../../../common/access';
-import { AppError } from '../../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
 import { varyOn } from '../../../common/http/vary';
+import { checkStudyUidParam } from '../dicom/dicom-uid.util';
 import { notMultipartDicom, STORE_RESPONSE_TYPES, StowService } from './stow.service';
 
 /** An attribute of a DICOM JSON dataset (PS3.18 F.2.2): its VR, and its values (items of a sequence are datasets). */
@@ -91,11 +91,7 @@ export class StowController {
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<unknown> {
-    if (!/^[0-9.]{1,64}$/.test(studyInstanceUID)) {
-      throw new AppError('VALIDATION_FAILED', 'studyInstanceUID must be a DICOM UID (digits and dots, at most 64)', {
-        fields: [{ field: 'studyInstanceUID', reason: 'not a DICOM UID' }],
-      });
-    }
+    checkStudyUidParam(studyInstanceUID);
     return this.handle(request, reply, studyInstanceUID);
   }
 
