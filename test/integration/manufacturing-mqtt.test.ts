@@ -223,6 +223,48 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     assert.equal(await letters(retainedGhost), 1, 'one dead letter for the one message, not one more per restart');
   });
 
+  it('ignores a retained message cleared (a zero-length retained payload): no dead letter, counted as ignored', async () => {
+    await register(millAsset('mill-c'));
+    const topic = 'factory/plant-1/line-b/mill-c/telemetry';
+    retainedTopics.push(topic);
+    /** gateway_mqtt_messages_total of JSON messages, by outcome: a message is counted once it is handled. */
+    const handled = async () => {
+      const res = await http().get('/metrics').set('Authorization', admin);
+      const counts: Record<string, number> = {};
+      for (const [, outcome, n] of String(res.text).matchAll(
+        /^gateway_mqtt_messages_total\{kind="json",outcome="([a-z-]+)"\} (\d+)$/gm,
+      )) {
+        counts[outcome] = Number(n);
+      }
+      return counts;
+    };
+    const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+    const [reading] = ai4iReadings(false, 1);
+    const start = await handled();
+    await publisher.publishAsync(topic, JSON.stringify({ timestamp: T0, values: reading }), { qos: 1, retain: true });
+    const before = await until('the retained reading handled', async () => {
+      const counts = await handled();
+      return total(counts) > total(start) ? counts : undefined;
+    });
+    assert.equal((await status('mill-c')).counts.accepted, 1);
+    // What a SCADA engineer does to clear it: Mosquitto sends the empty payload on to the topic's subscribers.
+    await publisher.publishAsync(topic, Buffer.alloc(0), { qos: 1, retain: true });
+    const after = await until('the clearing message handled', async () => {
+      const counts = await handled();
+      return total(counts) > total(before) ? counts : undefined;
+    });
+    assert.equal((after.ignored ?? 0) - (before.ignored ?? 0), 1, JSON.stringify({ before, after }));
+    const res = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const letters = (res.body as { deadLetters: Array<Record<string, string>> }).deadLetters;
+    assert.deepEqual(
+      letters.filter((d) => d.channel === topic),
+      [],
+    );
+    const s = await status('mill-c');
+    assert.deepEqual([s.counts.received, s.counts.invalid], [1, 0]);
+  });
+
   it('reads Sparkplug B: births give the aliases, DDATA by alias alone feeds the asset', async () => {
     const codec = sparkplugCodec('spBv1.0');
     assert.ok(codec);

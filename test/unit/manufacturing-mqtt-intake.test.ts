@@ -377,6 +377,87 @@ describe('manufacturing MQTT intake: a Sparkplug B edge node whose NBIRTH the ga
   });
 });
 
+describe('manufacturing MQTT intake: an empty payload (a retained message cleared)', () => {
+  const EMPTY = Buffer.alloc(0);
+  const TOPICS = ['spBv1.0/+/NBIRTH/+', 'spBv1.0/+/NDATA/+', 'spBv1.0/+/+/+/+'];
+
+  it('on a telemetry topic is ignored, not dead-lettered as malformed JSON', async () => {
+    const { intake, records, stream } = intakeHarness();
+    assert.deepEqual(await intake.handle(TOPIC, EMPTY), { kind: 'json', outcome: 'ignored' });
+    assert.deepEqual(await intake.handle('factory/plant-1/line-b/no-such-asset/telemetry', EMPTY), {
+      kind: 'json',
+      outcome: 'ignored',
+    });
+    assert.deepEqual(await intake.handle('factory/plant-1/line-b/mill-1/other', EMPTY), {
+      kind: 'unknown',
+      outcome: 'ignored',
+    });
+    assert.deepEqual(records.deadLetters, []);
+    assert.equal(stream.status('mill-1').counts.received, 0);
+  });
+
+  it('on a Sparkplug birth or DATA topic is no message of the node: its aliases and sequence stand, and no rebirth is asked', async () => {
+    const harness = plantStreamHarness();
+    const { records } = harness;
+    const intake = new PlantMqttIntake(
+      harness.stream,
+      harness.registry,
+      harness.records as unknown as PlantRecordsRepository,
+      TOPICS,
+    );
+    const named = Object.entries(harness.reading(T0, 10).values).map(([name, value], i) => ({
+      name,
+      alias: i + 1,
+      type: 'Double' as const,
+      value: value as number,
+    }));
+    const encode = (seq: number, metrics: unknown[]) =>
+      Buffer.from(sparkplug.encodePayload({ timestamp: T0 + seq * 1000, seq, metrics } as never));
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', encode(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));
+    await intake.handle('spBv1.0/plant-1/DBIRTH/edge-1/mill-1', encode(1, named));
+    for (const type of ['NBIRTH', 'NDATA']) {
+      const topic = `spBv1.0/plant-1/${type}/edge-1`;
+      assert.deepEqual(await intake.handle(topic, EMPTY), { kind: 'sparkplug', outcome: 'ignored' }, topic);
+    }
+    for (const type of ['DBIRTH', 'DDATA', 'DCMD']) {
+      const topic = `spBv1.0/plant-1/${type}/edge-1/mill-1`;
+      assert.deepEqual(await intake.handle(topic, EMPTY), { kind: 'sparkplug', outcome: 'ignored' }, topic);
+    }
+    // The next DATA by alias alone, the next seq: no gap, every alias known.
+    const byAlias = named.map(({ alias, type, value }) => ({ alias, type, value: value + 1 }));
+    const next = await intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', encode(2, byAlias));
+    assert.deepEqual(next, { kind: 'sparkplug', outcome: 'ingested', rebirth: undefined });
+    assert.deepEqual(records.deadLetters, []);
+    assert.deepEqual(
+      records.predictions.map((p) => p.at.getTime()),
+      [T0 + 1000, T0 + 2000],
+    );
+  });
+
+  it('on a death topic is still a death: the node is asked to rebirth when its next DATA uses an alias', async () => {
+    const harness = plantStreamHarness();
+    const intake = new PlantMqttIntake(
+      harness.stream,
+      harness.registry,
+      harness.records as unknown as PlantRecordsRepository,
+      TOPICS,
+    );
+    const encode = (seq: number, metrics: unknown[]) =>
+      Buffer.from(sparkplug.encodePayload({ timestamp: T0 + seq * 1000, seq, metrics } as never));
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', encode(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));
+    await intake.handle(
+      'spBv1.0/plant-1/DBIRTH/edge-1/mill-1',
+      encode(1, [{ name: TORQUE, alias: 1, type: 'Double', value: 40 }]),
+    );
+    assert.equal((await intake.handle('spBv1.0/plant-1/NDEATH/edge-1', EMPTY)).outcome, 'ignored');
+    const after = await intake.handle(
+      'spBv1.0/plant-1/DDATA/edge-1/mill-1',
+      encode(2, [{ alias: 1, type: 'Double', value: 41 }]),
+    );
+    assert.equal(after.rebirth?.group, 'plant-1');
+  });
+});
+
 describe('manufacturing MQTT intake: a Sparkplug B host STATE', () => {
   it('is ignored, not dead-lettered as a malformed Sparkplug payload (it is JSON)', async () => {
     const { intake, records } = intakeHarness();

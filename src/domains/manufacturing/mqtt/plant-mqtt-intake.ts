@@ -67,6 +67,14 @@ export class PlantMqttIntake {
   async handle(topic: string, payload: Buffer): Promise<IntakeResult> {
     const sparkplug = parseSparkplugTopic(topic);
     const kind: MqttMessageKind = sparkplug ? 'sparkplug' : parseTelemetryTopic(topic) ? 'json' : 'unknown';
+    if (payload.length === 0 && !isDeath(sparkplug)) {
+      // A zero-length payload is how MQTT clears a topic's retained message (a SCADA engineer tidying the broker),
+      // delivered to the topics' subscribers: no telemetry and no error. On a Sparkplug topic it is no payload
+      // either (one decodes as an empty one: a birth of no metrics would wipe the node's aliases, a DATA of no seq
+      // ask for a rebirth); a death is a death whatever it carries.
+      this.logger.debug({ msg: 'MQTT message with an empty payload ignored (a retained message cleared)', topic });
+      return { kind, outcome: 'ignored' };
+    }
     let dead: DeadLetter[] = [];
     let result: IntakeResult = { kind, outcome: 'ingested' };
     let keptError: ReadingsKept | undefined;
@@ -288,6 +296,11 @@ export class PlantMqttIntake {
       payload: ingestFailedPayload(outcomes),
     };
   }
+}
+
+/** NDEATH and DDEATH: a death certificate, which may come empty (the broker's will of a node that set it so). */
+function isDeath(sparkplug: SparkplugTopic | undefined): boolean {
+  return sparkplug?.messageType === 'NDEATH' || sparkplug?.messageType === 'DDEATH';
 }
 
 function assetOf(topic: string, sparkplug: SparkplugTopic | undefined): string | null {
