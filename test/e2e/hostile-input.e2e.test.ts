@@ -329,6 +329,14 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .expect(400);
     assert.deepEqual(fieldsOf(readings), ['readings[0].timestamp']);
     assert.match(readings.text, /with Z or an offset/);
+    // A number (epoch seconds or milliseconds) is no time here: only MQTT takes epoch milliseconds.
+    const epoch = await http
+      .post('/v1/manufacturing/assets/mill-zone/readings')
+      .set('Authorization', all)
+      .send({ readings: [{ timestamp: 1765000000, values: { torque: 40 } }] })
+      .expect(400);
+    assert.deepEqual(fieldsOf(epoch), ['readings[0].timestamp']);
+    assert.match(epoch.text, /must be an ISO 8601 time/);
     for (const query of [`from=${local}`, 'from=1', 'from=March%207']) {
       const dead = await http.get(`/v1/manufacturing/dead-letters?${query}`).set('Authorization', all);
       assert.equal(dead.status, 400, `${query}: ${dead.text}`);

@@ -103,6 +103,51 @@ describe('manufacturing MQTT intake: what a message counts as', () => {
   });
 });
 
+describe('manufacturing MQTT intake: a time in seconds', () => {
+  it('over JSON is dead-lettered naming it (not a reading of January 1970), and the rest of the message taken', async () => {
+    const { json, records, reading } = intakeHarness();
+    const seconds = Math.floor(T0 / 1000);
+    const result = await json([{ ...reading(T0, 10), timestamp: seconds }, reading(T0, 11)]);
+    assert.deepEqual(result, { kind: 'json', outcome: 'dead-lettered' });
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.reason, d.detail]),
+      [
+        [
+          'malformed',
+          `[0] timestamp ${seconds} reads as ${new Date(seconds).toISOString()}; epoch milliseconds expected ` +
+            '(this looks like seconds; numbers before 2000-01-01 are refused)',
+        ],
+      ],
+    );
+    assert.deepEqual(
+      records.predictions.map((p) => p.at.getTime()),
+      [T0],
+    );
+  });
+
+  it('over Sparkplug B (whose times are epoch milliseconds too) is dead-lettered the same way', async () => {
+    const { intake, records, reading } = intakeHarness();
+    const seconds = Math.floor(T0 / 1000);
+    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
+      name,
+      type: 'Double' as const,
+      value: value as number,
+    }));
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: seconds, seq: 1, metrics }));
+    const result = await intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', payload);
+    assert.equal(result.outcome, 'dead-lettered');
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId]),
+      [['sparkplug', 'malformed', 'mill-1']],
+    );
+    assert.match(
+      records.deadLetters[0].detail,
+      new RegExp(`^timestamp ${seconds} reads as 1970-.*this looks like seconds`),
+    );
+    assert.deepEqual(records.predictions, []);
+  });
+});
+
 describe('manufacturing MQTT intake: a message whose ingest fails (ingest-failed)', () => {
   const errors: unknown[] = [];
   beforeEach(() => {

@@ -46,6 +46,37 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.match(String(telemetryTime(null)), /ISO 8601/);
   });
 
+  it('refuses a number before 2000-01-01 as epoch milliseconds, saying what it reads as and when it looks like seconds', () => {
+    const seconds = 1765000000; // 2025-12-06T05:46:40Z in seconds
+    assert.equal(
+      telemetryTime(seconds),
+      'timestamp 1765000000 reads as 1970-01-21T10:16:40.000Z; epoch milliseconds expected ' +
+        '(this looks like seconds; numbers before 2000-01-01 are refused)',
+    );
+    assert.equal(telemetryTime(seconds * 1000), seconds * 1000);
+    assert.equal(telemetryTime(Date.UTC(2000, 0, 1)), Date.UTC(2000, 0, 1));
+    assert.match(String(telemetryTime(Date.UTC(2000, 0, 1) - 1)), /reads as 1999-12-31T23:59:59\.999Z/);
+    for (const odd of [0, 1, -5, 1.5, 946684799.9]) {
+      const reason = String(telemetryTime(odd));
+      assert.match(reason, new RegExp(`^timestamp ${odd} reads as 19[67]\\d-`), reason);
+      assert.doesNotMatch(reason, /looks like seconds/, reason);
+    }
+    assert.match(String(telemetryTime(-1e20)), /reads as no date/);
+    // Each element by itself: the others of the message are taken.
+    const parsed = parseTelemetry(
+      JSON.stringify([
+        { timestamp: seconds, values: { s2: 1 } },
+        { timestamp: T0, values: { s2: 1 } },
+      ]),
+    );
+    assert.deepEqual(parsed.readings, [{ timestamp: T0, values: { s2: 1 } }]);
+    assert.deepEqual(
+      parsed.errors.map((e) => e.index),
+      [0],
+    );
+    assert.match(parsed.errors[0].reason, /this looks like seconds/);
+  });
+
   it('reads the three payload shapes into readings', () => {
     const values = { s2: 642.1, s3: 1589.7 };
     const single = parseTelemetry(JSON.stringify({ timestamp: T0, values }));
@@ -68,8 +99,8 @@ describe('manufacturing: MQTT JSON telemetry', () => {
 
   it('leaves value checks to the stream but refuses bad shapes, with the element index', () => {
     // A string value is the stream's to refuse (with the tag's name), not the parser's.
-    assert.deepEqual(parseTelemetry('{"timestamp":1,"values":{"s2":"hot"}}').readings, [
-      { timestamp: 1, values: { s2: 'hot' } },
+    assert.deepEqual(parseTelemetry(`{"timestamp":${T0},"values":{"s2":"hot"}}`).readings, [
+      { timestamp: T0, values: { s2: 'hot' } },
     ]);
     const mixed = parseTelemetry(
       JSON.stringify([
@@ -121,7 +152,7 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.deepEqual(parsed.readings, []);
     assert.deepEqual(parsed.errors, [{ index: 0, reason: 'nests arrays and objects more than 64 levels deep' }]);
     // Readings themselves are three levels deep (array, reading, values).
-    assert.equal(parseTelemetry('[{"timestamp":1,"values":{"s2":1}}]').readings.length, 1);
+    assert.equal(parseTelemetry(`[{"timestamp":${T0},"values":{"s2":1}}]`).readings.length, 1);
   });
 
   it('refuses a message that gives a member name twice, naming it, as an HTTP body is refused', () => {
@@ -133,7 +164,8 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.match(parseTelemetry('{"timestamp":1,"timestamp":2,"s2":1}').errors[0].reason, /^timestamp: is given twice/);
     // The same tags in two readings, or in values and beside them nowhere twice, are no duplicate.
     assert.equal(
-      parseTelemetry('[{"timestamp":1,"values":{"s2":1}},{"timestamp":2,"values":{"s2":1}}]').readings.length,
+      parseTelemetry(`[{"timestamp":${T0},"values":{"s2":1}},{"timestamp":${T0 + 1},"values":{"s2":1}}]`).readings
+        .length,
       2,
     );
   });

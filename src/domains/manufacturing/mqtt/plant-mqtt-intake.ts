@@ -14,7 +14,13 @@ import {
   sparkplugReadings,
   SparkplugTopic,
 } from '../sparkplug.util';
-import { deadLetterPayload, ingestFailedPayload, parseTelemetry, parseTelemetryTopic } from './plant-telemetry.util';
+import {
+  deadLetterPayload,
+  epochMsRefusal,
+  ingestFailedPayload,
+  parseTelemetry,
+  parseTelemetryTopic,
+} from './plant-telemetry.util';
 
 export type MqttMessageKind = 'json' | 'sparkplug' | 'unknown';
 /** `unacked`: not even its dead letter could be written; the broker keeps it and sends it again. */
@@ -226,6 +232,12 @@ export class PlantMqttIntake {
     }
     const found = sparkplugReadings(topic, decoded!, this.aliases, { receivedAt: Date.now() });
     const dead: DeadLetter[] = [];
+    // Sparkplug B times are epoch milliseconds too: a node that sends seconds is refused as JSON telemetry is.
+    const readings = found.readings.filter((r) => {
+      const refusal = epochMsRefusal(r.timestamp);
+      if (refusal) dead.push({ reason: 'malformed', detail: refusal, assetId: asset.assetId });
+      return !refusal;
+    });
     if (found.unknown.length > 0) {
       dead.push({
         reason: 'unknown-alias',
@@ -235,8 +247,8 @@ export class PlantMqttIntake {
       rebirth = { group: topic.group, edgeNode: topic.edgeNode, reason: 'unknown-alias' };
     }
     const { kept, refused, failed } =
-      found.readings.length > 0
-        ? await this.ingest(asset.assetId, found.readings, { source: 'sparkplug', name })
+      readings.length > 0
+        ? await this.ingest(asset.assetId, readings, { source: 'sparkplug', name })
         : { kept: undefined, refused: false, failed: undefined };
     if (failed) dead.push(failed);
     return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead, kept, refused };

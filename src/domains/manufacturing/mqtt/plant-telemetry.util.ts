@@ -36,13 +36,36 @@ export function parseTelemetryTopic(topic: string): TelemetryTopic | undefined {
 }
 
 /**
- * Epoch milliseconds of an ISO 8601 string or a number of epoch milliseconds; the reason otherwise. A
- * fraction of a millisecond is cut off, as Date.parse cuts an ISO time's microseconds: readings are ordered
- * and de-duplicated by their time, and stored by it to the millisecond, so two readings within one
+ * The earliest time a number may give (2000-01-01T00:00:00Z, as epoch milliseconds). A smaller one is no reading a
+ * plant sends today but a time in another unit, most likely seconds: 1765000000 (2025-12-06 in seconds) read as
+ * milliseconds is 1970-01-21, and was taken so (stored in 1970, or refused as late with no word of the unit).
+ * Refused rather than guessed: a number of seconds is read as seconds nowhere, and an ISO time is taken as written.
+ */
+export const EARLIEST_EPOCH_MS = Date.UTC(2000, 0, 1);
+
+/**
+ * Why a number given as a time in epoch milliseconds is refused (before EARLIEST_EPOCH_MS), saying what it reads
+ * as and, when it makes a time from 2000 on as seconds, that it looks like seconds; undefined when it is taken.
+ */
+export function epochMsRefusal(value: number, what = 'timestamp'): string | undefined {
+  const ms = Math.floor(value);
+  if (ms >= EARLIEST_EPOCH_MS) return undefined;
+  const reads = Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : 'no date';
+  const seconds = ms * 1000 >= EARLIEST_EPOCH_MS ? 'this looks like seconds; ' : '';
+  return `${what} ${value} reads as ${reads}; epoch milliseconds expected (${seconds}numbers before 2000-01-01 are refused)`;
+}
+
+/**
+ * Epoch milliseconds of an ISO 8601 string or a number of epoch milliseconds from 2000-01-01 on; the reason
+ * otherwise. A fraction of a millisecond is cut off, as Date.parse cuts an ISO time's microseconds: readings are
+ * ordered and de-duplicated by their time, and stored by it to the millisecond, so two readings within one
  * millisecond are one reading and its duplicate, not two predictions of which one could be stored.
  */
 export function telemetryTime(value: unknown): number | string {
-  if (typeof value === 'number') return Number.isFinite(value) ? Math.floor(value) : 'timestamp: not a finite number';
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return 'timestamp: not a finite number';
+    return epochMsRefusal(value) ?? Math.floor(value);
+  }
   if (typeof value === 'string') {
     // Date.parse accepts many local formats, and reads a time without a zone as the server's local time.
     if (!ISO_INSTANT.test(value)) return `timestamp: ${NEEDS_ZONE}, or epoch milliseconds`;
