@@ -288,6 +288,44 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.deepEqual([next.accepted, next.duplicates, next.late, next.predictions], [1, 2, 0, 1]);
   });
 
+  it("an asset put as another kind does not carry its old model's raised alarm: the new model starts clean", async () => {
+    let t = T0;
+    const post = (readings: Array<Record<string, number>>) =>
+      http
+        .post('/v1/manufacturing/assets/mill-kind/readings')
+        .set('Authorization', scada)
+        .send({ readings: readings.map((values) => ({ timestamp: iso((t += 1000)), values })) })
+        .expect(200);
+    const status = async () =>
+      (await http.get('/v1/manufacturing/assets/mill-kind/status').set('Authorization', operator).expect(200)).body as {
+        kind: string;
+        alarm: { active: boolean; since?: string };
+      };
+    const alarms = async () =>
+      (await http.get('/v1/manufacturing/alarms?assetId=mill-kind').set('Authorization', operator).expect(200))
+        .body as { alarms: Array<{ state: string; metric: string }> };
+    await http.put('/v1/manufacturing/assets/mill-kind').set('Authorization', admin).send(millAsset('mill-kind'));
+    await post(ai4iReadings(true, 40));
+    assert.equal((await status()).alarm.active, true, 'failure rows raise the mill alarm');
+
+    const engine = { ...turbofanAsset('mill-kind'), site: 'plant-1', line: 'line-b' };
+    await http.put('/v1/manufacturing/assets/mill-kind').set('Authorization', admin).send(engine).expect(200);
+    const changed = await status();
+    assert.equal(changed.kind, 'turbofan-rul');
+    assert.deepEqual(changed.alarm, { active: false }, "the failure alarm is not the RUL model's");
+    // A healthy engine's first cycles: its RUL is high, and no alarm of its model is raised or cleared.
+    const cycles = cmapssEngine(1).slice(0, 35);
+    await post(cycles.map((c) => c.values));
+    assert.deepEqual((await status()).alarm, { active: false });
+    const stored = (await alarms()).alarms;
+    assert.equal(stored[0].state, 'raised', "the newest is still the mill model's raise");
+    assert.deepEqual(
+      stored.filter((a) => a.metric !== 'failure'),
+      [],
+      'no RUL alarm cleared that the RUL model never raised',
+    );
+  });
+
   it("refuses a reading stamped far ahead of the gateway's clock, so it cannot make every later reading late", async () => {
     const good = ai4iReadings(false, 1)[0];
     const future = await http

@@ -502,6 +502,39 @@ describe('manufacturing stream: an asset put again while its readings stream', (
     );
   });
 
+  it("as another kind, does not carry the old model's raised alarm over to the new one", async () => {
+    const { stream, records, reading, change, engine } = plantStreamHarness();
+    engine.failure = () => 0.9;
+    await stream.ingest(
+      'mill-1',
+      [1, 2].map((i) => reading(T0 + i * 1000, i)),
+      HTTP,
+    );
+    assert.equal(stream.status('mill-1').alarm.active, true);
+    change({ kind: 'turbofan-rul', alarm: { raiseAt: 40, clearAt: 60, consecutive: 3 } });
+    assert.deepEqual(stream.status('mill-1').alarm, { active: false, since: undefined });
+    // Put back as the kind that raised it, the alarm stands again: its last stored alarm is still that raise.
+    change({ kind: 'machine-failure', alarm: { raiseAt: 0.5, clearAt: 0.3, consecutive: 2 } });
+    assert.equal(stream.status('mill-1').alarm.active, true);
+    assert.deepEqual(
+      records.alarms.map((a) => [a.state, a.metric]),
+      [['raised', 'failure']],
+    );
+  });
+
+  it("at boot, takes up an asset's last stored alarm only when it is on its kind's metric", async () => {
+    for (const [metric, active] of [
+      ['rul', false],
+      ['failure', true],
+    ] as const) {
+      const { stream, records } = plantStreamHarness();
+      const at = new Date(T0);
+      records.lastAlarms = () => Promise.resolve(new Map([['mill-1', { state: 'raised', metric, at }]]));
+      await stream.onModuleInit();
+      assert.equal(stream.status('mill-1').alarm.active, active, metric);
+    }
+  });
+
   it('removed and put again, starts over (as before)', async () => {
     const { stream, reading, change } = plantStreamHarness();
     await stream.ingest(

@@ -13,7 +13,7 @@ import {
 } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { AlarmData, AlarmLog, AlarmStreamItem, resumeAlarms } from './alarm-resume.util';
-import { alarmDirection, AssetRegistry } from './assets/asset-registry.service';
+import { alarmDirection, alarmMetric, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
 import { AssetWindow, ReadingIn, ReleasedReading } from './asset-window.util';
 import { AlarmState } from './hysteresis.util';
@@ -163,8 +163,11 @@ interface Settled {
 export class PlantStream implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('PlantStream');
   private readonly runtimes = new Map<string, Runtime>();
-  /** Each asset's alarm as last stored, so a new runtime (after a restart or an asset change) does not raise it twice. */
-  private readonly alarmStates = new Map<string, { active: boolean; since?: string }>();
+  /**
+   * Each asset's alarm as last stored, so a new runtime (after a restart or an asset change) does not raise it twice;
+   * with its metric, so that a model of another kind does not take up an alarm it did not raise.
+   */
+  private readonly alarmStates = new Map<string, { active: boolean; since?: string; metric: 'failure' | 'rul' }>();
   /** Read at boot, taken by each asset's first runtime: its last stored rows, and the readings it held (see restore). */
   private restoredRows = new Map<string, StoredInputs[]>();
   private restoredHeld = new Map<string, ReadingIn[]>();
@@ -226,6 +229,17 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       // Removed, or of another kind: it starts over, its window built for another model. What the old
       // runtime held is predicted with that model, unless the asset is gone.
       this.runtimes.delete(assetId);
+      // Nor does the new model take up the old one's alarm (see runtime): its predictions start from a clean state.
+      const standing = this.alarmStates.get(assetId);
+      if (asset && standing?.active && standing.metric !== alarmMetric(asset.kind)) {
+        this.logger.log({
+          msg: 'asset put as another kind: the alarm its old model raised is not carried over',
+          assetId,
+          kind: asset.kind,
+          previousKind: previous?.kind,
+          raisedSince: standing.since,
+        });
+      }
       // Nor does it take up what the asset as it was left at the last restart (restore).
       this.restoredRows.delete(assetId);
       if (this.restoredHeld.delete(assetId)) this.forgetHeld(assetId, Infinity);
@@ -235,7 +249,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
 
   async onModuleInit(): Promise<void> {
     for (const [assetId, last] of await this.records.lastAlarms()) {
-      if (last.state === 'raised') this.alarmStates.set(assetId, { active: true, since: last.at.toISOString() });
+      if (last.state === 'raised') {
+        this.alarmStates.set(assetId, { active: true, since: last.at.toISOString(), metric: last.metric });
+      }
     }
     this.restoredRows = await this.records.recentInputs(RESTORED_PREDICTIONS);
     this.restoredHeld = await this.records.heldReadings();
@@ -315,6 +331,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     if (!rt) {
       const asset = this.registry.get(assetId);
       const model = this.registry.model(asset.kind);
+      // The alarm as last stored, if its model is of this asset's kind: one raised before the asset was put as
+      // another kind (since boot, before a restart, or by a seed file while the gateway was down) was the old
+      // model's, and the new model would otherwise hold it raised, or clear one it never raised.
+      const saved = this.alarmStates.get(assetId);
+      const alarm = saved?.metric === alarmMetric(asset.kind) ? saved : undefined;
       rt = {
         asset,
         model,
@@ -324,11 +345,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
           windowLength: model.windowLength,
           lateToleranceMs: this.config.MANUFACTURING_LATE_TOLERANCE_MS,
         }),
-        alarm: new AlarmState(
-          { ...asset.alarm, direction: alarmDirection(asset.kind) },
-          this.alarmStates.get(assetId)?.active ?? false,
-        ),
-        alarmSince: this.alarmStates.get(assetId)?.since,
+        alarm: new AlarmState({ ...asset.alarm, direction: alarmDirection(asset.kind) }, alarm?.active ?? false),
+        alarmSince: alarm?.since,
         tail: Promise.resolve(),
         counts: { received: 0, accepted: 0, duplicates: 0, late: 0, invalid: 0, predictions: 0 },
         unpredicted: [],
@@ -881,7 +899,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
    * (alarmRefused) and takes effect all the same, so that the plant is told of it.
    */
   private async alarm(rt: Runtime, state: 'raised' | 'cleared', value: number, at: Date): Promise<void> {
-    const metric = rt.model.kind === 'turbofan-rul' ? 'rul' : 'failure';
+    const metric = alarmMetric(rt.model.kind);
     const event: AlarmEvent = {
       assetId: rt.asset.assetId,
       site: rt.asset.site,
@@ -930,7 +948,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       }
       rt.alarmAudited = undefined;
       rt.alarmSince = state === 'raised' ? event.at : undefined;
-      this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince });
+      this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince, metric });
       for (const hook of this.alarmHooks) {
         await hook(event).catch((error: unknown) =>
           this.logger.warn({ msg: 'alarm hook failed', assetId: event.assetId, error: String(error) }),

@@ -17,6 +17,11 @@ export function alarmDirection(kind: AssetKind): 'above' | 'below' {
   return kind === 'turbofan-rul' ? 'below' : 'above';
 }
 
+/** What an asset's alarm is on: the failure probability (machine-failure) or the remaining useful life (turbofan-rul). */
+export function alarmMetric(kind: AssetKind): 'failure' | 'rul' {
+  return kind === 'turbofan-rul' ? 'rul' : 'failure';
+}
+
 /** An asset put (or removed: undefined), with the one it replaced (undefined when it is new). */
 export type AssetListener = (
   asset: AssetEntity | undefined,

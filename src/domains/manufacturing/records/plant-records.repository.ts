@@ -356,14 +356,14 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   }
 
   /** Each asset's last alarm row: its alarm is still active after a restart if that row raised it. */
-  async lastAlarms(): Promise<Map<string, { state: 'raised' | 'cleared'; at: Date }>> {
+  async lastAlarms(): Promise<Map<string, Pick<AlarmEntity, 'state' | 'metric' | 'at'>>> {
     const rows = await this.alarms
       .createQueryBuilder('a')
       .distinctOn(['a.assetId'])
       .orderBy('a.assetId')
       .addOrderBy('a.id', 'DESC')
       .getMany();
-    return new Map(rows.map((r) => [r.assetId, { state: r.state, at: r.at }]));
+    return new Map(rows.map((r) => [r.assetId, { state: r.state, metric: r.metric, at: r.at }]));
   }
 
   /** Alarms with an id greater than `afterId`, newest first, at most `limit` (the alarm stream's replay). */
