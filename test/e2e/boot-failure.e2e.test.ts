@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
+import { spawnGateway } from '../fixtures/gateway-process';
 import { FIXTURE_MODELS, REPO_ROOT } from '../fixtures/paths';
 import { STALL_IN_JS, STALL_IN_ORT, stallLoads } from '../fixtures/stalling-worker';
 import { TEST_AUTH_ENV } from '../fixtures/test-auth';
@@ -22,9 +22,8 @@ async function failedBoot(
   env: Record<string, string>,
   { nodeArgs = [], ended = [1, null] }: { nodeArgs?: string[]; ended?: [number | null, NodeJS.Signals | null] } = {},
 ): Promise<string> {
-  const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
-    env: {
-      ...inherited,
+  const child = spawnGateway(
+    {
       NODE_ENV: 'test',
       LOG_LEVEL: 'log',
       MODELS_DIR: FIXTURE_MODELS,
@@ -33,12 +32,12 @@ async function failedBoot(
       HOST: '127.0.0.1',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+    { nodeArgs, inherit: inherited, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exit = await new Promise<[number | null, NodeJS.Signals | null]>((closed) =>
     child.once('close', (code, signal) => closed([code, signal])),
   );

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { alarmStream } from '../fixtures/alarm-stream';
-import { bundledModelsDir, REPO_ROOT } from '../fixtures/paths';
+import { spawnGateway, untilGatewayReady } from '../fixtures/gateway-process';
+import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, TEST_AUTH_ENV, tokenFor } from '../fixtures/test-auth';
@@ -133,9 +133,8 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
     const port = 3900 + (process.pid % 90);
     const base = `http://127.0.0.1:${port}`;
     const boot = (): ChildProcess =>
-      spawn(process.execPath, ['--max-semi-space-size=32', join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
-        env: {
-          ...process.env,
+      spawnGateway(
+        {
           ...TEST_AUTH_ENV,
           NODE_ENV: 'test',
           LOG_LEVEL: 'warn',
@@ -147,18 +146,9 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
           HOST: '127.0.0.1',
           MANUFACTURING_LATE_TOLERANCE_MS: '3000',
         },
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
-    const ready = (child: ChildProcess) =>
-      until(
-        'the gateway ready',
-        async () => {
-          if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`);
-          const res = await fetch(`${base}/health/ready`).catch(() => undefined);
-          return res?.ok ? true : undefined;
-        },
-        90_000,
+        { nodeArgs: ['--max-semi-space-size=32'] },
       );
+    const ready = (child: ChildProcess) => untilGatewayReady(child, base, { timeoutMs: 90_000 });
     const call = async (method: string, path: string, token: string, body?: unknown) => {
       const res = await fetch(`${base}${path}`, {
         method,

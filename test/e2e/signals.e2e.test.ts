@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { GATEWAY_MAIN, spawnGateway, untilGatewayReady } from '../fixtures/gateway-process';
 import { FIXTURE_MODELS, REPO_ROOT } from '../fixtures/paths';
 import { STALL_IN_ORT, stallingInput } from '../fixtures/stalling-worker';
 import { TEST_AUTH_ENV, bearer, tokenFor } from '../fixtures/test-auth';
@@ -11,7 +11,7 @@ import { freshDataDir } from '../fixtures/test-data-dir';
 import { until } from '../fixtures/until';
 
 interface Gateway {
-  child: ChildProcessByStdio<null, Readable, null>;
+  child: ChildProcess;
   url: string;
   exited: Promise<[number | null, NodeJS.Signals | null]>;
   /** Its stdout from the moment it was ready. */
@@ -25,10 +25,7 @@ interface Gateway {
 function startScript(): [string, string[]] {
   const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
   assert.ok(pkg.scripts.start.includes(' dist/src/main.js'), pkg.scripts.start);
-  return [
-    'sh',
-    ['-c', pkg.scripts.start.replace(' dist/src/main.js', ` ${join(REPO_ROOT, 'dist-test', 'src', 'main.js')}`)],
-  ];
+  return ['sh', ['-c', pkg.scripts.start.replace(' dist/src/main.js', ` ${GATEWAY_MAIN}`)]];
 }
 
 /**
@@ -39,13 +36,10 @@ async function startGateway(
   env: Record<string, string>,
   port: number,
   nodeArgs: string[] = [],
-  command: [string, string[]] = [process.execPath, [...nodeArgs, join(REPO_ROOT, 'dist-test', 'src', 'main.js')]],
+  command?: [string, string[]],
 ): Promise<Gateway> {
-  const child = spawn(command[0], command[1], {
-    // A launcher in its own process group, so that the caller's finally can end whatever it left behind.
-    detached: command[0] === 'sh',
-    env: {
-      ...process.env,
+  const child = spawnGateway(
+    {
       ...TEST_AUTH_ENV,
       NODE_ENV: 'test',
       LOG_LEVEL: 'log',
@@ -57,13 +51,14 @@ async function startGateway(
       HOST: '127.0.0.1',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+    // A launcher in its own process group, so that the caller's finally can end whatever it left behind.
+    { nodeArgs, command, detached: command?.[0] === 'sh', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const exited = new Promise<[number | null, NodeJS.Signals | null]>((done) =>
     child.once('exit', (code, signal) => done([code, signal])),
   );
   let log = '';
-  child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
   let url = `http://127.0.0.1:${port}`;
   try {
     // PORT=0: the port the system gave, as the log tells it.
@@ -74,15 +69,7 @@ async function startGateway(
         60_000,
       );
     }
-    await until(
-      'the gateway ready',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`);
-        const res = await fetch(`${url}/health/ready`).catch(() => undefined);
-        return res?.ok ? true : undefined;
-      },
-      60_000,
-    );
+    await untilGatewayReady(child, url);
   } catch (error) {
     child.kill('SIGKILL');
     throw error;

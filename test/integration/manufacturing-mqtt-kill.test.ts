@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectAsync, MqttClient } from 'mqtt';
 import { Client } from 'pg';
+import { spawnGateway, untilGatewayReady } from '../fixtures/gateway-process';
 import { REPO_ROOT } from '../fixtures/paths';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
@@ -44,37 +45,25 @@ describe('manufacturing over MQTT: a gateway killed mid-stream loses nothing', {
 
   /** Starts a gateway process and resolves once it is ready and subscribed. */
   async function gateway(port: number): Promise<ChildProcess> {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist-test', 'src', 'main.js')], {
-      env: {
-        ...process.env,
-        DATABASE_URL: url,
-        MODELS_DIR: join(workDir, 'models'),
-        DATA_DIR: join(workDir, 'data'),
-        MANUFACTURING_ASSETS_FILE: join(workDir, 'assets.json'),
-        MQTT_URL,
-        MQTT_CLIENT_ID: clientId,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-        // The test's key: its token reads the readiness details (models:read) the public probe leaves out.
-        ...TEST_AUTH_ENV,
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
+    const child = spawnGateway({
+      DATABASE_URL: url,
+      MODELS_DIR: join(workDir, 'models'),
+      DATA_DIR: join(workDir, 'data'),
+      MANUFACTURING_ASSETS_FILE: join(workDir, 'assets.json'),
+      MQTT_URL,
+      MQTT_CLIENT_ID: clientId,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      // The test's key: its token reads the readiness details (models:read) the public probe leaves out.
+      ...TEST_AUTH_ENV,
     });
     children.push(child);
-    await until(
-      'the gateway ready and subscribed',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`);
-        const res = await fetch(`http://127.0.0.1:${port}/health/ready`, {
-          headers: { authorization: bearer(tokenFor(['ml-admin'])) },
-        }).catch(() => undefined);
-        if (!res?.ok) return undefined;
-        const body = (await res.json()) as { checks: { mqtt?: { detail?: { subscribed?: boolean } } } };
-        return body.checks.mqtt?.detail?.subscribed ? true : undefined;
-      },
-      60_000,
-    );
+    await untilGatewayReady(child, `http://127.0.0.1:${port}`, {
+      headers: { authorization: bearer(tokenFor(['ml-admin'])) },
+      accept: (body) =>
+        (body as { checks: { mqtt?: { detail?: { subscribed?: boolean } } } }).checks.mqtt?.detail?.subscribed === true,
+    });
     return child;
   }
 
