@@ -377,16 +377,15 @@ describe('finance: fraud scoring and credit assessment', () => {
   });
 
   describe('Idempotency-Key', () => {
-    const inferences = async (): Promise<number> => {
+    const inferences = async (model = 'card-fraud'): Promise<number> => {
       const text = (
         await http
           .get('/metrics')
           .set('Authorization', bearer(tokenFor(['monitoring'])))
           .expect(200)
       ).text;
-      return Number(
-        /gateway_inference_requests_total\{model="card-fraud",version="1",outcome="ok"\} (\d+)/.exec(text)?.[1] ?? 0,
-      );
+      const line = new RegExp(`gateway_inference_requests_total\\{model="${model}",version="1",outcome="ok"\\} (\\d+)`);
+      return Number(line.exec(text)?.[1] ?? 0);
     };
     const keyed = (key: string, body: unknown, auth = engine) =>
       http
@@ -468,6 +467,98 @@ describe('finance: fraud scoring and credit assessment', () => {
       assert.equal(again.headers['idempotent-replayed'], 'true');
       // The answer as first sent, byte for byte (its keys in the same order).
       assert.equal(again.text, first.text);
+    });
+
+    describe('on credit assessments', () => {
+      const assess = (key: string, body: unknown, auth = engine) =>
+        http
+          .post('/v1/finance/credit-assessments')
+          .set('Authorization', auth)
+          .set('Idempotency-Key', key)
+          .send(body as object);
+      const auditRow = async (requestId: string) =>
+        (
+          await app
+            .get(DataSource)
+            .query<Array<{ input_digest: string; output_summary: Record<string, unknown> }>>(
+              'SELECT input_digest, output_summary FROM audit_events WHERE request_id = $1',
+              [requestId],
+            )
+        )[0];
+
+      it('a retry with the same key and body gets the stored answer, is not assessed again nor audited as a decision', async () => {
+        const before = await inferences('credit-default');
+        const first = await assess('credit-retry-1', APPLICANT).expect(200);
+        assert.equal(first.headers['idempotent-replayed'], undefined);
+        // The same application with its members in another order is the same request.
+        const again = await assess('credit-retry-1', reversed(APPLICANT)).expect(200);
+        assert.equal(again.headers['idempotent-replayed'], 'true');
+        assert.equal(again.text, first.text);
+        assert.equal((await inferences('credit-default')) - before, 1);
+        const firstRow = await auditRow(first.headers['x-request-id']);
+        const replayRow = await auditRow(again.headers['x-request-id']);
+        assert.equal(firstRow.output_summary.idempotentReplay, undefined);
+        assert.deepEqual(replayRow.output_summary, {
+          idempotentReplay: true,
+          originalRequestId: first.body.requestId,
+          probabilityOfDefault: first.body.probabilityOfDefault,
+          grade: first.body.grade,
+          decision: first.body.decision,
+          reasons: (first.body.reasons as Array<{ code: string }>).map((r) => r.code),
+        });
+        // The replay's row names the same input as the first's.
+        assert.equal(replayRow.input_digest, firstRow.input_digest);
+      });
+
+      it('the same key with a different body is 422; two at once are assessed once', async () => {
+        await assess('credit-retry-2', APPLICANT).expect(200);
+        const res = await assess('credit-retry-2', { ...APPLICANT, creditLimit: 60000 }).expect(422);
+        assert.equal(res.body.code, 'IDEMPOTENCY_KEY_REUSED');
+        assert.equal(res.body.errors[0].field, 'Idempotency-Key');
+
+        const before = await inferences('credit-default');
+        const [a, b] = await Promise.all([
+          assess('credit-concurrent-1', APPLICANT),
+          assess('credit-concurrent-1', APPLICANT),
+        ]);
+        assert.deepEqual([a.status, b.status], [200, 200]);
+        assert.deepEqual(a.body, b.body);
+        assert.equal([a, b].filter((r) => r.headers['idempotent-replayed'] === 'true').length, 1);
+        assert.equal((await inferences('credit-default')) - before, 1);
+      });
+
+      it("a key is its route's: the same key on fraud scores and on credit assessments are two requests", async () => {
+        const fraud = await keyed('shared-across-routes', tx({ transactionId: 'idem-routes' })).expect(200);
+        const credit = await assess('shared-across-routes', APPLICANT).expect(200);
+        assert.equal(credit.headers['idempotent-replayed'], undefined);
+        assert.equal(typeof credit.body.probabilityOfDefault, 'number');
+        assert.notEqual(credit.body.requestId, fraud.body.requestId);
+        // And each route's retry still gets its own answer back.
+        const fraudAgain = await keyed('shared-across-routes', tx({ transactionId: 'idem-routes' })).expect(200);
+        assert.equal(fraudAgain.text, fraud.text);
+        const creditAgain = await assess('shared-across-routes', APPLICANT).expect(200);
+        assert.equal(creditAgain.text, credit.text);
+      });
+
+      it('the header is checked as on the fraud routes; a failed first request frees its key', async () => {
+        const bad = await assess('has spaces', APPLICANT).expect(400);
+        assert.equal(bad.body.detail, 'Idempotency-Key: must be 1-200 visible ASCII characters');
+        const pan = await assess('4111111111111111', APPLICANT).expect(422);
+        assert.equal(pan.body.code, 'PAN_DETECTED');
+        assert.equal(pan.body.errors[0].field, 'Idempotency-Key');
+        const twice = await http
+          .post('/v1/finance/credit-assessments')
+          .set('Authorization', engine)
+          .set('Idempotency-Key', ['credit-twice-1', 'credit-twice-2'] as unknown as string)
+          .send(APPLICANT)
+          .expect(400);
+        assert.equal(twice.body.errors[0].field, 'Idempotency-Key');
+        assert.equal(twice.body.errors[0].reason, 'given 2 times; send one key');
+
+        await assess('credit-after-failure', { ...APPLICANT, creditLimit: -1 }).expect(400);
+        const ok = await assess('credit-after-failure', APPLICANT).expect(200);
+        assert.equal(ok.headers['idempotent-replayed'], undefined);
+      });
     });
 
     it('a batch with a repeated transactionId replays as first answered, its replay audited with the counts', async () => {

@@ -350,6 +350,19 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(400, 'post', credit, credit, { auth: engine, body: bad });
     const withPan = { ...APPLICANT, education: '4111111111111111' };
     await call(422, 'post', credit, credit, { auth: engine, body: withPan });
+    const creditKey = { 'Idempotency-Key': 'credit-replayed' };
+    await call(200, 'post', credit, credit, { auth: engine, body: APPLICANT, headers: creditKey });
+    const creditReplayed = await call(200, 'post', credit, credit, {
+      auth: engine,
+      body: APPLICANT,
+      headers: creditKey,
+    });
+    assert.equal(creditReplayed.headers['idempotent-replayed'], 'true');
+    await call(422, 'post', credit, credit, {
+      auth: engine,
+      body: { ...APPLICANT, creditLimit: 1 },
+      headers: creditKey,
+    });
     await refusals('post', credit, credit, ['scada']);
   });
 

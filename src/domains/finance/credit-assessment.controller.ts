@@ -1,11 +1,12 @@
-import { Body, Controller, HttpCode, Post, Req, UseInterceptors } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import type { FastifyRequest } from 'fastify';
+import { Body, Controller, HttpCode, Post, Req, Res, UseInterceptors } from '@nestjs/common';
+import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { bodyDigest } from './canonical-input.util';
 import { CreditAssessmentDto, CreditAssessmentRequestDto } from './credit-assessment.dto';
 import { CreditAssessmentService } from './credit-assessment.service';
+import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
 
 @ApiTags('finance')
@@ -17,15 +18,25 @@ export class CreditAssessmentController {
   constructor(
     private readonly credit: CreditAssessmentService,
     private readonly digester: AuditInputDigester,
+    private readonly idempotency: IdempotencyService,
   ) {}
 
   /** Probability of default, grade, decision and up to four adverse-action reasons for an application. */
   @Post()
   @HttpCode(200)
   @RequirePermission('finance:score', 'credit.assess')
-  @ApiOkResponse({ type: CreditAssessmentDto })
-  @ApiProblems(...JSON_BODY_ERRORS, 422, 504)
-  async assess(@Body() body: CreditAssessmentRequestDto, @Req() request: FastifyRequest): Promise<CreditAssessmentDto> {
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
+  @ApiOkResponse({ type: CreditAssessmentDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
+  @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
+  async assess(
+    @Body() body: CreditAssessmentRequestDto,
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<CreditAssessmentDto> {
+    return (await this.idempotency.answer(request, reply, () => this.assessOne(body, request))) as CreditAssessmentDto;
+  }
+
+  private async assessOne(body: CreditAssessmentRequestDto, request: FastifyRequest): Promise<CreditAssessmentDto> {
     noteAudit(request, { model: this.credit.modelRef(), inputDigest: bodyDigest(this.digester, body) });
     const { assessment: result, shadow } = await this.credit.assess(body);
     noteAudit(request, {

@@ -11,11 +11,12 @@ import { IdempotencyRepository } from './idempotency.repository';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const IDEMPOTENCY_DOC =
-  'A retry with the same key and request returns the first answer (Idempotent-Replayed: true) without scoring again; the same key with a different request is refused with 422. Kept IDEMPOTENCY_TTL_HOURS.';
+  'A retry with the same key and request returns the first answer (Idempotent-Replayed: true) without scoring or assessing again; the same key with a different request is refused with 422. Keys are per caller and route. Kept IDEMPOTENCY_TTL_HOURS.';
 /** How the 200 says it is a replay, for OpenAPI. */
 export const IDEMPOTENCY_REPLAY_HEADERS = {
   'Idempotent-Replayed': {
-    description: 'Sent (true) when this is the answer kept for the Idempotency-Key, returned without scoring again',
+    description:
+      'Sent (true) when this is the answer kept for the Idempotency-Key, returned without scoring or assessing again',
     schema: { type: 'string', enum: ['true'] },
   },
 };
@@ -35,7 +36,7 @@ interface Answer {
 }
 
 /**
- * `Idempotency-Key` on the finance POST routes. The first request with a key is answered and its
+ * `Idempotency-Key` on the finance POST routes (fraud scores, their batch, credit assessments). The first request with a key is answered and its
  * answer kept (in the database, for IDEMPOTENCY_TTL_HOURS); a retry with the same key and the same
  * request gets that answer back, marked `Idempotent-Replayed: true`, and is not scored again; the
  * same key with a different request is refused with 422. Two identical requests at once are
@@ -220,8 +221,20 @@ function replayNote(body: unknown): AuditNote {
   const answer = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
   const output: Record<string, unknown> = { idempotentReplay: true };
   if (typeof answer.requestId === 'string') output.originalRequestId = answer.requestId;
-  for (const field of ['fraudProbability', 'decision', 'transactions', 'scored', 'failed']) {
+  for (const field of [
+    'fraudProbability',
+    'probabilityOfDefault',
+    'grade',
+    'decision',
+    'transactions',
+    'scored',
+    'failed',
+  ]) {
     if (field in answer) output[field] = answer[field];
+  }
+  // A credit assessment's reasons by code, as its first row has them.
+  if (Array.isArray(answer.reasons)) {
+    output.reasons = (answer.reasons as Array<{ code?: unknown }>).map((reason) => reason?.code);
   }
   if (Array.isArray(answer.items)) {
     output.transactions = answer.items.length;
