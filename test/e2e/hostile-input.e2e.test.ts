@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -188,6 +188,102 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .send('{"inputs":[{"name":"features","shape":[1,1],"datatype":"FP32","data":[1],"data":[2]}]}')
       .expect(400);
     assert.match(oip.body.error, /inputs\[0\]\.data: is given twice/);
+    await alive();
+  });
+
+  it('a JSON body in a charset other than UTF-8 is 415 naming Content-Type; bytes that are not UTF-8 are 400 naming the byte', async () => {
+    // Exactly these bytes: superagent writes a Buffer labelled JSON as the JSON of the Buffer object.
+    const { port } = app.getHttpServer().address() as AddressInfo;
+    const send = async (path: string, type: string, body: Buffer, headers: Record<string, string> = {}) => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+        method: 'POST',
+        headers: { Authorization: all, 'Content-Type': type, ...headers },
+        body,
+      });
+      const text = await res.text();
+      return {
+        status: res.status,
+        text,
+        headers: Object.fromEntries(res.headers),
+        body: JSON.parse(text) as { code?: string; error: string; errors: Array<{ field: string; reason: string }> },
+      };
+    };
+    const json = JSON.stringify(TX);
+    // RFC 8259 8.1: UTF-16 was decoded as UTF-8 and answered "not valid JSON", wherever it broke.
+    for (const [type, charset] of [
+      ['application/json; charset=utf-16le', 'utf-16le'],
+      ['application/json;charset="UTF-16"', 'UTF-16'],
+      ['Application/JSON; Charset=ISO-8859-1', 'ISO-8859-1'],
+    ]) {
+      const encoded = Buffer.from(json, charset.toLowerCase().startsWith('utf-16') ? 'utf16le' : 'latin1');
+      for (const path of [
+        '/v1/finance/fraud-scores',
+        '/v1/finance/credit-assessments',
+        '/v1/manufacturing/assets/pump-1/readings',
+      ]) {
+        const res = await send(path, type, encoded);
+        assert.equal(res.status, 415, `${type} ${path}: ${res.status} ${res.text.slice(0, 300)}`);
+        assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+        assert.equal(res.body.code, 'UNSUPPORTED_MEDIA_TYPE');
+        assert.deepEqual(
+          res.body.errors.map((e) => e.field),
+          ['Content-Type'],
+        );
+        assert.match(
+          res.body.errors[0].reason,
+          new RegExp(`charset "${charset}" is not accepted: JSON is accepted only as UTF-8`),
+        );
+      }
+    }
+    // UTF-8 by name, any case, quoted or not, and a UTF-8 byte order mark (RFC 8259 lets a parser ignore it).
+    for (const type of ['application/json; charset=UTF-8', 'application/json; charset="utf-8"']) {
+      const res = await send('/v1/finance/fraud-scores', type, Buffer.from(json));
+      assert.equal(res.status, 200, `${type}: ${res.text.slice(0, 300)}`);
+    }
+    const bom = await send('/v1/finance/fraud-scores', 'application/json', Buffer.from(`\uFEFF${json}`));
+    assert.equal(bom.status, 200, `BOM: ${bom.text.slice(0, 300)}`);
+
+    // Latin-1 `é` (0xE9) in a card token was read as U+FFFD and scored: another string than the client sent.
+    const latin1 = Buffer.from(json.replace('tok_7f3a9c2e', 'tok_caf\u00e9_7f3a9c2e'), 'latin1');
+    const at = latin1.indexOf(0xe9);
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(json, 'utf16le')]);
+    const batch = Buffer.from(
+      JSON.stringify({
+        transactions: Array.from({ length: 1200 }, (_, i) => ({ ...TX, transactionId: `tx-${i}` })),
+      }).replace('"tx-900"', '"tx-900","merchant":{"id":"caf\u00e9"}'),
+      'latin1',
+    );
+    assert.ok(batch.length > 256 * 1024, 'large enough to be parsed in pieces');
+    for (const [path, body, offset] of [
+      ['/v1/finance/fraud-scores', latin1, at],
+      // A UTF-16 body sent unlabelled, with its byte order mark.
+      ['/v1/finance/fraud-scores', utf16, 0],
+      ['/v1/finance/fraud-scores/batch', batch, batch.indexOf(0xe9)],
+      ['/v1/manufacturing/assets/pump-1/readings', latin1, at],
+    ] as const) {
+      const res = await send(path, 'application/json', body);
+      assert.equal(res.status, 400, `${path}: ${res.status} ${res.text.slice(0, 300)}`);
+      assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+      assert.equal(res.body.code, 'VALIDATION_FAILED');
+      assert.deepEqual(res.body.errors, [
+        {
+          field: '(body)',
+          reason: `is not valid UTF-8: the byte sequence at byte ${offset} is not UTF-8 (JSON is accepted only as UTF-8)`,
+        },
+      ]);
+    }
+
+    // The Open Inference Protocol: its JSON body and its binary extension's JSON header, in its own error format.
+    const infer = '/v2/models/card-fraud/infer';
+    const utf16Oip = await send(infer, 'application/json; charset=utf-16', Buffer.from('{"inputs":[]}', 'utf16le'));
+    assert.equal(utf16Oip.status, 415, utf16Oip.text);
+    assert.match(utf16Oip.body.error, /^Content-Type: charset "utf-16" is not accepted/);
+    const header = Buffer.from('{"id":"caf\u00e9","inputs":[]}', 'latin1');
+    const binary = await send(infer, 'application/octet-stream', header, {
+      'Inference-Header-Content-Length': String(header.length),
+    });
+    assert.equal(binary.status, 400, binary.text);
+    assert.match(binary.body.error, /^\(inference header\): is not valid UTF-8: the byte sequence at byte 10 /);
     await alive();
   });
 

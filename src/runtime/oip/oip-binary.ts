@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
+import { charsetRefusal, notUtf8Error } from '../../common/http/json-charset';
 import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http/json-depth';
 import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
@@ -28,12 +29,17 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
   const json = fastify.getDefaultJsonParser('error', 'error');
   void fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    // JSON is UTF-8 (RFC 8259 8.1): a body labelled with another charset is a 415, bytes that are not UTF-8 a 400.
+    const charset = charsetRefusal(request.headers['content-type']);
+    if (charset) return done(charset);
     // Only the Open Inference Protocol's infer routes read the binary extension; elsewhere the header
     // means nothing and the body is JSON like any other.
     if (request.headers[HEADER_LENGTH] !== undefined && request.routeOptions.url?.startsWith('/v2/')) {
       return done(null, body);
     }
     const bytes = body as Buffer;
+    const notUtf8 = notUtf8Error(bytes);
+    if (notUtf8) return done(notUtf8);
     let parsedBody: unknown;
     // Nobody waits for it if the body is refused below; the digest thread's answer is then dropped.
     const digest =
@@ -104,6 +110,8 @@ export function splitBinaryBody(body: Buffer, headerLength: string): { header: u
       `must be an integer between 0 and the body size (${body.length})`,
     );
   }
+  const notUtf8 = notUtf8Error(body.subarray(0, length), '(inference header)');
+  if (notUtf8) throw notUtf8;
   let header: unknown;
   try {
     header = JSON.parse(body.subarray(0, length).toString('utf8'));
