@@ -14,6 +14,7 @@ import { GatewayLogger } from './boot-failure';
 import { ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
+import { refuseOtherBodyMediaTypes } from './common/http/body-media-type';
 import { refuseEncodedBodies } from './common/http/content-encoding';
 import { refuseRequestsWithoutHost } from './common/http/host-header';
 import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads';
@@ -118,6 +119,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   // After every other onSend hook (the audit's, the request id's): it may hold an answer until its turn.
   gracefulClose.closeConnectionsAfterLastAnswer();
   refuseEncodedBodies(fastify);
+  // A route that reads one media type only refuses another before the body is read (a DICOM file sent as JSON).
+  refuseOtherBodyMediaTypes(fastify);
   // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
   registerBodyBudget(fastify, app.get(UploadBudget), (request) =>
     isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,

@@ -324,10 +324,19 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .set('Authorization', pacs)
       .set('Content-Type', stow.contentType)
       .send(stow.body);
-    for (const res of [json, multipart]) {
+    // The DICOM file itself labelled JSON (a client's default) was read by the JSON parser: 400 "not valid JSON".
+    const dicomAsJson = await http
+      .post('/v1/medical/lesion-detections')
+      .set('Authorization', pacs)
+      .set('Content-Type', 'application/json')
+      // As they are: superagent would write a Buffer labelled JSON as the JSON of the Buffer object.
+      .serialize((bytes: Buffer) => bytes as unknown as string)
+      .send(dicomFile('US1_UNCR.dcm'));
+    for (const res of [json, multipart, dicomAsJson]) {
       assert.equal(res.status, 415, res.text);
       assert.equal((res.body as Problem).code, 'UNSUPPORTED_MEDIA_TYPE');
-      assert.equal((res.body as Problem).errors?.[0]?.field, 'Content-Type');
+      assert.deepEqual((res.body as Problem).errors, [{ field: 'Content-Type', reason: 'must be application/dicom' }]);
+      assertVariesOnAccept(res.headers, `415 of ${res.request.url}`);
     }
     const other = await http
       .post('/v1/medical/lesion-detections')
@@ -724,12 +733,21 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     for (const [type, body] of [
       ['text/plain', 'hello'],
       ['application/json', '{}'],
+      // A DICOM file labelled JSON was read by the JSON parser: 400 "not valid JSON".
+      ['application/json', dicomFile('MR_small.dcm')],
       ['application/dicom', dicomFile('MR_small.dcm')],
       ['multipart/related; type="application/dicom+json"; boundary=b', '--b--'],
     ] as const) {
-      const res = await http.post('/dicomweb/studies').set('Authorization', pacs).set('Content-Type', type).send(body);
+      const res = await http
+        .post('/dicomweb/studies')
+        .set('Authorization', pacs)
+        .set('Content-Type', type)
+        // Bytes as they are, whatever their label (superagent would write a Buffer labelled JSON as JSON).
+        .serialize((bytes: Buffer | string) => bytes as unknown as string)
+        .send(body);
       assert.equal(res.status, 415, `${type}: ${res.text.slice(0, 200)}`);
       assert.equal((res.body as Problem).errors?.[0]?.field, 'Content-Type');
+      assertVariesOnAccept(res.headers, `415 to ${type}`);
     }
     const boundary = 'b64-boundary';
     const base64 = Buffer.concat([

@@ -13,7 +13,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, principalOf, RequirePermission, withInputDigest } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
+import { BODY_MEDIA_TYPE } from '../../common/http/body-media-type';
 import { NoQueryDto } from '../../common/http/no-query';
+import { AddRouteConfig } from '../../common/http/route-config';
 import { varyOn } from '../../common/http/vary';
 import { dicomProblem } from './dicom/dicom-problem';
 import { checkStudyUidParam, DICOM_UID_PATTERN } from './dicom/dicom-uid.util';
@@ -23,6 +25,21 @@ import { MedicalIntakeService } from './medical-intake.service';
 import { answerContentType, answerForm } from './sr/sr-negotiation.util';
 
 const DICOM = 'application/dicom';
+
+function isDicomInstance(contentType: string | undefined): boolean {
+  return /^application\/dicom\s*(;|$)/i.test(contentType ?? '');
+}
+
+/** 415: another media type (JSON, multipart, ...), as for STOW-RS and a type no route reads; not a 400. */
+function notDicomInstance(): AppError {
+  return new AppError(
+    'UNSUPPORTED_MEDIA_TYPE',
+    'the body must be one DICOM Part 10 instance sent as application/dicom',
+    {
+      fields: [{ field: 'Content-Type', reason: 'must be application/dicom' }],
+    },
+  );
+}
 
 /** One instance in, its findings out (JSON, or a DICOM SR on `Accept: application/dicom`). */
 @ApiTags('medical')
@@ -36,6 +53,7 @@ export class LesionDetectionController {
   @Post('lesion-detections')
   @HttpCode(200)
   @RequirePermission('medical:infer', 'medical.lesion-detection')
+  @AddRouteConfig({ [BODY_MEDIA_TYPE]: { accepts: isDicomInstance, refusal: notDicomInstance, vary: 'Accept' } })
   @ApiConsumes(DICOM)
   @ApiBody({ description: 'One DICOM Part 10 instance', schema: { type: 'string', format: 'binary' } })
   @ApiExtraModels(LesionDetectionDto)
@@ -58,16 +76,9 @@ export class LesionDetectionController {
     // JSON or an SR by Accept: every answer from here on, a refusal included, says so to caches.
     varyOn(reply, 'Accept');
     const body = request.body;
-    if (!Buffer.isBuffer(body) || !/^application\/dicom\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
-      // Another media type (JSON, multipart, ...) is a 415, as for STOW-RS and a type no route reads; not a 400.
-      throw new AppError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        'the body must be one DICOM Part 10 instance sent as application/dicom',
-        {
-          fields: [{ field: 'Content-Type', reason: 'must be application/dicom' }],
-        },
-      );
-    }
+    // Another media type (JSON, multipart, ...) was refused before the body was read (BODY_MEDIA_TYPE); a request
+    // without a body comes here.
+    if (!Buffer.isBuffer(body) || !isDicomInstance(request.headers['content-type'])) throw notDicomInstance();
     noteAudit(request, { model: this.intake.modelRef() });
     // Hashed on the thread pool while the image is parsed and run: at one request at a time this
     // hashing (about 1 ms for a 900 KB ultrasound frame) is no longer in the answer's time.

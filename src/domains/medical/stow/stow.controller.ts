@@ -3,9 +3,18 @@ import { ApiBearerAuth, ApiBody, ApiConsumes, ApiResponse, ApiTags } from '@nest
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, principalOf, RequirePermission, withInputDigest } from '../../../common/access';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
+import { BODY_MEDIA_TYPE, BodyMediaTypeRule } from '../../../common/http/body-media-type';
+import { AddRouteConfig } from '../../../common/http/route-config';
 import { varyOn } from '../../../common/http/vary';
 import { checkStudyUidParam } from '../dicom/dicom-uid.util';
+import { isMultipartRelated } from './multipart-related.util';
 import { notMultipartDicom, STORE_RESPONSE_TYPES, StowService } from './stow.service';
+
+/**
+ * Another media type altogether is refused before the body is read (a DICOM file sent as JSON went to the JSON
+ * parser); multipart/related of another type is read, then refused by StowService.split.
+ */
+const STOW_BODY: BodyMediaTypeRule = { accepts: isMultipartRelated, refusal: notMultipartDicom, vary: 'Accept' };
 
 /** An attribute of a DICOM JSON dataset (PS3.18 F.2.2): its VR, and its values (items of a sequence are datasets). */
 const DICOM_JSON_ATTRIBUTE = {
@@ -66,6 +75,7 @@ export class StowController {
   @Post()
   @HttpCode(200)
   @RequirePermission('medical:infer', 'medical.stow')
+  @AddRouteConfig({ [BODY_MEDIA_TYPE]: STOW_BODY })
   @ApiConsumes('multipart/related')
   @ApiBody({
     description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
@@ -80,6 +90,7 @@ export class StowController {
   @Post(':studyInstanceUID')
   @HttpCode(200)
   @RequirePermission('medical:infer', 'medical.stow')
+  @AddRouteConfig({ [BODY_MEDIA_TYPE]: STOW_BODY })
   @ApiConsumes('multipart/related')
   @ApiBody({
     description: 'multipart/related; type="application/dicom": one DICOM Part 10 instance per part',
