@@ -8,29 +8,53 @@ import { AppError } from '../errors/app-error';
  */
 export const MAX_JSON_DEPTH = 64;
 
+/** What one walk over a parsed JSON value finds: its depth against a limit, and its objects' own keys. */
+export interface JsonShape {
+  /** Nests arrays and objects more than the limit deep (the walk stopped there: `keys` is then partial). */
+  tooDeep: boolean;
+  /** Own keys of every object in the value (compared with the member names of its text: json-duplicate-keys). */
+  keys: number;
+}
+
 /**
- * Whether a parsed JSON value nests arrays and objects more than `max` levels deep (a scalar is at
- * level 0, the members of a top-level object at level 1). Iterative, so no body can overflow it;
- * about 0.2 ms for a batch of 1,000 transactions.
+ * Whether a parsed JSON value nests arrays and objects more than `max` levels deep (a scalar is at level 0,
+ * the members of a top-level object at level 1), and how many keys its objects have, in one walk: the JSON
+ * parser needs both for every body. Iterative, so no body can overflow it.
  */
-export function nestsDeeperThan(value: unknown, max: number): boolean {
-  if (typeof value !== 'object' || value === null) return false;
+export function jsonShape(value: unknown, max: number): JsonShape {
+  if (typeof value !== 'object' || value === null) return { tooDeep: false, keys: 0 };
+  let keys = 0;
   const stack: object[] = [value];
   const levels: number[] = [1];
   while (stack.length > 0) {
     const node = stack.pop()!;
     const level = levels.pop()!;
-    if (level > max) return true;
-    const members: unknown[] = Array.isArray(node) ? node : Object.values(node);
-    for (let i = 0; i < members.length; i++) {
-      const member = members[i];
+    if (level > max) return { tooDeep: true, keys };
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const item: unknown = node[i];
+        if (typeof item === 'object' && item !== null) {
+          stack.push(item);
+          levels.push(level + 1);
+        }
+      }
+      continue;
+    }
+    for (const key in node) {
+      keys++;
+      const member = (node as Record<string, unknown>)[key];
       if (typeof member === 'object' && member !== null) {
         stack.push(member);
         levels.push(level + 1);
       }
     }
   }
-  return false;
+  return { tooDeep: false, keys };
+}
+
+/** Whether a parsed JSON value nests arrays and objects more than `max` levels deep (jsonShape). */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  return jsonShape(value, max).tooDeep;
 }
 
 /** Why a value nested deeper than MAX_JSON_DEPTH is refused (an HTTP body, an MQTT message). */

@@ -1,5 +1,6 @@
 import { containsPan } from '../pan';
 import { AppError } from '../errors/app-error';
+import { jsonShape } from './json-depth';
 
 /**
  * Duplicate member names in a JSON object. JSON.parse keeps the last value of a repeated name without a word,
@@ -39,25 +40,7 @@ export function memberNamesIn(bytes: Uint8Array): number {
 
 /** Own keys of every object in a parsed JSON value. Iterative: any depth. */
 export function keysIn(value: unknown): number {
-  if (typeof value !== 'object' || value === null) return 0;
-  let keys = 0;
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const node = stack.pop() as object;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        const item: unknown = node[i];
-        if (typeof item === 'object' && item !== null) stack.push(item);
-      }
-      continue;
-    }
-    for (const key in node) {
-      keys++;
-      const member = (node as Record<string, unknown>)[key];
-      if (typeof member === 'object' && member !== null) stack.push(member);
-    }
-  }
-  return keys;
+  return jsonShape(value, Infinity).keys;
 }
 
 /**
@@ -129,10 +112,16 @@ export const DUPLICATE_MEMBER_REASON = 'is given twice in the same object (membe
 
 /**
  * The 400 for a parsed JSON body whose text repeated a member name, or undefined when it did not. `text` is read
- * only when one was repeated. A name that looks like a card number is not repeated back.
+ * only when one was repeated. A name that looks like a card number is not repeated back. `keys`: keysIn(parsed),
+ * when a walk over it (jsonShape) has already counted them.
  */
-export function duplicateMemberError(bytes: Uint8Array, parsed: unknown, text: () => string): AppError | undefined {
-  if (memberNamesIn(bytes) === keysIn(parsed)) return undefined;
+export function duplicateMemberError(
+  bytes: Uint8Array,
+  parsed: unknown,
+  text: () => string,
+  keys = keysIn(parsed),
+): AppError | undefined {
+  if (memberNamesIn(bytes) === keys) return undefined;
   let field = '(body)';
   let reason = 'has an object with a member name given twice (member names must be unique)';
   try {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
 import { charsetRefusal, notUtf8Error } from '../../common/http/json-charset';
-import { MAX_JSON_DEPTH, nestsDeeperThan, tooDeepError } from '../../common/http/json-depth';
+import { jsonShape, MAX_JSON_DEPTH, tooDeepError } from '../../common/http/json-depth';
 import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
 import { BeginJsonDigest, digestsBodyEarly, keepRawJson } from '../../common/http/raw-json';
@@ -48,8 +48,10 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
         : undefined;
     const accept = (parsed: unknown): void => {
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
-      if (nestsDeeperThan(parsed, MAX_JSON_DEPTH)) return done(tooDeepError());
-      const duplicate = duplicateMemberError(bytes, parsed, () => bytes.toString('utf8'));
+      // One walk for both: its depth, and its keys for the duplicate member check.
+      const shape = jsonShape(parsed, MAX_JSON_DEPTH);
+      if (shape.tooDeep) return done(tooDeepError());
+      const duplicate = duplicateMemberError(bytes, parsed, () => bytes.toString('utf8'), shape.keys);
       if (duplicate) return done(duplicate);
       parsedBody = parsed;
       keepRawJson(parsed, bytes, digest);
@@ -121,9 +123,10 @@ export function splitBinaryBody(body: Buffer, headerLength: string): { header: u
       'the first bytes of the body are not a JSON inference header',
     );
   }
-  if (nestsDeeperThan(header, MAX_JSON_DEPTH)) throw tooDeepError('(inference header)');
+  const shape = jsonShape(header, MAX_JSON_DEPTH);
+  if (shape.tooDeep) throw tooDeepError('(inference header)');
   const headerBytes = body.subarray(0, length);
-  const duplicate = duplicateMemberError(headerBytes, header, () => headerBytes.toString('utf8'));
+  const duplicate = duplicateMemberError(headerBytes, header, () => headerBytes.toString('utf8'), shape.keys);
   if (duplicate) throw duplicate;
   return { header, payload: body.subarray(length) };
 }

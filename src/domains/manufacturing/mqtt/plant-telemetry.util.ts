@@ -1,6 +1,6 @@
 import type { RawReading, ReadingOutcome } from '../plant-stream.service';
 import { ISO_INSTANT, isoTimeMs, NEEDS_ZONE, NO_SUCH_TIME } from '../../../common/iso-time';
-import { MAX_JSON_DEPTH, nestsDeeperThan, TOO_DEEP_REASON } from '../../../common/http/json-depth';
+import { jsonShape, MAX_JSON_DEPTH, TOO_DEEP_REASON } from '../../../common/http/json-depth';
 import { duplicateMemberError } from '../../../common/http/json-duplicate-keys';
 
 /**
@@ -108,11 +108,12 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
     return { readings: [], errors: [{ index: 0, reason: `not JSON: ${(error as Error).message}` }] };
   }
   // A reading is a few levels deep; a value nested thousands deep would overflow what walks it later.
-  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) return { readings: [], errors: [{ index: 0, reason: TOO_DEEP_REASON }] };
+  const shape = jsonShape(body, MAX_JSON_DEPTH);
+  if (shape.tooDeep) return { readings: [], errors: [{ index: 0, reason: TOO_DEEP_REASON }] };
   // A tag given twice in one object is refused as an HTTP body is (json-duplicate-keys.ts): which value the
   // gateway kept and which a historian beside it kept would not be known.
-  const duplicate = duplicateMemberError(typeof payload === 'string' ? Buffer.from(payload) : payload, body, () => text)
-    ?.fields[0];
+  const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const duplicate = duplicateMemberError(bytes, body, () => text, shape.keys)?.fields[0];
   if (duplicate) return { readings: [], errors: [{ index: 0, reason: `${duplicate.field}: ${duplicate.reason}` }] };
   const elements = Array.isArray(body) ? body : [body];
   if (elements.length === 0) return { readings: [], errors: [{ index: 0, reason: 'empty array' }] };
