@@ -139,6 +139,16 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.equal(broken.readings.length, 0);
     assert.match(broken.errors[0].reason, /^not JSON/);
     assert.match(parseTelemetry('[]').errors[0].reason, /empty array/);
+    // Latin-1 bytes (a tag named with é, 0xE9) were read with U+FFFD in their place and taken as another tag.
+    const latin1 = parseTelemetry(
+      Buffer.from('{"timestamp":"2026-12-07T00:00:00Z","values":{"temp\u00e9":1}}', 'latin1'),
+    );
+    assert.equal(latin1.readings.length, 0);
+    assert.equal(latin1.errors[0].reason, 'not UTF-8: the byte sequence at byte 51 is not UTF-8');
+    assert.equal(
+      parseTelemetry(Buffer.from('{"timestamp":"2026-12-07T00:00:00Z","values":{"temp\u00e9":1}}')).errors.length,
+      0,
+    );
     const huge = Array.from({ length: MAX_READINGS_PER_MESSAGE + 1 }, (_, i) => ({ timestamp: i, values: { a: 1 } }));
     assert.match(parseTelemetry(JSON.stringify(huge)).errors[0].reason, /more than 10000 readings/);
   });

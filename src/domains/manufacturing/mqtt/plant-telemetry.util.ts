@@ -1,5 +1,7 @@
+import { isUtf8 } from 'node:buffer';
 import type { RawReading, ReadingOutcome } from '../plant-stream.service';
 import { ISO_INSTANT, isoTimeMs, NEEDS_ZONE, NO_SUCH_TIME } from '../../../common/iso-time';
+import { firstInvalidUtf8 } from '../../../common/http/json-charset';
 import { jsonShape, MAX_JSON_DEPTH, TOO_DEEP_REASON } from '../../../common/http/json-depth';
 import { duplicateMemberError } from '../../../common/http/json-duplicate-keys';
 
@@ -101,6 +103,11 @@ function reading(element: unknown): RawReading | string {
 /** Parses a telemetry payload; throws nothing. A message that is not JSON is one error at index 0. */
 export function parseTelemetry(payload: Buffer | string): TelemetryParse {
   let body: unknown;
+  // Bytes that are not UTF-8 would be read with U+FFFD in their place: a tag name or value other than the one sent.
+  if (typeof payload !== 'string' && !isUtf8(payload)) {
+    const at = firstInvalidUtf8(payload);
+    return { readings: [], errors: [{ index: 0, reason: `not UTF-8: the byte sequence at byte ${at} is not UTF-8` }] };
+  }
   const text = typeof payload === 'string' ? payload : payload.toString('utf8');
   try {
     body = JSON.parse(text);
