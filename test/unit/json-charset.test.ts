@@ -16,6 +16,8 @@ describe('JSON body charset', () => {
       'application/json',
       'application/json; charset=UTF-8',
       'application/json;charset="utf-8"',
+      'application/json; charset=utf8',
+      'application/json; charset=UTF8',
     ]) {
       assert.equal(charsetRefusal(type), undefined, type);
     }
@@ -23,7 +25,7 @@ describe('JSON body charset', () => {
       'application/json; charset=utf-16le',
       'application/json; charset="latin1"',
       'application/json; charset=',
-      'application/json; charset=utf8',
+      'application/json; charset=utf-16',
     ]) {
       const refusal = charsetRefusal(type);
       assert.ok(refusal, type);

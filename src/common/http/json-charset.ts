@@ -16,11 +16,14 @@ export function charsetOf(contentType: string | undefined): string | undefined {
   return match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : match[2];
 }
 
+const UTF8_LABELS = new Set(['utf-8', 'utf8']);
+
 /** 415 naming Content-Type for a JSON body labelled with a charset other than UTF-8; undefined when it is fine. */
 export function charsetRefusal(contentType: string | undefined): AppError | undefined {
   const charset = charsetOf(contentType);
-  if (charset === undefined || charset.toLowerCase() === 'utf-8') return undefined;
-  const reason = `charset ${JSON.stringify(charset.slice(0, 64))} is not accepted: JSON is accepted only as UTF-8 (charset=utf-8, or none)`;
+  // `utf8` is no registered name, but the WHATWG Encoding Standard reads it as UTF-8 and clients send it.
+  if (charset === undefined || UTF8_LABELS.has(charset.toLowerCase())) return undefined;
+  const reason = `charset ${JSON.stringify(charset.slice(0, 64))} is not accepted: JSON is accepted only as UTF-8 (charset=utf-8 or utf8, or none)`;
   return new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Type: ${reason}`, {
     fields: [{ field: 'Content-Type', reason }],
   });
