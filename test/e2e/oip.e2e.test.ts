@@ -435,7 +435,10 @@ describe('Open Inference Protocol v2', () => {
         .set('Content-Type', 'application/octet-stream')
         .send(extra.body)
         .expect(400);
-      assert.match(noHeader.body.error, /Inference-Header-Content-Length/);
+      assert.match(
+        noHeader.body.error,
+        /^body: not a JSON inference request \(byte \d+ is not UTF-8\); .*Inference-Header-Content-Length/,
+      );
       const nan = binaryBody(
         { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] },
         Float32Array.from([1, NaN, 3, 4]),
@@ -463,6 +466,34 @@ describe('Open Inference Protocol v2', () => {
         .send(Buffer.from([0, 1, 2, 3]))
         .expect(400);
       assert.match(garbage.body.error, /^body: not a JSON inference request/);
+      // JSON that nests too deep or gives a member twice is told so, as a JSON body is: both were told only that
+      // the body was not a JSON inference request. Bytes that are not UTF-8 are most likely binary data sent
+      // without the header: told so, with the offset.
+      const json = JSON.stringify(request);
+      const refusals: Array<[Buffer, RegExp]> = [
+        [Buffer.from(json.replace('"x"', '"x","name":"x"')), /^inputs\[0\]\.name: /],
+        [
+          Buffer.from(`{"inputs":${'['.repeat(100)}${']'.repeat(100)}}`),
+          /^body: nests arrays and objects more than 64 levels deep/,
+        ],
+      ];
+      for (const [body, error] of refusals) {
+        const res = await http
+          .post('/v2/models/fixture-linear/infer')
+          .set('Content-Type', 'application/octet-stream')
+          .send(body)
+          .expect(400);
+        assert.match(res.body.error, error);
+      }
+      const latin1 = await http
+        .post('/v2/models/fixture-linear/infer')
+        .set('Content-Type', 'application/octet-stream')
+        .send(Buffer.from(json.replace('"x"', '"x\u00e9"'), 'latin1'))
+        .expect(400);
+      assert.match(
+        latin1.body.error,
+        /^body: not a JSON inference request \(byte 21 is not UTF-8\); a body with binary/,
+      );
     });
 
     it('a model output JSON cannot carry (NaN, Infinity) is 422 naming it as JSON, and sent as it is as binary', async () => {

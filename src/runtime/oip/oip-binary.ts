@@ -112,23 +112,30 @@ export function splitBinaryBody(body: Buffer, headerLength: string): { header: u
       `must be an integer between 0 and the body size (${body.length})`,
     );
   }
-  const notUtf8 = notUtf8Error(body.subarray(0, length), '(inference header)');
-  if (notUtf8) throw notUtf8;
-  let header: unknown;
-  try {
-    header = JSON.parse(body.subarray(0, length).toString('utf8'));
-  } catch {
-    throw invalidTensor(
-      'Inference-Header-Content-Length',
-      'the first bytes of the body are not a JSON inference header',
-    );
-  }
-  const shape = jsonShape(header, MAX_JSON_DEPTH);
-  if (shape.tooDeep) throw tooDeepError('(inference header)');
-  const headerBytes = body.subarray(0, length);
-  const duplicate = duplicateMemberError(headerBytes, header, () => headerBytes.toString('utf8'), shape.keys);
-  if (duplicate) throw duplicate;
+  const header = readJsonBytes(body.subarray(0, length), '(inference header)', () =>
+    invalidTensor('Inference-Header-Content-Length', 'the first bytes of the body are not a JSON inference header'),
+  );
   return { header, payload: body.subarray(length) };
+}
+
+/**
+ * JSON bytes read as the HTTP JSON parser reads a body: refused, naming `field`, when they are not UTF-8 or nest
+ * too deep, and naming the member when one is given twice; `notJson` is the refusal of bytes that are no JSON.
+ */
+export function readJsonBytes(bytes: Buffer, field: string, notJson: () => AppError): unknown {
+  const notUtf8 = notUtf8Error(bytes, field);
+  if (notUtf8) throw notUtf8;
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw notJson();
+  }
+  const shape = jsonShape(value, MAX_JSON_DEPTH);
+  if (shape.tooDeep) throw tooDeepError(field);
+  const duplicate = duplicateMemberError(bytes, value, () => bytes.toString('utf8'), shape.keys);
+  if (duplicate) throw duplicate;
+  return value;
 }
 
 /** Reads `size` bytes at `offset` as a tensor (copied into an aligned buffer of its own, from `make`). */

@@ -1,11 +1,13 @@
+import { isUtf8 } from 'node:buffer';
 import { Injectable } from '@nestjs/common';
 import { AuditInputDigester, AuditNote } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
+import { firstInvalidUtf8 } from '../../common/http/json-charset';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
 import { canonicalTensorParts, MakeTensor, summariseTensors, Tensor } from '../tensor';
-import { invalidTensor, readBinaryTensor, splitBinaryBody, tensorBytes } from './oip-binary';
+import { invalidTensor, readBinaryTensor, readJsonBytes, splitBinaryBody, tensorBytes } from './oip-binary';
 import { decodeOipTensor, encodeOipTensor, fromOipDatatype, OipDatatype, toOipDatatype } from './oip-codec';
 import { OipInferRequest, parseOipInferRequest } from './oip-request.schema';
 import type {
@@ -241,15 +243,19 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: 
   return inputs;
 }
 
-/** A body sent without Inference-Header-Content-Length, read whole as the JSON request. */
+/**
+ * A body sent without Inference-Header-Content-Length, read whole as the JSON request. Bytes that are no JSON, or
+ * not UTF-8 (most likely binary tensor data sent without the header), are told what the binary extension needs;
+ * JSON that nests too deep or gives a member twice is told so, as a JSON body is.
+ */
 function parseWholeBodyAsJson(raw: Buffer): unknown {
-  try {
-    return splitBinaryBody(raw, String(raw.length)).header;
-  } catch {
-    const reason =
-      'not a JSON inference request; a body with binary tensor data needs the Inference-Header-Content-Length header';
-    throw new AppError('VALIDATION_FAILED', `body: ${reason}`, { fields: [{ field: 'body', reason }] });
-  }
+  const notJson = (): AppError => {
+    const bad = isUtf8(raw) ? '' : ` (byte ${firstInvalidUtf8(raw)} is not UTF-8)`;
+    const reason = `not a JSON inference request${bad}; a body with binary tensor data needs the Inference-Header-Content-Length header`;
+    return new AppError('VALIDATION_FAILED', `body: ${reason}`, { fields: [{ field: 'body', reason }] });
+  };
+  if (!isUtf8(raw)) throw notJson();
+  return readJsonBytes(raw, 'body', notJson);
 }
 
 /**
