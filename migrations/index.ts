@@ -13,6 +13,7 @@ import { AuditEventsHashVersion1796574667332 } from './1796574667332-AuditEvents
 import { AuditHashCheckCheaper1796575250764 } from './1796575250764-AuditHashCheckCheaper';
 import { AuditHashVersionKnown1796585889947 } from './1796585889947-AuditHashVersionKnown';
 import { ManufacturingAlarmsAsStreamed1796586086442 } from './1796586086442-ManufacturingAlarmsAsStreamed';
+import { ManufacturingAlarmsClosed1796608919378 } from './1796608919378-ManufacturingAlarmsClosed';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -31,4 +32,5 @@ export const MIGRATIONS = [
   AuditHashCheckCheaper1796575250764,
   AuditHashVersionKnown1796585889947,
   ManufacturingAlarmsAsStreamed1796586086442,
+  ManufacturingAlarmsClosed1796608919378,
 ];

@@ -12,6 +12,8 @@ import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { freshDataDir } from '../fixtures/test-data-dir';
+import { until } from '../fixtures/until';
 
 const T0 = Date.parse('2026-11-23T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -288,42 +290,128 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.deepEqual([next.accepted, next.duplicates, next.late, next.predictions], [1, 2, 0, 1]);
   });
 
-  it("an asset put as another kind does not carry its old model's raised alarm: the new model starts clean", async () => {
-    let t = T0;
-    const post = (readings: Array<Record<string, number>>) =>
-      http
-        .post('/v1/manufacturing/assets/mill-kind/readings')
-        .set('Authorization', scada)
-        .send({ readings: readings.map((values) => ({ timestamp: iso((t += 1000)), values })) })
-        .expect(200);
+  /** The alarms of an asset as listed, newest first. */
+  const alarmsOf = async (assetId: string) =>
+    (await http.get(`/v1/manufacturing/alarms?assetId=${assetId}`).set('Authorization', operator).expect(200)).body
+      .alarms as Array<Record<string, unknown>>;
+  /** The audit rows of the alarms cleared for an asset, newest first. */
+  const auditedClears = async (assetId: string) =>
+    (
+      (
+        await http
+          .get('/v1/audit/events?action=manufacturing.alarm-cleared')
+          .set('Authorization', bearer(tokenFor(['auditor'])))
+          .expect(200)
+      ).body.events as Array<{ outputSummary: Record<string, unknown> }>
+    )
+      .map((e) => e.outputSummary)
+      .filter((o) => o.assetId === assetId);
+  /** Puts a mill, and sends it failing readings until its failure alarm is raised. */
+  const raiseMillAlarm = async (assetId: string) => {
+    await http
+      .put(`/v1/manufacturing/assets/${assetId}`)
+      .set('Authorization', admin)
+      .send(millAsset(assetId))
+      .expect(200);
+    await http
+      .post(`/v1/manufacturing/assets/${assetId}/readings`)
+      .set('Authorization', scada)
+      .send({ readings: ai4iReadings(true, 40).map((values, i) => ({ timestamp: iso(T0 + (i + 1) * 1000), values })) })
+      .expect(200);
+    const status = await http.get(`/v1/manufacturing/assets/${assetId}/status`).set('Authorization', operator);
+    assert.equal(status.body.alarm.active, true, 'failure rows raise the mill alarm');
+  };
+  /** What a cleared alarm closed by the gateway says, whatever its time and id. */
+  const closing = (assetId: string, reason: string) => ({
+    assetId,
+    site: 'plant-1',
+    line: 'line-b',
+    state: 'cleared',
+    metric: 'failure',
+    value: null,
+    threshold: null,
+    model: { name: 'machine-failure', version: '1' },
+    reason,
+  });
+  const withoutTime = ({ at, id, ...rest }: Record<string, unknown>) => (assert.ok(at), void id, rest);
+
+  it("an asset put as another kind closes its old model's raised alarm, with the reason, listed, audited and streamed; the new model starts clean", async () => {
+    const port = (app.getHttpServer().address() as AddressInfo).port;
+    await raiseMillAlarm('mill-kind');
+    const sse = alarmStream(port, operator);
+    await sse.ready;
+    const engine = { ...turbofanAsset('mill-kind'), site: 'plant-1', line: 'line-b' };
+    await http.put('/v1/manufacturing/assets/mill-kind').set('Authorization', admin).send(engine).expect(200);
+    // Answered once the alarm is closed: listed, audited and streamed at once.
+    const [closed, raised] = await alarmsOf('mill-kind');
+    assert.deepEqual(withoutTime(closed), closing('mill-kind', 'asset-kind-changed'));
+    assert.equal(raised.state, 'raised');
+    const [audited] = await auditedClears('mill-kind');
+    assert.deepEqual(withoutTime(audited), closing('mill-kind', 'asset-kind-changed'));
+    await until('the cleared alarm on the stream', () => sse.events.find((e) => e.assetId === 'mill-kind'));
+    sse.close();
+    assert.deepEqual(sse.events.filter((e) => e.assetId === 'mill-kind').map(withoutTime), [
+      closing('mill-kind', 'asset-kind-changed'),
+    ]);
+
     const status = async () =>
       (await http.get('/v1/manufacturing/assets/mill-kind/status').set('Authorization', operator).expect(200)).body as {
         kind: string;
         alarm: { active: boolean; since?: string };
       };
-    const alarms = async () =>
-      (await http.get('/v1/manufacturing/alarms?assetId=mill-kind').set('Authorization', operator).expect(200))
-        .body as { alarms: Array<{ state: string; metric: string }> };
-    await http.put('/v1/manufacturing/assets/mill-kind').set('Authorization', admin).send(millAsset('mill-kind'));
-    await post(ai4iReadings(true, 40));
-    assert.equal((await status()).alarm.active, true, 'failure rows raise the mill alarm');
-
-    const engine = { ...turbofanAsset('mill-kind'), site: 'plant-1', line: 'line-b' };
-    await http.put('/v1/manufacturing/assets/mill-kind').set('Authorization', admin).send(engine).expect(200);
-    const changed = await status();
-    assert.equal(changed.kind, 'turbofan-rul');
-    assert.deepEqual(changed.alarm, { active: false }, "the failure alarm is not the RUL model's");
+    assert.equal((await status()).kind, 'turbofan-rul');
+    assert.deepEqual((await status()).alarm, { active: false }, "the failure alarm is not the RUL model's");
     // A healthy engine's first cycles: its RUL is high, and no alarm of its model is raised or cleared.
-    const cycles = cmapssEngine(1).slice(0, 35);
-    await post(cycles.map((c) => c.values));
+    let t = T0 + 100_000;
+    await http
+      .post('/v1/manufacturing/assets/mill-kind/readings')
+      .set('Authorization', scada)
+      .send({
+        readings: cmapssEngine(1)
+          .slice(0, 35)
+          .map((c) => ({ timestamp: iso((t += 1000)), values: c.values })),
+      })
+      .expect(200);
     assert.deepEqual((await status()).alarm, { active: false });
-    const stored = (await alarms()).alarms;
-    assert.equal(stored[0].state, 'raised', "the newest is still the mill model's raise");
+    const after = await alarmsOf('mill-kind');
     assert.deepEqual(
-      stored.filter((a) => a.metric !== 'failure'),
-      [],
+      withoutTime(after[0]),
+      closing('mill-kind', 'asset-kind-changed'),
+      'closed once, still the newest',
+    );
+    assert.deepEqual(
+      after.filter((a) => a.metric !== 'failure' || a.reason !== undefined).length,
+      1,
       'no RUL alarm cleared that the RUL model never raised',
     );
+  });
+
+  it("a removed asset's raised alarm is closed (asset-removed), listed, audited and streamed; put again, it starts clean", async () => {
+    const port = (app.getHttpServer().address() as AddressInfo).port;
+    await raiseMillAlarm('mill-gone');
+    const sse = alarmStream(port, operator);
+    await sse.ready;
+    await http.delete('/v1/manufacturing/assets/mill-gone').set('Authorization', admin).expect(204);
+    const listed = await alarmsOf('mill-gone');
+    const [closed] = listed;
+    assert.deepEqual(withoutTime(closed), closing('mill-gone', 'asset-removed'));
+    const [audited] = await auditedClears('mill-gone');
+    assert.deepEqual(withoutTime(audited), closing('mill-gone', 'asset-removed'));
+    await until('the cleared alarm on the stream', () => sse.events.find((e) => e.assetId === 'mill-gone'));
+    sse.close();
+    assert.deepEqual(
+      withoutTime(sse.events.find((e) => e.assetId === 'mill-gone')!),
+      closing('mill-gone', 'asset-removed'),
+    );
+    // Put again as the kind that raised it: not raised again by the alarm of the asset removed.
+    await http
+      .put('/v1/manufacturing/assets/mill-gone')
+      .set('Authorization', admin)
+      .send(millAsset('mill-gone'))
+      .expect(200);
+    const status = await http.get('/v1/manufacturing/assets/mill-gone/status').set('Authorization', operator);
+    assert.deepEqual(status.body.alarm, { active: false });
+    assert.equal((await alarmsOf('mill-gone')).length, listed.length, 'closed once');
   });
 
   it("refuses a reading stamped far ahead of the gateway's clock, so it cannot make every later reading late", async () => {
@@ -509,6 +597,65 @@ describe('manufacturing: the MANUFACTURING_ASSETS_FILE seed', () => {
         (list.body as { assets: Array<{ assetId: string }> }).assets.map((a) => a.assetId),
         ['mill-seeded'],
       );
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('closes at boot the raised alarm of a mill the file put as an engine while the gateway was down', async () => {
+    const dataDir = await freshDataDir();
+    const operator = bearer(tokenFor(['plant-operator']));
+    const alarms = async (app: NestFastifyApplication) =>
+      (
+        await request(app.getHttpServer())
+          .get('/v1/manufacturing/alarms?assetId=mill-reseeded')
+          .set('Authorization', operator)
+          .expect(200)
+      ).body.alarms as Array<Record<string, unknown>>;
+    const before = await createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir });
+    let listed: Array<Record<string, unknown>>;
+    try {
+      const http = request(before.getHttpServer());
+      await http
+        .put('/v1/manufacturing/assets/mill-reseeded')
+        .set('Authorization', bearer(tokenFor(['ml-admin'])))
+        .send(millAsset('mill-reseeded'))
+        .expect(200);
+      await http
+        .post('/v1/manufacturing/assets/mill-reseeded/readings')
+        .set('Authorization', bearer(tokenFor(['scada'])))
+        .send({
+          readings: ai4iReadings(true, 40).map((values, i) => ({ timestamp: iso(T0 + (i + 1) * 1000), values })),
+        })
+        .expect(200);
+      const status = await http.get('/v1/manufacturing/assets/mill-reseeded/status').set('Authorization', operator);
+      assert.equal(status.body.alarm.active, true, 'failure rows raise the mill alarm');
+      listed = await alarms(before);
+    } finally {
+      await before.close();
+    }
+    const file = join(dir, 'reseeded.json');
+    writeFileSync(file, JSON.stringify([{ ...turbofanAsset('mill-reseeded'), site: 'plant-1', line: 'line-b' }]));
+    const app = await createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir, MANUFACTURING_ASSETS_FILE: file });
+    try {
+      const [closed, ...older] = await until('the alarm closed at boot', async () => {
+        const now = await alarms(app);
+        return now.length > listed.length ? now : undefined;
+      });
+      assert.deepEqual(older, listed);
+      const { at, id, ...rest } = closed;
+      assert.ok(typeof at === 'string' && typeof id === 'string');
+      assert.deepEqual(rest, {
+        assetId: 'mill-reseeded',
+        site: 'plant-1',
+        line: 'line-b',
+        state: 'cleared',
+        metric: 'failure',
+        value: null,
+        threshold: null,
+        model: { name: 'machine-failure', version: '1' },
+        reason: 'asset-kind-changed',
+      });
     } finally {
       await app.close();
     }

@@ -146,6 +146,37 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     assert.ok(ruls[ruls.length - 1] < ruls[0] - 50, 'RUL falls as the engine approaches failure');
   });
 
+  it("publishes the close of a mill's raised alarm when it is put as an engine: cleared, with the reason", async () => {
+    const topic = 'factory/plant-1/line-b/mill-kind/alarms';
+    await register(millAsset('mill-kind'));
+    await http()
+      .post('/v1/manufacturing/assets/mill-kind/readings')
+      .set('Authorization', bearer(tokenFor(['scada'])))
+      .send({ readings: ai4iReadings(true, 40).map((values, i) => ({ timestamp: iso(T0 + (i + 1) * 1000), values })) })
+      .expect(200);
+    assert.equal((await status('mill-kind')).alarm.active, true, 'failure rows raise the mill alarm');
+    await register({ ...turbofanAsset('mill-kind'), site: 'plant-1', line: 'line-b' });
+    // The raises and clears of the readings come first; the close is the one with a reason.
+    const { at, ...event } = await until('the close on MQTT', () =>
+      alarms.messages
+        .filter((m) => m.topic === topic)
+        .map((m) => JSON.parse(m.body.toString()) as Record<string, unknown>)
+        .find((e) => e.reason !== undefined),
+    );
+    assert.ok(typeof at === 'string');
+    assert.deepEqual(event, {
+      assetId: 'mill-kind',
+      site: 'plant-1',
+      line: 'line-b',
+      state: 'cleared',
+      metric: 'failure',
+      value: null,
+      threshold: null,
+      model: { name: 'machine-failure', version: '1' },
+      reason: 'asset-kind-changed',
+    });
+  });
+
   it('loses nothing the broker held while the gateway was down (persistent session)', async () => {
     await register(turbofanAsset('engine-8'));
     const engine = cmapssEngine(2);

@@ -6,8 +6,10 @@ import { AppError } from '../../src/common/errors/app-error';
 import {
   MAX_INFERENCE_FAILURES,
   MAX_UNPREDICTED,
+  AlarmEvent,
   RawReading,
   ReadingsKept,
+  StreamedAlarm,
 } from '../../src/domains/manufacturing/plant-stream.service';
 import { plantStreamHarness } from '../fixtures/plant-stream-harness';
 
@@ -483,7 +485,7 @@ describe('manufacturing stream: an asset put again while its readings stream', (
     );
     assert.equal(summary.predictions, 3);
     // An alarm threshold tuned and a tag renamed: the same model, so the same window.
-    change({
+    await change({
       alarm: { raiseAt: 0.005, clearAt: 0.001, consecutive: 1 },
       sensors: asset.sensors.map((s) => (s.input === 'Torque [Nm]' ? { ...s, tag: 'torque' } : s)),
     });
@@ -502,36 +504,147 @@ describe('manufacturing stream: an asset put again while its readings stream', (
     );
   });
 
-  it("as another kind, does not carry the old model's raised alarm over to the new one", async () => {
-    const { stream, records, reading, change, engine } = plantStreamHarness();
-    engine.failure = () => 0.9;
-    await stream.ingest(
+  /** A mill whose failure alarm is raised, with the audit rows and the alarms published and streamed since. */
+  async function raisedMill() {
+    const harness = plantStreamHarness();
+    const audited: AlarmEvent[] = [];
+    const published: AlarmEvent[] = [];
+    const streamed: StreamedAlarm[] = [];
+    const audit = { fail: undefined as Error | undefined };
+    harness.stream.auditAlarms((event) =>
+      audit.fail ? Promise.reject(audit.fail) : (audited.push(event), Promise.resolve()),
+    );
+    harness.stream.onAlarm((event) => (published.push(event), Promise.resolve()));
+    harness.stream.alarms.subscribe((event) => streamed.push(event));
+    harness.engine.failure = () => 0.9;
+    await harness.stream.ingest(
       'mill-1',
-      [1, 2].map((i) => reading(T0 + i * 1000, i)),
+      [1, 2].map((i) => harness.reading(T0 + i * 1000, i)),
       HTTP,
     );
-    assert.equal(stream.status('mill-1').alarm.active, true);
-    change({ kind: 'turbofan-rul', alarm: { raiseAt: 40, clearAt: 60, consecutive: 3 } });
-    assert.deepEqual(stream.status('mill-1').alarm, { active: false, since: undefined });
-    // Put back as the kind that raised it, the alarm stands again: its last stored alarm is still that raise.
-    change({ kind: 'machine-failure', alarm: { raiseAt: 0.5, clearAt: 0.3, consecutive: 2 } });
-    assert.equal(stream.status('mill-1').alarm.active, true);
+    assert.equal(harness.stream.status('mill-1').alarm.active, true);
+    return { ...harness, audited, published, streamed, audit };
+  }
+  const ENGINE = { kind: 'turbofan-rul', alarm: { raiseAt: 40, clearAt: 60, consecutive: 3 } } as const;
+
+  for (const [what, fields, reason] of [
+    ['put as another kind', ENGINE, 'asset-kind-changed'],
+    ['removed', undefined, 'asset-removed'],
+  ] as const) {
+    it(`${what}, closes the raised alarm its old model left: a cleared alarm with the reason, audited, published and streamed`, async () => {
+      const { stream, records, change, audited, published, streamed } = await raisedMill();
+      await change(fields);
+      const closing = {
+        assetId: 'mill-1',
+        site: 'plant-1',
+        line: 'line-b',
+        state: 'cleared',
+        metric: 'failure',
+        value: null,
+        threshold: null,
+        model: { name: 'machine-failure', version: '1' },
+        reason,
+      };
+      const { at, ...closed } = audited[1];
+      assert.deepEqual(closed, closing);
+      assert.deepEqual(published[1], audited[1]);
+      assert.deepEqual(streamed[1], { ...audited[1], id: '2' });
+      assert.deepEqual(
+        records.alarms.map((a) => [a.state, a.metric, a.value, a.threshold, a.reason]),
+        [
+          ['raised', 'failure', 0.9, 0.5, null],
+          ['cleared', 'failure', null, null, reason],
+        ],
+      );
+      assert.equal(records.alarms[1].at.toISOString(), at);
+      if (fields) assert.deepEqual(stream.status('mill-1').alarm, { active: false, since: undefined });
+      // Put (back) as the kind that raised it, the asset starts clean: its alarm was closed.
+      await change({ kind: 'machine-failure', alarm: { raiseAt: 0.5, clearAt: 0.3, consecutive: 2 } });
+      assert.deepEqual(stream.status('mill-1').alarm, { active: false, since: undefined });
+      assert.equal(records.alarms.length, 2, 'closed once');
+    });
+  }
+
+  it('put as another kind while the audit trail is away: the PUT fails 503 and nothing is stored; closed with one audit row once it is back', async () => {
+    const { records, change, audited, published, audit } = await raisedMill();
+    audit.fail = new AppError('AUDIT_UNAVAILABLE', "the alarm's audit row cannot be written", { retryAfterSeconds: 1 });
+    const error = await change(ENGINE).then(
+      () => assert.fail('the PUT succeeded'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof AppError);
+    assert.equal(error.code, 'AUDIT_UNAVAILABLE');
+    assert.match(error.detail, /asset mill-1 is put, but the failure alarm its old model raised is not closed yet/);
+    assert.deepEqual([records.alarms.length, published.length], [1, 1]);
+    audit.fail = undefined;
+    await change({}); // the PUT sent again, as its 503 asked
     assert.deepEqual(
-      records.alarms.map((a) => [a.state, a.metric]),
-      [['raised', 'failure']],
+      records.alarms.map((a) => [a.state, a.reason]),
+      [
+        ['raised', null],
+        ['cleared', 'asset-kind-changed'],
+      ],
+    );
+    assert.equal(audited.length, 2);
+  });
+
+  it('put as another kind while the database is away: 503 STORAGE_UNAVAILABLE; the close is tried again without a second audit row', async () => {
+    const { stream, records, change, audited, published } = await raisedMill();
+    records.refuseAlarms = failedQuery('connection terminated', '08006');
+    const error = await change(ENGINE).then(
+      () => assert.fail('the PUT succeeded'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof AppError);
+    assert.equal(error.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(published.length, 1, 'nothing published');
+    records.refuseAlarms = undefined;
+    mock.timers.tick(1000); // the close tried again
+    await stream.alarmsClosed();
+    assert.deepEqual(
+      records.alarms.map((a) => [a.state, a.reason]),
+      [
+        ['raised', null],
+        ['cleared', 'asset-kind-changed'],
+      ],
+    );
+    assert.deepEqual(
+      audited.map((a) => a.state),
+      ['raised', 'cleared'],
+      'audited once',
     );
   });
 
-  it("at boot, takes up an asset's last stored alarm only when it is on its kind's metric", async () => {
+  it("at boot, takes up an asset's last stored alarm on its kind's metric, and closes one raised on another (a seed file changed its kind)", async () => {
     for (const [metric, active] of [
       ['rul', false],
       ['failure', true],
     ] as const) {
       const { stream, records } = plantStreamHarness();
-      const at = new Date(T0);
-      records.lastAlarms = () => Promise.resolve(new Map([['mill-1', { state: 'raised', metric, at }]]));
+      const raised = {
+        id: '7',
+        assetId: 'mill-1',
+        state: 'raised',
+        metric,
+        value: 12,
+        threshold: 40,
+        at: new Date(T0),
+        site: 'plant-1',
+        line: 'line-a',
+        modelName: 'turbofan-rul',
+        modelVersion: '1',
+        reason: null,
+      } as const;
+      records.lastAlarms = () => Promise.resolve([raised]);
       await stream.onModuleInit();
+      stream.onApplicationBootstrap();
+      await stream.alarmsClosed();
       assert.equal(stream.status('mill-1').alarm.active, active, metric);
+      assert.deepEqual(
+        records.alarms.map((a) => [a.state, a.metric, a.site, a.line, a.modelName, a.reason]),
+        active ? [] : [['cleared', 'rul', 'plant-1', 'line-a', 'turbofan-rul', 'asset-kind-changed']],
+        metric,
+      );
     }
   });
 
@@ -542,8 +655,8 @@ describe('manufacturing stream: an asset put again while its readings stream', (
       [1, 2].map((i) => reading(T0 + i * 1000, i)),
       HTTP,
     );
-    change(undefined);
-    change({});
+    await change(undefined);
+    await change({});
     const again = await stream.ingest('mill-1', [reading(T0 + 2000, 2)], HTTP);
     assert.deepEqual([again.accepted, again.duplicates], [1, 0]);
   });

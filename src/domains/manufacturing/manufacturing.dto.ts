@@ -135,13 +135,24 @@ export class AlarmDto {
   state!: 'raised' | 'cleared';
   /** `failure` (probability) or `rul` (cycles). */
   metric!: 'failure' | 'rul';
-  /** The prediction that moved the alarm. */
-  value!: number;
-  /** The asset's threshold it crossed (raiseAt or clearAt). */
-  threshold!: number;
+  /** The prediction that moved the alarm; null on one the gateway closed itself (`reason`). */
+  @ApiProperty({ type: 'number', nullable: true })
+  value!: number | null;
+  /** The asset's threshold it crossed (raiseAt or clearAt); null on one the gateway closed itself (`reason`). */
+  @ApiProperty({ type: 'number', nullable: true })
+  threshold!: number | null;
   at!: string;
-  /** The model (name, version) whose prediction moved it; absent for an alarm stored before it was kept. */
+  /**
+   * The model (name, version) whose prediction moved it (on one the gateway closed, the one that raised it); absent
+   * for an alarm stored before it was kept.
+   */
   model?: AssetStatusModelDto;
+  /**
+   * Only on a raised alarm the gateway cleared itself, since no prediction of its model will: its asset was put as
+   * another kind (`asset-kind-changed`) or removed (`asset-removed`). Absent on an alarm a prediction moved.
+   */
+  @ApiProperty({ enum: ['asset-kind-changed', 'asset-removed'], required: false })
+  reason?: 'asset-kind-changed' | 'asset-removed';
 }
 
 export class AlarmListDto {

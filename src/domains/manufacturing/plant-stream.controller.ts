@@ -172,7 +172,9 @@ export class PlantStreamController {
   @ApiOkResponse({
     description:
       'Server-Sent Events: one `alarm` event per alarm raised or cleared, its `data` the alarm as JSON ' +
-      '(assetId, site, line, state, metric, value, threshold, at, model {name, version}) and its `id` the ' +
+      '(assetId, site, line, state, metric, value, threshold, at, model {name, version}; on a raised alarm the ' +
+      'gateway cleared itself, its asset put as another kind or removed, `reason`: asset-kind-changed | ' +
+      'asset-removed, with value and threshold null) and its `id` the ' +
       "alarm's row id (GET /v1/manufacturing/alarms). A stream opened without Last-Event-ID starts with an id " +
       "alone (no event): the newest stored alarm's, so that a reconnect resumes from there. With Last-Event-ID, " +
       `the alarms stored after it come first, oldest first, at most the newest ${REPLAY_LIMIT}: past that, or ` +

@@ -20,7 +20,7 @@ import { AlarmState } from './hysteresis.util';
 import type { AssetStatusDto } from './manufacturing.dto';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
-import type { AlarmEntity } from './records/alarm.entity';
+import type { AlarmCloseReason, AlarmEntity } from './records/alarm.entity';
 import { PlantRecordsRepository, StoredInputs } from './records/plant-records.repository';
 import type { PredictionRow } from './records/prediction-writer';
 import { unitConverter } from './units.util';
@@ -42,12 +42,28 @@ export interface AlarmEvent {
   site: string;
   line: string;
   state: 'raised' | 'cleared';
-  metric: 'failure' | 'rul';
-  value: number;
-  threshold: number;
+  metric: AlarmMetric;
+  /** The prediction that moved the alarm; null on one the gateway closed itself (see `reason`). */
+  value: number | null;
+  /** The threshold it crossed (raiseAt or clearAt); null on one the gateway closed itself. */
+  threshold: number | null;
   at: string;
-  /** The model version whose prediction moved the alarm. */
+  /** The model version whose prediction moved the alarm (for one the gateway closed, the one that raised it). */
   model: { name: string; version: string };
+  /**
+   * Only on a raised alarm the gateway cleared itself, since no prediction of its model will: its asset was put as
+   * another kind (`asset-kind-changed`) or removed (`asset-removed`).
+   */
+  reason?: AlarmCloseReason;
+}
+
+type AlarmMetric = 'failure' | 'rul';
+
+/** An asset's alarm on one metric as last stored; a raised one with where it was raised and by which model. */
+interface StandingAlarm {
+  active: boolean;
+  since?: string;
+  raised?: { site?: string; line?: string; model?: AlarmEvent['model'] };
 }
 
 /** An alarm as the stream gets it: `id` is its row in manufacturing_alarms, absent where the database refused it. */
@@ -164,10 +180,18 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private readonly logger = new Logger('PlantStream');
   private readonly runtimes = new Map<string, Runtime>();
   /**
-   * Each asset's alarm as last stored, so a new runtime (after a restart or an asset change) does not raise it twice;
-   * with its metric, so that a model of another kind does not take up an alarm it did not raise.
+   * Each asset's alarm on each metric as last stored, so a new runtime (after a restart or an asset change) does not
+   * raise it twice, and a model of another kind does not take up an alarm it did not raise (see closeStale).
    */
-  private readonly alarmStates = new Map<string, { active: boolean; since?: string; metric: 'failure' | 'rul' }>();
+  private readonly alarmStates = new Map<string, Partial<Record<AlarmMetric, StandingAlarm>>>();
+  /** Per asset, its closes of stale alarms (closeStale), one after the other. */
+  private readonly closes = new Map<string, Promise<void>>();
+  /** Closes audited but not stored yet (the database away), by asset and metric: not audited twice when retried. */
+  private readonly closesAudited = new Map<string, AlarmEvent>();
+  /** Per asset, a close that failed (the audit trail or the database away) and is tried again, with its next wait. */
+  private readonly closeRetries = new Map<string, { timer?: NodeJS.Timeout; delayMs: number }>();
+  /** The closes of stale alarms found at boot (onApplicationBootstrap). */
+  private bootCloses: Promise<void> = Promise.resolve();
   /** Read at boot, taken by each asset's first runtime: its last stored rows, and the readings it held (see restore). */
   private restoredRows = new Map<string, StoredInputs[]>();
   private restoredHeld = new Map<string, ReadingIn[]>();
@@ -224,34 +248,35 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       // it were taken as new.
       if (asset && previous?.kind === asset.kind) {
         if (old) this.reconfigure(old, asset);
-        return;
+        // A close that failed before (see below) is tried again by the PUT sent again, as its 503 asked.
+        return this.closeStale(assetId);
       }
       // Removed, or of another kind: it starts over, its window built for another model. What the old
       // runtime held is predicted with that model, unless the asset is gone.
       this.runtimes.delete(assetId);
-      // Nor does the new model take up the old one's alarm (see runtime): its predictions start from a clean state.
-      const standing = this.alarmStates.get(assetId);
-      if (asset && standing?.active && standing.metric !== alarmMetric(asset.kind)) {
-        this.logger.log({
-          msg: 'asset put as another kind: the alarm its old model raised is not carried over',
-          assetId,
-          kind: asset.kind,
-          previousKind: previous?.kind,
-          raisedSince: standing.since,
-        });
-      }
       // Nor does it take up what the asset as it was left at the last restart (restore).
       this.restoredRows.delete(assetId);
       if (this.restoredHeld.delete(assetId)) this.forgetHeld(assetId, Infinity);
-      if (old) void this.retire(old, asset !== undefined); // retire logs its own failure
+      // Nor the old model's alarm (see runtime): no prediction of the new one (or of none) will clear it, so
+      // once what the old runtime held has moved it, an alarm it left raised is closed, with the reason.
+      const retired = old ? this.retire(old, asset !== undefined).then(() => old.tail) : Promise.resolve();
+      return retired.then(() => this.closeStale(assetId)); // retire logs its own failure
     });
   }
 
   async onModuleInit(): Promise<void> {
-    for (const [assetId, last] of await this.records.lastAlarms()) {
-      if (last.state === 'raised') {
-        this.alarmStates.set(assetId, { active: true, since: last.at.toISOString(), metric: last.metric });
-      }
+    for (const last of await this.records.lastAlarms()) {
+      if (last.state !== 'raised') continue;
+      const { site, line, modelName, modelVersion } = last;
+      this.setStanding(last.assetId, last.metric, {
+        active: true,
+        since: last.at.toISOString(),
+        raised: {
+          site: site ?? undefined,
+          line: line ?? undefined,
+          model: modelName === null || modelVersion === null ? undefined : { name: modelName, version: modelVersion },
+        },
+      });
     }
     this.restoredRows = await this.records.recentInputs(RESTORED_PREDICTIONS);
     this.restoredHeld = await this.records.heldReadings();
@@ -271,12 +296,26 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         this.forgetHeld(assetId, Infinity);
       }
     }
+    // An alarm left raised by an asset put as another kind or removed while the gateway was down (the seed file),
+    // or whose close a crash cut short, is closed now; once every provider is bootstrapped, MQTT's alarm hook too.
+    const assetIds = [...this.alarmStates.keys()];
+    this.bootCloses = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      await Promise.all(assetIds.map((assetId) => this.closeStale(assetId).catch(() => undefined))); // retried
+    });
+  }
+
+  /** Once the closes of stale alarms under way (and those found at boot) are done or failed. */
+  async alarmsClosed(): Promise<void> {
+    await this.bootCloses;
+    await Promise.all(this.closes.values());
   }
 
   /** Before the runtime and the database close: what every asset holds is released and predicted. */
   async beforeApplicationShutdown(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.runtimes.values()].map((rt) => this.retire(rt, true)));
+    for (const retry of this.closeRetries.values()) clearTimeout(retry.timer);
+    await this.alarmsClosed();
     // Ends every alarm stream (SSE) once the alarms of what was held are out: an open dashboard's connection
     // never goes idle, and the HTTP server's close waited on it until SHUTDOWN_GRACE_MS ran out (exit 1, the
     // shutdown hooks after it not run).
@@ -334,8 +373,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       // The alarm as last stored, if its model is of this asset's kind: one raised before the asset was put as
       // another kind (since boot, before a restart, or by a seed file while the gateway was down) was the old
       // model's, and the new model would otherwise hold it raised, or clear one it never raised.
-      const saved = this.alarmStates.get(assetId);
-      const alarm = saved?.metric === alarmMetric(asset.kind) ? saved : undefined;
+      const alarm = this.alarmStates.get(assetId)?.[alarmMetric(asset.kind)];
       rt = {
         asset,
         model,
@@ -893,10 +931,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   }
 
   /**
-   * Stores the alarm, then tells the hooks (audit, MQTT) and the stream; throws, changing nothing, while the
-   * database is away. One it refuses for the alarm's own content (a constraint, a value it will not take)
-   * would be refused on every try and hold the asset's readings for good: it is dead-lettered instead
-   * (alarmRefused) and takes effect all the same, so that the plant is told of it.
+   * Audits the alarm a prediction moved, then stores it and puts it in effect (takeEffect); throws, changing nothing,
+   * while the audit trail or the database is away (the reading is then kept and predicted again).
    */
   private async alarm(rt: Runtime, state: 'raised' | 'cleared', value: number, at: Date): Promise<void> {
     const metric = alarmMetric(rt.model.kind);
@@ -922,6 +958,21 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     // Stored one at a time, and streamed in the order stored, whatever the asset: this gateway streams its
     // alarms in the order of their ids, so a dashboard that resumes after the last id it got (Last-Event-ID)
     // misses none of them. Two stored at once could take their ids in one order and be streamed in the other.
+    await this.takeEffect(event, () => {
+      rt.alarmAudited = undefined;
+      rt.alarmSince = state === 'raised' ? event.at : undefined;
+      const raised = state === 'raised' ? { site: event.site, line: event.line, model: event.model } : undefined;
+      this.setStanding(event.assetId, metric, { active: state === 'raised', since: rt.alarmSince, raised });
+    });
+  }
+
+  /**
+   * Stores an audited alarm, then (`stored`) puts it in effect and tells the hooks (MQTT) and the stream; throws,
+   * changing nothing, while the database is away. One the database refuses for its content (a constraint, a value it
+   * will not take) would be refused on every try: it is dead-lettered instead (alarmRefused) and takes effect all the
+   * same, so that the plant is told of it.
+   */
+  private async takeEffect(event: AlarmEvent, stored: () => void): Promise<void> {
     const storing = takeTurn(this.alarmsStoring);
     const streaming = takeTurn(this.alarmsStreaming);
     try {
@@ -930,15 +981,16 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       try {
         id = await this.records.addAlarm({
           assetId: event.assetId,
-          state,
-          metric,
+          state: event.state,
+          metric: event.metric,
           value: event.value,
           threshold: event.threshold,
-          at,
+          at: new Date(event.at),
           site: event.site,
           line: event.line,
           modelName: event.model.name,
           modelVersion: event.model.version,
+          reason: event.reason ?? null,
         });
       } catch (error) {
         if (error instanceof AppError || isStorageOutage(error)) throw error;
@@ -946,9 +998,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       } finally {
         storing.done();
       }
-      rt.alarmAudited = undefined;
-      rt.alarmSince = state === 'raised' ? event.at : undefined;
-      this.alarmStates.set(event.assetId, { active: state === 'raised', since: rt.alarmSince, metric });
+      stored();
       for (const hook of this.alarmHooks) {
         await hook(event).catch((error: unknown) =>
           this.logger.warn({ msg: 'alarm hook failed', assetId: event.assetId, error: String(error) }),
@@ -960,6 +1010,108 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       storing.done();
       streaming.done();
     }
+  }
+
+  /**
+   * Closes the alarms of an asset that no prediction will clear: raised on a metric its kind's model does not
+   * predict (the asset put as another kind), or of an asset removed. Each is stored `cleared` with the reason,
+   * audited first and published and streamed as any other. Closes of one asset run one after the other; should one
+   * fail (the audit trail or the database away) it throws a 503 for the PUT or DELETE that asked, and is tried again
+   * until it is done (and by the PUT sent again, and at the next boot).
+   */
+  private closeStale(assetId: string): Promise<void> {
+    const closed = (this.closes.get(assetId) ?? Promise.resolve()).then(() => this.closeStaleNow(assetId));
+    const settled = closed.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.closes.set(assetId, settled);
+    void settled.then(() => {
+      if (this.closes.get(assetId) === settled) this.closes.delete(assetId);
+    });
+    return closed;
+  }
+
+  private async closeStaleNow(assetId: string): Promise<void> {
+    const retry = this.closeRetries.get(assetId);
+    clearTimeout(retry?.timer);
+    const asset = this.registry.find(assetId);
+    const kept = asset && alarmMetric(asset.kind);
+    const standing = this.alarmStates.get(assetId) ?? {};
+    for (const metric of ['failure', 'rul'] as const) {
+      if (metric === kept || !standing[metric]?.active) continue;
+      try {
+        await this.closeAlarm(assetId, metric, asset ? 'asset-kind-changed' : 'asset-removed');
+      } catch (error) {
+        const delayMs = retry?.delayMs ?? FIRST_RETRY_MS;
+        this.logger.warn({
+          msg: 'a stale alarm is not closed yet; tried again',
+          assetId,
+          metric,
+          error: String(error),
+        });
+        if (!this.closing) {
+          const timer = setTimeout(() => void this.closeStale(assetId).catch(() => undefined), delayMs);
+          timer.unref();
+          this.closeRetries.set(assetId, { timer, delayMs: Math.min(MAX_RETRY_MS, delayMs * 2) });
+        }
+        if (!(error instanceof AppError)) throw error;
+        throw new AppError(
+          error.code,
+          `asset ${assetId} is ${asset ? 'put' : 'removed'}, but the ${metric} alarm its old model raised is not ` +
+            `closed yet (it is closed once it can be): ${error.detail}`,
+          { retryAfterSeconds: error.retryAfterSeconds ?? 1, cause: error },
+        );
+      }
+    }
+    this.closeRetries.delete(assetId);
+  }
+
+  /** Audits, stores, publishes and streams the `cleared` alarm that closes an asset's raised alarm on `metric`. */
+  private async closeAlarm(assetId: string, metric: AlarmMetric, reason: AlarmCloseReason): Promise<void> {
+    const key = `${assetId} ${metric}`;
+    let event = this.closesAudited.get(key);
+    if (!event) {
+      const raised = this.alarmStates.get(assetId)?.[metric]?.raised;
+      const asset = this.registry.find(assetId);
+      // Where it was raised (and published) and by which model; a row stored before they were kept has neither.
+      const site = raised?.site ?? asset?.site;
+      const line = raised?.line ?? asset?.line;
+      const model = raised?.model ?? this.modelOf(metric);
+      if (site === undefined || line === undefined || model === undefined) {
+        this.logger.error({ msg: 'a stale alarm stored before its site, line and model were kept is left', assetId });
+        return;
+      }
+      // No prediction moved it: no value, no threshold crossed.
+      const at = new Date().toISOString();
+      event = { assetId, site, line, state: 'cleared', metric, value: null, threshold: null, at, model, reason };
+      for (const audit of this.alarmAudits) await audit(event);
+      this.closesAudited.set(key, event);
+    }
+    try {
+      await this.takeEffect(event, () => {
+        this.closesAudited.delete(key);
+        this.setStanding(assetId, metric, { active: false });
+      });
+    } catch (error) {
+      const fault = storageFaultOf(error);
+      throw fault === undefined ? error : storageUnavailable(fault, 'the alarm could not be closed', error);
+    }
+    this.logger.log({ msg: 'alarm closed: no model of the asset clears it', assetId, metric, reason });
+  }
+
+  /** The model of a metric's kind, where loaded: what closes an alarm stored before its model was kept with it. */
+  private modelOf(metric: AlarmMetric): AlarmEvent['model'] | undefined {
+    try {
+      const model = this.registry.model(metric === 'rul' ? 'turbofan-rul' : 'machine-failure');
+      return { name: model.name, version: model.version };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private setStanding(assetId: string, metric: AlarmMetric, standing: StandingAlarm): void {
+    this.alarmStates.set(assetId, { ...this.alarmStates.get(assetId), [metric]: standing });
   }
 
   /**
@@ -1115,6 +1267,7 @@ export function streamedAlarmOf(row: AlarmEntity): AlarmData & { id: string } {
     ...(row.modelName === null || row.modelVersion === null
       ? {}
       : { model: { name: row.modelName, version: row.modelVersion } }),
+    ...(row.reason === null ? {} : { reason: row.reason }),
   };
 }
 

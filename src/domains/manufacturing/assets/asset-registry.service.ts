@@ -22,12 +22,15 @@ export function alarmMetric(kind: AssetKind): 'failure' | 'rul' {
   return kind === 'turbofan-rul' ? 'rul' : 'failure';
 }
 
-/** An asset put (or removed: undefined), with the one it replaced (undefined when it is new). */
+/**
+ * An asset put (or removed: undefined), with the one it replaced (undefined when it is new). The PUT or DELETE waits
+ * for what it returns, and fails with it: the asset is put or removed all the same.
+ */
 export type AssetListener = (
   asset: AssetEntity | undefined,
   assetId: string,
   previous: AssetEntity | undefined,
-) => void;
+) => Promise<void>;
 
 /**
  * The plant's assets, held in memory for the stream and written through to the database. Every
@@ -129,7 +132,7 @@ export class AssetRegistry implements OnModuleInit {
     await this.repository.save([asset]);
     const previous = this.assets.get(asset.assetId);
     this.assets.set(asset.assetId, asset);
-    for (const listener of this.listeners) listener(asset, asset.assetId, previous);
+    await Promise.all(this.listeners.map((listener) => listener(asset, asset.assetId, previous)));
     return asset;
   }
 
@@ -140,7 +143,7 @@ export class AssetRegistry implements OnModuleInit {
     }
     const previous = this.assets.get(assetId);
     this.assets.delete(assetId);
-    for (const listener of this.listeners) listener(undefined, assetId, previous);
+    await Promise.all(this.listeners.map((listener) => listener(undefined, assetId, previous)));
   }
 
   private check(dto: AssetDto, model: PlantModel): Array<{ field: string; reason: string }> {

@@ -48,7 +48,10 @@ export class AssetController {
     return toDto(this.registry.get(assetId));
   }
 
-  /** Creates or replaces an asset (its windows and alarm state start over). */
+  /**
+   * Creates or replaces an asset. Put as another kind (another model), its window and alarm start over, and an alarm
+   * its old model left raised is closed (stored and sent as cleared, `reason` asset-kind-changed) before the answer.
+   */
   @Put(':assetId')
   @HttpCode(200)
   @RequirePermission('models:admin', 'manufacturing.asset-put')
@@ -70,6 +73,7 @@ export class AssetController {
     return toDto(await this.registry.put(body));
   }
 
+  /** Removes an asset; an alarm it left raised is closed (stored and sent as cleared, `reason` asset-removed) before the answer. */
   @Delete(':assetId')
   @HttpCode(204)
   @RequirePermission('models:admin', 'manufacturing.asset-delete')

@@ -17,11 +17,12 @@ export class AlarmEntity {
   @Column({ type: 'varchar', length: 16 })
   metric!: 'failure' | 'rul';
 
-  @Column({ type: 'double precision' })
-  value!: number;
+  /** The prediction that moved the alarm and the threshold it crossed; null on one the gateway closed (`reason`). */
+  @Column({ type: 'double precision', nullable: true })
+  value!: number | null;
 
-  @Column({ type: 'double precision' })
-  threshold!: number;
+  @Column({ type: 'double precision', nullable: true })
+  threshold!: number | null;
 
   @Column({ type: 'timestamptz' })
   at!: Date;
@@ -42,4 +43,14 @@ export class AlarmEntity {
 
   @Column({ name: 'model_version', type: 'varchar', length: 64, nullable: true })
   modelVersion!: string | null;
+
+  /**
+   * Why the gateway closed a raised alarm no prediction will clear (`asset-kind-changed`, `asset-removed`); null on
+   * an alarm a prediction moved.
+   */
+  @Column({ type: 'varchar', length: 32, nullable: true })
+  reason!: AlarmCloseReason | null;
 }
+
+/** Why the gateway cleared a raised alarm itself: its asset was put as another kind (another model), or removed. */
+export type AlarmCloseReason = 'asset-kind-changed' | 'asset-removed';

@@ -355,15 +355,15 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return byAsset(rows, (r) => ({ timestamp: new Date(r.at).getTime(), values: r.values }));
   }
 
-  /** Each asset's last alarm row: its alarm is still active after a restart if that row raised it. */
-  async lastAlarms(): Promise<Map<string, Pick<AlarmEntity, 'state' | 'metric' | 'at'>>> {
-    const rows = await this.alarms
+  /** Each asset's last alarm row on each metric: its alarm is still active after a restart if that row raised it. */
+  async lastAlarms(): Promise<AlarmEntity[]> {
+    return this.alarms
       .createQueryBuilder('a')
-      .distinctOn(['a.assetId'])
+      .distinctOn(['a.assetId', 'a.metric'])
       .orderBy('a.assetId')
+      .addOrderBy('a.metric')
       .addOrderBy('a.id', 'DESC')
       .getMany();
-    return new Map(rows.map((r) => [r.assetId, { state: r.state, metric: r.metric, at: r.at }]));
   }
 
   /** Alarms with an id greater than `afterId`, newest first, at most `limit` (the alarm stream's replay). */
