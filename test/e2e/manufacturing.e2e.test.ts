@@ -17,6 +17,18 @@ import { until } from '../fixtures/until';
 
 const T0 = Date.parse('2026-11-23T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
+/** What a cleared alarm closed by the gateway says, whatever its time and id. */
+const closing = (assetId: string, reason: string) => ({
+  assetId,
+  site: 'plant-1',
+  line: 'line-b',
+  state: 'cleared',
+  metric: 'failure',
+  value: null,
+  threshold: null,
+  model: { name: 'machine-failure', version: '1' },
+  reason,
+});
 
 describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASETS_SKIP }, () => {
   let app: NestFastifyApplication;
@@ -321,18 +333,6 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     const status = await http.get(`/v1/manufacturing/assets/${assetId}/status`).set('Authorization', operator);
     assert.equal(status.body.alarm.active, true, 'failure rows raise the mill alarm');
   };
-  /** What a cleared alarm closed by the gateway says, whatever its time and id. */
-  const closing = (assetId: string, reason: string) => ({
-    assetId,
-    site: 'plant-1',
-    line: 'line-b',
-    state: 'cleared',
-    metric: 'failure',
-    value: null,
-    threshold: null,
-    model: { name: 'machine-failure', version: '1' },
-    reason,
-  });
   const withoutTime = ({ at, id, ...rest }: Record<string, unknown>) => (assert.ok(at), void id, rest);
 
   it("an asset put as another kind closes its old model's raised alarm, with the reason, listed, audited and streamed; the new model starts clean", async () => {
@@ -645,17 +645,7 @@ describe('manufacturing: the MANUFACTURING_ASSETS_FILE seed', () => {
       assert.deepEqual(older, listed);
       const { at, id, ...rest } = closed;
       assert.ok(typeof at === 'string' && typeof id === 'string');
-      assert.deepEqual(rest, {
-        assetId: 'mill-reseeded',
-        site: 'plant-1',
-        line: 'line-b',
-        state: 'cleared',
-        metric: 'failure',
-        value: null,
-        threshold: null,
-        model: { name: 'machine-failure', version: '1' },
-        reason: 'asset-kind-changed',
-      });
+      assert.deepEqual(rest, closing('mill-reseeded', 'asset-kind-changed'));
     } finally {
       await app.close();
     }
