@@ -115,7 +115,7 @@ describe('manufacturing MQTT intake: a time in seconds', () => {
         [
           'malformed',
           `[0] timestamp ${seconds} reads as ${new Date(seconds).toISOString()}; epoch milliseconds expected ` +
-            '(this looks like seconds; numbers before 2000-01-01 are refused)',
+            '(this looks like seconds; numbers before 2000-01-01 or from 3000-01-01 on are refused)',
         ],
       ],
     );

@@ -51,7 +51,7 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.equal(
       telemetryTime(seconds),
       'timestamp 1765000000 reads as 1970-01-21T10:16:40.000Z; epoch milliseconds expected ' +
-        '(this looks like seconds; numbers before 2000-01-01 are refused)',
+        '(this looks like seconds; numbers before 2000-01-01 or from 3000-01-01 on are refused)',
     );
     assert.equal(telemetryTime(seconds * 1000), seconds * 1000);
     assert.equal(telemetryTime(Date.UTC(2000, 0, 1)), Date.UTC(2000, 0, 1));
@@ -62,6 +62,19 @@ describe('manufacturing: MQTT JSON telemetry', () => {
       assert.doesNotMatch(reason, /looks like seconds/, reason);
     }
     assert.match(String(telemetryTime(-1e20)), /reads as no date/);
+    // Microseconds and nanoseconds were refused only as ahead of the gateway's clock, with no word of the unit.
+    assert.equal(
+      telemetryTime(seconds * 1e6),
+      'timestamp 1765000000000000 reads as +057900-08-16T17:46:40.000Z; epoch milliseconds expected ' +
+        '(this looks like microseconds; numbers before 2000-01-01 or from 3000-01-01 on are refused)',
+    );
+    assert.match(String(telemetryTime(seconds * 1e9)), /reads as no date; .*\(this looks like nanoseconds; /);
+    assert.equal(telemetryTime(Date.UTC(3000, 0, 1) - 1), Date.UTC(3000, 0, 1) - 1);
+    assert.match(
+      String(telemetryTime(Date.UTC(3000, 0, 1))),
+      /^timestamp 32503680000000 reads as 3000-01-01T00:00:00\.000Z; /,
+    );
+    assert.doesNotMatch(String(telemetryTime(Date.UTC(3000, 0, 1))), /looks like/);
     // Each element by itself: the others of the message are taken.
     const parsed = parseTelemetry(
       JSON.stringify([

@@ -46,15 +46,31 @@ export function parseTelemetryTopic(topic: string): TelemetryTopic | undefined {
 export const EARLIEST_EPOCH_MS = Date.UTC(2000, 0, 1);
 
 /**
- * Why a number given as a time in epoch milliseconds is refused (before EARLIEST_EPOCH_MS), saying what it reads
- * as and, when it makes a time from 2000 on as seconds, that it looks like seconds; undefined when it is taken.
+ * The first time a number may not give (3000-01-01T00:00:00Z, as epoch milliseconds). A larger one is a time in a
+ * finer unit: 1765000000000000 (2025-12-06 in microseconds) read as milliseconds is the year 57900, and was refused
+ * only as ahead of the gateway's clock, with no word of the unit.
+ */
+export const LATEST_EPOCH_MS = Date.UTC(3000, 0, 1);
+
+/**
+ * Why a number given as a time in epoch milliseconds is refused (before EARLIEST_EPOCH_MS, or from LATEST_EPOCH_MS
+ * on), saying what it reads as and, when it makes a time from 2000 on in seconds, microseconds or nanoseconds, that
+ * it looks like that unit; undefined when it is taken.
  */
 export function epochMsRefusal(value: number, what = 'timestamp'): string | undefined {
   const ms = Math.floor(value);
-  if (ms >= EARLIEST_EPOCH_MS) return undefined;
+  if (ms >= EARLIEST_EPOCH_MS && ms < LATEST_EPOCH_MS) return undefined;
   const reads = Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : 'no date';
-  const seconds = ms * 1000 >= EARLIEST_EPOCH_MS ? 'this looks like seconds; ' : '';
-  return `${what} ${value} reads as ${reads}; epoch milliseconds expected (${seconds}numbers before 2000-01-01 are refused)`;
+  const looksLike = (scale: number): boolean => ms * scale >= EARLIEST_EPOCH_MS && ms * scale < LATEST_EPOCH_MS;
+  const unit = looksLike(1000)
+    ? 'seconds'
+    : looksLike(1 / 1000)
+      ? 'microseconds'
+      : looksLike(1 / 1_000_000)
+        ? 'nanoseconds'
+        : undefined;
+  const hint = unit ? `this looks like ${unit}; ` : '';
+  return `${what} ${value} reads as ${reads}; epoch milliseconds expected (${hint}numbers before 2000-01-01 or from 3000-01-01 on are refused)`;
 }
 
 /**
