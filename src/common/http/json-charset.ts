@@ -68,8 +68,11 @@ export function firstInvalidUtf8(bytes: Uint8Array): number {
  * (isUtf8: simdutf, a few tens of microseconds for a 530 KB fraud batch).
  */
 export function notUtf8Error(bytes: Uint8Array, field = '(body)'): AppError | undefined {
-  if (isUtf8(bytes)) return undefined;
-  const offset = firstInvalidUtf8(bytes);
+  return isUtf8(bytes) ? undefined : notUtf8At(firstInvalidUtf8(bytes), field);
+}
+
+/** The 400 naming `field` for bytes that are not UTF-8 from byte `offset` on (notUtf8Error). */
+export function notUtf8At(offset: number, field = '(body)'): AppError {
   const reason = `is not valid UTF-8: the byte sequence at byte ${offset} is not UTF-8 (JSON is accepted only as UTF-8)`;
   return new AppError('VALIDATION_FAILED', `${field}: ${reason}`, { fields: [{ field, reason }] });
 }

@@ -1,6 +1,7 @@
+import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../common/errors/app-error';
-import { charsetRefusal, notUtf8Error } from '../../common/http/json-charset';
+import { charsetRefusal, firstInvalidUtf8, notUtf8At, notUtf8Error } from '../../common/http/json-charset';
 import { jsonShape, MAX_JSON_DEPTH, tooDeepError } from '../../common/http/json-depth';
 import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
@@ -120,11 +121,16 @@ export function splitBinaryBody(body: Buffer, headerLength: string): { header: u
 
 /**
  * JSON bytes read as the HTTP JSON parser reads a body: refused, naming `field`, when they are not UTF-8 or nest
- * too deep, and naming the member when one is given twice; `notJson` is the refusal of bytes that are no JSON.
+ * too deep, and naming the member when one is given twice; `notJson` is the refusal of bytes that are no JSON, and
+ * `notUtf8` of bytes that are not UTF-8 (with the offset of the first bad one).
  */
-export function readJsonBytes(bytes: Buffer, field: string, notJson: () => AppError): unknown {
-  const notUtf8 = notUtf8Error(bytes, field);
-  if (notUtf8) throw notUtf8;
+export function readJsonBytes(
+  bytes: Buffer,
+  field: string,
+  notJson: () => AppError,
+  notUtf8 = (offset: number): AppError => notUtf8At(offset, field),
+): unknown {
+  if (!isUtf8(bytes)) throw notUtf8(firstInvalidUtf8(bytes));
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));

@@ -1,8 +1,6 @@
-import { isUtf8 } from 'node:buffer';
 import { Injectable } from '@nestjs/common';
 import { AuditInputDigester, AuditNote } from '../../common/access';
 import { AppError } from '../../common/errors/app-error';
-import { firstInvalidUtf8 } from '../../common/http/json-charset';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
@@ -249,13 +247,11 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: 
  * JSON that nests too deep or gives a member twice is told so, as a JSON body is.
  */
 function parseWholeBodyAsJson(raw: Buffer): unknown {
-  const notJson = (): AppError => {
-    const bad = isUtf8(raw) ? '' : ` (byte ${firstInvalidUtf8(raw)} is not UTF-8)`;
+  const notJson = (bad = ''): AppError => {
     const reason = `not a JSON inference request${bad}; a body with binary tensor data needs the Inference-Header-Content-Length header`;
     return new AppError('VALIDATION_FAILED', `body: ${reason}`, { fields: [{ field: 'body', reason }] });
   };
-  if (!isUtf8(raw)) throw notJson();
-  return readJsonBytes(raw, 'body', notJson);
+  return readJsonBytes(raw, 'body', notJson, (offset) => notJson(` (byte ${offset} is not UTF-8)`));
 }
 
 /**
