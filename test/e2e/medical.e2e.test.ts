@@ -674,6 +674,82 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.equal(kept.status, 200);
   });
 
+  it("a study's findings are answered as JSON by Accept; a header that takes no JSON is a 406 naming Accept, audited", async () => {
+    // Found in review: the findings GET answered JSON with 200 whatever Accept said (application/dicom, text/html).
+    const study = '1.2.826.0.1.3680043.9.7431.406.2';
+    const { body, contentType } = multipartRelated([
+      rewriteDicom(dicomFile('US1_UNCR.dcm'), { StudyInstanceUID: study }),
+    ]);
+    const stored = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', contentType)
+      .send(body);
+    assert.equal(stored.status, 200, stored.text.slice(0, 300));
+    const findings = (accept: string | undefined, requestId?: string, uid = study) => {
+      const req = http.get(`/v1/medical/studies/${uid}/findings`).set('Authorization', pacs);
+      if (accept !== undefined) void req.set('Accept', accept);
+      if (requestId) void req.set('X-Request-Id', requestId);
+      return req;
+    };
+    for (const accept of [
+      undefined,
+      '',
+      '*/*',
+      'application/*',
+      'application/json',
+      'application/json; charset=utf-8',
+      'text/html, application/json;q=0.1',
+      'application/dicom, */*;q=0.1',
+    ]) {
+      const res = await findings(accept);
+      assert.equal(res.status, 200, `${accept}: ${res.text.slice(0, 200)}`);
+      assert.match(String(res.headers['content-type']), /^application\/json/, String(accept));
+      assert.equal((res.body as { instances: Findings[] }).instances.length, 1, String(accept));
+      assertVariesOnAccept(res.headers, `200 to ${accept}`);
+    }
+    const refused = [
+      'application/dicom',
+      'text/html',
+      // DICOM JSON is a data set model (PS3.18 F.2); the findings are the gateway's JSON, not DICOM JSON.
+      'application/dicom+json',
+      'application/json;q=0',
+      'application/json;q=0, */*',
+      '*/*;q=0',
+      'application/*;q=0, text/*',
+    ];
+    for (const [i, accept] of refused.entries()) {
+      const res = await findings(accept, `findings-406-${i}`);
+      assert.equal(res.status, 406, `${accept}: ${res.text.slice(0, 200)}`);
+      assert.match(String(res.headers['content-type']), /^application\/problem\+json/);
+      assertVariesOnAccept(res.headers, `406 to ${accept}`);
+      const problem = res.body as Problem;
+      assert.equal(problem.code, 'NOT_ACCEPTABLE');
+      assert.deepEqual(problem.errors, [{ field: 'Accept', reason: 'must accept one of application/json' }]);
+      assert.match(
+        problem.detail,
+        /accepts none of the types a study's findings are answered in \(application\/json\)/,
+      );
+    }
+    // Decided before the findings are read: a study with none kept is a 406 too, not a 404; a UID that is none, a 400.
+    assert.equal((await findings('application/dicom', undefined, '1.2.3.4.5.6.7')).status, 406);
+    assert.equal((await findings('application/dicom', undefined, '1..2')).status, 400);
+    const rows = await app
+      .get(DataSource)
+      .query<Array<Record<string, unknown>>>(
+        'SELECT action, outcome, status_code, output_summary, input_digest FROM audit_events WHERE request_id = ANY($1)',
+        [refused.map((_a, i) => `findings-406-${i}`)],
+      );
+    assert.equal(rows.length, refused.length);
+    for (const row of rows) {
+      assert.deepEqual(
+        [row.action, row.outcome, row.status_code, row.output_summary],
+        ['medical.findings-read', 'invalid', 406, { reason: 'NOT_ACCEPTABLE' }],
+      );
+      assert.match(String(row.input_digest), /^[0-9a-f]{64}$/);
+    }
+  });
+
   it('STOW-RS with Accept: application/dicom+xml answers the store response as Native DICOM Model XML', async () => {
     const good = dicomFile('US1_UNCR.dcm');
     const { body, contentType } = multipartRelated([good, dicomFile('test-SR.dcm')]);

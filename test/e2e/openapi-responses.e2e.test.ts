@@ -417,6 +417,7 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
     await call(200, 'get', findings, `/v1/medical/studies/${uid}/findings`, { auth: pacs });
     await call(400, 'get', findings, '/v1/medical/studies/x/findings', { auth: pacs });
     await call(404, 'get', findings, '/v1/medical/studies/1.2.3.4/findings', { auth: pacs });
+    await call(406, 'get', findings, `/v1/medical/studies/${uid}/findings`, { auth: pacs, accept: dicom });
     await refusals('get', findings, `/v1/medical/studies/${uid}/findings`, ['scada']);
   });
 

@@ -1,3 +1,5 @@
+import { AppError } from '../../common/errors/app-error';
+
 /** One media range of an Accept header: its type and parameter names lower-cased, its quality, its place in the header. */
 export interface MediaRange {
   type: string;
@@ -82,4 +84,22 @@ export function preferredMediaType<T extends string>(accept: string | undefined,
     }
   }
   return best?.type;
+}
+
+/**
+ * The media type of `offered` (the default first) the Accept header prefers, as `preferredMediaType` reads it; a
+ * header that accepts none of them is a 406 (NOT_ACCEPTABLE) naming Accept and listing them. `writtenIn` ends the
+ * sentence "the Accept header accepts none of the types ..." (e.g. "a store response is written in").
+ */
+export function acceptedMediaType<T extends string>(
+  accept: string | undefined,
+  offered: readonly T[],
+  writtenIn: string,
+): T {
+  const type = preferredMediaType(accept, offered);
+  if (type) return type;
+  const listed = offered.join(', ');
+  throw new AppError('NOT_ACCEPTABLE', `the Accept header accepts none of the types ${writtenIn} (${listed})`, {
+    fields: [{ field: 'Accept', reason: `must accept one of ${listed}` }],
+  });
 }

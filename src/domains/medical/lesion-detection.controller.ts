@@ -17,6 +17,7 @@ import { BODY_MEDIA_TYPE } from '../../common/http/body-media-type';
 import { NoQueryDto } from '../../common/http/no-query';
 import { AddRouteConfig } from '../../common/http/route-config';
 import { varyOn } from '../../common/http/vary';
+import { acceptedMediaType } from './accept-header.util';
 import { dicomProblem } from './dicom/dicom-problem';
 import { checkStudyUidParam, DICOM_UID_PATTERN } from './dicom/dicom-uid.util';
 import { DicomRejected } from './dicom/dicom-rejected';
@@ -25,6 +26,8 @@ import { MedicalIntakeService } from './medical-intake.service';
 import { answerContentType, answerForm } from './sr/sr-negotiation.util';
 
 const DICOM = 'application/dicom';
+/** What a study's kept findings are answered as: JSON only. */
+const FINDINGS_TYPES = ['application/json'] as const;
 
 function isDicomInstance(contentType: string | undefined): boolean {
   return /^application\/dicom\s*(;|$)/i.test(contentType ?? '');
@@ -114,15 +117,25 @@ export class LesionDetectionController {
     schema: { type: 'string', pattern: DICOM_UID_PATTERN.source, maxLength: 64 },
   })
   @RequirePermission('medical:infer', 'medical.findings-read')
-  @ApiOkResponse({ type: StudyFindingsDto })
-  @ApiProblems(400, 404)
+  @ApiOkResponse({
+    type: StudyFindingsDto,
+    description:
+      'The findings as JSON, the one form they are answered in: an Accept header that takes no JSON is a 406',
+  })
+  @ApiProblems(400, 404, 406)
   async studyFindings(
     @Param('studyInstanceUID') studyInstanceUID: string,
     @Query() _query: NoQueryDto,
     @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<StudyFindingsDto> {
+    // JSON or a 406 by Accept: every answer says so to caches, as the other medical routes' do.
+    varyOn(reply, 'Accept');
     checkStudyUidParam(studyInstanceUID);
     noteAudit(request, { inputDigest: this.intake.digest(Buffer.from(studyInstanceUID)) });
+    // Decided before the findings are read. DICOM JSON (application/dicom+json) is not offered: the findings are
+    // the gateway's own JSON, not a DICOM data set, and the SR is written per instance, not per study.
+    acceptedMediaType(request.headers.accept, FINDINGS_TYPES, "a study's findings are answered in");
     const findings = await this.intake.studyFindings(studyInstanceUID, principalOf(request)?.tenant);
     noteAudit(request, {
       output: { study: this.intake.protector.pseudonymUid(studyInstanceUID), instances: findings.instances.length },

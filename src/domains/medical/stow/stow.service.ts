@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AppError } from '../../../common/errors/app-error';
 import { AppConfig } from '../../../config/app-config';
-import { preferredMediaType } from '../accept-header.util';
+import { acceptedMediaType } from '../accept-header.util';
 import { DicomImage } from '../dicom/dicom-parse.util';
 import { DicomRejected } from '../dicom/dicom-rejected';
 import { attributeName } from '../dicom/dicom-dictionary';
@@ -90,16 +90,7 @@ export class StowService {
 
   /** The store response's media type by the Accept header; a header that accepts none of them is a 406. */
   responseType(accept: string | undefined): StoreResponseType {
-    const type = preferredMediaType(accept, STORE_RESPONSE_TYPES);
-    if (type) return type;
-    const offered = STORE_RESPONSE_TYPES.join(', ');
-    throw new AppError(
-      'NOT_ACCEPTABLE',
-      `the Accept header accepts none of the types a store response is written in (${offered})`,
-      {
-        fields: [{ field: 'Accept', reason: `must accept one of ${offered}` }],
-      },
-    );
+    return acceptedMediaType(accept, STORE_RESPONSE_TYPES, 'a store response is written in');
   }
 
   /** The store response written in the media type responseType chose: the DICOM JSON data set, or its XML. */
