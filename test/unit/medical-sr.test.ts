@@ -410,6 +410,19 @@ describe('medical: which answer the Accept header asks for', () => {
         /^transfer-syntax a value that is not a transfer syntax UID is/,
       ],
       ['application/dicom; transfer-syntax=, application/dicom;q=0', /not a transfer syntax UID/],
+      // Digits and dots that are no UID by PS3.5 9.1 (isDicomUid, as for a study UID in a path) are not named back
+      // either: an empty component, a leading zero, a dot at an end, more than 64 characters.
+      ...['1..2', '01.2', '1.2.', '.1', `1.2.840.10008.${'1'.repeat(51)}`].map((ts): [string, RegExp] => [
+        `application/dicom; transfer-syntax=${ts}`,
+        /^transfer-syntax a value that is not a transfer syntax UID is/,
+      ]),
+      // One that is a UID of 64 characters is, beside one that is none.
+      [
+        `application/dicom; transfer-syntax=1.2.840.10008.${'1'.repeat(50)}, application/dicom; transfer-syntax=1..2`,
+        new RegExp(
+          `^transfer-syntax 1\\.2\\.840\\.10008\\.${'1'.repeat(50)}, a value that is not a transfer syntax UID is`,
+        ),
+      ],
     ];
     for (const [accept, reason] of refusals) {
       assert.throws(

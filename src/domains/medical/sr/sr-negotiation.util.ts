@@ -1,5 +1,6 @@
 import { AppError } from '../../../common/errors/app-error';
 import { type MediaRange, mediaRanges } from '../accept-header.util';
+import { isDicomUid } from '../dicom/dicom-uid.util';
 import { SR_TRANSFER_SYNTAXES, type SrTransferSyntax } from './lesion-sr.util';
 
 const DICOM = 'application/dicom';
@@ -66,14 +67,12 @@ export function answerContentType(answer: AnswerForm): string {
   return answer.form === 'sr' ? `${DICOM}; transfer-syntax=${answer.transferSyntax}` : JSON_TYPE;
 }
 
-const UID = /^[0-9.]{1,64}$/;
-
 function notAcceptable(asked: string[]): AppError {
   const writable = Object.entries(SR_TRANSFER_SYNTAXES)
     .map(([uid, name]) => `${uid} (${name})`)
     .join(', ');
-  // Named back only when it looks like a UID: the header is the caller's text.
-  const named = [...new Set(asked.map((ts) => (UID.test(ts) ? ts : 'a value that is not a transfer syntax UID')))];
+  // Named back only when it is a UID (PS3.5 9.1, as a study UID in a path is checked): the header is the caller's text.
+  const named = [...new Set(asked.map((ts) => (isDicomUid(ts) ? ts : 'a value that is not a transfer syntax UID')))];
   const reason = `transfer-syntax ${named.join(', ')} is not one the SR is written in; ask for one of ${writable}, or *`;
   return new AppError(
     'NOT_ACCEPTABLE',
