@@ -7,8 +7,18 @@ import * as dicomParser from 'dicom-parser';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AuditInputDigester } from '../../src/common/access';
-import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
-import { DECODABLE_FILES, DICOM_SKIP, dicomFile, medicalModelsDir, multipartRelated } from '../fixtures/dicom-files';
+import { deflatedBomb, encodedLossless, fragmentedFrames, rewriteDicom } from '../fixtures/dicom-crafted';
+import {
+  DECODABLE_FILES,
+  DICOM_SKIP,
+  dicomFile,
+  localDicomFile,
+  medicalModelsDir,
+  multipartRelated,
+  TEST_PARSE_LIMITS,
+} from '../fixtures/dicom-files';
+import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
+import { decodeFrame, initialisePixelCodecs } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { childrenNamed, parseXml, XmlElement } from '../fixtures/xml-document';
@@ -887,6 +897,55 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
       assert.match(String(res.headers['content-type']), /^application\/dicom/);
     });
   }
+
+  it('multi-frame JPEG-LS, JPEG 2000 and HTJ2K, frames in several fragments behind an empty offset table: findings for each frame, as from the well-formed file', async () => {
+    // PS3.5 A.4 lets a frame span fragments with no offset table (dcmjs and PACS send such files): emri_small_RLE's
+    // 10 frames re-encoded losslessly, each cut in 2 or 3 fragments, decode to the same pixels, so the same findings.
+    await initialisePixelCodecs();
+    const radiologist = bearer(tokenFor(['radiologist']));
+    const post = (body: Buffer) =>
+      http
+        .post('/v1/medical/lesion-detections')
+        .set('Authorization', radiologist)
+        .set('Content-Type', 'application/dicom')
+        .send(body);
+    const file = dicomFile('emri_small_RLE.dcm');
+    const original = parseDicomImage(file, TEST_PARSE_LIMITS);
+    const values = Array.from({ length: 10 }, (_, k) => decodeFrame(original, k).values);
+    const wellFormed = await post(file);
+    assert.equal(wellFormed.status, 200, wellFormed.text.slice(0, 300));
+    const expected = (wellFormed.body as Findings).frames;
+    assert.deepEqual(
+      expected.map((f) => f.frameNumber),
+      Array.from({ length: 10 }, (_, k) => k + 1),
+    );
+    // As DCMTK writes it (dcmcjpls +fs 1 -ot): 10 frames in 41 fragments of 1 KiB.
+    const dcmtk = await post(localDicomFile('emri_small_jpeg_ls_fragmented.dcm'));
+    assert.equal(dcmtk.status, 200, dcmtk.text.slice(0, 300));
+    assert.deepEqual((dcmtk.body as Findings).frames, expected, 'dcmcjpls +fs 1 -ot');
+    for (const ts of ['1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.201']) {
+      const frames = values.map((v) => encodedLossless(v, original, ts));
+      const fragmented = fragmentedFrames(file, frames, ts, { fragmentsPerFrame: (k) => 2 + (k % 2) });
+      const pixels = dicomParser.parseDicom(fragmented).elements.x7fe00010;
+      assert.deepEqual([pixels.fragments?.length, pixels.basicOffsetTable?.length], [25, 0], ts);
+      const res = await post(fragmented);
+      assert.equal(res.status, 200, `${ts}: ${res.text.slice(0, 300)}`);
+      assert.deepEqual((res.body as Findings).frames, expected, ts);
+      // A frame whose first fragment lost its start marker: 9 frame starts for 10 frames, refused naming PixelData.
+      frames[3] = Uint8Array.from([0, ...frames[3]]);
+      const cut = await post(fragmentedFrames(file, frames, ts, { fragmentsPerFrame: () => 2 }));
+      assert.equal(cut.status, 400, `${ts}: ${cut.text.slice(0, 300)}`);
+      const problem = cut.body as Problem;
+      assert.equal(problem.code, 'DICOM_INVALID', ts);
+      assert.equal(problem.errors?.[0]?.field, '(7FE0,0010) PixelData', ts);
+      assert.match(problem.errors?.[0]?.reason ?? '', /^MALFORMED: /, ts);
+      assert.match(
+        problem.detail,
+        /20 fragments and no usable offset table for 10 frames, and 9 fragments \(not 10/,
+        ts,
+      );
+    }
+  });
 
   it('refuses an upload over MEDICAL_MAX_BODY_BYTES with 413', async () => {
     const res = await http

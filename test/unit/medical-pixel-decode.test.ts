@@ -280,6 +280,11 @@ describe(
       ['JPEG 2000 lossless', '1.2.840.10008.1.2.4.90'],
       ['HTJ2K lossless', '1.2.840.10008.1.2.4.201'],
     ];
+    const STARTS: Record<string, string> = {
+      '1.2.840.10008.1.2.4.80': 'a JPEG-LS codestream (SOI)',
+      '1.2.840.10008.1.2.4.90': 'a JPEG 2000 codestream (SOC then SIZ, or a JP2 signature)',
+      '1.2.840.10008.1.2.4.201': 'an HTJ2K codestream (SOC then SIZ, or a JP2 signature)',
+    };
     // emri_small_RLE: 10 frames of 64x64 MR, 12 bits stored, each a different slice.
     const source = (): { file: Buffer; original: ReturnType<typeof parseDicomImage> } => {
       const file = dicomFile('emri_small_RLE.dcm');
@@ -311,6 +316,20 @@ describe(
       }
     });
 
+    it('decodes the file DCMTK writes so (dcmcjpls +fs 1 -ot: 41 fragments of 1 KiB), frame by frame as the original', () => {
+      const { original } = source();
+      const image = parseDicomImage(local('emri_small_jpeg_ls_fragmented.dcm'), LIMITS);
+      const pixels = image.dataSet.elements.x7fe00010;
+      assert.deepEqual([pixels.fragments?.length, pixels.basicOffsetTable?.length, image.numberOfFrames], [41, 0, 10]);
+      for (let frame = 0; frame < 10; frame++) {
+        assert.deepEqual(
+          Array.from(decodeFrame(image, frame).values),
+          Array.from(decodeFrame(original, frame).values),
+          `frame ${frame + 1}`,
+        );
+      }
+    });
+
     it('decodes the real files codestreams cut in fragments, three frames of each', () => {
       const reference = mrSmallPixels();
       for (const { name, ts, file, codestream } of mrSmallCodestreams()) {
@@ -336,9 +355,13 @@ describe(
         const refused = rejectionOf(() => decodeFrame(image, 0), 'the frame was decoded');
         assert.equal(refused.reason, 'MALFORMED', name);
         assert.equal(refused.attribute, '(7FE0,0010) PixelData', name);
+        // The refusal says how many frame starts were found against how many frames, and what a start is.
         assert.equal(
           refused.detail,
-          'the encapsulated pixel data has 20 fragments and no usable offset table for 10 frames',
+          'the encapsulated pixel data has 20 fragments and no usable offset table for 10 frames, and 9 fragments ' +
+            '(not 10, one per frame as (0028,0008) NumberOfFrames gives) begin ' +
+            STARTS[ts] +
+            ': the frames cannot be told apart',
           name,
         );
       }

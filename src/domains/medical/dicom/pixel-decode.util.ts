@@ -122,6 +122,15 @@ const FRAME_START: Partial<Record<Codec, (bytes: Uint8Array) => boolean>> = {
   htj2k: (bytes) => startsWith(bytes, [0xff, 0x4f, 0xff, 0x51]) || startsWith(bytes, JP2_SIGNATURE_BOX),
 };
 
+/** What begins each codec's frame, for a refusal that says which fragments were looked for. */
+const CODESTREAM_START: Partial<Record<Codec, string>> = {
+  rle: 'an RLE header',
+  jpeg: 'a JPEG codestream (SOI)',
+  'jpeg-ls': 'a JPEG-LS codestream (SOI)',
+  jpeg2000: 'a JPEG 2000 codestream (SOC then SIZ, or a JP2 signature)',
+  htj2k: 'an HTJ2K codestream (SOC then SIZ, or a JP2 signature)',
+};
+
 /** Whether an offset table has one entry per frame, each the offset of a fragment after the previous one's. */
 function locatesFrames(table: number[], fragments: Array<{ offset: number }>, frames: number): boolean {
   if (table.length !== frames || table[0] !== 0) return false;
@@ -166,16 +175,26 @@ function encodedFrame(image: DicomImage, frame: number): Uint8Array {
     table = dicomParser.createJPEGBasicOffsetTable(ds, element);
     if (table.length !== image.numberOfFrames) table = [];
   }
+  let starts: number | undefined;
   if (table.length === 0 && opens) {
     // PS3.5 A.4: a frame may span fragments and the table may be empty. Each frame's first fragment begins with its
     // codestream's start marker, which JPEG's and JPEG-LS's entropy-coded data cannot hold (a byte after FF is 00
     // or RSTn, or below 80) and JPEG 2000's hardly; only a count of exactly NumberOfFrames is taken.
     table = fragments.filter(beginsFrame).map((f) => f.offset);
+    starts = table.length;
   }
   if (table.length !== image.numberOfFrames) {
+    // Said in numbers: how many fragments begin a frame against how many frames there are, so a sender can tell a
+    // wrong NumberOfFrames from a frame cut before its start marker.
+    const found =
+      starts === undefined || codec === undefined
+        ? ''
+        : `, and ${starts} fragments (not ${image.numberOfFrames}, one per frame as (0028,0008) NumberOfFrames gives) ` +
+          `begin ${CODESTREAM_START[codec]}`;
     throw new DicomRejected(
       'MALFORMED',
-      `the encapsulated pixel data has ${fragments.length} fragments and no usable offset table for ${image.numberOfFrames} frames`,
+      `the encapsulated pixel data has ${fragments.length} fragments and no usable offset table for ` +
+        `${image.numberOfFrames} frames${found}: the frames cannot be told apart`,
       attributeName('PixelData'),
     );
   }
