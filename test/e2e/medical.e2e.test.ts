@@ -484,6 +484,8 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
         assert.equal(problem.code, 'VALIDATION_FAILED');
         assert.equal(problem.errors?.[0]?.field, 'studyInstanceUID');
         assert.match(problem.errors?.[0]?.reason ?? '', /not a DICOM UID \(PS3\.5 9\.1/);
+        // Both routes choose their answer's form by Accept: a refusal varies on it like any other answer.
+        assert.match(String(res.headers.vary), /\bAccept\b/i, `${uid}: Vary`);
       }
     }
     assert.equal(await inferenceCount(), ranBefore, 'nothing was analysed');

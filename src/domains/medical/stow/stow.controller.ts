@@ -102,6 +102,8 @@ export class StowController {
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<unknown> {
+    // Every answer varies on Accept, a refused UID's too (handle says so again for both routes).
+    varyOn(reply, 'Accept');
     checkStudyUidParam(studyInstanceUID);
     return this.handle(request, reply, studyInstanceUID);
   }
