@@ -227,7 +227,7 @@ describe('Open Inference Protocol v2', () => {
   it('refusals before the route reads the body name the field too, as `field: reason`', async () => {
     const infer = () => http.post('/v2/models/fixture-linear/infer');
     const media = await infer().set('Content-Type', 'text/plain').send('{}').expect(415);
-    assert.deepEqual(media.body, { error: 'Content-Type: Unsupported Media Type' });
+    assert.deepEqual(media.body, { error: 'Content-Type: "text/plain" is not a media type this route reads' });
     assert.match(String(media.headers['content-type']), /^application\/json/);
     const empty = await infer().set('Content-Type', 'application/json').send('').expect(400);
     assert.deepEqual(empty.body, {

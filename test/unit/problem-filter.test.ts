@@ -5,7 +5,7 @@ import { errorCodes, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AppError, shuttingDown } from '../../src/common/errors/app-error';
 import { ProblemFilter } from '../../src/common/errors/problem.filter';
 
-function exchange(url: string) {
+function exchange(url: string, headers: Record<string, string> = {}) {
   const sent: { status?: number; headers: Record<string, string>; body?: unknown } = { headers: {} };
   const reply = {
     status(code: number) {
@@ -21,7 +21,7 @@ function exchange(url: string) {
       return reply;
     },
   };
-  const request = { url, id: 'req-1' } as unknown as FastifyRequest;
+  const request = { url, id: 'req-1', headers } as unknown as FastifyRequest;
   return { request, reply: reply as unknown as FastifyReply, sent };
 }
 
@@ -108,19 +108,40 @@ describe('problem+json filter', () => {
       body.errors.map((e) => e.field),
       ['(body)'],
     );
-    const media = exchange('/v1/finance/fraud-scores');
-    filter.respond(
-      wrapped(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE('application/xml')),
-      media.request,
-      media.reply,
-    );
-    const mediaBody = media.sent.body as { code: string; errors: Array<{ field: string }> };
+  });
+
+  it("answers Fastify's 415 as the gateway's own UNSUPPORTED_MEDIA_TYPE naming Content-Type, not FST_ERR_*", () => {
+    const wrapped = (error: Error & { statusCode?: number }) =>
+      new HttpException(error.message, error.statusCode ?? 500, { cause: error });
+    const media = exchange('/v1/finance/fraud-scores', { 'content-type': 'application/xml; charset=utf-8' });
+    filter.respond(wrapped(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()), media.request, media.reply);
     assert.equal(media.sent.status, 415);
-    assert.equal(mediaBody.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE');
-    assert.deepEqual(
-      mediaBody.errors.map((e) => e.field),
-      ['Content-Type'],
-    );
+    assert.equal(media.sent.headers['content-type'], 'application/problem+json');
+    const reason = '"application/xml" is not a media type this route reads';
+    assert.deepEqual(media.sent.body, {
+      type: 'urn:gateway:problem:unsupported-media-type',
+      title: 'Unsupported media type',
+      status: 415,
+      detail: `Content-Type: ${reason}`,
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      instance: '/v1/finance/fraud-scores',
+      requestId: 'req-1',
+      errors: [{ field: 'Content-Type', reason }],
+    });
+    // Unwrapped too (Fastify's own error handler), and a body sent with no Content-Type at all.
+    const none = exchange('/dicomweb/studies');
+    filter.respond(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(), none.request, none.reply);
+    assert.equal(none.sent.status, 415);
+    assert.deepEqual((none.sent.body as { code: string; errors: unknown }).code, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.deepEqual((none.sent.body as { errors: unknown }).errors, [
+      { field: 'Content-Type', reason: 'is missing: a request with a body must name its media type' },
+    ]);
+    // The OIP routes keep their own shape, the field leading the string.
+    const oip = exchange('/v2/models/x/infer', { 'content-type': 'text/plain' });
+    filter.respond(wrapped(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()), oip.request, oip.reply);
+    assert.equal(oip.sent.status, 415);
+    assert.equal(oip.sent.headers['content-type'], 'application/json');
+    assert.deepEqual(oip.sent.body, { error: 'Content-Type: "text/plain" is not a media type this route reads' });
   });
 
   it('speaks the OIP error shape under /v2', () => {

@@ -112,6 +112,10 @@ export class ProblemFilter implements ExceptionFilter {
     if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
       const raw = (exception as { code?: unknown }).code;
       const fastifyCode = typeof raw === 'string' ? raw : `HTTP_${statusCode}`;
+      // One code for every 415, the gateway's own: a client branching on `code` need not know Fastify's name.
+      if (fastifyCode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+        return this.toProblem(unreadMediaType(request.headers['content-type']), request);
+      }
       const { detail, field } = fastifyRefusal(
         fastifyCode,
         exception instanceof Error ? exception.message : 'bad request',
@@ -198,9 +202,9 @@ function oipError(problem: Problem): string {
 
 /**
  * What a refusal Fastify raised itself names: the field it is about, where there is one, and the reason. A body
- * parser's refusal names the body or Content-Type with Fastify's words; a path Fastify cannot decode, refused
- * before any route reads it, or with a parameter over the router's length, names the path with its own (Fastify's
- * quote the URL back).
+ * parser's refusal names the body with Fastify's words (its 415 is the gateway's own: unreadMediaType); a path
+ * Fastify cannot decode, refused before any route reads it, or with a parameter over the router's length, names
+ * the path with its own (Fastify's quote the URL back).
  */
 function fastifyRefusal(code: string, message: string): { detail: string; field?: FieldError } {
   if (code === 'FST_ERR_BAD_URL') {
@@ -210,8 +214,21 @@ function fastifyRefusal(code: string, message: string): { detail: string; field?
     return { detail: `(path): ${LONG_PARAM_REASON}`, field: { field: '(path)', reason: LONG_PARAM_REASON } };
   }
   if (!code.startsWith('FST_ERR_CTP_')) return { detail: message };
-  const field = code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Content-Type' : '(body)';
-  return { detail: message, field: { field, reason: message } };
+  return { detail: message, field: { field: '(body)', reason: message } };
+}
+
+/**
+ * Fastify's 415 (no body parser reads the Content-Type, or a body came with none) as the gateway's own 415 names
+ * it: UNSUPPORTED_MEDIA_TYPE naming Content-Type, saying which type (its essence, clipped) was not read.
+ */
+function unreadMediaType(contentType: string | undefined): AppError {
+  const essence = contentType?.split(';')[0].trim();
+  const reason = essence
+    ? `${JSON.stringify(essence.slice(0, 64))} is not a media type this route reads`
+    : 'is missing: a request with a body must name its media type';
+  return new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Type: ${reason}`, {
+    fields: [{ field: 'Content-Type', reason }],
+  });
 }
 
 const BAD_PATH_REASON = 'is not valid percent-encoded UTF-8 (each % followed by two hex digits, together UTF-8)';
