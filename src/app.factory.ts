@@ -20,6 +20,7 @@ import { refuseRequestsWithoutHost } from './common/http/host-header';
 import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads';
 import { registerGracefulClose } from './common/http/graceful-close';
 import { clientErrorHandler } from './common/http/client-errors';
+import { CorsPolicy, registerCors } from './common/http/cors';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id';
 import { registerRouteCatalog } from './common/http/route-catalog';
 import { registerSecurityHeaders, securityHeaders } from './common/http/security-headers';
@@ -48,6 +49,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   if (dataDir) gaps.push(dataDir);
   if (gaps.length > 0) throw new ConfigError(gaps.join('; '));
   const filter = new ProblemFilter();
+  const cors = config.CORS_ORIGINS ? new CorsPolicy(config.CORS_ORIGINS, config.CORS_MAX_AGE_S) : undefined;
   const adapter = new FastifyAdapter({
     bodyLimit: config.BODY_LIMIT_BYTES,
     genReqId: requestIdFor,
@@ -78,7 +80,12 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
       const answer = filter.render(error, request);
       void reply
         .code(answer.status)
-        .headers({ ...securityHeaders(request.url), ...answer.headers, [REQUEST_ID_HEADER]: String(request.id) })
+        .headers({
+          ...securityHeaders(request.url),
+          ...cors?.answerHeaders(request.headers.origin),
+          ...answer.headers,
+          [REQUEST_ID_HEADER]: String(request.id),
+        })
         .send(answer.body);
     },
   });
@@ -108,6 +115,8 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     void reply.header(REQUEST_ID_HEADER, request.id);
     done(null, payload);
   });
+  // Before the caller is checked, counted or audited: a preflight carries no token, a refusal must be readable.
+  if (cors) await registerCors(fastify, cors);
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), app.get(AuditAggregates), filter);
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   // Counted by the audit hook, refused before the caller is identified.

@@ -137,6 +137,53 @@ function IsRetiredSecretList(): PropertyDecorator {
   });
 }
 
+/** A comma-separated list as its trimmed items (an empty item kept, for the validator to name), anything else as it came. */
+const toCommaList = ({ value }: { value: unknown }): unknown =>
+  typeof value === 'string' ? value.split(',').map((item) => item.trim()) : value;
+
+/**
+ * Why a list of CORS origins is refused, or undefined. Each item is an origin exactly as a browser sends it in
+ * `Origin` (scheme, host, port if not the scheme's own; lower case, no path, no trailing slash), as it is compared
+ * byte for byte: `viewer.example` (no scheme) or `https://viewer.example/app` (a path) matched no browser's request
+ * and left the app refused with nothing said. `*` is refused: the gateway holds PHI and card data, and each browser
+ * app that may call it is named.
+ */
+function corsOriginsRefusal(value: unknown): string | undefined {
+  if (!Array.isArray(value)) return 'must be a comma-separated list of origins (https://viewer.hospital.example)';
+  for (const [i, item] of (value as unknown[]).entries()) {
+    const origin = String(item);
+    const which = `item ${i + 1}`;
+    if (origin === '') return `${which} is empty`;
+    if (origin === '*') {
+      return `${which} is *: list each origin allowed (https://viewer.hospital.example); any origin is not accepted`;
+    }
+    const quoted = JSON.stringify(origin.slice(0, 100));
+    if (!URL.canParse(origin)) {
+      return `${which} (${quoted}) is not an origin: scheme://host[:port], e.g. https://viewer.hospital.example`;
+    }
+    const url = new URL(origin);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      return `${which} (${quoted}) must be an http:// or https:// origin`;
+    }
+    if (url.username || url.password || url.pathname !== '/' || url.search || url.hash) {
+      return `${which} (${quoted}) has a path, query, fragment or user: an origin is scheme://host[:port] only`;
+    }
+    if (url.origin !== origin) return `${which} (${quoted}) must be written as a browser sends it: ${url.origin}`;
+  }
+  return undefined;
+}
+
+/** A list of exact origins for CORS (CORS_ORIGINS); the message names the item and why. */
+function IsCorsOriginList(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isCorsOriginList',
+    validator: {
+      validate: (value: unknown) => corsOriginsRefusal(value) === undefined,
+      defaultMessage: ({ property, value }: ValidationArguments) => `${property} ${corsOriginsRefusal(value)}`,
+    },
+  });
+}
+
 /**
  * The gateway's whole configuration, read from the environment once at boot (`loadConfig`) and
  * validated; nothing else reads `process.env`. A bad value stops the boot with the variable's name.
@@ -359,6 +406,23 @@ export class AppConfig {
   @IsString()
   @MinLength(1)
   AUTH_TENANT_CLAIM = 'tenant';
+
+  /**
+   * Browser apps on other origins allowed to call the gateway (CORS): exact origins, comma-separated
+   * (`https://viewer.hospital.example,https://console.bank.example`). Unset: no CORS (no CORS headers; a
+   * preflight is answered as any OPTIONS request is).
+   */
+  @IsOptional()
+  @Transform(toCommaList)
+  @IsCorsOriginList()
+  CORS_ORIGINS?: string[];
+
+  /** How long a browser may keep a preflight's answer (Access-Control-Max-Age), in seconds; 0: ask each time. */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(86_400)
+  CORS_MAX_AGE_S = 600;
 
   /** Requests per subject per RATE_LIMIT_WINDOW_MS; 0 turns rate limiting off. */
   @Transform(toInt)
@@ -805,6 +869,7 @@ const OPTIONAL_KEYS = [
   'AUTH_PUBLIC_KEYS',
   'AUTH_JWKS_FILE',
   'AUTH_HS256_SECRET',
+  'CORS_ORIGINS',
   'AUDIT_HMAC_SECRET',
   'AUDIT_HMAC_PREVIOUS_SECRETS',
   'AUDIT_WRITER_ID',

@@ -88,6 +88,11 @@ describe('a failed boot (main.ts): one line naming the reason, exit code 1, no s
     assert.match(reason, /^invalid configuration: PORT="eighty": .*PORT must be an integer number$/);
   });
 
+  it('a CORS origin without its scheme, named as the variable', async () => {
+    const reason = await failedBoot({ ...TEST_AUTH_ENV, DATA_DIR: emptyDataDir(), CORS_ORIGINS: 'viewer.example' });
+    assert.match(reason, /^invalid configuration: CORS_ORIGINS=\["viewer\.example"\]: CORS_ORIGINS item 1 /);
+  });
+
   it('no token keys in production', async () => {
     const reason = await failedBoot({
       NODE_ENV: 'production',

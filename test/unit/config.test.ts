@@ -285,4 +285,41 @@ describe('configuration', () => {
       assert.throws(() => loadConfig({ SPARKPLUG_HOST_ID: bad }), /SPARKPLUG_HOST_ID=.*must be 1-64 characters/, bad);
     }
   });
+
+  it('CORS_ORIGINS: unset by default (no CORS); exact origins taken, anything a browser would not send as Origin refused naming the item', () => {
+    assert.equal(loadConfig({}).CORS_ORIGINS, undefined);
+    assert.equal(loadConfig({}).CORS_MAX_AGE_S, 600);
+    const config = loadConfig({
+      CORS_ORIGINS: 'https://viewer.hospital.example, http://localhost:3000,https://[::1]:8443',
+      CORS_MAX_AGE_S: '0',
+    });
+    assert.deepEqual(config.CORS_ORIGINS, [
+      'https://viewer.hospital.example',
+      'http://localhost:3000',
+      'https://[::1]:8443',
+    ]);
+    assert.equal(config.CORS_MAX_AGE_S, 0);
+    for (const [bad, why] of [
+      ['viewer.example', /item 1 \("viewer\.example"\) is not an origin: scheme:\/\/host\[:port\]/],
+      ['https://ok.example,https://viewer.example/app', /item 2 \("https:\/\/viewer\.example\/app"\) has a path/],
+      ['https://viewer.example?x=1', /has a path, query, fragment or user/],
+      ['https://user@viewer.example', /has a path, query, fragment or user/],
+      ['https://viewer.example/', /must be written as a browser sends it: https:\/\/viewer\.example$/],
+      ['https://Viewer.Example:443', /must be written as a browser sends it: https:\/\/viewer\.example$/],
+      ['ftp://files.example', /must be an http:\/\/ or https:\/\/ origin/],
+      ['localhost:3000', /must be an http:\/\/ or https:\/\/ origin/],
+      ['*', /item 1 is \*: list each origin allowed/],
+      ['https://a.example,,https://b.example', /item 2 is empty/],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ CORS_ORIGINS: bad }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          /CORS_ORIGINS=.*: CORS_ORIGINS /.test(error.message) &&
+          why.test(error.message),
+        bad,
+      );
+    }
+    assert.throws(() => loadConfig({ CORS_MAX_AGE_S: '86401' }), /CORS_MAX_AGE_S/);
+  });
 });

@@ -27,10 +27,12 @@ const patterns = new WeakMap<FastifyInstance, { size: number; routes: Array<{ me
 /**
  * The methods the router answers at a concrete `path` (no query), in the order the routes were
  * registered; empty where no route has that path. Lets a request with another method be told which
- * (405 with Allow) rather than that nothing is there.
+ * (405 with Allow) rather than that nothing is there. A route on every path (`*`: the CORS preflight's
+ * `OPTIONS *`, which answers only a listed origin's preflight) is left out: with it, every unknown path
+ * would be a 405 answering OPTIONS.
  */
 export function methodsAt(fastify: FastifyInstance, path: string): string[] {
-  const routes = catalogs.get(fastify) ?? [];
+  const routes = (catalogs.get(fastify) ?? []).filter((route) => route.url !== '*');
   let compiled = patterns.get(fastify);
   if (compiled?.size !== routes.length) {
     compiled = { size: routes.length, routes: routes.map((r) => ({ method: r.method, path: pathPattern(r.url) })) };
