@@ -561,6 +561,49 @@ describe('finance: fraud scoring and credit assessment', () => {
       });
     });
 
+    it('every finance route reads the key before the body: a bad key is named first, a used key answers before the body is checked', async () => {
+      const routes = [
+        {
+          path: 'fraud-scores',
+          valid: tx({ transactionId: 'idem-order' }),
+          invalid: tx({ amount: -1 }),
+          field: 'amount',
+        },
+        {
+          path: 'credit-assessments',
+          valid: APPLICANT,
+          invalid: { ...APPLICANT, creditLimit: -1 },
+          field: 'creditLimit',
+        },
+      ];
+      for (const { path, valid, invalid, field } of routes) {
+        const send = (key: string, body: unknown) =>
+          http
+            .post(`/v1/finance/${path}`)
+            .set('Authorization', engine)
+            .set('Idempotency-Key', key)
+            .send(body as object);
+        // A malformed key with a bad body: the key is what is named (the body alone, with a good key, names its field).
+        const both = await send('has spaces', invalid).expect(400);
+        assert.deepEqual(
+          both.body.errors.map((e: { field: string }) => e.field),
+          ['Idempotency-Key'],
+          path,
+        );
+        const bodyOnly = await send(`order-fresh-${path}`, invalid).expect(400);
+        assert.equal(bodyOnly.body.errors[0].field, field, path);
+        // A key already answered, sent with another body that is invalid: the key's 422, not the body's 400 ...
+        const first = await send(`order-used-${path}`, valid).expect(200);
+        const reused = await send(`order-used-${path}`, invalid).expect(422);
+        assert.equal(reused.body.code, 'IDEMPOTENCY_KEY_REUSED', path);
+        assert.equal(reused.body.errors[0].field, 'Idempotency-Key', path);
+        // ... and the retry with the first body still gets the kept answer.
+        const again = await send(`order-used-${path}`, valid).expect(200);
+        assert.equal(again.headers['idempotent-replayed'], 'true', path);
+        assert.equal(again.text, first.text, path);
+      }
+    });
+
     it('a batch with a repeated transactionId replays as first answered, its replay audited with the counts', async () => {
       const body = { transactions: [tx({ transactionId: 'rb-1' }), tx({ transactionId: 'rb-1', amount: 3 })] };
       const send = () =>

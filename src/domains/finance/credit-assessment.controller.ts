@@ -1,10 +1,10 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseInterceptors } from '@nestjs/common';
-import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { bodyDigest } from './canonical-input.util';
-import { CreditAssessmentDto, CreditAssessmentRequestDto } from './credit-assessment.dto';
+import { CreditAssessmentDto, CreditAssessmentRequestDto, parseCreditAssessmentRequest } from './credit-assessment.dto';
 import { CreditAssessmentService } from './credit-assessment.service';
 import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
@@ -26,17 +26,23 @@ export class CreditAssessmentController {
   @HttpCode(200)
   @RequirePermission('finance:score', 'credit.assess')
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
+  @ApiBody({ type: CreditAssessmentRequestDto })
   @ApiOkResponse({ type: CreditAssessmentDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
   async assess(
-    @Body() body: CreditAssessmentRequestDto,
+    @Body() body: unknown,
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<CreditAssessmentDto> {
+    // The Idempotency-Key before the body, as on the fraud routes: a malformed key is refused whatever the body, and
+    // a retry gets the answer kept for its key (or 422 for another body) before the body is checked again, so an
+    // answered application is never refused on retry by rules that changed since. The body is checked in
+    // assessOne (a refusal frees the key). Card numbers are refused before either (PanGuardInterceptor).
     return (await this.idempotency.answer(request, reply, () => this.assessOne(body, request))) as CreditAssessmentDto;
   }
 
-  private async assessOne(body: CreditAssessmentRequestDto, request: FastifyRequest): Promise<CreditAssessmentDto> {
+  private async assessOne(sent: unknown, request: FastifyRequest): Promise<CreditAssessmentDto> {
+    const body = await parseCreditAssessmentRequest(sent);
     noteAudit(request, { model: this.credit.modelRef(), inputDigest: bodyDigest(this.digester, body) });
     const { assessment: result, shadow } = await this.credit.assess(body);
     noteAudit(request, {
