@@ -26,7 +26,7 @@ import { registerRouteCatalog } from './common/http/route-catalog';
 import { registerSecurityHeaders, securityHeaders } from './common/http/security-headers';
 import { registerHttpMetrics } from './common/metrics/http-metrics';
 import { MetricsService } from './common/metrics/metrics.service';
-import { AppConfig, ConfigError, dataDirGap, productionGaps } from './config/app-config';
+import { AppConfig, ConfigError, prepareDataDir, productionGaps } from './config/app-config';
 import { setupOpenApi } from './openapi/openapi';
 import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
 import { AuditInputDigester } from './common/access';
@@ -45,7 +45,7 @@ export interface CreateAppOptions {
 /** Builds the application (not yet listening): used by main.ts, the tests, the benchmarks and the OpenAPI tool. */
 export async function createApp(config: AppConfig, options: CreateAppOptions = {}): Promise<NestFastifyApplication> {
   const gaps = productionGaps(config);
-  const dataDir = dataDirGap(config.DATA_DIR);
+  const dataDir = prepareDataDir(config.DATA_DIR);
   if (dataDir) gaps.push(dataDir);
   if (gaps.length > 0) throw new ConfigError(gaps.join('; '));
   const filter = new ProblemFilter();

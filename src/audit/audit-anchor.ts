@@ -12,8 +12,9 @@
  * every earlier anchored row too (the hash links them).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
+import { makeDir } from '../common/make-dir';
 import { claimSocketLock } from '../common/socket-lock';
 import { derivedKey } from './keyed-digest';
 
@@ -195,7 +196,7 @@ export class AnchorFile {
   }
 
   private async load(): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true });
+    await makeDir(dirname(this.path));
     const text = (await readIfThere(this.path)) ?? '';
     const reading = readAnchors(text, this.key, this.retired);
     this.lines = reading.lines;
@@ -246,7 +247,7 @@ export interface AnchorFileClaim {
  * the directory cannot hold the lock, or all the files are held.
  */
 export async function claimAnchorFile(path: string): Promise<AnchorFileClaim> {
-  await mkdir(dirname(path), { recursive: true });
+  await makeDir(dirname(path));
   for (let n = 1; n <= MAX_ANCHOR_FILES; n++) {
     const file = anchorFileNumber(path, n);
     // A path too long for a Unix socket is refused there: cut, the slots' locks would all be one socket.

@@ -1,9 +1,10 @@
 import { createHmac, randomBytes, webcrypto } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { OnApplicationShutdown } from '@nestjs/common';
 import { AuditInputDigester } from '../common/access';
+import { makeDirSync } from '../common/make-dir';
 import type { AppConfig } from '../config/app-config';
 import type { CanonicalDigestReply, CanonicalDigestRequest } from './canonical-digest.worker';
 import { keyedDigest } from './keyed-digest';
@@ -176,7 +177,7 @@ export function retiredAuditSecrets(
 function devSecret(dataDir: string): string {
   const path = join(dataDir, DEV_SECRET_FILE);
   if (!existsSync(path)) {
-    mkdirSync(dataDir, { recursive: true });
+    makeDirSync(dataDir);
     writeFileSync(path, randomBytes(32).toString('hex'), { mode: 0o600 });
   }
   return readFileSync(path, 'utf8').trim();

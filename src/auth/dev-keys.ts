@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
+import { makeDirSync } from '../common/make-dir';
 import type { AppConfig } from '../config/app-config';
 
 /** Key id of the development key pair; `npm run token` signs with it. */
@@ -21,7 +22,7 @@ export function devKeyPaths(dataDir: string): DevKeyPaths {
 export function ensureDevKeyPair(dataDir: string): DevKeyPaths {
   const paths = devKeyPaths(dataDir);
   if (!existsSync(paths.privateKey) || !existsSync(paths.publicKey)) {
-    mkdirSync(join(dataDir, 'dev-keys'), { recursive: true, mode: 0o700 });
+    makeDirSync(join(dataDir, 'dev-keys'), 0o700);
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     writeFileSync(paths.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     writeFileSync(paths.publicKey, publicKey.export({ type: 'spki', format: 'pem' }));

@@ -1,7 +1,8 @@
-import { accessSync, constants, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmdirSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
+import { makeDirSync } from '../common/make-dir';
 import {
   IsBoolean,
   IsEnum,
@@ -837,24 +838,38 @@ export function productionGaps(config: AppConfig): string[] {
 }
 
 /**
- * What keeps DATA_DIR from holding the gateway's files (its embedded database, development keys, audit key and
- * anchors), named as the variable, where the first write there would name only a path (`ENOTDIR: ... mkdir`):
- * a file in its place, or a folder this process may not write. A folder still to be made is made when needed.
+ * Makes DATA_DIR if it is missing (0700, as the embedded database wants it), and says what keeps it from holding the
+ * gateway's files (its embedded database, development keys, audit key and anchors), named as the variable, where the
+ * first write there would name only a path (`ENOTDIR: ... mkdir`), or hang: a file in its place, a folder this
+ * process may not write, one that cannot be made (a read-only mount, /sys), or a folder that takes no new folder
+ * (/proc: Node's recursive mkdir there loops for ever, so each folder is made with makeDirSync).
  */
-export function dataDirGap(dir: string): string | undefined {
+export function prepareDataDir(dir: string): string | undefined {
   let stats: Stats;
   try {
     stats = statSync(dir);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    return `DATA_DIR ${dir}: cannot be read (${code})`;
+    if (code !== 'ENOENT') return `DATA_DIR ${dir}: cannot be read (${code})`;
+    try {
+      makeDirSync(dir, 0o700);
+    } catch (error) {
+      const { code, path } = error as NodeJS.ErrnoException;
+      return `DATA_DIR ${dir}: cannot be made (${code} from mkdir ${path})`;
+    }
+    stats = statSync(dir);
   }
   if (!stats.isDirectory()) return `DATA_DIR ${dir}: not a directory`;
   try {
     accessSync(dir, constants.W_OK | constants.X_OK);
   } catch (error) {
     return `DATA_DIR ${dir}: this process may not write in it (${(error as NodeJS.ErrnoException).code})`;
+  }
+  // Root may "write" anywhere by access(): only a folder made (and removed) shows that the gateway's will be.
+  try {
+    rmdirSync(mkdtempSync(join(dir, '.write-check-')));
+  } catch (error) {
+    return `DATA_DIR ${dir}: cannot make a folder in it (${(error as NodeJS.ErrnoException).code})`;
   }
   return undefined;
 }

@@ -1,8 +1,9 @@
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, statSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Logger } from '@nestjs/common';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { makeDirSync } from '../common/make-dir';
 import { claimSocketLock } from '../common/socket-lock';
 import type { AppConfig } from '../config/app-config';
 import type { EmbeddedAttach, EmbeddedPostgresMessage, EmbeddedPostgresWorkerData } from './embedded-postgres.worker';
@@ -63,7 +64,7 @@ export async function lockDataDir(dir: string): Promise<Server> {
  * a group that reads backups). PGlite writes its files as the umask leaves them, readable by everyone.
  */
 export function privateDir(path: string): void {
-  mkdirSync(path, { recursive: true, mode: 0o700 });
+  makeDirSync(path, 0o700);
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o027) !== 0) chmodSync(path, mode & ~0o027);
 }

@@ -20,7 +20,16 @@ const { DATABASE_URL: _database, MQTT_URL: _broker, ...inherited } = process.env
  */
 async function failedBoot(
   env: Record<string, string>,
-  { nodeArgs = [], ended = [1, null] }: { nodeArgs?: string[]; ended?: [number | null, NodeJS.Signals | null] } = {},
+  {
+    nodeArgs = [],
+    ended = [1, null],
+    within,
+  }: {
+    nodeArgs?: string[];
+    ended?: [number | null, NodeJS.Signals | null];
+    /** A boot still going this long after its start is killed (SIGKILL), and the exit check fails. */
+    within?: number;
+  } = {},
 ): Promise<string> {
   const child = spawnGateway(
     {
@@ -38,9 +47,11 @@ async function failedBoot(
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const hung = within === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), within);
   const exit = await new Promise<[number | null, NodeJS.Signals | null]>((closed) =>
     child.once('close', (code, signal) => closed([code, signal])),
   );
+  clearTimeout(hung);
   assert.deepEqual(exit, ended, `exit code and signal; stderr: ${stderr}`);
   const lines = stderr.split('\n').filter((line) => line.trim() !== '');
   assert.equal(lines.length, 1, `one line on stderr, got:\n${stderr}`);
@@ -138,6 +149,32 @@ describe('a failed boot (main.ts): one line naming the reason, exit code 1, no s
     const reason = await failedBoot({ ...TEST_AUTH_ENV, DATA_DIR: file });
     assert.equal(reason, `DATA_DIR ${file}: not a directory`);
   });
+
+  it(
+    'a DATA_DIR that cannot be made, or holds no new folder (/proc, /sys, a file above it): stopped at once naming it',
+    { skip: process.platform !== 'linux' && 'needs /proc and /sys' },
+    async () => {
+      // Node's recursive mkdir loops for ever on /proc/x (ENOENT under a folder that is there): the boot hung.
+      const boot = (dir: string) => failedBoot({ ...TEST_AUTH_ENV, DATA_DIR: dir }, { within: 20_000 });
+      // As root; another user is refused by access() first (EACCES).
+      assert.match(
+        await boot('/proc/x'),
+        /^DATA_DIR \/proc\/x: cannot be made \((ENOENT|EACCES) from mkdir \/proc\/x\)$/,
+      );
+      assert.match(
+        await boot('/proc'),
+        /^DATA_DIR \/proc: (cannot make a folder in it \(ENOENT\)|this process may not write in it \(EACCES\))$/,
+      );
+      assert.match(
+        await boot('/sys/gateway/data'),
+        /^DATA_DIR \/sys\/gateway\/data: cannot be made \(E[A-Z]+ from mkdir \/sys\/gateway\)$/,
+      );
+      const file = join(emptyDataDir(), 'not-a-folder');
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, '');
+      assert.equal(await boot(join(file, 'data')), `DATA_DIR ${join(file, 'data')}: cannot be read (ENOTDIR)`);
+    },
+  );
 
   it("a model's load that hangs inside ONNX Runtime: stopped at MODEL_LOAD_TIMEOUT_MS naming it, the process killed", async () => {
     // Its thread cannot be stopped, and Node's exit would wait for it: it never ended, nor became ready.

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditSecret, retiredAuditSecrets } from '../../src/audit/input-digest';
-import { ConfigError, dataDirGap, loadConfig, productionGaps } from '../../src/config/app-config';
+import { ConfigError, loadConfig, prepareDataDir, productionGaps } from '../../src/config/app-config';
 
 describe('configuration', () => {
   it('has working defaults with an empty environment', () => {
@@ -264,19 +264,37 @@ describe('configuration', () => {
     );
   });
 
-  it('DATA_DIR: a file in its place or a folder it may not write is named as the variable; one still to be made is fine', () => {
+  it('DATA_DIR: a file in its place or a folder it may not write is named as the variable; one still to be made is made', () => {
     const root = mkdtempSync(join(tmpdir(), 'data-dir-gap-'));
     try {
       const file = join(root, 'a-file');
       writeFileSync(file, '');
-      assert.equal(dataDirGap(file), `DATA_DIR ${file}: not a directory`);
-      assert.equal(dataDirGap(join(root, 'later', 'data')), undefined);
-      assert.equal(dataDirGap(root), undefined);
-      assert.match(dataDirGap(join(file, 'below')) ?? '', /^DATA_DIR .*: cannot be read \(ENOTDIR\)$/);
+      assert.equal(prepareDataDir(file), `DATA_DIR ${file}: not a directory`);
+      const later = join(root, 'later', 'data');
+      assert.equal(prepareDataDir(later), undefined);
+      assert.equal(statSync(later).mode & 0o777, 0o700);
+      assert.deepEqual(readdirSync(later), [], 'its write check leaves nothing behind');
+      assert.equal(prepareDataDir(root), undefined);
+      assert.match(prepareDataDir(join(file, 'below')) ?? '', /^DATA_DIR .*: cannot be read \(ENOTDIR\)$/);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
   });
+
+  it(
+    'DATA_DIR: one that cannot be made, or takes no folder, is named with the reason at once (never a hang on /proc)',
+    {
+      skip: process.platform !== 'linux' || process.getuid?.() !== 0 ? 'needs Linux and root' : false,
+    },
+    () => {
+      assert.equal(prepareDataDir('/proc/x/data'), 'DATA_DIR /proc/x/data: cannot be made (ENOENT from mkdir /proc/x)');
+      assert.equal(prepareDataDir('/proc'), 'DATA_DIR /proc: cannot make a folder in it (ENOENT)');
+      assert.match(
+        prepareDataDir('/sys/gateway') ?? '',
+        /^DATA_DIR \/sys\/gateway: cannot be made \(E[A-Z]+ from mkdir \/sys\/gateway\)$/,
+      );
+    },
+  );
 
   it('SPARKPLUG_HOST_ID: unset by default (no STATE); a Sparkplug host id is taken, a topic level or wildcard refused', () => {
     assert.equal(loadConfig({}).SPARKPLUG_HOST_ID, undefined);
