@@ -20,7 +20,8 @@ export const ISO_TIME_OR_DATE =
 export const NEEDS_ZONE = 'must be an ISO 8601 time with Z or an offset, e.g. 2026-12-05T10:00:00Z';
 
 /** The reason a time of the right form that is not on the calendar or the clock is refused. */
-export const NO_SUCH_TIME = 'must be a date and time that exists: not 2026-02-30, 24:00 or a leap second';
+export const NO_SUCH_TIME =
+  'must be a date and time that exists: not 2026-02-30, 24:00, a leap second or an offset past 23:59';
 
 /** ISO_TIME_OR_DATE's fields: year, month, day, and hour, minute, second, offset hours and minutes when given. */
 const FIELDS =

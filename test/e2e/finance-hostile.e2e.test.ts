@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { NO_SUCH_TIME } from '../../src/common/iso-time';
 import { bundledModelsDir } from '../fixtures/paths';
 import { APPLICANT, tx } from '../fixtures/finance-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -368,20 +369,28 @@ describe('finance: hostile requests', () => {
     assert.deepEqual(proto.body.errors, [{ field: 'toString', reason: 'is not an accepted field' }]);
   });
 
-  it('an occurredAt that is not on the calendar is refused naming the field', async () => {
+  it('an occurredAt that is not on the calendar or the clock, or whose offset is past 23:59, is refused naming the field', async () => {
     for (const occurredAt of [
       '2026-02-30T10:00:00Z',
       '2026-02-29T10:00:00Z',
       '2026-04-31T10:00:00+02:00',
       '2026-02-30t10:00:00z',
+      '2026-12-31T24:00:00Z',
+      '2016-12-31T23:59:60Z',
+      '2026-11-23T10:00:00+25:00',
+      '2026-11-23T10:00:00-2400',
+      '2026-11-23T10:00+00:60',
     ]) {
       const res = await post('fraud-scores', tx({ occurredAt })).expect(400);
-      assert.deepEqual(res.body.errors, [{ field: 'occurredAt', reason: 'must be a valid date and time' }], occurredAt);
-      assert.equal(res.body.detail, 'occurredAt: must be a valid date and time');
+      // In the words of every other time the gateway refuses (common/iso-time).
+      assert.deepEqual(res.body.errors, [{ field: 'occurredAt', reason: NO_SUCH_TIME }], occurredAt);
+      assert.equal(res.body.detail, `occurredAt: ${NO_SUCH_TIME}`);
       const batch = await post('fraud-scores/batch', { transactions: [tx({ occurredAt })] }).expect(200);
       assert.deepEqual(batch.body.items[0].error.errors, res.body.errors);
     }
-    await post('fraud-scores', tx({ occurredAt: '2028-02-29T23:59:59Z' })).expect(200);
+    for (const occurredAt of ['2028-02-29T23:59:59Z', '2026-11-23T10:00:00+23:59', '2026-11-23T10:00-2359']) {
+      await post('fraud-scores', tx({ occurredAt })).expect(200);
+    }
   });
 
   it('an occurredAt with a lower-case t and z (RFC 3339 5.6) is scored as the upper-case one', async () => {

@@ -6,6 +6,7 @@ import { validateSync } from 'class-validator';
 import { flattenValidationErrors } from '../../src/common/errors/validation';
 import { FraudScoreRequestDto } from '../../src/domains/finance/fraud-score.dto';
 import { fraudItemErrors } from '../../src/domains/finance/fraud-item.schema';
+import { ISO_INSTANT, isoTimeMs, NO_SUCH_TIME } from '../../src/common/iso-time';
 
 const features = Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, i / 10 - 1]));
 const valid = {
@@ -63,4 +64,44 @@ describe('batch items: the compiled schema gives the DTO verdict', () => {
       else assert.ok(viaSchema.length > 0);
     });
   }
+});
+
+describe('occurredAt: read as common/iso-time reads an instant, 4-digit years only', () => {
+  const errorsOf = (occurredAt: string) => fraudItemErrors({ ...valid, occurredAt });
+
+  it('a date, time or offset that does not exist is refused in its words', () => {
+    for (const occurredAt of [
+      '2026-02-30T10:00:00Z',
+      '2026-12-31T24:00:00Z',
+      '2026-12-31T24:00Z',
+      '2016-12-31T23:59:60Z',
+      '2026-11-23T10:00:00+25:00',
+      '2026-11-23T10:00:00+2500',
+      '2026-11-23T10:00:00-24:00',
+      '2026-11-23T10:00:00+01:60',
+    ]) {
+      assert.deepEqual(errorsOf(occurredAt), [{ field: 'occurredAt', reason: NO_SUCH_TIME }], occurredAt);
+      assert.ok(Number.isNaN(isoTimeMs(occurredAt, ISO_INSTANT)), occurredAt);
+    }
+  });
+
+  it('takes what it took: offsets to 23:59 with or without a colon, lower case, to the minute or nanosecond', () => {
+    for (const occurredAt of [
+      '2026-11-23T10:00:00+23:59',
+      '2026-11-23T10:00:00-2359',
+      '2026-11-23t10:00z',
+      '2026-11-23T10:00:00.123456789+05:30',
+      '2028-02-29T23:59:59Z',
+    ]) {
+      assert.deepEqual(errorsOf(occurredAt), [], occurredAt);
+    }
+  });
+
+  it('a 6-digit signed year, which ISO_INSTANT takes, is not a transaction time', () => {
+    assert.ok(!Number.isNaN(isoTimeMs('+002026-11-23T10:00:00Z', ISO_INSTANT)));
+    assert.deepEqual(
+      errorsOf('+002026-11-23T10:00:00Z').map((e) => e.field),
+      ['occurredAt'],
+    );
+  });
 });

@@ -1,5 +1,6 @@
 import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
+import { isoTimeMs, NO_SUCH_TIME } from '../../common/iso-time';
 import {
   CHANNELS,
   COUNTRIES,
@@ -96,26 +97,10 @@ export function parseFraudScoreRequest(body: unknown): FraudScoreRequestDto {
 /** Field errors of one batch item, empty when it is a valid fraud score request. */
 export function fraudItemErrors(item: unknown): FieldError[] {
   if (validate(item)) {
-    // Date.parse is defined for the upper-case form.
-    return Number.isNaN(Date.parse(item.occurredAt.toUpperCase())) || !onTheCalendar(item.occurredAt)
-      ? [{ field: 'occurredAt', reason: 'must be a valid date and time' }]
-      : [];
+    // The form passed (OCCURRED_AT): whether its date, time and offset exist, as the gateway reads every time.
+    return Number.isNaN(isoTimeMs(item.occurredAt, OCCURRED_AT)) ? [{ field: 'occurredAt', reason: NO_SUCH_TIME }] : [];
   }
   return (validate.errors ?? []).map(toFieldError);
-}
-
-/** Whether the date and time written exist (Date.parse rolls 2026-02-30 over to 2 March). */
-function onTheCalendar(occurredAt: string): boolean {
-  const [year, month, day, hour, minute, second = 0] = (
-    /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2})(?::(\d{2}))?/.exec(occurredAt) ?? []
-  )
-    .slice(1)
-    .filter((part) => part !== undefined)
-    .map(Number);
-  if (year === undefined || month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59) return false;
-  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
-  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
-  return day >= 1 && day <= days;
 }
 
 function toFieldError(e: ErrorObject): FieldError {

@@ -253,9 +253,10 @@ for (let i = 1; i <= 28; i++) {
 
 /**
  * `occurredAt`: a date and time to the minute, second or nanosecond, with its UTC offset (`Z`, `+01:00` or `+0100`);
- * the one pattern of the DTO, the document and the compiled schema that checks the routes' bodies.
+ * the one pattern of the DTO, the document and the compiled schema that checks the routes' bodies. RFC 3339 5.6 lets
+ * the T and Z be written in lower case. common/iso-time's ISO_INSTANT less its 6-digit signed years (no card
+ * transaction is dated past 9999), so that isoTimeMs reads it (a date, time and offset that exist) as every time.
  */
-/** RFC 3339 5.6 lets the T and Z be written in lower case. */
 export const OCCURRED_AT = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})$/;
 
 export class FraudScoreRequestDto {
