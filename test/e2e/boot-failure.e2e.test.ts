@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { spawnGateway } from '../fixtures/gateway-process';
+import { anySizeConvModel } from '../fixtures/onnx-build';
 import { FIXTURE_MODELS, REPO_ROOT } from '../fixtures/paths';
 import { STALL_IN_JS, STALL_IN_ORT, stallLoads } from '../fixtures/stalling-worker';
 import { TEST_AUTH_ENV } from '../fixtures/test-auth';
@@ -175,6 +176,21 @@ describe('a failed boot (main.ts): one line naming the reason, exit code 1, no s
       assert.equal(await boot(join(file, 'data')), `DATA_DIR ${join(file, 'data')}: cannot be read (ENOTDIR)`);
     },
   );
+
+  it("a model whose warm-up ONNX Runtime refuses: the one line, and not ONNX Runtime's own beside it", async () => {
+    const { root, dir } = anySizeConvModel();
+    try {
+      const reason = await failedBoot({ ...TEST_AUTH_ENV, DATA_DIR: await freshDataDir(), MODELS_DIR: root });
+      assert.ok(
+        reason.includes(`${dir}: model any-size-conv version 1: warm-up run on zeros of x [1, 1, 1, 1]`),
+        reason,
+      );
+      // ORT's message is in the gateway's line, which failedBoot holds to be the only one on stderr.
+      assert.match(reason, /Non-zero status code returned while running Conv node/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
 
   it("a model's load that hangs inside ONNX Runtime: stopped at MODEL_LOAD_TIMEOUT_MS naming it, the process killed", async () => {
     // Its thread cannot be stopped, and Node's exit would wait for it: it never ended, nor became ready.

@@ -1,33 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { onnxModel, saveModel } from '../fixtures/onnx-build';
+import { anySizeConvModel as convModel } from '../fixtures/onnx-build';
 import { REPO_ROOT } from '../fixtures/paths';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
-
-/** A 3x3 convolution over a one-channel image of any size: warmed up on a 1x1 image, ORT refuses it. */
-function convModel(warmupShape?: number[]): { root: string; dir: string } {
-  const root = mkdtempSync(join(tmpdir(), 'warmup-models-'));
-  const dir = saveModel(
-    root,
-    { name: 'any-size-conv' },
-    onnxModel(
-      [{ op: 'Conv', inputs: ['x', 'W'], outputs: ['y'] }],
-      [{ name: 'x', elem: 'float', shape: ['N', 1, 'H', 'W'] }],
-      [{ name: 'y', elem: 'float', shape: ['N', 1, 'h', 'w'] }],
-      [{ name: 'W', elem: 'float', dims: [1, 1, 3, 3], values: [1, 1, 1, 1, 1, 1, 1, 1, 1] }],
-    ),
-    {
-      inputs: [{ name: 'x', dtype: 'float32', shape: [-1, 1, -1, -1], ...(warmupShape ? { warmupShape } : {}) }],
-      outputs: [{ name: 'y', dtype: 'float32', shape: [-1, 1, -1, -1] }],
-    },
-  );
-  return { root, dir };
-}
 
 const verify = (root: string) =>
   promisify(execFile)(process.execPath, [

@@ -5,7 +5,13 @@ import type { TensorSpec } from '../model-registry/model-manifest.schema';
 import type { GraphSignature, GraphTensor } from '../model-registry/model-registry';
 import { zeros, type Tensor, type TensorData } from '../tensor';
 
-const QUIET = 3; // ORT log severity "error"
+/**
+ * ORT log severity "fatal". At "error" ORT wrote its own coloured line on stderr (`[E:onnxruntime:, sequential_executor.cc
+ * ...] Non-zero status code ...`) for every run it refused, a warm-up at boot included, beside the gateway's structured
+ * line: the error it throws carries the same message, which the gateway logs (or answers) in its own words.
+ * onnxruntime-node takes no log sink of ours, so ORT's lines cannot be routed into the JSON log, only kept quiet.
+ */
+const QUIET = 4;
 // The `auto` probe's failure to load the CUDA provider is expected on CPU hosts; the gateway reports
 // it in its own words (logs, readiness, metadata), so ORT's own logger stays at fatal.
 ort.env.logLevel = 'fatal';
