@@ -14,6 +14,7 @@ import { AuditHashCheckCheaper1796575250764 } from './1796575250764-AuditHashChe
 import { AuditHashVersionKnown1796585889947 } from './1796585889947-AuditHashVersionKnown';
 import { ManufacturingAlarmsAsStreamed1796586086442 } from './1796586086442-ManufacturingAlarmsAsStreamed';
 import { ManufacturingAlarmsClosed1796608919378 } from './1796608919378-ManufacturingAlarmsClosed';
+import { ManufacturingOpeningRows1796618239720 } from './1796618239720-ManufacturingOpeningRows';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -33,4 +34,5 @@ export const MIGRATIONS = [
   AuditHashVersionKnown1796585889947,
   ManufacturingAlarmsAsStreamed1796586086442,
   ManufacturingAlarmsClosed1796608919378,
+  ManufacturingOpeningRows1796618239720,
 ];

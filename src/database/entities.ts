@@ -4,6 +4,7 @@ import { AssetEntity } from '../domains/manufacturing/assets/asset.entity';
 import { AlarmEntity } from '../domains/manufacturing/records/alarm.entity';
 import { DeadLetterEntity } from '../domains/manufacturing/records/dead-letter.entity';
 import { HeldReadingEntity } from '../domains/manufacturing/records/held-reading.entity';
+import { OpeningRowEntity } from '../domains/manufacturing/records/opening-row.entity';
 import { PredictionEntity } from '../domains/manufacturing/records/prediction.entity';
 import { MedicalFindingEntity } from '../domains/medical/findings/medical-finding.entity';
 
@@ -20,4 +21,5 @@ export const ENTITIES = [
   AlarmEntity,
   DeadLetterEntity,
   HeldReadingEntity,
+  OpeningRowEntity,
 ];

@@ -114,6 +114,97 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
     await app.close();
   });
 
+  it('a young asset (fewer than 59 cycles, fewer than a window) and a mill missing tags predict after a kill as without it', async () => {
+    const dataDir = await freshDataDir();
+    const port = 3990 + (process.pid % 9);
+    const base = `http://127.0.0.1:${port}`;
+    const boot = (): ChildProcess =>
+      spawnGateway(
+        {
+          ...TEST_AUTH_ENV,
+          NODE_ENV: 'test',
+          LOG_LEVEL: 'warn',
+          MODELS_DIR: modelsDir,
+          INFERENCE_DEVICE: 'cpu',
+          WORKER_POOL_SIZE: '1',
+          DATA_DIR: dataDir,
+          PORT: String(port),
+          HOST: '127.0.0.1',
+        },
+        { nodeArgs: ['--max-semi-space-size=32'] },
+      );
+    const call = async (method: string, path: string, token: string, body?: unknown) => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: token, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const post = async (assetId: string, readings: unknown[]) =>
+      (await call('POST', `/v1/manufacturing/assets/${assetId}/readings`, scada, { readings })) as unknown as Summary;
+    const predicted = async (assetId: string) =>
+      (
+        (await call(
+          'GET',
+          `/v1/manufacturing/assets/${assetId}/predictions?from=${iso(T0)}&to=${iso(T0 + 100_000)}`,
+          operator,
+        )) as { predictions: Array<{ at: string; value: number; modes: unknown }> }
+      ).predictions.map((p) => ({ at: p.at, value: p.value, modes: p.modes }));
+    const cycles = cmapssEngine(2);
+    const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
+    const cyclesFrom = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => cycle(from + i));
+    const [row] = ai4iReadings(false, 1);
+    const { air_temp, process_temp, ...rest } = row;
+
+    let child = boot();
+    try {
+      await untilGatewayReady(child, base, { timeoutMs: 90_000 });
+      for (const id of ['eng-40', 'eng-10', 'eng-ref']) {
+        await call('PUT', `/v1/manufacturing/assets/${id}`, admin, turbofanAsset(id));
+      }
+      for (const id of ['mill-p', 'mill-ref'])
+        await call('PUT', `/v1/manufacturing/assets/${id}`, admin, millAsset(id));
+      assert.equal((await post('eng-40', cyclesFrom(0, 40))).predictions, 11);
+      assert.equal((await post('eng-10', cyclesFrom(0, 10))).predictions, 0);
+      // Only the temperatures so far: no prediction until every tag has had a value.
+      assert.equal((await post('mill-p', [{ timestamp: iso(T0), values: { air_temp, process_temp } }])).predictions, 0);
+      // Answered: kept. A host that goes down now loses none of it.
+      const gone = new Promise((done) => child.once('exit', done));
+      child.kill('SIGKILL');
+      await gone;
+
+      child = boot();
+      await untilGatewayReady(child, base, { timeoutMs: 90_000 });
+      // The next reading of each is predicted as a gateway that was never restarted predicts it (eng-ref, mill-ref).
+      assert.deepEqual(
+        [
+          (await post('eng-40', cyclesFrom(40, 42))).predictions,
+          (await post('eng-10', cyclesFrom(10, 30))).predictions,
+        ],
+        [2, 1],
+        'the windows were restored whole',
+      );
+      assert.equal((await post('mill-p', [{ timestamp: iso(T0 + 1000), values: rest }])).predictions, 1);
+      await post('eng-ref', cyclesFrom(0, 42));
+      await post('mill-ref', [
+        { timestamp: iso(T0), values: { air_temp, process_temp } },
+        { timestamp: iso(T0 + 1000), values: rest },
+      ]);
+      const reference = await predicted('eng-ref');
+      assert.equal(reference.length, 13);
+      assert.deepEqual(await predicted('eng-40'), reference);
+      assert.deepEqual(await predicted('eng-10'), reference.slice(0, 1));
+      assert.deepEqual(await predicted('mill-p'), await predicted('mill-ref'));
+      // What was sent before the kill is a duplicate, the rows that gave no prediction included.
+      const again = await post('eng-10', cyclesFrom(0, 10));
+      assert.deepEqual([again.duplicates, again.late], [10, 0]);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('an open alarm stream ends when the gateway shuts down, rather than holding the shutdown', async () => {
     const app = await createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: await freshDataDir() });
     await app.listen(0, '127.0.0.1');

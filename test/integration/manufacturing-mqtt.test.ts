@@ -198,8 +198,9 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
       });
     }
     await boot(); // a new gateway: same client id, same data directory (the asset registry)
-    // The new gateway's window starts empty: one RUL per reading from the 30th on.
-    const windows = down.length - 29;
+    // The new gateway's window takes up the readings before (which gave no prediction): one RUL per reading from
+    // the asset's 30th on, as without the restart.
+    const windows = before + down.length - 29;
     const after = await until('the readings published while down, and their predictions', async () => {
       const s = await status('engine-8');
       return s.counts.received >= down.length && s.counts.predictions >= windows ? s : undefined;

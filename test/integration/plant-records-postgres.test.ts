@@ -37,7 +37,11 @@ describe(
           pressDeadLetter(now - 3 * DAY, 'held-too-long'),
           ...[1, 2, 3, 4, 5].map((i) => pressDeadLetter(now + i, 'malformed')),
         ]);
-        assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), { predictions: 4500, deadLetters: 1 });
+        assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), {
+          predictions: 4500,
+          openingRows: 0,
+          deadLetters: 1,
+        });
       } finally {
         await app.close();
       }
@@ -58,6 +62,50 @@ describe(
         assert.match(letters[2].detail, /^3 more dead letters like this from /);
       } finally {
         await reopened.close();
+      }
+    });
+
+    it('keeps the rows that gave no prediction, NaN for a tag not seen, a window at most, and purges them with the predictions', async () => {
+      const now = Date.now();
+      const app = await createTestApp({ DATABASE_URL: scratch.url, MANUFACTURING_RETENTION_DAYS: '2' });
+      try {
+        const records = app.get(PlantRecordsRepository);
+        const db = app.get(DataSource);
+        for (const id of ['eng-1', 'eng-2']) {
+          await db.query(
+            'INSERT INTO manufacturing_assets (asset_id, kind, site, area, line, sensors, constants, alarm, updated_at) ' +
+              "VALUES ($1, 'turbofan-rul', 's', 'a', 'l', '[]', '{}', '{}', now())",
+            [id],
+          );
+        }
+        const at = (ms: number) => ({ timestamp: ms, first: false });
+        const old = now - 3 * DAY;
+        await records.keepOpening('eng-1', '1', [{ ...at(old), row: Float32Array.of(1.5, NaN), first: true }]);
+        await records.keepOpening('eng-1', '1', [
+          { ...at(old + 1000), row: Float32Array.of(1.5, 2) },
+          { ...at(old + 2000), row: Float32Array.of(3, 4) },
+        ]);
+        await records.keepOpening('eng-2', '1', [{ ...at(old), row: Float32Array.of(7, 8), first: true }]);
+        let kept = await records.recentOpening(10);
+        assert.deepEqual(kept.get('eng-1'), [
+          { at: old + 2000, modelVersion: '1', inputs: [3, 4], first: false },
+          { at: old + 1000, modelVersion: '1', inputs: [1.5, 2], first: false },
+          { at: old, modelVersion: '1', inputs: [1.5, NaN], first: true },
+        ]);
+        // A window that starts over: its first row makes the rows before it needless.
+        await records.keepOpening('eng-1', '1', [{ ...at(now), row: Float32Array.of(5, 6), first: true }]);
+        kept = await records.recentOpening(10);
+        assert.deepEqual(kept.get('eng-1'), [{ at: now, modelVersion: '1', inputs: [5, 6], first: true }]);
+        assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), {
+          predictions: 0,
+          openingRows: 1,
+          deadLetters: 0,
+        });
+        assert.equal((await records.recentOpening(10)).get('eng-2'), undefined);
+        await records.forgetOpening('eng-1');
+        assert.equal((await records.recentOpening(10)).size, 0);
+      } finally {
+        await app.close();
       }
     });
   },

@@ -50,6 +50,52 @@ function quietStreamWithMockTimers(): unknown[] {
   return errors;
 }
 
+describe('manufacturing stream: the rows that gave no prediction, for a restart', () => {
+  /** A reading with only these of the mill's inputs. */
+  const partial = (r: RawReading, ...keep: number[]): RawReading => ({
+    timestamp: r.timestamp,
+    values: Object.fromEntries(Object.entries(r.values).filter((_, i) => keep.includes(i))),
+  });
+
+  it('kept before the readings are answered; a database outage is a 503, and they are kept with the next release', async () => {
+    const { stream, records, reading } = plantStreamHarness();
+    records.refuseOpening = failedQuery('terminating connection due to administrator command', '57P01');
+    const error = (await refused(stream.ingest('mill-1', [partial(reading(T0, 10), 0)], HTTP))) as AppError;
+    assert.equal(error.code, 'STORAGE_UNAVAILABLE');
+    assert.match(error.detail, /gave no prediction could not be kept/);
+    records.refuseOpening = undefined;
+    // The next reading still lacks tags: its values carry the first's, which it makes needless.
+    const next = await stream.ingest('mill-1', [partial(reading(T0 + 1000, 10), 1)], HTTP);
+    assert.deepEqual([next.accepted, next.predictions], [1, 0]);
+    assert.equal(records.opening.length, 1);
+    const [{ rows }] = records.opening;
+    assert.deepEqual(
+      rows.map((r) => [r.timestamp - T0, r.first, Array.from(r.row).filter(Number.isNaN).length]),
+      [[1000, true, 3]],
+    );
+    // Every tag seen: predicted, and nothing more kept.
+    assert.equal((await stream.ingest('mill-1', [reading(T0 + 2000, 10)], HTTP)).predictions, 1);
+    assert.equal(records.opening.length, 1);
+  });
+
+  it('a restart takes them up: the tags seen before it feed the next reading', async () => {
+    const { stream, records, reading, model } = plantStreamHarness();
+    const full = reading(T0 + 1000, 42);
+    const row = model.sensorSources.map((input, i) => (i < 2 ? (full.values[input] as number) : NaN));
+    records.recentOpening = () =>
+      Promise.resolve(new Map([['mill-1', [{ at: T0, modelVersion: model.version, inputs: row, first: true }]]]));
+    await stream.onModuleInit();
+    const next = await stream.ingest('mill-1', [partial(full, 2, 3, 4)], HTTP);
+    assert.deepEqual([next.accepted, next.predictions], [1, 1]);
+    assert.deepEqual(
+      records.predictions[0].inputs,
+      model.sensorSources.map((input) => Math.fround(full.values[input] as number)),
+    );
+    // Sent again, the reading before the restart is a duplicate.
+    assert.equal((await stream.ingest('mill-1', [partial(reading(T0, 1), 0)], HTTP)).duplicates, 1);
+  });
+});
+
 describe('manufacturing stream: dead letters the database does not take', () => {
   it('a database outage is a 503 STORAGE_UNAVAILABLE with Retry-After', async () => {
     const { stream, records, reading } = plantStreamHarness();

@@ -208,6 +208,48 @@ describe('manufacturing: per-asset reading window', () => {
     assert.throws(() => fresh().restore([{ timestamp: 1, row: [1] }]), /values/);
   });
 
+  it('hands out the rows that gave no prediction, and a restore from them is the window it was', () => {
+    const before = new AssetWindow({ inputs: ['a', 'b'], windowLength: 3, lateToleranceMs: 0 });
+    const taken = () =>
+      before.takeOpening().map((o) => ({ timestamp: o.timestamp, row: Array.from(o.row), first: o.first }));
+    // A reading whose inputs were never all seen: its values so far, NaN for the others; each makes the ones before needless.
+    before.push({ timestamp: 1000, values: { a: 1 } });
+    before.push({ timestamp: 2000, values: { a: 2 } });
+    assert.deepEqual(before.drain(), []);
+    assert.deepEqual(taken(), [{ timestamp: 2000, row: [2, NaN], first: true }]);
+    // Rows before the window is full; the first complete row is not `first` after an incomplete one.
+    before.push({ timestamp: 3000, values: { b: -3 } });
+    before.push({ timestamp: 4000, values: { a: 4, b: -4 } });
+    assert.equal(before.drain().length, 2);
+    const opening = taken();
+    assert.deepEqual(opening, [
+      { timestamp: 3000, row: [2, -3], first: false },
+      { timestamp: 4000, row: [4, -4], first: false },
+    ]);
+    // Once the window is full, nothing more.
+    before.push({ timestamp: 5000, values: { a: 5 } });
+    const [full] = before.drain();
+    assert.deepEqual(taken(), []);
+    // Restored from them (and the predicted row), the window is the one it was.
+    const after = new AssetWindow({ inputs: ['a', 'b'], windowLength: 3, lateToleranceMs: 0 });
+    after.restore([{ timestamp: 2000, row: [2, NaN] }, ...opening, { timestamp: 5000, row: Array.from(full.row) }]);
+    for (const w of [before, after]) w.push({ timestamp: 6000, values: { b: -6 } });
+    assert.deepEqual(Array.from(after.drain()[0].window!), Array.from(before.drain()[0].window!));
+    // A restore from an incomplete reading alone: the values it had, nothing in the ring.
+    const young = new AssetWindow({ inputs: ['a', 'b'], windowLength: 1, lateToleranceMs: 0 });
+    young.restore([{ timestamp: 2000, row: [2, NaN] }]);
+    young.push({ timestamp: 3000, values: { b: -3 } });
+    assert.deepEqual(Array.from(young.drain()[0].row), [2, -3]);
+    // A fresh window's first complete row is `first`.
+    const fresh = new AssetWindow({ inputs: ['a'], windowLength: 3, lateToleranceMs: 0 });
+    fresh.push({ timestamp: 1, values: { a: 1 } });
+    fresh.drain();
+    assert.deepEqual(
+      fresh.takeOpening().map((o) => o.first),
+      [true],
+    );
+  });
+
   it('lists the readings it holds, in order, and how far it has released', () => {
     const w = new AssetWindow({ inputs: ['a'], windowLength: 1, lateToleranceMs: 100 });
     for (const ts of [1000, 1050, 1020]) w.push({ timestamp: ts, values: { a: ts } });

@@ -17,6 +17,9 @@
  *   Names that are not model inputs are ignored; values are validated by the caller (checkValue).
  * - A window (oldest row first, input order within a row) comes with every row once windowLength
  *   rows exist; windowLength = 1 makes the window the row itself.
+ * - Opening rows (takeOpening): what a release leaves in the window without a row to predict (a row before
+ *   the window is full, a reading whose inputs were never all seen), for the caller to keep, so that a
+ *   restart can rebuild the window the stored predictions alone do not (restore).
  * - Memory: a ring of windowLength rows, the last RECENT_RELEASED timestamps, and the held readings,
  *   which are only those inside the tolerance horizon when the caller drains after each push or batch.
  */
@@ -35,6 +38,25 @@ export interface ReleasedReading {
   row: Float32Array;
   /** windowLength rows, oldest first, once that many rows have been released. */
   window?: Float32Array;
+}
+
+/**
+ * A released reading that gave no row to predict: a row before the window is full, or, with NaN for each input
+ * never seen yet, the last values of a reading whose inputs were never all seen. `first`: nothing of this
+ * window before it is needed to rebuild it (its first row, or a reading whose inputs were never all seen, whose
+ * values carry every earlier one's): a restart takes nothing further back.
+ */
+export interface OpeningRow {
+  timestamp: number;
+  /** Input order; NaN for an input that never had a value. */
+  row: Float32Array;
+  first: boolean;
+}
+
+/** Adds an opening row to those not kept yet: a `first` one makes the ones before it needless. */
+export function addOpening(rows: OpeningRow[], row: OpeningRow): void {
+  if (row.first) rows.length = 0;
+  rows.push(row);
 }
 
 export interface AssetWindowOptions {
@@ -84,6 +106,8 @@ export class AssetWindow {
   private readonly tally: AssetWindowCounts = { accepted: 0, duplicates: 0, late: 0, incomplete: 0 };
   /** The last timestamp a restored window took up from (restore): anything at or before it is a duplicate. */
   private restoredThrough = -Infinity;
+  /** Released without a row to predict, not taken yet (takeOpening). */
+  private opening: OpeningRow[] = [];
 
   constructor(opts: AssetWindowOptions) {
     if (opts.inputs.length === 0) throw new RangeError('AssetWindow needs at least one input');
@@ -126,10 +150,11 @@ export class AssetWindow {
 
   /**
    * Takes up where an earlier window of the same asset and model left off (after a restart): `rows` are its
-   * last released rows (each a complete row, as a stored prediction keeps it), oldest first. They fill the
-   * ring and the last values, and the last of them is where the window takes up: a reading at or before it
-   * is a duplicate (released before the restart, whether or not it gave a row that was kept: a batch sent
-   * again, a message delivered again). Only on a window nothing has been pushed to yet.
+   * last released rows, oldest first: rows it predicted (as a stored prediction keeps them) and opening rows
+   * (takeOpening), whose NaN inputs had no value yet. They fill the ring (those with every input) and the last
+   * values, and the last of them is where the window takes up: a reading at or before it is a duplicate
+   * (released before the restart, whether or not it gave a row that was kept: a batch sent again, a message
+   * delivered again). Only on a window nothing has been pushed to yet.
    */
   restore(rows: ReadonlyArray<{ timestamp: number; row: ArrayLike<number> }>): void {
     if (this.newest !== -Infinity || this.held.length > 0)
@@ -138,15 +163,25 @@ export class AssetWindow {
       if (row.length !== this.width)
         throw new RangeError(`AssetWindow.restore: a row of ${row.length} values, not ${this.width}`);
       if (!(timestamp > this.lastReleased)) throw new RangeError('AssetWindow.restore: rows out of timestamp order');
-      this.last.set(row);
-      this.known.fill(1);
-      this.knownCount = this.width;
-      this.ring.set(row, this.ringNext * this.width);
-      this.ringNext = (this.ringNext + 1) % this.windowLength;
-      this.rows++;
+      for (let i = 0; i < this.width; i++) {
+        if (Number.isNaN(row[i])) continue;
+        this.last[i] = row[i];
+        if (!this.known[i]) {
+          this.known[i] = 1;
+          this.knownCount++;
+        }
+      }
+      if (this.knownCount === this.width) this.keep(Float32Array.from(this.last));
       this.lastReleased = this.newest = this.restoredThrough = timestamp;
       this.remember(timestamp);
     }
+  }
+
+  /** The opening rows released since the last call (see OpeningRow), oldest first; only the last `first` one and those after it. */
+  takeOpening(): OpeningRow[] {
+    const rows = this.opening;
+    this.opening = [];
+    return rows;
   }
 
   push(reading: ReadingIn): ReadingVerdict {
@@ -179,16 +214,18 @@ export class AssetWindow {
     while (this.head < this.held.length && this.held[this.head].timestamp <= horizon) {
       const reading = this.held[this.head];
       this.head++;
+      const first = this.lastReleased === -Infinity;
       this.lastReleased = reading.timestamp;
       this.remember(reading.timestamp);
-      const released = this.release(reading);
+      const released = this.release(reading, first);
       if (released) out.push(released);
     }
     this.compact();
     return out;
   }
 
-  private release(reading: ReadingIn): ReleasedReading | undefined {
+  /** `first`: nothing released (or restored) before it. */
+  private release(reading: ReadingIn, first: boolean): ReleasedReading | undefined {
     for (const [name, value] of Object.entries(reading.values)) {
       const i = this.index.get(name);
       if (i === undefined) continue;
@@ -200,14 +237,23 @@ export class AssetWindow {
     }
     if (this.knownCount < this.width) {
       this.tally.incomplete++;
+      const row = Float32Array.from(this.last, (v, i) => (this.known[i] ? v : NaN));
+      addOpening(this.opening, { timestamp: reading.timestamp, row, first: true });
       return undefined;
     }
     const row = Float32Array.from(this.last);
+    this.keep(row);
+    if (this.rows < this.windowLength) {
+      addOpening(this.opening, { timestamp: reading.timestamp, row: Float32Array.from(row), first });
+      return { timestamp: reading.timestamp, row };
+    }
+    return { timestamp: reading.timestamp, row, window: this.assemble() };
+  }
+
+  private keep(row: Float32Array): void {
     this.ring.set(row, this.ringNext * this.width);
     this.ringNext = (this.ringNext + 1) % this.windowLength;
     this.rows++;
-    if (this.rows < this.windowLength) return { timestamp: reading.timestamp, row };
-    return { timestamp: reading.timestamp, row, window: this.assemble() };
   }
 
   /** The ring unrolled from its oldest row (the next slot to be overwritten). */

@@ -15,13 +15,13 @@ import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { AlarmData, AlarmLog, AlarmStreamItem, resumeAlarms } from './alarm-resume.util';
 import { alarmDirection, alarmMetric, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
-import { AssetWindow, ReadingIn, ReleasedReading } from './asset-window.util';
+import { addOpening, AssetWindow, OpeningRow, ReadingIn, ReleasedReading } from './asset-window.util';
 import { AlarmState } from './hysteresis.util';
 import type { AssetStatusDto } from './manufacturing.dto';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
 import type { AlarmCloseReason, AlarmEntity } from './records/alarm.entity';
-import { PlantRecordsRepository, StoredInputs } from './records/plant-records.repository';
+import { PlantRecordsRepository, StoredInputs, StoredOpening } from './records/plant-records.repository';
 import type { PredictionRow } from './records/prediction-writer';
 import { unitConverter } from './units.util';
 
@@ -126,6 +126,8 @@ interface Runtime {
   flushTimer?: NodeJS.Timeout;
   /** Timestamps of held readings kept in the database (manufacturing_held_readings), not forgotten there yet. */
   keptHeld: Set<number>;
+  /** Opening rows (rows that gave no prediction) not kept in manufacturing_opening_rows yet. */
+  opening: OpeningRow[];
 }
 
 /**
@@ -192,8 +194,12 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private readonly closeRetries = new Map<string, { timer?: NodeJS.Timeout; delayMs: number }>();
   /** The closes of stale alarms found at boot (onApplicationBootstrap). */
   private bootCloses: Promise<void> = Promise.resolve();
-  /** Read at boot, taken by each asset's first runtime: its last stored rows, and the readings it held (see restore). */
+  /**
+   * Read at boot, taken by each asset's first runtime: its last stored rows, those that gave no prediction, and
+   * the readings it held (see restore).
+   */
   private restoredRows = new Map<string, StoredInputs[]>();
+  private restoredOpening = new Map<string, StoredOpening[]>();
   private restoredHeld = new Map<string, ReadingIn[]>();
   /** Shutting down: every ingest releases all it holds at once. */
   private closing = false;
@@ -256,7 +262,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       this.runtimes.delete(assetId);
       // Nor does it take up what the asset as it was left at the last restart (restore).
       this.restoredRows.delete(assetId);
+      this.restoredOpening.delete(assetId);
       if (this.restoredHeld.delete(assetId)) this.forgetHeld(assetId, Infinity);
+      // Removed: what its window opened with is needless. Put as another kind, its new window's first row
+      // makes them needless (keepOpening), and a restart before takes none of another model's rows.
+      if (!asset) this.forgetOpening(assetId);
       // Nor the old model's alarm (see runtime): no prediction of the new one (or of none) will clear it, so
       // once what the old runtime held has moved it, an alarm it left raised is closed, with the reason.
       const retired = old ? this.retire(old, asset !== undefined).then(() => old.tail) : Promise.resolve();
@@ -279,6 +289,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       });
     }
     this.restoredRows = await this.records.recentInputs(RESTORED_PREDICTIONS);
+    this.restoredOpening = await this.records.recentOpening(RESTORED_PREDICTIONS);
     this.restoredHeld = await this.records.heldReadings();
   }
 
@@ -390,6 +401,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         unpredicted: [],
         retryDelayMs: FIRST_RETRY_MS,
         keptHeld: new Set(),
+        opening: [],
       };
       this.runtimes.set(assetId, rt);
       this.restore(rt);
@@ -409,24 +421,35 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
 
   /**
    * An asset's first runtime since boot takes up where the last one left off: its window is rebuilt from the
-   * inputs kept with its last stored predictions of the same model version (so a windowed model predicts from
-   * the next reading on, and tags a reading lacks keep their last values), and the readings it held are held
-   * again. Without this, after every restart a remaining-useful-life asset gave no prediction for a window's
-   * length of readings, and readings held within the late tolerance were lost though acknowledged.
+   * inputs kept with its last stored predictions of the same model version and the rows before them that gave
+   * none (manufacturing_opening_rows: a window not full yet, a reading whose tags were never all seen), so that
+   * a windowed model predicts from the next reading on, however young the asset, and tags a reading lacks keep
+   * their last values; and the readings it held are held again. Without this, after every restart a
+   * remaining-useful-life asset gave no prediction for a window's length of readings (with only the
+   * predictions, one with fewer than 59 cycles still did), and readings held within the late tolerance were
+   * lost though acknowledged.
    */
   private restore(rt: Runtime): void {
     const assetId = rt.asset.assetId;
-    const stored = this.restoredRows.get(assetId);
+    const stored = this.restoredRows.get(assetId) ?? [];
+    const opening = this.restoredOpening.get(assetId) ?? [];
     const held = this.restoredHeld.get(assetId);
     this.restoredRows.delete(assetId);
+    this.restoredOpening.delete(assetId);
     this.restoredHeld.delete(assetId);
     const width = rt.model.sensorSources.length;
-    // Newest first, as read; the run of this model version's rows up to the newest.
+    // Newest first, as read, the two merged; the run of this model version's rows up to the newest, back to the
+    // row its window opened with (a window started over: the asset removed and made again, put as another kind).
     const rows: Array<{ timestamp: number; row: number[] }> = [];
-    for (const p of stored ?? []) {
-      if (p.modelVersion !== rt.model.version || p.inputs?.length !== width) break;
-      if (rows.length > 0 && rows[rows.length - 1].timestamp === p.at) continue;
-      rows.push({ timestamp: p.at, row: p.inputs });
+    for (let p = 0, o = 0; ;) {
+      const fromOpening = o < opening.length && (p === stored.length || opening[o].at > stored[p].at);
+      const next = fromOpening ? opening[o++] : stored[p++];
+      if (next === undefined || next.modelVersion !== rt.model.version || next.inputs?.length !== width) break;
+      // Opening rows behind a full window's rows add nothing to it.
+      if (fromOpening && rows.length >= rt.model.windowLength) break;
+      if (rows.length === 0 || rows[rows.length - 1].timestamp !== next.at)
+        rows.push({ timestamp: next.at, row: next.inputs });
+      if (fromOpening && (next as StoredOpening).first) break;
     }
     rt.window.restore(rows.reverse());
     if (!held) return;
@@ -467,11 +490,45 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
    */
   private release(rt: Runtime, flush: boolean): Promise<number> {
     const released = rt.window.drain(flush);
+    for (const row of rt.window.takeOpening()) addOpening(rt.opening, row);
     const through = rt.window.releasedThrough;
-    return this.run(rt, released).then((predictions) => {
+    const kept = this.keepOpening(rt);
+    kept.catch(() => undefined); // awaited below
+    return this.run(rt, released).then(async (predictions) => {
+      await kept;
       this.forgetReleased(rt, through);
       return predictions;
     });
+  }
+
+  /**
+   * Keeps the opening rows the asset released and has not kept yet, for a restart to rebuild its window from
+   * (restore); only while its window opens, so an asset past it writes nothing here. Awaited before the
+   * readings are acknowledged; rows not kept (the database away) are kept with the asset's next release.
+   */
+  private async keepOpening(rt: Runtime): Promise<void> {
+    if (rt.opening.length === 0) return;
+    const rows = rt.opening;
+    rt.opening = [];
+    try {
+      await orUnavailable('the rows that gave no prediction could not be kept', () =>
+        this.records.keepOpening(rt.asset.assetId, rt.model.version, rows),
+      );
+    } catch (error) {
+      const later = rt.opening;
+      rt.opening = [];
+      for (const row of [...rows, ...later]) addOpening(rt.opening, row);
+      throw error;
+    }
+  }
+
+  /** Forgets, in the database, a removed asset's opening rows; a failure leaves them to its next window or the retention. */
+  private forgetOpening(assetId: string): void {
+    this.records
+      .forgetOpening(assetId)
+      .catch((error: unknown) =>
+        this.logger.warn({ msg: 'opening rows of a removed asset not forgotten', assetId, error: String(error) }),
+      );
   }
 
   private forgetReleased(rt: Runtime, through: number): void {

@@ -9,7 +9,7 @@ import { AppConfig } from '../../../config/app-config';
 import { AlarmEntity } from './alarm.entity';
 import { DeadLetterBudget, DeadLetterRow, summaryOf } from './dead-letter-budget';
 import { DeadLetterEntity } from './dead-letter.entity';
-import type { ReadingIn } from '../asset-window.util';
+import type { OpeningRow, ReadingIn } from '../asset-window.util';
 import { PredictionEntity } from './prediction.entity';
 import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } from './prediction-writer';
 
@@ -122,7 +122,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * between statements, and returns how many of each went. Predictions go asset by asset (each asset's
    * ids found by walking the primary key, asset id first), so that every DELETE is a range of that key.
    */
-  async purgeBefore(cutoff: Date): Promise<{ predictions: number; deadLetters: number }> {
+  async purgeBefore(cutoff: Date): Promise<{ predictions: number; openingRows: number; deadLetters: number }> {
     const assets = await this.dataSource.query<Array<{ asset_id: string }>>(
       `WITH RECURSIVE a AS (
          (SELECT asset_id FROM manufacturing_predictions ORDER BY asset_id LIMIT 1)
@@ -141,13 +141,20 @@ export class PlantRecordsRepository implements OnModuleDestroy {
         [assetId, cutoff],
       );
     }
+    // A window's length per asset at most: no walk asset by asset.
+    const openingRows = await deleteInChunks(
+      this.dataSource,
+      `DELETE FROM manufacturing_opening_rows WHERE (asset_id, at, model_version) IN (
+         SELECT asset_id, at, model_version FROM manufacturing_opening_rows WHERE at < $1 LIMIT ${PURGE_CHUNK})`,
+      [cutoff],
+    );
     const deadLetters = await deleteInChunks(
       this.dataSource,
       `DELETE FROM manufacturing_dead_letters WHERE id IN (
          SELECT id FROM manufacturing_dead_letters WHERE received_at < $1 ORDER BY received_at LIMIT ${PURGE_CHUNK})`,
       [cutoff],
     );
-    return { predictions, deadLetters };
+    return { predictions, openingRows, deadLetters };
   }
 
   /** Returns the row's id. */
@@ -325,6 +332,53 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     }));
   }
 
+  /**
+   * Keeps an asset's opening rows (see OpeningRowEntity), oldest first, in one statement: the last one marked
+   * `first` deletes the asset's rows before it, which it makes needless. One kept already takes the new values
+   * (an asset removed and made again may release a reading at the same time again).
+   */
+  async keepOpening(assetId: string, modelVersion: string, rows: readonly OpeningRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.dataSource.query(
+      'WITH u AS (SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::boolean[]) AS u(t, i, f)), ' +
+        'd AS (DELETE FROM manufacturing_opening_rows WHERE asset_id = $1 AND at < (SELECT max(t) FROM u WHERE f)) ' +
+        'INSERT INTO manufacturing_opening_rows (asset_id, at, model_version, inputs, first) ' +
+        'SELECT $1, t, $5, i::real[], f FROM u ' +
+        'ON CONFLICT (asset_id, at, model_version) DO UPDATE SET inputs = EXCLUDED.inputs, first = EXCLUDED.first',
+      [
+        assetId,
+        rows.map((r) => new Date(r.timestamp).toISOString()),
+        // An array literal each (NaN for an input never seen): unnest of a two-dimensional array would flatten it.
+        rows.map((r) => `{${Array.from(r.row).join(',')}}`),
+        rows.map((r) => r.first),
+        modelVersion,
+      ],
+    );
+  }
+
+  /** Forgets an asset's opening rows (the asset removed). */
+  async forgetOpening(assetId: string): Promise<void> {
+    await this.dataSource.query('DELETE FROM manufacturing_opening_rows WHERE asset_id = $1', [assetId]);
+  }
+
+  /** Each asset's last `limit` opening rows, newest first (as recentInputs). */
+  async recentOpening(limit: number): Promise<Map<string, StoredOpening[]>> {
+    const rows = await this.dataSource.query<
+      Array<{ asset_id: string; at: Date; model_version: string; inputs: Array<number | string>; first: boolean }>
+    >(
+      'SELECT a.asset_id, o.at, o.model_version, o.inputs, o.first FROM manufacturing_assets a CROSS JOIN LATERAL (' +
+        'SELECT at, model_version, inputs, first FROM manufacturing_opening_rows o ' +
+        'WHERE o.asset_id = a.asset_id ORDER BY at DESC, model_version DESC LIMIT $1) o',
+      [limit],
+    );
+    return byAsset(rows, (r) => ({
+      at: new Date(r.at).getTime(),
+      modelVersion: r.model_version,
+      inputs: r.inputs.map(Number),
+      first: r.first,
+    }));
+  }
+
   /** Keeps readings an asset holds (see HeldReadingEntity); one kept already stays as it is. */
   async holdReadings(assetId: string, readings: readonly ReadingIn[]): Promise<void> {
     if (readings.length === 0) return;
@@ -427,6 +481,16 @@ export interface StoredInputs {
   modelVersion: string;
   /** Null in rows stored before predictions kept their inputs. */
   inputs: number[] | null;
+}
+
+/** An opening row as a restart reads it back (PlantRecordsRepository.recentOpening). */
+export interface StoredOpening {
+  /** Epoch milliseconds. */
+  at: number;
+  modelVersion: string;
+  /** NaN for an input never seen. */
+  inputs: number[];
+  first: boolean;
 }
 
 /** Rows grouped by their asset, in the order read. */

@@ -28,7 +28,7 @@ export class PlantRetention implements OnModuleInit, OnModuleDestroy {
   ) {
     this.purged = new Counter({
       name: 'gateway_manufacturing_rows_purged_total',
-      help: 'Predictions and dead letters deleted for being older than MANUFACTURING_RETENTION_DAYS, by table',
+      help: 'Predictions, opening rows and dead letters deleted for being older than MANUFACTURING_RETENTION_DAYS, by table',
       labelNames: ['table'],
       registers: [metrics.registry],
     });
@@ -43,12 +43,13 @@ export class PlantRetention implements OnModuleInit, OnModuleDestroy {
   }
 
   /** Deletes what is older than the retention now; resolves with how many rows of each table went. */
-  async purge(now = new Date()): Promise<{ predictions: number; deadLetters: number }> {
+  async purge(now = new Date()): Promise<{ predictions: number; openingRows: number; deadLetters: number }> {
     const cutoff = new Date(now.getTime() - this.config.MANUFACTURING_RETENTION_DAYS * DAY_MS);
     const gone = await this.records.purgeBefore(cutoff);
     this.purged.inc({ table: 'predictions' }, gone.predictions);
+    this.purged.inc({ table: 'opening_rows' }, gone.openingRows);
     this.purged.inc({ table: 'dead_letters' }, gone.deadLetters);
-    if (gone.predictions + gone.deadLetters > 0) {
+    if (gone.predictions + gone.openingRows + gone.deadLetters > 0) {
       this.logger.log({ msg: 'old plant records deleted', before: cutoff.toISOString(), ...gone });
     }
     return gone;
