@@ -13,7 +13,7 @@ import {
 } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { AlarmData, AlarmLog, AlarmStreamItem, resumeAlarms } from './alarm-resume.util';
-import { alarmDirection, alarmMetric, AssetRegistry } from './assets/asset-registry.service';
+import { alarmDirection, alarmKind, alarmMetric, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
 import { addOpening, AssetWindow, OpeningRow, ReadingIn, ReleasedReading } from './asset-window.util';
 import { AlarmState } from './hysteresis.util';
@@ -57,7 +57,7 @@ export interface AlarmEvent {
   reason?: AlarmCloseReason;
 }
 
-type AlarmMetric = 'failure' | 'rul';
+type AlarmMetric = AlarmEntity['metric'];
 
 /** An asset's alarm on one metric as last stored; a raised one with where it was raised and by which model. */
 interface StandingAlarm {
@@ -1160,7 +1160,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   /** The model of a metric's kind, where loaded: what closes an alarm stored before its model was kept with it. */
   private modelOf(metric: AlarmMetric): AlarmEvent['model'] | undefined {
     try {
-      const model = this.registry.model(metric === 'rul' ? 'turbofan-rul' : 'machine-failure');
+      const model = this.registry.model(alarmKind(metric));
       return { name: model.name, version: model.version };
     } catch {
       return undefined;

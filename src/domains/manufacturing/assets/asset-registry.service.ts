@@ -7,6 +7,7 @@ import { AppConfig } from '../../../config/app-config';
 import { InferenceEngine } from '../../../runtime/inference-engine.service';
 import { thresholdsOutOfRange, validateAlarmRule } from '../hysteresis.util';
 import { PlantModel, plantModelOf } from '../manufacturing-models';
+import type { AlarmEntity } from '../records/alarm.entity';
 import { canConvert } from '../units.util';
 import { AssetDto, IDENTIFIER } from './asset.dto';
 import { AssetEntity, AssetKind } from './asset.entity';
@@ -18,8 +19,13 @@ export function alarmDirection(kind: AssetKind): 'above' | 'below' {
 }
 
 /** What an asset's alarm is on: the failure probability (machine-failure) or the remaining useful life (turbofan-rul). */
-export function alarmMetric(kind: AssetKind): 'failure' | 'rul' {
+export function alarmMetric(kind: AssetKind): AlarmEntity['metric'] {
   return kind === 'turbofan-rul' ? 'rul' : 'failure';
+}
+
+/** The kind whose alarms are on `metric` (alarmMetric's inverse). */
+export function alarmKind(metric: AlarmEntity['metric']): AssetKind {
+  return metric === 'rul' ? 'turbofan-rul' : 'machine-failure';
 }
 
 /**
