@@ -6,8 +6,8 @@ import { AppConfig } from '../../../config/app-config';
 import { PlantRecordsRepository } from './plant-records.repository';
 
 /**
- * Keeps the stored predictions and dead letters to MANUFACTURING_RETENTION_DAYS. A plant sends readings
- * without end, and a machine-failure asset stores a prediction for each: without a bound the tables grow
+ * Keeps the stored predictions, opening rows and dead letters to MANUFACTURING_RETENTION_DAYS. A plant sends
+ * readings without end, and a machine-failure asset stores a prediction for each: without a bound the tables grow
  * until the disk is full, and with it the audit trail beside them (embedded PGlite holds both), which then
  * refuses every decision of every domain. Alarms stay (few, and an operator's history); the audit trail is
  * append-only. A purge that fails (the database away) is logged and tried again at the next round.
