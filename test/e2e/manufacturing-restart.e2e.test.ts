@@ -205,6 +205,50 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
     }
   });
 
+  it('an asset removed and made again, then restarted before its next reading, starts empty as within one run', async () => {
+    const dataDir = await freshDataDir();
+    const start = () => createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir });
+    const cycles = cmapssEngine(1);
+    const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
+    const post = (http: ReturnType<typeof request>, from: number, to: number) =>
+      http
+        .post('/v1/manufacturing/assets/eng-m/readings')
+        .set('Authorization', scada)
+        .send({ readings: Array.from({ length: to - from }, (_, i) => cycle(from + i)) })
+        .expect(200)
+        .then((res) => res.body as Summary);
+    let app = await start();
+    let http = request(app.getHttpServer());
+    try {
+      await http
+        .put('/v1/manufacturing/assets/eng-m')
+        .set('Authorization', admin)
+        .send(turbofanAsset('eng-m'))
+        .expect(200);
+      assert.equal((await post(http, 0, 40)).predictions, 11);
+      await http.delete('/v1/manufacturing/assets/eng-m').set('Authorization', admin).expect(204);
+      await http
+        .put('/v1/manufacturing/assets/eng-m')
+        .set('Authorization', admin)
+        .send(turbofanAsset('eng-m'))
+        .expect(200);
+    } finally {
+      await app.close();
+    }
+
+    app = await start();
+    http = request(app.getHttpServer());
+    try {
+      // Not the window of the asset before it was removed: no prediction until a window of its own is full.
+      const next = await post(http, 40, 41);
+      assert.deepEqual([next.accepted, next.predictions], [1, 0]);
+      assert.equal((await post(http, 41, 69)).predictions, 0);
+      assert.equal((await post(http, 69, 70)).predictions, 1);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('an open alarm stream ends when the gateway shuts down, rather than holding the shutdown', async () => {
     const app = await createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: await freshDataDir() });
     await app.listen(0, '127.0.0.1');

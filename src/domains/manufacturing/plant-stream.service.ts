@@ -259,14 +259,20 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       }
       // Removed, or of another kind: it starts over, its window built for another model. What the old
       // runtime held is predicted with that model, unless the asset is gone.
+      const through = Math.max(
+        old?.window.releasedThrough ?? -Infinity,
+        this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
+        this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
+      );
       this.runtimes.delete(assetId);
       // Nor does it take up what the asset as it was left at the last restart (restore).
       this.restoredRows.delete(assetId);
       this.restoredOpening.delete(assetId);
       if (this.restoredHeld.delete(assetId)) this.forgetHeld(assetId, Infinity);
-      // Removed: what its window opened with is needless. Put as another kind, its new window's first row
-      // makes them needless (keepOpening), and a restart before takes none of another model's rows.
-      if (!asset) this.forgetOpening(assetId);
+      // Removed: what its window opened with is needless, and a restart after it is made again takes up none of
+      // the stored rows up to `through` (endOpening). Put as another kind, its new window's first row makes them
+      // needless (keepOpening), and a restart before takes none of another model's rows.
+      if (!asset) this.endOpening(assetId, through);
       // Nor the old model's alarm (see runtime): no prediction of the new one (or of none) will clear it, so
       // once what the old runtime held has moved it, an alarm it left raised is closed, with the reason.
       const retired = old ? this.retire(old, asset !== undefined).then(() => old.tail) : Promise.resolve();
@@ -442,7 +448,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     // row its window opened with (a window started over: the asset removed and made again, put as another kind).
     const rows: Array<{ timestamp: number; row: number[] }> = [];
     for (let p = 0, o = 0; ;) {
-      const fromOpening = o < opening.length && (p === stored.length || opening[o].at > stored[p].at);
+      // At the same time, the opening row first: the mark a removed asset's window ended with (endOpening).
+      const fromOpening = o < opening.length && (p === stored.length || opening[o].at >= stored[p].at);
       const next = fromOpening ? opening[o++] : stored[p++];
       if (next === undefined || next.modelVersion !== rt.model.version || next.inputs?.length !== width) break;
       // Opening rows behind a full window's rows add nothing to it.
@@ -522,10 +529,15 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     }
   }
 
-  /** Forgets, in the database, a removed asset's opening rows; a failure leaves them to its next window or the retention. */
-  private forgetOpening(assetId: string): void {
+  /**
+   * Forgets, in the database, a removed asset's opening rows, and marks the end of its window at the last reading it
+   * released (`through`): should it be made again, a restart rebuilds its new window from nothing before that
+   * (restore stops at the mark), as it starts within one run. A failure leaves them to its next window's first
+   * row or the retention.
+   */
+  private endOpening(assetId: string, through: number): void {
     this.records
-      .forgetOpening(assetId)
+      .endOpening(assetId, through)
       .catch((error: unknown) =>
         this.logger.warn({ msg: 'opening rows of a removed asset not forgotten', assetId, error: String(error) }),
       );

@@ -356,9 +356,20 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     );
   }
 
-  /** Forgets an asset's opening rows (the asset removed). */
-  async forgetOpening(assetId: string): Promise<void> {
-    await this.dataSource.query('DELETE FROM manufacturing_opening_rows WHERE asset_id = $1', [assetId]);
+  /**
+   * Forgets an asset's opening rows (the asset removed) and, with `through` (ms), leaves there the mark of its window's
+   * end: a row of no model version and no inputs, marked `first`, which no window takes up (PlantStream's restore).
+   */
+  async endOpening(assetId: string, through: number): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      await manager.query('DELETE FROM manufacturing_opening_rows WHERE asset_id = $1', [assetId]);
+      if (!Number.isFinite(through)) return;
+      await manager.query(
+        'INSERT INTO manufacturing_opening_rows (asset_id, at, model_version, inputs, first) ' +
+          "VALUES ($1, $2, '', '{}', true)",
+        [assetId, new Date(through).toISOString()],
+      );
+    });
   }
 
   /** Each asset's last `limit` opening rows, newest first (as recentInputs). */
