@@ -26,6 +26,41 @@ interface Summary {
   predictions: number;
 }
 
+/**
+ * A gateway run as its own process on `port`, for a test to kill (SIGKILL) and boot again on the same data: `boot`
+ * starts it, `ready` waits for its readiness, `call` sends a request that must answer 200 and gives its JSON.
+ */
+function killableGateway(modelsDir: string, dataDir: string, port: number, env: Record<string, string> = {}) {
+  const base = `http://127.0.0.1:${port}`;
+  const boot = (): ChildProcess =>
+    spawnGateway(
+      {
+        ...TEST_AUTH_ENV,
+        NODE_ENV: 'test',
+        LOG_LEVEL: 'warn',
+        MODELS_DIR: modelsDir,
+        INFERENCE_DEVICE: 'cpu',
+        WORKER_POOL_SIZE: '1',
+        DATA_DIR: dataDir,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        ...env,
+      },
+      { nodeArgs: ['--max-semi-space-size=32'] },
+    );
+  const ready = (child: ChildProcess) => untilGatewayReady(child, base, { timeoutMs: 90_000 });
+  const call = async (method: string, path: string, token: string, body?: unknown) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: token, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    return (await res.json()) as Record<string, unknown>;
+  };
+  return { boot, ready, call };
+}
+
 describe('manufacturing: an asset takes up where it left off after a restart', { skip: DATASETS_SKIP }, () => {
   let modelsDir: string;
   before(() => {
@@ -115,33 +150,7 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
   });
 
   it('a young asset (fewer than 59 cycles, fewer than a window) and a mill missing tags predict after a kill as without it', async () => {
-    const dataDir = await freshDataDir();
-    const port = 3990 + (process.pid % 9);
-    const base = `http://127.0.0.1:${port}`;
-    const boot = (): ChildProcess =>
-      spawnGateway(
-        {
-          ...TEST_AUTH_ENV,
-          NODE_ENV: 'test',
-          LOG_LEVEL: 'warn',
-          MODELS_DIR: modelsDir,
-          INFERENCE_DEVICE: 'cpu',
-          WORKER_POOL_SIZE: '1',
-          DATA_DIR: dataDir,
-          PORT: String(port),
-          HOST: '127.0.0.1',
-        },
-        { nodeArgs: ['--max-semi-space-size=32'] },
-      );
-    const call = async (method: string, path: string, token: string, body?: unknown) => {
-      const res = await fetch(`${base}${path}`, {
-        method,
-        headers: { authorization: token, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      assert.equal(res.status, 200, await res.clone().text());
-      return (await res.json()) as Record<string, unknown>;
-    };
+    const { boot, ready, call } = killableGateway(modelsDir, await freshDataDir(), 3990 + (process.pid % 9));
     const post = async (assetId: string, readings: unknown[]) =>
       (await call('POST', `/v1/manufacturing/assets/${assetId}/readings`, scada, { readings })) as unknown as Summary;
     const predicted = async (assetId: string) =>
@@ -160,7 +169,7 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
 
     let child = boot();
     try {
-      await untilGatewayReady(child, base, { timeoutMs: 90_000 });
+      await ready(child);
       for (const id of ['eng-40', 'eng-10', 'eng-ref']) {
         await call('PUT', `/v1/manufacturing/assets/${id}`, admin, turbofanAsset(id));
       }
@@ -176,7 +185,7 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
       await gone;
 
       child = boot();
-      await untilGatewayReady(child, base, { timeoutMs: 90_000 });
+      await ready(child);
       // The next reading of each is predicted as a gateway that was never restarted predicts it (eng-ref, mill-ref).
       assert.deepEqual(
         [
@@ -264,35 +273,9 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
   });
 
   it('readings held for the late tolerance, acknowledged, are predicted after the gateway is killed', async () => {
-    const dataDir = await freshDataDir();
-    const port = 3900 + (process.pid % 90);
-    const base = `http://127.0.0.1:${port}`;
-    const boot = (): ChildProcess =>
-      spawnGateway(
-        {
-          ...TEST_AUTH_ENV,
-          NODE_ENV: 'test',
-          LOG_LEVEL: 'warn',
-          MODELS_DIR: modelsDir,
-          INFERENCE_DEVICE: 'cpu',
-          WORKER_POOL_SIZE: '1',
-          DATA_DIR: dataDir,
-          PORT: String(port),
-          HOST: '127.0.0.1',
-          MANUFACTURING_LATE_TOLERANCE_MS: '3000',
-        },
-        { nodeArgs: ['--max-semi-space-size=32'] },
-      );
-    const ready = (child: ChildProcess) => untilGatewayReady(child, base, { timeoutMs: 90_000 });
-    const call = async (method: string, path: string, token: string, body?: unknown) => {
-      const res = await fetch(`${base}${path}`, {
-        method,
-        headers: { authorization: token, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      assert.equal(res.status, 200, await res.clone().text());
-      return (await res.json()) as Record<string, unknown>;
-    };
+    const { boot, ready, call } = killableGateway(modelsDir, await freshDataDir(), 3900 + (process.pid % 90), {
+      MANUFACTURING_LATE_TOLERANCE_MS: '3000',
+    });
     const stored = async () =>
       (
         (await call(
