@@ -29,9 +29,13 @@ describe('manufacturing: predictions and dead letters kept for MANUFACTURING_RET
       storedPrediction('gone-asset', now - 10 * DAY),
     ]);
     await records.addDeadLetters([pressDeadLetter(now - 3 * DAY, 'malformed'), pressDeadLetter(now - 1000, 'late')]);
+    // Rows that gave no prediction (a young asset's opening window), kept for a restart: an old asset's go too.
+    const opening = (at: number, first: boolean) => ({ timestamp: at, row: Float32Array.of(1, 2), first });
+    await records.keepOpening('eng-old', '1', [opening(now - 4 * DAY, true), opening(now - 4 * DAY + 1000, false)]);
+    await records.keepOpening('eng-young', '1', [opening(now - 60_000, true)]);
 
     const gone = await app.get(PlantRetention).purge(new Date(now));
-    assert.deepEqual(gone, { predictions: 4502, deadLetters: 1 });
+    assert.deepEqual(gone, { predictions: 4502, openingRows: 2, deadLetters: 1 });
 
     const db = app.get(DataSource);
     const left = await db.query<Array<{ asset_id: string; n: number }>>(
@@ -43,10 +47,17 @@ describe('manufacturing: predictions and dead letters kept for MANUFACTURING_RET
     ]);
     const letters = await db.query<Array<{ reason: string }>>('SELECT reason FROM manufacturing_dead_letters');
     assert.deepEqual(letters, [{ reason: 'late' }]);
+    const openingLeft = await db.query<Array<{ asset_id: string }>>('SELECT asset_id FROM manufacturing_opening_rows');
+    assert.deepEqual(openingLeft, [{ asset_id: 'eng-young' }]);
     // Nothing more to delete; the metric counts what went.
-    assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), { predictions: 0, deadLetters: 0 });
+    assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), {
+      predictions: 0,
+      openingRows: 0,
+      deadLetters: 0,
+    });
     const metrics = await authedHttp(app).get('/metrics').expect(200);
     assert.match(metrics.text, /gateway_manufacturing_rows_purged_total\{table="predictions"\} 4502/);
     assert.match(metrics.text, /gateway_manufacturing_rows_purged_total\{table="dead_letters"\} 1/);
+    assert.match(metrics.text, /gateway_manufacturing_rows_purged_total\{table="opening_rows"\} 2/);
   });
 });
