@@ -9,7 +9,14 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { alarmStream } from '../fixtures/alarm-stream';
 import { bundledModelsDir } from '../fixtures/paths';
-import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
+import {
+  ai4iReadings,
+  closedMillAlarm,
+  cmapssEngine,
+  DATASETS_SKIP,
+  millAsset,
+  turbofanAsset,
+} from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { freshDataDir } from '../fixtures/test-data-dir';
@@ -17,18 +24,6 @@ import { until } from '../fixtures/until';
 
 const T0 = Date.parse('2026-11-23T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
-/** What a cleared alarm closed by the gateway says, whatever its time and id. */
-const closing = (assetId: string, reason: string) => ({
-  assetId,
-  site: 'plant-1',
-  line: 'line-b',
-  state: 'cleared',
-  metric: 'failure',
-  value: null,
-  threshold: null,
-  model: { name: 'machine-failure', version: '1' },
-  reason,
-});
 
 describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASETS_SKIP }, () => {
   let app: NestFastifyApplication;
@@ -344,14 +339,14 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     await http.put('/v1/manufacturing/assets/mill-kind').set('Authorization', admin).send(engine).expect(200);
     // Answered once the alarm is closed: listed, audited and streamed at once.
     const [closed, raised] = await alarmsOf('mill-kind');
-    assert.deepEqual(withoutTime(closed), closing('mill-kind', 'asset-kind-changed'));
+    assert.deepEqual(withoutTime(closed), closedMillAlarm('mill-kind', 'asset-kind-changed'));
     assert.equal(raised.state, 'raised');
     const [audited] = await auditedClears('mill-kind');
-    assert.deepEqual(withoutTime(audited), closing('mill-kind', 'asset-kind-changed'));
+    assert.deepEqual(withoutTime(audited), closedMillAlarm('mill-kind', 'asset-kind-changed'));
     await until('the cleared alarm on the stream', () => sse.events.find((e) => e.assetId === 'mill-kind'));
     sse.close();
     assert.deepEqual(sse.events.filter((e) => e.assetId === 'mill-kind').map(withoutTime), [
-      closing('mill-kind', 'asset-kind-changed'),
+      closedMillAlarm('mill-kind', 'asset-kind-changed'),
     ]);
 
     const status = async () =>
@@ -376,7 +371,7 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     const after = await alarmsOf('mill-kind');
     assert.deepEqual(
       withoutTime(after[0]),
-      closing('mill-kind', 'asset-kind-changed'),
+      closedMillAlarm('mill-kind', 'asset-kind-changed'),
       'closed once, still the newest',
     );
     assert.deepEqual(
@@ -394,14 +389,14 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     await http.delete('/v1/manufacturing/assets/mill-gone').set('Authorization', admin).expect(204);
     const listed = await alarmsOf('mill-gone');
     const [closed] = listed;
-    assert.deepEqual(withoutTime(closed), closing('mill-gone', 'asset-removed'));
+    assert.deepEqual(withoutTime(closed), closedMillAlarm('mill-gone', 'asset-removed'));
     const [audited] = await auditedClears('mill-gone');
-    assert.deepEqual(withoutTime(audited), closing('mill-gone', 'asset-removed'));
+    assert.deepEqual(withoutTime(audited), closedMillAlarm('mill-gone', 'asset-removed'));
     await until('the cleared alarm on the stream', () => sse.events.find((e) => e.assetId === 'mill-gone'));
     sse.close();
     assert.deepEqual(
       withoutTime(sse.events.find((e) => e.assetId === 'mill-gone')!),
-      closing('mill-gone', 'asset-removed'),
+      closedMillAlarm('mill-gone', 'asset-removed'),
     );
     // Put again as the kind that raised it: not raised again by the alarm of the asset removed.
     await http
@@ -645,7 +640,7 @@ describe('manufacturing: the MANUFACTURING_ASSETS_FILE seed', () => {
       assert.deepEqual(older, listed);
       const { at, id, ...rest } = closed;
       assert.ok(typeof at === 'string' && typeof id === 'string');
-      assert.deepEqual(rest, closing('mill-reseeded', 'asset-kind-changed'));
+      assert.deepEqual(rest, closedMillAlarm('mill-reseeded', 'asset-kind-changed'));
     } finally {
       await app.close();
     }

@@ -9,7 +9,14 @@ import { AppError } from '../../src/common/errors/app-error';
 import { PlantMqttService } from '../../src/domains/manufacturing/mqtt/plant-mqtt.service';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
-import { ai4iReadings, cmapssEngine, DATASETS_SKIP, millAsset, turbofanAsset } from '../fixtures/plant-data';
+import {
+  ai4iReadings,
+  closedMillAlarm,
+  cmapssEngine,
+  DATASETS_SKIP,
+  millAsset,
+  turbofanAsset,
+} from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { freshDataDir } from '../fixtures/test-data-dir';
@@ -164,17 +171,7 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
         .find((e) => e.reason !== undefined),
     );
     assert.ok(typeof at === 'string');
-    assert.deepEqual(event, {
-      assetId: 'mill-kind',
-      site: 'plant-1',
-      line: 'line-b',
-      state: 'cleared',
-      metric: 'failure',
-      value: null,
-      threshold: null,
-      model: { name: 'machine-failure', version: '1' },
-      reason: 'asset-kind-changed',
-    });
+    assert.deepEqual(event, closedMillAlarm('mill-kind', 'asset-kind-changed'));
   });
 
   it('loses nothing the broker held while the gateway was down (persistent session)', async () => {

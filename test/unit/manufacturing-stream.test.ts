@@ -11,6 +11,7 @@ import {
   ReadingsKept,
   StreamedAlarm,
 } from '../../src/domains/manufacturing/plant-stream.service';
+import { closedMillAlarm } from '../fixtures/plant-data';
 import { plantStreamHarness } from '../fixtures/plant-stream-harness';
 
 const T0 = Date.now() - 3_600_000;
@@ -580,19 +581,8 @@ describe('manufacturing stream: an asset put again while its readings stream', (
     it(`${what}, closes the raised alarm its old model left: a cleared alarm with the reason, audited, published and streamed`, async () => {
       const { stream, records, change, audited, published, streamed } = await raisedMill();
       await change(fields);
-      const closing = {
-        assetId: 'mill-1',
-        site: 'plant-1',
-        line: 'line-b',
-        state: 'cleared',
-        metric: 'failure',
-        value: null,
-        threshold: null,
-        model: { name: 'machine-failure', version: '1' },
-        reason,
-      };
       const { at, ...closed } = audited[1];
-      assert.deepEqual(closed, closing);
+      assert.deepEqual(closed, closedMillAlarm('mill-1', reason));
       assert.deepEqual(published[1], audited[1]);
       assert.deepEqual(streamed[1], { ...audited[1], id: '2' });
       assert.deepEqual(
