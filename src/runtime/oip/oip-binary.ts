@@ -49,11 +49,8 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
         : undefined;
     const accept = (parsed: unknown): void => {
       // Every JSON body of every route passes here: none nested deep enough to overflow a walker.
-      // One walk for both: its depth, and its keys for the duplicate member check.
-      const shape = jsonShape(parsed, MAX_JSON_DEPTH);
-      if (shape.tooDeep) return done(tooDeepError());
-      const duplicate = duplicateMemberError(bytes, parsed, () => bytes.toString('utf8'), shape.keys);
-      if (duplicate) return done(duplicate);
+      const refused = shapeRefusal(bytes, parsed);
+      if (refused) return done(refused);
       parsedBody = parsed;
       keepRawJson(parsed, bytes, digest);
       done(null, parsed);
@@ -137,11 +134,20 @@ export function readJsonBytes(
   } catch {
     throw notJson();
   }
-  const shape = jsonShape(value, MAX_JSON_DEPTH);
-  if (shape.tooDeep) throw tooDeepError(field);
-  const duplicate = duplicateMemberError(bytes, value, () => bytes.toString('utf8'), shape.keys);
-  if (duplicate) throw duplicate;
+  const refused = shapeRefusal(bytes, value, field);
+  if (refused) throw refused;
   return value;
+}
+
+/**
+ * Why parsed JSON is refused for its shape, as every JSON body is: nested deeper than MAX_JSON_DEPTH (naming
+ * `field`), or an object giving a member twice; undefined when neither. One walk counts both: the depth, and the keys
+ * for the duplicate member check.
+ */
+function shapeRefusal(bytes: Buffer, parsed: unknown, field = '(body)'): AppError | undefined {
+  const shape = jsonShape(parsed, MAX_JSON_DEPTH);
+  if (shape.tooDeep) return tooDeepError(field);
+  return duplicateMemberError(bytes, parsed, () => bytes.toString('utf8'), shape.keys);
 }
 
 /** Reads `size` bytes at `offset` as a tensor (copied into an aligned buffer of its own, from `make`). */
