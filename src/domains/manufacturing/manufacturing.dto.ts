@@ -7,6 +7,7 @@ import { ISO_INSTANT, IsIsoTime } from '../../common/iso-time';
 import { IsRowCursor } from '../../common/storable-text';
 import type { AlarmStreamItem } from './alarm-resume.util';
 import { IDENTIFIER, ListOf } from './assets/asset.dto';
+import { ALARM_CLOSE_REASONS, type AlarmCloseReason } from './records/alarm.entity';
 
 export class ReadingDto {
   /** When it was measured (ISO 8601 with Z or an offset; one without would be read in the server's time zone). */
@@ -151,8 +152,8 @@ export class AlarmDto {
    * Only on a raised alarm the gateway cleared itself, since no prediction of its model will: its asset was put as
    * another kind (`asset-kind-changed`) or removed (`asset-removed`). Absent on an alarm a prediction moved.
    */
-  @ApiProperty({ enum: ['asset-kind-changed', 'asset-removed'], required: false })
-  reason?: 'asset-kind-changed' | 'asset-removed';
+  @ApiProperty({ enum: ALARM_CLOSE_REASONS, required: false })
+  reason?: AlarmCloseReason;
 }
 
 export class AlarmListDto {

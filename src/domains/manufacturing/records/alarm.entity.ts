@@ -53,4 +53,5 @@ export class AlarmEntity {
 }
 
 /** Why the gateway cleared a raised alarm itself: its asset was put as another kind (another model), or removed. */
-export type AlarmCloseReason = 'asset-kind-changed' | 'asset-removed';
+export const ALARM_CLOSE_REASONS = ['asset-kind-changed', 'asset-removed'] as const;
+export type AlarmCloseReason = (typeof ALARM_CLOSE_REASONS)[number];
