@@ -259,20 +259,23 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       }
       // Removed, or of another kind: it starts over, its window built for another model. What the old
       // runtime held is predicted with that model, unless the asset is gone.
-      const through = Math.max(
-        old?.window.releasedThrough ?? -Infinity,
-        this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
-        this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
-      );
+      // Removed: what its window opened with is needless, and a restart after it is made again takes up none of
+      // the stored rows up to the last it released, in this run or before the last restart (endOpening). Put as
+      // another kind, its new window's first row makes them needless (keepOpening), and a restart before takes
+      // none of another model's rows.
+      if (!asset) {
+        const through = Math.max(
+          old?.window.releasedThrough ?? -Infinity,
+          this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
+          this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
+        );
+        this.endOpening(assetId, through);
+      }
       this.runtimes.delete(assetId);
       // Nor does it take up what the asset as it was left at the last restart (restore).
       this.restoredRows.delete(assetId);
       this.restoredOpening.delete(assetId);
       if (this.restoredHeld.delete(assetId)) this.forgetHeld(assetId, Infinity);
-      // Removed: what its window opened with is needless, and a restart after it is made again takes up none of
-      // the stored rows up to `through` (endOpening). Put as another kind, its new window's first row makes them
-      // needless (keepOpening), and a restart before takes none of another model's rows.
-      if (!asset) this.endOpening(assetId, through);
       // Nor the old model's alarm (see runtime): no prediction of the new one (or of none) will clear it, so
       // once what the old runtime held has moved it, an alarm it left raised is closed, with the reason.
       const retired = old ? this.retire(old, asset !== undefined).then(() => old.tail) : Promise.resolve();
