@@ -20,7 +20,7 @@ import { AlarmState } from './hysteresis.util';
 import type { AssetStatusDto } from './manufacturing.dto';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
 import { checkValue } from './reading-validation.util';
-import type { AlarmCloseReason, AlarmEntity } from './records/alarm.entity';
+import { ALARM_METRICS, type AlarmCloseReason, type AlarmEntity, type AlarmMetric } from './records/alarm.entity';
 import { PlantRecordsRepository, StoredInputs, StoredOpening } from './records/plant-records.repository';
 import type { PredictionRow } from './records/prediction-writer';
 import { unitConverter } from './units.util';
@@ -56,8 +56,6 @@ export interface AlarmEvent {
    */
   reason?: AlarmCloseReason;
 }
-
-type AlarmMetric = AlarmEntity['metric'];
 
 /** An asset's alarm on one metric as last stored; a raised one with where it was raised and by which model. */
 interface StandingAlarm {
@@ -1110,7 +1108,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const asset = this.registry.find(assetId);
     const kept = asset && alarmMetric(asset.kind);
     const standing = this.alarmStates.get(assetId) ?? {};
-    for (const metric of ['failure', 'rul'] as const) {
+    for (const metric of ALARM_METRICS) {
       if (metric === kept || !standing[metric]?.active) continue;
       try {
         await this.closeAlarm(assetId, metric, asset ? 'asset-kind-changed' : 'asset-removed');

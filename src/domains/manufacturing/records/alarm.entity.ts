@@ -15,7 +15,7 @@ export class AlarmEntity {
 
   /** `failure` (probability) or `rul` (cycles). */
   @Column({ type: 'varchar', length: 16 })
-  metric!: 'failure' | 'rul';
+  metric!: AlarmMetric;
 
   /** The prediction that moved the alarm and the threshold it crossed; null on one the gateway closed (`reason`). */
   @Column({ type: 'double precision', nullable: true })
@@ -51,6 +51,10 @@ export class AlarmEntity {
   @Column({ type: 'varchar', length: 32, nullable: true })
   reason!: AlarmCloseReason | null;
 }
+
+/** What an alarm is on: a machine-failure model's failure probability, or a turbofan model's remaining useful life. */
+export const ALARM_METRICS = ['failure', 'rul'] as const;
+export type AlarmMetric = (typeof ALARM_METRICS)[number];
 
 /** Why the gateway cleared a raised alarm itself: its asset was put as another kind (another model), or removed. */
 export const ALARM_CLOSE_REASONS = ['asset-kind-changed', 'asset-removed'] as const;
