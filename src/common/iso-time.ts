@@ -21,11 +21,32 @@ export const NEEDS_ZONE = 'must be an ISO 8601 time with Z or an offset, e.g. 20
 
 /** The reason a time of the right form that is not on the calendar or the clock is refused. */
 export const NO_SUCH_TIME =
-  'must be a date and time that exists: not 2026-02-30, 24:00, a leap second or an offset past 23:59';
+  'must be a date and time that exists: not 2026-02-30, 24:00, a leap second, an offset past 23:59 or the year -000000';
 
-/** ISO_TIME_OR_DATE's fields: year, month, day, and hour, minute, second, offset hours and minutes when given. */
+/**
+ * ISO_TIME_OR_DATE's fields: year, month, day, and hour, minute, second, fraction, offset sign, hours and minutes
+ * when given.
+ */
 const FIELDS =
-  /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:[Zz]|[+-](\d{2}):?(\d{2})))?$/;
+  /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:[Zz]|([+-])(\d{2}):?(\d{2})))?$/;
+
+/** ECMAScript's largest time value (TimeClip): 100,000,000 days either side of 1970. */
+const MAX_TIME_MS = 8.64e15;
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's days_from_civil), for any
+ * year: Date.UTC would read years 0-99 as 1900-1999.
+ */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
+  return era * 146_097 + dayOfEra - 719_468;
+}
 
 function daysIn(year: number, month: number): number {
   if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
@@ -34,20 +55,30 @@ function daysIn(year: number, month: number): number {
 
 /**
  * Epoch milliseconds of a time `pattern` (ISO_INSTANT or ISO_TIME_OR_DATE) takes, its fraction of a millisecond
- * cut off; NaN for anything else, and for a date or time that does not exist (2026-02-30, 24:00, 23:59:60, an
- * offset of +25:00): `Date.parse` reads February 30th as March 2nd and 24:00 as the next day's midnight.
+ * cut off; NaN for anything else, for a date or time that does not exist (2026-02-30, 24:00, 23:59:60, an offset
+ * of +25:00; `Date.parse` reads February 30th as March 2nd and 24:00 as the next day's midnight), for the year
+ * -000000 (ECMAScript's date time string format forbids it) and past ECMAScript's range of times. Worked out from
+ * the fields, not by `Date.parse`, whose reading of the offset without a colon (`+0100`) and of a lower-case `t`
+ * the language leaves to each engine.
  */
 export function isoTimeMs(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): number {
   if (typeof value !== 'string' || !pattern.test(value)) return NaN;
   const fields = FIELDS.exec(value);
   if (!fields) return NaN;
-  const [year, month, day, hour = 0, minute = 0, second = 0, offsetHours = 0, offsetMinutes = 0] = fields
-    .slice(1)
-    .map((f) => (f === undefined ? undefined : Number(f)));
-  if (month! < 1 || month! > 12 || day! < 1 || day! > daysIn(year!, month!)) return NaN;
+  const [, yearText, monthText, dayText, hourText, minuteText, secondText, fraction, sign, offsetH, offsetM] = fields;
+  if (yearText === '-000000') return NaN;
+  const year = Number(yearText);
+  const month = Number(monthText);
+  const day = Number(dayText);
+  const [hour, minute, second, offsetHours, offsetMinutes] = [hourText, minuteText, secondText, offsetH, offsetM].map(
+    (f) => (f === undefined ? 0 : Number(f)),
+  );
+  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month)) return NaN;
   if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return NaN;
-  // Upper case: the ISO form ECMAScript's Date.parse defines (a lower-case `t` or `z` is left to its fallback).
-  return Date.parse(value.toUpperCase());
+  const ms = fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0'));
+  const offset = (sign === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
+  const time = daysFromCivil(year, month, day) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + ms - offset;
+  return Math.abs(time) > MAX_TIME_MS ? NaN : time;
 }
 
 /** Why a query bound or a field is not a time `pattern` takes that PostgreSQL holds; undefined when it is. */

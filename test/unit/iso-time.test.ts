@@ -37,6 +37,26 @@ describe('ISO 8601 times from clients', () => {
     }
   });
 
+  it('works the time out from its fields, for offsets without a colon and years out of the usual range', () => {
+    assert.equal(isoTimeMs('2026-11-23T10:00-0130'), Date.UTC(2026, 10, 23, 11, 30));
+    assert.equal(isoTimeMs('2026-11-23t10:00:00.999999z'), Date.UTC(2026, 10, 23, 10, 0, 0, 999));
+    // Date.UTC reads the years 0-99 as 1900-1999; setUTCFullYear does not.
+    assert.equal(isoTimeMs('0099-12-31T23:59:59.999Z'), new Date(0).setUTCFullYear(99, 11, 31) + 86_400_000 - 1);
+    assert.equal(isoTimeMs('+000000-01-01T00:00Z'), new Date(0).setUTCFullYear(0, 0, 1));
+    assert.equal(isoTimeMs('-000004-02-29'), new Date(0).setUTCFullYear(-4, 1, 29), 'a leap year before year 0');
+    // The ends of ECMAScript's range of times, an offset taking a time back inside it.
+    assert.equal(isoTimeMs('+275760-09-13T00:00:00Z'), 8.64e15);
+    assert.equal(isoTimeMs('+275760-09-13T01:00:00+02:00'), 8.64e15 - 3_600_000);
+    assert.ok(Number.isNaN(isoTimeMs('+275760-09-13T00:00:00.001Z')));
+    assert.ok(Number.isNaN(isoTimeMs('-271821-04-19T23:59:59.999Z')));
+  });
+
+  it('refuses the year -000000, which Date.parse read as 2001', () => {
+    assert.ok(Number.isNaN(isoTimeMs('-000000-01-01')));
+    assert.ok(Number.isNaN(isoTimeMs('-000000-03-21T10:00:00Z', ISO_INSTANT)));
+    assert.equal(isoTimeRefusal('-000000-01-01'), NO_SUCH_TIME);
+  });
+
   it('says why a query bound is refused', () => {
     assert.equal(isoTimeRefusal('2026-11-23T10:00:00Z'), undefined);
     assert.equal(isoTimeRefusal('2026-11-23T10:00:00'), NEEDS_ZONE);
