@@ -108,7 +108,9 @@ export class JwtVerifier {
     const roles = rolesOf(claim(payload, this.config.AUTH_ROLES_CLAIM));
     // A tenant claim scopes what the caller sees: one that is present but unusable must not read as "no tenant".
     const tenant = claim(payload, this.config.AUTH_TENANT_CLAIM);
-    if (tenant !== undefined && !isRecordableIdentity(tenant)) throw new TokenRejected('token tenant claim malformed');
+    if (tenant !== undefined && !(isRecordableIdentity(tenant) && isWellFormed(tenant))) {
+      throw new TokenRejected('token tenant claim malformed');
+    }
     const principal: Principal = {
       subject: payload.sub,
       roles,
@@ -128,6 +130,15 @@ export class JwtVerifier {
 function isRecordableIdentity(value: unknown): value is string {
   return typeof value === 'string' && value !== '' && value.length <= MAX_IDENTITY_LENGTH && !/\p{Cc}/u.test(value);
 }
+
+/**
+ * No lone surrogate (a JSON `\ud800` escape): the database stores one as U+FFFD, as it does every caller string
+ * (storable-text.ts), so `bank-\ud800`, `bank-\udc00` and `bank-\ufffd` would be one tenant there, each reading the
+ * others' audit rows and opening their sealed cursors (whose key binds the tenant's UTF-8 form). The sub may hold
+ * one: it only labels a row, and is kept apart where it counts (idempotency scopes, rate limits key it as JSON).
+ */
+const LONE_SURROGATE = /\p{Cs}/u;
+const isWellFormed = (value: string): boolean => !LONE_SURROGATE.test(value);
 
 const isBadSignature = (error: unknown): boolean => error instanceof Error && error.message === 'invalid signature';
 

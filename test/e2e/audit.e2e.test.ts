@@ -360,6 +360,25 @@ describe('audit trail', () => {
     );
   });
 
+  it('a tenant claim with a lone surrogate is refused: stored as U+FFFD, it would read the rows of another tenant', async () => {
+    // 'bank-\udc00' and 'bank-\ufffd' would have seen the rows of 'bank-\ud800' (the database stores each as U+FFFD).
+    const writer = bearer(tokenFor(['ml-admin'], { sub: 'engineer-lone', claims: { tenant: 'bank-\ud800' } }));
+    const written = await http.post('/v2/models/fixture-linear/infer').set('Authorization', writer).send(LINEAR);
+    assert.equal(written.status, 401, written.text.slice(0, 200));
+    assert.equal(written.body.error, 'Authorization: token tenant claim malformed');
+    for (const tenant of ['bank-\udc00', 'bank-\ufffd']) {
+      const reader = bearer(tokenFor(['auditor'], { sub: 'auditor-lone', claims: { tenant } }));
+      const res = await http.get('/v1/audit/events?actor=engineer-lone').set('Authorization', reader);
+      if (tenant === 'bank-\udc00') {
+        assert.equal(res.status, 401);
+        assert.equal(res.body.detail, 'token tenant claim malformed');
+      } else {
+        assert.equal(res.status, 200);
+        assert.deepEqual(res.body.events, []);
+      }
+    }
+  });
+
   it('group commit: concurrent requests share commits, and each has its row once', async () => {
     const before = Number((await db.query('SELECT count(*) AS n FROM audit_events'))[0].n);
     const metrics = await inferAtOnce(http, db, admin, 40);

@@ -170,10 +170,24 @@ describe('JWT verification', () => {
   });
 
   it('refuses a tenant claim that is present but not a usable tenant, rather than reading it as no tenant', () => {
-    for (const tenant of [42, ['bank-a'], '', null, { id: 'bank-a' }, 'bank\u0000a', 'bank\na', 'b'.repeat(257)]) {
+    // A lone surrogate too: stored as U+FFFD, 'bank-\ud800' and 'bank-\udc00' would be one tenant with 'bank-\ufffd'.
+    const lone = ['bank-\ud800', 'bank-\udc00a', '\ude00bank'];
+    for (const tenant of [
+      42,
+      ['bank-a'],
+      '',
+      null,
+      { id: 'bank-a' },
+      'bank\u0000a',
+      'bank\na',
+      'b'.repeat(257),
+      ...lone,
+    ]) {
       refused(verifier(), rs256(claims({ tenant })), /^token tenant claim malformed$/);
     }
     assert.equal(verifier().verify(rs256(claims({ tenant: 'b'.repeat(256) }))).tenant, 'b'.repeat(256));
+    // A surrogate pair is a character like any other.
+    assert.equal(verifier().verify(rs256(claims({ tenant: 'bank-\ud83c\udfe6' }))).tenant, 'bank-🏦');
     assert.equal(verifier().verify(rs256(claims())).tenant, undefined);
   });
 
