@@ -21,6 +21,12 @@ const QUICK = /\d[\d \t\n\v\f\r\-./:_\u00a0]{11,}\d/;
  * joiner, a BOM). Read as a space, so a card number split by them is written in groups as any other.
  */
 const INVISIBLE_OR_SPACE = /[\p{Z}\p{Cf}]/gu;
+/**
+ * Dashes NFKC leaves as they are (U+2010 hyphen, U+2011 non-breaking hyphen, U+2012 figure dash, U+2013 en dash,
+ * U+2014 em dash, U+2015, the minus sign U+2212, ...): a word processor or a form's autocorrect writes `4111–1111`
+ * for `4111-1111`. Read as a dash, so a card number split by them is found as one split by dashes.
+ */
+const OTHER_DASH = /[\p{Pd}\u2212]/gu;
 /** Decimal digits of other scripts (Arabic-Indic, Devanagari, ...), which NFKC does not turn into ASCII ones. */
 const OTHER_DIGIT = /[^\d\P{Nd}]/gu;
 const DECIMAL_DIGIT = /^\p{Nd}$/u;
@@ -77,10 +83,14 @@ export function containsPan(text: string): boolean {
   // (U+2152 VULGAR FRACTION ONE TENTH is "1⁄10"). Most keys and codes of a request are this short.
   if (text.length < MIN_PAN_TEXT_LENGTH) return false;
   // Full-width and other compatibility digits, and other scripts' digits, read as the digits they are; a gap
-  // that is not ASCII as a space.
+  // that is not ASCII as a space, a dash that is not ASCII as `-`.
   // eslint-disable-next-line no-control-regex
   if (/[^\u0000-\u007f]/.test(text)) {
-    text = text.normalize('NFKC').replace(INVISIBLE_OR_SPACE, ' ').replace(OTHER_DIGIT, asciiDigit);
+    text = text
+      .normalize('NFKC')
+      .replace(INVISIBLE_OR_SPACE, ' ')
+      .replace(OTHER_DASH, '-')
+      .replace(OTHER_DIGIT, asciiDigit);
   }
   if (!QUICK.test(text)) return false;
   for (const chain of text.matchAll(CHAIN)) {

@@ -83,12 +83,13 @@ describe('finance: hostile requests', () => {
       assert.ok(!(await stored()).includes(PAN));
     });
 
-    it('a card number split by tabs, line breaks or zero-width spaces, or in Arabic-Indic digits, is refused', async () => {
+    it('a card number split by tabs, line breaks, zero-width spaces or en dashes, or in Arabic-Indic digits, is refused', async () => {
       // As a client's JSON writer escapes them: "4111\t1111...", "4111\u200b1111...", "\u0664\u0661...".
       const written = [
         '4111\t1111\t1111\t1111',
         '4111\r\n1111\r\n1111\r\n1111',
         '4111\u200b1111\u200b1111\u200b1111',
+        '4111\u20131111\u20131111\u20131111',
         '\u0664\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661',
       ];
       for (const cardToken of written) {

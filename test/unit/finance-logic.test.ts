@@ -266,6 +266,15 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       '4111\u20601111\u20601111\u20601111',
       '\ufeff4111111111111111',
       '41111111\u200b11111111',
+      // Split by dashes other than ASCII's, as a word processor's autocorrect or a form writes them.
+      '4111\u20131111\u20131111\u20131111',
+      '4111\u20101111\u20101111\u20101111',
+      '4111\u20111111\u20111111\u20111111',
+      '4111\u20121111\u20121111\u20121111',
+      '4111 \u2014 1111 \u2014 1111 \u2014 1111',
+      '4111\u22121111\u22121111\u22121111',
+      '4111\ufe631111\ufe631111\ufe631111',
+      '3782\u2013822463\u201310005',
       // Digits of other scripts, as a phone or a form set to Arabic, Persian or Hindi writes them.
       '\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661',
       '\u06f4\u06f1\u06f1\u06f1 \u06f1\u06f1\u06f1\u06f1 \u06f1\u06f1\u06f1\u06f1 \u06f1\u06f1\u06f1\u06f1',
@@ -279,6 +288,7 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       '4111\t1111\t1111\t1112',
       '\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0662',
       '41111\t11111\t111111',
+      '4111\u20131111\u20131111\u20131112',
     ]) {
       assert.equal(containsPan(other), false, JSON.stringify(other));
     }
