@@ -124,6 +124,31 @@ describe('finance: hostile requests', () => {
         assert.ok(!res.text.includes('1111'), res.text);
       }
     });
+
+    it("a card number in a batch's envelope is refused before its Idempotency-Key, already answered or not", async () => {
+      await post('fraud-scores/batch', { transactions: [tx()] }, { 'Idempotency-Key': 'envelope-pan-1' }).expect(200);
+      for (const key of ['envelope-pan-1', 'envelope-pan-2']) {
+        const res = await post(
+          'fraud-scores/batch',
+          { transactions: [tx()], note: '4111 1111 1111 1111' },
+          { 'Idempotency-Key': key },
+        );
+        assert.equal(res.status, 422, res.text.slice(0, 300));
+        assert.equal(res.body.code, 'PAN_DETECTED', key);
+        assert.deepEqual(res.body.errors, [
+          { field: 'note', reason: 'looks like a card number (PAN); never send one' },
+        ]);
+        const [row] = await db.query('SELECT output_summary FROM audit_events WHERE request_id = $1', [
+          res.headers['x-request-id'],
+        ]);
+        assert.deepEqual(row.output_summary, { reason: 'PAN_DETECTED' });
+      }
+      // The key that was never answered was never claimed.
+      assert.equal(
+        (await db.query(`SELECT 1 FROM idempotency_keys WHERE idempotency_key = 'envelope-pan-2'`)).length,
+        0,
+      );
+    });
   });
 
   describe('Idempotency-Key', () => {

@@ -78,13 +78,19 @@ const validateBatch = ajv.compile<{ transactions: unknown[] }>({
  */
 export function parseFraudBatch(body: unknown): unknown[] {
   if (validateBatch(body)) return body.transactions;
-  // A card number outside the items (an envelope field, a key, a body that is one) is refused as on the
-  // single route, 422 naming it; the items' own are each item's error.
-  const items = (body as { transactions?: unknown } | null)?.transactions;
-  const refusal = panRefusal(Array.isArray(items) ? { ...(body as object), transactions: [] } : body);
+  const refusal = envelopePanRefusal(body);
   if (refusal) throw refusal;
   const fields = (validateBatch.errors ?? []).map(toFieldError);
   throw new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+}
+
+/**
+ * A card number outside the items (an envelope field, a key, a body that is one), refused as on the single route:
+ * 422 naming it; the items' own are each item's error. The items are not walked (a valid envelope holds nothing else).
+ */
+export function envelopePanRefusal(body: unknown): AppError | undefined {
+  const items = (body as { transactions?: unknown } | null)?.transactions;
+  return panRefusal(Array.isArray(items) ? { ...(body as object), transactions: [] } : body);
 }
 
 /** A single transaction (the route skips the class-based pipe), or 400 naming each bad field. */

@@ -13,7 +13,7 @@ import {
   FraudScoreDto,
   FraudScoreRequestDto,
 } from './fraud-score.dto';
-import { parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
+import { envelopePanRefusal, parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
 import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
@@ -80,6 +80,10 @@ export class FraudScoringController {
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<FraudBatchResultDto> {
+    // Before the Idempotency-Key, as on the single route: an envelope's card number is a PAN_DETECTED whatever the
+    // key (an answered key's 422 IDEMPOTENCY_KEY_REUSED came first, and its audit row did not say a card number came).
+    const refusal = envelopePanRefusal(body);
+    if (refusal) throw refusal;
     return (await this.idempotency.answer(request, reply, () => this.scoreMany(body, request))) as FraudBatchResultDto;
   }
 
