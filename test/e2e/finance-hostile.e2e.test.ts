@@ -125,6 +125,38 @@ describe('finance: hostile requests', () => {
       }
     });
 
+    it('a query parameter is refused naming it, one that looks like a card number as PAN_DETECTED, before anything is scored', async () => {
+      const bodies: Record<string, unknown> = {
+        'fraud-scores': tx(),
+        'fraud-scores/batch': { transactions: [tx()] },
+        'credit-assessments': APPLICANT,
+      };
+      for (const [route, body] of Object.entries(bodies)) {
+        const key = `query-${route}`;
+        // A version pin the caller assumed was scored by the default model as if it applied.
+        const pinned = await post(`${route}?version=2`, body, { 'Idempotency-Key': key });
+        assert.equal(pinned.status, 400, `${route}: ${pinned.text.slice(0, 300)}`);
+        assert.deepEqual(pinned.body.errors, [{ field: 'version', reason: 'is not an accepted field' }]);
+        for (const [query, field] of [
+          [`note=${encodeURIComponent('4111 1111 1111 1111')}`, 'note'],
+          [`${PAN}=1`, '(card number)'],
+        ]) {
+          const res = await post(`${route}?${query}`, body, { 'Idempotency-Key': key });
+          assert.equal(res.status, 422, `${route}?${query}: ${res.text.slice(0, 300)}`);
+          assert.equal(res.body.code, 'PAN_DETECTED');
+          assert.deepEqual(
+            res.body.errors.map((e: { field: string }) => e.field),
+            [field],
+          );
+          assert.ok(!res.text.includes('1111'), res.text);
+        }
+        // Nothing was scored: the key was never claimed, and the same request without the parameter is a first one.
+        assert.equal((await db.query('SELECT 1 FROM idempotency_keys WHERE idempotency_key = $1', [key])).length, 0);
+        const plain = await post(route, body, { 'Idempotency-Key': key }).expect(200);
+        assert.equal(plain.headers['idempotent-replayed'], undefined);
+      }
+    });
+
     it("a card number in a batch's envelope is refused before its Idempotency-Key, already answered or not", async () => {
       await post('fraud-scores/batch', { transactions: [tx()] }, { 'Idempotency-Key': 'envelope-pan-1' }).expect(200);
       for (const key of ['envelope-pan-1', 'envelope-pan-2']) {

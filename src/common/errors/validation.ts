@@ -14,7 +14,7 @@ const { defaultMetadataStorage } = require('class-transformer/cjs/storage') as {
 };
 
 /** A field no DTO declares, worded as the compiled schemas word it. */
-const UNKNOWN_FIELD = 'is not an accepted field';
+export const UNKNOWN_FIELD = 'is not an accepted field';
 
 /**
  * Keys that never reach a DTO: class-transformer skips any name the instance already answers with a function (the

@@ -8,6 +8,7 @@ import { CreditAssessmentDto, CreditAssessmentRequestDto, parseCreditAssessmentR
 import { CreditAssessmentService } from './credit-assessment.service';
 import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
+import { queryRefusal } from './pan-guard.util';
 
 @ApiTags('finance')
 @ApiBearerAuth()
@@ -37,7 +38,10 @@ export class CreditAssessmentController {
     // The Idempotency-Key before the body, as on the fraud routes: a malformed key is refused whatever the body, and
     // a retry gets the answer kept for its key (or 422 for another body) before the body is checked again, so an
     // answered application is never refused on retry by rules that changed since. The body is checked in
-    // assessOne (a refusal frees the key). Card numbers are refused before either (PanGuardInterceptor).
+    // assessOne (a refusal frees the key). Card numbers are refused before either (PanGuardInterceptor, and in the
+    // query here), and so is any query parameter (none is read).
+    const refusal = queryRefusal(request.query);
+    if (refusal) throw refusal;
     return (await this.idempotency.answer(request, reply, () => this.assessOne(body, request))) as CreditAssessmentDto;
   }
 

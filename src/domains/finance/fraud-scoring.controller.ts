@@ -17,7 +17,7 @@ import { envelopePanRefusal, parseFraudBatch, parseFraudScoreRequest } from './f
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
 import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
-import { panRefusal } from './pan-guard.util';
+import { panRefusal, queryRefusal } from './pan-guard.util';
 
 @ApiTags('finance')
 @ApiBearerAuth()
@@ -45,7 +45,7 @@ export class FraudScoringController {
   ): Promise<FraudScoreDto> {
     // Before anything reads the body (nothing validates an `unknown` body before this): anything that looks
     // like a card number, in any field, is refused with 422 before it can reach a log, an error or the database.
-    const refusal = panRefusal(body);
+    const refusal = panRefusal(body) ?? queryRefusal(request.query);
     if (refusal) throw refusal;
     return (await this.idempotency.answer(request, reply, () => this.scoreOne(body, request))) as FraudScoreDto;
   }
@@ -82,7 +82,7 @@ export class FraudScoringController {
   ): Promise<FraudBatchResultDto> {
     // Before the Idempotency-Key, as on the single route: an envelope's card number is a PAN_DETECTED whatever the
     // key (an answered key's 422 IDEMPOTENCY_KEY_REUSED came first, and its audit row did not say a card number came).
-    const refusal = envelopePanRefusal(body);
+    const refusal = envelopePanRefusal(body) ?? queryRefusal(request.query);
     if (refusal) throw refusal;
     return (await this.idempotency.answer(request, reply, () => this.scoreMany(body, request))) as FraudBatchResultDto;
   }

@@ -1,4 +1,5 @@
 import { AppError } from '../../common/errors/app-error';
+import { UNKNOWN_FIELD } from '../../common/errors/validation';
 import { containsPan } from '../../common/pan';
 import { storableText } from '../../common/storable-text';
 
@@ -88,4 +89,20 @@ export function panRefusal(body: unknown): AppError | undefined {
   return new AppError('PAN_DETECTED', "a card number is not accepted; send the vault's card token instead", {
     fields: fields.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
   });
+}
+
+/**
+ * The finance routes take no query parameter. One was ignored, so a version pin or a flag the caller assumed
+ * (`?version=2`, `?dryRun=true`) was answered, scored and audited by the default model as if it applied; it is
+ * refused with 400 naming it, as the GET routes that take none refuse one (NoQueryDto). One that looks like a card
+ * number, by name or value, is a 422 PAN_DETECTED as in a body (never echoed back as a field name).
+ */
+export function queryRefusal(query: unknown): AppError | undefined {
+  if (typeof query !== 'object' || query === null) return undefined;
+  const names = Object.keys(query);
+  if (names.length === 0) return undefined;
+  const pan = panRefusal(query);
+  if (pan) return pan;
+  const fields = names.map((name) => ({ field: echoedKey(name), reason: UNKNOWN_FIELD }));
+  return new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
 }
