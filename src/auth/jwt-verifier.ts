@@ -103,6 +103,10 @@ export class JwtVerifier {
     if (candidates.length === 0) throw new TokenRejected(kid === undefined ? 'token has no kid' : 'unknown key id');
     const payload = this.verifiedPayload(token, candidates);
     if (typeof payload.exp !== 'number') throw new TokenRejected('token has no exp');
+    // JSON reads `1e999` as Infinity, which jsonwebtoken takes as a number: an exp that never comes, an nbf before
+    // every time. RFC 7519 2 makes them NumericDates, finite seconds; either out of that is refused.
+    if (!Number.isFinite(payload.exp)) throw new TokenRejected('token exp malformed');
+    if (payload.nbf !== undefined && !Number.isFinite(payload.nbf)) throw new TokenRejected('token nbf malformed');
     if (typeof payload.sub !== 'string' || payload.sub === '') throw new TokenRejected('token has no sub');
     if (!isRecordableIdentity(payload.sub)) throw new TokenRejected('token sub claim malformed');
     const roles = rolesOf(claim(payload, this.config.AUTH_ROLES_CLAIM));

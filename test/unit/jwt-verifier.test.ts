@@ -157,6 +157,15 @@ describe('JWT verification', () => {
     assert.ok(verifier().verify(rs256(claims({ nbf: now() + 10 }))));
   });
 
+  it('refuses an exp or nbf that JSON reads as infinite (1e999): the token would never expire', () => {
+    const text = (extra: string): string =>
+      `{"sub":"risk-engine-7","iss":"${ISS}","aud":"${AUD}","roles":["risk-engine"],${extra}}`;
+    const signed = (payload: string): string => jwt.sign(payload, rsa.privateKey, { algorithm: 'RS256', keyid: 'rsa-1' });
+    refused(verifier(), signed(text('"exp":1e999')), /^token exp malformed$/);
+    refused(verifier(), signed(text(`"exp":${now() + 300},"nbf":-1e999`)), /^token nbf malformed$/);
+    assert.ok(verifier().verify(signed(text(`"exp":${now() + 300},"nbf":${now() - 10}`))));
+  });
+
   it('requires iss, aud, exp and sub', () => {
     const { iss: _i, ...noIss } = claims();
     const { aud: _a, ...noAud } = claims();
