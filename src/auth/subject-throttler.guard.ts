@@ -64,7 +64,12 @@ function rateLimited(
   const limited = caller && budgets.callerRefused(caller);
   noteAudit(request, limited ? { reason, aggregate: { group: `subject ${limited.key}` } } : { reason });
   if (caller && limited?.first) logSubjectPastBudget(limited, caller);
-  return new AppError('RATE_LIMITED', `rate limit: ${reason}`, { retryAfterSeconds: Math.max(1, timeToBlockExpire) });
+  // Named by the field that says who is limited, as the 401s, 403s and the per-address 429 are (under /v2 the
+  // string leads with it).
+  return new AppError('RATE_LIMITED', `rate limit: ${reason}`, {
+    retryAfterSeconds: Math.max(1, timeToBlockExpire),
+    fields: [{ field: 'Authorization', reason: `this token's subject made ${reason}` }],
+  });
 }
 
 /**

@@ -21,9 +21,15 @@ describe('rate limits per subject', () => {
     for (let i = 0; i < 3; i++) await http.get('/v2/models').set('Authorization', alice).expect(200);
     const limited = await http.get('/v2/models').set('Authorization', alice).expect(429);
     assert.ok(Number(limited.headers['retry-after']) >= 1, `Retry-After: ${limited.headers['retry-after']}`);
+    // The OIP's one string leads with the field, as a 401's does.
+    assert.equal(limited.body.error, 'Authorization: rate limit: more than 3 requests in 60000 ms');
     await http.get('/v2/models').set('Authorization', bob).expect(200); // another subject is not affected
-    // One budget per subject, whichever route it calls.
-    await http.get('/v1/audit/events').set('Authorization', alice).expect(429);
+    // One budget per subject, whichever route it calls; the problem names the field, as every refusal does.
+    const problem = await http.get('/v1/audit/events').set('Authorization', alice).expect(429);
+    assert.equal(problem.body.code, 'RATE_LIMITED');
+    assert.deepEqual(problem.body.errors, [
+      { field: 'Authorization', reason: "this token's subject made more than 3 requests in 60000 ms" },
+    ]);
     // Health stays reachable for alice's address.
     await http.get('/health/live').expect(200);
 
