@@ -206,6 +206,35 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
     ]);
   });
 
+  it('finance: the documented Idempotency-Key is the one the routes take', async () => {
+    const routes: Array<[string, string, unknown]> = [
+      ['/v1/finance/fraud-scores', 'risk-engine', tx()],
+      ['/v1/finance/fraud-scores/batch', 'risk-engine', { transactions: [tx()] }],
+      ['/v1/finance/credit-assessments', 'risk-engine', undefined],
+    ];
+    const keys = ['k', 'order-7f3a:retry_1.2', 'x'.repeat(200), 'x'.repeat(201), 'has space', 'caf\u00e9'];
+    const mismatches: string[] = [];
+    for (const [path, role, body] of routes) {
+      const declared = doc.paths[path].post?.parameters?.find((p) => p.in === 'header' && p.name === 'Idempotency-Key');
+      assert.ok(declared?.schema.pattern, `${path}: Idempotency-Key has no pattern in the document`);
+      const validate = ajv.compile(declared.schema);
+      for (const [i, key] of keys.entries()) {
+        const allowed = validate(key);
+        // Header values travel as Latin-1 in Node's client: send the others as their bytes would arrive.
+        const res = await request(app.getHttpServer())
+          .post(path)
+          .set('Authorization', bearer(tokenFor([role], { sub: `key-${i}` })))
+          .set('Idempotency-Key', Buffer.from(key, 'utf8').toString('latin1'))
+          .send((body ?? {}));
+        const refusedForKey = res.status === 400 && JSON.stringify(res.body.errors ?? []).includes('Idempotency-Key');
+        if (allowed === refusedForKey) {
+          mismatches.push(`${path} ${JSON.stringify(key)}: document ${allowed ? 'allows' : 'refuses'}, route ${res.status}`);
+        }
+      }
+    }
+    assert.deepEqual(mismatches, []);
+  });
+
   it('OIP infer: the documented request is the one the compiled schema checks', async () => {
     for (const path of ['/v2/models/{name}/infer', '/v2/models/{name}/versions/{version}/infer']) {
       const body = doc.paths[path].post?.requestBody?.content['application/json'].schema;

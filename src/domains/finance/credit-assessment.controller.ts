@@ -6,7 +6,7 @@ import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../com
 import { bodyDigest } from './canonical-input.util';
 import { CreditAssessmentDto, CreditAssessmentRequestDto, parseCreditAssessmentRequest } from './credit-assessment.dto';
 import { CreditAssessmentService } from './credit-assessment.service';
-import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
 import { queryRefusal } from './pan-guard.util';
 
@@ -26,7 +26,7 @@ export class CreditAssessmentController {
   @Post()
   @HttpCode(200)
   @RequirePermission('finance:score', 'credit.assess')
-  @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
+  @ApiHeader(IDEMPOTENCY_KEY_HEADER)
   @ApiBody({ type: CreditAssessmentRequestDto })
   @ApiOkResponse({ type: CreditAssessmentDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)

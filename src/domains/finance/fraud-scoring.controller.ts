@@ -16,7 +16,7 @@ import {
 import { envelopePanRefusal, parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
-import { IDEMPOTENCY_DOC, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
 import { panRefusal, queryRefusal } from './pan-guard.util';
 
 @ApiTags('finance')
@@ -34,7 +34,7 @@ export class FraudScoringController {
   @Post()
   @HttpCode(200)
   @RequirePermission('finance:score', 'fraud.score')
-  @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
+  @ApiHeader(IDEMPOTENCY_KEY_HEADER)
   @ApiBody({ type: FraudScoreRequestDto })
   @ApiOkResponse({ type: FraudScoreDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
@@ -71,7 +71,7 @@ export class FraudScoringController {
   @HttpCode(200)
   @AddRouteConfig({ [DIGEST_JSON_BODY]: true })
   @RequirePermission('finance:score', 'fraud.score-batch')
-  @ApiHeader({ name: 'Idempotency-Key', required: false, description: IDEMPOTENCY_DOC })
+  @ApiHeader(IDEMPOTENCY_KEY_HEADER)
   @ApiBody({ type: FraudBatchRequestDto })
   @ApiOkResponse({ type: FraudBatchResultDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
   @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)

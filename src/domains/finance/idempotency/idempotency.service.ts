@@ -12,6 +12,18 @@ import { IdempotencyRepository } from './idempotency.repository';
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 export const IDEMPOTENCY_DOC =
   'A retry with the same key and request returns the first answer (Idempotent-Replayed: true) without scoring or assessing again; the same key with a different request is refused with 422. Keys are per caller and route. Kept IDEMPOTENCY_TTL_HOURS.';
+/** What an Idempotency-Key may be: 1-200 visible ASCII characters (the key column's length). */
+const KEY_FORMAT = /^[\x21-\x7e]{1,200}$/;
+/**
+ * The Idempotency-Key header as the OpenAPI document gives it, with the format the service refuses others by: a
+ * client generated from the document checks its keys as the gateway will.
+ */
+export const IDEMPOTENCY_KEY_HEADER = {
+  name: 'Idempotency-Key',
+  required: false,
+  description: IDEMPOTENCY_DOC,
+  schema: { type: 'string', pattern: KEY_FORMAT.source },
+};
 /** How the 200 says it is a replay, for OpenAPI. */
 export const IDEMPOTENCY_REPLAY_HEADERS = {
   'Idempotent-Replayed': {
@@ -20,7 +32,6 @@ export const IDEMPOTENCY_REPLAY_HEADERS = {
     schema: { type: 'string', enum: ['true'] },
   },
 };
-const KEY_FORMAT = /^[\x21-\x7e]{1,200}$/;
 const PURGE_EVERY_MS = 10 * 60 * 1000;
 /** A pending key's lease past the inference deadline: room for the queue, the digest and the database. */
 const LEASE_MARGIN_MS = 30_000;
