@@ -225,10 +225,12 @@ describe('OpenAPI: request schemas and parameters say what the routes take', () 
           .post(path)
           .set('Authorization', bearer(tokenFor([role], { sub: `key-${i}` })))
           .set('Idempotency-Key', Buffer.from(key, 'utf8').toString('latin1'))
-          .send((body ?? {}));
+          .send(body ?? {});
         const refusedForKey = res.status === 400 && JSON.stringify(res.body.errors ?? []).includes('Idempotency-Key');
         if (allowed === refusedForKey) {
-          mismatches.push(`${path} ${JSON.stringify(key)}: document ${allowed ? 'allows' : 'refuses'}, route ${res.status}`);
+          mismatches.push(
+            `${path} ${JSON.stringify(key)}: document ${allowed ? 'allows' : 'refuses'}, route ${res.status}`,
+          );
         }
       }
     }

@@ -160,7 +160,8 @@ describe('JWT verification', () => {
   it('refuses an exp or nbf that JSON reads as infinite (1e999): the token would never expire', () => {
     const text = (extra: string): string =>
       `{"sub":"risk-engine-7","iss":"${ISS}","aud":"${AUD}","roles":["risk-engine"],${extra}}`;
-    const signed = (payload: string): string => jwt.sign(payload, rsa.privateKey, { algorithm: 'RS256', keyid: 'rsa-1' });
+    const signed = (payload: string): string =>
+      jwt.sign(payload, rsa.privateKey, { algorithm: 'RS256', keyid: 'rsa-1' });
     refused(verifier(), signed(text('"exp":1e999')), /^token exp malformed$/);
     refused(verifier(), signed(text(`"exp":${now() + 300},"nbf":-1e999`)), /^token nbf malformed$/);
     assert.ok(verifier().verify(signed(text(`"exp":${now() + 300},"nbf":${now() - 10}`))));

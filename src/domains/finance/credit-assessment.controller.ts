@@ -6,7 +6,11 @@ import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../com
 import { bodyDigest } from './canonical-input.util';
 import { CreditAssessmentDto, CreditAssessmentRequestDto, parseCreditAssessmentRequest } from './credit-assessment.dto';
 import { CreditAssessmentService } from './credit-assessment.service';
-import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
+import {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_REPLAY_HEADERS,
+  IdempotencyService,
+} from './idempotency/idempotency.service';
 import { PanGuardInterceptor } from './pan-guard.interceptor';
 import { queryRefusal } from './pan-guard.util';
 

@@ -16,7 +16,11 @@ import {
 import { envelopePanRefusal, parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
 import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
 import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
-import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_REPLAY_HEADERS, IdempotencyService } from './idempotency/idempotency.service';
+import {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_REPLAY_HEADERS,
+  IdempotencyService,
+} from './idempotency/idempotency.service';
 import { panRefusal, queryRefusal } from './pan-guard.util';
 
 @ApiTags('finance')
