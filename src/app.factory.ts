@@ -11,7 +11,7 @@ import { JwtVerifier } from './auth/jwt-verifier';
 import { AuditWriter } from './audit/audit-writer.service';
 import { AuditAggregates } from './audit/audit-aggregates';
 import { GatewayLogger } from './boot-failure';
-import { ProblemFilter } from './common/errors/problem.filter';
+import { BodyLimit, ProblemFilter } from './common/errors/problem.filter';
 import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
 import { refuseOtherBodyMediaTypes } from './common/http/body-media-type';
@@ -48,7 +48,13 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   const dataDir = prepareDataDir(config.DATA_DIR);
   if (dataDir) gaps.push(dataDir);
   if (gaps.length > 0) throw new ConfigError(gaps.join('; '));
-  const filter = new ProblemFilter();
+  // The limit a body is read to: a DICOM parser's (dicom-bodies.ts), else the routes' one. A 413 names it, and a
+  // chunked upload counts against MAX_INFLIGHT_BODY_BYTES as that much.
+  const bodyLimitOf = (request: FastifyRequest): BodyLimit =>
+    isDicomBody(request.headers['content-type'])
+      ? { setting: 'MEDICAL_MAX_BODY_BYTES', bytes: config.MEDICAL_MAX_BODY_BYTES }
+      : { setting: 'BODY_LIMIT_BYTES', bytes: config.BODY_LIMIT_BYTES };
+  const filter = new ProblemFilter(bodyLimitOf);
   const cors = config.CORS_ORIGINS ? new CorsPolicy(config.CORS_ORIGINS, config.CORS_MAX_AGE_S) : undefined;
   const adapter = new FastifyAdapter({
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -131,9 +137,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   // A route that reads one media type only refuses another before the body is read (a DICOM file sent as JSON).
   refuseOtherBodyMediaTypes(fastify);
   // A chunked DICOM body may run to the DICOM parsers' limit, not the routes' JSON one.
-  registerBodyBudget(fastify, app.get(UploadBudget), (request) =>
-    isDicomBody(request.headers['content-type']) ? config.MEDICAL_MAX_BODY_BYTES : request.routeOptions.bodyLimit,
-  );
+  registerBodyBudget(fastify, app.get(UploadBudget), (request) => bodyLimitOf(request).bytes);
   refuseUnfinishedUploadsAtClose(fastify);
   registerOipBinaryBodies(fastify, beginBodyDigest(app.get(AuditInputDigester)));
   registerPiecewiseJsonReplies(fastify);

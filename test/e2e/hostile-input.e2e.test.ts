@@ -56,6 +56,23 @@ function parseAnswer(raw: string): { status: number; headers: string; body: Reco
   };
 }
 
+/** The status and output of the one audit row of `action`, once it is written (a refused body's row comes late). */
+async function auditedRefusal(app: NestFastifyApplication, action: string): Promise<[number, unknown]> {
+  for (let i = 0; ; i++) {
+    const rows = await app
+      .get(DataSource)
+      .query<Array<{ status_code: number; output_summary: unknown }>>(
+        'SELECT status_code, output_summary FROM audit_events WHERE action = $1',
+        [action],
+      );
+    if (rows.length > 0 || i === 100) {
+      assert.equal(rows.length, 1, `audit rows of ${action}`);
+      return [rows[0].status_code, rows[0].output_summary];
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 const nested = (depth: number): string => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
 
 const features = Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, 0.1]));
@@ -142,7 +159,7 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       ['x4111111111111111', /^Body is not valid JSON$/],
     ] as const) {
       const res = await send(body);
-      assert.equal(res.body.code, 'FST_ERR_CTP_INVALID_JSON_BODY');
+      assert.equal(res.body.code, 'MALFORMED_JSON');
       assert.match(res.body.detail, detail);
       assert.deepEqual(
         res.body.errors.map((e: { field: string }) => e.field),
@@ -156,7 +173,7 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .set('Content-Type', 'application/json')
       .send('{inputs: []}')
       .expect(400);
-    assert.match(oip.body.error, /breaks at character 1/);
+    assert.deepEqual(oip.body, { error: '(body): Body is not valid JSON: it breaks at character 1' });
   });
 
   it('a member name given twice in one object is refused with 400 naming it, on every JSON route and the OIP', async () => {
@@ -367,7 +384,7 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
   it('a URL the router cannot read is answered as problem+json', async () => {
     const bad = await http.get('/v1/manufacturing/assets/%E0%A4%A').set('Authorization', all).expect(400);
     assert.match(String(bad.headers['content-type']), /application\/problem\+json/);
-    assert.equal(bad.body.code, 'FST_ERR_BAD_URL');
+    assert.equal(bad.body.code, 'PATH_INVALID');
     // It names the path as its field, and its own reason rather than the URL it could not read.
     assert.equal(bad.body.errors?.[0]?.field, '(path)');
     assert.match(bad.body.detail, /^\(path\): is not valid percent-encoded UTF-8/);
@@ -378,6 +395,7 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .set('Authorization', all)
       .expect(414);
     assert.match(String(long.headers['content-type']), /application\/problem\+json/);
+    assert.equal(long.body.code, 'URI_TOO_LONG');
     // The longest asset id the registry accepts (128 characters) is routed; one more is not.
     await http
       .get(`/v1/manufacturing/assets/${'a'.repeat(128)}`)
@@ -388,6 +406,121 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       .set('Authorization', all)
       .expect(414);
     assert.ok(bad.headers['x-request-id'] && long.headers['x-request-id']);
+  });
+
+  it("what Fastify, its static files and Node refuse before a route is answered with the gateway's codes, never FST_ERR_*", async () => {
+    const { port } = app.getHttpServer().address() as { port: number };
+    const refused: Array<{ what: string; status: number; body: Record<string, unknown> }> = [];
+    const problem = (what: string, res: { status: number; body: Record<string, unknown> }, status: number) => {
+      assert.equal(res.status, status, `${what}: ${JSON.stringify(res.body)}`);
+      refused.push({ what, status: res.status, body: res.body });
+      return res.body as { code: string; detail: string; errors?: Array<{ field: string; reason: string }> };
+    };
+    // An empty JSON body (Fastify's parser refuses it before the gateway's reads anything).
+    const empty = problem(
+      'empty JSON',
+      await http
+        .post('/v1/finance/fraud-scores')
+        .set('Authorization', all)
+        .set('Content-Type', 'application/json')
+        .send(''),
+      400,
+    );
+    assert.equal(empty.code, 'MALFORMED_JSON');
+    assert.deepEqual(empty.errors, [
+      { field: '(body)', reason: "Body cannot be empty when content-type is set to 'application/json'" },
+    ]);
+    // Bodies over their limit, refused from Content-Length before a byte is read: each names the limit it passed.
+    const over = async (path: string, type: string, length: number, token: string) =>
+      parseAnswer(
+        await rawExchange(
+          port,
+          `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nAuthorization: ${token}\r\n` +
+            `Content-Length: ${length}\r\n\r\n`,
+        ),
+      );
+    const json = problem(
+      'JSON over BODY_LIMIT_BYTES',
+      await over('/v1/finance/fraud-scores', 'application/json', 64 * 1024 * 1024 + 1, all),
+      413,
+    );
+    const jsonReason = `Request body is too large: the limit is ${64 * 1024 * 1024} bytes (BODY_LIMIT_BYTES)`;
+    assert.equal(json.code, 'BODY_TOO_LARGE');
+    assert.deepEqual(json.errors, [{ field: '(body)', reason: jsonReason }]);
+    const radiologist = bearer(tokenFor(['radiologist'], { sub: 'hostile-radiologist' }));
+    const dicom = problem(
+      'DICOM over MEDICAL_MAX_BODY_BYTES',
+      await over('/v1/medical/lesion-detections', 'application/dicom', 512 * 1024 * 1024 + 1, radiologist),
+      413,
+    );
+    assert.equal(dicom.code, 'BODY_TOO_LARGE');
+    assert.deepEqual(dicom.errors, [
+      {
+        field: '(body)',
+        reason: `Request body is too large: the limit is ${512 * 1024 * 1024} bytes (MEDICAL_MAX_BODY_BYTES)`,
+      },
+    ]);
+    const oip = await over('/v2/models/card-fraud/infer', 'application/json', 64 * 1024 * 1024 + 1, all);
+    assert.equal(oip.status, 413);
+    assert.deepEqual(oip.body, { error: `(body): ${jsonReason}` });
+    refused.push({ what: 'OIP over BODY_LIMIT_BYTES', status: oip.status, body: oip.body });
+    // A body shorter than its Content-Length: Node's parser never hands such a request over a socket, so it is
+    // sent through Fastify's inject, to the whole gateway all the same.
+    const short = await app.inject({
+      method: 'POST',
+      url: '/v1/finance/fraud-scores',
+      headers: { authorization: all, 'content-type': 'application/json', 'content-length': '50' },
+      payload: '{}',
+    });
+    const mismatch = problem('short body', { status: short.statusCode, body: short.json() }, 400);
+    assert.equal(mismatch.code, 'CONTENT_LENGTH_MISMATCH');
+    assert.deepEqual(mismatch.errors, [
+      { field: 'Content-Length', reason: 'Request body size did not match Content-Length' },
+    ]);
+    // The static files under /docs: a precondition or a range they cannot meet, a path that is not a file's.
+    const css = '/docs/swagger-ui.css';
+    const precondition = problem('If-Match', await http.get(css).set('If-Match', '"not-this-one"'), 412);
+    assert.equal(precondition.code, 'PRECONDITION_FAILED');
+    assert.deepEqual(precondition.errors, [{ field: 'If-Match', reason: 'is not met by the file at this path' }]);
+    const since = problem(
+      'If-Unmodified-Since',
+      await http.get(css).set('If-Unmodified-Since', 'Thu, 01 Jan 1970 00:00:00 GMT'),
+      412,
+    );
+    assert.equal(since.errors?.[0].field, 'If-Unmodified-Since');
+    const range = problem('Range', await http.get(css).set('Range', 'bytes=999999999-'), 416);
+    assert.equal(range.code, 'RANGE_NOT_SATISFIABLE');
+    assert.deepEqual(range.errors, [{ field: 'Range', reason: 'asks for no byte the file at this path holds' }]);
+    for (const path of ['/docs/%2e%2e/%2e%2e/package.json', '/docs/swagger-ui.css%00.map', '/docs/.//swagger-ui.css']) {
+      const notAFile = problem(path, await http.get(path), 400);
+      assert.equal(notAFile.code, 'PATH_INVALID');
+      assert.equal(notAFile.errors?.[0].field, '(path)');
+    }
+    for (const { what, body } of refused) {
+      assert.doesNotMatch(JSON.stringify(body), /FST_|HTTP_\d/, what);
+    }
+  });
+
+  it('an upload whose connection ends before its body is whole is audited as the parser answered it, HTTP_PARSE_ERROR', async () => {
+    const { port } = app.getHttpServer().address() as { port: number };
+    const cut = bearer(tokenFor(['risk-engine'], { sub: 'hostile-cut-short' }));
+    const answer = parseAnswer(
+      await rawExchange(
+        port,
+        'POST /v1/finance/fraud-scores HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+          `Authorization: ${cut}\r\nContent-Length: 100\r\n\r\n{"transactionId":`,
+        200,
+      ),
+    );
+    assert.equal(answer.body.code, 'HTTP_PARSE_ERROR');
+    let row: { statusCode: number; outputSummary: unknown } | undefined;
+    for (let i = 0; i < 100 && !row; i++) {
+      const res = await http.get('/v1/audit/events?actor=hostile-cut-short').set('Authorization', all).expect(200);
+      row = (res.body.events as Array<{ statusCode: number; outputSummary: unknown }>)[0];
+      if (!row) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(row, 'the cut-short upload has its audit row');
+    assert.deepEqual([row.statusCode, row.outputSummary], [400, { reason: 'HTTP_PARSE_ERROR' }]);
   });
 
   it('times and cursors outside what PostgreSQL holds get 400 naming the parameter, never 500', async () => {
@@ -723,6 +856,8 @@ describe('a stalled upload', () => {
       assert.match(String(answer.body.detail), /not received within 1000 ms/);
       // Cut off near the limit (Node checks at a quarter of it), not after Node's default 30 s check.
       assert.ok(Date.now() - started < 10_000, `answered after ${Date.now() - started} ms`);
+      // Its audit row says what its client was told (it said ECONNRESET, the socket's error its body reader got).
+      assert.deepEqual(await auditedRefusal(app, 'model.infer'), [408, { reason: 'REQUEST_TIMEOUT' }]);
     } finally {
       await app.close();
     }

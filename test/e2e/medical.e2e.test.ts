@@ -957,6 +957,11 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
       .send(Buffer.alloc(1_200_000));
     assert.equal(res.status, 413);
     assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+    // The gateway's code, naming the limit that applies to a DICOM body (not the JSON routes' BODY_LIMIT_BYTES).
+    assert.equal(res.body.code, 'BODY_TOO_LARGE');
+    assert.deepEqual(res.body.errors, [
+      { field: '(body)', reason: 'Request body is too large: the limit is 1000000 bytes (MEDICAL_MAX_BODY_BYTES)' },
+    ]);
   });
 
   it('refuses a deflated instance inflating past 4 x MEDICAL_MAX_BODY_BYTES with 400 in its own words', async () => {

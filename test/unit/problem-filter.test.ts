@@ -21,7 +21,7 @@ function exchange(url: string, headers: Record<string, string> = {}) {
       return reply;
     },
   };
-  const request = { url, id: 'req-1', headers } as unknown as FastifyRequest;
+  const request = { url, id: 'req-1', headers, raw: { socket: {} } } as unknown as FastifyRequest;
   return { request, reply: reply as unknown as FastifyReply, sent };
 }
 
@@ -91,23 +91,165 @@ describe('problem+json filter', () => {
     assert.equal((missing.sent.body as { code: string }).code, 'NOT_FOUND');
     // Not the exception's class name: an answer does not name the framework behind it.
     assert.equal((missing.sent.body as { title: string }).title, 'Not found');
-    const teapot = exchange('/v1/things');
-    filter.respond(new HttpException('short and stout', 418), teapot.request, teapot.reply);
-    assert.equal((teapot.sent.body as { title: string }).title, "I'm a Teapot");
   });
 
-  it("names the reason of a body parser's refusal that Nest wrapped in an HttpException", () => {
+  it('answers a refusal the gateway has no code for as a bare 500 INTERNAL, not HTTP_<status>', () => {
+    // No route or plugin of the gateway refuses so; one that did is a bug to name, not a code to invent.
+    const teapot = exchange('/v1/things');
+    filter.respond(new HttpException('short and stout', 418), teapot.request, teapot.reply);
+    assert.equal(teapot.sent.status, 500);
+    assert.deepEqual(teapot.sent.body, {
+      type: 'urn:gateway:problem:internal',
+      title: 'Internal error',
+      status: 500,
+      detail: 'internal error; quote request id req-1',
+      code: 'INTERNAL',
+      instance: '/v1/things',
+      requestId: 'req-1',
+    });
+    const bare = exchange('/v1/things');
+    filter.respond(Object.assign(new Error('odd'), { statusCode: 409 }), bare.request, bare.reply);
+    assert.deepEqual([bare.sent.status, (bare.sent.body as { code: string }).code], [500, 'INTERNAL']);
+  });
+
+  it("answers each refusal Fastify raised itself with the gateway's code, status and field, never FST_ERR_*", () => {
+    const limited = new ProblemFilter((request) =>
+      request.headers['content-type'] === 'application/dicom'
+        ? { setting: 'MEDICAL_MAX_BODY_BYTES', bytes: 4096 }
+        : { setting: 'BODY_LIMIT_BYTES', bytes: 2048 },
+    );
     const wrapped = (error: Error & { statusCode?: number }) =>
       new HttpException(error.message, error.statusCode ?? 500, { cause: error });
-    const json = exchange('/v1/manufacturing/assets/pump-1');
-    filter.respond(wrapped(new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()), json.request, json.reply);
-    const body = json.sent.body as { code: string; title: string; errors: Array<{ field: string }> };
-    assert.equal(json.sent.status, 400);
-    assert.deepEqual([body.code, body.title], ['FST_ERR_CTP_INVALID_JSON_BODY', 'Bad Request']);
-    assert.deepEqual(
-      body.errors.map((e) => e.field),
-      ['(body)'],
+    const tooLarge = (bytes: number, setting: string) =>
+      `Request body is too large: the limit is ${bytes} bytes (${setting})`;
+    const cases: Array<[Error, Record<string, string>, number, string, string, string]> = [
+      [
+        new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(),
+        {},
+        400,
+        'MALFORMED_JSON',
+        '(body)',
+        "Body is not valid JSON but content-type is set to 'application/json'",
+      ],
+      [
+        new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(),
+        {},
+        400,
+        'MALFORMED_JSON',
+        '(body)',
+        "Body cannot be empty when content-type is set to 'application/json'",
+      ],
+      [
+        new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(),
+        { 'content-type': 'application/json' },
+        413,
+        'BODY_TOO_LARGE',
+        '(body)',
+        tooLarge(2048, 'BODY_LIMIT_BYTES'),
+      ],
+      [
+        new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(),
+        { 'content-type': 'application/dicom' },
+        413,
+        'BODY_TOO_LARGE',
+        '(body)',
+        tooLarge(4096, 'MEDICAL_MAX_BODY_BYTES'),
+      ],
+      [
+        new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH(),
+        {},
+        400,
+        'CONTENT_LENGTH_MISMATCH',
+        'Content-Length',
+        'Request body size did not match Content-Length',
+      ],
+      [
+        new errorCodes.FST_ERR_BAD_URL('%E0%A4%A'),
+        {},
+        400,
+        'PATH_INVALID',
+        '(path)',
+        'is not valid percent-encoded UTF-8 (each % followed by two hex digits, together UTF-8)',
+      ],
+      [
+        new errorCodes.FST_ERR_MAX_PARAM_LENGTH('aaaa'),
+        {},
+        414,
+        'URI_TOO_LONG',
+        '(path)',
+        'holds a parameter longer than 128 characters',
+      ],
+    ];
+    for (const [error, headers, status, code, field, reason] of cases) {
+      // Wrapped by Nest (a body parser's refusal) and bare (Fastify's frameworkErrors) alike.
+      for (const thrown of [wrapped(error), error]) {
+        const { request, reply, sent } = exchange('/v1/finance/fraud-scores', headers);
+        limited.respond(thrown, request, reply);
+        const body = sent.body as { code: string; title: string; type: string; detail: string; errors: unknown };
+        assert.equal(sent.status, status, code);
+        assert.equal(body.code, code);
+        assert.equal(body.type, `urn:gateway:problem:${code.toLowerCase().replace(/_/g, '-')}`);
+        assert.deepEqual(body.errors, [{ field, reason }]);
+        assert.ok(body.detail.endsWith(reason), body.detail);
+        assert.doesNotMatch(JSON.stringify(body), /FST_|Bad Request|Payload Too Large/, code);
+      }
+    }
+  });
+
+  it("answers what @fastify/static and a cut-short body refuse with the gateway's codes", () => {
+    const docs = (error: Error & { statusCode: number }, headers: Record<string, string> = {}) => {
+      const { request, reply, sent } = exchange('/docs/swagger-ui.css', headers);
+      // What Nest makes of an http-errors refusal: an HttpException with it as the cause.
+      filter.respond(new HttpException(error.message, error.statusCode, { cause: error }), request, reply);
+      return sent;
+    };
+    const httpError = (statusCode: number, message: string) =>
+      Object.assign(new Error(message), { statusCode, status: statusCode, expose: true });
+    const precondition = docs(httpError(412, 'Precondition Failed'), { 'if-match': '"x"' });
+    assert.equal(precondition.status, 412);
+    assert.deepEqual(precondition.body, {
+      type: 'urn:gateway:problem:precondition-failed',
+      title: 'Precondition failed',
+      status: 412,
+      detail: 'If-Match: is not met by the file at this path',
+      code: 'PRECONDITION_FAILED',
+      instance: '/docs/swagger-ui.css',
+      requestId: 'req-1',
+      errors: [{ field: 'If-Match', reason: 'is not met by the file at this path' }],
+    });
+    const since = docs(httpError(412, 'Precondition Failed'), {
+      'if-unmodified-since': 'Thu, 01 Jan 1970 00:00:00 GMT',
+    });
+    assert.deepEqual((since.body as { errors: Array<{ field: string }> }).errors[0].field, 'If-Unmodified-Since');
+    const range = docs(httpError(416, 'Range Not Satisfiable'), { range: 'bytes=99999999-' });
+    assert.equal(range.status, 416);
+    assert.equal((range.body as { code: string }).code, 'RANGE_NOT_SATISFIABLE');
+    assert.deepEqual((range.body as { errors: unknown }).errors, [
+      { field: 'Range', reason: 'asks for no byte the file at this path holds' },
+    ]);
+    const forbidden = Object.assign(new Error('Forbidden'), {
+      name: 'FastifyError',
+      code: 'FST_STATIC_FORBIDDEN_PATH',
+      statusCode: 403,
+    });
+    const path = docs(forbidden);
+    assert.equal(path.status, 400);
+    assert.equal((path.body as { code: string }).code, 'PATH_INVALID');
+    assert.equal((path.body as { errors: Array<{ field: string }> }).errors[0].field, '(path)');
+    // No Bearer challenge: the path was refused, not the caller.
+    assert.equal(path.headers['www-authenticate'], undefined);
+    // A body whose connection ended before it was whole: Fastify hands on the socket's error as a 400.
+    const cut = exchange('/v1/finance/fraud-scores');
+    filter.respond(
+      Object.assign(new Error('aborted'), { code: 'ECONNRESET', statusCode: 400 }),
+      cut.request,
+      cut.reply,
     );
+    assert.equal(cut.sent.status, 400);
+    assert.equal((cut.sent.body as { code: string }).code, 'HTTP_PARSE_ERROR');
+    assert.deepEqual((cut.sent.body as { errors: unknown }).errors, [
+      { field: '(request)', reason: 'the connection ended before the whole request arrived' },
+    ]);
   });
 
   it("answers Fastify's 415 as the gateway's own UNSUPPORTED_MEDIA_TYPE naming Content-Type, not FST_ERR_*", () => {
@@ -153,9 +295,12 @@ describe('problem+json filter', () => {
     // The protocol's body has no `errors` member: the field a body parser's refusal names leads its string.
     const large = exchange('/v2/models/x/infer');
     const tooLarge = new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE();
-    filter.respond(new HttpException(tooLarge.message, 413, { cause: tooLarge }), large.request, large.reply);
+    const limited = new ProblemFilter(() => ({ setting: 'BODY_LIMIT_BYTES', bytes: 2048 }));
+    limited.respond(new HttpException(tooLarge.message, 413, { cause: tooLarge }), large.request, large.reply);
     assert.equal(large.sent.status, 413);
-    assert.deepEqual(large.sent.body, { error: '(body): Request body is too large' });
+    assert.deepEqual(large.sent.body, {
+      error: '(body): Request body is too large: the limit is 2048 bytes (BODY_LIMIT_BYTES)',
+    });
     const named = exchange('/v2/models/x/infer');
     filter.respond(
       new AppError('VALIDATION_FAILED', 'inputs[0].data: required', {

@@ -1,6 +1,8 @@
 /**
- * Every error the gateway answers on purpose has a code from this list. Layers below HTTP (the
- * runtime, domain logic) throw AppError with a code; one exception filter maps codes to HTTP.
+ * Every error the gateway answers has a code from this list, whoever refused the request: layers below HTTP
+ * (the runtime, domain logic) throw AppError with a code, one exception filter maps codes to HTTP, and what
+ * Fastify, its plugins or Node's HTTP parser refuse is answered with one of these too (problem.filter.ts,
+ * client-errors.ts), so that a client branching on `code` meets no framework's name.
  */
 export type ErrorCode =
   | 'VALIDATION_FAILED'
@@ -29,7 +31,18 @@ export type ErrorCode =
   | 'UPLOADS_BUSY'
   | 'STORAGE_UNAVAILABLE'
   | 'NOT_FOUND'
-  | 'METHOD_NOT_ALLOWED';
+  | 'METHOD_NOT_ALLOWED'
+  | 'MALFORMED_JSON'
+  | 'BODY_TOO_LARGE'
+  | 'CONTENT_LENGTH_MISMATCH'
+  | 'PATH_INVALID'
+  | 'URI_TOO_LONG'
+  | 'PRECONDITION_FAILED'
+  | 'RANGE_NOT_SATISFIABLE'
+  | 'HTTP_PARSE_ERROR'
+  | 'HEADERS_TOO_LARGE'
+  | 'REQUEST_TIMEOUT'
+  | 'INTERNAL';
 
 export interface FieldError {
   /** Path of the offending field in the request, e.g. `inputs[0].shape`. */
@@ -87,6 +100,14 @@ export class AppError extends Error {
 export function shuttingDown(hint?: string): AppError {
   const detail = hint === undefined ? 'the gateway is shutting down' : `the gateway is shutting down; ${hint}`;
   return new AppError('SHUTTING_DOWN', detail, { retryAfterSeconds: 1 });
+}
+
+/**
+ * A JSON body that is no JSON, or empty where Content-Type announced JSON: MALFORMED_JSON naming `(body)`, in words
+ * that never quote the body (it may hold a card number or a patient's name).
+ */
+export function malformedJson(detail: string): AppError {
+  return new AppError('MALFORMED_JSON', detail, { fields: [{ field: '(body)', reason: detail }] });
 }
 
 export function httpStatusOf(code: ErrorCode): { status: number; title: string } {
@@ -147,5 +168,32 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 404, title: 'Not found' };
     case 'METHOD_NOT_ALLOWED':
       return { status: 405, title: 'Method not allowed' };
+    case 'MALFORMED_JSON':
+      // Bytes that are no JSON, or none where a JSON body was announced.
+      return { status: 400, title: 'Malformed JSON body' };
+    case 'BODY_TOO_LARGE':
+      return { status: 413, title: 'Request body too large' };
+    case 'CONTENT_LENGTH_MISMATCH':
+      return { status: 400, title: 'Body size does not match Content-Length' };
+    case 'PATH_INVALID':
+      return { status: 400, title: 'Path not readable' };
+    case 'URI_TOO_LONG':
+      return { status: 414, title: 'URI too long' };
+    case 'PRECONDITION_FAILED':
+      // Only the static files under /docs read If-Match and If-Unmodified-Since.
+      return { status: 412, title: 'Precondition failed' };
+    case 'RANGE_NOT_SATISFIABLE':
+      // Only the static files under /docs read Range.
+      return { status: 416, title: 'Range not satisfiable' };
+    case 'HTTP_PARSE_ERROR':
+      // Node's HTTP parser refused the request before any route saw it (client-errors.ts).
+      return { status: 400, title: 'Not valid HTTP/1.1' };
+    case 'HEADERS_TOO_LARGE':
+      return { status: 431, title: 'Request headers too large' };
+    case 'REQUEST_TIMEOUT':
+      return { status: 408, title: 'Request not received in time' };
+    case 'INTERNAL':
+      // Says only its request id; the error is in the logs under it.
+      return { status: 500, title: 'Internal error' };
   }
 }

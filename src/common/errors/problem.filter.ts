@@ -1,10 +1,10 @@
-import { STATUS_CODES } from 'node:http';
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, NotFoundException } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, FieldError, httpStatusOf } from './app-error';
+import { AppError, httpStatusOf, malformedJson } from './app-error';
 import { auditNoteOf, noteAudit } from '../access/audit-note';
 import { methodsAt } from '../http/route-catalog';
 import { MAX_PATH_PARAM_LENGTH } from '../http/path-params';
+import { requestCutShort } from '../http/client-errors';
 import { Problem, PROBLEM_CONTENT_TYPE, problemType } from './problem';
 
 export interface RenderedProblem {
@@ -13,16 +13,27 @@ export interface RenderedProblem {
   body: string;
 }
 
+/** The body limit a request was held to, and the setting that names it (README's configuration table). */
+export interface BodyLimit {
+  setting: string;
+  bytes: number;
+}
+
 /** Routes that speak the Open Inference Protocol answer errors as `{"error": "..."}`. */
 export const OIP_PREFIX = '/v2';
 
 /**
- * Maps every error to RFC 9457 problem+json (or the OIP error shape under /v2). Nothing internal
- * leaks: an unexpected error is logged with its request id and answered as a bare 500.
+ * Maps every error to RFC 9457 problem+json (or the OIP error shape under /v2), with a code of the gateway's own
+ * (ErrorCode): what Fastify or its plugins refused is answered as the gateway's refusal of the same thing, never
+ * with their names. Nothing internal leaks: an unexpected error is logged with its request id and answered as a
+ * bare 500, and so is a refusal the gateway does not know (a 4xx no code here names), which is logged as a bug.
  */
 @Catch()
 export class ProblemFilter implements ExceptionFilter {
   private readonly logger = new Logger('ProblemFilter');
+
+  /** `bodyLimitOf`: the body limit a request was held to, which a 413 names. */
+  constructor(private readonly bodyLimitOf: (request: FastifyRequest) => BodyLimit | undefined = () => undefined) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
@@ -39,19 +50,19 @@ export class ProblemFilter implements ExceptionFilter {
   /** The answer for an error, for callers that must build it themselves (an onSend hook). */
   render(thrown: unknown, request: FastifyRequest): RenderedProblem {
     const exception = methodRefusal(thrown, request) ?? thrown;
-    const problem = this.toProblem(exception, request);
-    if (problem.status >= 500) {
-      if (exception instanceof AppError) {
-        // An answer given on purpose (queue full, audit down): its code says enough, no stack.
-        this.logger.warn({ msg: 'request failed', requestId: request.id, code: problem.code });
-      } else {
-        this.logger.error({
-          msg: 'request failed',
-          requestId: request.id,
-          code: problem.code,
-          error: exception instanceof Error ? exception.stack : String(exception),
-        });
-      }
+    const known = this.appErrorOf(exception, request);
+    const error = known ?? new AppError('INTERNAL', `internal error; quote request id ${String(request.id)}`);
+    const problem = problemOf(error, request);
+    if (known === undefined) {
+      this.logger.error({
+        msg: 'request failed',
+        requestId: request.id,
+        code: problem.code,
+        error: exception instanceof Error ? exception.stack : String(exception),
+      });
+    } else if (problem.status >= 500) {
+      // An answer given on purpose (queue full, audit down): its code says enough, no stack.
+      this.logger.warn({ msg: 'request failed', requestId: request.id, code: problem.code });
     }
     const note = auditNoteOf(request);
     // A refusal of the caller (401, 403) is recorded with the reason it was given, whoever refused it (the guard
@@ -60,11 +71,9 @@ export class ProblemFilter implements ExceptionFilter {
       noteAudit(request, { reason: problem.status === 401 || problem.status === 403 ? problem.detail : problem.code });
     }
     const headers: Record<string, string> = {};
-    if (exception instanceof AppError && exception.retryAfterSeconds !== undefined) {
-      headers['Retry-After'] = String(exception.retryAfterSeconds);
-    }
-    if (exception instanceof AppError && exception.allow) headers.Allow = exception.allow.join(', ');
-    const challenge = bearerChallenge(exception, problem);
+    if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(error.retryAfterSeconds);
+    if (error.allow) headers.Allow = error.allow.join(', ');
+    const challenge = bearerChallenge(error, problem);
     if (challenge !== undefined) headers['WWW-Authenticate'] = challenge;
     const path = request.url.split('?')[0];
     if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
@@ -75,26 +84,16 @@ export class ProblemFilter implements ExceptionFilter {
     return { status: problem.status, headers, body: JSON.stringify(problem) };
   }
 
-  private toProblem(exception: unknown, request: FastifyRequest): Problem {
-    const base = { instance: request.url.split('?')[0], requestId: String(request.id) };
-    if (exception instanceof AppError) {
-      const { status, title } = httpStatusOf(exception.code);
-      return {
-        type: problemType(exception.code),
-        title,
-        status,
-        detail: exception.detail,
-        code: exception.code,
-        ...base,
-        ...(exception.fields.length ? { errors: exception.fields } : {}),
-      };
-    }
-    // Nest wraps what Fastify refuses before a handler (a body parser's 400 or 415) in an HttpException.
-    if (exception instanceof HttpException && isClientFastifyError(exception.cause)) {
-      return this.toProblem(exception.cause, request);
-    }
+  /**
+   * The gateway's AppError for what was thrown: itself, Nest's 404, or what Fastify, its plugins or the request's
+   * stream refused, as the gateway names it; undefined for anything else (a bug, or a refusal nobody named).
+   */
+  private appErrorOf(exception: unknown, request: FastifyRequest): AppError | undefined {
+    if (exception instanceof AppError) return exception;
     if (exception instanceof HttpException) {
-      const status = exception.getStatus();
+      // Nest wraps what Fastify or a plugin refuses before a handler (a body parser's 400, a static file's 416).
+      const refusal = exception.cause === undefined ? undefined : this.refusalOf(exception.cause, request);
+      if (refusal || exception.getStatus() !== 404) return refusal;
       const response = exception.getResponse();
       const message =
         typeof response === 'string'
@@ -102,43 +101,75 @@ export class ProblemFilter implements ExceptionFilter {
           : typeof response === 'object' && response !== null && 'message' in response
             ? String(response.message)
             : exception.message;
-      const code = status === 404 ? 'NOT_FOUND' : `HTTP_${status}`;
-      // The status's words, not the exception's class name (NotFoundException), which names the framework.
-      const title = status === 404 ? httpStatusOf('NOT_FOUND').title : (STATUS_CODES[status] ?? 'Error');
-      return { type: problemType(code), title, status, detail: message, code, ...base };
+      return new AppError('NOT_FOUND', message);
     }
-    // Errors Fastify raises before a handler runs (bad JSON, body too large, wrong content type).
-    const statusCode = (exception as { statusCode?: unknown })?.statusCode;
-    if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-      const raw = (exception as { code?: unknown }).code;
-      const fastifyCode = typeof raw === 'string' ? raw : `HTTP_${statusCode}`;
-      // One code for every 415, the gateway's own: a client branching on `code` need not know Fastify's name.
-      if (fastifyCode === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-        return this.toProblem(unreadMediaType(request.headers['content-type']), request);
-      }
-      const { detail, field } = fastifyRefusal(
-        fastifyCode,
-        exception instanceof Error ? exception.message : 'bad request',
-      );
-      return {
-        type: problemType(fastifyCode),
-        title: STATUS_CODES[statusCode] ?? 'Bad request',
-        status: statusCode,
-        detail,
-        code: fastifyCode,
-        ...base,
-        ...(field ? { errors: [field] } : {}),
-      };
-    }
-    return {
-      type: problemType('INTERNAL'),
-      title: 'Internal error',
-      status: 500,
-      detail: `internal error; quote request id ${String(request.id)}`,
-      code: 'INTERNAL',
-      ...base,
-    };
+    // Errors Fastify raises before a handler runs (an unreadable URL, through frameworkErrors), or a body's stream.
+    return this.refusalOf(exception, request);
   }
+
+  /**
+   * What Fastify, @fastify/static (the files under /docs) or a request's body stream refused before a handler ran
+   * (a 4xx error that carries its status as `statusCode`), as the gateway's own refusal of the same thing, naming
+   * the field it is about; undefined for any other error. A body parser's refusal names the body with Fastify's
+   * words; a path Fastify cannot decode, or with a parameter over the router's length, names the path with the
+   * gateway's (Fastify's quote the URL back).
+   */
+  private refusalOf(error: unknown, request: FastifyRequest): AppError | undefined {
+    const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+    if (typeof status !== 'number' || status < 400 || status >= 500) return undefined;
+    const code = (error as { code?: unknown }).code;
+    const message = error instanceof Error ? error.message : '';
+    switch (code) {
+      // One code for every 415, the gateway's own: a client branching on `code` need not know Fastify's name.
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return unreadMediaType(request.headers['content-type']);
+      case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        return malformedJson(message);
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return bodyTooLarge(this.bodyLimitOf(request));
+      case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+        return new AppError('CONTENT_LENGTH_MISMATCH', message, {
+          fields: [{ field: 'Content-Length', reason: message }],
+        });
+      case 'FST_ERR_BAD_URL':
+        return pathRefusal('PATH_INVALID', BAD_PATH_REASON);
+      case 'FST_ERR_MAX_PARAM_LENGTH':
+        return pathRefusal('URI_TOO_LONG', LONG_PARAM_REASON);
+      // @fastify/static's 403 for a path it will not map to a file: `..`, `.` or empty segments, a NUL, another case.
+      case 'FST_STATIC_FORBIDDEN_PATH':
+        return pathRefusal('PATH_INVALID', NOT_A_FILE_PATH_REASON);
+      // The request's body stopped coming: Fastify's body reader hands on the socket's error as a 400.
+      case 'ECONNRESET':
+        return requestCutShort(request.raw.socket);
+    }
+    // @fastify/send's refusals of a static file's conditional or ranged GET (http-errors: a status, no code).
+    if (status === 412) {
+      const field = request.headers['if-match'] !== undefined ? 'If-Match' : 'If-Unmodified-Since';
+      const reason = 'is not met by the file at this path';
+      return new AppError('PRECONDITION_FAILED', `${field}: ${reason}`, { fields: [{ field, reason }] });
+    }
+    if (status === 416) {
+      const reason = 'asks for no byte the file at this path holds';
+      return new AppError('RANGE_NOT_SATISFIABLE', `Range: ${reason}`, { fields: [{ field: 'Range', reason }] });
+    }
+    return undefined;
+  }
+}
+
+/** The problem an AppError is answered with. */
+function problemOf(error: AppError, request: FastifyRequest): Problem {
+  const { status, title } = httpStatusOf(error.code);
+  return {
+    type: problemType(error.code),
+    title,
+    status,
+    detail: error.detail,
+    code: error.code,
+    instance: request.url.split('?')[0],
+    requestId: String(request.id),
+    ...(error.fields.length ? { errors: error.fields } : {}),
+  };
 }
 
 /**
@@ -168,9 +199,9 @@ function methodRefusal(exception: unknown, request: FastifyRequest): AppError | 
  * that is not one bearer token) and a 403 insufficient_scope with the permission it wanted, each with the
  * reason the body gives as error_description.
  */
-function bearerChallenge(exception: unknown, problem: Problem): string | undefined {
+function bearerChallenge(refusal: AppError, problem: Problem): string | undefined {
   if (problem.status !== 401 && problem.status !== 403) return undefined;
-  const said = exception instanceof AppError ? exception.challenge : undefined;
+  const said = refusal.challenge;
   const error = said?.error ?? (problem.status === 403 ? 'insufficient_scope' : undefined);
   const params = [`realm="${REALM}"`];
   if (error !== undefined) {
@@ -200,21 +231,18 @@ function oipError(problem: Problem): string {
   return field === undefined || problem.detail.startsWith(`${field}:`) ? problem.detail : `${field}: ${problem.detail}`;
 }
 
-/**
- * What a refusal Fastify raised itself names: the field it is about, where there is one, and the reason. A body
- * parser's refusal names the body with Fastify's words (its 415 is the gateway's own: unreadMediaType); a path
- * Fastify cannot decode, refused before any route reads it, or with a parameter over the router's length, names
- * the path with its own (Fastify's quote the URL back).
- */
-function fastifyRefusal(code: string, message: string): { detail: string; field?: FieldError } {
-  if (code === 'FST_ERR_BAD_URL') {
-    return { detail: `(path): ${BAD_PATH_REASON}`, field: { field: '(path)', reason: BAD_PATH_REASON } };
-  }
-  if (code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    return { detail: `(path): ${LONG_PARAM_REASON}`, field: { field: '(path)', reason: LONG_PARAM_REASON } };
-  }
-  if (!code.startsWith('FST_ERR_CTP_')) return { detail: message };
-  return { detail: message, field: { field: '(body)', reason: message } };
+/** A path refused before any route read it, naming `(path)` with the gateway's reason (Fastify's quotes the URL). */
+function pathRefusal(code: 'PATH_INVALID' | 'URI_TOO_LONG', reason: string): AppError {
+  return new AppError(code, `(path): ${reason}`, { fields: [{ field: '(path)', reason }] });
+}
+
+/** A body over the limit its request was held to, naming it and the setting that sets it. */
+function bodyTooLarge(limit: BodyLimit | undefined): AppError {
+  const reason =
+    limit === undefined
+      ? 'Request body is too large'
+      : `Request body is too large: the limit is ${limit.bytes} bytes (${limit.setting})`;
+  return new AppError('BODY_TOO_LARGE', reason, { fields: [{ field: '(body)', reason }] });
 }
 
 /**
@@ -235,9 +263,5 @@ const BAD_PATH_REASON = 'is not valid percent-encoded UTF-8 (each % followed by 
 
 const LONG_PARAM_REASON = `holds a parameter longer than ${MAX_PATH_PARAM_LENGTH} characters`;
 
-/** A 4xx error Fastify raised itself (FastifyError carries its HTTP status). */
-function isClientFastifyError(error: unknown): boolean {
-  if (!(error instanceof Error) || error.name !== 'FastifyError') return false;
-  const status = (error as { statusCode?: unknown }).statusCode;
-  return typeof status === 'number' && status >= 400 && status < 500;
-}
+const NOT_A_FILE_PATH_REASON =
+  'is not the exact path of a file (it holds a . or .. segment, an empty one or a NUL character, or spells a name otherwise)';

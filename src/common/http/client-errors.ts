@@ -1,5 +1,6 @@
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { AppError, ErrorCode, httpStatusOf } from '../errors/app-error';
 import { Problem, PROBLEM_CONTENT_TYPE, problemType } from '../errors/problem';
 import { securityHeaders } from './security-headers';
 
@@ -27,39 +28,58 @@ const PARSE_REASONS: Record<string, string> = {
 /**
  * The answer to a request that Node's HTTP parser refused before any route saw it (a header with a
  * control character, a space in the URL, headers over the size limit, a request not received in
- * time): problem+json, as every other refusal, rather than Fastify's own JSON. There is no request,
- * so there is no request id and no audit row; the connection is closed after the answer.
+ * time): problem+json, as every other refusal, rather than Fastify's own JSON, with a code of the
+ * gateway's list (ErrorCode). There is no request, so there is no request id and no audit row; the
+ * connection is closed after the answer.
  */
 export function clientErrorAnswer(error: ClientError, requestTimeoutMs: number): { status: number; problem: Problem } {
-  let status: number;
-  let code: string;
+  const refusal = clientErrorRefusal(error, requestTimeoutMs);
+  const { status, title } = httpStatusOf(refusal.code);
+  return {
+    status,
+    problem: {
+      type: problemType(refusal.code),
+      title,
+      status,
+      detail: refusal.detail,
+      code: refusal.code,
+      errors: refusal.fields,
+    },
+  };
+}
+
+function clientErrorRefusal(error: ClientError, requestTimeoutMs: number): AppError {
+  let code: ErrorCode;
   let reason: string;
   if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    status = 408;
     code = 'REQUEST_TIMEOUT';
     reason = `the request, body included, was not received within ${requestTimeoutMs} ms`;
   } else if (error.code === 'HPE_HEADER_OVERFLOW') {
-    status = 431;
     code = 'HEADERS_TOO_LARGE';
     reason = `the request line and headers are over ${maxHeaderSize} bytes`;
   } else {
-    status = 400;
     code = 'HTTP_PARSE_ERROR';
     const known = error.code ? PARSE_REASONS[error.code] : undefined;
     reason = known ?? `not valid HTTP/1.1 (${error.code ?? 'unreadable'})`;
   }
-  const field = status === 431 ? '(headers)' : '(request)';
-  return {
-    status,
-    problem: {
-      type: problemType(code),
-      title: STATUS_CODES[status] ?? 'Bad request',
-      status,
-      detail: reason,
-      code,
-      errors: [{ field, reason }],
-    },
-  };
+  const field = code === 'HEADERS_TOO_LARGE' ? '(headers)' : '(request)';
+  return new AppError(code, reason, { fields: [{ field, reason }] });
+}
+
+/** What Node's parser was answered with on each connection it refused (clientErrorHandler), as an AppError. */
+const refusedSockets = new WeakMap<object, AppError>();
+
+/**
+ * A request whose body stopped coming (the connection ended, was reset or timed out before Content-Length or the
+ * last chunk came): Fastify's body reader fails with the socket's ECONNRESET, and the request's audit row is to
+ * carry the code its client was answered, by Node's parser (REQUEST_TIMEOUT, HTTP_PARSE_ERROR), which answers
+ * first; a connection reset with no answer is a request cut short, as the parser says of one that ends early.
+ */
+export function requestCutShort(socket: object | undefined): AppError {
+  const answered = socket === undefined ? undefined : refusedSockets.get(socket);
+  if (answered) return answered;
+  const reason = PARSE_REASONS.HPE_INVALID_EOF_STATE;
+  return new AppError('HTTP_PARSE_ERROR', reason, { fields: [{ field: '(request)', reason }] });
 }
 
 /** Fastify's `clientErrorHandler`: writes the problem and closes the connection (as Fastify's own does). */
@@ -68,6 +88,8 @@ export function clientErrorHandler(requestTimeoutMs: number): (error: ClientErro
     // A reset connection has nobody left to answer.
     if (error.code === 'ECONNRESET' || socket.destroyed) return;
     const { status, problem } = clientErrorAnswer(error, requestTimeoutMs);
+    // A request whose body was still coming is audited with this code too (requestCutShort).
+    refusedSockets.set(socket, clientErrorRefusal(error, requestTimeoutMs));
     const body = JSON.stringify(problem);
     // No request was read, so no path: the API's headers.
     const security = Object.entries(securityHeaders('/')).map(([name, value]) => `${name}: ${value}\r\n`);

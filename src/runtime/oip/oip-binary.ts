@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../../common/errors/app-error';
+import { AppError, malformedJson } from '../../common/errors/app-error';
 import { charsetRefusal, firstInvalidUtf8, notUtf8At, notUtf8Error } from '../../common/http/json-charset';
 import { jsonShape, MAX_JSON_DEPTH, tooDeepError } from '../../common/http/json-depth';
 import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
@@ -60,8 +60,7 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
     if (inPieces !== undefined) return accept(inPieces);
     const text = bytes.toString('utf8');
     void json(request, text, (error, parsed) => {
-      if (error)
-        return done((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text) : error);
+      if (error) return done(jsonRefusal(error, text));
       accept(parsed);
     });
   });
@@ -71,16 +70,20 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
 }
 
 /**
- * Fastify's refusal of a JSON body, saying where it breaks or that it carries a prototype key (Fastify's own
- * says neither). Worked out only for a body already refused; never quotes the body, which may hold a card
+ * The refusal of a JSON body Fastify's parser would not read, as the gateway's MALFORMED_JSON: an empty one in
+ * Fastify's words, one that is no JSON saying where it breaks, or that it carries a prototype key (Fastify's
+ * own says neither). Worked out only for a body already refused; never quotes the body, which may hold a card
  * number or a patient's name.
  */
-function invalidJson(text: string): Error {
+function jsonRefusal(error: Error, text: string): Error {
+  const code = (error as { code?: unknown }).code;
+  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return malformedJson(error.message);
+  if (code !== 'FST_ERR_CTP_INVALID_JSON_BODY') return error;
   let detail = 'Body carries a key named __proto__, or constructor holding prototype, which is not accepted';
   try {
     JSON.parse(text);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : '';
+  } catch (thrown) {
+    const message = thrown instanceof Error ? thrown.message : '';
     const position = /at position (\d+)/.exec(message)?.[1];
     detail = message.startsWith('Unexpected end of JSON input')
       ? 'Body is not valid JSON: it ends before the JSON is complete'
@@ -88,12 +91,7 @@ function invalidJson(text: string): Error {
         ? `Body is not valid JSON: it breaks at character ${position}`
         : 'Body is not valid JSON';
   }
-  // Fastify's code and shape, so that the problem filter and the audit trail treat it as before.
-  return Object.assign(new Error(detail), {
-    name: 'FastifyError',
-    code: 'FST_ERR_CTP_INVALID_JSON_BODY',
-    statusCode: 400,
-  });
+  return malformedJson(detail);
 }
 
 /** 400 INVALID_TENSOR naming the field of the request that is wrong, and why. */
