@@ -609,6 +609,40 @@ describe('medical: DIMSE data sets draw on the upload budget', () => {
   });
 });
 
+describe('medical: a DIMSE data set past MEDICAL_MAX_BODY_BYTES', () => {
+  let app: NestFastifyApplication;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    app = await createTestApp({ MEDICAL_DIMSE_PORT: String(port), MEDICAL_MAX_BODY_BYTES: '100000' });
+  });
+
+  after(async () => {
+    await app?.close();
+  });
+
+  it('is answered 0xA700 and audited 413 with the code HTTP gives an upload past it, BODY_TOO_LARGE', async () => {
+    const store = await storageAssociation(port);
+    store.socket.write(commandPData(storeCommand(US_IMAGE_STORAGE, '1.2.3.1', 1)));
+    store.socket.write(dataPData(Buffer.alloc(60_000)));
+    store.socket.write(dataPData(Buffer.alloc(60_000), 2));
+    const answer = responseStatus(await store.next());
+    assert.equal(answer.status, 0xa700, JSON.stringify(answer));
+    assert.match(answer.comment ?? '', /larger than MEDICAL_MAX_BODY_BYTES/);
+    const [row] = await app
+      .get(DataSource)
+      .query<Array<{ outcome: string; status_code: number; output_summary: unknown }>>(
+        `SELECT outcome, status_code, output_summary FROM audit_events WHERE action = 'medical.dimse-store'`,
+      );
+    assert.deepEqual(
+      [row?.outcome, row?.status_code, row?.output_summary],
+      ['invalid', 413, { reason: 'BODY_TOO_LARGE' }],
+    );
+    store.socket.destroy();
+  });
+});
+
 describe('medical: a DIMSE release is answered after the C-STOREs before it', () => {
   const ARTIM_MS = 1000;
   let app: NestFastifyApplication;

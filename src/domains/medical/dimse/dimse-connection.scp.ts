@@ -30,7 +30,7 @@ export interface ReceivedInstance {
   /** Undefined when it was dropped as it came, or never came (`dropped` says why). */
   dataset: Buffer | undefined;
   /**
-   * TOO_LARGE: it grew past the size limit; UPLOADS_BUSY: other uploads held the whole upload budget;
+   * BODY_TOO_LARGE: it grew past the size limit (MEDICAL_MAX_BODY_BYTES); UPLOADS_BUSY: other uploads held the whole upload budget;
    * NO_DATASET: the C-STORE-RQ said no data set follows (CommandDataSetType 0101H).
    */
   dropped?: DatasetDropped;
@@ -44,7 +44,7 @@ export interface StoreAnswer {
   comment?: string;
 }
 
-export type DatasetDropped = 'TOO_LARGE' | 'UPLOADS_BUSY' | 'NO_DATASET';
+export type DatasetDropped = 'BODY_TOO_LARGE' | 'UPLOADS_BUSY' | 'NO_DATASET';
 
 /** The bytes of uploads the process holds at once (shared with the HTTP bodies). */
 export interface ByteBudget {
@@ -199,7 +199,7 @@ class DatasetSink extends Writable {
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     this.size += chunk.length;
     if (!this.dropped) {
-      if (this.size > this.limit) this.dropped = 'TOO_LARGE';
+      if (this.size > this.limit) this.dropped = 'BODY_TOO_LARGE';
       else if (!this.budget.take(chunk.length, this.held)) this.dropped = 'UPLOADS_BUSY';
       if (this.dropped) {
         this.chunks.length = 0;

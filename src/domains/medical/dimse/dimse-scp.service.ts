@@ -543,7 +543,7 @@ function refusedUnread(instance: ReceivedInstance): Decision | undefined {
   switch (instance.dropped) {
     case 'UPLOADS_BUSY':
       return uploadsBusy();
-    case 'TOO_LARGE':
+    case 'BODY_TOO_LARGE':
       return tooLarge();
     case 'NO_DATASET':
       return noDataset();
@@ -597,11 +597,12 @@ function uploadsBusy(): Decision {
   };
 }
 
+/** Past MEDICAL_MAX_BODY_BYTES, audited with the code HTTP gives a DICOM upload past it (413 BODY_TOO_LARGE). */
 function tooLarge(): Decision {
   return {
     answer: { status: OUT_OF_RESOURCES, comment: 'instance larger than MEDICAL_MAX_BODY_BYTES' },
     outcome: 'invalid',
     statusCode: 413,
-    output: { reason: 'TOO_LARGE' },
+    output: { reason: 'BODY_TOO_LARGE' },
   };
 }
