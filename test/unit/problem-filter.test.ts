@@ -93,23 +93,27 @@ describe('problem+json filter', () => {
     assert.equal((missing.sent.body as { title: string }).title, 'Not found');
   });
 
-  it('answers a refusal the gateway has no code for as a bare 500 INTERNAL, not HTTP_<status>', () => {
-    // No route or plugin of the gateway refuses so; one that did is a bug to name, not a code to invent.
+  it('answers a client error the gateway has no code for as 400 REQUEST_REFUSED, never a 500 nor HTTP_<status>', () => {
+    // No route or plugin of the gateway is known to refuse so; one that did is logged, to be given a code.
     const teapot = exchange('/v1/things');
     filter.respond(new HttpException('short and stout', 418), teapot.request, teapot.reply);
-    assert.equal(teapot.sent.status, 500);
+    assert.equal(teapot.sent.status, 400);
     assert.deepEqual(teapot.sent.body, {
-      type: 'urn:gateway:problem:internal',
-      title: 'Internal error',
-      status: 500,
-      detail: 'internal error; quote request id req-1',
-      code: 'INTERNAL',
+      type: 'urn:gateway:problem:request-refused',
+      title: 'Request refused',
+      status: 400,
+      detail: 'the request was refused as sent (HTTP 418)',
+      code: 'REQUEST_REFUSED',
       instance: '/v1/things',
       requestId: 'req-1',
     });
     const bare = exchange('/v1/things');
     filter.respond(Object.assign(new Error('odd'), { statusCode: 409 }), bare.request, bare.reply);
-    assert.deepEqual([bare.sent.status, (bare.sent.body as { code: string }).code], [500, 'INTERNAL']);
+    assert.deepEqual([bare.sent.status, (bare.sent.body as { code: string }).code], [400, 'REQUEST_REFUSED']);
+    // What is not a client's error stays a bare 500.
+    const broken = exchange('/v1/things');
+    filter.respond(new Error('boom'), broken.request, broken.reply);
+    assert.deepEqual([broken.sent.status, (broken.sent.body as { code: string }).code], [500, 'INTERNAL']);
   });
 
   it("answers each refusal Fastify raised itself with the gateway's code, status and field, never FST_ERR_*", () => {

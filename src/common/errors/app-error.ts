@@ -42,6 +42,7 @@ export type ErrorCode =
   | 'HTTP_PARSE_ERROR'
   | 'HEADERS_TOO_LARGE'
   | 'REQUEST_TIMEOUT'
+  | 'REQUEST_REFUSED'
   | 'INTERNAL';
 
 export interface FieldError {
@@ -192,6 +193,9 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
       return { status: 431, title: 'Request headers too large' };
     case 'REQUEST_TIMEOUT':
       return { status: 408, title: 'Request not received in time' };
+    case 'REQUEST_REFUSED':
+      // A client error (4xx) raised by a framework or plugin that no code above names yet (problem.filter.ts).
+      return { status: 400, title: 'Request refused' };
     case 'INTERNAL':
       // Says only its request id; the error is in the logs under it.
       return { status: 500, title: 'Internal error' };

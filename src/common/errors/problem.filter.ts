@@ -26,7 +26,7 @@ export const OIP_PREFIX = '/v2';
  * Maps every error to RFC 9457 problem+json (or the OIP error shape under /v2), with a code of the gateway's own
  * (ErrorCode): what Fastify or its plugins refused is answered as the gateway's refusal of the same thing, never
  * with their names. Nothing internal leaks: an unexpected error is logged with its request id and answered as a
- * bare 500, and so is a refusal the gateway does not know (a 4xx no code here names), which is logged as a bug.
+ * bare 500; a client error no code here names (a 4xx) is a 400 REQUEST_REFUSED, logged so that it gets one.
  */
 @Catch()
 export class ProblemFilter implements ExceptionFilter {
@@ -51,9 +51,19 @@ export class ProblemFilter implements ExceptionFilter {
   render(thrown: unknown, request: FastifyRequest): RenderedProblem {
     const exception = methodRefusal(thrown, request) ?? thrown;
     const known = this.appErrorOf(exception, request);
-    const error = known ?? new AppError('INTERNAL', `internal error; quote request id ${String(request.id)}`);
+    const unnamed = known === undefined ? unnamedRefusal(exception) : undefined;
+    const error =
+      known ?? unnamed ?? new AppError('INTERNAL', `internal error; quote request id ${String(request.id)}`);
     const problem = problemOf(error, request);
-    if (known === undefined) {
+    if (unnamed !== undefined) {
+      // A client's error still (never a 500 for what it sent), but one no code here names yet: to be named.
+      this.logger.warn({
+        msg: 'refusal without a gateway code',
+        requestId: request.id,
+        status: statusOf(exception),
+        code: (exception as { code?: unknown }).code,
+      });
+    } else if (known === undefined) {
       this.logger.error({
         msg: 'request failed',
         requestId: request.id,
@@ -155,6 +165,24 @@ export class ProblemFilter implements ExceptionFilter {
     }
     return undefined;
   }
+}
+
+/** The HTTP status an error carries: an HttpException's, or the `statusCode` Fastify's and its plugins' errors carry. */
+function statusOf(error: unknown): number | undefined {
+  if (error instanceof HttpException) return error.getStatus();
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+/**
+ * A client error (4xx) that no code of the gateway names (none is known to reach here): 400 REQUEST_REFUSED in
+ * words of the gateway's own, not a 500, since it is what the client sent that was refused; logged so that it gets
+ * a code of its own. Its message is not passed on: it is a framework's, and may quote the request.
+ */
+function unnamedRefusal(error: unknown): AppError | undefined {
+  const status = statusOf(error);
+  if (status === undefined || status < 400 || status >= 500) return undefined;
+  return new AppError('REQUEST_REFUSED', `the request was refused as sent (HTTP ${status})`);
 }
 
 /** The problem an AppError is answered with. */
