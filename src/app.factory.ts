@@ -16,7 +16,7 @@ import { createValidationPipe } from './common/errors/validation';
 import { registerBodyBudget, UploadBudget } from './common/http/body-budget';
 import { refuseOtherBodyMediaTypes } from './common/http/body-media-type';
 import { refuseEncodedBodies } from './common/http/content-encoding';
-import { refuseRequestsWithoutHost } from './common/http/host-header';
+import { refuseRequestsWithoutHost, refuseUnmetExpectations } from './common/http/host-header';
 import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads';
 import { registerGracefulClose } from './common/http/graceful-close';
 import { clientErrorHandler } from './common/http/client-errors';
@@ -127,6 +127,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   else logger.warn({ msg: 'AUDIT_ENABLED=false: answers are NOT audited (benchmarks only)' });
   // Counted by the audit hook, refused before the caller is identified.
   refuseRequestsWithoutHost(fastify);
+  refuseUnmetExpectations(fastify);
   // Who is calling, before any body is read (after the audit hook, which counts the request first).
   registerAccessHook(fastify, app.get(JwtVerifier), app.get(RefusalBudgets), app.get(SubjectRateLimit));
   // A request that arrives once the close has begun: refused, audited with its caller.

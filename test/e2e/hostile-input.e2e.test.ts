@@ -710,6 +710,24 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
     ]);
     // HTTP/1.0 needs none.
     assert.equal(parseAnswer(await rawExchange(port, 'GET /health/live HTTP/1.0\r\n\r\n')).status, 200);
+    // Node's own answer to an Expect it does not meet was a bare 417: no body, no security headers, no request id.
+    const expecting = parseAnswer(
+      await rawExchange(port, 'GET /v1/audit/events HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n'),
+    );
+    assert.equal(expecting.status, 417);
+    assert.match(expecting.headers, /content-type: application\/problem\+json/i);
+    assert.match(expecting.headers, /x-content-type-options: nosniff/i);
+    assert.match(expecting.headers, /x-request-id: /i);
+    assert.equal(expecting.body.code, 'EXPECTATION_FAILED');
+    assert.deepEqual(expecting.body.errors, [
+      {
+        field: 'Expect',
+        reason: 'must be 100-continue or absent: this gateway meets no other expectation (RFC 9110, section 10.1.1)',
+      },
+    ]);
+    // 100-continue is met as before: Node sends the interim answer, the route the final one.
+    const continued = await rawExchange(port, 'GET /health/live HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n');
+    assert.match(continued, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
     await alive();
   });
 

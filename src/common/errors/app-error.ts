@@ -43,6 +43,7 @@ export type ErrorCode =
   | 'HEADERS_TOO_LARGE'
   | 'REQUEST_TIMEOUT'
   | 'REQUEST_REFUSED'
+  | 'EXPECTATION_FAILED'
   | 'INTERNAL';
 
 export interface FieldError {
@@ -196,6 +197,9 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
     case 'REQUEST_REFUSED':
       // A client error (4xx) raised by a framework or plugin that no code above names yet (problem.filter.ts).
       return { status: 400, title: 'Request refused' };
+    case 'EXPECTATION_FAILED':
+      // An Expect other than 100-continue (host-header.ts).
+      return { status: 417, title: 'Expectation failed' };
     case 'INTERNAL':
       // Says only its request id; the error is in the logs under it.
       return { status: 500, title: 'Internal error' };

@@ -18,3 +18,28 @@ export function refuseRequestsWithoutHost(fastify: FastifyInstance): void {
     done();
   });
 }
+
+const EXPECT_REASON =
+  'must be 100-continue or absent: this gateway meets no other expectation (RFC 9110, section 10.1.1)';
+
+/**
+ * A request whose Expect is other than `100-continue` is refused with 417 naming `Expect`, as problem+json with the
+ * security headers and a request id (and audited, as any refusal of a route). Node answered it itself, before any
+ * hook, with a bare 417: no body, none of those headers, no audit row. Given a `checkExpectation` listener, Node
+ * leaves the request to it; this one hands it to Fastify as any other, for the hook below to refuse.
+ */
+export function refuseUnmetExpectations(fastify: FastifyInstance): void {
+  fastify.server.on('checkExpectation', (request, response) => fastify.server.emit('request', request, response));
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    const expect = request.raw.headers.expect;
+    if (expect !== undefined && expect.trim().toLowerCase() !== '100-continue') {
+      done(
+        new AppError('EXPECTATION_FAILED', `Expect ${EXPECT_REASON}`, {
+          fields: [{ field: 'Expect', reason: EXPECT_REASON }],
+        }),
+      );
+      return;
+    }
+    done();
+  });
+}
