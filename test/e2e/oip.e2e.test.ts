@@ -542,6 +542,42 @@ describe('Open Inference Protocol v2', () => {
     assert.equal(otherVersion.body.error, 'model_version: names "1", but this request runs version "2"');
   });
 
+  it('refuses inputs and outputs placed in shared memory, naming the parameter, rather than answer beside the region', async () => {
+    const data = [1, 2, 3, 4];
+    // tritonclient's InferRequestedOutput.set_shared_memory: the client reads the region, not the body.
+    const output = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({
+        inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data }],
+        outputs: [{ name: 'y', parameters: { shared_memory_region: 'output0', shared_memory_byte_size: 8 } }],
+      })
+      .expect(400);
+    assert.match(
+      output.body.error,
+      /^outputs\[0\]\.parameters\.shared_memory_region: the shared memory extensions are not offered/,
+    );
+    // InferInput.set_shared_memory: no data in the body, the values in a region the gateway cannot read.
+    const input = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({
+        inputs: [
+          {
+            name: 'x',
+            shape: [1, 4],
+            datatype: 'FP32',
+            parameters: { shared_memory_region: 'input0', shared_memory_byte_size: 16 },
+          },
+        ],
+      })
+      .expect(400);
+    assert.match(input.body.error, /^inputs\[0\]\.parameters\.shared_memory_region: the shared memory extensions/);
+    const offset = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data, parameters: { shared_memory_offset: 0 } }] })
+      .expect(400);
+    assert.match(offset.body.error, /^inputs\[0\]\.parameters\.shared_memory_offset: /);
+  });
+
   it('refuses an output asking for the classification extension, which this server does not offer', async () => {
     const res = await http
       .post('/v2/models/fixture-linear/infer')

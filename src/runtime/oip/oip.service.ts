@@ -138,6 +138,7 @@ export class OipService {
         });
       }
       requested.add(output.name);
+      refuseSharedMemory(output.parameters, `outputs[${i}]`);
       // tritonclient's class_count: the answer would be a BYTES tensor of labels, not the model's own output.
       if (output.parameters?.classification !== undefined) {
         const reason = 'the classification extension is not offered (GET /v2 lists the extensions this server has)';
@@ -213,6 +214,7 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: 
       });
     };
     if (Object.hasOwn(inputs, input.name)) fail('.name', `"${input.name}" is given twice`);
+    refuseSharedMemory(input.parameters, field);
     const size = input.parameters?.binary_data_size as number | undefined;
     // The extension sends a tensor's values in one place: which of the two to run would be a guess.
     if (size !== undefined && input.data !== undefined) {
@@ -239,6 +241,25 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: 
     });
   }
   return inputs;
+}
+
+/** The shared memory extensions' tensor parameters (tritonclient's set_shared_memory sends the first two, and the third past 0). */
+const SHARED_MEMORY_PARAMETERS = ['shared_memory_region', 'shared_memory_byte_size', 'shared_memory_offset'] as const;
+
+/**
+ * An input or output placed in shared memory (Triton's system and CUDA shared memory extensions) is refused, naming
+ * the parameter: the gateway offers neither extension (GET /v2 lists binary_tensor_data alone), and read as an
+ * ordinary tensor an output asked for in a region came back as JSON data while the client read its region, which
+ * nothing had written: values the model never gave, with a 200.
+ */
+function refuseSharedMemory(parameters: Record<string, unknown> | undefined, tensor: string): void {
+  const given = SHARED_MEMORY_PARAMETERS.find((name) => parameters?.[name] !== undefined);
+  if (given === undefined) return;
+  const field = `${tensor}.parameters.${given}`;
+  const reason =
+    'the shared memory extensions are not offered (GET /v2 lists the extensions this server has); ' +
+    'send the tensor as JSON data or as binary data';
+  throw new AppError('VALIDATION_FAILED', `${field}: ${reason}`, { fields: [{ field, reason }] });
 }
 
 /**
