@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { data as dcmjsData, log as dcmjsLog } from 'dcmjs';
@@ -19,8 +20,10 @@ import {
 } from '../fixtures/dicom-files';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { decodeFrame, initialisePixelCodecs } from '../../src/domains/medical/dicom/pixel-decode.util';
+import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { until } from '../fixtures/until';
 import { childrenNamed, parseXml, XmlElement } from '../fixtures/xml-document';
 
 dcmjsLog.setLevel('silent');
@@ -1011,5 +1014,51 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
     assert.match(String(four.headers['content-type']), /application\/problem\+json/);
     assert.equal(four.body.errors[0].field, 'body');
     assert.match(four.body.errors[0].reason, /more than 3 parts in one request/);
+  });
+});
+
+describe('medical: STOW-RS while the runtime cannot run the model', { skip: DICOM_SKIP }, () => {
+  it("fails each instance out of resources (0xA700) with the runtime's code, which a PACS sends again, as DIMSE does", async () => {
+    const modelsDir = medicalModelsDir();
+    const onnx = join(modelsDir, 'medical', 'breast-us-lesion', '1', 'model.onnx');
+    const app = await createTestApp({ MODELS_DIR: modelsDir });
+    try {
+      const http = request(app.getHttpServer());
+      // The worker dies while model.onnx is away (a deploy swapping files): no replacement loads, and every
+      // request is refused at once with 503 MODEL_NOT_READY, the transient refusal a queue full also gets.
+      renameSync(onnx, `${onnx}.away`);
+      const engine: unknown = app.get(InferenceEngine);
+      const { pool } = engine as { pool: { slots: Array<{ worker: { terminate(): Promise<number> } }> } };
+      await pool.slots[0].worker.terminate();
+      const admin = bearer(tokenFor(['ml-admin']));
+      await until('the model not ready', async () =>
+        (await http.get('/v2/models/breast-us-lesion/ready').set('Authorization', admin)).status === 503
+          ? true
+          : undefined,
+      );
+      const first = dicomFile('US1_UNCR.dcm');
+      const second = rewriteDicom(first, { SOPInstanceUID: '1.2.826.0.1.3680043.9.7431.503.2' });
+      const { body, contentType } = multipartRelated([first, second]);
+      const res = await http
+        .post('/dicomweb/studies')
+        .set('Authorization', bearer(tokenFor(['pacs-integration'])))
+        .set('Content-Type', contentType)
+        .send(body);
+      assert.equal(res.status, 409, res.text.slice(0, 300));
+      const failed = (res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>)['00081198']
+        .Value;
+      assert.deepEqual(
+        failed.map((item) => item['00081197'].Value[0]),
+        [0xa700, 0xa700],
+        'out of resources, not 0x0110 processing failure, which a PACS does not send again',
+      );
+      failed.forEach((item, i) =>
+        assert.match(String(item['00091001'].Value[0]), new RegExp(`^part ${i + 1}: MODEL_NOT_READY: `)),
+      );
+    } finally {
+      renameSync(`${onnx}.away`, onnx);
+      await app.close();
+      rmSync(modelsDir, { recursive: true, force: true });
+    }
   });
 });

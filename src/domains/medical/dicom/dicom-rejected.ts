@@ -1,3 +1,5 @@
+import { AppError, httpStatusOf } from '../../../common/errors/app-error';
+
 /**
  * Why an instance was refused. Each reason maps to an HTTP problem (one place: medical-errors.ts)
  * and to a DICOMweb STOW / DIMSE failure status, so every way in refuses the same file the same way.
@@ -13,8 +15,7 @@ export type DicomRejectionReason =
   | 'DECODE_FAILED'
   | 'TOO_MANY_FRAMES'
   | 'STUDY_MISMATCH'
-  | 'DUPLICATE_INSTANCE'
-  | 'PROCESSING_FAILED';
+  | 'DUPLICATE_INSTANCE';
 
 export class DicomRejected extends Error {
   constructor(
@@ -56,9 +57,16 @@ export function failureStatusOf(reason: DicomRejectionReason): number {
       return 0xa900; // Data Set does not match SOP Class / request
     case 'DUPLICATE_INSTANCE':
       return 0x0111; // Duplicate SOP Instance (PS3.7 C.4.2.1.4)
-    case 'PROCESSING_FAILED':
-      return 0x0110; // Processing failure
   }
+}
+
+/**
+ * The status of an instance the runtime would not run (its refusal, an AppError), for STOW-RS and DIMSE alike: one
+ * answered 503 over HTTP (the model's queue full, no inference worker loaded, shutting down) is 0xA700, out of
+ * resources, which a PACS sends again later; any other (a deadline passed) 0x0110, processing failure.
+ */
+export function runtimeFailureStatusOf(error: AppError): number {
+  return httpStatusOf(error.code).status === 503 ? 0xa700 : 0x0110;
 }
 
 /** 400 for bytes that are not a readable DICOM file, 422 for a readable file the gateway will not analyse. */

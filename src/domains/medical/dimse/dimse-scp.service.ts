@@ -15,7 +15,7 @@ import { AppError, httpStatusOf } from '../../../common/errors/app-error';
 import { UploadBudget } from '../../../common/http/body-budget';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { AppConfig } from '../../../config/app-config';
-import { DicomRejected, failureStatusOf, isUnreadable } from '../dicom/dicom-rejected';
+import { DicomRejected, failureStatusOf, isUnreadable, runtimeFailureStatusOf } from '../dicom/dicom-rejected';
 import type { InstanceAnalysis } from '../lesion-detection.service';
 import { MedicalIntakeService } from '../medical-intake.service';
 import { DimseConnection, DimseHandler, ReceivedInstance, StoreAnswer } from './dimse-connection.scp';
@@ -390,7 +390,7 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
       if (status >= 500) this.logger.warn({ msg: 'DIMSE C-STORE failed', requestId, code: error.code });
       return {
         answer: {
-          status: status === 503 ? OUT_OF_RESOURCES : PROCESSING_FAILURE,
+          status: runtimeFailureStatusOf(error),
           // The code first, as a refusal's reason leads its comment: it survives the cut to 64 characters.
           comment: errorComment(`${error.code}: ${error.detail}`),
         },

@@ -1,4 +1,5 @@
-import { DicomRejected, failureStatusOf } from '../dicom/dicom-rejected';
+import type { AppError } from '../../../common/errors/app-error';
+import { DicomRejected, failureStatusOf, runtimeFailureStatusOf } from '../dicom/dicom-rejected';
 import { DicomJsonDataset, nativeDicomModel } from './native-dicom-model.util';
 
 const PRIVATE_CREATOR = 'REGULATED-INFERENCE-GATEWAY';
@@ -11,8 +12,18 @@ export interface StoredInstance {
 export interface FailedInstance {
   sopClassUID?: string;
   sopInstanceUID?: string;
-  rejection: DicomRejected;
+  /** The instance refused (DicomRejected), or the runtime's refusal to run it (an AppError: queue full, no worker). */
+  rejection: DicomRejected | AppError;
   part: number;
+}
+
+/** A failed instance's reason, as its private element and the audit row name it: the refusal's, or the runtime's code. */
+export function failureReasonOf(rejection: DicomRejected | AppError): string {
+  return rejection instanceof DicomRejected ? rejection.reason : rejection.code;
+}
+
+function failureStatus(rejection: DicomRejected | AppError): number {
+  return rejection instanceof DicomRejected ? failureStatusOf(rejection.reason) : runtimeFailureStatusOf(rejection);
 }
 
 /**
@@ -44,9 +55,9 @@ export function storeResponse(stored: StoredInstance[], failed: FailedInstance[]
       Value: failed.map((f) => ({
         '00081150': uidOrEmpty(f.sopClassUID),
         '00081155': uidOrEmpty(f.sopInstanceUID),
-        '00081197': { vr: 'US', Value: [failureStatusOf(f.rejection.reason)] },
+        '00081197': { vr: 'US', Value: [failureStatus(f.rejection)] },
         '00090010': { vr: 'LO', Value: [PRIVATE_CREATOR] },
-        '00091001': { vr: 'LT', Value: [`part ${f.part}: ${f.rejection.reason}: ${f.rejection.detail}`] },
+        '00091001': { vr: 'LT', Value: [`part ${f.part}: ${failureReasonOf(f.rejection)}: ${f.rejection.detail}`] },
       })),
     };
   }

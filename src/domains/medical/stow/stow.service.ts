@@ -14,7 +14,14 @@ import {
   splitMultipart,
 } from './multipart-related.util';
 import { DicomJsonDataset } from './native-dicom-model.util';
-import { FailedInstance, StoredInstance, storeResponse, storeResponseXml, storeStatus } from './stow-response.util';
+import {
+  FailedInstance,
+  failureReasonOf,
+  StoredInstance,
+  storeResponse,
+  storeResponseXml,
+  storeStatus,
+} from './stow-response.util';
 
 /**
  * What a store response is written in, the default first: DICOM JSON, also under application/json, the name
@@ -125,7 +132,7 @@ export class StowService {
         parts: parts.length,
         stored: stored.length,
         failed: failed.length,
-        failures: failed.map((f) => ({ part: f.part, reason: f.rejection.reason })),
+        failures: failed.map((f) => ({ part: f.part, reason: failureReasonOf(f.rejection) })),
         studies,
         instances: kept,
       },
@@ -182,17 +189,14 @@ export class StowService {
         tally.unavailable ??= error;
         throw error;
       }
-      // A runtime refusal (queue full, deadline) fails this instance only: the others keep their answers.
-      const rejection =
-        error instanceof DicomRejected
-          ? error
-          : error instanceof AppError
-            ? new DicomRejected('PROCESSING_FAILED', error.detail)
-            : undefined;
+      // A runtime refusal (queue full, deadline) fails this instance only: the others keep their answers. It keeps
+      // its code, so that a 503's is answered out of resources (0xA700), which a PACS sends again, as over DIMSE.
+      const rejection = error instanceof DicomRejected || error instanceof AppError ? error : undefined;
       if (!rejection) throw error;
       failed.push({
-        sopClassUID: image?.sopClassUID ?? rejection.sop?.classUID,
-        sopInstanceUID: image?.sopInstanceUID ?? rejection.sop?.instanceUID,
+        sopClassUID: image?.sopClassUID ?? (rejection instanceof DicomRejected ? rejection.sop?.classUID : undefined),
+        sopInstanceUID:
+          image?.sopInstanceUID ?? (rejection instanceof DicomRejected ? rejection.sop?.instanceUID : undefined),
         rejection,
         part: number,
       });
