@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { auditNoteOf } from '../common/access';
+import { AuditNote, auditNoteOf } from '../common/access';
 import { containsPan } from '../common/pan';
 import type { ProblemFilter } from '../common/errors/problem.filter';
 import type { AuditOutcome } from './audit-event.entity';
@@ -100,11 +100,21 @@ function draftOf(request: FastifyRequest, reply: FastifyReply): AuditDraft | und
     requestId: clip(String(request.id), 128) ?? '',
     clientAddress: clip(request.ip, 64) ?? '',
     inputDigest: note.inputDigest ?? null,
-    outputSummary: ok ? (note.output ?? null) : { reason: clip(withoutPan(note.reason), 200) ?? `HTTP ${status}` },
+    outputSummary: ok ? (note.output ?? null) : refusalSummary(note, status),
     outcome: outcomeOf(status),
     statusCode: status,
     latencyMs: Math.round(reply.elapsedTime * 1000) / 1000,
   };
+}
+
+/**
+ * A refusal's reason, as the caller was told it. A 4xx/5xx the handler answered itself, with no error thrown and so
+ * no reason noted (a STOW-RS request none of whose instances was stored is a 409 with a store response), keeps
+ * what the handler noted beside it: its rows said only `HTTP 409`, not which parts failed or why.
+ */
+function refusalSummary(note: AuditNote, status: number): Record<string, unknown> {
+  const reason = clip(withoutPan(note.reason), 200) ?? `HTTP ${status}`;
+  return note.reason === undefined && note.output ? { reason, ...note.output } : { reason };
 }
 
 /**

@@ -457,6 +457,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .post('/dicomweb/studies/1.2.3.4.5')
       .set('Authorization', pacs)
       .set('Content-Type', contentType)
+      .set('X-Request-Id', 'stow-none-stored-1')
       .send(body);
     assert.equal(res.status, 409);
     const response = res.body as Record<string, { vr: string; Value: Array<Record<string, { Value: unknown[] }>> }>;
@@ -465,6 +466,17 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     const failed = response['00081198'].Value;
     assert.equal(failed[0]['00081197'].Value[0], 0xa900);
     assert.match(String(failed[0]['00091001'].Value[0]), /STUDY_MISMATCH/);
+    // The audit row says which part failed and why, as a 202's does; it said only `HTTP 409`.
+    const [row] = await app
+      .get(DataSource)
+      .query<Array<{ outcome: string; output_summary: Record<string, unknown> }>>(
+        'SELECT outcome, output_summary FROM audit_events WHERE request_id = $1',
+        ['stow-none-stored-1'],
+      );
+    assert.equal(row.outcome, 'invalid');
+    assert.equal(row.output_summary.reason, 'HTTP 409');
+    assert.equal(row.output_summary.stored, 0);
+    assert.deepEqual(row.output_summary.failures, [{ part: 1, reason: 'STUDY_MISMATCH' }]);
   });
 
   it('a study UID in the path that is no DICOM UID is a 400 naming it, for STOW-RS and the findings alike', async () => {
@@ -1043,6 +1055,7 @@ describe('medical: STOW-RS while the runtime cannot run the model', { skip: DICO
         .post('/dicomweb/studies')
         .set('Authorization', bearer(tokenFor(['pacs-integration'])))
         .set('Content-Type', contentType)
+        .set('X-Request-Id', 'stow-not-ready-1')
         .send(body);
       assert.equal(res.status, 409, res.text.slice(0, 300));
       const failed = (res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>)['00081198']
@@ -1055,6 +1068,16 @@ describe('medical: STOW-RS while the runtime cannot run the model', { skip: DICO
       failed.forEach((item, i) =>
         assert.match(String(item['00091001'].Value[0]), new RegExp(`^part ${i + 1}: MODEL_NOT_READY: `)),
       );
+      const [row] = await app
+        .get(DataSource)
+        .query<Array<{ output_summary: { failures: unknown[] } }>>(
+          'SELECT output_summary FROM audit_events WHERE request_id = $1',
+          ['stow-not-ready-1'],
+        );
+      assert.deepEqual(row.output_summary.failures, [
+        { part: 1, reason: 'MODEL_NOT_READY' },
+        { part: 2, reason: 'MODEL_NOT_READY' },
+      ]);
     } finally {
       renameSync(`${onnx}.away`, onnx);
       await app.close();
