@@ -371,6 +371,31 @@ describe('Open Inference Protocol v2', () => {
       assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 1));
     });
 
+    it('reads Inference-Header-Content-Length only as decimal digits, as Content-Length is read', async () => {
+      // A header of exactly 100 bytes (padded with spaces), so that `1e2` and `0x64` would each name it.
+      const header = JSON.stringify({
+        inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }],
+      });
+      const json = Buffer.from(header.padEnd(100, ' '));
+      const x = Float32Array.from([1, 2, 3, 4]);
+      const body = Buffer.concat([json, Buffer.from(x.buffer)]);
+      const post = (length: string) =>
+        http
+          .post('/v2/models/fixture-linear/versions/1/infer')
+          .set('Content-Type', 'application/octet-stream')
+          .set('Inference-Header-Content-Length', length)
+          .send(body);
+      assert.deepEqual((await post('100').expect(200)).body.outputs[0].data, expected([1, 2, 3, 4], 1));
+      for (const length of ['1e2', '0x64', '100.0', '+100', '']) {
+        const res = await post(length);
+        assert.equal(res.status, 400, `${JSON.stringify(length)}: ${res.text}`);
+        assert.match(
+          res.body.error,
+          /^Inference-Header-Content-Length: must be an integer between 0 and the body size/,
+        );
+      }
+    });
+
     it('refuses an input that carries both JSON data and binary_data_size: its values are one or the other', async () => {
       const x = Float32Array.from([1, 2, 3, 4]);
       const both = binaryBody(

@@ -99,9 +99,13 @@ export function invalidTensor(field: string, reason: string): AppError {
   return new AppError('INVALID_TENSOR', `${field}: ${reason}`, { fields: [{ field, reason }] });
 }
 
-/** Splits a binary-extension body into its JSON header and the bytes after it. */
+/**
+ * Splits a binary-extension body into its JSON header and the bytes after it. The header's length is read only as
+ * decimal digits, as Content-Length is (RFC 9110 8.6): Number() took `1e2` for 100, `0x10` for 16 and an empty
+ * value for 0, so a header another reader in front of the gateway parses otherwise was split where it guessed.
+ */
 export function splitBinaryBody(body: Buffer, headerLength: string): { header: unknown; payload: Buffer } {
-  const length = Number(headerLength);
+  const length = /^[0-9]{1,15}$/.test(headerLength.trim()) ? Number(headerLength.trim()) : NaN;
   if (!Number.isInteger(length) || length < 0 || length > body.length) {
     throw invalidTensor(
       'Inference-Header-Content-Length',
