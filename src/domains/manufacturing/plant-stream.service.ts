@@ -126,6 +126,9 @@ interface Runtime {
   keptHeld: Set<number>;
   /** Opening rows (rows that gave no prediction) not kept in manufacturing_opening_rows yet. */
   opening: OpeningRow[];
+  /** Writes the opening rows not kept (the database away) again on their own, whether or not the asset sends more. */
+  openingTimer?: NodeJS.Timeout;
+  openingDelayMs: number;
 }
 
 /**
@@ -344,6 +347,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     clearTimeout(rt.flushTimer);
     clearTimeout(rt.retryTimer);
     rt.retryTimer = undefined;
+    // Retired with a prediction, its release below tries them once more; removed, they are needless.
+    clearTimeout(rt.openingTimer);
+    rt.openingTimer = undefined;
     if (!predict) {
       if (rt.keptHeld.size > 0) this.forgetHeld(rt.asset.assetId, Infinity);
       return Promise.resolve();
@@ -361,12 +367,13 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   }
 
   /**
-   * Accepted readings whose predictions are not stored yet: rows kept for predicting again, and
-   * predictions the database has not taken yet. Zero once everything accepted is in the database.
+   * Accepted readings not in the database yet: rows kept for predicting again, predictions the database has
+   * not taken yet, and rows that gave no prediction not kept yet (opening rows). Zero once everything accepted
+   * is in the database.
    */
   keptRows(): number {
     let rows = this.records.keptPredictions;
-    for (const rt of this.runtimes.values()) rows += rt.unpredicted.length;
+    for (const rt of this.runtimes.values()) rows += rt.unpredicted.length + rt.opening.length;
     return rows;
   }
 
@@ -409,6 +416,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         retryDelayMs: FIRST_RETRY_MS,
         keptHeld: new Set(),
         opening: [],
+        openingDelayMs: FIRST_RETRY_MS,
       };
       this.runtimes.set(assetId, rt);
       this.restore(rt);
@@ -512,7 +520,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   /**
    * Keeps the opening rows the asset released and has not kept yet, for a restart to rebuild its window from
    * (restore); only while its window opens, so an asset past it writes nothing here. Awaited before the
-   * readings are acknowledged; rows not kept (the database away) are kept with the asset's next release.
+   * readings are acknowledged. Rows not kept (the database away) are written again with the asset's next
+   * release, and on their own (openingRetry) once the database is back: else an asset that sent nothing more
+   * kept them only in memory, and a crash lost them though their predictions, written again by the prediction
+   * writer, were stored, so that the restart took them for released (a resent batch a duplicate) with a window
+   * that lacked them.
    */
   private async keepOpening(rt: Runtime): Promise<void> {
     if (rt.opening.length === 0) return;
@@ -526,8 +538,34 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       const later = rt.opening;
       rt.opening = [];
       for (const row of [...rows, ...later]) addOpening(rt.opening, row);
+      this.openingRetry(rt);
       throw error;
     }
+    if (rt.opening.length === 0) {
+      clearTimeout(rt.openingTimer);
+      rt.openingTimer = undefined;
+      rt.openingDelayMs = FIRST_RETRY_MS;
+    }
+  }
+
+  /** Writes an asset's opening rows not kept yet again, from 1 s doubling up to every 30 s (jittered), until kept. */
+  private openingRetry(rt: Runtime): void {
+    if (rt.openingTimer || this.closing) return;
+    const delay = rt.openingDelayMs * (0.75 + Math.random() / 2);
+    rt.openingTimer = setTimeout(() => {
+      rt.openingTimer = undefined;
+      if (this.runtimes.get(rt.asset.assetId) !== rt) return;
+      this.keepOpening(rt).catch((error: unknown) =>
+        this.logger.warn({
+          msg: 'rows that gave no prediction not kept yet; tried again',
+          assetId: rt.asset.assetId,
+          rows: rt.opening.length,
+          error: String(error),
+        }),
+      );
+    }, delay);
+    rt.openingTimer.unref();
+    rt.openingDelayMs = Math.min(MAX_RETRY_MS, rt.openingDelayMs * 2);
   }
 
   /**
