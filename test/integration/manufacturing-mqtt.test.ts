@@ -5,6 +5,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { connectAsync, MqttClient } from 'mqtt';
 import { get as sparkplugCodec } from 'sparkplug-payload';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
 import { PlantMqttService } from '../../src/domains/manufacturing/mqtt/plant-mqtt.service';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
@@ -513,6 +514,57 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
       .set('Authorization', operator)
       .expect(200);
     assert.equal((stored.body as { predictions: unknown[] }).predictions.length, 3);
+  });
+
+  it("a young engine's message whose rows the database does not take (an outage) is left unacknowledged, not dead-lettered, and sent again once they are written", async () => {
+    await register(turbofanAsset('eng-u'));
+    const db = app.get(DataSource);
+    const handled = async (): Promise<number> => {
+      const metrics = String((await http().get('/metrics').set('Authorization', admin)).text);
+      const count = (outcome: string) =>
+        Number(
+          new RegExp(`gateway_mqtt_messages_total\\{kind="json",outcome="${outcome}"\\} (\\d+)`).exec(metrics)?.[1] ??
+            0,
+        );
+      return count('unacked') + count('dead-lettered');
+    };
+    const before = await handled();
+    // 57014 (a statement cancelled) is an outage; the opening rows' table alone refuses, the dead letters' would not.
+    await db.query(
+      `CREATE FUNCTION refuse_opening() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '57014'; END $$`,
+    );
+    await db.query(
+      'CREATE TRIGGER refuse_opening BEFORE INSERT ON manufacturing_opening_rows FOR EACH STATEMENT EXECUTE FUNCTION refuse_opening()',
+    );
+    const engine = cmapssEngine(4);
+    const readings = engine.slice(0, 5).map((c, i) => ({ timestamp: iso(T0 + i * 1000), values: c.values }));
+    try {
+      await publisher.publishAsync('factory/plant-1/line-a/eng-u/telemetry', JSON.stringify(readings), { qos: 1 });
+      await until('the message handled', async () => ((await handled()) > before ? true : undefined));
+    } finally {
+      await db.query('DROP TRIGGER refuse_opening ON manufacturing_opening_rows');
+      await db.query('DROP FUNCTION refuse_opening()');
+    }
+    const letters = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator).expect(200);
+    assert.deepEqual(
+      (letters.body as { deadLetters: Array<{ assetId: string; reason: string }> }).deadLetters
+        .filter((d) => d.assetId === 'eng-u')
+        .map((d) => d.reason),
+      [],
+      'an outage is no ingest-failed dead letter',
+    );
+    // Written on their own once the database is back; the message, left unacknowledged, comes again on a
+    // resumed session: its readings duplicates.
+    await until('the rows that gave no prediction written', async () => {
+      const [{ n }] = await db.query<Array<{ n: string }>>(
+        "SELECT count(*) AS n FROM manufacturing_opening_rows WHERE asset_id = 'eng-u'",
+      );
+      return Number(n) === 5 ? true : undefined;
+    });
+    await until('the message sent again, its readings duplicates', async () =>
+      (await status('eng-u')).counts.duplicates === 5 ? true : undefined,
+    );
+    assert.equal((await status('eng-u')).counts.accepted, 5);
   });
 
   it('a message whose readings are all refused one by one counts as dead-lettered, not ingested', async () => {

@@ -531,15 +531,18 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const rows = rt.opening;
     rt.opening = [];
     try {
-      await orUnavailable('the rows that gave no prediction could not be kept', () =>
-        this.records.keepOpening(rt.asset.assetId, rt.model.version, rows),
-      );
+      await this.records.keepOpening(rt.asset.assetId, rt.model.version, rows);
     } catch (error) {
       const later = rt.opening;
       rt.opening = [];
       for (const row of [...rows, ...later]) addOpening(rt.opening, row);
       this.openingRetry(rt);
-      throw error;
+      // Accepted and kept for the retry: a 503 saying so, an MQTT message left unacknowledged (before, an outage
+      // here was a plain 503 and, over MQTT, an ingest-failed dead letter, the message acknowledged as taken).
+      throw keptUnstored(
+        error,
+        'the rows that gave no prediction could not be kept yet; they are written when it recovers',
+      );
     }
     if (rt.opening.length === 0) {
       clearTimeout(rt.openingTimer);
@@ -687,8 +690,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       orUnavailable('refused readings could not be kept in the dead-letter table', () =>
         this.deadLetters(assetId, channel, dead),
       ),
-      // Before they are acknowledged: a crash must not lose what an asset holds.
-      orUnavailable('the readings held for the late tolerance could not be kept', () => this.keepHeld(rt)),
+      // Before they are acknowledged: a crash must not lose what an asset holds. Not kept, they are still held (and
+      // predicted once the asset is quiet): kept, as readings the runtime refused are.
+      this.keepHeld(rt).catch((error: unknown) => {
+        throw keptUnstored(error, 'the readings held for the late tolerance could not be kept yet; they are held');
+      }),
     ]);
     summary.predictions = predictions;
     return summary;
@@ -1324,6 +1330,18 @@ function kept(error: unknown): ReadingsKept {
     retryAfterSeconds: 1,
     cause: error,
   });
+}
+
+/**
+ * An accepted reading's row the database did not take: for an outage, a 503 that says what was not stored and that
+ * the readings are kept (ReadingsKept: over MQTT the message is left unacknowledged); anything else, a bug, as it is.
+ */
+function keptUnstored(error: unknown, what: string): unknown {
+  if (error instanceof AppError) return kept(error);
+  const fault = storageFaultOf(error);
+  if (fault === undefined) return error;
+  const { code, detail } = storageUnavailable(fault, what, error);
+  return new ReadingsKept(code, detail, { retryAfterSeconds: 1, cause: error });
 }
 
 /**
