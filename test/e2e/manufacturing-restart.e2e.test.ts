@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { alarmStream } from '../fixtures/alarm-stream';
 import { spawnGateway, untilGatewayReady } from '../fixtures/gateway-process';
 import { bundledModelsDir } from '../fixtures/paths';
@@ -252,6 +253,69 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
       const next = await post(http, 40, 41);
       assert.deepEqual([next.accepted, next.predictions], [1, 0]);
       assert.equal((await post(http, 41, 69)).predictions, 0);
+      assert.equal((await post(http, 69, 70)).predictions, 1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('an asset removed while the database is away is answered 503; its rows are forgotten once it is back, so made again and restarted it does not take up the old window', async () => {
+    const dataDir = await freshDataDir();
+    const start = () => createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir });
+    const cycles = cmapssEngine(1);
+    const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
+    const post = (http: ReturnType<typeof request>, from: number, to: number) =>
+      http
+        .post('/v1/manufacturing/assets/eng-x/readings')
+        .set('Authorization', scada)
+        .send({ readings: Array.from({ length: to - from }, (_, i) => cycle(from + i)) })
+        .expect(200)
+        .then((res) => res.body as Summary);
+    let app = await start();
+    let http = request(app.getHttpServer());
+    try {
+      await http
+        .put('/v1/manufacturing/assets/eng-x')
+        .set('Authorization', admin)
+        .send(turbofanAsset('eng-x'))
+        .expect(200);
+      assert.equal((await post(http, 0, 40)).predictions, 11);
+      const db = app.get(DataSource);
+      // 57014 (a statement cancelled) is an outage: the removed asset's opening rows are not forgotten.
+      await db.query(
+        `CREATE FUNCTION refuse_forget() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '57014'; END $$`,
+      );
+      await db.query(
+        'CREATE TRIGGER refuse_forget BEFORE DELETE ON manufacturing_opening_rows FOR EACH STATEMENT EXECUTE FUNCTION refuse_forget()',
+      );
+      try {
+        const removed = await http.delete('/v1/manufacturing/assets/eng-x').set('Authorization', admin);
+        assert.equal(removed.status, 503, JSON.stringify(removed.body));
+        assert.equal((removed.body as { code: string }).code, 'STORAGE_UNAVAILABLE');
+        assert.match((removed.body as { detail: string }).detail, /not forgotten yet/);
+      } finally {
+        await db.query('DROP TRIGGER refuse_forget ON manufacturing_opening_rows');
+        await db.query('DROP FUNCTION refuse_forget()');
+      }
+      // Removed all the same; made again once the database is back.
+      await http
+        .put('/v1/manufacturing/assets/eng-x')
+        .set('Authorization', admin)
+        .send(turbofanAsset('eng-x'))
+        .expect(200);
+    } finally {
+      await app.close();
+    }
+
+    app = await start();
+    http = request(app.getHttpServer());
+    try {
+      // Not the window of the asset before it was removed: no prediction until a window of its own is full.
+      assert.deepEqual(
+        [(await post(http, 40, 41)).predictions, (await post(http, 41, 69)).predictions],
+        [0, 0],
+        "the old asset's window taken up",
+      );
       assert.equal((await post(http, 69, 70)).predictions, 1);
     } finally {
       await app.close();

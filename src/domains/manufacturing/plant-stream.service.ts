@@ -64,6 +64,14 @@ interface StandingAlarm {
   raised?: { site?: string; line?: string; model?: AlarmEvent['model'] };
 }
 
+/** A removed asset's rows to forget: where its window ended (the mark to leave), and the retry while it fails. */
+interface Removal {
+  through: number;
+  delayMs: number;
+  timer?: NodeJS.Timeout;
+  attempt?: Promise<void>;
+}
+
 /** An alarm as the stream gets it: `id` is its row in manufacturing_alarms, absent where the database refused it. */
 export interface StreamedAlarm extends AlarmEvent {
   id?: string;
@@ -193,6 +201,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private readonly closesAudited = new Map<string, AlarmEvent>();
   /** Per asset, a close that failed (the audit trail or the database away) and is tried again, with its next wait. */
   private readonly closeRetries = new Map<string, { timer?: NodeJS.Timeout; delayMs: number }>();
+  /** Removed assets whose rows are not forgotten yet (the database away): see forgetRemoved. */
+  private readonly removals = new Map<string, Removal>();
   /** The closes of stale alarms found at boot (onApplicationBootstrap). */
   private bootCloses: Promise<void> = Promise.resolve();
   /**
@@ -245,43 +255,62 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       registers: [metrics.registry],
     });
     registry.onChange((asset, assetId, previous) => {
-      const old = this.runtimes.get(assetId);
-      // Put again with the same kind (its model): the window holds values by model input, in the model's
-      // units, whatever tags and units feed them, so the asset keeps it, with what it holds, the readings it
-      // released (a redelivered message stays a duplicate) and its alarm, and takes its new tags, units,
-      // constants, place and alarm rule from its next reading on. Before, any PUT (an alarm threshold tuned,
-      // a seed file or a configuration tool putting the same asset again) started it over: a
-      // remaining-useful-life asset gave no prediction for a window's length, and readings sent again after
-      // it were taken as new.
-      if (asset && previous?.kind === asset.kind) {
-        if (old) this.reconfigure(old, asset);
-        // A close that failed before (see below) is tried again by the PUT sent again, as its 503 asked.
-        return this.closeStale(assetId);
-      }
-      // Removed, or of another kind: it starts over, its window built for another model. What the old
-      // runtime held is predicted with that model, unless the asset is gone.
-      // Removed: what its window opened with is needless, and a restart after it is made again takes up none of
-      // the stored rows up to the last it released, in this run or before the last restart (endOpening). Put as
-      // another kind, its new window's first row makes them needless (keepOpening), and a restart before takes
-      // none of another model's rows.
-      if (!asset) {
-        const through = Math.max(
-          old?.window.releasedThrough ?? -Infinity,
-          this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
-          this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
-        );
-        this.endOpening(assetId, through);
-      }
-      this.runtimes.delete(assetId);
-      // Nor does it take up what the asset as it was left at the last restart (restore).
-      this.restoredRows.delete(assetId);
-      this.restoredOpening.delete(assetId);
-      if (this.restoredHeld.delete(assetId)) this.forgetHeld(assetId, Infinity);
-      // Nor the old model's alarm (see runtime): no prediction of the new one (or of none) will clear it, so
-      // once what the old runtime held has moved it, an alarm it left raised is closed, with the reason.
-      const retired = old ? this.retire(old, asset !== undefined).then(() => old.tail) : Promise.resolve();
-      return retired.then(() => this.closeStale(assetId)); // retire logs its own failure
+      const changed = this.assetChanged(asset, assetId, previous);
+      // Made again (or put again) before the rows of the asset removed were forgotten: they are, first (see
+      // forgetRemoved); the PUT is answered 503 until they are.
+      if (!asset || !this.removals.has(assetId)) return changed;
+      return Promise.all([this.forgetRemoved(assetId), changed]).then(() => undefined);
     });
+  }
+
+  /** Follows an asset put or removed (the registry's listener): see the constructor. */
+  private assetChanged(
+    asset: AssetEntity | undefined,
+    assetId: string,
+    previous: AssetEntity | undefined,
+  ): Promise<void> {
+    const old = this.runtimes.get(assetId);
+    // Put again with the same kind (its model): the window holds values by model input, in the model's
+    // units, whatever tags and units feed them, so the asset keeps it, with what it holds, the readings it
+    // released (a redelivered message stays a duplicate) and its alarm, and takes its new tags, units,
+    // constants, place and alarm rule from its next reading on. Before, any PUT (an alarm threshold tuned,
+    // a seed file or a configuration tool putting the same asset again) started it over: a
+    // remaining-useful-life asset gave no prediction for a window's length, and readings sent again after
+    // it were taken as new.
+    if (asset && previous?.kind === asset.kind) {
+      if (old) this.reconfigure(old, asset);
+      // A close that failed before (see below) is tried again by the PUT sent again, as its 503 asked.
+      return this.closeStale(assetId);
+    }
+    // Removed, or of another kind: it starts over, its window built for another model. What the old
+    // runtime held is predicted with that model, unless the asset is gone.
+    // Removed: what its window opened with and the readings it held are needless, and a restart after it is
+    // made again takes up none of the stored rows up to the last it released, in this run or before the last
+    // restart (forgetRemoved). Put as another kind, its new window's first row makes them needless
+    // (keepOpening), and a restart before takes none of another model's rows.
+    let forgotten = Promise.resolve();
+    if (!asset) {
+      const pending = this.removals.get(assetId);
+      clearTimeout(pending?.timer);
+      const through = Math.max(
+        old?.window.releasedThrough ?? -Infinity,
+        this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
+        this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
+        pending?.through ?? -Infinity,
+      );
+      this.removals.set(assetId, { through, delayMs: FIRST_RETRY_MS });
+      forgotten = this.forgetRemoved(assetId);
+    }
+    this.runtimes.delete(assetId);
+    // Nor does it take up what the asset as it was left at the last restart (restore).
+    this.restoredRows.delete(assetId);
+    this.restoredOpening.delete(assetId);
+    if (this.restoredHeld.delete(assetId) && asset) this.forgetHeld(assetId, Infinity);
+    // Nor the old model's alarm (see runtime): no prediction of the new one (or of none) will clear it, so
+    // once what the old runtime held has moved it, an alarm it left raised is closed, with the reason.
+    const retired = old ? this.retire(old, asset !== undefined).then(() => old.tail) : Promise.resolve();
+    const closed = retired.then(() => this.closeStale(assetId)); // retire logs its own failure
+    return Promise.all([forgotten, closed]).then(() => undefined);
   }
 
   async onModuleInit(): Promise<void> {
@@ -335,6 +364,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   async beforeApplicationShutdown(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.runtimes.values()].map((rt) => this.retire(rt, true)));
+    // A last try for the rows of removed assets (logged should it fail).
+    await Promise.all([...this.removals.keys()].map((assetId) => this.forgetRemoved(assetId).catch(() => undefined)));
     for (const retry of this.closeRetries.values()) clearTimeout(retry.timer);
     await this.alarmsClosed();
     // Ends every alarm stream (SSE) once the alarms of what was held are out: an open dashboard's connection
@@ -350,10 +381,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     // Retired with a prediction, its release below tries them once more; removed, they are needless.
     clearTimeout(rt.openingTimer);
     rt.openingTimer = undefined;
-    if (!predict) {
-      if (rt.keptHeld.size > 0) this.forgetHeld(rt.asset.assetId, Infinity);
-      return Promise.resolve();
-    }
+    // Removed: its held readings are forgotten with its other rows (forgetRemoved).
+    if (!predict) return Promise.resolve();
     return this.release(rt, true).then(
       () => undefined,
       (error: unknown) =>
@@ -485,6 +514,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     if (rt.window.size === 0) return;
     const toKeep = rt.window.heldReadings().filter((r) => !rt.keptHeld.has(r.timestamp));
     if (toKeep.length === 0) return;
+    await this.forgetRemoved(rt.asset.assetId);
     await this.records.holdReadings(rt.asset.assetId, toKeep);
     for (const r of toKeep) rt.keptHeld.add(r.timestamp);
   }
@@ -531,6 +561,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const rows = rt.opening;
     rt.opening = [];
     try {
+      await this.forgetRemoved(rt.asset.assetId);
       await this.records.keepOpening(rt.asset.assetId, rt.model.version, rows);
     } catch (error) {
       const later = rt.opening;
@@ -572,17 +603,49 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   }
 
   /**
-   * Forgets, in the database, a removed asset's opening rows, and marks the end of its window at the last reading it
-   * released (`through`): should it be made again, a restart rebuilds its new window from nothing before that
-   * (restore stops at the mark), as it starts within one run. A failure leaves them to its next window's first
-   * row or the retention.
+   * Forgets, in the database, a removed asset's opening rows and held readings, and marks the end of its window at
+   * the last reading it released (`through`): should it be made again, a restart rebuilds its new window from
+   * nothing before that (restore stops at the mark), as it starts within one run, and holds none of the old
+   * asset's readings again. Awaited by the DELETE (503 while the database is away: the asset is removed all the
+   * same), tried again from 1 s doubling up to every 30 s until done, by a PUT that makes it again, and before the
+   * asset made again keeps a row of its own (keepOpening, keepHeld), which the forgetting would delete. Before, a
+   * failure was only logged: an asset made again and restarted took up the old asset's window (its readings
+   * stamped before the old one's last, whose own first row deletes nothing after it) and held its readings again.
    */
-  private endOpening(assetId: string, through: number): void {
-    this.records
-      .endOpening(assetId, through)
-      .catch((error: unknown) =>
-        this.logger.warn({ msg: 'opening rows of a removed asset not forgotten', assetId, error: String(error) }),
+  private forgetRemoved(assetId: string): Promise<void> {
+    const removal = this.removals.get(assetId);
+    if (!removal) return Promise.resolve();
+    removal.attempt ??= this.forgetRemovedNow(assetId, removal).finally(() => (removal.attempt = undefined));
+    return removal.attempt;
+  }
+
+  private async forgetRemovedNow(assetId: string, removal: Removal): Promise<void> {
+    clearTimeout(removal.timer);
+    removal.timer = undefined;
+    try {
+      await this.records.endOpening(assetId, removal.through);
+      await this.records.releaseHeld(assetId);
+    } catch (error) {
+      this.logger.warn({
+        msg: 'the rows of a removed asset are not forgotten yet; tried again',
+        assetId,
+        error: String(error),
+      });
+      if (!this.closing && this.removals.get(assetId) === removal) {
+        const delay = removal.delayMs * (0.75 + Math.random() / 2);
+        removal.timer = setTimeout(() => void this.forgetRemoved(assetId).catch(() => undefined), delay);
+        removal.timer.unref();
+        removal.delayMs = Math.min(MAX_RETRY_MS, removal.delayMs * 2);
+      }
+      const fault = storageFaultOf(error);
+      if (fault === undefined) throw error;
+      throw storageUnavailable(
+        fault,
+        `the rows asset ${assetId} kept before it was removed are not forgotten yet (they are once they can be)`,
+        error,
       );
+    }
+    if (this.removals.get(assetId) === removal) this.removals.delete(assetId);
   }
 
   private forgetReleased(rt: Runtime, through: number): void {
