@@ -409,6 +409,37 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.equal((await alarmsOf('mill-gone')).length, listed.length, 'closed once');
   });
 
+  it("an asset removed and made again that sends readings at the old asset's times has its own predictions stored there, not the old asset's", async () => {
+    const post = (assetId: string, rows: Array<Record<string, number>>) =>
+      http
+        .post(`/v1/manufacturing/assets/${assetId}/readings`)
+        .set('Authorization', scada)
+        .send({ readings: rows.map((values, i) => ({ timestamp: iso(T0 + 500_000 + i * 1000), values })) })
+        .expect(200);
+    const predicted = async (assetId: string) => {
+      const res = await http
+        .get(`/v1/manufacturing/assets/${assetId}/predictions?from=${iso(T0)}&to=${iso(T0 + 1_000_000)}`)
+        .set('Authorization', operator)
+        .expect(200);
+      const { predictions } = res.body as { predictions: Array<{ at: string; value: number; modes: unknown }> };
+      return predictions.map((p) => [p.at, p.value, p.modes]);
+    };
+    const put = (assetId: string) =>
+      http.put(`/v1/manufacturing/assets/${assetId}`).set('Authorization', admin).send(millAsset(assetId)).expect(200);
+    await put('mill-re');
+    await put('mill-re-ref');
+    await post('mill-re', ai4iReadings(false, 3));
+    await http.delete('/v1/manufacturing/assets/mill-re').set('Authorization', admin).expect(204);
+    await put('mill-re');
+    // The same times again (a history replayed into the asset made again), other values.
+    const again = await post('mill-re', ai4iReadings(true, 3));
+    assert.equal(again.body.predictions, 3);
+    await post('mill-re-ref', ai4iReadings(true, 3));
+    const reference = await predicted('mill-re-ref');
+    assert.equal(reference.length, 3);
+    assert.deepEqual(await predicted('mill-re'), reference, "the old asset's predictions kept");
+  });
+
   it("refuses a reading stamped far ahead of the gateway's clock, so it cannot make every later reading late", async () => {
     const good = ai4iReadings(false, 1)[0];
     const future = await http

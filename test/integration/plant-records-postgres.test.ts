@@ -65,6 +65,37 @@ describe(
       }
     });
 
+    it('replaces a prediction kept at the same asset, time and model version (an asset made again), in one statement or two', async () => {
+      const app = await createTestApp({ DATABASE_URL: scratch.url });
+      try {
+        const records = app.get(PlantRecordsRepository);
+        const at = Date.parse('2026-12-03T00:00:00Z');
+        await records.addPredictions([
+          storedPrediction('press-9', at, 0.9),
+          storedPrediction('press-9', at + 1000, 0.8),
+        ]);
+        await records.addPredictions([storedPrediction('press-9', at, 0.1)]);
+        // Two of one key in one group: written apart, the later last.
+        await records.addPredictions([
+          storedPrediction('press-9', at + 1000, 0.3),
+          storedPrediction('press-9', at + 1000, 0.2),
+        ]);
+        const rows = await app
+          .get(DataSource)
+          .query<Array<{ value: number }>>(
+            "SELECT value FROM manufacturing_predictions WHERE asset_id = 'press-9' ORDER BY at",
+          );
+        assert.deepEqual(
+          rows.map((r) => r.value),
+          [0.1, 0.2],
+        );
+        // Not for the next test's purge to count.
+        await app.get(DataSource).query("DELETE FROM manufacturing_predictions WHERE asset_id = 'press-9'");
+      } finally {
+        await app.close();
+      }
+    });
+
     it('keeps the rows that gave no prediction, NaN for a tag not seen, a window at most, and purges them with the predictions', async () => {
       const now = Date.now();
       const app = await createTestApp({ DATABASE_URL: scratch.url, MANUFACTURING_RETENTION_DAYS: '2' });

@@ -66,8 +66,15 @@ export class PlantRecordsRepository implements OnModuleDestroy {
           'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes, inputs) ' +
             'SELECT a, t, v, x, m, i::real[] FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], ' +
             '$4::double precision[], $5::jsonb[], $6::text[]) AS u(a, t, v, x, m, i) ' +
-            // A reading delivered again (after a crash, before its acknowledgement) has its prediction already.
-            'ON CONFLICT DO NOTHING',
+            // A row kept already is replaced, for an asset removed and made again (or put as another kind whose model
+            // has the same version) that sends readings at the same times: before (DO NOTHING), the new prediction
+            // was counted as stored and the old asset's was kept. A reading delivered again is not predicted again,
+            // and a row written again after a commit whose answer was lost is the same (no new row version then).
+            // Two rows of one key in one statement (21000) are written apart by the writer's halving, the later last.
+            'ON CONFLICT (asset_id, at, model_version) DO UPDATE ' +
+            'SET value = EXCLUDED.value, modes = EXCLUDED.modes, inputs = EXCLUDED.inputs ' +
+            'WHERE (manufacturing_predictions.value, manufacturing_predictions.modes, manufacturing_predictions.inputs) ' +
+            'IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.modes, EXCLUDED.inputs)',
           [
             rows.map((r) => r.assetId),
             rows.map((r) => r.at.toISOString()),

@@ -3,7 +3,8 @@ import { Column, Entity, PrimaryColumn } from 'typeorm';
 /**
  * One model output for an asset: failure and mode probabilities per reading, or RUL per window.
  * Keyed by what it is the prediction of (asset, reading time, model version): a reading the broker
- * delivers again after a crash is predicted again but stored once, and the key is the only index
+ * delivers again after a crash is stored once, the prediction of an asset made again (or put as another
+ * kind) at the time of one of the old asset's replaces it, and the key is the only index
  * (range queries per asset read it), which keeps each stored prediction cheap at sensor rates.
  */
 @Entity({ name: 'manufacturing_predictions' })
