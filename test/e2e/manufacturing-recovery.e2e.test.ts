@@ -203,6 +203,43 @@ describe('manufacturing: accepted readings are predicted even when something fai
     assert.equal((after.body as { alarm: { active: boolean } }).alarm.active, true);
   });
 
+  it('a batch sent again while its predictions wait for the database is answered 503, not 200, until they are stored', async () => {
+    await http.put('/v1/manufacturing/assets/mill-s').set('Authorization', admin).send(millAsset('mill-s')).expect(200);
+    const db = app.get(DataSource);
+    // 57014 (a statement cancelled) is an outage: the writer keeps the predictions and writes them again.
+    await db.query(
+      `CREATE FUNCTION refuse_prediction() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '57014'; END $$`,
+    );
+    await db.query(
+      'CREATE TRIGGER refuse_prediction BEFORE INSERT ON manufacturing_predictions FOR EACH STATEMENT EXECUTE FUNCTION refuse_prediction()',
+    );
+    const rows = ai4iReadings(false, 4);
+    try {
+      const outage = await post(http, 'mill-s', T0, rows);
+      assert.equal(outage.status, 503, JSON.stringify(outage.body));
+      assert.match((outage.body as { detail: string }).detail, /kept/);
+      // Sent again while the database is still away: its readings are duplicates, but nothing of them is stored, so
+      // a 200 would have the sender drop readings a crash then loses.
+      const again = await post(http, 'mill-s', T0, rows);
+      assert.equal(again.status, 503, JSON.stringify(again.body));
+      assert.equal((again.body as { code: string }).code, 'STORAGE_UNAVAILABLE');
+      assert.deepEqual(await predictionTimes(http, 'mill-s'), []);
+    } finally {
+      await db.query('DROP TRIGGER refuse_prediction ON manufacturing_predictions');
+      await db.query('DROP FUNCTION refuse_prediction()');
+    }
+    // Back: the batch sent again (as Retry-After asks) is answered 200 once they are stored, not before.
+    const stored = await until('the batch sent again answered 200', async () => {
+      const res = await post(http, 'mill-s', T0, rows);
+      return res.status === 200 ? res : undefined;
+    });
+    assert.equal((stored.body as { duplicates: number }).duplicates, 4);
+    assert.deepEqual(
+      await predictionTimes(http, 'mill-s'),
+      rows.map((_, i) => iso(T0 + i * 1000)),
+    );
+  });
+
   it('an alarm the database refuses for its content (a CHECK constraint) is dead-lettered and logged with its stack, raised all the same, and holds no reading', async () => {
     const db = app.get(DataSource);
     // NOT VALID: the rows already there are not checked, only new ones (23514 check_violation).

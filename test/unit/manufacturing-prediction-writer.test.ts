@@ -188,6 +188,39 @@ describe('manufacturing: prediction group commit', () => {
     }
   });
 
+  it('tells which assets it keeps rows of, and writes them again at once when asked, at most once per first retry delay', async () => {
+    let up = false;
+    const stored: PredictionRow[] = [];
+    const insert = (rows: PredictionRow[]) => {
+      if (!up) return Promise.reject(away());
+      stored.push(...rows);
+      return Promise.resolve();
+    };
+    // A long first delay: nothing here is written by the timer.
+    const writer = new PredictionWriter(insert, refusals(60_000).options);
+    try {
+      await assert.rejects(writer.write([row('a', 1), row('a', 2)]));
+      assert.deepEqual([writer.keeps('a'), writer.keeps('b')], [true, false]);
+      await writer.retryNow();
+      assert.equal(writer.keeps('a'), true, 'still away');
+      up = true;
+      // Asked again within the first delay: not tried again (that the database is not hammered by every call).
+      await writer.retryNow();
+      assert.equal(writer.keeps('a'), true);
+      assert.deepEqual(ids(stored), []);
+      const fast = new PredictionWriter(insert, refusals(0).options);
+      up = false;
+      await assert.rejects(fast.write([row('c', 3)]));
+      up = true;
+      await fast.retryNow();
+      assert.deepEqual([fast.keeps('c'), fast.kept], [false, 0]);
+      assert.deepEqual(ids(stored), ['c3']);
+      fast.close();
+    } finally {
+      writer.close();
+    }
+  });
+
   it('splits a group larger than one statement may carry, and writes nothing for no rows', async () => {
     const inserted: number[] = [];
     const writer = new PredictionWriter((rows) => {

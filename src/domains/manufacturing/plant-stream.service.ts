@@ -809,10 +809,30 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         }
         this.observeStored(rt, rows);
       }
+      await this.earlierStored(rt);
       if (error instanceof RefusedWrite) throw error.error;
       if (error !== undefined) throw kept(error);
       return rows.length;
     });
+  }
+
+  /**
+   * Predictions of the asset's earlier readings that the writer keeps (the database away when they were written) are
+   * written now, or the call is refused as those readings were (ReadingsKept): a batch sent again, its readings
+   * duplicates, was answered 200 while they were in memory alone, so a crash lost readings the caller had been told
+   * were taken.
+   */
+  private async earlierStored(rt: Runtime): Promise<void> {
+    const assetId = rt.asset.assetId;
+    if (!this.records.keepsPredictionsOf(assetId)) return;
+    await this.records.retryKeptPredictions();
+    if (!this.records.keepsPredictionsOf(assetId)) return;
+    throw new ReadingsKept(
+      'STORAGE_UNAVAILABLE',
+      'the predictions of earlier readings of this asset are not stored yet (the database did not take them); ' +
+        'they are kept and stored when it recovers',
+      { retryAfterSeconds: 1 },
+    );
   }
 
   private async settle(rt: Runtime, usable: ReleasedReading[], inferred: Promise<Float32Array>): Promise<Settled> {

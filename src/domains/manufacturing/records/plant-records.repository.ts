@@ -114,6 +114,16 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return this.writer.kept;
   }
 
+  /** Whether predictions of the asset's from failed INSERTs are not committed yet (see PredictionWriter.keeps). */
+  keepsPredictionsOf(assetId: string): boolean {
+    return this.writer.keeps(assetId);
+  }
+
+  /** Writes the kept predictions again now (at most once a second); resolves once tried. */
+  retryKeptPredictions(): Promise<void> {
+    return this.writer.retryNow();
+  }
+
   /** Resolves when the database answers. */
   async ping(): Promise<void> {
     await this.dataSource.query('SELECT 1');

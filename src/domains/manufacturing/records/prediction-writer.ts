@@ -69,6 +69,10 @@ export class PredictionWriter {
   private commits = 0;
   /** Rows refused alone while nothing else was committed, with `commits` then. */
   private readonly suspects = new WeakMap<PredictionRow, number>();
+  /** Rows of failed INSERTs not committed yet (waiting, or being written again), by asset. */
+  private readonly keptByAsset = new Map<string, number>();
+  /** When rows were last written again (the timer or retryNow). */
+  private lastRetryAt = -Infinity;
 
   constructor(
     private readonly insert: (rows: PredictionRow[]) => Promise<void>,
@@ -86,6 +90,24 @@ export class PredictionWriter {
   /** Rows of failed INSERTs not committed yet: waiting, or being written again. */
   get kept(): number {
     return this.retryRows.length + this.retrying;
+  }
+
+  /** Whether rows of the asset's from failed INSERTs are not committed yet. */
+  keeps(assetId: string): boolean {
+    return this.keptByAsset.has(assetId);
+  }
+
+  /**
+   * Writes the rows waiting for a retry now rather than at the retry timer, for a caller that waits on them; at most
+   * once per first retry delay (else, or while they are being written, it waits for the write under way). Resolves
+   * once tried, whatever came of it (rows not written wait for the next retry).
+   */
+  retryNow(): Promise<void> {
+    const due = Date.now() - this.lastRetryAt >= this.firstRetryDelayMs;
+    if (this.retryRows.length === 0 || !due) return this.running ?? Promise.resolve();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    return new Promise<void>((resolve) => this.writeAgain(() => resolve()));
   }
 
   /** Stops retrying (shutdown); rows still waiting are not written. */
@@ -129,6 +151,8 @@ export class PredictionWriter {
         if (group.some((p) => p.retry) && (this.commits > commits || refused.length > 0)) {
           this.retryDelayMs = this.firstRetryDelayMs;
         }
+        // Rows written again are kept no more, but those held again (in the same turn: keeps never misses them).
+        for (const p of group) if (p.retry) this.countKept(p.rows, -1);
         if (held.length > 0) this.keepForRetry(held);
         for (const p of group) p.done(failed.size === 0 ? undefined : errorOf(p.rows, failed));
       } finally {
@@ -204,19 +228,38 @@ export class PredictionWriter {
   private keepForRetry(rows: PredictionRow[]): void {
     // One by one: push(...rows) overflows the stack past some 120,000 rows, and the writer would stop for good.
     for (const row of rows) this.retryRows.push(row);
+    this.countKept(rows, 1);
     const over = this.retryRows.length - MAX_RETRY_ROWS;
-    if (over > 0) this.options.onDropped?.(this.retryRows.splice(0, over));
+    if (over > 0) {
+      const dropped = this.retryRows.splice(0, over);
+      this.countKept(dropped, -1);
+      this.options.onDropped?.(dropped);
+    }
     if (this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      const rows = this.retryRows;
-      this.retryRows = [];
       this.retryDelayMs = Math.min(30_000, this.retryDelayMs * 2);
       // A failure goes back to keepForRetry (the rows are in the group); nobody waits on this one.
-      this.queue.push({ rows, done: () => undefined, retry: true });
-      this.running ??= this.drain();
+      this.writeAgain(() => undefined);
     }, this.retryDelayMs);
     this.retryTimer.unref();
+  }
+
+  /** Queues the rows waiting for a retry as one group, written alone. */
+  private writeAgain(done: () => void): void {
+    const rows = this.retryRows;
+    this.retryRows = [];
+    this.lastRetryAt = Date.now();
+    this.queue.push({ rows, done, retry: true });
+    this.running ??= this.drain();
+  }
+
+  private countKept(rows: readonly PredictionRow[], delta: 1 | -1): void {
+    for (const row of rows) {
+      const n = (this.keptByAsset.get(row.assetId) ?? 0) + delta;
+      if (n > 0) this.keptByAsset.set(row.assetId, n);
+      else this.keptByAsset.delete(row.assetId);
+    }
   }
 }
 
