@@ -281,6 +281,32 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(parseDicomImage(rgb, LIMITS).samplesPerPixel, 3);
   });
 
+  it('refuses a RescaleSlope or RescaleIntercept that is no decimal string, rather than reading it as 1 or 0', () => {
+    // Found by this session's sweep: parseFloat read `abc` as no value (a slope of 1) and `2abc` as 2.
+    const us = (changes: Record<string, unknown>): Buffer =>
+      rewriteDicom(dicomFile('MR_small.dcm'), { Modality: 'US', WindowCenter: null, WindowWidth: null, ...changes });
+    for (const [keyword, value, tag] of [
+      ['RescaleSlope', 'abc', '(0028,1053)'],
+      ['RescaleSlope', '2abc', '(0028,1053)'],
+      ['RescaleIntercept', '0x10', '(0028,1052)'],
+    ]) {
+      const refused = rejection(us({ RescaleSlope: 1, RescaleIntercept: 0, [keyword]: value }));
+      assert.equal(refused.reason, 'MALFORMED', `${keyword} ${value}`);
+      assert.equal(refused.attribute, `${tag} ${keyword}`);
+      assert.equal(refused.detail, `${keyword} '${value}' is not a decimal string (DS)`);
+    }
+    assert.equal(parseDicomImage(us({ RescaleSlope: '2.5E0', RescaleIntercept: '-.5' }), LIMITS).rescaleSlope, 2.5);
+    assert.equal(parseDicomImage(us({ RescaleSlope: '', RescaleIntercept: '' }), LIMITS).rescaleSlope, undefined);
+  });
+
+  it('refuses a HighBit other than one less than BitsStored, naming it', () => {
+    const refused = rejection(rewriteDicom(dicomFile('US1_UNCR.dcm'), { HighBit: 9 }));
+    assert.equal(refused.reason, 'UNSUPPORTED_PIXEL_FORMAT');
+    assert.equal(refused.attribute, '(0028,0102) HighBit');
+    assert.match(refused.detail, /^HighBit 9 is not one less than BitsStored 8/);
+    assert.equal(parseDicomImage(rewriteDicom(dicomFile('US1_UNCR.dcm'), { HighBit: 7 }), LIMITS).bitsStored, 8);
+  });
+
   it("reads names in the data set's own character set (UTF-8, Latin-2), not as Latin-1", () => {
     const PLACEHOLDER = 'XXXXXXXXXXXXXXXX';
     const withName = (characterSet: string, encoded: Buffer): Buffer => {

@@ -210,9 +210,26 @@ function requiredUint16(ds: dicomParser.DataSet, keyword: keyof typeof TAG, allo
   return value;
 }
 
+/** A decimal string (DS, PS3.5 6.2): what `parseFloat` would also read out of `1abc` or `0x10`. */
+const DECIMAL_STRING = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * A DS attribute's first value; undefined when absent or empty. A value that is no decimal string is refused naming
+ * it: read with parseFloat, `abc` was NaN and then no value (a RescaleSlope of 1), and `2abc` was 2, so the image
+ * was analysed through a modality LUT the file does not state.
+ */
 function optionalNumber(ds: dicomParser.DataSet, keyword: keyof typeof TAG): number | undefined {
-  const value = ds.elements[TAG[keyword]] ? ds.floatString(TAG[keyword]) : undefined;
-  return value !== undefined && Number.isFinite(value) ? value : undefined;
+  const text = ds.elements[TAG[keyword]] ? ds.string(TAG[keyword], 0)?.trim() : undefined;
+  if (text === undefined || text === '') return undefined;
+  const value = DECIMAL_STRING.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(value)) {
+    throw new DicomRejected(
+      'MALFORMED',
+      `${keyword} '${text.slice(0, 16)}' is not a decimal string (DS)`,
+      attributeName(keyword),
+    );
+  }
+  return value;
 }
 
 function numberList(ds: dicomParser.DataSet, keyword: keyof typeof TAG): number[] | undefined {
@@ -417,6 +434,16 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
       'UNSUPPORTED_PIXEL_FORMAT',
       `BitsStored ${bitsStored} does not fit BitsAllocated ${bitsAllocated}`,
       attributeName('BitsStored'),
+    );
+  }
+  // PS3.3 C.7.6.3.1.1: a pixel cell holds its stored bits from bit 0, so HighBit is one less than BitsStored. Read
+  // otherwise (HighBit 9 of BitsStored 8: the value in bits 2-9), the decoder would take other bits than the image's.
+  const highBit = ds.elements[TAG.HighBit]?.length === 2 ? ds.uint16(TAG.HighBit) : undefined;
+  if (highBit !== undefined && highBit !== bitsStored - 1) {
+    throw new DicomRejected(
+      'UNSUPPORTED_PIXEL_FORMAT',
+      `HighBit ${highBit} is not one less than BitsStored ${bitsStored}: stored values not aligned to bit 0 are not read`,
+      attributeName('HighBit'),
     );
   }
   const pixelRepresentation = requiredUint16(ds, 'PixelRepresentation', [0, 1]);
