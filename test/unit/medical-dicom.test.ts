@@ -382,6 +382,18 @@ describe('medical: the multipart/related Content-Type of a STOW-RS request', () 
     assert.throws(() => parts('preamble\r\n--XyZ junk\r\n'), /malformed multipart delimiter line/);
   });
 
+  it('reads a folded part header (a line starting with a space or tab continues the one before) as one', () => {
+    // Found by this session's sweep: the part was refused as "the part's Content-Type is , not application/dicom".
+    const parts = (body: string) => splitMultipart(Buffer.from(body, 'latin1'), 'XyZ').map((p) => p.headers);
+    assert.deepEqual(
+      parts('--XyZ\r\nContent-Type:\r\n application/dicom\r\nContent-ID:\r\n\t<1>\r\n\r\nONE\r\n--XyZ--\r\n'),
+      [{ 'content-type': 'application/dicom', 'content-id': '<1>' }],
+    );
+    assert.deepEqual(parts('--XyZ\nContent-Type: multipart/x;\n  type=y\n\nONE\n--XyZ--\n'), [
+      { 'content-type': 'multipart/x; type=y' },
+    ]);
+  });
+
   it('reads a body whose lines end in bare LF (preamble, delimiters, part headers) as such', () => {
     // Refused before as having no boundary: some clients (bodies made with echo or printf and \n) send these.
     const parts = (body: string) =>

@@ -37,9 +37,20 @@ export function parseMultipartRelatedType(contentType: string | undefined): { bo
   return { boundary, type: params.get('type')?.toLowerCase() };
 }
 
+/**
+ * A part's headers by lower-case name. A line that starts with a space or a tab continues the header before it
+ * (folding, RFC 5322 2.2.3, which MIME part headers keep: RFC 2045 3): `Content-Type:` then ` application/dicom` on
+ * the next line was read as an empty type, and the part refused as "Content-Type is , not application/dicom".
+ */
 function parseHeaders(block: string, lineBreak: string): Record<string, string> {
   const headers: Record<string, string> = {};
+  const lines: string[] = [];
   for (const line of block.split(lineBreak)) {
+    const folded = (line.startsWith(' ') || line.startsWith('\t')) && lines.length > 0;
+    if (folded) lines[lines.length - 1] += ` ${line.trim()}`;
+    else lines.push(line);
+  }
+  for (const line of lines) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
