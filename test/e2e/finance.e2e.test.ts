@@ -410,6 +410,12 @@ describe('finance: fraud scoring and credit assessment', () => {
       const res = await keyed('retry-2', tx({ transactionId: 'idem-2', amount: 999 })).expect(422);
       assert.equal(res.body.code, 'IDEMPOTENCY_KEY_REUSED');
       assert.equal(res.body.errors[0].field, 'Idempotency-Key');
+      // Its audit row names the body refused, for an auditor to tell it from the key's first body.
+      const [row] = await app
+        .get(DataSource)
+        .query('SELECT input_digest FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+      const refused = tx({ transactionId: 'idem-2', amount: 999 });
+      assert.equal(row.input_digest, app.get(AuditInputDigester).digest([canonicalBytes(refused)]));
     });
 
     it('two identical requests at once are scored once', async () => {

@@ -109,6 +109,9 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
     const scope = this.scopeOf(request);
     // A large body's digest comes from the digest thread (begun as it was parsed, on the batch route).
     const digest = await bodyDigestAsync(this.digester, request.body);
+    // Whatever the answer, its row names the body it is about: a 422 IDEMPOTENCY_KEY_REUSED's (the body refused,
+    // which the key's first row does not name) and a 409's too, not only a scored request's.
+    noteAudit(request, { inputDigest: digest });
     const id = `${scope}\n${header}`;
 
     let first = false;
