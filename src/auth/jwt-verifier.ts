@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import jwt from 'jsonwebtoken';
 import type { Principal } from '../common/access';
+import { keysIn, memberNamesIn } from '../common/http/json-duplicate-keys';
 import { AppConfig } from '../config/app-config';
 import { KeyStore, type VerificationKey } from './key-store';
 import { permissionsOf } from './roles';
@@ -102,6 +103,10 @@ export class JwtVerifier {
     const candidates = this.keys.candidates(alg, kid);
     if (candidates.length === 0) throw new TokenRejected(kid === undefined ? 'token has no kid' : 'unknown key id');
     const payload = this.verifiedPayload(token, candidates);
+    // RFC 7519 4 lets a verifier keep the last of a claim named twice, or refuse the token: refused, as a body naming
+    // a member twice is, since a proxy in front that keeps the first `tenant` or `sub` (or the first `alg` of the
+    // header) would have read another token than the one decided here.
+    if (namesTwice(token, decoded.header, payload)) throw new TokenRejected('token names a claim twice');
     if (typeof payload.exp !== 'number') throw new TokenRejected('token has no exp');
     // JSON reads `1e999` as Infinity, which jsonwebtoken takes as a number: an exp that never comes, an nbf before
     // every time. RFC 7519 2 makes them NumericDates, finite seconds; either out of that is refused.
@@ -143,6 +148,12 @@ function isRecordableIdentity(value: unknown): value is string {
  */
 const LONE_SURROGATE = /\p{Cs}/u;
 const isWellFormed = (value: string): boolean => !LONE_SURROGATE.test(value);
+
+/** Whether the token's header or claims set, as sent (base64url JSON), names a member twice in one object. */
+function namesTwice(token: string, header: object, payload: object): boolean {
+  const [headerText, payloadText] = token.split('.', 2).map((segment) => Buffer.from(segment, 'base64url'));
+  return memberNamesIn(headerText) !== keysIn(header) || memberNamesIn(payloadText) !== keysIn(payload);
+}
 
 const isBadSignature = (error: unknown): boolean => error instanceof Error && error.message === 'invalid signature';
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync, KeyObject } from 'node:crypto';
+import { createHmac, createSign, generateKeyPairSync, KeyObject } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,6 +165,23 @@ describe('JWT verification', () => {
     refused(verifier(), signed(text('"exp":1e999')), /^token exp malformed$/);
     refused(verifier(), signed(text(`"exp":${now() + 300},"nbf":-1e999`)), /^token nbf malformed$/);
     assert.ok(verifier().verify(signed(text(`"exp":${now() + 300},"nbf":${now() - 10}`))));
+  });
+
+  it('refuses a token whose claims set or header names a member twice (RFC 7519 4 lets a verifier)', () => {
+    const claimsText = (extra: string): string =>
+      `{"sub":"risk-engine-7","iss":"${ISS}","aud":"${AUD}","exp":${now() + 300},"roles":["risk-engine"],${extra}}`;
+    const signed = (payload: string): string =>
+      jwt.sign(payload, rsa.privateKey, { algorithm: 'RS256', keyid: 'rsa-1' });
+    // JSON.parse keeps the last: tenant t2, where a proxy keeping the first saw t1.
+    refused(verifier(), signed(claimsText('"tenant":"t1","tenant":"t2"')), /^token names a claim twice$/);
+    refused(verifier(), signed(claimsText('"org":{"id":1,"id":2}')), /^token names a claim twice$/);
+    // The header too, signed as sent: {"alg":"RS256","kid":"rsa-1","kid":"rsa-1"}.
+    const header = Buffer.from('{"alg":"RS256","kid":"rsa-1","kid":"rsa-1","typ":"JWT"}').toString('base64url');
+    const body = Buffer.from(claimsText('"tenant":"t1"')).toString('base64url');
+    const signature = createSign('RSA-SHA256').update(`${header}.${body}`).sign(rsa.privateKey, 'base64url');
+    refused(verifier(), `${header}.${body}.${signature}`, /^token names a claim twice$/);
+    // A name inside a string value is no member name.
+    assert.equal(verifier().verify(signed(claimsText('"tenant":"t1","note":"\\"tenant\\":"'))).tenant, 't1');
   });
 
   it('requires iss, aud, exp and sub', () => {
