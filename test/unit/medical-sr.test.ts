@@ -358,9 +358,22 @@ describe('medical: which answer the Accept header asks for', () => {
       ['application/*;q=0, application/dicom', true],
       ['text/html', false],
       ['APPLICATION/DICOM', true],
-      ['application/dicom;q=abc', false],
+      ['application/dicom;q=0.125', true],
+      ['application/dicom;q=1.000', true],
     ];
     for (const [accept, dicom] of cases) assert.equal(answerForm(accept).form === 'sr', dicom, String(accept));
+    // A q that is no qvalue was read as 0 (abc: JSON came back) or 1 (1.5): now 400 naming Accept.
+    for (const q of ['abc', '1.5', '-0', '0.1234', '', '.5', '1.01']) {
+      assert.throws(
+        () => answerForm(`application/dicom;q=${q}`),
+        (error: unknown) =>
+          error instanceof AppError &&
+          error.code === 'VALIDATION_FAILED' &&
+          error.fields[0].field === 'Accept' &&
+          error.fields[0].reason.startsWith(`q=${JSON.stringify(q)} is not a quality value`),
+        q,
+      );
+    }
   });
 
   it('writes the SR in the transfer syntax the transfer-syntax parameter names, the first acceptable by quality', () => {

@@ -37,6 +37,20 @@ const unquote = (value: string): string =>
     ? value.slice(1, -1).replace(/\\(.)/g, '$1')
     : value;
 
+/** RFC 9110 12.4.2's qvalue: 0 to 1 with at most three decimals. */
+const QVALUE = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/;
+
+/**
+ * A range's quality, or 400 naming Accept for a q that is no qvalue: read before as 0 (`q=abc`, so the range was
+ * not accepted and the answer came in another type, or a 406 that did not say why) or as 1 (`q=1.5`).
+ */
+function qualityOf(value: string): number {
+  if (QVALUE.test(value)) return Number(value);
+  const reason = `q=${JSON.stringify(value.slice(0, 16))} is not a quality value: 0 to 1 with at most three decimals`;
+  throw new AppError('VALIDATION_FAILED', `Accept: ${reason}`, { fields: [{ field: 'Accept', reason }] });
+}
+
+/** The media ranges of an Accept header, in order; 400 naming Accept for a quality value that is none. */
 export function mediaRanges(accept: string): MediaRange[] {
   return splitOutsideQuotes(accept, ',').map((range, position) => {
     const [type, ...rest] = splitOutsideQuotes(range, ';').map((p) => p.trim());
@@ -47,8 +61,7 @@ export function mediaRanges(accept: string): MediaRange[] {
       const name = (eq < 0 ? param : param.slice(0, eq)).trim().toLowerCase();
       const value = eq < 0 ? '' : unquote(param.slice(eq + 1).trim());
       if (name === 'q') {
-        const q = Number(value.trim() || NaN);
-        quality = Number.isFinite(q) ? Math.min(1, Math.max(0, q)) : 0;
+        quality = qualityOf(value);
         break; // what follows q is accept-ext, not a parameter of the media type (RFC 9110 12.5.1)
       }
       if (name && !params.has(name)) params.set(name, value);
