@@ -62,6 +62,12 @@ function daysIn(year: number, month: number): number {
  * the language leaves to each engine.
  */
 export function isoTimeMs(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): number {
+  const time = unclippedMs(value, pattern);
+  return Math.abs(time) > MAX_TIME_MS ? NaN : time;
+}
+
+/** isoTimeMs before ECMAScript's range is applied (TimeClip): NaN only for what is no time. */
+function unclippedMs(value: unknown, pattern: RegExp): number {
   if (typeof value !== 'string' || !pattern.test(value)) return NaN;
   const fields = FIELDS.exec(value);
   if (!fields) return NaN;
@@ -77,15 +83,19 @@ export function isoTimeMs(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): n
   if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return NaN;
   const ms = fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0'));
   const offset = (sign === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
-  const time = daysFromCivil(year, month, day) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + ms - offset;
-  return Math.abs(time) > MAX_TIME_MS ? NaN : time;
+  return daysFromCivil(year, month, day) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + ms - offset;
 }
+
+/** The reason a time past ECMAScript's last one (which PostgreSQL would hold, up to 294276 AD) is refused. */
+export const AFTER_LATEST_TIME = 'must not be after +275760-09-13T00:00:00Z, the latest time the gateway reads';
 
 /** Why a query bound or a field is not a time `pattern` takes that PostgreSQL holds; undefined when it is. */
 export function isoTimeRefusal(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): string | undefined {
   if (typeof value !== 'string' || !pattern.test(value)) return NEEDS_ZONE;
-  const ms = isoTimeMs(value, pattern);
+  const ms = unclippedMs(value, pattern);
   if (Number.isNaN(ms)) return NO_SUCH_TIME;
+  // A time that exists but lies past ECMAScript's range is told so, not that it does not exist.
+  if (ms > MAX_TIME_MS) return AFTER_LATEST_TIME;
   return ms < EARLIEST_STORABLE_TIME.getTime() ? BEFORE_EARLIEST_TIME : undefined;
 }
 

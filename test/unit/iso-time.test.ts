@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ISO_INSTANT, isoTimeMs, isoTimeRefusal, NEEDS_ZONE, NO_SUCH_TIME } from '../../src/common/iso-time';
+import {
+  AFTER_LATEST_TIME,
+  ISO_INSTANT,
+  isoTimeMs,
+  isoTimeRefusal,
+  NEEDS_ZONE,
+  NO_SUCH_TIME,
+} from '../../src/common/iso-time';
 import { BEFORE_EARLIEST_TIME } from '../../src/common/storable-text';
 
 describe('ISO 8601 times from clients', () => {
@@ -63,5 +70,11 @@ describe('ISO 8601 times from clients', () => {
     assert.equal(isoTimeRefusal(1), NEEDS_ZONE);
     assert.equal(isoTimeRefusal('-005000-01-01T00:00:00Z'), BEFORE_EARLIEST_TIME);
     assert.equal(isoTimeRefusal('-004712-01-01T00:00:00Z'), undefined);
+    // Past ECMAScript's range (which PostgreSQL holds up to 294276 AD): told so, not that the date does not exist.
+    assert.equal(isoTimeRefusal('+275760-09-14'), AFTER_LATEST_TIME);
+    assert.equal(isoTimeRefusal('+294276-12-31T00:00:00Z'), AFTER_LATEST_TIME);
+    assert.equal(isoTimeRefusal('+275760-09-13'), undefined);
+    assert.equal(isoTimeRefusal('-271822-01-01'), BEFORE_EARLIEST_TIME);
+    assert.equal(isoTimeRefusal('+275760-02-30'), NO_SUCH_TIME);
   });
 });
