@@ -331,7 +331,7 @@ describe(
       );
       assert.deepEqual(
         [row?.outcome, row?.status_code, row?.output_summary],
-        ['error', 500, { reason: 'INTERNAL_ERROR' }],
+        ['error', 500, { reason: 'INTERNAL' }],
         'the audit row carries the same reference',
       );
     });

@@ -11,7 +11,7 @@ import { AuditAggregates } from '../../../audit/audit-aggregates';
 import { AuditDraft, AuditWriter } from '../../../audit/audit-writer.service';
 import { RefusalLimiter } from '../../../auth/refusal-limiter';
 import { outcomeOf } from '../../../audit/audit.hook';
-import { AppError, httpStatusOf } from '../../../common/errors/app-error';
+import { AppError, type ErrorCode, httpStatusOf } from '../../../common/errors/app-error';
 import { UploadBudget } from '../../../common/http/body-budget';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { AppConfig } from '../../../config/app-config';
@@ -401,17 +401,19 @@ export class DimseScpService implements DimseHandler, OnApplicationBootstrap, Be
     }
     // A bug: logged with its stack under the store's request id, as the problem filter logs a 500; the PACS gets
     // that id to quote (the ErrorComment's 64 characters hold it whole), and nothing of the error itself.
+    // The code an HTTP 500 is answered and audited with (ErrorCode), so the trail names a bug one way whatever way in.
+    const code: ErrorCode = 'INTERNAL';
     this.logger.error({
       msg: 'DIMSE C-STORE failed',
       requestId,
-      code: 'INTERNAL_ERROR',
+      code,
       error: error instanceof Error ? error.stack : String(error),
     });
     return {
       answer: { status: PROCESSING_FAILURE, comment: errorComment(`gateway internal error; ref ${requestId}`) },
       outcome: 'error',
       statusCode: 500,
-      output: { reason: 'INTERNAL_ERROR' },
+      output: { reason: code },
     };
   }
 
