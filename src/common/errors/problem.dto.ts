@@ -1,6 +1,6 @@
 /* OpenAPI documentation of the error answers (RFC 9457 problem details); the filter builds them (problem.ts). */
 import { ApiProperty } from '@nestjs/swagger';
-import type { FieldError } from './app-error';
+import { ERROR_CODES, type FieldError } from './app-error';
 import type { Problem } from './problem';
 
 export class FieldErrorDto implements FieldError {
@@ -28,8 +28,8 @@ export class ProblemDto implements Problem {
   /** The request path. */
   instance?: string;
 
-  /** The error code, e.g. VALIDATION_FAILED, FORBIDDEN, QUEUE_FULL; stable for clients to branch on. */
-  @ApiProperty({ example: 'VALIDATION_FAILED' })
+  /** The error code, e.g. VALIDATION_FAILED, FORBIDDEN, QUEUE_FULL; stable for clients to branch on, one of these. */
+  @ApiProperty({ enum: ERROR_CODES, enumName: 'ErrorCode', example: 'VALIDATION_FAILED' })
   code!: string;
 
   /** The request id (also the X-Request-Id header), as found in the gateway's logs. */
