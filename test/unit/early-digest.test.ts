@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { RequirePermission } from '../../src/common/access';
+import { AppError, httpStatusOf } from '../../src/common/errors/app-error';
 import { ACCESS_ROUTE_CONFIG } from '../../src/common/access/access.decorators';
 import { DIGEST_JSON_BODY, digestBegunOf, rawJsonOf, RAW_JSON_FROM_BYTES } from '../../src/common/http/raw-json';
 import { AddRouteConfig } from '../../src/common/http/route-config';
@@ -21,6 +22,12 @@ describe('a JSON body digested from its bytes before the parse (DIGEST_JSON_BODY
     const events: string[] = [];
     const begun: Array<{ bytes: Buffer; parsed: () => unknown; digest: Promise<string> }> = [];
     const fastify = Fastify({ bodyLimit: 4 * 1024 * 1024 });
+    // As the gateway's filter answers the parser's refusals (an AppError): by their code's status.
+    fastify.setErrorHandler((error, _request, reply) =>
+      error instanceof AppError
+        ? reply.code(httpStatusOf(error.code).status).send({ code: error.code })
+        : reply.send(error),
+    );
     registerOipBinaryBodies(fastify, (bytes, parsed) => {
       events.push('begun');
       const digest = Promise.resolve(`digest of ${bytes.length} bytes`);
@@ -67,6 +74,7 @@ describe('a JSON body digested from its bytes before the parse (DIGEST_JSON_BODY
     const text = batchText(3000).slice(0, -2);
     const res = await postJson(fastify, '/early', text);
     assert.equal(res.statusCode, 400);
+    assert.equal(res.json().code, 'MALFORMED_JSON');
     assert.deepEqual(events, ['begun']);
     assert.equal(begun[0].parsed(), undefined);
     await fastify.close();
