@@ -62,6 +62,32 @@ function killableGateway(modelsDir: string, dataDir: string, port: number, env: 
   return { boot, ready, call };
 }
 
+/**
+ * C-MAPSS engine 1 fed to the turbofan asset `assetId` of gateways over one data directory, each made by `start` (a
+ * restart is a second `start`): `make` puts the asset, `post` sends cycles `from` to `to` and gives their summary.
+ */
+async function engineOverRestarts(modelsDir: string, assetId: string) {
+  const dataDir = await freshDataDir();
+  const cycles = cmapssEngine(1);
+  const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
+  return {
+    start: () => createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir }),
+    make: (http: ReturnType<typeof request>) =>
+      http
+        .put(`/v1/manufacturing/assets/${assetId}`)
+        .set('Authorization', admin)
+        .send(turbofanAsset(assetId))
+        .expect(200),
+    post: (http: ReturnType<typeof request>, from: number, to: number) =>
+      http
+        .post(`/v1/manufacturing/assets/${assetId}/readings`)
+        .set('Authorization', scada)
+        .send({ readings: Array.from({ length: to - from }, (_, i) => cycle(from + i)) })
+        .expect(200)
+        .then((res) => res.body as Summary),
+  };
+}
+
 describe('manufacturing: an asset takes up where it left off after a restart', { skip: DATASETS_SKIP }, () => {
   let modelsDir: string;
   before(() => {
@@ -216,32 +242,14 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
   });
 
   it('an asset removed and made again, then restarted before its next reading, starts empty as within one run', async () => {
-    const dataDir = await freshDataDir();
-    const start = () => createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir });
-    const cycles = cmapssEngine(1);
-    const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
-    const post = (http: ReturnType<typeof request>, from: number, to: number) =>
-      http
-        .post('/v1/manufacturing/assets/eng-m/readings')
-        .set('Authorization', scada)
-        .send({ readings: Array.from({ length: to - from }, (_, i) => cycle(from + i)) })
-        .expect(200)
-        .then((res) => res.body as Summary);
+    const { start, make, post } = await engineOverRestarts(modelsDir, 'eng-m');
     let app = await start();
     let http = request(app.getHttpServer());
     try {
-      await http
-        .put('/v1/manufacturing/assets/eng-m')
-        .set('Authorization', admin)
-        .send(turbofanAsset('eng-m'))
-        .expect(200);
+      await make(http);
       assert.equal((await post(http, 0, 40)).predictions, 11);
       await http.delete('/v1/manufacturing/assets/eng-m').set('Authorization', admin).expect(204);
-      await http
-        .put('/v1/manufacturing/assets/eng-m')
-        .set('Authorization', admin)
-        .send(turbofanAsset('eng-m'))
-        .expect(200);
+      await make(http);
     } finally {
       await app.close();
     }
@@ -260,25 +268,11 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
   });
 
   it('an asset removed while the database is away is answered 503; its rows are forgotten once it is back, so made again and restarted it does not take up the old window', async () => {
-    const dataDir = await freshDataDir();
-    const start = () => createTestApp({ MODELS_DIR: modelsDir, DATA_DIR: dataDir });
-    const cycles = cmapssEngine(1);
-    const cycle = (i: number) => ({ timestamp: iso(T0 + i * 1000), values: cycles[i].values });
-    const post = (http: ReturnType<typeof request>, from: number, to: number) =>
-      http
-        .post('/v1/manufacturing/assets/eng-x/readings')
-        .set('Authorization', scada)
-        .send({ readings: Array.from({ length: to - from }, (_, i) => cycle(from + i)) })
-        .expect(200)
-        .then((res) => res.body as Summary);
+    const { start, make, post } = await engineOverRestarts(modelsDir, 'eng-x');
     let app = await start();
     let http = request(app.getHttpServer());
     try {
-      await http
-        .put('/v1/manufacturing/assets/eng-x')
-        .set('Authorization', admin)
-        .send(turbofanAsset('eng-x'))
-        .expect(200);
+      await make(http);
       assert.equal((await post(http, 0, 40)).predictions, 11);
       const db = app.get(DataSource);
       // 57014 (a statement cancelled) is an outage: the removed asset's opening rows are not forgotten.
@@ -298,11 +292,7 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
         await db.query('DROP FUNCTION refuse_forget()');
       }
       // Removed all the same; made again once the database is back.
-      await http
-        .put('/v1/manufacturing/assets/eng-x')
-        .set('Authorization', admin)
-        .send(turbofanAsset('eng-x'))
-        .expect(200);
+      await make(http);
     } finally {
       await app.close();
     }
