@@ -1,11 +1,11 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, NotFoundException } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, httpStatusOf, malformedJson } from './app-error';
+import { AppError, malformedJson } from './app-error';
 import { auditNoteOf, noteAudit } from '../access/audit-note';
 import { methodsAt } from '../http/route-catalog';
 import { MAX_PATH_PARAM_LENGTH } from '../http/path-params';
 import { requestCutShort } from '../http/client-errors';
-import { Problem, PROBLEM_CONTENT_TYPE, problemType } from './problem';
+import { Problem, PROBLEM_CONTENT_TYPE, problemOf } from './problem';
 
 export interface RenderedProblem {
   status: number;
@@ -54,7 +54,7 @@ export class ProblemFilter implements ExceptionFilter {
     const unnamed = known === undefined ? unnamedRefusal(exception) : undefined;
     const error =
       known ?? unnamed ?? new AppError('INTERNAL', `internal error; quote request id ${String(request.id)}`);
-    const problem = problemOf(error, request);
+    const problem = problemOf(error, { instance: request.url.split('?')[0], requestId: String(request.id) });
     if (unnamed !== undefined) {
       // A client's error still (never a 500 for what it sent), but one no code here names yet: to be named.
       this.logger.warn({
@@ -183,21 +183,6 @@ function unnamedRefusal(error: unknown): AppError | undefined {
   const status = statusOf(error);
   if (status === undefined || status < 400 || status >= 500) return undefined;
   return new AppError('REQUEST_REFUSED', `the request was refused as sent (HTTP ${status})`);
-}
-
-/** The problem an AppError is answered with. */
-function problemOf(error: AppError, request: FastifyRequest): Problem {
-  const { status, title } = httpStatusOf(error.code);
-  return {
-    type: problemType(error.code),
-    title,
-    status,
-    detail: error.detail,
-    code: error.code,
-    instance: request.url.split('?')[0],
-    requestId: String(request.id),
-    ...(error.fields.length ? { errors: error.fields } : {}),
-  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AppError, ErrorCode, httpStatusOf } from '../errors/app-error';
-import { Problem, PROBLEM_CONTENT_TYPE, problemType } from '../errors/problem';
+import { AppError, ErrorCode } from '../errors/app-error';
+import { Problem, PROBLEM_CONTENT_TYPE, problemOf } from '../errors/problem';
 import { securityHeaders } from './security-headers';
 
 /** What Node's HTTP server reports with a `clientError`: llhttp's code and reason, or a request timeout. */
@@ -33,19 +33,8 @@ const PARSE_REASONS: Record<string, string> = {
  * connection is closed after the answer.
  */
 export function clientErrorAnswer(error: ClientError, requestTimeoutMs: number): { status: number; problem: Problem } {
-  const refusal = clientErrorRefusal(error, requestTimeoutMs);
-  const { status, title } = httpStatusOf(refusal.code);
-  return {
-    status,
-    problem: {
-      type: problemType(refusal.code),
-      title,
-      status,
-      detail: refusal.detail,
-      code: refusal.code,
-      errors: refusal.fields,
-    },
-  };
+  const problem = problemOf(clientErrorRefusal(error, requestTimeoutMs));
+  return { status: problem.status, problem };
 }
 
 function clientErrorRefusal(error: ClientError, requestTimeoutMs: number): AppError {
