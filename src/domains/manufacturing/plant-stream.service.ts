@@ -67,8 +67,7 @@ interface StandingAlarm {
 /** A removed asset's rows to forget: where its window ended (the mark to leave), and the retry while it fails. */
 interface Removal {
   through: number;
-  delayMs: number;
-  timer?: NodeJS.Timeout;
+  retry: Retry;
   attempt?: Promise<void>;
 }
 
@@ -122,8 +121,8 @@ interface Runtime {
   counts: AssetStatus['counts'];
   /** Released rows not predicted yet (inference refused, or an alarm not stored): predicted first in the next call. */
   unpredicted: ReleasedReading[];
-  retryTimer?: NodeJS.Timeout;
-  retryDelayMs: number;
+  /** Predicts the unpredicted rows again on its own (armRetry), whether or not the asset sends more. */
+  retry: Retry;
   /** The alarm (state and time) whose audit row is written but which is not stored yet: not audited twice when retried. */
   alarmAudited?: string;
   /** The row that last failed inference alone (not for an outage): how often, and the model's runs then. */
@@ -135,8 +134,7 @@ interface Runtime {
   /** Opening rows (rows that gave no prediction) not kept in manufacturing_opening_rows yet. */
   opening: OpeningRow[];
   /** Writes the opening rows not kept (the database away) again on their own, whether or not the asset sends more. */
-  openingTimer?: NodeJS.Timeout;
-  openingDelayMs: number;
+  openingRetry: Retry;
 }
 
 /**
@@ -150,6 +148,41 @@ export const MAX_UNPREDICTED = 10_000;
 /** First wait before unpredicted rows are tried again on their own; doubled up to 30 s while it keeps failing. */
 const FIRST_RETRY_MS = 1000;
 const MAX_RETRY_MS = 30_000;
+
+/**
+ * A retry of work that failed for an outage: after 1 s, doubling up to every 30 s, jittered so that the assets an
+ * outage held do not all retry in the same moment once it ends. One timer at a time, which holds no process open.
+ */
+class Retry {
+  private timer?: NodeJS.Timeout;
+  private delayMs = FIRST_RETRY_MS;
+
+  /** Runs `work` after the next wait, unless a retry is armed already. */
+  arm(work: () => void): void {
+    if (this.timer) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        work();
+      },
+      this.delayMs * (0.75 + Math.random() / 2),
+    );
+    this.timer.unref();
+    this.delayMs = Math.min(MAX_RETRY_MS, this.delayMs * 2);
+  }
+
+  /** Stops the armed retry; the next wait stays as long. */
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Stops it and starts the next wait over from the first: the work succeeded. */
+  reset(): void {
+    this.cancel();
+    this.delayMs = FIRST_RETRY_MS;
+  }
+}
 /** Failures of a row run alone, while its model runs other rows, before it is dead-lettered. */
 export const MAX_INFERENCE_FAILURES = 5;
 
@@ -291,14 +324,14 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     let forgotten = Promise.resolve();
     if (!asset) {
       const pending = this.removals.get(assetId);
-      clearTimeout(pending?.timer);
+      pending?.retry.cancel();
       const through = Math.max(
         old?.window.releasedThrough ?? -Infinity,
         this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
         this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
         pending?.through ?? -Infinity,
       );
-      this.removals.set(assetId, { through, delayMs: FIRST_RETRY_MS });
+      this.removals.set(assetId, { through, retry: new Retry() });
       forgotten = this.forgetRemoved(assetId);
     }
     this.runtimes.delete(assetId);
@@ -376,11 +409,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
 
   private retire(rt: Runtime, predict: boolean): Promise<void> {
     clearTimeout(rt.flushTimer);
-    clearTimeout(rt.retryTimer);
-    rt.retryTimer = undefined;
+    rt.retry.cancel();
     // Retired with a prediction, its release below tries them once more; removed, they are needless.
-    clearTimeout(rt.openingTimer);
-    rt.openingTimer = undefined;
+    rt.openingRetry.cancel();
     // Removed: its held readings are forgotten with its other rows (forgetRemoved).
     if (!predict) return Promise.resolve();
     return this.release(rt, true).then(
@@ -442,10 +473,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         tail: Promise.resolve(),
         counts: { received: 0, accepted: 0, duplicates: 0, late: 0, invalid: 0, predictions: 0 },
         unpredicted: [],
-        retryDelayMs: FIRST_RETRY_MS,
+        retry: new Retry(),
         keptHeld: new Set(),
         opening: [],
-        openingDelayMs: FIRST_RETRY_MS,
+        openingRetry: new Retry(),
       };
       this.runtimes.set(assetId, rt);
       this.restore(rt);
@@ -567,7 +598,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       const later = rt.opening;
       rt.opening = [];
       for (const row of [...rows, ...later]) addOpening(rt.opening, row);
-      this.openingRetry(rt);
+      this.armOpeningRetry(rt);
       // Accepted and kept for the retry: a 503 saying so, an MQTT message left unacknowledged (before, an outage
       // here was a plain 503 and, over MQTT, an ingest-failed dead letter, the message acknowledged as taken).
       throw keptUnstored(
@@ -575,19 +606,13 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         'the rows that gave no prediction could not be kept yet; they are written when it recovers',
       );
     }
-    if (rt.opening.length === 0) {
-      clearTimeout(rt.openingTimer);
-      rt.openingTimer = undefined;
-      rt.openingDelayMs = FIRST_RETRY_MS;
-    }
+    if (rt.opening.length === 0) rt.openingRetry.reset();
   }
 
   /** Writes an asset's opening rows not kept yet again, from 1 s doubling up to every 30 s (jittered), until kept. */
-  private openingRetry(rt: Runtime): void {
-    if (rt.openingTimer || this.closing) return;
-    const delay = rt.openingDelayMs * (0.75 + Math.random() / 2);
-    rt.openingTimer = setTimeout(() => {
-      rt.openingTimer = undefined;
+  private armOpeningRetry(rt: Runtime): void {
+    if (this.closing) return;
+    rt.openingRetry.arm(() => {
       if (this.runtimes.get(rt.asset.assetId) !== rt) return;
       this.keepOpening(rt).catch((error: unknown) =>
         this.logger.warn({
@@ -597,9 +622,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
           error: String(error),
         }),
       );
-    }, delay);
-    rt.openingTimer.unref();
-    rt.openingDelayMs = Math.min(MAX_RETRY_MS, rt.openingDelayMs * 2);
+    });
   }
 
   /**
@@ -620,8 +643,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   }
 
   private async forgetRemovedNow(assetId: string, removal: Removal): Promise<void> {
-    clearTimeout(removal.timer);
-    removal.timer = undefined;
+    removal.retry.cancel();
     try {
       await this.records.endOpening(assetId, removal.through);
       await this.records.releaseHeld(assetId);
@@ -632,10 +654,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         error: String(error),
       });
       if (!this.closing && this.removals.get(assetId) === removal) {
-        const delay = removal.delayMs * (0.75 + Math.random() / 2);
-        removal.timer = setTimeout(() => void this.forgetRemoved(assetId).catch(() => undefined), delay);
-        removal.timer.unref();
-        removal.delayMs = Math.min(MAX_RETRY_MS, removal.delayMs * 2);
+        removal.retry.arm(() => void this.forgetRemoved(assetId).catch(() => undefined));
       }
       const fault = storageFaultOf(error);
       if (fault === undefined) throw error;
@@ -853,9 +872,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       await this.keep(rt, own.left, own.error);
       return { rows, error: own.error };
     }
-    clearTimeout(rt.retryTimer);
-    rt.retryTimer = undefined;
-    rt.retryDelayMs = FIRST_RETRY_MS;
+    rt.retry.reset();
     rt.suspect = undefined;
     return { rows };
   }
@@ -1005,16 +1022,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   }
 
   private armRetry(rt: Runtime): void {
-    if (rt.retryTimer || this.closing) return;
-    // Jittered: assets whose rows an outage held do not all retry in the same moment once it ends.
-    const delay = rt.retryDelayMs * (0.75 + Math.random() / 2);
-    rt.retryTimer = setTimeout(() => {
-      rt.retryTimer = undefined;
+    if (this.closing) return;
+    rt.retry.arm(() => {
       if (this.runtimes.get(rt.asset.assetId) !== rt) return;
       this.run(rt, []).catch(() => undefined); // kept again and logged by keep
-    }, delay);
-    rt.retryTimer.unref();
-    rt.retryDelayMs = Math.min(MAX_RETRY_MS, rt.retryDelayMs * 2);
+    });
   }
 
   private observeStored(rt: Runtime, rows: PredictionRow[]): void {
