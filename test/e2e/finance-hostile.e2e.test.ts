@@ -411,14 +411,14 @@ describe('finance: hostile requests', () => {
       sex: 2,
     }).expect(400);
     const errors = res.body.errors as Array<{ field: string; reason: string }>;
-    assert.deepEqual(errors.map((e) => e.field).sort(), ['creditLimit', 'education', 'repaymentStatus', 'sex']);
+    assert.deepEqual(errors.map((e) => e.field).sort(), ['creditLimit', 'education', 'repaymentStatus[5]', 'sex']);
     for (const { field, reason } of errors) assert.ok(!reason.includes(field), `${field}: ${reason}`);
     assert.deepEqual(
       errors.filter((e) => e.field !== 'education'),
       [
         { field: 'sex', reason: 'is not an accepted field' },
         { field: 'creditLimit', reason: 'must not be less than 1' },
-        { field: 'repaymentStatus', reason: 'each value must not be greater than 9' },
+        { field: 'repaymentStatus[5]', reason: 'must not be greater than 9' },
       ],
     );
     assert.match(res.body.detail, /(^|; )education: must be one of the following values: graduate-school, /);

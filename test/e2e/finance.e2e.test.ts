@@ -359,6 +359,7 @@ describe('finance: fraud scoring and credit assessment', () => {
     }).expect(400);
     const fields = ranges.body.errors.map((e: { field: string }) => e.field);
     assert.ok(fields.includes('repaymentStatus') && fields.includes('education'), String(fields));
+    assert.ok(fields.includes('repaymentStatus[0]'), String(fields));
   });
 
   it('needs finance:score; every score is audited with a digest, never the raw features', async () => {

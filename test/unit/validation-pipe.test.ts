@@ -131,7 +131,7 @@ describe('the validation pipe: a value of the wrong type', () => {
       );
     }
     assert.deepEqual(await refusal({ ...APPLICANT, repaymentStatus: [2, '2', 0, 0, 0, 0] }, credit), [
-      { field: 'repaymentStatus', reason: 'each value must be an integer number' },
+      { field: 'repaymentStatus[1]', reason: 'must be an integer number' },
     ]);
     for (const paymentAmounts of [0, '0,0,0,0,0,0', null, { 0: 1 }]) {
       assert.deepEqual(
@@ -147,6 +147,26 @@ describe('the validation pipe: a value of the wrong type', () => {
     ]);
     assert.deepEqual(await refusal({ ...APPLICANT, paymentAmounts: [1, 2] }, credit), [
       { field: 'paymentAmounts', reason: 'must contain at least 6 elements' },
+    ]);
+  });
+
+  // class-validator names the array for a check made with `each`: a bank's engineer needs the item.
+  it('names the item of an array field that fails a check of each value, by its index', async () => {
+    assert.deepEqual(await refusal({ ...APPLICANT, repaymentStatus: [0, 0, 0, 1.5, 0, 0] }, credit), [
+      { field: 'repaymentStatus[3]', reason: 'must be an integer number' },
+    ]);
+    assert.deepEqual(await refusal({ ...APPLICANT, billAmounts: [0, 0, 0, 0, 20_000_000, -20_000_000] }, credit), [
+      { field: 'billAmounts[4]', reason: 'must not be greater than 10000000' },
+      { field: 'billAmounts[5]', reason: 'must not be less than -10000000' },
+    ]);
+    assert.deepEqual(await refusal({ ...APPLICANT, paymentAmounts: [-1, 0, 0, 0, 0, 'x'] }, credit), [
+      { field: 'paymentAmounts[0]', reason: 'must not be less than 0' },
+      { field: 'paymentAmounts[5]', reason: 'must be a number conforming to the specified constraints' },
+    ]);
+    // The array's own checks stay on the array, beside its items'.
+    assert.deepEqual(await refusal({ ...APPLICANT, repaymentStatus: [10, 0, 0, 0, 0] }, credit), [
+      { field: 'repaymentStatus', reason: 'must contain at least 6 elements' },
+      { field: 'repaymentStatus[0]', reason: 'must not be greater than 9' },
     ]);
   });
 

@@ -1,8 +1,9 @@
 import { ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { getMetadataStorage, Matches, ValidationOptions } from 'class-validator';
+import { getMetadataStorage, Matches, ValidationOptions, ValidatorOptions } from 'class-validator';
 import { AppError, FieldError } from './app-error';
+import { indexEachErrors } from './each-item-errors';
 
 /** Where class-transformer keeps its @Type() metadata; the package exports no typed path to it. */
 interface TypeMetadataStorage {
@@ -174,7 +175,7 @@ const NOT_AN_OBJECT: FieldError = { field: '(body)', reason: 'must be object' };
 /**
  * Refuses a body that is not an object (as one field: class-validator would name every field and each array
  * index) and the fields class-transformer would drop unseen, keeping the @AsSent maps as sent (inspectSent), then
- * validates as Nest does.
+ * validates as Nest does, naming the item that fails an `each` check.
  */
 class WhitelistValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
@@ -187,6 +188,13 @@ class WhitelistValidationPipe extends ValidationPipe {
       if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summarise(fields), { fields });
     }
     return super.transform(value, metadata);
+  }
+
+  /** class-validator's errors, each failure of an `each` check named by its item's index (indexEachErrors). */
+  protected override async validate(object: object, options?: ValidatorOptions): Promise<ValidationError[]> {
+    const errors = await super.validate(object, options);
+    await indexEachErrors(object, errors, options);
+    return errors;
   }
 }
 
