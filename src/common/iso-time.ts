@@ -89,6 +89,27 @@ function unclippedMs(value: unknown, pattern: RegExp): number {
 /** The reason a time past ECMAScript's last one (which PostgreSQL would hold, up to 294276 AD) is refused. */
 export const AFTER_LATEST_TIME = 'must not be after +275760-09-13T00:00:00Z, the latest time the gateway reads';
 
+/** The earliest time a field takes (a floor set by configuration), as epoch milliseconds and as configured. */
+export interface TimeFloor {
+  ms: number;
+  text: string;
+}
+
+/**
+ * Why a time that passed its field's checks is before `floor`, or undefined. A floor keeps out the placeholders
+ * systems write for "no date" (0001-01-01, 1900-01-01, 1970-01-01), which are times that exist.
+ */
+export function timeFloorRefusal(
+  value: unknown,
+  pattern: RegExp,
+  floor: TimeFloor,
+  setting: string,
+): string | undefined {
+  return isoTimeMs(value, pattern) < floor.ms
+    ? `must not be before ${floor.text} (${setting}): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time`
+    : undefined;
+}
+
 /** Why a query bound or a field is not a time `pattern` takes that PostgreSQL holds; undefined when it is. */
 export function isoTimeRefusal(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): string | undefined {
   if (typeof value !== 'string' || !pattern.test(value)) return NEEDS_ZONE;

@@ -2,6 +2,7 @@ import { accessSync, constants, mkdtempSync, rmdirSync, statSync, type Stats } f
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
+import { ISO_INSTANT, isoTimeMs, isoTimeRefusal, type TimeFloor } from '../common/iso-time';
 import { makeDirSync } from '../common/make-dir';
 import {
   IsBoolean,
@@ -91,6 +92,23 @@ function HasForwardPort(): PropertyDecorator {
         return port >= 1 && port <= 65_535;
       },
       defaultMessage: ({ property }: ValidationArguments) => `${property} must give a port from 1 to 65535`,
+    },
+  });
+}
+
+/**
+ * An instant as a request's time is written (common/iso-time's ISO_INSTANT: with Z or an offset), one that exists and
+ * is not after the boot: a floor in the future would refuse every request.
+ */
+function IsPastInstant(): PropertyDecorator {
+  const refusal = (value: unknown): string | undefined =>
+    isoTimeRefusal(value, ISO_INSTANT) ??
+    (isoTimeMs(value, ISO_INSTANT) > Date.now() ? 'must not be after the current time' : undefined);
+  return ValidateBy({
+    name: 'isPastInstant',
+    validator: {
+      validate: (value: unknown) => refusal(value) === undefined,
+      defaultMessage: ({ property, value }: ValidationArguments) => `${property} ${refusal(value)}`,
     },
   });
 }
@@ -564,6 +582,15 @@ export class AppConfig {
   @Max(MAX_TIMER_MS)
   FINANCE_SHADOW_GRACE_MS = 50;
 
+  /**
+   * The earliest transaction time (`occurredAt`) the fraud routes score: an earlier one is refused with 422
+   * TIME_TOO_EARLY. The default catches the placeholders systems write for "no date" (0001-01-01, .NET's and Go's
+   * zero time; 1753-01-01 and 1900-01-01, SQL Server's; 1899-12-30, Excel's; 1970-01-01, the Unix epoch; 1980-01-01,
+   * DOS's), which the model would otherwise score by their hour of day. An ISO 8601 instant with Z or an offset.
+   */
+  @IsPastInstant()
+  FINANCE_EARLIEST_TIME = '2000-01-01T00:00:00Z';
+
   /** How long a finance answer is kept for its Idempotency-Key. */
   @Transform(toInt)
   @IsInt()
@@ -806,6 +833,11 @@ export class AppConfig {
   /** Where this process's audit chains' heads are anchored, unless another gateway holds it: AUDIT_ANCHOR_FILE, or a file in DATA_DIR. */
   get auditAnchorFile(): string {
     return this.AUDIT_ANCHOR_FILE ?? join(this.DATA_DIR, 'audit-anchors.jsonl');
+  }
+
+  /** FINANCE_EARLIEST_TIME, read. */
+  get financeEarliestTime(): TimeFloor {
+    return { ms: isoTimeMs(this.FINANCE_EARLIEST_TIME, ISO_INSTANT), text: this.FINANCE_EARLIEST_TIME };
   }
 
   /** The lesion model the medical routes run: MEDICAL_MODEL, or the bundled reference model. */

@@ -451,6 +451,36 @@ describe('finance: hostile requests', () => {
     }
   });
 
+  // A placeholder for "no date" is a time that exists, and was scored by its hour of day.
+  it('an occurredAt before FINANCE_EARLIEST_TIME (a placeholder date) is a 422 TIME_TOO_EARLY naming the field', async () => {
+    const reason =
+      'must not be before 2000-01-01T00:00:00Z (FINANCE_EARLIEST_TIME): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time';
+    for (const occurredAt of ['0001-01-01T00:00:00Z', '1900-01-01T00:00:00Z', '1970-01-01T00:00:00Z']) {
+      const res = await post('fraud-scores', tx({ occurredAt })).expect(422);
+      assert.equal(res.body.code, 'TIME_TOO_EARLY', occurredAt);
+      assert.deepEqual(res.body.errors, [{ field: 'occurredAt', reason }], occurredAt);
+      assert.equal(res.body.detail, `occurredAt: ${reason}`);
+    }
+    const batch = await post('fraud-scores/batch', {
+      transactions: [
+        tx({ transactionId: 'b-0' }),
+        tx({ transactionId: 'b-1', occurredAt: '0001-01-01T00:00:00Z' }),
+        tx({ transactionId: 'b-2', occurredAt: '1970-01-01T00:00:00Z' }),
+      ],
+    }).expect(200);
+    assert.equal(batch.body.scored, 1);
+    assert.deepEqual(
+      (batch.body.items as Array<{ index: number; error?: unknown }>).filter((i) => i.error),
+      [1, 2].map((index) => ({
+        index,
+        error: { code: 'TIME_TOO_EARLY', detail: `occurredAt: ${reason}`, errors: [{ field: 'occurredAt', reason }] },
+      })),
+    );
+    // A bad form is still told first, as a 400.
+    await post('fraud-scores', tx({ occurredAt: '0001-02-30T00:00:00Z' })).expect(400);
+    await post('fraud-scores', tx({ occurredAt: '2000-01-01T00:00:00Z' })).expect(200);
+  });
+
   it('an occurredAt with a lower-case t and z (RFC 3339 5.6) is scored as the upper-case one', async () => {
     const upper = await post('fraud-scores', tx({ occurredAt: '2026-11-23T03:05:10Z' })).expect(200);
     const lower = await post('fraud-scores', tx({ occurredAt: '2026-11-23t03:05:10z' })).expect(200);

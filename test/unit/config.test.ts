@@ -296,6 +296,23 @@ describe('configuration', () => {
     },
   );
 
+  it('FINANCE_EARLIEST_TIME: 2000-01-01 by default; an instant with its zone, not in the future', () => {
+    assert.deepEqual(loadConfig({}).financeEarliestTime, { ms: Date.UTC(2000, 0, 1), text: '2000-01-01T00:00:00Z' });
+    const taken = loadConfig({ FINANCE_EARLIEST_TIME: '1990-06-01T00:00:00+02:00' }).financeEarliestTime;
+    assert.equal(taken.ms, Date.UTC(1990, 4, 31, 22));
+    for (const [bad, why] of [
+      ['2000-01-01', /must be an ISO 8601 time with Z or an offset/],
+      ['2000-02-30T00:00:00Z', /must be a date and time that exists/],
+      ['2999-01-01T00:00:00Z', /must not be after the current time/],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ FINANCE_EARLIEST_TIME: bad }),
+        new RegExp(`FINANCE_EARLIEST_TIME=.*${why.source}`),
+        bad,
+      );
+    }
+  });
+
   it('SPARKPLUG_HOST_ID: unset by default (no STATE); a Sparkplug host id is taken, a topic level or wildcard refused', () => {
     assert.equal(loadConfig({}).SPARKPLUG_HOST_ID, undefined);
     assert.equal(loadConfig({ SPARKPLUG_HOST_ID: 'scada-primary' }).SPARKPLUG_HOST_ID, 'scada-primary');

@@ -3,9 +3,11 @@ import { describe, it } from 'node:test';
 import { batchItemErrors } from '../../src/domains/finance/fraud-batch.util';
 import { tx } from '../fixtures/finance-data';
 
+const EARLIEST = { ms: Date.parse('2000-01-01T00:00:00Z'), text: '2000-01-01T00:00:00Z' };
+
 /** Each item as `scored` or `<code> <field>: <reason>` (its first error). */
 const outcomes = (items: unknown[]): string[] =>
-  batchItemErrors(items).map((e) => (e ? `${e.code} ${e.errors[0].field}: ${e.errors[0].reason}` : 'scored'));
+  batchItemErrors(items, EARLIEST).map((e) => (e ? `${e.code} ${e.errors[0].field}: ${e.errors[0].reason}` : 'scored'));
 
 const repeat = (first: number) => `DUPLICATE_TRANSACTION_ID transactionId: already sent as item ${first} of this batch`;
 
@@ -62,5 +64,22 @@ describe('fraud batch items: a transactionId is scored once per batch', () => {
       'VALIDATION_FAILED (item): each transaction must be an object',
       'scored',
     ]);
+  });
+
+  // A placeholder date (0001-01-01, 1900-01-01, 1970-01-01) was scored: the model reads only its hour of day.
+  it('an item dated before the earliest time is refused naming occurredAt, and holds no id', () => {
+    const early =
+      'TIME_TOO_EARLY occurredAt: must not be before 2000-01-01T00:00:00Z (FINANCE_EARLIEST_TIME): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time';
+    assert.deepEqual(
+      outcomes([
+        tx({ transactionId: 'a', occurredAt: '0001-01-01T00:00:00Z' }),
+        tx({ transactionId: 'a', occurredAt: '1900-01-01T00:00:00Z' }),
+        tx({ transactionId: 'a', occurredAt: '1970-01-01T00:00:00Z' }),
+        tx({ transactionId: 'a', occurredAt: '2000-01-01T00:30:00+01:00' }),
+        tx({ transactionId: 'a', occurredAt: '2000-01-01T00:00:00Z' }),
+        tx({ transactionId: 'b', occurredAt: '0001-01-01T00:00:00Z', amount: -1 }),
+      ]),
+      [early, early, early, early, 'scored', 'VALIDATION_FAILED amount: must be >= 0'],
+    );
   });
 });

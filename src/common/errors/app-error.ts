@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'AUDIT_UNAVAILABLE',
   'PAN_DETECTED',
   'DUPLICATE_TRANSACTION_ID',
+  'TIME_TOO_EARLY',
   'IDEMPOTENCY_KEY_REUSED',
   'IDEMPOTENCY_IN_PROGRESS',
   'DICOM_INVALID',
@@ -153,6 +154,9 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
     case 'DUPLICATE_TRANSACTION_ID':
       // Today only a fraud batch item's error (the batch itself is answered 200).
       return { status: 422, title: 'Transaction id already sent in this batch' };
+    case 'TIME_TOO_EARLY':
+      // A well-formed time before the earliest the route takes (FINANCE_EARLIEST_TIME): a placeholder date.
+      return { status: 422, title: 'Time before the earliest accepted' };
     case 'IDEMPOTENCY_KEY_REUSED':
       return { status: 422, title: 'Idempotency key reused with a different request' };
     case 'IDEMPOTENCY_IN_PROGRESS':

@@ -1,6 +1,6 @@
 import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
-import { isoTimeMs, NO_SUCH_TIME } from '../../common/iso-time';
+import { isoTimeMs, NO_SUCH_TIME, TimeFloor, timeFloorRefusal } from '../../common/iso-time';
 import {
   CHANNELS,
   COUNTRIES,
@@ -107,6 +107,21 @@ export function fraudItemErrors(item: unknown): FieldError[] {
     return Number.isNaN(isoTimeMs(item.occurredAt, OCCURRED_AT)) ? [{ field: 'occurredAt', reason: NO_SUCH_TIME }] : [];
   }
   return (validate.errors ?? []).map(toFieldError);
+}
+
+/**
+ * A valid transaction's occurredAt before FINANCE_EARLIEST_TIME (`floor`): the field error of its TIME_TOO_EARLY (422:
+ * the form is right, the date a placeholder such as 0001-01-01 or 1970-01-01), or undefined.
+ */
+export function earlyTimeError(item: FraudScoreRequestDto, floor: TimeFloor): FieldError | undefined {
+  const reason = timeFloorRefusal(item.occurredAt, OCCURRED_AT, floor, 'FINANCE_EARLIEST_TIME');
+  return reason === undefined ? undefined : { field: 'occurredAt', reason };
+}
+
+/** A single transaction whose occurredAt is before `floor`: 422 TIME_TOO_EARLY naming the field. */
+export function refuseEarlyTime(item: FraudScoreRequestDto, floor: TimeFloor): void {
+  const field = earlyTimeError(item, floor);
+  if (field) throw new AppError('TIME_TOO_EARLY', `${field.field}: ${field.reason}`, { fields: [field] });
 }
 
 function toFieldError(e: ErrorObject): FieldError {

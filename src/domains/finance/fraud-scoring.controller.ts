@@ -56,6 +56,7 @@ export class FraudScoringController {
 
   private async scoreOne(body: unknown, request: FastifyRequest): Promise<FraudScoreDto> {
     const transaction = parseFraudScoreRequest(body);
+    this.fraud.checkTime(transaction);
     const model = this.fraud.modelRef();
     noteAudit(request, { model, inputDigest: bodyDigest(this.digester, transaction) });
     const { score: result, shadow } = await this.fraud.score(transaction);

@@ -1,9 +1,11 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, writeOcclusionRows } from './attribution.util';
 import { FeaturePlan, featurePlan, writePlannedRow } from './feature-vector.util';
 import { FinanceModels, FRAUD_MODEL, reported as round, ScoringModel } from './finance-models';
 import { batchItemErrors } from './fraud-batch.util';
+import { refuseEarlyTime } from './fraud-item.schema';
 import {
   FeatureContributionDto,
   FraudBatchItemDto,
@@ -53,6 +55,7 @@ export class FraudScoringService implements OnModuleInit {
     private readonly engine: InferenceEngine,
     private readonly models: FinanceModels,
     private readonly shadow: ShadowScorer,
+    private readonly config: AppConfig,
   ) {}
 
   /** A fraud model (or challenger) reading a source the API does not carry stops the boot. */
@@ -71,6 +74,11 @@ export class FraudScoringService implements OnModuleInit {
   modelRef(): { name: string; version: string } {
     const { name, version } = this.models.model(FRAUD_MODEL);
     return { name, version };
+  }
+
+  /** A valid transaction dated before FINANCE_EARLIEST_TIME (a placeholder date): 422 TIME_TOO_EARLY. */
+  checkTime(request: FraudScoreRequestDto): void {
+    refuseEarlyTime(request, this.config.financeEarliestTime);
   }
 
   async score(request: FraudScoreRequestDto): Promise<{ score: FraudScore; shadow?: ShadowVerdict }> {
@@ -138,7 +146,7 @@ export class FraudScoringService implements OnModuleInit {
    */
   async scoreBatch(items: unknown[]): Promise<{ items: FraudBatchItemDto[]; shadow?: ShadowVerdict[] }> {
     const valid: Array<{ index: number; dto: FraudScoreRequestDto }> = [];
-    const answers: FraudBatchItemDto[] = batchItemErrors(items).map((error, index) => {
+    const answers: FraudBatchItemDto[] = batchItemErrors(items, this.config.financeEarliestTime).map((error, index) => {
       if (error) return { index, error };
       valid.push({ index, dto: items[index] as FraudScoreRequestDto });
       return { index };
