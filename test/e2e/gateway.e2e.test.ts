@@ -3,6 +3,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
+import { DataSource } from 'typeorm';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { until } from '../fixtures/until';
@@ -55,6 +56,19 @@ describe('gateway plumbing', () => {
     assert.equal(res.body.code, 'NOT_FOUND');
     assert.equal(res.body.instance, '/v1/nowhere');
     assert.equal(res.body.requestId, res.headers['x-request-id']);
+  });
+
+  // Nest's `Cannot GET /v1/...` quoted the path, which can carry a patient's or a card's identifier, in the detail.
+  it('an unknown path is not quoted back in the 404 detail, under /v1 or /v2', async () => {
+    const id = '1.2.840.113619.2.55.3.604688119';
+    const v1 = await http.get(`/v1/patients/${id}?x=1`).expect(404);
+    assert.equal(v1.body.code, 'NOT_FOUND');
+    assert.equal(v1.body.detail, 'No route matches GET on this path');
+    const v2 = await http.post(`/v2/cards/${id}/nothing`).send({}).expect(404);
+    assert.deepEqual(v2.body, { error: 'No route matches POST on this path' });
+    // Nor is it written to the audit trail (an unmatched path writes no row; a row would name its request id).
+    const rows: unknown[] = await app.get(DataSource).query('SELECT * FROM audit_events');
+    assert.ok(!JSON.stringify(rows).includes(id));
   });
 
   it('keeps a safe caller X-Request-Id and replaces an unsafe one', async () => {

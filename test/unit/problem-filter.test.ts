@@ -21,7 +21,7 @@ function exchange(url: string, headers: Record<string, string> = {}) {
       return reply;
     },
   };
-  const request = { url, id: 'req-1', headers, raw: { socket: {} } } as unknown as FastifyRequest;
+  const request = { url, method: 'GET', id: 'req-1', headers, raw: { socket: {} } } as unknown as FastifyRequest;
   return { request, reply: reply as unknown as FastifyReply, sent };
 }
 
@@ -91,6 +91,8 @@ describe('problem+json filter', () => {
     assert.equal((missing.sent.body as { code: string }).code, 'NOT_FOUND');
     // Not the exception's class name: an answer does not name the framework behind it.
     assert.equal((missing.sent.body as { title: string }).title, 'Not found');
+    // Nor Nest's words, which quote the path back: it may carry a patient's or a card's identifier.
+    assert.equal((missing.sent.body as { detail: string }).detail, 'No route matches GET on this path');
   });
 
   it('answers a client error the gateway has no code for as 400 REQUEST_REFUSED, never a 500 nor HTTP_<status>', () => {

@@ -104,14 +104,9 @@ export class ProblemFilter implements ExceptionFilter {
       // Nest wraps what Fastify or a plugin refuses before a handler (a body parser's 400, a static file's 416).
       const refusal = exception.cause === undefined ? undefined : this.refusalOf(exception.cause, request);
       if (refusal || exception.getStatus() !== 404) return refusal;
-      const response = exception.getResponse();
-      const message =
-        typeof response === 'string'
-          ? response
-          : typeof response === 'object' && response !== null && 'message' in response
-            ? String(response.message)
-            : exception.message;
-      return new AppError('NOT_FOUND', message);
+      // Nest's words (`Cannot GET /v1/...`) quote the path back, and a path can carry a patient's or a card's
+      // identifier: the method is enough, the path is the client's own (and the problem's `instance`).
+      return new AppError('NOT_FOUND', `No route matches ${request.method} on this path`);
     }
     // Errors Fastify raises before a handler runs (an unreadable URL, through frameworkErrors), or a body's stream.
     return this.refusalOf(exception, request);
