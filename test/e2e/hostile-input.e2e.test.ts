@@ -488,9 +488,15 @@ describe('hostile input: deep bodies, NUL characters, unreadable URLs', () => {
       412,
     );
     assert.equal(since.errors?.[0].field, 'If-Unmodified-Since');
-    const range = problem('Range', await http.get(css).set('Range', 'bytes=999999999-'), 416);
+    const pastEnd = await http.get(css).set('Range', 'bytes=999999999-');
+    const range = problem('Range', pastEnd, 416);
     assert.equal(range.code, 'RANGE_NOT_SATISFIABLE');
     assert.deepEqual(range.errors, [{ field: 'Range', reason: 'asks for no byte the file at this path holds' }]);
+    // RFC 9110 15.5.17: the 416 says the file's size, as a 206 does.
+    const first = await http.get(css).set('Range', 'bytes=0-0').expect(206);
+    const size = /^bytes 0-0\/(\d+)$/.exec(String(first.headers['content-range']))?.[1];
+    assert.ok(size !== undefined && Number(size) > 1, String(first.headers['content-range']));
+    assert.equal(pastEnd.headers['content-range'], `bytes */${size}`);
     for (const path of ['/docs/%2e%2e/%2e%2e/package.json', '/docs/swagger-ui.css%00.map', '/docs/.//swagger-ui.css']) {
       const notAFile = problem(path, await http.get(path), 400);
       assert.equal(notAFile.code, 'PATH_INVALID');

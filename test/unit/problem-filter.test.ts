@@ -227,8 +227,13 @@ describe('problem+json filter', () => {
       'if-unmodified-since': 'Thu, 01 Jan 1970 00:00:00 GMT',
     });
     assert.deepEqual((since.body as { errors: Array<{ field: string }> }).errors[0].field, 'If-Unmodified-Since');
-    const range = docs(httpError(416, 'Range Not Satisfiable'), { range: 'bytes=99999999-' });
+    // http-errors keeps the Content-Range @fastify/send would have sent as the error's headers.
+    const unsatisfiable = Object.assign(httpError(416, 'Range Not Satisfiable'), {
+      headers: { 'Content-Range': 'bytes */2048' },
+    });
+    const range = docs(unsatisfiable, { range: 'bytes=99999999-' });
     assert.equal(range.status, 416);
+    assert.equal(range.headers['content-range'], 'bytes */2048');
     assert.equal((range.body as { code: string }).code, 'RANGE_NOT_SATISFIABLE');
     assert.deepEqual((range.body as { errors: unknown }).errors, [
       { field: 'Range', reason: 'asks for no byte the file at this path holds' },

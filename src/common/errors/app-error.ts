@@ -74,6 +74,8 @@ export interface AppErrorOptions {
   allow?: readonly string[];
   /** A refusal of the bearer token (sent as WWW-Authenticate); a FORBIDDEN without one is insufficient_scope. */
   challenge?: BearerChallenge;
+  /** For a 416, the size in bytes of what the Range asked past (sent as `Content-Range: bytes *\/<size>`). */
+  completeLength?: number;
   cause?: unknown;
 }
 
@@ -82,6 +84,7 @@ export class AppError extends Error {
   readonly retryAfterSeconds?: number;
   readonly allow?: readonly string[];
   readonly challenge?: BearerChallenge;
+  readonly completeLength?: number;
 
   constructor(
     readonly code: ErrorCode,
@@ -95,6 +98,7 @@ export class AppError extends Error {
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.allow = options.allow;
     this.challenge = options.challenge;
+    this.completeLength = options.completeLength;
   }
 }
 

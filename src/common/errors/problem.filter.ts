@@ -83,6 +83,8 @@ export class ProblemFilter implements ExceptionFilter {
     const headers: Record<string, string> = {};
     if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(error.retryAfterSeconds);
     if (error.allow) headers.Allow = error.allow.join(', ');
+    // RFC 9110 15.5.17: a 416 to a byte-range request should say the size of what was asked.
+    if (error.completeLength !== undefined) headers['Content-Range'] = `bytes */${error.completeLength}`;
     const challenge = bearerChallenge(error, problem);
     if (challenge !== undefined) headers['WWW-Authenticate'] = challenge;
     const path = request.url.split('?')[0];
@@ -156,10 +158,25 @@ export class ProblemFilter implements ExceptionFilter {
     }
     if (status === 416) {
       const reason = 'asks for no byte the file at this path holds';
-      return new AppError('RANGE_NOT_SATISFIABLE', `Range: ${reason}`, { fields: [{ field: 'Range', reason }] });
+      return new AppError('RANGE_NOT_SATISFIABLE', `Range: ${reason}`, {
+        fields: [{ field: 'Range', reason }],
+        completeLength: completeLengthOf(error),
+      });
     }
     return undefined;
   }
+}
+
+/**
+ * The file's size that @fastify/send gives its 416 (http-errors keeps the `Content-Range: bytes *\/<size>` it
+ * would have sent as the error's `headers`), or undefined where it gives none.
+ */
+function completeLengthOf(error: unknown): number | undefined {
+  const headers = (error as { headers?: unknown }).headers;
+  const value =
+    typeof headers === 'object' && headers !== null ? (headers as Record<string, unknown>)['Content-Range'] : undefined;
+  const size = typeof value === 'string' ? /^bytes \*\/(\d{1,15})$/.exec(value)?.[1] : undefined;
+  return size === undefined ? undefined : Number(size);
 }
 
 /** The HTTP status an error carries: an HttpException's, or the `statusCode` Fastify's and its plugins' errors carry. */
