@@ -565,6 +565,18 @@ describe('Open Inference Protocol v2', () => {
       .send({ model_name: 'fixture-linear', model_version: '1', inputs })
       .expect(400);
     assert.equal(otherVersion.body.error, 'model_version: names "1", but this request runs version "2"');
+    // Empty, it names no version (proto3, the gRPC form, cannot tell "" from none): the path's or the default runs.
+    const unnamed = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ model_name: 'fixture-linear', model_version: '', inputs })
+      .expect(200);
+    assert.equal(unnamed.body.model_version, '2');
+    const pinned = await http
+      .post('/v2/models/fixture-linear/versions/1/infer')
+      .send({ model_version: '', inputs })
+      .expect(200);
+    assert.equal(pinned.body.model_version, '1');
+    assert.deepEqual(pinned.body.outputs[0].data, expected([1, 2, 3, 4], 1));
   });
 
   it('refuses inputs and outputs placed in shared memory, naming the parameter, rather than answer beside the region', async () => {

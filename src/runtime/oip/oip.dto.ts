@@ -50,7 +50,10 @@ export class OipInferRequestDto {
   /** Optional (KServe's client sends it); when given, it must be the model the path names. */
   model_name?: string;
 
-  /** Optional; when given, it must be the version that runs (the path's, else the default one). */
+  /**
+   * Optional; when given, it must be the version that runs (the path's, else the default one). Empty, it names
+   * none, as in the protocol's gRPC form: the version that runs is the path's, else the default one.
+   */
   model_version?: string;
 
   /**

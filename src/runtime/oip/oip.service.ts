@@ -277,12 +277,14 @@ function parseWholeBodyAsJson(raw: Buffer): unknown {
 
 /**
  * `model_name` and `model_version` in the body (KServe's client sends them) must name what the path runs:
- * a body written for one model and sent to another is refused rather than run on a model it did not name.
+ * a body written for one model and sent to another is refused rather than run on a model it did not name. An empty
+ * `model_version` names none: the protocol's gRPC form (proto3) cannot tell "" from a version not given, which
+ * it defines as the server's choice, so a body translated from it (KServe's InferRequest.from_grpc) carries "".
  */
 function namesThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
   const differs = (field: 'model_name' | 'model_version', runs: string): void => {
     const named = body[field];
-    if (named === undefined || named === runs) return;
+    if (named === undefined || named === runs || (field === 'model_version' && named === '')) return;
     const reason = `names "${named}", but this request runs ${field === 'model_name' ? 'model' : 'version'} "${runs}"`;
     throw new AppError('VALIDATION_FAILED', `${field}: ${reason}`, { fields: [{ field, reason }] });
   };
