@@ -95,18 +95,30 @@ export interface TimeFloor {
   text: string;
 }
 
+/** The times a field takes: from `floor` (set by configuration) to `aheadMs` past the gateway's clock. */
+export interface TimeRange {
+  floor: TimeFloor;
+  aheadMs: number;
+}
+
 /**
- * Why a time that passed its field's checks is before `floor`, or undefined. A floor keeps out the placeholders
- * systems write for "no date" (0001-01-01, 1900-01-01, 1970-01-01), which are times that exist.
+ * Why a time that passed its field's checks is outside `range`, or undefined; `settings` name the floor's and the
+ * allowance's configuration. The floor keeps out the placeholders systems write for "no date" (0001-01-01,
+ * 1900-01-01, 1970-01-01), which are times that exist; the ceiling, times that have not come yet.
  */
-export function timeFloorRefusal(
+export function timeRangeRefusal(
   value: unknown,
   pattern: RegExp,
-  floor: TimeFloor,
-  setting: string,
+  range: TimeRange,
+  settings: { floor: string; ahead: string },
+  now: number = Date.now(),
 ): string | undefined {
-  return isoTimeMs(value, pattern) < floor.ms
-    ? `must not be before ${floor.text} (${setting}): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time`
+  const ms = isoTimeMs(value, pattern);
+  if (ms < range.floor.ms) {
+    return `must not be before ${range.floor.text} (${settings.floor}): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time`;
+  }
+  return ms > now + range.aheadMs
+    ? `must not be more than ${range.aheadMs} ms ahead of the gateway's clock (${settings.ahead}): a time that has not come yet`
     : undefined;
 }
 

@@ -2,7 +2,7 @@ import { accessSync, constants, mkdtempSync, rmdirSync, statSync, type Stats } f
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
-import { ISO_INSTANT, isoTimeMs, isoTimeRefusal, type TimeFloor } from '../common/iso-time';
+import { ISO_INSTANT, isoTimeMs, isoTimeRefusal, type TimeFloor, type TimeRange } from '../common/iso-time';
 import { makeDirSync } from '../common/make-dir';
 import {
   IsBoolean,
@@ -584,12 +584,23 @@ export class AppConfig {
 
   /**
    * The earliest transaction time (`occurredAt`) the fraud routes score: an earlier one is refused with 422
-   * TIME_TOO_EARLY. The default catches the placeholders systems write for "no date" (0001-01-01, .NET's and Go's
+   * TIME_OUT_OF_RANGE. The default catches the placeholders systems write for "no date" (0001-01-01, .NET's and Go's
    * zero time; 1753-01-01 and 1900-01-01, SQL Server's; 1899-12-30, Excel's; 1970-01-01, the Unix epoch; 1980-01-01,
    * DOS's), which the model would otherwise score by their hour of day. An ISO 8601 instant with Z or an offset.
    */
   @IsPastInstant()
   FINANCE_EARLIEST_TIME = '2000-01-01T00:00:00Z';
+
+  /**
+   * A transaction stamped further ahead of the gateway's clock than this is refused with 422 TIME_OUT_OF_RANGE: it
+   * has not happened (an acquirer's local time sent as UTC, a scheduled payment sent as occurred), and the model would
+   * score it by an hour of day it does not have yet. The allowance is for clocks that differ.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(86_400_000)
+  FINANCE_FUTURE_TOLERANCE_MS = 300_000;
 
   /** How long a finance answer is kept for its Idempotency-Key. */
   @Transform(toInt)
@@ -838,6 +849,11 @@ export class AppConfig {
   /** FINANCE_EARLIEST_TIME, read. */
   get financeEarliestTime(): TimeFloor {
     return { ms: isoTimeMs(this.FINANCE_EARLIEST_TIME, ISO_INSTANT), text: this.FINANCE_EARLIEST_TIME };
+  }
+
+  /** The times a fraud occurredAt may name: from FINANCE_EARLIEST_TIME to FINANCE_FUTURE_TOLERANCE_MS past the clock. */
+  get financeTimeRange(): TimeRange {
+    return { floor: this.financeEarliestTime, aheadMs: this.FINANCE_FUTURE_TOLERANCE_MS };
   }
 
   /** The lesion model the medical routes run: MEDICAL_MODEL, or the bundled reference model. */

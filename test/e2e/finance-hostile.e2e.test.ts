@@ -446,18 +446,18 @@ describe('finance: hostile requests', () => {
       const batch = await post('fraud-scores/batch', { transactions: [tx({ occurredAt })] }).expect(200);
       assert.deepEqual(batch.body.items[0].error.errors, res.body.errors);
     }
-    for (const occurredAt of ['2028-02-29T23:59:59Z', '2026-11-23T10:00:00+23:59', '2026-11-23T10:00-2359']) {
+    for (const occurredAt of ['2024-02-29T23:59:59Z', '2026-11-23T10:00:00+23:59', '2026-11-23T10:00-2359']) {
       await post('fraud-scores', tx({ occurredAt })).expect(200);
     }
   });
 
   // A placeholder for "no date" is a time that exists, and was scored by its hour of day.
-  it('an occurredAt before FINANCE_EARLIEST_TIME (a placeholder date) is a 422 TIME_TOO_EARLY naming the field', async () => {
+  it('an occurredAt before FINANCE_EARLIEST_TIME (a placeholder date) is a 422 TIME_OUT_OF_RANGE naming the field', async () => {
     const reason =
       'must not be before 2000-01-01T00:00:00Z (FINANCE_EARLIEST_TIME): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time';
     for (const occurredAt of ['0001-01-01T00:00:00Z', '1900-01-01T00:00:00Z', '1970-01-01T00:00:00Z']) {
       const res = await post('fraud-scores', tx({ occurredAt })).expect(422);
-      assert.equal(res.body.code, 'TIME_TOO_EARLY', occurredAt);
+      assert.equal(res.body.code, 'TIME_OUT_OF_RANGE', occurredAt);
       assert.deepEqual(res.body.errors, [{ field: 'occurredAt', reason }], occurredAt);
       assert.equal(res.body.detail, `occurredAt: ${reason}`);
     }
@@ -473,12 +473,40 @@ describe('finance: hostile requests', () => {
       (batch.body.items as Array<{ index: number; error?: unknown }>).filter((i) => i.error),
       [1, 2].map((index) => ({
         index,
-        error: { code: 'TIME_TOO_EARLY', detail: `occurredAt: ${reason}`, errors: [{ field: 'occurredAt', reason }] },
+        error: {
+          code: 'TIME_OUT_OF_RANGE',
+          detail: `occurredAt: ${reason}`,
+          errors: [{ field: 'occurredAt', reason }],
+        },
       })),
     );
     // A bad form is still told first, as a 400.
     await post('fraud-scores', tx({ occurredAt: '0001-02-30T00:00:00Z' })).expect(400);
     await post('fraud-scores', tx({ occurredAt: '2000-01-01T00:00:00Z' })).expect(200);
+  });
+
+  // A time that has not come yet (an acquirer's local time sent as UTC, a scheduled payment) was scored by its hour.
+  it('an occurredAt further ahead of the clock than FINANCE_FUTURE_TOLERANCE_MS is a 422 TIME_OUT_OF_RANGE', async () => {
+    const reason =
+      "must not be more than 300000 ms ahead of the gateway's clock (FINANCE_FUTURE_TOLERANCE_MS): a time that has not come yet";
+    const ahead = (ms: number): string => new Date(Date.now() + ms).toISOString();
+    for (const occurredAt of [ahead(3_600_000), '2099-12-31T23:59:59Z', ahead(3_600_000).replace('Z', '+00:00')]) {
+      const res = await post('fraud-scores', tx({ occurredAt })).expect(422);
+      assert.equal(res.body.code, 'TIME_OUT_OF_RANGE', occurredAt);
+      assert.deepEqual(res.body.errors, [{ field: 'occurredAt', reason }], occurredAt);
+    }
+    // Within the allowance (clocks that differ), and an offset that puts a local time ahead into the past, are scored.
+    await post('fraud-scores', tx({ occurredAt: ahead(60_000) })).expect(200);
+    const local = ahead(3_600_000).slice(0, 19);
+    await post('fraud-scores', tx({ occurredAt: `${local}+01:00` })).expect(200);
+    const batch = await post('fraud-scores/batch', {
+      transactions: [tx({ transactionId: 'f-0' }), tx({ transactionId: 'f-1', occurredAt: '2099-12-31T23:59:59Z' })],
+    }).expect(200);
+    assert.equal(batch.body.scored, 1);
+    assert.deepEqual(batch.body.items[1], {
+      index: 1,
+      error: { code: 'TIME_OUT_OF_RANGE', detail: `occurredAt: ${reason}`, errors: [{ field: 'occurredAt', reason }] },
+    });
   });
 
   it('an occurredAt with a lower-case t and z (RFC 3339 5.6) is scored as the upper-case one', async () => {

@@ -3,11 +3,11 @@ import { describe, it } from 'node:test';
 import { batchItemErrors } from '../../src/domains/finance/fraud-batch.util';
 import { tx } from '../fixtures/finance-data';
 
-const EARLIEST = { ms: Date.parse('2000-01-01T00:00:00Z'), text: '2000-01-01T00:00:00Z' };
+const RANGE = { floor: { ms: Date.parse('2000-01-01T00:00:00Z'), text: '2000-01-01T00:00:00Z' }, aheadMs: 300_000 };
 
 /** Each item as `scored` or `<code> <field>: <reason>` (its first error). */
 const outcomes = (items: unknown[]): string[] =>
-  batchItemErrors(items, EARLIEST).map((e) => (e ? `${e.code} ${e.errors[0].field}: ${e.errors[0].reason}` : 'scored'));
+  batchItemErrors(items, RANGE).map((e) => (e ? `${e.code} ${e.errors[0].field}: ${e.errors[0].reason}` : 'scored'));
 
 const repeat = (first: number) => `DUPLICATE_TRANSACTION_ID transactionId: already sent as item ${first} of this batch`;
 
@@ -69,7 +69,7 @@ describe('fraud batch items: a transactionId is scored once per batch', () => {
   // A placeholder date (0001-01-01, 1900-01-01, 1970-01-01) was scored: the model reads only its hour of day.
   it('an item dated before the earliest time is refused naming occurredAt, and holds no id', () => {
     const early =
-      'TIME_TOO_EARLY occurredAt: must not be before 2000-01-01T00:00:00Z (FINANCE_EARLIEST_TIME): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time';
+      'TIME_OUT_OF_RANGE occurredAt: must not be before 2000-01-01T00:00:00Z (FINANCE_EARLIEST_TIME): a placeholder date such as 0001-01-01 or 1970-01-01 is not a real time';
     assert.deepEqual(
       outcomes([
         tx({ transactionId: 'a', occurredAt: '0001-01-01T00:00:00Z' }),
@@ -80,6 +80,21 @@ describe('fraud batch items: a transactionId is scored once per batch', () => {
         tx({ transactionId: 'b', occurredAt: '0001-01-01T00:00:00Z', amount: -1 }),
       ]),
       [early, early, early, early, 'scored', 'VALIDATION_FAILED amount: must be >= 0'],
+    );
+  });
+
+  // A time that has not come yet was scored by its hour of day.
+  it('an item dated further ahead of the clock than the allowance is refused naming occurredAt, and holds no id', () => {
+    const late =
+      "TIME_OUT_OF_RANGE occurredAt: must not be more than 300000 ms ahead of the gateway's clock (FINANCE_FUTURE_TOLERANCE_MS): a time that has not come yet";
+    const ahead = (ms: number): string => new Date(Date.now() + ms).toISOString();
+    assert.deepEqual(
+      outcomes([
+        tx({ transactionId: 'a', occurredAt: ahead(400_000) }),
+        tx({ transactionId: 'a', occurredAt: '2099-01-01T00:00:00Z' }),
+        tx({ transactionId: 'a', occurredAt: ahead(60_000) }),
+      ]),
+      [late, late, 'scored'],
     );
   });
 });

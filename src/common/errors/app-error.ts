@@ -22,7 +22,7 @@ export const ERROR_CODES = [
   'AUDIT_UNAVAILABLE',
   'PAN_DETECTED',
   'DUPLICATE_TRANSACTION_ID',
-  'TIME_TOO_EARLY',
+  'TIME_OUT_OF_RANGE',
   'IDEMPOTENCY_KEY_REUSED',
   'IDEMPOTENCY_IN_PROGRESS',
   'DICOM_INVALID',
@@ -158,9 +158,10 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
     case 'DUPLICATE_TRANSACTION_ID':
       // Today only a fraud batch item's error (the batch itself is answered 200).
       return { status: 422, title: 'Transaction id already sent in this batch' };
-    case 'TIME_TOO_EARLY':
-      // A well-formed time before the earliest the route takes (FINANCE_EARLIEST_TIME): a placeholder date.
-      return { status: 422, title: 'Time before the earliest accepted' };
+    case 'TIME_OUT_OF_RANGE':
+      // A well-formed time before the earliest the route takes (FINANCE_EARLIEST_TIME: a placeholder date) or
+      // further ahead of the clock than it allows (FINANCE_FUTURE_TOLERANCE_MS: a time that has not come yet).
+      return { status: 422, title: 'Time outside the accepted range' };
     case 'IDEMPOTENCY_KEY_REUSED':
       return { status: 422, title: 'Idempotency key reused with a different request' };
     case 'IDEMPOTENCY_IN_PROGRESS':

@@ -1,6 +1,6 @@
-import type { TimeFloor } from '../../common/iso-time';
+import type { TimeRange } from '../../common/iso-time';
 import { BatchItemErrorDto, FraudScoreRequestDto } from './fraud-score.dto';
-import { earlyTimeError, fraudItemErrors } from './fraud-item.schema';
+import { fraudItemErrors, timeRangeError } from './fraud-item.schema';
 import { panRefusal } from './pan-guard.util';
 
 /** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
@@ -10,14 +10,14 @@ const WHOLE_ITEM = '(item)';
  * Each batch item's error, undefined for an item to score. An item is first checked on its own; then,
  * as a bank keys the answers by transactionId, the first valid item with a transactionId (compared
  * exactly) holds it and each later valid one with it gets DUPLICATE_TRANSACTION_ID naming that item's
- * index. An invalid item (one dated before `earliest` included) holds no id, so it never makes a valid one a
+ * index. An invalid item (one dated outside `range` included) holds no id, so it never makes a valid one a
  * duplicate.
  */
-export function batchItemErrors(items: readonly unknown[], earliest: TimeFloor): Array<BatchItemErrorDto | undefined> {
+export function batchItemErrors(items: readonly unknown[], range: TimeRange): Array<BatchItemErrorDto | undefined> {
   // A Map, not an object: a transactionId such as `__proto__` or `constructor` is a plain key.
   const holder = new Map<string, number>();
   return items.map((item, index) => {
-    const error = itemError(item, earliest);
+    const error = itemError(item, range);
     if (error) return error;
     const id = (item as FraudScoreRequestDto).transactionId;
     const first = holder.get(id);
@@ -34,7 +34,7 @@ export function batchItemErrors(items: readonly unknown[], earliest: TimeFloor):
   });
 }
 
-function itemError(item: unknown, earliest: TimeFloor): BatchItemErrorDto | undefined {
+function itemError(item: unknown, range: TimeRange): BatchItemErrorDto | undefined {
   const refusal = panRefusal(item);
   if (refusal) {
     const errors = refusal.fields.map((f) => (f.field === '' ? { ...f, field: WHOLE_ITEM } : f));
@@ -46,9 +46,9 @@ function itemError(item: unknown, earliest: TimeFloor): BatchItemErrorDto | unde
   }
   const fields = fraudItemErrors(item);
   if (fields.length === 0) {
-    const early = earlyTimeError(item as FraudScoreRequestDto, earliest);
-    if (!early) return undefined;
-    return { code: 'TIME_TOO_EARLY', detail: `${early.field}: ${early.reason}`, errors: [early] };
+    const outside = timeRangeError(item as FraudScoreRequestDto, range);
+    if (!outside) return undefined;
+    return { code: 'TIME_OUT_OF_RANGE', detail: `${outside.field}: ${outside.reason}`, errors: [outside] };
   }
   return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
 }

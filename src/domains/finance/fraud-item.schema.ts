@@ -1,6 +1,6 @@
 import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
-import { isoTimeMs, NO_SUCH_TIME, TimeFloor, timeFloorRefusal } from '../../common/iso-time';
+import { isoTimeMs, NO_SUCH_TIME, TimeRange, timeRangeRefusal } from '../../common/iso-time';
 import {
   CHANNELS,
   COUNTRIES,
@@ -109,19 +109,22 @@ export function fraudItemErrors(item: unknown): FieldError[] {
   return (validate.errors ?? []).map(toFieldError);
 }
 
+const TIME_SETTINGS = { floor: 'FINANCE_EARLIEST_TIME', ahead: 'FINANCE_FUTURE_TOLERANCE_MS' };
+
 /**
- * A valid transaction's occurredAt before FINANCE_EARLIEST_TIME (`floor`): the field error of its TIME_TOO_EARLY (422:
- * the form is right, the date a placeholder such as 0001-01-01 or 1970-01-01), or undefined.
+ * A valid transaction's occurredAt outside `range` (before FINANCE_EARLIEST_TIME, or further ahead of the clock than
+ * FINANCE_FUTURE_TOLERANCE_MS): the field error of its TIME_OUT_OF_RANGE (422: the form is right, the time a
+ * placeholder such as 0001-01-01 or one that has not come yet), or undefined.
  */
-export function earlyTimeError(item: FraudScoreRequestDto, floor: TimeFloor): FieldError | undefined {
-  const reason = timeFloorRefusal(item.occurredAt, OCCURRED_AT, floor, 'FINANCE_EARLIEST_TIME');
+export function timeRangeError(item: FraudScoreRequestDto, range: TimeRange): FieldError | undefined {
+  const reason = timeRangeRefusal(item.occurredAt, OCCURRED_AT, range, TIME_SETTINGS);
   return reason === undefined ? undefined : { field: 'occurredAt', reason };
 }
 
-/** A single transaction whose occurredAt is before `floor`: 422 TIME_TOO_EARLY naming the field. */
-export function refuseEarlyTime(item: FraudScoreRequestDto, floor: TimeFloor): void {
-  const field = earlyTimeError(item, floor);
-  if (field) throw new AppError('TIME_TOO_EARLY', `${field.field}: ${field.reason}`, { fields: [field] });
+/** A single transaction whose occurredAt is outside `range`: 422 TIME_OUT_OF_RANGE naming the field. */
+export function refuseTimeOutOfRange(item: FraudScoreRequestDto, range: TimeRange): void {
+  const field = timeRangeError(item, range);
+  if (field) throw new AppError('TIME_OUT_OF_RANGE', `${field.field}: ${field.reason}`, { fields: [field] });
 }
 
 function toFieldError(e: ErrorObject): FieldError {

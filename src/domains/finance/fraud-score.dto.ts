@@ -268,7 +268,8 @@ export class FraudScoreRequestDto {
   /**
    * When the transaction happened, ISO 8601 with its UTC offset; its local hour of day is a model input. Not before
    * the gateway's FINANCE_EARLIEST_TIME (2000-01-01T00:00:00Z by default): an earlier one, a placeholder date, is
-   * refused with 422 TIME_TOO_EARLY.
+   * refused with 422 TIME_OUT_OF_RANGE, as is one further ahead of the gateway's clock than
+   * FINANCE_FUTURE_TOLERANCE_MS (5 minutes by default).
    */
   // The compiled schema's verdict (fraudItemErrors): validator's isISO8601 took 24:00 and refused a lower-case t.
   @IsIsoTime(OCCURRED_AT)
@@ -364,15 +365,16 @@ export const BATCH_ITEM_ERROR_CODES = [
   'VALIDATION_FAILED',
   'PAN_DETECTED',
   'DUPLICATE_TRANSACTION_ID',
-  'TIME_TOO_EARLY',
+  'TIME_OUT_OF_RANGE',
 ] as const satisfies readonly ErrorCode[];
 
 export class BatchItemErrorDto {
   /**
    * Why the item was not scored: VALIDATION_FAILED (a field is invalid), PAN_DETECTED (it carries a card
    * number), DUPLICATE_TRANSACTION_ID (an earlier valid item of the batch has its transactionId and is
-   * the one scored; the reason gives that item's index), TIME_TOO_EARLY (its occurredAt is before
-   * FINANCE_EARLIEST_TIME: a placeholder date such as 0001-01-01 or 1970-01-01).
+   * the one scored; the reason gives that item's index), TIME_OUT_OF_RANGE (its occurredAt is
+   * before FINANCE_EARLIEST_TIME, a placeholder date such as 0001-01-01 or 1970-01-01, or further ahead of the
+   * gateway's clock than FINANCE_FUTURE_TOLERANCE_MS).
    */
   @ApiProperty({ enum: BATCH_ITEM_ERROR_CODES })
   code!: (typeof BATCH_ITEM_ERROR_CODES)[number];

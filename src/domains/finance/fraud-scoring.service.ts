@@ -5,7 +5,7 @@ import { contributions, writeOcclusionRows } from './attribution.util';
 import { FeaturePlan, featurePlan, writePlannedRow } from './feature-vector.util';
 import { FinanceModels, FRAUD_MODEL, reported as round, ScoringModel } from './finance-models';
 import { batchItemErrors } from './fraud-batch.util';
-import { refuseEarlyTime } from './fraud-item.schema';
+import { refuseTimeOutOfRange } from './fraud-item.schema';
 import {
   FeatureContributionDto,
   FraudBatchItemDto,
@@ -76,9 +76,9 @@ export class FraudScoringService implements OnModuleInit {
     return { name, version };
   }
 
-  /** A valid transaction dated before FINANCE_EARLIEST_TIME (a placeholder date): 422 TIME_TOO_EARLY. */
+  /** A valid transaction dated before FINANCE_EARLIEST_TIME (a placeholder date) or in the future: 422 TIME_OUT_OF_RANGE. */
   checkTime(request: FraudScoreRequestDto): void {
-    refuseEarlyTime(request, this.config.financeEarliestTime);
+    refuseTimeOutOfRange(request, this.config.financeTimeRange);
   }
 
   async score(request: FraudScoreRequestDto): Promise<{ score: FraudScore; shadow?: ShadowVerdict }> {
@@ -146,7 +146,7 @@ export class FraudScoringService implements OnModuleInit {
    */
   async scoreBatch(items: unknown[]): Promise<{ items: FraudBatchItemDto[]; shadow?: ShadowVerdict[] }> {
     const valid: Array<{ index: number; dto: FraudScoreRequestDto }> = [];
-    const answers: FraudBatchItemDto[] = batchItemErrors(items, this.config.financeEarliestTime).map((error, index) => {
+    const answers: FraudBatchItemDto[] = batchItemErrors(items, this.config.financeTimeRange).map((error, index) => {
       if (error) return { index, error };
       valid.push({ index, dto: items[index] as FraudScoreRequestDto });
       return { index };
