@@ -134,11 +134,11 @@ describe(
         });
         assert.equal((await records.recentOpening(10)).get('eng-2'), undefined);
         // Removed: its rows forgotten, the end of its window marked with a row no window takes up.
-        await records.endOpening('eng-1', now + 5000);
+        await db.transaction((manager) => records.forgetRemoved(manager, 'eng-1', now + 5000));
         assert.deepEqual((await records.recentOpening(10)).get('eng-1'), [
           { at: now + 5000, modelVersion: '', inputs: [], first: true },
         ]);
-        await records.endOpening('eng-1', -Infinity);
+        await db.transaction((manager) => records.forgetRemoved(manager, 'eng-1', -Infinity));
         assert.equal((await records.recentOpening(10)).size, 0);
       } finally {
         await app.close();

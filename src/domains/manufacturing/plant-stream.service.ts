@@ -64,13 +64,6 @@ interface StandingAlarm {
   raised?: { site?: string; line?: string; model?: AlarmEvent['model'] };
 }
 
-/** A removed asset's rows to forget: where its window ended (the mark to leave), and the retry while it fails. */
-interface Removal {
-  through: number;
-  retry: Retry;
-  attempt?: Promise<void>;
-}
-
 /** An alarm as the stream gets it: `id` is its row in manufacturing_alarms, absent where the database refused it. */
 export interface StreamedAlarm extends AlarmEvent {
   id?: string;
@@ -234,8 +227,6 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private readonly closesAudited = new Map<string, AlarmEvent>();
   /** Per asset, a close that failed (the audit trail or the database away) and is tried again, with its next wait. */
   private readonly closeRetries = new Map<string, { timer?: NodeJS.Timeout; delayMs: number }>();
-  /** Removed assets whose rows are not forgotten yet (the database away): see forgetRemoved. */
-  private readonly removals = new Map<string, Removal>();
   /** The closes of stale alarms found at boot (onApplicationBootstrap). */
   private bootCloses: Promise<void> = Promise.resolve();
   /**
@@ -287,13 +278,28 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       ],
       registers: [metrics.registry],
     });
-    registry.onChange((asset, assetId, previous) => {
-      const changed = this.assetChanged(asset, assetId, previous);
-      // Made again (or put again) before the rows of the asset removed were forgotten: they are, first (see
-      // forgetRemoved); the PUT is answered 503 until they are.
-      if (!asset || !this.removals.has(assetId)) return changed;
-      return Promise.all([this.forgetRemoved(assetId), changed]).then(() => undefined);
+    registry.onChange((asset, assetId, previous) => this.assetChanged(asset, assetId, previous));
+    registry.onRemove((assetId) => {
+      const through = this.removedThrough(assetId);
+      return (manager) => this.records.forgetRemoved(manager, assetId, through);
     });
+  }
+
+  /**
+   * A removed asset's opening rows and held readings are forgotten, and the end of its window is marked at the last
+   * reading it released (in this run or before the last restart), in the transaction that removes it: should it be
+   * made again, a restart rebuilds its new window from nothing before that (restore stops at the mark), as it starts
+   * within one run, and holds none of the old asset's readings again. Should the database not take it, the asset is
+   * not removed (503). Before, they were forgotten after the removal was committed, retried from memory while the
+   * database was away: a crash before they were left them undone, and the asset made again and restarted took up the
+   * old asset's window.
+   */
+  private removedThrough(assetId: string): number {
+    return Math.max(
+      this.runtimes.get(assetId)?.window.releasedThrough ?? -Infinity,
+      this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
+      this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
+    );
   }
 
   /** Follows an asset put or removed (the registry's listener): see the constructor. */
@@ -317,23 +323,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     }
     // Removed, or of another kind: it starts over, its window built for another model. What the old
     // runtime held is predicted with that model, unless the asset is gone.
-    // Removed: what its window opened with and the readings it held are needless, and a restart after it is
-    // made again takes up none of the stored rows up to the last it released, in this run or before the last
-    // restart (forgetRemoved). Put as another kind, its new window's first row makes them needless
-    // (keepOpening), and a restart before takes none of another model's rows.
-    let forgotten = Promise.resolve();
-    if (!asset) {
-      const pending = this.removals.get(assetId);
-      pending?.retry.cancel();
-      const through = Math.max(
-        old?.window.releasedThrough ?? -Infinity,
-        this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
-        this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
-        pending?.through ?? -Infinity,
-      );
-      this.removals.set(assetId, { through, retry: new Retry() });
-      forgotten = this.forgetRemoved(assetId);
-    }
+    // Removed: what its window opened with and the readings it held were forgotten with it (removedThrough). Put
+    // as another kind, its new window's first row makes them needless (keepOpening), and a restart before takes
+    // none of another model's rows.
     this.runtimes.delete(assetId);
     // Nor does it take up what the asset as it was left at the last restart (restore).
     this.restoredRows.delete(assetId);
@@ -342,8 +334,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     // Nor the old model's alarm (see runtime): no prediction of the new one (or of none) will clear it, so
     // once what the old runtime held has moved it, an alarm it left raised is closed, with the reason.
     const retired = old ? this.retire(old, asset !== undefined).then(() => old.tail) : Promise.resolve();
-    const closed = retired.then(() => this.closeStale(assetId)); // retire logs its own failure
-    return Promise.all([forgotten, closed]).then(() => undefined);
+    return retired.then(() => this.closeStale(assetId)); // retire logs its own failure
   }
 
   async onModuleInit(): Promise<void> {
@@ -397,8 +388,6 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   async beforeApplicationShutdown(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.runtimes.values()].map((rt) => this.retire(rt, true)));
-    // A last try for the rows of removed assets (logged should it fail).
-    await Promise.all([...this.removals.keys()].map((assetId) => this.forgetRemoved(assetId).catch(() => undefined)));
     for (const retry of this.closeRetries.values()) clearTimeout(retry.timer);
     await this.alarmsClosed();
     // Ends every alarm stream (SSE) once the alarms of what was held are out: an open dashboard's connection
@@ -412,7 +401,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     rt.retry.cancel();
     // Retired with a prediction, its release below tries them once more; removed, they are needless.
     rt.openingRetry.cancel();
-    // Removed: its held readings are forgotten with its other rows (forgetRemoved).
+    // Removed: its held readings were forgotten with it (removedThrough).
     if (!predict) return Promise.resolve();
     return this.release(rt, true).then(
       () => undefined,
@@ -545,7 +534,6 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     if (rt.window.size === 0) return;
     const toKeep = rt.window.heldReadings().filter((r) => !rt.keptHeld.has(r.timestamp));
     if (toKeep.length === 0) return;
-    await this.forgetRemoved(rt.asset.assetId);
     await this.records.holdReadings(rt.asset.assetId, toKeep);
     for (const r of toKeep) rt.keptHeld.add(r.timestamp);
   }
@@ -592,7 +580,6 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const rows = rt.opening;
     rt.opening = [];
     try {
-      await this.forgetRemoved(rt.asset.assetId);
       await this.records.keepOpening(rt.asset.assetId, rt.model.version, rows);
     } catch (error) {
       const later = rt.opening;
@@ -623,48 +610,6 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         }),
       );
     });
-  }
-
-  /**
-   * Forgets, in the database, a removed asset's opening rows and held readings, and marks the end of its window at
-   * the last reading it released (`through`): should it be made again, a restart rebuilds its new window from
-   * nothing before that (restore stops at the mark), as it starts within one run, and holds none of the old
-   * asset's readings again. Awaited by the DELETE (503 while the database is away: the asset is removed all the
-   * same), tried again from 1 s doubling up to every 30 s until done, by a PUT that makes it again, and before the
-   * asset made again keeps a row of its own (keepOpening, keepHeld), which the forgetting would delete. Before, a
-   * failure was only logged: an asset made again and restarted took up the old asset's window (its readings
-   * stamped before the old one's last, whose own first row deletes nothing after it) and held its readings again.
-   */
-  private forgetRemoved(assetId: string): Promise<void> {
-    const removal = this.removals.get(assetId);
-    if (!removal) return Promise.resolve();
-    removal.attempt ??= this.forgetRemovedNow(assetId, removal).finally(() => (removal.attempt = undefined));
-    return removal.attempt;
-  }
-
-  private async forgetRemovedNow(assetId: string, removal: Removal): Promise<void> {
-    removal.retry.cancel();
-    try {
-      await this.records.endOpening(assetId, removal.through);
-      await this.records.releaseHeld(assetId);
-    } catch (error) {
-      this.logger.warn({
-        msg: 'the rows of a removed asset are not forgotten yet; tried again',
-        assetId,
-        error: String(error),
-      });
-      if (!this.closing && this.removals.get(assetId) === removal) {
-        removal.retry.arm(() => void this.forgetRemoved(assetId).catch(() => undefined));
-      }
-      const fault = storageFaultOf(error);
-      if (fault === undefined) throw error;
-      throw storageUnavailable(
-        fault,
-        `the rows asset ${assetId} kept before it was removed are not forgotten yet (they are once they can be)`,
-        error,
-      );
-    }
-    if (this.removals.get(assetId) === removal) this.removals.delete(assetId);
   }
 
   private forgetReleased(rt: Runtime, through: number): void {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Injectable, OnModuleInit } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { AppError } from '../../../common/errors/app-error';
 import { createValidationPipe, PROTOTYPE_NAMES } from '../../../common/errors/validation';
 import { isStorableText } from '../../../common/storable-text';
@@ -39,6 +40,12 @@ export type AssetListener = (
 ) => Promise<void>;
 
 /**
+ * What else goes when an asset is removed: asked with the asset's id before the removal, it gives the work done in the
+ * removal's own transaction (the rows kept for the asset forgotten), so that the asset is removed only with it.
+ */
+export type RemovalWork = (assetId: string) => (manager: EntityManager) => Promise<void>;
+
+/**
  * The plant's assets, held in memory for the stream and written through to the database. Every
  * asset is checked against its model's manifest: each sensor input mapped once, units convertible,
  * constants given, alarm thresholds coherent.
@@ -48,6 +55,7 @@ export class AssetRegistry implements OnModuleInit {
   private readonly assets = new Map<string, AssetEntity>();
   private readonly models = new Map<AssetKind, PlantModel>();
   private readonly listeners: Array<AssetListener> = [];
+  private readonly removals: RemovalWork[] = [];
 
   constructor(
     private readonly repository: AssetRepository,
@@ -118,6 +126,11 @@ export class AssetRegistry implements OnModuleInit {
     this.listeners.push(listener);
   }
 
+  /** `work` is done in the transaction that removes an asset (see RemovalWork). */
+  onRemove(work: RemovalWork): void {
+    this.removals.push(work);
+  }
+
   async put(dto: AssetDto): Promise<AssetEntity> {
     const model = this.model(dto.kind);
     const fields = this.check(dto, model);
@@ -144,9 +157,12 @@ export class AssetRegistry implements OnModuleInit {
 
   async remove(assetId: string): Promise<void> {
     // An id no asset can have (a NUL, say, which PostgreSQL would refuse) is not looked up.
-    if (!IDENTIFIER.test(assetId) || (!(await this.repository.remove(assetId)) && !this.assets.has(assetId))) {
-      throw new AppError('NOT_FOUND', `no asset ${assetId}`);
-    }
+    if (!IDENTIFIER.test(assetId)) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
+    const works = this.removals.map((work) => work(assetId));
+    const removed = await this.repository.remove(assetId, async (manager) => {
+      for (const work of works) await work(manager);
+    });
+    if (!removed && !this.assets.has(assetId)) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
     const previous = this.assets.get(assetId);
     this.assets.delete(assetId);
     await Promise.all(this.listeners.map((listener) => listener(undefined, assetId, previous)));

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, Repository } from 'typeorm';
+import { DataSource, EntityManager, Repository } from 'typeorm';
 import { orUnavailable } from '../../../database/storage-unavailable';
 import { AssetEntity } from './asset.entity';
 
@@ -8,7 +8,7 @@ import { AssetEntity } from './asset.entity';
 export class AssetRepository {
   private readonly rows: Repository<AssetEntity>;
 
-  constructor(dataSource: DataSource) {
+  constructor(private readonly dataSource: DataSource) {
     this.rows = dataSource.getRepository(AssetEntity);
   }
 
@@ -21,8 +21,17 @@ export class AssetRepository {
     await orUnavailable('the asset could not be saved', () => this.rows.upsert(assets, ['assetId']));
   }
 
-  async remove(assetId: string): Promise<boolean> {
-    const result = await orUnavailable('the asset could not be removed', () => this.rows.delete({ assetId }));
-    return (result.affected ?? 0) > 0;
+  /**
+   * Removes the asset and, in the same transaction, does `alongside` (the asset's other rows forgotten): both are
+   * committed, or neither (a database outage is STORAGE_UNAVAILABLE, 503, the asset left as it was).
+   */
+  async remove(assetId: string, alongside?: (manager: EntityManager) => Promise<void>): Promise<boolean> {
+    return orUnavailable('the asset could not be removed', () =>
+      this.dataSource.transaction(async (manager) => {
+        const result = await manager.delete(AssetEntity, { assetId });
+        await alongside?.(manager);
+        return (result.affected ?? 0) > 0;
+      }),
+    );
   }
 }

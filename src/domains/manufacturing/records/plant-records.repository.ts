@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Counter } from 'prom-client';
-import { Between, DataSource, LessThan, MoreThan, Repository } from 'typeorm';
+import { Between, DataSource, EntityManager, LessThan, MoreThan, Repository } from 'typeorm';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
@@ -374,19 +374,19 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   }
 
   /**
-   * Forgets an asset's opening rows (the asset removed) and, with `through` (ms), leaves there the mark of its window's
-   * end: a row of no model version and no inputs, marked `first`, which no window takes up (PlantStream's restore).
+   * Forgets a removed asset's opening rows and held readings, within `manager`'s transaction (the one that removes the
+   * asset), and, with `through` (ms), leaves among the opening rows the mark of its window's end: a row of no model
+   * version and no inputs, marked `first`, which no window takes up (PlantStream's restore).
    */
-  async endOpening(assetId: string, through: number): Promise<void> {
-    await this.dataSource.transaction(async (manager) => {
-      await manager.query('DELETE FROM manufacturing_opening_rows WHERE asset_id = $1', [assetId]);
-      if (!Number.isFinite(through)) return;
-      await manager.query(
-        'INSERT INTO manufacturing_opening_rows (asset_id, at, model_version, inputs, first) ' +
-          "VALUES ($1, $2, '', '{}', true)",
-        [assetId, new Date(through).toISOString()],
-      );
-    });
+  async forgetRemoved(manager: EntityManager, assetId: string, through: number): Promise<void> {
+    await manager.query('DELETE FROM manufacturing_opening_rows WHERE asset_id = $1', [assetId]);
+    await manager.query('DELETE FROM manufacturing_held_readings WHERE asset_id = $1', [assetId]);
+    if (!Number.isFinite(through)) return;
+    await manager.query(
+      'INSERT INTO manufacturing_opening_rows (asset_id, at, model_version, inputs, first) ' +
+        "VALUES ($1, $2, '', '{}', true)",
+      [assetId, new Date(through).toISOString()],
+    );
   }
 
   /** Each asset's last `limit` opening rows, newest first (as recentInputs). */
