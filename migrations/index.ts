@@ -15,6 +15,7 @@ import { AuditHashVersionKnown1796585889947 } from './1796585889947-AuditHashVer
 import { ManufacturingAlarmsAsStreamed1796586086442 } from './1796586086442-ManufacturingAlarmsAsStreamed';
 import { ManufacturingAlarmsClosed1796608919378 } from './1796608919378-ManufacturingAlarmsClosed';
 import { ManufacturingOpeningRows1796618239720 } from './1796618239720-ManufacturingOpeningRows';
+import { ManufacturingAssetIncarnations1796638018646 } from './1796638018646-ManufacturingAssetIncarnations';
 
 /** Every migration, in order. `npm run migrations:generate -- migrations/<Name>` writes a new one; list it here. */
 export const MIGRATIONS = [
@@ -35,4 +36,5 @@ export const MIGRATIONS = [
   ManufacturingAlarmsAsStreamed1796586086442,
   ManufacturingAlarmsClosed1796608919378,
   ManufacturingOpeningRows1796618239720,
+  ManufacturingAssetIncarnations1796638018646,
 ];

@@ -267,6 +267,58 @@ describe('manufacturing: an asset takes up where it left off after a restart', {
     }
   });
 
+  it("an asset made again and sent readings older than the removed one's last holds exactly its own over a restart", async () => {
+    const { start, make, post } = await engineOverRestarts(modelsDir, 'eng-o');
+    const reference = await engineOverRestarts(modelsDir, 'eng-o');
+    const predicted = async (http: ReturnType<typeof request>) =>
+      (
+        (
+          await http
+            .get(`/v1/manufacturing/assets/eng-o/predictions?from=${iso(T0)}&to=${iso(T0 + 99_000)}`)
+            .set('Authorization', operator)
+            .expect(200)
+        ).body as { predictions: Array<{ at: string; value: number }> }
+      ).predictions.map((p) => ({ at: p.at, value: p.value }));
+    let app = await start();
+    let http = request(app.getHttpServer());
+    try {
+      await make(http);
+      // The removed asset's cycles stamped from T0 + 100 s on; the new one's (a history replayed) before them.
+      assert.equal((await post(http, 100, 140)).predictions, 11);
+      await http.delete('/v1/manufacturing/assets/eng-o').set('Authorization', admin).expect(204);
+      await make(http);
+      assert.equal((await post(http, 0, 35)).predictions, 6);
+    } finally {
+      await app.close();
+    }
+
+    app = await start();
+    http = request(app.getHttpServer());
+    let restarted: Array<{ at: string; value: number }>;
+    try {
+      // Its own window of 35 cycles, not the removed asset's (nor none: before, the removed asset's window mark, newer
+      // than every reading of the new one, left it empty, so cycle 35 gave no prediction and 0-34 were taken as new).
+      const next = await post(http, 35, 36);
+      assert.deepEqual([next.accepted, next.predictions], [1, 1]);
+      const again = await post(http, 0, 36);
+      assert.deepEqual([again.accepted, again.duplicates], [0, 36]);
+      restarted = await predicted(http);
+    } finally {
+      await app.close();
+    }
+
+    // The same cycles sent to an asset never removed nor restarted.
+    app = await reference.start();
+    http = request(app.getHttpServer());
+    try {
+      await reference.make(http);
+      assert.equal((await reference.post(http, 0, 36)).predictions, 7);
+      assert.deepEqual(restarted, await predicted(http));
+    } finally {
+      await app.close();
+    }
+  });
+
   it('an asset whose rows the database cannot forget is not removed (503), so a crash after it leaves nothing undone: removed once it is back, made again and restarted, it does not take up the old window', async () => {
     const { start, make, post } = await engineOverRestarts(modelsDir, 'eng-x');
     let app = await start();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DataSource } from 'typeorm';
+import { FIRST_INCARNATION } from '../../src/domains/manufacturing/assets/asset.entity';
 import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { PlantRetention } from '../../src/domains/manufacturing/records/plant-retention.service';
 import { pressDeadLetter, storedPrediction } from '../fixtures/plant-data';
@@ -31,8 +32,11 @@ describe('manufacturing: predictions and dead letters kept for MANUFACTURING_RET
     await records.addDeadLetters([pressDeadLetter(now - 3 * DAY, 'malformed'), pressDeadLetter(now - 1000, 'late')]);
     // Rows that gave no prediction (a young asset's opening window), kept for a restart: an old asset's go too.
     const opening = (at: number, first: boolean) => ({ timestamp: at, row: Float32Array.of(1, 2), first });
-    await records.keepOpening('eng-old', '1', [opening(now - 4 * DAY, true), opening(now - 4 * DAY + 1000, false)]);
-    await records.keepOpening('eng-young', '1', [opening(now - 60_000, true)]);
+    await records.keepOpening('eng-old', FIRST_INCARNATION, '1', [
+      opening(now - 4 * DAY, true),
+      opening(now - 4 * DAY + 1000, false),
+    ]);
+    await records.keepOpening('eng-young', FIRST_INCARNATION, '1', [opening(now - 60_000, true)]);
 
     const gone = await app.get(PlantRetention).purge(new Date(now));
     assert.deepEqual(gone, { predictions: 4502, openingRows: 2, deadLetters: 1 });

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DataSource } from 'typeorm';
+import { FIRST_INCARNATION } from '../../src/domains/manufacturing/assets/asset.entity';
 import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { PlantRetention } from '../../src/domains/manufacturing/records/plant-retention.service';
 import { pressDeadLetter, storedPrediction } from '../fixtures/plant-data';
@@ -111,12 +113,16 @@ describe(
         }
         const at = (ms: number) => ({ timestamp: ms, first: false });
         const old = now - 3 * DAY;
-        await records.keepOpening('eng-1', '1', [{ ...at(old), row: Float32Array.of(1.5, NaN), first: true }]);
-        await records.keepOpening('eng-1', '1', [
+        await records.keepOpening('eng-1', FIRST_INCARNATION, '1', [
+          { ...at(old), row: Float32Array.of(1.5, NaN), first: true },
+        ]);
+        await records.keepOpening('eng-1', FIRST_INCARNATION, '1', [
           { ...at(old + 1000), row: Float32Array.of(1.5, 2) },
           { ...at(old + 2000), row: Float32Array.of(3, 4) },
         ]);
-        await records.keepOpening('eng-2', '1', [{ ...at(old), row: Float32Array.of(7, 8), first: true }]);
+        await records.keepOpening('eng-2', FIRST_INCARNATION, '1', [
+          { ...at(old), row: Float32Array.of(7, 8), first: true },
+        ]);
         let kept = await records.recentOpening(10);
         assert.deepEqual(kept.get('eng-1'), [
           { at: old + 2000, modelVersion: '1', inputs: [3, 4], first: false },
@@ -124,7 +130,9 @@ describe(
           { at: old, modelVersion: '1', inputs: [1.5, NaN], first: true },
         ]);
         // A window that starts over: its first row makes the rows before it needless.
-        await records.keepOpening('eng-1', '1', [{ ...at(now), row: Float32Array.of(5, 6), first: true }]);
+        await records.keepOpening('eng-1', FIRST_INCARNATION, '1', [
+          { ...at(now), row: Float32Array.of(5, 6), first: true },
+        ]);
         kept = await records.recentOpening(10);
         assert.deepEqual(kept.get('eng-1'), [{ at: now, modelVersion: '1', inputs: [5, 6], first: true }]);
         assert.deepEqual(await app.get(PlantRetention).purge(new Date(now)), {
@@ -133,13 +141,28 @@ describe(
           deadLetters: 0,
         });
         assert.equal((await records.recentOpening(10)).get('eng-2'), undefined);
-        // Removed: its rows forgotten, the end of its window marked with a row no window takes up.
-        await db.transaction((manager) => records.forgetRemoved(manager, 'eng-1', now + 5000));
-        assert.deepEqual((await records.recentOpening(10)).get('eng-1'), [
-          { at: now + 5000, modelVersion: '', inputs: [], first: true },
-        ]);
-        await db.transaction((manager) => records.forgetRemoved(manager, 'eng-1', -Infinity));
+        // Removed: its rows forgotten.
+        await db.transaction((manager) => records.forgetRemoved(manager, 'eng-1'));
         assert.equal((await records.recentOpening(10)).size, 0);
+        // Made again (another incarnation): what the removed asset kept is not read back, whatever its time, and its held
+        // readings are deleted; a prediction of the new one at the time of one of the old one's replaces it.
+        const made = randomUUID();
+        await db.query("UPDATE manufacturing_assets SET incarnation = $1 WHERE asset_id = 'eng-2'", [made]);
+        await records.keepOpening('eng-2', FIRST_INCARNATION, '1', [
+          { ...at(now), row: Float32Array.of(7, 8), first: true },
+        ]);
+        await records.holdReadings('eng-2', FIRST_INCARNATION, [{ timestamp: now + 1000, values: { s2: 1 } }]);
+        await records.addPredictions([{ ...storedPrediction('eng-2', now), inputs: [7, 8] }]);
+        assert.equal((await records.recentOpening(10)).get('eng-2'), undefined);
+        assert.equal((await records.recentInputs(10)).get('eng-2'), undefined);
+        assert.equal((await records.heldReadings()).get('eng-2'), undefined);
+        assert.deepEqual(await db.query("SELECT * FROM manufacturing_held_readings WHERE asset_id = 'eng-2'"), []);
+        await records.addPredictions([{ ...storedPrediction('eng-2', now), inputs: [9, 10], incarnation: made }]);
+        await records.holdReadings('eng-2', made, [{ timestamp: now + 1000, values: { s2: 2 } }]);
+        assert.deepEqual((await records.recentInputs(10)).get('eng-2'), [
+          { at: now, modelVersion: '1', inputs: [9, 10] },
+        ]);
+        assert.deepEqual((await records.heldReadings()).get('eng-2'), [{ timestamp: now + 1000, values: { s2: 2 } }]);
       } finally {
         await app.close();
       }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import { QueryFailedError } from 'typeorm';
+import { FIRST_INCARNATION } from '../../src/domains/manufacturing/assets/asset.entity';
 import {
   droppedSummary,
   PredictionRow,
@@ -14,6 +15,7 @@ const row = (assetId: string, i: number): PredictionRow => ({
   value: i / 100,
   modes: null,
   inputs: null,
+  incarnation: FIRST_INCARNATION,
 });
 
 /** Errors as the `pg` driver gives them, wrapped by TypeORM: a message and a SQLSTATE (or an errno). */

@@ -279,27 +279,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       registers: [metrics.registry],
     });
     registry.onChange((asset, assetId, previous) => this.assetChanged(asset, assetId, previous));
-    registry.onRemove((assetId) => {
-      const through = this.removedThrough(assetId);
-      return (manager) => this.records.forgetRemoved(manager, assetId, through);
-    });
-  }
-
-  /**
-   * A removed asset's opening rows and held readings are forgotten, and the end of its window is marked at the last
-   * reading it released (in this run or before the last restart), in the transaction that removes it: should it be
-   * made again, a restart rebuilds its new window from nothing before that (restore stops at the mark), as it starts
-   * within one run, and holds none of the old asset's readings again. Should the database not take it, the asset is
-   * not removed (503). Before, they were forgotten after the removal was committed, retried from memory while the
-   * database was away: a crash before they were left them undone, and the asset made again and restarted took up the
-   * old asset's window.
-   */
-  private removedThrough(assetId: string): number {
-    return Math.max(
-      this.runtimes.get(assetId)?.window.releasedThrough ?? -Infinity,
-      this.restoredRows.get(assetId)?.[0]?.at ?? -Infinity,
-      this.restoredOpening.get(assetId)?.[0]?.at ?? -Infinity,
-    );
+    // A removed asset's opening rows and held readings are forgotten in the transaction that removes it: should the
+    // database not take it, the asset is not removed (503). Before, they were forgotten after the removal was
+    // committed, retried from memory while the database was away, so that a crash before they were left them undone.
+    registry.onRemove((assetId) => (manager) => this.records.forgetRemoved(manager, assetId));
   }
 
   /** Follows an asset put or removed (the registry's listener): see the constructor. */
@@ -323,9 +306,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     }
     // Removed, or of another kind: it starts over, its window built for another model. What the old
     // runtime held is predicted with that model, unless the asset is gone.
-    // Removed: what its window opened with and the readings it held were forgotten with it (removedThrough). Put
-    // as another kind, its new window's first row makes them needless (keepOpening), and a restart before takes
-    // none of another model's rows.
+    // Removed: what its window opened with and the readings it held were forgotten with it (see the constructor),
+    // and made again, it is another incarnation, which a restart takes up none of the rows of. Put as another kind,
+    // its new window's first row makes them needless (keepOpening), and a restart before takes none of another
+    // model's rows.
     this.runtimes.delete(assetId);
     // Nor does it take up what the asset as it was left at the last restart (restore).
     this.restoredRows.delete(assetId);
@@ -401,7 +385,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     rt.retry.cancel();
     // Retired with a prediction, its release below tries them once more; removed, they are needless.
     rt.openingRetry.cancel();
-    // Removed: its held readings were forgotten with it (removedThrough).
+    // Removed: its held readings were forgotten with it.
     if (!predict) return Promise.resolve();
     return this.release(rt, true).then(
       () => undefined,
@@ -502,11 +486,13 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     this.restoredOpening.delete(assetId);
     this.restoredHeld.delete(assetId);
     const width = rt.model.sensorSources.length;
-    // Newest first, as read, the two merged; the run of this model version's rows up to the newest, back to the
-    // row its window opened with (a window started over: the asset removed and made again, put as another kind).
+    // Newest first, as read, the two merged, the asset's own incarnation's alone (made again after it was removed,
+    // none of the removed asset's rows, whatever their timestamps); the run of this model version's rows up to the
+    // newest, back to the row its window opened with (a window started over: the asset put as another kind).
     const rows: Array<{ timestamp: number; row: number[] }> = [];
     for (let p = 0, o = 0; ;) {
-      // At the same time, the opening row first: the mark a removed asset's window ended with (endOpening).
+      // At the same time, the opening row first: the mark a removed asset's window ended with, as removals left it
+      // before incarnations were kept (no model version: no window takes it up).
       const fromOpening = o < opening.length && (p === stored.length || opening[o].at >= stored[p].at);
       const next = fromOpening ? opening[o++] : stored[p++];
       if (next === undefined || next.modelVersion !== rt.model.version || next.inputs?.length !== width) break;
@@ -534,7 +520,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     if (rt.window.size === 0) return;
     const toKeep = rt.window.heldReadings().filter((r) => !rt.keptHeld.has(r.timestamp));
     if (toKeep.length === 0) return;
-    await this.records.holdReadings(rt.asset.assetId, toKeep);
+    await this.records.holdReadings(rt.asset.assetId, rt.asset.incarnation, toKeep);
     for (const r of toKeep) rt.keptHeld.add(r.timestamp);
   }
 
@@ -580,7 +566,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const rows = rt.opening;
     rt.opening = [];
     try {
-      await this.records.keepOpening(rt.asset.assetId, rt.model.version, rows);
+      await this.records.keepOpening(rt.asset.assetId, rt.asset.incarnation, rt.model.version, rows);
     } catch (error) {
       const later = rt.opening;
       rt.opening = [];
@@ -1079,6 +1065,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         value: round(value),
         modes,
         inputs: Array.from(usable[i].row),
+        incarnation: rt.asset.incarnation,
       });
     }
     return { rows, left: [] };

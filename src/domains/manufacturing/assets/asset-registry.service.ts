@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
@@ -148,6 +149,9 @@ export class AssetRegistry implements OnModuleInit {
     asset.constants = dto.constants ?? {};
     asset.alarm = { raiseAt: dto.alarm.raiseAt, clearAt: dto.alarm.clearAt, consecutive: dto.alarm.consecutive };
     asset.updatedAt = new Date();
+    // Made (new, or removed and made again): a new incarnation, so that a restart takes up none of the rows kept by
+    // the asset removed, whatever their timestamps. Put again: its own.
+    asset.incarnation = this.assets.get(dto.assetId)?.incarnation ?? randomUUID();
     await this.repository.save([asset]);
     const previous = this.assets.get(asset.assetId);
     this.assets.set(asset.assetId, asset);

@@ -1,5 +1,11 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
+/**
+ * The incarnation of the assets made before incarnations were kept, and of the rows they kept: they go on as they
+ * were. An asset made since (new, or removed and made again) takes a random one.
+ */
+export const FIRST_INCARNATION = '00000000-0000-0000-0000-000000000000';
+
 export type AssetKind = 'machine-failure' | 'turbofan-rul';
 
 /** Which incoming tag (JSON field or Sparkplug metric name) feeds which model input, and in what unit it arrives. */
@@ -55,4 +61,12 @@ export class AssetEntity {
 
   @Column({ name: 'updated_at', type: 'timestamptz' })
   updatedAt!: Date;
+
+  /**
+   * Which making of the asset id this is: taken when the asset is made (new, or removed and made again) and kept
+   * while it is put again. The rows it keeps for a restart (predictions, opening rows, held readings) carry it, and a
+   * restart takes up only those of the asset as it is, whatever their timestamps.
+   */
+  @Column({ type: 'uuid', default: FIRST_INCARNATION })
+  incarnation!: string;
 }

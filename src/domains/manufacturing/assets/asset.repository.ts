@@ -16,9 +16,23 @@ export class AssetRepository {
     return this.rows.find({ order: { assetId: 'ASC' } });
   }
 
-  /** A database outage is STORAGE_UNAVAILABLE (503): the registry in memory is left as it was. */
+  /**
+   * A database outage is STORAGE_UNAVAILABLE (503): the registry in memory is left as it was. An asset stored already
+   * keeps its incarnation: each asset is given the one the database holds, should two PUTs have made it at once.
+   */
   async save(assets: AssetEntity[]): Promise<void> {
-    await orUnavailable('the asset could not be saved', () => this.rows.upsert(assets, ['assetId']));
+    const result = await orUnavailable('the asset could not be saved', () =>
+      this.rows
+        .createQueryBuilder()
+        .insert()
+        .into(AssetEntity)
+        .values(assets)
+        .orUpdate(['kind', 'site', 'area', 'line', 'cell', 'sensors', 'constants', 'alarm', 'updated_at'], ['asset_id'])
+        .returning(['asset_id', 'incarnation'])
+        .execute(),
+    );
+    const kept = new Map((result.raw as Array<{ asset_id: string; incarnation: string }>).map((r) => [r.asset_id, r]));
+    for (const asset of assets) asset.incarnation = kept.get(asset.assetId)?.incarnation ?? asset.incarnation;
   }
 
   /**

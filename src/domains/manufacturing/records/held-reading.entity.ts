@@ -1,4 +1,5 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { FIRST_INCARNATION } from '../assets/asset.entity';
 
 /**
  * An accepted reading an asset holds, with MANUFACTURING_LATE_TOLERANCE_MS above 0, until newer ones put it in
@@ -17,4 +18,8 @@ export class HeldReadingEntity {
   /** Its values by model input, in the model's units (as the asset's window holds them). */
   @Column({ type: 'jsonb' })
   values!: Record<string, number>;
+
+  /** The asset's incarnation that kept it (AssetEntity.incarnation): a restart takes up only the asset's own. */
+  @Column({ type: 'uuid', default: FIRST_INCARNATION })
+  incarnation!: string;
 }

@@ -1,4 +1,5 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { FIRST_INCARNATION } from '../assets/asset.entity';
 
 /**
  * A released reading that gave no prediction, kept so that a restart rebuilds the asset's window as it was
@@ -26,4 +27,8 @@ export class OpeningRowEntity {
   /** Nothing of the window before it is needed: a restart reads no further back. */
   @Column({ type: 'boolean' })
   first!: boolean;
+
+  /** The asset's incarnation that kept it (AssetEntity.incarnation): a restart takes up only the asset's own. */
+  @Column({ type: 'uuid', default: FIRST_INCARNATION })
+  incarnation!: string;
 }

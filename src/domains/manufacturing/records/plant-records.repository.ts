@@ -63,18 +63,19 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     this.writer = new PredictionWriter(
       async (rows) => {
         await dataSource.query(
-          'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes, inputs) ' +
-            'SELECT a, t, v, x, m, i::real[] FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], ' +
-            '$4::double precision[], $5::jsonb[], $6::text[]) AS u(a, t, v, x, m, i) ' +
+          'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes, inputs, incarnation) ' +
+            'SELECT a, t, v, x, m, i::real[], n FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], ' +
+            '$4::double precision[], $5::jsonb[], $6::text[], $7::uuid[]) AS u(a, t, v, x, m, i, n) ' +
             // A row kept already is replaced, for an asset removed and made again (or put as another kind whose model
             // has the same version) that sends readings at the same times: before (DO NOTHING), the new prediction
             // was counted as stored and the old asset's was kept. A reading delivered again is not predicted again,
             // and a row written again after a commit whose answer was lost is the same (no new row version then).
             // Two rows of one key in one statement (21000) are written apart by the writer's halving, the later last.
             'ON CONFLICT (asset_id, at, model_version) DO UPDATE ' +
-            'SET value = EXCLUDED.value, modes = EXCLUDED.modes, inputs = EXCLUDED.inputs ' +
-            'WHERE (manufacturing_predictions.value, manufacturing_predictions.modes, manufacturing_predictions.inputs) ' +
-            'IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.modes, EXCLUDED.inputs)',
+            'SET value = EXCLUDED.value, modes = EXCLUDED.modes, inputs = EXCLUDED.inputs, incarnation = EXCLUDED.incarnation ' +
+            'WHERE (manufacturing_predictions.value, manufacturing_predictions.modes, manufacturing_predictions.inputs, ' +
+            'manufacturing_predictions.incarnation) ' +
+            'IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.modes, EXCLUDED.inputs, EXCLUDED.incarnation)',
           [
             rows.map((r) => r.assetId),
             rows.map((r) => r.at.toISOString()),
@@ -83,6 +84,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
             rows.map((r) => (r.modes === null ? null : JSON.stringify(r.modes))),
             // Each row's inputs as an array literal: unnest of a two-dimensional array would flatten it.
             rows.map((r) => (r.inputs ? `{${r.inputs.join(',')}}` : null)),
+            rows.map((r) => r.incarnation),
           ],
         );
       },
@@ -328,7 +330,8 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   }
 
   /**
-   * Each asset's last `limit` stored predictions, newest first, with the inputs they kept (null in rows stored
+   * Each asset's last `limit` stored predictions of its incarnation (those of an asset removed before it was made
+   * again are not its own, whatever their timestamps), newest first, with the inputs they kept (null in rows stored
    * before they were): what a restart rebuilds the asset's window from (PlantStream). Read along the primary key,
    * asset by asset, never further back than `limit` rows (rows without inputs are not skipped in SQL, which would
    * walk an asset's whole history the first time).
@@ -339,7 +342,8 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     >(
       'SELECT a.asset_id, p.at, p.model_version, p.inputs FROM manufacturing_assets a CROSS JOIN LATERAL (' +
         'SELECT at, model_version, inputs FROM manufacturing_predictions p ' +
-        'WHERE p.asset_id = a.asset_id ORDER BY at DESC, model_version DESC LIMIT $1) p',
+        'WHERE p.asset_id = a.asset_id AND p.incarnation = a.incarnation ' +
+        'ORDER BY at DESC, model_version DESC LIMIT $1) p',
       [limit],
     );
     return byAsset(rows, (r) => ({
@@ -354,14 +358,20 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * `first` deletes the asset's rows before it, which it makes needless. One kept already takes the new values
    * (an asset removed and made again may release a reading at the same time again).
    */
-  async keepOpening(assetId: string, modelVersion: string, rows: readonly OpeningRow[]): Promise<void> {
+  async keepOpening(
+    assetId: string,
+    incarnation: string,
+    modelVersion: string,
+    rows: readonly OpeningRow[],
+  ): Promise<void> {
     if (rows.length === 0) return;
     await this.dataSource.query(
       'WITH u AS (SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::boolean[]) AS u(t, i, f)), ' +
         'd AS (DELETE FROM manufacturing_opening_rows WHERE asset_id = $1 AND at < (SELECT max(t) FROM u WHERE f)) ' +
-        'INSERT INTO manufacturing_opening_rows (asset_id, at, model_version, inputs, first) ' +
-        'SELECT $1, t, $5, i::real[], f FROM u ' +
-        'ON CONFLICT (asset_id, at, model_version) DO UPDATE SET inputs = EXCLUDED.inputs, first = EXCLUDED.first',
+        'INSERT INTO manufacturing_opening_rows (asset_id, at, model_version, inputs, first, incarnation) ' +
+        'SELECT $1, t, $5, i::real[], f, $6 FROM u ' +
+        'ON CONFLICT (asset_id, at, model_version) DO UPDATE ' +
+        'SET inputs = EXCLUDED.inputs, first = EXCLUDED.first, incarnation = EXCLUDED.incarnation',
       [
         assetId,
         rows.map((r) => new Date(r.timestamp).toISOString()),
@@ -369,34 +379,30 @@ export class PlantRecordsRepository implements OnModuleDestroy {
         rows.map((r) => `{${Array.from(r.row).join(',')}}`),
         rows.map((r) => r.first),
         modelVersion,
+        incarnation,
       ],
     );
   }
 
   /**
    * Forgets a removed asset's opening rows and held readings, within `manager`'s transaction (the one that removes the
-   * asset), and, with `through` (ms), leaves among the opening rows the mark of its window's end: a row of no model
-   * version and no inputs, marked `first`, which no window takes up (PlantStream's restore).
+   * asset). A restart would take up none of them once the asset is made again (they are of another incarnation), but
+   * a window's length of rows and the readings held are needless, and the held ones would be read at every boot.
    */
-  async forgetRemoved(manager: EntityManager, assetId: string, through: number): Promise<void> {
+  async forgetRemoved(manager: EntityManager, assetId: string): Promise<void> {
     await manager.query('DELETE FROM manufacturing_opening_rows WHERE asset_id = $1', [assetId]);
     await manager.query('DELETE FROM manufacturing_held_readings WHERE asset_id = $1', [assetId]);
-    if (!Number.isFinite(through)) return;
-    await manager.query(
-      'INSERT INTO manufacturing_opening_rows (asset_id, at, model_version, inputs, first) ' +
-        "VALUES ($1, $2, '', '{}', true)",
-      [assetId, new Date(through).toISOString()],
-    );
   }
 
-  /** Each asset's last `limit` opening rows, newest first (as recentInputs). */
+  /** Each asset's last `limit` opening rows of its incarnation, newest first (as recentInputs). */
   async recentOpening(limit: number): Promise<Map<string, StoredOpening[]>> {
     const rows = await this.dataSource.query<
       Array<{ asset_id: string; at: Date; model_version: string; inputs: Array<number | string>; first: boolean }>
     >(
       'SELECT a.asset_id, o.at, o.model_version, o.inputs, o.first FROM manufacturing_assets a CROSS JOIN LATERAL (' +
         'SELECT at, model_version, inputs, first FROM manufacturing_opening_rows o ' +
-        'WHERE o.asset_id = a.asset_id ORDER BY at DESC, model_version DESC LIMIT $1) o',
+        'WHERE o.asset_id = a.asset_id AND o.incarnation = a.incarnation ' +
+        'ORDER BY at DESC, model_version DESC LIMIT $1) o',
       [limit],
     );
     return byAsset(rows, (r) => ({
@@ -407,16 +413,22 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     }));
   }
 
-  /** Keeps readings an asset holds (see HeldReadingEntity); one kept already stays as it is. */
-  async holdReadings(assetId: string, readings: readonly ReadingIn[]): Promise<void> {
+  /**
+   * Keeps readings an asset holds (see HeldReadingEntity); one kept already by the same incarnation stays as it is, one
+   * of another (an asset removed) is replaced.
+   */
+  async holdReadings(assetId: string, incarnation: string, readings: readonly ReadingIn[]): Promise<void> {
     if (readings.length === 0) return;
     await this.dataSource.query(
-      'INSERT INTO manufacturing_held_readings (asset_id, at, "values") ' +
-        'SELECT $1, t, v FROM unnest($2::timestamptz[], $3::jsonb[]) AS u(t, v) ON CONFLICT DO NOTHING',
+      'INSERT INTO manufacturing_held_readings (asset_id, at, "values", incarnation) ' +
+        'SELECT $1, t, v, $4 FROM unnest($2::timestamptz[], $3::jsonb[]) AS u(t, v) ' +
+        'ON CONFLICT (asset_id, at) DO UPDATE SET "values" = EXCLUDED."values", incarnation = EXCLUDED.incarnation ' +
+        'WHERE manufacturing_held_readings.incarnation <> EXCLUDED.incarnation',
       [
         assetId,
         readings.map((r) => new Date(r.timestamp).toISOString()),
         readings.map((r) => JSON.stringify(r.values)),
+        incarnation,
       ],
     );
   }
@@ -429,8 +441,15 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     ]);
   }
 
-  /** Every kept held reading, by asset, oldest first. */
+  /**
+   * Every kept held reading, by asset, oldest first, but those of an incarnation no longer there (kept by an asset
+   * removed, even if made again since), which are deleted.
+   */
   async heldReadings(): Promise<Map<string, ReadingIn[]>> {
+    await this.dataSource.query(
+      'DELETE FROM manufacturing_held_readings h WHERE NOT EXISTS (SELECT 1 FROM manufacturing_assets a ' +
+        'WHERE a.asset_id = h.asset_id AND a.incarnation = h.incarnation)',
+    );
     const rows = await this.dataSource.query<Array<{ asset_id: string; at: Date; values: Record<string, number> }>>(
       'SELECT asset_id, at, "values" FROM manufacturing_held_readings ORDER BY asset_id, at',
     );

@@ -1,4 +1,5 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { FIRST_INCARNATION } from '../assets/asset.entity';
 
 /**
  * One model output for an asset: failure and mode probabilities per reading, or RUL per window.
@@ -34,4 +35,8 @@ export class PredictionEntity {
    */
   @Column({ type: 'real', array: true, nullable: true })
   inputs!: number[] | null;
+
+  /** The asset's incarnation that kept it (AssetEntity.incarnation): a restart takes up only the asset's own. */
+  @Column({ type: 'uuid', default: FIRST_INCARNATION })
+  incarnation!: string;
 }
