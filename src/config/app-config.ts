@@ -764,7 +764,8 @@ export class AppConfig {
 
   /**
    * Stored predictions and dead letters older than this many days are deleted (every 10 minutes, a few
-   * thousand rows at a time); 0 keeps them for good. Alarms and the audit trail are never deleted.
+   * thousand rows at a time); 0 keeps them for good. Alarms and the audit trail are never deleted. A reading
+   * stamped before this horizon is refused as invalid: its prediction would be purged as soon as stored.
    */
   @Transform(toInt)
   @IsInt()

@@ -37,6 +37,8 @@ function killableGateway(modelsDir: string, dataDir: string, port: number, env: 
     spawnGateway(
       {
         ...TEST_AUTH_ENV,
+        // Readings stamped at fixed dates: not refused (nor purged) once those are older than the retention.
+        MANUFACTURING_RETENTION_DAYS: '0',
         NODE_ENV: 'test',
         LOG_LEVEL: 'warn',
         MODELS_DIR: modelsDir,

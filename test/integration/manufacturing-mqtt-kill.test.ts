@@ -57,6 +57,8 @@ describe('manufacturing over MQTT: a gateway killed mid-stream loses nothing', {
       LOG_LEVEL: 'warn',
       // The test's key: its token reads the readiness details (models:read) the public probe leaves out.
       ...TEST_AUTH_ENV,
+      // Readings stamped at fixed dates: not refused (nor purged) once those are older than the retention.
+      MANUFACTURING_RETENTION_DAYS: '0',
     });
     children.push(child);
     await untilGatewayReady(child, `http://127.0.0.1:${port}`, {

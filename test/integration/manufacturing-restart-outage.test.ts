@@ -40,6 +40,8 @@ describe('manufacturing: what the database did not take while away is written on
   async function boot(): Promise<ChildProcess> {
     const child = spawnGateway({
       ...TEST_AUTH_ENV,
+      // Readings stamped at fixed dates: not refused (nor purged) once those are older than the retention.
+      MANUFACTURING_RETENTION_DAYS: '0',
       NODE_ENV: 'test',
       LOG_LEVEL: 'error',
       DATABASE_URL: scratch.url,

@@ -97,6 +97,39 @@ describe('manufacturing stream: the rows that gave no prediction, for a restart'
   });
 });
 
+describe('manufacturing stream: history older than MANUFACTURING_RETENTION_DAYS', () => {
+  const DAY = 24 * 3_600_000;
+
+  it('is refused as invalid, naming the field and the horizon, and dead-lettered; a reading within it is taken', async () => {
+    const { stream, records, reading } = plantStreamHarness();
+    const now = Date.now();
+    const summary = await stream.ingest('mill-1', [reading(now - 31 * DAY, 10), reading(now - 29 * DAY, 11)], HTTP);
+    assert.deepEqual([summary.accepted, summary.invalid.length, summary.predictions], [1, 1, 1]);
+    assert.equal(summary.invalid[0].index, 0);
+    assert.match(
+      summary.invalid[0].reason,
+      /^timestamp: older than the retention horizon \d{4}-\d\d-\d\dT[\d:.]+Z \(MANUFACTURING_RETENTION_DAYS 30\): its prediction would be purged as soon as stored$/,
+    );
+    // Its prediction would have gone with the next purge, while the answer counted it.
+    assert.deepEqual(
+      records.predictions.map((p) => p.at.getTime()),
+      [now - 29 * DAY],
+    );
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.reason, d.detail]),
+      [['invalid-value', summary.invalid[0].reason]],
+    );
+  });
+
+  it('with 0 (kept for good), history of any age is taken', async () => {
+    const { stream, records, reading, config } = plantStreamHarness();
+    config.MANUFACTURING_RETENTION_DAYS = 0;
+    const summary = await stream.ingest('mill-1', [reading(Date.now() - 400 * DAY, 10)], HTTP);
+    assert.deepEqual([summary.accepted, summary.predictions], [1, 1]);
+    assert.equal(records.deadLetters.length, 0);
+  });
+});
+
 describe('manufacturing stream: dead letters the database does not take', () => {
   it('a database outage is a 503 STORAGE_UNAVAILABLE with Retry-After', async () => {
     const { stream, records, reading } = plantStreamHarness();

@@ -3,6 +3,7 @@ import { Counter, Histogram } from 'prom-client';
 import { Observable, Subject } from 'rxjs';
 import { AppError, ErrorCode } from '../../common/errors/app-error';
 import { MetricsService } from '../../common/metrics/metrics.service';
+import { DAY_MS } from '../../common/retention-rounds';
 import { AppConfig } from '../../config/app-config';
 import {
   errorCodeOf,
@@ -617,6 +618,17 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const ahead = this.config.MANUFACTURING_FUTURE_TOLERANCE_MS;
     if (reading.timestamp > Date.now() + ahead) {
       return `timestamp: more than ${ahead} ms ahead of the gateway's clock (MANUFACTURING_FUTURE_TOLERANCE_MS)`;
+    }
+    // Older than the retention horizon, its prediction (and opening row) would be stored only for the purge to delete
+    // it, at once or within its next round: the answer would count rows that are gone. Before, such history was
+    // accepted, and a replay past MANUFACTURING_RETENTION_DAYS raced the purge.
+    const days = this.config.MANUFACTURING_RETENTION_DAYS;
+    const horizon = Date.now() - days * DAY_MS;
+    if (days > 0 && reading.timestamp < horizon) {
+      return (
+        `timestamp: older than the retention horizon ${new Date(horizon).toISOString()} ` +
+        `(MANUFACTURING_RETENTION_DAYS ${days}): its prediction would be purged as soon as stored`
+      );
     }
     const values: Record<string, number> = {};
     let mapped = 0;
