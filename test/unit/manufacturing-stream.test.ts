@@ -97,6 +97,98 @@ describe('manufacturing stream: the rows that gave no prediction, for a restart'
   });
 });
 
+describe('manufacturing stream: a batch sent again while the first call is still writing', () => {
+  const outage = () => failedQuery('terminating connection due to administrator command', '57P01');
+  /** Settles once the stream has nothing more to do for now (inference and writes are promises, no timers). */
+  const settle = () => new Promise((done) => setImmediate(done));
+  /** Whether `call` has settled yet, without waiting for it. */
+  const settled = (call: Promise<unknown>) => {
+    const state = { done: false };
+    call.then(
+      () => (state.done = true),
+      () => (state.done = true),
+    );
+    return state;
+  };
+
+  it("its predictions: the second call waits for the first's write, and is refused as the first is should it fail; no duplicate told taken, nothing counted twice", async () => {
+    const { stream, records, reading } = plantStreamHarness();
+    let release!: (error?: Error) => void;
+    let kept = false;
+    records.keepsPredictionsOf = () => kept;
+    records.addPredictions = () =>
+      new Promise<void>((resolve, reject) => {
+        release = (error) => {
+          // The writer keeps the rows of an INSERT the database did not take, for a retry.
+          kept = error !== undefined;
+          if (error) reject(error);
+          else resolve();
+        };
+      });
+    const batch = [reading(T0, 10), reading(T0 + 1000, 11)];
+    const first = stream.ingest('mill-1', batch, HTTP);
+    first.catch(() => undefined);
+    await settle();
+    const second = stream.ingest('mill-1', batch, HTTP);
+    second.catch(() => undefined);
+    const state = settled(second);
+    await settle();
+    assert.equal(state.done, false, 'the second call answered while the first one was still writing');
+    release(outage());
+    for (const call of [first, second]) {
+      const error = await refused(call);
+      assert.ok(error instanceof ReadingsKept, String(error));
+      assert.equal(error.code, 'STORAGE_UNAVAILABLE');
+    }
+    // Once the database takes them, the batch sent again is answered as duplicates, counted once.
+    kept = false;
+    records.addPredictions = (rows) => {
+      records.predictions.push(...rows);
+      return Promise.resolve();
+    };
+    const third = await stream.ingest('mill-1', batch, HTTP);
+    assert.deepEqual([third.accepted, third.duplicates, third.predictions], [0, 2, 0]);
+    const { counts } = stream.status('mill-1');
+    assert.deepEqual([counts.accepted, counts.duplicates], [2, 4]);
+  });
+
+  it("its opening rows: the second call waits for the first's write, and writes them again itself should it fail", async () => {
+    const { stream, records, reading, model } = plantStreamHarness();
+    // One tag alone: a row that gives no prediction, kept as an opening row.
+    const lone = (t: number): RawReading => ({
+      timestamp: t,
+      values: { [model.sensorSources[0]]: reading(t, 10).values[model.sensorSources[0]] },
+    });
+    let release!: (error?: Error) => void;
+    const keepOpening = records.keepOpening.bind(records);
+    records.keepOpening = (...args: Parameters<typeof records.keepOpening>) =>
+      new Promise<void>((resolve, reject) => {
+        release = (error) => {
+          records.keepOpening = keepOpening;
+          if (error) reject(error);
+          else resolve(keepOpening(...args));
+        };
+      });
+    const first = stream.ingest('mill-1', [lone(T0)], HTTP);
+    first.catch(() => undefined);
+    await settle();
+    const second = stream.ingest('mill-1', [lone(T0)], HTTP);
+    const state = settled(second);
+    await settle();
+    assert.equal(state.done, false, 'the second call answered while the first one was still writing');
+    release(outage());
+    const error = await refused(first);
+    assert.ok(error instanceof ReadingsKept, String(error));
+    // The database back: the second call wrote the rows the first could not, and says so.
+    const summary = await second;
+    assert.deepEqual([summary.accepted, summary.duplicates], [0, 1]);
+    assert.deepEqual(
+      records.opening.map((o) => o.rows.map((r) => r.timestamp - T0)),
+      [[0]],
+    );
+  });
+});
+
 describe('manufacturing stream: history older than MANUFACTURING_RETENTION_DAYS', () => {
   const DAY = 24 * 3_600_000;
 

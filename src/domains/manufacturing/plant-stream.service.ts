@@ -129,6 +129,10 @@ interface Runtime {
   opening: OpeningRow[];
   /** Writes the opening rows not kept (the database away) again on their own, whether or not the asset sends more. */
   openingRetry: Retry;
+  /** The latest write of the opening rows, settled: each waits for the one before (see keepOpening). */
+  openingWrite: Promise<void>;
+  /** The latest write of the asset's predictions, settled: a call whose readings are all duplicates waits for it (run). */
+  storing: Promise<void>;
 }
 
 /**
@@ -451,6 +455,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         keptHeld: new Set(),
         opening: [],
         openingRetry: new Retry(),
+        openingWrite: Promise.resolve(),
+        storing: Promise.resolve(),
       };
       this.runtimes.set(assetId, rt);
       this.restore(rt);
@@ -562,7 +568,20 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
    * writer, were stored, so that the restart took them for released (a resent batch a duplicate) with a window
    * that lacked them.
    */
-  private async keepOpening(rt: Runtime): Promise<void> {
+  private keepOpening(rt: Runtime): Promise<void> {
+    // One write at a time per asset, each after the one before: a call sent again while an earlier one's rows are
+    // being written (its own readings duplicates, nothing of its own to write) is answered once they are written,
+    // and should they fail, writes them again itself (they are back in rt.opening) or is refused as that call is.
+    // Before, it was answered 200 at once while they were in memory alone.
+    const kept = rt.openingWrite.then(() => this.keepOpeningNow(rt));
+    rt.openingWrite = kept.then(
+      () => undefined,
+      () => undefined,
+    );
+    return kept;
+  }
+
+  private async keepOpeningNow(rt: Runtime): Promise<void> {
     if (rt.opening.length === 0) return;
     const rows = rt.opening;
     rt.opening = [];
@@ -753,9 +772,19 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       () => undefined,
     );
     return settled.then(async ({ rows, error }) => {
+      // The predictions of an earlier call still being written: a call sent again before they are committed (its
+      // readings duplicates now) waits for them, and is refused as that call is should the database not take them
+      // (earlierStored). Before, it was answered 200 at once, its readings counted as duplicates, while they were
+      // in memory alone: the sender dropped them, and a crash before the writer's retry lost them.
+      const earlier = rt.storing;
       if (rows.length > 0) {
+        const storing = this.records.addPredictions(rows);
+        rt.storing = storing.then(
+          () => undefined,
+          () => undefined,
+        );
         try {
-          await this.records.addPredictions(rows);
+          await storing;
         } catch (cause) {
           // Any failure but an outage is a bug, for the 500 path (logged with its stack).
           const fault = storageFaultOf(cause);
@@ -771,6 +800,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         }
         this.observeStored(rt, rows);
       }
+      await earlier;
       await this.earlierStored(rt);
       if (error instanceof RefusedWrite) throw error.error;
       if (error !== undefined) throw kept(error);
