@@ -69,7 +69,8 @@ describe('manufacturing: what the database did not take while away is written on
       headers: { authorization: token, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    const text = await res.text(); // none for a 204
+    return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
   }
 
   const cycles = cmapssEngine(3);
@@ -99,6 +100,7 @@ describe('manufacturing: what the database did not take while away is written on
     modelsDir = bundledModelsDir(['manufacturing']);
     dataDir = mkdtempSync(join(tmpdir(), 'plant-outage-'));
     db = new Client({ connectionString: scratch.url });
+    await db.connect();
   });
 
   after(async () => {
@@ -111,7 +113,6 @@ describe('manufacturing: what the database did not take while away is written on
 
   it("a young engine's rows that gave no prediction, refused with its predictions, are written once the database is back, though it sends nothing more", async () => {
     let child = await boot();
-    await db.connect();
     for (const id of ['eng-o', 'eng-ref']) {
       assert.equal((await call('PUT', `/v1/manufacturing/assets/${id}`, admin, turbofanAsset(id))).status, 200);
     }
@@ -153,6 +154,40 @@ describe('manufacturing: what the database did not take while away is written on
     // The batch sent again is all duplicates.
     const again = await post('eng-o', 0, 40);
     assert.deepEqual([again.body.duplicates, again.body.late], [40, 0]);
+    await kill(child);
+  });
+
+  it("an asset whose rows the database does not forget is not removed, so a kill leaves no removal half done, and made again it holds exactly its own readings over kills, older than the removed one's included", async () => {
+    let child = await boot();
+    assert.equal((await call('PUT', '/v1/manufacturing/assets/eng-k', admin, turbofanAsset('eng-k'))).status, 200);
+    assert.equal((await post('eng-k', 100, 140)).body.predictions, 11);
+    await db.query(
+      `CREATE FUNCTION refuse_forget() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '57014'; END $$`,
+    );
+    await db.query(
+      'CREATE TRIGGER refuse_forget BEFORE DELETE ON manufacturing_opening_rows FOR EACH STATEMENT EXECUTE FUNCTION refuse_forget()',
+    );
+    const removed = await call('DELETE', '/v1/manufacturing/assets/eng-k', admin);
+    assert.equal(removed.status, 503, JSON.stringify(removed.body));
+    await kill(child);
+    await db.query('DROP TRIGGER refuse_forget ON manufacturing_opening_rows');
+    await db.query('DROP FUNCTION refuse_forget()');
+
+    child = await boot();
+    // Not removed: nothing half done for the kill to leave. Removed now, made again, fed a history from before the
+    // removed asset's first reading.
+    assert.equal((await call('GET', '/v1/manufacturing/assets/eng-k', operator)).status, 200);
+    assert.equal((await call('DELETE', '/v1/manufacturing/assets/eng-k', admin)).status, 204);
+    assert.equal((await call('PUT', '/v1/manufacturing/assets/eng-k', admin, turbofanAsset('eng-k'))).status, 200);
+    assert.equal((await post('eng-k', 0, 35)).body.predictions, 6);
+    await kill(child);
+
+    child = await boot();
+    // Its own window of 35 cycles, not the removed asset's, nor none.
+    const next = await post('eng-k', 35, 36);
+    assert.deepEqual([next.body.accepted, next.body.predictions], [1, 1]);
+    const again = await post('eng-k', 0, 36);
+    assert.deepEqual([again.body.accepted, again.body.duplicates], [0, 36]);
     await kill(child);
   });
 });
