@@ -120,6 +120,11 @@ export class JwtVerifier {
     if (tenant !== undefined && !(isRecordableIdentity(tenant) && isWellFormed(tenant))) {
       throw new TokenRejected('token tenant claim malformed');
     }
+    // NFC and NFD spell one name two ways (`café` as é, or as e and a combining acute): compared as stored, they
+    // would be two tenants, each with its own rows, cursors and findings. Recorded as stated, so refused, not mapped.
+    if (tenant !== undefined && tenant.normalize('NFC') !== tenant) {
+      throw new TokenRejected('token tenant claim not in Unicode normalization form C (NFC)');
+    }
     const principal: Principal = {
       subject: payload.sub,
       roles,

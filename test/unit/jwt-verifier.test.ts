@@ -218,6 +218,19 @@ describe('JWT verification', () => {
     assert.equal(verifier().verify(rs256(claims())).tenant, undefined);
   });
 
+  it('refuses a tenant claim not in NFC, so that one name spelt two ways is not two tenants', () => {
+    // é as e and U+0301 (NFD), Å as the angstrom sign U+212B, and a Hangul syllable as its jamo: each has an NFC form.
+    for (const tenant of ['cafe\u0301', 'bank-\u212b', '\u1100\u1161']) {
+      refused(
+        verifier(),
+        rs256(claims({ tenant })),
+        /^token tenant claim not in Unicode normalization form C \(NFC\)$/,
+      );
+    }
+    assert.equal(verifier().verify(rs256(claims({ tenant: 'caf\u00e9' }))).tenant, 'café');
+    assert.equal(verifier().verify(rs256(claims({ tenant: '\uac00' }))).tenant, '가');
+  });
+
   it('refuses a sub the audit trail could not record as it is (over 256 characters, control characters)', () => {
     for (const sub of ['s'.repeat(257), 'risk\u0000engine', 'risk\u007fengine']) {
       refused(verifier(), rs256(claims({ sub })), /^token sub claim malformed$/);
