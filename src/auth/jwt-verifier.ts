@@ -4,7 +4,7 @@ import type { Principal } from '../common/access';
 import { keysIn, memberNamesIn } from '../common/http/json-duplicate-keys';
 import { AppConfig } from '../config/app-config';
 import { KeyStore, type VerificationKey } from './key-store';
-import { permissionsOf } from './roles';
+import { permissionsOf, ROLE_PERMISSIONS } from './roles';
 
 const TOKEN_CACHE_SIZE = 10_000;
 
@@ -187,8 +187,16 @@ function claim(payload: jwt.JwtPayload, name: string): unknown {
   return value;
 }
 
+/**
+ * The token's roles, each once, those the gateway knows (ROLE_PERMISSIONS) first: the audit row keeps a token's
+ * first 32 roles, and an identity provider that puts every group of a user in the claim listed 40 groups before
+ * `auditor`, so the row of a read it granted named no role that grants it.
+ */
 function rolesOf(value: unknown): string[] {
-  if (Array.isArray(value)) return value.filter((r): r is string => typeof r === 'string');
-  if (typeof value === 'string') return value.split(' ').filter((r) => r !== '');
-  return [];
+  let roles: string[] = [];
+  if (Array.isArray(value)) roles = value.filter((r): r is string => typeof r === 'string');
+  else if (typeof value === 'string') roles = value.split(' ').filter((r) => r !== '');
+  const unique = [...new Set(roles)];
+  const known = (role: string): boolean => Object.hasOwn(ROLE_PERMISSIONS, role);
+  return [...unique.filter(known), ...unique.filter((role) => !known(role))];
 }

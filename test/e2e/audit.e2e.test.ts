@@ -116,6 +116,18 @@ describe('audit trail', () => {
     assert.deepEqual(invalid.outputSummary, { reason: 'VALIDATION_FAILED' });
   });
 
+  it('a row names the roles that granted the request, however many other roles the token lists before them', async () => {
+    // An identity provider that puts every group of the user in the roles claim: the row keeps 32 roles.
+    const groups = Array.from({ length: 40 }, (_, i) => `group-${i}`);
+    const token = bearer(tokenFor([...groups, 'group-3', 'auditor'], { sub: 'auditor-many-groups' }));
+    const res = await http.get('/v1/audit/events?limit=1').set('Authorization', token).expect(200);
+    const [row] = await events(`limit=1&actor=auditor-many-groups&action=audit.events`);
+    assert.equal(row.requestId, res.headers['x-request-id']);
+    assert.equal(row.roles.length, 32);
+    assert.deepEqual(row.roles.slice(0, 2), ['auditor', 'group-0']);
+    assert.equal(new Set(row.roles).size, 32);
+  });
+
   it('a card number in the model path (a 404 like any unknown model) is not written to the trail', async () => {
     const pan = '4111111111111111';
     const ids: string[] = [];

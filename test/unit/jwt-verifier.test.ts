@@ -238,6 +238,14 @@ describe('JWT verification', () => {
     assert.equal(verifier().verify(rs256(claims({ sub: 's'.repeat(256) }))).subject, 's'.repeat(256));
   });
 
+  it('gives the roles each once, those the gateway knows first', () => {
+    const principal = verifier().verify(
+      rs256(claims({ roles: ['group-b', 'auditor', 'group-a', 'group-b', 'auditor'] })),
+    );
+    assert.deepEqual(principal.roles, ['auditor', 'group-b', 'group-a']);
+    assert.deepEqual(verifier().verify(rs256(claims({ roles: 'x risk-engine x' }))).roles, ['risk-engine', 'x']);
+  });
+
   it('reads roles from a configurable, nested claim', () => {
     const v = verifier({ AUTH_ROLES_CLAIM: 'realm_access.roles' });
     const principal = v.verify(rs256(claims({ roles: undefined, realm_access: { roles: ['auditor'] } })));

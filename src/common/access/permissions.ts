@@ -16,6 +16,7 @@ export type Permission = (typeof PERMISSIONS)[number];
 export interface Principal {
   /** `sub` of the token. */
   subject: string;
+  /** The token's roles, each once, those the gateway grants permissions to first (the audit row keeps 32). */
   roles: string[];
   /** The tenant claim, when the token carries one; it scopes audit queries. */
   tenant?: string;
