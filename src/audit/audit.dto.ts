@@ -1,6 +1,17 @@
 import { ApiExtraModels, ApiProperty, ApiPropertyOptions, getSchemaPath } from '@nestjs/swagger';
 import { Transform, TransformFnParams } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateBy } from 'class-validator';
+import {
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateBy,
+} from 'class-validator';
 import { IsIsoTime, isoTimeMs, isoTimeRefusal } from '../common/iso-time';
 import { DecimalInteger } from '../common/errors/validation';
 import { isRowCursor, NOT_A_CURSOR } from '../common/storable-text';
@@ -12,6 +23,12 @@ import type { StoredAuditRow } from './audit.repository';
 /** PostgreSQL text holds no NUL (and the audit trail stores none: it writes U+FFFD instead). */
 // eslint-disable-next-line no-control-regex
 const NO_NUL = /^[^\u0000]*$/;
+
+/**
+ * An empty filter (`actor=`, a client's unset variable) matches no row's value, and was read as no filter: every
+ * actor's rows came back to a query meant for one.
+ */
+const EMPTY_FILTER = (field: string): string => `${field} must not be empty: leave it out to list every ${field}`;
 
 /**
  * A time IsIsoTime takes becomes a Date; anything else stays as sent, for IsIsoTime to refuse in its words
@@ -51,6 +68,7 @@ export class AuditEventsQueryDto {
   /** Subject of the caller's token. */
   @IsOptional()
   @IsString()
+  @MinLength(1, { message: EMPTY_FILTER('actor') })
   @MaxLength(256)
   @Matches(NO_NUL, { message: 'actor must not contain NUL characters' })
   actor?: string;
@@ -58,6 +76,7 @@ export class AuditEventsQueryDto {
   /** The route's action, e.g. `fraud.score`, `model.infer`, `audit.events`. */
   @IsOptional()
   @IsString()
+  @MinLength(1, { message: EMPTY_FILTER('action') })
   @MaxLength(64)
   @Matches(NO_NUL, { message: 'action must not contain NUL characters' })
   action?: string;
@@ -65,6 +84,7 @@ export class AuditEventsQueryDto {
   /** Model name. */
   @IsOptional()
   @IsString()
+  @MinLength(1, { message: EMPTY_FILTER('model') })
   @MaxLength(128)
   @Matches(NO_NUL, { message: 'model must not contain NUL characters' })
   model?: string;

@@ -334,6 +334,14 @@ describe('audit trail', () => {
     );
   });
 
+  it('refuses an empty actor, action or model filter, which listed every row as if it were left out', async () => {
+    for (const field of ['actor', 'action', 'model']) {
+      const res = await http.get(`/v1/audit/events?${field}=&limit=1`).set('Authorization', auditor);
+      assert.equal(res.status, 400, `${field}: ${res.text.slice(0, 200)}`);
+      assert.deepEqual(res.body.errors, [{ field, reason: `must not be empty: leave it out to list every ${field}` }]);
+    }
+  });
+
   it('takes only ISO 8601 times, and refuses from after to', async () => {
     for (const [query, field] of [
       ['from=1', 'from'],
