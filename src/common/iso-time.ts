@@ -24,6 +24,13 @@ export const NO_SUCH_TIME =
   'must be a date and time that exists: not 2026-02-30, 24:00, a leap second, an offset past 23:59 or the year -000000';
 
 /**
+ * The reason for a time that is one with a space where its offset's (or its year's) `+` goes: what a URL query's
+ * `+01:00` becomes, as a query reads `+` as a space. Told NEEDS_ZONE alone, a client that sent an offset was told to
+ * send one.
+ */
+export const PLUS_AS_SPACE = `${NEEDS_ZONE}; it has a space where a + sign goes (in a URL query, send + as %2B)`;
+
+/**
  * ISO_TIME_OR_DATE's fields: year, month, day, and hour, minute, second, fraction, offset sign, hours and minutes
  * when given.
  */
@@ -124,7 +131,8 @@ export function timeRangeRefusal(
 
 /** Why a query bound or a field is not a time `pattern` takes that PostgreSQL holds; undefined when it is. */
 export function isoTimeRefusal(value: unknown, pattern: RegExp = ISO_TIME_OR_DATE): string | undefined {
-  if (typeof value !== 'string' || !pattern.test(value)) return NEEDS_ZONE;
+  if (typeof value !== 'string') return NEEDS_ZONE;
+  if (!pattern.test(value)) return pattern.test(value.replaceAll(' ', '+')) ? PLUS_AS_SPACE : NEEDS_ZONE;
   const ms = unclippedMs(value, pattern);
   if (Number.isNaN(ms)) return NO_SUCH_TIME;
   // A time that exists but lies past ECMAScript's range is told so, not that it does not exist.

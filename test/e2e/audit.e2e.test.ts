@@ -368,6 +368,20 @@ describe('audit trail', () => {
       .expect(200);
   });
 
+  it('says so when the + of an offset came as a space (a query reads + as one), rather than asking for an offset', async () => {
+    const res = await http
+      .get('/v1/audit/events?to=2026-12-05T10:00:00+01:00')
+      .set('Authorization', auditor)
+      .expect(400);
+    assert.deepEqual(res.body.errors, [
+      {
+        field: 'to',
+        reason:
+          'must be an ISO 8601 time with Z or an offset, e.g. 2026-12-05T10:00:00Z; it has a space where a + sign goes (in a URL query, send + as %2B)',
+      },
+    ]);
+  });
+
   it('a token whose tenant claim is present but unusable is refused, not read as every tenant', async () => {
     for (const tenant of [42, ['bank-b'], '', 'bank\u0000b', 'b'.repeat(257)]) {
       const odd = bearer(tokenFor(['auditor'], { sub: 'auditor-odd', claims: { tenant } }));

@@ -7,6 +7,7 @@ import {
   isoTimeRefusal,
   NEEDS_ZONE,
   NO_SUCH_TIME,
+  PLUS_AS_SPACE,
 } from '../../src/common/iso-time';
 import { BEFORE_EARLIEST_TIME } from '../../src/common/storable-text';
 
@@ -68,6 +69,10 @@ describe('ISO 8601 times from clients', () => {
     assert.equal(isoTimeRefusal('2026-11-23T10:00:00Z'), undefined);
     assert.equal(isoTimeRefusal('2026-11-23T10:00:00'), NEEDS_ZONE);
     assert.equal(isoTimeRefusal(1), NEEDS_ZONE);
+    // A query's +01:00 and +275760 arrive with a space for the +.
+    assert.equal(isoTimeRefusal('2026-11-23T10:00:00 01:00'), PLUS_AS_SPACE);
+    assert.equal(isoTimeRefusal(' 275760-09-13'), PLUS_AS_SPACE);
+    assert.equal(isoTimeRefusal('2026-11-23 10:00:00Z'), NEEDS_ZONE);
     assert.equal(isoTimeRefusal('-005000-01-01T00:00:00Z'), BEFORE_EARLIEST_TIME);
     assert.equal(isoTimeRefusal('-004712-01-01T00:00:00Z'), undefined);
     // Past ECMAScript's range (which PostgreSQL holds up to 294276 AD): told so, not that the date does not exist.
