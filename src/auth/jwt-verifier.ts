@@ -122,6 +122,11 @@ export class JwtVerifier {
     }
     // NFC and NFD spell one name two ways (`café` as é, or as e and a combining acute): compared as stored, they
     // would be two tenants, each with its own rows, cursors and findings. Recorded as stated, so refused, not mapped.
+    // `bank-a ` is shown as `bank-a` and was another tenant; a tenant of spaces alone (an IdP mapping with nothing to
+    // fill in) put every token given it in one tenant, each reading the others' rows, where an empty one is refused.
+    if (tenant !== undefined && INVISIBLE_EDGE.test(tenant)) {
+      throw new TokenRejected('token tenant claim starts or ends with white space or an invisible character');
+    }
     if (tenant !== undefined && tenant.normalize('NFC') !== tenant) {
       throw new TokenRejected('token tenant claim not in Unicode normalization form C (NFC)');
     }
@@ -152,6 +157,9 @@ function isRecordableIdentity(value: unknown): value is string {
  * one: it only labels a row, and is kept apart where it counts (idempotency scopes, rate limits key it as JSON).
  */
 const LONE_SURROGATE = /\p{Cs}/u;
+
+/** White space (Unicode's, U+FEFF included) or a format character (U+200B, U+2060) at either end. */
+const INVISIBLE_EDGE = /^[\s\p{Cf}]|[\s\p{Cf}]$/u;
 const isWellFormed = (value: string): boolean => !LONE_SURROGATE.test(value);
 
 /** Whether the token's header or claims set, as sent (base64url JSON), names a member twice in one object. */

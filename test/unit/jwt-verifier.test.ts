@@ -218,6 +218,17 @@ describe('JWT verification', () => {
     assert.equal(verifier().verify(rs256(claims())).tenant, undefined);
   });
 
+  it('refuses a tenant claim with white space or an invisible character at an end, which reads as another tenant', () => {
+    for (const tenant of [' ', '   ', 'bank-a ', ' bank-a', 'bank-a\u00a0', 'bank-a\u200b', '\ufeffbank-a', '\u3000']) {
+      refused(
+        verifier(),
+        rs256(claims({ tenant })),
+        /^token tenant claim starts or ends with white space or an invisible character$/,
+      );
+    }
+    assert.equal(verifier().verify(rs256(claims({ tenant: 'bank a' }))).tenant, 'bank a');
+  });
+
   it('refuses a tenant claim not in NFC, so that one name spelt two ways is not two tenants', () => {
     // é as e and U+0301 (NFD), Å as the angstrom sign U+212B, and a Hangul syllable as its jamo: each has an NFC form.
     for (const tenant of ['cafe\u0301', 'bank-\u212b', '\u1100\u1161']) {
