@@ -170,6 +170,15 @@ function namesTwice(token: string, header: object, payload: object): boolean {
 
 const isBadSignature = (error: unknown): boolean => error instanceof Error && error.message === 'invalid signature';
 
+const JWT_REFUSALS: Readonly<Record<string, string>> = {
+  /** exp not a number (`"99999999999"`, `null`, `true`). */
+  'invalid exp value': 'token exp malformed',
+  'invalid nbf value': 'token nbf malformed',
+  /** `header.payload.` with nothing after the last dot. */
+  'jwt signature is required': 'token has no signature',
+  'jwt malformed': 'malformed token',
+};
+
 function reasonOf(error: unknown): string {
   if (error instanceof jwt.TokenExpiredError) return 'token expired';
   if (error instanceof jwt.NotBeforeError) return 'token not yet valid';
@@ -177,7 +186,9 @@ function reasonOf(error: unknown): string {
   if (message.startsWith('jwt audience invalid')) return 'token audience not accepted';
   if (message.startsWith('jwt issuer invalid')) return 'token issuer not accepted';
   if (message === 'invalid signature') return 'invalid signature';
-  return 'invalid token';
+  // What jsonwebtoken says of a claim or part it cannot read, in the words the verifier's own checks use: each was
+  // `invalid token`, which told an integrator nothing of what to fix.
+  return JWT_REFUSALS[message] ?? 'invalid token';
 }
 
 /**

@@ -167,6 +167,21 @@ describe('JWT verification', () => {
     assert.ok(verifier().verify(signed(text(`"exp":${now() + 300},"nbf":${now() - 10}`))));
   });
 
+  it('names the claim or part it cannot read: an exp or nbf that is no number, no signature', () => {
+    const text = (extra: string): string =>
+      `{"sub":"risk-engine-7","iss":"${ISS}","aud":"${AUD}","roles":["risk-engine"],${extra}}`;
+    const signed = (payload: string): string =>
+      jwt.sign(payload, rsa.privateKey, { algorithm: 'RS256', keyid: 'rsa-1' });
+    for (const exp of ['"9999999999"', 'null', 'true', '[1]']) {
+      refused(verifier(), signed(text(`"exp":${exp}`)), /^token exp malformed$/);
+    }
+    for (const nbf of ['"1"', 'null', '{}']) {
+      refused(verifier(), signed(text(`"exp":${now() + 300},"nbf":${nbf}`)), /^token nbf malformed$/);
+    }
+    const [header, body] = signed(text(`"exp":${now() + 300}`)).split('.');
+    refused(verifier(), `${header}.${body}.`, /^token has no signature$/);
+  });
+
   it('refuses a token whose claims set or header names a member twice (RFC 7519 4 lets a verifier)', () => {
     const claimsText = (extra: string): string =>
       `{"sub":"risk-engine-7","iss":"${ISS}","aud":"${AUD}","exp":${now() + 300},"roles":["risk-engine"],${extra}}`;
