@@ -93,7 +93,10 @@ export class JwtVerifier {
       // jws throws (rather than answering null) for a header of `"typ": "JWT"` over a payload that is not JSON.
       throw new TokenRejected('malformed token');
     }
-    if (!decoded || typeof decoded.payload === 'string') throw new TokenRejected('malformed token');
+    // RFC 7519 7.2 (10): the claims set is a JSON object; an array's refusal named the audience it lacked.
+    if (!decoded || typeof decoded.payload !== 'object' || decoded.payload === null || Array.isArray(decoded.payload)) {
+      throw new TokenRejected('malformed token');
+    }
     // RFC 7515 4.1.11: extensions listed in `crit` must be understood, and this verifier understands none.
     if ((decoded.header as { crit?: unknown }).crit !== undefined) {
       throw new TokenRejected('token header crit not supported');

@@ -85,6 +85,14 @@ describe('JWT verification', () => {
     refused(verifier(), 'a.b.c', /^malformed token$/);
   });
 
+  it('refuses a signed claims set that is not a JSON object as malformed, not for the audience it lacks', () => {
+    for (const payload of ['[1,2]', `[{"sub":"s","iss":"${ISS}","aud":"${AUD}","exp":${now() + 300}}]`, '7', 'null']) {
+      const token = `${b64({ alg: 'RS256', typ: 'JWT', kid: 'rsa-1' })}.${Buffer.from(payload).toString('base64url')}`;
+      const signature = createSign('RSA-SHA256').update(token).sign(rsa.privateKey, 'base64url');
+      refused(verifier(), `${token}.${signature}`, /^malformed token$/);
+    }
+  });
+
   it('refuses a header with crit: no extension is understood (RFC 7515 4.1.11)', () => {
     for (const crit of [['exp'], ['b64'], []]) {
       const token = jwt.sign(claims(), rsa.privateKey, {
