@@ -46,7 +46,11 @@ export class KeyStore {
       };
     }
     for (const entry of (config.AUTH_PUBLIC_KEYS ?? '').split(',').filter((e) => e.trim() !== '')) {
-      const [kid, path] = entry.includes('=') ? entry.split('=', 2) : [basename(entry, extname(entry)), entry];
+      // The kid ends at the first `=`: `split('=', 2)` dropped what followed a second one, so a path holding `=` was
+      // read cut short (a base64-named key file, `kid=/keys/a=b.pem` read as /keys/a).
+      const at = entry.indexOf('=');
+      const [kid, path] =
+        at >= 0 ? [entry.slice(0, at), entry.slice(at + 1)] : [basename(entry, extname(entry)), entry];
       let pem: string;
       try {
         pem = readFileSync(path.trim(), 'utf8');

@@ -207,6 +207,13 @@ describe('JWT verification', () => {
     assert.equal(verifier().verify(signed(claimsText('"tenant":"t1","note":"\\"tenant\\":"'))).tenant, 't1');
   });
 
+  it('reads a key file whose path holds =, after a kid', () => {
+    const equalsFile = join(dir, 'bank=rsa=.pem');
+    writeFileSync(equalsFile, rsaPem);
+    const v = verifier({ AUTH_PUBLIC_KEYS: `rsa-eq=${equalsFile}` });
+    assert.equal(v.verify(rs256(claims(), 'rsa-eq')).subject, 'risk-engine-7');
+  });
+
   it('requires iss, aud, exp and sub', () => {
     const { iss: _i, ...noIss } = claims();
     const { aud: _a, ...noAud } = claims();
