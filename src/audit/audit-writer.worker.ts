@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Pool, type PoolClient, type PoolConfig } from 'pg';
-import { type ChainHead, commitGroup, HEAD_SQL, INSERT_SQL, serveCommits } from './audit-commit';
+import { type ChainHead, commitGroup, HEAD_SQL, LOCKED_INSERT_SQL, serveCommits } from './audit-commit';
 import { WriterClaim } from './audit-writer-claim';
 
 export interface AuditWorkerData {
@@ -72,7 +72,7 @@ function main(): void {
               return found ? { seq: Number(found.seq), hash: found.hash } : undefined;
             },
             insert: async (rowsJson) => {
-              await client.query({ name: statementName(client), text: INSERT_SQL, values: [rowsJson] });
+              await client.query({ name: statementName(client), text: LOCKED_INSERT_SQL, values: [rowsJson] });
             },
           },
           heads,

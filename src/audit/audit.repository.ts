@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
-import { DataSource, Repository } from 'typeorm';
+import { DataSource, EntityManager, Repository } from 'typeorm';
+import { AppConfig } from '../config/app-config';
 import { orUnavailable } from '../database/storage-unavailable';
+import { AUDIT_ORDER_LOCK } from './audit-commit';
 import type { AuditRow, CheckedRow } from './audit-chain';
 import type { ChainKey, ChainPage } from './audit-verify';
 import { AuditEventEntity, AuditOutcome } from './audit-event.entity';
@@ -29,8 +31,15 @@ export interface AuditQuery {
 export class AuditRepository {
   private readonly repo: Repository<AuditEventEntity>;
 
-  constructor(private readonly dataSource: DataSource) {
+  /** A PostgreSQL server (DATABASE_URL), where lanes and gateways commit side by side: see find. */
+  private readonly server: boolean;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    config: AppConfig,
+  ) {
     this.repo = dataSource.getRepository(AuditEventEntity);
+    this.server = config.DATABASE_URL !== undefined;
   }
 
   async ping(): Promise<void> {
@@ -105,8 +114,28 @@ export class AuditRepository {
     return { rows, last: last && { seq: last.seq, id: last.id } };
   }
 
+  /**
+   * A page of rows, newest first. On a PostgreSQL server the read holds AUDIT_ORDER_LOCK exclusively (every insert
+   * holds it shared): it waits for the inserts in flight, so no row with an id below one it lists can become visible
+   * after it, where the next page (`beforeId`) would never list it. Found with four lanes committing at once: one page
+   * walk in 60 missed a row. The wait is bounded (lock_timeout, 2 s: then 503, as for a database away); embedded
+   * PGlite runs one statement at a time, so an insert is whole before a read begins.
+   */
   async find(query: AuditQuery): Promise<StoredAuditRow[]> {
-    const qb = this.repo.createQueryBuilder('e');
+    const rows = await orUnavailable('the audit events could not be read', () =>
+      this.server
+        ? this.dataSource.transaction(async (manager) => {
+            await manager.query("SET LOCAL lock_timeout = '2s'");
+            await manager.query(`SELECT pg_advisory_xact_lock(${AUDIT_ORDER_LOCK.join(', ')})`);
+            return this.page(manager, query);
+          })
+        : this.page(this.dataSource.manager, query),
+    );
+    return rows.map(toRow);
+  }
+
+  private page(manager: EntityManager, query: AuditQuery): Promise<AuditEventEntity[]> {
+    const qb = manager.getRepository(AuditEventEntity).createQueryBuilder('e');
     if (query.from) qb.andWhere('e.occurred_at >= :from', { from: query.from });
     if (query.to) qb.andWhere('e.occurred_at < :to', { to: query.to });
     if (query.actor) qb.andWhere('e.actor = :actor', { actor: query.actor });
@@ -115,10 +144,7 @@ export class AuditRepository {
     if (query.outcome) qb.andWhere('e.outcome = :outcome', { outcome: query.outcome });
     if (query.tenant) qb.andWhere('e.tenant = :tenant', { tenant: query.tenant });
     if (query.beforeId) qb.andWhere('e.id < :beforeId', { beforeId: query.beforeId });
-    const rows = await orUnavailable('the audit events could not be read', () =>
-      qb.orderBy('e.id', 'DESC').limit(query.limit).getMany(),
-    );
-    return rows.map(toRow);
+    return qb.orderBy('e.id', 'DESC').limit(query.limit).getMany();
   }
 }
 

@@ -8,6 +8,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
+import { LOCKED_INSERT_SQL } from '../../src/audit/audit-commit';
 import { AuditAnchors } from '../../src/audit/audit-anchor.service';
 import { describeBootFailure } from '../../src/boot-failure';
 import { AppConfig } from '../../src/config/app-config';
@@ -96,6 +97,43 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  // Lanes and gateways commit side by side: a row whose id was drawn first could become visible after rows drawn
+  // later, and a listing that read in between paged past it for good (one page walk in 60 missed a row).
+  it('a listing waits for an insert in flight: the row whose id was drawn first is on the page, not skipped', async () => {
+    const token = bearer(tokenFor(['ml-admin', 'auditor']));
+    const app = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'gateway-order' });
+    const lane = new Client({ connectionString: url });
+    await lane.connect();
+    try {
+      const http = request(app.getHttpServer());
+      // Another gateway's lane in the middle of its commit: its id drawn, not committed yet.
+      await lane.query('BEGIN');
+      await lane.query(LOCKED_INSERT_SQL, [JSON.stringify(forgedRows('gateway-other/0', 1, 1))]);
+      const [{ held }] = (await lane.query<{ held: string }>('SELECT max(id)::text AS held FROM audit_events')).rows;
+      // Rows drawn after it, committed by this gateway's lanes.
+      for (let i = 0; i < 3; i++) {
+        await http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR).expect(200);
+      }
+      const listed = http.get('/v1/audit/events?limit=200').set('Authorization', token).expect(200);
+      setTimeout(() => void lane.query('COMMIT'), 300);
+      const ids = ((await listed).body.events as Array<{ id: string }>).map((e) => e.id);
+      assert.ok(ids.includes(held), `row ${held} is on the page with the rows after it: ${ids.join(',')}`);
+      // A commit that hangs holds a listing for 2 s at most (lock_timeout), then it is a 503; inserts go on meanwhile.
+      await lane.query('BEGIN');
+      await lane.query(LOCKED_INSERT_SQL, [
+        JSON.stringify(forgedRows('gateway-other/0', 2, 1, forgedRows('gateway-other/0', 1, 1)[0].hash)),
+      ]);
+      const refused = await http.get('/v1/audit/events?limit=1').set('Authorization', token).expect(503);
+      assert.equal(refused.body.code, 'STORAGE_UNAVAILABLE');
+      await http.post('/v2/models/fixture-linear/infer').set('Authorization', token).send(LINEAR).expect(200);
+      await lane.query('COMMIT');
+      await http.get('/v1/audit/events?limit=1').set('Authorization', token).expect(200);
+    } finally {
+      await lane.end();
+      await app.close();
     }
   });
 
