@@ -120,29 +120,35 @@ export class JwtVerifier {
     const roles = rolesOf(claim(payload, this.config.AUTH_ROLES_CLAIM));
     // A tenant claim scopes what the caller sees: one that is present but unusable must not read as "no tenant".
     const tenant = claim(payload, this.config.AUTH_TENANT_CLAIM);
-    if (tenant !== undefined && !(isRecordableIdentity(tenant) && isWellFormed(tenant))) {
-      throw new TokenRejected('token tenant claim malformed');
-    }
-    // NFC and NFD spell one name two ways (`café` as é, or as e and a combining acute): compared as stored, they
-    // would be two tenants, each with its own rows, cursors and findings. Recorded as stated, so refused, not mapped.
-    // `bank-a ` is shown as `bank-a` and was another tenant; a tenant of spaces alone (an IdP mapping with nothing to
-    // fill in) put every token given it in one tenant, each reading the others' rows, where an empty one is refused.
-    if (tenant !== undefined && INVISIBLE_EDGE.test(tenant)) {
-      throw new TokenRejected('token tenant claim starts or ends with white space or an invisible character');
-    }
-    if (tenant !== undefined && tenant.normalize('NFC') !== tenant) {
-      throw new TokenRejected('token tenant claim not in Unicode normalization form C (NFC)');
-    }
+    const refusal = tenant === undefined ? undefined : tenantRefusal(tenant);
+    if (refusal !== undefined) throw new TokenRejected(refusal);
     const principal: Principal = {
       subject: payload.sub,
       roles,
-      ...(tenant !== undefined ? { tenant } : {}),
+      ...(tenant !== undefined ? { tenant: tenant as string } : {}),
       permissions: permissionsOf(roles),
       validUntil: (payload.exp + this.config.AUTH_CLOCK_SKEW_S) * 1000,
     };
     this.remember(token, principal, payload);
     return principal;
   }
+}
+
+/**
+ * Why a tenant claim is refused (the 401's reason), or undefined: the claim scopes what its caller sees, so one that is
+ * present but unusable must not read as "no tenant", nor two spellings of one name as two tenants. Shared with
+ * `npm run token`, which refuses to print a token the gateway would refuse.
+ */
+export function tenantRefusal(tenant: unknown): string | undefined {
+  if (!(isRecordableIdentity(tenant) && isWellFormed(tenant))) return 'token tenant claim malformed';
+  // NFC and NFD spell one name two ways (`café` as é, or as e and a combining acute): compared as stored, they
+  // would be two tenants, each with its own rows, cursors and findings. Recorded as stated, so refused, not mapped.
+  // `bank-a ` is shown as `bank-a` and was another tenant; a tenant of spaces alone (an IdP mapping with nothing to
+  // fill in) put every token given it in one tenant, each reading the others' rows, where an empty one is refused.
+  if (INVISIBLE_EDGE.test(tenant))
+    return 'token tenant claim starts or ends with white space or an invisible character';
+  if (tenant.normalize('NFC') !== tenant) return 'token tenant claim not in Unicode normalization form C (NFC)';
+  return undefined;
 }
 
 /**

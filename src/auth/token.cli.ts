@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/app-config';
 import { signDevToken } from './dev-keys';
+import { tenantRefusal } from './jwt-verifier';
 import { ROLES } from './roles';
 
 function main(): void {
@@ -26,6 +27,8 @@ function main(): void {
       `--role must be one or more of: ${ROLES.join(', ')}${unknown.length ? ` (unknown: ${unknown.join(', ')})` : ''}`,
     );
   }
+  const tenantRefused = values.tenant === undefined ? undefined : tenantRefusal(values.tenant);
+  if (tenantRefused !== undefined) throw new Error(`--tenant: the gateway would refuse it (${tenantRefused})`);
   const ttl = Number(values.ttl);
   if (!Number.isInteger(ttl) || ttl <= 0) throw new Error('--ttl must be a positive number of seconds');
   const token = signDevToken(config, {
