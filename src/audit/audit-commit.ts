@@ -8,6 +8,7 @@
  * This and AuditRepository (reads) are the only code that touches the audit_events table.
  */
 import type { MessagePort } from 'node:worker_threads';
+import { AUDIT_ORDER_LOCK, sharedLockCte } from '../database/insert-order';
 import { errorCodeOf } from '../database/storage-unavailable';
 import { type AuditRow, GENESIS_HASH, KEYED_HASH, keyedHashOf } from './audit-chain';
 import type { AuditDraft } from './audit-writer.service';
@@ -64,21 +65,12 @@ export const INSERT_SQL =
   `${INSERT_COLUMNS.map(([, key, type]) => `"${key}" ${type}`).join(', ')})`;
 
 /**
- * The advisory lock (two-key form: apart from the writer claims' one-key locks) that orders the audit trail's
- * inserts against its listing on a PostgreSQL server. Lanes and gateways commit at once, so a row whose id was drawn
- * first can become visible after one drawn later; a listing paged by id (newest first, `beforeId`) that read in
- * between moved past it for good. Each insert holds the lock shared (LOCKED_INSERT_SQL), so inserts still run side by
- * side; a listing takes it exclusively for its read (AuditRepository.find), so it sees every id drawn before it.
- */
-export const AUDIT_ORDER_LOCK = [1_635_083_264, 1] as const; // 'aud\0', 1
-
-/**
- * INSERT_SQL for a PostgreSQL server: the shared AUDIT_ORDER_LOCK is taken (a materialised CTE, joined) before the
- * first row is formed, hence before any id is drawn from the sequence, and held to the commit.
+ * INSERT_SQL for a PostgreSQL server: the shared AUDIT_ORDER_LOCK (src/database/insert-order.ts: it orders the
+ * trail's inserts against its listing, AuditRepository.find) is taken (a materialised CTE, joined) before the first
+ * row is formed, hence before any id is drawn from the sequence, and held to the commit.
  */
 export const LOCKED_INSERT_SQL =
-  `WITH ordered AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(${AUDIT_ORDER_LOCK.join(', ')})) ` +
-  INSERT_SQL.replace(' FROM json_to_recordset(', ' FROM ordered, json_to_recordset(');
+  sharedLockCte(AUDIT_ORDER_LOCK) + INSERT_SQL.replace(' FROM json_to_recordset(', ' FROM ordered, json_to_recordset(');
 
 export const HEAD_SQL = 'SELECT seq, hash FROM audit_events WHERE writer_id = $1 ORDER BY seq DESC LIMIT 1';
 

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager, Repository } from 'typeorm';
 import { AppConfig } from '../config/app-config';
+import { AUDIT_ORDER_LOCK, readInInsertOrder } from '../database/insert-order';
 import { orUnavailable } from '../database/storage-unavailable';
-import { AUDIT_ORDER_LOCK } from './audit-commit';
 import type { AuditRow, CheckedRow } from './audit-chain';
 import type { ChainKey, ChainPage } from './audit-verify';
 import { AuditEventEntity, AuditOutcome } from './audit-event.entity';
@@ -123,13 +123,7 @@ export class AuditRepository {
    */
   async find(query: AuditQuery): Promise<StoredAuditRow[]> {
     const rows = await orUnavailable('the audit events could not be read', () =>
-      this.server
-        ? this.dataSource.transaction(async (manager) => {
-            await manager.query("SET LOCAL lock_timeout = '2s'");
-            await manager.query(`SELECT pg_advisory_xact_lock(${AUDIT_ORDER_LOCK.join(', ')})`);
-            return this.page(manager, query);
-          })
-        : this.page(this.dataSource.manager, query),
+      readInInsertOrder(this.dataSource, this.server, AUDIT_ORDER_LOCK, (manager) => this.page(manager, query)),
     );
     return rows.map(toRow);
   }

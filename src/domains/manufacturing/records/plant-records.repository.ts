@@ -4,6 +4,12 @@ import { Between, DataSource, EntityManager, LessThan, MoreThan, Repository } fr
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
+import {
+  ALARMS_ORDER_LOCK,
+  DEAD_LETTERS_ORDER_LOCK,
+  readInInsertOrder,
+  sharedLockCte,
+} from '../../../database/insert-order';
 import { errorCodeOf, orUnavailable } from '../../../database/storage-unavailable';
 import { AppConfig } from '../../../config/app-config';
 import { AlarmEntity } from './alarm.entity';
@@ -16,6 +22,32 @@ import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } fr
 /** Dead letters per INSERT at most, and payload and detail characters per INSERT at most. */
 const DEAD_LETTERS_PER_STATEMENT = 2000;
 const DEAD_LETTER_BYTES_PER_STATEMENT = 2_000_000;
+
+/**
+ * The alarm and dead-letter INSERTs: on a PostgreSQL server (`locked`) each takes its table's order lock shared
+ * (src/database/insert-order.ts) before any id is drawn, in the same statement (no round trip more), so that a listing
+ * (alarmsOf, deadLettersSince), which takes it exclusively, never pages past a row committed after the rows it lists.
+ */
+export function alarmInsertSql(locked: boolean): string {
+  return (
+    (locked ? sharedLockCte(ALARMS_ORDER_LOCK) : '') +
+    'INSERT INTO manufacturing_alarms (asset_id, state, metric, value, threshold, at, site, line, model_name, ' +
+    'model_version, reason) SELECT $1::varchar, $2::varchar, $3::varchar, $4::double precision, ' +
+    '$5::double precision, $6::timestamptz, $7::varchar, $8::varchar, $9::varchar, $10::varchar, $11::varchar' +
+    (locked ? ' FROM ordered' : '') +
+    ' RETURNING id'
+  );
+}
+
+/** See alarmInsertSql: one array parameter per column (unnest). */
+export function deadLetterInsertSql(locked: boolean): string {
+  return (
+    (locked ? sharedLockCte(DEAD_LETTERS_ORDER_LOCK) : '') +
+    'INSERT INTO manufacturing_dead_letters (received_at, source, channel, asset_id, reason, detail, payload) ' +
+    `SELECT u.* FROM ${locked ? 'ordered, ' : ''}unnest($1::timestamptz[], $2::varchar[], $3::varchar[], ` +
+    '$4::varchar[], $5::varchar[], $6::text[], $7::text[]) AS u'
+  );
+}
 
 /** The one place that touches the predictions, alarms and dead-letter tables. */
 @Injectable()
@@ -31,6 +63,10 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   private readonly budget: DeadLetterBudget;
   private summaryTimer: NodeJS.Timeout | undefined;
   private summaries: Promise<void> | undefined;
+  /** A PostgreSQL server (DATABASE_URL), where gateways and concurrent writes insert side by side: see alarmsOf. */
+  private readonly server: boolean;
+  private readonly alarmInsert: string;
+  private readonly deadLetterInsert: string;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -38,6 +74,9 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     config: AppConfig,
   ) {
     this.budget = new DeadLetterBudget(config.MANUFACTURING_DEAD_LETTER_LIMIT);
+    this.server = config.DATABASE_URL !== undefined;
+    this.alarmInsert = alarmInsertSql(this.server);
+    this.deadLetterInsert = deadLetterInsertSql(this.server);
     this.summarised = new Counter({
       name: 'gateway_manufacturing_dead_letters_summarised_total',
       help: 'Dead letters of refused input past MANUFACTURING_DEAD_LETTER_LIMIT a minute for their source, channel and reason: counted into one summary dead letter a minute, not kept one by one',
@@ -176,10 +215,22 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return { predictions, openingRows, deadLetters };
   }
 
-  /** Returns the row's id. */
+  /** Returns the row's id. On a server, the insert holds ALARMS_ORDER_LOCK shared (alarmInsertSql). */
   async addAlarm(row: Omit<AlarmEntity, 'id'>): Promise<string> {
-    const result = await this.alarms.insert(row);
-    return String((result.identifiers[0] as { id: string }).id);
+    const [{ id }] = await this.dataSource.query<Array<{ id: string }>>(this.alarmInsert, [
+      row.assetId,
+      row.state,
+      row.metric,
+      row.value,
+      row.threshold,
+      row.at.toISOString(),
+      row.site,
+      row.line,
+      row.modelName,
+      row.modelVersion,
+      row.reason,
+    ]);
+    return String(id);
   }
 
   /**
@@ -251,20 +302,16 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     chunks.push(chunk);
     await this.dataSource.transaction(async (manager) => {
       for (const part of chunks) {
-        await manager.query(
-          'INSERT INTO manufacturing_dead_letters (received_at, source, channel, asset_id, reason, detail, payload) ' +
-            'SELECT * FROM unnest($1::timestamptz[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], ' +
-            '$6::text[], $7::text[])',
-          [
-            part.map((row) => row.receivedAt.toISOString()),
-            part.map((row) => row.source),
-            part.map((row) => storableText(row.channel.slice(0, 512))),
-            part.map((row) => (row.assetId === null ? null : storableText(row.assetId.slice(0, 128)))),
-            part.map((row) => storableText(row.reason)),
-            part.map((row) => storableText(row.detail)),
-            part.map((row) => storableText(row.payload)),
-          ],
-        );
+        // On a server, DEAD_LETTERS_ORDER_LOCK shared (deadLetterInsertSql), taken again by each part: held to the commit.
+        await manager.query(this.deadLetterInsert, [
+          part.map((row) => row.receivedAt.toISOString()),
+          part.map((row) => row.source),
+          part.map((row) => storableText(row.channel.slice(0, 512))),
+          part.map((row) => (row.assetId === null ? null : storableText(row.assetId.slice(0, 128)))),
+          part.map((row) => storableText(row.reason)),
+          part.map((row) => storableText(row.detail)),
+          part.map((row) => storableText(row.payload)),
+        ]);
       }
     });
     // Counted once committed: what the table holds, not what was tried.
@@ -482,31 +529,40 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return rows.length === 0 ? '0' : rows[0].id;
   }
 
-  /** Newest first; with `beforeId`, only rows older than that one (the next page). */
+  /**
+   * Newest first; with `beforeId`, only rows older than that one (the next page). On a PostgreSQL server the read
+   * holds ALARMS_ORDER_LOCK exclusively (every alarm insert holds it shared): it waits for the inserts in flight (2 s at
+   * most, then 503), so that an alarm whose id was drawn before those it lists, committed after them by another
+   * gateway (each stores its own one at a time), is not paged past (readInInsertOrder).
+   */
   async alarmsOf(assetId: string | undefined, limit: number, beforeId?: string): Promise<AlarmEntity[]> {
     return orUnavailable('the alarms could not be read', () =>
-      this.alarms.find({
-        where: {
-          ...(assetId ? { assetId } : {}),
-          ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
-        },
-        order: { id: 'DESC' },
-        take: limit,
-      }),
+      readInInsertOrder(this.dataSource, this.server, ALARMS_ORDER_LOCK, (manager) =>
+        manager.getRepository(AlarmEntity).find({
+          where: {
+            ...(assetId ? { assetId } : {}),
+            ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
+          },
+          order: { id: 'DESC' },
+          take: limit,
+        }),
+      ),
     );
   }
 
-  /** Newest first; with `beforeId`, only rows older than that one (the next page). */
+  /** Newest first; with `beforeId`, only rows older than that one (the next page). As alarmsOf, DEAD_LETTERS_ORDER_LOCK. */
   async deadLettersSince(from: Date, limit: number, beforeId?: string): Promise<DeadLetterEntity[]> {
     return orUnavailable('the dead letters could not be read', () =>
-      this.deadLetters.find({
-        where: {
-          receivedAt: Between(from, new Date(8.64e15)),
-          ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
-        },
-        order: { id: 'DESC' },
-        take: limit,
-      }),
+      readInInsertOrder(this.dataSource, this.server, DEAD_LETTERS_ORDER_LOCK, (manager) =>
+        manager.getRepository(DeadLetterEntity).find({
+          where: {
+            receivedAt: Between(from, new Date(8.64e15)),
+            ...(beforeId === undefined ? {} : { id: LessThan(beforeId) }),
+          },
+          order: { id: 'DESC' },
+          take: limit,
+        }),
+      ),
     );
   }
 }

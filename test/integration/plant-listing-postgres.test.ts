@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Client } from 'pg';
+import request from 'supertest';
+import {
+  alarmInsertSql,
+  deadLetterInsertSql,
+  PlantRecordsRepository,
+} from '../../src/domains/manufacturing/records/plant-records.repository';
+import { pressDeadLetter } from '../fixtures/plant-data';
+import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
+import { createTestApp } from '../fixtures/test-app';
+import { bearer, tokenFor } from '../fixtures/test-auth';
+
+const DATABASE_URL = process.env.DATABASE_URL;
+
+/** An alarm row as addAlarm takes it, as alarmInsertSql's parameters. */
+function alarmParams(assetId: string, at: number): unknown[] {
+  return [assetId, 'raised', 'failure', 0.9, 0.5, new Date(at).toISOString(), 's', 'l', 'mill', '1', null];
+}
+
+/** A dead letter as insertDeadLetters writes it, as deadLetterInsertSql's array parameters. */
+function deadLetterParams(at: number, reason: string): unknown[] {
+  const row = pressDeadLetter(at, reason);
+  return [
+    [row.receivedAt.toISOString()],
+    [row.source],
+    [row.channel],
+    [row.assetId],
+    [row.reason],
+    [row.detail],
+    [row.payload],
+  ];
+}
+
+interface Table {
+  name: string;
+  route: string;
+  list: (body: Record<string, Array<{ id: string }>>) => Array<{ id: string }>;
+  /** Holds an insert open on `client` (another gateway in the middle of its write): its id drawn, not committed. */
+  hold: (client: Client, n: number) => Promise<string>;
+  /** Commits `n` rows through the gateway's own insert path. */
+  add: (app: NestFastifyApplication, n: number) => Promise<void>;
+}
+
+const TABLES: Table[] = [
+  {
+    name: 'alarms',
+    route: '/v1/manufacturing/alarms',
+    list: (body) => body.alarms,
+    hold: async (client, n) => {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ id: string }>(alarmInsertSql(true), alarmParams('mill-held', n));
+      return rows[0].id;
+    },
+    add: async (app, n) => {
+      for (let i = 0; i < n; i++) {
+        await app.get(PlantRecordsRepository).addAlarm({
+          assetId: `mill-${i}`,
+          state: 'raised',
+          metric: 'failure',
+          value: 0.9,
+          threshold: 0.5,
+          at: new Date(),
+          site: 's',
+          line: 'l',
+          modelName: 'mill',
+          modelVersion: '1',
+          reason: null,
+        });
+      }
+    },
+  },
+  {
+    name: 'dead letters',
+    route: '/v1/manufacturing/dead-letters',
+    list: (body) => body.deadLetters,
+    hold: async (client, n) => {
+      await client.query('BEGIN');
+      await client.query(deadLetterInsertSql(true), deadLetterParams(Date.now(), `held-${n}`));
+      const { rows } = await client.query<{ id: string }>('SELECT max(id)::text AS id FROM manufacturing_dead_letters');
+      return rows[0].id;
+    },
+    add: async (app, n) => {
+      for (let i = 0; i < n; i++) {
+        await app.get(PlantRecordsRepository).addDeadLetters([pressDeadLetter(Date.now(), `after-${i}`)]);
+      }
+    },
+  },
+];
+
+describe(
+  'manufacturing alarms and dead letters listed on a PostgreSQL server',
+  { skip: DATABASE_URL ? false : 'DATABASE_URL is not set' },
+  () => {
+    let scratch: ScratchDatabase;
+    before(async () => {
+      scratch = await createScratchDatabase(DATABASE_URL!, 'gateway_plant_list');
+    });
+    after(() => scratch?.drop());
+
+    // Gateways (and, for dead letters, one gateway's intakes) insert side by side: a row whose id was drawn first could
+    // become visible after rows drawn later, and a page read in between was paged past it for good (the next page,
+    // cursor = beforeId, lists only lower ids).
+    for (const table of TABLES) {
+      it(`a listing of ${table.name} waits for an insert in flight: the row whose id was drawn first is on the page, not skipped`, async () => {
+        const token = bearer(tokenFor(['plant-operator']));
+        const app = await createTestApp({ DATABASE_URL: scratch.url });
+        const other = new Client({ connectionString: scratch.url });
+        await other.connect();
+        try {
+          const http = request(app.getHttpServer());
+          // Another gateway in the middle of its insert: its id drawn, not committed yet.
+          const held = await table.hold(other, 1);
+          // Rows drawn after it, committed by this gateway.
+          await table.add(app, 3);
+          const listed = http.get(table.route).set('Authorization', token).expect(200);
+          setTimeout(() => void other.query('COMMIT'), 300);
+          const ids = table.list((await listed).body).map((row) => row.id);
+          assert.ok(ids.includes(held), `row ${held} is on the page with the rows after it: ${ids.join(',')}`);
+          assert.ok(ids.length >= 4, `the page holds the rows after it: ${ids.join(',')}`);
+          // An insert that hangs holds a listing for 2 s at most (lock_timeout), then it is a 503; inserts go on.
+          await table.hold(other, 2);
+          const refused = await http.get(table.route).set('Authorization', token).expect(503);
+          assert.equal(refused.body.code, 'STORAGE_UNAVAILABLE');
+          await table.add(app, 1);
+          await other.query('COMMIT');
+          await http.get(table.route).set('Authorization', token).expect(200);
+        } finally {
+          await other.end();
+          await app.close();
+        }
+      });
+    }
+  },
+);
