@@ -163,6 +163,12 @@ describe('Open Inference Protocol v2', () => {
         `inputs.${member}: the model has no input named "${member}"; inputs.x: required input is missing`,
       );
     }
+    // Dimensions past 2^53 are no exact integers: with a 0 among them the count came out NaN, and was said so.
+    const huge = await post({ inputs: [{ name: 'x', shape: [1e300, 1e300, 0], datatype: 'FP32', data: [] }] });
+    assert.equal(
+      huge.body.error,
+      'inputs[0].shape[0]: must be <= 9007199254740991; inputs[0].shape[1]: must be <= 9007199254740991',
+    );
     const output = await post({
       inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
       outputs: [{ name: 'w' }],

@@ -39,7 +39,12 @@ export const OIP_INFER_REQUEST_SCHEMA = {
         additionalProperties: false,
         properties: {
           name: { type: 'string', minLength: 1 },
-          shape: { type: 'array', maxItems: 8, items: { type: 'integer', minimum: 0 } },
+          // A dimension past 2^53 is no exact integer: [1e300, 1e300, 0] was told it "needs NaN values".
+          shape: {
+            type: 'array',
+            maxItems: 8,
+            items: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+          },
           datatype: { enum: OIP_DATATYPES },
           parameters: {
             type: 'object',
