@@ -20,7 +20,7 @@ const info: ModelVersionInfo = {
   manifest,
   provider: 'cpu',
   ready: true,
-  batching: { batchable: true, maxBatchSize: 8, maxQueueDelayMs: 1, maxQueueSize: 8, timeoutMs: 1000 },
+  batching: { batchable: true, maxBatchSize: 8192, maxQueueDelayMs: 1, maxQueueSize: 8, timeoutMs: 1000 },
 };
 
 /** An OipService over an engine that calls `running` with the inputs while the request waits for the model. */
@@ -64,8 +64,40 @@ describe('OipService', () => {
     assert.equal(heldWhileRunning, undefined);
     assert.deepEqual(decoded, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert.equal(answer.kind, 'json');
-    assert.deepEqual(answer.kind === 'json' && answer.body.outputs, [
+    assert.deepEqual(JSON.parse(answer.body.toString()).outputs, [
       { name: 'y', shape: [2, 1], datatype: 'FP32', data: [0.5, 0.5] },
+    ]);
+  });
+
+  it("answers JSON as bytes written a piece at a time, the same JSON as before, in a binary answer's header too", async () => {
+    // 5,000 rows: the output's 5,000 values take two pieces.
+    const rows = 5_000;
+    const x = { name: 'x', shape: [rows, 4], datatype: 'FP32', data: Array<number>(rows * 4).fill(1) };
+    const oip = serviceWhere(() => undefined);
+    const answer = await oip.infer('m', undefined, { id: 'r2', inputs: [x] }, undefined, () => undefined);
+    assert.equal(answer.kind, 'json');
+    assert.ok(Buffer.isBuffer(answer.body));
+    assert.equal(
+      answer.body.toString(),
+      JSON.stringify({
+        model_name: 'm',
+        model_version: '1',
+        id: 'r2',
+        parameters: { execution_provider: 'cpu', queue_ms: 0, compute_ms: 0, batch_size: rows },
+        outputs: [{ name: 'y', shape: [rows, 1], datatype: 'FP32', data: Array<number>(rows).fill(0.5) }],
+      }),
+    );
+    const binary = await oip.infer(
+      'm',
+      undefined,
+      { inputs: [{ ...x, shape: [1, 4], data: [1, 2, 3, 4] }], parameters: { binary_data_output: true } },
+      undefined,
+      () => undefined,
+    );
+    assert.equal(binary.kind, 'binary');
+    const header = JSON.parse(binary.body.subarray(0, binary.kind === 'binary' ? binary.headerLength : 0).toString());
+    assert.deepEqual(header.outputs, [
+      { name: 'y', shape: [1, 1], datatype: 'FP32', parameters: { binary_data_size: 4 } },
     ]);
   });
 });

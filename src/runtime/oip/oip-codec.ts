@@ -132,3 +132,28 @@ export function encodeOipTensor(name: string, tensor: Tensor): OipTensorJson {
   else data = Array.from(tensor.data as Float32Array);
   return { name, shape: tensor.dims, datatype: toOipDatatype(tensor.dtype), data };
 }
+
+/** Values written per piece: a piece's text (at most 24 characters a value) stays below V8's large-object size (128 KB). */
+const VALUES_PER_PIECE = 4096;
+
+/**
+ * The JSON text of a tensor's values, `[v,...]` as JSON.stringify writes encodeOipTensor's `data`, as UTF-8
+ * pieces of VALUES_PER_PIECE values each. The answer was a JS array of every value, stringified whole: an 8-image
+ * lesion map (524,288 values) took about 4 MB of V8 heap as the array and 11 MB as the answer's string, held until
+ * the answer was audited and written, so that 100 such answers took a 1 GB heap out of memory. The pieces are
+ * Buffers, outside the heap. An INT64 tensor must hold only safe integers (representableInJson).
+ */
+export function oipDataJson(tensor: Tensor): Buffer[] {
+  const pieces: Buffer[] = [];
+  const length = tensor.data.length;
+  for (let start = 0; start < length || start === 0; start += VALUES_PER_PIECE) {
+    // JSON.stringify of a small array of numbers is V8's own fast path; only its brackets are moved.
+    const json = JSON.stringify(
+      encodeOipTensor('', { ...tensor, data: tensor.data.subarray(start, start + VALUES_PER_PIECE) }).data,
+    );
+    const first = start === 0;
+    const last = start + VALUES_PER_PIECE >= length;
+    pieces.push(Buffer.from(`${first ? '' : ','}${json.slice(first ? 0 : 1, last ? json.length : -1)}`));
+  }
+  return pieces;
+}

@@ -271,8 +271,12 @@ function auditInto(request: FastifyRequest): (note: AuditNote) => void {
   return (note) => noteAudit(request, note);
 }
 
-function send(answer: OipAnswer, reply: FastifyReply): OipInferResponseDto | Buffer {
-  if (answer.kind === 'json') return answer.body;
+/** The answer's bytes as they are (its JSON is written already: OipService.infer), labelled. */
+function send(answer: OipAnswer, reply: FastifyReply): Buffer {
+  if (answer.kind === 'json') {
+    void reply.header('Content-Type', 'application/json; charset=utf-8');
+    return answer.body;
+  }
   void reply.header('Content-Type', 'application/octet-stream').header(HEADER_LENGTH, String(answer.headerLength));
   return answer.body;
 }

@@ -6,7 +6,14 @@ import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
 import { canonicalTensorParts, MakeTensor, summariseTensors, Tensor } from '../tensor';
 import { invalidTensor, readBinaryTensor, readJsonBytes, splitBinaryBody, tensorBytes } from './oip-binary';
-import { decodeOipTensor, encodeOipTensor, fromOipDatatype, OipDatatype, toOipDatatype } from './oip-codec';
+import {
+  decodeOipTensor,
+  encodeOipTensor,
+  fromOipDatatype,
+  oipDataJson,
+  OipDatatype,
+  toOipDatatype,
+} from './oip-codec';
 import { OipInferRequest, parseOipInferRequest } from './oip-request.schema';
 import type {
   OipInferResponseDto,
@@ -170,11 +177,15 @@ export class OipService {
       : info.manifest.outputs.map((o) => ({ name: o.name, parameters: undefined }));
     audit({ output: summariseTensors(Object.fromEntries(wanted.map((o) => [o.name, result.outputs[o.name]]))) });
     const chunks: Buffer[] = [];
-    const outputs: OipOutputTensorDto[] = wanted.map((o) => {
+    // The outputs (by their place in `outputs`) whose values go in the answer's JSON, written from the tensor.
+    const asJson = new Map<number, Tensor>();
+    const outputs: OipOutputTensorDto[] = wanted.map((o, i) => {
       const tensor = result.outputs[o.name];
       // An output's own binary_data wins over the request's binary_data_output (the extension's rule).
-      if (!(o.parameters?.binary_data ?? allBinary))
-        return encodeOipTensor(o.name, representableInJson(o.name, tensor));
+      if (!(o.parameters?.binary_data ?? allBinary)) {
+        asJson.set(i, representableInJson(o.name, tensor));
+        return { name: o.name, shape: tensor.dims, datatype: toOipDatatype(tensor.dtype) };
+      }
       const bytes = tensorBytes(tensor.data);
       chunks.push(bytes);
       const { data: _data, ...meta } = encodeOipTensor(o.name, { ...tensor, data: tensor.data.subarray(0, 0) });
@@ -192,14 +203,36 @@ export class OipService {
       },
       outputs,
     };
-    if (chunks.length === 0) return { kind: 'json', body: response };
-    const header = Buffer.from(JSON.stringify(response));
-    return { kind: 'binary', headerLength: header.length, body: Buffer.concat([header, ...chunks]) };
+    const json = answerJson(response, asJson);
+    if (chunks.length === 0) return { kind: 'json', body: json };
+    return { kind: 'binary', headerLength: json.length, body: Buffer.concat([json, ...chunks]) };
   }
 }
 
-export type OipAnswer =
-  { kind: 'json'; body: OipInferResponseDto } | { kind: 'binary'; headerLength: number; body: Buffer };
+/** The answer: its JSON as UTF-8 bytes; or, with binary outputs, that JSON (`headerLength` bytes) and their bytes. */
+export type OipAnswer = { kind: 'json'; body: Buffer } | { kind: 'binary'; headerLength: number; body: Buffer };
+
+/**
+ * `response` as JSON (the member order JSON.stringify gives), UTF-8, each output `json` names with its tensor's
+ * values as `data` (written in pieces by oipDataJson, never as one string of the whole).
+ */
+function answerJson(response: OipInferResponseDto, json: ReadonlyMap<number, Tensor>): Buffer {
+  const { outputs, ...head } = response;
+  const pieces: Buffer[] = [];
+  let text = `${JSON.stringify(head).slice(0, -1)},"outputs":[`;
+  outputs.forEach((output, i) => {
+    text += i === 0 ? '' : ',';
+    const tensor = json.get(i);
+    if (!tensor) {
+      text += JSON.stringify(output);
+      return;
+    }
+    pieces.push(Buffer.from(`${text}${JSON.stringify(output).slice(0, -1)},"data":`), ...oipDataJson(tensor));
+    text = '}';
+  });
+  pieces.push(Buffer.from(`${text}]}`));
+  return Buffer.concat(pieces);
+}
 
 function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: MakeTensor): Record<string, Tensor> {
   // Input names are the caller's: `toString` or `__proto__` must be a name like any other, not a member found
