@@ -18,6 +18,7 @@ import { refuseOtherBodyMediaTypes } from './common/http/body-media-type';
 import { refuseEncodedBodies } from './common/http/content-encoding';
 import { refuseRequestsWithoutHost, refuseUnmetExpectations } from './common/http/host-header';
 import { refuseUnfinishedUploadsAtClose } from './common/http/unfinished-uploads';
+import { cutAnswersNotTaken } from './common/http/answer-timeout';
 import { registerGracefulClose } from './common/http/graceful-close';
 import { clientErrorHandler } from './common/http/client-errors';
 import { CorsPolicy, registerCors } from './common/http/cors';
@@ -134,6 +135,13 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
   gracefulClose.refuseLateRequests();
   // After every other onSend hook (the audit's, the request id's): it may hold an answer until its turn.
   gracefulClose.closeConnectionsAfterLastAnswer();
+  // Last of the onSend hooks: the limit counts the writing only.
+  cutAnswersNotTaken(fastify, config.HTTP_REQUEST_TIMEOUT_MS, (request) =>
+    logger.warn({
+      msg: 'answer not taken by its client within HTTP_REQUEST_TIMEOUT_MS; connection closed',
+      requestId: request.id,
+    }),
+  );
   refuseEncodedBodies(fastify);
   // A route that reads one media type only refuses another before the body is read (a DICOM file sent as JSON).
   refuseOtherBodyMediaTypes(fastify);

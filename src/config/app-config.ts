@@ -662,7 +662,10 @@ export class AppConfig {
   @Min(65_536)
   MEDICAL_MAX_PIXELS = 64 * 1024 * 1024;
 
-  /** A request (upload included) that takes longer than this is cut off with 408: a slow upload cannot hold a socket. */
+  /**
+   * A request (upload included) that takes longer than this is cut off with 408: a slow upload cannot hold a socket.
+   * An answer its client has not taken whole this long after its writing began is cut off too (cutAnswersNotTaken).
+   */
   @Transform(toInt)
   @IsInt()
   @Min(1000)
