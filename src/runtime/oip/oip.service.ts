@@ -129,6 +129,7 @@ export class OipService {
     }
     const info = this.engine.describe(name, version);
     namesThisModel(body, info);
+    datatypesOfThisModel(body, info);
     const known = new Set(info.manifest.outputs.map((o) => o.name));
     const requested = new Set<string>();
     body.outputs?.forEach((output, i) => {
@@ -327,6 +328,21 @@ function namesThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
   };
   differs('model_name', info.name);
   differs('model_version', info.version);
+}
+
+/**
+ * An input's datatype must be the one the model's metadata states, and is refused in the protocol's words, naming
+ * `inputs[i].datatype`: the engine's refusal said `inputs.x: dtype must be float32, got int32`, names an OIP client
+ * never sends nor reads (GET /v2/models/{name} says FP32).
+ */
+function datatypesOfThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
+  body.inputs.forEach((input, i) => {
+    const spec = info.manifest.inputs.find((declared) => declared.name === input.name);
+    if (!spec || input.datatype === toOipDatatype(spec.dtype)) return;
+    const field = `inputs[${i}].datatype`;
+    const reason = `input "${input.name}" of this model is ${toOipDatatype(spec.dtype)}, got ${input.datatype}`;
+    throw new AppError('INVALID_TENSOR', `${field}: ${reason}`, { fields: [{ field, reason }] });
+  });
 }
 
 /**
