@@ -373,7 +373,10 @@ describe('finance: fraud scoring and credit assessment', () => {
     assert.equal(row.model_name, 'card-fraud');
     assert.match(row.input_digest, /^[0-9a-f]{64}$/);
     assert.deepEqual(row.output_summary, { fraudProbability: res.body.fraudProbability, decision: res.body.decision });
-    const stored = JSON.stringify(row);
+    // Less the hex the row holds by design (ids, digest, hashes), where any four digits turn up now and then.
+    const { request_id, writer_id, input_digest, prev_hash, hash, ...rest } = row as Record<string, unknown>;
+    assert.ok([request_id, writer_id, input_digest, prev_hash, hash].every((v) => typeof v === 'string'));
+    const stored = JSON.stringify(rest);
     assert.ok(!stored.includes('tok_7f3a9c2e') && !stored.includes('5411'), 'raw request content in the audit row');
   });
 
