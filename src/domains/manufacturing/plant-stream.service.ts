@@ -287,7 +287,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     // A removed asset's opening rows and held readings are forgotten in the transaction that removes it: should the
     // database not take it, the asset is not removed (503). Before, they were forgotten after the removal was
     // committed, retried from memory while the database was away, so that a crash before they were left them undone.
-    registry.onRemove((assetId) => (manager) => this.records.forgetRemoved(manager, assetId));
+    registry.onRemove((manager, assetId) => this.records.forgetRemoved(manager, assetId));
   }
 
   /** Follows an asset put or removed (the registry's listener): see the constructor. */

@@ -41,10 +41,10 @@ export type AssetListener = (
 ) => Promise<void>;
 
 /**
- * What else goes when an asset is removed: asked with the asset's id before the removal, it gives the work done in the
- * removal's own transaction (the rows kept for the asset forgotten), so that the asset is removed only with it.
+ * What else goes when an asset is removed, done in the removal's own transaction (the rows kept for the asset
+ * forgotten), so that the asset is removed only with it.
  */
-export type RemovalWork = (assetId: string) => (manager: EntityManager) => Promise<void>;
+export type RemovalWork = (manager: EntityManager, assetId: string) => Promise<void>;
 
 /**
  * The plant's assets, held in memory for the stream and written through to the database. Every
@@ -162,9 +162,8 @@ export class AssetRegistry implements OnModuleInit {
   async remove(assetId: string): Promise<void> {
     // An id no asset can have (a NUL, say, which PostgreSQL would refuse) is not looked up.
     if (!IDENTIFIER.test(assetId)) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
-    const works = this.removals.map((work) => work(assetId));
     const removed = await this.repository.remove(assetId, async (manager) => {
-      for (const work of works) await work(manager);
+      for (const work of this.removals) await work(manager, assetId);
     });
     if (!removed && !this.assets.has(assetId)) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
     const previous = this.assets.get(assetId);
