@@ -126,11 +126,14 @@ export function decodeOipTensor(input: OipTensorJson, index: number, make: MakeT
 }
 
 export function encodeOipTensor(name: string, tensor: Tensor): OipTensorJson {
-  let data: unknown[];
-  if (tensor.dtype === 'int64') data = Array.from(tensor.data as BigInt64Array, (v) => Number(v));
-  else if (tensor.dtype === 'bool') data = Array.from(tensor.data as Uint8Array, (v) => v !== 0);
-  else data = Array.from(tensor.data as Float32Array);
-  return { name, shape: tensor.dims, datatype: toOipDatatype(tensor.dtype), data };
+  return { name, shape: tensor.dims, datatype: toOipDatatype(tensor.dtype), data: oipValues(tensor) };
+}
+
+/** A tensor's values as the protocol's JSON `data` holds them: INT64 as numbers, BOOL as booleans. */
+function oipValues(tensor: Tensor): unknown[] {
+  if (tensor.dtype === 'int64') return Array.from(tensor.data as BigInt64Array, (v) => Number(v));
+  if (tensor.dtype === 'bool') return Array.from(tensor.data as Uint8Array, (v) => v !== 0);
+  return Array.from(tensor.data as Float32Array);
 }
 
 /** Values written per piece: a piece's text (at most 24 characters a value) stays below V8's large-object size (128 KB). */
@@ -148,9 +151,7 @@ export function oipDataJson(tensor: Tensor): Buffer[] {
   const length = tensor.data.length;
   for (let start = 0; start < length || start === 0; start += VALUES_PER_PIECE) {
     // JSON.stringify of a small array of numbers is V8's own fast path; only its brackets are moved.
-    const json = JSON.stringify(
-      encodeOipTensor('', { ...tensor, data: tensor.data.subarray(start, start + VALUES_PER_PIECE) }).data,
-    );
+    const json = JSON.stringify(oipValues({ ...tensor, data: tensor.data.subarray(start, start + VALUES_PER_PIECE) }));
     const first = start === 0;
     const last = start + VALUES_PER_PIECE >= length;
     pieces.push(Buffer.from(`${first ? '' : ','}${json.slice(first ? 0 : 1, last ? json.length : -1)}`));

@@ -6,14 +6,7 @@ import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
 import { canonicalTensorParts, MakeTensor, summariseTensors, Tensor } from '../tensor';
 import { invalidTensor, readBinaryTensor, readJsonBytes, splitBinaryBody, tensorBytes } from './oip-binary';
-import {
-  decodeOipTensor,
-  encodeOipTensor,
-  fromOipDatatype,
-  oipDataJson,
-  OipDatatype,
-  toOipDatatype,
-} from './oip-codec';
+import { decodeOipTensor, fromOipDatatype, oipDataJson, OipDatatype, toOipDatatype } from './oip-codec';
 import { OipInferRequest, parseOipInferRequest } from './oip-request.schema';
 import type {
   OipInferResponseDto,
@@ -182,14 +175,14 @@ export class OipService {
     const asJson = new Map<number, Tensor>();
     const outputs: OipOutputTensorDto[] = wanted.map((o, i) => {
       const tensor = result.outputs[o.name];
+      const meta = { name: o.name, shape: tensor.dims, datatype: toOipDatatype(tensor.dtype) };
       // An output's own binary_data wins over the request's binary_data_output (the extension's rule).
       if (!(o.parameters?.binary_data ?? allBinary)) {
         asJson.set(i, representableInJson(o.name, tensor));
-        return { name: o.name, shape: tensor.dims, datatype: toOipDatatype(tensor.dtype) };
+        return meta;
       }
       const bytes = tensorBytes(tensor.data);
       chunks.push(bytes);
-      const { data: _data, ...meta } = encodeOipTensor(o.name, { ...tensor, data: tensor.data.subarray(0, 0) });
       return { ...meta, parameters: { binary_data_size: bytes.length } };
     });
     const response: OipInferResponseDto = {
