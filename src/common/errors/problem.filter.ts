@@ -54,7 +54,8 @@ export class ProblemFilter implements ExceptionFilter {
     const unnamed = known === undefined ? unnamedRefusal(exception) : undefined;
     const error =
       known ?? unnamed ?? new AppError('INTERNAL', `internal error; quote request id ${String(request.id)}`);
-    const problem = problemOf(error, { instance: request.url.split('?')[0], requestId: String(request.id) });
+    const path = request.url.split('?')[0];
+    const problem = problemOf(error, { instance: path, requestId: String(request.id) });
     if (unnamed !== undefined) {
       // A client's error still (never a 500 for what it sent), but one no code here names yet: to be named.
       this.logger.warn({
@@ -87,7 +88,6 @@ export class ProblemFilter implements ExceptionFilter {
     if (error.completeLength !== undefined) headers['Content-Range'] = `bytes */${error.completeLength}`;
     const challenge = bearerChallenge(error, problem);
     if (challenge !== undefined) headers['WWW-Authenticate'] = challenge;
-    const path = request.url.split('?')[0];
     if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
       headers['Content-Type'] = 'application/json';
       return { status: problem.status, headers, body: JSON.stringify({ error: oipError(problem) }) };
