@@ -1,10 +1,7 @@
 import type { TimeRange } from '../../common/iso-time';
 import { BatchItemErrorDto, FraudScoreRequestDto } from './fraud-score.dto';
 import { fraudItemErrors, timeRangeError } from './fraud-item.schema';
-import { panRefusal } from './pan-guard.util';
-
-/** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
-const WHOLE_ITEM = '(item)';
+import { itemPanError, WHOLE_ITEM } from './batch-envelope.util';
 
 /**
  * Each batch item's error, undefined for an item to score. An item is first checked on its own; then,
@@ -35,11 +32,8 @@ export function batchItemErrors(items: readonly unknown[], range: TimeRange): Ar
 }
 
 function itemError(item: unknown, range: TimeRange): BatchItemErrorDto | undefined {
-  const refusal = panRefusal(item);
-  if (refusal) {
-    const errors = refusal.fields.map((f) => (f.field === '' ? { ...f, field: WHOLE_ITEM } : f));
-    return { code: 'PAN_DETECTED', detail: refusal.detail, errors };
-  }
+  const pan = itemPanError(item);
+  if (pan) return pan;
   if (typeof item !== 'object' || item === null || Array.isArray(item)) {
     const reason = 'each transaction must be an object';
     return { code: 'VALIDATION_FAILED', detail: `${WHOLE_ITEM}: ${reason}`, errors: [{ field: WHOLE_ITEM, reason }] };

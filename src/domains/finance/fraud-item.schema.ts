@@ -1,4 +1,4 @@
-import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
+import Ajv, { _, KeywordCxt } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
 import { isoTimeMs, NO_SUCH_TIME, TimeRange, timeRangeRefusal } from '../../common/iso-time';
 import {
@@ -9,7 +9,7 @@ import {
   MAX_BATCH_TRANSACTIONS,
   OCCURRED_AT,
 } from './fraud-score.dto';
-import { echoedKey, panRefusal } from './pan-guard.util';
+import { batchEnvelope, toFieldError } from './batch-envelope.util';
 
 /**
  * The FraudScoreRequestDto rules as one compiled JSON schema, for single transactions and batch
@@ -62,35 +62,22 @@ ajv.addKeyword({
   },
 });
 const validate = ajv.compile<FraudScoreRequestDto>(FRAUD_ITEM_SCHEMA);
-// Items of any type: one that is not an object gets its own error (fraudItemErrors), not the batch's.
-const validateBatch = ajv.compile<{ transactions: unknown[] }>({
-  type: 'object',
-  additionalProperties: false,
-  required: ['transactions'],
-  properties: {
-    transactions: { type: 'array', minItems: 1, maxItems: MAX_BATCH_TRANSACTIONS },
-  },
-});
+const fraudBatch = batchEnvelope('transactions', MAX_BATCH_TRANSACTIONS);
 
 /**
  * The batch envelope, checked without copying its items (the route skips the class-based pipe);
  * each item is then checked on its own by fraudItemErrors.
  */
 export function parseFraudBatch(body: unknown): unknown[] {
-  if (validateBatch(body)) return body.transactions;
-  const refusal = envelopePanRefusal(body);
-  if (refusal) throw refusal;
-  const fields = (validateBatch.errors ?? []).map(toFieldError);
-  throw new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+  return fraudBatch.items(body);
 }
 
 /**
  * A card number outside the items (an envelope field, a key, a body that is one), refused as on the single route:
- * 422 naming it; the items' own are each item's error. The items are not walked (a valid envelope holds nothing else).
+ * 422 naming it; the items' own are each item's error.
  */
 export function envelopePanRefusal(body: unknown): AppError | undefined {
-  const items = (body as { transactions?: unknown } | null)?.transactions;
-  return panRefusal(Array.isArray(items) ? { ...(body as object), transactions: [] } : body);
+  return fraudBatch.panRefusal(body);
 }
 
 /** A single transaction (the route skips the class-based pipe), or 400 naming each bad field. */
@@ -125,22 +112,4 @@ export function timeRangeError(item: FraudScoreRequestDto, range: TimeRange): Fi
 export function refuseTimeOutOfRange(item: FraudScoreRequestDto, range: TimeRange): void {
   const field = timeRangeError(item, range);
   if (field) throw new AppError('TIME_OUT_OF_RANGE', `${field.field}: ${field.reason}`, { fields: [field] });
-}
-
-function toFieldError(e: ErrorObject): FieldError {
-  const path = e.instancePath
-    .split('/')
-    .slice(1)
-    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : p))
-    .join('.')
-    .replace(/\.\[/g, '[');
-  if (e.keyword === 'required') {
-    const missing = (e.params as { missingProperty: string }).missingProperty;
-    return { field: path ? `${path}.${missing}` : missing, reason: 'is required' };
-  }
-  if (e.keyword === 'additionalProperties') {
-    const extra = echoedKey((e.params as { additionalProperty: string }).additionalProperty);
-    return { field: path ? `${path}.${extra}` : extra, reason: 'is not an accepted field' };
-  }
-  return { field: path || '(body)', reason: e.message ?? 'is invalid' };
 }

@@ -1,0 +1,75 @@
+import Ajv, { ErrorObject } from 'ajv';
+import { AppError, FieldError } from '../../common/errors/app-error';
+import { echoedKey, panRefusal } from './pan-guard.util';
+
+/** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
+export const WHOLE_ITEM = '(item)';
+
+/** An ajv error as a field error, its path in the request's words (`transactions[3].amount`, `features.v1`). */
+export function toFieldError(e: ErrorObject): FieldError {
+  const path = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : p))
+    .join('.')
+    .replace(/\.\[/g, '[');
+  if (e.keyword === 'required') {
+    const missing = (e.params as { missingProperty: string }).missingProperty;
+    return { field: path ? `${path}.${missing}` : missing, reason: 'is required' };
+  }
+  if (e.keyword === 'additionalProperties') {
+    const extra = echoedKey((e.params as { additionalProperty: string }).additionalProperty);
+    return { field: path ? `${path}.${extra}` : extra, reason: 'is not an accepted field' };
+  }
+  return { field: path || '(body)', reason: e.message ?? 'is invalid' };
+}
+
+/** A batch item that carries a card number: its own PAN_DETECTED error, naming the field (or the item, if it is one). */
+export function itemPanError(
+  item: unknown,
+): { code: 'PAN_DETECTED'; detail: string; errors: FieldError[] } | undefined {
+  const refusal = panRefusal(item);
+  if (!refusal) return undefined;
+  const errors = refusal.fields.map((f) => (f.field === '' ? { ...f, field: WHOLE_ITEM } : f));
+  return { code: 'PAN_DETECTED', detail: refusal.detail, errors };
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+
+/** A batch route's envelope: `{ <list>: [...] }` with 1 to `max` items of any type, and nothing else. */
+export interface BatchEnvelope {
+  /** The body's items, checked without copying them (the route skips the class-based pipe), or 400 naming each bad field. */
+  items(body: unknown): unknown[];
+  /**
+   * A card number outside the items (an envelope field, a key, a body that is one), refused as on a single route:
+   * 422 naming it; the items' own are each item's error. The items are not walked (a valid envelope holds nothing else).
+   */
+  panRefusal(body: unknown): AppError | undefined;
+}
+
+/**
+ * The envelope of a batch route whose items are listed under `list`: each item is then checked on its own, so one
+ * that is not even an object gets its own error, not the batch's.
+ */
+export function batchEnvelope(list: string, max: number): BatchEnvelope {
+  const validate = ajv.compile<Record<string, unknown[]>>({
+    type: 'object',
+    additionalProperties: false,
+    required: [list],
+    properties: { [list]: { type: 'array', minItems: 1, maxItems: max } },
+  });
+  const envelopePanRefusal = (body: unknown): AppError | undefined => {
+    const items = (body as Record<string, unknown> | null)?.[list];
+    return panRefusal(Array.isArray(items) ? { ...(body as object), [list]: [] } : body);
+  };
+  return {
+    items(body) {
+      if (validate(body)) return body[list];
+      const refusal = envelopePanRefusal(body);
+      if (refusal) throw refusal;
+      const fields = (validate.errors ?? []).map(toFieldError);
+      throw new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+    },
+    panRefusal: envelopePanRefusal,
+  };
+}
