@@ -362,6 +362,107 @@ describe('finance: fraud scoring and credit assessment', () => {
     assert.ok(fields.includes('repaymentStatus[0]'), String(fields));
   });
 
+  it('credit batch: each application assessed on its own, as the single route assesses it; a bad one gets its own error', async () => {
+    const idle = {
+      ...APPLICANT,
+      creditLimit: 300000,
+      repaymentStatus: [-1, -1, -1, -1, -1, -1],
+      paymentAmounts: [48000, 47000, 46000, 45000, 44000, 43000],
+    };
+    const res = await post('credit-assessments/batch', {
+      applications: [
+        { ...APPLICANT, applicationId: 'app-1' },
+        { ...APPLICANT, applicationId: 'app-2', creditLimit: -5 },
+        { ...idle, applicationId: 'app-3' },
+        { ...idle, applicationId: 'app-1' },
+        7,
+        { ...APPLICANT, applicationId: 'app-6', reference: '4111 1111 1111 1111' },
+        { ...APPLICANT, applicationId: 'app-7', age: 35 },
+        { ...APPLICANT },
+      ],
+    }).expect(200);
+    const outcome = (item: { result?: unknown; error?: { code: string; errors: Array<{ field: string }> } }) =>
+      item.result ? 'assessed' : `${item.error!.code} ${item.error!.errors.map((e) => e.field).join(',')}`;
+    assert.deepEqual(res.body.items.map(outcome), [
+      'assessed',
+      'VALIDATION_FAILED creditLimit',
+      'assessed',
+      'DUPLICATE_APPLICATION_ID applicationId',
+      'VALIDATION_FAILED (item)',
+      'PAN_DETECTED reference',
+      'VALIDATION_FAILED age',
+      'VALIDATION_FAILED applicationId',
+    ]);
+    assert.deepEqual(
+      res.body.items.map((i: { index: number }) => i.index),
+      [0, 1, 2, 3, 4, 5, 6, 7],
+    );
+    assert.deepEqual(res.body.items[3].error.errors, [
+      { field: 'applicationId', reason: 'already sent as item 0 of this batch' },
+    ]);
+    assert.deepEqual([res.body.assessed, res.body.failed], [2, 6]);
+    assert.deepEqual(res.body.model, { name: 'credit-default', version: '1' });
+    assert.match(res.body.requestId, /^[0-9a-f-]{36}$/);
+    // The same application is assessed the same alone and in a batch: probability, grade, decision and reasons.
+    for (const [item, applicant] of [
+      [res.body.items[0], APPLICANT],
+      [res.body.items[2], idle],
+    ] as const) {
+      const { requestId, ...single } = (await post('credit-assessments', applicant).expect(200)).body;
+      assert.ok(requestId);
+      assert.deepEqual(item.result, { applicationId: item.result.applicationId, ...single });
+    }
+    assert.notEqual(res.body.items[0].result.decision, res.body.items[2].result.decision);
+  });
+
+  it('credit batch: audited with the keyed digest of the whole body and the counts, never an application', async () => {
+    const body = {
+      applications: [
+        { ...APPLICANT, applicationId: 'audit-app-1' },
+        { ...APPLICANT, applicationId: 'audit-app-2', education: 'kindergarten' },
+      ],
+    };
+    const res = await post('credit-assessments/batch', body).expect(200);
+    const [row] = await app
+      .get(DataSource)
+      .query('SELECT * FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+    assert.equal(row.action, 'credit.assess-batch');
+    assert.equal(row.outcome, 'ok');
+    assert.equal(row.model_name, 'credit-default');
+    assert.equal(row.input_digest, app.get(AuditInputDigester).digest([canonicalBytes(reversed(body))]));
+    const decision = res.body.items[0].result.decision as string;
+    assert.deepEqual(row.output_summary, {
+      applications: 2,
+      assessed: 1,
+      failed: 1,
+      decisions: { approve: 0, refer: 0, decline: 0, [decision]: 1 },
+    });
+    assert.ok(!JSON.stringify(row).includes('audit-app-'), 'an application id in the audit row');
+  });
+
+  it('credit batch: more than 1,000 applications, an empty list or another envelope field is refused naming the field; a card number in the envelope is 422', async () => {
+    const tooMany = await post('credit-assessments/batch', {
+      applications: Array.from({ length: 1001 }, () => ({})),
+    }).expect(400);
+    assert.deepEqual(tooMany.body.errors, [{ field: 'applications', reason: 'must NOT have more than 1000 items' }]);
+    const empty = await post('credit-assessments/batch', { applications: [] }).expect(400);
+    assert.deepEqual(empty.body.errors, [{ field: 'applications', reason: 'must NOT have fewer than 1 items' }]);
+    const extra = await post('credit-assessments/batch', { applications: [APPLICANT], campaign: 'x' }).expect(400);
+    assert.deepEqual(extra.body.errors, [{ field: 'campaign', reason: 'is not an accepted field' }]);
+    const pan = await post('credit-assessments/batch', {
+      applications: [APPLICANT],
+      note: '4111111111111111',
+    }).expect(422);
+    assert.equal(pan.body.code, 'PAN_DETECTED');
+    assert.deepEqual(
+      pan.body.errors.map((e: { field: string }) => e.field),
+      ['note'],
+    );
+    await post('credit-assessments/batch', { applications: [APPLICANT] }, bearer(tokenFor(['plant-operator']))).expect(
+      403,
+    );
+  });
+
   it('needs finance:score; every score is audited with a digest, never the raw features', async () => {
     await post('fraud-scores', tx(), bearer(tokenFor(['plant-operator']))).expect(403);
     const res = await post('fraud-scores', tx({ transactionId: 'audited-1' })).expect(200);
@@ -477,6 +578,46 @@ describe('finance: fraud scoring and credit assessment', () => {
       assert.equal(again.headers['idempotent-replayed'], 'true');
       // The answer as first sent, byte for byte (its keys in the same order).
       assert.equal(again.text, first.text);
+    });
+
+    it('a credit batch retried with the same key gets the stored answer, assessed once, its replay audited with the counts', async () => {
+      const before = await inferences('credit-default');
+      const body = {
+        applications: [
+          { ...APPLICANT, applicationId: 'k-1' },
+          { ...APPLICANT, applicationId: 'k-1' },
+        ],
+      };
+      const send = () =>
+        http
+          .post('/v1/finance/credit-assessments/batch')
+          .set('Authorization', engine)
+          .set('Idempotency-Key', 'credit-batch-retry-1')
+          .send(body);
+      const first = await send().expect(200);
+      const again = await send().expect(200);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.equal(again.text, first.text);
+      assert.equal((await inferences('credit-default')) - before, 1);
+      const [row] = await app
+        .get(DataSource)
+        .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [again.headers['x-request-id']]);
+      const decision = first.body.items[0].result.decision as string;
+      assert.deepEqual(row.output_summary, {
+        idempotentReplay: true,
+        originalRequestId: first.body.requestId,
+        assessed: 1,
+        failed: 1,
+        applications: 2,
+        decisions: { approve: 0, refer: 0, decline: 0, [decision]: 1 },
+      });
+      // Another body with the key is refused, as on every finance route.
+      await http
+        .post('/v1/finance/credit-assessments/batch')
+        .set('Authorization', engine)
+        .set('Idempotency-Key', 'credit-batch-retry-1')
+        .send({ applications: [{ ...APPLICANT, applicationId: 'k-2' }] })
+        .expect(422);
     });
 
     describe('on credit assessments', () => {
@@ -646,13 +787,15 @@ describe('finance: champion/challenger in shadow', () => {
   let app: NestFastifyApplication;
   let modelsDir: string;
   before(async () => {
-    // The challenger: the same network published as card-fraud version 2, not the default.
+    // The challengers: the same networks published as card-fraud and credit-default version 2, not the default.
     modelsDir = bundledModelsDir(['finance']);
-    const v2 = join(modelsDir, 'finance', 'card-fraud', '2');
-    cpSync(join(modelsDir, 'finance', 'card-fraud', '1'), v2, { recursive: true });
-    const manifest = JSON.parse(readFileSync(join(v2, 'model.json'), 'utf8')) as Record<string, unknown>;
-    writeFileSync(join(v2, 'model.json'), JSON.stringify({ ...manifest, version: '2', default: false }));
-    app = await createTestApp({ MODELS_DIR: modelsDir, FINANCE_SHADOW_MODELS: 'card-fraud=2' });
+    for (const name of ['card-fraud', 'credit-default']) {
+      const v2 = join(modelsDir, 'finance', name, '2');
+      cpSync(join(modelsDir, 'finance', name, '1'), v2, { recursive: true });
+      const manifest = JSON.parse(readFileSync(join(v2, 'model.json'), 'utf8')) as Record<string, unknown>;
+      writeFileSync(join(v2, 'model.json'), JSON.stringify({ ...manifest, version: '2', default: false }));
+    }
+    app = await createTestApp({ MODELS_DIR: modelsDir, FINANCE_SHADOW_MODELS: 'card-fraud=2,credit-default=2' });
   });
   after(async () => {
     await app.close();
@@ -677,6 +820,43 @@ describe('finance: champion/challenger in shadow', () => {
     });
   });
 
+  it('credit: the challenger is audited beside the champion, per application and over a batch, never returned', async () => {
+    const post = (path: string, body: object) =>
+      request(app.getHttpServer())
+        .post(`/v1/finance/${path}`)
+        .set('Authorization', bearer(tokenFor(['risk-engine'])))
+        .send(body)
+        .expect(200);
+    const summary = async (requestId: string): Promise<Record<string, unknown>> => {
+      const rows = await app
+        .get(DataSource)
+        .query<Array<{ output_summary: Record<string, unknown> }>>(
+          'SELECT output_summary FROM audit_events WHERE request_id = $1',
+          [requestId],
+        );
+      return rows[0].output_summary;
+    };
+    const single = await post('credit-assessments', APPLICANT);
+    assert.deepEqual(single.body.model, { name: 'credit-default', version: '1' });
+    assert.ok(!JSON.stringify(single.body).includes('shadow'));
+    assert.deepEqual((await summary(single.headers['x-request-id'])).shadow, {
+      version: '2',
+      probabilityOfDefault: single.body.probabilityOfDefault, // same network: the two agree
+      decision: single.body.decision,
+    });
+    const batch = await post('credit-assessments/batch', {
+      applications: [
+        { ...APPLICANT, applicationId: 'a' },
+        { ...APPLICANT, applicationId: 'b', creditLimit: 0 },
+        { ...APPLICANT, applicationId: 'c', repaymentStatus: [-1, -1, -1, -1, -1, -1], creditLimit: 300000 },
+      ],
+    });
+    assert.ok(!JSON.stringify(batch.body).includes('shadow'));
+    const decisions = { approve: 0, refer: 0, decline: 0 };
+    for (const item of batch.body.items) if (item.result) decisions[item.result.decision as keyof typeof decisions]++;
+    assert.deepEqual((await summary(batch.headers['x-request-id'])).shadow, { version: '2', decisions, agreed: 2 });
+  });
+
   it('a stuck challenger does not hold the answer: it goes out, audited without the verdict', async () => {
     // The challenger's run is held until the answer is in: the answer cannot have waited for it.
     const engine = app.get(InferenceEngine);
@@ -689,6 +869,8 @@ describe('finance: champion/challenger in shadow', () => {
       for (const [path, body] of [
         ['fraud-scores', tx()],
         ['fraud-scores/batch', { transactions: [tx(), tx({ transactionId: 'tx-0002' })] }],
+        ['credit-assessments', APPLICANT],
+        ['credit-assessments/batch', { applications: [{ ...APPLICANT, applicationId: 'held-1' }] }],
       ] as const) {
         const res = await request(app.getHttpServer())
           .post(`/v1/finance/${path}`)

@@ -364,6 +364,31 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
       headers: creditKey,
     });
     await refusals('post', credit, credit, ['scada']);
+
+    const creditBatch = '/v1/finance/credit-assessments/batch';
+    const applications = [
+      { ...APPLICANT, applicationId: 'a-1' },
+      { ...APPLICANT, applicationId: 'a-2', education: '4111111111111111' },
+    ];
+    await call(200, 'post', creditBatch, creditBatch, { auth: engine, body: { applications } });
+    const creditBatchKey = { 'Idempotency-Key': 'credit-batch-replayed' };
+    await call(200, 'post', creditBatch, creditBatch, {
+      auth: engine,
+      body: { applications },
+      headers: creditBatchKey,
+    });
+    const creditBatchReplayed = await call(200, 'post', creditBatch, creditBatch, {
+      auth: engine,
+      body: { applications },
+      headers: creditBatchKey,
+    });
+    assert.equal(creditBatchReplayed.headers['idempotent-replayed'], 'true');
+    await call(400, 'post', creditBatch, creditBatch, { auth: engine, body: { applications: [] } });
+    await call(422, 'post', creditBatch, creditBatch, {
+      auth: engine,
+      body: { applications, note: '4111111111111111' },
+    });
+    await refusals('post', creditBatch, creditBatch, ['scada']);
   });
 
   it('medical', async () => {
@@ -591,6 +616,10 @@ describe('OpenAPI: every operation answers what the document declares', { skip: 
       await past('post', `${fraud}/batch`, `${fraud}/batch`, { auth: engine, body: { transactions: [tx()] } });
       const credit = '/v1/finance/credit-assessments';
       await past('post', credit, credit, { auth: engine, body: APPLICANT });
+      await past('post', `${credit}/batch`, `${credit}/batch`, {
+        auth: engine,
+        body: { applications: [{ ...APPLICANT, applicationId: 'late-1' }] },
+      });
       const detect = '/v1/medical/lesion-detections';
       const image = dicomFile('US1_UNCR.dcm');
       await past('post', detect, detect, { auth: pacs, body: image, type: 'application/dicom' });

@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'AUDIT_UNAVAILABLE',
   'PAN_DETECTED',
   'DUPLICATE_TRANSACTION_ID',
+  'DUPLICATE_APPLICATION_ID',
   'TIME_OUT_OF_RANGE',
   'IDEMPOTENCY_KEY_REUSED',
   'IDEMPOTENCY_IN_PROGRESS',
@@ -158,6 +159,9 @@ export function httpStatusOf(code: ErrorCode): { status: number; title: string }
     case 'DUPLICATE_TRANSACTION_ID':
       // Today only a fraud batch item's error (the batch itself is answered 200).
       return { status: 422, title: 'Transaction id already sent in this batch' };
+    case 'DUPLICATE_APPLICATION_ID':
+      // Today only a credit batch item's error (the batch itself is answered 200).
+      return { status: 422, title: 'Application id already sent in this batch' };
     case 'TIME_OUT_OF_RANGE':
       // A well-formed time before the earliest the route takes (FINANCE_EARLIEST_TIME: a placeholder date) or
       // further ahead of the clock than it allows (FINANCE_FUTURE_TOLERANCE_MS: a time that has not come yet).

@@ -1,11 +1,22 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseInterceptors } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AuditInputDigester, noteAudit, RequirePermission } from '../../common/access';
+import { AuditInputDigester, noteAudit, RequirePermission, withInputDigest } from '../../common/access';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
-import { bodyDigest } from './canonical-input.util';
-import { CreditAssessmentDto, CreditAssessmentRequestDto, parseCreditAssessmentRequest } from './credit-assessment.dto';
-import { CreditAssessmentService } from './credit-assessment.service';
+import { DIGEST_JSON_BODY } from '../../common/http/raw-json';
+import { AddRouteConfig } from '../../common/http/route-config';
+import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
+import {
+  CreditAssessmentDto,
+  CreditAssessmentRequestDto,
+  CreditBatchItemDto,
+  CreditBatchRequestDto,
+  CreditBatchResultDto,
+  creditDecisionCounts,
+  parseCreditAssessmentRequest,
+} from './credit-assessment.dto';
+import { CreditAssessmentService, CreditShadowVerdict } from './credit-assessment.service';
+import { creditBatchChecks, creditEnvelopePanRefusal, parseCreditBatch } from './credit-batch.util';
 import {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENCY_REPLAY_HEADERS,
@@ -18,7 +29,6 @@ import { queryRefusal } from './pan-guard.util';
 @ApiBearerAuth()
 @ApiProblems(...PROTECTED_ROUTE_ERRORS)
 @Controller('finance/credit-assessments')
-@UseInterceptors(PanGuardInterceptor)
 export class CreditAssessmentController {
   constructor(
     private readonly credit: CreditAssessmentService,
@@ -29,6 +39,7 @@ export class CreditAssessmentController {
   /** Probability of default, grade, decision and up to four adverse-action reasons for an application. */
   @Post()
   @HttpCode(200)
+  @UseInterceptors(PanGuardInterceptor)
   @RequirePermission('finance:score', 'credit.assess')
   @ApiHeader(IDEMPOTENCY_KEY_HEADER)
   @ApiBody({ type: CreditAssessmentRequestDto })
@@ -65,4 +76,74 @@ export class CreditAssessmentController {
     });
     return { ...result, requestId: String(request.id) };
   }
+
+  /**
+   * Assesses up to 1,000 applications (a portfolio review, a pre-screening list); an invalid one (a card number
+   * included) gets its own error and the rest are assessed. An applicationId is assessed once: a later valid item
+   * with the same one gets the error DUPLICATE_APPLICATION_ID naming the first.
+   */
+  @Post('batch')
+  @HttpCode(200)
+  @AddRouteConfig({ [DIGEST_JSON_BODY]: true })
+  @RequirePermission('finance:score', 'credit.assess-batch')
+  @ApiHeader(IDEMPOTENCY_KEY_HEADER)
+  @ApiBody({ type: CreditBatchRequestDto })
+  @ApiOkResponse({ type: CreditBatchResultDto, headers: IDEMPOTENCY_REPLAY_HEADERS })
+  @ApiProblems(...JSON_BODY_ERRORS, 409, 422, 504)
+  async assessBatch(
+    @Body() body: unknown,
+    @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<CreditBatchResultDto> {
+    // As on the fraud batch: a card number in the envelope is refused before the Idempotency-Key is read, one in an
+    // item is that item's error.
+    const refusal = creditEnvelopePanRefusal(body) ?? queryRefusal(request.query);
+    if (refusal) throw refusal;
+    return (await this.idempotency.answer(request, reply, () =>
+      this.assessMany(body, request),
+    )) as CreditBatchResultDto;
+  }
+
+  private async assessMany(body: unknown, request: FastifyRequest): Promise<CreditBatchResultDto> {
+    const applications = parseCreditBatch(body);
+    const model = this.credit.modelRef();
+    noteAudit(request, { model });
+    const { items, shadow } = await withInputDigest(request, bodyDigestAsync(this.digester, body), async () => {
+      const checks = await creditBatchChecks(applications);
+      const valid = checks.flatMap((check, index) => ('application' in check ? [{ index, ...check }] : []));
+      const { assessments, shadow } = await this.credit.assessMany(valid.map((v) => v.application));
+      const items: CreditBatchItemDto[] = checks.map((check, index) =>
+        'error' in check ? { index, error: check.error } : { index },
+      );
+      valid.forEach(
+        (v, k) => (items[v.index].result = { applicationId: v.application.applicationId, ...assessments[k] }),
+      );
+      return { items, shadow };
+    });
+    const assessed = items.filter((i) => i.result).length;
+    noteAudit(request, {
+      output: {
+        applications: items.length,
+        assessed,
+        failed: items.length - assessed,
+        decisions: creditDecisionCounts(items),
+        ...(shadow ? { shadow: shadowSummary(items, shadow) } : {}),
+      },
+    });
+    return { items, assessed, failed: items.length - assessed, model, requestId: String(request.id) };
+  }
+}
+
+/** The challenger's decisions over a credit batch, and how often it agreed with the champion. */
+function shadowSummary(items: CreditBatchItemDto[], shadow: CreditShadowVerdict[]): Record<string, unknown> {
+  const decisions = { approve: 0, refer: 0, decline: 0 };
+  let agreed = 0;
+  let k = 0;
+  for (const item of items) {
+    if (!item.result) continue;
+    const verdict = shadow[k++];
+    decisions[verdict.decision]++;
+    if (verdict.decision === item.result.decision) agreed++;
+  }
+  return { version: shadow[0]?.version, decisions, agreed };
 }

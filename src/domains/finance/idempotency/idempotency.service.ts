@@ -6,6 +6,7 @@ import { AppError } from '../../../common/errors/app-error';
 import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
 import { bodyDigestAsync } from '../canonical-input.util';
+import { creditDecisionCounts } from '../credit-assessment.dto';
 import { decisionCounts } from '../fraud-score.dto';
 import { IdempotencyRepository } from './idempotency.repository';
 
@@ -242,6 +243,7 @@ function replayNote(body: unknown): AuditNote {
     'decision',
     'transactions',
     'scored',
+    'assessed',
     'failed',
   ]) {
     if (field in answer) output[field] = answer[field];
@@ -251,8 +253,15 @@ function replayNote(body: unknown): AuditNote {
     output.reasons = (answer.reasons as Array<{ code?: unknown }>).map((reason) => reason?.code);
   }
   if (Array.isArray(answer.items)) {
-    output.transactions = answer.items.length;
-    output.decisions = decisionCounts(answer.items as Array<{ result?: { decision?: unknown } }>);
+    const items = answer.items as Array<{ result?: { decision?: unknown } }>;
+    // A credit batch (assessed applications) or a fraud batch (scored transactions), counted as its first row was.
+    if ('assessed' in answer) {
+      output.applications = items.length;
+      output.decisions = creditDecisionCounts(items);
+    } else {
+      output.transactions = items.length;
+      output.decisions = decisionCounts(items);
+    }
   }
   const model = answer.model as { name?: unknown; version?: unknown } | undefined;
   if (typeof model?.name === 'string' && typeof model.version === 'string') {

@@ -1,0 +1,83 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { AppError } from '../../common/errors/app-error';
+import { batchEnvelope, itemPanError, WHOLE_ITEM } from './batch-envelope.util';
+import {
+  CreditBatchApplicationDto,
+  CreditBatchItemErrorDto,
+  MAX_BATCH_APPLICATIONS,
+  parseCreditBatchApplication,
+} from './credit-assessment.dto';
+
+const creditBatch = batchEnvelope('applications', MAX_BATCH_APPLICATIONS);
+
+/** The credit batch's envelope, checked without copying its items; each item is then checked on its own. */
+export function parseCreditBatch(body: unknown): unknown[] {
+  return creditBatch.items(body);
+}
+
+/** A card number outside the credit batch's items: 422 naming it, before the Idempotency-Key is read. */
+export function creditEnvelopePanRefusal(body: unknown): AppError | undefined {
+  return creditBatch.panRefusal(body);
+}
+
+/**
+ * Items checked before the event loop takes a turn for other requests: the single route's class-based checks cost
+ * about 60-90 µs an application on this project's machine, so a full batch checked at once would hold a card
+ * authorisation waiting behind it for up to a tenth of a second; 64 hold it a few milliseconds at most.
+ */
+const ITEMS_PER_TURN = 64;
+
+export type CreditBatchCheck = { error: CreditBatchItemErrorDto } | { application: CreditBatchApplicationDto };
+
+/**
+ * Each credit batch item checked: by the single route's rules (the same field errors alone and in a batch) and its
+ * applicationId, or its error. As a bank keys the answers by applicationId, the first valid item with an id (compared
+ * exactly) holds it, and each later valid one with it gets DUPLICATE_APPLICATION_ID naming that item's index; an
+ * invalid item holds no id.
+ */
+export async function creditBatchChecks(items: readonly unknown[]): Promise<CreditBatchCheck[]> {
+  // A Map, not an object: an applicationId such as `__proto__` or `constructor` is a plain key.
+  const holder = new Map<string, number>();
+  const checks: CreditBatchCheck[] = [];
+  for (let index = 0; index < items.length; index++) {
+    if (index > 0 && index % ITEMS_PER_TURN === 0) await nextTurn();
+    const checked = await checkItem(items[index]);
+    if ('error' in checked) {
+      checks.push(checked);
+      continue;
+    }
+    const id = checked.application.applicationId;
+    const first = holder.get(id);
+    if (first === undefined) {
+      holder.set(id, index);
+      checks.push(checked);
+      continue;
+    }
+    const reason = `already sent as item ${first} of this batch`;
+    checks.push({
+      error: {
+        code: 'DUPLICATE_APPLICATION_ID',
+        detail: `applicationId: ${reason}`,
+        errors: [{ field: 'applicationId', reason }],
+      },
+    });
+  }
+  return checks;
+}
+
+async function checkItem(item: unknown): Promise<CreditBatchCheck> {
+  const pan = itemPanError(item);
+  if (pan) return { error: pan };
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+    const reason = 'each application must be an object';
+    return {
+      error: { code: 'VALIDATION_FAILED', detail: `${WHOLE_ITEM}: ${reason}`, errors: [{ field: WHOLE_ITEM, reason }] },
+    };
+  }
+  try {
+    return { application: await parseCreditBatchApplication(item) };
+  } catch (error) {
+    if (!(error instanceof AppError) || error.code !== 'VALIDATION_FAILED') throw error;
+    return { error: { code: 'VALIDATION_FAILED', detail: error.detail, errors: error.fields } };
+  }
+}
