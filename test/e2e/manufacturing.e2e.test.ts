@@ -440,6 +440,59 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.deepEqual(await predicted('mill-re'), reference, "the old asset's predictions kept");
   });
 
+  it("an asset removed and made again lists its own predictions only, page by page; the removed asset's stay stored", async () => {
+    const post = (from: number, rows: Array<Record<string, number>>) =>
+      http
+        .post('/v1/manufacturing/assets/mill-anew/readings')
+        .set('Authorization', scada)
+        .send({ readings: rows.map((values, i) => ({ timestamp: iso(from + i * 1000), values })) })
+        .expect(200);
+    const listed = async (query = '') => {
+      const res = await http
+        .get(`/v1/manufacturing/assets/mill-anew/predictions?from=${iso(T0)}&to=${iso(T0 + 1_000_000)}${query}`)
+        .set('Authorization', operator)
+        .expect(200);
+      return res.body as { predictions: Array<{ at: string }>; nextCursor: string | null };
+    };
+    const put = () =>
+      http
+        .put('/v1/manufacturing/assets/mill-anew')
+        .set('Authorization', admin)
+        .send(millAsset('mill-anew'))
+        .expect(200);
+    await put();
+    // The removed machine's history: three readings, the last of them after all of the new one's.
+    await post(T0 + 600_000, ai4iReadings(false, 2));
+    await post(T0 + 900_000, ai4iReadings(false, 1));
+    assert.equal((await listed()).predictions.length, 3);
+    await http.delete('/v1/manufacturing/assets/mill-anew').set('Authorization', admin).expect(204);
+    await put();
+    await post(T0 + 700_000, ai4iReadings(true, 2));
+    const mine = [iso(T0 + 700_000), iso(T0 + 701_000)];
+    assert.deepEqual(
+      (await listed()).predictions.map((p) => p.at),
+      mine,
+      "the removed asset's predictions listed as the new one's",
+    );
+    const first = await listed('&limit=1');
+    assert.deepEqual(
+      first.predictions.map((p) => p.at),
+      [mine[0]],
+    );
+    const second = await listed(`&limit=1&cursor=${first.nextCursor}`);
+    assert.deepEqual(
+      second.predictions.map((p) => p.at),
+      [mine[1]],
+    );
+    assert.equal(second.nextCursor, null, "no page more for the removed asset's last prediction");
+    const [{ n }] = await app
+      .get(DataSource)
+      .query<Array<{ n: number }>>(
+        "SELECT count(*)::int AS n FROM manufacturing_predictions WHERE asset_id = 'mill-anew'",
+      );
+    assert.equal(n, 5, "the removed asset's rows are kept (until the retention purge)");
+  });
+
   it("refuses a reading stamped far ahead of the gateway's clock, so it cannot make every later reading late", async () => {
     const good = ai4iReadings(false, 1)[0];
     const future = await http

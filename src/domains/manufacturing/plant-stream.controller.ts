@@ -103,7 +103,10 @@ export class PlantStreamController {
     return this.stream.status(assetId);
   }
 
-  /** Predictions over a time range (default: the last hour), oldest first, in pages of at most 10,000 (`cursor`). */
+  /**
+   * Predictions over a time range (default: the last hour), oldest first, in pages of at most 10,000 (`cursor`): the
+   * asset's as it is now (an asset removed and made again lists its own, not the removed asset's).
+   */
   @Get('assets/:assetId/predictions')
   @RequirePermission('manufacturing:read', 'manufacturing.predictions')
   @ApiAssetIdParam()

@@ -354,7 +354,13 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     this.logger.error({ msg: 'predictions refused by the database: dead-lettered', predictions: logged });
   }
 
-  /** Oldest first (by time, then model version: the key's order); with `after`, only the rows past that one. */
+  /**
+   * The asset's predictions as it is now, oldest first (by time, then model version: the key's order); with `after`,
+   * only the rows past that one. Only those of the incarnation the assets table holds: an asset removed and made again
+   * under the same id is another machine (or the same one started over), and the removed one's rows, kept under the id
+   * until the retention purge, are not its history. Read from the table, not a gateway's registry, so that every
+   * gateway sharing the database lists the same rows whichever of them made the asset again.
+   */
   async predictionsOf(
     assetId: string,
     from: Date,
@@ -364,7 +370,9 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   ): Promise<PredictionEntity[]> {
     const query = this.predictions
       .createQueryBuilder('p')
-      .where('p.assetId = :assetId AND p.at BETWEEN :from AND :to', { assetId, from, to });
+      .where('p.assetId = :assetId AND p.at BETWEEN :from AND :to', { assetId, from, to })
+      // One primary-key lookup; none (the asset removed meanwhile) lists nothing.
+      .andWhere('p.incarnation = (SELECT a.incarnation FROM manufacturing_assets a WHERE a.asset_id = :assetId)');
     if (after) {
       query.andWhere('(p.at, p.modelVersion) > (:afterAt, :afterVersion)', {
         afterAt: after.at,
