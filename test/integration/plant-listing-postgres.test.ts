@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Client } from 'pg';
@@ -8,10 +9,13 @@ import {
   deadLetterInsertSql,
   PlantRecordsRepository,
 } from '../../src/domains/manufacturing/records/plant-records.repository';
+import { ALARMS_ORDER_LOCK } from '../../src/database/insert-order';
+import { alarmStream } from '../fixtures/alarm-stream';
 import { pressDeadLetter } from '../fixtures/plant-data';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
+import { until } from '../fixtures/until';
 
 const DATABASE_URL = process.env.DATABASE_URL;
 
@@ -133,5 +137,71 @@ describe(
         }
       });
     }
+
+    // The alarm stream resumes (Last-Event-ID) from the table and moves the client's last event id to the newest id
+    // it sends: a resume that read past an insert in flight sent the rows after it, and the reconnect that followed
+    // resumed above the held row once it was committed, so it was never sent (live alarms are each gateway's own).
+    it('the alarm stream resumes in insert order: an alarm committed by another gateway after later ones is sent, and a fresh stream starts below no insert in flight', async () => {
+      const token = bearer(tokenFor(['plant-operator']));
+      const app = await createTestApp({ DATABASE_URL: scratch.url });
+      await app.listen(0, '127.0.0.1');
+      const port = (app.getHttpServer().address() as AddressInfo).port;
+      const other = new Client({ connectionString: scratch.url });
+      const watch = new Client({ connectionString: scratch.url });
+      await other.connect();
+      await watch.connect();
+      const newest = async () =>
+        (await watch.query<{ id: string }>('SELECT coalesce(max(id), 0)::text AS id FROM manufacturing_alarms')).rows[0]
+          .id;
+      // A read waiting for ALARMS_ORDER_LOCK, held shared by the insert in flight.
+      const waiting = async () =>
+        (
+          await watch.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = ${ALARMS_ORDER_LOCK[0]} AND objid = ${ALARMS_ORDER_LOCK[1]} AND objsubid = 2`,
+          )
+        ).rows[0].n > 0;
+      const alarms = TABLES[0];
+      try {
+        const resumeFrom = await newest();
+        const held = await alarms.hold(other, 1);
+        await alarms.add(app, 3);
+        const last = await newest();
+        const resumed = alarmStream(port, token, resumeFrom);
+        await resumed.ready;
+        // The resume waits for the insert in flight (this code), or sends the rows after it without it (before).
+        await until('the resume waiting for the insert in flight, or sent', async () =>
+          resumed.received.some((e) => e.id === last) || (await waiting()) ? true : undefined,
+        );
+        await other.query('COMMIT');
+        await until('the newest alarm sent', () => resumed.received.find((e) => e.id === last));
+        resumed.close();
+        const sent = resumed.received.map((e) => e.id!);
+        assert.ok(sent.includes(held), `alarm ${held} is sent with the alarms after it: ${sent.join(',')}`);
+        assert.deepEqual(
+          sent,
+          [...sent].sort((a, b) => Number(a) - Number(b)),
+          'oldest first',
+        );
+
+        // A stream opened without Last-Event-ID starts at the newest stored id: given while an alarm below it is in
+        // flight, that alarm, committed afterwards, was in no replay and on no live stream of this gateway.
+        const below = await alarms.hold(other, 2);
+        await alarms.add(app, 1);
+        const fresh = alarmStream(port, token);
+        await fresh.ready;
+        await until('the start waiting for the insert in flight, or given', async () =>
+          fresh.received.length > 0 || (await waiting()) ? true : undefined,
+        );
+        assert.deepEqual(fresh.received, [], `the start is given while alarm ${below} is in flight`);
+        await other.query('COMMIT');
+        await until('the start given', () => (fresh.received.length > 0 ? true : undefined));
+        fresh.close();
+        assert.deepEqual(fresh.received, [{ type: undefined, id: await newest(), data: undefined }]);
+      } finally {
+        await other.end();
+        await watch.end();
+        await app.close();
+      }
+    });
   },
 );

@@ -522,17 +522,32 @@ export class PlantRecordsRepository implements OnModuleDestroy {
       .getMany();
   }
 
-  /** Alarms with an id greater than `afterId`, newest first, at most `limit` (the alarm stream's replay). */
+  /**
+   * Alarms with an id greater than `afterId`, newest first, at most `limit` (the alarm stream's replay). In insert
+   * order, as alarmsOf (ALARMS_ORDER_LOCK): the stream moves the client's last event id to the newest id it sends, and
+   * a reconnect resumes above it, so an alarm another gateway committed after the read, with an id drawn before the
+   * newest it returned, would never be sent.
+   */
   async alarmsAfter(afterId: string, limit: number): Promise<AlarmEntity[]> {
     return orUnavailable('the alarms could not be read', () =>
-      this.alarms.find({ where: { id: MoreThan(afterId) }, order: { id: 'DESC' }, take: limit }),
+      readInInsertOrder(this.dataSource, this.server, ALARMS_ORDER_LOCK, (manager) =>
+        manager
+          .getRepository(AlarmEntity)
+          .find({ where: { id: MoreThan(afterId) }, order: { id: 'DESC' }, take: limit }),
+      ),
     );
   }
 
-  /** The newest alarm's id, '0' where there is none. */
+  /**
+   * The newest alarm's id, '0' where there is none: where a stream opened without Last-Event-ID starts. In insert
+   * order (see alarmsAfter): every alarm with an id below it is committed, so none of them is stored after the stream
+   * started and left out of it.
+   */
   async newestAlarmId(): Promise<string> {
     const rows = await orUnavailable('the alarms could not be read', () =>
-      this.alarms.find({ select: { id: true }, order: { id: 'DESC' }, take: 1 }),
+      readInInsertOrder(this.dataSource, this.server, ALARMS_ORDER_LOCK, (manager) =>
+        manager.getRepository(AlarmEntity).find({ select: { id: true }, order: { id: 'DESC' }, take: 1 }),
+      ),
     );
     return rows.length === 0 ? '0' : rows[0].id;
   }
