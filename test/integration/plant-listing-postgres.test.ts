@@ -10,6 +10,7 @@ import {
   PlantRecordsRepository,
 } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { ALARMS_ORDER_LOCK } from '../../src/database/insert-order';
+import { PlantStream } from '../../src/domains/manufacturing/plant-stream.service';
 import { alarmStream } from '../fixtures/alarm-stream';
 import { pressDeadLetter } from '../fixtures/plant-data';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
@@ -141,7 +142,7 @@ describe(
     // The alarm stream resumes (Last-Event-ID) from the table and moves the client's last event id to the newest id
     // it sends: a resume that read past an insert in flight sent the rows after it, and the reconnect that followed
     // resumed above the held row once it was committed, so it was never sent (live alarms are each gateway's own).
-    it('the alarm stream resumes in insert order: an alarm committed by another gateway after later ones is sent, and a fresh stream starts below no insert in flight', async () => {
+    it("the alarm stream resumes in insert order: an alarm committed by another gateway after later ones is sent, as is one committed before this gateway's next live alarm; a fresh stream starts below no insert in flight", async () => {
       const token = bearer(tokenFor(['plant-operator']));
       const app = await createTestApp({ DATABASE_URL: scratch.url });
       await app.listen(0, '127.0.0.1');
@@ -174,12 +175,35 @@ describe(
         );
         await other.query('COMMIT');
         await until('the newest alarm sent', () => resumed.received.find((e) => e.id === last));
-        resumed.close();
         const sent = resumed.received.map((e) => e.id!);
         assert.ok(sent.includes(held), `alarm ${held} is sent with the alarms after it: ${sent.join(',')}`);
+
+        // Live alarms are each gateway's own: another gateway's, committed now, is not streamed here; this gateway's
+        // next one, whose id is past it, is sent after it (read from the table), so the client's id passes it sent.
+        const others = await alarms.hold(other, 3);
+        await other.query('COMMIT');
+        const own = {
+          assetId: 'mill-own',
+          site: 's',
+          line: 'l',
+          state: 'raised' as const,
+          metric: 'failure' as const,
+          value: 0.9,
+          threshold: 0.5,
+          at: new Date().toISOString(),
+          model: { name: 'mill', version: '1' },
+        };
+        const ownId = await app
+          .get(PlantRecordsRepository)
+          .addAlarm({ ...own, at: new Date(own.at), modelName: 'mill', modelVersion: '1', reason: null });
+        app.get(PlantStream).alarms.next({ ...own, id: ownId });
+        await until("this gateway's live alarm sent", () => resumed.received.find((e) => e.id === ownId));
+        resumed.close();
+        const all = resumed.received.map((e) => e.id!);
+        assert.deepEqual(all.slice(-2), [others, ownId], `another gateway's alarm ${others} sent before ${ownId}`);
         assert.deepEqual(
-          sent,
-          [...sent].sort((a, b) => Number(a) - Number(b)),
+          all,
+          [...all].sort((a, b) => Number(a) - Number(b)),
           'oldest first',
         );
 

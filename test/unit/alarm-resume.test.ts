@@ -33,9 +33,9 @@ function heldLog(rows: Array<StreamedAlarm & { id: string }>, newest = 0n) {
     fail = reject;
   });
   const log: AlarmLog = {
-    newestAfter: async (after, limit) => {
+    newestAfter: async (after, limit, below) => {
       await answered;
-      return rows.filter((r) => BigInt(r.id) > after).slice(0, limit);
+      return rows.filter((r) => BigInt(r.id) > after && (below === undefined || BigInt(r.id) < below)).slice(0, limit);
     },
     newestId: async () => {
       await answered;
@@ -162,6 +162,57 @@ describe('alarm stream resume (Last-Event-ID)', () => {
     await settle();
     assert.deepEqual(items, [{ kind: 'alarm', id: '6', alarm: alarm(6) }]);
     assert.equal(done(), true);
+  });
+
+  it("sends another gateway's stored alarms before a live one whose id is past the client's by more than one, so the client's id passes none unsent", async () => {
+    const live = new Subject<StreamedAlarm>();
+    // Newest first, as the repository gives them; other gateways' alarms are stored in the same table.
+    const rows = [stored(6)];
+    const { log, answer } = heldLog(rows);
+    const reads: Array<bigint | undefined> = [];
+    const newestAfter = log.newestAfter.bind(log);
+    log.newestAfter = (after, limit, below) => {
+      reads.push(below);
+      return newestAfter(after, limit, below);
+    };
+    const { items } = collect(live, log, 5n);
+    answer();
+    await settle();
+    // Another gateway stores 7 and 8; this one streams 9 (read first: 7 and 8), then 10 (right after: no read).
+    rows.unshift(stored(8), stored(7));
+    live.next(stored(9));
+    await settle();
+    live.next(stored(10));
+    // Another gateway stores 11; this one streams 12 and 13: 13 waits for the read that 12 asks.
+    rows.unshift(stored(10), stored(9), stored(11));
+    rows.sort((a, b) => Number(b.id) - Number(a.id));
+    live.next(stored(12));
+    live.next(stored(13));
+    await settle();
+    assert.deepEqual(
+      items.map((i) => (i.kind === 'alarm' ? [i.id, i.alarm.at] : [i.kind])),
+      [6, 7, 8, 9, 10, 11, 12, 13].map((n) => [String(n), alarm(n).at]),
+    );
+    assert.deepEqual(reads, [undefined, 9n, 12n], 'the replay, then a read below each live alarm past the next id');
+  });
+
+  it('ends, the live alarm unsent, when the stored alarms before it cannot be read', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const { log, answer } = heldLog([], 5n);
+    const newestAfter = log.newestAfter.bind(log);
+    log.newestAfter = (after, limit, below) =>
+      below === undefined ? newestAfter(after, limit) : Promise.reject(new Error('lock timeout'));
+    const { items, done } = collect(live, log, 5n);
+    answer();
+    await settle();
+    live.next(stored(6));
+    live.next(stored(8));
+    live.next(stored(9));
+    await settle();
+    // The client resumes from 6: its reconnect is sent 7 (another gateway's), 8 and 9 from the table.
+    assert.deepEqual(items, [{ kind: 'alarm', id: '6', alarm: alarm(6) }, { kind: 'unreadable' }]);
+    assert.equal(done(), true);
+    assert.equal(live.observed, false, 'the live alarms are let go');
   });
 
   it('reads Last-Event-ID: absent or empty is none, anything but a bigint id is refused', () => {

@@ -25,8 +25,12 @@ export type AlarmData = Omit<AlarmEvent, 'site' | 'line' | 'model'> &
 
 /** The stored alarms, as the replay reads them. */
 export interface AlarmLog {
-  /** Alarms stored with an id greater than `after`, newest first, at most `limit`. */
-  newestAfter(after: bigint, limit: number): Promise<Array<AlarmData & { id: string }>>;
+  /**
+   * Alarms stored with an id greater than `after` (and below `below`), newest first, at most `limit`. Read in insert
+   * order: every alarm with an id below the newest returned is committed (on a server shared by gateways, the read
+   * waits for the inserts in flight), so that the stream never moves past one committed later.
+   */
+  newestAfter(after: bigint, limit: number, below?: bigint): Promise<Array<AlarmData & { id: string }>>;
   /** The newest stored alarm's id, 0 where there is none. */
   newestId(): Promise<bigint>;
 }
@@ -54,11 +58,18 @@ export type AlarmStreamItem =
  * between the two. The live ones are subscribed to before the log is read and held until it has been: an alarm
  * stored while the read runs is in the read, or held, or both (it is then sent once).
  *
+ * The live alarms are this gateway's (PlantStream streams its own, in id order); gateways that share the database
+ * store theirs in the same table, and their ids interleave. A live alarm whose id is past the client's by more than
+ * one is sent after the stored alarms between the two (another gateway's, read from the log, at most REPLAY_LIMIT as
+ * for the replay): the client's last event id moves past none that is not sent, so a reconnect that resumes from it
+ * leaves none out. Another gateway's alarm is so sent late, before this gateway's next one, or by the replay of the
+ * next reconnect; it is never skipped. Should that read fail, the stream ends as for the replay, the client's last
+ * event id where it was: its reconnect is sent the live alarm too.
+ *
  * The client's last event id never goes back: a live alarm whose id is at or below what it has already been sent
- * (a newer one was read by the replay first, or streamed first: PlantStream streams its own in id order, but a
- * fresh stream starts at the newest id of every gateway's) is sent with the id the client has, unless the replay
- * sent it. An alarm with no row (the database refused it) is sent with the id the client has too: it cannot be
- * sent again on a reconnect.
+ * (a newer one was read by the replay first, or streamed first: a fresh stream starts at the newest id of every
+ * gateway's) is sent with the id the client has, unless the replay sent it. An alarm with no row (the database
+ * refused it) is sent with the id the client has too: it cannot be sent again on a reconnect.
  */
 export function resumeAlarms(
   live: Observable<StreamedAlarm>,
@@ -66,43 +77,76 @@ export function resumeAlarms(
   after: bigint | undefined,
 ): Observable<AlarmStreamItem> {
   return new Observable<AlarmStreamItem>((subscriber) => {
-    let held: StreamedAlarm[] | undefined = [];
+    /** Live alarms not sent yet, in the order streamed. */
+    const queue: StreamedAlarm[] = [];
+    /** A read runs (the replay, then a catch-up): the live alarms wait in the queue. */
+    let reading = true;
     let liveEnded = false;
     const replayed = new Set<string>();
     let position = after ?? 0n;
 
+    /** Sends what the log gave; false once the stream has ended (the log unreadable). */
+    const sendRead = (items: AlarmStreamItem[]): boolean => {
+      for (const item of items) {
+        subscriber.next(item);
+        if (item.kind === 'unreadable') {
+          subscriber.complete();
+          return false;
+        }
+        position = BigInt(item.id);
+      }
+      return true;
+    };
+
     const send = (event: StreamedAlarm): void => {
       const { id, ...alarm } = event;
-      if (id !== undefined && replayed.has(id)) return;
       if (id !== undefined && BigInt(id) > position) position = BigInt(id);
       subscriber.next({ kind: 'alarm', id: String(position), alarm });
     };
 
+    /** Sends the queued live alarms, each after the stored ones between it and the client's id, in turn. */
+    const pump = (): void => {
+      while (!reading && !subscriber.closed && queue.length > 0) {
+        const event = queue.shift()!;
+        if (event.id !== undefined && replayed.has(event.id)) continue;
+        if (event.id === undefined || BigInt(event.id) <= position + 1n) {
+          send(event);
+          continue;
+        }
+        reading = true;
+        missed(log, position, BigInt(event.id)).then(
+          (items) => {
+            if (subscriber.closed || !sendRead(items)) return;
+            send(event);
+            reading = false;
+            pump();
+          },
+          (error: unknown) => subscriber.error(error),
+        );
+        return;
+      }
+      if (!reading && !subscriber.closed && liveEnded) subscriber.complete();
+    };
+
     const subscription = live.subscribe({
-      next: (event) => (held ? held.push(event) : send(event)),
+      next: (event) => {
+        queue.push(event);
+        pump();
+      },
       error: (error: unknown) => subscriber.error(error),
       complete: () => {
-        if (held) liveEnded = true;
-        else subscriber.complete();
+        liveEnded = true;
+        pump();
       },
     });
 
     replay(log, after).then(
       (items) => {
         if (subscriber.closed) return;
-        for (const item of items) {
-          subscriber.next(item);
-          if (item.kind === 'unreadable') {
-            subscriber.complete();
-            return;
-          }
-          if (item.kind === 'alarm') replayed.add(item.id);
-          position = BigInt(item.id);
-        }
-        const waiting = held ?? [];
-        held = undefined;
-        for (const event of waiting) send(event);
-        if (liveEnded) subscriber.complete();
+        for (const item of items) if (item.kind === 'alarm') replayed.add(item.id);
+        if (!sendRead(items)) return;
+        reading = false;
+        pump();
       },
       (error: unknown) => subscriber.error(error),
     );
@@ -114,20 +158,32 @@ export function resumeAlarms(
 async function replay(log: AlarmLog, after: bigint | undefined): Promise<AlarmStreamItem[]> {
   try {
     if (after === undefined) return [{ kind: 'position', id: String(await log.newestId()) }];
-    const rows = await log.newestAfter(after, REPLAY_LIMIT + 1);
-    const items: AlarmStreamItem[] = [];
-    if (rows.length > REPLAY_LIMIT) {
-      const through = BigInt(rows[REPLAY_LIMIT].id);
-      items.push(gap('too-many', after, through));
-    } else if (rows.length === 0) {
+    const items = await missed(log, after);
+    if (items.length === 0) {
       const newest = await log.newestId();
       if (newest < after) items.push(gap('unknown-id', after, newest));
     }
-    for (const { id, ...alarm } of rows.slice(0, REPLAY_LIMIT).reverse()) items.push({ kind: 'alarm', id, alarm });
     return items;
   } catch {
     return [{ kind: 'unreadable' }];
   }
+}
+
+/**
+ * The stored alarms after `after` (and below `below`), oldest first: the newest REPLAY_LIMIT, after a gap saying
+ * which are not sent where there are more. A read that fails is `unreadable`.
+ */
+async function missed(log: AlarmLog, after: bigint, below?: bigint): Promise<AlarmStreamItem[]> {
+  let rows: Array<AlarmData & { id: string }>;
+  try {
+    rows = await log.newestAfter(after, REPLAY_LIMIT + 1, below);
+  } catch {
+    return [{ kind: 'unreadable' }];
+  }
+  const items: AlarmStreamItem[] = [];
+  if (rows.length > REPLAY_LIMIT) items.push(gap('too-many', after, BigInt(rows[REPLAY_LIMIT].id)));
+  for (const { id, ...alarm } of rows.slice(0, REPLAY_LIMIT).reverse()) items.push({ kind: 'alarm', id, alarm });
+  return items;
 }
 
 function gap(reason: 'too-many' | 'unknown-id', after: bigint, through: bigint): AlarmStreamItem {

@@ -191,7 +191,9 @@ export class PlantStreamController {
       'token expires the ' +
       'stream ends with the comment `: token expired; reconnect with a fresh token`; when the stored alarms ' +
       `cannot be read, with \`: ${ALARMS_UNREADABLE_COMMENT}\`. Live alarms are this gateway's; a replay ` +
-      "holds every gateway's that shares the database",
+      "holds every gateway's that shares the database, and another gateway's alarms stored below a live one's id " +
+      'are sent before it (late, never skipped): every alarm stored with an id at or below the last event id sent ' +
+      'has been sent, but those an alarms-missed event names and those the database refused',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   })
   @ApiProblems(400)

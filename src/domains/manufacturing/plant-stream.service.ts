@@ -1336,8 +1336,12 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   }
 
   private readonly alarmLog: AlarmLog = {
-    newestAfter: (after, limit) =>
-      this.logged(async () => (await this.records.alarmsAfter(String(after), limit)).map(streamedAlarmOf)),
+    newestAfter: (after, limit, below) =>
+      this.logged(async () =>
+        (await this.records.alarmsAfter(String(after), limit, below === undefined ? undefined : String(below))).map(
+          streamedAlarmOf,
+        ),
+      ),
     newestId: () => this.logged(async () => BigInt(await this.records.newestAlarmId())),
   };
 

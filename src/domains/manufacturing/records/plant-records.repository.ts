@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Counter } from 'prom-client';
-import { Between, DataSource, EntityManager, LessThan, MoreThan, Repository } from 'typeorm';
+import { And, Between, DataSource, EntityManager, LessThan, MoreThan, Repository } from 'typeorm';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
@@ -523,17 +523,20 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   }
 
   /**
-   * Alarms with an id greater than `afterId`, newest first, at most `limit` (the alarm stream's replay). In insert
-   * order, as alarmsOf (ALARMS_ORDER_LOCK): the stream moves the client's last event id to the newest id it sends, and
-   * a reconnect resumes above it, so an alarm another gateway committed after the read, with an id drawn before the
-   * newest it returned, would never be sent.
+   * Alarms with an id greater than `afterId` (and below `beforeId`), newest first, at most `limit` (the alarm stream's
+   * replay, and its catch-up of other gateways' alarms below a live one's id). In insert order, as alarmsOf
+   * (ALARMS_ORDER_LOCK): the stream moves the client's last event id to the newest id it sends, and a reconnect
+   * resumes above it, so an alarm another gateway committed after the read, with an id drawn before the newest it
+   * returned, would never be sent.
    */
-  async alarmsAfter(afterId: string, limit: number): Promise<AlarmEntity[]> {
+  async alarmsAfter(afterId: string, limit: number, beforeId?: string): Promise<AlarmEntity[]> {
     return orUnavailable('the alarms could not be read', () =>
       readInInsertOrder(this.dataSource, this.server, ALARMS_ORDER_LOCK, (manager) =>
-        manager
-          .getRepository(AlarmEntity)
-          .find({ where: { id: MoreThan(afterId) }, order: { id: 'DESC' }, take: limit }),
+        manager.getRepository(AlarmEntity).find({
+          where: { id: beforeId === undefined ? MoreThan(afterId) : And(MoreThan(afterId), LessThan(beforeId)) },
+          order: { id: 'DESC' },
+          take: limit,
+        }),
       ),
     );
   }
