@@ -542,6 +542,36 @@ describe('manufacturing stream: alarms and predictions the database does not tak
   });
 });
 
+describe('manufacturing stream: an alarm at its thresholds', () => {
+  quietStreamWithMockTimers();
+
+  it('is judged by the prediction as stored and told: a probability shown at raiseAt raises, one shown at clearAt does not clear', async () => {
+    // The runtime answers float32: 0.49999997 and 0.29999998 are what it gives closest to 0.5 and 0.3, stored and
+    // shown as 0.5 and 0.3 (6 decimals). The harness's mill raises at 0.5 (2 in a row) and clears below 0.3.
+    const { stream, engine, records, reading } = plantStreamHarness();
+    const answers: Record<number, number> = { 10: 0.01, 20: 0.49999997, 30: 0.29999998 };
+    engine.failure = (wear) => answers[wear];
+    await stream.ingest('mill-1', [reading(T0, 10), reading(T0 + 1000, 20), reading(T0 + 2000, 20)], HTTP);
+    assert.deepEqual(
+      records.predictions.map((p) => p.value),
+      [0.01, 0.5, 0.5],
+    );
+    assert.deepEqual(
+      records.alarms.map((a) => [a.state, a.value, a.threshold, a.at.getTime() - T0]),
+      [['raised', 0.5, 0.5, 2000]],
+      'two predictions at raiseAt raise the alarm',
+    );
+    await stream.ingest('mill-1', [reading(T0 + 3000, 30)], HTTP);
+    assert.equal(records.predictions.at(-1)!.value, 0.3);
+    assert.deepEqual(
+      records.alarms.map((a) => a.state),
+      ['raised'],
+      'a prediction at clearAt, not below it, leaves the alarm raised',
+    );
+    assert.equal(stream.status('mill-1').alarm.active, true);
+  });
+});
+
 describe('manufacturing stream: alarms of several assets at once', () => {
   quietStreamWithMockTimers();
   const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));

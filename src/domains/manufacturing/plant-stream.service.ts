@@ -1080,7 +1080,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const rows: PredictionRow[] = [];
     for (let i = 0; i < usable.length; i++) {
       const at = new Date(usable[i].timestamp);
-      const value = out[i * perOut];
+      // The alarm is judged by the value stored, shown and told (6 decimals), not the runtime's float32: 0.49999997
+      // (its closest to 0.5) was stored and published as 0.5 yet did not raise an alarm at 0.5, and 0.29999998 as
+      // 0.3 cleared one whose clearAt was 0.3, an alarm saying it cleared at its threshold.
+      const value = round(out[i * perOut]);
       let modes: Record<string, number> | null = null;
       if (model.kind === 'machine-failure') {
         modes = {};
@@ -1098,13 +1101,13 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       }
       rt.latest =
         model.kind === 'machine-failure'
-          ? { at: at.toISOString(), failureProbability: round(value), modes: modes! }
-          : { at: at.toISOString(), rul: round(value) };
+          ? { at: at.toISOString(), failureProbability: value, modes: modes! }
+          : { at: at.toISOString(), rul: value };
       rows.push({
         assetId: rt.asset.assetId,
         at,
         modelVersion: model.version,
-        value: round(value),
+        value,
         modes,
         inputs: Array.from(usable[i].row),
         incarnation: rt.asset.incarnation,
