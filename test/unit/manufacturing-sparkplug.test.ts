@@ -174,6 +174,47 @@ describe('manufacturing: Sparkplug B', () => {
     assert.deepEqual(readings[0].values, { neg: -5, u32: 3_000_000_000, i8: -3 });
   });
 
+  it('reads an integer metric from the field it was sent in: a UInt32 in int_value (the spec, Python and C Tahu) as in long_value (Java Tahu)', () => {
+    // The library reads a UInt32 from long_value only: sent as the spec says (uint32, int_value) it read null, and the
+    // metric was ignored as a null; an Int32 or UInt16 sent in long_value read 0, a value never measured.
+    const DataType = org.eclipse.tahu.protobuf.DataType;
+    const bytes = org.eclipse.tahu.protobuf.Payload.encode({
+      timestamp: T0,
+      metrics: [
+        { name: 'spindle', datatype: DataType.UInt32, intValue: 3_000_000_000 },
+        { name: 'rpm', datatype: DataType.UInt32, intValue: 1500 },
+        { name: 'java', datatype: DataType.UInt32, longValue: 1510 },
+        { name: 'i32', datatype: DataType.Int32, intValue: -7 >>> 0 },
+        { name: 'i32long', datatype: DataType.Int32, longValue: 1480 },
+        { name: 'u16long', datatype: DataType.UInt16, longValue: 60_000 },
+        { name: 'none', datatype: DataType.UInt32, isNull: true },
+      ],
+    }).finish();
+    const decoded = decodeSparkplug(bytes);
+    assert.deepEqual(
+      decoded.metrics.map((m) => [m.name, m.type, m.value]),
+      [
+        ['spindle', 'UInt32', 3_000_000_000],
+        ['rpm', 'UInt32', 1500],
+        ['java', 'UInt32', 1510],
+        ['i32', 'Int32', -7],
+        ['i32long', 'Int32', 1480],
+        ['u16long', 'UInt16', 60_000],
+        ['none', 'UInt32', null],
+      ],
+    );
+    const { readings, ignored } = sparkplugReadings(DDATA, decoded, new SparkplugAliases());
+    assert.deepEqual(readings[0].values, {
+      spindle: 3_000_000_000,
+      rpm: 1500,
+      java: 1510,
+      i32: -7,
+      i32long: 1480,
+      u16long: 60_000,
+    });
+    assert.deepEqual(ignored, [{ metric: 'none', reason: 'null value' }]);
+  });
+
   it('reads DATA metrics that omit their datatype (Sparkplug 3) with the datatype from the BIRTH', () => {
     const aliases = born();
     // The library's encoder always writes a datatype; a Sparkplug 3 edge may not, so encode raw protobuf.

@@ -464,9 +464,16 @@ export function decodeSparkplug(buffer: Uint8Array): DecodedSparkplug {
       out.timestamp = integerField(m.timestamp, 'metric timestamp');
     }
     const type = m.type as string | undefined; // undefined at run time when the datatype was omitted
-    if (type !== undefined) {
+    if (type !== undefined && INTEGER_TYPES.has(type)) {
+      // Read from the field sent, whichever it is: the library reads a UInt32 from long_value only (Java Tahu's
+      // choice), so one sent as the spec says (uint32, int_value: Python and C Tahu) read null and was ignored, and an
+      // Int8-32 or UInt8/16 sent in long_value read 0 or null.
       out.type = type;
-      out.value = libraryValue(m.value, type);
+      raw ??= org.eclipse.tahu.protobuf.Payload.decode(buffer); // same bytes, already known to parse
+      out.value = signed(rawValue(raw.metrics[i]), type);
+    } else if (type !== undefined) {
+      out.type = type;
+      out.value = libraryValue(m.value);
     } else {
       raw ??= org.eclipse.tahu.protobuf.Payload.decode(buffer); // same bytes, already known to parse
       out.value = rawValue(raw.metrics[i]);
@@ -486,11 +493,11 @@ export function decodeSparkplug(buffer: Uint8Array): DecodedSparkplug {
   return decoded;
 }
 
-function libraryValue(value: unknown, type: string): unknown {
-  if (isLong(value)) return fromLong(value);
-  // The library may read UInt32 through Long.toInt(), which is signed: undo the wrap above 2^31.
-  if (type === 'UInt32' && typeof value === 'number' && value < 0) return value + 2 ** 32;
-  return value;
+/** The integer datatypes, whose value is read from whichever of int_value and long_value was sent. */
+const INTEGER_TYPES = new Set(['Int8', 'Int16', 'Int32', 'Int64', 'UInt8', 'UInt16', 'UInt32', 'UInt64']);
+
+function libraryValue(value: unknown): unknown {
+  return isLong(value) ? fromLong(value) : value;
 }
 
 const SCALAR_FIELDS = ['intValue', 'floatValue', 'doubleValue', 'booleanValue', 'stringValue'] as const;
