@@ -160,7 +160,7 @@ describe(
         await records.addPredictions([{ ...storedPrediction('eng-2', now), inputs: [9, 10], incarnation: made }]);
         await records.holdReadings('eng-2', made, [{ timestamp: now + 1000, values: { s2: 2 } }]);
         assert.deepEqual((await records.recentInputs(10)).get('eng-2'), [
-          { at: now, modelVersion: '1', inputs: [9, 10] },
+          { at: now, modelVersion: '1', inputs: [9, 10], value: 0.5 },
         ]);
         assert.deepEqual((await records.heldReadings()).get('eng-2'), [{ timestamp: now + 1000, values: { s2: 2 } }]);
       } finally {

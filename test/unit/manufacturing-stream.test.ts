@@ -572,6 +572,91 @@ describe('manufacturing stream: an alarm at its thresholds', () => {
   });
 });
 
+describe('manufacturing stream: a streak towards an alarm across a restart', () => {
+  quietStreamWithMockTimers();
+  /** The mill's stored predictions before the restart, newest first, as recentInputs reads them (value by time). */
+  const storedBefore = (model: { version: string; sensorSources: string[] }, values: Array<[number, number]>) =>
+    new Map([
+      [
+        'mill-1',
+        values.map(([at, value]) => ({
+          at: T0 + at,
+          modelVersion: model.version,
+          inputs: model.sensorSources.map(() => 1),
+          value,
+        })),
+      ],
+    ]);
+
+  it('goes on from the predictions stored before it: the mill raises at its second prediction past raiseAt, the first made before the restart', async () => {
+    const { stream, engine, records, reading, model } = plantStreamHarness();
+    engine.failure = (wear) => (wear >= 250 ? 0.9 : 0.01);
+    records.recentInputs = () =>
+      Promise.resolve(
+        storedBefore(model, [
+          [1000, 0.9],
+          [0, 0.01],
+        ]),
+      );
+    await stream.onModuleInit();
+    await stream.ingest('mill-1', [reading(T0 + 2000, 250)], HTTP);
+    assert.deepEqual(
+      records.alarms.map((a) => [a.state, a.at.getTime() - T0]),
+      [['raised', 2000]],
+    );
+  });
+
+  it('counts none made at or before the last stored alarm, nor a run broken by a prediction short of raiseAt', async () => {
+    for (const [what, values, alarmAt] of [
+      ['after an alarm closed', [[1000, 0.9]], 1000],
+      [
+        'a run broken',
+        [
+          [1000, 0.01],
+          [500, 0.9],
+        ],
+        undefined,
+      ],
+    ] as const) {
+      const { stream, engine, records, reading, model } = plantStreamHarness();
+      engine.failure = (wear) => (wear >= 250 ? 0.9 : 0.01);
+      records.recentInputs = () =>
+        Promise.resolve(
+          storedBefore(
+            model,
+            values.map(([at, v]) => [at, v]),
+          ),
+        );
+      if (alarmAt !== undefined) {
+        const closed = {
+          id: '3',
+          assetId: 'mill-1',
+          state: 'cleared',
+          metric: 'failure',
+          value: null,
+          threshold: null,
+          at: new Date(T0 + alarmAt),
+          site: 'plant-1',
+          line: 'line-b',
+          modelName: 'machine-failure',
+          modelVersion: '1',
+          reason: 'asset-kind-changed',
+        } as const;
+        records.lastAlarms = () => Promise.resolve([closed]);
+      }
+      await stream.onModuleInit();
+      await stream.ingest('mill-1', [reading(T0 + 2000, 250)], HTTP);
+      assert.equal(records.alarms.length, 0, what);
+      await stream.ingest('mill-1', [reading(T0 + 3000, 250)], HTTP);
+      assert.deepEqual(
+        records.alarms.map((a) => [a.state, a.at.getTime() - T0]),
+        [['raised', 3000]],
+        what,
+      );
+    }
+  });
+});
+
 describe('manufacturing stream: alarms of several assets at once', () => {
   quietStreamWithMockTimers();
   const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));

@@ -84,6 +84,21 @@ export class AlarmState {
     return { active: this.isActive, streak: this.run };
   }
 
+  /**
+   * Takes up the streak of the predictions before a restart, newest first (stored, as the alarm judged them): those
+   * past raiseAt up to the first that is not, fewer than `consecutive`. Only on an alarm that is not raised.
+   */
+  resume(newestFirst: Iterable<number>): void {
+    if (this.isActive) return;
+    const { raiseAt, consecutive, direction } = this.rule;
+    let run = 0;
+    for (const value of newestFirst) {
+      if (run >= consecutive - 1 || !(direction === 'above' ? value >= raiseAt : value <= raiseAt)) break;
+      run++;
+    }
+    this.run = run;
+  }
+
   restore(saved: { active: boolean; streak: number }): void {
     this.isActive = saved.active;
     this.run = saved.streak;

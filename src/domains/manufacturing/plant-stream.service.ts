@@ -241,6 +241,8 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private restoredRows = new Map<string, StoredInputs[]>();
   private restoredOpening = new Map<string, StoredOpening[]>();
   private restoredHeld = new Map<string, ReadingIn[]>();
+  /** When each asset's last stored alarm of each metric was (raised or cleared), read at boot, until its runtime is made. */
+  private restoredAlarmAt = new Map<string, number>();
   /** Shutting down: every ingest releases all it holds at once. */
   private closing = false;
   readonly alarms = new Subject<StreamedAlarm>();
@@ -328,6 +330,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
 
   async onModuleInit(): Promise<void> {
     for (const last of await this.records.lastAlarms()) {
+      this.restoredAlarmAt.set(alarmKey(last.assetId, last.metric), last.at.getTime());
       if (last.state !== 'raised') continue;
       const { site, line, modelName, modelVersion } = last;
       this.setStanding(last.assetId, last.metric, {
@@ -510,6 +513,17 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       if (fromOpening && (next as StoredOpening).first) break;
     }
     rt.window.restore(rows.reverse());
+    // The streak towards raising goes on from the predictions before the restart (after the last stored alarm, of this
+    // model's run): an alarm that raises after 3 predictions past raiseAt was raised 2 readings late after a restart
+    // between its second and third, and never while restarts came more often than its `consecutive` readings.
+    const since = this.restoredAlarmAt.get(alarmKey(assetId, alarmMetric(rt.model.kind))) ?? -Infinity;
+    this.restoredAlarmAt.delete(alarmKey(assetId, alarmMetric(rt.model.kind)));
+    const run: number[] = [];
+    for (const p of stored) {
+      if (p.at <= since || p.modelVersion !== rt.model.version || p.inputs?.length !== width) break;
+      run.push(p.value);
+    }
+    rt.alarm.resume(run);
     if (!held) return;
     let refused = false;
     for (const reading of held) {
@@ -1445,6 +1459,10 @@ function notStored(error: unknown, what: string): unknown {
 
 function stackOf(error: unknown): string {
   return error instanceof Error ? (error.stack ?? String(error)) : String(error);
+}
+
+function alarmKey(assetId: string, metric: AlarmMetric): string {
+  return `${assetId}\u0000${metric}`;
 }
 
 function round(v: number): number {

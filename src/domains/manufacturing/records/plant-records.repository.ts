@@ -393,10 +393,10 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    */
   async recentInputs(limit: number): Promise<Map<string, StoredInputs[]>> {
     const rows = await this.dataSource.query<
-      Array<{ asset_id: string; at: Date; model_version: string; inputs: number[] | null }>
+      Array<{ asset_id: string; at: Date; model_version: string; inputs: number[] | null; value: number }>
     >(
-      'SELECT a.asset_id, p.at, p.model_version, p.inputs FROM manufacturing_assets a CROSS JOIN LATERAL (' +
-        'SELECT at, model_version, inputs FROM manufacturing_predictions p ' +
+      'SELECT a.asset_id, p.at, p.model_version, p.inputs, p.value FROM manufacturing_assets a CROSS JOIN LATERAL (' +
+        'SELECT at, model_version, inputs, value FROM manufacturing_predictions p ' +
         'WHERE p.asset_id = a.asset_id AND p.incarnation = a.incarnation ' +
         'ORDER BY at DESC, model_version DESC LIMIT $1) p',
       [limit],
@@ -405,6 +405,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
       at: new Date(r.at).getTime(),
       modelVersion: r.model_version,
       inputs: r.inputs?.map(Number) ?? null,
+      value: Number(r.value),
     }));
   }
 
@@ -610,6 +611,8 @@ export interface StoredInputs {
   modelVersion: string;
   /** Null in rows stored before predictions kept their inputs. */
   inputs: number[] | null;
+  /** The prediction (a restart takes up the streak of those past the alarm's raiseAt). */
+  value: number;
 }
 
 /** An opening row as a restart reads it back (PlantRecordsRepository.recentOpening). */
