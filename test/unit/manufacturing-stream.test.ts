@@ -542,6 +542,30 @@ describe('manufacturing stream: alarms and predictions the database does not tak
   });
 });
 
+describe('manufacturing stream: a batch out of time order', () => {
+  quietStreamWithMockTimers();
+
+  it('is taken in timestamp order: a batch sent newest first is predicted whole, its first copy of a time kept, its refusals named by their index', async () => {
+    const { stream, engine, records, reading } = plantStreamHarness();
+    const wrong = { timestamp: T0 + 500, values: { ...reading(T0 + 500, 10).values, 'Torque [Nm]': 'high' } };
+    const summary = await stream.ingest(
+      'mill-1',
+      [reading(T0 + 3000, 30), reading(T0 + 2000, 20), wrong, reading(T0 + 1000, 10), reading(T0 + 2000, 99)],
+      HTTP,
+    );
+    assert.deepEqual(
+      { ...summary, invalid: summary.invalid.map((i) => i.index) },
+      { received: 5, accepted: 3, duplicates: 1, late: 0, invalid: [2], predictions: 3 },
+    );
+    assert.deepEqual(times(records.predictions), [1000, 2000, 3000]);
+    assert.deepEqual(engine.calls.flat(), [10, 20, 30], "the batch's first copy of T0 + 2000 predicted");
+    assert.deepEqual(
+      records.deadLetters.map((d) => d.reason),
+      ['invalid-value'],
+    );
+  });
+});
+
 describe('manufacturing stream: an alarm at its thresholds', () => {
   quietStreamWithMockTimers();
 

@@ -708,7 +708,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     const placed = (reading: RawReading, outcome: ReadingOutcome['outcome'], reason?: string) => {
       if (onPlaced) outcomes.push({ timestamp: reading.timestamp, outcome, reason, values: reading.values });
     };
-    readings.forEach((reading, index) => {
+    // In timestamp order (the batch's first copy of a time first): a batch is taken at once, so its own order is no
+    // arrival order. Pushed as sent, a batch newest first (a historian's export, a backlog flushed so) had every
+    // reading but the newest refused as late, older than the one just before it.
+    timeOrder(readings).forEach((index) => {
+      const reading = readings[index];
       rt.counts.received++;
       const mapped = this.mapReading(rt, reading);
       if (typeof mapped === 'string') {
@@ -739,6 +743,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         dead.push({ reason: 'late', detail, payload: reading });
       }
     });
+    summary.invalid.sort((a, b) => a.index - b.index);
     onPlaced?.(outcomes);
     const predicted = this.release(rt, this.closing);
     this.armFlush(rt);
@@ -1459,6 +1464,12 @@ function notStored(error: unknown, what: string): unknown {
 
 function stackOf(error: unknown): string {
   return error instanceof Error ? (error.stack ?? String(error)) : String(error);
+}
+
+/** The readings' indexes by timestamp, then by index (one that is no time first: it is refused as invalid anyway). */
+function timeOrder(readings: readonly RawReading[]): number[] {
+  const time = (i: number) => (Number.isFinite(readings[i].timestamp) ? readings[i].timestamp : -Infinity);
+  return readings.map((_, i) => i).sort((a, b) => time(a) - time(b) || a - b);
 }
 
 function alarmKey(assetId: string, metric: AlarmMetric): string {
