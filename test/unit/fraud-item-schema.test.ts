@@ -109,3 +109,16 @@ describe('occurredAt: read as common/iso-time reads an instant, 4-digit years on
     );
   });
 });
+
+describe('an unknown field is named by its key, a long one cut', () => {
+  it('between two characters, never between the halves of one: the error text is well formed', () => {
+    // The 100th UTF-16 unit is the first half of an emoji: cut there, the name held a lone surrogate, which the
+    // answer carried and its copy kept for an Idempotency-Key replayed as U+FFFD.
+    for (const key of ['a'.repeat(99) + '\u{1F600}tail', 'a'.repeat(98) + '\u{1F600}tail', '\u{1F600}'.repeat(80)]) {
+      const [error] = fraudItemErrors({ ...valid, [key]: 1 });
+      assert.ok(error.field.isWellFormed(), JSON.stringify(error.field));
+      assert.ok(error.field.endsWith('…'));
+      assert.ok(key.startsWith(error.field.slice(0, -1)));
+    }
+  });
+});

@@ -12,13 +12,21 @@ const ECHOED_KEY_CHARS = 100;
 
 /**
  * A request key as errors may name it: one that looks like a card number is not repeated, NUL and
- * lone surrogates become U+FFFD (an answer is stored as jsonb for its Idempotency-Key, and
- * PostgreSQL refuses them), and a long one is cut.
+ * lone surrogates become U+FFFD (an answer is kept for its Idempotency-Key, and PostgreSQL refuses
+ * them), and a long one is cut between two characters, never between the halves of one (an emoji
+ * past U+FFFF): a cut half is a lone surrogate, which the answer sent carried and its kept copy, made
+ * storable, replayed as U+FFFD.
  */
 export function echoedKey(key: string): string {
   if (containsPan(key)) return CARD_NUMBER_KEY;
   const text = storableText(key);
-  return text.length > ECHOED_KEY_CHARS ? `${text.slice(0, ECHOED_KEY_CHARS)}…` : text;
+  if (text.length <= ECHOED_KEY_CHARS) return text;
+  const end = isHighSurrogate(text.charCodeAt(ECHOED_KEY_CHARS - 1)) ? ECHOED_KEY_CHARS - 1 : ECHOED_KEY_CHARS;
+  return `${text.slice(0, end)}…`;
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }
 
 /**
