@@ -305,6 +305,13 @@ describe('finance: features, attributions, reasons, card numbers', () => {
       'merchant.(card number)',
       '(card number)',
     ]);
+    // Keys that are no card number each, but make one side by side in the field's path, are not named as written:
+    // '4111 1111.1111 1111' is a card number in printed groups.
+    const split = panFields({
+      merchant: { '4111 1111': { '1111 1111': '5555555555554444', name: '5555555555554444' } },
+    });
+    assert.deepEqual(split, ['merchant.(card number).(card number)', 'merchant.4111 1111.name']);
+    assert.ok(split.every((field) => !containsPan(field)));
     // Key verdicts are remembered: the same key is found in every item, also after more keys than are kept.
     const many = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`k${i}`, 1]));
     assert.deepEqual(

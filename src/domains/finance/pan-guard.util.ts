@@ -81,11 +81,26 @@ function keyContainsPan(key: string): boolean {
   return verdict;
 }
 
+const ANY_DIGIT = /\p{Nd}/u;
+
+/**
+ * The path of a field that holds a card number, each key as errors may name it. Keys that are no card number each can
+ * make one side by side (`"4111 1111"` holding `"1111 1111"` is named `4111 1111.1111 1111`, a card number printed in
+ * groups): then each key with a digit is named CARD_NUMBER_KEY too, and every key where that is not enough (digits
+ * NFKC makes of other characters), so the answer, and a batch's copy kept for its Idempotency-Key, holds none.
+ */
 function pathOf(root: string, trail: ReadonlyArray<string | number>): string {
+  const path = joinedPath(root, trail, echoedKey);
+  if (!containsPan(path)) return path;
+  const withoutDigits = joinedPath(root, trail, (key) => (ANY_DIGIT.test(key) ? CARD_NUMBER_KEY : echoedKey(key)));
+  return containsPan(withoutDigits) ? joinedPath(root, trail, () => CARD_NUMBER_KEY) : withoutDigits;
+}
+
+function joinedPath(root: string, trail: ReadonlyArray<string | number>, name: (key: string) => string): string {
   let path = root;
   for (const step of trail) {
     if (typeof step === 'number') path += `[${step}]`;
-    else path = path ? `${path}.${echoedKey(step)}` : echoedKey(step);
+    else path = path ? `${path}.${name(step)}` : name(step);
   }
   return path;
 }
