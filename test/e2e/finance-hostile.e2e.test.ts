@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { NO_SUCH_TIME } from '../../src/common/iso-time';
+import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
 import { APPLICANT, tx } from '../fixtures/finance-data';
 import { createTestApp } from '../fixtures/test-app';
@@ -521,5 +523,59 @@ describe('finance: hostile requests', () => {
     const batch = await post('fraud-scores/batch', { transactions: [tx({ occurredAt: '2026-11-23t03:05:10+01:00' })] });
     assert.equal(batch.status, 200);
     assert.equal(batch.body.items[0].error, undefined, JSON.stringify(batch.body.items[0]));
+  });
+});
+
+describe("finance: an Idempotency-Key's lease lasts as long as its model may take", () => {
+  let app: NestFastifyApplication;
+  let modelsDir: string;
+  const TIMEOUT_MS = 120_000;
+  before(async () => {
+    // A manifest that lets a run wait two minutes in its queue (INFERENCE_TIMEOUT_MS unset).
+    modelsDir = bundledModelsDir(['finance']);
+    const path = join(modelsDir, 'finance', 'card-fraud', '1', 'model.json');
+    const manifest = JSON.parse(readFileSync(path, 'utf8')) as { batching: Record<string, unknown> };
+    writeFileSync(path, JSON.stringify({ ...manifest, batching: { ...manifest.batching, timeoutMs: TIMEOUT_MS } }));
+    app = await createTestApp({ MODELS_DIR: modelsDir });
+  });
+  after(async () => {
+    await app.close();
+    rmSync(modelsDir, { recursive: true, force: true });
+  });
+
+  it("a pending key is held past the manifest's batching.timeoutMs, so a retry cannot take it over and score again", async () => {
+    const engine = app.get(InferenceEngine);
+    const infer = engine.infer.bind(engine);
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let started = () => undefined as void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    // The first request's run waits (as in a long queue) until the key's row has been read.
+    engine.infer = (name, version, inputs, options) => {
+      started();
+      return held.then(() => infer(name, version, inputs, options));
+    };
+    try {
+      const first = request(app.getHttpServer())
+        .post('/v1/finance/fraud-scores')
+        .set('Authorization', bearer(tokenFor(['risk-engine'])))
+        .set('Idempotency-Key', 'slow-queue-1')
+        .send(tx())
+        .then((res) => res);
+      await running;
+      const [row] = await app
+        .get(DataSource)
+        .query<Array<{ state: string; created_at: Date; pending_until: Date }>>(
+          `SELECT state, created_at, pending_until FROM idempotency_keys WHERE idempotency_key = 'slow-queue-1'`,
+        );
+      assert.equal(row.state, 'pending');
+      const leaseMs = new Date(row.pending_until).getTime() - new Date(row.created_at).getTime();
+      assert.ok(leaseMs > TIMEOUT_MS, `the key is held ${leaseMs} ms, the run may wait ${TIMEOUT_MS} ms`);
+      release();
+      assert.equal((await first).status, 200);
+    } finally {
+      release();
+      engine.infer = infer;
+    }
   });
 });

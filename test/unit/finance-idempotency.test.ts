@@ -5,6 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditInputDigester } from '../../src/common/access';
 import { AppConfig } from '../../src/config/app-config';
 import { bodyDigest, canonicalBytes } from '../../src/domains/finance/canonical-input.util';
+import { FinanceModels } from '../../src/domains/finance/finance-models';
 import { IdempotencyService } from '../../src/domains/finance/idempotency/idempotency.service';
 import { IdempotencyRepository } from '../../src/domains/finance/idempotency/idempotency.repository';
 
@@ -14,6 +15,11 @@ function digesterOf(digest: (parts: readonly Uint8Array[]) => string): AuditInpu
   return new (class extends AuditInputDigester {
     digest = digest;
   })();
+}
+
+/** Finance models whose slowest may wait `timeoutMs` for its answer. */
+function modelsOf(timeoutMs: number): FinanceModels {
+  return { longestTimeoutMs: () => timeoutMs } as unknown as FinanceModels;
 }
 
 function exchangeFor(body: unknown): [FastifyRequest, FastifyReply] {
@@ -40,7 +46,7 @@ describe('finance: Idempotency-Key', () => {
     } as unknown as IdempotencyRepository;
     const digester = digesterOf(() => 'd'.repeat(64));
     const config = Object.assign(new AppConfig(), { IDEMPOTENCY_TTL_HOURS: 24, AUTH_ISSUER: 'https://idp.test' });
-    const idempotency = new IdempotencyService(repository, digester, config);
+    const idempotency = new IdempotencyService(repository, digester, config, modelsOf(10_000));
     const errors: unknown[] = [];
     const quiet = () => undefined;
     const logger: LoggerService = { log: quiet, warn: quiet, error: (message: unknown) => errors.push(message) };
@@ -68,7 +74,7 @@ describe('finance: Idempotency-Key', () => {
       complete: () => Promise.resolve(),
     } as unknown as IdempotencyRepository;
     const config = Object.assign(new AppConfig(), { IDEMPOTENCY_TTL_HOURS: 24, AUTH_ISSUER: 'https://idp.test' });
-    const idempotency = new IdempotencyService(repository, digester, config);
+    const idempotency = new IdempotencyService(repository, digester, config, modelsOf(10_000));
     const body = { transactions: [{ transactionId: 't-1', amount: 5 }] };
     let audited: string | undefined;
     // The route's handler, as the fraud controllers note their audit row's digest.

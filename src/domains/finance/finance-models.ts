@@ -99,6 +99,20 @@ export class FinanceModels implements OnModuleInit {
     return model;
   }
 
+  /**
+   * The longest a finance model's run may wait for its answer: the largest deadline (INFERENCE_TIMEOUT_MS, else the
+   * manifest's batching.timeoutMs) over every live version of the finance models, challengers included.
+   */
+  longestTimeoutMs(): number {
+    let longest = 0;
+    for (const name of [FRAUD_MODEL, CREDIT_MODEL]) {
+      for (const version of this.engine.versionsOf(name)) {
+        longest = Math.max(longest, this.engine.describe(name, version).batching.timeoutMs);
+      }
+    }
+    return longest;
+  }
+
   sources(name: string): string[] {
     return sourcesOf(this.model(name).specs);
   }

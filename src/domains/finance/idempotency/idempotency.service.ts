@@ -7,6 +7,7 @@ import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
 import { bodyDigestAsync } from '../canonical-input.util';
 import { creditDecisionCounts } from '../credit-assessment.dto';
+import { FinanceModels } from '../finance-models';
 import { decisionCounts } from '../fraud-score.dto';
 import { IdempotencyRepository } from './idempotency.repository';
 
@@ -34,10 +35,8 @@ export const IDEMPOTENCY_REPLAY_HEADERS = {
   },
 };
 const PURGE_EVERY_MS = 10 * 60 * 1000;
-/** A pending key's lease past the inference deadline: room for the queue, the digest and the database. */
+/** A pending key's lease past the inference deadline: room for the run itself, the digest and the database. */
 const LEASE_MARGIN_MS = 30_000;
-/** The runtime's deadline when neither INFERENCE_TIMEOUT_MS nor the manifest sets one. */
-const DEFAULT_INFERENCE_TIMEOUT_MS = 10_000;
 
 interface Answer {
   digest: string;
@@ -70,6 +69,7 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
     private readonly repository: IdempotencyRepository,
     private readonly digester: AuditInputDigester,
     private readonly config: AppConfig,
+    private readonly models: FinanceModels,
   ) {}
 
   onModuleInit(): void {
@@ -169,7 +169,9 @@ export class IdempotencyService implements OnModuleInit, OnModuleDestroy {
     handle: () => Promise<unknown>,
   ): Promise<Answer> {
     const ttlMs = this.config.IDEMPOTENCY_TTL_HOURS * 3600 * 1000;
-    const leaseMs = (this.config.INFERENCE_TIMEOUT_MS ?? DEFAULT_INFERENCE_TIMEOUT_MS) + LEASE_MARGIN_MS;
+    // As long as the slowest finance model may take: a manifest's batching.timeoutMs (60 s, say) counts as
+    // INFERENCE_TIMEOUT_MS does, or a retry took over a key whose first request was still waiting, and scored again.
+    const leaseMs = this.models.longestTimeoutMs() + LEASE_MARGIN_MS;
     const claimed = await this.repository.claim(scope, key, digest, ttlMs, leaseMs);
     if (claimed) {
       let body: unknown;
