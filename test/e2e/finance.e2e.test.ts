@@ -938,3 +938,26 @@ describe('finance: a challenger with its own preprocessing', () => {
     );
   });
 });
+
+describe('finance: a credit model the API cannot feed', () => {
+  it('a challenger reading an input no application carries (AGE) stops the boot, as a fraud one does', async () => {
+    const modelsDir = bundledModelsDir(['finance']);
+    try {
+      // Version 2: the same network, one column read from AGE, a protected attribute the API refuses as a field.
+      const v2 = join(modelsDir, 'finance', 'credit-default', '2');
+      cpSync(join(modelsDir, 'finance', 'credit-default', '1'), v2, { recursive: true });
+      const manifest = JSON.parse(readFileSync(join(v2, 'model.json'), 'utf8')) as {
+        preprocessing: { features: Array<{ source: string }> };
+      };
+      const education = manifest.preprocessing.features.filter((f) => f.source === 'EDUCATION');
+      education[education.length - 1].source = 'AGE';
+      writeFileSync(join(v2, 'model.json'), JSON.stringify({ ...manifest, version: '2', default: false }));
+      await assert.rejects(
+        createTestApp({ MODELS_DIR: modelsDir, FINANCE_SHADOW_MODELS: 'credit-default=2' }),
+        /credit-default@2: the credit API has no field for the model's raw source "AGE"/,
+      );
+    } finally {
+      rmSync(modelsDir, { recursive: true, force: true });
+    }
+  });
+});

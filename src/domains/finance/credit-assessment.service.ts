@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, writeOcclusionRows } from './attribution.util';
 import {
@@ -23,6 +23,13 @@ export interface CreditShadowVerdict {
 }
 
 const PAY_SOURCES = ['PAY_0', 'PAY_2', 'PAY_3', 'PAY_4', 'PAY_5', 'PAY_6'];
+/** The raw sources an application carries (creditRaw's keys): a model reading another cannot be fed. */
+const CREDIT_SOURCES: ReadonlySet<string> = new Set([
+  'LIMIT_BAL',
+  'EDUCATION',
+  ...PAY_SOURCES,
+  ...[1, 2, 3, 4, 5, 6].flatMap((i) => [`BILL_AMT${i}`, `PAY_AMT${i}`]),
+]);
 
 export function creditRaw(r: CreditAssessmentRequestDto): Record<string, number> {
   const raw: Record<string, number> = { LIMIT_BAL: r.creditLimit, EDUCATION: EDUCATION_CODES[r.education] };
@@ -50,12 +57,30 @@ export function gradeOf(probability: number, model: Pick<ScoringModel, 'grades'>
 }
 
 @Injectable()
-export class CreditAssessmentService {
+export class CreditAssessmentService implements OnModuleInit {
   constructor(
     private readonly engine: InferenceEngine,
     private readonly models: FinanceModels,
     private readonly shadow: ShadowScorer,
   ) {}
+
+  /**
+   * A credit model (or challenger) reading a source the API does not carry stops the boot, as a fraud model's does:
+   * its columns were written from undefined (NaN, or 0 for a one-hot column), so it scored garbage: a NaN probability
+   * is audited as null and decided approve, a one-hot column read as never set shifts every score unnoticed.
+   */
+  onModuleInit(): void {
+    if (!this.models.has(CREDIT_MODEL)) return;
+    const versions = [this.models.model(CREDIT_MODEL).version, this.models.shadowOf(CREDIT_MODEL)];
+    for (const version of versions.filter((v) => v !== undefined)) {
+      const unknown = this.models.sources(CREDIT_MODEL, version).filter((source) => !CREDIT_SOURCES.has(source));
+      if (unknown.length > 0) {
+        throw new Error(
+          `${CREDIT_MODEL}@${version}: the credit API has no field for the model's raw source "${unknown[0]}"`,
+        );
+      }
+    }
+  }
 
   modelRef(): { name: string; version: string } {
     const { name, version } = this.models.model(CREDIT_MODEL);

@@ -113,7 +113,7 @@ export class FinanceModels implements OnModuleInit {
     return longest;
   }
 
-  sources(name: string): string[] {
-    return sourcesOf(this.model(name).specs);
+  sources(name: string, version?: string): string[] {
+    return sourcesOf(this.model(name, version).specs);
   }
 }
