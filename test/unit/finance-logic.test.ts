@@ -16,7 +16,7 @@ import {
 } from '../../src/domains/finance/feature-vector.util';
 import { fraudItemErrors } from '../../src/domains/finance/fraud-item.schema';
 import { decide, secondsOfDay } from '../../src/domains/finance/fraud-scoring.service';
-import { containsPan, luhnValid, panFields } from '../../src/domains/finance/pan-guard.util';
+import { containsPan, luhnValid, panFields, panRefusal } from '../../src/domains/finance/pan-guard.util';
 import { adverseReasons } from '../../src/domains/finance/reason-codes';
 import { tx } from '../fixtures/finance-data';
 
@@ -312,6 +312,13 @@ describe('finance: features, attributions, reasons, card numbers', () => {
     });
     assert.deepEqual(split, ['merchant.(card number).(card number)', 'merchant.4111 1111.name']);
     assert.ok(split.every((field) => !containsPan(field)));
+    // A body that is a card number itself is named as every refusal of a whole body names it, not ''.
+    for (const body of ['4111111111111111', 4111111111111111]) {
+      assert.deepEqual(
+        panRefusal(body)?.fields.map((f) => f.field),
+        ['(body)'],
+      );
+    }
     // Key verdicts are remembered: the same key is found in every item, also after more keys than are kept.
     const many = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`k${i}`, 1]));
     assert.deepEqual(

@@ -59,10 +59,11 @@ describe('fraud batch items: a transactionId is scored once per batch', () => {
   });
 
   it('items that are not objects are their own errors and hold no id', () => {
-    assert.deepEqual(outcomes([null, 'a', tx({ transactionId: 'a' })]), [
+    assert.deepEqual(outcomes([null, 'a', tx({ transactionId: 'a' }), '4111111111111111']), [
       'VALIDATION_FAILED (item): each transaction must be an object',
       'VALIDATION_FAILED (item): each transaction must be an object',
       'scored',
+      'PAN_DETECTED (item): looks like a card number (PAN); never send one',
     ]);
   });
 

@@ -28,10 +28,8 @@ export function toFieldError(e: ErrorObject): FieldError {
 export function itemPanError(
   item: unknown,
 ): { code: 'PAN_DETECTED'; detail: string; errors: FieldError[] } | undefined {
-  const refusal = panRefusal(item);
-  if (!refusal) return undefined;
-  const errors = refusal.fields.map((f) => (f.field === '' ? { ...f, field: WHOLE_ITEM } : f));
-  return { code: 'PAN_DETECTED', detail: refusal.detail, errors };
+  const refusal = panRefusal(item, WHOLE_ITEM);
+  return refusal && { code: 'PAN_DETECTED', detail: refusal.detail, errors: refusal.fields };
 }
 
 const ajv = new Ajv({ allErrors: true, strict: true });

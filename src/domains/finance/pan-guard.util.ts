@@ -105,12 +105,18 @@ function joinedPath(root: string, trail: ReadonlyArray<string | number>, name: (
   return path;
 }
 
-/** The refusal (422 PAN_DETECTED, each field named) for a body carrying a card number, if it does. */
-export function panRefusal(body: unknown): AppError | undefined {
+/**
+ * The refusal (422 PAN_DETECTED, each field named) for a body carrying a card number, if it does. A body that is one
+ * itself is named `whole` ('(body)', as every other refusal of a whole body names it; a batch item '(item)'), not ''.
+ */
+export function panRefusal(body: unknown, whole = '(body)'): AppError | undefined {
   const fields = panFields(body);
   if (fields.length === 0) return undefined;
   return new AppError('PAN_DETECTED', "a card number is not accepted; send the vault's card token instead", {
-    fields: fields.map((field) => ({ field, reason: 'looks like a card number (PAN); never send one' })),
+    fields: fields.map((field) => ({
+      field: field || whole,
+      reason: 'looks like a card number (PAN); never send one',
+    })),
   });
 }
 
