@@ -888,6 +888,49 @@ describe('finance: champion/challenger in shadow', () => {
     }
   });
 
+  it('a probability that is not a number decides nothing: a challenger gives no verdict, a champion a 500, never approve', async () => {
+    const engine = app.get(InferenceEngine);
+    const infer = engine.infer.bind(engine);
+    // The version `broken` answers NaN for every row, as a broken export would.
+    const answeringNaN =
+      (broken: string): typeof engine.infer =>
+      async (name, version, inputs, options) => {
+        const result = await infer(name, version, inputs, options);
+        if (version === broken) (result.outputs.probability.data as Float32Array).fill(NaN);
+        return result;
+      };
+    const post = (path: string, body: object) =>
+      request(app.getHttpServer())
+        .post(`/v1/finance/${path}`)
+        .set('Authorization', bearer(tokenFor(['risk-engine'])))
+        .send(body);
+    try {
+      engine.infer = answeringNaN('2');
+      for (const [path, body] of [
+        ['fraud-scores', tx()],
+        ['fraud-scores/batch', { transactions: [tx(), tx({ transactionId: 'tx-0002' })] }],
+      ] as const) {
+        const res = await post(path, body).expect(200);
+        const [row] = await app
+          .get(DataSource)
+          .query('SELECT output_summary FROM audit_events WHERE request_id = $1', [res.headers['x-request-id']]);
+        assert.equal(row.output_summary.shadow, undefined, `${path}: ${JSON.stringify(row.output_summary)}`);
+      }
+      engine.infer = answeringNaN('1');
+      for (const [path, body] of [
+        ['fraud-scores', tx()],
+        ['fraud-scores/batch', { transactions: [tx()] }],
+        ['credit-assessments', APPLICANT],
+      ] as const) {
+        const res = await post(path, body);
+        assert.equal(res.status, 500, `${path}: ${res.text}`);
+        assert.equal(res.body.code, 'INFERENCE_FAILED');
+      }
+    } finally {
+      engine.infer = infer;
+    }
+  });
+
   it('a challenger that is not live stops the boot', async () => {
     await assert.rejects(
       createTestApp({ MODELS_DIR: modelsDir, FINANCE_SHADOW_MODELS: 'card-fraud=7' }),

@@ -8,7 +8,7 @@ import {
   EDUCATION_CODES,
 } from './credit-assessment.dto';
 import { baselinesOf, featurePlan, writePlannedRow } from './feature-vector.util';
-import { CREDIT_MODEL, FinanceModels, reported, ScoringModel } from './finance-models';
+import { CREDIT_MODEL, FinanceModels, finiteProbabilities, reported, ScoringModel } from './finance-models';
 import { adverseReasons } from './reason-codes';
 import { ShadowScorer } from './shadow-scorer';
 
@@ -126,7 +126,7 @@ export class CreditAssessmentService implements OnModuleInit {
     );
     const result = await this.engine.infer(model.name, model.version, { features }, { give: true });
     const challenger = await this.shadow.settle(shadowRun, CREDIT_MODEL);
-    const probabilities = result.outputs.probability.data as Float32Array;
+    const probabilities = finiteProbabilities(result.outputs.probability.data as Float32Array, result);
     const baselines = baselinesOf(model.specs);
     const assessments = raws.map((raw, i): CreditAssessment => {
       const p = probabilities.subarray(i * count, (i + 1) * count);

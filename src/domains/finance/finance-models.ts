@@ -1,4 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AppError } from '../../common/errors/app-error';
 import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { FeatureSpec, parseFeatureSpecs, sourcesOf } from './feature-vector.util';
@@ -13,6 +14,23 @@ export const CREDIT_MODEL = 'credit-default';
  */
 export function reported(x: number): number {
   return Math.round(x * 1e6) / 1e6;
+}
+
+/**
+ * A model's probabilities, refused where one is not a finite number: JSON carries NaN as null, and a NaN compares
+ * below every threshold, so a model that gave one (a broken export, a challenger fed a column it does not know) was
+ * answered or audited `approve`, a fraud check failing open. The model failed to score: 500 INFERENCE_FAILED, as
+ * when it fails to run (an Idempotency-Key is freed for a retry); a challenger's is logged as its failure.
+ */
+export function finiteProbabilities<T extends Float32Array>(data: T, run: { model: string; version: string }): T {
+  for (let i = 0; i < data.length; i++) {
+    if (Number.isFinite(data[i])) continue;
+    throw new AppError(
+      'INFERENCE_FAILED',
+      `model ${run.model} version ${run.version} gave a probability that is not a number (${data[i]}); nothing was decided on it`,
+    );
+  }
+  return data;
 }
 
 export interface ScoringModel {

@@ -3,7 +3,7 @@ import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { contributions, writeOcclusionRows } from './attribution.util';
 import { FeaturePlan, featurePlan, writePlannedRow } from './feature-vector.util';
-import { FinanceModels, FRAUD_MODEL, reported as round, ScoringModel } from './finance-models';
+import { FinanceModels, finiteProbabilities, FRAUD_MODEL, reported as round, ScoringModel } from './finance-models';
 import { batchItemErrors } from './fraud-batch.util';
 import { refuseTimeOutOfRange } from './fraud-item.schema';
 import {
@@ -110,7 +110,7 @@ export class FraudScoringService implements OnModuleInit {
     );
     const result = await this.engine.infer(model.name, model.version, { features }, { give: true });
     const challenger = await this.shadow.settle(shadowRun, FRAUD_MODEL);
-    const probabilities = result.outputs.probability.data as Float32Array;
+    const probabilities = finiteProbabilities(result.outputs.probability.data as Float32Array, result);
     const scores = requests.map((request, i): FraudScore => {
       const p = probabilities.subarray(i * count, (i + 1) * count);
       const probability = p[0];

@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { AppConfig } from '../../config/app-config';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
 import { FeaturePlan, featurePlan } from './feature-vector.util';
-import { FinanceModels } from './finance-models';
+import { FinanceModels, finiteProbabilities } from './finance-models';
 
 export interface ShadowScores {
   version: string;
@@ -80,14 +80,15 @@ export class ShadowScorer {
     } catch (error) {
       return Promise.resolve(failed(error));
     }
-    return this.engine.infer(name, version, { features }, { give: true }).then(
-      (result) => ({
+    // A NaN probability is the challenger's failure (finiteProbabilities), not a verdict to audit as `approve`.
+    return this.engine
+      .infer(name, version, { features }, { give: true })
+      .then((result) => ({
         version,
-        probabilities: Array.from(result.outputs.probability.data as Float32Array),
+        probabilities: Array.from(finiteProbabilities(result.outputs.probability.data as Float32Array, result)),
         review: challenger.review,
         decline: challenger.decline,
-      }),
-      failed,
-    );
+      }))
+      .catch(failed);
   }
 }
