@@ -205,6 +205,9 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     assert.equal(dict['00080016'].Value?.[0], '1.2.840.10008.5.1.4.1.1.88.33');
     assert.equal(dict['0020000D'].Value?.[0], uidOf(source, '0020000D'));
     assert.ok(JSON.stringify(dict).includes(uidOf(source, '00080018')), 'the SR references the source image');
+    // The study's date and time are copied in the source's offset (-0400), which the SR states for all of its own.
+    assert.deepEqual([dict['00080020'].Value?.[0], dict['00080030'].Value?.[0]], ['20040826', '185059']);
+    assert.equal(dict['00080201'].Value?.[0], '-0400');
   });
 
   it('writes the SR in the transfer syntax Accept names, and refuses one it cannot write with 406, analysing nothing', async () => {

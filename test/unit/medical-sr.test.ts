@@ -290,6 +290,30 @@ describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
     assert.equal(doc.StudyInstanceUID, SOURCE.studyInstanceUID);
   });
 
+  it("states the source's timezone offset and writes its own dates and times in it, or states none", () => {
+    // OPTIONS.now is 2025-03-04T05:06:07Z; the source's study was at 09:30 of its own local time.
+    const at = (offset: string | undefined): Document =>
+      parse(buildLesionSr({ ...SOURCE, study: { ...SOURCE.study, TimezoneOffsetFromUTC: offset } }, FINDINGS, OPTIONS))
+        .doc;
+    const east = at('+0530');
+    assert.equal(east.TimezoneOffsetFromUTC, '+0530');
+    assert.deepEqual([east.ContentDate, east.ContentTime], ['20250304', '103607']);
+    assert.deepEqual([east.InstanceCreationDate, east.InstanceCreationTime], ['20250304', '103607']);
+    assert.deepEqual([east.SeriesDate, east.SeriesTime], ['20250304', '103607']);
+    assert.deepEqual([east.StudyDate, east.StudyTime], ['20250301', '093000'], 'the study stays in its own offset');
+    const west = at('-0600');
+    assert.equal(west.TimezoneOffsetFromUTC, '-0600');
+    assert.deepEqual([west.ContentDate, west.ContentTime], ['20250303', '230607'], 'the day before, there');
+    assert.equal(at('+0000').ContentTime, '050607');
+    // No offset, or one that is none (out of range, -0000, malformed): the SR claims none for the study's times.
+    for (const offset of [undefined, '-0000', '+1500', '+0560', '0400', ' -0400', '-04:00']) {
+      const doc = at(offset);
+      assert.equal(doc.TimezoneOffsetFromUTC, undefined, String(offset));
+      assert.deepEqual([doc.ContentDate, doc.ContentTime], ['20250304', '050607'], String(offset));
+      assert.deepEqual([doc.StudyDate, doc.StudyTime], ['20250301', '093000'], String(offset));
+    }
+  });
+
   it('writes the data set in the transfer syntax asked for, named in its file meta', () => {
     const options = { ...OPTIONS, malignancyProbability: 0.2 };
     // UIDs made per SR aside, every transfer syntax holds the same document.

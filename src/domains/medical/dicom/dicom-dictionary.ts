@@ -11,6 +11,7 @@ export const TAG = {
   AccessionNumber: 'x00080050',
   Modality: 'x00080060',
   ReferringPhysicianName: 'x00080090',
+  TimezoneOffsetFromUTC: 'x00080201',
   PatientName: 'x00100010',
   PatientID: 'x00100020',
   PatientBirthDate: 'x00100030',

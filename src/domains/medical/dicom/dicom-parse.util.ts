@@ -577,6 +577,7 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
       AccessionNumber: patientText('AccessionNumber'),
       ReferringPhysicianName: patientText('ReferringPhysicianName'),
       StudyID: patientText('StudyID'),
+      TimezoneOffsetFromUTC: text('TimezoneOffsetFromUTC'),
     },
     dataSet: ds,
   };

@@ -33,6 +33,8 @@ export interface SrSourceImage {
     AccessionNumber?: string;
     ReferringPhysicianName?: string;
     StudyID?: string;
+    /** The source's (0008,0201): the offset its dates and times are in, and so the SR's (see documentHeader). */
+    TimezoneOffsetFromUTC?: string;
   };
   /** 1-based, set for multi-frame sources. */
   frameNumber?: number;
@@ -239,15 +241,19 @@ function documentHeader(
   sopInstanceUID: string,
   seriesInstanceUID: string,
 ): NaturalDataset {
-  const date = dicomDate(now);
-  const time = dicomTime(now);
+  // One offset holds for every date and time of an instance (PS3.3 C.12.1.1.8), the copied StudyDate and
+  // StudyTime among them, which are in the source's: the SR's own are written in that offset and say so. A
+  // source that states none leaves the SR stating none too, rather than claiming its study time is UTC.
+  const zone = offsetMinutes(source.study.TimezoneOffsetFromUTC);
+  const local = zone === undefined ? now : new Date(now.getTime() + zone * 60_000);
+  const date = dicomDate(local);
+  const time = dicomTime(local);
   return {
     SOPClassUID: COMPREHENSIVE_SR,
     SOPInstanceUID: sopInstanceUID,
     InstanceCreationDate: date,
     InstanceCreationTime: time,
-    // Dates and times below are UTC; say so, since DICOM's are otherwise local.
-    TimezoneOffsetFromUTC: '+0000',
+    ...(zone === undefined ? {} : { TimezoneOffsetFromUTC: source.study.TimezoneOffsetFromUTC }),
     StudyDate: copiedValue('StudyDate', source.study.StudyDate),
     StudyTime: copiedValue('StudyTime', source.study.StudyTime),
     AccessionNumber: copiedValue('AccessionNumber', source.study.AccessionNumber),
@@ -440,6 +446,19 @@ function decimalString(value: number): string {
   return value.toExponential(0);
 }
 
+/**
+ * A TimezoneOffsetFromUTC in minutes east of UTC: &ZZXX, -1200 to +1400 (PS3.3 C.12.1.1.8), -0000 not allowed;
+ * undefined for none, or for a value that is no such offset (the SR then states none, as for a source without).
+ */
+function offsetMinutes(value: string | undefined): number | undefined {
+  const match = /^([+-])(\d{2})([0-5]\d)$/.exec(value ?? '');
+  if (!match || value === '-0000') return undefined;
+  const minutes = Number(match[2]) * 60 + Number(match[3]);
+  const signed = match[1] === '-' ? -minutes : minutes;
+  return signed >= -12 * 60 && signed <= 14 * 60 ? signed : undefined;
+}
+
+/** `at`'s UTC fields: the caller shifts it by the offset the SR states. */
 function dicomDate(at: Date): string {
   return at.toISOString().slice(0, 10).replace(/-/g, '');
 }
