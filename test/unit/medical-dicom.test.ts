@@ -3,6 +3,7 @@ import { before, describe, it } from 'node:test';
 import * as dicomParser from 'dicom-parser';
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
+import { textDecoderFor } from '../../src/domains/medical/dicom/character-set.util';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
 import { readdirSync } from 'node:fs';
@@ -329,6 +330,49 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(latin2.patient.PatientName, 'Novák^š');
     const latin1 = parseDicomImage(withName('ISO_IR 100', Buffer.from('Müller^Jürgen', 'latin1')), LIMITS);
     assert.equal(latin1.patient.PatientName, 'Müller^Jürgen');
+  });
+
+  it('reads names written with ISO 2022 code extensions: Japanese, Korean, Chinese, Cyrillic (PS3.5 Annexes H-K)', () => {
+    const bytes = (text: string): Buffer => Buffer.from(text.replace(/ESC/g, '\x1b'), 'latin1');
+    const examples: Array<[string, string, string]> = [
+      [
+        '\\ISO 2022 IR 87',
+        'Yamada^Tarou=ESC$B;3EDESC(B^ESC$BB@O:ESC(B=ESC$B$d$^$@ESC(B^ESC$B$?$m$&ESC(B',
+        'Yamada^Tarou=山田^太郎=やまだ^たろう',
+      ],
+      [
+        'ISO 2022 IR 13\\ISO 2022 IR 87',
+        '\xd4\xcf\xc0\xde^\xc0\xdb\xb3=ESC$B;3EDESC(J^ESC$BB@O:ESC(J=ESC$B$d$^$@ESC(J^ESC$B$?$m$&ESC(J',
+        'ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう',
+      ],
+      [
+        '\\ISO 2022 IR 149',
+        'Hong^Gildong=ESC$)C\xfb\xf3^ESC$)C\xd1\xce\xd4\xd7=ESC$)C\xc8\xab^ESC$)C\xb1\xe6\xb5\xbf',
+        'Hong^Gildong=洪^吉洞=홍^길동',
+      ],
+      ['\\ISO 2022 IR 58', 'Zhang^XiaoDong=ESC$)A\xd5\xc5^ESC$)A\xd0\xa1\xb6\xab=', 'Zhang^XiaoDong=张^小东='],
+      ['ISO 2022 IR 144', 'ESC-L\xb8\xd2\xd0\xdd\xde\xd2^ESC-L\xb8\xd2\xd0\xdd', 'Иванов^Иван'],
+    ];
+    for (const [characterSet, encoded, name] of examples) {
+      const decode = textDecoderFor(characterSet);
+      assert.ok(decode, characterSet);
+      assert.equal(decode(bytes(encoded)), name, characterSet);
+      // Through the parser, as the SR reads it: the name was read as bytes, escape sequences and all.
+      const placeholder = 'X'.repeat(bytes(encoded).length + (bytes(encoded).length % 2));
+      const file = rewriteDicom(dicomFile('MR_small.dcm'), {
+        SpecificCharacterSet: characterSet.split('\\'),
+        PatientName: placeholder,
+      });
+      const at = file.indexOf(placeholder, 0, 'latin1');
+      assert.ok(at > 0);
+      Buffer.concat([bytes(encoded), Buffer.from(' ')]).copy(file, at, 0, placeholder.length);
+      assert.equal(parseDicomImage(file, LIMITS).patient.PatientName, name, characterSet);
+    }
+    // An escape sequence of no set it knows is kept: the SR leaves such a value empty rather than write it wrongly.
+    assert.equal(textDecoderFor('\\ISO 2022 IR 87')?.(bytes('aESC$Zb')), 'a\x1b$Zb');
+    // A term without code extensions among them is no declaration it can follow: read as bytes, as before.
+    assert.equal(textDecoderFor('ISO_IR 100\\ISO 2022 IR 87'), undefined);
+    assert.equal(textDecoderFor(undefined), undefined);
   });
 
   it('chooses frames by policy and refuses more than the limit under "all"', () => {

@@ -2,6 +2,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
+import { type TextDecode, textDecoderFor } from './character-set.util';
 import { DicomRejected } from './dicom-rejected';
 import { isDicomUid } from './dicom-uid.util';
 import { PaletteLut, readPaletteLut } from './palette-lut.util';
@@ -747,39 +748,7 @@ function tooLargeToInflate(limit: InflatedLimit, error: RangeError): string {
   }
 }
 
-/**
- * (0008,0005) Specific Character Set, single-byte or multi-byte without code extensions (PS3.3 C.12.1.1.2),
- * as WHATWG encoding labels. ISO 2022 code extensions (several values) are not decoded: such text is read
- * as bytes, and the SR leaves a value it cannot write faithfully empty.
- */
-const CHARACTER_SETS: Readonly<Record<string, string>> = {
-  'ISO_IR 100': 'latin1',
-  'ISO_IR 101': 'iso-8859-2',
-  'ISO_IR 109': 'iso-8859-3',
-  'ISO_IR 110': 'iso-8859-4',
-  'ISO_IR 144': 'iso-8859-5',
-  'ISO_IR 127': 'iso-8859-6',
-  'ISO_IR 126': 'iso-8859-7',
-  'ISO_IR 138': 'iso-8859-8',
-  'ISO_IR 148': 'iso-8859-9',
-  'ISO_IR 203': 'iso-8859-15',
-  'ISO_IR 166': 'windows-874',
-  'ISO_IR 13': 'shift_jis',
-  'ISO_IR 192': 'utf-8',
-  GB18030: 'gb18030',
-  GBK: 'gbk',
-};
-
 /** A decoder for the data set's text, or undefined where dicom-parser's latin1 reading is already right (or all there is). */
-function textDecoderOf(ds: dicomParser.DataSet): ((bytes: Uint8Array) => string) | undefined {
-  const declared = ds.string(TAG.SpecificCharacterSet)?.trim();
-  if (!declared || declared.includes('\\')) return undefined;
-  const label = CHARACTER_SETS[declared];
-  if (!label || label === 'latin1') return undefined;
-  try {
-    const decoder = new TextDecoder(label);
-    return (bytes) => decoder.decode(bytes);
-  } catch {
-    return undefined; // a Node without this encoding: read as bytes, as before
-  }
+function textDecoderOf(ds: dicomParser.DataSet): TextDecode | undefined {
+  return textDecoderFor(ds.string(TAG.SpecificCharacterSet));
 }
