@@ -55,6 +55,16 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     }
   });
 
+  it('reads 8-bit samples in OW words of a big endian file with each pair of bytes swapped, from any frame', () => {
+    // 3x3, two frames of 9 samples (the second starts mid-word), samples 0 to 17; the same file in little endian.
+    const samples = (name: string, frame: number): number[] =>
+      Array.from(decodeFrame(parseDicomImage(local(name), LIMITS), frame).values);
+    for (const name of ['US_8bit_ow_2frames_le.dcm', 'US_8bit_ow_2frames_bigendian.dcm']) {
+      assert.deepEqual(samples(name, 0), [0, 1, 2, 3, 4, 5, 6, 7, 8], name);
+      assert.deepEqual(samples(name, 1), [9, 10, 11, 12, 13, 14, 15, 16, 17], name);
+    }
+  });
+
   it('decodes lossy JPEG (12-bit extended, 8-bit baseline colour) and multi-frame encapsulated data', () => {
     const nm = parseDicomImage(dicomFile('JPEG-lossy.dcm'), LIMITS);
     assert.equal(nm.bitsStored, 12);
