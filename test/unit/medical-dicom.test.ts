@@ -65,6 +65,13 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     }
   });
 
+  it("reads a big endian PALETTE COLOR image's 8-bit palette entries, two a swapped OW word, as in little endian", () => {
+    const rgb = (name: string): number[] => Array.from(decodeFrame(parseDicomImage(local(name), LIMITS), 0).values);
+    const little = rgb('SC_palette_le.dcm');
+    assert.equal(little.length, 100 * 100 * 3);
+    assert.deepEqual(rgb('SC_palette_bigendian.dcm'), little);
+  });
+
   it('decodes lossy JPEG (12-bit extended, 8-bit baseline colour) and multi-frame encapsulated data', () => {
     const nm = parseDicomImage(dicomFile('JPEG-lossy.dcm'), LIMITS);
     assert.equal(nm.bitsStored, 12);

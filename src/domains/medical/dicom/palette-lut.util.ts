@@ -58,8 +58,10 @@ export function readPaletteLut(ds: dicomParser.DataSet, signed: boolean): Palett
     }
     const table = new Uint8Array(entries);
     if (bits === 8 && data.length === entries + (entries % 2)) {
-      // Two entries a 16-bit word, read as the bytes they are.
-      table.set(ds.byteArray.subarray(data.dataOffset, data.dataOffset + entries));
+      // Two entries a 16-bit word, in the order of the word's bytes in little endian; a big endian data set swaps
+      // them (as its 8-bit pixel data in OW), and read as they lay every pair of colours was swapped.
+      const swap = ds.byteArrayParser === dicomParser.bigEndianByteArrayParser ? 1 : 0;
+      for (let k = 0; k < entries; k++) table[k] = ds.byteArray[data.dataOffset + (k ^ swap)];
     } else if (data.length >= 2 * entries) {
       const words = Array.from({ length: entries }, (_, k) => ds.uint16(dataTag, k) ?? 0);
       // 8 bits an entry in words whose values pass 255 are 16-bit entries mislabelled, as DCMTK reads them.
