@@ -1033,7 +1033,7 @@ describe('medical: every transfer syntax decodes when the model accepts the moda
 });
 
 describe('medical: STOW-RS while the runtime cannot run the model', { skip: DICOM_SKIP }, () => {
-  it("fails each instance out of resources (0xA700) with the runtime's code, which a PACS sends again, as DIMSE does", async () => {
+  it("fails each instance out of resources (0xA700) with the runtime's code, and the request 503, which a PACS sends again, as DIMSE does", async () => {
     const modelsDir = medicalModelsDir();
     const onnx = join(modelsDir, 'medical', 'breast-us-lesion', '1', 'model.onnx');
     const app = await createTestApp({ MODELS_DIR: modelsDir });
@@ -1060,7 +1060,11 @@ describe('medical: STOW-RS while the runtime cannot run the model', { skip: DICO
         .set('Content-Type', contentType)
         .set('X-Request-Id', 'stow-not-ready-1')
         .send(body);
-      assert.equal(res.status, 409, res.text.slice(0, 300));
+      // None stored, each only for want of the runtime: 503 with Retry-After, which a PACS sends again; a 409 says
+      // the request itself conflicts, and a PACS does not send it again.
+      assert.equal(res.status, 503, res.text.slice(0, 300));
+      assert.match(String(res.headers['retry-after']), /^[1-9][0-9]*$/);
+      assert.equal(String(res.headers['content-type']).split(';')[0], 'application/dicom+json');
       const failed = (res.body as Record<string, { Value: Array<Record<string, { Value: unknown[] }>> }>)['00081198']
         .Value;
       assert.deepEqual(
@@ -1073,10 +1077,11 @@ describe('medical: STOW-RS while the runtime cannot run the model', { skip: DICO
       );
       const [row] = await app
         .get(DataSource)
-        .query<Array<{ output_summary: { failures: unknown[] } }>>(
-          'SELECT output_summary FROM audit_events WHERE request_id = $1',
+        .query<Array<{ output_summary: { failures: unknown[] }; outcome: string; status_code: number }>>(
+          'SELECT output_summary, outcome, status_code FROM audit_events WHERE request_id = $1',
           ['stow-not-ready-1'],
         );
+      assert.deepEqual([row.outcome, row.status_code], ['error', 503]);
       assert.deepEqual(row.output_summary.failures, [
         { part: 1, reason: 'MODEL_NOT_READY' },
         { part: 2, reason: 'MODEL_NOT_READY' },

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { DicomJsonDataset, escapeXml, nativeDicomModel } from '../../src/domains/medical/stow/native-dicom-model.util';
-import { storeResponse, storeResponseXml } from '../../src/domains/medical/stow/stow-response.util';
+import {
+  storeResponse,
+  storeResponseXml,
+  storeRetryAfter,
+  storeStatus,
+} from '../../src/domains/medical/stow/stow-response.util';
+import { AppError } from '../../src/common/errors/app-error';
 import { childrenNamed, parseXml, XmlElement } from '../fixtures/xml-document';
 
 const US_IMAGE = '1.2.840.10008.5.1.4.1.1.6.1';
@@ -264,5 +270,26 @@ describe("medical: the test's XML reader (saxes) refuses documents that are not 
   }
   it('folds an unescaped LF in an attribute to a space, as a conforming parser does', () => {
     assert.equal(parseXml('<a x="1\n2"/>').attributes.x, '1 2');
+  });
+});
+
+describe('medical: the STOW-RS status of a store response (PS3.18 10.5.3.1)', () => {
+  const busy = (seconds?: number) => ({
+    part: 1,
+    rejection: new AppError('QUEUE_FULL', 'queue full', { retryAfterSeconds: seconds }),
+  });
+  const notReady = { part: 2, rejection: new AppError('MODEL_NOT_READY', 'no worker', { retryAfterSeconds: 3 }) };
+  const malformed = { part: 3, rejection: new DicomRejected('MALFORMED', 'truncated') };
+  const late = { part: 4, rejection: new AppError('DEADLINE_EXCEEDED', 'deadline passed') };
+
+  it('is 200 all stored, 202 some failed, 409 none stored for a reason of the request, 503 for want of resources alone', () => {
+    assert.equal(storeStatus(2, []), 200);
+    assert.equal(storeStatus(1, [busy(), malformed]), 202);
+    assert.equal(storeStatus(0, [malformed]), 409);
+    assert.equal(storeStatus(0, [busy(), malformed]), 409, 'a mixture of reasons');
+    assert.equal(storeStatus(0, [busy(), late]), 409, 'a deadline passed is 0x0110, not out of resources');
+    assert.equal(storeStatus(0, [busy(), notReady]), 503);
+    assert.equal(storeRetryAfter([busy(), notReady]), 3, 'the longest the refusals asked for');
+    assert.equal(storeRetryAfter([busy()]), 1, 'at least 1 second');
   });
 });

@@ -90,8 +90,25 @@ export function storeResponseXml(response: DicomJsonDataset): string {
   return nativeDicomModel(response, STORE_RESPONSE_KEYWORDS);
 }
 
-/** 200 all stored, 202 some failed, 409 none stored (PS3.18 10.5.3.1). */
-export function storeStatus(stored: number, failed: number): number {
-  if (failed === 0) return 200;
-  return stored > 0 ? 202 : 409;
+/** FailureReason 0xA700, out of resources: the runtime would not run the instance for now. */
+const OUT_OF_RESOURCES = 0xa700;
+
+/**
+ * 200 all stored, 202 some failed, 409 none stored (PS3.18 10.5.3.1); 503 when none was stored only because the
+ * runtime would not run them for now (each failed 0xA700: the model's queue full, no inference worker loaded), the
+ * status PS3.18 gives an origin server out of resources. A PACS takes a 409 as a conflict in its request, not to be
+ * sent again, and so never sent the study again; the store response still says why, instance by instance.
+ */
+export function storeStatus(stored: number, failed: readonly FailedInstance[]): number {
+  if (failed.length === 0) return 200;
+  if (stored > 0) return 202;
+  return failed.every((f) => failureStatus(f.rejection) === OUT_OF_RESOURCES) ? 503 : 409;
+}
+
+/** Retry-After of a 503 store response: the longest the runtime's refusals asked for, at least 1 second. */
+export function storeRetryAfter(failed: readonly FailedInstance[]): number {
+  return Math.max(
+    1,
+    ...failed.map((f) => (f.rejection instanceof DicomRejected ? 0 : (f.rejection.retryAfterSeconds ?? 0))),
+  );
 }

@@ -1,8 +1,10 @@
 import { applyDecorators, Controller, HttpCode, Param, Post, Req, Res, VERSION_NEUTRAL } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiResponse, ApiTags, getSchemaPath } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noteAudit, principalOf, RequirePermission, withInputDigest } from '../../../common/access';
 import { ApiProblems, PROTECTED_ROUTE_ERRORS } from '../../../common/errors/api-error-responses';
+import { ProblemDto } from '../../../common/errors/problem.dto';
+import { PROBLEM_CONTENT_TYPE } from '../../../common/errors/problem';
 import { BODY_MEDIA_TYPE, BodyMediaTypeRule } from '../../../common/http/body-media-type';
 import { AddRouteConfig } from '../../../common/http/route-config';
 import { varyOn } from '../../../common/http/vary';
@@ -42,7 +44,18 @@ const STORE_RESPONSE_XML_SCHEMA = {
     '(tag, vr, keyword; the private (0009,1001) as tag 00090001 with privateCreator) under NativeDicomModel',
 };
 
-/** 200 all stored, 202 some failed, 409 none stored: each answers the store response, in any of its media types. */
+/** The store response, in each of its media types. */
+const STORE_RESPONSE_CONTENT = Object.fromEntries(
+  STORE_RESPONSE_TYPES.map((type) => [
+    type,
+    { schema: type === 'application/dicom+xml' ? STORE_RESPONSE_XML_SCHEMA : STORE_RESPONSE_SCHEMA },
+  ]),
+);
+
+/**
+ * 200 all stored, 202 some failed, 409 none stored: each answers the store response, in any of its media types. A
+ * 503 is a problem, as on every route, or the store response when each instance failed out of resources (0xA700).
+ */
 const ApiStoreResponses = (): MethodDecorator =>
   applyDecorators(
     ...[
@@ -50,17 +63,17 @@ const ApiStoreResponses = (): MethodDecorator =>
       [202, 'Some instances stored, the others failed (FailedSOPSequence says why)'],
       [409, 'No instance stored (FailedSOPSequence says why)'],
     ].map(([status, description]) =>
-      ApiResponse({
-        status: Number(status),
-        description: String(description),
-        content: Object.fromEntries(
-          STORE_RESPONSE_TYPES.map((type) => [
-            type,
-            { schema: type === 'application/dicom+xml' ? STORE_RESPONSE_XML_SCHEMA : STORE_RESPONSE_SCHEMA },
-          ]),
-        ),
-      }),
+      ApiResponse({ status: Number(status), description: String(description), content: STORE_RESPONSE_CONTENT }),
     ),
+    ApiResponse({
+      status: 503,
+      description:
+        'Temporarily unable (audit trail or database unavailable, too many uploads, shutting down): a problem; or no ' +
+        'instance stored, each only because the model could not run it for now (queue full, model not ready): the ' +
+        'store response, each failed 0xA700. Send the request again after Retry-After seconds',
+      content: { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: getSchemaPath(ProblemDto) } }, ...STORE_RESPONSE_CONTENT },
+      headers: { 'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } } },
+    }),
   );
 
 /** DICOMweb STOW-RS (PS3.18 10.5): a PACS or modality stores instances; the gateway analyses them and keeps the findings. */
@@ -122,6 +135,7 @@ export class StowController {
       const result = await this.stow.store(parts, study, principalOf(request)?.tenant ?? '');
       noteAudit(request, { output: result.audit });
       void reply.code(result.status).header('content-type', type);
+      if (result.retryAfterSeconds !== undefined) void reply.header('retry-after', String(result.retryAfterSeconds));
       return this.stow.body(result.response, type);
     });
   }

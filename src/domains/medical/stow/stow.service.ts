@@ -20,6 +20,7 @@ import {
   StoredInstance,
   storeResponse,
   storeResponseXml,
+  storeRetryAfter,
   storeStatus,
 } from './stow-response.util';
 
@@ -45,6 +46,8 @@ interface StowTally {
 
 export interface StowResult {
   status: number;
+  /** Seconds to send a 503's request again after (Retry-After). */
+  retryAfterSeconds?: number;
   response: DicomJsonDataset;
   audit: Record<string, unknown>;
 }
@@ -125,8 +128,10 @@ export class StowService {
     await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, parts.length) }, worker));
     failed.sort((a, b) => a.part - b.part);
     const studies = [...new Set(kept.map((k) => k.study))];
+    const status = storeStatus(stored.length, failed);
     return {
-      status: storeStatus(stored.length, failed.length),
+      status,
+      ...(status === 503 ? { retryAfterSeconds: storeRetryAfter(failed) } : {}),
       response: storeResponse(stored, failed),
       audit: {
         parts: parts.length,
