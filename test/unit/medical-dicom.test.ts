@@ -385,11 +385,18 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
       Buffer.concat([bytes(encoded), Buffer.from(' ')]).copy(file, at, 0, placeholder.length);
       assert.equal(parseDicomImage(file, LIMITS).patient.PatientName, name, characterSet);
     }
-    // An escape sequence of no set it knows is kept: the SR leaves such a value empty rather than write it wrongly.
-    assert.equal(textDecoderFor('\\ISO 2022 IR 87')?.(bytes('aESC$Zb')), 'a\x1b$Zb');
-    // A term without code extensions among them is no declaration it can follow: read as bytes, as before.
-    assert.equal(textDecoderFor('ISO_IR 100\\ISO 2022 IR 87'), undefined);
+    // An escape sequence of no set it knows: the value cannot be read faithfully, and the SR leaves it empty rather
+    // than write it wrongly.
+    assert.equal(textDecoderFor('\\ISO 2022 IR 87')?.(bytes('aESC$Zb'), 'PN'), undefined);
+    // A term without code extensions among several is taken as its ISO 2022 equivalent (the library's robustness).
+    assert.equal(
+      textDecoderFor('ISO_IR 100\\ISO 2022 IR 87')?.(bytes('M\xfcller^ESC$B;3EDESC(B'), 'PN'),
+      'Müller^山田',
+    );
+    // None declared, Latin-1, or a term no standard defines: dicom-parser's Latin-1 reading, as before.
     assert.equal(textDecoderFor(undefined), undefined);
+    assert.equal(textDecoderFor('ISO_IR 100'), undefined);
+    assert.equal(textDecoderFor('ISO_IR 999'), undefined);
   });
 
   it('chooses frames by policy and refuses more than the limit under "all"', () => {

@@ -533,8 +533,8 @@ function validateImage(ds: dicomParser.DataSet, transferSyntaxUID: string, limit
     if (!decodeText || !element || element.length === 0) return text(keyword);
     const bytes = ds.byteArray.subarray(element.dataOffset, element.dataOffset + element.length);
     return (
-      decodeText(bytes)
-        .replace(/[\0 ]+$/, '')
+      decodeText(bytes, element.vr ?? TEXT_VR[keyword])
+        ?.replace(/[\0 ]+$/, '')
         .trim() || undefined
     );
   };
@@ -747,6 +747,18 @@ function tooLargeToInflate(limit: InflatedLimit, error: RangeError): string {
       return `the deflated data set inflates to more than ${limit.bytes} bytes, the most the gateway inflates one data set to`;
   }
 }
+
+/**
+ * The VRs of the patient and study text the SR copies, for an implicit VR data set (whose elements state none): the
+ * character set decoder resets at a PN's `^` and `=` (PS3.5 6.1.2.5.3).
+ */
+const TEXT_VR: Partial<Record<keyof typeof TAG, string>> = {
+  PatientName: 'PN',
+  ReferringPhysicianName: 'PN',
+  PatientID: 'LO',
+  AccessionNumber: 'SH',
+  StudyID: 'SH',
+};
 
 /** A decoder for the data set's text, or undefined where dicom-parser's latin1 reading is already right (or all there is). */
 function textDecoderOf(ds: dicomParser.DataSet): TextDecode | undefined {
