@@ -4,7 +4,7 @@ import type { ArgumentMetadata } from '@nestjs/common';
 import { AuditEventsQueryDto } from '../../src/audit/audit.dto';
 import { AppError } from '../../src/common/errors/app-error';
 import { createValidationPipe } from '../../src/common/errors/validation';
-import { CreditAssessmentRequestDto } from '../../src/domains/finance/credit-assessment.dto';
+import { CreditAssessmentRequestDto, CreditBatchApplicationDto } from '../../src/domains/finance/credit-assessment.dto';
 import { AssetDto } from '../../src/domains/manufacturing/assets/asset.dto';
 import { PredictionsQueryDto, ReadingBatchDto } from '../../src/domains/manufacturing/manufacturing.dto';
 import { APPLICANT } from '../fixtures/finance-data';
@@ -63,6 +63,38 @@ describe('the validation pipe: unknown fields', () => {
     const query: ArgumentMetadata = { type: 'query', metatype: AuditEventsQueryDto };
     assert.deepEqual(await refusedFields({ limit: '2' }, query), []);
     assert.deepEqual(await refusedFields({ limit: '2', toString: '1' }, query), ['toString']);
+  });
+
+  // The credit routes echoed an unknown field's name whole (a 5,000-character key came back in the answer, its
+  // detail and a batch's kept copy) where the fraud routes cut it at 100 characters: every route now cuts it alike.
+  it('names a long unknown field as the fraud routes do: cut at 100 characters, never inside an emoji', async () => {
+    const long = 'k'.repeat(5_000);
+    const emojiAtCut = `${'k'.repeat(99)}\u{1F600}${'k'.repeat(4_900)}`;
+    const cases: Array<[unknown, ArgumentMetadata, string]> = [
+      [{ ...APPLICANT, [long]: 1 }, body(CreditAssessmentRequestDto), `${'k'.repeat(100)}…`],
+      [{ ...APPLICANT, [emojiAtCut]: 1 }, body(CreditAssessmentRequestDto), `${'k'.repeat(99)}…`],
+      [{ ...APPLICANT, applicationId: 'a-1', [emojiAtCut]: 1 }, body(CreditBatchApplicationDto), `${'k'.repeat(99)}…`],
+      [{ limit: '2', [long]: '1' }, { type: 'query', metatype: AuditEventsQueryDto }, `${'k'.repeat(100)}…`],
+    ];
+    for (const [value, metadata, named] of cases) {
+      const error = await pipe.transform(value, metadata).then(
+        () => assert.fail('accepted'),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof AppError, String(error));
+      assert.deepEqual(error.fields, [{ field: named, reason: 'is not an accepted field' }]);
+      assert.equal(error.detail, `${named}: is not an accepted field`);
+      assert.equal(named.toWellFormed(), named);
+    }
+    // A nested DTO's unknown field too, the path before it kept.
+    const asset = millAsset('mill-1');
+    const sensors = asset.sensors as Array<Record<string, unknown>>;
+    const nested = { ...asset, sensors: [{ ...sensors[0], [emojiAtCut]: 1 }, ...sensors.slice(1)] };
+    assert.deepEqual(await refusedFields(nested, body(AssetDto)), [`sensors[0].${'k'.repeat(99)}…`]);
+    // A short one is named as sent.
+    assert.deepEqual(await refusedFields({ ...APPLICANT, '\u{1F600}': 1 }, body(CreditAssessmentRequestDto)), [
+      '\u{1F600}',
+    ]);
   });
 });
 
