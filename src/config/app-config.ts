@@ -203,6 +203,39 @@ function IsCorsOriginList(): PropertyDecorator {
   });
 }
 
+/** FINANCE_SHADOW_MODELS: `name=version` comma-separated. */
+const SHADOW_MODELS_PATTERN = /^[a-z0-9][a-z0-9._-]*=[A-Za-z0-9._-]+(,[a-z0-9][a-z0-9._-]*=[A-Za-z0-9._-]+)*$/;
+
+/**
+ * Why a list of shadow models is refused, or undefined: a model named twice (`card-fraud=2,card-fraud=3`) has one
+ * challenger only, and the last one given was kept with nothing said, so the version the operator meant to try may
+ * not be the one scored. A list the pattern refuses is left to it.
+ */
+function shadowModelsRefusal(value: unknown): string | undefined {
+  if (typeof value !== 'string' || !SHADOW_MODELS_PATTERN.test(value)) return undefined;
+  const seen = new Map<string, string>();
+  for (const pair of value.split(',')) {
+    const [name, version] = pair.split('=');
+    const first = seen.get(name);
+    if (first !== undefined) {
+      return `names ${name} twice (${name}=${first}, ${name}=${version}): a model runs one challenger in shadow`;
+    }
+    seen.set(name, version);
+  }
+  return undefined;
+}
+
+/** A list of shadow models (FINANCE_SHADOW_MODELS) naming each model once; the message names the model. */
+function HasOneShadowPerModel(): PropertyDecorator {
+  return ValidateBy({
+    name: 'hasOneShadowPerModel',
+    validator: {
+      validate: (value: unknown) => shadowModelsRefusal(value) === undefined,
+      defaultMessage: ({ property, value }: ValidationArguments) => `${property} ${shadowModelsRefusal(value)}`,
+    },
+  });
+}
+
 /**
  * The gateway's whole configuration, read from the environment once at boot (`loadConfig`) and
  * validated; nothing else reads `process.env`. A bad value stops the boot with the variable's name.
@@ -563,12 +596,13 @@ export class AppConfig {
 
   /**
    * Challenger versions run in shadow, `name=version` comma-separated (e.g. `card-fraud=2`): scored
-   * beside the default version on every request, recorded in the audit row, never returned.
+   * beside the default version on every request, recorded in the audit row, never returned. One per model.
    */
   @IsOptional()
-  @Matches(/^[a-z0-9][a-z0-9._-]*=[A-Za-z0-9._-]+(,[a-z0-9][a-z0-9._-]*=[A-Za-z0-9._-]+)*$/, {
+  @Matches(SHADOW_MODELS_PATTERN, {
     message: 'FINANCE_SHADOW_MODELS must be name=version[,name=version...]',
   })
+  @HasOneShadowPerModel()
   FINANCE_SHADOW_MODELS?: string;
 
   /**

@@ -313,6 +313,33 @@ describe('configuration', () => {
     }
   });
 
+  // A model named twice kept the last version given, with nothing said: the operator may not be trying the version
+  // they meant to. It stops the boot naming the model and both versions.
+  it('FINANCE_SHADOW_MODELS: one challenger per model; a model named twice is refused naming it', () => {
+    assert.equal(
+      loadConfig({ FINANCE_SHADOW_MODELS: 'card-fraud=2,credit-default=3' }).FINANCE_SHADOW_MODELS,
+      'card-fraud=2,credit-default=3',
+    );
+    for (const [list, named] of [
+      ['card-fraud=2,card-fraud=3', 'card-fraud twice (card-fraud=2, card-fraud=3)'],
+      ['card-fraud=2,credit-default=1,card-fraud=2', 'card-fraud twice (card-fraud=2, card-fraud=2)'],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ FINANCE_SHADOW_MODELS: list }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.message ===
+            `invalid configuration: FINANCE_SHADOW_MODELS=${JSON.stringify(list)}: FINANCE_SHADOW_MODELS names ${named}: a model runs one challenger in shadow`,
+        list,
+      );
+    }
+    // A list the pattern refuses is told only that.
+    assert.throws(
+      () => loadConfig({ FINANCE_SHADOW_MODELS: 'card-fraud,card-fraud' }),
+      /FINANCE_SHADOW_MODELS="card-fraud,card-fraud": FINANCE_SHADOW_MODELS must be name=version\[,name=version\.\.\.\]$/,
+    );
+  });
+
   it('SPARKPLUG_HOST_ID: unset by default (no STATE); a Sparkplug host id is taken, a topic level or wildcard refused', () => {
     assert.equal(loadConfig({}).SPARKPLUG_HOST_ID, undefined);
     assert.equal(loadConfig({ SPARKPLUG_HOST_ID: 'scada-primary' }).SPARKPLUG_HOST_ID, 'scada-primary');
