@@ -890,6 +890,7 @@ describe('manufacturing stream: an asset put again while its readings stream', (
 
   it('put as another kind while the database is away: 503 STORAGE_UNAVAILABLE; the close is tried again without a second audit row', async () => {
     const { stream, records, change, audited, published } = await raisedMill();
+    stream.closeRetryRandom = () => 0.5; // the wait unjittered: 1 s
     records.refuseAlarms = failedQuery('connection terminated', '08006');
     const error = await change(ENGINE).then(
       () => assert.fail('the PUT succeeded'),
@@ -913,6 +914,34 @@ describe('manufacturing stream: an asset put again while its readings stream', (
       ['raised', 'cleared'],
       'audited once',
     );
+  });
+
+  // The close retries waited fixed times (1 s, 2 s, ... 30 s): the gateways sharing a database that came back retried
+  // their closes in the same moment. Each wait is now 0.75 to 1.25 times as long, drawn from the random source.
+  it('a close tried again waits a jittered time: from 0.75 to 1.25 times its wait, by the random source', async () => {
+    for (const [draw, early, due] of [
+      [0, 749, 750],
+      [0.999, 1248, 1249.5],
+    ] as const) {
+      const { stream, records, change } = await raisedMill();
+      stream.closeRetryRandom = () => draw;
+      records.refuseAlarms = failedQuery('connection terminated', '08006');
+      await change(ENGINE).then(
+        () => assert.fail('the PUT succeeded'),
+        () => undefined,
+      );
+      records.refuseAlarms = undefined;
+      mock.timers.tick(early);
+      await stream.alarmsClosed();
+      assert.equal(records.alarms.length, 1, `draw ${draw}: not tried again before ${due} ms`);
+      mock.timers.tick(due - early);
+      await stream.alarmsClosed();
+      assert.deepEqual(
+        records.alarms.map((a) => a.state),
+        ['raised', 'cleared'],
+        `draw ${draw}: tried again at ${due} ms`,
+      );
+    }
   });
 
   it("at boot, takes up an asset's last stored alarm on its kind's metric, and closes one raised on another (a seed file changed its kind)", async () => {

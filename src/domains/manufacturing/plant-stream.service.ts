@@ -148,8 +148,16 @@ const FIRST_RETRY_MS = 1000;
 const MAX_RETRY_MS = 30_000;
 
 /**
- * A retry of work that failed for an outage: after 1 s, doubling up to every 30 s, jittered so that the assets an
- * outage held do not all retry in the same moment once it ends. One timer at a time, which holds no process open.
+ * A retry's wait, jittered to between 0.75 and 1.25 times `delayMs` by `random` (0 to 1): the assets an outage held,
+ * and the gateways that share its database, do not all retry in the same moment once it ends.
+ */
+export function jittered(delayMs: number, random: () => number): number {
+  return delayMs * (0.75 + random() / 2);
+}
+
+/**
+ * A retry of work that failed for an outage: after 1 s, doubling up to every 30 s, jittered (jittered). One timer at
+ * a time, which holds no process open.
  */
 class Retry {
   private timer?: NodeJS.Timeout;
@@ -163,7 +171,7 @@ class Retry {
         this.timer = undefined;
         work();
       },
-      this.delayMs * (0.75 + Math.random() / 2),
+      jittered(this.delayMs, Math.random),
     );
     this.timer.unref();
     this.delayMs = Math.min(MAX_RETRY_MS, this.delayMs * 2);
@@ -232,6 +240,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   private readonly closesAudited = new Map<string, AlarmEvent>();
   /** Per asset, a close that failed (the audit trail or the database away) and is tried again, with its next wait. */
   private readonly closeRetries = new Map<string, { timer?: NodeJS.Timeout; delayMs: number }>();
+  /**
+   * The random source of the close retries' jitter (0 to 1), which a test sets. Their waits were fixed (1 s, 2 s,
+   * ... 30 s), so the gateways sharing a database that came back retried their closes in the same moment.
+   */
+  closeRetryRandom: () => number = Math.random;
   /** The closes of stale alarms found at boot (onApplicationBootstrap). */
   private bootCloses: Promise<void> = Promise.resolve();
   /**
@@ -1256,7 +1269,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
           error: String(error),
         });
         if (!this.closing) {
-          const timer = setTimeout(() => void this.closeStale(assetId).catch(() => undefined), delayMs);
+          const timer = setTimeout(
+            () => void this.closeStale(assetId).catch(() => undefined),
+            jittered(delayMs, this.closeRetryRandom),
+          );
           timer.unref();
           this.closeRetries.set(assetId, { timer, delayMs: Math.min(MAX_RETRY_MS, delayMs * 2) });
         }
