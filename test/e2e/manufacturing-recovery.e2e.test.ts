@@ -7,6 +7,7 @@ import { DataSource } from 'typeorm';
 import { AppError } from '../../src/common/errors/app-error';
 import { AssetRegistry } from '../../src/domains/manufacturing/assets/asset-registry.service';
 import { MAX_INFERENCE_FAILURES, PlantStream } from '../../src/domains/manufacturing/plant-stream.service';
+import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
@@ -238,6 +239,60 @@ describe('manufacturing: accepted readings are predicted even when something fai
       await predictionTimes(http, 'mill-s'),
       rows.map((_, i) => iso(T0 + i * 1000)),
     );
+  });
+
+  it("predictions a removed asset's writer kept are not written over the asset made again, and are dropped", async () => {
+    const db = app.get(DataSource);
+    const incarnation = async () =>
+      (
+        await db.query<Array<{ incarnation: string }>>(
+          "SELECT incarnation FROM manufacturing_assets WHERE asset_id = 'mill-l'",
+        )
+      )[0].incarnation;
+    const stored = () =>
+      db.query<Array<{ at: Date; incarnation: string }>>(
+        "SELECT at, incarnation FROM manufacturing_predictions WHERE asset_id = 'mill-l' ORDER BY at",
+      );
+    await http.put('/v1/manufacturing/assets/mill-l').set('Authorization', admin).send(millAsset('mill-l')).expect(200);
+    const removed = await incarnation();
+    // 57014 (a statement cancelled) is an outage, for the removed asset's rows alone: the writer keeps them and writes
+    // them again, after the asset made again has stored its own at the same times.
+    await db.query(
+      `CREATE FUNCTION refuse_removed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '57014'; END $$`,
+    );
+    await db.query(
+      'CREATE TRIGGER refuse_removed BEFORE INSERT ON manufacturing_predictions FOR EACH ROW ' +
+        `WHEN (NEW.incarnation = '${removed}') EXECUTE FUNCTION refuse_removed()`,
+    );
+    try {
+      const outage = await post(http, 'mill-l', T0, ai4iReadings(false, 4));
+      assert.equal(outage.status, 503, JSON.stringify(outage.body));
+      await http.delete('/v1/manufacturing/assets/mill-l').set('Authorization', admin).expect(204);
+      await http
+        .put('/v1/manufacturing/assets/mill-l')
+        .set('Authorization', admin)
+        .send(millAsset('mill-l'))
+        .expect(200);
+      assert.notEqual(await incarnation(), removed);
+      // The new asset's rows are stored (the removed asset's still kept may have its call answered 503).
+      await post(http, 'mill-l', T0, ai4iReadings(true, 2));
+    } finally {
+      await db.query('DROP TRIGGER refuse_removed ON manufacturing_predictions');
+      await db.query('DROP FUNCTION refuse_removed()');
+    }
+    const made = await incarnation();
+    await until('the kept predictions written', () =>
+      app.get(PlantRecordsRepository).keptPredictions === 0 ? true : undefined,
+    );
+    // The new asset's two predictions stand; the removed asset's four, its asset gone, are not stored.
+    assert.deepEqual(
+      (await stored()).map((r) => [new Date(r.at).toISOString(), r.incarnation]),
+      [
+        [iso(T0), made],
+        [iso(T0 + 1000), made],
+      ],
+    );
+    assert.deepEqual(await predictionTimes(http, 'mill-l'), [iso(T0), iso(T0 + 1000)]);
   });
 
   it('an alarm the database refuses for its content (a CHECK constraint) is dead-lettered and logged with its stack, raised all the same, and holds no reading', async () => {

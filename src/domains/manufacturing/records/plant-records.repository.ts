@@ -105,16 +105,24 @@ export class PlantRecordsRepository implements OnModuleDestroy {
           'INSERT INTO manufacturing_predictions (asset_id, at, model_version, value, modes, inputs, incarnation) ' +
             'SELECT a, t, v, x, m, i::real[], n FROM unnest($1::varchar[], $2::timestamptz[], $3::varchar[], ' +
             '$4::double precision[], $5::jsonb[], $6::text[], $7::uuid[]) AS u(a, t, v, x, m, i, n) ' +
+            // A late row of an asset removed and made since (kept while the database was away, written after the
+            // removal) is dropped: its asset is gone, and at the new asset's times it replaced the new asset's
+            // predictions. A removed asset not made again still takes its late rows, beside its others.
+            'WHERE NOT EXISTS (SELECT 1 FROM manufacturing_assets s WHERE s.asset_id = u.a AND s.incarnation <> u.n) ' +
             // A row kept already is replaced, for an asset removed and made again (or put as another kind whose model
             // has the same version) that sends readings at the same times: before (DO NOTHING), the new prediction
             // was counted as stored and the old asset's was kept. A reading delivered again is not predicted again,
             // and a row written again after a commit whose answer was lost is the same (no new row version then).
             // Two rows of one key in one statement (21000) are written apart by the writer's halving, the later last.
+            // Another incarnation's row only by the one the assets table holds: the check above reads the table as
+            // the statement began, so an asset made again, and its row stored, meanwhile would be replaced.
             'ON CONFLICT (asset_id, at, model_version) DO UPDATE ' +
             'SET value = EXCLUDED.value, modes = EXCLUDED.modes, inputs = EXCLUDED.inputs, incarnation = EXCLUDED.incarnation ' +
             'WHERE (manufacturing_predictions.value, manufacturing_predictions.modes, manufacturing_predictions.inputs, ' +
             'manufacturing_predictions.incarnation) ' +
-            'IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.modes, EXCLUDED.inputs, EXCLUDED.incarnation)',
+            'IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.modes, EXCLUDED.inputs, EXCLUDED.incarnation) ' +
+            'AND (manufacturing_predictions.incarnation = EXCLUDED.incarnation OR EXISTS (SELECT 1 FROM manufacturing_assets s ' +
+            'WHERE s.asset_id = EXCLUDED.asset_id AND s.incarnation = EXCLUDED.incarnation))',
           [
             rows.map((r) => r.assetId),
             rows.map((r) => r.at.toISOString()),
