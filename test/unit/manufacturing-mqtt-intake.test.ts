@@ -103,6 +103,28 @@ describe('manufacturing MQTT intake: what a message counts as', () => {
   });
 });
 
+describe('manufacturing MQTT intake: more than 10,000 readings in one message', () => {
+  it('over Sparkplug B (a DDATA of metrics at as many times) is refused as a JSON message is, none taken', async () => {
+    const { intake, records, reading, stream } = intakeHarness();
+    const values = Object.entries(reading(T0, 10).values);
+    const metrics = Array.from({ length: 10_001 }, (_, i) => ({
+      name: values[i % values.length][0],
+      type: 'Double' as const,
+      value: values[i % values.length][1] as number,
+      timestamp: T0 + i,
+    }));
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics }));
+    const result = await intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', payload);
+    assert.equal(result.outcome, 'dead-lettered');
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [['sparkplug', 'malformed', 'mill-1', 'more than 10000 readings in one message']],
+    );
+    assert.deepEqual(records.predictions, []);
+    assert.equal(stream.status('mill-1').counts.accepted, 0);
+  });
+});
+
 describe('manufacturing MQTT intake: a time in seconds', () => {
   it('over JSON is dead-lettered naming it (not a reading of January 1970), and the rest of the message taken', async () => {
     const { json, records, reading } = intakeHarness();

@@ -18,8 +18,10 @@ import {
   deadLetterPayload,
   epochMsRefusal,
   ingestFailedPayload,
+  MAX_READINGS_PER_MESSAGE,
   parseTelemetry,
   parseTelemetryTopic,
+  TOO_MANY_READINGS,
 } from './plant-telemetry.util';
 
 export type MqttMessageKind = 'json' | 'sparkplug' | 'unknown';
@@ -232,6 +234,11 @@ export class PlantMqttIntake {
     }
     const found = sparkplugReadings(topic, decoded!, this.aliases, { receivedAt: Date.now() });
     const dead: DeadLetter[] = [];
+    // As a JSON message: a DDATA of metrics at as many times is as many readings, and was taken whatever its count.
+    if (found.readings.length > MAX_READINGS_PER_MESSAGE) {
+      found.readings = [];
+      dead.push({ reason: 'malformed', detail: TOO_MANY_READINGS, assetId: asset.assetId });
+    }
     // Sparkplug B times are epoch milliseconds too: a node that sends seconds is refused as JSON telemetry is.
     const readings = found.readings.filter((r) => {
       const refusal = epochMsRefusal(r.timestamp);

@@ -29,6 +29,9 @@ export interface TelemetryParse {
 /** Readings one message may carry; larger batches go over HTTP. */
 export const MAX_READINGS_PER_MESSAGE = 10_000;
 
+/** Why a message of more than MAX_READINGS_PER_MESSAGE readings is refused, JSON and Sparkplug B alike. */
+export const TOO_MANY_READINGS = `more than ${MAX_READINGS_PER_MESSAGE} readings in one message`;
+
 export function parseTelemetryTopic(topic: string): TelemetryTopic | undefined {
   const parts = topic.split('/');
   if (parts.length !== 5 || parts[4] !== 'telemetry') return undefined;
@@ -143,7 +146,7 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
   if (elements.length > MAX_READINGS_PER_MESSAGE) {
     return {
       readings: [],
-      errors: [{ index: 0, reason: `more than ${MAX_READINGS_PER_MESSAGE} readings in one message` }],
+      errors: [{ index: 0, reason: TOO_MANY_READINGS }],
     };
   }
   const result: TelemetryParse = { readings: [], errors: [] };
