@@ -125,6 +125,49 @@ describe('manufacturing MQTT intake: more than 10,000 readings in one message', 
   });
 });
 
+describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that is NaN', () => {
+  it('is taken as no value (as is_null), its tag named in a dead letter, and the tags that changed with it are taken', async () => {
+    const { intake, records, reading } = intakeHarness();
+    const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
+    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
+      name,
+      type: 'Double' as const,
+      value: value as number,
+    }));
+    await intake.handle(topic, Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics })));
+    // Report by exception: the torque sensor fails (NaN) as the tool wear changes.
+    const changed = [
+      { name: TORQUE, type: 'Double' as const, value: NaN },
+      { name: 'Tool wear [min]', type: 'Double' as const, value: 11 },
+    ];
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0 + 1000, seq: 2, metrics: changed }));
+    const result = await intake.handle(topic, payload);
+    assert.equal(result.outcome, 'dead-lettered');
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [
+        [
+          'sparkplug',
+          'invalid-value',
+          'mill-1',
+          `value is NaN: ${TORQUE} at ${new Date(T0 + 1000).toISOString()}; taken as no value (as a null metric), ` +
+            "the tag keeping its last value, and the message's other metrics taken",
+        ],
+      ],
+    );
+    assert.deepEqual(
+      records.predictions.map((p) => p.at.getTime()),
+      [T0, T0 + 1000],
+    );
+    // The new tool wear, the torque as it was.
+    const [first, second] = records.predictions.map((p) => p.inputs!);
+    assert.deepEqual(
+      second.filter((v, i) => v !== first[i]),
+      [11],
+    );
+  });
+});
+
 describe('manufacturing MQTT intake: a time in seconds', () => {
   it('over JSON is dead-lettered naming it (not a reading of January 1970), and the rest of the message taken', async () => {
     const { json, records, reading } = intakeHarness();

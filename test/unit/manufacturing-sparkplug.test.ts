@@ -268,7 +268,12 @@ describe('manufacturing: Sparkplug B', () => {
       { timestamp: T0 + 5000, values: { Torque: 41, 'Tool wear': 7 } },
     ]);
     const dcmd = parseSparkplugTopic('spBv1.0/plant1/DCMD/edge1/mill-7') as SparkplugTopic;
-    assert.deepEqual(sparkplugReadings(dcmd, dbirth, aliases), { readings: [], unknown: [], ignored: [] });
+    assert.deepEqual(sparkplugReadings(dcmd, dbirth, aliases), {
+      readings: [],
+      unknown: [],
+      ignored: [],
+      notANumber: [],
+    });
   });
 
   it('forgets device aliases on a new NBIRTH, a DDEATH, or an NDEATH of the current session only', () => {

@@ -49,6 +49,12 @@ export interface SparkplugReadings {
   unknown: number[];
   /** Metrics that are not numeric readings, with the reason. */
   ignored: Array<{ metric: string; reason: string }>;
+  /**
+   * Float and Double metrics that are NaN, taken as no value (as is_null): the spec gives NaN no meaning, and edge
+   * nodes send it for a sensor they cannot read. As a value it refused the whole reading at its time, so the other
+   * tags that changed with it (reported by exception, sent once) were lost and kept their stale values.
+   */
+  notANumber: Array<{ metric: string; timestamp: number }>;
 }
 
 export class SparkplugDecodeError extends Error {}
@@ -551,7 +557,7 @@ export function sparkplugReadings(
   aliases: SparkplugAliases,
   opts: { receivedAt?: number } = {},
 ): SparkplugReadings {
-  const result: SparkplugReadings = { readings: [], unknown: [], ignored: [] };
+  const result: SparkplugReadings = { readings: [], unknown: [], ignored: [], notANumber: [] };
   if (!READING_TYPES.has(topic.messageType)) return result;
   const byTime = new Map<number, Record<string, number>>();
   const unknown = new Set<number>();
@@ -578,6 +584,10 @@ export function sparkplugReadings(
       : (metric.timestamp ?? decoded.timestamp ?? opts.receivedAt);
     if (timestamp === undefined) {
       result.ignored.push({ metric: name, reason: 'no metric or payload timestamp' });
+      continue;
+    }
+    if (Number.isNaN(value)) {
+      result.notANumber.push({ metric: name, timestamp });
       continue;
     }
     let values = byTime.get(timestamp);

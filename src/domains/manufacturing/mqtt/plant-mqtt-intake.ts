@@ -12,6 +12,7 @@ import {
   parseSparkplugTopic,
   SparkplugAliases,
   sparkplugReadings,
+  SparkplugReadings,
   SparkplugTopic,
 } from '../sparkplug.util';
 import {
@@ -245,6 +246,8 @@ export class PlantMqttIntake {
       if (refusal) dead.push({ reason: 'malformed', detail: refusal, assetId: asset.assetId });
       return !refusal;
     });
+    const nan = notANumberLetter(found.notANumber, asset.sensors);
+    if (nan) dead.push({ reason: 'invalid-value', detail: nan, assetId: asset.assetId });
     if (found.unknown.length > 0) {
       dead.push({
         reason: 'unknown-alias',
@@ -315,6 +318,25 @@ export class PlantMqttIntake {
       payload: ingestFailedPayload(outcomes),
     };
   }
+}
+
+/**
+ * The detail of the dead letter naming the asset's tags a message sent as NaN (taken as no value, the message's other
+ * metrics kept); undefined when none of them is a tag of the asset (others feed nothing, as ever).
+ */
+export function notANumberLetter(
+  notANumber: SparkplugReadings['notANumber'],
+  sensors: ReadonlyArray<{ tag: string }>,
+): string | undefined {
+  const tags = new Set(sensors.map((s) => s.tag));
+  const named = notANumber.filter((n) => tags.has(n.metric));
+  if (named.length === 0) return undefined;
+  const at = (t: number) => (Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t));
+  const list = named.map((n) => `${n.metric} at ${at(n.timestamp)}`).join(', ');
+  return (
+    `value is NaN: ${list}; taken as no value (as a null metric), the tag keeping its last value, and the ` +
+    "message's other metrics taken"
+  );
 }
 
 /** NDEATH and DDEATH: a death certificate, which may come empty (the broker's will of a node that set it so). */
