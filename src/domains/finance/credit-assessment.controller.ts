@@ -5,17 +5,18 @@ import { AuditInputDigester, noteAudit, RequirePermission, withInputDigest } fro
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
 import { DIGEST_JSON_BODY } from '../../common/http/raw-json';
 import { AddRouteConfig } from '../../common/http/route-config';
+import { decisionCounts, shadowSummary } from './batch-summary.util';
 import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
 import {
+  CREDIT_DECISIONS,
   CreditAssessmentDto,
   CreditAssessmentRequestDto,
   CreditBatchItemDto,
   CreditBatchRequestDto,
   CreditBatchResultDto,
-  creditDecisionCounts,
   parseCreditAssessmentRequest,
 } from './credit-assessment.dto';
-import { CreditAssessmentService, CreditShadowVerdict } from './credit-assessment.service';
+import { CreditAssessmentService } from './credit-assessment.service';
 import { creditBatchChecks, creditEnvelopePanRefusal, parseCreditBatch } from './credit-batch.util';
 import {
   IDEMPOTENCY_KEY_HEADER,
@@ -126,24 +127,10 @@ export class CreditAssessmentController {
         applications: items.length,
         assessed,
         failed: items.length - assessed,
-        decisions: creditDecisionCounts(items),
-        ...(shadow ? { shadow: shadowSummary(items, shadow) } : {}),
+        decisions: decisionCounts(items, CREDIT_DECISIONS),
+        ...(shadow ? { shadow: shadowSummary(items, shadow, CREDIT_DECISIONS) } : {}),
       },
     });
     return { items, assessed, failed: items.length - assessed, model, requestId: String(request.id) };
   }
-}
-
-/** The challenger's decisions over a credit batch, and how often it agreed with the champion. */
-function shadowSummary(items: CreditBatchItemDto[], shadow: CreditShadowVerdict[]): Record<string, unknown> {
-  const decisions = { approve: 0, refer: 0, decline: 0 };
-  let agreed = 0;
-  let k = 0;
-  for (const item of items) {
-    if (!item.result) continue;
-    const verdict = shadow[k++];
-    decisions[verdict.decision]++;
-    if (verdict.decision === item.result.decision) agreed++;
-  }
-  return { version: shadow[0]?.version, decisions, agreed };
 }

@@ -232,15 +232,3 @@ export class CreditBatchResultDto {
   model!: ModelRefDto;
   requestId!: string;
 }
-
-/** A credit batch's decisions, by decision. */
-export function creditDecisionCounts(
-  items: ReadonlyArray<{ result?: { decision?: unknown } }>,
-): Record<CreditDecision, number> {
-  const counts: Record<CreditDecision, number> = { approve: 0, refer: 0, decline: 0 };
-  for (const item of items) {
-    const decision = item.result?.decision;
-    if ((CREDIT_DECISIONS as readonly unknown[]).includes(decision)) counts[decision as CreditDecision]++;
-  }
-  return counts;
-}

@@ -196,17 +196,6 @@ export const CHANNELS = ['card-present', 'contactless', 'ecommerce', 'moto', 'at
 export const FRAUD_DECISIONS = ['approve', 'review', 'decline'] as const;
 export type FraudDecision = (typeof FRAUD_DECISIONS)[number];
 
-/** How many of a batch's items got each decision: the batch's audit row, and a replay's, count them. */
-export function decisionCounts(
-  items: ReadonlyArray<{ result?: { decision?: unknown } }>,
-): Record<FraudDecision, number> {
-  const counts: Record<FraudDecision, number> = { approve: 0, review: 0, decline: 0 };
-  for (const item of items) {
-    const decision = item.result?.decision;
-    if ((FRAUD_DECISIONS as readonly unknown[]).includes(decision)) counts[decision as FraudDecision]++;
-  }
-  return counts;
-}
 export const MAX_BATCH_TRANSACTIONS = 10_000;
 const FINITE = { allowNaN: false, allowInfinity: false };
 

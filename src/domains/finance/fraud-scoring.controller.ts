@@ -5,16 +5,16 @@ import { DIGEST_JSON_BODY } from '../../common/http/raw-json';
 import { AddRouteConfig } from '../../common/http/route-config';
 import { AuditInputDigester, noteAudit, RequirePermission, withInputDigest } from '../../common/access';
 import { ApiProblems, JSON_BODY_ERRORS, PROTECTED_ROUTE_ERRORS } from '../../common/errors/api-error-responses';
+import { decisionCounts, shadowSummary } from './batch-summary.util';
 import {
-  decisionCounts,
-  FraudBatchItemDto,
+  FRAUD_DECISIONS,
   FraudBatchRequestDto,
   FraudBatchResultDto,
   FraudScoreDto,
   FraudScoreRequestDto,
 } from './fraud-score.dto';
 import { envelopePanRefusal, parseFraudBatch, parseFraudScoreRequest } from './fraud-item.schema';
-import { FraudScoringService, ShadowVerdict } from './fraud-scoring.service';
+import { FraudScoringService } from './fraud-scoring.service';
 import { bodyDigest, bodyDigestAsync } from './canonical-input.util';
 import {
   IDEMPOTENCY_KEY_HEADER,
@@ -104,30 +104,16 @@ export class FraudScoringController {
       this.fraud.scoreBatch(transactions),
     );
     const scored = items.filter((i) => i.result).length;
-    const decisions = decisionCounts(items);
+    const decisions = decisionCounts(items, FRAUD_DECISIONS);
     noteAudit(request, {
       output: {
         transactions: items.length,
         scored,
         failed: items.length - scored,
         decisions,
-        ...(shadow ? { shadow: shadowSummary(items, shadow) } : {}),
+        ...(shadow ? { shadow: shadowSummary(items, shadow, FRAUD_DECISIONS) } : {}),
       },
     });
     return { items, scored, failed: items.length - scored, model, requestId: String(request.id) };
   }
-}
-
-/** The challenger's decisions over a batch, and how often it agreed with the champion. */
-function shadowSummary(items: FraudBatchItemDto[], shadow: ShadowVerdict[]): Record<string, unknown> {
-  const decisions = { approve: 0, review: 0, decline: 0 };
-  let agreed = 0;
-  let k = 0;
-  for (const item of items) {
-    if (!item.result) continue;
-    const verdict = shadow[k++];
-    decisions[verdict.decision]++;
-    if (verdict.decision === item.result.decision) agreed++;
-  }
-  return { version: shadow[0]?.version, decisions, agreed };
 }

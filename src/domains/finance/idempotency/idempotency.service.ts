@@ -6,9 +6,10 @@ import { AppError } from '../../../common/errors/app-error';
 import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
 import { bodyDigestAsync } from '../canonical-input.util';
-import { creditDecisionCounts } from '../credit-assessment.dto';
+import { decisionCounts } from '../batch-summary.util';
+import { CREDIT_DECISIONS } from '../credit-assessment.dto';
 import { FinanceModels } from '../finance-models';
-import { decisionCounts } from '../fraud-score.dto';
+import { FRAUD_DECISIONS } from '../fraud-score.dto';
 import { IdempotencyRepository } from './idempotency.repository';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -259,10 +260,10 @@ function replayNote(body: unknown): AuditNote {
     // A credit batch (assessed applications) or a fraud batch (scored transactions), counted as its first row was.
     if ('assessed' in answer) {
       output.applications = items.length;
-      output.decisions = creditDecisionCounts(items);
+      output.decisions = decisionCounts(items, CREDIT_DECISIONS);
     } else {
       output.transactions = items.length;
-      output.decisions = decisionCounts(items);
+      output.decisions = decisionCounts(items, FRAUD_DECISIONS);
     }
   }
   const model = answer.model as { name?: unknown; version?: unknown } | undefined;
