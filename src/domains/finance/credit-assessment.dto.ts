@@ -164,7 +164,8 @@ export class ReasonDto {
   contribution!: number;
 }
 
-export class CreditAssessmentDto {
+/** An application's assessment: the single route's answer and a batch item's result. */
+export class CreditAssessmentResultDto {
   /** Probability of default on next month's payment. */
   probabilityOfDefault!: number;
   /** A (lowest risk) to E, from the model's grade bands. */
@@ -175,22 +176,15 @@ export class CreditAssessmentDto {
   @ApiProperty({ type: [ReasonDto] })
   reasons!: ReasonDto[];
   model!: ModelRefDto;
+}
+
+export class CreditAssessmentDto extends CreditAssessmentResultDto {
   requestId!: string;
 }
 
 /** An application's assessment, as a batch item carries it (the batch has the one request id). */
-export class CreditItemAssessmentDto {
+export class CreditItemAssessmentDto extends CreditAssessmentResultDto {
   applicationId!: string;
-  /** Probability of default on next month's payment. */
-  probabilityOfDefault!: number;
-  /** A (lowest risk) to E, from the model's grade bands. */
-  grade!: string;
-  @ApiProperty({ enum: CREDIT_DECISIONS })
-  decision!: CreditDecision;
-  /** Up to four adverse-action reasons: what raised the risk most, largest first. */
-  @ApiProperty({ type: [ReasonDto] })
-  reasons!: ReasonDto[];
-  model!: ModelRefDto;
 }
 
 /** The codes a credit batch item's error carries. */
