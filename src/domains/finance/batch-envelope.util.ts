@@ -32,6 +32,41 @@ export function itemPanError(
   return refusal && { code: 'PAN_DETECTED', detail: refusal.detail, errors: refusal.fields };
 }
 
+/** A batch item that is not an object (a number, a string, an array): its own VALIDATION_FAILED naming the item. */
+export function notAnObjectError(
+  item: unknown,
+  noun: string,
+): { code: 'VALIDATION_FAILED'; detail: string; errors: FieldError[] } | undefined {
+  if (typeof item === 'object' && item !== null && !Array.isArray(item)) return undefined;
+  const reason = `each ${noun} must be an object`;
+  return { code: 'VALIDATION_FAILED', detail: `${WHOLE_ITEM}: ${reason}`, errors: [{ field: WHOLE_ITEM, reason }] };
+}
+
+/**
+ * A batch's ids (transactionId, applicationId), each held by the first valid item that has it, compared exactly: as a
+ * bank keys the answers by it, each later valid item with it is a repeat, its error (`code`) naming the first's index.
+ */
+export class BatchIds<C extends string> {
+  // A Map, not an object: an id such as `__proto__` or `constructor` is a plain key.
+  private readonly holder = new Map<string, number>();
+
+  constructor(
+    private readonly code: C,
+    private readonly field: string,
+  ) {}
+
+  /** Undefined for the first valid item with `id` (which now holds it); a later one's error. */
+  repeat(id: string, index: number): { code: C; detail: string; errors: FieldError[] } | undefined {
+    const first = this.holder.get(id);
+    if (first === undefined) {
+      this.holder.set(id, index);
+      return undefined;
+    }
+    const reason = `already sent as item ${first} of this batch`;
+    return { code: this.code, detail: `${this.field}: ${reason}`, errors: [{ field: this.field, reason }] };
+  }
+}
+
 const ajv = new Ajv({ allErrors: true, strict: true });
 
 /** A batch route's envelope: `{ <list>: [...] }` with 1 to `max` items of any type, and nothing else. */

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AppError } from '../../common/errors/app-error';
-import { batchEnvelope, itemPanError, WHOLE_ITEM } from './batch-envelope.util';
+import { BatchIds, batchEnvelope, itemPanError, notAnObjectError } from './batch-envelope.util';
 import {
   CreditBatchApplicationDto,
   CreditBatchItemErrorDto,
@@ -36,44 +36,20 @@ export type CreditBatchCheck = { error: CreditBatchItemErrorDto } | { applicatio
  * invalid item holds no id.
  */
 export async function creditBatchChecks(items: readonly unknown[]): Promise<CreditBatchCheck[]> {
-  // A Map, not an object: an applicationId such as `__proto__` or `constructor` is a plain key.
-  const holder = new Map<string, number>();
+  const ids = new BatchIds('DUPLICATE_APPLICATION_ID', 'applicationId');
   const checks: CreditBatchCheck[] = [];
   for (let index = 0; index < items.length; index++) {
     if (index > 0 && index % ITEMS_PER_TURN === 0) await nextTurn();
     const checked = await checkItem(items[index]);
-    if ('error' in checked) {
-      checks.push(checked);
-      continue;
-    }
-    const id = checked.application.applicationId;
-    const first = holder.get(id);
-    if (first === undefined) {
-      holder.set(id, index);
-      checks.push(checked);
-      continue;
-    }
-    const reason = `already sent as item ${first} of this batch`;
-    checks.push({
-      error: {
-        code: 'DUPLICATE_APPLICATION_ID',
-        detail: `applicationId: ${reason}`,
-        errors: [{ field: 'applicationId', reason }],
-      },
-    });
+    const repeat = 'application' in checked ? ids.repeat(checked.application.applicationId, index) : undefined;
+    checks.push(repeat ? { error: repeat } : checked);
   }
   return checks;
 }
 
 async function checkItem(item: unknown): Promise<CreditBatchCheck> {
-  const pan = itemPanError(item);
-  if (pan) return { error: pan };
-  if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-    const reason = 'each application must be an object';
-    return {
-      error: { code: 'VALIDATION_FAILED', detail: `${WHOLE_ITEM}: ${reason}`, errors: [{ field: WHOLE_ITEM, reason }] },
-    };
-  }
+  const refused = itemPanError(item) ?? notAnObjectError(item, 'application');
+  if (refused) return { error: refused };
   try {
     return { application: await parseCreditBatchApplication(item) };
   } catch (error) {

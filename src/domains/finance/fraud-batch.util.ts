@@ -1,7 +1,7 @@
 import type { TimeRange } from '../../common/iso-time';
 import { BatchItemErrorDto, FraudScoreRequestDto } from './fraud-score.dto';
 import { fraudItemErrors, timeRangeError } from './fraud-item.schema';
-import { itemPanError, WHOLE_ITEM } from './batch-envelope.util';
+import { BatchIds, itemPanError, notAnObjectError } from './batch-envelope.util';
 
 /**
  * Each batch item's error, undefined for an item to score. An item is first checked on its own; then,
@@ -11,33 +11,15 @@ import { itemPanError, WHOLE_ITEM } from './batch-envelope.util';
  * duplicate.
  */
 export function batchItemErrors(items: readonly unknown[], range: TimeRange): Array<BatchItemErrorDto | undefined> {
-  // A Map, not an object: a transactionId such as `__proto__` or `constructor` is a plain key.
-  const holder = new Map<string, number>();
-  return items.map((item, index) => {
-    const error = itemError(item, range);
-    if (error) return error;
-    const id = (item as FraudScoreRequestDto).transactionId;
-    const first = holder.get(id);
-    if (first === undefined) {
-      holder.set(id, index);
-      return undefined;
-    }
-    const reason = `already sent as item ${first} of this batch`;
-    return {
-      code: 'DUPLICATE_TRANSACTION_ID',
-      detail: `transactionId: ${reason}`,
-      errors: [{ field: 'transactionId', reason }],
-    };
-  });
+  const ids = new BatchIds('DUPLICATE_TRANSACTION_ID', 'transactionId');
+  return items.map(
+    (item, index) => itemError(item, range) ?? ids.repeat((item as FraudScoreRequestDto).transactionId, index),
+  );
 }
 
 function itemError(item: unknown, range: TimeRange): BatchItemErrorDto | undefined {
-  const pan = itemPanError(item);
-  if (pan) return pan;
-  if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-    const reason = 'each transaction must be an object';
-    return { code: 'VALIDATION_FAILED', detail: `${WHOLE_ITEM}: ${reason}`, errors: [{ field: WHOLE_ITEM, reason }] };
-  }
+  const refused = itemPanError(item) ?? notAnObjectError(item, 'transaction');
+  if (refused) return refused;
   const fields = fraudItemErrors(item);
   if (fields.length === 0) {
     const outside = timeRangeError(item as FraudScoreRequestDto, range);
