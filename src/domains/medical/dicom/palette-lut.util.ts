@@ -1,6 +1,7 @@
 import * as dicomParser from 'dicom-parser';
 import type { StoredFrame } from '../pixels/pixel-pipeline.util';
 import { DicomRejected } from './dicom-rejected';
+import { valuesInWords } from './ow-bytes.util';
 
 /** A PALETTE COLOR image's lookup tables (PS3.3 C.7.6.3.1.5-6), each entry scaled to 8 bits. */
 export interface PaletteLut {
@@ -58,10 +59,9 @@ export function readPaletteLut(ds: dicomParser.DataSet, signed: boolean): Palett
     }
     const table = new Uint8Array(entries);
     if (bits === 8 && data.length === entries + (entries % 2)) {
-      // Two entries a 16-bit word, in the order of the word's bytes in little endian; a big endian data set swaps
-      // them (as its 8-bit pixel data in OW), and read as they lay every pair of colours was swapped.
-      const swap = ds.byteArrayParser === dicomParser.bigEndianByteArrayParser ? 1 : 0;
-      for (let k = 0; k < entries; k++) table[k] = ds.byteArray[data.dataOffset + (k ^ swap)];
+      // Two entries a 16-bit word, swapped in a big endian data set (as its 8-bit pixel data in OW).
+      const bigEndian = ds.byteArrayParser === dicomParser.bigEndianByteArrayParser;
+      table.set(valuesInWords(ds.byteArray, data.dataOffset, 0, entries, bigEndian));
     } else if (data.length >= 2 * entries) {
       const words = Array.from({ length: entries }, (_, k) => ds.uint16(dataTag, k) ?? 0);
       // 8 bits an entry in words whose values pass 255 are 16-bit entries mislabelled, as DCMTK reads them.

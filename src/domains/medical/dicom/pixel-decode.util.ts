@@ -4,6 +4,7 @@ import type { StoredFrame } from '../pixels/pixel-pipeline.util';
 import { CodestreamHeader, j2kFrameHeader, jpegFrameHeader } from './codestream-header.util';
 import { DicomImage, nativeSamplesPerFrame } from './dicom-parse.util';
 import { DicomRejected } from './dicom-rejected';
+import { valuesInWords } from './ow-bytes.util';
 import { paletteToRgb } from './palette-lut.util';
 import { rleFrameProblem } from './rle-frame.util';
 import { attributeName, Codec, SUPPORTED_TRANSFER_SYNTAXES, TS } from './dicom-dictionary';
@@ -61,22 +62,18 @@ function nativeFrame(image: DicomImage, frame: number): Int32Array | Uint8Array 
   const start = element.dataOffset + frame * samples * bytesPer;
   const bytes = ds.byteArray;
   const bigEndian = image.transferSyntaxUID === TS.ExplicitBig;
-  if (bigEndian && bytesPer === 1 && element.vr === 'OW')
-    return storedValues(unswapped(element, frame, samples, bytes), 0, samples, image, false);
+  // 8-bit samples in OW words: each word's two bytes swapped in big endian, so a colour image's channels mixed and an
+  // ultrasound multi-frame sent in big endian was analysed as another image.
+  if (bigEndian && bytesPer === 1 && element.vr === 'OW') {
+    return storedValues(
+      valuesInWords(bytes, element.dataOffset, frame * samples, samples, true),
+      0,
+      samples,
+      image,
+      false,
+    );
+  }
   return storedValues(bytes, start, samples, image, bigEndian);
-}
-
-/**
- * A frame of 8-bit samples held in OW words of a big endian data set: each word's two bytes are swapped (PS3.5
- * 7.3, as DCMTK writes such a file), counted from the element's start, so a frame may start mid-word. Read as
- * they lay, every pair of samples was swapped, and a colour image's channels mixed: an ultrasound multi-frame
- * sent in big endian was analysed as another image, its lesions found elsewhere.
- */
-function unswapped(element: dicomParser.Element, frame: number, samples: number, bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(samples);
-  const first = frame * samples;
-  for (let i = 0; i < samples; i++) out[i] = bytes[element.dataOffset + ((first + i) ^ 1)];
-  return out;
 }
 
 function storedValues(
