@@ -529,8 +529,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     // The streak towards raising goes on from the predictions before the restart (after the last stored alarm, of this
     // model's run): an alarm that raises after 3 predictions past raiseAt was raised 2 readings late after a restart
     // between its second and third, and never while restarts came more often than its `consecutive` readings.
-    const since = this.restoredAlarmAt.get(alarmKey(assetId, alarmMetric(rt.model.kind))) ?? -Infinity;
-    this.restoredAlarmAt.delete(alarmKey(assetId, alarmMetric(rt.model.kind)));
+    const restoredKey = alarmKey(assetId, alarmMetric(rt.model.kind));
+    const since = this.restoredAlarmAt.get(restoredKey) ?? -Infinity;
+    this.restoredAlarmAt.delete(restoredKey);
     const run: number[] = [];
     for (const p of stored) {
       if (p.at <= since || p.modelVersion !== rt.model.version || p.inputs?.length !== width) break;
