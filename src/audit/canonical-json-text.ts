@@ -10,8 +10,12 @@
  * number written another way) is decoded and written as canonicalJson writes it.
  *
  * Undefined where the text is not what the event loop accepts (not valid JSON, a repeated member name, a byte
- * order mark): the caller then parses it and uses canonicalJsonBytes, which is the definition this follows.
+ * order mark, nesting past MAX_JSON_DEPTH), or where this would cost more than the parse (most numbers to write
+ * again, objects nested to move their members many times): the caller then parses it and uses canonicalJsonBytes,
+ * which is the definition this follows.
  */
+
+import { MAX_JSON_DEPTH } from '../common/http/json-depth';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -52,12 +56,17 @@ const MAX_SHAPES = 16;
 const MOSTLY_COPIED = 0.25;
 const REWRITES_ALLOWED = 32;
 
+/** The bytes the writer may move to put members in order, per byte of text (a batch moves about 2). */
+const MOVED_PER_BYTE = 4;
+/** ...and this many whatever the text's size: a small text costs little either way. */
+const MOVED_ALWAYS = 64 * 1024;
+
+/** Never throws: whatever it cannot write (or a fault of its own) is left to the parse and canonicalJsonBytes. */
 export function canonicalJsonOfText(bytes: Uint8Array): Buffer | undefined {
   try {
     return new CanonicalWriter(bytes).document();
-  } catch (error) {
-    if (error === NOT_HERE) return undefined;
-    throw error;
+  } catch {
+    return undefined;
   }
 }
 
@@ -91,6 +100,10 @@ class CanonicalWriter {
   private len = 0;
   private scratch: Buffer;
   private readonly shapes: Shape[] = [];
+  /** Arrays and objects open around the value being written. */
+  private depth = 0;
+  /** Bytes of members put in key order so far (see object). */
+  private moved = 0;
   /** Numbers seen, and those of them written again (not canonical as sent). */
   private numbers = 0;
   private rewritten = 0;
@@ -124,9 +137,13 @@ class CanonicalWriter {
   private value(): void {
     this.whitespace();
     const c = this.src[this.pos];
-    if (c === OPEN_BRACE) this.object();
-    else if (c === OPEN_BRACKET) this.array();
-    else if (c === QUOTE) this.string();
+    if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      // The event loop refuses a body nested deeper (before any digest is used).
+      if (++this.depth > MAX_JSON_DEPTH) throw NOT_HERE;
+      if (c === OPEN_BRACE) this.object();
+      else this.array();
+      this.depth--;
+    } else if (c === QUOTE) this.string();
     else if (c === MINUS || (c >= ZERO && c <= NINE)) this.number();
     else if (c === 0x74) this.literal('true');
     else if (c === 0x66) this.literal('false');
@@ -313,6 +330,10 @@ class CanonicalWriter {
     const order = this.orderOf(keyStarts, keyEnds);
     // Braces and the commas between members: count + 1 bytes more than the members.
     const size = this.len - objectStart + count + 1;
+    // Each object's members are moved once more for each object around it: a text nested to make that cost more
+    // than a few times its size is left to the parse, whose cost does not grow with the nesting.
+    this.moved += size;
+    if (this.moved > MOVED_PER_BYTE * this.src.length + MOVED_ALWAYS) throw NOT_HERE;
     this.room(count + 1);
     if (this.scratch.length < size) this.scratch = Buffer.allocUnsafe(Math.max(size, this.scratch.length * 2));
     const out = this.out;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { canonicalJsonBytes } from '../../src/audit/audit-chain';
 import { canonicalJsonOfText } from '../../src/audit/canonical-json-text';
+import { MAX_JSON_DEPTH } from '../../src/common/http/json-depth';
 
 /** A seeded generator (mulberry32), so that a failure comes back the same. */
 function seeded(seed: number): () => number {
@@ -239,6 +240,19 @@ describe('canonicalJsonOfText', () => {
     ]) {
       assert.equal(canonicalJsonOfText(Buffer.from(json)), undefined, json);
     }
+  });
+
+  it('leaves to the parse a text nested past the limit, or nested to make putting members in order cost more', () => {
+    const nested = (levels: number) => '{"a":'.repeat(levels) + '1' + '}'.repeat(levels);
+    const deepest = nested(MAX_JSON_DEPTH);
+    assert.equal(canonicalJsonOfText(Buffer.from(deepest))?.toString('utf8'), expected(deepest));
+    assert.equal(canonicalJsonOfText(Buffer.from(nested(MAX_JSON_DEPTH + 1))), undefined);
+    assert.equal(canonicalJsonOfText(Buffer.from('['.repeat(100_000) + ']'.repeat(100_000))), undefined);
+    // 60 objects deep around 200 KB of members: each level would move them all again.
+    const heavy = '{"b":'.repeat(60) + JSON.stringify({ a: 'x'.repeat(200_000) }) + '}'.repeat(60);
+    assert.equal(canonicalJsonOfText(Buffer.from(heavy)), undefined);
+    // A batch moves each member about twice, well inside the allowance.
+    assert.ok(canonicalJsonOfText(Buffer.from(batch(seeded(5), 100))));
   });
 
   it('leaves to the parse a text whose numbers mostly must be written again (17 digits, as float64s print)', () => {
