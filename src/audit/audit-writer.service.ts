@@ -9,12 +9,12 @@ import {
   OnApplicationShutdown,
   OnModuleInit,
 } from '@nestjs/common';
-import type { PoolConfig } from 'pg';
 import { Counter, Histogram } from 'prom-client';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { AppError } from '../common/errors/app-error';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { AppConfig } from '../config/app-config';
+import { clientConfigOf } from '../database/connection-config';
 import { EMBEDDED_POSTGRES, type EmbeddedPostgres } from '../database/embedded-postgres';
 import { errorCodeOf, STORAGE_FAULT_WORDS, storageFaultOf } from '../database/storage-unavailable';
 import { AuditAnchors } from './audit-anchor.service';
@@ -382,7 +382,7 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
     } else {
       // A PostgreSQL server: a commit thread with a pool of one connection per lane.
       const workerData: AuditWorkerData = {
-        pool: { ...poolConfigOf(this.dataSource.options as PostgresConnectionOptions), max: this.lanes.length },
+        pool: { ...clientConfigOf(this.dataSource.options, 'audit'), max: this.lanes.length },
         writerId: this.writerId,
         rowKey: this.rowKey,
       };
@@ -459,28 +459,4 @@ export function auditFailureReason(error: unknown): string | undefined {
   const fault = storageFaultOf(error);
   if (fault === undefined) return undefined;
   return `audit database ${fault === 'outage' ? 'unreachable' : STORAGE_FAULT_WORDS[fault]}`;
-}
-
-type PostgresConnectionOptions = Extract<DataSourceOptions, { type: 'postgres' }>;
-
-/**
- * The DataSource's connection settings (dataSourceOptions: a URL, which carries any TLS settings as
- * sslmode, or embedded PGlite's socket) for the commit thread's own `pg` pool.
- */
-function poolConfigOf(options: PostgresConnectionOptions): PoolConfig {
-  const extra = (options.extra ?? {}) as PoolConfig;
-  return {
-    ...(options.url
-      ? { connectionString: options.url }
-      : {
-          host: options.host,
-          port: options.port,
-          user: options.username,
-          password: typeof options.password === 'string' ? options.password : undefined,
-          database: options.database,
-        }),
-    connectionTimeoutMillis: extra.connectionTimeoutMillis,
-    query_timeout: extra.query_timeout,
-    application_name: `${extra.application_name ?? 'inference-gateway'}-audit`,
-  };
 }
