@@ -23,9 +23,10 @@ export const LISTING_LOCK_TIMEOUT = '2s';
 /**
  * The head of an `INSERT ... SELECT ... FROM ordered[, ...]` that holds `lock` shared: a materialised CTE, joined to
  * the rows, so the lock is taken before the first row is formed, hence before any id is drawn, and held to the commit.
+ * `also`: more expressions evaluated once with it (a pg_notify, sent at the commit), in the same statement.
  */
-export function sharedLockCte(lock: InsertOrderLock): string {
-  return `WITH ordered AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(${lock.join(', ')})) `;
+export function sharedLockCte(lock: InsertOrderLock, also?: string): string {
+  return `WITH ordered AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(${lock.join(', ')})${also ? `, ${also}` : ''}) `;
 }
 
 /**

@@ -45,10 +45,10 @@ function heldLog(rows: Array<StreamedAlarm & { id: string }>, newest = 0n) {
   return { log, answer, fail };
 }
 
-function collect(live: Subject<StreamedAlarm>, log: AlarmLog, after: bigint | undefined) {
+function collect(live: Subject<StreamedAlarm>, log: AlarmLog, after: bigint | undefined, stored?: Subject<void>) {
   const items: AlarmStreamItem[] = [];
   let completed = false;
-  const subscription = resumeAlarms(live, log, after).subscribe({
+  const subscription = resumeAlarms(live, log, after, stored).subscribe({
     next: (item) => items.push(item),
     complete: () => (completed = true),
   });
@@ -213,6 +213,100 @@ describe('alarm stream resume (Last-Event-ID)', () => {
     assert.deepEqual(items, [{ kind: 'alarm', id: '6', alarm: alarm(6) }, { kind: 'unreadable' }]);
     assert.equal(done(), true);
     assert.equal(live.observed, false, 'the live alarms are let go');
+  });
+
+  it("sends another gateway's alarms when they are stored, with no live alarm after them; this gateway's, read so, is not sent twice", async () => {
+    const live = new Subject<StreamedAlarm>();
+    const stored$ = new Subject<void>();
+    const rows = [stored(5)];
+    const { log, answer } = heldLog(rows, 5n);
+    /** The reads' `after`, each held until the test lets it answer (`next`). */
+    const reads: bigint[] = [];
+    let gate = Promise.resolve();
+    let open = () => undefined as void;
+    const newestAfter = log.newestAfter.bind(log);
+    log.newestAfter = async (after, limit, below) => {
+      reads.push(after);
+      await gate;
+      return newestAfter(after, limit, below);
+    };
+    const hold = (): void => {
+      gate = new Promise<void>((resolve) => (open = resolve));
+    };
+    const { items } = collect(live, log, 5n, stored$);
+    // Fired during the replay: read once after it.
+    stored$.next();
+    answer();
+    await settle();
+    assert.deepEqual(reads, [5n, 5n], 'the replay, then the alarms stored while it ran');
+
+    // Another gateway stores 6, this one 7: both are read at the next fire, before 7 is streamed here.
+    rows.unshift(stored(7), stored(6));
+    hold();
+    stored$.next();
+    // Fired again and streamed while that read runs: one read after it, and 7 is not sent again.
+    stored$.next();
+    stored$.next();
+    live.next(stored(7));
+    open();
+    await settle();
+    await settle();
+    // This gateway's next, right after the client's id: sent with no read.
+    rows.unshift(stored(8));
+    live.next(stored(8));
+    await settle();
+    assert.deepEqual(
+      items.map((i) => (i.kind === 'alarm' ? [i.id, i.alarm.at] : [i.kind])),
+      [6, 7, 8].map((n) => [String(n), alarm(n).at]),
+    );
+    assert.deepEqual(reads, [5n, 5n, 5n, 7n], 'one read per fire, but those during a read: one after it');
+  });
+
+  it('sends a live alarm at or below where a fresh stream started, but not one a read after it sent', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const stored$ = new Subject<void>();
+    const rows = [stored(41)];
+    const { log, answer } = heldLog(rows, 41n);
+    const { items } = collect(live, log, undefined, stored$);
+    answer();
+    await settle();
+    rows.unshift(stored(43), stored(42));
+    stored$.next();
+    await settle();
+    // 41 was stored before the stream started (and is not in any read), 42 and 43 were read.
+    live.next(stored(41));
+    live.next(stored(42));
+    live.next(stored(43));
+    live.next(stored(44));
+    assert.deepEqual(
+      items.map((i) => [i.kind, 'id' in i ? i.id : undefined, i.kind === 'alarm' ? i.alarm.at : undefined]),
+      [
+        ['position', '41', undefined],
+        ['alarm', '42', alarm(42).at],
+        ['alarm', '43', alarm(43).at],
+        ['alarm', '43', alarm(41).at],
+        ['alarm', '44', alarm(44).at],
+      ],
+    );
+  });
+
+  it('ends when the alarms stored cannot be read, and lets go of what tells it of them', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const stored$ = new Subject<void>();
+    const { log, answer } = heldLog([], 5n);
+    const newestAfter = log.newestAfter.bind(log);
+    let reads = 0;
+    log.newestAfter = (after, limit, below) =>
+      ++reads === 1 ? newestAfter(after, limit, below) : Promise.reject(new Error('lock timeout'));
+    const { items, done } = collect(live, log, 5n, stored$);
+    answer();
+    await settle();
+    stored$.next();
+    await settle();
+    assert.deepEqual(items, [{ kind: 'unreadable' }]);
+    assert.equal(done(), true);
+    assert.equal(stored$.observed, false, 'no more reads');
+    assert.equal(live.observed, false);
   });
 
   it('reads Last-Event-ID: absent or empty is none, anything but a bigint id is refused', () => {

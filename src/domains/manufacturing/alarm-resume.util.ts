@@ -66,15 +66,23 @@ export type AlarmStreamItem =
  * next reconnect; it is never skipped. Should that read fail, the stream ends as for the replay, the client's last
  * event id where it was: its reconnect is sent the live alarm too.
  *
+ * With `stored` (on a PostgreSQL server: each time another gateway stores alarms, and each time the listener for
+ * them starts listening, again after a drop), the stored alarms after the client's id are read and sent as soon as
+ * it fires, not only before this gateway's next alarm: another gateway's reach the client within a read's time.
+ * Fires that come during a read are taken up by one read after it. A live alarm that such a read has sent already
+ * (this gateway's own, read from the table before it was streamed) is not sent again: every id above where the
+ * replay left the client and at or below the client's id has been sent, or named by an `alarms-missed` event.
+ *
  * The client's last event id never goes back: a live alarm whose id is at or below what it has already been sent
  * (a newer one was read by the replay first, or streamed first: a fresh stream starts at the newest id of every
- * gateway's) is sent with the id the client has, unless the replay sent it. An alarm with no row (the database
+ * gateway's) is sent with the id the client has, unless a read sent it. An alarm with no row (the database
  * refused it) is sent with the id the client has too: it cannot be sent again on a reconnect.
  */
 export function resumeAlarms(
   live: Observable<StreamedAlarm>,
   log: AlarmLog,
   after: bigint | undefined,
+  stored?: Observable<unknown>,
 ): Observable<AlarmStreamItem> {
   return new Observable<AlarmStreamItem>((subscriber) => {
     /** Live alarms not sent yet, in the order streamed. */
@@ -84,6 +92,13 @@ export function resumeAlarms(
     let liveEnded = false;
     const replayed = new Set<string>();
     let position = after ?? 0n;
+    /**
+     * Where the replay left the client: every id above it, up to `position`, was read from the log (and sent, or
+     * named by a gap) or streamed live, so a live alarm in between has been sent. Undefined until the replay is sent.
+     */
+    let replayEnd: bigint | undefined;
+    /** Alarms were stored (`stored` fired) since the last read began: read them once the current read is done. */
+    let storedSince = false;
 
     /** Sends what the log gave; false once the stream has ended (the log unreadable). */
     const sendRead = (items: AlarmStreamItem[]): boolean => {
@@ -104,11 +119,29 @@ export function resumeAlarms(
       subscriber.next({ kind: 'alarm', id: String(position), alarm });
     };
 
+    /** Whether a live alarm was sent already: by the replay, or by a read since (see replayEnd). */
+    const sentAlready = (id: bigint): boolean =>
+      replayed.has(String(id)) || (replayEnd !== undefined && id > replayEnd && id <= position);
+
+    /** Reads (and sends) the stored alarms after the client's id, then goes on with the live ones. */
+    const catchUp = (): void => {
+      reading = true;
+      storedSince = false;
+      missed(log, position).then(
+        (items) => {
+          if (subscriber.closed || !sendRead(items)) return;
+          reading = false;
+          pump();
+        },
+        (error: unknown) => subscriber.error(error),
+      );
+    };
+
     /** Sends the queued live alarms, each after the stored ones between it and the client's id, in turn. */
     const pump = (): void => {
       while (!reading && !subscriber.closed && queue.length > 0) {
         const event = queue.shift()!;
-        if (event.id !== undefined && replayed.has(event.id)) continue;
+        if (event.id !== undefined && sentAlready(BigInt(event.id))) continue;
         if (event.id === undefined || BigInt(event.id) <= position + 1n) {
           send(event);
           continue;
@@ -125,7 +158,9 @@ export function resumeAlarms(
         );
         return;
       }
-      if (!reading && !subscriber.closed && liveEnded) subscriber.complete();
+      if (reading || subscriber.closed) return;
+      if (liveEnded) subscriber.complete();
+      else if (storedSince) catchUp();
     };
 
     const subscription = live.subscribe({
@@ -140,17 +175,31 @@ export function resumeAlarms(
       },
     });
 
+    // Subscribed before the replay reads: alarms stored while it runs are read after it.
+    const storedSubscription = stored?.subscribe({
+      next: () => {
+        storedSince = true;
+        pump();
+      },
+      // Never ends the stream: without it, another gateway's alarms are sent before this gateway's next one.
+      error: () => undefined,
+    });
+
     replay(log, after).then(
       (items) => {
         if (subscriber.closed) return;
         for (const item of items) if (item.kind === 'alarm') replayed.add(item.id);
         if (!sendRead(items)) return;
+        replayEnd = position;
         reading = false;
         pump();
       },
       (error: unknown) => subscriber.error(error),
     );
-    return () => subscription.unsubscribe();
+    return () => {
+      subscription.unsubscribe();
+      storedSubscription?.unsubscribe();
+    };
   });
 }
 

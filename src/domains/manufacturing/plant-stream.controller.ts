@@ -190,10 +190,12 @@ export class PlantStreamController {
       'the database refused (kept in the dead letters, never replayed), carries the id sent before it. When the ' +
       'token expires the ' +
       'stream ends with the comment `: token expired; reconnect with a fresh token`; when the stored alarms ' +
-      `cannot be read, with \`: ${ALARMS_UNREADABLE_COMMENT}\`. Live alarms are this gateway's; a replay ` +
-      "holds every gateway's that shares the database, and another gateway's alarms stored below a live one's id " +
-      'are sent before it (late, never skipped): every alarm stored with an id at or below the last event id sent ' +
-      'has been sent, but those an alarms-missed event names and those the database refused',
+      `cannot be read, with \`: ${ALARMS_UNREADABLE_COMMENT}\`. Live alarms are every gateway's that shares the ` +
+      "database: on a PostgreSQL server another gateway's are sent as it notifies them (a read of the stored " +
+      "alarms after the last event id sent), or, should no notification come, before this gateway's next alarm " +
+      "or by the replay of the next reconnect (late, never skipped); a replay holds every gateway's. Every alarm " +
+      'stored with an id at or below the last event id sent has been sent, once, but those an alarms-missed event ' +
+      'names and those the database refused',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   })
   @ApiProblems(400)

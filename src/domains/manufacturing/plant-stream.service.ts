@@ -1369,9 +1369,12 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     this.logger.error({ msg: 'alarm refused by the database: dead-lettered', alarm: event, error: stackOf(error) });
   }
 
-  /** The alarm stream after `after` (a Last-Event-ID: what was missed first), else from the newest stored alarm on. */
+  /**
+   * The alarm stream after `after` (a Last-Event-ID: what was missed first), else from the newest stored alarm on:
+   * this gateway's alarms as they are stored, and on a PostgreSQL server the other gateways' as they notify theirs.
+   */
   alarmsAfter(after: bigint | undefined): Observable<AlarmStreamItem> {
-    return resumeAlarms(this.alarms, this.alarmLog, after);
+    return resumeAlarms(this.alarms, this.alarmLog, after, this.records.alarmsStored());
   }
 
   private readonly alarmLog: AlarmLog = {

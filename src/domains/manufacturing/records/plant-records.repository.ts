@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Counter } from 'prom-client';
+import { filter, map, Observable, ReplaySubject, share, takeUntil } from 'rxjs';
 import { And, Between, DataSource, EntityManager, LessThan, MoreThan, Repository } from 'typeorm';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
+import { clientConfigOf } from '../../../database/connection-config';
+import { notificationsOf } from '../../../database/notification-listener';
 import {
   ALARMS_ORDER_LOCK,
   DEAD_LETTERS_ORDER_LOCK,
@@ -23,14 +27,23 @@ import { droppedSummary, PredictionRow, PredictionWriter, RefusedPrediction } fr
 const DEAD_LETTERS_PER_STATEMENT = 2000;
 const DEAD_LETTER_BYTES_PER_STATEMENT = 2_000_000;
 
+/** The PostgreSQL channel on which each alarm insert is notified, with the inserting gateway's source as payload. */
+export const ALARMS_CHANNEL = 'manufacturing_alarms';
+
+/** What a source may be: it is written into the statement (a UUID, made by the repository). */
+const SOURCE = /^[0-9a-f-]{1,64}$/;
+
 /**
  * The alarm and dead-letter INSERTs: on a PostgreSQL server (`locked`) each takes its table's order lock shared
  * (src/database/insert-order.ts) before any id is drawn, in the same statement (no round trip more), so that a listing
  * (alarmsOf, deadLettersSince), which takes it exclusively, never pages past a row committed after the rows it lists.
+ * The alarm INSERT also notifies ALARMS_CHANNEL with `source` (the gateway's): PostgreSQL delivers it at the commit,
+ * so the other gateways sharing the server read the new alarm for their streams at once (alarmsStored).
  */
-export function alarmInsertSql(locked: boolean): string {
+export function alarmInsertSql(locked: boolean, source = '0'): string {
+  if (!SOURCE.test(source)) throw new Error(`not an alarm source: ${source}`);
   return (
-    (locked ? sharedLockCte(ALARMS_ORDER_LOCK) : '') +
+    (locked ? sharedLockCte(ALARMS_ORDER_LOCK, `pg_notify('${ALARMS_CHANNEL}', '${source}')`) : '') +
     'INSERT INTO manufacturing_alarms (asset_id, state, metric, value, threshold, at, site, line, model_name, ' +
     'model_version, reason) SELECT $1::varchar, $2::varchar, $3::varchar, $4::double precision, ' +
     '$5::double precision, $6::timestamptz, $7::varchar, $8::varchar, $9::varchar, $10::varchar, $11::varchar' +
@@ -67,6 +80,11 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   private readonly server: boolean;
   private readonly alarmInsert: string;
   private readonly deadLetterInsert: string;
+  /** This process, as its alarm inserts name it to the listeners (ALARMS_CHANNEL): its own are not read back. */
+  private readonly source = randomUUID();
+  /** Ends the alarm listener at shutdown, and keeps it from opening again (see alarmsStored). */
+  private readonly stopping = new ReplaySubject<void>(1);
+  private readonly stored: Observable<void> | undefined;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -75,7 +93,8 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   ) {
     this.budget = new DeadLetterBudget(config.MANUFACTURING_DEAD_LETTER_LIMIT);
     this.server = config.DATABASE_URL !== undefined;
-    this.alarmInsert = alarmInsertSql(this.server);
+    this.alarmInsert = alarmInsertSql(this.server, this.source);
+    this.stored = this.server ? this.otherGatewaysAlarms() : undefined;
     this.deadLetterInsert = deadLetterInsertSql(this.server);
     this.summarised = new Counter({
       name: 'gateway_manufacturing_dead_letters_summarised_total',
@@ -150,7 +169,30 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     );
   }
 
+  /**
+   * On a PostgreSQL server, fires each time alarms may have been stored by another gateway: one of theirs notified
+   * (alarmInsertSql), or the listener (re)started, when what was notified while it did not listen is lost. One
+   * connection (LISTEN) per process whoever follows, held while anyone does: none while no alarm stream is open.
+   * Undefined on embedded PGlite, which one process owns: every alarm stored is this gateway's.
+   */
+  alarmsStored(): Observable<void> | undefined {
+    return this.stored;
+  }
+
+  private otherGatewaysAlarms(): Observable<void> {
+    const config = clientConfigOf(this.dataSource.options, 'alarm-listener');
+    return notificationsOf({ ...config, keepAlive: true }, ALARMS_CHANNEL, this.logger).pipe(
+      takeUntil(this.stopping),
+      filter((notice) => notice.kind === 'listening' || notice.payload !== this.source),
+      map(() => undefined),
+      share(),
+    );
+  }
+
   async onModuleDestroy(): Promise<void> {
+    // The listener's connection would hold the process open.
+    this.stopping.next();
+    this.stopping.complete();
     this.writer.close();
     clearTimeout(this.summaryTimer);
     this.summaryTimer = undefined;
