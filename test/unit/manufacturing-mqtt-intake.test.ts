@@ -168,6 +168,50 @@ describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that i
   });
 });
 
+describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that is +Infinity or -Infinity', () => {
+  it('is taken as no value, as NaN is: the tags that changed with it are taken, the infinite ones named', async () => {
+    const { intake, records, reading } = intakeHarness();
+    const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
+    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
+      name,
+      type: 'Double' as const,
+      value: value as number,
+    }));
+    await intake.handle(topic, Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics })));
+    const [other] = Object.keys(reading(T0, 10).values).filter((n) => n !== TORQUE && n !== 'Tool wear [min]');
+    const changed = [
+      { name: TORQUE, type: 'Float' as const, value: Infinity },
+      { name: other, type: 'Double' as const, value: -Infinity },
+      { name: 'Tool wear [min]', type: 'Double' as const, value: 11 },
+    ];
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0 + 1000, seq: 2, metrics: changed }));
+    const result = await intake.handle(topic, payload);
+    assert.equal(result.outcome, 'dead-lettered');
+    const at = new Date(T0 + 1000).toISOString();
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [
+        [
+          'sparkplug',
+          'invalid-value',
+          'mill-1',
+          `value is Infinity: ${TORQUE} at ${at}; value is -Infinity: ${other} at ${at}; taken as no value ` +
+            "(as a null metric), the tag keeping its last value, and the message's other metrics taken",
+        ],
+      ],
+    );
+    assert.deepEqual(
+      records.predictions.map((p) => p.at.getTime()),
+      [T0, T0 + 1000],
+    );
+    const [first, second] = records.predictions.map((p) => p.inputs!);
+    assert.deepEqual(
+      second.filter((v, i) => v !== first[i]),
+      [11],
+    );
+  });
+});
+
 describe('manufacturing MQTT intake: a time in seconds', () => {
   it('over JSON is dead-lettered naming it (not a reading of January 1970), and the rest of the message taken', async () => {
     const { json, records, reading } = intakeHarness();

@@ -272,7 +272,7 @@ describe('manufacturing: Sparkplug B', () => {
       readings: [],
       unknown: [],
       ignored: [],
-      notANumber: [],
+      notFinite: [],
     });
   });
 

@@ -50,11 +50,12 @@ export interface SparkplugReadings {
   /** Metrics that are not numeric readings, with the reason. */
   ignored: Array<{ metric: string; reason: string }>;
   /**
-   * Float and Double metrics that are NaN, taken as no value (as is_null): the spec gives NaN no meaning, and edge
-   * nodes send it for a sensor they cannot read. As a value it refused the whole reading at its time, so the other
-   * tags that changed with it (reported by exception, sent once) were lost and kept their stale values.
+   * Float and Double metrics that are NaN or infinite, taken as no value (as is_null): the spec gives neither a
+   * meaning, and edge nodes send them for a sensor they cannot read (or a division by a zero span). As a value it
+   * refused the whole reading at its time, so the other tags that changed with it (reported by exception, sent
+   * once) were lost and kept their stale values.
    */
-  notANumber: Array<{ metric: string; timestamp: number }>;
+  notFinite: Array<{ metric: string; timestamp: number; value: number }>;
 }
 
 export class SparkplugDecodeError extends Error {}
@@ -557,7 +558,7 @@ export function sparkplugReadings(
   aliases: SparkplugAliases,
   opts: { receivedAt?: number } = {},
 ): SparkplugReadings {
-  const result: SparkplugReadings = { readings: [], unknown: [], ignored: [], notANumber: [] };
+  const result: SparkplugReadings = { readings: [], unknown: [], ignored: [], notFinite: [] };
   if (!READING_TYPES.has(topic.messageType)) return result;
   const byTime = new Map<number, Record<string, number>>();
   const unknown = new Set<number>();
@@ -586,8 +587,8 @@ export function sparkplugReadings(
       result.ignored.push({ metric: name, reason: 'no metric or payload timestamp' });
       continue;
     }
-    if (Number.isNaN(value)) {
-      result.notANumber.push({ metric: name, timestamp });
+    if (!Number.isFinite(value)) {
+      result.notFinite.push({ metric: name, timestamp, value });
       continue;
     }
     let values = byTime.get(timestamp);

@@ -246,7 +246,7 @@ export class PlantMqttIntake {
       if (refusal) dead.push({ reason: 'malformed', detail: refusal, assetId: asset.assetId });
       return !refusal;
     });
-    const nan = notANumberLetter(found.notANumber, asset.sensors);
+    const nan = notFiniteLetter(found.notFinite, asset.sensors);
     if (nan) dead.push({ reason: 'invalid-value', detail: nan, assetId: asset.assetId });
     if (found.unknown.length > 0) {
       dead.push({
@@ -321,20 +321,26 @@ export class PlantMqttIntake {
 }
 
 /**
- * The detail of the dead letter naming the asset's tags a message sent as NaN (taken as no value, the message's other
- * metrics kept); undefined when none of them is a tag of the asset (others feed nothing, as ever).
+ * The detail of the dead letter naming the asset's tags a message sent as NaN or an infinity (taken as no value, the
+ * message's other metrics kept), grouped by the value sent; undefined when none of them is a tag of the asset (others
+ * feed nothing, as ever).
  */
-export function notANumberLetter(
-  notANumber: SparkplugReadings['notANumber'],
+export function notFiniteLetter(
+  notFinite: SparkplugReadings['notFinite'],
   sensors: ReadonlyArray<{ tag: string }>,
 ): string | undefined {
   const tags = new Set(sensors.map((s) => s.tag));
-  const named = notANumber.filter((n) => tags.has(n.metric));
+  const named = notFinite.filter((n) => tags.has(n.metric));
   if (named.length === 0) return undefined;
   const at = (t: number) => (Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t));
-  const list = named.map((n) => `${n.metric} at ${at(n.timestamp)}`).join(', ');
+  const byValue = new Map<string, string[]>();
+  for (const n of named) {
+    const kind = String(n.value); // NaN, Infinity or -Infinity
+    byValue.set(kind, [...(byValue.get(kind) ?? []), `${n.metric} at ${at(n.timestamp)}`]);
+  }
+  const lists = [...byValue].map(([kind, list]) => `value is ${kind}: ${list.join(', ')}`).join('; ');
   return (
-    `value is NaN: ${list}; taken as no value (as a null metric), the tag keeping its last value, and the ` +
+    `${lists}; taken as no value (as a null metric), the tag keeping its last value, and the ` +
     "message's other metrics taken"
   );
 }
