@@ -784,6 +784,55 @@ describe('manufacturing stream: readings held past what an asset keeps', () => {
   });
 });
 
+// Their waits were jittered by Math.random alone, which no test could steer: drawn now from the stream's retry
+// source, as the close retries' are, 0.75 to 1.25 times the wait.
+describe('manufacturing stream: the retries of kept readings and of opening rows wait a jittered time', () => {
+  quietStreamWithMockTimers();
+  const draws = [
+    [0, 749, 750],
+    [0.999, 1248, 1249.5],
+  ] as const;
+  /** Lets the retry a tick fired run to its end (setImmediate is not mocked). */
+  const settle = async () => {
+    for (let i = 0; i < 20; i++) await new Promise((next) => setImmediate(next));
+  };
+
+  it('readings the runtime refused are predicted again on their own after 0.75 to 1.25 s, by the random source', async () => {
+    for (const [draw, early, due] of draws) {
+      const { stream, engine, records, reading } = plantStreamHarness();
+      stream.retryRandom = () => draw;
+      engine.fail = () => new AppError('QUEUE_FULL', 'the queue is full', { retryAfterSeconds: 1 });
+      assert.ok((await refused(stream.ingest('mill-1', [reading(T0, 10)], HTTP))) instanceof ReadingsKept);
+      engine.fail = undefined;
+      mock.timers.tick(early);
+      await settle();
+      assert.equal(records.predictions.length, 0, `draw ${draw}: not tried again before ${due} ms`);
+      mock.timers.tick(due - early);
+      await settle();
+      assert.deepEqual(times(records.predictions), [0], `draw ${draw}: tried again at ${due} ms`);
+      assert.equal(stream.keptRows(), 0);
+    }
+  });
+
+  it('opening rows the database did not take are written again on their own after 0.75 to 1.25 s, by the random source', async () => {
+    for (const [draw, early, due] of draws) {
+      const { stream, records, reading } = plantStreamHarness();
+      stream.retryRandom = () => draw;
+      records.refuseOpening = failedQuery('terminating connection due to administrator command', '57P01');
+      const r = reading(T0, 10);
+      const first = { timestamp: r.timestamp, values: Object.fromEntries(Object.entries(r.values).slice(0, 1)) };
+      assert.equal(((await refused(stream.ingest('mill-1', [first], HTTP))) as AppError).code, 'STORAGE_UNAVAILABLE');
+      records.refuseOpening = undefined;
+      mock.timers.tick(early);
+      await settle();
+      assert.equal(records.opening.length, 0, `draw ${draw}: not written again before ${due} ms`);
+      mock.timers.tick(due - early);
+      await settle();
+      assert.equal(records.opening.length, 1, `draw ${draw}: written again at ${due} ms`);
+    }
+  });
+});
+
 describe('manufacturing stream: an asset put again while its readings stream', () => {
   quietStreamWithMockTimers();
 
@@ -890,7 +939,7 @@ describe('manufacturing stream: an asset put again while its readings stream', (
 
   it('put as another kind while the database is away: 503 STORAGE_UNAVAILABLE; the close is tried again without a second audit row', async () => {
     const { stream, records, change, audited, published } = await raisedMill();
-    stream.closeRetryRandom = () => 0.5; // the wait unjittered: 1 s
+    stream.retryRandom = () => 0.5; // the wait unjittered: 1 s
     records.refuseAlarms = failedQuery('connection terminated', '08006');
     const error = await change(ENGINE).then(
       () => assert.fail('the PUT succeeded'),
@@ -924,7 +973,7 @@ describe('manufacturing stream: an asset put again while its readings stream', (
       [0.999, 1248, 1249.5],
     ] as const) {
       const { stream, records, change } = await raisedMill();
-      stream.closeRetryRandom = () => draw;
+      stream.retryRandom = () => draw;
       records.refuseAlarms = failedQuery('connection terminated', '08006');
       await change(ENGINE).then(
         () => assert.fail('the PUT succeeded'),

@@ -156,12 +156,14 @@ export function jittered(delayMs: number, random: () => number): number {
 }
 
 /**
- * A retry of work that failed for an outage: after 1 s, doubling up to every 30 s, jittered (jittered). One timer at
- * a time, which holds no process open.
+ * A retry of work that failed for an outage: after 1 s, doubling up to every 30 s, jittered (jittered) by `random`.
+ * One timer at a time, which holds no process open.
  */
 class Retry {
   private timer?: NodeJS.Timeout;
   private delayMs = FIRST_RETRY_MS;
+
+  constructor(private readonly random: () => number) {}
 
   /** Runs `work` after the next wait, unless a retry is armed already. */
   arm(work: () => void): void {
@@ -171,7 +173,7 @@ class Retry {
         this.timer = undefined;
         work();
       },
-      jittered(this.delayMs, Math.random),
+      jittered(this.delayMs, this.random),
     );
     this.timer.unref();
     this.delayMs = Math.min(MAX_RETRY_MS, this.delayMs * 2);
@@ -241,10 +243,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   /** Per asset, a close that failed (the audit trail or the database away) and is tried again, with its next wait. */
   private readonly closeRetries = new Map<string, { timer?: NodeJS.Timeout; delayMs: number }>();
   /**
-   * The random source of the close retries' jitter (0 to 1), which a test sets. Their waits were fixed (1 s, 2 s,
-   * ... 30 s), so the gateways sharing a database that came back retried their closes in the same moment.
+   * The random source of the retries' jitter (0 to 1): the close retries', and those of an asset's kept readings and
+   * opening rows; a test sets it. The close retries' waits were fixed (1 s, 2 s, ... 30 s), so the gateways sharing a
+   * database that came back retried their closes in the same moment.
    */
-  closeRetryRandom: () => number = Math.random;
+  retryRandom: () => number = Math.random;
   /** The closes of stale alarms found at boot (onApplicationBootstrap). */
   private bootCloses: Promise<void> = Promise.resolve();
   /**
@@ -467,10 +470,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         tail: Promise.resolve(),
         counts: { received: 0, accepted: 0, duplicates: 0, late: 0, invalid: 0, predictions: 0 },
         unpredicted: [],
-        retry: new Retry(),
+        retry: new Retry(() => this.retryRandom()),
         keptHeld: new Set(),
         opening: [],
-        openingRetry: new Retry(),
+        openingRetry: new Retry(() => this.retryRandom()),
         openingWrite: Promise.resolve(),
         storing: Promise.resolve(),
       };
@@ -1272,7 +1275,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
         if (!this.closing) {
           const timer = setTimeout(
             () => void this.closeStale(assetId).catch(() => undefined),
-            jittered(delayMs, this.closeRetryRandom),
+            jittered(delayMs, this.retryRandom),
           );
           timer.unref();
           this.closeRetries.set(assetId, { timer, delayMs: Math.min(MAX_RETRY_MS, delayMs * 2) });
