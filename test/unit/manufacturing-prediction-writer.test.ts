@@ -190,6 +190,19 @@ describe('manufacturing: prediction group commit', () => {
     }
   });
 
+  it("tells which asset incarnation it keeps rows of: an asset made again does not keep the removed one's", async () => {
+    const made = '6f1c2b8e-0d7a-4c1e-9a53-2f9b7c1d4e50';
+    const writer = new PredictionWriter(() => Promise.reject(away()), refusals(60_000).options);
+    try {
+      await assert.rejects(writer.write([row('a', 1)]));
+      assert.deepEqual([writer.keeps('a', FIRST_INCARNATION), writer.keeps('a', made)], [true, false]);
+      await assert.rejects(writer.write([{ ...row('a', 2), incarnation: made }]));
+      assert.equal(writer.keeps('a', made), true);
+    } finally {
+      writer.close();
+    }
+  });
+
   it('tells which assets it keeps rows of, and writes them again at once when asked, at most once per first retry delay', async () => {
     let up = false;
     const stored: PredictionRow[] = [];
@@ -202,20 +215,20 @@ describe('manufacturing: prediction group commit', () => {
     const writer = new PredictionWriter(insert, refusals(60_000).options);
     try {
       await assert.rejects(writer.write([row('a', 1), row('a', 2)]));
-      assert.deepEqual([writer.keeps('a'), writer.keeps('b')], [true, false]);
+      assert.deepEqual([writer.keeps('a', FIRST_INCARNATION), writer.keeps('b', FIRST_INCARNATION)], [true, false]);
       await writer.retryNow();
-      assert.equal(writer.keeps('a'), true, 'still away');
+      assert.equal(writer.keeps('a', FIRST_INCARNATION), true, 'still away');
       up = true;
       // Asked again within the first delay: not tried again (that the database is not hammered by every call).
       await writer.retryNow();
-      assert.equal(writer.keeps('a'), true);
+      assert.equal(writer.keeps('a', FIRST_INCARNATION), true);
       assert.deepEqual(ids(stored), []);
       const fast = new PredictionWriter(insert, refusals(0).options);
       up = false;
       await assert.rejects(fast.write([row('c', 3)]));
       up = true;
       await fast.retryNow();
-      assert.deepEqual([fast.keeps('c'), fast.kept], [false, 0]);
+      assert.deepEqual([fast.keeps('c', FIRST_INCARNATION), fast.kept], [false, 0]);
       assert.deepEqual(ids(stored), ['c3']);
       fast.close();
     } finally {

@@ -833,6 +833,26 @@ describe('manufacturing stream: the retries of kept readings and of opening rows
   });
 });
 
+// Its call was refused 503 until the writer had stored the removed asset's rows, though none of them were its
+// readings': the check was by asset id alone.
+describe("manufacturing stream: an asset removed and made again while the writer keeps the removed one's predictions", () => {
+  quietStreamWithMockTimers();
+
+  it('is answered at once (its rows are another incarnation); the asset as it was is still refused 503', async () => {
+    const { stream, records, reading, change } = plantStreamHarness();
+    const made = '6f1c2b8e-0d7a-4c1e-9a53-2f9b7c1d4e50';
+    // The writer keeps rows of the first incarnation (the database away when they were written).
+    records.keepsPredictionsOf = (assetId, incarnation) => assetId === 'mill-1' && incarnation !== made;
+    const error = await refused(stream.ingest('mill-1', [reading(T0, 10)], HTTP));
+    assert.ok(error instanceof ReadingsKept, String(error));
+    assert.equal(error.code, 'STORAGE_UNAVAILABLE');
+    await change(undefined);
+    await change({ incarnation: made });
+    const summary = await stream.ingest('mill-1', [reading(T0, 10), reading(T0 + 1000, 11)], HTTP);
+    assert.deepEqual([summary.accepted, summary.duplicates, summary.predictions], [2, 0, 2]);
+  });
+});
+
 describe('manufacturing stream: an asset put again while its readings stream', () => {
   quietStreamWithMockTimers();
 

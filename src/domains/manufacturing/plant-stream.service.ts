@@ -848,13 +848,15 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
    * Predictions of the asset's earlier readings that the writer keeps (the database away when they were written) are
    * written now, or the call is refused as those readings were (ReadingsKept): a batch sent again, its readings
    * duplicates, was answered 200 while they were in memory alone, so a crash lost readings the caller had been told
-   * were taken.
+   * were taken. Only those of the asset's own incarnation: an asset removed and made again has no readings in the
+   * removed one's rows (its window started empty, a batch sent to the removed asset is new to it), and was answered
+   * 503 until the writer had stored them.
    */
   private async earlierStored(rt: Runtime): Promise<void> {
-    const assetId = rt.asset.assetId;
-    if (!this.records.keepsPredictionsOf(assetId)) return;
+    const { assetId, incarnation } = rt.asset;
+    if (!this.records.keepsPredictionsOf(assetId, incarnation)) return;
     await this.records.retryKeptPredictions();
-    if (!this.records.keepsPredictionsOf(assetId)) return;
+    if (!this.records.keepsPredictionsOf(assetId, incarnation)) return;
     throw new ReadingsKept(
       'STORAGE_UNAVAILABLE',
       'the predictions of earlier readings of this asset are not stored yet (the database did not take them); ' +

@@ -205,9 +205,12 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     return this.writer.kept;
   }
 
-  /** Whether predictions of the asset's from failed INSERTs are not committed yet (see PredictionWriter.keeps). */
-  keepsPredictionsOf(assetId: string): boolean {
-    return this.writer.keeps(assetId);
+  /**
+   * Whether predictions of the asset's incarnation from failed INSERTs are not committed yet (see
+   * PredictionWriter.keeps).
+   */
+  keepsPredictionsOf(assetId: string, incarnation: string): boolean {
+    return this.writer.keeps(assetId, incarnation);
   }
 
   /** Writes the kept predictions again now (at most once a second); resolves once tried. */

@@ -69,7 +69,7 @@ export class PredictionWriter {
   private commits = 0;
   /** Rows refused alone while nothing else was committed, with `commits` then. */
   private readonly suspects = new WeakMap<PredictionRow, number>();
-  /** Rows of failed INSERTs not committed yet (waiting, or being written again), by asset. */
+  /** Rows of failed INSERTs not committed yet (waiting, or being written again), by asset incarnation (keptKey). */
   private readonly keptByAsset = new Map<string, number>();
   /** When rows were last written again (the timer or retryNow). */
   private lastRetryAt = -Infinity;
@@ -92,9 +92,12 @@ export class PredictionWriter {
     return this.retryRows.length + this.retrying;
   }
 
-  /** Whether rows of the asset's from failed INSERTs are not committed yet. */
-  keeps(assetId: string): boolean {
-    return this.keptByAsset.has(assetId);
+  /**
+   * Whether rows of the asset's incarnation from failed INSERTs are not committed yet. An asset removed and made again
+   * is another incarnation: the removed one's rows are not its readings' (and are not written over its own).
+   */
+  keeps(assetId: string, incarnation: string): boolean {
+    return this.keptByAsset.has(keptKey(assetId, incarnation));
   }
 
   /**
@@ -256,11 +259,17 @@ export class PredictionWriter {
 
   private countKept(rows: readonly PredictionRow[], delta: 1 | -1): void {
     for (const row of rows) {
-      const n = (this.keptByAsset.get(row.assetId) ?? 0) + delta;
-      if (n > 0) this.keptByAsset.set(row.assetId, n);
-      else this.keptByAsset.delete(row.assetId);
+      const key = keptKey(row.assetId, row.incarnation);
+      const n = (this.keptByAsset.get(key) ?? 0) + delta;
+      if (n > 0) this.keptByAsset.set(key, n);
+      else this.keptByAsset.delete(key);
     }
   }
+}
+
+/** An asset incarnation's key: the incarnation is a uuid (36 characters, no space), so no two pairs share one. */
+function keptKey(assetId: string, incarnation: string): string {
+  return `${incarnation} ${assetId}`;
 }
 
 /** A caller's error: the outage if any of its rows waits for the database, else why one was refused. */
