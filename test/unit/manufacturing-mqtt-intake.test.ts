@@ -212,6 +212,46 @@ describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that i
   });
 });
 
+// Dropped with no word before: an edge node whose tag's datatype did not match (a String torque) fed the asset its
+// last value for good, and nobody was told.
+describe("manufacturing MQTT intake: a Sparkplug B metric of an asset's tag that is not a numeric reading", () => {
+  it("is dead-lettered naming the tag and why, the message's other metrics taken; a null or another metric is not", async () => {
+    const { intake, records, reading } = intakeHarness();
+    const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
+    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
+      name,
+      type: 'Double' as const,
+      value: value as number,
+    }));
+    await intake.handle(topic, Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics })));
+    const changed = [
+      { name: TORQUE, type: 'String' as const, value: '40.5' },
+      { name: 'Tool wear [min]', type: 'Double' as const, value: 11 },
+      { name: 'Operator', type: 'String' as const, value: 'ann' },
+      { name: 'Process temperature [K]', type: 'Double' as const, value: null, isNull: true },
+    ];
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0 + 1000, seq: 2, metrics: changed }));
+    assert.equal((await intake.handle(topic, payload)).outcome, 'dead-lettered');
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [
+        [
+          'sparkplug',
+          'invalid-value',
+          'mill-1',
+          `not a numeric reading: ${TORQUE} (String is not a numeric reading); taken as no value, the tag keeping its ` +
+            "last value, and the message's other metrics taken",
+        ],
+      ],
+    );
+    const [first, second] = records.predictions.map((p) => p.inputs!);
+    assert.deepEqual(
+      second.filter((v, i) => v !== first[i]),
+      [11],
+    );
+  });
+});
+
 describe('manufacturing MQTT intake: a time in seconds', () => {
   it('over JSON is dead-lettered naming it (not a reading of January 1970), and the rest of the message taken', async () => {
     const { json, records, reading } = intakeHarness();

@@ -47,7 +47,7 @@ export interface SparkplugReadings {
   readings: Array<{ timestamp: number; values: Record<string, number> }>;
   /** Aliases that no BIRTH defined (the node must be asked to rebirth); never guessed. */
   unknown: number[];
-  /** Metrics that are not numeric readings, with the reason. */
+  /** Metrics that are not numeric readings, with the reason (NULL_VALUE for a null: no value, not a fault). */
   ignored: Array<{ metric: string; reason: string }>;
   /**
    * Float and Double metrics that are NaN or infinite, taken as no value (as is_null): the spec gives neither a
@@ -533,13 +533,16 @@ function signed(value: unknown, type: string | undefined): unknown {
 
 const NOT_READINGS = new Set(['String', 'Text', 'UUID', 'DateTime', 'DataSet', 'Bytes', 'File', 'Template']);
 
+/** The reason an ignored metric gives when it is null (is_null, or a value the library cannot decode). */
+export const NULL_VALUE = 'null value';
+
 function numeric(value: unknown, type: string | undefined): number | string {
   if (type !== undefined && (NOT_READINGS.has(type) || type.startsWith('PropertySet'))) {
     return `${type} is not a numeric reading`;
   }
   if (typeof value === 'number') return value;
   if (typeof value === 'boolean') return value ? 1 : 0;
-  if (value === null || value === undefined) return 'null value';
+  if (value === null || value === undefined) return NULL_VALUE;
   if (typeof value === 'bigint') return `integer ${value} is beyond 2^53`;
   return `${typeof value} value is not a numeric reading`;
 }

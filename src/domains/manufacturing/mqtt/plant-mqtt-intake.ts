@@ -9,6 +9,7 @@ import {
   DecodedSparkplug,
   bringsBirthOf,
   followsEveryMessageOf,
+  NULL_VALUE,
   parseSparkplugTopic,
   SparkplugAliases,
   sparkplugReadings,
@@ -248,6 +249,8 @@ export class PlantMqttIntake {
     });
     const nan = notFiniteLetter(found.notFinite, asset.sensors);
     if (nan) dead.push({ reason: 'invalid-value', detail: nan, assetId: asset.assetId });
+    const notNumeric = notNumericLetter(found.ignored, asset.sensors);
+    if (notNumeric) dead.push({ reason: 'invalid-value', detail: notNumeric, assetId: asset.assetId });
     if (found.unknown.length > 0) {
       dead.push({
         reason: 'unknown-alias',
@@ -342,6 +345,26 @@ export function notFiniteLetter(
   return (
     `${lists}; taken as no value (as a null metric), the tag keeping its last value, and the ` +
     "message's other metrics taken"
+  );
+}
+
+/**
+ * The detail of the dead letter naming the asset's tags a message sent as no numeric reading (a String, a DataSet, an
+ * integer beyond 2^53: a node's datatype that does not match the tag's); undefined when there are none. A null is no
+ * value, not a fault, and metrics that are no tag of the asset feed nothing, as ever. Such a tag was dropped with
+ * no word: the asset's predictions went on with its last value, or none came while it had never been seen.
+ */
+export function notNumericLetter(
+  ignored: SparkplugReadings['ignored'],
+  sensors: ReadonlyArray<{ tag: string }>,
+): string | undefined {
+  const tags = new Set(sensors.map((s) => s.tag));
+  const named = ignored.filter((i) => i.reason !== NULL_VALUE && tags.has(i.metric));
+  if (named.length === 0) return undefined;
+  const list = named.map((i) => `${i.metric} (${i.reason})`).join(', ');
+  return (
+    `not a numeric reading: ${list}; taken as no value, the tag keeping its last value, and the message's ` +
+    'other metrics taken'
   );
 }
 
