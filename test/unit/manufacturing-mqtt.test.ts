@@ -110,6 +110,21 @@ describe('manufacturing: MQTT JSON telemetry', () => {
     assert.deepEqual(flat, { readings: [{ timestamp: T0, values }], errors: [] });
   });
 
+  // As an HTTP body's: it was dead-lettered as "not JSON: Unexpected token '\uFEFF'", the mark unseen in the detail.
+  it('drops a leading UTF-8 byte order mark, as from an HTTP body; a member name given twice is still found', () => {
+    const values = { s2: 642.1 };
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const withBom = Buffer.concat([bom, Buffer.from(JSON.stringify({ timestamp: T0, values }))]);
+    assert.deepEqual(parseTelemetry(withBom), { readings: [{ timestamp: T0, values }], errors: [] });
+    assert.deepEqual(parseTelemetry(`\uFEFF${JSON.stringify({ timestamp: T0, values })}`).readings, [
+      { timestamp: T0, values },
+    ]);
+    const twice = Buffer.concat([bom, Buffer.from(`{"timestamp":${T0},"values":{"s2":1,"s2":2}}`)]);
+    assert.deepEqual(parseTelemetry(twice).errors, [
+      { index: 0, reason: 'values.s2: is given twice in the same object (member names must be unique)' },
+    ]);
+  });
+
   it('leaves value checks to the stream but refuses bad shapes, with the element index', () => {
     // A string value is the stream's to refuse (with the tag's name), not the parser's.
     assert.deepEqual(parseTelemetry(`{"timestamp":${T0},"values":{"s2":"hot"}}`).readings, [

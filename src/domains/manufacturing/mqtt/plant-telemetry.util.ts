@@ -127,7 +127,11 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
     const at = firstInvalidUtf8(payload);
     return { readings: [], errors: [{ index: 0, reason: `not UTF-8: the byte sequence at byte ${at} is not UTF-8` }] };
   }
-  const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+  // A leading byte order mark is dropped, as Fastify's JSON parser drops it from an HTTP body: a SCADA whose encoder
+  // writes one (.NET's UTF8Encoding, some Windows tools) had every message dead-lettered as not JSON, the mark unseen.
+  const decoded = typeof payload === 'string' ? payload : payload.toString('utf8');
+  const bom = decoded.charCodeAt(0) === 0xfeff;
+  const text = bom ? decoded.slice(1) : decoded;
   try {
     body = JSON.parse(text);
   } catch (error) {
@@ -138,7 +142,7 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
   if (shape.tooDeep) return { readings: [], errors: [{ index: 0, reason: TOO_DEEP_REASON }] };
   // A tag given twice in one object is refused as an HTTP body is (json-duplicate-keys.ts): which value the
   // gateway kept and which a historian beside it kept would not be known.
-  const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const bytes = typeof payload === 'string' ? Buffer.from(text) : bom ? payload.subarray(3) : payload;
   const duplicate = duplicateMemberError(bytes, body, () => text, shape.keys)?.fields[0];
   if (duplicate) return { readings: [], errors: [{ index: 0, reason: `${duplicate.field}: ${duplicate.reason}` }] };
   const elements = Array.isArray(body) ? body : [body];
