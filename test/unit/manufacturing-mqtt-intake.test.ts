@@ -252,6 +252,51 @@ describe("manufacturing MQTT intake: a Sparkplug B metric of an asset's tag that
   });
 });
 
+// Read as the last metric given it, a DATA's value went to another tag with no word: here the process temperature
+// fed the model as the air temperature, plausible, and predicted.
+describe('manufacturing MQTT intake: a Sparkplug B alias the birth gave two metrics', () => {
+  it('is not read: dead-lettered naming the alias and its metrics, no rebirth asked, the other metrics taken', async () => {
+    const { intake, records, reading } = intakeHarness();
+    const names = Object.keys(reading(T0, 10).values);
+    const air = names.find((n) => n.startsWith('Air temperature'))!;
+    const process = names.find((n) => n.startsWith('Process temperature'))!;
+    const born = Object.entries(reading(T0, 10).values).map(([name, value], i) => ({
+      name,
+      alias: name === process ? names.indexOf(air) + 1 : i + 1,
+      type: 'Double' as const,
+      value: value as number,
+    }));
+    const encode = (seq: number, metrics: unknown[]) =>
+      Buffer.from(sparkplug.encodePayload({ timestamp: T0 + seq * 1000, seq, metrics } as never));
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', encode(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));
+    await intake.handle('spBv1.0/plant-1/DBIRTH/edge-1/mill-1', encode(1, born));
+    const changed = [
+      { alias: names.indexOf(air) + 1, type: 'Double', value: 310 },
+      { alias: names.indexOf('Tool wear [min]') + 1, type: 'Double', value: 11 },
+    ];
+    const result = await intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', encode(2, changed));
+    assert.deepEqual(result, { kind: 'sparkplug', outcome: 'dead-lettered', rebirth: undefined });
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [
+        [
+          'sparkplug',
+          'unknown-alias',
+          'mill-1',
+          `aliases ${names.indexOf(air) + 1} (${air}, ${process}) were each given to more than one metric in the ` +
+            "birth certificate; their values are not read (each metric needs its own alias), the message's other " +
+            'metrics taken',
+        ],
+      ],
+    );
+    const [first, second] = records.predictions.map((p) => p.inputs!);
+    assert.deepEqual(
+      second.filter((v, i) => v !== first[i]),
+      [11],
+    );
+  });
+});
+
 describe('manufacturing MQTT intake: a time in seconds', () => {
   it('over JSON is dead-lettered naming it (not a reading of January 1970), and the rest of the message taken', async () => {
     const { json, records, reading } = intakeHarness();

@@ -271,6 +271,7 @@ describe('manufacturing: Sparkplug B', () => {
     assert.deepEqual(sparkplugReadings(dcmd, dbirth, aliases), {
       readings: [],
       unknown: [],
+      shared: [],
       ignored: [],
       notFinite: [],
     });

@@ -47,6 +47,8 @@ export interface SparkplugReadings {
   readings: Array<{ timestamp: number; values: Record<string, number> }>;
   /** Aliases that no BIRTH defined (the node must be asked to rebirth); never guessed. */
   unknown: number[];
+  /** Aliases the BIRTH gave more than one metric, with their names: not read, never guessed. */
+  shared: Array<{ alias: number; names: readonly string[] }>;
   /** Metrics that are not numeric readings, with the reason (NULL_VALUE for a null: no value, not a fault). */
   ignored: Array<{ metric: string; reason: string }>;
   /**
@@ -160,6 +162,12 @@ function isMessageType(text: string): text is SparkplugMessageType {
 
 interface AliasScope {
   names: Map<number, string>;
+  /**
+   * Aliases the BIRTH gave more than one metric, with their names: not read (the spec asks each metric its own). Read
+   * as the last metric given them, a DATA's value went to another tag silently (a process temperature fed the model as
+   * the air temperature, plausible and predicted).
+   */
+  ambiguous: Map<number, string[]>;
   types: Map<string, string>;
   /** What the scope counts towards the table's limit (see weighOf). */
   weight: number;
@@ -202,7 +210,8 @@ function extraUnits(text: string): number {
  */
 function weighOf(scope: Omit<AliasScope, 'weight'>, device: string): number {
   let weight = 1 + extraUnits(device);
-  for (const name of new Set([...scope.types.keys(), ...scope.names.values()])) weight += 1 + extraUnits(name);
+  const names = [...scope.types.keys(), ...scope.names.values(), ...[...scope.ambiguous.values()].flat()];
+  for (const name of new Set(names)) weight += 1 + extraUnits(name);
   return weight;
 }
 
@@ -223,11 +232,19 @@ export class SparkplugAliases {
     if (topic.messageType !== 'NBIRTH' && topic.messageType !== 'DBIRTH') {
       throw new Error(`onBirth needs an NBIRTH or DBIRTH topic, got ${topic.messageType}`);
     }
-    const scope: AliasScope = { names: new Map(), types: new Map(), weight: 0 };
+    const scope: AliasScope = { names: new Map(), ambiguous: new Map(), types: new Map(), weight: 0 };
     for (const m of payload.metrics) {
       if (m.name === undefined) continue;
       if (m.type !== undefined) scope.types.set(m.name, m.type);
-      if (m.alias !== undefined) scope.names.set(m.alias, m.name);
+      if (m.alias === undefined) continue;
+      const given = scope.names.get(m.alias);
+      const shared = scope.ambiguous.get(m.alias);
+      if (shared) {
+        if (!shared.includes(m.name)) shared.push(m.name);
+      } else if (given !== undefined && given !== m.name) {
+        scope.names.delete(m.alias);
+        scope.ambiguous.set(m.alias, [given, m.name]);
+      } else scope.names.set(m.alias, m.name);
     }
     scope.weight = weighOf(scope, topic.device ?? '');
     const key = nodeKey(topic);
@@ -321,6 +338,11 @@ export class SparkplugAliases {
     if (metric.name !== undefined) return metric.name;
     if (metric.alias === undefined) return undefined;
     return this.scope(topic)?.names.get(metric.alias);
+  }
+
+  /** The names the BIRTH gave an alias it gave more than one metric; undefined for another alias. */
+  sharedAlias(topic: SparkplugTopic, alias: number): readonly string[] | undefined {
+    return this.scope(topic)?.ambiguous.get(alias);
   }
 
   /** The datatype the BIRTH gave a metric name. */
@@ -561,7 +583,7 @@ export function sparkplugReadings(
   aliases: SparkplugAliases,
   opts: { receivedAt?: number } = {},
 ): SparkplugReadings {
-  const result: SparkplugReadings = { readings: [], unknown: [], ignored: [], notFinite: [] };
+  const result: SparkplugReadings = { readings: [], unknown: [], shared: [], ignored: [], notFinite: [] };
   if (!READING_TYPES.has(topic.messageType)) return result;
   const byTime = new Map<number, Record<string, number>>();
   const unknown = new Set<number>();
@@ -569,7 +591,10 @@ export function sparkplugReadings(
   for (const metric of decoded.metrics) {
     const name = aliases.resolve(topic, metric);
     if (name === undefined) {
-      if (metric.alias !== undefined) unknown.add(metric.alias);
+      const names = metric.alias === undefined ? undefined : aliases.sharedAlias(topic, metric.alias);
+      if (names) {
+        if (!result.shared.some((s) => s.alias === metric.alias)) result.shared.push({ alias: metric.alias!, names });
+      } else if (metric.alias !== undefined) unknown.add(metric.alias);
       else result.ignored.push({ metric: '(unnamed)', reason: 'metric has neither name nor alias' });
       continue;
     }

@@ -251,6 +251,17 @@ export class PlantMqttIntake {
     if (nan) dead.push({ reason: 'invalid-value', detail: nan, assetId: asset.assetId });
     const notNumeric = notNumericLetter(found.ignored, asset.sensors);
     if (notNumeric) dead.push({ reason: 'invalid-value', detail: notNumeric, assetId: asset.assetId });
+    if (found.shared.length > 0) {
+      // Not a rebirth: the node would send the same birth again.
+      const list = found.shared.map((s) => `${s.alias} (${s.names.join(', ')})`).join(', ');
+      dead.push({
+        reason: 'unknown-alias',
+        detail:
+          `aliases ${list} were each given to more than one metric in the birth certificate; their values are not ` +
+          "read (each metric needs its own alias), the message's other metrics taken",
+        assetId: asset.assetId,
+      });
+    }
     if (found.unknown.length > 0) {
       dead.push({
         reason: 'unknown-alias',
