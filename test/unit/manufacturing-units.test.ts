@@ -106,6 +106,17 @@ describe('manufacturing: reading plausibility', () => {
       'Air temperature [K]: -300 degC (-26.85 K) is outside the plausible range [249.8, 349.9] ' +
         '(training range [295.3, 304.4] widened by 5 spans)',
     );
+    // Sent in another unit, though converted to the same number: both named (it read as 1e+308 alone, unit unsaid).
+    assert.equal(
+      checkValue(
+        'Air temperature [K]',
+        1e308 + 273.15,
+        { ...AIR_TEMPERATURE, unit: 'K' },
+        { value: 1e308, unit: 'degC' },
+      ),
+      'Air temperature [K]: 1e+308 degC (1e+308 K) is outside the plausible range [249.8, 349.9] ' +
+        '(training range [295.3, 304.4] widened by 5 spans)',
+    );
     // Sent in the model's unit: the value as it came, every digit.
     assert.match(
       checkValue('torque', 1000.123456789, { min: 3.8, max: 76.6 }, { value: 1000.123456789, unit: 'Nm' }) ?? '',

@@ -82,10 +82,10 @@ export function checkValue(
   const range = plausibleRange(spec);
   if (value < range.low || value > range.high) {
     // A converted value carries binary noise (-300 degC is -26.850000000000023 K): 12 digits are enough to tell.
-    const shown =
-      sent && sent.value !== value
-        ? `${sent.value} ${sent.unit} (${Number(value.toPrecision(12))} ${spec?.unit})`
-        : value;
+    // Sent in another unit, both are named even where the conversion left the number as it was (1e308 degC is 1e308
+    // K): shown bare, the value read as in the model's unit, the unit it was sent in unsaid.
+    const converted = sent && (sent.value !== value || (spec?.unit !== undefined && sent.unit !== spec.unit));
+    const shown = converted ? `${sent.value} ${sent.unit} (${Number(value.toPrecision(12))} ${spec?.unit})` : value;
     return `${input}: ${shown} is outside the plausible range [${round(range.low)}, ${round(range.high)}] (${range.basis})`;
   }
   return undefined;
