@@ -865,6 +865,18 @@ export class AppConfig {
   MQTT_MAX_IN_FLIGHT = 256;
 
   /**
+   * The largest MQTT message read, in bytes: a larger one is refused unread (dead letter `too-large`). Decoding a
+   * 22 MB JSON message held the event loop for 2 s, and a 6.5 MB Sparkplug birth for 4 s, in which no other message,
+   * HTTP request or alarm was served. 10,000 readings, the most one message may carry, are 2-4 MB as JSON (5 tags or
+   * 14, full-precision values): the default leaves twice that, and holds the loop under a second.
+   */
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  @Max(268_435_455)
+  MQTT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+
+  /**
    * Sparkplug B host id: set, the gateway is that Primary Host Application and publishes its STATE
    * (`spBv1.0/STATE/<id>`, retained, QoS 1: online once subscribed, offline at shutdown, and offline as its
    * MQTT will); edge nodes configured with this id publish only while it is online. Unset: no STATE.

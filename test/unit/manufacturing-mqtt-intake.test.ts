@@ -75,6 +75,52 @@ describe('manufacturing MQTT intake: what a message counts as', () => {
     );
   });
 
+  it('a message over MQTT_MAX_PAYLOAD_BYTES is dead-lettered unread, keeping only its first bytes; one at it is read', async () => {
+    const harness = plantStreamHarness();
+    const limit = 2048;
+    const intake = new PlantMqttIntake(
+      harness.stream,
+      harness.registry,
+      harness.records as unknown as PlantRecordsRepository,
+      [],
+      limit,
+    );
+    const records = harness.records;
+    const readings = Array.from({ length: 120 }, (_, i) => harness.reading(T0 + i * 1000, 10 + i));
+    const big = Buffer.from(JSON.stringify(readings));
+    assert.ok(big.length > 3 * 4096, `${big.length} bytes`);
+    assert.deepEqual(await intake.handle(TOPIC, big), { kind: 'json', outcome: 'dead-lettered' });
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [
+        [
+          'mqtt',
+          'too-large',
+          'mill-1',
+          `a payload of ${big.length} bytes, over MQTT_MAX_PAYLOAD_BYTES (2048): not read`,
+        ],
+      ],
+    );
+    assert.equal(records.deadLetters[0].payload, big.toString('utf8', 0, 4096));
+    assert.deepEqual(records.predictions, []);
+
+    // Sparkplug: kept as base64, 4 KiB in all; no rebirth is asked (the node would send the same message again).
+    const metrics = Array.from({ length: 200 }, (_, i) => ({ name: `tag ${i}`, type: 'Double' as const, value: i }));
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics }));
+    assert.ok(payload.length > limit);
+    const sparkplugResult = await intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', payload);
+    assert.deepEqual(sparkplugResult, { kind: 'sparkplug', outcome: 'dead-lettered' });
+    const letter = records.deadLetters[1];
+    assert.deepEqual([letter.source, letter.reason, letter.assetId], ['sparkplug', 'too-large', 'mill-1']);
+    assert.equal(letter.payload, `base64:${payload.toString('base64')}`.slice(0, 4096));
+
+    // At the limit it is read as any other message.
+    const fits = Buffer.from(JSON.stringify(harness.reading(T0 + 100_000, 10)));
+    const padded = Buffer.concat([fits, Buffer.alloc(limit - fits.length, ' ')]);
+    assert.deepEqual(await intake.handle(TOPIC, padded), { kind: 'json', outcome: 'ingested' });
+    assert.equal(records.deadLetters.length, 2);
+  });
+
   it('a message with readings taken, or only duplicates, is ingested', async () => {
     const { json, records, reading } = intakeHarness();
     const message = [reading(T0, 10), reading(T0 + 1000, 11)];

@@ -72,6 +72,7 @@ export class PlantMqttIntake {
     private readonly registry: AssetRegistry,
     private readonly records: PlantRecordsRepository,
     private readonly subscriptions: readonly string[] = [],
+    private readonly maxPayloadBytes = Infinity,
   ) {}
 
   async handle(topic: string, payload: Buffer): Promise<IntakeResult> {
@@ -87,6 +88,18 @@ export class PlantMqttIntake {
     }
     let dead: DeadLetter[] = [];
     let result: IntakeResult = { kind, outcome: 'ingested' };
+    if (payload.length > this.maxPayloadBytes) {
+      // Refused unread: decoding it would hold the event loop for seconds (MQTT_MAX_PAYLOAD_BYTES). A Sparkplug
+      // node is not asked for a rebirth; it would send the same message again.
+      dead = [
+        {
+          reason: 'too-large',
+          detail: `a payload of ${payload.length} bytes, over MQTT_MAX_PAYLOAD_BYTES (${this.maxPayloadBytes}): not read`,
+          assetId: assetOf(topic, sparkplug),
+        },
+      ];
+      return this.deadLettered(kind, topic, payload, result, dead);
+    }
     let keptError: ReadingsKept | undefined;
     let refused: boolean | undefined;
     try {
@@ -106,6 +119,17 @@ export class PlantMqttIntake {
     if (keptError) result = { ...result, outcome: 'unacked', error: withCause(keptError) };
     else if (refused && result.outcome === 'ingested') result = { ...result, outcome: 'dead-lettered' };
     if (dead.length === 0) return result;
+    return this.deadLettered(kind, topic, payload, result, dead);
+  }
+
+  /** Stores a message's dead letters; the message is acknowledged only once they are stored. */
+  private async deadLettered(
+    kind: MqttMessageKind,
+    topic: string,
+    payload: Buffer,
+    result: IntakeResult,
+    dead: DeadLetter[],
+  ): Promise<IntakeResult> {
     try {
       await this.records.addDeadLetters(
         dead.map((d) => ({

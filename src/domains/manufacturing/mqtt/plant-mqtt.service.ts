@@ -106,7 +106,7 @@ export class PlantMqttService implements OnApplicationBootstrap, BeforeApplicati
     metrics: MetricsService,
     readiness: ReadinessService,
   ) {
-    this.intake = new PlantMqttIntake(stream, registry, records, this.topics());
+    this.intake = new PlantMqttIntake(stream, registry, records, this.topics(), this.config.MQTT_MAX_PAYLOAD_BYTES);
     this.inFlight = new Gauge({
       name: 'gateway_mqtt_messages_in_flight',
       help: 'MQTT messages received and not yet acknowledged',

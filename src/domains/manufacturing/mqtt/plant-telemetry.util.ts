@@ -164,7 +164,11 @@ export function parseTelemetry(payload: Buffer | string): TelemetryParse {
 
 /** A payload as dead-letter text: UTF-8 when it is text, else base64; cut to 4 KiB. */
 export function deadLetterPayload(payload: Buffer, binary: boolean): string {
-  const text = binary ? `base64:${payload.toString('base64')}` : payload.toString('utf8');
+  // Only the bytes the kept characters come from are encoded, not a message of many megabytes: 3,072 bytes are 4,096
+  // characters of base64, and 4,096 UTF-16 code units never come from more than 12,288 bytes of UTF-8.
+  const text = binary
+    ? `base64:${payload.subarray(0, 3072).toString('base64')}`
+    : payload.toString('utf8', 0, Math.min(payload.length, 12_288));
   return text.slice(0, 4096);
 }
 

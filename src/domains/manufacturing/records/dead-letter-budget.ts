@@ -10,6 +10,7 @@ export type DeadLetterRow = Omit<DeadLetterEntity, 'id'>;
  */
 export const REFUSED_INPUT = new Set([
   'malformed',
+  'too-large',
   'unknown-topic',
   'unknown-asset',
   'asset-mismatch',
