@@ -202,6 +202,28 @@ describe('the validation pipe: a value of the wrong type', () => {
     ]);
   });
 
+  // A missing field was told what type it must be (a batch application without applicationId: `must be a string`), as
+  // if one of another type had been sent; the compiled schemas (and ListOf) say it is required.
+  it('a field left out is told it is required, whatever its checks', async () => {
+    const { creditLimit, education, paymentAmounts, ...rest } = APPLICANT;
+    assert.ok(creditLimit && education && paymentAmounts);
+    assert.deepEqual(await refusal(rest, credit), [
+      { field: 'creditLimit', reason: 'is required' },
+      { field: 'education', reason: 'is required' },
+      { field: 'paymentAmounts', reason: 'is required' },
+    ]);
+    assert.deepEqual(await refusal(APPLICANT, body(CreditBatchApplicationDto)), [
+      { field: 'applicationId', reason: 'is required' },
+    ]);
+    const { sensors, ...noSensors } = millAsset('mill-1');
+    assert.ok(sensors);
+    assert.deepEqual(await refusal(noSensors, body(AssetDto)), [{ field: 'sensors', reason: 'is required' }]);
+    // One sent as null is sent: it is told its type.
+    assert.deepEqual(await refusal({ ...APPLICANT, applicationId: null }, body(CreditBatchApplicationDto)), [
+      { field: 'applicationId', reason: 'must be a string' },
+    ]);
+  });
+
   it('reads a count only as decimal digits: hexadecimal, exponents and an empty value are not integers', async () => {
     for (const limit of ['0x10', '1e2', '', ' 5', '5.0', '+5', '0b11']) {
       assert.deepEqual(

@@ -132,6 +132,25 @@ function isUnknownField(error: ValidationError): boolean {
   return error.constraints?.whitelistValidation !== undefined;
 }
 
+/** A field the DTO requires that the request leaves out, worded as the compiled schemas and ListOf word it. */
+export const REQUIRED = 'is required';
+
+/**
+ * Each declared field that is not there told only that it is required (an optional one is not checked when absent):
+ * its checks' words (a batch application without applicationId was told it `must be a string`) read as if a value of
+ * the wrong type had been sent. Works on the errors of `object`, the instance that was validated, in place.
+ */
+function markMissing(object: unknown, errors: ValidationError[]): void {
+  if (typeof object !== 'object' || object === null) return;
+  for (const error of errors) {
+    const value = (object as Record<string, unknown>)[error.property];
+    if (value === undefined && error.constraints !== undefined && !isUnknownField(error)) {
+      error.constraints = { isDefined: REQUIRED };
+      error.children = [];
+    } else if (error.children?.length) markMissing(value, error.children);
+  }
+}
+
 /** class-validator's checks of a value's type, which its other checks of the field (a range, a length) presume. */
 const TYPE_CONSTRAINTS: ReadonlySet<string> = new Set(['isNumber', 'isInt', 'isString', 'isBoolean', 'isObject']);
 
@@ -200,10 +219,14 @@ class WhitelistValidationPipe extends ValidationPipe {
     return super.transform(value, metadata);
   }
 
-  /** class-validator's errors, each failure of an `each` check named by its item's index (indexEachErrors). */
+  /**
+   * class-validator's errors, each failure of an `each` check named by its item's index (indexEachErrors), a field left
+   * out told it is required (markMissing).
+   */
   protected override async validate(object: object, options?: ValidatorOptions): Promise<ValidationError[]> {
     const errors = await super.validate(object, options);
     await indexEachErrors(object, errors, options);
+    markMissing(object, errors);
     return errors;
   }
 }
