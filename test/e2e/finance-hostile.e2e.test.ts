@@ -116,6 +116,41 @@ describe('finance: hostile requests', () => {
       assert.equal(credit.body.errors[0].field, 'education');
     });
 
+    it('a card number sent as a JSON number is refused in any spelling, also past 2^53 where a double loses digits', async () => {
+      // 19 digits (and 16 past 2^53): JSON.parse reads other last digits, which fail the Luhn check.
+      const raw = (path: string, text: string) =>
+        http
+          .post(`/v1/finance/${path}`)
+          .set('Authorization', engine)
+          .set('Content-Type', 'application/json')
+          .send(text);
+      const fraud = JSON.stringify(tx());
+      const credit = JSON.stringify(APPLICANT);
+      for (const spelling of [
+        '6011000990139000007',
+        '6011000990139000007.0',
+        '6.011000990139000007e18',
+        '9111000000000007.00',
+      ]) {
+        const single = await raw('fraud-scores', fraud.replace('"amount":120.5', `"amount":${spelling}`)).expect(422);
+        assert.deepEqual(single.body.errors, [
+          { field: 'amount', reason: 'looks like a card number (PAN); never send one' },
+        ]);
+        const unknown = await raw('credit-assessments', credit.replace('{', `{"ref":[${spelling}],`)).expect(422);
+        assert.equal(unknown.body.errors[0].field, 'ref[0]');
+        const batch = await raw(
+          'credit-assessments/batch',
+          `{"applications":[${credit.replace('{', '{"applicationId":"a",')},${credit.replace('{"creditLimit":50000', `{"applicationId":"b","creditLimit":${spelling}`)}]}`,
+        );
+        assert.equal(batch.status, 200, batch.text);
+        assert.ok(batch.body.items[0].result, JSON.stringify(batch.body.items[0]));
+        assert.equal(batch.body.items[1].error.code, 'PAN_DETECTED');
+        assert.equal(batch.body.items[1].error.errors[0].field, 'creditLimit');
+        const envelope = await raw('fraud-scores/batch', `{"transactions":[${fraud}],"note":${spelling}}`).expect(422);
+        assert.equal(envelope.body.errors[0].field, 'note');
+      }
+    });
+
     it("a card number in a batch's envelope is refused with 422 naming the field, as on the single route", async () => {
       for (const [body, field] of [
         [{ transactions: [tx()], note: '4111.1111.1111.1111' }, 'note'],

@@ -37,20 +37,31 @@ describe('nestsDeeperThan', () => {
 
 describe('jsonShape', () => {
   it("tells the depth and counts the objects' keys in one walk, as nestsDeeperThan and keysIn each did", () => {
-    assert.deepEqual(jsonShape(7, 0), { tooDeep: false, keys: 0 });
-    assert.deepEqual(jsonShape({}, 0), { tooDeep: true, keys: 0 });
-    assert.deepEqual(jsonShape([[1, 2], { a: [3], b: { c: null } }], 3), { tooDeep: false, keys: 3 });
+    assert.deepEqual(jsonShape(7, 0), { tooDeep: false, keys: 0, unsafeNumbers: false });
+    assert.deepEqual(jsonShape({}, 0), { tooDeep: true, keys: 0, unsafeNumbers: false });
+    assert.deepEqual(jsonShape([[1, 2], { a: [3], b: { c: null } }], 3), {
+      tooDeep: false,
+      keys: 3,
+      unsafeNumbers: false,
+    });
     assert.equal(jsonShape([[1, 2], { a: [3] }], 2).tooDeep, true);
     const batch = {
       transactions: Array.from({ length: 1000 }, (_, i) => ({ transactionId: `tx-${i}`, features: { v1: 1, v2: 2 } })),
     };
     // 1 + 1,000 items of 2 keys + their features' 2.
-    assert.deepEqual(jsonShape(batch, MAX_JSON_DEPTH), { tooDeep: false, keys: 1 + 1000 * 4 });
+    assert.deepEqual(jsonShape(batch, MAX_JSON_DEPTH), { tooDeep: false, keys: 1 + 1000 * 4, unsafeNumbers: false });
     assert.equal(jsonShape(nested(MAX_JSON_DEPTH), MAX_JSON_DEPTH).keys, MAX_JSON_DEPTH);
     assert.equal(jsonShape(nested(MAX_JSON_DEPTH + 1), MAX_JSON_DEPTH).tooDeep, true);
     const deep = JSON.parse('['.repeat(200_000) + ']'.repeat(200_000)) as unknown;
     assert.equal(jsonShape(deep, MAX_JSON_DEPTH).tooDeep, true);
-    assert.deepEqual(jsonShape(deep, Infinity), { tooDeep: false, keys: 0 });
+    assert.deepEqual(jsonShape(deep, Infinity), { tooDeep: false, keys: 0, unsafeNumbers: false });
+  });
+
+  it('tells whether a number past 2^53 either way is held, whose digits as sent a double may not keep', () => {
+    assert.equal(jsonShape(2 ** 53, 0).unsafeNumbers, true);
+    assert.equal(jsonShape({ a: [1, { b: -(2 ** 53) }] }, MAX_JSON_DEPTH).unsafeNumbers, true);
+    assert.equal(jsonShape([1e300], MAX_JSON_DEPTH).unsafeNumbers, true);
+    assert.equal(jsonShape({ a: [2 ** 53 - 1, -(2 ** 53 - 1), 0.5, '9007199254740993'] }, 3).unsafeNumbers, false);
   });
 
   it('hands its count to the duplicate member check, which then finds a repeated name without a walk of its own', () => {

@@ -93,7 +93,7 @@ export function batchEnvelope(list: string, max: number): BatchEnvelope {
   });
   const envelopePanRefusal = (body: unknown): AppError | undefined => {
     const items = (body as Record<string, unknown> | null)?.[list];
-    return panRefusal(Array.isArray(items) ? { ...(body as object), [list]: [] } : body);
+    return panRefusal(body, undefined, Array.isArray(items) ? list : undefined);
   };
   return {
     items(body) {

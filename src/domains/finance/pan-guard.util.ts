@@ -1,6 +1,7 @@
 import { AppError } from '../../common/errors/app-error';
 import { UNKNOWN_FIELD } from '../../common/errors/validation';
 import { CARD_NUMBER_KEY, echoedKey } from '../../common/echoed-key';
+import { lostDigitsOf } from '../../common/http/json-lost-digits';
 import { containsPan } from '../../common/pan';
 
 export { CARD_NUMBER_KEY, echoedKey } from '../../common/echoed-key';
@@ -8,22 +9,25 @@ export { containsPan, luhnValid } from '../../common/pan';
 
 /**
  * Paths of every field in a request body whose value or key looks like a card number: strings, and
- * integers of 13 to 19 digits. A raw PAN must never reach the gateway's storage or logs. A path is
- * spelt out only for a field that is found (bodies of 10,000 transactions are walked whole), and a
- * key in it that looks like a card number is named CARD_NUMBER_KEY.
+ * integers of 13 to 19 digits, however the JSON spells them (`4111111111111111.0`, `4.111111111111111e15`; past
+ * 2^53 by the digits the text gave, which the parse lost: lostDigitsOf). A raw PAN must never reach the gateway's
+ * storage or logs. A path is spelt out only for a field that is found (bodies of 10,000 transactions are walked
+ * whole), and a key in it that looks like a card number is named CARD_NUMBER_KEY. `unwalked`: a member of the body
+ * (an object) whose value is left out (a batch's items, each checked on its own), the body walked as it is: the digits
+ * the parse lost are kept beside it, not beside a copy.
  */
-export function panFields(value: unknown, path = ''): string[] {
+export function panFields(value: unknown, path = '', unwalked?: string): string[] {
   const found: string[] = [];
   const trail: Array<string | number> = [];
-  const walk = (v: unknown): void => {
+  const walk = (v: unknown, holder?: object, key?: string | number): void => {
     if (typeof v === 'string') {
       if (containsPan(v)) found.push(pathOf(path, trail));
     } else if (typeof v === 'number') {
-      if (Number.isInteger(v) && Math.abs(v) >= 1e12 && containsPan(String(v))) found.push(pathOf(path, trail));
+      if (numberIsPan(v, holder, key)) found.push(pathOf(path, trail));
     } else if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) {
         trail.push(i);
-        walk(v[i]);
+        walk(v[i], v, i);
         trail.pop();
       }
     } else if (v !== null && typeof v === 'object') {
@@ -31,13 +35,20 @@ export function panFields(value: unknown, path = ''): string[] {
       for (const key of Object.keys(record)) {
         trail.push(key);
         if (keyContainsPan(key)) found.push(pathOf(path, trail));
-        walk(record[key]);
+        if (record !== value || key !== unwalked) walk(record[key], record, key);
         trail.pop();
       }
     }
   };
   walk(value);
   return found.length > 1 ? [...new Set(found)] : found; // a card number as key and value is one field
+}
+
+/** A number (member `key` of `holder`) whose value is an integer of 13 to 19 digits that passes the Luhn check. */
+function numberIsPan(v: number, holder: object | undefined, key: string | number | undefined): boolean {
+  if (!Number.isInteger(v) || Math.abs(v) < 1e12) return false;
+  const sent = holder !== undefined && key !== undefined ? lostDigitsOf(holder, key) : undefined;
+  return containsPan(sent ?? String(v));
 }
 
 /**
@@ -85,9 +96,10 @@ function joinedPath(root: string, trail: ReadonlyArray<string | number>, name: (
 /**
  * The refusal (422 PAN_DETECTED, each field named) for a body carrying a card number, if it does. A body that is one
  * itself is named `whole` ('(body)', as every other refusal of a whole body names it; a batch item '(item)'), not ''.
+ * `unwalked`: as panFields takes it.
  */
-export function panRefusal(body: unknown, whole = '(body)'): AppError | undefined {
-  const fields = panFields(body);
+export function panRefusal(body: unknown, whole = '(body)', unwalked?: string): AppError | undefined {
+  const fields = panFields(body, '', unwalked);
   if (fields.length === 0) return undefined;
   return new AppError('PAN_DETECTED', "a card number is not accepted; send the vault's card token instead", {
     fields: fields.map((field) => ({

@@ -5,6 +5,7 @@ import { charsetRefusal, firstInvalidUtf8, notUtf8At, notUtf8Error } from '../..
 import { jsonShape, MAX_JSON_DEPTH, tooDeepError } from '../../common/http/json-depth';
 import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
+import { noteLostDigits } from '../../common/http/json-lost-digits';
 import { BeginJsonDigest, digestsBodyEarly, keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
 import { elementCount, MakeTensor, Tensor, TensorData, TYPED_ARRAYS, zeros } from '../tensor';
@@ -144,12 +145,16 @@ export function readJsonBytes(
 /**
  * Why parsed JSON is refused for its shape, as every JSON body is: nested deeper than MAX_JSON_DEPTH (naming
  * `field`), or an object giving a member twice; undefined when neither. One walk counts both: the depth, and the keys
- * for the duplicate member check.
+ * for the duplicate member check; and finds a number past 2^53, whose digits as sent are then kept for the card
+ * number scan (noteLostDigits: a 19-digit card number sent as a number was read with other digits).
  */
 function shapeRefusal(bytes: Buffer, parsed: unknown, field = '(body)'): AppError | undefined {
   const shape = jsonShape(parsed, MAX_JSON_DEPTH);
   if (shape.tooDeep) return tooDeepError(field);
-  return duplicateMemberError(bytes, parsed, () => bytes.toString('utf8'), shape.keys);
+  const duplicate = duplicateMemberError(bytes, parsed, () => bytes.toString('utf8'), shape.keys);
+  if (duplicate) return duplicate;
+  if (shape.unsafeNumbers) noteLostDigits(bytes.toString('utf8'), parsed);
+  return undefined;
 }
 
 /** Reads `size` bytes at `offset` as a tensor (copied into an aligned buffer of its own, from `make`). */

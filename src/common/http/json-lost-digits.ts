@@ -1,0 +1,95 @@
+/**
+ * Integers a JSON body spells with digits a double cannot keep. JSON.parse reads every number as a double, exact
+ * only up to 2^53 (16 digits): a 17 to 19 digit card number sent as a number (`6011000990139000007`, or
+ * `6011000990139000007.0`, `6.011000990139000007e18`) came out of the parse with other last digits, so the card
+ * number scan, which reads the parsed value, saw digits that fail the Luhn check and let the field through to
+ * validation, a log line's neighbour. The digits as sent are read back from the text, only for a body whose parsed
+ * value holds such a number (jsonShape's unsafeNumbers), and kept beside the object or array that holds each.
+ */
+
+/** Longer integers are no card number; the scan of a text keeps no others. */
+const MAX_DIGITS = 19;
+
+/** Per object or array of a parsed body, the digits as sent of each member (or index) the parse lost digits of. */
+const lost = new WeakMap<object, Map<string | number, string>>();
+
+const NUMBER = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
+
+/**
+ * The digits of the integer a JSON number spells exactly, whatever its spelling (`4111111111111111`,
+ * `4111111111111111.00`, `4.111111111111111e15`), without its sign; undefined for a number with a fraction, for 0,
+ * or for one of more than `maxDigits` digits. Worked out on the text, so no digit is lost on the way.
+ */
+export function exactIntegerDigits(token: string, maxDigits = MAX_DIGITS): string | undefined {
+  const match = NUMBER.exec(token);
+  if (!match) return undefined;
+  const sent = match[1] + (match[2] ?? '');
+  const digits = sent.replace(/^0+/, '');
+  // Where the decimal point falls in `digits`: an exponent of any size is a number here, never a loop.
+  const point = match[1].length + Number(match[3] ?? 0) - (sent.length - digits.length);
+  if (digits === '' || point < 1 || point > maxDigits) return undefined;
+  if (/[^0]/.test(digits.slice(point))) return undefined;
+  return digits.slice(0, point).padEnd(point, '0');
+}
+
+/**
+ * Reads a valid JSON text again beside its parsed value and keeps, for each number the value holds with other
+ * digits than the text's (past 2^53) that the text spells as an integer of up to 19 digits, the text's digits
+ * (lostDigitsOf). A walk by hand, like firstDuplicateMember's: only for a body jsonShape found such a number in.
+ * A number that is the whole body has no holder and is not kept.
+ */
+export function noteLostDigits(text: string, parsed: unknown): void {
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const space = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i])) i++;
+  };
+  const string = (): string => {
+    const start = i;
+    for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    i++;
+    return JSON.parse(text.slice(start, i)) as string;
+  };
+  /** Reads the value at i, which the parse made `current`, member `key` of `holder`. */
+  const value = (current: unknown, holder?: object, key?: string | number): void => {
+    space();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      space();
+      if (text[i] === close) {
+        i++;
+        return;
+      }
+      const node = current as Record<string, unknown> & unknown[];
+      for (let index = 0; ; index++) {
+        if (close === '}') {
+          space();
+          const name = string();
+          space();
+          i++; // the colon
+          value(node[name], node, name);
+        } else value(node[index], node, index);
+        space();
+        if (text[i++] === close) return;
+      }
+    }
+    if (c === '"') {
+      string();
+      return;
+    }
+    const start = i;
+    while (i < text.length && !',]}'.includes(text[i]) && !' \t\n\r'.includes(text[i])) i++;
+    if (holder === undefined || key === undefined || typeof current !== 'number') return;
+    if (Number.isSafeInteger(current)) return;
+    const digits = exactIntegerDigits(text.slice(start, i));
+    if (digits === undefined || digits === String(Math.abs(current))) return;
+    lost.set(holder, (lost.get(holder) ?? new Map<string | number, string>()).set(key, digits));
+  };
+  value(parsed);
+}
+
+/** The digits as sent of member `key` of `holder` (an object or array of a parsed body), where the parse lost some. */
+export function lostDigitsOf(holder: object, key: string | number): string | undefined {
+  return lost.get(holder)?.get(key);
+}
