@@ -381,6 +381,26 @@ describe('finance: hostile requests', () => {
     assert.deepEqual(again.body, first.body);
   });
 
+  it('a body labelled application/octet-stream is the 415 naming Content-Type, not one error per byte', async () => {
+    // The Open Inference Protocol's raw-bytes parser handed the Buffer on: each byte a field "is not accepted".
+    for (const [path, body] of [
+      ['fraud-scores', tx()],
+      ['fraud-scores/batch', { transactions: [tx()] }],
+      ['credit-assessments', APPLICANT],
+      ['credit-assessments/batch', { applications: [{ ...APPLICANT, applicationId: 'a' }] }],
+    ] as const) {
+      const res = await http
+        .post(`/v1/finance/${path}`)
+        .set('Authorization', engine)
+        .set('Content-Type', 'application/octet-stream')
+        .send(Buffer.from(JSON.stringify(body)));
+      assert.equal(res.status, 415, `${path}: ${res.text.slice(0, 300)}`);
+      assert.deepEqual(res.body.errors, [
+        { field: 'Content-Type', reason: '"application/octet-stream" is not a media type this route reads' },
+      ]);
+    }
+  });
+
   it('a batch item that is not an object gets its own error; the others are scored', async () => {
     const res = await post('fraud-scores/batch', {
       transactions: [null, 1, 'a', [], tx({ transactionId: 'ok' }), '4111 1111 1111 1111', [PAN]],

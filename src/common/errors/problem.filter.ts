@@ -274,7 +274,7 @@ function bodyTooLarge(limit: BodyLimit | undefined): AppError {
  * Fastify's 415 (no body parser reads the Content-Type, or a body came with none) as the gateway's own 415 names
  * it: UNSUPPORTED_MEDIA_TYPE naming Content-Type, saying which type (its essence, clipped) was not read.
  */
-function unreadMediaType(contentType: string | undefined): AppError {
+export function unreadMediaType(contentType: string | undefined): AppError {
   const essence = contentType?.split(';')[0].trim();
   const reason = essence
     ? `${JSON.stringify(essence.slice(0, 64))} is not a media type this route reads`

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
 import { AppError, malformedJson } from '../../common/errors/app-error';
+import { unreadMediaType } from '../../common/errors/problem.filter';
 import { charsetRefusal, firstInvalidUtf8, notUtf8At, notUtf8Error } from '../../common/http/json-charset';
 import { jsonShape, MAX_JSON_DEPTH, tooDeepError } from '../../common/http/json-depth';
 import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
@@ -65,8 +66,13 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
       accept(parsed);
     });
   });
-  fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) =>
-    done(null, body),
+  // Only the Open Inference Protocol's infer routes read raw bytes. Elsewhere the body went on as a Buffer, which a
+  // JSON route took for an object with a member per byte: each named as not accepted (a million for a megabyte), and
+  // the route's own fields as required. It is the 415 any other type this route does not read gets.
+  fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (request, body, done) =>
+    request.routeOptions.url?.startsWith('/v2/')
+      ? done(null, body)
+      : done(unreadMediaType(request.headers['content-type'])),
   );
 }
 
