@@ -70,6 +70,33 @@ describe('batch items: the compiled schema gives the DTO verdict', () => {
   }
 });
 
+describe('batch items: a value its pattern refuses is told what the field must be, as the DTO tells it', () => {
+  // ajv's words quoted the regular expression: `occurredAt: must match pattern "^\d{4}-\d{2}-\d{2}[Tt]..."`.
+  it('names what the field takes, not the pattern', () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ ...valid, transactionId: 'has space' }, 'transactionId'],
+      [{ ...valid, occurredAt: 'yesterday' }, 'occurredAt'],
+      [{ ...valid, merchant: { categoryCode: '54' } }, 'merchant.categoryCode'],
+    ];
+    for (const [sample, field] of cases) {
+      const viaSchema = fraudItemErrors(sample);
+      const viaDto = flattenValidationErrors(
+        validateSync(plainToInstance(FraudScoreRequestDto, sample), { whitelist: true, forbidNonWhitelisted: true }),
+      );
+      assert.equal(viaSchema.length, 1, JSON.stringify(viaSchema));
+      assert.equal(viaSchema[0].field, field);
+      assert.doesNotMatch(viaSchema[0].reason, /pattern/);
+      assert.ok(
+        viaDto.some((e) => e.field === field && e.reason === viaSchema[0].reason),
+        `schema ${JSON.stringify(viaSchema)} vs DTO ${JSON.stringify(viaDto)}`,
+      );
+    }
+    assert.deepEqual(fraudItemErrors({ ...valid, transactionId: 'x'.repeat(65) }), [
+      { field: 'transactionId', reason: 'must be 1-64 letters, digits or ._:-' },
+    ]);
+  });
+});
+
 describe('occurredAt: read as common/iso-time reads an instant, 4-digit years only', () => {
   const errorsOf = (occurredAt: string) => fraudItemErrors({ ...valid, occurredAt });
 

@@ -1,4 +1,4 @@
-import Ajv, { _, KeywordCxt } from 'ajv';
+import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
 import { AppError, FieldError } from '../../common/errors/app-error';
 import { isoTimeMs, NO_SUCH_TIME, TimeRange, timeRangeRefusal } from '../../common/iso-time';
 import {
@@ -8,6 +8,7 @@ import {
   FraudScoreRequestDto,
   MAX_BATCH_TRANSACTIONS,
   OCCURRED_AT,
+  PATTERN_REASONS,
 } from './fraud-score.dto';
 import { batchEnvelope, toFieldError } from './batch-envelope.util';
 
@@ -93,7 +94,14 @@ export function fraudItemErrors(item: unknown): FieldError[] {
     // The form passed (OCCURRED_AT): whether its date, time and offset exist, as the gateway reads every time.
     return Number.isNaN(isoTimeMs(item.occurredAt, OCCURRED_AT)) ? [{ field: 'occurredAt', reason: NO_SUCH_TIME }] : [];
   }
-  return (validate.errors ?? []).map(toFieldError);
+  return (validate.errors ?? []).map(fieldError);
+}
+
+/** An ajv error as a field error, a value its pattern refuses told in the DTO's words (PATTERN_REASONS). */
+function fieldError(error: ErrorObject): FieldError {
+  const field = toFieldError(error);
+  const reason = error.keyword === 'pattern' ? PATTERN_REASONS[field.field] : undefined;
+  return reason === undefined ? field : { ...field, reason };
 }
 
 const TIME_SETTINGS = { floor: 'FINANCE_EARLIEST_TIME', ahead: 'FINANCE_FUTURE_TOLERANCE_MS' };

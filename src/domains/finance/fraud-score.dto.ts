@@ -187,6 +187,16 @@ export const CURRENCIES: readonly string[] = [
   'ZWG',
 ];
 /**
+ * What a field a pattern checks must be, by its path: the DTO's words and the compiled schema's (fraudItemErrors),
+ * where ajv's own quoted the regular expression (`occurredAt: must match pattern "^\d{4}-\d{2}-..."`).
+ */
+export const PATTERN_REASONS: Readonly<Record<string, string>> = {
+  transactionId: 'must be 1-64 letters, digits or ._:-',
+  occurredAt: 'must be a date and time with its UTC offset, e.g. 2026-11-23T14:05:00+01:00',
+  'merchant.categoryCode': 'must be a 4-digit ISO 18245 merchant category code',
+};
+
+/**
  * ISO 3166-1 alpha-2 codes officially assigned (249), as validator (class-validator's engine) keeps them: a
  * maintained list, where ICU has none to enumerate and knows regions ISO does not assign (XK, EU, QO).
  * User-assigned (XA-XZ, ZZ), reserved and withdrawn codes are refused.
@@ -208,7 +218,7 @@ export class MerchantDto {
 
   /** ISO 18245 merchant category code. */
   @IsOptional()
-  @Matches(/^\d{4}$/, { message: 'categoryCode must be a 4-digit ISO 18245 merchant category code' })
+  @Matches(/^\d{4}$/, { message: `categoryCode ${PATTERN_REASONS['merchant.categoryCode']}` })
   categoryCode?: string;
 
   /** ISO 3166-1 alpha-2 country of the merchant, a code ISO assigns. */
@@ -251,7 +261,7 @@ export const OCCURRED_AT = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?
 export class FraudScoreRequestDto {
   /** The bank's transaction identifier, echoed in the answer. */
   @IsString()
-  @Matches(/^[A-Za-z0-9._:-]{1,64}$/, { message: 'transactionId must be 1-64 letters, digits or ._:-' })
+  @Matches(/^[A-Za-z0-9._:-]{1,64}$/, { message: `transactionId ${PATTERN_REASONS.transactionId}` })
   transactionId!: string;
 
   /**
@@ -262,9 +272,7 @@ export class FraudScoreRequestDto {
    */
   // The compiled schema's verdict (fraudItemErrors): validator's isISO8601 took 24:00 and refused a lower-case t.
   @IsIsoTime(OCCURRED_AT)
-  @MatchesPattern(OCCURRED_AT, {
-    message: 'occurredAt must be a date and time with its UTC offset, e.g. 2026-11-23T14:05:00+01:00',
-  })
+  @MatchesPattern(OCCURRED_AT, { message: `occurredAt ${PATTERN_REASONS.occurredAt}` })
   @ApiProperty({ example: '2026-11-23T14:05:00+01:00' })
   occurredAt!: string;
 
