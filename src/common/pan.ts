@@ -9,11 +9,9 @@
  * of such a chain with 13 to 19 digits (see containsPan), so that one written beside other digits (an expiry date, a
  * CVV, a reference) is found too.
  */
-const CHAIN = /\d+(?:[ \t\n\v\f\r\-./:_\u00a0]{1,3}\d+)*/g;
-const RUN = /\d+/g;
-
-/** Cheap pre-check: at least 13 digits in a row, allowing separators. */
-const QUICK = /\d[\d \t\n\v\f\r\-./:_\u00a0]{11,}\d/;
+const SEPARATORS: ReadonlySet<number> = new Set([...' \t\n\v\f\r-./:_\u00a0'].map((c) => c.charCodeAt(0)));
+/** A stretch of a card number holds at most this many digits, so at most this many runs. */
+const MAX_PAN_DIGITS = 19;
 
 /**
  * Characters NFKC leaves as they are that still print as a gap or as nothing between digits: spaces and line or
@@ -92,28 +90,65 @@ export function containsPan(text: string): boolean {
       .replace(OTHER_DASH, '-')
       .replace(OTHER_DIGIT, asciiDigit);
   }
-  if (!QUICK.test(text)) return false;
-  for (const chain of text.matchAll(CHAIN)) {
-    if (chain[0].length >= 13 && chainHoldsPan(chain[0])) return true;
+  return holdsPan(text);
+}
+
+const isDigit = (code: number): boolean => code >= 48 && code <= 57;
+
+/** Whether the 1 to 3 characters between two runs of digits (from `end` to `at`) are all separators. */
+function joined(text: string, end: number, at: number): boolean {
+  if (at - end > 3) return false;
+  for (let i = end; i < at; i++) if (!SEPARATORS.has(text.charCodeAt(i))) return false;
+  return true;
+}
+
+/**
+ * Whether some stretch of whole digit runs of a chain (never part of a run: a run longer than 19 digits is no card
+ * number) holds 13 to 19 digits that pass Luhn and are written as card numbers are. One pass over the text, each run
+ * looked at with the few before it in its chain that a stretch can reach, the Luhn sum carried from run to run: a
+ * regular expression over the chains and a list of every run of each took seconds for a few megabytes of `1 1 1 ...`
+ * and overflowed the stack on more (a 500 for a body field or key).
+ */
+function holdsPan(text: string): boolean {
+  const runs: Array<{ at: number; end: number }> = [];
+  let i = 0;
+  while (i < text.length) {
+    if (!isDigit(text.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    const at = i;
+    while (i < text.length && isDigit(text.charCodeAt(i))) i++;
+    if (runs.length > 0 && !joined(text, runs[runs.length - 1].end, at)) runs.length = 0;
+    runs.push({ at, end: i });
+    if (runs.length > MAX_PAN_DIGITS) runs.shift();
+    if (stretchEndingHereIsPan(text, runs)) return true;
   }
   return false;
 }
 
-/**
- * Whether some stretch of whole digit runs of `chain` (never part of a run: a run longer than 19 digits
- * is no card number) holds 13 to 19 digits that pass Luhn and are written as card numbers are.
- */
-function chainHoldsPan(chain: string): boolean {
-  const runs = [...chain.matchAll(RUN)].map((m) => ({ at: m.index, end: m.index + m[0].length, digits: m[0] }));
-  for (let first = 0; first < runs.length; first++) {
-    let digits = '';
-    for (let last = first; last < runs.length; last++) {
-      digits += runs[last].digits;
-      if (digits.length > 19) break;
-      if (digits.length < 13 || !luhnValid(digits)) continue;
-      const candidate = chain.slice(runs[first].at, runs[last].end);
-      if (SIMPLY_SPLIT.test(candidate) || grouped(candidate)) return true;
+/** Whether a stretch of `runs` that ends with the last one is a card number (chainHoldsPan's check, from the right). */
+function stretchEndingHereIsPan(text: string, runs: ReadonlyArray<{ at: number; end: number }>): boolean {
+  const last = runs[runs.length - 1];
+  let digits = 0;
+  let sum = 0;
+  let double = false;
+  for (let first = runs.length - 1; first >= 0; first--) {
+    const run = runs[first];
+    digits += run.end - run.at;
+    if (digits > MAX_PAN_DIGITS) return false;
+    for (let k = run.end - 1; k >= run.at; k--) {
+      let d = text.charCodeAt(k) - 48;
+      if (double) {
+        d *= 2;
+        if (d > 9) d -= 9;
+      }
+      sum += d;
+      double = !double;
     }
+    if (digits < 13 || sum % 10 !== 0) continue;
+    const candidate = text.slice(run.at, last.end);
+    if (SIMPLY_SPLIT.test(candidate) || grouped(candidate)) return true;
   }
   return false;
 }

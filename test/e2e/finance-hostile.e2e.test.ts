@@ -381,6 +381,18 @@ describe('finance: hostile requests', () => {
     assert.deepEqual(again.body, first.body);
   });
 
+  it('a field or key of millions of digit runs is refused for what it is, not a 500 from the card number scan', async () => {
+    // The scan's regular expression overflowed the stack on 8 MB of `1 1 1 ...`: RangeError, 500 INTERNAL.
+    const runs = '1 '.repeat(4_000_000);
+    const value = await post('fraud-scores', tx({ cardToken: runs })).expect(400);
+    assert.deepEqual(
+      value.body.errors.map((e: { field: string }) => e.field),
+      ['cardToken'],
+    );
+    const key = await post('credit-assessments', { ...APPLICANT, [runs]: 1 }).expect(400);
+    assert.equal(key.body.errors[0].reason, 'is not an accepted field');
+  });
+
   it('a body labelled application/octet-stream is the 415 naming Content-Type, not one error per byte', async () => {
     // The Open Inference Protocol's raw-bytes parser handed the Buffer on: each byte a field "is not accepted".
     for (const [path, body] of [
