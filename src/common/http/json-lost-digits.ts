@@ -13,6 +13,12 @@ const MAX_DIGITS = 19;
 /** Per object or array of a parsed body, the digits as sent of each member (or index) the parse lost digits of. */
 const lost = new WeakMap<object, Map<string | number, string>>();
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+/** What ends a number, `true`, `false` or `null` in a JSON text: a comma, a closing bracket or brace, white space. */
+const endsValue = (c: number): boolean => c === 0x2c || c === 0x5d || c === 0x7d || isSpace(c);
+
 const NUMBER = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
 
 /**
@@ -40,15 +46,17 @@ export function exactIntegerDigits(token: string, maxDigits = MAX_DIGITS): strin
  */
 export function noteLostDigits(text: string, parsed: unknown): void {
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  // Character codes, not one-character strings: a body of a million numbers is read here in well under a second.
   const space = (): void => {
-    while (i < text.length && ' \t\n\r'.includes(text[i])) i++;
+    while (i < text.length && isSpace(text.charCodeAt(i))) i++;
   };
-  const string = (): string => {
+  const skipString = (): number => {
     const start = i;
-    for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    for (i++; text.charCodeAt(i) !== QUOTE; i++) if (text.charCodeAt(i) === BACKSLASH) i++;
     i++;
-    return JSON.parse(text.slice(start, i)) as string;
+    return start;
   };
+  const string = (): string => JSON.parse(text.slice(skipString(), i)) as string;
   /** Reads the value at i, which the parse made `current`, member `key` of `holder`. */
   const value = (current: unknown, holder?: object, key?: string | number): void => {
     space();
@@ -75,13 +83,14 @@ export function noteLostDigits(text: string, parsed: unknown): void {
       }
     }
     if (c === '"') {
-      string();
+      skipString();
       return;
     }
     const start = i;
-    while (i < text.length && !',]}'.includes(text[i]) && !' \t\n\r'.includes(text[i])) i++;
+    while (i < text.length && !endsValue(text.charCodeAt(i))) i++;
     if (holder === undefined || key === undefined || typeof current !== 'number') return;
-    if (Number.isSafeInteger(current)) return;
+    // Past 2^53 and spelt with at least 16 characters: fewer digits a double keeps (String(current) says them).
+    if (Number.isSafeInteger(current) || i - start < 16) return;
     const digits = exactIntegerDigits(text.slice(start, i));
     if (digits === undefined || digits === String(Math.abs(current))) return;
     lost.set(holder, (lost.get(holder) ?? new Map<string | number, string>()).set(key, digits));
