@@ -103,6 +103,33 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(us.ultrasoundRegions[0].minY0, 16);
   });
 
+  it('refuses a whole instance followed by bytes that are no data element, saying so, not that it is truncated', () => {
+    // DCMTK's dcmdump and dcm4che's DicomInputStream refuse these too; padding is an element, (FFFC,FFFC).
+    const cases: Array<[string, string, Buffer, RegExp]> = [
+      ['US1_UNCR.dcm', '(FFFC,FFFC)', Buffer.from('JUNKJUNKJUNK\x01\x02\x03', 'latin1'), /does not follow/],
+      ['US1_UNCR.dcm', '(FFFC,FFFC)', Buffer.from('\r\n'), /too few for an element header/],
+      ['US_multiframe_jpeg_baseline.dcm', '(7FE0,0010) PixelData', Buffer.alloc(100), /does not follow/],
+      [
+        'MR_small_bigendian.dcm',
+        '(7FE0,0010) PixelData',
+        Buffer.from('\xff\xff\xff\xffXYZW', 'latin1'),
+        /no value representation/,
+      ],
+    ];
+    for (const [name, last, junk, why] of cases) {
+      const file = dicomFile(name);
+      const refused = rejection(Buffer.concat([file, junk]));
+      assert.equal(refused.reason, 'MALFORMED', name);
+      assert.doesNotMatch(refused.detail, /truncated/, name);
+      assert.ok(refused.detail.includes(`last element ${last}`), refused.detail);
+      assert.ok(refused.detail.includes(`${junk.length} more byte(s) follow that are no data element`), refused.detail);
+      assert.match(refused.detail, why, name);
+      assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), 'named by its file meta');
+    }
+    // Eight zero bytes read as an element, as DCMTK reads them: the instance stands.
+    assert.equal(parseDicomImage(Buffer.concat([dicomFile('US1_UNCR.dcm'), Buffer.alloc(8)]), LIMITS).rows, 480);
+  });
+
   it('refuses each broken or unsupported file with its own reason', () => {
     const noMeta = rejection(dicomFile('no_meta.dcm'));
     assert.equal(noMeta.reason, 'NOT_DICOM');

@@ -297,7 +297,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
     readPastExtendedOffsetTable(ds, transferSyntaxUID);
   } catch (error) {
     // Named by the file meta's UIDs: the data set that would name the instance is what failed.
-    throw dataSetRejection(error).withSop(metaClassUID, metaInstanceUID);
+    const rejection = trailingBytesRejection(error, transferSyntaxUID) ?? dataSetRejection(error);
+    throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
   try {
     return validateImage(ds, transferSyntaxUID, limits);
@@ -362,6 +363,58 @@ function readPastExtendedOffsetTable(ds: dicomParser.DataSet, transferSyntaxUID:
   if (stream.position > bytes.length) {
     throw new DicomRejected('MALFORMED', 'the file is truncated: an element runs past the end of the data');
   }
+}
+
+/** The value representations of PS3.5 6.2: an explicit VR element header names one of them. */
+const VALUE_REPRESENTATIONS = new Set(
+  'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' '),
+);
+
+/**
+ * The refusal of a data set read whole up to its PixelData and beyond, then followed by bytes that are no data
+ * element: too few for an element's header, a tag not after the last one's (PS3.5 7.1 orders them), or, in explicit
+ * VR, no value representation. DCMTK and dcm4che refuse such a file too, and PS3.10 7.2 pads a file with Data Set
+ * Trailing Padding (FFFC,FFFC), an element, so they are not read past: they may be a multipart part's next instance
+ * behind a boundary missed, which would go unanalysed, never said. It was refused as "truncated", which it is not.
+ * Undefined where the bytes could begin an element cut short: a truncated file, refused as such.
+ */
+function trailingBytesRejection(error: unknown, transferSyntaxUID: string): DicomRejected | undefined {
+  const ds = (error as { dataSet?: dicomParser.DataSet } | null)?.dataSet;
+  if (!ds) return undefined;
+  const size = ds.byteArray.length;
+  const elements = Object.values(ds.elements).sort((a, b) => a.dataOffset - b.dataOffset);
+  let last: dicomParser.Element | undefined;
+  for (const element of elements) {
+    if (element.dataOffset + element.length > size || (last && element.tag <= last.tag)) break;
+    last = element;
+  }
+  if (!last || last.tag < TAG.PixelData || !ds.elements[TAG.PixelData]) return undefined;
+  const end = last.dataOffset + last.length;
+  const why = notAnElement(ds, end, last.tag, transferSyntaxUID !== TS.ImplicitLittle);
+  if (!why) return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `the data set is whole up to its last element ${tagName(last.tag)}, which ends at byte ${end}, but ${size - end} more byte(s) follow that are no data element (${why}): a data set ends with its last element (PS3.5 7.1), and a file is padded with Data Set Trailing Padding (FFFC,FFFC) (PS3.10 7.2); bytes appended to an instance, or the rest of a multipart body behind a boundary missed, are not read past`,
+  );
+}
+
+/** Why the bytes from `at` on cannot begin the element after `lastTag`; undefined where they can. */
+function notAnElement(ds: dicomParser.DataSet, at: number, lastTag: string, explicit: boolean): string | undefined {
+  if (ds.byteArray.length - at < 8) return 'too few for an element header';
+  const group = ds.byteArrayParser.readUint16(ds.byteArray, at);
+  const element = ds.byteArrayParser.readUint16(ds.byteArray, at + 2);
+  const tag = `x${group.toString(16).padStart(4, '0')}${element.toString(16).padStart(4, '0')}`;
+  if (tag <= lastTag) return "their tag does not follow the last element's";
+  const vr = Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1');
+  if (explicit && !VALUE_REPRESENTATIONS.has(vr)) return 'they name no value representation';
+  return undefined;
+}
+
+/** `x7fe00010` -> `(7FE0,0010)`, with its keyword where the gateway knows it. */
+function tagName(tag: string): string {
+  const hex = tag.slice(1).toUpperCase();
+  const keyword = (Object.keys(TAG) as Array<keyof typeof TAG>).find((k) => TAG[k] === tag);
+  return `(${hex.slice(0, 4)},${hex.slice(4)})${keyword ? ` ${keyword}` : ''}`;
 }
 
 /** Why dicom-parser could not read the data set, as a refusal. */
