@@ -126,8 +126,22 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
       assert.match(refused.detail, why, name);
       assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), 'named by its file meta');
     }
+    // Implicit VR too, whose elements dicom-parser read past the end of the data: the junk was taken as an element.
+    const implicit = rejection(Buffer.concat([dicomFile('MR_small_implicit.dcm'), Buffer.from('JUNKJUNKJUNK')]));
+    assert.match(implicit.detail, /last element \(7FE0,0010\) PixelData, which ends at byte \d+, but 12 more byte/);
     // Eight zero bytes read as an element, as DCMTK reads them: the instance stands.
     assert.equal(parseDicomImage(Buffer.concat([dicomFile('US1_UNCR.dcm'), Buffer.alloc(8)]), LIMITS).rows, 480);
+  });
+
+  it('refuses a truncated implicit VR file as truncated, naming the element cut short, before any frame is decoded', () => {
+    const whole = dicomFile('MR_small_implicit.dcm');
+    const cut = rejection(whole.subarray(0, whole.length - 100));
+    assert.equal(cut.reason, 'MALFORMED');
+    assert.match(
+      cut.detail,
+      /^the file is truncated: the element \(7FE0,0010\) PixelData runs past the end of the data/,
+    );
+    assert.equal(cut.sop?.instanceUID, uidOf(whole, '00020003'));
   });
 
   it('refuses each broken or unsupported file with its own reason', () => {

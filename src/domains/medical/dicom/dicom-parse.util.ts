@@ -294,10 +294,12 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       // Implicit VR reads every length right; explicit VR stops there, to read the rest past dicom-parser's misreading.
       untilTag: transferSyntaxUID === TS.ImplicitLittle ? undefined : TAG.ExtendedOffsetTable,
     });
+    throwOnOverrun(ds, transferSyntaxUID);
     readPastExtendedOffsetTable(ds, transferSyntaxUID);
   } catch (error) {
     // Named by the file meta's UIDs: the data set that would name the instance is what failed.
-    const rejection = trailingBytesRejection(error, transferSyntaxUID) ?? dataSetRejection(error);
+    const partial = (error as { dataSet?: dicomParser.DataSet } | null)?.dataSet;
+    const rejection = (partial && trailingBytesRejection(partial, transferSyntaxUID)) ?? dataSetRejection(error);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
   try {
@@ -365,6 +367,24 @@ function readPastExtendedOffsetTable(ds: dicomParser.DataSet, transferSyntaxUID:
   }
 }
 
+/**
+ * Throws, as dicom-parser does for explicit VR, where an element runs past the end of the data: its implicit VR
+ * reader records the length an element claims and goes on, so a truncated implicit VR file was accepted, and
+ * failed only at decoding ("Offset is outside the bounds of the DataView"), and appended junk was read as an element.
+ */
+function throwOnOverrun(ds: dicomParser.DataSet, transferSyntaxUID: string): void {
+  const size = ds.byteArray.length;
+  const overrun = Object.values(ds.elements).find((element) => element.dataOffset + element.length > size);
+  if (!overrun) return;
+  throw (
+    trailingBytesRejection(ds, transferSyntaxUID) ??
+    new DicomRejected(
+      'MALFORMED',
+      `the file is truncated: the element ${tagName(overrun.tag)} runs past the end of the data (${overrun.length} bytes from byte ${overrun.dataOffset}, ${size} bytes in all)`,
+    )
+  );
+}
+
 /** The value representations of PS3.5 6.2: an explicit VR element header names one of them. */
 const VALUE_REPRESENTATIONS = new Set(
   'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' '),
@@ -378,9 +398,7 @@ const VALUE_REPRESENTATIONS = new Set(
  * behind a boundary missed, which would go unanalysed, never said. It was refused as "truncated", which it is not.
  * Undefined where the bytes could begin an element cut short: a truncated file, refused as such.
  */
-function trailingBytesRejection(error: unknown, transferSyntaxUID: string): DicomRejected | undefined {
-  const ds = (error as { dataSet?: dicomParser.DataSet } | null)?.dataSet;
-  if (!ds) return undefined;
+function trailingBytesRejection(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
   const size = ds.byteArray.length;
   const elements = Object.values(ds.elements).sort((a, b) => a.dataOffset - b.dataOffset);
   let last: dicomParser.Element | undefined;
