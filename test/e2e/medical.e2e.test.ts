@@ -21,6 +21,7 @@ import {
 import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.util';
 import { decodeFrame, initialisePixelCodecs } from '../../src/domains/medical/dicom/pixel-decode.util';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
+import { srSeries } from '../../src/domains/medical/sr/sr-series.util';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { until } from '../fixtures/until';
@@ -208,6 +209,52 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     // The study's date and time are copied in the source's offset (-0400), which the SR states for all of its own.
     assert.deepEqual([dict['00080020'].Value?.[0], dict['00080030'].Value?.[0]], ['20040826', '185059']);
     assert.equal(dict['00080201'].Value?.[0], '-0400');
+  });
+
+  it("puts the SRs of a study's images in one series, each numbered by its image, the same after a restart", async () => {
+    const study = '1.2.826.0.1.3680043.9.7431.115.1';
+    const first = rewriteDicom(dicomFile('US1_UNCR.dcm'), { StudyInstanceUID: study });
+    const second = rewriteDicom(first, {
+      SOPInstanceUID: '1.2.826.0.1.3680043.9.7431.115.3',
+      SeriesInstanceUID: '1.2.826.0.1.3680043.9.7431.115.2',
+    });
+    const other = rewriteDicom(first, { StudyInstanceUID: '1.2.826.0.1.3680043.9.7431.115.9' });
+    const srOf = async (source: Buffer): Promise<Record<string, { Value?: unknown[] | null }>> => {
+      const res = await postDicom(source, 'application/dicom')
+        .buffer(true)
+        .parse((r, done) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => done(null, Buffer.concat(chunks)));
+        });
+      assert.equal(res.status, 200);
+      const sr = res.body as Buffer;
+      return dcmjsData.DicomMessage.readFile(sr.buffer.slice(sr.byteOffset, sr.byteOffset + sr.length) as ArrayBuffer)
+        .dict;
+    };
+    const [a, b, again, elsewhere] = [await srOf(first), await srOf(second), await srOf(first), await srOf(other)];
+    const series = (dict: Record<string, { Value?: unknown[] | null }>) => dict['0020000E'].Value?.[0];
+    const number = (dict: Record<string, { Value?: unknown[] | null }>) => Number(dict['00200013'].Value?.[0]);
+    assert.equal(series(a), series(b), 'one series for the study');
+    assert.equal(series(again), series(a));
+    assert.notEqual(series(elsewhere), series(a), 'another study, another series');
+    assert.notEqual(number(a), number(b), 'two images, two numbers');
+    assert.equal(number(again), number(a), 'the same image analysed again keeps its number');
+    assert.notEqual(a['00080018'].Value?.[0], again['00080018'].Value?.[0], 'each SR is an instance of its own');
+    assert.equal(a['00080021'], undefined, 'no SeriesDate: each SR would state its own');
+    // Worked out from the study, the image and the secret: a restarted gateway, or another with the secret, agrees.
+    const digester = app.get(AuditInputDigester);
+    const expected = srSeries(
+      (parts) => digester.digest(parts.map((p) => Buffer.from(p))),
+      study,
+      uidOf(first, '00080018'),
+      {
+        name: 'breast-us-lesion',
+        version: '1',
+      },
+    );
+    assert.equal(series(a), expected.seriesInstanceUID);
+    assert.equal(number(a), expected.instanceNumber);
   });
 
   it('writes the SR in the transfer syntax Accept names, and refuses one it cannot write with 406, analysing nothing', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createHmac } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
 import { data, log } from 'dcmjs';
 import { preferredMediaType } from '../../src/domains/medical/accept-header.util';
@@ -7,6 +8,7 @@ import { AppError } from '../../src/common/errors/app-error';
 import { answerContentType, answerForm } from '../../src/domains/medical/sr/sr-negotiation.util';
 import { STORE_RESPONSE_TYPES } from '../../src/domains/medical/stow/stow.service';
 import { buildLesionSr, newUid } from '../../src/domains/medical/sr/lesion-sr.util';
+import { srSeries, uuidUid } from '../../src/domains/medical/sr/sr-series.util';
 import { SR_FINDINGS, SR_OPTIONS, SR_SOURCE } from '../fixtures/sr-fixtures';
 
 interface Code {
@@ -77,7 +79,7 @@ const numOf = (item: Item): [number, string] => {
 const UID_2_25 = /^2\.25\.(0|[1-9][0-9]*)$/;
 
 describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
-  it('is a Comprehensive SR in the source study, in a new series, with the source patient and study', () => {
+  it('is a Comprehensive SR in the source study, in its SR series, with the source patient and study', () => {
     const { meta, doc } = parse(buildLesionSr(SOURCE, FINDINGS, OPTIONS));
     assert.equal(meta.TransferSyntaxUID, '1.2.840.10008.1.2.1');
     assert.equal(meta.MediaStorageSOPClassUID, '1.2.840.10008.5.1.4.1.1.88.33');
@@ -107,7 +109,8 @@ describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
     assert.equal(doc.CompletionFlag, 'COMPLETE');
     assert.equal(doc.VerificationFlag, 'UNVERIFIED');
     assert.equal(Number(doc.SeriesNumber), 9901);
-    assert.equal(Number(doc.InstanceNumber), 1);
+    assert.equal(doc.SeriesInstanceUID, OPTIONS.series.seriesInstanceUID, 'the series it is given');
+    assert.equal(Number(doc.InstanceNumber), OPTIONS.series.instanceNumber);
     assert.equal(doc.Manufacturer, 'regulated-inference-gateway');
     assert.equal(doc.ManufacturerModelName, 'breast-us-lesion');
     assert.equal(doc.SoftwareVersions, '3.1.0');
@@ -123,6 +126,39 @@ describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
       ReferencedSOPClassUID: US_IMAGE,
       ReferencedSOPInstanceUID: SOURCE.sopInstanceUID,
     });
+  });
+
+  it('works out one SR series per study and model version, and a number per source image, from a keyed hash', () => {
+    const hash = (parts: readonly string[]) => createHmac('sha256', 'secret').update(parts.join('\0')).digest('hex');
+    const model = { name: 'breast-us-lesion', version: '3' };
+    const of = (study: string, image: string, m = model) => srSeries(hash, study, image, m);
+    const a = of('1.2.3', '1.2.3.4.1');
+    assert.deepEqual(of('1.2.3', '1.2.3.4.1'), a, 'the same for the same study and image, whenever worked out');
+    assert.equal(of('1.2.3', '1.2.3.4.2').seriesInstanceUID, a.seriesInstanceUID, 'another image of the study');
+    assert.notEqual(of('1.2.3', '1.2.3.4.2').instanceNumber, a.instanceNumber);
+    assert.notEqual(of('1.2.4', '1.2.3.4.1').seriesInstanceUID, a.seriesInstanceUID, 'another study');
+    assert.notEqual(of('1.2.3', '1.2.3.4.1', { ...model, version: '4' }).seriesInstanceUID, a.seriesInstanceUID);
+    const other = srSeries(
+      (p) => createHmac('sha256', 'other').update(p.join('\0')).digest('hex'),
+      '1.2.3',
+      '1.2.3.4.1',
+      model,
+    );
+    assert.notEqual(other.seriesInstanceUID, a.seriesInstanceUID, 'under another secret');
+    // A version 8 UUID's value under 2.25, at most 64 characters; numbers in IS's 1..2^31-1.
+    for (let i = 0; i < 200; i++) {
+      const { seriesInstanceUID, instanceNumber } = of(`1.2.${i}`, `1.2.${i}.1`);
+      assert.match(seriesInstanceUID, UID_2_25);
+      const hex = BigInt(seriesInstanceUID.slice(5)).toString(16).padStart(32, '0');
+      assert.equal(hex[12], '8', 'version 8');
+      assert.ok(['8', '9', 'a', 'b'].includes(hex[16]), 'variant 10');
+      assert.ok(Number.isInteger(instanceNumber) && instanceNumber >= 1 && instanceNumber <= 2 ** 31 - 1);
+    }
+    assert.equal(uuidUid('f'.repeat(32)), `2.25.${BigInt('0xffffffffffff8fffbfffffffffffffff').toString()}`);
+    assert.throws(
+      () => buildLesionSr(SOURCE, FINDINGS, { ...OPTIONS, series: { ...OPTIONS.series, instanceNumber: 2 ** 31 } }),
+      /instanceNumber/,
+    );
   });
 
   it('has the TID 1500 root, language, device observer, procedure and image library', () => {
@@ -299,7 +335,7 @@ describe('medical: lesion findings as a TID 1500 Comprehensive SR', () => {
     assert.equal(east.TimezoneOffsetFromUTC, '+0530');
     assert.deepEqual([east.ContentDate, east.ContentTime], ['20250304', '103607']);
     assert.deepEqual([east.InstanceCreationDate, east.InstanceCreationTime], ['20250304', '103607']);
-    assert.deepEqual([east.SeriesDate, east.SeriesTime], ['20250304', '103607']);
+    assert.deepEqual([east.SeriesDate, east.SeriesTime], [undefined, undefined], 'the series holds other SRs too');
     assert.deepEqual([east.StudyDate, east.StudyTime], ['20250301', '093000'], 'the study stays in its own offset');
     const west = at('-0600');
     assert.equal(west.TimezoneOffsetFromUTC, '-0600');

@@ -8,6 +8,7 @@ import { InstanceFindingsDto, StudyFindingsDto } from './lesion-detection.dto';
 import { InstanceAnalysis, LesionDetectionService } from './lesion-detection.service';
 import { PatientDataProtector } from './patient-data.util';
 import { buildLesionSr, type SrTransferSyntax } from './sr/lesion-sr.util';
+import { srSeries } from './sr/sr-series.util';
 
 interface SealedRefs {
   studyInstanceUID: string;
@@ -150,6 +151,12 @@ export class MedicalIntakeService {
         deviceObserverUID: this.deviceUid,
         manufacturer: 'regulated-inference-gateway',
         transferSyntax,
+        series: srSeries(
+          (parts) => this.digester.digest(parts.map((part) => Buffer.from(part))),
+          image.studyInstanceUID,
+          image.sopInstanceUID,
+          findings.model,
+        ),
       },
     );
     return Buffer.from(sr);

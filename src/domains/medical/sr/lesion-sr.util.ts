@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { data, log, type Logger, type NaturalDataset } from 'dcmjs';
+import type { SrSeries } from './sr-series.util';
 
 /**
  * Lesion findings as a DICOM Comprehensive SR following TID 1500 (Measurement Report), so a PACS
@@ -61,6 +62,8 @@ export interface SrOptions {
   now?: Date;
   /** Default '2.25' (UUID-derived UIDs). */
   uidRoot?: string;
+  /** The series the SR goes in and its InstanceNumber: one series per study and model version (srSeries). */
+  series: SrSeries;
   /** The data set's encoding; default explicit VR little endian, the default of DICOMweb (PS3.18 8.7.3.5.2). */
   transferSyntax?: SrTransferSyntax;
 }
@@ -159,7 +162,7 @@ export function buildLesionSr(source: SrSourceImage, findings: SrFinding[], opti
   const image = imageReference(source);
 
   const content: NaturalDataset = {
-    ...documentHeader(source, options, now, sopInstanceUID, newUid(root)),
+    ...documentHeader(source, options, now, sopInstanceUID),
     ValueType: 'CONTAINER',
     ConceptNameCodeSequence: [code(CODES.report)],
     ContinuityOfContent: 'SEPARATE',
@@ -234,13 +237,7 @@ function toArrayBuffer(bytes: Buffer): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
-function documentHeader(
-  source: SrSourceImage,
-  options: SrOptions,
-  now: Date,
-  sopInstanceUID: string,
-  seriesInstanceUID: string,
-): NaturalDataset {
+function documentHeader(source: SrSourceImage, options: SrOptions, now: Date, sopInstanceUID: string): NaturalDataset {
   // One offset holds for every date and time of an instance (PS3.3 C.12.1.1.8), the copied StudyDate and
   // StudyTime among them, which are in the source's: the SR's own are written in that offset and say so. A
   // source that states none leaves the SR stating none too, rather than claiming its study time is UTC.
@@ -265,16 +262,16 @@ function documentHeader(
     PatientBirthDate: copiedValue('PatientBirthDate', source.patient.PatientBirthDate),
     PatientSex: copiedValue('PatientSex', source.patient.PatientSex),
     Modality: 'SR',
-    SeriesInstanceUID: seriesInstanceUID,
+    // One series holds every SR of the study: SeriesDate and SeriesTime (Type 3), when the series started, are left
+    // out rather than each SR stating its own.
+    SeriesInstanceUID: options.series.seriesInstanceUID,
     SeriesNumber: SERIES_NUMBER,
-    SeriesDate: date,
-    SeriesTime: time,
     SeriesDescription: 'AI lesion measurements',
     ReferencedPerformedProcedureStepSequence: [],
     Manufacturer: options.manufacturer,
     ManufacturerModelName: options.model.name,
     SoftwareVersions: options.model.version,
-    InstanceNumber: 1,
+    InstanceNumber: options.series.instanceNumber,
     ContentDate: date,
     ContentTime: time,
     CompletionFlag: 'COMPLETE',
@@ -490,6 +487,7 @@ function checkInputs(source: SrSourceImage, findings: SrFinding[], options: SrOp
     ['source.sopInstanceUID', source.sopInstanceUID],
     ['source.sopClassUID', source.sopClassUID],
     ['options.deviceObserverUID', options.deviceObserverUID],
+    ['options.series.seriesInstanceUID', options.series.seriesInstanceUID],
   ];
   for (const [field, uid] of uids) {
     if (uid.length > 64 || !UID_PATTERN.test(uid)) throw new RangeError(`${field} is not a valid UID`);
@@ -506,6 +504,10 @@ function checkInputs(source: SrSourceImage, findings: SrFinding[], options: SrOp
   }
   if (options.transferSyntax !== undefined && !Object.hasOwn(SR_TRANSFER_SYNTAXES, options.transferSyntax)) {
     throw new RangeError(`options.transferSyntax ${options.transferSyntax} is not one the SR is written in`);
+  }
+  const number = options.series.instanceNumber;
+  if (!Number.isInteger(number) || number < 1 || number > 2 ** 31 - 1) {
+    throw new RangeError('options.series.instanceNumber must be an integer from 1 to 2^31 - 1 (IS)');
   }
   checkFrame('source.frameNumber', source.frameNumber);
   checkProbability('options.malignancyProbability', options.malignancyProbability);
