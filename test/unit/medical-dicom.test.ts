@@ -129,6 +129,15 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     // Implicit VR too, whose elements dicom-parser read past the end of the data: the junk was taken as an element.
     const implicit = rejection(Buffer.concat([dicomFile('MR_small_implicit.dcm'), Buffer.from('JUNKJUNKJUNK')]));
     assert.match(implicit.detail, /last element \(7FE0,0010\) PixelData, which ends at byte \d+, but 12 more byte/);
+    // PixelData one byte short: what follows is read out of step, with a VR of two odd bytes; its length is odd.
+    const file = dicomFile('US1_UNCR.dcm');
+    const pixelData = file.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00, 0x4f, 0x42]));
+    const short = Buffer.from(file);
+    short.writeUInt32LE(file.readUInt32LE(pixelData + 8) - 1, pixelData + 8);
+    assert.match(
+      rejection(short).detail,
+      /last element \(7FE0,0010\) PixelData \(its length, 921599, is odd: PS3\.5 7\.1\.1 makes it even\), which ends at byte \d+, but \d+ more byte\(s\) follow that are no data element \(they name no value representation\)/,
+    );
     // Eight zero bytes read as an element, as DCMTK reads them: the instance stands.
     assert.equal(parseDicomImage(Buffer.concat([dicomFile('US1_UNCR.dcm'), Buffer.alloc(8)]), LIMITS).rows, 480);
   });

@@ -401,18 +401,23 @@ const VALUE_REPRESENTATIONS = new Set(
 function trailingBytesRejection(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
   const size = ds.byteArray.length;
   const elements = Object.values(ds.elements).sort((a, b) => a.dataOffset - b.dataOffset);
+  const explicit = transferSyntaxUID !== TS.ImplicitLittle;
   let last: dicomParser.Element | undefined;
   for (const element of elements) {
     if (element.dataOffset + element.length > size || (last && element.tag <= last.tag)) break;
+    // dicom-parser takes any two bytes for a VR: an element read out of step is none.
+    if (explicit && !VALUE_REPRESENTATIONS.has(element.vr ?? '')) break;
     last = element;
   }
   if (!last || last.tag < TAG.PixelData || !ds.elements[TAG.PixelData]) return undefined;
   const end = last.dataOffset + last.length;
-  const why = notAnElement(ds, end, last.tag, transferSyntaxUID !== TS.ImplicitLittle);
+  const why = notAnElement(ds, end, last.tag, explicit);
   if (!why) return undefined;
+  // An odd length (PS3.5 7.1.1 makes every value's even) puts the next element out of step: say so first.
+  const odd = last.length % 2 === 1 ? ` (its length, ${last.length}, is odd: PS3.5 7.1.1 makes it even)` : '';
   return new DicomRejected(
     'MALFORMED',
-    `the data set is whole up to its last element ${tagName(last.tag)}, which ends at byte ${end}, but ${size - end} more byte(s) follow that are no data element (${why}): a data set ends with its last element (PS3.5 7.1), and a file is padded with Data Set Trailing Padding (FFFC,FFFC) (PS3.10 7.2); bytes appended to an instance, or the rest of a multipart body behind a boundary missed, are not read past`,
+    `the data set is whole up to its last element ${tagName(last.tag)}${odd}, which ends at byte ${end}, but ${size - end} more byte(s) follow that are no data element (${why}): a data set ends with its last element (PS3.5 7.1), and a file is padded with Data Set Trailing Padding (FFFC,FFFC) (PS3.10 7.2); bytes appended to an instance, or the rest of a multipart body behind a boundary missed, are not read past`,
   );
 }
 
