@@ -497,6 +497,12 @@ describe('medical: the multipart/related Content-Type of a STOW-RS request', () 
     assert.deepEqual(parts(tail), expected, 'no preamble');
     // A boundary only inside lines is none at all; one starting a line must still end it.
     assert.throws(() => parts('preamble --XyZ\r\nbody --XyZ--'), /contains no multipart boundary/);
+    // Found in the sweep: a body written with another boundary was refused without naming the one looked for.
+    assert.throws(
+      () => parts('--Other\r\n\r\nONE\r\n--Other--'),
+      /no line starts with "--XyZ", the delimiter of the boundary the Content-Type names/,
+    );
+    assert.throws(() => parts(''), /the body is empty/);
     assert.throws(() => parts('preamble\r\n--XyZ junk\r\n'), /malformed multipart delimiter line/);
   });
 

@@ -86,11 +86,20 @@ function firstDelimiter(body: Buffer, delimiter: Buffer): number {
  * where it ends: a binary DICOM part is the bytes between its blank line and the next delimiter, whichever
  * the line breaks.
  */
+/**
+ * Why a body holds no delimiter: empty, or none of its lines starts with the boundary the Content-Type names
+ * (at most 70 characters, so it is quoted): a body written with another boundary than its header gives, most often.
+ */
+function noDelimiter(body: Buffer, boundary: string): string {
+  if (body.length === 0) return 'the body is empty: it holds no multipart delimiter line';
+  return `the body contains no multipart boundary: no line starts with "--${boundary}", the delimiter of the boundary the Content-Type names (is the body written with another boundary?)`;
+}
+
 export function splitMultipart(body: Buffer, boundary: string, maxParts = Infinity): MultipartPart[] {
   const delimiter = Buffer.from(`--${boundary}`);
   const parts: MultipartPart[] = [];
   let at = firstDelimiter(body, delimiter);
-  if (at < 0) throw new MultipartError('the body contains no multipart boundary');
+  if (at < 0) throw new MultipartError(noDelimiter(body, boundary));
   /** The body's line break, as its first delimiter line ends: CRLF (RFC 2046) or, tolerated, a bare LF. */
   let eol: Buffer | undefined;
   for (;;) {
