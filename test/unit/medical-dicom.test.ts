@@ -153,6 +153,18 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(cut.sop?.instanceUID, uidOf(whole, '00020003'));
   });
 
+  it('refuses a deflated file cut short as truncated, not as a data set that cannot be parsed', () => {
+    // Found in the sweep: zlib's own words came through, "the data set cannot be parsed (unexpected end of file)".
+    const whole = local('MR_small_deflated.dcm');
+    const cut = rejection(whole.subarray(0, whole.length - 500));
+    assert.equal(cut.reason, 'MALFORMED');
+    assert.match(
+      cut.detail,
+      /^the file is truncated: its deflated data set \(transfer syntax 1\.2\.840\.10008\.1\.2\.1\.99\) ends before the deflate stream does$/,
+    );
+    assert.equal(cut.sop?.instanceUID, uidOf(whole, '00020003'));
+  });
+
   it('refuses each broken or unsupported file with its own reason', () => {
     const noMeta = rejection(dicomFile('no_meta.dcm'));
     assert.equal(noMeta.reason, 'NOT_DICOM');

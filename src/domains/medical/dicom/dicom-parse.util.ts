@@ -284,6 +284,13 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
           full = Buffer.allocUnsafe(position + inflated.length);
           full.set(inflated, position);
         } catch (error) {
+          // zlib's "unexpected end of file": the stream was cut before its last block, as a truncated file is.
+          if ((error as { code?: unknown }).code === 'Z_BUF_ERROR') {
+            throw new DicomRejected(
+              'MALFORMED',
+              `the file is truncated: its deflated data set (transfer syntax ${TS.Deflated}) ends before the deflate stream does`,
+            );
+          }
           // Past the limit, or more than this process can hold: Node's own words name neither the file nor the limit.
           if (!(error instanceof RangeError)) throw error;
           throw new DicomRejected('MALFORMED', tooLargeToInflate(limit, error));
