@@ -8,6 +8,7 @@ import {
   NOT_AN_EVENT_ID,
   REPLAY_LIMIT,
   resumeAlarms,
+  SharedAlarmReads,
 } from '../../src/domains/manufacturing/alarm-resume.util';
 import type { AlarmEvent, StreamedAlarm } from '../../src/domains/manufacturing/plant-stream.service';
 
@@ -288,6 +289,78 @@ describe('alarm stream resume (Last-Event-ID)', () => {
         ['alarm', '44', alarm(44).at],
       ],
     );
+  });
+
+  // Before, each stream read the table on each notification: with many dashboards open, as many reads, each taking
+  // the alarm order lock that alarm inserts wait on.
+  it("makes one read per notification for all of a gateway's streams, from the lowest id, each sent what is after its own", async () => {
+    const live = new Subject<StreamedAlarm>();
+    const stored$ = new Subject<void>();
+    const rows = [stored(9), stored(7), stored(5)];
+    const { log, answer } = heldLog(rows, 9n);
+    const reads: Array<[bigint, number, bigint | undefined]> = [];
+    const newestAfter = log.newestAfter.bind(log);
+    log.newestAfter = (after, limit, below) => {
+      reads.push([after, limit, below]);
+      return newestAfter(after, limit, below);
+    };
+    const shared = new SharedAlarmReads(log);
+    const open = (after: bigint) => {
+      const items: AlarmStreamItem[] = [];
+      resumeAlarms(live, log, after, stored$, shared).subscribe({ next: (item) => items.push(item) });
+      return items;
+    };
+    const streams = [9n, 5n, 7n].map(open);
+    answer();
+    await settle();
+    // Another gateway stores 10 and 11, not notified yet: a fourth stream, opened after 10, replays 11 and is at 11.
+    rows.unshift(stored(11), stored(10));
+    streams.push(open(10n));
+    await settle();
+    assert.equal(reads.length, 4, "each stream's replay");
+    reads.length = 0;
+
+    stored$.next();
+    await settle();
+    assert.deepEqual(reads, [[9n, REPLAY_LIMIT + 1, undefined]], 'one read for the four streams, from the lowest id');
+    rows.unshift(stored(12));
+    stored$.next();
+    await settle();
+    assert.equal(reads.length, 2, 'one read per notification');
+    const ids = (items: AlarmStreamItem[]) => items.map((i) => (i.kind === 'alarm' ? i.id : i.kind));
+    assert.deepEqual(streams.map(ids), [
+      ['10', '11', '12'],
+      ['7', '9', '10', '11', '12'],
+      ['9', '10', '11', '12'],
+      ['11', '12'],
+    ]);
+  });
+
+  it('a shared read gives each stream what its own read would have, gaps included, and the next read waits for it', async () => {
+    const rows = Array.from({ length: REPLAY_LIMIT + 10 }, (_, i) => stored(REPLAY_LIMIT + 10 - i));
+    const { log, answer } = heldLog(rows);
+    let running = 0;
+    let most = 0;
+    const newestAfter = log.newestAfter.bind(log);
+    log.newestAfter = async (after, limit, below) => {
+      most = Math.max(most, ++running);
+      try {
+        return await newestAfter(after, limit, below);
+      } finally {
+        running--;
+      }
+    };
+    const shared = new SharedAlarmReads(log);
+    const first = [0n, 5n, 100n].map((after) => shared.newestAfter(after));
+    await Promise.resolve();
+    // Asked while that read runs: a read after it.
+    const second = shared.newestAfter(BigInt(REPLAY_LIMIT + 5));
+    answer();
+    for (const [i, after] of [0n, 5n, 100n].entries()) {
+      assert.deepEqual(await first[i], await newestAfter(after, REPLAY_LIMIT + 1));
+    }
+    assert.deepEqual(await second, await newestAfter(BigInt(REPLAY_LIMIT + 5), REPLAY_LIMIT + 1));
+    assert.equal(most, 1, 'one read at a time');
   });
 
   it('ends when the alarms stored cannot be read, and lets go of what tells it of them', async () => {

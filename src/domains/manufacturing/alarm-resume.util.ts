@@ -35,6 +35,57 @@ export interface AlarmLog {
   newestId(): Promise<bigint>;
 }
 
+type StoredRows = Array<AlarmData & { id: string }>;
+
+/**
+ * The catch-up reads of one gateway's alarm streams, shared: each notification of another gateway's alarms fires every
+ * open stream at once, and a read each (every one taking the alarm order lock, which alarm inserts wait on) made one
+ * database read per dashboard per alarm. The streams that ask before a read starts (those fired by one notification,
+ * in the same turn) join it: one read from the lowest of their ids, each given the rows after its own. Those that ask
+ * while it runs join the next, started when it is done: a read already begun may have missed what they were told of.
+ *
+ * A stream given the rows after its id of the newest REPLAY_LIMIT + 1 after a lower id is given what a read of its own
+ * would have returned: the rows above its id are the newest, so they are all there, or REPLAY_LIMIT + 1 of them are.
+ * The read is in insert order (AlarmLog.newestAfter): every alarm below the newest it returned is committed.
+ */
+export class SharedAlarmReads {
+  /** The read that has not started yet, and the lowest id of those waiting on it. */
+  private next: { after: bigint; rows: Promise<StoredRows> } | undefined;
+  /** The read in progress (or waiting to start), if any: the one after it starts when it is done. */
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly log: AlarmLog) {}
+
+  /** The stored alarms after `after`, newest first, at most REPLAY_LIMIT + 1: as `log.newestAfter` answers. */
+  async newestAfter(after: bigint): Promise<StoredRows> {
+    const batch = this.next ?? this.open();
+    if (after < batch.after) batch.after = after;
+    const rows = await batch.rows;
+    return rows.filter((row) => BigInt(row.id) > after);
+  }
+
+  /** A read that starts once those asking in this turn have joined it, and the read before it is done. */
+  private open(): { after: bigint; rows: Promise<StoredRows> } {
+    const batch: { after: bigint; rows: Promise<StoredRows> } = { after: MAX_BIGINT, rows: Promise.resolve([]) };
+    // The streams fired by one notification all ask in the turn it came in (a subject's subscribers, in turn).
+    batch.rows = (this.running ?? Promise.resolve()).then(() => {
+      // Those asking from now on wait for the next read.
+      if (this.next === batch) this.next = undefined;
+      return this.log.newestAfter(batch.after, REPLAY_LIMIT + 1);
+    });
+    this.next = batch;
+    const running = batch.rows.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.running = running;
+    void running.then(() => {
+      if (this.running === running) this.running = undefined;
+    });
+    return batch;
+  }
+}
+
 /**
  * What the alarm stream sends, in order. `id` is what the client's last event id becomes: an alarm's row id, or,
  * for an alarm that must not move it (not stored, or stored late: see resumeAlarms), the one it already has.
@@ -69,7 +120,8 @@ export type AlarmStreamItem =
  * With `stored` (on a PostgreSQL server: each time another gateway stores alarms, and each time the listener for
  * them starts listening, again after a drop), the stored alarms after the client's id are read and sent as soon as
  * it fires, not only before this gateway's next alarm: another gateway's reach the client within a read's time.
- * Fires that come during a read are taken up by one read after it. A live alarm that such a read has sent already
+ * Fires that come during a read are taken up by one read after it. Those reads go through `reads`, shared by the
+ * gateway's streams (one read per notification however many are open; by default the stream's own). A live alarm that such a read has sent already
  * (this gateway's own, read from the table before it was streamed) is not sent again: every id above where the
  * replay left the client and at or below the client's id has been sent, or named by an `alarms-missed` event.
  *
@@ -83,6 +135,7 @@ export function resumeAlarms(
   log: AlarmLog,
   after: bigint | undefined,
   stored?: Observable<unknown>,
+  reads = new SharedAlarmReads(log),
 ): Observable<AlarmStreamItem> {
   return new Observable<AlarmStreamItem>((subscriber) => {
     /** Live alarms not sent yet, in the order streamed. */
@@ -127,7 +180,8 @@ export function resumeAlarms(
     const catchUp = (): void => {
       reading = true;
       storedSince = false;
-      missed(log, position).then(
+      const after = position;
+      itemsOf(() => reads.newestAfter(after), after).then(
         (items) => {
           if (subscriber.closed || !sendRead(items)) return;
           reading = false;
@@ -222,10 +276,15 @@ async function replay(log: AlarmLog, after: bigint | undefined): Promise<AlarmSt
  * The stored alarms after `after` (and below `below`), oldest first: the newest REPLAY_LIMIT, after a gap saying
  * which are not sent where there are more. A read that fails is `unreadable`.
  */
-async function missed(log: AlarmLog, after: bigint, below?: bigint): Promise<AlarmStreamItem[]> {
-  let rows: Array<AlarmData & { id: string }>;
+function missed(log: AlarmLog, after: bigint, below?: bigint): Promise<AlarmStreamItem[]> {
+  return itemsOf(() => log.newestAfter(after, REPLAY_LIMIT + 1, below), after);
+}
+
+/** What `read` (the newest REPLAY_LIMIT + 1 stored alarms after `after`) gives to send: see missed. */
+async function itemsOf(read: () => Promise<StoredRows>, after: bigint): Promise<AlarmStreamItem[]> {
+  let rows: StoredRows;
   try {
-    rows = await log.newestAfter(after, REPLAY_LIMIT + 1, below);
+    rows = await read();
   } catch {
     return [{ kind: 'unreadable' }];
   }

@@ -13,7 +13,7 @@ import {
   storageUnavailable,
 } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
-import { AlarmData, AlarmLog, AlarmStreamItem, resumeAlarms } from './alarm-resume.util';
+import { AlarmData, AlarmLog, AlarmStreamItem, resumeAlarms, SharedAlarmReads } from './alarm-resume.util';
 import { alarmDirection, alarmKind, alarmMetric, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
 import { addOpening, AssetWindow, OpeningRow, ReadingIn, ReleasedReading } from './asset-window.util';
@@ -1379,7 +1379,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
    * this gateway's alarms as they are stored, and on a PostgreSQL server the other gateways' as they notify theirs.
    */
   alarmsAfter(after: bigint | undefined): Observable<AlarmStreamItem> {
-    return resumeAlarms(this.alarms, this.alarmLog, after, this.records.alarmsStored());
+    return resumeAlarms(this.alarms, this.alarmLog, after, this.records.alarmsStored(), this.alarmReads);
   }
 
   private readonly alarmLog: AlarmLog = {
@@ -1391,6 +1391,9 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       ),
     newestId: () => this.logged(async () => BigInt(await this.records.newestAlarmId())),
   };
+
+  /** The streams' reads on another gateway's notification: one for all of them (see SharedAlarmReads). */
+  private readonly alarmReads = new SharedAlarmReads(this.alarmLog);
 
   /** A replay that fails ends its stream with a comment; why is logged here. */
   private async logged<T>(read: () => Promise<T>): Promise<T> {
