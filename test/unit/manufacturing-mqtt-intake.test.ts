@@ -605,6 +605,49 @@ describe('manufacturing MQTT intake: Sparkplug B sequence numbers', () => {
     assert.equal((await ddata(1)).rebirth, undefined);
     assert.equal((await ddata(3)).rebirth, undefined);
   });
+
+  // Before, a seq past 255 read as a gap: the node was asked to rebirth, and its next message, numbered on from the
+  // last good one, read as a gap again.
+  it('a seq past 255 is dead-lettered as malformed naming it, asking no rebirth; the sequence goes on as before it', async () => {
+    const { intake, ddata, records } = born(DEFAULT_TOPICS);
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', message(0, [{ name: 'bdSeq', type: 'Int64', value: 0 }]));
+    assert.equal((await ddata(1)).rebirth, undefined);
+    assert.deepEqual(await ddata(300), { kind: 'sparkplug', outcome: 'dead-lettered' });
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [
+        [
+          'sparkplug',
+          'malformed',
+          'mill-1',
+          'malformed Sparkplug B payload: payload seq 300 is out of range (0 to 255)',
+        ],
+      ],
+    );
+    assert.deepEqual(await ddata(2), { kind: 'sparkplug', outcome: 'ingested', rebirth: undefined });
+    assert.equal(records.predictions.length, 2, 'the malformed message gave none');
+  });
+
+  it('a birth with a seq past 255 is not taken; a death is, dead-lettered, its seq not followed', async () => {
+    const { intake, ddata, records } = born(DEFAULT_TOPICS);
+    const nbirth = await intake.handle(
+      'spBv1.0/plant-1/NBIRTH/edge-1',
+      message(256, [{ name: 'bdSeq', type: 'Int64', value: 0 }]),
+    );
+    assert.deepEqual(nbirth, { kind: 'sparkplug', outcome: 'dead-lettered' });
+    // Asked to rebirth as a node whose NBIRTH was never seen, not for the seq.
+    assert.equal((await ddata(0)).rebirth?.reason, 'no-birth');
+    await intake.handle('spBv1.0/plant-1/NBIRTH/edge-1', message(0, [{ name: 'bdSeq', type: 'Int64', value: 1 }]));
+    const ddeath = await intake.handle('spBv1.0/plant-1/DDEATH/edge-1/mill-1', message(999, []));
+    assert.deepEqual(ddeath, { kind: 'sparkplug', outcome: 'ignored', rebirth: undefined });
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.reason, d.detail]),
+      [256, 999].map((seq) => [
+        'malformed',
+        `malformed Sparkplug B payload: payload seq ${seq} is out of range (0 to 255)`,
+      ]),
+    );
+  });
 });
 
 describe('manufacturing MQTT intake: a Sparkplug B edge node whose NBIRTH the gateway never saw', () => {

@@ -97,6 +97,20 @@ export function topicFilterMatches(filter: string, topic: string): boolean {
 /** The message types whose seq follows an NBIRTH's (NDEATH is the broker's will, without one). */
 const SEQUENCED_TYPES = ['NBIRTH', 'NDATA', 'DBIRTH', 'DDATA', 'DDEATH'] as const;
 
+/** Sparkplug B numbers an edge node's messages 0 to 255, then 0 again. */
+export const MAX_SEQ = 255;
+
+/**
+ * Why a message of a type whose seq is followed (SEQUENCED_TYPES) is malformed by its seq: one past MAX_SEQ is no
+ * message of the sequence (followed, it read as a gap and asked for a rebirth, which the node would answer and go on
+ * numbering the same way). Undefined where its seq is in range, absent, or not read (NDEATH, commands).
+ */
+export function seqOutOfRange(type: SparkplugMessageType, payload: DecodedSparkplug): string | undefined {
+  if (payload.seq === undefined || payload.seq <= MAX_SEQ) return undefined;
+  if (!(SEQUENCED_TYPES as readonly string[]).includes(type)) return undefined;
+  return `malformed Sparkplug B payload: payload seq ${payload.seq} is out of range (0 to ${MAX_SEQ})`;
+}
+
 /**
  * Whether the subscriptions bring every sequenced message of the edge node (of all its devices), so that a
  * gap in its seq is a message lost, not one left unsubscribed.
@@ -318,7 +332,7 @@ export class SparkplugAliases {
   followSequence(topic: SparkplugTopic, payload: DecodedSparkplug | undefined): 'next' | 'gap' | 'unknown' {
     const node = this.nodes.get(nodeKey(topic));
     if (!node || node.seq === undefined) return 'unknown';
-    const expected = (node.seq + 1) % 256;
+    const expected = (node.seq + 1) % (MAX_SEQ + 1);
     const seq = payload?.seq;
     if (seq === undefined) return 'unknown';
     node.seq = seq; // from here on, whatever came before

@@ -11,6 +11,7 @@ import {
   followsEveryMessageOf,
   NULL_VALUE,
   parseSparkplugTopic,
+  seqOutOfRange,
   SparkplugAliases,
   sparkplugReadings,
   SparkplugReadings,
@@ -211,6 +212,15 @@ export class PlantMqttIntake {
         return { ...ok, dead: [{ reason: 'malformed', detail: (error as Error).message, assetId }] };
       }
     }
+    // A seq past 255 is malformed, not a gap: dead-lettered as other malformed payloads are, asking no rebirth (the
+    // node would be born again and go on numbering the same way) and leaving the node's aliases and sequence as
+    // they were. A death is a death all the same: taken, its seq not followed.
+    const badSeq = decoded && seqOutOfRange(topic.messageType, decoded);
+    const seqLetters: DeadLetter[] = badSeq ? [{ reason: 'malformed', detail: badSeq, assetId }] : [];
+    if (badSeq && topic.messageType !== 'DDEATH') {
+      return { result: { kind: 'sparkplug', outcome: 'ingested' }, dead: seqLetters };
+    }
+    if (badSeq && decoded) decoded = { metrics: decoded.metrics, timestamp: decoded.timestamp };
     // A message of the node's sequence missed (lost, or yet to come out of order): the values carried forward
     // for its devices may be stale, so the node is asked to rebirth, its births giving every current value.
     // The message itself is taken all the same: its readings are real, and put in order by their timestamps.
@@ -239,7 +249,7 @@ export class PlantMqttIntake {
       case 'NDEATH':
       case 'DDEATH':
         this.aliases.onDeath(topic, decoded);
-        return ignored;
+        return { ...ignored, dead: seqLetters };
       case 'NBIRTH':
         this.aliases.onBirth(topic, decoded!);
         return ignored; // node metrics belong to no asset
