@@ -336,6 +336,37 @@ describe('alarm stream resume (Last-Event-ID)', () => {
     ]);
   });
 
+  it("makes one read for all of a gateway's streams before its live alarm past their ids by more than one", async () => {
+    const live = new Subject<StreamedAlarm>();
+    const rows = [stored(5)];
+    const { log, answer } = heldLog(rows, 5n);
+    const shared = new SharedAlarmReads(log);
+    const streams = [5n, 5n, 5n].map((after) => {
+      const items: AlarmStreamItem[] = [];
+      resumeAlarms(live, log, after, undefined, shared).subscribe({ next: (item) => items.push(item) });
+      return items;
+    });
+    answer();
+    await settle();
+    const reads: Array<[bigint, bigint | undefined]> = [];
+    const newestAfter = log.newestAfter.bind(log);
+    log.newestAfter = (after, limit, below) => {
+      reads.push([after, below]);
+      return newestAfter(after, limit, below);
+    };
+    // Another gateway's 6, not notified; this gateway's 7.
+    rows.unshift(stored(7), stored(6));
+    live.next(stored(7));
+    await settle();
+    assert.deepEqual(reads, [[5n, 7n]]);
+    const ids = (items: AlarmStreamItem[]) => items.map((i) => (i.kind === 'alarm' ? i.id : i.kind));
+    assert.deepEqual(streams.map(ids), [
+      ['6', '7'],
+      ['6', '7'],
+      ['6', '7'],
+    ]);
+  });
+
   it('a shared read gives each stream what its own read would have, gaps included, and the next read waits for it', async () => {
     const rows = Array.from({ length: REPLAY_LIMIT + 10 }, (_, i) => stored(REPLAY_LIMIT + 10 - i));
     const { log, answer } = heldLog(rows);

@@ -49,31 +49,37 @@ type StoredRows = Array<AlarmData & { id: string }>;
  * The read is in insert order (AlarmLog.newestAfter): every alarm below the newest it returned is committed.
  */
 export class SharedAlarmReads {
-  /** The read that has not started yet, and the lowest id of those waiting on it. */
-  private next: { after: bigint; rows: Promise<StoredRows> } | undefined;
+  /** The reads that have not started yet, by their `below` ('' for none), with the lowest id of those waiting. */
+  private readonly next = new Map<string, { after: bigint; rows: Promise<StoredRows> }>();
   /** The read in progress (or waiting to start), if any: the one after it starts when it is done. */
   private running: Promise<void> | undefined;
 
   constructor(private readonly log: AlarmLog) {}
 
-  /** The stored alarms after `after`, newest first, at most REPLAY_LIMIT + 1: as `log.newestAfter` answers. */
-  async newestAfter(after: bigint): Promise<StoredRows> {
-    const batch = this.next ?? this.open();
+  /**
+   * The stored alarms after `after` (and below `below`), newest first, at most REPLAY_LIMIT + 1: as `log.newestAfter`
+   * answers. Those asking with the same `below` share a read (this gateway's live alarm, past the ids of several
+   * streams by more than one, is read before once, not once a stream).
+   */
+  async newestAfter(after: bigint, below?: bigint): Promise<StoredRows> {
+    const key = below === undefined ? '' : String(below);
+    const batch = this.next.get(key) ?? this.open(key, below);
     if (after < batch.after) batch.after = after;
     const rows = await batch.rows;
     return rows.filter((row) => BigInt(row.id) > after);
   }
 
   /** A read that starts once those asking in this turn have joined it, and the read before it is done. */
-  private open(): { after: bigint; rows: Promise<StoredRows> } {
+  private open(key: string, below: bigint | undefined): { after: bigint; rows: Promise<StoredRows> } {
     const batch: { after: bigint; rows: Promise<StoredRows> } = { after: MAX_BIGINT, rows: Promise.resolve([]) };
-    // The streams fired by one notification all ask in the turn it came in (a subject's subscribers, in turn).
+    // The streams fired by one notification (or sent one live alarm) all ask in the turn it came in (a subject's
+    // subscribers, in turn).
     batch.rows = (this.running ?? Promise.resolve()).then(() => {
       // Those asking from now on wait for the next read.
-      if (this.next === batch) this.next = undefined;
-      return this.log.newestAfter(batch.after, REPLAY_LIMIT + 1);
+      if (this.next.get(key) === batch) this.next.delete(key);
+      return this.log.newestAfter(batch.after, REPLAY_LIMIT + 1, below);
     });
-    this.next = batch;
+    this.next.set(key, batch);
     const running = batch.rows.then(
       () => undefined,
       () => undefined,
@@ -120,8 +126,9 @@ export type AlarmStreamItem =
  * With `stored` (on a PostgreSQL server: each time another gateway stores alarms, and each time the listener for
  * them starts listening, again after a drop), the stored alarms after the client's id are read and sent as soon as
  * it fires, not only before this gateway's next alarm: another gateway's reach the client within a read's time.
- * Fires that come during a read are taken up by one read after it. Those reads go through `reads`, shared by the
- * gateway's streams (one read per notification however many are open; by default the stream's own). A live alarm that such a read has sent already
+ * Fires that come during a read are taken up by one read after it. Those reads, and those before a live alarm, go
+ * through `reads`, shared by the gateway's streams (one read per notification, or per live alarm, however many are
+ * open; by default the stream's own). A live alarm that such a read has sent already
  * (this gateway's own, read from the table before it was streamed) is not sent again: every id above where the
  * replay left the client and at or below the client's id has been sent, or named by an `alarms-missed` event.
  *
@@ -201,7 +208,8 @@ export function resumeAlarms(
           continue;
         }
         reading = true;
-        missed(log, position, BigInt(event.id)).then(
+        const [after, below] = [position, BigInt(event.id)];
+        itemsOf(() => reads.newestAfter(after, below), after).then(
           (items) => {
             if (subscriber.closed || !sendRead(items)) return;
             send(event);
@@ -276,8 +284,8 @@ async function replay(log: AlarmLog, after: bigint | undefined): Promise<AlarmSt
  * The stored alarms after `after` (and below `below`), oldest first: the newest REPLAY_LIMIT, after a gap saying
  * which are not sent where there are more. A read that fails is `unreadable`.
  */
-function missed(log: AlarmLog, after: bigint, below?: bigint): Promise<AlarmStreamItem[]> {
-  return itemsOf(() => log.newestAfter(after, REPLAY_LIMIT + 1, below), after);
+function missed(log: AlarmLog, after: bigint): Promise<AlarmStreamItem[]> {
+  return itemsOf(() => log.newestAfter(after, REPLAY_LIMIT + 1), after);
 }
 
 /** What `read` (the newest REPLAY_LIMIT + 1 stored alarms after `after`) gives to send: see missed. */
