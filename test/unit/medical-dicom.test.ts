@@ -165,6 +165,25 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(cut.sop?.instanceUID, uidOf(whole, '00020003'));
   });
 
+  it("refuses native pixel data of undefined length saying so, not in dicom-parser's words", () => {
+    // Found in the sweep: "the data set cannot be parsed (...: basic offset table not found)"; implicit VR accepted it.
+    for (const name of ['MR_small.dcm', 'MR_small_bigendian.dcm', 'MR_small_implicit.dcm']) {
+      const file = Buffer.from(dicomFile(name));
+      const big = name.includes('bigendian');
+      const tag = file.lastIndexOf(Buffer.from(big ? [0x7f, 0xe0, 0x00, 0x10] : [0xe0, 0x7f, 0x10, 0x00]));
+      file.writeUInt32LE(0xffffffff, tag + (name.includes('implicit') ? 4 : 8));
+      const refused = rejection(file);
+      assert.equal(refused.reason, 'MALFORMED', name);
+      assert.equal(refused.attribute, '(7FE0,0010) PixelData', name);
+      assert.match(
+        refused.detail,
+        /^\(7FE0,0010\) PixelData has an undefined length \(FFFFFFFFH\), but transfer syntax [\d.]+ \([^)]+\) is native \(uncompressed\): native pixel data cannot have an undefined length, only encapsulated pixel data may \(PS3\.5 A\.4\)$/,
+        name,
+      );
+      assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
+    }
+  });
+
   it('refuses each broken or unsupported file with its own reason', () => {
     const noMeta = rejection(dicomFile('no_meta.dcm'));
     assert.equal(noMeta.reason, 'NOT_DICOM');

@@ -301,12 +301,21 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       // Implicit VR reads every length right; explicit VR stops there, to read the rest past dicom-parser's misreading.
       untilTag: transferSyntaxUID === TS.ImplicitLittle ? undefined : TAG.ExtendedOffsetTable,
     });
+    const undefinedLength = ds.elements[TAG.PixelData]?.hadUndefinedLength
+      ? nativeUndefinedLength(transferSyntaxUID)
+      : undefined;
+    if (undefinedLength) throw undefinedLength;
     throwOnOverrun(ds, transferSyntaxUID);
     readPastExtendedOffsetTable(ds, transferSyntaxUID);
   } catch (error) {
+    // dicom-parser reads an explicit VR PixelData of undefined length as encapsulated, and stops at its first bytes.
+    const undefinedLength = /basic offset table not found/.test(parseErrorText(error))
+      ? nativeUndefinedLength(transferSyntaxUID)
+      : undefined;
     // Named by the file meta's UIDs: the data set that would name the instance is what failed.
     const partial = (error as { dataSet?: dicomParser.DataSet } | null)?.dataSet;
-    const rejection = (partial && trailingBytesRejection(partial, transferSyntaxUID)) ?? dataSetRejection(error);
+    const rejection =
+      undefinedLength ?? (partial && trailingBytesRejection(partial, transferSyntaxUID)) ?? dataSetRejection(error);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
   try {
@@ -323,6 +332,21 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       safeString(ds, TAG.SOPInstanceUID) ?? metaInstanceUID,
     );
   }
+}
+
+/**
+ * Refuses pixel data of undefined length (FFFFFFFFH) in a native transfer syntax: only encapsulated pixel data may
+ * have one (PS3.5 A.4), native pixel data is a value of the length it states (PS3.5 7.1.1). dicom-parser read it as
+ * encapsulated and the refusal was its own words ("basic offset table not found"); in implicit VR it took the rest of
+ * the file as the pixels.
+ */
+function nativeUndefinedLength(transferSyntaxUID: string): DicomRejected | undefined {
+  if (SUPPORTED_TRANSFER_SYNTAXES.get(transferSyntaxUID)?.codec !== 'native') return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `${attributeName('PixelData')} has an undefined length (FFFFFFFFH), but transfer syntax ${transferSyntaxUID} (${transferSyntaxName(transferSyntaxUID)}) is native (uncompressed): native pixel data cannot have an undefined length, only encapsulated pixel data may (PS3.5 A.4)`,
+    attributeName('PixelData'),
+  );
 }
 
 // The VRs that dicom-parser 1.8 reads with a 4-byte length in explicit VR; OV, SV and UV (2019) have one too, but it
