@@ -915,6 +915,19 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .send(base64);
     assert.equal(res.status, 409, res.text.slice(0, 300));
     assert.match(JSON.stringify(res.body), /Content-Transfer-Encoding is base64/);
+    // A part's Content-Type is cut in its failure reason as its transfer encoding is: it was repeated at any length.
+    const long = `text/${'x'.repeat(2000)}`;
+    const other = await http
+      .post('/dicomweb/studies')
+      .set('Authorization', pacs)
+      .set('Content-Type', `multipart/related; type="application/dicom"; boundary=${boundary}`)
+      .send(Buffer.from(`--${boundary}\r\nContent-Type: ${long}\r\n\r\nDICM\r\n--${boundary}--\r\n`));
+    assert.equal(other.status, 409, other.text.slice(0, 300));
+    assert.ok(
+      other.text.includes(`Content-Type is ${long.slice(0, 32)}, not application/dicom`),
+      other.text.slice(0, 300),
+    );
+    assert.ok(!other.text.includes(long.slice(0, 33)), 'cut to 32 characters');
   });
 });
 

@@ -155,14 +155,17 @@ export class StowService {
     try {
       const type = (part.headers['content-type'] ?? 'application/dicom').split(';')[0].trim().toLowerCase();
       if (type !== 'application/dicom') {
-        throw new DicomRejected('NOT_DICOM', `the part's Content-Type is ${type}, not application/dicom`);
+        throw new DicomRejected(
+          'NOT_DICOM',
+          `the part's Content-Type is ${echoedPartHeader(type)}, not application/dicom`,
+        );
       }
       // DICOMweb parts are binary (PS3.18 8.6.1.2): a base64 or quoted-printable part is not read as DICOM bytes.
       const encoding = part.headers['content-transfer-encoding']?.trim().toLowerCase();
       if (encoding && encoding !== 'binary' && encoding !== '8bit' && encoding !== '7bit') {
         throw new DicomRejected(
           'NOT_DICOM',
-          `the part's Content-Transfer-Encoding is ${encoding.slice(0, 32)}; send the instance's bytes as they are (binary)`,
+          `the part's Content-Transfer-Encoding is ${echoedPartHeader(encoding)}; send the instance's bytes as they are (binary)`,
         );
       }
       image = this.intake.parse(part.body);
@@ -214,4 +217,15 @@ export function notMultipartDicom(): AppError {
   return new AppError('UNSUPPORTED_MEDIA_TYPE', 'the body must be multipart/related; type="application/dicom"', {
     fields: [{ field: 'Content-Type', reason: 'must be multipart/related; type="application/dicom"' }],
   });
+}
+
+/** The most characters of a part's header value that its failure reason repeats. */
+const ECHOED_PART_HEADER_CHARS = 32;
+
+/**
+ * A part's Content-Type or Content-Transfer-Encoding as its failure reason repeats it: cut to its first
+ * ECHOED_PART_HEADER_CHARS characters, as a client may send any length, and the reason is kept in the answer.
+ */
+function echoedPartHeader(value: string): string {
+  return value.slice(0, ECHOED_PART_HEADER_CHARS);
 }
