@@ -165,6 +165,46 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(cut.sop?.instanceUID, uidOf(whole, '00020003'));
   });
 
+  it('refuses a whole file with one impossible element length naming the element and its length, not as truncated', () => {
+    // Found in the sweep: each was "the file is truncated: an element runs past the end of the data (buffer overrun)".
+    const rows = (name: string, length: number): Buffer => {
+      const file = Buffer.from(dicomFile(name));
+      if (name.includes('implicit')) file.writeUInt32LE(length, file.indexOf(Buffer.from([0x28, 0, 0x10, 0]), 132) + 4);
+      else file.writeUInt16LE(length, file.indexOf(Buffer.from([0x28, 0, 0x10, 0, 0x55, 0x53]), 132) + 6);
+      return file;
+    };
+    for (const [name, length] of [
+      ['MR_small.dcm', 3],
+      ['MR_small.dcm', 0],
+      ['US1_UNCR.dcm', 3],
+      ['MR_small_implicit.dcm', 0],
+    ] as const) {
+      const refused = rejection(rows(name, length));
+      assert.equal(refused.reason, 'MALFORMED', name);
+      assert.equal(refused.attribute, '(0028,0010) Rows', name);
+      assert.equal(
+        refused.detail,
+        `the element (0028,0010) Rows has a value length of ${length}, which cannot be: the attribute holds one US value, of 2 bytes (PS3.3 C.7.6.3); the elements after it are read out of step, so the data set cannot be read (the file is not truncated, this length is wrong)`,
+      );
+    }
+    for (const name of ['MR_small.dcm', 'MR_small_implicit.dcm']) {
+      const file = Buffer.from(dicomFile(name));
+      const tag = file.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00]));
+      file.writeUInt32LE(0xfffffff0, tag + (name.includes('implicit') ? 4 : 8));
+      const refused = rejection(file);
+      assert.equal(refused.attribute, '(7FE0,0010) PixelData', name);
+      assert.match(
+        refused.detail,
+        /^\(7FE0,0010\) PixelData has a value length of 4294967280, which cannot be: it runs past the end of the data \(from byte \d+, \d+ bytes in all\), but the \d+ bytes after its header hold the 8192 its image attributes need; the file is not truncated, this length is wrong$/,
+        name,
+      );
+      assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
+    }
+    // Cut short, the same file is still truncated.
+    const whole = dicomFile('MR_small.dcm');
+    assert.match(rejection(whole.subarray(0, whole.length - 2000)).detail, /^the file is truncated/);
+  });
+
   it("refuses native pixel data of undefined length saying so, not in dicom-parser's words", () => {
     // Found in the sweep: "the data set cannot be parsed (...: basic offset table not found)"; implicit VR accepted it.
     for (const name of ['MR_small.dcm', 'MR_small_bigendian.dcm', 'MR_small_implicit.dcm']) {

@@ -315,7 +315,11 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
     // Named by the file meta's UIDs: the data set that would name the instance is what failed.
     const partial = (error as { dataSet?: dicomParser.DataSet } | null)?.dataSet;
     const rejection =
-      undefinedLength ?? (partial && trailingBytesRejection(partial, transferSyntaxUID)) ?? dataSetRejection(error);
+      undefinedLength ??
+      (partial &&
+        (trailingBytesRejection(partial, transferSyntaxUID) ??
+          impossibleLengthRejection(partial, transferSyntaxUID))) ??
+      dataSetRejection(error);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
   try {
@@ -409,6 +413,7 @@ function throwOnOverrun(ds: dicomParser.DataSet, transferSyntaxUID: string): voi
   if (!overrun) return;
   throw (
     trailingBytesRejection(ds, transferSyntaxUID) ??
+    impossibleLengthRejection(ds, transferSyntaxUID) ??
     new DicomRejected(
       'MALFORMED',
       `the file is truncated: the element ${tagName(overrun.tag)} runs past the end of the data (${overrun.length} bytes from byte ${overrun.dataOffset}, ${size} bytes in all)`,
@@ -431,15 +436,8 @@ const VALUE_REPRESENTATIONS = new Set(
  */
 function trailingBytesRejection(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
   const size = ds.byteArray.length;
-  const elements = Object.values(ds.elements).sort((a, b) => a.dataOffset - b.dataOffset);
   const explicit = transferSyntaxUID !== TS.ImplicitLittle;
-  let last: dicomParser.Element | undefined;
-  for (const element of elements) {
-    if (element.dataOffset + element.length > size || (last && element.tag <= last.tag)) break;
-    // dicom-parser takes any two bytes for a VR: an element read out of step is none.
-    if (explicit && !VALUE_REPRESENTATIONS.has(element.vr ?? '')) break;
-    last = element;
-  }
+  const { last } = readInStep(ds, explicit);
   if (!last || last.tag < TAG.PixelData || !ds.elements[TAG.PixelData]) return undefined;
   const end = last.dataOffset + last.length;
   const why = notAnElement(ds, end, last.tag, explicit);
@@ -450,6 +448,136 @@ function trailingBytesRejection(ds: dicomParser.DataSet, transferSyntaxUID: stri
     'MALFORMED',
     `the data set is whole up to its last element ${tagName(last.tag)}${odd}, which ends at byte ${end}, but ${size - end} more byte(s) follow that are no data element (${why}): a data set ends with its last element (PS3.5 7.1), and a file is padded with Data Set Trailing Padding (FFFC,FFFC) (PS3.10 7.2); bytes appended to an instance, or the rest of a multipart body behind a boundary missed, are not read past`,
   );
+}
+
+/**
+ * The last element of a data set read in step, and the first after it that is not: one whose value runs past the
+ * end of the data, whose tag does not follow the last one's (PS3.5 7.1 orders them), or, in explicit VR, that names
+ * no value representation (dicom-parser takes any two bytes for a VR).
+ */
+function readInStep(
+  ds: dicomParser.DataSet,
+  explicit: boolean,
+): { last?: dicomParser.Element; next?: dicomParser.Element } {
+  const size = ds.byteArray.length;
+  const elements = Object.values(ds.elements).sort((a, b) => a.dataOffset - b.dataOffset);
+  let last: dicomParser.Element | undefined;
+  for (const element of elements) {
+    const outOfStep =
+      element.dataOffset + element.length > size ||
+      (last && element.tag <= last.tag) ||
+      (explicit && !VALUE_REPRESENTATIONS.has(element.vr ?? ''));
+    if (outOfStep) return { last, next: element };
+    last = element;
+  }
+  return { last };
+}
+
+/** Bytes in one value of the VRs whose values have a fixed size (PS3.5 6.2). */
+const VALUE_BYTES: Record<string, number> = {
+  AT: 4,
+  FD: 8,
+  FL: 4,
+  OD: 8,
+  OF: 4,
+  OL: 4,
+  OV: 8,
+  OW: 2,
+  SL: 4,
+  SS: 2,
+  SV: 8,
+  UL: 4,
+  US: 2,
+  UV: 8,
+};
+
+/** The image attributes of one US value (PS3.3 C.7.6.3): a length other than 2 is none, in either VR. */
+const ONE_US_VALUE = new Set<string>(
+  (
+    [
+      'Rows',
+      'Columns',
+      'SamplesPerPixel',
+      'BitsAllocated',
+      'BitsStored',
+      'HighBit',
+      'PixelRepresentation',
+      'PlanarConfiguration',
+    ] as const
+  ).map((keyword) => TAG[keyword]),
+);
+
+/**
+ * The refusal of a data set that stops being readable after an element whose own length cannot be: one the image
+ * attributes give one US value of 2 bytes, a value not a whole number of its VR's values, an odd length (PS3.5
+ * 7.1.1), or a native PixelData that claims more bytes than the data holds when the bytes after its header are all
+ * that its image attributes need. The elements after such a length are read out of step, and one of them ran past
+ * the end of the data: the refusal said "the file is truncated", which it is not. Undefined where no length is at
+ * fault: a truncated file, refused as such.
+ */
+function impossibleLengthRejection(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
+  const { last, next } = readInStep(ds, transferSyntaxUID !== TS.ImplicitLittle);
+  if (!next) return undefined;
+  const why = last && lengthCannotBe(last);
+  if (last && why) {
+    return new DicomRejected(
+      'MALFORMED',
+      `the element ${tagName(last.tag)} has a value length of ${last.length}, which cannot be: ${why}; the elements after it are read out of step, so the data set cannot be read (the file is not truncated, this length is wrong)`,
+      tagName(last.tag),
+    );
+  }
+  return pixelDataLengthRejection(ds, next, transferSyntaxUID);
+}
+
+/** Why an element's length cannot be its value's, or undefined where it can. */
+function lengthCannotBe(element: dicomParser.Element): string | undefined {
+  if (ONE_US_VALUE.has(element.tag) && element.length !== 2) {
+    return 'the attribute holds one US value, of 2 bytes (PS3.3 C.7.6.3)';
+  }
+  const bytes = VALUE_BYTES[element.vr ?? ''];
+  if (bytes && element.length % bytes !== 0) {
+    return `it is not a whole number of ${element.vr} values of ${bytes} bytes (PS3.5 6.2)`;
+  }
+  if (element.length % 2 === 1) return 'it is odd, and PS3.5 7.1.1 makes every value length even';
+  return undefined;
+}
+
+/**
+ * The refusal of a native PixelData whose length runs past the end of the data though the bytes after its header
+ * are all its image attributes need (a length of FFFFFFF0H in a whole file); undefined where they are fewer, as in
+ * a truncated file.
+ */
+function pixelDataLengthRejection(
+  ds: dicomParser.DataSet,
+  element: dicomParser.Element,
+  transferSyntaxUID: string,
+): DicomRejected | undefined {
+  const size = ds.byteArray.length;
+  if (element.tag !== TAG.PixelData || element.dataOffset + element.length <= size) return undefined;
+  if (SUPPORTED_TRANSFER_SYNTAXES.get(transferSyntaxUID)?.codec !== 'native') return undefined;
+  const needed = nativePixelBytes(ds);
+  const held = size - element.dataOffset;
+  if (needed === undefined || held < needed) return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `${attributeName('PixelData')} has a value length of ${element.length}, which cannot be: it runs past the end of the data (from byte ${element.dataOffset}, ${size} bytes in all), but the ${held} bytes after its header hold the ${needed} its image attributes need; the file is not truncated, this length is wrong`,
+    attributeName('PixelData'),
+  );
+}
+
+/** The bytes of native pixel data that a (partly read) data set's image attributes give, or undefined without them. */
+function nativePixelBytes(ds: dicomParser.DataSet): number | undefined {
+  const read = (keyword: keyof typeof TAG): number | undefined =>
+    ds.elements[TAG[keyword]]?.length === 2 ? ds.uint16(TAG[keyword]) : undefined;
+  const rows = read('Rows');
+  const columns = read('Columns');
+  const bitsAllocated = read('BitsAllocated');
+  if (!rows || !columns || !bitsAllocated) return undefined;
+  const photometric = safeString(ds, TAG.PhotometricInterpretation)?.toUpperCase() ?? '';
+  const framesText = safeString(ds, TAG.NumberOfFrames);
+  const frames = framesText && /^\d{1,9}$/.test(framesText) ? Math.max(1, Number(framesText)) : 1;
+  const samplesPerPixel = read('SamplesPerPixel') ?? 1;
+  return (nativeSamplesPerFrame({ rows, columns, samplesPerPixel, photometric }) * bitsAllocated * frames) / 8;
 }
 
 /** Why the bytes from `at` on cannot begin the element after `lastTag`; undefined where they can. */
