@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
-import { AppError, FieldError } from '../common/errors/app-error';
+import { AppError, FieldError, summariseFields } from '../common/errors/app-error';
 import { ReadinessService } from '../common/health/readiness.service';
 import { MetricsService } from '../common/metrics/metrics.service';
 import { Batcher } from './batcher/batcher';
@@ -443,6 +443,6 @@ export function validateInputs(manifest: ModelManifest, inputs: Record<string, T
     }
   }
   if (fields.length > 0) {
-    throw new AppError('INVALID_TENSOR', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+    throw new AppError('INVALID_TENSOR', summariseFields(fields), { fields });
   }
 }

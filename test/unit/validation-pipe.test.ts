@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ArgumentMetadata } from '@nestjs/common';
 import { AuditEventsQueryDto } from '../../src/audit/audit.dto';
-import { AppError } from '../../src/common/errors/app-error';
+import { AppError, MAX_FIELD_ERRORS, MORE_FIELDS } from '../../src/common/errors/app-error';
 import { createValidationPipe, MAX_OBJECT_MEMBERS } from '../../src/common/errors/validation';
 import { CreditAssessmentRequestDto, CreditBatchApplicationDto } from '../../src/domains/finance/credit-assessment.dto';
 import { AssetDto } from '../../src/domains/manufacturing/assets/asset.dto';
@@ -236,11 +236,13 @@ describe('the validation pipe: a value of the wrong type', () => {
     assert.deepEqual(await refusal({ ...asset, sensors: [asset.sensors, { x: wide(5000) }] }, body(AssetDto)), [
       { field: 'sensors[1].x', reason: `has 5000 members, more than ${MAX_OBJECT_MEMBERS}` },
     ]);
-    // Up to the limit the members are told one by one, as before.
-    assert.equal(
-      (await refusal({ ...APPLICANT, ...wide(MAX_OBJECT_MEMBERS - 5) }, credit)).length,
-      MAX_OBJECT_MEMBERS - 5,
-    );
+    // Up to the limit the members are refused one by one, the first MAX_FIELD_ERRORS named, the rest counted.
+    const named = await refusal({ ...APPLICANT, ...wide(MAX_OBJECT_MEMBERS - 5) }, credit);
+    assert.equal(named.length, MAX_FIELD_ERRORS + 1);
+    assert.deepEqual(named[MAX_FIELD_ERRORS], {
+      field: MORE_FIELDS,
+      reason: `${MAX_OBJECT_MEMBERS - 5 - MAX_FIELD_ERRORS} more not listed (at most ${MAX_FIELD_ERRORS} are)`,
+    });
   });
 
   it('reads a count only as decimal digits: hexadecimal, exponents and an empty value are not integers', async () => {

@@ -58,6 +58,38 @@ export interface FieldError {
 }
 
 /**
+ * The most field errors an answer lists: a body of 500,000 card numbers was answered with as many errors (3.9 s, tens
+ * of megabytes), one of 100,000 unknown keys with 8.8 MB. The first this many are listed, then MORE_FIELDS says how
+ * many more there were.
+ */
+export const MAX_FIELD_ERRORS = 100;
+
+/** What the entry after the first MAX_FIELD_ERRORS names: not a field, the count of those not listed. */
+export const MORE_FIELDS = '(more)';
+
+/** The entry that stands for `count` field errors not listed. */
+export function moreFields(count: number): FieldError {
+  return { field: MORE_FIELDS, reason: `${count} more not listed (at most ${MAX_FIELD_ERRORS} are)` };
+}
+
+/**
+ * `fields` as an answer lists them: the first MAX_FIELD_ERRORS, then one MORE_FIELDS entry counting the rest. A list
+ * already cut so (its last entry MORE_FIELDS, right after the first MAX_FIELD_ERRORS) is returned as it is.
+ */
+export function capFields(fields: FieldError[]): FieldError[] {
+  if (fields.length <= MAX_FIELD_ERRORS) return fields;
+  if (fields.length === MAX_FIELD_ERRORS + 1 && fields[MAX_FIELD_ERRORS].field === MORE_FIELDS) return fields;
+  return [...fields.slice(0, MAX_FIELD_ERRORS), moreFields(fields.length - MAX_FIELD_ERRORS)];
+}
+
+/** The detail of a refusal that lists field errors: `field: reason` of each one listed (capFields), `; ` between. */
+export function summariseFields(fields: FieldError[]): string {
+  return capFields(fields)
+    .map((f) => `${f.field}: ${f.reason}`)
+    .join('; ');
+}
+
+/**
  * What the Bearer challenge (WWW-Authenticate, RFC 6750 3) of a 401 or 403 says beyond the realm: the error,
  * absent where the request carried no bearer token (3.1: then no error is named), and for a 403 the permission
  * it wanted (`scope`).
@@ -95,7 +127,8 @@ export class AppError extends Error {
   ) {
     super(`${code}: ${detail}`, { cause: options.cause });
     this.name = 'AppError';
-    this.fields = options.fields ?? [];
+    // However many a caller found, an answer lists at most MAX_FIELD_ERRORS.
+    this.fields = capFields(options.fields ?? []);
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.allow = options.allow;
     this.challenge = options.challenge;

@@ -3,7 +3,7 @@ import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { getMetadataStorage, Matches, ValidationOptions, ValidatorOptions } from 'class-validator';
 import { echoedKey } from '../echoed-key';
-import { AppError, FieldError } from './app-error';
+import { AppError, FieldError, summariseFields } from './app-error';
 import { indexEachErrors } from './each-item-errors';
 
 /** Where class-transformer keeps its @Type() metadata; the package exports no typed path to it. */
@@ -175,8 +175,6 @@ function reasonOf(property: string, constraint: string, message: string): string
   return message.startsWith(each) ? `each value ${message.slice(each.length)}` : message;
 }
 
-const summarise = (fields: FieldError[]): string => fields.map((f) => `${f.field}: ${f.reason}`).join('; ');
-
 /**
  * Query parameters given more than once (`?limit=1&limit=2`), which the query string parser hands on as an array: no
  * query of the gateway takes a list, and each check would refuse the array in its own words (`actor`: must not
@@ -239,7 +237,7 @@ class WhitelistValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     if (metadata.metatype && this.toValidate(metadata)) {
       if (metadata.type === 'body' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
-        throw new AppError('VALIDATION_FAILED', summarise([NOT_AN_OBJECT]), { fields: [{ ...NOT_AN_OBJECT }] });
+        throw new AppError('VALIDATION_FAILED', summariseFields([NOT_AN_OBJECT]), { fields: [{ ...NOT_AN_OBJECT }] });
       }
       const wide = tooWide(value);
       if (wide) {
@@ -247,11 +245,11 @@ class WhitelistValidationPipe extends ValidationPipe {
           field: wide.path || '(body)',
           reason: `has ${wide.members} members, more than ${MAX_OBJECT_MEMBERS}`,
         };
-        throw new AppError('VALIDATION_FAILED', summarise([field]), { fields: [field] });
+        throw new AppError('VALIDATION_FAILED', summariseFields([field]), { fields: [field] });
       }
       const fields = metadata.type === 'query' ? repeatedParameters(value, metadata.metatype) : [];
       fields.push(...inspectSent(value, metadata.metatype));
-      if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summarise(fields), { fields });
+      if (fields.length > 0) throw new AppError('VALIDATION_FAILED', summariseFields(fields), { fields });
     }
     return super.transform(value, metadata);
   }
@@ -276,7 +274,7 @@ export function createValidationPipe(): ValidationPipe {
     transform: true,
     exceptionFactory: (errors) => {
       const fields = flattenValidationErrors(errors);
-      return new AppError('VALIDATION_FAILED', summarise(fields) || 'invalid request', { fields });
+      return new AppError('VALIDATION_FAILED', summariseFields(fields) || 'invalid request', { fields });
     },
   });
 }

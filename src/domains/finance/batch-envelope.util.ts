@@ -1,5 +1,5 @@
 import Ajv, { ErrorObject } from 'ajv';
-import { AppError, FieldError } from '../../common/errors/app-error';
+import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
 import { echoedKey, panRefusal } from './pan-guard.util';
 
 /** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
@@ -101,7 +101,7 @@ export function batchEnvelope(list: string, max: number): BatchEnvelope {
       const refusal = envelopePanRefusal(body);
       if (refusal) throw refusal;
       const fields = (validate.errors ?? []).map(toFieldError);
-      throw new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+      throw new AppError('VALIDATION_FAILED', summariseFields(fields), { fields });
     },
     panRefusal: envelopePanRefusal,
   };

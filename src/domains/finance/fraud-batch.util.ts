@@ -1,3 +1,4 @@
+import { capFields, summariseFields } from '../../common/errors/app-error';
 import type { TimeRange } from '../../common/iso-time';
 import { BatchItemErrorDto, FraudScoreRequestDto } from './fraud-score.dto';
 import { fraudItemErrors, timeRangeError } from './fraud-item.schema';
@@ -26,5 +27,6 @@ function itemError(item: unknown, range: TimeRange): BatchItemErrorDto | undefin
     if (!outside) return undefined;
     return { code: 'TIME_OUT_OF_RANGE', detail: `${outside.field}: ${outside.reason}`, errors: [outside] };
   }
-  return { code: 'VALIDATION_FAILED', detail: fields.map((f) => `${f.field}: ${f.reason}`).join('; '), errors: fields };
+  // An item's errors are listed as a refusal's are: at most MAX_FIELD_ERRORS (100,000 unknown keys were each named).
+  return { code: 'VALIDATION_FAILED', detail: summariseFields(fields), errors: capFields(fields) };
 }

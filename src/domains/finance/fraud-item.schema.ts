@@ -1,5 +1,5 @@
 import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
-import { AppError, FieldError } from '../../common/errors/app-error';
+import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
 import { isoTimeMs, NO_SUCH_TIME, TimeRange, timeRangeRefusal } from '../../common/iso-time';
 import {
   CHANNELS,
@@ -85,7 +85,7 @@ export function envelopePanRefusal(body: unknown): AppError | undefined {
 export function parseFraudScoreRequest(body: unknown): FraudScoreRequestDto {
   const fields = fraudItemErrors(body);
   if (fields.length === 0) return body as FraudScoreRequestDto;
-  throw new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+  throw new AppError('VALIDATION_FAILED', summariseFields(fields), { fields });
 }
 
 /** Field errors of one batch item, empty when it is a valid fraud score request. */

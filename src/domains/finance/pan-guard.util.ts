@@ -1,4 +1,4 @@
-import { AppError } from '../../common/errors/app-error';
+import { AppError, MAX_FIELD_ERRORS, moreFields, summariseFields } from '../../common/errors/app-error';
 import { UNKNOWN_FIELD } from '../../common/errors/validation';
 import { CARD_NUMBER_KEY, echoedKey } from '../../common/echoed-key';
 import { lostDigitsOf } from '../../common/http/json-lost-digits';
@@ -7,23 +7,46 @@ import { containsPan } from '../../common/pan';
 export { CARD_NUMBER_KEY, echoedKey } from '../../common/echoed-key';
 export { containsPan, luhnValid } from '../../common/pan';
 
+/** The fields holding a card number that a body's scan found: the first paths, and how many there were in all. */
+export interface PanFields {
+  /** The paths of the first MAX_FIELD_ERRORS fields found (a refusal lists no more). */
+  paths: string[];
+  /** Every field found, the listed ones included. */
+  count: number;
+}
+
 /**
- * Paths of every field in a request body whose value or key looks like a card number: strings, and
- * integers of 13 to 19 digits, however the JSON spells them (`4111111111111111.0`, `4.111111111111111e15`; past
- * 2^53 by the digits the text gave, which the parse lost: lostDigitsOf). A raw PAN must never reach the gateway's
- * storage or logs. A path is spelt out only for a field that is found (bodies of 10,000 transactions are walked
- * whole), and a key in it that looks like a card number is named CARD_NUMBER_KEY. `unwalked`: a member of the body
- * (an object) whose value is left out (a batch's items, each checked on its own), the body walked as it is: the digits
- * the parse lost are kept beside it, not beside a copy.
+ * The fields of a request body whose value or key looks like a card number: strings, and integers of 13 to 19
+ * digits, however the JSON spells them (`4111111111111111.0`, `4.111111111111111e15`; past 2^53 by the digits the
+ * text gave, which the parse lost: lostDigitsOf). A raw PAN must never reach the gateway's storage or logs. A path is
+ * spelt out only for a field that is found, and only for the first MAX_FIELD_ERRORS (bodies of 10,000 transactions
+ * are walked whole; one of 500,000 card numbers had a path made for each), the rest only counted; a key in it that
+ * looks like a card number is named CARD_NUMBER_KEY. `unwalked`: a member of the body (an object) whose value is left
+ * out (a batch's items, each checked on its own), the body walked as it is: the digits the parse lost are kept beside
+ * it, not beside a copy.
  */
-export function panFields(value: unknown, path = '', unwalked?: string): string[] {
-  const found: string[] = [];
+export function panScan(value: unknown, path = '', unwalked?: string): PanFields {
+  const found: PanFields = { paths: [], count: 0 };
   const trail: Array<string | number> = [];
-  const walk = (v: unknown, holder?: object, key?: string | number): void => {
+  const listed = new Set<string>();
+  const hit = (): void => {
+    if (found.count >= MAX_FIELD_ERRORS) {
+      found.count++;
+      return;
+    }
+    // Fields named alike (two card numbers as keys, each `(card number)`) are listed once.
+    const named = pathOf(path, trail);
+    if (listed.has(named)) return;
+    listed.add(named);
+    found.paths.push(named);
+    found.count++;
+  };
+  /** `named`: the field is already found by its key (a card number as key and value is one field). */
+  const walk = (v: unknown, holder?: object, key?: string | number, named = false): void => {
     if (typeof v === 'string') {
-      if (containsPan(v)) found.push(pathOf(path, trail));
+      if (!named && containsPan(v)) hit();
     } else if (typeof v === 'number') {
-      if (numberIsPan(v, holder, key)) found.push(pathOf(path, trail));
+      if (!named && numberIsPan(v, holder, key)) hit();
     } else if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) {
         trail.push(i);
@@ -34,14 +57,20 @@ export function panFields(value: unknown, path = '', unwalked?: string): string[
       const record = v as Record<string, unknown>;
       for (const key of Object.keys(record)) {
         trail.push(key);
-        if (keyContainsPan(key)) found.push(pathOf(path, trail));
-        if (record !== value || key !== unwalked) walk(record[key], record, key);
+        const keyIsPan = keyContainsPan(key);
+        if (keyIsPan) hit();
+        if (record !== value || key !== unwalked) walk(record[key], record, key, keyIsPan);
         trail.pop();
       }
     }
   };
   walk(value);
-  return found.length > 1 ? [...new Set(found)] : found; // a card number as key and value is one field
+  return found;
+}
+
+/** The paths panScan lists: of the first MAX_FIELD_ERRORS fields holding a card number. */
+export function panFields(value: unknown, path = '', unwalked?: string): string[] {
+  return panScan(value, path, unwalked).paths;
 }
 
 /** A number (member `key` of `holder`) whose value is an integer of 13 to 19 digits that passes the Luhn check. */
@@ -96,17 +125,17 @@ function joinedPath(root: string, trail: ReadonlyArray<string | number>, name: (
 /**
  * The refusal (422 PAN_DETECTED, each field named) for a body carrying a card number, if it does. A body that is one
  * itself is named `whole` ('(body)', as every other refusal of a whole body names it; a batch item '(item)'), not ''.
- * `unwalked`: as panFields takes it.
+ * `unwalked`: as panScan takes it.
  */
 export function panRefusal(body: unknown, whole = '(body)', unwalked?: string): AppError | undefined {
-  const fields = panFields(body, '', unwalked);
-  if (fields.length === 0) return undefined;
-  return new AppError('PAN_DETECTED', "a card number is not accepted; send the vault's card token instead", {
-    fields: fields.map((field) => ({
-      field: field || whole,
-      reason: 'looks like a card number (PAN); never send one',
-    })),
-  });
+  const { paths, count } = panScan(body, '', unwalked);
+  if (count === 0) return undefined;
+  const fields = paths.map((field) => ({
+    field: field || whole,
+    reason: 'looks like a card number (PAN); never send one',
+  }));
+  if (count > paths.length) fields.push(moreFields(count - paths.length));
+  return new AppError('PAN_DETECTED', "a card number is not accepted; send the vault's card token instead", { fields });
 }
 
 /**
@@ -122,5 +151,5 @@ export function queryRefusal(query: unknown): AppError | undefined {
   const pan = panRefusal(query);
   if (pan) return pan;
   const fields = names.map((name) => ({ field: echoedKey(name), reason: UNKNOWN_FIELD }));
-  return new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+  return new AppError('VALIDATION_FAILED', summariseFields(fields), { fields });
 }

@@ -1,5 +1,5 @@
 import Ajv, { ErrorObject } from 'ajv';
-import { AppError, FieldError } from '../../common/errors/app-error';
+import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
 import { OIP_DATATYPES } from './oip-codec';
 
 /** The OIP infer request body, as validated; tensor `data` is checked element by element by the codec. */
@@ -90,5 +90,5 @@ function fieldOf(error: ErrorObject): FieldError {
 export function parseOipInferRequest(value: unknown): OipInferRequest {
   if (validate(value)) return value;
   const fields = (validate.errors ?? []).map(fieldOf);
-  throw new AppError('VALIDATION_FAILED', fields.map((f) => `${f.field}: ${f.reason}`).join('; '), { fields });
+  throw new AppError('VALIDATION_FAILED', summariseFields(fields), { fields });
 }
