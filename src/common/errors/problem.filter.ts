@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger, NotFoundException } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { echoedHeaderValue, echoedPath } from '../echoed-key';
 import { AppError, malformedJson } from './app-error';
 import { auditNoteOf, noteAudit } from '../access/audit-note';
 import { methodsAt } from '../http/route-catalog';
@@ -55,7 +56,8 @@ export class ProblemFilter implements ExceptionFilter {
     const error =
       known ?? unnamed ?? new AppError('INTERNAL', `internal error; quote request id ${String(request.id)}`);
     const path = request.url.split('?')[0];
-    const problem = problemOf(error, { instance: path, requestId: String(request.id) });
+    // The path is the client's own, but a card number in it is not repeated (echoedPath).
+    const problem = problemOf(error, { instance: echoedPath(path), requestId: String(request.id) });
     if (unnamed !== undefined) {
       // A client's error still (never a 500 for what it sent), but one no code here names yet: to be named.
       this.logger.warn({
@@ -277,7 +279,7 @@ function bodyTooLarge(limit: BodyLimit | undefined): AppError {
 export function unreadMediaType(contentType: string | undefined): AppError {
   const essence = contentType?.split(';')[0].trim();
   const reason = essence
-    ? `${JSON.stringify(essence.slice(0, 64))} is not a media type this route reads`
+    ? `${JSON.stringify(echoedHeaderValue(essence))} is not a media type this route reads`
     : 'is missing: a request with a body must name its media type';
   return new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Type: ${reason}`, {
     fields: [{ field: 'Content-Type', reason }],

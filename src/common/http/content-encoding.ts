@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { echoedHeaderValue } from '../echoed-key';
 import { AppError } from '../errors/app-error';
 
 /**
@@ -9,7 +10,7 @@ export function refuseEncodedBodies(fastify: FastifyInstance): void {
   fastify.addHook('preParsing', (request, _reply, payload, done) => {
     const encoding = request.headers['content-encoding'];
     if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-      const reason = `${encoding.slice(0, 64)} is not accepted, only identity: send the body uncompressed`;
+      const reason = `${echoedHeaderValue(encoding)} is not accepted, only identity: send the body uncompressed`;
       done(
         new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding: ${reason}`, {
           fields: [{ field: 'Content-Encoding', reason }],

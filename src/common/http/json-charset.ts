@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { echoedHeaderValue } from '../echoed-key';
 import { AppError } from '../errors/app-error';
 
 /**
@@ -23,7 +24,7 @@ export function charsetRefusal(contentType: string | undefined): AppError | unde
   const charset = charsetOf(contentType);
   // `utf8` is no registered name, but the WHATWG Encoding Standard reads it as UTF-8 and clients send it.
   if (charset === undefined || UTF8_LABELS.has(charset.toLowerCase())) return undefined;
-  const reason = `charset ${JSON.stringify(charset.slice(0, 64))} is not accepted: JSON is accepted only as UTF-8 (charset=utf-8 or utf8, or none)`;
+  const reason = `charset ${JSON.stringify(echoedHeaderValue(charset))} is not accepted: JSON is accepted only as UTF-8 (charset=utf-8 or utf8, or none)`;
   return new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Type: ${reason}`, {
     fields: [{ field: 'Content-Type', reason }],
   });
