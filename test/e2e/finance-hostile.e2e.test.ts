@@ -148,7 +148,20 @@ describe('finance: hostile requests', () => {
         assert.equal(batch.body.items[1].error.errors[0].field, 'creditLimit');
         const envelope = await raw('fraud-scores/batch', `{"transactions":[${fraud}],"note":${spelling}}`).expect(422);
         assert.equal(envelope.body.errors[0].field, 'note');
+        // A body that is the number itself has no holder: it was told `(body): must be object`.
+        for (const path of ['fraud-scores', 'credit-assessments', 'fraud-scores/batch', 'credit-assessments/batch']) {
+          const whole = await raw(path, ` ${spelling}\n`);
+          assert.equal(whole.status, 422, `${path} ${spelling}: ${whole.text}`);
+          assert.equal(whole.body.code, 'PAN_DETECTED');
+          assert.deepEqual(
+            whole.body.errors.map((e: { field: string }) => e.field),
+            ['(body)'],
+          );
+        }
       }
+      // A number past 2^53 that is no card number is still refused as no object.
+      const other = await raw('fraud-scores', '6011000990139000008').expect(400);
+      assert.deepEqual(other.body.errors, [{ field: '(body)', reason: 'must be object' }]);
     });
 
     it("a card number in a batch's envelope is refused with 422 naming the field, as on the single route", async () => {

@@ -42,7 +42,7 @@ export function exactIntegerDigits(token: string, maxDigits = MAX_DIGITS): strin
  * Reads a valid JSON text again beside its parsed value and keeps, for each number the value holds with other
  * digits than the text's (past 2^53) that the text spells as an integer of up to 19 digits, the text's digits
  * (lostDigitsOf). A walk by hand, like firstDuplicateMember's: only for a body jsonShape found such a number in.
- * A number that is the whole body has no holder and is not kept.
+ * A number that is the whole body has no holder: see keepBodyDigits.
  */
 export function noteLostDigits(text: string, parsed: unknown): void {
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
@@ -96,6 +96,25 @@ export function noteLostDigits(text: string, parsed: unknown): void {
     lost.set(holder, (lost.get(holder) ?? new Map<string | number, string>()).set(key, digits));
   };
   value(parsed);
+}
+
+/** Per request, the digits as sent of a body that is one number the parse lost digits of. */
+const bodies = new WeakMap<object, string>();
+
+/**
+ * A body that is itself one number past 2^53 spelt as an integer of up to 19 digits (`6011000990139000007`): it has
+ * no holder to keep its digits beside, so they are kept beside `request` (lostBodyDigits), for the card number scan
+ * to refuse it as one (it was told `(body): must be object`).
+ */
+export function keepBodyDigits(request: object, text: string, parsed: unknown): void {
+  if (typeof parsed !== 'number' || Number.isSafeInteger(parsed)) return;
+  const digits = exactIntegerDigits(text.replace(/^\uFEFF/, '').trim());
+  if (digits !== undefined && digits !== String(Math.abs(parsed))) bodies.set(request, digits);
+}
+
+/** The digits as sent of `request`'s body, where it is one number the parse lost digits of (keepBodyDigits). */
+export function lostBodyDigits(request: object): string | undefined {
+  return bodies.get(request);
 }
 
 /** The digits as sent of member `key` of `holder` (an object or array of a parsed body), where the parse lost some. */

@@ -76,8 +76,9 @@ export interface BatchEnvelope {
   /**
    * A card number outside the items (an envelope field, a key, a body that is one), refused as on a single route:
    * 422 naming it; the items' own are each item's error. The items are not walked (a valid envelope holds nothing else).
+   * `bodyDigits`: as panRefusal takes them.
    */
-  panRefusal(body: unknown): AppError | undefined;
+  panRefusal(body: unknown, bodyDigits?: string): AppError | undefined;
 }
 
 /**
@@ -91,9 +92,9 @@ export function batchEnvelope(list: string, max: number): BatchEnvelope {
     required: [list],
     properties: { [list]: { type: 'array', minItems: 1, maxItems: max } },
   });
-  const envelopePanRefusal = (body: unknown): AppError | undefined => {
+  const envelopePanRefusal = (body: unknown, bodyDigits?: string): AppError | undefined => {
     const items = (body as Record<string, unknown> | null)?.[list];
-    return panRefusal(body, undefined, Array.isArray(items) ? list : undefined);
+    return panRefusal(body, undefined, Array.isArray(items) ? list : undefined, bodyDigits);
   };
   return {
     items(body) {

@@ -17,6 +17,7 @@ import {
   parseCreditAssessmentRequest,
 } from './credit-assessment.dto';
 import { CreditAssessmentService } from './credit-assessment.service';
+import { lostBodyDigits } from '../../common/http/json-lost-digits';
 import { creditBatchChecks, creditEnvelopePanRefusal, parseCreditBatch } from './credit-batch.util';
 import {
   IDEMPOTENCY_KEY_HEADER,
@@ -98,7 +99,7 @@ export class CreditAssessmentController {
   ): Promise<CreditBatchResultDto> {
     // As on the fraud batch: a card number in the envelope is refused before the Idempotency-Key is read, one in an
     // item is that item's error.
-    const refusal = creditEnvelopePanRefusal(body) ?? queryRefusal(request.query);
+    const refusal = creditEnvelopePanRefusal(body, lostBodyDigits(request)) ?? queryRefusal(request.query);
     if (refusal) throw refusal;
     return (await this.idempotency.answer(request, reply, () =>
       this.assessMany(body, request),

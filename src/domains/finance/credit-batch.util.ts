@@ -16,8 +16,8 @@ export function parseCreditBatch(body: unknown): unknown[] {
 }
 
 /** A card number outside the credit batch's items: 422 naming it, before the Idempotency-Key is read. */
-export function creditEnvelopePanRefusal(body: unknown): AppError | undefined {
-  return creditBatch.panRefusal(body);
+export function creditEnvelopePanRefusal(body: unknown, bodyDigits?: string): AppError | undefined {
+  return creditBatch.panRefusal(body, bodyDigits);
 }
 
 /**

@@ -77,8 +77,8 @@ export function parseFraudBatch(body: unknown): unknown[] {
  * A card number outside the items (an envelope field, a key, a body that is one), refused as on the single route:
  * 422 naming it; the items' own are each item's error.
  */
-export function envelopePanRefusal(body: unknown): AppError | undefined {
-  return fraudBatch.panRefusal(body);
+export function envelopePanRefusal(body: unknown, bodyDigits?: string): AppError | undefined {
+  return fraudBatch.panRefusal(body, bodyDigits);
 }
 
 /** A single transaction (the route skips the class-based pipe), or 400 naming each bad field. */

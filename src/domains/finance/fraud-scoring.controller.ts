@@ -22,6 +22,7 @@ import {
   IdempotencyService,
 } from './idempotency/idempotency.service';
 import { panRefusal, queryRefusal } from './pan-guard.util';
+import { lostBodyDigits } from '../../common/http/json-lost-digits';
 
 @ApiTags('finance')
 @ApiBearerAuth()
@@ -49,7 +50,7 @@ export class FraudScoringController {
   ): Promise<FraudScoreDto> {
     // Before anything reads the body (nothing validates an `unknown` body before this): anything that looks
     // like a card number, in any field, is refused with 422 before it can reach a log, an error or the database.
-    const refusal = panRefusal(body) ?? queryRefusal(request.query);
+    const refusal = panRefusal(body, undefined, undefined, lostBodyDigits(request)) ?? queryRefusal(request.query);
     if (refusal) throw refusal;
     return (await this.idempotency.answer(request, reply, () => this.scoreOne(body, request))) as FraudScoreDto;
   }
@@ -87,7 +88,7 @@ export class FraudScoringController {
   ): Promise<FraudBatchResultDto> {
     // Before the Idempotency-Key, as on the single route: an envelope's card number is a PAN_DETECTED whatever the
     // key (an answered key's 422 IDEMPOTENCY_KEY_REUSED came first, and its audit row did not say a card number came).
-    const refusal = envelopePanRefusal(body) ?? queryRefusal(request.query);
+    const refusal = envelopePanRefusal(body, lostBodyDigits(request)) ?? queryRefusal(request.query);
     if (refusal) throw refusal;
     return (await this.idempotency.answer(request, reply, () => this.scoreMany(body, request))) as FraudBatchResultDto;
   }

@@ -1,6 +1,7 @@
 import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { Observable } from 'rxjs';
+import { lostBodyDigits } from '../../common/http/json-lost-digits';
 import { panRefusal } from './pan-guard.util';
 
 /**
@@ -11,7 +12,8 @@ import { panRefusal } from './pan-guard.util';
 @Injectable()
 export class PanGuardInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const refusal = panRefusal(context.switchToHttp().getRequest<FastifyRequest>().body);
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const refusal = panRefusal(request.body, undefined, undefined, lostBodyDigits(request));
     if (refusal) throw refusal;
     return next.handle();
   }

@@ -25,7 +25,7 @@ export interface PanFields {
  * out (a batch's items, each checked on its own), the body walked as it is: the digits the parse lost are kept beside
  * it, not beside a copy.
  */
-export function panScan(value: unknown, path = '', unwalked?: string): PanFields {
+export function panScan(value: unknown, path = '', unwalked?: string, bodyDigits?: string): PanFields {
   const found: PanFields = { paths: [], count: 0 };
   const trail: Array<string | number> = [];
   const listed = new Set<string>();
@@ -46,7 +46,7 @@ export function panScan(value: unknown, path = '', unwalked?: string): PanFields
     if (typeof v === 'string') {
       if (!named && containsPan(v)) hit();
     } else if (typeof v === 'number') {
-      if (!named && numberIsPan(v, holder, key)) hit();
+      if (!named && numberIsPan(v, holder, key, bodyDigits)) hit();
     } else if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) {
         trail.push(i);
@@ -73,10 +73,15 @@ export function panFields(value: unknown, path = '', unwalked?: string): string[
   return panScan(value, path, unwalked).paths;
 }
 
-/** A number (member `key` of `holder`) whose value is an integer of 13 to 19 digits that passes the Luhn check. */
-function numberIsPan(v: number, holder: object | undefined, key: string | number | undefined): boolean {
+/** A number (member `key` of `holder`, or the whole body, sent as `bodyDigits`) whose value is an integer of 13 to 19 digits that passes the Luhn check. */
+function numberIsPan(
+  v: number,
+  holder: object | undefined,
+  key: string | number | undefined,
+  bodyDigits: string | undefined,
+): boolean {
   if (!Number.isInteger(v) || Math.abs(v) < 1e12) return false;
-  const sent = holder !== undefined && key !== undefined ? lostDigitsOf(holder, key) : undefined;
+  const sent = holder !== undefined && key !== undefined ? lostDigitsOf(holder, key) : bodyDigits;
   return containsPan(sent ?? String(v));
 }
 
@@ -125,10 +130,16 @@ function joinedPath(root: string, trail: ReadonlyArray<string | number>, name: (
 /**
  * The refusal (422 PAN_DETECTED, each field named) for a body carrying a card number, if it does. A body that is one
  * itself is named `whole` ('(body)', as every other refusal of a whole body names it; a batch item '(item)'), not ''.
- * `unwalked`: as panScan takes it.
+ * `unwalked`: as panScan takes it; `bodyDigits`: the digits as sent of a body that is one number past 2^53
+ * (lostBodyDigits).
  */
-export function panRefusal(body: unknown, whole = '(body)', unwalked?: string): AppError | undefined {
-  const { paths, count } = panScan(body, '', unwalked);
+export function panRefusal(
+  body: unknown,
+  whole = '(body)',
+  unwalked?: string,
+  bodyDigits?: string,
+): AppError | undefined {
+  const { paths, count } = panScan(body, '', unwalked, bodyDigits);
   if (count === 0) return undefined;
   const fields = paths.map((field) => ({
     field: field || whole,

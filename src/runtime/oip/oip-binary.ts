@@ -6,7 +6,7 @@ import { charsetRefusal, firstInvalidUtf8, notUtf8At, notUtf8Error } from '../..
 import { jsonShape, MAX_JSON_DEPTH, tooDeepError } from '../../common/http/json-depth';
 import { duplicateMemberError } from '../../common/http/json-duplicate-keys';
 import { parseJsonInPieces } from '../../common/http/json-in-pieces';
-import { noteLostDigits } from '../../common/http/json-lost-digits';
+import { keepBodyDigits, noteLostDigits } from '../../common/http/json-lost-digits';
 import { BeginJsonDigest, digestsBodyEarly, keepRawJson } from '../../common/http/raw-json';
 import type { TensorDtype } from '../model-registry/model-manifest.schema';
 import { elementCount, MakeTensor, Tensor, TensorData, TYPED_ARRAYS, zeros } from '../tensor';
@@ -54,6 +54,7 @@ export function registerOipBinaryBodies(fastify: FastifyInstance, beginDigest?: 
       const refused = shapeRefusal(bytes, parsed);
       if (refused) return done(refused);
       parsedBody = parsed;
+      if (typeof parsed === 'number') keepBodyDigits(request, bytes.toString('utf8'), parsed);
       keepRawJson(parsed, bytes, digest);
       done(null, parsed);
     };
