@@ -928,6 +928,22 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       other.text.slice(0, 300),
     );
     assert.ok(!other.text.includes(long.slice(0, 33)), 'cut to 32 characters');
+    // Never a card number, whole or left by the cut (the reason goes to the answer and to the audit row of a
+    // request none of whose parts was stored).
+    // The second is 21 digits, no card number, until the cut at 32 characters leaves its first 16.
+    for (const card of ['4111111111111111', 'abcdefghijk411111111111111122222']) {
+      const carded = await http
+        .post('/dicomweb/studies')
+        .set('Authorization', pacs)
+        .set('Content-Type', `multipart/related; type="application/dicom"; boundary=${boundary}`)
+        .send(Buffer.from(`--${boundary}\r\nContent-Type: text/${card}\r\n\r\nDICM\r\n--${boundary}--\r\n`));
+      assert.equal(carded.status, 409, carded.text.slice(0, 300));
+      assert.ok(
+        carded.text.includes('Content-Type is (card number), not application/dicom'),
+        carded.text.slice(0, 300),
+      );
+      assert.ok(!carded.text.includes('41111111'), carded.text.slice(0, 300));
+    }
   });
 });
 

@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
+import { CARD_NUMBER_KEY } from '../../../common/echoed-key';
 import { AppError } from '../../../common/errors/app-error';
+import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
 import { acceptedMediaType } from '../accept-header.util';
 import { DicomImage } from '../dicom/dicom-parse.util';
@@ -224,8 +226,11 @@ const ECHOED_PART_HEADER_CHARS = 32;
 
 /**
  * A part's Content-Type or Content-Transfer-Encoding as its failure reason repeats it: cut to its first
- * ECHOED_PART_HEADER_CHARS characters, as a client may send any length, and the reason is kept in the answer.
+ * ECHOED_PART_HEADER_CHARS characters, as a client may send any length, and the reason is kept in the answer and in
+ * the audit row of a request none of whose parts was stored; never a card number (named as echoedHeaderValue names
+ * one), whole or left by the cut.
  */
 function echoedPartHeader(value: string): string {
-  return value.slice(0, ECHOED_PART_HEADER_CHARS);
+  const clipped = value.slice(0, ECHOED_PART_HEADER_CHARS);
+  return containsPan(value) || containsPan(clipped) ? CARD_NUMBER_KEY : clipped;
 }
