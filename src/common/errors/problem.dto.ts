@@ -25,7 +25,7 @@ export class ProblemDto implements Problem {
   /** What went wrong, safe to show: never a stack trace, a path on disk or SQL. */
   detail!: string;
 
-  /** The request path. */
+  /** The request path; a segment that holds a card number is given as `(card number)`. */
   instance?: string;
 
   /** The error code, e.g. VALIDATION_FAILED, FORBIDDEN, QUEUE_FULL; stable for clients to branch on, one of these. */
@@ -35,6 +35,9 @@ export class ProblemDto implements Problem {
   /** The request id (also the X-Request-Id header), as found in the gateway's logs. */
   requestId?: string;
 
-  /** Field-level reasons, when the request had invalid fields. */
+  /**
+   * Field-level reasons, when the request had invalid fields: at most 100, then one entry with field `(more)` saying
+   * how many more there were.
+   */
   errors?: FieldErrorDto[];
 }
