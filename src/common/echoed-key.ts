@@ -26,12 +26,12 @@ const ECHOED_HEADER_CHARS = 64;
 
 /**
  * A request header's value (a Content-Type, a charset, a Content-Encoding) as a refusal quotes it: its first 64
- * characters, never a card number. One sent in such a header came back in the 415 that named it, which the project
+ * characters (or `maxChars`), never a card number. One sent in such a header came back in the 415 that named it, which the project
  * never does; it is named CARD_NUMBER_KEY as a key is. The cut text is looked at too: cutting a longer run of digits
  * can leave one that is a card number.
  */
-export function echoedHeaderValue(value: string): string {
-  const clipped = value.slice(0, ECHOED_HEADER_CHARS);
+export function echoedHeaderValue(value: string, maxChars = ECHOED_HEADER_CHARS): string {
+  const clipped = value.slice(0, maxChars);
   return containsPan(value) || containsPan(clipped) ? CARD_NUMBER_KEY : clipped;
 }
 

@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { CARD_NUMBER_KEY } from '../../../common/echoed-key';
+import { echoedHeaderValue } from '../../../common/echoed-key';
 import { AppError } from '../../../common/errors/app-error';
-import { containsPan } from '../../../common/pan';
 import { AppConfig } from '../../../config/app-config';
 import { acceptedMediaType } from '../accept-header.util';
 import { DicomImage } from '../dicom/dicom-parse.util';
@@ -231,6 +230,5 @@ const ECHOED_PART_HEADER_CHARS = 32;
  * one), whole or left by the cut.
  */
 function echoedPartHeader(value: string): string {
-  const clipped = value.slice(0, ECHOED_PART_HEADER_CHARS);
-  return containsPan(value) || containsPan(clipped) ? CARD_NUMBER_KEY : clipped;
+  return echoedHeaderValue(value, ECHOED_PART_HEADER_CHARS);
 }
