@@ -302,12 +302,9 @@ class CanonicalWriter {
       for (;;) {
         this.whitespace();
         if (src[this.pos] !== QUOTE) throw NOT_HERE;
-        const keyStart = this.pos;
-        const plain = this.stringToken();
-        keyStarts.push(keyStart);
+        keyStarts.push(this.pos);
+        this.string();
         keyEnds.push(this.pos);
-        if (plain) this.copy(keyStart, this.pos);
-        else this.writeText(JSON.stringify(this.decoded(keyStart, this.pos)));
         this.whitespace();
         if (src[this.pos++] !== COLON) throw NOT_HERE;
         this.room(1);

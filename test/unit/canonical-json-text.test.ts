@@ -3,18 +3,7 @@ import { describe, it } from 'node:test';
 import { canonicalJsonBytes } from '../../src/audit/audit-chain';
 import { canonicalJsonOfText } from '../../src/audit/canonical-json-text';
 import { MAX_JSON_DEPTH } from '../../src/common/http/json-depth';
-
-/** A seeded generator (mulberry32), so that a failure comes back the same. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../fixtures/random';
 
 /** Number spellings: canonical ones, and every way JSON has to write a number otherwise. */
 const NUMBER_TOKENS = [
@@ -186,7 +175,7 @@ describe('canonicalJsonOfText', () => {
   });
 
   it('gives the bytes of canonicalJsonBytes(JSON.parse(text)) for 5,000 random texts', () => {
-    const rnd = seeded(20261207);
+    const rnd = seededRandom(20261207);
     let written = 0;
     for (let i = 0; i < 5000; i++) {
       const json = text(rnd, 4);
@@ -200,7 +189,7 @@ describe('canonicalJsonOfText', () => {
   });
 
   it("writes a bank's batch from its text, as the parse would, and so for any member order", () => {
-    const json = batch(seeded(7), 1000);
+    const json = batch(seededRandom(7), 1000);
     const got = canonicalJsonOfText(Buffer.from(json));
     assert.ok(got, 'a batch with six-decimal features is written from its text');
     assert.equal(got.toString('utf8'), expected(json));
@@ -252,11 +241,11 @@ describe('canonicalJsonOfText', () => {
     const heavy = '{"b":'.repeat(60) + JSON.stringify({ a: 'x'.repeat(200_000) }) + '}'.repeat(60);
     assert.equal(canonicalJsonOfText(Buffer.from(heavy)), undefined);
     // A batch moves each member about twice, well inside the allowance.
-    assert.ok(canonicalJsonOfText(Buffer.from(batch(seeded(5), 100))));
+    assert.ok(canonicalJsonOfText(Buffer.from(batch(seededRandom(5), 100))));
   });
 
   it('leaves to the parse a text whose numbers mostly must be written again (17 digits, as float64s print)', () => {
-    const rnd = seeded(3);
+    const rnd = seededRandom(3);
     const json = JSON.stringify({ values: Array.from({ length: 500 }, () => rnd() * 4 - 2) });
     assert.equal(canonicalJsonOfText(Buffer.from(json)), undefined);
     // A few such numbers among many that print as sent are written here.
