@@ -121,6 +121,15 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
       .set('Content-Type', 'application/dicom')
       .set('Accept', accept)
       .send(body);
+  /** postDicom with the answer read as bytes (an SR), whatever its media type. */
+  const postDicomForBytes = (body: Buffer, accept: string) =>
+    postDicom(body, accept)
+      .buffer(true)
+      .parse((r, done) => {
+        const chunks: Buffer[] = [];
+        r.on('data', (c: Buffer) => chunks.push(c));
+        r.on('end', () => done(null, Buffer.concat(chunks)));
+      });
 
   for (const [file, expected] of Object.entries(EXPECTED)) {
     it(`${file}: ${expected.status === 200 ? 'findings' : expected.reason}`, async () => {
@@ -189,13 +198,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
 
   it('answers a DICOM Comprehensive SR on Accept: application/dicom', async () => {
     const source = dicomFile('US1_UNCR.dcm');
-    const res = await postDicom(source, 'application/dicom')
-      .buffer(true)
-      .parse((r, done) => {
-        const chunks: Buffer[] = [];
-        r.on('data', (c: Buffer) => chunks.push(c));
-        r.on('end', () => done(null, Buffer.concat(chunks)));
-      });
+    const res = await postDicomForBytes(source, 'application/dicom');
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /application\/dicom/);
     assertVariesOnAccept(res.headers, 'the SR');
@@ -220,13 +223,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
     });
     const other = rewriteDicom(first, { StudyInstanceUID: '1.2.826.0.1.3680043.9.7431.115.9' });
     const srOf = async (source: Buffer): Promise<Record<string, { Value?: unknown[] | null }>> => {
-      const res = await postDicom(source, 'application/dicom')
-        .buffer(true)
-        .parse((r, done) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('end', () => done(null, Buffer.concat(chunks)));
-        });
+      const res = await postDicomForBytes(source, 'application/dicom');
       assert.equal(res.status, 200);
       const sr = res.body as Buffer;
       return dcmjsData.DicomMessage.readFile(sr.buffer.slice(sr.byteOffset, sr.byteOffset + sr.length) as ArrayBuffer)
@@ -260,13 +257,7 @@ describe('medical: DICOM in, lesion findings out', { skip: DICOM_SKIP }, () => {
   it('writes the SR in the transfer syntax Accept names, and refuses one it cannot write with 406, analysing nothing', async () => {
     const source = dicomFile('US1_UNCR.dcm');
     const binary = (accept: string, requestId?: string) => {
-      const req = postDicom(source, accept)
-        .buffer(true)
-        .parse((r, done) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('end', () => done(null, Buffer.concat(chunks)));
-        });
+      const req = postDicomForBytes(source, accept);
       return requestId ? req.set('X-Request-Id', requestId) : req;
     };
     const [EXPLICIT, IMPLICIT, DEFLATED] = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2', '1.2.840.10008.1.2.1.99'];

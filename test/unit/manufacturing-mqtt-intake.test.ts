@@ -16,6 +16,11 @@ const T0 = Date.now() - 3_600_000;
 const TOPIC = 'factory/plant-1/line-b/mill-1/telemetry';
 const TORQUE = 'Torque [Nm]';
 
+/** A reading's values as Sparkplug B Double metrics, as an edge node reports every tag at once. */
+function doubleMetrics(values: Record<string, unknown>) {
+  return Object.entries(values).map(([name, value]) => ({ name, type: 'Double' as const, value: value as number }));
+}
+
 /** The intake over a real PlantStream (fake runtime and records): what a message counts as in gateway_mqtt_messages_total. */
 function intakeHarness() {
   const harness = plantStreamHarness();
@@ -175,11 +180,7 @@ describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that i
   it('is taken as no value (as is_null), its tag named in a dead letter, and the tags that changed with it are taken', async () => {
     const { intake, records, reading } = intakeHarness();
     const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
-    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
-      name,
-      type: 'Double' as const,
-      value: value as number,
-    }));
+    const metrics = doubleMetrics(reading(T0, 10).values);
     await intake.handle(topic, Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics })));
     // Report by exception: the torque sensor fails (NaN) as the tool wear changes.
     const changed = [
@@ -218,11 +219,7 @@ describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that i
   it('is taken as no value, as NaN is: the tags that changed with it are taken, the infinite ones named', async () => {
     const { intake, records, reading } = intakeHarness();
     const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
-    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
-      name,
-      type: 'Double' as const,
-      value: value as number,
-    }));
+    const metrics = doubleMetrics(reading(T0, 10).values);
     await intake.handle(topic, Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics })));
     const [other] = Object.keys(reading(T0, 10).values).filter((n) => n !== TORQUE && n !== 'Tool wear [min]');
     const changed = [
@@ -264,11 +261,7 @@ describe("manufacturing MQTT intake: a Sparkplug B metric of an asset's tag that
   it("is dead-lettered naming the tag and why, the message's other metrics taken; a null or another metric is not", async () => {
     const { intake, records, reading } = intakeHarness();
     const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
-    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
-      name,
-      type: 'Double' as const,
-      value: value as number,
-    }));
+    const metrics = doubleMetrics(reading(T0, 10).values);
     await intake.handle(topic, Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics })));
     const changed = [
       { name: TORQUE, type: 'String' as const, value: '40.5' },
@@ -368,11 +361,7 @@ describe('manufacturing MQTT intake: a time in seconds', () => {
   it('over Sparkplug B (whose times are epoch milliseconds too) is dead-lettered the same way', async () => {
     const { intake, records, reading } = intakeHarness();
     const seconds = Math.floor(T0 / 1000);
-    const metrics = Object.entries(reading(T0, 10).values).map(([name, value]) => ({
-      name,
-      type: 'Double' as const,
-      value: value as number,
-    }));
+    const metrics = doubleMetrics(reading(T0, 10).values);
     const payload = Buffer.from(sparkplug.encodePayload({ timestamp: seconds, seq: 1, metrics }));
     const result = await intake.handle('spBv1.0/plant-1/DDATA/edge-1/mill-1', payload);
     assert.equal(result.outcome, 'dead-lettered');
