@@ -110,6 +110,14 @@ describe(
       const onB = alarmStream(portB, operator);
       await Promise.all([onA.ready, onB.ready]);
       await until('both gateways listening', async () => ((await listeners()).length === 2 ? true : undefined));
+      // The probe after LISTEN came back: no periodic read (that is for a pooler in transaction mode).
+      await until('notifications delivered', async () => {
+        const res = await request(a.getHttpServer()).get('/health/ready').set('Authorization', admin);
+        const detail = (res.body as { checks: Record<string, { detail?: { notifications?: string } }> }).checks[
+          'alarm-notifications'
+        ]?.detail;
+        return detail?.notifications === 'delivered' ? true : undefined;
+      });
       await ingest(b, 'mill-b', true);
       const raised = await stored();
       assert.ok(raised.length > 0, 'B raised its alarm');

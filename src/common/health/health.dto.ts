@@ -23,7 +23,7 @@ export class ReadinessDto {
   @ApiProperty({ enum: ['ready', 'not-ready'] })
   status!: 'ready' | 'not-ready';
   /**
-   * Per component (database, models, audit, mqtt, shutdown): whether it is ready; with a bearer token that grants
+   * Per component (database, models, audit, mqtt, alarm-notifications, shutdown): whether it is ready; with a bearer token that grants
    * models:read, also its detail (models and versions, workers, why it is not ready).
    */
   @ApiProperty({ type: 'object', additionalProperties: { $ref: getSchemaPath(ReadinessCheckDto) } })

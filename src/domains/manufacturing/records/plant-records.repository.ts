@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Counter } from 'prom-client';
-import { filter, map, Observable, ReplaySubject, share, takeUntil } from 'rxjs';
+import { filter, finalize, map, Observable, ReplaySubject, share, takeUntil, tap } from 'rxjs';
 import { And, Between, DataSource, EntityManager, LessThan, MoreThan, Repository } from 'typeorm';
+import { ReadinessService } from '../../../common/health/readiness.service';
 import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
 import { clientConfigOf } from '../../../database/connection-config';
-import { notificationsOf } from '../../../database/notification-listener';
+import { LISTENER_DEFAULTS, notificationsOf } from '../../../database/notification-listener';
 import {
   ALARMS_ORDER_LOCK,
   DEAD_LETTERS_ORDER_LOCK,
@@ -29,6 +30,12 @@ const DEAD_LETTER_BYTES_PER_STATEMENT = 2_000_000;
 
 /** The PostgreSQL channel on which each alarm insert is notified, with the inserting gateway's source as payload. */
 export const ALARMS_CHANNEL = 'manufacturing_alarms';
+
+/**
+ * Whether the alarm listener's notifications reach it, as /health/ready details it: `not-listening` while no alarm
+ * stream is open, `checking` from its LISTEN (each, after a drop too) until its probe comes back or times out.
+ */
+export type AlarmNotifications = 'not-listening' | 'checking' | 'delivered' | 'not-delivered';
 
 /** What a source may be: it is written into the statement (a UUID, made by the repository). */
 const SOURCE = /^[0-9a-f-]{1,64}$/;
@@ -85,16 +92,32 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   /** Ends the alarm listener at shutdown, and keeps it from opening again (see alarmsStored). */
   private readonly stopping = new ReplaySubject<void>(1);
   private readonly stored: Observable<void> | undefined;
+  private notifications: AlarmNotifications = 'not-listening';
 
   constructor(
     private readonly dataSource: DataSource,
     metrics: MetricsService,
     config: AppConfig,
+    readiness: ReadinessService,
   ) {
     this.budget = new DeadLetterBudget(config.MANUFACTURING_DEAD_LETTER_LIMIT);
     this.server = config.DATABASE_URL !== undefined;
     this.alarmInsert = alarmInsertSql(this.server, this.source);
     this.stored = this.server ? this.otherGatewaysAlarms() : undefined;
+    // Informative, never "not ready": alarms not notified are still streamed, late (see otherGatewaysAlarms).
+    if (this.server) {
+      readiness.register('alarm-notifications', () => ({
+        ready: true,
+        detail:
+          this.notifications === 'not-delivered'
+            ? {
+                notifications: this.notifications,
+                why: 'a probe notified after LISTEN did not come back: a connection pooler in transaction mode?',
+                instead: `the alarm streams read the stored alarms every ${LISTENER_DEFAULTS.pollMs} ms`,
+              }
+            : { notifications: this.notifications },
+      }));
+    }
     this.deadLetterInsert = deadLetterInsertSql(this.server);
     this.summarised = new Counter({
       name: 'gateway_manufacturing_dead_letters_summarised_total',
@@ -173,6 +196,8 @@ export class PlantRecordsRepository implements OnModuleDestroy {
    * On a PostgreSQL server, fires each time alarms may have been stored by another gateway: one of theirs notified
    * (alarmInsertSql), or the listener (re)started, when what was notified while it did not listen is lost. One
    * connection (LISTEN) per process whoever follows, held while anyone does: none while no alarm stream is open.
+   * Where notifications do not reach the listener (a pooler in transaction mode: see notificationsOf), fires every
+   * few seconds instead, so another gateway's alarms are still streamed, only later.
    * Undefined on embedded PGlite, which one process owns: every alarm stored is this gateway's.
    */
   alarmsStored(): Observable<void> | undefined {
@@ -183,7 +208,14 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     const config = clientConfigOf(this.dataSource.options, 'alarm-listener');
     return notificationsOf({ ...config, keepAlive: true }, ALARMS_CHANNEL, this.logger).pipe(
       takeUntil(this.stopping),
-      filter((notice) => notice.kind === 'listening' || notice.payload !== this.source),
+      tap((notice) => {
+        if (notice.kind === 'listening') this.notifications = 'checking';
+        else if (notice.kind === 'heard') this.notifications = 'delivered';
+        else if (notice.kind === 'unheard') this.notifications = 'not-delivered';
+      }),
+      finalize(() => (this.notifications = 'not-listening')),
+      // Fires on `unheard` too: what may have been notified unheard is read.
+      filter((notice) => notice.kind !== 'heard' && (notice.kind !== 'notified' || notice.payload !== this.source)),
       map(() => undefined),
       share(),
     );
