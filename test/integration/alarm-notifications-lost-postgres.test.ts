@@ -8,7 +8,7 @@ import { Client } from 'pg';
 import request from 'supertest';
 import { alarmInsertSql } from '../../src/domains/manufacturing/records/plant-records.repository';
 import { alarmStream } from '../fixtures/alarm-stream';
-import { notificationDroppingProxy } from '../fixtures/notification-dropping-proxy';
+import { DatabaseProxy } from '../fixtures/database-proxy';
 import { bundledModelsDir } from '../fixtures/paths';
 import { DATASETS_SKIP } from '../fixtures/plant-data';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
@@ -29,7 +29,7 @@ describe(
   { skip: DATABASE_URL ? DATASETS_SKIP : 'DATABASE_URL is not set' },
   () => {
     let scratch: ScratchDatabase;
-    let proxy: Awaited<ReturnType<typeof notificationDroppingProxy>>;
+    let proxy: DatabaseProxy;
     let modelsDir: string;
     let app: NestFastifyApplication;
     let port: number;
@@ -43,9 +43,16 @@ describe(
 
     before(async () => {
       scratch = await createScratchDatabase(DATABASE_URL!, 'gateway_alarm_unheard');
-      proxy = await notificationDroppingProxy(scratch.url);
+      proxy = new DatabaseProxy(new URL(scratch.url), { dropNotifications: true });
+      const proxied = new URL(scratch.url);
+      proxied.hostname = '127.0.0.1';
+      proxied.port = String(await proxy.listen());
       modelsDir = bundledModelsDir(['manufacturing']);
-      app = await createTestApp({ DATABASE_URL: proxy.url, MODELS_DIR: modelsDir, AUDIT_WRITER_ID: 'gateway-a' });
+      app = await createTestApp({
+        DATABASE_URL: proxied.toString(),
+        MODELS_DIR: modelsDir,
+        AUDIT_WRITER_ID: 'gateway-a',
+      });
       await app.listen(0, '127.0.0.1');
       port = (app.getHttpServer().address() as AddressInfo).port;
       watch = new Client({ connectionString: scratch.url });
