@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
@@ -9,6 +9,7 @@ import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/
 import { alarmStream, ReceivedEvent } from '../fixtures/alarm-stream';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
+import { seededRandom } from '../fixtures/random';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 import { until } from '../fixtures/until';
@@ -213,6 +214,59 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
       assert.deepEqual(alarmsOf(stream.received).map(asStored), live);
       stream.close();
       await stream.ended;
+    },
+  );
+
+  // A failover drops every dashboard at once and they reconnect together: before, each replay was a read of its own.
+  it(
+    'serves many reconnects at once with a shared read, each stream exactly the alarms it missed, in order',
+    { timeout: 120_000 },
+    async () => {
+      const records = app.get(PlantRecordsRepository);
+      for (let i = 0; i < 40; i++) {
+        await records.addAlarm({
+          assetId: i % 2 === 0 ? 'mill-1' : 'mill-2',
+          state: i % 4 < 2 ? 'raised' : 'cleared',
+          metric: 'failure',
+          value: 0.9,
+          threshold: 0.5,
+          at: new Date(T0 + i * 1000),
+          site: 'plant-1',
+          line: 'line-b',
+          modelName: 'machine-failure',
+          modelVersion: '1',
+          reason: null,
+        });
+      }
+      const all = await stored();
+      const random = seededRandom(40);
+      const lastIds = Array.from({ length: 100 }, () => all[Math.floor(random() * all.length)].id);
+      // The database slow to answer the first replay (as after a failover): the reconnects meanwhile wait for one read.
+      let reads = 0;
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const alarmsAfter = records.alarmsAfter.bind(records);
+      const spy = mock.method(records, 'alarmsAfter', async (...args: Parameters<typeof alarmsAfter>) => {
+        if (++reads === 1) await held;
+        return alarmsAfter(...args);
+      });
+      try {
+        const streams = lastIds.map((id) => alarmStream(port, operator, id));
+        await Promise.all(streams.map((s) => s.ready));
+        release();
+        const missed = lastIds.map((id) => all.filter((r) => BigInt(r.id) > BigInt(id)));
+        for (const [i, stream] of streams.entries()) {
+          await streamed(stream, missed[i].length, `the alarms missed after ${lastIds[i]}`);
+        }
+        streams.forEach((stream) => stream.close());
+        await Promise.all(streams.map((stream) => stream.ended));
+        for (const [i, stream] of streams.entries()) {
+          assert.deepEqual(alarmsOf(stream.received).map(asStored), missed[i], `resumed after ${lastIds[i]}`);
+        }
+        assert.ok(reads <= 2, `one read for the first replay, one for the others that waited on it: ${reads}`);
+      } finally {
+        spy.mock.restore();
+      }
     },
   );
 });

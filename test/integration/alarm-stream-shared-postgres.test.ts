@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Client } from 'pg';
 import request from 'supertest';
@@ -191,6 +191,59 @@ describe(
       onA.close();
       // A fresh stream starts at the newest id: that alarm, and only it, came after.
       assert.deepEqual(alarmsOf(onA.received), all.slice(before));
+    });
+
+    // A failover drops every dashboard at once and they reconnect together: before, each replay was a read of its own
+    // (each taking the alarm order lock that every gateway's alarm inserts wait on).
+    it('serves many reconnects at once with a shared read, each stream exactly the alarms it missed, in order', async () => {
+      const records = b.get(PlantRecordsRepository);
+      for (let i = 0; i < 30; i++) {
+        await records.addAlarm({
+          assetId: i % 2 === 0 ? 'mill-a' : 'mill-b',
+          state: i % 4 < 2 ? 'raised' : 'cleared',
+          metric: 'failure',
+          value: 0.9,
+          threshold: 0.5,
+          at: new Date(T0 + i * 1000),
+          site: 'plant-1',
+          line: 'line-b',
+          modelName: 'machine-failure',
+          modelVersion: '1',
+          reason: null,
+        });
+      }
+      const all = await stored();
+      const lastIds = Array.from({ length: 60 }, (_, i) => all[(i * 7) % all.length].id);
+      // The server slow to answer the first replay (as after a failover): the reconnects meanwhile wait for one read.
+      const onA = a.get(PlantRecordsRepository);
+      let reads = 0;
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const alarmsAfter = onA.alarmsAfter.bind(onA);
+      const spy = mock.method(onA, 'alarmsAfter', async (...args: Parameters<typeof alarmsAfter>) => {
+        if (++reads === 1) await held;
+        return alarmsAfter(...args);
+      });
+      try {
+        const streams = lastIds.map((id) => alarmStream(portA, operator, id));
+        await Promise.all(streams.map((stream) => stream.ready));
+        release();
+        const missed = lastIds.map((id) => all.filter((r) => BigInt(r.id) > BigInt(id)));
+        for (const [i, stream] of streams.entries()) {
+          await until(`the alarms missed after ${lastIds[i]}`, () =>
+            alarmsOf(stream.received).length >= missed[i].length ? true : undefined,
+          );
+        }
+        streams.forEach((stream) => stream.close());
+        await Promise.all(streams.map((stream) => stream.ended));
+        for (const [i, stream] of streams.entries()) {
+          assert.deepEqual(alarmsOf(stream.received), missed[i], `resumed after ${lastIds[i]}`);
+        }
+        // The listener's first LISTEN is read after too (what was notified before it), shared the same way.
+        assert.ok(reads <= 3, `one read for the first replay, one for those that waited on it: ${reads}`);
+      } finally {
+        spy.mock.restore();
+      }
     });
 
     // The listener's connection would hold the process open after the HTTP server and the pool are closed.

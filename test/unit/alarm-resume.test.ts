@@ -11,6 +11,7 @@ import {
   SharedAlarmReads,
 } from '../../src/domains/manufacturing/alarm-resume.util';
 import type { AlarmEvent, StreamedAlarm } from '../../src/domains/manufacturing/plant-stream.service';
+import { seededRandom } from '../fixtures/random';
 
 const alarm = (at: number): AlarmEvent => ({
   assetId: 'mill-1',
@@ -33,6 +34,8 @@ function heldLog(rows: Array<StreamedAlarm & { id: string }>, newest = 0n) {
     answer = resolve;
     fail = reject;
   });
+  // Failed before a read awaits it (reads wait a turn for others to join): the read is refused all the same.
+  answered.catch(() => undefined);
   const log: AlarmLog = {
     newestAfter: async (after, limit, below) => {
       await answered;
@@ -56,8 +59,10 @@ function collect(live: Subject<StreamedAlarm>, log: AlarmLog, after: bigint | un
   return { items, done: () => completed, subscription };
 }
 
-/** Lets the read's answer reach the stream. */
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Lets the reads (each waits a turn for others to join it: SharedAlarmReads) and their answers reach the stream. */
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+};
 
 describe('alarm stream resume (Last-Event-ID)', () => {
   it('sends the stored alarms after Last-Event-ID, oldest first, then the held and live ones, none twice', async () => {
@@ -317,7 +322,7 @@ describe('alarm stream resume (Last-Event-ID)', () => {
     rows.unshift(stored(11), stored(10));
     streams.push(open(10n));
     await settle();
-    assert.equal(reads.length, 4, "each stream's replay");
+    assert.equal(reads.length, 2, "one read for the three streams' replays, one for the fourth's");
     reads.length = 0;
 
     stored$.next();
@@ -383,7 +388,7 @@ describe('alarm stream resume (Last-Event-ID)', () => {
     };
     const shared = new SharedAlarmReads(log);
     const first = [0n, 5n, 100n].map((after) => shared.newestAfter(after));
-    await Promise.resolve();
+    await settle();
     // Asked while that read runs: a read after it.
     const second = shared.newestAfter(BigInt(REPLAY_LIMIT + 5));
     answer();
@@ -392,6 +397,73 @@ describe('alarm stream resume (Last-Event-ID)', () => {
     }
     assert.deepEqual(await second, await newestAfter(BigInt(REPLAY_LIMIT + 5), REPLAY_LIMIT + 1));
     assert.equal(most, 1, 'one read at a time');
+  });
+
+  // A failover drops every dashboard at once, and they all reconnect with their Last-Event-IDs: before, each replay
+  // was a read of its own (500 dashboards, 500 reads, each taking the alarm order lock that alarm inserts wait on).
+  it('serves a mass reconnect with one read, each stream exactly the alarms it missed, in order, then the live ones', async () => {
+    const live = new Subject<StreamedAlarm>();
+    const newest = REPLAY_LIMIT + 200;
+    const rows = Array.from({ length: newest }, (_, i) => stored(newest - i));
+    const { log, answer } = heldLog(rows, BigInt(newest));
+    answer();
+    const reads = { newestAfter: 0, newestId: 0 };
+    const [newestAfter, newestId] = [log.newestAfter.bind(log), log.newestId.bind(log)];
+    log.newestAfter = (after, limit, below) => (reads.newestAfter++, newestAfter(after, limit, below));
+    log.newestId = () => (reads.newestId++, newestId());
+    const shared = new SharedAlarmReads(log);
+    const random = seededRandom(500);
+    const afters: Array<bigint | undefined> = [
+      ...Array.from({ length: 500 }, () => BigInt(Math.floor(random() * (newest + 1)))),
+      0n,
+      BigInt(newest),
+      BigInt(newest + 50),
+      undefined,
+      undefined,
+    ];
+    const streams: AlarmStreamItem[][] = [];
+    for (const [i, after] of afters.entries()) {
+      const items: AlarmStreamItem[] = [];
+      resumeAlarms(live, log, after, undefined, shared).subscribe({ next: (item) => items.push(item) });
+      streams.push(items);
+      // Each reconnect in a turn of its own (its own request), within the window.
+      if (i % 100 === 0) await Promise.resolve();
+    }
+    await settle();
+    await settle();
+    assert.equal(reads.newestAfter, 1, 'one read of the missed alarms for every replay');
+    assert.ok(reads.newestId <= 2, `the newest id read once for the fresh streams and once for those that missed none`);
+    live.next(stored(newest + 1));
+    await settle();
+
+    for (const [i, after] of afters.entries()) {
+      const missed = after === undefined || after >= BigInt(newest) ? 0 : newest - Number(after);
+      const expected: AlarmStreamItem[] = [];
+      if (after === undefined) expected.push({ kind: 'position', id: String(newest) });
+      else if (after > BigInt(newest)) {
+        expected.push({
+          kind: 'gap',
+          id: String(newest),
+          reason: 'unknown-id',
+          after: String(after),
+          cursor: String(newest + 1),
+        });
+      } else if (missed > REPLAY_LIMIT) {
+        const through = newest - REPLAY_LIMIT;
+        expected.push({
+          kind: 'gap',
+          id: String(through),
+          reason: 'too-many',
+          after: String(after),
+          cursor: String(through + 1),
+        });
+      }
+      for (let id = newest - Math.min(missed, REPLAY_LIMIT) + 1; id <= newest + 1; id++) {
+        const { id: _, ...data } = stored(id);
+        expected.push({ kind: 'alarm', id: String(id), alarm: data });
+      }
+      assert.deepEqual(streams[i], expected, `the stream resumed after ${after}`);
+    }
   });
 
   it('ends when the alarms stored cannot be read, and lets go of what tells it of them', async () => {

@@ -5,6 +5,12 @@ import type { AlarmEvent, StreamedAlarm } from './plant-stream.service';
 /** The most alarms a reconnect is sent again; the older ones it missed are left to GET /v1/manufacturing/alarms. */
 export const REPLAY_LIMIT = 1000;
 
+/**
+ * How long a gateway's shared alarm read waits for more streams to join it (SharedAlarmReads): the replays of a mass
+ * reconnect come each in its request's turn, within a few ms of each other; a live alarm is sent that much later.
+ */
+export const REPLAY_WINDOW_MS = 5;
+
 /** What the alarm stream's Last-Event-ID may be: an id the stream gave, a whole number that fits a bigint. */
 const EVENT_ID = /^(0|[1-9]\d{0,18})$/;
 
@@ -38,28 +44,39 @@ export interface AlarmLog {
 type StoredRows = Array<AlarmData & { id: string }>;
 
 /**
- * The catch-up reads of one gateway's alarm streams, shared: each notification of another gateway's alarms fires every
- * open stream at once, and a read each (every one taking the alarm order lock, which alarm inserts wait on) made one
- * database read per dashboard per alarm. The streams that ask before a read starts (those fired by one notification,
- * in the same turn) join it: one read from the lowest of their ids, each given the rows after its own. Those that ask
- * while it runs join the next, started when it is done: a read already begun may have missed what they were told of.
+ * The reads of one gateway's alarm streams, shared: each notification of another gateway's alarms fires every open
+ * stream at once, and a read each (every one taking the alarm order lock, which alarm inserts wait on) made one
+ * database read per dashboard per alarm; so did a mass reconnect (a failover: every dashboard's replay at once). The
+ * streams that ask before a read starts (those fired by one notification, those reconnecting within one window: a
+ * turn of the event loop, or `windowMs`) join it: one read from the lowest of their ids, each given the rows after
+ * its own. Those that ask while it runs join the next, started when it is done: a read already begun may have missed
+ * what they were told of. However many join, a read is of REPLAY_LIMIT + 1 rows at most.
  *
  * A stream given the rows after its id of the newest REPLAY_LIMIT + 1 after a lower id is given what a read of its own
  * would have returned: the rows above its id are the newest, so they are all there, or REPLAY_LIMIT + 1 of them are.
- * The read is in insert order (AlarmLog.newestAfter): every alarm below the newest it returned is committed.
+ * The read is in insert order (AlarmLog.newestAfter): every alarm below the newest it returned is committed. A read
+ * begins after every stream that joined it asked (each subscribed to the live alarms first), so it holds whatever a
+ * read of their own would have.
  */
 export class SharedAlarmReads {
-  /** The reads that have not started yet, by their `below` ('' for none), with the lowest id of those waiting. */
+  /** The reads that have not started yet, by their `below` ('' for none; 'newest' for newestId), with the lowest id of those waiting. */
   private readonly next = new Map<string, { after: bigint; rows: Promise<StoredRows> }>();
+  /** The newest id's read that has not started yet. */
+  private nextNewest: Promise<bigint> | undefined;
   /** The read in progress (or waiting to start), if any: the one after it starts when it is done. */
   private running: Promise<void> | undefined;
 
-  constructor(private readonly log: AlarmLog) {}
+  /** `windowMs`: how long a read waits for more streams to join it; 0, until the event loop's next turn. */
+  constructor(
+    private readonly log: AlarmLog,
+    private readonly windowMs = 0,
+  ) {}
 
   /**
    * The stored alarms after `after` (and below `below`), newest first, at most REPLAY_LIMIT + 1: as `log.newestAfter`
    * answers. Those asking with the same `below` share a read (this gateway's live alarm, past the ids of several
-   * streams by more than one, is read before once, not once a stream).
+   * streams by more than one, is read before once, not once a stream; the replays of streams reconnecting at once
+   * are read once).
    */
   async newestAfter(after: bigint, below?: bigint): Promise<StoredRows> {
     const key = below === undefined ? '' : String(below);
@@ -69,18 +86,38 @@ export class SharedAlarmReads {
     return rows.filter((row) => BigInt(row.id) > after);
   }
 
-  /** A read that starts once those asking in this turn have joined it, and the read before it is done. */
+  /** The newest stored alarm's id (`log.newestId`), one read for those asking in the same window. */
+  newestId(): Promise<bigint> {
+    if (this.nextNewest) return this.nextNewest;
+    const newest = this.queue(() => {
+      if (this.nextNewest === newest) this.nextNewest = undefined;
+      return this.log.newestId();
+    });
+    this.nextNewest = newest;
+    return newest;
+  }
+
+  /** A read that starts once those asking in this window have joined it, and the read before it is done. */
   private open(key: string, below: bigint | undefined): { after: bigint; rows: Promise<StoredRows> } {
     const batch: { after: bigint; rows: Promise<StoredRows> } = { after: MAX_BIGINT, rows: Promise.resolve([]) };
-    // The streams fired by one notification (or sent one live alarm) all ask in the turn it came in (a subject's
-    // subscribers, in turn).
-    batch.rows = (this.running ?? Promise.resolve()).then(() => {
+    batch.rows = this.queue(() => {
       // Those asking from now on wait for the next read.
       if (this.next.get(key) === batch) this.next.delete(key);
       return this.log.newestAfter(batch.after, REPLAY_LIMIT + 1, below);
     });
     this.next.set(key, batch);
-    const running = batch.rows.then(
+    return batch;
+  }
+
+  /** Runs `read` after the window, and after the read before it: one at a time. */
+  private queue<T>(read: () => Promise<T>): Promise<T> {
+    // The streams fired by one notification (or sent one live alarm) all ask in the turn it came in (a subject's
+    // subscribers, in turn); the replays of a mass reconnect, each in its request's turn, within a few ms.
+    const window = new Promise<void>((resolve) =>
+      this.windowMs > 0 ? setTimeout(resolve, this.windowMs) : setImmediate(resolve),
+    );
+    const result = Promise.all([window, this.running]).then(read);
+    const running = result.then(
       () => undefined,
       () => undefined,
     );
@@ -88,7 +125,7 @@ export class SharedAlarmReads {
     void running.then(() => {
       if (this.running === running) this.running = undefined;
     });
-    return batch;
+    return result;
   }
 }
 
@@ -126,9 +163,9 @@ export type AlarmStreamItem =
  * With `stored` (on a PostgreSQL server: each time another gateway stores alarms, and each time the listener for
  * them starts listening, again after a drop), the stored alarms after the client's id are read and sent as soon as
  * it fires, not only before this gateway's next alarm: another gateway's reach the client within a read's time.
- * Fires that come during a read are taken up by one read after it. Those reads, and those before a live alarm, go
- * through `reads`, shared by the gateway's streams (one read per notification, or per live alarm, however many are
- * open; by default the stream's own). A live alarm that such a read has sent already
+ * Fires that come during a read are taken up by one read after it. Those reads, those before a live alarm and the
+ * replay go through `reads`, shared by the gateway's streams (one read per notification, or per live alarm, or per
+ * window of reconnects, however many are open; by default the stream's own). A live alarm that such a read has sent already
  * (this gateway's own, read from the table before it was streamed) is not sent again: every id above where the
  * replay left the client and at or below the client's id has been sent, or named by an `alarms-missed` event.
  *
@@ -247,7 +284,7 @@ export function resumeAlarms(
       error: () => undefined,
     });
 
-    replay(log, after).then(
+    replay(reads, after).then(
       (items) => {
         if (subscriber.closed) return;
         for (const item of items) if (item.kind === 'alarm') replayed.add(item.id);
@@ -265,13 +302,13 @@ export function resumeAlarms(
   });
 }
 
-/** What is sent before the live alarms, read from the log. */
-async function replay(log: AlarmLog, after: bigint | undefined): Promise<AlarmStreamItem[]> {
+/** What is sent before the live alarms, read from the log (with the other streams' replays: see SharedAlarmReads). */
+async function replay(reads: SharedAlarmReads, after: bigint | undefined): Promise<AlarmStreamItem[]> {
   try {
-    if (after === undefined) return [{ kind: 'position', id: String(await log.newestId()) }];
-    const items = await missed(log, after);
+    if (after === undefined) return [{ kind: 'position', id: String(await reads.newestId()) }];
+    const items = await itemsOf(() => reads.newestAfter(after), after);
     if (items.length === 0) {
-      const newest = await log.newestId();
+      const newest = await reads.newestId();
       if (newest < after) items.push(gap('unknown-id', after, newest));
     }
     return items;
@@ -281,14 +318,9 @@ async function replay(log: AlarmLog, after: bigint | undefined): Promise<AlarmSt
 }
 
 /**
- * The stored alarms after `after` (and below `below`), oldest first: the newest REPLAY_LIMIT, after a gap saying
- * which are not sent where there are more. A read that fails is `unreadable`.
+ * What `read` (the newest REPLAY_LIMIT + 1 stored alarms after `after`) gives to send, oldest first: the newest
+ * REPLAY_LIMIT, after a gap saying which are not sent where there are more. A read that fails is `unreadable`.
  */
-function missed(log: AlarmLog, after: bigint): Promise<AlarmStreamItem[]> {
-  return itemsOf(() => log.newestAfter(after, REPLAY_LIMIT + 1), after);
-}
-
-/** What `read` (the newest REPLAY_LIMIT + 1 stored alarms after `after`) gives to send: see missed. */
 async function itemsOf(read: () => Promise<StoredRows>, after: bigint): Promise<AlarmStreamItem[]> {
   let rows: StoredRows;
   try {

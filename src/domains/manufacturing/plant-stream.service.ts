@@ -13,7 +13,14 @@ import {
   storageUnavailable,
 } from '../../database/storage-unavailable';
 import { InferenceEngine } from '../../runtime/inference-engine.service';
-import { AlarmData, AlarmLog, AlarmStreamItem, resumeAlarms, SharedAlarmReads } from './alarm-resume.util';
+import {
+  AlarmData,
+  AlarmLog,
+  AlarmStreamItem,
+  REPLAY_WINDOW_MS,
+  resumeAlarms,
+  SharedAlarmReads,
+} from './alarm-resume.util';
 import { alarmDirection, alarmKind, alarmMetric, AssetRegistry } from './assets/asset-registry.service';
 import { AssetEntity } from './assets/asset.entity';
 import { addOpening, AssetWindow, OpeningRow, ReadingIn, ReleasedReading } from './asset-window.util';
@@ -1392,8 +1399,11 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
     newestId: () => this.logged(async () => BigInt(await this.records.newestAlarmId())),
   };
 
-  /** The streams' reads on another gateway's notification: one for all of them (see SharedAlarmReads). */
-  private readonly alarmReads = new SharedAlarmReads(this.alarmLog);
+  /**
+   * The streams' reads on another gateway's notification, and their replays: one for all of them, and one for the
+   * reconnects within REPLAY_WINDOW_MS of each other (a failover's), not one each (see SharedAlarmReads).
+   */
+  private readonly alarmReads = new SharedAlarmReads(this.alarmLog, REPLAY_WINDOW_MS);
 
   /** A replay that fails ends its stream with a comment; why is logged here. */
   private async logged<T>(read: () => Promise<T>): Promise<T> {
