@@ -59,7 +59,7 @@ type StoredRows = Array<AlarmData & { id: string }>;
  * read of their own would have.
  */
 export class SharedAlarmReads {
-  /** The reads that have not started yet, by their `below` ('' for none; 'newest' for newestId), with the lowest id of those waiting. */
+  /** The reads that have not started yet, by their `below` ('' for none), with the lowest id of those waiting. */
   private readonly next = new Map<string, { after: bigint; rows: Promise<StoredRows> }>();
   /** The newest id's read that has not started yet. */
   private nextNewest: Promise<bigint> | undefined;
