@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
 import { authedHttp, createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -74,6 +75,23 @@ describe('Open Inference Protocol v2', () => {
       .post('/v2/models/nope/infer')
       .send({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }] })
       .expect(404);
+  });
+
+  it("errors are labelled exactly application/json, as KServe's InferenceRESTClient needs to read `error`", async () => {
+    // Its _construct_http_status_error reads the body only when Content-Type equals application/json.
+    const noModel = await http.get('/v2/models/nope').expect(404);
+    assert.equal(noModel.headers['content-type'], 'application/json');
+    const badBody = await http.post('/v2/models/fixture-linear/infer').send({}).expect(400);
+    assert.equal(badBody.headers['content-type'], 'application/json');
+    assert.match(badBody.body.error, /inputs/);
+    const unparsed = await http
+      .post('/v2/models/fixture-linear/infer')
+      .set('Content-Type', 'application/json')
+      .send('{"inputs": [')
+      .expect(400);
+    assert.equal(unparsed.headers['content-type'], 'application/json');
+    const anonymous = await request(app.getHttpServer()).get('/v2/models').expect(401);
+    assert.equal(anonymous.headers['content-type'], 'application/json');
   });
 
   it('POST infer runs the default version, echoes the id, accepts nested data', async () => {

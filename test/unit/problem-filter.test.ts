@@ -17,7 +17,8 @@ function exchange(url: string, headers: Record<string, string> = {}) {
       return reply;
     },
     send(body: unknown) {
-      sent.body = typeof body === 'string' ? JSON.parse(body) : body;
+      // Under /v2 the body is bytes (so that Fastify adds no charset to application/json).
+      sent.body = typeof body === 'string' || Buffer.isBuffer(body) ? JSON.parse(String(body)) : body;
       return reply;
     },
   };

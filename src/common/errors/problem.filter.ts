@@ -11,7 +11,8 @@ import { Problem, PROBLEM_CONTENT_TYPE, problemOf } from './problem';
 export interface RenderedProblem {
   status: number;
   headers: Record<string, string>;
-  body: string;
+  /** Bytes under /v2: Fastify appends `; charset=utf-8` to a JSON type sent as a string (see render). */
+  body: string | Buffer;
 }
 
 /** The body limit a request was held to, and the setting that names it (README's configuration table). */
@@ -91,8 +92,11 @@ export class ProblemFilter implements ExceptionFilter {
     const challenge = bearerChallenge(error, problem);
     if (challenge !== undefined) headers['WWW-Authenticate'] = challenge;
     if (path === OIP_PREFIX || path.startsWith(`${OIP_PREFIX}/`)) {
+      // Exactly application/json, as Triton and KServe answer: KServe's InferenceRESTClient reads `error` only from a
+      // Content-Type equal to it, and raised with the reason left out. Sent as bytes, since Fastify appends
+      // `; charset=utf-8` to a JSON type sent as a string.
       headers['Content-Type'] = 'application/json';
-      return { status: problem.status, headers, body: JSON.stringify({ error: oipError(problem) }) };
+      return { status: problem.status, headers, body: Buffer.from(JSON.stringify({ error: oipError(problem) })) };
     }
     headers['Content-Type'] = PROBLEM_CONTENT_TYPE;
     return { status: problem.status, headers, body: JSON.stringify(problem) };
