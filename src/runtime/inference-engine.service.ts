@@ -1,5 +1,6 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
+import { echoedKey } from '../common/echoed-key';
 import { AppError, FieldError, summariseFields } from '../common/errors/app-error';
 import { ReadinessService } from '../common/health/readiness.service';
 import { MetricsService } from '../common/metrics/metrics.service';
@@ -326,13 +327,14 @@ export class InferenceEngine implements OnModuleInit, BeforeApplicationShutdown,
 
   private resolve(name: string, version?: string): Entry {
     const versions = this.entries.get(name);
-    if (!versions) throw new AppError('MODEL_NOT_FOUND', `no model named "${name}"`);
+    // The names are the caller's (a path, or a domain's call): quoted as any key a caller sent is (echoedKey).
+    if (!versions) throw new AppError('MODEL_NOT_FOUND', `no model named "${echoedKey(name)}"`);
     const entry =
       version === undefined ? versions.find((e) => e.isDefault) : versions.find((e) => e.version === version);
     if (!entry) {
       throw new AppError(
         'MODEL_VERSION_NOT_FOUND',
-        `model "${name}" has no version "${version}" (versions: ${versions.map((e) => e.version).join(', ')})`,
+        `model "${name}" has no version "${echoedKey(version ?? '')}" (versions: ${versions.map((e) => e.version).join(', ')})`,
       );
     }
     return entry;
@@ -406,7 +408,10 @@ export function validateInputs(manifest: ModelManifest, inputs: Record<string, T
   const fields: FieldError[] = [];
   const declared = new Set(manifest.inputs.map((s) => s.name));
   for (const name of Object.keys(inputs)) {
-    if (!declared.has(name)) fields.push({ field: `inputs.${name}`, reason: `the model has no input named "${name}"` });
+    if (declared.has(name)) continue;
+    // The caller's name, quoted as any key a caller sent is: cut past 100 characters, never a card number.
+    const echoed = echoedKey(name);
+    fields.push({ field: `inputs.${echoed}`, reason: `the model has no input named "${echoed}"` });
   }
   let rows: number | undefined;
   for (const spec of manifest.inputs) {

@@ -94,6 +94,39 @@ describe('Open Inference Protocol v2', () => {
     assert.equal(anonymous.headers['content-type'], 'application/json');
   });
 
+  it('quotes the names a request gives as any key is: cut past 100 characters, never a card number', async () => {
+    const infer = (body: object) => http.post('/v2/models/fixture-linear/infer').send(body);
+    const x = { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] };
+    const long = 'n'.repeat(100_000);
+    // A 100,000-character name came back twice in full: an answer twice the size of what was sent.
+    const input = await infer({ inputs: [x, { ...x, name: long }] }).expect(400);
+    assert.equal(input.body.error, `inputs.${'n'.repeat(100)}…: the model has no input named "${'n'.repeat(100)}…"`);
+    const output = await infer({ inputs: [x], outputs: [{ name: long }] }).expect(400);
+    assert.equal(output.body.error, `outputs[0].name: the model has no output "${'n'.repeat(100)}…"`);
+    const pan = '4111111111111111';
+    const answers = [
+      await infer({ inputs: [x, { ...x, name: pan }] }).expect(400),
+      await infer({
+        inputs: [
+          { ...x, name: pan },
+          { ...x, name: pan },
+        ],
+      }).expect(400),
+      await infer({ inputs: [x], outputs: [{ name: pan }] }).expect(400),
+      await infer({ inputs: [x], model_name: pan }).expect(400),
+      await infer({ inputs: [x], model_version: pan }).expect(400),
+      await http
+        .post(`/v2/models/${pan}/infer`)
+        .send({ inputs: [x] })
+        .expect(404),
+      await http.get(`/v2/models/fixture-linear/versions/${pan}`).expect(404),
+    ];
+    for (const answer of answers) {
+      assert.doesNotMatch(answer.body.error, /4111/);
+      assert.match(answer.body.error, /\(card number\)/);
+    }
+  });
+
   it('POST infer runs the default version, echoes the id, accepts nested data', async () => {
     const res = await http
       .post('/v2/models/fixture-linear/infer')

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { AuditInputDigester, AuditNote } from '../../common/access';
+import { echoedKey } from '../../common/echoed-key';
 import { AppError } from '../../common/errors/app-error';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
@@ -126,14 +127,16 @@ export class OipService {
     const known = new Set(info.manifest.outputs.map((o) => o.name));
     const requested = new Set<string>();
     body.outputs?.forEach((output, i) => {
+      // A name the caller sent is quoted as any key is (echoedKey): cut past 100 characters, never a card number.
       if (!known.has(output.name)) {
-        throw new AppError('VALIDATION_FAILED', `outputs[${i}].name: the model has no output "${output.name}"`, {
-          fields: [{ field: `outputs[${i}].name`, reason: `unknown output "${output.name}"` }],
+        const reason = `the model has no output "${echoedKey(output.name)}"`;
+        throw new AppError('VALIDATION_FAILED', `outputs[${i}].name: ${reason}`, {
+          fields: [{ field: `outputs[${i}].name`, reason }],
         });
       }
       // Twice (once as JSON, once as binary) it came back twice under one name: a client keyed by name got either.
       if (requested.has(output.name)) {
-        const reason = `"${output.name}" is requested twice`;
+        const reason = `"${echoedKey(output.name)}" is requested twice`;
         throw new AppError('VALIDATION_FAILED', `outputs[${i}].name: ${reason}`, {
           fields: [{ field: `outputs[${i}].name`, reason }],
         });
@@ -240,7 +243,7 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: 
         fields: [{ field: `${field}${suffix}`, reason }],
       });
     };
-    if (Object.hasOwn(inputs, input.name)) fail('.name', `"${input.name}" is given twice`);
+    if (Object.hasOwn(inputs, input.name)) fail('.name', `"${echoedKey(input.name)}" is given twice`);
     refuseSharedMemory(input.parameters, field);
     const size = input.parameters?.binary_data_size as number | undefined;
     // The extension sends a tensor's values in one place: which of the two to run would be a guess.
@@ -316,7 +319,7 @@ function namesThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
   const differs = (field: 'model_name' | 'model_version', runs: string): void => {
     const named = body[field];
     if (named === undefined || named === runs || (field === 'model_version' && named === '')) return;
-    const reason = `names "${named}", but this request runs ${field === 'model_name' ? 'model' : 'version'} "${runs}"`;
+    const reason = `names "${echoedKey(named)}", but this request runs ${field === 'model_name' ? 'model' : 'version'} "${runs}"`;
     throw new AppError('VALIDATION_FAILED', `${field}: ${reason}`, { fields: [{ field, reason }] });
   };
   differs('model_name', info.name);
