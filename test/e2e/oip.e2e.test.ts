@@ -75,6 +75,12 @@ describe('Open Inference Protocol v2', () => {
       .post('/v2/models/nope/infer')
       .send({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }] })
       .expect(404);
+    // Whatever the body, as Triton and KServe answer: the model is looked for first (it was a 400 about the body).
+    const badBody = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1] }] };
+    const noModel = await http.post('/v2/models/nope/infer').send(badBody).expect(404);
+    assert.deepEqual(noModel.body, { error: 'no model named "nope"' });
+    const noVersion = await http.post('/v2/models/fixture-linear/versions/9/infer').send({}).expect(404);
+    assert.match(noVersion.body.error, /has no version "9"/);
   });
 
   it("errors are labelled exactly application/json, as KServe's InferenceRESTClient needs to read `error`", async () => {

@@ -100,6 +100,9 @@ export class OipService {
     audit: (note: AuditNote) => void,
   ): Promise<OipAnswer> {
     audit({ model: { name, version } });
+    // First, as Triton and KServe answer: a request to a model or version that is not here is a 404, whatever its
+    // body; it was checked (a 400 about the body) and decoded into the runtime's buffers before anyone looked.
+    const info = this.engine.describe(name, version);
     let value = raw;
     let payload: Buffer | undefined;
     if (Buffer.isBuffer(raw)) {
@@ -121,7 +124,6 @@ export class OipService {
         fields: [{ field: 'parameters.timeout_ms', reason }],
       });
     }
-    const info = this.engine.describe(name, version);
     namesThisModel(body, info);
     datatypesOfThisModel(body, info);
     const known = new Set(info.manifest.outputs.map((o) => o.name));
