@@ -238,6 +238,26 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.equal(unknown.status, 404);
   });
 
+  it('takes a null tag value as no value (the tag keeps its last value); refuses a reading with none, and a null timestamp or values naming the field', async () => {
+    const good = ai4iReadings(false, 1)[0];
+    const post = (readings: unknown[]) =>
+      http.post('/v1/manufacturing/assets/mill-1/readings').set('Authorization', scada).send({ readings });
+    const taken = await post([
+      { timestamp: iso(T0 + 5_009_000), values: good },
+      { timestamp: iso(T0 + 5_010_000), values: { ...good, torque: null } },
+    ]).expect(200);
+    assert.deepEqual([taken.body.accepted, taken.body.invalid], [2, []]);
+    const nulls = Object.fromEntries(Object.keys(good).map((tag) => [tag, null]));
+    const none = await post([{ timestamp: iso(T0 + 5_011_000), values: nulls }]).expect(200);
+    assert.equal(none.body.accepted, 0);
+    assert.match(none.body.invalid[0].reason, /^no usable value: .*torque.* are null \(no value\)/);
+    for (const field of ['timestamp', 'values']) {
+      const res = await post([{ timestamp: iso(T0 + 5_012_000), values: good, [field]: null }]).expect(400);
+      const fields = (res.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field);
+      assert.deepEqual(fields, [`readings[0].${field}`], JSON.stringify(res.body));
+    }
+  });
+
   it('pages alarms (cursor / nextCursor), of all assets or of one; only the newest 1,000 could be read', async () => {
     // 1,500 old alarm rows of an asset of their own, written straight into the table.
     await app.get(DataSource).query(

@@ -176,6 +176,31 @@ describe('manufacturing MQTT intake: more than 10,000 readings in one message', 
   });
 });
 
+describe('manufacturing MQTT intake: a JSON tag value that is null', () => {
+  it('is no value, as a Sparkplug B null is: the message is ingested, the tags sent with it taken; all null is refused', async () => {
+    const { json, records, reading } = intakeHarness();
+    await json(reading(T0, 10));
+    const next = reading(T0 + 1000, 11);
+    assert.deepEqual(await json({ timestamp: T0 + 1000, values: { ...next.values, [TORQUE]: null } }), {
+      kind: 'json',
+      outcome: 'ingested',
+    });
+    assert.equal(records.deadLetters.length, 0);
+    const [first, second] = records.predictions.map((p) => p.inputs!);
+    assert.deepEqual(
+      second.filter((v, i) => v !== first[i]),
+      [11],
+    );
+    // Flat, with no value at all: refused, naming the null tag.
+    assert.deepEqual(await json({ timestamp: T0 + 2000, [TORQUE]: null }), { kind: 'json', outcome: 'dead-lettered' });
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason]),
+      [['mqtt', 'invalid-value']],
+    );
+    assert.match(records.deadLetters[0].detail, /^no usable value: Torque \[Nm\] is null \(no value\)/);
+  });
+});
+
 describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that is NaN', () => {
   it('is taken as no value (as is_null), its tag named in a dead letter, and the tags that changed with it are taken', async () => {
     const { intake, records, reading } = intakeHarness();

@@ -222,6 +222,43 @@ describe('manufacturing stream: history older than MANUFACTURING_RETENTION_DAYS'
   });
 });
 
+// A SCADA sends null for a tag it has no value for (a sensor offline). It refused the whole reading before, the tags
+// sent with it lost, where a Sparkplug B is_null metric was taken as no value.
+describe('manufacturing stream: a null tag value', () => {
+  const TORQUE = 'Torque [Nm]';
+
+  it('is no value, as a Sparkplug B null is: the tag keeps its last value and the tags sent with it are taken', async () => {
+    const { stream, records, reading } = plantStreamHarness();
+    await stream.ingest('mill-1', [reading(T0, 10)], HTTP);
+    const next = reading(T0 + 1000, 11);
+    const summary = await stream.ingest('mill-1', [{ ...next, values: { ...next.values, [TORQUE]: null } }], HTTP);
+    assert.deepEqual([summary.accepted, summary.invalid, summary.predictions], [1, [], 1]);
+    assert.deepEqual(records.deadLetters, []);
+    const [first, second] = records.predictions.map((p) => p.inputs!);
+    assert.deepEqual(
+      second.filter((v, i) => v !== first[i]),
+      [11],
+    );
+  });
+
+  it('a reading whose tags are all null has no usable value: refused as invalid, naming them, and dead-lettered', async () => {
+    const { stream, records, reading, model } = plantStreamHarness();
+    const nulls = Object.fromEntries(model.sensorSources.map((tag) => [tag, null]));
+    const summary = await stream.ingest('mill-1', [{ timestamp: T0, values: { ...nulls, Operator: 3 } }], HTTP);
+    const reason =
+      `no usable value: ${model.sensorSources.join(', ')} are null (no value), and none of the asset's other tags ` +
+      `is in the reading (its tags: ${model.sensorSources.join(', ')})`;
+    assert.deepEqual([summary.accepted, summary.invalid], [0, [{ index: 0, reason }]]);
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.reason, d.detail]),
+      [['invalid-value', reason]],
+    );
+    assert.deepEqual([stream.status('mill-1').counts.invalid, records.predictions.length], [1, 0]);
+    // A later reading of the asset is taken as ever.
+    assert.equal((await stream.ingest('mill-1', [reading(T0 + 1000, 10)], HTTP)).predictions, 1);
+  });
+});
+
 describe('manufacturing stream: dead letters the database does not take', () => {
   it('a database outage is a 503 STORAGE_UNAVAILABLE with Retry-After', async () => {
     const { stream, records, reading } = plantStreamHarness();

@@ -15,9 +15,17 @@ export class ReadingDto {
   @ApiProperty({ example: '2026-11-23T10:00:00.000Z' })
   timestamp!: string;
 
-  /** Values by the plant's tag names (as mapped in the asset's sensors); non-numbers are refused per reading. */
+  /**
+   * Values by the plant's tag names (as mapped in the asset's sensors). A null is no value for its tag (a sensor
+   * offline): the tag keeps its last value; a reading with no value for any of the asset's tags, and one with a value
+   * that is not a number, are refused per reading.
+   */
   @IsObject()
-  @ApiProperty({ type: 'object', additionalProperties: { type: 'number' }, example: { torque: 42.5, speed: 1500 } })
+  @ApiProperty({
+    type: 'object',
+    additionalProperties: { type: 'number', nullable: true },
+    example: { torque: 42.5, speed: 1500, air_temp: null },
+  })
   values!: Record<string, unknown>;
 }
 

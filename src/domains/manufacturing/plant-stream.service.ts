@@ -688,12 +688,19 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       );
     }
     const values: Record<string, number> = {};
+    const nulls: string[] = [];
     let mapped = 0;
     for (const sensor of rt.sensors) {
       // Own keys only: a tag named `constructor` is not in a reading that lacks it.
       if (!Object.hasOwn(reading.values, sensor.tag)) continue;
       const { column } = sensor;
       const raw = reading.values[sensor.tag];
+      // A SCADA's null is no value for the tag in this reading (a sensor offline), as a Sparkplug B is_null metric
+      // is: the tag keeps its last value. As a value, it refused the whole reading and the tags sent with it.
+      if (raw === null) {
+        nulls.push(sensor.tag);
+        continue;
+      }
       const rawError = checkValue(sensor.tag, raw);
       if (rawError) return rawError;
       const value = sensor.convert(raw as number);
@@ -703,9 +710,12 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       values[sensor.input] = value;
       mapped++;
     }
-    return mapped > 0
-      ? values
-      : `none of the asset's tags (${rt.sensors.map((s) => s.tag).join(', ')}) is in the reading`;
+    if (mapped > 0) return values;
+    const tags = rt.sensors.map((s) => s.tag).join(', ');
+    return nulls.length > 0
+      ? `no usable value: ${nulls.join(', ')} ${nulls.length === 1 ? 'is' : 'are'} null (no value), and none of ` +
+          `the asset's other tags is in the reading (its tags: ${tags})`
+      : `none of the asset's tags (${tags}) is in the reading`;
   }
 
   /**
