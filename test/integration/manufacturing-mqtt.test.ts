@@ -45,7 +45,14 @@ const operator = bearer(tokenFor(['plant-operator']));
 interface Status {
   latest?: { rul?: number; failureProbability?: number };
   alarm: { active: boolean };
-  counts: { received: number; accepted: number; duplicates: number; predictions: number; invalid: number };
+  counts: {
+    received: number;
+    accepted: number;
+    duplicates: number;
+    predictions: number;
+    invalid: number;
+    late: number;
+  };
 }
 
 /** Collects the messages of a subscription. */
@@ -356,6 +363,63 @@ describe('manufacturing over MQTT (Mosquitto)', { skip: SKIP }, () => {
     assert.ok(letter, JSON.stringify(dead.body));
     assert.equal(letter.source, 'sparkplug');
     assert.match(letter.payload, /^base64:/);
+  });
+
+  it("takes a Sparkplug node's store-and-forward backfill (is_historical) as history: not late, not fed to the live window, counted", async () => {
+    const codec = sparkplugCodec('spBv1.0');
+    assert.ok(codec);
+    await register(millAsset('mill-h'));
+    const tags = ['air_temp', 'process_temp', 'speed', 'torque', 'tool_wear'];
+    const rows = ai4iReadings(false, 4);
+    const historical = async () => {
+      const text = String((await http().get('/metrics').set('Authorization', admin)).text);
+      return Number(/^gateway_manufacturing_readings_total\{outcome="historical"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+    const start = await historical();
+    const publish = (type: string, payload: Parameters<typeof codec.encodePayload>[0]) =>
+      publisher.publishAsync(
+        `spBv1.0/plant-h/${type}/edge-h${type.startsWith('N') ? '' : '/mill-h'}`,
+        Buffer.from(codec.encodePayload(payload)),
+        {
+          qos: 1,
+        },
+      );
+    await publish('NBIRTH', {
+      timestamp: T0,
+      seq: 0,
+      metrics: [
+        { name: 'bdSeq', type: 'Int64', value: 0 },
+        { name: 'Node Control/Rebirth', type: 'Boolean', value: false },
+      ],
+    });
+    const metrics = (row: Record<string, number>, extra: Record<string, unknown> = {}) =>
+      tags.map((tag, i) => ({ name: tag, alias: i + 1, type: 'Double' as const, value: row[tag], ...extra }));
+    await publish('DBIRTH', { timestamp: T0, seq: 1, metrics: metrics(rows[0]) });
+    await publish('DDATA', { timestamp: T0 + 10_000, seq: 2, metrics: metrics(rows[1]) });
+    // Reconnected after a link loss: the node sends what it stored, stamped behind the asset's newest reading.
+    const backlog = [T0 - 5000, T0 - 4000].flatMap((at) => metrics(rows[2], { timestamp: at, isHistorical: true }));
+    await publish('DDATA', { timestamp: T0 + 11_000, seq: 3, metrics: [...backlog, ...metrics(rows[3])] });
+    const s = await until('the live readings predicted', async () => {
+      const st = await status('mill-h');
+      return st.counts.predictions >= 3 ? st : undefined;
+    });
+    assert.deepEqual([s.counts.received, s.counts.accepted, s.counts.late], [3, 3, 0]);
+    assert.equal((await historical()) - start, 2);
+    const res = await http().get('/v1/manufacturing/dead-letters').set('Authorization', operator);
+    const letters = (res.body as { deadLetters: Array<Record<string, string>> }).deadLetters;
+    assert.deepEqual(
+      letters.filter((d) => d.assetId === 'mill-h'),
+      [],
+    );
+    const predictions = await http()
+      .get(
+        `/v1/manufacturing/assets/mill-h/predictions?from=${new Date(T0 - 60_000).toISOString()}&to=${new Date(T0 + 60_000).toISOString()}`,
+      )
+      .set('Authorization', operator);
+    assert.deepEqual(
+      (predictions.body as { predictions: Array<{ at: string }> }).predictions.map((p) => Date.parse(p.at) - T0),
+      [0, 10_000, 11_000],
+    );
   });
 
   it('asks a Sparkplug edge node to rebirth when a message of its sequence is missed, and takes the message that showed it', async () => {

@@ -201,6 +201,46 @@ describe('manufacturing MQTT intake: a JSON tag value that is null', () => {
   });
 });
 
+// Sparkplug B 3.0: a historical metric is a past value (store and forward after a connection loss) and must not update
+// the metric's current value. Fed to the live window, a backfill was behind the asset's newest reading: late.
+describe('manufacturing MQTT intake: Sparkplug B is_historical metrics', () => {
+  it('are taken as history: not dead-lettered as late, not fed to the live window, counted by reading', async () => {
+    const { intake, records, reading, stream, metrics } = intakeHarness();
+    const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
+    const live = (timestamp: number, seq: number, wear: number) =>
+      intake.handle(
+        topic,
+        Buffer.from(
+          sparkplug.encodePayload({ timestamp, seq, metrics: doubleMetrics(reading(timestamp, wear).values) }),
+        ),
+      );
+    await live(T0 + 10_000, 1, 10);
+    // The node's backlog, stamped behind the newest reading, with one live metric beside it.
+    const backfill = [1000, 2000].flatMap((dt) =>
+      doubleMetrics(reading(T0 + dt, 90).values).map((m) => ({ ...m, timestamp: T0 + dt, isHistorical: true })),
+    );
+    const changed = { name: 'Tool wear [min]', type: 'Double' as const, value: 11 };
+    const payload = sparkplug.encodePayload({ timestamp: T0 + 11_000, seq: 2, metrics: [...backfill, changed] });
+    assert.equal((await intake.handle(topic, Buffer.from(payload))).outcome, 'ingested');
+    assert.equal(records.deadLetters.length, 0);
+    const counts = stream.status('mill-1').counts;
+    assert.deepEqual([counts.accepted, counts.late], [2, 0]);
+    // The live window has the live values only: the backlog's tool wear of 90 is in no prediction.
+    assert.deepEqual(
+      records.predictions.map((p) => [p.at.getTime() - T0, p.inputs!.includes(90)]),
+      [
+        [10_000, false],
+        [11_000, false],
+      ],
+    );
+    const readings = await metrics.getSingleMetric('gateway_manufacturing_readings_total')!.get();
+    assert.deepEqual(
+      readings.values.filter((v) => v.labels.outcome === 'historical').map((v) => v.value),
+      [2],
+    );
+  });
+});
+
 describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that is NaN', () => {
   it('is taken as no value (as is_null), its tag named in a dead letter, and the tags that changed with it are taken', async () => {
     const { intake, records, reading } = intakeHarness();

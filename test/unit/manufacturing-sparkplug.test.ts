@@ -114,6 +114,33 @@ describe('manufacturing: Sparkplug B', () => {
     assert.deepEqual(ignored, []);
   });
 
+  it('lists is_historical metrics (store and forward) as history with their times, never as readings', () => {
+    const aliases = born();
+    const ddata = encode({
+      timestamp: T0 + 60_000,
+      seq: 2,
+      metrics: [
+        { alias: 1, type: 'Float', value: 299.5, timestamp: T0 + 1000, isHistorical: true },
+        { alias: 6, type: 'Double', value: 39.5, timestamp: T0 + 1000, isHistorical: true },
+        { alias: 6, type: 'Double', value: 39.75, isHistorical: true },
+        { alias: 2, type: 'Int32', value: 1510 },
+      ],
+    });
+    const decoded = decodeSparkplug(ddata);
+    assert.deepEqual(
+      decoded.metrics.map((m) => m.historical),
+      [true, true, true, undefined],
+    );
+    const { readings, historical, ignored } = sparkplugReadings(DDATA, decoded, aliases);
+    assert.deepEqual(readings, [{ timestamp: T0 + 60_000, values: { 'Rotational speed': 1510 } }]);
+    assert.deepEqual(historical, [
+      { metric: 'Air temperature', timestamp: T0 + 1000 },
+      { metric: 'Torque', timestamp: T0 + 1000 },
+      { metric: 'Torque', timestamp: T0 + 60_000 },
+    ]);
+    assert.deepEqual(ignored, []);
+  });
+
   it('keeps float32 precision for Float metrics and full precision for Double', () => {
     const aliases = born();
     const decoded = decodeSparkplug(
@@ -274,6 +301,7 @@ describe('manufacturing: Sparkplug B', () => {
       shared: [],
       ignored: [],
       notFinite: [],
+      historical: [],
     });
   });
 

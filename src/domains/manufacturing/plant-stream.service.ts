@@ -289,7 +289,7 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
   ) {
     this.readings = new Counter({
       name: 'gateway_manufacturing_readings_total',
-      help: 'Readings received, by outcome (accepted, duplicate, late, invalid)',
+      help: 'Readings received, by outcome (accepted, duplicate, late, invalid; historical: Sparkplug B is_historical, taken as history, not fed to the live window)',
       labelNames: ['outcome'],
       registers: [metrics.registry],
     });
@@ -716,6 +716,14 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       ? `no usable value: ${nulls.join(', ')} ${nulls.length === 1 ? 'is' : 'are'} null (no value), and none of ` +
           `the asset's other tags is in the reading (its tags: ${tags})`
       : `none of the asset's tags (${tags}) is in the reading`;
+  }
+
+  /**
+   * Counts readings of an asset's tags taken as history (Sparkplug B is_historical): past values that feed neither its
+   * live window nor its alarms, and that no readings history keeps (the gateway stores predictions, not readings).
+   */
+  countHistorical(readings: number): void {
+    if (readings > 0) this.readings.inc({ outcome: 'historical' }, readings);
   }
 
   /**

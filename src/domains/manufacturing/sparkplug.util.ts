@@ -11,6 +11,7 @@ import { org } from 'sparkplug-payload/lib/sparkplugPayloadProto';
  * - Sparkplug 3 says DATA metrics SHOULD NOT repeat their datatype; the library then loses the value,
  *   so such metrics are read from the raw protobuf and typed with the datatype from the last BIRTH.
  * - BIRTH metrics carry current values, so they are readings too (call onBirth first for aliases).
+ * - is_historical metrics are past values (store and forward), never readings: listed as historical.
  */
 export const SPARKPLUG_NAMESPACE = 'spBv1.0';
 
@@ -34,6 +35,8 @@ export interface SparkplugMetric {
   value: unknown;
   /** Sparkplug datatype name ('Float', 'Int64', ...); absent when the sender left it out. */
   type?: string;
+  /** is_historical: a past value (store and forward after a connection loss), not the metric's current one. */
+  historical?: boolean;
 }
 
 export interface DecodedSparkplug {
@@ -58,6 +61,13 @@ export interface SparkplugReadings {
    * once) were lost and kept their stale values.
    */
   notFinite: Array<{ metric: string; timestamp: number; value: number }>;
+  /**
+   * Metrics sent as is_historical, with their time: past values an edge node's store and forward sends after a
+   * connection loss. The spec says they must not update the metric's current value, so they feed no reading (the
+   * live window, its predictions and alarms). Fed as readings, they were behind the asset's newest and refused as
+   * late, one dead letter each, a whole backfill of them.
+   */
+  historical: Array<{ metric: string; timestamp: number }>;
 }
 
 export class SparkplugDecodeError extends Error {}
@@ -502,6 +512,7 @@ export function decodeSparkplug(buffer: Uint8Array): DecodedSparkplug {
   const metrics = (payload.metrics ?? []).map((m, i): SparkplugMetric => {
     const out: SparkplugMetric = { value: null };
     if (typeof m.name === 'string') out.name = m.name;
+    if (m.isHistorical === true) out.historical = true;
     if (m.alias !== undefined && m.alias !== null) out.alias = integerField(m.alias, 'metric alias');
     if (m.timestamp !== undefined && m.timestamp !== null) {
       out.timestamp = integerField(m.timestamp, 'metric timestamp');
@@ -597,7 +608,14 @@ export function sparkplugReadings(
   aliases: SparkplugAliases,
   opts: { receivedAt?: number } = {},
 ): SparkplugReadings {
-  const result: SparkplugReadings = { readings: [], unknown: [], shared: [], ignored: [], notFinite: [] };
+  const result: SparkplugReadings = {
+    readings: [],
+    unknown: [],
+    shared: [],
+    ignored: [],
+    notFinite: [],
+    historical: [],
+  };
   if (!READING_TYPES.has(topic.messageType)) return result;
   const byTime = new Map<number, Record<string, number>>();
   const unknown = new Set<number>();
@@ -614,6 +632,12 @@ export function sparkplugReadings(
     }
     if (name === '__proto__') {
       result.ignored.push({ metric: name, reason: 'reserved name' }); // would rewrite the object's prototype
+      continue;
+    }
+    if (metric.historical) {
+      const at = metric.timestamp ?? decoded.timestamp ?? opts.receivedAt;
+      if (at !== undefined) result.historical.push({ metric: name, timestamp: at });
+      else result.ignored.push({ metric: name, reason: 'no metric or payload timestamp' });
       continue;
     }
     const type = metric.type ?? aliases.datatype(topic, name);

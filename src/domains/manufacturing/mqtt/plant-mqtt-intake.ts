@@ -281,6 +281,7 @@ export class PlantMqttIntake {
       if (refusal) dead.push({ reason: 'malformed', detail: refusal, assetId: asset.assetId });
       return !refusal;
     });
+    this.historical(asset, found.historical);
     const nan = notFiniteLetter(found.notFinite, asset.sensors);
     if (nan) dead.push({ reason: 'invalid-value', detail: nan, assetId: asset.assetId });
     const notNumeric = notNumericLetter(found.ignored, asset.sensors);
@@ -310,6 +311,31 @@ export class PlantMqttIntake {
         : { kept: undefined, refused: false, failed: undefined };
     if (failed) dead.push(failed);
     return { result: { kind: 'sparkplug', outcome: 'ingested', rebirth }, dead, kept, refused };
+  }
+
+  /**
+   * Metrics of the asset's tags sent as is_historical (an edge node's store and forward after a connection loss) are
+   * taken as history: counted, one reading per time, and logged, but not fed to the live window, where the spec says
+   * a past value must not update the current one (nor raise a live alarm). Fed so, a backfill was behind the asset's
+   * newest reading and dead-lettered as late, metric by metric. No readings history keeps them: the gateway stores
+   * predictions, made in order from its live window.
+   */
+  private historical(
+    asset: { assetId: string; sensors: ReadonlyArray<{ tag: string }> },
+    found: SparkplugReadings['historical'],
+  ): void {
+    const tags = new Set(asset.sensors.map((s) => s.tag));
+    const times = [...new Set(found.filter((h) => tags.has(h.metric)).map((h) => h.timestamp))].sort((a, b) => a - b);
+    if (times.length === 0) return;
+    this.stream.countHistorical(times.length);
+    const at = (t: number) => (Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t));
+    this.logger.debug({
+      msg: 'Sparkplug B historical metrics taken as history, not fed to the live window',
+      assetId: asset.assetId,
+      readings: times.length,
+      from: at(times[0]),
+      to: at(times[times.length - 1]),
+    });
   }
 
   /**
