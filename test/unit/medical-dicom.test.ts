@@ -224,6 +224,32 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     }
   });
 
+  it('refuses encapsulated pixel data of a defined length saying that it must be undefined, not as truncated', () => {
+    // Found in review: a length past the data was "the file is truncated", one within it "PixelData holds N bytes but
+    // 1 frame(s) ... need M", as if the fragments were native pixels.
+    for (const name of ['MR_small_RLE.dcm', 'SC_rgb_jpeg_dcmtk.dcm', 'MR_small_jp2klossless.dcm']) {
+      const whole = dicomFile(name);
+      const tag = whole.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00]));
+      const delimiter = whole.indexOf(Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]), tag);
+      // The items and their delimiter, as a writer that counted them would give; and a length past the data.
+      for (const length of [delimiter + 8 - (tag + 12), 0x10000]) {
+        const file = Buffer.from(whole);
+        file.writeUInt32LE(length, tag + 8);
+        const refused = rejection(file);
+        assert.equal(refused.reason, 'MALFORMED', name);
+        assert.equal(refused.attribute, '(7FE0,0010) PixelData', name);
+        assert.match(
+          refused.detail,
+          new RegExp(
+            `^\\(7FE0,0010\\) PixelData has a defined length \\(${length}\\), but transfer syntax [\\d.]+ \\(.+\\) is compressed: its pixel data is encapsulated, which must have an undefined length \\(FFFFFFFFH\\), its fragments in items ended by a Sequence Delimitation Item \\(PS3\\.5 A\\.4\\)$`,
+          ),
+          name,
+        );
+        assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
+      }
+    }
+  });
+
   it('refuses each broken or unsupported file with its own reason', () => {
     const noMeta = rejection(dicomFile('no_meta.dcm'));
     assert.equal(noMeta.reason, 'NOT_DICOM');

@@ -305,6 +305,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       ? nativeUndefinedLength(transferSyntaxUID)
       : undefined;
     if (undefinedLength) throw undefinedLength;
+    const definedLength = encapsulatedDefinedLength(ds, transferSyntaxUID);
+    if (definedLength) throw definedLength;
     throwOnOverrun(ds, transferSyntaxUID);
     readPastExtendedOffsetTable(ds, transferSyntaxUID);
   } catch (error) {
@@ -317,7 +319,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
     const rejection =
       undefinedLength ??
       (partial &&
-        (trailingBytesRejection(partial, transferSyntaxUID) ??
+        (encapsulatedDefinedLength(partial, transferSyntaxUID) ??
+          trailingBytesRejection(partial, transferSyntaxUID) ??
           impossibleLengthRejection(partial, transferSyntaxUID))) ??
       dataSetRejection(error);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
@@ -349,6 +352,26 @@ function nativeUndefinedLength(transferSyntaxUID: string): DicomRejected | undef
   return new DicomRejected(
     'MALFORMED',
     `${attributeName('PixelData')} has an undefined length (FFFFFFFFH), but transfer syntax ${transferSyntaxUID} (${transferSyntaxName(transferSyntaxUID)}) is native (uncompressed): native pixel data cannot have an undefined length, only encapsulated pixel data may (PS3.5 A.4)`,
+    attributeName('PixelData'),
+  );
+}
+
+/**
+ * Refuses pixel data of a defined length in a compressed transfer syntax: its pixel data is encapsulated, and PS3.5
+ * A.4 gives encapsulated pixel data an undefined length (FFFFFFFFH), its fragments items up to a Sequence
+ * Delimitation Item. dicom-parser read a defined length as native bytes: the refusal said "the file is truncated"
+ * where the length ran past the data, else that the bytes were too few for the frames, neither of which is the fault.
+ * An empty PixelData is left to the refusal of no pixel data.
+ */
+function encapsulatedDefinedLength(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
+  const pixelData = ds.elements[TAG.PixelData];
+  const codec = SUPPORTED_TRANSFER_SYNTAXES.get(transferSyntaxUID)?.codec;
+  if (!pixelData || pixelData.hadUndefinedLength || pixelData.length === 0 || !codec || codec === 'native') {
+    return undefined;
+  }
+  return new DicomRejected(
+    'MALFORMED',
+    `${attributeName('PixelData')} has a defined length (${pixelData.length}), but transfer syntax ${transferSyntaxUID} (${transferSyntaxName(transferSyntaxUID)}) is compressed: its pixel data is encapsulated, which must have an undefined length (FFFFFFFFH), its fragments in items ended by a Sequence Delimitation Item (PS3.5 A.4)`,
     attributeName('PixelData'),
   );
 }
