@@ -178,6 +178,9 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
       ['MR_small.dcm', 0],
       ['US1_UNCR.dcm', 3],
       ['MR_small_implicit.dcm', 0],
+      // Found in review: in implicit VR the elements read out of step after it look in step (their tags rise) until
+      // one runs past the data, which was all there was to blame: "the file is truncated: the element (C304,7A02) ...".
+      ['MR_small_implicit.dcm', 1],
     ] as const) {
       const refused = rejection(rows(name, length));
       assert.equal(refused.reason, 'MALFORMED', name);
@@ -200,6 +203,15 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
       );
       assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
     }
+    // Any element of an odd length in implicit VR: Modality's 2 bytes read as 3.
+    const implicit = Buffer.from(dicomFile('MR_small_implicit.dcm'));
+    implicit.writeUInt32LE(3, implicit.indexOf(Buffer.from([0x08, 0, 0x60, 0, 2, 0, 0, 0]), 132) + 4);
+    const modality = rejection(implicit);
+    assert.equal(modality.attribute, '(0008,0060) Modality');
+    assert.match(
+      modality.detail,
+      /^the element \(0008,0060\) Modality has a value length of 3, which cannot be: it is odd/,
+    );
     // Cut short, the same file is still truncated.
     const whole = dicomFile('MR_small.dcm');
     assert.match(rejection(whole.subarray(0, whole.length - 2000)).detail, /^the file is truncated/);

@@ -539,17 +539,71 @@ const ONE_US_VALUE = new Set<string>(
  * fault: a truncated file, refused as such.
  */
 function impossibleLengthRejection(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
-  const { last, next } = readInStep(ds, transferSyntaxUID !== TS.ImplicitLittle);
+  const explicit = transferSyntaxUID !== TS.ImplicitLittle;
+  const { last, next } = readInStep(ds, explicit);
   if (!next) return undefined;
-  const why = last && lengthCannotBe(last);
-  if (last && why) {
+  const wrong = firstWrongLength(ds, next, explicit) ?? (last && lengthCannotBe(last) ? last : undefined);
+  if (wrong) {
     return new DicomRejected(
       'MALFORMED',
-      `the element ${tagName(last.tag)} has a value length of ${last.length}, which cannot be: ${why}; the elements after it are read out of step, so the data set cannot be read (the file is not truncated, this length is wrong)`,
-      tagName(last.tag),
+      `the element ${tagName(wrong.tag)} has a value length of ${wrong.length}, which cannot be: ${lengthCannotBe(wrong)}; the elements after it are read out of step, so the data set cannot be read (the file is not truncated, this length is wrong)`,
+      tagName(wrong.tag),
     );
   }
   return pixelDataLengthRejection(ds, next, transferSyntaxUID);
+}
+
+/** Elements of an impossible length tried by firstWrongLength: each costs a reading of the rest of the data set. */
+const MAX_WRONG_LENGTH_CANDIDATES = 8;
+
+/**
+ * The first element before `next` whose length cannot be and at a length it can have lets the rest of the data set
+ * be read whole. In implicit VR, whose elements name no VR, the elements read out of step after a Rows of length 1
+ * looked in step (their tags rose) until one ran past the data: that one, or the one before it, was all there was to
+ * blame, and the file was called truncated. Reading the rest again is what tells a wrong length from a sloppy one
+ * (an odd length some writers leave) in a file that is truly cut short.
+ */
+function firstWrongLength(
+  ds: dicomParser.DataSet,
+  next: dicomParser.Element,
+  explicit: boolean,
+): dicomParser.Element | undefined {
+  const candidates = Object.values(ds.elements)
+    .filter((element) => element.dataOffset < next.dataOffset && lengthCannotBe(element))
+    .sort((a, b) => a.dataOffset - b.dataOffset)
+    .slice(0, MAX_WRONG_LENGTH_CANDIDATES);
+  return candidates.find((element) =>
+    lengthsItCanHave(element).some((length) => readsWholeFrom(ds, element.dataOffset + length, element.tag, explicit)),
+  );
+}
+
+/** The lengths nearest an impossible one that an element can have: 2 for one US value, else whole values around it. */
+function lengthsItCanHave(element: dicomParser.Element): number[] {
+  if (ONE_US_VALUE.has(element.tag)) return [2];
+  const bytes = VALUE_BYTES[element.vr ?? ''] ?? 2;
+  const below = element.length - (element.length % bytes);
+  return [below, below + bytes];
+}
+
+/** Whether the data from `position` on is elements in step, their tags after `previousTag`, up to its very end. */
+function readsWholeFrom(ds: dicomParser.DataSet, position: number, previousTag: string, explicit: boolean): boolean {
+  const size = ds.byteArray.length;
+  const stream = new dicomParser.ByteStream(ds.byteArrayParser, ds.byteArray, position);
+  let previous = previousTag;
+  try {
+    while (stream.position < size) {
+      const element = explicit
+        ? dicomParser.readDicomElementExplicit(stream, [])
+        : dicomParser.readDicomElementImplicit(stream);
+      if (element.tag <= previous || (explicit && !VALUE_REPRESENTATIONS.has(element.vr ?? ''))) return false;
+      // dicom-parser misreads the OV and UV after it (readPastExtendedOffsetTable): in step so far is enough.
+      if (element.tag === TAG.ExtendedOffsetTable) return true;
+      previous = element.tag;
+    }
+  } catch {
+    return false; // an item or a sequence read out of step
+  }
+  return stream.position === size;
 }
 
 /** Why an element's length cannot be its value's, or undefined where it can. */
