@@ -165,6 +165,23 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(cut.sop?.instanceUID, uidOf(whole, '00020003'));
   });
 
+  it("refuses bytes after a deflated data set's deflate stream, naming them, but reads past one NUL of padding", () => {
+    // Found in review: zlib stops at the stream's end and the rest was ignored; other transfer syntaxes refuse them.
+    const whole = local('MR_small_deflated.dcm');
+    for (const junk of [Buffer.from('JUNKJUNKJUNK'), Buffer.from('\r\n'), Buffer.alloc(2), whole]) {
+      const refused = rejection(Buffer.concat([whole, junk]));
+      assert.equal(refused.reason, 'MALFORMED');
+      assert.equal(
+        refused.detail,
+        `the deflated data set (transfer syntax 1.2.840.10008.1.2.1.99, Deflated Explicit VR Little Endian) ends with its deflate stream at byte ${whole.length}, but ${junk.length} more byte(s) follow it: the data set is the whole deflate stream (PS3.5 A.5), and the only byte read past is one NUL, a stream's padding to an even length; bytes appended to an instance, or the rest of a multipart body behind a boundary missed, are not read past`,
+      );
+      assert.equal(refused.sop?.instanceUID, uidOf(whole, '00020003'));
+    }
+    // pydicom pads a deflate stream of odd length with one NUL byte.
+    assert.equal(parseDicomImage(Buffer.concat([whole, Buffer.alloc(1)]), LIMITS).rows, 64);
+    assert.equal(parseDicomImage(whole, LIMITS).rows, 64);
+  });
+
   it('refuses a whole file with one impossible element length naming the element and its length, not as truncated', () => {
     // Found in the sweep: each was "the file is truncated: an element runs past the end of the data (buffer overrun)".
     const rows = (name: string, length: number): Buffer => {

@@ -280,10 +280,18 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
         const limit = inflatedLimit(array, position, limits);
         let full: Buffer;
         try {
-          const inflated = inflateRawSync(array.subarray(position), { maxOutputLength: limit.bytes });
+          const deflated = array.subarray(position);
+          // `info` gives the engine too, whose bytesWritten is the input the stream took: zlib ignores what follows.
+          const { buffer: inflated, engine } = inflateRawSync(deflated, {
+            maxOutputLength: limit.bytes,
+            info: true,
+          }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+          const trailing = bytesAfterDeflateStream(deflated, engine.bytesWritten, position);
+          if (trailing) throw trailing;
           full = Buffer.allocUnsafe(position + inflated.length);
           full.set(inflated, position);
         } catch (error) {
+          if (error instanceof DicomRejected) throw error;
           // zlib's "unexpected end of file": the stream was cut before its last block, as a truncated file is.
           if ((error as { code?: unknown }).code === 'Z_BUF_ERROR') {
             throw new DicomRejected(
@@ -1043,6 +1051,26 @@ function sizedLimit(size: HeadSize, maximum: number, limits: ParseLimits): Infla
   checkPixelBudget(size.rows, size.columns, size.frames, limits);
   const sized = size.rows * size.columns * size.samples * size.bytesPerSample * size.frames + NON_PIXEL_BYTES;
   return sized < maximum ? { bytes: sized, by: 'attributes' } : { bytes: maximum, by: 'maximum' };
+}
+
+/**
+ * The refusal of bytes after a deflated data set's deflate stream: zlib stops at the stream's last block and ignored
+ * them, so an instance with junk, or the next one of a multipart body behind a boundary missed, was accepted, where
+ * the other transfer syntaxes refuse bytes after the data set (trailingBytesRejection). One NUL byte is read past:
+ * pydicom's writer pads a stream of odd length with it, to give the file an even length.
+ */
+function bytesAfterDeflateStream(
+  deflated: Uint8Array,
+  streamBytes: number,
+  position: number,
+): DicomRejected | undefined {
+  const trailing = deflated.length - streamBytes;
+  if (trailing <= 0) return undefined;
+  if (trailing === 1 && deflated[streamBytes] === 0) return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `the deflated data set (transfer syntax ${TS.Deflated}, ${transferSyntaxName(TS.Deflated)}) ends with its deflate stream at byte ${position + streamBytes}, but ${trailing} more byte(s) follow it: the data set is the whole deflate stream (PS3.5 A.5), and the only byte read past is one NUL, a stream's padding to an even length; bytes appended to an instance, or the rest of a multipart body behind a boundary missed, are not read past`,
+  );
 }
 
 /** The refusal of a deflated data set that inflates past its limit, or past what the process can allocate. */
