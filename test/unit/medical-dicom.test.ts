@@ -182,6 +182,25 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(parseDicomImage(whole, LIMITS).rows, 64);
   });
 
+  it('refuses a data set that is no deflate stream under the deflated transfer syntax naming TransferSyntaxUID', () => {
+    // Found in the sweep: a file meta relabelled deflated gave zlib's words alone, "the data set cannot be parsed
+    // (invalid stored block lengths)".
+    const whole = local('MR_small_deflated.dcm');
+    // An explicit VR data set under the deflated file's meta.
+    const dataSetAt = (file: Buffer): number => 144 + dicomParser.readPart10Header(file).uint32('x00020000')!;
+    const plain = dicomFile('MR_small.dcm');
+    const relabelled = rejection(
+      Buffer.concat([whole.subarray(0, dataSetAt(whole)), plain.subarray(dataSetAt(plain))]),
+    );
+    assert.equal(relabelled.reason, 'MALFORMED');
+    assert.equal(relabelled.attribute, '(0002,0010) TransferSyntaxUID');
+    assert.match(
+      relabelled.detail,
+      /^the data set is not a deflate stream \(zlib: [^)]+\), but the file meta information gives transfer syntax 1\.2\.840\.10008\.1\.2\.1\.99 \(Deflated Explicit VR Little Endian\): either the transfer syntax is wrong or the deflated data set is damaged$/,
+    );
+    assert.equal(relabelled.sop?.instanceUID, uidOf(whole, '00020003'));
+  });
+
   it('refuses a whole file with one impossible element length naming the element and its length, not as truncated', () => {
     // Found in the sweep: each was "the file is truncated: an element runs past the end of the data (buffer overrun)".
     const rows = (name: string, length: number): Buffer => {

@@ -299,6 +299,15 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
               `the file is truncated: its deflated data set (transfer syntax ${TS.Deflated}) ends before the deflate stream does`,
             );
           }
+          // zlib's "invalid stored block lengths" and the like: bytes that are no deflate stream, as an explicit VR
+          // data set under a file meta naming the deflated syntax is; zlib's words alone named neither.
+          if ((error as { code?: unknown }).code === 'Z_DATA_ERROR') {
+            throw new DicomRejected(
+              'MALFORMED',
+              `the data set is not a deflate stream (zlib: ${(error as Error).message}), but the file meta information gives transfer syntax ${TS.Deflated} (${transferSyntaxName(TS.Deflated)}): either the transfer syntax is wrong or the deflated data set is damaged`,
+              attributeName('TransferSyntaxUID'),
+            );
+          }
           // Past the limit, or more than this process can hold: Node's own words name neither the file nor the limit.
           if (!(error instanceof RangeError)) throw error;
           throw new DicomRejected('MALFORMED', tooLargeToInflate(limit, error));
