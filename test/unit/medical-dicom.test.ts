@@ -361,6 +361,28 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     );
   });
 
+  it("refuses an item of undefined length that the data ends inside, saying so, not in a TypeError's words", () => {
+    // Found in the sweep: "the data set cannot be parsed (TypeError: Cannot read properties of undefined (reading
+    // 'push'))", dicom-parser failing to record its own warning.
+    for (const [name, itemLength] of [
+      ['SC_rgb_jpeg_dcmtk.dcm', 58],
+      ['test-SR.dcm', 78],
+    ] as const) {
+      const file = Buffer.from(dicomFile(name));
+      const item = file.indexOf(Buffer.from([0xfe, 0xff, 0x00, 0xe0, itemLength, 0, 0, 0]), 132);
+      assert.ok(item > 0, name);
+      file.writeUInt32LE(0xffffffff, item + 4);
+      const refused = rejection(file);
+      assert.equal(refused.reason, 'MALFORMED', name);
+      assert.equal(
+        refused.detail,
+        'the data ends inside a sequence item or a sequence of undefined length (FFFFFFFFH): its Item Delimitation Item (FFFE,E00D) or Sequence Delimitation Item (FFFE,E0DD) is missing, or the file is truncated',
+        name,
+      );
+      assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
+    }
+  });
+
   it('refuses a file nesting sequences deeper than the parser can recurse, saying so', () => {
     // Explicit VR little endian: a meta group, then 100,000 sequences of undefined length, each in an item of the one before.
     const element = (group: number, el: number, vr: string, value: Buffer): Buffer => {

@@ -710,6 +710,14 @@ function dataSetRejection(error: unknown): DicomRejected {
       `a sequence item's length runs past the end of the sequence or of the data that holds it (${text})`,
     );
   }
+  if (/Cannot read properties of undefined \(reading 'push'\)/.test(text)) {
+    // dicom-parser's warning at the end of the data inside an item or a sequence of undefined length, pushed to a
+    // list it did not pass down: its TypeError was the refusal, "Cannot read properties of undefined (reading 'push')".
+    return new DicomRejected(
+      'MALFORMED',
+      'the data ends inside a sequence item or a sequence of undefined length (FFFFFFFFH): its Item Delimitation Item (FFFE,E00D) or Sequence Delimitation Item (FFFE,E0DD) is missing, or the file is truncated',
+    );
+  }
   const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
   return new DicomRejected(
     'MALFORMED',
