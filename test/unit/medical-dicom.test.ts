@@ -201,6 +201,29 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.equal(relabelled.sop?.instanceUID, uidOf(whole, '00020003'));
   });
 
+  it('refuses a file meta read out of step by a wrong length naming the element, not as having no transfer syntax', () => {
+    // Found in the sweep: each was "the file meta information has no transfer syntax", though it has one.
+    const whole = dicomFile('MR_small.dcm');
+    const groupLength = Buffer.from(whole);
+    groupLength.writeUInt16LE(3, 132 + 6);
+    const short = rejection(groupLength);
+    assert.equal(short.attribute, '(0002,0000) FileMetaInformationGroupLength');
+    assert.equal(
+      short.detail,
+      'the file meta information cannot be read: its group length (0002,0000) (VR UL) has a value length of 3, which cannot be: it holds one UL value, of 4 bytes (PS3.10 7.1); the elements after it are read out of step, so (0002,0010) TransferSyntaxUID is not found',
+    );
+    const classUid = whole.indexOf(Buffer.from([2, 0, 2, 0, 0x55, 0x49]), 132);
+    const longer = Buffer.from(whole);
+    longer.writeUInt16LE(whole.readUInt16LE(classUid + 6) + 1, classUid + 6);
+    const refused = rejection(longer);
+    assert.equal(refused.reason, 'MALFORMED');
+    assert.equal(refused.attribute, '(0002,0002) MediaStorageSOPClassUID');
+    assert.match(
+      refused.detail,
+      /^the file meta information cannot be read past its element \(0002,0002\) MediaStorageSOPClassUID \(VR UI, value length 27\), which ends at byte \d+, where its group length \(0002,0000\) gives its end at byte \d+: that element's length or VR is wrong, or one before it/,
+    );
+  });
+
   it('refuses a whole file with one impossible element length naming the element and its length, not as truncated', () => {
     // Found in the sweep: each was "the file is truncated: an element runs past the end of the data (buffer overrun)".
     const rows = (name: string, length: number): Buffer => {

@@ -145,11 +145,12 @@ function readFileMeta(bytes: Uint8Array): { transferSyntaxUID: string; meta: dic
   const named = (rejection: DicomRejected): DicomRejected => rejection.withSop(...metaSop(meta));
   if (!ts)
     throw named(
-      new DicomRejected(
-        'MALFORMED',
-        'the file meta information has no transfer syntax',
-        attributeName('TransferSyntaxUID'),
-      ),
+      metaOutOfStep(meta) ??
+        new DicomRejected(
+          'MALFORMED',
+          'the file meta information has no transfer syntax',
+          attributeName('TransferSyntaxUID'),
+        ),
     );
   if (!SUPPORTED_TRANSFER_SYNTAXES.has(ts)) {
     throw named(
@@ -161,6 +162,34 @@ function readFileMeta(bytes: Uint8Array): { transferSyntaxUID: string; meta: dic
     );
   }
   return { transferSyntaxUID: ts, meta };
+}
+
+/**
+ * Why the file meta stopped being read before its transfer syntax, where its own group length tells: dicom-parser
+ * reads group 0002 elements until a tag of another group, so one wrong length or VR put the rest out of step and
+ * the refusal said that the file meta "has no transfer syntax", though it had one. Undefined where the elements read
+ * reach the end (0002,0000) gives: the transfer syntax is truly absent.
+ */
+function metaOutOfStep(meta: dicomParser.DataSet): DicomRejected | undefined {
+  const groupLength = meta.elements['x00020000'];
+  if (groupLength && groupLength.length !== 4) {
+    return new DicomRejected(
+      'MALFORMED',
+      `the file meta information cannot be read: its group length (0002,0000) (VR ${groupLength.vr ?? 'unknown'}) has a value length of ${groupLength.length}, which cannot be: it holds one UL value, of 4 bytes (PS3.10 7.1); the elements after it are read out of step, so (0002,0010) TransferSyntaxUID is not found`,
+      '(0002,0000) FileMetaInformationGroupLength',
+    );
+  }
+  if (!groupLength) return undefined;
+  const end = groupLength.dataOffset + 4 + meta.uint32('x00020000')!;
+  const elements = Object.values(meta.elements).sort((a, b) => a.dataOffset - b.dataOffset);
+  const last = elements[elements.length - 1];
+  const lastEnd = last.dataOffset + last.length;
+  if (lastEnd === end) return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `the file meta information cannot be read past its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}, value length ${last.length}), which ends at byte ${lastEnd}, where its group length (0002,0000) gives its end at byte ${end}: that element's length or VR is wrong, or one before it, and the elements after it are read out of step, so (0002,0010) TransferSyntaxUID is not found`,
+    tagName(last.tag),
+  );
 }
 
 /** The SOP class and instance the file meta names (MediaStorageSOPClassUID, MediaStorageSOPInstanceUID). */
