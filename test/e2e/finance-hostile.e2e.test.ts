@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { MAX_OBJECT_MEMBERS } from '../../src/common/errors/validation';
 import { NO_SUCH_TIME } from '../../src/common/iso-time';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
@@ -445,6 +446,23 @@ describe('finance: hostile requests', () => {
       'PAN_DETECTED [0]',
     ]);
     assert.ok(!withoutRequestId(res).includes('1111'), res.text);
+  });
+
+  it('a transaction, batch item or envelope of 50,000 unknown keys is refused naming the object, not each key', async () => {
+    const wide = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`k${i}`, 1]));
+    const reason = (members: number) => `has ${members} members, more than ${MAX_OBJECT_MEMBERS}`;
+    const single = await post('fraud-scores', tx(wide)).expect(400);
+    assert.equal(single.body.code, 'VALIDATION_FAILED');
+    assert.deepEqual(single.body.errors, [{ field: '(body)', reason: reason(50_000 + Object.keys(tx()).length) }]);
+    const batch = await post('fraud-scores/batch', { transactions: [tx(wide), tx({ transactionId: 'ok' })] }).expect(
+      200,
+    );
+    assert.equal(batch.body.scored, 1);
+    assert.deepEqual(batch.body.items[0].error.errors, [
+      { field: '(item)', reason: reason(50_000 + Object.keys(tx()).length) },
+    ]);
+    const envelope = await post('fraud-scores/batch', { transactions: [tx()], ...wide }).expect(400);
+    assert.deepEqual(envelope.body.errors, [{ field: '(body)', reason: reason(50_001) }]);
   });
 
   it('top features are only inputs that moved the probability; a saturated score lists no 0 as raising it', async () => {

@@ -3,9 +3,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
-import { flattenValidationErrors } from '../../src/common/errors/validation';
+import { AppError } from '../../src/common/errors/app-error';
+import { flattenValidationErrors, MAX_OBJECT_MEMBERS } from '../../src/common/errors/validation';
+import { batchItemErrors } from '../../src/domains/finance/fraud-batch.util';
 import { FraudScoreRequestDto } from '../../src/domains/finance/fraud-score.dto';
-import { fraudItemErrors } from '../../src/domains/finance/fraud-item.schema';
+import { fraudItemErrors, parseFraudBatch } from '../../src/domains/finance/fraud-item.schema';
 import { ISO_INSTANT, isoTimeMs, NO_SUCH_TIME } from '../../src/common/iso-time';
 
 const features = Object.fromEntries(Array.from({ length: 28 }, (_, i) => [`v${i + 1}`, i / 10 - 1]));
@@ -20,6 +22,7 @@ const valid = {
   features,
 };
 const { merchant: _m, channel: _c, ...minimal } = valid;
+const RANGE = { floor: { ms: Date.parse('2000-01-01T00:00:00Z'), text: '2000-01-01T00:00:00Z' }, aheadMs: 300_000 };
 
 const SAMPLES: Array<[string, Record<string, unknown>]> = [
   ['valid', valid],
@@ -147,5 +150,37 @@ describe('an unknown field is named by its key, a long one cut', () => {
       assert.ok(error.field.endsWith('…'));
       assert.ok(key.startsWith(error.field.slice(0, -1)));
     }
+  });
+});
+
+describe('an object wider than any route takes is refused before the compiled schema looks', () => {
+  const wide = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 1]));
+  const reason = (members: number) => `has ${members} members, more than ${MAX_OBJECT_MEMBERS}`;
+
+  it('naming the object once, in the words of the class-validator routes, not each unknown key', () => {
+    const { amount: _a, ...noAmount } = valid;
+    // ajv would also say amount is required: the one error is the check's, made before ajv ran.
+    assert.deepEqual(fraudItemErrors({ ...noAmount, ...wide(50_000) }), [{ field: '(body)', reason: reason(50_007) }]);
+    assert.deepEqual(fraudItemErrors({ ...valid, ...wide(50_000) }, '(item)'), [
+      { field: '(item)', reason: reason(50_008) },
+    ]);
+    assert.deepEqual(fraudItemErrors({ ...valid, features: { ...features, ...wide(5000) } }), [
+      { field: 'features', reason: reason(5028) },
+    ]);
+    // Up to the limit each unknown key is still named (and the list capped where it is answered).
+    assert.equal(fraudItemErrors({ ...valid, ...wide(MAX_OBJECT_MEMBERS - 8) }).length, MAX_OBJECT_MEMBERS - 8);
+  });
+
+  it("a batch's envelope and each of its items alike", () => {
+    assert.throws(
+      () => parseFraudBatch({ transactions: [valid], ...wide(50_000) }),
+      (e: AppError) =>
+        e.code === 'VALIDATION_FAILED' &&
+        JSON.stringify(e.fields) === JSON.stringify([{ field: '(body)', reason: reason(50_001) }]),
+    );
+    const [item, other] = batchItemErrors([{ ...valid, ...wide(50_000) }, valid], RANGE);
+    assert.deepEqual(item?.errors, [{ field: '(item)', reason: reason(50_008) }]);
+    assert.equal(item?.code, 'VALIDATION_FAILED');
+    assert.equal(other, undefined);
   });
 });

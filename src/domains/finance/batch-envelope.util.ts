@@ -1,5 +1,6 @@
 import Ajv, { ErrorObject } from 'ajv';
 import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
+import { tooWideError } from '../../common/errors/validation';
 import { echoedKey, panRefusal } from './pan-guard.util';
 
 /** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
@@ -98,6 +99,13 @@ export function batchEnvelope(list: string, max: number): BatchEnvelope {
   };
   return {
     items(body) {
+      // Before ajv, which names each of an envelope's unknown keys before the list is capped; its items are each
+      // checked on their own (fraudItemErrors), so only the envelope's own members are counted here.
+      const wide = tooWideError(body, '(body)', false);
+      if (wide)
+        throw (
+          envelopePanRefusal(body) ?? new AppError('VALIDATION_FAILED', summariseFields([wide]), { fields: [wide] })
+        );
       if (validate(body)) return body[list];
       const refusal = envelopePanRefusal(body);
       if (refusal) throw refusal;

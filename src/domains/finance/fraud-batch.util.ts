@@ -2,7 +2,7 @@ import { capFields, summariseFields } from '../../common/errors/app-error';
 import type { TimeRange } from '../../common/iso-time';
 import { BatchItemErrorDto, FraudScoreRequestDto } from './fraud-score.dto';
 import { fraudItemErrors, timeRangeError } from './fraud-item.schema';
-import { BatchIds, itemPanError, notAnObjectError } from './batch-envelope.util';
+import { BatchIds, itemPanError, notAnObjectError, WHOLE_ITEM } from './batch-envelope.util';
 
 /**
  * Each batch item's error, undefined for an item to score. An item is first checked on its own; then,
@@ -21,7 +21,7 @@ export function batchItemErrors(items: readonly unknown[], range: TimeRange): Ar
 function itemError(item: unknown, range: TimeRange): BatchItemErrorDto | undefined {
   const refused = itemPanError(item) ?? notAnObjectError(item, 'transaction');
   if (refused) return refused;
-  const fields = fraudItemErrors(item);
+  const fields = fraudItemErrors(item, WHOLE_ITEM);
   if (fields.length === 0) {
     const outside = timeRangeError(item as FraudScoreRequestDto, range);
     if (!outside) return undefined;

@@ -1,5 +1,6 @@
 import Ajv, { _, ErrorObject, KeywordCxt } from 'ajv';
 import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
+import { tooWideError } from '../../common/errors/validation';
 import { isoTimeMs, NO_SUCH_TIME, TimeRange, timeRangeRefusal } from '../../common/iso-time';
 import {
   CHANNELS,
@@ -88,8 +89,15 @@ export function parseFraudScoreRequest(body: unknown): FraudScoreRequestDto {
   throw new AppError('VALIDATION_FAILED', summariseFields(fields), { fields });
 }
 
-/** Field errors of one batch item, empty when it is a valid fraud score request. */
-export function fraudItemErrors(item: unknown): FieldError[] {
+/**
+ * Field errors of one transaction (`whole`: what its errors name it by, the body or a batch item), empty when it is a
+ * valid fraud score request. An object in it with more members than any other route takes (tooWideError) is refused
+ * before ajv, which words an error for each unknown key before the list is capped (100,000 keys: about 340 ms of the
+ * event loop).
+ */
+export function fraudItemErrors(item: unknown, whole = '(body)'): FieldError[] {
+  const wide = tooWideError(item, whole);
+  if (wide) return [wide];
   if (validate(item)) {
     // The form passed (OCCURRED_AT): whether its date, time and offset exist, as the gateway reads every time.
     return Number.isNaN(isoTimeMs(item.occurredAt, OCCURRED_AT)) ? [{ field: 'occurredAt', reason: NO_SUCH_TIME }] : [];
