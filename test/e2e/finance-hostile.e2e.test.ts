@@ -9,7 +9,7 @@ import { MAX_OBJECT_MEMBERS } from '../../src/common/errors/validation';
 import { NO_SUCH_TIME } from '../../src/common/iso-time';
 import { InferenceEngine } from '../../src/runtime/inference-engine.service';
 import { bundledModelsDir } from '../fixtures/paths';
-import { APPLICANT, tx } from '../fixtures/finance-data';
+import { APPLICANT, features, tx } from '../fixtures/finance-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -478,10 +478,13 @@ describe('finance: hostile requests', () => {
 
   it('a merchant country ISO 3166-1 does not assign is refused 400 naming merchant.country, as an unknown currency', async () => {
     const currency = await post('fraud-scores', tx({ currency: 'ZZZ' })).expect(400);
+    assert.deepEqual(currency.body.errors, [{ field: 'currency', reason: 'must be an ISO 4217 code' }]);
     const res = await post('fraud-scores', tx({ merchant: { country: 'ZZ' } })).expect(400);
     assert.equal(res.body.code, currency.body.code);
-    assert.deepEqual(res.body.errors, [{ field: 'merchant.country', reason: currency.body.errors[0].reason }]);
-    assert.equal(res.body.detail, `merchant.country: ${currency.body.errors[0].reason}`);
+    // Each told the standard's list it takes, where a short enum's refusal lists the values.
+    const reason = 'must be an ISO 3166-1 alpha-2 code';
+    assert.deepEqual(res.body.errors, [{ field: 'merchant.country', reason }]);
+    assert.equal(res.body.detail, `merchant.country: ${reason}`);
     const batch = await post('fraud-scores/batch', {
       transactions: [tx({ transactionId: 'zz', merchant: { country: 'ZZ' } }), tx({ transactionId: 'de' })],
     }).expect(200);
@@ -505,6 +508,110 @@ describe('finance: hostile requests', () => {
       assert.deepEqual(res.body.errors, [{ field: '(body)', reason: 'must be object' }], body);
       assert.equal(res.body.detail, fraud.body.detail, body);
     }
+  });
+
+  it('the fraud and credit routes word the same mistake in the same words, whatever the field', async () => {
+    type Errors = { errors: Array<{ field: string; reason: string }> };
+    /** A refusal's one error, its limits and allowed values left out: what is compared is the wording. */
+    const words = ({ errors }: Errors, field: string): string => {
+      assert.deepEqual(
+        errors.map((e) => e.field),
+        [field],
+      );
+      return errors[0].reason.replace(/\d+/g, '#').replace(/values: .*/, 'values: ...');
+    };
+    const single = async (fraud: unknown, credit: unknown): Promise<[Errors, Errors]> => [
+      (await post('fraud-scores', fraud).expect(400)).body as Errors,
+      (await post('credit-assessments', credit).expect(400)).body as Errors,
+    ];
+    /** The first item's error on each batch route. */
+    const batch = async (fraud: unknown, credit: unknown): Promise<[Errors, Errors]> => [
+      (await post('fraud-scores/batch', { transactions: [fraud] }).expect(200)).body.items[0].error as Errors,
+      (await post('credit-assessments/batch', { applications: [credit] }).expect(200)).body.items[0].error as Errors,
+    ];
+    const application = { ...APPLICANT, applicationId: 'app-1' };
+    const cases: Array<[string, Promise<[Errors, Errors]>, string, string, string]> = [
+      [
+        'left out',
+        single(tx({ amount: undefined }), { ...APPLICANT, creditLimit: undefined }),
+        'amount',
+        'creditLimit',
+        'is required',
+      ],
+      [
+        'a number as text',
+        single(tx({ amount: '12' }), { ...APPLICANT, creditLimit: '12' }),
+        'amount',
+        'creditLimit',
+        'must be a number conforming to the specified constraints',
+      ],
+      [
+        'null for a number',
+        single(tx({ amount: null }), { ...APPLICANT, creditLimit: null }),
+        'amount',
+        'creditLimit',
+        'must be a number conforming to the specified constraints',
+      ],
+      [
+        'a number for a string',
+        batch(tx({ transactionId: 5 }), { ...application, applicationId: 5 }),
+        'transactionId',
+        'applicationId',
+        'must be a string',
+      ],
+      [
+        'below the minimum',
+        single(tx({ amount: -1 }), { ...APPLICANT, creditLimit: 0 }),
+        'amount',
+        'creditLimit',
+        'must not be less than #',
+      ],
+      [
+        'above the maximum',
+        single(tx({ amount: 2e9 }), { ...APPLICANT, creditLimit: 2e7 }),
+        'amount',
+        'creditLimit',
+        'must not be greater than #',
+      ],
+      [
+        'a member below the minimum',
+        single(tx({ features: { ...features(), v1: -5000 } }), { ...APPLICANT, billAmounts: [-2e7, 0, 0, 0, 0, 0] }),
+        'features.v1',
+        'billAmounts[0]',
+        'must not be less than -#',
+      ],
+      [
+        'not one of the values',
+        single(tx({ channel: 'pigeon' }), { ...APPLICANT, education: 'phd' }),
+        'channel',
+        'education',
+        'must be one of the following values: ...',
+      ],
+      ['an unknown field', single(tx({ sex: 1 }), { ...APPLICANT, sex: 1 }), 'sex', 'sex', 'is not an accepted field'],
+      [
+        'a pattern',
+        batch(tx({ transactionId: 'a b' }), { ...application, applicationId: 'a b' }),
+        'transactionId',
+        'applicationId',
+        'must be #-# letters, digits or ._:-',
+      ],
+      ['a body that is no object', single([], []), '(body)', '(body)', 'must be object'],
+    ];
+    for (const [kind, answers, fraudField, creditField, expected] of cases) {
+      const [fraud, credit] = await answers;
+      assert.equal(words(fraud, fraudField), expected, `fraud: ${kind}`);
+      assert.equal(words(credit, creditField), expected, `credit: ${kind}`);
+    }
+    // The batches' own size, checked by one schema on both routes, in the words of credit's six-month arrays.
+    const empty = [
+      (await post('fraud-scores/batch', { transactions: [] }).expect(400)).body as Errors,
+      (await post('credit-assessments/batch', { applications: [] }).expect(400)).body as Errors,
+      (await post('credit-assessments', { ...APPLICANT, billAmounts: [] }).expect(400)).body as Errors,
+    ];
+    assert.deepEqual(
+      [words(empty[0], 'transactions'), words(empty[1], 'applications'), words(empty[2], 'billAmounts')],
+      Array(3).fill('must contain at least # elements'),
+    );
   });
 
   it('a credit refusal names each field once: the reason does not repeat it', async () => {

@@ -444,9 +444,11 @@ describe('finance: fraud scoring and credit assessment', () => {
     const tooMany = await post('credit-assessments/batch', {
       applications: Array.from({ length: 1001 }, () => ({})),
     }).expect(400);
-    assert.deepEqual(tooMany.body.errors, [{ field: 'applications', reason: 'must NOT have more than 1000 items' }]);
+    assert.deepEqual(tooMany.body.errors, [
+      { field: 'applications', reason: 'must contain no more than 1000 elements' },
+    ]);
     const empty = await post('credit-assessments/batch', { applications: [] }).expect(400);
-    assert.deepEqual(empty.body.errors, [{ field: 'applications', reason: 'must NOT have fewer than 1 items' }]);
+    assert.deepEqual(empty.body.errors, [{ field: 'applications', reason: 'must contain at least 1 elements' }]);
     const extra = await post('credit-assessments/batch', { applications: [APPLICANT], campaign: 'x' }).expect(400);
     assert.deepEqual(extra.body.errors, [{ field: 'campaign', reason: 'is not an accepted field' }]);
     const pan = await post('credit-assessments/batch', {

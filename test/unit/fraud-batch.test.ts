@@ -35,10 +35,10 @@ describe('fraud batch items: a transactionId is scored once per batch', () => {
         tx({ transactionId: 'a' }),
       ]),
       [
-        'VALIDATION_FAILED amount: must be >= 0',
+        'VALIDATION_FAILED amount: must not be less than 0',
         'PAN_DETECTED cardToken: looks like a card number (PAN); never send one',
         'scored',
-        'VALIDATION_FAILED currency: must be equal to one of the allowed values',
+        'VALIDATION_FAILED currency: must be an ISO 4217 code',
         repeat(2),
       ],
     );
@@ -80,7 +80,7 @@ describe('fraud batch items: a transactionId is scored once per batch', () => {
         tx({ transactionId: 'a', occurredAt: '2000-01-01T00:00:00Z' }),
         tx({ transactionId: 'b', occurredAt: '0001-01-01T00:00:00Z', amount: -1 }),
       ]),
-      [early, early, early, early, 'scored', 'VALIDATION_FAILED amount: must be >= 0'],
+      [early, early, early, early, 'scored', 'VALIDATION_FAILED amount: must not be less than 0'],
     );
   });
 

@@ -22,7 +22,48 @@ export function toFieldError(e: ErrorObject): FieldError {
     const extra = echoedKey((e.params as { additionalProperty: string }).additionalProperty);
     return { field: path ? `${path}.${extra}` : extra, reason: 'is not an accepted field' };
   }
-  return { field: path || '(body)', reason: e.message ?? 'is invalid' };
+  return { field: path || '(body)', reason: reasonOf(e) };
+}
+
+/**
+ * ajv's words for a value's type, as class-validator words them on the class-based routes (the credit ones): the same
+ * mistake is told the same on every finance route (ajv said `must be number` where credit said the words below).
+ * An object keeps ajv's words, which the class-based routes give a body that is no object too.
+ */
+const TYPE_REASONS: Readonly<Record<string, string>> = {
+  number: 'must be a number conforming to the specified constraints',
+  integer: 'must be an integer number',
+  string: 'must be a string',
+  boolean: 'must be a boolean value',
+  array: 'must be an array',
+};
+
+/**
+ * An ajv error's reason in class-validator's words (`must not be less than 0`, not `must be >= 0`; `must be shorter
+ * than or equal to 128 characters`, not `must NOT have more than 128 characters`); a keyword it has none for in ajv's.
+ */
+function reasonOf(e: ErrorObject): string {
+  const params = e.params as { type?: string; limit?: number; allowedValues?: unknown[] };
+  switch (e.keyword) {
+    case 'type':
+      return TYPE_REASONS[String(params.type)] ?? e.message ?? 'is invalid';
+    case 'minimum':
+      return `must not be less than ${params.limit}`;
+    case 'maximum':
+      return `must not be greater than ${params.limit}`;
+    case 'minLength':
+      return `must be longer than or equal to ${params.limit} characters`;
+    case 'maxLength':
+      return `must be shorter than or equal to ${params.limit} characters`;
+    case 'minItems':
+      return `must contain at least ${params.limit} elements`;
+    case 'maxItems':
+      return `must contain no more than ${params.limit} elements`;
+    case 'enum':
+      return `must be one of the following values: ${(params.allowedValues ?? []).join(', ')}`;
+    default:
+      return e.message ?? 'is invalid';
+  }
 }
 
 /** A batch item that carries a card number: its own PAN_DETECTED error, naming the field (or the item, if it is one). */

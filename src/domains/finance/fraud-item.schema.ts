@@ -4,6 +4,7 @@ import { tooWideError } from '../../common/errors/validation';
 import { isoTimeMs, NO_SUCH_TIME, TimeRange, timeRangeRefusal } from '../../common/iso-time';
 import {
   CHANNELS,
+  CODE_REASONS,
   COUNTRIES,
   CURRENCIES,
   FraudScoreRequestDto,
@@ -52,7 +53,7 @@ export const FRAUD_ITEM_SCHEMA = {
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 // A country is one Set lookup (an enum of 249 codes compiles to up to 249 comparisons), refused in the
-// words of an enum, as an unknown currency is.
+// words of CODE_REASONS, as an unknown currency is.
 ajv.addKeyword({
   keyword: 'isoCountry',
   type: 'string',
@@ -105,10 +106,18 @@ export function fraudItemErrors(item: unknown, whole = '(body)'): FieldError[] {
   return (validate.errors ?? []).map(fieldError);
 }
 
-/** An ajv error as a field error, a value its pattern refuses told in the DTO's words (PATTERN_REASONS). */
+/**
+ * An ajv error as a field error, a value its pattern refuses told in the DTO's words (PATTERN_REASONS), and a code not
+ * on a standard's list what list it takes (CODE_REASONS).
+ */
 function fieldError(error: ErrorObject): FieldError {
   const field = toFieldError(error);
-  const reason = error.keyword === 'pattern' ? PATTERN_REASONS[field.field] : undefined;
+  const reason =
+    error.keyword === 'pattern'
+      ? PATTERN_REASONS[field.field]
+      : error.keyword === 'enum' || error.keyword === 'isoCountry'
+        ? CODE_REASONS[field.field]
+        : undefined;
   return reason === undefined ? field : { ...field, reason };
 }
 

@@ -197,6 +197,16 @@ export const PATTERN_REASONS: Readonly<Record<string, string>> = {
 };
 
 /**
+ * What a field that takes a code from a standard's list must be, by its path: the DTO's words and the compiled
+ * schema's, where listing the allowed values, as a short enum's refusal does (`channel`), would list every currency (over 150) or
+ * 249 countries.
+ */
+export const CODE_REASONS: Readonly<Record<string, string>> = {
+  currency: 'must be an ISO 4217 code',
+  'merchant.country': 'must be an ISO 3166-1 alpha-2 code',
+};
+
+/**
  * ISO 3166-1 alpha-2 codes officially assigned (249), as validator (class-validator's engine) keeps them: a
  * maintained list, where ICU has none to enumerate and knows regions ISO does not assign (XK, EU, QO).
  * User-assigned (XA-XZ, ZZ), reserved and withdrawn codes are refused.
@@ -223,7 +233,7 @@ export class MerchantDto {
 
   /** ISO 3166-1 alpha-2 country of the merchant, a code ISO assigns. */
   @IsOptional()
-  @IsIn([...COUNTRIES], { message: 'country must be an ISO 3166-1 alpha-2 code' })
+  @IsIn([...COUNTRIES], { message: `country ${CODE_REASONS['merchant.country']}` })
   country?: string;
 
   @IsOptional()
@@ -283,7 +293,7 @@ export class FraudScoreRequestDto {
   amount!: number;
 
   /** ISO 4217 currency code. */
-  @IsIn(CURRENCIES, { message: 'currency must be an ISO 4217 code' })
+  @IsIn(CURRENCIES, { message: `currency ${CODE_REASONS.currency}` })
   @ApiProperty({ example: 'EUR' })
   currency!: string;
 
