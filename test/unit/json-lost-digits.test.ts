@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { exactIntegerDigits, lostDigitsOf, noteLostDigits } from '../../src/common/http/json-lost-digits';
-import { panFields } from '../../src/domains/finance/pan-guard.util';
+import {
+  exactIntegerDigits,
+  lostDigitsOf,
+  MAX_KEPT_DIGITS,
+  noteLostDigits,
+} from '../../src/common/http/json-lost-digits';
+import { panFields, panScan } from '../../src/domains/finance/pan-guard.util';
 
 /** Luhn-valid card numbers a double cannot hold: 19 digits (Discover), 16 digits past 2^53. */
 const PAN19 = '6011000990139000007';
@@ -54,7 +59,8 @@ describe('json-lost-digits', () => {
       a: { 'b c"': unknown[] };
     };
     assert.equal(lostDigitsOf(body.a['b c"'], 1), PAN19);
-    assert.equal(lostDigitsOf(body, 'n'), '9007199254740993');
+    // Digits that tell the scan what the parsed value tells it (neither is a card number) are not kept.
+    assert.equal(lostDigitsOf(body, 'n'), undefined);
     assert.equal(lostDigitsOf(body, 's'), undefined);
     assert.equal(lostDigitsOf(body, 'x'), undefined);
   });
@@ -77,5 +83,29 @@ describe('json-lost-digits', () => {
     assert.deepEqual(panFields(parsed('{"a": 4111111111111111.0, "b": 4.111111111111111e15}')), ['a', 'b']);
     // The same digits with a fraction are no integer.
     assert.deepEqual(panFields(parsed(`{"a": ${PAN19}.5}`)), []);
+  });
+
+  it('keeps at most MAX_KEPT_DIGITS digits per body, and loses no refusal of a card number past them', () => {
+    const many = 5 * MAX_KEPT_DIGITS;
+    const list = parsed(`[${Array(many).fill(PAN19).join(',')}]`) as unknown[];
+    assert.equal(lostDigitsOf(list, MAX_KEPT_DIGITS - 1), PAN19);
+    assert.equal(lostDigitsOf(list, MAX_KEPT_DIGITS), undefined);
+    // Each is still found and counted, as a refusal lists and counts them.
+    assert.equal(panScan(list).count, many);
+    // A batch's items are each scanned on their own: the last, far past the cap, is refused as the first is.
+    const batch = parsed(
+      `{"transactions": [${Array.from({ length: many }, (_, i) => `{"id": ${i}, "amount": ${PAN19}, "n": [1]}`).join(',')}]}`,
+    ) as { transactions: unknown[] };
+    for (const index of [0, MAX_KEPT_DIGITS, many - 1]) {
+      assert.deepEqual(panFields(batch.transactions[index]), ['amount'], String(index));
+    }
+    // Numbers whose digits as sent tell the scan nothing else are not kept at all, however many.
+    const plain = parsed(`[${Array(many).fill('9007199254740993').join(',')}]`) as unknown[];
+    assert.equal(lostDigitsOf(plain, 0), undefined);
+    assert.deepEqual(panFields(plain), []);
+    // One whose parsed value reads as a card number and whose digits as sent do not is kept, and let through.
+    const misread = parsed('{"n": 9007199254741047}');
+    assert.equal(lostDigitsOf(misread as object, 'n'), '9007199254741047');
+    assert.deepEqual(panFields(misread), []);
   });
 });

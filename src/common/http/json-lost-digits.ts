@@ -1,3 +1,5 @@
+import { containsPan } from '../pan';
+
 /**
  * Integers a JSON body spells with digits a double cannot keep. JSON.parse reads every number as a double, exact
  * only up to 2^53 (16 digits): a 17 to 19 digit card number sent as a number (`6011000990139000007`, or
@@ -10,8 +12,25 @@
 /** Longer integers are no card number; the scan of a text keeps no others. */
 const MAX_DIGITS = 19;
 
-/** Per object or array of a parsed body, the digits as sent of each member (or index) the parse lost digits of. */
+/**
+ * The digits kept per body: far more than a refusal lists (MAX_FIELD_ERRORS), so a body past it is one built to
+ * carry card numbers as numbers. Each kept number cost a Map entry and a string: a body of a million kept a million.
+ */
+export const MAX_KEPT_DIGITS = 1024;
+
+/**
+ * Per object or array of a parsed body, the digits as sent of each member (or index) the parse lost digits of, where
+ * they tell the card number scan another verdict than the parsed value does (any other is judged the same by either).
+ */
 const lost = new WeakMap<object, Map<string | number, string>>();
+
+/**
+ * Objects and arrays of a body past MAX_KEPT_DIGITS holding a number whose digits as sent are a card number and
+ * whose parsed value is none: one mark for all such numbers of each (not a Map entry and a string for each), read by
+ * the scan as "every integer past 2^53 here may be a card number" (unkeptDigitsIn), so that no refusal is lost; a
+ * batch item past the cap is refused as before, not scored.
+ */
+const unkept = new WeakSet<object>();
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -46,6 +65,7 @@ export function exactIntegerDigits(token: string, maxDigits = MAX_DIGITS): strin
  */
 export function noteLostDigits(text: string, parsed: unknown): void {
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let kept = 0;
   // Character codes, not one-character strings: a body of a million numbers is read here in well under a second.
   const space = (): void => {
     while (i < text.length && isSpace(text.charCodeAt(i))) i++;
@@ -93,7 +113,15 @@ export function noteLostDigits(text: string, parsed: unknown): void {
     if (Number.isSafeInteger(current) || i - start < 16) return;
     const digits = exactIntegerDigits(text.slice(start, i));
     if (digits === undefined || digits === String(Math.abs(current))) return;
-    lost.set(holder, (lost.get(holder) ?? new Map<string | number, string>()).set(key, digits));
+    // As panScan reads a number: by its digits as sent if kept, else by String() of its parsed value.
+    const sentIsPan = containsPan(digits);
+    if (sentIsPan === containsPan(String(current))) return;
+    if (kept < MAX_KEPT_DIGITS) {
+      kept++;
+      lost.set(holder, (lost.get(holder) ?? new Map<string | number, string>()).set(key, digits));
+    } else if (sentIsPan) unkept.add(holder);
+    // Past the cap, a number whose parsed value reads as a card number and whose digits as sent do not is refused
+    // as one: a body of over a thousand such numbers is no transaction nor application.
   };
   value(parsed);
 }
@@ -117,7 +145,18 @@ export function lostBodyDigits(request: object): string | undefined {
   return bodies.get(request);
 }
 
-/** The digits as sent of member `key` of `holder` (an object or array of a parsed body), where the parse lost some. */
+/**
+ * The digits as sent of member `key` of `holder` (an object or array of a parsed body), where the parse lost some that
+ * tell the card number scan another verdict than its parsed value (and no more than MAX_KEPT_DIGITS per body).
+ */
 export function lostDigitsOf(holder: object, key: string | number): string | undefined {
   return lost.get(holder)?.get(key);
+}
+
+/**
+ * Whether `holder` (an object or array of a parsed body) holds a card number sent as a number past 2^53 whose digits
+ * were not kept (MAX_KEPT_DIGITS): each of its integers past 2^53 without kept digits is then taken for one.
+ */
+export function unkeptDigitsIn(holder: object): boolean {
+  return unkept.has(holder);
 }

@@ -1,7 +1,7 @@
 import { AppError, MAX_FIELD_ERRORS, moreFields, summariseFields } from '../../common/errors/app-error';
 import { UNKNOWN_FIELD } from '../../common/errors/validation';
 import { CARD_NUMBER_KEY, echoedKey } from '../../common/echoed-key';
-import { lostDigitsOf } from '../../common/http/json-lost-digits';
+import { lostDigitsOf, unkeptDigitsIn } from '../../common/http/json-lost-digits';
 import { containsPan } from '../../common/pan';
 
 export { CARD_NUMBER_KEY, echoedKey } from '../../common/echoed-key';
@@ -82,6 +82,15 @@ function numberIsPan(
 ): boolean {
   if (!Number.isInteger(v) || Math.abs(v) < 1e12) return false;
   const sent = holder !== undefined && key !== undefined ? lostDigitsOf(holder, key) : bodyDigits;
+  // A body of more card numbers as numbers than were kept: those past the cap are refused unseen (unkeptDigitsIn).
+  if (
+    sent === undefined &&
+    holder !== undefined &&
+    !Number.isSafeInteger(v) &&
+    Math.abs(v) <= 1e19 &&
+    unkeptDigitsIn(holder)
+  )
+    return true;
   return containsPan(sent ?? String(v));
 }
 
