@@ -445,10 +445,10 @@ describe('finance: fraud scoring and credit assessment', () => {
       applications: Array.from({ length: 1001 }, () => ({})),
     }).expect(400);
     assert.deepEqual(tooMany.body.errors, [
-      { field: 'applications', reason: 'must contain no more than 1000 elements' },
+      { field: 'applications', reason: 'must contain at most 1000 items' },
     ]);
     const empty = await post('credit-assessments/batch', { applications: [] }).expect(400);
-    assert.deepEqual(empty.body.errors, [{ field: 'applications', reason: 'must contain at least 1 elements' }]);
+    assert.deepEqual(empty.body.errors, [{ field: 'applications', reason: 'must contain at least 1 item' }]);
     const extra = await post('credit-assessments/batch', { applications: [APPLICANT], campaign: 'x' }).expect(400);
     assert.deepEqual(extra.body.errors, [{ field: 'campaign', reason: 'is not an accepted field' }]);
     const pan = await post('credit-assessments/batch', {

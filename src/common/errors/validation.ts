@@ -168,11 +168,33 @@ function telling(constraints: Record<string, string>): Array<[string, string]> {
   return wrongType.length > 0 ? wrongType : failed;
 }
 
+/** A count of a list's items in words: `1 item`, `6 items`. */
+const itemsIn = (count: number | string): string => `${count} item${Number(count) === 1 ? '' : 's'}`;
+
+/**
+ * The words every finance route (and any class-based route) gives a wrong type or a list of the wrong size, where
+ * class-validator's own read badly (`must be a number conforming to the specified constraints`, `must contain at
+ * least 1 elements`); the compiled schemas (batch-envelope.util's reasonOf) say the same.
+ */
+export const PLAIN_REASONS = {
+  number: 'must be a number',
+  atLeast: (count: number | string): string => `must contain at least ${itemsIn(count)}`,
+  atMost: (count: number | string): string => `must contain at most ${itemsIn(count)}`,
+} as const;
+
+/** The count in class-validator's arrayMinSize and arrayMaxSize messages (`... at least 6 elements`). */
+const COUNT_IN = /(\d+) elements$/;
+
 function reasonOf(property: string, constraint: string, message: string): string {
   if (constraint === 'whitelistValidation') return UNKNOWN_FIELD;
-  if (message.startsWith(`${property} `)) return message.slice(property.length + 1);
   const each = `each value in ${property} `;
-  return message.startsWith(each) ? `each value ${message.slice(each.length)}` : message;
+  const prefix = message.startsWith(each) ? 'each value ' : '';
+  const count = COUNT_IN.exec(message)?.[1];
+  if (constraint === 'isNumber') return prefix + PLAIN_REASONS.number;
+  if (constraint === 'arrayMinSize' && count !== undefined) return PLAIN_REASONS.atLeast(count);
+  if (constraint === 'arrayMaxSize' && count !== undefined) return PLAIN_REASONS.atMost(count);
+  if (message.startsWith(`${property} `)) return message.slice(property.length + 1);
+  return prefix ? `each value ${message.slice(each.length)}` : message;
 }
 
 /**

@@ -1,6 +1,6 @@
 import Ajv, { ErrorObject } from 'ajv';
 import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
-import { tooWideError } from '../../common/errors/validation';
+import { PLAIN_REASONS, tooWideError } from '../../common/errors/validation';
 import { echoedKey, panRefusal } from './pan-guard.util';
 
 /** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
@@ -31,7 +31,7 @@ export function toFieldError(e: ErrorObject): FieldError {
  * An object keeps ajv's words, which the class-based routes give a body that is no object too.
  */
 const TYPE_REASONS: Readonly<Record<string, string>> = {
-  number: 'must be a number conforming to the specified constraints',
+  number: PLAIN_REASONS.number,
   integer: 'must be an integer number',
   string: 'must be a string',
   boolean: 'must be a boolean value',
@@ -56,9 +56,9 @@ function reasonOf(e: ErrorObject): string {
     case 'maxLength':
       return `must be shorter than or equal to ${params.limit} characters`;
     case 'minItems':
-      return `must contain at least ${params.limit} elements`;
+      return PLAIN_REASONS.atLeast(params.limit ?? 0);
     case 'maxItems':
-      return `must contain no more than ${params.limit} elements`;
+      return PLAIN_REASONS.atMost(params.limit ?? 0);
     case 'enum':
       return `must be one of the following values: ${(params.allowedValues ?? []).join(', ')}`;
     default:
