@@ -96,6 +96,27 @@ describe('the validation pipe: unknown fields', () => {
       '\u{1F600}',
     ]);
   });
+
+  // A key of digits alone was named as an array index, `[4111111111111111]`, as class-validator sent it: a card number
+  // sent as a query parameter's name (`?4111111111111111=1`) came back whole, and a long one was never cut.
+  it('names an unknown field of digits alone as any other: never a card number, cut at 100 characters', async () => {
+    const query: ArgumentMetadata = { type: 'query', metatype: AuditEventsQueryDto };
+    for (const pan of ['4222222222222', '4111111111111111', '4917610000000000003']) {
+      assert.deepEqual(await refusedFields({ [pan]: '1' }, query), ['(card number)'], pan);
+      assert.deepEqual(await refusedFields({ ...APPLICANT, [pan]: 1 }, body(CreditAssessmentRequestDto)), [
+        '(card number)',
+      ]);
+    }
+    assert.deepEqual(await refusedFields({ ['7'.repeat(5_000)]: '1' }, query), [`${'7'.repeat(100)}…`]);
+    assert.deepEqual(await refusedFields({ '42': '1' }, query), ['42']);
+    // An item of a list is still named by its index.
+    const asset = millAsset('mill-1');
+    const sensors = asset.sensors as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      await refusedFields({ ...asset, sensors: [sensors[0], { ...sensors[1], x: 1 }] }, body(AssetDto)),
+      ['sensors[1].x'],
+    );
+  });
 });
 
 describe('the validation pipe: a body that is not an object', () => {

@@ -113,7 +113,8 @@ function inspectSent(value: unknown, type: object, path = ''): FieldError[] {
 export function flattenValidationErrors(errors: ValidationError[], parent = ''): FieldError[] {
   const out: FieldError[] = [];
   for (const error of errors) {
-    const isIndex = /^\d+$/.test(error.property);
+    // An unknown key of digits alone (`?4111111111111111=1`) is a name the caller sent, not an index: echoedKey names it.
+    const isIndex = /^\d+$/.test(error.property) && !isUnknownField(error);
     const name = isUnknownField(error) ? echoedKey(error.property) : error.property;
     const path = isIndex ? `${parent}[${error.property}]` : parent ? `${parent}.${name}` : name;
     for (const [constraint, message] of telling(error.constraints ?? {})) {
