@@ -133,6 +133,23 @@ describe('Open Inference Protocol v2', () => {
     }
   });
 
+  it('an unknown model name or version that looks like a card number is not repeated in the 404', async () => {
+    const infer = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
+    for (const pan of ['4111111111111111', '4111-1111-1111-1111', '%34111%201111%201111%201111', 'ref-4222222222222']) {
+      const answers = [
+        await http.get(`/v2/models/${pan}`).expect(404),
+        await http.get(`/v2/models/${pan}/ready`).expect(404),
+        await http.post(`/v2/models/${pan}/infer`).send(infer).expect(404),
+        await http.get(`/v2/models/fixture-linear/versions/${pan}`).expect(404),
+        await http.post(`/v2/models/fixture-linear/versions/${pan}/infer`).send(infer).expect(404),
+      ];
+      for (const res of answers) {
+        assert.match(res.body.error, /"\(card number\)"/, pan);
+        assert.doesNotMatch(res.text.replaceAll(String(res.headers['x-request-id']), ''), /4111|4222/, pan);
+      }
+    }
+  });
+
   it('POST infer runs the default version, echoes the id, accepts nested data', async () => {
     const res = await http
       .post('/v2/models/fixture-linear/infer')
