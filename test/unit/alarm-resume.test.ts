@@ -495,4 +495,13 @@ describe('alarm stream resume (Last-Event-ID)', () => {
     }
     assert.deepEqual(lastEventIdOf(['1', '2']), { reason: 'must be sent once' });
   });
+
+  // A whole number that is a card number was taken as the resume point: written to the audit row (its output
+  // summary's lastEventId) and, past the newest alarm, sent back in the alarms-missed event's `after`.
+  it('refuses a Last-Event-ID that looks like a card number, which no event of the stream has', () => {
+    for (const pan of ['4222222222222', '4111111111111111', '4917610000000000003']) {
+      assert.deepEqual(lastEventIdOf(pan), { reason: 'looks like a card number (PAN); never send one' }, pan);
+    }
+    assert.deepEqual(lastEventIdOf('4111111111111112'), { after: 4111111111111112n });
+  });
 });

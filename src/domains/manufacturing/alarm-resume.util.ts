@@ -1,4 +1,5 @@
 import { Observable } from 'rxjs';
+import { containsPan } from '../../common/pan';
 import { MAX_BIGINT } from '../../common/storable-text';
 import type { AlarmEvent, StreamedAlarm } from './plant-stream.service';
 
@@ -17,11 +18,18 @@ const EVENT_ID = /^(0|[1-9]\d{0,18})$/;
 export const NOT_AN_EVENT_ID =
   'must be the id of an event of this stream: a whole number from 0 to 9223372036854775807';
 
-/** A Last-Event-ID header: undefined where none (or an empty one, which EventSource never sends) came. */
+const CARD_NUMBER_EVENT_ID = 'looks like a card number (PAN); never send one';
+
+/**
+ * A Last-Event-ID header: undefined where none (or an empty one, which EventSource never sends) came. One that
+ * looks like a card number is refused: the resume point is audited and may be sent back (alarms-missed's `after`),
+ * and no stream's ids reach 13 digits.
+ */
 export function lastEventIdOf(value: string | string[] | undefined): { after?: bigint } | { reason: string } {
   if (Array.isArray(value)) return { reason: 'must be sent once' };
   if (value === undefined || value === '') return {};
   if (!EVENT_ID.test(value) || BigInt(value) > MAX_BIGINT) return { reason: NOT_AN_EVENT_ID };
+  if (containsPan(value)) return { reason: CARD_NUMBER_EVENT_ID };
   return { after: BigInt(value) };
 }
 
