@@ -9,7 +9,7 @@ import { DataSource } from 'typeorm';
 import { luhnValid } from '../../src/common/pan';
 import { tx } from '../fixtures/finance-data';
 import { bundledModelsDir } from '../fixtures/paths';
-import { DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
+import { DATASETS_SKIP } from '../fixtures/plant-data';
 import { createTestApp } from '../fixtures/test-app';
 import { bearer, tokenFor } from '../fixtures/test-auth';
 
@@ -123,8 +123,10 @@ describe('a card number in a path, a query or a header ends up nowhere', { skip:
         await send('get', `/v2/models/card-fraud/versions/${f}`);
         await send('post', `/v2/models/${f}/infer`, {}, { inputs: [] });
         await send('post', `/v2/models/card-fraud/versions/${f}/infer`, {}, { inputs: [] });
+        // No asset is registered under the number (PUT): an asset id is the plant's own equipment number, kept as
+        // given (README, Manufacturing), and about one numeric id of 13 to 19 digits in ten passes the Luhn check.
+        // An id no asset has is named (card number) in the 404.
         await send('get', `/v1/manufacturing/assets/${f}`);
-        await send('put', `/v1/manufacturing/assets/${f}`, {}, millAsset(decodeURIComponent(f)));
         await send('post', `/v1/manufacturing/assets/${f}/readings`, {}, { readings: [] });
         await send('get', `/v1/manufacturing/assets/${f}/status`);
         await send('get', `/v1/manufacturing/assets/${f}/predictions`);

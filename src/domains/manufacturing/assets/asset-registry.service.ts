@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { AppError } from '../../../common/errors/app-error';
+import { echoedKey } from '../../../common/echoed-key';
 import { createValidationPipe, PROTOTYPE_NAMES } from '../../../common/errors/validation';
 import { isStorableText } from '../../../common/storable-text';
 import { AppConfig } from '../../../config/app-config';
@@ -110,7 +111,7 @@ export class AssetRegistry implements OnModuleInit {
 
   get(assetId: string): AssetEntity {
     const asset = this.assets.get(assetId);
-    if (!asset) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
+    if (!asset) throw new AppError('NOT_FOUND', `no asset ${echoedKey(assetId)}`);
     return asset;
   }
 
@@ -161,11 +162,11 @@ export class AssetRegistry implements OnModuleInit {
 
   async remove(assetId: string): Promise<void> {
     // An id no asset can have (a NUL, say, which PostgreSQL would refuse) is not looked up.
-    if (!IDENTIFIER.test(assetId)) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
+    if (!IDENTIFIER.test(assetId)) throw new AppError('NOT_FOUND', `no asset ${echoedKey(assetId)}`);
     const removed = await this.repository.remove(assetId, async (manager) => {
       for (const work of this.removals) await work(manager, assetId);
     });
-    if (!removed && !this.assets.has(assetId)) throw new AppError('NOT_FOUND', `no asset ${assetId}`);
+    if (!removed && !this.assets.has(assetId)) throw new AppError('NOT_FOUND', `no asset ${echoedKey(assetId)}`);
     const previous = this.assets.get(assetId);
     this.assets.delete(assetId);
     await Promise.all(this.listeners.map((listener) => listener(undefined, assetId, previous)));
