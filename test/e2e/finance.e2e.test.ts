@@ -444,9 +444,7 @@ describe('finance: fraud scoring and credit assessment', () => {
     const tooMany = await post('credit-assessments/batch', {
       applications: Array.from({ length: 1001 }, () => ({})),
     }).expect(400);
-    assert.deepEqual(tooMany.body.errors, [
-      { field: 'applications', reason: 'must contain at most 1000 items' },
-    ]);
+    assert.deepEqual(tooMany.body.errors, [{ field: 'applications', reason: 'must contain at most 1000 items' }]);
     const empty = await post('credit-assessments/batch', { applications: [] }).expect(400);
     assert.deepEqual(empty.body.errors, [{ field: 'applications', reason: 'must contain at least 1 item' }]);
     const extra = await post('credit-assessments/batch', { applications: [APPLICANT], campaign: 'x' }).expect(400);
