@@ -179,7 +179,8 @@ function metaOutOfStep(meta: dicomParser.DataSet): DicomRejected | undefined {
       '(0002,0000) FileMetaInformationGroupLength',
     );
   }
-  if (!groupLength) return undefined;
+  // A group length cut off by the file's end: dicom-parser's uint32 throws a string past the buffer's end.
+  if (!groupLength || groupLength.dataOffset + 4 > meta.byteArray.length) return undefined;
   const end = groupLength.dataOffset + 4 + meta.uint32('x00020000')!;
   const elements = Object.values(meta.elements).sort((a, b) => a.dataOffset - b.dataOffset);
   const last = elements[elements.length - 1];
