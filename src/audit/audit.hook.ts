@@ -95,8 +95,8 @@ function draftOf(request: FastifyRequest, reply: FastifyReply): AuditDraft | und
     roles: (principal?.roles ?? []).slice(0, 32).map((r) => clip(r, 64) ?? ''),
     tenant: clip(principal?.tenant, 256),
     action: clip(note.action, 64) ?? 'unknown',
-    modelName: clip(withoutPan(note.model?.name), 128),
-    modelVersion: clip(withoutPan(note.model?.version), 64),
+    modelName: clipWithoutPan(note.model?.name, 128),
+    modelVersion: clipWithoutPan(note.model?.version, 64),
     requestId: clip(String(request.id), 128) ?? '',
     clientAddress: clip(request.ip, 64) ?? '',
     inputDigest: note.inputDigest ?? null,
@@ -113,7 +113,7 @@ function draftOf(request: FastifyRequest, reply: FastifyReply): AuditDraft | und
  * what the handler noted beside it: its rows said only `HTTP 409`, not which parts failed or why.
  */
 function refusalSummary(note: AuditNote, status: number): Record<string, unknown> {
-  const reason = clip(withoutPan(note.reason), 200) ?? `HTTP ${status}`;
+  const reason = clipWithoutPan(note.reason, 200) ?? `HTTP ${status}`;
   return note.reason === undefined && note.output ? { reason, ...note.output } : { reason };
 }
 
@@ -127,6 +127,16 @@ function withoutPan(value: string | undefined): string | undefined {
 }
 
 export const CARD_NUMBER_REMOVED = '(card number removed)';
+
+/**
+ * Bounds a string to its column with no card number in it. Checked after the cut, since cutting a longer run of
+ * digits (`…-41111111111111110`, no card number) can leave one that is; and before it, since a cut through a card
+ * number would hide it from the check but keep most of its digits.
+ */
+export function clipWithoutPan(value: string | undefined, max: number): string | null {
+  const cut = clip(withoutPan(value), max);
+  return cut !== null && containsPan(cut) ? CARD_NUMBER_REMOVED : cut;
+}
 
 /** Bounds a caller-influenced string to its column (AuditWriter.record makes every string storable). */
 function clip(value: string | undefined, max: number): string | null {
