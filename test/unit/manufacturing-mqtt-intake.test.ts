@@ -320,6 +320,70 @@ describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that i
   });
 });
 
+// As a JSON reading whose tag values are all null is refused naming them: such a DDATA gave no reading and no word.
+describe('manufacturing MQTT intake: a Sparkplug B DDATA with metrics but not one usable value', () => {
+  const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
+  const tags = (names: string[]) => `(its tags: ${names.join(', ')}), so it gives no reading`;
+
+  it('all null is dead-lettered naming its nulls', async () => {
+    const { intake, records, reading } = intakeHarness();
+    const names = Object.keys(reading(T0, 10).values);
+    const nulls = names.map((name) => ({ name, type: 'Double' as const, value: null, isNull: true }));
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics: nulls }));
+    assert.equal((await intake.handle(topic, payload)).outcome, 'dead-lettered');
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.assetId, d.detail]),
+      [
+        [
+          'sparkplug',
+          'invalid-value',
+          'mill-1',
+          `no usable value: ${names.join(', ')} are null (no value); the message sends no other value of the ` +
+            `asset's tags ${tags(names)}`,
+        ],
+      ],
+    );
+    assert.deepEqual(records.predictions, []);
+  });
+
+  it('null or infinite (taken as no value) is one letter naming each; a metric of no tag of the asset changes nothing', async () => {
+    const { intake, records, reading } = intakeHarness();
+    const names = Object.keys(reading(T0, 10).values);
+    const metrics = [
+      { name: TORQUE, type: 'Double' as const, value: null, isNull: true },
+      { name: 'Tool wear [min]', type: 'Float' as const, value: Infinity },
+      { name: names[0], type: 'Double' as const, value: -Infinity },
+      { name: 'Operator', type: 'Double' as const, value: null, isNull: true },
+    ];
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics }));
+    assert.equal((await intake.handle(topic, payload)).outcome, 'dead-lettered');
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.reason, d.detail]),
+      [
+        [
+          'invalid-value',
+          `no usable value: ${TORQUE} is null (no value); Tool wear [min] is Infinity (taken as no value); ` +
+            `${names[0]} is -Infinity (taken as no value); the message sends no other value of the asset's tags ` +
+            tags(names),
+        ],
+      ],
+    );
+  });
+
+  it('only historical metrics are history, not such a message: counted, no dead letter', async () => {
+    const { intake, records, reading, metrics } = intakeHarness();
+    const backfill = doubleMetrics(reading(T0, 10).values).map((m) => ({ ...m, timestamp: T0, isHistorical: true }));
+    const payload = Buffer.from(sparkplug.encodePayload({ timestamp: T0 + 1000, seq: 1, metrics: backfill }));
+    await intake.handle(topic, payload);
+    assert.deepEqual(records.deadLetters, []);
+    const readings = await metrics.getSingleMetric('gateway_manufacturing_readings_total')!.get();
+    assert.deepEqual(
+      readings.values.filter((v) => v.labels.outcome === 'historical').map((v) => v.value),
+      [1],
+    );
+  });
+});
+
 // Dropped with no word before: an edge node whose tag's datatype did not match (a String torque) fed the asset its
 // last value for good, and nobody was told.
 describe("manufacturing MQTT intake: a Sparkplug B metric of an asset's tag that is not a numeric reading", () => {

@@ -270,6 +270,8 @@ export class PlantMqttIntake {
     }
     const found = sparkplugReadings(topic, decoded!, this.aliases, { receivedAt: Date.now() });
     const dead: DeadLetter[] = [];
+    const noValue = topic.messageType === 'DDATA' ? noUsableValueLetter(found, asset.sensors) : undefined;
+    if (noValue) dead.push({ reason: 'invalid-value', detail: noValue, assetId: asset.assetId });
     // As a JSON message: a DDATA of metrics at as many times is as many readings, and was taken whatever its count.
     if (found.readings.length > MAX_READINGS_PER_MESSAGE) {
       found.readings = [];
@@ -282,7 +284,8 @@ export class PlantMqttIntake {
       return !refusal;
     });
     this.historical(asset, found.historical);
-    const nan = notFiniteLetter(found.notFinite, asset.sensors);
+    // A message with no usable value names its NaN and infinite tags in that letter.
+    const nan = noValue ? undefined : notFiniteLetter(found.notFinite, asset.sensors);
     if (nan) dead.push({ reason: 'invalid-value', detail: nan, assetId: asset.assetId });
     const notNumeric = notNumericLetter(found.ignored, asset.sensors);
     if (notNumeric) dead.push({ reason: 'invalid-value', detail: notNumeric, assetId: asset.assetId });
@@ -416,6 +419,33 @@ export function notFiniteLetter(
   return (
     `${lists}; taken as no value (as a null metric), the tag keeping its last value, and the ` +
     "message's other metrics taken"
+  );
+}
+
+/**
+ * The detail of the dead letter of a DDATA that sends the asset's tags but not one usable value: each null (no value)
+ * or NaN or infinite (taken as no value), with no reading and no historical metric of its tags beside them. Such a
+ * message gave no reading and no word, while a JSON reading whose tag values are all null is refused naming them.
+ * Undefined when the message gives a reading (the stream refuses one with no usable value itself), is history, or
+ * sends none of the asset's tags.
+ */
+export function noUsableValueLetter(
+  found: SparkplugReadings,
+  sensors: ReadonlyArray<{ tag: string }>,
+): string | undefined {
+  const tags = new Set(sensors.map((s) => s.tag));
+  if (found.readings.length > 0 || found.historical.some((h) => tags.has(h.metric))) return undefined;
+  const groups = new Map<string, Set<string>>();
+  const add = (kind: string, metric: string) => {
+    if (tags.has(metric)) groups.set(kind, (groups.get(kind) ?? new Set()).add(metric));
+  };
+  for (const i of found.ignored) if (i.reason === NULL_VALUE) add('null (no value)', i.metric);
+  for (const n of found.notFinite) add(`${String(n.value)} (taken as no value)`, n.metric);
+  if (groups.size === 0) return undefined;
+  const parts = [...groups].map(([kind, set]) => `${[...set].join(', ')} ${set.size === 1 ? 'is' : 'are'} ${kind}`);
+  return (
+    `no usable value: ${parts.join('; ')}; the message sends no other value of the asset's tags ` +
+    `(its tags: ${[...tags].join(', ')}), so it gives no reading`
   );
 }
 
