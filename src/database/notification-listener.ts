@@ -6,12 +6,18 @@ import { Observable } from 'rxjs';
 /**
  * What a listener gives: `listening` each time its LISTEN takes effect (at first and again after a drop: whatever
  * was notified while it was not listening is lost, so a follower reads what it missed then), and each notification.
+ * `dropped` when it stops listening (its connection failed, ended or missed a ping) and is connecting again, once
+ * until it listens again: what it told of delivery before holds no longer.
  * `heard` once the probe sent after LISTEN came back: notifications reach this connection. `unheard` while it has
  * not, probeMs after LISTEN and every pollMs after that: notifications may be lost (a pooler in transaction mode
  * takes the LISTEN's session back at once), so a follower reads what may have been notified, as after a drop.
  */
 export type Notice =
-  { kind: 'listening' } | { kind: 'notified'; payload: string } | { kind: 'heard' } | { kind: 'unheard' };
+  | { kind: 'listening' }
+  | { kind: 'notified'; payload: string }
+  | { kind: 'heard' }
+  | { kind: 'unheard' }
+  | { kind: 'dropped' };
 
 /**
  * How a probe's payload starts: the listener takes these (its own, and other listeners' on the channel) for itself,
@@ -125,6 +131,7 @@ export function notificationsOf(
         if (!down) {
           down = true;
           logger.warn({ msg: 'not listening for notifications; connecting again', channel, error: reasonOf(error) });
+          subscriber.next({ kind: 'dropped' });
         }
         retry();
       };

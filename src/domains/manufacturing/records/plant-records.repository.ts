@@ -8,7 +8,7 @@ import { MetricsService } from '../../../common/metrics/metrics.service';
 import { storableText } from '../../../common/storable-text';
 import { deleteInChunks, PURGE_CHUNK } from '../../../database/chunked-delete';
 import { clientConfigOf } from '../../../database/connection-config';
-import { LISTENER_DEFAULTS, notificationsOf } from '../../../database/notification-listener';
+import { LISTENER_DEFAULTS, Notice, notificationsOf } from '../../../database/notification-listener';
 import {
   ALARMS_ORDER_LOCK,
   DEAD_LETTERS_ORDER_LOCK,
@@ -33,9 +33,29 @@ export const ALARMS_CHANNEL = 'manufacturing_alarms';
 
 /**
  * Whether the alarm listener's notifications reach it, as /health/ready details it: `not-listening` while no alarm
- * stream is open, `checking` from its LISTEN (each, after a drop too) until its probe comes back or times out.
+ * stream is open or while its connection is down (connecting again), `checking` from its LISTEN (each, after a drop
+ * too) until its probe comes back or times out.
  */
 export type AlarmNotifications = 'not-listening' | 'checking' | 'delivered' | 'not-delivered';
+
+/**
+ * The alarm listener's state once it gives `notice`: `not-listening` from a drop until it listens again (before, the
+ * detail kept saying `checking` or `delivered` while the connection was down and reconnecting).
+ */
+export function alarmNotificationsAfter(state: AlarmNotifications, notice: Notice): AlarmNotifications {
+  switch (notice.kind) {
+    case 'listening':
+      return 'checking';
+    case 'heard':
+      return 'delivered';
+    case 'unheard':
+      return 'not-delivered';
+    case 'dropped':
+      return 'not-listening';
+    case 'notified':
+      return state;
+  }
+}
 
 /** What a source may be: it is written into the statement (a UUID, made by the repository). */
 const SOURCE = /^[0-9a-f-]{1,64}$/;
@@ -208,14 +228,16 @@ export class PlantRecordsRepository implements OnModuleDestroy {
     const config = clientConfigOf(this.dataSource.options, 'alarm-listener');
     return notificationsOf({ ...config, keepAlive: true }, ALARMS_CHANNEL, this.logger).pipe(
       takeUntil(this.stopping),
-      tap((notice) => {
-        if (notice.kind === 'listening') this.notifications = 'checking';
-        else if (notice.kind === 'heard') this.notifications = 'delivered';
-        else if (notice.kind === 'unheard') this.notifications = 'not-delivered';
-      }),
+      tap((notice) => (this.notifications = alarmNotificationsAfter(this.notifications, notice))),
       finalize(() => (this.notifications = 'not-listening')),
-      // Fires on `unheard` too: what may have been notified unheard is read.
-      filter((notice) => notice.kind !== 'heard' && (notice.kind !== 'notified' || notice.payload !== this.source)),
+      // Fires on `unheard` too: what may have been notified unheard is read. Not on `dropped`: the `listening` that
+      // follows it fires, when what was notified meanwhile can be read.
+      filter(
+        (notice) =>
+          notice.kind !== 'heard' &&
+          notice.kind !== 'dropped' &&
+          (notice.kind !== 'notified' || notice.payload !== this.source),
+      ),
       map(() => undefined),
       share(),
     );
