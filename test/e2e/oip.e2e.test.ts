@@ -227,7 +227,10 @@ describe('Open Inference Protocol v2', () => {
     assert.equal(count.body.error, 'inputs[0].data: shape [1, 4] needs 4 values, got 3');
     const dtype = await post({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] });
     // In the protocol's words (the metadata says FP32), naming the field: it said 'dtype must be float32, got int32'.
-    assert.equal(dtype.body.error, 'inputs[0].datatype: input "x" of this model is FP32, got INT32');
+    assert.equal(dtype.body.error, 'inputs[0].datatype: the model\'s input "x" takes FP32, got INT32');
+    // Checked before the data is read, as Triton does: it said 'inputs[0].data: element 1 must be an integer ...'.
+    const fractions = await post({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'INT32', data: [1, 2.5, 3, 4] }] });
+    assert.equal(fractions.body.error, 'inputs[0].datatype: the model\'s input "x" takes FP32, got INT32');
     const name = await post({ inputs: [{ name: 'z', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
     assert.match(name.body.error, /inputs\.z: the model has no input named "z"; inputs\.x: required input is missing/);
     // Names that Object.prototype has were taken for inputs given twice (and `__proto__` could not be a name).

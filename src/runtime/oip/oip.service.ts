@@ -112,6 +112,9 @@ export class OipService {
       else ({ header: value, payload } = splitBinaryBody(raw, headerLength));
     }
     const body = parseOipInferRequest(value);
+    // Against the model's metadata before the data is read, as Triton checks: INT32 values sent to an FP32 model were
+    // told an element "must be an integer", not that the datatype is not the model's.
+    datatypesOfThisModel(body, info);
     // Given to the engine below (digested first): large tensors go to the worker without a copy.
     const inputs = decodeInputs(body, payload, (dtype, dims) => this.engine.allocate(dtype, dims));
     const timeout = body.parameters?.timeout_ms;
@@ -125,7 +128,6 @@ export class OipService {
       });
     }
     namesThisModel(body, info);
-    datatypesOfThisModel(body, info);
     const known = new Set(info.manifest.outputs.map((o) => o.name));
     const requested = new Set<string>();
     body.outputs?.forEach((output, i) => {
@@ -338,7 +340,7 @@ function datatypesOfThisModel(body: OipInferRequest, info: ModelVersionInfo): vo
     const spec = info.manifest.inputs.find((declared) => declared.name === input.name);
     if (!spec || input.datatype === toOipDatatype(spec.dtype)) return;
     const field = `inputs[${i}].datatype`;
-    const reason = `input "${input.name}" of this model is ${toOipDatatype(spec.dtype)}, got ${input.datatype}`;
+    const reason = `the model's input "${input.name}" takes ${toOipDatatype(spec.dtype)}, got ${input.datatype}`;
     throw new AppError('INVALID_TENSOR', `${field}: ${reason}`, { fields: [{ field, reason }] });
   });
 }
