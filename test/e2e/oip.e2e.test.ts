@@ -222,7 +222,12 @@ describe('Open Inference Protocol v2', () => {
   it('bad tensors are 400 with an error naming the input and the reason', async () => {
     const post = (body: object) => http.post('/v2/models/fixture-linear/infer').send(body).expect(400);
     const shape = await post({ inputs: [{ name: 'x', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] });
-    assert.equal(shape.body.error, 'inputs.x: dimension 1 must be 4, got 3');
+    // The request's own fields: it said 'inputs.x: ...', a path an OIP request (inputs as an array) does not have.
+    assert.equal(shape.body.error, 'inputs[0].shape[1]: the model\'s input "x" takes 4, got 3');
+    const rank = await post({ inputs: [{ name: 'x', shape: [4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+    assert.equal(rank.body.error, 'inputs[0].shape: the model\'s input "x" has 2 dimensions [-1, 4], got [4]');
+    const empty = await post({ inputs: [{ name: 'x', shape: [0, 4], datatype: 'FP32', data: [] }] });
+    assert.equal(empty.body.error, 'inputs[0].shape[0]: must be a positive integer');
     const count = await post({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3] }] });
     assert.equal(count.body.error, 'inputs[0].data: shape [1, 4] needs 4 values, got 3');
     const dtype = await post({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] });

@@ -115,6 +115,7 @@ export class OipService {
     // Against the model's metadata before the data is read, as Triton checks: INT32 values sent to an FP32 model were
     // told an element "must be an integer", not that the datatype is not the model's.
     datatypesOfThisModel(body, info);
+    shapesOfThisModel(body, info);
     // Given to the engine below (digested first): large tensors go to the worker without a copy.
     const inputs = decodeInputs(body, payload, (dtype, dims) => this.engine.allocate(dtype, dims));
     const timeout = body.parameters?.timeout_ms;
@@ -342,6 +343,34 @@ function datatypesOfThisModel(body: OipInferRequest, info: ModelVersionInfo): vo
     const field = `inputs[${i}].datatype`;
     const reason = `the model's input "${input.name}" takes ${toOipDatatype(spec.dtype)}, got ${input.datatype}`;
     throw new AppError('INVALID_TENSOR', `${field}: ${reason}`, { fields: [{ field, reason }] });
+  });
+}
+
+/**
+ * An input's shape must have the rank and the fixed dimensions the model's metadata states, refused naming the
+ * request's own field (`inputs[i].shape`, `inputs[i].shape[d]`): the engine's refusal named `inputs.x`, a path no
+ * OIP request has (its inputs are an array).
+ */
+function shapesOfThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
+  body.inputs.forEach((input, i) => {
+    const spec = info.manifest.inputs.find((declared) => declared.name === input.name);
+    if (!spec) return;
+    const fail = (field: string, reason: string): never => {
+      throw new AppError('INVALID_TENSOR', `${field}: ${reason}`, { fields: [{ field, reason }] });
+    };
+    const field = `inputs[${i}].shape`;
+    const of = `the model's input "${input.name}"`;
+    if (input.shape.length !== spec.shape.length) {
+      fail(
+        field,
+        `${of} has ${spec.shape.length} dimensions [${spec.shape.join(', ')}], got [${input.shape.join(', ')}]`,
+      );
+    }
+    spec.shape.forEach((dim, d) => {
+      const got = input.shape[d];
+      if (got < 1) fail(`${field}[${d}]`, 'must be a positive integer');
+      if (dim >= 0 && got !== dim) fail(`${field}[${d}]`, `${of} takes ${dim}, got ${got}`);
+    });
   });
 }
 
