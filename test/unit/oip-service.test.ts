@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AuditInputDigester } from '../../src/common/access';
 import type { ReadinessService } from '../../src/common/health/readiness.service';
-import type { InferenceEngine, InferenceResult, ModelVersionInfo } from '../../src/runtime/inference-engine.service';
+import type {
+  InferenceEngine,
+  InferenceResult,
+  InferOptions,
+  ModelVersionInfo,
+} from '../../src/runtime/inference-engine.service';
 import type { ModelManifest } from '../../src/runtime/model-registry/model-manifest.schema';
 import { OipService } from '../../src/runtime/oip/oip.service';
 import { Tensor, zeros } from '../../src/runtime/tensor';
@@ -24,12 +29,17 @@ const info: ModelVersionInfo = {
 };
 
 /** An OipService over an engine that calls `running` with the inputs while the request waits for the model. */
-function serviceWhere(running: (inputs: Record<string, Tensor>) => void): OipService {
+function serviceWhere(running: (inputs: Record<string, Tensor>, options: InferOptions) => void): OipService {
   const engine = {
     describe: () => info,
     allocate: zeros,
-    infer: (_name: string, _version: string | undefined, inputs: Record<string, Tensor>): Promise<InferenceResult> => {
-      running(inputs);
+    infer: (
+      _name: string,
+      _version: string | undefined,
+      inputs: Record<string, Tensor>,
+      options: InferOptions,
+    ): Promise<InferenceResult> => {
+      running(inputs, options);
       const rows = inputs.x.dims[0];
       return Promise.resolve({
         model: 'm',
@@ -47,6 +57,38 @@ function serviceWhere(running: (inputs: Record<string, Tensor>) => void): OipSer
 }
 
 describe('OipService', () => {
+  it("runs with tritonclient's parameters.timeout (microseconds) as its deadline, the smaller when timeout_ms is given too", async () => {
+    // It was ignored: a tritonclient caller's deadline was the model's timeoutMs.
+    const deadlineOf = async (parameters: Record<string, unknown>): Promise<number | undefined> => {
+      let timeoutMs: number | undefined = -1;
+      const oip = serviceWhere((_inputs, options) => (timeoutMs = options.timeoutMs));
+      const inputs = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }];
+      await oip.infer('m', undefined, { parameters, inputs }, undefined, () => undefined);
+      return timeoutMs;
+    };
+    assert.equal(await deadlineOf({ timeout: 250_000 }), 250);
+    assert.equal(await deadlineOf({ timeout: 500 }), 1);
+    assert.equal(await deadlineOf({ timeout: 250_000, timeout_ms: 100 }), 100);
+    assert.equal(await deadlineOf({ timeout: 50_000, timeout_ms: 100 }), 50);
+    assert.equal(await deadlineOf({}), undefined);
+  });
+
+  it('refuses a parameters.timeout that is no positive integer of microseconds within a timer, naming it', async () => {
+    const oip = serviceWhere(() => undefined);
+    // A fresh body each time: the service lets go of an input's data once it is decoded.
+    const infer = (timeout: unknown) => {
+      const inputs = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }];
+      return oip.infer('m', undefined, { parameters: { timeout }, inputs }, undefined, () => {});
+    };
+    for (const timeout of [0, -1, 1.5, '1000', (2 ** 31 - 1) * 1000 + 1]) {
+      await assert.rejects(infer(timeout), {
+        message:
+          'VALIDATION_FAILED: parameters.timeout: must be a positive integer of microseconds, at most 2147483647000',
+      });
+    }
+    await infer((2 ** 31 - 1) * 1000);
+  });
+
   it("lets go of a JSON input's parsed values once they are decoded, before the request waits for the model", async () => {
     // The parsed body is Fastify's request.body, held until the answer: its values took about four times the
     // bytes the upload budget counts, for as long as the request was queued.

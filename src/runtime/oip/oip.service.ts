@@ -118,16 +118,7 @@ export class OipService {
     shapesOfThisModel(body, info);
     // Given to the engine below (digested first): large tensors go to the worker without a copy.
     const inputs = decodeInputs(body, payload, (dtype, dims) => this.engine.allocate(dtype, dims));
-    const timeout = body.parameters?.timeout_ms;
-    if (
-      timeout !== undefined &&
-      (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > MAX_TIMEOUT_MS)
-    ) {
-      const reason = `must be a positive integer of milliseconds, at most ${MAX_TIMEOUT_MS}`;
-      throw new AppError('VALIDATION_FAILED', `parameters.timeout_ms: ${reason}`, {
-        fields: [{ field: 'parameters.timeout_ms', reason }],
-      });
-    }
+    const timeout = requestTimeoutMs(body.parameters);
     namesThisModel(body, info);
     const known = new Set(info.manifest.outputs.map((o) => o.name));
     const requested = new Set<string>();
@@ -312,6 +303,30 @@ function parseWholeBodyAsJson(raw: Buffer): unknown {
     return new AppError('VALIDATION_FAILED', `body: ${reason}`, { fields: [{ field: 'body', reason }] });
   };
   return readJsonBytes(raw, 'body', notJson, (offset) => notJson(` (byte ${offset} is not UTF-8)`));
+}
+
+/**
+ * The request's deadline in milliseconds, from `parameters.timeout_ms` or tritonclient's `parameters.timeout`
+ * (microseconds, as Triton reads it; it was ignored, so a client's deadline was the model's), the smaller when both
+ * are given; undefined when neither is (the model's `timeoutMs`). Microseconds round up to whole milliseconds: a
+ * timeout of 500 µs is 1 ms, never none. Either past the longest delay a Node.js timer takes (a longer one fires
+ * after 1 ms and drops the request) is refused, naming it.
+ */
+function requestTimeoutMs(parameters: Record<string, unknown> | undefined): number | undefined {
+  const read = (field: 'timeout_ms' | 'timeout', unit: string, max: number): number | undefined => {
+    const value = parameters?.[field];
+    if (value === undefined) return undefined;
+    if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= max) return value;
+    const reason = `must be a positive integer of ${unit}, at most ${max}`;
+    throw new AppError('VALIDATION_FAILED', `parameters.${field}: ${reason}`, {
+      fields: [{ field: `parameters.${field}`, reason }],
+    });
+  };
+  const ms = read('timeout_ms', 'milliseconds', MAX_TIMEOUT_MS);
+  const us = read('timeout', 'microseconds', MAX_TIMEOUT_MS * 1000);
+  const fromUs = us === undefined ? undefined : Math.ceil(us / 1000);
+  if (ms === undefined) return fromUs;
+  return fromUs === undefined ? ms : Math.min(ms, fromUs);
 }
 
 /**
