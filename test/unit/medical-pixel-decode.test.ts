@@ -190,6 +190,32 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     assert.equal(parseDicomImage(rewriteDicom(rgb, { PlanarConfiguration: 1 }), LIMITS).planarConfiguration, 1);
   });
 
+  it("refuses a frame that traps its codec saying its data is no valid stream, not in the trap's words", async () => {
+    // Found in the sweep: a JPEG baseline file relabelled as JPEG-LS was "frame 1 could not be decoded as JPEG-LS
+    // Lossless: unreachable", a WebAssembly trap's message, which says nothing to a PACS.
+    const cases: Array<[string, string, string]> = [
+      ['SC_rgb_jpeg_dcmtk.dcm', '1.2.840.10008.1.2.4.80', 'JPEG-LS Lossless'],
+      ['MR_small_jp2klossless.dcm', '1.2.840.10008.1.2.4.201', 'HTJ2K Lossless'],
+    ];
+    for (const [name, ts, syntax] of cases) {
+      const refused = decodeRejection(rewriteDicom(dicomFile(name), {}, ts));
+      assert.equal(refused.reason, 'DECODE_FAILED', name);
+      assert.equal(refused.attribute, '(7FE0,0010) PixelData', name);
+      assert.equal(
+        refused.detail,
+        `frame 1 could not be decoded as ${syntax}: the frame's data is not a valid ${syntax} stream`,
+        name,
+      );
+      await initialisePixelCodecs(); // the trap discarded the codecs
+    }
+    // A codec's own message is kept: libjpeg-turbo on a JPEG-LS frame relabelled as JPEG baseline.
+    const own = decodeRejection(rewriteDicom(dicomFile('MR_small_jpeg_ls_lossless.dcm'), {}, '1.2.840.10008.1.2.4.50'));
+    assert.match(
+      own.detail,
+      /^frame 1 could not be decoded as JPEG Baseline \(Process 1\): .*Unsupported marker type 0xf7$/,
+    );
+  });
+
   it('decodes after a WebAssembly trap, in a fresh codec heap', async () => {
     // Rows / Columns 8192 on a 64x64 JPEG 2000 frame trap OpenJPEG ("memory access out of bounds") when the
     // codec is called without the header check, growing the module's heap by the claimed frame.

@@ -366,11 +366,21 @@ function decodeStoredFrame(image: DicomImage, frame: number): StoredFrame {
     return decodeCompressed(image, frame);
   } catch (error) {
     if (error instanceof DicomRejected) throw error;
-    const text = error instanceof Error ? error.message : String(error);
+    const syntax = info?.name ?? image.transferSyntaxUID;
     throw new DicomRejected(
       'DECODE_FAILED',
-      `frame ${frame + 1} could not be decoded as ${info?.name ?? image.transferSyntaxUID}: ${text}`,
+      `frame ${frame + 1} could not be decoded as ${syntax}: ${codecFailure(error, syntax)}`,
       attributeName('PixelData'),
     );
   }
+}
+
+/**
+ * Why a codec failed, in words for the sender. A WebAssembly trap's message ("unreachable", "memory access out of
+ * bounds") names the machine's fault, not the frame's, and says nothing to a PACS; a codec's own message (libjpeg's
+ * "Unsupported marker type 0xf7") is kept.
+ */
+function codecFailure(error: unknown, syntax: string): string {
+  if (error instanceof WebAssembly.RuntimeError) return `the frame's data is not a valid ${syntax} stream`;
+  return error instanceof Error ? error.message : String(error);
 }
