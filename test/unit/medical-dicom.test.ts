@@ -5,7 +5,7 @@ import { parseDicomImage } from '../../src/domains/medical/dicom/dicom-parse.uti
 import { DicomRejected } from '../../src/domains/medical/dicom/dicom-rejected';
 import { textDecoderFor } from '../../src/domains/medical/dicom/character-set.util';
 import { decodeFrame, initialisePixelCodecs, selectFrames } from '../../src/domains/medical/dicom/pixel-decode.util';
-import { deflatedBomb, rewriteDicom } from '../fixtures/dicom-crafted';
+import { deflatedBomb, rewriteDicom, withValueLength } from '../fixtures/dicom-crafted';
 import { readdirSync } from 'node:fs';
 import {
   DICOM_SKIP,
@@ -274,6 +274,52 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     // Cut short, the same file is still truncated.
     const whole = dicomFile('MR_small.dcm');
     assert.match(rejection(whole.subarray(0, whole.length - 2000)).detail, /^the file is truncated/);
+  });
+
+  it('refuses a whole file read to its end out of step by a length one byte short or long, naming the element', () => {
+    // Found in the sweep: the elements read out of step after such a length can end where the data does, so the
+    // parse succeeded without the elements they hid, and the refusal named one of those as missing, or the file was
+    // analysed without them (MR_small's PatientID of length 3 was accepted).
+    for (const [name, tag, length, was] of [
+      ['MR_small.dcm', 'x00100020', 3, 'accepted'],
+      ['MR_small.dcm', 'x00200052', 43, '(0028,0010) Rows is missing'],
+      ['JPEG-lossy.dcm', 'x00080008', 35, '(0008,0016) SOPClassUID is missing or empty'],
+      ['CT_small.dcm', 'x00191039', 3, '(0020,000D) StudyInstanceUID is missing or empty'],
+      ['MR_small_bigendian.dcm', 'x00280010', 3, '(0028,0011) Columns is missing'],
+    ] as const) {
+      const file = withValueLength(dicomFile(name), tag, length);
+      const refused = rejection(file);
+      const hex = `(${tag.slice(1, 5).toUpperCase()},${tag.slice(5).toUpperCase()})`;
+      assert.equal(refused.reason, 'MALFORMED', `${name} ${tag}, which was ${was}`);
+      assert.ok(refused.attribute?.startsWith(hex), `${name}: ${refused.attribute}`);
+      assert.ok(
+        refused.detail.startsWith(`the element ${refused.attribute} has a value length of ${length}, which cannot be:`),
+        refused.detail,
+      );
+      assert.match(refused.detail, /the file is not truncated, this length is wrong\)$/, name);
+      assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
+    }
+    // A length two bytes long is a length that can be: the bytes read after it as an element, with no VR, are blamed.
+    const even = rejection(withValueLength(dicomFile('MR_small.dcm'), 'x00100020', 6));
+    assert.equal(even.attribute, '(0010,0020) PatientID');
+    assert.match(
+      even.detail,
+      /^the data set cannot be read past its element \(0010,0020\) PatientID \(VR LO, value length 6\), which ends at byte \d+: the bytes after it read as the element \([0-9A-F]{4},[0-9A-F]{4}\), which is no data element \(it names no value representation\), so that element's length or the header after it is damaged and the elements after it are read out of step \(the file is not truncated\)$/,
+    );
+    // One VR damaged in place, the elements after it in step, is read as dicom-parser and DCMTK read it.
+    const file = Buffer.from(dicomFile('MR_small.dcm'));
+    file.write('XX', dicomParser.parseDicom(file).elements.x00100020.dataOffset - 4, 'latin1');
+    assert.equal(parseDicomImage(file, LIMITS).rows, 64);
+    // Every valid file still reads.
+    for (const name of [
+      'MR_small.dcm',
+      'MR_small_bigendian.dcm',
+      'MR_small_implicit.dcm',
+      'CT_small.dcm',
+      'JPEG-lossy.dcm',
+    ]) {
+      assert.ok(parseDicomImage(dicomFile(name), LIMITS).rows > 0, name);
+    }
   });
 
   it("refuses native pixel data of undefined length saying so, not in dicom-parser's words", () => {

@@ -356,6 +356,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
     if (definedLength) throw definedLength;
     throwOnOverrun(ds, transferSyntaxUID);
     readPastExtendedOffsetTable(ds, transferSyntaxUID);
+    const outOfStep = readOutOfStepRejection(ds, transferSyntaxUID);
+    if (outOfStep) throw outOfStep;
   } catch (error) {
     // dicom-parser reads an explicit VR PixelData of undefined length as encapsulated, and stops at its first bytes.
     const undefinedLength = /basic offset table not found/.test(parseErrorText(error))
@@ -522,8 +524,8 @@ function trailingBytesRejection(ds: dicomParser.DataSet, transferSyntaxUID: stri
 
 /**
  * The last element of a data set read in step, and the first after it that is not: one whose value runs past the
- * end of the data, whose tag does not follow the last one's (PS3.5 7.1 orders them), or, in explicit VR, that names
- * no value representation (dicom-parser takes any two bytes for a VR).
+ * end of the data, whose tag does not follow the last one's (PS3.5 7.1 orders them), whose group no data element
+ * has, or, in explicit VR, that names no value representation (dicom-parser takes any two bytes for a VR).
  */
 function readInStep(
   ds: dicomParser.DataSet,
@@ -536,11 +538,24 @@ function readInStep(
     const outOfStep =
       element.dataOffset + element.length > size ||
       (last && element.tag <= last.tag) ||
-      (explicit && !VALUE_REPRESENTATIONS.has(element.vr ?? ''));
+      notADataElement(element, explicit) !== undefined;
     if (outOfStep) return { last, next: element };
     last = element;
   }
   return { last };
+}
+
+/**
+ * Groups no element of a data set has: 0001, 0003, 0005, 0007 and FFFF shall not be used (PS3.5 7.1), 0000 is a
+ * command's (PS3.7) and FFFE an item's or a delimiter's, never a data element's. A tag read out of step has them.
+ */
+const GROUPS_OF_NO_ELEMENT = new Set(['0000', '0001', '0003', '0005', '0007', 'fffe', 'ffff']);
+
+/** Why an element read at the top level cannot be a data element, or undefined where it can. */
+function notADataElement(element: dicomParser.Element, explicit: boolean): string | undefined {
+  if (GROUPS_OF_NO_ELEMENT.has(element.tag.slice(1, 5))) return 'its group is one no data element has (PS3.5 7.1)';
+  if (explicit && !VALUE_REPRESENTATIONS.has(element.vr ?? '')) return 'it names no value representation';
+  return undefined;
 }
 
 /** Bytes in one value of the VRs whose values have a fixed size (PS3.5 6.2). */
@@ -590,14 +605,47 @@ function impossibleLengthRejection(ds: dicomParser.DataSet, transferSyntaxUID: s
   const { last, next } = readInStep(ds, explicit);
   if (!next) return undefined;
   const wrong = firstWrongLength(ds, next, explicit) ?? (last && lengthCannotBe(last) ? last : undefined);
-  if (wrong) {
-    return new DicomRejected(
-      'MALFORMED',
-      `the element ${tagName(wrong.tag)} has a value length of ${wrong.length}, which cannot be: ${lengthCannotBe(wrong)}; the elements after it are read out of step, so the data set cannot be read (the file is not truncated, this length is wrong)`,
-      tagName(wrong.tag),
-    );
-  }
+  if (wrong) return wrongLengthRejection(wrong);
   return pixelDataLengthRejection(ds, next, transferSyntaxUID);
+}
+
+function wrongLengthRejection(wrong: dicomParser.Element): DicomRejected {
+  return new DicomRejected(
+    'MALFORMED',
+    `the element ${tagName(wrong.tag)} has a value length of ${wrong.length}, which cannot be: ${lengthCannotBe(wrong)}; the elements after it are read out of step, so the data set cannot be read (the file is not truncated, this length is wrong)`,
+    tagName(wrong.tag),
+  );
+}
+
+/**
+ * The refusal of a data set that dicom-parser read to its very end out of step. A length one byte short or long
+ * put the elements after it out of step, and the garbage they became can happen to end where the data does (a
+ * value length that lands on a true element, or on the end): the parse succeeded, the elements skipped were missing,
+ * and the refusal named one of them ("(0028,0010) Rows is missing", "SOPClassUID is missing or empty"), or the file
+ * was analysed without them. Blamed as where the parse failed: the first element of an impossible length at whose
+ * possible length the rest reads whole; else, where the element out of step is no data element at all, the last
+ * element in step. Read as they are, as DCMTK and pydicom read them: elements merely out of order, each one a data
+ * element, and one VR damaged in place with the elements after it in step. One pass over the elements for a valid
+ * file.
+ */
+function readOutOfStepRejection(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
+  const explicit = transferSyntaxUID !== TS.ImplicitLittle;
+  const { last, next } = readInStep(ds, explicit);
+  if (!next) return undefined;
+  // Zero bytes after the last element, read as elements (0000,0000) of no value as DCMTK reads them: padding.
+  if (last && ds.byteArray.subarray(last.dataOffset + last.length).every((byte) => byte === 0)) return undefined;
+  const wrong = firstWrongLength(ds, next, explicit);
+  if (wrong) return wrongLengthRejection(wrong);
+  const why = notADataElement(next, explicit);
+  if (!last || !why) return undefined;
+  // One VR damaged in place, the elements after it in step: read as dicom-parser reads it, as DCMTK does.
+  const inPlace = next.tag > last.tag && !GROUPS_OF_NO_ELEMENT.has(next.tag.slice(1, 5));
+  if (inPlace && readsWholeFrom(ds, next.dataOffset + next.length, next.tag, explicit)) return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `the data set cannot be read past its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}, value length ${last.length}), which ends at byte ${last.dataOffset + last.length}: the bytes after it read as the element ${tagName(next.tag)}, which is no data element (${why}), so that element's length or the header after it is damaged and the elements after it are read out of step (the file is not truncated)`,
+    tagName(last.tag),
+  );
 }
 
 /** Elements of an impossible length tried by firstWrongLength: each costs a reading of the rest of the data set. */
@@ -642,7 +690,7 @@ function readsWholeFrom(ds: dicomParser.DataSet, position: number, previousTag: 
       const element = explicit
         ? dicomParser.readDicomElementExplicit(stream, [])
         : dicomParser.readDicomElementImplicit(stream);
-      if (element.tag <= previous || (explicit && !VALUE_REPRESENTATIONS.has(element.vr ?? ''))) return false;
+      if (element.tag <= previous || notADataElement(element, explicit)) return false;
       // dicom-parser misreads the OV and UV after it (readPastExtendedOffsetTable): in step so far is enough.
       if (element.tag === TAG.ExtendedOffsetTable) return true;
       previous = element.tag;
