@@ -224,6 +224,20 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     );
   });
 
+  it('refuses a file cut inside or just after its file meta group length as truncated, not with a string thrown', () => {
+    // Found in the fuzz sweep (seed 482, MR_small_bigendian cut at byte 143): dicom-parser's own string came through,
+    // "littleEndianByteArrayParser.readUint32: attempt to read past end of buffer", no DicomRejected.
+    const whole = dicomFile('MR_small.dcm');
+    for (const cut of [141, 142, 143, 144]) {
+      const refused = rejection(whole.subarray(0, cut));
+      assert.equal(refused.reason, 'MALFORMED', String(cut));
+      assert.match(
+        refused.detail,
+        new RegExp(`^the file is truncated: it ends at byte ${cut}, inside the file meta information`),
+      );
+    }
+  });
+
   it('refuses a whole file with one impossible element length naming the element and its length, not as truncated', () => {
     // Found in the sweep: each was "the file is truncated: an element runs past the end of the data (buffer overrun)".
     const rows = (name: string, length: number): Buffer => {

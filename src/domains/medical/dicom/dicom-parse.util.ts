@@ -179,17 +179,29 @@ function metaOutOfStep(meta: dicomParser.DataSet): DicomRejected | undefined {
       '(0002,0000) FileMetaInformationGroupLength',
     );
   }
-  // A group length cut off by the file's end: dicom-parser's uint32 throws a string past the buffer's end.
-  if (!groupLength || groupLength.dataOffset + 4 > meta.byteArray.length) return undefined;
+  if (!groupLength) return undefined;
+  const size = meta.byteArray.length;
+  // Cut inside the group length's value: reading it threw dicom-parser's string, which no caller took for a refusal.
+  if (groupLength.dataOffset + 4 > size) return truncatedInMeta(size);
   const end = groupLength.dataOffset + 4 + meta.uint32('x00020000')!;
   const elements = Object.values(meta.elements).sort((a, b) => a.dataOffset - b.dataOffset);
   const last = elements[elements.length - 1];
   const lastEnd = last.dataOffset + last.length;
   if (lastEnd === end) return undefined;
+  if (lastEnd >= size) return truncatedInMeta(size, end);
   return new DicomRejected(
     'MALFORMED',
     `the file meta information cannot be read past its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}, value length ${last.length}), which ends at byte ${lastEnd}, where its group length (0002,0000) gives its end at byte ${end}: that element's length or VR is wrong, or one before it, and the elements after it are read out of step, so (0002,0010) TransferSyntaxUID is not found`,
     tagName(last.tag),
+  );
+}
+
+function truncatedInMeta(size: number, end?: number): DicomRejected {
+  const gives = end === undefined ? '' : `, which its group length (0002,0000) gives to end at byte ${end}`;
+  return new DicomRejected(
+    'MALFORMED',
+    `the file is truncated: it ends at byte ${size}, inside the file meta information${gives}`,
+    '(0002,0000) FileMetaInformationGroupLength',
   );
 }
 
