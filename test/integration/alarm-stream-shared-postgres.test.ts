@@ -239,8 +239,10 @@ describe(
         for (const [i, stream] of streams.entries()) {
           assert.deepEqual(alarmsOf(stream.received), missed[i], `resumed after ${lastIds[i]}`);
         }
-        // The listener's first LISTEN is read after too (what was notified before it), shared the same way.
-        assert.ok(reads <= 3, `one read for the first replay, one for those that waited on it: ${reads}`);
+        // The listener's first LISTEN is read after too (what was notified before it), shared the same way. A burst can
+        // take two reads of the missed alarms and two of the newest id (a replay that found nothing checks it after),
+        // plus the listener's: a few, where each of the 60 streams made its own (63 before the reads were shared).
+        assert.ok(reads <= 6, `a few shared reads, not one per stream: ${reads}`);
       } finally {
         spy.mock.restore();
       }
