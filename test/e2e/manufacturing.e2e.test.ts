@@ -250,7 +250,10 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     const nulls = Object.fromEntries(Object.keys(good).map((tag) => [tag, null]));
     const none = await post([{ timestamp: iso(T0 + 5_011_000), values: nulls }]).expect(200);
     assert.equal(none.body.accepted, 0);
-    assert.match(none.body.invalid[0].reason, /^no usable value: .*torque.* are null \(no value\)/);
+    assert.match(
+      none.body.invalid[0].reason,
+      /^no usable value: .*torque.* are null \(no value\); none of the asset's other tags has a usable value \(its tags: /,
+    );
     for (const field of ['timestamp', 'values']) {
       const res = await post([{ timestamp: iso(T0 + 5_012_000), values: good, [field]: null }]).expect(400);
       const fields = (res.body as { errors: Array<{ field: string }> }).errors.map((e) => e.field);

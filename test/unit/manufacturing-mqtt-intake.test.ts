@@ -323,7 +323,7 @@ describe('manufacturing MQTT intake: a Sparkplug B Float or Double metric that i
 // As a JSON reading whose tag values are all null is refused naming them: such a DDATA gave no reading and no word.
 describe('manufacturing MQTT intake: a Sparkplug B DDATA with metrics but not one usable value', () => {
   const topic = 'spBv1.0/plant-1/DDATA/edge-1/mill-1';
-  const tags = (names: string[]) => `(its tags: ${names.join(', ')}), so it gives no reading`;
+  const tags = (names: string[]) => `none of the asset's other tags has a usable value (its tags: ${names.join(', ')})`;
 
   it('all null is dead-lettered naming its nulls', async () => {
     const { intake, records, reading } = intakeHarness();
@@ -338,8 +338,7 @@ describe('manufacturing MQTT intake: a Sparkplug B DDATA with metrics but not on
           'sparkplug',
           'invalid-value',
           'mill-1',
-          `no usable value: ${names.join(', ')} are null (no value); the message sends no other value of the ` +
-            `asset's tags ${tags(names)}`,
+          `no usable value: ${names.join(', ')} are null (no value); ${tags(names)}`,
         ],
       ],
     );
@@ -363,10 +362,25 @@ describe('manufacturing MQTT intake: a Sparkplug B DDATA with metrics but not on
         [
           'invalid-value',
           `no usable value: ${TORQUE} is null (no value); Tool wear [min] is Infinity (taken as no value); ` +
-            `${names[0]} is -Infinity (taken as no value); the message sends no other value of the asset's tags ` +
-            tags(names),
+            `${names[0]} is -Infinity (taken as no value); ${tags(names)}`,
         ],
       ],
+    );
+  });
+
+  it('all null is refused in the same words as a JSON reading whose tag values are all null', async () => {
+    const { intake, json, records, reading } = intakeHarness();
+    const names = Object.keys(reading(T0, 10).values);
+    const nulls = names.map((name) => ({ name, type: 'Double' as const, value: null, isNull: true }));
+    await intake.handle(topic, Buffer.from(sparkplug.encodePayload({ timestamp: T0, seq: 1, metrics: nulls })));
+    await json({ timestamp: T0 + 1000, values: Object.fromEntries(names.map((name) => [name, null])) });
+    assert.deepEqual(
+      records.deadLetters.map((d) => [d.source, d.reason, d.detail]),
+      ['sparkplug', 'mqtt'].map((source) => [
+        source,
+        'invalid-value',
+        `no usable value: ${names.join(', ')} are null (no value); ${tags(names)}`,
+      ]),
     );
   });
 

@@ -246,8 +246,8 @@ describe('manufacturing stream: a null tag value', () => {
     const nulls = Object.fromEntries(model.sensorSources.map((tag) => [tag, null]));
     const summary = await stream.ingest('mill-1', [{ timestamp: T0, values: { ...nulls, Operator: 3 } }], HTTP);
     const reason =
-      `no usable value: ${model.sensorSources.join(', ')} are null (no value), and none of the asset's other tags ` +
-      `is in the reading (its tags: ${model.sensorSources.join(', ')})`;
+      `no usable value: ${model.sensorSources.join(', ')} are null (no value); none of the asset's other tags has a ` +
+      `usable value (its tags: ${model.sensorSources.join(', ')})`;
     assert.deepEqual([summary.accepted, summary.invalid], [0, [{ index: 0, reason }]]);
     assert.deepEqual(
       records.deadLetters.map((d) => [d.reason, d.detail]),

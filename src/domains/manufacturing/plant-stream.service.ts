@@ -27,7 +27,7 @@ import { addOpening, AssetWindow, OpeningRow, ReadingIn, ReleasedReading } from 
 import { AlarmState } from './hysteresis.util';
 import type { AssetStatusDto } from './manufacturing.dto';
 import { ColumnSpec, PlantModel, writeModelRow } from './manufacturing-models';
-import { checkValue } from './reading-validation.util';
+import { checkValue, noUsableValue } from './reading-validation.util';
 import { ALARM_METRICS, type AlarmCloseReason, type AlarmEntity, type AlarmMetric } from './records/alarm.entity';
 import { PlantRecordsRepository, StoredInputs, StoredOpening } from './records/plant-records.repository';
 import type { PredictionRow } from './records/prediction-writer';
@@ -711,11 +711,10 @@ export class PlantStream implements OnModuleInit, OnApplicationBootstrap, Before
       mapped++;
     }
     if (mapped > 0) return values;
-    const tags = rt.sensors.map((s) => s.tag).join(', ');
+    const tags = rt.sensors.map((s) => s.tag);
     return nulls.length > 0
-      ? `no usable value: ${nulls.join(', ')} ${nulls.length === 1 ? 'is' : 'are'} null (no value), and none of ` +
-          `the asset's other tags is in the reading (its tags: ${tags})`
-      : `none of the asset's tags (${tags}) is in the reading`;
+      ? noUsableValue({ nulls }, tags)
+      : `none of the asset's tags (${tags.join(', ')}) is in the reading`;
   }
 
   /**

@@ -91,6 +91,26 @@ export function checkValue(
   return undefined;
 }
 
+/**
+ * The refusal of a reading that sends the asset's tags but not one usable value, worded alike over HTTP, MQTT JSON and
+ * Sparkplug B: the tags sent null (no value), then those sent NaN or infinite (taken as no value), by the value sent,
+ * each tag named once, and the asset's tags.
+ */
+export function noUsableValue(
+  sent: { nulls: readonly string[]; notFinite?: ReadonlyArray<{ tag: string; value: number }> },
+  assetTags: readonly string[],
+): string {
+  const groups = new Map<string, Set<string>>();
+  const add = (kind: string, tag: string) => groups.set(kind, (groups.get(kind) ?? new Set()).add(tag));
+  for (const tag of sent.nulls) add('null (no value)', tag);
+  for (const { tag, value } of sent.notFinite ?? []) add(`${String(value)} (taken as no value)`, tag);
+  const parts = [...groups].map(([kind, tags]) => `${[...tags].join(', ')} ${tags.size === 1 ? 'is' : 'are'} ${kind}`);
+  return (
+    `no usable value: ${parts.join('; ')}; none of the asset's other tags has a usable value ` +
+    `(its tags: ${assetTags.join(', ')})`
+  );
+}
+
 function round(x: number): string {
   return Number.isFinite(x) ? String(Number(x.toPrecision(6))) : x > 0 ? 'inf' : '-inf';
 }

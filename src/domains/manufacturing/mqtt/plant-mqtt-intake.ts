@@ -3,6 +3,7 @@ import { AppError } from '../../../common/errors/app-error';
 import { errorCodeOf } from '../../../database/storage-unavailable';
 import { AssetRegistry } from '../assets/asset-registry.service';
 import { Channel, PlantStream, RawReading, ReadingOutcome, ReadingsKept } from '../plant-stream.service';
+import { noUsableValue } from '../reading-validation.util';
 import { PlantRecordsRepository } from '../records/plant-records.repository';
 import {
   decodeSparkplug,
@@ -424,9 +425,8 @@ export function notFiniteLetter(
 
 /**
  * The detail of the dead letter of a DDATA that sends the asset's tags but not one usable value: each null (no value)
- * or NaN or infinite (taken as no value), with no reading and no historical metric of its tags beside them. Such a
- * message gave no reading and no word, while a JSON reading whose tag values are all null is refused naming them.
- * Undefined when the message gives a reading (the stream refuses one with no usable value itself), is history, or
+ * or NaN or infinite (taken as no value), with no reading and no historical metric of its tags beside them, in the
+ * words of a JSON reading whose tag values are all null. Undefined when the message gives a reading (the stream refuses one with no usable value itself), is history, or
  * sends none of the asset's tags.
  */
 export function noUsableValueLetter(
@@ -435,18 +435,10 @@ export function noUsableValueLetter(
 ): string | undefined {
   const tags = new Set(sensors.map((s) => s.tag));
   if (found.readings.length > 0 || found.historical.some((h) => tags.has(h.metric))) return undefined;
-  const groups = new Map<string, Set<string>>();
-  const add = (kind: string, metric: string) => {
-    if (tags.has(metric)) groups.set(kind, (groups.get(kind) ?? new Set()).add(metric));
-  };
-  for (const i of found.ignored) if (i.reason === NULL_VALUE) add('null (no value)', i.metric);
-  for (const n of found.notFinite) add(`${String(n.value)} (taken as no value)`, n.metric);
-  if (groups.size === 0) return undefined;
-  const parts = [...groups].map(([kind, set]) => `${[...set].join(', ')} ${set.size === 1 ? 'is' : 'are'} ${kind}`);
-  return (
-    `no usable value: ${parts.join('; ')}; the message sends no other value of the asset's tags ` +
-    `(its tags: ${[...tags].join(', ')}), so it gives no reading`
-  );
+  const nulls = found.ignored.filter((i) => i.reason === NULL_VALUE && tags.has(i.metric)).map((i) => i.metric);
+  const notFinite = found.notFinite.filter((n) => tags.has(n.metric)).map((n) => ({ tag: n.metric, value: n.value }));
+  if (nulls.length === 0 && notFinite.length === 0) return undefined;
+  return noUsableValue({ nulls, notFinite }, [...tags]);
 }
 
 /**
