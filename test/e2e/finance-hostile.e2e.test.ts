@@ -557,7 +557,21 @@ describe('finance: hostile requests', () => {
         batch(tx({ transactionId: 5 }), { ...application, applicationId: 5 }),
         'transactionId',
         'applicationId',
-        'must be a string',
+        'must be text',
+      ],
+      [
+        'no list where a list goes',
+        Promise.all([
+          post('fraud-scores/batch', { transactions: 'x' })
+            .expect(400)
+            .then((res) => res.body as Errors),
+          post('credit-assessments', { ...APPLICANT, paymentAmounts: 'x' })
+            .expect(400)
+            .then((res) => res.body as Errors),
+        ]),
+        'transactions',
+        'paymentAmounts',
+        'must be a list',
       ],
       [
         'below the minimum',

@@ -611,7 +611,7 @@ describe('manufacturing: assets, readings, predictions, alarms', { skip: DATASET
     assert.deepEqual(refusal(await post({})), [{ field: 'readings', reason: 'is required' }]);
     const notArray = refusal(await post({ readings: 'x' }));
     assert.ok(
-      notArray.some((e) => e.field === 'readings' && e.reason === 'must be an array'),
+      notArray.some((e) => e.field === 'readings' && e.reason === 'must be a list'),
       JSON.stringify(notArray),
     );
     assert.deepEqual(refusal(await post({ readings: [] })), [

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ArgumentMetadata } from '@nestjs/common';
+import Ajv from 'ajv';
+import { IsArray, IsBoolean, IsInt, IsNumber, IsString } from 'class-validator';
 import { AuditEventsQueryDto } from '../../src/audit/audit.dto';
 import { AppError, MAX_FIELD_ERRORS, MORE_FIELDS } from '../../src/common/errors/app-error';
 import { createValidationPipe, MAX_OBJECT_MEMBERS } from '../../src/common/errors/validation';
+import { toFieldError } from '../../src/domains/finance/batch-envelope.util';
 import { CreditAssessmentRequestDto, CreditBatchApplicationDto } from '../../src/domains/finance/credit-assessment.dto';
 import { AssetDto } from '../../src/domains/manufacturing/assets/asset.dto';
 import { PredictionsQueryDto, ReadingBatchDto } from '../../src/domains/manufacturing/manufacturing.dto';
@@ -184,16 +187,16 @@ describe('the validation pipe: a value of the wrong type', () => {
       );
     }
     assert.deepEqual(await refusal({ ...APPLICANT, repaymentStatus: [2, '2', 0, 0, 0, 0] }, credit), [
-      { field: 'repaymentStatus[1]', reason: 'must be an integer number' },
+      { field: 'repaymentStatus[1]', reason: 'must be a whole number' },
     ]);
     for (const paymentAmounts of [0, '0,0,0,0,0,0', null, { 0: 1 }]) {
       assert.deepEqual(
         await refusal({ ...APPLICANT, paymentAmounts }, credit),
-        [{ field: 'paymentAmounts', reason: 'must be an array' }],
+        [{ field: 'paymentAmounts', reason: 'must be a list' }],
         JSON.stringify(paymentAmounts),
       );
     }
-    assert.deepEqual(await refusal({ limit: 'abc' }, query), [{ field: 'limit', reason: 'must be an integer number' }]);
+    assert.deepEqual(await refusal({ limit: 'abc' }, query), [{ field: 'limit', reason: 'must be a whole number' }]);
     // A value of the right type is still told each range it breaks.
     assert.deepEqual(await refusal({ ...APPLICANT, creditLimit: 0 }, credit), [
       { field: 'creditLimit', reason: 'must not be less than 1' },
@@ -203,10 +206,36 @@ describe('the validation pipe: a value of the wrong type', () => {
     ]);
   });
 
+  // The compiled schemas (the fraud routes) said these in class-validator's words, `must be an integer number`,
+  // `must be a boolean value`, ...: both now say PLAIN_REASONS'.
+  it('is told in the same plain words as the compiled schemas tell it', async () => {
+    class EveryTypeDto {
+      @IsNumber() number!: number;
+      @IsInt() integer!: number;
+      @IsString() string!: string;
+      @IsBoolean() boolean!: boolean;
+      @IsArray() array!: unknown[];
+    }
+    const schema = { type: 'object', properties: {} as Record<string, { type: string }> };
+    for (const type of ['number', 'integer', 'string', 'boolean', 'array']) schema.properties[type] = { type };
+    const validate = new Ajv({ allErrors: true }).compile(schema);
+    const sent = { number: '1', integer: 1.5, string: 5, boolean: 'yes', array: { 0: 1 } };
+    const plain = [
+      { field: 'number', reason: 'must be a number' },
+      { field: 'integer', reason: 'must be a whole number' },
+      { field: 'string', reason: 'must be text' },
+      { field: 'boolean', reason: 'must be true or false' },
+      { field: 'array', reason: 'must be a list' },
+    ];
+    assert.deepEqual(await refusal(sent, body(EveryTypeDto)), plain);
+    assert.equal(validate(sent), false);
+    assert.deepEqual((validate.errors ?? []).map(toFieldError), plain);
+  });
+
   // class-validator names the array for a check made with `each`: a bank's engineer needs the item.
   it('names the item of an array field that fails a check of each value, by its index', async () => {
     assert.deepEqual(await refusal({ ...APPLICANT, repaymentStatus: [0, 0, 0, 1.5, 0, 0] }, credit), [
-      { field: 'repaymentStatus[3]', reason: 'must be an integer number' },
+      { field: 'repaymentStatus[3]', reason: 'must be a whole number' },
     ]);
     assert.deepEqual(await refusal({ ...APPLICANT, billAmounts: [0, 0, 0, 0, 20_000_000, -20_000_000] }, credit), [
       { field: 'billAmounts[4]', reason: 'must not be greater than 10000000' },
@@ -223,7 +252,7 @@ describe('the validation pipe: a value of the wrong type', () => {
     ]);
   });
 
-  // A missing field was told what type it must be (a batch application without applicationId: `must be a string`), as
+  // A missing field was told what type it must be (a batch application without applicationId: `must be text`), as
   // if one of another type had been sent; the compiled schemas (and ListOf) say it is required.
   it('a field left out is told it is required, whatever its checks', async () => {
     const { creditLimit, education, paymentAmounts, ...rest } = APPLICANT;
@@ -241,7 +270,7 @@ describe('the validation pipe: a value of the wrong type', () => {
     assert.deepEqual(await refusal(noSensors, body(AssetDto)), [{ field: 'sensors', reason: 'is required' }]);
     // One sent as null is sent: it is told its type.
     assert.deepEqual(await refusal({ ...APPLICANT, applicationId: null }, body(CreditBatchApplicationDto)), [
-      { field: 'applicationId', reason: 'must be a string' },
+      { field: 'applicationId', reason: 'must be text' },
     ]);
   });
 
@@ -268,14 +297,10 @@ describe('the validation pipe: a value of the wrong type', () => {
 
   it('reads a count only as decimal digits: hexadecimal, exponents and an empty value are not integers', async () => {
     for (const limit of ['0x10', '1e2', '', ' 5', '5.0', '+5', '0b11']) {
-      assert.deepEqual(
-        await refusal({ limit }, query),
-        [{ field: 'limit', reason: 'must be an integer number' }],
-        limit,
-      );
+      assert.deepEqual(await refusal({ limit }, query), [{ field: 'limit', reason: 'must be a whole number' }], limit);
       assert.deepEqual(
         await refusal({ limit }, { type: 'query', metatype: PredictionsQueryDto }),
-        [{ field: 'limit', reason: 'must be an integer number' }],
+        [{ field: 'limit', reason: 'must be a whole number' }],
         limit,
       );
     }

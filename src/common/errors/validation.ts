@@ -172,16 +172,39 @@ function telling(constraints: Record<string, string>): Array<[string, string]> {
 /** A count of a list's items in words: `1 item`, `6 items`. */
 const itemsIn = (count: number | string): string => `${count} item${Number(count) === 1 ? '' : 's'}`;
 
+/** A value not of a JSON Schema type, by the type it must be, in plain words. */
+const TYPE_REASONS = {
+  number: 'must be a number',
+  integer: 'must be a whole number',
+  string: 'must be text',
+  boolean: 'must be true or false',
+  array: 'must be a list',
+} as const;
+
 /**
  * The words every finance route (and any class-based route) gives a wrong type or a list of the wrong size, where
- * class-validator's own read badly (`must be a number conforming to the specified constraints`, `must contain at
- * least 1 elements`); the compiled schemas (batch-envelope.util's reasonOf) say the same.
+ * class-validator's own read badly (`must be a number conforming to the specified constraints`, `must be an integer
+ * number`, `must contain at least 1 elements`); the compiled schemas (batch-envelope.util's reasonOf) say the same.
  */
 export const PLAIN_REASONS = {
-  number: 'must be a number',
+  ...TYPE_REASONS,
   atLeast: (count: number | string): string => `must contain at least ${itemsIn(count)}`,
   atMost: (count: number | string): string => `must contain at most ${itemsIn(count)}`,
 } as const;
+
+/** The plain words for a value that is not of JSON Schema type `type`; undefined for a type they do not word. */
+export function typeReason(type: string): string | undefined {
+  return Object.hasOwn(TYPE_REASONS, type) ? TYPE_REASONS[type as keyof typeof TYPE_REASONS] : undefined;
+}
+
+/** class-validator's checks of a value's type, by the JSON Schema type each checks for. */
+const CHECKED_TYPE: ReadonlyMap<string, keyof typeof TYPE_REASONS> = new Map([
+  ['isNumber', 'number'],
+  ['isInt', 'integer'],
+  ['isString', 'string'],
+  ['isBoolean', 'boolean'],
+  ['isArray', 'array'],
+] as const);
 
 /** The count in class-validator's arrayMinSize and arrayMaxSize messages (`... at least 6 elements`). */
 const COUNT_IN = /(\d+) elements$/;
@@ -191,7 +214,8 @@ function reasonOf(property: string, constraint: string, message: string): string
   const each = `each value in ${property} `;
   const prefix = message.startsWith(each) ? 'each value ' : '';
   const count = COUNT_IN.exec(message)?.[1];
-  if (constraint === 'isNumber') return prefix + PLAIN_REASONS.number;
+  const type = CHECKED_TYPE.get(constraint);
+  if (type !== undefined) return prefix + PLAIN_REASONS[type];
   if (constraint === 'arrayMinSize' && count !== undefined) return PLAIN_REASONS.atLeast(count);
   if (constraint === 'arrayMaxSize' && count !== undefined) return PLAIN_REASONS.atMost(count);
   if (message.startsWith(`${property} `)) return message.slice(property.length + 1);
@@ -201,7 +225,7 @@ function reasonOf(property: string, constraint: string, message: string): string
 /**
  * Query parameters given more than once (`?limit=1&limit=2`), which the query string parser hands on as an array: no
  * query of the gateway takes a list, and each check would refuse the array in its own words (`actor`: must not
- * contain NUL characters, must be shorter than 256 characters, must be a string), none of them the reason.
+ * contain NUL characters, must be shorter than 256 characters, must be text), none of them the reason.
  */
 function repeatedParameters(query: unknown, type: NonNullable<ArgumentMetadata['metatype']>): FieldError[] {
   if (typeof query !== 'object' || query === null) return [];

@@ -1,6 +1,6 @@
 import Ajv, { ErrorObject } from 'ajv';
 import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
-import { PLAIN_REASONS, tooWideError } from '../../common/errors/validation';
+import { PLAIN_REASONS, tooWideError, typeReason } from '../../common/errors/validation';
 import { echoedKey, panRefusal } from './pan-guard.util';
 
 /** What a batch item's errors name the item itself by (a card number sent as the item, one not an object). */
@@ -26,19 +26,6 @@ export function toFieldError(e: ErrorObject): FieldError {
 }
 
 /**
- * ajv's words for a value's type, as class-validator words them on the class-based routes (the credit ones): the same
- * mistake is told the same on every finance route (ajv said `must be number` where credit said the words below).
- * An object keeps ajv's words, which the class-based routes give a body that is no object too.
- */
-const TYPE_REASONS: Readonly<Record<string, string>> = {
-  number: PLAIN_REASONS.number,
-  integer: 'must be an integer number',
-  string: 'must be a string',
-  boolean: 'must be a boolean value',
-  array: 'must be an array',
-};
-
-/**
  * An ajv error's reason in class-validator's words (`must not be less than 0`, not `must be >= 0`; `must be shorter
  * than or equal to 128 characters`, not `must NOT have more than 128 characters`); a keyword it has none for in ajv's.
  */
@@ -46,7 +33,9 @@ function reasonOf(e: ErrorObject): string {
   const params = e.params as { type?: string; limit?: number; allowedValues?: unknown[] };
   switch (e.keyword) {
     case 'type':
-      return TYPE_REASONS[String(params.type)] ?? e.message ?? 'is invalid';
+      // The class-based routes' words (PLAIN_REASONS), not ajv's `must be number`; an object keeps ajv's words, which
+      // the class-based routes give a body that is no object too.
+      return typeReason(String(params.type)) ?? e.message ?? 'is invalid';
     case 'minimum':
       return `must not be less than ${params.limit}`;
     case 'maximum':

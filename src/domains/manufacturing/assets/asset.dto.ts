@@ -15,7 +15,7 @@ import {
   ValidateNested,
   ValidationArguments,
 } from 'class-validator';
-import { AsSent, MatchesPattern } from '../../../common/errors/validation';
+import { AsSent, MatchesPattern, PLAIN_REASONS } from '../../../common/errors/validation';
 import type { AssetKind } from './asset.entity';
 
 export const ASSET_KINDS = ['machine-failure', 'turbofan-rul'] as const;
@@ -42,7 +42,7 @@ export function ListOf(min: number, max: number): PropertyDecorator {
           ? `${property} is required`
           : Array.isArray(value)
             ? `${property} must hold ${min} to ${max} items, not ${value.length}`
-            : `${property} must be an array`,
+            : `${property} ${PLAIN_REASONS.array}`,
     },
   });
   const doc = ApiProperty({ minItems: min, maxItems: max });
