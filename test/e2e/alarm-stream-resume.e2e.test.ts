@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
-import { after, before, describe, it, mock } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
-import { alarmStream, ReceivedEvent } from '../fixtures/alarm-stream';
+import { alarmStream, massReconnect, storeAlarms, StoredAlarm, streamedAlarms } from '../fixtures/alarm-stream';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
 import { seededRandom } from '../fixtures/random';
@@ -15,13 +15,6 @@ import { bearer, tokenFor } from '../fixtures/test-auth';
 import { until } from '../fixtures/until';
 
 const T0 = Date.parse('2026-11-23T00:00:00Z');
-
-interface StoredAlarm {
-  id: string;
-  assetId: string;
-  state: string;
-  at: string;
-}
 
 describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: DATASETS_SKIP }, () => {
   let app: NestFastifyApplication;
@@ -50,16 +43,8 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
       .reverse()
       .map(({ id, assetId, state, at }) => ({ id, assetId, state, at }));
   };
-  const alarmsOf = (received: ReceivedEvent[]) => received.filter((e) => e.type === 'alarm');
-  /** What the stream said of an alarm, against its row. */
-  const asStored = (e: ReceivedEvent) => ({
-    id: e.id,
-    assetId: e.data?.assetId,
-    state: e.data?.state,
-    at: e.data?.at,
-  });
   const streamed = async (stream: ReturnType<typeof alarmStream>, count: number, what: string) =>
-    until(what, () => (alarmsOf(stream.received).length >= count ? true : undefined), 10_000);
+    until(what, () => (streamedAlarms(stream.received).length >= count ? true : undefined), 10_000);
 
   before(async () => {
     modelsDir = bundledModelsDir(['manufacturing']);
@@ -86,7 +71,7 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
       await streamed(first, seen.length, 'the first alarms');
       // A fresh stream starts with an id alone (the newest stored alarm's, none yet: 0), then each alarm has its row id.
       assert.deepEqual(first.received[0], { type: undefined, id: '0', data: undefined });
-      assert.deepEqual(alarmsOf(first.received).map(asStored), seen);
+      assert.deepEqual(streamedAlarms(first.received), seen);
       first.close();
       await first.ended;
 
@@ -101,7 +86,7 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
       await raiseAndClear();
       const all = await stored();
       await streamed(second, all.length - seen.length, 'the missed alarms, then the live ones');
-      assert.deepEqual(alarmsOf(second.received).map(asStored), all.slice(seen.length));
+      assert.deepEqual(streamedAlarms(second.received), all.slice(seen.length));
       assert.deepEqual(
         second.received.filter((e) => e.type !== 'alarm'),
         [],
@@ -129,7 +114,7 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
       await raiseAndClear();
       const later = (await stored()).slice(all.length);
       await streamed(third, later.length, 'the live alarms after the newest');
-      assert.deepEqual(alarmsOf(third.received).map(asStored), later);
+      assert.deepEqual(streamedAlarms(third.received), later);
       third.close();
       await third.ended;
     },
@@ -161,7 +146,7 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
       await raiseAndClear();
       const expected = (await stored()).filter((r) => BigInt(r.id) > BigInt(from));
       await streamed(stream, expected.length, 'then the live ones');
-      assert.deepEqual(alarmsOf(stream.received).map(asStored), expected);
+      assert.deepEqual(streamedAlarms(stream.received), expected);
       stream.close();
       await stream.ended;
     } finally {
@@ -211,7 +196,7 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
       await raiseAndClear();
       const live = (await stored()).filter((r) => BigInt(r.id) > BigInt(newest));
       await streamed(stream, live.length, 'the live alarms');
-      assert.deepEqual(alarmsOf(stream.received).map(asStored), live);
+      assert.deepEqual(streamedAlarms(stream.received), live);
       stream.close();
       await stream.ended;
     },
@@ -223,50 +208,13 @@ describe('the alarm stream resumes after a reconnect (Last-Event-ID)', { skip: D
     { timeout: 120_000 },
     async () => {
       const records = app.get(PlantRecordsRepository);
-      for (let i = 0; i < 40; i++) {
-        await records.addAlarm({
-          assetId: i % 2 === 0 ? 'mill-1' : 'mill-2',
-          state: i % 4 < 2 ? 'raised' : 'cleared',
-          metric: 'failure',
-          value: 0.9,
-          threshold: 0.5,
-          at: new Date(T0 + i * 1000),
-          site: 'plant-1',
-          line: 'line-b',
-          modelName: 'machine-failure',
-          modelVersion: '1',
-          reason: null,
-        });
-      }
+      await storeAlarms(records, 40, ['mill-1', 'mill-2'], T0);
       const all = await stored();
       const random = seededRandom(40);
       const lastIds = Array.from({ length: 100 }, () => all[Math.floor(random() * all.length)].id);
       // The database slow to answer the first replay (as after a failover): the reconnects meanwhile wait for one read.
-      let reads = 0;
-      let release!: () => void;
-      const held = new Promise<void>((resolve) => (release = resolve));
-      const alarmsAfter = records.alarmsAfter.bind(records);
-      const spy = mock.method(records, 'alarmsAfter', async (...args: Parameters<typeof alarmsAfter>) => {
-        if (++reads === 1) await held;
-        return alarmsAfter(...args);
-      });
-      try {
-        const streams = lastIds.map((id) => alarmStream(port, operator, id));
-        await Promise.all(streams.map((s) => s.ready));
-        release();
-        const missed = lastIds.map((id) => all.filter((r) => BigInt(r.id) > BigInt(id)));
-        for (const [i, stream] of streams.entries()) {
-          await streamed(stream, missed[i].length, `the alarms missed after ${lastIds[i]}`);
-        }
-        streams.forEach((stream) => stream.close());
-        await Promise.all(streams.map((stream) => stream.ended));
-        for (const [i, stream] of streams.entries()) {
-          assert.deepEqual(alarmsOf(stream.received).map(asStored), missed[i], `resumed after ${lastIds[i]}`);
-        }
-        assert.ok(reads <= 2, `one read for the first replay, one for the others that waited on it: ${reads}`);
-      } finally {
-        spy.mock.restore();
-      }
+      const reads = await massReconnect(records, port, operator, lastIds, all);
+      assert.ok(reads <= 2, `one read for the first replay, one for the others that waited on it: ${reads}`);
     },
   );
 });

@@ -1,12 +1,19 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it, mock } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Client } from 'pg';
 import request from 'supertest';
 import { PlantRecordsRepository } from '../../src/domains/manufacturing/records/plant-records.repository';
-import { alarmStream, ReceivedEvent } from '../fixtures/alarm-stream';
+import {
+  alarmStream,
+  massReconnect,
+  ReceivedEvent,
+  storeAlarms,
+  StoredAlarm,
+  streamedAlarms,
+} from '../fixtures/alarm-stream';
 import { bundledModelsDir } from '../fixtures/paths';
 import { ai4iReadings, DATASETS_SKIP, millAsset } from '../fixtures/plant-data';
 import { createScratchDatabase, ScratchDatabase } from '../fixtures/scratch-database';
@@ -18,13 +25,6 @@ const DATABASE_URL = process.env.DATABASE_URL;
 const T0 = Date.parse('2026-11-23T00:00:00Z');
 /** The alarm listener's connection, as pg_stat_activity names it (clientConfigOf). */
 const LISTENER = 'inference-gateway-alarm-listener';
-
-interface StoredAlarm {
-  id: string;
-  assetId: string;
-  state: string;
-  at: string;
-}
 
 describe(
   "another gateway's alarms pushed live to this gateway's alarm stream on a PostgreSQL server",
@@ -59,10 +59,6 @@ describe(
         .reverse()
         .map(({ id, assetId, state, at }) => ({ id, assetId, state, at }));
     };
-    const alarmsOf = (received: ReceivedEvent[]) =>
-      received
-        .filter((e) => e.type === 'alarm')
-        .map((e) => ({ id: e.id, assetId: e.data?.assetId, state: e.data?.state, at: e.data?.at }));
     /** The listener connections' backend pids (those that have run their LISTEN). */
     const listeners = async (): Promise<number[]> =>
       (
@@ -125,8 +121,12 @@ describe(
         raised.every((r) => r.assetId === 'mill-b'),
         'only B stored alarms',
       );
-      await until('the alarm on A', () => (alarmsOf(onA.received).length >= raised.length ? true : undefined), 10_000);
-      assert.deepEqual(alarmsOf(onA.received), raised);
+      await until(
+        'the alarm on A',
+        () => (streamedAlarms(onA.received).length >= raised.length ? true : undefined),
+        10_000,
+      );
+      assert.deepEqual(streamedAlarms(onA.received), raised);
 
       // A's own alarms are streamed as they are stored, and not again when their notification is read back; B's
       // cleared alarm comes live too, each in insert order, whichever gateway stored it.
@@ -143,8 +143,8 @@ describe(
       await until('every alarm on B', () => (sent(onB) ? true : undefined), 10_000);
       onA.close();
       onB.close();
-      assert.deepEqual(alarmsOf(onA.received), all, 'A sends every alarm once, in insert order');
-      assert.deepEqual(alarmsOf(onB.received), all, 'B sends every alarm once, in insert order');
+      assert.deepEqual(streamedAlarms(onA.received), all, 'A sends every alarm once, in insert order');
+      assert.deepEqual(streamedAlarms(onB.received), all, 'B sends every alarm once, in insert order');
       // The same event, whichever gateway sends it: the data B sends of its own alarm is what A sends of it.
       const firstOf = (received: ReceivedEvent[]) => received.find((e) => e.type === 'alarm');
       assert.deepEqual(firstOf(onA.received), firstOf(onB.received));
@@ -190,62 +190,21 @@ describe(
       assert.equal(all.length, before + 1);
       onA.close();
       // A fresh stream starts at the newest id: that alarm, and only it, came after.
-      assert.deepEqual(alarmsOf(onA.received), all.slice(before));
+      assert.deepEqual(streamedAlarms(onA.received), all.slice(before));
     });
 
     // A failover drops every dashboard at once and they reconnect together: before, each replay was a read of its own
     // (each taking the alarm order lock that every gateway's alarm inserts wait on).
     it('serves many reconnects at once with a shared read, each stream exactly the alarms it missed, in order', async () => {
-      const records = b.get(PlantRecordsRepository);
-      for (let i = 0; i < 30; i++) {
-        await records.addAlarm({
-          assetId: i % 2 === 0 ? 'mill-a' : 'mill-b',
-          state: i % 4 < 2 ? 'raised' : 'cleared',
-          metric: 'failure',
-          value: 0.9,
-          threshold: 0.5,
-          at: new Date(T0 + i * 1000),
-          site: 'plant-1',
-          line: 'line-b',
-          modelName: 'machine-failure',
-          modelVersion: '1',
-          reason: null,
-        });
-      }
+      await storeAlarms(b.get(PlantRecordsRepository), 30, ['mill-a', 'mill-b'], T0);
       const all = await stored();
       const lastIds = Array.from({ length: 60 }, (_, i) => all[(i * 7) % all.length].id);
       // The server slow to answer the first replay (as after a failover): the reconnects meanwhile wait for one read.
-      const onA = a.get(PlantRecordsRepository);
-      let reads = 0;
-      let release!: () => void;
-      const held = new Promise<void>((resolve) => (release = resolve));
-      const alarmsAfter = onA.alarmsAfter.bind(onA);
-      const spy = mock.method(onA, 'alarmsAfter', async (...args: Parameters<typeof alarmsAfter>) => {
-        if (++reads === 1) await held;
-        return alarmsAfter(...args);
-      });
-      try {
-        const streams = lastIds.map((id) => alarmStream(portA, operator, id));
-        await Promise.all(streams.map((stream) => stream.ready));
-        release();
-        const missed = lastIds.map((id) => all.filter((r) => BigInt(r.id) > BigInt(id)));
-        for (const [i, stream] of streams.entries()) {
-          await until(`the alarms missed after ${lastIds[i]}`, () =>
-            alarmsOf(stream.received).length >= missed[i].length ? true : undefined,
-          );
-        }
-        streams.forEach((stream) => stream.close());
-        await Promise.all(streams.map((stream) => stream.ended));
-        for (const [i, stream] of streams.entries()) {
-          assert.deepEqual(alarmsOf(stream.received), missed[i], `resumed after ${lastIds[i]}`);
-        }
-        // The listener's first LISTEN is read after too (what was notified before it), shared the same way. A burst can
-        // take two reads of the missed alarms and two of the newest id (a replay that found nothing checks it after),
-        // plus the listener's: a few, where each of the 60 streams made its own (63 before the reads were shared).
-        assert.ok(reads <= 6, `a few shared reads, not one per stream: ${reads}`);
-      } finally {
-        spy.mock.restore();
-      }
+      const reads = await massReconnect(a.get(PlantRecordsRepository), portA, operator, lastIds, all);
+      // The listener's first LISTEN is read after too (what was notified before it), shared the same way. A burst can
+      // take two reads of the missed alarms and two of the newest id (a replay that found nothing checks it after),
+      // plus the listener's: a few, where each of the 60 streams made its own (63 before the reads were shared).
+      assert.ok(reads <= 6, `a few shared reads, not one per stream: ${reads}`);
     });
 
     // The listener's connection would hold the process open after the HTTP server and the pool are closed.
