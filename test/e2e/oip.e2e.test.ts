@@ -313,6 +313,21 @@ describe('Open Inference Protocol v2', () => {
       .expect(200);
   });
 
+  it("takes tritonclient's parameters.timeout 0 as Triton does: no timeout of the request's own", async () => {
+    // Triton reads a timeout of 0 (its default) as none (TRITONSERVER_InferenceRequestSetTimeoutMicroseconds); it was
+    // refused. The model's own deadline holds then, or timeout_ms when given.
+    const x = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }];
+    const infer = (parameters: object) => http.post('/v2/models/fixture-linear/infer').send({ parameters, inputs: x });
+    const none = await infer({ timeout: 0 }).expect(200);
+    assert.deepEqual(none.body.outputs[0].data, expected([1, 2, 3, 4], 2));
+    await infer({ timeout: 0, timeout_ms: 60_000 }).expect(200);
+    const negative = await infer({ timeout: -1 }).expect(400);
+    assert.equal(
+      negative.body.error,
+      'parameters.timeout: must be 0 (no timeout) or a positive integer of microseconds, at most 2147483647000',
+    );
+  });
+
   it('refusals before the route reads the body name the field too, as `field: reason`', async () => {
     const infer = () => http.post('/v2/models/fixture-linear/infer');
     const media = await infer().set('Content-Type', 'text/plain').send('{}').expect(415);

@@ -71,21 +71,26 @@ describe('OipService', () => {
     assert.equal(await deadlineOf({ timeout: 250_000, timeout_ms: 100 }), 100);
     assert.equal(await deadlineOf({ timeout: 50_000, timeout_ms: 100 }), 50);
     assert.equal(await deadlineOf({}), undefined);
+    // 0 is no timeout, as Triton reads it: the model's deadline, or timeout_ms's.
+    assert.equal(await deadlineOf({ timeout: 0 }), undefined);
+    assert.equal(await deadlineOf({ timeout: 0, timeout_ms: 100 }), 100);
   });
 
-  it('refuses a parameters.timeout that is no positive integer of microseconds within a timer, naming it', async () => {
+  it('refuses a parameters.timeout that is neither 0 nor a positive integer of microseconds within a timer, naming it', async () => {
     const oip = serviceWhere(() => undefined);
     // A fresh body each time: the service lets go of an input's data once it is decoded.
     const infer = (timeout: unknown) => {
       const inputs = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }];
       return oip.infer('m', undefined, { parameters: { timeout }, inputs }, undefined, () => {});
     };
-    for (const timeout of [0, -1, 1.5, '1000', (2 ** 31 - 1) * 1000 + 1]) {
+    for (const timeout of [-1, 1.5, '1000', (2 ** 31 - 1) * 1000 + 1]) {
       await assert.rejects(infer(timeout), {
         message:
-          'VALIDATION_FAILED: parameters.timeout: must be a positive integer of microseconds, at most 2147483647000',
+          'VALIDATION_FAILED: parameters.timeout: must be 0 (no timeout) or a positive integer of microseconds, ' +
+          'at most 2147483647000',
       });
     }
+    await infer(0);
     await infer((2 ** 31 - 1) * 1000);
   });
 

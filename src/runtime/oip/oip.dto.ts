@@ -59,14 +59,15 @@ export class OipInferRequestDto {
   /**
    * Request parameters: `timeout_ms` bounds how long the request may wait before it is dropped (504);
    * `timeout` does the same in microseconds, as tritonclient sends it (rounded up to whole milliseconds; the smaller
-   * deadline when both are given); `binary_data_output` asks for every output as binary data.
+   * deadline when both are given; 0 is none, as Triton reads it); `binary_data_output` asks for every output as
+   * binary data.
    */
   @ApiProperty({
     type: 'object',
     properties: {
       ...REQUEST.parameters.properties,
       timeout_ms: { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_MS },
-      timeout: { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_MS * 1000 },
+      timeout: { type: 'integer', minimum: 0, maximum: MAX_TIMEOUT_MS * 1000 },
     },
     selfRequired: false,
   })

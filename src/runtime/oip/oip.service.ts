@@ -309,22 +309,33 @@ function parseWholeBodyAsJson(raw: Buffer): unknown {
  * The request's deadline in milliseconds, from `parameters.timeout_ms` or tritonclient's `parameters.timeout`
  * (microseconds, as Triton reads it; it was ignored, so a client's deadline was the model's), the smaller when both
  * are given; undefined when neither is (the model's `timeoutMs`). Microseconds round up to whole milliseconds: a
- * timeout of 500 µs is 1 ms, never none. Either past the longest delay a Node.js timer takes (a longer one fires
- * after 1 ms and drops the request) is refused, naming it.
+ * timeout of 500 µs is 1 ms, never none. A `timeout` of 0 is none, as Triton reads it (its default, and what a
+ * client that sets none may send): the deadline is then `timeout_ms`'s, else the model's. Either past the longest
+ * delay a Node.js timer takes (a longer one fires after 1 ms and drops the request) is refused, naming it.
  */
 function requestTimeoutMs(parameters: Record<string, unknown> | undefined): number | undefined {
-  const read = (field: 'timeout_ms' | 'timeout', unit: string, max: number): number | undefined => {
+  const read = (field: 'timeout_ms' | 'timeout', min: number, max: number, reason: string): number | undefined => {
     const value = parameters?.[field];
     if (value === undefined) return undefined;
-    if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= max) return value;
-    const reason = `must be a positive integer of ${unit}, at most ${max}`;
+    if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) return value;
     throw new AppError('VALIDATION_FAILED', `parameters.${field}: ${reason}`, {
       fields: [{ field: `parameters.${field}`, reason }],
     });
   };
-  const ms = read('timeout_ms', 'milliseconds', MAX_TIMEOUT_MS);
-  const us = read('timeout', 'microseconds', MAX_TIMEOUT_MS * 1000);
-  const fromUs = us === undefined ? undefined : Math.ceil(us / 1000);
+  const ms = read(
+    'timeout_ms',
+    1,
+    MAX_TIMEOUT_MS,
+    `must be a positive integer of milliseconds, at most ${MAX_TIMEOUT_MS}`,
+  );
+  const maxUs = MAX_TIMEOUT_MS * 1000;
+  const us = read(
+    'timeout',
+    0,
+    maxUs,
+    `must be 0 (no timeout) or a positive integer of microseconds, at most ${maxUs}`,
+  );
+  const fromUs = us === undefined || us === 0 ? undefined : Math.ceil(us / 1000);
   if (ms === undefined) return fromUs;
   return fromUs === undefined ? ms : Math.min(ms, fromUs);
 }
