@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { AuditInputDigester, AuditNote } from '../../common/access';
 import { echoedKey } from '../../common/echoed-key';
-import { AppError } from '../../common/errors/app-error';
+import { AppError, FieldError, summariseFields } from '../../common/errors/app-error';
 import { ReadinessService } from '../../common/health/readiness.service';
 import { InferenceEngine, ModelVersionInfo } from '../inference-engine.service';
 import { MAX_TIMEOUT_MS } from '../model-registry/model-manifest.schema';
@@ -112,6 +112,7 @@ export class OipService {
       else ({ header: value, payload } = splitBinaryBody(raw, headerLength));
     }
     const body = parseOipInferRequest(value);
+    inputsOfThisModel(body, info);
     // Against the model's metadata before the data is read, as Triton checks: INT32 values sent to an FP32 model were
     // told an element "must be an integer", not that the datatype is not the model's.
     datatypesOfThisModel(body, info);
@@ -355,6 +356,26 @@ function namesThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
   };
   differs('model_name', info.name);
   differs('model_version', info.version);
+}
+
+/**
+ * Each input must be one the model's metadata declares, and each input it declares must be given: one it does not
+ * have is refused naming its place (`inputs[i].name`), as the other input errors are, one missing naming `inputs`.
+ * The engine's refusal named `inputs.z` and `inputs.x`, paths an OIP request (its inputs are an array) does not have.
+ */
+function inputsOfThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
+  const declared = new Set(info.manifest.inputs.map((spec) => spec.name));
+  const fields: FieldError[] = [];
+  body.inputs.forEach((input, i) => {
+    if (declared.has(input.name)) return;
+    // The caller's name, quoted as any key a caller sent is: cut past 100 characters, never a card number.
+    fields.push({ field: `inputs[${i}].name`, reason: `the model has no input named "${echoedKey(input.name)}"` });
+  });
+  const given = new Set(body.inputs.map((input) => input.name));
+  for (const spec of info.manifest.inputs) {
+    if (!given.has(spec.name)) fields.push({ field: 'inputs', reason: `must contain an input named "${spec.name}"` });
+  }
+  if (fields.length > 0) throw new AppError('INVALID_TENSOR', summariseFields(fields), { fields });
 }
 
 /**
