@@ -29,9 +29,12 @@ const info: ModelVersionInfo = {
 };
 
 /** An OipService over an engine that calls `running` with the inputs while the request waits for the model. */
-function serviceWhere(running: (inputs: Record<string, Tensor>, options: InferOptions) => void): OipService {
+function serviceWhere(
+  running: (inputs: Record<string, Tensor>, options: InferOptions) => void,
+  model: ModelVersionInfo = info,
+): OipService {
   const engine = {
-    describe: () => info,
+    describe: () => model,
     allocate: zeros,
     infer: (
       _name: string,
@@ -92,6 +95,32 @@ describe('OipService', () => {
     }
     await infer(0);
     await infer((2 ** 31 - 1) * 1000);
+  });
+
+  it("refuses an input given twice by its place, and one of the model's not given naming inputs", async () => {
+    // Two inputs to a model of two: their count is no refusal, their names are.
+    const inputs = [
+      { name: 'a', dtype: 'float32', shape: [-1, 4] },
+      { name: 'b', dtype: 'float32', shape: [-1, 4] },
+    ];
+    const oip = serviceWhere(() => undefined, {
+      ...info,
+      manifest: { ...manifest, inputs } as unknown as ModelManifest,
+    });
+    const infer = (...names: string[]) =>
+      oip.infer(
+        'm',
+        undefined,
+        { inputs: names.map((name) => ({ name, shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] })) },
+        undefined,
+        () => {},
+      );
+    await assert.rejects(infer('a', 'a'), {
+      message: 'INVALID_TENSOR: inputs[1].name: "a" is given twice; inputs: must contain an input named "b"',
+    });
+    await assert.rejects(infer('a', 'b', 'c'), {
+      message: 'INVALID_TENSOR: inputs: the model takes 2 inputs ("a", "b"), got 3',
+    });
   });
 
   it("lets go of a JSON input's parsed values once they are decoded, before the request waits for the model", async () => {

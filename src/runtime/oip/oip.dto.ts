@@ -73,6 +73,7 @@ export class OipInferRequestDto {
   })
   parameters?: Record<string, unknown>;
 
+  /** The model's inputs, each once: at most as many as its metadata lists (more are refused by their count). */
   @ApiProperty({ type: [OipInputTensorDto], minItems: REQUEST.inputs.minItems })
   inputs!: OipInputTensorDto[];
 

@@ -111,6 +111,7 @@ export class OipService {
       if (headerLength === undefined) value = parseWholeBodyAsJson(raw);
       else ({ header: value, payload } = splitBinaryBody(raw, headerLength));
     }
+    inputCountOfThisModel(value, info);
     const body = parseOipInferRequest(value);
     inputsOfThisModel(body, info);
     // Against the model's metadata before the data is read, as Triton checks: INT32 values sent to an FP32 model were
@@ -240,7 +241,6 @@ function decodeInputs(body: OipInferRequest, payload: Buffer | undefined, make: 
         fields: [{ field: `${field}${suffix}`, reason }],
       });
     };
-    if (Object.hasOwn(inputs, input.name)) fail('.name', `"${echoedKey(input.name)}" is given twice`);
     refuseSharedMemory(input.parameters, field);
     const size = input.parameters?.binary_data_size as number | undefined;
     // The extension sends a tensor's values in one place: which of the two to run would be a guess.
@@ -359,19 +359,38 @@ function namesThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
 }
 
 /**
- * Each input must be one the model's metadata declares, and each input it declares must be given: one it does not
- * have is refused naming its place (`inputs[i].name`), as the other input errors are, one missing naming `inputs`.
- * The engine's refusal named `inputs.z` and `inputs.x`, paths an OIP request (its inputs are an array) does not have.
+ * A request of more inputs than the model's metadata declares is refused by their count, naming `inputs`, before any
+ * one of them is read (each such request gives one the model does not have, or one twice): 40,000 tiny inputs of
+ * names the model does not have were each checked by the schema, decoded and named before the 400.
+ */
+function inputCountOfThisModel(value: unknown, info: ModelVersionInfo): void {
+  const inputs = (value as { inputs?: unknown } | null | undefined)?.inputs;
+  const declared = info.manifest.inputs;
+  if (!Array.isArray(inputs) || inputs.length <= declared.length) return;
+  const names = declared.map((spec) => `"${spec.name}"`).join(', ');
+  const takes = `${declared.length} input${declared.length === 1 ? '' : 's'} (${names})`;
+  throw invalidTensor('inputs', `the model takes ${takes}, got ${inputs.length}`);
+}
+
+/**
+ * Each input must be one the model's metadata declares, given once, and each input it declares must be given: one it
+ * does not have, or given again, is refused naming its place (`inputs[i].name`), as the other input errors are, one
+ * missing naming `inputs`. The engine's refusal named `inputs.z` and `inputs.x`, paths an OIP request (its inputs
+ * are an array) does not have.
  */
 function inputsOfThisModel(body: OipInferRequest, info: ModelVersionInfo): void {
   const declared = new Set(info.manifest.inputs.map((spec) => spec.name));
   const fields: FieldError[] = [];
+  const given = new Set<string>();
   body.inputs.forEach((input, i) => {
-    if (declared.has(input.name)) return;
     // The caller's name, quoted as any key a caller sent is: cut past 100 characters, never a card number.
-    fields.push({ field: `inputs[${i}].name`, reason: `the model has no input named "${echoedKey(input.name)}"` });
+    if (!declared.has(input.name)) {
+      fields.push({ field: `inputs[${i}].name`, reason: `the model has no input named "${echoedKey(input.name)}"` });
+    } else if (given.has(input.name)) {
+      fields.push({ field: `inputs[${i}].name`, reason: `"${echoedKey(input.name)}" is given twice` });
+    }
+    given.add(input.name);
   });
-  const given = new Set(body.inputs.map((input) => input.name));
   for (const spec of info.manifest.inputs) {
     if (!given.has(spec.name)) fields.push({ field: 'inputs', reason: `must contain an input named "${spec.name}"` });
   }
