@@ -29,6 +29,7 @@ import { registerHttpMetrics } from './common/metrics/http-metrics';
 import { MetricsService } from './common/metrics/metrics.service';
 import { AppConfig, ConfigError, prepareDataDir, productionGaps } from './config/app-config';
 import { setupOpenApi } from './openapi/openapi';
+import { labelOipJsonAnswers } from './runtime/oip/oip-answer-type';
 import { registerOipBinaryBodies } from './runtime/oip/oip-binary';
 import { AuditInputDigester } from './common/access';
 import { beginBodyDigest } from './domains/finance/canonical-input.util';
@@ -122,6 +123,7 @@ export async function createApp(config: AppConfig, options: CreateAppOptions = {
     void reply.header(REQUEST_ID_HEADER, request.id);
     done(null, payload);
   });
+  labelOipJsonAnswers(fastify);
   // Before the caller is checked, counted or audited: a preflight carries no token, a refusal must be readable.
   if (cors) await registerCors(fastify, cors);
   if (config.AUDIT_ENABLED) registerAuditHook(fastify, app.get(AuditWriter), app.get(AuditAggregates), filter);

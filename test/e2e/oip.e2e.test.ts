@@ -345,6 +345,31 @@ describe('Open Inference Protocol v2', () => {
     assert.equal(twice.body.error, 'inputs: the model takes 1 input ("x"), got 2');
   });
 
+  it('labels its JSON answers exactly application/json, as Triton and KServe do, successes as errors', async () => {
+    // They said `application/json; charset=utf-8` (Fastify's), where the errors said `application/json`. RFC 8259
+    // defines no charset for JSON, which is UTF-8.
+    const paths = [
+      '/v2',
+      '/v2/health/live',
+      '/v2/health/ready',
+      '/v2/models',
+      '/v2/models/fixture-linear',
+      '/v2/models/fixture-linear/versions/1',
+      '/v2/models/fixture-linear/ready',
+      '/v2/models/fixture-linear/versions/1/ready',
+    ];
+    for (const path of paths) {
+      const res = await http.get(path).expect(200);
+      assert.equal(res.headers['content-type'], 'application/json', path);
+    }
+    const res = await http
+      .post('/v2/models/fixture-linear/infer')
+      .send({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+      .expect(200);
+    assert.equal(res.headers['content-type'], 'application/json');
+    assert.deepEqual(res.body.outputs[0].data, expected([1, 2, 3, 4], 2));
+  });
+
   it('refusals before the route reads the body name the field too, as `field: reason`', async () => {
     const infer = () => http.post('/v2/models/fixture-linear/infer');
     const media = await infer().set('Content-Type', 'text/plain').send('{}').expect(415);

@@ -271,10 +271,13 @@ function auditInto(request: FastifyRequest): (note: AuditNote) => void {
   return (note) => noteAudit(request, note);
 }
 
-/** The answer's bytes as they are (its JSON is written already: OipService.infer), labelled. */
+/**
+ * The answer's bytes as they are (its JSON is written already: OipService.infer), labelled: JSON exactly
+ * `application/json`, as every /v2 answer is (labelOipJsonAnswers).
+ */
 function send(answer: OipAnswer, reply: FastifyReply): Buffer {
   if (answer.kind === 'json') {
-    void reply.header('Content-Type', 'application/json; charset=utf-8');
+    void reply.header('Content-Type', 'application/json');
     return answer.body;
   }
   void reply.header('Content-Type', 'application/octet-stream').header(HEADER_LENGTH, String(answer.headerLength));
