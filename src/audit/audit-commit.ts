@@ -20,6 +20,7 @@ export type AuditCommitRequest =
   | { type: 'close' };
 
 /**
+ * `notice`: something the main thread logs as a warning (the commit thread has no logger).
  * A commit's answer carries its chain's new head, so the main thread knows it without a query (anchors).
  * A failure carries its error's message and its code (a SQLSTATE, or an errno such as ENOSPC): the code
  * is what tells a full disk from a server away (storageFaultOf), and the message alone does not.
@@ -28,6 +29,7 @@ export type AuditCommitReply =
   | { type: 'claimed'; id: number }
   | { type: 'committed'; id: number; seq: number; hash: string }
   | { type: 'failed'; id: number; message: string; code?: string }
+  | { type: 'notice'; message: string }
   | { type: 'closed' };
 
 /** Each column with the AuditRow key it is read from, by json_to_recordset, and its type. */

@@ -349,6 +349,10 @@ export class AuditWriter implements OnModuleInit, BeforeApplicationShutdown, OnA
         closed?.();
         return;
       }
+      if (reply.type === 'notice') {
+        this.logger.warn({ msg: reply.message });
+        return;
+      }
       const settle = this.commits.get(reply.id);
       this.commits.delete(reply.id);
       settle?.(reply.type === 'failed' ? { message: reply.message, code: reply.code } : reply);

@@ -8,7 +8,15 @@
 import { randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Pool, type PoolClient, type PoolConfig } from 'pg';
-import { type ChainHead, commitGroup, HEAD_SQL, LOCKED_INSERT_SQL, serveCommits } from './audit-commit';
+import { errorCodeOf } from '../database/storage-unavailable';
+import {
+  type AuditCommitReply,
+  type ChainHead,
+  commitGroup,
+  HEAD_SQL,
+  LOCKED_INSERT_SQL,
+  serveCommits,
+} from './audit-commit';
 import { WriterClaim } from './audit-writer-claim';
 
 export interface AuditWorkerData {
@@ -27,6 +35,16 @@ export interface AuditWorkerData {
 const statementPrefix = `audit_insert_${randomUUID().slice(0, 8)}_`;
 const statementNames = new WeakMap<PoolClient, string>();
 let statements = 0;
+
+/**
+ * SQLSTATE 26000: a statement prepared on a connection was not in the server session its next use reached. A pooler
+ * in transaction mode (PgBouncer's, before 1.21 or without max_prepared_statements) hands each transaction to any of
+ * its server connections, so what one prepared is gone from the next.
+ */
+const STATEMENT_GONE = '26000';
+
+/** The insert is prepared until a prepared statement was once gone (STATEMENT_GONE); then parsed at each commit. */
+let preparing = true;
 
 function statementName(client: PoolClient): string {
   let name = statementNames.get(client);
@@ -72,7 +90,25 @@ function main(): void {
               return found ? { seq: Number(found.seq), hash: found.hash } : undefined;
             },
             insert: async (rowsJson) => {
-              await client.query({ name: statementName(client), text: LOCKED_INSERT_SQL, values: [rowsJson] });
+              if (!preparing) {
+                await client.query(LOCKED_INSERT_SQL, [rowsJson]);
+                return;
+              }
+              try {
+                await client.query({ name: statementName(client), text: LOCKED_INSERT_SQL, values: [rowsJson] });
+              } catch (error) {
+                if (errorCodeOf(error) !== STATEMENT_GONE) throw error;
+                // Its Bind failed: nothing ran. The same group goes again, unprepared, now and from now on.
+                preparing = false;
+                port.postMessage({
+                  type: 'notice',
+                  message:
+                    'the audit insert is no longer prepared: a statement prepared on a connection was gone at its ' +
+                    'next use (a connection pooler in transaction mode, such as PgBouncer before 1.21, hands each ' +
+                    'transaction to any server connection); it is parsed at each commit from now on',
+                } satisfies AuditCommitReply);
+                await client.query(LOCKED_INSERT_SQL, [rowsJson]);
+              }
             },
           },
           heads,
