@@ -1,11 +1,17 @@
 /**
- * A gateway's claim on its audit writer id in a PostgreSQL server: a session-level advisory lock held on
- * a connection of its own for as long as the process writes. Two processes with one AUDIT_WRITER_ID would
- * each append to the same chains (`<writer id>/<lane>`) from heads of their own; the unique (writer_id, seq)
- * index then fails one commit after another. The lock goes with the connection (the process killed, the
- * server restarted), so it is taken again before the next commit, which fails while another process holds
- * it. Embedded PGlite needs none: one process opens a data directory (lockDataDir), and two directories are
- * two databases, with chains of their own.
+ * A gateway's claim on its audit writer id in a PostgreSQL server: an advisory lock held on a connection of its
+ * own for as long as the process writes. Two processes with one AUDIT_WRITER_ID would each append to the same
+ * chains (`<writer id>/<lane>`) from heads of their own; the unique (writer_id, seq) index then fails one commit
+ * after another. The lock goes with the connection (the process killed, the server restarted), so it is taken
+ * again before the next commit, which fails while another process holds it. Embedded PGlite needs none: one
+ * process opens a data directory (lockDataDir), and two directories are two databases, with chains of their own.
+ *
+ * The lock is a transaction's (pg_try_advisory_xact_lock), held by leaving the transaction open, not a session's:
+ * behind a pooler in transaction mode (PgBouncer's) the server session that took a session lock goes back to the
+ * pool at once, holding it for whichever client it serves next, and a second gateway handed that session takes it
+ * again. An open transaction keeps its server session to itself there too. Between statements it holds no snapshot
+ * (read committed, nothing written), so it holds back no vacuum; it shows as idle in transaction, and a server that
+ * ends such sessions (idle_in_transaction_session_timeout) drops the claim, which is taken again as above.
  */
 import { createHash } from 'node:crypto';
 import { Client, type ClientConfig } from 'pg';
@@ -50,9 +56,11 @@ export class WriterClaim {
     client.on('error', () => undefined); // a dropped connection ends it: 'end' follows
     try {
       await client.connect();
-      const { rows } = await client.query<{ claimed: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS claimed', [
-        writerClaimKey(this.writerId),
-      ]);
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ claimed: boolean }>(
+        'SELECT pg_try_advisory_xact_lock($1::bigint) AS claimed',
+        [writerClaimKey(this.writerId)],
+      );
       if (rows[0]?.claimed !== true) {
         throw Object.assign(
           new Error(

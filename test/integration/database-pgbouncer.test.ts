@@ -6,6 +6,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import * as dicomParser from 'dicom-parser';
 import { Client } from 'pg';
 import request from 'supertest';
+import { describeBootFailure } from '../../src/boot-failure';
 import { alarmStream } from '../fixtures/alarm-stream';
 import { DICOM_SKIP, dicomFile, multipartRelated } from '../fixtures/dicom-files';
 import { tx } from '../fixtures/finance-data';
@@ -140,9 +141,32 @@ async function alarmReachesStream(from: NestFastifyApplication, to: NestFastifyA
 
 // PgBouncer in transaction mode hands each transaction to any of its server connections. Before, the audit commit
 // thread's prepared INSERT was gone from the next transaction's session (SQLSTATE 26000): decisions were answered 503
-// "the audit trail cannot be written".
+// "the audit trail cannot be written"; and the writer-id claim's session-level lock went back to the pool with its
+// session, so a second gateway with the same AUDIT_WRITER_ID was handed it and booted.
 describe('the gateway behind PgBouncer in transaction mode', { skip: SKIP }, () => {
   const { setup, pair } = behindPgBouncer('transaction');
+
+  // First, while the pooler is quiet: it hands the twin's claim the server session that took gateway-a's (the one it
+  // used last), where a session-level lock was taken again.
+  it('a second gateway given the same AUDIT_WRITER_ID refuses to boot', async () => {
+    await pair();
+    const refused = await createTestApp({
+      DATABASE_URL: setup.url,
+      MODELS_DIR: setup.modelsDir,
+      AUDIT_WRITER_ID: 'gateway-a',
+    }).then(
+      async (twin) => {
+        await twin.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    assert.ok(refused, 'a second gateway with the same writer id booted');
+    assert.match(
+      describeBootFailure(refused).error,
+      /audit writer id "gateway-a" is in use by another running gateway/,
+    );
+  });
 
   it('two gateways answer concurrent decisions, identical Idempotency-Keys at once too, each with its audit row, and verify passes', async () => {
     const [a, b] = await pair();
