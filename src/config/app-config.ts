@@ -399,6 +399,18 @@ export class AppConfig {
   @HasDecodableParts()
   DATABASE_URL?: string;
 
+  /**
+   * The alarm listener's own PostgreSQL connection string (secret), where DATABASE_URL goes through a connection
+   * pooler in transaction mode (PgBouncer's), which does not keep LISTEN's session: the same database at the server's
+   * own address, or through a pooler in session mode. Unset: DATABASE_URL's. Needs DATABASE_URL.
+   */
+  @IsOptional()
+  @IsString()
+  @Matches(/^postgres(ql)?:\/\/\S+$/, { message: 'DATABASE_LISTEN_URL must be a postgres:// or postgresql:// URL' })
+  @HasValidPort()
+  @HasDecodableParts()
+  DATABASE_LISTEN_URL?: string;
+
   @Transform(toInt)
   @IsInt()
   @Min(1)
@@ -979,6 +991,7 @@ const OPTIONAL_KEYS = [
   'BATCH_MAX_QUEUE_SIZE',
   'INFERENCE_TIMEOUT_MS',
   'DATABASE_URL',
+  'DATABASE_LISTEN_URL',
   'AUTH_PUBLIC_KEYS',
   'AUTH_JWKS_FILE',
   'AUTH_HS256_SECRET',
@@ -1000,6 +1013,7 @@ const OPTIONAL_KEYS = [
 /** Never printed, not even in a configuration error. */
 const SECRET_KEYS = new Set([
   'DATABASE_URL',
+  'DATABASE_LISTEN_URL',
   'AUTH_HS256_SECRET',
   'AUDIT_HMAC_SECRET',
   'AUDIT_HMAC_PREVIOUS_SECRETS',
@@ -1021,6 +1035,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   // Named with the others, not alone: a boot refused for it, then for the next, costs one deploy each.
   if (config.NODE_ENV === 'production' && config.AUDIT_ENABLED === false) {
     lines.unshift('AUDIT_ENABLED=false: the audit trail cannot be turned off in production');
+  }
+  if (config.DATABASE_LISTEN_URL !== undefined && config.DATABASE_URL === undefined) {
+    lines.push('DATABASE_LISTEN_URL=(secret): needs DATABASE_URL (the embedded database has no alarm listener)');
   }
   if (lines.length > 0) {
     // One line, as a failed boot is reported: each variable names itself (`NAME=value: NAME must ...`).

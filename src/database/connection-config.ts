@@ -6,14 +6,16 @@ type PostgresConnectionOptions = Extract<DataSourceOptions, { type: 'postgres' }
 /**
  * The DataSource's connection settings (dataSourceOptions: a URL, which carries any TLS settings as sslmode, or
  * embedded PGlite's socket) for a `pg` connection of its own beside the pool (the audit commit thread's pool, the
- * alarm listener), named `inference-gateway-<role>` in pg_stat_activity.
+ * alarm listener), named `inference-gateway-<role>` in pg_stat_activity; at `url` instead where given (the alarm
+ * listener's DATABASE_LISTEN_URL), with the same timeouts.
  */
-export function clientConfigOf(options: DataSourceOptions, role: string): ClientConfig {
+export function clientConfigOf(options: DataSourceOptions, role: string, url?: string): ClientConfig {
   const postgres = options as PostgresConnectionOptions;
   const extra = (postgres.extra ?? {}) as ClientConfig;
+  const connectionString = url ?? postgres.url;
   return {
-    ...(postgres.url
-      ? { connectionString: postgres.url }
+    ...(connectionString
+      ? { connectionString }
       : {
           host: postgres.host,
           port: postgres.port,

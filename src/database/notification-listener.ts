@@ -183,7 +183,8 @@ export function notificationsOf(
               `notifications are not delivered: a probe notified on ${channel} did not come back within ` +
               `${options.probeMs} ms (a connection pooler in transaction mode, such as PgBouncer's, does not keep ` +
               "LISTEN's session); what they would have told is read every " +
-              `${options.pollMs} ms instead, so it arrives late`,
+              `${options.pollMs} ms instead, so it arrives late. Set DATABASE_LISTEN_URL to the database at the ` +
+              "server's own address, or through a pooler in session mode, for this listener alone",
             channel,
           });
         }

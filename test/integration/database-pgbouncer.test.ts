@@ -142,9 +142,10 @@ async function alarmReachesStream(from: NestFastifyApplication, to: NestFastifyA
 // PgBouncer in transaction mode hands each transaction to any of its server connections. Before, the audit commit
 // thread's prepared INSERT was gone from the next transaction's session (SQLSTATE 26000): decisions were answered 503
 // "the audit trail cannot be written"; and the writer-id claim's session-level lock went back to the pool with its
-// session, so a second gateway with the same AUDIT_WRITER_ID was handed it and booted.
+// session, so a second gateway with the same AUDIT_WRITER_ID was handed it and booted; and LISTEN never hears a
+// notification there, with no setting to give the listener the server itself.
 describe('the gateway behind PgBouncer in transaction mode', { skip: SKIP }, () => {
-  const { setup, pair } = behindPgBouncer('transaction');
+  const { setup, gateway, pair } = behindPgBouncer('transaction');
 
   // First, while the pooler is quiet: it hands the twin's claim the server session that took gateway-a's (the one it
   // used last), where a session-level lock was taken again.
@@ -248,6 +249,18 @@ describe('the gateway behind PgBouncer in transaction mode', { skip: SKIP }, () 
       const { detail } = await alarmReachesStream(b.app, a.app, a.port);
       assert.equal(detail.notifications, 'not-delivered');
       assert.match(String(detail.why), /pooler in transaction mode/);
+      assert.match(String(detail.why), /DATABASE_LISTEN_URL/);
+    },
+  );
+
+  it(
+    'with DATABASE_LISTEN_URL at the server itself, notifications are delivered while the pool goes through PgBouncer',
+    { skip: DATASETS_SKIP },
+    async () => {
+      const [, b] = await pair();
+      const c = await gateway('gateway-c', { DATABASE_LISTEN_URL: setup.scratch!.url });
+      const { detail } = await alarmReachesStream(b.app, c.app, c.port);
+      assert.equal(detail.notifications, 'delivered');
     },
   );
 });

@@ -76,6 +76,25 @@ describe('configuration', () => {
     );
   });
 
+  it('takes DATABASE_LISTEN_URL beside DATABASE_URL, and refuses it alone or malformed without printing it', () => {
+    const url = 'postgres://u:s3cr3t@db:5432/x';
+    assert.equal(loadConfig({ DATABASE_URL: url, DATABASE_LISTEN_URL: url }).DATABASE_LISTEN_URL, url);
+    for (const env of [
+      { DATABASE_LISTEN_URL: url },
+      { DATABASE_URL: url, DATABASE_LISTEN_URL: 'mysql://u:s3cr3t@db' },
+    ]) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, /DATABASE_LISTEN_URL=\(secret\): .*(needs DATABASE_URL|postgres:\/\/)/);
+          assert.doesNotMatch(error.message, /s3cr3t/);
+          return true;
+        },
+      );
+    }
+  });
+
   it('refuses a DATABASE_URL or MQTT_URL whose port cannot be connected to, naming it without printing it', () => {
     for (const [key, url] of [
       ['MQTT_URL', 'mqtt://u:s3cr3t@127.0.0.1:99999'],

@@ -113,6 +113,8 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   private readonly stopping = new ReplaySubject<void>(1);
   private readonly stored: Observable<void> | undefined;
   private notifications: AlarmNotifications = 'not-listening';
+  /** Where the alarm listener connects: DATABASE_LISTEN_URL, or DATABASE_URL's pool's server when unset. */
+  private readonly listenUrl: string | undefined;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -122,6 +124,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   ) {
     this.budget = new DeadLetterBudget(config.MANUFACTURING_DEAD_LETTER_LIMIT);
     this.server = config.DATABASE_URL !== undefined;
+    this.listenUrl = config.DATABASE_LISTEN_URL;
     this.alarmInsert = alarmInsertSql(this.server, this.source);
     this.stored = this.server ? this.otherGatewaysAlarms() : undefined;
     // Informative, never "not ready": alarms not notified are still streamed, late (see otherGatewaysAlarms).
@@ -132,7 +135,9 @@ export class PlantRecordsRepository implements OnModuleDestroy {
           this.notifications === 'not-delivered'
             ? {
                 notifications: this.notifications,
-                why: 'a probe notified after LISTEN did not come back: a connection pooler in transaction mode?',
+                why:
+                  'a probe notified after LISTEN did not come back: a connection pooler in transaction mode? ' +
+                  'DATABASE_LISTEN_URL gives the listener the server itself, or a pooler in session mode',
                 instead: `the alarm streams read the stored alarms every ${LISTENER_DEFAULTS.pollMs} ms`,
               }
             : { notifications: this.notifications },
@@ -225,7 +230,7 @@ export class PlantRecordsRepository implements OnModuleDestroy {
   }
 
   private otherGatewaysAlarms(): Observable<void> {
-    const config = clientConfigOf(this.dataSource.options, 'alarm-listener');
+    const config = clientConfigOf(this.dataSource.options, 'alarm-listener', this.listenUrl);
     return notificationsOf({ ...config, keepAlive: true }, ALARMS_CHANNEL, this.logger).pipe(
       takeUntil(this.stopping),
       tap((notice) => (this.notifications = alarmNotificationsAfter(this.notifications, notice))),
