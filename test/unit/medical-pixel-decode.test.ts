@@ -216,6 +216,36 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     );
   });
 
+  it("refuses a frame whose codec throws a RangeError like a trapped one, not in the RangeError's words", async () => {
+    // A typed array over the codec's heap from a size a damaged stream left, or the codec's stack overflowing, is a
+    // RangeError: its JavaScript text ("Start offset 16 is outside the bounds of the buffer") reached the client.
+    const decodeRle = NativeCodecs.decodeRle.bind(NativeCodecs);
+    const released: string[] = [];
+    const release = NativeCodecs.release.bind(NativeCodecs);
+    NativeCodecs.decodeRle = () => new Uint8Array(new ArrayBuffer(8), 16, 4) as never;
+    NativeCodecs.release = () => {
+      released.push('released');
+      release();
+    };
+    try {
+      const refused = decodeRejection(dicomFile('MR_small_RLE.dcm'));
+      assert.equal(refused.reason, 'DECODE_FAILED');
+      assert.equal(refused.attribute, '(7FE0,0010) PixelData');
+      assert.equal(
+        refused.detail,
+        "frame 1 could not be decoded as RLE Lossless: the frame's data is not a valid RLE Lossless stream",
+      );
+      assert.deepEqual(released, ['released'], 'the codec instance is discarded, as after a trap');
+    } finally {
+      NativeCodecs.decodeRle = decodeRle;
+      NativeCodecs.release = release;
+      await initialisePixelCodecs();
+    }
+    const reference = Array.from(decodeFrame(parseDicomImage(dicomFile('MR_small.dcm'), LIMITS), 0).values);
+    const again = decodeFrame(parseDicomImage(dicomFile('MR_small_RLE.dcm'), LIMITS), 0);
+    assert.deepEqual(Array.from(again.values), reference);
+  });
+
   it('decodes after a WebAssembly trap, in a fresh codec heap', async () => {
     // Rows / Columns 8192 on a 64x64 JPEG 2000 frame trap OpenJPEG ("memory access out of bounds") when the
     // codec is called without the header check, growing the module's heap by the claimed frame.

@@ -317,7 +317,9 @@ export function runCodec(
         break;
     }
   } catch (error) {
-    if (error instanceof WebAssembly.RuntimeError) discardPoisonedCodecs();
+    // A RangeError is the codec's too: a WebAssembly stack overflow, or a typed array over its heap made from a
+    // pointer or size the damaged stream left; either way its state is no longer known.
+    if (error instanceof WebAssembly.RuntimeError || error instanceof RangeError) discardPoisonedCodecs();
     throw error;
   }
   const decoded = context.getDecodedBuffer();
@@ -369,7 +371,7 @@ function decodeStoredFrame(image: DicomImage, frame: number): StoredFrame {
     const syntax = info?.name ?? image.transferSyntaxUID;
     throw new DicomRejected(
       'DECODE_FAILED',
-      `frame ${frame + 1} could not be decoded as ${syntax}: ${codecFailure(error, syntax)}`,
+      `frame ${frame + 1} could not be decoded as ${syntax}: ${codecFailure(error, syntax, info?.codec === 'native')}`,
       attributeName('PixelData'),
     );
   }
@@ -377,10 +379,15 @@ function decodeStoredFrame(image: DicomImage, frame: number): StoredFrame {
 
 /**
  * Why a codec failed, in words for the sender. A WebAssembly trap's message ("unreachable", "memory access out of
- * bounds") names the machine's fault, not the frame's, and says nothing to a PACS; a codec's own message (libjpeg's
- * "Unsupported marker type 0xf7") is kept.
+ * bounds") or a RangeError's ("Start offset 16 is outside the bounds of the buffer", "Maximum call stack size
+ * exceeded") names the machine's fault, not the frame's, and says nothing to a PACS; a codec's own message
+ * (libjpeg's "Unsupported marker type 0xf7") is kept.
  */
-function codecFailure(error: unknown, syntax: string): string {
-  if (error instanceof WebAssembly.RuntimeError) return `the frame's data is not a valid ${syntax} stream`;
+function codecFailure(error: unknown, syntax: string, native: boolean): string {
+  if (error instanceof WebAssembly.RuntimeError || error instanceof RangeError) {
+    return native
+      ? `the frame's pixel data cannot be read to its end at ${syntax}'s sample size`
+      : `the frame's data is not a valid ${syntax} stream`;
+  }
   return error instanceof Error ? error.message : String(error);
 }
