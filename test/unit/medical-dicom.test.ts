@@ -438,18 +438,20 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     sequence.writeUInt32LE(0xfffffff0, 16);
     const longItem = rejection(Buffer.concat([file.subarray(0, pixels), sequence, file.subarray(pixels)]));
     assert.equal(longItem.reason, 'MALFORMED');
-    assert.match(
+    // Its sequence, item and bytes named, where dicom-parser's words were the reason ("... 'maxP osition'").
+    assert.equal(
       longItem.detail,
-      /^a sequence item's length runs past the end of the sequence or of the data that holds it \(/,
+      `the sequence (0008,1115) at byte ${pixels} cannot be read: its item at byte ${pixels + 12} has a length of 4294967280, which runs past the end of the data at byte ${file.length + 20}: the item's length is wrong, or the file is truncated`,
     );
+    assert.equal(longItem.attribute, '(0008,1115)');
   });
 
-  it("refuses an item of undefined length that the data ends inside, saying so, not in a TypeError's words", () => {
+  it("refuses an item of undefined length that the data ends inside, naming its sequence, not in a TypeError's words", () => {
     // Found in the sweep: "the data set cannot be parsed (TypeError: Cannot read properties of undefined (reading
-    // 'push'))", dicom-parser failing to record its own warning.
-    for (const [name, itemLength] of [
-      ['SC_rgb_jpeg_dcmtk.dcm', 58],
-      ['test-SR.dcm', 78],
+    // 'push'))", dicom-parser failing to record its own warning. The sequence is walked, not that text matched.
+    for (const [name, itemLength, sequence, within] of [
+      ['SC_rgb_jpeg_dcmtk.dcm', 58, '(0040,A170) at byte 820', '(0008,2112) at byte 694'],
+      ['test-SR.dcm', 78, '(0040,A088) at byte 1090', '(0040,A073) at byte 1008'],
     ] as const) {
       const file = Buffer.from(dicomFile(name));
       const item = file.indexOf(Buffer.from([0xfe, 0xff, 0x00, 0xe0, itemLength, 0, 0, 0]), 132);
@@ -459,11 +461,33 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
       assert.equal(refused.reason, 'MALFORMED', name);
       assert.equal(
         refused.detail,
-        'the data ends inside a sequence item or a sequence of undefined length (FFFFFFFFH): its Item Delimitation Item (FFFE,E00D) or Sequence Delimitation Item (FFFE,E0DD) is missing, or the file is truncated',
+        `the sequence ${sequence}, in the sequence ${within} cannot be read: its item of undefined length (FFFFFFFFH) at byte ${item} has no Item Delimitation Item (FFFE,E00D) before the data ends at byte ${file.length}: the delimiter is missing, or the file is truncated`,
         name,
       );
+      assert.equal(refused.attribute, within.slice(0, 11), name);
       assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
     }
+  });
+
+  it("refuses a sequence of a defined length under 8 naming it, not in dicom-parser's words", () => {
+    // Found in the sweep: test-SR's empty (0008,1111) one byte long was "the data set cannot be parsed
+    // (dicomParser.readSequenceItem: item tag (FFFE,E000) not found at offset 710)": the next element's header read
+    // as an item, at an offset 8 bytes past it.
+    for (const length of [1, 2, 7]) {
+      const refused = rejection(withValueLength(dicomFile('test-SR.dcm'), 'x00081111', length));
+      assert.equal(refused.reason, 'MALFORMED', `length ${length}`);
+      assert.equal(refused.attribute, '(0008,1111)', `length ${length}`);
+      assert.equal(
+        refused.detail,
+        `the sequence (0008,1111) at byte 690 cannot be read: its value length is ${length}, which cannot be: its value is items, each beginning with an 8-byte item header (FFFE,E000) (PS3.5 7.5), so it is 0 or at least 8 bytes long; this length is wrong, and the elements after it are read out of step`,
+      );
+    }
+    // Long enough for an item, but no item where its value begins: that tag and byte are named.
+    const refused = rejection(withValueLength(dicomFile('test-SR.dcm'), 'x00081111', 8));
+    assert.match(
+      refused.detail,
+      /^the sequence \(0008,1111\) at byte 690 cannot be read: at byte 702, where an Item \(FFFE,E000\) must begin \(PS3\.5 7\.5\), is the tag \([0-9A-F]{4},[0-9A-F]{4}\)/,
+    );
   });
 
   it('refuses a file nesting sequences deeper than the parser can recurse, saying so', () => {

@@ -57,6 +57,13 @@ export function attributeName(keyword: keyof typeof TAG): string {
   return `(${hex.slice(0, 4)},${hex.slice(4)}) ${keyword}`;
 }
 
+/** `x7fe00010` -> `(7FE0,0010)`, with its keyword where the gateway knows it. */
+export function tagName(tag: string): string {
+  const hex = tag.slice(1).toUpperCase();
+  const keyword = (Object.keys(TAG) as Array<keyof typeof TAG>).find((k) => TAG[k] === tag);
+  return `(${hex.slice(0, 4)},${hex.slice(4)})${keyword ? ` ${keyword}` : ''}`;
+}
+
 export const TS = {
   ImplicitLittle: '1.2.840.10008.1.2',
   ExplicitLittle: '1.2.840.10008.1.2.1',

@@ -4,6 +4,7 @@ import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
 import { type TextDecode, textDecoderFor } from './character-set.util';
 import { DicomRejected } from './dicom-rejected';
+import { sequenceRejection } from './dicom-sequence.util';
 import { isDicomUid } from './dicom-uid.util';
 import { PaletteLut, readPaletteLut } from './palette-lut.util';
 import {
@@ -12,6 +13,7 @@ import {
   nonImageKind,
   SUPPORTED_TRANSFER_SYNTAXES,
   TAG,
+  tagName,
   transferSyntaxName,
   TS,
 } from './dicom-dictionary';
@@ -377,13 +379,15 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
       : undefined;
     // Named by the file meta's UIDs: the data set that would name the instance is what failed.
     const partial = (error as { dataSet?: dicomParser.DataSet } | null)?.dataSet;
+    const stoppedAt = partial && whereParseStopped(partial, meta);
     const rejection =
       undefinedLength ??
       (partial &&
         (encapsulatedDefinedLength(partial, transferSyntaxUID) ??
           trailingBytesRejection(partial, transferSyntaxUID) ??
-          impossibleLengthRejection(partial, transferSyntaxUID))) ??
-      dataSetRejection(error);
+          impossibleLengthRejection(partial, transferSyntaxUID) ??
+          sequenceRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle))) ??
+      dataSetRejection(error, stoppedAt);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
   try {
@@ -776,15 +780,19 @@ function notAnElement(ds: dicomParser.DataSet, at: number, lastTag: string, expl
   return undefined;
 }
 
-/** `x7fe00010` -> `(7FE0,0010)`, with its keyword where the gateway knows it. */
-function tagName(tag: string): string {
-  const hex = tag.slice(1).toUpperCase();
-  const keyword = (Object.keys(TAG) as Array<keyof typeof TAG>).find((k) => TAG[k] === tag);
-  return `(${hex.slice(0, 4)},${hex.slice(4)})${keyword ? ` ${keyword}` : ''}`;
+/**
+ * Where dicom-parser stopped reading a data set it failed on: after the last top-level element it gave back, or at
+ * the data set's start. The element it was reading there is not among them (it records one once read whole).
+ */
+function whereParseStopped(partial: dicomParser.DataSet, meta: dicomParser.DataSet): number {
+  const ends = [...Object.values(meta.elements), ...Object.values(partial.elements)].map(
+    (element) => element.dataOffset + element.length,
+  );
+  return Math.max(...ends);
 }
 
 /** Why dicom-parser could not read the data set, as a refusal. */
-function dataSetRejection(error: unknown): DicomRejected {
+function dataSetRejection(error: unknown, stoppedAt?: number): DicomRejected {
   // The inflater's own refusals, thrown as they are or wrapped by dicom-parser.
   const inner = (error as { exception?: unknown } | null)?.exception ?? error;
   if (inner instanceof DicomRejected) return inner;
@@ -800,13 +808,11 @@ function dataSetRejection(error: unknown): DicomRejected {
       `a sequence item's length runs past the end of the sequence or of the data that holds it (${text})`,
     );
   }
-  if (/Cannot read properties of undefined \(reading 'push'\)/.test(text)) {
-    // dicom-parser's warning at the end of the data inside an item or a sequence of undefined length, pushed to a
-    // list it did not pass down: its TypeError was the refusal, "Cannot read properties of undefined (reading 'push')".
-    return new DicomRejected(
-      'MALFORMED',
-      'the data ends inside a sequence item or a sequence of undefined length (FFFFFFFFH): its Item Delimitation Item (FFFE,E00D) or Sequence Delimitation Item (FFFE,E0DD) is missing, or the file is truncated',
-    );
+  if (inner instanceof Error) {
+    // A JavaScript error of dicom-parser's own (a TypeError), where sequenceRejection found no fault to name: its
+    // text is the engine's, not the file's.
+    const where = stoppedAt === undefined ? '' : ` from byte ${stoppedAt}, the element there or one inside it`;
+    return new DicomRejected('MALFORMED', `the data set cannot be parsed${where}: its structure is damaged`);
   }
   const truncated = /overrun|past end|beyond|end of buffer/i.test(text);
   return new DicomRejected(

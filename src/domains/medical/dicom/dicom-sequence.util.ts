@@ -1,0 +1,191 @@
+import * as dicomParser from 'dicom-parser';
+import { DicomRejected } from './dicom-rejected';
+import { tagName } from './dicom-dictionary';
+
+const ITEM = 'xfffee000';
+const ITEM_DELIMITATION = 'xfffee00d';
+const SEQUENCE_DELIMITATION = 'xfffee0dd';
+const UNDEFINED_LENGTH = 0xffffffff;
+/** Explicit VRs whose header has a 4-byte length (PS3.5 7.1.2). */
+const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+/** Nesting walked before giving up (dicom-parser's own recursion refuses deeper files). */
+const MAX_DEPTH = 64;
+
+interface Header {
+  tag: string;
+  vr?: string;
+  length: number;
+  /** Where the header begins. */
+  at: number;
+  /** Where the value begins. */
+  dataOffset: number;
+}
+
+/** What is wrong inside a sequence, and in which sequence (the innermost) it is. */
+interface Fault {
+  sequence: Header;
+  why: string;
+}
+
+/**
+ * The refusal of a top-level sequence whose structure is broken, read from the element header at `position`: where
+ * dicom-parser stopped, the sequence it was reading is not in the data set it gave back. Its items are walked
+ * here, as PS3.5 7.5 lays them out, instead of reading dicom-parser's words for the fault: those were its own
+ * ("item tag (FFFE,E000) not found at offset 710"), or a TypeError of its own ("Cannot read properties of undefined
+ * (reading 'push')", a warning pushed to a list it had not passed down), whose text changes with the engine.
+ * Undefined where the element there is no sequence, or where its structure holds.
+ */
+export function sequenceRejection(
+  ds: dicomParser.DataSet,
+  position: number,
+  explicit: boolean,
+): DicomRejected | undefined {
+  const header = readHeader(ds, position, explicit);
+  if (!header || !isSequence(ds, header, explicit)) return undefined;
+  const fault = walkSequence(ds, header, explicit, 0);
+  if (typeof fault !== 'object') return undefined;
+  const within = fault.sequence.at === header.at ? '' : `, in the sequence ${tagName(header.tag)} at byte ${header.at}`;
+  return new DicomRejected(
+    'MALFORMED',
+    `the sequence ${tagName(fault.sequence.tag)} at byte ${fault.sequence.at}${within} cannot be read: ${fault.why}`,
+    tagName(header.tag),
+  );
+}
+
+function readHeader(ds: dicomParser.DataSet, at: number, explicit: boolean): Header | undefined {
+  const bytes = ds.byteArray;
+  const parser = ds.byteArrayParser;
+  if (at + 8 > bytes.length) return undefined;
+  const group = parser.readUint16(bytes, at);
+  const element = parser.readUint16(bytes, at + 2);
+  const tag = `x${group.toString(16).padStart(4, '0')}${element.toString(16).padStart(4, '0')}`;
+  if (!explicit || group === 0xfffe) return { tag, length: parser.readUint32(bytes, at + 4), at, dataOffset: at + 8 };
+  const vr = Buffer.from(bytes.subarray(at + 4, at + 6)).toString('latin1');
+  if (!LONG_VRS.has(vr)) return { tag, vr, length: parser.readUint16(bytes, at + 6), at, dataOffset: at + 8 };
+  if (at + 12 > bytes.length) return undefined;
+  return { tag, vr, length: parser.readUint32(bytes, at + 8), at, dataOffset: at + 12 };
+}
+
+function tagAt(ds: dicomParser.DataSet, at: number): string {
+  const parser = ds.byteArrayParser;
+  const group = parser.readUint16(ds.byteArray, at).toString(16).padStart(4, '0');
+  return `x${group}${parser
+    .readUint16(ds.byteArray, at + 2)
+    .toString(16)
+    .padStart(4, '0')}`;
+}
+
+/** As dicom-parser reads it: SQ in explicit VR; in implicit VR, an undefined length or a value that begins with an item. */
+function isSequence(ds: dicomParser.DataSet, header: Header, explicit: boolean): boolean {
+  if (explicit) return header.vr === 'SQ';
+  if (header.length === UNDEFINED_LENGTH) return true;
+  return header.dataOffset + 4 <= ds.byteArray.length && tagAt(ds, header.dataOffset) === ITEM;
+}
+
+/** Where a walk ended: the position after what it walked, the fault it found, or undefined where it gave up. */
+type Walk = number | Fault | undefined;
+
+/** Walks a sequence's items (PS3.5 7.5.1): the position after the sequence, or the first fault found. */
+function walkSequence(ds: dicomParser.DataSet, sequence: Header, explicit: boolean, depth: number): Walk {
+  if (depth > MAX_DEPTH) return undefined;
+  const size = ds.byteArray.length;
+  const defined = sequence.length !== UNDEFINED_LENGTH;
+  const end = defined ? sequence.dataOffset + sequence.length : size;
+  const fault = (why: string): Fault => ({ sequence, why });
+  if (defined && sequence.length > 0 && sequence.length < 8) {
+    return fault(
+      `its value length is ${sequence.length}, which cannot be: its value is items, each beginning with an 8-byte item header (FFFE,E000) (PS3.5 7.5), so it is 0 or at least 8 bytes long; this length is wrong, and the elements after it are read out of step`,
+    );
+  }
+  if (end > size) return undefined; // a sequence running past the data: the refusals of a truncated file name it
+  let at = sequence.dataOffset;
+  while (at < end) {
+    if (at + 8 > size) {
+      return fault(
+        `the data ends at byte ${size}, inside it, before its Sequence Delimitation Item (FFFE,E0DD): the delimiter is missing, or the file is truncated`,
+      );
+    }
+    const tag = tagAt(ds, at);
+    if (!defined && tag === SEQUENCE_DELIMITATION) return at + 8;
+    if (tag !== ITEM) {
+      const wanted = defined
+        ? 'an Item (FFFE,E000)'
+        : 'an Item (FFFE,E000) or its Sequence Delimitation Item (FFFE,E0DD)';
+      return fault(
+        `at byte ${at}, where ${wanted} must begin (PS3.5 7.5), is the tag ${tagName(tag)}: the sequence's length, or an item's length before it, is wrong`,
+      );
+    }
+    const item = readHeader(ds, at, false)!;
+    let next: Walk;
+    if (item.length === UNDEFINED_LENGTH) {
+      next = walkElements(ds, item.dataOffset, undefined, explicit, depth);
+      if (next === size) {
+        return fault(
+          `its item of undefined length (FFFFFFFFH) at byte ${at} has no Item Delimitation Item (FFFE,E00D) before the data ends at byte ${size}: the delimiter is missing, or the file is truncated`,
+        );
+      }
+    } else {
+      if (item.dataOffset + item.length > end) {
+        return fault(
+          `its item at byte ${at} has a length of ${item.length}, which runs past ${defined ? `the sequence's end at byte ${end}` : `the end of the data at byte ${size}`}: the item's length is wrong, or the file is truncated`,
+        );
+      }
+      next = walkElements(ds, item.dataOffset, item.dataOffset + item.length, explicit, depth);
+      if (typeof next === 'number') next = item.dataOffset + item.length;
+    }
+    if (typeof next !== 'number') return next;
+    at = next;
+  }
+  if (!defined) {
+    return fault(
+      `it has an undefined length (FFFFFFFFH), but the data ends at byte ${size} before its Sequence Delimitation Item (FFFE,E0DD): the delimiter is missing, or the file is truncated`,
+    );
+  }
+  return at === end
+    ? end
+    : fault(`its items end at byte ${at}, past its end at byte ${end}: its length, or an item's, is wrong`);
+}
+
+/**
+ * Walks an item's elements for the sequences among them: to `end` for an item of a defined length, else to its Item
+ * Delimitation Item, the position after which it gives (the end of the data where there is none).
+ */
+function walkElements(
+  ds: dicomParser.DataSet,
+  from: number,
+  end: number | undefined,
+  explicit: boolean,
+  depth: number,
+): Walk {
+  const size = ds.byteArray.length;
+  let at = from;
+  while (at < (end ?? size)) {
+    const header = readHeader(ds, at, explicit);
+    if (!header) return end ?? size;
+    if (end === undefined && header.tag === ITEM_DELIMITATION) return header.dataOffset;
+    if (isSequence(ds, header, explicit)) {
+      const next = walkSequence(ds, header, explicit, depth + 1);
+      if (typeof next !== 'number') return next;
+      at = next;
+    } else if (header.length === UNDEFINED_LENGTH) {
+      at = skipItems(ds, header.dataOffset); // encapsulated pixel data, or UN: items read past, not into
+    } else {
+      at = header.dataOffset + header.length;
+    }
+  }
+  return end ?? size;
+}
+
+/** The position after the Sequence Delimitation Item that ends items from `from` on, or the end of the data. */
+function skipItems(ds: dicomParser.DataSet, from: number): number {
+  const size = ds.byteArray.length;
+  let at = from;
+  while (at + 8 <= size) {
+    const tag = tagAt(ds, at);
+    if (tag === SEQUENCE_DELIMITATION) return at + 8;
+    const length = ds.byteArrayParser.readUint32(ds.byteArray, at + 4);
+    if (tag !== ITEM || length === UNDEFINED_LENGTH) return size;
+    at += 8 + length;
+  }
+  return size;
+}
