@@ -290,6 +290,33 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     assert.match(rejection(whole.subarray(0, whole.length - 2000)).detail, /^the file is truncated/);
   });
 
+  it('refuses a data set read out of step into bytes that run past its end naming the last element read in step, not as truncated', () => {
+    // Found in the fuzz sweep (the largest group of its damaged headers): a length put the elements after it out of
+    // step, one of them ran past the end of the data, and the refusal was "the file is truncated: an element runs past
+    // the end of the data (dicomParser:parseDicomDataSetExplicit: buffer overrun)", which it is not.
+    for (const [name, end, next] of [
+      ['MR_small.dcm', 458, '(0018,4955)'],
+      ['MR_small_bigendian.dcm', 474, '(0018,5549)'],
+    ] as const) {
+      const file = withValueLength(dicomFile(name), 'x00080016', 28);
+      const refused = rejection(file);
+      assert.equal(refused.reason, 'MALFORMED', name);
+      assert.equal(refused.attribute, '(0008,0016) SOPClassUID', name);
+      assert.equal(
+        refused.detail,
+        `the data set cannot be read past its element (0008,0016) SOPClassUID (VR UI, value length 28), which ends at byte ${end}: the bytes after it read as the element ${next}, which is no data element (it names no value representation), so that element's length or the header after it is damaged and the elements after it are read out of step (the file is not truncated)`,
+        name,
+      );
+      assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'), name);
+    }
+    // Each of MR_small's first elements two bytes long: never "truncated", never dicom-parser's words.
+    for (const element of Object.values(dicomParser.parseDicom(dicomFile('MR_small.dcm')).elements)) {
+      if (element.tag.startsWith('x0002') || element.dataOffset > 1000) continue;
+      const refused = rejection(withValueLength(dicomFile('MR_small.dcm'), element.tag, element.length + 2));
+      assert.doesNotMatch(refused.detail, /the file is truncated|dicomParser/, element.tag);
+    }
+  });
+
   it('refuses a whole file read to its end out of step by a length one byte short or long, naming the element', () => {
     // Found in the sweep: the elements read out of step after such a length can end where the data does, so the
     // parse succeeded without the elements they hid, and the refusal named one of those as missing, or the file was

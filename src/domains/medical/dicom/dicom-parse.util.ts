@@ -386,7 +386,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
         (encapsulatedDefinedLength(partial, transferSyntaxUID) ??
           trailingBytesRejection(partial, transferSyntaxUID) ??
           impossibleLengthRejection(partial, transferSyntaxUID) ??
-          sequenceRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle))) ??
+          sequenceRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??
+          readOutOfStepRejection(partial, transferSyntaxUID))) ??
       dataSetRejection(error, stoppedAt);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
@@ -699,6 +700,7 @@ function lengthsItCanHave(element: dicomParser.Element): number[] {
 /** Whether the data from `position` on is elements in step, their tags after `previousTag`, up to its very end. */
 function readsWholeFrom(ds: dicomParser.DataSet, position: number, previousTag: string, explicit: boolean): boolean {
   const size = ds.byteArray.length;
+  if (position >= size) return position === size; // dicom-parser's ByteStream throws a string from there on
   const stream = new dicomParser.ByteStream(ds.byteArrayParser, ds.byteArray, position);
   let previous = previousTag;
   try {
