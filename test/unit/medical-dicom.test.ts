@@ -317,6 +317,49 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     }
   });
 
+  it('refuses an element whose length runs past the end naming it, as a wrong length where the rest reads whole after its value', () => {
+    // Found in the fuzz sweep: a StudyInstanceUID of 13,376 bytes was "the file is truncated: an element runs past
+    // the end of the data (dicomParser:parseDicomDataSetExplicit: buffer overrun)" in explicit VR, and said truncated
+    // in implicit VR too, though the elements after its 42 bytes are all there.
+    for (const [name, at, vr] of [
+      ['MR_small.dcm', 1012, ' (VR UI)'],
+      ['MR_small_bigendian.dcm', 1028, ' (VR UI)'],
+      ['MR_small_implicit.dcm', 1026, ''],
+    ] as const) {
+      const file = dicomFile(name);
+      const wrong = rejection(withValueLength(file, 'x0020000d', 13376));
+      assert.equal(wrong.reason, 'MALFORMED', name);
+      assert.equal(wrong.attribute, '(0020,000D) StudyInstanceUID', name);
+      assert.equal(
+        wrong.detail,
+        `the element (0020,000D) StudyInstanceUID${vr} at byte ${at} has a value length of 13376, which runs past the end of the data (${file.length} bytes in all), but the elements from byte ${at + 42} on, 42 bytes into that value, read whole to the end: this length is wrong (the file is not truncated)`,
+        name,
+      );
+      // Cut inside that value: truncated, and the element named.
+      const cut = rejection(file.subarray(0, at + 10));
+      assert.equal(cut.attribute, '(0020,000D) StudyInstanceUID', name);
+      assert.equal(
+        cut.detail,
+        `the file is truncated: the element (0020,000D) StudyInstanceUID${vr} runs past the end of the data (42 bytes from byte ${at}, ${at + 10} bytes in all)`,
+        name,
+      );
+    }
+  });
+
+  it('refuses an element that runs past the end of its sequence item naming the sequence and the element, not as truncated', () => {
+    // SC_rgb's (0008,2112) holds one item of 184 bytes; its (0008,1150) claiming 256 ran past it, and the refusal
+    // was dicom-parser's "buffer overrun", said to be the file's truncation.
+    const file = Buffer.from(dicomFile('SC_rgb_jpeg_dcmtk.dcm'));
+    assert.equal(file.toString('latin1', 714, 720), '\x08\x00P\x11UI');
+    file.writeUInt16LE(256, 720);
+    const refused = rejection(file);
+    assert.equal(refused.attribute, '(0008,2112)');
+    assert.equal(
+      refused.detail,
+      "the sequence (0008,2112) at byte 694 cannot be read: the element (0008,1150) at byte 714, in its item that ends at byte 898, has a value length of 256, which runs past that item's end: this length, or the item's, is wrong",
+    );
+  });
+
   it('refuses a whole file read to its end out of step by a length one byte short or long, naming the element', () => {
     // Found in the sweep: the elements read out of step after such a length can end where the data does, so the
     // parse succeeded without the elements they hid, and the refusal named one of those as missing, or the file was

@@ -387,7 +387,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
           trailingBytesRejection(partial, transferSyntaxUID) ??
           impossibleLengthRejection(partial, transferSyntaxUID) ??
           sequenceRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??
-          readOutOfStepRejection(partial, transferSyntaxUID))) ??
+          readOutOfStepRejection(partial, transferSyntaxUID) ??
+          overrunRejection(partial, transferSyntaxUID))) ??
       dataSetRejection(error, stoppedAt);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
@@ -503,6 +504,7 @@ function throwOnOverrun(ds: dicomParser.DataSet, transferSyntaxUID: string): voi
   throw (
     trailingBytesRejection(ds, transferSyntaxUID) ??
     impossibleLengthRejection(ds, transferSyntaxUID) ??
+    overrunRejection(ds, transferSyntaxUID) ??
     new DicomRejected(
       'MALFORMED',
       `the file is truncated: the element ${tagName(overrun.tag)} runs past the end of the data (${overrun.length} bytes from byte ${overrun.dataOffset}, ${size} bytes in all)`,
@@ -663,6 +665,90 @@ function readOutOfStepRejection(ds: dicomParser.DataSet, transferSyntaxUID: stri
     `the data set cannot be read past its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}, value length ${last.length}), which ends at byte ${last.dataOffset + last.length}: the bytes after it read as the element ${tagName(next.tag)}, which is no data element (${why}), so that element's length or the header after it is damaged and the elements after it are read out of step (the file is not truncated)`,
     tagName(last.tag),
   );
+}
+
+/** Positions tried by overrunRejection for where the elements after a length read whole: each costs such a reading. */
+const MAX_RESUME_CANDIDATES = 16;
+/** How far into an element's claimed value overrunRejection looks for the element after it. */
+const MAX_RESUME_SEARCH_BYTES = 64 * 1024;
+
+/**
+ * The refusal of a data set read in step up to an element, a data element, whose value runs past the end of the
+ * data: dicom-parser's "buffer overrun" was the reason ("the file is truncated: an element runs past the end of the
+ * data (dicomParser:parseDicomDataSetExplicit: buffer overrun)"), naming neither the element nor where. Where the
+ * elements read whole to the end from a position inside the value it claims, its length is wrong and the file is not
+ * truncated: a UI of 13,376 bytes whose 64 bytes are followed by the rest of the data set. Else the file is
+ * truncated inside it. Undefined where no element read in step runs past the end.
+ */
+function overrunRejection(ds: dicomParser.DataSet, transferSyntaxUID: string): DicomRejected | undefined {
+  const explicit = transferSyntaxUID !== TS.ImplicitLittle;
+  const size = ds.byteArray.length;
+  const { last, next } = readInStep(ds, explicit);
+  if (!next || notADataElement(next, explicit)) return undefined;
+  if (last && next.tag <= last.tag) return outOfOrderOverrun(ds, last, next);
+  if (next.dataOffset + next.length <= size) return undefined;
+  const where = `${tagName(next.tag)}${next.vr ? ` (VR ${next.vr})` : ''}`;
+  if (next.tag === TAG.PixelData && next.hadUndefinedLength) {
+    return new DicomRejected(
+      'MALFORMED',
+      `the file is truncated: the encapsulated ${where} from byte ${next.dataOffset} runs past the end of the data (${size} bytes in all): a fragment's length runs past it, or its Sequence Delimitation Item (FFFE,E0DD) is missing`,
+      tagName(next.tag),
+    );
+  }
+  const resumes = resumePosition(ds, next, explicit);
+  if (resumes !== undefined) {
+    return new DicomRejected(
+      'MALFORMED',
+      `the element ${where} at byte ${next.dataOffset} has a value length of ${next.length}, which runs past the end of the data (${size} bytes in all), but the elements from byte ${resumes} on, ${resumes - next.dataOffset} bytes into that value, read whole to the end: this length is wrong (the file is not truncated)`,
+      tagName(next.tag),
+    );
+  }
+  return new DicomRejected(
+    'MALFORMED',
+    `the file is truncated: the element ${where} runs past the end of the data (${next.length} bytes from byte ${next.dataOffset}, ${size} bytes in all)`,
+    tagName(next.tag),
+  );
+}
+
+/**
+ * The refusal of a data set whose elements stop following in tag order before one runs past the end of the data: a
+ * chunk repeated, or a length that put them out of step onto elements of another tag. Undefined where none runs past.
+ */
+function outOfOrderOverrun(
+  ds: dicomParser.DataSet,
+  last: dicomParser.Element,
+  next: dicomParser.Element,
+): DicomRejected | undefined {
+  const size = ds.byteArray.length;
+  const overrun = Object.values(ds.elements).find((element) => element.dataOffset + element.length > size);
+  if (!overrun) return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `the data set cannot be read past its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}, value length ${last.length}), which ends at byte ${last.dataOffset + last.length}: the element after it, ${tagName(next.tag)} at byte ${next.dataOffset}, does not follow it in tag order (PS3.5 7.1), and the element ${tagName(overrun.tag)} read at byte ${overrun.dataOffset} runs past the end of the data (${size} bytes in all): bytes are repeated there, or a length before them is wrong and the elements after it are read out of step`,
+    tagName(last.tag),
+  );
+}
+
+/** The first position inside an element's claimed value from which the elements after it read whole to the end. */
+function resumePosition(ds: dicomParser.DataSet, element: dicomParser.Element, explicit: boolean): number | undefined {
+  const size = ds.byteArray.length;
+  const end = Math.min(size - 8, element.dataOffset + MAX_RESUME_SEARCH_BYTES);
+  let tries = 0;
+  for (let at = element.dataOffset; at <= end && tries < MAX_RESUME_CANDIDATES; at++) {
+    // Only where an element after this one can begin: its tag after this one's, its VR one (explicit VR).
+    const group = ds.byteArrayParser.readUint16(ds.byteArray, at);
+    const number = ds.byteArrayParser.readUint16(ds.byteArray, at + 2);
+    const tag = `x${group.toString(16).padStart(4, '0')}${number.toString(16).padStart(4, '0')}`;
+    if (tag <= element.tag || GROUPS_OF_NO_ELEMENT.has(tag.slice(1, 5))) continue;
+    if (explicit && !VALUE_REPRESENTATIONS.has(Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1'))) {
+      continue;
+    }
+    // Implicit VR names no VR: a length that fits the data is what a text value's bytes seldom make.
+    if (!explicit && at + 8 + ds.byteArrayParser.readUint32(ds.byteArray, at + 4) > size) continue;
+    tries++;
+    if (readsWholeFrom(ds, at, element.tag, explicit)) return at;
+  }
+  return undefined;
 }
 
 /** Elements of an impossible length tried by firstWrongLength: each costs a reading of the rest of the data set. */

@@ -118,7 +118,7 @@ function walkSequence(ds: dicomParser.DataSet, sequence: Header, explicit: boole
     const item = readHeader(ds, at, false)!;
     let next: Walk;
     if (item.length === UNDEFINED_LENGTH) {
-      next = walkElements(ds, item.dataOffset, undefined, explicit, depth);
+      next = walkElements(ds, sequence, item.dataOffset, undefined, explicit, depth);
       if (next === size) {
         return fault(
           `its item of undefined length (FFFFFFFFH) at byte ${at} has no Item Delimitation Item (FFFE,E00D) before the data ends at byte ${size}: the delimiter is missing, or the file is truncated`,
@@ -130,7 +130,7 @@ function walkSequence(ds: dicomParser.DataSet, sequence: Header, explicit: boole
           `its item at byte ${at} has a length of ${item.length}, which runs past ${defined ? `the sequence's end at byte ${end}` : `the end of the data at byte ${size}`}: the item's length is wrong, or the file is truncated`,
         );
       }
-      next = walkElements(ds, item.dataOffset, item.dataOffset + item.length, explicit, depth);
+      next = walkElements(ds, sequence, item.dataOffset, item.dataOffset + item.length, explicit, depth);
       if (typeof next === 'number') next = item.dataOffset + item.length;
     }
     if (typeof next !== 'number') return next;
@@ -152,6 +152,7 @@ function walkSequence(ds: dicomParser.DataSet, sequence: Header, explicit: boole
  */
 function walkElements(
   ds: dicomParser.DataSet,
+  sequence: Header,
   from: number,
   end: number | undefined,
   explicit: boolean,
@@ -170,6 +171,12 @@ function walkElements(
     } else if (header.length === UNDEFINED_LENGTH) {
       at = skipItems(ds, header.dataOffset); // encapsulated pixel data, or UN: items read past, not into
     } else {
+      if (end !== undefined && header.dataOffset + header.length > end) {
+        return {
+          sequence,
+          why: `the element ${tagName(header.tag)} at byte ${header.at}, in its item that ends at byte ${end}, has a value length of ${header.length}, which runs past that item's end: this length, or the item's, is wrong`,
+        };
+      }
       at = header.dataOffset + header.length;
     }
   }
