@@ -360,6 +360,29 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     );
   });
 
+  it('refuses a file meta element that runs past the end of the data naming it, not in a ByteStream string', () => {
+    // Found in the fuzz sweep: (0002,0012) or (0002,0013) of a length past the end, read after the transfer syntax,
+    // put the data set's start past the end of the data, and the refusal was "the data set cannot be parsed
+    // (dicomParser.ByteStream: parameter 'position' cannot be greater than or equal to 'byteArray' length)".
+    const file = Buffer.from(dicomFile('MR_small.dcm'));
+    assert.equal(file.toString('latin1', 274, 280), '\x02\x00\x12\x00UI');
+    file.writeUInt16LE(0x3000, 280);
+    const refused = rejection(file);
+    assert.equal(refused.reason, 'MALFORMED');
+    assert.equal(refused.attribute, '(0002,0012)');
+    assert.equal(
+      refused.detail,
+      "the file meta information cannot be read: its element (0002,0012) (VR UI) at byte 282 has a value length of 12288, which runs past the end of the data (9830 bytes in all), where its group length (0002,0000) gives its end at byte 334: that element's length or VR is wrong (the file is not truncated)",
+    );
+    assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'));
+    // The file cut inside that element's value is truncated inside its file meta.
+    const cut = rejection(dicomFile('MR_small.dcm').subarray(0, 290));
+    assert.equal(
+      cut.detail,
+      'the file is truncated: it ends at byte 290, inside the file meta information, which its group length (0002,0000) gives to end at byte 334',
+    );
+  });
+
   it('refuses a whole file read to its end out of step by a length one byte short or long, naming the element', () => {
     // Found in the sweep: the elements read out of step after such a length can end where the data does, so the
     // parse succeeded without the elements they hid, and the refusal named one of those as missing, or the file was

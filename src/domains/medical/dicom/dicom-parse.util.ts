@@ -154,6 +154,8 @@ function readFileMeta(bytes: Uint8Array): { transferSyntaxUID: string; meta: dic
           attributeName('TransferSyntaxUID'),
         ),
     );
+  const overrun = metaOverrun(meta);
+  if (overrun) throw named(overrun);
   if (!SUPPORTED_TRANSFER_SYNTAXES.has(ts)) {
     throw named(
       new DicomRejected(
@@ -194,6 +196,34 @@ function metaOutOfStep(meta: dicomParser.DataSet): DicomRejected | undefined {
   return new DicomRejected(
     'MALFORMED',
     `the file meta information cannot be read past its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}, value length ${last.length}), which ends at byte ${lastEnd}, where its group length (0002,0000) gives its end at byte ${end}: that element's length or VR is wrong, or one before it, and the elements after it are read out of step, so (0002,0010) TransferSyntaxUID is not found`,
+    tagName(last.tag),
+  );
+}
+
+/**
+ * The refusal of a file meta whose last element read runs past the end of the data, its transfer syntax read before
+ * it: the data set would begin past the end, and dicom-parser's ByteStream threw its string ("parameter 'position'
+ * cannot be greater than or equal to 'byteArray' length"), which was the reason. Where the group length (0002,0000)
+ * ends the file meta inside the data, the file is not truncated: that element's length or VR is wrong.
+ */
+function metaOverrun(meta: dicomParser.DataSet): DicomRejected | undefined {
+  const size = meta.byteArray.length;
+  const elements = Object.values(meta.elements);
+  const last = elements.reduce((a, b) => (b.dataOffset + b.length > a.dataOffset + a.length ? b : a));
+  if (last.dataOffset + last.length <= size) return undefined;
+  const groupLength = meta.elements['x00020000'];
+  const end =
+    groupLength?.length === 4 && groupLength.dataOffset + 4 <= size
+      ? groupLength.dataOffset + 4 + meta.uint32('x00020000')!
+      : undefined;
+  if (end !== undefined && end >= size) return truncatedInMeta(size, end);
+  const why =
+    end !== undefined
+      ? `, where its group length (0002,0000) gives its end at byte ${end}: that element's length or VR is wrong (the file is not truncated)`
+      : ": that element's length or VR is wrong, or the file is truncated";
+  return new DicomRejected(
+    'MALFORMED',
+    `the file meta information cannot be read: its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}) at byte ${last.dataOffset} has a value length of ${last.length}, which runs past the end of the data (${size} bytes in all)${why}`,
     tagName(last.tag),
   );
 }
