@@ -383,6 +383,38 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     );
   });
 
+  it("refuses a file cut inside an element's header as truncated there, naming the byte and the element, not in dicom-parser's words", () => {
+    // Found in the fuzz sweep: "the file is truncated: an element runs past the end of the data
+    // (littleEndianByteArrayParser.readUint16: attempt to read past end of buffer)", and "the file meta information
+    // cannot be read (dicomParser.readFixedString: attempt to read past end of buffer)" for a cut inside the file meta.
+    for (const [name, at, header] of [
+      ['MR_small.dcm', 1488, '12-byte '],
+      ['MR_small_bigendian.dcm', 1504, '12-byte '],
+      ['MR_small_implicit.dcm', 1502, '8-byte '],
+    ] as const) {
+      const file = dicomFile(name);
+      const inLength = rejection(file.subarray(0, at + 7));
+      assert.equal(inLength.attribute, '(7FE0,0010) PixelData', name);
+      assert.equal(
+        inLength.detail,
+        `the file is truncated: it ends at byte ${at + 7}, inside the ${header}header of the element (7FE0,0010) PixelData at byte ${at}`,
+        name,
+      );
+      const inTag = rejection(file.subarray(0, at + 2));
+      assert.equal(
+        inTag.detail,
+        `the file is truncated: it ends at byte ${at + 2}, inside the ${name.includes('implicit') ? header : ''}header of the element at byte ${at}`,
+        name,
+      );
+    }
+    for (const cut of [149, 155]) {
+      assert.equal(
+        rejection(dicomFile('MR_small.dcm').subarray(0, cut)).detail,
+        `the file is truncated: it ends at byte ${cut}, inside the file meta information, which its group length (0002,0000) gives to end at byte 334`,
+      );
+    }
+  });
+
   it('refuses a whole file read to its end out of step by a length one byte short or long, naming the element', () => {
     // Found in the sweep: the elements read out of step after such a length can end where the data does, so the
     // parse succeeded without the elements they hid, and the refusal named one of those as missing, or the file was

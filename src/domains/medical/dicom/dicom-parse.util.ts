@@ -141,7 +141,7 @@ function readFileMeta(bytes: Uint8Array): { transferSyntaxUID: string; meta: dic
         "not a DICOM Part 10 file: no 'DICM' prefix at byte 128 (the file meta information is missing)",
       );
     }
-    throw new DicomRejected('MALFORMED', `the file meta information cannot be read (${text})`);
+    throw cutInMeta(bytes) ?? new DicomRejected('MALFORMED', `the file meta information cannot be read (${text})`);
   }
   const ts = safeString(meta, TAG.TransferSyntaxUID);
   const named = (rejection: DicomRejected): DicomRejected => rejection.withSop(...metaSop(meta));
@@ -225,6 +225,42 @@ function metaOverrun(meta: dicomParser.DataSet): DicomRejected | undefined {
     'MALFORMED',
     `the file meta information cannot be read: its element ${tagName(last.tag)} (VR ${last.vr ?? 'unknown'}) at byte ${last.dataOffset} has a value length of ${last.length}, which runs past the end of the data (${size} bytes in all)${why}`,
     tagName(last.tag),
+  );
+}
+
+/**
+ * The refusal of a file cut inside its file meta, read from its group length (0002,0000), the first element after
+ * 'DICM' (PS3.10 7.1), where dicom-parser threw its string past the end of the data ("attempt to read past end of
+ * buffer"). Undefined where that group length is not there to tell.
+ */
+function cutInMeta(bytes: Uint8Array): DicomRejected | undefined {
+  if (bytes.length < 144) return undefined;
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.readUInt32LE(132) !== 0x00000002 || view.toString('latin1', 136, 138) !== 'UL') return undefined;
+  const end = 144 + view.readUInt32LE(140);
+  return end > bytes.length ? truncatedInMeta(bytes.length, end) : undefined;
+}
+
+/** The refusal of a data set cut inside the header of the element at `at`, where dicom-parser threw its string. */
+function cutInHeader(ds: dicomParser.DataSet, at: number, explicit: boolean): DicomRejected | undefined {
+  const size = ds.byteArray.length;
+  const vr = explicit && at + 6 <= size ? Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1') : '';
+  const headerBytes = PARSER_LONG_VRS.has(vr) || LONG_VRS_PARSER_MISSES.has(vr) ? 12 : 8;
+  if (at >= size || at + headerBytes <= size) return undefined;
+  // Its size is known where its VR is (explicit VR) or needed none (implicit VR).
+  const known = !explicit || vr !== '' ? `${headerBytes}-byte ` : '';
+  const parser = ds.byteArrayParser;
+  const tag =
+    at + 4 <= size
+      ? `x${parser.readUint16(ds.byteArray, at).toString(16).padStart(4, '0')}${parser
+          .readUint16(ds.byteArray, at + 2)
+          .toString(16)
+          .padStart(4, '0')}`
+      : undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `the file is truncated: it ends at byte ${size}, inside the ${known}header of the element ${tag ? `${tagName(tag)} ` : ''}at byte ${at}`,
+    tag && tagName(tag),
   );
 }
 
@@ -418,7 +454,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
           impossibleLengthRejection(partial, transferSyntaxUID) ??
           sequenceRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??
           readOutOfStepRejection(partial, transferSyntaxUID) ??
-          overrunRejection(partial, transferSyntaxUID))) ??
+          overrunRejection(partial, transferSyntaxUID) ??
+          cutInHeader(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle))) ??
       dataSetRejection(error, stoppedAt);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
