@@ -415,6 +415,23 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     }
   });
 
+  it("refuses a data set whose first element is no data element naming the file meta's last element, not as truncated", () => {
+    // Found in the fuzz sweep: a file meta element's damaged length put the data set's start inside its value or past
+    // it, the bytes there read as an element that ran past the end, and the refusal was "the file is truncated: an
+    // element runs past the end of the data (dicomParser:parseDicomDataSetExplicit: buffer overrun)".
+    const file = Buffer.from(dicomFile('MR_small.dcm'));
+    assert.equal(file.toString('latin1', 274, 280), '\x02\x00\x12\x00UI');
+    file.writeUInt16LE(10, 280); // (0002,0012) ImplementationClassUID, 18 bytes, said to be 10
+    const refused = rejection(file);
+    assert.equal(refused.reason, 'MALFORMED');
+    assert.equal(refused.attribute, '(0002,0012)');
+    assert.equal(
+      refused.detail,
+      "the data set cannot be read from its start at byte 292, where the file meta information's last element (0002,0012) (VR UI, value length 10) ends; its group length (0002,0000) gives the file meta's end at byte 334: the bytes there read as the element (2E31,3935), which is no data element (it names no value representation), so that file meta element's length or the data set's first header is wrong",
+    );
+    assert.equal(refused.sop?.instanceUID, uidOf(file, '00020003'));
+  });
+
   it('refuses a whole file read to its end out of step by a length one byte short or long, naming the element', () => {
     // Found in the sweep: the elements read out of step after such a length can end where the data does, so the
     // parse succeeded without the elements they hid, and the refusal named one of those as missing, or the file was

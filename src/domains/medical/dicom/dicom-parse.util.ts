@@ -455,7 +455,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
           sequenceRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??
           readOutOfStepRejection(partial, transferSyntaxUID) ??
           overrunRejection(partial, transferSyntaxUID) ??
-          cutInHeader(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle))) ??
+          cutInHeader(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??
+          firstElementRejection(partial, meta, transferSyntaxUID))) ??
       dataSetRejection(error, stoppedAt);
     throw rejection.withSop(metaClassUID, metaInstanceUID);
   }
@@ -933,6 +934,33 @@ function notAnElement(ds: dicomParser.DataSet, at: number, lastTag: string, expl
   const vr = Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1');
   if (explicit && !VALUE_REPRESENTATIONS.has(vr)) return 'they name no value representation';
   return undefined;
+}
+
+/**
+ * The refusal of a data set whose very first element is no data element, where dicom-parser read on into an element
+ * past the end of the data: the data set begins where the file meta's elements end, so a damaged length of the last
+ * of them, or a damaged first header, misplaces it. readOutOfStepRejection needs an element read in step to name.
+ */
+function firstElementRejection(
+  ds: dicomParser.DataSet,
+  meta: dicomParser.DataSet,
+  transferSyntaxUID: string,
+): DicomRejected | undefined {
+  const explicit = transferSyntaxUID !== TS.ImplicitLittle;
+  const { last, next } = readInStep(ds, explicit);
+  const why = next && notADataElement(next, explicit);
+  if (last || !next || !why) return undefined;
+  const start = Math.max(...Object.values(meta.elements).map((element) => element.dataOffset + element.length));
+  const metaLast = Object.values(meta.elements).find((element) => element.dataOffset + element.length === start)!;
+  const groupLength = meta.elements['x00020000'];
+  const end = groupLength?.length === 4 ? groupLength.dataOffset + 4 + meta.uint32('x00020000')! : undefined;
+  const gives =
+    end !== undefined && end !== start ? `; its group length (0002,0000) gives the file meta's end at byte ${end}` : '';
+  return new DicomRejected(
+    'MALFORMED',
+    `the data set cannot be read from its start at byte ${start}, where the file meta information's last element ${tagName(metaLast.tag)} (VR ${metaLast.vr ?? 'unknown'}, value length ${metaLast.length}) ends${gives}: the bytes there read as the element ${tagName(next.tag)}, which is no data element (${why}), so that file meta element's length or the data set's first header is wrong`,
+    tagName(metaLast.tag),
+  );
 }
 
 /**
