@@ -611,6 +611,35 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     }
   });
 
+  it("refuses a sequence whose items go wrong past its length, after another of undefined length, or cut, naming it, not in dicom-parser's words", () => {
+    // Found in the fuzz sweep, each "the data set cannot be parsed (dicomParser.readSequenceItem: item tag (FFFE,E000)
+    // not found at offset ...)" or "... (dicomParser.parseDicomDataSetExplicit: invalid value for parameter 'maxP
+    // osition')". SC_rgb's (0008,9215) at byte 898, of 60 bytes, claims 13,172,796.
+    const long = Buffer.from(dicomFile('SC_rgb_jpeg_dcmtk.dcm'));
+    assert.equal(long.toString('latin1', 898, 904), '\x08\x00\x15\x92SQ');
+    long.writeUInt32LE(0x00c9003c, 906);
+    assert.equal(
+      rejection(long).detail,
+      "the sequence (0008,9215) at byte 898 cannot be read: at byte 970, where an Item (FFFE,E000) must begin (PS3.5 7.5), is the tag (0010,0010) PatientName: the sequence's length (13172796, past the end of the data at byte 3424), or an item's length before it, is wrong",
+    );
+    // JPEG-lossy's (0008,9215), of undefined length, follows (0008,2112), of undefined length too: its first item's
+    // tag damaged. Where the parse stopped is after (0008,2112)'s delimiter, which its length does not count.
+    const lossy = Buffer.from(dicomFile('JPEG-lossy.dcm'));
+    assert.equal(lossy.toString('latin1', 1070, 1076), '\x08\x00\x15\x92SQ');
+    lossy.writeUInt16LE(0xffff, 1084);
+    const item = rejection(lossy);
+    assert.equal(item.attribute, '(0008,9215)');
+    assert.equal(
+      item.detail,
+      "the sequence (0008,9215) at byte 1070 cannot be read: at byte 1082, where an Item (FFFE,E000) or its Sequence Delimitation Item (FFFE,E0DD) must begin (PS3.5 7.5), is the tag (FFFE,FFFF): the sequence's length, or an item's length before it, is wrong",
+    );
+    // Cut inside the item of SC_rgb's (0008,2112).
+    assert.equal(
+      rejection(dicomFile('SC_rgb_jpeg_dcmtk.dcm').subarray(0, 881)).detail,
+      "the sequence (0008,2112) at byte 694 cannot be read: its item at byte 706 has a length of 184, which runs past the end of the data at byte 881: the item's length is wrong, or the file is truncated",
+    );
+  });
+
   it("refuses a sequence of a defined length under 8 naming it, not in dicom-parser's words", () => {
     // Found in the sweep: test-SR's empty (0008,1111) one byte long was "the data set cannot be parsed
     // (dicomParser.readSequenceItem: item tag (FFFE,E000) not found at offset 710)": the next element's header read

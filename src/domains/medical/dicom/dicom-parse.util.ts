@@ -968,8 +968,9 @@ function firstElementRejection(
  * the data set's start. The element it was reading there is not among them (it records one once read whole).
  */
 function whereParseStopped(partial: dicomParser.DataSet, meta: dicomParser.DataSet): number {
+  // dicom-parser gives an element read to its delimiter the length before that 8-byte delimiter.
   const ends = [...Object.values(meta.elements), ...Object.values(partial.elements)].map(
-    (element) => element.dataOffset + element.length,
+    (element) => element.dataOffset + element.length + (element.hadUndefinedLength ? 8 : 0),
   );
   return Math.max(...ends);
 }

@@ -97,12 +97,15 @@ function walkSequence(ds: dicomParser.DataSet, sequence: Header, explicit: boole
       `its value length is ${sequence.length}, which cannot be: its value is items, each beginning with an 8-byte item header (FFFE,E000) (PS3.5 7.5), so it is 0 or at least 8 bytes long; this length is wrong, and the elements after it are read out of step`,
     );
   }
-  if (end > size) return undefined; // a sequence running past the data: the refusals of a truncated file name it
+  // A defined length past the end of the data: its items are walked to the first that shows which is wrong.
+  const pastEnd = defined && end > size ? ` (${sequence.length}, past the end of the data at byte ${size})` : '';
   let at = sequence.dataOffset;
   while (at < end) {
     if (at + 8 > size) {
       return fault(
-        `the data ends at byte ${size}, inside it, before its Sequence Delimitation Item (FFFE,E0DD): the delimiter is missing, or the file is truncated`,
+        defined
+          ? `its value length of ${sequence.length} runs past the end of the data at byte ${size}: the file is truncated, or this length is wrong`
+          : `the data ends at byte ${size}, inside it, before its Sequence Delimitation Item (FFFE,E0DD): the delimiter is missing, or the file is truncated`,
       );
     }
     const tag = tagAt(ds, at);
@@ -112,7 +115,7 @@ function walkSequence(ds: dicomParser.DataSet, sequence: Header, explicit: boole
         ? 'an Item (FFFE,E000)'
         : 'an Item (FFFE,E000) or its Sequence Delimitation Item (FFFE,E0DD)';
       return fault(
-        `at byte ${at}, where ${wanted} must begin (PS3.5 7.5), is the tag ${tagName(tag)}: the sequence's length, or an item's length before it, is wrong`,
+        `at byte ${at}, where ${wanted} must begin (PS3.5 7.5), is the tag ${tagName(tag)}: the sequence's length${pastEnd}, or an item's length before it, is wrong`,
       );
     }
     const item = readHeader(ds, at, false)!;
@@ -125,9 +128,14 @@ function walkSequence(ds: dicomParser.DataSet, sequence: Header, explicit: boole
         );
       }
     } else {
-      if (item.dataOffset + item.length > end) {
+      const itemEnd = item.dataOffset + item.length;
+      if (itemEnd > end || itemEnd > size) {
+        const past =
+          defined && itemEnd > end && end <= size
+            ? `its sequence's end at byte ${end}`
+            : `the end of the data at byte ${size}`;
         return fault(
-          `its item at byte ${at} has a length of ${item.length}, which runs past ${defined ? `the sequence's end at byte ${end}` : `the end of the data at byte ${size}`}: the item's length is wrong, or the file is truncated`,
+          `its item at byte ${at} has a length of ${item.length}, which runs past ${past}: the item's length is wrong, or the file is truncated`,
         );
       }
       next = walkElements(ds, sequence, item.dataOffset, item.dataOffset + item.length, explicit, depth);
