@@ -640,6 +640,21 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     );
   });
 
+  it("refuses encapsulated pixel data that does not begin with an item naming it and the tag found, not in dicom-parser's words", () => {
+    // Found in the fuzz sweep: "the data set cannot be parsed (dicomParser.findEndOfEncapsulatedElement: basic offset
+    // table not found)".
+    const file = Buffer.from(dicomFile('MR_small_jp2klossless.dcm'));
+    assert.equal(file.readUInt32LE(1532), 0xe000fffe);
+    file.writeUInt16LE(0xffe8, 1532);
+    const refused = rejection(file);
+    assert.equal(refused.reason, 'MALFORMED');
+    assert.equal(refused.attribute, '(7FE0,0010) PixelData');
+    assert.equal(
+      refused.detail,
+      "(7FE0,0010) PixelData at byte 1520 has an undefined length (FFFFFFFFH), so is encapsulated, but its value at byte 1532 begins with the tag (FFE8,E000), where the Item (FFFE,E000) of its Basic Offset Table must be (PS3.5 A.4): the pixel data's header or its first item is damaged",
+    );
+  });
+
   it("refuses a sequence of a defined length under 8 naming it, not in dicom-parser's words", () => {
     // Found in the sweep: test-SR's empty (0008,1111) one byte long was "the data set cannot be parsed
     // (dicomParser.readSequenceItem: item tag (FFFE,E000) not found at offset 710)": the next element's header read

@@ -4,7 +4,7 @@ import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
 import { type TextDecode, textDecoderFor } from './character-set.util';
 import { DicomRejected } from './dicom-rejected';
-import { sequenceRejection } from './dicom-sequence.util';
+import { encapsulatedStartRejection, sequenceRejection } from './dicom-sequence.util';
 import { isDicomUid } from './dicom-uid.util';
 import { PaletteLut, readPaletteLut } from './palette-lut.util';
 import {
@@ -453,6 +453,7 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
           trailingBytesRejection(partial, transferSyntaxUID) ??
           impossibleLengthRejection(partial, transferSyntaxUID) ??
           sequenceRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??
+          encapsulatedStartRejection(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??
           readOutOfStepRejection(partial, transferSyntaxUID) ??
           overrunRejection(partial, transferSyntaxUID) ??
           cutInHeader(partial, stoppedAt!, transferSyntaxUID !== TS.ImplicitLittle) ??

@@ -204,3 +204,33 @@ function skipItems(ds: dicomParser.DataSet, from: number): number {
   }
   return size;
 }
+
+/**
+ * The refusal of encapsulated pixel data whose value does not begin with an item, the Basic Offset Table's (PS3.5
+ * A.4), read from the element header at `position`, where dicom-parser stopped: its words were the refusal
+ * ("dicomParser.findEndOfEncapsulatedElement: basic offset table not found"). Undefined where no pixel data of an
+ * undefined length begins there, or where its value begins with an item.
+ */
+export function encapsulatedStartRejection(
+  ds: dicomParser.DataSet,
+  position: number,
+  explicit: boolean,
+): DicomRejected | undefined {
+  const header = readHeader(ds, position, explicit);
+  if (!header || header.tag !== 'x7fe00010' || header.length !== UNDEFINED_LENGTH) return undefined;
+  const size = ds.byteArray.length;
+  if (header.dataOffset + 4 > size) {
+    return new DicomRejected(
+      'MALFORMED',
+      `the file is truncated: it ends at byte ${size}, right after the header of the encapsulated ${tagName(header.tag)} at byte ${header.at}, before its Basic Offset Table's Item (FFFE,E000)`,
+      tagName(header.tag),
+    );
+  }
+  const tag = tagAt(ds, header.dataOffset);
+  if (tag === ITEM) return undefined;
+  return new DicomRejected(
+    'MALFORMED',
+    `${tagName(header.tag)} at byte ${header.at} has an undefined length (FFFFFFFFH), so is encapsulated, but its value at byte ${header.dataOffset} begins with the tag ${tagName(tag)}, where the Item (FFFE,E000) of its Basic Offset Table must be (PS3.5 A.4): the pixel data's header or its first item is damaged`,
+    tagName(header.tag),
+  );
+}
