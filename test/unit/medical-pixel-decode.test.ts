@@ -91,6 +91,33 @@ describe('medical: encoded frames checked against the image attributes', { skip:
     assert.match(colour.detail, /encoded frame is 100x100 .* say 50x50/);
   });
 
+  it('refuses a frame whose own header gives no image (an offset past a JPEG 2000 grid, 0 JPEG columns), saying why, not a negative size', () => {
+    // Seed 2197 of the fuzz test met this: Xsiz less XOsiz, read as unsigned, came out as -4294934208 columns.
+    const file = Buffer.from(dicomFile('MR_small_jp2klossless.dcm'));
+    const siz = file.indexOf(Buffer.from([0xff, 0x4f, 0xff, 0x51])) + 4;
+    assert.ok(siz > 4, 'the file has a SIZ marker');
+    const xsiz = file.readUInt32BE(siz + 4);
+    file.writeUInt32BE(xsiz + 32768, siz + 12); // XOsiz
+    const j2k = decodeRejection(file);
+    assert.equal(j2k.reason, 'DECODE_FAILED');
+    assert.equal(
+      j2k.detail,
+      `frame 1: the encoded frame's header gives no image: its SIZ marker puts the image offset outside the reference ` +
+        `grid (XOsiz ${xsiz + 32768}, Xsiz ${xsiz}; YOsiz 0, Ysiz 64): it must be less than the grid's size`,
+    );
+    assert.doesNotMatch(j2k.detail, /-\d/);
+
+    const jpeg = Buffer.from(local('MR_small_jpeg_lossless_p14.dcm'));
+    const sof = jpeg.indexOf(Buffer.from([0xff, 0xc3]));
+    assert.ok(sof > 0, 'the file has a lossless SOF marker');
+    jpeg.writeUInt16BE(0, sof + 7); // X, samples per line
+    const zero = decodeRejection(jpeg);
+    assert.equal(
+      zero.detail,
+      "frame 1: the encoded frame's header gives no image: its SOF marker gives 0 samples per line",
+    );
+  });
+
   it('refuses an RLE frame whose header or segments break PS3.5 Annex G, saying how', () => {
     // MR_small_RLE: 64x64, 16 bits, so two segments; the first fragment is the whole frame.
     const file = dicomFile('MR_small_RLE.dcm');

@@ -10,6 +10,8 @@ export interface CodestreamHeader {
   components: number;
   /** Bits per sample of the first component. */
   precision: number;
+  /** Why the header gives no image at all (an empty or negative size), for the refusal; absent when it gives one. */
+  fault?: string;
 }
 
 // SOF0-3, 5-7, 9-11, 13-15 (ITU T.81 B.1.1.3) and JPEG-LS SOF55 (ITU T.87 C.2.2).
@@ -30,11 +32,14 @@ export function jpegFrameHeader(bytes: Uint8Array): CodestreamHeader | undefined
     const length = (bytes[i] << 8) | bytes[i + 1];
     if (SOF_MARKERS.has(marker)) {
       if (length < 8 || i + 8 > bytes.length) return undefined;
+      const columns = (bytes[i + 5] << 8) | bytes[i + 6];
       return {
         precision: bytes[i + 2],
         rows: (bytes[i + 3] << 8) | bytes[i + 4],
-        columns: (bytes[i + 5] << 8) | bytes[i + 6],
+        columns,
         components: bytes[i + 7],
+        // T.81 B.2.2: X, the number of samples per line, is 1 to 65535.
+        ...(columns === 0 ? { fault: 'its SOF marker gives 0 samples per line' } : {}),
       };
     }
     if (length < 2) return undefined;
@@ -75,10 +80,21 @@ export function j2kFrameHeader(bytes: Uint8Array): CodestreamHeader | undefined 
     return undefined;
   }
   const siz = start + 4;
+  const [xsiz, ysiz, xosiz, yosiz] = [4, 8, 12, 16].map((at) => view.getUint32(siz + at));
+  // T.800 A.5.1: the image area is the reference grid less its offset, so XOsiz < Xsiz and YOsiz < Ysiz; otherwise
+  // the size came out as a negative number in the refusal.
+  const empty = xosiz >= xsiz || yosiz >= ysiz;
   return {
-    columns: view.getUint32(siz + 4) - view.getUint32(siz + 12),
-    rows: view.getUint32(siz + 8) - view.getUint32(siz + 16),
+    columns: empty ? 0 : xsiz - xosiz,
+    rows: empty ? 0 : ysiz - yosiz,
     components: view.getUint16(siz + 36),
     precision: (bytes[siz + 38] & 0x7f) + 1,
+    ...(empty
+      ? {
+          fault:
+            `its SIZ marker puts the image offset outside the reference grid ` +
+            `(XOsiz ${xosiz}, Xsiz ${xsiz}; YOsiz ${yosiz}, Ysiz ${ysiz}): it must be less than the grid's size`,
+        }
+      : {}),
   };
 }

@@ -233,6 +233,13 @@ function checkFrameHeader(image: DicomImage, frame: number, codec: string, encod
       attributeName('PixelData'),
     );
   }
+  if (header.fault !== undefined) {
+    throw new DicomRejected(
+      'DECODE_FAILED',
+      `${where}: the encoded frame's header gives no image: ${header.fault}`,
+      attributeName('PixelData'),
+    );
+  }
   if (header.columns !== image.columns || (header.rows !== 0 && header.rows !== image.rows)) {
     throw new DicomRejected(
       'DECODE_FAILED',
