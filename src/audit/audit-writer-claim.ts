@@ -10,8 +10,8 @@
  * behind a pooler in transaction mode (PgBouncer's) the server session that took a session lock goes back to the
  * pool at once, holding it for whichever client it serves next, and a second gateway handed that session takes it
  * again. An open transaction keeps its server session to itself there too. Between statements it holds no snapshot
- * (read committed, nothing written), so it holds back no vacuum; it shows as idle in transaction, and a server that
- * ends such sessions (idle_in_transaction_session_timeout) drops the claim, which is taken again as above.
+ * (read committed, nothing written), so it holds back no vacuum; it shows as idle in transaction, and sets
+ * idle_in_transaction_session_timeout to 0 for itself, so that a server that ends such sessions leaves it be.
  */
 import { createHash } from 'node:crypto';
 import { Client, type ClientConfig } from 'pg';
@@ -57,6 +57,11 @@ export class WriterClaim {
     try {
       await client.connect();
       await client.query('BEGIN');
+      // A server that ends sessions idle in a transaction (idle_in_transaction_session_timeout, set by many DBAs
+      // against forgotten transactions) would end this one every so often, a FATAL line in its log each time, and the
+      // claim would lapse until the next commit took it again: this transaction is meant to stay open, holding
+      // nothing but its lock. SET LOCAL lasts as long as the transaction, on the server session it keeps.
+      await client.query('SET LOCAL idle_in_transaction_session_timeout = 0');
       const { rows } = await client.query<{ claimed: boolean }>(
         'SELECT pg_try_advisory_xact_lock($1::bigint) AS claimed',
         [writerClaimKey(this.writerId)],

@@ -333,6 +333,35 @@ describe('audit trail on a PostgreSQL server', { skip: DATABASE_URL ? false : 'D
     }
   });
 
+  it('keeps its claim where the server ends sessions idle in a transaction (idle_in_transaction_session_timeout)', async () => {
+    // The claim is an open transaction's lock: a DBA's timeout against forgotten transactions ended its session every
+    // so often, and the claim lapsed until the next commit.
+    const admin = new Client({ connectionString: url });
+    await admin.connect();
+    const database = (await admin.query<{ name: string }>('SELECT current_database() AS name')).rows[0].name;
+    await admin.query(`ALTER DATABASE "${database}" SET idle_in_transaction_session_timeout = '300ms'`);
+    let a: NestFastifyApplication | undefined;
+    try {
+      a = await createTestApp({ DATABASE_URL: url, AUDIT_WRITER_ID: 'pod-idle-timeout' });
+      const claims = async () =>
+        (
+          await admin.query<{ pid: number; state: string }>(
+            `SELECT pid, state FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'inference-gateway-audit-claim'`,
+          )
+        ).rows;
+      const first = await claims();
+      assert.equal(first.length, 1, 'one claim session');
+      assert.equal(first[0].state, 'idle in transaction');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.deepEqual(await claims(), first, 'the same claim session, still open, after five timeouts');
+    } finally {
+      await admin.query(`ALTER DATABASE "${database}" RESET idle_in_transaction_session_timeout`);
+      await admin.end();
+      await a?.close();
+    }
+  });
+
   it('each gateway holds the shared table to its own anchors: rows cut off a chain are named by its gateway, after a restart too', async () => {
     const token = bearer(tokenFor(['ml-admin', 'auditor'], { sub: 'anchor-test' }));
     const quiet = { DATABASE_URL: url, AUDIT_ANCHOR_INTERVAL_MS: '3600000' };
