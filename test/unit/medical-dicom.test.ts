@@ -360,6 +360,32 @@ describe('medical: DICOM parsing and decoding', { skip: DICOM_SKIP }, () => {
     );
   });
 
+  it('refuses a sequence of defined length that its items run past, at the top or nested, where dicom-parser read on', () => {
+    // dicom-parser reads the whole of an item that begins inside its sequence and goes on after it: SC_rgb's
+    // (0008,2112) at a length of 1 to 7 (no item fits) or its nested (0040,A170) at 4 were accepted.
+    for (const length of [1, 4, 7]) {
+      const file = Buffer.from(dicomFile('SC_rgb_jpeg_dcmtk.dcm'));
+      assert.equal(file.toString('latin1', 694, 700), '\x08\x00\x12\x21SQ');
+      file.writeUInt32LE(length, 702);
+      const refused = rejection(file);
+      assert.equal(refused.reason, 'MALFORMED');
+      assert.equal(refused.attribute, '(0008,2112)');
+      assert.equal(
+        refused.detail,
+        `the sequence (0008,2112) at byte 694 cannot be read: its value length is ${length}, which cannot be: its value is items, each beginning with an 8-byte item header (FFFE,E000) (PS3.5 7.5), so it is 0 or at least 8 bytes long; this length is wrong, and the elements after it are read out of step`,
+      );
+    }
+    const nested = Buffer.from(dicomFile('SC_rgb_jpeg_dcmtk.dcm'));
+    assert.equal(nested.toString('latin1', 820, 826), '\x40\x00\x70\xa1SQ');
+    nested.writeUInt32LE(4, 828);
+    const inner = rejection(nested);
+    assert.equal(inner.reason, 'MALFORMED');
+    assert.match(
+      inner.detail,
+      /^the sequence \(0040,A170\)[^ ]* at byte 820 cannot be read: its value length is 4, which cannot be/,
+    );
+  });
+
   it('refuses a file meta element that runs past the end of the data naming it, not in a ByteStream string', () => {
     // Found in the fuzz sweep: (0002,0012) or (0002,0013) of a length past the end, read after the transfer syntax,
     // put the data set's start past the end of the data, and the refusal was "the data set cannot be parsed

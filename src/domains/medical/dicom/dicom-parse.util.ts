@@ -4,7 +4,7 @@ import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
 import { type TextDecode, textDecoderFor } from './character-set.util';
 import { DicomRejected } from './dicom-rejected';
-import { encapsulatedStartRejection, sequenceRejection } from './dicom-sequence.util';
+import { encapsulatedStartRejection, itemsPastSequenceRejection, sequenceRejection } from './dicom-sequence.util';
 import { isDicomUid } from './dicom-uid.util';
 import { PaletteLut, readPaletteLut } from './palette-lut.util';
 import {
@@ -438,6 +438,8 @@ export function parseDicomImage(body: Uint8Array, limits: ParseLimits): DicomIma
     readPastExtendedOffsetTable(ds, transferSyntaxUID);
     const outOfStep = readOutOfStepRejection(ds, transferSyntaxUID);
     if (outOfStep) throw outOfStep;
+    const itemsPast = itemsPastSequenceRejection(ds, transferSyntaxUID !== TS.ImplicitLittle);
+    if (itemsPast) throw itemsPast;
   } catch (error) {
     // dicom-parser reads an explicit VR PixelData of undefined length as encapsulated, and stops at its first bytes.
     const undefinedLength = /basic offset table not found/.test(parseErrorText(error))

@@ -234,3 +234,40 @@ export function encapsulatedStartRejection(
     tagName(header.tag),
   );
 }
+
+/**
+ * The refusal of a sequence of defined length whose last item runs past the sequence's end, at any depth: dicom-parser
+ * reads such a data set without a fault. It reads the whole of an item that begins inside its sequence and goes on
+ * after it, then carries on from the item's end, so a sequence length of 1 to 7 (no item fits; SC_rgb's
+ * (0008,2112) SourceImageSequence at 4, say) was accepted as if it were right. DCMTK refuses such a file. Undefined
+ * where every item ends within its sequence.
+ */
+export function itemsPastSequenceRejection(
+  ds: dicomParser.DataSet,
+  explicit: boolean,
+  depth = 0,
+): DicomRejected | undefined {
+  if (depth > MAX_DEPTH) return undefined;
+  for (const element of Object.values(ds.elements)) {
+    const items = element.items;
+    if (!items?.length) continue;
+    const last = items[items.length - 1];
+    const end = element.dataOffset + element.length;
+    if (!element.hadUndefinedLength && last.dataOffset + last.length > end) {
+      const at = element.dataOffset - (explicit ? 12 : 8);
+      return (
+        sequenceRejection(ds, at, explicit) ??
+        new DicomRejected(
+          'MALFORMED',
+          `the sequence ${tagName(element.tag)} at byte ${at} has a value length of ${element.length}, which ends at byte ${end}, but its items run to byte ${last.dataOffset + last.length}: its length, or an item's, is wrong`,
+          tagName(element.tag),
+        )
+      );
+    }
+    for (const item of items) {
+      const inner = item.dataSet && itemsPastSequenceRejection(item.dataSet, explicit, depth + 1);
+      if (inner) return inner;
+    }
+  }
+  return undefined;
+}
