@@ -4,7 +4,14 @@ import * as dicomParser from 'dicom-parser';
 import type { UltrasoundRegion } from '../lesions/lesion-postprocess.util';
 import { type TextDecode, textDecoderFor } from './character-set.util';
 import { DicomRejected } from './dicom-rejected';
-import { encapsulatedStartRejection, itemsPastSequenceRejection, sequenceRejection } from './dicom-sequence.util';
+import {
+  encapsulatedStartRejection,
+  itemsPastSequenceRejection,
+  LONG_VRS,
+  sequenceRejection,
+  tagAt,
+  vrAt,
+} from './dicom-sequence.util';
 import { isDicomUid } from './dicom-uid.util';
 import { PaletteLut, readPaletteLut } from './palette-lut.util';
 import {
@@ -244,19 +251,12 @@ function cutInMeta(bytes: Uint8Array): DicomRejected | undefined {
 /** The refusal of a data set cut inside the header of the element at `at`, where dicom-parser threw its string. */
 function cutInHeader(ds: dicomParser.DataSet, at: number, explicit: boolean): DicomRejected | undefined {
   const size = ds.byteArray.length;
-  const vr = explicit && at + 6 <= size ? Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1') : '';
-  const headerBytes = PARSER_LONG_VRS.has(vr) || LONG_VRS_PARSER_MISSES.has(vr) ? 12 : 8;
+  const vr = explicit && at + 6 <= size ? vrAt(ds, at) : '';
+  const headerBytes = LONG_VRS.has(vr) ? 12 : 8;
   if (at >= size || at + headerBytes <= size) return undefined;
   // Its size is known where its VR is (explicit VR) or needed none (implicit VR).
   const known = !explicit || vr !== '' ? `${headerBytes}-byte ` : '';
-  const parser = ds.byteArrayParser;
-  const tag =
-    at + 4 <= size
-      ? `x${parser.readUint16(ds.byteArray, at).toString(16).padStart(4, '0')}${parser
-          .readUint16(ds.byteArray, at + 2)
-          .toString(16)
-          .padStart(4, '0')}`
-      : undefined;
+  const tag = at + 4 <= size ? tagAt(ds, at) : undefined;
   return new DicomRejected(
     'MALFORMED',
     `the file is truncated: it ends at byte ${size}, inside the ${known}header of the element ${tag ? `${tagName(tag)} ` : ''}at byte ${at}`,
@@ -807,13 +807,9 @@ function resumePosition(ds: dicomParser.DataSet, element: dicomParser.Element, e
   let tries = 0;
   for (let at = element.dataOffset; at <= end && tries < MAX_RESUME_CANDIDATES; at++) {
     // Only where an element after this one can begin: its tag after this one's, its VR one (explicit VR).
-    const group = ds.byteArrayParser.readUint16(ds.byteArray, at);
-    const number = ds.byteArrayParser.readUint16(ds.byteArray, at + 2);
-    const tag = `x${group.toString(16).padStart(4, '0')}${number.toString(16).padStart(4, '0')}`;
+    const tag = tagAt(ds, at);
     if (tag <= element.tag || GROUPS_OF_NO_ELEMENT.has(tag.slice(1, 5))) continue;
-    if (explicit && !VALUE_REPRESENTATIONS.has(Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1'))) {
-      continue;
-    }
+    if (explicit && !VALUE_REPRESENTATIONS.has(vrAt(ds, at))) continue;
     // Implicit VR names no VR: a length that fits the data is what a text value's bytes seldom make.
     if (!explicit && at + 8 + ds.byteArrayParser.readUint32(ds.byteArray, at + 4) > size) continue;
     tries++;
@@ -930,12 +926,8 @@ function nativePixelBytes(ds: dicomParser.DataSet): number | undefined {
 /** Why the bytes from `at` on cannot begin the element after `lastTag`; undefined where they can. */
 function notAnElement(ds: dicomParser.DataSet, at: number, lastTag: string, explicit: boolean): string | undefined {
   if (ds.byteArray.length - at < 8) return 'too few for an element header';
-  const group = ds.byteArrayParser.readUint16(ds.byteArray, at);
-  const element = ds.byteArrayParser.readUint16(ds.byteArray, at + 2);
-  const tag = `x${group.toString(16).padStart(4, '0')}${element.toString(16).padStart(4, '0')}`;
-  if (tag <= lastTag) return "their tag does not follow the last element's";
-  const vr = Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1');
-  if (explicit && !VALUE_REPRESENTATIONS.has(vr)) return 'they name no value representation';
+  if (tagAt(ds, at) <= lastTag) return "their tag does not follow the last element's";
+  if (explicit && !VALUE_REPRESENTATIONS.has(vrAt(ds, at))) return 'they name no value representation';
   return undefined;
 }
 

@@ -7,7 +7,7 @@ const ITEM_DELIMITATION = 'xfffee00d';
 const SEQUENCE_DELIMITATION = 'xfffee0dd';
 const UNDEFINED_LENGTH = 0xffffffff;
 /** Explicit VRs whose header has a 4-byte length (PS3.5 7.1.2). */
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+export const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 /** Nesting walked before giving up (dicom-parser's own recursion refuses deeper files). */
 const MAX_DEPTH = 64;
 
@@ -56,23 +56,26 @@ function readHeader(ds: dicomParser.DataSet, at: number, explicit: boolean): Hea
   const bytes = ds.byteArray;
   const parser = ds.byteArrayParser;
   if (at + 8 > bytes.length) return undefined;
-  const group = parser.readUint16(bytes, at);
-  const element = parser.readUint16(bytes, at + 2);
-  const tag = `x${group.toString(16).padStart(4, '0')}${element.toString(16).padStart(4, '0')}`;
-  if (!explicit || group === 0xfffe) return { tag, length: parser.readUint32(bytes, at + 4), at, dataOffset: at + 8 };
-  const vr = Buffer.from(bytes.subarray(at + 4, at + 6)).toString('latin1');
+  const tag = tagAt(ds, at);
+  if (!explicit || tag.startsWith('xfffe')) {
+    return { tag, length: parser.readUint32(bytes, at + 4), at, dataOffset: at + 8 };
+  }
+  const vr = vrAt(ds, at);
   if (!LONG_VRS.has(vr)) return { tag, vr, length: parser.readUint16(bytes, at + 6), at, dataOffset: at + 8 };
   if (at + 12 > bytes.length) return undefined;
   return { tag, vr, length: parser.readUint32(bytes, at + 8), at, dataOffset: at + 12 };
 }
 
-function tagAt(ds: dicomParser.DataSet, at: number): string {
+/** The tag of the element header at `at`, as dicom-parser names tags (`x7fe00010`). */
+export function tagAt(ds: dicomParser.DataSet, at: number): string {
   const parser = ds.byteArrayParser;
-  const group = parser.readUint16(ds.byteArray, at).toString(16).padStart(4, '0');
-  return `x${group}${parser
-    .readUint16(ds.byteArray, at + 2)
-    .toString(16)
-    .padStart(4, '0')}`;
+  const hex = (value: number): string => value.toString(16).padStart(4, '0');
+  return `x${hex(parser.readUint16(ds.byteArray, at))}${hex(parser.readUint16(ds.byteArray, at + 2))}`;
+}
+
+/** The two bytes of an explicit VR element header at `at` where its VR is, as text. */
+export function vrAt(ds: dicomParser.DataSet, at: number): string {
+  return Buffer.from(ds.byteArray.subarray(at + 4, at + 6)).toString('latin1');
 }
 
 /** As dicom-parser reads it: SQ in explicit VR; in implicit VR, an undefined length or a value that begins with an item. */
